@@ -1,0 +1,1 @@
+"""Traffic generator and end-to-end benchmarks (see load_tests/README.md)."""

@@ -1,0 +1,35 @@
+"""Sekat's exception tree. Each error says whether retrying can help.
+
+    SekatError
+    ├── ConfigError            permanent: a SEKAT_* setting is invalid (names it)
+    ├── InvalidIdentifier      permanent: a phone number or account cannot be normalised
+    ├── ProtectedIdentifier    permanent: emergency/short numbers can never be listed
+    └── BlocklistUnavailable   transient: Redis did not answer; retry with backoff
+
+Bad *events* are not exceptions: decoding returns a ``Rejection`` (see
+``sekat.records``) that goes to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+
+class SekatError(Exception):
+    transient = False
+
+
+class ConfigError(SekatError):
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+
+
+class InvalidIdentifier(SekatError, ValueError):
+    pass
+
+
+class ProtectedIdentifier(SekatError, ValueError):
+    pass
+
+
+class BlocklistUnavailable(SekatError):
+    transient = True

@@ -1,0 +1,278 @@
+"""Local stack: a real Kafka broker (KRaft, jars from Maven Central) and a real
+Redis server, started as child processes bound to 127.0.0.1.
+
+Used by ``sekat up``/``sekat down`` (``make run``) and by the integration test
+fixtures, so the stack a developer runs is the stack the tests run on. Each
+server writes a pid file into its own directory and is stopped by that PID.
+
+Nothing here installs system packages: ``deploy/bootstrap.sh`` does that
+(virtualenv, ``apt-get install redis-server prometheus``, the Kafka jars).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+import base64
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KAFKA_VERSION = "4.1.2"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KAFKA_POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
+
+
+class StackError(RuntimeError):
+    """A local server could not be started or stopped; the message says which and why."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SEKAT_CACHE_DIR", Path.home() / ".cache" / "sekat"))
+
+
+def kafka_lib(version: str = KAFKA_VERSION) -> Path:
+    """The folder of broker jars for ``version``, resolved with Maven on first use."""
+    lib = cache_dir() / f"kafka-{version}" / "lib"
+    if lib.is_dir() and any(lib.glob(f"kafka_2.13-{version}.jar")):
+        return lib
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise StackError("Maven (mvn) is needed to fetch the Kafka broker jars; install it or run deploy/bootstrap.sh")
+    tmp = lib.with_name("lib.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    result = subprocess.run(
+        [mvn, "-q", "-B", "package", f"-Dkafka.version={version}", f"-Dlib.dir={tmp}", "-f", str(KAFKA_POM)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise StackError(f"resolving Kafka {version} jars failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    shutil.rmtree(lib, ignore_errors=True)
+    tmp.rename(lib)
+    return lib
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); reap it if it is ours.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
+
+
+def stop_pid(pid_file: Path, timeout: float = 20.0) -> bool:
+    """Stop the process named in ``pid_file`` (SIGTERM, then SIGKILL). True if one was running."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return False
+    running = _pid_alive(pid)
+    if running:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while _pid_alive(pid):
+                time.sleep(0.05)
+    pid_file.unlink(missing_ok=True)
+    return running
+
+
+def _running_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+@dataclass
+class KafkaBroker:
+    """A single-node KRaft broker (controller and broker in one JVM) on loopback."""
+
+    data_dir: Path
+    port: int = 9092
+    controller_port: int = 9093
+    heap: str = "768m"
+    extra_properties: dict[str, str] = field(default_factory=dict)
+    version: str = KAFKA_VERSION
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "kafka.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "kafka.log"
+
+    def properties(self) -> str:
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.data_dir / "logs"),
+            "num.partitions": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "auto.create.topics.enable": "true",
+        }
+        props.update(self.extra_properties)
+        return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    def running(self) -> bool:
+        return _running_pid(self.pid_file) is not None and port_open(self.port)
+
+    def start(self, timeout: float = 90.0) -> None:
+        if self.running():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        lib = kafka_lib(self.version)
+        java = shutil.which("java")
+        if java is None:
+            raise StackError("java (OpenJDK 17+) is needed to run the Kafka broker")
+        for p in (self.port, self.controller_port):
+            if port_open(p):
+                raise StackError(f"port 127.0.0.1:{p} is taken by another process; set other Kafka ports")
+        conf = self.data_dir / "server.properties"
+        conf.write_text(self.properties())
+        classpath = f"{lib}/*"
+        meta = self.data_dir / "logs" / "meta.properties"
+        if not meta.exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            fmt = subprocess.run(
+                [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                 "-c", str(conf), "--ignore-formatted"],
+                capture_output=True, text=True,
+            )
+            if fmt.returncode != 0:
+                raise StackError(f"formatting Kafka storage failed:\n{fmt.stdout}{fmt.stderr}")
+        cmd = [
+            java, f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dorg.slf4j.simpleLogger.logFile={self.log_file}",
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
+            "-Dorg.slf4j.simpleLogger.log.kafka=warn",
+            "-Dorg.slf4j.simpleLogger.log.org.apache.kafka=warn",
+            "-cp", classpath, "kafka.Kafka", str(conf),
+        ]
+        with open(self.data_dir / "kafka.stdout", "ab") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        self.pid_file.write_text(str(proc.pid))
+        self.wait_ready(timeout, proc)
+
+    def wait_ready(self, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+        """Ready means a metadata request lists this broker, not merely an open port."""
+        from kafka import KafkaAdminClient  # deferred: kafka-python is only needed here
+        from kafka.errors import KafkaError
+
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise StackError(f"Kafka exited with code {proc.returncode}; see {self.log_file}")
+            if port_open(self.port):
+                try:
+                    admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+                    try:
+                        brokers = admin.describe_cluster().get("brokers", [])
+                    finally:
+                        admin.close()
+                    if brokers:
+                        return
+                except KafkaError as exc:  # not ready yet
+                    last = exc
+            time.sleep(0.3)
+        raise StackError(f"Kafka did not become ready in {timeout:.0f}s ({last}); see {self.log_file}")
+
+    def stop(self) -> bool:
+        return stop_pid(self.pid_file)
+
+
+@dataclass
+class RedisServer:
+    """A Redis server on loopback with no persistence (the blocklist's source of truth is Kafka)."""
+
+    data_dir: Path
+    port: int = 6379
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "redis.pid"
+
+    def running(self) -> bool:
+        return _running_pid(self.pid_file) is not None and port_open(self.port)
+
+    def start(self, timeout: float = 15.0) -> None:
+        if self.running():
+            return
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise StackError("redis-server is not installed; run deploy/bootstrap.sh (apt-get install redis-server)")
+        if port_open(self.port):
+            raise StackError(f"port 127.0.0.1:{self.port} is taken by another process; set another Redis port")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
+               "--dir", str(self.data_dir), "--logfile", str(self.data_dir / "redis.log"),
+               "--daemonize", "no", *self.extra_args]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        self.pid_file.write_text(str(proc.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise StackError(f"redis-server exited with code {proc.returncode}; see {self.data_dir / 'redis.log'}")
+            if port_open(self.port):
+                return
+            time.sleep(0.05)
+        raise StackError(f"redis-server did not open port {self.port} in {timeout:.0f}s")
+
+    def stop(self) -> bool:
+        return stop_pid(self.pid_file)

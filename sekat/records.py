@@ -1,0 +1,224 @@
+"""Typed records of the JSON contract in DESIGN.md.
+
+Events are parsed once at the edge (``streams``) into these frozen records;
+rules receive them and return ``Decision``s holding ``Command``s; the shell
+serialises those back to JSON. Field names follow the contract.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from blocklist.identifiers import AccountId, PhoneNumber
+
+# Fixed namespace for command ids: uuid5(namespace, "event_id|action|target").
+COMMAND_NAMESPACE = uuid.UUID("6f1d2c8e-5b7a-5e1c-9a43-5e4b41540001")
+
+
+def iso(ts: datetime) -> str:
+    """UTC timestamp with milliseconds and a Z suffix, as in the contract."""
+    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    bank: str
+    account: AccountId | None
+    phone: PhoneNumber | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    type: str
+    value: str
+    phone: PhoneNumber | None  # set when type is MOBILE
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    event_id: str
+    occurred_at: datetime
+    transfer_id: str
+    amount: Decimal
+    payer: Party
+    payee: Party
+    payee_proxy: Proxy | None = None
+    channel: str | None = None
+    currency: str | None = None
+
+    def identifiers(self) -> list[AccountId | PhoneNumber]:
+        ids: list[AccountId | PhoneNumber] = []
+        for ident in (self.payee.account, self.payer.account,
+                      self.payee_proxy.phone if self.payee_proxy else None):
+            if ident is not None and not getattr(ident, "protected", False):
+                ids.append(ident)
+        return ids
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    event_id: str
+    occurred_at: datetime
+    call_id: str
+    operator: str
+    caller: PhoneNumber
+    callee: PhoneNumber
+    type: str = "voice"
+    caller_network: str | None = None
+
+    def identifiers(self) -> list[AccountId | PhoneNumber]:
+        return [] if self.caller.protected else [self.caller]
+
+
+class Status(str, enum.Enum):
+    REPORTED = "reported"
+    CONFIRMED = "confirmed"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One identifier on the blocklist, as the serving index holds it."""
+
+    key: str
+    status: Status
+    source: str
+    reason: str = ""
+    case_ref: str = ""
+    report_id: str = ""
+    reported_at: str = ""
+    expires_at: str = ""  # ISO-8601 UTC; empty means no expiry
+    sources: tuple[str, ...] = ()
+    report_count: int = 1
+
+    def active_at(self, now: datetime) -> bool:
+        if self.status is Status.REVOKED:
+            return False
+        if self.expires_at:
+            return datetime.fromisoformat(self.expires_at) > now
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key, "status": self.status.value, "source": self.source, "reason": self.reason,
+            "case_ref": self.case_ref, "report_id": self.report_id, "reported_at": self.reported_at,
+            "expires_at": self.expires_at, "sources": list(self.sources), "report_count": self.report_count,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Entry":
+        return cls(
+            key=str(data["key"]), status=Status(data["status"]), source=str(data.get("source", "")),
+            reason=str(data.get("reason", "")), case_ref=str(data.get("case_ref", "")),
+            report_id=str(data.get("report_id", "")), reported_at=str(data.get("reported_at", "")),
+            expires_at=str(data.get("expires_at", "")), sources=tuple(data.get("sources", ())),
+            report_count=int(data.get("report_count", 1)),
+        )
+
+
+class Action(str, enum.Enum):
+    HOLD_TRANSFER = "HOLD_TRANSFER"
+    FREEZE_ACCOUNT = "FREEZE_ACCOUNT"
+    BLOCK_CALL = "BLOCK_CALL"
+    LABEL_CALL = "LABEL_CALL"
+
+    @property
+    def for_bank(self) -> bool:
+        return self in (Action.HOLD_TRANSFER, Action.FREEZE_ACCOUNT)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An instruction to one institution. ``key`` is its BIC (banks) or operator (telcos)."""
+
+    action: Action
+    institution: str
+    target: str  # account value (banks) or caller E.164 (telcos): part of the command id
+    event_id: str
+    rule: str
+    reasons: tuple[str, ...]
+    issued_at: datetime
+    details: tuple[tuple[str, str], ...] = ()  # transfer_id / call_id / callee ...
+
+    @property
+    def command_id(self) -> str:
+        return str(uuid.uuid5(COMMAND_NAMESPACE, f"{self.event_id}|{self.action.value}|{self.target}"))
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "command_id": self.command_id,
+            "issued_at": iso(self.issued_at),
+            "action": self.action.value,
+        }
+        if self.action.for_bank:
+            body["bank"] = self.institution
+            body["account"] = self.target
+        else:
+            body["operator"] = self.institution
+            body["caller"] = self.target
+        body.update(self.details)
+        body["event_id"] = self.event_id
+        body["rule"] = self.rule
+        body["reasons"] = list(self.reasons)
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One rule firing: which rule, on which identifier, and why."""
+
+    rule: str
+    outcome: int  # rules.outcome.Outcome value; kept as int so records import nothing of rules
+    reason: str
+    identifier: str = ""
+    status: str = ""
+    source: str = ""
+    case_ref: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    event_id: str
+    stream: str
+    outcome: str
+    decided_at: datetime
+    matches: tuple[Match, ...] = ()
+    commands: tuple[Command, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "stream": self.stream,
+            "outcome": self.outcome,
+            "decided_at": iso(self.decided_at),
+            "matches": [
+                {"rule": m.rule, "reason": m.reason, "identifier": m.identifier, "status": m.status,
+                 "source": m.source, "case_ref": m.case_ref}
+                for m in self.matches
+            ],
+            "reasons": [m.reason for m in self.matches],
+            "command_ids": [c.command_id for c in self.commands],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why an input event cannot be decided: a stable code and a message naming the field."""
+
+    reason: str
+    message: str
+    field: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None = None
+    key: bytes | None = field(default=None, repr=False)

@@ -1,0 +1,177 @@
+"""Settings: one object built from ``SEKAT_*`` environment variables at start-up.
+
+``Settings.from_environ(mapping)`` validates every variable and raises
+``ConfigError`` naming the variable at fault; nothing else in Sekat reads
+``os.environ``. The table in README.md ("Configuration") lists every variable;
+``SETTINGS_DOC`` below is its source.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from urllib.parse import urlparse
+
+from sekat.errors import ConfigError
+
+_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_id: str = "sekat"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""
+    kafka_offset_reset: str = "earliest"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "sekat:"
+    topic_transfers: str = "bank.transfers"
+    topic_calls: str = "telco.calls"
+    topic_reports: str = "sekat.reports"
+    topic_freeze: str = "sekat.commands.freeze"
+    topic_block: str = "sekat.commands.block"
+    topic_decisions: str = "sekat.decisions"
+    topic_deadletter: str = "sekat.deadletter"
+    topic_partitions: int = 4
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    batch_max: int = 1000
+    batch_within_ms: int = 5
+    max_event_bytes: int = 65536
+    phone_region: str = "MY"
+    log_level: str = "info"
+    stack_dir: str = ".stack"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = "SEKAT_" + f.name.upper()
+            if name not in env:
+                continue
+            raw = env[name].strip()
+            if f.type == "int":
+                try:
+                    values[f.name] = int(raw)
+                except ValueError:
+                    raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+            else:
+                values[f.name] = raw
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not self.app_id or not _TOPIC_RE.match(self.app_id):
+            raise ConfigError("SEKAT_APP_ID", "must be 1-249 characters of letters, digits, '.', '_' or '-'")
+        for part in self.kafka_bootstrap.split(","):
+            host, _, port = part.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError("SEKAT_KAFKA_BOOTSTRAP", f"expected host:port[,host:port], got {self.kafka_bootstrap!r}")
+        if self.kafka_security_protocol not in _SECURITY_PROTOCOLS:
+            raise ConfigError("SEKAT_KAFKA_SECURITY_PROTOCOL", f"must be one of {', '.join(_SECURITY_PROTOCOLS)}")
+        if self.kafka_security_protocol.startswith("SASL"):
+            if self.kafka_sasl_mechanism not in _SASL_MECHANISMS:
+                raise ConfigError("SEKAT_KAFKA_SASL_MECHANISM", f"must be one of {', '.join(_SASL_MECHANISMS)}")
+            if not self.kafka_sasl_username or not self.kafka_sasl_password:
+                raise ConfigError("SEKAT_KAFKA_SASL_USERNAME", "SASL needs SEKAT_KAFKA_SASL_USERNAME and SEKAT_KAFKA_SASL_PASSWORD")
+        if self.kafka_ssl_cafile and not os.path.isfile(self.kafka_ssl_cafile):
+            raise ConfigError("SEKAT_KAFKA_SSL_CAFILE", f"no such file: {self.kafka_ssl_cafile}")
+        if self.kafka_offset_reset not in ("earliest", "latest"):
+            raise ConfigError("SEKAT_KAFKA_OFFSET_RESET", "must be 'earliest' or 'latest'")
+        url = urlparse(self.redis_url)
+        if url.scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError("SEKAT_REDIS_URL", "must start with redis://, rediss:// or unix://")
+        for f in fields(self):
+            if f.name.startswith("topic_") and f.name != "topic_partitions":
+                value = getattr(self, f.name)
+                if not _TOPIC_RE.match(value):
+                    raise ConfigError("SEKAT_" + f.name.upper(), f"{value!r} is not a valid Kafka topic name")
+        topics = self.topic_names()
+        if len(set(topics.values())) != len(topics):
+            raise ConfigError("SEKAT_TOPIC_*", "each topic needs its own name")
+        checks = (
+            ("topic_partitions", 1, 10_000),
+            ("web_port", 1, 65_535),
+            ("batch_max", 1, 100_000),
+            ("batch_within_ms", 1, 10_000),
+            ("max_event_bytes", 256, 1_048_576),
+        )
+        for name, low, high in checks:
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ConfigError("SEKAT_" + name.upper(), f"must be between {low} and {high}, got {value}")
+        if not re.fullmatch(r"[A-Z]{2}", self.phone_region):
+            raise ConfigError("SEKAT_PHONE_REGION", "must be a two-letter region code such as MY")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError("SEKAT_LOG_LEVEL", "must be debug, info, warning or error")
+
+    def topic_names(self) -> dict[str, str]:
+        return {f.name[len("topic_"):]: getattr(self, f.name)
+                for f in fields(self) if f.name.startswith("topic_") and f.name != "topic_partitions"}
+
+    @property
+    def kafka_url(self) -> str:
+        return ",".join(f"kafka://{p.strip()}" for p in self.kafka_bootstrap.split(","))
+
+    def kafka_client_config(self) -> dict[str, object]:
+        """Connection settings for kafka-python clients (admin, CLI, tests)."""
+        config: dict[str, object] = {"bootstrap_servers": [p.strip() for p in self.kafka_bootstrap.split(",")],
+                                     "security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL"):
+            config.update(sasl_mechanism=self.kafka_sasl_mechanism, sasl_plain_username=self.kafka_sasl_username,
+                          sasl_plain_password=self.kafka_sasl_password)
+        if self.kafka_ssl_cafile:
+            config["ssl_cafile"] = self.kafka_ssl_cafile
+        return config
+
+    def redacted(self) -> dict[str, object]:
+        """The settings for a log line: secrets and credentials in URLs are masked."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "kafka_sasl_password" and value:
+                value = "***"
+            if f.name == "redis_url":
+                value = re.sub(r"//[^@/]*@", "//***@", str(value))
+            out[f.name] = value
+        return out
+
+
+SETTINGS_DOC: dict[str, str] = {
+    "app_id": "Faust application id; also the Kafka consumer group.",
+    "kafka_bootstrap": "Kafka bootstrap servers, host:port[,host:port].",
+    "kafka_security_protocol": "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    "kafka_sasl_mechanism": "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL only).",
+    "kafka_sasl_username": "SASL user name (SASL only).",
+    "kafka_sasl_password": "SASL password (SASL only); never logged.",
+    "kafka_ssl_cafile": "CA bundle for SSL/SASL_SSL; system CAs when empty.",
+    "kafka_offset_reset": "Where a new consumer group starts: earliest (default, loses nothing) or latest.",
+    "redis_url": "Blocklist index: redis://, rediss:// (TLS) or unix://; user:password@ for ACL users.",
+    "redis_prefix": "Prefix for every Redis key Sekat writes.",
+    "topic_transfers": "Input: bank transfer events.",
+    "topic_calls": "Input: telco call/SMS events.",
+    "topic_reports": "Input: blocklist reports (compacted).",
+    "topic_freeze": "Output: bank commands, keyed by bank BIC.",
+    "topic_block": "Output: telco commands, keyed by operator.",
+    "topic_decisions": "Output: every non-allow decision with evidence.",
+    "topic_deadletter": "Output: invalid input with the reason.",
+    "topic_partitions": "Partitions for topics that `sekat topics` creates.",
+    "web_host": "Address of the worker's web server (/metrics).",
+    "web_port": "Port of the worker's web server (/metrics).",
+    "batch_max": "Most events decided in one batch.",
+    "batch_within_ms": "Longest wait to fill a batch, in milliseconds.",
+    "max_event_bytes": "Larger events are dead-lettered as too_large.",
+    "phone_region": "Default region for phone numbers without a country code.",
+    "log_level": "debug, info, warning or error.",
+    "stack_dir": "Where `sekat up` keeps the local Kafka and Redis data, logs and pid files.",
+}

@@ -1,0 +1,66 @@
+"""Output: commands, decisions and dead letters, sent as one acknowledged batch.
+
+Every record of a batch is handed to the producer at once; ``flush`` waits
+until Kafka has acknowledged all of them (acks=all). The agent lets Faust ack
+the input batch only after ``flush`` returns, so an input offset is never
+committed before its commands are durable (at-least-once).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import orjson
+
+from sekat.records import Command, Decision, Rejection, Source
+
+
+@dataclass
+class OutputTopics:
+    freeze: faust.TopicT
+    block: faust.TopicT
+    decisions: faust.TopicT
+    deadletter: faust.TopicT
+
+
+class Batch:
+    """The output of one input batch; re-sendable as a whole (command ids are deterministic)."""
+
+    def __init__(self, topics: OutputTopics) -> None:
+        self._topics = topics
+        self.records: list[tuple[faust.TopicT, bytes, bytes]] = []
+
+    def command(self, command: Command) -> None:
+        topic = self._topics.freeze if command.action.for_bank else self._topics.block
+        self.records.append((topic, command.institution.encode(), orjson.dumps(command.to_json())))
+
+    def decision(self, decision: Decision, source: Source) -> None:
+        body = decision.to_json()
+        body["source"] = {"topic": source.topic, "partition": source.partition, "offset": source.offset}
+        self.records.append((self._topics.decisions, decision.event_id.encode(), orjson.dumps(body)))
+
+    def deadletter(self, source: Source, raw: bytes | None, rejection: Rejection, dead_at: str) -> None:
+        raw = raw or b""
+        body: dict[str, Any] = {
+            "reason": rejection.reason,
+            "message": rejection.message,
+            "field": rejection.field,
+            "source": {"topic": source.topic, "partition": source.partition, "offset": source.offset,
+                       "timestamp_ms": source.timestamp_ms},
+            "dead_at": dead_at,
+            "original_b64": base64.b64encode(raw).decode("ascii"),
+            "original_key_b64": base64.b64encode(source.key).decode("ascii") if source.key else None,
+        }
+        self.records.append((self._topics.deadletter, source.topic.encode(), orjson.dumps(body)))
+
+    async def send(self) -> None:
+        """Hand every record to the producer, then wait for all acknowledgements."""
+        pending: list[Awaitable[Any]] = []
+        for topic, key, value in self.records:
+            pending.append(await topic.send(key=key, value=value, force=True))
+        for fut in pending:
+            await fut

@@ -1,0 +1,53 @@
+"""Topic layout: every topic Sekat reads or writes, with its partitions and config.
+
+``create_topics`` is idempotent; ``sekat topics`` and ``sekat up`` call it.
+Inputs and command topics share one partition count so that scale-out is one
+setting; ``sekat.reports`` is compacted (the blocklist's source of truth).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from sekat.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WEEK_MS = str(7 * 24 * 3600 * 1000)
+
+
+def topic_specs(settings: Settings, replication: int = 1) -> list[NewTopic]:
+    parts = settings.topic_partitions
+    delete = {"cleanup.policy": "delete", "retention.ms": WEEK_MS}
+    specs = {
+        settings.topic_transfers: (parts, delete),
+        settings.topic_calls: (parts, delete),
+        settings.topic_reports: (parts, {"cleanup.policy": "compact"}),
+        settings.topic_freeze: (parts, delete),
+        settings.topic_block: (parts, delete),
+        settings.topic_decisions: (parts, delete),
+        settings.topic_deadletter: (1, {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)}),
+    }
+    return [NewTopic(name, n, replication, topic_configs=conf) for name, (n, conf) in specs.items()]
+
+
+def create_topics(settings: Settings, replication: int = 1) -> list[str]:
+    """Create whichever of Sekat's topics are missing; returns the names created."""
+    admin = KafkaAdminClient(**settings.kafka_client_config(), request_timeout_ms=15000)  # type: ignore[arg-type]
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in topic_specs(settings, replication) if t.name not in existing]
+        created = []
+        for topic in missing:
+            try:
+                admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()
