@@ -1,0 +1,199 @@
+"""Test support: a real local stack, a real worker process, and Kafka I/O helpers.
+
+Nothing here fakes Kafka or Redis: the stack is ``sekat.localstack`` (the
+same code ``sekat up`` runs), the worker is the ``sekat worker`` command in a
+child process, and producers/consumers are kafka-python clients.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer
+
+from sekat.localstack import KafkaBroker, RedisServer, free_port
+from sekat.settings import Settings
+from streams.topics import create_topics
+
+
+@dataclass
+class Stack:
+    kafka: KafkaBroker
+    redis: RedisServer
+
+    def settings_env(self, **overrides: str) -> dict[str, str]:
+        env = {"SEKAT_KAFKA_BOOTSTRAP": self.kafka.bootstrap, "SEKAT_REDIS_URL": self.redis.url}
+        env.update(overrides)
+        return env
+
+
+def start_stack(base: Path) -> Stack:
+    kafka = KafkaBroker(base / "kafka", free_port(), free_port())
+    redis = RedisServer(base / "redis", free_port())
+    redis.start()
+    try:
+        kafka.start()
+    except Exception:
+        redis.stop()
+        raise
+    return Stack(kafka, redis)
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def isolated_env(stack: Stack, name: str, **overrides: str) -> dict[str, str]:
+    """SEKAT_* variables for a worker with its own group, topics, Redis prefix and web port."""
+    env = stack.settings_env(
+        SEKAT_APP_ID=f"sekat-{name}",
+        SEKAT_REDIS_PREFIX=f"{name}:",
+        SEKAT_WEB_PORT=str(free_port()),
+        SEKAT_TOPIC_PARTITIONS="2",
+        SEKAT_BATCH_WITHIN_MS="5",
+    )
+    for topic in ("transfers", "calls", "reports", "freeze", "block", "decisions", "deadletter"):
+        env[f"SEKAT_TOPIC_{topic.upper()}"] = f"{name}.{topic}"
+    env.update(overrides)
+    return env
+
+
+class WorkerProcess:
+    """``sekat worker`` as a child process; ready once Faust logs that partitions are assigned."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.settings = Settings.from_environ(env)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> "WorkerProcess":
+        create_topics(self.settings)
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")}
+        full_env.update(self.env)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "sekat.cli", "worker"], env=full_env, stdout=log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if b"Worker ready" in self.log_path.read_bytes():
+                return self
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready in {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 4000) -> str:
+        return self.log_path.read_bytes()[-n:].decode(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        url = f"http://127.0.0.1:{self.settings.web_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def stop(self, sig: int = 15, timeout: float = 30.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Producer:
+    def __init__(self, settings: Settings) -> None:
+        self._p = KafkaProducer(**settings.kafka_client_config(), acks="all", linger_ms=0)  # type: ignore[arg-type]
+
+    def send(self, topic: str, value: bytes | dict[str, Any], key: bytes | None = None) -> None:
+        body = value if isinstance(value, bytes) else orjson.dumps(value)
+        self._p.send(topic, body, key=key).get(timeout=15)
+
+    def close(self) -> None:
+        self._p.close()
+
+
+@dataclass
+class Record:
+    topic: str
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+
+    @property
+    def json(self) -> Any:
+        return orjson.loads(self.value)
+
+
+@dataclass
+class Collector:
+    """Reads output topics from the beginning in a background thread."""
+
+    settings: Settings
+    topics: list[str]
+    records: list[Record] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._consumer = KafkaConsumer(
+            *self.topics, **self.settings.kafka_client_config(), group_id=None,  # type: ignore[arg-type]
+            auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=200,
+        )
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = self._consumer.poll(timeout_ms=100)
+            with self._lock:
+                for msgs in batch.values():
+                    self.records.extend(Record(m.topic, m.key, m.value, m.timestamp) for m in msgs)
+
+    def matching(self, pred: Callable[[Record], bool]) -> list[Record]:
+        with self._lock:
+            return [r for r in self.records if pred(r)]
+
+    def wait_for(self, pred: Callable[[Record], bool], count: int = 1, timeout: float = 20.0) -> list[Record]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.matching(pred)
+            if len(found) >= count:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"waited {timeout}s for {count} matching record(s), found {len(self.matching(pred))}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._consumer.close()
+
+
+def for_event(event_id: str, topic: str | None = None) -> Callable[[Record], bool]:
+    def pred(r: Record) -> bool:
+        if topic is not None and r.topic != topic:
+            return False
+        try:
+            return r.json.get("event_id") == event_id
+        except orjson.JSONDecodeError:
+            return False
+    return pred

@@ -1,0 +1,37 @@
+"""The sekat command: a bad configuration stops start-up with a message naming the setting."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sekat.settings import Settings, SETTINGS_DOC
+from dataclasses import fields
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")} | env
+    return subprocess.run([sys.executable, "-m", "sekat.cli", *args], env=full, capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+
+
+def test_bad_setting_stops_the_worker_naming_the_variable() -> None:
+    result = run("worker", SEKAT_BATCH_MAX="many")
+    assert result.returncode == 2
+    assert "SEKAT_BATCH_MAX" in result.stderr and "whole number" in result.stderr
+
+
+def test_help_lists_the_commands() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("worker", "up", "down", "topics", "blocklist"):
+        assert command in result.stdout
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for f in fields(Settings):
+        assert f"SEKAT_{f.name.upper()}" in readme, f"README misses SEKAT_{f.name.upper()}"
+    assert set(SETTINGS_DOC) == {f.name for f in fields(Settings)}

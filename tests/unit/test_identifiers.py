@@ -1,0 +1,71 @@
+"""Identifiers: one number however it is written; accounts as BIC8:digits; never an emergency number."""
+
+import pytest
+
+from blocklist.identifiers import (
+    AccountId, listable_phone, mask, normalise_account, normalise_bank, normalise_phone, parse_key,
+)
+from sekat.errors import InvalidIdentifier, ProtectedIdentifier
+
+
+@pytest.mark.parametrize("raw", ["012-345 6789", "+60 12 345 6789", "60123456789", "0123456789",
+                                 "0060123456789", "+60-12-3456789", " 012 345 6789 "])
+def test_malaysian_mobile_written_any_way_is_one_number(raw: str) -> None:
+    phone = normalise_phone(raw)
+    assert phone.e164 == "+60123456789"
+    assert phone.key == "phone:+60123456789"
+    assert not phone.protected
+
+
+def test_look_alike_digits_normalise_to_the_same_number() -> None:
+    # Arabic-Indic digits: a scammer cannot dodge the list by writing them.
+    assert normalise_phone("٠١٢٣٤٥٦٧٨٩").e164 == "+60123456789"
+
+
+def test_foreign_number_keeps_its_country() -> None:
+    assert normalise_phone("+1 202 555 0100").e164 == "+12025550100"
+
+
+@pytest.mark.parametrize("raw", ["999", "112", "15999", "991", "994"])
+def test_emergency_and_service_numbers_are_protected(raw: str) -> None:
+    assert normalise_phone(raw).protected
+    with pytest.raises(ProtectedIdentifier, match="can never be blocked"):
+        listable_phone(raw)
+
+
+@pytest.mark.parametrize("raw", ["", "abc", "+999", "1" * 40, "+60 1"])
+def test_not_a_phone_number(raw: str) -> None:
+    with pytest.raises(InvalidIdentifier):
+        normalise_phone(raw)
+
+
+@pytest.mark.parametrize("raw", ["5140 1234 5678", "5140-1234-5678", "514012345678", " 5140 - 1234 5678"])
+def test_account_separators_are_removed(raw: str) -> None:
+    account = normalise_account("MBBEMYKL", raw)
+    assert account == AccountId("MBBEMYKL", "514012345678")
+    assert account.key == "account:MBBEMYKL:514012345678"
+
+
+def test_bic11_becomes_bic8() -> None:
+    assert normalise_bank("cibbmyklxxx") == "CIBBMYKL"
+    assert normalise_account("CIBBMYKLXXX", "8001234567").value == "CIBBMYKL:8001234567"
+
+
+@pytest.mark.parametrize("bank,number", [("MBBEMYKL", "12ab34"), ("MBBEMYKL", "123"), ("MBBEMYKL", "٠١٢٣٤٥٦"),
+                                         ("MBB", "514012345678"), ("MBBE MYKL", "514012345678")])
+def test_bad_accounts_are_refused(bank: str, number: str) -> None:
+    with pytest.raises(InvalidIdentifier):
+        normalise_account(bank, number)
+
+
+def test_mask_keeps_only_the_last_four_digits() -> None:
+    assert mask("+60123456789") == "********6789"
+    assert normalise_account("MBBEMYKL", "514012345678").masked() == "MBBEMYKL:********5678"
+    assert mask("123") == "****"
+
+
+def test_parse_key_round_trips() -> None:
+    for key in ("phone:+60123456789", "account:CIBBMYKL:8001234567"):
+        assert parse_key(key).key == key
+    with pytest.raises(InvalidIdentifier):
+        parse_key("email:a@b")

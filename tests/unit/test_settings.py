@@ -1,0 +1,47 @@
+"""Settings: working defaults; a bad value stops start-up naming the variable."""
+
+import pytest
+
+from sekat.errors import ConfigError
+from sekat.settings import SETTINGS_DOC, Settings
+from dataclasses import fields
+
+
+def test_defaults_work_for_the_local_stack() -> None:
+    s = Settings.from_environ({})
+    assert s.kafka_bootstrap == "127.0.0.1:9092" and s.redis_url.startswith("redis://127.0.0.1")
+    assert s.topic_transfers == "bank.transfers" and s.topic_deadletter == "sekat.deadletter"
+
+
+def test_environment_overrides() -> None:
+    s = Settings.from_environ({"SEKAT_TOPIC_CALLS": "x.calls", "SEKAT_BATCH_MAX": "50"})
+    assert s.topic_calls == "x.calls" and s.batch_max == 50
+
+
+@pytest.mark.parametrize("env,setting", [
+    ({"SEKAT_BATCH_MAX": "lots"}, "SEKAT_BATCH_MAX"),
+    ({"SEKAT_BATCH_MAX": "0"}, "SEKAT_BATCH_MAX"),
+    ({"SEKAT_KAFKA_BOOTSTRAP": "nohostport"}, "SEKAT_KAFKA_BOOTSTRAP"),
+    ({"SEKAT_REDIS_URL": "http://x"}, "SEKAT_REDIS_URL"),
+    ({"SEKAT_TOPIC_CALLS": "bad topic!"}, "SEKAT_TOPIC_CALLS"),
+    ({"SEKAT_TOPIC_CALLS": "bank.transfers"}, "SEKAT_TOPIC_*"),
+    ({"SEKAT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "SEKAT_KAFKA_SASL_USERNAME"),
+    ({"SEKAT_KAFKA_SECURITY_PROTOCOL": "TLS"}, "SEKAT_KAFKA_SECURITY_PROTOCOL"),
+    ({"SEKAT_PHONE_REGION": "Malaysia"}, "SEKAT_PHONE_REGION"),
+    ({"SEKAT_WEB_PORT": "70000"}, "SEKAT_WEB_PORT"),
+])
+def test_bad_settings_name_the_variable(env: dict, setting: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.from_environ(env)
+    assert err.value.setting == setting and setting in str(err.value)
+
+
+def test_secrets_are_redacted() -> None:
+    s = Settings.from_environ({"SEKAT_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "SEKAT_KAFKA_SASL_USERNAME": "u",
+                               "SEKAT_KAFKA_SASL_PASSWORD": "hunter2", "SEKAT_REDIS_URL": "redis://app:pw@host:6379/0"})
+    shown = str(s.redacted())
+    assert "hunter2" not in shown and ":pw@" not in shown
+
+
+def test_every_setting_is_documented() -> None:
+    assert {f.name for f in fields(Settings)} == set(SETTINGS_DOC)
