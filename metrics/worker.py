@@ -40,6 +40,11 @@ class WorkerMetrics:
             ["stream"], buckets=LATENCY_BUCKETS, registry=registry)
         self.last_batch = Gauge("sekat_last_batch_timestamp_seconds", "When the last batch was decided.",
                                 ["stream"], registry=registry)
+        self.replica_staleness = Gauge(
+            "sekat_blocklist_replica_staleness_seconds",
+            "Seconds since this worker's blocklist replica last heard from the change stream.", registry=registry)
+        self.replica_entries = Gauge("sekat_blocklist_replica_entries",
+                                     "Active entries in this worker's blocklist replica.", registry=registry)
         # Pre-resolved children: the hot path never calls .labels().
         self.events_by = {(s, o): self.events.labels(s, o) for s in STREAMS for o in OUTCOMES}
         self.commands_by = {a: self.commands.labels(a.value) for a in Action}

@@ -19,6 +19,7 @@ import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import CollectorRegistry
 
+from blocklist.replica import Replica
 from blocklist.store import BlocklistStore
 from metrics.worker import WorkerMetrics
 from rules.blocklist_match import decide_call, decide_transfer
@@ -63,6 +64,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     setup_prometheus_sensors(app, registry=registry, name_prefix="sekat_faust")
     metrics = WorkerMetrics(registry)
     store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
+    replica = Replica(settings.redis_url, settings.redis_prefix)
+    metrics.replica_staleness.set_function(replica.staleness)
+    metrics.replica_entries.set_function(lambda: replica.stats.entries)
 
     def raw_topic(name: str) -> faust.TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -74,9 +78,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         deadletter=raw_topic(settings.topic_deadletter),
     )
     decoder_args = {"max_bytes": settings.max_event_bytes, "region": settings.phone_region}
-    transfers = Screen("transfers", partial(decode_transfer, **decoder_args), decide_transfer, store, outputs,
+    transfers = Screen("transfers", partial(decode_transfer, **decoder_args), decide_transfer, replica, outputs,
                        metrics, clock)
-    calls = Screen("calls", partial(decode_call, **decoder_args), decide_call, store, outputs, metrics, clock)
+    calls = Screen("calls", partial(decode_call, **decoder_args), decide_call, replica, outputs, metrics, clock)
     within = settings.batch_within_ms / 1000
 
     @app.agent(raw_topic(settings.topic_transfers), name="screen_transfers")
@@ -89,12 +93,20 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         async for batch in stream.take_events(settings.batch_max, within=within):
             await calls.run(batch)
 
+    @app.task
+    async def keep_replica_fresh() -> None:
+        await replica.start()
+        await replica.follow()
+
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         redis_ok = await store.ping()
-        return web.json({"status": "ok" if redis_ok else "degraded", "redis": redis_ok},
-                        status=200 if redis_ok else 503)
+        ready = replica.ready.is_set()
+        body = {"status": "ok" if redis_ok and ready else "degraded", "redis": redis_ok, "replica_ready": ready,
+                "replica_entries": replica.stats.entries, "replica_staleness_seconds": round(replica.staleness(), 3)}
+        return web.json(body, status=200 if redis_ok and ready else 503)
 
     app.sekat_store = store  # type: ignore[attr-defined]
+    app.sekat_replica = replica  # type: ignore[attr-defined]
     app.sekat_metrics = metrics  # type: ignore[attr-defined]
     return app

@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Generic, Protocol, TypeVar
 
-from blocklist.store import BlocklistStore
 from metrics.worker import WorkerMetrics
 from sekat.records import Decision, Entry, Rejection, Source, iso
 from streams.emit import Batch, OutputTopics
@@ -26,6 +25,10 @@ log = logging.getLogger(__name__)
 
 BACKOFF_START = 0.05
 BACKOFF_MAX = 2.0
+
+
+class Lookup(Protocol):
+    async def lookup_many(self, keys: list[str]) -> Mapping[str, Entry]: ...
 
 
 class Screened(Protocol):
@@ -58,7 +61,7 @@ async def retry(what: str, attempt: Callable[[], Any], on_error: Callable[[], No
 
 
 class Screen(Generic[R]):
-    def __init__(self, stream: str, decode: Decoder, rule: Rule, store: BlocklistStore, topics: OutputTopics,
+    def __init__(self, stream: str, decode: Decoder, rule: Rule, store: Lookup, topics: OutputTopics,
                  metrics: WorkerMetrics, clock: Clock = utcnow) -> None:
         self.stream = stream
         self.decode = decode

@@ -1,0 +1,121 @@
+"""The local replica: same answers as the index, no round trip for a miss, still deciding when Redis is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from blocklist.replica import Replica
+from blocklist.store import BlocklistStore
+from sekat.localstack import RedisServer, free_port
+from sekat.records import Status, iso
+from tests.support import Stack, unique
+
+pytestmark = pytest.mark.integration
+
+
+async def wait_until(pred, timeout: float = 5.0) -> float:
+    started = time.perf_counter()
+    while not pred():
+        if time.perf_counter() - started > timeout:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.002)
+    return time.perf_counter() - started
+
+
+async def test_snapshot_then_follow_changes(stack: Stack) -> None:
+    prefix = unique("rep") + ":"
+    store = BlocklistStore.from_url(stack.redis.url, prefix)
+    await store.report("phone:+60111111111", Status.CONFIRMED, "PDRM", "scam", "C1")
+    await store.report("account:CIBBMYKL:8001234567", Status.REPORTED, "MBB")
+    await store.report("phone:+60122222222", Status.CONFIRMED, "PDRM")
+    await store.revoke("phone:+60122222222", "NSRC", "appeal upheld")
+    replica = Replica(stack.redis.url, prefix)
+    await replica.start()
+    follower = asyncio.create_task(replica.follow())
+    try:
+        found = await replica.lookup_many(["phone:+60111111111", "account:CIBBMYKL:8001234567",
+                                           "phone:+60122222222", "phone:+60133333333"])
+        assert set(found) == {"phone:+60111111111", "account:CIBBMYKL:8001234567"}
+        assert found["phone:+60111111111"].case_ref == "C1"  # evidence read from the index on a hit
+        assert found["account:CIBBMYKL:8001234567"].status is Status.REPORTED
+        assert replica.stats.entries == 2
+
+        # A new report, a revoke and a re-listing take effect within milliseconds.
+        await store.report("phone:+60133333333", Status.CONFIRMED, "NSRC")
+        took = await wait_until(lambda: "phone:+60133333333" in replica.candidates(["phone:+60133333333"], time.time()))
+        assert took < 0.1
+        await store.revoke("phone:+60111111111", "NSRC", "appeal upheld")
+        await wait_until(lambda: not replica.candidates(["phone:+60111111111"], time.time()))
+        await store.report("phone:+60122222222", Status.CONFIRMED, "PDRM", "listed again")
+        await wait_until(lambda: bool(replica.candidates(["phone:+60122222222"], time.time())))
+        assert replica.staleness() < 1.0
+    finally:
+        follower.cancel()
+        await replica.close()
+        await store.close()
+
+
+async def test_expired_entries_do_not_match(stack: Stack) -> None:
+    prefix = unique("rep") + ":"
+    store = BlocklistStore.from_url(stack.redis.url, prefix)
+    past = iso(datetime.now(timezone.utc) - timedelta(seconds=1))
+    future = iso(datetime.now(timezone.utc) + timedelta(days=1))
+    await store.report("phone:+60111111111", Status.CONFIRMED, "PDRM", expires_at=past)
+    await store.report("phone:+60122222222", Status.CONFIRMED, "PDRM", expires_at=future)
+    replica = Replica(stack.redis.url, prefix)
+    await replica.start()
+    try:
+        assert set(replica.candidates(["phone:+60111111111", "phone:+60122222222"], time.time())) == {
+            "phone:+60122222222"}
+    finally:
+        await replica.close()
+        await store.close()
+
+
+async def test_overlay_merge_keeps_every_answer(stack: Stack) -> None:
+    prefix = unique("rep") + ":"
+    store = BlocklistStore.from_url(stack.redis.url, prefix)
+    await store.report("phone:+60111111111", Status.CONFIRMED, "PDRM")
+    replica = Replica(stack.redis.url, prefix)
+    await replica.start()
+    try:
+        from sekat.records import Entry
+        for n in range(50):
+            replica.apply(f"phone:+6019{n:07d}", Entry(key=f"phone:+6019{n:07d}", status=Status.REPORTED, source="X"))
+        keys = ["phone:+60111111111"] + [f"phone:+6019{n:07d}" for n in range(50)]
+        before = set(replica.candidates(keys, time.time()))
+        replica._merge_overlay()
+        assert set(replica.candidates(keys, time.time())) == before and len(before) == 51
+        assert replica._overlay == {}
+    finally:
+        await replica.close()
+        await store.close()
+
+
+async def test_redis_gone_the_replica_still_decides_and_says_so(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", free_port())
+    server.start()
+    try:
+        store = BlocklistStore.from_url(server.url, "x:")
+        await store.report("phone:+60111111111", Status.CONFIRMED, "PDRM", "scam")
+        await store.close()
+        replica = Replica(server.url, "x:")
+        await replica.start()
+        follower = asyncio.create_task(replica.follow())
+        await asyncio.sleep(0.1)
+        server.stop()
+        found = await replica.lookup_many(["phone:+60111111111", "phone:+60122222222"])
+        assert list(found) == ["phone:+60111111111"]
+        assert found["phone:+60111111111"].status is Status.CONFIRMED
+        assert found["phone:+60111111111"].source == "replica"
+        assert replica.stats.redis_fallbacks == 1
+        await wait_until(lambda: replica.staleness() > 0.5, timeout=10)
+        follower.cancel()
+        await replica.close()
+    finally:
+        server.stop()
