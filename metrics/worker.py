@@ -45,6 +45,9 @@ class WorkerMetrics:
             "Seconds since this worker's blocklist replica last heard from the change stream.", registry=registry)
         self.replica_entries = Gauge("sekat_blocklist_replica_entries",
                                      "Active entries in this worker's blocklist replica.", registry=registry)
+        self.lag = Gauge("sekat_consumer_lag_messages",
+                         "Input records not yet decided, per partition (high watermark - committed position).",
+                         ["topic", "partition"], registry=registry)
         # Pre-resolved children: the hot path never calls .labels().
         self.events_by = {(s, o): self.events.labels(s, o) for s in STREAMS for o in OUTCOMES}
         self.commands_by = {a: self.commands.labels(a.value) for a in Action}

@@ -134,6 +134,19 @@ class Settings:
             config["ssl_cafile"] = self.kafka_ssl_cafile
         return config
 
+    def aiokafka_config(self) -> dict[str, object]:
+        """Connection settings for aiokafka clients (the screening consumer, the ceiling benchmark)."""
+        import ssl
+
+        config: dict[str, object] = {"bootstrap_servers": self.kafka_bootstrap,
+                                     "security_protocol": self.kafka_security_protocol}
+        if "SSL" in self.kafka_security_protocol:
+            config["ssl_context"] = ssl.create_default_context(cafile=self.kafka_ssl_cafile or None)
+        if self.kafka_security_protocol.startswith("SASL"):
+            config.update(sasl_mechanism=self.kafka_sasl_mechanism, sasl_plain_username=self.kafka_sasl_username,
+                          sasl_plain_password=self.kafka_sasl_password)
+        return config
+
     def redacted(self) -> dict[str, object]:
         """The settings for a log line: secrets and credentials in URLs are masked."""
         out: dict[str, object] = {}

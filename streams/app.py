@@ -25,6 +25,7 @@ from metrics.worker import WorkerMetrics
 from rules.blocklist_match import decide_call, decide_transfer
 from sekat.settings import Settings
 from streams.calls import decode_call
+from streams.consumer import ScreeningConsumer
 from streams.emit import OutputTopics
 from streams.screening import Clock, Screen, utcnow
 from streams.transfers import decode_transfer
@@ -81,17 +82,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     transfers = Screen("transfers", partial(decode_transfer, **decoder_args), decide_transfer, replica, outputs,
                        metrics, clock)
     calls = Screen("calls", partial(decode_call, **decoder_args), decide_call, replica, outputs, metrics, clock)
-    within = settings.batch_within_ms / 1000
+    screening = ScreeningConsumer(settings, {settings.topic_transfers: transfers, settings.topic_calls: calls},
+                                  metrics)
 
-    @app.agent(raw_topic(settings.topic_transfers), name="screen_transfers")
-    async def screen_transfers(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(settings.batch_max, within=within):
-            await transfers.run(batch)
-
-    @app.agent(raw_topic(settings.topic_calls), name="screen_calls")
-    async def screen_calls(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(settings.batch_max, within=within):
-            await calls.run(batch)
+    @app.task
+    async def screen() -> None:
+        await replica.ready.wait()
+        await screening.run()
 
     @app.task
     async def keep_replica_fresh() -> None:
@@ -108,5 +105,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
 
     app.sekat_store = store  # type: ignore[attr-defined]
     app.sekat_replica = replica  # type: ignore[attr-defined]
+    app.sekat_screening = screening  # type: ignore[attr-defined]
     app.sekat_metrics = metrics  # type: ignore[attr-defined]
     return app

@@ -71,16 +71,18 @@ class Screen(Generic[R]):
         self.metrics = metrics
         self.clock = clock
 
-    async def run(self, events: Sequence[Any]) -> None:
-        """Decide a batch of Faust events; returns once every output is acknowledged."""
+    async def run(self, records: Sequence[Any]) -> None:
+        """Decide a batch of Kafka records; returns once every output is acknowledged by Kafka.
+
+        ``records`` are aiokafka ``ConsumerRecord``s: topic, partition, offset, timestamp (ms), key, value.
+        """
         started = time.perf_counter()
         out = Batch(self.topics)
         counts: dict[str, int] = {}
         now = self.clock()
         decoded: list[tuple[Source, bytes | None, R]] = []
-        for event in events:
-            msg = event.message
-            source = Source(msg.topic, msg.partition, msg.offset, int(msg.timestamp * 1000), msg.key)
+        for msg in records:
+            source = Source(msg.topic, msg.partition, msg.offset, msg.timestamp, msg.key)
             result = self.decode(msg.value)
             if isinstance(result, Rejection):
                 out.deadletter(source, msg.value, result, iso(now))
@@ -116,8 +118,8 @@ class Screen(Generic[R]):
 
         done = time.time()
         latency = self.metrics.latency_by[self.stream]
-        for event in events:
-            latency.observe(max(0.0, done - event.message.timestamp))
+        for msg in records:
+            latency.observe(max(0.0, done - msg.timestamp / 1000))
         for outcome, n in counts.items():
             self.metrics.events_by[self.stream, outcome].inc(n)
         self.metrics.processing_by[self.stream].observe(time.perf_counter() - started)

@@ -1,0 +1,397 @@
+"""End-to-end benchmark: one Sekat worker against a real broker and Redis on this machine.
+
+    make bench            # defaults: 1,000,000-entry blocklist, 600,000-event backlog, 30 s at 20,000 events/s
+    python -m load_tests.bench --help
+
+Phases, in one run on one machine:
+  1. set-up    a private KRaft broker and Redis on free loopback ports; the blocklist (listed identifiers of
+               the traffic plus filler up to --blocklist entries) written to the index;
+  2. backlog   --events contract events produced as fast as possible (several processes, librdkafka), BEFORE
+               any consumer runs, so the generator never competes with what it measures;
+  3. ceiling   a raw aiokafka consumer reads the same backlog and does nothing else: the most any Python
+               consumer on this machine could do;
+  4. sekat     the worker starts (time to ready = replica loaded and partitions assigned) and drains the
+               backlog: sustained throughput, and latencies under saturation;
+  5. steady    --rate events/s offered for --steady-seconds while the worker runs: decision latency
+               (input record timestamp -> command record timestamp) p50/p99/p99.9 at that rate.
+Every listed event's commands are checked (recall) and every command is checked against the ground truth
+(false commands). The last line printed is the result JSON; a PNG plot is written beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+
+from load_tests.generate import GenResult, generate
+from load_tests.traffic import Population
+from sekat.localstack import KafkaBroker, RedisServer, free_port
+from sekat.settings import Settings
+from streams.topics import create_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "load_tests" / "results"
+FILLER_BANKS = ("OCBCMYKL", "HSBCMYKL", "UOVBMYKL", "SCBLMYKX")
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def load_blocklist(url: str, prefix: str, population: Population, size: int) -> float:
+    """Write the traffic's listed identifiers plus filler entries straight into the index."""
+    started = time.perf_counter()
+    client = redis.Redis.from_url(url)
+    listed = population.listed()
+    now = "2026-11-29T00:00:00.000Z"
+
+    def body(key: str, status: str) -> bytes:
+        return orjson.dumps({"key": key, "status": status, "source": "BENCH", "reason": "benchmark",
+                             "case_ref": "B/1", "reported_at": now, "expires_at": "", "sources": ["BENCH"],
+                             "report_count": 1})
+
+    pipe = client.pipeline(transaction=False)
+    n = 0
+    for item in listed:
+        pipe.set(f"{prefix}bl:{item.key}", body(item.key, item.status))
+        n += 1
+    i = 0
+    while n < size:
+        if i % 2:
+            key = f"phone:+6010{i:08d}"
+        else:
+            key = f"account:{FILLER_BANKS[i % 4]}:{i:012d}"
+        pipe.set(f"{prefix}bl:{key}", body(key, "confirmed"))
+        n += 1
+        i += 1
+        if n % 20_000 == 0:
+            pipe.execute()
+    pipe.execute()
+    client.close()
+    return time.perf_counter() - started
+
+
+async def raw_ceiling(bootstrap: str, topics: list[str], expected: int) -> float:
+    """A raw aiokafka consumer that only reads: events/s over the backlog."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=f"ceiling-{time.time_ns()}",
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    await consumer.start()
+    seen, first = 0, None
+    try:
+        while seen < expected:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for msgs in batch.values():
+                if first is None:
+                    first = time.perf_counter()
+                seen += len(msgs)
+    finally:
+        await consumer.stop()
+    assert first is not None
+    return seen / (time.perf_counter() - first)
+
+
+class Scraper(threading.Thread):
+    """Samples the worker's /metrics: decided events over time, dead letters."""
+
+    pattern = re.compile(rb"^sekat_events_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+    dead = re.compile(rb"^sekat_deadletters_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.samples: list[tuple[float, float]] = []
+        self.deadletters = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as resp:
+                    page = resp.read()
+                self.samples.append((time.time(), sum(float(v) for v in self.pattern.findall(page))))
+                self.deadletters = sum(float(v) for v in self.dead.findall(page))
+            except OSError:
+                pass
+            self.stop.wait(0.25)
+
+    def count(self) -> float:
+        return self.samples[-1][1] if self.samples else 0.0
+
+    def wait_for(self, total: float, timeout: float) -> None:
+        deadline = time.time() + timeout
+        while self.count() < total:
+            if time.time() > deadline:
+                raise TimeoutError(f"worker decided {self.count():.0f} of {total:.0f} events in {timeout}s")
+            time.sleep(0.1)
+
+
+class Commands(threading.Thread):
+    """Reads the command topics: (event_id, action, record timestamp ms) for every command."""
+
+    def __init__(self, bootstrap: str, topics: list[str]) -> None:
+        super().__init__(daemon=True)
+        from confluent_kafka import Consumer
+
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{time.time_ns()}",
+                                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        self.consumer.subscribe(topics)
+        self.seen: list[tuple[str, str, int]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for m in self.consumer.consume(10_000, 0.2):
+                if m.error():
+                    continue
+                body = orjson.loads(m.value())
+                self.seen.append((body["event_id"], body["action"], m.timestamp()[1]))
+        self.consumer.close()
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def check(expected: dict[str, tuple[tuple[str, ...], int]], seen: list[tuple[str, str, int]]
+          ) -> tuple[float, int, list[float]]:
+    """Recall over expected events, false commands, and latencies (ms) of expected commands."""
+    got: dict[str, set[str]] = {}
+    latencies: list[float] = []
+    false = 0
+    for event_id, action, ts in seen:
+        want = expected.get(event_id)
+        if want is None or action not in want[0]:
+            false += 1
+            continue
+        if action not in got.setdefault(event_id, set()):
+            latencies.append(ts - want[1])
+        got[event_id].add(action)
+    hit = sum(1 for e, (actions, _) in expected.items() if set(actions) <= got.get(e, set()))
+    return (hit / len(expected) if expected else 1.0), false, latencies
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+    hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+    return rss, hwm
+
+
+def plot(path: Path, samples: list[tuple[float, float]], steady: list[tuple[float, float]], t0: float,
+         marks: dict[str, float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    xs, rates = [], []
+    for (ta, ca), (tb, cb) in zip(samples, samples[1:]):
+        if tb > ta:
+            xs.append(tb - t0)
+            rates.append((cb - ca) / (tb - ta))
+    ax1.plot(xs, rates, lw=1)
+    ax1.set_ylabel("events decided / s")
+    ax1.set_title("Sekat worker: throughput and decision latency")
+    for name, t in marks.items():
+        for ax in (ax1, ax2):
+            ax.axvline(t - t0, color="grey", ls=":", lw=1)
+        ax1.text(t - t0, ax1.get_ylim()[1] * 0.95, name, fontsize=8)
+    if steady:
+        ax2.scatter([t - t0 for t, _ in steady], [ms for _, ms in steady], s=2, alpha=0.4, label="command latency")
+        buckets: dict[int, list[float]] = {}
+        for t, ms in steady:
+            buckets.setdefault(int(t), []).append(ms)
+        keys = sorted(buckets)
+        ax2.plot([k + 0.5 - t0 for k in keys], [percentile(buckets[k], 0.99) for k in keys], color="red",
+                 label="p99 per second")
+        ax2.set_yscale("log")
+        ax2.legend(loc="upper right")
+    ax2.set_ylabel("ms (input record -> command record)")
+    ax2.set_xlabel("seconds since the worker started")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    base = Path(tempfile.mkdtemp(prefix="sekat-bench-"))
+    kafka = KafkaBroker(base / "kafka", free_port(), free_port(), heap="1g")
+    redis_server = RedisServer(base / "redis", free_port())
+    worker: subprocess.Popen[bytes] | None = None
+    scraper: Scraper | None = None
+    commands: Commands | None = None
+    try:
+        log("starting Kafka and Redis")
+        redis_server.start()
+        kafka.start()
+        web_port = free_port()
+        env = {"SEKAT_KAFKA_BOOTSTRAP": kafka.bootstrap, "SEKAT_REDIS_URL": redis_server.url,
+               "SEKAT_APP_ID": "sekat-bench", "SEKAT_WEB_PORT": str(web_port),
+               "SEKAT_TOPIC_PARTITIONS": str(args.partitions), "SEKAT_LOG_LEVEL": "warning"}
+        settings = Settings.from_environ(env)
+        create_topics(settings)
+        topics = {"transfers": settings.topic_transfers, "calls": settings.topic_calls}
+
+        population = Population(args.customers, args.listed)
+        log(f"loading a {args.blocklist:,}-entry blocklist")
+        load_s = load_blocklist(redis_server.url, settings.redis_prefix, population, args.blocklist)
+
+        log(f"producing a backlog of {args.events:,} events")
+        backlog = generate(kafka.bootstrap, topics, args.events, None, args.procs, args.listed_share,
+                           args.customers, args.listed, run="b")
+        gen_eps = backlog.sent / backlog.seconds
+        log(f"generator: {gen_eps:,.0f} events/s")
+
+        log("measuring the raw-consumer ceiling")
+        ceiling = asyncio.run(raw_ceiling(kafka.bootstrap, list(topics.values()), backlog.sent))
+        log(f"ceiling: {ceiling:,.0f} events/s")
+
+        commands = Commands(kafka.bootstrap, [settings.topic_freeze, settings.topic_block])
+        commands.start()
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")} | env
+        started = time.time()
+        worker_log = open(base / "worker.log", "wb")
+        cmd = [sys.executable, "-m", "sekat.cli", "worker"]
+        if args.profile:
+            cmd = [sys.executable, "-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(RESULTS / "profile.txt"),
+                   "-m", "sekat.cli", "worker"]
+        worker = subprocess.Popen(cmd, env=full_env, stdout=worker_log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        scraper = Scraper(web_port)
+        scraper.start()
+        ready_s = None
+        while ready_s is None:
+            if worker.poll() is not None:
+                raise RuntimeError("worker exited:\n" + (base / "worker.log").read_text()[-3000:])
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/healthz", timeout=2) as resp:
+                    if orjson.loads(resp.read()).get("replica_ready"):
+                        ready_s = time.time() - started
+            except OSError:
+                time.sleep(0.1)
+        log(f"worker ready in {ready_s:.1f}s; draining the backlog")
+        scraper.wait_for(backlog.sent, args.timeout)
+        drained = [(t, c) for t, c in scraper.samples if 0 < c]
+        t_first = next(t for t, c in scraper.samples if c > 0)
+        t_last = next(t for t, c in scraper.samples if c >= backlog.sent)
+        # The first sample with events counts from the previous sample, when the worker had none.
+        prev = max((t for t, c in scraper.samples if t < t_first), default=t_first - 0.25)
+        throughput = backlog.sent / max(1e-6, t_last - prev)
+        log(f"sekat: {throughput:,.0f} events/s ({throughput / ceiling:.2f} of the ceiling)")
+        rss_drain = rss_mb(worker.pid)
+
+        log(f"steady phase: {args.rate:,.0f} events/s for {args.steady_seconds}s")
+        t_steady = time.time()
+        steady = generate(kafka.bootstrap, topics, int(args.rate * args.steady_seconds), args.rate, 1,
+                          args.steady_listed_share, args.customers, args.listed, run="s")
+        scraper.wait_for(backlog.sent + steady.sent, args.timeout)
+        time.sleep(1.0)  # last commands reach the reader
+        rss_now, rss_peak = rss_mb(worker.pid)
+        commands.stop.set()
+        commands.join(10)
+        scraper.stop.set()
+
+        expected = dict(backlog.expected) | dict(steady.expected)
+        recall, false, _ = check(expected, commands.seen)
+        _, _, sat_lat = check(backlog.expected, [c for c in commands.seen if c[0].startswith("b")])
+        _, _, st_lat = check(steady.expected, [c for c in commands.seen if c[0].startswith("s")])
+        steady_points = [(steady.expected[e][1] / 1000, ts - steady.expected[e][1])
+                         for e, a, ts in commands.seen if e in steady.expected]
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        png = RESULTS / f"bench-{stamp}.png"
+        plot(png, scraper.samples, steady_points, started,
+             {"ready": started + ready_s, "drained": t_last, "steady": t_steady})
+        result: dict[str, Any] = {
+            "throughput_eps": round(throughput),
+            "ceiling_eps": round(ceiling),
+            "ratio_to_ceiling": round(throughput / ceiling, 3),
+            "p50_ms": percentile(st_lat, 0.5),
+            "p99_ms": percentile(st_lat, 0.99),
+            "p999_ms": percentile(st_lat, 0.999),
+            "p99_ms_at_20k" if args.rate == 20_000 else f"p99_ms_at_{int(args.rate)}": percentile(st_lat, 0.99),
+            "latency_samples": len(st_lat),
+            "saturated_p50_ms": percentile(sat_lat, 0.5),
+            "saturated_p99_ms": percentile(sat_lat, 0.99),
+            "recall": round(recall, 6),
+            "false_commands": false,
+            "expected_events": len(expected),
+            "commands_seen": len(commands.seen),
+            "deadletters": int(scraper.deadletters),
+            "worker_rss_mb": round(rss_now, 1),
+            "worker_peak_rss_mb": round(rss_peak, 1),
+            "worker_rss_after_drain_mb": round(rss_drain[0], 1),
+            "worker_ready_s": round(ready_s, 2),
+            "blocklist_entries": args.blocklist,
+            "blocklist_load_s": round(load_s, 1),
+            "events": backlog.sent + steady.sent,
+            "backlog_events": backlog.sent,
+            "generator_eps": round(gen_eps),
+            "steady_rate_eps": args.rate,
+            "partitions": args.partitions,
+            "plot": str(png.relative_to(ROOT)),
+        }
+        (RESULTS / f"bench-{stamp}.json").write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        return result
+    finally:
+        if scraper is not None:
+            scraper.stop.set()
+        if commands is not None:
+            commands.stop.set()
+        if worker is not None and worker.poll() is None:
+            worker.terminate()
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        kafka.stop()
+        redis_server.stop()
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            log(f"kept {base}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--blocklist", type=int, default=1_000_000, help="entries in the blocklist")
+    parser.add_argument("--events", type=int, default=600_000, help="backlog events for the throughput phase")
+    parser.add_argument("--rate", type=float, default=20_000, help="offered events/s in the steady phase")
+    parser.add_argument("--steady-seconds", type=int, default=30)
+    parser.add_argument("--listed-share", type=float, default=0.01, help="share of backlog events naming a listed id")
+    parser.add_argument("--steady-listed-share", type=float, default=0.05,
+                        help="share in the steady phase (higher, for enough latency samples)")
+    parser.add_argument("--customers", type=int, default=200_000)
+    parser.add_argument("--listed", type=int, default=2_000, help="listed identifiers that appear in traffic")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--procs", type=int, default=2, help="generator processes")
+    parser.add_argument("--timeout", type=float, default=240)
+    parser.add_argument("--profile", action="store_true", help="run the worker under pyinstrument")
+    parser.add_argument("--keep", action="store_true", help="keep the broker/worker logs")
+    result = run(parser.parse_args())
+    print(orjson.dumps(result).decode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Traffic generator: several processes producing contract events with confluent-kafka (librdkafka).
+
+The generator must be faster than the worker it feeds, or the benchmark
+measures the generator; one librdkafka producer per process sends several
+hundred thousand small records a second. Each process returns what it sent
+and which commands each listed event must produce.
+
+    python -m load_tests.generate --bootstrap 127.0.0.1:9092 --events 100000 [--rate 20000] [--procs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import orjson
+from confluent_kafka import Producer
+
+from load_tests.traffic import Population, Traffic
+
+
+@dataclass
+class GenResult:
+    sent: int = 0
+    seconds: float = 0.0
+    expected: dict[str, tuple[tuple[str, ...], int]] = field(default_factory=dict)  # event_id -> (actions, ts_ms)
+
+
+def _produce(proc: int, bootstrap: str, topics: dict[str, str], events: int, rate: float | None,
+             listed_share: float, customers: int, listed: int, run: str, out: "mp.Queue[GenResult]") -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "batch.num.messages": 10000,
+                         "queue.buffering.max.messages": 1_000_000, "acks": "all", "enable.idempotence": False})
+    traffic = Traffic(Population(customers, listed), listed_share=listed_share, seed=1000 + proc,
+                      run=f"{run}{proc}")
+    result = GenResult()
+    started = time.perf_counter()
+    now_iso = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    for seq in range(events):
+        if seq % 1000 == 0:
+            now_iso = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            if rate:
+                ahead = seq / rate - (time.perf_counter() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+            producer.poll(0)
+        value, key, kind, expected = traffic.event(seq, now_iso)
+        while True:
+            try:
+                producer.produce(topics[kind], value, key)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        if expected:
+            result.expected[f"{run}{proc}-{seq}"] = (expected, int(time.time() * 1000))
+    producer.flush(60)
+    result.sent = events
+    result.seconds = time.perf_counter() - started
+    out.put(result)
+
+
+def generate(bootstrap: str, topics: dict[str, str], events: int, rate: float | None = None, procs: int = 2,
+             listed_share: float = 0.01, customers: int = 200_000, listed: int = 2_000,
+             run: str = "r") -> GenResult:
+    """Send ``events`` in total over ``procs`` processes, at ``rate`` events/s in total (None: as fast as possible)."""
+    ctx = mp.get_context("spawn")
+    queue: mp.Queue[GenResult] = ctx.Queue()
+    share = [events // procs + (1 if i < events % procs else 0) for i in range(procs)]
+    workers = [ctx.Process(target=_produce, args=(i, bootstrap, topics, share[i], rate / procs if rate else None,
+                                                  listed_share, customers, listed, run, queue))
+               for i in range(procs)]
+    started = time.perf_counter()
+    for w in workers:
+        w.start()
+    total = GenResult()
+    for _ in workers:
+        part = queue.get()
+        total.sent += part.sent
+        total.expected.update(part.expected)
+    for w in workers:
+        w.join()
+    total.seconds = time.perf_counter() - started
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--transfers-topic", default="bank.transfers")
+    parser.add_argument("--calls-topic", default="telco.calls")
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, default=None, help="events/s in total; default: as fast as possible")
+    parser.add_argument("--procs", type=int, default=2)
+    parser.add_argument("--listed-share", type=float, default=0.01)
+    args = parser.parse_args()
+    result = generate(args.bootstrap, {"transfers": args.transfers_topic, "calls": args.calls_topic}, args.events,
+                      args.rate, args.procs, args.listed_share)
+    print(orjson.dumps({"sent": result.sent, "seconds": round(result.seconds, 2),
+                        "events_per_s": round(result.sent / result.seconds), "listed_events": len(result.expected)}
+                       ).decode())
+
+
+if __name__ == "__main__":
+    main()
