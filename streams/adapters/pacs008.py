@@ -195,7 +195,7 @@ def _transaction(flat: dict[str, str], header: dict[str, str], index: int, regio
         raise Bad("invalid_amount", f"{base}/IntrBkSttlmAmt", "is not a decimal number") from None
     if not amount.is_finite() or amount <= 0 or amount > MAX_AMOUNT:
         raise Bad("invalid_amount", f"{base}/IntrBkSttlmAmt", "must be a positive finite amount")
-    currency = _text(flat, "IntrBkSttlmAmt/@Ccy", base, required=True, max_len=3)
+    currency = _text(flat, "IntrBkSttlmAmt/@Ccy", base, required=True, max_len=16)
     if currency is None or not _CCY_RE.match(currency):
         raise Bad("invalid_currency", f"{base}/IntrBkSttlmAmt/@Ccy", "must be an ISO 4217 code such as MYR")
 
@@ -345,7 +345,7 @@ def decode_pacs008(raw: bytes | None, max_bytes: int = 65536, region: str = "MY"
         if len(raw) > max_bytes:
             raise Bad("too_large", "", f"event is {len(raw)} bytes, limit is {max_bytes}")
         first = raw.lstrip()[:1]
-        if first == b"<" or raw.startswith(b"\xef\xbb\xbf<"):
+        if first == b"<" or raw[:2] in (b"\xff\xfe", b"\xfe\xff") or raw.startswith(b"\xef\xbb\xbf<"):
             return _decode_xml(raw, region)
         if first == b"{":
             return _decode_json(raw, region)
