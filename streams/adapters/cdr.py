@@ -22,6 +22,7 @@ A bad line becomes a ``Rejection`` whose ``field`` names the Call field and the 
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -30,6 +31,8 @@ from blocklist.identifiers import PhoneNumber, normalise_phone
 from sekat.errors import InvalidIdentifier
 from sekat.records import Call, Rejection
 from streams.decode import Bad
+
+log = logging.getLogger(__name__)
 
 CALL_TYPES = {
     "voice": "voice", "v": "voice", "call": "voice", "moc": "voice", "mtc": "voice",
@@ -138,7 +141,14 @@ class CdrCsvDecoder:
             rows = list(csv.reader([line for _, line in lines], delimiter=self.delimiter, strict=True))
         except csv.Error as exc:
             return [Rejection("invalid_value", f"not a CSV line ({exc})")]
-        return [self._line(row, n) for (n, _), row in zip(lines, rows)]
+        return [self._safe_line(row, n) for (n, _), row in zip(lines, rows)]
+
+    def _safe_line(self, row: list[str], line: int) -> Call | Rejection:
+        try:
+            return self._line(row, line)
+        except Exception as exc:  # noqa: BLE001 - no input may stop the worker; a bug here is counted, kept
+            log.exception("CDR adapter failed on line %d", line)
+            return Rejection("internal_error", f"adapter failed: {type(exc).__name__}")
 
     def _line(self, row: list[str], line: int) -> Call | Rejection:
         def cell(name: str) -> tuple[str | None, str]:

@@ -33,6 +33,7 @@ Safety: no DTD is ever loaded, no entity is expanded, no network is touched (lxm
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -45,6 +46,8 @@ from blocklist.identifiers import AccountId, normalise_account, normalise_bank, 
 from sekat.errors import InvalidIdentifier
 from sekat.records import Party, Proxy, Rejection, Skipped, Transfer
 from streams.decode import MAX_AMOUNT, Bad
+
+log = logging.getLogger(__name__)
 
 NS_PREFIX = "urn:iso:std:iso:20022:tech:xsd:"
 MIN_PACS008_VERSION = 8
@@ -60,11 +63,9 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=Fals
 Result = Transfer | Rejection | Skipped
 
 
-
 # ---------------------------------------------------------------------------------------------------------
-# Flattening: both renderings become {relative path: text} per transaction, so one mapping serves both.
-
-# The XML path: one compiled XPath per namespace evaluates every field of a transaction in C and returns
+# Extraction: both renderings become {path relative to CdtTrfTxInf: text} per transaction, so one mapping
+# serves both. The XML path: one compiled XPath per namespace evaluates every field of a transaction in C and returns
 # them as one tab-separated string (no Python object per element: half the cost of walking the tree).
 # A value holding a tab itself (never valid in these fields) falls back to one XPath per field.
 TX_PATHS = (
@@ -108,6 +109,7 @@ def _compiled(namespace: str) -> _Compiled:
     return compiled
 
 
+# The JSON path: walk the (small) decoded object once.
 _AMOUNT_KEYS = ("value", "Amt", "amount", "#text", "$")
 
 
@@ -352,3 +354,6 @@ def decode_pacs008(raw: bytes | None, max_bytes: int = 65536, region: str = "MY"
         raise Bad("unsupported_message", "", "value is neither XML nor a JSON object")
     except Bad as bad:
         return [bad.rejection]
+    except Exception as exc:  # noqa: BLE001 - no input may stop the worker; a bug here is counted, kept
+        log.exception("pacs.008 adapter failed on a message")
+        return [Rejection("internal_error", f"adapter failed: {type(exc).__name__}")]

@@ -204,3 +204,17 @@ def test_no_truncation_or_corruption_escapes_as_an_exception(name: str) -> None:
         for mangled in (raw[:cut], raw[:cut] + b"\x00" + raw[cut + 1:], raw[:cut] + b"&foo;" + raw[cut:]):
             results = decode_pacs008(mangled)
             assert results and all(isinstance(r, (Transfer, Rejection)) for r in results)
+
+
+def test_a_bug_in_the_adapter_becomes_an_internal_error_dead_letter(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(raw: str) -> str:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("streams.adapters.pacs008.normalise_bank", broken)
+    rejection = only_rejection(load("pacs008_v10_single.xml"))
+    assert (rejection.reason, rejection.message) == ("internal_error", "adapter failed: RuntimeError")
+
+
+def test_a_tab_inside_a_value_does_not_shift_the_other_fields() -> None:
+    [t] = transfers(edit("<TxId>CIBB-TX-777</TxId>", "<TxId>CIBB\tTX</TxId>"))
+    assert t.tx_id == "CIBB\tTX" and t.end_to_end_id == "NOTPROVIDED" and t.amount == Decimal("12000.00")
