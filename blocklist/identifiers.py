@@ -24,6 +24,7 @@ from sekat.errors import InvalidIdentifier, ProtectedIdentifier
 
 _BIC_RE = re.compile(r"^[A-Z]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?$")
 _ACCOUNT_RE = re.compile(r"^[0-9]{4,34}$")
+_IBAN_RE = re.compile(r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$")
 _ACCOUNT_SEPARATORS = str.maketrans("", "", " -")
 # Numbers phonenumbers may not know as short codes but that must never be blocked.
 _ALWAYS_PROTECTED = frozenset({"999", "112", "911", "991", "994", "15999", "100", "103"})
@@ -78,13 +79,22 @@ def normalise_bank(raw: str) -> str:
 
 
 def normalise_account(bank: str, raw: str) -> AccountId:
-    """``BIC8:digits`` with spaces and dashes removed; anything but ASCII digits is refused."""
+    """``BIC8:digits`` with spaces and dashes removed, or ``BIC8:IBAN`` (upper case, check digits verified).
+
+    Anything else (letters outside a valid IBAN, non-ASCII digits) is refused.
+    """
     if len(raw) > _MAX_ACCOUNT_CHARS:
         raise InvalidIdentifier("account number is too long")
     number = raw.translate(_ACCOUNT_SEPARATORS)
-    if not _ACCOUNT_RE.match(number):
-        raise InvalidIdentifier("account number must be 4-34 digits (spaces and dashes allowed)")
-    return AccountId(normalise_bank(bank), number)
+    if _ACCOUNT_RE.fullmatch(number):
+        return AccountId(normalise_bank(bank), number)
+    iban = number.upper()
+    if _IBAN_RE.fullmatch(iban):
+        # ISO 13616 check digits: move the first four characters to the end, letters as 10..35, mod 97 == 1.
+        if int("".join(str(int(ch, 36)) for ch in iban[4:] + iban[:4])) % 97 == 1:
+            return AccountId(normalise_bank(bank), iban)
+        raise InvalidIdentifier("IBAN check digits do not match")
+    raise InvalidIdentifier("account number must be 4-34 digits (spaces and dashes allowed) or an IBAN")
 
 
 @lru_cache(maxsize=1 << 16)

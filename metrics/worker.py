@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sekat.records import Action
 
 STREAMS = ("transfers", "calls")
-OUTCOMES = ("ALLOW", "LABEL", "HOLD", "BLOCK", "INVALID")
+OUTCOMES = ("ALLOW", "LABEL", "HOLD", "BLOCK", "INVALID", "SKIPPED")
 LOOKUP_RESULTS = ("hit", "miss", "inactive")
 # Single milliseconds matter: the SLO is p99 <= 10 ms.
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -53,7 +53,7 @@ def decide_transfer(transfer: Transfer, lookups: Mapping[str, Entry], now: datet
     if not matches:
         return Decision(transfer.event_id, "transfers", Outcome.ALLOW.name, now)
 
-    details = (("transfer_id", transfer.transfer_id),)
+    details = transfer.command_details()
     first = max(matches, key=lambda m: m.outcome)  # the rule cited on the hold
     hold_target = payer_acct.value if payer_acct else transfer.transfer_id
     commands = [Command(Action.HOLD_TRANSFER, transfer.payer.bank, hold_target, transfer.event_id, first.rule,

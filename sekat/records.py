@@ -50,6 +50,22 @@ class Transfer:
     payee_proxy: Proxy | None = None
     channel: str | None = None
     currency: str | None = None
+    # ISO 20022 payment ids (set by the pacs.008 adapter, None for contract JSON): the bank matches
+    # a command to its payment by these, so they travel in the command's details.
+    end_to_end_id: str | None = None
+    tx_id: str | None = None
+    uetr: str | None = None
+
+    def command_details(self) -> tuple[tuple[str, str], ...]:
+        """What a bank command carries to name this transfer; unchanged JSON for contract input."""
+        details = [("transfer_id", self.transfer_id)]
+        if self.end_to_end_id is not None:
+            details.append(("end_to_end_id", self.end_to_end_id))
+        if self.tx_id is not None:
+            details.append(("tx_id", self.tx_id))
+        if self.uetr is not None:
+            details.append(("uetr", self.uetr))
+        return tuple(details)
 
     def identifiers(self) -> list[AccountId | PhoneNumber]:
         ids: list[AccountId | PhoneNumber] = []
@@ -70,6 +86,9 @@ class Call:
     callee: PhoneNumber
     type: str = "voice"
     caller_network: str | None = None
+    # CLI presentation: "allowed", "restricted" or "unavailable" (CDR / call-attempt adapters);
+    # the network still knows a restricted caller, so it is screened all the same.
+    presentation: str | None = None
 
     def identifiers(self) -> list[AccountId | PhoneNumber]:
         return [] if self.caller.protected else [self.caller]
@@ -213,6 +232,16 @@ class Rejection:
     reason: str
     message: str
     field: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A recognised input message that is not an event to decide (e.g. a pacs.002 status report).
+
+    Counted as ``sekat_events_total{outcome="SKIPPED"}`` and acked; nothing is emitted for it.
+    """
+
+    message: str  # the message type, e.g. "pacs.002"
 
 
 @dataclass(frozen=True, slots=True)

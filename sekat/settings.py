@@ -19,6 +19,12 @@ from sekat.errors import ConfigError
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+TRANSFER_FORMATS = ("json", "pacs008")
+CALL_FORMATS = ("json", "cdr-csv", "call-attempt")
+CDR_FIELDS = ("call_id", "occurred_at", "caller", "callee", "operator", "type", "caller_network", "presentation")
+CDR_REQUIRED = ("call_id", "occurred_at", "caller", "callee", "operator")
+DEFAULT_CDR_COLUMNS = ("call_id=1,occurred_at=2,caller=3,callee=4,type=5,operator=6,caller_network=7,"
+                       "presentation=8")
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,10 @@ class Settings:
     batch_within_ms: int = 5
     max_event_bytes: int = 65536
     phone_region: str = "MY"
+    transfers_format: str = "json"
+    calls_format: str = "json"
+    cdr_columns: str = DEFAULT_CDR_COLUMNS
+    cdr_delimiter: str = ","
     log_level: str = "info"
     stack_dir: str = ".stack"
 
@@ -112,8 +122,37 @@ class Settings:
                 raise ConfigError("SEKAT_" + name.upper(), f"must be between {low} and {high}, got {value}")
         if not re.fullmatch(r"[A-Z]{2}", self.phone_region):
             raise ConfigError("SEKAT_PHONE_REGION", "must be a two-letter region code such as MY")
+        if self.transfers_format not in TRANSFER_FORMATS:
+            raise ConfigError("SEKAT_TRANSFERS_FORMAT", f"must be one of {', '.join(TRANSFER_FORMATS)}, "
+                                                        f"got {self.transfers_format!r}")
+        if self.calls_format not in CALL_FORMATS:
+            raise ConfigError("SEKAT_CALLS_FORMAT", f"must be one of {', '.join(CALL_FORMATS)}, got {self.calls_format!r}")
+        self.cdr_column_map()
+        if len(self.cdr_separator) != 1 or self.cdr_separator in "\"\r\n":
+            raise ConfigError("SEKAT_CDR_DELIMITER", "must be one character other than a quote or newline, or 'tab'")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("SEKAT_LOG_LEVEL", "must be debug, info, warning or error")
+
+    def cdr_column_map(self) -> dict[str, int]:
+        """``SEKAT_CDR_COLUMNS`` ("field=column,..."; 1-based columns) as a mapping; raises ConfigError."""
+        columns: dict[str, int] = {}
+        for part in self.cdr_columns.split(","):
+            name, sep, col = part.strip().partition("=")
+            name = name.strip()
+            if not sep or name not in CDR_FIELDS or not col.strip().isdigit() or int(col) < 1:
+                raise ConfigError("SEKAT_CDR_COLUMNS", f"expected field=column[,field=column] with fields from "
+                                                       f"{', '.join(CDR_FIELDS)} and columns from 1, got {part.strip()!r}")
+            if name in columns:
+                raise ConfigError("SEKAT_CDR_COLUMNS", f"{name} is mapped twice")
+            columns[name] = int(col)
+        missing = [f for f in CDR_REQUIRED if f not in columns]
+        if missing:
+            raise ConfigError("SEKAT_CDR_COLUMNS", f"must map {', '.join(missing)}")
+        return columns
+
+    @property
+    def cdr_separator(self) -> str:
+        return "\t" if self.cdr_delimiter.lower() == "tab" else self.cdr_delimiter
 
     def topic_names(self) -> dict[str, str]:
         return {f.name[len("topic_"):]: getattr(self, f.name)
@@ -185,6 +224,13 @@ SETTINGS_DOC: dict[str, str] = {
     "batch_within_ms": "Longest wait to fill a batch, in milliseconds.",
     "max_event_bytes": "Larger events are dead-lettered as too_large.",
     "phone_region": "Default region for phone numbers without a country code.",
+    "transfers_format": "Input format of the transfers topic: json (the Transfer contract) or pacs008 "
+                        "(ISO 20022 pacs.008.001.08+ in XML or its JSON rendering, detected per message).",
+    "calls_format": "Input format of the calls topic: json (the Call contract), cdr-csv (call detail "
+                    "records, see SEKAT_CDR_COLUMNS) or call-attempt (call-attempt JSON events).",
+    "cdr_columns": "CDR CSV column mapping, field=column with 1-based columns; fields call_id, occurred_at, "
+                   "caller, callee, operator (required), type, caller_network, presentation.",
+    "cdr_delimiter": "CDR CSV delimiter: one character, or 'tab'.",
     "log_level": "debug, info, warning or error.",
     "stack_dir": "Where `sekat up` keeps the local Kafka and Redis data, logs and pid files.",
 }

@@ -12,7 +12,6 @@ and registers two agents that read as the data flow:
 from __future__ import annotations
 
 import ssl
-from functools import partial
 from typing import Any
 
 import faust
@@ -24,11 +23,10 @@ from blocklist.store import BlocklistStore
 from metrics.worker import WorkerMetrics
 from rules.blocklist_match import decide_call, decide_transfer
 from sekat.settings import Settings
-from streams.calls import decode_call
+from streams.adapters import call_decoder, transfer_decoder
 from streams.consumer import ScreeningConsumer
 from streams.emit import OutputTopics
 from streams.screening import Clock, Screen, utcnow
-from streams.transfers import decode_transfer
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -78,10 +76,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         decisions=raw_topic(settings.topic_decisions),
         deadletter=raw_topic(settings.topic_deadletter),
     )
-    decoder_args = {"max_bytes": settings.max_event_bytes, "region": settings.phone_region}
-    transfers = Screen("transfers", partial(decode_transfer, **decoder_args), decide_transfer, replica, outputs,
-                       metrics, clock)
-    calls = Screen("calls", partial(decode_call, **decoder_args), decide_call, replica, outputs, metrics, clock)
+    # The input format of each topic (contract JSON, ISO 20022 pacs.008, CDR CSV, ...) is a setting.
+    transfers = Screen("transfers", transfer_decoder(settings), decide_transfer, replica, outputs, metrics, clock)
+    calls = Screen("calls", call_decoder(settings), decide_call, replica, outputs, metrics, clock)
     screening = ScreeningConsumer(settings, {settings.topic_transfers: transfers, settings.topic_calls: calls},
                                   metrics)
 

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, Generic, Protocol, TypeVar
 
 from metrics.worker import WorkerMetrics
-from sekat.records import Decision, Entry, Rejection, Source, iso
+from sekat.records import Decision, Entry, Rejection, Skipped, Source, iso
 from streams.emit import Batch, OutputTopics
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ class Screened(Protocol):
 
 
 R = TypeVar("R", bound=Screened)
-Decoder = Callable[[bytes | None], "R | Rejection"]
+# A decoder returns one result, or a list of them when one message holds several events.
+Decoder = Callable[[bytes | None], "R | Rejection | list[R | Rejection | Skipped]"]
 Rule = Callable[[R, Mapping[str, Entry], datetime], Decision]
 Clock = Callable[[], datetime]
 
@@ -84,12 +85,16 @@ class Screen(Generic[R]):
         for msg in records:
             source = Source(msg.topic, msg.partition, msg.offset, msg.timestamp, msg.key)
             result = self.decode(msg.value)
-            if isinstance(result, Rejection):
-                out.deadletter(source, msg.value, result, iso(now))
-                self.metrics.deadletters.labels(self.stream, result.reason).inc()
-                counts["INVALID"] = counts.get("INVALID", 0) + 1
-            else:
-                decoded.append((source, msg.value, result))
+            # An adapter may yield several results from one message (a pacs.008 with N transactions).
+            for item in (result if type(result) is list else (result,)):
+                if isinstance(item, Rejection):
+                    out.deadletter(source, msg.value, item, iso(now))
+                    self.metrics.deadletters.labels(self.stream, item.reason).inc()
+                    counts["INVALID"] = counts.get("INVALID", 0) + 1
+                elif isinstance(item, Skipped):
+                    counts["SKIPPED"] = counts.get("SKIPPED", 0) + 1
+                else:
+                    decoded.append((source, msg.value, item))
 
         keys = [ident.key for _, _, record in decoded for ident in record.identifiers()]
         lookups: Mapping[str, Entry] = {}

@@ -35,3 +35,9 @@ def test_readme_documents_every_setting() -> None:
     for f in fields(Settings):
         assert f"SEKAT_{f.name.upper()}" in readme, f"README misses SEKAT_{f.name.upper()}"
     assert set(SETTINGS_DOC) == {f.name for f in fields(Settings)}
+
+
+def test_unknown_input_format_stops_the_worker_naming_the_variable() -> None:
+    result = run("worker", SEKAT_TRANSFERS_FORMAT="swift-mt103")
+    assert result.returncode == 2
+    assert "SEKAT_TRANSFERS_FORMAT" in result.stderr and "pacs008" in result.stderr

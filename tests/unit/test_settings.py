@@ -45,3 +45,26 @@ def test_secrets_are_redacted() -> None:
 
 def test_every_setting_is_documented() -> None:
     assert {f.name for f in fields(Settings)} == set(SETTINGS_DOC)
+
+
+@pytest.mark.parametrize("env,setting", [
+    ({"SEKAT_TRANSFERS_FORMAT": "iso"}, "SEKAT_TRANSFERS_FORMAT"),
+    ({"SEKAT_CALLS_FORMAT": "csv"}, "SEKAT_CALLS_FORMAT"),
+    ({"SEKAT_CDR_COLUMNS": "caller=3,callee=4"}, "SEKAT_CDR_COLUMNS"),
+    ({"SEKAT_CDR_COLUMNS": "call_id=0,occurred_at=2,caller=3,callee=4,operator=5"}, "SEKAT_CDR_COLUMNS"),
+    ({"SEKAT_CDR_COLUMNS": "call_id=1,call_id=2"}, "SEKAT_CDR_COLUMNS"),
+    ({"SEKAT_CDR_COLUMNS": "colour=1"}, "SEKAT_CDR_COLUMNS"),
+    ({"SEKAT_CDR_DELIMITER": ";;"}, "SEKAT_CDR_DELIMITER"),
+    ({"SEKAT_CDR_DELIMITER": '"'}, "SEKAT_CDR_DELIMITER"),
+])
+def test_bad_adapter_settings_name_the_variable(env: dict[str, str], setting: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.from_environ(env)
+    assert err.value.setting == setting and setting in str(err.value)
+
+
+def test_adapter_defaults() -> None:
+    s = Settings.from_environ({})
+    assert (s.transfers_format, s.calls_format, s.cdr_separator) == ("json", "json", ",")
+    assert s.cdr_column_map() == {"call_id": 1, "occurred_at": 2, "caller": 3, "callee": 4, "type": 5,
+                                  "operator": 6, "caller_network": 7, "presentation": 8}

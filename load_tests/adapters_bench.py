@@ -1,0 +1,131 @@
+"""Decode cost per transfer: ISO 20022 pacs.008 (XML and JSON rendering) against the plain Transfer contract.
+
+    .venv/bin/python -m load_tests.adapters_bench [--events 20000] [--repeat 5] [--per-message 1,10]
+
+Prints one JSON object: µs per transfer (best of ``--repeat`` runs, each decoding ``--events`` transfers of
+distinct generated messages) for every format, and each format's ratio to the contract JSON. This is the
+decoder alone — the edge cost an adapter adds; the end-to-end share of the hot path is measured with the
+benchmark harness on a real broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from streams.adapters.pacs008 import decode_pacs008
+from streams.transfers import decode_transfer
+
+NS = "urn:iso:std:iso:20022:tech:xsd:pacs.008.001.08"
+
+
+def _digits(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice("0123456789") for _ in range(n))
+
+
+def _tx(rng: random.Random, i: int) -> dict[str, str]:
+    return {"e2e": f"E2E-{i:08d}", "tx": f"TX-{i:08d}", "uetr": f"7a562c67-ca16-48ba-b074-{i:012d}",
+            "amount": f"{rng.randint(1, 500000) / 100:.2f}", "payer": _digits(rng, 12), "payee": _digits(rng, 10)}
+
+
+def contract_message(rng: random.Random, i: int) -> bytes:
+    t = _tx(rng, i)
+    return orjson.dumps({
+        "event_id": f"t-{i:08d}", "occurred_at": "2026-11-28T10:15:00.123Z", "transfer_id": t["tx"],
+        "channel": "DUITNOW", "amount": t["amount"], "currency": "MYR",
+        "payer": {"bank": "MBBEMYKL", "account": t["payer"], "phone": "+60123456789"},
+        "payee": {"bank": "CIBBMYKL", "account": t["payee"]},
+    })
+
+
+def _xml_tx(t: dict[str, str]) -> str:
+    return f"""<CdtTrfTxInf>
+      <PmtId><InstrId>{t['tx']}</InstrId><EndToEndId>{t['e2e']}</EndToEndId><TxId>{t['tx']}</TxId><UETR>{t['uetr']}</UETR></PmtId>
+      <PmtTpInf><LclInstrm><Prtry>DUITNOW</Prtry></LclInstrm></PmtTpInf>
+      <IntrBkSttlmAmt Ccy="MYR">{t['amount']}</IntrBkSttlmAmt>
+      <IntrBkSttlmDt>2026-11-28</IntrBkSttlmDt>
+      <ChrgBr>SLEV</ChrgBr>
+      <Dbtr><Nm>Ahmad bin Ali</Nm><PstlAdr><TwnNm>Kuala Lumpur</TwnNm><Ctry>MY</Ctry></PstlAdr></Dbtr>
+      <DbtrAcct><Id><Othr><Id>{t['payer']}</Id></Othr></Id></DbtrAcct>
+      <DbtrAgt><FinInstnId><BICFI>MBBEMYKL</BICFI></FinInstnId></DbtrAgt>
+      <CdtrAgt><FinInstnId><BICFI>CIBBMYKLXXX</BICFI></FinInstnId></CdtrAgt>
+      <Cdtr><Nm>Syarikat Contoh Sdn Bhd</Nm></Cdtr>
+      <CdtrAcct><Id><Othr><Id>{t['payee']}</Id></Othr></Id></CdtrAcct>
+      <RmtInf><Ustrd>invoice 2026-118</Ustrd></RmtInf>
+    </CdtTrfTxInf>"""
+
+
+def pacs008_xml(rng: random.Random, i: int, n: int) -> bytes:
+    txs = "\n    ".join(_xml_tx(_tx(rng, i * n + k)) for k in range(n))
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="{NS}">
+  <FIToFICstmrCdtTrf>
+    <GrpHdr><MsgId>MSG-{i:08d}</MsgId><CreDtTm>2026-11-28T18:15:00.123+08:00</CreDtTm><NbOfTxs>{n}</NbOfTxs>
+      <SttlmInf><SttlmMtd>CLRG</SttlmMtd><ClrSys><Prtry>RPP</Prtry></ClrSys></SttlmInf></GrpHdr>
+    {txs}
+  </FIToFICstmrCdtTrf>
+</Document>""".encode()
+
+
+def pacs008_json(rng: random.Random, i: int, n: int) -> bytes:
+    txs: list[dict[str, Any]] = []
+    for k in range(n):
+        t = _tx(rng, i * n + k)
+        txs.append({
+            "PmtId": {"InstrId": t["tx"], "EndToEndId": t["e2e"], "TxId": t["tx"], "UETR": t["uetr"]},
+            "PmtTpInf": {"LclInstrm": {"Prtry": "DUITNOW"}},
+            "IntrBkSttlmAmt": {"Ccy": "MYR", "value": t["amount"]}, "IntrBkSttlmDt": "2026-11-28", "ChrgBr": "SLEV",
+            "Dbtr": {"Nm": "Ahmad bin Ali"}, "DbtrAcct": {"Id": {"Othr": {"Id": t["payer"]}}},
+            "DbtrAgt": {"FinInstnId": {"BICFI": "MBBEMYKL"}}, "CdtrAgt": {"FinInstnId": {"BICFI": "CIBBMYKLXXX"}},
+            "Cdtr": {"Nm": "Syarikat Contoh Sdn Bhd"}, "CdtrAcct": {"Id": {"Othr": {"Id": t["payee"]}}},
+            "RmtInf": {"Ustrd": ["invoice 2026-118"]},
+        })
+    return orjson.dumps({"Document": {"FIToFICstmrCdtTrf": {
+        "GrpHdr": {"MsgId": f"MSG-{i:08d}", "CreDtTm": "2026-11-28T18:15:00.123+08:00", "NbOfTxs": str(n)},
+        "CdtTrfTxInf": txs}}})
+
+
+def best_us_per_transfer(decode: Callable[[bytes], Any], messages: list[bytes], per_message: int,
+                         repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        for raw in messages:
+            decode(raw)
+        best = min(best, time.perf_counter() - started)
+    return best / (len(messages) * per_message) * 1e6
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20000, help="transfers decoded per run")
+    parser.add_argument("--repeat", type=int, default=5, help="runs; the best is reported")
+    parser.add_argument("--per-message", default="1,10", help="transactions per pacs.008 message, comma-separated")
+    args = parser.parse_args(argv)
+    rng = random.Random(9)
+
+    contract = [contract_message(rng, i) for i in range(args.events)]
+    check = decode_transfer(contract[0])
+    assert not hasattr(check, "reason"), check
+    results: dict[str, Any] = {"events": args.events, "repeat": args.repeat, "us_per_transfer": {}}
+    base = best_us_per_transfer(decode_transfer, contract, 1, args.repeat)
+    results["us_per_transfer"]["contract_json"] = round(base, 2)
+    for n in (int(x) for x in args.per_message.split(",")):
+        count = max(1, args.events // n)
+        for name, build in (("pacs008_xml", pacs008_xml), ("pacs008_json", pacs008_json)):
+            messages = [build(rng, i, n) for i in range(count)]
+            decoded = decode_pacs008(messages[0])
+            assert len(decoded) == n and all(not hasattr(d, "reason") for d in decoded), decoded
+            results["us_per_transfer"][f"{name}_{n}tx"] = round(
+                best_us_per_transfer(decode_pacs008, messages, n, args.repeat), 2)
+    results["ratio_to_contract_json"] = {k: round(v / base, 2) for k, v in results["us_per_transfer"].items()}
+    print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
+
+
+if __name__ == "__main__":
+    main()

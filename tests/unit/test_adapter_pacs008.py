@@ -1,0 +1,220 @@
+"""ISO 20022 pacs.008 → Transfers: every mapping and every failure, from the sample messages in tests/fixtures."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+
+from rules.blocklist_match import decide_transfer
+from sekat.records import Entry, Rejection, Skipped, Status, Transfer
+from streams.adapters.pacs008 import decode_pacs008
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+TX = "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf"
+
+
+def load(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def transfers(raw: bytes) -> list[Transfer]:
+    results = decode_pacs008(raw)
+    assert all(isinstance(r, Transfer) for r in results), results
+    return results  # type: ignore[return-value]
+
+
+def only_rejection(raw: bytes) -> Rejection:
+    [result] = decode_pacs008(raw)
+    assert isinstance(result, Rejection), result
+    return result
+
+
+def test_multi_transaction_v08_yields_one_transfer_per_transaction() -> None:
+    first, second, third = transfers(load("pacs008_v08_multi.xml"))
+    assert [t.event_id for t in (first, second, third)] == [f"MBBEMYKL20261128000123/{i}" for i in (1, 2, 3)]
+    # Othr/Id accounts, BICFI agents (BIC11 → BIC8), amount with its currency, all ISO ids.
+    assert first.payer.bank == "MBBEMYKL" and first.payer.account.value == "MBBEMYKL:514012345678"
+    assert first.payee.bank == "CIBBMYKL" and first.payee.account.value == "CIBBMYKL:8001234567"
+    assert (first.amount, first.currency) == (Decimal("1500.00"), "MYR")
+    assert (first.end_to_end_id, first.tx_id, first.transfer_id) == ("E2E-20261128-0001", "TX-20261128-0001",
+                                                                     "TX-20261128-0001")
+    assert first.uetr == "7a562c67-ca16-48ba-b074-65581be6f001"
+    assert first.channel == "DUITNOW"
+    assert first.occurred_at == datetime(2026, 11, 28, 10, 15, 0, 123000, tzinfo=timezone.utc)
+    # IBANs, and the transaction's own acceptance time over the group header's creation time.
+    assert second.payer.account.value == "COBADEFF:DE89370400440532013000"
+    assert second.payee.account.value == "BNPAFRPP:FR1420041010050500013M02606"
+    assert (second.amount, second.currency) == (Decimal("250.5"), "EUR")
+    assert second.occurred_at == datetime(2026, 11, 28, 10, 16, 30, tzinfo=timezone.utc)
+    # A mobile proxy with no creditor account id; TxId and UETR missing: transfer_id falls back to EndToEndId.
+    assert third.payee.account is None
+    assert third.payee_proxy.type == "MOBILE" and third.payee_proxy.phone.e164 == "+60123456789"
+    assert (third.tx_id, third.uetr, third.transfer_id) == (None, None, "E2E-20261128-0003")
+    assert [i.key for i in third.identifiers()] == ["account:MBBEMYKL:514012345678", "phone:+60123456789"]
+
+
+@pytest.mark.parametrize("name,event_id", [
+    ("pacs008_v09_one_bad_tx.xml", "MIX-09-1/1"),
+    ("pacs008_v10_single.xml", "CIBBMYKL-10-000777/1"),
+    ("pacs008_v11_envelope.xml", "HLBB-11-0042/1"),
+    ("pacs008_v09.json", "SWITCH-JSON-0009/1"),
+])
+def test_versions_08_and_later_and_both_renderings_are_read(name: str, event_id: str) -> None:
+    assert decode_pacs008(load(name))[0].event_id == event_id
+
+
+def test_v10_non_mobile_proxy_is_kept_but_not_looked_up_as_a_phone() -> None:
+    [t] = transfers(load("pacs008_v10_single.xml"))
+    assert t.payee_proxy.type == "EMAIL" and t.payee_proxy.phone is None
+    assert t.channel == "SEPA" and t.occurred_at.tzinfo is not None  # no zone in CreDtTm: read as UTC
+
+
+def test_json_rendering_maps_like_the_xml() -> None:
+    first, second = transfers(load("pacs008_v09.json"))
+    assert (first.tx_id, first.end_to_end_id, first.uetr) == ("J-TX-1", "J-E2E-1",
+                                                              "3c1d9d1e-6a55-4b5f-8c0e-1f2a3b4c5d61")
+    assert (first.amount, first.currency) == (Decimal("700.00"), "MYR")
+    assert first.payee.account.value == "CIBBMYKL:8001234567"
+    # {"@Ccy", "#text"} amounts, numbers as JSON numbers, a proxy written nationally.
+    assert (second.amount, second.currency) == (Decimal("35.5"), "MYR")
+    assert second.payee_proxy.phone.e164 == "+60123456789"
+
+
+def test_one_bad_transaction_is_its_own_rejection_naming_the_xpath() -> None:
+    good, bad = decode_pacs008(load("pacs008_v09_one_bad_tx.xml"))
+    assert isinstance(good, Transfer) and good.tx_id == "MIX-TX-1"
+    assert isinstance(bad, Rejection)
+    assert (bad.reason, bad.field) == ("invalid_bank", f"{TX}[2]/CdtrAgt/FinInstnId/BICFI")
+
+
+@pytest.mark.parametrize("name", ["pacs002_v10.xml", "pacs002_v10.json"])
+def test_status_report_is_recognised_and_skipped(name: str) -> None:
+    assert decode_pacs008(load(name)) == [Skipped("pacs.002")]
+
+
+@pytest.mark.parametrize("name,reason,field", [
+    ("pacs008_malformed.xml", "not_xml", ""),
+    ("pacs008_xxe.xml", "forbidden_dtd", ""),
+    ("pacs008_billion_laughs.xml", "forbidden_dtd", ""),
+    ("pacs008_v07_old.xml", "unsupported_version", "/Document"),
+    ("pacs004_v09_unsupported.xml", "unsupported_message", "/Document/PmtRtr"),
+])
+def test_unusable_documents_are_rejected_whole(name: str, reason: str, field: str) -> None:
+    rejection = only_rejection(load(name))
+    assert (rejection.reason, rejection.field) == (reason, field)
+    assert "root:" not in rejection.message  # nothing of /etc/passwd, no expanded entity
+
+
+def test_xxe_in_utf16_is_not_expanded() -> None:
+    # The byte check for <!DOCTYPE misses UTF-16; the parser still loads no DTD and resolves no entity.
+    rejection = only_rejection(load("pacs008_xxe.xml").decode().replace('encoding="UTF-8"', 'encoding="UTF-16"')
+                               .encode("utf-16"))
+    assert rejection.reason == "forbidden_dtd"
+
+
+SINGLE = load("pacs008_v10_single.xml").decode()
+
+
+def edit(old: str, new: str) -> bytes:
+    assert old in SINGLE
+    return SINGLE.replace(old, new, 1).encode()
+
+
+@pytest.mark.parametrize("raw,reason,field", [
+    (edit("<EndToEndId>NOTPROVIDED</EndToEndId>", ""), "missing_field", f"{TX}[1]/PmtId/EndToEndId"),
+    (edit('Ccy="MYR">12000.00', 'Ccy="MYR">12,000'), "invalid_amount", f"{TX}[1]/IntrBkSttlmAmt"),
+    (edit('Ccy="MYR">12000.00', 'Ccy="MYR">-5'), "invalid_amount", f"{TX}[1]/IntrBkSttlmAmt"),
+    (edit('<IntrBkSttlmAmt Ccy="MYR">12000.00</IntrBkSttlmAmt>', ""), "missing_field", f"{TX}[1]/IntrBkSttlmAmt"),
+    (edit('Ccy="MYR"', 'Ccy="ringgit"'), "invalid_currency", f"{TX}[1]/IntrBkSttlmAmt/@Ccy"),
+    (edit('Ccy="MYR"', ''), "missing_field", f"{TX}[1]/IntrBkSttlmAmt/@Ccy"),
+    (edit("<BICFI>CIBBMYKL</BICFI>", "<BICFI>CIBB</BICFI>"), "invalid_bank", f"{TX}[1]/DbtrAgt/FinInstnId/BICFI"),
+    (edit("<DbtrAgt><FinInstnId><BICFI>CIBBMYKL</BICFI></FinInstnId></DbtrAgt>", ""), "missing_field",
+     f"{TX}[1]/DbtrAgt/FinInstnId/BICFI"),
+    (edit("<DbtrAcct><Id><Othr><Id>7600-1122-3344</Id></Othr></Id></DbtrAcct>", ""), "missing_field",
+     f"{TX}[1]/DbtrAcct/Id"),
+    (edit("<Id>7600-1122-3344</Id>", "<Id>76AB</Id>"), "invalid_account", f"{TX}[1]/DbtrAcct/Id/Othr/Id"),
+    (edit("<Id><Othr><Id>3188776655</Id></Othr></Id>", "<Id><IBAN>DE00370400440532013000</IBAN></Id>"),
+     "invalid_account", f"{TX}[1]/CdtrAcct/Id/IBAN"),
+    (edit("<Id><Othr><Id>3188776655</Id></Othr></Id>", "").replace(b"<Prxy><Tp><Cd>EMAL</Cd></Tp><Id>club@example.com</Id></Prxy>", b""),
+     "missing_field", f"{TX}[1]/CdtrAcct"),
+    (edit("<Cd>EMAL</Cd></Tp><Id>club@example.com", "<Cd>MBNO</Cd></Tp><Id>not a phone"), "invalid_phone",
+     f"{TX}[1]/CdtrAcct/Prxy/Id"),
+    (edit("<CreDtTm>2026-11-28T10:20:00</CreDtTm>", "<CreDtTm>yesterday</CreDtTm>"), "invalid_timestamp",
+     "/Document/FIToFICstmrCdtTrf/GrpHdr/CreDtTm"),
+])
+def test_each_bad_field_is_named_by_its_xpath(raw: bytes, reason: str, field: str) -> None:
+    rejection = only_rejection(raw)
+    assert (rejection.reason, rejection.field) == (reason, field)
+    assert field in rejection.message
+
+
+@pytest.mark.parametrize("raw,reason", [
+    (b"", "empty"), (b"   ", "unsupported_message"), (b"<" + b"x" * 70000, "too_large"),
+    (b"[1, 2]", "unsupported_message"), (b"{\"a\": 1", "not_json"), (b"{\"Document\": []}", "wrong_type"),
+    (b"{\"Document\": {\"Other\": {}}}", "unsupported_message"),
+    (b"<Document xmlns=\"urn:example\"><X/></Document>", "unsupported_message"),
+    (b"<Document><X/></Document>", "unsupported_message"),
+])
+def test_what_is_not_a_pacs008_at_all(raw: bytes, reason: str) -> None:
+    assert only_rejection(raw).reason == reason
+
+
+def test_message_without_transactions_or_message_id() -> None:
+    no_tx = SINGLE[:SINGLE.index("<CdtTrfTxInf>")] + SINGLE[SINGLE.index("</CdtTrfTxInf>") + 14:]
+    assert (only_rejection(no_tx.encode()).field) == "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf"
+    assert only_rejection(edit("<MsgId>CIBBMYKL-10-000777</MsgId>", "")).field == \
+        "/Document/FIToFICstmrCdtTrf/GrpHdr/MsgId"
+
+
+def test_json_rendering_declaring_an_old_version_is_refused() -> None:
+    data = orjson.loads(load("pacs008_v09.json"))
+    data["Document"]["xmlns"] = "urn:iso:std:iso:20022:tech:xsd:pacs.008.001.02"
+    assert only_rejection(orjson.dumps(data)).reason == "unsupported_version"
+
+
+def test_json_single_transaction_object_and_no_document_wrapper() -> None:
+    data = orjson.loads(load("pacs008_v09.json"))["Document"]
+    data["FIToFICstmrCdtTrf"]["CdtTrfTxInf"] = data["FIToFICstmrCdtTrf"]["CdtTrfTxInf"][0]
+    [t] = transfers(orjson.dumps(data))
+    assert t.tx_id == "J-TX-1"
+
+
+def test_hold_command_carries_the_iso_ids_and_contract_commands_do_not() -> None:
+    first = transfers(load("pacs008_v08_multi.xml"))[0]
+    entry = Entry("account:CIBBMYKL:8001234567", Status.REPORTED, "PDRM")
+    now = datetime(2026, 11, 28, tzinfo=timezone.utc)
+    [hold] = decide_transfer(first, {entry.key: entry}, now).commands
+    body = hold.to_json()
+    assert body["action"] == "HOLD_TRANSFER"
+    assert (body["transfer_id"], body["end_to_end_id"], body["tx_id"], body["uetr"]) == (
+        "TX-20261128-0001", "E2E-20261128-0001", "TX-20261128-0001", "7a562c67-ca16-48ba-b074-65581be6f001")
+    plain = Transfer(first.event_id, now, "DN1", Decimal(1), first.payer, first.payee)
+    assert set(decide_transfer(plain, {entry.key: entry}, now).commands[0].to_json()) == {
+        "command_id", "issued_at", "action", "bank", "account", "transfer_id", "event_id", "rule", "reasons"}
+
+
+@pytest.mark.parametrize("name", ["pacs008_v08_multi.xml", "pacs008_v09.json"])
+def test_no_truncation_or_corruption_escapes_as_an_exception(name: str) -> None:
+    raw = load(name)
+    for cut in range(0, len(raw), 7):
+        for mangled in (raw[:cut], raw[:cut] + b"\x00" + raw[cut + 1:], raw[:cut] + b"&foo;" + raw[cut:]):
+            results = decode_pacs008(mangled)
+            assert results and all(isinstance(r, (Transfer, Rejection)) for r in results)
+
+
+def test_a_bug_in_the_adapter_becomes_an_internal_error_dead_letter(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(raw: str) -> str:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("streams.adapters.pacs008.normalise_bank", broken)
+    rejection = only_rejection(load("pacs008_v10_single.xml"))
+    assert (rejection.reason, rejection.message) == ("internal_error", "adapter failed: RuntimeError")
+
+
+def test_a_tab_inside_a_value_does_not_shift_the_other_fields() -> None:
+    [t] = transfers(edit("<TxId>CIBB-TX-777</TxId>", "<TxId>CIBB\tTX</TxId>"))
+    assert t.tx_id == "CIBB\tTX" and t.end_to_end_id == "NOTPROVIDED" and t.amount == Decimal("12000.00")
