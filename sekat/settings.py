@@ -49,6 +49,7 @@ class Settings:
     phone_region: str = "MY"
     log_level: str = "info"
     stack_dir: str = ".stack"
+    policy_file: str = ""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -112,6 +113,8 @@ class Settings:
                 raise ConfigError("SEKAT_" + name.upper(), f"must be between {low} and {high}, got {value}")
         if not re.fullmatch(r"[A-Z]{2}", self.phone_region):
             raise ConfigError("SEKAT_PHONE_REGION", "must be a two-letter region code such as MY")
+        if self.policy_file and not os.path.isfile(self.policy_file):
+            raise ConfigError("SEKAT_POLICY_FILE", f"no such file: {self.policy_file}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("SEKAT_LOG_LEVEL", "must be debug, info, warning or error")
 
@@ -174,4 +177,5 @@ SETTINGS_DOC: dict[str, str] = {
     "phone_region": "Default region for phone numbers without a country code.",
     "log_level": "debug, info, warning or error.",
     "stack_dir": "Where `sekat up` keeps the local Kafka and Redis data, logs and pid files.",
+    "policy_file": "Rules policy (YAML); empty: the shipped `rules/policy.yaml`. Re-read when it changes.",
 }

@@ -5,8 +5,12 @@ and registers two agents that read as the data flow:
 
     bank.transfers ─> screen_transfers ─┐          ┌─> sekat.commands.freeze
                                         ├─ rules ──┼─> sekat.commands.block
-    telco.calls ───> screen_calls ──────┘          ├─> sekat.decisions
-                                                   └─> sekat.deadletter
+    telco.calls ───> screen_calls ──────┘    │     ├─> sekat.decisions
+                                             │     ├─> sekat.deadletter
+                            rule state (Redis) ┘   └─> sekat.reports (automatic ``reported`` entries)
+
+The policy (``rules/policy.yaml`` or ``SEKAT_POLICY_FILE``) is re-read by a
+one-second timer when the file changes.
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ from prometheus_client import CollectorRegistry
 
 from blocklist.store import BlocklistStore
 from metrics.worker import WorkerMetrics
-from rules.blocklist_match import decide_call, decide_transfer
+from rules.engine import decide_call, decide_transfer
+from rules.policy import DEFAULT_POLICY_FILE
 from sekat.settings import Settings
 from streams.calls import decode_call
 from streams.emit import OutputTopics
+from streams.policy_watch import PolicyWatch
 from streams.screening import Clock, Screen, utcnow
+from streams.state import RuleStateStore
 from streams.transfers import decode_transfer
 
 
@@ -63,6 +70,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     setup_prometheus_sensors(app, registry=registry, name_prefix="sekat_faust")
     metrics = WorkerMetrics(registry)
     store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
+    state = RuleStateStore.from_url(settings.redis_url, settings.redis_prefix)
+    policy = PolicyWatch(settings.policy_file or DEFAULT_POLICY_FILE, metrics)  # PolicyError stops start-up
 
     def raw_topic(name: str) -> faust.TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -72,11 +81,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         block=raw_topic(settings.topic_block),
         decisions=raw_topic(settings.topic_decisions),
         deadletter=raw_topic(settings.topic_deadletter),
+        reports=raw_topic(settings.topic_reports),
     )
     decoder_args = {"max_bytes": settings.max_event_bytes, "region": settings.phone_region}
     transfers = Screen("transfers", partial(decode_transfer, **decoder_args), decide_transfer, store, outputs,
-                       metrics, clock)
-    calls = Screen("calls", partial(decode_call, **decoder_args), decide_call, store, outputs, metrics, clock)
+                       metrics, policy, state.read_transfers, state.write, clock)
+    calls = Screen("calls", partial(decode_call, **decoder_args), decide_call, store, outputs, metrics, policy,
+                   state.read_calls, state.write, clock)
     within = settings.batch_within_ms / 1000
 
     @app.agent(raw_topic(settings.topic_transfers), name="screen_transfers")
@@ -89,6 +100,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         async for batch in stream.take_events(settings.batch_max, within=within):
             await calls.run(batch)
 
+    @app.timer(interval=1.0)
+    async def reload_policy() -> None:
+        policy.check()
+
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         redis_ok = await store.ping()
@@ -97,4 +112,5 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
 
     app.sekat_store = store  # type: ignore[attr-defined]
     app.sekat_metrics = metrics  # type: ignore[attr-defined]
+    app.sekat_policy = policy  # type: ignore[attr-defined]
     return app

@@ -1,6 +1,8 @@
-"""Screening one batch: decode → look up in one go → decide → send → (Faust acks).
+"""Screening one batch: decode → look up in one go → decide → send → write rule state → (Faust acks).
 
-Shared by the transfer and call agents; each passes its own decoder and rule.
+Shared by the transfer and call agents; each passes its own decoder, its
+rule-state read and its decision function. The policy in force is taken once
+per batch, so a hot reload never splits a batch between two policies.
 Nothing here raises on input: a bad event becomes a dead letter, a rule that
 fails becomes a dead letter with reason ``internal_error``, and a Redis or
 Kafka failure is retried with backoff (the batch is not acked meanwhile, so
@@ -13,13 +15,16 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Generic, Protocol, TypeVar
 
 from blocklist.store import BlocklistStore
 from metrics.worker import WorkerMetrics
-from sekat.records import Decision, Entry, Rejection, Source, iso
+from rules.engine import Verdict
+from rules.policy import Policy
+from rules.registry import Context, Observations, StateWrite
+from sekat.records import Entry, Rejection, Source, iso
 from streams.emit import Batch, OutputTopics
 
 log = logging.getLogger(__name__)
@@ -36,7 +41,9 @@ class Screened(Protocol):
 
 R = TypeVar("R", bound=Screened)
 Decoder = Callable[[bytes | None], "R | Rejection"]
-Rule = Callable[[R, Mapping[str, Entry], datetime], Decision]
+Decide = Callable[[R, Context, Policy], Verdict]
+ReadState = Callable[[Sequence[R], Policy, datetime], Awaitable[Observations]]
+WriteState = Callable[[Sequence[StateWrite]], Awaitable[None]]
 Clock = Callable[[], datetime]
 
 
@@ -58,14 +65,18 @@ async def retry(what: str, attempt: Callable[[], Any], on_error: Callable[[], No
 
 
 class Screen(Generic[R]):
-    def __init__(self, stream: str, decode: Decoder, rule: Rule, store: BlocklistStore, topics: OutputTopics,
-                 metrics: WorkerMetrics, clock: Clock = utcnow) -> None:
+    def __init__(self, stream: str, decode: Decoder, decide: Decide, store: BlocklistStore, topics: OutputTopics,
+                 metrics: WorkerMetrics, policy: Callable[[], Policy], read_state: ReadState,
+                 write_state: WriteState, clock: Clock = utcnow) -> None:
         self.stream = stream
         self.decode = decode
-        self.rule = rule
+        self.decide = decide
         self.store = store
         self.topics = topics
         self.metrics = metrics
+        self.policy = policy
+        self.read_state = read_state
+        self.write_state = write_state
         self.clock = clock
 
     async def run(self, events: Sequence[Any]) -> None:
@@ -74,6 +85,7 @@ class Screen(Generic[R]):
         out = Batch(self.topics)
         counts: dict[str, int] = {}
         now = self.clock()
+        policy = self.policy()  # one policy for the whole batch, even if a reload lands meanwhile
         decoded: list[tuple[Source, bytes | None, R]] = []
         for event in events:
             msg = event.message
@@ -87,13 +99,25 @@ class Screen(Generic[R]):
                 decoded.append((source, msg.value, result))
 
         keys = [ident.key for _, _, record in decoded for ident in record.identifiers()]
-        lookups: Mapping[str, Entry] = {}
-        if keys:
-            lookups = await retry("blocklist lookup", lambda: self._lookup(keys), self.metrics.lookup_errors.inc)
+        records = [record for _, _, record in decoded]
 
+        async def lookup() -> Mapping[str, Entry]:
+            if not keys:
+                return {}
+            return await retry("blocklist lookup", lambda: self._lookup(keys), self.metrics.lookup_errors.inc)
+
+        async def observe() -> Observations:
+            return await retry("rule state read", lambda: self.read_state(records, policy, now),
+                               self.metrics.lookup_errors.inc)
+
+        lookups, observations = await asyncio.gather(lookup(), observe())
+        ctx = Context(now, lookups, observations)
+        writes: list[StateWrite] = []
+        reported: set[str] = set()
+        matched: dict[tuple[str, str], int] = {}
         for source, raw, record in decoded:
             try:
-                decision = self.rule(record, lookups, now)
+                verdict = self.decide(record, ctx, policy)
             except Exception as exc:  # noqa: BLE001 - a failing rule must not stop the stream
                 log.exception("rule failed on event at %s/%d/%d", source.topic, source.partition, source.offset)
                 out.deadletter(source, raw, Rejection("internal_error", f"rule failed: {type(exc).__name__}"),
@@ -101,15 +125,28 @@ class Screen(Generic[R]):
                 self.metrics.deadletters.labels(self.stream, "internal_error").inc()
                 counts["INVALID"] = counts.get("INVALID", 0) + 1
                 continue
+            decision = verdict.decision
+            writes.extend(verdict.writes)
             counts[decision.outcome] = counts.get(decision.outcome, 0) + 1
-            if decision.commands:
-                for command in decision.commands:
-                    out.command(command)
-                    self.metrics.commands_by[command.action].inc()
-            if decision.matches:
+            for command in decision.commands:
+                out.command(command)
+                self.metrics.commands_by[command.action].inc()
+            for report in decision.reports:
+                if report.key not in reported:  # once per batch; the Redis marker covers later batches
+                    reported.add(report.key)
+                    out.report(report)
+            for match in decision.matches:
+                matched[match.rule, match.mode] = matched.get((match.rule, match.mode), 0) + 1
+            for rule_id in decision.rule_errors:
+                self.metrics.rule_errors.labels(rule_id).inc()
+            if decision.matches or decision.rule_errors:
                 out.decision(decision, source)
 
         await retry("sending output", out.send, self.metrics.send_errors.inc)
+        # State goes back only once the output is durable: a crash in between replays the batch, which
+        # yields the same command ids, rather than losing a hold the state says was already decided.
+        if writes:
+            await retry("rule state write", lambda: self.write_state(writes), self.metrics.lookup_errors.inc)
 
         done = time.time()
         latency = self.metrics.latency_by[self.stream]
@@ -119,6 +156,8 @@ class Screen(Generic[R]):
             self.metrics.events_by[self.stream, outcome].inc(n)
         self.metrics.processing_by[self.stream].observe(time.perf_counter() - started)
         self.metrics.last_batch_by[self.stream].set(done)
+        for (rule_id, mode), n in matched.items():
+            self.metrics.rule_matches.labels(rule_id, mode).inc(n)
 
     async def _lookup(self, keys: list[str]) -> Mapping[str, Entry]:
         found = await self.store.lookup_many(keys)
