@@ -32,9 +32,8 @@ def evaluate(call: Call, ctx: Context, params: Params) -> list[Finding]:
     if caller.protected:
         return []
     at = int(call.occurred_at.timestamp() * 1000)
-    seen = list(ctx.obs.outbound.get(caller.key, ()))
-    seen.append((at, call.callee.key))
-    callees = most_distinct(seen, at, params.window_seconds * 1000)
+    own = (at, call.callee.key)
+    callees = most_distinct(ctx.obs.outbound.get(caller.key, ()), at, params.window_seconds * 1000, own)
     if callees < params.min_callees:
         return []
     reason = (f"caller reached {callees} distinct callees within {params.window_seconds} s "

@@ -42,9 +42,8 @@ def evaluate(transfer: Transfer, ctx: Context, params: Params) -> list[Finding]:
     if payee is None or transfer.payer.account is None:
         return []
     at = int(transfer.occurred_at.timestamp() * 1000)
-    seen = list(ctx.obs.inflow.get(payee, ()))
-    seen.append((at, transfer.payer.account.key))
-    payers = most_distinct(seen, at, params.window_minutes * 60_000)
+    own = (at, transfer.payer.account.key)
+    payers = most_distinct(ctx.obs.inflow.get(payee, ()), at, params.window_minutes * 60_000, own)
     if payers < params.min_payers:
         return []
     reason = (f"payee received from {payers} distinct payers within {params.window_minutes} min "
