@@ -54,6 +54,12 @@ class WorkerMetrics:
         self.rule_errors = Counter("sekat_rule_errors_total",
                                    "Rule evaluations that raised (the event is still decided by the other rules).",
                                    ["rule"], registry=registry)
+        self.rule_state_errors = Counter("sekat_rule_state_errors_total",
+                                         "Batches whose rule-state read or write in Redis failed and was retried.",
+                                         registry=registry)
+        self.rule_state_degraded = Counter("sekat_rule_state_degraded_batches_total",
+                                           "Batches decided without rule state, or whose state updates were dropped, "
+                                           "because Redis stayed unavailable.", registry=registry)
         self.policy_reloads = Counter("sekat_policy_reloads_total",
                                       "Policy file changes seen by the worker, by result (applied or refused).",
                                       ["result"], registry=registry)

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF_START = 0.05
 BACKOFF_MAX = 2.0
+STATE_ATTEMPTS = 4  # ~0.4 s of retries before a batch is decided without rule state
 
 
 class Screened(Protocol):
@@ -51,14 +52,19 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-async def retry(what: str, attempt: Callable[[], Any], on_error: Callable[[], None]) -> Any:
-    """Run ``attempt`` until it succeeds, with jittered exponential backoff."""
+async def retry(what: str, attempt: Callable[[], Any], on_error: Callable[[], None],
+                attempts: int | None = None) -> Any:
+    """Run ``attempt`` until it succeeds (or ``attempts`` failed: re-raise), with jittered exponential backoff."""
     delay = BACKOFF_START
+    tries = 0
     while True:
         try:
             return await attempt()
         except Exception as exc:  # noqa: BLE001 - every failure here is retried, and counted
             on_error()
+            tries += 1
+            if attempts is not None and tries >= attempts:
+                raise
             log.warning("%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay)
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, BACKOFF_MAX)
@@ -107,8 +113,15 @@ class Screen(Generic[R]):
             return await retry("blocklist lookup", lambda: self._lookup(keys), self.metrics.lookup_errors.inc)
 
         async def observe() -> Observations:
-            return await retry("rule state read", lambda: self.read_state(records, policy, now),
-                               self.metrics.lookup_errors.inc)
+            # Rule state is an enrichment: if Redis stays down, the batch is decided without it (blocklist
+            # rules still act, window rules see only the event itself) rather than stalling the stream.
+            try:
+                return await retry("rule state read", lambda: self.read_state(records, policy, now),
+                                   self.metrics.rule_state_errors.inc, STATE_ATTEMPTS)
+            except Exception:  # noqa: BLE001 - counted above; logged here
+                self.metrics.rule_state_degraded.inc()
+                log.error("rule state unavailable: %s batch decided without windowed state", self.stream)
+                return Observations()
 
         lookups, observations = await asyncio.gather(lookup(), observe())
         ctx = Context(now, lookups, observations)
@@ -146,7 +159,12 @@ class Screen(Generic[R]):
         # State goes back only once the output is durable: a crash in between replays the batch, which
         # yields the same command ids, rather than losing a hold the state says was already decided.
         if writes:
-            await retry("rule state write", lambda: self.write_state(writes), self.metrics.lookup_errors.inc)
+            try:
+                await retry("rule state write", lambda: self.write_state(writes), self.metrics.rule_state_errors.inc,
+                            STATE_ATTEMPTS)
+            except Exception:  # noqa: BLE001 - counted above; the output is already durable
+                self.metrics.rule_state_degraded.inc()
+                log.error("rule state unavailable: %d updates of a %s batch dropped", len(writes), self.stream)
 
         done = time.time()
         latency = self.metrics.latency_by[self.stream]
