@@ -88,8 +88,11 @@ async def run(args: argparse.Namespace, url: str) -> None:
             timings["engine_t"].append((t3 - t2) / args.batch * 1e6)
             timings["engine_c"].append((t4 - t3) / args.batch * 1e6)
             timings["write"].append((t5 - t4) * 1000)
+        stats = await state._redis.info("commandstats")
     finally:
         await state.close()
+    server_ms = {name[len("cmdstat_"):]: v["usec_per_call"] / 1000 for name, v in stats.items()
+                 if name in ("cmdstat_evalsha", "cmdstat_mget", "cmdstat_set")}
     med = {k: statistics.median(v) for k, v in timings.items()}
     print(f"batch={args.batch} batches={args.batches} payees={args.payees} (medians)")
     print(f"engine, transfers : {med['engine_t']:.1f} µs/event")
@@ -97,6 +100,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
     print(f"state read, transfers: {med['read_t']:.1f} ms/batch ({med['read_t'] * 1000 / args.batch:.1f} µs/event)")
     print(f"state read, calls    : {med['read_c']:.1f} ms/batch ({med['read_c'] * 1000 / args.batch:.1f} µs/event)")
     print(f"state write (both)   : {med['write']:.1f} ms/batch")
+    print("inside Redis, ms per call (mean): " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(server_ms.items())))
 
 
 def main() -> None:

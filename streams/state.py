@@ -51,18 +51,27 @@ READ_CAP = 5000  # most observations read per key and batch; bounds a batch's co
 MIN_RETENTION_MS = 10 * 60_000
 
 # KEYS: window keys. ARGV: cutoff, ttl_ms, cap, then per key: n, (score, member) * n, lo, hi.
+# Per key it returns the range read back, or 0 when the range holds only what this batch just added
+# (the common case of a payee or caller seen once): the caller knows those already, and a short reply
+# is most of the saving, since redis-py parses replies in Python.
 WINDOW_LUA = """
 local cutoff, ttl, cap = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local pos, out = 4, {}
 for i, key in ipairs(KEYS) do
   local n = tonumber(ARGV[pos]); pos = pos + 1
+  local added = {}
   for _ = 1, n do
-    redis.call('ZADD', key, ARGV[pos], ARGV[pos + 1]); pos = pos + 2
+    redis.call('ZADD', key, ARGV[pos], ARGV[pos + 1]); added[ARGV[pos + 1]] = true; pos = pos + 2
   end
   redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cutoff)
   redis.call('PEXPIRE', key, ttl)
-  out[i] = redis.call('ZRANGEBYSCORE', key, ARGV[pos], ARGV[pos + 1], 'WITHSCORES', 'LIMIT', 0, cap)
+  local range = redis.call('ZRANGEBYSCORE', key, ARGV[pos], ARGV[pos + 1], 'WITHSCORES', 'LIMIT', 0, cap)
   pos = pos + 2
+  local only_added = true
+  for j = 1, #range, 2 do
+    if not added[range[j]] then only_added = false; break end
+  end
+  if only_added then out[i] = 0 else out[i] = range end
 end
 return out
 """
@@ -98,9 +107,12 @@ class Windows:
         return keys, args
 
 
-def _points(reply: list[Any]) -> list[tuple[int, str]]:
-    """Flat [member, score, ...] to sorted (ms, party) pairs; the member is "{party}|{event_id}"."""
-    points = [(int(float(reply[i + 1])), _text(reply[i]).rpartition("|")[0]) for i in range(0, len(reply), 2)]
+def _points(reply: Any, added: dict[str, int]) -> list[tuple[int, str]]:
+    """The script's reply for one key as sorted (ms, party) pairs; members are "{party}|{event_id}"."""
+    if reply == 0:  # only this batch's own observations are in range
+        points = [(at, member.rpartition("|")[0]) for member, at in added.items()]
+    else:
+        points = [(int(float(reply[i + 1])), _text(reply[i]).rpartition("|")[0]) for i in range(0, len(reply), 2)]
     points.sort()
     return points
 
@@ -170,7 +182,7 @@ class RuleStateStore:
                 pipe.mget([f"{self._p}paid:{payer}|{payee}" for payer, payee in pairs])
 
         replies = iter(await self._pipeline(build))
-        inflow = {k[3:]: _points(r) for k, r in zip(windows.adds, next(replies))} if keys else {}
+        inflow = {k[3:]: _points(r, windows.adds[k]) for k, r in zip(windows.adds, next(replies))} if keys else {}
         auto = {m for m, v in zip(marks, next(replies)) if v} if marks else set()
         warnings: dict[str, list[CallWarning]] = {}
         if phones:
@@ -200,7 +212,7 @@ class RuleStateStore:
             pipe.mget([f"{self._p}auto:{m}" for m in marks])
 
         windows_reply, auto_reply = await self._pipeline(build)
-        outbound = {k[4:]: _points(r) for k, r in zip(windows.adds, windows_reply)}
+        outbound = {k[4:]: _points(r, windows.adds[k]) for k, r in zip(windows.adds, windows_reply)}
         auto = {m for m, v in zip(marks, auto_reply) if v}
         return Observations(outbound=outbound, auto_reported=frozenset(auto))
 
