@@ -22,11 +22,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from blocklist.identifiers import parse_key
 from rules import cross_channel
 from rules.mule_inflow import payee_key
 from rules.outcome import Outcome, highest
 from rules.policy import Policy
 from rules.registry import Context, Finding, StateWrite
+from sekat.errors import SekatError
 from sekat.records import (COMMAND_NAMESPACE, Action, Call, Command, Decision, Match, Report, Status,
                            Transfer)
 
@@ -47,6 +49,12 @@ Found = tuple[Match, Finding]
 def _never_act(finding: Finding, ctx: Context) -> bool:
     if finding.protected:
         return True
+    if finding.identifier.startswith("phone:"):
+        try:  # checked here too, so a rule that forgets to skip an emergency number still cannot act on it
+            if parse_key(finding.identifier).protected:  # type: ignore[union-attr]
+                return True
+        except SekatError:
+            return True  # not a number we could ever act on
     entry = ctx.lookups.get(finding.identifier) if finding.identifier else None
     return entry is not None and entry.status is Status.REVOKED
 

@@ -104,6 +104,19 @@ def test_revoked_identifier_is_never_acted_on_whatever_a_rule_finds() -> None:
     assert d.outcome == "ALLOW" and d.matches == () and d.commands == ()
 
 
+def test_a_protected_number_is_never_acted_on_even_if_a_rule_forgets_to_skip_it() -> None:
+    from rules.outcome import Outcome
+    from rules.registry import Finding, RuleSpec
+
+    def careless(event: object, c: object, p: object) -> list[Finding]:
+        return [Finding(Outcome.BLOCK, "careless", "flags everything", identifier="phone:999")]
+    registry = default_registry()
+    registry.register(RuleSpec("careless", 1, mule_inflow.Params, {"calls": careless}))
+    policy = parse_policy(policy_with(careless={}), registry)
+    d = engine.decide_call(call(caller="999"), ctx(), policy).decision
+    assert d.outcome == "ALLOW" and d.matches == () and d.commands == ()
+
+
 def test_enforce_outranks_shadow_and_the_strongest_call_action_wins() -> None:
     policy = parse_policy(policy_with(spoofed_caller={"mode": "shadow"}, call_burst={"params": {"min_callees": 2}}))
     c = ctx(outbound={"phone:+60376543210": [(ms(T0), "phone:+60125550001")]})
