@@ -36,7 +36,8 @@ from streams.transfers import decode_transfer
 def make_transfers(n: int, payees: int, now: datetime, rng: random.Random) -> list[Transfer]:
     out = []
     for i in range(n):
-        body = {"event_id": f"t-{rng.getrandbits(48):x}", "occurred_at": iso(now - timedelta(seconds=rng.random() * 60)),
+        at = now - timedelta(seconds=rng.random() * 60)
+        body = {"event_id": f"t-{rng.getrandbits(48):x}", "occurred_at": iso(at),
                 "transfer_id": f"DN{i}", "amount": f"{rng.randint(1, 9000)}.00",
                 "payer": {"bank": "MBBEMYKL", "account": str(rng.randint(10**11, 10**12 - 1)),
                           "phone": f"+6012{rng.randint(0, 9_999_999):07d}"},
@@ -51,7 +52,8 @@ def make_calls(n: int, now: datetime, rng: random.Random) -> list[Call]:
     out = []
     for _ in range(n):
         burst = rng.random() < 0.2
-        body = {"event_id": f"c-{rng.getrandbits(48):x}", "occurred_at": iso(now - timedelta(seconds=rng.random() * 30)),
+        at = now - timedelta(seconds=rng.random() * 30)
+        body = {"event_id": f"c-{rng.getrandbits(48):x}", "occurred_at": iso(at),
                 "call_id": "x", "operator": "CELCOM",
                 "caller": f"+6013{rng.randint(0, 20):07d}" if burst else f"+6013{rng.randint(0, 9_999_999):07d}",
                 "callee": f"+6012{rng.randint(0, 9_999_999):07d}",

@@ -52,7 +52,10 @@ def evaluate(transfer: Transfer, ctx: Context, params: Params) -> list[Finding]:
         return []
     call = max(calls, key=lambda w: w.at_ms)  # the most recent warning call
     minutes = (at - call.at_ms) / 60_000
-    why = "a payee never paid before" if params.new_payee and new else f"{transfer.amount} (at least {params.min_amount})"
+    if params.new_payee and new:
+        why = "a payee never paid before"
+    else:
+        why = f"{transfer.amount} (at least {params.min_amount})"
     reason = (f"call {call.event_id} at {iso(datetime.fromtimestamp(call.at_ms / 1000, timezone.utc))} from "
               f"{mask(call.caller)} ({call.why}) reached the payer's phone {minutes:.1f} min before transfer "
               f"{transfer.event_id} to {why}: cooling-off hold")

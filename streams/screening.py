@@ -71,9 +71,9 @@ async def retry(what: str, attempt: Callable[[], Any], on_error: Callable[[], No
 
 
 class Screen(Generic[R]):
-    def __init__(self, stream: str, decode: Decoder, decide: Decide, store: BlocklistStore, topics: OutputTopics,
-                 metrics: WorkerMetrics, policy: Callable[[], Policy], read_state: ReadState,
-                 write_state: WriteState, clock: Clock = utcnow) -> None:
+    def __init__(self, stream: str, decode: Decoder[R], decide: Decide[R], store: BlocklistStore,
+                 topics: OutputTopics, metrics: WorkerMetrics, policy: Callable[[], Policy],
+                 read_state: ReadState[R], write_state: WriteState, clock: Clock = utcnow) -> None:
         self.stream = stream
         self.decode = decode
         self.decide = decide
@@ -110,14 +110,17 @@ class Screen(Generic[R]):
         async def lookup() -> Mapping[str, Entry]:
             if not keys:
                 return {}
-            return await retry("blocklist lookup", lambda: self._lookup(keys), self.metrics.lookup_errors.inc)
+            found: Mapping[str, Entry] = await retry("blocklist lookup", lambda: self._lookup(keys),
+                                                     self.metrics.lookup_errors.inc)
+            return found
 
         async def observe() -> Observations:
             # Rule state is an enrichment: if Redis stays down, the batch is decided without it (blocklist
             # rules still act, window rules see only the event itself) rather than stalling the stream.
             try:
-                return await retry("rule state read", lambda: self.read_state(records, policy, now),
-                                   self.metrics.rule_state_errors.inc, STATE_ATTEMPTS)
+                observed: Observations = await retry("rule state read", lambda: self.read_state(records, policy, now),
+                                                     self.metrics.rule_state_errors.inc, STATE_ATTEMPTS)
+                return observed
             except Exception:  # noqa: BLE001 - counted above; logged here
                 self.metrics.rule_state_degraded.inc()
                 log.error("rule state unavailable: %s batch decided without windowed state", self.stream)
