@@ -163,9 +163,10 @@ class RuleStateStore:
                 continue
             if mule is not None:
                 windows.add(f"in:{payee}", f"{t.payer.account.key}|{t.event_id}", _ms(t.occurred_at))
-            if cc is not None and t.payer.phone is not None:
-                phones.append(t.payer.phone.key)
-                pairs.append((t.payer.account.key, payee))
+            if cc is not None:
+                pairs.append((t.payer.account.key, payee))  # read for all, so a repeat payment writes nothing
+                if t.payer.phone is not None:
+                    phones.append(t.payer.phone.key)
         phones = list(dict.fromkeys(phones))
         pairs = list(dict.fromkeys(pairs))
         marks = [f"{mule_inflow.ID}|{k[3:]}" for k in windows.adds] if mule is not None else []
