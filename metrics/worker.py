@@ -55,3 +55,19 @@ class WorkerMetrics:
         self.latency_by = {s: self.decision_latency.labels(s) for s in STREAMS}
         self.processing_by = {s: self.processing.labels(s) for s in STREAMS}
         self.last_batch_by = {s: self.last_batch.labels(s) for s in STREAMS}
+        # Rules and policy (issue 4). Label values are bounded: rule ids from the registry, two modes.
+        self.rule_matches = Counter("sekat_rule_matches_total",
+                                    "Rule findings written to decisions, by rule id and mode (enforce or shadow).",
+                                    ["rule", "mode"], registry=registry)
+        self.rule_errors = Counter("sekat_rule_errors_total",
+                                   "Rule evaluations that raised (the event is still decided by the other rules).",
+                                   ["rule"], registry=registry)
+        self.rule_state_errors = Counter("sekat_rule_state_errors_total",
+                                         "Batches whose rule-state read or write in Redis failed and was retried.",
+                                         registry=registry)
+        self.rule_state_degraded = Counter("sekat_rule_state_degraded_batches_total",
+                                           "Batches decided without rule state, or whose state updates were dropped, "
+                                           "because Redis stayed unavailable.", registry=registry)
+        self.policy_reloads = Counter("sekat_policy_reloads_total",
+                                      "Policy file changes seen by the worker, by result (applied or refused).",
+                                      ["result"], registry=registry)

@@ -4,7 +4,8 @@
     ├── ConfigError            permanent: a SEKAT_* setting is invalid (names it)
     ├── InvalidIdentifier      permanent: a phone number or account cannot be normalised
     ├── ProtectedIdentifier    permanent: emergency/short numbers can never be listed
-    └── BlocklistUnavailable   transient: Redis did not answer; retry with backoff
+    ├── BlocklistUnavailable   transient: Redis did not answer; retry with backoff
+    └── PolicyError            permanent: the rules policy file is invalid (names rule and field)
 
 Bad *events* are not exceptions: decoding returns a ``Rejection`` (see
 ``sekat.records``) that goes to the dead-letter topic.
@@ -33,3 +34,13 @@ class ProtectedIdentifier(SekatError, ValueError):
 
 class BlocklistUnavailable(SekatError):
     transient = True
+
+
+class PolicyError(SekatError):
+    """The policy file is invalid; ``rule`` and ``field`` name what is wrong (empty when not rule-specific)."""
+
+    def __init__(self, rule: str, field: str, message: str) -> None:
+        where = ".".join(part for part in (rule, field) if part)
+        super().__init__(f"policy {where}: {message}" if where else f"policy: {message}")
+        self.rule = rule
+        self.field = field

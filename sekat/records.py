@@ -163,6 +163,7 @@ class Command:
     reasons: tuple[str, ...]
     issued_at: datetime
     details: tuple[tuple[str, str], ...] = ()  # transfer_id / call_id / callee ...
+    rules: tuple[str, ...] = ()  # ``id@version`` of every enforce rule behind the command
 
     @property
     def command_id(self) -> str:
@@ -184,44 +185,101 @@ class Command:
         body["event_id"] = self.event_id
         body["rule"] = self.rule
         body["reasons"] = list(self.reasons)
+        if self.rules:
+            body["rules"] = list(self.rules)
         return body
 
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """One rule firing: which rule, on which identifier, and why."""
+    """One rule firing: which rule (id, version, mode), on which identifier, and why."""
 
-    rule: str
+    rule: str  # rule id in the registry, e.g. ``mule_inflow``
     outcome: int  # rules.outcome.Outcome value; kept as int so records import nothing of rules
-    reason: str
+    reason: str  # human-readable, cites the events that led to it
     identifier: str = ""
     status: str = ""
     source: str = ""
     case_ref: str = ""
+    version: int = 1
+    mode: str = "enforce"  # enforce | shadow
+    code: str = ""  # stable reason code, e.g. ``payee-on-blocklist``; the command's ``rule`` field
+
+    @property
+    def rule_ref(self) -> str:
+        return f"{self.rule}@{self.version}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "version": self.version, "mode": self.mode, "code": self.code,
+                "outcome": _OUTCOME_NAMES.get(self.outcome, str(self.outcome)), "reason": self.reason,
+                "identifier": self.identifier, "status": self.status, "source": self.source,
+                "case_ref": self.case_ref}
+
+
+_OUTCOME_NAMES = {0: "ALLOW", 1: "LABEL", 2: "HOLD", 3: "BLOCK"}
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A blocklist report (DESIGN.md Report JSON); rules file ``reported`` ones with source ``sekat-rule``."""
+
+    report_id: str
+    reported_at: datetime
+    kind: str  # account | phone
+    value: str  # account digits or E.164
+    status: str
+    source: str
+    reason: str
+    bank: str = ""
+    case_ref: str = ""
+    ttl_days: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"account:{self.bank}:{self.value}" if self.kind == "account" else f"phone:{self.value}"
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"report_id": self.report_id, "reported_at": iso(self.reported_at),
+                                "kind": self.kind}
+        if self.kind == "account":
+            body["bank"] = self.bank
+        body.update(value=self.value, status=self.status, source=self.source, case_ref=self.case_ref,
+                    reason=self.reason)
+        if self.ttl_days:
+            body["ttl_days"] = self.ttl_days
+        return body
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """The verdict on one event. ``outcome`` is what enforce rules decided; shadow matches only inform."""
+
     event_id: str
     stream: str
     outcome: str
     decided_at: datetime
     matches: tuple[Match, ...] = ()
     commands: tuple[Command, ...] = ()
+    reports: tuple[Report, ...] = ()
+    shadow_outcome: str = "ALLOW"
+    policy_version: str = ""
+    rule_errors: tuple[str, ...] = ()  # ids of rules that raised on this event (counted, not fatal)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "event_id": self.event_id,
             "stream": self.stream,
             "outcome": self.outcome,
+            "shadow_outcome": self.shadow_outcome,
             "decided_at": iso(self.decided_at),
-            "matches": [
-                {"rule": m.rule, "reason": m.reason, "identifier": m.identifier, "status": m.status,
-                 "source": m.source, "case_ref": m.case_ref}
-                for m in self.matches
-            ],
-            "reasons": [m.reason for m in self.matches],
+            "policy_version": self.policy_version,
+            "rules": sorted({m.rule_ref + ":" + m.mode for m in self.matches}),
+            "matches": [m.to_json() for m in self.matches],
+            "reasons": [m.reason for m in self.matches if m.mode == "enforce"],
+            "shadow_reasons": [m.reason for m in self.matches if m.mode == "shadow"],
             "command_ids": [c.command_id for c in self.commands],
+            "report_ids": [r.report_id for r in self.reports],
+            "rule_errors": list(self.rule_errors),
         }
 
 

@@ -59,6 +59,7 @@ class Settings:
     cdr_delimiter: str = ","
     log_level: str = "info"
     stack_dir: str = ".stack"
+    policy_file: str = ""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -130,6 +131,8 @@ class Settings:
         self.cdr_column_map()
         if len(self.cdr_separator) != 1 or self.cdr_separator in "\"\r\n":
             raise ConfigError("SEKAT_CDR_DELIMITER", "must be one character other than a quote or newline, or 'tab'")
+        if self.policy_file and not os.path.isfile(self.policy_file):
+            raise ConfigError("SEKAT_POLICY_FILE", f"no such file: {self.policy_file}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("SEKAT_LOG_LEVEL", "must be debug, info, warning or error")
 
@@ -233,4 +236,5 @@ SETTINGS_DOC: dict[str, str] = {
     "cdr_delimiter": "CDR CSV delimiter: one character, or 'tab'.",
     "log_level": "debug, info, warning or error.",
     "stack_dir": "Where `sekat up` keeps the local Kafka and Redis data, logs and pid files.",
+    "policy_file": "Rules policy (YAML); empty: the shipped `rules/policy.yaml`. Re-read when it changes.",
 }

@@ -5,8 +5,12 @@ and registers two agents that read as the data flow:
 
     bank.transfers ─> screen_transfers ─┐          ┌─> sekat.commands.freeze
                                         ├─ rules ──┼─> sekat.commands.block
-    telco.calls ───> screen_calls ──────┘          ├─> sekat.decisions
-                                                   └─> sekat.deadletter
+    telco.calls ───> screen_calls ──────┘    │     ├─> sekat.decisions
+                                             │     ├─> sekat.deadletter
+                            rule state (Redis) ┘   └─> sekat.reports (automatic ``reported`` entries)
+
+The policy (``rules/policy.yaml`` or ``SEKAT_POLICY_FILE``) is re-read by a
+one-second timer when the file changes.
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ from prometheus_client import CollectorRegistry
 from blocklist.replica import Replica
 from blocklist.store import BlocklistStore
 from metrics.worker import WorkerMetrics
-from rules.blocklist_match import decide_call, decide_transfer
+from rules.engine import decide_call, decide_transfer
+from rules.policy import DEFAULT_POLICY_FILE
 from sekat.settings import Settings
 from streams.adapters import call_decoder, transfer_decoder
 from streams.consumer import ScreeningConsumer
 from streams.emit import OutputTopics
+from streams.policy_watch import PolicyWatch
 from streams.screening import Clock, Screen, utcnow
+from streams.state import RuleStateStore
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -66,6 +73,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     replica = Replica(settings.redis_url, settings.redis_prefix)
     metrics.replica_staleness.set_function(replica.staleness)
     metrics.replica_entries.set_function(lambda: replica.stats.entries)
+    state = RuleStateStore.from_url(settings.redis_url, settings.redis_prefix)
+    policy = PolicyWatch(settings.policy_file or DEFAULT_POLICY_FILE, metrics)  # PolicyError stops start-up
 
     def raw_topic(name: str) -> faust.TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -75,10 +84,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         block=raw_topic(settings.topic_block),
         decisions=raw_topic(settings.topic_decisions),
         deadletter=raw_topic(settings.topic_deadletter),
+        reports=raw_topic(settings.topic_reports),
     )
     # The input format of each topic (contract JSON, ISO 20022 pacs.008, CDR CSV, ...) is a setting.
-    transfers = Screen("transfers", transfer_decoder(settings), decide_transfer, replica, outputs, metrics, clock)
-    calls = Screen("calls", call_decoder(settings), decide_call, replica, outputs, metrics, clock)
+    transfers = Screen("transfers", transfer_decoder(settings), decide_transfer, replica, outputs, metrics, policy,
+                       state.read_transfers, state.write, clock)
+    calls = Screen("calls", call_decoder(settings), decide_call, replica, outputs, metrics, policy,
+                   state.read_calls, state.write, clock)
     screening = ScreeningConsumer(settings, {settings.topic_transfers: transfers, settings.topic_calls: calls},
                                   metrics)
 
@@ -92,6 +104,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         await replica.start()
         await replica.follow()
 
+    @app.timer(interval=1.0)
+    async def reload_policy() -> None:
+        policy.check()
+
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         redis_ok = await store.ping()
@@ -104,4 +120,5 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     app.sekat_replica = replica  # type: ignore[attr-defined]
     app.sekat_screening = screening  # type: ignore[attr-defined]
     app.sekat_metrics = metrics  # type: ignore[attr-defined]
+    app.sekat_policy = policy  # type: ignore[attr-defined]
     return app

@@ -16,7 +16,7 @@ from typing import Any
 import faust
 import orjson
 
-from sekat.records import Command, Decision, Rejection, Source
+from sekat.records import Command, Decision, Rejection, Report, Source
 
 
 @dataclass
@@ -25,6 +25,7 @@ class OutputTopics:
     block: faust.TopicT
     decisions: faust.TopicT
     deadletter: faust.TopicT
+    reports: faust.TopicT  # automatic ``reported`` entries filed by rules
 
 
 class Batch:
@@ -42,6 +43,10 @@ class Batch:
         body = decision.to_json()
         body["source"] = {"topic": source.topic, "partition": source.partition, "offset": source.offset}
         self.records.append((self._topics.decisions, decision.event_id.encode(), orjson.dumps(body)))
+
+    def report(self, report: Report) -> None:
+        """A rule's automatic report, keyed ``kind:value`` like every report on the compacted topic."""
+        self.records.append((self._topics.reports, report.key.encode(), orjson.dumps(report.to_json())))
 
     def deadletter(self, source: Source, raw: bytes | None, rejection: Rejection, dead_at: str) -> None:
         raw = raw or b""

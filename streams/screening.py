@@ -1,6 +1,8 @@
-"""Screening one batch: decode → look up in one go → decide → send → (Faust acks).
+"""Screening one batch: decode → look up in one go → decide → send → write rule state → (the consumer commits).
 
-Shared by the transfer and call agents; each passes its own decoder and rule.
+Shared by the transfer and call streams of the screening consumer; each passes its own decoder, its
+rule-state read and its decision function. The policy in force is taken once
+per batch, so a hot reload never splits a batch between two policies.
 Nothing here raises on input: a bad event becomes a dead letter, a rule that
 fails becomes a dead letter with reason ``internal_error``, and a Redis or
 Kafka failure is retried with backoff (the batch is not acked meanwhile, so
@@ -13,18 +15,22 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Generic, Protocol, TypeVar
 
 from metrics.worker import WorkerMetrics
-from sekat.records import Decision, Entry, Rejection, Skipped, Source, iso
+from rules.engine import Verdict
+from rules.policy import Policy
+from rules.registry import Context, Observations, StateWrite
+from sekat.records import Entry, Rejection, Skipped, Source, iso
 from streams.emit import Batch, OutputTopics
 
 log = logging.getLogger(__name__)
 
 BACKOFF_START = 0.05
 BACKOFF_MAX = 2.0
+STATE_ATTEMPTS = 4  # ~0.4 s of retries before a batch is decided without rule state
 
 
 class Lookup(Protocol):
@@ -40,7 +46,9 @@ class Screened(Protocol):
 R = TypeVar("R", bound=Screened)
 # A decoder returns one result, or a list of them when one message holds several events.
 Decoder = Callable[[bytes | None], "R | Rejection | list[R | Rejection | Skipped]"]
-Rule = Callable[[R, Mapping[str, Entry], datetime], Decision]
+Decide = Callable[[R, Context, Policy], Verdict]
+ReadState = Callable[[Sequence[R], Policy, datetime], Awaitable[Observations]]
+WriteState = Callable[[Sequence[StateWrite]], Awaitable[None]]
 Clock = Callable[[], datetime]
 
 
@@ -48,41 +56,51 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-async def retry(what: str, attempt: Callable[[], Any], on_error: Callable[[], None]) -> Any:
-    """Run ``attempt`` until it succeeds, with jittered exponential backoff."""
+async def retry(what: str, attempt: Callable[[], Any], on_error: Callable[[], None],
+                attempts: int | None = None) -> Any:
+    """Run ``attempt`` until it succeeds (or ``attempts`` failed: re-raise), with jittered exponential backoff."""
     delay = BACKOFF_START
+    tries = 0
     while True:
         try:
             return await attempt()
         except Exception as exc:  # noqa: BLE001 - every failure here is retried, and counted
             on_error()
+            tries += 1
+            if attempts is not None and tries >= attempts:
+                raise
             log.warning("%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay)
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, BACKOFF_MAX)
 
 
 class Screen(Generic[R]):
-    def __init__(self, stream: str, decode: Decoder, rule: Rule, store: Lookup, topics: OutputTopics,
-                 metrics: WorkerMetrics, clock: Clock = utcnow) -> None:
+    def __init__(self, stream: str, decode: Decoder[R], decide: Decide[R], store: Lookup,
+                 topics: OutputTopics, metrics: WorkerMetrics, policy: Callable[[], Policy],
+                 read_state: ReadState[R], write_state: WriteState, clock: Clock = utcnow) -> None:
         self.stream = stream
         self.decode = decode
-        self.rule = rule
+        self.decide = decide
         self.store = store
         self.topics = topics
         self.metrics = metrics
+        self.policy = policy
+        self.read_state = read_state
+        self.write_state = write_state
         self.clock = clock
 
-    async def run(self, records: Sequence[Any]) -> None:
+    async def run(self, events: Sequence[Any]) -> None:
         """Decide a batch of Kafka records; returns once every output is acknowledged by Kafka.
 
-        ``records`` are aiokafka ``ConsumerRecord``s: topic, partition, offset, timestamp (ms), key, value.
+        ``events`` are aiokafka ``ConsumerRecord``s: topic, partition, offset, timestamp (ms), key, value.
         """
         started = time.perf_counter()
         out = Batch(self.topics)
         counts: dict[str, int] = {}
         now = self.clock()
+        policy = self.policy()  # one policy for the whole batch, even if a reload lands meanwhile
         decoded: list[tuple[Source, bytes | None, R]] = []
-        for msg in records:
+        for msg in events:
             source = Source(msg.topic, msg.partition, msg.offset, msg.timestamp, msg.key)
             result = self.decode(msg.value)
             # An adapter may yield several results from one message (a pacs.008 with N transactions).
@@ -97,13 +115,35 @@ class Screen(Generic[R]):
                     decoded.append((source, msg.value, item))
 
         keys = [ident.key for _, _, record in decoded for ident in record.identifiers()]
-        lookups: Mapping[str, Entry] = {}
-        if keys:
-            lookups = await retry("blocklist lookup", lambda: self._lookup(keys), self.metrics.lookup_errors.inc)
+        records = [record for _, _, record in decoded]
 
+        async def lookup() -> Mapping[str, Entry]:
+            if not keys:
+                return {}
+            found: Mapping[str, Entry] = await retry("blocklist lookup", lambda: self._lookup(keys),
+                                                     self.metrics.lookup_errors.inc)
+            return found
+
+        async def observe() -> Observations:
+            # Rule state is an enrichment: if Redis stays down, the batch is decided without it (blocklist
+            # rules still act, window rules see only the event itself) rather than stalling the stream.
+            try:
+                observed: Observations = await retry("rule state read", lambda: self.read_state(records, policy, now),
+                                                     self.metrics.rule_state_errors.inc, STATE_ATTEMPTS)
+                return observed
+            except Exception:  # noqa: BLE001 - counted above; logged here
+                self.metrics.rule_state_degraded.inc()
+                log.error("rule state unavailable: %s batch decided without windowed state", self.stream)
+                return Observations()
+
+        lookups, observations = await asyncio.gather(lookup(), observe())
+        ctx = Context(now, lookups, observations)
+        writes: list[StateWrite] = []
+        reported: set[str] = set()
+        matched: dict[tuple[str, str], int] = {}
         for source, raw, record in decoded:
             try:
-                decision = self.rule(record, lookups, now)
+                verdict = self.decide(record, ctx, policy)
             except Exception as exc:  # noqa: BLE001 - a failing rule must not stop the stream
                 log.exception("rule failed on event at %s/%d/%d", source.topic, source.partition, source.offset)
                 out.deadletter(source, raw, Rejection("internal_error", f"rule failed: {type(exc).__name__}"),
@@ -111,24 +151,44 @@ class Screen(Generic[R]):
                 self.metrics.deadletters.labels(self.stream, "internal_error").inc()
                 counts["INVALID"] = counts.get("INVALID", 0) + 1
                 continue
+            decision = verdict.decision
+            writes.extend(verdict.writes)
             counts[decision.outcome] = counts.get(decision.outcome, 0) + 1
-            if decision.commands:
-                for command in decision.commands:
-                    out.command(command)
-                    self.metrics.commands_by[command.action].inc()
-            if decision.matches:
+            for command in decision.commands:
+                out.command(command)
+                self.metrics.commands_by[command.action].inc()
+            for report in decision.reports:
+                if report.key not in reported:  # once per batch; the Redis marker covers later batches
+                    reported.add(report.key)
+                    out.report(report)
+            for match in decision.matches:
+                matched[match.rule, match.mode] = matched.get((match.rule, match.mode), 0) + 1
+            for rule_id in decision.rule_errors:
+                self.metrics.rule_errors.labels(rule_id).inc()
+            if decision.matches or decision.rule_errors:
                 out.decision(decision, source)
 
         await retry("sending output", out.send, self.metrics.send_errors.inc)
+        # State goes back only once the output is durable: a crash in between replays the batch, which
+        # yields the same command ids, rather than losing a hold the state says was already decided.
+        if writes:
+            try:
+                await retry("rule state write", lambda: self.write_state(writes), self.metrics.rule_state_errors.inc,
+                            STATE_ATTEMPTS)
+            except Exception:  # noqa: BLE001 - counted above; the output is already durable
+                self.metrics.rule_state_degraded.inc()
+                log.error("rule state unavailable: %d updates of a %s batch dropped", len(writes), self.stream)
 
         done = time.time()
         latency = self.metrics.latency_by[self.stream]
-        for msg in records:
+        for msg in events:
             latency.observe(max(0.0, done - msg.timestamp / 1000))
         for outcome, n in counts.items():
             self.metrics.events_by[self.stream, outcome].inc(n)
         self.metrics.processing_by[self.stream].observe(time.perf_counter() - started)
         self.metrics.last_batch_by[self.stream].set(done)
+        for (rule_id, mode), n in matched.items():
+            self.metrics.rule_matches.labels(rule_id, mode).inc(n)
 
     async def _lookup(self, keys: list[str]) -> Mapping[str, Entry]:
         found = await self.store.lookup_many(keys)

@@ -1,16 +1,32 @@
-"""Blocklist rule: given entries and an event, the commands each institution receives."""
+"""Blocklist rule: given entries and an event, the commands each institution receives.
+
+Run through the engine with the shipped policy's actions and only ``blocklist_match`` enabled, so these
+scenarios check the rule and the outcome -> action table together.
+"""
 
 from datetime import datetime, timedelta, timezone
 
 import orjson
 
-from rules.blocklist_match import decide_call, decide_transfer
+from rules import engine
+from rules.policy import DEFAULT_POLICY_FILE, parse_policy
+from rules.registry import Context
 from sekat.records import Entry, Status, iso
 from streams.calls import decode_call
 from streams.transfers import decode_transfer
 from tests.unit.test_decode import CALL, TRANSFER
 
 NOW = datetime(2026, 11, 28, 10, 15, tzinfo=timezone.utc)
+POLICY = parse_policy({"version": "t", "rules": {"blocklist_match": {"mode": "enforce"}},
+                       "actions": __import__("yaml").safe_load(DEFAULT_POLICY_FILE.read_text())["actions"]})
+
+
+def decide_transfer(event, lookups, now):
+    return engine.decide_transfer(event, Context(now, lookups), POLICY).decision
+
+
+def decide_call(event, lookups, now):
+    return engine.decide_call(event, Context(now, lookups), POLICY).decision
 PAYEE = "account:CIBBMYKL:8001234567"
 PAYER = "account:MBBEMYKL:514012345678"
 PROXY = "phone:+60123456789"

@@ -19,6 +19,7 @@ def test_environment_overrides() -> None:
 
 
 @pytest.mark.parametrize("env,setting", [
+    ({"SEKAT_POLICY_FILE": "/nonexistent/policy.yaml"}, "SEKAT_POLICY_FILE"),
     ({"SEKAT_BATCH_MAX": "lots"}, "SEKAT_BATCH_MAX"),
     ({"SEKAT_BATCH_MAX": "0"}, "SEKAT_BATCH_MAX"),
     ({"SEKAT_KAFKA_BOOTSTRAP": "nohostport"}, "SEKAT_KAFKA_BOOTSTRAP"),

@@ -1,0 +1,50 @@
+"""Typed events for rule unit tests, decoded from contract JSON so they are exactly what rules see."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+
+from rules.registry import Context, Observations
+from sekat.records import Call, Transfer, iso
+from streams.calls import decode_call
+from streams.transfers import decode_transfer
+
+T0 = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
+
+
+def ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def transfer(event_id: str = "t-1", at: datetime = T0, payer: str = "5140 1234 5678", payee: str | None = "8001234567",
+             amount: str = "1500.00", phone: str | None = "+60123456789", proxy: str | None = None) -> Transfer:
+    body: dict[str, Any] = {"event_id": event_id, "occurred_at": iso(at), "transfer_id": "DN" + event_id,
+                            "amount": amount, "payer": {"bank": "MBBEMYKL", "account": payer},
+                            "payee": {"bank": "CIBBMYKL"}}
+    if phone:
+        body["payer"]["phone"] = phone
+    if payee:
+        body["payee"]["account"] = payee
+    if proxy:
+        body["payee"]["proxy"] = {"type": "MOBILE", "value": proxy}
+    decoded = decode_transfer(orjson.dumps(body))
+    assert isinstance(decoded, Transfer), decoded
+    return decoded
+
+
+def call(event_id: str = "c-1", at: datetime = T0, caller: str = "+60376543210", callee: str = "+60123456789",
+         network: str | None = None) -> Call:
+    body: dict[str, Any] = {"event_id": event_id, "occurred_at": iso(at), "call_id": "x" + event_id,
+                            "operator": "CELCOM", "caller": caller, "callee": callee}
+    if network:
+        body["caller_network"] = network
+    decoded = decode_call(orjson.dumps(body))
+    assert isinstance(decoded, Call), decoded
+    return decoded
+
+
+def ctx(now: datetime = T0 + timedelta(seconds=1), lookups: dict | None = None, **obs: Any) -> Context:
+    return Context(now, lookups or {}, Observations(**obs))
