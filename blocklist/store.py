@@ -95,3 +95,38 @@ class BlocklistStore:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+    async def counts(self, now: datetime | None = None, scan_count: int = 1000) -> dict[tuple[str, str], int]:
+        """Entries by (kind, status) for the ``sekat_blocklist_entries`` gauge.
+
+        Status is the entry's own (reported/confirmed/revoked), or ``expired``
+        when it is past ``expires_at`` and not revoked. Cost: a full SCAN of the
+        entry keys plus one MGET per ``scan_count`` keys, i.e. O(entries) work on
+        Redis spread over many short commands (about a second per million
+        entries); the worker runs it every SEKAT_BLOCKLIST_COUNT_INTERVAL_S, not
+        on the hot path. A local replica can answer the same question from memory.
+        """
+        now = now or datetime.now(timezone.utc)
+        counts: dict[tuple[str, str], int] = {}
+        try:
+            for kind in ("account", "phone"):
+                cursor = 0
+                while True:
+                    cursor, keys = await self._redis.scan(cursor, match=self._rkey(f"{kind}:*"), count=scan_count)
+                    if keys:
+                        for raw in await self._redis.mget(keys):
+                            if raw is None:
+                                continue  # deleted between SCAN and MGET
+                            try:
+                                entry = Entry.from_json(orjson.loads(raw))
+                            except (ValueError, KeyError, TypeError):
+                                continue  # not an entry written by Sekat; lookups would fail on it too
+                            status = entry.status.value
+                            if entry.status is not Status.REVOKED and not entry.active_at(now):
+                                status = "expired"
+                            counts[kind, status] = counts.get((kind, status), 0) + 1
+                    if cursor == 0:
+                        break
+        except (RedisError, OSError) as exc:
+            raise BlocklistUnavailable(f"blocklist count failed: {type(exc).__name__}") from exc
+        return counts

@@ -11,22 +11,27 @@ and registers two agents that read as the data flow:
 
 from __future__ import annotations
 
+import logging
 import ssl
 from functools import partial
 from typing import Any
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
+import sekat
 from blocklist.store import BlocklistStore
 from metrics.worker import WorkerMetrics
 from rules.blocklist_match import decide_call, decide_transfer
 from sekat.settings import Settings
 from streams.calls import decode_call
+from streams.decode import REASONS
 from streams.emit import OutputTopics
 from streams.screening import Clock, Screen, utcnow
 from streams.transfers import decode_transfer
+
+log = logging.getLogger(__name__)
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -61,7 +66,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
     )
     setup_prometheus_sensors(app, registry=registry, name_prefix="sekat_faust")
-    metrics = WorkerMetrics(registry)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    metrics = WorkerMetrics(registry, deadletter_reasons=REASONS, target_attempts=settings.target_attempts,
+                            target_period_days=settings.target_period_days, app_id=settings.app_id,
+                            version=sekat.__version__)
     store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
 
     def raw_topic(name: str) -> faust.TopicT:
@@ -95,6 +104,49 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         return web.json({"status": "ok" if redis_ok else "degraded", "redis": redis_ok},
                         status=200 if redis_ok else 503)
 
+    @app.timer(interval=settings.metrics_interval_s, name="sekat_observe_health")
+    async def observe_health() -> None:
+        await observe_consumer_offsets(app, metrics)
+        if await store.ping():
+            metrics.freshness.mark()
+
+    @app.timer(interval=settings.blocklist_count_interval_s, name="sekat_count_blocklist")
+    async def count_blocklist() -> None:
+        try:
+            metrics.set_blocklist_counts(await store.counts())
+        except Exception as exc:  # noqa: BLE001 - a failed count leaves the last one; the staleness gauge tells
+            log.warning("counting blocklist entries failed: %s", exc)
+
     app.sekat_store = store  # type: ignore[attr-defined]
     app.sekat_metrics = metrics  # type: ignore[attr-defined]
     return app
+
+
+async def observe_consumer_offsets(app: faust.App, metrics: WorkerMetrics) -> None:
+    """Lag per assigned input partition: end offset (asked of the broker) minus the committed offset.
+
+    Faust's sensor only tracks end offsets when records are fetched, so a worker
+    that has stopped fetching would report stale lag; asking the broker does not.
+    Before the first commit of a partition its fetch position stands in.
+    """
+    try:
+        consumer = app.consumer
+        # Faust's own assignor topic is not input; leave it out of the lag.
+        assigned = sorted(tp for tp in consumer.assignment() if "__assignor" not in tp.topic)
+        if not assigned:
+            metrics.set_consumer_offsets({})
+            return
+        ends = await consumer.highwaters(*assigned)
+        committed = app.monitor.tp_committed_offsets or {}
+        offsets = {}
+        for tp in assigned:
+            end = ends.get(tp)
+            if end is None:
+                continue
+            done = committed.get(tp)
+            if done is None:
+                done = await consumer.position(tp)
+            offsets[tp.topic, tp.partition] = (int(end), int(done if done is not None else end))
+        metrics.set_consumer_offsets(offsets)
+    except Exception as exc:  # noqa: BLE001 - not started / rebalancing: try again next interval
+        log.debug("consumer offsets not available: %s", exc)

@@ -19,7 +19,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from blocklist.store import BlocklistStore
 from metrics.worker import WorkerMetrics
-from sekat.records import Decision, Entry, Rejection, Source, iso
+from sekat.records import Command, Decision, Entry, Rejection, Source, iso
 from streams.emit import Batch, OutputTopics
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ class Screen(Generic[R]):
         counts: dict[str, int] = {}
         now = self.clock()
         decoded: list[tuple[Source, bytes | None, R]] = []
+        issued: list[Command] = []
         for event in events:
             msg = event.message
             source = Source(msg.topic, msg.partition, msg.offset, int(msg.timestamp * 1000), msg.key)
@@ -105,7 +106,7 @@ class Screen(Generic[R]):
             if decision.commands:
                 for command in decision.commands:
                     out.command(command)
-                    self.metrics.commands_by[command.action].inc()
+                issued.extend(decision.commands)
             if decision.matches:
                 out.decision(decision, source)
 
@@ -117,11 +118,14 @@ class Screen(Generic[R]):
             latency.observe(max(0.0, done - event.message.timestamp))
         for outcome, n in counts.items():
             self.metrics.events_by[self.stream, outcome].inc(n)
+        if issued:
+            self.metrics.count_commands(issued)
         self.metrics.processing_by[self.stream].observe(time.perf_counter() - started)
         self.metrics.last_batch_by[self.stream].set(done)
 
     async def _lookup(self, keys: list[str]) -> Mapping[str, Entry]:
         found = await self.store.lookup_many(keys)
+        self.metrics.freshness.mark()
         hits = len(found)
         self.metrics.lookups_by["hit"].inc(hits)
         self.metrics.lookups_by["miss"].inc(len(set(keys)) - hits)
