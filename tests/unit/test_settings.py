@@ -45,3 +45,13 @@ def test_secrets_are_redacted() -> None:
 
 def test_every_setting_is_documented() -> None:
     assert {f.name for f in fields(Settings)} == set(SETTINGS_DOC)
+
+
+def test_target_and_metric_intervals_are_settings_with_named_errors() -> None:
+    s = Settings.from_environ({"SEKAT_TARGET_ATTEMPTS": "1000000", "SEKAT_TARGET_PERIOD_DAYS": "30"})
+    assert (s.target_attempts, s.target_period_days) == (1_000_000, 30)
+    assert Settings().target_attempts == 4_700_000_000 and Settings().target_period_days == 1095
+    for name, bad in (("SEKAT_TARGET_ATTEMPTS", "0"), ("SEKAT_TARGET_PERIOD_DAYS", "-1"),
+                      ("SEKAT_METRICS_INTERVAL_S", "0"), ("SEKAT_BLOCKLIST_COUNT_INTERVAL_S", "soon")):
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_environ({name: bad})
