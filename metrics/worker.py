@@ -158,6 +158,9 @@ class WorkerMetrics:
                 self.blocklist_entries.labels(kind, status).set(n)
         self.blocklist_counted.set(time.time())
 
+    def clear_blocklist_counts(self) -> None:
+        self.blocklist_entries.clear()
+
     def set_consumer_offsets(self, offsets: Mapping[tuple[str, int], tuple[int, int]]) -> None:
         """Publish (end offset, committed offset) per assigned partition; drop partitions no longer assigned."""
         current = set()

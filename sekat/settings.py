@@ -52,7 +52,7 @@ class Settings:
     target_attempts: int = 4_700_000_000
     target_period_days: int = 1095
     metrics_interval_s: int = 5
-    blocklist_count_interval_s: int = 60
+    blocklist_count_interval_s: int = 300
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -185,5 +185,5 @@ SETTINGS_DOC: dict[str, str] = {
     "target_attempts": "National target: scam attempts to screen over the target period (exposed as sekat_target_attempts).",
     "target_period_days": "The target's period in days (default three years; sekat_target_period_seconds).",
     "metrics_interval_s": "How often a worker refreshes consumer lag and pings Redis for the staleness gauge.",
-    "blocklist_count_interval_s": "How often a worker counts blocklist entries by kind and status (a full SCAN of the index).",
+    "blocklist_count_interval_s": "How often the group leader counts blocklist entries by kind and status (a full SCAN of the index).",
 }

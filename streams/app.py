@@ -112,6 +112,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
 
     @app.timer(interval=settings.blocklist_count_interval_s, name="sekat_count_blocklist")
     async def count_blocklist() -> None:
+        # Every worker sees the same index: only the group leader pays for the SCAN; the others
+        # drop their series so a former leader's stale counts do not linger.
+        if not app.is_leader():
+            metrics.clear_blocklist_counts()
+            return
         try:
             metrics.set_blocklist_counts(await store.counts())
         except Exception as exc:  # noqa: BLE001 - a failed count leaves the last one; the staleness gauge tells
