@@ -4,7 +4,8 @@ Given a worker deciding a steady stream of calls (some from listed numbers, some
 malformed) and a Prometheus with Sekat's recording and alert rules loaded,
 when Prometheus has scraped it for a few seconds, then its HTTP API reports the
 rate of decided events close to the rate sent, the target-tracking and latency
-recording rules have values, no alert fires for a healthy worker, the worker's
+recording rules have values, only the dead-letter alert's expression holds (2%
+of the traffic is malformed on purpose), the worker's
 page passes ``promtool check metrics``, and ``sekat top --once`` shows the same
 traffic.
 """
@@ -160,12 +161,14 @@ def test_recording_rules_track_the_target_and_latency(observed: Observed) -> Non
                         lambda v: v >= 0) >= 0
 
 
-def test_a_healthy_worker_raises_no_alert(observed: Observed) -> None:
+def test_alert_expressions_on_live_data_flag_the_malformed_input_and_nothing_else(observed: Observed) -> None:
     p = observed.prometheus
-    p.wait_value("job:sekat_events:rate1m", lambda v: v > 0)
-    firing = [a["metric"]["alertname"] for a in p.query('ALERTS{alertstate="firing"}')]
-    # Latency is not asserted here: this shared 2-core machine can be slower than the 10 ms SLO.
-    assert not set(firing) - {"SekatDecisionLatencyHigh"}, firing
+    # 1 event in 50 is malformed (2% > the 1% threshold, about 2/s > 0.1/s): the dead-letter alert's
+    # expression holds, so it is pending (its `for` is 5 minutes). A worker that is up, fresh and keeping
+    # up trips nothing else; latency is left out because this shared 2-core machine can miss the 10 ms SLO.
+    p.wait_value('count(ALERTS{alertname="SekatDeadLetterSpike"})', lambda v: v == 1)
+    active = {a["metric"]["alertname"] for a in p.query("ALERTS")}
+    assert active - {"SekatDecisionLatencyHigh"} == {"SekatDeadLetterSpike"}, active
 
 
 def test_the_worker_page_has_every_sekat_metric_and_passes_promtool(observed: Observed) -> None:
