@@ -64,6 +64,13 @@ class Pair:
 
     def rate(self, name: str, by: str | None = None, **match: str) -> dict[str, float]:
         """Per-second increase summed over workers, optionally grouped by one label ('' when not grouped)."""
+        return self._deltas(name, by, per_second=True, **match)
+
+    def increase(self, name: str, by: str, **match: str) -> dict[str, float]:
+        """Increase between the two scrapes summed over workers, grouped by one label."""
+        return self._deltas(name, by, per_second=False, **match)
+
+    def _deltas(self, name: str, by: str | None, per_second: bool, **match: str) -> dict[str, float]:
         out: dict[str, float] = {}
         for before, after in self.pairs:
             dt = after.at - before.at
@@ -74,15 +81,7 @@ class Pair:
                 prev = old.get(frozenset(labels.items()), 0.0)
                 delta = value - prev if value >= prev else value  # a restarted worker's counter starts again
                 key = labels.get(by, "") if by else ""
-                out[key] = out.get(key, 0.0) + delta / dt
-        return out
-
-    def increase(self, name: str, by: str, **match: str) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for before, after in self.pairs:
-            dt = after.at - before.at
-            for key, per_s in Pair([(before, after)]).rate(name, by, **match).items():
-                out[key] = out.get(key, 0.0) + per_s * dt
+                out[key] = out.get(key, 0.0) + (delta / dt if per_second else delta)
         return out
 
 
