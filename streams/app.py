@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from functools import partial
 from typing import Any
 
@@ -110,16 +111,23 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         if await store.ping():
             metrics.freshness.mark()
 
-    @app.timer(interval=settings.blocklist_count_interval_s, name="sekat_count_blocklist")
+    last_count = [float("-inf")]
+
+    @app.timer(interval=settings.metrics_interval_s, name="sekat_count_blocklist")
     async def count_blocklist() -> None:
-        # Every worker sees the same index: only the group leader pays for the SCAN; the others
-        # drop their series so a former leader's stale counts do not linger.
+        # Every worker sees the same index: only the group leader pays for the SCAN, first as soon as it
+        # leads, then every SEKAT_BLOCKLIST_COUNT_INTERVAL_S; the others drop their series so that a former
+        # leader's counts do not linger.
         if not app.is_leader():
             metrics.clear_blocklist_counts()
+            last_count[0] = float("-inf")
             return
+        if time.monotonic() - last_count[0] < settings.blocklist_count_interval_s:
+            return
+        last_count[0] = time.monotonic()
         try:
             metrics.set_blocklist_counts(await store.counts())
-        except Exception as exc:  # noqa: BLE001 - a failed count leaves the last one; the staleness gauge tells
+        except Exception as exc:  # noqa: BLE001 - a failed count keeps the last one; staleness and /healthz tell
             log.warning("counting blocklist entries failed: %s", exc)
 
     app.sekat_store = store  # type: ignore[attr-defined]

@@ -111,7 +111,7 @@ def _list_entries(worker: WorkerProcess) -> None:
 @pytest.fixture(scope="module")
 def observed(stack: Stack, logs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
     name = unique("met")
-    env = isolated_env(stack, name, SEKAT_METRICS_INTERVAL_S="1", SEKAT_BLOCKLIST_COUNT_INTERVAL_S="1")
+    env = isolated_env(stack, name, SEKAT_METRICS_INTERVAL_S="1")
     worker = WorkerProcess(env, logs_dir / f"{name}.log")
     _list_entries(worker)
     worker.start()
