@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -84,3 +85,31 @@ def test_quantile_interpolates_like_prometheus() -> None:
     assert quantile(0.5, {0.001: 0.0, 0.002: 100.0, float("inf"): 100.0}) == 0.0015
     assert quantile(0.99, {0.01: 50.0, float("inf"): 100.0}) == 0.01  # in +Inf: the highest finite bound
     assert quantile(0.99, {0.01: 0.0, float("inf"): 0.0}) is None
+
+
+def test_live_mode_redraws_each_interval_until_interrupted() -> None:
+    from prometheus_client import start_http_server
+
+    from metrics.top import CLEAR, run
+
+    registry = CollectorRegistry()
+    worker = WorkerMetrics(registry)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    frames: list[str] = []
+    ticks = [0]
+
+    def sleep(_: float) -> None:  # each "interval", the worker decides 10 more calls; the 4th tick is Ctrl-C
+        ticks[0] += 1
+        if ticks[0] == 4:
+            raise KeyboardInterrupt
+        worker.events_by["calls", "ALLOW"].inc(10)
+        time.sleep(0.05)
+
+    try:
+        assert run([url], 0.05, once=False, write=frames.append, sleep=sleep) == 0
+    finally:
+        server.shutdown()
+        thread.join(5)
+    assert len(frames) == 3
+    assert all(f.startswith(CLEAR) and "workers 1/1 up" in f and "calls" in f for f in frames)
