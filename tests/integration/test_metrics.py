@@ -1,13 +1,15 @@
-"""On-call's view end to end: a real Prometheus scrapes a real worker under traffic.
+"""On-call's view end to end: a real Prometheus scrapes two real workers under traffic.
 
-Given a worker deciding a steady stream of calls (some from listed numbers, some
-malformed) and a Prometheus with Sekat's recording and alert rules loaded,
-when Prometheus has scraped it for a few seconds, then its HTTP API reports the
+Given two workers of one consumer group deciding a steady stream of calls (some
+from listed numbers, some malformed) and a Prometheus with Sekat's recording and
+alert rules loaded, when Prometheus has scraped them for a few seconds, then its
+HTTP API counts both workers up and reports the
 rate of decided events close to the rate sent, the target-tracking and latency
 recording rules have values, only the dead-letter alert's expression holds (2%
-of the traffic is malformed on purpose), the worker's
-page passes ``promtool check metrics``, and ``sekat top --once`` shows the same
-traffic.
+of the traffic is malformed on purpose), each worker's
+page passes ``promtool check metrics``, the partitions' lag is served by the
+worker that owns each, the blocklist is counted by the group leader only, and
+``sekat top --once`` shows the same traffic.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from kafka import KafkaProducer
 
 from blocklist.store import BlocklistStore
 from sekat.records import Status, iso
+from sekat.localstack import free_port
 from tests.support import PrometheusServer, Stack, WorkerProcess, isolated_env, unique
 
 pytestmark = pytest.mark.integration
@@ -85,9 +88,21 @@ class Traffic:
 
 @dataclass
 class Observed:
-    worker: WorkerProcess
+    workers: list[WorkerProcess]
     prometheus: PrometheusServer
     traffic: Traffic
+
+    @property
+    def worker(self) -> WorkerProcess:
+        return self.workers[0]
+
+    def pages(self) -> list[str]:
+        pages = []
+        for w in self.workers:
+            status, page = w.get("/metrics")
+            assert status == 200
+            pages.append(page.decode())
+        return pages
 
 
 def _list_entries(worker: WorkerProcess) -> None:
@@ -112,22 +127,25 @@ def _list_entries(worker: WorkerProcess) -> None:
 def observed(stack: Stack, logs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
     name = unique("met")
     env = isolated_env(stack, name, SEKAT_METRICS_INTERVAL_S="1")
-    worker = WorkerProcess(env, logs_dir / f"{name}.log")
-    _list_entries(worker)
-    worker.start()
+    workers = [WorkerProcess(env, logs_dir / f"{name}-1.log"),
+               WorkerProcess({**env, "SEKAT_WEB_PORT": str(free_port())}, logs_dir / f"{name}-2.log")]
+    _list_entries(workers[0])
     prometheus = None
     traffic = None
     try:
+        for w in workers:
+            w.start()
         prometheus = PrometheusServer(tmp_path_factory.mktemp("prometheus"),
-                                      [f"127.0.0.1:{worker.settings.web_port}"], RULES).start()
-        traffic = Traffic(worker)
-        yield Observed(worker, prometheus, traffic)
+                                      [f"127.0.0.1:{w.settings.web_port}" for w in workers], RULES).start()
+        traffic = Traffic(workers[0])
+        yield Observed(workers, prometheus, traffic)
     finally:
         if traffic is not None:
             traffic.stop()
         if prometheus is not None:
             prometheus.stop()
-        worker.stop()
+        for w in workers:
+            w.stop()
 
 
 def test_prometheus_reports_the_rate_of_decided_events_close_to_the_rate_sent(observed: Observed) -> None:
@@ -136,7 +154,8 @@ def test_prometheus_reports_the_rate_of_decided_events_close_to_the_rate_sent(ob
     rate = p.wait_value('sum(rate(sekat_events_total{job="sekat"}[10s]))',
                         lambda v: 0.5 * observed.traffic.rate() < v < 2 * observed.traffic.rate())
     assert rate > 10
-    assert p.value('up{job="sekat"}') == 1
+    assert p.wait_value('sum(up{job="sekat"})', lambda v: v == 2) == 2
+    assert p.value("count(sekat_worker_info)") == 2
     # The malformed ones are counted as dead letters, the listed caller's as commands to its operator.
     p.wait_value('sum(rate(sekat_deadletters_total{reason="not_json"}[10s]))', lambda v: v > 0)
     p.wait_value('sum(rate(sekat_commands_total{action="BLOCK_CALL", institution="CELCOM"}[10s]))', lambda v: v > 0)
@@ -171,45 +190,51 @@ def test_alert_expressions_on_live_data_flag_the_malformed_input_and_nothing_els
     assert active - {"SekatDecisionLatencyHigh"} == {"SekatDeadLetterSpike"}, active
 
 
-def test_the_worker_page_has_every_sekat_metric_and_passes_promtool(observed: Observed) -> None:
-    status, page = observed.worker.get("/metrics")
-    assert status == 200
-    text = page.decode()
+def test_the_worker_pages_have_every_sekat_metric_and_pass_promtool(observed: Observed) -> None:
     s = observed.worker.settings
-    for name in ("sekat_events_total", "sekat_commands_total", "sekat_deadletters_total",
-                 "sekat_blocklist_lookups_total", "sekat_decision_latency_seconds_bucket",
-                 "sekat_batch_processing_seconds_bucket", "sekat_blocklist_entries",
-                 "sekat_blocklist_replica_staleness_seconds", "sekat_consumer_lag_messages",
-                 "sekat_consumer_end_offset", "sekat_target_attempts", "sekat_target_period_seconds",
-                 "sekat_worker_info", "sekat_faust_total_rebalances", "sekat_faust_topic_partition_end_offset"):
-        assert re.search(rf"^{name}[{{ ]", text, re.M), f"/metrics misses {name}"
-    # Faust's own histograms are in milliseconds (`_ms`), which promtool flags; Sekat's names must all pass.
     promtool = shutil.which("promtool")
     assert promtool
-    result = subprocess.run([promtool, "check", "metrics"], input=page, capture_output=True, timeout=30)
-    problems = [line for line in result.stderr.decode().splitlines() + result.stdout.decode().splitlines()
-                if line.strip()]
-    assert all(line.startswith("sekat_faust_") and "_ms" in line for line in problems), problems
-    # The entries listed before start, by kind and status (this test's own Redis prefix).
+    for text in observed.pages():
+        for name in ("sekat_events_total", "sekat_commands_total", "sekat_deadletters_total",
+                     "sekat_blocklist_lookups_total", "sekat_decision_latency_seconds_bucket",
+                     "sekat_batch_processing_seconds_bucket", "sekat_blocklist_replica_staleness_seconds",
+                     "sekat_consumer_lag_messages", "sekat_consumer_end_offset", "sekat_target_attempts",
+                     "sekat_target_period_seconds", "sekat_worker_info", "sekat_faust_total_rebalances"):
+            assert re.search(rf"^{name}[{{ ]", text, re.M), f"/metrics misses {name}"
+        # Faust's own histograms are in milliseconds (`_ms`), which promtool flags; Sekat's names must all pass.
+        result = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
+        problems = [line for line in (result.stderr + result.stdout).decode().splitlines() if line.strip()]
+        assert all(line.startswith("sekat_faust_") and "_ms" in line for line in problems), problems
+        staleness = float(re.search(r"^sekat_blocklist_replica_staleness_seconds (\S+)", text, re.M).group(1))
+        assert 0 <= staleness < 5
+        assert "__assignor" not in "".join(l for l in text.splitlines() if l.startswith("sekat_consumer_lag"))
+    # Each input partition's lag is served by exactly the one worker that owns it.
+    owners = [re.findall(rf'^sekat_consumer_lag_messages{{partition="(\d+)",topic="{re.escape(s.topic_calls)}"}} ',
+                         text, re.M) for text in observed.pages()]
+    assert sorted(p for found in owners for p in found) == ["0", "1"], owners
+    # The entries listed before start, by kind and status (this test's own Redis prefix), from the leader only.
     expected = {("phone", "confirmed"): 1, ("phone", "expired"): 1, ("phone", "reported"): 1,
                 ("phone", "revoked"): 1, ("account", "confirmed"): 2, ("account", "reported"): 0}
+    deadline = time.monotonic() + 20
+    while True:
+        counting = [t for t in observed.pages() if "sekat_blocklist_entries{" in t]
+        if len(counting) == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(counting) == 1, "exactly one worker (the group leader) counts the blocklist"
     for (kind, st), n in expected.items():
-        assert f'sekat_blocklist_entries{{kind="{kind}",status="{st}"}} {float(n)}' in text
-    staleness = float(re.search(r"^sekat_blocklist_replica_staleness_seconds (\S+)", text, re.M).group(1))
-    assert 0 <= staleness < 5
-    assert re.search(rf'^sekat_consumer_lag_messages{{partition="0",topic="{s.topic_calls}"}} ', text, re.M)
-    assert "__assignor" not in "".join(l for l in text.splitlines() if l.startswith("sekat_consumer_lag"))
+        assert f'sekat_blocklist_entries{{kind="{kind}",status="{st}"}} {float(n)}' in counting[0]
 
 
 def test_sekat_top_once_shows_the_traffic(observed: Observed) -> None:
-    url = f"http://127.0.0.1:{observed.worker.settings.web_port}/metrics"
+    urls = [arg for w in observed.workers for arg in ("--url", f"http://127.0.0.1:{w.settings.web_port}/metrics")]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")}
-    result = subprocess.run([sys.executable, "-m", "sekat.cli", "top", "--once", "--interval", "1", "--url", url,
+    result = subprocess.run([sys.executable, "-m", "sekat.cli", "top", "--once", "--interval", "1", *urls,
                              "--url", "http://127.0.0.1:1/metrics"], env=env, capture_output=True, text=True,
                             timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     frame = result.stdout
-    assert "workers 1/2 up" in frame
+    assert "workers 2/3 up" in frame
     assert "DOWN           http://127.0.0.1:1/metrics" in frame
     events = float(re.search(r"^events/s\s+([\d,.]+)", frame, re.M).group(1).replace(",", ""))
     assert events > 0, frame
