@@ -46,7 +46,13 @@ DAY_SECONDS = 86_400
 
 
 class Freshness:
-    """When the worker last heard from its blocklist (Redis answered, or the replica applied a change)."""
+    """When the worker last heard from its blocklist (Redis answered, or the replica applied a change).
+
+    Feeds ``sekat_blocklist_replica_staleness_seconds``. Today the worker marks it
+    after each successful lookup and each ping (every SEKAT_METRICS_INTERVAL_S); a
+    local replica calls ``mark()`` whenever it has applied the change stream up to
+    date (or ``mark(at=...)`` with the time of the newest change it knows of).
+    """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
