@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -73,8 +73,9 @@ class ReplicaStats:
 class Replica:
     """One worker's in-memory copy of the blocklist index, kept fresh from the change stream."""
 
-    def __init__(self, url: str, prefix: str = "sekat:") -> None:
+    def __init__(self, url: str, prefix: str = "sekat:", on_fresh: Callable[[], None] | None = None) -> None:
         self._url = url
+        self._on_fresh = on_fresh
         self._prefix = prefix
         self._changes = f"{prefix}bl:changes"
         self._hashes = np.empty(0, dtype=np.int64)
@@ -146,6 +147,8 @@ class Replica:
                 reply = await self._client.xread({self._changes: self._last_id}, count=10_000,
                                                  block=FOLLOW_BLOCK_MS)
                 self.stats.last_follow_ok = time.time()
+                if self._on_fresh is not None:
+                    self._on_fresh()
                 backoff = 0.05
                 if not reply:
                     continue

@@ -95,3 +95,58 @@ class BlocklistStore:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+    async def counts(self, now: datetime | None = None, scan_count: int = 1000) -> dict[tuple[str, str], int]:
+        """Entries by (kind, status) for the ``sekat_blocklist_entries`` gauge.
+
+        Status is the entry's own (reported/confirmed/revoked), or ``expired``
+        when it is past ``expires_at`` and not revoked. Cost: a full SCAN of the
+        entry keys plus one MGET per ``scan_count`` keys, i.e. O(entries) work
+        on Redis spread over many short commands, and a JSON parse per entry on
+        the caller (load_tests/blocklist_count.py measures both). The worker runs
+        it on the Faust leader only, every SEKAT_BLOCKLIST_COUNT_INTERVAL_S, never
+        on the hot path; a local replica can answer the same question from memory.
+        """
+        now = now or datetime.now(timezone.utc)
+        counts: dict[tuple[str, str], int] = {}
+        head = len(self._rkey("").encode())  # keys are {prefix}bl:{kind}:{value}
+        try:
+            cursor = 0
+            while True:  # one pass over the keyspace for both kinds
+                cursor, keys = await self._redis.scan(cursor, match=self._rkey("*"), count=scan_count)
+                keyed = [(raw_kind.decode(), k) for k in keys
+                         if (raw_kind := k[head:].partition(b":")[0]) in (b"account", b"phone")]
+                if keyed:
+                    for (kind, _), raw in zip(keyed, await self._redis.mget([k for _, k in keyed])):
+                        status = _count_status(raw, now)
+                        if status:
+                            counts[kind, status] = counts.get((kind, status), 0) + 1
+                if cursor == 0:
+                    break
+        except (RedisError, OSError) as exc:
+            raise BlocklistUnavailable(f"blocklist count failed: {type(exc).__name__}") from exc
+        return counts
+
+
+def _count_status(raw: bytes | None, now: datetime) -> str:
+    """The status an entry is counted under; '' for a key deleted meanwhile or not written by Sekat.
+
+    Cheaper than ``Entry.from_json``: only ``status`` and ``expires_at`` are read.
+    """
+    if raw is None:
+        return ""
+    try:
+        data = orjson.loads(raw)
+        status = data["status"]
+    except (ValueError, KeyError, TypeError):
+        return ""
+    if status not in ("reported", "confirmed", "revoked"):
+        return ""
+    expires = data.get("expires_at") or ""
+    if status != "revoked" and expires:
+        try:
+            if datetime.fromisoformat(expires) <= now:
+                return "expired"
+        except (ValueError, TypeError):
+            pass  # counted under its own status
+    return str(status)

@@ -135,6 +135,14 @@ def cmd_blocklist(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_blocklist(settings, args))
 
 
+def cmd_top(settings: Settings, args: argparse.Namespace) -> int:
+    from metrics.top import run
+
+    host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::") else settings.web_host
+    urls = args.url or [f"http://{host}:{settings.web_port}/metrics"]
+    return run(urls, args.interval, args.once, lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sekat", description="Sekat: stops scams while they happen.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-topics", action="store_true", help="do not create topics")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop the local Kafka and Redis started by `sekat up`").set_defaults(func=cmd_down)
+    top = sub.add_parser("top", help="live view of workers' events/s, p99 latency, commands, dead letters and lag")
+    top.add_argument("--url", action="append", help="a worker's /metrics URL; repeat for several "
+                     "(default: http://SEKAT_WEB_HOST:SEKAT_WEB_PORT/metrics)")
+    top.add_argument("--interval", type=float, default=2.0, help="seconds between scrapes (default 2)")
+    top.add_argument("--once", action="store_true", help="print one frame (two scrapes --interval apart) and exit")
+    top.set_defaults(func=cmd_top)
 
     bl = sub.add_parser("blocklist", help="add, revoke or show blocklist entries")
     bl_sub = bl.add_subparsers(dest="cmd", required=True)

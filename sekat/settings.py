@@ -60,6 +60,10 @@ class Settings:
     log_level: str = "info"
     stack_dir: str = ".stack"
     policy_file: str = ""
+    target_attempts: int = 4_700_000_000
+    target_period_days: int = 1095
+    metrics_interval_s: int = 5
+    blocklist_count_interval_s: int = 300
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -116,6 +120,10 @@ class Settings:
             ("batch_max", 1, 100_000),
             ("batch_within_ms", 1, 10_000),
             ("max_event_bytes", 256, 1_048_576),
+            ("target_attempts", 1, 10**15),
+            ("target_period_days", 1, 36_500),
+            ("metrics_interval_s", 1, 3_600),
+            ("blocklist_count_interval_s", 1, 86_400),
         )
         for name, low, high in checks:
             value = getattr(self, name)
@@ -237,4 +245,8 @@ SETTINGS_DOC: dict[str, str] = {
     "log_level": "debug, info, warning or error.",
     "stack_dir": "Where `sekat up` keeps the local Kafka and Redis data, logs and pid files.",
     "policy_file": "Rules policy (YAML); empty: the shipped `rules/policy.yaml`. Re-read when it changes.",
+    "target_attempts": "National target: scam attempts to screen over the target period (exposed as sekat_target_attempts).",
+    "target_period_days": "The target's period in days (default three years; sekat_target_period_seconds).",
+    "metrics_interval_s": "How often a worker refreshes consumer lag and pings Redis for the staleness gauge.",
+    "blocklist_count_interval_s": "How often the group leader counts blocklist entries by kind and status (a full SCAN of the index).",
 }

@@ -15,12 +15,16 @@ one-second timer when the file changes.
 
 from __future__ import annotations
 
+import logging
 import ssl
+import time
 from typing import Any
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+
+import sekat
 
 from blocklist.replica import Replica
 from blocklist.store import BlocklistStore
@@ -30,10 +34,13 @@ from rules.policy import DEFAULT_POLICY_FILE
 from sekat.settings import Settings
 from streams.adapters import call_decoder, transfer_decoder
 from streams.consumer import ScreeningConsumer
+from streams.decode import REASONS
 from streams.emit import OutputTopics
 from streams.policy_watch import PolicyWatch
 from streams.screening import Clock, Screen, utcnow
 from streams.state import RuleStateStore
+
+log = logging.getLogger(__name__)
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -68,10 +75,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
     )
     setup_prometheus_sensors(app, registry=registry, name_prefix="sekat_faust")
-    metrics = WorkerMetrics(registry)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    metrics = WorkerMetrics(registry, deadletter_reasons=REASONS, target_attempts=settings.target_attempts,
+                            target_period_days=settings.target_period_days, app_id=settings.app_id,
+                            version=sekat.__version__)
     store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
-    replica = Replica(settings.redis_url, settings.redis_prefix)
-    metrics.replica_staleness.set_function(replica.staleness)
+    replica = Replica(settings.redis_url, settings.redis_prefix, on_fresh=metrics.freshness.mark)
     metrics.replica_entries.set_function(lambda: replica.stats.entries)
     state = RuleStateStore.from_url(settings.redis_url, settings.redis_prefix)
     policy = PolicyWatch(settings.policy_file or DEFAULT_POLICY_FILE, metrics)  # PolicyError stops start-up
@@ -115,6 +125,31 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         body = {"status": "ok" if redis_ok and ready else "degraded", "redis": redis_ok, "replica_ready": ready,
                 "replica_entries": replica.stats.entries, "replica_staleness_seconds": round(replica.staleness(), 3)}
         return web.json(body, status=200 if redis_ok and ready else 503)
+
+    @app.timer(interval=settings.metrics_interval_s, name="sekat_observe_health")
+    async def observe_health() -> None:
+        metrics.set_consumer_offsets(await screening.offsets())
+        if await store.ping():
+            metrics.freshness.mark()
+
+    last_count = [float("-inf")]
+
+    @app.timer(interval=settings.metrics_interval_s, name="sekat_count_blocklist")
+    async def count_blocklist() -> None:
+        # Every worker sees the same index: only the group leader pays for the SCAN, first as soon as it
+        # leads, then every SEKAT_BLOCKLIST_COUNT_INTERVAL_S; the others drop their series so that a former
+        # leader's counts do not linger.
+        if not app.is_leader():
+            metrics.clear_blocklist_counts()
+            last_count[0] = float("-inf")
+            return
+        if time.monotonic() - last_count[0] < settings.blocklist_count_interval_s:
+            return
+        last_count[0] = time.monotonic()
+        try:
+            metrics.set_blocklist_counts(await store.counts())
+        except Exception as exc:  # noqa: BLE001 - a failed count keeps the last one; staleness and /healthz tell
+            log.warning("counting blocklist entries failed: %s", exc)
 
     app.sekat_store = store  # type: ignore[attr-defined]
     app.sekat_replica = replica  # type: ignore[attr-defined]

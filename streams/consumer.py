@@ -41,6 +41,7 @@ class ScreeningConsumer:
         self.metrics = metrics
         self.consumer: AIOKafkaConsumer | None = None
         self.batches = 0
+        self.committed: dict[Any, int] = {}
 
     def group_id(self) -> str:
         return f"{self.settings.app_id}.screen"
@@ -78,15 +79,38 @@ class ScreeningConsumer:
                 offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
                 try:
                     await consumer.commit(offsets)
+                    self.committed.update(offsets)
                 except CommitFailedError:
                     # Partitions moved during the batch: the new owner re-decides it (same command ids).
                     log.warning("offset commit failed after a rebalance; the batch will be re-decided")
                 except KafkaError as exc:
                     log.warning("offset commit failed (%s); the batch may be re-decided", type(exc).__name__)
                 self.batches += 1
-                for tp in batch:
-                    high = consumer.highwater(tp)
-                    if high is not None:
-                        self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - offsets[tp]))
         finally:
             await asyncio.shield(consumer.stop())
+
+    async def offsets(self) -> dict[tuple[str, int], tuple[int, int]]:
+        """(end offset asked of the broker, committed offset) per assigned partition, for the lag gauge.
+
+        Asking the broker, rather than reading the fetcher's high watermark, keeps the lag
+        truthful when this worker has stopped fetching. Before a partition's first commit
+        here, its fetch position stands in for the committed offset.
+        """
+        consumer = self.consumer
+        if consumer is None:
+            return {}
+        try:
+            assigned = sorted(consumer.assignment())
+            if not assigned:
+                return {}
+            ends = await consumer.end_offsets(assigned)
+            out = {}
+            for tp in assigned:
+                done = self.committed.get(tp)
+                if done is None:
+                    done = await consumer.position(tp)
+                out[tp.topic, tp.partition] = (int(ends[tp]), int(done))
+            return out
+        except Exception as exc:  # noqa: BLE001 - not started / rebalancing: try again next interval
+            log.debug("consumer offsets not available: %s", exc)
+            return {}

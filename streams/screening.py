@@ -23,7 +23,7 @@ from metrics.worker import WorkerMetrics
 from rules.engine import Verdict
 from rules.policy import Policy
 from rules.registry import Context, Observations, StateWrite
-from sekat.records import Entry, Rejection, Skipped, Source, iso
+from sekat.records import Command, Entry, Rejection, Skipped, Source, iso
 from streams.emit import Batch, OutputTopics
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,7 @@ class Screen(Generic[R]):
         writes: list[StateWrite] = []
         reported: set[str] = set()
         matched: dict[tuple[str, str], int] = {}
+        issued: list[Command] = []
         for source, raw, record in decoded:
             try:
                 verdict = self.decide(record, ctx, policy)
@@ -156,7 +157,7 @@ class Screen(Generic[R]):
             counts[decision.outcome] = counts.get(decision.outcome, 0) + 1
             for command in decision.commands:
                 out.command(command)
-                self.metrics.commands_by[command.action].inc()
+            issued.extend(decision.commands)
             for report in decision.reports:
                 if report.key not in reported:  # once per batch; the Redis marker covers later batches
                     reported.add(report.key)
@@ -185,6 +186,8 @@ class Screen(Generic[R]):
             latency.observe(max(0.0, done - msg.timestamp / 1000))
         for outcome, n in counts.items():
             self.metrics.events_by[self.stream, outcome].inc(n)
+        if issued:  # counted once Kafka has them: the metric means "sent"
+            self.metrics.count_commands(issued)
         self.metrics.processing_by[self.stream].observe(time.perf_counter() - started)
         self.metrics.last_batch_by[self.stream].set(done)
         for (rule_id, mode), n in matched.items():

@@ -197,3 +197,86 @@ def for_event(event_id: str, topic: str | None = None) -> Callable[[Record], boo
         except orjson.JSONDecodeError:
             return False
     return pred
+
+
+class PrometheusServer:
+    """Debian's ``prometheus`` binary on a free loopback port with its own storage; stopped by PID.
+
+    Scrapes ``targets`` as job ``sekat`` every second and evaluates ``rule_files`` every second.
+    """
+
+    def __init__(self, base: Path, targets: list[str], rule_files: list[Path]) -> None:
+        self.base = base
+        self.port = free_port()
+        self.targets = targets
+        self.rule_files = rule_files
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> "PrometheusServer":
+        import shutil
+
+        exe = shutil.which("prometheus")
+        if exe is None:
+            raise RuntimeError("prometheus is missing: run `make bootstrap` (Debian's prometheus package)")
+        self.base.mkdir(parents=True, exist_ok=True)
+        config = self.base / "prometheus.yml"
+        config.write_text(orjson.dumps({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
+            "rule_files": [str(p) for p in self.rule_files],
+            "scrape_configs": [{"job_name": "sekat", "static_configs": [{"targets": self.targets}]}],
+        }).decode())  # JSON is YAML
+        log = open(self.base / "prometheus.log", "ab")
+        self.proc = subprocess.Popen(
+            [exe, f"--config.file={config}", f"--storage.tsdb.path={self.base / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prometheus exited with {self.proc.returncode}: "
+                                   f"{(self.base / 'prometheus.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:
+                    if resp.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"prometheus not ready in {timeout}s")
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """Instant query through the HTTP API; the result vector."""
+        from urllib.parse import urlencode
+
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?{urlencode({'query': expr})}", timeout=5) as resp:
+            body = orjson.loads(resp.read())
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def value(self, expr: str) -> float | None:
+        result = self.query(expr)
+        return float(result[0]["value"][1]) if result else None
+
+    def wait_value(self, expr: str, pred: Callable[[float], bool], timeout: float = 40.0) -> float:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = self.value(expr)
+            if last is not None and pred(last):
+                return last
+            time.sleep(0.5)
+        raise AssertionError(f"{expr}: last value {last} after {timeout}s")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

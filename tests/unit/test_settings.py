@@ -69,3 +69,13 @@ def test_adapter_defaults() -> None:
     assert (s.transfers_format, s.calls_format, s.cdr_separator) == ("json", "json", ",")
     assert s.cdr_column_map() == {"call_id": 1, "occurred_at": 2, "caller": 3, "callee": 4, "type": 5,
                                   "operator": 6, "caller_network": 7, "presentation": 8}
+
+
+def test_target_and_metric_intervals_are_settings_with_named_errors() -> None:
+    s = Settings.from_environ({"SEKAT_TARGET_ATTEMPTS": "1000000", "SEKAT_TARGET_PERIOD_DAYS": "30"})
+    assert (s.target_attempts, s.target_period_days) == (1_000_000, 30)
+    assert Settings().target_attempts == 4_700_000_000 and Settings().target_period_days == 1095
+    for name, bad in (("SEKAT_TARGET_ATTEMPTS", "0"), ("SEKAT_TARGET_PERIOD_DAYS", "-1"),
+                      ("SEKAT_METRICS_INTERVAL_S", "0"), ("SEKAT_BLOCKLIST_COUNT_INTERVAL_S", "soon")):
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_environ({name: bad})

@@ -1,0 +1,115 @@
+"""``sekat top`` renders a frame from two real exposition-format scrapes of worker metrics."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from metrics.top import Scrape, parse, quantile, render
+from metrics.worker import WorkerMetrics
+from sekat.records import Action, Command
+
+NOW = datetime(2026, 11, 29, 5, 0, tzinfo=timezone.utc)
+
+
+def command(action: Action, institution: str) -> Command:
+    return Command(action, institution, "x", "e-1", "rule", ("why",), NOW)
+
+
+def snapshot(url: str, at: float, registry: CollectorRegistry) -> Scrape:
+    return Scrape(url, at, parse(generate_latest(registry).decode()))
+
+
+def test_a_frame_shows_rates_latency_commands_dead_letters_lag_and_down_workers() -> None:
+    registries = [CollectorRegistry(), CollectorRegistry()]
+    workers = [WorkerMetrics(r, deadletter_reasons=("not_json",)) for r in registries]
+    # before: each worker has decided some events already
+    for w in workers:
+        w.events_by["calls", "ALLOW"].inc(500)
+    before = [snapshot(f"http://w{i}/metrics", 100.0, r) for i, r in enumerate(registries)]
+    # over the next 2 s: worker 0 decides 160 transfers + 50 calls, worker 1 decides 100 calls
+    workers[0].events_by["transfers", "ALLOW"].inc(160)
+    workers[0].events_by["calls", "ALLOW"].inc(50)
+    workers[1].events_by["calls", "ALLOW"].inc(96)
+    workers[1].events_by["calls", "BLOCK"].inc(4)
+    for _ in range(99):
+        workers[0].latency_by["calls"].observe(0.0015)
+    workers[0].latency_by["calls"].observe(0.040)
+    workers[1].count_commands([command(Action.BLOCK_CALL, "CELCOM")] * 4)
+    workers[1].count_commands([command(Action.HOLD_TRANSFER, "MBBEMYKL")] * 2)
+    workers[1].deadletters_by["calls", "not_json"].inc(6)
+    workers[0].lookups_by["hit"].inc(5)
+    workers[0].lookups_by["miss"].inc(495)
+    workers[0].set_consumer_offsets({("telco.calls", 0): (1000, 880), ("telco.calls", 1): (50, 30)})
+    after = [snapshot(f"http://w{i}/metrics", 102.0, r) for i, r in enumerate(registries)]
+    after.append(Scrape("http://w9/metrics", 102.0, None, "URLError: connection refused"))
+
+    frame = render(before, after, now=NOW)
+
+    assert "workers 2/3 up" in frame and "over 2.0 s" in frame
+    assert "events/s            155.0   transfers 80.0   calls 75.0" in frame
+    assert "49.7/s required   headroom 3.12x" in frame
+    # p50 inside the (1 ms, 2 ms] bucket, p99 the 99th of 100 observations: still in it
+    assert "p50 1.5 ms" in frame and "p99 2.0 ms" in frame
+    assert "commands/s            3.0   BLOCK_CALL 2.0   HOLD_TRANSFER 1.0   (since start 6)" in frame
+    assert "dead letters/s        3.0   not_json 3.0   (since start 6)" in frame
+    assert "consumer lag          140 records   largest telco.calls/0 120" in frame
+    assert "hit rate 1.00 %" in frame
+    assert "DOWN           http://w9/metrics   URLError: connection refused" in frame
+
+
+def test_p99_over_the_slo_is_called_out() -> None:
+    registry = CollectorRegistry()
+    w = WorkerMetrics(registry)
+    before = [snapshot("u", 0.0, registry)]
+    for _ in range(10):
+        w.latency_by["transfers"].observe(0.05)
+    frame = render(before, [snapshot("u", 1.0, registry)], now=NOW + timedelta(seconds=1))
+    assert "OVER SLO (10 ms)" in frame
+
+
+def test_a_restarted_worker_counts_from_zero_not_negative() -> None:
+    registry = CollectorRegistry()
+    w = WorkerMetrics(registry)
+    w.events_by["calls", "ALLOW"].inc(1000)
+    before = [snapshot("u", 0.0, registry)]
+    restarted = CollectorRegistry()
+    WorkerMetrics(restarted).events_by["calls", "ALLOW"].inc(10)
+    frame = render(before, [snapshot("u", 1.0, restarted)], now=NOW)
+    assert "events/s             10.0" in frame
+
+
+def test_quantile_interpolates_like_prometheus() -> None:
+    assert quantile(0.5, {0.001: 0.0, 0.002: 100.0, float("inf"): 100.0}) == 0.0015
+    assert quantile(0.99, {0.01: 50.0, float("inf"): 100.0}) == 0.01  # in +Inf: the highest finite bound
+    assert quantile(0.99, {0.01: 0.0, float("inf"): 0.0}) is None
+
+
+def test_live_mode_redraws_each_interval_until_interrupted() -> None:
+    from prometheus_client import start_http_server
+
+    from metrics.top import CLEAR, run
+
+    registry = CollectorRegistry()
+    worker = WorkerMetrics(registry)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    frames: list[str] = []
+    ticks = [0]
+
+    def sleep(_: float) -> None:  # each "interval", the worker decides 10 more calls; the 4th tick is Ctrl-C
+        ticks[0] += 1
+        if ticks[0] == 4:
+            raise KeyboardInterrupt
+        worker.events_by["calls", "ALLOW"].inc(10)
+        time.sleep(0.05)
+
+    try:
+        assert run([url], 0.05, once=False, write=frames.append, sleep=sleep) == 0
+    finally:
+        server.shutdown()
+        thread.join(5)
+    assert len(frames) == 3
+    assert all(f.startswith(CLEAR) and "workers 1/1 up" in f and "calls" in f for f in frames)
