@@ -52,6 +52,30 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def bench_policy(base: Path, choice: str) -> str:
+    """The policy the worker runs: the shipped one with behaviour rules in shadow (default), or a file.
+
+    Shadow rules are evaluated in full (their Redis state is read and written) but send no commands, so
+    the cost is measured while the ground truth of the generator (blocklist hits) still judges every command.
+    """
+    import yaml
+
+    from rules.policy import DEFAULT_POLICY_FILE
+
+    if choice not in ("shadow", "blocklist-only"):
+        return choice
+    policy = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
+    for rule_id, rule in list(policy["rules"].items()):
+        if rule_id != "blocklist_match":
+            if choice == "shadow":
+                rule["mode"] = "shadow"
+            else:
+                del policy["rules"][rule_id]
+    path = base / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    return str(path)
+
+
 def load_blocklist(url: str, prefix: str, population: Population, size: int) -> float:
     """Write the traffic's listed identifiers plus filler entries straight into the index."""
     started = time.perf_counter()
@@ -248,7 +272,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         web_port = free_port()
         env = {"SEKAT_KAFKA_BOOTSTRAP": kafka.bootstrap, "SEKAT_REDIS_URL": redis_server.url,
                "SEKAT_APP_ID": "sekat-bench", "SEKAT_WEB_PORT": str(web_port),
-               "SEKAT_TOPIC_PARTITIONS": str(args.partitions), "SEKAT_LOG_LEVEL": "warning"}
+               "SEKAT_TOPIC_PARTITIONS": str(args.partitions), "SEKAT_LOG_LEVEL": "warning",
+               "SEKAT_POLICY_FILE": bench_policy(base, args.policy)}
         settings = Settings.from_environ(env)
         create_topics(settings)
         topics = {"transfers": settings.topic_transfers, "calls": settings.topic_calls}
@@ -350,6 +375,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "generator_eps": round(gen_eps),
             "steady_rate_eps": args.rate,
             "partitions": args.partitions,
+            "policy": args.policy,
             "plot": str(png.relative_to(ROOT)),
         }
         (RESULTS / f"bench-{stamp}.json").write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
@@ -387,6 +413,9 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--procs", type=int, default=2, help="generator processes")
     parser.add_argument("--timeout", type=float, default=240)
+    parser.add_argument("--policy", default="shadow",
+                        help="shadow (shipped policy, behaviour rules in shadow: evaluated, no commands), "
+                             "blocklist-only, or a policy file (its commands are judged against blocklist truth)")
     parser.add_argument("--profile", action="store_true", help="run the worker under pyinstrument")
     parser.add_argument("--keep", action="store_true", help="keep the broker/worker logs")
     result = run(parser.parse_args())
