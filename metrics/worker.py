@@ -40,6 +40,11 @@ class WorkerMetrics:
             ["stream"], buckets=LATENCY_BUCKETS, registry=registry)
         self.last_batch = Gauge("sekat_last_batch_timestamp_seconds", "When the last batch was decided.",
                                 ["stream"], registry=registry)
+        self.reports_applied = Counter("sekat_reports_applied_total",
+                                       "Valid blocklist reports applied to the index (re-deliveries included).",
+                                       registry=registry)
+        self.entries_changed = Counter("sekat_blocklist_entries_changed_total",
+                                       "Blocklist index entries written by the reports agent.", registry=registry)
         # Pre-resolved children: the hot path never calls .labels().
         self.events_by = {(s, o): self.events.labels(s, o) for s in STREAMS for o in OUTCOMES}
         self.commands_by = {a: self.commands.labels(a.value) for a in Action}

@@ -49,6 +49,10 @@ class Settings:
     phone_region: str = "MY"
     log_level: str = "info"
     stack_dir: str = ".stack"
+    protected_file: str = ""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    status_rate_per_minute: int = 30
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -105,6 +109,8 @@ class Settings:
             ("batch_max", 1, 100_000),
             ("batch_within_ms", 1, 10_000),
             ("max_event_bytes", 256, 1_048_576),
+            ("api_port", 1, 65_535),
+            ("status_rate_per_minute", 1, 1_000_000),
         )
         for name, low, high in checks:
             value = getattr(self, name)
@@ -112,8 +118,24 @@ class Settings:
                 raise ConfigError("SEKAT_" + name.upper(), f"must be between {low} and {high}, got {value}")
         if not re.fullmatch(r"[A-Z]{2}", self.phone_region):
             raise ConfigError("SEKAT_PHONE_REGION", "must be a two-letter region code such as MY")
+        self.protected_keys()
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("SEKAT_LOG_LEVEL", "must be debug, info, warning or error")
+
+    def protected_keys(self) -> frozenset[str]:
+        """Keys (``kind:value``) of the configured protected list; empty without SEKAT_PROTECTED_FILE."""
+        from blocklist.identifiers import parse_protected
+        from sekat.errors import InvalidIdentifier
+
+        if not self.protected_file:
+            return frozenset()
+        try:
+            with open(self.protected_file, encoding="utf-8") as fh:
+                return parse_protected(fh.readlines(), self.phone_region)
+        except OSError as exc:
+            raise ConfigError("SEKAT_PROTECTED_FILE", f"cannot read {self.protected_file}: {exc.strerror}") from None
+        except (InvalidIdentifier, UnicodeDecodeError) as exc:
+            raise ConfigError("SEKAT_PROTECTED_FILE", f"{self.protected_file}: {exc}") from None
 
     def topic_names(self) -> dict[str, str]:
         return {f.name[len("topic_"):]: getattr(self, f.name)
@@ -174,4 +196,8 @@ SETTINGS_DOC: dict[str, str] = {
     "phone_region": "Default region for phone numbers without a country code.",
     "log_level": "debug, info, warning or error.",
     "stack_dir": "Where `sekat up` keeps the local Kafka and Redis data, logs and pid files.",
+    "protected_file": "File of identifiers that can never be listed (one phone number or BIC:account a line).",
+    "api_host": "Address the agency API (`sekat api`) binds to.",
+    "api_port": "Port of the agency API.",
+    "status_rate_per_minute": "Public status checks allowed per client address per minute (then 429).",
 }

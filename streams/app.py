@@ -7,6 +7,8 @@ and registers two agents that read as the data flow:
                                         ├─ rules ──┼─> sekat.commands.block
     telco.calls ───> screen_calls ──────┘          ├─> sekat.decisions
                                                    └─> sekat.deadletter
+    sekat.reports ─> apply_reports ─> Redis index (+ change stream)
+                                  └─> consolidated reports back to sekat.reports
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from rules.blocklist_match import decide_call, decide_transfer
 from sekat.settings import Settings
 from streams.calls import decode_call
 from streams.emit import OutputTopics
+from streams.intake import Intake
 from streams.screening import Clock, Screen, utcnow
 from streams.transfers import decode_transfer
 
@@ -77,6 +80,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     transfers = Screen("transfers", partial(decode_transfer, **decoder_args), decide_transfer, store, outputs,
                        metrics, clock)
     calls = Screen("calls", partial(decode_call, **decoder_args), decide_call, store, outputs, metrics, clock)
+    reports_topic = raw_topic(settings.topic_reports)
+    intake = Intake(store, outputs, reports_topic, metrics, max(settings.max_event_bytes, 1_048_576),
+                    settings.phone_region, settings.protected_keys(), clock)
     within = settings.batch_within_ms / 1000
 
     @app.agent(raw_topic(settings.topic_transfers), name="screen_transfers")
@@ -88,6 +94,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     async def screen_calls(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_max, within=within):
             await calls.run(batch)
+
+    @app.agent(reports_topic, name="apply_reports")
+    async def apply_reports(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(settings.batch_max, within=within):
+            await intake.run(batch)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

@@ -197,3 +197,53 @@ def for_event(event_id: str, topic: str | None = None) -> Callable[[Record], boo
         except orjson.JSONDecodeError:
             return False
     return pred
+
+
+class ApiProcess:
+    """``sekat api`` as a child process on a free port; ready once /openapi.json answers."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = dict(env)
+        self.env.setdefault("SEKAT_API_PORT", str(free_port()))
+        self.log_path = log_path
+        self.settings = Settings.from_environ(self.env)
+        self.url = f"http://127.0.0.1:{self.settings.api_port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> "ApiProcess":
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")}
+        full_env.update(self.env)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "sekat.cli", "api"], env=full_env, stdout=log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"api exited with {self.proc.returncode}:\n{self.log_path.read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/openapi.json", timeout=2) as resp:
+                    if resp.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"api not ready in {timeout}s:\n{self.log_path.read_text()[-4000:]}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def sekat(env: dict[str, str], *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """Run the ``sekat`` command with exactly ``env``'s SEKAT_* settings."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")}
+    full_env.update(env)
+    return subprocess.run([sys.executable, "-m", "sekat.cli", *args], env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
