@@ -14,7 +14,7 @@ Redis being unreachable gives 503. Identifiers are masked in logs, and the
 access log (which would show query strings) is off.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI resolves the endpoints' annotations at run time.
 
 import logging
 import ssl

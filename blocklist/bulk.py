@@ -89,7 +89,7 @@ def producer(settings: Settings, bulk: bool = False) -> KafkaProducer:
     try:
         if bulk:
             return KafkaProducer(**config, acks="all", linger_ms=50, batch_size=1 << 20,
-                                 max_request_size=4 << 20, buffer_memory=256 << 20, compression_type="lz4"
+                                 max_request_size=4 << 20, compression_type="lz4"
                                  if _has_lz4() else None)
         return KafkaProducer(**config, acks="all", linger_ms=0)
     except KafkaError as exc:

@@ -79,8 +79,6 @@ def decode_report(raw: bytes | None, key: bytes | None = None, max_bytes: int = 
         except InvalidReport as exc:
             raise d.Bad(exc.reason, exc.field, str(exc).split(": ", 1)[-1]) from None
         report = _item(data, kind, value, bank, "")
-        if key is not None and key != report.key.encode():
-            raise d.Bad("invalid_key", "key", f"record key must be the report's identifier key ({report.kind}:...)")
         history = data.get("history")
         if history is not None:
             if not isinstance(history, list):
@@ -95,6 +93,8 @@ def decode_report(raw: bytes | None, key: bytes | None = None, max_bytes: int = 
                 items.append(_item(item, kind, value, bank, path))
             report = Report(report.report_id, report.reported_at, kind, value, report.status, report.source, bank,
                             report.case_ref, report.reason, report.ttl_days, report.filed_by, tuple(items))
+        if key is not None and key != report.key.encode():
+            raise d.Bad("invalid_key", "key", f"record key must be the report's identifier key ({report.kind}:...)")
         return report
     except d.Bad as bad:
         return bad.rejection
