@@ -33,6 +33,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from blocklist.apikeys import ApiKey, ApiKeyStore
 from blocklist.filing import file_report, identifier
@@ -177,6 +178,13 @@ def create_api(settings: Settings, clock: Clock = utcnow) -> FastAPI:
         first = errors[0] if errors else {"field": "body", "message": "invalid request"}
         return JSONResponse(status_code=422, content={"detail": {
             "field": first["field"], "message": f"{first['field']}: {first['message']}", "errors": errors}})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if not isinstance(detail, dict):  # FastAPI's own (e.g. an unparsable body): name the body
+            detail = {"field": "body" if exc.status_code < 500 else "", "message": f"body: {detail}"}
+        return JSONResponse(status_code=exc.status_code, content={"detail": detail}, headers=exc.headers)
 
     @app.exception_handler(BlocklistUnavailable)
     async def unavailable(request: Request, exc: BlocklistUnavailable) -> JSONResponse:
