@@ -91,7 +91,7 @@ def _field_error(status: int, field: str, message: str) -> HTTPException:
     return HTTPException(status, detail={"field": field, "message": f"{field}: {message}"})
 
 
-def _aiokafka_config(settings: Settings) -> dict[str, Any]:
+def aiokafka_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap,
                               "security_protocol": settings.kafka_security_protocol}
     if settings.kafka_security_protocol.startswith("SASL"):
@@ -115,7 +115,7 @@ class Intake:
 
     async def producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = AIOKafkaProducer(**_aiokafka_config(self.settings), acks="all", request_timeout_ms=10000,
+            producer = AIOKafkaProducer(**aiokafka_config(self.settings), acks="all", request_timeout_ms=10000,
                                         linger_ms=0)
             try:
                 await producer.start()

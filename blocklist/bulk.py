@@ -4,7 +4,7 @@ Import reads CSV (header row) or JSONL (one object a line), turns each row
 into a ``Report`` through ``blocklist.filing`` (the same checks as the API),
 and produces them to ``sekat.reports`` in batches: every record is handed to
 the producer at once (acks=all, lingering to fill batches) and the
-acknowledgements are collected at the end, never one wait per row. A bad row
+acknowledgements are awaited together, never one wait per row. A bad row
 is reported with its line number and skipped; it does not stop the import.
 
 Columns / keys: ``kind`` (phone|account), ``value``, ``bank`` (accounts),
@@ -15,6 +15,7 @@ a file with report ids changes nothing).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -84,24 +85,11 @@ def row_report(row: dict[str, Any], now: datetime, default_source: str = "", fil
                        report_id=text("report_id").strip() or None, region=region, protected=protected)
 
 
-def producer(settings: Settings, bulk: bool = False) -> KafkaProducer:
-    config: dict[str, Any] = dict(settings.kafka_client_config())
+def producer(settings: Settings) -> KafkaProducer:
     try:
-        if bulk:
-            return KafkaProducer(**config, acks="all", linger_ms=50, batch_size=1 << 20,
-                                 max_request_size=4 << 20, compression_type="lz4"
-                                 if _has_lz4() else None)
-        return KafkaProducer(**config, acks="all", linger_ms=0)
+        return KafkaProducer(**settings.kafka_client_config(), acks="all", linger_ms=0)
     except KafkaError as exc:
         raise BlocklistUnavailable(f"Kafka unavailable at {settings.kafka_bootstrap}: {type(exc).__name__}") from exc
-
-
-def _has_lz4() -> bool:
-    try:
-        import lz4  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def publish_one(settings: Settings, report: Report, timeout: float = 15.0) -> Any:
@@ -119,10 +107,41 @@ def publish_one(settings: Settings, report: Report, timeout: float = 15.0) -> An
 def import_rows(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] | str]], now: datetime,
                 default_source: str = "", protected: Collection[str] = (),
                 progress: Callable[[int], None] | None = None) -> ImportResult:
-    """Validate rows and produce them as reports, acknowledgements collected at the end."""
+    """Validate rows and produce them as reports in batches; returns once Kafka has acknowledged all."""
+    return asyncio.run(_import(settings, rows, now, default_source, protected, progress))
+
+
+async def _import(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] | str]], now: datetime,
+                  default_source: str, protected: Collection[str],
+                  progress: Callable[[int], None] | None) -> ImportResult:
+    # aiokafka's batch API: records go straight into per-partition batches (partitioned by key with
+    # Kafka's default murmur2 partitioner, as every other producer of the topic does), each batch is sent
+    # as soon as it is full, and the acknowledgements (acks=all) are awaited together.
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError as AIOKafkaError
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from blocklist.api import aiokafka_config
+
     result = ImportResult()
-    p = producer(settings, bulk=True)
-    failed: list[str] = []
+    topic = settings.topic_reports
+    producer = AIOKafkaProducer(**aiokafka_config(settings), acks="all", linger_ms=20,
+                                max_batch_size=1 << 20, max_request_size=4 << 20, request_timeout_ms=60000)
+    try:
+        await producer.start()
+        partitions = sorted(await producer.partitions_for(topic))
+    except (AIOKafkaError, OSError) as exc:
+        await producer.stop()
+        raise BlocklistUnavailable(f"Kafka unavailable at {settings.kafka_bootstrap}: {type(exc).__name__}") from exc
+    partitioner = DefaultPartitioner()
+    batches: dict[int, Any] = {}
+    in_flight: list[asyncio.Future[Any]] = []
+
+    async def ship(partition: int) -> None:
+        in_flight.append(await producer.send_batch(batches.pop(partition), topic, partition=partition))
+        if len(in_flight) >= 32:
+            await in_flight.pop(0)
+
     try:
         for number, row in rows:
             result.read += 1
@@ -134,17 +153,24 @@ def import_rows(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] | s
             except InvalidReport as exc:
                 result.errors.append((number, str(exc)))
                 continue
-            p.send(settings.topic_reports, orjson.dumps(report.to_json()),
-                   key=report.key.encode()).add_errback(lambda exc: failed.append(type(exc).__name__))
+            key, value = report.key.encode(), orjson.dumps(report.to_json())
+            partition = partitioner(key, partitions, partitions)
+            batch = batches.get(partition) or batches.setdefault(partition, producer.create_batch())
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                await ship(partition)
+                batches[partition] = producer.create_batch()
+                batches[partition].append(key=key, value=value, timestamp=None)
             result.sent += 1
             if progress and result.sent % 100_000 == 0:
                 progress(result.sent)
-        p.flush(timeout=300)
+        for partition in list(batches):
+            await ship(partition)
+        await asyncio.gather(*in_flight)
+    except (AIOKafkaError, OSError) as exc:
+        raise BlocklistUnavailable(f"Kafka did not acknowledge every report ({type(exc).__name__}); re-run the "
+                                   "import (rows with a report_id are idempotent)") from exc
     finally:
-        p.close(timeout=30)
-    if failed:
-        raise BlocklistUnavailable(f"Kafka did not acknowledge {len(failed)} of {result.sent} reports "
-                                   f"({failed[0]}); re-run the import (report ids make it idempotent)")
+        await producer.stop()
     return result
 
 
