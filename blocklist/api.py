@@ -103,7 +103,7 @@ def aiokafka_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
-class Intake:
+class Clients:
     """The API's clients: one Kafka producer (acks=all), the index and the key store on one Redis client."""
 
     def __init__(self, settings: Settings) -> None:
@@ -153,7 +153,7 @@ class Intake:
 
 
 def create_api(settings: Settings, clock: Clock = utcnow) -> FastAPI:
-    intake = Intake(settings)
+    intake = Clients(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -10,7 +10,10 @@ is reported with its line number and skipped; it does not stop the import.
 Columns / keys: ``kind`` (phone|account), ``value``, ``bank`` (accounts),
 ``status`` (reported|confirmed|revoked, default reported), ``source``,
 ``case_ref``, ``reason``, ``ttl_days``, ``report_id`` (optional: re-importing
-a file with report ids changes nothing).
+a file with report ids changes nothing). A row may give ``key`` (as
+``export`` writes it) instead of ``kind``/``value``/``bank``, so an export
+can be filed again, e.g. to put index entries written before the topic was the
+source of truth onto it.
 """
 
 from __future__ import annotations
@@ -74,6 +77,10 @@ def row_report(row: dict[str, Any], now: datetime, default_source: str = "", fil
             raise InvalidReport(name, f"must be a string, got {type(value).__name__}", "wrong_type")
         return value
 
+    if "kind" not in row and isinstance(row.get("key"), str):  # a row of `export`: kind:value or kind:bank:value
+        kind, _, rest = row["key"].partition(":")
+        bank, _, number = rest.rpartition(":") if kind == "account" else ("", "", rest)
+        row = {**row, "kind": kind, "value": number, "bank": bank}
     ttl = row.get("ttl_days", 0)
     if isinstance(ttl, str):
         if not ttl.strip().isdigit():

@@ -100,3 +100,16 @@ def test_a_bad_protected_file_stops_start_up_naming_the_setting(tmp_path) -> Non
         Settings.from_environ({"SEKAT_PROTECTED_FILE": str(tmp_path / "missing")})
     with pytest.raises(ConfigError, match="SEKAT_STATUS_RATE_PER_MINUTE"):
         Settings.from_environ({"SEKAT_STATUS_RATE_PER_MINUTE": "0"})
+
+
+def test_an_exported_row_can_be_imported_again() -> None:
+    from blocklist.bulk import row_report
+
+    exported = {"key": "account:CIBBMYKL:8001234567", "status": "confirmed", "source": "PDRM",
+                "report_id": "r-7", "sources": ["PDRM"], "history": []}
+    report = row_report(exported, NOW)
+    assert (report.key, report.status, report.report_id, report.filed_by) == (
+        "account:CIBBMYKL:8001234567", Status.CONFIRMED, "r-7", "import")
+    with pytest.raises(InvalidReport) as exc:
+        row_report({"kind": "phone", "value": "0123456789", "ttl_days": "soon"}, NOW, "PDRM")
+    assert exc.value.field == "ttl_days"
