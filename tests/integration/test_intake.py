@@ -479,3 +479,20 @@ def test_api_keys_are_stored_hashed(desk: Desk) -> None:
             await store.close()
     values = run(raw())
     assert values and not any(token.split("_", 2)[2].encode() in v for v in values)
+
+
+def test_kafka_unreachable_gives_503_with_a_message_not_a_crash(stack: Stack, desk: Desk, logs_dir: Path) -> None:
+    from sekat.localstack import free_port
+
+    env = {**desk.env, "SEKAT_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"}
+    env.pop("SEKAT_API_PORT", None)
+    api = ApiProcess(env, logs_dir / "no-kafka-api.log").start()
+    try:
+        with httpx.Client(base_url=api.url, timeout=30) as http:
+            r = http.post("/v1/reports", json={"kind": "phone", "value": mobile()},
+                          headers={"X-API-Key": desk.key("PDRM", "report")})
+            assert r.status_code == 503 and "Kafka" in r.json()["detail"]["message"]
+            assert r.headers["Retry-After"]
+            assert http.get("/v1/status", params={"phone": mobile()}).status_code == 200  # Redis still answers
+    finally:
+        api.stop()
