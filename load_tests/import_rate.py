@@ -16,6 +16,7 @@ import argparse
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,10 +33,11 @@ def generate(path: Path, rows: int, fmt: str, seed: int = 7) -> None:
         if fmt == "csv":
             out.write("kind,value,bank,status,source,case_ref,reason,ttl_days,report_id\n")
         for i in range(rows):
+            # Every row a distinct identifier, so the index ends with exactly `rows` entries.
             if i % 2:
-                kind, value, bank = "phone", f"+601{rnd.randrange(10**8, 10**9)}", ""
+                kind, value, bank = "phone", f"+6011{rnd.randrange(10) * 10**7 + i // 2:08d}"[:13], ""
             else:
-                kind, value, bank = "account", str(rnd.randrange(10**9, 10**12)), BANKS[i % len(BANKS)]
+                kind, value, bank = "account", f"{rnd.randrange(1, 10)}{i // 2:011d}", BANKS[i % len(BANKS)]
             status = "confirmed" if i % 3 == 0 else "reported"
             source, case_ref, ttl = SOURCES[i % len(SOURCES)], f"BULK/{i // 1000}", (i % 4) * 90
             if fmt == "csv":
@@ -52,6 +54,8 @@ def main() -> int:
     parser.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     parser.add_argument("--apply", action="store_true", help="also time the reports agent applying them")
     args = parser.parse_args()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # stop what we started, whoever interrupts us
+        signal.signal(sig, lambda *_: sys.exit(130))
 
     from sekat.localstack import KafkaBroker, RedisServer, free_port
     from sekat.settings import Settings
