@@ -24,10 +24,14 @@ last revocation expires (``reported_at + ttl_days``); one report without a ttl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from sekat.records import Entry, Report, Status, iso
+
+
+LEGACY_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 
 def _order(report: Report) -> tuple[str, str]:
@@ -75,16 +79,42 @@ def entry_from_history(key: str, history: tuple[Report, ...]) -> Entry:
     )
 
 
+def known_reports(entry: Entry) -> tuple[Report, ...]:
+    """The reports behind ``entry``; an entry written before entries kept a history stands for one report.
+
+    That synthesised report (``filed_by`` ``legacy``) then travels in the
+    consolidated record, so the first new report on a legacy entry puts it on
+    the topic too.
+    """
+    if entry.history:
+        return entry.history
+    kind, _, rest = entry.key.partition(":")
+    bank, value = rest.split(":", 1) if kind == "account" else ("", rest)
+    try:
+        at = datetime.fromisoformat(entry.reported_at) if entry.reported_at else LEGACY_TIME
+    except ValueError:
+        at = LEGACY_TIME
+    at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    ttl = 0
+    if entry.expires_at:
+        try:
+            ttl = max(1, math.ceil((datetime.fromisoformat(entry.expires_at) - at) / timedelta(days=1)))
+        except (ValueError, TypeError):
+            ttl = 0
+    return (Report(entry.report_id or f"legacy-{entry.key}", at, kind, value, entry.status, entry.source, bank,
+                   entry.case_ref, entry.reason, ttl, "legacy"),)
+
+
 def merge(entry: Entry | None, report: Report) -> Entry:
     """The entry after ``report`` (and any history it carries) is applied to ``entry``."""
-    history = union(entry.history if entry else (), report.history, (report,))
+    history = union(known_reports(entry) if entry else (), report.history, (report,))
     return entry_from_history(report.key, history)
 
 
 def covers(report: Report, entry: Entry) -> bool:
     """Whether ``report`` alone (with its history) rebuilds ``entry``: if not, it needs consolidating."""
     ids = {report.report_id, *(r.report_id for r in report.history)}
-    return all(r.report_id in ids for r in entry.history)
+    return all(r.report_id in ids for r in known_reports(entry))
 
 
 def consolidated(report: Report, entry: Entry) -> Report:

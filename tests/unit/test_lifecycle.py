@@ -102,4 +102,14 @@ def test_entry_json_round_trip_keeps_history() -> None:
 def test_from_json_tolerates_entries_without_the_new_fields() -> None:
     old = Entry.from_json({"key": KEY, "status": "confirmed", "source": "PDRM"})
     assert old.history == () and old.report_count == 1 and old.active_at(T0)
-    assert merge(old, rep("a", 0)).report_count == 1
+
+
+def test_a_legacy_entry_without_history_is_kept_as_one_report_and_travels_in_the_consolidation() -> None:
+    legacy = Entry.from_json({"key": KEY, "status": "confirmed", "source": "PDRM", "case_ref": "KL/1",
+                              "report_id": "", "reported_at": "2026-10-01T00:00:00.000Z",
+                              "expires_at": "2026-10-31T00:00:00.000Z"})
+    new = rep("a", 0, "reported", "MBBEMYKL")
+    e = merge(legacy, new)
+    assert e.status is Status.CONFIRMED and e.report_count == 2 and e.sources == ("PDRM", "MBBEMYKL")
+    assert e.history[0].filed_by == "legacy" and e.history[0].ttl_days == 30
+    assert not covers(new, e) and merge(None, consolidated(new, e)).to_json() == e.to_json()
