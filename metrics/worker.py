@@ -43,6 +43,9 @@ class WorkerMetrics:
         self.reports_applied = Counter("sekat_reports_applied_total",
                                        "Valid blocklist reports applied to the index (re-deliveries included).",
                                        registry=registry)
+        self.apply_errors = Counter("sekat_reports_apply_errors_total",
+                                    "Report batches whose write to the index failed and was retried.",
+                                    registry=registry)
         self.entries_changed = Counter("sekat_blocklist_entries_changed_total",
                                        "Blocklist index entries written by the reports agent.", registry=registry)
         # Pre-resolved children: the hot path never calls .labels().

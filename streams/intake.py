@@ -51,7 +51,7 @@ class Intake:
             else:
                 valid.append(result)
         changed, pending = (await retry("applying reports", lambda: self.store.apply(valid),
-                                        self.metrics.lookup_errors.inc)) if valid else ([], [])
+                                        self.metrics.apply_errors.inc)) if valid else ([], [])
         for report in pending:
             out.record(self.reports, report.key.encode(), orjson.dumps(report.to_json()))
         await retry("sending intake output", out.send, self.metrics.send_errors.inc)
