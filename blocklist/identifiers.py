@@ -141,3 +141,33 @@ def parse_key(key: str, region: str = "MY") -> Identifier:
         bank, _, number = value.partition(":")
         return normalise_account(bank, number)
     raise InvalidIdentifier(f"identifier kind must be 'phone' or 'account', got {kind[:16]!r}")
+
+
+def identifier_key(kind: str, value: str, bank: str = "", region: str = "MY") -> str:
+    """The ``kind:value`` key of a raw identifier, validated (raises ``InvalidIdentifier``)."""
+    if kind == "phone":
+        return normalise_phone(value, region).key
+    if kind == "account":
+        return normalise_account(bank, value).key
+    raise InvalidIdentifier(f"kind must be 'phone' or 'account', got {kind[:16]!r}")
+
+
+def parse_protected(lines: list[str], region: str = "MY") -> frozenset[str]:
+    """Keys of a protected list: one phone number or ``BIC:account`` a line; ``#`` starts a comment.
+
+    Raises ``InvalidIdentifier`` naming the line number of the first bad line.
+    """
+    keys: set[str] = set()
+    for number, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            if ":" in text:
+                bank, _, account = text.removeprefix("account:").partition(":")
+                keys.add(normalise_account(bank, account).key)
+            else:
+                keys.add(normalise_phone(text.removeprefix("phone:"), region).key)
+        except InvalidIdentifier as exc:
+            raise InvalidIdentifier(f"line {number}: {exc}") from None
+    return frozenset(keys)

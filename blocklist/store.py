@@ -11,19 +11,26 @@ kept and a lookup can tell "cleared on appeal" from "never listed".
 
 The hot path calls ``lookup_many`` once per batch: one MGET, never one round
 trip per event.
+
+Every change to an entry goes through ``put``/``put_many``: the SET of the
+entry and the XADD of its key to the change stream in one MULTI. ``apply``
+is the one way reports reach the index (the reports agent and
+``sekat blocklist rebuild`` both call it): it merges them with
+``blocklist.lifecycle.merge``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timezone
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from blocklist.lifecycle import consolidated, covers, merge
 from sekat.errors import BlocklistUnavailable
-from sekat.records import Entry, Status, iso
+from sekat.records import Entry, Report
 
 CHANGES_MAXLEN = 1_000_000
 
@@ -40,6 +47,14 @@ class BlocklistStore:
         client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0,
                                          health_check_interval=30)
         return cls(client, prefix)
+
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._redis
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
 
     def _rkey(self, key: str) -> str:
         return f"{self._prefix}bl:{key}"
@@ -60,32 +75,83 @@ class BlocklistStore:
 
     async def put(self, entry: Entry) -> None:
         """Write one entry and announce the change, atomically."""
+        await self.put_many([entry])
+
+    async def put_many(self, entries: Sequence[Entry]) -> None:
+        """Write entries and announce each change, all in one MULTI (one round trip)."""
+        if not entries:
+            return
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
-                pipe.xadd(self._changes, {"key": entry.key}, maxlen=CHANGES_MAXLEN, approximate=True)
+                for entry in entries:
+                    pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
+                    pipe.xadd(self._changes, {"key": entry.key}, maxlen=CHANGES_MAXLEN, approximate=True)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
 
-    async def report(self, key: str, status: Status, source: str, reason: str = "", case_ref: str = "",
-                     report_id: str = "", now: datetime | None = None, expires_at: str = "") -> Entry:
-        """File a report on ``key``: merge with what is there (count, sources), newest status wins."""
-        now = now or datetime.now(timezone.utc)
-        old = await self.get(key)
-        sources = tuple(dict.fromkeys((*(old.sources if old else ()), source)))
-        entry = Entry(key=key, status=status, source=source, reason=reason, case_ref=case_ref,
-                      report_id=report_id, reported_at=iso(now), expires_at=expires_at, sources=sources,
-                      report_count=(old.report_count + 1) if old else 1)
-        await self.put(entry)
-        return entry
+    async def apply(self, reports: Sequence[Report]) -> tuple[list[Entry], list[Report]]:
+        """Merge ``reports`` (in order) into the index: one MGET, one MULTI.
 
-    async def revoke(self, key: str, source: str, reason: str, now: datetime | None = None) -> Entry | None:
-        """Mark ``key`` revoked (appeal upheld). None if it was never listed."""
-        old = await self.get(key)
-        if old is None:
-            return None
-        return await self.report(key, Status.REVOKED, source, reason, old.case_ref, now=now)
+        Returns the entries that changed, and the consolidated reports to
+        publish for keys whose incoming record does not carry their whole
+        history (so the record compaction keeps still rebuilds the entry).
+        """
+        if not reports:
+            return [], []
+        current: dict[str, Entry | None] = dict(await self.lookup_many(r.key for r in reports))
+        before = {k: v.to_json() for k, v in current.items() if v is not None}
+        last: dict[str, Report] = {}
+        for report in reports:
+            current[report.key] = merge(current.get(report.key), report)
+            last[report.key] = report
+        changed = [e for k, e in current.items() if e is not None and e.to_json() != before.get(k)]
+        await self.put_many(changed)
+        pending = [consolidated(r, e) for k, r in last.items()
+                   if (e := current[k]) is not None and not covers(r, e)]
+        return changed, pending
+
+    async def wipe(self) -> int:
+        """Delete every entry under the prefix (announcing each), keeping the change stream."""
+        deleted = 0
+        try:
+            batch: list[str] = []
+            async for rkey in self._redis.scan_iter(match=f"{self._prefix}bl:*", count=1000):
+                name = rkey.decode() if isinstance(rkey, bytes) else rkey
+                if name == self._changes:
+                    continue
+                batch.append(name)
+                if len(batch) >= 1000:
+                    deleted += await self._delete(batch)
+                    batch = []
+            deleted += await self._delete(batch)
+        except (RedisError, OSError) as exc:
+            raise BlocklistUnavailable(f"blocklist wipe failed: {type(exc).__name__}") from exc
+        return deleted
+
+    async def _delete(self, rkeys: list[str]) -> int:
+        if not rkeys:
+            return 0
+        strip = len(self._prefix) + len("bl:")
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for rkey in rkeys:
+                pipe.delete(rkey)
+                pipe.xadd(self._changes, {"key": rkey[strip:]}, maxlen=CHANGES_MAXLEN, approximate=True)
+            await pipe.execute()
+        return len(rkeys)
+
+    async def scan_entries(self, count: int = 1000) -> "AsyncIterator[list[Entry]]":
+        """Every entry in the index, in batches (for export and comparisons)."""
+        batch: list[str] = []
+        async for rkey in self._redis.scan_iter(match=f"{self._prefix}bl:*", count=count):
+            name = rkey.decode() if isinstance(rkey, bytes) else rkey
+            if name != self._changes:
+                batch.append(name[len(self._prefix) + 3:])
+            if len(batch) >= count:
+                yield list((await self.lookup_many(batch)).values())
+                batch = []
+        if batch:
+            yield list((await self.lookup_many(batch)).values())
 
     async def ping(self) -> bool:
         try:

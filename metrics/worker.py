@@ -126,6 +126,14 @@ class WorkerMetrics:
         self.target_period.set(target_period_days * DAY_SECONDS)
         self.info.labels(app_id, version).set(1)
         self.started.set(clock())
+        self.reports_applied = Counter("sekat_reports_applied_total",
+                                       "Valid blocklist reports applied to the index (re-deliveries included).",
+                                       registry=registry)
+        self.apply_errors = Counter("sekat_reports_apply_errors_total",
+                                    "Report batches whose write to the index failed and was retried.",
+                                    registry=registry)
+        self.entries_changed = Counter("sekat_blocklist_entries_changed_total",
+                                       "Blocklist index entries written by the reports agent.", registry=registry)
         # Pre-resolved children: the hot path never calls .labels().
         self.events_by = {(s, o): self.events.labels(s, o) for s in STREAMS for o in OUTCOMES}
         self.lookups_by = {r: self.lookups.labels(r) for r in LOOKUP_RESULTS}

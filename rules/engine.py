@@ -96,9 +96,10 @@ def _reports(stream: str, event_id: str, enforce: list[Found], ctx: Context) -> 
         if mark in ctx.obs.auto_reported or (listed is not None and listed.active_at(ctx.now)):
             continue  # already reported by a rule, or already on the list: nothing new to tell
         report_id = str(uuid.uuid5(COMMAND_NAMESPACE, f"{event_id}|report|{f.identifier}"))
-        reports.append(Report(report_id, ctx.now, req.kind, req.value, Status.REPORTED.value, AUTO_SOURCE,
-                              f"{match.rule_ref}: {req.reason}", bank=req.bank, case_ref=f"{stream}/{event_id}",
-                              ttl_days=req.ttl_days))
+        reports.append(Report(report_id=report_id, reported_at=ctx.now, kind=req.kind, value=req.value,
+                              status=Status.REPORTED, source=AUTO_SOURCE, reason=f"{match.rule_ref}: {req.reason}",
+                              bank=req.bank, case_ref=f"{stream}/{event_id}", ttl_days=req.ttl_days,
+                              filed_by="sekat-rule"))
         marks.append(StateWrite("reported", mark, ttl_s=AUTO_MARK_TTL_S))
     return reports, marks
 

@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -89,46 +89,65 @@ def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _identifier_key(args: argparse.Namespace, settings: Settings) -> str:
-    from blocklist.identifiers import listable_phone, normalise_account, normalise_phone
-
+def _identifier(args: argparse.Namespace) -> tuple[str, str, str | None]:
     if args.phone:
-        phone = listable_phone(args.phone, settings.phone_region) if args.cmd == "add" else \
-            normalise_phone(args.phone, settings.phone_region)
-        return phone.key
+        return "phone", args.phone, None
     if not args.bank:
         raise SekatError("--account needs --bank (the BIC of the account's bank)")
-    return normalise_account(args.bank, args.account).key
+    return "account", args.account, args.bank
+
+
+def _field_error(exc: Exception) -> SekatError:
+    """InvalidReport names the report field; on the command line that is an option."""
+    from sekat.errors import InvalidReport
+
+    if isinstance(exc, InvalidReport):
+        option = {"value": "--phone/--account", "ttl_days": "--ttl-days", "case_ref": "--case-ref"}.get(
+            exc.field, f"--{exc.field.replace('_', '-')}")
+        message = str(exc).split(": ", 1)[-1]
+        if exc.reason == "protected":
+            message = message.replace("can never be listed", "can never be blocked")
+        return SekatError(f"{option}: {message}")
+    return SekatError(str(exc))
 
 
 async def _blocklist(settings: Settings, args: argparse.Namespace) -> int:
+    from blocklist.bulk import publish_one
+    from blocklist.filing import file_report, identifier
     from blocklist.store import BlocklistStore
-    from sekat.records import Status, iso
+    from sekat.errors import InvalidReport
 
-    store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
-    try:
-        key = _identifier_key(args, settings)
-        now = datetime.now(timezone.utc)
-        if args.cmd == "add":
-            expires = iso(now + timedelta(days=args.ttl_days)) if args.ttl_days else ""
-            entry = await store.report(key, Status(args.status), args.source, args.reason, args.case_ref,
-                                       now=now, expires_at=expires)
-        elif args.cmd == "revoke":
-            found = await store.revoke(key, args.source, args.reason, now=now)
-            if found is None:
-                print(f"{key.split(':')[0]} is not on the blocklist", file=sys.stderr)
-                return 1
-            entry = found
-        else:
-            shown = await store.get(key)
-            if shown is None:
-                print("not listed")
-                return 1
-            entry = shown
-        print(orjson.dumps(entry.to_json(), option=orjson.OPT_INDENT_2).decode())
+    kind, value, bank = _identifier(args)
+    if args.cmd == "show":
+        try:
+            bank_code, number = identifier(kind, value, bank, settings.phone_region)
+        except InvalidReport as exc:
+            if exc.reason != "protected":
+                raise _field_error(exc) from None
+            print("not listed (protected: can never be listed)")
+            return 1
+        store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
+        try:
+            shown = await store.get(f"phone:{number}" if kind == "phone" else f"account:{bank_code}:{number}")
+        finally:
+            await store.close()
+        if shown is None:
+            print("not listed")
+            return 1
+        print(orjson.dumps(shown.to_json(), option=orjson.OPT_INDENT_2).decode())
         return 0
-    finally:
-        await store.close()
+    status = "revoked" if args.cmd == "revoke" else args.status
+    try:
+        report = file_report(kind, value, status, args.source, datetime.now(timezone.utc), bank=bank,
+                             case_ref=args.case_ref, reason=args.reason, ttl_days=getattr(args, "ttl_days", 0),
+                             filed_by="cli", region=settings.phone_region, protected=settings.protected_keys())
+    except InvalidReport as exc:
+        raise _field_error(exc) from None
+    meta = publish_one(settings, report)
+    body = report.to_json()
+    body.update(topic=meta.topic, partition=meta.partition, offset=meta.offset)
+    print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+    return 0
 
 
 def cmd_blocklist(settings: Settings, args: argparse.Namespace) -> int:
@@ -141,6 +160,98 @@ def cmd_top(settings: Settings, args: argparse.Namespace) -> int:
     host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::") else settings.web_host
     urls = args.url or [f"http://{host}:{settings.web_port}/metrics"]
     return run(urls, args.interval, args.once, lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+
+
+def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    from blocklist.store import BlocklistStore
+    from streams.rebuild import rebuild
+
+    async def go() -> int:
+        store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
+        try:
+            result = await rebuild(settings, store, settings.protected_keys())
+        finally:
+            await store.close()
+        print(f"rebuild: wiped {result.wiped} entries, replayed {result.records} records "
+              f"({result.invalid} invalid, skipped) into {result.entries} entries")
+        return 0
+    return asyncio.run(go())
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    import time
+
+    from blocklist.bulk import import_rows, read_rows
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise SekatError(f"no such file: {path}")
+    started = time.perf_counter()
+    result = import_rows(settings, read_rows(path), datetime.now(timezone.utc), args.source or "",
+                         settings.protected_keys(),
+                         progress=lambda n: print(f"import: {n} sent", file=sys.stderr, flush=True))
+    elapsed = time.perf_counter() - started
+    for line, message in result.errors[:args.max_errors]:
+        print(f"{path.name}:{line}: {message}", file=sys.stderr)
+    if len(result.errors) > args.max_errors:
+        print(f"... and {len(result.errors) - args.max_errors} more bad rows", file=sys.stderr)
+    print(f"import: {result.sent} reports acknowledged by Kafka, {len(result.errors)} bad rows skipped, "
+          f"{result.read} rows in {elapsed:.1f}s ({result.sent / elapsed if elapsed else 0:,.0f} reports/s)")
+    return 0 if not result.errors else 3
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    from blocklist.bulk import write_export
+    from blocklist.store import BlocklistStore
+
+    async def go() -> int:
+        store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
+        out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8", newline="")
+        count, first = 0, True
+        try:
+            async for batch in store.scan_entries():
+                count += write_export(batch, out, args.format, header=first)
+                first = False
+        finally:
+            await store.close()
+            if out is not sys.stdout:
+                out.close()
+        print(f"export: {count} entries", file=sys.stderr)
+        return 0
+    return asyncio.run(go())
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    from blocklist.api import serve
+
+    logging.getLogger("sekat").info("starting agency API on %s:%d", settings.api_host, settings.api_port)
+    serve(settings)
+    return 0
+
+
+def cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
+    from blocklist.apikeys import ApiKeyStore, parse_scopes
+    from blocklist.store import BlocklistStore
+
+    async def go() -> int:
+        store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
+        keys = ApiKeyStore(store.client, settings.redis_prefix)
+        try:
+            if args.cmd == "create":
+                key, token = await keys.create(args.agency, parse_scopes(args.scopes))
+                print(f"key id {key.key_id} for {key.agency}, scopes {','.join(key.scopes)}", file=sys.stderr)
+                print("this key is shown once; only its hash is stored:", file=sys.stderr)
+                print(token)
+            elif args.cmd == "list":
+                for key in await keys.all():
+                    print(orjson.dumps(key.public()).decode())
+            elif not await keys.disable(args.key_id):
+                print(f"no key with id {args.key_id}", file=sys.stderr)
+                return 1
+            return 0
+        finally:
+            await store.close()
+    return asyncio.run(go())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,10 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--once", action="store_true", help="print one frame (two scrapes --interval apart) and exit")
     top.set_defaults(func=cmd_top)
 
-    bl = sub.add_parser("blocklist", help="add, revoke or show blocklist entries")
+    sub.add_parser("api", help="run the agency HTTP API (uvicorn) in the foreground").set_defaults(func=cmd_api)
+
+    bl = sub.add_parser("blocklist", help="file, revoke, show, import, export or rebuild blocklist entries")
     bl_sub = bl.add_subparsers(dest="cmd", required=True)
-    for name, help_text in (("add", "list a phone number or account"), ("revoke", "revoke an entry (appeal upheld)"),
-                            ("show", "show one entry")):
+    for name, help_text in (("add", "file a report on a phone number or account (to sekat.reports)"),
+                            ("revoke", "revoke an entry (appeal upheld; to sekat.reports)"),
+                            ("show", "show one entry of the index, with its history")):
         p = bl_sub.add_parser(name, help=help_text)
         who = p.add_mutually_exclusive_group(required=True)
         who.add_argument("--phone", help="phone number in any common format")
@@ -171,11 +285,33 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "show":
             p.add_argument("--source", required=True, help="reporting agency, e.g. PDRM, NSRC, MBBEMYKL")
             p.add_argument("--reason", required=name == "revoke", default="", help="why")
+            p.add_argument("--case-ref", default="", help="the agency's case reference")
         if name == "add":
             p.add_argument("--status", choices=("reported", "confirmed"), default="reported")
-            p.add_argument("--case-ref", default="", help="the agency's case reference")
             p.add_argument("--ttl-days", type=int, default=0, help="expire after this many days (0: never)")
         p.set_defaults(func=cmd_blocklist)
+    imp = bl_sub.add_parser("import", help="file reports in bulk from a CSV or JSONL file")
+    imp.add_argument("file", help="a .csv (with a header row) or .jsonl file")
+    imp.add_argument("--source", help="agency for rows without a source column")
+    imp.add_argument("--max-errors", type=int, default=50, help="bad rows to print (all are counted)")
+    imp.set_defaults(func=cmd_import)
+    exp = bl_sub.add_parser("export", help="write every index entry as JSONL or CSV")
+    exp.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    exp.add_argument("--output", "-o", default="-", help="file to write ('-': standard output)")
+    exp.set_defaults(func=cmd_export)
+    bl_sub.add_parser("rebuild", help="wipe the Redis index and replay sekat.reports into it").set_defaults(
+        func=cmd_rebuild)
+
+    ak = sub.add_parser("apikey", help="create, list or disable agency API keys")
+    ak_sub = ak.add_subparsers(dest="cmd", required=True)
+    create = ak_sub.add_parser("create", help="create a key (printed once; only its hash is stored)")
+    create.add_argument("--agency", required=True, help="the agency the key files for, e.g. PDRM")
+    create.add_argument("--scopes", required=True, help="comma-separated: report,confirm,revoke,read")
+    create.set_defaults(func=cmd_apikey)
+    ak_sub.add_parser("list", help="list keys (never the secrets)").set_defaults(func=cmd_apikey)
+    disable = ak_sub.add_parser("disable", help="disable a key by its id")
+    disable.add_argument("key_id")
+    disable.set_defaults(func=cmd_apikey)
     return parser
 
 

@@ -4,6 +4,7 @@
     ├── ConfigError            permanent: a SEKAT_* setting is invalid (names it)
     ├── InvalidIdentifier      permanent: a phone number or account cannot be normalised
     ├── ProtectedIdentifier    permanent: emergency/short numbers can never be listed
+    ├── InvalidReport          permanent: a report field is invalid (names the field)
     ├── BlocklistUnavailable   transient: Redis did not answer; retry with backoff
     └── PolicyError            permanent: the rules policy file is invalid (names rule and field)
 
@@ -30,6 +31,13 @@ class InvalidIdentifier(SekatError, ValueError):
 
 class ProtectedIdentifier(SekatError, ValueError):
     pass
+
+
+class InvalidReport(SekatError, ValueError):
+    def __init__(self, field: str, message: str, reason: str = "invalid_value") -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = reason
 
 
 class BlocklistUnavailable(SekatError):

@@ -180,9 +180,10 @@ class KafkaBroker:
         classpath = f"{lib}/*"
         meta = self.data_dir / "logs" / "meta.properties"
         if not meta.exists():
+            # One id in 64 starts with '-': passed as --cluster-id=ID so it is never read as an option.
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             fmt = subprocess.run(
-                [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                [java, "-cp", classpath, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                  "-c", str(conf), "--ignore-formatted"],
                 capture_output=True, text=True,
             )

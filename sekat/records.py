@@ -101,8 +101,73 @@ class Status(str, enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Report:
+    """One report on one identifier (DESIGN.md "Report"): the unit of the ``sekat.reports`` topic.
+
+    ``history`` is empty on a report as an agency files it. The reports agent
+    sets it on a *consolidated* report (every report known for the key), so the
+    one record that survives compaction still rebuilds the whole entry.
+    ``filed_by`` is who filed it (API key id, ``cli`` or ``import``): with
+    ``source``, ``reported_at`` and ``reason`` it is the audit trail.
+    """
+
+    report_id: str
+    reported_at: datetime
+    kind: str  # "phone" or "account"
+    value: str  # E.164 for phones, digits for accounts
+    status: Status
+    source: str
+    bank: str = ""
+    case_ref: str = ""
+    reason: str = ""
+    ttl_days: int = 0
+    filed_by: str = ""
+    history: tuple["Report", ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"phone:{self.value}" if self.kind == "phone" else f"account:{self.bank}:{self.value}"
+
+    def without_history(self) -> "Report":
+        return Report(self.report_id, self.reported_at, self.kind, self.value, self.status, self.source,
+                      self.bank, self.case_ref, self.reason, self.ttl_days, self.filed_by)
+
+    def summary(self) -> dict[str, Any]:
+        """The fields one history item keeps (who, when, what, why)."""
+        return {"report_id": self.report_id, "reported_at": iso(self.reported_at), "status": self.status.value,
+                "source": self.source, "case_ref": self.case_ref, "reason": self.reason,
+                "ttl_days": self.ttl_days, "filed_by": self.filed_by}
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"report_id": self.report_id, "reported_at": iso(self.reported_at),
+                                "kind": self.kind}
+        if self.kind == "account":
+            body["bank"] = self.bank
+        body.update(value=self.value, status=self.status.value, source=self.source, case_ref=self.case_ref,
+                    reason=self.reason, ttl_days=self.ttl_days, filed_by=self.filed_by)
+        if self.history:
+            body["history"] = [r.summary() for r in self.history]
+        return body
+
+    @classmethod
+    def from_summary(cls, key: str, data: dict[str, Any]) -> "Report":
+        """A history item back into a Report of ``key`` (history items are written by Sekat itself)."""
+        kind, _, rest = key.partition(":")
+        bank, value = rest.split(":", 1) if kind == "account" else ("", rest)
+        ts = datetime.fromisoformat(str(data["reported_at"]))
+        return cls(report_id=str(data["report_id"]), reported_at=ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc),
+                   kind=kind, value=value, status=Status(data["status"]), source=str(data.get("source", "")),
+                   bank=bank, case_ref=str(data.get("case_ref", "")), reason=str(data.get("reason", "")),
+                   ttl_days=int(data.get("ttl_days", 0)), filed_by=str(data.get("filed_by", "")))
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
-    """One identifier on the blocklist, as the serving index holds it."""
+    """One identifier on the blocklist, as the serving index holds it.
+
+    Everything but ``key`` and ``history`` is derived from ``history`` (every
+    report on the key) by ``blocklist.lifecycle.entry_from_history``.
+    """
 
     key: str
     status: Status
@@ -114,6 +179,10 @@ class Entry:
     expires_at: str = ""  # ISO-8601 UTC; empty means no expiry
     sources: tuple[str, ...] = ()
     report_count: int = 1
+    case_refs: tuple[str, ...] = ()
+    first_seen: str = ""
+    last_seen: str = ""
+    history: tuple[Report, ...] = ()
 
     def active_at(self, now: datetime) -> bool:
         if self.status is Status.REVOKED:
@@ -127,16 +196,21 @@ class Entry:
             "key": self.key, "status": self.status.value, "source": self.source, "reason": self.reason,
             "case_ref": self.case_ref, "report_id": self.report_id, "reported_at": self.reported_at,
             "expires_at": self.expires_at, "sources": list(self.sources), "report_count": self.report_count,
+            "case_refs": list(self.case_refs), "first_seen": self.first_seen, "last_seen": self.last_seen,
+            "history": [r.summary() for r in self.history],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Entry":
+        key = str(data["key"])
         return cls(
-            key=str(data["key"]), status=Status(data["status"]), source=str(data.get("source", "")),
+            key=key, status=Status(data["status"]), source=str(data.get("source", "")),
             reason=str(data.get("reason", "")), case_ref=str(data.get("case_ref", "")),
             report_id=str(data.get("report_id", "")), reported_at=str(data.get("reported_at", "")),
             expires_at=str(data.get("expires_at", "")), sources=tuple(data.get("sources", ())),
-            report_count=int(data.get("report_count", 1)),
+            report_count=int(data.get("report_count", 1)), case_refs=tuple(data.get("case_refs", ())),
+            first_seen=str(data.get("first_seen", "")), last_seen=str(data.get("last_seen", "")),
+            history=tuple(Report.from_summary(key, h) for h in data.get("history", ())),
         )
 
 
@@ -217,37 +291,6 @@ class Match:
 
 
 _OUTCOME_NAMES = {0: "ALLOW", 1: "LABEL", 2: "HOLD", 3: "BLOCK"}
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """A blocklist report (DESIGN.md Report JSON); rules file ``reported`` ones with source ``sekat-rule``."""
-
-    report_id: str
-    reported_at: datetime
-    kind: str  # account | phone
-    value: str  # account digits or E.164
-    status: str
-    source: str
-    reason: str
-    bank: str = ""
-    case_ref: str = ""
-    ttl_days: int = 0
-
-    @property
-    def key(self) -> str:
-        return f"account:{self.bank}:{self.value}" if self.kind == "account" else f"phone:{self.value}"
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"report_id": self.report_id, "reported_at": iso(self.reported_at),
-                                "kind": self.kind}
-        if self.kind == "account":
-            body["bank"] = self.bank
-        body.update(value=self.value, status=self.status, source=self.source, case_ref=self.case_ref,
-                    reason=self.reason)
-        if self.ttl_days:
-            body["ttl_days"] = self.ttl_days
-        return body
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,10 @@ class Settings:
     target_period_days: int = 1095
     metrics_interval_s: int = 5
     blocklist_count_interval_s: int = 300
+    protected_file: str = ""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    status_rate_per_minute: int = 30
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -124,6 +128,8 @@ class Settings:
             ("target_period_days", 1, 36_500),
             ("metrics_interval_s", 1, 3_600),
             ("blocklist_count_interval_s", 1, 86_400),
+            ("api_port", 1, 65_535),
+            ("status_rate_per_minute", 1, 1_000_000),
         )
         for name, low, high in checks:
             value = getattr(self, name)
@@ -141,6 +147,7 @@ class Settings:
             raise ConfigError("SEKAT_CDR_DELIMITER", "must be one character other than a quote or newline, or 'tab'")
         if self.policy_file and not os.path.isfile(self.policy_file):
             raise ConfigError("SEKAT_POLICY_FILE", f"no such file: {self.policy_file}")
+        self.protected_keys()
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("SEKAT_LOG_LEVEL", "must be debug, info, warning or error")
 
@@ -164,6 +171,21 @@ class Settings:
     @property
     def cdr_separator(self) -> str:
         return "\t" if self.cdr_delimiter.lower() == "tab" else self.cdr_delimiter
+
+    def protected_keys(self) -> frozenset[str]:
+        """Keys (``kind:value``) of the configured protected list; empty without SEKAT_PROTECTED_FILE."""
+        from blocklist.identifiers import parse_protected
+        from sekat.errors import InvalidIdentifier
+
+        if not self.protected_file:
+            return frozenset()
+        try:
+            with open(self.protected_file, encoding="utf-8") as fh:
+                return parse_protected(fh.readlines(), self.phone_region)
+        except OSError as exc:
+            raise ConfigError("SEKAT_PROTECTED_FILE", f"cannot read {self.protected_file}: {exc.strerror}") from None
+        except (InvalidIdentifier, UnicodeDecodeError) as exc:
+            raise ConfigError("SEKAT_PROTECTED_FILE", f"{self.protected_file}: {exc}") from None
 
     def topic_names(self) -> dict[str, str]:
         return {f.name[len("topic_"):]: getattr(self, f.name)
@@ -249,4 +271,8 @@ SETTINGS_DOC: dict[str, str] = {
     "target_period_days": "The target's period in days (default three years; sekat_target_period_seconds).",
     "metrics_interval_s": "How often a worker refreshes consumer lag and pings Redis for the staleness gauge.",
     "blocklist_count_interval_s": "How often the group leader counts blocklist entries by kind and status (a full SCAN of the index).",
+    "protected_file": "File of identifiers that can never be listed (one phone number or BIC:account a line).",
+    "api_host": "Address the agency API (`sekat api`) binds to.",
+    "api_port": "Port of the agency API.",
+    "status_rate_per_minute": "Public status checks allowed per client address per minute (then 429).",
 }

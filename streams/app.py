@@ -1,13 +1,15 @@
 """The Faust application, built by a function from ``Settings``.
 
-``create_app`` declares the topics, wires the blocklist store and metrics,
-and registers two agents that read as the data flow:
+``create_app`` declares the topics, wires the blocklist replica, rule state and
+metrics, and registers what reads as the data flow:
 
-    bank.transfers ─> screen_transfers ─┐          ┌─> sekat.commands.freeze
-                                        ├─ rules ──┼─> sekat.commands.block
-    telco.calls ───> screen_calls ──────┘    │     ├─> sekat.decisions
-                                             │     ├─> sekat.deadletter
-                            rule state (Redis) ┘   └─> sekat.reports (automatic ``reported`` entries)
+    bank.transfers ─┐ screening consumer          ┌─> sekat.commands.freeze
+    telco.calls ────┴─> (streams/consumer.py) ─ rules ──┼─> sekat.commands.block
+                          │            │              ├─> sekat.decisions
+            local replica ┘  rule state (Redis)       ├─> sekat.deadletter
+                                                      └─> sekat.reports (automatic ``reported`` entries)
+    sekat.reports ─> apply_reports (Faust agent) ─> Redis index + change stream ─> every worker's replica
+                                  └─> consolidated reports back to sekat.reports
 
 The policy (``rules/policy.yaml`` or ``SEKAT_POLICY_FILE``) is re-read by a
 one-second timer when the file changes.
@@ -37,6 +39,7 @@ from streams.consumer import ScreeningConsumer
 from streams.decode import REASONS
 from streams.emit import OutputTopics
 from streams.policy_watch import PolicyWatch
+from streams.intake import Intake
 from streams.screening import Clock, Screen, utcnow
 from streams.state import RuleStateStore
 
@@ -103,6 +106,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
                    state.read_calls, state.write, clock)
     screening = ScreeningConsumer(settings, {settings.topic_transfers: transfers, settings.topic_calls: calls},
                                   metrics)
+    intake = Intake(store, outputs, outputs.reports, metrics, max(settings.max_event_bytes, 1_048_576),
+                    settings.phone_region, settings.protected_keys(), clock)
+    within = settings.batch_within_ms / 1000
 
     @app.task
     async def screen() -> None:
@@ -117,6 +123,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     @app.timer(interval=1.0)
     async def reload_policy() -> None:
         policy.check()
+
+    @app.agent(outputs.reports, name="apply_reports")
+    async def apply_reports(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(settings.batch_max, within=within):
+            await intake.run(batch)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

@@ -5,7 +5,7 @@ the dead letter) and a message naming the field at fault. Reason codes:
 
     empty, too_large, not_json, not_object, missing_field, wrong_type,
     invalid_value, invalid_timestamp, invalid_amount, invalid_bank,
-    invalid_account, invalid_phone
+    invalid_account, invalid_phone, invalid_key, protected
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from sekat.records import Rejection
 REASONS = (
     "empty", "too_large", "not_json", "not_object", "missing_field", "wrong_type", "invalid_value",
     "invalid_timestamp", "invalid_amount", "invalid_bank", "invalid_account", "invalid_phone", "internal_error",
+    "invalid_key", "protected",
 )
 MAX_TEXT = 256
 MAX_AMOUNT = Decimal("1000000000000")
@@ -76,13 +77,14 @@ def text(data: dict[str, Any], name: str, path: str, required: bool = True, max_
     return value
 
 
-def timestamp(data: dict[str, Any], name: str) -> datetime:
-    raw = text(data, name, name, max_len=64)
+def timestamp(data: dict[str, Any], name: str, path: str | None = None) -> datetime:
+    path = path or name
+    raw = text(data, name, path, max_len=64)
     assert raw is not None
     try:
         ts = datetime.fromisoformat(raw)
     except ValueError:
-        raise Bad("invalid_timestamp", name, "must be an ISO-8601 timestamp such as 2026-11-28T10:15:00.123Z") from None
+        raise Bad("invalid_timestamp", path, "must be an ISO-8601 timestamp such as 2026-11-28T10:15:00.123Z") from None
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 

@@ -62,6 +62,9 @@ class Batch:
         }
         self.records.append((self._topics.deadletter, source.topic.encode(), orjson.dumps(body)))
 
+    def record(self, topic: faust.TopicT, key: bytes, value: bytes) -> None:
+        self.records.append((topic, key, value))
+
     async def send(self) -> None:
         """Hand every record to the producer, then wait for all acknowledgements."""
         pending: list[Awaitable[Any]] = []

@@ -280,3 +280,80 @@ class PrometheusServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class ApiProcess:
+    """``sekat api`` as a child process on a free port; ready once /openapi.json answers."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = dict(env)
+        self.env.setdefault("SEKAT_API_PORT", str(free_port()))
+        self.log_path = log_path
+        self.settings = Settings.from_environ(self.env)
+        self.url = f"http://127.0.0.1:{self.settings.api_port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> "ApiProcess":
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")}
+        full_env.update(self.env)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "sekat.cli", "api"], env=full_env, stdout=log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"api exited with {self.proc.returncode}:\n{self.log_path.read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/openapi.json", timeout=2) as resp:
+                    if resp.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"api not ready in {timeout}s:\n{self.log_path.read_text()[-4000:]}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def sekat(env: dict[str, str], *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """Run the ``sekat`` command with exactly ``env``'s SEKAT_* settings."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")}
+    full_env.update(env)
+    return subprocess.run([sys.executable, "-m", "sekat.cli", *args], env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+async def file_report(store: Any, key: str, status: Any, source: str = "PDRM", reason: str = "scam",
+                      case_ref: str = "", expires_at: str = "", reported_at: Any = None) -> None:
+    """Apply one report to the index the way the reports agent does (``BlocklistStore.apply``).
+
+    ``expires_at`` in the past files the report two days ago with a one-day ttl; in the future, with a
+    ttl of whole days reaching past it.
+    """
+    import math
+    from datetime import datetime, timedelta, timezone
+
+    from sekat.records import Report, Status
+
+    now = datetime.now(timezone.utc)
+    ttl_days = 0
+    if expires_at:
+        expiry = datetime.fromisoformat(expires_at)
+        if expiry <= now:
+            reported_at, ttl_days = now - timedelta(days=2), 1
+        else:
+            ttl_days = max(1, math.ceil((expiry - now) / timedelta(days=1)))
+    kind, _, rest = key.partition(":")
+    bank, value = rest.split(":", 1) if kind == "account" else ("", rest)
+    await store.apply([Report(report_id=unique("r-"), reported_at=reported_at or now, kind=kind, value=value,
+                              status=Status(status), source=source, bank=bank, case_ref=case_ref, reason=reason,
+                              ttl_days=ttl_days, filed_by="test")])

@@ -17,7 +17,7 @@ import pytest
 
 from blocklist.store import BlocklistStore
 from sekat.records import Status
-from tests.support import Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, unique
+from tests.support import file_report, Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, unique
 
 pytestmark = pytest.mark.integration
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -34,9 +34,9 @@ def adapted(stack: Stack, logs_dir: Path) -> Iterator[tuple[WorkerProcess, Colle
     async def listing() -> None:
         store = BlocklistStore.from_url(s.redis_url, s.redis_prefix)
         try:
-            await store.report("account:CIBBMYKL:8001234567", Status.CONFIRMED, "PDRM", "mule", "KL/2026/9")
-            await store.report("phone:+60123456789", Status.REPORTED, "NSRC", "proxy mule", "NSRC/1")
-            await store.report("phone:+60376543210", Status.CONFIRMED, "PDRM", "macau scam", "KL/2026/1")
+            await file_report(store, "account:CIBBMYKL:8001234567", Status.CONFIRMED, "PDRM", "mule", "KL/2026/9")
+            await file_report(store, "phone:+60123456789", Status.REPORTED, "NSRC", "proxy mule", "NSRC/1")
+            await file_report(store, "phone:+60376543210", Status.CONFIRMED, "PDRM", "macau scam", "KL/2026/1")
         finally:
             await store.close()
 

@@ -33,7 +33,7 @@ from kafka import KafkaProducer
 from blocklist.store import BlocklistStore
 from sekat.records import Status, iso
 from sekat.localstack import free_port
-from tests.support import PrometheusServer, Stack, WorkerProcess, isolated_env, unique
+from tests.support import file_report, PrometheusServer, Stack, WorkerProcess, isolated_env, unique
 
 pytestmark = pytest.mark.integration
 
@@ -111,13 +111,13 @@ def _list_entries(worker: WorkerProcess) -> None:
         store = BlocklistStore.from_url(s.redis_url, s.redis_prefix)
         try:
             past = iso(datetime.now(timezone.utc) - timedelta(days=1))
-            await store.report(f"phone:{LISTED}", Status.CONFIRMED, "PDRM", "macau scam")
-            await store.report("phone:+60377777777", Status.CONFIRMED, "PDRM", "old case", expires_at=past)
-            await store.report("phone:+60388888888", Status.REPORTED, "NSRC", "unverified")
-            await store.report("phone:+60399999999", Status.REPORTED, "NSRC", "appeal")
-            await store.revoke("phone:+60399999999", "NSRC", "appeal upheld")
+            await file_report(store, f"phone:{LISTED}", Status.CONFIRMED, "PDRM", "macau scam")
+            await file_report(store, "phone:+60377777777", Status.CONFIRMED, "PDRM", "old case", expires_at=past)
+            await file_report(store, "phone:+60388888888", Status.REPORTED, "NSRC", "unverified")
+            await file_report(store, "phone:+60399999999", Status.REPORTED, "NSRC", "appeal")
+            await file_report(store, "phone:+60399999999", Status.REVOKED, "NSRC", "appeal upheld")
             for account in ("CIBBMYKL:8001234567", "MBBEMYKL:514012345678"):
-                await store.report(f"account:{account}", Status.CONFIRMED, "PDRM", "mule")
+                await file_report(store, f"account:{account}", Status.CONFIRMED, "PDRM", "mule")
         finally:
             await store.close()
     asyncio.run(go())

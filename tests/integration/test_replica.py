@@ -13,7 +13,7 @@ from blocklist.replica import Replica
 from blocklist.store import BlocklistStore
 from sekat.localstack import RedisServer, free_port
 from sekat.records import Status, iso
-from tests.support import Stack, unique
+from tests.support import file_report, Stack, unique
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +30,10 @@ async def wait_until(pred, timeout: float = 5.0) -> float:
 async def test_snapshot_then_follow_changes(stack: Stack) -> None:
     prefix = unique("rep") + ":"
     store = BlocklistStore.from_url(stack.redis.url, prefix)
-    await store.report("phone:+60111111111", Status.CONFIRMED, "PDRM", "scam", "C1")
-    await store.report("account:CIBBMYKL:8001234567", Status.REPORTED, "MBB")
-    await store.report("phone:+60122222222", Status.CONFIRMED, "PDRM")
-    await store.revoke("phone:+60122222222", "NSRC", "appeal upheld")
+    await file_report(store, "phone:+60111111111", Status.CONFIRMED, "PDRM", "scam", "C1")
+    await file_report(store, "account:CIBBMYKL:8001234567", Status.REPORTED, "MBB")
+    await file_report(store, "phone:+60122222222", Status.CONFIRMED, "PDRM")
+    await file_report(store, "phone:+60122222222", Status.REVOKED, "NSRC", "appeal upheld")
     replica = Replica(stack.redis.url, prefix)
     await replica.start()
     follower = asyncio.create_task(replica.follow())
@@ -46,12 +46,12 @@ async def test_snapshot_then_follow_changes(stack: Stack) -> None:
         assert replica.stats.entries == 2
 
         # A new report, a revoke and a re-listing take effect within milliseconds.
-        await store.report("phone:+60133333333", Status.CONFIRMED, "NSRC")
+        await file_report(store, "phone:+60133333333", Status.CONFIRMED, "NSRC")
         took = await wait_until(lambda: "phone:+60133333333" in replica.candidates(["phone:+60133333333"], time.time()))
         assert took < 0.1
-        await store.revoke("phone:+60111111111", "NSRC", "appeal upheld")
+        await file_report(store, "phone:+60111111111", Status.REVOKED, "NSRC", "appeal upheld")
         await wait_until(lambda: not replica.candidates(["phone:+60111111111"], time.time()))
-        await store.report("phone:+60122222222", Status.CONFIRMED, "PDRM", "listed again")
+        await file_report(store, "phone:+60122222222", Status.CONFIRMED, "PDRM", "listed again")
         await wait_until(lambda: bool(replica.candidates(["phone:+60122222222"], time.time())))
         assert replica.staleness() < 1.0
     finally:
@@ -65,8 +65,8 @@ async def test_expired_entries_do_not_match(stack: Stack) -> None:
     store = BlocklistStore.from_url(stack.redis.url, prefix)
     past = iso(datetime.now(timezone.utc) - timedelta(seconds=1))
     future = iso(datetime.now(timezone.utc) + timedelta(days=1))
-    await store.report("phone:+60111111111", Status.CONFIRMED, "PDRM", expires_at=past)
-    await store.report("phone:+60122222222", Status.CONFIRMED, "PDRM", expires_at=future)
+    await file_report(store, "phone:+60111111111", Status.CONFIRMED, "PDRM", expires_at=past)
+    await file_report(store, "phone:+60122222222", Status.CONFIRMED, "PDRM", expires_at=future)
     replica = Replica(stack.redis.url, prefix)
     await replica.start()
     try:
@@ -80,7 +80,7 @@ async def test_expired_entries_do_not_match(stack: Stack) -> None:
 async def test_overlay_merge_keeps_every_answer(stack: Stack) -> None:
     prefix = unique("rep") + ":"
     store = BlocklistStore.from_url(stack.redis.url, prefix)
-    await store.report("phone:+60111111111", Status.CONFIRMED, "PDRM")
+    await file_report(store, "phone:+60111111111", Status.CONFIRMED, "PDRM")
     replica = Replica(stack.redis.url, prefix)
     await replica.start()
     try:
@@ -102,7 +102,7 @@ async def test_redis_gone_the_replica_still_decides_and_says_so(tmp_path: Path) 
     server.start()
     try:
         store = BlocklistStore.from_url(server.url, "x:")
-        await store.report("phone:+60111111111", Status.CONFIRMED, "PDRM", "scam")
+        await file_report(store, "phone:+60111111111", Status.CONFIRMED, "PDRM", "scam")
         await store.close()
         replica = Replica(server.url, "x:")
         await replica.start()

@@ -28,7 +28,7 @@ import yaml
 from blocklist.store import BlocklistStore
 from rules.policy import DEFAULT_POLICY_FILE
 from sekat.records import Status, iso
-from tests.support import Collector, Producer, Record, Stack, WorkerProcess, for_event, isolated_env, unique
+from tests.support import file_report, Collector, Producer, Record, Stack, WorkerProcess, for_event, isolated_env, unique
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ class World:
         async def go() -> None:
             store = BlocklistStore.from_url(self.settings.redis_url, self.settings.redis_prefix)
             try:
-                await store.report(key, Status(status), "PDRM", "scam", "KL/2026/9")
+                await file_report(store, key, Status(status), "PDRM", "scam", "KL/2026/9")
             finally:
                 await store.close()
         asyncio.run(go())
@@ -295,7 +295,9 @@ def test_two_workers_in_one_group_share_the_window_and_it_survives_a_worker_leav
         # whichever partition the second worker had, one of these is now decided by the worker that took it over
         for partition in (0, 1):
             [hold] = world.commands(world.transfer(digits(12), payee, partition=partition), timeout=60)
-            assert hold.json["rule"] == "mule-inflow"
+            # The first hold's automatic report may already be applied (the payee is then listed as reported
+            # too): the window must still be full on whichever worker decides.
+            assert any(ref.startswith("mule_inflow@") for ref in hold.json["rules"]), hold.json
     finally:
         second.stop()
 

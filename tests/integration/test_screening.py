@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from blocklist.store import BlocklistStore
-from sekat.records import Status, iso
+import time
+
+from sekat.records import Report, Status, iso
 from tests.support import Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, unique
 
 pytestmark = pytest.mark.integration
@@ -44,11 +46,27 @@ class World:
                 await store.close()
         return asyncio.run(go())
 
-    def list(self, key: str, status: str = "confirmed", expires_at: str = "") -> None:
-        self._store(lambda s: s.report(key, Status(status), "PDRM", "scam", "KL/2026/123", expires_at=expires_at))
+    def _apply(self, key: str, status: str, source: str, reason: str, case_ref: str = "",
+               reported_at: datetime | None = None, ttl_days: int = 0) -> None:
+        """Apply a report to the index the way the reports agent does (BlocklistStore.apply)."""
+        kind, _, rest = key.partition(":")
+        bank, value = rest.split(":", 1) if kind == "account" else ("", rest)
+        report = Report(unique("r-"), reported_at or datetime.now(timezone.utc), kind, value, Status(status),
+                        source, bank, case_ref, reason, ttl_days)
+        self._store(lambda s: s.apply([report]))
+
+    def list(self, key: str, status: str = "confirmed", expired: bool = False) -> None:
+        if expired:  # filed two days ago with a one-day ttl
+            self._apply(key, status, "PDRM", "scam", "KL/2026/123",
+                        datetime.now(timezone.utc) - timedelta(days=2), ttl_days=1)
+        else:
+            self._apply(key, status, "PDRM", "scam", "KL/2026/123")
 
     def revoke(self, key: str) -> None:
-        self._store(lambda s: s.revoke(key, "NSRC", "appeal upheld"))
+        self._apply(key, "revoked", "NSRC", "appeal upheld")
+
+    def listed(self, key: str) -> bool:
+        return self._store(lambda s: s.get(key)) is not None
 
     def call(self, caller: str, event_id: str | None = None, operator: str = "CELCOM", **extra) -> str:
         event_id = event_id or unique("c-")
@@ -157,7 +175,7 @@ def test_clean_revoked_expired_and_emergency_produce_nothing(world: World) -> No
     world.list(f"phone:{revoked}")
     world.revoke(f"phone:{revoked}")
     _, expired = random_mobile()
-    world.list(f"phone:{expired}", expires_at=iso(datetime.now(timezone.utc) - timedelta(seconds=1)))
+    world.list(f"phone:{expired}", expired=True)
     _, clean = random_mobile()
     quiet = [world.call(revoked, operator="OP1"), world.call(expired, operator="OP1"),
              world.call(clean, operator="OP1"), world.call("999", operator="OP1"), world.call("15999", operator="OP1"),
@@ -247,6 +265,9 @@ def test_cli_lists_a_number_and_refuses_an_emergency_number(world: World) -> Non
                           "--status", "confirmed", "--source", "NSRC", "--reason", "phishing"],
                          env=env, capture_output=True, text=True, timeout=60)
     assert add.returncode == 0, add.stderr
+    deadline = time.monotonic() + 20  # the report goes through sekat.reports and the reports agent
+    while not world.listed(f"phone:{e164}") and time.monotonic() < deadline:
+        time.sleep(0.05)
     [cmd] = world.commands(world.call(e164))
     assert cmd.json["action"] == "BLOCK_CALL" and "NSRC" in cmd.json["reasons"][0]
     refused = subprocess.run([sys.executable, "-m", "sekat.cli", "blocklist", "add", "--phone", "999",

@@ -25,7 +25,7 @@ import asyncio
 
 from blocklist.store import BlocklistStore
 from sekat.records import Status
-from tests.support import Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, unique
+from tests.support import file_report, Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, unique
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,7 @@ def test_staleness_lag_and_health_report_a_redis_outage_and_the_recovery(
 
     async def list_caller() -> None:
         store = BlocklistStore.from_url(own_redis.url, worker.settings.redis_prefix)
-        await store.report("phone:+60199999999", Status.CONFIRMED, "PDRM", "scam caller", "KL/1")
+        await file_report(store, "phone:+60199999999", Status.CONFIRMED, "PDRM", "scam caller", "KL/1")
         await store.close()
     asyncio.run(list_caller())
     calls = worker.settings.topic_calls

@@ -1,0 +1,100 @@
+"""Blocklist reports: decode the Report contract (DESIGN.md) from ``sekat.reports``.
+
+The record key must be the report's normalised ``kind:value`` (compaction
+keeps the last record per key, so a mis-keyed report would survive or vanish
+under the wrong key). Emergency/short numbers and the configured protected
+list are refused with reason ``protected``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from blocklist.filing import MAX_TTL_DAYS, identifier
+from sekat.errors import InvalidReport
+from sekat.records import Rejection, Report, Status
+from streams import decode as d
+
+KINDS = ("phone", "account")
+MAX_HISTORY = 10_000
+
+
+def _status(data: dict[str, Any], path: str) -> Status:
+    raw = d.text(data, "status", path, max_len=16)
+    try:
+        return Status(raw)
+    except ValueError:
+        raise d.Bad("invalid_value", path, "must be 'reported', 'confirmed' or 'revoked'") from None
+
+
+def _ttl(data: dict[str, Any], path: str) -> int:
+    value = data.get("ttl_days", 0)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise d.Bad("wrong_type", path, f"must be a whole number of days, got {type(value).__name__}")
+    if not 0 <= value <= MAX_TTL_DAYS:
+        raise d.Bad("invalid_value", path, f"must be between 0 and {MAX_TTL_DAYS}")
+    return value
+
+
+def _optional(data: dict[str, Any], name: str, path: str, max_len: int) -> str:
+    """An optional text field: absent, null and "" all mean empty."""
+    if data.get(name) == "":
+        return ""
+    return (d.text(data, name, f"{path}{name}", required=False, max_len=max_len) or "").strip()
+
+
+def _item(data: dict[str, Any], kind: str, value: str, bank: str, path: str) -> Report:
+    """One report's own fields (the top level, or one history item)."""
+    report_id = d.text(data, "report_id", f"{path}report_id", max_len=128)
+    reported_at = d.timestamp(data, "reported_at", f"{path}reported_at")
+    source = d.text(data, "source", f"{path}source", max_len=64)
+    assert report_id is not None and source is not None
+    if not 2000 <= reported_at.year <= 2100:
+        raise d.Bad("invalid_timestamp", f"{path}reported_at", "must be between the years 2000 and 2100")
+    return Report(
+        report_id=report_id, reported_at=reported_at, kind=kind, value=value, bank=bank,
+        status=_status(data, f"{path}status"), source=source.strip().upper(),
+        case_ref=_optional(data, "case_ref", path, 128),
+        reason=_optional(data, "reason", path, 512),
+        ttl_days=_ttl(data, f"{path}ttl_days"),
+        filed_by=_optional(data, "filed_by", path, 64),
+    )
+
+
+def decode_report(raw: bytes | None, key: bytes | None = None, max_bytes: int = 1_048_576, region: str = "MY",
+                  protected: Collection[str] = ()) -> Report | Rejection:
+    try:
+        data = d.load_object(raw, max_bytes)
+        kind = d.text(data, "kind", "kind", max_len=16)
+        if kind not in KINDS:
+            raise d.Bad("invalid_value", "kind", "must be 'phone' or 'account'")
+        raw_value = d.text(data, "value", "value", max_len=64)
+        raw_bank = d.text(data, "bank", "bank", required=False, max_len=16) if kind == "account" else None
+        assert raw_value is not None
+        try:
+            bank, value = identifier(kind, raw_value, raw_bank, region, protected)
+        except InvalidReport as exc:
+            raise d.Bad(exc.reason, exc.field, str(exc).split(": ", 1)[-1]) from None
+        report = _item(data, kind, value, bank, "")
+        history = data.get("history")
+        if history is not None:
+            if not isinstance(history, list):
+                raise d.Bad("wrong_type", "history", f"must be a list, got {type(history).__name__}")
+            if len(history) > MAX_HISTORY:
+                raise d.Bad("invalid_value", "history", f"has more than {MAX_HISTORY} items")
+            items = []
+            for i, item in enumerate(history):
+                path = f"history[{i}]."
+                if not isinstance(item, dict):
+                    raise d.Bad("wrong_type", f"history[{i}]", "must be an object")
+                items.append(_item(item, kind, value, bank, path))
+            report = Report(report.report_id, report.reported_at, kind, value, report.status, report.source, bank,
+                            report.case_ref, report.reason, report.ttl_days, report.filed_by, tuple(items))
+        if key is not None and key != report.key.encode():
+            raise d.Bad("invalid_key", "key", f"record key must be the report's identifier key ({report.kind}:...)")
+        return report
+    except d.Bad as bad:
+        return bad.rejection
