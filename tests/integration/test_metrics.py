@@ -115,7 +115,8 @@ def _list_entries(worker: WorkerProcess) -> None:
             await file_report(store, "phone:+60377777777", Status.CONFIRMED, "PDRM", "old case", expires_at=past)
             await file_report(store, "phone:+60388888888", Status.REPORTED, "NSRC", "unverified")
             await file_report(store, "phone:+60399999999", Status.REPORTED, "NSRC", "appeal")
-            await file_report(store, "phone:+60399999999", Status.REVOKED, "NSRC", "appeal upheld")
+            await file_report(store, "phone:+60399999999", Status.REVOKED, "NSRC", "appeal upheld",
+                              reported_at=datetime.now(timezone.utc) + timedelta(milliseconds=10))
             for account in ("CIBBMYKL:8001234567", "MBBEMYKL:514012345678"):
                 await file_report(store, f"account:{account}", Status.CONFIRMED, "PDRM", "mule")
         finally:

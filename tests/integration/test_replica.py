@@ -33,7 +33,9 @@ async def test_snapshot_then_follow_changes(stack: Stack) -> None:
     await file_report(store, "phone:+60111111111", Status.CONFIRMED, "PDRM", "scam", "C1")
     await file_report(store, "account:CIBBMYKL:8001234567", Status.REPORTED, "MBB")
     await file_report(store, "phone:+60122222222", Status.CONFIRMED, "PDRM")
-    await file_report(store, "phone:+60122222222", Status.REVOKED, "NSRC", "appeal upheld")
+    # reports are ordered by their millisecond timestamps: the appeal comes later
+    await file_report(store, "phone:+60122222222", Status.REVOKED, "NSRC", "appeal upheld",
+                      reported_at=datetime.now(timezone.utc) + timedelta(milliseconds=10))
     replica = Replica(stack.redis.url, prefix)
     await replica.start()
     follower = asyncio.create_task(replica.follow())
