@@ -154,10 +154,10 @@ class Replica:
                     continue
                 _, records = reply[0]
                 keys = list(dict.fromkeys(fields[b"key"].decode() for _, fields in records))
-                self._last_id = records[-1][0].decode()
                 values = await self._client.mget([f"{self._prefix}bl:{k}" for k in keys])
                 for key, raw in zip(keys, values):
                     self.apply(key, Entry.from_json(orjson.loads(raw)) if raw else None)
+                self._last_id = records[-1][0].decode()
                 if len(self._overlay) > MERGE_OVERLAY_AT:
                     await asyncio.to_thread(self._merge_overlay)
             except asyncio.CancelledError:
@@ -245,6 +245,11 @@ class Replica:
                     else:
                         hits[k] = Entry.from_json(orjson.loads(raw))
         return hits
+
+    @property
+    def change_id(self) -> str:
+        """The id of the last change-stream record this replica has applied ("0-0": none yet)."""
+        return self._last_id
 
     def staleness(self) -> float:
         """Seconds since the change stream last answered (0 while it is healthy and blocking)."""

@@ -134,7 +134,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         redis_ok = await store.ping()
         ready = replica.ready.is_set()
         body = {"status": "ok" if redis_ok and ready else "degraded", "redis": redis_ok, "replica_ready": ready,
-                "replica_entries": replica.stats.entries, "replica_staleness_seconds": round(replica.staleness(), 3)}
+                "replica_entries": replica.stats.entries, "replica_staleness_seconds": round(replica.staleness(), 3),
+                "replica_change_id": replica.change_id}
         return web.json(body, status=200 if redis_ok and ready else 503)
 
     @app.timer(interval=settings.metrics_interval_s, name="sekat_observe_health")

@@ -47,7 +47,7 @@ from rules.registry import CallWarning, Observations, StateWrite
 from sekat.errors import BlocklistUnavailable
 from sekat.records import Call, Transfer
 
-READ_CAP = 5000  # most observations read per key and batch; bounds a batch's cost on a busy merchant
+READ_CAP = 256  # most observations read per key and batch; bounds a batch's cost on a busy merchant
 MIN_RETENTION_MS = 10 * 60_000
 
 # KEYS: window keys. ARGV: cutoff, ttl_ms, cap, then per key: n, (score, member) * n, lo, hi.

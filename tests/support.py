@@ -109,6 +109,32 @@ class WorkerProcess:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
 
+    def wait_replica(self, timeout: float = 20.0) -> None:
+        """Wait until this worker's replica has applied every blocklist change made so far.
+
+        A report takes effect on a worker through the change stream within milliseconds; a test that
+        lists an identifier and at once sends an event must wait for that, as a real reporter would.
+        """
+        import redis as sync_redis
+
+        client = sync_redis.Redis.from_url(self.settings.redis_url)
+        try:
+            last = client.xrevrange(f"{self.settings.redis_prefix}bl:changes", count=1)
+        finally:
+            client.close()
+        if not last:
+            return
+        want = tuple(int(p) for p in last[0][0].decode().split("-"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, body = self.get("/healthz")
+            if status in (200, 503):
+                have = tuple(int(p) for p in orjson.loads(body).get("replica_change_id", "0-0").split("-"))
+                if have >= want:
+                    return
+            time.sleep(0.01)
+        raise AssertionError(f"worker replica did not apply change {want} in {timeout}s")
+
     def stop(self, sig: int = 15, timeout: float = 30.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return

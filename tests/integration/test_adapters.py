@@ -41,6 +41,7 @@ def adapted(stack: Stack, logs_dir: Path) -> Iterator[tuple[WorkerProcess, Colle
             await store.close()
 
     asyncio.run(listing())
+    worker.wait_replica()
     collector = Collector(s, [s.topic_freeze, s.topic_block, s.topic_decisions, s.topic_deadletter])
     producer = Producer(s)
     try:

@@ -72,6 +72,7 @@ class Desk:
         while time.monotonic() < deadline:
             found = self.entry(key)
             if found is not None and pred(found):
+                self.worker.wait_replica()  # and the worker's replica has it: the next event sees it
                 return found
             time.sleep(0.05)
         raise AssertionError(f"index entry {key} did not reach the expected state in {timeout}s: {self.entry(key)}")

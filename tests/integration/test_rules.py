@@ -70,6 +70,7 @@ class World:
             finally:
                 await store.close()
         asyncio.run(go())
+        self.worker.wait_replica()
 
     def transfer(self, payer: str, payee: str, at: datetime | None = None, amount: str = "1500.00",
                  phone: str | None = None, partition: int | None = None) -> str:

@@ -54,6 +54,7 @@ class World:
         report = Report(unique("r-"), reported_at or datetime.now(timezone.utc), kind, value, Status(status),
                         source, bank, case_ref, reason, ttl_days)
         self._store(lambda s: s.apply([report]))
+        self.worker.wait_replica()
 
     def list(self, key: str, status: str = "confirmed", expired: bool = False) -> None:
         if expired:  # filed two days ago with a one-day ttl

@@ -71,6 +71,7 @@ def test_staleness_lag_and_health_report_a_redis_outage_and_the_recovery(
         await file_report(store, "phone:+60199999999", Status.CONFIRMED, "PDRM", "scam caller", "KL/1")
         await store.close()
     asyncio.run(list_caller())
+    worker.wait_replica()
     calls = worker.settings.topic_calls
     events = lambda: sample(worker, r'sekat_events_total\{outcome="ALLOW",stream="calls"\}')  # noqa: E731
     lag = lambda: sample(worker, rf'sekat_consumer_lag_messages\{{partition="\d+",topic="{re.escape(calls)}"\}}')  # noqa: E731
