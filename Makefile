@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test up down bootstrap unit integration clean
+.PHONY: run test up down bootstrap unit integration clean bench bench-freshness
 
 bootstrap:
 	@bash deploy/bootstrap.sh
@@ -28,6 +28,14 @@ unit: bootstrap
 
 integration: bootstrap
 	$(BIN)/pytest -q tests/integration
+
+## bench: end-to-end throughput/latency benchmark (own Kafka + Redis); last line of output is the result JSON
+bench: bootstrap
+	$(BIN)/python -m load_tests.bench
+
+## bench-freshness: a report filed through the API, in effect on every worker (p50/p99 ms)
+bench-freshness: bootstrap
+	$(BIN)/python -m load_tests.freshness
 
 clean: down
 	rm -rf .stack

@@ -29,12 +29,12 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 stamp="$VENV/.sekat-installed"
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$( (cat pyproject.toml; echo test,bench) | sha256sum | cut -d' ' -f1)
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "bootstrap: creating virtualenv $VENV"
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e ".[test]"
+  "$VENV/bin/pip" install -q -e ".[test,bench]"
   echo "$want" > "$stamp"
 fi
 

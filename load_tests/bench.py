@@ -413,7 +413,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--procs", type=int, default=2, help="generator processes")
     parser.add_argument("--timeout", type=float, default=240)
-    parser.add_argument("--policy", default="shadow",
+    parser.add_argument("--policy", default="blocklist-only",
                         help="shadow (shipped policy, behaviour rules in shadow: evaluated, no commands), "
                              "blocklist-only, or a policy file (its commands are judged against blocklist truth)")
     parser.add_argument("--profile", action="store_true", help="run the worker under pyinstrument")

@@ -1,0 +1,244 @@
+"""Freshness benchmark: a report filed through the agency API is in effect on every worker within 100 ms.
+
+    make bench-freshness          # or: python -m load_tests.freshness [--reports 200] [--workers 2]
+
+One private broker and Redis, ``--workers`` screening workers in one group (each owns some partitions of
+``telco.calls``), the reports agent inside them, and ``sekat api``. For each of ``--reports`` fresh numbers:
+
+  1. file a ``confirmed`` report through ``POST /v1/reports`` (answered only once Kafka has it, acks=all);
+  2. at once, and every ``--interval-ms`` after, send a call from that number to EVERY partition;
+  3. per partition (so per worker), the first call that comes back blocked marks when the report took
+     effect there; every call before it was decided without the report.
+
+Freshness of one report = the latest partition's effect time, measured from the API's 202 (and, separately,
+from the moment the request was sent). The result JSON (last line) gives p50/p99/max over all reports, and
+how many matching events were let through before the report took effect — the price of the delay.
+A PNG histogram is written next to it in load_tests/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from confluent_kafka import Producer
+
+from load_tests.bench import RESULTS, Commands, log, percentile
+from sekat.localstack import KafkaBroker, RedisServer, free_port
+from sekat.settings import Settings
+from streams.topics import create_topics
+
+
+async def _api_key(settings: Settings) -> str:
+    from blocklist.apikeys import ApiKeyStore
+    from blocklist.store import BlocklistStore
+
+    store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
+    try:
+        _, token = await ApiKeyStore(store.client, settings.redis_prefix).create("NSRC", ("report", "confirm"))
+        return token
+    finally:
+        await store.close()
+
+
+def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")} | env
+    return subprocess.Popen([sys.executable, "-m", "sekat.cli", *args], env=full, stdout=open(log_path, "wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], ok: Any, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if ok(resp.read()):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready in {timeout}s")
+
+
+def plot(path: Path, from_ack: list[float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.hist(from_ack, bins=40)
+    ax.axvline(100, color="red", ls="--", label="100 ms target")
+    ax.set_xlabel("ms from the API's 202 until the report is in effect on every worker")
+    ax.set_ylabel("reports")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    base = Path(tempfile.mkdtemp(prefix="sekat-fresh-"))
+    kafka = KafkaBroker(base / "kafka", free_port(), free_port())
+    redis_server = RedisServer(base / "redis", free_port())
+    procs: list[subprocess.Popen[bytes]] = []
+    commands: Commands | None = None
+    try:
+        redis_server.start()
+        kafka.start()
+        env = {"SEKAT_KAFKA_BOOTSTRAP": kafka.bootstrap, "SEKAT_REDIS_URL": redis_server.url,
+               "SEKAT_APP_ID": "sekat-fresh", "SEKAT_TOPIC_PARTITIONS": str(args.partitions),
+               "SEKAT_LOG_LEVEL": "warning", "SEKAT_API_PORT": str(free_port())}
+        settings = Settings.from_environ(env)
+        create_topics(settings)
+        token = asyncio.run(_api_key(settings))
+        ports = []
+        for i in range(args.workers):
+            port = free_port()
+            ports.append(port)
+            procs.append(_spawn(["worker"], env | {"SEKAT_WEB_PORT": str(port)}, base / f"worker{i}.log"))
+        api = _spawn(["api"], env, base / "api.log")
+        procs.append(api)
+        for i, port in enumerate(ports):
+            _wait_http(f"http://127.0.0.1:{port}/healthz", procs[i], lambda b: orjson.loads(b).get("replica_ready"))
+        _wait_http(f"http://127.0.0.1:{settings.api_port}/openapi.json", api, lambda b: True)
+        commands = Commands(kafka.bootstrap, [settings.topic_block])
+        commands.start()
+        producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 0, "acks": "all"})
+        http = httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", headers={"X-API-Key": token},
+                            timeout=10)
+        log(f"{args.workers} workers and the API are up; warming up the group")
+        time.sleep(args.warmup)
+
+        sent: dict[str, tuple[str, int, float]] = {}  # event_id -> (number, partition, send time)
+        filings: list[tuple[str, float, float]] = []  # number, request start, 202 time
+        for n in range(args.reports):
+            number = f"+6017{n:07d}"
+            started = time.time()
+            r = http.post("/v1/reports", json={"kind": "phone", "value": number, "status": "confirmed",
+                                                "reason": "freshness benchmark", "case_ref": f"F/{n}"})
+            acked = time.time()
+            if r.status_code != 202:
+                raise RuntimeError(f"report {n} answered {r.status_code}: {r.text}")
+            filings.append((number, started, acked))
+            seq = 0
+            deadline = acked + args.give_up_ms / 1000
+            # Calls from the number to every partition until the deadline; the reader decides when each took.
+            while time.time() < deadline:
+                now = time.time()
+                for p in range(args.partitions):
+                    event_id = f"f{n}-{seq}-{p}"
+                    body = orjson.dumps({"event_id": event_id, "occurred_at": "2026-11-29T00:00:00.000Z",
+                                         "call_id": event_id, "operator": "CELCOM", "caller": number,
+                                         "callee": "+60123456780"})
+                    producer.produce(settings.topic_calls, body, number.encode(), partition=p)
+                    sent[event_id] = (number, p, now)
+                producer.poll(0)
+                seq += 1
+                blocked = {sent[e][1] for e, _, _ in commands.seen[-4 * args.partitions:] if e.startswith(f"f{n}-")}
+                if len(blocked) == args.partitions:
+                    break
+                time.sleep(args.interval_ms / 1000)
+            producer.flush(10)
+        # Every probe sent after a 202 should come back blocked: wait until they all have, or stop growing.
+        last, still = -1, time.time()
+        while time.time() - still < 5:
+            done = len({e for e, _, _ in list(commands.seen) if e in sent})
+            if done == len(sent):
+                break
+            if done != last:
+                last, still = done, time.time()
+            time.sleep(0.2)
+        commands.stop.set()
+        commands.join(10)
+
+        first_blocked: dict[tuple[str, int], float] = {}
+        for event_id, _, _ in commands.seen:
+            if event_id in sent:
+                number, p, at = sent[event_id]
+                key = (number, p)
+                first_blocked[key] = min(first_blocked.get(key, at), at)
+        from_ack, from_request, let_through, missing = [], [], 0, 0
+        for number, started, acked in filings:
+            effects = [first_blocked.get((number, p)) for p in range(args.partitions)]
+            if any(e is None for e in effects):
+                missing += 1
+                probes = sum(1 for num, _, _ in sent.values() if num == number)
+                log(f"report {number[-4:]}: in effect on partitions "
+                    f"{[p for p in range(args.partitions) if effects[p] is not None]} after {probes} probes")
+                continue
+            effective = max(effects)  # type: ignore[type-var]
+            from_ack.append(max(0.0, (effective - acked) * 1000))
+            from_request.append((effective - started) * 1000)
+            let_through += sum(1 for e, (num, p, at) in sent.items()
+                               if num == number and at < first_blocked[(num, p)])
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        png = RESULTS / f"freshness-{stamp}.png"
+        plot(png, from_ack)
+        result = {
+            "reports": args.reports,
+            "workers": args.workers,
+            "partitions": args.partitions,
+            "in_effect_everywhere": len(from_ack),
+            "never_in_effect_within_give_up": missing,
+            "p50_ms_from_ack": percentile(from_ack, 0.5),
+            "p99_ms_from_ack": percentile(from_ack, 0.99),
+            "max_ms_from_ack": max(from_ack) if from_ack else None,
+            "p50_ms_from_request": percentile(from_request, 0.5),
+            "p99_ms_from_request": percentile(from_request, 0.99),
+            "probe_interval_ms": args.interval_ms,
+            "matching_events_let_through": let_through,
+            "probes": len(sent),
+            "probes_blocked": len({e for e, _, _ in commands.seen if e in sent}),
+            "plot": str(png.relative_to(RESULTS.parent.parent)),
+        }
+        (RESULTS / f"freshness-{stamp}.json").write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        return result
+    finally:
+        if commands is not None:
+            commands.stop.set()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        kafka.stop()
+        redis_server.stop()
+        if args.keep:
+            log(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reports", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--interval-ms", type=float, default=5.0, help="gap between probe calls")
+    parser.add_argument("--give-up-ms", type=float, default=1000, help="stop probing one report after this")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--keep", action="store_true")
+    print(orjson.dumps(run(parser.parse_args())).decode())
+
+
+if __name__ == "__main__":
+    main()
