@@ -8,6 +8,7 @@ child process, and producers/consumers are kafka-python clients.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -54,6 +55,23 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    """This process's environment with exactly ``env``'s SEKAT_* settings, for a child ``sekat`` process."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")} | env
+
+
+def stop_child(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+    """Stop a child we started, by its PID: ``sig``, then SIGKILL after ``timeout``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def isolated_env(stack: Stack, name: str, **overrides: str) -> dict[str, str]:
     """SEKAT_* variables for a worker with its own group, topics, Redis prefix and web port."""
     env = stack.settings_env(
@@ -80,11 +98,9 @@ class WorkerProcess:
 
     def start(self, timeout: float = 60.0) -> "WorkerProcess":
         create_topics(self.settings)
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")}
-        full_env.update(self.env)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "sekat.cli", "worker"], env=full_env, stdout=log,
+        self.proc = subprocess.Popen([sys.executable, "-m", "sekat.cli", "worker"], env=child_env(self.env), stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -136,14 +152,7 @@ class WorkerProcess:
         raise AssertionError(f"worker replica did not apply change {want} in {timeout}s")
 
     def stop(self, sig: int = 15, timeout: float = 30.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_child(self.proc, sig, timeout)
 
 
 class Producer:
@@ -298,14 +307,7 @@ class PrometheusServer:
         raise AssertionError(f"{expr}: last value {last} after {timeout}s")
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_child(self.proc, timeout=timeout)
 
 
 class ApiProcess:
@@ -320,11 +322,9 @@ class ApiProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> "ApiProcess":
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")}
-        full_env.update(self.env)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "sekat.cli", "api"], env=full_env, stdout=log,
+        self.proc = subprocess.Popen([sys.executable, "-m", "sekat.cli", "api"], env=child_env(self.env), stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -340,21 +340,12 @@ class ApiProcess:
         raise RuntimeError(f"api not ready in {timeout}s:\n{self.log_path.read_text()[-4000:]}")
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_child(self.proc, timeout=timeout)
 
 
 def sekat(env: dict[str, str], *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     """Run the ``sekat`` command with exactly ``env``'s SEKAT_* settings."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")}
-    full_env.update(env)
-    return subprocess.run([sys.executable, "-m", "sekat.cli", *args], env=full_env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "sekat.cli", *args], env=child_env(env), capture_output=True,
                           text=True, timeout=timeout)
 
 
