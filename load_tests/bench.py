@@ -25,6 +25,7 @@ import asyncio
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -400,6 +401,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
+    # A benchmark stopped by SIGTERM (e.g. `timeout`) still stops the servers it started, by PID.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--blocklist", type=int, default=1_000_000, help="entries in the blocklist")
     parser.add_argument("--events", type=int, default=600_000, help="backlog events for the throughput phase")
