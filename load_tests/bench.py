@@ -274,7 +274,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         env = {"SEKAT_KAFKA_BOOTSTRAP": kafka.bootstrap, "SEKAT_REDIS_URL": redis_server.url,
                "SEKAT_APP_ID": "sekat-bench", "SEKAT_WEB_PORT": str(web_port),
                "SEKAT_TOPIC_PARTITIONS": str(args.partitions), "SEKAT_LOG_LEVEL": "warning",
-               "SEKAT_POLICY_FILE": bench_policy(base, args.policy)}
+               "SEKAT_POLICY_FILE": bench_policy(base, args.policy),
+               "SEKAT_TRANSFERS_FORMAT": args.transfers_format}
         settings = Settings.from_environ(env)
         create_topics(settings)
         topics = {"transfers": settings.topic_transfers, "calls": settings.topic_calls}
@@ -285,7 +286,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         log(f"producing a backlog of {args.events:,} events")
         backlog = generate(kafka.bootstrap, topics, args.events, None, args.procs, args.listed_share,
-                           args.customers, args.listed, run="b")
+                           args.customers, args.listed, run="b", transfer_format=args.transfers_format)
         gen_eps = backlog.sent / backlog.seconds
         log(f"generator: {gen_eps:,.0f} events/s")
 
@@ -330,7 +331,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"steady phase: {args.rate:,.0f} events/s for {args.steady_seconds}s")
         t_steady = time.time()
         steady = generate(kafka.bootstrap, topics, int(args.rate * args.steady_seconds), args.rate, 1,
-                          args.steady_listed_share, args.customers, args.listed, run="s")
+                          args.steady_listed_share, args.customers, args.listed, run="s",
+                          transfer_format=args.transfers_format)
         scraper.wait_for(backlog.sent + steady.sent, args.timeout)
         time.sleep(1.0)  # last commands reach the reader
         rss_now, rss_peak = rss_mb(worker.pid)
@@ -377,6 +379,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "steady_rate_eps": args.rate,
             "partitions": args.partitions,
             "policy": args.policy,
+            "transfers_format": args.transfers_format,
             "plot": str(png.relative_to(ROOT)),
         }
         (RESULTS / f"bench-{stamp}.json").write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
@@ -419,6 +422,8 @@ def main() -> None:
     parser.add_argument("--policy", default="blocklist-only",
                         help="shadow (shipped policy, behaviour rules in shadow: evaluated, no commands), "
                              "blocklist-only, or a policy file (its commands are judged against blocklist truth)")
+    parser.add_argument("--transfers-format", choices=("json", "pacs008"), default="json",
+                        help="transfers as contract JSON or as ISO 20022 pacs.008 XML (SEKAT_TRANSFERS_FORMAT)")
     parser.add_argument("--profile", action="store_true", help="run the worker under pyinstrument")
     parser.add_argument("--keep", action="store_true", help="keep the broker/worker logs")
     result = run(parser.parse_args())

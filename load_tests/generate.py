@@ -30,11 +30,12 @@ class GenResult:
 
 
 def _produce(proc: int, bootstrap: str, topics: dict[str, str], events: int, rate: float | None,
-             listed_share: float, customers: int, listed: int, run: str, out: "mp.Queue[GenResult]") -> None:
+             listed_share: float, customers: int, listed: int, run: str, transfer_format: str,
+             out: "mp.Queue[GenResult]") -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "batch.num.messages": 10000,
                          "queue.buffering.max.messages": 1_000_000, "acks": "all", "enable.idempotence": False})
     traffic = Traffic(Population(customers, listed), listed_share=listed_share, seed=1000 + proc,
-                      run=f"{run}{proc}")
+                      run=f"{run}{proc}", transfer_format=transfer_format)
     result = GenResult()
     started = time.perf_counter()
     now_iso = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -46,7 +47,7 @@ def _produce(proc: int, bootstrap: str, topics: dict[str, str], events: int, rat
                 if ahead > 0:
                     time.sleep(ahead)
             producer.poll(0)
-        value, key, kind, expected = traffic.event(seq, now_iso)
+        value, key, kind, expected, event_id = traffic.event(seq, now_iso)
         while True:
             try:
                 producer.produce(topics[kind], value, key)
@@ -54,7 +55,7 @@ def _produce(proc: int, bootstrap: str, topics: dict[str, str], events: int, rat
             except BufferError:
                 producer.poll(0.01)
         if expected:
-            result.expected[f"{run}{proc}-{seq}"] = (expected, int(time.time() * 1000))
+            result.expected[event_id] = (expected, int(time.time() * 1000))
     producer.flush(60)
     result.sent = events
     result.seconds = time.perf_counter() - started
@@ -63,13 +64,13 @@ def _produce(proc: int, bootstrap: str, topics: dict[str, str], events: int, rat
 
 def generate(bootstrap: str, topics: dict[str, str], events: int, rate: float | None = None, procs: int = 2,
              listed_share: float = 0.01, customers: int = 200_000, listed: int = 2_000,
-             run: str = "r") -> GenResult:
+             run: str = "r", transfer_format: str = "json") -> GenResult:
     """Send ``events`` in total over ``procs`` processes, at ``rate`` events/s in total (None: as fast as possible)."""
     ctx = mp.get_context("spawn")
     queue: mp.Queue[GenResult] = ctx.Queue()
     share = [events // procs + (1 if i < events % procs else 0) for i in range(procs)]
     workers = [ctx.Process(target=_produce, args=(i, bootstrap, topics, share[i], rate / procs if rate else None,
-                                                  listed_share, customers, listed, run, queue))
+                                                  listed_share, customers, listed, run, transfer_format, queue))
                for i in range(procs)]
     started = time.perf_counter()
     for w in workers:
@@ -94,9 +95,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=None, help="events/s in total; default: as fast as possible")
     parser.add_argument("--procs", type=int, default=2)
     parser.add_argument("--listed-share", type=float, default=0.01)
+    parser.add_argument("--transfers-format", choices=("json", "pacs008"), default="json")
     args = parser.parse_args()
     result = generate(args.bootstrap, {"transfers": args.transfers_topic, "calls": args.calls_topic}, args.events,
-                      args.rate, args.procs, args.listed_share)
+                      args.rate, args.procs, args.listed_share, transfer_format=args.transfers_format)
     print(orjson.dumps({"sent": result.sent, "seconds": round(result.seconds, 2),
                         "events_per_s": round(result.sent / result.seconds), "listed_events": len(result.expected)}
                        ).decode())

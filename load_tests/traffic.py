@@ -79,12 +79,33 @@ class Population:
         return out
 
 
+PACS008 = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<Document xmlns="urn:iso:std:iso:20022:tech:xsd:pacs.008.001.08"><FIToFICstmrCdtTrf>'
+    '<GrpHdr><MsgId>{msg_id}</MsgId><CreDtTm>{now}</CreDtTm><NbOfTxs>1</NbOfTxs>'
+    '<SttlmInf><SttlmMtd>CLRG</SttlmMtd></SttlmInf></GrpHdr>'
+    '<CdtTrfTxInf><PmtId><EndToEndId>E2E{seq}</EndToEndId><TxId>DN{seq}</TxId></PmtId>'
+    '<IntrBkSttlmAmt Ccy="MYR">{amount}.00</IntrBkSttlmAmt><ChrgBr>SLEV</ChrgBr>'
+    '<Dbtr><Nm>Payer</Nm></Dbtr><DbtrAcct><Id><Othr><Id>{payer_acct}</Id></Othr></Id></DbtrAcct>'
+    '<DbtrAgt><FinInstnId><BICFI>{payer_bank}</BICFI></FinInstnId></DbtrAgt>'
+    '<CdtrAgt><FinInstnId><BICFI>{payee_bank}</BICFI></FinInstnId></CdtrAgt>'
+    '<Cdtr><Nm>Payee</Nm></Cdtr><CdtrAcct><Id><Othr><Id>{payee_acct}</Id></Othr></Id></CdtrAcct>'
+    '</CdtTrfTxInf></FIToFICstmrCdtTrf></Document>'
+)
+
+
 class Traffic:
-    """Events for one generator process: ``event(seq)`` → (bytes, key, topic kind, expected actions)."""
+    """Events for one generator process.
+
+    ``event(seq)`` → (bytes, key, topic kind, expected actions, event id the commands will carry).
+    Transfers are contract JSON, or ISO 20022 pacs.008 XML (one transaction a message) with
+    ``transfer_format="pacs008"``; the adapter names such an event ``MsgId/1``.
+    """
 
     def __init__(self, population: Population, listed_share: float = 0.01, call_share: float = 0.4,
-                 zipf_a: float = 1.3, seed: int = 1, run: str = "r") -> None:
+                 zipf_a: float = 1.3, seed: int = 1, run: str = "r", transfer_format: str = "json") -> None:
         self.pop = population
+        self.transfer_format = transfer_format
         self.listed_share = listed_share
         self.call_share = call_share
         self.rng = np.random.default_rng(seed)
@@ -108,7 +129,7 @@ class Traffic:
         self._pos += 1
         return r, u
 
-    def event(self, seq: int, now_iso: str) -> tuple[bytes, bytes, str, tuple[str, ...]]:
+    def event(self, seq: int, now_iso: str) -> tuple[bytes, bytes, str, tuple[str, ...], str]:
         r1, u1 = self._draw()
         r2, u2 = self._draw()
         listed = u2 < self.listed_share
@@ -125,7 +146,7 @@ class Traffic:
             body = (f'{{"event_id":"{event_id}","occurred_at":"{now_iso}","call_id":"call-{seq}",'
                     f'"operator":"{OPERATORS[r2 % len(OPERATORS)]}","type":"voice","caller":"{caller}",'
                     f'"callee":"{callee}","caller_network":"domestic"}}')
-            return body.encode(), caller.encode(), "calls", expected
+            return body.encode(), caller.encode(), "calls", expected, event_id
         payer_bank, payer_acct = account(r1)
         if listed:
             n = self.pop.listed_accounts[r2 % len(self.pop.listed_accounts)]
@@ -137,9 +158,13 @@ class Traffic:
                 n += 1
         payee_bank, payee_acct = account(n)
         amount = 10 + (seq * 37) % 5000
+        if self.transfer_format == "pacs008":
+            xml = PACS008.format(msg_id=event_id, now=now_iso, seq=seq, amount=amount, payer_bank=payer_bank,
+                                 payer_acct=payer_acct, payee_bank=payee_bank, payee_acct=payee_acct)
+            return xml.encode(), payer_acct.encode(), "transfers", expected, f"{event_id}/1"
         body = (f'{{"event_id":"{event_id}","occurred_at":"{now_iso}","transfer_id":"DN{seq}",'
                 f'"channel":"DUITNOW","amount":"{amount}.00","currency":"MYR",'
                 f'"payer":{{"bank":"{payer_bank}","account":"{written_account(payer_acct, seq & 1)}",'
                 f'"phone":"{mobile(r1)}"}},'
                 f'"payee":{{"bank":"{payee_bank}","account":"{written_account(payee_acct, seq & 1)}"}}}}')
-        return body.encode(), payer_acct.encode(), "transfers", expected
+        return body.encode(), payer_acct.encode(), "transfers", expected, event_id
