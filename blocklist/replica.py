@@ -36,6 +36,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from blocklist.store import status_and_expiry
 from sekat.records import Entry, Status
 
 log = logging.getLogger(__name__)
@@ -53,27 +54,16 @@ def _expiry(entry: Entry) -> int:
     return int(datetime.fromisoformat(entry.expires_at).timestamp()) if entry.expires_at else 0
 
 
-_STATUS_BYTES = {b"reported": REPORTED, b"confirmed": CONFIRMED, b"revoked": ABSENT}
+_STATUS_CODES = {"reported": REPORTED, "confirmed": CONFIRMED, "revoked": ABSENT}
 
 
 def _code(raw: bytes) -> tuple[int, int]:
-    """Status code and expiry (epoch seconds, 0 = never) of an index value.
-
-    The snapshot reads millions of values, so the two fields are found in the bytes rather than by
-    parsing the whole entry (whose history can be long): ``Entry.to_json`` writes the entry's own
-    ``status`` before its history, and ``expires_at`` appears only at the top level.
-    """
-    i = raw.find(b'"status":"')
-    j = raw.find(b'"', i + 10) if i >= 0 else -1
-    code = _STATUS_BYTES.get(raw[i + 10:j]) if j > 0 else None
-    if code is None:
-        data = orjson.loads(raw)
-        code = _CODES.get(Status(data["status"]), ABSENT)
-        expires = data.get("expires_at") or ""
-    else:
-        k = raw.find(b'"expires_at":"')
-        expires = raw[k + 14:raw.find(b'"', k + 14)].decode() if k >= 0 else ""
-    return code, int(datetime.fromisoformat(expires).timestamp()) if expires else 0
+    """Status code and expiry (epoch seconds, 0 = never) of an index value; not a Sekat entry: absent."""
+    found = status_and_expiry(raw)
+    if found is None:
+        return ABSENT, 0
+    status, expires = found
+    return _STATUS_CODES[status], int(datetime.fromisoformat(expires).timestamp()) if expires else 0
 
 
 @dataclass

@@ -194,25 +194,43 @@ class BlocklistStore:
         return counts
 
 
-def _count_status(raw: bytes | None, now: datetime) -> str:
-    """The status an entry is counted under; '' for a key deleted meanwhile or not written by Sekat.
+def status_and_expiry(raw: bytes | None) -> tuple[str, str] | None:
+    """An index value's own ``status`` and ``expires_at`` ("" = never), or None if it is not a Sekat entry.
 
-    Cheaper than ``Entry.from_json``: only ``status`` and ``expires_at`` are read.
+    Cheaper than ``Entry.from_json`` (the entry's history can be long), for the passes that read every
+    entry: the replica's snapshot and the entry count. ``Entry.to_json`` writes the entry's own
+    ``status`` before its history, and ``expires_at`` appears only at the top level, so both are found
+    in the bytes; anything else is parsed.
     """
     if raw is None:
-        return ""
+        return None
+    i = raw.find(b'"status":"')
+    j = raw.find(b'"', i + 10) if i >= 0 else -1
+    status = raw[i + 10:j].decode() if j > 0 else ""
+    if status in _STATUSES:
+        k = raw.find(b'"expires_at":"')
+        return status, raw[k + 14:raw.find(b'"', k + 14)].decode() if k >= 0 else ""
     try:
         data = orjson.loads(raw)
-        status = data["status"]
-    except (ValueError, KeyError, TypeError):
+        status, expires = data["status"], data.get("expires_at") or ""
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return (status, str(expires)) if status in _STATUSES else None
+
+
+_STATUSES = ("reported", "confirmed", "revoked")
+
+
+def _count_status(raw: bytes | None, now: datetime) -> str:
+    """The status an entry is counted under; '' for a key deleted meanwhile or not written by Sekat."""
+    found = status_and_expiry(raw)
+    if found is None:
         return ""
-    if status not in ("reported", "confirmed", "revoked"):
-        return ""
-    expires = data.get("expires_at") or ""
+    status, expires = found
     if status != "revoked" and expires:
         try:
             if datetime.fromisoformat(expires) <= now:
                 return "expired"
         except (ValueError, TypeError):
             pass  # counted under its own status
-    return str(status)
+    return status

@@ -40,7 +40,7 @@ import redis
 
 from load_tests.generate import GenResult, generate
 from load_tests.traffic import Population
-from sekat.localstack import KafkaBroker, RedisServer, free_port
+from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
 from sekat.settings import Settings
 from streams.topics import create_topics
 
@@ -389,12 +389,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             scraper.stop.set()
         if commands is not None:
             commands.stop.set()
-        if worker is not None and worker.poll() is None:
-            worker.terminate()
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        stop_process(worker)
         kafka.stop()
         redis_server.stop()
         if not args.keep:

@@ -37,7 +37,7 @@ import orjson
 from confluent_kafka import Producer
 
 from load_tests.bench import RESULTS, Commands, log, percentile
-from sekat.localstack import KafkaBroker, RedisServer, free_port
+from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
 from sekat.settings import Settings
 from streams.topics import create_topics
 
@@ -214,13 +214,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if commands is not None:
             commands.stop.set()
         for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
         kafka.stop()
         redis_server.stop()
         if args.keep:

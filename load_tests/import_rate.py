@@ -57,7 +57,7 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):  # stop what we started, whoever interrupts us
         signal.signal(sig, lambda *_: sys.exit(130))
 
-    from sekat.localstack import KafkaBroker, RedisServer, free_port
+    from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
     from sekat.settings import Settings
     from streams.topics import create_topics
 
@@ -108,12 +108,7 @@ def main() -> int:
                   f"({args.rows / elapsed:,.0f}/s, worker start included)")
         return 0
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.terminate()
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        stop_process(worker)
         kafka.stop()
         redis.stop()
         shutil.rmtree(base, ignore_errors=True)

@@ -105,6 +105,18 @@ def stop_pid(pid_file: Path, timeout: float = 20.0) -> bool:
     return running
 
 
+def stop_process(proc: "subprocess.Popen[bytes] | None", sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+    """Stop a child process we hold by its PID: ``sig``, then SIGKILL after ``timeout``; reaped either way."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _running_pid(pid_file: Path) -> int | None:
     try:
         pid = int(pid_file.read_text().strip())

@@ -8,7 +8,6 @@ child process, and producers/consumers are kafka-python clients.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
 
-from sekat.localstack import KafkaBroker, RedisServer, free_port
+from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
 from sekat.settings import Settings
 from streams.topics import create_topics
 
@@ -60,16 +59,6 @@ def child_env(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")} | env
 
 
-def stop_child(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
-    """Stop a child we started, by its PID: ``sig``, then SIGKILL after ``timeout``."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def isolated_env(stack: Stack, name: str, **overrides: str) -> dict[str, str]:
@@ -152,7 +141,7 @@ class WorkerProcess:
         raise AssertionError(f"worker replica did not apply change {want} in {timeout}s")
 
     def stop(self, sig: int = 15, timeout: float = 30.0) -> None:
-        stop_child(self.proc, sig, timeout)
+        stop_process(self.proc, sig, timeout)
 
 
 class Producer:
@@ -307,7 +296,7 @@ class PrometheusServer:
         raise AssertionError(f"{expr}: last value {last} after {timeout}s")
 
     def stop(self, timeout: float = 20.0) -> None:
-        stop_child(self.proc, timeout=timeout)
+        stop_process(self.proc, timeout=timeout)
 
 
 class ApiProcess:
@@ -340,7 +329,7 @@ class ApiProcess:
         raise RuntimeError(f"api not ready in {timeout}s:\n{self.log_path.read_text()[-4000:]}")
 
     def stop(self, timeout: float = 15.0) -> None:
-        stop_child(self.proc, timeout=timeout)
+        stop_process(self.proc, timeout=timeout)
 
 
 def sekat(env: dict[str, str], *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
