@@ -40,7 +40,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
-from lxml import etree
+from lxml import etree, objectify
 
 from blocklist.identifiers import AccountId, normalise_account, normalise_bank, normalise_phone
 from sekat.errors import InvalidIdentifier
@@ -65,9 +65,19 @@ Result = Transfer | Rejection | Skipped
 
 # ---------------------------------------------------------------------------------------------------------
 # Extraction: both renderings become {path relative to CdtTrfTxInf: text} per transaction, so one mapping
-# serves both. The XML path: one compiled XPath per namespace evaluates every field of a transaction in C and returns
-# them as one tab-separated string (no Python object per element: half the cost of walking the tree).
-# A value holding a tab itself (never valid in these fields) falls back to one XPath per field.
+# serves both and names the XPath at fault whichever rendering came in. A path means its first element at
+# each step (``p:DbtrAcct[1]/p:Id[1]/p:IBAN[1]``): every element on these paths occurs at most once in a
+# valid pacs.008 (``SvcLvl`` may repeat: the first is read), and the JSON rendering reads the first item of
+# a list alike.
+#
+# XML, fast (every message): one lxml ObjectPath per field, compiled once per namespace. It walks the
+# path in C and hands Python the one element it names, so a field costs one call and one element object;
+# an XPath evaluation costs several times that, and walking the tree from Python pays for an element
+# object per child visited (see the README's adapter cost figures).
+# XML, reference (rare): one XPath per field, giving the XPath string-value. The fast reading hands a
+# transaction (or the group header) to it when a field's element is not a plain text leaf (it holds child
+# elements: mixed content), so a value is always the XPath string-value; tests hold the two to the same
+# output on every fixture and on generated messages.
 TX_PATHS = (
     "PmtId/EndToEndId", "PmtId/TxId", "PmtId/UETR", "IntrBkSttlmAmt", "IntrBkSttlmAmt/@Ccy", "AccptncDtTm",
     "DbtrAgt/FinInstnId/BICFI", "DbtrAcct/Id/IBAN", "DbtrAcct/Id/Othr/Id",
@@ -75,62 +85,130 @@ TX_PATHS = (
     "CdtrAcct/Prxy/Id", "CdtrAcct/Prxy/Tp/Cd", "CdtrAcct/Prxy/Tp/Prtry",
     "PmtTpInf/LclInstrm/Prtry", "PmtTpInf/LclInstrm/Cd", "PmtTpInf/SvcLvl/Cd",
 )
-HEADER_PATHS = ("GrpHdr/MsgId", "GrpHdr/CreDtTm")
+HEADER_PATHS = ("MsgId", "CreDtTm")  # relative to GrpHdr
+
+# One field read by the fast path: (path, ObjectPath to its element, attribute path, attribute name).
+Field = tuple[str, Any, "str | None", "str | None"]
+
+
+def _fields(root_tag: str, paths: tuple[str, ...], prefix: str = "") -> list[Field]:
+    fields: list[Field] = []
+    for path in paths:
+        if "@" in path:
+            continue  # read on its element, which is a field too
+        attr_path = next((p for p in paths if p.startswith(path + "/@")), None)
+        find = objectify.ObjectPath(f"{root_tag}.{prefix}{path.replace('/', '.')}")
+        fields.append((path, find, attr_path, attr_path.rsplit("@", 1)[1] if attr_path else None))
+    return fields
 
 
 def _xpath(path: str) -> str:
-    return "/".join(step if step.startswith("@") else "p:" + step for step in path.split("/"))
+    """``A/B/@c`` → ``p:A[1]/p:B[1]/@c``: the first element at each step."""
+    return "/".join(step if step.startswith("@") else f"p:{step}[1]" for step in path.split("/"))
 
 
-class _Compiled:
+def read_fields(el: Any, fields: list[Field]) -> dict[str, str] | None:
+    """The fields under ``el`` (empty values left out); None when one is not a plain text leaf."""
+    out: dict[str, str] = {}
+    for path, find, attr_path, attr in fields:
+        found = find(el, None)
+        if found is None:
+            continue
+        if len(found):  # child elements: its value is the string-value of the whole subtree
+            return None
+        text = found.text
+        if text:
+            out[path] = text
+        if attr_path is not None:
+            value = found.get(attr)
+            if value:
+                out[attr_path] = value
+    return out
+
+
+class Schema:
+    """How to read one namespace's pacs.008: element tags, the fast fields and the reference XPaths."""
+
     def __init__(self, namespace: str) -> None:
         ns = {"p": namespace}
-        self.transactions = etree.XPath("p:CdtTrfTxInf", namespaces=ns)
-        self.fields = etree.XPath("concat(" + ",'\t',".join(f"string({_xpath(p)})" for p in TX_PATHS) + ")",
-                                  namespaces=ns)
-        self.header = etree.XPath("concat(" + ",'\t',".join(f"string({_xpath(p)})" for p in HEADER_PATHS) + ")",
-                                  namespaces=ns)
-        self.one = {p: etree.XPath(f"string({_xpath(p)})", namespaces=ns) for p in TX_PATHS + HEADER_PATHS}
+        self.transaction = f"{{{namespace}}}CdtTrfTxInf"
+        self.header_fields = _fields(f"{{{namespace}}}FIToFICstmrCdtTrf", HEADER_PATHS, "GrpHdr.")
+        self.tx_fields = _fields(self.transaction, TX_PATHS)
+        self.header_xpaths = {p: etree.XPath(f"string(p:GrpHdr[1]/{_xpath(p)})", namespaces=ns, smart_strings=False)
+                              for p in HEADER_PATHS}
+        self.tx_xpaths = {p: etree.XPath(f"string({_xpath(p)})", namespaces=ns, smart_strings=False)
+                          for p in TX_PATHS}
 
-    def values(self, el: Any, joined: Any, paths: tuple[str, ...]) -> dict[str, str]:
-        values = joined(el).split("\t")
-        if len(values) != len(paths):
-            values = [self.one[p](el) for p in paths]
-        return {p: v for p, v in zip(paths, values) if v}
+    def read(self, body: Any) -> tuple[dict[str, str], list[dict[str, str]]]:
+        """The group header and each transaction of a FIToFICstmrCdtTrf (``body``)."""
+        header = read_fields(body, self.header_fields)
+        if header is None:
+            header = self.reference(body, self.header_xpaths)
+        transactions = []
+        for tx in body.iterchildren(self.transaction):
+            flat = read_fields(tx, self.tx_fields)
+            transactions.append(self.reference(tx, self.tx_xpaths) if flat is None else flat)
+        return header, transactions
+
+    @staticmethod
+    def reference(el: Any, xpaths: dict[str, Any]) -> dict[str, str]:
+        """Each field by its own XPath: the reading that defines what the fast one must give."""
+        return {path: value for path, xpath in xpaths.items() if (value := xpath(el))}
 
 
-_COMPILED: dict[str, _Compiled] = {}  # bounded: only namespaces that passed _NS_RE (pacs.008.001.08..99)
+_SCHEMAS: dict[str, Schema] = {}  # bounded: only namespaces that passed _NS_RE (pacs.008.001.08..99)
 
 
-def _compiled(namespace: str) -> _Compiled:
-    compiled = _COMPILED.get(namespace)
-    if compiled is None:
-        compiled = _COMPILED[namespace] = _Compiled(namespace)
-    return compiled
+def schema(namespace: str) -> Schema:
+    found = _SCHEMAS.get(namespace)
+    if found is None:
+        found = _SCHEMAS[namespace] = Schema(namespace)
+    return found
 
 
-# The JSON path: walk the (small) decoded object once.
+# The JSON rendering: walk the decoded object once, into the keys on the way to a field only.
 _AMOUNT_KEYS = ("value", "Amt", "amount", "#text", "$")
+KeyTree = dict[str, "KeyTree"]
 
 
-def _flatten_json(node: dict[str, Any], prefix: str, out: dict[str, str]) -> None:
-    for key, value in node.items():
-        name = prefix + key
+def _key_tree(paths: tuple[str, ...]) -> KeyTree:
+    tree: KeyTree = {}
+    for path in paths:
+        node = tree
+        for step in path.split("/"):
+            if not step.startswith("@"):
+                node = node.setdefault(step, {})
+    return tree
+
+
+_JSON_TX = _key_tree(TX_PATHS)
+_JSON_HEADER = _key_tree(HEADER_PATHS)
+
+
+def _flatten_json(node: dict[str, Any], prefix: str, out: dict[str, str], tree: KeyTree) -> None:
+    """Add to ``out`` the fields under ``node`` that ``tree`` leads to; a list stands for its first item."""
+    for key, sub in tree.items():
+        value = node.get(key)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = value[0] if value else None
+            if not isinstance(value, dict):
+                continue
         if isinstance(value, dict):
+            if sub:
+                _flatten_json(value, prefix + key + "/", out, sub)
+                continue
+            # Where a field's value is expected, an object is an amount: {"Ccy": "MYR", "value": "1.00"}.
             ccy = value.get("Ccy", value.get("@Ccy"))
             if ccy is not None:
                 for amount_key in _AMOUNT_KEYS:
                     if amount_key in value:
-                        out[name] = str(value[amount_key])
-                        out[name + "/@Ccy"] = str(ccy)
+                        out[prefix + key] = str(value[amount_key])
+                        out[prefix + key + "/@Ccy"] = str(ccy)
                         break
-                continue
-            _flatten_json(value, name + "/", out)
-        elif isinstance(value, list):
-            if value and isinstance(value[0], dict):
-                _flatten_json(value[0], name + "/", out)  # repeated elements: the first one (unused by the mapping)
-        elif value is not None and not isinstance(value, bool):
-            out[name] = str(value)
+        elif not sub and not isinstance(value, bool):
+            out[prefix + key] = str(value)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -138,14 +216,15 @@ def _flatten_json(node: dict[str, Any], prefix: str, out: dict[str, str]) -> Non
 
 def _text(flat: dict[str, str], path: str, base: str, required: bool = False, max_len: int = MAX_ID) -> str | None:
     value = flat.get(path)
+    if value:
+        value = value.strip()
+        if value and len(value) <= max_len:
+            return value
     if value is None or not value.strip():
         if required:
             raise Bad("missing_field", f"{base}/{path}", "is required")
         return None
-    value = value.strip()
-    if len(value) > max_len:
-        raise Bad("invalid_value", f"{base}/{path}", f"is longer than {max_len} characters")
-    return value
+    raise Bad("invalid_value", f"{base}/{path}", f"is longer than {max_len} characters")
 
 
 def _bank(flat: dict[str, str], path: str, base: str) -> str:
@@ -157,8 +236,11 @@ def _bank(flat: dict[str, str], path: str, base: str) -> str:
         raise Bad("invalid_bank", f"{base}/{path}", str(exc)) from None
 
 
+_ACCOUNT_PATHS = {acct: (f"{acct}/Id/IBAN", f"{acct}/Id/Othr/Id") for acct in ("DbtrAcct", "CdtrAcct")}
+
+
 def _account(flat: dict[str, str], bic: str, acct: str, base: str) -> AccountId | None:
-    for path in (f"{acct}/Id/IBAN", f"{acct}/Id/Othr/Id"):
+    for path in _ACCOUNT_PATHS[acct]:
         raw = _text(flat, path, base, max_len=64)
         if raw is not None:
             try:
@@ -176,7 +258,26 @@ def _timestamp(raw: str, field: str) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
-def _transaction(flat: dict[str, str], header: dict[str, str], index: int, region: str) -> Transfer:
+def _created(header: dict[str, str]) -> datetime | Rejection:
+    """GrpHdr/CreDtTm, read once per message: the time of each transaction without its own AccptncDtTm."""
+    try:
+        created = _text(header, "CreDtTm", f"{ROOT}/GrpHdr", required=True, max_len=64)
+        assert created is not None
+        return _timestamp(created, f"{ROOT}/GrpHdr/CreDtTm")
+    except Bad as bad:
+        return bad.rejection
+
+
+class _Rejected(Exception):
+    """A transaction refused for a reason found once for the whole message (see ``_created``)."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection.message)
+        self.rejection = rejection
+
+
+def _transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejection, index: int,
+                 region: str) -> Transfer:
     base = f"{ROOT}/CdtTrfTxInf[{index}]"
     end_to_end_id = _text(flat, "PmtId/EndToEndId", base, required=True)
     tx_id = _text(flat, "PmtId/TxId", base)
@@ -184,10 +285,10 @@ def _transaction(flat: dict[str, str], header: dict[str, str], index: int, regio
     accepted = _text(flat, "AccptncDtTm", base, max_len=64)
     if accepted is not None:
         occurred_at = _timestamp(accepted, f"{base}/AccptncDtTm")
+    elif isinstance(created, Rejection):
+        raise _Rejected(created)
     else:
-        created = _text(header, "CreDtTm", f"{ROOT}/GrpHdr", required=True, max_len=64)
-        assert created is not None
-        occurred_at = _timestamp(created, f"{ROOT}/GrpHdr/CreDtTm")
+        occurred_at = created
 
     raw_amount = _text(flat, "IntrBkSttlmAmt", base, required=True, max_len=32)
     assert raw_amount is not None
@@ -227,26 +328,22 @@ def _transaction(flat: dict[str, str], header: dict[str, str], index: int, regio
     channel = (_text(flat, "PmtTpInf/LclInstrm/Prtry", base, max_len=35)
                or _text(flat, "PmtTpInf/LclInstrm/Cd", base, max_len=35)
                or _text(flat, "PmtTpInf/SvcLvl/Cd", base, max_len=35))
-    msg_id = header["MsgId"]
     assert end_to_end_id is not None
-    return Transfer(
-        event_id=f"{msg_id}/{index}", occurred_at=occurred_at, transfer_id=tx_id or end_to_end_id, amount=amount,
-        payer=Party(payer_bank, payer_account), payee=Party(payee_bank, payee_account), payee_proxy=proxy,
-        channel=channel, currency=currency, end_to_end_id=end_to_end_id, tx_id=tx_id, uetr=uetr,
-    )
+    return Transfer(f"{msg_id}/{index}", occurred_at, tx_id or end_to_end_id, amount, Party(payer_bank, payer_account),
+                    Party(payee_bank, payee_account), proxy, channel, currency, end_to_end_id, tx_id, uetr)
 
 
 def _message(header: dict[str, str], transactions: list[dict[str, str]], region: str) -> list[Result]:
     msg_id = _text(header, "MsgId", f"{ROOT}/GrpHdr", required=True, max_len=35)
     assert msg_id is not None
-    header["MsgId"] = msg_id
     if not transactions:
         raise Bad("missing_field", f"{ROOT}/CdtTrfTxInf", "a pacs.008 needs at least one transaction")
+    created = _created(header)
     results: list[Result] = []
     for index, flat in enumerate(transactions, start=1):
         try:
-            results.append(_transaction(flat, header, index, region))
-        except Bad as bad:
+            results.append(_transaction(flat, msg_id, created, index, region))
+        except (Bad, _Rejected) as bad:
             results.append(bad.rejection)
     return results
 
@@ -254,11 +351,20 @@ def _message(header: dict[str, str], transactions: list[dict[str, str]], region:
 # ---------------------------------------------------------------------------------------------------------
 # Renderings.
 
+_MESSAGE_TYPES: dict[str, tuple[str, int]] = {}  # namespaces seen, a few per stream; bounded below
+
+
 def _message_type(namespace: str, where: str) -> tuple[str, int]:
+    known = _MESSAGE_TYPES.get(namespace)
+    if known is not None:
+        return known
     match = _NS_RE.match(namespace)
     if match is None:
         raise Bad("unsupported_message", where, f"namespace {namespace[:80]!r} is not an ISO 20022 message")
-    return match.group(1), int(match.group(2))
+    known = match.group(1), int(match.group(2))
+    if len(_MESSAGE_TYPES) < 256:
+        _MESSAGE_TYPES[namespace] = known
+    return known
 
 
 def _check_version(kind: str, version: int, where: str) -> None:
@@ -283,7 +389,8 @@ def _decode_xml(raw: bytes, region: str) -> list[Result]:
             raise Bad("unsupported_message", "/" + etree.QName(root).localname,
                        "root element must be an ISO 20022 Document")
         root = inner[0]
-    namespace = etree.QName(root).namespace or ""
+    tag = root.tag
+    namespace = tag[1:tag.index("}")] if tag[:1] == "{" else ""
     kind, version = _message_type(namespace, "/Document")
     if len(root) != 1:
         raise Bad("unsupported_message", "/Document", "Document must hold exactly one message element")
@@ -294,10 +401,7 @@ def _decode_xml(raw: bytes, region: str) -> list[Result]:
         raise Bad("unsupported_message", "/Document/" + etree.QName(body).localname,
                    f"{kind} is not screened; expected pacs.008 FIToFICstmrCdtTrf")
     _check_version(kind, version, "/Document")
-    compiled = _compiled(namespace)
-    header = compiled.values(body, compiled.header, HEADER_PATHS)
-    header = {p[len("GrpHdr/"):]: v for p, v in header.items()}
-    transactions = [compiled.values(tx, compiled.fields, TX_PATHS) for tx in compiled.transactions(body)]
+    header, transactions = schema(namespace).read(body)
     return _message(header, transactions, region)
 
 
@@ -326,7 +430,7 @@ def _decode_json(raw: bytes, region: str) -> list[Result]:
     if not isinstance(group_header, dict):
         raise Bad("missing_field", f"{ROOT}/GrpHdr", "is required")
     header: dict[str, str] = {}
-    _flatten_json(group_header, "", header)
+    _flatten_json(group_header, "", header, _JSON_HEADER)
     raw_txs = body.get("CdtTrfTxInf")
     tx_list = raw_txs if isinstance(raw_txs, list) else [raw_txs] if raw_txs is not None else []
     transactions: list[dict[str, str]] = []
@@ -334,7 +438,7 @@ def _decode_json(raw: bytes, region: str) -> list[Result]:
         if not isinstance(tx, dict):
             raise Bad("wrong_type", f"{ROOT}/CdtTrfTxInf[{index}]", "must be an object")
         flat: dict[str, str] = {}
-        _flatten_json(tx, "", flat)
+        _flatten_json(tx, "", flat, _JSON_TX)
         transactions.append(flat)
     return _message(header, transactions, region)
 
