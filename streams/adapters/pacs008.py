@@ -191,10 +191,10 @@ def _flatten_json(node: dict[str, Any], prefix: str, out: dict[str, str], tree: 
         value = node.get(key)
         if value is None:
             continue
-        if isinstance(value, list):
-            value = value[0] if value else None
-            if not isinstance(value, dict):
+        if isinstance(value, list):  # a repeated element: the first, as in the XML (p:A[1])
+            if not value or value[0] is None:
                 continue
+            value = value[0]
         if isinstance(value, dict):
             if sub:
                 _flatten_json(value, prefix + key + "/", out, sub)
