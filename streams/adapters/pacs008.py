@@ -21,6 +21,9 @@ Mapping (paths relative to ``CdtTrfTxInf``):
     payee.proxy     CdtrAcct/Prxy/Tp/Cd (or Prtry) and CdtrAcct/Prxy/Id; MBNO/TELE → MOBILE, EMAL → EMAIL
     channel         PmtTpInf/LclInstrm/Prtry | PmtTpInf/LclInstrm/Cd | PmtTpInf/SvcLvl/Cd
 
+Each path means its first element at each step (``p:DbtrAcct[1]/p:Id[1]/...``); in the JSON rendering a
+list stands for its first item. See "Extraction" below for how the XML is read fast.
+
 A transaction that cannot be mapped becomes a ``Rejection`` whose ``field`` is the XPath at fault, e.g.
 ``/Document/FIToFICstmrCdtTrf/CdtTrfTxInf[2]/CdtrAgt/FinInstnId/BICFI``; the other transactions of the
 message are still decided. Reason codes (besides those of ``streams.decode``): ``not_xml``,
