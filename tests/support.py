@@ -86,11 +86,19 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> "WorkerProcess":
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> "WorkerProcess":
+        """Start the process without waiting (to start several workers at once; then ``wait_ready``)."""
         create_topics(self.settings)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "sekat.cli", "worker"], env=child_env(self.env), stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> "WorkerProcess":
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
