@@ -154,8 +154,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     @app.timer(interval=settings.metrics_interval_s, name="sekat_observe_health")
     async def observe_health() -> None:
         metrics.set_consumer_offsets(await screening.offsets())
-        if await store.ping() and not replica.awaiting_rebuild:
-            metrics.freshness.mark()
+        # Freshness comes from the replica alone (its change-stream read answers at least once a second): a
+        # ping says Redis is up, not that this worker's copy has caught up with it (after Redis came back
+        # empty and was rebuilt, the replica may still be re-reading it).
 
     last_count = [float("-inf")]
 
