@@ -15,6 +15,14 @@ take effect on every worker within 100 ms. The replica does both:
                MGET, for their evidence (source, case ref, reason). If Redis
                does not answer, the replica's own status decides and the
                staleness metric says how old that knowledge is.
+    rebuilds   Redis keeps nothing on disk: it can come back empty. While the
+               ``index:built`` marker is absent (the index is empty or being
+               replayed from ``sekat.reports``), an entry missing from Redis
+               proves nothing, so the replica keeps its own copy: it applies
+               the changes the replay announces but no deletions, answers hits
+               from its own status, and counts as stale. When a new build id
+               appears, it re-reads the snapshot (the change stream it
+               followed may be gone with the old Redis).
 
 Hashes are Python's own ``hash()`` of the key string (SipHash, per process):
 a false match needs a 64-bit collision (~5e-13 per lookup against 10 M
@@ -36,7 +44,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from blocklist.store import status_and_expiry
+from blocklist.store import built_key, status_and_expiry
 from sekat.records import Entry, Status
 
 log = logging.getLogger(__name__)
@@ -67,6 +75,18 @@ def _code(raw: bytes) -> tuple[int, int]:
 
 
 @dataclass
+class Snapshot:
+    """The index read into arrays, the change-stream id to follow from, and the build it came from."""
+
+    hashes: np.ndarray
+    codes: np.ndarray
+    expiries: np.ndarray
+    last_id: str
+    build: str | None
+    seconds: float
+
+
+@dataclass
 class ReplicaStats:
     entries: int = 0
     loaded_in_s: float = 0.0
@@ -88,18 +108,28 @@ class Replica:
         self._expires = np.empty(0, dtype=np.uint32)
         self._overlay: dict[str, Entry] = {}
         self._last_id = "0-0"
+        self._built_key = built_key(prefix)
+        self._build: str | None = None  # the build id this replica's copy was read from / followed
+        self._seen_build = False  # whether a build id has been seen (None before: a fresh index)
+        self.awaiting_rebuild = False  # the marker went away: deciding on this copy until it is back
+        self._skipped_deletions = 0
         self._client: aioredis.Redis | None = None
         self.ready = asyncio.Event()
         self.stats = ReplicaStats()
 
     # -- snapshot ---------------------------------------------------------------------------------
     def load_snapshot(self) -> None:
-        """Read the whole index (blocking: run it in a thread). Records where to follow from."""
+        """Read the whole index and install it (blocking: for start-up, before any lookup)."""
+        self._install_snapshot(self.read_snapshot())
+
+    def read_snapshot(self) -> "Snapshot":
+        """Read the whole index into new arrays (blocking: run it in a thread); nothing is installed yet."""
         started = time.perf_counter()
         client = redis.Redis.from_url(self._url, socket_timeout=30)
         try:
+            build = client.get(self._built_key)
             last = client.xrevrange(self._changes, count=1)
-            self._last_id = last[0][0].decode() if last else "0-0"
+            last_id = last[0][0].decode() if last else "0-0"
             hashes: list[int] = []
             codes: list[int] = []
             expiries: list[int] = []
@@ -123,10 +153,18 @@ class Replica:
                         break
         finally:
             client.close()
-        self._install(np.array(hashes, dtype=np.int64), np.array(codes, dtype=np.uint8),
-                      np.array(expiries, dtype=np.uint32))
+        return Snapshot(np.array(hashes, dtype=np.int64), np.array(codes, dtype=np.uint8),
+                        np.array(expiries, dtype=np.uint32), last_id, build.decode() if build else None,
+                        time.perf_counter() - started)
+
+    def _install_snapshot(self, snap: "Snapshot") -> None:
         self._overlay = {}
-        self.stats.loaded_in_s = time.perf_counter() - started
+        self._install(snap.hashes, snap.codes, snap.expiries)
+        self._last_id = snap.last_id
+        self._build = snap.build
+        self._seen_build = self._seen_build or snap.build is not None
+        self.awaiting_rebuild = self._seen_build and snap.build is None
+        self.stats.loaded_in_s = snap.seconds
         self.stats.last_follow_ok = time.time()
         log.info("blocklist replica loaded: %d active entries in %.1fs", self.stats.entries, self.stats.loaded_in_s)
 
@@ -136,7 +174,7 @@ class Replica:
         self.stats.entries = int(len(self._hashes)) + len(self._overlay)
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.load_snapshot)
+        self._install_snapshot(await asyncio.to_thread(self.read_snapshot))
         self._client = aioredis.Redis.from_url(self._url, socket_timeout=FOLLOW_BLOCK_MS / 1000 + 5,
                                                socket_connect_timeout=2.0)
         self.ready.set()
@@ -151,18 +189,26 @@ class Replica:
             try:
                 reply = await self._client.xread({self._changes: self._last_id}, count=10_000,
                                                  block=FOLLOW_BLOCK_MS)
-                self.stats.last_follow_ok = time.time()
-                if self._on_fresh is not None:
-                    self._on_fresh()
-                backoff = 0.05
-                if not reply:
-                    continue
-                _, records = reply[0]
+                records = reply[0][1] if reply else []
                 keys = list(dict.fromkeys(fields[b"key"].decode() for _, fields in records))
-                values = await self._client.mget([f"{self._prefix}bl:{k}" for k in keys])
-                for key, raw in zip(keys, values):
+                # The marker travels with the changed entries: one round trip says both what changed and
+                # whether an absent entry means "deleted" or "not replayed yet".
+                values = await self._client.mget([self._built_key, *(f"{self._prefix}bl:{k}" for k in keys)])
+                build = values[0].decode() if values[0] is not None else None
+                skipped = 0
+                for key, raw in zip(keys, values[1:]):
+                    if raw is None and build is None:
+                        skipped += 1  # wiped or not replayed yet: keep this replica's copy
+                        continue
                     self.apply(key, Entry.from_json(orjson.loads(raw)) if raw else None)
-                self._last_id = records[-1][0].decode()
+                if records:
+                    self._last_id = records[-1][0].decode()
+                await self._on_build(build, skipped)
+                if not self.awaiting_rebuild:
+                    self.stats.last_follow_ok = time.time()
+                    if self._on_fresh is not None:
+                        self._on_fresh()
+                backoff = 0.05
                 if len(self._overlay) > MERGE_OVERLAY_AT:
                     await asyncio.to_thread(self._merge_overlay)
             except asyncio.CancelledError:
@@ -171,6 +217,28 @@ class Replica:
                 log.warning("blocklist change stream unavailable (%s); deciding on the replica", type(exc).__name__)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+
+    async def _on_build(self, build: str | None, skipped: int) -> None:
+        """Track the ``index:built`` marker: note a rebuild starting, re-read the snapshot when one ends."""
+        if build is None:
+            if self._seen_build and not self.awaiting_rebuild:
+                log.warning("blocklist index is not built (Redis empty or being rebuilt); deciding on the replica")
+            self.awaiting_rebuild = self._seen_build
+            self._skipped_deletions = self._skipped_deletions + skipped
+            return
+        if build == self._build:
+            return
+        rebuilt = self._seen_build or self._skipped_deletions > 0
+        self._seen_build = True
+        self._skipped_deletions = 0
+        if not rebuilt:  # the first build of a fresh index: the stream followed so far is the index's own
+            self._build = build
+            return
+        # A new build: the old Redis (and the change stream followed) may be gone; start again from a
+        # snapshot of the rebuilt index. Lookups keep using the current copy until the new one is installed.
+        snap = await asyncio.to_thread(self.read_snapshot)
+        self._install_snapshot(snap)
+        log.info("blocklist index rebuilt (build %s): replica re-read %d entries", snap.build, self.stats.entries)
 
     def apply(self, key: str, entry: Entry | None) -> None:
         """One changed key: update in place when the arrays hold it, else keep it in the overlay."""
@@ -236,20 +304,27 @@ class Replica:
         thin = [k for k, e in hits.items() if not e.source]
         if thin and self._client is not None:
             try:
-                values = await self._client.mget([f"{self._prefix}bl:{k}" for k in thin])
+                values = await self._client.mget([self._built_key, *(f"{self._prefix}bl:{k}" for k in thin)])
             except (RedisError, OSError):
                 self.stats.redis_fallbacks += 1
-                for k in thin:  # decide on what the replica knows; say so in the evidence
-                    e = hits[k]
-                    hits[k] = Entry(key=k, status=e.status, source="replica",
-                                    reason="(details unavailable: blocklist index unreachable)")
+                self._own_answer(hits, thin, "blocklist index unreachable")
             else:
-                for k, raw in zip(thin, values):
-                    if raw is None:
-                        hits.pop(k)
-                    else:
+                built = values[0] is not None or not self._seen_build
+                for k, raw in zip(thin, values[1:]):
+                    if raw is not None:
                         hits[k] = Entry.from_json(orjson.loads(raw))
+                    elif built:
+                        hits.pop(k)  # gone from a complete index: no longer listed
+                    else:
+                        self.stats.redis_fallbacks += 1
+                        self._own_answer(hits, [k], "blocklist index being rebuilt")
         return hits
+
+    @staticmethod
+    def _own_answer(hits: dict[str, Entry], keys: Iterable[str], why: str) -> None:
+        """Decide on what the replica knows; say so in the evidence."""
+        for k in keys:
+            hits[k] = Entry(key=k, status=hits[k].status, source="replica", reason=f"(details unavailable: {why})")
 
     @property
     def change_id(self) -> str:
@@ -257,7 +332,7 @@ class Replica:
         return self._last_id
 
     def staleness(self) -> float:
-        """Seconds since the change stream last answered (0 while it is healthy and blocking)."""
+        """Seconds since the change stream last answered over a built index (0 while healthy and blocking)."""
         return max(0.0, time.time() - self.stats.last_follow_ok - FOLLOW_BLOCK_MS / 1000)
 
     async def close(self) -> None:

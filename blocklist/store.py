@@ -5,6 +5,17 @@ Data model (every key under the configured prefix, default ``sekat:``):
     {prefix}bl:{kind}:{value}   string: the entry as JSON (sekat.records.Entry)
     {prefix}bl:changes          stream: one record per change, field ``key``;
                                 local replicas follow it to stay fresh
+    {prefix}index:built         string: the id of the build that filled the index
+                                (``streams/rebuild.py``); absent = the index is empty
+                                or being rebuilt, so an absent entry proves nothing
+    {prefix}index:rebuilding    string: lock held (with an expiry) by the one process
+                                replaying ``sekat.reports`` into the index
+
+Redis is a cache of the topic and keeps no data on disk: if it restarts, it
+comes back empty and without the ``index:built`` marker. Workers notice and
+rebuild it (``streams.rebuild.IndexGuard``); meanwhile a *guarded* store (the
+worker's) refuses to apply reports (``IndexNotBuilt``, retried), so the replay
+is the only writer, and the local replicas keep deciding on their own copy.
 
 Revoked entries stay in the index with status ``revoked`` so their history is
 kept and a lookup can tell "cleared on appeal" from "never listed".
@@ -16,37 +27,51 @@ Every change to an entry goes through ``put``/``put_many``: the SET of the
 entry and the XADD of its key to the change stream in one MULTI. ``apply``
 is the one way reports reach the index (the reports agent and
 ``sekat blocklist rebuild`` both call it): it merges them with
-``blocklist.lifecycle.merge``.
+``blocklist.lifecycle.merge``. A guarded store WATCHes the ``index:built``
+marker while it reads and writes, so a rebuild that starts in between (it
+deletes the marker first) aborts the write instead of racing the replay.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
 from blocklist.lifecycle import consolidated, covers, merge
-from sekat.errors import BlocklistUnavailable
+from sekat.errors import BlocklistUnavailable, IndexNotBuilt
 from sekat.records import Entry, Report
 
 CHANGES_MAXLEN = 1_000_000
+# Compare-and-act on the rebuild lock: only its holder (same token) may extend or release it.
+_EXTEND = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def built_key(prefix: str) -> str:
+    """The marker that says the index holds every report on the topic (see the module docstring)."""
+    return f"{prefix}index:built"
 
 
 class BlocklistStore:
-    def __init__(self, client: aioredis.Redis, prefix: str = "sekat:") -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str = "sekat:", guarded: bool = False) -> None:
         self._redis = client
         self._prefix = prefix
         self._changes = f"{prefix}bl:changes"
+        self._built = built_key(prefix)
+        self._lock = f"{prefix}index:rebuilding"
+        self.guarded = guarded
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "sekat:") -> "BlocklistStore":
+    def from_url(cls, url: str, prefix: str = "sekat:", guarded: bool = False) -> "BlocklistStore":
         # No connection is made here: redis-py connects on first command.
         client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0,
                                          health_check_interval=30)
-        return cls(client, prefix)
+        return cls(client, prefix, guarded)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -83,33 +108,83 @@ class BlocklistStore:
             return
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                for entry in entries:
-                    pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
-                    pipe.xadd(self._changes, {"key": entry.key}, maxlen=CHANGES_MAXLEN, approximate=True)
+                self._queue_puts(pipe, entries)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
 
-    async def apply(self, reports: Sequence[Report]) -> tuple[list[Entry], list[Report]]:
+    def _queue_puts(self, pipe: Any, entries: Sequence[Entry]) -> None:
+        for entry in entries:
+            pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
+            pipe.xadd(self._changes, {"key": entry.key}, maxlen=CHANGES_MAXLEN, approximate=True)
+
+    async def apply(self, reports: Sequence[Report], rebuilding: bool = False) -> tuple[list[Entry], list[Report]]:
         """Merge ``reports`` (in order) into the index: one MGET, one MULTI.
 
         Returns the entries that changed, and the consolidated reports to
         publish for keys whose incoming record does not carry their whole
         history (so the record compaction keeps still rebuilds the entry).
+        A guarded store raises ``IndexNotBuilt`` while the index is not marked
+        built, unless this is the rebuild itself (``rebuilding``).
         """
         if not reports:
             return [], []
-        current: dict[str, Entry | None] = dict(await self.lookup_many(r.key for r in reports))
-        before = {k: v.to_json() for k, v in current.items() if v is not None}
-        last: dict[str, Report] = {}
-        for report in reports:
-            current[report.key] = merge(current.get(report.key), report)
-            last[report.key] = report
-        changed = [e for k, e in current.items() if e is not None and e.to_json() != before.get(k)]
-        await self.put_many(changed)
+        keys = list(dict.fromkeys(r.key for r in reports))
+        guard = self.guarded and not rebuilding
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                if guard:
+                    await pipe.watch(self._built)  # immediate mode until multi()
+                    raw = await pipe.mget([self._built, *(self._rkey(k) for k in keys)])
+                    if raw[0] is None:
+                        raise IndexNotBuilt("blocklist index is not built: waiting for the rebuild from the topic")
+                    raw = raw[1:]
+                else:
+                    raw = await self._redis.mget([self._rkey(k) for k in keys])
+                current: dict[str, Entry | None] = {
+                    k: Entry.from_json(orjson.loads(v)) for k, v in zip(keys, raw) if v is not None}
+                before = {k: v.to_json() for k, v in current.items() if v is not None}
+                last: dict[str, Report] = {}
+                for report in reports:
+                    current[report.key] = merge(current.get(report.key), report)
+                    last[report.key] = report
+                changed = [e for k, e in current.items() if e is not None and e.to_json() != before.get(k)]
+                if changed:
+                    pipe.multi()
+                    self._queue_puts(pipe, changed)
+                    await pipe.execute()
+        except WatchError as exc:
+            raise IndexNotBuilt("blocklist index rebuild started during the write; retrying") from exc
+        except (RedisError, OSError) as exc:
+            raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
         pending = [consolidated(r, e) for k, r in last.items()
                    if (e := current[k]) is not None and not covers(r, e)]
         return changed, pending
+
+    # -- the index:built marker and the rebuild lock (streams/rebuild.py) -------------------------------
+    async def build_id(self) -> str | None:
+        """The id of the build that filled the index, or None when it is not (or no longer) built."""
+        try:
+            raw = await self._redis.get(self._built)
+        except (RedisError, OSError) as exc:
+            raise BlocklistUnavailable(f"blocklist marker read failed: {type(exc).__name__}") from exc
+        return raw.decode() if raw is not None else None
+
+    async def mark_built(self, build_id: str | None) -> None:
+        """Set the marker (``build_id``) or delete it (None: the index is being rebuilt)."""
+        if build_id is None:
+            await self._redis.delete(self._built)
+        else:
+            await self._redis.set(self._built, build_id)
+
+    async def take_rebuild_lock(self, token: str, ttl_ms: int) -> bool:
+        return bool(await self._redis.set(self._lock, token, nx=True, px=ttl_ms))
+
+    async def extend_rebuild_lock(self, token: str, ttl_ms: int) -> bool:
+        return bool(await self._redis.eval(_EXTEND, 1, self._lock, token, ttl_ms))  # type: ignore[misc]
+
+    async def release_rebuild_lock(self, token: str) -> None:
+        await self._redis.eval(_RELEASE, 1, self._lock, token)  # type: ignore[misc]
 
     async def wipe(self) -> int:
         """Delete every entry under the prefix (announcing each), keeping the change stream."""

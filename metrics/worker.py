@@ -49,9 +49,9 @@ class Freshness:
     """When the worker last heard from its blocklist (Redis answered, or the replica applied a change).
 
     Feeds ``sekat_blocklist_replica_staleness_seconds``. The local replica marks it
-    each time the change stream answers (at least once a second while Redis is up:
-    its blocking read returns empty after 1 s), and the worker's health timer marks
-    it when Redis answers a ping (every SEKAT_METRICS_INTERVAL_S).
+    each time the change stream answers over a built index it has caught up with
+    (at least once a second while Redis is up: its blocking read returns empty
+    after 1 s).
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:

@@ -6,6 +6,7 @@
     ├── ProtectedIdentifier    permanent: emergency/short numbers can never be listed
     ├── InvalidReport          permanent: a report field is invalid (names the field)
     ├── BlocklistUnavailable   transient: Redis did not answer; retry with backoff
+    │   └── IndexNotBuilt      transient: the index is being rebuilt from sekat.reports; retry
     └── PolicyError            permanent: the rules policy file is invalid (names rule and field)
 
 Bad *events* are not exceptions: decoding returns a ``Rejection`` (see
@@ -42,6 +43,10 @@ class InvalidReport(SekatError, ValueError):
 
 class BlocklistUnavailable(SekatError):
     transient = True
+
+
+class IndexNotBuilt(BlocklistUnavailable):
+    """The index is not marked built (Redis came back empty, or a rebuild is replaying the topic)."""
 
 
 class PolicyError(SekatError):

@@ -10,6 +10,7 @@ metrics, and registers what reads as the data flow:
                                                       └─> sekat.reports (automatic ``reported`` entries)
     sekat.reports ─> apply_reports (Faust agent) ─> Redis index + change stream ─> every worker's replica
                                   └─> consolidated reports back to sekat.reports
+    sekat.reports ─> IndexGuard (when Redis came back empty: one worker replays the topic) ─> Redis index
 
 The policy (``rules/policy.yaml`` or ``SEKAT_POLICY_FILE``) is re-read by a
 one-second timer when the file changes.
@@ -40,7 +41,8 @@ from streams.decode import REASONS
 from streams.emit import OutputTopics
 from streams.policy_watch import PolicyWatch
 from streams.intake import Intake
-from streams.screening import Clock, Screen, utcnow
+from streams.rebuild import IndexGuard
+from streams.screening import Clock, Screen, retry, utcnow
 from streams.state import RuleStateStore
 
 log = logging.getLogger(__name__)
@@ -83,7 +85,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     metrics = WorkerMetrics(registry, deadletter_reasons=REASONS, target_attempts=settings.target_attempts,
                             target_period_days=settings.target_period_days, app_id=settings.app_id,
                             version=sekat.__version__)
-    store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
+    # Guarded: reports are applied only to a built index (never racing a rebuild's replay).
+    store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix, guarded=True)
     replica = Replica(settings.redis_url, settings.redis_prefix, on_fresh=metrics.freshness.mark)
     metrics.replica_entries.set_function(lambda: replica.stats.entries)
     state = RuleStateStore.from_url(settings.redis_url, settings.redis_prefix)
@@ -108,6 +111,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
                                   metrics)
     intake = Intake(store, outputs, outputs.reports, metrics, max(settings.max_event_bytes, 1_048_576),
                     settings.phone_region, settings.protected_keys(), clock)
+    guard = IndexGuard(settings, store, settings.protected_keys())
     within = settings.batch_within_ms / 1000
 
     @app.task
@@ -124,25 +128,35 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     async def reload_policy() -> None:
         policy.check()
 
+    @app.timer(interval=1.0, name="sekat_keep_index_built")
+    async def keep_index_built() -> None:
+        try:
+            await guard.ensure()
+        except Exception as exc:  # noqa: BLE001 - Redis or Kafka down: staleness says so; next tick retries
+            log.debug("blocklist index check failed: %s", exc)
+
     @app.agent(outputs.reports, name="apply_reports")
     async def apply_reports(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.batch_max, within=within):
+            await retry("waiting for the blocklist index to be built", guard.ensure, metrics.apply_errors.inc)
             await intake.run(batch)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         redis_ok = await store.ping()
-        ready = replica.ready.is_set()
+        ready = replica.ready.is_set() and not replica.awaiting_rebuild
         body = {"status": "ok" if redis_ok and ready else "degraded", "redis": redis_ok, "replica_ready": ready,
                 "replica_entries": replica.stats.entries, "replica_staleness_seconds": round(replica.staleness(), 3),
-                "replica_change_id": replica.change_id}
+                "replica_change_id": replica.change_id, "index_rebuilding": replica.awaiting_rebuild,
+                "index_rebuilds": guard.rebuilds}
         return web.json(body, status=200 if redis_ok and ready else 503)
 
     @app.timer(interval=settings.metrics_interval_s, name="sekat_observe_health")
     async def observe_health() -> None:
         metrics.set_consumer_offsets(await screening.offsets())
-        if await store.ping():
-            metrics.freshness.mark()
+        # Freshness comes from the replica alone (its change-stream read answers at least once a second): a
+        # ping says Redis is up, not that this worker's copy has caught up with it (after Redis came back
+        # empty and was rebuilt, the replica may still be re-reading it).
 
     last_count = [float("-inf")]
 
@@ -164,6 +178,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
             log.warning("counting blocklist entries failed: %s", exc)
 
     app.sekat_store = store  # type: ignore[attr-defined]
+    app.sekat_guard = guard  # type: ignore[attr-defined]
     app.sekat_replica = replica  # type: ignore[attr-defined]
     app.sekat_screening = screening  # type: ignore[attr-defined]
     app.sekat_metrics = metrics  # type: ignore[attr-defined]

@@ -94,6 +94,8 @@ def amount(data: dict[str, Any], name: str) -> Decimal:
         raise Bad("missing_field", name, "is required")
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise Bad("wrong_type", name, f"must be a decimal string such as \"1500.00\", got {type(value).__name__}")
+    if isinstance(value, str) and not value.isascii():  # Decimal() reads Arabic-Indic and full-width digits too
+        raise Bad("invalid_amount", name, "must be written with ASCII digits")
     try:
         result = Decimal(str(value).strip())
     except InvalidOperation:

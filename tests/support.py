@@ -86,11 +86,19 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> "WorkerProcess":
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> "WorkerProcess":
+        """Start the process without waiting (to start several workers at once; then ``wait_ready``)."""
         create_topics(self.settings)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "sekat.cli", "worker"], env=child_env(self.env), stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> "WorkerProcess":
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -142,6 +150,78 @@ class WorkerProcess:
 
     def stop(self, sig: int = 15, timeout: float = 30.0) -> None:
         stop_process(self.proc, sig, timeout)
+
+    def sample(self, pattern: str) -> float:
+        """Sum of the samples on this worker's /metrics whose line starts with ``pattern`` (a regex)."""
+        import re
+
+        status, page = self.get("/metrics")
+        assert status == 200, status
+        return sum(float(m.group(1)) for m in re.finditer(rf"^{pattern}\S* (\S+)$", page.decode(), re.M))
+
+
+def wait_until(what: str, read: Callable[[], Any], pred: Callable[[Any], bool], timeout: float = 30.0,
+               every: float = 0.3) -> Any:
+    """Poll ``read()`` until ``pred`` holds; fail naming ``what`` and the last value after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    value = read()
+    while not pred(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: still {value!r} after {timeout}s")
+        time.sleep(every)
+        value = read()
+    return value
+
+
+class Traffic:
+    """Events produced at a steady rate from a background thread until stopped.
+
+    ``make(i)`` builds the i-th event (a dict with an ``event_id``). Each event is
+    retried until Kafka acknowledges it (acks=all), so traffic rides through a
+    broker restart; ``sent`` lists the acknowledged event ids in order, ``retries``
+    counts failed attempts (a retried event may land twice: same event id).
+    """
+
+    def __init__(self, settings: Settings, topic: str, make: Callable[[int], dict[str, Any]],
+                 rate: float = 100.0) -> None:
+        self.topic = topic
+        self.make = make
+        self.rate = rate
+        self.sent: list[str] = []
+        self.retries = 0
+        self._producer = KafkaProducer(**settings.kafka_client_config(), acks="all",  # type: ignore[arg-type]
+                                       linger_ms=0, retries=5, request_timeout_ms=5000, max_block_ms=5000,
+                                       reconnect_backoff_max_ms=500)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "Traffic":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        i = 0
+        started = time.monotonic()
+        while not self._stop.is_set():
+            event = self.make(i)
+            while not self._stop.is_set():
+                try:
+                    self._producer.send(self.topic, orjson.dumps(event)).get(timeout=10)
+                    self.sent.append(event["event_id"])
+                    break
+                except Exception:  # noqa: BLE001 - the broker is away: try the same event again
+                    self.retries += 1
+                    time.sleep(0.2)
+            i += 1
+            pause = started + i / self.rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+
+    def stop(self) -> list[str]:
+        self._stop.set()
+        self._thread.join(20)
+        self._producer.close(timeout=5)
+        return list(self.sent)
 
 
 class Producer:

@@ -121,3 +121,57 @@ async def test_redis_gone_the_replica_still_decides_and_says_so(tmp_path: Path) 
         await replica.close()
     finally:
         server.stop()
+
+
+async def test_an_index_being_rebuilt_does_not_empty_the_replica(stack: Stack) -> None:
+    """Redis came back empty (or a rebuild wiped it): until a new build is marked, the replica keeps its copy."""
+    prefix = unique("rep") + ":"
+    store = BlocklistStore.from_url(stack.redis.url, prefix)
+    await file_report(store, "phone:+60111111111", Status.CONFIRMED, "PDRM", "scam", "C1")
+    await store.mark_built("b1")
+    replica = Replica(stack.redis.url, prefix)
+    await replica.start()
+    follower = asyncio.create_task(replica.follow())
+    try:
+        assert (await replica.lookup_many(["phone:+60111111111"]))["phone:+60111111111"].case_ref == "C1"
+
+        # The marker goes, the index is wiped (each deletion announced): the replica still blocks, and says why.
+        await store.mark_built(None)
+        assert await store.wipe() == 1
+        await wait_until(lambda: replica.awaiting_rebuild)
+        await asyncio.sleep(0.05)
+        found = await replica.lookup_many(["phone:+60111111111"])
+        assert found["phone:+60111111111"].source == "replica"
+        assert "rebuilt" in found["phone:+60111111111"].reason
+        await asyncio.sleep(1.5)
+        assert replica.staleness() > 0.4  # not fresh while the index is incomplete
+
+        # The replay writes what the topic holds; once the new build is marked the replica re-reads the index.
+        await file_report(store, "phone:+60122222222", Status.CONFIRMED, "NSRC")
+        await wait_until(lambda: bool(replica.candidates(["phone:+60122222222"], time.time())))
+        assert (await replica.lookup_many(["phone:+60111111111"]))["phone:+60111111111"].source == "replica"
+        await store.mark_built("b2")
+        await wait_until(lambda: not replica.awaiting_rebuild and replica.stats.entries == 1)
+        assert set(await replica.lookup_many(["phone:+60111111111", "phone:+60122222222"])) == {"phone:+60122222222"}
+        assert replica.staleness() < 1.0
+    finally:
+        follower.cancel()
+        await replica.close()
+        await store.close()
+
+
+async def test_a_guarded_store_writes_only_to_a_built_index(stack: Stack) -> None:
+    prefix = unique("rep") + ":"
+    guarded = BlocklistStore.from_url(stack.redis.url, prefix, guarded=True)
+    plain = BlocklistStore.from_url(stack.redis.url, prefix)
+    try:
+        from sekat.errors import IndexNotBuilt
+        with pytest.raises(IndexNotBuilt):
+            await file_report(guarded, "phone:+60111111111", Status.CONFIRMED)
+        assert await guarded.get("phone:+60111111111") is None
+        await plain.mark_built("b1")
+        await file_report(guarded, "phone:+60111111111", Status.CONFIRMED)
+        assert (await guarded.get("phone:+60111111111")).status is Status.CONFIRMED
+    finally:
+        await guarded.close()
+        await plain.close()
