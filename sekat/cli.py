@@ -24,7 +24,11 @@ KAFKA_AND_REDIS = ("kafka", "redis")
 
 
 def _configure_logging(settings: Settings) -> None:
+    from sekat.redaction import install, secrets_of
+
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Every record, ours or a library's, at any level: secrets scrubbed, bare phone/account numbers masked.
+    install(secrets_of(settings), logging.getLogger().level)
     # kafka-python narrates every connection at INFO; its warnings are what matter here.
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
 

@@ -56,6 +56,11 @@ async def check_kafka(settings: Settings, timeout: float = 5.0) -> None:
             raise ConfigError("SEKAT_KAFKA_SECURITY_PROTOCOL", f"Kafka at {server.strip()}: TLS handshake failed "
                               f"({exc.reason}); is the listener {settings.kafka_security_protocol}?") from None
         except (OSError, KafkaError, asyncio.TimeoutError) as exc:
+            if await _tcp_open(host, int(port), timeout):
+                # The port answers but the Kafka handshake did not: TLS spoken to a plain listener or the reverse.
+                raise ConfigError("SEKAT_KAFKA_SECURITY_PROTOCOL", f"Kafka at {server.strip()} accepted the "
+                                  f"connection but closed it during the {settings.kafka_security_protocol} "
+                                  "handshake; is that the listener's protocol?") from None
             unreachable.append(f"{server.strip()} ({type(exc).__name__})")
             continue
         try:
@@ -68,6 +73,15 @@ async def check_kafka(settings: Settings, timeout: float = 5.0) -> None:
             conn.close()
         return
     log.warning("Kafka did not answer at %s; starting anyway, clients retry", ", ".join(unreachable))
+
+
+async def _tcp_open(host: str, port: int, timeout: float) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    return True
 
 
 async def check_redis(settings: Settings, timeout: float = 5.0) -> None:

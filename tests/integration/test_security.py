@@ -1,0 +1,303 @@
+"""Security end to end: SASL/TLS Kafka with ACLs, a TLS Redis with an ACL user, per-institution topics.
+
+Given a broker whose only client listener is SASL_SSL (PLAIN and SCRAM-SHA-512, users written at format
+time, ACLs enforced) and a Redis that accepts only TLS and one ACL user, when the real ``sekat worker``,
+``sekat api`` and CLI run with nothing but ``SEKAT_*`` settings, then a report filed through either path
+blocks the next event and the command reaches only its institution's own topic; each bank's principal
+reads its own topic and is refused another's; wrong credentials stop start-up with a message naming the
+setting; and no password, phone number or account number appears in any log line or on /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern, ResourceType
+
+from blocklist.store import BlocklistStore
+from sekat.localstack import (KafkaBroker, RedisServer, TlsFiles, acl_redis, free_port, make_tls_files,
+                              secured_broker)
+from sekat.records import iso
+from sekat.settings import Settings
+from tests.support import ApiProcess, Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, sekat, unique
+
+pytestmark = pytest.mark.integration
+
+KAFKA_PASSWORD = "kpw-" + secrets.token_hex(12)
+REDIS_PASSWORD = "rpw-" + secrets.token_hex(12)
+BANK_PASSWORDS = {"bank-mbbe": "mbbe-" + secrets.token_hex(8), "bank-cibb": "cibb-" + secrets.token_hex(8)}
+SECRETS = (KAFKA_PASSWORD, REDIS_PASSWORD, *BANK_PASSWORDS.values())
+
+
+@dataclass
+class Secured:
+    kafka: KafkaBroker
+    redis: RedisServer
+    tls: TlsFiles
+    env: dict[str, str]  # the worker's SEKAT_* settings
+    worker: WorkerProcess
+    api: ApiProcess
+    out: Collector
+    producer: Producer
+    cli_output: list[str] = field(default_factory=list)  # stderr of every CLI run: that is its log
+
+    @property
+    def settings(self) -> Settings:
+        return self.worker.settings
+
+    def cli(self, *args: str, **overrides: str) -> subprocess.CompletedProcess[str]:
+        result = sekat(self.env | overrides, *args, timeout=60)
+        self.cli_output.append(result.stderr)
+        return result
+
+    def routed(self, kind: str, institution: str) -> str:
+        return f"{self.settings.topic_freeze if kind == 'bank' else self.settings.topic_block}.{institution}"
+
+    def commands(self, event_id: str, count: int = 1) -> list:
+        return self.out.wait_for(lambda r: r.topic != self.settings.topic_deadletter and for_event(event_id)(r),
+                                 count)
+
+    def wait_listed(self, key: str, timeout: float = 20.0) -> None:
+        """Wait until ``key`` is in the index (over TLS, as the ACL user) and the worker's replica has it."""
+        async def get() -> object:
+            store = BlocklistStore.from_url(self.settings.redis_url, self.settings.redis_prefix)
+            try:
+                return await store.get(key)
+            finally:
+                await store.close()
+        deadline = time.monotonic() + timeout
+        while asyncio.run(get()) is None:
+            assert time.monotonic() < deadline, f"{key.split(':')[0]} report never reached the index"
+            time.sleep(0.05)
+        self.worker.wait_replica()
+
+    def logs(self) -> str:
+        return "\n".join([self.worker.log_path.read_text(errors="replace"),
+                          self.api.log_path.read_text(errors="replace"), *self.cli_output])
+
+
+def grant(kafka: KafkaBroker, name: str) -> None:
+    """ACLs as docs/security.md gives them: Sekat's principal does everything; each bank READs only its own topic."""
+    acls = [ACL("User:sekat", "*", ACLOperation.ALL, ACLPermissionType.ALLOW,
+                ResourcePattern(resource, pattern, ACLResourcePatternType.LITERAL))
+            for resource, pattern in ((ResourceType.TOPIC, "*"), (ResourceType.GROUP, "*"),
+                                      (ResourceType.CLUSTER, "kafka-cluster"))]
+    for user, bic in (("bank-mbbe", "MBBEMYKL"), ("bank-cibb", "CIBBMYKL")):
+        acls += [ACL(f"User:{user}", "*", op, ACLPermissionType.ALLOW,
+                     ResourcePattern(ResourceType.TOPIC, f"{name}.freeze.{bic}", ACLResourcePatternType.LITERAL))
+                 for op in (ACLOperation.READ, ACLOperation.DESCRIBE)]
+        acls.append(ACL(f"User:{user}", "*", ACLOperation.READ, ACLPermissionType.ALLOW,
+                        ResourcePattern(ResourceType.GROUP, user, ACLResourcePatternType.PREFIXED)))
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)  # the broker's own PLAINTEXT listener (super user)
+    try:
+        result = admin.create_acls(acls)
+        assert not result["failed"], result["failed"]
+    finally:
+        admin.close()
+
+
+@pytest.fixture(scope="module")
+def secured(logs_dir: Path) -> Iterator[Secured]:
+    base = Path(tempfile.mkdtemp(prefix="sekat-secure-"))
+    tls = make_tls_files(base / "tls")
+    sasl_port = free_port()
+    users = {"sekat": KAFKA_PASSWORD, **BANK_PASSWORDS}
+    kafka = secured_broker(base / "kafka", free_port(), free_port(), sasl_port, users, tls=tls, authorizer=True)
+    redis = acl_redis(base / "redis", free_port(), "sekat", REDIS_PASSWORD, tls=tls)
+    worker = api = out = producer = None
+    try:
+        redis.start()
+        kafka.start()
+        name = unique("sec")
+        grant(kafka, name)
+        env = isolated_env(Stack(kafka, redis), name, **{
+            "SEKAT_KAFKA_BOOTSTRAP": f"127.0.0.1:{sasl_port}", "SEKAT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "SEKAT_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "SEKAT_KAFKA_SASL_USERNAME": "sekat",
+            "SEKAT_KAFKA_SASL_PASSWORD": KAFKA_PASSWORD, "SEKAT_KAFKA_SSL_CAFILE": str(tls.ca),
+            "SEKAT_REDIS_URL": f"rediss://sekat:{REDIS_PASSWORD}@127.0.0.1:{redis.port}/0?ssl_ca_certs={tls.ca}",
+            "SEKAT_COMMAND_ROUTING": "per-institution", "SEKAT_ROUTE_BANKS": "MBBEMYKL,CIBBMYKL",
+            "SEKAT_ROUTE_OPERATORS": "CELCOM"})
+        worker = WorkerProcess(env, logs_dir / f"{name}-worker.log")  # held before start: stopped even if it fails
+        worker.start(timeout=120)
+        # The API on the other mechanism: PLAIN over TLS.
+        api = ApiProcess(env | {"SEKAT_KAFKA_SASL_MECHANISM": "PLAIN"}, logs_dir / f"{name}-api.log")
+        api.start()
+        s = worker.settings
+        out = Collector(s, [s.topic_freeze, s.topic_block, s.topic_deadletter, *s.command_topics().values()])
+        producer = Producer(s)
+        yield Secured(kafka, redis, tls, env, worker, api, out, producer)
+    finally:
+        for closing in (producer, out):
+            if closing is not None:
+                closing.close()
+        for proc in (api, worker):
+            if proc is not None:
+                proc.stop()
+        kafka.stop()
+        redis.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def fresh_mobile() -> tuple[str, str]:
+    """A random Malaysian mobile number as (national format with separators, E.164)."""
+    digits = f"{secrets.randbelow(10**7):07d}"
+    return f"012-{digits[:3]} {digits[3:]}", f"+6012{digits}"
+
+
+def fresh_account() -> tuple[str, str]:
+    digits = f"8{secrets.randbelow(10**9):09d}"
+    return f"{digits[:3]}-{digits[3:6]} {digits[6:]}", digits
+
+
+def transfer(sec: Secured, payee_written: str, payer_written: str, payer_phone: str) -> str:
+    event_id = unique("t-")
+    sec.producer.send(sec.settings.topic_transfers, {
+        "event_id": event_id, "occurred_at": iso(datetime.now(timezone.utc)), "transfer_id": unique("DN"),
+        "channel": "DUITNOW", "amount": "1500.00", "currency": "MYR",
+        "payer": {"bank": "MBBEMYKL", "account": payer_written, "phone": payer_phone},
+        "payee": {"bank": "CIBBMYKLXXX", "account": payee_written}}, key=payer_written.encode())
+    return event_id
+
+
+def call(sec: Secured, caller: str, callee: str, operator: str) -> str:
+    event_id = unique("c-")
+    sec.producer.send(sec.settings.topic_calls, {
+        "event_id": event_id, "occurred_at": iso(datetime.now(timezone.utc)), "call_id": unique("call-"),
+        "operator": operator, "caller": caller, "callee": callee}, key=caller.encode())
+    return event_id
+
+
+def read_as(sec: Secured, user: str, topic: str, timeout: float = 15.0) -> list[bytes]:
+    """What ``user`` (a bank's principal, SASL PLAIN over TLS) can read from ``topic``."""
+    s = Settings.from_environ(sec.env | {"SEKAT_KAFKA_SASL_USERNAME": user, "SEKAT_KAFKA_SASL_MECHANISM": "PLAIN",
+                                         "SEKAT_KAFKA_SASL_PASSWORD": BANK_PASSWORDS[user]})
+    consumer = KafkaConsumer(topic, **s.kafka_client_config(), group_id=f"{user}-app",  # type: ignore[arg-type]
+                             auto_offset_reset="earliest", enable_auto_commit=False)
+    values: list[bytes] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not values:
+            for records in consumer.poll(timeout_ms=500).values():
+                values.extend(r.value for r in records)
+    finally:
+        consumer.close()
+    return values
+
+
+# Identifiers that cross every path in the module, in every written form; the log check looks for each.
+MULE_WRITTEN, MULE = fresh_account()
+PAYER_WRITTEN, PAYER = fresh_account()
+PAYER_PHONE_NATIONAL, PAYER_PHONE = fresh_mobile()
+SCAMMER_NATIONAL, SCAMMER = fresh_mobile()
+VICTIM_NATIONAL, VICTIM = fresh_mobile()
+
+
+def test_cli_report_and_worker_over_sasl_ssl_and_acl_redis_reach_only_the_banks_own_topics(secured: Secured) -> None:
+    filed = secured.cli("blocklist", "add", "--account", MULE_WRITTEN, "--bank", "CIBBMYKL", "--status",
+                        "confirmed", "--source", "PDRM", "--case-ref", "KL/2026/7")
+    assert filed.returncode == 0, filed.stderr
+    secured.wait_listed(f"account:CIBBMYKL:{MULE}")  # applied by the worker's reports agent (Faust, SCRAM)
+    shown = secured.cli("blocklist", "show", "--account", MULE_WRITTEN, "--bank", "CIBBMYKL")
+    assert shown.returncode == 0 and '"confirmed"' in shown.stdout, shown.stderr
+
+    event_id = transfer(secured, MULE_WRITTEN, PAYER_WRITTEN, PAYER_PHONE_NATIONAL)
+    cmds = {c.json["action"]: c for c in secured.commands(event_id, count=2)}
+    assert cmds["HOLD_TRANSFER"].topic == secured.routed("bank", "MBBEMYKL")
+    assert cmds["FREEZE_ACCOUNT"].topic == secured.routed("bank", "CIBBMYKL")
+    assert not secured.out.matching(lambda r: r.topic == secured.settings.topic_freeze and for_event(event_id)(r))
+
+    # Each bank's principal reads its own commands; the broker refuses it the other bank's, which hold data.
+    assert any(event_id.encode() in v and b"HOLD_TRANSFER" in v
+               for v in read_as(secured, "bank-mbbe", secured.routed("bank", "MBBEMYKL")))
+    assert any(event_id.encode() in v and b"FREEZE_ACCOUNT" in v
+               for v in read_as(secured, "bank-cibb", secured.routed("bank", "CIBBMYKL")))
+    assert read_as(secured, "bank-mbbe", secured.routed("bank", "CIBBMYKL"), timeout=4) == []
+    assert read_as(secured, "bank-cibb", secured.routed("bank", "MBBEMYKL"), timeout=4) == []
+
+
+def test_api_report_over_sasl_plain_blocks_on_the_operators_topic_and_unrouted_stay_shared(secured: Secured) -> None:
+    created = secured.cli("apikey", "create", "--agency", "MCMC", "--scopes", "report,confirm")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    reply = httpx.post(f"{secured.api.url}/v1/reports", headers={"X-API-Key": token}, timeout=20,
+                       json={"kind": "phone", "value": SCAMMER_NATIONAL, "status": "confirmed", "reason": "scam"})
+    assert reply.status_code == 202, reply.text
+    secured.wait_listed(f"phone:{SCAMMER}")
+
+    routed = call(secured, SCAMMER_NATIONAL, VICTIM_NATIONAL, "CELCOM")
+    unrouted = call(secured, SCAMMER.replace("+", ""), VICTIM, "DIGI")
+    [blocked] = secured.commands(routed)
+    assert blocked.topic == secured.routed("telco", "CELCOM") and blocked.json["action"] == "BLOCK_CALL"
+    [shared] = secured.commands(unrouted)
+    assert shared.topic == secured.settings.topic_block and shared.key == b"DIGI"
+    assert read_as(secured, "bank-mbbe", secured.settings.topic_block, timeout=4) == []  # no ACL: refused
+
+
+@pytest.mark.parametrize("override,setting", [
+    ({"SEKAT_KAFKA_SASL_PASSWORD": "not-the-password"}, "SEKAT_KAFKA_SASL_PASSWORD"),
+    ({"SEKAT_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256"}, "SEKAT_KAFKA_SASL_MECHANISM"),
+    ({"SEKAT_KAFKA_SSL_CAFILE": ""}, "SEKAT_KAFKA_SSL_CAFILE"),
+    ({"SEKAT_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}, "SEKAT_KAFKA_SECURITY_PROTOCOL"),
+    ({"SEKAT_REDIS_URL": "wrong-redis-password"}, "SEKAT_REDIS_URL"),
+    ({"SEKAT_REDIS_URL": "no-user"}, "SEKAT_REDIS_URL"),
+    ({"SEKAT_REDIS_URL": "untrusted"}, "SEKAT_REDIS_URL"),
+])
+def test_wrong_credentials_stop_start_up_naming_the_setting(secured: Secured, override: dict[str, str],
+                                                            setting: str) -> None:
+    env = dict(override)
+    port, ca = secured.redis.port, secured.tls.ca
+    env.update({"wrong-redis-password": {"SEKAT_REDIS_URL": f"rediss://sekat:nope@127.0.0.1:{port}/0?ssl_ca_certs={ca}"},
+                "no-user": {"SEKAT_REDIS_URL": f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}"},
+                "untrusted": {"SEKAT_REDIS_URL": f"rediss://sekat:{REDIS_PASSWORD}@127.0.0.1:{port}/0"},
+                }.get(override.get("SEKAT_REDIS_URL", ""), {}))
+    every = setting in ("SEKAT_KAFKA_SASL_PASSWORD", "SEKAT_REDIS_URL") and "wrong" in str(override)
+    for command in (["worker"], ["api"], ["blocklist", "add", "--phone", SCAMMER, "--source", "PDRM"])[:3 if every else 1]:
+        if command[0] == "blocklist" and setting == "SEKAT_REDIS_URL":
+            command = ["blocklist", "show", "--phone", SCAMMER]
+        started = time.monotonic()
+        result = secured.cli(*command, **env)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert f"invalid configuration: {setting}:" in result.stderr, (command, result.stderr)
+        assert "Traceback" not in result.stderr and time.monotonic() - started < 30
+        assert "not-the-password" not in result.stderr and "nope" not in result.stderr
+
+
+def test_no_secret_on_metrics_and_no_secret_or_identifier_in_any_log_line(secured: Secured) -> None:
+    # Bad input naming identifiers too: dead-lettered, never logged.
+    secured.producer.send(secured.settings.topic_transfers, {"event_id": unique("t-"), "payer": {
+        "account": PAYER_WRITTEN, "phone": PAYER_PHONE}, "payee": {"account": MULE}})
+    secured.producer.send(secured.settings.topic_calls, f'{{"caller": "{SCAMMER}", "callee": "{VICTIM}"'.encode())
+    secured.out.wait_for(lambda r: r.topic == secured.settings.topic_deadletter, count=2)
+    bad = httpx.post(f"{secured.api.url}/v1/reports", headers={"X-API-Key": "sekat_nokey_x"}, timeout=10,
+                     json={"kind": "phone", "value": VICTIM_NATIONAL})
+    assert bad.status_code == 401
+    assert httpx.get(f"{secured.api.url}/v1/status", params={"phone": VICTIM_NATIONAL}, timeout=10).json() == {
+        "listed": False}
+    status, metrics = secured.worker.get("/metrics")
+    assert status == 200 and b"sekat_" in metrics
+
+    logs = secured.logs()
+    for secret in SECRETS:
+        assert secret not in logs and secret.encode() not in metrics, "a password reached a log or /metrics"
+    # Every written form, and the bare digits with separators taken out of the log text.
+    flat = re.sub(r"[\s\-+()]", "", logs)
+    for written, digits in ((MULE_WRITTEN, MULE), (PAYER_WRITTEN, PAYER), (PAYER_PHONE_NATIONAL, PAYER_PHONE),
+                            (SCAMMER_NATIONAL, SCAMMER), (VICTIM_NATIONAL, VICTIM)):
+        national = digits.removeprefix("+60")
+        for form in (written, digits, digits.lstrip("+")):
+            assert form not in logs, f"identifier in plain text in a log: {form[:3]}..."
+        assert national not in flat, f"identifier digits in a log: {national[:3]}..."
+        assert national.encode() not in metrics
