@@ -253,6 +253,9 @@ def cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
             elif not await keys.disable(args.key_id):
                 print(f"no key with id {args.key_id}", file=sys.stderr)
                 return 1
+            else:
+                logging.getLogger("sekat.apikey").warning("API key %s disabled: refused from its next request",
+                                                          args.key_id)
             return 0
         finally:
             await store.close()

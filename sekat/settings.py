@@ -71,6 +71,7 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     status_rate_per_minute: int = 30
+    filing_rate_per_minute: int = 600
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -134,6 +135,7 @@ class Settings:
             ("blocklist_count_interval_s", 1, 86_400),
             ("api_port", 1, 65_535),
             ("status_rate_per_minute", 1, 1_000_000),
+            ("filing_rate_per_minute", 1, 1_000_000),
         )
         for name, low, high in checks:
             value = getattr(self, name)
@@ -319,4 +321,6 @@ SETTINGS_DOC: dict[str, str] = {
     "api_host": "Address the agency API (`sekat api`) binds to.",
     "api_port": "Port of the agency API.",
     "status_rate_per_minute": "Public status checks allowed per client address per minute (then 429).",
+    "filing_rate_per_minute": "Reports and revocations one API key may file per minute (then 429): bounds what a "
+                              "stolen key can do; bulk loads go through `sekat blocklist import`.",
 }

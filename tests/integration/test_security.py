@@ -39,6 +39,7 @@ pytestmark = pytest.mark.integration
 KAFKA_PASSWORD = "kpw-" + secrets.token_hex(12)
 REDIS_PASSWORD = "rpw-" + secrets.token_hex(12)
 BANK_PASSWORDS = {"bank-mbbe": "mbbe-" + secrets.token_hex(8), "bank-cibb": "cibb-" + secrets.token_hex(8)}
+FILING_LIMIT = 5
 SECRETS = (KAFKA_PASSWORD, REDIS_PASSWORD, *BANK_PASSWORDS.values())
 
 
@@ -83,6 +84,22 @@ class Secured:
             assert time.monotonic() < deadline, f"{key.split(':')[0]} report never reached the index"
             time.sleep(0.05)
         self.worker.wait_replica()
+
+    def wait_listed_by(self, key_id: str) -> None:
+        """Some index entry's history names ``api:<key_id>`` as who filed it."""
+        async def filed() -> bool:
+            store = BlocklistStore.from_url(self.settings.redis_url, self.settings.redis_prefix)
+            try:
+                async for batch in store.scan_entries():
+                    if any(r.filed_by == f"api:{key_id}" for e in batch for r in e.history):
+                        return True
+                return False
+            finally:
+                await store.close()
+        deadline = time.monotonic() + 20
+        while not asyncio.run(filed()):
+            assert time.monotonic() < deadline, f"nothing in the index names api:{key_id} as its filer"
+            time.sleep(0.1)
 
     def logs(self) -> str:
         return "\n".join([self.worker.log_path.read_text(errors="replace"),
@@ -129,7 +146,7 @@ def secured(logs_dir: Path) -> Iterator[Secured]:
             "SEKAT_KAFKA_SASL_PASSWORD": KAFKA_PASSWORD, "SEKAT_KAFKA_SSL_CAFILE": str(tls.ca),
             "SEKAT_REDIS_URL": f"rediss://sekat:{REDIS_PASSWORD}@127.0.0.1:{redis.port}/0?ssl_ca_certs={tls.ca}",
             "SEKAT_COMMAND_ROUTING": "per-institution", "SEKAT_ROUTE_BANKS": "MBBEMYKL,CIBBMYKL",
-            "SEKAT_ROUTE_OPERATORS": "CELCOM"})
+            "SEKAT_ROUTE_OPERATORS": "CELCOM", "SEKAT_FILING_RATE_PER_MINUTE": str(FILING_LIMIT)})
         worker = WorkerProcess(env, logs_dir / f"{name}-worker.log")  # held before start: stopped even if it fails
         worker.start(timeout=120)
         # The API on the other mechanism: PLAIN over TLS.
@@ -244,6 +261,35 @@ def test_api_report_over_sasl_plain_blocks_on_the_operators_topic_and_unrouted_s
     [shared] = secured.commands(unrouted)
     assert shared.topic == secured.settings.topic_block and shared.key == b"DIGI"
     assert read_as(secured, "bank-mbbe", secured.settings.topic_block, timeout=4) == []  # no ACL: refused
+
+
+def test_a_stolen_key_is_contained_by_scope_rate_limit_audit_and_revocation(secured: Secured) -> None:
+    created = secured.cli("apikey", "create", "--agency", "MBBEMYKL", "--scopes", "report")
+    token = created.stdout.strip()
+    key_id = token.split("_")[1]
+
+    def file(status: str = "reported") -> httpx.Response:
+        return httpx.post(f"{secured.api.url}/v1/reports", headers={"X-API-Key": token}, timeout=20,
+                          json={"kind": "phone", "value": fresh_mobile()[1], "status": status, "reason": "x"})
+
+    # Scope: a bank's report-only key cannot confirm (so cannot block outright) and cannot revoke.
+    assert file("confirmed").status_code == 403
+    revoked = httpx.post(f"{secured.api.url}/v1/revocations", headers={"X-API-Key": token}, timeout=20,
+                         json={"kind": "phone", "value": SCAMMER, "reason": "stolen key"})
+    assert revoked.status_code == 403
+    # Rate limit: at most FILING_LIMIT filings a minute per key (two windows if the minute turns meanwhile).
+    answers = []
+    while 429 not in answers and len(answers) <= 2 * FILING_LIMIT:
+        answers.append(file().status_code)
+    assert answers[-1] == 429 and set(answers[:-1]) == {202} and len(answers) - 1 <= 2 * FILING_LIMIT
+    # Audit: what the key filed carries its id, in the index history and in the API log.
+    secured.wait_listed_by(key_id)
+    assert f"(key {key_id})" in secured.api.log_path.read_text()
+    # Revocation: disabled at once, with the time recorded.
+    assert secured.cli("apikey", "disable", key_id).returncode == 0
+    assert file().status_code == 401
+    listed = [line for line in secured.cli("apikey", "list").stdout.splitlines() if key_id in line]
+    assert '"disabled":true' in listed[0] and '"disabled_at"' in listed[0]
 
 
 @pytest.mark.parametrize("override,setting", [
