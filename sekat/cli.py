@@ -45,6 +45,20 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_acls(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.acls import acl_plan, kafka_acls_commands
+
+    institutions: dict[str, str] = {}
+    for item in args.institution or ():
+        code, sep, principal = item.partition("=")
+        if not sep or not code.strip() or not principal.strip():
+            raise SekatError(f"--institution takes CODE=PRINCIPAL, e.g. MBBEMYKL=User:bank-mbbe; got {item!r}")
+        institutions[code.strip().upper()] = principal.strip()
+    plan = acl_plan(settings, args.sekat_principal, args.api_principal, institutions)
+    print("\n".join(kafka_acls_commands(plan, settings.kafka_bootstrap, args.command_config)))
+    return 0
+
+
 def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
     from streams.topics import create_topics
 
@@ -269,6 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_worker, needs=KAFKA_AND_REDIS)
     sub.add_parser("topics", help="create Sekat's Kafka topics if missing").set_defaults(func=cmd_topics,
                                                                                         needs=("kafka",))
+    acls = sub.add_parser("acls", help="print the kafka-acls.sh commands for least-privilege access to "
+                          "Sekat's topics (per-institution routing: each bank reads only its own commands)")
+    acls.add_argument("--sekat-principal", default="User:sekat", help="the worker's principal (default User:sekat)")
+    acls.add_argument("--api-principal", default="User:sekat-api",
+                      help="the agency API's and CLI's principal: writes reports only (default User:sekat-api)")
+    acls.add_argument("--institution", action="append", metavar="CODE=PRINCIPAL",
+                      help="a routed bank (BIC8) or operator and its principal, e.g. MBBEMYKL=User:bank-mbbe; repeat")
+    acls.add_argument("--command-config", default="admin.properties",
+                      help="the admin client properties file named in the commands")
+    acls.set_defaults(func=cmd_acls)
     up = sub.add_parser("up", help="start local Kafka and Redis on 127.0.0.1 (if not running) and create topics")
     up.add_argument("--no-topics", action="store_true", help="do not create topics")
     up.set_defaults(func=cmd_up)

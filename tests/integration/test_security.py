@@ -32,15 +32,20 @@ from sekat.localstack import (KafkaBroker, RedisServer, TlsFiles, acl_redis, fre
                               secured_broker)
 from sekat.records import iso
 from sekat.settings import Settings
+from streams.acls import acl_plan
+from streams.topics import create_topics
 from tests.support import ApiProcess, Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, sekat, unique
 
 pytestmark = pytest.mark.integration
 
 KAFKA_PASSWORD = "kpw-" + secrets.token_hex(12)
 REDIS_PASSWORD = "rpw-" + secrets.token_hex(12)
-BANK_PASSWORDS = {"bank-mbbe": "mbbe-" + secrets.token_hex(8), "bank-cibb": "cibb-" + secrets.token_hex(8)}
+BANK_PASSWORDS = {"bank-mbbe": "mbbe-" + secrets.token_hex(8), "bank-cibb": "cibb-" + secrets.token_hex(8),
+                  "telco-celcom": "celcom-" + secrets.token_hex(8)}
+API_PASSWORD = "api-" + secrets.token_hex(12)
+INSTITUTIONS = {"MBBEMYKL": "User:bank-mbbe", "CIBBMYKL": "User:bank-cibb", "CELCOM": "User:telco-celcom"}
 FILING_LIMIT = 5
-SECRETS = (KAFKA_PASSWORD, REDIS_PASSWORD, *BANK_PASSWORDS.values())
+SECRETS = (KAFKA_PASSWORD, REDIS_PASSWORD, API_PASSWORD, *BANK_PASSWORDS.values())
 
 
 @dataclass
@@ -51,8 +56,9 @@ class Secured:
     env: dict[str, str]  # the worker's SEKAT_* settings
     worker: WorkerProcess
     api: ApiProcess
-    out: Collector
-    producer: Producer
+    out: Collector  # reads every command topic as the broker's super user
+    producer: Producer  # transfers, as bank-mbbe (banks write transfers)
+    calls: Producer  # calls, as telco-celcom
     cli_output: list[str] = field(default_factory=list)  # stderr of every CLI run: that is its log
 
     @property
@@ -106,18 +112,12 @@ class Secured:
                           self.api.log_path.read_text(errors="replace"), *self.cli_output])
 
 
-def grant(kafka: KafkaBroker, name: str) -> None:
-    """ACLs as docs/security.md gives them: Sekat's principal does everything; each bank READs only its own topic."""
-    acls = [ACL("User:sekat", "*", ACLOperation.ALL, ACLPermissionType.ALLOW,
-                ResourcePattern(resource, pattern, ACLResourcePatternType.LITERAL))
-            for resource, pattern in ((ResourceType.TOPIC, "*"), (ResourceType.GROUP, "*"),
-                                      (ResourceType.CLUSTER, "kafka-cluster"))]
-    for user, bic in (("bank-mbbe", "MBBEMYKL"), ("bank-cibb", "CIBBMYKL")):
-        acls += [ACL(f"User:{user}", "*", op, ACLPermissionType.ALLOW,
-                     ResourcePattern(ResourceType.TOPIC, f"{name}.freeze.{bic}", ACLResourcePatternType.LITERAL))
-                 for op in (ACLOperation.READ, ACLOperation.DESCRIBE)]
-        acls.append(ACL(f"User:{user}", "*", ACLOperation.READ, ACLPermissionType.ALLOW,
-                        ResourcePattern(ResourceType.GROUP, user, ACLResourcePatternType.PREFIXED)))
+def grant(kafka: KafkaBroker, settings: Settings) -> None:
+    """Exactly the ACLs ``sekat acls`` prints (streams/acls.py), nothing more: least privilege for everyone."""
+    acls = [ACL(acl.principal, "*", getattr(ACLOperation, op.upper()), ACLPermissionType.ALLOW,
+                ResourcePattern(getattr(ResourceType, acl.resource.upper()), acl.name,
+                                getattr(ACLResourcePatternType, acl.pattern.upper())))
+            for acl in acl_plan(settings, "User:sekat", "User:sekat-api", INSTITUTIONS) for op in acl.operations]
     admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)  # the broker's own PLAINTEXT listener (super user)
     try:
         result = admin.create_acls(acls)
@@ -126,20 +126,25 @@ def grant(kafka: KafkaBroker, name: str) -> None:
         admin.close()
 
 
+def as_principal(env: dict[str, str], user: str) -> Settings:
+    """Settings for a bank's or telco's own client: SASL PLAIN over TLS as ``user``."""
+    return Settings.from_environ(env | {"SEKAT_KAFKA_SASL_USERNAME": user, "SEKAT_KAFKA_SASL_MECHANISM": "PLAIN",
+                                        "SEKAT_KAFKA_SASL_PASSWORD": BANK_PASSWORDS[user]})
+
+
 @pytest.fixture(scope="module")
 def secured(logs_dir: Path) -> Iterator[Secured]:
     base = Path(tempfile.mkdtemp(prefix="sekat-secure-"))
     tls = make_tls_files(base / "tls")
     sasl_port = free_port()
-    users = {"sekat": KAFKA_PASSWORD, **BANK_PASSWORDS}
+    users = {"sekat": KAFKA_PASSWORD, "sekat-api": API_PASSWORD, **BANK_PASSWORDS}
     kafka = secured_broker(base / "kafka", free_port(), free_port(), sasl_port, users, tls=tls, authorizer=True)
     redis = acl_redis(base / "redis", free_port(), "sekat", REDIS_PASSWORD, tls=tls)
-    worker = api = out = producer = None
+    worker = api = out = producer = calls = None
     try:
         redis.start()
         kafka.start()
         name = unique("sec")
-        grant(kafka, name)
         env = isolated_env(Stack(kafka, redis), name, **{
             "SEKAT_KAFKA_BOOTSTRAP": f"127.0.0.1:{sasl_port}", "SEKAT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
             "SEKAT_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "SEKAT_KAFKA_SASL_USERNAME": "sekat",
@@ -147,17 +152,24 @@ def secured(logs_dir: Path) -> Iterator[Secured]:
             "SEKAT_REDIS_URL": f"rediss://sekat:{REDIS_PASSWORD}@127.0.0.1:{redis.port}/0?ssl_ca_certs={tls.ca}",
             "SEKAT_COMMAND_ROUTING": "per-institution", "SEKAT_ROUTE_BANKS": "MBBEMYKL,CIBBMYKL",
             "SEKAT_ROUTE_OPERATORS": "CELCOM", "SEKAT_FILING_RATE_PER_MINUTE": str(FILING_LIMIT)})
+        # An administrator creates the topics and grants the ACLs over the broker's own listener.
+        admin_view = Settings.from_environ(env | {"SEKAT_KAFKA_BOOTSTRAP": kafka.bootstrap,
+                                                  "SEKAT_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"})
+        create_topics(admin_view)
+        grant(kafka, admin_view)
         worker = WorkerProcess(env, logs_dir / f"{name}-worker.log")  # held before start: stopped even if it fails
         worker.start(timeout=120)
         # The API on the other mechanism: PLAIN over TLS.
-        api = ApiProcess(env | {"SEKAT_KAFKA_SASL_MECHANISM": "PLAIN"}, logs_dir / f"{name}-api.log")
+        api = ApiProcess(env | {"SEKAT_KAFKA_SASL_MECHANISM": "PLAIN", "SEKAT_KAFKA_SASL_USERNAME": "sekat-api",
+                                "SEKAT_KAFKA_SASL_PASSWORD": API_PASSWORD}, logs_dir / f"{name}-api.log")
         api.start()
         s = worker.settings
-        out = Collector(s, [s.topic_freeze, s.topic_block, s.topic_deadletter, *s.command_topics().values()])
-        producer = Producer(s)
-        yield Secured(kafka, redis, tls, env, worker, api, out, producer)
+        out = Collector(admin_view, [s.topic_freeze, s.topic_block, s.topic_deadletter,
+                                     *s.command_topics().values()])
+        producer, calls = Producer(as_principal(env, "bank-mbbe")), Producer(as_principal(env, "telco-celcom"))
+        yield Secured(kafka, redis, tls, env, worker, api, out, producer, calls)
     finally:
-        for closing in (producer, out):
+        for closing in (producer, calls, out):
             if closing is not None:
                 closing.close()
         for proc in (api, worker):
@@ -191,7 +203,7 @@ def transfer(sec: Secured, payee_written: str, payer_written: str, payer_phone: 
 
 def call(sec: Secured, caller: str, callee: str, operator: str) -> str:
     event_id = unique("c-")
-    sec.producer.send(sec.settings.topic_calls, {
+    sec.calls.send(sec.settings.topic_calls, {
         "event_id": event_id, "occurred_at": iso(datetime.now(timezone.utc)), "call_id": unique("call-"),
         "operator": operator, "caller": caller, "callee": callee}, key=caller.encode())
     return event_id
@@ -199,9 +211,9 @@ def call(sec: Secured, caller: str, callee: str, operator: str) -> str:
 
 def read_as(sec: Secured, user: str, topic: str, timeout: float = 15.0) -> list[bytes]:
     """What ``user`` (a bank's principal, SASL PLAIN over TLS) can read from ``topic``."""
-    s = Settings.from_environ(sec.env | {"SEKAT_KAFKA_SASL_USERNAME": user, "SEKAT_KAFKA_SASL_MECHANISM": "PLAIN",
-                                         "SEKAT_KAFKA_SASL_PASSWORD": BANK_PASSWORDS[user]})
-    consumer = KafkaConsumer(topic, **s.kafka_client_config(), group_id=f"{user}-app",  # type: ignore[arg-type]
+    s = as_principal(sec.env, user)
+    group = next(code for code, principal in INSTITUTIONS.items() if principal == f"User:{user}") + "-app"
+    consumer = KafkaConsumer(topic, **s.kafka_client_config(), group_id=group,  # type: ignore[arg-type]
                              auto_offset_reset="earliest", enable_auto_commit=False)
     values: list[bytes] = []
     try:
@@ -325,7 +337,7 @@ def test_no_secret_on_metrics_and_no_secret_or_identifier_in_any_log_line(secure
     # Bad input naming identifiers too: dead-lettered, never logged.
     secured.producer.send(secured.settings.topic_transfers, {"event_id": unique("t-"), "payer": {
         "account": PAYER_WRITTEN, "phone": PAYER_PHONE}, "payee": {"account": MULE}})
-    secured.producer.send(secured.settings.topic_calls, f'{{"caller": "{SCAMMER}", "callee": "{VICTIM}"'.encode())
+    secured.calls.send(secured.settings.topic_calls, f'{{"caller": "{SCAMMER}", "callee": "{VICTIM}"'.encode())
     secured.out.wait_for(lambda r: r.topic == secured.settings.topic_deadletter, count=2)
     bad = httpx.post(f"{secured.api.url}/v1/reports", headers={"X-API-Key": "sekat_nokey_x"}, timeout=10,
                      json={"kind": "phone", "value": VICTIM_NATIONAL})
