@@ -371,15 +371,23 @@ def secured_broker(data_dir: Path, port: int, controller_port: int, sasl_port: i
     return KafkaBroker(data_dir, port, controller_port, extra_properties=props, format_args=scram)
 
 
-def acl_redis(data_dir: Path, port: int, user: str, password: str, *, tls: TlsFiles | None = None) -> RedisServer:
+# What Sekat's processes need of Redis, and no administration (docs/security.md).
+SEKAT_REDIS_ACL = ("resetchannels", "-@all", "+@read", "+@write", "+@stream", "+@keyspace", "+@scripting",
+                   "+@connection", "+@transaction", "-@dangerous")
+
+
+def acl_redis(data_dir: Path, port: int, user: str, password: str, *, tls: TlsFiles | None = None,
+              keys: str = "*") -> RedisServer:
     """A Redis server whose only user is ``user`` (the default user is off); TLS-only on ``port`` with ``tls``.
+
+    ``user`` gets ``SEKAT_REDIS_ACL`` on keys matching ``keys`` (e.g. ``sekat:*``).
 
     The URL to reach it: ``redis://user:password@127.0.0.1:port/0``, or with TLS
     ``rediss://user:password@127.0.0.1:port/0?ssl_ca_certs=<tls.ca>``.
     """
     if not re.fullmatch(r"[A-Za-z0-9._-]+", user) or any(c.isspace() for c in password):
         raise StackError("Redis ACL user: a plain name and a password without spaces")
-    args = ["--user", "default", "off", "--user", user, "on", f">{password}", "~*", "&*", "+@all"]
+    args = ["--user", "default", "off", "--user", user, "on", f">{password}", f"~{keys}", *SEKAT_REDIS_ACL]
     if tls:
         args += ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(tls.cert), "--tls-key-file",
                  str(tls.key), "--tls-ca-cert-file", str(tls.ca), "--tls-auth-clients", "no"]

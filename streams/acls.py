@@ -4,7 +4,8 @@
 
 - Sekat's worker principal reads the inputs and the reports, writes commands,
   decisions, dead letters and consolidated reports, and owns its consumer
-  groups and Faust's internal topics (prefix ``{SEKAT_APP_ID}``);
+  groups (prefix ``{SEKAT_APP_ID}``) and Faust's internal topics (prefix
+  ``{SEKAT_APP_ID}-``);
 - the agency API/CLI principal only writes ``sekat.reports``;
 - each bank writes transfers and reads only ``{SEKAT_TOPIC_FREEZE}.{BIC8}``;
   each operator writes calls and reads only ``{SEKAT_TOPIC_BLOCK}.{OPERATOR}``
@@ -50,8 +51,8 @@ def acl_plan(settings: Settings, sekat: str, api: str, institutions: Mapping[str
         # Prefixed: the shared command topics and every per-institution topic under them.
         Acl(sekat, "topic", settings.topic_freeze, "prefixed", write),
         Acl(sekat, "topic", settings.topic_block, "prefixed", write),
-        # Faust's own topics (e.g. the leader assignor's) and both consumer groups start with the app id.
-        Acl(sekat, "topic", settings.app_id, "prefixed", ("Read", "Write", "Describe", "Create")),
+        # Faust's own topics (``{app id}-__assignor-__leader``) and both consumer groups start with the app id.
+        Acl(sekat, "topic", f"{settings.app_id}-", "prefixed", ("Read", "Write", "Describe", "Create")),
         Acl(sekat, "group", settings.app_id, "prefixed", read),
         Acl(api, "topic", settings.topic_reports, "literal", write),
     ]

@@ -139,12 +139,13 @@ def secured(logs_dir: Path) -> Iterator[Secured]:
     sasl_port = free_port()
     users = {"sekat": KAFKA_PASSWORD, "sekat-api": API_PASSWORD, **BANK_PASSWORDS}
     kafka = secured_broker(base / "kafka", free_port(), free_port(), sasl_port, users, tls=tls, authorizer=True)
-    redis = acl_redis(base / "redis", free_port(), "sekat", REDIS_PASSWORD, tls=tls)
+    name = unique("sec")
+    # Sekat's Redis user: the commands it needs, no administration, only keys under its prefix.
+    redis = acl_redis(base / "redis", free_port(), "sekat", REDIS_PASSWORD, tls=tls, keys=f"{name}:*")
     worker = api = out = producer = calls = None
     try:
         redis.start()
         kafka.start()
-        name = unique("sec")
         env = isolated_env(Stack(kafka, redis), name, **{
             "SEKAT_KAFKA_BOOTSTRAP": f"127.0.0.1:{sasl_port}", "SEKAT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
             "SEKAT_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "SEKAT_KAFKA_SASL_USERNAME": "sekat",
