@@ -56,7 +56,7 @@ async def check_kafka(settings: Settings, timeout: float = 5.0) -> None:
             raise ConfigError("SEKAT_KAFKA_SECURITY_PROTOCOL", f"Kafka at {server.strip()}: TLS handshake failed "
                               f"({exc.reason}); is the listener {settings.kafka_security_protocol}?") from None
         except (OSError, KafkaError, asyncio.TimeoutError) as exc:
-            if await _tcp_open(host, int(port), timeout):
+            if _closed_by_peer(exc) and await _tcp_open(host, int(port), timeout):
                 # The port answers but the Kafka handshake did not: TLS spoken to a plain listener or the reverse.
                 raise ConfigError("SEKAT_KAFKA_SECURITY_PROTOCOL", f"Kafka at {server.strip()} accepted the "
                                   f"connection but closed it during the {settings.kafka_security_protocol} "
@@ -73,6 +73,14 @@ async def check_kafka(settings: Settings, timeout: float = 5.0) -> None:
             conn.close()
         return
     log.warning("Kafka did not answer at %s; starting anyway, clients retry", ", ".join(unreachable))
+
+
+def _closed_by_peer(exc: BaseException) -> bool:
+    """The broker hung up during the handshake (not a timeout): how a protocol mismatch shows."""
+    from aiokafka.errors import IllegalSaslStateError, KafkaConnectionError
+
+    return (isinstance(exc, (ConnectionResetError, IllegalSaslStateError))
+            or (isinstance(exc, KafkaConnectionError) and "closed" in str(exc)))
 
 
 async def _tcp_open(host: str, port: int, timeout: float) -> bool:
