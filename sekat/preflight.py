@@ -27,7 +27,7 @@ from sekat.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def check_kafka(settings: Settings, timeout: float = 5.0) -> None:
+async def check_kafka(settings: Settings, timeout: float = 10.0) -> None:
     from aiokafka.conn import create_conn
     from aiokafka.errors import KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
     from aiokafka.protocol.metadata import MetadataRequest
@@ -92,7 +92,7 @@ async def _tcp_open(host: str, port: int, timeout: float) -> bool:
     return True
 
 
-async def check_redis(settings: Settings, timeout: float = 5.0) -> None:
+async def check_redis(settings: Settings, timeout: float = 10.0) -> None:
     import redis.asyncio as aioredis
     from redis.exceptions import AuthenticationError, AuthorizationError, RedisError, ResponseError
 
@@ -125,7 +125,7 @@ def _first_word(exc: Exception) -> str:
     return words[0].rstrip(":") if words and words[0].isupper() else type(exc).__name__
 
 
-def check(settings: Settings, kafka: bool = True, redis: bool = True, timeout: float = 5.0) -> None:
+def check(settings: Settings, kafka: bool = True, redis: bool = True, timeout: float = 10.0) -> None:
     """Raise ``ConfigError`` if a server refuses the configured credentials; warn if it does not answer."""
     async def both() -> None:
         if kafka:
