@@ -160,9 +160,11 @@ def secured(logs_dir: Path) -> Iterator[Secured]:
         grant(kafka, admin_view)
         worker = WorkerProcess(env, logs_dir / f"{name}-worker.log")  # held before start: stopped even if it fails
         worker.start(timeout=120)
-        # The API on the other mechanism: PLAIN over TLS.
+        # The API on the other mechanism, PLAIN over TLS, and at debug level: aiokafka's debug lines print
+        # each request, the SASL bytes with the password among them (the log check below guards that).
         api = ApiProcess(env | {"SEKAT_KAFKA_SASL_MECHANISM": "PLAIN", "SEKAT_KAFKA_SASL_USERNAME": "sekat-api",
-                                "SEKAT_KAFKA_SASL_PASSWORD": API_PASSWORD}, logs_dir / f"{name}-api.log")
+                                "SEKAT_KAFKA_SASL_PASSWORD": API_PASSWORD, "SEKAT_LOG_LEVEL": "debug"},
+                         logs_dir / f"{name}-api.log")
         api.start()
         s = worker.settings
         out = Collector(admin_view, [s.topic_freeze, s.topic_block, s.topic_deadletter,
@@ -345,8 +347,14 @@ def test_no_secret_on_metrics_and_no_secret_or_identifier_in_any_log_line(secure
     assert bad.status_code == 401
     assert httpx.get(f"{secured.api.url}/v1/status", params={"phone": VICTIM_NATIONAL}, timeout=10).json() == {
         "listed": False}
+    # The CLI at debug level too, on both servers.
+    for args in (("blocklist", "add", "--phone", VICTIM_NATIONAL, "--source", "PDRM", "--reason", "x"),
+                 ("blocklist", "show", "--phone", VICTIM_NATIONAL), ("blocklist", "revoke", "--phone", VICTIM,
+                                                                    "--source", "NSRC", "--reason", "appeal")):
+        secured.cli(*args, SEKAT_LOG_LEVEL="debug")
     status, metrics = secured.worker.get("/metrics")
     assert status == 200 and b"sekat_" in metrics
+    assert "DEBUG" in secured.api.log_path.read_text(), "the API ran at debug level"
 
     logs = secured.logs()
     for secret in SECRETS:
