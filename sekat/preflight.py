@@ -1,4 +1,4 @@
-"""Start-up check of the credentials in ``SEKAT_*``: refused credentials stop a process with a message naming the setting.
+"""Start-up check of the credentials in ``SEKAT_*``: a refusal stops the process, naming the setting.
 
 Without this, a wrong SASL password or Redis ACL password shows up as a Kafka
 client retrying "Unable to bootstrap" forever, or as a traceback deep inside a

@@ -318,14 +318,15 @@ def test_a_stolen_key_is_contained_by_scope_rate_limit_audit_and_revocation(secu
 ])
 def test_wrong_credentials_stop_start_up_naming_the_setting(secured: Secured, override: dict[str, str],
                                                             setting: str) -> None:
-    env = dict(override)
     port, ca = secured.redis.port, secured.tls.ca
-    env.update({"wrong-redis-password": {"SEKAT_REDIS_URL": f"rediss://sekat:nope@127.0.0.1:{port}/0?ssl_ca_certs={ca}"},
-                "no-user": {"SEKAT_REDIS_URL": f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}"},
-                "untrusted": {"SEKAT_REDIS_URL": f"rediss://sekat:{REDIS_PASSWORD}@127.0.0.1:{port}/0"},
-                }.get(override.get("SEKAT_REDIS_URL", ""), {}))
-    every = setting in ("SEKAT_KAFKA_SASL_PASSWORD", "SEKAT_REDIS_URL") and "wrong" in str(override)
-    for command in (["worker"], ["api"], ["blocklist", "add", "--phone", SCAMMER, "--source", "PDRM"])[:3 if every else 1]:
+    redis_urls = {"wrong-redis-password": f"rediss://sekat:nope@127.0.0.1:{port}/0?ssl_ca_certs={ca}",
+                  "no-user": f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}",
+                  "untrusted": f"rediss://sekat:{REDIS_PASSWORD}@127.0.0.1:{port}/0"}  # no CA given
+    env = {k: redis_urls.get(v, v) if k == "SEKAT_REDIS_URL" else v for k, v in override.items()}
+    # A wrong password is tried on every kind of process; the other cases on the worker (one start-up check).
+    every = "SEKAT_KAFKA_SASL_PASSWORD" in override or override.get("SEKAT_REDIS_URL") == "wrong-redis-password"
+    commands = [["worker"], ["api"], ["blocklist", "add", "--phone", SCAMMER, "--source", "PDRM"]]
+    for command in commands if every else commands[:1]:
         if command[0] == "blocklist" and setting == "SEKAT_REDIS_URL":
             command = ["blocklist", "show", "--phone", SCAMMER]
         started = time.monotonic()

@@ -20,9 +20,9 @@ def command(action: Action, institution: str) -> Command:
 
 def outputs(settings: Settings) -> OutputTopics:
     # Topic names stand in for Faust topic objects: routing only picks one, it never sends.
-    return OutputTopics(freeze=settings.topic_freeze, block=settings.topic_block,  # type: ignore[arg-type]
-                        decisions=settings.topic_decisions, deadletter=settings.topic_deadletter,  # type: ignore[arg-type]
-                        reports=settings.topic_reports, routes=settings.command_topics())  # type: ignore[arg-type]
+    topics: dict = {name: getattr(settings, f"topic_{name}") for name in
+                    ("freeze", "block", "decisions", "deadletter", "reports")}
+    return OutputTopics(**topics, routes=settings.command_topics())
 
 
 def test_shared_routing_is_the_default_and_uses_the_two_shared_topics() -> None:
