@@ -135,8 +135,12 @@ class Clients:
 
     async def allow_status_check(self, client: str, per_minute: int) -> tuple[bool, int]:
         """Fixed one-minute window per client address: (allowed, seconds until the window resets)."""
+        return await self.allow("status", client, per_minute)
+
+    async def allow(self, bucket: str, who: str, per_minute: int) -> tuple[bool, int]:
+        """Fixed one-minute window per ``who`` in ``bucket``: (allowed, seconds until the window resets)."""
         window = int(time.time() // 60)
-        rkey = f"{self.settings.redis_prefix}rl:status:{client}:{window}"
+        rkey = f"{self.settings.redis_prefix}rl:{bucket}:{who}:{window}"
         try:
             async with self.store.client.pipeline(transaction=True) as pipe:
                 pipe.incr(rkey)
@@ -212,6 +216,14 @@ def create_api(settings: Settings, clock: Clock = utcnow) -> FastAPI:
         return key.agency
 
     async def publish(report: Report, key: ApiKey) -> Accepted:
+        # A stolen key can file only so fast: every filing (report, confirm, revoke) counts against its key.
+        allowed, reset = await intake.allow("filing", key.key_id, settings.filing_rate_per_minute)
+        if not allowed:
+            log.warning("key %s of %s is over %d filings a minute: refused", key.key_id, key.agency,
+                        settings.filing_rate_per_minute)
+            raise HTTPException(429, headers={"Retry-After": str(reset)}, detail={
+                "field": "X-API-Key", "message": f"X-API-Key: at most {settings.filing_rate_per_minute} "
+                                                 "filings a minute per key; retry later"})
         meta = await intake.publish(report)
         log.info("accepted %s %s on %s:%s by %s (key %s)", report.status.value, report.report_id,
                  report.kind, mask(report.value), report.source, key.key_id)
@@ -229,7 +241,7 @@ def create_api(settings: Settings, clock: Clock = utcnow) -> FastAPI:
             raise _field_error(422, exc.field, str(exc).split(": ", 1)[-1]) from None
 
     @app.post("/v1/reports", status_code=202, response_model=Accepted, tags=["agencies"],
-              responses={401: {}, 403: {}, 422: {}, 503: {}})
+              responses={401: {}, 403: {}, 422: {}, 429: {}, 503: {}})
     async def file(body: ReportIn, key: Annotated[ApiKey, Depends(caller)]) -> Accepted:
         """File a report; acknowledged once Kafka has it (acks=all)."""
         require(key, "report")
@@ -238,7 +250,7 @@ def create_api(settings: Settings, clock: Clock = utcnow) -> FastAPI:
         return await publish(build(body, body.status, key, body.ttl_days), key)
 
     @app.post("/v1/revocations", status_code=202, response_model=Accepted, tags=["agencies"],
-              responses={401: {}, 403: {}, 422: {}, 503: {}})
+              responses={401: {}, 403: {}, 422: {}, 429: {}, 503: {}})
     async def revoke(body: RevocationIn, key: Annotated[ApiKey, Depends(caller)]) -> Accepted:
         """Revoke an identifier (appeal upheld): never acted on again unless a newer report confirms it."""
         require(key, "revoke")

@@ -37,10 +37,14 @@ class ApiKey:
     scopes: tuple[str, ...]
     created_at: str
     disabled: bool = False
+    disabled_at: str = ""  # when ``sekat apikey disable`` revoked it (audit)
 
     def public(self) -> dict[str, object]:
-        return {"key_id": self.key_id, "agency": self.agency, "scopes": list(self.scopes),
-                "created_at": self.created_at, "disabled": self.disabled}
+        body: dict[str, object] = {"key_id": self.key_id, "agency": self.agency, "scopes": list(self.scopes),
+                                   "created_at": self.created_at, "disabled": self.disabled}
+        if self.disabled_at:
+            body["disabled_at"] = self.disabled_at
+        return body
 
 
 def _digest(secret: str) -> str:
@@ -93,14 +97,17 @@ class ApiKeyStore:
         if raw is None:
             return False
         record = orjson.loads(raw)
-        record["disabled"] = True
+        if record.get("disabled"):
+            return True
+        record["disabled"], record["disabled_at"] = True, iso(datetime.now(timezone.utc))
         await self._call(self._redis.hset(self._hash, key_id, orjson.dumps(record)))
         return True
 
     @staticmethod
     def _key(record: dict[str, object]) -> ApiKey:
         return ApiKey(str(record["key_id"]), str(record["agency"]), tuple(record["scopes"]),  # type: ignore[arg-type]
-                      str(record["created_at"]), bool(record.get("disabled", False)))
+                      str(record["created_at"]), bool(record.get("disabled", False)),
+                      str(record.get("disabled_at", "")))
 
     @staticmethod
     async def _call(awaitable):  # type: ignore[no-untyped-def]

@@ -20,10 +20,15 @@ from sekat.errors import ConfigError, SekatError
 from sekat.settings import Settings
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+KAFKA_AND_REDIS = ("kafka", "redis")
 
 
 def _configure_logging(settings: Settings) -> None:
+    from sekat.redaction import install, secrets_of
+
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Every record, ours or a library's, at any level: secrets scrubbed, bare phone/account numbers masked.
+    install(secrets_of(settings), logging.getLogger().level)
     # kafka-python narrates every connection at INFO; its warnings are what matter here.
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
 
@@ -37,6 +42,20 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     logging.getLogger("sekat").info("starting worker with %s", settings.redacted())
     worker = faust.Worker(app, loglevel=settings.log_level.upper())
     worker.execute_from_commandline()
+    return 0
+
+
+def cmd_acls(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.acls import acl_plan, kafka_acls_commands
+
+    institutions: dict[str, str] = {}
+    for item in args.institution or ():
+        code, sep, principal = item.partition("=")
+        if not sep or not code.strip() or not principal.strip():
+            raise SekatError(f"--institution takes CODE=PRINCIPAL, e.g. MBBEMYKL=User:bank-mbbe; got {item!r}")
+        institutions[code.strip().upper()] = principal.strip()
+    plan = acl_plan(settings, args.sekat_principal, args.api_principal, institutions)
+    print("\n".join(kafka_acls_commands(plan, settings.kafka_bootstrap, args.command_config)))
     return 0
 
 
@@ -248,6 +267,9 @@ def cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
             elif not await keys.disable(args.key_id):
                 print(f"no key with id {args.key_id}", file=sys.stderr)
                 return 1
+            else:
+                logging.getLogger("sekat.apikey").warning("API key %s disabled: refused from its next request",
+                                                          args.key_id)
             return 0
         finally:
             await store.close()
@@ -257,8 +279,20 @@ def cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sekat", description="Sekat: stops scams while they happen.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("worker", help="run the screening worker (Faust) in the foreground").set_defaults(func=cmd_worker)
-    sub.add_parser("topics", help="create Sekat's Kafka topics if missing").set_defaults(func=cmd_topics)
+    sub.add_parser("worker", help="run the screening worker (Faust) in the foreground").set_defaults(
+        func=cmd_worker, needs=KAFKA_AND_REDIS)
+    sub.add_parser("topics", help="create Sekat's Kafka topics if missing").set_defaults(func=cmd_topics,
+                                                                                        needs=("kafka",))
+    acls = sub.add_parser("acls", help="print the kafka-acls.sh commands for least-privilege access to "
+                          "Sekat's topics (per-institution routing: each bank reads only its own commands)")
+    acls.add_argument("--sekat-principal", default="User:sekat", help="the worker's principal (default User:sekat)")
+    acls.add_argument("--api-principal", default="User:sekat-api",
+                      help="the agency API's and CLI's principal: writes reports only (default User:sekat-api)")
+    acls.add_argument("--institution", action="append", metavar="CODE=PRINCIPAL",
+                      help="a routed bank (BIC8) or operator and its principal, e.g. MBBEMYKL=User:bank-mbbe; repeat")
+    acls.add_argument("--command-config", default="admin.properties",
+                      help="the admin client properties file named in the commands")
+    acls.set_defaults(func=cmd_acls)
     up = sub.add_parser("up", help="start local Kafka and Redis on 127.0.0.1 (if not running) and create topics")
     up.add_argument("--no-topics", action="store_true", help="do not create topics")
     up.set_defaults(func=cmd_up)
@@ -270,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--once", action="store_true", help="print one frame (two scrapes --interval apart) and exit")
     top.set_defaults(func=cmd_top)
 
-    sub.add_parser("api", help="run the agency HTTP API (uvicorn) in the foreground").set_defaults(func=cmd_api)
+    sub.add_parser("api", help="run the agency HTTP API (uvicorn) in the foreground").set_defaults(
+        func=cmd_api, needs=KAFKA_AND_REDIS)
 
     bl = sub.add_parser("blocklist", help="file, revoke, show, import, export or rebuild blocklist entries")
     bl_sub = bl.add_subparsers(dest="cmd", required=True)
@@ -289,20 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "add":
             p.add_argument("--status", choices=("reported", "confirmed"), default="reported")
             p.add_argument("--ttl-days", type=int, default=0, help="expire after this many days (0: never)")
-        p.set_defaults(func=cmd_blocklist)
+        p.set_defaults(func=cmd_blocklist, needs=("redis",) if name == "show" else ("kafka",))
     imp = bl_sub.add_parser("import", help="file reports in bulk from a CSV or JSONL file")
     imp.add_argument("file", help="a .csv (with a header row) or .jsonl file")
     imp.add_argument("--source", help="agency for rows without a source column")
     imp.add_argument("--max-errors", type=int, default=50, help="bad rows to print (all are counted)")
-    imp.set_defaults(func=cmd_import)
+    imp.set_defaults(func=cmd_import, needs=("kafka",))
     exp = bl_sub.add_parser("export", help="write every index entry as JSONL or CSV")
     exp.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     exp.add_argument("--output", "-o", default="-", help="file to write ('-': standard output)")
-    exp.set_defaults(func=cmd_export)
+    exp.set_defaults(func=cmd_export, needs=("redis",))
     bl_sub.add_parser("rebuild", help="wipe the Redis index and replay sekat.reports into it").set_defaults(
-        func=cmd_rebuild)
+        func=cmd_rebuild, needs=KAFKA_AND_REDIS)
 
     ak = sub.add_parser("apikey", help="create, list or disable agency API keys")
+    ak.set_defaults(needs=("redis",))
     ak_sub = ak.add_subparsers(dest="cmd", required=True)
     create = ak_sub.add_parser("create", help="create a key (printed once; only its hash is stored)")
     create.add_argument("--agency", required=True, help="the agency the key files for, e.g. PDRM")
@@ -323,6 +359,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sekat: invalid configuration: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings)
+    needs = getattr(args, "needs", ())
+    if needs:
+        from sekat.preflight import check
+
+        try:  # refused credentials stop here, naming the setting, instead of as retries or a traceback
+            check(settings, kafka="kafka" in needs, redis="redis" in needs)
+        except ConfigError as exc:
+            print(f"sekat: invalid configuration: {exc}", file=sys.stderr)
+            return 2
     try:
         return int(args.func(settings, args))
     except SekatError as exc:

@@ -47,6 +47,9 @@ class Settings:
     topic_decisions: str = "sekat.decisions"
     topic_deadletter: str = "sekat.deadletter"
     topic_partitions: int = 4
+    command_routing: str = "shared"
+    route_banks: str = ""
+    route_operators: str = ""
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     batch_max: int = 1000
@@ -68,6 +71,7 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     status_rate_per_minute: int = 30
+    filing_rate_per_minute: int = 600
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -115,6 +119,7 @@ class Settings:
                 value = getattr(self, f.name)
                 if not _TOPIC_RE.match(value):
                     raise ConfigError("SEKAT_" + f.name.upper(), f"{value!r} is not a valid Kafka topic name")
+        self.command_topics()
         topics = self.topic_names()
         if len(set(topics.values())) != len(topics):
             raise ConfigError("SEKAT_TOPIC_*", "each topic needs its own name")
@@ -130,6 +135,7 @@ class Settings:
             ("blocklist_count_interval_s", 1, 86_400),
             ("api_port", 1, 65_535),
             ("status_rate_per_minute", 1, 1_000_000),
+            ("filing_rate_per_minute", 1, 1_000_000),
         )
         for name, low, high in checks:
             value = getattr(self, name)
@@ -186,6 +192,41 @@ class Settings:
             raise ConfigError("SEKAT_PROTECTED_FILE", f"cannot read {self.protected_file}: {exc.strerror}") from None
         except (InvalidIdentifier, UnicodeDecodeError) as exc:
             raise ConfigError("SEKAT_PROTECTED_FILE", f"{self.protected_file}: {exc}") from None
+
+    def command_topics(self) -> dict[tuple[bool, str], str]:
+        """Per-institution command topics, ``(for_bank, institution) -> topic``; empty under shared routing.
+
+        With ``SEKAT_COMMAND_ROUTING=per-institution`` a bank listed in ``SEKAT_ROUTE_BANKS`` gets its
+        commands on ``{SEKAT_TOPIC_FREEZE}.{BIC8}`` and an operator listed in ``SEKAT_ROUTE_OPERATORS`` on
+        ``{SEKAT_TOPIC_BLOCK}.{OPERATOR}``, so Kafka ACLs can let each read only its own. Institutions not
+        listed stay on the shared topic: input cannot make Sekat create or write arbitrary topics.
+        """
+        if self.command_routing not in ("shared", "per-institution"):
+            raise ConfigError("SEKAT_COMMAND_ROUTING", f"must be 'shared' or 'per-institution', "
+                                                       f"got {self.command_routing!r}")
+        if self.command_routing == "shared":
+            return {}
+        from blocklist.identifiers import normalise_bank
+        from sekat.errors import InvalidIdentifier
+
+        routes: dict[tuple[bool, str], str] = {}
+        for bank in filter(None, (b.strip() for b in self.route_banks.split(","))):
+            try:
+                routes[True, normalise_bank(bank)] = f"{self.topic_freeze}.{normalise_bank(bank)}"
+            except InvalidIdentifier as exc:
+                raise ConfigError("SEKAT_ROUTE_BANKS", str(exc)) from None
+        for operator in filter(None, (o.strip().upper() for o in self.route_operators.split(","))):
+            if not re.fullmatch(r"[A-Z0-9._-]{1,32}", operator):
+                raise ConfigError("SEKAT_ROUTE_OPERATORS", f"{operator[:40]!r} is not an operator code "
+                                                           "(1-32 letters, digits, '.', '_' or '-')")
+            routes[False, operator] = f"{self.topic_block}.{operator}"
+        if not routes:
+            raise ConfigError("SEKAT_ROUTE_BANKS", "per-institution routing needs SEKAT_ROUTE_BANKS or "
+                                                   "SEKAT_ROUTE_OPERATORS (the institutions with their own topic)")
+        for name in routes.values():
+            if not _TOPIC_RE.match(name):
+                raise ConfigError("SEKAT_COMMAND_ROUTING", f"{name!r} would not be a valid Kafka topic name")
+        return routes
 
     def topic_names(self) -> dict[str, str]:
         return {f.name[len("topic_"):]: getattr(self, f.name)
@@ -251,6 +292,11 @@ SETTINGS_DOC: dict[str, str] = {
     "topic_decisions": "Output: every non-allow decision with evidence.",
     "topic_deadletter": "Output: invalid input with the reason.",
     "topic_partitions": "Partitions for topics that `sekat topics` creates.",
+    "command_routing": "shared (every bank reads SEKAT_TOPIC_FREEZE, every telco SEKAT_TOPIC_BLOCK) or "
+                       "per-institution (each listed institution gets its own topic; see docs/security.md).",
+    "route_banks": "per-institution routing: BICs whose commands go to SEKAT_TOPIC_FREEZE.<BIC8> (comma-separated).",
+    "route_operators": "per-institution routing: operators whose commands go to SEKAT_TOPIC_BLOCK.<OPERATOR> "
+                       "(comma-separated).",
     "web_host": "Address of the worker's web server (/metrics).",
     "web_port": "Port of the worker's web server (/metrics).",
     "batch_max": "Most events decided in one batch.",
@@ -275,4 +321,6 @@ SETTINGS_DOC: dict[str, str] = {
     "api_host": "Address the agency API (`sekat api`) binds to.",
     "api_port": "Port of the agency API.",
     "status_rate_per_minute": "Public status checks allowed per client address per minute (then 429).",
+    "filing_rate_per_minute": "Reports and revocations one API key may file per minute (then 429): bounds what a "
+                              "stolen key can do; bulk loads go through `sekat blocklist import`.",
 }

@@ -101,6 +101,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         decisions=raw_topic(settings.topic_decisions),
         deadletter=raw_topic(settings.topic_deadletter),
         reports=raw_topic(settings.topic_reports),
+        routes={route: raw_topic(name) for route, name in settings.command_topics().items()},
     )
     # The input format of each topic (contract JSON, ISO 20022 pacs.008, CDR CSV, ...) is a setting.
     transfers = Screen("transfers", transfer_decoder(settings), decide_transfer, replica, outputs, metrics, policy,

@@ -9,8 +9,8 @@ committed before its commands are durable (at-least-once).
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -26,6 +26,14 @@ class OutputTopics:
     decisions: faust.TopicT
     deadletter: faust.TopicT
     reports: faust.TopicT  # automatic ``reported`` entries filed by rules
+    # Per-institution routing (SEKAT_COMMAND_ROUTING): (for_bank, institution) -> that institution's own topic.
+    routes: Mapping[tuple[bool, str], faust.TopicT] = field(default_factory=dict)
+
+    def for_command(self, command: Command) -> faust.TopicT:
+        """The institution's own topic when it has one, else the shared freeze (banks) or block (telcos) topic."""
+        for_bank = command.action.for_bank
+        own = self.routes.get((for_bank, command.institution)) if self.routes else None
+        return own if own is not None else (self.freeze if for_bank else self.block)
 
 
 class Batch:
@@ -36,7 +44,7 @@ class Batch:
         self.records: list[tuple[faust.TopicT, bytes, bytes]] = []
 
     def command(self, command: Command) -> None:
-        topic = self._topics.freeze if command.action.for_bank else self._topics.block
+        topic = self._topics.for_command(command)
         self.records.append((topic, command.institution.encode(), orjson.dumps(command.to_json())))
 
     def decision(self, decision: Decision, source: Source) -> None:

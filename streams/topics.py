@@ -32,6 +32,8 @@ def topic_specs(settings: Settings, replication: int = 1) -> list[NewTopic]:
         settings.topic_decisions: (parts, delete),
         settings.topic_deadletter: (1, {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)}),
     }
+    # Per-institution routing: each listed bank's and operator's own command topic (docs/security.md).
+    specs.update({name: (parts, delete) for name in settings.command_topics().values()})
     return [NewTopic(name, n, replication, topic_configs=conf) for name, (n, conf) in specs.items()]
 
 
