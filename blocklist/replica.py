@@ -32,10 +32,9 @@ from datetime import datetime
 
 import numpy as np
 import orjson
-import redis
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from blocklist.connection import AnyRedis, async_client, mget, sync_client, sync_mget, sync_scan_keys
 from blocklist.store import status_and_expiry
 from sekat.records import Entry, Status
 
@@ -88,7 +87,7 @@ class Replica:
         self._expires = np.empty(0, dtype=np.uint32)
         self._overlay: dict[str, Entry] = {}
         self._last_id = "0-0"
-        self._client: aioredis.Redis | None = None
+        self._client: AnyRedis | None = None
         self.ready = asyncio.Event()
         self.stats = ReplicaStats()
 
@@ -96,7 +95,7 @@ class Replica:
     def load_snapshot(self) -> None:
         """Read the whole index (blocking: run it in a thread). Records where to follow from."""
         started = time.perf_counter()
-        client = redis.Redis.from_url(self._url, socket_timeout=30)
+        client = sync_client(self._url, socket_timeout=30)
         try:
             last = client.xrevrange(self._changes, count=1)
             self._last_id = last[0][0].decode() if last else "0-0"
@@ -105,22 +104,17 @@ class Replica:
             expiries: list[int] = []
             strip = len(self._prefix) + len("bl:")
             for kind in KINDS:
-                cursor = 0
-                pattern = f"{self._prefix}bl:{kind}:*"
-                while True:
-                    cursor, keys = client.scan(cursor, match=pattern, count=SCAN_COUNT, _type="string")
-                    if keys:
-                        for k, v in zip(keys, client.mget(keys)):
-                            if v is None:
-                                continue
-                            code, exp = _code(v)
-                            if code == ABSENT:
-                                continue
-                            hashes.append(hash(k[strip:].decode()))
-                            codes.append(code)
-                            expiries.append(exp)
-                    if cursor == 0:
-                        break
+                # on a cluster: every primary's keys, read with one MGET per slot
+                for keys in sync_scan_keys(client, f"{self._prefix}bl:{kind}:*", SCAN_COUNT, "string"):
+                    for k, v in zip(keys, sync_mget(client, keys)):
+                        if v is None:
+                            continue
+                        code, exp = _code(v)
+                        if code == ABSENT:
+                            continue
+                        hashes.append(hash(k[strip:].decode()))
+                        codes.append(code)
+                        expiries.append(exp)
         finally:
             client.close()
         self._install(np.array(hashes, dtype=np.int64), np.array(codes, dtype=np.uint8),
@@ -137,8 +131,8 @@ class Replica:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.load_snapshot)
-        self._client = aioredis.Redis.from_url(self._url, socket_timeout=FOLLOW_BLOCK_MS / 1000 + 5,
-                                               socket_connect_timeout=2.0)
+        self._client = async_client(self._url, socket_timeout=FOLLOW_BLOCK_MS / 1000 + 5,
+                                    socket_connect_timeout=2.0)
         self.ready.set()
 
     # -- follow -----------------------------------------------------------------------------------
@@ -159,7 +153,7 @@ class Replica:
                     continue
                 _, records = reply[0]
                 keys = list(dict.fromkeys(fields[b"key"].decode() for _, fields in records))
-                values = await self._client.mget([f"{self._prefix}bl:{k}" for k in keys])
+                values = await mget(self._client, [f"{self._prefix}bl:{k}" for k in keys])
                 for key, raw in zip(keys, values):
                     self.apply(key, Entry.from_json(orjson.loads(raw)) if raw else None)
                 self._last_id = records[-1][0].decode()
@@ -236,7 +230,7 @@ class Replica:
         thin = [k for k, e in hits.items() if not e.source]
         if thin and self._client is not None:
             try:
-                values = await self._client.mget([f"{self._prefix}bl:{k}" for k in thin])
+                values = await mget(self._client, [f"{self._prefix}bl:{k}" for k in thin])
             except (RedisError, OSError):
                 self.stats.redis_fallbacks += 1
                 for k in thin:  # decide on what the replica knows; say so in the evidence

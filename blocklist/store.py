@@ -13,10 +13,21 @@ The hot path calls ``lookup_many`` once per batch: one MGET, never one round
 trip per event.
 
 Every change to an entry goes through ``put``/``put_many``: the SET of the
-entry and the XADD of its key to the change stream in one MULTI. ``apply``
-is the one way reports reach the index (the reports agent and
-``sekat blocklist rebuild`` both call it): it merges them with
-``blocklist.lifecycle.merge``.
+entry, then the XADD of its key to the change stream. ``apply`` is the one
+way reports reach the index (the reports agent and ``sekat blocklist
+rebuild`` both call it): it merges them with ``blocklist.lifecycle.merge``.
+
+Under Redis Cluster (``redis+cluster://``, see ``blocklist.connection``) the
+entries spread over every shard by their own keys, so the hot path's reads
+(the replica's evidence MGETs) spread too; the change stream is one key on
+one shard, written once per change (reports, not events). An entry and the
+stream are then in different slots, so no MULTI can hold both: the SETs go
+first, the XADDs after them succeed, and a change is announced only once its
+entry is written. The announcement is idempotent (it says "re-read this
+key"), and ``apply`` announces every key it touched, changed or not: a batch
+retried after a failure between the two steps (or re-consumed after a crash)
+announces its keys again, so no replica misses a change. On one server the
+same commands run in one MULTI.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from blocklist.connection import AnyRedis, async_client, mget, scan_keys
 from blocklist.lifecycle import consolidated, covers, merge
 from sekat.errors import BlocklistUnavailable
 from sekat.records import Entry, Report
@@ -36,20 +48,20 @@ CHANGES_MAXLEN = 1_000_000
 
 
 class BlocklistStore:
-    def __init__(self, client: aioredis.Redis, prefix: str = "sekat:") -> None:
+    def __init__(self, client: AnyRedis, prefix: str = "sekat:") -> None:
         self._redis = client
+        self._cluster = isinstance(client, aioredis.RedisCluster)
         self._prefix = prefix
         self._changes = f"{prefix}bl:changes"
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "sekat:") -> "BlocklistStore":
         # No connection is made here: redis-py connects on first command.
-        client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0,
-                                         health_check_interval=30)
+        client = async_client(url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30)
         return cls(client, prefix)
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> AnyRedis:
         return self._redis
 
     @property
@@ -65,7 +77,7 @@ class BlocklistStore:
         if not unique:
             return {}
         try:
-            raw = await self._redis.mget([self._rkey(k) for k in unique])
+            raw = await mget(self._redis, [self._rkey(k) for k in unique])
         except (RedisError, OSError) as exc:
             raise BlocklistUnavailable(f"blocklist lookup failed: {type(exc).__name__}") from exc
         return {k: Entry.from_json(orjson.loads(v)) for k, v in zip(unique, raw) if v is not None}
@@ -77,18 +89,39 @@ class BlocklistStore:
         """Write one entry and announce the change, atomically."""
         await self.put_many([entry])
 
-    async def put_many(self, entries: Sequence[Entry]) -> None:
-        """Write entries and announce each change, all in one MULTI (one round trip)."""
-        if not entries:
+    async def put_many(self, entries: Sequence[Entry], announce: Iterable[str] = ()) -> None:
+        """Write entries and announce each change (and the keys in ``announce``).
+
+        One server: one MULTI (one round trip). Redis Cluster: the SETs (spread over the shards), then
+        the XADDs once the SETs succeeded (two round trips); see the module docstring.
+        """
+        keys = list(dict.fromkeys([*(e.key for e in entries), *announce]))
+        if not keys:
             return
         try:
+            if self._cluster:
+                if entries:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for entry in entries:
+                            pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
+                        await pipe.execute()
+                await self._announce(keys)
+                return
             async with self._redis.pipeline(transaction=True) as pipe:
                 for entry in entries:
                     pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
-                    pipe.xadd(self._changes, {"key": entry.key}, maxlen=CHANGES_MAXLEN, approximate=True)
+                for key in keys:
+                    pipe.xadd(self._changes, {"key": key}, maxlen=CHANGES_MAXLEN, approximate=True)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
+
+    async def _announce(self, keys: Sequence[str]) -> None:
+        """XADD each key to the change stream; one key, one slot, so one MULTI on a cluster too."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for key in keys:
+                pipe.xadd(self._changes, {"key": key}, maxlen=CHANGES_MAXLEN, approximate=True)
+            await pipe.execute()
 
     async def apply(self, reports: Sequence[Report]) -> tuple[list[Entry], list[Report]]:
         """Merge ``reports`` (in order) into the index: one MGET, one MULTI.
@@ -106,7 +139,9 @@ class BlocklistStore:
             current[report.key] = merge(current.get(report.key), report)
             last[report.key] = report
         changed = [e for k, e in current.items() if e is not None and e.to_json() != before.get(k)]
-        await self.put_many(changed)
+        # Unchanged keys are announced too: a retried or re-consumed batch re-announces what an earlier,
+        # interrupted attempt may have written without announcing (two steps on a cluster).
+        await self.put_many(changed, announce=[k for k, e in current.items() if e is not None])
         pending = [consolidated(r, e) for k, r in last.items()
                    if (e := current[k]) is not None and not covers(r, e)]
         return changed, pending
@@ -115,16 +150,9 @@ class BlocklistStore:
         """Delete every entry under the prefix (announcing each), keeping the change stream."""
         deleted = 0
         try:
-            batch: list[str] = []
-            async for rkey in self._redis.scan_iter(match=f"{self._prefix}bl:*", count=1000):
-                name = rkey.decode() if isinstance(rkey, bytes) else rkey
-                if name == self._changes:
-                    continue
-                batch.append(name)
-                if len(batch) >= 1000:
-                    deleted += await self._delete(batch)
-                    batch = []
-            deleted += await self._delete(batch)
+            async for rkeys in scan_keys(self._redis, f"{self._prefix}bl:*", 1000):
+                names = [k.decode() if isinstance(k, bytes) else k for k in rkeys]
+                deleted += await self._delete([n for n in names if n != self._changes])
         except (RedisError, OSError) as exc:
             raise BlocklistUnavailable(f"blocklist wipe failed: {type(exc).__name__}") from exc
         return deleted
@@ -133,6 +161,13 @@ class BlocklistStore:
         if not rkeys:
             return 0
         strip = len(self._prefix) + len("bl:")
+        if self._cluster:  # deletes first, then their announcements (as in put_many)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for rkey in rkeys:
+                    pipe.delete(rkey)
+                await pipe.execute()
+            await self._announce([rkey[strip:] for rkey in rkeys])
+            return len(rkeys)
         async with self._redis.pipeline(transaction=True) as pipe:
             for rkey in rkeys:
                 pipe.delete(rkey)
@@ -142,16 +177,11 @@ class BlocklistStore:
 
     async def scan_entries(self, count: int = 1000) -> "AsyncIterator[list[Entry]]":
         """Every entry in the index, in batches (for export and comparisons)."""
-        batch: list[str] = []
-        async for rkey in self._redis.scan_iter(match=f"{self._prefix}bl:*", count=count):
-            name = rkey.decode() if isinstance(rkey, bytes) else rkey
-            if name != self._changes:
-                batch.append(name[len(self._prefix) + 3:])
-            if len(batch) >= count:
+        async for rkeys in scan_keys(self._redis, f"{self._prefix}bl:*", count):
+            names = [k.decode() if isinstance(k, bytes) else k for k in rkeys]
+            batch = [n[len(self._prefix) + 3:] for n in names if n != self._changes]
+            if batch:
                 yield list((await self.lookup_many(batch)).values())
-                batch = []
-        if batch:
-            yield list((await self.lookup_many(batch)).values())
 
     async def ping(self) -> bool:
         try:
@@ -177,18 +207,15 @@ class BlocklistStore:
         counts: dict[tuple[str, str], int] = {}
         head = len(self._rkey("").encode())  # keys are {prefix}bl:{kind}:{value}
         try:
-            cursor = 0
-            while True:  # one pass over the keyspace for both kinds
-                cursor, keys = await self._redis.scan(cursor, match=self._rkey("*"), count=scan_count)
+            # one pass over the keyspace (of every shard, on a cluster) for both kinds
+            async for keys in scan_keys(self._redis, self._rkey("*"), scan_count):
                 keyed = [(raw_kind.decode(), k) for k in keys
                          if (raw_kind := k[head:].partition(b":")[0]) in (b"account", b"phone")]
                 if keyed:
-                    for (kind, _), raw in zip(keyed, await self._redis.mget([k for _, k in keyed])):
+                    for (kind, _), raw in zip(keyed, await mget(self._redis, [k for _, k in keyed])):
                         status = _count_status(raw, now)
                         if status:
                             counts[kind, status] = counts.get((kind, status), 0) + 1
-                if cursor == 0:
-                    break
         except (RedisError, OSError) as exc:
             raise BlocklistUnavailable(f"blocklist count failed: {type(exc).__name__}") from exc
         return counts
