@@ -398,7 +398,11 @@ class KafkaCluster:
         raise StackError(f"the Kafka cluster lists {seen} of {count} brokers after {timeout:.0f}s")
 
     def stop(self) -> bool:
-        return any([b.stop() for b in self.brokers])
+        """Stop every member at once: one by one, the last would wait for a quorum that is gone."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(self.brokers)) as pool:
+            return any(list(pool.map(lambda b: b.stop(), self.brokers)))
 
 
 @dataclass
