@@ -308,17 +308,21 @@ class KafkaCluster:
     ports: list[int]
     heap: str = "512m"
     version: str = KAFKA_VERSION
+    controller_ports: list[int] = field(default_factory=list)  # default: each broker port + 1
     brokers: list[KafkaBroker] = field(init=False)
 
     def __post_init__(self) -> None:
         if not self.ports:
             raise StackError("a Kafka cluster needs at least one broker port")
         n = len(self.ports)
+        controllers = self.controller_ports or [p + 1 for p in self.ports]
+        if len(controllers) != n:
+            raise StackError("a Kafka cluster needs one controller port per broker port")
         rf = str(min(3, n))
         isr = str(2 if n >= 3 else 1)
-        voters = ",".join(f"{i}@127.0.0.1:{p + 1}" for i, p in enumerate(self.ports, start=1))
+        voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in enumerate(controllers, start=1))
         self.brokers = []
-        for i, port in enumerate(self.ports, start=1):
+        for i, (port, controller) in enumerate(zip(self.ports, controllers), start=1):
             props = {
                 "node.id": str(i),
                 "controller.quorum.voters": voters,
@@ -333,7 +337,7 @@ class KafkaCluster:
                 "auto.leader.rebalance.enable": "true",
                 "leader.imbalance.check.interval.seconds": "10",
             }
-            self.brokers.append(KafkaBroker(self.data_dir / f"kafka-{i}", port, port + 1, heap=self.heap,
+            self.brokers.append(KafkaBroker(self.data_dir / f"kafka-{i}", port, controller, heap=self.heap,
                                             extra_properties=props, version=self.version))
 
     @property
