@@ -179,7 +179,9 @@ class SlotPipeline:
             return self
         groups = list(by_slot(keys).values())
         for positions in groups:
-            self._pipe.mget([keys[i] for i in positions])
+            # redis-py's cluster pipeline refuses .mget()/.evalsha() outright; sent as raw commands, each
+            # single-slot one is routed to its slot's node
+            self._pipe.execute_command("MGET", *(keys[i] for i in positions))
         self._parts.append((len(groups), groups))
         return self
 
@@ -191,7 +193,7 @@ class SlotPipeline:
             args = list(head)
             for i in positions:
                 args.extend(per_key[i])
-            self._pipe.evalsha(sha, len(positions), *(keys[i] for i in positions), *args)
+            self._pipe.execute_command("EVALSHA", sha, len(positions), *(keys[i] for i in positions), *args)
         self._parts.append((len(groups), groups if self._cluster else None))
         return self
 

@@ -76,9 +76,11 @@ def test_topics_are_replicated_three_ways_with_two_in_sync(cluster: Stack) -> No
         for topic in admin.describe_topics([settings.topic_transfers, settings.topic_reports]):
             for partition in topic["partitions"]:
                 assert len(partition["replica_nodes"]) == 3 and len(partition["isr_nodes"]) == 3
-        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topic_freeze)])
-        entries = {c[0]: c[1] for c in configs[0].resources[0][4]}
-        assert entries["min.insync.replicas"] == "2"
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topic_freeze)],
+                                         config_filter="all")
+        # kafka-python 3: {resource type: {resource name: {config key: {config data}}}}
+        entry = next(iter(configs.values()))[settings.topic_freeze]["min.insync.replicas"]
+        assert (entry.get("value") if isinstance(entry, dict) else entry) == "2", entry
     finally:
         admin.close()
 
