@@ -16,6 +16,10 @@ take effect on every worker within 100 ms. The replica does both:
                does not answer, the replica's own status decides and the
                staleness metric says how old that knowledge is.
 
+On a Redis Cluster (``redis+cluster://``) the snapshot scans every master and
+reads with one MGET per hash slot, and the change stream is one key on one
+master (``blocklist.connection``); nothing else changes.
+
 Hashes are Python's own ``hash()`` of the key string (SipHash, per process):
 a false match needs a 64-bit collision (~5e-13 per lookup against 10 M
 entries) and is in any case re-checked against Redis when Redis answers.
