@@ -98,8 +98,11 @@ def wait_stable(scraper: GroupScraper, procs: Sequence[subprocess.Popen[bytes]],
 
 
 def run_workers(n: int, *, bootstrap: str, redis_url: str, prefix: str, base: Path, args: argparse.Namespace,
-                population: Population, replication: int) -> dict[str, Any]:
-    """One worker count: start the group, drain a backlog, offer a steady rate, check every command."""
+                replication: int) -> dict[str, Any]:
+    """One worker count: start the group, drain a backlog, offer a steady rate, check every command.
+
+    The blocklist of ``Population(args.customers, args.listed)`` must already be loaded under ``prefix``.
+    """
     name = f"scale-w{n}-{time.time_ns() % 10**8}"
     env = {"SEKAT_KAFKA_BOOTSTRAP": bootstrap, "SEKAT_REDIS_URL": redis_url, "SEKAT_REDIS_PREFIX": prefix,
            "SEKAT_APP_ID": name, "SEKAT_TOPIC_PARTITIONS": str(args.partitions),
@@ -211,11 +214,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             redis_url = redis.url
         replication = min(3, len(bootstrap.split(",")))
         prefix = f"scale{time.time_ns() % 10**8}:"
-        population = Population(args.customers, args.listed)
         log(f"loading a {args.blocklist:,}-entry blocklist")
-        load_blocklist(redis_url, prefix, population, args.blocklist)
+        load_blocklist(redis_url, prefix, Population(args.customers, args.listed), args.blocklist)
         runs = [run_workers(n, bootstrap=bootstrap, redis_url=redis_url, prefix=prefix, base=base, args=args,
-                            population=population, replication=replication) for n in args.workers]
+                            replication=replication) for n in args.workers]
         RESULTS.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         png = RESULTS / f"scale-{stamp}.png"

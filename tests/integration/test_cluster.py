@@ -197,10 +197,9 @@ def test_the_scale_benchmark_runs_on_the_cluster(cluster: Stack, tmp_path: Path)
                                       "--partitions", "4", "--blocklist", "2000", "--listed", "500",
                                       "--customers", "20000", "--timeout", "120"])
     prefix = unique("sc") + ":"
-    population = Population(args.customers, args.listed)
-    load_blocklist(cluster.redis.url, prefix, population, args.blocklist)
+    load_blocklist(cluster.redis.url, prefix, Population(args.customers, args.listed), args.blocklist)
     result = scale.run_workers(1, bootstrap=cluster.kafka.bootstrap, redis_url=cluster.redis.url, prefix=prefix,
-                               base=tmp_path, args=args, population=population, replication=3)
+                               base=tmp_path, args=args, replication=3)
     assert result["workers"] == 1  # (the group of two is the next test's)
     assert result["recall"] == 1.0 and result["false_commands"] == 0 and result["deadletters"] == 0
     assert result["expected_events"] > 50 and result["latency_samples"] > 0
