@@ -108,3 +108,18 @@ def test_up_refuses_cluster_flags_the_settings_do_not_describe(env: dict[str, st
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and setting in done.stderr, done.stderr
     assert not any(tmp_path.iterdir()), "nothing may be started"
+
+
+def test_up_and_down_find_the_cluster_the_settings_name(tmp_path: Path) -> None:
+    from sekat.cli import _stack
+    from sekat.localstack import KafkaBroker, RedisServer
+
+    kafka, redis_ = _stack(Settings.from_environ({
+        "SEKAT_STACK_DIR": str(tmp_path), "SEKAT_KAFKA_BOOTSTRAP": "127.0.0.1:19092,127.0.0.1:29092,127.0.0.1:39092",
+        "SEKAT_REDIS_URL": "redis+cluster://127.0.0.1:17001,127.0.0.1:17002,127.0.0.1:17003"}))
+    assert isinstance(kafka, KafkaCluster) and kafka.ports == [19092, 29092, 39092]
+    assert isinstance(redis_, RedisClusterServers) and redis_.ports == [17001, 17002, 17003]
+    single = _stack(Settings.from_environ({"SEKAT_STACK_DIR": str(tmp_path)}))
+    assert isinstance(single[0], KafkaBroker) and isinstance(single[1], RedisServer)
+    remote = _stack(Settings.from_environ({"SEKAT_REDIS_URL": "redis+cluster://cache.example:6379"}))
+    assert remote[1] is None  # a remote cluster is used, never started
