@@ -65,7 +65,8 @@ def _stack(settings: Settings) -> tuple[object | None, object | None]:
     redis: object | None = None
     if is_cluster(settings.redis_url):
         seeds = cluster_seeds(settings.redis_url)
-        if all(host in LOCAL_HOSTS for host, _ in seeds) and not url.password and "@" not in url.netloc:
+        # fewer than 3 addresses name an existing cluster by a seed: used, not started
+        if all(host in LOCAL_HOSTS for host, _ in seeds) and len(seeds) >= 3 and "@" not in url.netloc:
             redis = RedisClusterServers(base / "redis-cluster", [port for _, port in seeds])
     elif url.scheme == "redis" and (url.hostname or "127.0.0.1") in LOCAL_HOSTS and not url.password:
         redis = RedisServer(base / "redis", url.port or 6379)
@@ -76,7 +77,8 @@ def _check_cluster_flags(settings: Settings, args: argparse.Namespace) -> None:
     """``--brokers N`` / ``--redis-cluster`` say what the settings must describe; a mismatch names the setting."""
     from blocklist.connection import is_cluster
 
-    count = len(settings.kafka_bootstrap.split(","))
+    addresses = [a.strip().rpartition(":")[0] for a in settings.kafka_bootstrap.split(",")]
+    count = len(addresses)
     if args.brokers is not None:
         if args.brokers < 1 or count != args.brokers:
             raise SekatError(f"--brokers {args.brokers}: SEKAT_KAFKA_BOOTSTRAP must list {args.brokers} local "
@@ -85,8 +87,8 @@ def _check_cluster_flags(settings: Settings, args: argparse.Namespace) -> None:
         if args.brokers >= 3 and settings.topic_replication < 3:
             raise SekatError(f"--brokers {args.brokers}: set SEKAT_TOPIC_REPLICATION=3 so that topics are replicated "
                              f"on the cluster (min.insync.replicas=2)")
-    if settings.topic_replication > count:
-        raise SekatError(f"SEKAT_TOPIC_REPLICATION={settings.topic_replication} needs as many brokers; "
+    if settings.topic_replication > count and all(host in LOCAL_HOSTS for host in addresses):
+        raise SekatError(f"SEKAT_TOPIC_REPLICATION={settings.topic_replication} needs as many local brokers; "
                          f"SEKAT_KAFKA_BOOTSTRAP lists {count}")
     if args.redis_cluster and not is_cluster(settings.redis_url):
         raise SekatError("--redis-cluster: SEKAT_REDIS_URL must be redis+cluster://host:port,host:port,host:port "

@@ -149,6 +149,37 @@ async def test_index_and_replica_answer_on_the_cluster_as_on_one_server(cluster:
         await many.close()
 
 
+async def test_an_entry_written_but_not_announced_is_announced_when_its_batch_is_retried(cluster: Stack) -> None:
+    """On a cluster an entry and its announcement are two steps; a failure between them heals on the retry."""
+    from blocklist.lifecycle import merge
+    from sekat.records import Report
+
+    prefix = unique("ann") + ":"
+    store = BlocklistStore.from_url(cluster.redis.url, prefix)
+    replica = Replica(cluster.redis.url, prefix)
+    await replica.start()
+    follower = asyncio.create_task(replica.follow())
+    report = Report(unique("r-"), datetime.now(timezone.utc), "phone", "+60123400001", Status.CONFIRMED, "PDRM",
+                    "", "KL/1", "scam", 0)
+    try:
+        entry = merge(None, report)
+        assert entry is not None
+        # step one of an interrupted apply: the entry is written, the process dies before announcing it
+        await store.client.set(f"{prefix}bl:{report.key}", orjson.dumps(entry.to_json()))
+        await asyncio.sleep(0.3)
+        assert not replica.candidates([report.key], time.time())  # no replica knows
+        changed, _ = await store.apply([report])  # the batch, re-consumed: nothing changes in the index...
+        assert changed == []
+        started = time.perf_counter()
+        while not replica.candidates([report.key], time.time()):  # ...but its key is announced again
+            assert time.perf_counter() - started < 2.0, "the retried batch did not announce its key"
+            await asyncio.sleep(0.005)
+    finally:
+        follower.cancel()
+        await replica.close()
+        await store.close()
+
+
 async def test_api_keys_and_the_status_rate_limit_work_on_the_cluster(cluster: Stack) -> None:
     from blocklist.api import Clients
 

@@ -121,5 +121,5 @@ def test_up_and_down_find_the_cluster_the_settings_name(tmp_path: Path) -> None:
     assert isinstance(redis_, RedisClusterServers) and redis_.ports == [17001, 17002, 17003]
     single = _stack(Settings.from_environ({"SEKAT_STACK_DIR": str(tmp_path)}))
     assert isinstance(single[0], KafkaBroker) and isinstance(single[1], RedisServer)
-    remote = _stack(Settings.from_environ({"SEKAT_REDIS_URL": "redis+cluster://cache.example:6379"}))
-    assert remote[1] is None  # a remote cluster is used, never started
+    for url in ("redis+cluster://cache.example:6379", "redis+cluster://127.0.0.1:17001"):
+        assert _stack(Settings.from_environ({"SEKAT_REDIS_URL": url}))[1] is None  # used by a seed, never started
