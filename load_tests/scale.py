@@ -198,6 +198,7 @@ def plot(path: Path, runs: list[dict[str, Any]]) -> None:
     ax2.set_ylabel(f"ms at {runs[0]['steady_rate_eps']:,.0f} events/s offered")
     ax2.set_xticks(workers)
     ax2.legend()
+    ax2.set_yscale("log")
     ax2.set_title("decision latency")
     fig.suptitle("Sekat on a 3-broker KRaft cluster + 3-master Redis Cluster (one 2-core machine)")
     fig.tight_layout()
