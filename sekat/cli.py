@@ -96,7 +96,7 @@ def _check_cluster_flags(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    from sekat.localstack import port_open
+    from sekat.localstack import StackError, port_open
 
     _check_cluster_flags(settings, args)
     kafka, redis = _stack(settings)
@@ -112,7 +112,10 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         else:
             kind = f" cluster of {len(ports)}" if len(ports) > 1 else ""
             print(f"{name}{kind}: starting on {where} (data in {server.data_dir})", flush=True)  # type: ignore[attr-defined]
-            server.start()  # type: ignore[attr-defined]
+            try:
+                server.start()  # type: ignore[attr-defined]
+            except StackError as exc:  # a taken port, a missing binary: a message, not a traceback
+                raise SekatError(f"{name}: {exc}") from None
     if not args.no_topics:
         cmd_topics(settings, args)
     return 0

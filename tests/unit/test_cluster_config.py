@@ -123,3 +123,21 @@ def test_up_and_down_find_the_cluster_the_settings_name(tmp_path: Path) -> None:
     assert isinstance(single[0], KafkaBroker) and isinstance(single[1], RedisServer)
     for url in ("redis+cluster://cache.example:6379", "redis+cluster://127.0.0.1:17001"):
         assert _stack(Settings.from_environ({"SEKAT_REDIS_URL": url}))[1] is None  # used by a seed, never started
+
+
+def test_up_says_which_port_of_the_cluster_is_taken(tmp_path: Path) -> None:
+    import socket
+
+    from tests.support import child_env
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"SEKAT_STACK_DIR": str(tmp_path), "SEKAT_KAFKA_BOOTSTRAP": "kafka.example:9092",  # (not started)
+               "SEKAT_REDIS_URL": f"redis+cluster://127.0.0.1:{port},127.0.0.1:{port + 2},127.0.0.1:{port + 4}"}
+        done = subprocess.run([sys.executable, "-m", "sekat.cli", "up", "--redis-cluster", "--no-topics"],
+                              env=child_env(env),
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and f"port 127.0.0.1:{port} is taken" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
