@@ -24,6 +24,10 @@ take effect on every worker within 100 ms. The replica does both:
                appears, it re-reads the snapshot (the change stream it
                followed may be gone with the old Redis).
 
+On a Redis Cluster (``redis+cluster://``) the snapshot scans every master and
+reads with one MGET per hash slot, and the change stream is one key on one
+master (``blocklist.connection``); nothing else changes.
+
 Hashes are Python's own ``hash()`` of the key string (SipHash, per process):
 a false match needs a 64-bit collision (~5e-13 per lookup against 10 M
 entries) and is in any case re-checked against Redis when Redis answers.
@@ -40,10 +44,9 @@ from datetime import datetime
 
 import numpy as np
 import orjson
-import redis
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from blocklist.connection import AnyRedis, async_client, mget, sync_client, sync_mget, sync_scan_keys
 from blocklist.store import built_key, status_and_expiry
 from sekat.records import Entry, Status
 
@@ -113,7 +116,7 @@ class Replica:
         self._seen_build = False  # whether a build id has been seen (None before: a fresh index)
         self.awaiting_rebuild = False  # the marker went away: deciding on this copy until it is back
         self._skipped_deletions = 0
-        self._client: aioredis.Redis | None = None
+        self._client: AnyRedis | None = None
         self.ready = asyncio.Event()
         self.stats = ReplicaStats()
 
@@ -125,7 +128,7 @@ class Replica:
     def read_snapshot(self) -> "Snapshot":
         """Read the whole index into new arrays (blocking: run it in a thread); nothing is installed yet."""
         started = time.perf_counter()
-        client = redis.Redis.from_url(self._url, socket_timeout=30)
+        client = sync_client(self._url, socket_timeout=30)
         try:
             build = client.get(self._built_key)
             last = client.xrevrange(self._changes, count=1)
@@ -135,22 +138,17 @@ class Replica:
             expiries: list[int] = []
             strip = len(self._prefix) + len("bl:")
             for kind in KINDS:
-                cursor = 0
-                pattern = f"{self._prefix}bl:{kind}:*"
-                while True:
-                    cursor, keys = client.scan(cursor, match=pattern, count=SCAN_COUNT, _type="string")
-                    if keys:
-                        for k, v in zip(keys, client.mget(keys)):
-                            if v is None:
-                                continue
-                            code, exp = _code(v)
-                            if code == ABSENT:
-                                continue
-                            hashes.append(hash(k[strip:].decode()))
-                            codes.append(code)
-                            expiries.append(exp)
-                    if cursor == 0:
-                        break
+                # on a cluster: every primary's keys, read with one MGET per slot
+                for keys in sync_scan_keys(client, f"{self._prefix}bl:{kind}:*", SCAN_COUNT, "string"):
+                    for k, v in zip(keys, sync_mget(client, keys)):
+                        if v is None:
+                            continue
+                        code, exp = _code(v)
+                        if code == ABSENT:
+                            continue
+                        hashes.append(hash(k[strip:].decode()))
+                        codes.append(code)
+                        expiries.append(exp)
         finally:
             client.close()
         return Snapshot(np.array(hashes, dtype=np.int64), np.array(codes, dtype=np.uint8),
@@ -175,8 +173,8 @@ class Replica:
 
     async def start(self) -> None:
         self._install_snapshot(await asyncio.to_thread(self.read_snapshot))
-        self._client = aioredis.Redis.from_url(self._url, socket_timeout=FOLLOW_BLOCK_MS / 1000 + 5,
-                                               socket_connect_timeout=2.0)
+        self._client = async_client(self._url, socket_timeout=FOLLOW_BLOCK_MS / 1000 + 5,
+                                    socket_connect_timeout=2.0)
         self.ready.set()
 
     # -- follow -----------------------------------------------------------------------------------
@@ -193,7 +191,7 @@ class Replica:
                 keys = list(dict.fromkeys(fields[b"key"].decode() for _, fields in records))
                 # The marker travels with the changed entries: one round trip says both what changed and
                 # whether an absent entry means "deleted" or "not replayed yet".
-                values = await self._client.mget([self._built_key, *(f"{self._prefix}bl:{k}" for k in keys)])
+                values = await mget(self._client, [self._built_key, *(f"{self._prefix}bl:{k}" for k in keys)])
                 build = values[0].decode() if values[0] is not None else None
                 skipped = 0
                 for key, raw in zip(keys, values[1:]):
@@ -304,7 +302,7 @@ class Replica:
         thin = [k for k, e in hits.items() if not e.source]
         if thin and self._client is not None:
             try:
-                values = await self._client.mget([self._built_key, *(f"{self._prefix}bl:{k}" for k in thin)])
+                values = await mget(self._client, [self._built_key, *(f"{self._prefix}bl:{k}" for k in thin)])
             except (RedisError, OSError):
                 self.stats.redis_fallbacks += 1
                 self._own_answer(hits, thin, "blocklist index unreachable")

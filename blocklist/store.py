@@ -24,12 +24,25 @@ The hot path calls ``lookup_many`` once per batch: one MGET, never one round
 trip per event.
 
 Every change to an entry goes through ``put``/``put_many``: the SET of the
-entry and the XADD of its key to the change stream in one MULTI. ``apply``
-is the one way reports reach the index (the reports agent and
-``sekat blocklist rebuild`` both call it): it merges them with
-``blocklist.lifecycle.merge``. A guarded store WATCHes the ``index:built``
-marker while it reads and writes, so a rebuild that starts in between (it
-deletes the marker first) aborts the write instead of racing the replay.
+entry, then the XADD of its key to the change stream. ``apply`` is the one
+way reports reach the index (the reports agent and ``sekat blocklist
+rebuild`` both call it): it merges them with ``blocklist.lifecycle.merge``.
+
+Under Redis Cluster (``redis+cluster://``, see ``blocklist.connection``) the
+entries spread over every shard by their own keys, so the hot path's reads
+(the replica's evidence MGETs) spread too; the change stream is one key on
+one shard, written once per change (reports, not events). An entry and the
+stream are then in different slots, so no MULTI can hold both: the SETs go
+first, the XADDs after them succeed, and a change is announced only once its
+entry is written. The announcement is idempotent (it says "re-read this
+key"), and ``apply`` announces every key it touched, changed or not: a batch
+retried after a failure between the two steps (or re-consumed after a crash)
+announces its keys again, so no replica misses a change. On one server the
+same commands run in one MULTI.
+A guarded store WATCHes the ``index:built`` marker while it reads and writes
+(one server), so a rebuild that starts in between (it deletes the marker first)
+aborts the write instead of racing the replay; on a cluster the marker is
+checked before the write.
 """
 
 from __future__ import annotations
@@ -42,6 +55,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
+from blocklist.connection import AnyRedis, async_client, mget, scan_keys
 from blocklist.lifecycle import consolidated, covers, merge
 from sekat.errors import BlocklistUnavailable, IndexNotBuilt
 from sekat.records import Entry, Report
@@ -58,8 +72,9 @@ def built_key(prefix: str) -> str:
 
 
 class BlocklistStore:
-    def __init__(self, client: aioredis.Redis, prefix: str = "sekat:", guarded: bool = False) -> None:
+    def __init__(self, client: AnyRedis, prefix: str = "sekat:", guarded: bool = False) -> None:
         self._redis = client
+        self._cluster = isinstance(client, aioredis.RedisCluster)
         self._prefix = prefix
         self._changes = f"{prefix}bl:changes"
         self._built = built_key(prefix)
@@ -69,12 +84,11 @@ class BlocklistStore:
     @classmethod
     def from_url(cls, url: str, prefix: str = "sekat:", guarded: bool = False) -> "BlocklistStore":
         # No connection is made here: redis-py connects on first command.
-        client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0,
-                                         health_check_interval=30)
+        client = async_client(url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30)
         return cls(client, prefix, guarded)
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> AnyRedis:
         return self._redis
 
     @property
@@ -90,7 +104,7 @@ class BlocklistStore:
         if not unique:
             return {}
         try:
-            raw = await self._redis.mget([self._rkey(k) for k in unique])
+            raw = await mget(self._redis, [self._rkey(k) for k in unique])
         except (RedisError, OSError) as exc:
             raise BlocklistUnavailable(f"blocklist lookup failed: {type(exc).__name__}") from exc
         return {k: Entry.from_json(orjson.loads(v)) for k, v in zip(unique, raw) if v is not None}
@@ -102,21 +116,42 @@ class BlocklistStore:
         """Write one entry and announce the change, atomically."""
         await self.put_many([entry])
 
-    async def put_many(self, entries: Sequence[Entry]) -> None:
-        """Write entries and announce each change, all in one MULTI (one round trip)."""
-        if not entries:
+    async def put_many(self, entries: Sequence[Entry], announce: Iterable[str] = ()) -> None:
+        """Write entries and announce each change (and the keys in ``announce``).
+
+        One server: one MULTI (one round trip). Redis Cluster: the SETs (spread over the shards), then
+        the XADDs once the SETs succeeded (two round trips); see the module docstring.
+        """
+        keys = list(dict.fromkeys([*(e.key for e in entries), *announce]))
+        if not keys:
             return
         try:
+            if self._cluster:
+                if entries:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for entry in entries:
+                            pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
+                        await pipe.execute()
+                await self._announce(keys)
+                return
             async with self._redis.pipeline(transaction=True) as pipe:
-                self._queue_puts(pipe, entries)
+                self._queue_puts(pipe, entries, keys)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
 
-    def _queue_puts(self, pipe: Any, entries: Sequence[Entry]) -> None:
+    def _queue_puts(self, pipe: Any, entries: Sequence[Entry], announce: Sequence[str]) -> None:
         for entry in entries:
             pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
-            pipe.xadd(self._changes, {"key": entry.key}, maxlen=CHANGES_MAXLEN, approximate=True)
+        for key in announce:
+            pipe.xadd(self._changes, {"key": key}, maxlen=CHANGES_MAXLEN, approximate=True)
+
+    async def _announce(self, keys: Sequence[str]) -> None:
+        """XADD each key to the change stream; one key, one slot, so one MULTI on a cluster too."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for key in keys:
+                pipe.xadd(self._changes, {"key": key}, maxlen=CHANGES_MAXLEN, approximate=True)
+            await pipe.execute()
 
     async def apply(self, reports: Sequence[Report], rebuilding: bool = False) -> tuple[list[Entry], list[Report]]:
         """Merge ``reports`` (in order) into the index: one MGET, one MULTI.
@@ -131,35 +166,49 @@ class BlocklistStore:
             return [], []
         keys = list(dict.fromkeys(r.key for r in reports))
         guard = self.guarded and not rebuilding
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                if guard:
-                    await pipe.watch(self._built)  # immediate mode until multi()
-                    raw = await pipe.mget([self._built, *(self._rkey(k) for k in keys)])
-                    if raw[0] is None:
-                        raise IndexNotBuilt("blocklist index is not built: waiting for the rebuild from the topic")
-                    raw = raw[1:]
-                else:
-                    raw = await self._redis.mget([self._rkey(k) for k in keys])
-                current: dict[str, Entry | None] = {
-                    k: Entry.from_json(orjson.loads(v)) for k, v in zip(keys, raw) if v is not None}
-                before = {k: v.to_json() for k, v in current.items() if v is not None}
-                last: dict[str, Report] = {}
-                for report in reports:
-                    current[report.key] = merge(current.get(report.key), report)
-                    last[report.key] = report
-                changed = [e for k, e in current.items() if e is not None and e.to_json() != before.get(k)]
-                if changed:
+        if self._cluster:
+            # No WATCH across slots: the marker is checked first (a rebuild starting in between replays
+            # these reports from the topic anyway), then the two-step write of put_many.
+            if guard and await self.build_id() is None:
+                raise IndexNotBuilt("blocklist index is not built: waiting for the rebuild from the topic")
+            current: dict[str, Entry | None] = dict(await self.lookup_many(keys))
+            changed, last = self._merge(current, reports)
+            # Unchanged keys are announced too: a retried or re-consumed batch re-announces what an earlier,
+            # interrupted attempt may have written without announcing (two steps on a cluster).
+            await self.put_many(changed, announce=[k for k, e in current.items() if e is not None])
+        else:
+            try:
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    if guard:
+                        await pipe.watch(self._built)  # immediate mode until multi()
+                        raw = await pipe.mget([self._built, *(self._rkey(k) for k in keys)])
+                        if raw[0] is None:
+                            raise IndexNotBuilt("blocklist index is not built: waiting for the rebuild from the topic")
+                        raw = raw[1:]
+                    else:
+                        raw = await self._redis.mget([self._rkey(k) for k in keys])
+                    current = {k: Entry.from_json(orjson.loads(v)) for k, v in zip(keys, raw) if v is not None}
+                    changed, last = self._merge(current, reports)
                     pipe.multi()
-                    self._queue_puts(pipe, changed)
+                    self._queue_puts(pipe, changed, [k for k, e in current.items() if e is not None])
                     await pipe.execute()
-        except WatchError as exc:
-            raise IndexNotBuilt("blocklist index rebuild started during the write; retrying") from exc
-        except (RedisError, OSError) as exc:
-            raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
+            except WatchError as exc:
+                raise IndexNotBuilt("blocklist index rebuild started during the write; retrying") from exc
+            except (RedisError, OSError) as exc:
+                raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
         pending = [consolidated(r, e) for k, r in last.items()
                    if (e := current[k]) is not None and not covers(r, e)]
         return changed, pending
+
+    @staticmethod
+    def _merge(current: dict[str, Entry | None], reports: Sequence[Report]) -> tuple[list[Entry], dict[str, Report]]:
+        """Merge ``reports`` into ``current`` in place; the entries that changed, and each key's last report."""
+        before = {k: v.to_json() for k, v in current.items() if v is not None}
+        last: dict[str, Report] = {}
+        for report in reports:
+            current[report.key] = merge(current.get(report.key), report)
+            last[report.key] = report
+        return [e for k, e in current.items() if e is not None and e.to_json() != before.get(k)], last
 
     # -- the index:built marker and the rebuild lock (streams/rebuild.py) -------------------------------
     async def build_id(self) -> str | None:
@@ -190,16 +239,9 @@ class BlocklistStore:
         """Delete every entry under the prefix (announcing each), keeping the change stream."""
         deleted = 0
         try:
-            batch: list[str] = []
-            async for rkey in self._redis.scan_iter(match=f"{self._prefix}bl:*", count=1000):
-                name = rkey.decode() if isinstance(rkey, bytes) else rkey
-                if name == self._changes:
-                    continue
-                batch.append(name)
-                if len(batch) >= 1000:
-                    deleted += await self._delete(batch)
-                    batch = []
-            deleted += await self._delete(batch)
+            async for rkeys in scan_keys(self._redis, f"{self._prefix}bl:*", 1000):
+                names = [k.decode() if isinstance(k, bytes) else k for k in rkeys]
+                deleted += await self._delete([n for n in names if n != self._changes])
         except (RedisError, OSError) as exc:
             raise BlocklistUnavailable(f"blocklist wipe failed: {type(exc).__name__}") from exc
         return deleted
@@ -208,6 +250,13 @@ class BlocklistStore:
         if not rkeys:
             return 0
         strip = len(self._prefix) + len("bl:")
+        if self._cluster:  # deletes first, then their announcements (as in put_many)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for rkey in rkeys:
+                    pipe.delete(rkey)
+                await pipe.execute()
+            await self._announce([rkey[strip:] for rkey in rkeys])
+            return len(rkeys)
         async with self._redis.pipeline(transaction=True) as pipe:
             for rkey in rkeys:
                 pipe.delete(rkey)
@@ -217,16 +266,11 @@ class BlocklistStore:
 
     async def scan_entries(self, count: int = 1000) -> "AsyncIterator[list[Entry]]":
         """Every entry in the index, in batches (for export and comparisons)."""
-        batch: list[str] = []
-        async for rkey in self._redis.scan_iter(match=f"{self._prefix}bl:*", count=count):
-            name = rkey.decode() if isinstance(rkey, bytes) else rkey
-            if name != self._changes:
-                batch.append(name[len(self._prefix) + 3:])
-            if len(batch) >= count:
+        async for rkeys in scan_keys(self._redis, f"{self._prefix}bl:*", count):
+            names = [k.decode() if isinstance(k, bytes) else k for k in rkeys]
+            batch = [n[len(self._prefix) + 3:] for n in names if n != self._changes]
+            if batch:
                 yield list((await self.lookup_many(batch)).values())
-                batch = []
-        if batch:
-            yield list((await self.lookup_many(batch)).values())
 
     async def ping(self) -> bool:
         try:
@@ -252,18 +296,15 @@ class BlocklistStore:
         counts: dict[tuple[str, str], int] = {}
         head = len(self._rkey("").encode())  # keys are {prefix}bl:{kind}:{value}
         try:
-            cursor = 0
-            while True:  # one pass over the keyspace for both kinds
-                cursor, keys = await self._redis.scan(cursor, match=self._rkey("*"), count=scan_count)
+            # one pass over the keyspace (of every shard, on a cluster) for both kinds
+            async for keys in scan_keys(self._redis, self._rkey("*"), scan_count):
                 keyed = [(raw_kind.decode(), k) for k in keys
                          if (raw_kind := k[head:].partition(b":")[0]) in (b"account", b"phone")]
                 if keyed:
-                    for (kind, _), raw in zip(keyed, await self._redis.mget([k for _, k in keyed])):
+                    for (kind, _), raw in zip(keyed, await mget(self._redis, [k for _, k in keyed])):
                         status = _count_status(raw, now)
                         if status:
                             counts[kind, status] = counts.get((kind, status), 0) + 1
-                if cursor == 0:
-                    break
         except (RedisError, OSError) as exc:
             raise BlocklistUnavailable(f"blocklist count failed: {type(exc).__name__}") from exc
         return counts

@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis
 
+from blocklist.connection import sync_client
 from load_tests.generate import GenResult, generate
 from load_tests.traffic import Population
 from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
@@ -78,9 +78,9 @@ def bench_policy(base: Path, choice: str) -> str:
 
 
 def load_blocklist(url: str, prefix: str, population: Population, size: int) -> float:
-    """Write the traffic's listed identifiers plus filler entries straight into the index."""
+    """Write the traffic's listed identifiers plus filler entries straight into the index (one server or a cluster)."""
     started = time.perf_counter()
-    client = redis.Redis.from_url(url)
+    client = sync_client(url)
     listed = population.listed()
     now = "2026-11-29T00:00:00.000Z"
 

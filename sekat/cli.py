@@ -68,32 +68,73 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _stack(settings: Settings) -> tuple[object | None, object | None]:
-    from sekat.localstack import KafkaBroker, RedisServer
+    """The local servers the settings point at: one broker or a KRaft cluster (several bootstrap
+    addresses), one Redis or a Redis Cluster (``redis+cluster://``); None for a remote server."""
+    from blocklist.connection import cluster_seeds, is_cluster
+    from sekat.localstack import KafkaBroker, KafkaCluster, RedisClusterServers, RedisServer
 
     base = Path(settings.stack_dir).resolve()
-    host, _, port = settings.kafka_bootstrap.split(",")[0].strip().rpartition(":")
-    kafka = KafkaBroker(base / "kafka", int(port), int(port) + 1) if host in LOCAL_HOSTS else None
+    addresses = [a.strip().rpartition(":") for a in settings.kafka_bootstrap.split(",")]
+    kafka: object | None = None
+    if all(host in LOCAL_HOSTS for host, _, _ in addresses):
+        ports = [int(port) for _, _, port in addresses]
+        kafka = KafkaBroker(base / "kafka", ports[0], ports[0] + 1) if len(ports) == 1 else \
+            KafkaCluster(base / "kafka-cluster", ports)
     url = urlparse(settings.redis_url)
-    redis = (RedisServer(base / "redis", url.port or 6379)
-             if url.scheme == "redis" and (url.hostname or "127.0.0.1") in LOCAL_HOSTS and not url.password
-             else None)
+    redis: object | None = None
+    if is_cluster(settings.redis_url):
+        seeds = cluster_seeds(settings.redis_url)
+        # fewer than 3 addresses name an existing cluster by a seed: used, not started
+        if all(host in LOCAL_HOSTS for host, _ in seeds) and len(seeds) >= 3 and "@" not in url.netloc:
+            redis = RedisClusterServers(base / "redis-cluster", [port for _, port in seeds])
+    elif url.scheme == "redis" and (url.hostname or "127.0.0.1") in LOCAL_HOSTS and not url.password:
+        redis = RedisServer(base / "redis", url.port or 6379)
     return kafka, redis
 
 
-def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    from sekat.localstack import port_open
+def _check_cluster_flags(settings: Settings, args: argparse.Namespace) -> None:
+    """``--brokers N`` / ``--redis-cluster`` say what the settings must describe; a mismatch names the setting."""
+    from blocklist.connection import is_cluster
 
+    addresses = [a.strip().rpartition(":")[0] for a in settings.kafka_bootstrap.split(",")]
+    count = len(addresses)
+    if args.brokers is not None:
+        if args.brokers < 1 or count != args.brokers:
+            raise SekatError(f"--brokers {args.brokers}: SEKAT_KAFKA_BOOTSTRAP must list {args.brokers} local "
+                             f"address(es), one per broker, e.g. 127.0.0.1:19092,127.0.0.1:29092,127.0.0.1:39092 "
+                             f"(each broker's controller listens on the next port); it lists {count}")
+        if args.brokers >= 3 and settings.topic_replication < 3:
+            raise SekatError(f"--brokers {args.brokers}: set SEKAT_TOPIC_REPLICATION=3 so that topics are replicated "
+                             f"on the cluster (min.insync.replicas=2)")
+    if settings.topic_replication > count and all(host in LOCAL_HOSTS for host in addresses):
+        raise SekatError(f"SEKAT_TOPIC_REPLICATION={settings.topic_replication} needs as many local brokers; "
+                         f"SEKAT_KAFKA_BOOTSTRAP lists {count}")
+    if args.redis_cluster and not is_cluster(settings.redis_url):
+        raise SekatError("--redis-cluster: SEKAT_REDIS_URL must be redis+cluster://host:port,host:port,host:port "
+                         "(3 or more local masters)")
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from sekat.localstack import StackError, port_open
+
+    _check_cluster_flags(settings, args)
     kafka, redis = _stack(settings)
-    for name, server, port in (("Kafka", kafka, getattr(kafka, "port", 0)), ("Redis", redis, getattr(redis, "port", 0))):
+    for name, server in (("Kafka", kafka), ("Redis", redis)):
+        ports = getattr(server, "ports", None) or [getattr(server, "port", 0)]
+        where = ", ".join(f"127.0.0.1:{p}" for p in ports)
         if server is None:
             print(f"{name}: using the configured external server")
         elif server.running():  # type: ignore[attr-defined]
-            print(f"{name}: already running on 127.0.0.1:{port}")
-        elif port_open(port):
-            print(f"{name}: something already answers on 127.0.0.1:{port}; using it")
+            print(f"{name}: already running on {where}")
+        elif len(ports) == 1 and port_open(ports[0]):
+            print(f"{name}: something already answers on {where}; using it")
         else:
-            print(f"{name}: starting on 127.0.0.1:{port} (data in {server.data_dir})", flush=True)  # type: ignore[attr-defined]
-            server.start()  # type: ignore[attr-defined]
+            kind = f" cluster of {len(ports)}" if len(ports) > 1 else ""
+            print(f"{name}{kind}: starting on {where} (data in {server.data_dir})", flush=True)  # type: ignore[attr-defined]
+            try:
+                server.start()  # type: ignore[attr-defined]
+            except StackError as exc:  # a taken port, a missing binary: a message, not a traceback
+                raise SekatError(f"{name}: {exc}") from None
     if not args.no_topics:
         cmd_topics(settings, args)
     return 0
@@ -293,10 +334,16 @@ def build_parser() -> argparse.ArgumentParser:
     acls.add_argument("--command-config", default="admin.properties",
                       help="the admin client properties file named in the commands")
     acls.set_defaults(func=cmd_acls)
-    up = sub.add_parser("up", help="start local Kafka and Redis on 127.0.0.1 (if not running) and create topics")
+    up = sub.add_parser("up", help="start local Kafka and Redis on 127.0.0.1 (if not running) and create topics; "
+                        "clusters with --brokers 3 --redis-cluster")
     up.add_argument("--no-topics", action="store_true", help="do not create topics")
+    up.add_argument("--brokers", type=int, help="start a KRaft cluster of N brokers at the N addresses of "
+                    "SEKAT_KAFKA_BOOTSTRAP (3: replication factor 3, min.insync.replicas=2; `make up-cluster`)")
+    up.add_argument("--redis-cluster", action="store_true", help="start a Redis Cluster (all masters) at the "
+                    "addresses of SEKAT_REDIS_URL=redis+cluster://host:port,host:port,host:port")
     up.set_defaults(func=cmd_up)
-    sub.add_parser("down", help="stop the local Kafka and Redis started by `sekat up`").set_defaults(func=cmd_down)
+    sub.add_parser("down", help="stop the local Kafka and Redis (or clusters) started by `sekat up`, "
+                   "found from the same settings").set_defaults(func=cmd_down)
     top = sub.add_parser("top", help="live view of workers' events/s, p99 latency, commands, dead letters and lag")
     top.add_argument("--url", action="append", help="a worker's /metrics URL; repeat for several "
                      "(default: http://SEKAT_WEB_HOST:SEKAT_WEB_PORT/metrics)")

@@ -392,3 +392,187 @@ def acl_redis(data_dir: Path, port: int, user: str, password: str, *, tls: TlsFi
         args += ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(tls.cert), "--tls-key-file",
                  str(tls.key), "--tls-ca-cert-file", str(tls.ca), "--tls-auth-clients", "no"]
     return RedisServer(data_dir, port, extra_args=args)
+
+
+# -- scale-out on one machine: a KRaft cluster and a Redis Cluster --------------------------------------------
+
+
+@dataclass
+class KafkaCluster:
+    """Several KRaft brokers on loopback (each broker and controller in one JVM), one cluster id.
+
+    Each member is a ``KafkaBroker`` whose properties are overridden: its own ``node.id``, the same
+    ``controller.quorum.voters`` on all, replication factor 3 for Kafka's own topics and
+    ``min.insync.replicas=2``. The members are formatted with one cluster id and started together
+    (a controller quorum needs a majority of the voters up before any broker is ready).
+    """
+
+    data_dir: Path
+    ports: list[int]
+    heap: str = "512m"
+    version: str = KAFKA_VERSION
+    controller_ports: list[int] = field(default_factory=list)  # default: each broker port + 1
+    brokers: list[KafkaBroker] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not self.ports:
+            raise StackError("a Kafka cluster needs at least one broker port")
+        n = len(self.ports)
+        controllers = self.controller_ports or [p + 1 for p in self.ports]
+        if len(controllers) != n:
+            raise StackError("a Kafka cluster needs one controller port per broker port")
+        rf = str(min(3, n))
+        isr = str(2 if n >= 3 else 1)
+        voters = ",".join(f"{i}@127.0.0.1:{p}" for i, p in enumerate(controllers, start=1))
+        self.brokers = []
+        for i, (port, controller) in enumerate(zip(self.ports, controllers), start=1):
+            props = {
+                "node.id": str(i),
+                "controller.quorum.voters": voters,
+                "default.replication.factor": rf,
+                "min.insync.replicas": isr,
+                "offsets.topic.replication.factor": rf,
+                "transaction.state.log.replication.factor": rf,
+                "transaction.state.log.min.isr": isr,
+                "share.coordinator.state.topic.replication.factor": rf,
+                "share.coordinator.state.topic.min.isr": isr,
+                # a stopped broker's leaderships come back to it when it returns (rolling restarts)
+                "auto.leader.rebalance.enable": "true",
+                "leader.imbalance.check.interval.seconds": "10",
+            }
+            self.brokers.append(KafkaBroker(self.data_dir / f"kafka-{i}", port, controller, heap=self.heap,
+                                            extra_properties=props, version=self.version))
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers)
+
+    def running(self) -> bool:
+        return all(b.running() for b in self.brokers)
+
+    def _format(self) -> None:
+        java = shutil.which("java")
+        if java is None:
+            raise StackError("java (OpenJDK 17+) is needed to run the Kafka broker")
+        lib = kafka_lib(self.version)
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        for broker in self.brokers:
+            if (broker.data_dir / "logs" / "meta.properties").exists():
+                continue
+            broker.data_dir.mkdir(parents=True, exist_ok=True)
+            conf = broker.data_dir / "server.properties"
+            conf.write_text(broker.properties())
+            fmt = subprocess.run(
+                [java, "-cp", f"{lib}/*", "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                 "-c", str(conf), "--ignore-formatted"], capture_output=True, text=True)
+            if fmt.returncode != 0:
+                raise StackError(f"formatting Kafka storage of {broker.data_dir} failed:\n{fmt.stdout}{fmt.stderr}")
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Format (first time), start every member at once, wait until each lists all brokers."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self.running():
+            return
+        self._format()
+        with ThreadPoolExecutor(len(self.brokers)) as pool:
+            errors = [f.exception() for f in [pool.submit(b.start, timeout) for b in self.brokers]]
+        failed = [e for e in errors if e is not None]
+        if failed:
+            self.stop()
+            raise StackError(f"Kafka cluster did not start: {failed[0]}")
+        self.wait_members(len(self.brokers), timeout)
+
+    def wait_members(self, count: int, timeout: float = 60.0) -> None:
+        """Wait until the cluster's metadata lists ``count`` brokers (topics with RF 3 need all three)."""
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            try:
+                admin = KafkaAdminClient(bootstrap_servers=self.bootstrap.split(","), request_timeout_ms=5000)
+                try:
+                    seen = len(admin.describe_cluster().get("brokers", []))
+                finally:
+                    admin.close()
+                if seen >= count:
+                    return
+            except KafkaError:
+                pass
+            time.sleep(0.3)
+        raise StackError(f"the Kafka cluster lists {seen} of {count} brokers after {timeout:.0f}s")
+
+    def stop(self) -> bool:
+        """Stop every member at once: one by one, the last would wait for a quorum that is gone."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(self.brokers)) as pool:
+            return any(list(pool.map(lambda b: b.stop(), self.brokers)))
+
+
+@dataclass
+class RedisClusterServers:
+    """A Redis Cluster on loopback: one ``redis-server --cluster-enabled yes`` per port, all masters.
+
+    Joined with ``redis-cli --cluster create ... --cluster-replicas 0`` (slots split evenly), ready when
+    every node reports ``cluster_state:ok``. No persistence, as for the single server: the blocklist's
+    source of truth is the reports topic.
+    """
+
+    data_dir: Path
+    ports: list[int]
+    servers: list[RedisServer] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if len(self.ports) < 3:
+            raise StackError("a Redis Cluster needs at least 3 masters (ports)")
+        # The cluster bus listens on port + 10000 by default; a free port from the OS may be too high for
+        # that, so such a node gets a free bus port of its own (cluster-port, Redis >= 7).
+        self.servers = [RedisServer(self.data_dir / f"redis-{p}", p,
+                                    ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                                     "--cluster-node-timeout", "5000",
+                                     "--cluster-port", str(p + 10000 if p + 10000 < 65536 else free_port())])
+                        for p in self.ports]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def running(self) -> bool:
+        return all(s.running() for s in self.servers)
+
+    def _cli(self, port: int, *args: str) -> str:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise StackError("redis-cli is not installed; run deploy/bootstrap.sh (apt-get install redis-server)")
+        result = subprocess.run([cli, "-h", "127.0.0.1", "-p", str(port), *args], capture_output=True, text=True,
+                                timeout=60)
+        if result.returncode != 0:
+            raise StackError(f"redis-cli {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        return result.stdout
+
+    def start(self, timeout: float = 30.0) -> None:
+        if self.running():
+            return
+        try:
+            for server in self.servers:
+                server.start()
+            # A node that knows only itself was never joined (restarted nodes rejoin from nodes.conf).
+            if "cluster_known_nodes:1" in self._cli(self.ports[0], "cluster", "info").split():
+                self._cli(self.ports[0], "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+                          "--cluster-replicas", "0", "--cluster-yes")
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if all("cluster_state:ok" in self._cli(p, "cluster", "info") for p in self.ports):
+                    return
+                time.sleep(0.1)
+            raise StackError(f"the Redis Cluster on ports {self.ports} did not reach cluster_state:ok "
+                             f"in {timeout:.0f}s")
+        except Exception:
+            self.stop()
+            raise
+
+    def stop(self) -> bool:
+        return any([s.stop() for s in self.servers])

@@ -93,10 +93,13 @@ async def _tcp_open(host: str, port: int, timeout: float) -> bool:
 
 
 async def check_redis(settings: Settings, timeout: float = 10.0) -> None:
-    import redis.asyncio as aioredis
-    from redis.exceptions import AuthenticationError, AuthorizationError, RedisError, ResponseError
+    from redis.exceptions import (AuthenticationError, AuthorizationError, RedisClusterException, RedisError,
+                                  ResponseError)
 
-    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    from blocklist.connection import async_client
+
+    # The one way to a Redis client: a redis+cluster:// URL gets the cluster client here too.
+    client = async_client(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
         await client.ping()
     except (AuthenticationError, AuthorizationError) as exc:
@@ -107,7 +110,7 @@ async def check_redis(settings: Settings, timeout: float = 10.0) -> None:
             raise ConfigError("SEKAT_REDIS_URL", f"Redis refused the credentials ({_first_word(exc)}): give the ACL "
                               "user and password as redis[s]://user:password@host:port/db") from None
         raise
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:
         text = str(exc)
         if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
             raise ConfigError("SEKAT_REDIS_URL", "Redis TLS certificate not trusted: add ?ssl_ca_certs=/path/ca.pem "

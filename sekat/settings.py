@@ -12,7 +12,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from urllib.parse import urlparse
 
 from sekat.errors import ConfigError
 
@@ -50,6 +49,7 @@ class Settings:
     command_routing: str = "shared"
     route_banks: str = ""
     route_operators: str = ""
+    topic_replication: int = 1
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     batch_max: int = 1000
@@ -111,11 +111,14 @@ class Settings:
             raise ConfigError("SEKAT_KAFKA_SSL_CAFILE", f"no such file: {self.kafka_ssl_cafile}")
         if self.kafka_offset_reset not in ("earliest", "latest"):
             raise ConfigError("SEKAT_KAFKA_OFFSET_RESET", "must be 'earliest' or 'latest'")
-        url = urlparse(self.redis_url)
-        if url.scheme not in ("redis", "rediss", "unix"):
-            raise ConfigError("SEKAT_REDIS_URL", "must start with redis://, rediss:// or unix://")
+        from blocklist.connection import validate_url
+
+        try:
+            validate_url(self.redis_url)
+        except ValueError as exc:
+            raise ConfigError("SEKAT_REDIS_URL", str(exc)) from None
         for f in fields(self):
-            if f.name.startswith("topic_") and f.name != "topic_partitions":
+            if f.name.startswith("topic_") and f.name not in ("topic_partitions", "topic_replication"):
                 value = getattr(self, f.name)
                 if not _TOPIC_RE.match(value):
                     raise ConfigError("SEKAT_" + f.name.upper(), f"{value!r} is not a valid Kafka topic name")
@@ -125,6 +128,7 @@ class Settings:
             raise ConfigError("SEKAT_TOPIC_*", "each topic needs its own name")
         checks = (
             ("topic_partitions", 1, 10_000),
+            ("topic_replication", 1, 16),
             ("web_port", 1, 65_535),
             ("batch_max", 1, 100_000),
             ("batch_within_ms", 1, 10_000),
@@ -230,7 +234,8 @@ class Settings:
 
     def topic_names(self) -> dict[str, str]:
         return {f.name[len("topic_"):]: getattr(self, f.name)
-                for f in fields(self) if f.name.startswith("topic_") and f.name != "topic_partitions"}
+                for f in fields(self) if f.name.startswith("topic_") and f.name not in ("topic_partitions",
+                                                                                         "topic_replication")}
 
     @property
     def kafka_url(self) -> str:
@@ -282,7 +287,8 @@ SETTINGS_DOC: dict[str, str] = {
     "kafka_sasl_password": "SASL password (SASL only); never logged.",
     "kafka_ssl_cafile": "CA bundle for SSL/SASL_SSL; system CAs when empty.",
     "kafka_offset_reset": "Where a new consumer group starts: earliest (default, loses nothing) or latest.",
-    "redis_url": "Blocklist index: redis://, rediss:// (TLS) or unix://; user:password@ for ACL users.",
+    "redis_url": "Blocklist index: redis://, rediss:// (TLS) or unix://; user:password@ for ACL users. "
+                 "Redis Cluster: redis+cluster://host:port[,host:port] (rediss+cluster:// with TLS).",
     "redis_prefix": "Prefix for every Redis key Sekat writes.",
     "topic_transfers": "Input: bank transfer events.",
     "topic_calls": "Input: telco call/SMS events.",
@@ -297,6 +303,8 @@ SETTINGS_DOC: dict[str, str] = {
     "route_banks": "per-institution routing: BICs whose commands go to SEKAT_TOPIC_FREEZE.<BIC8> (comma-separated).",
     "route_operators": "per-institution routing: operators whose commands go to SEKAT_TOPIC_BLOCK.<OPERATOR> "
                        "(comma-separated).",
+    "topic_replication": "Replication factor for topics that `sekat topics` and the worker create (3 on a "
+                         "3+-broker cluster: then min.insync.replicas=2).",
     "web_host": "Address of the worker's web server (/metrics).",
     "web_port": "Port of the worker's web server (/metrics).",
     "batch_max": "Most events decided in one batch.",

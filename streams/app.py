@@ -76,6 +76,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         producer_acks=-1,
         consumer_auto_offset_reset=settings.kafka_offset_reset,
         topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,  # Faust's own topics survive a lost broker too
         broker_commit_interval=0.5,
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
     )

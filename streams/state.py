@@ -26,8 +26,14 @@ than twice the window (by the wall clock, at least 10 minutes) are trimmed,
 so an event later than that is judged on what is left. Only a customer's
 latest warning call is kept (a later call replaces it).
 
-The Lua script touches several keys, so with Redis Cluster the rule state
-needs one shard (or hash-tagged keys); the blocklist index is unaffected.
+Under Redis Cluster (``redis+cluster://``) every key stays in its own slot, so
+the state of different payees and callers spreads over every shard: the batch
+is still one pipeline, but the window script runs once per hash slot (on the
+slot's node, the nodes in parallel) and each MGET once per slot
+(``blocklist.connection.SlotPipeline``). Every key of one script call is in
+one slot, so each call stays atomic; the script only ever relates a key to
+itself, so splitting the call changes nothing a rule sees. Hash-tagging all
+of it into one slot would put every rule-state write on one shard.
 """
 
 from __future__ import annotations
@@ -37,9 +43,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
+from blocklist.connection import AnyRedis, SlotPipeline, async_client
 from rules import call_burst, cross_channel, mule_inflow
 from rules.mule_inflow import payee_key
 from rules.policy import Policy
@@ -94,17 +100,20 @@ class Windows:
     def add(self, key: str, member: str, at_ms: int) -> None:
         self.adds[key][member] = at_ms
 
-    def script_args(self, prefix: str, width_ms: int, now_ms: int) -> tuple[list[str], list[Any]]:
+    def script_args(self, prefix: str, width_ms: int, now_ms: int) -> tuple[list[str], list[Any], list[list[Any]]]:
+        """KEYS, the ARGV head, and each key's ARGV segment (so a cluster can split the call by slot)."""
         retention = max(2 * width_ms, MIN_RETENTION_MS)
         keys: list[str] = []
-        args: list[Any] = [now_ms - retention, retention, READ_CAP]
+        head: list[Any] = [now_ms - retention, retention, READ_CAP]
+        per_key: list[list[Any]] = []
         for key, members in self.adds.items():
             keys.append(prefix + key)
-            args.append(len(members))
+            args: list[Any] = [len(members)]
             for member, at in members.items():
                 args.extend((at, member))
             args.extend((min(members.values()) - width_ms, max(members.values()) + width_ms))
-        return keys, args
+            per_key.append(args)
+        return keys, head, per_key
 
 
 def _points(reply: Any, added: dict[str, int]) -> list[tuple[int, str]]:
@@ -118,15 +127,14 @@ def _points(reply: Any, added: dict[str, int]) -> list[tuple[int, str]]:
 
 
 class RuleStateStore:
-    def __init__(self, client: aioredis.Redis, prefix: str = "sekat:") -> None:
+    def __init__(self, client: AnyRedis, prefix: str = "sekat:") -> None:
         self._redis = client
         self._p = f"{prefix}rs:"
         self._sha = ""
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "sekat:") -> "RuleStateStore":
-        client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0,
-                                         health_check_interval=30)
+        client = async_client(url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30)
         return cls(client, prefix)
 
     async def close(self) -> None:
@@ -138,7 +146,7 @@ class RuleStateStore:
             try:
                 if not self._sha:
                     self._sha = await self._redis.script_load(WINDOW_LUA)
-                pipe = self._redis.pipeline(transaction=False)
+                pipe = SlotPipeline(self._redis)
                 build(pipe)
                 return list(await pipe.execute())
             except NoScriptError:
@@ -170,11 +178,11 @@ class RuleStateStore:
         phones = list(dict.fromkeys(phones))
         pairs = list(dict.fromkeys(pairs))
         marks = [f"{mule_inflow.ID}|{k[3:]}" for k in windows.adds] if mule is not None else []
-        keys, args = windows.script_args(self._p, mule.window_minutes * 60_000 if mule else 0, _ms(now))
+        keys, head, per_key = windows.script_args(self._p, mule.window_minutes * 60_000 if mule else 0, _ms(now))
 
         def build(pipe: Any) -> None:
             if keys:
-                pipe.evalsha(self._sha, len(keys), *keys, *args)
+                pipe.evalsha_per_key(self._sha, keys, head, per_key)
             if marks:
                 pipe.mget([f"{self._p}auto:{m}" for m in marks])
             if phones:
@@ -206,10 +214,10 @@ class RuleStateStore:
         if not windows.adds:
             return Observations()
         marks = [f"{call_burst.ID}|{k[4:]}" for k in windows.adds]
-        keys, args = windows.script_args(self._p, burst.window_seconds * 1000, _ms(now))
+        keys, head, per_key = windows.script_args(self._p, burst.window_seconds * 1000, _ms(now))
 
         def build(pipe: Any) -> None:
-            pipe.evalsha(self._sha, len(keys), *keys, *args)
+            pipe.evalsha_per_key(self._sha, keys, head, per_key)
             pipe.mget([f"{self._p}auto:{m}" for m in marks])
 
         windows_reply, auto_reply = await self._pipeline(build)

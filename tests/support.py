@@ -128,9 +128,9 @@ class WorkerProcess:
         A report takes effect on a worker through the change stream within milliseconds; a test that
         lists an identifier and at once sends an event must wait for that, as a real reporter would.
         """
-        import redis as sync_redis
+        from blocklist.connection import sync_client
 
-        client = sync_redis.Redis.from_url(self.settings.redis_url)
+        client = sync_client(self.settings.redis_url)  # one server or a Redis Cluster
         try:
             last = client.xrevrange(f"{self.settings.redis_prefix}bl:changes", count=1)
         finally:

@@ -1,0 +1,307 @@
+"""Scale-out on one machine: Sekat on a 3-broker KRaft cluster and a 3-master Redis Cluster, unchanged but
+for its settings.
+
+Given the cluster (started once for the module: ``sekat.localstack.KafkaCluster`` and
+``RedisClusterServers``, the code ``sekat up --brokers 3 --redis-cluster`` runs), Sekat's topics are
+replicated three ways with two in sync; the blocklist index, the replica and the rule state answer on the
+Redis Cluster exactly as on one server while spreading their keys over every master; the scale benchmark
+runs on it with every command correct; and when one broker is stopped under traffic,
+two workers lose no command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import ConfigResource, ConfigResourceType
+
+from blocklist.connection import sync_client
+from blocklist.replica import Replica
+from blocklist.store import BlocklistStore
+from load_tests import scale
+from load_tests.bench import bench_policy, check, load_blocklist
+from load_tests.rules_bench import make_calls, make_transfers
+from load_tests.traffic import Population, Traffic
+from rules import engine
+from rules.policy import DEFAULT_POLICY_FILE, load_policy
+from rules.registry import Context
+from sekat.localstack import KafkaCluster, RedisClusterServers, free_port
+from sekat.records import Status
+from sekat.settings import Settings
+from streams.state import RuleStateStore
+from streams.topics import create_topics
+from tests.support import Collector, Stack, WorkerProcess, file_report, isolated_env, unique
+
+pytestmark = [pytest.mark.integration, pytest.mark.cluster]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Stack]:
+    """3 KRaft brokers (RF 3, min.insync.replicas=2) and a 3-master Redis Cluster, on free loopback ports."""
+    base = Path(tempfile.mkdtemp(prefix="sekat-cluster-"))
+    redis = RedisClusterServers(base / "redis", [free_port() for _ in range(3)])
+    kafka = KafkaCluster(base / "kafka", [free_port() for _ in range(3)],
+                         controller_ports=[free_port() for _ in range(3)])
+    try:
+        redis.start()
+        kafka.start()
+        yield Stack(kafka, redis)  # type: ignore[arg-type]  # same face: .bootstrap, .url
+    finally:
+        kafka.stop()
+        redis.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def cluster_env(cluster: Stack, name: str, **overrides: str) -> dict[str, str]:
+    return isolated_env(cluster, name, SEKAT_TOPIC_REPLICATION="3", SEKAT_TOPIC_PARTITIONS="4", **overrides)
+
+
+def test_topics_are_replicated_three_ways_with_two_in_sync(cluster: Stack) -> None:
+    settings = Settings.from_environ(cluster_env(cluster, unique("rf")))
+    create_topics(settings)
+    admin = KafkaAdminClient(bootstrap_servers=cluster.kafka.bootstrap.split(","))
+    try:
+        for topic in admin.describe_topics([settings.topic_transfers, settings.topic_reports]):
+            for partition in topic["partitions"]:
+                assert len(partition["replica_nodes"]) == 3 and len(partition["isr_nodes"]) == 3
+        # kafka-python 3: {resource type: {resource name: {config key: {config data}}}}; a broker that has
+        # not yet learned of the new topic answers with no configs, so ask until one does
+        deadline = time.monotonic() + 20
+        while True:
+            configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topic_freeze)],
+                                             config_filter="all")
+            entry = next(iter(configs.values()), {}).get(settings.topic_freeze, {}).get("min.insync.replicas")
+            if entry is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert entry is not None and (entry.get("value") if isinstance(entry, dict) else entry) == "2", entry
+    finally:
+        admin.close()
+
+
+def master_key_counts(cluster: Stack, pattern: str) -> list[int]:
+    import redis
+
+    counts = []
+    for server in cluster.redis.servers:  # type: ignore[attr-defined]
+        client = redis.Redis(port=server.port)
+        counts.append(sum(1 for _ in client.scan_iter(match=pattern, count=1000)))
+        client.close()
+    return counts
+
+
+async def test_index_and_replica_answer_on_the_cluster_as_on_one_server(cluster: Stack, stack: Stack) -> None:
+    prefix = unique("cl") + ":"
+    one = BlocklistStore.from_url(stack.redis.url, prefix)
+    many = BlocklistStore.from_url(cluster.redis.url, prefix)
+    keys = [f"phone:+6011{i:07d}" for i in range(40)] + [f"account:CIBBMYKL:80012{i:05d}" for i in range(40)]
+    try:
+        later = datetime.now(timezone.utc) + timedelta(milliseconds=10)
+        for i, key in enumerate(keys):
+            for store in (one, many):
+                await file_report(store, key, Status.CONFIRMED if i % 2 else Status.REPORTED, "PDRM", "scam", f"C{i}")
+                if i % 10 == 0:  # cleared on appeal: kept in the index, never matched
+                    await file_report(store, key, Status.REVOKED, "NSRC", "appeal upheld", reported_at=later)
+        probe = keys + ["phone:+60199999999"]
+        assert (await many.lookup_many(probe)).keys() == (await one.lookup_many(probe)).keys()
+        assert await many.counts() == await one.counts()
+        exported = [e.key async for batch in many.scan_entries() for e in batch]
+        assert sorted(exported) == sorted(keys)
+        # The entries really are spread: every master holds some.
+        assert all(n > 0 for n in master_key_counts(cluster, f"{prefix}bl:*")), "entries on one shard only"
+
+        replica = Replica(cluster.redis.url, prefix)
+        await replica.start()
+        follower = asyncio.create_task(replica.follow())
+        try:
+            now = time.time()
+            assert replica.candidates(probe, now).keys() == {k for i, k in enumerate(keys) if i % 10}
+            found = await replica.lookup_many(["phone:+6011" + "0000001"])
+            assert found["phone:+60110000001"].case_ref == "C1"  # evidence read from the cluster on a hit
+            await file_report(many, "phone:+60199999999", Status.CONFIRMED, "NSRC")
+            started = time.perf_counter()
+            while "phone:+60199999999" not in replica.candidates(["phone:+60199999999"], time.time()):
+                assert time.perf_counter() - started < 1.0, "change not applied within a second"
+                await asyncio.sleep(0.005)
+            assert await many.wipe() == len(keys) + 1
+            while replica.stats.entries:
+                assert time.perf_counter() - started < 5.0, "wipe not applied"
+                await asyncio.sleep(0.01)
+        finally:
+            follower.cancel()
+            await replica.close()
+    finally:
+        await one.wipe()
+        await one.close()
+        await many.close()
+
+
+async def test_an_entry_written_but_not_announced_is_announced_when_its_batch_is_retried(cluster: Stack) -> None:
+    """On a cluster an entry and its announcement are two steps; a failure between them heals on the retry."""
+    from blocklist.lifecycle import merge
+    from sekat.records import Report
+
+    prefix = unique("ann") + ":"
+    store = BlocklistStore.from_url(cluster.redis.url, prefix)
+    replica = Replica(cluster.redis.url, prefix)
+    await replica.start()
+    follower = asyncio.create_task(replica.follow())
+    report = Report(unique("r-"), datetime.now(timezone.utc), "phone", "+60123400001", Status.CONFIRMED, "PDRM",
+                    "", "KL/1", "scam", 0)
+    try:
+        entry = merge(None, report)
+        assert entry is not None
+        # step one of an interrupted apply: the entry is written, the process dies before announcing it
+        await store.client.set(f"{prefix}bl:{report.key}", orjson.dumps(entry.to_json()))
+        await asyncio.sleep(0.3)
+        assert not replica.candidates([report.key], time.time())  # no replica knows
+        changed, _ = await store.apply([report])  # the batch, re-consumed: nothing changes in the index...
+        assert changed == []
+        started = time.perf_counter()
+        while not replica.candidates([report.key], time.time()):  # ...but its key is announced again
+            assert time.perf_counter() - started < 2.0, "the retried batch did not announce its key"
+            await asyncio.sleep(0.005)
+    finally:
+        follower.cancel()
+        await replica.close()
+        await store.close()
+
+
+async def test_api_keys_and_the_status_rate_limit_work_on_the_cluster(cluster: Stack) -> None:
+    from blocklist.api import Clients
+
+    clients = Clients(Settings.from_environ({"SEKAT_REDIS_URL": cluster.redis.url,
+                                             "SEKAT_REDIS_PREFIX": unique("api") + ":"}))
+    try:
+        key, token = await clients.keys.create("PDRM", ("report", "read"))
+        assert (await clients.keys.verify(token)) == key
+        assert await clients.keys.verify(token[:-2] + "xx") is None
+        allowed = [(await clients.allow_status_check("203.0.113.9", 2))[0] for _ in range(3)]
+        assert allowed == [True, True, False]  # INCR + EXPIRE in one MULTI on the key's node
+    finally:
+        await clients.close()
+
+
+async def test_rule_state_on_the_cluster_matches_one_server(cluster: Stack, stack: Stack) -> None:
+    """The window script split per slot and MGETs split per slot give the same observations as one server."""
+    prefix = unique("rs") + ":"
+    policy = load_policy(DEFAULT_POLICY_FILE)
+    one = RuleStateStore.from_url(stack.redis.url, prefix)
+    many = RuleStateStore.from_url(cluster.redis.url, prefix)
+    rng = random.Random(11)
+    try:
+        for _ in range(4):
+            now = datetime.now(timezone.utc)
+            transfers = make_transfers(300, 40, now, rng)  # 40 payees: windows fill up and rules fire
+            calls = make_calls(300, now, rng)
+            obs = []
+            for store in (one, many):
+                t = await store.read_transfers(transfers, policy, now)
+                c = await store.read_calls(calls, policy, now)
+                writes = [w for x in transfers for w in engine.decide_transfer(x, Context(now, {}, t), policy).writes]
+                writes += [w for x in calls for w in engine.decide_call(x, Context(now, {}, c), policy).writes]
+                await store.write(writes)
+                obs.append((t, c, len(writes)))
+            assert obs[0] == obs[1]
+        assert obs[1][0].inflow and obs[1][1].outbound and obs[1][2] > 0
+        assert all(n > 0 for n in master_key_counts(cluster, f"{prefix}rs:*")), "rule state on one shard only"
+    finally:
+        await one.close()
+        await many.close()
+
+
+def test_the_scale_benchmark_runs_on_the_cluster(cluster: Stack, tmp_path: Path) -> None:
+    args = scale.parser().parse_args(["--events", "8000", "--rate", "1000", "--steady-seconds", "1",
+                                      "--partitions", "4", "--blocklist", "2000", "--listed", "500",
+                                      "--customers", "20000", "--timeout", "120"])
+    prefix = unique("sc") + ":"
+    load_blocklist(cluster.redis.url, prefix, Population(args.customers, args.listed), args.blocklist)
+    result = scale.run_workers(1, bootstrap=cluster.kafka.bootstrap, redis_url=cluster.redis.url, prefix=prefix,
+                               base=tmp_path, args=args, replication=3)
+    assert result["workers"] == 1  # (the group of two is the next test's)
+    assert result["recall"] == 1.0 and result["false_commands"] == 0 and result["deadletters"] == 0
+    assert result["expected_events"] > 50 and result["latency_samples"] > 0
+    assert result["p99_ms"] is not None
+
+
+def test_no_command_is_lost_when_a_broker_stops_under_two_workers(cluster: Stack, logs_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    name = unique("loss")
+    env = cluster_env(cluster, name, SEKAT_POLICY_FILE=bench_policy(tmp_path, "shadow"))
+    settings = Settings.from_environ(env)
+    population = Population(5_000, 300)
+    load_blocklist(cluster.redis.url, settings.redis_prefix, population, 300)
+    workers = [WorkerProcess(env | {"SEKAT_WEB_PORT": str(free_port())}, logs_dir / f"{name}-{i}.log")
+               for i in range(2)]
+    collector = Collector(settings, [settings.topic_freeze, settings.topic_block])
+    producer = KafkaProducer(bootstrap_servers=cluster.kafka.bootstrap.split(","), acks="all", retries=20,
+                             retry_backoff_ms=200, request_timeout_ms=10_000, linger_ms=5)
+    traffic = Traffic(population, listed_share=0.1, seed=5, run=name)
+    expected: dict[str, tuple[tuple[str, ...], int]] = {}
+    try:
+        with ThreadPoolExecutor(2) as pool:  # both join the group at once, as a deployment's workers do
+            for started in [pool.submit(w.start, 90) for w in workers]:
+                started.result()
+
+        def send(first: int, last: int) -> None:
+            now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            pending = []
+            for seq in range(first, last):
+                value, key, kind, actions, event_id = traffic.event(seq, now)
+                pending.append((producer.send(settings.topic_names()[kind], value, key=key), event_id, actions))
+            for future, event_id, actions in pending:
+                future.get(timeout=60)  # only what Kafka acknowledged (acks=all, 2 in sync) is owed a command
+                if actions:
+                    expected[event_id] = (actions, 0)
+
+        send(0, 1500)
+        collector.wait_for(lambda r: True, count=10, timeout=60)  # the group is deciding
+        admin = KafkaAdminClient(bootstrap_servers=cluster.kafka.bootstrap.split(","))
+        try:
+            leader = admin.describe_topics([settings.topic_transfers])[0]["partitions"][0]["leader_id"]
+        finally:
+            admin.close()
+        victim = cluster.kafka.brokers[leader - 1]  # type: ignore[attr-defined]
+        stopping = threading.Thread(target=victim.stop)
+        stopping.start()  # mid-traffic: the rest is sent while the broker goes away
+        send(1500, 3000)
+        stopping.join(60)
+        assert not victim.running()
+        send(3000, 4000)
+
+        def arrived() -> bool:
+            return check(expected, [(r.json["event_id"], r.json["action"], 0) for r in collector.matching(
+                lambda r: True)])[0] == 1.0
+        deadline = time.monotonic() + 120
+        while not arrived() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        commands = [r.json for r in collector.matching(lambda r: True)]
+        recall, false, _ = check(expected, [(c["event_id"], c["action"], 0) for c in commands])
+        assert len(expected) > 200
+        assert recall == 1.0, f"{recall:.4f} of {len(expected)} events got all their commands"
+        assert false == 0
+        # At-least-once: a command re-sent after a rebalance or a retry carries the same id and body.
+        by_id = Counter(c["command_id"] for c in commands)
+        for command_id in [i for i, n in by_id.items() if n > 1]:
+            bodies = {orjson.dumps({k: v for k, v in c.items() if k != "issued_at"})
+                      for c in commands if c["command_id"] == command_id}
+            assert len(bodies) == 1, f"command {command_id} differs between deliveries"
+        assert all(w.alive() for w in workers)
+    finally:
+        producer.close()
+        collector.close()
+        for w in workers:
+            w.stop()
