@@ -89,6 +89,9 @@ class Call:
     # CLI presentation: "allowed", "restricted" or "unavailable" (CDR / call-attempt adapters);
     # the network still knows a restricted caller, so it is screened all the same.
     presentation: str | None = None
+    # STIR/SHAKEN attestation of the caller ID by the originating carrier: "A" (full: the carrier knows the
+    # customer and their right to the number), "B" (partial), "C" (gateway: origin unknown), None (absent).
+    attestation: str | None = None
 
     def identifiers(self) -> list[AccountId | PhoneNumber]:
         return [] if self.caller.protected else [self.caller]

@@ -21,7 +21,8 @@ _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 TRANSFER_FORMATS = ("json", "pacs008")
 CALL_FORMATS = ("json", "cdr-csv", "call-attempt")
-CDR_FIELDS = ("call_id", "occurred_at", "caller", "callee", "operator", "type", "caller_network", "presentation")
+CDR_FIELDS = ("call_id", "occurred_at", "caller", "callee", "operator", "type", "caller_network", "presentation",
+              "attestation")
 CDR_REQUIRED = ("call_id", "occurred_at", "caller", "callee", "operator")
 DEFAULT_CDR_COLUMNS = ("call_id=1,occurred_at=2,caller=3,callee=4,type=5,operator=6,caller_network=7,"
                        "presentation=8")
@@ -262,7 +263,7 @@ SETTINGS_DOC: dict[str, str] = {
     "calls_format": "Input format of the calls topic: json (the Call contract), cdr-csv (call detail "
                     "records, see SEKAT_CDR_COLUMNS) or call-attempt (call-attempt JSON events).",
     "cdr_columns": "CDR CSV column mapping, field=column with 1-based columns; fields call_id, occurred_at, "
-                   "caller, callee, operator (required), type, caller_network, presentation.",
+                   "caller, callee, operator (required), type, caller_network, presentation, attestation.",
     "cdr_delimiter": "CDR CSV delimiter: one character, or 'tab'.",
     "log_level": "debug, info, warning or error.",
     "stack_dir": "Where `sekat up` keeps the local Kafka and Redis data, logs and pid files.",
