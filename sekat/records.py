@@ -220,12 +220,13 @@ class Entry:
 class Action(str, enum.Enum):
     HOLD_TRANSFER = "HOLD_TRANSFER"
     FREEZE_ACCOUNT = "FREEZE_ACCOUNT"
+    HOLD_AMOUNT = "HOLD_AMOUNT"  # a lien of ``amount``/``currency`` on an account, rather than a freeze
     BLOCK_CALL = "BLOCK_CALL"
     LABEL_CALL = "LABEL_CALL"
 
     @property
     def for_bank(self) -> bool:
-        return self in (Action.HOLD_TRANSFER, Action.FREEZE_ACCOUNT)
+        return self in (Action.HOLD_TRANSFER, Action.FREEZE_ACCOUNT, Action.HOLD_AMOUNT)
 
 
 @dataclass(frozen=True, slots=True)
