@@ -69,6 +69,10 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     status_rate_per_minute: int = 30
+    brake_window_s: int = 60
+    brake_entry_max: int = 300
+    brake_rule_max: int = 60_000
+    brake_source_max: int = 60_000
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -131,6 +135,10 @@ class Settings:
             ("blocklist_count_interval_s", 1, 86_400),
             ("api_port", 1, 65_535),
             ("status_rate_per_minute", 1, 1_000_000),
+            ("brake_window_s", 1, 86_400),
+            ("brake_entry_max", 0, 10**9),
+            ("brake_rule_max", 0, 10**9),
+            ("brake_source_max", 0, 10**9),
         )
         for name, low, high in checks:
             value = getattr(self, name)
@@ -276,4 +284,10 @@ SETTINGS_DOC: dict[str, str] = {
     "api_host": "Address the agency API (`sekat api`) binds to.",
     "api_port": "Port of the agency API.",
     "status_rate_per_minute": "Public status checks allowed per client address per minute (then 429).",
+    "brake_window_s": "Safety brake: the window, in seconds, its command limits count over.",
+    "brake_entry_max": "Safety brake: most commands one identifier may drive per window before it goes to "
+                       "shadow mode; 0 turns entry braking off.",
+    "brake_rule_max": "Safety brake: most commands one rule may drive per window (all workers together); 0: off.",
+    "brake_source_max": "Safety brake: most commands the entries of one reporting source may drive per window; "
+                        "0: off.",
 }
