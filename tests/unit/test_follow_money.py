@@ -126,3 +126,9 @@ def test_bad_parameters_are_refused(params: dict, field: str) -> None:
     with pytest.raises(PolicyError) as exc:
         parse_policy({"version": "t", "rules": {"follow_money": {"params": params}}, "actions": ACTIONS})
     assert exc.value.field == field
+
+
+def test_a_trail_mark_survives_its_encoding_and_a_foreign_one_is_ignored() -> None:
+    m = TrailMark(1, 1700000000000, Decimal("12.50"), "MYR", A, "t-9")
+    assert TrailMark.decode(m.encode()) == m
+    assert TrailMark.decode("not a mark") is None and TrailMark.decode("x|1|2|MYR|p|e") is None
