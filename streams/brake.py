@@ -24,7 +24,9 @@ the group judges the same rate. A target over its limit
 The trip takes effect from the next batch (this worker at once, the others
 within a second, when they re-read the tripped set): the batch that crossed
 the limit has already been sent. If Redis does not answer, the brake neither
-counts nor trips (``sekat_brake_errors_total``) and screening goes on.
+counts nor trips (``sekat_brake_errors_total``; after a failure it pauses
+counting for five seconds, so an outage does not add a timeout to every
+batch) and screening goes on.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from sekat.records import COMMAND_NAMESPACE, Decision, iso
 from streams.emit import Batch, OutputTopics
 
 log = logging.getLogger(__name__)
+PAUSE_AFTER_ERROR_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -92,32 +95,40 @@ class Brake:
         self.worker = worker
         self.clock = clock
         self.engaged: frozenset[str] = frozenset()
+        self._pause_until = 0.0
 
     async def refresh(self) -> None:
         """Re-read the tripped targets (a trip by another worker, a re-arm through the API)."""
         try:
             self.engaged = frozenset(await self.store.tripped())
-        except BlocklistUnavailable as exc:
+        except Exception as exc:  # noqa: BLE001 - a timer must not stop the worker; counted and logged
             self.metrics.errors.inc()
-            log.warning("safety brake: could not read the tripped targets (%s); keeping the last %d", exc,
-                        len(self.engaged))
+            log.warning("safety brake: could not read the tripped targets (%s: %s); keeping the last %d",
+                        type(exc).__name__, exc, len(self.engaged))
             return
         self.metrics.set_engaged(sorted(self.engaged))
 
     async def count(self, decisions: Iterable[Decision]) -> None:
         """Add a sent batch's commands to the shared counters and trip any target over its limit."""
-        counts = {t: n for t, n in tally(decisions).items() if self.limits.of(t) > 0 and t not in self.engaged}
-        if not counts:
+        if time.monotonic() < self._pause_until:
             return
-        now = self.clock()
         try:
+            counts = {t: n for t, n in tally(decisions).items() if self.limits.of(t) > 0 and t not in self.engaged}
+            if not counts:
+                return
+            now = self.clock()
             rates = await self.store.add(counts, now, self.limits.window_s)
             for target, rate in rates.items():
                 if rate > self.limits.of(target):
                     await self._trip(target, rate, now)
         except BlocklistUnavailable as exc:
             self.metrics.errors.inc()
-            log.warning("safety brake: counting failed (%s); nothing tripped for this batch", exc)
+            # Not again for a few seconds: a Redis outage must not add a timeout to every batch.
+            self._pause_until = time.monotonic() + PAUSE_AFTER_ERROR_S
+            log.warning("safety brake: counting failed (%s); not counting for %.0f s", exc, PAUSE_AFTER_ERROR_S)
+        except Exception:  # noqa: BLE001 - the brake must never stop screening; counted and logged
+            self.metrics.errors.inc()
+            log.exception("safety brake: counting failed")
 
     async def _trip(self, target: str, rate: float, now: float) -> None:
         at = datetime.fromtimestamp(now, timezone.utc)

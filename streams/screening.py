@@ -178,8 +178,8 @@ class Screen(Generic[R]):
                 out.decision(decision, source)
 
         await retry("sending output", out.send, self.metrics.send_errors.inc)
-        if acted and self.brake is not None:  # commands are out: count them against the brake's limits
-            await self.brake.count(acted)
+        # Commands are out: count them against the safety brake's limits, alongside the state write.
+        braking = asyncio.ensure_future(self.brake.count(acted)) if acted and self.brake is not None else None
         # State goes back only once the output is durable: a crash in between replays the batch, which
         # yields the same command ids, rather than losing a hold the state says was already decided.
         if writes:
@@ -189,6 +189,8 @@ class Screen(Generic[R]):
             except Exception:  # noqa: BLE001 - counted above; the output is already durable
                 self.metrics.rule_state_degraded.inc()
                 log.error("rule state unavailable: %d updates of a %s batch dropped", len(writes), self.stream)
+        if braking is not None:
+            await braking
 
         done = time.time()
         latency = self.metrics.latency_by[self.stream]
