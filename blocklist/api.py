@@ -4,6 +4,7 @@
     POST /v1/revocations    revoke an identifier (scope revoke; reason required)
     GET  /v1/entries        one entry with its history (scope read)
     GET  /v1/status         public: listed / not listed, rate-limited per client address
+    GET  /v1/brake, POST /v1/brake/rearm   the safety brake (blocklist/brake_api.py)
     GET  /openapi.json      the OpenAPI document (/docs renders it)
 
 Keys go in the ``X-API-Key`` header. A report's ``source`` is always the
@@ -36,6 +37,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from blocklist.apikeys import ApiKey, ApiKeyStore
+from blocklist.brake_api import add_brake_routes
 from blocklist.filing import file_report, identifier
 from blocklist.identifiers import mask
 from blocklist.store import BlocklistStore
@@ -308,6 +310,7 @@ def create_api(settings: Settings, clock: Clock = utcnow) -> FastAPI:
         found = await intake.store.get(ident)
         return StatusOut(listed=found is not None and found.active_at(clock()))
 
+    add_brake_routes(app, intake, caller, require, settings, clock)
     app.state.intake = intake
     return app
 

@@ -8,7 +8,8 @@ password: it cannot be guessed), and it is compared in constant time. The
 full key is shown once, by ``sekat apikey create``.
 
 Scopes: ``report`` (file reported), ``confirm`` (file confirmed), ``revoke``,
-``read`` (look an entry up with its history).
+``read`` (look an entry up with its history; see the safety brake), ``rearm`` (re-arm a
+target the safety brake switched to shadow).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from redis.exceptions import RedisError
 from sekat.errors import BlocklistUnavailable, SekatError
 from sekat.records import iso
 
-SCOPES = ("report", "confirm", "revoke", "read")
+SCOPES = ("report", "confirm", "revoke", "read", "rearm")
 _AGENCY_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 

@@ -7,7 +7,9 @@ Precedence lives here, and only here:
 2. enforce rules decide the outcome (the highest wins, ``rules.outcome``) and
    the policy's ``actions`` table turns their findings into commands;
 3. shadow rules are evaluated, counted and written to the decision, but never
-   change the outcome, send a command, file a report or mark a caller suspicious.
+   change the outcome, send a command, file a report or mark a caller suspicious;
+   an enforce match the safety brake tripped on (its rule, its entry or the
+   entry's reporting source is in ``Context.braked``) is treated as shadow.
 
 A rule that raises is recorded on the decision (``rule_errors``) and the
 other rules still decide: a failing rule returns a result, not a crash.
@@ -19,11 +21,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
 from blocklist.identifiers import parse_key
-from rules import cross_channel
+from rules import cross_channel, follow_money
 from rules.mule_inflow import payee_key
 from rules.outcome import Outcome, highest
 from rules.policy import Policy
@@ -59,6 +62,21 @@ def _never_act(finding: Finding, ctx: Context) -> bool:
     return entry is not None and entry.status is Status.REVOKED
 
 
+def brake_targets(rule_id: str, identifier: str, source: str) -> tuple[str, ...]:
+    """The safety-brake targets a match counts towards (and is shadowed by): its rule, entry and source."""
+    targets = [f"rule:{rule_id}"]
+    if identifier:
+        targets.append(f"entry:{identifier}")
+    if source:
+        targets.append(f"source:{source.upper()}")
+    return tuple(targets)
+
+
+def braked(rule_id: str, finding: Finding, tripped: AbstractSet[str]) -> bool:
+    source = finding.entry.source if finding.entry else ""
+    return any(t in tripped for t in brake_targets(rule_id, finding.identifier, source))
+
+
 def _evaluate(stream: str, event: Any, ctx: Context, policy: Policy) -> tuple[list[Found], list[Found], list[str]]:
     enforce: list[Found] = []
     shadow: list[Found] = []
@@ -74,11 +92,15 @@ def _evaluate(stream: str, event: Any, ctx: Context, policy: Policy) -> tuple[li
             if _never_act(f, ctx):
                 continue
             entry = f.entry
-            match = Match(rule=rule.spec.id, outcome=int(f.outcome), reason=f.reason, identifier=f.identifier,
+            mode, reason = rule.mode, f.reason
+            if ctx.braked and mode == "enforce" and braked(rule.spec.id, f, ctx.braked):
+                # the safety brake tripped on this rule, entry or source: decide and record, send nothing
+                mode, reason = "shadow", f"{reason} [safety brake: shadow]"
+            match = Match(rule=rule.spec.id, outcome=int(f.outcome), reason=reason, identifier=f.identifier,
                           status=entry.status.value if entry else "", source=entry.source if entry else "",
-                          case_ref=entry.case_ref if entry else "", version=rule.spec.version, mode=rule.mode,
+                          case_ref=entry.case_ref if entry else "", version=rule.spec.version, mode=mode,
                           code=f.code)
-            (enforce if rule.mode == "enforce" else shadow).append((match, f))
+            (enforce if mode == "enforce" else shadow).append((match, f))
     enforce.sort(key=lambda mf: -mf[0].outcome)
     shadow.sort(key=lambda mf: -mf[0].outcome)
     return enforce, shadow, errors
@@ -97,9 +119,9 @@ def _reports(stream: str, event_id: str, enforce: list[Found], ctx: Context) -> 
             continue  # already reported by a rule, or already on the list: nothing new to tell
         report_id = str(uuid.uuid5(COMMAND_NAMESPACE, f"{event_id}|report|{f.identifier}"))
         reports.append(Report(report_id=report_id, reported_at=ctx.now, kind=req.kind, value=req.value,
-                              status=Status.REPORTED, source=AUTO_SOURCE, reason=f"{match.rule_ref}: {req.reason}",
-                              bank=req.bank, case_ref=f"{stream}/{event_id}", ttl_days=req.ttl_days,
-                              filed_by="sekat-rule"))
+                              status=Status.REPORTED, source=req.source, reason=f"{match.rule_ref}: {req.reason}",
+                              bank=req.bank, case_ref=req.case_ref or f"{stream}/{event_id}", ttl_days=req.ttl_days,
+                              filed_by=req.source))
         marks.append(StateWrite("reported", mark, ttl_s=AUTO_MARK_TTL_S))
     return reports, marks
 
@@ -136,7 +158,19 @@ def decide_transfer(transfer: Transfer, ctx: Context, policy: Policy) -> Verdict
                 commands.append(Command(Action.FREEZE_ACCOUNT, account.partition(":")[0], account,
                                         transfer.event_id, match.code, (match.reason,), ctx.now, details,
                                         (match.rule_ref,)))
+    for match, f in enforce:  # a lien of the disputed amount, where a rule names one and nothing froze it
+        if f.amount is not None and Action.HOLD_AMOUNT in actions[f.outcome] and f.identifier.startswith("account:"):
+            account = f.identifier.partition(":")[2]
+            if account not in frozen:
+                frozen.add(account)
+                commands.append(Command(Action.HOLD_AMOUNT, account.partition(":")[0], account, transfer.event_id,
+                                        match.code, (match.reason,), ctx.now,
+                                        details + (("amount", str(f.amount)), ("currency", f.currency)),
+                                        (match.rule_ref,)))
     reports, writes = _reports("transfers", transfer.event_id, enforce, ctx)
+    trail = policy.params(follow_money.ID)
+    if trail is not None and enforce:
+        writes.extend(follow_money.marks(transfer, [(m.rule, f) for m, f in enforce], ctx, trail))
     cc = policy.params(cross_channel.ID)
     payee = payee_key(transfer)
     if cc is not None and transfer.payer.account is not None and payee is not None \

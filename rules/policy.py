@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from rules import blocklist_match, call_burst, cross_channel, mule_inflow, spoofed_caller
+from rules import blocklist_match, call_burst, cross_channel, follow_money, mule_inflow, spoofed_caller
 from rules.outcome import Outcome
 from rules.registry import STREAMS, Registry, RuleSpec, parse_params
 from sekat.errors import PolicyError
@@ -34,7 +34,7 @@ from sekat.records import Action
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("policy.yaml")
 MODES = ("enforce", "shadow")
-_BANK_ACTIONS = (Action.HOLD_TRANSFER, Action.FREEZE_ACCOUNT)
+_BANK_ACTIONS = (Action.HOLD_TRANSFER, Action.FREEZE_ACCOUNT, Action.HOLD_AMOUNT)
 _TELCO_ACTIONS = (Action.BLOCK_CALL, Action.LABEL_CALL)
 _ACTING = (Outcome.LABEL, Outcome.HOLD, Outcome.BLOCK)
 
@@ -42,7 +42,7 @@ _ACTING = (Outcome.LABEL, Outcome.HOLD, Outcome.BLOCK)
 def default_registry() -> Registry:
     """Every rule type shipped with Sekat; a duplicate id fails here, at start-up."""
     registry = Registry()
-    for module in (blocklist_match, mule_inflow, cross_channel, spoofed_caller, call_burst):
+    for module in (blocklist_match, mule_inflow, cross_channel, spoofed_caller, call_burst, follow_money):
         registry.register(module.SPEC)
     return registry
 

@@ -38,6 +38,29 @@ class CallWarning:
     why: str  # reason code of what made the call suspicious
 
 
+@dataclass(frozen=True, slots=True)
+class TrailMark:
+    """An account the money trail reached (``rules.follow_money``): hop, when, how much, from where."""
+
+    hop: int  # 0: the account was just held/frozen itself; n: n transfers away from such an account
+    at_ms: int  # event time the tainted money reached it
+    amount: Decimal  # the disputed amount it received (what a lien on it may hold)
+    currency: str
+    parent: str  # key of the account the money came from ("" for hop 0)
+    event_id: str  # the transfer that carried it
+
+    def encode(self) -> str:
+        return f"{self.hop}|{self.at_ms}|{self.amount}|{self.currency}|{self.parent}|{self.event_id}"
+
+    @classmethod
+    def decode(cls, raw: str) -> "TrailMark | None":
+        try:
+            hop, at, amount, currency, parent, event_id = raw.split("|", 5)
+            return cls(int(hop), int(at), Decimal(amount), currency, parent, event_id)
+        except (ValueError, InvalidOperation):
+            return None  # written by another version: not a mark this worker can use
+
+
 @dataclass(frozen=True)
 class Observations:
     """Windowed state the shell read from Redis for one batch (event-time milliseconds).
@@ -51,6 +74,7 @@ class Observations:
     warnings: Mapping[str, Sequence[CallWarning]] = field(default_factory=dict)  # customer phone key -> calls
     paid_before: AbstractSet[tuple[str, str]] = frozenset()  # (payer key, payee key) seen before this batch
     auto_reported: AbstractSet[str] = frozenset()  # "rule|identifier key" already reported automatically
+    trail: Mapping[str, TrailMark] = field(default_factory=dict)  # account key -> mark (payers and payees)
 
 
 @dataclass(frozen=True)
@@ -58,6 +82,7 @@ class Context:
     now: datetime
     lookups: Mapping[str, Entry]
     obs: Observations = field(default_factory=Observations)
+    braked: AbstractSet[str] = frozenset()  # brake targets in shadow ("rule:id", "entry:key", "source:X")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +94,8 @@ class AutoReport:
     bank: str
     reason: str
     ttl_days: int
+    source: str = "sekat-rule"  # the reporting source the entry names
+    case_ref: str = ""  # empty: the engine cites the event ("transfers/t-1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +109,8 @@ class Finding:
     protected: bool = False  # an emergency/short number: never acted on
     entry: Entry | None = None  # the blocklist entry behind a blocklist match
     report: AutoReport | None = None
+    amount: Decimal | None = None  # the disputed amount on ``identifier``: what a HOLD_AMOUNT lien holds
+    currency: str = ""
 
 
 P = TypeVar("P")
@@ -196,7 +225,7 @@ class StateWrite:
 
     kinds: ``warned`` (zset: customer phone -> warning call), ``paid`` (set:
     payer -> payees paid), ``reported`` (marker: rule|identifier reported
-    automatically).
+    automatically), ``trail`` (account key -> ``TrailMark.encode()``).
     """
 
     kind: str

@@ -389,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     ak_sub = ak.add_subparsers(dest="cmd", required=True)
     create = ak_sub.add_parser("create", help="create a key (printed once; only its hash is stored)")
     create.add_argument("--agency", required=True, help="the agency the key files for, e.g. PDRM")
-    create.add_argument("--scopes", required=True, help="comma-separated: report,confirm,revoke,read")
+    create.add_argument("--scopes", required=True, help="comma-separated: report,confirm,revoke,read,rearm")
     create.set_defaults(func=cmd_apikey)
     ak_sub.add_parser("list", help="list keys (never the secrets)").set_defaults(func=cmd_apikey)
     disable = ak_sub.add_parser("disable", help="disable a key by its id")

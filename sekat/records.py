@@ -89,6 +89,9 @@ class Call:
     # CLI presentation: "allowed", "restricted" or "unavailable" (CDR / call-attempt adapters);
     # the network still knows a restricted caller, so it is screened all the same.
     presentation: str | None = None
+    # STIR/SHAKEN attestation of the caller ID by the originating carrier: "A" (full: the carrier knows the
+    # customer and their right to the number), "B" (partial), "C" (gateway: origin unknown), None (absent).
+    attestation: str | None = None
 
     def identifiers(self) -> list[AccountId | PhoneNumber]:
         return [] if self.caller.protected else [self.caller]
@@ -217,12 +220,13 @@ class Entry:
 class Action(str, enum.Enum):
     HOLD_TRANSFER = "HOLD_TRANSFER"
     FREEZE_ACCOUNT = "FREEZE_ACCOUNT"
+    HOLD_AMOUNT = "HOLD_AMOUNT"  # a lien of ``amount``/``currency`` on an account, rather than a freeze
     BLOCK_CALL = "BLOCK_CALL"
     LABEL_CALL = "LABEL_CALL"
 
     @property
     def for_bank(self) -> bool:
-        return self in (Action.HOLD_TRANSFER, Action.FREEZE_ACCOUNT)
+        return self in (Action.HOLD_TRANSFER, Action.FREEZE_ACCOUNT, Action.HOLD_AMOUNT)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,8 @@ _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 TRANSFER_FORMATS = ("json", "pacs008")
 CALL_FORMATS = ("json", "cdr-csv", "call-attempt")
-CDR_FIELDS = ("call_id", "occurred_at", "caller", "callee", "operator", "type", "caller_network", "presentation")
+CDR_FIELDS = ("call_id", "occurred_at", "caller", "callee", "operator", "type", "caller_network", "presentation",
+              "attestation")
 CDR_REQUIRED = ("call_id", "occurred_at", "caller", "callee", "operator")
 DEFAULT_CDR_COLUMNS = ("call_id=1,occurred_at=2,caller=3,callee=4,type=5,operator=6,caller_network=7,"
                        "presentation=8")
@@ -72,6 +73,10 @@ class Settings:
     api_port: int = 8080
     status_rate_per_minute: int = 30
     filing_rate_per_minute: int = 600
+    brake_window_s: int = 60
+    brake_entry_max: int = 300
+    brake_rule_max: int = 60_000
+    brake_source_max: int = 60_000
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -140,6 +145,10 @@ class Settings:
             ("api_port", 1, 65_535),
             ("status_rate_per_minute", 1, 1_000_000),
             ("filing_rate_per_minute", 1, 1_000_000),
+            ("brake_window_s", 1, 86_400),
+            ("brake_entry_max", 0, 10**9),
+            ("brake_rule_max", 0, 10**9),
+            ("brake_source_max", 0, 10**9),
         )
         for name, low, high in checks:
             value = getattr(self, name)
@@ -316,7 +325,7 @@ SETTINGS_DOC: dict[str, str] = {
     "calls_format": "Input format of the calls topic: json (the Call contract), cdr-csv (call detail "
                     "records, see SEKAT_CDR_COLUMNS) or call-attempt (call-attempt JSON events).",
     "cdr_columns": "CDR CSV column mapping, field=column with 1-based columns; fields call_id, occurred_at, "
-                   "caller, callee, operator (required), type, caller_network, presentation.",
+                   "caller, callee, operator (required), type, caller_network, presentation, attestation.",
     "cdr_delimiter": "CDR CSV delimiter: one character, or 'tab'.",
     "log_level": "debug, info, warning or error.",
     "stack_dir": "Where `sekat up` keeps the local Kafka and Redis data, logs and pid files.",
@@ -331,4 +340,10 @@ SETTINGS_DOC: dict[str, str] = {
     "status_rate_per_minute": "Public status checks allowed per client address per minute (then 429).",
     "filing_rate_per_minute": "Reports and revocations one API key may file per minute (then 429): bounds what a "
                               "stolen key can do; bulk loads go through `sekat blocklist import`.",
+    "brake_window_s": "Safety brake: the window, in seconds, its command limits count over.",
+    "brake_entry_max": "Safety brake: most commands one identifier may drive per window before it goes to "
+                       "shadow mode; 0 turns entry braking off.",
+    "brake_rule_max": "Safety brake: most commands one rule may drive per window (all workers together); 0: off.",
+    "brake_source_max": "Safety brake: most commands the entries of one reporting source may drive per window; "
+                        "0: off.",
 }

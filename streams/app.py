@@ -19,6 +19,7 @@ one-second timer when the file changes.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import time
 from typing import Any
@@ -29,13 +30,16 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 
 import sekat
 
+from blocklist.brake import BrakeStore
 from blocklist.replica import Replica
 from blocklist.store import BlocklistStore
+from metrics.brake import BrakeMetrics
 from metrics.worker import WorkerMetrics
 from rules.engine import decide_call, decide_transfer
 from rules.policy import DEFAULT_POLICY_FILE
 from sekat.settings import Settings
 from streams.adapters import call_decoder, transfer_decoder
+from streams.brake import Brake, Limits
 from streams.consumer import ScreeningConsumer
 from streams.decode import REASONS
 from streams.emit import OutputTopics
@@ -91,6 +95,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     replica = Replica(settings.redis_url, settings.redis_prefix, on_fresh=metrics.freshness.mark)
     metrics.replica_entries.set_function(lambda: replica.stats.entries)
     state = RuleStateStore.from_url(settings.redis_url, settings.redis_prefix)
+    brakes = BrakeStore.from_url(settings.redis_url, settings.redis_prefix)
     policy = PolicyWatch(settings.policy_file or DEFAULT_POLICY_FILE, metrics)  # PolicyError stops start-up
 
     def raw_topic(name: str) -> faust.TopicT:
@@ -104,11 +109,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         reports=raw_topic(settings.topic_reports),
         routes={route: raw_topic(name) for route, name in settings.command_topics().items()},
     )
+    brake = Brake(brakes, Limits(settings.brake_window_s, settings.brake_entry_max, settings.brake_rule_max,
+                                 settings.brake_source_max), BrakeMetrics(registry), outputs,
+                  f"{settings.app_id}@{socket.gethostname()}:{settings.web_port}")
     # The input format of each topic (contract JSON, ISO 20022 pacs.008, CDR CSV, ...) is a setting.
     transfers = Screen("transfers", transfer_decoder(settings), decide_transfer, replica, outputs, metrics, policy,
-                       state.read_transfers, state.write, clock)
+                       state.read_transfers, state.write, clock, brake)
     calls = Screen("calls", call_decoder(settings), decide_call, replica, outputs, metrics, policy,
-                   state.read_calls, state.write, clock)
+                   state.read_calls, state.write, clock, brake)
     screening = ScreeningConsumer(settings, {settings.topic_transfers: transfers, settings.topic_calls: calls},
                                   metrics)
     intake = Intake(store, outputs, outputs.reports, metrics, max(settings.max_event_bytes, 1_048_576),
@@ -136,6 +144,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
             await guard.ensure()
         except Exception as exc:  # noqa: BLE001 - Redis or Kafka down: staleness says so; next tick retries
             log.debug("blocklist index check failed: %s", exc)
+
+    @app.timer(interval=1.0, name="sekat_refresh_brake")
+    async def refresh_brake() -> None:  # trips by other workers and re-arms through the API
+        await brake.refresh()
 
     @app.agent(outputs.reports, name="apply_reports")
     async def apply_reports(stream: faust.StreamT) -> None:
@@ -185,4 +197,5 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     app.sekat_screening = screening  # type: ignore[attr-defined]
     app.sekat_metrics = metrics  # type: ignore[attr-defined]
     app.sekat_policy = policy  # type: ignore[attr-defined]
+    app.sekat_brake = brake  # type: ignore[attr-defined]
     return app

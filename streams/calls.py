@@ -9,6 +9,17 @@ from sekat.records import Call, Rejection
 
 _OPERATOR_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 CALL_TYPES = ("voice", "sms")
+ATTESTATIONS = ("A", "B", "C")
+
+
+def attestation(raw: str | None, field: str) -> str | None:
+    """A STIR/SHAKEN attestation level: A, B or C (any case); empty or absent means none was given."""
+    if raw is None or not raw.strip():
+        return None
+    level = raw.strip().upper()
+    if level not in ATTESTATIONS:
+        raise d.Bad("invalid_value", field, "must be A, B or C (STIR/SHAKEN attestation level)")
+    return level
 
 
 def decode_call(raw: bytes | None, max_bytes: int = 65536, region: str = "MY") -> Call | Rejection:
@@ -31,6 +42,8 @@ def decode_call(raw: bytes | None, max_bytes: int = 65536, region: str = "MY") -
             event_id=event_id, occurred_at=occurred_at, call_id=call_id, operator=operator.upper(),
             caller=caller, callee=callee, type=kind,
             caller_network=d.text(data, "caller_network", "caller_network", required=False, max_len=32),
+            attestation=attestation(d.text(data, "attestation", "attestation", required=False, max_len=8),
+                                    "attestation"),
         )
     except d.Bad as bad:
         return bad.rejection

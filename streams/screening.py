@@ -17,14 +17,17 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from metrics.worker import WorkerMetrics
 from rules.engine import Verdict
 from rules.policy import Policy
 from rules.registry import Context, Observations, StateWrite
-from sekat.records import Command, Entry, Rejection, Skipped, Source, iso
+from sekat.records import Command, Decision, Entry, Rejection, Skipped, Source, iso
 from streams.emit import Batch, OutputTopics
+
+if TYPE_CHECKING:
+    from streams.brake import Brake
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +80,8 @@ async def retry(what: str, attempt: Callable[[], Any], on_error: Callable[[], No
 class Screen(Generic[R]):
     def __init__(self, stream: str, decode: Decoder[R], decide: Decide[R], store: Lookup,
                  topics: OutputTopics, metrics: WorkerMetrics, policy: Callable[[], Policy],
-                 read_state: ReadState[R], write_state: WriteState, clock: Clock = utcnow) -> None:
+                 read_state: ReadState[R], write_state: WriteState, clock: Clock = utcnow,
+                 brake: Brake | None = None) -> None:
         self.stream = stream
         self.decode = decode
         self.decide = decide
@@ -88,6 +92,7 @@ class Screen(Generic[R]):
         self.read_state = read_state
         self.write_state = write_state
         self.clock = clock
+        self.brake = brake
 
     async def run(self, events: Sequence[Any]) -> None:
         """Decide a batch of Kafka records; returns once every output is acknowledged by Kafka.
@@ -137,11 +142,12 @@ class Screen(Generic[R]):
                 return Observations()
 
         lookups, observations = await asyncio.gather(lookup(), observe())
-        ctx = Context(now, lookups, observations)
+        ctx = Context(now, lookups, observations, self.brake.engaged if self.brake else frozenset())
         writes: list[StateWrite] = []
         reported: set[str] = set()
         matched: dict[tuple[str, str], int] = {}
         issued: list[Command] = []
+        acted: list[Decision] = []
         for source, raw, record in decoded:
             try:
                 verdict = self.decide(record, ctx, policy)
@@ -158,6 +164,8 @@ class Screen(Generic[R]):
             for command in decision.commands:
                 out.command(command)
             issued.extend(decision.commands)
+            if decision.commands:
+                acted.append(decision)
             for report in decision.reports:
                 if report.key not in reported:  # once per batch; the Redis marker covers later batches
                     reported.add(report.key)
@@ -170,6 +178,8 @@ class Screen(Generic[R]):
                 out.decision(decision, source)
 
         await retry("sending output", out.send, self.metrics.send_errors.inc)
+        # Commands are out: count them against the safety brake's limits, alongside the state write.
+        braking = asyncio.ensure_future(self.brake.count(acted)) if acted and self.brake is not None else None
         # State goes back only once the output is durable: a crash in between replays the batch, which
         # yields the same command ids, rather than losing a hold the state says was already decided.
         if writes:
@@ -179,6 +189,8 @@ class Screen(Generic[R]):
             except Exception:  # noqa: BLE001 - counted above; the output is already durable
                 self.metrics.rule_state_degraded.inc()
                 log.error("rule state unavailable: %d updates of a %s batch dropped", len(writes), self.stream)
+        if braking is not None:
+            await braking
 
         done = time.time()
         latency = self.metrics.latency_by[self.stream]

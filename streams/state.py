@@ -13,6 +13,8 @@ Keys (under the worker's prefix, default ``sekat:``), all with TTLs:
                                          warning call (cross_channel)
     {prefix}rs:paid:{payer}|{payee key}  string: this payer has paid this payee before (cross_channel)
     {prefix}rs:auto:{rule}|{key}         string: a rule already reported this identifier
+    {prefix}rs:trail:{account key}       string ``TrailMark.encode()``: the money trail reached this account
+                                         (follow_money; read for every payer and payee of a batch, one MGET)
 
 A batch costs two round trips whatever its size, with a handful of commands
 each: ``read_*`` is one pipeline of one Lua script (for every window key of
@@ -46,10 +48,10 @@ from typing import Any
 from redis.exceptions import NoScriptError, RedisError
 
 from blocklist.connection import AnyRedis, SlotPipeline, async_client
-from rules import call_burst, cross_channel, mule_inflow
+from rules import call_burst, cross_channel, follow_money, mule_inflow
 from rules.mule_inflow import payee_key
 from rules.policy import Policy
-from rules.registry import CallWarning, Observations, StateWrite
+from rules.registry import CallWarning, Observations, StateWrite, TrailMark
 from sekat.errors import BlocklistUnavailable
 from sekat.records import Call, Transfer
 
@@ -160,8 +162,11 @@ class RuleStateStore:
     async def read_transfers(self, transfers: Sequence[Transfer], policy: Policy, now: datetime) -> Observations:
         mule = policy.params(mule_inflow.ID)
         cc = policy.params(cross_channel.ID)
-        if (mule is None and cc is None) or not transfers:
+        follow = policy.params(follow_money.ID)
+        if (mule is None and cc is None and follow is None) or not transfers:
             return Observations()
+        accounts = list(dict.fromkeys(a.key for t in transfers for a in (t.payer.account, t.payee.account)
+                                      if a is not None)) if follow is not None else []
         windows = Windows()
         phones: list[str] = []
         pairs: list[tuple[str, str]] = []
@@ -189,6 +194,8 @@ class RuleStateStore:
                 pipe.mget([f"{self._p}warn:{p}" for p in phones])
             if pairs:
                 pipe.mget([f"{self._p}paid:{payer}|{payee}" for payer, payee in pairs])
+            if accounts:
+                pipe.mget([f"{self._p}trail:{a}" for a in accounts])
 
         replies = iter(await self._pipeline(build))
         inflow = {k[3:]: _points(r, windows.adds[k]) for k, r in zip(windows.adds, next(replies))} if keys else {}
@@ -200,8 +207,14 @@ class RuleStateStore:
                     at, caller, event_id, why = (_text(raw).split("|", 3) + ["", "", ""])[:4]
                     warnings[phone] = [CallWarning(int(at), caller, event_id, why)]
         paid = {pair for pair, v in zip(pairs, next(replies)) if v} if pairs else set()
+        trail: dict[str, TrailMark] = {}
+        if accounts:
+            for account, raw in zip(accounts, next(replies)):
+                mark = TrailMark.decode(_text(raw)) if raw else None
+                if mark is not None:
+                    trail[account] = mark
         return Observations(inflow=inflow, warnings=warnings, paid_before=frozenset(paid),
-                            auto_reported=frozenset(auto))
+                            auto_reported=frozenset(auto), trail=trail)
 
     async def read_calls(self, calls: Sequence[Call], policy: Policy, now: datetime) -> Observations:
         burst = policy.params(call_burst.ID)
@@ -241,5 +254,7 @@ class RuleStateStore:
                     pipe.set(f"{self._p}paid:{w.key}|{w.member}", b"1", ex=w.ttl_s)
                 elif w.kind == "reported":
                     pipe.set(f"{self._p}auto:{w.key}", b"1", ex=w.ttl_s)
+                elif w.kind == "trail":
+                    pipe.set(f"{self._p}trail:{w.key}", w.member, ex=w.ttl_s)
 
         await self._pipeline(build)

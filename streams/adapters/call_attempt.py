@@ -7,13 +7,14 @@
 Required: ``attempt_id`` (also the event id), ``attempted_at``, ``operator``, ``calling_number``,
 ``called_number``. ``service`` is ``voice`` (default) or ``sms`` (CDR codes such as ``MOC``/``SMS-MO`` too);
 ``presentation`` is the CLI presentation (``allowed``, ``restricted``, ``unavailable`` or 0/1/2);
-``origin_network`` becomes ``caller_network``. Unknown extra fields are ignored.
+``origin_network`` becomes ``caller_network``; ``attestation`` is the STIR/SHAKEN level (A, B or C). Unknown extra fields are ignored.
 """
 
 from __future__ import annotations
 
 from streams import decode as d
 from streams.adapters import cdr
+from streams.calls import attestation
 from sekat.records import Call, Rejection
 
 
@@ -34,6 +35,8 @@ def decode_call_attempt(raw: bytes | None, max_bytes: int = 65536, region: str =
                                        "origin_network"),
             presentation=cdr.presentation(d.text(data, "presentation", "presentation", required=False, max_len=32),
                                           "presentation"),
+            attestation=attestation(d.text(data, "attestation", "attestation", required=False, max_len=8),
+                                    "attestation"),
         )
     except d.Bad as bad:
         return bad.rejection

@@ -13,6 +13,7 @@ Values:
 - ``presentation`` (CLI): ``allowed`` (``a``, ``0``, ``allow``), ``restricted`` (``r``, ``1``, ``clir``,
   ``private``, ``withheld``) or ``unavailable`` (``u``, ``2``, ``not-available``); empty means unknown.
 - ``caller_network``: free text up to 32 characters, lower-cased (e.g. ``international``, ``on-net``).
+- ``attestation``: STIR/SHAKEN level ``A``, ``B`` or ``C`` (any case); empty means none.
 - ``event_id`` is the CDR's ``call_id``: a re-sent line yields the same command id.
 
 A bad line becomes a ``Rejection`` whose ``field`` names the Call field and the column, e.g.
@@ -30,6 +31,7 @@ from datetime import datetime, timezone
 from blocklist.identifiers import PhoneNumber, normalise_phone
 from sekat.errors import InvalidIdentifier
 from sekat.records import Call, Rejection
+from streams.calls import attestation
 from streams.decode import Bad
 
 log = logging.getLogger(__name__)
@@ -164,6 +166,7 @@ class CdrCsvDecoder:
                 operator=operator(*cell("operator")), caller=phone(*cell("caller"), self.region),
                 callee=phone(*cell("callee"), self.region), type=call_type(*cell("type")),
                 caller_network=network(*cell("caller_network")), presentation=presentation(*cell("presentation")),
+                attestation=attestation(*cell("attestation")),
             )
         except Bad as bad:
             return bad.rejection

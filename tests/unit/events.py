@@ -36,11 +36,13 @@ def transfer(event_id: str = "t-1", at: datetime = T0, payer: str = "5140 1234 5
 
 
 def call(event_id: str = "c-1", at: datetime = T0, caller: str = "+60376543210", callee: str = "+60123456789",
-         network: str | None = None) -> Call:
+         network: str | None = None, attestation: str | None = None) -> Call:
     body: dict[str, Any] = {"event_id": event_id, "occurred_at": iso(at), "call_id": "x" + event_id,
                             "operator": "CELCOM", "caller": caller, "callee": callee}
     if network:
         body["caller_network"] = network
+    if attestation:
+        body["attestation"] = attestation
     decoded = decode_call(orjson.dumps(body))
     assert isinstance(decoded, Call), decoded
     return decoded

@@ -98,11 +98,21 @@ def test_payee_needs_account_or_proxy() -> None:
     (with_(CALL, "type", "fax"), "invalid_value", "type"),
     (with_(CALL, "operator", "CEL COM;drop"), "invalid_value", "operator"),
     (with_(CALL, "call_id"), "missing_field", "call_id"),
+    (with_(CALL, "attestation", "D"), "invalid_value", "attestation"),
+    (with_(CALL, "attestation", 1), "wrong_type", "attestation"),
+    (with_(CALL, "attestation", "AA"), "invalid_value", "attestation"),
 ])
 def test_bad_calls_are_rejected(raw: bytes, reason: str, field: str) -> None:
     result = decode_call(raw)
     assert isinstance(result, Rejection)
     assert (result.reason, result.field) == (reason, field)
+
+
+def test_call_attestation_is_optional_and_case_blind() -> None:
+    absent = decode_call(orjson.dumps(CALL))
+    given = decode_call(with_(CALL, "attestation", "b"))
+    assert isinstance(absent, Call) and absent.attestation is None
+    assert isinstance(given, Call) and given.attestation == "B"
 
 
 def test_emergency_caller_decodes_as_protected() -> None:
