@@ -29,6 +29,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from blocklist.lifecycle import consolidated, covers, merge
+from blocklist.links import propagate
 from sekat.errors import BlocklistUnavailable
 from sekat.records import Entry, Report
 
@@ -93,13 +94,15 @@ class BlocklistStore:
     async def apply(self, reports: Sequence[Report]) -> tuple[list[Entry], list[Report]]:
         """Merge ``reports`` (in order) into the index: one MGET, one MULTI.
 
-        Returns the entries that changed, and the consolidated reports to
-        publish for keys whose incoming record does not carry their whole
-        history (so the record compaction keeps still rebuilds the entry).
+        Returns the entries that changed, and the reports to publish: the
+        consolidated ones for keys whose incoming record does not carry their
+        whole history (so the record compaction keeps still rebuilds the
+        entry), and the ones derived for linked identifiers (``blocklist.links``).
         """
         if not reports:
             return [], []
         current: dict[str, Entry | None] = dict(await self.lookup_many(r.key for r in reports))
+        start = dict(current)
         before = {k: v.to_json() for k, v in current.items() if v is not None}
         last: dict[str, Report] = {}
         for report in reports:
@@ -109,6 +112,7 @@ class BlocklistStore:
         await self.put_many(changed)
         pending = [consolidated(r, e) for k, r in last.items()
                    if (e := current[k]) is not None and not covers(r, e)]
+        pending += [derived for e in changed for derived in propagate(start.get(e.key), e)]
         return changed, pending
 
     async def wipe(self) -> int:

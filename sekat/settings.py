@@ -12,9 +12,13 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from sekat.errors import ConfigError
+
+if TYPE_CHECKING:
+    from blocklist.expiry import ExpiryPolicy
 
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -68,6 +72,9 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     status_rate_per_minute: int = 30
+    expiry_days: str = "reported=30,confirmed=365"
+    renewals_max: int = 3
+    release_interval_s: int = 5
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -130,6 +137,8 @@ class Settings:
             ("blocklist_count_interval_s", 1, 86_400),
             ("api_port", 1, 65_535),
             ("status_rate_per_minute", 1, 1_000_000),
+            ("renewals_max", 0, 100),
+            ("release_interval_s", 1, 3_600),
         )
         for name, low, high in checks:
             value = getattr(self, name)
@@ -148,6 +157,7 @@ class Settings:
         if self.policy_file and not os.path.isfile(self.policy_file):
             raise ConfigError("SEKAT_POLICY_FILE", f"no such file: {self.policy_file}")
         self.protected_keys()
+        self.expiry_policy()
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("SEKAT_LOG_LEVEL", "must be debug, info, warning or error")
 
@@ -186,6 +196,12 @@ class Settings:
             raise ConfigError("SEKAT_PROTECTED_FILE", f"cannot read {self.protected_file}: {exc.strerror}") from None
         except (InvalidIdentifier, UnicodeDecodeError) as exc:
             raise ConfigError("SEKAT_PROTECTED_FILE", f"{self.protected_file}: {exc}") from None
+
+    def expiry_policy(self) -> "ExpiryPolicy":
+        """``SEKAT_EXPIRY_DAYS`` and ``SEKAT_RENEWALS_MAX`` as a policy; raises ConfigError naming the setting."""
+        from blocklist.expiry import parse_expiry
+
+        return parse_expiry(self.expiry_days, self.renewals_max)
 
     def topic_names(self) -> dict[str, str]:
         return {f.name[len("topic_"):]: getattr(self, f.name)
@@ -275,4 +291,9 @@ SETTINGS_DOC: dict[str, str] = {
     "api_host": "Address the agency API (`sekat api`) binds to.",
     "api_port": "Port of the agency API.",
     "status_rate_per_minute": "Public status checks allowed per client address per minute (then 429).",
+    "expiry_days": "Expiry policy for reports filed without ttl_days: [SOURCE/]status=days[,...] (most specific "
+                   "wins; 0 = no expiry), e.g. reported=30,confirmed=365,PDRM/confirmed=730.",
+    "renewals_max": "Renewals of one entry an authority may file (POST /v1/renewals) between two revocations.",
+    "release_interval_s": "How often the group leader sweeps for revoked or expired entries that institutions "
+                          "acted on, and sends RELEASE_ACCOUNT / UNBLOCK_NUMBER.",
 }
