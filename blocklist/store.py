@@ -5,6 +5,8 @@ Data model (every key under the configured prefix, default ``sekat:``):
     {prefix}bl:{kind}:{value}   string: the entry as JSON (sekat.records.Entry)
     {prefix}bl:changes          stream: one record per change, field ``key``;
                                 local replicas follow it to stay fresh
+    {prefix}acted:due           sorted set of entries institutions acted on (``blocklist.acted``):
+                                a revoked entry is marked due in the MULTI that writes it
 
 Revoked entries stay in the index with status ``revoked`` so their history is
 kept and a lookup can tell "cleared on appeal" from "never listed".
@@ -28,10 +30,11 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from blocklist.acted import due_key
 from blocklist.lifecycle import consolidated, covers, merge
 from blocklist.links import propagate
 from sekat.errors import BlocklistUnavailable
-from sekat.records import Entry, Report
+from sekat.records import Entry, Report, Status
 
 CHANGES_MAXLEN = 1_000_000
 
@@ -87,6 +90,9 @@ class BlocklistStore:
                 for entry in entries:
                     pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
                     pipe.xadd(self._changes, {"key": entry.key}, maxlen=CHANGES_MAXLEN, approximate=True)
+                revoked = {e.key: 0 for e in entries if e.status is Status.REVOKED}
+                if revoked:  # whoever acted on it gets a release at the next sweep
+                    pipe.zadd(due_key(self._prefix), revoked, xx=True, lt=True)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
