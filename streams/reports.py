@@ -105,6 +105,8 @@ def _item(data: dict[str, Any], kind: str, value: str, bank: str, path: str, reg
     if links and status is Status.REVOKED:
         raise d.Bad("invalid_value", f"{path}links", "a revocation names no links (it concerns one identifier)")
     origin, origin_key = _origin(data, path, region)
+    if len(links) > MAX_LINKS and not origin:  # a derived report carries its origin's key too
+        raise d.Bad("invalid_value", f"{path}links", f"has more than {MAX_LINKS} items")
     renewal = data.get("renewal", False)
     if not isinstance(renewal, bool):
         raise d.Bad("wrong_type", f"{path}renewal", f"must be true or false, got {type(renewal).__name__}")

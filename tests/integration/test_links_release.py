@@ -117,12 +117,13 @@ def scene(stack: Stack, logs_dir: Path) -> Iterator[Scene]:
     s = worker.settings
     collector = Collector(s, [s.topic_freeze, s.topic_block, s.topic_decisions])
     producer = Producer(s)
+    scene = Scene(worker, api, collector, producer)
     try:
-        yield Scene(worker, api, collector, producer)
+        yield scene
     finally:
-        scene_http = collector  # close in reverse order of start
+        scene.http.close()
         producer.close()
-        scene_http.close()
+        collector.close()
         api.stop()
         worker.stop()
 
