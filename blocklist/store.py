@@ -23,7 +23,7 @@ is the one way reports reach the index (the reports agent and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timezone
 
 import orjson
@@ -97,13 +97,20 @@ class BlocklistStore:
         except (RedisError, OSError) as exc:
             raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
 
-    async def apply(self, reports: Sequence[Report]) -> tuple[list[Entry], list[Report]]:
+    async def apply(self, reports: Sequence[Report],
+                    publish: Callable[[list[Report]], Awaitable[None]] | None = None) -> tuple[list[Entry], list[Report]]:
         """Merge ``reports`` (in order) into the index: one MGET, one MULTI.
 
         Returns the entries that changed, and the reports to publish: the
         consolidated ones for keys whose incoming record does not carry their
         whole history (so the record compaction keeps still rebuilds the
         entry), and the ones derived for linked identifiers (``blocklist.links``).
+
+        ``publish``, if given, is awaited with those reports *before* the index
+        is written: derived reports exist only because an entry changed, so if
+        the process died after the write and before they were on the topic, the
+        re-delivered batch would change nothing and derive nothing. Published
+        first, a crash re-derives the same report ids instead.
         """
         if not reports:
             return [], []
@@ -115,10 +122,12 @@ class BlocklistStore:
             current[report.key] = merge(current.get(report.key), report)
             last[report.key] = report
         changed = [e for k, e in current.items() if e is not None and e.to_json() != before.get(k)]
-        await self.put_many(changed)
         pending = [consolidated(r, e) for k, r in last.items()
                    if (e := current[k]) is not None and not covers(r, e)]
         pending += [derived for e in changed for derived in propagate(start.get(e.key), e)]
+        if publish is not None and pending:
+            await publish(pending)
+        await self.put_many(changed)
         return changed, pending
 
     async def wipe(self) -> int:
