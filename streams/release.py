@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -91,7 +92,7 @@ def remembering(decide: Decide) -> Decide:
         found = acts(verdict.decision)
         if not found:
             return verdict
-        return Verdict(verdict.decision, verdict.writes + tuple(StateWrite(ACTED, k, m) for k, m in found))
+        return replace(verdict, writes=verdict.writes + tuple(StateWrite(ACTED, k, m) for k, m in found))
     return decide_and_remember
 
 
