@@ -2,7 +2,8 @@
 
     POST /v1/reports        file a report (scope report; status confirmed also needs confirm)
     POST /v1/revocations    revoke an identifier (scope revoke; reason required)
-    GET  /v1/entries        one entry with its history (scope read)
+    POST /v1/renewals       renew an entry before it expires (scope confirm; at most SEKAT_RENEWALS_MAX times)
+    GET  /v1/entries        one entry with its history, its links and its linked group (scope read)
     GET  /v1/status         public: listed / not listed, rate-limited per client address
     GET  /v1/brake, POST /v1/brake/rearm   the safety brake (blocklist/brake_api.py)
     GET  /openapi.json      the OpenAPI document (/docs renders it)
@@ -22,7 +23,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -42,7 +43,7 @@ from blocklist.filing import file_report, identifier
 from blocklist.identifiers import mask
 from blocklist.store import BlocklistStore
 from sekat.errors import BlocklistUnavailable, InvalidReport
-from sekat.records import Report, Status, iso
+from sekat.records import Entry, Report, Status, iso, key_object
 from sekat.settings import Settings
 
 log = logging.getLogger("sekat.api")
@@ -53,6 +54,13 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class LinkIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    kind: Literal["phone", "account"] = Field(description="phone or account (needs bank)")
+    value: str = Field(min_length=1, max_length=64)
+    bank: str | None = Field(None, max_length=16, description="BIC of the account's bank (accounts only)")
+
+
 class ReportIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
     kind: Literal["phone", "account"] = Field(description="phone (E.164 or local) or account (needs bank)")
@@ -61,8 +69,22 @@ class ReportIn(BaseModel):
     status: Literal["reported", "confirmed"] = Field("reported", description="confirmed needs the confirm scope")
     case_ref: str = Field("", max_length=128)
     reason: str = Field("", max_length=512)
-    ttl_days: int = Field(0, ge=0, le=3650, description="expire after this many days; 0: no expiry")
+    ttl_days: int | None = Field(None, ge=0, le=3650, description="expire after this many days; 0: no expiry; "
+                                 "absent: the expiry policy's days for this status and agency")
     source: str | None = Field(None, max_length=64, description="optional; must be the key's agency")
+    links: list[LinkIn] = Field([], max_length=20, description="other identifiers of the same scam (mule "
+                                "accounts, phone numbers, a DuitNow proxy): a confirmation of any acts on all")
+
+
+class RenewalIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    kind: Literal["phone", "account"]
+    value: str = Field(min_length=1, max_length=64)
+    bank: str | None = Field(None, max_length=16)
+    reason: str = Field(min_length=1, max_length=512, description="why it must stay listed")
+    case_ref: str = Field("", max_length=128)
+    ttl_days: int | None = Field(None, ge=1, le=3650, description="days from now; absent: the expiry policy's")
+    source: str | None = Field(None, max_length=64)
 
 
 class RevocationIn(BaseModel):
@@ -158,8 +180,29 @@ class Clients:
         await self.store.close()
 
 
+MAX_GROUP = 200  # members shown for one linked group
+
+
+async def linked_group(store: BlocklistStore, start: Entry, now: datetime) -> list[dict[str, Any]]:
+    """Every identifier linked to ``start``, directly or through others (one MGET per hop)."""
+    seen = {start.key: start}
+    frontier = [link.key for link in start.links]
+    while frontier and len(seen) < MAX_GROUP:
+        wanted = [k for k in dict.fromkeys(frontier) if k not in seen][:MAX_GROUP - len(seen)]
+        found = await store.lookup_many(wanted)
+        frontier = []
+        for key in wanted:
+            entry = found.get(key)
+            seen[key] = entry  # type: ignore[assignment]
+            if entry is not None:
+                frontier.extend(link.key for link in entry.links)
+    return [{**key_object(k), "key": k, "status": e.status.value if e else "not listed",
+             "active": bool(e and e.active_at(now))} for k, e in seen.items() if k != start.key]
+
+
 def create_api(settings: Settings, clock: Clock = utcnow) -> FastAPI:
     intake = Clients(settings)
+    expiry = settings.expiry_policy()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -233,12 +276,14 @@ def create_api(settings: Settings, clock: Clock = utcnow) -> FastAPI:
                         source=report.source, reported_at=iso(report.reported_at), partition=meta.partition,
                         offset=meta.offset)
 
-    def build(body: ReportIn | RevocationIn, status: str, key: ApiKey, ttl_days: int = 0) -> Report:
+    def build(body: ReportIn | RevocationIn | RenewalIn, status: str, key: ApiKey, ttl_days: int | None = 0,
+              renewal: bool = False) -> Report:
+        links = [link.model_dump() for link in body.links] if isinstance(body, ReportIn) else []
         try:
             return file_report(body.kind, body.value, status, as_agency(key, body.source), clock(), bank=body.bank,
                                case_ref=body.case_ref, reason=body.reason, ttl_days=ttl_days,
                                filed_by=f"api:{key.key_id}", region=settings.phone_region,
-                               protected=intake.protected)
+                               protected=intake.protected, links=links, expiry=expiry, renewal=renewal)
         except InvalidReport as exc:
             raise _field_error(422, exc.field, str(exc).split(": ", 1)[-1]) from None
 
@@ -257,6 +302,38 @@ def create_api(settings: Settings, clock: Clock = utcnow) -> FastAPI:
         """Revoke an identifier (appeal upheld): never acted on again unless a newer report confirms it."""
         require(key, "revoke")
         return await publish(build(body, Status.REVOKED.value, key), key)
+
+    @app.post("/v1/renewals", status_code=202, response_model=Accepted, tags=["agencies"],
+              responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}, 503: {}})
+    async def renew(body: RenewalIn, key: Annotated[ApiKey, Depends(caller)]) -> Accepted:
+        """Renew an entry before it expires: its expiry moves to now + ttl_days (default: the policy's days).
+
+        An authority (scope ``confirm``) may renew one entry at most SEKAT_RENEWALS_MAX times between two
+        revocations; each renewal is a report in the entry's history (who, when, why).
+        """
+        require(key, "confirm")
+        draft = build(body, Status.REPORTED.value, key)  # validates and normalises the identifier
+        found = await intake.store.get(draft.key)
+        now = clock()
+        if found is None:
+            raise _field_error(404, "value", "not on the blocklist")
+        if found.status is Status.REVOKED:
+            raise _field_error(409, "value", "is revoked; file a new confirmed report to list it again")
+        if not found.active_at(now):
+            raise _field_error(409, "value", "has expired; file a new report to list it again")
+        if not found.expires_at:
+            raise _field_error(409, "value", "does not expire; there is nothing to renew")
+        if found.renewals >= expiry.max_renewals:
+            raise _field_error(409, "renewals", f"already renewed {found.renewals} times "
+                                                f"(at most SEKAT_RENEWALS_MAX={expiry.max_renewals})")
+        ttl = body.ttl_days or expiry.days(found.status.value, key.agency)
+        if ttl <= 0:
+            raise _field_error(422, "ttl_days", f"is required: the expiry policy gives {found.status.value} "
+                                                f"reports of {key.agency} no expiry")
+        if now + timedelta(days=ttl) <= datetime.fromisoformat(found.expires_at):
+            raise _field_error(409, "ttl_days", f"{ttl} days from now would not extend the expiry "
+                                                f"({found.expires_at})")
+        return await publish(build(body, found.status.value, key, ttl, renewal=True), key)
 
     def lookup_key(phone: str | None, account: str | None, bank: str | None) -> str:
         if (phone is None) == (account is None):
@@ -292,6 +369,7 @@ def create_api(settings: Settings, clock: Clock = utcnow) -> FastAPI:
             raise _field_error(404, "phone" if phone is not None else "account", "not on the blocklist")
         body = found.to_json()
         body["active"] = found.active_at(clock())
+        body["group"] = await linked_group(intake.store, found, clock())
         return body
 
     @app.get("/v1/status", response_model=StatusOut, tags=["public"], responses={422: {}, 429: {}, 503: {}})

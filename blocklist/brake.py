@@ -29,6 +29,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from blocklist.identifiers import mask
+from blocklist.connection import async_client
 from sekat.errors import BlocklistUnavailable
 
 DIMENSIONS = ("entry", "rule", "source")
@@ -74,8 +75,7 @@ class BrakeStore:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "sekat:") -> "BrakeStore":
-        client = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0,
-                                         health_check_interval=30)
+        client = async_client(url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30)
         return cls(client, prefix)
 
     async def close(self) -> None:

@@ -33,6 +33,7 @@ from kafka.errors import KafkaError
 from sekat.errors import BlocklistUnavailable, InvalidReport
 from sekat.records import Entry, Report
 from sekat.settings import Settings
+from blocklist.expiry import ExpiryPolicy
 from blocklist.filing import file_report
 
 EXPORT_FIELDS = ("key", "status", "source", "reason", "case_ref", "report_id", "reported_at", "expires_at",
@@ -70,7 +71,7 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
 
 
 def row_report(row: dict[str, Any], now: datetime, default_source: str = "", filed_by: str = "import",
-               region: str = "MY", protected: Collection[str] = ()) -> Report:
+               region: str = "MY", protected: Collection[str] = (), expiry: ExpiryPolicy | None = None) -> Report:
     def text(name: str) -> str:
         value = row.get(name, "")
         if not isinstance(value, str):
@@ -81,7 +82,9 @@ def row_report(row: dict[str, Any], now: datetime, default_source: str = "", fil
         kind, _, rest = row["key"].partition(":")
         bank, _, number = rest.rpartition(":") if kind == "account" else ("", "", rest)
         row = {**row, "kind": kind, "value": number, "bank": bank}
-    ttl = row.get("ttl_days", 0)
+    ttl = row.get("ttl_days")
+    if ttl == "":
+        ttl = None  # an empty CSV cell: the expiry policy's days
     if isinstance(ttl, str):
         if not ttl.strip().isdigit():
             raise InvalidReport("ttl_days", "must be a whole number of days")
@@ -89,7 +92,17 @@ def row_report(row: dict[str, Any], now: datetime, default_source: str = "", fil
     return file_report(text("kind").strip().lower(), text("value"), text("status").strip().lower() or "reported",
                        text("source") or default_source, now, bank=text("bank") or None,
                        case_ref=text("case_ref"), reason=text("reason"), ttl_days=ttl, filed_by=filed_by,
-                       report_id=text("report_id").strip() or None, region=region, protected=protected)
+                       report_id=text("report_id").strip() or None, region=region, protected=protected,
+                       links=_links(row.get("links")), expiry=expiry)
+
+
+def _links(raw: Any) -> list[dict[str, Any]]:
+    """A JSONL row's ``links`` (a list of ``{kind, value, bank}``); CSV rows name none."""
+    if raw is None or raw == "":
+        return []
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise InvalidReport("links", "must be a list of objects with kind, value and bank (accounts)", "wrong_type")
+    return raw
 
 
 def producer(settings: Settings) -> KafkaProducer:
@@ -131,6 +144,7 @@ async def _import(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] |
     from blocklist.api import aiokafka_config
 
     result = ImportResult()
+    expiry = settings.expiry_policy()
     topic = settings.topic_reports
     producer = AIOKafkaProducer(**aiokafka_config(settings), acks="all", linger_ms=20,
                                 max_batch_size=1 << 20, max_request_size=4 << 20, request_timeout_ms=60000)
@@ -156,7 +170,8 @@ async def _import(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] |
                 result.errors.append((number, row))
                 continue
             try:
-                report = row_report(row, now, default_source, region=settings.phone_region, protected=protected)
+                report = row_report(row, now, default_source, region=settings.phone_region, protected=protected,
+                                    expiry=expiry)
             except InvalidReport as exc:
                 result.errors.append((number, str(exc)))
                 continue

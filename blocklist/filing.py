@@ -10,9 +10,11 @@ Kafka producer can write to the topic.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
+from blocklist.expiry import ExpiryPolicy
 from blocklist.identifiers import normalise_account, normalise_bank, normalise_phone
 from sekat.errors import InvalidIdentifier, InvalidReport
 from sekat.records import Report, Status
@@ -55,14 +57,44 @@ def identifier(kind: str, value: str, bank: str | None, region: str,
     return bank_code, number
 
 
+def link_keys(links: Sequence[Mapping[str, Any]], own: str, region: str, protected: Collection[str] = (),
+              limit: int = 20) -> tuple[str, ...]:
+    """Keys of the identifiers a report links (``{kind, value, bank}`` each); raises naming ``links[i]``."""
+    if len(links) > limit:
+        raise InvalidReport("links", f"names more than {limit} identifiers")
+    keys: list[str] = []
+    for i, link in enumerate(links):
+        kind = link.get("kind")
+        if kind not in ("phone", "account"):
+            raise InvalidReport(f"links[{i}].kind", "must be 'phone' or 'account'")
+        try:
+            bank_code, number = identifier(str(kind), str(link.get("value") or ""), link.get("bank"), region,
+                                           protected)
+        except InvalidReport as exc:
+            raise InvalidReport(f"links[{i}].{exc.field}", str(exc).split(": ", 1)[-1], exc.reason) from None
+        key = f"phone:{number}" if kind == "phone" else f"account:{bank_code}:{number}"
+        if key != own:  # linking an identifier to itself says nothing
+            keys.append(key)
+    return tuple(dict.fromkeys(keys))
+
+
 def file_report(kind: str, value: str, status: str, source: str, now: datetime, *, bank: str | None = None,
-                case_ref: str = "", reason: str = "", ttl_days: int = 0, filed_by: str = "",
-                report_id: str | None = None, region: str = "MY", protected: Collection[str] = ()) -> Report:
+                case_ref: str = "", reason: str = "", ttl_days: int | None = 0, filed_by: str = "",
+                report_id: str | None = None, region: str = "MY", protected: Collection[str] = (),
+                links: Sequence[Mapping[str, Any]] = (), expiry: ExpiryPolicy | None = None,
+                renewal: bool = False) -> Report:
+    """A valid report; ``ttl_days`` None takes the expiry policy's days for its status and source."""
     try:
         parsed = Status(status)
     except ValueError:
         raise InvalidReport("status", "must be 'reported', 'confirmed' or 'revoked'") from None
     bank_code, number = identifier(kind, value, bank, region, protected)
+    own = f"phone:{number}" if kind == "phone" else f"account:{bank_code}:{number}"
+    if links and parsed is Status.REVOKED:
+        raise InvalidReport("links", "a revocation names no links (it concerns one identifier)")
+    linked = link_keys(links, own, region, protected)
+    if ttl_days is None:
+        ttl_days = expiry.days(parsed.value, source) if expiry is not None and parsed is not Status.REVOKED else 0
     fields = {"source": source, "case_ref": case_ref, "reason": reason, "filed_by": filed_by,
               "report_id": report_id or ""}
     for name, text in fields.items():
@@ -76,4 +108,5 @@ def file_report(kind: str, value: str, status: str, source: str, now: datetime, 
         raise InvalidReport("ttl_days", f"must be a whole number of days between 0 and {MAX_TTL_DAYS}")
     return Report(report_id=report_id or new_report_id(), reported_at=now, kind=kind, value=number,
                   status=parsed, source=source.strip().upper(), bank=bank_code, case_ref=case_ref.strip(),
-                  reason=reason.strip(), ttl_days=0 if parsed is Status.REVOKED else ttl_days, filed_by=filed_by)
+                  reason=reason.strip(), ttl_days=0 if parsed is Status.REVOKED else ttl_days, filed_by=filed_by,
+                links=linked, renewal=renewal)

@@ -16,6 +16,13 @@ Status is the fold of the reports in ``(reported_at, report_id)`` order:
                upheld appeal)
     confirmed  lists (or re-lists after a revocation) as confirmed
     revoked    appeal upheld: never acted on again unless a newer ``confirmed``
+               filed on this identifier itself (one derived for a linked
+               identifier does not undo an upheld appeal)
+
+Links: ``links`` of the entry are those named by its reports (the first report
+naming a key is where the link came from); ``renewals`` counts renewal reports
+since the last revocation. Both are derived from the history, so compaction and
+rebuild keep them.
 
 Expiry: once listed, the entry expires when the last of the reports since the
 last revocation expires (``reported_at + ttl_days``); one report without a ttl
@@ -26,9 +33,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
-from sekat.records import Entry, Report, Status, iso
+from sekat.records import Entry, Link, Report, Status, iso
 
 
 LEGACY_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -58,6 +66,8 @@ def entry_from_history(key: str, history: tuple[Report, ...]) -> Entry:
         if report.status is Status.REVOKED:
             status, decisive, since_revoke = Status.REVOKED, report, []
         elif report.status is Status.CONFIRMED:
+            if status is Status.REVOKED and report.origin:
+                continue  # a linked member's confirmation does not overturn this identifier's appeal
             status, decisive = Status.CONFIRMED, report
             since_revoke.append(report)
         else:
@@ -69,6 +79,13 @@ def entry_from_history(key: str, history: tuple[Report, ...]) -> Entry:
     if status is not Status.REVOKED:
         if all(r.ttl_days > 0 for r in since_revoke):
             expires_at = iso(max(r.reported_at + timedelta(days=r.ttl_days) for r in since_revoke))
+    links: dict[str, Link] = {}
+    for report in history:
+        for linked in report.links:
+            if linked != key and linked not in links:
+                links[linked] = Link(linked, report.report_id, report.source, iso(report.reported_at),
+                                     report.origin_key)
+    renewals = sum(1 for r in since_revoke if r.renewal)
     sources = tuple(dict.fromkeys(r.source for r in history if r.source))
     case_refs = tuple(dict.fromkeys(r.case_ref for r in history if r.case_ref))
     return Entry(
@@ -76,6 +93,7 @@ def entry_from_history(key: str, history: tuple[Report, ...]) -> Entry:
         report_id=decisive.report_id, reported_at=iso(decisive.reported_at), expires_at=expires_at,
         sources=sources, report_count=len(history), case_refs=case_refs,
         first_seen=iso(history[0].reported_at), last_seen=iso(history[-1].reported_at), history=history,
+        links=tuple(links.values()), renewals=renewals,
     )
 
 
@@ -119,5 +137,4 @@ def covers(report: Report, entry: Entry) -> bool:
 
 def consolidated(report: Report, entry: Entry) -> Report:
     """``report`` carrying every report of ``entry``: the record that must survive compaction."""
-    return Report(report.report_id, report.reported_at, report.kind, report.value, report.status, report.source,
-                  report.bank, report.case_ref, report.reason, report.ttl_days, report.filed_by, entry.history)
+    return replace(report, history=entry.history)

@@ -10,6 +10,8 @@ Data model (every key under the configured prefix, default ``sekat:``):
                                 or being rebuilt, so an absent entry proves nothing
     {prefix}index:rebuilding    string: lock held (with an expiry) by the one process
                                 replaying ``sekat.reports`` into the index
+    {prefix}acted:due           sorted set of entries institutions acted on (``blocklist.acted``):
+                                a revoked entry is marked due in the MULTI that writes it
 
 Redis is a cache of the topic and keeps no data on disk: if it restarts, it
 comes back empty and without the ``index:built`` marker. Workers notice and
@@ -47,7 +49,7 @@ checked before the write.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -56,9 +58,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
 from blocklist.connection import AnyRedis, async_client, mget, scan_keys
+from blocklist.acted import due_key
 from blocklist.lifecycle import consolidated, covers, merge
+from blocklist.links import propagate
 from sekat.errors import BlocklistUnavailable, IndexNotBuilt
-from sekat.records import Entry, Report
+from sekat.records import Entry, Report, Status
 
 CHANGES_MAXLEN = 1_000_000
 # Compare-and-act on the rebuild lock: only its holder (same token) may extend or release it.
@@ -133,6 +137,9 @@ class BlocklistStore:
                             pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
                         await pipe.execute()
                 await self._announce(keys)
+                revoked = {e.key: 0 for e in entries if e.status is Status.REVOKED}
+                if revoked:  # whoever acted on it gets a release at the next sweep
+                    await self._redis.zadd(due_key(self._prefix), revoked, xx=True, lt=True)
                 return
             async with self._redis.pipeline(transaction=True) as pipe:
                 self._queue_puts(pipe, entries, keys)
@@ -145,6 +152,9 @@ class BlocklistStore:
             pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
         for key in announce:
             pipe.xadd(self._changes, {"key": key}, maxlen=CHANGES_MAXLEN, approximate=True)
+        revoked = {e.key: 0 for e in entries if e.status is Status.REVOKED}
+        if revoked:  # whoever acted on it gets a release at the next sweep
+            pipe.zadd(due_key(self._prefix), revoked, xx=True, lt=True)
 
     async def _announce(self, keys: Sequence[str]) -> None:
         """XADD each key to the change stream; one key, one slot, so one MULTI on a cluster too."""
@@ -153,14 +163,22 @@ class BlocklistStore:
                 pipe.xadd(self._changes, {"key": key}, maxlen=CHANGES_MAXLEN, approximate=True)
             await pipe.execute()
 
-    async def apply(self, reports: Sequence[Report], rebuilding: bool = False) -> tuple[list[Entry], list[Report]]:
+    async def apply(self, reports: Sequence[Report], rebuilding: bool = False,
+                    publish: Callable[[list[Report]], Awaitable[None]] | None = None) -> tuple[list[Entry], list[Report]]:
         """Merge ``reports`` (in order) into the index: one MGET, one MULTI.
 
-        Returns the entries that changed, and the consolidated reports to
-        publish for keys whose incoming record does not carry their whole
-        history (so the record compaction keeps still rebuilds the entry).
+        Returns the entries that changed, and the reports to publish: the
+        consolidated ones for keys whose incoming record does not carry their
+        whole history (so the record compaction keeps still rebuilds the
+        entry), and the ones derived for linked identifiers (``blocklist.links``).
         A guarded store raises ``IndexNotBuilt`` while the index is not marked
         built, unless this is the rebuild itself (``rebuilding``).
+
+        ``publish``, if given, is awaited with those reports *before* the index
+        is written: derived reports exist only because an entry changed, so if
+        the process died after the write and before they were on the topic, the
+        re-delivered batch would change nothing and derive nothing. Published
+        first, a crash re-derives the same report ids instead.
         """
         if not reports:
             return [], []
@@ -172,7 +190,11 @@ class BlocklistStore:
             if guard and await self.build_id() is None:
                 raise IndexNotBuilt("blocklist index is not built: waiting for the rebuild from the topic")
             current: dict[str, Entry | None] = dict(await self.lookup_many(keys))
+            start = dict(current)
             changed, last = self._merge(current, reports)
+            pending = self._pending(start, current, changed, last)
+            if publish is not None and pending:
+                await publish(pending)
             # Unchanged keys are announced too: a retried or re-consumed batch re-announces what an earlier,
             # interrupted attempt may have written without announcing (two steps on a cluster).
             await self.put_many(changed, announce=[k for k, e in current.items() if e is not None])
@@ -188,7 +210,11 @@ class BlocklistStore:
                     else:
                         raw = await self._redis.mget([self._rkey(k) for k in keys])
                     current = {k: Entry.from_json(orjson.loads(v)) for k, v in zip(keys, raw) if v is not None}
+                    start = dict(current)
                     changed, last = self._merge(current, reports)
+                    pending = self._pending(start, current, changed, last)
+                    if publish is not None and pending:
+                        await publish(pending)
                     pipe.multi()
                     self._queue_puts(pipe, changed, [k for k, e in current.items() if e is not None])
                     await pipe.execute()
@@ -196,9 +222,14 @@ class BlocklistStore:
                 raise IndexNotBuilt("blocklist index rebuild started during the write; retrying") from exc
             except (RedisError, OSError) as exc:
                 raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
+        return changed, pending
+
+    @staticmethod
+    def _pending(start: dict[str, Entry | None], current: dict[str, Entry | None], changed: list[Entry],
+                 last: dict[str, Report]) -> list[Report]:
         pending = [consolidated(r, e) for k, r in last.items()
                    if (e := current[k]) is not None and not covers(r, e)]
-        return changed, pending
+        return pending + [derived for e in changed for derived in propagate(start.get(e.key), e)]
 
     @staticmethod
     def _merge(current: dict[str, Entry | None], reports: Sequence[Report]) -> tuple[list[Entry], dict[str, Report]]:

@@ -10,6 +10,10 @@ One private broker and Redis, ``--workers`` screening workers in one group (each
   3. per partition (so per worker), the first call that comes back blocked marks when the report took
      effect there; every call before it was decided without the report.
 
+With ``--linked`` each report is filed on a mule account instead, naming the number in ``links``: the
+number is then blocked through the derived report the reports agent publishes for it (one more trip
+through ``sekat.reports``), which is what this measures.
+
 Freshness of one report = the latest partition's effect time, measured from the API's 202 (and, separately,
 from the moment the request was sent). The result JSON (last line) gives p50/p99/max over all reports, and
 how many matching events were let through before the report took effect — the price of the delay.
@@ -130,8 +134,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for n in range(args.reports):
             number = f"+6017{n:07d}"
             started = time.time()
-            r = http.post("/v1/reports", json={"kind": "phone", "value": number, "status": "confirmed",
-                                                "reason": "freshness benchmark", "case_ref": f"F/{n}"})
+            body: dict[str, Any] = {"kind": "phone", "value": number, "status": "confirmed",
+                                    "reason": "freshness benchmark", "case_ref": f"F/{n}"}
+            if args.linked:  # the number is only linked to the reported account
+                body.update(kind="account", bank="CIBBMYKL", value=f"7{n:09d}",
+                            links=[{"kind": "phone", "value": number}])
+            r = http.post("/v1/reports", json=body)
             acked = time.time()
             if r.status_code != 202:
                 raise RuntimeError(f"report {n} answered {r.status_code}: {r.text}")
@@ -193,6 +201,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         plot(png, from_ack)
         result = {
             "reports": args.reports,
+            "linked": args.linked,
             "workers": args.workers,
             "partitions": args.partitions,
             "in_effect_everywhere": len(from_ack),
@@ -234,6 +243,8 @@ def main() -> None:
     parser.add_argument("--give-up-ms", type=float, default=1000, help="stop probing one report after this")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--linked", action="store_true",
+                        help="file each report on an account linking the number (measures the link hop)")
     print(orjson.dumps(run(parser.parse_args())).decode())
 
 

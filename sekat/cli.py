@@ -157,13 +157,22 @@ def _identifier(args: argparse.Namespace) -> tuple[str, str, str | None]:
     return "account", args.account, args.bank
 
 
+def _link(text: str) -> dict[str, str]:
+    """``--link phone:NUMBER`` or ``--link account:BIC:NUMBER`` as a link object."""
+    kind, _, rest = text.partition(":")
+    if kind == "account":
+        bank, _, number = rest.partition(":")
+        return {"kind": kind, "bank": bank, "value": number}
+    return {"kind": kind, "value": rest}
+
+
 def _field_error(exc: Exception) -> SekatError:
     """InvalidReport names the report field; on the command line that is an option."""
     from sekat.errors import InvalidReport
 
     if isinstance(exc, InvalidReport):
         option = {"value": "--phone/--account", "ttl_days": "--ttl-days", "case_ref": "--case-ref"}.get(
-            exc.field, f"--{exc.field.replace('_', '-')}")
+            exc.field, "--link" if exc.field.startswith("links") else f"--{exc.field.replace('_', '-')}")
         message = str(exc).split(": ", 1)[-1]
         if exc.reason == "protected":
             message = message.replace("can never be listed", "can never be blocked")
@@ -200,7 +209,9 @@ async def _blocklist(settings: Settings, args: argparse.Namespace) -> int:
     try:
         report = file_report(kind, value, status, args.source, datetime.now(timezone.utc), bank=bank,
                              case_ref=args.case_ref, reason=args.reason, ttl_days=getattr(args, "ttl_days", 0),
-                             filed_by="cli", region=settings.phone_region, protected=settings.protected_keys())
+                             filed_by="cli", region=settings.phone_region, protected=settings.protected_keys(),
+                             links=[_link(text) for text in getattr(args, "link", None) or ()],
+                             expiry=settings.expiry_policy())
     except InvalidReport as exc:
         raise _field_error(exc) from None
     meta = publish_one(settings, report)
@@ -370,7 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--case-ref", default="", help="the agency's case reference")
         if name == "add":
             p.add_argument("--status", choices=("reported", "confirmed"), default="reported")
-            p.add_argument("--ttl-days", type=int, default=0, help="expire after this many days (0: never)")
+            p.add_argument("--ttl-days", type=int, default=None,
+                           help="expire after this many days (0: never; default: SEKAT_EXPIRY_DAYS)")
+            p.add_argument("--link", action="append", metavar="phone:NUMBER|account:BIC:NUMBER",
+                           help="another identifier of the same scam; repeat for several")
         p.set_defaults(func=cmd_blocklist, needs=("redis",) if name == "show" else ("kafka",))
     imp = bl_sub.add_parser("import", help="file reports in bulk from a CSV or JSONL file")
     imp.add_argument("file", help="a .csv (with a header row) or .jsonl file")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -112,6 +112,12 @@ class Report:
     one record that survives compaction still rebuilds the whole entry.
     ``filed_by`` is who filed it (API key id, ``cli`` or ``import``): with
     ``source``, ``reported_at`` and ``reason`` it is the audit trail.
+
+    ``links`` are the keys of other identifiers of the same scam (mule
+    accounts, phone numbers, a DuitNow proxy) named by the reporter. A report
+    the reports agent derives for a linked identifier (``blocklist.links``)
+    names the report it follows in ``origin`` (its id) and ``origin_key``.
+    ``renewal`` marks a renewal by an authority (``POST /v1/renewals``).
     """
 
     report_id: str
@@ -126,20 +132,35 @@ class Report:
     ttl_days: int = 0
     filed_by: str = ""
     history: tuple["Report", ...] = ()
+    links: tuple[str, ...] = ()  # keys (``kind:value``) of identifiers of the same scam
+    origin: str = ""  # derived for a link: the id of the report it follows
+    origin_key: str = ""  # derived for a link: the key that report was filed on
+    renewal: bool = False
 
     @property
     def key(self) -> str:
         return f"phone:{self.value}" if self.kind == "phone" else f"account:{self.bank}:{self.value}"
 
     def without_history(self) -> "Report":
-        return Report(self.report_id, self.reported_at, self.kind, self.value, self.status, self.source,
-                      self.bank, self.case_ref, self.reason, self.ttl_days, self.filed_by)
+        return replace(self, history=()) if self.history else self
 
     def summary(self) -> dict[str, Any]:
-        """The fields one history item keeps (who, when, what, why)."""
-        return {"report_id": self.report_id, "reported_at": iso(self.reported_at), "status": self.status.value,
+        """The fields one history item keeps (who, when, what, why, linked to what)."""
+        body = {"report_id": self.report_id, "reported_at": iso(self.reported_at), "status": self.status.value,
                 "source": self.source, "case_ref": self.case_ref, "reason": self.reason,
                 "ttl_days": self.ttl_days, "filed_by": self.filed_by}
+        self._extensions(body)
+        return body
+
+    def _extensions(self, body: dict[str, Any]) -> None:
+        # Written only when set, so a report without links reads exactly as before.
+        if self.links:
+            body["links"] = [key_object(k) for k in self.links]
+        if self.origin:
+            body["origin"] = self.origin
+            body["origin_key"] = self.origin_key
+        if self.renewal:
+            body["renewal"] = True
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"report_id": self.report_id, "reported_at": iso(self.reported_at),
@@ -148,6 +169,7 @@ class Report:
             body["bank"] = self.bank
         body.update(value=self.value, status=self.status.value, source=self.source, case_ref=self.case_ref,
                     reason=self.reason, ttl_days=self.ttl_days, filed_by=self.filed_by)
+        self._extensions(body)
         if self.history:
             body["history"] = [r.summary() for r in self.history]
         return body
@@ -161,7 +183,44 @@ class Report:
         return cls(report_id=str(data["report_id"]), reported_at=ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc),
                    kind=kind, value=value, status=Status(data["status"]), source=str(data.get("source", "")),
                    bank=bank, case_ref=str(data.get("case_ref", "")), reason=str(data.get("reason", "")),
-                   ttl_days=int(data.get("ttl_days", 0)), filed_by=str(data.get("filed_by", "")))
+                   ttl_days=int(data.get("ttl_days", 0)), filed_by=str(data.get("filed_by", "")),
+                   links=tuple(object_key(o) for o in data.get("links", ())), origin=str(data.get("origin", "")),
+                   origin_key=str(data.get("origin_key", "")), renewal=bool(data.get("renewal", False)))
+
+
+def key_object(key: str) -> dict[str, str]:
+    """An identifier key as the contract's ``{kind, value[, bank]}`` object."""
+    kind, _, rest = key.partition(":")
+    if kind == "account":
+        bank, _, value = rest.partition(":")
+        return {"kind": kind, "bank": bank, "value": value}
+    return {"kind": kind, "value": rest}
+
+
+def object_key(data: dict[str, Any]) -> str:
+    """The key of a ``{kind, value[, bank]}`` object written by Sekat itself (already normalised)."""
+    kind = str(data["kind"])
+    return f"account:{data['bank']}:{data['value']}" if kind == "account" else f"{kind}:{data['value']}"
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One identifier an entry is linked to, and where the link came from (the agency API shows it)."""
+
+    key: str
+    report_id: str  # the report on this entry that names the link
+    source: str  # the agency that filed it
+    reported_at: str
+    via: str = ""  # for a link learnt through another member: the key whose report it follows
+
+    def to_json(self) -> dict[str, Any]:
+        return {**key_object(self.key), "key": self.key, "report_id": self.report_id, "source": self.source,
+                "reported_at": self.reported_at, "via": self.via}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Link":
+        return cls(str(data["key"]), str(data.get("report_id", "")), str(data.get("source", "")),
+                   str(data.get("reported_at", "")), str(data.get("via", "")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +245,8 @@ class Entry:
     first_seen: str = ""
     last_seen: str = ""
     history: tuple[Report, ...] = ()
+    links: tuple[Link, ...] = ()  # identifiers of the same scam (``blocklist.links``)
+    renewals: int = 0  # renewals by an authority since the last revocation
 
     def active_at(self, now: datetime) -> bool:
         if self.status is Status.REVOKED:
@@ -201,6 +262,7 @@ class Entry:
             "expires_at": self.expires_at, "sources": list(self.sources), "report_count": self.report_count,
             "case_refs": list(self.case_refs), "first_seen": self.first_seen, "last_seen": self.last_seen,
             "history": [r.summary() for r in self.history],
+            "links": [link.to_json() for link in self.links], "renewals": self.renewals,
         }
 
     @classmethod
@@ -214,6 +276,8 @@ class Entry:
             report_count=int(data.get("report_count", 1)), case_refs=tuple(data.get("case_refs", ())),
             first_seen=str(data.get("first_seen", "")), last_seen=str(data.get("last_seen", "")),
             history=tuple(Report.from_summary(key, h) for h in data.get("history", ())),
+            links=tuple(Link.from_json(link) for link in data.get("links", ())),
+            renewals=int(data.get("renewals", 0)),
         )
 
 
@@ -223,10 +287,12 @@ class Action(str, enum.Enum):
     HOLD_AMOUNT = "HOLD_AMOUNT"  # a lien of ``amount``/``currency`` on an account, rather than a freeze
     BLOCK_CALL = "BLOCK_CALL"
     LABEL_CALL = "LABEL_CALL"
+    RELEASE_ACCOUNT = "RELEASE_ACCOUNT"  # the entry was revoked or expired: lift the freeze / holds it caused
+    UNBLOCK_NUMBER = "UNBLOCK_NUMBER"  # the entry was revoked or expired: stop blocking / labelling the number
 
     @property
     def for_bank(self) -> bool:
-        return self in (Action.HOLD_TRANSFER, Action.FREEZE_ACCOUNT, Action.HOLD_AMOUNT)
+        return self in (Action.HOLD_TRANSFER, Action.FREEZE_ACCOUNT, Action.HOLD_AMOUNT, Action.RELEASE_ACCOUNT)
 
 
 @dataclass(frozen=True, slots=True)

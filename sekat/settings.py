@@ -12,8 +12,13 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 from sekat.errors import ConfigError
+
+if TYPE_CHECKING:
+    from blocklist.expiry import ExpiryPolicy
 
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -77,6 +82,9 @@ class Settings:
     brake_entry_max: int = 300
     brake_rule_max: int = 60_000
     brake_source_max: int = 60_000
+    expiry_days: str = "reported=30,confirmed=365"
+    renewals_max: int = 3
+    release_interval_s: int = 5
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -149,6 +157,8 @@ class Settings:
             ("brake_entry_max", 0, 10**9),
             ("brake_rule_max", 0, 10**9),
             ("brake_source_max", 0, 10**9),
+            ("renewals_max", 0, 100),
+            ("release_interval_s", 1, 3_600),
         )
         for name, low, high in checks:
             value = getattr(self, name)
@@ -167,6 +177,7 @@ class Settings:
         if self.policy_file and not os.path.isfile(self.policy_file):
             raise ConfigError("SEKAT_POLICY_FILE", f"no such file: {self.policy_file}")
         self.protected_keys()
+        self.expiry_policy()
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("SEKAT_LOG_LEVEL", "must be debug, info, warning or error")
 
@@ -240,6 +251,11 @@ class Settings:
             if not _TOPIC_RE.match(name):
                 raise ConfigError("SEKAT_COMMAND_ROUTING", f"{name!r} would not be a valid Kafka topic name")
         return routes
+    def expiry_policy(self) -> "ExpiryPolicy":
+        """``SEKAT_EXPIRY_DAYS`` and ``SEKAT_RENEWALS_MAX`` as a policy; raises ConfigError naming the setting."""
+        from blocklist.expiry import parse_expiry
+
+        return parse_expiry(self.expiry_days, self.renewals_max)
 
     def topic_names(self) -> dict[str, str]:
         return {f.name[len("topic_"):]: getattr(self, f.name)
@@ -346,4 +362,9 @@ SETTINGS_DOC: dict[str, str] = {
     "brake_rule_max": "Safety brake: most commands one rule may drive per window (all workers together); 0: off.",
     "brake_source_max": "Safety brake: most commands the entries of one reporting source may drive per window; "
                         "0: off.",
+    "expiry_days": "Expiry policy for reports filed without ttl_days: [SOURCE/]status=days[,...] (most specific "
+                   "wins; 0 = no expiry), e.g. reported=30,confirmed=365,PDRM/confirmed=730.",
+    "renewals_max": "Renewals of one entry an authority may file (POST /v1/renewals) between two revocations.",
+    "release_interval_s": "How often the group leader sweeps for revoked or expired entries that institutions "
+                          "acted on, and sends RELEASE_ACCOUNT / UNBLOCK_NUMBER.",
 }

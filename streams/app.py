@@ -13,7 +13,9 @@ metrics, and registers what reads as the data flow:
     sekat.reports ─> IndexGuard (when Redis came back empty: one worker replays the topic) ─> Redis index
 
 The policy (``rules/policy.yaml`` or ``SEKAT_POLICY_FILE``) is re-read by a
-one-second timer when the file changes.
+one-second timer when the file changes. Screening remembers which institutions
+acted on which entry; the group leader's release sweep (``streams/release.py``)
+sends RELEASE_ACCOUNT / UNBLOCK_NUMBER when such an entry is revoked or expires.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 
 import sekat
 
+from blocklist.acted import ActedStore
 from blocklist.brake import BrakeStore
 from blocklist.replica import Replica
 from blocklist.store import BlocklistStore
 from metrics.brake import BrakeMetrics
+from metrics.release import ReleaseMetrics
 from metrics.worker import WorkerMetrics
 from rules.engine import decide_call, decide_transfer
 from rules.policy import DEFAULT_POLICY_FILE
@@ -44,6 +48,7 @@ from streams.consumer import ScreeningConsumer
 from streams.decode import REASONS
 from streams.emit import OutputTopics
 from streams.policy_watch import PolicyWatch
+from streams.release import Releaser, remembering, writing_acts
 from streams.intake import Intake
 from streams.rebuild import IndexGuard
 from streams.screening import Clock, Screen, retry, utcnow
@@ -113,10 +118,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
                                  settings.brake_source_max), BrakeMetrics(registry), outputs,
                   f"{settings.app_id}@{socket.gethostname()}:{settings.web_port}")
     # The input format of each topic (contract JSON, ISO 20022 pacs.008, CDR CSV, ...) is a setting.
-    transfers = Screen("transfers", transfer_decoder(settings), decide_transfer, replica, outputs, metrics, policy,
-                       state.read_transfers, state.write, clock, brake)
-    calls = Screen("calls", call_decoder(settings), decide_call, replica, outputs, metrics, policy,
-                   state.read_calls, state.write, clock, brake)
+    acted = ActedStore.from_url(settings.redis_url, settings.redis_prefix)
+    write_state = writing_acts(state.write, acted, clock)  # rule state + who acted, after the output is acked
+    transfers = Screen("transfers", transfer_decoder(settings), remembering(decide_transfer), replica, outputs,
+                       metrics, policy, state.read_transfers, write_state, clock, brake)
+    calls = Screen("calls", call_decoder(settings), remembering(decide_call), replica, outputs, metrics, policy,
+                   state.read_calls, write_state, clock, brake)
+    releaser = Releaser(acted, store, outputs, metrics, ReleaseMetrics(registry), clock)
     screening = ScreeningConsumer(settings, {settings.topic_transfers: transfers, settings.topic_calls: calls},
                                   metrics)
     intake = Intake(store, outputs, outputs.reports, metrics, max(settings.max_event_bytes, 1_048_576),
@@ -148,6 +156,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     @app.timer(interval=1.0, name="sekat_refresh_brake")
     async def refresh_brake() -> None:  # trips by other workers and re-arms through the API
         await brake.refresh()
+
+    @app.timer(interval=settings.release_interval_s, name="sekat_release_sweep")
+    async def release_sweep() -> None:
+        if app.is_leader():  # one sweeper per group; a new leader re-sends the same command ids at worst
+            await releaser.run_once()
 
     @app.agent(outputs.reports, name="apply_reports")
     async def apply_reports(stream: faust.StreamT) -> None:
@@ -198,4 +211,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     app.sekat_metrics = metrics  # type: ignore[attr-defined]
     app.sekat_policy = policy  # type: ignore[attr-defined]
     app.sekat_brake = brake  # type: ignore[attr-defined]
+
+    app.sekat_releaser = releaser  # type: ignore[attr-defined]
     return app

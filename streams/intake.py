@@ -3,8 +3,9 @@
 Decode each record (bad ones, protected identifiers included, go to the dead
 letters), apply the valid ones through ``BlocklistStore.apply`` (one MGET,
 one MULTI), publish the consolidated records that keep the compacted topic
-self-sufficient, and wait for Kafka's acknowledgement before Faust acks the
-batch. A Redis or Kafka failure is retried with backoff, never skipped.
+self-sufficient and the reports derived for linked identifiers (before the
+index write, so a crash re-derives them), and wait for Kafka's
+acknowledgement before Faust acks the batch. A Redis or Kafka failure is retried with backoff, never skipped.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ class Intake:
             lambda raw, key: decode_report(raw, key, max_bytes, region, protected))
         self.clock = clock
 
+    async def publish(self, reports: list[Report]) -> None:
+        """Consolidated and derived reports onto the topic, acknowledged before the index is written."""
+        out = Batch(self.topics)
+        for report in reports:
+            out.record(self.reports, report.key.encode(), orjson.dumps(report.to_json()))
+        await retry("publishing consolidated and linked reports", out.send, self.metrics.send_errors.inc)
+
     async def run(self, events: Sequence[Any]) -> None:
         out = Batch(self.topics)
         now = iso(self.clock())
@@ -50,10 +58,8 @@ class Intake:
                 self.metrics.deadletters.labels("reports", result.reason).inc()
             else:
                 valid.append(result)
-        changed, pending = (await retry("applying reports", lambda: self.store.apply(valid),
+        changed, pending = (await retry("applying reports", lambda: self.store.apply(valid, publish=self.publish),
                                         self.metrics.apply_errors.inc)) if valid else ([], [])
-        for report in pending:
-            out.record(self.reports, report.key.encode(), orjson.dumps(report.to_json()))
         await retry("sending intake output", out.send, self.metrics.send_errors.inc)
         self.metrics.reports_applied.inc(len(valid))
         self.metrics.entries_changed.inc(len(changed))

@@ -31,12 +31,18 @@ from streams.topics import create_topics
 
 pytestmark = pytest.mark.integration
 
-FIELDS = ["kind", "value", "bank", "status", "case_ref", "reason", "ttl_days", "source", "report_id", "history"]
+FIELDS = ["kind", "value", "bank", "status", "case_ref", "reason", "ttl_days", "source", "report_id", "history",
+          "links"]
 scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=80))
 plausible = st.one_of(st.sampled_from(["phone", "account", "reported", "confirmed", "revoked", "+60123456789",
                                        "012-345 6789", "999", "CIBBMYKL", "CIBBMYKLXXX", "8001234567", "PDRM",
-                                       "٠١٢٣٤٥٦٧٨٩", "0" * 40, "", " ", "\x00", "NaN"]), scalars)
+                                       "٠١٢٣٤٥٦٧٨٩", "0" * 40, "", " ", "\x00", "NaN"]), scalars,
+                      st.lists(st.fixed_dictionaries({"kind": st.sampled_from(["phone", "account", "x"]),
+                                                      "value": st.sampled_from(["+60123456789", "999", "8001234567",
+                                                                                "", "abc"]),
+                                                      "bank": st.sampled_from(["CIBBMYKL", "nope", ""])}),
+                               max_size=3))
 json_values = st.recursive(scalars, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8),
                                                                                                 kids, max_size=4),
                            max_leaves=10)
@@ -109,7 +115,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 
 
 @SETTINGS
-@given(body=bodies, path=st.sampled_from(["/v1/reports", "/v1/revocations"]))
+@given(body=bodies, path=st.sampled_from(["/v1/reports", "/v1/revocations", "/v1/renewals"]))
 def test_json_bodies_never_give_a_5xx(api: tuple[httpx.Client, str], body: Any, path: str) -> None:
     client, token = api
     # json.dumps, not httpx's encoder: NaN and Infinity literals are hostile input too.
@@ -118,7 +124,7 @@ def test_json_bodies_never_give_a_5xx(api: tuple[httpx.Client, str], body: Any, 
 
 
 @SETTINGS
-@given(raw=st.binary(max_size=200), path=st.sampled_from(["/v1/reports", "/v1/revocations"]),
+@given(raw=st.binary(max_size=200), path=st.sampled_from(["/v1/reports", "/v1/revocations", "/v1/renewals"]),
        content_type=st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded"]))
 def test_raw_bodies_never_give_a_5xx(api: tuple[httpx.Client, str], raw: bytes, path: str, content_type: str) -> None:
     client, token = api

@@ -190,10 +190,13 @@ def test_lifecycle_merge_revoke_and_reconfirm(desk: Desk) -> None:
     assert desk.file(bank_key, **ident, case_ref="BANK/1", reason="mule inflow", ttl_days=30).status_code == 202
     e = desk.wait_entry(key)
     assert e.status.value == "reported" and e.expires_at
+    reported_until = e.expires_at
 
+    # no ttl_days: the expiry policy's days for a confirmed report (SEKAT_EXPIRY_DAYS, 365 by default)
     assert desk.file(pdrm, **ident, status="confirmed", case_ref="KL/2026/9", reason="investment scam").status_code == 202
     e = desk.wait_entry(key, lambda e: e.report_count == 2)
-    assert e.status.value == "confirmed" and e.source == "PDRM" and e.expires_at == ""
+    assert e.status.value == "confirmed" and e.source == "PDRM" and e.expires_at > reported_until
+    assert e.history[-1].ttl_days == 365
     assert e.sources == ("MBBEMYKL", "PDRM") and e.case_refs == ("BANK/1", "KL/2026/9")
     assert e.first_seen < e.last_seen
 

@@ -113,3 +113,76 @@ def test_an_exported_row_can_be_imported_again() -> None:
     with pytest.raises(InvalidReport) as exc:
         row_report({"kind": "phone", "value": "0123456789", "ttl_days": "soon"}, NOW, "PDRM")
     assert exc.value.field == "ttl_days"
+
+
+# --- links, derived reports, renewals ------------------------------------------------------------------
+
+LINKED = {**GOOD, "links": [{"kind": "phone", "value": "012-345 6789"},
+                            {"kind": "account", "bank": "MBBEMYKL", "value": "5140 1234 5678"}]}
+
+
+def test_links_decode_to_normalised_keys_and_round_trip() -> None:
+    report = decode(LINKED)
+    assert isinstance(report, Report)
+    assert report.links == ("phone:+60123456789", "account:MBBEMYKL:514012345678")
+    assert decode(report.to_json()) == report
+
+
+@pytest.mark.parametrize("links,reason,field", [
+    ({}, "wrong_type", "links"),
+    (["phone:+60123456789"], "wrong_type", "links[0]"),
+    ([{"kind": "email", "value": "x"}], "invalid_value", "links[0].kind"),
+    ([{"kind": "phone", "value": "not a number"}], "invalid_phone", "links[0].value"),
+    ([{"kind": "account", "value": "123456"}], "missing_field", "links[0].bank"),
+    ([{"kind": "phone", "value": "999"}], "protected", "links[0].value"),
+    ([{"kind": "phone", "value": f"+6012{i:07d}"} for i in range(21)], "invalid_value", "links"),
+])
+def test_bad_links_are_rejected_naming_the_item(links: object, reason: str, field: str) -> None:
+    result = decode({**GOOD, "links": links})
+    assert isinstance(result, Rejection)
+    assert (result.reason, result.field) == (reason, field)
+
+
+def test_a_revocation_names_no_links_and_a_derived_report_names_a_valid_origin() -> None:
+    revoked = decode({**LINKED, "status": "revoked"})
+    assert isinstance(revoked, Rejection) and revoked.field == "links"
+    derived = decode({**GOOD, "origin": "r-0", "origin_key": "phone:+60123456789", "renewal": True})
+    assert isinstance(derived, Report) and derived.origin_key == "phone:+60123456789" and derived.renewal
+    bad = decode({**GOOD, "origin": "r-0", "origin_key": "email:x"})
+    assert isinstance(bad, Rejection) and (bad.reason, bad.field) == ("invalid_key", "origin_key")
+
+
+def test_filing_checks_links_and_applies_the_expiry_policy() -> None:
+    from blocklist.expiry import parse_expiry
+
+    policy = parse_expiry("reported=30,confirmed=365,PDRM/confirmed=730")
+    own = file_report("phone", "012-345 6789", "confirmed", "pdrm", NOW, ttl_days=None, expiry=policy,
+                      links=[{"kind": "phone", "value": "+60123456789"},  # itself: dropped
+                             {"kind": "account", "bank": "CIBBMYKL", "value": "800-1234567"}])
+    assert own.links == ("account:CIBBMYKL:8001234567",) and own.ttl_days == 730
+    assert file_report("phone", "0123456789", "reported", "MBBEMYKL", NOW, ttl_days=None, expiry=policy).ttl_days == 30
+    assert file_report("phone", "0123456789", "reported", "MBBEMYKL", NOW, ttl_days=0, expiry=policy).ttl_days == 0
+    with pytest.raises(InvalidReport) as exc:
+        file_report("phone", "0123456789", "confirmed", "PDRM", NOW, links=[{"kind": "account", "value": "1234"}])
+    assert exc.value.field == "links[0].bank"
+    with pytest.raises(InvalidReport) as exc:
+        file_report("phone", "0123456789", "revoked", "PDRM", NOW, reason="appeal",
+                    links=[{"kind": "phone", "value": "0123456780"}])
+    assert exc.value.field == "links"
+
+
+@pytest.mark.parametrize("text,setting_message", [
+    ("reported=30,nope=3", "got 'nope=3'"),
+    ("reported=thirty", "reported: days must be a whole number"),
+    ("reported=99999", "reported: days must be a whole number from 0 to 3650"),
+    ("reported=1,reported=2", "reported is given twice"),
+    ("/confirmed=3", "got '/confirmed=3'"),
+])
+def test_a_bad_expiry_policy_stops_start_up_naming_the_setting(text: str, setting_message: str) -> None:
+    with pytest.raises(ConfigError, match="SEKAT_EXPIRY_DAYS") as exc:
+        Settings.from_environ({"SEKAT_EXPIRY_DAYS": text})
+    assert setting_message in str(exc.value)
+    with pytest.raises(ConfigError, match="SEKAT_RENEWALS_MAX"):
+        Settings.from_environ({"SEKAT_RENEWALS_MAX": "-1"})
+    with pytest.raises(ConfigError, match="SEKAT_RELEASE_INTERVAL_S"):
+        Settings.from_environ({"SEKAT_RELEASE_INTERVAL_S": "0"})

@@ -1,0 +1,75 @@
+"""Release commands (streams/release.py): who acted on an entry, and what each of them is sent when it ends."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from rules.engine import Verdict
+from sekat.records import Action, Command, Decision, Entry, Match, Status
+from streams.release import ACTED, acts, release, remembering
+
+NOW = datetime(2026, 11, 29, 8, 0, tzinfo=timezone.utc)
+MULE = "account:CIBBMYKL:8001234567"
+PHONE = "phone:+60123456789"
+
+
+def command(action: Action, institution: str, target: str) -> Command:
+    return Command(action, institution, target, "t-1", "payee-on-blocklist", ("why",), NOW)
+
+
+def decision(matches: tuple[Match, ...], commands: tuple[Command, ...]) -> Decision:
+    return Decision("t-1", "transfers", "BLOCK", NOW, matches=matches, commands=commands)
+
+
+LISTED_PAYEE = Match("blocklist_match", 3, "payee account confirmed", MULE, "confirmed", "PDRM")
+LISTED_PROXY = Match("blocklist_match", 3, "payee proxy confirmed", PHONE, "confirmed", "PDRM")
+
+
+def test_a_hold_is_remembered_for_every_listed_identifier_and_a_freeze_for_its_own_account() -> None:
+    found = acts(decision((LISTED_PAYEE, LISTED_PROXY),
+                          (command(Action.HOLD_TRANSFER, "MBBEMYKL", "5140"),
+                           command(Action.FREEZE_ACCOUNT, "CIBBMYKL", "CIBBMYKL:8001234567"))))
+    assert found == [(MULE, "RELEASE_ACCOUNT|MBBEMYKL"), (PHONE, "RELEASE_ACCOUNT|MBBEMYKL"),
+                     (MULE, "RELEASE_ACCOUNT|CIBBMYKL")]
+
+
+def test_calls_are_remembered_as_unblock_and_behaviour_rules_or_shadow_matches_are_not() -> None:
+    caller = Match("blocklist_match", 3, "caller confirmed", PHONE, "confirmed", "PDRM")
+    assert acts(decision((caller,), (command(Action.BLOCK_CALL, "CELCOM", "+60123456789"),))) == [
+        (PHONE, "UNBLOCK_NUMBER|CELCOM")]
+    burst = Match("call_burst", 1, "burst", PHONE)  # no blocklist entry behind it
+    assert acts(decision((burst,), (command(Action.LABEL_CALL, "CELCOM", "+60123456789"),))) == []
+    shadow = Match("blocklist_match", 3, "caller confirmed", PHONE, "confirmed", mode="shadow")
+    assert acts(decision((shadow,), (command(Action.BLOCK_CALL, "CELCOM", "+60123456789"),))) == []
+
+
+def test_remembering_adds_acted_writes_only_when_a_listed_entry_made_someone_act() -> None:
+    with_command = decision((LISTED_PAYEE,), (command(Action.FREEZE_ACCOUNT, "CIBBMYKL", "CIBBMYKL:8001234567"),))
+    decide = remembering(lambda record, ctx, policy: Verdict(record))
+    assert [(w.kind, w.key, w.member) for w in decide(with_command, None, None).writes] == [
+        (ACTED, MULE, "RELEASE_ACCOUNT|CIBBMYKL")]
+    quiet = Decision("t-2", "transfers", "ALLOW", NOW)
+    assert decide(quiet, None, None).writes == ()
+
+
+def test_a_revocation_releases_each_institution_once_with_deterministic_ids() -> None:
+    entry = Entry(MULE, Status.REVOKED, "NSRC", "appeal upheld", "NSRC/A/1", "r-9")
+    commands, audit = release(entry, ["RELEASE_ACCOUNT|CIBBMYKL", "RELEASE_ACCOUNT|MBBEMYKL", "bogus"], NOW)
+    bodies = [c.to_json() for c in commands]
+    assert [(b["action"], b["bank"], b["account"]) for b in bodies] == [
+        ("RELEASE_ACCOUNT", "CIBBMYKL", "CIBBMYKL:8001234567"), ("RELEASE_ACCOUNT", "MBBEMYKL", "CIBBMYKL:8001234567")]
+    assert all(b["released"] == "revoked" and b["report_id"] == "r-9" and b["identifier"] == MULE for b in bodies)
+    assert bodies[0]["reasons"] == ["account revoked by NSRC (NSRC/A/1): appeal upheld"]
+    again, _ = release(entry, ["RELEASE_ACCOUNT|CIBBMYKL", "RELEASE_ACCOUNT|MBBEMYKL"], NOW)
+    assert [c.command_id for c in again] == [c.command_id for c in commands] == audit["command_ids"]
+    assert len(set(audit["command_ids"])) == 2 and audit["event_id"] == "release:r-9"
+
+
+def test_an_expiry_unblocks_the_number_and_a_later_expiry_gets_new_ids() -> None:
+    first = Entry(PHONE, Status.CONFIRMED, "PDRM", report_id="r-1", expires_at="2026-11-29T07:00:00.000Z")
+    [unblock], audit = release(first, ["UNBLOCK_NUMBER|CELCOM"], NOW)
+    assert (unblock.to_json()["operator"], unblock.to_json()["caller"], audit["released"]) == (
+        "CELCOM", "+60123456789", "expired")
+    renewed = Entry(PHONE, Status.CONFIRMED, "PDRM", report_id="r-1", expires_at="2026-12-29T07:00:00.000Z")
+    [later], _ = release(renewed, ["UNBLOCK_NUMBER|CELCOM"], NOW)
+    assert later.command_id != unblock.command_id
