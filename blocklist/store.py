@@ -163,8 +163,9 @@ class BlocklistStore:
                 pipe.xadd(self._changes, {"key": key}, maxlen=CHANGES_MAXLEN, approximate=True)
             await pipe.execute()
 
-    async def apply(self, reports: Sequence[Report], rebuilding: bool = False,
-                    publish: Callable[[list[Report]], Awaitable[None]] | None = None) -> tuple[list[Entry], list[Report]]:
+    async def apply(self, reports: Sequence[Report],
+                    publish: Callable[[list[Report]], Awaitable[None]] | None = None, *,
+                    rebuilding: bool = False) -> tuple[list[Entry], list[Report]]:
         """Merge ``reports`` (in order) into the index: one MGET, one MULTI.
 
         Returns the entries that changed, and the reports to publish: the

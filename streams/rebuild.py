@@ -30,7 +30,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from kafka import KafkaConsumer, TopicPartition
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from blocklist.store import BlocklistStore
 from sekat.errors import BlocklistUnavailable
@@ -80,6 +81,7 @@ async def _replay(settings: Settings, store: BlocklistStore, protected: Collecti
                   token: str) -> RebuildResult:
     started = time.monotonic()
     result = RebuildResult()
+    links: _LinkPublisher | None = None
     consumer = await asyncio.to_thread(
         KafkaConsumer, **settings.kafka_client_config(), group_id=None,  # type: ignore[arg-type]
         enable_auto_commit=False, max_poll_records=BATCH)
@@ -89,6 +91,7 @@ async def _replay(settings: Settings, store: BlocklistStore, protected: Collecti
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = await asyncio.to_thread(consumer.end_offsets, tps)
+        links = _LinkPublisher(settings)
         await store.mark_built(None)
         if wipe:
             result.wiped = await store.wipe()
@@ -112,7 +115,7 @@ async def _replay(settings: Settings, store: BlocklistStore, protected: Collecti
             for tp in list(remaining):
                 if consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
-            await store.apply(batch, rebuilding=True)
+            await store.apply(batch, publish=links.publish, rebuilding=True)
             if not await store.extend_rebuild_lock(token, LOCK_TTL_MS):
                 raise RebuildBusy("the rebuild lock expired during the replay; another process took over")
         result.entries = len(keys)
@@ -122,6 +125,39 @@ async def _replay(settings: Settings, store: BlocklistStore, protected: Collecti
         return result
     finally:
         await asyncio.to_thread(consumer.close)
+        if links is not None:
+            await asyncio.to_thread(links.close)
+
+
+class _LinkPublisher:
+    """Publishes the reports a replay derives for linked identifiers (``blocklist.links``).
+
+    A report that reached the topic while the index was not built (Redis empty or restarted) is applied
+    only by the replay: without this, its linked identifiers would never get their derived reports (the
+    reports agent, applying it later, finds the entry already holding it and derives nothing). Derived
+    ids are deterministic, so re-publishing ones already on the topic changes no entry.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.producer: KafkaProducer | None = None
+
+    async def publish(self, reports: list[Report]) -> None:
+        derived = [r for r in reports if r.origin]
+        if derived:
+            await asyncio.to_thread(self._send, derived)
+
+    def _send(self, reports: list[Report]) -> None:
+        if self.producer is None:
+            self.producer = KafkaProducer(**self.settings.kafka_client_config(), acks="all")  # type: ignore[arg-type]
+        for report in reports:
+            self.producer.send(self.settings.topic_reports, key=report.key.encode(),
+                               value=orjson.dumps(report.to_json()))
+        self.producer.flush()
+
+    def close(self) -> None:
+        if self.producer is not None:
+            self.producer.close()
 
 
 class IndexGuard:

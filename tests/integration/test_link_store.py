@@ -52,3 +52,37 @@ def test_a_crash_before_the_derived_reports_are_published_leaves_the_index_unwri
             await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_linked_report_applied_only_by_a_rebuild_still_reaches_its_linked_identifiers(stack: Stack) -> None:
+    """A report filed while Redis was empty is applied by the replay alone: the replay publishes its derived
+    reports (before the fix, only the reports agent did, and it then found nothing new to derive)."""
+    from sekat.settings import Settings
+    from streams.rebuild import rebuild
+    from streams.topics import create_topics
+    from tests.support import Collector, Producer, isolated_env
+
+    settings = Settings.from_environ(isolated_env(stack, unique("lnkrb")))
+    create_topics(settings)
+    report = Report("r-2", datetime.now(timezone.utc), "phone", "+60123456780", Status.CONFIRMED, "PDRM",
+                    links=("account:CIBBMYKL:8001234560",))
+    producer = Producer(settings)
+    producer.send(settings.topic_reports, report.to_json(), key=report.key.encode())
+    producer.close()
+    want = derived_id("r-2", "account:CIBBMYKL:8001234560")
+
+    async def replay() -> None:
+        store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
+        try:
+            result = await rebuild(settings, store)
+            assert result.entries == 1 and await store.get(report.key) is not None
+        finally:
+            await store.close()
+
+    asyncio.run(replay())
+    collector = Collector(settings, [settings.topic_reports])
+    try:
+        found = collector.wait_for(lambda r: r.json.get("report_id") == want, timeout=15)
+        assert found[0].key == b"account:CIBBMYKL:8001234560"
+    finally:
+        collector.close()
