@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sekat.records import Action, Command
@@ -43,6 +44,30 @@ OTHER_INSTITUTION = "other"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0,
                    5.0, 30.0)
 DAY_SECONDS = 86_400
+
+
+def observe_many(child: Any, values: np.ndarray) -> None:
+    """``child.observe(v)`` for every value, in one pass: bucket counts by numpy, one ``inc`` per bucket.
+
+    Per-event ``observe`` was ~5 % of the screening path (a lock and a linear bucket scan per event).
+    This reads prometheus_client's histogram child internals (``_upper_bounds``, ``_buckets`` holding
+    non-cumulative counts, ``_sum``); if a release changes them, it falls back to one ``observe`` per value.
+    tests/unit/test_worker_metrics.py holds the two to the same exposition.
+    """
+    if not len(values):
+        return
+    try:
+        bounds, buckets, total = child._upper_bounds, child._buckets, child._sum
+    except AttributeError:
+        for v in values.tolist():
+            child.observe(v)
+        return
+    # an observation goes to the first bucket whose upper bound is >= it (the +Inf bucket at worst)
+    counts = np.bincount(np.searchsorted(np.asarray(bounds, dtype=np.float64), values, side="left"),
+                         minlength=len(bounds))
+    for i in np.flatnonzero(counts).tolist():
+        buckets[i].inc(int(counts[i]))
+    total.inc(float(values.sum()))
 
 
 class Freshness:

@@ -90,3 +90,24 @@ def test_target_and_worker_info() -> None:
     assert registry.get_sample_value("sekat_target_attempts") == 4.7e9
     assert registry.get_sample_value("sekat_target_period_seconds") == 1095 * 86400
     assert registry.get_sample_value("sekat_worker_info", {"app_id": "sekat", "version": "9"}) == 1
+
+
+def test_observe_many_exposes_what_one_observe_per_value_would() -> None:
+    import numpy as np
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from metrics.worker import LATENCY_BUCKETS, observe_many
+
+    values = np.array([0.0, 0.0005, 0.0007, 0.001, 0.0100001, 0.01, 3.0, 29.9, 30.0, 45.0, 1e-9, 0.25])
+    one, many = CollectorRegistry(), CollectorRegistry()
+    by_one = Histogram("sekat_x_seconds", "x", ["stream"], buckets=LATENCY_BUCKETS, registry=one).labels("calls")
+    by_many = Histogram("sekat_x_seconds", "x", ["stream"], buckets=LATENCY_BUCKETS, registry=many).labels("calls")
+    for v in values.tolist():
+        by_one.observe(v)
+    observe_many(by_many, values)
+    observe_many(by_many, np.empty(0))
+
+    def lines(registry: CollectorRegistry) -> list[bytes]:  # all but the creation time, which differs
+        return [line for line in generate_latest(registry).splitlines() if b"_created" not in line]
+
+    assert lines(many) == lines(one)

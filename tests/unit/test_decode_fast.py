@@ -1,0 +1,89 @@
+"""The transfer decoder's fast path (msgspec) and precise path give one answer.
+
+``decode_transfer`` tries ``_decode_fast`` and falls back to ``_decode_precise``
+(which explains rejections). If the fast path accepted something the precise
+path refuses, or built a different Transfer, screening would depend on which
+path ran: these properties pin that it cannot, on generated events around the
+contract's edges (missing, blank, long, wrongly typed and look-alike values).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from hypothesis import given, settings, strategies as st
+
+from sekat.records import Rejection, Transfer
+from streams.transfers import _decode_fast, _decode_precise, decode_transfer
+
+texts = st.one_of(st.text(max_size=12), st.sampled_from(["", " ", "\t", "x" * 129, "x" * 257]))
+banks = st.one_of(st.sampled_from(["MBBEMYKL", "cibbmykl", " MBBEMYKLXXX ", "MBBEMYK", "12345678", ""]), texts)
+accounts = st.one_of(st.sampled_from(["5140 1234 5678", "8001234567", "123", "١٢٣٤٥٦٧٨", "GB82WEST12345698765432",
+                                      "8001-2345-67", "", " ", "1" * 35]), texts)
+phones = st.one_of(st.sampled_from(["+60123456789", "012-345 6789", "999", "60123456789", "+6012", "٠١٢٣٤٥٦٧٨٩",
+                                    ""]), texts)
+amounts = st.one_of(st.sampled_from(["1500.00", "0", "-1", "NaN", "1e3", "١٥٠٠", " 12.5 ", "1e13", "Infinity", ""]),
+                    st.integers(-5, 10**14), st.floats(allow_nan=True), texts)
+stamps = st.one_of(st.sampled_from(["2026-11-28T10:15:00.123Z", "2026-11-28T10:15:00", "2026-13-01T00:00:00Z",
+                                    "yesterday", ""]), texts)
+junk = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63 - 1), st.lists(st.integers(-9, 9), max_size=2), st.just({}))
+
+
+def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """A value, a wrongly typed one, or (as a marker) nothing at all."""
+    return st.one_of(strategy, strategy, strategy, junk, st.just(...))
+
+
+def body(draw: Any, fields: dict[str, st.SearchStrategy[Any]]) -> dict[str, Any]:
+    out = {}
+    for name, strategy in fields.items():
+        value = draw(maybe(strategy))
+        if value is not ...:
+            out[name] = value
+    return out
+
+
+@st.composite
+def events(draw: Any) -> bytes:
+    proxy = body(draw, {"type": st.sampled_from(["MOBILE", "mobile", "NRIC", ""]), "value": phones})
+    event = body(draw, {
+        "event_id": texts, "occurred_at": stamps, "transfer_id": texts, "amount": amounts,
+        "channel": texts, "currency": st.sampled_from(["MYR", "MYRX", "", None]),
+        "payer": st.builds(dict, bank=banks, account=accounts, phone=phones),
+        "payee": st.one_of(st.builds(dict, bank=banks, account=accounts),
+                           st.builds(dict, bank=banks, proxy=st.just(proxy)),
+                           st.builds(dict, bank=banks, account=accounts, proxy=st.just(proxy))),
+        "unknown": junk,
+    })
+    return orjson.dumps(event)
+
+
+@settings(max_examples=600, deadline=None)
+@given(events())
+def test_the_fast_path_never_disagrees_with_the_precise_one(raw: bytes) -> None:
+    precise = _decode_precise(raw)
+    fast = _decode_fast(raw, "MY")
+    if isinstance(precise, Transfer):
+        # every valid event the fast path takes (here all of them are JSON strings) gives the same record
+        assert fast is None or fast == precise
+    else:
+        assert fast is None, f"fast path accepted what the precise one refuses: {precise}"
+    assert decode_transfer(raw) == precise
+
+
+def test_a_contract_event_takes_the_fast_path() -> None:
+    raw = (b'{"event_id":"t-1","occurred_at":"2026-11-28T10:15:00.123Z","transfer_id":"DN1","amount":"1500.00",'
+           b'"currency":"MYR","payer":{"bank":"MBBEMYKL","account":"5140 1234 5678","phone":"+60123456789"},'
+           b'"payee":{"bank":"CIBBMYKL","account":"8001234567","proxy":{"type":"mobile","value":"012-345 6789"}}}')
+    fast = _decode_fast(raw, "MY")
+    assert isinstance(fast, Transfer) and fast == _decode_precise(raw)
+    assert fast.payee.account is not None and fast.payee.account.key == "account:CIBBMYKL:8001234567"
+    assert fast.payee_proxy is not None and fast.payee_proxy.phone is not None
+
+
+def test_a_rejection_is_explained_by_the_precise_path() -> None:
+    raw = b'{"event_id":"t-1","occurred_at":"2026-11-28T10:15:00Z","transfer_id":"DN1","amount":"\xd9\xa1",' \
+          b'"payer":{"bank":"MBBEMYKL","account":"51401234"},"payee":{"bank":"CIBBMYKL","account":"8001234567"}}'
+    out = decode_transfer(raw)
+    assert isinstance(out, Rejection) and out.reason == "invalid_amount" and out.field == "amount"
