@@ -304,6 +304,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         worker_log = open(base / "worker.log", "wb")
         cmd = [sys.executable, "-m", "sekat.cli", "worker"]
         if args.profile:
+            RESULTS.mkdir(parents=True, exist_ok=True)  # pyinstrument writes the profile there
             cmd = [sys.executable, "-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(RESULTS / "profile.txt"),
                    "-m", "sekat.cli", "worker"]
         worker = subprocess.Popen(cmd, env=full_env, stdout=worker_log, stderr=subprocess.STDOUT,

@@ -21,7 +21,7 @@ from typing import Annotated
 
 import msgspec
 
-from blocklist.identifiers import normalise_account, normalise_bank, normalise_phone
+from blocklist.identifiers import PhoneNumber, normalise_account, normalise_bank, normalise_phone
 from sekat.errors import InvalidIdentifier
 from streams import decode as d
 from sekat.records import Party, Proxy, Rejection, Transfer
@@ -117,7 +117,7 @@ def _decode_fast(raw: bytes, region: str) -> Transfer | None:
         return None
 
 
-def _phone(raw: str, region: str):  # type: ignore[no-untyped-def]
+def _phone(raw: str, region: str) -> PhoneNumber:
     if _blank(raw):
         raise InvalidIdentifier("blank")
     return normalise_phone(raw, region)
