@@ -1,6 +1,6 @@
 """Who acted on which blocklist entry, and when to look at it again: what release commands need.
 
-Data model (under the configured prefix):
+Data model (under the configured prefix), on one server:
 
     {prefix}acted:{kind}:{value}   set: ``ACTION|INSTITUTION`` still to release — ``RELEASE_ACCOUNT|<bank BIC>``
                                    for a bank that froze an account or held a transfer because of the entry,
@@ -8,12 +8,30 @@ Data model (under the configured prefix):
     {prefix}acted:due              sorted set: entry key -> when to check it next (epoch seconds; +inf: never
                                    expires, checked again only when it is revoked)
 
+On a Redis Cluster the same keys are sharded into ``GROUPS`` (16) hash-tagged groups, an entry's group chosen
+by its key's own slot (``blocklist.connection.spread_tags`` / ``slot_group``):
+
+    {prefix}acted:{<tag>}:{kind}:{value}   the set, in its group's slot
+    {prefix}acted:{<tag>}:due              the group's sorted set; the sweep reads all 16 and merges them
+
+Why groups: every operation below relates an entry's set to the due set atomically (one MULTI, or a Lua
+script), and a cluster runs those only over keys of one slot. An entry's set and *the* due set cannot share a
+slot for every entry, and splitting the steps instead (SADDs, then the ZADD; SREM, then the ZREM) opens races
+the single server never had (a member added between a forget's SCARD and its ZREM is never released). A due
+set per group keeps every step one atomic command on the group's slot, with the guarantees below word for word,
+and spreads the state and its writes over every master (one hash tag for all of it would put it on one). The
+cost falls on the sweep (every SEKAT_RELEASE_INTERVAL_S on the leader, not the hot path): it reads 16 sorted
+sets in one pipeline instead of one. A batch's record is one MULTI per group it touches, sent in parallel.
+One server keeps one group under the names above (no hash tags: nothing to migrate, the same commands as
+ever: one MULTI per batch, one script per reschedule).
+
 Writers:
 - the screening shell, once per batch after its commands are acknowledged
-  (``record``: one MULTI of SADD + ``ZADD NX now``: a newly acted-on key is
+  (``record``: one MULTI of SADD + ``ZADD NX now`` per group: a newly acted-on key is
   checked at the next sweep, which moves it to its entry's expiry);
-- the index, in the MULTI that writes a revoked entry (``BlocklistStore.put_many``:
-  ``ZADD XX LT 0``: due now, if anyone acted on it);
+- the index, when it writes a revoked entry (``BlocklistStore.put_many``:
+  ``ZADD XX LT 0``: due now, if anyone acted on it; in the entry's MULTI on one
+  server, after the entry and its announcement on a cluster — see ``blocklist.store``);
 - the release sweep (``streams/release.py``): ``reschedule`` only if the score
   is still the one it read (compare-and-set, so a revocation marked meanwhile
   is never overwritten), and ``forget`` removes exactly the members it released
@@ -22,13 +40,17 @@ Writers:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
-from blocklist.connection import async_client
 from redis.exceptions import RedisError
 
+from blocklist.connection import AnyRedis, async_client, slot_group, spread_tags
 from sekat.errors import BlocklistUnavailable
+
+GROUPS = 16  # hash-tagged groups on a Redis Cluster; part of the key layout, so changing it strands the old keys
 
 # KEYS[1] = due zset; ARGV = key, expected score, new score (triples)
 _RESCHEDULE = """
@@ -43,7 +65,7 @@ end
 return n
 """
 
-# KEYS[1] = due zset, KEYS[2] = acted set of the key; ARGV[1] = entry key, ARGV[2..] = released members
+# KEYS[1] = due zset, KEYS[2] = acted set of the key (one slot); ARGV[1] = entry key, ARGV[2..] = released members
 _FORGET = """
 if #ARGV > 1 then redis.call('SREM', KEYS[2], unpack(ARGV, 2)) end
 if redis.call('SCARD', KEYS[2]) == 0 then
@@ -54,15 +76,44 @@ return 0
 """
 
 
-def due_key(prefix: str) -> str:
-    return f"{prefix}acted:due"
+class ActedKeys:
+    """The key names of the acted state: one group on one server, ``GROUPS`` hash-tagged groups on a cluster."""
+
+    def __init__(self, prefix: str, cluster: bool) -> None:
+        self._base = f"{prefix}acted:"
+        self._groups = tuple(f"{self._base}{{{tag}}}:" for tag in spread_tags(GROUPS)) if cluster else (self._base,)
+
+    def _group(self, key: str) -> str:
+        return self._groups[slot_group(key, GROUPS)] if len(self._groups) > 1 else self._base
+
+    def due(self, key: str) -> str:
+        """The sorted set ``key`` is scheduled in."""
+        return f"{self._group(key)}due"
+
+    def acted(self, key: str) -> str:
+        """The set of who acted on ``key``."""
+        return f"{self._group(key)}{key}"
+
+    def dues(self) -> list[str]:
+        return [f"{group}due" for group in self._groups]
+
+    def by_due(self, keys: Iterable[str]) -> dict[str, list[str]]:
+        """``keys`` grouped by their sorted set."""
+        groups: dict[str, list[str]] = {}
+        for key in keys:
+            groups.setdefault(self.due(key), []).append(key)
+        return groups
+
+    def queue_due_now(self, pipe: Any, keys: Iterable[str]) -> None:
+        """Queue the revocation mark: ``ZADD XX LT 0`` (due now, only if someone acted on it), one per group."""
+        for due, group in self.by_due(keys).items():
+            pipe.zadd(due, dict.fromkeys(group, 0), xx=True, lt=True)
 
 
 class ActedStore:
-    def __init__(self, client: aioredis.Redis, prefix: str = "sekat:") -> None:
+    def __init__(self, client: AnyRedis, prefix: str = "sekat:") -> None:
         self._redis = client
-        self._prefix = prefix
-        self._due = due_key(prefix)
+        self.keys = ActedKeys(prefix, isinstance(client, aioredis.RedisCluster))
         self._reschedule = client.register_script(_RESCHEDULE)
         self._forget = client.register_script(_FORGET)
 
@@ -70,34 +121,43 @@ class ActedStore:
     def from_url(cls, url: str, prefix: str = "sekat:") -> "ActedStore":
         return cls(async_client(url, socket_timeout=2.0, socket_connect_timeout=2.0), prefix)
 
-    def _set(self, key: str) -> str:
-        return f"{self._prefix}acted:{key}"
-
     async def record(self, acts: Iterable[tuple[str, str]], now: float) -> None:
-        """Remember ``(entry key, ACTION|INSTITUTION)`` pairs; one MULTI for the whole batch."""
+        """Remember ``(entry key, ACTION|INSTITUTION)`` pairs; one MULTI per group (one server: one for the batch)."""
         unique = list(dict.fromkeys(acts))
         if not unique:
             return
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for key, member in unique:
+            groups.setdefault(self.keys.due(key), []).append((key, member))
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for key, member in unique:
-                    pipe.sadd(self._set(key), member)
-                pipe.zadd(self._due, {key: now for key, _ in unique}, nx=True)
-                await pipe.execute()
+            await asyncio.gather(*(self._record(due, group, now) for due, group in groups.items()))
         except (RedisError, OSError) as exc:
             raise BlocklistUnavailable(f"recording who acted failed: {type(exc).__name__}") from exc
 
+    async def _record(self, due: str, acts: Sequence[tuple[str, str]], now: float) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for key, member in acts:
+                pipe.sadd(self.keys.acted(key), member)
+            pipe.zadd(due, {key: now for key, _ in acts}, nx=True)
+            await pipe.execute()
+
     async def due(self, now: float, limit: int = 500) -> list[tuple[str, float]]:
         """Entry keys due for a check at ``now`` (oldest first), with the score read."""
-        rows = await self._redis.zrangebyscore(self._due, "-inf", now, start=0, num=limit, withscores=True)
-        return [(k.decode() if isinstance(k, bytes) else k, float(s)) for k, s in rows]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for due in self.keys.dues():
+                pipe.zrangebyscore(due, "-inf", now, start=0, num=limit, withscores=True)
+            replies = await pipe.execute()
+        rows = [(k.decode() if isinstance(k, bytes) else k, float(s)) for reply in replies for k, s in reply]
+        if len(replies) > 1:  # merged as one sorted set would order them: by score, then by member
+            rows = sorted(rows, key=lambda row: (row[1], row[0].encode()))[:limit]
+        return rows
 
     async def members(self, keys: Sequence[str]) -> dict[str, list[str]]:
         if not keys:
             return {}
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.smembers(self._set(key))
+                pipe.smembers(self.keys.acted(key))
             replies = await pipe.execute()
         return {key: sorted(m.decode() if isinstance(m, bytes) else m for m in reply)
                 for key, reply in zip(keys, replies)}
@@ -106,14 +166,16 @@ class ActedStore:
         """Move each key from the score read to a new one, unless the score changed meanwhile."""
         if not moves:
             return 0
-        args: list[object] = []
+        groups: dict[str, list[object]] = {}
         for key, seen, new in moves:
-            args += [key, repr(seen), "+inf" if new == float("inf") else repr(new)]
-        return int(await self._reschedule(keys=[self._due], args=args))
+            groups.setdefault(self.keys.due(key), []).extend(
+                [key, repr(seen), "+inf" if new == float("inf") else repr(new)])
+        moved = await asyncio.gather(*(self._reschedule(keys=[due], args=args) for due, args in groups.items()))
+        return sum(int(n) for n in moved)
 
     async def forget(self, key: str, released: Sequence[str]) -> bool:
         """Drop the released members of ``key``; True if nothing is left (the key leaves the due set)."""
-        return bool(await self._forget(keys=[self._due, self._set(key)], args=[key, *released]))
+        return bool(await self._forget(keys=[self.keys.due(key), self.keys.acted(key)], args=[key, *released]))
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -15,6 +15,13 @@ The rate is a sliding estimate over two fixed windows (``previous * (1 -
 elapsed) + current``): one HINCRBY per target of a batch that sent
 commands, and one HMGET, in one round trip. Redis failures raise
 ``BlocklistUnavailable``; the worker counts them and screening goes on.
+
+On a Redis Cluster (``redis+cluster://``) it runs unchanged: every command
+names one key and no pipeline here is a transaction, so redis-py's cluster
+pipeline sends each command to its key's node, in order per key, and the
+answers are the ones one server gives (``tests/integration/test_cluster.py``
+compares them). A window's counts are one hash, so one shard takes a batch's
+HINCRBYs; the batches that send commands are the rare ones.
 """
 
 from __future__ import annotations

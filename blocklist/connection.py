@@ -14,11 +14,15 @@ the callers' code one shape for both: ``mget`` splits a multi-key read by slot (
 slot, replies put back in order), ``scan_keys`` scans every primary, and ``SlotPipeline`` queues a batch of
 commands whose multi-key ones (MGET, the rule-state window script) are split per slot and whose replies
 come back as if they had been one command. On one server all of them are the plain single command.
+State that must stay atomic across several keys (a Lua script or a MULTI over them) is sharded instead into
+hash-tagged groups: ``spread_tags`` names groups whose slots are spread evenly over the slot space, and
+``slot_group`` says which group a key belongs to (``blocklist.acted`` is the user).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -28,6 +32,7 @@ from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.cluster import ClusterNode
 from redis.crc import key_slot
 
+SLOTS = 16384  # hash slots of a Redis Cluster
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}  # scheme -> TLS
 SINGLE_SCHEMES = ("redis", "rediss", "unix")
 AnyRedis = aioredis.Redis | aioredis.RedisCluster
@@ -105,6 +110,29 @@ def by_slot(keys: Sequence[str | bytes]) -> dict[int, list[int]]:
     for i, key in enumerate(keys):
         groups.setdefault(key_slot(key.encode() if isinstance(key, str) else key), []).append(i)
     return groups
+
+
+@lru_cache(maxsize=None)
+def spread_tags(n: int) -> tuple[str, ...]:
+    """``n`` hash tags, the g-th one hashing into the g-th n-th of the slot space (its slots ``g*16384//n`` on).
+
+    A key whose name holds ``{tag}`` is stored in the tag's slot, whatever else the name says; with tags spread
+    like this, ``n`` groups of keys land on every master of an evenly split cluster (3 masters, 16 groups: 5 or
+    6 groups each), and group g sits with the keys whose own slots are in the same range (``slot_group``).
+    """
+    tags: list[str] = []
+    for g in range(n):
+        low, high = g * SLOTS // n, (g + 1) * SLOTS // n
+        i = 0
+        while not low <= key_slot(str(i).encode()) < high:
+            i += 1
+        tags.append(str(i))
+    return tuple(tags)
+
+
+def slot_group(key: str, n: int) -> int:
+    """Which of ``n`` groups (see ``spread_tags``) ``key`` belongs to: the n-th of the slot space its slot is in."""
+    return key_slot(key.encode()) * n // SLOTS
 
 
 async def mget(client: AnyRedis, keys: Sequence[str | bytes]) -> list[Any]:

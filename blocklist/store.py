@@ -10,8 +10,8 @@ Data model (every key under the configured prefix, default ``sekat:``):
                                 or being rebuilt, so an absent entry proves nothing
     {prefix}index:rebuilding    string: lock held (with an expiry) by the one process
                                 replaying ``sekat.reports`` into the index
-    {prefix}acted:due           sorted set of entries institutions acted on (``blocklist.acted``):
-                                a revoked entry is marked due in the MULTI that writes it
+    {prefix}acted:due           sorted set of entries institutions acted on (``blocklist.acted``; one per
+                                hash-tagged group on a cluster): a revoked entry is marked due when written
 
 Redis is a cache of the topic and keeps no data on disk: if it restarts, it
 comes back empty and without the ``index:built`` marker. Workers notice and
@@ -39,8 +39,11 @@ first, the XADDs after them succeed, and a change is announced only once its
 entry is written. The announcement is idempotent (it says "re-read this
 key"), and ``apply`` announces every key it touched, changed or not: a batch
 retried after a failure between the two steps (or re-consumed after a crash)
-announces its keys again, so no replica misses a change. On one server the
-same commands run in one MULTI.
+announces its keys again, so no replica misses a change. A revoked entry is
+marked due for release (``blocklist.acted``) last, once its entry is written,
+so the sweep that picks it up reads it revoked; a retried batch marks its
+revoked keys again, changed or not, so an attempt interrupted before the mark
+still gets its releases sent. On one server the same commands run in one MULTI.
 A guarded store WATCHes the ``index:built`` marker while it reads and writes
 (one server), so a rebuild that starts in between (it deletes the marker first)
 aborts the write instead of racing the replay; on a cluster the marker is
@@ -58,7 +61,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
 from blocklist.connection import AnyRedis, async_client, mget, scan_keys
-from blocklist.acted import due_key
+from blocklist.acted import ActedKeys
 from blocklist.lifecycle import consolidated, covers, merge
 from blocklist.links import propagate
 from sekat.errors import BlocklistUnavailable, IndexNotBuilt
@@ -83,6 +86,7 @@ class BlocklistStore:
         self._changes = f"{prefix}bl:changes"
         self._built = built_key(prefix)
         self._lock = f"{prefix}index:rebuilding"
+        self._acted = ActedKeys(prefix, self._cluster)
         self.guarded = guarded
 
     @classmethod
@@ -120,11 +124,14 @@ class BlocklistStore:
         """Write one entry and announce the change, atomically."""
         await self.put_many([entry])
 
-    async def put_many(self, entries: Sequence[Entry], announce: Iterable[str] = ()) -> None:
+    async def put_many(self, entries: Sequence[Entry], announce: Iterable[str] = (),
+                       revoked: Iterable[str] = ()) -> None:
         """Write entries and announce each change (and the keys in ``announce``).
 
-        One server: one MULTI (one round trip). Redis Cluster: the SETs (spread over the shards), then
-        the XADDs once the SETs succeeded (two round trips); see the module docstring.
+        A revoked entry is marked due for release, and so are the keys in ``revoked`` (revoked entries a retry
+        finds already written). One server: one MULTI (one round trip). Redis Cluster: the SETs (spread over
+        the shards), then the XADDs once the SETs succeeded, then the marks (up to three round trips); see the
+        module docstring.
         """
         keys = list(dict.fromkeys([*(e.key for e in entries), *announce]))
         if not keys:
@@ -137,24 +144,27 @@ class BlocklistStore:
                             pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
                         await pipe.execute()
                 await self._announce(keys)
-                revoked = {e.key: 0 for e in entries if e.status is Status.REVOKED}
-                if revoked:  # whoever acted on it gets a release at the next sweep
-                    await self._redis.zadd(due_key(self._prefix), revoked, xx=True, lt=True)
+                due = list(dict.fromkeys([*(e.key for e in entries if e.status is Status.REVOKED), *revoked]))
+                if due:  # whoever acted on it gets a release at the next sweep
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        self._acted.queue_due_now(pipe, due)
+                        await pipe.execute()
                 return
             async with self._redis.pipeline(transaction=True) as pipe:
-                self._queue_puts(pipe, entries, keys)
+                self._queue_puts(pipe, entries, keys, revoked)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
 
-    def _queue_puts(self, pipe: Any, entries: Sequence[Entry], announce: Sequence[str]) -> None:
+    def _queue_puts(self, pipe: Any, entries: Sequence[Entry], announce: Sequence[str],
+                    revoked: Iterable[str] = ()) -> None:
         for entry in entries:
             pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
         for key in announce:
             pipe.xadd(self._changes, {"key": key}, maxlen=CHANGES_MAXLEN, approximate=True)
-        revoked = {e.key: 0 for e in entries if e.status is Status.REVOKED}
-        if revoked:  # whoever acted on it gets a release at the next sweep
-            pipe.zadd(due_key(self._prefix), revoked, xx=True, lt=True)
+        due = list(dict.fromkeys([*(e.key for e in entries if e.status is Status.REVOKED), *revoked]))
+        if due:  # whoever acted on it gets a release at the next sweep
+            self._acted.queue_due_now(pipe, due)
 
     async def _announce(self, keys: Sequence[str]) -> None:
         """XADD each key to the change stream; one key, one slot, so one MULTI on a cluster too."""
@@ -197,8 +207,11 @@ class BlocklistStore:
             if publish is not None and pending:
                 await publish(pending)
             # Unchanged keys are announced too: a retried or re-consumed batch re-announces what an earlier,
-            # interrupted attempt may have written without announcing (two steps on a cluster).
-            await self.put_many(changed, announce=[k for k, e in current.items() if e is not None])
+            # interrupted attempt may have written without announcing (two steps on a cluster), and marks its
+            # revoked entries due again in case that attempt stopped before the mark.
+            written = {k: e for k, e in current.items() if e is not None}
+            await self.put_many(changed, announce=list(written),
+                                revoked=[k for k, e in written.items() if e.status is Status.REVOKED])
         else:
             try:
                 async with self._redis.pipeline(transaction=True) as pipe:

@@ -1,7 +1,9 @@
 """Release, not just freeze: when an entry is revoked or expires, tell every institution that acted on it.
 
-    screening batch ─ commands acked ─> remember who acted (blocklist.acted: one MULTI per batch)
-    revoked entry written ───────────> marked due in the same MULTI (BlocklistStore.put_many)
+    screening batch ─ commands acked ─> remember who acted (blocklist.acted: one MULTI per batch; on a
+                                        Redis Cluster one per hash-tagged group it touches)
+    revoked entry written ───────────> marked due in the same MULTI (BlocklistStore.put_many; on a cluster
+                                        right after the entry and its announcement)
     release sweep (group leader, every SEKAT_RELEASE_INTERVAL_S):
         due entries (sorted set by next check) ─> still active? move to its expiry
                                                └> revoked / expired: RELEASE_ACCOUNT to each bank that froze or

@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 import redis
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 
-from blocklist.connection import async_client, by_slot, cluster_seeds, is_cluster, sync_client
+from blocklist.acted import ActedKeys
+from blocklist.connection import (SLOTS, async_client, by_slot, cluster_seeds, is_cluster, slot_group, spread_tags,
+                                   sync_client)
 from sekat.errors import ConfigError
 from sekat.localstack import KafkaCluster, RedisClusterServers, StackError
 from sekat.settings import Settings
@@ -55,6 +58,27 @@ def test_keys_are_grouped_by_hash_slot_in_order() -> None:
     groups = by_slot(keys)
     assert [0, 2, 4] in groups.values()  # one hash tag, one slot
     assert sorted(i for g in groups.values() for i in g) == list(range(len(keys)))
+
+
+def test_hash_tag_groups_spread_over_the_slot_space_and_keys_follow_their_own_slot() -> None:
+    for n in (1, 3, 16):
+        tags = spread_tags(n)
+        assert len(set(tags)) == n
+        assert [key_slot(t.encode()) * n // SLOTS for t in tags] == list(range(n))  # tag g in the g-th n-th
+    for key in ("account:CIBBMYKL:8001234567", "phone:+60123456789", "phone:+6013"):
+        g = slot_group(key, 16)
+        low, high = g * SLOTS // 16, (g + 1) * SLOTS // 16
+        assert low <= key_slot(key.encode()) < high
+
+
+def test_who_acted_keeps_its_names_on_one_server_and_shares_a_slot_per_entry_on_a_cluster() -> None:
+    one, many = ActedKeys("sekat:", cluster=False), ActedKeys("sekat:", cluster=True)
+    key = "account:CIBBMYKL:8001234567"
+    assert (one.acted(key), one.due(key), one.dues()) == (f"sekat:acted:{key}", "sekat:acted:due", ["sekat:acted:due"])
+    assert key_slot(many.acted(key).encode()) == key_slot(many.due(key).encode())  # one MULTI / script per entry
+    assert len({key_slot(d.encode()) for d in many.dues()}) == 16
+    keys = [f"phone:+6013{i:07d}" for i in range(200)]
+    assert set(many.by_due(keys)) == set(many.dues())  # 200 entries use every group
 
 
 def test_topics_on_a_cluster_are_replicated_three_ways_with_two_in_sync() -> None:
