@@ -4,9 +4,10 @@ for its settings.
 Given the cluster (started once for the module: ``sekat.localstack.KafkaCluster`` and
 ``RedisClusterServers``, the code ``sekat up --brokers 3 --redis-cluster`` runs), Sekat's topics are
 replicated three ways with two in sync; the blocklist index, the replica and the rule state answer on the
-Redis Cluster exactly as on one server while spreading their keys over every master; the scale benchmark
-runs on it with every command correct; and when one broker is stopped under traffic,
-two workers lose no command.
+Redis Cluster exactly as on one server while spreading their keys over every master; so do the record of who
+acted on an entry (release commands) and the safety brake, and a worker on the cluster releases the account it
+froze once the entry is revoked; the scale benchmark runs on it with every command correct; and when one broker
+is stopped under traffic, two workers lose no command.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from blocklist.acted import ActedStore
+from blocklist.brake import BrakeStore, Trip
 from blocklist.connection import sync_client
 from blocklist.replica import Replica
 from blocklist.store import BlocklistStore
@@ -39,11 +42,11 @@ from rules import engine
 from rules.policy import DEFAULT_POLICY_FILE, load_policy
 from rules.registry import Context
 from sekat.localstack import KafkaCluster, RedisClusterServers, free_port
-from sekat.records import Status
+from sekat.records import Entry, Report, Status, iso
 from sekat.settings import Settings
 from streams.state import RuleStateStore
 from streams.topics import create_topics
-from tests.support import Collector, Stack, WorkerProcess, file_report, isolated_env, unique
+from tests.support import Collector, Producer, Stack, WorkerProcess, file_report, for_event, isolated_env, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -224,6 +227,171 @@ async def test_rule_state_on_the_cluster_matches_one_server(cluster: Stack, stac
     finally:
         await one.close()
         await many.close()
+
+
+async def acted_scenario(acted: ActedStore, store: BlocklistStore) -> list[object]:
+    """Everything the release sweep asks of ``blocklist.acted``, with the answers it gets, in order."""
+    keys = [f"account:CIBBMYKL:80034{i:05d}" for i in range(30)] + [f"phone:+6013{i:07d}" for i in range(30)]
+    seen: list[object] = []
+    # two batches, one acting again on keys of the first: NX keeps the first time
+    await acted.record([(k, f"RELEASE_ACCOUNT|{bank}") for k in keys[:30] for bank in ("CIBBMYKL", "MBBEMYKL")]
+                       + [(k, "UNBLOCK_NUMBER|MAXIS") for k in keys[30:45]], now=100.0)
+    await acted.record([(k, "UNBLOCK_NUMBER|DIGI") for k in keys[40:]] + [(keys[0], "RELEASE_ACCOUNT|RHBBMYKL")],
+                       now=200.0)
+    seen.append(await acted.due(150.0))
+    seen.append(await acted.due(1e9, limit=20))  # oldest first, ties by key, across every group
+    seen.append(await acted.due(1e9))
+    seen.append(await acted.members(keys))
+    # the sweep moves active ones to their expiry; two were revoked meanwhile: compare-and-set keeps them due now
+    await store.put_many([Entry(k, Status.REVOKED, "NSRC", "appeal upheld", report_id=f"r-{k}") for k in keys[::7]])
+    await store.put(Entry("phone:+60199999999", Status.REVOKED, "NSRC", "nobody acted", report_id="r-x"))
+    seen.append(await acted.due(50.0))
+    seen.append(await acted.reschedule([(k, 100.0 if i < 45 else 200.0, 1e6 + i) for i, k in enumerate(keys)]))
+    seen.append(await acted.reschedule([(keys[1], 100.0, 5.0)]))  # a stale read moves nothing
+    seen.append(await acted.due(1e9))
+    # release: forget exactly what was released; one that acted meanwhile stays, and its key stays due
+    forgot = [await acted.forget(k, ["RELEASE_ACCOUNT|CIBBMYKL", "RELEASE_ACCOUNT|MBBEMYKL"]) for k in keys[:30:7]]
+    seen.append(forgot)
+    seen.append(await acted.forget(keys[35], ["UNBLOCK_NUMBER|MAXIS"]))
+    seen.append(await acted.due(1e9))
+    seen.append(await acted.members(keys))
+    return seen
+
+
+async def test_who_acted_answers_on_the_cluster_as_on_one_server(cluster: Stack, stack: Stack) -> None:
+    prefix = unique("ac") + ":"
+    answers = []
+    for url in (stack.redis.url, cluster.redis.url):
+        acted, store = ActedStore.from_url(url, prefix), BlocklistStore.from_url(url, prefix)
+        try:
+            answers.append(await acted_scenario(acted, store))
+        finally:
+            await acted.close()
+            await store.close()
+    assert answers[0] == answers[1]
+    due_later = answers[1][-2]
+    # five keys fully released left; the first is still owed to RHBBMYKL, due now
+    assert len(due_later) == 60 - 5 and due_later[0] == ("account:CIBBMYKL:8003400000", 0.0)
+    assert "phone:+60199999999" not in dict(due_later)  # nobody acted on it: a revocation does not add it
+    assert all(n > 0 for n in master_key_counts(cluster, f"{prefix}acted:*")), "acted state on one shard only"
+
+
+async def test_a_revoked_entry_written_but_not_marked_due_is_marked_when_its_batch_is_retried(cluster: Stack) -> None:
+    """On a cluster the revoked entry and its due mark are two steps; a failure between them heals on the retry."""
+    from blocklist.lifecycle import merge
+
+    prefix = unique("rv") + ":"
+    acted, store = ActedStore.from_url(cluster.redis.url, prefix), BlocklistStore.from_url(cluster.redis.url, prefix)
+    key = "account:CIBBMYKL:8005550001"
+    try:
+        await file_report(store, key, Status.CONFIRMED)
+        await acted.record([(key, "RELEASE_ACCOUNT|CIBBMYKL")], now=100.0)
+        assert await acted.reschedule([(key, 100.0, float("inf"))]) == 1  # never expires: only a revocation
+        revoke = Report(unique("r-"), datetime.now(timezone.utc) + timedelta(milliseconds=5), "account",
+                        "8005550001", Status.REVOKED, "NSRC", "CIBBMYKL", "NSRC/A/1", "appeal upheld", 0)
+        revoked = merge(await store.get(key), revoke)
+        assert revoked is not None and revoked.status is Status.REVOKED
+        # step one of an interrupted apply: the entry is written revoked, the process dies before marking it
+        await store.client.set(f"{prefix}bl:{key}", orjson.dumps(revoked.to_json()))
+        assert await acted.due(time.time()) == []
+        changed, _ = await store.apply([revoke])  # the batch, re-consumed: nothing changes in the index...
+        assert changed == []
+        assert await acted.due(time.time()) == [(key, 0.0)]  # ...but the entry is due now: its release is sent
+    finally:
+        await acted.close()
+        await store.close()
+
+
+async def brake_scenario(brakes: BrakeStore) -> list[object]:
+    """Everything the workers and the brake API ask of ``blocklist.brake``, with the answers they get."""
+    targets = [f"entry:account:CIBBMYKL:80077{i:05d}" for i in range(20)] + ["rule:mule_inflow@1", "source:PDRM"]
+    seen: list[object] = []
+    window = 60
+    seen.append(await brakes.add({t: i + 1 for i, t in enumerate(targets)}, 6000.0, window))
+    seen.append(await brakes.add({t: 2 for t in targets[::3]}, 6030.0, window))
+    seen.append(await brakes.add({t: 1 for t in targets[::2]}, 6075.0, window))  # next window: slides over both
+    trips = [Trip(t, 25, 20, window, "2026-11-29T10:00:00Z", f"w{i}") for i, t in enumerate(targets[-3:])]
+    seen.append([await brakes.trip(t) for t in trips])
+    seen.append(await brakes.trip(Trip(targets[-1], 30, 20, window, "2026-11-29T10:00:01Z", "w9")))  # already
+    seen.append(await brakes.tripped())
+    seen.append(await brakes.rearm(targets[-1], 6080.0, window, {"event": "rearm", "by": "NSRC", "reason": "ok"}))
+    seen.append(await brakes.rearm(targets[-1], 6080.0, window, {"event": "rearm", "by": "NSRC", "reason": "again"}))
+    seen.append(await brakes.add({targets[-1]: 1, targets[0]: 1}, 6081.0, window))  # its counts were forgotten
+    seen.append(await brakes.tripped())
+    seen.append(await brakes.history(10))
+    return seen
+
+
+async def test_the_safety_brake_answers_on_the_cluster_as_on_one_server(cluster: Stack, stack: Stack) -> None:
+    prefix = unique("bk") + ":"
+    answers = []
+    for url in (stack.redis.url, cluster.redis.url):
+        brakes = BrakeStore.from_url(url, prefix)
+        try:
+            answers.append(await brake_scenario(brakes))
+        finally:
+            await brakes.close()
+    assert answers[0] == answers[1]
+    assert answers[1][3] == [True, True, True] and answers[1][4] is False
+    assert answers[1][7] is None and "source:PDRM" not in answers[1][9]
+    assert [e["event"] for e in answers[1][10]] == ["rearm", "trip", "trip", "trip"]
+
+
+def test_a_worker_on_the_cluster_releases_the_account_it_froze_once_the_entry_is_revoked(
+        cluster: Stack, logs_dir: Path) -> None:
+    name = unique("rel")
+    env = cluster_env(cluster, name, SEKAT_RELEASE_INTERVAL_S="1")
+    worker = WorkerProcess(env, logs_dir / f"{name}.log")
+    s = worker.settings
+    collector = Collector(s, [s.topic_freeze, s.topic_decisions])
+    producer = Producer(s)
+    mule = str(int(unique("")[:10], 16))[-10:].rjust(10, "0")
+    key = f"account:CIBBMYKL:{mule}"
+
+    def report(status: str, **extra: str) -> None:
+        producer.send(s.topic_reports, {"report_id": unique("r-"), "reported_at": iso(datetime.now(timezone.utc)),
+                                        "kind": "account", "bank": "CIBBMYKL", "value": mule, "status": status,
+                                        "source": extra.get("source", "PDRM"), "reason": extra.get("reason", "mule")},
+                      key=key.encode())
+
+    def wait_entry(status: str) -> None:
+        async def read() -> Entry | None:
+            store = BlocklistStore.from_url(s.redis_url, s.redis_prefix)
+            try:
+                return await store.get(key)
+            finally:
+                await store.close()
+        deadline = time.monotonic() + 30
+        while (found := asyncio.run(read())) is None or found.status.value != status:
+            assert time.monotonic() < deadline, f"{key} not {status}: {found}"
+            time.sleep(0.1)
+        worker.wait_replica()
+
+    try:
+        worker.start(90)
+        report("confirmed")
+        wait_entry("confirmed")
+        event_id = unique("t-")
+        payer = "7" + mule[1:]
+        producer.send(s.topic_transfers, {
+            "event_id": event_id, "occurred_at": iso(datetime.now(timezone.utc)), "transfer_id": unique("DN"),
+            "amount": "900.00", "currency": "MYR", "payer": {"bank": "MBBEMYKL", "account": payer},
+            "payee": {"bank": "CIBBMYKL", "account": mule}}, key=payer.encode())
+        frozen = collector.wait_for(lambda r: r.topic == s.topic_freeze and for_event(event_id)(r), 2, timeout=30)
+        assert {(c.json["action"], c.key) for c in frozen} == {("HOLD_TRANSFER", b"MBBEMYKL"),
+                                                                ("FREEZE_ACCOUNT", b"CIBBMYKL")}
+        time.sleep(2.5)  # two sweeps while it is still listed: nothing is released
+        report("revoked", source="NSRC", reason="appeal upheld")
+        released = collector.wait_for(lambda r: r.topic == s.topic_freeze
+                                      and r.json.get("action") == "RELEASE_ACCOUNT"
+                                      and r.json.get("identifier") == key, 2, timeout=30)
+        assert sorted(r.key for r in released) == [b"CIBBMYKL", b"MBBEMYKL"]
+        assert all(r.json["released"] == "revoked" and r.json["account"] == f"CIBBMYKL:{mule}" for r in released)
+        assert worker.alive()
+    finally:
+        producer.close()
+        collector.close()
+        worker.stop()
 
 
 def test_the_scale_benchmark_runs_on_the_cluster(cluster: Stack, tmp_path: Path) -> None:
