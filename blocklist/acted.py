@@ -14,20 +14,24 @@ by its key's own slot (``blocklist.connection.spread_tags`` / ``slot_group``):
     {prefix}acted:{<tag>}:{kind}:{value}   the set, in its group's slot
     {prefix}acted:{<tag>}:due              the group's sorted set; the sweep reads all 16 and merges them
 
-Why groups: every operation below relates an entry's set to the due set atomically (one MULTI, or a Lua
-script), and a cluster runs those only over keys of one slot. An entry's set and *the* due set cannot share a
-slot for every entry, and splitting the steps instead (SADDs, then the ZADD; SREM, then the ZREM) opens races
-the single server never had (a member added between a forget's SCARD and its ZREM is never released). A due
-set per group keeps every step one atomic command on the group's slot, with the guarantees below word for word,
-and spreads the state and its writes over every master (one hash tag for all of it would put it on one). The
-cost falls on the sweep (every SEKAT_RELEASE_INTERVAL_S on the leader, not the hot path): it reads 16 sorted
-sets in one pipeline instead of one. A batch's record is one MULTI per group it touches, sent in parallel.
-One server keeps one group under the names above (no hash tags: nothing to migrate, the same commands as
-ever: one MULTI per batch, one script per reschedule).
+Why groups: every operation below relates an entry's set to the due set atomically (a Lua script), and a
+cluster runs a script only over keys of one slot. An entry's set and *the* due set cannot share a slot for
+every entry, and splitting the steps instead (SADDs, then the ZADD; SREM, then the ZREM) opens races the
+single server never had (a member added between a forget's SCARD and its ZREM is never released; a crash
+between the SADD and the ZADD leaves an action no sweep looks at). A due set per group keeps every step one
+atomic script call on the group's slot, with the guarantees below word for word, and spreads the state and
+its writes over every master (one hash tag for all of it would put it on one). The cost falls on the sweep
+(every SEKAT_RELEASE_INTERVAL_S on the leader, not the hot path): it reads 16 sorted sets in one pipeline
+instead of one. A batch's record is one script call per group it touches, sent in parallel. One server keeps
+one group under the names above (no hash tags: nothing to migrate; one call per batch, as before).
+
+``record`` is a script rather than a MULTI: the same one round trip and the same atomicity on one server,
+and on a cluster redis-py (8.1) queues each command of a MULTI by starting a thread that runs its own event
+loop while the caller's waits (about 1 ms per command, measured), which the worker's loop cannot afford.
 
 Writers:
 - the screening shell, once per batch after its commands are acknowledged
-  (``record``: one MULTI of SADD + ``ZADD NX now`` per group: a newly acted-on key is
+  (``record``: SADD + ``ZADD NX now`` in one script call per group: a newly acted-on key is
   checked at the next sweep, which moves it to its entry's expiry);
 - the index, when it writes a revoked entry (``BlocklistStore.put_many``:
   ``ZADD XX LT 0``: due now, if anyone acted on it; in the entry's MULTI on one
@@ -51,6 +55,15 @@ from blocklist.connection import AnyRedis, async_client, slot_group, spread_tags
 from sekat.errors import BlocklistUnavailable
 
 GROUPS = 16  # hash-tagged groups on a Redis Cluster; part of the key layout, so changing it strands the old keys
+
+# KEYS[1] = due zset, KEYS[2..] = the acted set of each act (one slot); ARGV[1] = now, then per act: entry key, member
+_RECORD = """
+for i = 2, #KEYS do
+  redis.call('SADD', KEYS[i], ARGV[2 * i - 1])
+  redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2 * i - 2])
+end
+return 0
+"""
 
 # KEYS[1] = due zset; ARGV = key, expected score, new score (triples)
 _RESCHEDULE = """
@@ -114,6 +127,7 @@ class ActedStore:
     def __init__(self, client: AnyRedis, prefix: str = "sekat:") -> None:
         self._redis = client
         self.keys = ActedKeys(prefix, isinstance(client, aioredis.RedisCluster))
+        self._record = client.register_script(_RECORD)
         self._reschedule = client.register_script(_RESCHEDULE)
         self._forget = client.register_script(_FORGET)
 
@@ -122,7 +136,7 @@ class ActedStore:
         return cls(async_client(url, socket_timeout=2.0, socket_connect_timeout=2.0), prefix)
 
     async def record(self, acts: Iterable[tuple[str, str]], now: float) -> None:
-        """Remember ``(entry key, ACTION|INSTITUTION)`` pairs; one MULTI per group (one server: one for the batch)."""
+        """Remember ``(entry key, ACTION|INSTITUTION)`` pairs; one script call per group (one server: one per batch)."""
         unique = list(dict.fromkeys(acts))
         if not unique:
             return
@@ -130,16 +144,12 @@ class ActedStore:
         for key, member in unique:
             groups.setdefault(self.keys.due(key), []).append((key, member))
         try:
-            await asyncio.gather(*(self._record(due, group, now) for due, group in groups.items()))
+            await asyncio.gather(*(
+                self._record(keys=[due, *(self.keys.acted(k) for k, _ in group)],
+                             args=[repr(now), *(part for act in group for part in act)])
+                for due, group in groups.items()))
         except (RedisError, OSError) as exc:
             raise BlocklistUnavailable(f"recording who acted failed: {type(exc).__name__}") from exc
-
-    async def _record(self, due: str, acts: Sequence[tuple[str, str]], now: float) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for key, member in acts:
-                pipe.sadd(self.keys.acted(key), member)
-            pipe.zadd(due, {key: now for key, _ in acts}, nx=True)
-            await pipe.execute()
 
     async def due(self, now: float, limit: int = 500) -> list[tuple[str, float]]:
         """Entry keys due for a check at ``now`` (oldest first), with the score read."""

@@ -1,6 +1,6 @@
 """Release, not just freeze: when an entry is revoked or expires, tell every institution that acted on it.
 
-    screening batch ─ commands acked ─> remember who acted (blocklist.acted: one MULTI per batch; on a
+    screening batch ─ commands acked ─> remember who acted (blocklist.acted: one script call per batch; on a
                                         Redis Cluster one per hash-tagged group it touches)
     revoked entry written ───────────> marked due in the same MULTI (BlocklistStore.put_many; on a cluster
                                         right after the entry and its announcement)
