@@ -186,6 +186,7 @@ class ReplicaStats:
     changes_applied: int = 0
     last_follow_ok: float = field(default_factory=time.time)
     redis_fallbacks: int = 0
+    loaded_from: str = ""  # "index" (a read of it) or "stored snapshot"
 
 
 class Replica:
@@ -230,11 +231,15 @@ class Replica:
         writer: stored.Writer | None = None
         try:
             build = client.get(self._built_key)
-            last = client.xrevrange(self._changes, count=1)
-            last_id = last[0][0].decode() if last else "0-0"
             build_id = build.decode() if build else None
+            state = stored.stream_state(client, self._changes)  # the last id and the count, at once
+            if state is not None:
+                last_id = state.last_id
+            else:
+                last = client.xrevrange(self._changes, count=1)
+                last_id = last[0][0].decode() if last else "0-0"
             if self._store_snapshots:
-                writer = stored.Writer.start(client, self._prefix, self._changes, last_id, build_id)
+                writer = stored.Writer.start(client, self._prefix, state, build_id)
             parts = []
             for keys, values in _prefetched(self._scan_index(client)):
                 kept, *arrays = _batch_arrays(keys, values, len(self._prefix) + len("bl:"))
@@ -300,9 +305,10 @@ class Replica:
         self._seen_build = self._seen_build or snap.build is not None
         self.awaiting_rebuild = self._seen_build and snap.build is None
         self.stats.loaded_in_s = snap.seconds
+        self.stats.loaded_from = "stored snapshot" if snap.stored else "index"
         self.stats.last_follow_ok = time.time()
-        log.info("blocklist replica loaded: %d active entries in %.1fs (%s)", self.stats.entries,
-                 self.stats.loaded_in_s, "stored snapshot" if snap.stored else "read of the index")
+        log.info("blocklist replica loaded from the %s: %d active entries in %.1fs", self.stats.loaded_from,
+                 self.stats.entries, self.stats.loaded_in_s)
 
     def _install(self, hashes: np.ndarray, codes: np.ndarray, expiries: np.ndarray) -> None:
         order = np.argsort(hashes, kind="stable")

@@ -9,9 +9,10 @@ and catches up from the change stream, so a fleet pays the full read once, not o
                                         as of (``last_id``), the stream's ``entries-added`` then,
                                         the build id, the entry count, when it was written
     {prefix}replica:snapshot:{gen}:{i}  one chunk: up to CHUNK_ENTRIES active entries as
-                                        ``SKR1``, n (uint32), n status codes (uint8), n expiries
-                                        (uint32 epoch s), then the n keys (``kind:value``) joined by
-                                        newlines (a normalised identifier has none; checked both ways)
+                                        ``SKR1``, n and the keys' length in bytes (uint32 each),
+                                        n status codes (uint8), n expiries (uint32 epoch s), then the
+                                        n keys (``kind:value``) joined by newlines (a normalised
+                                        identifier has none; checked both ways)
     {prefix}replica:snapshot:writing    lock (with an expiry): one writer at a time
 
 It stores keys, not hashes: the replica's hashes are Python's per-process ``hash()``, cheap on the hot
@@ -22,9 +23,10 @@ A stored snapshot is used only when it is exactly as good as a fresh read follow
 
 * its build id is the index's current ``index:built`` marker (absent marker, i.e. a rebuild under way,
   or another build: read the index instead);
-* nothing after its ``last_id`` has been trimmed from the change stream (``max-deleted-entry-id`` of
-  XINFO STREAM, Redis >= 7.0; an older Redis never uses it), so following from ``last_id`` misses no
-  change;
+* nothing after its ``last_id`` has been trimmed from the change stream: it records the stream's
+  ``entries-added`` as of ``last_id`` (one XINFO STREAM gives both, Redis >= 7.0; an older Redis never
+  stores or uses a snapshot), and the records removed since (``entries-added`` - ``length``) must not
+  exceed it, so following from ``last_id`` misses no change;
 * at most ``max_behind`` changes were added since (catching up re-reads each changed key with a full
   parse; past that, a fresh read is about as quick and writes a fresh snapshot);
 * every chunk is present and well-formed.
@@ -54,7 +56,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_ENTRIES = 500_000
 MAGIC = b"SKR1"
-_HEAD = struct.Struct("<4sI")
+_HEAD = struct.Struct("<4sII")
 PENDING_TTL_S = 3600  # chunks of a snapshot being written (a writer that dies leaves nothing for long)
 RETIRE_TTL_S = 300  # the previous generation's chunks, once the pointer has moved on
 LOCK_TTL_MS = 600_000
@@ -73,7 +75,7 @@ def encode_chunk(keys: list[str], codes: np.ndarray, expiries: np.ndarray) -> by
     text = "\n".join(keys).encode()
     if len(keys) != len(codes) or len(keys) != len(expiries) or text.count(b"\n") != max(len(keys) - 1, 0):
         raise ValueError("a key holds a newline (or the arrays disagree): not storable")
-    return b"".join((_HEAD.pack(MAGIC, len(keys)), codes.astype(np.uint8).tobytes(),
+    return b"".join((_HEAD.pack(MAGIC, len(keys), len(text)), codes.astype(np.uint8).tobytes(),
                      expiries.astype("<u4").tobytes(), text))
 
 
@@ -81,10 +83,10 @@ def decode_chunk(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A chunk as (hashes, codes, expiries) of this process; ValueError when it is not a whole chunk."""
     if len(blob) < _HEAD.size:
         raise ValueError("short chunk")
-    magic, n = _HEAD.unpack_from(blob)
+    magic, n, text = _HEAD.unpack_from(blob)
     keys_at = _HEAD.size + 5 * n
-    if magic != MAGIC or len(blob) < keys_at:
-        raise ValueError("not a replica snapshot chunk")
+    if magic != MAGIC or len(blob) != keys_at + text:
+        raise ValueError("not a whole replica snapshot chunk")
     codes = np.frombuffer(blob, dtype=np.uint8, count=n, offset=_HEAD.size).copy()
     expiries = np.frombuffer(blob, dtype="<u4", count=n, offset=_HEAD.size + n).astype(np.uint32)
     keys = blob[keys_at:].decode().split("\n") if n else []
@@ -110,17 +112,26 @@ def _id(stream_id: str | bytes) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def stream_state(client: AnySyncRedis, stream: str) -> tuple[int, tuple[int, int]] | None:
-    """The change stream's (entries-added, max-deleted-entry-id); None on a Redis that does not say."""
+@dataclass(frozen=True)
+class StreamState:
+    added: int  # records ever added (XINFO STREAM entries-added, Redis >= 7.0)
+    length: int  # records still in it
+    last_id: str  # the last id it generated: following from it misses nothing before it
+
+
+def stream_state(client: AnySyncRedis, stream: str) -> StreamState | None:
+    """The change stream's counters; None on a Redis that does not keep them (before 7.0)."""
     try:
         info = client.xinfo_stream(stream)
     except Exception as exc:  # noqa: BLE001 - "no such key" or an old Redis: both answered below
         if "no such key" in str(exc).lower():
-            return 0, (0, 0)
+            return StreamState(0, 0, "0-0")
         return None
-    if "entries-added" not in info or "max-deleted-entry-id" not in info:
+    if "entries-added" not in info:
         return None
-    return int(info["entries-added"]), _id(info["max-deleted-entry-id"])
+    last = info["last-generated-id"]
+    return StreamState(int(info["entries-added"]), int(info["length"]),
+                       last.decode() if isinstance(last, bytes) else str(last))
 
 
 def usable(client: AnySyncRedis, prefix: str, stream: str, build: str | None, max_behind: int) -> Meta | None:
@@ -138,11 +149,15 @@ def usable(client: AnySyncRedis, prefix: str, stream: str, build: str | None, ma
     if meta.build != build:
         why = f"it is of build {meta.build}, the index of {build}"
     elif state is None:
-        why = "this Redis does not report stream trimming (needs Redis >= 7.0)"
-    elif state[1] > _id(meta.last_id):
+        why = "this Redis does not count stream records (needs Redis >= 7.0)"
+    elif state.added < meta.added or _id(state.last_id) < _id(meta.last_id):
+        why = "the change stream is not the one it was taken from"
+    elif state.added - state.length > meta.added:
+        # trimming removes the oldest records: more removed than had been added when the snapshot was
+        # taken means a record it needs is gone (XDEL'd records count too: erring on the safe side)
         why = "the change stream has been trimmed past it"
-    elif state[0] - meta.added > max_behind:
-        why = f"{state[0] - meta.added} changes behind (limit {max_behind})"
+    elif state.added - meta.added > max_behind:
+        why = f"{state.added - meta.added} changes behind (limit {max_behind})"
     if why:
         log.info("stored replica snapshot not used: %s; reading the index", why)
         return None
@@ -175,15 +190,15 @@ class Writer:
         self._entries = 0
 
     @classmethod
-    def start(cls, client: AnySyncRedis, prefix: str, stream: str, last_id: str, build: str | None
+    def start(cls, client: AnySyncRedis, prefix: str, state: StreamState | None, build: str | None
               ) -> "Writer | None":
-        """A writer when this process may write (a built index, a Redis >= 7.0, nobody else writing)."""
-        if build is None:
+        """A writer when this process may write (a built index, a Redis >= 7.0, nobody else writing).
+
+        ``state`` is the change stream's, read before the index is: the snapshot is as of its last id.
+        """
+        if build is None or state is None:
             return None
-        state = stream_state(client, stream)
-        if state is None:
-            return None
-        writer = cls(client, prefix, last_id, state[0], build)
+        writer = cls(client, prefix, state.last_id, state.added, build)
         if not client.set(writer._lock_key, writer._token, nx=True, px=LOCK_TTL_MS):
             return None
         return writer
