@@ -3,9 +3,10 @@
 The hot path must not make a network round trip per event, and a report must
 take effect on every worker within 100 ms. The replica does both:
 
-    snapshot   on start, SCAN the index (in a thread, sync client) into compact
-               arrays: sorted 64-bit hashes of the keys, a status code and an
-               expiry per key — 13 bytes an entry, so 10 M entries cost ~130 MB;
+    snapshot   on start, the index (or the copy of it another worker stored,
+               see "Start-up" below) into compact arrays: sorted 64-bit hashes
+               of the keys, a status code and an expiry per key — 13 bytes an
+               entry, so 10 M entries cost ~130 MB;
     follow     XREAD BLOCK on ``{prefix}bl:changes`` from the id taken *before*
                the snapshot (no gap), re-read the changed keys and apply them:
                in place for keys already in the arrays, into an overlay dict of
@@ -24,9 +25,44 @@ take effect on every worker within 100 ms. The replica does both:
                appears, it re-reads the snapshot (the change stream it
                followed may be gone with the old Redis).
 
+Start-up (the target: a 10 M-entry blocklist ready in <= 30 s, <= 1 GB). Where
+the 76 s of the first version went, measured on 2 M entries (Redis
+INFO commandstats for its side, process time for ours): two SCAN passes, one per
+kind, each visiting every key (~1 µs a key per pass on Redis, 0.4 µs more with
+``TYPE``), an MGET per 10,000 keys (~1 µs a key on Redis, ~0.7 µs in redis-py
+and hiredis), then the status parse (1.1 µs), the hash (0.1 µs) and numpy —
+all back to back, so the costs added up. Two changes:
+
+* reading the index: one SCAN pass over ``{prefix}bl:*`` (entry keys picked by
+  name, so no ``TYPE`` filter), the Redis reads running a few batches ahead of
+  the parsing in a thread (Redis works on one core while Python parses on the
+  other), and the status and expiry read from the value's bytes without a copy
+  (0.4 µs; anything unusual takes ``status_and_expiry``'s full path). What is
+  left is Redis' own ~2 µs an entry: ~20 s of one core at 10 M, more when the
+  cores are shared.
+* so the fleet pays that once: the worker that reads the index also stores
+  what it read in Redis (``blocklist.replica_snapshot``: keys, codes, expiries
+  in chunks, with the change-stream id and count it is as of), and a starting
+  worker loads that (a few GETs, then ~0.2 µs an entry to rehash) and follows
+  the change stream from its id, answering nothing until it has caught up. It
+  is used only if following from it misses nothing: same build as the
+  ``index:built`` marker, no record after its id trimmed from the stream, at
+  most SEKAT_REPLICA_SNAPSHOT_MAX_BEHIND changes behind; otherwise the worker
+  reads the index (and stores a fresh copy). Keys are stored rather than
+  hashes so the hot path keeps Python's ``hash()`` (no process-stable hash to
+  compute per event key).
+
+Not chosen: threads or processes scanning in parallel (one Redis core is the
+limit on one server; two cores are shared with Redis itself), a compact status
+field written by the index (a second write per change for a start-up cost the
+stored snapshot removes), and a process-stable (vectorised) hash so that
+hashes could be stored: it would put a new hash on every event key of the hot
+path, while rehashing stored keys costs ~2 s per 10 M at start.
+
 On a Redis Cluster (``redis+cluster://``) the snapshot scans every master and
-reads with one MGET per hash slot, and the change stream is one key on one
-master (``blocklist.connection``); nothing else changes.
+reads with one MGET per hash slot, the stored snapshot's chunks are single
+keys spread by slot, and the change stream is one key on one master
+(``blocklist.connection``); nothing else changes.
 
 Hashes are Python's own ``hash()`` of the key string (SipHash, per process):
 a false match needs a 64-bit collision (~5e-13 per lookup against 10 M

@@ -51,6 +51,7 @@ import numpy as np
 import orjson
 
 from blocklist.connection import AnySyncRedis
+from blocklist.store import built_key
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +230,11 @@ class Writer:
         """Make the chunks permanent and point readers at them; retire the previous generation."""
         try:
             self._flush()
+            if self._client.get(built_key(self._prefix)) != self._build.encode():
+                # a rebuild started (or ended) during the read: what was read may mix two indexes
+                log.info("index rebuilt while it was read: replica snapshot not stored")
+                self.abandon()
+                return
             for i in range(self._chunks):
                 self._client.persist(chunk_key(self._prefix, self._gen, i))
             old = self._client.get(meta_key(self._prefix))

@@ -203,3 +203,23 @@ async def test_only_one_process_stores_a_snapshot_at_a_time(stack: Stack) -> Non
     finally:
         client.close()
         await store.close()
+
+
+async def test_nothing_is_stored_when_a_rebuild_ends_during_the_read(stack: Stack) -> None:
+    prefix, store = await filled(stack.redis.url)
+    client = sync_client(stack.redis.url)
+    try:
+        first = Replica(stack.redis.url, prefix)
+        scan = first._scan_index
+
+        def rebuilt_meanwhile(c):
+            for batch in scan(c):
+                client.set(f"{prefix}index:built", "b2")
+                yield batch
+        first._scan_index = rebuilt_meanwhile  # type: ignore[method-assign]
+        first.read_snapshot()
+        assert meta(stack.redis.url, prefix) is None
+        assert not list(client.scan_iter(match=f"{prefix}replica:snapshot*"))  # chunks dropped, lock released
+    finally:
+        client.close()
+        await store.close()
