@@ -84,7 +84,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import orjson
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from blocklist.connection import AnyRedis, AnySyncRedis, async_client, mget, sync_client, sync_mget, sync_scan_keys
 from blocklist import replica_snapshot as stored
@@ -158,6 +158,20 @@ def _batch_arrays(keys: list[bytes], values: list[bytes | None], strip: int
             expiries.append(exp)
     return (kept, np.fromiter(map(hash, kept), dtype=np.int64, count=len(kept)), np.array(codes, dtype=np.uint8),
             np.array(expiries, dtype=np.uint32))
+
+
+def _stored(step: Callable[..., None], *args: Any) -> bool:
+    """One step of storing the snapshot; a refusal (say Redis at its maxmemory) gives up storing, not reading."""
+    try:
+        step(*args)
+        return True
+    except ResponseError as exc:
+        log.warning("replica snapshot not stored: %s", exc)
+        writer = getattr(step, "__self__", None)
+        if isinstance(writer, stored.Writer):
+            with contextlib.suppress(RedisError, OSError):
+                writer.abandon()
+        return False
 
 
 def _prefetched(batches: Iterator[_T], depth: int = 4) -> Iterator[_T]:
@@ -275,15 +289,18 @@ class Replica:
                 last = client.xrevrange(self._changes, count=1)
                 last_id = last[0][0].decode() if last else "0-0"
             if self._store_snapshots:
-                writer = stored.Writer.start(client, self._prefix, state, build_id)
+                try:
+                    writer = stored.Writer.start(client, self._prefix, state, build_id)
+                except ResponseError as exc:
+                    log.warning("replica snapshot not stored: %s", exc)
             parts = []
             for keys, values in _prefetched(self._scan_index(client)):
                 kept, *arrays = _batch_arrays(keys, values, len(self._prefix) + len("bl:"))
                 parts.append(arrays)
-                if writer is not None:
-                    writer.add(kept, arrays[1], arrays[2])
+                if writer is not None and not _stored(writer.add, kept, arrays[1], arrays[2]):
+                    writer = None
             if writer is not None:
-                writer.finish()
+                _stored(writer.finish)
                 writer = None
         except BaseException:
             if writer is not None:

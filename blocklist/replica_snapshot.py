@@ -49,6 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import orjson
+from redis.exceptions import ResponseError
 
 from blocklist.connection import AnySyncRedis
 from blocklist.store import built_key
@@ -124,10 +125,10 @@ def stream_state(client: AnySyncRedis, stream: str) -> StreamState | None:
     """The change stream's counters; None on a Redis that does not keep them (before 7.0)."""
     try:
         info = client.xinfo_stream(stream)
-    except Exception as exc:  # noqa: BLE001 - "no such key" or an old Redis: both answered below
+    except ResponseError as exc:
         if "no such key" in str(exc).lower():
             return StreamState(0, 0, "0-0")
-        return None
+        raise
     if "entries-added" not in info:
         return None
     last = info["last-generated-id"]

@@ -6,14 +6,17 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import orjson
 import pytest
+from redis.exceptions import ResponseError
 
 from blocklist import replica_snapshot as stored
 from blocklist.connection import sync_client
 from blocklist.replica import Replica
 from blocklist.store import BlocklistStore
+from sekat.localstack import RedisServer, free_port
 from sekat.records import Status
 from tests.support import Stack, file_report, unique
 
@@ -223,3 +226,25 @@ async def test_nothing_is_stored_when_a_rebuild_ends_during_the_read(stack: Stac
     finally:
         client.close()
         await store.close()
+
+
+async def test_a_redis_refusing_writes_still_lets_a_worker_start(tmp_path: Path) -> None:
+    """Storing the snapshot is a favour to the next worker: a Redis at its maxmemory refuses it, the read goes on."""
+    server = RedisServer(tmp_path / "redis", free_port())
+    server.start()
+    client = sync_client(server.url)
+    try:
+        prefix, store = await filled(server.url)
+        await store.close()
+        client.config_set("maxmemory", 1)  # every write refused (OOM), reads answered
+        with pytest.raises(ResponseError):
+            client.set("probe", "x")
+        replica = await started(server.url, prefix)
+        try:
+            assert replica.stats.loaded_from == "index" and replica.stats.entries == 48
+            assert not list(client.scan_iter(match=f"{prefix}replica:snapshot*"))
+        finally:
+            await replica.close()
+    finally:
+        client.close()
+        server.stop()
