@@ -48,7 +48,12 @@ all back to back, so the costs added up. Two changes:
   is used only if following from it misses nothing: same build as the
   ``index:built`` marker, no record after its id trimmed from the stream, at
   most SEKAT_REPLICA_SNAPSHOT_MAX_BEHIND changes behind; otherwise the worker
-  reads the index (and stores a fresh copy). Keys are stored rather than
+  reads the index (and stores a fresh copy). A worker that starts while
+  another one is storing waits for that copy instead of reading too (on one
+  Redis, N reads at once take N times as long each). After a rebuild a
+  running worker still reads the index itself: it keeps answering meanwhile,
+  and a stored copy would answer without the latest changes until caught up.
+  Keys are stored rather than
   hashes so the hot path keeps Python's ``hash()`` (no process-stable hash to
   compute per event key).
 
@@ -313,6 +318,30 @@ class Replica:
                                    for i, empty in enumerate(_EMPTY))
         return Snapshot(hashes, codes, expiries, last_id, build_id, time.perf_counter() - started)
 
+    def _stored_or_read(self) -> "Snapshot":
+        """The stored snapshot if it will do; else the one another process is storing now, once it is
+        stored; else a read of the index (blocking: run it in a thread)."""
+        if not self._store_snapshots:
+            return self.read_snapshot()
+        snap = self.read_stored_snapshot()
+        if snap is None and self._wait_for_writer():
+            snap = self.read_stored_snapshot()
+        return snap if snap is not None else self.read_snapshot()
+
+    def _wait_for_writer(self) -> bool:
+        """Wait while another process stores a snapshot; whether there was one to wait for."""
+        client = sync_client(self._url, socket_timeout=30)
+        try:
+            if not stored.Writer.busy(client, self._prefix):
+                return False
+            log.info("another worker is storing the replica snapshot; waiting for it rather than reading the index")
+            deadline = time.monotonic() + stored.WAIT_FOR_WRITER_S
+            while stored.Writer.busy(client, self._prefix) and time.monotonic() < deadline:
+                time.sleep(0.25)
+            return True
+        finally:
+            client.close()
+
     def read_stored_snapshot(self) -> "Snapshot | None":
         """The snapshot another worker stored, when following the stream from it misses nothing; else None.
 
@@ -371,9 +400,7 @@ class Replica:
 
     async def start(self) -> None:
         """Load the replica and set ``ready``: from the stored snapshot and the changes since, or by a read."""
-        snap = await asyncio.to_thread(self.read_stored_snapshot) if self._store_snapshots else None
-        if snap is None:
-            snap = await asyncio.to_thread(self.read_snapshot)
+        snap = await asyncio.to_thread(self._stored_or_read)
         self._install_snapshot(snap)
         self._client = async_client(self._url, socket_timeout=FOLLOW_BLOCK_MS / 1000 + 5,
                                     socket_connect_timeout=2.0)
@@ -452,6 +479,8 @@ class Replica:
             return
         # A new build: the old Redis (and the change stream followed) may be gone; start again from a
         # snapshot of the rebuilt index. Lookups keep using the current copy until the new one is installed.
+        # (A read, not a stored snapshot: lookups go on while it is installed, and one installed from a
+        # stored snapshot would answer without the changes since it until caught up.)
         snap = await asyncio.to_thread(self.read_snapshot)
         self._install_snapshot(snap)
         log.info("blocklist index rebuilt (build %s): replica re-read %d entries", snap.build, self.stats.entries)

@@ -13,7 +13,10 @@ and catches up from the change stream, so a fleet pays the full read once, not o
                                         n status codes (uint8), n expiries (uint32 epoch s), then the
                                         n keys (``kind:value``) joined by newlines (a normalised
                                         identifier has none; checked both ways)
-    {prefix}replica:snapshot:writing    lock (with an expiry): one writer at a time
+    {prefix}replica:snapshot:writing    lock (with an expiry, renewed while it reads): one writer
+                                        at a time; a worker that starts meanwhile waits for its
+                                        snapshot instead of reading the index too (on one Redis,
+                                        N reads at once take N times as long each)
 
 It stores keys, not hashes: the replica's hashes are Python's per-process ``hash()``, cheap on the hot
 path, and the reader recomputes them (~0.1 µs a key) rather than the hot path paying for a
@@ -61,7 +64,8 @@ MAGIC = b"SKR1"
 _HEAD = struct.Struct("<4sII")
 PENDING_TTL_S = 3600  # chunks of a snapshot being written (a writer that dies leaves nothing for long)
 RETIRE_TTL_S = 300  # the previous generation's chunks, once the pointer has moved on
-LOCK_TTL_MS = 600_000
+LOCK_TTL_MS = 30_000  # renewed while the writer reads: a writer that dies holds nobody up for long
+WAIT_FOR_WRITER_S = 600.0  # the longest a starting worker waits for another one's snapshot
 MAX_BEHIND = 200_000
 
 
@@ -190,6 +194,7 @@ class Writer:
         self._pending = 0
         self._chunks = 0
         self._entries = 0
+        self._renewed = time.monotonic()
 
     @classmethod
     def start(cls, client: AnySyncRedis, prefix: str, state: StreamState | None, build: str | None
@@ -210,6 +215,10 @@ class Writer:
         return f"{self._prefix}replica:snapshot:writing"
 
     def add(self, keys: list[str], codes: np.ndarray, expiries: np.ndarray) -> None:
+        if time.monotonic() - self._renewed > LOCK_TTL_MS / 3000:
+            if self._client.get(self._lock_key) == self._token.encode():
+                self._client.pexpire(self._lock_key, LOCK_TTL_MS)
+            self._renewed = time.monotonic()
         self._keys.extend(keys)
         self._codes.append(codes)
         self._expiries.append(expiries)
@@ -259,6 +268,11 @@ class Writer:
                 self._client.delete(chunk_key(self._prefix, self._gen, i))
         finally:
             self._unlock()
+
+    @staticmethod
+    def busy(client: AnySyncRedis, prefix: str) -> bool:
+        """Whether another process is storing a snapshot now."""
+        return bool(client.exists(f"{prefix}replica:snapshot:writing"))
 
     def _unlock(self) -> None:
         if self._client.get(self._lock_key) == self._token.encode():

@@ -3,11 +3,13 @@ worker that read the whole index; whenever following from it could miss somethin
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 from redis.exceptions import ResponseError
@@ -194,15 +196,19 @@ async def test_a_snapshot_that_could_miss_a_change_is_not_used(stack: Stack, spo
         await store.close()
 
 
-async def test_only_one_process_stores_a_snapshot_at_a_time(stack: Stack) -> None:
+async def test_a_writer_that_died_holds_a_starting_worker_up_only_until_its_lock_expires(stack: Stack) -> None:
     prefix, store = await filled(stack.redis.url)
     client = sync_client(stack.redis.url)
     try:
-        client.set(f"{prefix}replica:snapshot:writing", "someone-else", px=60_000)
+        client.set(f"{prefix}replica:snapshot:writing", "died-mid-read", px=1500)  # nobody renews it
+        started_at = time.perf_counter()
         first = await started(stack.redis.url, prefix)
         await first.close()
-        assert meta(stack.redis.url, prefix) is None  # the other writer's turn; this one only read
-        assert client.get(f"{prefix}replica:snapshot:writing") == b"someone-else"
+        assert time.perf_counter() - started_at >= 1.0  # it waited for the other writer...
+        assert first.stats.loaded_from == "index"  # ...which stored nothing: it read the index itself
+        written = meta(stack.redis.url, prefix)  # and stored it, the lock being free by then
+        assert written is not None and written.entries == 48
+        assert client.get(f"{prefix}replica:snapshot:writing") is None
     finally:
         client.close()
         await store.close()
@@ -248,3 +254,33 @@ async def test_a_redis_refusing_writes_still_lets_a_worker_start(tmp_path: Path)
     finally:
         client.close()
         server.stop()
+
+
+async def test_a_worker_starting_while_another_stores_waits_for_its_snapshot(stack: Stack) -> None:
+    """On one Redis, N workers reading the index at once each take N times as long: one reads, the others wait."""
+    prefix, store = await filled(stack.redis.url)
+    client = sync_client(stack.redis.url)
+    try:
+        # Another worker is part-way through its read: it holds the lock (renewed while it reads).
+        state = stored.stream_state(client, f"{prefix}bl:changes")
+        assert state is not None
+        writer = stored.Writer.start(client, prefix, state, "b1")
+        assert writer is not None and stored.Writer.busy(client, prefix)
+        waiting = Replica(stack.redis.url, prefix)
+        task = asyncio.create_task(waiting.start())
+        await asyncio.sleep(1.0)
+        assert not waiting.ready.is_set() and waiting.stats.loaded_from == ""
+        active = [(k, 2 if i % 2 else 1) for i, k in enumerate(LISTED) if i % 5]
+        writer.add([k for k, _ in active], np.array([c for _, c in active], np.uint8), np.zeros(len(active), np.uint32))
+        await changes_after_the_snapshot(store)  # made after the snapshot's id: caught up by the waiter
+        writer.finish()
+        await asyncio.wait_for(task, 10)
+        try:
+            assert waiting.stats.loaded_from == "stored snapshot"
+            got = {k: e.status for k, e in waiting.candidates(PROBE, time.time()).items()}
+            assert got == await answers(stack.redis.url, prefix)
+        finally:
+            await waiting.close()
+    finally:
+        client.close()
+        await store.close()
