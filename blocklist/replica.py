@@ -3,9 +3,10 @@
 The hot path must not make a network round trip per event, and a report must
 take effect on every worker within 100 ms. The replica does both:
 
-    snapshot   on start, SCAN the index (in a thread, sync client) into compact
-               arrays: sorted 64-bit hashes of the keys, a status code and an
-               expiry per key — 13 bytes an entry, so 10 M entries cost ~130 MB;
+    snapshot   on start, the index (or the copy of it another worker stored,
+               see "Start-up" below) into compact arrays: sorted 64-bit hashes
+               of the keys, a status code and an expiry per key — 13 bytes an
+               entry, so 10 M entries cost ~130 MB;
     follow     XREAD BLOCK on ``{prefix}bl:changes`` from the id taken *before*
                the snapshot (no gap), re-read the changed keys and apply them:
                in place for keys already in the arrays, into an overlay dict of
@@ -24,9 +25,49 @@ take effect on every worker within 100 ms. The replica does both:
                appears, it re-reads the snapshot (the change stream it
                followed may be gone with the old Redis).
 
+Start-up (the target: a 10 M-entry blocklist ready in <= 30 s, <= 1 GB). Where
+the 76 s of the first version went, measured on 2 M entries (Redis
+INFO commandstats for its side, process time for ours): two SCAN passes, one per
+kind, each visiting every key (~1 µs a key per pass on Redis, 0.4 µs more with
+``TYPE``), an MGET per 10,000 keys (~1 µs a key on Redis, ~0.7 µs in redis-py
+and hiredis), then the status parse (1.1 µs), the hash (0.1 µs) and numpy —
+all back to back, so the costs added up. Two changes:
+
+* reading the index: one SCAN pass over ``{prefix}bl:*`` (entry keys picked by
+  name, so no ``TYPE`` filter), the Redis reads running a few batches ahead of
+  the parsing in a thread (Redis works on one core while Python parses on the
+  other), and the status and expiry read from the value's bytes without a copy
+  (0.4 µs; anything unusual takes ``status_and_expiry``'s full path). What is
+  left is Redis' own ~2 µs an entry: ~20 s of one core at 10 M, more when the
+  cores are shared.
+* so the fleet pays that once: the worker that reads the index also stores
+  what it read in Redis (``blocklist.replica_snapshot``: keys, codes, expiries
+  in chunks, with the change-stream id and count it is as of), and a starting
+  worker loads that (a few GETs, then ~0.2 µs an entry to rehash) and follows
+  the change stream from its id, answering nothing until it has caught up. It
+  is used only if following from it misses nothing: same build as the
+  ``index:built`` marker, no record after its id trimmed from the stream, at
+  most SEKAT_REPLICA_SNAPSHOT_MAX_BEHIND changes behind; otherwise the worker
+  reads the index (and stores a fresh copy). A worker that starts while
+  another one is storing waits for that copy instead of reading too (on one
+  Redis, N reads at once take N times as long each). After a rebuild a
+  running worker still reads the index itself: it keeps answering meanwhile,
+  and a stored copy would answer without the latest changes until caught up.
+  Keys are stored rather than
+  hashes so the hot path keeps Python's ``hash()`` (no process-stable hash to
+  compute per event key).
+
+Not chosen: threads or processes scanning in parallel (one Redis core is the
+limit on one server; two cores are shared with Redis itself), a compact status
+field written by the index (a second write per change for a start-up cost the
+stored snapshot removes), and a process-stable (vectorised) hash so that
+hashes could be stored: it would put a new hash on every event key of the hot
+path, while rehashing stored keys costs ~2 s per 10 M at start.
+
 On a Redis Cluster (``redis+cluster://``) the snapshot scans every master and
-reads with one MGET per hash slot, and the change stream is one key on one
-master (``blocklist.connection``); nothing else changes.
+reads with one MGET per hash slot, the stored snapshot's chunks are single
+keys spread by slot, and the change stream is one key on one master
+(``blocklist.connection``); nothing else changes.
 
 Hashes are Python's own ``hash()`` of the key string (SipHash, per process):
 a false match needs a 64-bit collision (~5e-13 per lookup against 10 M
@@ -36,17 +77,22 @@ entries) and is in any case re-checked against Redis when Redis answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
-from blocklist.connection import AnyRedis, async_client, mget, sync_client, sync_mget, sync_scan_keys
+from blocklist.connection import AnyRedis, AnySyncRedis, async_client, mget, sync_client, sync_mget, sync_scan_keys
+from blocklist import replica_snapshot as stored
 from blocklist.store import built_key, status_and_expiry
 from sekat.records import Entry, Status
 
@@ -58,7 +104,9 @@ _STATUS = {REPORTED: Status.REPORTED, CONFIRMED: Status.CONFIRMED}
 KINDS = ("phone", "account")
 SCAN_COUNT = 10_000
 FOLLOW_BLOCK_MS = 1000
+FOLLOW_COUNT = 10_000
 MERGE_OVERLAY_AT = 200_000
+_T = TypeVar("_T")
 
 
 def _expiry(entry: Entry) -> int:
@@ -69,12 +117,108 @@ _STATUS_CODES = {"reported": REPORTED, "confirmed": CONFIRMED, "revoked": ABSENT
 
 
 def _code(raw: bytes) -> tuple[int, int]:
-    """Status code and expiry (epoch seconds, 0 = never) of an index value; not a Sekat entry: absent."""
+    """Status code and expiry (epoch seconds, 0 = never) of an index value; not a Sekat entry: absent.
+
+    The same answer as ``blocklist.store.status_and_expiry``, read without copying: the entry's own
+    ``status`` is the first ``"status":"`` in the value and ``expires_at`` the first ``"expires_at":"``
+    (``Entry.to_json``); anything unusual (an expiry, a value not written by Sekat) takes the full path.
+    """
+    i = raw.find(b'"status":"') + 10
+    if i >= 10:
+        if raw.startswith(b'confirmed"', i):
+            code = CONFIRMED
+        elif raw.startswith(b'reported"', i):
+            code = REPORTED
+        elif raw.startswith(b'revoked"', i):
+            return ABSENT, 0
+        else:
+            code = -1
+        if code > 0:
+            k = raw.find(b'"expires_at":"') + 14
+            if k < 14 or raw.startswith(b'"', k):  # no expiry, or an empty one
+                return code, 0
     found = status_and_expiry(raw)
     if found is None:
         return ABSENT, 0
     status, expires = found
     return _STATUS_CODES[status], int(datetime.fromisoformat(expires).timestamp()) if expires else 0
+
+
+_EMPTY = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.uint8), np.empty(0, dtype=np.uint32))
+
+
+def _batch_arrays(keys: list[bytes], values: list[bytes | None], strip: int
+                  ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """One scanned batch: its active entries' keys, and their hashes, codes and expiries as arrays."""
+    kept: list[str] = []
+    codes: list[int] = []
+    expiries: list[int] = []
+    for k, v in zip(keys, values):
+        if v is None:
+            continue  # deleted between SCAN and MGET
+        code, exp = _code(v)
+        if code != ABSENT:
+            kept.append(k[strip:].decode())
+            codes.append(code)
+            expiries.append(exp)
+    return (kept, np.fromiter(map(hash, kept), dtype=np.int64, count=len(kept)), np.array(codes, dtype=np.uint8),
+            np.array(expiries, dtype=np.uint32))
+
+
+def _stored(step: Callable[..., None], *args: Any) -> bool:
+    """One step of storing the snapshot; a refusal (say Redis at its maxmemory) gives up storing, not reading."""
+    try:
+        step(*args)
+        return True
+    except ResponseError as exc:
+        log.warning("replica snapshot not stored: %s", exc)
+        writer = getattr(step, "__self__", None)
+        if isinstance(writer, stored.Writer):
+            with contextlib.suppress(RedisError, OSError):
+                writer.abandon()
+        return False
+
+
+def _prefetched(batches: Iterator[_T], depth: int = 4) -> Iterator[_T]:
+    """``batches``, produced by a thread ``depth`` items ahead of the consumer.
+
+    The snapshot's reads wait on Redis (one core) while its parsing and hashing run in Python (the
+    other): run back to back, the two costs add up; overlapped, the slower one sets the pace.
+    """
+    out: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer has stopped
+
+    def produce() -> None:
+        try:
+            for item in batches:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            put((False, exc))
+
+    producer = threading.Thread(target=produce, name="replica-snapshot-read", daemon=True)
+    producer.start()
+    try:
+        while True:
+            more, item = out.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        producer.join()
 
 
 @dataclass
@@ -87,6 +231,7 @@ class Snapshot:
     last_id: str
     build: str | None
     seconds: float
+    stored: bool = False  # read from the stored snapshot: follow the stream before answering
 
 
 @dataclass
@@ -96,13 +241,18 @@ class ReplicaStats:
     changes_applied: int = 0
     last_follow_ok: float = field(default_factory=time.time)
     redis_fallbacks: int = 0
+    loaded_from: str = ""  # "index" (a read of it) or "stored snapshot"
 
 
 class Replica:
     """One worker's in-memory copy of the blocklist index, kept fresh from the change stream."""
 
-    def __init__(self, url: str, prefix: str = "sekat:", on_fresh: Callable[[], None] | None = None) -> None:
+    def __init__(self, url: str, prefix: str = "sekat:", on_fresh: Callable[[], None] | None = None, *,
+                 stored_snapshot: bool = True, snapshot_max_behind: int = stored.MAX_BEHIND) -> None:
         self._url = url
+        self._store_snapshots = stored_snapshot
+        self._snapshot_max_behind = snapshot_max_behind
+        self._active = 0  # entries of the arrays not marked absent
         self._on_fresh = on_fresh
         self._prefix = prefix
         self._changes = f"{prefix}bl:changes"
@@ -126,34 +276,108 @@ class Replica:
         self._install_snapshot(self.read_snapshot())
 
     def read_snapshot(self) -> "Snapshot":
-        """Read the whole index into new arrays (blocking: run it in a thread); nothing is installed yet."""
+        """Read the whole index into new arrays (blocking: run it in a thread); nothing is installed yet.
+
+        With stored snapshots on, it also stores what it read (``blocklist.replica_snapshot``) for the
+        next worker to start, unless another process is storing one right now.
+        """
+        started = time.perf_counter()
+        client = sync_client(self._url, socket_timeout=30)
+        writer: stored.Writer | None = None
+        try:
+            build = client.get(self._built_key)
+            build_id = build.decode() if build else None
+            state = stored.stream_state(client, self._changes)  # the last id and the count, at once
+            if state is not None:
+                last_id = state.last_id
+            else:
+                last = client.xrevrange(self._changes, count=1)
+                last_id = last[0][0].decode() if last else "0-0"
+            if self._store_snapshots:
+                try:
+                    writer = stored.Writer.start(client, self._prefix, state, build_id)
+                except ResponseError as exc:
+                    log.warning("replica snapshot not stored: %s", exc)
+            parts = []
+            for keys, values in _prefetched(self._scan_index(client)):
+                kept, *arrays = _batch_arrays(keys, values, len(self._prefix) + len("bl:"))
+                parts.append(arrays)
+                if writer is not None and not _stored(writer.add, kept, arrays[1], arrays[2]):
+                    writer = None
+            if writer is not None:
+                _stored(writer.finish)
+                writer = None
+        except BaseException:
+            if writer is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    writer.abandon()
+            raise
+        finally:
+            client.close()
+        hashes, codes, expiries = (np.concatenate([p[i] for p in parts]) if parts else empty
+                                   for i, empty in enumerate(_EMPTY))
+        return Snapshot(hashes, codes, expiries, last_id, build_id, time.perf_counter() - started)
+
+    def _stored_or_read(self) -> "Snapshot":
+        """The stored snapshot if it will do; else the one another process is storing now, once it is
+        stored; else a read of the index (blocking: run it in a thread)."""
+        if not self._store_snapshots:
+            return self.read_snapshot()
+        snap = self.read_stored_snapshot()
+        if snap is None and self._wait_for_writer():
+            snap = self.read_stored_snapshot()
+        return snap if snap is not None else self.read_snapshot()
+
+    def _wait_for_writer(self) -> bool:
+        """Wait while another process stores a snapshot; whether there was one to wait for."""
+        client = sync_client(self._url, socket_timeout=30)
+        try:
+            if not stored.Writer.busy(client, self._prefix):
+                return False
+            log.info("another worker is storing the replica snapshot; waiting for it rather than reading the index")
+            deadline = time.monotonic() + stored.WAIT_FOR_WRITER_S
+            while stored.Writer.busy(client, self._prefix) and time.monotonic() < deadline:
+                time.sleep(0.25)
+            return True
+        finally:
+            client.close()
+
+    def read_stored_snapshot(self) -> "Snapshot | None":
+        """The snapshot another worker stored, when following the stream from it misses nothing; else None.
+
+        Blocking (run it in a thread). The caller installs it and catches up from its ``last_id``.
+        """
         started = time.perf_counter()
         client = sync_client(self._url, socket_timeout=30)
         try:
             build = client.get(self._built_key)
-            last = client.xrevrange(self._changes, count=1)
-            last_id = last[0][0].decode() if last else "0-0"
-            hashes: list[int] = []
-            codes: list[int] = []
-            expiries: list[int] = []
-            strip = len(self._prefix) + len("bl:")
-            for kind in KINDS:
-                # on a cluster: every primary's keys, read with one MGET per slot
-                for keys in sync_scan_keys(client, f"{self._prefix}bl:{kind}:*", SCAN_COUNT, "string"):
-                    for k, v in zip(keys, sync_mget(client, keys)):
-                        if v is None:
-                            continue
-                        code, exp = _code(v)
-                        if code == ABSENT:
-                            continue
-                        hashes.append(hash(k[strip:].decode()))
-                        codes.append(code)
-                        expiries.append(exp)
+            meta = stored.usable(client, self._prefix, self._changes, build.decode() if build else None,
+                                 self._snapshot_max_behind)
+            if meta is None:
+                return None
+            parts = [stored.decode_chunk(blob) for blob in _prefetched(stored.read_chunks(client, self._prefix, meta))]
+        except ValueError as exc:
+            log.warning("stored replica snapshot incomplete (%s); reading the index", exc)
+            return None
         finally:
             client.close()
-        return Snapshot(np.array(hashes, dtype=np.int64), np.array(codes, dtype=np.uint8),
-                        np.array(expiries, dtype=np.uint32), last_id, build.decode() if build else None,
-                        time.perf_counter() - started)
+        hashes, codes, expiries = (np.concatenate([p[i] for p in parts]) if parts else empty
+                                   for i, empty in enumerate(_EMPTY))
+        return Snapshot(hashes, codes, expiries, meta.last_id, meta.build, time.perf_counter() - started,
+                        stored=True)
+
+    def _scan_index(self, client: AnySyncRedis) -> Iterator[tuple[list[bytes], list[bytes | None]]]:
+        """Every entry key of the index with its value, in batches: one SCAN pass, one MGET per batch.
+
+        One pass over ``{prefix}bl:*`` serves both kinds (a SCAN visits the whole keyspace whatever it
+        matches); the change stream and anything else that is not an entry key is left out by its name, so
+        every MGET reads string keys only. On a cluster: every primary's keys, one MGET per slot.
+        """
+        heads = tuple(f"{self._prefix}bl:{kind}:".encode() for kind in KINDS)
+        for keys in sync_scan_keys(client, f"{self._prefix}bl:*", SCAN_COUNT):
+            keys = [k for k in keys if k.startswith(heads)]
+            if keys:
+                yield keys, sync_mget(client, keys)
 
     def _install_snapshot(self, snap: "Snapshot") -> None:
         self._overlay = {}
@@ -163,49 +387,43 @@ class Replica:
         self._seen_build = self._seen_build or snap.build is not None
         self.awaiting_rebuild = self._seen_build and snap.build is None
         self.stats.loaded_in_s = snap.seconds
+        self.stats.loaded_from = "stored snapshot" if snap.stored else "index"
         self.stats.last_follow_ok = time.time()
-        log.info("blocklist replica loaded: %d active entries in %.1fs", self.stats.entries, self.stats.loaded_in_s)
+        log.info("blocklist replica loaded from the %s: %d active entries in %.1fs", self.stats.loaded_from,
+                 self.stats.entries, self.stats.loaded_in_s)
 
     def _install(self, hashes: np.ndarray, codes: np.ndarray, expiries: np.ndarray) -> None:
         order = np.argsort(hashes, kind="stable")
         self._hashes, self._status, self._expires = hashes[order], codes[order], expiries[order]
-        self.stats.entries = int(len(self._hashes)) + len(self._overlay)
+        self._active = int(np.count_nonzero(self._status))
+        self.stats.entries = self._active + len(self._overlay)
 
     async def start(self) -> None:
-        self._install_snapshot(await asyncio.to_thread(self.read_snapshot))
+        """Load the replica and set ``ready``: from the stored snapshot and the changes since, or by a read."""
+        snap = await asyncio.to_thread(self._stored_or_read)
+        self._install_snapshot(snap)
         self._client = async_client(self._url, socket_timeout=FOLLOW_BLOCK_MS / 1000 + 5,
                                     socket_connect_timeout=2.0)
+        if snap.stored:
+            # Not ready until every change since the stored snapshot is applied: a stored snapshot can be
+            # minutes old, and an answer from it alone could miss a listing made since.
+            behind = time.perf_counter()
+            applied = self.stats.changes_applied
+            while await self._follow_once(block=None) == FOLLOW_COUNT:
+                pass
+            self.stats.loaded_in_s += time.perf_counter() - behind
+            log.info("blocklist replica caught up from the stored snapshot: %d changes, ready in %.1fs",
+                     self.stats.changes_applied - applied, self.stats.loaded_in_s)
         self.ready.set()
 
     # -- follow -----------------------------------------------------------------------------------
     async def follow(self) -> None:
         """Apply changes as they are announced; never returns (cancel it to stop)."""
         await self.ready.wait()
-        assert self._client is not None
         backoff = 0.05
         while True:
             try:
-                reply = await self._client.xread({self._changes: self._last_id}, count=10_000,
-                                                 block=FOLLOW_BLOCK_MS)
-                records = reply[0][1] if reply else []
-                keys = list(dict.fromkeys(fields[b"key"].decode() for _, fields in records))
-                # The marker travels with the changed entries: one round trip says both what changed and
-                # whether an absent entry means "deleted" or "not replayed yet".
-                values = await mget(self._client, [self._built_key, *(f"{self._prefix}bl:{k}" for k in keys)])
-                build = values[0].decode() if values[0] is not None else None
-                skipped = 0
-                for key, raw in zip(keys, values[1:]):
-                    if raw is None and build is None:
-                        skipped += 1  # wiped or not replayed yet: keep this replica's copy
-                        continue
-                    self.apply(key, Entry.from_json(orjson.loads(raw)) if raw else None)
-                if records:
-                    self._last_id = records[-1][0].decode()
-                await self._on_build(build, skipped)
-                if not self.awaiting_rebuild:
-                    self.stats.last_follow_ok = time.time()
-                    if self._on_fresh is not None:
-                        self._on_fresh()
+                await self._follow_once(block=FOLLOW_BLOCK_MS)
                 backoff = 0.05
                 if len(self._overlay) > MERGE_OVERLAY_AT:
                     await asyncio.to_thread(self._merge_overlay)
@@ -215,6 +433,33 @@ class Replica:
                 log.warning("blocklist change stream unavailable (%s); deciding on the replica", type(exc).__name__)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+
+    async def _follow_once(self, block: int | None) -> int:
+        """Read and apply the next change-stream records (waiting up to ``block`` ms); how many there were."""
+        assert self._client is not None
+        reply = await self._client.xread({self._changes: self._last_id}, count=FOLLOW_COUNT, block=block)
+        records = reply[0][1] if reply else []
+        keys = list(dict.fromkeys(fields[b"key"].decode() for _, fields in records))
+        # The marker travels with the changed entries: one round trip says both what changed and
+        # whether an absent entry means "deleted" or "not replayed yet".
+        values = await mget(self._client, [self._built_key, *(f"{self._prefix}bl:{k}" for k in keys)])
+        build = values[0].decode() if values[0] is not None else None
+        skipped = 0
+        for key, raw in zip(keys, values[1:]):
+            if raw is None and build is None:
+                skipped += 1  # wiped or not replayed yet: keep this replica's copy
+                continue
+            self.apply(key, Entry.from_json(orjson.loads(raw)) if raw else None)
+        if records:
+            self._last_id = records[-1][0].decode()
+        await self._on_build(build, skipped)
+        if not self.awaiting_rebuild:
+            self.stats.last_follow_ok = time.time()
+            if self._on_fresh is not None:
+                self._on_fresh()
+        if len(self._overlay) > MERGE_OVERLAY_AT and not self.ready.is_set():
+            await asyncio.to_thread(self._merge_overlay)  # catching up: follow() is not running yet
+        return len(records)
 
     async def _on_build(self, build: str | None, skipped: int) -> None:
         """Track the ``index:built`` marker: note a rebuild starting, re-read the snapshot when one ends."""
@@ -234,6 +479,8 @@ class Replica:
             return
         # A new build: the old Redis (and the change stream followed) may be gone; start again from a
         # snapshot of the rebuilt index. Lookups keep using the current copy until the new one is installed.
+        # (A read, not a stored snapshot: lookups go on while it is installed, and one installed from a
+        # stored snapshot would answer without the changes since it until caught up.)
         snap = await asyncio.to_thread(self.read_snapshot)
         self._install_snapshot(snap)
         log.info("blocklist index rebuilt (build %s): replica re-read %d entries", snap.build, self.stats.entries)
@@ -243,16 +490,18 @@ class Replica:
         self.stats.changes_applied += 1
         i = self._index(hash(key))
         if i >= 0:
+            self._active -= int(self._status[i] != ABSENT)
             if entry is None:
                 self._status[i] = ABSENT
             else:
                 self._status[i] = _CODES[entry.status]
                 self._expires[i] = _expiry(entry)
+            self._active += int(self._status[i] != ABSENT)
         if entry is not None and entry.status is not Status.REVOKED:
             self._overlay[key] = entry
         else:
             self._overlay.pop(key, None)
-        self.stats.entries = int(np.count_nonzero(self._status)) + len(self._overlay)
+        self.stats.entries = self._active + len(self._overlay)
 
     def _merge_overlay(self) -> None:
         overlay = dict(self._overlay)

@@ -73,6 +73,7 @@ class Settings:
     target_period_days: int = 1095
     metrics_interval_s: int = 5
     blocklist_count_interval_s: int = 300
+    replica_snapshot_max_behind: int = 200_000
     protected_file: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = 8080
@@ -150,6 +151,7 @@ class Settings:
             ("target_period_days", 1, 36_500),
             ("metrics_interval_s", 1, 3_600),
             ("blocklist_count_interval_s", 1, 86_400),
+            ("replica_snapshot_max_behind", 0, 1_000_000),
             ("api_port", 1, 65_535),
             ("status_rate_per_minute", 1, 1_000_000),
             ("filing_rate_per_minute", 1, 1_000_000),
@@ -350,6 +352,9 @@ SETTINGS_DOC: dict[str, str] = {
     "target_period_days": "The target's period in days (default three years; sekat_target_period_seconds).",
     "metrics_interval_s": "How often a worker refreshes consumer lag and pings Redis for the staleness gauge.",
     "blocklist_count_interval_s": "How often the group leader counts blocklist entries by kind and status (a full SCAN of the index).",
+    "replica_snapshot_max_behind": "A starting worker loads the replica snapshot another worker stored in Redis and catches up "
+                                   "from the change stream when at most this many changes were made since; past that it reads "
+                                   "the whole index (and stores a fresh snapshot). 0: never store or load one.",
     "protected_file": "File of identifiers that can never be listed (one phone number or BIC:account a line).",
     "api_host": "Address the agency API (`sekat api`) binds to.",
     "api_port": "Port of the agency API.",

@@ -97,7 +97,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
                             version=sekat.__version__)
     # Guarded: reports are applied only to a built index (never racing a rebuild's replay).
     store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix, guarded=True)
-    replica = Replica(settings.redis_url, settings.redis_prefix, on_fresh=metrics.freshness.mark)
+    replica = Replica(settings.redis_url, settings.redis_prefix, on_fresh=metrics.freshness.mark,
+                      stored_snapshot=settings.replica_snapshot_max_behind > 0,
+                      snapshot_max_behind=settings.replica_snapshot_max_behind)
     metrics.replica_entries.set_function(lambda: replica.stats.entries)
     state = RuleStateStore.from_url(settings.redis_url, settings.redis_prefix)
     brakes = BrakeStore.from_url(settings.redis_url, settings.redis_prefix)

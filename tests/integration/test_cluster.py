@@ -155,6 +155,40 @@ async def test_index_and_replica_answer_on_the_cluster_as_on_one_server(cluster:
         await many.close()
 
 
+async def test_the_stored_replica_snapshot_works_on_the_cluster(cluster: Stack) -> None:
+    """The first replica reads the index from every master and stores its snapshot (chunks spread by slot);
+    the next one starts from it and the change stream and answers as a replica that read the index."""
+    prefix = unique("cls") + ":"
+    store = BlocklistStore.from_url(cluster.redis.url, prefix)
+    keys = [f"phone:+6012{i:07d}" for i in range(40)] + [f"account:CIBBMYKL:80013{i:05d}" for i in range(40)]
+    probe = keys + ["phone:+60198888888"]
+    replicas: list[Replica] = []
+    try:
+        for i, key in enumerate(keys):
+            await file_report(store, key, Status.CONFIRMED, "PDRM", "scam", f"C{i}")
+        await store.mark_built("b1")
+        for options in ({}, None, {}, {"stored_snapshot": False}):
+            if options is None:  # between the first and the next: a listing and a revocation
+                await file_report(store, "phone:+60198888888", Status.CONFIRMED, "NSRC")
+                await file_report(store, keys[0], Status.REVOKED, "NSRC", "appeal upheld",
+                                  reported_at=datetime.now(timezone.utc) + timedelta(milliseconds=20))
+                continue
+            replica = Replica(cluster.redis.url, prefix, **options)
+            await replica.start()
+            replicas.append(replica)
+        first, nxt, fresh = replicas
+        assert (first.stats.loaded_from, nxt.stats.loaded_from, fresh.stats.loaded_from) == (
+            "index", "stored snapshot", "index")
+        now = time.time()
+        assert nxt.candidates(probe, now).keys() == fresh.candidates(probe, now).keys() == set(probe) - {keys[0]}
+        assert (await nxt.lookup_many([keys[7]]))[keys[7]].case_ref == "C7"
+    finally:
+        for replica in replicas:
+            await replica.close()
+        await store.wipe()
+        await store.close()
+
+
 async def test_an_entry_written_but_not_announced_is_announced_when_its_batch_is_retried(cluster: Stack) -> None:
     """On a cluster an entry and its announcement are two steps; a failure between them heals on the retry."""
     from blocklist.lifecycle import merge

@@ -1,0 +1,286 @@
+"""The stored replica snapshot: the next worker starts from it and the change stream, answering exactly as a
+worker that read the whole index; whenever following from it could miss something, it reads the index."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from redis.exceptions import ResponseError
+
+from blocklist import replica_snapshot as stored
+from blocklist.connection import sync_client
+from blocklist.replica import Replica
+from blocklist.store import BlocklistStore
+from sekat.localstack import RedisServer, free_port
+from sekat.records import Status
+from tests.support import Stack, file_report, unique
+
+pytestmark = pytest.mark.integration
+
+LISTED = [f"phone:+6011{i:07d}" for i in range(30)] + [f"account:CIBBMYKL:80012{i:05d}" for i in range(30)]
+PROBE = LISTED + ["phone:+60190000001", "phone:+60190000002", "account:MBBEMYKL:9000000001"]
+
+
+async def filled(url: str) -> tuple[str, BlocklistStore]:
+    """A built index of LISTED (every fifth one revoked on appeal, so kept in the index but never matched)."""
+    prefix = unique("snap") + ":"
+    store = BlocklistStore.from_url(url, prefix)
+    for i, key in enumerate(LISTED):
+        await file_report(store, key, Status.CONFIRMED if i % 2 else Status.REPORTED, "PDRM", "scam", f"C{i}")
+        if i % 5 == 0:  # reports are ordered by their millisecond timestamps: the appeal comes later
+            later = datetime.now(timezone.utc) + timedelta(milliseconds=10)
+            await file_report(store, key, Status.REVOKED, "NSRC", "appeal upheld", reported_at=later)
+    await store.mark_built("b1")
+    return prefix, store
+
+
+async def started(url: str, prefix: str, **options: int | bool) -> Replica:
+    replica = Replica(url, prefix, **options)  # type: ignore[arg-type]
+    await replica.start()
+    return replica
+
+
+async def answers(url: str, prefix: str) -> dict[str, Status]:
+    """What a worker that reads the whole index answers (no stored snapshot involved)."""
+    fresh = await started(url, prefix, stored_snapshot=False)
+    try:
+        assert fresh.stats.loaded_from == "index"
+        return {k: e.status for k, e in fresh.candidates(PROBE, time.time()).items()}
+    finally:
+        await fresh.close()
+
+
+def meta(url: str, prefix: str) -> stored.Meta | None:
+    client = sync_client(url)
+    try:
+        raw = client.get(stored.meta_key(prefix))
+        return stored.Meta(**orjson.loads(raw)) if raw else None
+    finally:
+        client.close()
+
+
+async def changes_after_the_snapshot(store: BlocklistStore) -> None:
+    """A new listing, a revocation of a loaded entry, a re-listing of a revoked one."""
+    later = datetime.now(timezone.utc) + timedelta(milliseconds=20)
+    await file_report(store, "phone:+60190000001", Status.CONFIRMED, "NSRC")
+    await file_report(store, LISTED[1], Status.REVOKED, "NSRC", "appeal upheld", reported_at=later)
+    await file_report(store, LISTED[5], Status.CONFIRMED, "PDRM", "listed again", reported_at=later)
+
+
+async def test_the_next_worker_starts_from_the_stored_snapshot_and_sees_every_change_since(stack: Stack) -> None:
+    prefix, store = await filled(stack.redis.url)
+    try:
+        first = await started(stack.redis.url, prefix)
+        assert first.stats.loaded_from == "index"
+        written = meta(stack.redis.url, prefix)
+        assert written is not None and written.entries == first.stats.entries == 48 and written.build == "b1"
+        await first.close()
+
+        await changes_after_the_snapshot(store)
+        nxt = await started(stack.redis.url, prefix)
+        try:
+            assert nxt.stats.loaded_from == "stored snapshot"
+            assert nxt.stats.changes_applied >= 3  # caught up before it said ready
+            assert nxt.ready.is_set()
+            got = {k: e.status for k, e in nxt.candidates(PROBE, time.time()).items()}
+            assert got == await answers(stack.redis.url, prefix)
+            assert "phone:+60190000001" in got and LISTED[1] not in got and LISTED[5] in got
+            assert nxt.stats.entries == len(got)
+            # Evidence of a hit still comes from the index.
+            assert (await nxt.lookup_many([LISTED[3]]))[LISTED[3]].case_ref == "C3"
+            assert meta(stack.redis.url, prefix) == written  # a loader does not rewrite the snapshot
+        finally:
+            await nxt.close()
+    finally:
+        await store.close()
+
+
+async def test_a_change_made_while_the_index_is_read_reaches_the_next_worker(stack: Stack) -> None:
+    """The stored snapshot is as of the stream id taken before the read: what changed during it is replayed."""
+    prefix, store = await filled(stack.redis.url)
+    client = sync_client(stack.redis.url)
+    try:
+        first = Replica(stack.redis.url, prefix)
+        reads = 0
+        scan = first._scan_index
+
+        def slow_scan(c):  # the index read, with a revocation and a listing made part-way through it
+            nonlocal reads
+            for batch in scan(c):
+                reads += 1
+                if reads == 1:
+                    done = threading.Event()
+
+                    def change() -> None:
+                        import asyncio
+                        asyncio.run(_change(stack.redis.url, prefix))
+                        done.set()
+                    threading.Thread(target=change).start()
+                    assert done.wait(10)
+                yield batch
+        first._scan_index = slow_scan  # type: ignore[method-assign]
+        snap = first.read_snapshot()
+        assert reads >= 1
+        written = meta(stack.redis.url, prefix)
+        assert written is not None and written.last_id == snap.last_id
+
+        nxt = await started(stack.redis.url, prefix)
+        try:
+            assert nxt.stats.loaded_from == "stored snapshot"
+            got = {k: e.status for k, e in nxt.candidates(PROBE, time.time()).items()}
+            assert got == await answers(stack.redis.url, prefix)
+            assert "phone:+60190000002" in got and LISTED[3] not in got
+        finally:
+            await nxt.close()
+    finally:
+        client.close()
+        await store.close()
+
+
+async def _change(url: str, prefix: str) -> None:
+    store = BlocklistStore.from_url(url, prefix)
+    later = datetime.now(timezone.utc) + timedelta(milliseconds=20)
+    await file_report(store, "phone:+60190000002", Status.CONFIRMED, "NSRC")
+    await file_report(store, LISTED[3], Status.REVOKED, "NSRC", "appeal upheld", reported_at=later)
+    await store.close()
+
+
+@pytest.mark.parametrize("spoil", ["rebuilt", "being rebuilt", "trimmed", "too far behind", "chunk gone", "off"])
+async def test_a_snapshot_that_could_miss_a_change_is_not_used(stack: Stack, spoil: str) -> None:
+    prefix, store = await filled(stack.redis.url)
+    client = sync_client(stack.redis.url)
+    try:
+        first = await started(stack.redis.url, prefix)
+        await first.close()
+        written = meta(stack.redis.url, prefix)
+        assert written is not None
+        await changes_after_the_snapshot(store)
+        options: dict[str, int | bool] = {}
+        if spoil == "rebuilt":
+            await store.mark_built("b2")
+        elif spoil == "being rebuilt":
+            await store.mark_built(None)
+        elif spoil == "trimmed":  # the stream lost records the snapshot would need
+            client.xtrim(f"{prefix}bl:changes", maxlen=1, approximate=False)
+        elif spoil == "too far behind":
+            options["snapshot_max_behind"] = 2
+        elif spoil == "chunk gone":
+            client.delete(stored.chunk_key(prefix, written.gen, 0))
+        else:
+            options["stored_snapshot"] = False
+        nxt = await started(stack.redis.url, prefix, **options)
+        try:
+            assert nxt.stats.loaded_from == "index"
+            got = {k: e.status for k, e in nxt.candidates(PROBE, time.time()).items()}
+            assert got == await answers(stack.redis.url, prefix)
+            assert "phone:+60190000001" in got and LISTED[1] not in got
+            rewritten = meta(stack.redis.url, prefix)
+            if spoil in ("being rebuilt", "off"):  # nothing stored for an unbuilt index, nor when switched off
+                assert rewritten == written
+            else:  # the read stored a fresh snapshot for the next worker
+                assert rewritten is not None and rewritten.gen != written.gen and rewritten.entries == len(got)
+                assert client.ttl(stored.chunk_key(prefix, rewritten.gen, 0)) == -1  # permanent
+                if spoil != "chunk gone":
+                    assert 0 < client.ttl(stored.chunk_key(prefix, written.gen, 0)) <= stored.RETIRE_TTL_S
+        finally:
+            await nxt.close()
+    finally:
+        client.close()
+        await store.close()
+
+
+async def test_a_writer_that_died_holds_a_starting_worker_up_only_until_its_lock_expires(stack: Stack) -> None:
+    prefix, store = await filled(stack.redis.url)
+    client = sync_client(stack.redis.url)
+    try:
+        client.set(f"{prefix}replica:snapshot:writing", "died-mid-read", px=1500)  # nobody renews it
+        started_at = time.perf_counter()
+        first = await started(stack.redis.url, prefix)
+        await first.close()
+        assert time.perf_counter() - started_at >= 1.0  # it waited for the other writer...
+        assert first.stats.loaded_from == "index"  # ...which stored nothing: it read the index itself
+        written = meta(stack.redis.url, prefix)  # and stored it, the lock being free by then
+        assert written is not None and written.entries == 48
+        assert client.get(f"{prefix}replica:snapshot:writing") is None
+    finally:
+        client.close()
+        await store.close()
+
+
+async def test_nothing_is_stored_when_a_rebuild_ends_during_the_read(stack: Stack) -> None:
+    prefix, store = await filled(stack.redis.url)
+    client = sync_client(stack.redis.url)
+    try:
+        first = Replica(stack.redis.url, prefix)
+        scan = first._scan_index
+
+        def rebuilt_meanwhile(c):
+            for batch in scan(c):
+                client.set(f"{prefix}index:built", "b2")
+                yield batch
+        first._scan_index = rebuilt_meanwhile  # type: ignore[method-assign]
+        first.read_snapshot()
+        assert meta(stack.redis.url, prefix) is None
+        assert not list(client.scan_iter(match=f"{prefix}replica:snapshot*"))  # chunks dropped, lock released
+    finally:
+        client.close()
+        await store.close()
+
+
+async def test_a_redis_refusing_writes_still_lets_a_worker_start(tmp_path: Path) -> None:
+    """Storing the snapshot is a favour to the next worker: a Redis at its maxmemory refuses it, the read goes on."""
+    server = RedisServer(tmp_path / "redis", free_port())
+    server.start()
+    client = sync_client(server.url)
+    try:
+        prefix, store = await filled(server.url)
+        await store.close()
+        client.config_set("maxmemory", 1)  # every write refused (OOM), reads answered
+        with pytest.raises(ResponseError):
+            client.set("probe", "x")
+        replica = await started(server.url, prefix)
+        try:
+            assert replica.stats.loaded_from == "index" and replica.stats.entries == 48
+            assert not list(client.scan_iter(match=f"{prefix}replica:snapshot*"))
+        finally:
+            await replica.close()
+    finally:
+        client.close()
+        server.stop()
+
+
+async def test_a_worker_starting_while_another_stores_waits_for_its_snapshot(stack: Stack) -> None:
+    """On one Redis, N workers reading the index at once each take N times as long: one reads, the others wait."""
+    prefix, store = await filled(stack.redis.url)
+    client = sync_client(stack.redis.url)
+    try:
+        # Another worker is part-way through its read: it holds the lock (renewed while it reads).
+        state = stored.stream_state(client, f"{prefix}bl:changes")
+        assert state is not None
+        writer = stored.Writer.start(client, prefix, state, "b1")
+        assert writer is not None and stored.Writer.busy(client, prefix)
+        waiting = Replica(stack.redis.url, prefix)
+        task = asyncio.create_task(waiting.start())
+        await asyncio.sleep(1.0)
+        assert not waiting.ready.is_set() and waiting.stats.loaded_from == ""
+        active = [(k, 2 if i % 2 else 1) for i, k in enumerate(LISTED) if i % 5]
+        writer.add([k for k, _ in active], np.array([c for _, c in active], np.uint8), np.zeros(len(active), np.uint32))
+        await changes_after_the_snapshot(store)  # made after the snapshot's id: caught up by the waiter
+        writer.finish()
+        await asyncio.wait_for(task, 10)
+        try:
+            assert waiting.stats.loaded_from == "stored snapshot"
+            got = {k: e.status for k, e in waiting.candidates(PROBE, time.time()).items()}
+            assert got == await answers(stack.redis.url, prefix)
+        finally:
+            await waiting.close()
+    finally:
+        client.close()
+        await store.close()
