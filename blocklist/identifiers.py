@@ -14,7 +14,7 @@ store refuses to list them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import phonenumbers
@@ -36,10 +36,11 @@ _MAX_ACCOUNT_CHARS = 64
 class PhoneNumber:
     e164: str
     protected: bool = False
+    # Read several times per event (lookups, rules, state): built once, with the (cached) identifier.
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        return "phone:" + self.e164
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", "phone:" + self.e164)
 
     def masked(self) -> str:
         return mask(self.e164)
@@ -49,14 +50,12 @@ class PhoneNumber:
 class AccountId:
     bank: str
     number: str
+    value: str = field(init=False, repr=False, compare=False)  # BIC8:number
+    key: str = field(init=False, repr=False, compare=False)  # account:BIC8:number
 
-    @property
-    def value(self) -> str:
-        return f"{self.bank}:{self.number}"
-
-    @property
-    def key(self) -> str:
-        return "account:" + self.value
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", f"{self.bank}:{self.number}")
+        object.__setattr__(self, "key", "account:" + self.value)
 
     def masked(self) -> str:
         return f"{self.bank}:{mask(self.number)}"
