@@ -222,6 +222,12 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return rss, hwm
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used so far (/proc/<pid>/stat utime, stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def plot(path: Path, samples: list[tuple[float, float]], steady: list[tuple[float, float]], t0: float,
          marks: dict[str, float]) -> None:
     import matplotlib
@@ -322,7 +328,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             except OSError:
                 time.sleep(0.1)
         log(f"worker ready in {ready_s:.1f}s; draining the backlog")
+        cpu_ready = cpu_s(worker.pid)
         scraper.wait_for(backlog.sent, args.timeout)
+        cpu_drain = cpu_s(worker.pid) - cpu_ready
         drained = [(t, c) for t, c in scraper.samples if 0 < c]
         t_first = next(t for t, c in scraper.samples if c > 0)
         t_last = next(t for t, c in scraper.samples if c >= backlog.sent)
@@ -359,6 +367,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "throughput_eps": round(throughput),
             "ceiling_eps": round(ceiling),
             "ratio_to_ceiling": round(throughput / ceiling, 3),
+            # CPU the worker spent per event while draining: steadier than events/s on a shared machine
+            "worker_cpu_us_per_event": round(cpu_drain / backlog.sent * 1e6, 1),
             "p50_ms": percentile(st_lat, 0.5),
             "p99_ms": percentile(st_lat, 0.99),
             "p999_ms": percentile(st_lat, 0.999),
