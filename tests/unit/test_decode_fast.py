@@ -28,7 +28,7 @@ amounts = st.one_of(st.sampled_from(["1500.00", "0", "-1", "NaN", "1e3", "١٥٠
                     st.integers(-5, 10**14), st.floats(allow_nan=True), texts)
 stamps = st.one_of(st.sampled_from(["2026-11-28T10:15:00.123Z", "2026-11-28T10:15:00", "2026-13-01T00:00:00Z",
                                     "yesterday", ""]), texts)
-junk = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63 - 1), st.lists(st.integers(-9, 9), max_size=2), st.just({}))
+junk = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63 - 1), st.lists(st.integers(-9, 9), max_size=2), st.builds(dict))
 
 
 def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
