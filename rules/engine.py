@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from blocklist.identifiers import parse_key
 from rules import cross_channel, follow_money
@@ -40,8 +41,7 @@ AUTO_SOURCE = "sekat-rule"
 AUTO_MARK_TTL_S = 24 * 3600  # after a day without the intake applying it, a rule may report again
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(msgspec.Struct, frozen=True):  # one per event: a Struct is built ~10x faster than a dataclass
     decision: Decision
     writes: tuple[StateWrite, ...] = ()
 
@@ -137,8 +137,15 @@ def _decision(stream: str, event_id: str, ctx: Context, policy: Policy, enforce:
         policy_version=policy.version, rule_errors=tuple(errors))
 
 
+def _allow(stream: str, event_id: str, ctx: Context, policy: Policy, writes: tuple[StateWrite, ...]) -> Verdict:
+    return Verdict(Decision(event_id, stream, "ALLOW", ctx.now, policy_version=policy.version), writes)
+
+
 def decide_transfer(transfer: Transfer, ctx: Context, policy: Policy) -> Verdict:
     enforce, shadow, errors = _evaluate("transfers", transfer, ctx, policy)
+    if not enforce and not shadow and not errors:  # nearly every event: no commands, reports or marks to build
+        paid = _paid(transfer, ctx, policy)
+        return _allow("transfers", transfer.event_id, ctx, policy, (paid,) if paid is not None else ())
     actions = policy.actions["transfers"]
     details = transfer.command_details()
     refs = tuple(dict.fromkeys(m.rule_ref for m, _ in enforce))
@@ -171,18 +178,28 @@ def decide_transfer(transfer: Transfer, ctx: Context, policy: Policy) -> Verdict
     trail = policy.params(follow_money.ID)
     if trail is not None and enforce:
         writes.extend(follow_money.marks(transfer, [(m.rule, f) for m, f in enforce], ctx, trail))
-    cc = policy.params(cross_channel.ID)
-    payee = payee_key(transfer)
-    if cc is not None and transfer.payer.account is not None and payee is not None \
-            and (transfer.payer.account.key, payee) not in ctx.obs.paid_before:
-        # remembered from the first payment: repeat payments (the common case) cost no write
-        writes.append(StateWrite("paid", transfer.payer.account.key, payee, ttl_s=cc.history_days * 86400))
+    paid = _paid(transfer, ctx, policy)
+    if paid is not None:
+        writes.append(paid)
     return Verdict(_decision("transfers", transfer.event_id, ctx, policy, enforce, shadow, errors, commands,
                              reports), tuple(writes))
 
 
+def _paid(transfer: Transfer, ctx: Context, policy: Policy) -> StateWrite | None:
+    """For the cross-channel rule: the first payment from this payer to this payee (repeats cost no write)."""
+    cc = policy.params(cross_channel.ID)
+    if cc is None or transfer.payer.account is None:
+        return None
+    payee = payee_key(transfer)
+    if payee is None or (transfer.payer.account.key, payee) in ctx.obs.paid_before:
+        return None
+    return StateWrite("paid", transfer.payer.account.key, payee, ttl_s=cc.history_days * 86400)
+
+
 def decide_call(call: Call, ctx: Context, policy: Policy) -> Verdict:
     enforce, shadow, errors = _evaluate("calls", call, ctx, policy)
+    if not enforce and not shadow and not errors and policy.params(cross_channel.ID) is None:
+        return _allow("calls", call.event_id, ctx, policy, ())
     actions = policy.actions["calls"]
     commands: list[Command] = []
     for action in (Action.BLOCK_CALL, Action.LABEL_CALL):  # one command per call: the strongest

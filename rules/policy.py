@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -62,14 +63,24 @@ class Policy:
     source: str = ""
 
     def for_stream(self, stream: str) -> tuple[RuleConfig, ...]:
-        return tuple(r for r in self.rules if stream in r.spec.evaluators)
+        return self._by_stream.get(stream, ())
 
     def params(self, rule_id: str) -> Any | None:
         """The parameters of ``rule_id`` if it is enabled (any mode), else None."""
+        return self._params.get(rule_id)
+
+    # Both are asked once or more per event: worked out once per policy (a frozen dataclass keeps
+    # cached_property's value in the instance dict, outside the fields that compare and hash).
+    @cached_property
+    def _by_stream(self) -> dict[str, tuple[RuleConfig, ...]]:
+        return {stream: tuple(r for r in self.rules if stream in r.spec.evaluators) for stream in STREAMS}
+
+    @cached_property
+    def _params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for rule in self.rules:
-            if rule.spec.id == rule_id:
-                return rule.params
-        return None
+            out.setdefault(rule.spec.id, rule.params)
+        return out
 
     def describe(self) -> str:
         return ", ".join(f"{r.spec.ref}:{r.mode}" for r in self.rules) or "no rules"

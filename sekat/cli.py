@@ -12,6 +12,7 @@ import logging
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import orjson
@@ -34,15 +35,26 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    import faust
-
     from streams.app import create_app
 
     app = create_app(settings)
     logging.getLogger("sekat").info("starting worker with %s", settings.redacted())
-    worker = faust.Worker(app, loglevel=settings.log_level.upper())
-    worker.execute_from_commandline()
+    faust_worker(app, settings).execute_from_commandline()
     return 0
+
+
+def faust_worker(app: Any, settings: Settings) -> Any:
+    """Faust's worker for ``app``, without its terminal spinner.
+
+    At SEKAT_LOG_LEVEL warning or error, Faust shows a spinner that "spins for every log message":
+    it sets the root logger to DEBUG, so every library's debug call (one per message sent, in Faust)
+    builds a record, which redaction then scans, only for the handler to drop it.
+    """
+    import faust
+
+    worker = faust.Worker(app, loglevel=settings.log_level.upper())
+    worker.spinner = None
+    return worker
 
 
 def cmd_acls(settings: Settings, args: argparse.Namespace) -> int:

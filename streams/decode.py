@@ -37,6 +37,18 @@ class Bad(Exception):
         self.rejection = Rejection(reason, f"{field}: {message}" if field else message, field)
 
 
+def blank(value: str) -> bool:
+    """Empty or only whitespace: what ``text`` refuses as empty (for the decoders' fast paths)."""
+    return not value or value.isspace()
+
+
+def fast_phone(raw: str, region: str) -> PhoneNumber:
+    """A phone number for a fast path: as ``phone`` reads it, but raising ``InvalidIdentifier`` (no explanation)."""
+    if blank(raw):
+        raise InvalidIdentifier("blank")
+    return normalise_phone(raw, region)
+
+
 def load_object(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
     if not raw:
         raise Bad("empty", "", "event has no value")

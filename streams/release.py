@@ -29,10 +29,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import orjson
 
 from blocklist.acted import ActedStore
@@ -94,7 +94,7 @@ def remembering(decide: Decide) -> Decide:
         found = acts(verdict.decision)
         if not found:
             return verdict
-        return replace(verdict, writes=verdict.writes + tuple(StateWrite(ACTED, k, m) for k, m in found))
+        return msgspec.structs.replace(verdict, writes=verdict.writes + tuple(StateWrite(ACTED, k, m) for k, m in found))
     return decide_and_remember
 
 

@@ -57,6 +57,11 @@ WriteState = Callable[[Sequence[StateWrite]], Awaitable[None]]
 Clock = Callable[[], datetime]
 
 
+def source_of(msg: Any) -> Source:
+    """Where a Kafka record came from, for a dead letter or a decision record."""
+    return Source(msg.topic, msg.partition, msg.offset, msg.timestamp, msg.key)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -106,23 +111,33 @@ class Screen(Generic[R]):
         counts: dict[str, int] = {}
         now = self.clock()
         policy = self.policy()  # one policy for the whole batch, even if a reload lands meanwhile
-        decoded: list[tuple[Source, bytes | None, R]] = []
-        for msg in events:
-            source = Source(msg.topic, msg.partition, msg.offset, msg.timestamp, msg.key)
-            result = self.decode(msg.value)
-            # An adapter may yield several results from one message (a pacs.008 with N transactions).
-            for item in (result if type(result) is list else (result,)):
-                if isinstance(item, Rejection):
-                    out.deadletter(source, msg.value, item, iso(now))
-                    self.metrics.deadletters.labels(self.stream, item.reason).inc()
-                    counts["INVALID"] = counts.get("INVALID", 0) + 1
-                elif isinstance(item, Skipped):
-                    counts["SKIPPED"] = counts.get("SKIPPED", 0) + 1
-                else:
-                    decoded.append((source, msg.value, item))
+        decoded: list[tuple[Any, R]] = []  # (Kafka record, event); a Source is built only where one is written
 
-        keys = [ident.key for _, _, record in decoded for ident in record.identifiers()]
-        records = [record for _, _, record in decoded]
+        def reject(msg: Any, rejection: Rejection) -> None:
+            out.deadletter(source_of(msg), msg.value, rejection, iso(now))
+            self.metrics.deadletters.labels(self.stream, rejection.reason).inc()
+            counts["INVALID"] = counts.get("INVALID", 0) + 1
+
+        decode = self.decode
+        for msg in events:
+            result = decode(msg.value)
+            if type(result) is list:  # an adapter may yield several results (a pacs.008 with N transactions)
+                for item in result:
+                    if isinstance(item, Rejection):
+                        reject(msg, item)
+                    elif isinstance(item, Skipped):
+                        counts["SKIPPED"] = counts.get("SKIPPED", 0) + 1
+                    else:
+                        decoded.append((msg, item))
+            elif isinstance(result, Rejection):
+                reject(msg, result)
+            elif isinstance(result, Skipped):
+                counts["SKIPPED"] = counts.get("SKIPPED", 0) + 1
+            else:
+                decoded.append((msg, result))  # type: ignore[arg-type]
+
+        keys = [ident.key for _, record in decoded for ident in record.identifiers()]
+        records = [record for _, record in decoded]
 
         async def lookup() -> Mapping[str, Entry]:
             if not keys:
@@ -150,19 +165,20 @@ class Screen(Generic[R]):
         matched: dict[tuple[str, str], int] = {}
         issued: list[Command] = []
         acted: list[Decision] = []
-        for source, raw, record in decoded:
+        decide = self.decide
+        for msg, record in decoded:
             try:
-                verdict = self.decide(record, ctx, policy)
+                verdict = decide(record, ctx, policy)
             except Exception as exc:  # noqa: BLE001 - a failing rule must not stop the stream
-                log.exception("rule failed on event at %s/%d/%d", source.topic, source.partition, source.offset)
-                out.deadletter(source, raw, Rejection("internal_error", f"rule failed: {type(exc).__name__}"),
-                               iso(now))
-                self.metrics.deadletters.labels(self.stream, "internal_error").inc()
-                counts["INVALID"] = counts.get("INVALID", 0) + 1
+                log.exception("rule failed on event at %s/%d/%d", msg.topic, msg.partition, msg.offset)
+                reject(msg, Rejection("internal_error", f"rule failed: {type(exc).__name__}"))
                 continue
             decision = verdict.decision
-            writes.extend(verdict.writes)
+            if verdict.writes:
+                writes.extend(verdict.writes)
             counts[decision.outcome] = counts.get(decision.outcome, 0) + 1
+            if not (decision.commands or decision.reports or decision.matches or decision.rule_errors):
+                continue  # an ALLOW with nothing to tell: nearly every event
             for command in decision.commands:
                 out.command(command)
             issued.extend(decision.commands)
@@ -177,7 +193,7 @@ class Screen(Generic[R]):
             for rule_id in decision.rule_errors:
                 self.metrics.rule_errors.labels(rule_id).inc()
             if decision.matches or decision.rule_errors:
-                out.decision(decision, source)
+                out.decision(decision, source_of(msg))
 
         await retry("sending output", out.send, self.metrics.send_errors.inc)
         # Commands are out: count them against the safety brake's limits, alongside the state write.

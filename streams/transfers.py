@@ -21,7 +21,7 @@ from typing import Annotated
 
 import msgspec
 
-from blocklist.identifiers import PhoneNumber, normalise_account, normalise_bank, normalise_phone
+from blocklist.identifiers import normalise_account, normalise_bank
 from sekat.errors import InvalidIdentifier
 from streams import decode as d
 from sekat.records import Party, Proxy, Rejection, Transfer
@@ -73,17 +73,14 @@ _WIRE = msgspec.json.Decoder(_Transfer)
 _UTC = timezone.utc
 
 
-def _blank(value: str) -> bool:
-    return not value or value.isspace()
-
-
 def _decode_fast(raw: bytes, region: str) -> Transfer | None:
     """The Transfer for a valid event, or None: then the precise decoder decides (and explains)."""
     try:
         w = _WIRE.decode(raw)
         payer, payee = w.payer, w.payee
-        if (_blank(w.event_id) or _blank(w.transfer_id) or _blank(payer.bank) or _blank(payer.account) or _blank(payee.bank) or (w.channel is not None and _blank(w.channel))
-                or (w.currency is not None and _blank(w.currency))):
+        if (d.blank(w.event_id) or d.blank(w.transfer_id) or d.blank(payer.bank) or d.blank(payer.account)
+                or d.blank(payee.bank) or (w.channel is not None and d.blank(w.channel))
+                or (w.currency is not None and d.blank(w.currency))):
             return None
         occurred_at = datetime.fromisoformat(w.occurred_at)
         if occurred_at.tzinfo is None:
@@ -94,19 +91,19 @@ def _decode_fast(raw: bytes, region: str) -> Transfer | None:
         if not amount.is_finite() or amount <= 0 or amount > d.MAX_AMOUNT:
             return None
         payer_party = Party(normalise_bank(payer.bank), normalise_account(payer.bank, payer.account),
-                            None if payer.phone is None else _phone(payer.phone, region))
+                            None if payer.phone is None else d.fast_phone(payer.phone, region))
         payee_account = None
         if payee.account is not None:
-            if _blank(payee.account):
+            if d.blank(payee.account):
                 return None
             payee_account = normalise_account(payee.bank, payee.account)
         proxy = None
         if payee.proxy is not None:
             p = payee.proxy
-            if _blank(p.type) or _blank(p.value):
+            if d.blank(p.type) or d.blank(p.value):
                 return None
             kind = p.type.upper()
-            proxy = Proxy(kind, p.value, _phone(p.value, region) if kind == "MOBILE" else None)
+            proxy = Proxy(kind, p.value, d.fast_phone(p.value, region) if kind == "MOBILE" else None)
         elif payee_account is None:
             return None
         return Transfer(event_id=w.event_id, occurred_at=occurred_at, transfer_id=w.transfer_id, amount=amount,
@@ -115,12 +112,6 @@ def _decode_fast(raw: bytes, region: str) -> Transfer | None:
     except (msgspec.DecodeError, ValueError, InvalidOperation, InvalidIdentifier):
         # msgspec.ValidationError is a DecodeError; fromisoformat raises ValueError.
         return None
-
-
-def _phone(raw: str, region: str) -> PhoneNumber:
-    if _blank(raw):
-        raise InvalidIdentifier("blank")
-    return normalise_phone(raw, region)
 
 
 # -- the precise path: every rejection explained ------------------------------------------------------------

@@ -41,3 +41,25 @@ def test_unknown_input_format_stops_the_worker_naming_the_variable() -> None:
     result = run("worker", SEKAT_TRANSFERS_FORMAT="swift-mt103")
     assert result.returncode == 2
     assert "SEKAT_TRANSFERS_FORMAT" in result.stderr and "pacs008" in result.stderr
+
+
+def test_the_worker_leaves_the_root_logger_at_the_configured_level() -> None:
+    # Faust's spinner (shown at warning and above) would set the root logger to DEBUG: every library's
+    # debug call, one per message sent, would then build (and redact) a record nobody keeps.
+    import logging
+
+    import faust
+
+    from sekat.cli import faust_worker
+
+    settings = Settings.from_environ({"SEKAT_LOG_LEVEL": "warning"})
+    worker = faust_worker(faust.App("sekat-test-spinner", broker="kafka://127.0.0.1:1"), settings)
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        root.addHandler(logging.NullHandler())
+        worker.on_setup_root_logger(root, logging.WARNING)
+        assert root.level == level
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers

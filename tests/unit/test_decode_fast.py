@@ -1,6 +1,6 @@
-"""The transfer decoder's fast path (msgspec) and precise path give one answer.
+"""The transfer and call decoders' fast paths (msgspec) and precise paths give one answer.
 
-``decode_transfer`` tries ``_decode_fast`` and falls back to ``_decode_precise``
+``decode_transfer`` (and ``decode_call``) tries ``_decode_fast`` and falls back to ``_decode_precise``
 (which explains rejections). If the fast path accepted something the precise
 path refuses, or built a different Transfer, screening would depend on which
 path ran: these properties pin that it cannot, on generated events around the
@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 from hypothesis import given, settings, strategies as st
 
-from sekat.records import Rejection, Transfer
+from sekat.records import Call, Rejection, Transfer
+from streams import calls
 from streams.transfers import _decode_fast, _decode_precise, decode_transfer
 
 texts = st.one_of(st.text(max_size=12), st.sampled_from(["", " ", "\t", "x" * 129, "x" * 257]))
@@ -27,7 +28,7 @@ amounts = st.one_of(st.sampled_from(["1500.00", "0", "-1", "NaN", "1e3", "١٥٠
                     st.integers(-5, 10**14), st.floats(allow_nan=True), texts)
 stamps = st.one_of(st.sampled_from(["2026-11-28T10:15:00.123Z", "2026-11-28T10:15:00", "2026-13-01T00:00:00Z",
                                     "yesterday", ""]), texts)
-junk = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63 - 1), st.lists(st.integers(-9, 9), max_size=2), st.just({}))
+junk = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63 - 1), st.lists(st.integers(-9, 9), max_size=2), st.builds(dict))
 
 
 def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -72,6 +73,48 @@ def test_the_fast_path_never_disagrees_with_the_precise_one(raw: bytes) -> None:
     assert decode_transfer(raw) == precise
 
 
+TRANSFER = {"event_id": "t-1", "occurred_at": "2026-11-28T10:15:00.123Z", "transfer_id": "DN1", "amount": "1500.00",
+            "currency": "MYR", "channel": "DUITNOW",
+            "payer": {"bank": "MBBEMYKL", "account": "5140 1234 5678", "phone": "+60123456789"},
+            "payee": {"bank": "CIBBMYKL", "account": "8001234567", "proxy": {"type": "MOBILE", "value": "0123456789"}}}
+TRANSFER_FIELDS: dict[tuple[str, ...], st.SearchStrategy[Any]] = {
+    ("event_id",): texts, ("occurred_at",): stamps, ("transfer_id",): texts, ("amount",): amounts,
+    ("currency",): st.sampled_from(["MYR", "MYRX", "", " ", None]), ("channel",): texts,
+    ("payer", "bank"): banks, ("payer", "account"): accounts, ("payer", "phone"): phones,
+    ("payee", "bank"): banks, ("payee", "account"): accounts, ("payee", "proxy", "type"): texts,
+    ("payee", "proxy", "value"): phones, ("payee", "proxy"): junk, ("unknown",): junk,
+}
+
+
+@st.composite
+def near_valid_transfers(draw: Any) -> bytes:
+    """A valid transfer with up to three fields redrawn: each field's edges met in otherwise valid events."""
+    event = orjson.loads(orjson.dumps(TRANSFER))
+    for path in draw(st.lists(st.sampled_from(sorted(TRANSFER_FIELDS)), max_size=3, unique=True)):
+        node = event
+        for name in path[:-1]:
+            node = node.get(name) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        value = draw(maybe(TRANSFER_FIELDS[path]))
+        if value is ...:
+            node.pop(path[-1], None)
+        else:
+            node[path[-1]] = value
+    return orjson.dumps(event)
+
+
+@settings(max_examples=600, deadline=None)
+@given(near_valid_transfers())
+def test_the_fast_path_agrees_on_nearly_valid_transfers(raw: bytes) -> None:
+    precise = _decode_precise(raw)
+    fast = _decode_fast(raw, "MY")
+    if isinstance(precise, Transfer):
+        assert fast is None or fast == precise
+    else:
+        assert fast is None, f"fast path accepted what the precise one refuses: {precise}"
+
+
 def test_a_contract_event_takes_the_fast_path() -> None:
     raw = (b'{"event_id":"t-1","occurred_at":"2026-11-28T10:15:00.123Z","transfer_id":"DN1","amount":"1500.00",'
            b'"currency":"MYR","payer":{"bank":"MBBEMYKL","account":"5140 1234 5678","phone":"+60123456789"},'
@@ -87,3 +130,52 @@ def test_a_rejection_is_explained_by_the_precise_path() -> None:
           b'"payer":{"bank":"MBBEMYKL","account":"51401234"},"payee":{"bank":"CIBBMYKL","account":"8001234567"}}'
     out = decode_transfer(raw)
     assert isinstance(out, Rejection) and out.reason == "invalid_amount" and out.field == "amount"
+
+
+operators = st.one_of(st.sampled_from(["MAXIS", "celcom", "u.mobile-1", "DiGi_2", "BAD OP", "X" * 33, "OP\n", ""]),
+                      texts)
+levels = st.one_of(st.sampled_from(["A", "b", " c ", "D", "", " ", "AB"]), texts)
+
+
+CALL = {"event_id": "c-1", "occurred_at": "2026-11-28T10:15:00.123Z", "call_id": "k1", "operator": "MAXIS",
+        "caller": "012-345 6789", "callee": "+60198765432", "type": "voice", "caller_network": "domestic",
+        "attestation": "A"}
+
+
+@st.composite
+def call_events(draw: Any) -> bytes:
+    """A valid call with up to three fields redrawn: the edges of each field are met in otherwise valid events."""
+    fields = {
+        "event_id": texts, "occurred_at": stamps, "call_id": texts, "operator": operators,
+        "caller": phones, "callee": phones, "type": st.sampled_from(["voice", "sms", "SMS", "", " ", "fax"]),
+        "caller_network": st.one_of(st.sampled_from(["domestic", "international", ""]), texts),
+        "attestation": levels, "unknown": junk,
+    }
+    event = dict(CALL)
+    for name in draw(st.lists(st.sampled_from(sorted(fields)), max_size=3, unique=True)):
+        value = draw(maybe(fields[name]))
+        if value is ...:
+            event.pop(name, None)
+        else:
+            event[name] = value
+    return orjson.dumps(event)
+
+
+@settings(max_examples=600, deadline=None)
+@given(call_events())
+def test_the_call_fast_path_never_disagrees_with_the_precise_one(raw: bytes) -> None:
+    precise = calls._decode_precise(raw)
+    fast = calls._decode_fast(raw, "MY")
+    if isinstance(precise, Call):
+        assert fast is None or fast == precise
+    else:
+        assert fast is None, f"fast path accepted what the precise one refuses: {precise}"
+    assert calls.decode_call(raw) == precise
+
+
+def test_a_contract_call_takes_the_fast_path() -> None:
+    raw = (b'{"event_id":"c-1","occurred_at":"2026-11-28T10:15:00.123Z","call_id":"k1","operator":"maxis",'
+           b'"caller":"012-345 6789","callee":"+60198765432","type":"sms","attestation":" b "}')
+    fast = calls._decode_fast(raw, "MY")
+    assert isinstance(fast, Call) and fast == calls._decode_precise(raw)
+    assert (fast.operator, fast.caller.e164, fast.type, fast.attestation) == ("MAXIS", "+60123456789", "sms", "B")

@@ -1,9 +1,11 @@
 """Identifiers: one number however it is written; accounts as BIC8:digits; never an emergency number."""
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from blocklist.identifiers import (
-    AccountId, listable_phone, mask, normalise_account, normalise_bank, normalise_phone, parse_key,
+    AccountId, PhoneNumber, listable_phone, mask, normalise_account, normalise_bank, normalise_phone, parse_key,
+    parse_phone,
 )
 from sekat.errors import InvalidIdentifier, ProtectedIdentifier
 
@@ -69,3 +71,34 @@ def test_parse_key_round_trips() -> None:
         assert parse_key(key).key == key
     with pytest.raises(InvalidIdentifier):
         parse_key("email:a@b")
+
+
+def _either(raw: str) -> PhoneNumber | str:
+    try:
+        return normalise_phone.__wrapped__(raw, "MY")  # uncached: the fast spelling check, then phonenumbers
+    except InvalidIdentifier:
+        return "invalid"
+
+
+def _phonenumbers(raw: str) -> PhoneNumber | str:
+    text = raw.strip()
+    if not text or len(text) > 32:
+        return "invalid"
+    try:
+        return parse_phone(text, "MY")
+    except InvalidIdentifier:
+        return "invalid"
+
+
+written = st.builds(
+    lambda prefix, digits, gaps: prefix + "".join(g + d for g, d in zip(gaps, digits)),
+    st.sampled_from(["+60", "0", "60", "+600", "+6", "00", "+65", "+60 ", " 0", "٠", "+٦٠", ""]),
+    st.text(alphabet="0123456789١٢٣٤٥٦٧٨٩１２", min_size=0, max_size=12).map(lambda d: "1" + d),
+    st.lists(st.sampled_from(["", "", "", " ", "-", " - ", "\t", ".", "("]), min_size=13, max_size=13),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(written)
+def test_the_mobile_fast_path_gives_phonenumbers_answer(raw: str) -> None:
+    assert _either(raw) == _phonenumbers(raw)
