@@ -566,8 +566,10 @@ def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rej
             proxy = Proxy(kind, proxy_id, normalise_phone(proxy_id, region) if kind == "MOBILE" else None)
         elif payee_account is None:
             return None
-        channel = (_clean(get("PmtTpInf/LclInstrm/Prtry"), 35) or _clean(get("PmtTpInf/LclInstrm/Cd"), 35)
-                   or _clean(get("PmtTpInf/SvcLvl/Cd"), 35))
+        channel = None
+        if "PmtTpInf/LclInstrm/Prtry" in flat or "PmtTpInf/LclInstrm/Cd" in flat or "PmtTpInf/SvcLvl/Cd" in flat:
+            channel = (_clean(get("PmtTpInf/LclInstrm/Prtry"), 35) or _clean(get("PmtTpInf/LclInstrm/Cd"), 35)
+                       or _clean(get("PmtTpInf/SvcLvl/Cd"), 35))
     except (_Unclear, ValueError, InvalidOperation, InvalidIdentifier):
         return None  # fromisoformat raises ValueError, Decimal InvalidOperation, the normalisers InvalidIdentifier
     return Transfer(f"{msg_id}/{index}", occurred_at, tx_id or end_to_end_id, amount,
@@ -628,14 +630,15 @@ def _decode_xml(raw: bytes, region: str) -> list[Result]:
         raise Bad("not_xml", "", f"not well-formed XML ({str(exc)[:100]})") from None
     if root.getroottree().docinfo.doctype:
         raise Bad("forbidden_dtd", "", "XML with a DOCTYPE is refused")
+    tag = root.tag
     # A business application header envelope (AppHdr + Document): screen the Document inside it.
-    if not root.tag.endswith("}Document"):
+    if not tag.endswith("}Document"):
         inner = [el for el in root if isinstance(el.tag, str) and el.tag.endswith("}Document")]
         if len(inner) != 1:
             raise Bad("unsupported_message", "/" + etree.QName(root).localname,
                        "root element must be an ISO 20022 Document")
         root = inner[0]
-    tag = root.tag
+        tag = root.tag
     namespace = tag[1:tag.index("}")] if tag[:1] == "{" else ""
     kind, version = _message_type(namespace, "/Document")
     if len(root) != 1:
@@ -693,7 +696,9 @@ def decode_pacs008(raw: bytes | None, max_bytes: int = 65536, region: str = "MY"
             raise Bad("empty", "", "event has no value")
         if len(raw) > max_bytes:
             raise Bad("too_large", "", f"event is {len(raw)} bytes, limit is {max_bytes}")
-        first = raw.lstrip()[:1]
+        first = raw[:1]
+        if first.isspace():
+            first = raw.lstrip()[:1]
         if first == b"<" or raw[:2] in (b"\xff\xfe", b"\xfe\xff") or raw.startswith(b"\xef\xbb\xbf<"):
             return _decode_xml(raw, region)
         if first == b"{":
