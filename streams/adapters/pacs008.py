@@ -63,7 +63,6 @@ ROOT = "/Document/FIToFICstmrCdtTrf"
 MAX_ID = 128
 
 
-
 def _safe_parser() -> etree.XMLParser:
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
                            huge_tree=False, remove_comments=True, remove_pis=True)
@@ -81,15 +80,16 @@ def parse(raw: bytes) -> Any:
     again with ``etree.fromstring``, so a malformed message raises exactly what it raised before (same
     ``not_xml`` message); tests/unit/test_adapter_pacs008_mapping.py holds the two to the same tree.
     """
-    parser = getattr(_FEED, "parser", None)
-    if parser is None:
-        parser = _FEED.parser = _safe_parser()
+    parser = getattr(_FEED, "parser", None) or _safe_parser()
+    _FEED.parser = None  # taken: a failure (or an interruption) leaves no half-fed parser for the next message
     try:
         parser.feed(raw)
-        return parser.close()
-    except Exception:  # noqa: BLE001 - the reference parse below decides, and names the error
-        _FEED.parser = None
-    return etree.fromstring(raw, _PARSER)
+        root = parser.close()
+    except Exception:  # noqa: BLE001 - the reference parse decides, and names the error
+        return etree.fromstring(raw, _PARSER)
+    _FEED.parser = parser
+    return root
+
 
 Result = Transfer | Rejection | Skipped
 
