@@ -170,7 +170,10 @@ def adapter_at(ref: str) -> ModuleType:
     return module
 
 
-def stage_cases(mod: ModuleType, rng: random.Random, events: int) -> dict[str, tuple[Callable[[Any], Any], list[Any], int]]:
+Case = tuple[Callable[[Any], Any], list[Any], int]  # a function, its inputs, transfers per input
+
+
+def stage_cases(mod: ModuleType, rng: random.Random, events: int) -> dict[str, Case]:
     """{name: (function, inputs, transfers per input)}: whole decodes and stages, through ``mod``'s own code."""
     parse = getattr(mod, "parse", None) or (lambda raw: etree.fromstring(raw, mod._PARSER))
 
@@ -189,7 +192,7 @@ def stage_cases(mod: ModuleType, rng: random.Random, events: int) -> dict[str, t
     def mapping(hr: Any) -> Any:
         return mod._message(hr[0], hr[1], "MY")
 
-    cases: dict[str, tuple[Callable[[Any], Any], list[Any], int]] = {}
+    cases: dict[str, Case] = {}
     for name, messages in (("harness", [harness_message(i) for i in range(events)]),
                            ("xml_1tx", [pacs008_xml(rng, i, 1) for i in range(events)])):
         bodies = [parse(raw)[0] for raw in messages]

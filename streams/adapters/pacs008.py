@@ -22,7 +22,9 @@ Mapping (paths relative to ``CdtTrfTxInf``):
     channel         PmtTpInf/LclInstrm/Prtry | PmtTpInf/LclInstrm/Cd | PmtTpInf/SvcLvl/Cd
 
 Each path means its first element at each step (``p:DbtrAcct[1]/p:Id[1]/...``); in the JSON rendering a
-list stands for its first item. See "Extraction" below for how the XML is read fast.
+list stands for its first item. See "Extraction" below for how the XML is read fast, and "The mapping's happy
+path" for the fast mapping: every fast path gives up to a precise one on anything unusual, so a result or a
+dead letter does not depend on which path ran (tests/unit/test_adapter_pacs008_mapping.py).
 
 A transaction that cannot be mapped becomes a ``Rejection`` whose ``field`` is the XPath at fault, e.g.
 ``/Document/FIToFICstmrCdtTrf/CdtTrfTxInf[2]/CdtrAgt/FinInstnId/BICFI``; the other transactions of the
