@@ -71,7 +71,9 @@ def test_hostile_input_is_dead_lettered_or_decided_and_the_worker_goes_on(stack:
 
         def outputs() -> dict[tuple[str, int, int], dict[str, object]]:
             out = {}
-            for r in collector.matching(lambda r: True):
+            # Records about an input carry its source; the safety brake's audit record (stream "brake": the
+            # generated cases name the listed account often enough to trip it, ~1 run in 10) does not.
+            for r in collector.matching(lambda r: "source" in r.json):
                 src = r.json["source"]
                 out[src["topic"], src["partition"], src["offset"]] = r.json | {"_topic": r.topic}
             return out
