@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for `make run` and `make test` on a fresh machine:
-#   1. Debian packages: redis-server (and prometheus, for the metric checks), Java and Maven are expected;
+#   1. Debian packages: redis-server (and prometheus, for the metric checks), openssl (test certificates);
+#      Java and Maven are expected, and installed if missing;
 #   2. the virtualenv .venv with Sekat and its test dependencies, re-installed when pyproject.toml changes;
 #   3. the Kafka broker jars from Maven Central, cached in ~/.cache/sekat/kafka-<version>.
 # Each step is skipped when already done, so a second run costs about a second.
@@ -15,6 +16,7 @@ command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v java >/dev/null 2>&1 || need_pkgs+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_pkgs+=(maven)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)  # test certificates for TLS Kafka and Redis
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_pkgs[*]} from Debian's packages"
   SUDO=""
