@@ -35,17 +35,12 @@ def attestation(raw: str | None, field: str) -> str | None:
 
 
 def decode_call(raw: bytes | None, max_bytes: int = 65536, region: str = "MY") -> Call | Rejection:
-    if raw and len(raw) <= max_bytes:
-        fast = _decode_fast(raw, region)
-        if fast is not None:
-            return fast
-    return _decode_precise(raw, max_bytes, region)
+    return d.fast_or_precise(raw, max_bytes, region, _decode_fast, _decode_precise)
 
 
 # -- the happy path -----------------------------------------------------------------------------------------
 # Lengths as in the precise decoder (d.text's max_len per field); blank strings are checked below.
-_Id = Annotated[str, msgspec.Meta(max_length=128)]
-_Short = Annotated[str, msgspec.Meta(max_length=32)]
+_Id, _Short = d.Id, d.Short
 _Tiny = Annotated[str, msgspec.Meta(max_length=8)]
 
 
