@@ -121,20 +121,14 @@ class Screen(Generic[R]):
         decode = self.decode
         for msg in events:
             result = decode(msg.value)
-            if type(result) is list:  # an adapter may yield several results (a pacs.008 with N transactions)
-                for item in result:
-                    if isinstance(item, Rejection):
-                        reject(msg, item)
-                    elif isinstance(item, Skipped):
-                        counts["SKIPPED"] = counts.get("SKIPPED", 0) + 1
-                    else:
-                        decoded.append((msg, item))
-            elif isinstance(result, Rejection):
-                reject(msg, result)
-            elif isinstance(result, Skipped):
-                counts["SKIPPED"] = counts.get("SKIPPED", 0) + 1
-            else:
-                decoded.append((msg, result))  # type: ignore[arg-type]
+            # An adapter may yield several results from one message (a pacs.008 with N transactions).
+            for item in (result if type(result) is list else (result,)):
+                if isinstance(item, Rejection):
+                    reject(msg, item)
+                elif isinstance(item, Skipped):
+                    counts["SKIPPED"] = counts.get("SKIPPED", 0) + 1
+                else:
+                    decoded.append((msg, item))
 
         keys = [ident.key for _, record in decoded for ident in record.identifiers()]
         records = [record for _, record in decoded]
