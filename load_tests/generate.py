@@ -40,7 +40,6 @@ def _produce(proc: int, bootstrap: str, topics: dict[str, str], events: int, rat
                       run=f"{run}{proc}", transfer_format=transfer_format)
     result = GenResult()
     started = time.perf_counter()
-    now_iso = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     pace = max(1, min(1000, int(rate / 200))) if rate else 1000  # paced runs: a slice every ~5 ms
     for seq in range(events):
         if seq % pace == 0:
@@ -48,9 +47,8 @@ def _produce(proc: int, bootstrap: str, topics: dict[str, str], events: int, rat
                 ahead = seq / rate - (time.perf_counter() - started)
                 if ahead > 0:
                     time.sleep(ahead)
-            if seq % 1000 < pace:
-                now_iso = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-                producer.poll(0)
+            now_iso = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            producer.poll(0)
         value, key, kind, expected, event_id = traffic.event(seq, now_iso)
         while True:
             try:
