@@ -146,7 +146,7 @@ class BlocklistStore:
                             pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
                         await pipe.execute()
                 await self._announce(keys)
-                due = list(dict.fromkeys([*(e.key for e in entries if e.status is Status.REVOKED), *revoked]))
+                due = _due_now(entries, revoked)
                 if due:  # whoever acted on it gets a release at the next sweep
                     async with self._redis.pipeline(transaction=False) as pipe:
                         self._acted.queue_due_now(pipe, due)
@@ -164,7 +164,7 @@ class BlocklistStore:
             pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
         for key in announce:
             pipe.xadd(self._changes, {"key": key}, maxlen=CHANGES_MAXLEN, approximate=True)
-        due = list(dict.fromkeys([*(e.key for e in entries if e.status is Status.REVOKED), *revoked]))
+        due = _due_now(entries, revoked)
         if due:  # whoever acted on it gets a release at the next sweep
             self._acted.queue_due_now(pipe, due)
 
@@ -367,6 +367,11 @@ class BlocklistStore:
         except (RedisError, OSError) as exc:
             raise BlocklistUnavailable(f"blocklist count failed: {type(exc).__name__}") from exc
         return counts
+
+
+def _due_now(entries: Sequence[Entry], revoked: Iterable[str]) -> list[str]:
+    """Keys to mark due for release: the revoked entries written, and the already-revoked keys of a retry."""
+    return list(dict.fromkeys([*(e.key for e in entries if e.status is Status.REVOKED), *revoked]))
 
 
 def status_and_expiry(raw: bytes | None) -> tuple[str, str] | None:
