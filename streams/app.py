@@ -49,7 +49,7 @@ from streams.consumer import ScreeningConsumer
 from streams.decode import REASONS
 from streams.emit import OutputTopics
 from streams.policy_watch import PolicyWatch
-from streams.release import Releaser, remembering, writing_acts
+from streams.release import ACTED, Releaser, remembering, writing_acts
 from streams.intake import Intake
 from streams.rebuild import IndexGuard
 from streams.screening import Clock, Screen, retry, utcnow
@@ -125,10 +125,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     # The input format of each topic (contract JSON, ISO 20022 pacs.008, CDR CSV, ...) is a setting.
     acted = ActedStore.from_url(settings.redis_url, settings.redis_prefix)
     write_state = writing_acts(state.write, acted, clock)  # rule state + who acted, after the output is acked
+    unread = frozenset({ACTED})  # who acted is read by the release sweep, never by a rule-state read
     transfers = Screen("transfers", transfer_decoder(settings), remembering(decide_transfer), replica, outputs,
-                       metrics, policy, state.read_transfers, write_state, clock, brake)
+                       metrics, policy, state.read_transfers, write_state, clock, brake, unread)
     calls = Screen("calls", call_decoder(settings), remembering(decide_call), replica, outputs, metrics, policy,
-                   state.read_calls, write_state, clock, brake)
+                   state.read_calls, write_state, clock, brake, unread)
     releaser = Releaser(acted, store, outputs, metrics, ReleaseMetrics(registry), clock)
     screening = ScreeningConsumer(settings, {settings.topic_transfers: transfers, settings.topic_calls: calls},
                                   metrics)

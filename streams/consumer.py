@@ -1,4 +1,4 @@
-"""The screening consumer: Kafka batches straight into ``Screen.run``, offsets committed after the output is acked.
+"""The screening consumer: Kafka batches straight into ``Screen.start``, offsets committed after the output is acked.
 
 Why not a Faust agent: measured on this machine (load_tests/bench.py, README
 "Performance"), Faust's per-event stream machinery — conductor, per-message
@@ -10,11 +10,12 @@ everything else: the web server (/metrics, /healthz), the replica task, and
 the low-volume agents.
 
 Guarantee (at-least-once): a batch's offsets are committed only after every
-command, decision and dead letter it produced was acknowledged by Kafka
-(acks=all). If the worker dies between the two, the next owner of the
-partitions re-decides the batch and re-sends the same ``command_id``s. The
-commit's round trip overlaps the next batch's work; commits are issued in
-order, each after the one before has finished.
+command, decision and dead letter it produced, and every batch before it, was
+acknowledged by Kafka (acks=all). If the worker dies between the two, the next
+owner of the partitions re-decides the batch and re-sends the same
+``command_id``s. The acknowledgements, rule-state writes and commit of one
+batch overlap the deciding of the next (``Pipeline``): a decision's latency no
+longer includes the previous batch's round trips.
 The consumer group is ``{SEKAT_APP_ID}.screen`` (Faust's own group is
 ``{SEKAT_APP_ID}``: the two use different assignors and cannot share one).
 """
@@ -23,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -34,6 +36,7 @@ from sekat.settings import Settings
 from streams.screening import Screen
 
 log = logging.getLogger(__name__)
+IN_FLIGHT = 4  # batches decided but not yet acknowledged, written and committed
 
 
 class ScreeningConsumer:
@@ -64,35 +67,32 @@ class ScreeningConsumer:
         await self.consumer.start()
 
     async def run(self) -> None:
-        """Decide batches until cancelled."""
+        """Decide batches until cancelled; batch N+1 is decided while N is acknowledged and written (``Pipeline``)."""
         await self.start()
         consumer = self.consumer
         assert consumer is not None
-        committing: asyncio.Future[None] | None = None
+        pipeline = Pipeline(self._commit, IN_FLIGHT)
         try:
             while True:
+                pipeline.check()  # a tail that failed stops the consumer, as a failed batch did
                 batch = await consumer.getmany(timeout_ms=1000, max_records=self.settings.batch_max)
                 if not batch:
                     continue
+                await pipeline.room()
                 by_topic: dict[str, list[Any]] = {}
                 for tp, records in batch.items():
                     by_topic.setdefault(tp.topic, []).extend(records)
                 # Transfers and calls are independent streams: one's decoding runs while the other waits for
-                # Kafka's acknowledgements, so a mixed batch costs one acknowledgement wait, not two.
-                await asyncio.gather(*(self.screens[topic].run(records) for topic, records in by_topic.items()))
-                # Every output of the batch is acknowledged: its offsets may be committed. The commit's round
-                # trip overlaps the next batch; commits stay in order (each waits for the one before).
-                if committing is not None:
-                    await committing
-                committing = asyncio.ensure_future(self._commit({tp: records[-1].offset + 1
-                                                                 for tp, records in batch.items()}))
+                # Redis, so a mixed batch costs one wait, not two.
+                read_back = pipeline.read_back
+                tails = await asyncio.gather(*(self.screens[topic].start(records, read_back)
+                                               for topic, records in by_topic.items()))
+                pipeline.add(tails, {tp: records[-1].offset + 1 for tp, records in batch.items()})
                 self.batches += 1
         finally:
-            if committing is not None:  # the last batch's offsets, so the next owner does not re-decide it
-                try:
-                    await asyncio.wait_for(asyncio.shield(committing), 5)
-                except (asyncio.TimeoutError, asyncio.CancelledError):
-                    log.warning("the last offset commit did not finish; its batch may be re-decided")
+            # The last batches' output and offsets, so that the next owner does not re-decide them.
+            if not await pipeline.drain(5):
+                log.warning("the last batches were not all acknowledged and committed; they may be re-decided")
             await asyncio.shield(consumer.stop())
 
     async def _commit(self, offsets: dict[Any, int]) -> None:
@@ -131,3 +131,89 @@ class ScreeningConsumer:
         except Exception as exc:  # noqa: BLE001 - not started / rebalancing: try again next interval
             log.debug("consumer offsets not available: %s", exc)
             return {}
+
+
+class Pipeline:
+    """Batches decided but not yet acknowledged, written and committed: at most ``depth`` of them.
+
+    ``add`` takes a batch's ``Tail``s (one per stream) once they are handed to the producer; the rest runs
+    here, in this order:
+    - output: the producer sends records in the order they were handed over;
+    - rule state: a batch writes only after its own acknowledgements and after the batch before it wrote;
+      ``read_back`` is the newest writes a rule-state read can see, which the next batch awaits before
+      reading (so a window or a warning is seen as if the batches had run one after the other);
+    - offsets: a batch's are committed once it and every batch before it are acknowledged and written, so
+      a committed offset always means every output before it is durable. One commit is in flight at a
+      time, of the newest such offsets: at ~1,000 small batches a second a commit per batch, one round trip
+      each and in order, was what limited the worker.
+    """
+
+    def __init__(self, commit: Callable[[dict[Any, int]], Awaitable[None]], depth: int) -> None:
+        self._commit = commit
+        self._depth = depth
+        self._in_flight: deque[asyncio.Task[None]] = deque()
+        self._written: asyncio.Future[None] | None = None  # the newest batch's rule-state writes
+        self.read_back: asyncio.Future[None] | None = None
+        self._to_commit: dict[Any, int] = {}  # durable batches' offsets, not yet committed
+        self._committer: asyncio.Task[None] | None = None
+
+    def check(self) -> None:
+        """Forget finished batches; raise the error of one that failed."""
+        while self._in_flight and self._in_flight[0].done():
+            self._in_flight.popleft().result()
+
+    async def room(self) -> None:
+        """Wait until fewer than ``depth`` batches are in flight."""
+        self.check()
+        while len(self._in_flight) >= self._depth:
+            await self._in_flight.popleft()
+
+    def add(self, tails: Sequence[Any], offsets: dict[Any, int]) -> None:
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        before = self._in_flight[-1] if self._in_flight else None
+        self._in_flight.append(asyncio.ensure_future(self._finish(tails, offsets, before, self._written, written)))
+        self._written = written
+        if any(tail.read_back for tail in tails):
+            self.read_back = written
+
+    async def drain(self, timeout: float) -> bool:
+        """Finish every batch in flight and commit; False if that took longer than ``timeout`` seconds."""
+        if not self._in_flight and self._committer is None:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._finish_all()), timeout)
+            return True
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            for task in self._in_flight:
+                task.cancel()
+            return False
+        except Exception:  # noqa: BLE001 - a failed tail already stopped the consumer: that error is raised
+            return False
+
+    async def _finish_all(self) -> None:
+        await asyncio.gather(*self._in_flight)
+        while self._committer is not None and not self._committer.done():
+            await self._committer
+
+    async def _finish(self, tails: Sequence[Any], offsets: dict[Any, int], before: asyncio.Future[None] | None,
+                      written_before: asyncio.Future[None] | None, written: asyncio.Future[None]) -> None:
+        try:
+            await asyncio.gather(*(tail.acked() for tail in tails))
+            if written_before is not None:
+                await written_before
+            await asyncio.gather(*(tail.write() for tail in tails))
+        finally:
+            if not written.done():
+                written.set_result(None)  # a failed tail stops the consumer; later reads must not hang on it
+        for tail in tails:
+            tail.observe()
+        if before is not None:
+            await before
+        self._to_commit.update(offsets)
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.ensure_future(self._commit_latest())
+
+    async def _commit_latest(self) -> None:
+        while self._to_commit:
+            offsets, self._to_commit = self._to_commit, {}
+            await self._commit(offsets)

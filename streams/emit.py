@@ -1,9 +1,9 @@
 """Output: commands, decisions and dead letters, sent as one acknowledged batch.
 
-Every record of a batch is handed to the producer at once; ``flush`` waits
-until Kafka has acknowledged all of them (acks=all). The agent lets Faust ack
-the input batch only after ``flush`` returns, so an input offset is never
-committed before its commands are durable (at-least-once).
+Every record of a batch is handed to the producer at once (``hand``); ``acked``
+waits until Kafka has acknowledged all of them (acks=all). The screening
+consumer commits the input batch only after ``acked`` returns, so an input
+offset is never committed before its commands are durable (at-least-once).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class Batch:
     def __init__(self, topics: OutputTopics) -> None:
         self._topics = topics
         self.records: list[tuple[faust.TopicT, bytes, bytes]] = []
+        self._pending: list[Awaitable[Any]] | None = None  # the producer's futures of the last hand-over
 
     def command(self, command: Command) -> None:
         topic = self._topics.for_command(command)
@@ -73,17 +74,34 @@ class Batch:
     def record(self, topic: faust.TopicT, key: bytes, value: bytes) -> None:
         self.records.append((topic, key, value))
 
-    async def send(self) -> None:
-        """Hand every record to the producer, then wait for all acknowledgements.
+    async def hand(self) -> None:
+        """Hand every record to the producer (in order); ``acked`` then waits for Kafka's acknowledgements.
 
         Straight to the app's producer (acks=all), not through ``Topic.send``: Faust's per-message path
         (future message, sensors, a debug log line) cost more than the send itself on the hot path.
         """
+        self._pending = []
         if not self.records:
             return
         producer = await self.records[0][0].app.maybe_start_producer()
-        pending: list[Awaitable[Any]] = []
         for topic, key, value in self.records:
-            pending.append(await producer.send(topic.get_topic_name(), key, value, None, None, None))
-        for fut in pending:
-            await fut
+            self._pending.append(await producer.send(topic.get_topic_name(), key, value, None, None, None))
+
+    async def acked(self) -> None:
+        """Wait until Kafka acknowledged every record handed over; on a failure, the next call hands all again."""
+        pending, self._pending = self._pending, None
+        if pending is None:  # never handed, or the last wait failed: the whole batch again (same ids)
+            await self.hand()
+            pending, self._pending = self._pending, None
+        try:
+            for fut in pending or ():
+                await fut
+        except BaseException:
+            self._pending = None
+            raise
+        self._pending = []
+
+    async def send(self) -> None:
+        """Hand over and wait for every acknowledgement."""
+        await self.hand()
+        await self.acked()

@@ -1,4 +1,5 @@
-"""Screening one batch: decode → look up in one go → decide → send → write rule state → (the consumer commits).
+"""Screening one batch: decode → look up in one go → decide → send; then, in its ``Tail``: acknowledged →
+write rule state → (the consumer commits).
 
 Shared by the transfer and call streams of the screening consumer; each passes its own decoder, its
 rule-state read and its decision function. The policy in force is taken once
@@ -88,7 +89,7 @@ class Screen(Generic[R]):
     def __init__(self, stream: str, decode: Decoder[R], decide: Decide[R], store: Lookup,
                  topics: OutputTopics, metrics: WorkerMetrics, policy: Callable[[], Policy],
                  read_state: ReadState[R], write_state: WriteState, clock: Clock = utcnow,
-                 brake: Brake | None = None) -> None:
+                 brake: Brake | None = None, unread_kinds: frozenset[str] = frozenset()) -> None:
         self.stream = stream
         self.decode = decode
         self.decide = decide
@@ -100,11 +101,16 @@ class Screen(Generic[R]):
         self.write_state = write_state
         self.clock = clock
         self.brake = brake
+        # State-write kinds no rule-state read ever sees (who acted): a later batch need not wait for them.
+        self.unread_kinds = unread_kinds
 
-    async def run(self, events: Sequence[Any]) -> None:
-        """Decide a batch of Kafka records; returns once every output is acknowledged by Kafka.
+    async def start(self, events: Sequence[Any], written: Awaitable[Any] | None = None) -> Tail:
+        """Decide a batch of Kafka records and hand its output to the producer; the ``Tail`` does the rest.
 
         ``events`` are aiokafka ``ConsumerRecord``s: topic, partition, offset, timestamp (ms), key, value.
+        ``written``: the earlier batches' rule-state writes, awaited before this batch reads rule state, so
+        a window or a warning decided one batch earlier is seen here exactly as if the batches had run one
+        after the other.
         """
         started = time.perf_counter()
         out = Batch(self.topics)
@@ -141,6 +147,8 @@ class Screen(Generic[R]):
             return found
 
         async def observe() -> Observations:
+            if written is not None:
+                await written
             # Rule state is an enrichment: if Redis stays down, the batch is decided without it (blocklist
             # rules still act, window rules see only the event itself) rather than stalling the stream.
             try:
@@ -189,32 +197,12 @@ class Screen(Generic[R]):
             if decision.matches or decision.rule_errors:
                 out.decision(decision, source_of(msg))
 
-        await retry("sending output", out.send, self.metrics.send_errors.inc)
-        # Commands are out: count them against the safety brake's limits, alongside the state write.
-        braking = asyncio.ensure_future(self.brake.count(acted)) if acted and self.brake is not None else None
-        # State goes back only once the output is durable: a crash in between replays the batch, which
-        # yields the same command ids, rather than losing a hold the state says was already decided.
-        if writes:
-            try:
-                await retry("rule state write", lambda: self.write_state(writes), self.metrics.rule_state_errors.inc,
-                            STATE_ATTEMPTS)
-            except Exception:  # noqa: BLE001 - counted above; the output is already durable
-                self.metrics.rule_state_degraded.inc()
-                log.error("rule state unavailable: %d updates of a %s batch dropped", len(writes), self.stream)
-        if braking is not None:
-            await braking
-
-        done = time.time()
-        stamps = np.fromiter((msg.timestamp for msg in events), dtype=np.float64, count=len(events))
-        observe_many(self.metrics.latency_by[self.stream], np.maximum(0.0, done - stamps / 1000))
-        for outcome, n in counts.items():
-            self.metrics.events_by[self.stream, outcome].inc(n)
-        if issued:  # counted once Kafka has them: the metric means "sent"
-            self.metrics.count_commands(issued)
-        self.metrics.processing_by[self.stream].observe(time.perf_counter() - started)
-        self.metrics.last_batch_by[self.stream].set(done)
-        for (rule_id, mode), n in matched.items():
-            self.metrics.rule_matches.labels(rule_id, mode).inc(n)
+        await retry("sending output", out.hand, self.metrics.send_errors.inc)
+        # The commands are on their way: count them against the safety brake's limits before the next batch is
+        # decided, so a trip applies from the next batch on, as when each batch waited for its acknowledgements.
+        if acted and self.brake is not None:
+            await self.brake.count(acted)
+        return Tail(self, events, out, writes, counts, issued, matched, started)
 
     async def _lookup(self, keys: list[str]) -> Mapping[str, Entry]:
         found = await self.store.lookup_many(keys)
@@ -223,3 +211,55 @@ class Screen(Generic[R]):
         self.metrics.lookups_by["miss"].inc(len(set(keys)) - hits)
         return found
 
+
+class Tail:
+    """What is left of a started batch: Kafka's acknowledgements, the rule-state writes, the metrics."""
+
+    def __init__(self, screen: Screen[Any], events: Sequence[Any], out: Batch, writes: list[StateWrite],
+                 counts: dict[str, int], issued: list[Command], matched: dict[tuple[str, str], int],
+                 started: float) -> None:
+        self.screen = screen
+        self.events = events
+        self.out = out
+        self.writes = writes
+        self.counts = counts
+        self.issued = issued
+        self.matched = matched
+        self.started = started
+        # True when a later batch's rule-state read must wait for this batch's writes.
+        self.read_back = any(w.kind not in screen.unread_kinds for w in writes)
+
+    async def acked(self) -> None:
+        """Returns once Kafka acknowledged every output of the batch (re-sending all of it on a failure)."""
+        await retry("sending output", self.out.acked, self.screen.metrics.send_errors.inc)
+
+    async def write(self) -> None:
+        """Write the batch's rule state back; call only after ``acked``.
+
+        State goes back only once the output is durable: a crash in between replays the batch, which yields
+        the same command ids, rather than losing a hold the state says was already decided.
+        """
+        if not self.writes:
+            return
+        screen = self.screen
+        try:
+            await retry("rule state write", lambda: screen.write_state(self.writes),
+                        screen.metrics.rule_state_errors.inc, STATE_ATTEMPTS)
+        except Exception:  # noqa: BLE001 - counted above; the output is already durable
+            screen.metrics.rule_state_degraded.inc()
+            log.error("rule state unavailable: %d updates of a %s batch dropped", len(self.writes), screen.stream)
+
+    def observe(self) -> None:
+        """The batch's metrics, once it is acknowledged and written."""
+        metrics, stream, events = self.screen.metrics, self.screen.stream, self.events
+        done = time.time()
+        stamps = np.fromiter((msg.timestamp for msg in events), dtype=np.float64, count=len(events))
+        observe_many(metrics.latency_by[stream], np.maximum(0.0, done - stamps / 1000))
+        for outcome, n in self.counts.items():
+            metrics.events_by[stream, outcome].inc(n)
+        if self.issued:  # counted once Kafka has them: the metric means "sent"
+            metrics.count_commands(self.issued)
+        metrics.processing_by[stream].observe(time.perf_counter() - self.started)
+        metrics.last_batch_by[stream].set(done)
+        for (rule_id, mode), n in self.matched.items():
+            metrics.rule_matches.labels(rule_id, mode).inc(n)
