@@ -23,7 +23,9 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -81,6 +83,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         broker=settings.kafka_url,
         broker_credentials=broker_credentials(settings),
         store="memory://",
+        # Tables are in memory: Faust only creates its (empty) data directory, under the system's temporary
+        # directory rather than as ``{app id}-data`` in whatever directory the worker was started from.
+        datadir=str(Path(tempfile.gettempdir()) / "sekat-faust" / "{conf.id}"),
         autodiscover=False,
         web_bind=settings.web_host,
         web_host=settings.web_host,

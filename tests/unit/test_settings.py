@@ -1,5 +1,8 @@
 """Settings: working defaults; a bad value stops start-up naming the variable."""
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from sekat.errors import ConfigError
@@ -79,3 +82,16 @@ def test_target_and_metric_intervals_are_settings_with_named_errors() -> None:
                       ("SEKAT_METRICS_INTERVAL_S", "0"), ("SEKAT_BLOCKLIST_COUNT_INTERVAL_S", "soon")):
         with pytest.raises(ConfigError, match=name):
             Settings.from_environ({name: bad})
+
+
+def test_the_worker_leaves_no_data_directory_where_it_was_started(tmp_path: Path, monkeypatch: Any) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streams.app import create_app
+
+    monkeypatch.chdir(tmp_path)
+    app = create_app(Settings(app_id="sekat-dirs"), CollectorRegistry())
+    datadir = Path(app.conf.datadir)
+    assert datadir.is_absolute() and tmp_path not in datadir.parents  # was ./sekat-dirs-data, one per test run
+    assert datadir.name == "sekat-dirs"
+    assert list(tmp_path.iterdir()) == []
