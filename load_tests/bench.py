@@ -10,10 +10,15 @@ Phases, in one run on one machine:
                any consumer runs, so the generator never competes with what it measures;
   3. ceiling   a raw aiokafka consumer reads the same backlog and does nothing else: the most any Python
                consumer on this machine could do;
+  3b. baseline --rate events/s for --steady-seconds on two other topics, read by a raw aiokafka consumer that
+               does nothing: the latency this machine gives any consumer (generator, broker, Python, 2 cores);
   4. sekat     the worker starts (time to ready = replica loaded and partitions assigned) and drains the
                backlog: sustained throughput, and latencies under saturation;
   5. steady    --rate events/s offered for --steady-seconds while the worker runs: decision latency
-               (input record timestamp -> command record timestamp) p50/p99/p99.9 at that rate.
+               (input record timestamp -> command record timestamp) p50/p99/p99.9 at that rate, leaving out
+               the first --warmup-seconds (a new generator process, the broker's first paced requests: the
+               baseline shows the same start-up), and p99_ratio_to_baseline.
+Paced traffic is rendered before its clock starts, so the generator costs ~3 µs an event while it runs.
 Every listed event's commands are checked (recall) and every command is checked against the ground truth
 (false commands). The last line printed is the result JSON; a PNG plot is written beside it.
 """
@@ -132,6 +137,45 @@ async def raw_ceiling(bootstrap: str, topics: list[str], expected: int) -> float
     return seen / (time.perf_counter() - first)
 
 
+class RawLatency(threading.Thread):
+    """The latency baseline: a raw aiokafka consumer that only reads, under the steady phase's offered load.
+
+    Latency here is the time ``getmany`` returned a record minus the record's timestamp (set when the
+    generator produced it); Sekat's is its command's timestamp minus the same. What this consumer sees is
+    what the machine (generator, broker, one Python consumer on two cores) gives any worker before it
+    does any work.
+    """
+
+    def __init__(self, bootstrap: str, topics: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.topics = bootstrap, topics
+        self.samples: list[tuple[float, float]] = []  # (record timestamp ms, latency ms)
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        asyncio.run(self._read())
+
+    async def _read(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(*self.topics, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
+                                    group_id=f"baseline-{time.time_ns()}", enable_auto_commit=False,
+                                    fetch_max_wait_ms=5, max_poll_records=1000)
+        await consumer.start()
+        try:
+            while not consumer.assignment():
+                await consumer.getmany(timeout_ms=100)
+            self.ready.set()
+            while not self.stop.is_set():
+                batch = await consumer.getmany(timeout_ms=200, max_records=1000)
+                now = time.time() * 1000
+                for msgs in batch.values():
+                    self.samples.extend((msg.timestamp, now - msg.timestamp) for msg in msgs)
+        finally:
+            await consumer.stop()
+
+
 class Scraper(threading.Thread):
     """Samples the worker's /metrics: decided events over time, dead letters."""
 
@@ -226,6 +270,14 @@ def percentile(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def after_warmup(samples: list[tuple[float, float]], warmup_s: float) -> list[float]:
+    """Latencies (ms) of the (sent ms, latency ms) samples sent ``warmup_s`` or more after the phase's first."""
+    if not samples:
+        return []
+    start = min(t for t, _ in samples) + warmup_s * 1000
+    return [lat for t, lat in samples if t >= start]
 
 
 def check(expected: dict[str, tuple[tuple[str, ...], int]], seen: list[tuple[str, str, int]]
@@ -334,6 +386,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ceiling = asyncio.run(raw_ceiling(kafka.bootstrap, list(topics.values()), backlog.sent))
         log(f"ceiling: {ceiling:,.0f} events/s")
 
+        log(f"latency baseline: a raw consumer at {args.rate:,.0f} events/s for {args.steady_seconds}s")
+        base_topics = {"transfers": "bench.baseline.transfers", "calls": "bench.baseline.calls"}
+        create_topics(Settings.from_environ(env | {"SEKAT_TOPIC_TRANSFERS": base_topics["transfers"],
+                                                   "SEKAT_TOPIC_CALLS": base_topics["calls"]}))
+        raw = RawLatency(kafka.bootstrap, list(base_topics.values()))
+        raw.start()
+        raw.ready.wait(60)
+        generate(kafka.bootstrap, base_topics, int(args.rate * args.steady_seconds), args.rate, 1,
+                 args.steady_listed_share, args.customers, args.listed, run="l", transfer_format=args.transfers_format)
+        time.sleep(1.0)
+        raw.stop.set()
+        raw.join(10)
+        base_lat = after_warmup(raw.samples, args.warmup_seconds)
+        base_p99 = percentile(base_lat, 0.99)
+        log(f"baseline: p50 {percentile(base_lat, 0.5)} ms, p99 {base_p99} ms over {len(base_lat):,} records")
+
         commands = Commands(kafka.bootstrap, [settings.topic_freeze, settings.topic_block])
         commands.start()
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")} | env
@@ -388,7 +456,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         expected = dict(backlog.expected) | dict(steady.expected)
         recall, false, _ = check(expected, commands.seen)
         _, _, sat_lat = check(backlog.expected, [c for c in commands.seen if c[0].startswith("b")])
-        _, _, st_lat = check(steady.expected, [c for c in commands.seen if c[0].startswith("s")])
+        _, _, st_all = check(steady.expected, [c for c in commands.seen if c[0].startswith("s")])
+        steady_sent = [(steady.expected[e][1], ts - steady.expected[e][1])
+                       for e, a, ts in commands.seen if e in steady.expected]
+        st_lat = after_warmup(steady_sent, args.warmup_seconds)
         steady_points = [(steady.expected[e][1] / 1000, ts - steady.expected[e][1])
                          for e, a, ts in commands.seen if e in steady.expected]
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -407,6 +478,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "p999_ms": percentile(st_lat, 0.999),
             "p99_ms_at_20k" if args.rate == 20_000 else f"p99_ms_at_{int(args.rate)}": percentile(st_lat, 0.99),
             "latency_samples": len(st_lat),
+            # the percentiles above leave out the first --warmup-seconds of the phase; these do not
+            "p99_ms_incl_warmup": percentile(st_all, 0.99),
+            "warmup_s": args.warmup_seconds,
+            # the same offered load read by a raw consumer that does nothing (see RawLatency)
+            "baseline_p50_ms": round(percentile(base_lat, 0.5) or 0, 1),
+            "baseline_p99_ms": round(base_p99 or 0, 1),
+            "p99_ratio_to_baseline": round(percentile(st_lat, 0.99) / base_p99, 2)
+            if st_lat and base_p99 else None,
             "saturated_p50_ms": percentile(sat_lat, 0.5),
             "saturated_p99_ms": percentile(sat_lat, 0.99),
             "recall": round(recall, 6),
@@ -453,6 +532,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=600_000, help="backlog events for the throughput phase")
     parser.add_argument("--rate", type=float, default=20_000, help="offered events/s in the steady phase")
     parser.add_argument("--steady-seconds", type=int, default=30)
+    parser.add_argument("--warmup-seconds", type=float, default=5,
+                        help="first seconds of each paced phase left out of its latency percentiles (all plotted)")
     parser.add_argument("--listed-share", type=float, default=0.01, help="share of backlog events naming a listed id")
     parser.add_argument("--steady-listed-share", type=float, default=0.05,
                         help="share in the steady phase (higher, for enough latency samples)")

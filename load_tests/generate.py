@@ -22,6 +22,10 @@ from confluent_kafka import Producer
 from load_tests.traffic import Population, Traffic
 
 
+UNSTAMPED = "0000-00-00T00:00:00.000Z"  # same length as the time stamped in when the event is sent
+UNSTAMPED_B = UNSTAMPED.encode()
+
+
 @dataclass
 class GenResult:
     sent: int = 0
@@ -39,8 +43,17 @@ def _produce(proc: int, bootstrap: str, topics: dict[str, str], events: int, rat
     traffic = Traffic(Population(customers, listed), listed_share=listed_share, seed=1000 + proc,
                       run=f"{run}{proc}", transfer_format=transfer_format)
     result = GenResult()
+    # Connected, with every topic's partition leaders known, before the clock starts.
+    for topic in topics.values():
+        producer.list_topics(topic, timeout=30)
+    # Paced runs render every event before the clock starts and only stamp the time in while sending: the
+    # generator then costs ~3 µs an event instead of ~30, so at 20,000 events/s it takes ~6 % of a core
+    # rather than ~60 % of one of the two this machine has, and the latency measured is Sekat's, not the
+    # generator's competition for the CPU.
+    prepared = [traffic.event(seq, UNSTAMPED) for seq in range(events)] if rate else None
     started = time.perf_counter()
     pace = max(1, min(1000, int(rate / 200))) if rate else 1000  # paced runs: a slice every ~5 ms
+    stamp = b""
     for seq in range(events):
         if seq % pace == 0:
             if rate:
@@ -48,8 +61,13 @@ def _produce(proc: int, bootstrap: str, topics: dict[str, str], events: int, rat
                 if ahead > 0:
                     time.sleep(ahead)
             now_iso = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            stamp = now_iso.encode()
             producer.poll(0)
-        value, key, kind, expected, event_id = traffic.event(seq, now_iso)
+        if prepared is not None:
+            value, key, kind, expected, event_id = prepared[seq]
+            value = value.replace(UNSTAMPED_B, stamp)
+        else:
+            value, key, kind, expected, event_id = traffic.event(seq, now_iso)
         while True:
             try:
                 producer.produce(topics[kind], value, key)
