@@ -85,7 +85,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         store="memory://",
         # Tables are in memory: Faust only creates its (empty) data directory, under the system's temporary
         # directory rather than as ``{app id}-data`` in whatever directory the worker was started from.
-        datadir=str(Path(tempfile.gettempdir()) / "sekat-faust" / "{conf.id}"),
+        datadir=str(Path(tempfile.gettempdir()) / "{conf.id}-data"),
         autodiscover=False,
         web_bind=settings.web_host,
         web_host=settings.web_host,
