@@ -9,9 +9,12 @@ pauses were the latency spikes of several hundred milliseconds at 20,000/s.
 
 The policy (``HeapKeeper.tick``, from a one-second timer in the worker):
 
-- every ``freeze_every_s`` (10 s): collect the objects not yet frozen (cheap:
+- every ``freeze_every_s`` (1 s): collect the objects not yet frozen (cheap:
   only what survived since the last tick), then ``gc.freeze()`` them: the
-  collector never walks them again, so the automatic collections stay short;
+  collector never walks them again, so the automatic collections stay short.
+  At 10 s, the freeze's own collection took 25-45 ms, and the automatic full
+  collections in between walked up to 10 s of survivors (10-37 ms, every 2-3 s,
+  collecting nothing); a second's worth is a few milliseconds;
 - every ``full_every_s`` (1 h): ``gc.unfreeze()`` and one full collection,
   so a cycle that was alive when frozen and died later is freed within the
   hour instead of never (one long pause an hour instead of one a second);
@@ -19,7 +22,9 @@ The policy (``HeapKeeper.tick``, from a one-second timer in the worker):
 
 Reference counting still frees every acyclic object at once, frozen or not.
 Pauses are observed in ``sekat_gc_pause_seconds{generation}`` and the frozen
-population in ``sekat_gc_frozen_objects``.
+population in ``sekat_gc_frozen_objects`` (counted when frozen; exact at the
+first and at each hourly full collection: counting the frozen list walks all
+of it, ~20 ms, which was a pause every second when the gauge read it each tick).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
-FREEZE_EVERY_S = 10.0
+FREEZE_EVERY_S = 1.0
 FULL_EVERY_S = 3600.0
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -59,16 +64,19 @@ class HeapKeeper:
 
     def tick(self) -> None:
         now = self.clock()
-        if now - self._last_full >= self.full_every_s:
+        if now - self._last_full >= self.full_every_s or self._last_freeze == float("-inf"):
             gc.unfreeze()
             gc.collect()
             gc.freeze()
             self._last_full = self._last_freeze = now
+            # Exact, and O(frozen objects): CPython walks the whole frozen list to count it (~20 ms for the
+            # bench worker's heap), so only here, once an hour; it was every second, and it was a pause.
+            self.frozen.set(gc.get_freeze_count())
         elif now - self._last_freeze >= self.freeze_every_s:
             gc.collect()  # walks only the objects not frozen yet
+            self.frozen.inc(len(gc.get_objects(generation=2)))  # what the collection left is what is frozen
             gc.freeze()
             self._last_freeze = now
-        self.frozen.set(gc.get_freeze_count())
 
     def close(self) -> None:
         if self._observe in gc.callbacks:

@@ -2,6 +2,7 @@
 
 import gc
 import weakref
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -46,6 +47,29 @@ def test_ticks_freeze_survivors_and_an_hourly_full_collection_frees_cycles_that_
 
         gc.collect()  # observed through the callback
         assert registry.get_sample_value("sekat_gc_pause_seconds_count", {"generation": "2"}) >= 1
+    finally:
+        keeper.close()
+        gc.unfreeze()
+
+
+def test_a_tick_does_not_count_the_frozen_list_which_walks_all_of_it(monkeypatch: Any) -> None:
+    registry, clock = CollectorRegistry(), Clock()
+    keeper = HeapKeeper(registry, freeze_every_s=1, full_every_s=3600, clock=clock)
+    counted = []
+    real = gc.get_freeze_count
+    monkeypatch.setattr(gc, "get_freeze_count", lambda: counted.append(1) or real())
+    try:
+        gc.unfreeze()
+        keeper.tick()  # first freeze: counted exactly, once
+        assert len(counted) == 1
+        for _ in range(5):
+            clock.now += 1
+            keeper.tick()  # freezes every second, counting only what it froze
+        assert len(counted) == 1
+        assert registry.get_sample_value("sekat_gc_frozen_objects") >= real() * 0.9
+        clock.now += 3600
+        keeper.tick()  # the hourly full collection counts exactly again
+        assert len(counted) == 2 and registry.get_sample_value("sekat_gc_frozen_objects") == real()
     finally:
         keeper.close()
         gc.unfreeze()
