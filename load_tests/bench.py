@@ -400,7 +400,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raw.join(10)
         base_lat = after_warmup(raw.samples, args.warmup_seconds)
         base_p99 = percentile(base_lat, 0.99)
-        log(f"baseline: p50 {percentile(base_lat, 0.5)} ms, p99 {base_p99} ms over {len(base_lat):,} records")
+        log(f"baseline: p50 {percentile(base_lat, 0.5) or 0:.1f} ms, p99 {base_p99 or 0:.1f} ms over {len(base_lat):,} "
+            "records")
 
         commands = Commands(kafka.bootstrap, [settings.topic_freeze, settings.topic_block])
         commands.start()
