@@ -485,6 +485,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # the same offered load read by a raw consumer that does nothing (see RawLatency)
             "baseline_p50_ms": round(percentile(base_lat, 0.5) or 0, 1),
             "baseline_p99_ms": round(base_p99 or 0, 1),
+            "baseline_p99_ms_incl_warmup": round(percentile([lat for _, lat in raw.samples], 0.99) or 0, 1),
             "p99_ratio_to_baseline": round(percentile(st_lat, 0.99) / base_p99, 2)
             if st_lat and base_p99 else None,
             "saturated_p50_ms": percentile(sat_lat, 0.5),
