@@ -34,12 +34,23 @@ and hiredis), then the status parse (1.1 µs), the hash (0.1 µs) and numpy —
 all back to back, so the costs added up. Two changes:
 
 * reading the index: one SCAN pass over ``{prefix}bl:*`` (entry keys picked by
-  name, so no ``TYPE`` filter), the Redis reads running a few batches ahead of
-  the parsing in a thread (Redis works on one core while Python parses on the
-  other), and the status and expiry read from the value's bytes without a copy
-  (0.4 µs; anything unusual takes ``status_and_expiry``'s full path). What is
-  left is Redis' own ~2 µs an entry: ~20 s of one core at 10 M, more when the
-  cores are shared.
+  name, so no ``TYPE`` filter), the status and expiry read from the value's
+  bytes without a copy (0.4 µs; anything unusual takes ``status_and_expiry``'s
+  full path), expiries turned into epochs per batch (numpy, not
+  ``fromisoformat`` per entry: with the default expiry policy every entry has
+  one). At 10 M entries (issue 6, second round) Redis spent ~25 s of CPU in
+  SCAN (~1.1 µs a key) and MGET (~1.3-1.6 µs), this process ~15 s, yet the
+  read took 33-43 s: with one connection, Redis waited while each reply was
+  received and parsed (and while the reading thread waited for the GIL). Now
+  the pass is read in two parts at once (``_scan_part``: SCAN's cursor says
+  which half of the table it is in), each on its own connection, so one part's
+  next command is queued while the other's reply is parsed; batches of 3,000
+  keys instead of 10,000, so each MGET finds its keys still in Redis' CPU cache
+  from the SCAN just before (MGET ~16 s -> ~12 s of Redis CPU at 10 M); and the
+  hashes are sorted in runs of 1 M while the read waits on Redis, so installing
+  merges sorted runs (~0.4 s instead of ~2 s). What is left is Redis' own
+  ~2.3-2.5 µs an entry, ~23-25 s of one core at 10 M: the read is as fast as
+  one Redis core, and slower whenever that core is shared.
 * so the fleet pays that once: the worker that reads the index also stores
   what it read in Redis (``blocklist.replica_snapshot``: keys, codes, expiries
   in chunks, with the change-stream id and count it is as of), and a starting
@@ -57,10 +68,14 @@ all back to back, so the costs added up. Two changes:
   hashes so the hot path keeps Python's ``hash()`` (no process-stable hash to
   compute per event key).
 
-Not chosen: threads or processes scanning in parallel (one Redis core is the
-limit on one server; two cores are shared with Redis itself), a compact status
-field written by the index (a second write per change for a start-up cost the
-stored snapshot removes), and a process-stable (vectorised) hash so that
+Not chosen: more parts or processes to read faster (one Redis core is the
+limit on one server; the two parts only keep it busy, and two cores are shared
+with Redis itself); a Lua script that scans, reads and extracts the status on
+Redis, returning ~40 bytes an entry instead of the value (measured at 10 M:
+43-47 s of Redis CPU against ~25 s, Lua's loop costs more than the bytes it
+saves); a compact status field written by the index (a second write per change,
+and ~0.5-1 GB of Redis memory at 10 M, for a start-up cost the stored snapshot
+removes after the first worker); and a process-stable (vectorised) hash so that
 hashes could be stored: it would put a new hash on every event key of the hot
 path, while rehashing stored keys costs ~2 s per 10 M at start.
 
