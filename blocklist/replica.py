@@ -46,11 +46,15 @@ all back to back, so the costs added up. Two changes:
   which half of the table it is in), each on its own connection, so one part's
   next command is queued while the other's reply is parsed; batches of 3,000
   keys instead of 10,000, so each MGET finds its keys still in Redis' CPU cache
-  from the SCAN just before (MGET ~16 s -> ~12 s of Redis CPU at 10 M); and the
+  from the SCAN just before (one connection, no parsing: MGET 10.8 s of Redis
+  time at 1,000 keys a batch against 16.1 s at 10,000, in one session); and the
   hashes are sorted in runs of 1 M while the read waits on Redis, so installing
   merges sorted runs (~0.4 s instead of ~2 s). What is left is Redis' own
-  ~2.3-2.5 µs an entry, ~23-25 s of one core at 10 M: the read is as fast as
-  one Redis core, and slower whenever that core is shared.
+  ~2.3-2.7 µs an entry, ~23-27 s of one core at 10 M: the read cannot be
+  quicker than that on one server, and is slower whenever that core is shared
+  (the first worker's start-up at 10 M stayed at 39-64 s on this shared
+  2-core machine, README "Worker start-up"; the 30 s target is met through the
+  stored snapshot below, not by the cold read).
 * so the fleet pays that once: the worker that reads the index also stores
   what it read in Redis (``blocklist.replica_snapshot``: keys, codes, expiries
   in chunks, with the change-stream id and count it is as of), and a starting

@@ -78,6 +78,8 @@ def broker_credentials(settings: Settings) -> Any:
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None, clock: Clock = utcnow) -> faust.App:
     registry = registry if registry is not None else CollectorRegistry()
+    faust_dir = Path(tempfile.gettempdir()) / "sekat-faust"
+    faust_dir.mkdir(exist_ok=True)  # Faust makes only the last level: a worker must start in a fresh /tmp too
     app = faust.App(
         settings.app_id,
         broker=settings.kafka_url,
@@ -85,7 +87,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         store="memory://",
         # Tables are in memory: Faust only creates its (empty) data directory, under the system's temporary
         # directory rather than as ``{app id}-data`` in whatever directory the worker was started from.
-        datadir=str(Path(tempfile.gettempdir()) / "sekat-faust" / "{conf.id}"),
+        datadir=str(faust_dir / "{conf.id}"),
         autodiscover=False,
         web_bind=settings.web_host,
         web_host=settings.web_host,
