@@ -34,12 +34,27 @@ and hiredis), then the status parse (1.1 µs), the hash (0.1 µs) and numpy —
 all back to back, so the costs added up. Two changes:
 
 * reading the index: one SCAN pass over ``{prefix}bl:*`` (entry keys picked by
-  name, so no ``TYPE`` filter), the Redis reads running a few batches ahead of
-  the parsing in a thread (Redis works on one core while Python parses on the
-  other), and the status and expiry read from the value's bytes without a copy
-  (0.4 µs; anything unusual takes ``status_and_expiry``'s full path). What is
-  left is Redis' own ~2 µs an entry: ~20 s of one core at 10 M, more when the
-  cores are shared.
+  name, so no ``TYPE`` filter), the status and expiry read from the value's
+  bytes without a copy (0.4 µs; anything unusual takes ``status_and_expiry``'s
+  full path), expiries turned into epochs per batch (numpy, not
+  ``fromisoformat`` per entry: with the default expiry policy every entry has
+  one). At 10 M entries (issue 6, second round) Redis spent ~25 s of CPU in
+  SCAN (~1.1 µs a key) and MGET (~1.3-1.6 µs), this process ~15 s, yet the
+  read took 33-43 s: with one connection, Redis waited while each reply was
+  received and parsed (and while the reading thread waited for the GIL). Now
+  the pass is read in two parts at once (``_scan_part``: SCAN's cursor says
+  which half of the table it is in), each on its own connection, so one part's
+  next command is queued while the other's reply is parsed; batches of 3,000
+  keys instead of 10,000, so each MGET finds its keys still in Redis' CPU cache
+  from the SCAN just before (one connection, no parsing: MGET 10.8 s of Redis
+  time at 1,000 keys a batch against 16.1 s at 10,000, in one session); and the
+  hashes are sorted in runs of 1 M while the read waits on Redis, so installing
+  merges sorted runs (~0.4 s instead of ~2 s). What is left is Redis' own
+  ~2.3-2.7 µs an entry, ~23-27 s of one core at 10 M: the read cannot be
+  quicker than that on one server, and is slower whenever that core is shared
+  (the first worker's start-up at 10 M stayed at 39-64 s on this shared
+  2-core machine, README "Worker start-up"; the 30 s target is met through the
+  stored snapshot below, not by the cold read).
 * so the fleet pays that once: the worker that reads the index also stores
   what it read in Redis (``blocklist.replica_snapshot``: keys, codes, expiries
   in chunks, with the change-stream id and count it is as of), and a starting
@@ -57,10 +72,14 @@ all back to back, so the costs added up. Two changes:
   hashes so the hot path keeps Python's ``hash()`` (no process-stable hash to
   compute per event key).
 
-Not chosen: threads or processes scanning in parallel (one Redis core is the
-limit on one server; two cores are shared with Redis itself), a compact status
-field written by the index (a second write per change for a start-up cost the
-stored snapshot removes), and a process-stable (vectorised) hash so that
+Not chosen: more parts or processes to read faster (one Redis core is the
+limit on one server; the two parts only keep it busy, and two cores are shared
+with Redis itself); a Lua script that scans, reads and extracts the status on
+Redis, returning ~40 bytes an entry instead of the value (measured at 10 M:
+43-47 s of Redis CPU against ~25 s, Lua's loop costs more than the bytes it
+saves); a compact status field written by the index (a second write per change,
+and ~0.5-1 GB of Redis memory at 10 M, for a start-up cost the stored snapshot
+removes after the first worker); and a process-stable (vectorised) hash so that
 hashes could be stored: it would put a new hash on every event key of the hot
 path, while rehashing stored keys costs ~2 s per 10 M at start.
 
@@ -89,6 +108,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import orjson
+import redis
 from redis.exceptions import RedisError, ResponseError
 
 from blocklist.connection import AnyRedis, AnySyncRedis, async_client, mget, sync_client, sync_mget, sync_scan_keys
@@ -102,7 +122,10 @@ ABSENT, REPORTED, CONFIRMED = 0, 1, 2
 _CODES = {Status.REPORTED: REPORTED, Status.CONFIRMED: CONFIRMED, Status.REVOKED: ABSENT}
 _STATUS = {REPORTED: Status.REPORTED, CONFIRMED: Status.CONFIRMED}
 KINDS = ("phone", "account")
-SCAN_COUNT = 10_000
+SCAN_COUNT = 3_000
+RUN_ENTRIES = 1_000_000  # entries sorted at a time while the index is read (_SortedRuns)
+SCAN_PARTS = 2  # parts of the SCAN pass read at once (a power of 2; see _scan_index)
+SCAN_PARTS_FROM = 65_536  # keys in the database from which the pass is read in parts
 FOLLOW_BLOCK_MS = 1000
 FOLLOW_COUNT = 10_000
 MERGE_OVERLAY_AT = 200_000
@@ -147,22 +170,88 @@ def _code(raw: bytes) -> tuple[int, int]:
 _EMPTY = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.uint8), np.empty(0, dtype=np.uint32))
 
 
+def _code_and_expiry(raw: bytes) -> tuple[int, bytes] | None:
+    """``_code``'s fast path with the expiry left as text (b"" = never); None: take ``_code``'s full path.
+
+    Epochs are worked out per batch (``_epochs``): ``fromisoformat`` per entry cost ~1 µs, and with the
+    default expiry policy every listed entry has an expiry.
+    """
+    i = raw.find(b'"status":"') + 10
+    if i < 10:
+        return None
+    if raw.startswith(b'confirmed"', i):
+        code = CONFIRMED
+    elif raw.startswith(b'reported"', i):
+        code = REPORTED
+    elif raw.startswith(b'revoked"', i):
+        return ABSENT, b""
+    else:
+        return None
+    k = raw.find(b'"expires_at":"') + 14
+    if k < 14:
+        return code, b""
+    end = raw.find(b'"', k)
+    return (code, raw[k:end]) if end >= 0 else None
+
+
+# Byte positions of iso()'s "YYYY-MM-DDTHH:MM:SS.mmmZ" (sekat.records.iso, every expiry Sekat writes)
+_ISO_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22])
+_ISO_MARKS = {4: b"-", 7: b"-", 10: b"T", 13: b":", 16: b":", 19: b".", 23: b"Z"}
+
+
+def _epochs(texts: list[bytes]) -> np.ndarray:
+    """``int(datetime.fromisoformat(text).timestamp())`` of each expiry text (b"": 0), as uint32.
+
+    Texts in ``iso()``'s UTC form (the 24 bytes Sekat writes) are read in one vectorised pass (numpy's
+    datetime64 of their first 19 bytes; the milliseconds are dropped, as ``int()`` drops them); any other
+    text takes ``fromisoformat`` itself.
+    """
+    n = len(texts)
+    out = np.zeros(n, dtype=np.uint32)
+    if n == 0:
+        return out
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=n)
+    iso = lengths == 24
+    if iso.any():
+        rows = np.flatnonzero(iso)
+        grid = np.frombuffer(b"".join(texts[i] for i in rows), dtype=np.uint8).reshape(len(rows), 24)
+        ok = ((grid[:, _ISO_DIGITS] >= 48) & (grid[:, _ISO_DIGITS] <= 57)).all(axis=1) & (grid[:, 0] == ord("2"))
+        for at, mark in _ISO_MARKS.items():
+            ok &= grid[:, at] == mark[0]
+        seconds = np.ascontiguousarray(grid[ok, :19]).view("S19").ravel()
+        out[rows[ok]] = seconds.astype("datetime64[s]").astype(np.int64)
+        iso[rows[~ok]] = False
+    for i in np.flatnonzero(~iso & (lengths > 0)):
+        out[i] = int(datetime.fromisoformat(texts[i].decode()).timestamp())
+    return out
+
+
 def _batch_arrays(keys: list[bytes], values: list[bytes | None], strip: int
                   ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """One scanned batch: its active entries' keys, and their hashes, codes and expiries as arrays."""
     kept: list[str] = []
     codes: list[int] = []
-    expiries: list[int] = []
+    texts: list[bytes] = []
+    odd: list[tuple[int, int]] = []  # (position, epoch) of the entries read by the full parse
     for k, v in zip(keys, values):
         if v is None:
             continue  # deleted between SCAN and MGET
-        code, exp = _code(v)
-        if code != ABSENT:
+        fast = _code_and_expiry(v)
+        if fast is None:  # not as Sekat writes it: the full parse, epoch included
+            code, epoch = _code(v)
+            if code != ABSENT:
+                odd.append((len(kept), epoch))
+                kept.append(k[strip:].decode())
+                codes.append(code)
+                texts.append(b"")
+        elif fast[0] != ABSENT:
             kept.append(k[strip:].decode())
-            codes.append(code)
-            expiries.append(exp)
-    return (kept, np.fromiter(map(hash, kept), dtype=np.int64, count=len(kept)), np.array(codes, dtype=np.uint8),
-            np.array(expiries, dtype=np.uint32))
+            codes.append(fast[0])
+            texts.append(fast[1])
+    expiries = _epochs(texts)
+    for at, epoch in odd:
+        expiries[at] = epoch
+    return kept, np.fromiter(map(hash, kept), dtype=np.int64, count=len(kept)), np.array(codes, dtype=np.uint8), expiries
 
 
 def _stored(step: Callable[..., None], *args: Any) -> bool:
@@ -179,8 +268,9 @@ def _stored(step: Callable[..., None], *args: Any) -> bool:
         return False
 
 
-def _prefetched(batches: Iterator[_T], depth: int = 4) -> Iterator[_T]:
-    """``batches``, produced by a thread ``depth`` items ahead of the consumer.
+def _prefetched(*sources: Iterator[_T], depth: int = 4) -> Iterator[_T]:
+    """The items of ``sources``, each produced by a thread of its own up to ``depth`` items ahead of the
+    consumer (several sources: their items interleaved as they come).
 
     The snapshot's reads wait on Redis (one core) while its parsing and hashing run in Python (the
     other): run back to back, the two costs add up; overlapped, the slower one sets the pace.
@@ -197,28 +287,88 @@ def _prefetched(batches: Iterator[_T], depth: int = 4) -> Iterator[_T]:
                 continue
         return False  # the consumer has stopped
 
-    def produce() -> None:
+    def produce(source: Iterator[_T]) -> None:
         try:
-            for item in batches:
+            for item in source:
                 if not put((True, item)):
                     return
             put((False, None))
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
             put((False, exc))
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()  # the consumer stopped early: the source's own threads stop now, not when collected
 
-    producer = threading.Thread(target=produce, name="replica-snapshot-read", daemon=True)
-    producer.start()
+    producers = [threading.Thread(target=produce, args=(source,), name="replica-snapshot-read", daemon=True)
+                 for source in sources]
+    for producer in producers:
+        producer.start()
     try:
-        while True:
+        running = len(producers)
+        while running:
             more, item = out.get()
             if not more:
                 if item is not None:
                     raise item
-                return
+                running -= 1
+                continue
             yield item
     finally:
         stop.set()
-        producer.join()
+        for producer in producers:
+            producer.join()
+
+
+def _scan_part(client: AnySyncRedis, match: str, heads: tuple[bytes, ...], start: int, mask: int
+               ) -> Iterator[tuple[list[bytes], list[bytes | None]]]:
+    """One part of a SCAN pass, each batch's entry keys with their values (one server).
+
+    SCAN's cursor walks the hash table's buckets in the order of their bit-reversed index, so a cursor's
+    low bits say which part of the pass it is in, whatever the table's size: the part starting at
+    ``start`` (the bit reversal of its number) ends when the cursor leaves those low bits (``mask``) or
+    the pass wraps to 0. Each batch's MGET follows its SCAN at once, while the entries it reads are still
+    in Redis' CPU cache.
+    """
+    cursor = start
+    while True:
+        cursor, keys = client.scan(cursor, match=match, count=SCAN_COUNT)
+        keys = [k for k in keys if k.startswith(heads)]
+        if keys:
+            yield keys, client.mget(keys)
+        if cursor == 0 or cursor & mask != start:
+            return
+
+
+class _SortedRuns:
+    """Batches of (hashes, codes, expiries) gathered into runs sorted by hash, RUN_ENTRIES at a time.
+
+    Sorting runs while the index is read uses the time this thread waits for Redis; installing then
+    sorts runs already in order (``argsort(kind="stable")`` merges them: ~0.4 s at 10 M entries instead
+    of ~2 s for a sort from scratch).
+    """
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._count = 0
+
+    def add(self, hashes: np.ndarray, codes: np.ndarray, expiries: np.ndarray) -> None:
+        self._pending.append((hashes, codes, expiries))
+        self._count += len(hashes)
+        if self._count >= RUN_ENTRIES:
+            self._sort()
+
+    def _sort(self) -> None:
+        if self._pending:
+            hashes, codes, expiries = (np.concatenate([p[i] for p in self._pending]) for i in range(3))
+            order = np.argsort(hashes)
+            self.runs.append((hashes[order], codes[order], expiries[order]))
+        self._pending, self._count = [], 0
+
+    def done(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        self._sort()
+        return self.runs
 
 
 @dataclass
@@ -298,12 +448,13 @@ class Replica:
                     writer = stored.Writer.start(client, self._prefix, state, build_id)
                 except ResponseError as exc:
                     log.warning("replica snapshot not stored: %s", exc)
-            parts = []
-            for keys, values in _prefetched(self._scan_index(client)):
+            runs = _SortedRuns()
+            for keys, values in self._scan_index(client):
                 kept, *arrays = _batch_arrays(keys, values, len(self._prefix) + len("bl:"))
-                parts.append(arrays)
+                runs.add(*arrays)
                 if writer is not None and not _stored(writer.add, kept, arrays[1], arrays[2]):
                     writer = None
+            parts = runs.done()
             if writer is not None:
                 _stored(writer.finish)
                 writer = None
@@ -372,12 +523,26 @@ class Replica:
         One pass over ``{prefix}bl:*`` serves both kinds (a SCAN visits the whole keyspace whatever it
         matches); the change stream and anything else that is not an entry key is left out by its name, so
         every MGET reads string keys only. On a cluster: every primary's keys, one MGET per slot.
+
+        On one server the pass is cut in SCAN_PARTS parts read at once, each by a thread with its own
+        connection (``_scan_part``): Redis works on one part's next command while this process receives
+        and parses another's reply, instead of waiting for it.
         """
+        match = f"{self._prefix}bl:*"
         heads = tuple(f"{self._prefix}bl:{kind}:".encode() for kind in KINDS)
-        for keys in sync_scan_keys(client, f"{self._prefix}bl:*", SCAN_COUNT):
-            keys = [k for k in keys if k.startswith(heads)]
-            if keys:
-                yield keys, sync_mget(client, keys)
+        if isinstance(client, redis.RedisCluster):
+            def batches() -> Iterator[tuple[list[bytes], list[bytes | None]]]:
+                for keys in sync_scan_keys(client, match, SCAN_COUNT):
+                    keys = [k for k in keys if k.startswith(heads)]
+                    if keys:
+                        yield keys, sync_mget(client, keys)
+            yield from _prefetched(batches())
+            return
+        # A table smaller than the parts would let two parts visit one bucket: one part then.
+        parts = SCAN_PARTS if client.dbsize() >= SCAN_PARTS_FROM else 1
+        bits = parts.bit_length() - 1
+        starts = [int(f"{j:0{bits}b}"[::-1], 2) if bits else 0 for j in range(parts)]
+        yield from _prefetched(*(_scan_part(client, match, heads, start, parts - 1) for start in starts))
 
     def _install_snapshot(self, snap: "Snapshot") -> None:
         self._overlay = {}
@@ -394,7 +559,15 @@ class Replica:
 
     def _install(self, hashes: np.ndarray, codes: np.ndarray, expiries: np.ndarray) -> None:
         order = np.argsort(hashes, kind="stable")
-        self._hashes, self._status, self._expires = hashes[order], codes[order], expiries[order]
+        hashes = hashes[order]
+        repeated = hashes[1:] == hashes[:-1]
+        if repeated.any():
+            # A key read twice: SCAN may return a key more than once (a table resized during the pass, or
+            # the batch that ends one part of it running into the next part). The read seen first is kept;
+            # a change between the two reads is replayed from the change stream anyway.
+            order = order[np.concatenate(([True], ~repeated))]
+            hashes = hashes[np.concatenate(([True], ~repeated))]
+        self._hashes, self._status, self._expires = hashes, codes[order], expiries[order]
         self._active = int(np.count_nonzero(self._status))
         self.stats.entries = self._active + len(self._overlay)
 

@@ -82,16 +82,23 @@ def bench_policy(base: Path, choice: str) -> str:
     return str(path)
 
 
-def load_blocklist(url: str, prefix: str, population: Population, size: int) -> float:
-    """Write the traffic's listed identifiers plus filler entries straight into the index (one server or a cluster)."""
+def load_blocklist(url: str, prefix: str, population: Population, size: int, expiring: float = 0.0) -> float:
+    """Write the traffic's listed identifiers plus filler entries straight into the index (one server or a cluster).
+
+    ``expiring``: the share of filler entries with an expiry (in 2027-2028, as ``sekat.records.iso`` writes
+    it), as the default expiry policy gives every report; the others never expire.
+    """
     started = time.perf_counter()
     client = sync_client(url)
     listed = population.listed()
     now = "2026-11-29T00:00:00.000Z"
+    every = round(1 / expiring) if expiring > 0 else 0
 
-    def body(key: str, status: str) -> bytes:
+    def body(key: str, status: str, i: int = -1) -> bytes:
+        expires = (f"{2027 + i % 2}-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{i // 60 % 60:02d}."
+                   f"{i % 1000:03d}Z") if every and i >= 0 and i % every == 0 else ""
         return orjson.dumps({"key": key, "status": status, "source": "BENCH", "reason": "benchmark",
-                             "case_ref": "B/1", "reported_at": now, "expires_at": "", "sources": ["BENCH"],
+                             "case_ref": "B/1", "reported_at": now, "expires_at": expires, "sources": ["BENCH"],
                              "report_count": 1})
 
     pipe = client.pipeline(transaction=False)
@@ -105,7 +112,7 @@ def load_blocklist(url: str, prefix: str, population: Population, size: int) -> 
             key = f"phone:+6010{i:08d}"
         else:
             key = f"account:{FILLER_BANKS[i % 4]}:{i:012d}"
-        pipe.set(f"{prefix}bl:{key}", body(key, "confirmed"))
+        pipe.set(f"{prefix}bl:{key}", body(key, "confirmed", i))
         n += 1
         i += 1
         if n % 20_000 == 0:

@@ -1,6 +1,6 @@
 """What a big blocklist costs a worker: time to load the local replica and the memory it takes.
 
-    python -m load_tests.replica_bench [--entries 10000000] [--changes 10000]
+    python -m load_tests.replica_bench [--entries 10000000] [--changes 10000] [--expiring 0.0]
 
 Starts its own Redis on a free loopback port, writes ``--entries`` index entries (the worker's format, as
 ``load_tests.bench`` does), then starts a ``Replica`` the way a starting worker does (``Replica.start``),
@@ -87,13 +87,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=10_000_000)
     parser.add_argument("--changes", type=int, default=10_000, help="changes between the first and next worker")
+    parser.add_argument("--expiring", type=float, default=0.0,
+                        help="share of the entries with an expiry (the default expiry policy gives every one)")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="sekat-replica-"))
     server = RedisServer(base / "redis", free_port())
     try:
         server.start()
         log(f"writing {args.entries:,} entries")
-        write_s = load_blocklist(server.url, "sekat:", Population(1000, 100), args.entries)
+        write_s = load_blocklist(server.url, "sekat:", Population(1000, 100), args.entries, args.expiring)
         sync_client(server.url).set("sekat:index:built", "bench")  # a built index, as a worker finds it
         log(f"written in {write_s:.0f}s; the first worker reads the index (fresh process)")
         result = probe(server.url)
@@ -101,7 +103,8 @@ def main() -> None:
         change(server.url, "sekat:", args.changes)
         following = probe(server.url)
         result.update({f"next_{k}": v for k, v in following.items()})
-        result.update(entries_written=args.entries, write_s=round(write_s, 1), changes=args.changes)
+        result.update(entries_written=args.entries, write_s=round(write_s, 1), changes=args.changes,
+                      expiring=args.expiring)
         print(orjson.dumps(result).decode())
     finally:
         server.stop()

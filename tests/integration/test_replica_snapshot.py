@@ -16,6 +16,7 @@ from redis.exceptions import ResponseError
 
 from blocklist import replica_snapshot as stored
 from blocklist.connection import sync_client
+from blocklist import replica as replica_module
 from blocklist.replica import Replica
 from blocklist.store import BlocklistStore
 from sekat.localstack import RedisServer, free_port
@@ -283,4 +284,27 @@ async def test_a_worker_starting_while_another_stores_waits_for_its_snapshot(sta
             await waiting.close()
     finally:
         client.close()
+        await store.close()
+
+
+async def test_the_index_read_in_parts_answers_as_one_read(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SCAN pass cut in parts read at once: a batch that ends one part runs into the next, so some keys
+    are read twice; the replica holds each once and answers as a read in one part."""
+    prefix, store = await filled(stack.redis.url)
+    try:
+        one = await answers(stack.redis.url, prefix)
+        monkeypatch.setattr(replica_module, "SCAN_PARTS_FROM", 0)
+        monkeypatch.setattr(replica_module, "SCAN_COUNT", 5)
+        entries = []
+        for parts in (2, 4):
+            monkeypatch.setattr(replica_module, "SCAN_PARTS", parts)
+            fresh = await started(stack.redis.url, prefix, stored_snapshot=False)
+            try:
+                assert {k: e.status for k, e in fresh.candidates(PROBE, time.time()).items()} == one
+                entries.append(fresh.stats.entries)
+                assert len(np.unique(fresh._hashes)) == len(fresh._hashes)
+            finally:
+                await fresh.close()
+        assert entries == [len(one), len(one)]
+    finally:
         await store.close()

@@ -1,9 +1,10 @@
-"""The replica's start-up reading: the copy-free status read agrees with the full parse, and stored snapshot
-chunks come back as they went in (or are refused whole)."""
+"""The replica's start-up reading: the copy-free status read agrees with the full parse (entry by entry, and
+a batch with its expiries read at once), and stored snapshot chunks come back as they went in (or are refused
+whole)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 import numpy as np
 import orjson
@@ -12,9 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from blocklist import replica_snapshot as stored
-from blocklist.replica import _STATUS_CODES, ABSENT, _code
+from blocklist.replica import _STATUS_CODES, ABSENT, _batch_arrays, _code, _epochs
 from blocklist.store import status_and_expiry
-from sekat.records import Entry, Report, Status
+from sekat.records import Entry, Report, Status, iso
 
 
 def full(raw: bytes) -> tuple[int, int]:
@@ -88,3 +89,61 @@ def test_a_chunk_that_is_not_whole_is_refused() -> None:
             stored.decode_chunk(bad)
     with pytest.raises(ValueError):  # a key with a newline would split in two: never stored
         stored.encode_chunk(["phone:+6011\n1"], np.array([2], np.uint8), np.array([0], np.uint32))
+
+
+def batch(values: list[bytes | None]) -> list[tuple[str, int, int]]:
+    """What the start-up read keeps of a batch: (key, code, expiry) of each active entry."""
+    keys = [f"sekat:bl:phone:+6011{i:07d}".encode() for i in range(len(values))]
+    kept, hashes, codes, expiries = _batch_arrays(keys, values, len("sekat:bl:"))
+    assert hashes.tolist() == [hash(k) for k in kept]
+    return list(zip(kept, codes.tolist(), expiries.tolist()))
+
+
+def one_by_one(values: list[bytes | None]) -> list[tuple[str, int, int]]:
+    """The same batch read entry by entry with ``_code`` (what the read did before epochs came per batch)."""
+    out = []
+    for i, raw in enumerate(values):
+        if raw is not None and (found := _code(raw))[0] != ABSENT:
+            out.append((f"phone:+6011{i:07d}", *found))
+    return out
+
+
+def test_a_batch_reads_as_entry_by_entry() -> None:
+    report = Report(report_id="r1", reported_at=datetime.fromisoformat("2026-11-01T00:00:00+00:00"), kind="phone",
+                    value="+60111111111", status=Status.CONFIRMED, source="PDRM")
+    values: list[bytes | None] = [None, b"garbage", b'{"status": "confirmed"}', b'{"status":"revoked"}']
+    for status in Status:
+        for expires in ("", "2027-01-01T00:00:00.000Z", "2027-06-30T23:59:59.999Z", "2027-01-01T00:00:00+00:00",
+                        "2027-01-01T00:00:00Z", "2027-01-01", "2031-12-31T12:00:00.500+00:00"):
+            values.append(entry(status, expires, (report,)))
+    got = batch(values)
+    assert got == one_by_one(values)
+    assert ("phone:+60110000002", 2, 0) in got  # an odd value keeps its answer: read by the full parse
+    assert [e for _, _, e in got].count(1798761600) == 8  # 2027-01-01 midnight in four spellings, 2 statuses
+
+
+@given(st.lists(st.datetimes(min_value=datetime(2001, 1, 1), max_value=datetime(2099, 12, 31),
+                             timezones=st.just(timezone.utc)), max_size=30),
+       st.lists(st.sampled_from(["reported", "confirmed", "revoked"]), min_size=30, max_size=30))
+def test_expiries_as_sekat_writes_them_read_as_fromisoformat_reads_them(when: list[datetime], status: list[str]) -> None:
+    values: list[bytes | None] = [orjson.dumps({"key": "k", "status": s, "expires_at": iso(w)})
+                                  for w, s in zip(when, status)]
+    assert batch(values) == one_by_one(values)
+
+
+@given(st.lists(st.one_of(st.none(), st.binary(max_size=60),
+                          st.builds(lambda s, e: b'{"status":"' + s + b'","expires_at":"' + e + b'"}',
+                                    st.sampled_from([b"reported", b"confirmed", b"revoked", b"x"]),
+                                    st.binary(max_size=30))), max_size=20))
+def test_any_batch_reads_as_entry_by_entry(values: list[bytes | None]) -> None:
+    try:
+        expected = one_by_one(values)
+    except (ValueError, KeyError):  # the full path refuses a value: so must the batch
+        with pytest.raises((ValueError, KeyError)):
+            batch(values)
+        return
+    assert batch(values) == expected
+
+
+def test_epochs_of_nothing() -> None:
+    assert _epochs([]).tolist() == [] and _epochs([b"", b""]).tolist() == [0, 0]
