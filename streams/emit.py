@@ -80,25 +80,21 @@ class Batch:
         Straight to the app's producer (acks=all), not through ``Topic.send``: Faust's per-message path
         (future message, sensors, a debug log line) cost more than the send itself on the hot path.
         """
-        self._pending = []
-        if not self.records:
-            return
-        producer = await self.records[0][0].app.maybe_start_producer()
-        for topic, key, value in self.records:
-            self._pending.append(await producer.send(topic.get_topic_name(), key, value, None, None, None))
+        self._pending = None  # set only once every record is handed: a partial hand-over is no hand-over
+        pending: list[Awaitable[Any]] = []
+        if self.records:
+            producer = await self.records[0][0].app.maybe_start_producer()
+            for topic, key, value in self.records:
+                pending.append(await producer.send(topic.get_topic_name(), key, value, None, None, None))
+        self._pending = pending
 
     async def acked(self) -> None:
         """Wait until Kafka acknowledged every record handed over; on a failure, the next call hands all again."""
-        pending, self._pending = self._pending, None
-        if pending is None:  # never handed, or the last wait failed: the whole batch again (same ids)
+        if self._pending is None:  # never handed, or the last hand-over or wait failed: all again (same ids)
             await self.hand()
-            pending, self._pending = self._pending, None
-        try:
-            for fut in pending or ():
-                await fut
-        except BaseException:
-            self._pending = None
-            raise
+        pending, self._pending = self._pending, None  # None until every acknowledgement is in
+        for fut in pending or ():
+            await fut
         self._pending = []
 
     async def send(self) -> None:
