@@ -318,6 +318,17 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds so far of each live child of ``pid`` (the worker's decode processes)."""
+    out = {}
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            out[int(child)] = cpu_s(int(child))
+        except OSError:
+            pass  # ended meanwhile
+    return out
+
+
 def plot(path: Path, samples: list[tuple[float, float]], steady: list[tuple[float, float]], t0: float,
          marks: dict[str, float]) -> None:
     import matplotlib
@@ -372,6 +383,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                "SEKAT_TOPIC_PARTITIONS": str(args.partitions), "SEKAT_LOG_LEVEL": "warning",
                "SEKAT_POLICY_FILE": bench_policy(base, args.policy),
                "SEKAT_TRANSFERS_FORMAT": args.transfers_format,
+               **({} if args.decode_processes is None else {"SEKAT_DECODE_PROCESSES": str(args.decode_processes)}),
                # The harness offers ~1000x the national rate and checks every command against its ground
                # truth: the safety brake's per-rule/per-source limits would (rightly) trip at that rate.
                "SEKAT_BRAKE_ENTRY_MAX": "0", "SEKAT_BRAKE_RULE_MAX": "0", "SEKAT_BRAKE_SOURCE_MAX": "0"}
@@ -436,9 +448,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             except OSError:
                 time.sleep(0.1)
         log(f"worker ready in {ready_s:.1f}s; draining the backlog")
-        cpu_ready = cpu_s(worker.pid)
+        cpu_ready, children_ready = cpu_s(worker.pid), children_cpu_s(worker.pid)
         scraper.wait_for(backlog.sent, args.timeout)
         cpu_drain = cpu_s(worker.pid) - cpu_ready
+        children_drain = sum(c - children_ready.get(pid, 0.0) for pid, c in children_cpu_s(worker.pid).items())
         drained = [(t, c) for t, c in scraper.samples if 0 < c]
         t_first = next(t for t, c in scraper.samples if c > 0)
         t_last = next(t for t, c in scraper.samples if c >= backlog.sent)
@@ -481,6 +494,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "ratio_to_ceiling": round(throughput / ceiling, 3),
             # CPU the worker spent per event while draining: steadier than events/s on a shared machine
             "worker_cpu_us_per_event": round(cpu_drain / backlog.sent * 1e6, 1),
+            # ... and its decode processes (SEKAT_DECODE_PROCESSES, pacs.008), on top of the worker's own
+            "decode_processes_cpu_us_per_event": round(children_drain / backlog.sent * 1e6, 1),
             "p50_ms": percentile(st_lat, 0.5),
             "p99_ms": percentile(st_lat, 0.99),
             "p999_ms": percentile(st_lat, 0.999),
@@ -556,6 +571,8 @@ def main() -> None:
                              "blocklist-only, or a policy file (its commands are judged against blocklist truth)")
     parser.add_argument("--transfers-format", choices=("json", "pacs008"), default="json",
                         help="transfers as contract JSON or as ISO 20022 pacs.008 XML (SEKAT_TRANSFERS_FORMAT)")
+    parser.add_argument("--decode-processes", type=int, default=None,
+                        help="SEKAT_DECODE_PROCESSES for the worker (default: the worker's own default)")
     parser.add_argument("--profile", action="store_true", help="run the worker under pyinstrument")
     parser.add_argument("--keep", action="store_true", help="keep the broker/worker logs")
     result = run(parser.parse_args())

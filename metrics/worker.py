@@ -108,6 +108,10 @@ class WorkerMetrics:
         self.send_errors = Counter("sekat_send_errors_total",
                                    "Batches whose output could not be acknowledged by Kafka and was re-sent.",
                                    registry=registry)
+        self.decode_fallbacks = Counter(
+            "sekat_decode_fallback_events_total",
+            "Events decoded on the worker's thread because their decode process ended before answering "
+            "(SEKAT_DECODE_PROCESSES; the process is started again).", ["stream"], registry=registry)
         self.decision_latency = Histogram(
             "sekat_decision_latency_seconds",
             "Input record timestamp to acknowledgement of the batch's output by Kafka.",

@@ -64,6 +64,7 @@ class Settings:
     phone_region: str = "MY"
     transfers_format: str = "json"
     calls_format: str = "json"
+    decode_processes: int = 1
     cdr_columns: str = DEFAULT_CDR_COLUMNS
     cdr_delimiter: str = ","
     log_level: str = "info"
@@ -152,6 +153,7 @@ class Settings:
             ("metrics_interval_s", 1, 3_600),
             ("blocklist_count_interval_s", 1, 86_400),
             ("replica_snapshot_max_behind", 0, 1_000_000),
+            ("decode_processes", 0, 64),
             ("api_port", 1, 65_535),
             ("status_rate_per_minute", 1, 1_000_000),
             ("filing_rate_per_minute", 1, 1_000_000),
@@ -338,6 +340,9 @@ SETTINGS_DOC: dict[str, str] = {
     "batch_within_ms": "Longest wait to fill a batch, in milliseconds.",
     "max_event_bytes": "Larger events are dead-lettered as too_large.",
     "phone_region": "Default region for phone numbers without a country code.",
+    "decode_processes": "Child processes that parse and read an adapter's messages beside the worker's thread "
+                        "(pacs008 only; the contract JSON is always decoded in the worker). 0 decodes in the "
+                        "worker's thread.",
     "transfers_format": "Input format of the transfers topic: json (the Transfer contract) or pacs008 "
                         "(ISO 20022 pacs.008.001.08+ in XML or its JSON rendering, detected per message).",
     "calls_format": "Input format of the calls topic: json (the Call contract), cdr-csv (call detail "

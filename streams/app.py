@@ -51,6 +51,7 @@ from streams.brake import Brake, Limits
 from streams.consumer import ScreeningConsumer
 from streams.decode import REASONS
 from streams.emit import OutputTopics
+from streams.offload import Offload, decoder_spec
 from streams.policy_watch import PolicyWatch
 from streams.release import ACTED, Releaser, remembering, writing_acts
 from streams.intake import Intake
@@ -139,8 +140,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     acted = ActedStore.from_url(settings.redis_url, settings.redis_prefix)
     write_state = writing_acts(state.write, acted, clock)  # rule state + who acted, after the output is acked
     unread = frozenset({ACTED})  # who acted is read by the release sweep, never by a rule-state read
-    transfers = Screen("transfers", transfer_decoder(settings), remembering(decide_transfer), replica, outputs,
-                       metrics, policy, state.read_transfers, write_state, clock, brake, unread)
+    decode_transfer = transfer_decoder(settings)
+    # An adapter's parse (pacs.008: ~20 µs a transfer) runs in child processes; the contract JSON's ~3 µs
+    # would cost more to hand over than to do.
+    offload = (Offload("transfers", decoder_spec("transfers", settings), settings.decode_processes, decode_transfer,
+                       metrics.decode_fallbacks.labels("transfers").inc)
+               if settings.decode_processes > 0 and settings.transfers_format != "json" else None)
+    transfers = Screen("transfers", decode_transfer, remembering(decide_transfer), replica, outputs,
+                       metrics, policy, state.read_transfers, write_state, clock, brake, unread, offload)
     calls = Screen("calls", call_decoder(settings), remembering(decide_call), replica, outputs, metrics, policy,
                    state.read_calls, write_state, clock, brake, unread)
     releaser = Releaser(acted, store, outputs, metrics, ReleaseMetrics(registry), clock)

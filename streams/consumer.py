@@ -26,6 +26,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -67,33 +68,61 @@ class ScreeningConsumer:
         await self.consumer.start()
 
     async def run(self) -> None:
-        """Decide batches until cancelled; batch N+1 is decided while N is acknowledged and written (``Pipeline``)."""
+        """Decide batches until cancelled; batch N+1 is decided while N is acknowledged and written (``Pipeline``).
+
+        Where a stream decodes in child processes (``streams.offload``), the loop reads one batch ahead:
+        batch N+1 is handed to them before batch N is decided, so their decoding and the deciding overlap.
+        When no batch is waiting, the batch in hand is decided at once.
+        """
+        offloads = [screen.offload for screen in self.screens.values() if screen.offload is not None]
+        for offload in offloads:
+            await offload.start()
         await self.start()
         consumer = self.consumer
         assert consumer is not None
         pipeline = Pipeline(self._commit, IN_FLIGHT)
+        ahead: Fetched | None = None  # fetched, decoding in the child processes, not yet decided
         try:
             while True:
                 pipeline.check()  # a tail that failed stops the consumer, as a failed batch did
-                batch = await consumer.getmany(timeout_ms=1000, max_records=self.settings.batch_max)
-                if not batch:
-                    continue
-                await pipeline.room()
-                by_topic: dict[str, list[Any]] = {}
-                for tp, records in batch.items():
-                    by_topic.setdefault(tp.topic, []).extend(records)
-                # Transfers and calls are independent streams: one's decoding runs while the other waits for
-                # Redis, so a mixed batch costs one wait, not two.
-                read_back = pipeline.read_back
-                tails = await asyncio.gather(*(self.screens[topic].start(records, read_back)
-                                               for topic, records in by_topic.items()))
-                pipeline.add(tails, {tp: records[-1].offset + 1 for tp, records in batch.items()})
-                self.batches += 1
+                batch = await consumer.getmany(timeout_ms=0 if ahead else 1000, max_records=self.settings.batch_max)
+                fetched = self._fetched(batch) if batch else None
+                if ahead is not None:
+                    await self._decide(ahead, pipeline)
+                    ahead = None
+                if fetched is not None:
+                    if fetched.prepared:
+                        ahead = fetched
+                    else:
+                        await self._decide(fetched, pipeline)
         finally:
+            if ahead is not None:  # not decided: its offsets are not committed, the next owner decides it
+                for prepared in ahead.prepared.values():
+                    asyncio.ensure_future(prepared).cancel()
             # The last batches' output and offsets, so that the next owner does not re-decide them.
             if not await pipeline.drain(5):
                 log.warning("the last batches were not all acknowledged and committed; they may be re-decided")
             await asyncio.shield(consumer.stop())
+            for offload in offloads:
+                await asyncio.shield(offload.stop())
+
+    def _fetched(self, batch: Mapping[Any, list[Any]]) -> "Fetched":
+        by_topic: dict[str, list[Any]] = {}
+        for tp, records in batch.items():
+            by_topic.setdefault(tp.topic, []).extend(records)
+        prepared = {topic: self.screens[topic].prepare(records) for topic, records in by_topic.items()}
+        return Fetched(by_topic, {tp: records[-1].offset + 1 for tp, records in batch.items()},
+                       {topic: p for topic, p in prepared.items() if p is not None})
+
+    async def _decide(self, fetched: "Fetched", pipeline: "Pipeline") -> None:
+        await pipeline.room()
+        # Transfers and calls are independent streams: one's decoding runs while the other waits for
+        # Redis, so a mixed batch costs one wait, not two.
+        read_back = pipeline.read_back
+        tails = await asyncio.gather(*(self.screens[topic].start(records, read_back, fetched.prepared.get(topic))
+                                       for topic, records in fetched.by_topic.items()))
+        pipeline.add(tails, fetched.offsets)
+        self.batches += 1
 
     async def _commit(self, offsets: dict[Any, int]) -> None:
         assert self.consumer is not None
@@ -131,6 +160,15 @@ class ScreeningConsumer:
         except Exception as exc:  # noqa: BLE001 - not started / rebalancing: try again next interval
             log.debug("consumer offsets not available: %s", exc)
             return {}
+
+
+@dataclass
+class Fetched:
+    """A batch as fetched: its records by topic, the offsets to commit after it, decoding started elsewhere."""
+
+    by_topic: dict[str, list[Any]]
+    offsets: dict[Any, int]
+    prepared: dict[str, Awaitable[list[Any]]]
 
 
 class Pipeline:

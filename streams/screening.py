@@ -31,6 +31,7 @@ from streams.emit import Batch, OutputTopics
 
 if TYPE_CHECKING:
     from streams.brake import Brake
+    from streams.offload import Offload
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,8 @@ class Screen(Generic[R]):
     def __init__(self, stream: str, decode: Decoder[R], decide: Decide[R], store: Lookup,
                  topics: OutputTopics, metrics: WorkerMetrics, policy: Callable[[], Policy],
                  read_state: ReadState[R], write_state: WriteState, clock: Clock = utcnow,
-                 brake: Brake | None = None, unread_kinds: frozenset[str] = frozenset()) -> None:
+                 brake: Brake | None = None, unread_kinds: frozenset[str] = frozenset(),
+                 offload: Offload | None = None) -> None:
         self.stream = stream
         self.decode = decode
         self.decide = decide
@@ -103,16 +105,29 @@ class Screen(Generic[R]):
         self.brake = brake
         # State-write kinds no rule-state read ever sees (who acted): a later batch need not wait for them.
         self.unread_kinds = unread_kinds
+        # The decoder run in child processes (SEKAT_DECODE_PROCESSES), for an adapter that costs more than a hand-over.
+        self.offload = offload
 
-    async def start(self, events: Sequence[Any], written: Awaitable[Any] | None = None) -> Tail:
+    def prepare(self, events: Sequence[Any]) -> Awaitable[list[Any]] | None:
+        """Start decoding a batch in the decode processes, if this stream has them; pass the result to ``start``."""
+        if self.offload is None:
+            return None
+        return self.offload.submit([msg.value for msg in events])
+
+    async def start(self, events: Sequence[Any], written: Awaitable[Any] | None = None,
+                    prepared: Awaitable[list[Any]] | None = None) -> Tail:
         """Decide a batch of Kafka records and hand its output to the producer; the ``Tail`` does the rest.
 
         ``events`` are aiokafka ``ConsumerRecord``s: topic, partition, offset, timestamp (ms), key, value.
         ``written``: the earlier batches' rule-state writes, awaited before this batch reads rule state, so
         a window or a warning decided one batch earlier is seen here exactly as if the batches had run one
-        after the other.
+        after the other. ``prepared``: what ``prepare`` started for these events.
         """
         started = time.perf_counter()
+        if prepared is not None:
+            results = iter(await prepared)
+        else:
+            results = map(self.decode, [msg.value for msg in events])
         out = Batch(self.topics)
         counts: dict[str, int] = {}
         now = self.clock()
@@ -124,9 +139,7 @@ class Screen(Generic[R]):
             self.metrics.deadletters.labels(self.stream, rejection.reason).inc()
             counts["INVALID"] = counts.get("INVALID", 0) + 1
 
-        decode = self.decode
-        for msg in events:
-            result = decode(msg.value)
+        for msg, result in zip(events, results):
             # An adapter may yield several results from one message (a pacs.008 with N transactions).
             for item in (result if type(result) is list else (result,)):
                 if isinstance(item, Rejection):

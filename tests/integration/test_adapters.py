@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,8 @@ import pytest
 
 from blocklist.store import BlocklistStore
 from sekat.records import Status
-from tests.support import file_report, Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, unique
+from tests.support import (file_report, Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, unique,
+                           wait_until)
 
 pytestmark = pytest.mark.integration
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -114,3 +117,32 @@ def test_status_report_is_counted_as_skipped_and_the_worker_keeps_going(adapted)
     assert worker.alive()
     assert not out.matching(lambda r: r.topic == s.topic_deadletter and b"FIToFIPmtStsRpt" in
                             base64.b64decode(r.json.get("original_b64", "")))
+
+
+def _decode_processes(worker: WorkerProcess) -> list[int]:
+    assert worker.proc is not None
+    children = Path(f"/proc/{worker.proc.pid}/task/{worker.proc.pid}/children").read_text().split()
+    return [int(pid) for pid in children
+            if b"streams.offload" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def test_pacs008_is_parsed_in_a_decode_process_and_a_killed_one_loses_nothing(adapted) -> None:
+    """SEKAT_DECODE_PROCESSES (default 1): the parse runs in a child; killed, it is replaced, and the batches it
+    held are decoded in the worker instead: every listed transaction is still held."""
+    worker, out, producer = adapted
+    s = worker.settings
+    [child] = wait_until("a decode process", lambda: _decode_processes(worker), lambda pids: len(pids) == 1)
+    environ = Path(f"/proc/{child}/environ").read_bytes()
+    assert b"SEKAT_" not in environ  # it gets no settings, so no secret either
+    os.kill(child, signal.SIGKILL)
+    producer.send(s.topic_transfers, (FIXTURES / "pacs008_v08_multi.xml").read_bytes().replace(
+        MSG_ID.encode(), b"KILLED-CHILD-1"), key=b"MBBEMYKL")
+    out.wait_for(for_event("KILLED-CHILD-1/1", s.topic_freeze), count=2)
+    out.wait_for(for_event("KILLED-CHILD-1/3", s.topic_freeze))
+    [again] = wait_until("a new decode process", lambda: _decode_processes(worker),
+                         lambda pids: len(pids) == 1 and pids[0] != child)
+    producer.send(s.topic_transfers, (FIXTURES / "pacs008_v08_multi.xml").read_bytes().replace(
+        MSG_ID.encode(), b"KILLED-CHILD-2"), key=b"MBBEMYKL")
+    out.wait_for(for_event("KILLED-CHILD-2/1", s.topic_freeze), count=2)
+    assert worker.alive() and _decode_processes(worker) == [again]
+    assert "decode process" in worker.log_tail(20000)
