@@ -96,16 +96,16 @@ def _phone_wire(phone: PhoneNumber | None) -> tuple[str, bool] | None:
     return None if phone is None else (phone.e164, phone.protected)
 
 
-def wire_of(t: Transfer) -> TransferWire:
+def wire_of(t: Transfer) -> tuple[Any, ...]:
+    """A Transfer as ``TransferWire``'s array (a tuple encodes as the same msgpack array, for less work)."""
     payer, payee, proxy = t.payer, t.payee, t.payee_proxy
-    return TransferWire(
-        t.event_id, t.occurred_at.isoformat(), t.transfer_id, t.amount,
-        payer.bank, None if payer.account is None else (payer.account.bank, payer.account.number),
-        _phone_wire(payer.phone),
-        payee.bank, None if payee.account is None else (payee.account.bank, payee.account.number),
-        _phone_wire(payee.phone),
-        None if proxy is None else (proxy.type, proxy.value, _phone_wire(proxy.phone)),
-        t.channel, t.currency, t.end_to_end_id, t.tx_id, t.uetr)
+    return (t.event_id, t.occurred_at.isoformat(), t.transfer_id, t.amount,
+            payer.bank, None if payer.account is None else (payer.account.bank, payer.account.number),
+            _phone_wire(payer.phone),
+            payee.bank, None if payee.account is None else (payee.account.bank, payee.account.number),
+            _phone_wire(payee.phone),
+            None if proxy is None else (proxy.type, proxy.value, _phone_wire(proxy.phone)),
+            t.channel, t.currency, t.end_to_end_id, t.tx_id, t.uetr)
 
 
 # Accounts and numbers repeat (a few customers make most transfers): one object each, as the decoder's own
@@ -138,7 +138,7 @@ class Answer(msgspec.Struct, array_like=True):
 
     shape: list[int]  # per value: -1 for one result, n >= 0 for a list of n
     kinds: bytes  # per result: T (transfer), R (rejection), S (skipped)
-    transfers: list[TransferWire]
+    transfers: list[TransferWire]  # sent as tuples (``wire_of``), read back as structs
     rejections: list[tuple[str, str, str]]
     skipped: list[str]
 
@@ -147,7 +147,7 @@ def answer_of(results: Sequence[Any]) -> Answer:
     """What the decoder gave for each value of a chunk, for the pipe."""
     shape: list[int] = []
     kinds = bytearray()
-    transfers: list[TransferWire] = []
+    transfers: list[Any] = []
     rejections: list[tuple[str, str, str]] = []
     skipped: list[str] = []
     for result in results:
