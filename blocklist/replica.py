@@ -594,7 +594,8 @@ class Replica:
         starts, whatever its outcome): a flood of reports does not keep Redis re-reading the index. The
         read is paced (busy at most REFRESH_SHARE of its time, in batches of REFRESH_SCAN_COUNT keys, one
         connection) so that Redis and this process's event loop keep serving the hot path, unless a
-        starting worker is waiting for this snapshot.
+        starting worker is waiting for this snapshot. After a rebuild this replica re-reads the index
+        (``_on_build``), which stores the new build's snapshot: no refresh until it has taken the build in.
         """
         if not self._store_snapshots:
             return False
@@ -606,6 +607,8 @@ class Replica:
             if raw is None:
                 return False  # a rebuild under way, or a fresh index: nothing to store yet
             build = raw.decode()
+            if build != self._build:
+                return False  # a rebuild this replica has yet to take in: its own re-read will store it
             _, why = stored.unusable(client, self._prefix, self._changes, build, self._snapshot_max_behind // 2)
             if not why or stored.Writer.busy(client, self._prefix):
                 return False

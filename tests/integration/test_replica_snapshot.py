@@ -480,3 +480,38 @@ async def test_a_closing_worker_abandons_its_refresh(stack: Stack, index: Index)
     assert client.get(stored.refreshed_key(prefix)) is None
     left = {k.decode() for k in client.scan_iter(match=f"{prefix}replica:snapshot:*")}
     assert left == {stored.chunk_key(prefix, written.gen, i) for i in range(written.chunks)}  # the old ones only
+
+
+@pytest.mark.parametrize("how", ["replayed into an empty Redis", "rebuilt while it ran"])
+async def test_after_a_rebuild_the_next_worker_finds_the_new_builds_snapshot(stack: Stack, index: Index,
+                                                                             how: str) -> None:
+    """Replayed into an empty Redis (``IndexGuard``: the running replica follows the replay and re-reads
+    nothing) or rebuilt under a running replica (it re-reads the index): either way a snapshot of the new
+    build is stored while the workers run, and the next one to start loads it."""
+    prefix, store, client = index
+    if how == "replayed into an empty Redis":
+        await store.mark_built(None)
+        client.delete(stored.meta_key(prefix))
+    running = await started(stack.redis.url, prefix, snapshot_check_s=0.05)
+    tasks = [asyncio.create_task(running.follow()), asyncio.create_task(running.keep_stored_snapshot())]
+    try:
+        if how == "rebuilt while it ran":
+            await store.mark_built(None)
+            await until(lambda: running.awaiting_rebuild)
+        await changes_after_the_snapshot(store)
+        await store.mark_built("b2")
+        await until(lambda: (m := meta(stack.redis.url, prefix)) is not None and m.build == "b2")
+        assert running.stats.snapshot_refreshes == (1 if how == "replayed into an empty Redis" else 0)
+        nxt = await started(stack.redis.url, prefix)
+        try:
+            assert nxt.stats.loaded_from == "stored snapshot"
+            got = {k: e.status for k, e in nxt.candidates(PROBE, time.time()).items()}
+            assert got == await answers(stack.redis.url, prefix)
+            assert "phone:+60190000001" in got and LISTED[1] not in got
+        finally:
+            await nxt.close()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await running.close()
