@@ -71,6 +71,30 @@ all back to back, so the costs added up. Two changes:
   Keys are stored rather than
   hashes so the hot path keeps Python's ``hash()`` (no process-stable hash to
   compute per event key).
+* and the running workers keep that copy usable (``keep_stored_snapshot``, the
+  third round of issue 6), so the full read is not paid again by the worker
+  that starts after a bulk import, a replay into an empty Redis or a long run:
+  every REFRESH_CHECK_S (15 s) each running worker looks at the stored copy
+  (three small reads); when it is missing, of another build, trimmed past, or
+  more than half of SEKAT_REPLICA_SNAPSHOT_MAX_BEHIND changes behind (half, so
+  that under a steady flow it is replaced before a starting worker would turn
+  it down), one worker (the ``writing`` lock) reads the index in a background
+  thread and stores what it read, at most once per REFRESH_INTERVAL_S (5 min)
+  across the fleet (a key with that expiry, taken when a refresh starts, so a
+  flood of reports, or a Redis refusing the write, does not keep Redis
+  re-reading the index). It only stores: this replica's arrays are exact
+  already (they follow the stream), and installing a second copy would race
+  the follower for nothing. The read is paced for the hot path: one
+  connection, 1,000 keys a batch (~2.5 ms of Redis at a time), resting as long
+  as it worked (REFRESH_SHARE), unless a starting worker is waiting for it
+  (``replica:snapshot:waiting``), and it gives up at the next batch when the
+  worker stops. After a rebuild under running workers, each re-reads the index
+  (``_on_build``) and one of them stores the new build's copy; after a replay
+  into an empty Redis (no re-read: the replica followed the replay) the refresh
+  stores it. Measured at 2 M entries (``load_tests.replica_bench``, README
+  "Worker start-up"): 250,000 changes made while a worker runs, the stored
+  copy usable again ~25 s after the last change, and the next worker ready in
+  under a second instead of the ~12 s of a read.
 
 Not chosen: more parts or processes to read faster (one Redis core is the
 limit on one server; the two parts only keep it busy, and two cores are shared
@@ -577,8 +601,9 @@ class Replica:
                 await asyncio.sleep(self._snapshot_check_s)
                 try:
                     await asyncio.to_thread(self.refresh_stored_snapshot)
-                except (RedisError, OSError, ValueError) as exc:
-                    log.warning("refreshing the stored replica snapshot failed (%s); trying again later", exc)
+                except Exception as exc:  # noqa: BLE001 - a favour to the next worker: never stop this one
+                    log.warning("refreshing the stored replica snapshot failed (%s: %s); trying again later",
+                                type(exc).__name__, exc)
         finally:
             self._stopping.set()
 
@@ -610,12 +635,12 @@ class Replica:
             if build != self._build:
                 return False  # a rebuild this replica has yet to take in: its own re-read will store it
             _, why = stored.unusable(client, self._prefix, self._changes, build, self._snapshot_max_behind // 2)
-            if not why or stored.Writer.busy(client, self._prefix):
-                return False
+            state = stored.stream_state(client, self._changes)
+            if not why or state is None or stored.Writer.busy(client, self._prefix):
+                return False  # nothing to do, a Redis that cannot keep one (< 7.0), or another writer at it
             if not client.set(stored.refreshed_key(self._prefix), token, nx=True,
                               px=max(1, int(self._snapshot_refresh_s * 1000))):
                 return False  # refreshed (or tried) lately
-            state = stored.stream_state(client, self._changes)
             writer = stored.Writer.start(client, self._prefix, state, build)
             if writer is None:
                 return False
