@@ -641,7 +641,7 @@ class Replica:
             if not client.set(stored.refreshed_key(self._prefix), token, nx=True,
                               px=max(1, int(self._snapshot_refresh_s * 1000))):
                 return False  # refreshed (or tried) lately
-            writer = stored.Writer.start(client, self._prefix, state, build)
+            writer = stored.Writer.start(client, self._prefix, state, build, stored.REFRESH_CHUNK_ENTRIES)
             if writer is None:
                 return False
             log.info("stored replica snapshot out of date (%s): refreshing it in the background", why)

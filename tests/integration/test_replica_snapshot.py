@@ -316,11 +316,13 @@ async def until(check, timeout: float = 15.0) -> None:  # type: ignore[no-untype
 
 
 @pytest.mark.parametrize("spoil", ["none stored", "another build", "far behind"])
-async def test_a_running_worker_refreshes_a_snapshot_the_next_worker_could_not_use(stack: Stack, index: Index,
-                                                                                     spoil: str) -> None:
+async def test_a_running_worker_refreshes_a_snapshot_the_next_worker_could_not_use(
+        stack: Stack, index: Index, spoil: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The case that costs a starting worker a read of the whole index (no snapshot, one of an older build, one
     too far behind after a big import) is repaired in the background by a worker that is already running."""
     prefix, store, client = index
+    monkeypatch.setattr(stored, "REFRESH_CHUNK_ENTRIES", 7)  # several chunks, as at scale
+    monkeypatch.setattr(replica_module, "REFRESH_SCAN_COUNT", 5)
     options: dict[str, int | bool | float] = {"snapshot_max_behind": 4, "snapshot_check_s": 0.05}
     running = await started(stack.redis.url, prefix, **options)
     tasks = [asyncio.create_task(running.follow())]
@@ -342,6 +344,7 @@ async def test_a_running_worker_refreshes_a_snapshot_the_next_worker_could_not_u
         await until(lambda: running.stats.snapshot_refreshes == 1)
         refreshed = meta(stack.redis.url, prefix)
         assert refreshed is not None and refreshed.gen != written.gen and refreshed.build == "b1"
+        assert refreshed.chunks > 1
         assert client.get(stored.refreshed_key(prefix)) is not None  # the fleet-wide rate limit is taken
         assert running.stats.loaded_from == "index"  # its own copy was left as it was, and still answers
         applied = running.stats.changes_applied
