@@ -91,10 +91,11 @@ all back to back, so the costs added up. Two changes:
   worker stops. After a rebuild under running workers, each re-reads the index
   (``_on_build``) and one of them stores the new build's copy; after a replay
   into an empty Redis (no re-read: the replica followed the replay) the refresh
-  stores it. Measured at 2 M entries (``load_tests.replica_bench``, README
-  "Worker start-up"): 250,000 changes made while a worker runs, the stored
-  copy usable again ~25 s after the last change, and the next worker ready in
-  under a second instead of the ~12 s of a read.
+  stores it. Measured (``load_tests.replica_bench``, case "after a big change",
+  README "Third round"): 250,000 changes made while a worker runs, the stored
+  copy usable again 24-32 s after the last one at 2 M entries (183 s at 10 M),
+  and the worker started then ready in 0.7-1.4 s (4.9 s at 10 M) instead of
+  the 7-12 s (54 s) of a read of the index.
 
 Not chosen: more parts or processes to read faster (one Redis core is the
 limit on one server; the two parts only keep it busy, and two cores are shared
