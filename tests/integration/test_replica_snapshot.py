@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -308,7 +308,7 @@ async def more_changes(store: BlocklistStore) -> None:
     await file_report(store, LISTED[3], Status.REVOKED, "NSRC", "appeal upheld", reported_at=later)
 
 
-async def until(check, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+async def until(check: Callable[[], object], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "timed out"
@@ -434,7 +434,7 @@ async def test_the_hot_path_keeps_answering_while_a_refresh_runs(stack: Stack, i
     try:
         await until(lambda: batches == 2)
         assert stored.Writer.busy(client, prefix)
-        # The running replica decides and follows as before, a change reaching it within the 100 ms promise.
+        # The running replica decides and follows as before (a change reaches it well within a second here).
         assert (await running.lookup_many([LISTED[3]]))[LISTED[3]].case_ref == "C3"
         await file_report(store, "phone:+60190000002", Status.CONFIRMED, "NSRC")
         filed = time.monotonic()
