@@ -71,6 +71,31 @@ all back to back, so the costs added up. Two changes:
   Keys are stored rather than
   hashes so the hot path keeps Python's ``hash()`` (no process-stable hash to
   compute per event key).
+* and the running workers keep that copy usable (``keep_stored_snapshot``, the
+  third round of issue 6), so the full read is not paid again by the worker
+  that starts after a bulk import, a replay into an empty Redis or a long run:
+  every REFRESH_CHECK_S (15 s) each running worker looks at the stored copy
+  (three small reads); when it is missing, of another build, trimmed past, or
+  more than half of SEKAT_REPLICA_SNAPSHOT_MAX_BEHIND changes behind (half, so
+  that under a steady flow it is replaced before a starting worker would turn
+  it down), one worker (the ``writing`` lock) reads the index in a background
+  thread and stores what it read, at most once per REFRESH_INTERVAL_S (5 min)
+  across the fleet (a key with that expiry, taken when a refresh starts, so a
+  flood of reports, or a Redis refusing the write, does not keep Redis
+  re-reading the index). It only stores: this replica's arrays are exact
+  already (they follow the stream), and installing a second copy would race
+  the follower for nothing. The read is paced for the hot path: one
+  connection, 1,000 keys a batch (~2.5 ms of Redis at a time), resting as long
+  as it worked (REFRESH_SHARE), unless a starting worker is waiting for it
+  (``replica:snapshot:waiting``), and it gives up at the next batch when the
+  worker stops. After a rebuild under running workers, each re-reads the index
+  (``_on_build``) and one of them stores the new build's copy; after a replay
+  into an empty Redis (no re-read: the replica followed the replay) the refresh
+  stores it. Measured (``load_tests.replica_bench``, case "after a big change",
+  README "Third round"): 250,000 changes made while a worker runs, the stored
+  copy usable again 24-32 s after the last one at 2 M entries (183 s at 10 M),
+  and the worker started then ready in 0.7-1.4 s (4.9 s at 10 M) instead of
+  the 7-12 s (54 s) of a read of the index.
 
 Not chosen: more parts or processes to read faster (one Redis core is the
 limit on one server; the two parts only keep it busy, and two cores are shared
@@ -101,6 +126,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -126,6 +152,7 @@ SCAN_COUNT = 3_000
 RUN_ENTRIES = 1_000_000  # entries sorted at a time while the index is read (_SortedRuns)
 SCAN_PARTS = 2  # parts of the SCAN pass read at once (a power of 2; see _scan_index)
 SCAN_PARTS_FROM = 65_536  # keys in the database from which the pass is read in parts
+REFRESH_SCAN_COUNT = 1_000  # keys a batch when refreshing the stored snapshot in the background
 FOLLOW_BLOCK_MS = 1000
 FOLLOW_COUNT = 10_000
 MERGE_OVERLAY_AT = 200_000
@@ -229,6 +256,13 @@ def _epochs(texts: list[bytes]) -> np.ndarray:
 def _batch_arrays(keys: list[bytes], values: list[bytes | None], strip: int
                   ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """One scanned batch: its active entries' keys, and their hashes, codes and expiries as arrays."""
+    kept, codes, expiries = _batch_entries(keys, values, strip)
+    return kept, np.fromiter(map(hash, kept), dtype=np.int64, count=len(kept)), codes, expiries
+
+
+def _batch_entries(keys: list[bytes], values: list[bytes | None], strip: int
+                   ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """One scanned batch: its active entries' keys, with their codes and expiries as arrays."""
     kept: list[str] = []
     codes: list[int] = []
     texts: list[bytes] = []
@@ -251,14 +285,14 @@ def _batch_arrays(keys: list[bytes], values: list[bytes | None], strip: int
     expiries = _epochs(texts)
     for at, epoch in odd:
         expiries[at] = epoch
-    return kept, np.fromiter(map(hash, kept), dtype=np.int64, count=len(kept)), np.array(codes, dtype=np.uint8), expiries
+    return kept, np.array(codes, dtype=np.uint8), expiries
 
 
-def _stored(step: Callable[..., None], *args: Any) -> bool:
-    """One step of storing the snapshot; a refusal (say Redis at its maxmemory) gives up storing, not reading."""
+def _stored(step: Callable[..., bool | None], *args: Any) -> bool:
+    """One step of storing the snapshot, and whether it went through; a refusal (say Redis at its maxmemory)
+    gives up storing, not reading."""
     try:
-        step(*args)
-        return True
+        return step(*args) is not False
     except ResponseError as exc:
         log.warning("replica snapshot not stored: %s", exc)
         writer = getattr(step, "__self__", None)
@@ -320,8 +354,8 @@ def _prefetched(*sources: Iterator[_T], depth: int = 4) -> Iterator[_T]:
             producer.join()
 
 
-def _scan_part(client: AnySyncRedis, match: str, heads: tuple[bytes, ...], start: int, mask: int
-               ) -> Iterator[tuple[list[bytes], list[bytes | None]]]:
+def _scan_part(client: AnySyncRedis, match: str, heads: tuple[bytes, ...], start: int, mask: int,
+               count: int | None = None) -> Iterator[tuple[list[bytes], list[bytes | None]]]:
     """One part of a SCAN pass, each batch's entry keys with their values (one server).
 
     SCAN's cursor walks the hash table's buckets in the order of their bit-reversed index, so a cursor's
@@ -332,7 +366,7 @@ def _scan_part(client: AnySyncRedis, match: str, heads: tuple[bytes, ...], start
     """
     cursor = start
     while True:
-        cursor, keys = client.scan(cursor, match=match, count=SCAN_COUNT)
+        cursor, keys = client.scan(cursor, match=match, count=count or SCAN_COUNT)
         keys = [k for k in keys if k.startswith(heads)]
         if keys:
             yield keys, client.mget(keys)
@@ -371,6 +405,10 @@ class _SortedRuns:
         return self.runs
 
 
+class _Stopped(Exception):
+    """The replica is closing: a background refresh gives up."""
+
+
 @dataclass
 class Snapshot:
     """The index read into arrays, the change-stream id to follow from, and the build it came from."""
@@ -392,16 +430,22 @@ class ReplicaStats:
     last_follow_ok: float = field(default_factory=time.time)
     redis_fallbacks: int = 0
     loaded_from: str = ""  # "index" (a read of it) or "stored snapshot"
+    snapshot_refreshes: int = 0  # stored snapshots this replica refreshed in the background
 
 
 class Replica:
     """One worker's in-memory copy of the blocklist index, kept fresh from the change stream."""
 
     def __init__(self, url: str, prefix: str = "sekat:", on_fresh: Callable[[], None] | None = None, *,
-                 stored_snapshot: bool = True, snapshot_max_behind: int = stored.MAX_BEHIND) -> None:
+                 stored_snapshot: bool = True, snapshot_max_behind: int = stored.MAX_BEHIND,
+                 snapshot_refresh_s: float = stored.REFRESH_INTERVAL_S,
+                 snapshot_check_s: float = stored.REFRESH_CHECK_S) -> None:
         self._url = url
         self._store_snapshots = stored_snapshot
         self._snapshot_max_behind = snapshot_max_behind
+        self._snapshot_refresh_s = snapshot_refresh_s
+        self._snapshot_check_s = snapshot_check_s
+        self._stopping = threading.Event()  # set on close: a background refresh gives up at its next batch
         self._active = 0  # entries of the arrays not marked absent
         self._on_fresh = on_fresh
         self._prefix = prefix
@@ -488,6 +532,8 @@ class Replica:
             log.info("another worker is storing the replica snapshot; waiting for it rather than reading the index")
             deadline = time.monotonic() + stored.WAIT_FOR_WRITER_S
             while stored.Writer.busy(client, self._prefix) and time.monotonic() < deadline:
+                with contextlib.suppress(ResponseError):  # a writer refreshing in the background: full speed
+                    client.set(stored.waiting_key(self._prefix), "1", px=stored.WAITING_TTL_MS)
                 time.sleep(0.25)
             return True
         finally:
@@ -543,6 +589,108 @@ class Replica:
         bits = parts.bit_length() - 1
         starts = [int(f"{j:0{bits}b}"[::-1], 2) if bits else 0 for j in range(parts)]
         yield from _prefetched(*(_scan_part(client, match, heads, start, parts - 1) for start in starts))
+
+    # -- the stored snapshot, kept fresh for the next worker to start ------------------------------
+    async def keep_stored_snapshot(self) -> None:
+        """Refresh the stored snapshot in the background whenever it would not do for a starting worker;
+        never returns (cancel it to stop: a refresh under way is then abandoned at its next batch)."""
+        if not self._store_snapshots:
+            return
+        await self.ready.wait()
+        try:
+            while True:
+                await asyncio.sleep(self._snapshot_check_s)
+                try:
+                    await asyncio.to_thread(self.refresh_stored_snapshot)
+                except Exception as exc:  # noqa: BLE001 - a favour to the next worker: never stop this one
+                    log.warning("refreshing the stored replica snapshot failed (%s: %s); trying again later",
+                                type(exc).__name__, exc)
+        finally:
+            self._stopping.set()
+
+    def refresh_stored_snapshot(self) -> bool:
+        """Read the index and store it, when the stored snapshot would not, or soon would not, do for a
+        starting worker and no process refreshed it in the last ``snapshot_refresh_s``; whether it stored one.
+
+        Blocking (run it in a thread). This replica's own arrays are left alone: it only reads and stores
+        (the running replica is already exact, following the stream). "Soon": more than half of
+        ``snapshot_max_behind`` changes behind, so that under a steady flow of changes the next worker
+        still finds one it can use. One refresher at a time (the snapshot's writing lock) and one refresh
+        per ``snapshot_refresh_s`` across the fleet (``replica:snapshot:refreshed``, taken when a refresh
+        starts, whatever its outcome): a flood of reports does not keep Redis re-reading the index. The
+        read is paced (busy at most REFRESH_SHARE of its time, in batches of REFRESH_SCAN_COUNT keys, one
+        connection) so that Redis and this process's event loop keep serving the hot path, unless a
+        starting worker is waiting for this snapshot. After a rebuild this replica re-reads the index
+        (``_on_build``), which stores the new build's snapshot: no refresh until it has taken the build in.
+        """
+        if not self._store_snapshots:
+            return False
+        client = sync_client(self._url, socket_timeout=30)
+        writer: stored.Writer | None = None
+        token = uuid.uuid4().hex
+        try:
+            raw = client.get(self._built_key)
+            if raw is None:
+                return False  # a rebuild under way, or a fresh index: nothing to store yet
+            build = raw.decode()
+            if build != self._build:
+                return False  # a rebuild this replica has yet to take in: its own re-read will store it
+            _, why = stored.unusable(client, self._prefix, self._changes, build, self._snapshot_max_behind // 2)
+            state = stored.stream_state(client, self._changes)
+            if not why or state is None or stored.Writer.busy(client, self._prefix):
+                return False  # nothing to do, a Redis that cannot keep one (< 7.0), or another writer at it
+            if not client.set(stored.refreshed_key(self._prefix), token, nx=True,
+                              px=max(1, int(self._snapshot_refresh_s * 1000))):
+                return False  # refreshed (or tried) lately
+            writer = stored.Writer.start(client, self._prefix, state, build, stored.REFRESH_CHUNK_ENTRIES)
+            if writer is None:
+                return False
+            log.info("stored replica snapshot out of date (%s): refreshing it in the background", why)
+            started = time.perf_counter()
+            strip = len(self._prefix) + len("bl:")
+            rest = 1 / stored.REFRESH_SHARE - 1
+            mark = looked = time.perf_counter()
+            waited_for = False
+            for keys, values in self._scan_background(client):
+                if self._stopping.is_set():
+                    raise _Stopped
+                if not _stored(writer.add, *_batch_entries(keys, values, strip)):
+                    writer = None
+                    return False
+                now = time.perf_counter()
+                if now - looked >= 1.0:
+                    waited_for = bool(client.exists(stored.waiting_key(self._prefix)))
+                    looked = now
+                if not waited_for:
+                    self._stopping.wait((now - mark) * rest)
+                mark = time.perf_counter()
+            done, writer = writer, None
+            if not _stored(done.finish):
+                return False
+            self.stats.snapshot_refreshes += 1
+            log.info("stored replica snapshot refreshed in the background in %.1fs", time.perf_counter() - started)
+            return True
+        except _Stopped:
+            if client.get(stored.refreshed_key(self._prefix)) == token.encode():
+                client.delete(stored.refreshed_key(self._prefix))  # not done: another worker may do it soon
+            return False
+        finally:
+            if writer is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    writer.abandon()
+            client.close()
+
+    def _scan_background(self, client: AnySyncRedis) -> Iterator[tuple[list[bytes], list[bytes | None]]]:
+        """``_scan_index`` for a background refresh: one part, smaller batches, no reading ahead."""
+        match = f"{self._prefix}bl:*"
+        heads = tuple(f"{self._prefix}bl:{kind}:".encode() for kind in KINDS)
+        if isinstance(client, redis.RedisCluster):
+            for keys in sync_scan_keys(client, match, REFRESH_SCAN_COUNT):
+                keys = [k for k in keys if k.startswith(heads)]
+                if keys:
+                    yield keys, sync_mget(client, keys)
+            return
+        yield from _scan_part(client, match, heads, 0, 0, REFRESH_SCAN_COUNT)
 
     def _install_snapshot(self, snap: "Snapshot") -> None:
         self._overlay = {}
@@ -756,5 +904,6 @@ class Replica:
         return max(0.0, time.time() - self.stats.last_follow_ok - FOLLOW_BLOCK_MS / 1000)
 
     async def close(self) -> None:
+        self._stopping.set()
         if self._client is not None:
             await self._client.aclose()

@@ -359,7 +359,9 @@ SETTINGS_DOC: dict[str, str] = {
     "blocklist_count_interval_s": "How often the group leader counts blocklist entries by kind and status (a full SCAN of the index).",
     "replica_snapshot_max_behind": "A starting worker loads the replica snapshot another worker stored in Redis and catches up "
                                    "from the change stream when at most this many changes were made since; past that it reads "
-                                   "the whole index (and stores a fresh snapshot). 0: never store or load one.",
+                                   "the whole index (and stores a fresh snapshot). Running workers store a fresh one in the "
+                                   "background once it is more than half this many behind (at most once per 5 minutes). "
+                                   "0: never store or load one.",
     "protected_file": "File of identifiers that can never be listed (one phone number or BIC:account a line).",
     "api_host": "Address the agency API (`sekat api`) binds to.",
     "api_port": "Port of the agency API.",

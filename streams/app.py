@@ -171,6 +171,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         await replica.start()
         await replica.follow()
 
+    @app.task
+    async def keep_replica_snapshot() -> None:  # for the next worker to start (blocklist/replica_snapshot.py)
+        await replica.keep_stored_snapshot()
+
     @app.timer(interval=1.0)
     async def reload_policy() -> None:
         policy.check()

@@ -182,6 +182,18 @@ async def test_the_stored_replica_snapshot_works_on_the_cluster(cluster: Stack) 
         now = time.time()
         assert nxt.candidates(probe, now).keys() == fresh.candidates(probe, now).keys() == set(probe) - {keys[0]}
         assert (await nxt.lookup_many([keys[7]]))[keys[7]].case_ref == "C7"
+        # Gone (say an older build's): a running replica refreshes it in the background, read from every master.
+        plain = sync_client(cluster.redis.url)
+        try:
+            plain.delete(f"{prefix}replica:snapshot")
+        finally:
+            plain.close()
+        assert await asyncio.to_thread(nxt.refresh_stored_snapshot)
+        again = Replica(cluster.redis.url, prefix)
+        replicas.append(again)
+        await again.start()
+        assert again.stats.loaded_from == "stored snapshot"
+        assert again.candidates(probe, time.time()).keys() == set(probe) - {keys[0]}
     finally:
         for replica in replicas:
             await replica.close()

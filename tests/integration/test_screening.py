@@ -274,3 +274,34 @@ def test_cli_lists_a_number_and_refuses_an_emergency_number(world: World) -> Non
     refused = subprocess.run([sys.executable, "-m", "sekat.cli", "blocklist", "add", "--phone", "999",
                               "--source", "NSRC"], env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "can never be blocked" in refused.stderr
+
+
+def test_the_worker_keeps_a_stored_replica_snapshot_for_the_next_worker(world: World) -> None:
+    """Gone (as after a replay into an empty Redis, once the rate limit has passed): the running worker stores
+    a fresh replica snapshot in the background (it looks every 15 s), and a worker starting then loads it."""
+    from blocklist import replica_snapshot as stored
+    from blocklist.connection import sync_client
+    from blocklist.replica import Replica
+
+    _, e164 = random_mobile()
+    world.list(f"phone:{e164}")
+    s = world.settings
+    client = sync_client(s.redis_url)
+    try:
+        client.delete(stored.meta_key(s.redis_prefix), stored.refreshed_key(s.redis_prefix))
+        deadline = time.monotonic() + 45
+        while client.get(stored.meta_key(s.redis_prefix)) is None:
+            assert time.monotonic() < deadline, "the worker did not store a replica snapshot"
+            time.sleep(0.25)
+        assert client.get(stored.refreshed_key(s.redis_prefix)) is not None
+    finally:
+        client.close()
+
+    async def start_another() -> tuple[str, set[str]]:
+        replica = Replica(s.redis_url, s.redis_prefix)
+        await replica.start()
+        try:
+            return replica.stats.loaded_from, set(replica.candidates([f"phone:{e164}"], time.time()))
+        finally:
+            await replica.close()
+    assert asyncio.run(start_another()) == ("stored snapshot", {f"phone:{e164}"})
