@@ -64,7 +64,7 @@ class Settings:
     phone_region: str = "MY"
     transfers_format: str = "json"
     calls_format: str = "json"
-    decode_processes: int = 1
+    decode_processes: int = 2
     cdr_columns: str = DEFAULT_CDR_COLUMNS
     cdr_delimiter: str = ","
     log_level: str = "info"
