@@ -75,6 +75,16 @@ async def answers(url: str, prefix: str) -> dict[str, Status]:
         await fresh.close()
 
 
+async def from_stored(url: str, prefix: str, **options: int | bool | float) -> dict[str, Status]:
+    """What a worker starting now answers; it must have loaded the stored snapshot."""
+    nxt = await started(url, prefix, **options)
+    try:
+        assert nxt.stats.loaded_from == "stored snapshot"
+        return {k: e.status for k, e in nxt.candidates(PROBE, time.time()).items()}
+    finally:
+        await nxt.close()
+
+
 def meta(url: str, prefix: str) -> stored.Meta | None:
     client = sync_client(url)
     try:
@@ -145,14 +155,9 @@ async def test_a_change_made_while_the_index_is_read_reaches_the_next_worker(sta
     written = meta(stack.redis.url, prefix)
     assert written is not None and written.last_id == snap.last_id
 
-    nxt = await started(stack.redis.url, prefix)
-    try:
-        assert nxt.stats.loaded_from == "stored snapshot"
-        got = {k: e.status for k, e in nxt.candidates(PROBE, time.time()).items()}
-        assert got == await answers(stack.redis.url, prefix)
-        assert "phone:+60190000002" in got and LISTED[3] not in got
-    finally:
-        await nxt.close()
+    got = await from_stored(stack.redis.url, prefix)
+    assert got == await answers(stack.redis.url, prefix)
+    assert "phone:+60190000002" in got and LISTED[3] not in got
 
 
 async def _change(url: str, prefix: str) -> None:
@@ -353,15 +358,10 @@ async def test_a_running_worker_refreshes_a_snapshot_the_next_worker_could_not_u
         expected = await answers(stack.redis.url, prefix)
         assert {k: e.status for k, e in running.candidates(PROBE, time.time()).items()} == expected
 
-        nxt = await started(stack.redis.url, prefix, snapshot_max_behind=4)
-        try:
-            assert nxt.stats.loaded_from == "stored snapshot"
-            got = {k: e.status for k, e in nxt.candidates(PROBE, time.time()).items()}
-            assert got == expected
-            assert "phone:+60190000002" in got and LISTED[3] not in got  # made after the refresh
-            assert "phone:+60190000001" in got and LISTED[1] not in got  # made before it
-        finally:
-            await nxt.close()
+        got = await from_stored(stack.redis.url, prefix, snapshot_max_behind=4)
+        assert got == expected
+        assert "phone:+60190000002" in got and LISTED[3] not in got  # made after the refresh
+        assert "phone:+60190000001" in got and LISTED[1] not in got  # made before it
         await asyncio.sleep(0.3)
         assert running.stats.snapshot_refreshes == 1  # fresh now: nothing more to do
     finally:
@@ -505,14 +505,9 @@ async def test_after_a_rebuild_the_next_worker_finds_the_new_builds_snapshot(sta
         await store.mark_built("b2")
         await until(lambda: (m := meta(stack.redis.url, prefix)) is not None and m.build == "b2")
         assert running.stats.snapshot_refreshes == (1 if how == "replayed into an empty Redis" else 0)
-        nxt = await started(stack.redis.url, prefix)
-        try:
-            assert nxt.stats.loaded_from == "stored snapshot"
-            got = {k: e.status for k, e in nxt.candidates(PROBE, time.time()).items()}
-            assert got == await answers(stack.redis.url, prefix)
-            assert "phone:+60190000001" in got and LISTED[1] not in got
-        finally:
-            await nxt.close()
+        got = await from_stored(stack.redis.url, prefix)
+        assert got == await answers(stack.redis.url, prefix)
+        assert "phone:+60190000001" in got and LISTED[1] not in got
     finally:
         for task in tasks:
             task.cancel()
