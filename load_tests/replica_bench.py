@@ -208,7 +208,6 @@ def main() -> None:
         server.start()
         log(f"writing {args.entries:,} entries")
         write_s = load_blocklist(server.url, "sekat:", Population(1000, 100), args.entries, args.expiring)
-        sync_client(server.url).set("sekat:index:built", "bench")  # a built index, as a worker finds it
         log(f"written in {write_s:.0f}s; the first worker reads the index (fresh process)")
         result = probe(server.url)
         log(f"first worker ready in {result['load_s']}s; {args.changes:,} changes, then the next worker")
