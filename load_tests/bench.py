@@ -5,7 +5,7 @@
 
 Phases, in one run on one machine:
   1. set-up    a private KRaft broker and Redis on free loopback ports; the blocklist (listed identifiers of
-               the traffic plus filler up to --blocklist entries) written to the index;
+               the traffic plus filler up to --blocklist entries) written to the index, marked built;
   2. backlog   --events contract events produced as fast as possible (several processes, librdkafka), BEFORE
                any consumer runs, so the generator never competes with what it measures;
   3. ceiling   a raw aiokafka consumer reads the same backlog and does nothing else: the most any Python
