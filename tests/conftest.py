@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Stack, start_stack
+from tests.support import STARTED_APPS, Stack, start_stack
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +25,17 @@ def stack() -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="session")
-def logs_dir() -> Iterator[Path]:
+def logs_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """The workers' and servers' logs; kept when a test failed (for the post-mortem), removed otherwise."""
     path = Path(tempfile.mkdtemp(prefix="sekat-logs-"))
     yield path
+    if request.session.testsfailed == 0:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _worker_data_dirs() -> Iterator[None]:
+    """Faust's data directory of every worker the session started, removed at its end (they are empty)."""
+    yield
+    for app_id in STARTED_APPS:
+        shutil.rmtree(Path(tempfile.gettempdir()) / f"{app_id}-data", ignore_errors=True)

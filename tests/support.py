@@ -76,6 +76,11 @@ def isolated_env(stack: Stack, name: str, **overrides: str) -> dict[str, str]:
     return env
 
 
+# App ids of the workers this session started: their Faust data directories ({tmp}/{app_id}-data, see
+# streams/app.py) are removed when the session ends (tests/conftest.py), once every worker has stopped.
+STARTED_APPS: set[str] = set()
+
+
 class WorkerProcess:
     """``sekat worker`` as a child process; ready once Faust logs that partitions are assigned."""
 
@@ -90,6 +95,7 @@ class WorkerProcess:
 
     def launch(self) -> "WorkerProcess":
         """Start the process without waiting (to start several workers at once; then ``wait_ready``)."""
+        STARTED_APPS.add(self.settings.app_id)
         create_topics(self.settings)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
