@@ -1,5 +1,6 @@
 """Settings: working defaults; a bad value stops start-up naming the variable."""
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -93,5 +94,8 @@ def test_the_worker_leaves_no_data_directory_where_it_was_started(tmp_path: Path
     app = create_app(Settings(app_id="sekat-dirs"), CollectorRegistry())
     app._create_directories()  # what the worker does first when it starts
     datadir = Path(app.conf.datadir)
-    assert datadir.is_dir() and datadir.name == "sekat-dirs-data"
-    assert list(tmp_path.iterdir()) == []  # was ./sekat-dirs-data: one per worker a test run started
+    try:
+        assert datadir.is_dir() and datadir.name == "sekat-dirs-data"
+        assert list(tmp_path.iterdir()) == []  # was ./sekat-dirs-data: one per worker a test run started
+    finally:
+        shutil.rmtree(datadir, ignore_errors=True)
