@@ -8,10 +8,14 @@ WORKDIR /app
 
 COPY pyproject.toml README.md ./
 COPY sekat ./sekat
-COPY streams ./streams
 COPY rules ./rules
+COPY decode ./decode
 COPY blocklist ./blocklist
 COPY metrics ./metrics
+COPY brake ./brake
+COPY release ./release
+COPY streams ./streams
+COPY api ./api
 COPY load_tests ./load_tests
 RUN pip install ".[bench]" && chown -R sekat:sekat /app
 

@@ -30,11 +30,11 @@ import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from sekat.blocklist.filing import file_report
 from sekat.errors import BlocklistUnavailable, InvalidReport
+from sekat.expiry import ExpiryPolicy
 from sekat.records import Entry, Report
 from sekat.settings import Settings
-from blocklist.expiry import ExpiryPolicy
-from blocklist.filing import file_report
 
 EXPORT_FIELDS = ("key", "status", "source", "reason", "case_ref", "report_id", "reported_at", "expires_at",
                  "report_count", "sources", "case_refs", "first_seen", "last_seen")
@@ -141,12 +141,11 @@ async def _import(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] |
     from aiokafka.errors import KafkaError as AIOKafkaError
     from aiokafka.partitioner import DefaultPartitioner
 
-    from blocklist.api import aiokafka_config
 
     result = ImportResult()
     expiry = settings.expiry_policy()
     topic = settings.topic_reports
-    producer = AIOKafkaProducer(**aiokafka_config(settings), acks="all", linger_ms=20,
+    producer = AIOKafkaProducer(**settings.aiokafka_config(), acks="all", linger_ms=20,
                                 max_batch_size=1 << 20, max_request_size=4 << 20, request_timeout_ms=60000)
     try:
         await producer.start()

@@ -16,7 +16,7 @@ commands whose multi-key ones (MGET, the rule-state window script) are split per
 come back as if they had been one command. On one server all of them are the plain single command.
 State that must stay atomic across several keys (a Lua script or a MULTI over them) is sharded instead into
 hash-tagged groups: ``spread_tags`` names groups whose slots are spread evenly over the slot space, and
-``slot_group`` says which group a key belongs to (``blocklist.acted`` is the user).
+``slot_group`` says which group a key belongs to (``sekat.release.acted`` is the user).
 """
 
 from __future__ import annotations
@@ -32,43 +32,11 @@ from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.cluster import ClusterNode
 from redis.crc import key_slot
 
+from sekat.redis_url import CLUSTER_SCHEMES, cluster_seeds, is_cluster
+
 SLOTS = 16384  # hash slots of a Redis Cluster
-CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}  # scheme -> TLS
-SINGLE_SCHEMES = ("redis", "rediss", "unix")
 AnyRedis = aioredis.Redis | aioredis.RedisCluster
 AnySyncRedis = redis.Redis | redis.RedisCluster
-
-
-def is_cluster(url: str) -> bool:
-    return urlparse(url).scheme in CLUSTER_SCHEMES
-
-
-def cluster_seeds(url: str) -> list[tuple[str, int]]:
-    """The seed nodes of a ``redis+cluster://`` URL; ValueError says what is wrong with it."""
-    parsed = urlparse(url)
-    if parsed.scheme not in CLUSTER_SCHEMES:
-        raise ValueError(f"not a Redis Cluster URL (redis+cluster:// or rediss+cluster://): {parsed.scheme}://")
-    hosts = parsed.netloc.rpartition("@")[2]
-    seeds: list[tuple[str, int]] = []
-    for part in hosts.split(","):
-        host, _, port = part.strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"expected host:port[,host:port] after {parsed.scheme}://, got {part.strip()!r}")
-        seeds.append((host.strip("[]"), int(port)))
-    if parsed.path not in ("", "/", "/0"):
-        raise ValueError("a Redis Cluster has only database 0; drop the /db part")
-    if parsed.query:
-        raise ValueError("options after '?' are not supported for redis+cluster://")
-    return seeds
-
-
-def validate_url(url: str) -> None:
-    """ValueError with the reason when ``url`` is not one Sekat can connect to."""
-    scheme = urlparse(url).scheme
-    if scheme in CLUSTER_SCHEMES:
-        cluster_seeds(url)
-    elif scheme not in SINGLE_SCHEMES:
-        raise ValueError("must start with redis://, rediss://, unix://, redis+cluster:// or rediss+cluster://")
 
 
 def _credentials(url: str) -> dict[str, Any]:

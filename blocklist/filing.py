@@ -14,9 +14,9 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from blocklist.expiry import ExpiryPolicy
-from blocklist.identifiers import normalise_account, normalise_bank, normalise_phone
 from sekat.errors import InvalidIdentifier, InvalidReport
+from sekat.expiry import ExpiryPolicy
+from sekat.identifiers import normalise_account, normalise_bank, normalise_phone
 from sekat.records import Report, Status
 
 MAX_TTL_DAYS = 3650

@@ -38,7 +38,6 @@ from datetime import datetime, timedelta, timezone
 
 from sekat.records import Entry, Link, Report, Status, iso
 
-
 LEGACY_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 

@@ -137,9 +137,17 @@ import orjson
 import redis
 from redis.exceptions import RedisError, ResponseError
 
-from blocklist.connection import AnyRedis, AnySyncRedis, async_client, mget, sync_client, sync_mget, sync_scan_keys
-from blocklist import replica_snapshot as stored
-from blocklist.store import built_key, status_and_expiry
+from sekat.blocklist import replica_snapshot as stored
+from sekat.blocklist.connection import (
+    AnyRedis,
+    AnySyncRedis,
+    async_client,
+    mget,
+    sync_client,
+    sync_mget,
+    sync_scan_keys,
+)
+from sekat.blocklist.store import built_key, status_and_expiry
 from sekat.records import Entry, Status
 
 log = logging.getLogger(__name__)

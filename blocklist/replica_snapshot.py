@@ -65,8 +65,8 @@ import numpy as np
 import orjson
 from redis.exceptions import ResponseError
 
-from blocklist.connection import AnySyncRedis
-from blocklist.store import built_key
+from sekat.blocklist.connection import AnySyncRedis
+from sekat.blocklist.store import built_key
 
 log = logging.getLogger(__name__)
 

@@ -53,7 +53,6 @@ checked before the write.
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -62,12 +61,12 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
-from blocklist.connection import AnyRedis, async_client, mget, scan_keys
-from blocklist.acted import ActedKeys
-from blocklist.lifecycle import consolidated, covers, merge
-from blocklist.links import propagate
+from sekat.blocklist.connection import AnyRedis, async_client, mget, scan_keys
+from sekat.blocklist.lifecycle import consolidated, covers, merge
+from sekat.blocklist.links import propagate
 from sekat.errors import BlocklistUnavailable, IndexNotBuilt
 from sekat.records import Entry, Report, Status
+from sekat.release.acted import ActedKeys
 
 CHANGES_MAXLEN = 1_000_000
 # Compare-and-act on the rebuild lock: only its holder (same token) may extend or release it.

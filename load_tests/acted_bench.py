@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from blocklist.acted import ActedStore
 from sekat.localstack import RedisClusterServers, RedisServer, free_port
+from sekat.release.acted import ActedStore
 
 
 async def measure(url: str, args: argparse.Namespace) -> dict[str, float]:

@@ -32,13 +32,12 @@ from types import ModuleType
 from typing import Any
 
 import orjson
-
 from lxml import etree
 
 from load_tests.traffic import PACS008
-from streams.adapters import pacs008 as adapter
-from streams.adapters.pacs008 import decode_pacs008
-from streams.transfers import decode_transfer
+from sekat.decode import pacs008 as adapter
+from sekat.decode.pacs008 import decode_pacs008
+from sekat.decode.transfers import decode_transfer
 
 NS = "urn:iso:std:iso:20022:tech:xsd:pacs.008.001.08"
 
@@ -161,12 +160,12 @@ def json_stages(messages: list[bytes], repeat: int) -> dict[str, float]:
 
 
 def adapter_at(ref: str) -> ModuleType:
-    """streams/adapters/pacs008.py as it was at git ``ref``, imported beside the current one."""
-    source = subprocess.run(["git", "show", f"{ref}:streams/adapters/pacs008.py"], check=True,
+    """decode/pacs008.py as it was at git ``ref``, imported beside the current one."""
+    source = subprocess.run(["git", "show", f"{ref}:decode/pacs008.py"], check=True,
                             capture_output=True, text=True).stdout
     module = ModuleType(f"pacs008_at_{ref.replace('~', '_').replace('^', '_')}")
     sys.modules[module.__name__] = module  # msgspec and dataclasses resolve annotations through it
-    exec(compile(source, f"{ref}:streams/adapters/pacs008.py", "exec"), module.__dict__)  # noqa: S102 - our code
+    exec(compile(source, f"{ref}:decode/pacs008.py", "exec"), module.__dict__)  # noqa: S102 - our code
     return module
 
 

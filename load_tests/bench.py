@@ -42,13 +42,13 @@ from typing import Any
 
 import orjson
 
-from blocklist.connection import sync_client
-from blocklist.store import built_key
 from load_tests.generate import GenResult, generate
 from load_tests.traffic import Population
+from sekat.blocklist.connection import sync_client
+from sekat.blocklist.store import built_key
 from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
 from sekat.settings import Settings
-from streams.topics import create_topics
+from sekat.streams.topics import create_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "load_tests" / "results"
@@ -67,7 +67,7 @@ def bench_policy(base: Path, choice: str) -> str:
     """
     import yaml
 
-    from rules.policy import DEFAULT_POLICY_FILE
+    from sekat.rules.policy import DEFAULT_POLICY_FILE
 
     if choice not in ("shadow", "blocklist-only"):
         return choice

@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 import redis
 
-from blocklist.store import BlocklistStore
+from sekat.blocklist.store import BlocklistStore
 from sekat.localstack import RedisServer, free_port
 from sekat.records import Entry, Status
 

@@ -43,12 +43,12 @@ from confluent_kafka import Producer
 from load_tests.bench import RESULTS, Commands, log, percentile
 from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
 from sekat.settings import Settings
-from streams.topics import create_topics
+from sekat.streams.topics import create_topics
 
 
 async def _api_key(settings: Settings) -> str:
-    from blocklist.apikeys import ApiKeyStore
-    from blocklist.store import BlocklistStore
+    from sekat.api.keys import ApiKeyStore
+    from sekat.blocklist.store import BlocklistStore
 
     store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
     try:

@@ -21,7 +21,6 @@ from confluent_kafka import Producer
 
 from load_tests.traffic import Population, Traffic
 
-
 UNSTAMPED = "0000-00-00T00:00:00.000Z"  # same length as the time stamped in when the event is sent
 UNSTAMPED_B = UNSTAMPED.encode()
 

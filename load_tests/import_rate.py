@@ -59,7 +59,7 @@ def main() -> int:
 
     from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
     from sekat.settings import Settings
-    from streams.topics import create_topics
+    from sekat.streams.topics import create_topics
 
     base = Path(tempfile.mkdtemp(prefix="sekat-import-"))
     data = base / f"reports.{args.format}"

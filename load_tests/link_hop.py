@@ -31,7 +31,7 @@ from load_tests.bench import log, percentile
 from load_tests.freshness import _api_key, _spawn, _wait_http
 from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
 from sekat.settings import Settings
-from streams.topics import create_topics
+from sekat.streams.topics import create_topics
 
 
 def _summary(values: list[float]) -> dict[str, float | None]:

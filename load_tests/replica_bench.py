@@ -40,10 +40,10 @@ from pathlib import Path
 
 import orjson
 
-from blocklist import replica_snapshot as stored
-from blocklist.connection import sync_client
 from load_tests.bench import load_blocklist, log
 from load_tests.traffic import Population
+from sekat.blocklist import replica_snapshot as stored
+from sekat.blocklist.connection import sync_client
 from sekat.localstack import RedisServer, free_port
 
 PROBE = """
@@ -52,7 +52,7 @@ from pathlib import Path
 def rss(field="VmRSS"):
     return int(re.search(field + r":\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
 import numpy, orjson, redis  # the worker has these loaded before the replica starts
-from blocklist.replica import Replica
+from sekat.blocklist.replica import Replica
 before = rss()
 r = Replica(sys.argv[1], "sekat:")
 async def start():
@@ -75,8 +75,8 @@ from pathlib import Path
 import numpy
 def rss(field="VmRSS"):
     return int(re.search(field + r":\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
-from blocklist.replica import Replica
-from blocklist.connection import async_client
+from sekat.blocklist.replica import Replica
+from sekat.blocklist.connection import async_client
 r = Replica(sys.argv[1], "sekat:")
 spans = []
 refresh = r.refresh_stored_snapshot

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import orjson
 
-from rules import engine
-from rules.policy import DEFAULT_POLICY_FILE, load_policy
-from rules.registry import Context
+from sekat.decode.calls import decode_call
+from sekat.decode.transfers import decode_transfer
 from sekat.localstack import RedisServer, free_port
 from sekat.records import Call, Transfer, iso
-from streams.calls import decode_call
-from streams.state import RuleStateStore
-from streams.transfers import decode_transfer
+from sekat.rules import engine
+from sekat.rules.policy import DEFAULT_POLICY_FILE, load_policy
+from sekat.rules.registry import Context
+from sekat.streams.state import RuleStateStore
 
 
 def make_transfers(n: int, payees: int, now: datetime, rng: random.Random) -> list[Transfer]:

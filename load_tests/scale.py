@@ -45,7 +45,7 @@ from load_tests.generate import generate
 from load_tests.traffic import Population
 from sekat.localstack import KafkaCluster, RedisClusterServers, free_port, stop_process
 from sekat.settings import Settings
-from streams.topics import create_topics
+from sekat.streams.topics import create_topics
 
 INPUTS = ("transfers", "calls")
 ASSIGNED = re.compile(rb'^sekat_consumer_end_offset\{([^}]*)\}', re.M)

@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from rules.outcome import Outcome
-from rules.registry import Context, Finding, RuleSpec, choices
 from sekat.records import Call, Entry, Status, Transfer
+from sekat.rules.outcome import Outcome
+from sekat.rules.registry import Context, Finding, RuleSpec, choices
 
 ID = "blocklist_match"
 VERSION = 2  # 1 was the walking skeleton's hard-wired function

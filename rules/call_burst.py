@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rules.outcome import Outcome
-from rules.registry import AutoReport, Context, Finding, RuleSpec, bounded
-from rules.windows import most_distinct
 from sekat.records import Call
+from sekat.rules.outcome import Outcome
+from sekat.rules.registry import AutoReport, Context, Finding, RuleSpec, bounded
+from sekat.rules.windows import most_distinct
 
 ID = "call_burst"
 VERSION = 1

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from blocklist.identifiers import mask
-from rules.outcome import Outcome
-from rules.registry import Context, Finding, RuleSpec, bounded
-from rules.mule_inflow import payee_key
+from sekat.identifiers import mask
 from sekat.records import Transfer, iso
+from sekat.rules.mule_inflow import payee_key
+from sekat.rules.outcome import Outcome
+from sekat.rules.registry import Context, Finding, RuleSpec, bounded
 
 ID = "cross_channel"
 VERSION = 1

@@ -26,15 +26,14 @@ from typing import Any
 
 import msgspec
 
-from blocklist.identifiers import parse_key
-from rules import cross_channel, follow_money
-from rules.mule_inflow import payee_key
-from rules.outcome import Outcome, highest
-from rules.policy import Policy
-from rules.registry import Context, Finding, StateWrite
 from sekat.errors import SekatError
-from sekat.records import (COMMAND_NAMESPACE, Action, Call, Command, Decision, Match, Report, Status,
-                           Transfer)
+from sekat.identifiers import parse_key
+from sekat.records import COMMAND_NAMESPACE, Action, Call, Command, Decision, Match, Report, Status, Transfer
+from sekat.rules import cross_channel, follow_money
+from sekat.rules.mule_inflow import payee_key
+from sekat.rules.outcome import Outcome, highest
+from sekat.rules.policy import Policy
+from sekat.rules.registry import Context, Finding, StateWrite
 
 log = logging.getLogger(__name__)
 AUTO_SOURCE = "sekat-rule"

@@ -37,9 +37,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from rules.outcome import Outcome
-from rules.registry import AutoReport, Context, Finding, RuleSpec, StateWrite, TrailMark, bounded
 from sekat.records import Entry, Transfer
+from sekat.rules.outcome import Outcome
+from sekat.rules.registry import AutoReport, Context, Finding, RuleSpec, StateWrite, TrailMark, bounded
 
 ID = "follow_money"
 VERSION = 1

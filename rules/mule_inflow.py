@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rules.outcome import Outcome
-from rules.registry import AutoReport, Context, Finding, RuleSpec, bounded
-from rules.windows import most_distinct
 from sekat.records import Transfer
+from sekat.rules.outcome import Outcome
+from sekat.rules.registry import AutoReport, Context, Finding, RuleSpec, bounded
+from sekat.rules.windows import most_distinct
 
 ID = "mule_inflow"
 VERSION = 1

@@ -27,11 +27,11 @@ from typing import Any
 
 import yaml
 
-from rules import blocklist_match, call_burst, cross_channel, follow_money, mule_inflow, spoofed_caller
-from rules.outcome import Outcome
-from rules.registry import STREAMS, Registry, RuleSpec, parse_params
 from sekat.errors import PolicyError
 from sekat.records import Action
+from sekat.rules import blocklist_match, call_burst, cross_channel, follow_money, mule_inflow, spoofed_caller
+from sekat.rules.outcome import Outcome
+from sekat.rules.registry import STREAMS, Registry, RuleSpec, parse_params
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("policy.yaml")
 MODES = ("enforce", "shadow")

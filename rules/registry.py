@@ -21,9 +21,9 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, TypeVar
 
-from rules.outcome import Outcome
 from sekat.errors import PolicyError
 from sekat.records import Entry
+from sekat.rules.outcome import Outcome
 
 STREAMS = ("transfers", "calls")
 
@@ -40,7 +40,7 @@ class CallWarning:
 
 @dataclass(frozen=True, slots=True)
 class TrailMark:
-    """An account the money trail reached (``rules.follow_money``): hop, when, how much, from where."""
+    """An account the money trail reached (``sekat.rules.follow_money``): hop, when, how much, from where."""
 
     hop: int  # 0: the account was just held/frozen itself; n: n transfers away from such an account
     at_ms: int  # event time the tainted money reached it

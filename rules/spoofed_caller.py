@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rules.outcome import Outcome
-from rules.registry import Context, Finding, RuleSpec, bounded, choices
 from sekat.records import Call
+from sekat.rules.outcome import Outcome
+from sekat.rules.registry import Context, Finding, RuleSpec, bounded, choices
 
 ID = "spoofed_caller"
 VERSION = 2  # 1 ignored attestation: every domestic caller ID over an international route was blocked

@@ -36,7 +36,7 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.app import create_app
+    from sekat.streams.app import create_app
 
     app = create_app(settings)
     logging.getLogger("sekat").info("starting worker with %s", settings.redacted())
@@ -69,7 +69,7 @@ def faust_worker(app: Any, settings: Settings) -> Any:
 
 
 def cmd_acls(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.acls import acl_plan, kafka_acls_commands
+    from sekat.streams.acls import acl_plan, kafka_acls_commands
 
     institutions: dict[str, str] = {}
     for item in args.institution or ():
@@ -83,7 +83,7 @@ def cmd_acls(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.topics import create_topics
+    from sekat.streams.topics import create_topics
 
     created = create_topics(settings)
     print(f"topics: created {', '.join(created) if created else 'none (all exist)'}")
@@ -93,8 +93,8 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
 def _stack(settings: Settings) -> tuple[object | None, object | None]:
     """The local servers the settings point at: one broker or a KRaft cluster (several bootstrap
     addresses), one Redis or a Redis Cluster (``redis+cluster://``); None for a remote server."""
-    from blocklist.connection import cluster_seeds, is_cluster
     from sekat.localstack import KafkaBroker, KafkaCluster, RedisClusterServers, RedisServer
+    from sekat.redis_url import cluster_seeds, is_cluster
 
     base = Path(settings.stack_dir).resolve()
     addresses = [a.strip().rpartition(":") for a in settings.kafka_bootstrap.split(",")]
@@ -117,7 +117,7 @@ def _stack(settings: Settings) -> tuple[object | None, object | None]:
 
 def _check_cluster_flags(settings: Settings, args: argparse.Namespace) -> None:
     """``--brokers N`` / ``--redis-cluster`` say what the settings must describe; a mismatch names the setting."""
-    from blocklist.connection import is_cluster
+    from sekat.redis_url import is_cluster
 
     addresses = [a.strip().rpartition(":")[0] for a in settings.kafka_bootstrap.split(",")]
     count = len(addresses)
@@ -204,9 +204,9 @@ def _field_error(exc: Exception) -> SekatError:
 
 
 async def _blocklist(settings: Settings, args: argparse.Namespace) -> int:
-    from blocklist.bulk import publish_one
-    from blocklist.filing import file_report, identifier
-    from blocklist.store import BlocklistStore
+    from sekat.blocklist.bulk import publish_one
+    from sekat.blocklist.filing import file_report, identifier
+    from sekat.blocklist.store import BlocklistStore
     from sekat.errors import InvalidReport
 
     kind, value, bank = _identifier(args)
@@ -249,7 +249,7 @@ def cmd_blocklist(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_top(settings: Settings, args: argparse.Namespace) -> int:
-    from metrics.top import run
+    from sekat.metrics.top import run
 
     host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::") else settings.web_host
     urls = args.url or [f"http://{host}:{settings.web_port}/metrics"]
@@ -257,8 +257,8 @@ def cmd_top(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
-    from blocklist.store import BlocklistStore
-    from streams.rebuild import rebuild
+    from sekat.blocklist.store import BlocklistStore
+    from sekat.streams.rebuild import rebuild
 
     async def go() -> int:
         store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
@@ -275,7 +275,7 @@ def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     import time
 
-    from blocklist.bulk import import_rows, read_rows
+    from sekat.blocklist.bulk import import_rows, read_rows
 
     path = Path(args.file)
     if not path.is_file():
@@ -295,8 +295,8 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
-    from blocklist.bulk import write_export
-    from blocklist.store import BlocklistStore
+    from sekat.blocklist.bulk import write_export
+    from sekat.blocklist.store import BlocklistStore
 
     async def go() -> int:
         store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
@@ -316,7 +316,7 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
-    from blocklist.api import serve
+    from sekat.api.app import serve
 
     logging.getLogger("sekat").info("starting agency API on %s:%d", settings.api_host, settings.api_port)
     serve(settings)
@@ -324,8 +324,8 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
-    from blocklist.apikeys import ApiKeyStore, parse_scopes
-    from blocklist.store import BlocklistStore
+    from sekat.api.keys import ApiKeyStore, parse_scopes
+    from sekat.blocklist.store import BlocklistStore
 
     async def go() -> int:
         store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)

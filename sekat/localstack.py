@@ -11,16 +11,16 @@ Nothing here installs system packages: ``deploy/bootstrap.sh`` does that
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import time
 import uuid
-import base64
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 

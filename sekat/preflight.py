@@ -93,10 +93,15 @@ async def _tcp_open(host: str, port: int, timeout: float) -> bool:
 
 
 async def check_redis(settings: Settings, timeout: float = 10.0) -> None:
-    from redis.exceptions import (AuthenticationError, AuthorizationError, RedisClusterException, RedisError,
-                                  ResponseError)
+    from redis.exceptions import (
+        AuthenticationError,
+        AuthorizationError,
+        RedisClusterException,
+        RedisError,
+        ResponseError,
+    )
 
-    from blocklist.connection import async_client
+    from sekat.blocklist.connection import async_client
 
     # The one way to a Redis client: a redis+cluster:// URL gets the cluster client here too.
     client = async_client(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)

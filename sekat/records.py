@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from blocklist.identifiers import AccountId, PhoneNumber
+from sekat.identifiers import AccountId, PhoneNumber
 
 # Fixed namespace for command ids: uuid5(namespace, "event_id|action|target").
 COMMAND_NAMESPACE = uuid.UUID("6f1d2c8e-5b7a-5e1c-9a43-5e4b41540001")

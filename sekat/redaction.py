@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from blocklist.identifiers import mask
+from sekat.identifiers import mask
 
 _DIGIT_RUN = re.compile(r"(?<![\w.])\+?\d{7,}(?![\w.])")
 # Loggers whose DEBUG lines carry request and message bodies.

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 from sekat.errors import ConfigError
 
 if TYPE_CHECKING:
-    from blocklist.expiry import ExpiryPolicy
+    from sekat.expiry import ExpiryPolicy
 
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -126,7 +126,7 @@ class Settings:
             raise ConfigError("SEKAT_KAFKA_SSL_CAFILE", f"no such file: {self.kafka_ssl_cafile}")
         if self.kafka_offset_reset not in ("earliest", "latest"):
             raise ConfigError("SEKAT_KAFKA_OFFSET_RESET", "must be 'earliest' or 'latest'")
-        from blocklist.connection import validate_url
+        from sekat.redis_url import validate_url
 
         try:
             validate_url(self.redis_url)
@@ -208,8 +208,8 @@ class Settings:
 
     def protected_keys(self) -> frozenset[str]:
         """Keys (``kind:value``) of the configured protected list; empty without SEKAT_PROTECTED_FILE."""
-        from blocklist.identifiers import parse_protected
         from sekat.errors import InvalidIdentifier
+        from sekat.identifiers import parse_protected
 
         if not self.protected_file:
             return frozenset()
@@ -234,8 +234,8 @@ class Settings:
                                                        f"got {self.command_routing!r}")
         if self.command_routing == "shared":
             return {}
-        from blocklist.identifiers import normalise_bank
         from sekat.errors import InvalidIdentifier
+        from sekat.identifiers import normalise_bank
 
         routes: dict[tuple[bool, str], str] = {}
         for bank in filter(None, (b.strip() for b in self.route_banks.split(","))):
@@ -257,7 +257,7 @@ class Settings:
         return routes
     def expiry_policy(self) -> "ExpiryPolicy":
         """``SEKAT_EXPIRY_DAYS`` and ``SEKAT_RENEWALS_MAX`` as a policy; raises ConfigError naming the setting."""
-        from blocklist.expiry import parse_expiry
+        from sekat.expiry import parse_expiry
 
         return parse_expiry(self.expiry_days, self.renewals_max)
 
@@ -281,11 +281,11 @@ class Settings:
             config["ssl_cafile"] = self.kafka_ssl_cafile
         return config
 
-    def aiokafka_config(self) -> dict[str, object]:
-        """Connection settings for aiokafka clients (the screening consumer, the ceiling benchmark)."""
+    def aiokafka_config(self) -> dict[str, Any]:
+        """Connection settings for every aiokafka client (screening consumer, API producer, bulk import)."""
         import ssl
 
-        config: dict[str, object] = {"bootstrap_servers": self.kafka_bootstrap,
+        config: dict[str, Any] = {"bootstrap_servers": self.kafka_bootstrap,
                                      "security_protocol": self.kafka_security_protocol}
         if "SSL" in self.kafka_security_protocol:
             config["ssl_context"] = ssl.create_default_context(cafile=self.kafka_ssl_cafile or None)

@@ -14,7 +14,7 @@ metrics, and registers what reads as the data flow:
 
 The policy (``rules/policy.yaml`` or ``SEKAT_POLICY_FILE``) is re-read by a
 one-second timer when the file changes. Screening remembers which institutions
-acted on which entry; the group leader's release sweep (``streams/release.py``)
+acted on which entry; the group leader's release sweep (``release/sweep.py``)
 sends RELEASE_ACCOUNT / UNBLOCK_NUMBER when such an entry is revoked or expires.
 """
 
@@ -34,30 +34,29 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
 import sekat
-
-from blocklist.acted import ActedStore
-from blocklist.brake import BrakeStore
-from blocklist.replica import Replica
-from blocklist.store import BlocklistStore
-from metrics.brake import BrakeMetrics
-from metrics.release import ReleaseMetrics
-from metrics.worker import WorkerMetrics
-from rules.engine import decide_call, decide_transfer
-from rules.policy import DEFAULT_POLICY_FILE
-from sekat.heap import HeapKeeper
+from sekat.blocklist.replica import Replica
+from sekat.blocklist.store import BlocklistStore
+from sekat.brake.guard import Brake, Limits
+from sekat.brake.metrics import BrakeMetrics
+from sekat.brake.store import BrakeStore
+from sekat.decode.fields import REASONS
+from sekat.decode.formats import call_decoder, transfer_decoder
+from sekat.decode.processes import Offload, decoder_spec
+from sekat.metrics.worker import WorkerMetrics
+from sekat.release.acted import ActedStore
+from sekat.release.metrics import ReleaseMetrics
+from sekat.release.sweep import ACTED, Releaser, remembering, writing_acts
+from sekat.rules.engine import decide_call, decide_transfer
+from sekat.rules.policy import DEFAULT_POLICY_FILE
 from sekat.settings import Settings
-from streams.adapters import call_decoder, transfer_decoder
-from streams.brake import Brake, Limits
-from streams.consumer import ScreeningConsumer
-from streams.decode import REASONS
-from streams.emit import OutputTopics
-from streams.offload import Offload, decoder_spec
-from streams.policy_watch import PolicyWatch
-from streams.release import ACTED, Releaser, remembering, writing_acts
-from streams.intake import Intake
-from streams.rebuild import IndexGuard
-from streams.screening import Clock, Screen, retry, utcnow
-from streams.state import RuleStateStore
+from sekat.streams.consumer import ScreeningConsumer
+from sekat.streams.emit import OutputTopics
+from sekat.streams.heap import HeapKeeper
+from sekat.streams.intake import Intake
+from sekat.streams.policy_watch import PolicyWatch
+from sekat.streams.rebuild import IndexGuard
+from sekat.streams.screening import Clock, Screen, retry, utcnow
+from sekat.streams.state import RuleStateStore
 
 log = logging.getLogger(__name__)
 # How long a stopping worker waits for the thread of Faust's own consumer (the reports agent's) to stop.
@@ -189,7 +188,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     heap = HeapKeeper(registry)
 
     @app.timer(interval=1.0, name="sekat_keep_heap_frozen")
-    async def keep_heap_frozen() -> None:  # long-lived objects out of the collector's walks (sekat/heap.py)
+    async def keep_heap_frozen() -> None:  # long-lived objects out of the collector's walks (streams/heap.py)
         heap.tick()
 
     @app.timer(interval=1.0, name="sekat_refresh_brake")

@@ -32,9 +32,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from metrics.worker import WorkerMetrics
+from sekat.metrics.worker import WorkerMetrics
 from sekat.settings import Settings
-from streams.screening import Screen
+from sekat.streams.screening import Screen
 
 log = logging.getLogger(__name__)
 IN_FLIGHT = 4  # batches decided but not yet acknowledged, written and committed
@@ -55,7 +55,7 @@ class ScreeningConsumer:
     async def start(self) -> None:
         self.consumer = AIOKafkaConsumer(
             *self.screens,
-            **self.settings.aiokafka_config(),  # type: ignore[arg-type]
+            **self.settings.aiokafka_config(),
             group_id=self.group_id(),
             client_id=f"{self.settings.app_id}-screen",
             enable_auto_commit=False,

@@ -17,12 +17,12 @@ from typing import Any
 import faust
 import orjson
 
-from blocklist.store import BlocklistStore
-from metrics.worker import WorkerMetrics
+from sekat.blocklist.store import BlocklistStore
+from sekat.decode.reports import decode_report
+from sekat.metrics.worker import WorkerMetrics
 from sekat.records import Rejection, Report, Source, iso
-from streams.emit import Batch, OutputTopics
-from streams.reports import decode_report
-from streams.screening import Clock, retry, utcnow
+from sekat.streams.emit import Batch, OutputTopics
+from sekat.streams.screening import Clock, retry, utcnow
 
 log = logging.getLogger(__name__)
 

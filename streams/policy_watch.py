@@ -14,9 +14,9 @@ import logging
 import os
 from pathlib import Path
 
-from metrics.worker import WorkerMetrics
-from rules.policy import Policy, load_policy
 from sekat.errors import PolicyError
+from sekat.metrics.worker import WorkerMetrics
+from sekat.rules.policy import Policy, load_policy
 
 log = logging.getLogger(__name__)
 

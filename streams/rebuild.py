@@ -33,11 +33,11 @@ from datetime import datetime, timezone
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from blocklist.store import BlocklistStore
+from sekat.blocklist.store import BlocklistStore
+from sekat.decode.reports import decode_report
 from sekat.errors import BlocklistUnavailable
 from sekat.records import Rejection, Report
 from sekat.settings import Settings
-from streams.reports import decode_report
 
 log = logging.getLogger(__name__)
 BATCH = 2000

@@ -22,16 +22,16 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from metrics.worker import WorkerMetrics, observe_many
-from rules.engine import Verdict
-from rules.policy import Policy
-from rules.registry import Context, Observations, StateWrite
+from sekat.metrics.worker import WorkerMetrics, observe_many
 from sekat.records import Command, Decision, Entry, Rejection, Skipped, Source, iso
-from streams.emit import Batch, OutputTopics
+from sekat.rules.engine import Verdict
+from sekat.rules.policy import Policy
+from sekat.rules.registry import Context, Observations, StateWrite
+from sekat.streams.emit import Batch, OutputTopics
 
 if TYPE_CHECKING:
-    from streams.brake import Brake
-    from streams.offload import Offload
+    from sekat.brake.guard import Brake
+    from sekat.decode.processes import Offload
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
 from sekat.settings import Settings
-from streams.topics import create_topics
+from sekat.streams.topics import create_topics
 
 
 @dataclass
@@ -134,7 +134,7 @@ class WorkerProcess:
         A report takes effect on a worker through the change stream within milliseconds; a test that
         lists an identifier and at once sends an event must wait for that, as a real reporter would.
         """
-        from blocklist.connection import sync_client
+        from sekat.blocklist.connection import sync_client
 
         client = sync_client(self.settings.redis_url)  # one server or a Redis Cluster
         try:

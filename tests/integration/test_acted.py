@@ -1,4 +1,4 @@
-"""Who acted on an entry (blocklist.acted) on a real Redis: the races the release sweep must survive.
+"""Who acted on an entry (sekat.release.acted) on a real Redis: the races the release sweep must survive.
 
 Given institutions that acted on an entry, when the sweep reads it, a revocation or a new action landing
 between the sweep's read and its write is never lost.
@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from blocklist.acted import ActedStore
-from blocklist.store import BlocklistStore
+from sekat.blocklist.store import BlocklistStore
 from sekat.records import Entry, Status
+from sekat.release.acted import ActedStore
 from tests.support import Stack, unique
 
 pytestmark = pytest.mark.integration

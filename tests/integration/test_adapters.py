@@ -17,10 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from blocklist.store import BlocklistStore
+from sekat.blocklist.store import BlocklistStore
 from sekat.records import Status
-from tests.support import (file_report, Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, unique,
-                           wait_until)
+from tests.support import (
+    Collector,
+    Producer,
+    Stack,
+    WorkerProcess,
+    file_report,
+    for_event,
+    isolated_env,
+    unique,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -123,7 +132,7 @@ def _decode_processes(worker: WorkerProcess) -> list[int]:
     assert worker.proc is not None
     children = Path(f"/proc/{worker.proc.pid}/task/{worker.proc.pid}/children").read_text().split()
     return [int(pid) for pid in children
-            if b"streams.offload" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            if b"sekat.decode.processes" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 def test_pacs008_is_parsed_in_decode_processes_and_a_killed_one_loses_nothing(adapted) -> None:

@@ -22,12 +22,13 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kafka import KafkaConsumer, TopicPartition
+from schemathesis import GenerationMode
 
+from sekat.streams.topics import create_topics
 from tests.support import ApiProcess, Stack, isolated_env, sekat, unique
-from streams.topics import create_topics
 
 pytestmark = pytest.mark.integration
 

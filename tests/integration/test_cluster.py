@@ -19,8 +19,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -29,23 +29,23 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from blocklist.acted import ActedStore
-from blocklist.brake import BrakeStore, Trip
-from blocklist.connection import sync_client
-from blocklist.replica import Replica
-from blocklist.store import BlocklistStore
 from load_tests import scale
 from load_tests.bench import bench_policy, check, load_blocklist
 from load_tests.rules_bench import make_calls, make_transfers
 from load_tests.traffic import Population, Traffic
-from rules import engine
-from rules.policy import DEFAULT_POLICY_FILE, load_policy
-from rules.registry import Context
+from sekat.blocklist.connection import sync_client
+from sekat.blocklist.replica import Replica
+from sekat.blocklist.store import BlocklistStore
+from sekat.brake.store import BrakeStore, Trip
 from sekat.localstack import KafkaCluster, RedisClusterServers, free_port
 from sekat.records import Entry, Report, Status, iso
+from sekat.release.acted import ActedStore
+from sekat.rules import engine
+from sekat.rules.policy import DEFAULT_POLICY_FILE, load_policy
+from sekat.rules.registry import Context
 from sekat.settings import Settings
-from streams.state import RuleStateStore
-from streams.topics import create_topics
+from sekat.streams.state import RuleStateStore
+from sekat.streams.topics import create_topics
 from tests.support import Collector, Producer, Stack, WorkerProcess, file_report, for_event, isolated_env, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
@@ -203,7 +203,7 @@ async def test_the_stored_replica_snapshot_works_on_the_cluster(cluster: Stack) 
 
 async def test_an_entry_written_but_not_announced_is_announced_when_its_batch_is_retried(cluster: Stack) -> None:
     """On a cluster an entry and its announcement are two steps; a failure between them heals on the retry."""
-    from blocklist.lifecycle import merge
+    from sekat.blocklist.lifecycle import merge
     from sekat.records import Report
 
     prefix = unique("ann") + ":"
@@ -233,7 +233,7 @@ async def test_an_entry_written_but_not_announced_is_announced_when_its_batch_is
 
 
 async def test_api_keys_and_the_status_rate_limit_work_on_the_cluster(cluster: Stack) -> None:
-    from blocklist.api import Clients
+    from sekat.api.app import Clients
 
     clients = Clients(Settings.from_environ({"SEKAT_REDIS_URL": cluster.redis.url,
                                              "SEKAT_REDIS_PREFIX": unique("api") + ":"}))
@@ -276,7 +276,7 @@ async def test_rule_state_on_the_cluster_matches_one_server(cluster: Stack, stac
 
 
 async def acted_scenario(acted: ActedStore, store: BlocklistStore) -> list[object]:
-    """Everything the release sweep asks of ``blocklist.acted``, with the answers it gets, in order."""
+    """Everything the release sweep asks of ``sekat.release.acted``, with the answers it gets, in order."""
     keys = [f"account:CIBBMYKL:80034{i:05d}" for i in range(30)] + [f"phone:+6013{i:07d}" for i in range(30)]
     seen: list[object] = []
     # two batches, one acting again on keys of the first: NX keeps the first time
@@ -324,7 +324,7 @@ async def test_who_acted_answers_on_the_cluster_as_on_one_server(cluster: Stack,
 
 async def test_a_revoked_entry_written_but_not_marked_due_is_marked_when_its_batch_is_retried(cluster: Stack) -> None:
     """On a cluster the revoked entry and its due mark are two steps; a failure between them heals on the retry."""
-    from blocklist.lifecycle import merge
+    from sekat.blocklist.lifecycle import merge
 
     prefix = unique("rv") + ":"
     acted, store = ActedStore.from_url(cluster.redis.url, prefix), BlocklistStore.from_url(cluster.redis.url, prefix)
@@ -349,7 +349,7 @@ async def test_a_revoked_entry_written_but_not_marked_due_is_marked_when_its_bat
 
 
 async def brake_scenario(brakes: BrakeStore) -> list[object]:
-    """Everything the workers and the brake API ask of ``blocklist.brake``, with the answers they get."""
+    """Everything the workers and the brake API ask of ``sekat.brake.store``, with the answers they get."""
     targets = [f"entry:account:CIBBMYKL:80077{i:05d}" for i in range(20)] + ["rule:mule_inflow@1", "source:PDRM"]
     seen: list[object] = []
     window = 60

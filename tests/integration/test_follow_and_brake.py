@@ -21,11 +21,22 @@ import pytest
 import redis
 import yaml
 
-from blocklist.store import BlocklistStore
-from rules.policy import DEFAULT_POLICY_FILE
+from sekat.blocklist.store import BlocklistStore
 from sekat.records import Status, iso
-from tests.support import (ApiProcess, Collector, Producer, Record, Stack, WorkerProcess, file_report, for_event,
-                           isolated_env, sekat, unique)
+from sekat.rules.policy import DEFAULT_POLICY_FILE
+from tests.support import (
+    ApiProcess,
+    Collector,
+    Producer,
+    Record,
+    Stack,
+    WorkerProcess,
+    file_report,
+    for_event,
+    isolated_env,
+    sekat,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
 

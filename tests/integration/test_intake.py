@@ -21,7 +21,7 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from blocklist.store import BlocklistStore
+from sekat.blocklist.store import BlocklistStore
 from sekat.records import Entry, iso
 from tests.support import ApiProcess, Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, sekat, unique
 

@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from blocklist.links import derived_id
-from blocklist.store import BlocklistStore
+from sekat.blocklist.links import derived_id
+from sekat.blocklist.store import BlocklistStore
 from sekat.records import Report, Status
 from tests.support import Stack, unique
 
@@ -58,8 +58,8 @@ def test_a_linked_report_applied_only_by_a_rebuild_still_reaches_its_linked_iden
     """A report filed while Redis was empty is applied by the replay alone: the replay publishes its derived
     reports (before the fix, only the reports agent did, and it then found nothing new to derive)."""
     from sekat.settings import Settings
-    from streams.rebuild import rebuild
-    from streams.topics import create_topics
+    from sekat.streams.rebuild import rebuild
+    from sekat.streams.topics import create_topics
     from tests.support import Collector, Producer, isolated_env
 
     settings = Settings.from_environ(isolated_env(stack, unique("lnkrb")))

@@ -18,10 +18,20 @@ from typing import Any
 import httpx
 import pytest
 
-from blocklist.store import BlocklistStore
+from sekat.blocklist.store import BlocklistStore
 from sekat.records import Entry, iso
-from tests.support import (ApiProcess, Collector, Producer, Record, Stack, WorkerProcess, for_event, isolated_env,
-                           sekat, unique)
+from tests.support import (
+    ApiProcess,
+    Collector,
+    Producer,
+    Record,
+    Stack,
+    WorkerProcess,
+    for_event,
+    isolated_env,
+    sekat,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -30,10 +30,10 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from blocklist.store import BlocklistStore
-from sekat.records import Status, iso
+from sekat.blocklist.store import BlocklistStore
 from sekat.localstack import free_port
-from tests.support import file_report, PrometheusServer, Stack, WorkerProcess, isolated_env, unique
+from sekat.records import Status, iso
+from tests.support import PrometheusServer, Stack, WorkerProcess, file_report, isolated_env, unique
 
 pytestmark = pytest.mark.integration
 

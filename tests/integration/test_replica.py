@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from blocklist.replica import Replica
-from blocklist.store import BlocklistStore
+from sekat.blocklist.replica import Replica
+from sekat.blocklist.store import BlocklistStore
 from sekat.localstack import RedisServer, free_port
 from sekat.records import Status, iso
-from tests.support import file_report, Stack, unique
+from tests.support import Stack, file_report, unique
 
 pytestmark = pytest.mark.integration
 

@@ -16,11 +16,11 @@ import pytest
 import redis
 from redis.exceptions import ResponseError
 
-from blocklist import replica_snapshot as stored
-from blocklist.connection import sync_client
-from blocklist import replica as replica_module
-from blocklist.replica import Replica
-from blocklist.store import BlocklistStore
+from sekat.blocklist import replica as replica_module
+from sekat.blocklist import replica_snapshot as stored
+from sekat.blocklist.connection import sync_client
+from sekat.blocklist.replica import Replica
+from sekat.blocklist.store import BlocklistStore
 from sekat.localstack import RedisServer, free_port
 from sekat.records import Status
 from tests.support import Stack, file_report, unique

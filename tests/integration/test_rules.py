@@ -25,10 +25,20 @@ import pytest
 import redis
 import yaml
 
-from blocklist.store import BlocklistStore
-from rules.policy import DEFAULT_POLICY_FILE
+from sekat.blocklist.store import BlocklistStore
 from sekat.records import Status, iso
-from tests.support import file_report, Collector, Producer, Record, Stack, WorkerProcess, for_event, isolated_env, unique
+from sekat.rules.policy import DEFAULT_POLICY_FILE
+from tests.support import (
+    Collector,
+    Producer,
+    Record,
+    Stack,
+    WorkerProcess,
+    file_report,
+    for_event,
+    isolated_env,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
 

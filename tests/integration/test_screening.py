@@ -13,15 +13,14 @@ import base64
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from blocklist.store import BlocklistStore
-import time
-
+from sekat.blocklist.store import BlocklistStore
 from sekat.records import Report, Status, iso
 from tests.support import Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, unique
 
@@ -279,9 +278,9 @@ def test_cli_lists_a_number_and_refuses_an_emergency_number(world: World) -> Non
 def test_the_worker_keeps_a_stored_replica_snapshot_for_the_next_worker(world: World) -> None:
     """Gone (as after a replay into an empty Redis, once the rate limit has passed): the running worker stores
     a fresh replica snapshot in the background (it looks every 15 s), and a worker starting then loads it."""
-    from blocklist import replica_snapshot as stored
-    from blocklist.connection import sync_client
-    from blocklist.replica import Replica
+    from sekat.blocklist import replica_snapshot as stored
+    from sekat.blocklist.connection import sync_client
+    from sekat.blocklist.replica import Replica
 
     _, e164 = random_mobile()
     world.list(f"phone:{e164}")

@@ -27,13 +27,12 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern, ResourceType
 
-from blocklist.store import BlocklistStore
-from sekat.localstack import (KafkaBroker, RedisServer, TlsFiles, acl_redis, free_port, make_tls_files,
-                              secured_broker)
+from sekat.blocklist.store import BlocklistStore
+from sekat.localstack import KafkaBroker, RedisServer, TlsFiles, acl_redis, free_port, make_tls_files, secured_broker
 from sekat.records import iso
 from sekat.settings import Settings
-from streams.acls import acl_plan
-from streams.topics import create_topics
+from sekat.streams.acls import acl_plan
+from sekat.streams.topics import create_topics
 from tests.support import ApiProcess, Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, sekat, unique
 
 pytestmark = pytest.mark.integration

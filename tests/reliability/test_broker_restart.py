@@ -22,11 +22,10 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from blocklist.store import BlocklistStore
+from sekat.blocklist.store import BlocklistStore
 from sekat.localstack import KafkaBroker, free_port
 from sekat.records import Status, iso
-from tests.support import (Collector, Stack, Traffic, WorkerProcess, file_report, isolated_env, unique,
-                           wait_until)
+from tests.support import Collector, Stack, Traffic, WorkerProcess, file_report, isolated_env, unique, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from kafka import KafkaProducer
 
-from blocklist.store import BlocklistStore
+from sekat.blocklist.store import BlocklistStore
+from sekat.decode.fields import REASONS
 from sekat.records import Status
-from streams.decode import REASONS
 from tests.hostile import LISTED_ACCOUNT, LISTED_BANK, LISTED_PHONE, Case, hostile
 from tests.support import Collector, Stack, WorkerProcess, file_report, isolated_env, unique, wait_until
 

@@ -28,7 +28,7 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import MessageSizeTooLargeError
 
-from blocklist.store import BlocklistStore
+from sekat.blocklist.store import BlocklistStore
 from sekat.records import Status, iso
 from tests.support import Producer, Stack, WorkerProcess, file_report, isolated_env, unique, wait_until
 

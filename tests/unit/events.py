@@ -7,10 +7,10 @@ from typing import Any
 
 import orjson
 
-from rules.registry import Context, Observations
+from sekat.decode.calls import decode_call
+from sekat.decode.transfers import decode_transfer
 from sekat.records import Call, Transfer, iso
-from streams.calls import decode_call
-from streams.transfers import decode_transfer
+from sekat.rules.registry import Context, Observations
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
 

@@ -8,7 +8,7 @@ import pytest
 
 from sekat.errors import ConfigError
 from sekat.settings import Settings
-from streams.acls import Acl, acl_plan, kafka_acls_commands
+from sekat.streams.acls import Acl, acl_plan, kafka_acls_commands
 
 ENV = {"SEKAT_COMMAND_ROUTING": "per-institution", "SEKAT_ROUTE_BANKS": "MBBEMYKL,CIBBMYKL",
        "SEKAT_ROUTE_OPERATORS": "CELCOM"}

@@ -8,11 +8,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from sekat.decode.call_attempt import decode_call_attempt
+from sekat.decode.cdr import CdrCsvDecoder
+from sekat.decode.formats import call_decoder
 from sekat.records import Call, Rejection
 from sekat.settings import Settings
-from streams.adapters import call_decoder
-from streams.adapters.call_attempt import decode_call_attempt
-from streams.adapters.cdr import CdrCsvDecoder
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DEFAULT = Settings().cdr_column_map()

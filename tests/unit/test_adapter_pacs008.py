@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.unit.test_blocklist_match import decide_transfer
+from sekat.decode.pacs008 import decode_pacs008
 from sekat.records import Entry, Rejection, Skipped, Status, Transfer
-from streams.adapters.pacs008 import decode_pacs008
+from tests.unit.test_blocklist_match import decide_transfer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TX = "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf"
@@ -210,7 +210,7 @@ def test_a_bug_in_the_adapter_becomes_an_internal_error_dead_letter(monkeypatch:
     def broken(raw: str) -> str:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr("streams.adapters.pacs008.normalise_bank", broken)
+    monkeypatch.setattr("sekat.decode.pacs008.normalise_bank", broken)
     rejection = only_rejection(load("pacs008_v10_single.xml"))
     assert (rejection.reason, rejection.message) == ("internal_error", "adapter failed: RuntimeError")
 

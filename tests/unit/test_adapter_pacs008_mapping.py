@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from sekat.decode import pacs008
+from sekat.decode.pacs008 import decode_pacs008
 from sekat.records import Rejection, Transfer
-from streams.adapters import pacs008
-from streams.adapters.pacs008 import decode_pacs008
 from tests.unit.test_adapter_pacs008_reading import CURRENCIES, VALUES, messages, render_json, xml_text
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from sekat.decode import pacs008
+from sekat.decode.pacs008 import decode_pacs008
 from sekat.records import Rejection, Transfer
-from streams.adapters import pacs008
-from streams.adapters.pacs008 import decode_pacs008
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 NS = "urn:iso:std:iso:20022:tech:xsd:pacs.008.001.08"

@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 
 import orjson
 
-from blocklist.store import _count_status
+from sekat.blocklist.store import _count_status
 
 NOW = datetime(2026, 11, 29, 5, 0, tzinfo=timezone.utc)
 

@@ -8,12 +8,12 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 
-from rules import engine
-from rules.policy import DEFAULT_POLICY_FILE, parse_policy
-from rules.registry import Context
+from sekat.decode.calls import decode_call
+from sekat.decode.transfers import decode_transfer
 from sekat.records import Entry, Status, iso
-from streams.calls import decode_call
-from streams.transfers import decode_transfer
+from sekat.rules import engine
+from sekat.rules.policy import DEFAULT_POLICY_FILE, parse_policy
+from sekat.rules.registry import Context
 from tests.unit.test_decode import CALL, TRANSFER
 
 NOW = datetime(2026, 11, 28, 10, 15, tzinfo=timezone.utc)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from blocklist.brake import masked_target, valid_target
-from rules import engine
-from rules.policy import DEFAULT_POLICY_FILE, parse_policy
+from sekat.brake.guard import Limits, audit_record, tally
+from sekat.brake.store import masked_target, valid_target
 from sekat.errors import ConfigError
 from sekat.records import Entry, Status
+from sekat.rules import engine
+from sekat.rules.policy import DEFAULT_POLICY_FILE, parse_policy
 from sekat.settings import Settings
-from streams.brake import Limits, audit_record, tally
 from tests.unit.events import T0, ctx, transfer
 
 PAYEE = "account:CIBBMYKL:8001234567"

@@ -2,8 +2,8 @@
 
 from datetime import timedelta
 
-from rules import call_burst
-from rules.outcome import Outcome
+from sekat.rules import call_burst
+from sekat.rules.outcome import Outcome
 from tests.unit.events import T0, call, ctx, ms
 
 CALLER = "phone:+60376543210"

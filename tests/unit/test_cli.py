@@ -3,10 +3,10 @@
 import os
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
-from sekat.settings import Settings, SETTINGS_DOC
-from dataclasses import fields
+from sekat.settings import SETTINGS_DOC, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,13 +16,13 @@ import redis
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from blocklist.acted import ActedKeys
-from blocklist.connection import (SLOTS, async_client, by_slot, cluster_seeds, is_cluster, slot_group, spread_tags,
-                                   sync_client)
+from sekat.blocklist.connection import SLOTS, async_client, by_slot, slot_group, spread_tags, sync_client
 from sekat.errors import ConfigError
 from sekat.localstack import KafkaCluster, RedisClusterServers, StackError
+from sekat.redis_url import cluster_seeds, is_cluster
+from sekat.release.acted import ActedKeys
 from sekat.settings import Settings
-from streams.topics import topic_specs
+from sekat.streams.topics import topic_specs
 
 
 def test_a_cluster_url_names_its_seed_nodes() -> None:

@@ -3,9 +3,9 @@
 from datetime import timedelta
 from decimal import Decimal
 
-from rules import cross_channel
-from rules.outcome import Outcome
-from rules.registry import CallWarning
+from sekat.rules import cross_channel
+from sekat.rules.outcome import Outcome
+from sekat.rules.registry import CallWarning
 from tests.unit.events import T0, ctx, ms, transfer
 
 PHONE = "phone:+60123456789"

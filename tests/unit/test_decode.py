@@ -5,9 +5,9 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from sekat.records import Rejection, Transfer, Call
-from streams.calls import decode_call
-from streams.transfers import decode_transfer
+from sekat.decode.calls import decode_call
+from sekat.decode.transfers import decode_transfer
+from sekat.records import Call, Rejection, Transfer
 
 TRANSFER = {"event_id": "t-000001", "occurred_at": "2026-11-28T10:15:00.123Z", "transfer_id": "DN20261128",
             "channel": "DUITNOW", "amount": "1500.00", "currency": "MYR",

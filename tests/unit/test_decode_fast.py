@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from sekat.decode import calls
+from sekat.decode.transfers import _decode_fast, _decode_precise, decode_transfer
 from sekat.records import Call, Rejection, Transfer
-from streams import calls
-from streams.transfers import _decode_fast, _decode_precise, decode_transfer
 
 texts = st.one_of(st.text(max_size=12), st.sampled_from(["", " ", "\t", "x" * 129, "x" * 257]))
 banks = st.one_of(st.sampled_from(["MBBEMYKL", "cibbmykl", " MBBEMYKLXXX ", "MBBEMYK", "12345678", ""]), texts)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from streams.emit import Batch, OutputTopics
+from sekat.streams.emit import Batch, OutputTopics
 
 
 class FlakyProducer:

@@ -8,11 +8,11 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from rules import engine, follow_money
-from rules.outcome import Outcome
-from rules.policy import DEFAULT_POLICY_FILE, parse_policy
-from rules.registry import Finding, TrailMark
 from sekat.records import Action, Entry, Status
+from sekat.rules import engine, follow_money
+from sekat.rules.outcome import Outcome
+from sekat.rules.policy import DEFAULT_POLICY_FILE, parse_policy
+from sekat.rules.registry import Finding, TrailMark
 from tests.unit.events import T0, ctx, ms, transfer
 
 P = follow_money.Params(depth=2, window_minutes=10)

@@ -6,7 +6,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from sekat.heap import HeapKeeper
+from sekat.streams.heap import HeapKeeper
 
 
 class Node:

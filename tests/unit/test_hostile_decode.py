@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 
+from sekat.decode.calls import decode_call
+from sekat.decode.fields import REASONS
+from sekat.decode.transfers import decode_transfer
 from sekat.records import Call, Rejection, Transfer
-from streams.calls import decode_call
-from streams.decode import REASONS
-from streams.transfers import decode_transfer
 from tests.hostile import LISTED_ACCOUNT, LISTED_BANK, LISTED_PHONE, Case, hostile
 
 TRIED: list[int] = []

@@ -1,13 +1,21 @@
 """Identifiers: one number however it is written; accounts as BIC8:digits; never an emergency number."""
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from blocklist.identifiers import (
-    AccountId, PhoneNumber, listable_phone, mask, normalise_account, normalise_bank, normalise_phone, parse_key,
+from sekat.errors import InvalidIdentifier, ProtectedIdentifier
+from sekat.identifiers import (
+    AccountId,
+    PhoneNumber,
+    listable_phone,
+    mask,
+    normalise_account,
+    normalise_bank,
+    normalise_phone,
+    parse_key,
     parse_phone,
 )
-from sekat.errors import InvalidIdentifier, ProtectedIdentifier
 
 
 @pytest.mark.parametrize("raw", ["012-345 6789", "+60 12 345 6789", "60123456789", "0123456789",

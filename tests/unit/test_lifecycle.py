@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import datetime, timedelta, timezone
 
-from blocklist.lifecycle import consolidated, covers, entry_from_history, merge, union
+from sekat.blocklist.lifecycle import consolidated, covers, entry_from_history, merge, union
 from sekat.records import Entry, Report, Status
 
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=timezone.utc)

@@ -1,4 +1,4 @@
-"""Linked identifiers (blocklist.links + lifecycle): a confirmation on any member reaches every member.
+"""Linked identifiers (sekat.blocklist.links + lifecycle): a confirmation on any member reaches every member.
 
 The reports agent is simulated by a pure loop: apply a report to its key's entry (``lifecycle.merge``),
 publish what ``propagate`` derives, apply those in turn, until nothing new is derived.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from blocklist.lifecycle import consolidated, entry_from_history, merge, union
-from blocklist.links import derived_id, propagate
+from sekat.blocklist.lifecycle import consolidated, entry_from_history, merge, union
+from sekat.blocklist.links import derived_id, propagate
 from sekat.records import Entry, Report, Status
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)

@@ -20,7 +20,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from sekat.settings import Settings
-from streams.app import create_app
+from sekat.streams.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "metrics" / "prometheus"

@@ -2,8 +2,8 @@
 
 from datetime import timedelta
 
-from rules import mule_inflow
-from rules.outcome import Outcome
+from sekat.rules import mule_inflow
+from sekat.rules.outcome import Outcome
 from tests.unit.events import T0, ctx, ms, transfer
 
 PAYEE = "account:CIBBMYKL:8001234567"

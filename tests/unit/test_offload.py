@@ -18,13 +18,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from blocklist.identifiers import normalise_account, normalise_phone
 from load_tests.adapters_bench import contract_message, harness_message, pacs008_xml
+from sekat.decode.formats import transfer_decoder
+from sekat.decode.processes import Answer, Offload, answer_of, decoder_spec, results_of
+from sekat.decode.transfers import decode_transfer
+from sekat.identifiers import normalise_account, normalise_phone
 from sekat.records import Party, Proxy, Rejection, Skipped, Transfer
 from sekat.settings import Settings
-from streams.adapters import transfer_decoder
-from streams.offload import Answer, Offload, answer_of, decoder_spec, results_of
-from streams.transfers import decode_transfer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SETTINGS = Settings.from_environ({"SEKAT_TRANSFERS_FORMAT": "pacs008"})

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from streams.consumer import Pipeline
+from sekat.streams.consumer import Pipeline
 
 
 class FakeTail:

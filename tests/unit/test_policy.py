@@ -10,13 +10,13 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from metrics.worker import WorkerMetrics
-from rules import engine, mule_inflow
-from rules.policy import DEFAULT_POLICY_FILE, default_registry, load_policy, parse_policy
-from rules.registry import CallWarning, Registry
 from sekat.errors import PolicyError
+from sekat.metrics.worker import WorkerMetrics
 from sekat.records import Entry, Status
-from streams.policy_watch import PolicyWatch
+from sekat.rules import engine, mule_inflow
+from sekat.rules.policy import DEFAULT_POLICY_FILE, default_registry, load_policy, parse_policy
+from sekat.rules.registry import CallWarning, Registry
+from sekat.streams.policy_watch import PolicyWatch
 from tests.unit.events import T0, call, ctx, ms, transfer
 
 DEFAULT = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
@@ -105,8 +105,8 @@ def test_revoked_identifier_is_never_acted_on_whatever_a_rule_finds() -> None:
 
 
 def test_a_protected_number_is_never_acted_on_even_if_a_rule_forgets_to_skip_it() -> None:
-    from rules.outcome import Outcome
-    from rules.registry import Finding, RuleSpec
+    from sekat.rules.outcome import Outcome
+    from sekat.rules.registry import Finding, RuleSpec
 
     def careless(event: object, c: object, p: object) -> list[Finding]:
         return [Finding(Outcome.BLOCK, "careless", "flags everything", identifier="phone:999")]

@@ -1,12 +1,12 @@
-"""Release commands (streams/release.py): who acted on an entry, and what each of them is sent when it ends."""
+"""Release commands (release/sweep.py): who acted on an entry, and what each of them is sent when it ends."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from rules.engine import Verdict
 from sekat.records import Action, Command, Decision, Entry, Match, Status
-from streams.release import ACTED, acts, release, remembering
+from sekat.release.sweep import ACTED, acts, release, remembering
+from sekat.rules.engine import Verdict
 
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=timezone.utc)
 MULE = "account:CIBBMYKL:8001234567"

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from blocklist import replica_snapshot as stored
-from blocklist.replica import _STATUS_CODES, ABSENT, _batch_arrays, _code, _epochs
-from blocklist.store import status_and_expiry
+from sekat.blocklist import replica_snapshot as stored
+from sekat.blocklist.replica import _STATUS_CODES, ABSENT, _batch_arrays, _code, _epochs
+from sekat.blocklist.store import status_and_expiry
 from sekat.records import Entry, Report, Status, iso
 
 

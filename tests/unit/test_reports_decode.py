@@ -7,12 +7,12 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
-from blocklist.filing import file_report
-from blocklist.identifiers import parse_protected
+from sekat.blocklist.filing import file_report
+from sekat.decode.reports import decode_report
 from sekat.errors import ConfigError, InvalidIdentifier, InvalidReport
+from sekat.identifiers import parse_protected
 from sekat.records import Rejection, Report, Status
 from sekat.settings import Settings
-from streams.reports import decode_report
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
 GOOD = {"report_id": "r-1", "reported_at": "2026-11-28T10:00:00Z", "kind": "account", "bank": "CIBBMYKLXXX",
@@ -103,7 +103,7 @@ def test_a_bad_protected_file_stops_start_up_naming_the_setting(tmp_path) -> Non
 
 
 def test_an_exported_row_can_be_imported_again() -> None:
-    from blocklist.bulk import row_report
+    from sekat.blocklist.bulk import row_report
 
     exported = {"key": "account:CIBBMYKL:8001234567", "status": "confirmed", "source": "PDRM",
                 "report_id": "r-7", "sources": ["PDRM"], "history": []}
@@ -153,7 +153,7 @@ def test_a_revocation_names_no_links_and_a_derived_report_names_a_valid_origin()
 
 
 def test_filing_checks_links_and_applies_the_expiry_policy() -> None:
-    from blocklist.expiry import parse_expiry
+    from sekat.expiry import parse_expiry
 
     policy = parse_expiry("reported=30,confirmed=365,PDRM/confirmed=730")
     own = file_report("phone", "012-345 6789", "confirmed", "pdrm", NOW, ttl_days=None, expiry=policy,

@@ -7,8 +7,8 @@ import pytest
 from sekat.errors import ConfigError
 from sekat.records import Action, Command
 from sekat.settings import Settings
-from streams.emit import Batch, OutputTopics
-from streams.topics import topic_specs
+from sekat.streams.emit import Batch, OutputTopics
+from sekat.streams.topics import topic_specs
 
 PER_INSTITUTION = {"SEKAT_COMMAND_ROUTING": "per-institution", "SEKAT_ROUTE_BANKS": "MBBEMYKL, cibbmyklxxx",
                    "SEKAT_ROUTE_OPERATORS": "celcom,MAXIS"}

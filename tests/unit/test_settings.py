@@ -1,6 +1,7 @@
 """Settings: working defaults; a bad value stops start-up naming the variable."""
 
 import shutil
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -8,7 +9,6 @@ import pytest
 
 from sekat.errors import ConfigError
 from sekat.settings import SETTINGS_DOC, Settings
-from dataclasses import fields
 
 
 def test_defaults_work_for_the_local_stack() -> None:
@@ -88,7 +88,7 @@ def test_target_and_metric_intervals_are_settings_with_named_errors() -> None:
 def test_the_worker_leaves_no_data_directory_where_it_was_started(tmp_path: Path, monkeypatch: Any) -> None:
     from prometheus_client import CollectorRegistry
 
-    from streams.app import create_app
+    from sekat.streams.app import create_app
 
     monkeypatch.chdir(tmp_path)
     app = create_app(Settings(app_id="sekat-dirs"), CollectorRegistry())

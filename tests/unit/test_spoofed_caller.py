@@ -1,7 +1,7 @@
 """spoofed_caller: a +60 caller ID over an international route is blocked."""
 
-from rules import spoofed_caller
-from rules.outcome import Outcome
+from sekat.rules import spoofed_caller
+from sekat.rules.outcome import Outcome
 from tests.unit.events import call, ctx
 
 P = spoofed_caller.Params()
@@ -60,8 +60,8 @@ def test_trusted_and_label_levels_are_configurable() -> None:
 def test_unknown_attestation_level_in_the_policy_is_refused() -> None:
     import pytest
 
-    from rules.registry import parse_params
     from sekat.errors import PolicyError
+    from sekat.rules.registry import parse_params
 
     with pytest.raises(PolicyError, match="params.trusted"):
         parse_params(spoofed_caller.ID, spoofed_caller.Params, {"trusted": ["D"]})

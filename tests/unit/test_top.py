@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from metrics.top import Scrape, parse, quantile, render
-from metrics.worker import WorkerMetrics
+from sekat.metrics.top import Scrape, parse, quantile, render
+from sekat.metrics.worker import WorkerMetrics
 from sekat.records import Action, Command
 
 NOW = datetime(2026, 11, 29, 5, 0, tzinfo=timezone.utc)
@@ -90,7 +90,7 @@ def test_quantile_interpolates_like_prometheus() -> None:
 def test_live_mode_redraws_each_interval_until_interrupted() -> None:
     from prometheus_client import start_http_server
 
-    from metrics.top import CLEAR, run
+    from sekat.metrics.top import CLEAR, run
 
     registry = CollectorRegistry()
     worker = WorkerMetrics(registry)

@@ -5,12 +5,12 @@ from datetime import datetime, timezone
 import pytest
 
 from load_tests.traffic import Population, Traffic
-from rules import engine
-from rules.policy import DEFAULT_POLICY_FILE, parse_policy
-from rules.registry import Context
+from sekat.decode.formats import call_decoder, transfer_decoder
 from sekat.records import Entry, Status
+from sekat.rules import engine
+from sekat.rules.policy import DEFAULT_POLICY_FILE, parse_policy
+from sekat.rules.registry import Context
 from sekat.settings import Settings
-from streams.adapters import call_decoder, transfer_decoder
 
 NOW = datetime(2026, 11, 29, tzinfo=timezone.utc)
 POLICY = parse_policy({"version": "t", "rules": {"blocklist_match": {"mode": "enforce"}},

@@ -1,6 +1,6 @@
 """Event-time windows: the busiest window containing an event, whatever the arrival order."""
 
-from rules.windows import most_distinct
+from sekat.rules.windows import most_distinct
 
 
 def test_counts_distinct_parties_not_events() -> None:

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from prometheus_client import CollectorRegistry
 
-from metrics.worker import MAX_INSTITUTIONS, Freshness, WorkerMetrics
+from sekat.metrics.worker import MAX_INSTITUTIONS, Freshness, WorkerMetrics
 from sekat.records import Action, Command
 
 NOW = datetime(2026, 11, 29, tzinfo=timezone.utc)
@@ -96,7 +96,7 @@ def test_observe_many_exposes_what_one_observe_per_value_would() -> None:
     import numpy as np
     from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-    from metrics.worker import LATENCY_BUCKETS, observe_many
+    from sekat.metrics.worker import LATENCY_BUCKETS, observe_many
 
     values = np.array([0.0, 0.0005, 0.0007, 0.001, 0.0100001, 0.01, 3.0, 29.9, 30.0, 45.0, 1e-9, 0.25])
     one, many = CollectorRegistry(), CollectorRegistry()

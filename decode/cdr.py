@@ -28,11 +28,11 @@ import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
-from blocklist.identifiers import PhoneNumber, normalise_phone
+from sekat.decode.calls import attestation
+from sekat.decode.fields import Bad
 from sekat.errors import InvalidIdentifier
+from sekat.identifiers import PhoneNumber, normalise_phone
 from sekat.records import Call, Rejection
-from streams.calls import attestation
-from streams.decode import Bad
 
 log = logging.getLogger(__name__)
 

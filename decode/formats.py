@@ -14,12 +14,12 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from sekat.decode.call_attempt import decode_call_attempt
+from sekat.decode.calls import decode_call
+from sekat.decode.cdr import CdrCsvDecoder
+from sekat.decode.pacs008 import decode_pacs008
+from sekat.decode.transfers import decode_transfer
 from sekat.settings import Settings
-from streams.adapters.call_attempt import decode_call_attempt
-from streams.adapters.cdr import CdrCsvDecoder
-from streams.adapters.pacs008 import decode_pacs008
-from streams.calls import decode_call
-from streams.transfers import decode_transfer
 
 
 def transfer_decoder(settings: Settings) -> Callable[[bytes | None], Any]:

@@ -21,9 +21,9 @@ from typing import Annotated
 
 import msgspec
 
-from blocklist.identifiers import normalise_account, normalise_bank
+from sekat.decode import fields as d
 from sekat.errors import InvalidIdentifier
-from streams import decode as d
+from sekat.identifiers import normalise_account, normalise_bank
 from sekat.records import Party, Proxy, Rejection, Transfer
 
 

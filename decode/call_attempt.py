@@ -12,9 +12,9 @@ Required: ``attempt_id`` (also the event id), ``attempted_at``, ``operator``, ``
 
 from __future__ import annotations
 
-from streams import decode as d
-from streams.adapters import cdr
-from streams.calls import attestation
+from sekat.decode import cdr
+from sekat.decode import fields as d
+from sekat.decode.calls import attestation
 from sekat.records import Call, Rejection
 
 

@@ -1,6 +1,6 @@
 """Telco calls and SMS: decode the Call contract (DESIGN.md).
 
-Two decoders, one answer, as for transfers (streams/transfers.py): ``_decode_fast``
+Two decoders, one answer, as for transfers (decode/transfers.py): ``_decode_fast``
 (msgspec into a typed struct, cached phone normalisation) takes a valid event;
 anything it does not like falls through to ``_decode_precise``, which names the
 field at fault for the dead letter. tests/unit/test_decode_fast.py holds the two
@@ -15,8 +15,8 @@ from typing import Annotated
 
 import msgspec
 
+from sekat.decode import fields as d
 from sekat.errors import InvalidIdentifier
-from streams import decode as d
 from sekat.records import Call, Rejection
 
 _OPERATOR_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")

@@ -1,4 +1,4 @@
-"""Metrics of the release sweep (streams/release.py): entries released, sweeps that failed.
+"""Metrics of the release sweep (release/sweep.py): entries released, sweeps that failed.
 
 Counted once per sweep; label values are bounded (``reason``: revoked or expired).
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from blocklist.brake import DIMENSIONS
+from sekat.brake.store import DIMENSIONS
 
 
 class BrakeMetrics:

@@ -42,7 +42,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from blocklist.identifiers import AccountId, PhoneNumber
+from sekat.identifiers import AccountId, PhoneNumber
 from sekat.records import Party, Proxy, Rejection, Skipped, Transfer
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,8 @@ def decoder_spec(stream: str, settings: Any) -> dict[str, Any]:
 
 def decoder(spec: dict[str, Any]) -> Callable[[bytes | None], Any]:
     """The decoder a child runs: the worker's own, built from the same settings."""
+    from sekat.decode.formats import transfer_decoder
     from sekat.settings import Settings
-    from streams.adapters import transfer_decoder
 
     if spec["stream"] != "transfers":
         raise ValueError(f"no decode processes for the {spec['stream']!r} stream")
@@ -306,7 +306,7 @@ class Offload:
         env = {"PATH": os.environ.get("PATH", ""), "LANG": os.environ.get("LANG", "C.UTF-8"),
                "PYTHONPATH": str(ROOT)}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "streams.offload", orjson.dumps(self.spec).decode(),
+            sys.executable, "-m", "sekat.decode.processes", orjson.dumps(self.spec).decode(),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, cwd=str(ROOT))
         self._children[slot] = _Child(proc, lambda: self._gone(slot))
         log.info("%s decode process %d started (pid %d)", self.name, slot, proc.pid)

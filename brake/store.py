@@ -35,9 +35,9 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from blocklist.identifiers import mask
-from blocklist.connection import async_client
+from sekat.blocklist.connection import async_client
 from sekat.errors import BlocklistUnavailable
+from sekat.identifiers import mask
 
 DIMENSIONS = ("entry", "rule", "source")
 LOG_KEEP = 1000

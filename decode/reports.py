@@ -12,12 +12,12 @@ from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
 
-from blocklist.filing import MAX_TTL_DAYS, identifier
-from blocklist.identifiers import parse_key
-from blocklist.links import MAX_LINKS
+from sekat.blocklist.filing import MAX_TTL_DAYS, identifier
+from sekat.blocklist.links import MAX_LINKS
+from sekat.decode import fields as d
 from sekat.errors import InvalidIdentifier, InvalidReport
+from sekat.identifiers import parse_key
 from sekat.records import Rejection, Report, Status
-from streams import decode as d
 
 KINDS = ("phone", "account")
 MAX_HISTORY = 10_000

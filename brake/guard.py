@@ -40,12 +40,12 @@ from datetime import datetime, timezone
 
 import orjson
 
-from blocklist.brake import BrakeStore, Trip, dimension, masked_target
-from metrics.brake import BrakeMetrics
-from rules.engine import brake_targets
+from sekat.brake.metrics import BrakeMetrics
+from sekat.brake.store import BrakeStore, Trip, dimension, masked_target
 from sekat.errors import BlocklistUnavailable
 from sekat.records import COMMAND_NAMESPACE, Decision, iso
-from streams.emit import Batch, OutputTopics
+from sekat.rules.engine import brake_targets
+from sekat.streams.emit import Batch, OutputTopics
 
 log = logging.getLogger(__name__)
 PAUSE_AFTER_ERROR_S = 5.0

@@ -36,7 +36,7 @@ Writers:
 - the index, when it writes a revoked entry (``BlocklistStore.put_many``:
   ``ZADD XX LT 0``: due now, if anyone acted on it; in the entry's MULTI on one
   server, after the entry and its announcement on a cluster — see ``blocklist.store``);
-- the release sweep (``streams/release.py``): ``reschedule`` only if the score
+- the release sweep (``release/sweep.py``): ``reschedule`` only if the score
   is still the one it read (compare-and-set, so a revocation marked meanwhile
   is never overwritten), and ``forget`` removes exactly the members it released
   (one added meanwhile stays, and is released at the next sweep).
@@ -50,7 +50,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from blocklist.connection import AnyRedis, async_client, slot_group, spread_tags
+from sekat.blocklist.connection import AnyRedis, async_client, slot_group, spread_tags
 from sekat.errors import BlocklistUnavailable
 
 GROUPS = 16  # hash-tagged groups on a Redis Cluster; part of the key layout, so changing it strands the old keys

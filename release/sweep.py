@@ -35,15 +35,15 @@ from typing import Any
 import msgspec
 import orjson
 
-from blocklist.acted import ActedStore
-from blocklist.identifiers import mask
-from blocklist.store import BlocklistStore
-from metrics.release import ReleaseMetrics
-from metrics.worker import WorkerMetrics
-from rules.engine import Verdict
-from rules.registry import StateWrite
+from sekat.blocklist.store import BlocklistStore
+from sekat.identifiers import mask
+from sekat.metrics.worker import WorkerMetrics
 from sekat.records import Action, Command, Decision, Entry, Status, iso
-from streams.emit import Batch, OutputTopics
+from sekat.release.acted import ActedStore
+from sekat.release.metrics import ReleaseMetrics
+from sekat.rules.engine import Verdict
+from sekat.rules.registry import StateWrite
+from sekat.streams.emit import Batch, OutputTopics
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@
     POST /v1/renewals       renew an entry before it expires (scope confirm; at most SEKAT_RENEWALS_MAX times)
     GET  /v1/entries        one entry with its history, its links and its linked group (scope read)
     GET  /v1/status         public: listed / not listed, rate-limited per client address
-    GET  /v1/brake, POST /v1/brake/rearm   the safety brake (blocklist/brake_api.py)
+    GET  /v1/brake, POST /v1/brake/rearm   the safety brake (brake/routes.py)
     GET  /openapi.json      the OpenAPI document (/docs renders it)
 
 Keys go in the ``X-API-Key`` header. A report's ``source`` is always the
@@ -37,12 +37,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from blocklist.apikeys import ApiKey, ApiKeyStore
-from blocklist.brake_api import add_brake_routes
-from blocklist.filing import file_report, identifier
-from blocklist.identifiers import mask
-from blocklist.store import BlocklistStore
+from sekat.api.keys import ApiKey, ApiKeyStore
+from sekat.blocklist.filing import file_report, identifier
+from sekat.blocklist.store import BlocklistStore
+from sekat.brake.routes import add_brake_routes
 from sekat.errors import BlocklistUnavailable, InvalidReport
+from sekat.identifiers import mask
 from sekat.records import Entry, Report, Status, iso, key_object
 from sekat.settings import Settings
 
@@ -115,18 +115,6 @@ def _field_error(status: int, field: str, message: str) -> HTTPException:
     return HTTPException(status, detail={"field": field, "message": f"{field}: {message}"})
 
 
-def aiokafka_config(settings: Settings) -> dict[str, Any]:
-    config: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap,
-                              "security_protocol": settings.kafka_security_protocol}
-    if settings.kafka_security_protocol.startswith("SASL"):
-        config.update(sasl_mechanism=settings.kafka_sasl_mechanism,
-                      sasl_plain_username=settings.kafka_sasl_username,
-                      sasl_plain_password=settings.kafka_sasl_password)
-    if "SSL" in settings.kafka_security_protocol:
-        config["ssl_context"] = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
-    return config
-
-
 class Clients:
     """The API's clients: one Kafka producer (acks=all), the index and the key store on one Redis client."""
 
@@ -139,7 +127,7 @@ class Clients:
 
     async def producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = AIOKafkaProducer(**aiokafka_config(self.settings), acks="all", request_timeout_ms=10000,
+            producer = AIOKafkaProducer(**self.settings.aiokafka_config(), acks="all", request_timeout_ms=10000,
                                         linger_ms=0)
             try:
                 await producer.start()

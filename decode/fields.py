@@ -18,8 +18,8 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 import orjson
 
-from blocklist.identifiers import AccountId, PhoneNumber, normalise_account, normalise_bank, normalise_phone
 from sekat.errors import InvalidIdentifier
+from sekat.identifiers import AccountId, PhoneNumber, normalise_account, normalise_bank, normalise_phone
 from sekat.records import Rejection
 
 REASONS = (

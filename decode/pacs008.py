@@ -49,10 +49,10 @@ import msgspec
 import orjson
 from lxml import etree, objectify
 
-from blocklist.identifiers import AccountId, normalise_account, normalise_bank, normalise_phone
+from sekat.decode.fields import MAX_AMOUNT, Bad
 from sekat.errors import InvalidIdentifier
+from sekat.identifiers import AccountId, normalise_account, normalise_bank, normalise_phone
 from sekat.records import Party, Proxy, Rejection, Skipped, Transfer
-from streams.decode import MAX_AMOUNT, Bad
 
 log = logging.getLogger(__name__)
 
