@@ -39,13 +39,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import orjson
-
 from sekat.brake.metrics import BrakeMetrics
 from sekat.brake.store import BrakeStore, Trip, dimension, masked_target
+from sekat.rules.engine import brake_targets
+from sekat.streams.output import OutputBatch, OutputTopics
+
 from sekat.errors import BlocklistUnavailable
 from sekat.records import COMMAND_NAMESPACE, Decision, iso
-from sekat.rules.engine import brake_targets
-from sekat.streams.emit import Batch, OutputTopics
 
 log = logging.getLogger(__name__)
 PAUSE_AFTER_ERROR_S = 5.0
@@ -140,7 +140,7 @@ class Brake:
         self.metrics.set_engaged(sorted(self.engaged))
         log.warning("safety brake tripped: %s drove %d commands in %ds (limit %d); it is in shadow mode until "
                     "an authority re-arms it", masked_target(target), int(rate), trip.window_s, trip.limit)
-        out = Batch(self.topics)
+        out = OutputBatch(self.topics)
         out.record(self.topics.decisions, *audit_record("trip", target, at, {
             "count": trip.count, "limit": trip.limit, "window_s": trip.window_s, "by": self.worker,
             "reason": f"{trip.count} commands in {trip.window_s}s over the limit of {trip.limit}: "

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-
 from sekat.brake.store import DIMENSIONS
 
 

@@ -22,9 +22,9 @@ import orjson
 from aiokafka.errors import KafkaError
 from fastapi import Depends, FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
-
 from sekat.api.keys import ApiKey
 from sekat.brake.store import BrakeStore, dimension, masked_target, valid_target
+
 from sekat.errors import BlocklistUnavailable
 from sekat.records import COMMAND_NAMESPACE, iso
 from sekat.settings import Settings

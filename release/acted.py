@@ -49,8 +49,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-
 from sekat.blocklist.connection import AnyRedis, async_client, slot_group, spread_tags
+
 from sekat.errors import BlocklistUnavailable
 
 GROUPS = 16  # hash-tagged groups on a Redis Cluster; part of the key layout, so changing it strands the old keys

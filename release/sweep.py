@@ -1,6 +1,6 @@
 """Release, not just freeze: when an entry is revoked or expires, tell every institution that acted on it.
 
-    screening batch ─ commands acked ─> remember who acted (blocklist.acted: one script call per batch; on a
+    screening batch ─ commands acked ─> remember who acted (release/acted.py: one script call per batch; on a
                                         Redis Cluster one per hash-tagged group it touches)
     revoked entry written ───────────> marked due in the same MULTI (BlocklistStore.put_many; on a cluster
                                         right after the entry and its announcement)
@@ -11,11 +11,11 @@
                                                   on the command topics, plus one audit record on sekat.decisions;
                                                   once Kafka has acknowledged them, forget exactly those
 
-Remembering rides on the screening shell's own state write (after the
-batch's output is acknowledged, one round trip per batch, only for batches
-that issued commands): ``remembering`` adds ``acted`` writes to a decision's
-verdict, ``writing_acts`` sends them to ``ActedStore.record`` next to the rule
-state. Nothing is read on the hot path.
+Remembering who acted rides on the screening shell's own state write (after
+the batch's output is acknowledged, one round trip per batch, only for batches
+that issued commands): ``recording_who_acted`` adds ``acted`` writes to a
+decision's verdict, ``writing_who_acted`` sends them to ``ActedStore.record``
+next to the rule state. Nothing is read on the hot path.
 
 Command ids are deterministic — uuid5 of ``release:<ref>:<institution>``,
 action and target, where ``ref`` is the revoking report's id or
@@ -34,16 +34,17 @@ from typing import Any
 
 import msgspec
 import orjson
-
 from sekat.blocklist.store import BlocklistStore
-from sekat.identifiers import mask
 from sekat.metrics.worker import WorkerMetrics
-from sekat.records import Action, Command, Decision, Entry, Status, iso
 from sekat.release.acted import ActedStore
 from sekat.release.metrics import ReleaseMetrics
 from sekat.rules.engine import Verdict
 from sekat.rules.registry import StateWrite
-from sekat.streams.emit import Batch, OutputTopics
+from sekat.streams.output import OutputBatch, OutputTopics
+
+from sekat.clock import Clock
+from sekat.identifiers import mask
+from sekat.records import Action, Command, Decision, Entry, Status, iso
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def release_action(action: Action) -> Action:
     return Action.RELEASE_ACCOUNT if action.for_bank else Action.UNBLOCK_NUMBER
 
 
-def acts(decision: Decision) -> list[tuple[str, str]]:
+def who_acted(decision: Decision) -> list[tuple[str, str]]:
     """(entry key, ``RELEASE_ACTION|INSTITUTION``) for each listed identifier behind each of the decision's commands.
 
     A freeze is tied to the account it freezes; a hold or a call command to every listed identifier the
@@ -85,20 +86,20 @@ Decide = Callable[[Any, Any, Any], Verdict]
 WriteState = Callable[[Sequence[StateWrite]], Awaitable[None]]
 
 
-def remembering(decide: Decide) -> Decide:
+def recording_who_acted(decide: Decide) -> Decide:
     """``decide``, with an ``acted`` state write for each institution a blocklist entry made act."""
     def decide_and_remember(record: Any, ctx: Any, policy: Any) -> Verdict:
         verdict = decide(record, ctx, policy)
         if not verdict.decision.commands:  # the common case costs one attribute test
             return verdict
-        found = acts(verdict.decision)
+        found = who_acted(verdict.decision)
         if not found:
             return verdict
         return msgspec.structs.replace(verdict, writes=verdict.writes + tuple(StateWrite(ACTED, k, m) for k, m in found))
     return decide_and_remember
 
 
-def writing_acts(write_state: WriteState, acted: ActedStore, clock: Callable[[], datetime]) -> WriteState:
+def writing_who_acted(write_state: WriteState, acted: ActedStore, clock: Clock) -> WriteState:
     """The shell's state write, with the ``acted`` writes going to ``ActedStore.record`` alongside."""
     async def write(writes: Sequence[StateWrite]) -> None:
         mine = [(w.key, w.member) for w in writes if w.kind == ACTED]
@@ -144,7 +145,7 @@ class Releaser:
     """The release sweep; the worker runs it on the group leader every SEKAT_RELEASE_INTERVAL_S."""
 
     def __init__(self, acted: ActedStore, store: BlocklistStore, topics: OutputTopics, metrics: WorkerMetrics,
-                 release_metrics: ReleaseMetrics, clock: Callable[[], datetime]) -> None:
+                 release_metrics: ReleaseMetrics, clock: Clock) -> None:
         self.acted = acted
         self.store = store
         self.topics = topics
@@ -180,7 +181,7 @@ class Releaser:
             else:
                 ending.append(entry)
         members = await self.acted.members([e.key for e in ending])
-        out = Batch(self.topics)
+        out = OutputBatch(self.topics)
         issued: list[Command] = []
         released: dict[str, int] = {}
         for entry in ending:

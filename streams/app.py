@@ -1,21 +1,20 @@
-"""The Faust application, built by a function from ``Settings``.
+"""The worker: a Faust application and the collaborators it runs, built by functions from ``Settings``.
 
-``create_app`` declares the topics, wires the blocklist replica, rule state and
-metrics, and registers what reads as the data flow:
+``create_app`` builds the Faust app (``faust_app``), the worker's collaborators (``build_worker``) and
+registers the ``Worker``'s named tasks, timers, agent and health page; together they read as the data flow:
 
-    bank.transfers ─┐ screening consumer          ┌─> sekat.commands.freeze
-    telco.calls ────┴─> (streams/consumer.py) ─ rules ──┼─> sekat.commands.block
-                          │            │              ├─> sekat.decisions
-            local replica ┘  rule state (Redis)       ├─> sekat.deadletter
-                                                      └─> sekat.reports (automatic ``reported`` entries)
+    bank.transfers ─┐ screening consumer                     ┌─> sekat.commands.freeze
+    telco.calls ────┴─> (streams/consumer.py) ─ rules ───────┼─> sekat.commands.block
+                          │            │                     ├─> sekat.decisions
+            local replica ┘  rule state (Redis)              ├─> sekat.deadletter
+                                                             └─> sekat.reports (automatic ``reported`` entries)
     sekat.reports ─> apply_reports (Faust agent) ─> Redis index + change stream ─> every worker's replica
                                   └─> consolidated reports back to sekat.reports
     sekat.reports ─> IndexGuard (when Redis came back empty: one worker replays the topic) ─> Redis index
 
-The policy (``rules/policy.yaml`` or ``SEKAT_POLICY_FILE``) is re-read by a
-one-second timer when the file changes. Screening remembers which institutions
-acted on which entry; the group leader's release sweep (``release/sweep.py``)
-sends RELEASE_ACCOUNT / UNBLOCK_NUMBER when such an entry is revoked or expires.
+The policy (``rules/policy.yaml`` or ``SEKAT_POLICY_FILE``) is re-read by a one-second timer when the
+file changes. Screening remembers which institutions acted on which entry; the group leader's release
+sweep (release/sweep.py) sends RELEASE_ACCOUNT / UNBLOCK_NUMBER when such an entry is revoked or expires.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ import socket
 import ssl
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,6 @@ import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
-
-import sekat
 from sekat.blocklist.replica import Replica
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.guard import Brake, Limits
@@ -45,27 +43,34 @@ from sekat.decode.processes import Offload, decoder_spec
 from sekat.metrics.worker import WorkerMetrics
 from sekat.release.acted import ActedStore
 from sekat.release.metrics import ReleaseMetrics
-from sekat.release.sweep import ACTED, Releaser, remembering, writing_acts
+from sekat.release.sweep import ACTED, Releaser, recording_who_acted, writing_who_acted
 from sekat.rules.engine import decide_call, decide_transfer
 from sekat.rules.policy import DEFAULT_POLICY_FILE
-from sekat.settings import Settings
 from sekat.streams.consumer import ScreeningConsumer
-from sekat.streams.emit import OutputTopics
 from sekat.streams.heap import HeapKeeper
 from sekat.streams.intake import Intake
+from sekat.streams.output import OutputTopics
 from sekat.streams.policy_watch import PolicyWatch
 from sekat.streams.rebuild import IndexGuard
-from sekat.streams.screening import Clock, Screen, retry, utcnow
+from sekat.streams.retry import retry
+from sekat.streams.screening import Screen, ScreenServices, StreamSteps
 from sekat.streams.state import RuleStateStore
+
+import sekat
+from sekat.clock import Clock, utcnow
+from sekat.settings import Settings
 
 log = logging.getLogger(__name__)
 # How long a stopping worker waits for the thread of Faust's own consumer (the reports agent's) to stop.
-# Faust leaves mode's default, 60 s: with the broker unreachable, aiokafka's stop retries until then, and a
-# SIGTERM took 60-65 s (measured), past Kubernetes' 30 s grace. What this cuts short is only that
-# consumer's last commit and leave-group, which an unreachable broker refuses anyway; its reports are
-# re-applied idempotently by the next owner.
+# mode's default is 60 s: with the broker unreachable, aiokafka's stop retries until then, past
+# Kubernetes' 30 s grace. What this cuts short is only that consumer's last commit and leave-group, which
+# an unreachable broker refuses anyway; its reports are re-applied idempotently by the next owner.
 FAUST_CONSUMER_STOP_S = 10.0
+# The reports agent is idle nearly all the time, and Faust's take_events wakes every ``within`` to look,
+# creating tasks each time: 10 ms keeps that cost small and adds at most 10 ms to a report's way into the
+# index (the promise is 100 ms to every worker).
 REPORTS_WITHIN_MS = 10
+# A pause per 1,000 entries counted: counting a large index is spread out instead of stalling screening.
 COUNT_PAUSE_S = 0.01
 
 
@@ -83,10 +88,10 @@ def broker_credentials(settings: Settings) -> Any:
     )
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None, clock: Clock = utcnow) -> faust.App:
-    registry = registry if registry is not None else CollectorRegistry()
+def faust_app(settings: Settings) -> faust.App:
+    """The Faust application: broker, web server, producer and Faust's own consumer settings."""
     AIOKafkaConsumerThread.shutdown_timeout = FAUST_CONSUMER_STOP_S
-    app = faust.App(
+    return faust.App(
         settings.app_id,
         broker=settings.kafka_url,
         broker_credentials=broker_credentials(settings),
@@ -105,152 +110,189 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
         broker_commit_interval=0.5,
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
     )
-    setup_prometheus_sensors(app, registry=registry, name_prefix="sekat_faust")
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    metrics = WorkerMetrics(registry, deadletter_reasons=REASONS, target_attempts=settings.target_attempts,
-                            target_period_days=settings.target_period_days, app_id=settings.app_id,
-                            version=sekat.__version__)
-    # Guarded: reports are applied only to a built index (never racing a rebuild's replay).
-    store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix, guarded=True)
-    replica = Replica(settings.redis_url, settings.redis_prefix, on_fresh=metrics.freshness.mark,
-                      stored_snapshot=settings.replica_snapshot_max_behind > 0,
-                      snapshot_max_behind=settings.replica_snapshot_max_behind)
-    metrics.replica_entries.set_function(lambda: replica.stats.entries)
-    state = RuleStateStore.from_url(settings.redis_url, settings.redis_prefix)
-    brakes = BrakeStore.from_url(settings.redis_url, settings.redis_prefix)
-    policy = PolicyWatch(settings.policy_file or DEFAULT_POLICY_FILE, metrics)  # PolicyError stops start-up
 
-    def raw_topic(name: str) -> faust.TopicT:
+
+def output_topics(app: faust.App, settings: Settings) -> OutputTopics:
+    """The topics the worker writes, as raw bytes (the worker encodes its own JSON)."""
+    def raw(name: str) -> faust.TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
-    outputs = OutputTopics(
-        freeze=raw_topic(settings.topic_freeze),
-        block=raw_topic(settings.topic_block),
-        decisions=raw_topic(settings.topic_decisions),
-        deadletter=raw_topic(settings.topic_deadletter),
-        reports=raw_topic(settings.topic_reports),
-        routes={route: raw_topic(name) for route, name in settings.command_topics().items()},
+    return OutputTopics(
+        freeze=raw(settings.topic_freeze),
+        block=raw(settings.topic_block),
+        decisions=raw(settings.topic_decisions),
+        deadletter=raw(settings.topic_deadletter),
+        reports=raw(settings.topic_reports),
+        routes={route: raw(name) for route, name in settings.command_topics().items()},
     )
-    brake = Brake(brakes, Limits(settings.brake_window_s, settings.brake_entry_max, settings.brake_rule_max,
-                                 settings.brake_source_max), BrakeMetrics(registry), outputs,
-                  f"{settings.app_id}@{socket.gethostname()}:{settings.web_port}")
-    # The input format of each topic (contract JSON, ISO 20022 pacs.008, CDR CSV, ...) is a setting.
-    acted = ActedStore.from_url(settings.redis_url, settings.redis_prefix)
-    write_state = writing_acts(state.write, acted, clock)  # rule state + who acted, after the output is acked
-    unread = frozenset({ACTED})  # who acted is read by the release sweep, never by a rule-state read
-    decode_transfer = transfer_decoder(settings)
-    # An adapter's parse (pacs.008: ~20 µs a transfer) runs in child processes; the contract JSON's ~3 µs
-    # would cost more to hand over than to do.
-    offload = (Offload("transfers", decoder_spec("transfers", settings), settings.decode_processes, decode_transfer,
-                       metrics.decode_fallbacks.labels("transfers").inc)
-               if settings.decode_processes > 0 and settings.transfers_format != "json" else None)
-    transfers = Screen("transfers", decode_transfer, remembering(decide_transfer), replica, outputs,
-                       metrics, policy, state.read_transfers, write_state, clock, brake, unread, offload)
-    calls = Screen("calls", call_decoder(settings), remembering(decide_call), replica, outputs, metrics, policy,
-                   state.read_calls, write_state, clock, brake, unread)
-    releaser = Releaser(acted, store, outputs, metrics, ReleaseMetrics(registry), clock)
-    screening = ScreeningConsumer(settings, {settings.topic_transfers: transfers, settings.topic_calls: calls},
-                                  metrics)
-    intake = Intake(store, outputs, outputs.reports, metrics, max(settings.max_event_bytes, 1_048_576),
-                    settings.phone_region, settings.protected_keys(), clock)
-    guard = IndexGuard(settings, store, settings.protected_keys())
-    # The reports agent is idle nearly all the time, and Faust's take_events wakes every ``within`` to look,
-    # creating tasks each time: at 5 ms that was ~3% of a busy worker (py-spy). 10 ms halves it and adds at
-    # most 5 ms to a report's way into the index (the promise is 100 ms to every worker).
-    within = max(settings.batch_within_ms, REPORTS_WITHIN_MS) / 1000
 
-    @app.task
-    async def screen() -> None:
-        await replica.ready.wait()
-        await screening.run()
 
-    @app.task
-    async def keep_replica_fresh() -> None:
-        await replica.start()
-        await replica.follow()
+@dataclass
+class Worker:
+    """One worker process's collaborators; its methods are the app's tasks, timers, agent and health page."""
 
-    @app.task
-    async def keep_replica_snapshot() -> None:  # for the next worker to start (blocklist/replica_snapshot.py)
-        await replica.keep_stored_snapshot()
+    app: faust.App
+    settings: Settings
+    metrics: WorkerMetrics
+    store: BlocklistStore
+    replica: Replica
+    policy: PolicyWatch
+    outputs: OutputTopics
+    brake: Brake
+    screening: ScreeningConsumer
+    intake: Intake
+    guard: IndexGuard
+    releaser: Releaser
+    heap: HeapKeeper
+    last_count: float = field(default=float("-inf"))
 
-    @app.timer(interval=1.0)
-    async def reload_policy() -> None:
-        policy.check()
+    def register(self) -> None:
+        app, settings = self.app, self.settings
+        app.task(self.screen)
+        app.task(self.keep_replica_fresh)
+        app.task(self.keep_replica_snapshot)
+        app.timer(interval=1.0, name="sekat_reload_policy")(self.reload_policy)
+        app.timer(interval=1.0, name="sekat_keep_index_built")(self.keep_index_built)
+        app.timer(interval=1.0, name="sekat_keep_heap_frozen")(self.keep_heap_frozen)
+        app.timer(interval=1.0, name="sekat_refresh_brake")(self.refresh_brake)
+        app.timer(interval=settings.release_interval_s, name="sekat_release_sweep")(self.release_sweep)
+        app.timer(interval=settings.metrics_interval_s, name="sekat_observe_health")(self.observe_health)
+        app.timer(interval=settings.metrics_interval_s, name="sekat_count_blocklist")(self.count_blocklist)
+        app.agent(self.outputs.reports, name="apply_reports")(self.apply_reports)
+        app.page("/healthz")(self.healthz)
 
-    @app.timer(interval=1.0, name="sekat_keep_index_built")
-    async def keep_index_built() -> None:
+    async def screen(self) -> None:
+        """The screening consumer, once the replica is loaded."""
+        await self.replica.ready.wait()
+        await self.screening.run()
+
+    async def keep_replica_fresh(self) -> None:
+        await self.replica.start()
+        await self.replica.follow()
+
+    async def keep_replica_snapshot(self) -> None:
+        """Keep the stored snapshot usable for the next worker to start (blocklist/replica_snapshot.py)."""
+        await self.replica.keep_stored_snapshot()
+
+    async def reload_policy(self) -> None:
+        self.policy.check()
+
+    async def keep_index_built(self) -> None:
         try:
-            await guard.ensure()
+            await self.guard.ensure()
         except Exception as exc:  # noqa: BLE001 - Redis or Kafka down: staleness says so; next tick retries
             log.debug("blocklist index check failed: %s", exc)
 
-    heap = HeapKeeper(registry)
+    async def keep_heap_frozen(self) -> None:
+        """Long-lived objects out of the collector's walks (streams/heap.py)."""
+        self.heap.tick()
 
-    @app.timer(interval=1.0, name="sekat_keep_heap_frozen")
-    async def keep_heap_frozen() -> None:  # long-lived objects out of the collector's walks (streams/heap.py)
-        heap.tick()
+    async def refresh_brake(self) -> None:
+        """Trips by other workers and re-arms through the API."""
+        await self.brake.refresh()
 
-    @app.timer(interval=1.0, name="sekat_refresh_brake")
-    async def refresh_brake() -> None:  # trips by other workers and re-arms through the API
-        await brake.refresh()
+    async def release_sweep(self) -> None:
+        if self.app.is_leader():  # one sweeper per group; a new leader re-sends the same command ids at worst
+            await self.releaser.run_once()
 
-    @app.timer(interval=settings.release_interval_s, name="sekat_release_sweep")
-    async def release_sweep() -> None:
-        if app.is_leader():  # one sweeper per group; a new leader re-sends the same command ids at worst
-            await releaser.run_once()
+    async def apply_reports(self, stream: faust.StreamT) -> None:
+        """The reports agent: each batch of ``sekat.reports`` into the index, once the index is built."""
+        within = max(self.settings.batch_within_ms, REPORTS_WITHIN_MS) / 1000
+        async for batch in stream.take_events(self.settings.batch_max, within=within):
+            await retry("waiting for the blocklist index to be built", self.guard.ensure,
+                        self.metrics.apply_errors.inc)
+            await self.intake.run(batch)
 
-    @app.agent(outputs.reports, name="apply_reports")
-    async def apply_reports(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(settings.batch_max, within=within):
-            await retry("waiting for the blocklist index to be built", guard.ensure, metrics.apply_errors.inc)
-            await intake.run(batch)
-
-    @app.page("/healthz")
-    async def healthz(web: Any, request: Any) -> Any:
-        redis_ok = await store.ping()
+    async def healthz(self, request: Any) -> Any:
+        """200 when Redis answers and the replica is loaded; 503 with the same body otherwise."""
+        replica = self.replica
+        redis_ok = await self.store.ping()
         ready = replica.ready.is_set() and not replica.awaiting_rebuild
         body = {"status": "ok" if redis_ok and ready else "degraded", "redis": redis_ok, "replica_ready": ready,
                 "replica_entries": replica.stats.entries, "replica_staleness_seconds": round(replica.staleness(), 3),
                 "replica_change_id": replica.change_id, "index_rebuilding": replica.awaiting_rebuild,
-                "index_rebuilds": guard.rebuilds}
-        return web.json(body, status=200 if redis_ok and ready else 503)
+                "index_rebuilds": self.guard.rebuilds}
+        return self.app.web.json(body, status=200 if redis_ok and ready else 503)
 
-    @app.timer(interval=settings.metrics_interval_s, name="sekat_observe_health")
-    async def observe_health() -> None:
-        metrics.set_consumer_offsets(await screening.offsets())
+    async def observe_health(self) -> None:
         # Freshness comes from the replica alone (its change-stream read answers at least once a second): a
-        # ping says Redis is up, not that this worker's copy has caught up with it (after Redis came back
-        # empty and was rebuilt, the replica may still be re-reading it).
+        # ping says Redis is up, not that this worker's copy has caught up with it.
+        self.metrics.set_consumer_offsets(await self.screening.offsets())
 
-    last_count = [float("-inf")]
+    async def count_blocklist(self) -> None:
+        """The blocklist-size gauges: counted by the group leader only, every SEKAT_BLOCKLIST_COUNT_INTERVAL_S.
 
-    @app.timer(interval=settings.metrics_interval_s, name="sekat_count_blocklist")
-    async def count_blocklist() -> None:
-        # Every worker sees the same index: only the group leader pays for the SCAN, first as soon as it
-        # leads, then every SEKAT_BLOCKLIST_COUNT_INTERVAL_S; the others drop their series so that a former
-        # leader's counts do not linger.
-        if not app.is_leader():
-            metrics.clear_blocklist_counts()
-            last_count[0] = float("-inf")
+        Every worker sees the same index, so only the leader pays for the SCAN, first as soon as it leads;
+        the others drop their series so that a former leader's counts do not linger.
+        """
+        if not self.app.is_leader():
+            self.metrics.clear_blocklist_counts()
+            self.last_count = float("-inf")
             return
-        if time.monotonic() - last_count[0] < settings.blocklist_count_interval_s:
+        if time.monotonic() - self.last_count < self.settings.blocklist_count_interval_s:
             return
-        last_count[0] = time.monotonic()
+        self.last_count = time.monotonic()
         try:
-            # ~10 ms of pause per 1,000 entries: a count of 1 M entries takes ~15 s instead of stalling screening
-            # for ~2 s at once (measured at 20,000 events/s: the count was the start-up latency bump)
-            metrics.set_blocklist_counts(await store.counts(pause_s=COUNT_PAUSE_S))
+            self.metrics.set_blocklist_counts(await self.store.counts(pause_s=COUNT_PAUSE_S))
         except Exception as exc:  # noqa: BLE001 - a failed count keeps the last one; staleness and /healthz tell
             log.warning("counting blocklist entries failed: %s", exc)
 
-    app.sekat_store = store  # type: ignore[attr-defined]
-    app.sekat_guard = guard  # type: ignore[attr-defined]
-    app.sekat_replica = replica  # type: ignore[attr-defined]
-    app.sekat_screening = screening  # type: ignore[attr-defined]
-    app.sekat_metrics = metrics  # type: ignore[attr-defined]
-    app.sekat_policy = policy  # type: ignore[attr-defined]
-    app.sekat_brake = brake  # type: ignore[attr-defined]
 
-    app.sekat_releaser = releaser  # type: ignore[attr-defined]
+def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry, clock: Clock) -> Worker:
+    """Every collaborator of a worker, each built once from ``settings``; nothing connects until the app starts."""
+    metrics = WorkerMetrics(registry, deadletter_reasons=REASONS, target_attempts=settings.target_attempts,
+                            target_period_days=settings.target_period_days, app_id=settings.app_id,
+                            version=sekat.__version__)
+    url, prefix = settings.redis_url, settings.redis_prefix
+    # Guarded: reports are applied only to a built index (never racing a rebuild's replay).
+    store = BlocklistStore.from_url(url, prefix, guarded=True)
+    replica = Replica(url, prefix, on_fresh=metrics.freshness.mark,
+                      stored_snapshot=settings.replica_snapshot_max_behind > 0,
+                      snapshot_max_behind=settings.replica_snapshot_max_behind)
+    metrics.replica_entries.set_function(lambda: replica.stats.entries)
+    state = RuleStateStore.from_url(url, prefix)
+    policy = PolicyWatch(settings.policy_file or DEFAULT_POLICY_FILE, metrics)  # PolicyError stops start-up
+    outputs = output_topics(app, settings)
+    brake = Brake(BrakeStore.from_url(url, prefix),
+                  Limits(settings.brake_window_s, settings.brake_entry_max, settings.brake_rule_max,
+                         settings.brake_source_max),
+                  BrakeMetrics(registry), outputs, f"{settings.app_id}@{socket.gethostname()}:{settings.web_port}")
+    acted = ActedStore.from_url(url, prefix)
+    services = ScreenServices(
+        store=replica, topics=outputs, metrics=metrics, policy=policy,
+        write_state=writing_who_acted(state.write, acted, clock),  # rule state + who acted, after the output is acked
+        clock=clock, brake=brake,
+        unread_kinds=frozenset({ACTED}),  # who acted is read by the release sweep, never by a rule-state read
+    )
+    # The input format of each topic (contract JSON, ISO 20022 pacs.008, CDR CSV, ...) is a setting.
+    decode_transfer = transfer_decoder(settings)
+    # An adapter's parse runs in child processes; the contract JSON's would cost more to hand over than to do.
+    processes = (Offload("transfers", decoder_spec("transfers", settings), settings.decode_processes, decode_transfer,
+                         metrics.decode_fallbacks.labels("transfers").inc)
+                 if settings.decode_processes > 0 and settings.transfers_format != "json" else None)
+    transfers = Screen("transfers", StreamSteps(decode_transfer, recording_who_acted(decide_transfer),
+                                                state.read_transfers, processes), services)
+    calls = Screen("calls", StreamSteps(call_decoder(settings), recording_who_acted(decide_call), state.read_calls),
+                   services)
+    return Worker(
+        app=app, settings=settings, metrics=metrics, store=store, replica=replica, policy=policy, outputs=outputs,
+        brake=brake,
+        screening=ScreeningConsumer(settings, {settings.topic_transfers: transfers, settings.topic_calls: calls},
+                                    metrics),
+        intake=Intake(store, outputs, outputs.reports, metrics, max(settings.max_event_bytes, 1_048_576),
+                      settings.phone_region, settings.protected_keys(), clock),
+        guard=IndexGuard(settings, store, settings.protected_keys()),
+        releaser=Releaser(acted, store, outputs, metrics, ReleaseMetrics(registry), clock),
+        heap=HeapKeeper(registry),
+    )
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None, clock: Clock = utcnow) -> faust.App:
+    """The worker's Faust app, with every collaborator built and every task registered; ``app.main()`` runs it."""
+    registry = registry if registry is not None else CollectorRegistry()
+    app = faust_app(settings)
+    setup_prometheus_sensors(app, registry=registry, name_prefix="sekat_faust")
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    build_worker(app, settings, registry, clock).register()
     return app

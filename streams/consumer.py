@@ -1,21 +1,18 @@
 """The screening consumer: Kafka batches straight into ``Screen.start``, offsets committed after the output is acked.
 
-Why not a Faust agent: measured on this machine (load_tests/bench.py, README
-"Performance"), Faust's per-event stream machinery — conductor, per-message
-queue, stream iteration, sensors — cost about four times Sekat's own work per
-event and capped a worker far below 50,000 events/s even with
-``take_events``. The screening path therefore reads with aiokafka's
-``getmany`` (one call per batch) inside the Faust worker, which still hosts
-everything else: the web server (/metrics, /healthz), the replica task, and
-the low-volume agents.
+Why not a Faust agent: Faust's per-event stream machinery (conductor, per-message queue, stream
+iteration, sensors) costs several times Sekat's own work per event (docs/performance.md). The
+screening path therefore reads with aiokafka's ``getmany`` (one call per batch) inside the Faust
+worker, which still hosts everything else: the web server (/metrics, /healthz), the replica task,
+and the low-volume agents.
 
 Guarantee (at-least-once): a batch's offsets are committed only after every
 command, decision and dead letter it produced, and every batch before it, was
 acknowledged by Kafka (acks=all). If the worker dies between the two, the next
 owner of the partitions re-decides the batch and re-sends the same
 ``command_id``s. The acknowledgements, rule-state writes and commit of one
-batch overlap the deciding of the next (``Pipeline``): a decision's latency no
-longer includes the previous batch's round trips.
+batch overlap the deciding of the next (``Pipeline``): a decision's latency
+does not include the previous batch's round trips.
 The consumer group is ``{SEKAT_APP_ID}.screen`` (Faust's own group is
 ``{SEKAT_APP_ID}``: the two use different assignors and cannot share one).
 """
@@ -31,10 +28,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, KafkaError
-
 from sekat.metrics.worker import WorkerMetrics
-from sekat.settings import Settings
 from sekat.streams.screening import Screen
+
+from sekat.settings import Settings
 
 log = logging.getLogger(__name__)
 IN_FLIGHT = 4  # batches decided but not yet acknowledged, written and committed
@@ -70,21 +67,21 @@ class ScreeningConsumer:
     async def run(self) -> None:
         """Decide batches until cancelled; batch N+1 is decided while N is acknowledged and written (``Pipeline``).
 
-        Where a stream decodes in child processes (``streams.offload``), the loop reads one batch ahead:
+        Where a stream decodes in child processes (``sekat.decode.processes``), the loop reads one batch ahead:
         batch N+1 is handed to them before batch N is decided, so their decoding and the deciding overlap.
         When no batch is waiting, the batch in hand is decided at once.
         """
-        offloads = [screen.offload for screen in self.screens.values() if screen.offload is not None]
-        for offload in offloads:
-            await offload.start()
+        processes = [screen.processes for screen in self.screens.values() if screen.processes is not None]
+        for pool in processes:
+            await pool.start()
         await self.start()
         consumer = self.consumer
         assert consumer is not None
         pipeline = Pipeline(self._commit, IN_FLIGHT)
-        ahead: Fetched | None = None  # fetched, decoding in the child processes, not yet decided
+        ahead: FetchedBatch | None = None  # fetched, decoding in the child processes, not yet decided
         try:
             while True:
-                pipeline.check()  # a tail that failed stops the consumer, as a failed batch did
+                pipeline.check()  # a batch whose acknowledgement or write failed stops the consumer
                 batch = await consumer.getmany(timeout_ms=0 if ahead else 1000, max_records=self.settings.batch_max)
                 fetched = self._fetched(batch) if batch else None
                 if ahead is not None:
@@ -103,25 +100,25 @@ class ScreeningConsumer:
             if not await pipeline.drain(5):
                 log.warning("the last batches were not all acknowledged and committed; they may be re-decided")
             await asyncio.shield(consumer.stop())
-            for offload in offloads:
-                await asyncio.shield(offload.stop())
+            for pool in processes:
+                await asyncio.shield(pool.stop())
 
-    def _fetched(self, batch: Mapping[Any, list[Any]]) -> "Fetched":
+    def _fetched(self, batch: Mapping[Any, list[Any]]) -> "FetchedBatch":
         by_topic: dict[str, list[Any]] = {}
         for tp, records in batch.items():
             by_topic.setdefault(tp.topic, []).extend(records)
         prepared = {topic: self.screens[topic].prepare(records) for topic, records in by_topic.items()}
-        return Fetched(by_topic, {tp: records[-1].offset + 1 for tp, records in batch.items()},
+        return FetchedBatch(by_topic, {tp: records[-1].offset + 1 for tp, records in batch.items()},
                        {topic: p for topic, p in prepared.items() if p is not None})
 
-    async def _decide(self, fetched: "Fetched", pipeline: "Pipeline") -> None:
-        await pipeline.room()
+    async def _decide(self, fetched: "FetchedBatch", pipeline: "Pipeline") -> None:
+        await pipeline.wait_for_room()
         # Transfers and calls are independent streams: one's decoding runs while the other waits for
         # Redis, so a mixed batch costs one wait, not two.
         read_back = pipeline.read_back
-        tails = await asyncio.gather(*(self.screens[topic].start(records, read_back, fetched.prepared.get(topic))
-                                       for topic, records in fetched.by_topic.items()))
-        pipeline.add(tails, fetched.offsets)
+        pending = await asyncio.gather(*(self.screens[topic].start(records, read_back, fetched.prepared.get(topic))
+                                         for topic, records in fetched.by_topic.items()))
+        pipeline.add(pending, fetched.offsets)
         self.batches += 1
 
     async def _commit(self, offsets: dict[Any, int]) -> None:
@@ -163,7 +160,7 @@ class ScreeningConsumer:
 
 
 @dataclass
-class Fetched:
+class FetchedBatch:
     """A batch as fetched: its records by topic, the offsets to commit after it, decoding started elsewhere."""
 
     by_topic: dict[str, list[Any]]
@@ -174,7 +171,7 @@ class Fetched:
 class Pipeline:
     """Batches decided but not yet acknowledged, written and committed: at most ``depth`` of them.
 
-    ``add`` takes a batch's ``Tail``s (one per stream) once they are handed to the producer; the rest runs
+    ``add`` takes a batch's ``PendingBatch``es (one per stream) once they are handed to the producer; the rest runs
     here, in this order:
     - output: the producer sends records in the order they were handed over;
     - rule state: a batch writes only after its own acknowledgements and after the batch before it wrote;
@@ -182,8 +179,8 @@ class Pipeline:
       reading (so a window or a warning is seen as if the batches had run one after the other);
     - offsets: a batch's are committed once it and every batch before it are acknowledged and written, so
       a committed offset always means every output before it is durable. One commit is in flight at a
-      time, of the newest such offsets: at ~1,000 small batches a second a commit per batch, one round trip
-      each and in order, was what limited the worker.
+      time, of the newest such offsets: a commit per batch, one round trip each and in order, would limit
+      a worker that decides many small batches a second.
     """
 
     def __init__(self, commit: Callable[[dict[Any, int]], Awaitable[None]], depth: int) -> None:
@@ -200,18 +197,18 @@ class Pipeline:
         while self._in_flight and self._in_flight[0].done():
             self._in_flight.popleft().result()
 
-    async def room(self) -> None:
+    async def wait_for_room(self) -> None:
         """Wait until fewer than ``depth`` batches are in flight."""
         self.check()
         while len(self._in_flight) >= self._depth:
             await self._in_flight.popleft()
 
-    def add(self, tails: Sequence[Any], offsets: dict[Any, int]) -> None:
+    def add(self, pending: Sequence[Any], offsets: dict[Any, int]) -> None:
         written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         before = self._in_flight[-1] if self._in_flight else None
-        self._in_flight.append(asyncio.ensure_future(self._finish(tails, offsets, before, self._written, written)))
+        self._in_flight.append(asyncio.ensure_future(self._finish(pending, offsets, before, self._written, written)))
         self._written = written
-        if any(tail.read_back for tail in tails):
+        if any(batch.read_back for batch in pending):
             self.read_back = written
 
     async def drain(self, timeout: float) -> bool:
@@ -225,7 +222,7 @@ class Pipeline:
             for task in self._in_flight:
                 task.cancel()
             return False
-        except Exception:  # noqa: BLE001 - a failed tail already stopped the consumer: that error is raised
+        except Exception:  # noqa: BLE001 - a failed batch already stopped the consumer: that error is raised
             return False
 
     async def _finish_all(self) -> None:
@@ -233,18 +230,18 @@ class Pipeline:
         while self._committer is not None and not self._committer.done():
             await self._committer
 
-    async def _finish(self, tails: Sequence[Any], offsets: dict[Any, int], before: asyncio.Future[None] | None,
+    async def _finish(self, pending: Sequence[Any], offsets: dict[Any, int], before: asyncio.Future[None] | None,
                       written_before: asyncio.Future[None] | None, written: asyncio.Future[None]) -> None:
         try:
-            await asyncio.gather(*(tail.acked() for tail in tails))
+            await asyncio.gather(*(batch.acked() for batch in pending))
             if written_before is not None:
                 await written_before
-            await asyncio.gather(*(tail.write() for tail in tails))
+            await asyncio.gather(*(batch.write() for batch in pending))
         finally:
             if not written.done():
-                written.set_result(None)  # a failed tail stops the consumer; later reads must not hang on it
-        for tail in tails:
-            tail.observe()
+                written.set_result(None)  # a failed batch stops the consumer; later reads must not hang on it
+        for batch in pending:
+            batch.observe()
         if before is not None:
             await before
         self._to_commit.update(offsets)

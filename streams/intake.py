@@ -16,13 +16,14 @@ from typing import Any
 
 import faust
 import orjson
-
 from sekat.blocklist.store import BlocklistStore
 from sekat.decode.reports import decode_report
 from sekat.metrics.worker import WorkerMetrics
+from sekat.streams.output import OutputBatch, OutputTopics
+from sekat.streams.retry import retry
+
+from sekat.clock import Clock, utcnow
 from sekat.records import Rejection, Report, Source, iso
-from sekat.streams.emit import Batch, OutputTopics
-from sekat.streams.screening import Clock, retry, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +41,13 @@ class Intake:
 
     async def publish(self, reports: list[Report]) -> None:
         """Consolidated and derived reports onto the topic, acknowledged before the index is written."""
-        out = Batch(self.topics)
+        out = OutputBatch(self.topics)
         for report in reports:
             out.record(self.reports, report.key.encode(), orjson.dumps(report.to_json()))
         await retry("publishing consolidated and linked reports", out.send, self.metrics.send_errors.inc)
 
     async def run(self, events: Sequence[Any]) -> None:
-        out = Batch(self.topics)
+        out = OutputBatch(self.topics)
         now = iso(self.clock())
         valid: list[Report] = []
         for event in events:

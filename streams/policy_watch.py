@@ -14,9 +14,10 @@ import logging
 import os
 from pathlib import Path
 
-from sekat.errors import PolicyError
 from sekat.metrics.worker import WorkerMetrics
 from sekat.rules.policy import Policy, load_policy
+
+from sekat.errors import PolicyError
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from datetime import datetime, timezone
 
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-
 from sekat.blocklist.store import BlocklistStore
 from sekat.decode.reports import decode_report
+
 from sekat.errors import BlocklistUnavailable
 from sekat.records import Rejection, Report
 from sekat.settings import Settings

@@ -46,14 +46,14 @@ from datetime import datetime
 from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
-
 from sekat.blocklist.connection import AnyRedis, SlotPipeline, async_client
-from sekat.errors import BlocklistUnavailable
-from sekat.records import Call, Transfer
 from sekat.rules import call_burst, cross_channel, follow_money, mule_inflow
 from sekat.rules.mule_inflow import payee_key
 from sekat.rules.policy import Policy
 from sekat.rules.registry import CallWarning, Observations, StateWrite, TrailMark
+
+from sekat.errors import BlocklistUnavailable
+from sekat.records import Call, Transfer
 
 READ_CAP = 256  # most observations read per key and batch; bounds a batch's cost on a busy merchant
 MIN_RETENTION_MS = 10 * 60_000

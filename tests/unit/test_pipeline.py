@@ -1,6 +1,6 @@
 """The screening pipeline's ordering: batch N+1 is decided while N is in flight, and nothing durable moves ahead.
 
-The tails here are the pipeline's side of ``streams.screening.Tail`` (acked, write, observe, read_back); the
+The pending batches here are the pipeline's side of ``sekat.streams.screening.PendingBatch`` (acked, write, observe, read_back); the
 test decides when each batch's acknowledgements arrive, and records the order of writes and commits.
 """
 
@@ -10,11 +10,10 @@ import asyncio
 from typing import Any
 
 import pytest
-
 from sekat.streams.consumer import Pipeline
 
 
-class FakeTail:
+class FakePendingBatch:
     def __init__(self, name: str, log: list[str], read_back: bool = False) -> None:
         self.name, self.log, self.read_back = name, log, read_back
         self.acks = asyncio.Event()
@@ -59,7 +58,7 @@ def test_a_later_batch_acked_first_is_committed_only_after_the_one_before_it() -
     async def scenario() -> list[str]:
         log: list[str] = []
         pipeline = Pipeline(Commits(log), depth=4)
-        first, second = FakeTail("1", log), FakeTail("2", log)
+        first, second = FakePendingBatch("1", log), FakePendingBatch("2", log)
         pipeline.add([first], {"p0": 10})
         pipeline.add([second], {"p0": 20})
         second.acks.set()
@@ -79,10 +78,10 @@ def test_the_next_read_waits_for_writes_it_can_see_and_not_for_the_others() -> N
     async def scenario() -> None:
         log: list[str] = []
         pipeline = Pipeline(Commits(log), depth=4)
-        unread = FakeTail("who-acted", log, read_back=False)  # e.g. only ``acted`` writes
+        unread = FakePendingBatch("who-acted", log, read_back=False)  # e.g. only ``acted`` writes
         pipeline.add([unread], {"p0": 1})
         assert pipeline.read_back is None  # the next batch reads at once, not after this one's round trips
-        stateful = FakeTail("windows", log, read_back=True)
+        stateful = FakePendingBatch("windows", log, read_back=True)
         stateful.write_gate.clear()
         pipeline.add([stateful], {"p0": 2})
         barrier = pipeline.read_back
@@ -105,10 +104,10 @@ def test_commits_are_one_at_a_time_of_the_newest_durable_offsets() -> None:
         commits = Commits(log)
         commits.gate.clear()  # the first commit's round trip is slow
         pipeline = Pipeline(commits, depth=8)
-        tails = [FakeTail(str(i), log) for i in range(5)]
-        for i, tail in enumerate(tails):
-            pipeline.add([tail], {"a": i + 1, f"q{i}": 100})
-            tail.acks.set()
+        batches = [FakePendingBatch(str(i), log) for i in range(5)]
+        for i, batch in enumerate(batches):
+            pipeline.add([batch], {"a": i + 1, f"q{i}": 100})
+            batch.acks.set()
             await settle()
         assert len(commits.calls) == 1  # one in flight; the others wait and are merged
         commits.gate.set()
@@ -124,10 +123,10 @@ def test_no_more_than_depth_batches_are_in_flight() -> None:
     async def scenario() -> None:
         log: list[str] = []
         pipeline = Pipeline(Commits(log), depth=2)
-        first, second = FakeTail("1", log), FakeTail("2", log)
+        first, second = FakePendingBatch("1", log), FakePendingBatch("2", log)
         pipeline.add([first], {"p0": 1})
         pipeline.add([second], {"p0": 2})
-        waiting = asyncio.ensure_future(pipeline.room())
+        waiting = asyncio.ensure_future(pipeline.wait_for_room())
         await settle()
         assert not waiting.done()
         first.acks.set()
@@ -139,12 +138,12 @@ def test_no_more_than_depth_batches_are_in_flight() -> None:
     asyncio.run(scenario())
 
 
-def test_a_failed_tail_stops_the_consumer_and_its_offsets_are_never_committed() -> None:
+def test_a_failed_batch_stops_the_consumer_and_its_offsets_are_never_committed() -> None:
     async def scenario() -> list[dict[Any, int]]:
         log: list[str] = []
         commits = Commits(log)
         pipeline = Pipeline(commits, depth=4)
-        bad, after = FakeTail("1", log), FakeTail("2", log)
+        bad, after = FakePendingBatch("1", log), FakePendingBatch("2", log)
         bad.fail = RuntimeError("broker gone for good")
         pipeline.add([bad], {"p0": 1})
         pipeline.add([after], {"p0": 2})
@@ -163,7 +162,7 @@ def test_drain_gives_up_after_its_timeout_when_acknowledgements_never_come() -> 
     async def scenario() -> bool:
         log: list[str] = []
         pipeline = Pipeline(Commits(log), depth=4)
-        pipeline.add([FakeTail("stuck", log)], {"p0": 1})
+        pipeline.add([FakePendingBatch("stuck", log)], {"p0": 1})
         return await pipeline.drain(0.05)
 
     assert asyncio.run(scenario()) is False

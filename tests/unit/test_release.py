@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sekat.records import Action, Command, Decision, Entry, Match, Status
-from sekat.release.sweep import ACTED, acts, release, remembering
+from sekat.release.sweep import ACTED, recording_who_acted, release, who_acted
 from sekat.rules.engine import Verdict
+
+from sekat.records import Action, Command, Decision, Entry, Match, Status
 
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=timezone.utc)
 MULE = "account:CIBBMYKL:8001234567"
@@ -26,7 +27,7 @@ LISTED_PROXY = Match("blocklist_match", 3, "payee proxy confirmed", PHONE, "conf
 
 
 def test_a_hold_is_remembered_for_every_listed_identifier_and_a_freeze_for_its_own_account() -> None:
-    found = acts(decision((LISTED_PAYEE, LISTED_PROXY),
+    found = who_acted(decision((LISTED_PAYEE, LISTED_PROXY),
                           (command(Action.HOLD_TRANSFER, "MBBEMYKL", "5140"),
                            command(Action.FREEZE_ACCOUNT, "CIBBMYKL", "CIBBMYKL:8001234567"))))
     assert found == [(MULE, "RELEASE_ACCOUNT|MBBEMYKL"), (PHONE, "RELEASE_ACCOUNT|MBBEMYKL"),
@@ -35,17 +36,17 @@ def test_a_hold_is_remembered_for_every_listed_identifier_and_a_freeze_for_its_o
 
 def test_calls_are_remembered_as_unblock_and_behaviour_rules_or_shadow_matches_are_not() -> None:
     caller = Match("blocklist_match", 3, "caller confirmed", PHONE, "confirmed", "PDRM")
-    assert acts(decision((caller,), (command(Action.BLOCK_CALL, "CELCOM", "+60123456789"),))) == [
+    assert who_acted(decision((caller,), (command(Action.BLOCK_CALL, "CELCOM", "+60123456789"),))) == [
         (PHONE, "UNBLOCK_NUMBER|CELCOM")]
     burst = Match("call_burst", 1, "burst", PHONE)  # no blocklist entry behind it
-    assert acts(decision((burst,), (command(Action.LABEL_CALL, "CELCOM", "+60123456789"),))) == []
+    assert who_acted(decision((burst,), (command(Action.LABEL_CALL, "CELCOM", "+60123456789"),))) == []
     shadow = Match("blocklist_match", 3, "caller confirmed", PHONE, "confirmed", mode="shadow")
-    assert acts(decision((shadow,), (command(Action.BLOCK_CALL, "CELCOM", "+60123456789"),))) == []
+    assert who_acted(decision((shadow,), (command(Action.BLOCK_CALL, "CELCOM", "+60123456789"),))) == []
 
 
-def test_remembering_adds_acted_writes_only_when_a_listed_entry_made_someone_act() -> None:
+def test_recording_who_acted_adds_acted_writes_only_when_a_listed_entry_made_someone_act() -> None:
     with_command = decision((LISTED_PAYEE,), (command(Action.FREEZE_ACCOUNT, "CIBBMYKL", "CIBBMYKL:8001234567"),))
-    decide = remembering(lambda record, ctx, policy: Verdict(record))
+    decide = recording_who_acted(lambda record, ctx, policy: Verdict(record))
     assert [(w.kind, w.key, w.member) for w in decide(with_command, None, None).writes] == [
         (ACTED, MULE, "RELEASE_ACCOUNT|CIBBMYKL")]
     quiet = Decision("t-2", "transfers", "ALLOW", NOW)

@@ -3,12 +3,12 @@
 from datetime import datetime, timezone
 
 import pytest
+from sekat.streams.output import OutputBatch, OutputTopics
+from sekat.streams.topics import topic_specs
 
 from sekat.errors import ConfigError
 from sekat.records import Action, Command
 from sekat.settings import Settings
-from sekat.streams.emit import Batch, OutputTopics
-from sekat.streams.topics import topic_specs
 
 PER_INSTITUTION = {"SEKAT_COMMAND_ROUTING": "per-institution", "SEKAT_ROUTE_BANKS": "MBBEMYKL, cibbmyklxxx",
                    "SEKAT_ROUTE_OPERATORS": "celcom,MAXIS"}
@@ -50,10 +50,10 @@ def test_each_listed_institution_gets_its_own_topic_and_others_stay_shared() -> 
 
 
 def test_a_batch_sends_each_command_to_its_institution_keyed_by_institution() -> None:
-    batch = Batch(outputs(Settings.from_environ(PER_INSTITUTION)))
+    batch = OutputBatch(outputs(Settings.from_environ(PER_INSTITUTION)))
     batch.command(command(Action.HOLD_TRANSFER, "MBBEMYKL"))
     batch.command(command(Action.BLOCK_CALL, "CELCOM"))
-    assert [(topic, key) for topic, key, _ in batch.records] == [
+    assert [(topic, key) for topic, key, _ in batch.messages] == [
         ("sekat.commands.freeze.MBBEMYKL", b"MBBEMYKL"), ("sekat.commands.block.CELCOM", b"CELCOM")]
 
 

@@ -10,8 +10,7 @@ import asyncio
 from typing import Any
 
 import pytest
-
-from sekat.streams.emit import Batch, OutputTopics
+from sekat.streams.output import OutputBatch, OutputTopics
 
 
 class FlakyProducer:
@@ -55,10 +54,10 @@ def test_a_hand_over_that_failed_part_way_is_handed_over_whole_on_the_next_wait(
         # The wait after that must hand over both records again (sends 4 and 5), not wait on nothing.
         producer = FlakyProducer(fail_send_at={3}, fail_ack_at={1})
         topic = Topic(App(producer))
-        out = Batch(OutputTopics(*(topic,) * 5))  # type: ignore[arg-type]
+        out = OutputBatch(OutputTopics(*(topic,) * 5))  # type: ignore[arg-type]
         out.record(topic, b"k", b"first")  # type: ignore[arg-type]
         out.record(topic, b"k", b"second")  # type: ignore[arg-type]
-        await out.hand()
+        await out.produce()
         with pytest.raises(ConnectionError, match="not acknowledged"):
             await out.acked()
         with pytest.raises(ConnectionError, match="mid-hand-over"):

@@ -1,6 +1,6 @@
 """Output: commands, decisions and dead letters, sent as one acknowledged batch.
 
-Every record of a batch is handed to the producer at once (``hand``); ``acked``
+Every message of a batch is handed to the producer at once (``produce``); ``acked``
 waits until Kafka has acknowledged all of them (acks=all). The screening
 consumer commits the input batch only after ``acked`` returns, so an input
 offset is never committed before its commands are durable (at-least-once).
@@ -36,26 +36,26 @@ class OutputTopics:
         return own if own is not None else (self.freeze if for_bank else self.block)
 
 
-class Batch:
+class OutputBatch:
     """The output of one input batch; re-sendable as a whole (command ids are deterministic)."""
 
     def __init__(self, topics: OutputTopics) -> None:
         self._topics = topics
-        self.records: list[tuple[faust.TopicT, bytes, bytes]] = []
+        self.messages: list[tuple[faust.TopicT, bytes, bytes]] = []
         self._pending: list[Awaitable[Any]] | None = None  # the producer's futures of the last hand-over
 
     def command(self, command: Command) -> None:
         topic = self._topics.for_command(command)
-        self.records.append((topic, command.institution.encode(), orjson.dumps(command.to_json())))
+        self.messages.append((topic, command.institution.encode(), orjson.dumps(command.to_json())))
 
     def decision(self, decision: Decision, source: Source) -> None:
         body = decision.to_json()
         body["source"] = {"topic": source.topic, "partition": source.partition, "offset": source.offset}
-        self.records.append((self._topics.decisions, decision.event_id.encode(), orjson.dumps(body)))
+        self.messages.append((self._topics.decisions, decision.event_id.encode(), orjson.dumps(body)))
 
     def report(self, report: Report) -> None:
         """A rule's automatic report, keyed ``kind:value`` like every report on the compacted topic."""
-        self.records.append((self._topics.reports, report.key.encode(), orjson.dumps(report.to_json())))
+        self.messages.append((self._topics.reports, report.key.encode(), orjson.dumps(report.to_json())))
 
     def deadletter(self, source: Source, raw: bytes | None, rejection: Rejection, dead_at: str) -> None:
         raw = raw or b""
@@ -69,29 +69,29 @@ class Batch:
             "original_b64": base64.b64encode(raw).decode("ascii"),
             "original_key_b64": base64.b64encode(source.key).decode("ascii") if source.key else None,
         }
-        self.records.append((self._topics.deadletter, source.topic.encode(), orjson.dumps(body)))
+        self.messages.append((self._topics.deadletter, source.topic.encode(), orjson.dumps(body)))
 
     def record(self, topic: faust.TopicT, key: bytes, value: bytes) -> None:
-        self.records.append((topic, key, value))
+        self.messages.append((topic, key, value))
 
-    async def hand(self) -> None:
-        """Hand every record to the producer (in order); ``acked`` then waits for Kafka's acknowledgements.
+    async def produce(self) -> None:
+        """Hand every message to the producer (in order); ``acked`` then waits for Kafka's acknowledgements.
 
         Straight to the app's producer (acks=all), not through ``Topic.send``: Faust's per-message path
         (future message, sensors, a debug log line) cost more than the send itself on the hot path.
         """
         self._pending = None  # set only once every record is handed: a partial hand-over is no hand-over
         pending: list[Awaitable[Any]] = []
-        if self.records:
-            producer = await self.records[0][0].app.maybe_start_producer()
-            for topic, key, value in self.records:
+        if self.messages:
+            producer = await self.messages[0][0].app.maybe_start_producer()
+            for topic, key, value in self.messages:
                 pending.append(await producer.send(topic.get_topic_name(), key, value, None, None, None))
         self._pending = pending
 
     async def acked(self) -> None:
         """Wait until Kafka acknowledged every record handed over; on a failure, the next call hands all again."""
         if self._pending is None:  # never handed, or the last hand-over or wait failed: all again (same ids)
-            await self.hand()
+            await self.produce()
         pending, self._pending = self._pending, None  # None until every acknowledgement is in
         for fut in pending or ():
             await fut
@@ -99,5 +99,5 @@ class Batch:
 
     async def send(self) -> None:
         """Hand over and wait for every acknowledgement."""
-        await self.hand()
+        await self.produce()
         await self.acked()
