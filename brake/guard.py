@@ -6,7 +6,7 @@ batch's output is acknowledged, the screening worker tallies, in process,
 how many commands each *target* drove (``tally``: every enforce match of a
 decision that sent commands counts its rule, its identifier and the
 reporting source of its entry), then adds the tally to the shared counters in
-Redis in one round trip (``blocklist.brake.BrakeStore``), so every worker of
+Redis in one round trip (``sekat.brake.store.BrakeStore``), so every worker of
 the group judges the same rate. A target over its limit
 (``SEKAT_BRAKE_ENTRY_MAX`` / ``_RULE_MAX`` / ``_SOURCE_MAX`` commands per
 ``SEKAT_BRAKE_WINDOW_S``; 0 turns a dimension off) is tripped:

@@ -1,20 +1,18 @@
 """Keeping Python's cyclic garbage collector off the hot path's latency.
 
-Measured on the bench worker at 20,000 events/s (gc callbacks timing each
-collection): a full (generation 2) collection every 1-2 s, each 100-250 ms,
-each collecting nothing. The worker holds a large, long-lived heap (Faust,
-aiokafka, the identifier caches) that every full collection walked again, and
-the hot path allocates fast enough to trigger one every second or two. Those
-pauses were the latency spikes of several hundred milliseconds at 20,000/s.
+The worker holds a large, long-lived heap (Faust, aiokafka, the identifier
+caches). Left alone, the hot path allocates fast enough to trigger a full
+(generation 2) collection every second or two, each walking that whole heap
+again and collecting nothing: pauses of a hundred milliseconds and more, which
+show as latency spikes (docs/performance.md has the figures).
 
 The policy (``HeapKeeper.tick``, from a one-second timer in the worker):
 
 - every ``freeze_every_s`` (1 s): collect the objects not yet frozen (cheap:
   only what survived since the last tick), then ``gc.freeze()`` them: the
   collector never walks them again, so the automatic collections stay short.
-  At 10 s, the freeze's own collection took 25-45 ms, and the automatic full
-  collections in between walked up to 10 s of survivors (10-37 ms, every 2-3 s,
-  collecting nothing); a second's worth is a few milliseconds;
+  A longer interval lets the automatic collections in between walk more
+  survivors, and makes the freeze's own collection longer;
 - every ``full_every_s`` (1 h): ``gc.unfreeze()`` and one full collection,
   so a cycle that was alive when frozen and died later is freed within the
   hour instead of never (one long pause an hour instead of one a second);
@@ -24,7 +22,7 @@ Reference counting still frees every acyclic object at once, frozen or not.
 Pauses are observed in ``sekat_gc_pause_seconds{generation}`` and the frozen
 population in ``sekat_gc_frozen_objects`` (counted when frozen; exact at the
 first and at each hourly full collection: counting the frozen list walks all
-of it, ~20 ms, which was a pause every second when the gauge read it each tick).
+of it, so it is done only then).
 """
 
 from __future__ import annotations
@@ -69,8 +67,8 @@ class HeapKeeper:
             gc.collect()
             gc.freeze()
             self._last_full = self._last_freeze = now
-            # Exact, and O(frozen objects): CPython walks the whole frozen list to count it (~20 ms for the
-            # bench worker's heap), so only here, once an hour; it was every second, and it was a pause.
+            # Exact, and O(frozen objects): CPython walks the whole frozen list to count it, a pause of
+            # milliseconds on a worker's heap, so only here, once an hour.
             self.frozen.set(gc.get_freeze_count())
         elif now - self._last_freeze >= self.freeze_every_s:
             gc.collect()  # walks only the objects not frozen yet

@@ -32,7 +32,7 @@ Under Redis Cluster (``redis+cluster://``) every key stays in its own slot, so
 the state of different payees and callers spreads over every shard: the batch
 is still one pipeline, but the window script runs once per hash slot (on the
 slot's node, the nodes in parallel) and each MGET once per slot
-(``blocklist.connection.SlotPipeline``). Every key of one script call is in
+(``sekat.blocklist.connection.SlotPipeline``). Every key of one script call is in
 one slot, so each call stays atomic; the script only ever relates a key to
 itself, so splitting the call changes nothing a rule sees. Hash-tagging all
 of it into one slot would put every rule-state write on one shard.
