@@ -1,0 +1,223 @@
+"""Redis connections: the one place a Redis client is made, for one server or a Redis Cluster.
+
+``SEKAT_REDIS_URL`` chooses, and every Redis user (the index, the replica, rule state, API keys, the
+API's rate limiter, the CLI, the benchmarks) gets its client here:
+
+    redis://host:port/db, rediss://..., unix://...       one server (redis-py's ``Redis``)
+    redis+cluster://[user:password@]host:port[,host:port...]
+    rediss+cluster://...                                  Redis Cluster (redis-py's ``RedisCluster``): the
+                                                          addresses are seeds, the client learns every shard
+                                                          and follows slot moves and failovers itself
+
+Under Redis Cluster a command with several keys must name keys of one hash slot. The helpers below keep
+the callers' code one shape for both: ``mget`` splits a multi-key read by slot (one pipelined MGET per
+slot, replies put back in order), ``scan_keys`` scans every primary, and ``SlotPipeline`` queues a batch of
+commands whose multi-key ones (MGET, the rule-state window script) are split per slot and whose replies
+come back as if they had been one command. On one server all of them are the plain single command.
+State that must stay atomic across several keys (a Lua script or a MULTI over them) is sharded instead into
+hash-tagged groups: ``spread_tags`` names groups whose slots are spread evenly over the slot space, and
+``slot_group`` says which group a key belongs to (``sekat.release.acted`` is the user).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from functools import lru_cache
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.cluster import ClusterNode
+from redis.crc import key_slot
+
+from sekat.redis_url import CLUSTER_SCHEMES, cluster_seeds, is_cluster
+
+SLOTS = 16384  # hash slots of a Redis Cluster
+AnyRedis = aioredis.Redis | aioredis.RedisCluster
+AnySyncRedis = redis.Redis | redis.RedisCluster
+
+
+def _credentials(url: str) -> dict[str, Any]:
+    parsed = urlparse(url)
+    creds: dict[str, Any] = {}
+    if "@" in parsed.netloc:
+        userinfo = parsed.netloc.rpartition("@")[0]
+        user, sep, password = userinfo.partition(":")
+        if sep:
+            creds["password"] = unquote(password)
+            if user:
+                creds["username"] = unquote(user)
+        else:
+            creds["password"] = unquote(user)
+    if CLUSTER_SCHEMES[parsed.scheme]:
+        creds["ssl"] = True
+    return creds
+
+
+def async_client(url: str, **options: Any) -> AnyRedis:
+    """An asyncio client for ``url``; no connection is made until the first command."""
+    if not is_cluster(url):
+        return aioredis.Redis.from_url(url, **options)
+    nodes = [AsyncClusterNode(host, port) for host, port in cluster_seeds(url)]
+    return aioredis.RedisCluster(startup_nodes=nodes, **_credentials(url), **options)
+
+
+def sync_client(url: str, **options: Any) -> AnySyncRedis:
+    """A blocking client for ``url`` (threads, the CLI, benchmarks, tests)."""
+    if not is_cluster(url):
+        return redis.Redis.from_url(url, **options)
+    nodes = [ClusterNode(host, port) for host, port in cluster_seeds(url)]
+    return redis.RedisCluster(startup_nodes=nodes, **_credentials(url), **options)
+
+
+def by_slot(keys: Sequence[str | bytes]) -> dict[int, list[int]]:
+    """Positions of ``keys`` grouped by hash slot, slots in first-seen order."""
+    groups: dict[int, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key_slot(key.encode() if isinstance(key, str) else key), []).append(i)
+    return groups
+
+
+@lru_cache(maxsize=None)
+def spread_tags(n: int) -> tuple[str, ...]:
+    """``n`` hash tags, the g-th one hashing into the g-th n-th of the slot space (its slots ``g*16384//n`` on).
+
+    A key whose name holds ``{tag}`` is stored in the tag's slot, whatever else the name says; with tags spread
+    like this, ``n`` groups of keys land on every master of an evenly split cluster (3 masters, 16 groups: 5 or
+    6 groups each), and group g sits with the keys whose own slots are in the same range (``slot_group``).
+    """
+    tags: list[str] = []
+    for g in range(n):
+        low, high = g * SLOTS // n, (g + 1) * SLOTS // n
+        i = 0
+        while not low <= key_slot(str(i).encode()) < high:
+            i += 1
+        tags.append(str(i))
+    return tuple(tags)
+
+
+def slot_group(key: str, n: int) -> int:
+    """Which of ``n`` groups (see ``spread_tags``) ``key`` belongs to: the n-th of the slot space its slot is in."""
+    return key_slot(key.encode()) * n // SLOTS
+
+
+async def mget(client: AnyRedis, keys: Sequence[str | bytes]) -> list[Any]:
+    """MGET on one server; on a cluster one MGET per slot, pipelined, replies in the order of ``keys``."""
+    if not keys:
+        return []
+    if isinstance(client, aioredis.RedisCluster):
+        return list(await client.mget_nonatomic(list(keys)))
+    return list(await client.mget(list(keys)))
+
+
+def sync_mget(client: AnySyncRedis, keys: Sequence[str | bytes]) -> list[Any]:
+    if not keys:
+        return []
+    if isinstance(client, redis.RedisCluster):
+        return list(client.mget_nonatomic(list(keys)))
+    return list(client.mget(list(keys)))
+
+
+async def scan_keys(client: AnyRedis, match: str, count: int = 1000, _type: str | None = None
+                    ) -> AsyncIterator[list[bytes]]:
+    """Every key matching ``match`` (on a cluster: on every primary), in batches of about ``count``."""
+    batch: list[bytes] = []
+    async for key in client.scan_iter(match=match, count=count, _type=_type):
+        batch.append(key)
+        if len(batch) >= count:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def sync_scan_keys(client: AnySyncRedis, match: str, count: int = 1000, _type: str | None = None
+                   ) -> Iterator[list[bytes]]:
+    """Every key matching ``match`` (on a cluster: on every primary), in batches of about ``count``.
+
+    One server: each SCAN reply is a batch as it comes (no key-by-key regrouping: the replica's start-up
+    scans 10 M keys through here).
+    """
+    if not isinstance(client, redis.RedisCluster):
+        cursor = 0
+        while True:
+            cursor, keys = client.scan(cursor, match=match, count=count, _type=_type)
+            if keys:
+                yield keys
+            if cursor == 0:
+                return
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=match, count=count, _type=_type):
+        batch.append(key)
+        if len(batch) >= count:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class SlotPipeline:
+    """A non-transactional pipeline whose multi-key commands work on a cluster too.
+
+    ``mget`` and ``evalsha_per_key`` each stand for one reply in ``execute()``'s result, whatever the
+    topology: on one server they are one command; on a cluster they are split into one command per hash
+    slot (sent to the slots' nodes in parallel by redis-py's cluster pipeline) and the parts' replies are
+    put back in the order of the keys. Any other command is queued as is (single-key commands only).
+    """
+
+    def __init__(self, client: AnyRedis) -> None:
+        self._cluster = isinstance(client, aioredis.RedisCluster)
+        self._pipe = client.pipeline(transaction=False)
+        self._parts: list[tuple[int, list[list[int]] | None]] = []  # per reply: (commands queued, key groups)
+
+    def __getattr__(self, name: str) -> Any:
+        command = getattr(self._pipe, name)
+
+        def queue(*args: Any, **kwargs: Any) -> "SlotPipeline":
+            command(*args, **kwargs)
+            self._parts.append((1, None))
+            return self
+        return queue
+
+    def mget(self, keys: Sequence[str]) -> "SlotPipeline":
+        if not self._cluster:
+            self._pipe.mget(list(keys))
+            self._parts.append((1, None))
+            return self
+        groups = list(by_slot(keys).values())
+        for positions in groups:
+            # redis-py's cluster pipeline refuses .mget()/.evalsha() outright; sent as raw commands, each
+            # single-slot one is routed to its slot's node
+            self._pipe.execute_command("MGET", *(keys[i] for i in positions))
+        self._parts.append((len(groups), groups))
+        return self
+
+    def evalsha_per_key(self, sha: str, keys: Sequence[str], head: Sequence[Any],
+                        per_key: Sequence[Sequence[Any]]) -> "SlotPipeline":
+        """EVALSHA of a script whose ARGV is ``head`` then one segment per key and whose reply is one item per key."""
+        groups = list(by_slot(keys).values()) if self._cluster else [list(range(len(keys)))]
+        for positions in groups:
+            args = list(head)
+            for i in positions:
+                args.extend(per_key[i])
+            self._pipe.execute_command("EVALSHA", sha, len(positions), *(keys[i] for i in positions), *args)
+        self._parts.append((len(groups), groups if self._cluster else None))
+        return self
+
+    async def execute(self) -> list[Any]:
+        raw = await self._pipe.execute()
+        out: list[Any] = []
+        pos = 0
+        for n, groups in self._parts:
+            if groups is None:
+                out.append(raw[pos])
+            else:
+                joined: list[Any] = [None] * sum(len(g) for g in groups)
+                for positions, reply in zip(groups, raw[pos:pos + n]):
+                    for i, value in zip(positions, reply):
+                        joined[i] = value
+                out.append(joined)
+            pos += n
+        return out

@@ -1,0 +1,321 @@
+"""The replica's snapshot kept in Redis, so a starting worker reads a few blobs instead of the whole index.
+
+A full read of the index is one SCAN pass and one MGET per 10,000 keys: about 2 µs of Redis time per
+entry (10 M entries: ~20 s of one core, before any Python work). A worker that has just done that
+writes what it read here; the next worker to start reads it back (~0.3 µs an entry, mostly hashing)
+and catches up from the change stream, so a fleet pays the full read once, not once per worker:
+
+    {prefix}replica:snapshot            JSON: which chunks, the change-stream id the snapshot is
+                                        as of (``last_id``), the stream's ``entries-added`` then,
+                                        the build id, the entry count, when it was written
+    {prefix}replica:snapshot:{gen}:{i}  one chunk: up to CHUNK_ENTRIES active entries as
+                                        ``SKR1``, n and the keys' length in bytes (uint32 each),
+                                        n status codes (uint8), n expiries (uint32 epoch s), then the
+                                        n keys (``kind:value``) joined by newlines (a normalised
+                                        identifier has none; checked both ways)
+    {prefix}replica:snapshot:writing    lock (with an expiry, renewed while it reads): one writer
+                                        at a time; a worker that starts meanwhile waits for its
+                                        snapshot instead of reading the index too (on one Redis,
+                                        N reads at once take N times as long each)
+    {prefix}replica:snapshot:refreshed  a running worker refreshed the snapshot in the background less
+                                        than REFRESH_INTERVAL_S ago (an expiry; fleet-wide rate limit)
+    {prefix}replica:snapshot:waiting    a starting worker is waiting for the snapshot being written (a
+                                        short expiry, renewed while it waits): a background refresh stops
+                                        pacing itself and reads at full speed
+
+It stores keys, not hashes: the replica's hashes are Python's per-process ``hash()``, cheap on the hot
+path, and the reader recomputes them (~0.1 µs a key) rather than the hot path paying for a
+process-stable hash.
+
+A stored snapshot is used only when it is exactly as good as a fresh read followed by the stream:
+
+* its build id is the index's current ``index:built`` marker (absent marker, i.e. a rebuild under way,
+  or another build: read the index instead);
+* nothing after its ``last_id`` has been trimmed from the change stream: it records the stream's
+  ``entries-added`` as of ``last_id`` (one XINFO STREAM gives both, Redis >= 7.0; an older Redis never
+  stores or uses a snapshot), and the records removed since (``entries-added`` - ``length``) must not
+  exceed it, so following from ``last_id`` misses no change;
+* at most ``max_behind`` changes were added since (catching up re-reads each changed key with a full
+  parse; past that, a fresh read is about as quick and writes a fresh snapshot);
+* every chunk is present and well-formed.
+
+Chunks are written with an expiry and made permanent only once all are written, then the pointer is
+switched to them (one SET): a reader sees an old complete snapshot or a new complete one, and a writer
+that dies leaves chunks that expire. The previous generation's chunks expire a few minutes after the
+switch, so a reader part-way through them finishes (or, if it is slower than that, falls back to a
+read of the index).
+
+Kept fresh by the running workers (``Replica.keep_stored_snapshot``): when the stored snapshot would not
+do for a starting worker, or soon would not (missing, another build, trimmed past, or more than half of
+``max_behind`` changes behind), one running worker reads the index in the background and stores a fresh
+one, at most once per REFRESH_INTERVAL_S across the fleet, so the worker that starts after a bulk import,
+a rebuild or a long run loads a stored snapshot instead of reading the whole index.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+from redis.exceptions import ResponseError
+
+from sekat.blocklist.connection import AnySyncRedis
+from sekat.blocklist.store import built_key
+
+log = logging.getLogger(__name__)
+
+CHUNK_ENTRIES = 500_000
+# A background refresh writes smaller chunks: encoding one holds the GIL (~45 ms for 500,000 keys, ~4.5 ms
+# for 50,000), time the worker's event loop would wait; a reader gets 10 times as many GETs, still few.
+REFRESH_CHUNK_ENTRIES = 50_000
+MAGIC = b"SKR1"
+_HEAD = struct.Struct("<4sII")
+PENDING_TTL_S = 3600  # chunks of a snapshot being written (a writer that dies leaves nothing for long)
+RETIRE_TTL_S = 300  # the previous generation's chunks, once the pointer has moved on
+LOCK_TTL_MS = 30_000  # renewed while the writer reads: a writer that dies holds nobody up for long
+WAIT_FOR_WRITER_S = 600.0  # the longest a starting worker waits for another one's snapshot
+MAX_BEHIND = 200_000
+REFRESH_INTERVAL_S = 300.0  # at most one background refresh this often, fleet-wide (a read of the index)
+REFRESH_CHECK_S = 15.0  # how often each running worker looks at the stored snapshot (three small reads)
+REFRESH_SHARE = 0.5  # a background refresh rests between batches: busy at most this share of its time
+WAITING_TTL_MS = 5_000  # a starting worker's "waiting for the snapshot" flag, renewed while it waits
+
+
+def refreshed_key(prefix: str) -> str:
+    return f"{prefix}replica:snapshot:refreshed"
+
+
+def waiting_key(prefix: str) -> str:
+    return f"{prefix}replica:snapshot:waiting"
+
+
+def meta_key(prefix: str) -> str:
+    return f"{prefix}replica:snapshot"
+
+
+def chunk_key(prefix: str, gen: str, i: int) -> str:
+    return f"{prefix}replica:snapshot:{gen}:{i}"
+
+
+def encode_chunk(keys: list[str], codes: np.ndarray, expiries: np.ndarray) -> bytes:
+    text = "\n".join(keys).encode()
+    if len(keys) != len(codes) or len(keys) != len(expiries) or text.count(b"\n") != max(len(keys) - 1, 0):
+        raise ValueError("a key holds a newline (or the arrays disagree): not storable")
+    return b"".join((_HEAD.pack(MAGIC, len(keys), len(text)), codes.astype(np.uint8).tobytes(),
+                     expiries.astype("<u4").tobytes(), text))
+
+
+def decode_chunk(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A chunk as (hashes, codes, expiries) of this process; ValueError when it is not a whole chunk."""
+    if len(blob) < _HEAD.size:
+        raise ValueError("short chunk")
+    magic, n, text = _HEAD.unpack_from(blob)
+    keys_at = _HEAD.size + 5 * n
+    if magic != MAGIC or len(blob) != keys_at + text:
+        raise ValueError("not a whole replica snapshot chunk")
+    codes = np.frombuffer(blob, dtype=np.uint8, count=n, offset=_HEAD.size).copy()
+    expiries = np.frombuffer(blob, dtype="<u4", count=n, offset=_HEAD.size + n).astype(np.uint32)
+    keys = blob[keys_at:].decode().split("\n") if n else []
+    if len(keys) != n:
+        raise ValueError(f"chunk says {n} entries, holds {len(keys)} keys")
+    return np.fromiter(map(hash, keys), dtype=np.int64, count=n), codes, expiries
+
+
+@dataclass
+class Meta:
+    gen: str
+    chunks: int
+    entries: int
+    last_id: str
+    added: int
+    build: str
+    written_at: float
+
+
+def _id(stream_id: str | bytes) -> tuple[int, int]:
+    text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(frozen=True)
+class StreamState:
+    added: int  # records ever added (XINFO STREAM entries-added, Redis >= 7.0)
+    length: int  # records still in it
+    last_id: str  # the last id it generated: following from it misses nothing before it
+
+
+def stream_state(client: AnySyncRedis, stream: str) -> StreamState | None:
+    """The change stream's counters; None on a Redis that does not keep them (before 7.0)."""
+    try:
+        info = client.xinfo_stream(stream)
+    except ResponseError as exc:
+        if "no such key" in str(exc).lower():
+            return StreamState(0, 0, "0-0")
+        raise
+    if "entries-added" not in info:
+        return None
+    last = info["last-generated-id"]
+    return StreamState(int(info["entries-added"]), int(info["length"]),
+                       last.decode() if isinstance(last, bytes) else str(last))
+
+
+def unusable(client: AnySyncRedis, prefix: str, stream: str, build: str | None, max_behind: int
+             ) -> tuple[Meta | None, str]:
+    """The stored snapshot's description, and why following the stream from it could miss a change ("": it
+    could not; the description is None when there is no readable snapshot)."""
+    raw = client.get(meta_key(prefix))
+    if raw is None:
+        return None, "none is stored"
+    if build is None:
+        return None, "the index is not built"
+    try:
+        meta = Meta(**orjson.loads(raw))
+    except (ValueError, TypeError) as exc:
+        return None, f"it is unreadable ({exc})"
+    state = stream_state(client, stream)
+    why = ""
+    if meta.build != build:
+        why = f"it is of build {meta.build}, the index of {build}"
+    elif state is None:
+        why = "this Redis does not count stream records (needs Redis >= 7.0)"
+    elif state.added < meta.added or _id(state.last_id) < _id(meta.last_id):
+        why = "the change stream is not the one it was taken from"
+    elif state.added - state.length > meta.added:
+        # trimming removes the oldest records: more removed than had been added when the snapshot was
+        # taken means a record it needs is gone (XDEL'd records count too: erring on the safe side)
+        why = "the change stream has been trimmed past it"
+    elif state.added - meta.added > max_behind:
+        why = f"{state.added - meta.added} changes behind (limit {max_behind})"
+    return meta, why
+
+
+def usable(client: AnySyncRedis, prefix: str, stream: str, build: str | None, max_behind: int) -> Meta | None:
+    """The stored snapshot's description when following the stream from it misses nothing, else None."""
+    meta, why = unusable(client, prefix, stream, build, max_behind)
+    if why:
+        if meta is not None or "unreadable" in why:
+            log.info("stored replica snapshot not used: %s; reading the index", why)
+        return None
+    return meta
+
+
+def read_chunks(client: AnySyncRedis, prefix: str, meta: Meta) -> Iterator[bytes]:
+    """The chunks' bytes in order; ValueError when one is gone."""
+    for i in range(meta.chunks):
+        blob = client.get(chunk_key(prefix, meta.gen, i))
+        if blob is None:
+            raise ValueError(f"chunk {i} of {meta.chunks} is gone")
+        yield blob
+
+
+class Writer:
+    """Writes one snapshot while the index is read: chunk by chunk, then the pointer (see the module doc)."""
+
+    def __init__(self, client: AnySyncRedis, prefix: str, last_id: str, added: int, build: str,
+                 chunk_entries: int = CHUNK_ENTRIES) -> None:
+        self._client = client
+        self._chunk_entries = chunk_entries
+        self._prefix = prefix
+        self._gen = uuid.uuid4().hex[:12]
+        self._token = self._gen
+        self._last_id, self._added, self._build = last_id, added, build
+        self._keys: list[str] = []
+        self._codes: list[np.ndarray] = []
+        self._expiries: list[np.ndarray] = []
+        self._pending = 0
+        self._chunks = 0
+        self._entries = 0
+        self._renewed = time.monotonic()
+
+    @classmethod
+    def start(cls, client: AnySyncRedis, prefix: str, state: StreamState | None, build: str | None,
+              chunk_entries: int = CHUNK_ENTRIES) -> "Writer | None":
+        """A writer when this process may write (a built index, a Redis >= 7.0, nobody else writing).
+
+        ``state`` is the change stream's, read before the index is: the snapshot is as of its last id.
+        """
+        if build is None or state is None:
+            return None
+        writer = cls(client, prefix, state.last_id, state.added, build, chunk_entries)
+        if not client.set(writer._lock_key, writer._token, nx=True, px=LOCK_TTL_MS):
+            return None
+        return writer
+
+    @property
+    def _lock_key(self) -> str:
+        return f"{self._prefix}replica:snapshot:writing"
+
+    def add(self, keys: list[str], codes: np.ndarray, expiries: np.ndarray) -> None:
+        if time.monotonic() - self._renewed > LOCK_TTL_MS / 3000:
+            if self._client.get(self._lock_key) == self._token.encode():
+                self._client.pexpire(self._lock_key, LOCK_TTL_MS)
+            self._renewed = time.monotonic()
+        self._keys.extend(keys)
+        self._codes.append(codes)
+        self._expiries.append(expiries)
+        self._pending += len(keys)
+        if self._pending >= self._chunk_entries:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending and self._chunks:
+            return
+        blob = encode_chunk(self._keys, np.concatenate(self._codes) if self._codes else np.empty(0, np.uint8),
+                            np.concatenate(self._expiries) if self._expiries else np.empty(0, np.uint32))
+        self._client.set(chunk_key(self._prefix, self._gen, self._chunks), blob, ex=PENDING_TTL_S)
+        self._chunks += 1
+        self._entries += self._pending
+        self._keys, self._codes, self._expiries, self._pending = [], [], [], 0
+
+    def finish(self) -> bool:
+        """Make the chunks permanent and point readers at them; retire the previous generation.
+
+        Whether it was stored (not when the index was rebuilt during the read)."""
+        try:
+            self._flush()
+            if self._client.get(built_key(self._prefix)) != self._build.encode():
+                # a rebuild started (or ended) during the read: what was read may mix two indexes
+                log.info("index rebuilt while it was read: replica snapshot not stored")
+                self.abandon()
+                return False
+            for i in range(self._chunks):
+                self._client.persist(chunk_key(self._prefix, self._gen, i))
+            old = self._client.get(meta_key(self._prefix))
+            meta = Meta(self._gen, self._chunks, self._entries, self._last_id, self._added, self._build, time.time())
+            self._client.set(meta_key(self._prefix), orjson.dumps(meta.__dict__))
+            if old is not None:
+                try:
+                    previous = Meta(**orjson.loads(old))
+                    for i in range(previous.chunks):
+                        self._client.expire(chunk_key(self._prefix, previous.gen, i), RETIRE_TTL_S)
+                except (ValueError, TypeError):
+                    pass
+            log.info("stored the replica snapshot: %d entries in %d chunks", self._entries, self._chunks)
+            return True
+        finally:
+            self._unlock()
+
+    def abandon(self) -> None:
+        """Drop what was written (the read failed): the chunks go, the pointer stays where it was."""
+        try:
+            for i in range(self._chunks):
+                self._client.delete(chunk_key(self._prefix, self._gen, i))
+        finally:
+            self._unlock()
+
+    @staticmethod
+    def busy(client: AnySyncRedis, prefix: str) -> bool:
+        """Whether another process is storing a snapshot now."""
+        return bool(client.exists(f"{prefix}replica:snapshot:writing"))
+
+    def _unlock(self) -> None:
+        if self._client.get(self._lock_key) == self._token.encode():
+            self._client.delete(self._lock_key)
+

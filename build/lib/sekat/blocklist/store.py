@@ -1,0 +1,415 @@
+"""The Redis serving index of the blocklist.
+
+Data model (every key under the configured prefix, default ``sekat:``):
+
+    {prefix}bl:{kind}:{value}   string: the entry as JSON (sekat.records.Entry)
+    {prefix}bl:changes          stream: one record per change, field ``key``;
+                                local replicas follow it to stay fresh
+    {prefix}index:built         string: the id of the build that filled the index
+                                (``streams/rebuild.py``); absent = the index is empty
+                                or being rebuilt, so an absent entry proves nothing
+    {prefix}index:rebuilding    string: lock held (with an expiry) by the one process
+                                replaying ``sekat.reports`` into the index
+    {prefix}acted:due           sorted set of entries institutions acted on (``blocklist.acted``; one per
+                                hash-tagged group on a cluster): a revoked entry is marked due when written
+
+Redis is a cache of the topic and keeps no data on disk: if it restarts, it
+comes back empty and without the ``index:built`` marker. Workers notice and
+rebuild it (``streams.rebuild.IndexGuard``); meanwhile a *guarded* store (the
+worker's) refuses to apply reports (``IndexNotBuilt``, retried), so the replay
+is the only writer, and the local replicas keep deciding on their own copy.
+
+Revoked entries stay in the index with status ``revoked`` so their history is
+kept and a lookup can tell "cleared on appeal" from "never listed".
+
+The hot path calls ``lookup_many`` once per batch: one MGET, never one round
+trip per event.
+
+Every change to an entry goes through ``put``/``put_many``: the SET of the
+entry, then the XADD of its key to the change stream. ``apply`` is the one
+way reports reach the index (the reports agent and ``sekat blocklist
+rebuild`` both call it): it merges them with ``blocklist.lifecycle.merge``.
+
+Under Redis Cluster (``redis+cluster://``, see ``blocklist.connection``) the
+entries spread over every shard by their own keys, so the hot path's reads
+(the replica's evidence MGETs) spread too; the change stream is one key on
+one shard, written once per change (reports, not events). An entry and the
+stream are then in different slots, so no MULTI can hold both: the SETs go
+first, the XADDs after them succeed, and a change is announced only once its
+entry is written. The announcement is idempotent (it says "re-read this
+key"), and ``apply`` announces every key it touched, changed or not: a batch
+retried after a failure between the two steps (or re-consumed after a crash)
+announces its keys again, so no replica misses a change. A revoked entry is
+marked due for release (``blocklist.acted``) last, once its entry is written,
+so the sweep that picks it up reads it revoked; a retried batch marks its
+revoked keys again, changed or not, so an attempt interrupted before the mark
+still gets its releases sent. On one server the same commands run in one MULTI.
+A guarded store WATCHes the ``index:built`` marker while it reads and writes
+(one server), so a rebuild that starts in between (it deletes the marker first)
+aborts the write instead of racing the replay; on a cluster the marker is
+checked before the write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, WatchError
+
+from sekat.blocklist.connection import AnyRedis, async_client, mget, scan_keys
+from sekat.blocklist.lifecycle import consolidated, covers, merge
+from sekat.blocklist.links import propagate
+from sekat.errors import BlocklistUnavailable, IndexNotBuilt
+from sekat.records import Entry, Report, Status
+from sekat.release.acted import ActedKeys
+
+CHANGES_MAXLEN = 1_000_000
+# Compare-and-act on the rebuild lock: only its holder (same token) may extend or release it.
+_EXTEND = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def built_key(prefix: str) -> str:
+    """The marker that says the index holds every report on the topic (see the module docstring)."""
+    return f"{prefix}index:built"
+
+
+class BlocklistStore:
+    def __init__(self, client: AnyRedis, prefix: str = "sekat:", guarded: bool = False) -> None:
+        self._redis = client
+        self._cluster = isinstance(client, aioredis.RedisCluster)
+        self._prefix = prefix
+        self._changes = f"{prefix}bl:changes"
+        self._built = built_key(prefix)
+        self._lock = f"{prefix}index:rebuilding"
+        self._acted = ActedKeys(prefix, self._cluster)
+        self.guarded = guarded
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "sekat:", guarded: bool = False) -> "BlocklistStore":
+        # No connection is made here: redis-py connects on first command.
+        client = async_client(url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30)
+        return cls(client, prefix, guarded)
+
+    @property
+    def client(self) -> AnyRedis:
+        return self._redis
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    def _rkey(self, key: str) -> str:
+        return f"{self._prefix}bl:{key}"
+
+    async def lookup_many(self, keys: Iterable[str]) -> dict[str, Entry]:
+        """Entries for those of ``keys`` that are in the index (any status), in one MGET."""
+        unique: Sequence[str] = list(dict.fromkeys(keys))
+        if not unique:
+            return {}
+        try:
+            raw = await mget(self._redis, [self._rkey(k) for k in unique])
+        except (RedisError, OSError) as exc:
+            raise BlocklistUnavailable(f"blocklist lookup failed: {type(exc).__name__}") from exc
+        return {k: Entry.from_json(orjson.loads(v)) for k, v in zip(unique, raw) if v is not None}
+
+    async def get(self, key: str) -> Entry | None:
+        return (await self.lookup_many([key])).get(key)
+
+    async def put(self, entry: Entry) -> None:
+        """Write one entry and announce the change, atomically."""
+        await self.put_many([entry])
+
+    async def put_many(self, entries: Sequence[Entry], announce: Iterable[str] = (),
+                       revoked: Iterable[str] = ()) -> None:
+        """Write entries and announce each change (and the keys in ``announce``).
+
+        A revoked entry is marked due for release, and so are the keys in ``revoked`` (revoked entries a retry
+        finds already written). One server: one MULTI (one round trip). Redis Cluster: the SETs (spread over
+        the shards), then the XADDs once the SETs succeeded, then the marks (up to three round trips); see the
+        module docstring.
+        """
+        keys = list(dict.fromkeys([*(e.key for e in entries), *announce]))
+        if not keys:
+            return
+        try:
+            if self._cluster:
+                if entries:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for entry in entries:
+                            pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
+                        await pipe.execute()
+                await self._announce(keys)
+                due = _due_now(entries, revoked)
+                if due:  # whoever acted on it gets a release at the next sweep
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        self._acted.queue_due_now(pipe, due)
+                        await pipe.execute()
+                return
+            async with self._redis.pipeline(transaction=True) as pipe:
+                self._queue_puts(pipe, entries, keys, revoked)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
+
+    def _queue_puts(self, pipe: Any, entries: Sequence[Entry], announce: Sequence[str],
+                    revoked: Iterable[str] = ()) -> None:
+        for entry in entries:
+            pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
+        for key in announce:
+            pipe.xadd(self._changes, {"key": key}, maxlen=CHANGES_MAXLEN, approximate=True)
+        due = _due_now(entries, revoked)
+        if due:  # whoever acted on it gets a release at the next sweep
+            self._acted.queue_due_now(pipe, due)
+
+    async def _announce(self, keys: Sequence[str]) -> None:
+        """XADD each key to the change stream (cluster path): one key, so one node, in order, one round trip.
+
+        Not a MULTI: redis-py 8.1's cluster MULTI queues each command by starting a thread that runs its own
+        event loop while the worker's waits (~1 ms a command: 200 keys stalled the loop 45-350 ms, measured).
+        Nothing needs the XADDs atomic: each says "re-read this key", and a batch that fails part-way is
+        retried and announces all its keys again.
+        """
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.xadd(self._changes, {"key": key}, maxlen=CHANGES_MAXLEN, approximate=True)
+            await pipe.execute()
+
+    async def apply(self, reports: Sequence[Report],
+                    publish: Callable[[list[Report]], Awaitable[None]] | None = None, *,
+                    rebuilding: bool = False) -> tuple[list[Entry], list[Report]]:
+        """Merge ``reports`` (in order) into the index: one MGET, one MULTI.
+
+        Returns the entries that changed, and the reports to publish: the
+        consolidated ones for keys whose incoming record does not carry their
+        whole history (so the record compaction keeps still rebuilds the
+        entry), and the ones derived for linked identifiers (``blocklist.links``).
+        A guarded store raises ``IndexNotBuilt`` while the index is not marked
+        built, unless this is the rebuild itself (``rebuilding``).
+
+        ``publish``, if given, is awaited with those reports *before* the index
+        is written: derived reports exist only because an entry changed, so if
+        the process died after the write and before they were on the topic, the
+        re-delivered batch would change nothing and derive nothing. Published
+        first, a crash re-derives the same report ids instead.
+        """
+        if not reports:
+            return [], []
+        keys = list(dict.fromkeys(r.key for r in reports))
+        guard = self.guarded and not rebuilding
+        if self._cluster:
+            # No WATCH across slots: the marker is checked first (a rebuild starting in between replays
+            # these reports from the topic anyway), then the two-step write of put_many.
+            if guard and await self.build_id() is None:
+                raise IndexNotBuilt("blocklist index is not built: waiting for the rebuild from the topic")
+            current: dict[str, Entry | None] = dict(await self.lookup_many(keys))
+            start = dict(current)
+            changed, last = self._merge(current, reports)
+            pending = self._pending(start, current, changed, last)
+            if publish is not None and pending:
+                await publish(pending)
+            # Unchanged keys are announced too: a retried or re-consumed batch re-announces what an earlier,
+            # interrupted attempt may have written without announcing (two steps on a cluster), and marks its
+            # revoked entries due again in case that attempt stopped before the mark.
+            written = {k: e for k, e in current.items() if e is not None}
+            await self.put_many(changed, announce=list(written),
+                                revoked=[k for k, e in written.items() if e.status is Status.REVOKED])
+        else:
+            try:
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    if guard:
+                        await pipe.watch(self._built)  # immediate mode until multi()
+                        raw = await pipe.mget([self._built, *(self._rkey(k) for k in keys)])
+                        if raw[0] is None:
+                            raise IndexNotBuilt("blocklist index is not built: waiting for the rebuild from the topic")
+                        raw = raw[1:]
+                    else:
+                        raw = await self._redis.mget([self._rkey(k) for k in keys])
+                    current = {k: Entry.from_json(orjson.loads(v)) for k, v in zip(keys, raw) if v is not None}
+                    start = dict(current)
+                    changed, last = self._merge(current, reports)
+                    pending = self._pending(start, current, changed, last)
+                    if publish is not None and pending:
+                        await publish(pending)
+                    pipe.multi()
+                    self._queue_puts(pipe, changed, [k for k, e in current.items() if e is not None])
+                    await pipe.execute()
+            except WatchError as exc:
+                raise IndexNotBuilt("blocklist index rebuild started during the write; retrying") from exc
+            except (RedisError, OSError) as exc:
+                raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
+        return changed, pending
+
+    @staticmethod
+    def _pending(start: dict[str, Entry | None], current: dict[str, Entry | None], changed: list[Entry],
+                 last: dict[str, Report]) -> list[Report]:
+        pending = [consolidated(r, e) for k, r in last.items()
+                   if (e := current[k]) is not None and not covers(r, e)]
+        return pending + [derived for e in changed for derived in propagate(start.get(e.key), e)]
+
+    @staticmethod
+    def _merge(current: dict[str, Entry | None], reports: Sequence[Report]) -> tuple[list[Entry], dict[str, Report]]:
+        """Merge ``reports`` into ``current`` in place; the entries that changed, and each key's last report."""
+        before = {k: v.to_json() for k, v in current.items() if v is not None}
+        last: dict[str, Report] = {}
+        for report in reports:
+            current[report.key] = merge(current.get(report.key), report)
+            last[report.key] = report
+        return [e for k, e in current.items() if e is not None and e.to_json() != before.get(k)], last
+
+    # -- the index:built marker and the rebuild lock (streams/rebuild.py) -------------------------------
+    async def build_id(self) -> str | None:
+        """The id of the build that filled the index, or None when it is not (or no longer) built."""
+        try:
+            raw = await self._redis.get(self._built)
+        except (RedisError, OSError) as exc:
+            raise BlocklistUnavailable(f"blocklist marker read failed: {type(exc).__name__}") from exc
+        return raw.decode() if raw is not None else None
+
+    async def mark_built(self, build_id: str | None) -> None:
+        """Set the marker (``build_id``) or delete it (None: the index is being rebuilt)."""
+        if build_id is None:
+            await self._redis.delete(self._built)
+        else:
+            await self._redis.set(self._built, build_id)
+
+    async def take_rebuild_lock(self, token: str, ttl_ms: int) -> bool:
+        return bool(await self._redis.set(self._lock, token, nx=True, px=ttl_ms))
+
+    async def extend_rebuild_lock(self, token: str, ttl_ms: int) -> bool:
+        return bool(await self._redis.eval(_EXTEND, 1, self._lock, token, ttl_ms))  # type: ignore[misc]
+
+    async def release_rebuild_lock(self, token: str) -> None:
+        await self._redis.eval(_RELEASE, 1, self._lock, token)  # type: ignore[misc]
+
+    async def wipe(self) -> int:
+        """Delete every entry under the prefix (announcing each), keeping the change stream."""
+        deleted = 0
+        try:
+            async for rkeys in scan_keys(self._redis, f"{self._prefix}bl:*", 1000):
+                names = [k.decode() if isinstance(k, bytes) else k for k in rkeys]
+                deleted += await self._delete([n for n in names if n != self._changes])
+        except (RedisError, OSError) as exc:
+            raise BlocklistUnavailable(f"blocklist wipe failed: {type(exc).__name__}") from exc
+        return deleted
+
+    async def _delete(self, rkeys: list[str]) -> int:
+        if not rkeys:
+            return 0
+        strip = len(self._prefix) + len("bl:")
+        if self._cluster:  # deletes first, then their announcements (as in put_many)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for rkey in rkeys:
+                    pipe.delete(rkey)
+                await pipe.execute()
+            await self._announce([rkey[strip:] for rkey in rkeys])
+            return len(rkeys)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for rkey in rkeys:
+                pipe.delete(rkey)
+                pipe.xadd(self._changes, {"key": rkey[strip:]}, maxlen=CHANGES_MAXLEN, approximate=True)
+            await pipe.execute()
+        return len(rkeys)
+
+    async def scan_entries(self, count: int = 1000) -> "AsyncIterator[list[Entry]]":
+        """Every entry in the index, in batches (for export and comparisons)."""
+        async for rkeys in scan_keys(self._redis, f"{self._prefix}bl:*", count):
+            names = [k.decode() if isinstance(k, bytes) else k for k in rkeys]
+            batch = [n[len(self._prefix) + 3:] for n in names if n != self._changes]
+            if batch:
+                yield list((await self.lookup_many(batch)).values())
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def counts(self, now: datetime | None = None, scan_count: int = 1000,
+                     pause_s: float = 0.0) -> dict[tuple[str, str], int]:
+        """Entries by (kind, status) for the ``sekat_blocklist_entries`` gauge.
+
+        Status is the entry's own (reported/confirmed/revoked), or ``expired``
+        when it is past ``expires_at`` and not revoked. Cost: a full SCAN of the
+        entry keys plus one MGET per ``scan_count`` keys, i.e. O(entries) work
+        on Redis spread over many short commands, and a JSON parse per entry on
+        the caller (load_tests/blocklist_count.py measures both). The worker runs
+        it on the Faust leader only, every SEKAT_BLOCKLIST_COUNT_INTERVAL_S, never
+        on the hot path; a local replica can answer the same question from memory.
+        ``pause_s`` yields the event loop that long after each batch: the worker
+        spreads a count over time so that its CPU (~1.5 µs an entry, all on the
+        worker's one thread) does not stall screening for seconds at 1 M entries.
+        """
+        now = now or datetime.now(timezone.utc)
+        counts: dict[tuple[str, str], int] = {}
+        head = len(self._rkey("").encode())  # keys are {prefix}bl:{kind}:{value}
+        try:
+            # one pass over the keyspace (of every shard, on a cluster) for both kinds
+            async for keys in scan_keys(self._redis, self._rkey("*"), scan_count):
+                keyed = [(raw_kind.decode(), k) for k in keys
+                         if (raw_kind := k[head:].partition(b":")[0]) in (b"account", b"phone")]
+                if keyed:
+                    for (kind, _), raw in zip(keyed, await mget(self._redis, [k for _, k in keyed])):
+                        status = _count_status(raw, now)
+                        if status:
+                            counts[kind, status] = counts.get((kind, status), 0) + 1
+                if pause_s:
+                    await asyncio.sleep(pause_s)
+        except (RedisError, OSError) as exc:
+            raise BlocklistUnavailable(f"blocklist count failed: {type(exc).__name__}") from exc
+        return counts
+
+
+def _due_now(entries: Sequence[Entry], revoked: Iterable[str]) -> list[str]:
+    """Keys to mark due for release: the revoked entries written, and the already-revoked keys of a retry."""
+    return list(dict.fromkeys([*(e.key for e in entries if e.status is Status.REVOKED), *revoked]))
+
+
+def status_and_expiry(raw: bytes | None) -> tuple[str, str] | None:
+    """An index value's own ``status`` and ``expires_at`` ("" = never), or None if it is not a Sekat entry.
+
+    Cheaper than ``Entry.from_json`` (the entry's history can be long), for the passes that read every
+    entry: the replica's snapshot and the entry count. ``Entry.to_json`` writes the entry's own
+    ``status`` before its history, and ``expires_at`` appears only at the top level, so both are found
+    in the bytes; anything else is parsed.
+    """
+    if raw is None:
+        return None
+    i = raw.find(b'"status":"')
+    j = raw.find(b'"', i + 10) if i >= 0 else -1
+    status = raw[i + 10:j].decode() if j > 0 else ""
+    if status in _STATUSES:
+        k = raw.find(b'"expires_at":"')
+        return status, raw[k + 14:raw.find(b'"', k + 14)].decode() if k >= 0 else ""
+    try:
+        data = orjson.loads(raw)
+        status, expires = data["status"], data.get("expires_at") or ""
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return (status, str(expires)) if status in _STATUSES else None
+
+
+_STATUSES = ("reported", "confirmed", "revoked")
+
+
+def _count_status(raw: bytes | None, now: datetime) -> str:
+    """The status an entry is counted under; '' for a key deleted meanwhile or not written by Sekat."""
+    found = status_and_expiry(raw)
+    if found is None:
+        return ""
+    status, expires = found
+    if status != "revoked" and expires:
+        try:
+            if datetime.fromisoformat(expires) <= now:
+                return "expired"
+        except (ValueError, TypeError):
+            pass  # counted under its own status
+    return status

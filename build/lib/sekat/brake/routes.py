@@ -1,0 +1,89 @@
+"""Agency API routes of the safety brake: see what it switched to shadow, and re-arm it.
+
+    GET  /v1/brake          tripped targets and the brake's recent audit log (scope read)
+    POST /v1/brake/rearm    re-arm one target (scope rearm; reason required): the workers act on it again
+                            within a second, its recent counts start from zero
+
+A re-arm is audited three ways: the brake's log in Redis (who, when, why, and
+the trip it lifted), a record on ``sekat.decisions`` (``"stream": "brake"``,
+``"action": "rearm"``, acknowledged by Kafka before the API answers), and a log
+line with the identifier masked (the free-text reason stays out of the log).
+"""
+
+# No `from __future__ import annotations`: FastAPI resolves the endpoints' annotations at run time.
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from aiokafka.errors import KafkaError
+from fastapi import Depends, FastAPI, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+from sekat.api.keys import ApiKey
+from sekat.brake.store import BrakeStore, dimension, masked_target, valid_target
+
+from sekat.errors import BlocklistUnavailable
+from sekat.records import COMMAND_NAMESPACE, iso
+from sekat.settings import Settings
+
+log = logging.getLogger("sekat.api")
+
+
+class RearmIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    target: str = Field(min_length=3, max_length=220,
+                        description="as GET /v1/brake lists it: entry:{identifier key}, rule:{rule id} or "
+                                    "source:{agency}")
+    reason: str = Field(min_length=1, max_length=512, description="why acting on it again is safe")
+
+
+class Rearmed(BaseModel):
+    target: str
+    rearmed_at: str
+    rearmed_by: str
+    trip: dict[str, Any]
+
+
+def add_brake_routes(app: FastAPI, clients: Any, caller: Callable[..., Any], require: Callable[[ApiKey, str], None],
+                     settings: Settings, clock: Callable[[], datetime]) -> None:
+    """Register the brake's routes on the agency API (``clients`` is its ``Clients``: Redis and Kafka)."""
+    brakes = BrakeStore(clients.store.client, settings.redis_prefix)
+
+    @app.get("/v1/brake", tags=["authorities"], responses={401: {}, 403: {}, 503: {}})
+    async def brake_state(key: Annotated[ApiKey, Depends(caller)]) -> dict[str, Any]:
+        """Targets the safety brake switched to shadow mode, and its latest audit events."""
+        require(key, "read")
+        tripped = await brakes.tripped()
+        return {"tripped": [tripped[t] for t in sorted(tripped)], "log": await brakes.history()}
+
+    @app.post("/v1/brake/rearm", response_model=Rearmed, tags=["authorities"],
+              responses={401: {}, 403: {}, 404: {}, 422: {}, 503: {}})
+    async def rearm(body: RearmIn, key: Annotated[ApiKey, Depends(caller)]) -> Rearmed:
+        """Re-arm a target the brake switched to shadow: its matches send commands again."""
+        require(key, "rearm")
+        target = body.target.strip()
+        if not valid_target(target):
+            raise HTTPException(422, detail={"field": "target", "message": "target: must be entry:{identifier key}, "
+                                             "rule:{rule id} or source:{agency}, as GET /v1/brake lists it"})
+        now = clock()
+        who = f"{key.agency} (api:{key.key_id})"
+        event = {"event": "rearm", "target": target, "dimension": dimension(target), "at": iso(now),
+                 "by": who, "reason": body.reason.strip()}
+        trip = await brakes.rearm(target, now.timestamp(), settings.brake_window_s, event)
+        if trip is None:
+            raise HTTPException(404, detail={"field": "target", "message": "target: the brake is not engaged on it"})
+        event_id = "brake-" + str(uuid.uuid5(COMMAND_NAMESPACE, f"rearm|{target}|{iso(now)}"))
+        record = {"event_id": event_id, "stream": "brake", "action": "rearm", "target": target,
+                  "dimension": dimension(target), "at": iso(now), "by": who, "reason": body.reason.strip(),
+                  "trip": trip}
+        producer = await clients.producer()
+        try:
+            await producer.send_and_wait(settings.topic_decisions, orjson.dumps(record), key=event_id.encode())
+        except (KafkaError, OSError) as exc:  # re-armed already (the Redis log has it): say the record is late
+            raise BlocklistUnavailable(f"re-armed, but Kafka did not acknowledge the audit record: "
+                                       f"{type(exc).__name__}") from exc
+        log.warning("safety brake re-armed on %s by %s", masked_target(target), who)  # the reason is in the audit
+        return Rearmed(target=target, rearmed_at=iso(now), rearmed_by=who, trip=trip)

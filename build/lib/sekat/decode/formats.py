@@ -1,0 +1,38 @@
+"""Adapters: the formats banks and telcos already stream, decoded at the edge into the contract records.
+
+One module per format; each is a decoder like ``streams.transfers.decode_transfer``: bytes in, a record or
+a ``Rejection`` out — or a list of them when one message holds several events (a pacs.008 with N
+transactions, a CDR message with N lines). The worker picks one decoder per input topic from settings:
+
+    SEKAT_TRANSFERS_FORMAT   json (Transfer contract) | pacs008 (ISO 20022, XML or JSON rendering)
+    SEKAT_CALLS_FORMAT       json (Call contract) | cdr-csv (SEKAT_CDR_COLUMNS, SEKAT_CDR_DELIMITER) | call-attempt
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from sekat.decode.call_attempt import decode_call_attempt
+from sekat.decode.calls import decode_call
+from sekat.decode.cdr import CdrCsvDecoder
+from sekat.decode.pacs008 import decode_pacs008
+from sekat.decode.transfers import decode_transfer
+from sekat.settings import Settings
+
+
+def transfer_decoder(settings: Settings) -> Callable[[bytes | None], Any]:
+    args = {"max_bytes": settings.max_event_bytes, "region": settings.phone_region}
+    if settings.transfers_format == "pacs008":
+        return partial(decode_pacs008, **args)
+    return partial(decode_transfer, **args)
+
+
+def call_decoder(settings: Settings) -> Callable[[bytes | None], Any]:
+    args = {"max_bytes": settings.max_event_bytes, "region": settings.phone_region}
+    if settings.calls_format == "cdr-csv":
+        return CdrCsvDecoder(settings.cdr_column_map(), settings.cdr_separator, **args)
+    if settings.calls_format == "call-attempt":
+        return partial(decode_call_attempt, **args)
+    return partial(decode_call, **args)

@@ -1,0 +1,426 @@
+"""Typed records of the JSON contract in DESIGN.md.
+
+Events are parsed once at the edge (``streams``) into these frozen records;
+rules receive them and return ``Decision``s holding ``Command``s; the shell
+serialises those back to JSON. Field names follow the contract.
+
+The records built for every event (``Transfer``, ``Call``, their parties and
+the ``Decision``) are frozen ``msgspec.Struct``s: built about ten times faster
+than frozen dataclasses (0.2 against 2 µs for nine fields, measured here), and
+just as immutable, comparable and hashable. The others are frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from sekat.identifiers import AccountId, PhoneNumber
+
+# Fixed namespace for command ids: uuid5(namespace, "event_id|action|target").
+COMMAND_NAMESPACE = uuid.UUID("6f1d2c8e-5b7a-5e1c-9a43-5e4b41540001")
+
+
+def iso(ts: datetime) -> str:
+    """UTC timestamp with milliseconds and a Z suffix, as in the contract."""
+    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Party(msgspec.Struct, frozen=True):
+    bank: str
+    account: AccountId | None
+    phone: PhoneNumber | None = None
+
+
+class Proxy(msgspec.Struct, frozen=True):
+    type: str
+    value: str
+    phone: PhoneNumber | None  # set when type is MOBILE
+
+
+class Transfer(msgspec.Struct, frozen=True):
+    event_id: str
+    occurred_at: datetime
+    transfer_id: str
+    amount: Decimal
+    payer: Party
+    payee: Party
+    payee_proxy: Proxy | None = None
+    channel: str | None = None
+    currency: str | None = None
+    # ISO 20022 payment ids (set by the pacs.008 adapter, None for contract JSON): the bank matches
+    # a command to its payment by these, so they travel in the command's details.
+    end_to_end_id: str | None = None
+    tx_id: str | None = None
+    uetr: str | None = None
+
+    def command_details(self) -> tuple[tuple[str, str], ...]:
+        """What a bank command carries to name this transfer; unchanged JSON for contract input."""
+        details = [("transfer_id", self.transfer_id)]
+        if self.end_to_end_id is not None:
+            details.append(("end_to_end_id", self.end_to_end_id))
+        if self.tx_id is not None:
+            details.append(("tx_id", self.tx_id))
+        if self.uetr is not None:
+            details.append(("uetr", self.uetr))
+        return tuple(details)
+
+    def identifiers(self) -> list[AccountId | PhoneNumber]:
+        ids: list[AccountId | PhoneNumber] = []
+        for ident in (self.payee.account, self.payer.account,
+                      self.payee_proxy.phone if self.payee_proxy else None):
+            if ident is not None and not getattr(ident, "protected", False):
+                ids.append(ident)
+        return ids
+
+
+class Call(msgspec.Struct, frozen=True):
+    event_id: str
+    occurred_at: datetime
+    call_id: str
+    operator: str
+    caller: PhoneNumber
+    callee: PhoneNumber
+    type: str = "voice"
+    caller_network: str | None = None
+    # CLI presentation: "allowed", "restricted" or "unavailable" (CDR / call-attempt adapters);
+    # the network still knows a restricted caller, so it is screened all the same.
+    presentation: str | None = None
+    # STIR/SHAKEN attestation of the caller ID by the originating carrier: "A" (full: the carrier knows the
+    # customer and their right to the number), "B" (partial), "C" (gateway: origin unknown), None (absent).
+    attestation: str | None = None
+
+    def identifiers(self) -> list[AccountId | PhoneNumber]:
+        return [] if self.caller.protected else [self.caller]
+
+
+class Status(str, enum.Enum):
+    REPORTED = "reported"
+    CONFIRMED = "confirmed"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One report on one identifier (DESIGN.md "Report"): the unit of the ``sekat.reports`` topic.
+
+    ``history`` is empty on a report as an agency files it. The reports agent
+    sets it on a *consolidated* report (every report known for the key), so the
+    one record that survives compaction still rebuilds the whole entry.
+    ``filed_by`` is who filed it (API key id, ``cli`` or ``import``): with
+    ``source``, ``reported_at`` and ``reason`` it is the audit trail.
+
+    ``links`` are the keys of other identifiers of the same scam (mule
+    accounts, phone numbers, a DuitNow proxy) named by the reporter. A report
+    the reports agent derives for a linked identifier (``blocklist.links``)
+    names the report it follows in ``origin`` (its id) and ``origin_key``.
+    ``renewal`` marks a renewal by an authority (``POST /v1/renewals``).
+    """
+
+    report_id: str
+    reported_at: datetime
+    kind: str  # "phone" or "account"
+    value: str  # E.164 for phones, digits for accounts
+    status: Status
+    source: str
+    bank: str = ""
+    case_ref: str = ""
+    reason: str = ""
+    ttl_days: int = 0
+    filed_by: str = ""
+    history: tuple["Report", ...] = ()
+    links: tuple[str, ...] = ()  # keys (``kind:value``) of identifiers of the same scam
+    origin: str = ""  # derived for a link: the id of the report it follows
+    origin_key: str = ""  # derived for a link: the key that report was filed on
+    renewal: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"phone:{self.value}" if self.kind == "phone" else f"account:{self.bank}:{self.value}"
+
+    def without_history(self) -> "Report":
+        return replace(self, history=()) if self.history else self
+
+    def summary(self) -> dict[str, Any]:
+        """The fields one history item keeps (who, when, what, why, linked to what)."""
+        body = {"report_id": self.report_id, "reported_at": iso(self.reported_at), "status": self.status.value,
+                "source": self.source, "case_ref": self.case_ref, "reason": self.reason,
+                "ttl_days": self.ttl_days, "filed_by": self.filed_by}
+        self._extensions(body)
+        return body
+
+    def _extensions(self, body: dict[str, Any]) -> None:
+        # Written only when set, so a report without links reads exactly as before.
+        if self.links:
+            body["links"] = [key_object(k) for k in self.links]
+        if self.origin:
+            body["origin"] = self.origin
+            body["origin_key"] = self.origin_key
+        if self.renewal:
+            body["renewal"] = True
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"report_id": self.report_id, "reported_at": iso(self.reported_at),
+                                "kind": self.kind}
+        if self.kind == "account":
+            body["bank"] = self.bank
+        body.update(value=self.value, status=self.status.value, source=self.source, case_ref=self.case_ref,
+                    reason=self.reason, ttl_days=self.ttl_days, filed_by=self.filed_by)
+        self._extensions(body)
+        if self.history:
+            body["history"] = [r.summary() for r in self.history]
+        return body
+
+    @classmethod
+    def from_summary(cls, key: str, data: dict[str, Any]) -> "Report":
+        """A history item back into a Report of ``key`` (history items are written by Sekat itself)."""
+        kind, _, rest = key.partition(":")
+        bank, value = rest.split(":", 1) if kind == "account" else ("", rest)
+        ts = datetime.fromisoformat(str(data["reported_at"]))
+        return cls(report_id=str(data["report_id"]), reported_at=ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc),
+                   kind=kind, value=value, status=Status(data["status"]), source=str(data.get("source", "")),
+                   bank=bank, case_ref=str(data.get("case_ref", "")), reason=str(data.get("reason", "")),
+                   ttl_days=int(data.get("ttl_days", 0)), filed_by=str(data.get("filed_by", "")),
+                   links=tuple(object_key(o) for o in data.get("links", ())), origin=str(data.get("origin", "")),
+                   origin_key=str(data.get("origin_key", "")), renewal=bool(data.get("renewal", False)))
+
+
+def key_object(key: str) -> dict[str, str]:
+    """An identifier key as the contract's ``{kind, value[, bank]}`` object."""
+    kind, _, rest = key.partition(":")
+    if kind == "account":
+        bank, _, value = rest.partition(":")
+        return {"kind": kind, "bank": bank, "value": value}
+    return {"kind": kind, "value": rest}
+
+
+def object_key(data: dict[str, Any]) -> str:
+    """The key of a ``{kind, value[, bank]}`` object written by Sekat itself (already normalised)."""
+    kind = str(data["kind"])
+    return f"account:{data['bank']}:{data['value']}" if kind == "account" else f"{kind}:{data['value']}"
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One identifier an entry is linked to, and where the link came from (the agency API shows it)."""
+
+    key: str
+    report_id: str  # the report on this entry that names the link
+    source: str  # the agency that filed it
+    reported_at: str
+    via: str = ""  # for a link learnt through another member: the key whose report it follows
+
+    def to_json(self) -> dict[str, Any]:
+        return {**key_object(self.key), "key": self.key, "report_id": self.report_id, "source": self.source,
+                "reported_at": self.reported_at, "via": self.via}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Link":
+        return cls(str(data["key"]), str(data.get("report_id", "")), str(data.get("source", "")),
+                   str(data.get("reported_at", "")), str(data.get("via", "")))
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One identifier on the blocklist, as the serving index holds it.
+
+    Everything but ``key`` and ``history`` is derived from ``history`` (every
+    report on the key) by ``blocklist.lifecycle.entry_from_history``.
+    """
+
+    key: str
+    status: Status
+    source: str
+    reason: str = ""
+    case_ref: str = ""
+    report_id: str = ""
+    reported_at: str = ""
+    expires_at: str = ""  # ISO-8601 UTC; empty means no expiry
+    sources: tuple[str, ...] = ()
+    report_count: int = 1
+    case_refs: tuple[str, ...] = ()
+    first_seen: str = ""
+    last_seen: str = ""
+    history: tuple[Report, ...] = ()
+    links: tuple[Link, ...] = ()  # identifiers of the same scam (``blocklist.links``)
+    renewals: int = 0  # renewals by an authority since the last revocation
+
+    def active_at(self, now: datetime) -> bool:
+        if self.status is Status.REVOKED:
+            return False
+        if self.expires_at:
+            return datetime.fromisoformat(self.expires_at) > now
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key, "status": self.status.value, "source": self.source, "reason": self.reason,
+            "case_ref": self.case_ref, "report_id": self.report_id, "reported_at": self.reported_at,
+            "expires_at": self.expires_at, "sources": list(self.sources), "report_count": self.report_count,
+            "case_refs": list(self.case_refs), "first_seen": self.first_seen, "last_seen": self.last_seen,
+            "history": [r.summary() for r in self.history],
+            "links": [link.to_json() for link in self.links], "renewals": self.renewals,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Entry":
+        key = str(data["key"])
+        return cls(
+            key=key, status=Status(data["status"]), source=str(data.get("source", "")),
+            reason=str(data.get("reason", "")), case_ref=str(data.get("case_ref", "")),
+            report_id=str(data.get("report_id", "")), reported_at=str(data.get("reported_at", "")),
+            expires_at=str(data.get("expires_at", "")), sources=tuple(data.get("sources", ())),
+            report_count=int(data.get("report_count", 1)), case_refs=tuple(data.get("case_refs", ())),
+            first_seen=str(data.get("first_seen", "")), last_seen=str(data.get("last_seen", "")),
+            history=tuple(Report.from_summary(key, h) for h in data.get("history", ())),
+            links=tuple(Link.from_json(link) for link in data.get("links", ())),
+            renewals=int(data.get("renewals", 0)),
+        )
+
+
+class Action(str, enum.Enum):
+    HOLD_TRANSFER = "HOLD_TRANSFER"
+    FREEZE_ACCOUNT = "FREEZE_ACCOUNT"
+    HOLD_AMOUNT = "HOLD_AMOUNT"  # a lien of ``amount``/``currency`` on an account, rather than a freeze
+    BLOCK_CALL = "BLOCK_CALL"
+    LABEL_CALL = "LABEL_CALL"
+    RELEASE_ACCOUNT = "RELEASE_ACCOUNT"  # the entry was revoked or expired: lift the freeze / holds it caused
+    UNBLOCK_NUMBER = "UNBLOCK_NUMBER"  # the entry was revoked or expired: stop blocking / labelling the number
+
+    @property
+    def for_bank(self) -> bool:
+        return self in (Action.HOLD_TRANSFER, Action.FREEZE_ACCOUNT, Action.HOLD_AMOUNT, Action.RELEASE_ACCOUNT)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An instruction to one institution. ``key`` is its BIC (banks) or operator (telcos)."""
+
+    action: Action
+    institution: str
+    target: str  # account value (banks) or caller E.164 (telcos): part of the command id
+    event_id: str
+    rule: str
+    reasons: tuple[str, ...]
+    issued_at: datetime
+    details: tuple[tuple[str, str], ...] = ()  # transfer_id / call_id / callee ...
+    rules: tuple[str, ...] = ()  # ``id@version`` of every enforce rule behind the command
+
+    @property
+    def command_id(self) -> str:
+        return str(uuid.uuid5(COMMAND_NAMESPACE, f"{self.event_id}|{self.action.value}|{self.target}"))
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "command_id": self.command_id,
+            "issued_at": iso(self.issued_at),
+            "action": self.action.value,
+        }
+        if self.action.for_bank:
+            body["bank"] = self.institution
+            body["account"] = self.target
+        else:
+            body["operator"] = self.institution
+            body["caller"] = self.target
+        body.update(self.details)
+        body["event_id"] = self.event_id
+        body["rule"] = self.rule
+        body["reasons"] = list(self.reasons)
+        if self.rules:
+            body["rules"] = list(self.rules)
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One rule firing: which rule (id, version, mode), on which identifier, and why."""
+
+    rule: str  # rule id in the registry, e.g. ``mule_inflow``
+    outcome: int  # rules.outcome.Outcome value; kept as int so records import nothing of rules
+    reason: str  # human-readable, cites the events that led to it
+    identifier: str = ""
+    status: str = ""
+    source: str = ""
+    case_ref: str = ""
+    version: int = 1
+    mode: str = "enforce"  # enforce | shadow
+    code: str = ""  # stable reason code, e.g. ``payee-on-blocklist``; the command's ``rule`` field
+
+    @property
+    def rule_ref(self) -> str:
+        return f"{self.rule}@{self.version}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "version": self.version, "mode": self.mode, "code": self.code,
+                "outcome": _OUTCOME_NAMES.get(self.outcome, str(self.outcome)), "reason": self.reason,
+                "identifier": self.identifier, "status": self.status, "source": self.source,
+                "case_ref": self.case_ref}
+
+
+_OUTCOME_NAMES = {0: "ALLOW", 1: "LABEL", 2: "HOLD", 3: "BLOCK"}
+
+
+class Decision(msgspec.Struct, frozen=True):
+    """The verdict on one event. ``outcome`` is what enforce rules decided; shadow matches only inform."""
+
+    event_id: str
+    stream: str
+    outcome: str
+    decided_at: datetime
+    matches: tuple[Match, ...] = ()
+    commands: tuple[Command, ...] = ()
+    reports: tuple[Report, ...] = ()
+    shadow_outcome: str = "ALLOW"
+    policy_version: str = ""
+    rule_errors: tuple[str, ...] = ()  # ids of rules that raised on this event (counted, not fatal)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "stream": self.stream,
+            "outcome": self.outcome,
+            "shadow_outcome": self.shadow_outcome,
+            "decided_at": iso(self.decided_at),
+            "policy_version": self.policy_version,
+            "rules": sorted({m.rule_ref + ":" + m.mode for m in self.matches}),
+            "matches": [m.to_json() for m in self.matches],
+            "reasons": [m.reason for m in self.matches if m.mode == "enforce"],
+            "shadow_reasons": [m.reason for m in self.matches if m.mode == "shadow"],
+            "command_ids": [c.command_id for c in self.commands],
+            "report_ids": [r.report_id for r in self.reports],
+            "rule_errors": list(self.rule_errors),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why an input event cannot be decided: a stable code and a message naming the field."""
+
+    reason: str
+    message: str
+    field: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A recognised input message that is not an event to decide (e.g. a pacs.002 status report).
+
+    Counted as ``sekat_events_total{outcome="SKIPPED"}`` and acked; nothing is emitted for it.
+    """
+
+    message: str  # the message type, e.g. "pacs.002"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None = None
+    key: bytes | None = field(default=None, repr=False)

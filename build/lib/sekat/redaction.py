@@ -1,0 +1,69 @@
+"""Redaction of every log record, ours and the libraries': no secret and no bare phone/account number.
+
+Sekat's own log lines mask identifiers where they are written
+(``blocklist.identifiers.mask``); this is the net under them, for lines written
+by libraries at any level (aiokafka at debug prints each request, SASL
+authentication bytes included). ``install`` wraps the log record factory, so it
+holds whatever handlers Faust or uvicorn set up later:
+
+- each configured secret (SASL password, Redis URL password) becomes ``***``;
+- a run of 7 or more digits standing alone (an E.164 number, a bare account
+  number) keeps its last four: ``+60123456789`` -> ``********6789``.
+
+Library loggers that dump request bodies (aiokafka, kafka-python) are also kept
+at INFO or above, since their debug lines carry whole events.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from sekat.identifiers import mask
+
+_DIGIT_RUN = re.compile(r"(?<![\w.])\+?\d{7,}(?![\w.])")
+# Loggers whose DEBUG lines carry request and message bodies.
+_BODY_LOGGERS = ("aiokafka", "kafka")
+
+
+def secrets_of(settings: Any) -> list[str]:
+    """The secrets in ``settings`` worth scrubbing from text: the SASL password, the Redis URL's password."""
+    found = [settings.kafka_sasl_password]
+    password = urlparse(settings.redis_url).password
+    if password:
+        found += [password, unquote(password)]
+    return [s for s in dict.fromkeys(found) if s and len(s) >= 3]
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return _DIGIT_RUN.sub(lambda m: mask(m.group()), text)
+
+
+def install(secrets: Iterable[str], level: int) -> None:
+    """Redact every log record from now on; keep body-dumping library loggers at INFO or above."""
+    scrub = tuple(secrets)
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "sekat_redacting", False):
+        previous = previous.sekat_previous  # type: ignore[attr-defined]
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken format string: let logging report it as usual
+            return record
+        record.msg, record.args = redact(message, scrub), ()  # a tuple: formatters such as mode's wrap None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info), scrub)
+        return record
+
+    factory.sekat_redacting = True  # type: ignore[attr-defined]
+    factory.sekat_previous = previous  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+    for name in _BODY_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, level))

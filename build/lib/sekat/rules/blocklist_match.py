@@ -1,0 +1,76 @@
+"""Blocklist match (``blocklist_match``): act on a listed payee, payer, payee proxy or caller.
+
+| who is listed       | confirmed | reported |
+|---------------------|-----------|----------|
+| payee account       | BLOCK     | HOLD     |
+| payee proxy (phone) | BLOCK     | HOLD     |
+| payer account       | BLOCK     | HOLD     |
+| caller              | BLOCK     | LABEL    |
+
+The policy's ``actions`` table turns outcomes into commands (by default BLOCK
+on a transfer holds it and freezes the listed account; on a call it blocks
+it). Revoked and expired entries never match; protected numbers are never
+looked up. ``roles`` limits which parties are checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sekat.records import Call, Entry, Status, Transfer
+from sekat.rules.outcome import Outcome
+from sekat.rules.registry import Context, Finding, RuleSpec, choices
+
+ID = "blocklist_match"
+VERSION = 2  # 1 was the walking skeleton's hard-wired function
+PAYEE = "payee-on-blocklist"
+PAYEE_PROXY = "payee-proxy-on-blocklist"
+PAYER = "payer-on-blocklist"
+CALLER = "caller-on-blocklist"
+ROLES = ("payee", "payee_proxy", "payer", "caller")
+
+
+@dataclass(frozen=True)
+class Params:
+    roles: tuple[str, ...] = choices(ROLES, ROLES)
+
+
+def describe(role: str, entry: Entry) -> str:
+    evidence = " ".join(part for part in (entry.source, entry.case_ref) if part)
+    what = f"{role} {entry.status.value}"
+    if entry.reason:
+        what += f" {entry.reason}"
+    return f"{what} ({evidence})" if evidence else what
+
+
+def _finding(code: str, role: str, entry: Entry | None, now: datetime, reported: Outcome) -> Finding | None:
+    if entry is None or not entry.active_at(now):
+        return None
+    outcome = Outcome.BLOCK if entry.status is Status.CONFIRMED else reported
+    return Finding(outcome, code, describe(role, entry), identifier=entry.key, entry=entry)
+
+
+def evaluate_transfer(transfer: Transfer, ctx: Context, params: Params) -> list[Finding]:
+    found: list[Finding | None] = []
+    if "payee" in params.roles and transfer.payee.account is not None:
+        found.append(_finding(PAYEE, "payee account", ctx.lookups.get(transfer.payee.account.key), ctx.now,
+                              Outcome.HOLD))
+    proxy = transfer.payee_proxy.phone if transfer.payee_proxy else None
+    if "payee_proxy" in params.roles and proxy is not None and not proxy.protected:
+        found.append(_finding(PAYEE_PROXY, "payee mobile proxy", ctx.lookups.get(proxy.key), ctx.now, Outcome.HOLD))
+    if "payer" in params.roles and transfer.payer.account is not None:
+        found.append(_finding(PAYER, "payer account", ctx.lookups.get(transfer.payer.account.key), ctx.now,
+                              Outcome.HOLD))
+    return [f for f in found if f is not None]
+
+
+def evaluate_call(call: Call, ctx: Context, params: Params) -> list[Finding]:
+    if "caller" not in params.roles or call.caller.protected:
+        return []
+    found = _finding(CALLER, "caller", ctx.lookups.get(call.caller.key), ctx.now, Outcome.LABEL)
+    return [found] if found else []
+
+
+SPEC = RuleSpec(ID, VERSION, Params, {"transfers": evaluate_transfer, "calls": evaluate_call},
+                "listed payee, payee proxy, payer or caller")

@@ -1,0 +1,62 @@
+"""Mule inflow (``mule_inflow``): one payee account receiving from many payers at once.
+
+When a payee receives from at least ``min_payers`` distinct payer accounts
+within ``window_minutes`` (event time, any window containing this transfer,
+see ``rules.windows``), the transfer is held (HOLD) and the payee is reported
+automatically as ``reported`` with source ``sekat-rule``, so every bank sees it
+once the reports intake applies it. A payee named only by a mobile proxy is
+counted and reported by that number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sekat.records import Transfer
+from sekat.rules.outcome import Outcome
+from sekat.rules.registry import AutoReport, Context, Finding, RuleSpec, bounded
+from sekat.rules.windows import most_distinct
+
+ID = "mule_inflow"
+VERSION = 1
+CODE = "mule-inflow"
+
+
+@dataclass(frozen=True)
+class Params:
+    min_payers: int = bounded(5, 2, 10_000)
+    window_minutes: int = bounded(30, 1, 24 * 60)
+    report_ttl_days: int = bounded(30, 1, 3650)
+
+
+def payee_key(transfer: Transfer) -> str | None:
+    """The identifier whose inflow is counted: the payee account, else its mobile proxy."""
+    if transfer.payee.account is not None:
+        return transfer.payee.account.key
+    phone = transfer.payee_proxy.phone if transfer.payee_proxy else None
+    return phone.key if phone is not None and not phone.protected else None
+
+
+def evaluate(transfer: Transfer, ctx: Context, params: Params) -> list[Finding]:
+    payee = payee_key(transfer)
+    if payee is None or transfer.payer.account is None:
+        return []
+    at = int(transfer.occurred_at.timestamp() * 1000)
+    own = (at, transfer.payer.account.key)
+    payers = most_distinct(ctx.obs.inflow.get(payee, ()), at, params.window_minutes * 60_000, own)
+    if payers < params.min_payers:
+        return []
+    reason = (f"payee received from {payers} distinct payers within {params.window_minutes} min "
+              f"(threshold {params.min_payers}), this transfer {transfer.event_id} included")
+    if transfer.payee.account is not None:
+        report = AutoReport("account", transfer.payee.account.number, transfer.payee.account.bank,
+                            f"mule inflow: {payers} distinct payers within {params.window_minutes} min",
+                            params.report_ttl_days)
+    else:
+        report = AutoReport("phone", payee.partition(":")[2], "",
+                            f"mule inflow: {payers} distinct payers within {params.window_minutes} min",
+                            params.report_ttl_days)
+    return [Finding(Outcome.HOLD, CODE, reason, identifier=payee, report=report)]
+
+
+SPEC = RuleSpec(ID, VERSION, Params, {"transfers": evaluate}, "many payers into one payee in a short window")

@@ -1,0 +1,174 @@
+"""The policy: which rules run, with which parameters, in which mode, and what outcomes do.
+
+A policy is data, a YAML file (the shipped default is ``rules/policy.yaml``;
+``SEKAT_POLICY_FILE`` points at another)::
+
+    version: "2026-11-29.1"          # cited in every decision
+    rules:
+      mule_inflow:                   # a rule id from the registry
+        mode: enforce                # enforce | shadow
+        enabled: true                # optional; a rule not listed is off
+        params: {min_payers: 5, window_minutes: 30}
+    actions:                         # outcome -> commands, per stream
+      transfers: {BLOCK: [HOLD_TRANSFER, FREEZE_ACCOUNT], HOLD: [HOLD_TRANSFER], LABEL: []}
+      calls: {BLOCK: [BLOCK_CALL], HOLD: [LABEL_CALL], LABEL: [LABEL_CALL]}
+
+``parse_policy`` validates everything and raises ``PolicyError`` naming the
+rule and field at fault; a policy is used whole or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sekat.errors import PolicyError
+from sekat.records import Action
+from sekat.rules import blocklist_match, call_burst, cross_channel, follow_money, mule_inflow, spoofed_caller
+from sekat.rules.outcome import Outcome
+from sekat.rules.registry import STREAMS, Registry, RuleSpec, parse_params
+
+DEFAULT_POLICY_FILE = Path(__file__).with_name("policy.yaml")
+MODES = ("enforce", "shadow")
+_BANK_ACTIONS = (Action.HOLD_TRANSFER, Action.FREEZE_ACCOUNT, Action.HOLD_AMOUNT)
+_TELCO_ACTIONS = (Action.BLOCK_CALL, Action.LABEL_CALL)
+_ACTING = (Outcome.LABEL, Outcome.HOLD, Outcome.BLOCK)
+
+
+def default_registry() -> Registry:
+    """Every rule type shipped with Sekat; a duplicate id fails here, at start-up."""
+    registry = Registry()
+    for module in (blocklist_match, mule_inflow, cross_channel, spoofed_caller, call_burst, follow_money):
+        registry.register(module.SPEC)
+    return registry
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    spec: RuleSpec[Any]
+    mode: str
+    params: Any
+
+
+@dataclass(frozen=True)
+class Policy:
+    version: str
+    rules: tuple[RuleConfig, ...]
+    actions: Mapping[str, Mapping[Outcome, tuple[Action, ...]]]
+    source: str = ""
+
+    def for_stream(self, stream: str) -> tuple[RuleConfig, ...]:
+        return self._by_stream.get(stream, ())
+
+    def params(self, rule_id: str) -> Any | None:
+        """The parameters of ``rule_id`` if it is enabled (any mode), else None."""
+        return self._params.get(rule_id)
+
+    # Both are asked once or more per event: worked out once per policy (a frozen dataclass keeps
+    # cached_property's value in the instance dict, outside the fields that compare and hash).
+    @cached_property
+    def _by_stream(self) -> dict[str, tuple[RuleConfig, ...]]:
+        return {stream: tuple(r for r in self.rules if stream in r.spec.evaluators) for stream in STREAMS}
+
+    @cached_property
+    def _params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for rule in self.rules:
+            out.setdefault(rule.spec.id, rule.params)
+        return out
+
+    def describe(self) -> str:
+        return ", ".join(f"{r.spec.ref}:{r.mode}" for r in self.rules) or "no rules"
+
+
+def parse_policy(data: Any, registry: Registry | None = None, source: str = "") -> Policy:
+    registry = registry or default_registry()
+    if not isinstance(data, Mapping):
+        raise PolicyError("", "", f"must be a YAML mapping with 'version', 'rules' and 'actions', "
+                                  f"got {type(data).__name__}")
+    unknown = set(data) - {"version", "rules", "actions"}
+    if unknown:
+        raise PolicyError("", sorted(map(str, unknown))[0], "unknown top-level key (known: version, rules, actions)")
+    version = data.get("version")
+    if version is None or isinstance(version, bool) or not str(version).strip():
+        raise PolicyError("", "version", "is required (a label cited in every decision)")
+    rules_raw = data.get("rules") or {}
+    if not isinstance(rules_raw, Mapping):
+        raise PolicyError("", "rules", "must be a mapping of rule id to its settings")
+    rules: list[RuleConfig] = []
+    for rule_id, conf in rules_raw.items():
+        rule_id = str(rule_id)
+        spec = registry.get(rule_id)
+        if spec is None:
+            raise PolicyError(rule_id, "", f"no such rule (known: {', '.join(registry.ids())})")
+        if conf is None:
+            conf = {}
+        if not isinstance(conf, Mapping):
+            raise PolicyError(rule_id, "", "must be a mapping with mode, enabled and params")
+        extra = set(conf) - {"mode", "enabled", "params"}
+        if extra:
+            raise PolicyError(rule_id, sorted(map(str, extra))[0], "unknown field (known: mode, enabled, params)")
+        enabled = conf.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise PolicyError(rule_id, "enabled", f"must be true or false, got {enabled!r}")
+        mode = conf.get("mode", "enforce")
+        if mode not in MODES:
+            raise PolicyError(rule_id, "mode", f"must be 'enforce' or 'shadow', got {mode!r}")
+        params = parse_params(rule_id, spec.params, conf.get("params"))
+        if enabled:
+            rules.append(RuleConfig(spec, str(mode), params))
+    return Policy(str(version).strip(), tuple(rules), _parse_actions(data.get("actions")), source)
+
+
+def _parse_actions(raw: Any) -> Mapping[str, Mapping[Outcome, tuple[Action, ...]]]:
+    if not isinstance(raw, Mapping):
+        raise PolicyError("", "actions", "must map each stream (transfers, calls) to outcome -> actions")
+    out: dict[str, dict[Outcome, tuple[Action, ...]]] = {}
+    for stream in STREAMS:
+        table = raw.get(stream)
+        if not isinstance(table, Mapping):
+            raise PolicyError("", f"actions.{stream}", "is required: a mapping of LABEL, HOLD, BLOCK to actions")
+        allowed = _BANK_ACTIONS if stream == "transfers" else _TELCO_ACTIONS
+        parsed: dict[Outcome, tuple[Action, ...]] = {}
+        for name, actions in table.items():
+            where = f"actions.{stream}.{name}"
+            try:
+                outcome = Outcome[str(name)]
+            except KeyError:
+                raise PolicyError("", where, "unknown outcome (use LABEL, HOLD or BLOCK)") from None
+            if outcome not in _ACTING:
+                raise PolicyError("", where, "ALLOW never acts")
+            if not isinstance(actions, list):
+                raise PolicyError("", where, "must be a list of actions")
+            try:
+                acts = tuple(Action(a) for a in actions)
+            except ValueError:
+                raise PolicyError("", where, f"unknown action in {actions} (allowed: "
+                                             f"{', '.join(a.value for a in allowed)})") from None
+            bad = [a.value for a in acts if a not in allowed]
+            if bad:
+                raise PolicyError("", where, f"{', '.join(bad)} cannot be sent for {stream}")
+            parsed[outcome] = acts
+        missing = [o.name for o in _ACTING if o not in parsed]
+        if missing:
+            raise PolicyError("", f"actions.{stream}.{missing[0]}", "is required (use [] for no command)")
+        out[stream] = parsed
+    return out
+
+
+def load_policy(path: str | Path, registry: Registry | None = None) -> Policy:
+    """Read and validate a policy file (start-up and hot reload; not on the hot path)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError("", "", f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError("", "", f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return parse_policy(data, registry, str(path))

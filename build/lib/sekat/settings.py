@@ -1,0 +1,382 @@
+"""Settings: one object built from ``SEKAT_*`` environment variables at start-up.
+
+``Settings.from_environ(mapping)`` validates every variable and raises
+``ConfigError`` naming the variable at fault; nothing else in Sekat reads
+``os.environ``. The table in README.md ("Configuration") lists every variable;
+``SETTINGS_DOC`` below is its source.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+from sekat.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sekat.expiry import ExpiryPolicy
+
+_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+TRANSFER_FORMATS = ("json", "pacs008")
+CALL_FORMATS = ("json", "cdr-csv", "call-attempt")
+CDR_FIELDS = ("call_id", "occurred_at", "caller", "callee", "operator", "type", "caller_network", "presentation",
+              "attestation")
+CDR_REQUIRED = ("call_id", "occurred_at", "caller", "callee", "operator")
+DEFAULT_CDR_COLUMNS = ("call_id=1,occurred_at=2,caller=3,callee=4,type=5,operator=6,caller_network=7,"
+                       "presentation=8")
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_id: str = "sekat"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""
+    kafka_offset_reset: str = "earliest"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "sekat:"
+    topic_transfers: str = "bank.transfers"
+    topic_calls: str = "telco.calls"
+    topic_reports: str = "sekat.reports"
+    topic_freeze: str = "sekat.commands.freeze"
+    topic_block: str = "sekat.commands.block"
+    topic_decisions: str = "sekat.decisions"
+    topic_deadletter: str = "sekat.deadletter"
+    topic_partitions: int = 4
+    command_routing: str = "shared"
+    route_banks: str = ""
+    route_operators: str = ""
+    topic_replication: int = 1
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    batch_max: int = 1000
+    batch_within_ms: int = 5
+    max_event_bytes: int = 65536
+    phone_region: str = "MY"
+    transfers_format: str = "json"
+    calls_format: str = "json"
+    decode_processes: int = 2
+    cdr_columns: str = DEFAULT_CDR_COLUMNS
+    cdr_delimiter: str = ","
+    log_level: str = "info"
+    stack_dir: str = ".stack"
+    policy_file: str = ""
+    target_attempts: int = 4_700_000_000
+    target_period_days: int = 1095
+    metrics_interval_s: int = 5
+    blocklist_count_interval_s: int = 300
+    replica_snapshot_max_behind: int = 200_000
+    protected_file: str = ""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    status_rate_per_minute: int = 30
+    filing_rate_per_minute: int = 600
+    brake_window_s: int = 60
+    brake_entry_max: int = 300
+    brake_rule_max: int = 60_000
+    brake_source_max: int = 60_000
+    expiry_days: str = "reported=30,confirmed=365"
+    renewals_max: int = 3
+    release_interval_s: int = 5
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = "SEKAT_" + f.name.upper()
+            if name not in env:
+                continue
+            raw = env[name].strip()
+            if f.type == "int":
+                try:
+                    values[f.name] = int(raw)
+                except ValueError:
+                    raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+            else:
+                values[f.name] = raw
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not self.app_id or not _TOPIC_RE.match(self.app_id):
+            raise ConfigError("SEKAT_APP_ID", "must be 1-249 characters of letters, digits, '.', '_' or '-'")
+        for part in self.kafka_bootstrap.split(","):
+            host, _, port = part.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError("SEKAT_KAFKA_BOOTSTRAP", f"expected host:port[,host:port], got {self.kafka_bootstrap!r}")
+        if self.kafka_security_protocol not in _SECURITY_PROTOCOLS:
+            raise ConfigError("SEKAT_KAFKA_SECURITY_PROTOCOL", f"must be one of {', '.join(_SECURITY_PROTOCOLS)}")
+        if self.kafka_security_protocol.startswith("SASL"):
+            if self.kafka_sasl_mechanism not in _SASL_MECHANISMS:
+                raise ConfigError("SEKAT_KAFKA_SASL_MECHANISM", f"must be one of {', '.join(_SASL_MECHANISMS)}")
+            if not self.kafka_sasl_username or not self.kafka_sasl_password:
+                raise ConfigError("SEKAT_KAFKA_SASL_USERNAME", "SASL needs SEKAT_KAFKA_SASL_USERNAME and SEKAT_KAFKA_SASL_PASSWORD")
+        if self.kafka_ssl_cafile and not os.path.isfile(self.kafka_ssl_cafile):
+            raise ConfigError("SEKAT_KAFKA_SSL_CAFILE", f"no such file: {self.kafka_ssl_cafile}")
+        if self.kafka_offset_reset not in ("earliest", "latest"):
+            raise ConfigError("SEKAT_KAFKA_OFFSET_RESET", "must be 'earliest' or 'latest'")
+        from sekat.redis_url import validate_url
+
+        try:
+            validate_url(self.redis_url)
+        except ValueError as exc:
+            raise ConfigError("SEKAT_REDIS_URL", str(exc)) from None
+        for f in fields(self):
+            if f.name.startswith("topic_") and f.name not in ("topic_partitions", "topic_replication"):
+                value = getattr(self, f.name)
+                if not _TOPIC_RE.match(value):
+                    raise ConfigError("SEKAT_" + f.name.upper(), f"{value!r} is not a valid Kafka topic name")
+        self.command_topics()
+        topics = self.topic_names()
+        if len(set(topics.values())) != len(topics):
+            raise ConfigError("SEKAT_TOPIC_*", "each topic needs its own name")
+        checks = (
+            ("topic_partitions", 1, 10_000),
+            ("topic_replication", 1, 16),
+            ("web_port", 1, 65_535),
+            ("batch_max", 1, 100_000),
+            ("batch_within_ms", 1, 10_000),
+            ("max_event_bytes", 256, 1_048_576),
+            ("target_attempts", 1, 10**15),
+            ("target_period_days", 1, 36_500),
+            ("metrics_interval_s", 1, 3_600),
+            ("blocklist_count_interval_s", 1, 86_400),
+            ("replica_snapshot_max_behind", 0, 1_000_000),
+            ("decode_processes", 0, 64),
+            ("api_port", 1, 65_535),
+            ("status_rate_per_minute", 1, 1_000_000),
+            ("filing_rate_per_minute", 1, 1_000_000),
+            ("brake_window_s", 1, 86_400),
+            ("brake_entry_max", 0, 10**9),
+            ("brake_rule_max", 0, 10**9),
+            ("brake_source_max", 0, 10**9),
+            ("renewals_max", 0, 100),
+            ("release_interval_s", 1, 3_600),
+        )
+        for name, low, high in checks:
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ConfigError("SEKAT_" + name.upper(), f"must be between {low} and {high}, got {value}")
+        if not re.fullmatch(r"[A-Z]{2}", self.phone_region):
+            raise ConfigError("SEKAT_PHONE_REGION", "must be a two-letter region code such as MY")
+        if self.transfers_format not in TRANSFER_FORMATS:
+            raise ConfigError("SEKAT_TRANSFERS_FORMAT", f"must be one of {', '.join(TRANSFER_FORMATS)}, "
+                                                        f"got {self.transfers_format!r}")
+        if self.calls_format not in CALL_FORMATS:
+            raise ConfigError("SEKAT_CALLS_FORMAT", f"must be one of {', '.join(CALL_FORMATS)}, got {self.calls_format!r}")
+        self.cdr_column_map()
+        if len(self.cdr_separator) != 1 or self.cdr_separator in "\"\r\n":
+            raise ConfigError("SEKAT_CDR_DELIMITER", "must be one character other than a quote or newline, or 'tab'")
+        if self.policy_file and not os.path.isfile(self.policy_file):
+            raise ConfigError("SEKAT_POLICY_FILE", f"no such file: {self.policy_file}")
+        self.protected_keys()
+        self.expiry_policy()
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError("SEKAT_LOG_LEVEL", "must be debug, info, warning or error")
+
+    def cdr_column_map(self) -> dict[str, int]:
+        """``SEKAT_CDR_COLUMNS`` ("field=column,..."; 1-based columns) as a mapping; raises ConfigError."""
+        columns: dict[str, int] = {}
+        for part in self.cdr_columns.split(","):
+            name, sep, col = part.strip().partition("=")
+            name = name.strip()
+            if not sep or name not in CDR_FIELDS or not col.strip().isdigit() or int(col) < 1:
+                raise ConfigError("SEKAT_CDR_COLUMNS", f"expected field=column[,field=column] with fields from "
+                                                       f"{', '.join(CDR_FIELDS)} and columns from 1, got {part.strip()!r}")
+            if name in columns:
+                raise ConfigError("SEKAT_CDR_COLUMNS", f"{name} is mapped twice")
+            columns[name] = int(col)
+        missing = [f for f in CDR_REQUIRED if f not in columns]
+        if missing:
+            raise ConfigError("SEKAT_CDR_COLUMNS", f"must map {', '.join(missing)}")
+        return columns
+
+    @property
+    def cdr_separator(self) -> str:
+        return "\t" if self.cdr_delimiter.lower() == "tab" else self.cdr_delimiter
+
+    def protected_keys(self) -> frozenset[str]:
+        """Keys (``kind:value``) of the configured protected list; empty without SEKAT_PROTECTED_FILE."""
+        from sekat.errors import InvalidIdentifier
+        from sekat.identifiers import parse_protected
+
+        if not self.protected_file:
+            return frozenset()
+        try:
+            with open(self.protected_file, encoding="utf-8") as fh:
+                return parse_protected(fh.readlines(), self.phone_region)
+        except OSError as exc:
+            raise ConfigError("SEKAT_PROTECTED_FILE", f"cannot read {self.protected_file}: {exc.strerror}") from None
+        except (InvalidIdentifier, UnicodeDecodeError) as exc:
+            raise ConfigError("SEKAT_PROTECTED_FILE", f"{self.protected_file}: {exc}") from None
+
+    def command_topics(self) -> dict[tuple[bool, str], str]:
+        """Per-institution command topics, ``(for_bank, institution) -> topic``; empty under shared routing.
+
+        With ``SEKAT_COMMAND_ROUTING=per-institution`` a bank listed in ``SEKAT_ROUTE_BANKS`` gets its
+        commands on ``{SEKAT_TOPIC_FREEZE}.{BIC8}`` and an operator listed in ``SEKAT_ROUTE_OPERATORS`` on
+        ``{SEKAT_TOPIC_BLOCK}.{OPERATOR}``, so Kafka ACLs can let each read only its own. Institutions not
+        listed stay on the shared topic: input cannot make Sekat create or write arbitrary topics.
+        """
+        if self.command_routing not in ("shared", "per-institution"):
+            raise ConfigError("SEKAT_COMMAND_ROUTING", f"must be 'shared' or 'per-institution', "
+                                                       f"got {self.command_routing!r}")
+        if self.command_routing == "shared":
+            return {}
+        from sekat.errors import InvalidIdentifier
+        from sekat.identifiers import normalise_bank
+
+        routes: dict[tuple[bool, str], str] = {}
+        for bank in filter(None, (b.strip() for b in self.route_banks.split(","))):
+            try:
+                routes[True, normalise_bank(bank)] = f"{self.topic_freeze}.{normalise_bank(bank)}"
+            except InvalidIdentifier as exc:
+                raise ConfigError("SEKAT_ROUTE_BANKS", str(exc)) from None
+        for operator in filter(None, (o.strip().upper() for o in self.route_operators.split(","))):
+            if not re.fullmatch(r"[A-Z0-9._-]{1,32}", operator):
+                raise ConfigError("SEKAT_ROUTE_OPERATORS", f"{operator[:40]!r} is not an operator code "
+                                                           "(1-32 letters, digits, '.', '_' or '-')")
+            routes[False, operator] = f"{self.topic_block}.{operator}"
+        if not routes:
+            raise ConfigError("SEKAT_ROUTE_BANKS", "per-institution routing needs SEKAT_ROUTE_BANKS or "
+                                                   "SEKAT_ROUTE_OPERATORS (the institutions with their own topic)")
+        for name in routes.values():
+            if not _TOPIC_RE.match(name):
+                raise ConfigError("SEKAT_COMMAND_ROUTING", f"{name!r} would not be a valid Kafka topic name")
+        return routes
+    def expiry_policy(self) -> "ExpiryPolicy":
+        """``SEKAT_EXPIRY_DAYS`` and ``SEKAT_RENEWALS_MAX`` as a policy; raises ConfigError naming the setting."""
+        from sekat.expiry import parse_expiry
+
+        return parse_expiry(self.expiry_days, self.renewals_max)
+
+    def topic_names(self) -> dict[str, str]:
+        return {f.name[len("topic_"):]: getattr(self, f.name)
+                for f in fields(self) if f.name.startswith("topic_") and f.name not in ("topic_partitions",
+                                                                                         "topic_replication")}
+
+    @property
+    def kafka_url(self) -> str:
+        return ",".join(f"kafka://{p.strip()}" for p in self.kafka_bootstrap.split(","))
+
+    def kafka_client_config(self) -> dict[str, object]:
+        """Connection settings for kafka-python clients (admin, CLI, tests)."""
+        config: dict[str, object] = {"bootstrap_servers": [p.strip() for p in self.kafka_bootstrap.split(",")],
+                                     "security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL"):
+            config.update(sasl_mechanism=self.kafka_sasl_mechanism, sasl_plain_username=self.kafka_sasl_username,
+                          sasl_plain_password=self.kafka_sasl_password)
+        if self.kafka_ssl_cafile:
+            config["ssl_cafile"] = self.kafka_ssl_cafile
+        return config
+
+    def aiokafka_config(self) -> dict[str, Any]:
+        """Connection settings for every aiokafka client (screening consumer, API producer, bulk import)."""
+        import ssl
+
+        config: dict[str, Any] = {"bootstrap_servers": self.kafka_bootstrap,
+                                     "security_protocol": self.kafka_security_protocol}
+        if "SSL" in self.kafka_security_protocol:
+            config["ssl_context"] = ssl.create_default_context(cafile=self.kafka_ssl_cafile or None)
+        if self.kafka_security_protocol.startswith("SASL"):
+            config.update(sasl_mechanism=self.kafka_sasl_mechanism, sasl_plain_username=self.kafka_sasl_username,
+                          sasl_plain_password=self.kafka_sasl_password)
+        return config
+
+    def redacted(self) -> dict[str, object]:
+        """The settings for a log line: secrets and credentials in URLs are masked."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "kafka_sasl_password" and value:
+                value = "***"
+            if f.name == "redis_url":
+                value = re.sub(r"//[^@/]*@", "//***@", str(value))
+            out[f.name] = value
+        return out
+
+
+SETTINGS_DOC: dict[str, str] = {
+    "app_id": "Faust application id; also the Kafka consumer group.",
+    "kafka_bootstrap": "Kafka bootstrap servers, host:port[,host:port].",
+    "kafka_security_protocol": "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    "kafka_sasl_mechanism": "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL only).",
+    "kafka_sasl_username": "SASL user name (SASL only).",
+    "kafka_sasl_password": "SASL password (SASL only); never logged.",
+    "kafka_ssl_cafile": "CA bundle for SSL/SASL_SSL; system CAs when empty.",
+    "kafka_offset_reset": "Where a new consumer group starts: earliest (default, loses nothing) or latest.",
+    "redis_url": "Blocklist index: redis://, rediss:// (TLS) or unix://; user:password@ for ACL users. "
+                 "Redis Cluster: redis+cluster://host:port[,host:port] (rediss+cluster:// with TLS).",
+    "redis_prefix": "Prefix for every Redis key Sekat writes.",
+    "topic_transfers": "Input: bank transfer events.",
+    "topic_calls": "Input: telco call/SMS events.",
+    "topic_reports": "Input: blocklist reports (compacted).",
+    "topic_freeze": "Output: bank commands, keyed by bank BIC.",
+    "topic_block": "Output: telco commands, keyed by operator.",
+    "topic_decisions": "Output: every non-allow decision with evidence.",
+    "topic_deadletter": "Output: invalid input with the reason.",
+    "topic_partitions": "Partitions for topics that `sekat topics` creates.",
+    "command_routing": "shared (every bank reads SEKAT_TOPIC_FREEZE, every telco SEKAT_TOPIC_BLOCK) or "
+                       "per-institution (each listed institution gets its own topic; see docs/security.md).",
+    "route_banks": "per-institution routing: BICs whose commands go to SEKAT_TOPIC_FREEZE.<BIC8> (comma-separated).",
+    "route_operators": "per-institution routing: operators whose commands go to SEKAT_TOPIC_BLOCK.<OPERATOR> "
+                       "(comma-separated).",
+    "topic_replication": "Replication factor for topics that `sekat topics` and the worker create (3 on a "
+                         "3+-broker cluster: then min.insync.replicas=2).",
+    "web_host": "Address of the worker's web server (/metrics).",
+    "web_port": "Port of the worker's web server (/metrics).",
+    "batch_max": "Most events decided in one batch.",
+    "batch_within_ms": "Longest wait to fill a batch, in milliseconds.",
+    "max_event_bytes": "Larger events are dead-lettered as too_large.",
+    "phone_region": "Default region for phone numbers without a country code.",
+    "decode_processes": "Child processes that parse and read an adapter's messages beside the worker's thread "
+                        "(pacs008 only; the contract JSON is always decoded in the worker). 0 decodes in the "
+                        "worker's thread.",
+    "transfers_format": "Input format of the transfers topic: json (the Transfer contract) or pacs008 "
+                        "(ISO 20022 pacs.008.001.08+ in XML or its JSON rendering, detected per message).",
+    "calls_format": "Input format of the calls topic: json (the Call contract), cdr-csv (call detail "
+                    "records, see SEKAT_CDR_COLUMNS) or call-attempt (call-attempt JSON events).",
+    "cdr_columns": "CDR CSV column mapping, field=column with 1-based columns; fields call_id, occurred_at, "
+                   "caller, callee, operator (required), type, caller_network, presentation, attestation.",
+    "cdr_delimiter": "CDR CSV delimiter: one character, or 'tab'.",
+    "log_level": "debug, info, warning or error.",
+    "stack_dir": "Where `sekat up` keeps the local Kafka and Redis data, logs and pid files.",
+    "policy_file": "Rules policy (YAML); empty: the shipped `rules/policy.yaml`. Re-read when it changes.",
+    "target_attempts": "National target: scam attempts to screen over the target period (exposed as sekat_target_attempts).",
+    "target_period_days": "The target's period in days (default three years; sekat_target_period_seconds).",
+    "metrics_interval_s": "How often a worker refreshes consumer lag and pings Redis for the staleness gauge.",
+    "blocklist_count_interval_s": "How often the group leader counts blocklist entries by kind and status (a full SCAN of the index).",
+    "replica_snapshot_max_behind": "A starting worker loads the replica snapshot another worker stored in Redis and catches up "
+                                   "from the change stream when at most this many changes were made since; past that it reads "
+                                   "the whole index (and stores a fresh snapshot). Running workers store a fresh one in the "
+                                   "background once it is more than half this many behind (at most once per 5 minutes). "
+                                   "0: never store or load one.",
+    "protected_file": "File of identifiers that can never be listed (one phone number or BIC:account a line).",
+    "api_host": "Address the agency API (`sekat api`) binds to.",
+    "api_port": "Port of the agency API.",
+    "status_rate_per_minute": "Public status checks allowed per client address per minute (then 429).",
+    "filing_rate_per_minute": "Reports and revocations one API key may file per minute (then 429): bounds what a "
+                              "stolen key can do; bulk loads go through `sekat blocklist import`.",
+    "brake_window_s": "Safety brake: the window, in seconds, its command limits count over.",
+    "brake_entry_max": "Safety brake: most commands one identifier may drive per window before it goes to "
+                       "shadow mode; 0 turns entry braking off.",
+    "brake_rule_max": "Safety brake: most commands one rule may drive per window (all workers together); 0: off.",
+    "brake_source_max": "Safety brake: most commands the entries of one reporting source may drive per window; "
+                        "0: off.",
+    "expiry_days": "Expiry policy for reports filed without ttl_days: [SOURCE/]status=days[,...] (most specific "
+                   "wins; 0 = no expiry), e.g. reported=30,confirmed=365,PDRM/confirmed=730.",
+    "renewals_max": "Renewals of one entry an authority may file (POST /v1/renewals) between two revocations.",
+    "release_interval_s": "How often the group leader sweeps for revoked or expired entries that institutions "
+                          "acted on, and sends RELEASE_ACCOUNT / UNBLOCK_NUMBER.",
+}

@@ -1,0 +1,298 @@
+"""The worker: a Faust application and the collaborators it runs, built by functions from ``Settings``.
+
+``create_app`` builds the Faust app (``faust_app``), the worker's collaborators (``build_worker``) and
+registers the ``Worker``'s named tasks, timers, agent and health page; together they read as the data flow:
+
+    bank.transfers ─┐ screening consumer                     ┌─> sekat.commands.freeze
+    telco.calls ────┴─> (streams/consumer.py) ─ rules ───────┼─> sekat.commands.block
+                          │            │                     ├─> sekat.decisions
+            local replica ┘  rule state (Redis)              ├─> sekat.deadletter
+                                                             └─> sekat.reports (automatic ``reported`` entries)
+    sekat.reports ─> apply_reports (Faust agent) ─> Redis index + change stream ─> every worker's replica
+                                  └─> consolidated reports back to sekat.reports
+    sekat.reports ─> IndexGuard (when Redis came back empty: one worker replays the topic) ─> Redis index
+
+The policy (``rules/policy.yaml`` or ``SEKAT_POLICY_FILE``) is re-read by a one-second timer when the
+file changes. Screening remembers which institutions acted on which entry; the group leader's release
+sweep (release/sweep.py) sends RELEASE_ACCOUNT / UNBLOCK_NUMBER when such an entry is revoked or expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from sekat.blocklist.replica import Replica
+from sekat.blocklist.store import BlocklistStore
+from sekat.brake.guard import Brake, Limits
+from sekat.brake.metrics import BrakeMetrics
+from sekat.brake.store import BrakeStore
+from sekat.decode.fields import REASONS
+from sekat.decode.formats import call_decoder, transfer_decoder
+from sekat.decode.processes import Offload, decoder_spec
+from sekat.metrics.worker import WorkerMetrics
+from sekat.release.acted import ActedStore
+from sekat.release.metrics import ReleaseMetrics
+from sekat.release.sweep import ACTED, Releaser, recording_who_acted, writing_who_acted
+from sekat.rules.engine import decide_call, decide_transfer
+from sekat.rules.policy import DEFAULT_POLICY_FILE
+from sekat.streams.consumer import ScreeningConsumer
+from sekat.streams.heap import HeapKeeper
+from sekat.streams.intake import Intake
+from sekat.streams.output import OutputTopics
+from sekat.streams.policy_watch import PolicyWatch
+from sekat.streams.rebuild import IndexGuard
+from sekat.streams.retry import retry
+from sekat.streams.screening import Screen, ScreenServices, StreamSteps
+from sekat.streams.state import RuleStateStore
+
+import sekat
+from sekat.clock import Clock, utcnow
+from sekat.settings import Settings
+
+log = logging.getLogger(__name__)
+# How long a stopping worker waits for the thread of Faust's own consumer (the reports agent's) to stop.
+# mode's default is 60 s: with the broker unreachable, aiokafka's stop retries until then, past
+# Kubernetes' 30 s grace. What this cuts short is only that consumer's last commit and leave-group, which
+# an unreachable broker refuses anyway; its reports are re-applied idempotently by the next owner.
+FAUST_CONSUMER_STOP_S = 10.0
+# The reports agent is idle nearly all the time, and Faust's take_events wakes every ``within`` to look,
+# creating tasks each time: 10 ms keeps that cost small and adds at most 10 ms to a report's way into the
+# index (the promise is 100 ms to every worker).
+REPORTS_WITHIN_MS = 10
+# A pause per 1,000 entries counted: counting a large index is spread out instead of stalling screening.
+COUNT_PAUSE_S = 0.01
+
+
+def broker_credentials(settings: Settings) -> Any:
+    """Faust credentials for SASL/SSL, or None for PLAINTEXT."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None) if "SSL" in protocol else None
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username, password=settings.kafka_sasl_password,
+        mechanism=settings.kafka_sasl_mechanism, ssl_context=context,
+    )
+
+
+def faust_app(settings: Settings) -> faust.App:
+    """The Faust application: broker, web server, producer and Faust's own consumer settings."""
+    AIOKafkaConsumerThread.shutdown_timeout = FAUST_CONSUMER_STOP_S
+    return faust.App(
+        settings.app_id,
+        broker=settings.kafka_url,
+        broker_credentials=broker_credentials(settings),
+        store="memory://",
+        # Tables are in memory: Faust only creates its (empty) data directory, under the system's temporary
+        # directory rather than as ``{app id}-data`` in whatever directory the worker was started from.
+        datadir=str(Path(tempfile.gettempdir()) / "{conf.id}-data"),
+        autodiscover=False,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        producer_acks=-1,
+        consumer_auto_offset_reset=settings.kafka_offset_reset,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,  # Faust's own topics survive a lost broker too
+        broker_commit_interval=0.5,
+        stream_buffer_maxsize=max(4096, settings.batch_max * 2),
+    )
+
+
+def output_topics(app: faust.App, settings: Settings) -> OutputTopics:
+    """The topics the worker writes, as raw bytes (the worker encodes its own JSON)."""
+    def raw(name: str) -> faust.TopicT:
+        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    return OutputTopics(
+        freeze=raw(settings.topic_freeze),
+        block=raw(settings.topic_block),
+        decisions=raw(settings.topic_decisions),
+        deadletter=raw(settings.topic_deadletter),
+        reports=raw(settings.topic_reports),
+        routes={route: raw(name) for route, name in settings.command_topics().items()},
+    )
+
+
+@dataclass
+class Worker:
+    """One worker process's collaborators; its methods are the app's tasks, timers, agent and health page."""
+
+    app: faust.App
+    settings: Settings
+    metrics: WorkerMetrics
+    store: BlocklistStore
+    replica: Replica
+    policy: PolicyWatch
+    outputs: OutputTopics
+    brake: Brake
+    screening: ScreeningConsumer
+    intake: Intake
+    guard: IndexGuard
+    releaser: Releaser
+    heap: HeapKeeper
+    last_count: float = field(default=float("-inf"))
+
+    def register(self) -> None:
+        app, settings = self.app, self.settings
+        app.task(self.screen)
+        app.task(self.keep_replica_fresh)
+        app.task(self.keep_replica_snapshot)
+        app.timer(interval=1.0, name="sekat_reload_policy")(self.reload_policy)
+        app.timer(interval=1.0, name="sekat_keep_index_built")(self.keep_index_built)
+        app.timer(interval=1.0, name="sekat_keep_heap_frozen")(self.keep_heap_frozen)
+        app.timer(interval=1.0, name="sekat_refresh_brake")(self.refresh_brake)
+        app.timer(interval=settings.release_interval_s, name="sekat_release_sweep")(self.release_sweep)
+        app.timer(interval=settings.metrics_interval_s, name="sekat_observe_health")(self.observe_health)
+        app.timer(interval=settings.metrics_interval_s, name="sekat_count_blocklist")(self.count_blocklist)
+        app.agent(self.outputs.reports, name="apply_reports")(self.apply_reports)
+        app.page("/healthz")(self.healthz)
+
+    async def screen(self) -> None:
+        """The screening consumer, once the replica is loaded."""
+        await self.replica.ready.wait()
+        await self.screening.run()
+
+    async def keep_replica_fresh(self) -> None:
+        await self.replica.start()
+        await self.replica.follow()
+
+    async def keep_replica_snapshot(self) -> None:
+        """Keep the stored snapshot usable for the next worker to start (blocklist/replica_snapshot.py)."""
+        await self.replica.keep_stored_snapshot()
+
+    async def reload_policy(self) -> None:
+        self.policy.check()
+
+    async def keep_index_built(self) -> None:
+        try:
+            await self.guard.ensure()
+        except Exception as exc:  # noqa: BLE001 - Redis or Kafka down: staleness says so; next tick retries
+            log.debug("blocklist index check failed: %s", exc)
+
+    async def keep_heap_frozen(self) -> None:
+        """Long-lived objects out of the collector's walks (streams/heap.py)."""
+        self.heap.tick()
+
+    async def refresh_brake(self) -> None:
+        """Trips by other workers and re-arms through the API."""
+        await self.brake.refresh()
+
+    async def release_sweep(self) -> None:
+        if self.app.is_leader():  # one sweeper per group; a new leader re-sends the same command ids at worst
+            await self.releaser.run_once()
+
+    async def apply_reports(self, stream: faust.StreamT) -> None:
+        """The reports agent: each batch of ``sekat.reports`` into the index, once the index is built."""
+        within = max(self.settings.batch_within_ms, REPORTS_WITHIN_MS) / 1000
+        async for batch in stream.take_events(self.settings.batch_max, within=within):
+            await retry("waiting for the blocklist index to be built", self.guard.ensure,
+                        self.metrics.apply_errors.inc)
+            await self.intake.run(batch)
+
+    async def healthz(self, request: Any) -> Any:
+        """200 when Redis answers and the replica is loaded; 503 with the same body otherwise."""
+        replica = self.replica
+        redis_ok = await self.store.ping()
+        ready = replica.ready.is_set() and not replica.awaiting_rebuild
+        body = {"status": "ok" if redis_ok and ready else "degraded", "redis": redis_ok, "replica_ready": ready,
+                "replica_entries": replica.stats.entries, "replica_staleness_seconds": round(replica.staleness(), 3),
+                "replica_change_id": replica.change_id, "index_rebuilding": replica.awaiting_rebuild,
+                "index_rebuilds": self.guard.rebuilds}
+        return self.app.web.json(body, status=200 if redis_ok and ready else 503)
+
+    async def observe_health(self) -> None:
+        # Freshness comes from the replica alone (its change-stream read answers at least once a second): a
+        # ping says Redis is up, not that this worker's copy has caught up with it.
+        self.metrics.set_consumer_offsets(await self.screening.offsets())
+
+    async def count_blocklist(self) -> None:
+        """The blocklist-size gauges: counted by the group leader only, every SEKAT_BLOCKLIST_COUNT_INTERVAL_S.
+
+        Every worker sees the same index, so only the leader pays for the SCAN, first as soon as it leads;
+        the others drop their series so that a former leader's counts do not linger.
+        """
+        if not self.app.is_leader():
+            self.metrics.clear_blocklist_counts()
+            self.last_count = float("-inf")
+            return
+        if time.monotonic() - self.last_count < self.settings.blocklist_count_interval_s:
+            return
+        self.last_count = time.monotonic()
+        try:
+            self.metrics.set_blocklist_counts(await self.store.counts(pause_s=COUNT_PAUSE_S))
+        except Exception as exc:  # noqa: BLE001 - a failed count keeps the last one; staleness and /healthz tell
+            log.warning("counting blocklist entries failed: %s", exc)
+
+
+def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry, clock: Clock) -> Worker:
+    """Every collaborator of a worker, each built once from ``settings``; nothing connects until the app starts."""
+    metrics = WorkerMetrics(registry, deadletter_reasons=REASONS, target_attempts=settings.target_attempts,
+                            target_period_days=settings.target_period_days, app_id=settings.app_id,
+                            version=sekat.__version__)
+    url, prefix = settings.redis_url, settings.redis_prefix
+    # Guarded: reports are applied only to a built index (never racing a rebuild's replay).
+    store = BlocklistStore.from_url(url, prefix, guarded=True)
+    replica = Replica(url, prefix, on_fresh=metrics.freshness.mark,
+                      stored_snapshot=settings.replica_snapshot_max_behind > 0,
+                      snapshot_max_behind=settings.replica_snapshot_max_behind)
+    metrics.replica_entries.set_function(lambda: replica.stats.entries)
+    state = RuleStateStore.from_url(url, prefix)
+    policy = PolicyWatch(settings.policy_file or DEFAULT_POLICY_FILE, metrics)  # PolicyError stops start-up
+    outputs = output_topics(app, settings)
+    brake = Brake(BrakeStore.from_url(url, prefix),
+                  Limits(settings.brake_window_s, settings.brake_entry_max, settings.brake_rule_max,
+                         settings.brake_source_max),
+                  BrakeMetrics(registry), outputs, f"{settings.app_id}@{socket.gethostname()}:{settings.web_port}")
+    acted = ActedStore.from_url(url, prefix)
+    services = ScreenServices(
+        store=replica, topics=outputs, metrics=metrics, policy=policy,
+        write_state=writing_who_acted(state.write, acted, clock),  # rule state + who acted, after the output is acked
+        clock=clock, brake=brake,
+        unread_kinds=frozenset({ACTED}),  # who acted is read by the release sweep, never by a rule-state read
+    )
+    # The input format of each topic (contract JSON, ISO 20022 pacs.008, CDR CSV, ...) is a setting.
+    decode_transfer = transfer_decoder(settings)
+    # An adapter's parse runs in child processes; the contract JSON's would cost more to hand over than to do.
+    processes = (Offload("transfers", decoder_spec("transfers", settings), settings.decode_processes, decode_transfer,
+                         metrics.decode_fallbacks.labels("transfers").inc)
+                 if settings.decode_processes > 0 and settings.transfers_format != "json" else None)
+    transfers = Screen("transfers", StreamSteps(decode_transfer, recording_who_acted(decide_transfer),
+                                                state.read_transfers, processes), services)
+    calls = Screen("calls", StreamSteps(call_decoder(settings), recording_who_acted(decide_call), state.read_calls),
+                   services)
+    return Worker(
+        app=app, settings=settings, metrics=metrics, store=store, replica=replica, policy=policy, outputs=outputs,
+        brake=brake,
+        screening=ScreeningConsumer(settings, {settings.topic_transfers: transfers, settings.topic_calls: calls},
+                                    metrics),
+        intake=Intake(store, outputs, outputs.reports, metrics, max(settings.max_event_bytes, 1_048_576),
+                      settings.phone_region, settings.protected_keys(), clock),
+        guard=IndexGuard(settings, store, settings.protected_keys()),
+        releaser=Releaser(acted, store, outputs, metrics, ReleaseMetrics(registry), clock),
+        heap=HeapKeeper(registry),
+    )
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None, clock: Clock = utcnow) -> faust.App:
+    """The worker's Faust app, with every collaborator built and every task registered; ``app.main()`` runs it."""
+    registry = registry if registry is not None else CollectorRegistry()
+    app = faust_app(settings)
+    setup_prometheus_sensors(app, registry=registry, name_prefix="sekat_faust")
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    build_worker(app, settings, registry, clock).register()
+    return app
