@@ -1,4 +1,4 @@
-"""The contract in docs/: its schemas and its examples hold to the code.
+"""The contract in docs/: its schemas, its examples and its AsyncAPI document hold to the code.
 
 * docs/schemas/*.schema.json are what ``sekat.contract`` generates now;
 * every fenced block of docs/contract.md is labelled by an HTML comment on the line before it,
@@ -10,6 +10,7 @@
   screening ``Screen`` (decode, look up, decide, emit), the release sweep, the safety brake and the re-arm
   route run on fakes of Redis and Kafka's producer, and what they hand to the producer (topic, key, value) is
   compared with the example; every record they write validates against its schema too;
+* docs/asyncapi.yaml names every topic of the settings' defaults and references every schema file.
 """
 
 from __future__ import annotations
@@ -498,7 +499,7 @@ def test_every_setting_the_documents_name_exists() -> None:
     from dataclasses import fields
 
     known = {"SEKAT_" + f.name.upper() for f in fields(Settings)}
-    for path in (CONTRACT, ROOT / "sekat" / "contract.py"):
+    for path in (CONTRACT, DOCS / "asyncapi.yaml", ROOT / "sekat" / "contract.py"):
         named = set(re.findall(r"SEKAT_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(encoding="utf-8")))
         assert named and named <= known, (path.name, named - known)
 
@@ -621,3 +622,81 @@ def test_the_dead_letter_example_carries_the_bad_examples_bytes_and_key() -> Non
     body, bad = doc("deadletter").json(), doc("bad-transfer")
     assert base64.b64decode(body["original_b64"]) == bad.raw()
     assert base64.b64decode(body["original_key_b64"]).decode() == bad.labels["key"]
+
+
+# -- (d) docs/asyncapi.yaml -------------------------------------------------------------------------------------------
+ASYNCAPI = DOCS / "asyncapi.yaml"
+
+
+def _asyncapi() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(ASYNCAPI.read_text(encoding="utf-8"))
+    return document
+
+
+def _walk(document: dict[str, Any], ref: str) -> Any:
+    node: Any = document
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return node
+
+
+def _messages(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(channel id, message id, message) of every channel's messages, references followed."""
+    found = []
+    for channel_id, channel in document["channels"].items():
+        for message_id, message in channel["messages"].items():
+            while "$ref" in message:
+                message = _walk(document, message["$ref"])
+            found.append((channel_id, message_id, message))
+    return found
+
+
+def test_the_asyncapi_document_is_asyncapi_3_yaml_with_operations_on_its_channels() -> None:
+    document = _asyncapi()
+    assert document["asyncapi"] == "3.0.0"
+    assert document["info"]["title"] and document["info"]["version"]
+    for operation_id, operation in document["operations"].items():
+        assert operation["action"] in ("send", "receive"), operation_id
+        channel = _walk(document, operation["channel"]["$ref"])
+        for message in operation.get("messages", []):
+            assert message["$ref"].startswith(operation["channel"]["$ref"] + "/messages/"), operation_id
+            _walk(document, message["$ref"])
+        assert channel["messages"]
+    channels = {f"#/channels/{c}" for c in document["channels"]}
+    assert channels == {op["channel"]["$ref"] for op in document["operations"].values()}
+
+
+def test_every_json_message_payload_references_an_existing_schema_and_every_schema_is_used() -> None:
+    document = _asyncapi()
+    used = set()
+    for channel_id, message_id, message in _messages(document):
+        payload = message["payload"]
+        content = message.get("contentType", document.get("defaultContentType"))
+        if content == "application/json":
+            assert payload["schemaFormat"] == "application/schema+json;version=draft-07", (channel_id, message_id)
+            ref = payload["schema"]["$ref"]
+            path = (ASYNCAPI.parent / ref).resolve()
+            assert path.is_file(), f"{channel_id}.{message_id}: {ref} does not exist"
+            assert path.parent == SCHEMAS.resolve()
+            jsonschema.Draft7Validator.check_schema(orjson.loads(path.read_bytes()))
+            used.add(path.name)
+        else:
+            assert content in ("application/xml", "text/csv"), (channel_id, message_id, content)
+            assert payload["type"] == "string"
+    assert used == {f"{name}.schema.json" for name in contract.MESSAGES}
+
+
+def test_every_topic_of_the_settings_defaults_is_a_channel_with_its_setting() -> None:
+    document = _asyncapi()
+    by_address = {c["address"]: c for c in document["channels"].values()}
+    for field, topic in SETTINGS.topic_names().items():
+        assert topic in by_address, f"{topic} (SEKAT_TOPIC_{field.upper()}) is not a channel address"
+        assert f"SEKAT_TOPIC_{field.upper()}" in by_address[topic]["description"]
+    routed = {SETTINGS.topic_freeze + ".{bank}", SETTINGS.topic_block + ".{operator}"}
+    assert routed <= set(by_address)
+
+
+def test_every_message_names_its_kafka_key() -> None:
+    for channel_id, message_id, message in _messages(_asyncapi()):
+        key = message["bindings"]["kafka"]["key"]
+        assert key["type"] == "string" and key["description"], (channel_id, message_id)
