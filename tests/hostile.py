@@ -1,4 +1,4 @@
-"""Hostile input for both input topics, each case labelled by the contract (DESIGN.md), not by the decoder.
+"""Hostile input for both input topics, each case labelled by the contract (docs/contract.md), not by the decoder.
 
 A case is bytes for ``bank.transfers`` or ``telco.calls`` and what the contract
 says must happen to it: ``bad`` ones must be dead-lettered with a reason,
