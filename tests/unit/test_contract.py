@@ -31,30 +31,30 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from blocklist import lifecycle, links
-from blocklist.brake import Trip
-from metrics.brake import BrakeMetrics
-from metrics.release import ReleaseMetrics
-from metrics.worker import WorkerMetrics
-from rules.engine import decide_call, decide_transfer
-from rules.policy import DEFAULT_POLICY_FILE, load_policy
-from rules.registry import Context, Observations
+from sekat.blocklist import lifecycle, links
+from sekat.brake.store import Trip
+from sekat.brake.metrics import BrakeMetrics
+from sekat.release.metrics import ReleaseMetrics
+from sekat.metrics.worker import WorkerMetrics
+from sekat.rules.engine import decide_call, decide_transfer
+from sekat.rules.policy import DEFAULT_POLICY_FILE, load_policy
+from sekat.rules.registry import Context, Observations
 from sekat import contract
 from sekat.records import Action, Call, Entry, Rejection, Report, Transfer
 from sekat.settings import Settings
-from streams import decode
-from streams.adapters import call_decoder, transfer_decoder
-from streams.adapters.call_attempt import decode_call_attempt
-from streams.adapters.cdr import CdrCsvDecoder
-from streams.adapters.pacs008 import decode_pacs008
-from streams.brake import Brake, Limits
-from streams.calls import decode_call
-from streams.emit import OutputTopics
-from streams.intake import Intake
-from streams.release import Releaser, remembering
-from streams.reports import decode_report
-from streams.screening import Screen
-from streams.transfers import decode_transfer
+from sekat.decode import fields as decode
+from sekat.decode.formats import call_decoder, transfer_decoder
+from sekat.decode.call_attempt import decode_call_attempt
+from sekat.decode.cdr import CdrCsvDecoder
+from sekat.decode.pacs008 import decode_pacs008
+from sekat.brake.guard import Brake, Limits
+from sekat.decode.calls import decode_call
+from sekat.streams.output import OutputTopics
+from sekat.streams.intake import Intake
+from sekat.release.sweep import Releaser, recording_who_acted
+from sekat.decode.reports import decode_report
+from sekat.streams.screening import Screen, ScreenServices, StreamSteps
+from sekat.decode.transfers import decode_transfer
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -207,15 +207,16 @@ def screen(stream: str, decoder: Callable[[bytes | None], Any], values: list[tup
     """One batch through the screening shell as the worker wires it; the records it sends."""
     wire = Wire()
     topic = SETTINGS.topic_transfers if stream == "transfers" else SETTINGS.topic_calls
-    decide = remembering(decide_transfer if stream == "transfers" else decide_call)
-    shell = Screen(stream, decoder, decide, Lookups(entries), outputs(wire), WorkerMetrics(CollectorRegistry()),
-                   lambda: POLICY, _no_state, _write_nothing, lambda: now)
+    decide = recording_who_acted(decide_transfer if stream == "transfers" else decide_call)
+    services = ScreenServices(store=Lookups(entries), topics=outputs(wire), metrics=WorkerMetrics(CollectorRegistry()),
+                              policy=lambda: POLICY, write_state=_write_nothing, clock=lambda: now)
+    shell = Screen(stream, StreamSteps(decoder, decide, _no_state), services)
     records = [Record(topic, 0, 41 + i, int(now.timestamp() * 1000) - 2, key, value)
                for i, (value, key) in enumerate(values)]
 
     async def run() -> None:
-        tail = await shell.start(records)
-        await tail.acked()
+        pending = await shell.start(records)
+        await pending.acked()
 
     asyncio.run(run())
     return wire.records()
@@ -254,7 +255,7 @@ def call_outputs() -> list[Sent]:
 
 
 class Acted:
-    """The release sweep's Redis side: who acted on which entry (blocklist.acted.ActedStore)."""
+    """The release sweep's Redis side: who acted on which entry (sekat.release.acted.ActedStore)."""
 
     def __init__(self, members: dict[str, list[str]]) -> None:
         self.members_of = members
@@ -287,7 +288,7 @@ def release_outputs() -> list[Sent]:
 
 
 class Brakes:
-    """The brake's Redis side (blocklist.brake.BrakeStore): the entry drove 12 commands in the window."""
+    """The brake's Redis side (sekat.brake.store.BrakeStore): the entry drove 12 commands in the window."""
 
     def __init__(self, *_: Any) -> None:
         pass
@@ -320,8 +321,8 @@ def rearm_outputs(monkeypatch: pytest.MonkeyPatch) -> list[Sent]:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from blocklist import brake_api
-    from blocklist.apikeys import ApiKey
+    from sekat.brake import routes as brake_api
+    from sekat.api.keys import ApiKey
 
     sent: list[Sent] = []
 
@@ -461,7 +462,7 @@ def _fields(struct: Any) -> set[str]:
 
 
 def test_the_input_types_name_exactly_the_fields_the_fast_decoders_read() -> None:
-    from streams import calls, transfers
+    from sekat.decode import calls, transfers
 
     assert _fields(contract.Transfer) == _fields(transfers._Transfer)
     assert _fields(contract.Payer) == _fields(transfers._Payer)
@@ -471,7 +472,7 @@ def test_the_input_types_name_exactly_the_fields_the_fast_decoders_read() -> Non
 
 
 def test_the_dead_letter_reasons_are_every_reason_the_code_gives() -> None:
-    from blocklist import filing
+    from sekat.blocklist import filing
 
     written = set(decode.REASONS)
     for module in [*(ROOT / "streams").glob("*.py"), *(ROOT / "streams" / "adapters").glob("*.py"),
@@ -484,7 +485,7 @@ def test_the_dead_letter_reasons_are_every_reason_the_code_gives() -> None:
 
 
 def test_outcomes_are_the_engines() -> None:
-    from rules.outcome import Outcome
+    from sekat.rules.outcome import Outcome
 
     assert list(contract.Outcome.__args__) == [o.name for o in sorted(Outcome)]
 
