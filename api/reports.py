@@ -61,22 +61,22 @@ class ReportIn(BaseModel):
                                 "accounts, phone numbers, a DuitNow proxy): a confirmation of any acts on all")
 
 
-class RenewalIn(BaseModel):
+class IdentifierIn(BaseModel):
+    """The identifier a renewal or a revocation names: a phone number, or an account number with its bank."""
     model_config = ConfigDict(extra="ignore")
     kind: Kind
     value: Value
     bank: Bank = None
+
+
+class RenewalIn(IdentifierIn):
     reason: Reason = Field(min_length=1, description="why it must stay listed")
     case_ref: CaseRef = ""
     ttl_days: int | None = Field(None, ge=1, le=3650, description="days from now; absent: the expiry policy's")
     source: Source = None
 
 
-class RevocationIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    kind: Kind
-    value: Value
-    bank: Bank = None
+class RevocationIn(IdentifierIn):
     reason: Reason = Field(min_length=1, description="why the appeal was upheld")
     case_ref: CaseRef = ""
     source: Source = None
