@@ -24,9 +24,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from sekat.api import entries, reports
-from sekat.api.clients import Clients, Clock, utcnow
+from sekat.api.clients import Clients
 from sekat.api.errors import HANDLERS
 from sekat.brake import routes as brake
+from sekat.clock import Clock, utcnow
 from sekat.errors import BlocklistUnavailable
 from sekat.settings import Settings
 

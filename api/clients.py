@@ -7,9 +7,7 @@ recovers by itself. Routes take the clients with the ``ClientsDep`` dependency.
 """
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Annotated
 
 from aiokafka import AIOKafkaProducer
@@ -21,15 +19,10 @@ from redis.exceptions import RedisError
 from sekat.api.keys import ApiKeyStore
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.store import BrakeStore
+from sekat.clock import Clock, utcnow
 from sekat.errors import BlocklistUnavailable
 from sekat.expiry import ExpiryPolicy
 from sekat.settings import Settings
-
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass

@@ -39,13 +39,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import orjson
+
 from sekat.brake.metrics import BrakeMetrics
 from sekat.brake.store import BrakeStore, Trip, dimension, masked_target
-from sekat.rules.engine import brake_targets
-from sekat.streams.output import OutputBatch, OutputTopics
-
 from sekat.errors import BlocklistUnavailable
 from sekat.records import COMMAND_NAMESPACE, Decision, iso
+from sekat.rules.engine import brake_targets
+from sekat.streams.output import OutputBatch, OutputTopics
 
 log = logging.getLogger(__name__)
 PAUSE_AFTER_ERROR_S = 5.0

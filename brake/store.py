@@ -34,8 +34,8 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from sekat.blocklist.connection import async_client
 
+from sekat.blocklist.connection import async_client
 from sekat.errors import BlocklistUnavailable
 from sekat.identifiers import mask
 

@@ -233,7 +233,7 @@ async def test_an_entry_written_but_not_announced_is_announced_when_its_batch_is
 
 
 async def test_api_keys_and_the_status_rate_limit_work_on_the_cluster(cluster: Stack) -> None:
-    from sekat.api.app import Clients
+    from sekat.api.clients import Clients
 
     clients = Clients(Settings.from_environ({"SEKAT_REDIS_URL": cluster.redis.url,
                                              "SEKAT_REDIS_PREFIX": unique("api") + ":"}))

@@ -1,4 +1,4 @@
-"""Typed records of the JSON contract in DESIGN.md.
+"""Typed records of the JSON contract in docs/contract.md.
 
 Events are parsed once at the edge (``streams``) into these frozen records;
 rules receive them and return ``Decision``s holding ``Command``s; the shell
@@ -108,7 +108,7 @@ class Status(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """One report on one identifier (DESIGN.md "Report"): the unit of the ``sekat.reports`` topic.
+    """One report on one identifier (docs/contract.md "Reports"): the unit of the ``sekat.reports`` topic.
 
     ``history`` is empty on a report as an agency files it. The reports agent
     sets it on a *consolidated* report (every report known for the key), so the

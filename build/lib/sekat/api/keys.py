@@ -17,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -105,13 +107,13 @@ class ApiKeyStore:
         return True
 
     @staticmethod
-    def _key(record: dict[str, object]) -> ApiKey:
-        return ApiKey(str(record["key_id"]), str(record["agency"]), tuple(record["scopes"]),  # type: ignore[arg-type]
+    def _key(record: dict[str, Any]) -> ApiKey:
+        return ApiKey(str(record["key_id"]), str(record["agency"]), tuple(record["scopes"]),
                       str(record["created_at"]), bool(record.get("disabled", False)),
                       str(record.get("disabled_at", "")))
 
     @staticmethod
-    async def _call(awaitable):  # type: ignore[no-untyped-def]
+    async def _call(awaitable: Awaitable[Any]) -> Any:
         try:
             return await awaitable
         except (RedisError, OSError) as exc:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
 from sekat.brake.store import DIMENSIONS
 
 

@@ -14,22 +14,21 @@ line with the identifier masked (the free-text reason stays out of the log).
 
 import logging
 import uuid
-from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from aiokafka.errors import KafkaError
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
-from sekat.api.keys import ApiKey
-from sekat.brake.store import BrakeStore, dimension, masked_target, valid_target
 
-from sekat.errors import BlocklistUnavailable
+from sekat.api.auth import Caller
+from sekat.api.clients import ClientsDep
+from sekat.api.errors import field_error
+from sekat.api.keys import ApiKey
+from sekat.brake.store import dimension, masked_target, valid_target
 from sekat.records import COMMAND_NAMESPACE, iso
-from sekat.settings import Settings
 
 log = logging.getLogger("sekat.api")
+router = APIRouter(tags=["authorities"])
 
 
 class RearmIn(BaseModel):
@@ -47,43 +46,33 @@ class Rearmed(BaseModel):
     trip: dict[str, Any]
 
 
-def add_brake_routes(app: FastAPI, clients: Any, caller: Callable[..., Any], require: Callable[[ApiKey, str], None],
-                     settings: Settings, clock: Callable[[], datetime]) -> None:
-    """Register the brake's routes on the agency API (``clients`` is its ``Clients``: Redis and Kafka)."""
-    brakes = BrakeStore(clients.store.client, settings.redis_prefix)
+@router.get("/v1/brake", dependencies=[Depends(Caller("read"))], responses={401: {}, 403: {}, 503: {}})
+async def brake_state(clients: ClientsDep) -> dict[str, Any]:
+    """Targets the safety brake switched to shadow mode, and its latest audit events."""
+    tripped = await clients.brakes.tripped()
+    return {"tripped": [tripped[t] for t in sorted(tripped)], "log": await clients.brakes.history()}
 
-    @app.get("/v1/brake", tags=["authorities"], responses={401: {}, 403: {}, 503: {}})
-    async def brake_state(key: Annotated[ApiKey, Depends(caller)]) -> dict[str, Any]:
-        """Targets the safety brake switched to shadow mode, and its latest audit events."""
-        require(key, "read")
-        tripped = await brakes.tripped()
-        return {"tripped": [tripped[t] for t in sorted(tripped)], "log": await brakes.history()}
 
-    @app.post("/v1/brake/rearm", response_model=Rearmed, tags=["authorities"],
-              responses={401: {}, 403: {}, 404: {}, 422: {}, 503: {}})
-    async def rearm(body: RearmIn, key: Annotated[ApiKey, Depends(caller)]) -> Rearmed:
-        """Re-arm a target the brake switched to shadow: its matches send commands again."""
-        require(key, "rearm")
-        target = body.target.strip()
-        if not valid_target(target):
-            raise HTTPException(422, detail={"field": "target", "message": "target: must be entry:{identifier key}, "
-                                             "rule:{rule id} or source:{agency}, as GET /v1/brake lists it"})
-        now = clock()
-        who = f"{key.agency} (api:{key.key_id})"
-        event = {"event": "rearm", "target": target, "dimension": dimension(target), "at": iso(now),
-                 "by": who, "reason": body.reason.strip()}
-        trip = await brakes.rearm(target, now.timestamp(), settings.brake_window_s, event)
-        if trip is None:
-            raise HTTPException(404, detail={"field": "target", "message": "target: the brake is not engaged on it"})
-        event_id = "brake-" + str(uuid.uuid5(COMMAND_NAMESPACE, f"rearm|{target}|{iso(now)}"))
-        record = {"event_id": event_id, "stream": "brake", "action": "rearm", "target": target,
-                  "dimension": dimension(target), "at": iso(now), "by": who, "reason": body.reason.strip(),
-                  "trip": trip}
-        producer = await clients.producer()
-        try:
-            await producer.send_and_wait(settings.topic_decisions, orjson.dumps(record), key=event_id.encode())
-        except (KafkaError, OSError) as exc:  # re-armed already (the Redis log has it): say the record is late
-            raise BlocklistUnavailable(f"re-armed, but Kafka did not acknowledge the audit record: "
-                                       f"{type(exc).__name__}") from exc
-        log.warning("safety brake re-armed on %s by %s", masked_target(target), who)  # the reason is in the audit
-        return Rearmed(target=target, rearmed_at=iso(now), rearmed_by=who, trip=trip)
+@router.post("/v1/brake/rearm", response_model=Rearmed, responses={401: {}, 403: {}, 404: {}, 422: {}, 503: {}})
+async def rearm(body: RearmIn, key: Annotated[ApiKey, Depends(Caller("rearm"))], clients: ClientsDep) -> Rearmed:
+    """Re-arm a target the brake switched to shadow: its matches send commands again."""
+    target = body.target.strip()
+    if not valid_target(target):
+        raise field_error(422, "target", "must be entry:{identifier key}, rule:{rule id} or source:{agency}, "
+                                         "as GET /v1/brake lists it")
+    now = clients.clock()
+    who = f"{key.agency} (api:{key.key_id})"
+    event = {"event": "rearm", "target": target, "dimension": dimension(target), "at": iso(now),
+             "by": who, "reason": body.reason.strip()}
+    trip = await clients.brakes.rearm(target, now.timestamp(), clients.settings.brake_window_s, event)
+    if trip is None:
+        raise field_error(404, "target", "the brake is not engaged on it")
+    event_id = "brake-" + str(uuid.uuid5(COMMAND_NAMESPACE, f"rearm|{target}|{iso(now)}"))
+    record = {"event_id": event_id, "stream": "brake", "action": "rearm", "target": target,
+              "dimension": dimension(target), "at": iso(now), "by": who, "reason": body.reason.strip(),
+              "trip": trip}
+    # Re-armed already (the Redis log has it): if Kafka does not take the record, the 503 says it is late.
+    await clients.send(clients.settings.topic_decisions, orjson.dumps(record), event_id.encode(),
+                       "re-armed, but Kafka did not acknowledge the audit record")
+    log.warning("safety brake re-armed on %s by %s", masked_target(target), who)  # the reason is in the audit
+    return Rearmed(target=target, rearmed_at=iso(now), rearmed_by=who, trip=trip)

@@ -1,4 +1,4 @@
-"""Telco calls and SMS: decode the Call contract (DESIGN.md).
+"""Telco calls and SMS: decode the Call contract (docs/contract.md).
 
 Two decoders, one answer, as for transfers (decode/transfers.py): ``_decode_fast``
 (msgspec into a typed struct, cached phone normalisation) takes a valid event;

@@ -1,4 +1,4 @@
-"""Blocklist reports: decode the Report contract (DESIGN.md) from ``sekat.reports``.
+"""Blocklist reports: decode the Report contract (docs/contract.md) from ``sekat.reports``.
 
 The record key must be the report's normalised ``kind:value`` (compaction
 keeps the last record per key, so a mis-keyed report would survive or vanish

@@ -1,4 +1,4 @@
-"""Bank transfers: decode the Transfer contract (DESIGN.md).
+"""Bank transfers: decode the Transfer contract (docs/contract.md).
 
 Two decoders, one answer. ``_decode_fast`` is the happy path: msgspec decodes
 straight into typed structs (types and lengths checked in C), identifiers go

@@ -1,0 +1,103 @@
+"""What the agency API works with, built once per app and kept on ``app.state``.
+
+One Redis client serves the index, the API keys, the brake's state and the
+rate limits; one Kafka producer (acks=all) carries reports and audit records.
+The producer starts lazily: the API answers 503 while Kafka is away and
+recovers by itself. Routes take the clients with the ``ClientsDep`` dependency.
+"""
+
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
+from fastapi import Depends, Request
+from redis.exceptions import RedisError
+
+from sekat.api.keys import ApiKeyStore
+from sekat.blocklist.store import BlocklistStore
+from sekat.brake.store import BrakeStore
+from sekat.clock import Clock, utcnow
+from sekat.errors import BlocklistUnavailable
+from sekat.expiry import ExpiryPolicy
+from sekat.settings import Settings
+
+
+@dataclass
+class Clients:
+    """The API's collaborators; building them connects nothing (Redis on first use, Kafka on ``producer()``)."""
+
+    settings: Settings
+    clock: Clock = utcnow
+    store: BlocklistStore = field(init=False)
+    keys: ApiKeyStore = field(init=False)
+    brakes: BrakeStore = field(init=False)
+    protected: frozenset[str] = field(init=False)
+    expiry: ExpiryPolicy = field(init=False)
+    _producer: AIOKafkaProducer | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        self.store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
+        self.keys = ApiKeyStore(self.store.client, settings.redis_prefix)
+        self.brakes = BrakeStore(self.store.client, settings.redis_prefix)
+        self.protected = settings.protected_keys()
+        self.expiry = settings.expiry_policy()
+
+    async def producer(self) -> AIOKafkaProducer:
+        """The started producer; raises ``BlocklistUnavailable`` while Kafka cannot be reached."""
+        if self._producer is None:
+            producer = AIOKafkaProducer(**self.settings.aiokafka_config(), acks="all", request_timeout_ms=10000,
+                                        linger_ms=0)
+            try:
+                await producer.start()
+            except (KafkaError, OSError) as exc:
+                await producer.stop()
+                raise BlocklistUnavailable(f"Kafka unavailable: {type(exc).__name__}") from exc
+            self._producer = producer
+        return self._producer
+
+    async def send(self, topic: str, value: bytes, key: bytes, unacknowledged: str) -> RecordMetadata:
+        """Send one record and wait for every in-sync replica; ``unacknowledged`` starts the 503's message."""
+        producer = await self.producer()
+        try:
+            return await producer.send_and_wait(topic, value, key=key)
+        except (KafkaError, OSError) as exc:
+            raise BlocklistUnavailable(f"{unacknowledged}: {type(exc).__name__}") from exc
+
+    async def allow_status_check(self, client: str, per_minute: int) -> tuple[bool, int]:
+        """Whether this client address may check a status now: (allowed, seconds until the window resets)."""
+        return await self._allow("status", client, per_minute)
+
+    async def allow_filing(self, key_id: str, per_minute: int) -> tuple[bool, int]:
+        """Whether this API key may file now: (allowed, seconds until the window resets)."""
+        return await self._allow("filing", key_id, per_minute)
+
+    async def _allow(self, bucket: str, who: str, per_minute: int) -> tuple[bool, int]:
+        """A fixed one-minute window per ``who`` in ``bucket``, counted in Redis so every API process shares it."""
+        window = int(time.time() // 60)
+        rkey = f"{self.settings.redis_prefix}rl:{bucket}:{who}:{window}"
+        try:
+            async with self.store.client.pipeline(transaction=True) as pipe:
+                pipe.incr(rkey)
+                pipe.expire(rkey, 120)
+                count, _ = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise BlocklistUnavailable(f"rate limiter unavailable: {type(exc).__name__}") from exc
+        return int(count) <= per_minute, 60 - int(time.time()) % 60
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+        await self.store.close()
+
+
+def app_clients(request: Request) -> Clients:
+    """The clients ``create_api`` keeps on ``app.state``."""
+    clients: Clients = request.app.state.clients
+    return clients
+
+
+ClientsDep = Annotated[Clients, Depends(app_clients)]

@@ -1,0 +1,100 @@
+"""Look-up routes of the agency API: one entry for an agency, listed or not for the public.
+
+An identifier is asked about by ``phone``, or by ``account`` with ``bank``.
+A protected identifier (a bank's own hotline, say) is never listed, so both
+routes answer as for an identifier that is not on the blocklist.
+"""
+
+# No `from __future__ import annotations`: FastAPI resolves the endpoints' annotations at run time.
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from sekat.api.auth import Caller
+from sekat.api.clients import ClientsDep
+from sekat.api.errors import field_error
+from sekat.api.keys import ApiKey
+from sekat.blocklist.filing import identifier
+from sekat.blocklist.store import BlocklistStore
+from sekat.errors import InvalidReport
+from sekat.records import Entry, key_object
+
+router = APIRouter()
+
+MAX_GROUP = 200  # members shown for one linked group
+
+Phone = Annotated[str | None, Query(max_length=64, description="phone number in any common format")]
+Account = Annotated[str | None, Query(max_length=64, description="account number; needs bank")]
+Bank = Annotated[str | None, Query(max_length=16, description="BIC of the account's bank")]
+
+
+class StatusOut(BaseModel):
+    listed: bool
+
+
+def lookup_key(phone: str | None, account: str | None, bank: str | None, region: str) -> str | None:
+    """The index key asked about, or None for a protected identifier; 422 naming the field at fault."""
+    if (phone is None) == (account is None):
+        raise field_error(422, "phone", "give exactly one of phone or account (with bank)")
+    try:
+        if phone is not None:
+            _, number = identifier("phone", phone, None, region)
+            return f"phone:{number}"
+        bank_code, number = identifier("account", account or "", bank, region)
+        return f"account:{bank_code}:{number}"
+    except InvalidReport as exc:
+        if exc.reason == "protected":
+            return None
+        field = "account" if exc.field == "value" and account is not None else \
+            "phone" if exc.field == "value" else exc.field
+        raise field_error(422, field, str(exc).split(": ", 1)[-1]) from None
+
+
+async def linked_group(store: BlocklistStore, start: Entry, now: datetime) -> list[dict[str, Any]]:
+    """Every identifier linked to ``start``, directly or through others (one MGET per hop)."""
+    seen: dict[str, Entry | None] = {start.key: start}
+    frontier = [link.key for link in start.links]
+    while frontier and len(seen) < MAX_GROUP:
+        wanted = [k for k in dict.fromkeys(frontier) if k not in seen][:MAX_GROUP - len(seen)]
+        found = await store.lookup_many(wanted)
+        frontier = []
+        for key in wanted:
+            entry = found.get(key)
+            seen[key] = entry
+            if entry is not None:
+                frontier.extend(link.key for link in entry.links)
+    return [{**key_object(k), "key": k, "status": e.status.value if e else "not listed",
+             "active": bool(e and e.active_at(now))} for k, e in seen.items() if k != start.key]
+
+
+@router.get("/v1/entries", tags=["agencies"], responses={401: {}, 403: {}, 404: {}, 422: {}, 503: {}})
+async def entry(key: Annotated[ApiKey, Depends(Caller("read"))], clients: ClientsDep, phone: Phone = None,
+                account: Account = None, bank: Bank = None) -> dict[str, Any]:
+    """One entry with its full history (who filed what, when and why)."""
+    ident = lookup_key(phone, account, bank, clients.settings.phone_region)
+    found = await clients.store.get(ident) if ident is not None else None
+    if found is None:
+        raise field_error(404, "phone" if phone is not None else "account", "not on the blocklist")
+    body = found.to_json()
+    body["active"] = found.active_at(clients.clock())
+    body["group"] = await linked_group(clients.store, found, clients.clock())
+    return body
+
+
+@router.get("/v1/status", response_model=StatusOut, tags=["public"], responses={422: {}, 429: {}, 503: {}})
+async def status(request: Request, clients: ClientsDep, phone: Phone = None, account: Account = None,
+                 bank: Bank = None) -> StatusOut | JSONResponse:
+    """Public check: is this one number or account listed? Reveals nothing else."""
+    per_minute = clients.settings.status_rate_per_minute
+    allowed, reset = await clients.allow_status_check(request.client.host if request.client else "unknown",
+                                                      per_minute)
+    if not allowed:
+        return JSONResponse(status_code=429, headers={"Retry-After": str(reset)}, content={"detail": {
+            "message": f"at most {per_minute} status checks a minute; retry later"}})
+    ident = lookup_key(phone, account, bank, clients.settings.phone_region)
+    found = await clients.store.get(ident) if ident is not None else None
+    return StatusOut(listed=found is not None and found.active_at(clients.clock()))
