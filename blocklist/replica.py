@@ -473,10 +473,6 @@ class Replica:
         self.stats = ReplicaStats()
 
     # -- snapshot ---------------------------------------------------------------------------------
-    def load_snapshot(self) -> None:
-        """Read the whole index and install it (blocking: for start-up, before any lookup)."""
-        self._install_snapshot(self.read_snapshot())
-
     def read_snapshot(self) -> "Snapshot":
         """Read the whole index into new arrays (blocking: run it in a thread); nothing is installed yet.
 
