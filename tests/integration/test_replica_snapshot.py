@@ -434,7 +434,7 @@ async def test_the_hot_path_keeps_answering_while_a_refresh_runs(stack: Stack, i
     try:
         await until(lambda: batches == 2)
         assert stored.Writer.busy(client, prefix)
-        # The running replica decides and follows as before (a change reaches it well within a second here).
+        # The running replica keeps deciding and following (a change reaches it well within a second here).
         assert (await running.lookup_many([LISTED[3]]))[LISTED[3]].case_ref == "C3"
         await file_report(store, "phone:+60190000002", Status.CONFIRMED, "NSRC")
         filed = time.monotonic()
