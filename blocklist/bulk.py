@@ -12,8 +12,8 @@ Columns / keys: ``kind`` (phone|account), ``value``, ``bank`` (accounts),
 ``case_ref``, ``reason``, ``ttl_days``, ``report_id`` (optional: re-importing
 a file with report ids changes nothing). A row may give ``key`` (as
 ``export`` writes it) instead of ``kind``/``value``/``bank``, so an export
-can be filed again, e.g. to put index entries written before the topic was the
-source of truth onto it.
+can be filed again, e.g. to put index entries that have no report on the topic
+onto it.
 """
 
 from __future__ import annotations
@@ -140,7 +140,6 @@ async def _import(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] |
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError as AIOKafkaError
     from aiokafka.partitioner import DefaultPartitioner
-
 
     result = ImportResult()
     expiry = settings.expiry_policy()

@@ -120,11 +120,10 @@ def sync_mget(client: AnySyncRedis, keys: Sequence[str | bytes]) -> list[Any]:
     return list(client.mget(list(keys)))
 
 
-async def scan_keys(client: AnyRedis, match: str, count: int = 1000, _type: str | None = None
-                    ) -> AsyncIterator[list[bytes]]:
+async def scan_keys(client: AnyRedis, match: str, count: int = 1000) -> AsyncIterator[list[bytes]]:
     """Every key matching ``match`` (on a cluster: on every primary), in batches of about ``count``."""
     batch: list[bytes] = []
-    async for key in client.scan_iter(match=match, count=count, _type=_type):
+    async for key in client.scan_iter(match=match, count=count):
         batch.append(key)
         if len(batch) >= count:
             yield batch
@@ -133,29 +132,23 @@ async def scan_keys(client: AnyRedis, match: str, count: int = 1000, _type: str 
         yield batch
 
 
-def sync_scan_keys(client: AnySyncRedis, match: str, count: int = 1000, _type: str | None = None
-                   ) -> Iterator[list[bytes]]:
-    """Every key matching ``match`` (on a cluster: on every primary), in batches of about ``count``.
+def sync_scan_keys(client: AnySyncRedis, match: str, count: int = 1000) -> Iterator[list[bytes]]:
+    """Every key matching ``match`` (on a cluster: on every primary, one after the other), a batch per SCAN reply
+    (about ``count`` keys).
 
-    One server: each SCAN reply is a batch as it comes (no key-by-key regrouping: the replica's start-up
-    scans 10 M keys through here).
+    Each reply is a batch as it comes, with no key-by-key regrouping: the replica's start-up scans 10 M keys
+    through here on a cluster.
     """
-    if not isinstance(client, redis.RedisCluster):
+    servers = ([client.get_redis_connection(node) for node in client.get_primaries()]
+               if isinstance(client, redis.RedisCluster) else [client])
+    for server in servers:
         cursor = 0
         while True:
-            cursor, keys = client.scan(cursor, match=match, count=count, _type=_type)
+            cursor, keys = server.scan(cursor, match=match, count=count)
             if keys:
                 yield keys
             if cursor == 0:
-                return
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=match, count=count, _type=_type):
-        batch.append(key)
-        if len(batch) >= count:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+                break
 
 
 class SlotPipeline:

@@ -97,7 +97,7 @@ def entry_from_history(key: str, history: tuple[Report, ...]) -> Entry:
 
 
 def known_reports(entry: Entry) -> tuple[Report, ...]:
-    """The reports behind ``entry``; an entry written before entries kept a history stands for one report.
+    """The reports behind ``entry``; an entry without a history (a legacy entry) stands for one report.
 
     That synthesised report (``filed_by`` ``legacy``) then travels in the
     consolidated record, so the first new report on a legacy entry puts it on

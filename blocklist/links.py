@@ -35,7 +35,6 @@ is about that identifier, and the rest of the group stays listed.
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 
 from sekat.records import Entry, Report, Status
 
@@ -105,8 +104,3 @@ def propagate(before: Entry | None, after: Entry) -> list[Report]:
                 derived = derive(report, target)
                 out.setdefault(derived.report_id, derived)
     return list(out.values())
-
-
-def without_links(report: Report) -> Report:
-    """``report`` naming no links (for a revocation, which never travels to linked identifiers)."""
-    return replace(report, links=()) if report.links else report

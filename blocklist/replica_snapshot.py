@@ -1,9 +1,8 @@
-"""The replica's snapshot kept in Redis, so a starting worker reads a few blobs instead of the whole index.
+"""The replica's snapshot kept in Redis: a starting worker loads a few blobs instead of reading the whole index.
 
-A full read of the index is one SCAN pass and one MGET per 10,000 keys: about 2 µs of Redis time per
-entry (10 M entries: ~20 s of one core, before any Python work). A worker that has just done that
-writes what it read here; the next worker to start reads it back (~0.3 µs an entry, mostly hashing)
-and catches up from the change stream, so a fleet pays the full read once, not once per worker:
+A read of the whole index costs Redis work on every entry (``blocklist.index_scan``). The worker that does it
+stores what it read here; the next worker to start loads that (a few GETs, then a hash per key) and catches up
+from the change stream, so a fleet pays the full read once, not once per worker:
 
     {prefix}replica:snapshot            JSON: which chunks, the change-stream id the snapshot is
                                         as of (``last_id``), the stream's ``entries-added`` then,
@@ -24,8 +23,7 @@ and catches up from the change stream, so a fleet pays the full read once, not o
                                         pacing itself and reads at full speed
 
 It stores keys, not hashes: the replica's hashes are Python's per-process ``hash()``, cheap on the hot
-path, and the reader recomputes them (~0.1 µs a key) rather than the hot path paying for a
-process-stable hash.
+path, and the loader recomputes them rather than the hot path paying for a process-stable hash.
 
 A stored snapshot is used only when it is exactly as good as a fresh read followed by the stream:
 
@@ -43,7 +41,8 @@ Chunks are written with an expiry and made permanent only once all are written, 
 switched to them (one SET): a reader sees an old complete snapshot or a new complete one, and a writer
 that dies leaves chunks that expire. The previous generation's chunks expire a few minutes after the
 switch, so a reader part-way through them finishes (or, if it is slower than that, falls back to a
-read of the index).
+read of the index). Storing is a favour to the next worker: a Redis that refuses the writes (say at its
+maxmemory) stops the storing, never the worker's own read.
 
 Kept fresh by the running workers (``Replica.keep_stored_snapshot``): when the stored snapshot would not
 do for a starting worker, or soon would not (missing, another build, trimmed past, or more than half of
@@ -54,25 +53,27 @@ a rebuild or a long run loads a stored snapshot instead of reading the whole ind
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import orjson
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
-from sekat.blocklist.connection import AnySyncRedis
+from sekat.blocklist.connection import AnySyncRedis, sync_client
+from sekat.blocklist.readahead import prefetched
 from sekat.blocklist.store import built_key
 
 log = logging.getLogger(__name__)
 
 CHUNK_ENTRIES = 500_000
-# A background refresh writes smaller chunks: encoding one holds the GIL (~45 ms for 500,000 keys, ~4.5 ms
-# for 50,000), time the worker's event loop would wait; a reader gets 10 times as many GETs, still few.
+# A background refresh writes smaller chunks: encoding one holds the GIL, time the running worker's event loop
+# waits (docs/replica.md); a loader gets 10 times as many GETs, still few.
 REFRESH_CHUNK_ENTRIES = 50_000
 MAGIC = b"SKR1"
 _HEAD = struct.Struct("<4sII")
@@ -86,9 +87,38 @@ REFRESH_CHECK_S = 15.0  # how often each running worker looks at the stored snap
 REFRESH_SHARE = 0.5  # a background refresh rests between batches: busy at most this share of its time
 WAITING_TTL_MS = 5_000  # a starting worker's "waiting for the snapshot" flag, renewed while it waits
 
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]  # key hashes (int64), status codes (uint8), expiries (uint32)
+
+
+@dataclass
+class Snapshot:
+    """A copy of the index for a replica to install: the active entries as arrays (key hashes of this process,
+    status codes, expiries in epoch seconds, 0 = never; not sorted yet), the change-stream id it is as of
+    and the build it came from."""
+
+    hashes: np.ndarray
+    codes: np.ndarray
+    expiries: np.ndarray
+    last_id: str
+    build: str | None
+    seconds: float  # how long it took to get
+    stored: bool = False  # loaded from the stored snapshot: follow the stream before answering
+
+    @classmethod
+    def of(cls, parts: Sequence[Arrays], last_id: str, build: str | None, seconds: float,
+           stored: bool = False) -> "Snapshot":
+        """A snapshot of ``parts`` (arrays each) joined."""
+        empty = (np.empty(0, np.int64), np.empty(0, np.uint8), np.empty(0, np.uint32))
+        hashes, codes, expiries = (np.concatenate([p[i] for p in parts]) if parts else empty[i] for i in range(3))
+        return cls(hashes, codes, expiries, last_id, build, seconds, stored)
+
 
 def refreshed_key(prefix: str) -> str:
     return f"{prefix}replica:snapshot:refreshed"
+
+
+def writing_key(prefix: str) -> str:
+    return f"{prefix}replica:snapshot:writing"
 
 
 def waiting_key(prefix: str) -> str:
@@ -111,7 +141,7 @@ def encode_chunk(keys: list[str], codes: np.ndarray, expiries: np.ndarray) -> by
                      expiries.astype("<u4").tobytes(), text))
 
 
-def decode_chunk(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode_chunk(blob: bytes) -> Arrays:
     """A chunk as (hashes, codes, expiries) of this process; ValueError when it is not a whole chunk."""
     if len(blob) < _HEAD.size:
         raise ValueError("short chunk")
@@ -244,25 +274,27 @@ class Writer:
         if build is None or state is None:
             return None
         writer = cls(client, prefix, state.last_id, state.added, build, chunk_entries)
-        if not client.set(writer._lock_key, writer._token, nx=True, px=LOCK_TTL_MS):
+        if not client.set(writing_key(prefix), writer._token, nx=True, px=LOCK_TTL_MS):
             return None
         return writer
 
-    @property
-    def _lock_key(self) -> str:
-        return f"{self._prefix}replica:snapshot:writing"
-
-    def add(self, keys: list[str], codes: np.ndarray, expiries: np.ndarray) -> None:
-        if time.monotonic() - self._renewed > LOCK_TTL_MS / 3000:
-            if self._client.get(self._lock_key) == self._token.encode():
-                self._client.pexpire(self._lock_key, LOCK_TTL_MS)
-            self._renewed = time.monotonic()
-        self._keys.extend(keys)
-        self._codes.append(codes)
-        self._expiries.append(expiries)
-        self._pending += len(keys)
-        if self._pending >= self._chunk_entries:
-            self._flush()
+    def add(self, keys: list[str], codes: np.ndarray, expiries: np.ndarray) -> bool:
+        """Take one batch of entries (a chunk is written whenever enough are pending); whether storing goes
+        on (False: Redis refused a write, and what was written is dropped)."""
+        try:
+            if time.monotonic() - self._renewed > LOCK_TTL_MS / 3000:
+                if self._client.get(writing_key(self._prefix)) == self._token.encode():
+                    self._client.pexpire(writing_key(self._prefix), LOCK_TTL_MS)
+                self._renewed = time.monotonic()
+            self._keys.extend(keys)
+            self._codes.append(codes)
+            self._expiries.append(expiries)
+            self._pending += len(keys)
+            if self._pending >= self._chunk_entries:
+                self._flush()
+        except ResponseError as exc:
+            return self._refused(exc)
+        return True
 
     def _flush(self) -> None:
         if not self._pending and self._chunks:
@@ -277,7 +309,7 @@ class Writer:
     def finish(self) -> bool:
         """Make the chunks permanent and point readers at them; retire the previous generation.
 
-        Whether it was stored (not when the index was rebuilt during the read)."""
+        Whether it was stored (not when the index was rebuilt during the read, nor when Redis refused a write)."""
         try:
             self._flush()
             if self._client.get(built_key(self._prefix)) != self._build.encode():
@@ -299,6 +331,8 @@ class Writer:
                     pass
             log.info("stored the replica snapshot: %d entries in %d chunks", self._entries, self._chunks)
             return True
+        except ResponseError as exc:
+            return self._refused(exc)
         finally:
             self._unlock()
 
@@ -310,12 +344,60 @@ class Writer:
         finally:
             self._unlock()
 
+    def _refused(self, exc: ResponseError) -> bool:
+        """Redis refused a write (say at its maxmemory): give up storing, drop what was written."""
+        log.warning("replica snapshot not stored: %s", exc)
+        with contextlib.suppress(RedisError, OSError):
+            self.abandon()
+        return False
+
     @staticmethod
     def busy(client: AnySyncRedis, prefix: str) -> bool:
         """Whether another process is storing a snapshot now."""
-        return bool(client.exists(f"{prefix}replica:snapshot:writing"))
+        return bool(client.exists(writing_key(prefix)))
 
     def _unlock(self) -> None:
-        if self._client.get(self._lock_key) == self._token.encode():
-            self._client.delete(self._lock_key)
+        if self._client.get(writing_key(self._prefix)) == self._token.encode():
+            self._client.delete(writing_key(self._prefix))
+
+
+def wait_for_writer(url: str, prefix: str) -> bool:
+    """Wait while another process stores a snapshot (blocking); whether there was one to wait for.
+
+    While it waits it says so (``waiting_key``): a writer refreshing in the background then reads at full speed.
+    """
+    client = sync_client(url, socket_timeout=30)
+    try:
+        if not Writer.busy(client, prefix):
+            return False
+        log.info("another worker is storing the replica snapshot; waiting for it rather than reading the index")
+        deadline = time.monotonic() + WAIT_FOR_WRITER_S
+        while Writer.busy(client, prefix) and time.monotonic() < deadline:
+            with contextlib.suppress(ResponseError):
+                client.set(waiting_key(prefix), "1", px=WAITING_TTL_MS)
+            time.sleep(0.25)
+        return True
+    finally:
+        client.close()
+
+
+def load(url: str, prefix: str, max_behind: int) -> Snapshot | None:
+    """The stored snapshot, when following the change stream from it misses nothing; else None.
+
+    Blocking (run it in a thread). The caller installs it and catches up from its ``last_id``.
+    """
+    started = time.perf_counter()
+    client = sync_client(url, socket_timeout=30)
+    try:
+        build = client.get(built_key(prefix))
+        meta = usable(client, prefix, f"{prefix}bl:changes", build.decode() if build else None, max_behind)
+        if meta is None:
+            return None
+        parts = [decode_chunk(blob) for blob in prefetched(read_chunks(client, prefix, meta))]
+    except ValueError as exc:
+        log.warning("stored replica snapshot incomplete (%s); reading the index", exc)
+        return None
+    finally:
+        client.close()
+    return Snapshot.of(parts, meta.last_id, meta.build, time.perf_counter() - started, stored=True)
 

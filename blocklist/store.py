@@ -10,7 +10,7 @@ Data model (every key under the configured prefix, default ``sekat:``):
                                 or being rebuilt, so an absent entry proves nothing
     {prefix}index:rebuilding    string: lock held (with an expiry) by the one process
                                 replaying ``sekat.reports`` into the index
-    {prefix}acted:due           sorted set of entries institutions acted on (``blocklist.acted``; one per
+    {prefix}acted:due           sorted set of entries institutions acted on (``sekat.release.acted``; one per
                                 hash-tagged group on a cluster): a revoked entry is marked due when written
 
 Redis is a cache of the topic and keeps no data on disk: if it restarts, it
@@ -40,7 +40,7 @@ entry is written. The announcement is idempotent (it says "re-read this
 key"), and ``apply`` announces every key it touched, changed or not: a batch
 retried after a failure between the two steps (or re-consumed after a crash)
 announces its keys again, so no replica misses a change. A revoked entry is
-marked due for release (``blocklist.acted``) last, once its entry is written,
+marked due for release (``sekat.release.acted``) last, once its entry is written,
 so the sweep that picks it up reads it revoked; a retried batch marks its
 revoked keys again, changed or not, so an attempt interrupted before the mark
 still gets its releases sent. On one server the same commands run in one MULTI.
@@ -170,8 +170,8 @@ class BlocklistStore:
     async def _announce(self, keys: Sequence[str]) -> None:
         """XADD each key to the change stream (cluster path): one key, so one node, in order, one round trip.
 
-        Not a MULTI: redis-py 8.1's cluster MULTI queues each command by starting a thread that runs its own
-        event loop while the worker's waits (~1 ms a command: 200 keys stalled the loop 45-350 ms, measured).
+        Not a MULTI: redis-py's cluster MULTI queues each command by starting a thread that runs its own event
+        loop while the worker's waits (~1 ms a command, so a batch of a few hundred keys stalls the loop).
         Nothing needs the XADDs atomic: each says "re-read this key", and a batch that fails part-way is
         retried and announces all its keys again.
         """
@@ -377,7 +377,7 @@ def status_and_expiry(raw: bytes | None) -> tuple[str, str] | None:
     """An index value's own ``status`` and ``expires_at`` ("" = never), or None if it is not a Sekat entry.
 
     Cheaper than ``Entry.from_json`` (the entry's history can be long), for the passes that read every
-    entry: the replica's snapshot and the entry count. ``Entry.to_json`` writes the entry's own
+    entry: the replica's read of the index and the entry count. ``Entry.to_json`` writes the entry's own
     ``status`` before its history, and ``expires_at`` appears only at the top level, so both are found
     in the bytes; anything else is parsed.
     """

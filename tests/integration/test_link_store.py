@@ -56,7 +56,7 @@ def test_a_crash_before_the_derived_reports_are_published_leaves_the_index_unwri
 
 def test_a_linked_report_applied_only_by_a_rebuild_still_reaches_its_linked_identifiers(stack: Stack) -> None:
     """A report filed while Redis was empty is applied by the replay alone: the replay publishes its derived
-    reports (before the fix, only the reports agent did, and it then found nothing new to derive)."""
+    reports itself (the reports agent, applying the report after the replay, finds nothing new to derive)."""
     from sekat.settings import Settings
     from sekat.streams.rebuild import rebuild
     from sekat.streams.topics import create_topics

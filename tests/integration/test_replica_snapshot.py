@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import pytest
 import redis
 from redis.exceptions import ResponseError
 
-from sekat.blocklist import replica as replica_module
+from sekat.blocklist import index_scan
 from sekat.blocklist import replica_snapshot as stored
 from sekat.blocklist.connection import sync_client
 from sekat.blocklist.replica import Replica
@@ -128,16 +128,16 @@ async def test_the_next_worker_starts_from_the_stored_snapshot_and_sees_every_ch
         await nxt.close()
 
 
-async def test_a_change_made_while_the_index_is_read_reaches_the_next_worker(stack: Stack, index: Index) -> None:
+async def test_a_change_made_while_the_index_is_read_reaches_the_next_worker(stack: Stack, index: Index,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The stored snapshot is as of the stream id taken before the read: what changed during it is replayed."""
     prefix, store, client = index
-    first = Replica(stack.redis.url, prefix)
     reads = 0
-    scan = first._scan_index
+    scan = index_scan.scan_index
 
-    def slow_scan(c):  # the index read, with a revocation and a listing made part-way through it
+    def slow_scan(c: redis.Redis, p: str) -> Iterator[index_scan.Batch]:  # a revocation and a listing made part-way
         nonlocal reads
-        for batch in scan(c):
+        for batch in scan(c, p):
             reads += 1
             if reads == 1:
                 done = threading.Event()
@@ -149,8 +149,8 @@ async def test_a_change_made_while_the_index_is_read_reaches_the_next_worker(sta
                 threading.Thread(target=change).start()
                 assert done.wait(10)
             yield batch
-    first._scan_index = slow_scan  # type: ignore[method-assign]
-    snap = first.read_snapshot()
+    monkeypatch.setattr(index_scan, "scan_index", slow_scan)
+    snap = index_scan.read_index(stack.redis.url, prefix)
     assert reads >= 1
     written = meta(stack.redis.url, prefix)
     assert written is not None and written.last_id == snap.last_id
@@ -221,17 +221,17 @@ async def test_a_writer_that_died_holds_a_starting_worker_up_only_until_its_lock
     assert client.get(f"{prefix}replica:snapshot:writing") is None
 
 
-async def test_nothing_is_stored_when_a_rebuild_ends_during_the_read(stack: Stack, index: Index) -> None:
+async def test_nothing_is_stored_when_a_rebuild_ends_during_the_read(stack: Stack, index: Index,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     prefix, store, client = index
-    first = Replica(stack.redis.url, prefix)
-    scan = first._scan_index
+    scan = index_scan.scan_index
 
-    def rebuilt_meanwhile(c):
-        for batch in scan(c):
+    def rebuilt_meanwhile(c: redis.Redis, p: str) -> Iterator[index_scan.Batch]:
+        for batch in scan(c, p):
             client.set(f"{prefix}index:built", "b2")
             yield batch
-    first._scan_index = rebuilt_meanwhile  # type: ignore[method-assign]
-    first.read_snapshot()
+    monkeypatch.setattr(index_scan, "scan_index", rebuilt_meanwhile)
+    index_scan.read_index(stack.redis.url, prefix)
     assert meta(stack.redis.url, prefix) is None
     assert not list(client.scan_iter(match=f"{prefix}replica:snapshot*"))  # chunks dropped, lock released
 
@@ -289,11 +289,11 @@ async def test_the_index_read_in_parts_answers_as_one_read(stack: Stack, index: 
     are read twice; the replica holds each once and answers as a read in one part."""
     prefix, store, client = index
     one = await answers(stack.redis.url, prefix)
-    monkeypatch.setattr(replica_module, "SCAN_PARTS_FROM", 0)
-    monkeypatch.setattr(replica_module, "SCAN_COUNT", 5)
+    monkeypatch.setattr(index_scan, "SCAN_PARTS_FROM", 0)
+    monkeypatch.setattr(index_scan, "SCAN_COUNT", 5)
     entries = []
     for parts in (2, 4):
-        monkeypatch.setattr(replica_module, "SCAN_PARTS", parts)
+        monkeypatch.setattr(index_scan, "SCAN_PARTS", parts)
         fresh = await started(stack.redis.url, prefix, stored_snapshot=False)
         try:
             assert {k: e.status for k, e in fresh.candidates(PROBE, time.time()).items()} == one
@@ -327,7 +327,7 @@ async def test_a_running_worker_refreshes_a_snapshot_the_next_worker_could_not_u
     too far behind after a big import) is repaired in the background by a worker that is already running."""
     prefix, store, client = index
     monkeypatch.setattr(stored, "REFRESH_CHUNK_ENTRIES", 7)  # several chunks, as at scale
-    monkeypatch.setattr(replica_module, "REFRESH_SCAN_COUNT", 5)
+    monkeypatch.setattr(index_scan, "REFRESH_SCAN_COUNT", 5)
     options: dict[str, int | bool | float] = {"snapshot_max_behind": 4, "snapshot_check_s": 0.05}
     running = await started(stack.redis.url, prefix, **options)
     tasks = [asyncio.create_task(running.follow())]
@@ -412,21 +412,21 @@ async def test_the_hot_path_keeps_answering_while_a_refresh_runs(stack: Stack, i
     """A refresh under way: the running replica keeps following and answering; a worker that starts meanwhile
     waits for the refreshed snapshot (the refresh stops pacing itself for it) and catches up from it."""
     prefix, store, client = index
-    monkeypatch.setattr(replica_module, "REFRESH_SCAN_COUNT", 5)
+    monkeypatch.setattr(index_scan, "REFRESH_SCAN_COUNT", 5)
     running = await started(stack.redis.url, prefix)
     follow = asyncio.create_task(running.follow())
     go_on = threading.Event()
     batches = 0
-    scan = running._scan_background
+    scan = index_scan.scan_index_lightly
 
-    def held(c):  # type: ignore[no-untyped-def]  # the refresh stops after its first batch until go_on
+    def held(c: redis.Redis, p: str) -> Iterator[index_scan.Batch]:  # the refresh stops after a batch until go_on
         nonlocal batches
-        for batch in scan(c):
+        for batch in scan(c, p):
             batches += 1
             if batches == 2:
                 assert go_on.wait(20)
             yield batch
-    running._scan_background = held  # type: ignore[method-assign]
+    monkeypatch.setattr(index_scan, "scan_index_lightly", held)
     client.delete(stored.meta_key(prefix))
     refresh = asyncio.create_task(asyncio.to_thread(running.refresh_stored_snapshot))
     starting: asyncio.Task[None] | None = None
@@ -434,7 +434,7 @@ async def test_the_hot_path_keeps_answering_while_a_refresh_runs(stack: Stack, i
     try:
         await until(lambda: batches == 2)
         assert stored.Writer.busy(client, prefix)
-        # The running replica decides and follows as before (a change reaches it well within a second here).
+        # The running replica keeps deciding and following (a change reaches it well within a second here).
         assert (await running.lookup_many([LISTED[3]]))[LISTED[3]].case_ref == "C3"
         await file_report(store, "phone:+60190000002", Status.CONFIRMED, "NSRC")
         filed = time.monotonic()
@@ -460,20 +460,21 @@ async def test_the_hot_path_keeps_answering_while_a_refresh_runs(stack: Stack, i
         await waiting.close()
 
 
-async def test_a_closing_worker_abandons_its_refresh(stack: Stack, index: Index) -> None:
+async def test_a_closing_worker_abandons_its_refresh(stack: Stack, index: Index,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker stopping mid-refresh leaves no half-written snapshot, no lock, and no rate limit for the others."""
     prefix, store, client = index
     running = await started(stack.redis.url, prefix)
-    scan = running._scan_background
+    scan = index_scan.scan_index_lightly
     closing = threading.Event()
 
-    def closed_meanwhile(c):  # type: ignore[no-untyped-def]
-        for batch in scan(c):
+    def closed_meanwhile(c: redis.Redis, p: str) -> Iterator[index_scan.Batch]:
+        for batch in scan(c, p):
             asyncio.run_coroutine_threadsafe(running.close(), loop).result(5)
             closing.set()
             yield batch
     loop = asyncio.get_running_loop()
-    running._scan_background = closed_meanwhile  # type: ignore[method-assign]
+    monkeypatch.setattr(index_scan, "scan_index_lightly", closed_meanwhile)
     written = meta(stack.redis.url, prefix)
     client.delete(stored.meta_key(prefix))
     assert not await asyncio.to_thread(running.refresh_stored_snapshot)

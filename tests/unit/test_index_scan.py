@@ -1,31 +1,28 @@
-"""The replica's start-up reading: the copy-free status read agrees with the full parse (entry by entry, and
-a batch with its expiries read at once), and stored snapshot chunks come back as they went in (or are refused
-whole)."""
+"""Reading the index into the replica's arrays: the copy-free status read agrees with the full parse, entry by
+entry and for a batch with its expiries read at once."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import numpy as np
 import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sekat.blocklist import replica_snapshot as stored
-from sekat.blocklist.replica import _STATUS_CODES, ABSENT, _batch_arrays, _code, _epochs
+from sekat.blocklist.index_scan import ABSENT, STATUS_CODES, batch_arrays, epochs, status_code
 from sekat.blocklist.store import status_and_expiry
 from sekat.records import Entry, Report, Status, iso
 
 
 def full(raw: bytes) -> tuple[int, int]:
-    """The answer by the full path alone (what the replica did before the fast read; an absent entry's expiry
-    is never used)."""
+    """The answer by the full path alone (``status_and_expiry``, then ``fromisoformat``; an absent entry's
+    expiry is never used)."""
     found = status_and_expiry(raw)
     if found is None or found[0] == "revoked":
         return ABSENT, 0
     status, expires = found
-    return _STATUS_CODES[status], int(datetime.fromisoformat(expires).timestamp()) if expires else 0
+    return STATUS_CODES[status], int(datetime.fromisoformat(expires).timestamp()) if expires else 0
 
 
 def entry(status: Status, expires_at: str = "", history: tuple[Report, ...] = ()) -> bytes:
@@ -40,10 +37,10 @@ def test_entries_as_the_index_writes_them() -> None:
         for expires in ("", "2027-01-01T00:00:00+00:00"):
             for history in ((), (report,)):
                 raw = entry(status, expires, history)
-                assert _code(raw) == full(raw), raw
-    assert _code(entry(Status.CONFIRMED)) == (2, 0)
-    assert _code(entry(Status.REPORTED, "2027-01-01T00:00:00+00:00"))[1] == 1798761600
-    assert _code(entry(Status.REVOKED)) == (ABSENT, 0)
+                assert status_code(raw) == full(raw), raw
+    assert status_code(entry(Status.CONFIRMED)) == (2, 0)
+    assert status_code(entry(Status.REPORTED, "2027-01-01T00:00:00+00:00"))[1] == 1798761600
+    assert status_code(entry(Status.REVOKED)) == (ABSENT, 0)
 
 
 @pytest.mark.parametrize("raw", [
@@ -56,9 +53,9 @@ def test_odd_values_get_the_full_paths_answer(raw: bytes) -> None:
         expected = full(raw)
     except ValueError:  # the full path refuses it (an unreadable expiry): so must the fast one
         with pytest.raises(ValueError):
-            _code(raw)
+            status_code(raw)
         return
-    assert _code(raw) == expected
+    assert status_code(raw) == expected
 
 
 @given(st.binary(max_size=80))
@@ -67,43 +64,22 @@ def test_any_bytes_get_the_full_paths_answer(raw: bytes) -> None:
         expected = full(raw)
     except (ValueError, KeyError):
         return
-    assert _code(raw) == expected
-
-
-def test_a_chunk_round_trips_to_this_process_hashes() -> None:
-    keys = ["phone:+60111111111", "account:CIBBMYKL:8001234567", "phone:+60122222222"]
-    codes = np.array([2, 1, 2], dtype=np.uint8)
-    expiries = np.array([0, 1798761600, 4_000_000_000], dtype=np.uint32)
-    hashes, c, e = stored.decode_chunk(stored.encode_chunk(keys, codes, expiries))
-    assert hashes.tolist() == [hash(k) for k in keys]
-    assert c.tolist() == codes.tolist() and e.tolist() == expiries.tolist()
-    empty = stored.decode_chunk(stored.encode_chunk([], np.empty(0, np.uint8), np.empty(0, np.uint32)))
-    assert [len(a) for a in empty] == [0, 0, 0]
-
-
-def test_a_chunk_that_is_not_whole_is_refused() -> None:
-    blob = stored.encode_chunk(["phone:+60111111111", "phone:+60122222222"], np.array([2, 1], np.uint8),
-                               np.array([0, 0], np.uint32))
-    for bad in (blob[:-5], blob[:7], b"XXXX" + blob[4:], blob + b"\nphone:+60133333333"):
-        with pytest.raises(ValueError):
-            stored.decode_chunk(bad)
-    with pytest.raises(ValueError):  # a key with a newline would split in two: never stored
-        stored.encode_chunk(["phone:+6011\n1"], np.array([2], np.uint8), np.array([0], np.uint32))
+    assert status_code(raw) == expected
 
 
 def batch(values: list[bytes | None]) -> list[tuple[str, int, int]]:
     """What the start-up read keeps of a batch: (key, code, expiry) of each active entry."""
     keys = [f"sekat:bl:phone:+6011{i:07d}".encode() for i in range(len(values))]
-    kept, hashes, codes, expiries = _batch_arrays(keys, values, len("sekat:bl:"))
+    kept, hashes, codes, expiries = batch_arrays(keys, values, len("sekat:bl:"))
     assert hashes.tolist() == [hash(k) for k in kept]
     return list(zip(kept, codes.tolist(), expiries.tolist()))
 
 
 def one_by_one(values: list[bytes | None]) -> list[tuple[str, int, int]]:
-    """The same batch read entry by entry with ``_code`` (what the read did before epochs came per batch)."""
+    """The same batch read entry by entry with ``status_code``, each expiry by ``fromisoformat``."""
     out = []
     for i, raw in enumerate(values):
-        if raw is not None and (found := _code(raw))[0] != ABSENT:
+        if raw is not None and (found := status_code(raw))[0] != ABSENT:
             out.append((f"phone:+6011{i:07d}", *found))
     return out
 
@@ -146,4 +122,4 @@ def test_any_batch_reads_as_entry_by_entry(values: list[bytes | None]) -> None:
 
 
 def test_epochs_of_nothing() -> None:
-    assert _epochs([]).tolist() == [] and _epochs([b"", b""]).tolist() == [0, 0]
+    assert epochs([]).tolist() == [] and epochs([b"", b""]).tolist() == [0, 0]

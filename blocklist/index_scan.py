@@ -1,0 +1,307 @@
+"""Reading the whole Redis index into arrays: how a worker gets its replica when no stored snapshot will do.
+
+``read_index`` notes the build marker and the change stream's last id (the replica follows the stream from
+there, so nothing changed during the read is missed), reads every entry key of the index with its value, and
+returns the active entries as arrays of key hashes, status codes and expiries (a ``Snapshot``). With storing
+on, it also stores what it reads (``blocklist.replica_snapshot``) so that the next workers to start load that
+instead. The read is bounded by Redis' own work (SCAN and MGET visit every entry), so it keeps Redis busy and
+does this process's share while Redis works:
+
+    one pass     one SCAN pass over ``{prefix}bl:*`` serves both kinds; entry keys are picked by name (no
+                 ``TYPE`` filter), so the change stream stays out and every MGET reads string keys only
+    parts        on one server the pass is cut in SCAN_PARTS parts read at once, each by a thread with its
+                 own connection (``_scan_part``): Redis has one part's next command queued while this process
+                 parses another's reply
+    batches      each SCAN reply of ~SCAN_COUNT keys is read by an MGET sent at once, which finds its keys
+                 still in Redis' CPU cache from the SCAN just before
+    parsing      the status and expiry are read from the value's bytes without a copy (``status_code``);
+                 expiries become epochs per batch (``epochs``): with the default expiry policy every entry
+                 has one
+    sorting      hashes are sorted in runs while the read waits on Redis (``_SortedRuns``), so installing
+                 merges sorted runs
+
+On a Redis Cluster the pass covers every primary, with one MGET per hash slot. A running worker refreshing
+the stored snapshot reads through ``scan_index_lightly`` instead (one connection, smaller batches, nothing
+read ahead) so that the hot path keeps its share of Redis. The figures behind these choices: docs/replica.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+import numpy as np
+import redis
+from redis.exceptions import RedisError, ResponseError
+
+from sekat.blocklist import replica_snapshot as stored
+from sekat.blocklist.connection import AnySyncRedis, sync_client, sync_mget, sync_scan_keys
+from sekat.blocklist.readahead import prefetched
+from sekat.blocklist.store import built_key, status_and_expiry
+
+log = logging.getLogger(__name__)
+
+ABSENT, REPORTED, CONFIRMED = 0, 1, 2  # the replica's status codes (uint8)
+STATUS_CODES = {"reported": REPORTED, "confirmed": CONFIRMED, "revoked": ABSENT}
+KINDS = ("phone", "account")
+SCAN_COUNT = 3_000
+SCAN_PARTS = 2  # parts of the SCAN pass read at once (a power of 2; see scan_index)
+SCAN_PARTS_FROM = 65_536  # keys in the database from which the pass is read in parts
+REFRESH_SCAN_COUNT = 1_000  # keys a batch when a running worker refreshes the stored snapshot
+RUN_ENTRIES = 1_000_000  # entries sorted at a time while the index is read (_SortedRuns)
+
+Batch = tuple[list[bytes], list[bytes | None]]  # entry keys as scanned, and their values (None: deleted since)
+
+
+def status_code(raw: bytes) -> tuple[int, int]:
+    """Status code and expiry (epoch seconds, 0 = never) of an index value; not a Sekat entry: absent.
+
+    The same answer as ``blocklist.store.status_and_expiry``, read without copying: the entry's own
+    ``status`` is the first ``"status":"`` in the value and ``expires_at`` the first ``"expires_at":"``
+    (``Entry.to_json``); anything unusual (an expiry, a value not written by Sekat) takes the full path.
+    """
+    i = raw.find(b'"status":"') + 10
+    if i >= 10:
+        if raw.startswith(b'confirmed"', i):
+            code = CONFIRMED
+        elif raw.startswith(b'reported"', i):
+            code = REPORTED
+        elif raw.startswith(b'revoked"', i):
+            return ABSENT, 0
+        else:
+            code = -1
+        if code > 0:
+            k = raw.find(b'"expires_at":"') + 14
+            if k < 14 or raw.startswith(b'"', k):  # no expiry, or an empty one
+                return code, 0
+    found = status_and_expiry(raw)
+    if found is None:
+        return ABSENT, 0
+    status, expires = found
+    return STATUS_CODES[status], int(datetime.fromisoformat(expires).timestamp()) if expires else 0
+
+
+def _status_code_fast(raw: bytes) -> tuple[int, bytes] | None:
+    """``status_code``'s fast path with the expiry left as text (b"" = never); None: take the full path.
+
+    The texts of a batch become epochs together (``epochs``), not one ``fromisoformat`` per entry.
+    """
+    i = raw.find(b'"status":"') + 10
+    if i < 10:
+        return None
+    if raw.startswith(b'confirmed"', i):
+        code = CONFIRMED
+    elif raw.startswith(b'reported"', i):
+        code = REPORTED
+    elif raw.startswith(b'revoked"', i):
+        return ABSENT, b""
+    else:
+        return None
+    k = raw.find(b'"expires_at":"') + 14
+    if k < 14:
+        return code, b""
+    end = raw.find(b'"', k)
+    return (code, raw[k:end]) if end >= 0 else None
+
+
+# Byte positions of iso()'s "YYYY-MM-DDTHH:MM:SS.mmmZ" (sekat.records.iso, every expiry Sekat writes)
+_ISO_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22])
+_ISO_MARKS = {4: b"-", 7: b"-", 10: b"T", 13: b":", 16: b":", 19: b".", 23: b"Z"}
+
+
+def epochs(texts: list[bytes]) -> np.ndarray:
+    """``int(datetime.fromisoformat(text).timestamp())`` of each expiry text (b"": 0), as uint32.
+
+    Texts in ``iso()``'s UTC form (the 24 bytes Sekat writes) are read in one vectorised pass (numpy's
+    datetime64 of their first 19 bytes; the milliseconds are dropped, as ``int()`` drops them); any other
+    text takes ``fromisoformat`` itself.
+    """
+    n = len(texts)
+    out = np.zeros(n, dtype=np.uint32)
+    if n == 0:
+        return out
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=n)
+    iso = lengths == 24
+    if iso.any():
+        rows = np.flatnonzero(iso)
+        grid = np.frombuffer(b"".join(texts[i] for i in rows), dtype=np.uint8).reshape(len(rows), 24)
+        ok = ((grid[:, _ISO_DIGITS] >= 48) & (grid[:, _ISO_DIGITS] <= 57)).all(axis=1) & (grid[:, 0] == ord("2"))
+        for at, mark in _ISO_MARKS.items():
+            ok &= grid[:, at] == mark[0]
+        seconds = np.ascontiguousarray(grid[ok, :19]).view("S19").ravel()
+        out[rows[ok]] = seconds.astype("datetime64[s]").astype(np.int64)
+        iso[rows[~ok]] = False
+    for i in np.flatnonzero(~iso & (lengths > 0)):
+        out[i] = int(datetime.fromisoformat(texts[i].decode()).timestamp())
+    return out
+
+
+def batch_entries(keys: list[bytes], values: list[bytes | None], strip: int
+                  ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """One scanned batch: its active entries' keys (``strip`` bytes of prefix cut), their codes and expiries."""
+    kept: list[str] = []
+    codes: list[int] = []
+    texts: list[bytes] = []
+    odd: list[tuple[int, int]] = []  # (position, epoch) of the entries read by the full parse
+    for k, v in zip(keys, values):
+        if v is None:
+            continue  # deleted between SCAN and MGET
+        fast = _status_code_fast(v)
+        if fast is None:  # not as Sekat writes it: the full parse, epoch included
+            code, epoch = status_code(v)
+            if code != ABSENT:
+                odd.append((len(kept), epoch))
+                kept.append(k[strip:].decode())
+                codes.append(code)
+                texts.append(b"")
+        elif fast[0] != ABSENT:
+            kept.append(k[strip:].decode())
+            codes.append(fast[0])
+            texts.append(fast[1])
+    expiries = epochs(texts)
+    for at, epoch in odd:
+        expiries[at] = epoch
+    return kept, np.array(codes, dtype=np.uint8), expiries
+
+
+def batch_arrays(keys: list[bytes], values: list[bytes | None], strip: int
+                 ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """``batch_entries`` with the keys' hashes (this process's ``hash()``) as an array too."""
+    kept, codes, expiries = batch_entries(keys, values, strip)
+    return kept, np.fromiter(map(hash, kept), dtype=np.int64, count=len(kept)), codes, expiries
+
+
+def _scan_part(client: AnySyncRedis, match: str, heads: tuple[bytes, ...], start: int, mask: int,
+               count: int) -> Iterator[Batch]:
+    """One part of a SCAN pass, each batch's entry keys with their values (one server).
+
+    SCAN's cursor walks the hash table's buckets in the order of their bit-reversed index, so a cursor's
+    low bits say which part of the pass it is in, whatever the table's size: the part starting at
+    ``start`` (the bit reversal of its number) ends when the cursor leaves those low bits (``mask``) or
+    the pass wraps to 0. Each batch's MGET follows its SCAN at once, while the entries it reads are still
+    in Redis' CPU cache.
+    """
+    cursor = start
+    while True:
+        cursor, keys = client.scan(cursor, match=match, count=count)
+        keys = [k for k in keys if k.startswith(heads)]
+        if keys:
+            yield keys, client.mget(keys)
+        if cursor == 0 or cursor & mask != start:
+            return
+
+
+def _cluster_batches(client: redis.RedisCluster, match: str, heads: tuple[bytes, ...], count: int
+                     ) -> Iterator[Batch]:
+    """Every primary's entry keys with their values, one MGET per hash slot."""
+    for keys in sync_scan_keys(client, match, count):
+        keys = [k for k in keys if k.startswith(heads)]
+        if keys:
+            yield keys, sync_mget(client, keys)
+
+
+def _pattern(prefix: str) -> tuple[str, tuple[bytes, ...]]:
+    """The SCAN pattern of the index, and the heads of its entry keys (one per kind)."""
+    return f"{prefix}bl:*", tuple(f"{prefix}bl:{kind}:".encode() for kind in KINDS)
+
+
+def scan_index(client: AnySyncRedis, prefix: str) -> Iterator[Batch]:
+    """Every entry key of the index with its value, in batches: one SCAN pass, one MGET per batch, read ahead
+    of the caller (on one server, in SCAN_PARTS parts at once, see the module docstring)."""
+    match, heads = _pattern(prefix)
+    if isinstance(client, redis.RedisCluster):
+        yield from prefetched(_cluster_batches(client, match, heads, SCAN_COUNT))
+        return
+    # A table smaller than the parts would let two parts visit one bucket: one part then.
+    parts = SCAN_PARTS if client.dbsize() >= SCAN_PARTS_FROM else 1
+    bits = parts.bit_length() - 1
+    starts = [int(f"{j:0{bits}b}"[::-1], 2) if bits else 0 for j in range(parts)]
+    yield from prefetched(*(_scan_part(client, match, heads, start, parts - 1, SCAN_COUNT) for start in starts))
+
+
+def scan_index_lightly(client: AnySyncRedis, prefix: str) -> Iterator[Batch]:
+    """``scan_index`` for a background refresh: one connection, REFRESH_SCAN_COUNT keys a batch, each batch
+    read only when the caller asks for it (the caller paces itself between batches)."""
+    match, heads = _pattern(prefix)
+    if isinstance(client, redis.RedisCluster):
+        yield from _cluster_batches(client, match, heads, REFRESH_SCAN_COUNT)
+        return
+    yield from _scan_part(client, match, heads, 0, 0, REFRESH_SCAN_COUNT)
+
+
+class _SortedRuns:
+    """Batches of (hashes, codes, expiries) gathered into runs sorted by hash, RUN_ENTRIES at a time.
+
+    Sorting runs while the index is read uses the time the reading thread waits for Redis; installing then
+    sorts runs already in order (``argsort(kind="stable")`` merges them).
+    """
+
+    def __init__(self) -> None:
+        self.runs: list[stored.Arrays] = []
+        self._pending: list[stored.Arrays] = []
+        self._count = 0
+
+    def add(self, hashes: np.ndarray, codes: np.ndarray, expiries: np.ndarray) -> None:
+        self._pending.append((hashes, codes, expiries))
+        self._count += len(hashes)
+        if self._count >= RUN_ENTRIES:
+            self._sort()
+
+    def _sort(self) -> None:
+        if self._pending:
+            hashes, codes, expiries = (np.concatenate([p[i] for p in self._pending]) for i in range(3))
+            order = np.argsort(hashes)
+            self.runs.append((hashes[order], codes[order], expiries[order]))
+        self._pending, self._count = [], 0
+
+    def done(self) -> list[stored.Arrays]:
+        self._sort()
+        return self.runs
+
+
+def read_index(url: str, prefix: str, store: bool = True) -> stored.Snapshot:
+    """The whole index read into a new snapshot (blocking: run it in a thread); nothing is installed yet.
+
+    With ``store``, what it reads is stored too for the next worker to start, unless another process is
+    storing one now; a Redis that refuses those writes stops the storing, not the read.
+    """
+    started = time.perf_counter()
+    client = sync_client(url, socket_timeout=30)
+    changes = f"{prefix}bl:changes"
+    writer: stored.Writer | None = None
+    try:
+        raw = client.get(built_key(prefix))
+        build = raw.decode() if raw else None
+        state = stored.stream_state(client, changes)  # the last id and the count, at once
+        if state is not None:
+            last_id = state.last_id
+        else:
+            last = client.xrevrange(changes, count=1)
+            last_id = last[0][0].decode() if last else "0-0"
+        if store:
+            try:
+                writer = stored.Writer.start(client, prefix, state, build)
+            except ResponseError as exc:
+                log.warning("replica snapshot not stored: %s", exc)
+        runs = _SortedRuns()
+        strip = len(prefix) + len("bl:")
+        for keys, values in scan_index(client, prefix):
+            kept, hashes, codes, expiries = batch_arrays(keys, values, strip)
+            runs.add(hashes, codes, expiries)
+            if writer is not None and not writer.add(kept, codes, expiries):
+                writer = None
+        parts = runs.done()
+        if writer is not None:
+            writer.finish()
+            writer = None
+    except BaseException:
+        if writer is not None:
+            with contextlib.suppress(RedisError, OSError):
+                writer.abandon()
+        raise
+    finally:
+        client.close()
+    return stored.Snapshot.of(parts, last_id, build, time.perf_counter() - started)
