@@ -35,7 +35,7 @@ import orjson
 from lxml import etree
 
 from load_tests.traffic import PACS008
-from sekat.decode import pacs008 as adapter
+from sekat.decode import iso20022, pacs008
 from sekat.decode.pacs008 import decode_pacs008
 from sekat.decode.transfers import decode_transfer
 
@@ -131,21 +131,21 @@ def xml_stages(messages: list[bytes], repeat: int) -> dict[str, float]:
 
     Each stage runs over all messages before the next, so ``read`` and ``map`` find their input out of the
     CPU caches: their sum exceeds what they cost inside one decode (see the README)."""
-    parsed = [adapter.parse(raw) for raw in messages]
-    reader = adapter.schema(etree.QName(parsed[0]).namespace or "")
+    parsed = [iso20022.parse(raw) for raw in messages]
+    reader = iso20022.schema(etree.QName(parsed[0]).namespace or "")
     bodies = [root[0] for root in parsed]
     read = [reader.read(body) for body in bodies]
     return {
-        "parse": round(best_us_per_transfer(adapter.parse, messages, 1, repeat), 2),
+        "parse": round(best_us_per_transfer(iso20022.parse, messages, 1, repeat), 2),
         "read": round(best_us_per_transfer(reader.read, bodies, 1, repeat), 2),
-        "map": round(best_us_per_transfer(lambda hr: adapter._message(hr[0], hr[1], "MY"), read, 1, repeat), 2),
+        "map": round(best_us_per_transfer(lambda hr: pacs008._transfers(hr[0], hr[1], "MY"), read, 1, repeat), 2),
     }
 
 
 def json_read(data: dict[str, Any]) -> tuple[dict[str, str], list[dict[str, str]]]:
-    """The JSON rendering's field reading, as ``_decode_json`` does it for a plain message."""
+    """The JSON rendering's field reading, as ``iso20022.read_message`` does it for a plain message."""
     body = data["Document"]["FIToFICstmrCdtTrf"]
-    return adapter._json_header(body["GrpHdr"]), [adapter._json_transaction(tx) for tx in body["CdtTrfTxInf"]]
+    return iso20022._json_header(body["GrpHdr"]), [iso20022._json_transaction(tx) for tx in body["CdtTrfTxInf"]]
 
 
 def json_stages(messages: list[bytes], repeat: int) -> dict[str, float]:
@@ -155,7 +155,7 @@ def json_stages(messages: list[bytes], repeat: int) -> dict[str, float]:
     return {
         "decode": round(best_us_per_transfer(orjson.loads, messages, 1, repeat), 2),
         "read": round(best_us_per_transfer(json_read, decoded, 1, repeat), 2),
-        "map": round(best_us_per_transfer(lambda hr: adapter._message(hr[0], hr[1], "MY"), read, 1, repeat), 2),
+        "map": round(best_us_per_transfer(lambda hr: pacs008._transfers(hr[0], hr[1], "MY"), read, 1, repeat), 2),
     }
 
 
@@ -213,7 +213,7 @@ def stage_cases(mod: ModuleType, rng: random.Random, events: int) -> dict[str, C
 def compare(ref: str, events: int, repeat: int) -> dict[str, Any]:
     """µs per transfer of the adapter at ``ref`` and now, every case of both run once per round, best round."""
     sides = {"before": stage_cases(adapter_at(ref), random.Random(9), events),
-             "after": stage_cases(adapter, random.Random(9), events)}
+             "after": stage_cases(pacs008, random.Random(9), events)}
     best: dict[tuple[str, str], float] = {}
     for _ in range(repeat):
         for case in sides["after"]:
