@@ -41,7 +41,7 @@ from sekat.brake.metrics import BrakeMetrics
 from sekat.brake.store import BrakeStore
 from sekat.decode.fields import REASONS
 from sekat.decode.formats import call_decoder, transfer_decoder
-from sekat.decode.processes import Offload, decoder_spec
+from sekat.decode.processes import DecodeProcesses, decoder_settings
 from sekat.metrics.worker import WorkerMetrics
 from sekat.release.acted import ActedStore
 from sekat.release.metrics import ReleaseMetrics
@@ -142,8 +142,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None, cl
     decode_transfer = transfer_decoder(settings)
     # An adapter's parse (pacs.008: ~20 µs a transfer) runs in child processes; the contract JSON's ~3 µs
     # would cost more to hand over than to do.
-    offload = (Offload("transfers", decoder_spec("transfers", settings), settings.decode_processes, decode_transfer,
-                       metrics.decode_fallbacks.labels("transfers").inc)
+    offload = (DecodeProcesses("transfers", decoder_settings("transfers", settings), settings.decode_processes,
+                               decode_transfer, metrics.decode_fallbacks.labels("transfers").inc)
                if settings.decode_processes > 0 and settings.transfers_format != "json" else None)
     transfers = Screen("transfers", decode_transfer, remembering(decide_transfer), replica, outputs,
                        metrics, policy, state.read_transfers, write_state, clock, brake, unread, offload)

@@ -31,7 +31,7 @@ from sekat.streams.emit import Batch, OutputTopics
 
 if TYPE_CHECKING:
     from sekat.brake.guard import Brake
-    from sekat.decode.processes import Offload
+    from sekat.decode.processes import DecodeProcesses
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Screen(Generic[R]):
                  topics: OutputTopics, metrics: WorkerMetrics, policy: Callable[[], Policy],
                  read_state: ReadState[R], write_state: WriteState, clock: Clock = utcnow,
                  brake: Brake | None = None, unread_kinds: frozenset[str] = frozenset(),
-                 offload: Offload | None = None) -> None:
+                 offload: DecodeProcesses | None = None) -> None:
         self.stream = stream
         self.decode = decode
         self.decide = decide
