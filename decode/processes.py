@@ -94,6 +94,10 @@ class FlatTransfer(msgspec.Struct, array_like=True):
     uetr: str | None
 
 
+def _flat_account(account: AccountId | None) -> tuple[str, str] | None:
+    return None if account is None else (account.bank, account.number)
+
+
 def _flat_phone(phone: PhoneNumber | None) -> tuple[str, bool] | None:
     return None if phone is None else (phone.e164, phone.protected)
 
@@ -102,10 +106,8 @@ def flatten_transfer(t: Transfer) -> tuple[Any, ...]:
     """A Transfer as ``FlatTransfer``'s array (a tuple encodes as the same msgpack array, for less work)."""
     payer, payee, proxy = t.payer, t.payee, t.payee_proxy
     return (t.event_id, t.occurred_at.isoformat(), t.transfer_id, t.amount,
-            payer.bank, None if payer.account is None else (payer.account.bank, payer.account.number),
-            _flat_phone(payer.phone),
-            payee.bank, None if payee.account is None else (payee.account.bank, payee.account.number),
-            _flat_phone(payee.phone),
+            payer.bank, _flat_account(payer.account), _flat_phone(payer.phone),
+            payee.bank, _flat_account(payee.account), _flat_phone(payee.phone),
             None if proxy is None else (proxy.type, proxy.value, _flat_phone(proxy.phone)),
             t.channel, t.currency, t.end_to_end_id, t.tx_id, t.uetr)
 
