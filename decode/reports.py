@@ -25,6 +25,21 @@ MAX_HISTORY = 10_000
 MAX_GROUP = MAX_LINKS + 1  # a derived report carries its origin's whole group
 
 
+def _identifier(data: dict[str, Any], prefix: str, region: str, protected: Collection[str]) -> tuple[str, str, str]:
+    """The identifier an object names by ``kind``, ``value`` and ``bank`` (accounts): (kind, bank, value)."""
+    kind = fields.text(data, "kind", f"{prefix}kind", max_len=16)
+    if kind not in KINDS:
+        raise Bad("invalid_value", f"{prefix}kind", "must be 'phone' or 'account'")
+    raw_value = fields.text(data, "value", f"{prefix}value", max_len=64)
+    raw_bank = fields.text(data, "bank", f"{prefix}bank", required=False, max_len=16) if kind == "account" else None
+    assert raw_value is not None
+    try:
+        bank, value = identifier(kind, raw_value, raw_bank, region, protected)
+    except InvalidReport as exc:
+        raise Bad(exc.reason, f"{prefix}{exc.field}", str(exc).split(": ", 1)[-1]) from None
+    return kind, bank, value
+
+
 def _links(data: dict[str, Any], path: str, region: str, protected: Collection[str]) -> tuple[str, ...]:
     """``links``: identifiers of the same scam, as ``{kind, value, bank}`` objects → their keys."""
     raw = data.get("links")
@@ -39,16 +54,7 @@ def _links(data: dict[str, Any], path: str, region: str, protected: Collection[s
         where = f"{path}links[{i}]"
         if not isinstance(item, dict):
             raise Bad("wrong_type", where, "must be an object with kind, value and bank (accounts)")
-        kind = fields.text(item, "kind", f"{where}.kind", max_len=16)
-        if kind not in KINDS:
-            raise Bad("invalid_value", f"{where}.kind", "must be 'phone' or 'account'")
-        value = fields.text(item, "value", f"{where}.value", max_len=64)
-        bank = fields.text(item, "bank", f"{where}.bank", required=False, max_len=16) if kind == "account" else None
-        assert value is not None
-        try:
-            bank_code, number = identifier(kind, value, bank, region, protected)
-        except InvalidReport as exc:
-            raise Bad(exc.reason, f"{where}.{exc.field}", str(exc).split(": ", 1)[-1]) from None
+        kind, bank_code, number = _identifier(item, f"{where}.", region, protected)
         keys.append(f"phone:{number}" if kind == "phone" else f"account:{bank_code}:{number}")
     return tuple(dict.fromkeys(keys))
 
@@ -128,16 +134,7 @@ def decode_report(raw: bytes | None, key: bytes | None = None, max_bytes: int = 
 
 
 def _report(data: dict[str, Any], key: bytes | None, region: str, protected: Collection[str]) -> Report:
-    kind = fields.text(data, "kind", max_len=16)
-    if kind not in KINDS:
-        raise Bad("invalid_value", "kind", "must be 'phone' or 'account'")
-    raw_value = fields.text(data, "value", max_len=64)
-    raw_bank = fields.text(data, "bank", required=False, max_len=16) if kind == "account" else None
-    assert raw_value is not None
-    try:
-        bank, value = identifier(kind, raw_value, raw_bank, region, protected)
-    except InvalidReport as exc:
-        raise Bad(exc.reason, exc.field, str(exc).split(": ", 1)[-1]) from None
+    kind, bank, value = _identifier(data, "", region, protected)
     report = _item(data, kind, value, bank, "", region, protected)
     history = data.get("history")
     if history is not None:
