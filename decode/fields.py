@@ -1,8 +1,8 @@
-"""Decoding at the edge: bytes in, a typed record or a ``Rejection`` out.
+"""The field readers every decoder shares, and the reason codes of its ``Rejection``.
 
 A ``Rejection`` carries a stable reason code (used as a metric label and in the dead letter) and a message
 naming the field at fault. ``REASONS`` holds the codes of the contract decoders; the format adapters add
-their own (decode/pacs008.py, decode/cdr.py).
+their own (decode/iso20022.py, decode/pacs008.py, decode/cdr.py).
 
 The readers here raise ``Bad`` for the first field at fault; ``decode_object`` turns it into the decoder's
 ``Rejection``. The field readers (``text``, ``amount``, ``phone``...) take a JSON object and a field name;
