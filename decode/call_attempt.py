@@ -12,31 +12,30 @@ Required: ``attempt_id`` (also the event id), ``attempted_at``, ``operator``, ``
 
 from __future__ import annotations
 
-from sekat.decode import cdr
-from sekat.decode import fields as d
-from sekat.decode.calls import attestation
+from typing import Any
+
+from sekat.decode import calls, cdr, fields
 from sekat.records import Call, Rejection
 
 
 def decode_call_attempt(raw: bytes | None, max_bytes: int = 65536, region: str = "MY") -> Call | Rejection:
-    try:
-        data = d.load_object(raw, max_bytes)
-        attempt_id = d.text(data, "attempt_id", "attempt_id", max_len=128)
-        occurred_at = d.timestamp(data, "attempted_at")
-        operator = cdr.operator(d.text(data, "operator", "operator", max_len=32), "operator")
-        caller = d.phone(data, "calling_number", "calling_number", region)
-        callee = d.phone(data, "called_number", "called_number", region)
-        assert attempt_id is not None and caller is not None and callee is not None
-        return Call(
-            event_id=attempt_id, occurred_at=occurred_at, call_id=attempt_id, operator=operator,
-            caller=caller, callee=callee,
-            type=cdr.call_type(d.text(data, "service", "service", required=False, max_len=16), "service"),
-            caller_network=cdr.network(d.text(data, "origin_network", "origin_network", required=False, max_len=32),
-                                       "origin_network"),
-            presentation=cdr.presentation(d.text(data, "presentation", "presentation", required=False, max_len=32),
-                                          "presentation"),
-            attestation=attestation(d.text(data, "attestation", "attestation", required=False, max_len=8),
-                                    "attestation"),
-        )
-    except d.Bad as bad:
-        return bad.rejection
+    return fields.decode_object(raw, max_bytes, lambda data: _call_attempt(data, region))
+
+
+def _call_attempt(data: dict[str, Any], region: str) -> Call:
+    def optional(name: str, max_len: int) -> str | None:
+        return fields.text(data, name, required=False, max_len=max_len)
+
+    attempt_id = fields.text(data, "attempt_id", max_len=128)
+    occurred_at = fields.timestamp(data, "attempted_at")
+    operator = cdr.operator(fields.text(data, "operator", max_len=32), "operator")
+    caller = fields.phone(data, "calling_number", "calling_number", region)
+    callee = fields.phone(data, "called_number", "called_number", region)
+    assert attempt_id is not None and caller is not None and callee is not None
+    return Call(
+        event_id=attempt_id, occurred_at=occurred_at, call_id=attempt_id, operator=operator,
+        caller=caller, callee=callee, type=cdr.call_type(optional("service", 16), "service"),
+        caller_network=cdr.network(optional("origin_network", 32), "origin_network"),
+        presentation=cdr.presentation(optional("presentation", 32), "presentation"),
+        attestation=calls.attestation(optional("attestation", 8), "attestation"),
+    )

@@ -17,7 +17,7 @@ Values:
 - ``event_id`` is the CDR's ``call_id``: a re-sent line yields the same command id.
 
 A bad line becomes a ``Rejection`` whose ``field`` names the Call field and the column, e.g.
-``caller (column 3, line 1)``. Reasons: those of ``streams.decode`` plus ``not_text`` (not UTF-8).
+``caller (column 3, line 1)``. Reasons: those of ``sekat.decode.fields`` plus ``not_text`` (not UTF-8).
 """
 
 from __future__ import annotations
@@ -28,92 +28,90 @@ import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
-from sekat.decode.calls import attestation
+from sekat.decode import calls, fields
 from sekat.decode.fields import Bad
-from sekat.errors import InvalidIdentifier
-from sekat.identifiers import PhoneNumber, normalise_phone
+from sekat.identifiers import PhoneNumber
 from sekat.records import Call, Rejection
 
 log = logging.getLogger(__name__)
 
-CALL_TYPES = {
+CALL_TYPE_CODES = {
     "voice": "voice", "v": "voice", "call": "voice", "moc": "voice", "mtc": "voice",
     "sms": "sms", "s": "sms", "sms-mo": "sms", "sms-mt": "sms", "smsmo": "sms", "smsmt": "sms",
     "mo-sms": "sms", "mt-sms": "sms",
 }
-PRESENTATIONS = {
+PRESENTATION_CODES = {
     "allowed": "allowed", "allow": "allowed", "a": "allowed", "0": "allowed",
     "restricted": "restricted", "r": "restricted", "1": "restricted", "clir": "restricted",
     "private": "restricted", "withheld": "restricted",
     "unavailable": "unavailable", "u": "unavailable", "2": "unavailable", "not-available": "unavailable",
 }
-_OPERATOR_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 _COMPACT_TS = re.compile(r"^\d{14}$")
 
 
-
-def call_type(raw: str | None, field: str) -> str:
-    if raw is None or not raw.strip():
-        return "voice"
-    kind = CALL_TYPES.get(raw.strip().lower())
-    if kind is None:
-        raise Bad("invalid_value", field, "must be voice or sms (or a CDR code such as MOC, SMS-MO)")
-    return kind
-
-
-def presentation(raw: str | None, field: str) -> str | None:
-    if raw is None or not raw.strip():
+def _given(raw: str | None) -> str | None:
+    """A cell's value without surrounding blanks; None when the cell is missing or blank."""
+    if raw is None:
         return None
-    value = PRESENTATIONS.get(raw.strip().lower())
+    return raw.strip() or None
+
+
+def _required(raw: str | None, field: str) -> str:
+    value = _given(raw)
     if value is None:
-        raise Bad("invalid_value", field, "must be allowed, restricted or unavailable (or 0, 1, 2)")
+        raise Bad("missing_field", field, "is required")
     return value
 
 
-def network(raw: str | None, field: str) -> str | None:
-    if raw is None or not raw.strip():
+def _code(raw: str | None, field: str, codes: Mapping[str, str], expected: str) -> str | None:
+    """What ``codes`` maps the value to (any case); None when blank."""
+    value = _given(raw)
+    if value is None:
         return None
-    if len(raw.strip()) > 32:
+    found = codes.get(value.lower())
+    if found is None:
+        raise Bad("invalid_value", field, f"must be {expected}")
+    return found
+
+
+def call_type(raw: str | None, field: str) -> str:
+    return _code(raw, field, CALL_TYPE_CODES, "voice or sms (or a CDR code such as MOC, SMS-MO)") or "voice"
+
+
+def presentation(raw: str | None, field: str) -> str | None:
+    return _code(raw, field, PRESENTATION_CODES, "allowed, restricted or unavailable (or 0, 1, 2)")
+
+
+def network(raw: str | None, field: str) -> str | None:
+    value = _given(raw)
+    if value is not None and len(value) > 32:
         raise Bad("invalid_value", field, "is longer than 32 characters")
-    return raw.strip().lower()
+    return None if value is None else value.lower()
 
 
 def operator(raw: str | None, field: str) -> str:
-    if raw is None or not raw.strip():
-        raise Bad("missing_field", field, "is required")
-    if not _OPERATOR_RE.match(raw.strip()):
-        raise Bad("invalid_value", field, "must be 1-32 letters, digits, '.', '_' or '-'")
-    return raw.strip().upper()
+    return calls.operator(_required(raw, field), field)
 
 
 def timestamp(raw: str | None, field: str) -> datetime:
-    if raw is None or not raw.strip():
-        raise Bad("missing_field", field, "is required")
-    text = raw.strip()
+    value = _required(raw, field)
     try:
-        if _COMPACT_TS.match(text):
-            return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
-        ts = datetime.fromisoformat(text)
+        if _COMPACT_TS.match(value):
+            return datetime.strptime(value, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+        return fields.iso_time(value)
     except ValueError:
         raise Bad("invalid_timestamp", field, "must be ISO 8601 or YYYYMMDDhhmmss") from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
 def phone(raw: str | None, field: str, region: str) -> PhoneNumber:
-    if raw is None or not raw.strip():
-        raise Bad("missing_field", field, "is required")
-    try:
-        return normalise_phone(raw.strip(), region)
-    except InvalidIdentifier as exc:
-        raise Bad("invalid_phone", field, str(exc)) from None
+    return fields.as_phone(_required(raw, field), field, region)
 
 
 def identifier(raw: str | None, field: str) -> str:
-    if raw is None or not raw.strip():
-        raise Bad("missing_field", field, "is required")
-    if len(raw.strip()) > 128:
+    value = _required(raw, field)
+    if len(value) > 128:
         raise Bad("invalid_value", field, "is longer than 128 characters")
-    return raw.strip()
+    return value
 
 
 class CdrCsvDecoder:
@@ -127,12 +125,10 @@ class CdrCsvDecoder:
         self.region = region
 
     def __call__(self, raw: bytes | None) -> list[Call | Rejection]:
-        if not raw:
-            return [Rejection("empty", "event has no value")]
-        if len(raw) > self.max_bytes:
-            return [Rejection("too_large", f"event is {len(raw)} bytes, limit is {self.max_bytes}")]
         try:
-            text = raw.decode("utf-8-sig")
+            text = fields.sized(raw, self.max_bytes).decode("utf-8-sig")
+        except Bad as bad:
+            return [bad.rejection]
         except UnicodeDecodeError:
             return [Rejection("not_text", "CDR line is not UTF-8 text")]
         lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1)
@@ -166,7 +162,7 @@ class CdrCsvDecoder:
                 operator=operator(*cell("operator")), caller=phone(*cell("caller"), self.region),
                 callee=phone(*cell("callee"), self.region), type=call_type(*cell("type")),
                 caller_network=network(*cell("caller_network")), presentation=presentation(*cell("presentation")),
-                attestation=attestation(*cell("attestation")),
+                attestation=calls.attestation(*cell("attestation")),
             )
         except Bad as bad:
             return bad.rejection

@@ -1,8 +1,8 @@
-"""Adapters: the formats banks and telcos already stream, decoded at the edge into the contract records.
+"""Each input topic's decoder, chosen from settings: the contract JSON, or a format banks and telcos already stream.
 
-One module per format; each is a decoder like ``streams.transfers.decode_transfer``: bytes in, a record or
-a ``Rejection`` out — or a list of them when one message holds several events (a pacs.008 with N
-transactions, a CDR message with N lines). The worker picks one decoder per input topic from settings:
+A decoder takes bytes and gives a record or a ``Rejection`` (``sekat.decode.transfers.decode_transfer``), or a
+list of them when one message holds several events (a pacs.008 with N transactions, a CDR message with N
+lines):
 
     SEKAT_TRANSFERS_FORMAT   json (Transfer contract) | pacs008 (ISO 20022, XML or JSON rendering)
     SEKAT_CALLS_FORMAT       json (Call contract) | cdr-csv (SEKAT_CDR_COLUMNS, SEKAT_CDR_DELIMITER) | call-attempt

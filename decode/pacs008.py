@@ -1,12 +1,8 @@
 """ISO 20022 pacs.008 (FI-to-FI customer credit transfer) → one ``Transfer`` per ``CdtTrfTxInf``.
 
-Accepts the XML message (namespaces ``urn:iso:std:iso:20022:tech:xsd:pacs.008.001.NN``, NN ≥ 08, with
-or without a business application header envelope) and the JSON rendering some switches use (the same
-element names as keys, ``{"Document": {"FIToFICstmrCdtTrf": {...}}}`` or without the ``Document`` wrapper;
-an amount as ``{"Ccy": "MYR", "value": "1500.00"}`` — ``Amt``, ``amount``, ``#text`` or ``$`` also name
-the number, ``@Ccy`` the currency). The format is detected from the first non-blank byte.
-
-A ``pacs.002`` status report is recognised and yields ``Skipped("pacs.002")``: Sekat screens credit
+The message is read by decode/iso20022.py (XML with or without a business application header envelope,
+or the JSON rendering; pacs.008.001.08 or later) into the text of its fields; this module maps those onto
+the Transfer contract. A ``pacs.002`` status report yields ``Skipped("pacs.002")``: Sekat screens credit
 transfers only, so a status report is counted (``sekat_events_total{outcome="SKIPPED"}``) and acked.
 
 Mapping (paths relative to ``CdtTrfTxInf``):
@@ -22,370 +18,75 @@ Mapping (paths relative to ``CdtTrfTxInf``):
     channel         PmtTpInf/LclInstrm/Prtry | PmtTpInf/LclInstrm/Cd | PmtTpInf/SvcLvl/Cd
 
 Each path means its first element at each step (``p:DbtrAcct[1]/p:Id[1]/...``); in the JSON rendering a
-list stands for its first item. See "Extraction" below for how the XML is read fast, and "The mapping's happy
-path" for the fast mapping: every fast path gives up to a precise one on anything unusual, so a result or a
-dead letter does not depend on which path ran (tests/unit/test_adapter_pacs008_mapping.py).
+list stands for its first item. Every fast path (the reading's, and "The mapping's happy path" below) gives
+up to a precise one on anything unusual, so a result or a dead letter does not depend on which path ran
+(tests/unit/test_adapter_pacs008_mapping.py).
 
 A transaction that cannot be mapped becomes a ``Rejection`` whose ``field`` is the XPath at fault, e.g.
 ``/Document/FIToFICstmrCdtTrf/CdtTrfTxInf[2]/CdtrAgt/FinInstnId/BICFI``; the other transactions of the
-message are still decided. Reason codes (besides those of ``streams.decode``): ``not_xml``,
-``forbidden_dtd``, ``unsupported_message``, ``unsupported_version``, ``invalid_currency``.
-
-Safety: no DTD is ever loaded, no entity is expanded, no network is touched (lxml parser with
-``resolve_entities=False, no_network=True, load_dtd=False``), and any document carrying a DOCTYPE is refused
-(``forbidden_dtd``) — ISO 20022 messages never have one, so XXE and billion-laughs inputs die here.
+message are still decided. A message that cannot be read is one ``Rejection``. Reason codes: those of
+``sekat.decode.fields`` and ``sekat.decode.iso20022``, and ``invalid_currency``.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
-import msgspec
-import orjson
-from lxml import etree, objectify
-
+from sekat.decode import fields, iso20022
 from sekat.decode.fields import MAX_AMOUNT, Bad
+from sekat.decode.iso20022 import ROOT
 from sekat.errors import InvalidIdentifier
 from sekat.identifiers import AccountId, normalise_account, normalise_bank, normalise_phone
 from sekat.records import Party, Proxy, Rejection, Skipped, Transfer
 
 log = logging.getLogger(__name__)
 
-NS_PREFIX = "urn:iso:std:iso:20022:tech:xsd:"
-MIN_PACS008_VERSION = 8
-_NS_RE = re.compile(r"^urn:iso:std:iso:20022:tech:xsd:(pacs\.\d{3})\.001\.(\d{2})$")
 _CCY_RE = re.compile(r"^[A-Z]{3}$")
 PROXY_TYPES = {"MBNO": "MOBILE", "TELE": "MOBILE", "EMAL": "EMAIL"}
-ROOT = "/Document/FIToFICstmrCdtTrf"
 MAX_ID = 128
-
-
-def _safe_parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                           huge_tree=False, remove_comments=True, remove_pis=True)
-
-
-_PARSER = _safe_parser()
-_FEED = threading.local()  # one push parser per thread: a feed parser holds the document it is building
-
-
-def parse(raw: bytes) -> Any:
-    """The root element, parsed by libxml2 with the safe parser's options.
-
-    The push interface (``feed``/``close`` on a parser kept for the thread) costs ~1.5 µs less a message than
-    ``etree.fromstring``, which sets up a parser context per call. Any failure drops that parser and parses
-    again with ``etree.fromstring``, so a malformed message raises exactly what it raised before (same
-    ``not_xml`` message); tests/unit/test_adapter_pacs008_mapping.py holds the two to the same tree.
-    """
-    parser = getattr(_FEED, "parser", None) or _safe_parser()
-    _FEED.parser = None  # taken: a failure (or an interruption) leaves no half-fed parser for the next message
-    try:
-        parser.feed(raw)
-        root = parser.close()
-    except Exception:  # noqa: BLE001 - the reference parse decides, and names the error
-        return etree.fromstring(raw, _PARSER)
-    _FEED.parser = parser
-    return root
-
 
 Result = Transfer | Rejection | Skipped
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Extraction: both renderings become {path relative to CdtTrfTxInf: text} per transaction, so one mapping
-# serves both and names the XPath at fault whichever rendering came in. A path means its first element at
-# each step (``p:DbtrAcct[1]/p:Id[1]/p:IBAN[1]``): every element on these paths occurs at most once in a
-# valid pacs.008 (``SvcLvl`` may repeat: the first is read), and the JSON rendering reads the first item of
-# a list alike.
-#
-# XML, fast (every message): one lxml ObjectPath per field, compiled once per namespace. It walks the
-# path in C and hands Python the one element it names, so a field costs one call and one element object;
-# an XPath evaluation costs several times that, and walking the tree from Python pays for an element
-# object per child visited (see the README's adapter cost figures).
-# XML, reference (rare): one XPath per field, giving the XPath string-value. The fast reading hands a
-# transaction (or the group header) to it when a field's element is not a plain text leaf (it holds child
-# elements: mixed content), so a value is always the XPath string-value; tests hold the two to the same
-# output on every fixture and on generated messages.
-TX_PATHS = (
-    "PmtId/EndToEndId", "PmtId/TxId", "PmtId/UETR", "IntrBkSttlmAmt", "IntrBkSttlmAmt/@Ccy", "AccptncDtTm",
-    "DbtrAgt/FinInstnId/BICFI", "DbtrAcct/Id/IBAN", "DbtrAcct/Id/Othr/Id",
-    "CdtrAgt/FinInstnId/BICFI", "CdtrAcct/Id/IBAN", "CdtrAcct/Id/Othr/Id",
-    "CdtrAcct/Prxy/Id", "CdtrAcct/Prxy/Tp/Cd", "CdtrAcct/Prxy/Tp/Prtry",
-    "PmtTpInf/LclInstrm/Prtry", "PmtTpInf/LclInstrm/Cd", "PmtTpInf/SvcLvl/Cd",
-)
-HEADER_PATHS = ("MsgId", "CreDtTm")  # relative to GrpHdr
-
-# One field read by the fast path: (path, ObjectPath to its element, attribute path, attribute name).
-Field = tuple[str, Any, "str | None", "str | None"]
-
-
-def _fields(root_tag: str, paths: tuple[str, ...], prefix: str = "") -> list[Field]:
-    fields: list[Field] = []
-    for path in paths:
-        if "@" in path:
-            continue  # read on its element, which is a field too
-        attr_path = next((p for p in paths if p.startswith(path + "/@")), None)
-        find = objectify.ObjectPath(f"{root_tag}.{prefix}{path.replace('/', '.')}")
-        fields.append((path, find, attr_path, attr_path.rsplit("@", 1)[1] if attr_path else None))
-    return fields
-
-
-def _xpath(path: str) -> str:
-    """``A/B/@c`` → ``p:A[1]/p:B[1]/@c``: the first element at each step."""
-    return "/".join(step if step.startswith("@") else f"p:{step}[1]" for step in path.split("/"))
-
-
-def read_fields(el: Any, fields: list[Field]) -> dict[str, str] | None:
-    """The fields under ``el`` (empty values left out); None when one is not a plain text leaf."""
-    out: dict[str, str] = {}
-    for path, find, attr_path, attr in fields:
-        found = find(el, None)
-        if found is None:
-            continue
-        if len(found):  # child elements: its value is the string-value of the whole subtree
-            return None
-        text = found.text
-        if text:
-            out[path] = text
-        if attr_path is not None:
-            value = found.get(attr)
-            if value:
-                out[attr_path] = value
-    return out
-
-
-class Schema:
-    """How to read one namespace's pacs.008: element tags, the fast fields and the reference XPaths."""
-
-    def __init__(self, namespace: str) -> None:
-        ns = {"p": namespace}
-        self.transaction = f"{{{namespace}}}CdtTrfTxInf"
-        self.header_fields = _fields(f"{{{namespace}}}FIToFICstmrCdtTrf", HEADER_PATHS, "GrpHdr.")
-        self.tx_fields = _fields(self.transaction, TX_PATHS)
-        self.header_xpaths = {p: etree.XPath(f"string(p:GrpHdr[1]/{_xpath(p)})", namespaces=ns, smart_strings=False)
-                              for p in HEADER_PATHS}
-        self.tx_xpaths = {p: etree.XPath(f"string({_xpath(p)})", namespaces=ns, smart_strings=False)
-                          for p in TX_PATHS}
-
-    def read(self, body: Any) -> tuple[dict[str, str], list[dict[str, str]]]:
-        """The group header and each transaction of a FIToFICstmrCdtTrf (``body``)."""
-        header = read_fields(body, self.header_fields)
-        if header is None:
-            header = self.reference(body, self.header_xpaths)
-        transactions = []
-        for tx in body.iterchildren(self.transaction):
-            flat = read_fields(tx, self.tx_fields)
-            transactions.append(self.reference(tx, self.tx_xpaths) if flat is None else flat)
-        return header, transactions
-
-    @staticmethod
-    def reference(el: Any, xpaths: dict[str, Any]) -> dict[str, str]:
-        """Each field by its own XPath: the reading that defines what the fast one must give."""
-        return {path: value for path, xpath in xpaths.items() if (value := xpath(el))}
-
-
-_SCHEMAS: dict[str, Schema] = {}  # bounded: only namespaces that passed _NS_RE (pacs.008.001.08..99)
-
-
-def schema(namespace: str) -> Schema:
-    found = _SCHEMAS.get(namespace)
-    if found is None:
-        found = _SCHEMAS[namespace] = Schema(namespace)
-    return found
-
-
-# The JSON rendering: walk the decoded object once, into the keys on the way to a field only.
-_AMOUNT_KEYS = ("value", "Amt", "amount", "#text", "$")
-KeyTree = dict[str, "KeyTree"]
-
-
-def _key_tree(paths: tuple[str, ...]) -> KeyTree:
-    tree: KeyTree = {}
-    for path in paths:
-        node = tree
-        for step in path.split("/"):
-            if not step.startswith("@"):
-                node = node.setdefault(step, {})
-    return tree
-
-
-_JSON_TX = _key_tree(TX_PATHS)
-_JSON_HEADER = _key_tree(HEADER_PATHS)
-
-
-def _flatten_json(node: dict[str, Any], prefix: str, out: dict[str, str], tree: KeyTree) -> None:
-    """Add to ``out`` the fields under ``node`` that ``tree`` leads to; a list stands for its first item."""
-    for key, sub in tree.items():
-        value = node.get(key)
-        if value is None:
-            continue
-        if isinstance(value, list):  # a repeated element: the first, as in the XML (p:A[1])
-            if not value or value[0] is None:
-                continue
-            value = value[0]
-        if isinstance(value, dict):
-            if sub:
-                _flatten_json(value, prefix + key + "/", out, sub)
-                continue
-            # Where a field's value is expected, an object is an amount: {"Ccy": "MYR", "value": "1.00"}.
-            ccy = value.get("Ccy", value.get("@Ccy"))
-            if ccy is not None:
-                for amount_key in _AMOUNT_KEYS:
-                    if amount_key in value:
-                        out[prefix + key] = str(value[amount_key])
-                        out[prefix + key + "/@Ccy"] = str(ccy)
-                        break
-        elif not sub and not isinstance(value, bool):
-            out[prefix + key] = str(value)
-
-
-# The JSON rendering, fast (every message): msgspec converts each transaction (and the group header) that
-# orjson decoded into typed structs holding only the elements on the field paths, in C; the structs give the
-# same {path: text} as ``_flatten_json``. Only the plain shape converts: an object where a path goes on, a
-# string where a field is, an amount as {"Ccy": "...", "value": "..."}. Anything else (a list, a number, null
-# where an object goes on, another amount spelling) raises ValidationError and ``_flatten_json`` reads that
-# transaction. orjson still decodes the whole message, so which bytes are JSON is decided as before.
-class _JsonAmount(msgspec.Struct):
-    Ccy: str
-    value: str
-
-
-class _JsonFinInstnId(msgspec.Struct):
-    BICFI: str | None = None
-
-
-class _JsonAgent(msgspec.Struct):
-    FinInstnId: _JsonFinInstnId | None = None
-
-
-class _JsonOther(msgspec.Struct):
-    Id: str | None = None
-
-
-class _JsonAccountId(msgspec.Struct):
-    IBAN: str | None = None
-    Othr: _JsonOther | None = None
-
-
-class _JsonProxyType(msgspec.Struct):
-    Cd: str | None = None
-    Prtry: str | None = None
-
-
-class _JsonProxy(msgspec.Struct):
-    Id: str | None = None
-    Tp: _JsonProxyType | None = None
-
-
-class _JsonDebtorAccount(msgspec.Struct):
-    Id: _JsonAccountId | None = None
-
-
-class _JsonCreditorAccount(msgspec.Struct):
-    Id: _JsonAccountId | None = None
-    Prxy: _JsonProxy | None = None
-
-
-class _JsonPaymentId(msgspec.Struct):
-    EndToEndId: str | None = None
-    TxId: str | None = None
-    UETR: str | None = None
-
-
-class _JsonLocalInstrument(msgspec.Struct):
-    Prtry: str | None = None
-    Cd: str | None = None
-
-
-class _JsonServiceLevel(msgspec.Struct):
-    Cd: str | None = None
-
-
-class _JsonPaymentType(msgspec.Struct):
-    LclInstrm: _JsonLocalInstrument | None = None
-    SvcLvl: _JsonServiceLevel | None = None
-
-
-class _JsonTransaction(msgspec.Struct):
-    PmtId: _JsonPaymentId | None = None
-    IntrBkSttlmAmt: _JsonAmount | None = None
-    AccptncDtTm: str | None = None
-    DbtrAgt: _JsonAgent | None = None
-    DbtrAcct: _JsonDebtorAccount | None = None
-    CdtrAgt: _JsonAgent | None = None
-    CdtrAcct: _JsonCreditorAccount | None = None
-    PmtTpInf: _JsonPaymentType | None = None
-
-
-class _JsonGroupHeader(msgspec.Struct):
-    MsgId: str | None = None
-    CreDtTm: str | None = None
-
-
-_NO_ID = _JsonPaymentId()
-_NO_AGENT = _JsonFinInstnId()
-_NO_ACCOUNT = _JsonAccountId()
-_NO_OTHER = _JsonOther()
-_NO_PROXY = _JsonProxy()
-_NO_PROXY_TYPE = _JsonProxyType()
-_NO_PAYMENT_TYPE = _JsonPaymentType()
-_NO_INSTRUMENT = _JsonLocalInstrument()
-_NO_SERVICE = _JsonServiceLevel()
-
-
-def _transaction_fields(tx: _JsonTransaction) -> dict[str, str]:
-    """{path: text} of one typed transaction: what ``_flatten_json`` gives for the same object."""
-    pmt = tx.PmtId or _NO_ID
-    amount = tx.IntrBkSttlmAmt
-    debtor = (tx.DbtrAcct.Id if tx.DbtrAcct else None) or _NO_ACCOUNT
-    creditor = tx.CdtrAcct
-    creditor_id = (creditor.Id if creditor else None) or _NO_ACCOUNT
-    proxy = (creditor.Prxy if creditor else None) or _NO_PROXY
-    proxy_type = proxy.Tp or _NO_PROXY_TYPE
-    payment_type = tx.PmtTpInf or _NO_PAYMENT_TYPE
-    instrument = payment_type.LclInstrm or _NO_INSTRUMENT
-    fields = {
-        "PmtId/EndToEndId": pmt.EndToEndId, "PmtId/TxId": pmt.TxId, "PmtId/UETR": pmt.UETR,
-        "IntrBkSttlmAmt": amount.value if amount else None, "IntrBkSttlmAmt/@Ccy": amount.Ccy if amount else None,
-        "AccptncDtTm": tx.AccptncDtTm,
-        "DbtrAgt/FinInstnId/BICFI": ((tx.DbtrAgt.FinInstnId if tx.DbtrAgt else None) or _NO_AGENT).BICFI,
-        "DbtrAcct/Id/IBAN": debtor.IBAN, "DbtrAcct/Id/Othr/Id": (debtor.Othr or _NO_OTHER).Id,
-        "CdtrAgt/FinInstnId/BICFI": ((tx.CdtrAgt.FinInstnId if tx.CdtrAgt else None) or _NO_AGENT).BICFI,
-        "CdtrAcct/Id/IBAN": creditor_id.IBAN, "CdtrAcct/Id/Othr/Id": (creditor_id.Othr or _NO_OTHER).Id,
-        "CdtrAcct/Prxy/Id": proxy.Id, "CdtrAcct/Prxy/Tp/Cd": proxy_type.Cd, "CdtrAcct/Prxy/Tp/Prtry": proxy_type.Prtry,
-        "PmtTpInf/LclInstrm/Prtry": instrument.Prtry, "PmtTpInf/LclInstrm/Cd": instrument.Cd,
-        "PmtTpInf/SvcLvl/Cd": (payment_type.SvcLvl or _NO_SERVICE).Cd,
-    }
-    return {path: value for path, value in fields.items() if value is not None}
-
-
-def _json_transaction(tx: dict[str, Any]) -> dict[str, str]:
-    """The fields of one transaction of the JSON rendering, by path."""
+def decode_pacs008(raw: bytes | None, max_bytes: int = 65536, region: str = "MY") -> list[Result]:
+    """One result per credit transfer transaction; ``[Rejection]`` when the whole message is unusable."""
     try:
-        return _transaction_fields(msgspec.convert(tx, _JsonTransaction))
-    except msgspec.ValidationError:
-        flat: dict[str, str] = {}
-        _flatten_json(tx, "", flat, _JSON_TX)
-        return flat
+        message = iso20022.read_message(fields.sized(raw, max_bytes))
+        if message.kind == iso20022.PACS002:
+            return [Skipped(message.kind)]
+        return _transfers(message.header, message.transactions, region)
+    except Bad as bad:
+        return [bad.rejection]
+    except Exception as exc:  # noqa: BLE001 - no input may stop the worker; a bug here is counted, kept
+        log.exception("pacs.008 adapter failed on a message")
+        return [Rejection("internal_error", f"adapter failed: {type(exc).__name__}")]
 
 
-def _json_header(group_header: dict[str, Any]) -> dict[str, str]:
-    try:
-        typed = msgspec.convert(group_header, _JsonGroupHeader)
-    except msgspec.ValidationError:
-        header: dict[str, str] = {}
-        _flatten_json(group_header, "", header, _JSON_HEADER)
-        return header
-    return {path: value for path, value in (("MsgId", typed.MsgId), ("CreDtTm", typed.CreDtTm)) if value is not None}
+def _transfers(header: dict[str, str], transactions: list[dict[str, str]], region: str) -> list[Result]:
+    """Each transaction's Transfer, or its Rejection; raises ``Bad`` when the message as a whole is at fault."""
+    msg_id = _text(header, "MsgId", f"{ROOT}/GrpHdr", required=True, max_len=35)
+    assert msg_id is not None
+    if not transactions:
+        raise Bad("missing_field", f"{ROOT}/CdtTrfTxInf", "a pacs.008 needs at least one transaction")
+    created = _created(header)
+    results: list[Result] = []
+    for index, flat in enumerate(transactions, start=1):
+        fast = _fast_transaction(flat, msg_id, created, index, region)
+        if fast is not None:
+            results.append(fast)
+            continue
+        try:
+            results.append(_transaction(flat, msg_id, created, index, region))
+        except (Bad, _Rejected) as bad:
+            results.append(bad.rejection)
+    return results
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Mapping one flattened transaction onto the Transfer contract.
+# Mapping one transaction's fields onto the Transfer contract, naming the XPath at fault.
 
 def _text(flat: dict[str, str], path: str, base: str, required: bool = False, max_len: int = MAX_ID) -> str | None:
     value = flat.get(path)
@@ -403,10 +104,7 @@ def _text(flat: dict[str, str], path: str, base: str, required: bool = False, ma
 def _bank(flat: dict[str, str], path: str, base: str) -> str:
     raw = _text(flat, path, base, required=True, max_len=16)
     assert raw is not None
-    try:
-        return normalise_bank(raw)
-    except InvalidIdentifier as exc:
-        raise Bad("invalid_bank", f"{base}/{path}", str(exc)) from None
+    return fields.as_bank(raw, f"{base}/{path}")
 
 
 _ACCOUNT_PATHS = {acct: (f"{acct}/Id/IBAN", f"{acct}/Id/Othr/Id") for acct in ("DbtrAcct", "CdtrAcct")}
@@ -416,19 +114,15 @@ def _account(flat: dict[str, str], bic: str, acct: str, base: str) -> AccountId 
     for path in _ACCOUNT_PATHS[acct]:
         raw = _text(flat, path, base, max_len=64)
         if raw is not None:
-            try:
-                return normalise_account(bic, raw)
-            except InvalidIdentifier as exc:
-                raise Bad("invalid_account", f"{base}/{path}", str(exc)) from None
+            return fields.as_account(bic, raw, f"{base}/{path}")
     return None
 
 
 def _timestamp(raw: str, field: str) -> datetime:
     try:
-        ts = datetime.fromisoformat(raw)
+        return fields.iso_time(raw)
     except ValueError:
         raise Bad("invalid_timestamp", field, "must be an ISO 8601 date-time such as 2026-11-28T10:15:00") from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
 def _created(header: dict[str, str]) -> datetime | Rejection:
@@ -449,6 +143,13 @@ class _Rejected(Exception):
         self.rejection = rejection
 
 
+def _proxy_type(code: str | None, proxy_id: str) -> str:
+    """The contract's proxy type: the code, named as the contract names it; without one, told from the id."""
+    if code:
+        return PROXY_TYPES.get(code.upper(), code.upper())
+    return "MOBILE" if proxy_id.startswith("+") else "PROXY"
+
+
 def _transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejection, index: int,
                  region: str) -> Transfer:
     base = f"{ROOT}/CdtTrfTxInf[{index}]"
@@ -465,12 +166,7 @@ def _transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejectio
 
     raw_amount = _text(flat, "IntrBkSttlmAmt", base, required=True, max_len=32)
     assert raw_amount is not None
-    try:
-        amount = Decimal(raw_amount)
-    except InvalidOperation:
-        raise Bad("invalid_amount", f"{base}/IntrBkSttlmAmt", "is not a decimal number") from None
-    if not amount.is_finite() or amount <= 0 or amount > MAX_AMOUNT:
-        raise Bad("invalid_amount", f"{base}/IntrBkSttlmAmt", "must be a positive finite amount")
+    amount = fields.as_amount(raw_amount, f"{base}/IntrBkSttlmAmt")
     currency = _text(flat, "IntrBkSttlmAmt/@Ccy", base, required=True, max_len=16)
     if currency is None or not _CCY_RE.match(currency):
         raise Bad("invalid_currency", f"{base}/IntrBkSttlmAmt/@Ccy", "must be an ISO 4217 code such as MYR")
@@ -487,13 +183,8 @@ def _transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejectio
     if proxy_id is not None:
         code = _text(flat, "CdtrAcct/Prxy/Tp/Cd", base, max_len=35) or _text(flat, "CdtrAcct/Prxy/Tp/Prtry", base,
                                                                            max_len=35)
-        kind = PROXY_TYPES.get(code.upper(), code.upper()) if code else "MOBILE" if proxy_id.startswith("+") else "PROXY"
-        mobile = None
-        if kind == "MOBILE":
-            try:
-                mobile = normalise_phone(proxy_id, region)
-            except InvalidIdentifier as exc:
-                raise Bad("invalid_phone", f"{base}/CdtrAcct/Prxy/Id", str(exc)) from None
+        kind = _proxy_type(code, proxy_id)
+        mobile = fields.as_phone(proxy_id, f"{base}/CdtrAcct/Prxy/Id", region) if kind == "MOBILE" else None
         proxy = Proxy(kind, proxy_id, mobile)
     if payee_account is None and proxy is None:
         raise Bad("missing_field", f"{base}/CdtrAcct", "creditor account needs Id/IBAN, Id/Othr/Id or Prxy/Id")
@@ -506,11 +197,12 @@ def _transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejectio
                     Party(payee_bank, payee_account), proxy, channel, currency, end_to_end_id, tx_id, uetr)
 
 
+# ---------------------------------------------------------------------------------------------------------
 # The mapping's happy path: the same Transfer as ``_transaction`` for a transaction it finds plainly valid,
-# with the checks inline (no helper call per field) and the identifiers through the same cached
-# normalisers; anything it does not like (a missing, blank or over-long value, a bad amount, time, currency
-# or identifier) makes it give up, and ``_transaction`` decides and names the XPath at fault. So a valid
-# transaction costs this path only. tests/unit/test_adapter_pacs008_mapping.py holds the two to one answer.
+# with the checks inline and the identifiers through the same cached normalisers; anything it does not like
+# (a missing, blank or over-long value, a bad amount, time, currency or identifier) makes it give up, and
+# ``_transaction`` decides and names the XPath at fault. So a valid transaction costs this path only.
+# tests/unit/test_adapter_pacs008_mapping.py holds the two to one answer.
 class _Unclear(Exception):
     """The fast mapping gives up: the precise one decides."""
 
@@ -541,9 +233,7 @@ def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rej
         uetr = _clean(get("PmtId/UETR"), 36)
         accepted = _clean(get("AccptncDtTm"), 64)
         if accepted is not None:
-            occurred_at = datetime.fromisoformat(accepted)
-            if occurred_at.tzinfo is None:
-                occurred_at = occurred_at.replace(tzinfo=timezone.utc)
+            occurred_at = fields.iso_time(accepted)
         elif isinstance(created, Rejection):
             return None
         else:
@@ -562,9 +252,8 @@ def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rej
         proxy = None
         proxy_id = _clean(get("CdtrAcct/Prxy/Id"), 64)
         if proxy_id is not None:
-            code = _clean(get("CdtrAcct/Prxy/Tp/Cd"), 35) or _clean(get("CdtrAcct/Prxy/Tp/Prtry"), 35)
-            kind = (PROXY_TYPES.get(code.upper(), code.upper()) if code
-                    else "MOBILE" if proxy_id.startswith("+") else "PROXY")
+            kind = _proxy_type(_clean(get("CdtrAcct/Prxy/Tp/Cd"), 35) or _clean(get("CdtrAcct/Prxy/Tp/Prtry"), 35),
+                               proxy_id)
             proxy = Proxy(kind, proxy_id, normalise_phone(proxy_id, region) if kind == "MOBILE" else None)
         elif payee_account is None:
             return None
@@ -577,137 +266,3 @@ def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rej
     return Transfer(f"{msg_id}/{index}", occurred_at, tx_id or end_to_end_id, amount,
                     Party(payer_bank, payer_account), Party(payee_bank, payee_account), proxy, channel, currency,
                     end_to_end_id, tx_id, uetr)
-
-
-def _message(header: dict[str, str], transactions: list[dict[str, str]], region: str) -> list[Result]:
-    msg_id = _text(header, "MsgId", f"{ROOT}/GrpHdr", required=True, max_len=35)
-    assert msg_id is not None
-    if not transactions:
-        raise Bad("missing_field", f"{ROOT}/CdtTrfTxInf", "a pacs.008 needs at least one transaction")
-    created = _created(header)
-    results: list[Result] = []
-    for index, flat in enumerate(transactions, start=1):
-        fast = _fast_transaction(flat, msg_id, created, index, region)
-        if fast is not None:
-            results.append(fast)
-            continue
-        try:
-            results.append(_transaction(flat, msg_id, created, index, region))
-        except (Bad, _Rejected) as bad:
-            results.append(bad.rejection)
-    return results
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Renderings.
-
-_MESSAGE_TYPES: dict[str, tuple[str, int]] = {}  # namespaces seen, a few per stream; bounded below
-
-
-def _message_type(namespace: str, where: str) -> tuple[str, int]:
-    known = _MESSAGE_TYPES.get(namespace)
-    if known is not None:
-        return known
-    match = _NS_RE.match(namespace)
-    if match is None:
-        raise Bad("unsupported_message", where, f"namespace {namespace[:80]!r} is not an ISO 20022 message")
-    known = match.group(1), int(match.group(2))
-    if len(_MESSAGE_TYPES) < 256:
-        _MESSAGE_TYPES[namespace] = known
-    return known
-
-
-def _check_version(kind: str, version: int, where: str) -> None:
-    if kind == "pacs.008" and version < MIN_PACS008_VERSION:
-        raise Bad("unsupported_version", where,
-                   f"pacs.008.001.{version:02d} is not supported; use pacs.008.001.08 or later")
-
-
-def _decode_xml(raw: bytes, region: str) -> list[Result]:
-    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
-        raise Bad("forbidden_dtd", "", "XML with a DOCTYPE or entity declaration is refused")
-    try:
-        root = parse(raw)
-    except etree.XMLSyntaxError as exc:
-        raise Bad("not_xml", "", f"not well-formed XML ({str(exc)[:100]})") from None
-    if root.getroottree().docinfo.doctype:
-        raise Bad("forbidden_dtd", "", "XML with a DOCTYPE is refused")
-    tag = root.tag
-    # A business application header envelope (AppHdr + Document): screen the Document inside it.
-    if not tag.endswith("}Document"):
-        inner = [el for el in root if isinstance(el.tag, str) and el.tag.endswith("}Document")]
-        if len(inner) != 1:
-            raise Bad("unsupported_message", "/" + etree.QName(root).localname,
-                       "root element must be an ISO 20022 Document")
-        root = inner[0]
-        tag = root.tag
-    namespace = tag[1:tag.index("}")] if tag[:1] == "{" else ""
-    kind, version = _message_type(namespace, "/Document")
-    if len(root) != 1:
-        raise Bad("unsupported_message", "/Document", "Document must hold exactly one message element")
-    body = root[0]
-    if kind == "pacs.002":
-        return [Skipped("pacs.002")]
-    if kind != "pacs.008" or body.tag != f"{{{namespace}}}FIToFICstmrCdtTrf":
-        raise Bad("unsupported_message", "/Document/" + etree.QName(body).localname,
-                   f"{kind} is not screened; expected pacs.008 FIToFICstmrCdtTrf")
-    _check_version(kind, version, "/Document")
-    header, transactions = schema(namespace).read(body)
-    return _message(header, transactions, region)
-
-
-def _decode_json(raw: bytes, region: str) -> list[Result]:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Bad("not_json", "", f"value is not UTF-8 JSON ({str(exc)[:80]})") from None
-    if not isinstance(data, dict):
-        raise Bad("not_object", "", "value must be a JSON object")
-    document = data.get("Document", data)
-    if not isinstance(document, dict):
-        raise Bad("wrong_type", "/Document", "must be an object")
-    if "FIToFIPmtStsRpt" in document:
-        return [Skipped("pacs.002")]
-    body = document.get("FIToFICstmrCdtTrf")
-    if not isinstance(body, dict):
-        raise Bad("unsupported_message", "/Document",
-                   "expected FIToFICstmrCdtTrf (pacs.008) or FIToFIPmtStsRpt (pacs.002)")
-    # A rendering that names its schema (e.g. "$schema" or "xmlns") must be pacs.008.001.08 or later.
-    declared = data.get("xmlns") or document.get("xmlns") or data.get("$schema")
-    if isinstance(declared, str) and declared.startswith(NS_PREFIX):
-        kind, version = _message_type(declared, "/Document/@xmlns")
-        _check_version(kind, version, "/Document/@xmlns")
-    group_header = body.get("GrpHdr")
-    if not isinstance(group_header, dict):
-        raise Bad("missing_field", f"{ROOT}/GrpHdr", "is required")
-    header = _json_header(group_header)
-    raw_txs = body.get("CdtTrfTxInf")
-    tx_list = raw_txs if isinstance(raw_txs, list) else [raw_txs] if raw_txs is not None else []
-    transactions: list[dict[str, str]] = []
-    for index, tx in enumerate(tx_list, start=1):
-        if not isinstance(tx, dict):
-            raise Bad("wrong_type", f"{ROOT}/CdtTrfTxInf[{index}]", "must be an object")
-        transactions.append(_json_transaction(tx))
-    return _message(header, transactions, region)
-
-
-def decode_pacs008(raw: bytes | None, max_bytes: int = 65536, region: str = "MY") -> list[Result]:
-    """One result per credit transfer transaction; ``[Rejection]`` when the whole message is unusable."""
-    try:
-        if not raw:
-            raise Bad("empty", "", "event has no value")
-        if len(raw) > max_bytes:
-            raise Bad("too_large", "", f"event is {len(raw)} bytes, limit is {max_bytes}")
-        first = raw[:1]
-        if first.isspace():
-            first = raw.lstrip()[:1]
-        if first == b"<" or raw[:2] in (b"\xff\xfe", b"\xfe\xff") or raw.startswith(b"\xef\xbb\xbf<"):
-            return _decode_xml(raw, region)
-        if first == b"{":
-            return _decode_json(raw, region)
-        raise Bad("unsupported_message", "", "value is neither XML nor a JSON object")
-    except Bad as bad:
-        return [bad.rejection]
-    except Exception as exc:  # noqa: BLE001 - no input may stop the worker; a bug here is counted, kept
-        log.exception("pacs.008 adapter failed on a message")
-        return [Rejection("internal_error", f"adapter failed: {type(exc).__name__}")]

@@ -1,20 +1,20 @@
 """Decoding beside the worker's thread: a stream's decoder in child processes (SEKAT_DECODE_PROCESSES).
 
-A pacs.008 costs the worker's one thread ~20 µs a transfer to decode, against ~3 µs for the contract JSON;
+A pacs.008 costs the worker's one thread several times what a contract JSON event costs to decode, and
 nearly all of it is libxml2's parse and reading the fields, which need nothing of the worker. So the
 transfers decoder runs here, in child processes, and the worker's thread only rebuilds the records they
-send back (~2 µs a transfer, ``TransferWire``). Threads cannot do this: lxml gives the GIL back while it
-parses, but each parse then waits for the busy event loop to hand the GIL back at Python's 5 ms switch
-interval (measured: 20,000 messages took 0.35 s alone and 33-101 s beside a busy thread, README "Input
-formats, Cost").
+send back (``FlatTransfer``). Threads cannot do this: lxml gives the GIL back while it parses, but each
+parse then waits for the busy event loop to hand the GIL back at Python's 5 ms switch interval (README
+"Input formats, Cost").
 
 The protocol, one pipe pair per child: the worker writes a batch's values as one msgpack array (4-byte
-length first), the child answers with one ``Answer`` (msgpack) holding what the decoder gave for each
+length first), the child answers with one ``DecodedChunk`` (msgpack) holding what the decoder gave for each
 value, in order: a Transfer as a flat array of its fields, a Rejection or a Skipped as theirs. A batch
 is split across the children in contiguous chunks and put back together in order. The child is
-``python -m streams.offload SPEC``, SPEC being the JSON of what its decoder needs (format, size limit,
-region); it reads nothing else, gets no secrets (a minimal environment), logs to stderr with identifiers
-masked, and exits when its input closes (so it dies with the worker, whichever way the worker ends).
+``python -m sekat.decode.processes SETTINGS``, SETTINGS being the JSON of what its decoder needs (format,
+size limit, region: ``decoder_settings``); it reads nothing else, gets no secrets (a minimal environment),
+logs to stderr with identifiers masked, and exits when its input closes (so it dies with the worker,
+whichever way the worker ends).
 
 Nothing is lost if a child dies (killed, out of memory, a crash in a C library on some input): its
 unanswered chunks are decoded on the worker's thread instead, counted in
@@ -47,7 +47,7 @@ from sekat.records import Party, Proxy, Rejection, Skipped, Transfer
 
 log = logging.getLogger(__name__)
 
-_LEN = struct.Struct("<I")
+_LENGTH = struct.Struct("<I")
 RESTART_AFTER_S = 1.0
 RESTART_MAX_S = 60.0
 PIPE_BYTES = 1 << 20
@@ -55,27 +55,27 @@ STOP_WAIT_S = 2.0
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def decoder_spec(stream: str, settings: Any) -> dict[str, Any]:
+def decoder_settings(stream: str, settings: Any) -> dict[str, Any]:
     """What a child needs to build ``stream``'s decoder as the worker has it."""
     return {"stream": stream, "transfers_format": settings.transfers_format,
             "max_event_bytes": settings.max_event_bytes, "phone_region": settings.phone_region}
 
 
-def decoder(spec: dict[str, Any]) -> Callable[[bytes | None], Any]:
-    """The decoder a child runs: the worker's own, built from the same settings."""
+def build_decoder(given: dict[str, Any]) -> Callable[[bytes | None], Any]:
+    """The decoder a child runs: the worker's own, built from the same settings (``decoder_settings``)."""
     from sekat.decode.formats import transfer_decoder
     from sekat.settings import Settings
 
-    if spec["stream"] != "transfers":
-        raise ValueError(f"no decode processes for the {spec['stream']!r} stream")
-    return transfer_decoder(Settings(transfers_format=spec["transfers_format"],
-                                     max_event_bytes=int(spec["max_event_bytes"]), phone_region=spec["phone_region"]))
+    if given["stream"] != "transfers":
+        raise ValueError(f"no decode processes for the {given['stream']!r} stream")
+    return transfer_decoder(Settings(transfers_format=given["transfers_format"],
+                                     max_event_bytes=int(given["max_event_bytes"]), phone_region=given["phone_region"]))
 
 
 # A Transfer on the pipe: its fields flat, the parties' and the proxy's spelled out. The offset of
-# occurred_at is kept (ISO text); the amount is exact (decimal text). Rebuilt by ``transfer_of``, which
-# tests hold to equality with the decoder's own records (tests/unit/test_offload.py).
-class TransferWire(msgspec.Struct, array_like=True):
+# occurred_at is kept (ISO text); the amount is exact (decimal text). Rebuilt by ``rebuild_transfer``, which
+# tests hold to equality with the decoder's own records (tests/unit/test_decode_processes.py).
+class FlatTransfer(msgspec.Struct, array_like=True):
     event_id: str
     occurred_at: str  # ISO text: msgpack's own timestamp would drop the offset
     transfer_id: str
@@ -94,19 +94,21 @@ class TransferWire(msgspec.Struct, array_like=True):
     uetr: str | None
 
 
-def _phone_wire(phone: PhoneNumber | None) -> tuple[str, bool] | None:
+def _flat_account(account: AccountId | None) -> tuple[str, str] | None:
+    return None if account is None else (account.bank, account.number)
+
+
+def _flat_phone(phone: PhoneNumber | None) -> tuple[str, bool] | None:
     return None if phone is None else (phone.e164, phone.protected)
 
 
-def wire_of(t: Transfer) -> tuple[Any, ...]:
-    """A Transfer as ``TransferWire``'s array (a tuple encodes as the same msgpack array, for less work)."""
+def flatten_transfer(t: Transfer) -> tuple[Any, ...]:
+    """A Transfer as ``FlatTransfer``'s array (a tuple encodes as the same msgpack array, for less work)."""
     payer, payee, proxy = t.payer, t.payee, t.payee_proxy
     return (t.event_id, t.occurred_at.isoformat(), t.transfer_id, t.amount,
-            payer.bank, None if payer.account is None else (payer.account.bank, payer.account.number),
-            _phone_wire(payer.phone),
-            payee.bank, None if payee.account is None else (payee.account.bank, payee.account.number),
-            _phone_wire(payee.phone),
-            None if proxy is None else (proxy.type, proxy.value, _phone_wire(proxy.phone)),
+            payer.bank, _flat_account(payer.account), _flat_phone(payer.phone),
+            payee.bank, _flat_account(payee.account), _flat_phone(payee.phone),
+            None if proxy is None else (proxy.type, proxy.value, _flat_phone(proxy.phone)),
             t.channel, t.currency, t.end_to_end_id, t.tx_id, t.uetr)
 
 
@@ -126,7 +128,7 @@ def _party(bank: str, account: tuple[str, str] | None, phone: tuple[str, bool] |
     return Party(bank, None if account is None else _account(*account), None if phone is None else _phone(*phone))
 
 
-def transfer_of(w: TransferWire) -> Transfer:
+def rebuild_transfer(w: FlatTransfer) -> Transfer:
     proxy = w.proxy
     return Transfer(w.event_id, datetime.fromisoformat(w.occurred_at), w.transfer_id, w.amount,
                     _party(w.payer_bank, w.payer_account, w.payer_phone),
@@ -135,17 +137,17 @@ def transfer_of(w: TransferWire) -> Transfer:
                     w.channel, w.currency, w.end_to_end_id, w.tx_id, w.uetr)
 
 
-class Answer(msgspec.Struct, array_like=True):
+class DecodedChunk(msgspec.Struct, array_like=True):
     """A child's answer for one chunk: each value's results, by kind."""
 
     shape: list[int]  # per value: -1 for one result, n >= 0 for a list of n
     kinds: bytes  # per result: T (transfer), R (rejection), S (skipped)
-    transfers: list[TransferWire]  # sent as tuples (``wire_of``), read back as structs
+    transfers: list[FlatTransfer]  # sent as tuples (``flatten_transfer``), read back as structs
     rejections: list[tuple[str, str, str]]
     skipped: list[str]
 
 
-def answer_of(results: Sequence[Any]) -> Answer:
+def pack_chunk(results: Sequence[Any]) -> DecodedChunk:
     """What the decoder gave for each value of a chunk, for the pipe."""
     shape: list[int] = []
     kinds = bytearray()
@@ -158,7 +160,7 @@ def answer_of(results: Sequence[Any]) -> Answer:
         for item in items:
             if isinstance(item, Transfer):
                 kinds.append(84)  # T
-                transfers.append(wire_of(item))
+                transfers.append(flatten_transfer(item))
             elif isinstance(item, Rejection):
                 kinds.append(82)  # R
                 rejections.append((item.reason, item.message, item.field))
@@ -167,39 +169,38 @@ def answer_of(results: Sequence[Any]) -> Answer:
                 skipped.append(item.message)
             else:
                 raise TypeError(f"cannot send {type(item).__name__} from a decode process")
-    return Answer(shape, bytes(kinds), transfers, rejections, skipped)
+    return DecodedChunk(shape, bytes(kinds), transfers, rejections, skipped)
 
 
-def results_of(answer: Answer) -> list[Any]:
-    """The decoder's results for each value, rebuilt from an ``Answer``."""
-    transfers = iter(answer.transfers)
-    rejections = iter(answer.rejections)
-    skipped = iter(answer.skipped)
-    kinds = iter(answer.kinds)
+def unpack_chunk(chunk: DecodedChunk) -> list[Any]:
+    """The decoder's results for each value, rebuilt from a ``DecodedChunk``."""
+    transfers = iter(chunk.transfers)
+    rejections = iter(chunk.rejections)
+    skipped = iter(chunk.skipped)
+    kinds = iter(chunk.kinds)
 
     def item() -> Any:
         kind = next(kinds)
         if kind == 84:
-            return transfer_of(next(transfers))
+            return rebuild_transfer(next(transfers))
         if kind == 82:
             return Rejection(*next(rejections))
         return Skipped(next(skipped))
 
-    return [item() if n < 0 else [item() for _ in range(n)] for n in answer.shape]
+    return [item() if n < 0 else [item() for _ in range(n)] for n in chunk.shape]
 
 
-_ANSWER = msgspec.msgpack.Decoder(Answer)
+_READ_CHUNK = msgspec.msgpack.Decoder(DecodedChunk)
 
 
-def _widen(fd: int) -> None:
+def _widen_pipe(fd: int) -> None:
     """Make a pipe hold a whole batch (Linux: up to fs.pipe-max-size, 1 MiB by default); the child widens both
     of its pipes as it starts.
 
-    With the default 64 KiB, a batch of 1,000 pacs.008 messages (~800 KB) left the worker's event loop 64 KiB
-    at a time, one chunk each time the loop came round, and the loop is busy deciding the previous batch for
-    tens of milliseconds: the child spent most of its time waiting for its input (measured: the worker waited
-    18 s for answers while it decided for 14 s, and throughput fell below decoding in the worker). Answers
-    came back the same way. With the pipe as large as a batch, each side's write is one call.
+    With the default 64 KiB, a batch of 1,000 pacs.008 messages (~800 KB) leaves the worker's event loop 64 KiB
+    at a time, one piece each time the loop comes round, and the loop is busy deciding the previous batch for
+    tens of milliseconds: the child would spend most of its time waiting for its input, and answers would come
+    back the same way. With the pipe as large as a batch, each side's write is one call.
     """
     if not hasattr(fcntl, "F_SETPIPE_SZ"):
         return
@@ -236,7 +237,7 @@ class _Child:
         stdin = self.proc.stdin
         assert stdin is not None
         try:
-            stdin.write(_LEN.pack(len(payload)) + payload)
+            stdin.write(_LENGTH.pack(len(payload)) + payload)
         except (ConnectionError, RuntimeError) as exc:  # the pipe closed under us: the child is gone
             answer.set_exception(ChildGone(str(exc)))
             return answer
@@ -248,8 +249,8 @@ class _Child:
         assert stdout is not None
         try:
             while True:
-                (size,) = _LEN.unpack(await stdout.readexactly(_LEN.size))
-                results = results_of(_ANSWER.decode(await stdout.readexactly(size)))
+                (size,) = _LENGTH.unpack(await stdout.readexactly(_LENGTH.size))
+                results = unpack_chunk(_READ_CHUNK.decode(await stdout.readexactly(size)))
                 answer = self.waiting.popleft()
                 if not answer.done():
                     answer.set_result(results)
@@ -280,16 +281,17 @@ class _Child:
         self.reader.cancel()
 
 
-class Offload:
+class DecodeProcesses:
     """``processes`` children running a stream's decoder; ``submit`` a batch's values, await its results in order.
 
-    ``decode`` is the worker's own copy of the decoder, for the values a child cannot answer.
+    ``settings`` is what the children build the decoder from (``decoder_settings``); ``decode`` is the worker's
+    own copy of the decoder, for the values a child cannot answer.
     """
 
-    def __init__(self, name: str, spec: dict[str, Any], processes: int, decode: Callable[[bytes | None], Any],
+    def __init__(self, name: str, settings: dict[str, Any], processes: int, decode: Callable[[bytes | None], Any],
                  on_fallback: Callable[[int], None] = lambda n: None) -> None:
         self.name = name
-        self.spec = spec
+        self.settings = settings
         self.decode = decode
         self.processes = processes
         self.on_fallback = on_fallback
@@ -306,7 +308,7 @@ class Offload:
         env = {"PATH": os.environ.get("PATH", ""), "LANG": os.environ.get("LANG", "C.UTF-8"),
                "PYTHONPATH": str(ROOT)}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sekat.decode.processes", orjson.dumps(self.spec).decode(),
+            sys.executable, "-m", "sekat.decode.processes", orjson.dumps(self.settings).decode(),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, cwd=str(ROOT))
         self._children[slot] = _Child(proc, lambda: self._gone(slot))
         log.info("%s decode process %d started (pid %d)", self.name, slot, proc.pid)
@@ -377,23 +379,23 @@ class Offload:
         self._children = [None] * self.processes
 
 
-def serve(spec: dict[str, Any]) -> None:
+def serve(settings: dict[str, Any]) -> None:
     """The child: batches in on stdin, the decoder's results out on stdout, until stdin closes."""
-    decode_value = decoder(spec)
-    _widen(sys.stdin.fileno())
-    _widen(sys.stdout.fileno())
+    decode_value = build_decoder(settings)
+    _widen_pipe(sys.stdin.fileno())
+    _widen_pipe(sys.stdout.fileno())
     read, write = sys.stdin.buffer.read, sys.stdout.buffer
     encode, decode = msgspec.msgpack.Encoder().encode, msgspec.msgpack.Decoder(list[bytes | None]).decode
     while True:
-        head = read(_LEN.size)
-        if len(head) < _LEN.size:
+        head = read(_LENGTH.size)
+        if len(head) < _LENGTH.size:
             return
-        (size,) = _LEN.unpack(head)
+        (size,) = _LENGTH.unpack(head)
         body = read(size)
         if len(body) < size:
             return
-        answer = encode(answer_of([decode_value(value) for value in decode(body)]))
-        write.write(_LEN.pack(len(answer)) + answer)
+        answer = encode(pack_chunk([decode_value(value) for value in decode(body)]))
+        write.write(_LENGTH.pack(len(answer)) + answer)
         write.flush()
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from sekat.blocklist.filing import MAX_TTL_DAYS, identifier
 from sekat.blocklist.links import MAX_LINKS
-from sekat.decode import fields as d
+from sekat.decode import fields
+from sekat.decode.fields import Bad
 from sekat.errors import InvalidIdentifier, InvalidReport
 from sekat.identifiers import parse_key
 from sekat.records import Rejection, Report, Status
@@ -24,53 +25,59 @@ MAX_HISTORY = 10_000
 MAX_GROUP = MAX_LINKS + 1  # a derived report carries its origin's whole group
 
 
+def _identifier(data: dict[str, Any], prefix: str, region: str, protected: Collection[str]) -> tuple[str, str, str]:
+    """The identifier an object names by ``kind``, ``value`` and ``bank`` (accounts): (kind, bank, value)."""
+    kind = fields.text(data, "kind", f"{prefix}kind", max_len=16)
+    if kind not in KINDS:
+        raise Bad("invalid_value", f"{prefix}kind", "must be 'phone' or 'account'")
+    raw_value = fields.text(data, "value", f"{prefix}value", max_len=64)
+    raw_bank = fields.text(data, "bank", f"{prefix}bank", required=False, max_len=16) if kind == "account" else None
+    assert raw_value is not None
+    try:
+        bank, value = identifier(kind, raw_value, raw_bank, region, protected)
+    except InvalidReport as exc:
+        raise Bad(exc.reason, f"{prefix}{exc.field}", str(exc).split(": ", 1)[-1]) from None
+    return kind, bank, value
+
+
 def _links(data: dict[str, Any], path: str, region: str, protected: Collection[str]) -> tuple[str, ...]:
     """``links``: identifiers of the same scam, as ``{kind, value, bank}`` objects → their keys."""
     raw = data.get("links")
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise d.Bad("wrong_type", f"{path}links", f"must be a list, got {type(raw).__name__}")
+        raise Bad("wrong_type", f"{path}links", f"must be a list, got {type(raw).__name__}")
     if len(raw) > MAX_GROUP:
-        raise d.Bad("invalid_value", f"{path}links", f"has more than {MAX_GROUP} items")
+        raise Bad("invalid_value", f"{path}links", f"has more than {MAX_GROUP} items")
     keys: list[str] = []
     for i, item in enumerate(raw):
         where = f"{path}links[{i}]"
         if not isinstance(item, dict):
-            raise d.Bad("wrong_type", where, "must be an object with kind, value and bank (accounts)")
-        kind = d.text(item, "kind", f"{where}.kind", max_len=16)
-        if kind not in KINDS:
-            raise d.Bad("invalid_value", f"{where}.kind", "must be 'phone' or 'account'")
-        value = d.text(item, "value", f"{where}.value", max_len=64)
-        bank = d.text(item, "bank", f"{where}.bank", required=False, max_len=16) if kind == "account" else None
-        assert value is not None
-        try:
-            bank_code, number = identifier(kind, value, bank, region, protected)
-        except InvalidReport as exc:
-            raise d.Bad(exc.reason, f"{where}.{exc.field}", str(exc).split(": ", 1)[-1]) from None
+            raise Bad("wrong_type", where, "must be an object with kind, value and bank (accounts)")
+        kind, bank_code, number = _identifier(item, f"{where}.", region, protected)
         keys.append(f"phone:{number}" if kind == "phone" else f"account:{bank_code}:{number}")
     return tuple(dict.fromkeys(keys))
 
 
 def _origin(data: dict[str, Any], path: str, region: str) -> tuple[str, str]:
     """``origin`` and ``origin_key`` of a report derived for a link (both or neither)."""
-    origin = d.text(data, "origin", f"{path}origin", required=False, max_len=128) or ""
+    origin = fields.text(data, "origin", f"{path}origin", required=False, max_len=128) or ""
     if not origin:
         return "", ""
-    origin_key = d.text(data, "origin_key", f"{path}origin_key", max_len=100) or ""
+    origin_key = fields.text(data, "origin_key", f"{path}origin_key", max_len=100) or ""
     try:
         parsed = parse_key(origin_key, region)
     except InvalidIdentifier as exc:
-        raise d.Bad("invalid_key", f"{path}origin_key", str(exc)) from None
+        raise Bad("invalid_key", f"{path}origin_key", str(exc)) from None
     return origin, parsed.key
 
 
 def _status(data: dict[str, Any], path: str) -> Status:
-    raw = d.text(data, "status", path, max_len=16)
+    raw = fields.text(data, "status", path, max_len=16)
     try:
         return Status(raw)
     except ValueError:
-        raise d.Bad("invalid_value", path, "must be 'reported', 'confirmed' or 'revoked'") from None
+        raise Bad("invalid_value", path, "must be 'reported', 'confirmed' or 'revoked'") from None
 
 
 def _ttl(data: dict[str, Any], path: str) -> int:
@@ -78,9 +85,9 @@ def _ttl(data: dict[str, Any], path: str) -> int:
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int):
-        raise d.Bad("wrong_type", path, f"must be a whole number of days, got {type(value).__name__}")
+        raise Bad("wrong_type", path, f"must be a whole number of days, got {type(value).__name__}")
     if not 0 <= value <= MAX_TTL_DAYS:
-        raise d.Bad("invalid_value", path, f"must be between 0 and {MAX_TTL_DAYS}")
+        raise Bad("invalid_value", path, f"must be between 0 and {MAX_TTL_DAYS}")
     return value
 
 
@@ -88,28 +95,28 @@ def _optional(data: dict[str, Any], name: str, path: str, max_len: int) -> str:
     """An optional text field: absent, null and "" all mean empty."""
     if data.get(name) == "":
         return ""
-    return (d.text(data, name, f"{path}{name}", required=False, max_len=max_len) or "").strip()
+    return (fields.text(data, name, f"{path}{name}", required=False, max_len=max_len) or "").strip()
 
 
 def _item(data: dict[str, Any], kind: str, value: str, bank: str, path: str, region: str = "MY",
           protected: Collection[str] = ()) -> Report:
     """One report's own fields (the top level, or one history item)."""
-    report_id = d.text(data, "report_id", f"{path}report_id", max_len=128)
-    reported_at = d.timestamp(data, "reported_at", f"{path}reported_at")
-    source = d.text(data, "source", f"{path}source", max_len=64)
+    report_id = fields.text(data, "report_id", f"{path}report_id", max_len=128)
+    reported_at = fields.timestamp(data, "reported_at", f"{path}reported_at")
+    source = fields.text(data, "source", f"{path}source", max_len=64)
     assert report_id is not None and source is not None
     if not 2000 <= reported_at.year <= 2100:
-        raise d.Bad("invalid_timestamp", f"{path}reported_at", "must be between the years 2000 and 2100")
+        raise Bad("invalid_timestamp", f"{path}reported_at", "must be between the years 2000 and 2100")
     status = _status(data, f"{path}status")
     links = _links(data, path, region, protected)
     if links and status is Status.REVOKED:
-        raise d.Bad("invalid_value", f"{path}links", "a revocation names no links (it concerns one identifier)")
+        raise Bad("invalid_value", f"{path}links", "a revocation names no links (it concerns one identifier)")
     origin, origin_key = _origin(data, path, region)
     if len(links) > MAX_LINKS and not origin:  # a derived report carries its origin's key too
-        raise d.Bad("invalid_value", f"{path}links", f"has more than {MAX_LINKS} items")
+        raise Bad("invalid_value", f"{path}links", f"has more than {MAX_LINKS} items")
     renewal = data.get("renewal", False)
     if not isinstance(renewal, bool):
-        raise d.Bad("wrong_type", f"{path}renewal", f"must be true or false, got {type(renewal).__name__}")
+        raise Bad("wrong_type", f"{path}renewal", f"must be true or false, got {type(renewal).__name__}")
     return Report(
         report_id=report_id, reported_at=reported_at, kind=kind, value=value, bank=bank,
         status=status, source=source.strip().upper(),
@@ -123,34 +130,24 @@ def _item(data: dict[str, Any], kind: str, value: str, bank: str, path: str, reg
 
 def decode_report(raw: bytes | None, key: bytes | None = None, max_bytes: int = 1_048_576, region: str = "MY",
                   protected: Collection[str] = ()) -> Report | Rejection:
-    try:
-        data = d.load_object(raw, max_bytes)
-        kind = d.text(data, "kind", "kind", max_len=16)
-        if kind not in KINDS:
-            raise d.Bad("invalid_value", "kind", "must be 'phone' or 'account'")
-        raw_value = d.text(data, "value", "value", max_len=64)
-        raw_bank = d.text(data, "bank", "bank", required=False, max_len=16) if kind == "account" else None
-        assert raw_value is not None
-        try:
-            bank, value = identifier(kind, raw_value, raw_bank, region, protected)
-        except InvalidReport as exc:
-            raise d.Bad(exc.reason, exc.field, str(exc).split(": ", 1)[-1]) from None
-        report = _item(data, kind, value, bank, "", region, protected)
-        history = data.get("history")
-        if history is not None:
-            if not isinstance(history, list):
-                raise d.Bad("wrong_type", "history", f"must be a list, got {type(history).__name__}")
-            if len(history) > MAX_HISTORY:
-                raise d.Bad("invalid_value", "history", f"has more than {MAX_HISTORY} items")
-            items = []
-            for i, item in enumerate(history):
-                path = f"history[{i}]."
-                if not isinstance(item, dict):
-                    raise d.Bad("wrong_type", f"history[{i}]", "must be an object")
-                items.append(_item(item, kind, value, bank, path, region, protected))
-            report = replace(report, history=tuple(items))
-        if key is not None and key != report.key.encode():
-            raise d.Bad("invalid_key", "key", f"record key must be the report's identifier key ({report.kind}:...)")
-        return report
-    except d.Bad as bad:
-        return bad.rejection
+    return fields.decode_object(raw, max_bytes, lambda data: _report(data, key, region, protected))
+
+
+def _report(data: dict[str, Any], key: bytes | None, region: str, protected: Collection[str]) -> Report:
+    kind, bank, value = _identifier(data, "", region, protected)
+    report = _item(data, kind, value, bank, "", region, protected)
+    history = data.get("history")
+    if history is not None:
+        if not isinstance(history, list):
+            raise Bad("wrong_type", "history", f"must be a list, got {type(history).__name__}")
+        if len(history) > MAX_HISTORY:
+            raise Bad("invalid_value", "history", f"has more than {MAX_HISTORY} items")
+        items = []
+        for i, item in enumerate(history):
+            if not isinstance(item, dict):
+                raise Bad("wrong_type", f"history[{i}]", "must be an object")
+            items.append(_item(item, kind, value, bank, f"history[{i}].", region, protected))
+        report = replace(report, history=tuple(items))
+    if key is not None and key != report.key.encode():
+        raise Bad("invalid_key", "key", f"record key must be the report's identifier key ({report.kind}:...)")
+    return report

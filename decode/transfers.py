@@ -4,9 +4,9 @@ Two decoders, one answer. ``_decode_fast`` is the happy path: msgspec decodes
 straight into typed structs (types and lengths checked in C), identifiers go
 through the cached normalisers, and anything it does not like (a missing field,
 a wrong type, a bad identifier) makes it give up. ``_decode_precise`` then
-decodes the same bytes field by field and says exactly what is wrong, for the
-dead letter. So a valid event costs the fast path only, and a rejection costs
-both. tests/unit/test_decode_fast.py holds the two to the same answer on
+reads the event's JSON object field by field and says exactly what is wrong,
+for the dead letter. So a valid event costs the fast path only, and a rejection
+costs both. tests/unit/test_decode_fast.py holds the two to the same answer on
 generated events; the one permitted difference is that the fast path never
 looks inside fields the contract ignores, so an ignored field holding JSON
 that orjson refuses (a number out of double range, nesting deeper than 1024)
@@ -15,25 +15,25 @@ does not make the event invalid.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
-from sekat.decode import fields as d
+from sekat.decode import fields
+from sekat.decode.fields import Bad
 from sekat.errors import InvalidIdentifier
 from sekat.identifiers import normalise_account, normalise_bank
 from sekat.records import Party, Proxy, Rejection, Transfer
 
 
 def decode_transfer(raw: bytes | None, max_bytes: int = 65536, region: str = "MY") -> Transfer | Rejection:
-    return d.fast_or_precise(raw, max_bytes, region, _decode_fast, _decode_precise)
+    return fields.fast_or_precise(raw, max_bytes, region, _decode_fast, _decode_precise)
 
 
 # -- the happy path -----------------------------------------------------------------------------------------
-# Lengths as in the precise decoder (d.text's max_len per field); blank strings are checked below.
-_Id, _Short = d.Id, d.Short
+# Lengths as in the precise decoder (fields.text's max_len per field); blank strings are checked below.
+_Id, _Short = fields.Id, fields.Short
 
 
 class _Proxy(msgspec.Struct):
@@ -65,40 +65,38 @@ class _Transfer(msgspec.Struct):
 
 
 _WIRE = msgspec.json.Decoder(_Transfer)
-_UTC = timezone.utc
 
 
 def _decode_fast(raw: bytes, region: str) -> Transfer | None:
     """The Transfer for a valid event, or None: then the precise decoder decides (and explains)."""
+    blank = fields.blank
     try:
         w = _WIRE.decode(raw)
         payer, payee = w.payer, w.payee
-        if (d.blank(w.event_id) or d.blank(w.transfer_id) or d.blank(payer.bank) or d.blank(payer.account)
-                or d.blank(payee.bank) or (w.channel is not None and d.blank(w.channel))
-                or (w.currency is not None and d.blank(w.currency))):
+        if (blank(w.event_id) or blank(w.transfer_id) or blank(payer.bank) or blank(payer.account)
+                or blank(payee.bank) or (w.channel is not None and blank(w.channel))
+                or (w.currency is not None and blank(w.currency))):
             return None
-        occurred_at = datetime.fromisoformat(w.occurred_at)
-        if occurred_at.tzinfo is None:
-            occurred_at = occurred_at.replace(tzinfo=_UTC)
+        occurred_at = fields.iso_time(w.occurred_at)
         if not w.amount.isascii():  # Decimal() reads Arabic-Indic and full-width digits too
             return None
         amount = Decimal(w.amount.strip())
-        if not amount.is_finite() or amount <= 0 or amount > d.MAX_AMOUNT:
+        if not amount.is_finite() or amount <= 0 or amount > fields.MAX_AMOUNT:
             return None
         payer_party = Party(normalise_bank(payer.bank), normalise_account(payer.bank, payer.account),
-                            None if payer.phone is None else d.fast_phone(payer.phone, region))
+                            None if payer.phone is None else fields.fast_phone(payer.phone, region))
         payee_account = None
         if payee.account is not None:
-            if d.blank(payee.account):
+            if blank(payee.account):
                 return None
             payee_account = normalise_account(payee.bank, payee.account)
         proxy = None
         if payee.proxy is not None:
             p = payee.proxy
-            if d.blank(p.type) or d.blank(p.value):
+            if blank(p.type) or blank(p.value):
                 return None
             kind = p.type.upper()
-            proxy = Proxy(kind, p.value, d.fast_phone(p.value, region) if kind == "MOBILE" else None)
+            proxy = Proxy(kind, p.value, fields.fast_phone(p.value, region) if kind == "MOBILE" else None)
         elif payee_account is None:
             return None
         return Transfer(event_id=w.event_id, occurred_at=occurred_at, transfer_id=w.transfer_id, amount=amount,
@@ -110,38 +108,31 @@ def _decode_fast(raw: bytes, region: str) -> Transfer | None:
 
 
 # -- the precise path: every rejection explained ------------------------------------------------------------
-def _decode_precise(raw: bytes | None, max_bytes: int = 65536, region: str = "MY") -> Transfer | Rejection:
-    try:
-        data = d.load_object(raw, max_bytes)
-        event_id = d.text(data, "event_id", "event_id", max_len=128)
-        occurred_at = d.timestamp(data, "occurred_at")
-        transfer_id = d.text(data, "transfer_id", "transfer_id", max_len=128)
-        amount = d.amount(data, "amount")
-        payer_raw = d.obj(data, "payer", "payer")
-        payee_raw = d.obj(data, "payee", "payee")
-        assert payer_raw is not None and payee_raw is not None
-        payer_bank = d.bank(payer_raw, "bank", "payer.bank")
-        payer = Party(payer_bank, d.account(payer_bank, payer_raw, "account", "payer.account"),
-                      d.phone(payer_raw, "phone", "payer.phone", region, required=False))
-        payee_bank = d.bank(payee_raw, "bank", "payee.bank")
-        payee = Party(payee_bank, d.account(payee_bank, payee_raw, "account", "payee.account", required=False))
-        proxy = None
-        proxy_raw = d.obj(payee_raw, "proxy", "payee.proxy", required=False)
-        if proxy_raw is not None:
-            kind = d.text(proxy_raw, "type", "payee.proxy.type", max_len=32)
-            value = d.text(proxy_raw, "value", "payee.proxy.value", max_len=64)
-            assert kind is not None and value is not None
-            kind = kind.upper()
-            mobile = d.phone(proxy_raw, "value", "payee.proxy.value", region) if kind == "MOBILE" else None
-            proxy = Proxy(kind, value, mobile)
-        if payee.account is None and proxy is None:
-            raise d.Bad("missing_field", "payee.account", "payee needs an account or a proxy")
-        assert event_id is not None and transfer_id is not None
-        return Transfer(
-            event_id=event_id, occurred_at=occurred_at, transfer_id=transfer_id, amount=amount,
-            payer=payer, payee=payee, payee_proxy=proxy,
-            channel=d.text(data, "channel", "channel", required=False, max_len=32),
-            currency=d.text(data, "currency", "currency", required=False, max_len=3),
-        )
-    except d.Bad as bad:
-        return bad.rejection
+def _decode_precise(data: dict[str, Any], region: str) -> Transfer:
+    event_id, occurred_at = fields.event_id_and_time(data)
+    transfer_id = fields.text(data, "transfer_id", max_len=128)
+    amount = fields.amount(data, "amount")
+    payer_raw = fields.obj(data, "payer")
+    payee_raw = fields.obj(data, "payee")
+    assert transfer_id is not None and payer_raw is not None and payee_raw is not None
+    payer_bank = fields.bank(payer_raw, "bank", "payer.bank")
+    payer = Party(payer_bank, fields.account(payer_bank, payer_raw, "account", "payer.account"),
+                  fields.phone(payer_raw, "phone", "payer.phone", region, required=False))
+    payee_bank = fields.bank(payee_raw, "bank", "payee.bank")
+    payee = Party(payee_bank, fields.account(payee_bank, payee_raw, "account", "payee.account", required=False))
+    proxy = None
+    proxy_raw = fields.obj(payee_raw, "proxy", "payee.proxy", required=False)
+    if proxy_raw is not None:
+        kind = fields.text(proxy_raw, "type", "payee.proxy.type", max_len=32)
+        value = fields.text(proxy_raw, "value", "payee.proxy.value", max_len=64)
+        assert kind is not None and value is not None
+        kind = kind.upper()
+        mobile = fields.phone(proxy_raw, "value", "payee.proxy.value", region) if kind == "MOBILE" else None
+        proxy = Proxy(kind, value, mobile)
+    if payee.account is None and proxy is None:
+        raise Bad("missing_field", "payee.account", "payee needs an account or a proxy")
+    return Transfer(
+        event_id=event_id, occurred_at=occurred_at, transfer_id=transfer_id, amount=amount, payer=payer, payee=payee,
+        payee_proxy=proxy, channel=fields.text(data, "channel", required=False, max_len=32),
+        currency=fields.text(data, "currency", required=False, max_len=3),
+    )

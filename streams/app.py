@@ -39,7 +39,7 @@ from sekat.brake.metrics import BrakeMetrics
 from sekat.brake.store import BrakeStore
 from sekat.decode.fields import REASONS
 from sekat.decode.formats import call_decoder, transfer_decoder
-from sekat.decode.processes import Offload, decoder_spec
+from sekat.decode.processes import DecodeProcesses, decoder_settings
 from sekat.metrics.worker import WorkerMetrics
 from sekat.release.acted import ActedStore
 from sekat.release.metrics import ReleaseMetrics
@@ -267,8 +267,8 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
     # The input format of each topic (contract JSON, ISO 20022 pacs.008, CDR CSV, ...) is a setting.
     decode_transfer = transfer_decoder(settings)
     # An adapter's parse runs in child processes; the contract JSON's would cost more to hand over than to do.
-    processes = (Offload("transfers", decoder_spec("transfers", settings), settings.decode_processes, decode_transfer,
-                         metrics.decode_fallbacks.labels("transfers").inc)
+    processes = (DecodeProcesses("transfers", decoder_settings("transfers", settings), settings.decode_processes,
+                                 decode_transfer, metrics.decode_fallbacks.labels("transfers").inc)
                  if settings.decode_processes > 0 and settings.transfers_format != "json" else None)
     transfers = Screen("transfers", StreamSteps(decode_transfer, recording_who_acted(decide_transfer),
                                                 state.read_transfers, processes), services)

@@ -33,7 +33,7 @@ from sekat.records import Command, Decision, Entry, Rejection, Skipped, Source, 
 
 if TYPE_CHECKING:
     from sekat.brake.guard import Brake
-    from sekat.decode.processes import Offload
+    from sekat.decode.processes import DecodeProcesses
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class StreamSteps(Generic[R]):
     decide: Decide[R]
     read_state: ReadState[R]
     # The decoder run in child processes (SEKAT_DECODE_PROCESSES), for an adapter that costs more than a hand-over.
-    processes: Offload | None = None
+    processes: DecodeProcesses | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class Screen(Generic[R]):
         self.metrics = services.metrics
 
     @property
-    def processes(self) -> Offload | None:
+    def processes(self) -> DecodeProcesses | None:
         return self.steps.processes
 
     def prepare(self, events: Sequence[Any]) -> Awaitable[list[Any]] | None:

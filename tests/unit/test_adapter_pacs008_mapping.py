@@ -1,11 +1,10 @@
-"""pacs.008: each fast path of the adapter gives the answer of the precise path it stands in front of.
+"""pacs.008: the fast mapping gives the answer of the precise one, and so does the whole decoder.
 
 - mapping: ``_fast_transaction`` (checks inline) against ``_transaction`` (a helper per field, which names
   the XPath at fault): the same Transfer, or it gives up and the rejection comes from ``_transaction``;
-- JSON rendering: the typed structs (msgspec) against ``_flatten_json``: the same {path: text};
-- XML: the reused push parser against ``etree.fromstring``: the same tree, or the same error;
-- and the whole decoder with every fast path switched off gives what it gives with them on, rejections
-  included (reason, field and message), on generated messages in both renderings.
+- the whole decoder with every fast path switched off (the reading's, test_adapter_pacs008_reading.py, and
+  the mapping's) gives what it gives with them on, rejections included (reason, field and message), on
+  generated messages in both renderings.
 """
 
 from __future__ import annotations
@@ -16,14 +15,12 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import msgspec
 import orjson
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from sekat.decode import pacs008
+from sekat.decode import iso20022, pacs008
 from sekat.decode.pacs008 import decode_pacs008
 from sekat.records import Rejection, Transfer
 from tests.unit.test_adapter_pacs008_reading import CURRENCIES, VALUES, messages, render_json, xml_text
@@ -58,7 +55,7 @@ def field_value(path: str) -> st.SearchStrategy[str]:
 def flat_transactions(draw: st.DrawFn) -> dict[str, str]:
     """{path: text} as a reading gives it: mostly valid, any field missing, blank, padded, too long or bad."""
     flat = {}
-    for path in pacs008.TX_PATHS:
+    for path in iso20022.TX_PATHS:
         if draw(st.sampled_from([True] * 15 + [False] if path in REQUIRED else [True, False])):
             flat[path] = draw(field_value(path))
     return flat
@@ -97,106 +94,18 @@ def test_plain_transactions_take_the_fast_mapping() -> None:
     assert calls == []
 
 
-# -- the JSON rendering ---------------------------------------------------------------------------------------
-def mostly(plain: st.SearchStrategy[Any], *odd: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    """``plain`` six times in seven, else one of ``odd``."""
-    return st.sampled_from([plain] * 6 * len(odd) + list(odd)).flatmap(lambda chosen: chosen)
-
-
-text_leaf = st.one_of(xml_text, st.sampled_from(["1500.00", "MYR", "MBBEMYKL", "8001234567", ""]))
-odd_leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=False, allow_infinity=False))
-json_leaf = mostly(text_leaf, odd_leaf)
-odd_amount = st.fixed_dictionaries({}, optional={
-    "Ccy": st.one_of(st.sampled_from(CURRENCIES), st.none(), st.integers(0, 9)),
-    "@Ccy": st.sampled_from(CURRENCIES), "value": json_leaf, "Amt": json_leaf, "$": json_leaf})
-amounts = mostly(st.fixed_dictionaries({"Ccy": st.sampled_from(CURRENCIES), "value": text_leaf},
-                                       optional={"Amt": json_leaf}), odd_amount)
-
-
-def json_node(tree: dict[str, Any]) -> st.SearchStrategy[Any]:
-    """An object along ``tree`` whose members may be missing, null, lists, amounts or of the wrong type."""
-    members = {}
-    for name, sub in tree.items():
-        plain = json_node(sub) if sub else (amounts if name == "IntrBkSttlmAmt" else text_leaf)
-        members[name] = mostly(plain, st.lists(plain, max_size=2), odd_leaf, amounts, text_leaf)
-    return st.fixed_dictionaries({}, optional={**members, "Nm": json_leaf, "Ccy": json_leaf})
-
-
-@given(json_node(pacs008._JSON_TX), json_node(pacs008._JSON_HEADER))
-@settings(max_examples=400, deadline=None)
-def test_typed_json_reading_gives_what_the_walk_gives(tx: dict[str, Any], header: dict[str, Any]) -> None:
-    tx, header = orjson.loads(orjson.dumps(tx)), orjson.loads(orjson.dumps(header))  # as orjson decodes them
-    walked: dict[str, str] = {}
-    pacs008._flatten_json(tx, "", walked, pacs008._JSON_TX)
-    assert pacs008._json_transaction(tx) == walked
-    walked = {}
-    pacs008._flatten_json(header, "", walked, pacs008._JSON_HEADER)
-    assert pacs008._json_header(header) == walked
-
-
-def test_the_plain_json_shape_converts_and_another_spelling_is_walked() -> None:
-    data = orjson.loads((FIXTURES / "pacs008_v09.json").read_bytes())
-    plain, spelled = data["Document"]["FIToFICstmrCdtTrf"]["CdtTrfTxInf"]  # amount {"@Ccy", "#text": 35.5}
-    walked: dict[str, str] = {}
-    pacs008._flatten_json(plain, "", walked, pacs008._JSON_TX)
-    assert pacs008._transaction_fields(msgspec.convert(plain, pacs008._JsonTransaction)) == walked
-    assert walked["IntrBkSttlmAmt/@Ccy"] == "MYR" and walked["PmtTpInf/LclInstrm/Prtry"] == "DUITNOW"
-    with pytest.raises(msgspec.ValidationError):
-        msgspec.convert(spelled, pacs008._JsonTransaction)
-    assert pacs008._json_transaction(spelled)["IntrBkSttlmAmt"] == "35.5"
-
-
-# -- parsing ----------------------------------------------------------------------------------------------
-def by_fromstring(raw: bytes) -> Any:
-    try:
-        return etree.tostring(etree.fromstring(raw, pacs008._PARSER))
-    except etree.LxmlError as exc:
-        return type(exc), str(exc)
-
-
-def by_parse(raw: bytes) -> Any:
-    try:
-        return etree.tostring(pacs008.parse(raw))
-    except etree.LxmlError as exc:
-        return type(exc), str(exc)
-
-
-XML_SAMPLES = [p.read_bytes() for p in sorted(FIXTURES.glob("*.xml"))] + [
-    b"<a>x<!--c-->y<?pi z?></a>", b"<a>&amp;&#65;<![CDATA[<z>]]></a>", b"<a>&foo;</a>", b"<a>", b"<a/><b/>",
-    b"<a/>\x00", b"\xef\xbb\xbf<a>x</a>", b"<a>\xff</a>", b"<p:a/>", b"<a>\r\n</a>",
-    '<?xml version="1.0" encoding="UTF-16"?><a>\u00e9</a>'.encode("utf-16"),
-    '<?xml version="1.0" encoding="ISO-8859-1"?><a>\u00e9</a>'.encode("latin-1"),
-    b'<?xml version="1.0" encoding="bogus"?><a/>',
-]
-
-
-@pytest.mark.parametrize("raw", XML_SAMPLES)
-def test_the_push_parser_builds_what_fromstring_builds(raw: bytes) -> None:
-    assert by_parse(raw) == by_fromstring(raw)
-    assert by_parse(b"<ok>1</ok>") == b"<ok>1</ok>"  # an error leaves nothing behind for the next message
-
-
-@given(st.sampled_from(XML_SAMPLES[:8]), st.integers(0, 2000), st.integers(0, 40),
-       st.binary(max_size=12) | st.sampled_from([b"<", b"&", b"]]>", b"<!--", b"\xc3", b"</x>", b"<?", b"\x00"]))
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_the_push_parser_agrees_on_damaged_messages(raw: bytes, at: int, cut: int, insert: bytes) -> None:
-    at = at % (len(raw) + 1)
-    damaged = raw[:at] + insert + raw[at + cut:]
-    assert by_parse(damaged) == by_fromstring(damaged)
-
-
 # -- the whole decoder ----------------------------------------------------------------------------------------
 def all_precise(raw: bytes) -> list[Any]:
     """Decode with every fast path off: fromstring, the XPath reading, the JSON walk, the per-field mapping."""
     def walk(tx: dict[str, Any]) -> dict[str, str]:
         out: dict[str, str] = {}
-        pacs008._flatten_json(tx, "", out, pacs008._JSON_TX)
+        iso20022._flatten_json(tx, "", out, iso20022._JSON_TX)
         return out
 
     with ExitStack() as stack:
-        stack.enter_context(mock.patch.object(pacs008, "parse", lambda raw: etree.fromstring(raw, pacs008._PARSER)))
-        stack.enter_context(mock.patch.object(pacs008, "read_fields", lambda el, fields: None))
-        stack.enter_context(mock.patch.object(pacs008, "_json_transaction", walk))
+        stack.enter_context(mock.patch.object(iso20022, "parse", lambda raw: etree.fromstring(raw, iso20022._PARSER)))
+        stack.enter_context(mock.patch.object(iso20022, "read_fields", lambda el, fields: None))
+        stack.enter_context(mock.patch.object(iso20022, "_json_transaction", walk))
         stack.enter_context(mock.patch.object(pacs008, "_fast_transaction", lambda *args: None))
         return decode_pacs008(raw)
 

@@ -1,6 +1,11 @@
-"""pacs.008: the fast reading (lxml ObjectPath per field) gives what the reference reading (one XPath per
-field) gives, and the JSON rendering of a message decodes like its XML — on every fixture and on generated
-messages with missing, empty, repeated, foreign-namespace and mixed-content elements."""
+"""Reading a pacs.008 (decode/iso20022.py): each fast reading gives what the reading it stands in front of gives.
+
+- XML: the fast reading (lxml ObjectPath per field) against the reference reading (one XPath per field),
+  and the reused push parser against ``etree.fromstring``: the same tree, or the same error;
+- JSON rendering: the typed structs (msgspec) against ``_flatten_json``: the same {path: text};
+- and the JSON rendering of a message decodes like its XML — on every fixture and on generated messages with
+  missing, empty, repeated, foreign-namespace and mixed-content elements.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,14 @@ from typing import Any
 from unittest import mock
 from xml.sax.saxutils import escape, quoteattr
 
+import msgspec
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from sekat.decode import pacs008
+from sekat.decode import iso20022
 from sekat.decode.pacs008 import decode_pacs008
 from sekat.records import Rejection, Transfer
 
@@ -97,7 +104,7 @@ def render_json(kids: list[Element]) -> dict[str, Any]:
 def messages(draw: st.DrawFn, mixed: bool = True) -> tuple[str, list[list[Element]], dict[str, str]]:
     header = {"MsgId": draw(st.sampled_from(["MSG-1", "M" * 40, ""])),
               "CreDtTm": draw(st.sampled_from(["2026-11-28T18:15:00.123+08:00", "2026-11-28T10:20:00", "later"]))}
-    txs = draw(st.lists(children(pacs008._JSON_TX, mixed), min_size=1, max_size=3))
+    txs = draw(st.lists(children(iso20022._JSON_TX, mixed), min_size=1, max_size=3))
     group = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in header.items() if v)
     body = "".join(render_xml(("CdtTrfTxInf", NS, {}, "", tx)) for tx in txs)
     xml = f'<Document xmlns="{NS}"><FIToFICstmrCdtTrf><GrpHdr>{group}</GrpHdr>{body}</FIToFICstmrCdtTrf></Document>'
@@ -106,12 +113,12 @@ def messages(draw: st.DrawFn, mixed: bool = True) -> tuple[str, list[list[Elemen
 
 def reference_only(raw: bytes) -> list[Any]:
     """Decode with the fast reading switched off: every field by its XPath."""
-    with mock.patch.object(pacs008, "read_fields", lambda el, fields: None):
+    with mock.patch.object(iso20022, "read_fields", lambda el, fields: None):
         return decode_pacs008(raw)
 
 
 def body_of(raw: bytes) -> Any:
-    root = etree.fromstring(raw, pacs008._PARSER)
+    root = etree.fromstring(raw, iso20022._PARSER)
     if not root.tag.endswith("}Document"):
         root = next(el for el in root if el.tag.endswith("}Document"))
     return root, root[0]
@@ -122,9 +129,9 @@ def body_of(raw: bytes) -> Any:
 def test_fast_and_reference_readings_agree_on_generated_messages(message: Any) -> None:
     xml, _, _ = message
     root, body = body_of(xml.encode())
-    reader = pacs008.schema(NS)
+    reader = iso20022.schema(NS)
     for tx in body.iterchildren(reader.transaction):
-        fast = pacs008.read_fields(tx, reader.tx_fields)
+        fast = iso20022.read_fields(tx, reader.tx_fields)
         reference = reader.reference(tx, reader.tx_xpaths)
         if fast is None:  # only a field element holding child elements is handed over
             assert any(True for _ in tx.iter(f"{{{NS}}}b"))
@@ -144,13 +151,13 @@ def test_json_rendering_decodes_like_the_xml(message: Any) -> None:
 
 def test_plain_messages_take_the_fast_reading() -> None:
     calls = []
-    original = pacs008.Schema.reference
+    original = iso20022.Schema.reference
 
     def counted(el: Any, xpaths: Any) -> dict[str, str]:
         calls.append(el)
         return original(el, xpaths)
 
-    with mock.patch.object(pacs008.Schema, "reference", staticmethod(counted)):
+    with mock.patch.object(iso20022.Schema, "reference", staticmethod(counted)):
         results = decode_pacs008((FIXTURES / "pacs008_v08_multi.xml").read_bytes())
     assert len(results) == 3 and all(isinstance(r, Transfer) for r in results) and calls == []
 
@@ -192,3 +199,91 @@ def test_json_account_currency_does_not_hide_the_account() -> None:
     assert isinstance(first, Transfer)
     assert first.payee.account.value == "CIBBMYKL:8001234567"
     assert first.payer.account.value == "MBBEMYKL:514012345678"
+
+
+# -- the JSON rendering ---------------------------------------------------------------------------------------
+def mostly(plain: st.SearchStrategy[Any], *odd: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``plain`` six times in seven, else one of ``odd``."""
+    return st.sampled_from([plain] * 6 * len(odd) + list(odd)).flatmap(lambda chosen: chosen)
+
+
+text_leaf = st.one_of(xml_text, st.sampled_from(["1500.00", "MYR", "MBBEMYKL", "8001234567", ""]))
+odd_leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=False, allow_infinity=False))
+json_leaf = mostly(text_leaf, odd_leaf)
+odd_amount = st.fixed_dictionaries({}, optional={
+    "Ccy": st.one_of(st.sampled_from(CURRENCIES), st.none(), st.integers(0, 9)),
+    "@Ccy": st.sampled_from(CURRENCIES), "value": json_leaf, "Amt": json_leaf, "$": json_leaf})
+amounts = mostly(st.fixed_dictionaries({"Ccy": st.sampled_from(CURRENCIES), "value": text_leaf},
+                                       optional={"Amt": json_leaf}), odd_amount)
+
+
+def json_node(tree: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """An object along ``tree`` whose members may be missing, null, lists, amounts or of the wrong type."""
+    members = {}
+    for name, sub in tree.items():
+        plain = json_node(sub) if sub else (amounts if name == "IntrBkSttlmAmt" else text_leaf)
+        members[name] = mostly(plain, st.lists(plain, max_size=2), odd_leaf, amounts, text_leaf)
+    return st.fixed_dictionaries({}, optional={**members, "Nm": json_leaf, "Ccy": json_leaf})
+
+
+@given(json_node(iso20022._JSON_TX), json_node(iso20022._JSON_HEADER))
+@settings(max_examples=400, deadline=None)
+def test_typed_json_reading_gives_what_the_walk_gives(tx: dict[str, Any], header: dict[str, Any]) -> None:
+    tx, header = orjson.loads(orjson.dumps(tx)), orjson.loads(orjson.dumps(header))  # as orjson decodes them
+    walked: dict[str, str] = {}
+    iso20022._flatten_json(tx, "", walked, iso20022._JSON_TX)
+    assert iso20022._json_transaction(tx) == walked
+    walked = {}
+    iso20022._flatten_json(header, "", walked, iso20022._JSON_HEADER)
+    assert iso20022._json_header(header) == walked
+
+
+def test_the_plain_json_shape_converts_and_another_spelling_is_walked() -> None:
+    data = orjson.loads((FIXTURES / "pacs008_v09.json").read_bytes())
+    plain, spelled = data["Document"]["FIToFICstmrCdtTrf"]["CdtTrfTxInf"]  # amount {"@Ccy", "#text": 35.5}
+    walked: dict[str, str] = {}
+    iso20022._flatten_json(plain, "", walked, iso20022._JSON_TX)
+    assert iso20022._transaction_fields(msgspec.convert(plain, iso20022._JsonTransaction)) == walked
+    assert walked["IntrBkSttlmAmt/@Ccy"] == "MYR" and walked["PmtTpInf/LclInstrm/Prtry"] == "DUITNOW"
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert(spelled, iso20022._JsonTransaction)
+    assert iso20022._json_transaction(spelled)["IntrBkSttlmAmt"] == "35.5"
+
+
+# -- parsing ----------------------------------------------------------------------------------------------
+def by_fromstring(raw: bytes) -> Any:
+    try:
+        return etree.tostring(etree.fromstring(raw, iso20022._PARSER))
+    except etree.LxmlError as exc:
+        return type(exc), str(exc)
+
+
+def by_parse(raw: bytes) -> Any:
+    try:
+        return etree.tostring(iso20022.parse(raw))
+    except etree.LxmlError as exc:
+        return type(exc), str(exc)
+
+
+XML_SAMPLES = [p.read_bytes() for p in sorted(FIXTURES.glob("*.xml"))] + [
+    b"<a>x<!--c-->y<?pi z?></a>", b"<a>&amp;&#65;<![CDATA[<z>]]></a>", b"<a>&foo;</a>", b"<a>", b"<a/><b/>",
+    b"<a/>\x00", b"\xef\xbb\xbf<a>x</a>", b"<a>\xff</a>", b"<p:a/>", b"<a>\r\n</a>",
+    '<?xml version="1.0" encoding="UTF-16"?><a>\u00e9</a>'.encode("utf-16"),
+    '<?xml version="1.0" encoding="ISO-8859-1"?><a>\u00e9</a>'.encode("latin-1"),
+    b'<?xml version="1.0" encoding="bogus"?><a/>',
+]
+
+
+@pytest.mark.parametrize("raw", XML_SAMPLES)
+def test_the_push_parser_builds_what_fromstring_builds(raw: bytes) -> None:
+    assert by_parse(raw) == by_fromstring(raw)
+    assert by_parse(b"<ok>1</ok>") == b"<ok>1</ok>"  # an error leaves nothing behind for the next message
+
+
+@given(st.sampled_from(XML_SAMPLES[:8]), st.integers(0, 2000), st.integers(0, 40),
+       st.binary(max_size=12) | st.sampled_from([b"<", b"&", b"]]>", b"<!--", b"\xc3", b"</x>", b"<?", b"\x00"]))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_the_push_parser_agrees_on_damaged_messages(raw: bytes, at: int, cut: int, insert: bytes) -> None:
+    at = at % (len(raw) + 1)
+    damaged = raw[:at] + insert + raw[at + cut:]
+    assert by_parse(damaged) == by_fromstring(damaged)

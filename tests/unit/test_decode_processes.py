@@ -1,7 +1,7 @@
-"""Decode processes (``streams.offload``): the records that cross the pipe are the decoder's own, in order, and
-a child that dies loses nothing.
+"""Decode processes (``sekat.decode.processes``): the records that cross the pipe are the decoder's own, in
+order, and a child that dies loses nothing.
 
-The children here are real processes running ``python -m streams.offload``, as the worker starts them.
+The children here are real processes running ``python -m sekat.decode.processes``, as the worker starts them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 
 from load_tests.adapters_bench import contract_message, harness_message, pacs008_xml
 from sekat.decode.formats import transfer_decoder
-from sekat.decode.processes import Answer, Offload, answer_of, decoder_spec, results_of
+from sekat.decode.processes import DecodedChunk, DecodeProcesses, decoder_settings, pack_chunk, unpack_chunk
 from sekat.decode.transfers import decode_transfer
 from sekat.identifiers import normalise_account, normalise_phone
 from sekat.records import Party, Proxy, Rejection, Skipped, Transfer
@@ -42,7 +42,7 @@ def samples() -> list[bytes | None]:
 
 
 def crossed(results: list[object]) -> list[object]:
-    return results_of(msgspec.msgpack.decode(msgspec.msgpack.encode(answer_of(results)), type=Answer))
+    return unpack_chunk(msgspec.msgpack.decode(msgspec.msgpack.encode(pack_chunk(results)), type=DecodedChunk))
 
 
 def test_every_result_crosses_the_pipe_unchanged() -> None:
@@ -67,38 +67,38 @@ def test_a_transfer_keeps_its_offset_exact_amount_phones_and_proxy() -> None:
 
 
 @pytest.fixture
-def offload() -> Iterator[tuple[Offload, list[int], asyncio.AbstractEventLoop]]:
+def decode_processes() -> Iterator[tuple[DecodeProcesses, list[int], asyncio.AbstractEventLoop]]:
     """Two decode processes, as SEKAT_DECODE_PROCESSES=2 starts them; the events decoded in the worker instead."""
     fallbacks: list[int] = []
-    off = Offload("transfers", decoder_spec("transfers", SETTINGS), 2, DECODE, fallbacks.append)
+    procs = DecodeProcesses("transfers", decoder_settings("transfers", SETTINGS), 2, DECODE, fallbacks.append)
     loop = asyncio.new_event_loop()
-    loop.run_until_complete(off.start())
+    loop.run_until_complete(procs.start())
     try:
-        yield off, fallbacks, loop
+        yield procs, fallbacks, loop
     finally:
-        loop.run_until_complete(off.stop())
+        loop.run_until_complete(procs.stop())
         loop.close()
 
 
-async def ask(off: Offload, values: list[bytes | None]) -> list[object]:
-    return await off.submit(values)
+async def ask(procs: DecodeProcesses, values: list[bytes | None]) -> list[object]:
+    return await procs.submit(values)
 
 
-def test_two_processes_answer_a_batch_in_order_as_the_worker_would(offload) -> None:
-    off, fallbacks, loop = offload
+def test_two_processes_answer_a_batch_in_order_as_the_worker_would(decode_processes) -> None:
+    procs, fallbacks, loop = decode_processes
     values = samples() * 5
-    got = loop.run_until_complete(ask(off, values))
+    got = loop.run_until_complete(ask(procs, values))
     assert got == [DECODE(v) for v in values]
-    assert len(off.pids()) == 2 and fallbacks == []
+    assert len(procs.pids()) == 2 and fallbacks == []
 
 
-def test_a_child_killed_mid_batch_loses_nothing_and_is_replaced(offload) -> None:
-    off, fallbacks, loop = offload
+def test_a_child_killed_mid_batch_loses_nothing_and_is_replaced(decode_processes) -> None:
+    procs, fallbacks, loop = decode_processes
     values = [harness_message(i) for i in range(20_000)]  # ~0.2-0.5 s of parsing each half: still at it
-    first = off.pids()
+    first = procs.pids()
 
     async def killed_while_decoding() -> list[object]:
-        answer = off.submit(values)
+        answer = procs.submit(values)
         os.kill(first[0], signal.SIGKILL)
         return await answer
 
@@ -108,20 +108,20 @@ def test_a_child_killed_mid_batch_loses_nothing_and_is_replaced(offload) -> None
 
     async def replaced() -> list[int]:
         for _ in range(100):
-            if len(off.pids()) == 2 and first[0] not in off.pids():
+            if len(procs.pids()) == 2 and first[0] not in procs.pids():
                 break
             await asyncio.sleep(0.05)
-        return off.pids()
+        return procs.pids()
 
     pids = loop.run_until_complete(replaced())
     assert len(pids) == 2 and first[0] not in pids and first[1] in pids
-    again = loop.run_until_complete(ask(off, values[:100]))
+    again = loop.run_until_complete(ask(procs, values[:100]))
     assert again == [DECODE(v) for v in values[:100]] and fallbacks == [10_000]
 
 
-def test_children_exit_when_stopped(offload) -> None:
-    off, _, loop = offload
-    pids = off.pids()
-    loop.run_until_complete(off.stop())
+def test_children_exit_when_stopped(decode_processes) -> None:
+    procs, _, loop = decode_processes
+    pids = procs.pids()
+    loop.run_until_complete(procs.stop())
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
