@@ -102,7 +102,7 @@ def parse(raw: bytes) -> Any:
 # XML, fast (every message): one lxml ObjectPath per field, compiled once per namespace. It walks the
 # path in C and hands Python the one element it names, so a field costs one call and one element object;
 # an XPath evaluation costs several times that, and walking the tree from Python pays for an element
-# object per child visited (see the README's adapter cost figures).
+# object per child visited (docs/input-formats.md has the cost figures).
 # XML, reference (rare): one XPath per field, giving the XPath string-value. The fast reading hands a
 # transaction (or the group header) to it when a field's element is not a plain text leaf (it holds child
 # elements: mixed content), so a value is always the XPath string-value; tests hold the two to the same

@@ -4,8 +4,8 @@ A pacs.008 costs the worker's one thread several times what a contract JSON even
 nearly all of it is libxml2's parse and reading the fields, which need nothing of the worker. So the
 transfers decoder runs here, in child processes, and the worker's thread only rebuilds the records they
 send back (``FlatTransfer``). Threads cannot do this: lxml gives the GIL back while it parses, but each
-parse then waits for the busy event loop to hand the GIL back at Python's 5 ms switch interval (README
-"Input formats, Cost").
+parse then waits for the busy event loop to hand the GIL back at Python's 5 ms switch interval
+(docs/input-formats.md, "Cost").
 
 The protocol, one pipe pair per child: the worker writes a batch's values as one msgpack array (4-byte
 length first), the child answers with one ``DecodedChunk`` (msgpack) holding what the decoder gave for each

@@ -1,1 +1,1 @@
-"""Traffic generator and end-to-end benchmarks (see load_tests/README.md)."""
+"""Traffic generator and end-to-end benchmarks (docs/performance.md says how to run each)."""

@@ -20,8 +20,8 @@ it is inflated less than wall time, though caches shared with other processes st
 ``stages_us`` splits the decoding of one-transaction messages into parse (libxml2; orjson for the JSON
 rendering), field reading (ObjectPath, group header and transactions; typed structs for JSON) and mapping
 onto the Transfer record (and checks). Each stage runs over all messages before the next, so ``read`` and
-``map`` find their input out of the CPU caches: their sum exceeds what they cost inside one decode (see the
-README).
+``map`` find their input out of the CPU caches: their sum exceeds what they cost inside one decode (see
+docs/input-formats.md).
 """
 
 from __future__ import annotations

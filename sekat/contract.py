@@ -64,7 +64,7 @@ Reasons = Annotated[list[str], Meta(description="human-readable reasons, citing 
 RuleRefs = Annotated[list[str], Meta(description="id@version of every enforce rule behind the command")]
 Outcome = Literal["ALLOW", "LABEL", "HOLD", "BLOCK"]  # rules.outcome.Outcome, lowest to highest
 Kind = Literal["phone", "account"]
-# Every reason a dead letter can carry: streams.decode.REASONS, the adapters' own and not_text (CDR).
+# Every reason a dead letter can carry: sekat.decode.fields.REASONS, the adapters' own and not_text (CDR).
 DeadLetterReason = Literal[
     "empty", "too_large", "not_json", "not_object", "missing_field", "wrong_type", "invalid_value",
     "invalid_timestamp", "invalid_amount", "invalid_bank", "invalid_account", "invalid_phone", "internal_error",
