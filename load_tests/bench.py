@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from load_tests.generate import GenResult, generate
+from load_tests.generate import generate
 from load_tests.traffic import Population
 from sekat.blocklist.connection import sync_client
 from sekat.blocklist.store import built_key
@@ -459,7 +459,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         scraper.wait_for(backlog.sent, args.timeout)
         cpu_drain = cpu_s(worker.pid) - cpu_ready
         children_drain = sum(c - children_ready.get(pid, 0.0) for pid, c in children_cpu_s(worker.pid).items())
-        drained = [(t, c) for t, c in scraper.samples if 0 < c]
         t_first = next(t for t, c in scraper.samples if c > 0)
         t_last = next(t for t, c in scraper.samples if c >= backlog.sent)
         # The first sample with events counts from the previous sample, when the worker had none.

@@ -47,7 +47,6 @@ from sekat.localstack import KafkaCluster, RedisClusterServers, free_port, stop_
 from sekat.settings import Settings
 from sekat.streams.topics import create_topics
 
-INPUTS = ("transfers", "calls")
 ASSIGNED = re.compile(rb'^sekat_consumer_end_offset\{([^}]*)\}', re.M)
 LABEL = re.compile(rb'(\w+)="([^"]*)"')
 

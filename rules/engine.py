@@ -31,12 +31,11 @@ from sekat.identifiers import parse_key
 from sekat.records import COMMAND_NAMESPACE, Action, Call, Command, Decision, Match, Report, Status, Transfer
 from sekat.rules import cross_channel, follow_money
 from sekat.rules.mule_inflow import payee_key
-from sekat.rules.outcome import Outcome, highest
+from sekat.rules.outcome import highest
 from sekat.rules.policy import Policy
 from sekat.rules.registry import Context, Finding, StateWrite
 
 log = logging.getLogger(__name__)
-AUTO_SOURCE = "sekat-rule"
 AUTO_MARK_TTL_S = 24 * 3600  # after a day without the intake applying it, a rule may report again
 
 

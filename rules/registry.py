@@ -149,9 +149,9 @@ class Registry:
         return sorted(self._rules)
 
 
-def bounded(default: Any, low: Any = None, high: Any = None, doc: str = "") -> Any:
+def bounded(default: Any, low: Any = None, high: Any = None) -> Any:
     """A parameter field with bounds, checked by ``parse_params``."""
-    return field(default=default, metadata={"low": low, "high": high, "doc": doc})
+    return field(default=default, metadata={"low": low, "high": high})
 
 
 def parse_params(rule_id: str, cls: type[P], raw: Any) -> P:

@@ -158,15 +158,6 @@ def parse_key(key: str, region: str = "MY") -> Identifier:
     raise InvalidIdentifier(f"identifier kind must be 'phone' or 'account', got {kind[:16]!r}")
 
 
-def identifier_key(kind: str, value: str, bank: str = "", region: str = "MY") -> str:
-    """The ``kind:value`` key of a raw identifier, validated (raises ``InvalidIdentifier``)."""
-    if kind == "phone":
-        return normalise_phone(value, region).key
-    if kind == "account":
-        return normalise_account(bank, value).key
-    raise InvalidIdentifier(f"kind must be 'phone' or 'account', got {kind[:16]!r}")
-
-
 def parse_protected(lines: list[str], region: str = "MY") -> frozenset[str]:
     """Keys of a protected list: one phone number or ``BIC:account`` a line; ``#`` starts a comment.
 
