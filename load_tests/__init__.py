@@ -1,1 +1,1 @@
-"""Traffic generator and end-to-end benchmarks (see load_tests/README.md)."""
+"""Traffic generator and benchmarks (README.md, "Benchmarks"); what they share is in ``load_tests.harness``."""
