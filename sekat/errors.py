@@ -8,14 +8,13 @@ the caller reports it, with a message naming the setting or field at fault.
     SekatError
     ├── ConfigError            permanent: a SEKAT_* setting is invalid (names it)
     ├── InvalidIdentifier      permanent: a phone number or account cannot be normalised
-    ├── ProtectedIdentifier    permanent: emergency/short numbers can never be listed
     ├── InvalidReport          permanent: a report field is invalid (names the field)
     ├── PolicyError            permanent: the rules policy file is invalid (names rule and field)
     └── BlocklistUnavailable   transient: Redis or Kafka did not answer or acknowledge; retry with backoff
         ├── IndexNotBuilt      transient: the index is not marked built (a rebuild is replaying sekat.reports)
         └── RebuildBusy        transient: another process holds the rebuild lock (``sekat.streams.rebuild``)
 
-The three input errors are also ``ValueError``s. Bad *events* are not
+The two input errors are also ``ValueError``s. Bad *events* are not
 exceptions: decoding returns a ``Rejection`` (see ``sekat.records``) that goes
 to the dead-letter topic.
 """
@@ -37,10 +36,6 @@ class ConfigError(SekatError):
 
 class InvalidIdentifier(SekatError, ValueError):
     """Permanent: a phone number or account cannot be normalised."""
-
-
-class ProtectedIdentifier(SekatError, ValueError):
-    """Permanent: an emergency or short service number, which can never be listed."""
 
 
 class InvalidReport(SekatError, ValueError):

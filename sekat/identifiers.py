@@ -20,7 +20,7 @@ from functools import lru_cache
 import phonenumbers
 from phonenumbers import shortnumberinfo
 
-from sekat.errors import InvalidIdentifier, ProtectedIdentifier
+from sekat.errors import InvalidIdentifier
 
 _BIC_RE = re.compile(r"^[A-Z]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?$")
 _ACCOUNT_RE = re.compile(r"^[0-9]{4,34}$")
@@ -138,14 +138,6 @@ def parse_phone(text: str, region: str = "MY") -> PhoneNumber:
     if not phonenumbers.is_possible_number(parsed):
         raise InvalidIdentifier("not a possible phone number for its country")
     return PhoneNumber(e164)
-
-
-def listable_phone(raw: str, region: str = "MY") -> PhoneNumber:
-    """A number that may be put on the blocklist: never an emergency or service number."""
-    phone = normalise_phone(raw, region)
-    if phone.protected:
-        raise ProtectedIdentifier(f"{raw.strip()[:16]} is an emergency or service number and can never be blocked")
-    return phone
 
 
 def parse_key(key: str, region: str = "MY") -> Identifier:
