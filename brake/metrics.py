@@ -1,8 +1,8 @@
-"""Metrics of the safety brake (``streams.brake``). Label values are bounded: the dimension only.
+"""Metrics of the safety brake (``sekat.brake.guard``). Label values are bounded: the dimension only.
 
     sekat_brake_trips_total{dimension}    targets this worker tripped (entry, rule, source)
     sekat_brake_engaged{dimension}        targets in shadow by the brake, as this worker last read them
-    sekat_brake_errors_total              brake counts or reads that failed (Redis); screening went on
+    sekat_brake_errors_total              brake counts or reads that failed (Redis); screening goes on
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What the release bookkeeping (``blocklist.acted``) costs on one server and on a Redis Cluster.
+"""What the release bookkeeping (``sekat.release.acted``) costs on one server and on a Redis Cluster.
 
 Starts its own Redis and a 3-master Redis Cluster on free loopback ports, then per topology times
 ``ActedStore.record`` (a batch's "who acted": ``--acts`` actions on as many entries) and ``ActedStore.due``

@@ -18,7 +18,7 @@ Phases, in one run on one machine:
                (input record timestamp -> command record timestamp) p50/p99/p99.9 at that rate, leaving out
                the first --warmup-seconds (a new generator process, the broker's first paced requests: the
                baseline shows the same start-up), and p99_ratio_to_baseline.
-Paced traffic is rendered before its clock starts, so the generator costs ~3 µs an event while it runs.
+Paced traffic is rendered before its clock starts, so the generator takes little CPU from the worker while it runs.
 Every listed event's commands are checked (recall) and every command is checked against the ground truth
 (false commands). The last line printed is the result JSON; a PNG plot is written beside it.
 """
@@ -29,11 +29,7 @@ import argparse
 import asyncio
 import os
 import re
-import shutil
-import signal
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -42,7 +38,9 @@ from typing import Any
 
 import orjson
 
-from load_tests.generate import GenResult, generate
+from load_tests.generate import generate
+from load_tests.harness import (RESULTS, ROOT, Commands, figure, local_stack, log, percentile, spawn,
+                                stop_on_sigterm, wait_http)
 from load_tests.traffic import Population
 from sekat.blocklist.connection import sync_client
 from sekat.blocklist.store import built_key
@@ -50,13 +48,7 @@ from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
 from sekat.settings import Settings
 from sekat.streams.topics import create_topics
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "load_tests" / "results"
 FILLER_BANKS = ("OCBCMYKL", "HSBCMYKL", "UOVBMYKL", "SCBLMYKX")
-
-
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def bench_policy(base: Path, choice: str) -> str:
@@ -89,10 +81,10 @@ def load_blocklist(url: str, prefix: str, population: Population, size: int, exp
     ``expiring``: the share of filler entries with an expiry (in 2027-2028, as ``sekat.records.iso`` writes
     it), as the default expiry policy gives every report; the others never expire.
 
-    The index is marked built, as a worker finds one in production. Without the marker the worker's first
-    read of it could not store the replica snapshot (a snapshot names its build), so ~15 s after start the
-    worker refreshed it in the background (``Replica.keep_stored_snapshot``): a paced read of the whole
-    index during the measured phases.
+    The index is marked built, as a worker finds one in production. Without the marker the worker could not
+    store a replica snapshot of its first read (a snapshot names its build) and would refresh it in the
+    background soon after start (``Replica.keep_stored_snapshot``): a paced read of the whole index during
+    the measured phases.
     """
     started = time.perf_counter()
     client = sync_client(url)
@@ -228,9 +220,9 @@ class Scraper(threading.Thread):
 class Progress(Scraper):
     """Events the worker has finished, from its consumer group's committed offsets, four times a second.
 
-    Asking the broker rather than the worker: scraping the worker's /metrics four times a second cost
-    it ~4% of its CPU (py-spy), which a benchmark should not charge it. The screening consumer commits a
-    batch once every output of it is acknowledged, so a committed offset means "decided and sent".
+    Asking the broker rather than the worker: scraping the worker's /metrics four times a second takes
+    CPU from the worker, which a benchmark should not charge it. The screening consumer commits a batch
+    once every output of it is acknowledged, so a committed offset means "decided and sent".
     Dead letters are read from /metrics once, at the end (``read_deadletters``).
     """
 
@@ -254,36 +246,6 @@ class Progress(Scraper):
     def read_deadletters(self) -> None:
         with urllib.request.urlopen(self.url, timeout=5) as resp:
             self.deadletters = sum(float(v) for v in self.dead.findall(resp.read()))
-
-
-class Commands(threading.Thread):
-    """Reads the command topics: (event_id, action, record timestamp ms) for every command."""
-
-    def __init__(self, bootstrap: str, topics: list[str]) -> None:
-        super().__init__(daemon=True)
-        from confluent_kafka import Consumer
-
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{time.time_ns()}",
-                                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
-        self.consumer.subscribe(topics)
-        self.seen: list[tuple[str, str, int]] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            for m in self.consumer.consume(10_000, 0.2):
-                if m.error():
-                    continue
-                body = orjson.loads(m.value())
-                self.seen.append((body["event_id"], body["action"], m.timestamp()[1]))
-        self.consumer.close()
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def after_warmup(samples: list[tuple[float, float]], warmup_s: float) -> list[float]:
@@ -338,52 +300,46 @@ def children_cpu_s(pid: int) -> dict[int, float]:
 
 def plot(path: Path, samples: list[tuple[float, float]], steady: list[tuple[float, float]], t0: float,
          marks: dict[str, float]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     xs, rates = [], []
     for (ta, ca), (tb, cb) in zip(samples, samples[1:]):
         if tb > ta:
             xs.append(tb - t0)
             rates.append((cb - ca) / (tb - ta))
-    ax1.plot(xs, rates, lw=1)
-    ax1.set_ylabel("events decided / s")
-    ax1.set_title("Sekat worker: throughput and decision latency")
-    for name, t in marks.items():
-        for ax in (ax1, ax2):
-            ax.axvline(t - t0, color="grey", ls=":", lw=1)
-        ax1.text(t - t0, ax1.get_ylim()[1] * 0.95, name, fontsize=8)
-    if steady:
-        ax2.scatter([t - t0 for t, _ in steady], [ms for _, ms in steady], s=2, alpha=0.4, label="command latency")
-        buckets: dict[int, list[float]] = {}
-        for t, ms in steady:
-            buckets.setdefault(int(t), []).append(ms)
-        keys = sorted(buckets)
-        ax2.plot([k + 0.5 - t0 for k in keys], [percentile(buckets[k], 0.99) for k in keys], color="red",
-                 label="p99 per second")
-        ax2.set_yscale("log")
-        ax2.legend(loc="upper right")
-    ax2.set_ylabel("ms (input record -> command record)")
-    ax2.set_xlabel("seconds since the worker started")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, 2, 1, (10, 7), sharex=True) as (_, (ax1, ax2)):
+        ax1.plot(xs, rates, lw=1)
+        ax1.set_ylabel("events decided / s")
+        ax1.set_title("Sekat worker: throughput and decision latency")
+        for name, t in marks.items():
+            for ax in (ax1, ax2):
+                ax.axvline(t - t0, color="grey", ls=":", lw=1)
+            ax1.text(t - t0, ax1.get_ylim()[1] * 0.95, name, fontsize=8)
+        if steady:
+            ax2.scatter([t - t0 for t, _ in steady], [ms for _, ms in steady], s=2, alpha=0.4,
+                        label="command latency")
+            buckets: dict[int, list[float]] = {}
+            for t, ms in steady:
+                buckets.setdefault(int(t), []).append(ms)
+            keys = sorted(buckets)
+            ax2.plot([k + 0.5 - t0 for k in keys], [percentile(buckets[k], 0.99) for k in keys], color="red",
+                     label="p99 per second")
+            ax2.set_yscale("log")
+            ax2.legend(loc="upper right")
+        ax2.set_ylabel("ms (input record -> command record)")
+        ax2.set_xlabel("seconds since the worker started")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    base = Path(tempfile.mkdtemp(prefix="sekat-bench-"))
-    kafka = KafkaBroker(base / "kafka", free_port(), free_port(), heap="1g")
-    redis_server = RedisServer(base / "redis", free_port())
+    log("starting Kafka and Redis")
+    with local_stack("sekat-bench-", args.keep, kafka_heap="1g") as (base, kafka, redis_server):
+        return measure(args, base, kafka, redis_server)
+
+
+def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_server: RedisServer) -> dict[str, Any]:
+    """Every phase after the set-up of the servers; stops the worker and the readers it started."""
     worker: subprocess.Popen[bytes] | None = None
     scraper: Scraper | None = None
     commands: Commands | None = None
     try:
-        log("starting Kafka and Redis")
-        redis_server.start()
-        kafka.start()
         web_port = free_port()
         env = {"SEKAT_KAFKA_BOOTSTRAP": kafka.bootstrap, "SEKAT_REDIS_URL": redis_server.url,
                "SEKAT_APP_ID": "sekat-bench", "SEKAT_WEB_PORT": str(web_port),
@@ -431,35 +387,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         commands = Commands(kafka.bootstrap, [settings.topic_freeze, settings.topic_block])
         commands.start()
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")} | env
-        started = time.time()
-        worker_log = open(base / "worker.log", "wb")
-        cmd = [sys.executable, "-m", "sekat.cli", "worker"]
+        profiler: list[str] = []
         if args.profile:
             RESULTS.mkdir(parents=True, exist_ok=True)  # pyinstrument writes the profile there
-            cmd = [sys.executable, "-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(RESULTS / "profile.txt"),
-                   "-m", "sekat.cli", "worker"]
-        worker = subprocess.Popen(cmd, env=full_env, stdout=worker_log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+            profiler = ["-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(RESULTS / "profile.txt")]
+        started = time.time()
+        worker = spawn(["worker"], env, base / "worker.log", runner=profiler)
         scraper = Progress(web_port, kafka.bootstrap, f"{settings.app_id}.screen", list(topics.values()),
                            args.partitions)
         scraper.start()
-        ready_s = None
-        while ready_s is None:
-            if worker.poll() is not None:
-                raise RuntimeError("worker exited:\n" + (base / "worker.log").read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/healthz", timeout=2) as resp:
-                    if orjson.loads(resp.read()).get("replica_ready"):
-                        ready_s = time.time() - started
-            except OSError:
-                time.sleep(0.1)
+        wait_http(f"http://127.0.0.1:{web_port}/healthz", worker, lambda b: orjson.loads(b).get("replica_ready"),
+                  args.timeout, base / "worker.log")
+        ready_s = time.time() - started
         log(f"worker ready in {ready_s:.1f}s; draining the backlog")
         cpu_ready, children_ready = cpu_s(worker.pid), children_cpu_s(worker.pid)
         scraper.wait_for(backlog.sent, args.timeout)
         cpu_drain = cpu_s(worker.pid) - cpu_ready
         children_drain = sum(c - children_ready.get(pid, 0.0) for pid, c in children_cpu_s(worker.pid).items())
-        drained = [(t, c) for t, c in scraper.samples if 0 < c]
         t_first = next(t for t, c in scraper.samples if c > 0)
         t_last = next(t for t, c in scraper.samples if c >= backlog.sent)
         # The first sample with events counts from the previous sample, when the worker had none.
@@ -547,44 +491,43 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if commands is not None:
             commands.stop.set()
         stop_process(worker)
-        kafka.stop()
-        redis_server.stop()
-        if not args.keep:
-            shutil.rmtree(base, ignore_errors=True)
-        else:
-            log(f"kept {base}")
 
 
-def main() -> None:
-    # A benchmark stopped by SIGTERM (e.g. `timeout`) still stops the servers it started, by PID.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--blocklist", type=int, default=1_000_000, help="entries in the blocklist")
-    parser.add_argument("--events", type=int, default=600_000, help="backlog events for the throughput phase")
-    parser.add_argument("--rate", type=float, default=20_000, help="offered events/s in the steady phase")
-    parser.add_argument("--steady-seconds", type=int, default=30)
-    parser.add_argument("--warmup-seconds", type=float, default=5,
-                        help="first seconds of each paced phase left out of its latency percentiles (all plotted)")
+def traffic_arguments(parser: argparse.ArgumentParser, *, blocklist: int, events: int, rate: float,
+                      steady_seconds: int, partitions: int, timeout: float) -> None:
+    """The options of this benchmark that the drivers over it (``load_tests.scale``) share, with their defaults."""
+    parser.add_argument("--blocklist", type=int, default=blocklist, help="entries in the blocklist")
+    parser.add_argument("--events", type=int, default=events, help="backlog events for the throughput phase")
+    parser.add_argument("--rate", type=float, default=rate, help="offered events/s in the steady phase")
+    parser.add_argument("--steady-seconds", type=int, default=steady_seconds)
     parser.add_argument("--listed-share", type=float, default=0.01, help="share of backlog events naming a listed id")
     parser.add_argument("--steady-listed-share", type=float, default=0.05,
                         help="share in the steady phase (higher, for enough latency samples)")
     parser.add_argument("--customers", type=int, default=200_000)
     parser.add_argument("--listed", type=int, default=2_000, help="listed identifiers that appear in traffic")
-    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--partitions", type=int, default=partitions, help="partitions per input topic")
     parser.add_argument("--procs", type=int, default=2, help="generator processes")
-    parser.add_argument("--timeout", type=float, default=240)
+    parser.add_argument("--timeout", type=float, default=timeout)
     parser.add_argument("--policy", default="blocklist-only",
                         help="shadow (shipped policy, behaviour rules in shadow: evaluated, no commands), "
                              "blocklist-only, or a policy file (its commands are judged against blocklist truth)")
+    parser.add_argument("--keep", action="store_true", help="keep the working directory (broker and worker logs)")
+
+
+def main() -> None:
+    stop_on_sigterm()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    traffic_arguments(parser, blocklist=1_000_000, events=600_000, rate=20_000, steady_seconds=30, partitions=4,
+                      timeout=240)
+    parser.add_argument("--warmup-seconds", type=float, default=5,
+                        help="first seconds of each paced phase left out of its latency percentiles (all plotted)")
     parser.add_argument("--transfers-format", choices=("json", "pacs008"), default="json",
                         help="transfers as contract JSON or as ISO 20022 pacs.008 XML (SEKAT_TRANSFERS_FORMAT)")
     parser.add_argument("--decode-processes", type=int, default=None,
                         help="SEKAT_DECODE_PROCESSES for the worker (default: the worker's own default)")
     parser.add_argument("--profile", action="store_true", help="run the worker under pyinstrument")
-    parser.add_argument("--keep", action="store_true", help="keep the broker/worker logs")
     result = run(parser.parse_args())
     print(orjson.dumps(result).decode())
-
 
 if __name__ == "__main__":
     main()

@@ -24,15 +24,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
-import signal
 import subprocess
-import sys
-import tempfile
-import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -40,87 +33,49 @@ import httpx
 import orjson
 from confluent_kafka import Producer
 
-from load_tests.bench import RESULTS, Commands, log, percentile
+from load_tests.harness import (RESULTS, Commands, api_key, figure, local_stack, log, percentile, spawn,
+                                stop_on_sigterm, wait_http)
 from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
 from sekat.settings import Settings
 from sekat.streams.topics import create_topics
 
 
-async def _api_key(settings: Settings) -> str:
-    from sekat.api.keys import ApiKeyStore
-    from sekat.blocklist.store import BlocklistStore
-
-    store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
-    try:
-        _, token = await ApiKeyStore(store.client, settings.redis_prefix).create("NSRC", ("report", "confirm"))
-        return token
-    finally:
-        await store.close()
-
-
-def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")} | env
-    return subprocess.Popen([sys.executable, "-m", "sekat.cli", *args], env=full, stdout=open(log_path, "wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], ok: Any, timeout: float = 90) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if ok(resp.read()):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} not ready in {timeout}s")
-
-
 def plot(path: Path, from_ack: list[float]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ax.hist(from_ack, bins=40)
-    ax.axvline(100, color="red", ls="--", label="100 ms target")
-    ax.set_xlabel("ms from the API's 202 until the report is in effect on every worker")
-    ax.set_ylabel("reports")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path) as (_, ax):
+        ax.hist(from_ack, bins=40)
+        ax.axvline(100, color="red", ls="--", label="100 ms target")
+        ax.set_xlabel("ms from the API's 202 until the report is in effect on every worker")
+        ax.set_ylabel("reports")
+        ax.legend()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    base = Path(tempfile.mkdtemp(prefix="sekat-fresh-"))
-    kafka = KafkaBroker(base / "kafka", free_port(), free_port())
-    redis_server = RedisServer(base / "redis", free_port())
+    with local_stack("sekat-fresh-", args.keep) as (base, kafka, redis_server):
+        return measure(args, base, kafka, redis_server)
+
+
+def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_server: RedisServer) -> dict[str, Any]:
+    """File the reports and probe every partition; stops the workers, the API and the reader it started."""
     procs: list[subprocess.Popen[bytes]] = []
     commands: Commands | None = None
     try:
-        redis_server.start()
-        kafka.start()
         env = {"SEKAT_KAFKA_BOOTSTRAP": kafka.bootstrap, "SEKAT_REDIS_URL": redis_server.url,
                "SEKAT_APP_ID": "sekat-fresh", "SEKAT_TOPIC_PARTITIONS": str(args.partitions),
                "SEKAT_LOG_LEVEL": "warning", "SEKAT_API_PORT": str(free_port())}
         settings = Settings.from_environ(env)
         create_topics(settings)
-        token = asyncio.run(_api_key(settings))
+        token = asyncio.run(api_key(settings))
         ports = []
         for i in range(args.workers):
             port = free_port()
             ports.append(port)
-            procs.append(_spawn(["worker"], env | {"SEKAT_WEB_PORT": str(port)}, base / f"worker{i}.log"))
-        api = _spawn(["api"], env, base / "api.log")
+            procs.append(spawn(["worker"], env | {"SEKAT_WEB_PORT": str(port)}, base / f"worker{i}.log"))
+        api = spawn(["api"], env, base / "api.log")
         procs.append(api)
         for i, port in enumerate(ports):
-            _wait_http(f"http://127.0.0.1:{port}/healthz", procs[i], lambda b: orjson.loads(b).get("replica_ready"))
-        _wait_http(f"http://127.0.0.1:{settings.api_port}/openapi.json", api, lambda b: True)
+            wait_http(f"http://127.0.0.1:{port}/healthz", procs[i], lambda b: orjson.loads(b).get("replica_ready"),
+                      log_path=base / f"worker{i}.log")
+        wait_http(f"http://127.0.0.1:{settings.api_port}/openapi.json", api, lambda b: True, log_path=base / "api.log")
         commands = Commands(kafka.bootstrap, [settings.topic_block])
         commands.start()
         producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 0, "acks": "all"})
@@ -224,17 +179,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             commands.stop.set()
         for proc in procs:
             stop_process(proc)
-        kafka.stop()
-        redis_server.stop()
-        if args.keep:
-            log(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 def main() -> None:
-    # A benchmark stopped by SIGTERM (e.g. `timeout`) still stops the servers it started, by PID.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reports", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)

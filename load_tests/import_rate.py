@@ -57,6 +57,7 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):  # stop what we started, whoever interrupts us
         signal.signal(sig, lambda *_: sys.exit(130))
 
+    from load_tests.harness import spawn
     from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
     from sekat.settings import Settings
     from sekat.streams.topics import create_topics
@@ -90,9 +91,7 @@ def main() -> int:
         if args.apply:
             import redis as sync_redis
 
-            log = open(base / "worker.log", "wb")
-            worker = subprocess.Popen([sys.executable, "-m", "sekat.cli", "worker"], env=env, stdout=log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+            worker = spawn(["worker"], env, base / "worker.log")
             client = sync_redis.Redis.from_url(redis.url)
             started = time.perf_counter()
             while True:

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import signal
-import sys
-import tempfile
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -27,8 +24,7 @@ import orjson
 import redis
 from kafka import KafkaConsumer
 
-from load_tests.bench import log, percentile
-from load_tests.freshness import _api_key, _spawn, _wait_http
+from load_tests.harness import api_key, local_stack, log, percentile, spawn, stop_on_sigterm, wait_http
 from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
 from sekat.settings import Settings
 from sekat.streams.topics import create_topics
@@ -40,24 +36,27 @@ def _summary(values: list[float]) -> dict[str, float | None]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    base = Path(tempfile.mkdtemp(prefix="sekat-hop-"))
-    kafka = KafkaBroker(base / "kafka", free_port(), free_port())
-    redis_server = RedisServer(base / "redis", free_port())
-    procs = []
+    with local_stack("sekat-hop-") as (base, kafka, redis_server):
+        return measure(args, base, kafka, redis_server)
+
+
+def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_server: RedisServer) -> dict[str, Any]:
+    """File the reports and poll the index; stops the worker and the API it started."""
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        redis_server.start()
-        kafka.start()
         port = free_port()
         env = {"SEKAT_KAFKA_BOOTSTRAP": kafka.bootstrap, "SEKAT_REDIS_URL": redis_server.url,
                "SEKAT_APP_ID": "sekat-hop", "SEKAT_LOG_LEVEL": "warning", "SEKAT_API_PORT": str(free_port()),
                "SEKAT_WEB_PORT": str(port)}
         settings = Settings.from_environ(env)
         create_topics(settings)
-        token = asyncio.run(_api_key(settings))
-        procs.append(_spawn(["worker"], env, base / "worker.log"))
-        procs.append(_spawn(["api"], env, base / "api.log"))
-        _wait_http(f"http://127.0.0.1:{port}/healthz", procs[0], lambda b: orjson.loads(b).get("replica_ready"))
-        _wait_http(f"http://127.0.0.1:{settings.api_port}/openapi.json", procs[1], lambda b: True)
+        token = asyncio.run(api_key(settings))
+        procs.append(spawn(["worker"], env, base / "worker.log"))
+        procs.append(spawn(["api"], env, base / "api.log"))
+        wait_http(f"http://127.0.0.1:{port}/healthz", procs[0], lambda b: orjson.loads(b).get("replica_ready"),
+                  log_path=base / "worker.log")
+        wait_http(f"http://127.0.0.1:{settings.api_port}/openapi.json", procs[1], lambda b: True,
+                  log_path=base / "api.log")
         time.sleep(args.warmup)
         index = redis.Redis.from_url(redis_server.url)
         http = httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", headers={"X-API-Key": token},
@@ -99,13 +98,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for proc in procs:
             stop_process(proc)
-        kafka.stop()
-        redis_server.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reports", type=int, default=100)
     parser.add_argument("--warmup", type=float, default=3.0)

@@ -4,8 +4,8 @@
     python -m load_tests.scale --help
     python -m load_tests.scale --bootstrap 127.0.0.1:19092,... --redis-url redis+cluster://...   # e.g. make up-cluster
 
-A thin driver over ``load_tests/bench.py``: the same generator, blocklist loader, command reader, metrics
-scraper and ground-truth check. Per worker count N, on topics of its own (replication factor 3,
+A thin driver over ``load_tests/bench.py``: the same generator, blocklist loader, metrics scraper and
+ground-truth check, and the harness's command reader. Per worker count N, on topics of its own (replication factor 3,
 ``min.insync.replicas=2``) and its own consumer group:
   1. start     N ``sekat worker`` processes; wait until the group is stable (every input partition assigned to
                exactly one worker, read from the workers' ``sekat_consumer_end_offset`` series);
@@ -25,12 +25,8 @@ behaves, not how it would scale on N machines.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -40,14 +36,15 @@ from typing import Any
 
 import orjson
 
-from load_tests.bench import RESULTS, ROOT, Commands, Scraper, bench_policy, check, load_blocklist, log, percentile
+from load_tests.bench import Scraper, bench_policy, check, load_blocklist, traffic_arguments
 from load_tests.generate import generate
+from load_tests.harness import (RESULTS, ROOT, Commands, figure, log, percentile, remove_or_keep, spawn,
+                                stop_on_sigterm)
 from load_tests.traffic import Population
 from sekat.localstack import KafkaCluster, RedisClusterServers, free_port, stop_process
 from sekat.settings import Settings
 from sekat.streams.topics import create_topics
 
-INPUTS = ("transfers", "calls")
 ASSIGNED = re.compile(rb'^sekat_consumer_end_offset\{([^}]*)\}', re.M)
 LABEL = re.compile(rb'(\w+)="([^"]*)"')
 
@@ -122,14 +119,9 @@ def run_workers(n: int, *, bootstrap: str, redis_url: str, prefix: str, base: Pa
     ports = [free_port() for _ in range(n)]
     scraper = GroupScraper(ports)
     try:
-        parent = {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")}
         for i, port in enumerate(ports):
             logs.append(base / f"{name}-{i}.log")
-            with open(logs[-1], "wb") as out:
-                procs.append(subprocess.Popen([sys.executable, "-m", "sekat.cli", "worker"],
-                                              env=parent | env | {"SEKAT_WEB_PORT": str(port)}, stdout=out,
-                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                              start_new_session=True))
+            procs.append(spawn(["worker"], env | {"SEKAT_WEB_PORT": str(port)}, logs[-1]))
         scraper.start()
         stable_s = wait_stable(scraper, procs, list(topics.values()), args.partitions, args.timeout, logs)
         log(f"{n} worker(s): group stable in {stable_s:.1f}s; producing {args.events:,} events")
@@ -175,35 +167,27 @@ def run_workers(n: int, *, bootstrap: str, redis_url: str, prefix: str, base: Pa
 
 
 def plot(path: Path, runs: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     workers = [r["workers"] for r in runs]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(workers, [r["throughput_eps"] for r in runs], marker="o", label="group")
-    ax1.plot(workers, [r["per_worker_eps"] for r in runs], marker="s", ls="--", label="per worker")
-    for r in runs:
-        if r["throughput_bound"] == "generator":
-            ax1.annotate("≥ (generator-bound)", (r["workers"], r["throughput_eps"]), fontsize=8)
-    ax1.set_xlabel("workers (one consumer group)")
-    ax1.set_ylabel("events decided / s")
-    ax1.set_xticks(workers)
-    ax1.legend()
-    ax1.set_title("throughput (backlog drain)")
-    ax2.plot(workers, [r["p99_ms"] or 0 for r in runs], marker="o", color="red", label="p99")
-    ax2.plot(workers, [r["p50_ms"] or 0 for r in runs], marker="o", color="grey", label="p50")
-    ax2.set_xlabel("workers")
-    ax2.set_ylabel(f"ms at {runs[0]['steady_rate_eps']:,.0f} events/s offered")
-    ax2.set_xticks(workers)
-    ax2.legend()
-    ax2.set_yscale("log")
-    ax2.set_title("decision latency")
-    fig.suptitle("Sekat on a 3-broker KRaft cluster + 3-master Redis Cluster (one 2-core machine)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, 1, 2, (10, 4)) as (fig, (ax1, ax2)):
+        ax1.plot(workers, [r["throughput_eps"] for r in runs], marker="o", label="group")
+        ax1.plot(workers, [r["per_worker_eps"] for r in runs], marker="s", ls="--", label="per worker")
+        for r in runs:
+            if r["throughput_bound"] == "generator":
+                ax1.annotate("≥ (generator-bound)", (r["workers"], r["throughput_eps"]), fontsize=8)
+        ax1.set_xlabel("workers (one consumer group)")
+        ax1.set_ylabel("events decided / s")
+        ax1.set_xticks(workers)
+        ax1.legend()
+        ax1.set_title("throughput (backlog drain)")
+        ax2.plot(workers, [r["p99_ms"] or 0 for r in runs], marker="o", color="red", label="p99")
+        ax2.plot(workers, [r["p50_ms"] or 0 for r in runs], marker="o", color="grey", label="p50")
+        ax2.set_xlabel("workers")
+        ax2.set_ylabel(f"ms at {runs[0]['steady_rate_eps']:,.0f} events/s offered")
+        ax2.set_xticks(workers)
+        ax2.legend()
+        ax2.set_yscale("log")
+        ax2.set_title("decision latency")
+        fig.suptitle("Sekat on a 3-broker KRaft cluster + 3-master Redis Cluster (one 2-core machine)")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -243,36 +227,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             kafka.stop()
         if redis is not None:
             redis.stop()
-        if not args.keep:
-            shutil.rmtree(base, ignore_errors=True)
-        else:
-            log(f"kept {base}")
+        remove_or_keep(base, args.keep)
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4],
-                   help="worker counts, comma-separated (default 1,2,4)")
+                   help="worker counts, comma-separated (default 1,2,4); partitions: at least the most workers")
     p.add_argument("--bootstrap", default="", help="use this Kafka cluster (default: start 3 brokers)")
     p.add_argument("--redis-url", default="", help="use this Redis (default: start a 3-master Redis Cluster)")
-    p.add_argument("--events", type=int, default=300_000, help="backlog events per worker count")
-    p.add_argument("--rate", type=float, default=5_000, help="offered events/s in the steady phase")
-    p.add_argument("--steady-seconds", type=int, default=20)
-    p.add_argument("--blocklist", type=int, default=100_000, help="entries in the blocklist")
-    p.add_argument("--listed-share", type=float, default=0.01)
-    p.add_argument("--steady-listed-share", type=float, default=0.05)
-    p.add_argument("--customers", type=int, default=200_000)
-    p.add_argument("--listed", type=int, default=2_000)
-    p.add_argument("--partitions", type=int, default=8, help="partitions per input topic (at least the most workers)")
-    p.add_argument("--procs", type=int, default=2, help="generator processes")
-    p.add_argument("--timeout", type=float, default=300)
-    p.add_argument("--policy", default="blocklist-only", help="as for load_tests.bench")
-    p.add_argument("--keep", action="store_true", help="keep the worker logs")
+    traffic_arguments(p, blocklist=100_000, events=300_000, rate=5_000, steady_seconds=20, partitions=8, timeout=300)
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    stop_on_sigterm()
     result = run(parser().parse_args(argv))
     print(orjson.dumps(result).decode())
 

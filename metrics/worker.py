@@ -2,22 +2,24 @@
 
 Counters are updated once per batch (``inc(n)``) with pre-resolved label
 children: per-event metric calls would cost as much as the lookup itself.
-Children whose label values are known up front (stream, outcome, action,
+Children whose label values are known up front (stream, outcome, lookup
 result, dead-letter reason) are created at start with value 0, so that
 ``rate()``/``increase()`` see the first increment and alerts can tell "zero"
 from "absent".
 
-Label cardinality (all bounded, never an account or a phone number):
+Label values (all bounded, never an account or a phone number):
 
-    stream       2   transfers, calls
-    outcome      5   ALLOW, LABEL, HOLD, BLOCK, INVALID
-    action       4   HOLD_TRANSFER, FREEZE_ACCOUNT, BLOCK_CALL, LABEL_CALL
+    stream       STREAMS: transfers, calls
+    outcome      OUTCOMES: ALLOW, LABEL, HOLD, BLOCK, INVALID, SKIPPED
+    action       the ``sekat.records.Action`` values (screening commands and releases)
     institution  <= MAX_INSTITUTIONS (bank BIC8 or telco operator code; some
                  tens in one country). Telcos write the operator field, so a
                  worker caps distinct values and counts the rest as "other".
-    reason       13  dead-letter reason codes (streams.decode.REASONS)
-    kind/status  2 x 4   account/phone x reported/confirmed/revoked/expired
-    topic/partition      input partitions assigned to this worker
+    reason       dead-letter reason codes (``sekat.decode.fields.REASONS``)
+    result       LOOKUP_RESULTS: hit, miss, inactive; policy reloads: applied, refused
+    rule, mode   rule ids of the registry; enforce, shadow
+    kind/status  BLOCKLIST_KINDS x BLOCKLIST_STATUSES: account/phone x reported/confirmed/revoked/expired
+    topic/partition  input partitions assigned to this worker
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ BLOCKLIST_STATUSES = ("reported", "confirmed", "revoked", "expired")
 MAX_INSTITUTIONS = 500
 OTHER_INSTITUTION = "other"
 # Single milliseconds matter (the SLO is p99 <= 10 ms, a bucket boundary); the
-# tail reaches tens of seconds when a backlog is decided. prometheus_client finds
-# the bucket by a linear scan per observation, so the count stays at 16.
+# tail reaches tens of seconds when a backlog is decided. Each bucket is a series
+# per stream on every worker, so the count stays at 16.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0,
                    5.0, 30.0)
 DAY_SECONDS = 86_400
@@ -49,8 +51,8 @@ DAY_SECONDS = 86_400
 def observe_many(child: Any, values: np.ndarray) -> None:
     """``child.observe(v)`` for every value, in one pass: bucket counts by numpy, one ``inc`` per bucket.
 
-    Per-event ``observe`` was ~5 % of the screening path (a lock and a linear bucket scan per event).
-    This reads prometheus_client's histogram child internals (``_upper_bounds``, ``_buckets`` holding
+    One ``observe`` per event would take a lock and scan the buckets linearly each time, on the
+    screening path. This reads prometheus_client's histogram child internals (``_upper_bounds``, ``_buckets`` holding
     non-cumulative counts, ``_sum``); if a release changes them, it falls back to one ``observe`` per value.
     tests/unit/test_worker_metrics.py holds the two to the same exposition.
     """
@@ -169,7 +171,7 @@ class WorkerMetrics:
         self.latency_by = {s: self.decision_latency.labels(s) for s in STREAMS}
         self.processing_by = {s: self.processing.labels(s) for s in STREAMS}
         self.last_batch_by = {s: self.last_batch.labels(s) for s in STREAMS}
-        # Rules and policy (issue 4). Label values are bounded: rule ids from the registry, two modes.
+        # Rules and policy. Label values are bounded: rule ids from the registry, two modes.
         self.rule_matches = Counter("sekat_rule_matches_total",
                                     "Rule findings written to decisions, by rule id and mode (enforce or shadow).",
                                     ["rule", "mode"], registry=registry)

@@ -16,18 +16,19 @@ by its key's own slot (``blocklist.connection.spread_tags`` / ``slot_group``):
 
 Why groups: every operation below relates an entry's set to the due set atomically (a Lua script), and a
 cluster runs a script only over keys of one slot. An entry's set and *the* due set cannot share a slot for
-every entry, and splitting the steps instead (SADDs, then the ZADD; SREM, then the ZREM) opens races the
-single server never had (a member added between a forget's SCARD and its ZREM is never released; a crash
+every entry, and splitting the steps instead (SADDs, then the ZADD; SREM, then the ZREM) opens races a
+single server does not have (a member added between a forget's SCARD and its ZREM is never released; a crash
 between the SADD and the ZADD leaves an action no sweep looks at). A due set per group keeps every step one
 atomic script call on the group's slot, with the guarantees below word for word, and spreads the state and
 its writes over every master (one hash tag for all of it would put it on one). The cost falls on the sweep
 (every SEKAT_RELEASE_INTERVAL_S on the leader, not the hot path): it reads 16 sorted sets in one pipeline
-instead of one. A batch's record is one script call per group it touches, sent in parallel. One server keeps
-one group under the names above (no hash tags: nothing to migrate; one call per batch, as before).
+instead of one. A batch's record is one script call per group it touches, one after the other (see
+``ActedStore.record``). One server keeps one group under the names above, without hash tags: one call per
+batch.
 
 ``record`` is a script rather than a MULTI: the same one round trip and the same atomicity on one server,
-and on a cluster redis-py (8.1) queues each command of a MULTI by starting a thread that runs its own event
-loop while the caller's waits (about 1 ms per command, measured), which the worker's loop cannot afford.
+and on a cluster redis-py's asyncio client queues each command of a MULTI through a thread that runs its
+own event loop while the caller's waits, which the worker's loop cannot afford.
 
 Writers:
 - the screening shell, once per batch after its commands are acknowledged
@@ -143,9 +144,9 @@ class ActedStore:
         for key, member in unique:
             groups.setdefault(self.keys.due(key), []).append((key, member))
         try:
-            # One after the other: redis-py 8.1's async cluster client, asked for several new connections to
-            # one node at once, can hand a connection out before it is connected ('NoneType' object has no
-            # attribute 'writelines': seen in CI, 1 run in several). A batch touches a few groups at most.
+            # One after the other: redis-py's async cluster client, asked for several new connections to one
+            # node at once, can hand a connection out before it is connected ('NoneType' object has no
+            # attribute 'writelines'). A batch touches a few groups at most.
             for due, group in groups.items():
                 await self._record(keys=[due, *(self.keys.acted(k) for k, _ in group)],
                                    args=[repr(now), *(part for act in group for part in act)])

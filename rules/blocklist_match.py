@@ -23,7 +23,7 @@ from sekat.rules.outcome import Outcome
 from sekat.rules.registry import Context, Finding, RuleSpec, choices
 
 ID = "blocklist_match"
-VERSION = 2  # 1 was the walking skeleton's hard-wired function
+VERSION = 2
 PAYEE = "payee-on-blocklist"
 PAYEE_PROXY = "payee-proxy-on-blocklist"
 PAYER = "payer-on-blocklist"

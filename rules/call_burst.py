@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sekat.expiry import MAX_DAYS
 from sekat.records import Call
 from sekat.rules.outcome import Outcome
 from sekat.rules.registry import AutoReport, Context, Finding, RuleSpec, bounded
-from sekat.rules.windows import most_distinct
+from sekat.rules.windows import distinct_with
 
 ID = "call_burst"
 VERSION = 1
@@ -22,25 +23,23 @@ CODE = "call-burst"
 
 @dataclass(frozen=True)
 class Params:
-    min_callees: int = bounded(20, 2, 100_000)
-    window_seconds: int = bounded(60, 1, 3600)
-    report_ttl_days: int = bounded(7, 1, 3650)
+    min_callees: int = bounded(20, 2, 100_000)  # distinct callees that make a burst
+    window_seconds: int = bounded(60, 1, 3600)  # how close together, in event time, they must be called
+    report_ttl_days: int = bounded(7, 1, MAX_DAYS)  # how long the automatic report keeps the caller listed
 
 
 def evaluate(call: Call, ctx: Context, params: Params) -> list[Finding]:
     caller = call.caller
     if caller.protected:
         return []
-    at = int(call.occurred_at.timestamp() * 1000)
-    own = (at, call.callee.key)
-    callees = most_distinct(ctx.obs.outbound.get(caller.key, ()), at, params.window_seconds * 1000, own)
+    callees = distinct_with(ctx.obs.outbound.get(caller.key, ()), call.occurred_at, params.window_seconds * 1000,
+                            call.callee.key)
     if callees < params.min_callees:
         return []
-    reason = (f"caller reached {callees} distinct callees within {params.window_seconds} s "
-              f"(threshold {params.min_callees}), this call {call.event_id} included")
-    report = AutoReport("phone", caller.e164, "", f"call burst: {callees} distinct callees within "
-                        f"{params.window_seconds} s", params.report_ttl_days)
-    return [Finding(Outcome.LABEL, CODE, reason, identifier=caller.key, report=report)]
+    counted = f"{callees} distinct callees within {params.window_seconds} s"
+    reason = f"caller reached {counted} (threshold {params.min_callees}), this call {call.event_id} included"
+    return [Finding(Outcome.LABEL, CODE, reason, identifier=caller.key,
+                    report=AutoReport(f"call burst: {counted}", params.report_ttl_days))]
 
 
 SPEC = RuleSpec(ID, VERSION, Params, {"calls": evaluate}, "one caller, many callees in a short window")

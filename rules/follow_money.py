@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from sekat.expiry import MAX_DAYS
 from sekat.records import Entry, Transfer
 from sekat.rules.outcome import Outcome
 from sekat.rules.registry import AutoReport, Context, Finding, RuleSpec, StateWrite, TrailMark, bounded
@@ -52,7 +53,7 @@ MIN_RETENTION_S = 10 * 60
 class Params:
     depth: int = bounded(2, 1, 6)  # hops from a tainted account whose payees are reported and held
     window_minutes: int = bounded(10, 1, 24 * 60)  # how long after the money arrived its moves are followed
-    report_ttl_days: int = bounded(7, 1, 3650)
+    report_ttl_days: int = bounded(7, 1, MAX_DAYS)
 
 
 def _is_follow_only(entry: Entry) -> bool:
@@ -107,8 +108,7 @@ def evaluate(transfer: Transfer, ctx: Context, params: Params) -> list[Finding]:
               f"of {params.depth}".replace("  ", " "))
     report = None
     if payee.key not in ctx.obs.trail:  # reached before: already reported
-        report = AutoReport("account", payee.number, payee.bank,
-                            f"follow the money: hop {hop + 1} from {payer.key} by transfer {transfer.event_id} "
+        report = AutoReport(f"follow the money: hop {hop + 1} from {payer.key} by transfer {transfer.event_id} "
                             f"({amount} {currency}); {why}", params.report_ttl_days, source=SOURCE,
                             case_ref=f"follow/{transfer.event_id}")
     return [Finding(Outcome.HOLD, CODE, reason, identifier=payee.key, report=report, amount=amount,

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sekat.expiry import MAX_DAYS
 from sekat.records import Transfer
 from sekat.rules.outcome import Outcome
 from sekat.rules.registry import AutoReport, Context, Finding, RuleSpec, bounded
-from sekat.rules.windows import most_distinct
+from sekat.rules.windows import distinct_with
 
 ID = "mule_inflow"
 VERSION = 1
@@ -24,9 +25,9 @@ CODE = "mule-inflow"
 
 @dataclass(frozen=True)
 class Params:
-    min_payers: int = bounded(5, 2, 10_000)
-    window_minutes: int = bounded(30, 1, 24 * 60)
-    report_ttl_days: int = bounded(30, 1, 3650)
+    min_payers: int = bounded(5, 2, 10_000)  # distinct payer accounts that make a payee a mule
+    window_minutes: int = bounded(30, 1, 24 * 60)  # how close together, in event time, they must pay
+    report_ttl_days: int = bounded(30, 1, MAX_DAYS)  # how long the automatic report keeps the payee listed
 
 
 def payee_key(transfer: Transfer) -> str | None:
@@ -41,22 +42,15 @@ def evaluate(transfer: Transfer, ctx: Context, params: Params) -> list[Finding]:
     payee = payee_key(transfer)
     if payee is None or transfer.payer.account is None:
         return []
-    at = int(transfer.occurred_at.timestamp() * 1000)
-    own = (at, transfer.payer.account.key)
-    payers = most_distinct(ctx.obs.inflow.get(payee, ()), at, params.window_minutes * 60_000, own)
+    payers = distinct_with(ctx.obs.inflow.get(payee, ()), transfer.occurred_at, params.window_minutes * 60_000,
+                           transfer.payer.account.key)
     if payers < params.min_payers:
         return []
-    reason = (f"payee received from {payers} distinct payers within {params.window_minutes} min "
-              f"(threshold {params.min_payers}), this transfer {transfer.event_id} included")
-    if transfer.payee.account is not None:
-        report = AutoReport("account", transfer.payee.account.number, transfer.payee.account.bank,
-                            f"mule inflow: {payers} distinct payers within {params.window_minutes} min",
-                            params.report_ttl_days)
-    else:
-        report = AutoReport("phone", payee.partition(":")[2], "",
-                            f"mule inflow: {payers} distinct payers within {params.window_minutes} min",
-                            params.report_ttl_days)
-    return [Finding(Outcome.HOLD, CODE, reason, identifier=payee, report=report)]
+    counted = f"{payers} distinct payers within {params.window_minutes} min"
+    reason = (f"payee received from {counted} (threshold {params.min_payers}), "
+              f"this transfer {transfer.event_id} included")
+    return [Finding(Outcome.HOLD, CODE, reason, identifier=payee,
+                    report=AutoReport(f"mule inflow: {counted}", params.report_ttl_days))]
 
 
 SPEC = RuleSpec(ID, VERSION, Params, {"transfers": evaluate}, "many payers into one payee in a short window")

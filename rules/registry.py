@@ -87,11 +87,8 @@ class Context:
 
 @dataclass(frozen=True, slots=True)
 class AutoReport:
-    """A request to file a ``reported`` entry on an identifier (source ``sekat-rule``)."""
+    """A request to file a ``reported`` entry on the identifier of the finding that carries it."""
 
-    kind: str  # account | phone
-    value: str  # digits or E.164
-    bank: str
     reason: str
     ttl_days: int
     source: str = "sekat-rule"  # the reporting source the entry names
@@ -108,7 +105,7 @@ class Finding:
     identifier: str = ""  # key of the identifier acted on (``account:...``/``phone:...``)
     protected: bool = False  # an emergency/short number: never acted on
     entry: Entry | None = None  # the blocklist entry behind a blocklist match
-    report: AutoReport | None = None
+    report: AutoReport | None = None  # filed on ``identifier``
     amount: Decimal | None = None  # the disputed amount on ``identifier``: what a HOLD_AMOUNT lien holds
     currency: str = ""
 
@@ -149,9 +146,9 @@ class Registry:
         return sorted(self._rules)
 
 
-def bounded(default: Any, low: Any = None, high: Any = None, doc: str = "") -> Any:
+def bounded(default: Any, low: Any = None, high: Any = None) -> Any:
     """A parameter field with bounds, checked by ``parse_params``."""
-    return field(default=default, metadata={"low": low, "high": high, "doc": doc})
+    return field(default=default, metadata={"low": low, "high": high})
 
 
 def parse_params(rule_id: str, cls: type[P], raw: Any) -> P:

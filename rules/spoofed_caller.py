@@ -2,16 +2,16 @@
 
 A caller ID that looks domestic (``+60…`` for ``country_code`` 60) cannot
 legitimately arrive from an international gateway (``caller_network`` in
-``international_networks``): someone abroad is presenting a local number.
-
-Version 2 weighs the call's STIR/SHAKEN attestation (``Call.attestation``),
-the originating carrier's word on the caller's right to the number:
+``international_networks``): someone abroad is presenting a local number,
+unless the originating carrier vouches for it. The call's STIR/SHAKEN
+attestation (``Call.attestation``) is that carrier's word on the caller's
+right to the number:
 
 | attestation                         | domestic caller ID over an international route |
 |-------------------------------------|------------------------------------------------|
 | in ``trusted`` (default A)          | nothing: a carrier vouches for it (a roaming subscriber) |
 | in ``label`` (default B)            | LABEL: the carrier knows the customer, not the number |
-| any other (C) or absent             | BLOCK: the origin is unknown, as in version 1 |
+| any other (C) or absent             | BLOCK: the origin is unknown |
 
 A level in neither list is treated like C, so an unexpected value never
 makes a spoofed call pass.
@@ -26,7 +26,7 @@ from sekat.rules.outcome import Outcome
 from sekat.rules.registry import Context, Finding, RuleSpec, bounded, choices
 
 ID = "spoofed_caller"
-VERSION = 2  # 1 ignored attestation: every domestic caller ID over an international route was blocked
+VERSION = 2
 CODE = "spoofed-caller-id"
 LEVELS = ("A", "B", "C")
 

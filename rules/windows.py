@@ -9,6 +9,7 @@ payer's transfer arrives, late or early, some window holding it holds N.
 ``points`` are ``(event time ms, party)`` sorted ascending (Redis returns a
 sorted set's range in that order); the cost is O(log n + k) for k points near
 ``at_ms``, so a busy payee does not make every event pay for its whole history.
+``distinct_with`` asks it for one event, that event's own party included.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
 
 _TOP = "\U0010ffff"
 
@@ -43,3 +45,9 @@ def most_distinct(points: Sequence[tuple[int, str]], at_ms: int, width_ms: int,
         if not inside[who]:
             del inside[who]
     return best
+
+
+def distinct_with(points: Sequence[tuple[int, str]], occurred_at: datetime, width_ms: int, party: str) -> int:
+    """``most_distinct`` for an event at ``occurred_at`` with ``party``: the event itself counts too."""
+    at = int(occurred_at.timestamp() * 1000)
+    return most_distinct(points, at, width_ms, (at, party))

@@ -1,59 +1,65 @@
-"""Sekat's exception tree. Each error says whether retrying can help.
+"""Sekat's exception tree: the errors that cross a boundary, each transient or permanent.
+
+A *transient* error says the same call may succeed later: the caller retries
+with backoff (the worker keeps its batch, the API answers 503). A *permanent*
+error says the input or the configuration is wrong and retrying cannot help:
+the caller reports it, with a message naming the setting or field at fault.
 
     SekatError
     ├── ConfigError            permanent: a SEKAT_* setting is invalid (names it)
     ├── InvalidIdentifier      permanent: a phone number or account cannot be normalised
-    ├── ProtectedIdentifier    permanent: emergency/short numbers can never be listed
     ├── InvalidReport          permanent: a report field is invalid (names the field)
-    ├── BlocklistUnavailable   transient: Redis did not answer; retry with backoff
-    │   └── IndexNotBuilt      transient: the index is being rebuilt from sekat.reports; retry
-    └── PolicyError            permanent: the rules policy file is invalid (names rule and field)
+    ├── PolicyError            permanent: the rules policy file is invalid (names rule and field)
+    └── BlocklistUnavailable   transient: Redis or Kafka did not answer or acknowledge; retry with backoff
+        ├── IndexNotBuilt      transient: the index is not marked built (a rebuild is replaying sekat.reports)
+        └── RebuildBusy        transient: another process holds the rebuild lock (``sekat.streams.rebuild``)
 
-Bad *events* are not exceptions: decoding returns a ``Rejection`` (see
-``sekat.records``) that goes to the dead-letter topic.
+The two input errors are also ``ValueError``s. Bad *events* are not
+exceptions: decoding returns a ``Rejection`` (see ``sekat.records``) that goes
+to the dead-letter topic.
 """
 
 from __future__ import annotations
 
 
 class SekatError(Exception):
-    transient = False
+    """The root of Sekat's own errors."""
 
 
 class ConfigError(SekatError):
+    """Permanent: the setting ``setting`` (a ``SEKAT_*`` name) is invalid."""
+
     def __init__(self, setting: str, message: str) -> None:
         super().__init__(f"{setting}: {message}")
         self.setting = setting
 
 
 class InvalidIdentifier(SekatError, ValueError):
-    pass
-
-
-class ProtectedIdentifier(SekatError, ValueError):
-    pass
+    """Permanent: a phone number or account cannot be normalised."""
 
 
 class InvalidReport(SekatError, ValueError):
+    """Permanent: the report's ``field`` is invalid; ``reason`` is the stable rejection code."""
+
     def __init__(self, field: str, message: str, reason: str = "invalid_value") -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.reason = reason
 
 
-class BlocklistUnavailable(SekatError):
-    transient = True
-
-
-class IndexNotBuilt(BlocklistUnavailable):
-    """The index is not marked built (Redis came back empty, or a rebuild is replaying the topic)."""
-
-
 class PolicyError(SekatError):
-    """The policy file is invalid; ``rule`` and ``field`` name what is wrong (empty when not rule-specific)."""
+    """Permanent: the policy is invalid; ``rule`` and ``field`` name what is wrong (empty when not rule-specific)."""
 
     def __init__(self, rule: str, field: str, message: str) -> None:
         where = ".".join(part for part in (rule, field) if part)
         super().__init__(f"policy {where}: {message}" if where else f"policy: {message}")
         self.rule = rule
         self.field = field
+
+
+class BlocklistUnavailable(SekatError):
+    """Transient: Redis, or Kafka where a write must be acknowledged, did not answer; retry with backoff."""
+
+
+class IndexNotBuilt(BlocklistUnavailable):
+    """Transient: the index is not marked built (Redis came back empty, or a rebuild is replaying the topic)."""

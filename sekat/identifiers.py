@@ -20,7 +20,7 @@ from functools import lru_cache
 import phonenumbers
 from phonenumbers import shortnumberinfo
 
-from sekat.errors import InvalidIdentifier, ProtectedIdentifier
+from sekat.errors import InvalidIdentifier
 
 _BIC_RE = re.compile(r"^[A-Z]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?$")
 _ACCOUNT_RE = re.compile(r"^[0-9]{4,34}$")
@@ -85,7 +85,7 @@ def normalise_account(bank: str, raw: str) -> AccountId:
     """``BIC8:digits`` with spaces and dashes removed, or ``BIC8:IBAN`` (upper case, check digits verified).
 
     Anything else (letters outside a valid IBAN, non-ASCII digits) is refused. Cached like phone numbers:
-    busy accounts (merchants, salaries, mules being paid) recur, and the regexes cost a few microseconds.
+    busy accounts (merchants, salaries, mules being paid) recur.
     """
     if len(raw) > _MAX_ACCOUNT_CHARS:
         raise InvalidIdentifier("account number is too long")
@@ -105,15 +105,16 @@ def normalise_account(bank: str, raw: str) -> AccountId:
 def normalise_phone(raw: str, region: str = "MY") -> PhoneNumber:
     """E.164 for a full number; protected for emergency and short service numbers.
 
-    Cached: traffic is heavily skewed towards a few numbers, and parsing costs
-    tens of microseconds.
+    Cached: traffic is heavily skewed towards a few numbers, and a full parse
+    is dear next to a cache hit.
     """
     text = raw.strip()
     if not text or len(text) > _MAX_PHONE_CHARS:
         raise InvalidIdentifier("phone number is empty or too long")
     if region == "MY":
-        # Malaysian mobiles, most of the traffic, in their usual spellings: the same answer as phonenumbers
-        # (tests/unit/test_identifiers.py holds the two to it) at ~1 µs instead of ~27 µs per new number.
+        # Malaysian mobiles, most of the traffic, in their usual spellings: a regular expression gives the
+        # same answer as phonenumbers (tests/unit/test_identifiers.py holds the two to it) for a small
+        # fraction of the cost of a full parse.
         mobile = _MY_MOBILE.fullmatch(text.translate(_SEPARATORS))
         if mobile is not None:
             return PhoneNumber("+60" + mobile.group(1))
@@ -139,14 +140,6 @@ def parse_phone(text: str, region: str = "MY") -> PhoneNumber:
     return PhoneNumber(e164)
 
 
-def listable_phone(raw: str, region: str = "MY") -> PhoneNumber:
-    """A number that may be put on the blocklist: never an emergency or service number."""
-    phone = normalise_phone(raw, region)
-    if phone.protected:
-        raise ProtectedIdentifier(f"{raw.strip()[:16]} is an emergency or service number and can never be blocked")
-    return phone
-
-
 def parse_key(key: str, region: str = "MY") -> Identifier:
     """The inverse of ``.key``: ``phone:+60...`` or ``account:BIC8:digits``."""
     kind, _, value = key.partition(":")
@@ -156,15 +149,6 @@ def parse_key(key: str, region: str = "MY") -> Identifier:
         bank, _, number = value.partition(":")
         return normalise_account(bank, number)
     raise InvalidIdentifier(f"identifier kind must be 'phone' or 'account', got {kind[:16]!r}")
-
-
-def identifier_key(kind: str, value: str, bank: str = "", region: str = "MY") -> str:
-    """The ``kind:value`` key of a raw identifier, validated (raises ``InvalidIdentifier``)."""
-    if kind == "phone":
-        return normalise_phone(value, region).key
-    if kind == "account":
-        return normalise_account(bank, value).key
-    raise InvalidIdentifier(f"kind must be 'phone' or 'account', got {kind[:16]!r}")
 
 
 def parse_protected(lines: list[str], region: str = "MY") -> frozenset[str]:

@@ -1,7 +1,7 @@
 """Redaction of every log record, ours and the libraries': no secret and no bare phone/account number.
 
 Sekat's own log lines mask identifiers where they are written
-(``blocklist.identifiers.mask``); this is the net under them, for lines written
+(``sekat.identifiers.mask``); this is the net under them, for lines written
 by libraries at any level (aiokafka at debug prints each request, SASL
 authentication bytes included). ``install`` wraps the log record factory, so it
 holds whatever handlers Faust or uvicorn set up later:

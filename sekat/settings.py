@@ -12,13 +12,11 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
-from urllib.parse import urlparse
+from typing import Any
 
-from sekat.errors import ConfigError
-
-if TYPE_CHECKING:
-    from sekat.expiry import ExpiryPolicy
+from sekat.errors import ConfigError, InvalidIdentifier
+from sekat.expiry import ExpiryPolicy, parse_expiry
+from sekat.redis_url import validate_url
 
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -126,8 +124,6 @@ class Settings:
             raise ConfigError("SEKAT_KAFKA_SSL_CAFILE", f"no such file: {self.kafka_ssl_cafile}")
         if self.kafka_offset_reset not in ("earliest", "latest"):
             raise ConfigError("SEKAT_KAFKA_OFFSET_RESET", "must be 'earliest' or 'latest'")
-        from sekat.redis_url import validate_url
-
         try:
             validate_url(self.redis_url)
         except ValueError as exc:
@@ -208,8 +204,7 @@ class Settings:
 
     def protected_keys(self) -> frozenset[str]:
         """Keys (``kind:value``) of the configured protected list; empty without SEKAT_PROTECTED_FILE."""
-        from sekat.errors import InvalidIdentifier
-        from sekat.identifiers import parse_protected
+        from sekat.identifiers import parse_protected  # here: phonenumbers loads only when a setting needs it
 
         if not self.protected_file:
             return frozenset()
@@ -234,7 +229,6 @@ class Settings:
                                                        f"got {self.command_routing!r}")
         if self.command_routing == "shared":
             return {}
-        from sekat.errors import InvalidIdentifier
         from sekat.identifiers import normalise_bank
 
         routes: dict[tuple[bool, str], str] = {}
@@ -255,10 +249,9 @@ class Settings:
             if not _TOPIC_RE.match(name):
                 raise ConfigError("SEKAT_COMMAND_ROUTING", f"{name!r} would not be a valid Kafka topic name")
         return routes
-    def expiry_policy(self) -> "ExpiryPolicy":
-        """``SEKAT_EXPIRY_DAYS`` and ``SEKAT_RENEWALS_MAX`` as a policy; raises ConfigError naming the setting."""
-        from sekat.expiry import parse_expiry
 
+    def expiry_policy(self) -> ExpiryPolicy:
+        """``SEKAT_EXPIRY_DAYS`` and ``SEKAT_RENEWALS_MAX`` as a policy; raises ConfigError naming the setting."""
         return parse_expiry(self.expiry_days, self.renewals_max)
 
     def topic_names(self) -> dict[str, str]:
@@ -286,7 +279,7 @@ class Settings:
         import ssl
 
         config: dict[str, Any] = {"bootstrap_servers": self.kafka_bootstrap,
-                                     "security_protocol": self.kafka_security_protocol}
+                                  "security_protocol": self.kafka_security_protocol}
         if "SSL" in self.kafka_security_protocol:
             config["ssl_context"] = ssl.create_default_context(cafile=self.kafka_ssl_cafile or None)
         if self.kafka_security_protocol.startswith("SASL"):

@@ -36,8 +36,7 @@ def test_money_leaving_a_listed_account_reports_and_liens_the_payee_at_hop_one()
     [f] = follow_money.evaluate(transfer(amount="700.00"), ctx(lookups={A: listed(A)}), P)
     assert f.outcome is Outcome.HOLD and f.code == "follow-the-money" and f.identifier == B
     assert f.amount == Decimal("700.00") and f.report is not None
-    assert (f.report.source, f.report.kind, f.report.bank, f.report.value) == \
-        ("sekat-follow", "account", "CIBBMYKL", "8001234567")
+    assert f.report.source == "sekat-follow"
     assert A in f.report.reason and "hop 1" in f.report.reason and "t-1" in f.report.reason  # cites the parent
 
 
@@ -108,6 +107,7 @@ def test_engine_holds_the_transfer_liens_the_payee_and_files_a_follow_report() -
     assert lien["rules"] == ["follow_money@1"] and lien["transfer_id"] == "DNt-1"
     [report] = d.reports
     assert (report.source, report.status, report.case_ref) == ("sekat-follow", Status.REPORTED, "follow/t-1")
+    assert (report.kind, report.bank, report.value) == ("account", "CIBBMYKL", "8001234567")
     assert [w.kind for w in verdict.writes].count("trail") == 1
 
 

@@ -22,8 +22,7 @@ def test_at_the_threshold_holds_and_reports_the_payee_account() -> None:
     [f] = mule_inflow.evaluate(transfer(at=T0 + timedelta(minutes=5)), ctx(inflow={PAYEE: payers(2)}), P)
     assert f.outcome is Outcome.HOLD and f.code == "mule-inflow" and f.identifier == PAYEE
     assert "3 distinct payers within 10 min" in f.reason and "t-1" in f.reason
-    assert f.report is not None and (f.report.kind, f.report.bank, f.report.value) == ("account", "CIBBMYKL",
-                                                                                       "8001234567")
+    assert f.report is not None and "3 distinct payers" in f.report.reason and f.report.ttl_days == 30
 
 
 def test_the_same_payer_twice_is_one_payer() -> None:
@@ -46,4 +45,4 @@ def test_a_late_event_older_than_the_others_still_completes_the_window() -> None
 def test_a_proxy_only_payee_is_counted_by_its_mobile_number() -> None:
     key = "phone:+60123456789"
     [f] = mule_inflow.evaluate(transfer(payee=None, proxy="012-345 6789"), ctx(inflow={key: payers(2)}), P)
-    assert f.identifier == key and f.report is not None and f.report.kind == "phone"
+    assert f.identifier == key and f.report is not None

@@ -95,6 +95,17 @@ def test_enforce_rule_holds_reports_once_and_cites_its_version() -> None:
     assert again.decision.reports == () and again.decision.commands
 
 
+def test_a_rule_reports_the_identifier_it_acted_on() -> None:
+    proxy_only = parse_policy(policy_with(mule_inflow={"params": {"min_payers": 2}}))
+    c = ctx(inflow={"phone:+60123456789": [(ms(T0), "account:MBBEMYKL:1")]})
+    [report] = engine.decide_transfer(transfer(payee=None, proxy="012-345 6789"), c, proxy_only).decision.reports
+    assert (report.kind, report.bank, report.value) == ("phone", "", "+60123456789")
+    burst = parse_policy(policy_with(call_burst={"params": {"min_callees": 2}}))
+    c = ctx(outbound={"phone:+60376543210": [(ms(T0), "phone:+60125550001")]})
+    [report] = engine.decide_call(call(), c, burst).decision.reports
+    assert (report.kind, report.value, report.ttl_days) == ("phone", "+60376543210", 7)
+
+
 def test_revoked_identifier_is_never_acted_on_whatever_a_rule_finds() -> None:
     policy = parse_policy(policy_with(mule_inflow={"params": {"min_payers": 2}}))
     payee = "account:CIBBMYKL:8001234567"

@@ -96,6 +96,6 @@ def test_the_worker_leaves_no_data_directory_where_it_was_started(tmp_path: Path
     datadir = Path(app.conf.datadir)
     try:
         assert datadir.is_dir() and datadir.name == "sekat-dirs-data"
-        assert list(tmp_path.iterdir()) == []  # was ./sekat-dirs-data: one per worker a test run started
+        assert list(tmp_path.iterdir()) == []  # not ./sekat-dirs-data in the directory it was started from
     finally:
         shutil.rmtree(datadir, ignore_errors=True)
