@@ -23,7 +23,7 @@ from sekat.api.errors import field_error
 from sekat.api.keys import ApiKey
 from sekat.blocklist.filing import file_report
 from sekat.errors import InvalidReport
-from sekat.expiry import ExpiryPolicy
+from sekat.expiry import MAX_DAYS, ExpiryPolicy
 from sekat.identifiers import mask
 from sekat.records import Entry, Report, Status, iso
 
@@ -54,7 +54,7 @@ class ReportIn(BaseModel):
     status: Literal["reported", "confirmed"] = Field("reported", description="confirmed needs the confirm scope")
     case_ref: CaseRef = ""
     reason: Reason = ""
-    ttl_days: int | None = Field(None, ge=0, le=3650, description="expire after this many days; 0: no expiry; "
+    ttl_days: int | None = Field(None, ge=0, le=MAX_DAYS, description="expire after this many days; 0: no expiry; "
                                  "absent: the expiry policy's days for this status and agency")
     source: Source = Field(None, description="optional; must be the key's agency")
     links: list[LinkIn] = Field([], max_length=20, description="other identifiers of the same scam (mule "
@@ -72,7 +72,7 @@ class IdentifierIn(BaseModel):
 class RenewalIn(IdentifierIn):
     reason: Reason = Field(min_length=1, description="why it must stay listed")
     case_ref: CaseRef = ""
-    ttl_days: int | None = Field(None, ge=1, le=3650, description="days from now; absent: the expiry policy's")
+    ttl_days: int | None = Field(None, ge=1, le=MAX_DAYS, description="days from now; absent: the expiry policy's")
     source: Source = None
 
 

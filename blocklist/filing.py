@@ -15,11 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from sekat.errors import InvalidIdentifier, InvalidReport
-from sekat.expiry import ExpiryPolicy
+from sekat.expiry import MAX_DAYS, ExpiryPolicy
 from sekat.identifiers import normalise_account, normalise_bank, normalise_phone
 from sekat.records import Report, Status
 
-MAX_TTL_DAYS = 3650
+MAX_TTL_DAYS = MAX_DAYS  # the longest a report may ask to stay in effect
 LIMITS = {"source": 64, "case_ref": 128, "reason": 512, "filed_by": 64, "report_id": 128}
 
 

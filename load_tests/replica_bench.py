@@ -40,7 +40,8 @@ from pathlib import Path
 
 import orjson
 
-from load_tests.bench import load_blocklist, log
+from load_tests.bench import load_blocklist
+from load_tests.harness import log
 from load_tests.traffic import Population
 from sekat.blocklist import replica_snapshot as stored
 from sekat.blocklist.connection import sync_client

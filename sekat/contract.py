@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from sekat.expiry import MAX_DAYS
 from sekat.records import Action, Status
 
 JSON_SCHEMA_DRAFT = "http://json-schema.org/draft-07/schema#"
@@ -156,7 +157,7 @@ class Link(Struct, kw_only=True):
 
 _Links = Annotated[list[Link], Meta(max_length=21, description=(
     "identifiers of the same scam (at most 20 on a filed report; a derived report carries its whole group)"))]
-_TtlDays = Annotated[int, Meta(ge=0, le=3650, description="days until the report expires; 0: never")]
+_TtlDays = Annotated[int, Meta(ge=0, le=MAX_DAYS, description="days until the report expires; 0: never")]
 
 
 class HistoryItem(Struct, kw_only=True):

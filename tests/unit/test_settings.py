@@ -1,9 +1,6 @@
 """Settings: working defaults; a bad value stops start-up naming the variable."""
 
-import shutil
 from dataclasses import fields
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -83,19 +80,3 @@ def test_target_and_metric_intervals_are_settings_with_named_errors() -> None:
                       ("SEKAT_METRICS_INTERVAL_S", "0"), ("SEKAT_BLOCKLIST_COUNT_INTERVAL_S", "soon")):
         with pytest.raises(ConfigError, match=name):
             Settings.from_environ({name: bad})
-
-
-def test_the_worker_leaves_no_data_directory_where_it_was_started(tmp_path: Path, monkeypatch: Any) -> None:
-    from prometheus_client import CollectorRegistry
-
-    from sekat.streams.app import create_app
-
-    monkeypatch.chdir(tmp_path)
-    app = create_app(Settings(app_id="sekat-dirs"), CollectorRegistry())
-    app._create_directories()  # what the worker does first when it starts
-    datadir = Path(app.conf.datadir)
-    try:
-        assert datadir.is_dir() and datadir.name == "sekat-dirs-data"
-        assert list(tmp_path.iterdir()) == []  # not ./sekat-dirs-data in the directory it was started from
-    finally:
-        shutil.rmtree(datadir, ignore_errors=True)
