@@ -46,7 +46,9 @@ from load_tests.generate import GenResult, generate
 from load_tests.traffic import Population
 from sekat.blocklist.connection import sync_client
 from sekat.blocklist.store import built_key
-from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
+from sekat.localstack.kafka_servers import KafkaBroker
+from sekat.localstack.processes import free_port, stop_process
+from sekat.localstack.redis_servers import RedisServer
 from sekat.settings import Settings
 from sekat.streams.topics import create_topics
 

@@ -41,7 +41,9 @@ import orjson
 from confluent_kafka import Producer
 
 from load_tests.bench import RESULTS, Commands, log, percentile
-from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
+from sekat.localstack.kafka_servers import KafkaBroker
+from sekat.localstack.processes import free_port, stop_process
+from sekat.localstack.redis_servers import RedisServer
 from sekat.settings import Settings
 from sekat.streams.topics import create_topics
 

@@ -57,7 +57,9 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):  # stop what we started, whoever interrupts us
         signal.signal(sig, lambda *_: sys.exit(130))
 
-    from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
+    from sekat.localstack.kafka_servers import KafkaBroker
+    from sekat.localstack.processes import free_port, stop_process
+    from sekat.localstack.redis_servers import RedisServer
     from sekat.settings import Settings
     from sekat.streams.topics import create_topics
 

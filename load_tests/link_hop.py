@@ -29,7 +29,9 @@ from kafka import KafkaConsumer
 
 from load_tests.bench import log, percentile
 from load_tests.freshness import _api_key, _spawn, _wait_http
-from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
+from sekat.localstack.kafka_servers import KafkaBroker
+from sekat.localstack.processes import free_port, stop_process
+from sekat.localstack.redis_servers import RedisServer
 from sekat.settings import Settings
 from sekat.streams.topics import create_topics
 

@@ -43,7 +43,9 @@ import orjson
 from load_tests.bench import RESULTS, ROOT, Commands, Scraper, bench_policy, check, load_blocklist, log, percentile
 from load_tests.generate import generate
 from load_tests.traffic import Population
-from sekat.localstack import KafkaCluster, RedisClusterServers, free_port, stop_process
+from sekat.localstack.kafka_servers import KafkaCluster
+from sekat.localstack.processes import free_port, stop_process
+from sekat.localstack.redis_servers import RedisClusterServers
 from sekat.settings import Settings
 from sekat.streams.topics import create_topics
 

@@ -93,7 +93,8 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
 def _stack(settings: Settings) -> tuple[object | None, object | None]:
     """The local servers the settings point at: one broker or a KRaft cluster (several bootstrap
     addresses), one Redis or a Redis Cluster (``redis+cluster://``); None for a remote server."""
-    from sekat.localstack import KafkaBroker, KafkaCluster, RedisClusterServers, RedisServer
+    from sekat.localstack.kafka_servers import KafkaBroker, KafkaCluster
+    from sekat.localstack.redis_servers import RedisClusterServers, RedisServer
     from sekat.redis_url import cluster_seeds, is_cluster
 
     base = Path(settings.stack_dir).resolve()
@@ -138,7 +139,7 @@ def _check_cluster_flags(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    from sekat.localstack import StackError, port_open
+    from sekat.localstack.processes import StackError, port_open
 
     _check_cluster_flags(settings, args)
     kafka, redis = _stack(settings)

@@ -18,7 +18,9 @@ from redis.crc import key_slot
 
 from sekat.blocklist.connection import SLOTS, async_client, by_slot, slot_group, spread_tags, sync_client
 from sekat.errors import ConfigError
-from sekat.localstack import KafkaCluster, RedisClusterServers, StackError
+from sekat.localstack.kafka_servers import KafkaCluster
+from sekat.localstack.processes import StackError
+from sekat.localstack.redis_servers import RedisClusterServers
 from sekat.redis_url import cluster_seeds, is_cluster
 from sekat.release.acted import ActedKeys
 from sekat.settings import Settings
@@ -136,7 +138,8 @@ def test_up_refuses_cluster_flags_the_settings_do_not_describe(env: dict[str, st
 
 def test_up_and_down_find_the_cluster_the_settings_name(tmp_path: Path) -> None:
     from sekat.cli import _stack
-    from sekat.localstack import KafkaBroker, RedisServer
+    from sekat.localstack.kafka_servers import KafkaBroker
+    from sekat.localstack.redis_servers import RedisServer
 
     kafka, redis_ = _stack(Settings.from_environ({
         "SEKAT_STACK_DIR": str(tmp_path), "SEKAT_KAFKA_BOOTSTRAP": "127.0.0.1:19092,127.0.0.1:29092,127.0.0.1:39092",
