@@ -1,4 +1,5 @@
-"""The ``sekat`` command: the worker, the agency API, the local stack, topics, the blocklist, API keys.
+"""The ``sekat`` command: the worker, the agency API, the local stack, topics, the blocklist, API keys,
+and records in and out of Sekat's topics.
 
 ``main`` builds ``Settings`` from the environment first, so a bad ``SEKAT_*`` variable stops every
 subcommand with a message naming the variable; a subcommand that needs Kafka or Redis then checks
@@ -6,6 +7,7 @@ the configured credentials (``sekat.preflight``) before it runs. One module per 
 
     processes  worker, api, top         stack      topics, acls, up, down
     blocklist  blocklist ...            apikey     apikey ...
+    send       send                     tail       tail
     command    how a subcommand declares what it does and the settings it reads
 """
 
@@ -19,7 +21,9 @@ from sekat import __version__
 from sekat.cli.apikey import add_apikey
 from sekat.cli.blocklist import add_blocklist
 from sekat.cli.processes import add_api, add_top, add_worker
+from sekat.cli.send import add_send
 from sekat.cli.stack import add_acls, add_down, add_topics, add_up
+from sekat.cli.tail import add_tail
 from sekat.errors import ConfigError, SekatError
 from sekat.settings import Settings
 
@@ -38,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sekat", description="Sekat: stops scams while they happen.")
     parser.add_argument("--version", action="version", version=f"sekat {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_worker, add_topics, add_acls, add_up, add_down, add_top, add_api, add_blocklist, add_apikey):
+    for add in (add_worker, add_topics, add_acls, add_up, add_down, add_top, add_api, add_blocklist, add_apikey,
+                add_send, add_tail):
         add(sub)
     return parser
 
