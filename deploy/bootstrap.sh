@@ -40,4 +40,4 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "$want" > "$stamp"
 fi
 
-"$VENV/bin/python" -c 'from sekat.localstack import kafka_lib; print("bootstrap: Kafka jars in", kafka_lib())'
+"$VENV/bin/python" -c 'from sekat.localstack.kafka_servers import kafka_lib; print("bootstrap: Kafka jars in", kafka_lib())'

@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from sekat.localstack import RedisClusterServers, RedisServer, free_port
+from sekat.localstack.processes import free_port
+from sekat.localstack.redis_servers import RedisClusterServers, RedisServer
 from sekat.release.acted import ActedStore
 
 

@@ -39,12 +39,24 @@ from typing import Any
 import orjson
 
 from load_tests.generate import generate
-from load_tests.harness import (RESULTS, ROOT, Commands, figure, local_stack, log, percentile, spawn,
-                                stop_on_sigterm, wait_http)
+from load_tests.harness import (
+    RESULTS,
+    ROOT,
+    Commands,
+    figure,
+    local_stack,
+    log,
+    percentile,
+    spawn,
+    stop_on_sigterm,
+    wait_http,
+)
 from load_tests.traffic import Population
 from sekat.blocklist.connection import sync_client
 from sekat.blocklist.store import built_key
-from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
+from sekat.localstack.kafka_servers import KafkaBroker
+from sekat.localstack.processes import free_port, stop_process
+from sekat.localstack.redis_servers import RedisServer
 from sekat.settings import Settings
 from sekat.streams.topics import create_topics
 

@@ -20,7 +20,8 @@ import orjson
 import redis
 
 from sekat.blocklist.store import BlocklistStore
-from sekat.localstack import RedisServer, free_port
+from sekat.localstack.processes import free_port
+from sekat.localstack.redis_servers import RedisServer
 from sekat.records import Entry, Status
 
 

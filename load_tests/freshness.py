@@ -33,9 +33,21 @@ import httpx
 import orjson
 from confluent_kafka import Producer
 
-from load_tests.harness import (RESULTS, Commands, api_key, figure, local_stack, log, percentile, spawn,
-                                stop_on_sigterm, wait_http)
-from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
+from load_tests.harness import (
+    RESULTS,
+    Commands,
+    api_key,
+    figure,
+    local_stack,
+    log,
+    percentile,
+    spawn,
+    stop_on_sigterm,
+    wait_http,
+)
+from sekat.localstack.kafka_servers import KafkaBroker
+from sekat.localstack.processes import free_port, stop_process
+from sekat.localstack.redis_servers import RedisServer
 from sekat.settings import Settings
 from sekat.streams.topics import create_topics
 

@@ -24,7 +24,9 @@ from typing import Any
 
 import orjson
 
-from sekat.localstack import KafkaBroker, RedisServer, free_port
+from sekat.localstack.kafka_servers import KafkaBroker
+from sekat.localstack.processes import free_port
+from sekat.localstack.redis_servers import RedisServer
 from sekat.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -58,7 +58,9 @@ def main() -> int:
         signal.signal(sig, lambda *_: sys.exit(130))
 
     from load_tests.harness import spawn
-    from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
+    from sekat.localstack.kafka_servers import KafkaBroker
+    from sekat.localstack.processes import free_port, stop_process
+    from sekat.localstack.redis_servers import RedisServer
     from sekat.settings import Settings
     from sekat.streams.topics import create_topics
 

@@ -25,7 +25,9 @@ import redis
 from kafka import KafkaConsumer
 
 from load_tests.harness import api_key, local_stack, log, percentile, spawn, stop_on_sigterm, wait_http
-from sekat.localstack import KafkaBroker, RedisServer, free_port, stop_process
+from sekat.localstack.kafka_servers import KafkaBroker
+from sekat.localstack.processes import free_port, stop_process
+from sekat.localstack.redis_servers import RedisServer
 from sekat.settings import Settings
 from sekat.streams.topics import create_topics
 

@@ -45,7 +45,8 @@ from load_tests.harness import log
 from load_tests.traffic import Population
 from sekat.blocklist import replica_snapshot as stored
 from sekat.blocklist.connection import sync_client
-from sekat.localstack import RedisServer, free_port
+from sekat.localstack.processes import free_port
+from sekat.localstack.redis_servers import RedisServer
 
 PROBE = """
 import asyncio, re, sys, time, json

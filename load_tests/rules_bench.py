@@ -25,7 +25,8 @@ import orjson
 
 from sekat.decode.calls import decode_call
 from sekat.decode.transfers import decode_transfer
-from sekat.localstack import RedisServer, free_port
+from sekat.localstack.processes import free_port
+from sekat.localstack.redis_servers import RedisServer
 from sekat.records import Call, Transfer, iso
 from sekat.rules import engine
 from sekat.rules.policy import DEFAULT_POLICY_FILE, load_policy

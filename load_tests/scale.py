@@ -38,10 +38,11 @@ import orjson
 
 from load_tests.bench import Scraper, bench_policy, check, load_blocklist, traffic_arguments
 from load_tests.generate import generate
-from load_tests.harness import (RESULTS, ROOT, Commands, figure, log, percentile, remove_or_keep, spawn,
-                                stop_on_sigterm)
+from load_tests.harness import RESULTS, ROOT, Commands, figure, log, percentile, remove_or_keep, spawn, stop_on_sigterm
 from load_tests.traffic import Population
-from sekat.localstack import KafkaCluster, RedisClusterServers, free_port, stop_process
+from sekat.localstack.kafka_servers import KafkaCluster
+from sekat.localstack.processes import free_port, stop_process
+from sekat.localstack.redis_servers import RedisClusterServers
 from sekat.settings import Settings
 from sekat.streams.topics import create_topics
 

@@ -37,7 +37,9 @@ from sekat.blocklist.connection import sync_client
 from sekat.blocklist.replica import Replica
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.store import BrakeStore, Trip
-from sekat.localstack import KafkaCluster, RedisClusterServers, free_port
+from sekat.localstack.kafka_servers import KafkaCluster
+from sekat.localstack.processes import free_port
+from sekat.localstack.redis_servers import RedisClusterServers
 from sekat.records import Entry, Report, Status, iso
 from sekat.release.acted import ActedStore
 from sekat.rules import engine

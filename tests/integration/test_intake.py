@@ -486,7 +486,7 @@ def test_api_keys_are_stored_hashed(desk: Desk) -> None:
 
 
 def test_kafka_unreachable_gives_503_with_a_message_not_a_crash(stack: Stack, desk: Desk, logs_dir: Path) -> None:
-    from sekat.localstack import free_port
+    from sekat.localstack.processes import free_port
 
     env = {**desk.env, "SEKAT_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"}
     env.pop("SEKAT_API_PORT", None)

@@ -31,7 +31,7 @@ import pytest
 from kafka import KafkaProducer
 
 from sekat.blocklist.store import BlocklistStore
-from sekat.localstack import free_port
+from sekat.localstack.processes import free_port
 from sekat.records import Status, iso
 from tests.support import PrometheusServer, Stack, WorkerProcess, file_report, isolated_env, unique
 

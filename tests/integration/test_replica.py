@@ -11,7 +11,8 @@ import pytest
 
 from sekat.blocklist.replica import Replica
 from sekat.blocklist.store import BlocklistStore
-from sekat.localstack import RedisServer, free_port
+from sekat.localstack.processes import free_port
+from sekat.localstack.redis_servers import RedisServer
 from sekat.records import Status, iso
 from tests.support import Stack, file_report, unique
 

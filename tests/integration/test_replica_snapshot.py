@@ -21,7 +21,8 @@ from sekat.blocklist import replica_snapshot as stored
 from sekat.blocklist.connection import sync_client
 from sekat.blocklist.replica import Replica
 from sekat.blocklist.store import BlocklistStore
-from sekat.localstack import RedisServer, free_port
+from sekat.localstack.processes import free_port
+from sekat.localstack.redis_servers import RedisServer
 from sekat.records import Status
 from tests.support import Stack, file_report, unique
 

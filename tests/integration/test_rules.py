@@ -314,5 +314,5 @@ def test_two_workers_in_one_group_share_the_window_and_it_survives_a_worker_leav
 
 
 def _free_port() -> int:
-    from sekat.localstack import free_port
+    from sekat.localstack.processes import free_port
     return free_port()

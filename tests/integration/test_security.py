@@ -28,7 +28,10 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern, ResourceType
 
 from sekat.blocklist.store import BlocklistStore
-from sekat.localstack import KafkaBroker, RedisServer, TlsFiles, acl_redis, free_port, make_tls_files, secured_broker
+from sekat.localstack.kafka_servers import KafkaBroker
+from sekat.localstack.processes import free_port
+from sekat.localstack.redis_servers import RedisServer
+from sekat.localstack.secured import TlsFiles, acl_redis, make_tls_files, secured_broker
 from sekat.records import iso
 from sekat.settings import Settings
 from sekat.streams.acls import acl_plan

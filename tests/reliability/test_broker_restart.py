@@ -23,7 +23,8 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from sekat.blocklist.store import BlocklistStore
-from sekat.localstack import KafkaBroker, free_port
+from sekat.localstack.kafka_servers import KafkaBroker
+from sekat.localstack.processes import free_port
 from sekat.records import Status, iso
 from tests.support import Collector, Stack, Traffic, WorkerProcess, file_report, isolated_env, unique, wait_until
 

@@ -29,7 +29,9 @@ import pytest
 import redis as sync_redis
 import yaml
 
-from sekat.localstack import REPO_ROOT, RedisServer, free_port
+from sekat.localstack.kafka_servers import REPO_ROOT
+from sekat.localstack.processes import free_port
+from sekat.localstack.redis_servers import RedisServer
 from sekat.records import iso
 from tests.support import Collector, Producer, Stack, Traffic, WorkerProcess, isolated_env, unique, wait_until
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from sekat.blocklist.store import BlocklistStore
-from sekat.localstack import free_port
+from sekat.localstack.processes import free_port
 from sekat.records import Status, iso
 from tests.support import Collector, Stack, Traffic, WorkerProcess, file_report, isolated_env, unique, wait_until
 

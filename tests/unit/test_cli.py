@@ -1,11 +1,22 @@
-"""The sekat command: a bad configuration stops start-up with a message naming the setting."""
+"""The sekat command: a bad configuration stops start-up with a message naming the setting; every
+subcommand's --help says what it does and lists the settings it reads, as its code reads them."""
 
+import argparse
+import ast
+import importlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import fields
+from functools import cache
 from pathlib import Path
 
+import pytest
+
+import sekat
+from sekat.cli import build_parser, main
+from sekat.cli.command import member_reads
 from sekat.settings import SETTINGS_DOC, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +37,7 @@ def test_bad_setting_stops_the_worker_naming_the_variable() -> None:
 def test_help_lists_the_commands() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for command in ("worker", "api", "apikey", "up", "down", "topics", "blocklist", "top", "acls"):
+    for command in ("worker", "api", "apikey", "up", "down", "topics", "blocklist", "top", "acls", "send", "tail"):
         assert command in result.stdout
 
 
@@ -50,7 +61,7 @@ def test_the_worker_leaves_the_root_logger_at_the_configured_level() -> None:
 
     import faust
 
-    from sekat.cli import faust_worker
+    from sekat.cli.processes import faust_worker
 
     settings = Settings.from_environ({"SEKAT_LOG_LEVEL": "warning"})
     worker = faust_worker(faust.App("sekat-test-spinner", broker="kafka://127.0.0.1:1"), settings)
@@ -63,3 +74,83 @@ def test_the_worker_leaves_the_root_logger_at_the_configured_level() -> None:
     finally:
         root.setLevel(level)
         root.handlers[:] = handlers
+
+
+def test_version_prints_the_package_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout == f"sekat {sekat.__version__}\n"
+
+
+def subcommands(parser: argparse.ArgumentParser,
+                path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every subcommand that runs something (``blocklist add``, not ``blocklist``), with its parser."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from subcommands(child, (*path, name))
+            return
+    yield path, parser
+
+
+FIELDS = {f.name for f in fields(Settings)}
+
+
+@cache
+def definitions(module: str) -> tuple[dict[str, ast.AST], dict[str, tuple[str, str]]]:
+    """A module's functions and classes by name, and the names it imports from ``sekat`` (anywhere in it)."""
+    tree = ast.parse(Path(importlib.import_module(module).__file__ or "").read_text())
+    defs = {node.name: node for node in tree.body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    imported = {alias.asname or alias.name: (node.module, alias.name) for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("sekat.")
+                for alias in node.names}
+    return defs, imported
+
+
+def settings_read_by(module: str, name: str, seen: set[tuple[str, str]]) -> set[str]:
+    """The Settings fields that function or class ``name`` of ``module`` reads (``settings.X``,
+    ``self.settings.X``), directly or through the functions and classes of ours it names."""
+    if (module, name) in seen or module == "sekat.settings":
+        return set()
+    seen.add((module, name))
+    defs, imported = definitions(module)
+    found: set[str] = set()
+    for node in ast.walk(defs[name]) if name in defs else ():
+        if isinstance(node, ast.Attribute) and (isinstance(node.value, ast.Name) and node.value.id == "settings"
+                                                or isinstance(node.value, ast.Attribute)
+                                                and node.value.attr == "settings"):
+            found |= {node.attr} & FIELDS | set(member_reads().get(node.attr, ()))
+        elif isinstance(node, ast.Name) and node.id in defs:
+            found |= settings_read_by(module, node.id, seen)
+        elif isinstance(node, ast.Name) and node.id in imported:
+            found |= settings_read_by(*imported[node.id], seen)
+    return found
+
+
+@pytest.mark.parametrize("path, parser", [pytest.param(path, parser, id=" ".join(path))
+                                          for path, parser in subcommands(build_parser())])
+def test_help_says_what_the_subcommand_does_and_the_settings_its_code_reads(
+        path: tuple[str, ...], parser: argparse.ArgumentParser, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([*path, "--help"])
+    shown = capsys.readouterr().out
+    assert done.value.code == 0
+    description = " ".join((parser.description or "").split())
+    assert description.endswith(".") and 1 <= description.count(". ") + 1 <= 2, description  # a sentence or two
+    assert description in " ".join(shown.split())
+    # What the code reads: the handler and what it calls, the start-up check of each server it needs,
+    # and the log level (every command).
+    handler = parser.get_default("func")
+    read = settings_read_by(handler.__module__, handler.__name__, set()) | {"log_level"}
+    for server in parser.get_default("needs"):
+        read |= settings_read_by("sekat.preflight", f"check_{server}", set())
+    listed = " ".join(shown.split()).split("Settings read: ", 1)[1].split(". ", 1)[0].split(", ")
+    assert listed == [f"SEKAT_{f.name.upper()}" for f in fields(Settings) if f.name in read]
+
+
+def test_the_commands_that_group_subcommands_say_what_they_hold() -> None:
+    for name in ("blocklist", "apikey"):
+        result = run(name, "--help")
+        assert result.returncode == 0
+        assert "Each subcommand's --help says what it does and lists the settings it reads." in " ".join(
+            result.stdout.split())

@@ -18,7 +18,9 @@ from redis.crc import key_slot
 
 from sekat.blocklist.connection import SLOTS, async_client, by_slot, slot_group, spread_tags, sync_client
 from sekat.errors import ConfigError
-from sekat.localstack import KafkaCluster, RedisClusterServers, StackError
+from sekat.localstack.kafka_servers import KafkaCluster
+from sekat.localstack.processes import StackError
+from sekat.localstack.redis_servers import RedisClusterServers
 from sekat.redis_url import cluster_seeds, is_cluster
 from sekat.release.acted import ActedKeys
 from sekat.settings import Settings
@@ -135,18 +137,19 @@ def test_up_refuses_cluster_flags_the_settings_do_not_describe(env: dict[str, st
 
 
 def test_up_and_down_find_the_cluster_the_settings_name(tmp_path: Path) -> None:
-    from sekat.cli import _stack
-    from sekat.localstack import KafkaBroker, RedisServer
+    from sekat.cli.stack import local_servers
+    from sekat.localstack.kafka_servers import KafkaBroker
+    from sekat.localstack.redis_servers import RedisServer
 
-    kafka, redis_ = _stack(Settings.from_environ({
+    kafka, redis_ = local_servers(Settings.from_environ({
         "SEKAT_STACK_DIR": str(tmp_path), "SEKAT_KAFKA_BOOTSTRAP": "127.0.0.1:19092,127.0.0.1:29092,127.0.0.1:39092",
         "SEKAT_REDIS_URL": "redis+cluster://127.0.0.1:17001,127.0.0.1:17002,127.0.0.1:17003"}))
     assert isinstance(kafka, KafkaCluster) and kafka.ports == [19092, 29092, 39092]
     assert isinstance(redis_, RedisClusterServers) and redis_.ports == [17001, 17002, 17003]
-    single = _stack(Settings.from_environ({"SEKAT_STACK_DIR": str(tmp_path)}))
+    single = local_servers(Settings.from_environ({"SEKAT_STACK_DIR": str(tmp_path)}))
     assert isinstance(single[0], KafkaBroker) and isinstance(single[1], RedisServer)
     for url in ("redis+cluster://cache.example:6379", "redis+cluster://127.0.0.1:17001"):
-        assert _stack(Settings.from_environ({"SEKAT_REDIS_URL": url}))[1] is None  # used by a seed, never started
+        assert local_servers(Settings.from_environ({"SEKAT_REDIS_URL": url}))[1] is None  # used by a seed, not started
 
 
 def test_up_says_which_port_of_the_cluster_is_taken(tmp_path: Path) -> None:

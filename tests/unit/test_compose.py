@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sekat.localstack import KafkaBroker
+from sekat.localstack.kafka_servers import KafkaBroker
 from sekat.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from sekat.localstack import free_port
+from sekat.localstack.processes import free_port
 from sekat.preflight import check
 from sekat.settings import Settings
 

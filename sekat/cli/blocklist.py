@@ -1,0 +1,197 @@
+"""``sekat blocklist add|revoke|show|import|export|rebuild``: the blocklist from the command line.
+
+Reports go onto the reports topic through ``blocklist.filing``, the same checks as the agency API;
+``show`` and ``export`` read the Redis index; ``rebuild`` wipes the index and replays the topic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+
+from sekat.cli.command import KAFKA_AND_REDIS, add_command, add_group
+from sekat.errors import InvalidReport, SekatError
+from sekat.settings import Settings
+
+# What filing a report reads: the region of phone numbers, the protected list, the expiry policy.
+FILING = ("phone_region", "protected_keys", "expiry_policy")
+
+
+def _identifier(args: argparse.Namespace) -> tuple[str, str, str | None]:
+    if args.phone:
+        return "phone", args.phone, None
+    if not args.bank:
+        raise SekatError("--account needs --bank (the BIC of the account's bank)")
+    return "account", args.account, args.bank
+
+
+def _field_error(exc: InvalidReport) -> SekatError:
+    """InvalidReport names the report field; on the command line that is an option."""
+    option = {"value": "--phone/--account", "ttl_days": "--ttl-days", "case_ref": "--case-ref"}.get(
+        exc.field, "--link" if exc.field.startswith("links") else f"--{exc.field.replace('_', '-')}")
+    message = str(exc).split(": ", 1)[-1]
+    if exc.reason == "protected":
+        message = message.replace("can never be listed", "can never be blocked")
+    return SekatError(f"{option}: {message}")
+
+
+def cmd_file(settings: Settings, args: argparse.Namespace) -> int:
+    """``add`` and ``revoke``: one report, produced and acknowledged, printed with where it landed."""
+    from sekat.blocklist.bulk import publish_one
+    from sekat.blocklist.filing import file_report
+    from sekat.records import key_object
+
+    kind, value, bank = _identifier(args)
+    status = "revoked" if args.cmd == "revoke" else args.status
+    try:
+        report = file_report(kind, value, status, args.source, datetime.now(timezone.utc), bank=bank,
+                             case_ref=args.case_ref, reason=args.reason, ttl_days=getattr(args, "ttl_days", 0),
+                             filed_by="cli", region=settings.phone_region, protected=settings.protected_keys(),
+                             links=[key_object(text) for text in getattr(args, "link", None) or ()],
+                             expiry=settings.expiry_policy())
+    except InvalidReport as exc:
+        raise _field_error(exc) from None
+    meta = publish_one(settings, report)
+    body = report.to_json()
+    body.update(topic=meta.topic, partition=meta.partition, offset=meta.offset)
+    print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
+    from sekat.blocklist.filing import identifier
+    from sekat.blocklist.store import BlocklistStore
+
+    kind, value, bank = _identifier(args)
+    try:
+        bank_code, number = identifier(kind, value, bank, settings.phone_region)
+    except InvalidReport as exc:
+        if exc.reason != "protected":
+            raise _field_error(exc) from None
+        print("not listed (protected: can never be listed)")
+        return 1
+
+    async def go() -> int:
+        store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
+        try:
+            shown = await store.get(f"phone:{number}" if kind == "phone" else f"account:{bank_code}:{number}")
+        finally:
+            await store.close()
+        if shown is None:
+            print("not listed")
+            return 1
+        print(orjson.dumps(shown.to_json(), option=orjson.OPT_INDENT_2).decode())
+        return 0
+    return asyncio.run(go())
+
+
+def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    from sekat.blocklist.store import BlocklistStore
+    from sekat.streams.rebuild import rebuild
+
+    async def go() -> int:
+        store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
+        try:
+            result = await rebuild(settings, store, settings.protected_keys())
+        finally:
+            await store.close()
+        print(f"rebuild: wiped {result.wiped} entries, replayed {result.records} records "
+              f"({result.invalid} invalid, skipped) into {result.entries} entries")
+        return 0
+    return asyncio.run(go())
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from sekat.blocklist.bulk import import_rows, read_rows
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise SekatError(f"no such file: {path}")
+    started = time.perf_counter()
+    result = import_rows(settings, read_rows(path), datetime.now(timezone.utc), args.source or "",
+                         settings.protected_keys(),
+                         progress=lambda n: print(f"import: {n} sent", file=sys.stderr, flush=True))
+    elapsed = time.perf_counter() - started
+    for line, message in result.errors[:args.max_errors]:
+        print(f"{path.name}:{line}: {message}", file=sys.stderr)
+    if len(result.errors) > args.max_errors:
+        print(f"... and {len(result.errors) - args.max_errors} more bad rows", file=sys.stderr)
+    print(f"import: {result.sent} reports acknowledged by Kafka, {len(result.errors)} bad rows skipped, "
+          f"{result.read} rows in {elapsed:.1f}s ({result.sent / elapsed if elapsed else 0:,.0f} reports/s)")
+    return 0 if not result.errors else 3
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    from sekat.blocklist.bulk import write_export
+    from sekat.blocklist.store import BlocklistStore
+
+    async def go() -> int:
+        store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
+        out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8", newline="")
+        count, first = 0, True
+        try:
+            async for batch in store.scan_entries():
+                count += write_export(batch, out, args.format, header=first)
+                first = False
+        finally:
+            await store.close()
+            if out is not sys.stdout:
+                out.close()
+        print(f"export: {count} entries", file=sys.stderr)
+        return 0
+    return asyncio.run(go())
+
+
+def add_blocklist(sub: argparse._SubParsersAction) -> None:
+    bl_sub = add_group(sub, "blocklist", "file, revoke, show, import, export or rebuild blocklist entries",
+                       "File, revoke, show, import, export or rebuild blocklist entries. Reports go onto the reports "
+                       "topic, the blocklist's source of truth, and the worker applies them to the Redis index.")
+    add = add_command(bl_sub, "add", cmd_file, "file a report on a phone number or account (to sekat.reports)",
+                      "File a report on a phone number or account: checked as the agency API checks it, then sent "
+                      "to the reports topic and printed with its partition and offset once Kafka acknowledged it.",
+                      reads=("topic_reports", "kafka_client_config", *FILING), needs=("kafka",))
+    revoke = add_command(bl_sub, "revoke", cmd_file, "revoke an entry (appeal upheld; to sekat.reports)",
+                         "Revoke an entry (an appeal was upheld): a revoked report goes to the reports topic, and "
+                         "no command acts on the identifier again until a newer report.",
+                         reads=("topic_reports", "kafka_client_config", *FILING), needs=("kafka",))
+    show = add_command(bl_sub, "show", cmd_show, "show one entry of the index, with its history",
+                       "Show one entry of the Redis index, with its history; exit status 1 when it is not listed.",
+                       reads=("phone_region", "redis_prefix"), needs=("redis",))
+    for p in (add, revoke, show):
+        who = p.add_mutually_exclusive_group(required=True)
+        who.add_argument("--phone", help="phone number in any common format")
+        who.add_argument("--account", help="account number (spaces and dashes allowed); needs --bank")
+        p.add_argument("--bank", help="BIC of the account's bank, e.g. CIBBMYKL")
+    for p in (add, revoke):
+        p.add_argument("--source", required=True, help="reporting agency, e.g. PDRM, NSRC, MBBEMYKL")
+        p.add_argument("--reason", required=p is revoke, default="", help="why")
+        p.add_argument("--case-ref", default="", help="the agency's case reference")
+    add.add_argument("--status", choices=("reported", "confirmed"), default="reported")
+    add.add_argument("--ttl-days", type=int, default=None,
+                     help="expire after this many days (0: never; default: SEKAT_EXPIRY_DAYS)")
+    add.add_argument("--link", action="append", metavar="phone:NUMBER|account:BIC:NUMBER",
+                     help="another identifier of the same scam; repeat for several")
+    imp = add_command(bl_sub, "import", cmd_import, "file reports in bulk from a CSV or JSONL file",
+                      "File reports in bulk from a CSV (with a header row) or JSONL file, with the same checks as "
+                      "`add`. Bad rows are reported by line and skipped (exit status 3); the rest are sent.",
+                      reads=("topic_reports", "aiokafka_config", *FILING), needs=("kafka",))
+    imp.add_argument("file", help="a .csv (with a header row) or .jsonl file")
+    imp.add_argument("--source", help="agency for rows without a source column")
+    imp.add_argument("--max-errors", type=int, default=50, help="bad rows to print (all are counted)")
+    exp = add_command(bl_sub, "export", cmd_export, "write every index entry as JSONL or CSV",
+                      "Write every entry of the Redis index as JSONL (full entries, with history) or CSV (summary "
+                      "columns); `import` files a JSONL export again.",
+                      reads=("redis_prefix",), needs=("redis",))
+    exp.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    exp.add_argument("--output", "-o", default="-", help="file to write ('-': standard output)")
+    add_command(bl_sub, "rebuild", cmd_rebuild, "wipe the Redis index and replay sekat.reports into it",
+                "Wipe the Redis index and replay the reports topic into it, the way the worker applies reports.",
+                reads=("topic_reports", "kafka_client_config", "max_event_bytes", "phone_region", "protected_keys",
+                       "redis_prefix"),
+                needs=KAFKA_AND_REDIS)

@@ -1,0 +1,96 @@
+"""``sekat worker`` and ``sekat api``, the processes that run in the foreground, and ``sekat top``, which
+watches workers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import fields
+from typing import Any
+
+from sekat.cli.command import KAFKA_AND_REDIS, add_command
+from sekat.settings import Settings
+
+# Settings only the agency API, the local stack or filing from the CLI read: the worker reads every other one.
+NOT_READ_BY_WORKER = ("api_host", "api_port", "status_rate_per_minute", "filing_rate_per_minute", "stack_dir",
+                      "expiry_days", "renewals_max")
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from sekat.streams.app import create_app
+
+    app = create_app(settings)
+    logging.getLogger("sekat").info("starting worker with %s", settings.redacted())
+    try:
+        faust_worker(app, settings).execute_from_commandline()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    # Faust's orderly stop is over (its services stopped, its loop closed). A thread it could not stop in time
+    # (its consumer's, with the broker gone) would keep the interpreter waiting at exit for its own retries:
+    # leave now, with the logs flushed.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def faust_worker(app: Any, settings: Settings) -> Any:
+    """Faust's worker for ``app``, without its terminal spinner.
+
+    At SEKAT_LOG_LEVEL warning or error, Faust shows a spinner that "spins for every log message":
+    it sets the root logger to DEBUG, so every library's debug call (one per message sent, in Faust)
+    builds a record, which redaction then scans, only for the handler to drop it.
+    """
+    import faust
+
+    worker = faust.Worker(app, loglevel=settings.log_level.upper())
+    worker.spinner = None
+    return worker
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    from sekat.api.app import serve
+
+    logging.getLogger("sekat").info("starting agency API on %s:%d", settings.api_host, settings.api_port)
+    serve(settings)
+    return 0
+
+
+def cmd_top(settings: Settings, args: argparse.Namespace) -> int:
+    from sekat.metrics.top import run
+
+    host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::") else settings.web_host
+    urls = args.url or [f"http://{host}:{settings.web_port}/metrics"]
+    return run(urls, args.interval, args.once, lambda text: (sys.stdout.write(text), sys.stdout.flush()))
+
+
+def add_worker(sub: argparse._SubParsersAction) -> None:
+    add_command(sub, "worker", cmd_worker, "run the screening worker (Faust) in the foreground",
+                "Run the screening worker in the foreground: it reads transfers, calls and reports, decides on "
+                "each event, and sends freeze and block commands, decisions and dead letters. Stop it with Ctrl-C.",
+                reads=[f.name for f in fields(Settings) if f.name not in NOT_READ_BY_WORKER], needs=KAFKA_AND_REDIS)
+
+
+def add_api(sub: argparse._SubParsersAction) -> None:
+    add_command(sub, "api", cmd_api, "run the agency HTTP API (uvicorn) in the foreground",
+                "Run the agency HTTP API in the foreground: agencies file, revoke and look up reports with their "
+                "API keys; the public status check answers listed or not listed.",
+                reads=("api_host", "api_port", "status_rate_per_minute", "filing_rate_per_minute", "redis_prefix",
+                       "topic_reports", "topic_decisions", "brake_window_s", "phone_region", "protected_keys",
+                       "expiry_policy", "aiokafka_config"),
+                needs=KAFKA_AND_REDIS)
+
+
+def add_top(sub: argparse._SubParsersAction) -> None:
+    top = add_command(sub, "top", cmd_top,
+                      "live view of workers' events/s, p99 latency, commands, dead letters and lag",
+                      "Show a live view of running workers, scraped from their /metrics: events per second, p99 "
+                      "decision latency, commands, dead letters and consumer lag.",
+                      reads=("web_host", "web_port"))
+    top.add_argument("--url", action="append", help="a worker's /metrics URL; repeat for several "
+                     "(default: http://SEKAT_WEB_HOST:SEKAT_WEB_PORT/metrics)")
+    top.add_argument("--interval", type=float, default=2.0, help="seconds between scrapes (default 2)")
+    top.add_argument("--once", action="store_true", help="print one frame (two scrapes --interval apart) and exit")
