@@ -2,8 +2,8 @@
 
 ``Settings.from_environ(mapping)`` validates every variable and raises
 ``ConfigError`` naming the variable at fault; nothing else in Sekat reads
-``os.environ``. The table in README.md ("Configuration") lists every variable;
-``SETTINGS_DOC`` below is its source.
+``os.environ``. The table in docs/configuration.md lists every variable;
+``SETTINGS_DOC`` below gives each a one-line description (tests hold both to the fields).
 """
 
 from __future__ import annotations

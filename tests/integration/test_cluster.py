@@ -1,7 +1,7 @@
 """Scale-out on one machine: Sekat on a 3-broker KRaft cluster and a 3-master Redis Cluster, unchanged but
 for its settings.
 
-Given the cluster (started once for the module: ``sekat.localstack.KafkaCluster`` and
+Given the cluster (started once for the module: ``sekat.localstack.kafka_servers.KafkaCluster`` and
 ``RedisClusterServers``, the code ``sekat up --brokers 3 --redis-cluster`` runs), Sekat's topics are
 replicated three ways with two in sync; the blocklist index, the replica and the rule state answer on the
 Redis Cluster exactly as on one server while spreading their keys over every master; so do the record of who
