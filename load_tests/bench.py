@@ -39,18 +39,8 @@ from typing import Any
 import orjson
 
 from load_tests.generate import generate
-from load_tests.harness import (
-    RESULTS,
-    ROOT,
-    Commands,
-    figure,
-    local_stack,
-    log,
-    percentile,
-    spawn,
-    stop_on_sigterm,
-    wait_http,
-)
+from load_tests.harness import (RESULTS, ROOT, Commands, figure, local_stack, log, percentile, spawn, stop_on_sigterm,
+                                wait_http)
 from load_tests.traffic import Population
 from sekat.blocklist.connection import sync_client
 from sekat.blocklist.store import built_key

@@ -33,18 +33,8 @@ import httpx
 import orjson
 from confluent_kafka import Producer
 
-from load_tests.harness import (
-    RESULTS,
-    Commands,
-    api_key,
-    figure,
-    local_stack,
-    log,
-    percentile,
-    spawn,
-    stop_on_sigterm,
-    wait_http,
-)
+from load_tests.harness import (RESULTS, Commands, api_key, figure, local_stack, log, percentile, spawn,
+                                 stop_on_sigterm, wait_http)
 from sekat.localstack.kafka_servers import KafkaBroker
 from sekat.localstack.processes import free_port, stop_process
 from sekat.localstack.redis_servers import RedisServer

@@ -7,6 +7,7 @@ child process, and producers/consumers are kafka-python clients.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from sekat.localstack.kafka_servers import KafkaBroker
 from sekat.localstack.processes import free_port, stop_process
 from sekat.localstack.redis_servers import RedisServer
+from sekat.records import iso
 from sekat.settings import Settings
 from sekat.streams.topics import create_topics
 
@@ -166,6 +169,22 @@ class WorkerProcess:
         status, page = self.get("/metrics")
         assert status == 200, status
         return sum(float(m.group(1)) for m in re.finditer(rf"^{pattern}\S* (\S+)$", page.decode(), re.M))
+
+
+def wait_http_ready(what: str, proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float) -> None:
+    """Wait until ``url`` answers 200; fail with the tail of ``log_path`` if ``proc`` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} not ready in {timeout}s:\n{log_path.read_text()[-4000:]}")
 
 
 def wait_until(what: str, read: Callable[[], Any], pred: Callable[[Any], bool], timeout: float = 30.0,
@@ -346,19 +365,8 @@ class PrometheusServer:
             [exe, f"--config.file={config}", f"--storage.tsdb.path={self.base / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self.proc.returncode}: "
-                                   f"{(self.base / 'prometheus.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"prometheus not ready in {timeout}s")
+        wait_http_ready("prometheus", self.proc, f"{self.url}/-/ready", self.base / "prometheus.log", timeout)
+        return self
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """Instant query through the HTTP API; the result vector."""
@@ -403,18 +411,8 @@ class ApiProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "sekat.cli", "api"], env=child_env(self.env), stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"api exited with {self.proc.returncode}:\n{self.log_path.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/openapi.json", timeout=2) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"api not ready in {timeout}s:\n{self.log_path.read_text()[-4000:]}")
+        wait_http_ready("api", self.proc, self.url + "/openapi.json", self.log_path, timeout)
+        return self
 
     def stop(self, timeout: float = 15.0) -> None:
         stop_process(self.proc, timeout=timeout)
@@ -424,6 +422,34 @@ def sekat(env: dict[str, str], *args: str, timeout: float = 120.0) -> subprocess
     """Run the ``sekat`` command with exactly ``env``'s SEKAT_* settings."""
     return subprocess.run([sys.executable, "-m", "sekat.cli", *args], env=child_env(env), capture_output=True,
                           text=True, timeout=timeout)
+
+
+def list_phone(settings: Settings, phone: str, case_ref: str, reason: str = "scam caller") -> None:
+    """List ``phone`` as confirmed by PDRM, straight into the index (as the reports agent applies a report)."""
+    from sekat.blocklist.store import BlocklistStore
+    from sekat.records import Status
+
+    async def go() -> None:
+        store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
+        try:
+            await file_report(store, f"phone:{phone}", Status.CONFIRMED, "PDRM", reason, case_ref)
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+def call_traffic(listed_phone: str, every: int, listed_ids: list[str]) -> Callable[[int], dict[str, object]]:
+    """Call events for ``Traffic``: every ``every``-th from ``listed_phone`` (its event id kept in ``listed_ids``)."""
+    def make(i: int) -> dict[str, object]:
+        event_id = unique("c-")
+        listed = i % every == 0
+        if listed:
+            listed_ids.append(event_id)
+        return {"event_id": event_id, "occurred_at": iso(datetime.now(timezone.utc)), "call_id": f"x{i}",
+                "operator": "CELCOM", "caller": listed_phone if listed else f"+601234{i:05d}",
+                "callee": f"+60123{i:06d}"}
+    return make
 
 
 async def file_report(store: Any, key: str, status: Any, source: str = "PDRM", reason: str = "scam",

@@ -19,17 +19,8 @@ import pytest
 
 from sekat.blocklist.store import BlocklistStore
 from sekat.records import Status
-from tests.support import (
-    Collector,
-    Producer,
-    Stack,
-    WorkerProcess,
-    file_report,
-    for_event,
-    isolated_env,
-    unique,
-    wait_until,
-)
+from tests.support import (Collector, Producer, Stack, WorkerProcess, file_report, for_event, isolated_env, unique,
+                           wait_until)
 
 pytestmark = pytest.mark.integration
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -24,19 +24,8 @@ import yaml
 from sekat.blocklist.store import BlocklistStore
 from sekat.records import Status, iso
 from sekat.rules.policy import DEFAULT_POLICY_FILE
-from tests.support import (
-    ApiProcess,
-    Collector,
-    Producer,
-    Record,
-    Stack,
-    WorkerProcess,
-    file_report,
-    for_event,
-    isolated_env,
-    sekat,
-    unique,
-)
+from tests.support import (ApiProcess, Collector, Producer, Record, Stack, WorkerProcess, file_report, for_event,
+                           isolated_env, sekat, unique)
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -20,18 +20,8 @@ import pytest
 
 from sekat.blocklist.store import BlocklistStore
 from sekat.records import Entry, iso
-from tests.support import (
-    ApiProcess,
-    Collector,
-    Producer,
-    Record,
-    Stack,
-    WorkerProcess,
-    for_event,
-    isolated_env,
-    sekat,
-    unique,
-)
+from tests.support import (ApiProcess, Collector, Producer, Record, Stack, WorkerProcess, for_event, isolated_env,
+                           sekat, unique)
 
 pytestmark = pytest.mark.integration
 
@@ -102,20 +92,17 @@ class Scene:
         topics = (self.settings.topic_freeze, self.settings.topic_block)
         return self.out.wait_for(lambda r: r.topic in topics and for_event(event_id)(r), count)
 
-    def releases(self, ident: str) -> list[dict[str, Any]]:
+    def is_release(self, ident: str) -> Callable[[Record], bool]:
+        """Matches the release commands (RELEASE_ACCOUNT, UNBLOCK_NUMBER) of ``ident``."""
         topics = (self.settings.topic_freeze, self.settings.topic_block)
-        return [r.json for r in self.out.matching(
-            lambda r: r.topic in topics and r.json.get("action") in ("RELEASE_ACCOUNT", "UNBLOCK_NUMBER")
-            and r.json.get("identifier") == ident)]
+        return lambda r: (r.topic in topics and r.json.get("action") in ("RELEASE_ACCOUNT", "UNBLOCK_NUMBER")
+                          and r.json.get("identifier") == ident)
+
+    def releases(self, ident: str) -> list[dict[str, Any]]:
+        return [r.json for r in self.out.matching(self.is_release(ident))]
 
     def wait_releases(self, ident: str, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.releases(ident)
-            if len(found) >= count:
-                return found
-            time.sleep(0.1)
-        raise AssertionError(f"waited {timeout}s for {count} releases of {ident}, got {self.releases(ident)}")
+        return [r.json for r in self.out.wait_for(self.is_release(ident), count, timeout)]
 
 
 @pytest.fixture(scope="module")

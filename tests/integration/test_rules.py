@@ -28,17 +28,8 @@ import yaml
 from sekat.blocklist.store import BlocklistStore
 from sekat.records import Status, iso
 from sekat.rules.policy import DEFAULT_POLICY_FILE
-from tests.support import (
-    Collector,
-    Producer,
-    Record,
-    Stack,
-    WorkerProcess,
-    file_report,
-    for_event,
-    isolated_env,
-    unique,
-)
+from tests.support import (Collector, Producer, Record, Stack, WorkerProcess, file_report, for_event, isolated_env,
+                           unique)
 
 pytestmark = pytest.mark.integration
 

@@ -12,21 +12,18 @@ from the listed caller has a BLOCK_CALL command, duplicates keep their
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from sekat.blocklist.store import BlocklistStore
 from sekat.localstack.kafka_servers import KafkaBroker
 from sekat.localstack.processes import free_port
-from sekat.records import Status, iso
-from tests.support import Collector, Stack, Traffic, WorkerProcess, file_report, isolated_env, unique, wait_until
+from tests.support import (Collector, Stack, Traffic, WorkerProcess, call_traffic, isolated_env, list_phone, unique,
+                           wait_until)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -62,20 +59,8 @@ def test_a_broker_restart_under_traffic_loses_nothing(stack: Stack, logs_dir: Pa
     decided = lambda: worker.sample(r'sekat_events_total\{outcome="[A-Z]+",stream="calls"\}')  # noqa: E731
     lag = lambda: worker.sample(rf'sekat_consumer_lag_messages\{{partition="\d+",topic="{calls_escaped}"\}}')  # noqa: E731
 
-    def make(i: int) -> dict[str, object]:
-        event_id = unique("c-")
-        if i % 4 == 0:
-            listed_calls.append(event_id)
-        return {"event_id": event_id, "occurred_at": iso(datetime.now(timezone.utc)), "call_id": f"x{i}",
-                "operator": "CELCOM", "caller": LISTED if i % 4 == 0 else f"+601234{i:05d}",
-                "callee": f"+60123{i:06d}"}
-
-    async def list_caller() -> None:
-        store = BlocklistStore.from_url(s.redis_url, s.redis_prefix)
-        await file_report(store, f"phone:{LISTED}", Status.CONFIRMED, "PDRM", "scam caller", "KL/7")
-        await store.close()
-
-    asyncio.run(list_caller())
+    make = call_traffic(LISTED, 4, listed_calls)
+    list_phone(s, LISTED, "KL/7")
     worker.wait_replica()
     traffic = Traffic(s, s.topic_calls, make, rate=100).start()
     collector: Collector | None = None

@@ -15,7 +15,6 @@ limit, only a 7-day retention).
 
 from __future__ import annotations
 
-import asyncio
 import re
 import threading
 import time
@@ -28,9 +27,8 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import MessageSizeTooLargeError
 
-from sekat.blocklist.store import BlocklistStore
-from sekat.records import Status, iso
-from tests.support import Producer, Stack, WorkerProcess, file_report, isolated_env, unique, wait_until
+from sekat.records import iso
+from tests.support import Producer, Stack, WorkerProcess, isolated_env, list_phone, unique, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -78,11 +76,6 @@ def test_an_unwritable_command_topic_and_a_slow_consumer_lose_no_command(stack: 
     lag = lambda: worker.sample(rf'sekat_consumer_lag_messages\{{partition="\d+",topic="{calls_escaped}"\}}')  # noqa: E731
     on_topic = lambda: worker.sample(r'sekat_commands_total\{action="BLOCK_CALL"')  # noqa: E731
 
-    async def list_caller() -> None:
-        store = BlocklistStore.from_url(s.redis_url, s.redis_prefix)
-        await file_report(store, f"phone:{LISTED}", Status.CONFIRMED, "PDRM", "scam caller", "KL/5")
-        await store.close()
-
     def refused() -> bool:
         """Whether the broker applies the lowered limit yet (the change travels through its metadata log)."""
         try:
@@ -102,7 +95,7 @@ def test_an_unwritable_command_topic_and_a_slow_consumer_lose_no_command(stack: 
         for topic_configs in configs["topic"].values():
             assert topic_configs["retention.bytes"]["value"] == "-1"
             assert int(topic_configs["retention.ms"]["value"]) >= 7 * 24 * 3600 * 1000
-        asyncio.run(list_caller())
+        list_phone(s, LISTED, "KL/5")
         worker.wait_replica()
         # Warm-up: every input partition has a committed offset (before its first commit, the lag gauge
         # counts from the fetch position, which would hide records fetched but not yet committed).

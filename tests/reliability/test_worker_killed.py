@@ -11,19 +11,16 @@ counts the commands and the duplicates and prints them.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from sekat.blocklist.store import BlocklistStore
 from sekat.localstack.processes import free_port
-from sekat.records import Status, iso
-from tests.support import Collector, Stack, Traffic, WorkerProcess, file_report, isolated_env, unique, wait_until
+from tests.support import (Collector, Stack, Traffic, WorkerProcess, call_traffic, isolated_env, list_phone, unique,
+                           wait_until)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 
@@ -51,25 +48,14 @@ def test_a_killed_worker_loses_no_command_and_duplicates_keep_their_id(stack: St
     collector = Collector(s, [s.topic_block])
     listed_calls: list[str] = []
 
-    def make(i: int) -> dict[str, object]:
-        event_id = unique("c-")
-        if i % 2 == 0:
-            listed_calls.append(event_id)
-        return {"event_id": event_id, "occurred_at": iso(datetime.now(timezone.utc)), "call_id": f"x{i}",
-                "operator": "CELCOM", "caller": LISTED if i % 2 == 0 else f"+601234{i:05d}",
-                "callee": f"+60123{i:06d}"}
-
-    async def list_caller() -> None:
-        store = BlocklistStore.from_url(s.redis_url, s.redis_prefix)
-        await file_report(store, f"phone:{LISTED}", Status.CONFIRMED, "PDRM", "scam caller", "KL/9")
-        await store.close()
+    make = call_traffic(LISTED, 2, listed_calls)
 
     traffic: Traffic | None = None
     try:
         wait_until("both workers own partitions",
                    lambda: (assigned(victim, s.topic_calls), assigned(survivor, s.topic_calls)),
                    lambda v: v[0] > 0 and v[1] > 0 and sum(v) == PARTITIONS, timeout=60)
-        asyncio.run(list_caller())
+        list_phone(s, LISTED, "KL/9")
         victim.wait_replica()
         survivor.wait_replica()
         traffic = Traffic(s, s.topic_calls, make, rate=200).start()

@@ -5,16 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sekat.errors import InvalidIdentifier
-from sekat.identifiers import (
-    AccountId,
-    PhoneNumber,
-    mask,
-    normalise_account,
-    normalise_bank,
-    normalise_phone,
-    parse_key,
-    parse_phone,
-)
+from sekat.identifiers import (AccountId, PhoneNumber, mask, normalise_account, normalise_bank, normalise_phone,
+                               parse_key, parse_phone)
 
 
 @pytest.mark.parametrize("raw", ["012-345 6789", "+60 12 345 6789", "60123456789", "0123456789",
