@@ -4,6 +4,7 @@ subcommand's --help says what it does and lists the settings it reads, as its co
 import argparse
 import ast
 import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -107,6 +108,13 @@ def definitions(module: str) -> tuple[dict[str, ast.AST], dict[str, tuple[str, s
     return defs, imported
 
 
+def is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # the parent is a module, not a package
+        return False
+
+
 def settings_read_by(module: str, name: str, seen: set[tuple[str, str]]) -> set[str]:
     """The Settings fields that function or class ``name`` of ``module`` reads (``settings.X``,
     ``self.settings.X``), directly or through the functions and classes of ours it names."""
@@ -123,7 +131,13 @@ def settings_read_by(module: str, name: str, seen: set[tuple[str, str]]) -> set[
         elif isinstance(node, ast.Name) and node.id in defs:
             found |= settings_read_by(module, node.id, seen)
         elif isinstance(node, ast.Name) and node.id in imported:
-            found |= settings_read_by(*imported[node.id], seen)
+            source, imported_name = imported[node.id]
+            submodule = f"{source}.{imported_name}"
+            if is_module(submodule):  # a module (e.g. a router's): all that it defines
+                for each in definitions(submodule)[0]:
+                    found |= settings_read_by(submodule, each, seen)
+            else:
+                found |= settings_read_by(source, imported_name, seen)
     return found
 
 
