@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -44,12 +44,17 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return _DIGIT_RUN.sub(lambda m: mask(m.group()), text)
 
 
+# The factory ``install`` set and the one it wraps, so that installing again replaces ours, not stacks on it.
+_installed: tuple[Callable[..., logging.LogRecord], Callable[..., logging.LogRecord]] | None = None
+
+
 def install(secrets: Iterable[str], level: int) -> None:
     """Redact every log record from now on; keep body-dumping library loggers at INFO or above."""
+    global _installed
     scrub = tuple(secrets)
     previous = logging.getLogRecordFactory()
-    if getattr(previous, "sekat_redacting", False):
-        previous = previous.sekat_previous  # type: ignore[attr-defined]
+    if _installed is not None and previous is _installed[0]:  # installed again: wrap what ours wrapped
+        previous = _installed[1]
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
@@ -62,8 +67,7 @@ def install(secrets: Iterable[str], level: int) -> None:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info), scrub)
         return record
 
-    factory.sekat_redacting = True  # type: ignore[attr-defined]
-    factory.sekat_previous = previous  # type: ignore[attr-defined]
+    _installed = (factory, previous)
     logging.setLogRecordFactory(factory)
     for name in _BODY_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.INFO, level))

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from sekat.cli.command import add_command
 from sekat.errors import SekatError
 from sekat.settings import Settings
+
+if TYPE_CHECKING:
+    from sekat.localstack.processes import LocalServer
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 TOPIC_SETTINGS = ("topic_transfers", "topic_calls", "topic_reports", "topic_freeze", "topic_block",
@@ -38,7 +42,7 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def local_servers(settings: Settings) -> tuple[object | None, object | None]:
+def local_servers(settings: Settings) -> tuple[LocalServer | None, LocalServer | None]:
     """The local servers the settings point at: one broker or a KRaft cluster (several bootstrap
     addresses), one Redis or a Redis Cluster (``redis+cluster://``); None for a remote server."""
     from sekat.localstack.kafka_servers import KafkaBroker, KafkaCluster
@@ -47,13 +51,13 @@ def local_servers(settings: Settings) -> tuple[object | None, object | None]:
 
     base = Path(settings.stack_dir).resolve()
     addresses = [a.strip().rpartition(":") for a in settings.kafka_bootstrap.split(",")]
-    kafka: object | None = None
+    kafka: LocalServer | None = None
     if all(host in LOCAL_HOSTS for host, _, _ in addresses):
         ports = [int(port) for _, _, port in addresses]
         kafka = KafkaBroker(base / "kafka", ports[0], ports[0] + 1) if len(ports) == 1 else \
             KafkaCluster(base / "kafka-cluster", ports)
     url = urlparse(settings.redis_url)
-    redis: object | None = None
+    redis: LocalServer | None = None
     if is_cluster(settings.redis_url):
         seeds = cluster_seeds(settings.redis_url)
         # fewer than 3 addresses name an existing cluster by a seed: used, not started
@@ -96,15 +100,15 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         where = ", ".join(f"127.0.0.1:{p}" for p in ports)
         if server is None:
             print(f"{name}: using the configured external server")
-        elif server.running():  # type: ignore[attr-defined]
+        elif server.running():
             print(f"{name}: already running on {where}")
         elif len(ports) == 1 and port_open(ports[0]):
             print(f"{name}: something already answers on {where}; using it")
         else:
             kind = f" cluster of {len(ports)}" if len(ports) > 1 else ""
-            print(f"{name}{kind}: starting on {where} (data in {server.data_dir})", flush=True)  # type: ignore[attr-defined]
+            print(f"{name}{kind}: starting on {where} (data in {server.data_dir})", flush=True)
             try:
-                server.start()  # type: ignore[attr-defined]
+                server.start()
             except StackError as exc:  # a taken port, a missing binary: a message, not a traceback
                 raise SekatError(f"{name}: {exc}") from None
     if not args.no_topics:
@@ -116,7 +120,7 @@ def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
     kafka, redis = local_servers(settings)
     for name, server in (("Kafka", kafka), ("Redis", redis)):
         if server is not None:
-            stopped = server.stop()  # type: ignore[attr-defined]
+            stopped = server.stop()
             print(f"{name}: {'stopped' if stopped else 'was not running'}")
     return 0
 

@@ -15,7 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import ClassVar, IO, Protocol
 
 
 class StackError(RuntimeError):
@@ -83,6 +83,18 @@ def stop_process(proc: "subprocess.Popen[bytes] | None", sig: int = signal.SIGTE
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+class LocalServer(Protocol):
+    """What ``sekat up``/``down`` need of a local server or cluster: its directory, and start, stop, running."""
+
+    data_dir: Path
+
+    def running(self) -> bool: ...
+
+    def start(self, timeout: float = ...) -> None: ...
+
+    def stop(self) -> bool: ...
 
 
 @dataclass

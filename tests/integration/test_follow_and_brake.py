@@ -1,4 +1,4 @@
-"""Issue 10 end to end on the real broker, Redis, worker and API: follow the money, the safety brake, attestation.
+"""End to end on the real broker, Redis, worker and API: follow the money, the safety brake, attestation.
 
 One worker for the module, with a small brake limit for entries (10 commands a minute) and the shipped
 policy except that ``blocklist_match`` does not check payers: with it, any listed account's payments are held
