@@ -123,6 +123,12 @@ class WorkerMetrics:
             ["stream"], buckets=LATENCY_BUCKETS, registry=registry)
         self.last_batch = Gauge("sekat_last_batch_timestamp_seconds", "When the last batch was decided.",
                                 ["stream"], registry=registry)
+        self.stalled = Gauge("sekat_stream_stalled",
+                             "1 while the stream has records waiting and has finished no batch for "
+                             "SEKAT_STALL_AFTER_S seconds (/healthz is then 503).", ["stream"], registry=registry)
+        self.stalled_seconds = Gauge("sekat_stream_stalled_seconds",
+                                     "Seconds the stream has had records waiting with no batch finished "
+                                     "(0 while it keeps up or has nothing to do).", ["stream"], registry=registry)
         self.replica_entries = Gauge("sekat_blocklist_replica_entries",
                                      "Active entries in this worker's blocklist replica.", registry=registry)
         self.blocklist_entries = Gauge(
@@ -211,6 +217,13 @@ class WorkerMetrics:
         child = self.commands.labels(action.value, institution)
         self._commands_by[action, institution] = child
         return child
+
+    def follow_stalls(self, streams: Iterable[str], stalled_for: Callable[[str], float],
+                      is_stalled: Callable[[str], bool]) -> None:
+        """The stall gauges of ``streams``, read from the screening consumer's progress at each scrape."""
+        for stream in streams:
+            self.stalled_seconds.labels(stream).set_function(lambda s=stream: stalled_for(s))
+            self.stalled.labels(stream).set_function(lambda s=stream: float(is_stalled(s)))
 
     def set_blocklist_counts(self, counts: Mapping[tuple[str, str], int]) -> None:
         """Publish ``BlocklistStore.counts()``; every kind x status is set, missing ones to 0."""

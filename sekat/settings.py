@@ -71,6 +71,7 @@ class Settings:
     target_attempts: int = 4_700_000_000
     target_period_days: int = 1095
     metrics_interval_s: int = 5
+    stall_after_s: int = 60
     blocklist_count_interval_s: int = 300
     replica_snapshot_max_behind: int = 200_000
     protected_file: str = ""
@@ -147,6 +148,7 @@ class Settings:
             ("target_attempts", 1, 10**15),
             ("target_period_days", 1, 36_500),
             ("metrics_interval_s", 1, 3_600),
+            ("stall_after_s", 1, 3_600),
             ("blocklist_count_interval_s", 1, 86_400),
             ("replica_snapshot_max_behind", 0, 1_000_000),
             ("decode_processes", 0, 64),
@@ -349,6 +351,8 @@ SETTINGS_DOC: dict[str, str] = {
     "target_attempts": "National target: scam attempts to screen over the target period (exposed as sekat_target_attempts).",
     "target_period_days": "The target's period in days (default three years; sekat_target_period_seconds).",
     "metrics_interval_s": "How often a worker refreshes consumer lag and pings Redis for the staleness gauge.",
+    "stall_after_s": "A screening stream with records waiting and no batch finished for this many seconds is stalled: "
+                     "/healthz answers 503 naming it, and sekat_stream_stalled is 1.",
     "blocklist_count_interval_s": "How often the group leader counts blocklist entries by kind and status (a full SCAN of the index).",
     "replica_snapshot_max_behind": "A starting worker loads the replica snapshot another worker stored in Redis and catches up "
                                    "from the change stream when at most this many changes were made since; past that it reads "

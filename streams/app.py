@@ -204,19 +204,24 @@ class Worker:
             await self.intake.run(batch)
 
     async def healthz(self, request: Any) -> Any:
-        """200 when Redis answers and the replica is loaded; 503 with the same body otherwise."""
+        """200 when Redis answers, the replica is loaded and no screening stream is stalled; 503 with the same
+        body otherwise (``stalled`` names the streams with records waiting and no progress for
+        SEKAT_STALL_AFTER_S, streams/progress.py)."""
         replica = self.replica
         redis_ok = await self.store.ping()
         ready = replica.ready.is_set() and not replica.awaiting_rebuild
-        body = {"status": "ok" if redis_ok and ready else "degraded", "redis": redis_ok, "replica_ready": ready,
+        stalled = self.screening.progress.stalled()
+        healthy = redis_ok and ready and not stalled
+        body = {"status": "ok" if healthy else "degraded", "redis": redis_ok, "replica_ready": ready,
                 "replica_entries": replica.stats.entries, "replica_staleness_seconds": round(replica.staleness(), 3),
                 "replica_change_id": replica.change_id, "index_rebuilding": replica.awaiting_rebuild,
-                "index_rebuilds": self.guard.rebuilds}
-        return self.app.web.json(body, status=200 if redis_ok and ready else 503)
+                "index_rebuilds": self.guard.rebuilds, "stalled": stalled}
+        return self.app.web.json(body, status=200 if healthy else 503)
 
     async def observe_health(self) -> None:
         # Freshness comes from the replica alone (its change-stream read answers at least once a second): a
-        # ping says Redis is up, not that this worker's copy has caught up with it.
+        # ping says Redis is up, not that this worker's copy has caught up with it. Reading the offsets also
+        # tells the screening consumer's progress which streams have lag.
         self.metrics.set_consumer_offsets(await self.screening.offsets())
 
     async def count_blocklist(self) -> None:
@@ -274,11 +279,13 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
                                                 state.read_transfers, processes), services)
     calls = Screen("calls", StreamSteps(call_decoder(settings), recording_who_acted(decide_call), state.read_calls),
                    services)
+    screening = ScreeningConsumer(settings, {settings.topic_transfers: transfers, settings.topic_calls: calls},
+                                  metrics)
+    progress = screening.progress
+    metrics.follow_stalls(progress.streams, progress.stalled_for, progress.is_stalled)
     return Worker(
         app=app, settings=settings, metrics=metrics, store=store, replica=replica, policy=policy, outputs=outputs,
-        brake=brake,
-        screening=ScreeningConsumer(settings, {settings.topic_transfers: transfers, settings.topic_calls: calls},
-                                    metrics),
+        brake=brake, screening=screening,
         intake=Intake(store, outputs, outputs.reports, metrics, max(settings.max_event_bytes, 1_048_576),
                       settings.phone_region, settings.protected_keys(), clock),
         guard=IndexGuard(settings, store, settings.protected_keys()),

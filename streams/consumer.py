@@ -13,6 +13,8 @@ owner of the partitions re-decides the batch and re-sends the same
 ``command_id``s. The acknowledgements, rule-state writes and commit of one
 batch overlap the deciding of the next (``Pipeline``): a decision's latency
 does not include the previous batch's round trips.
+Each stream's progress (a batch finished, or nothing waiting) is kept in ``Progress`` for ``/healthz``
+and ``sekat_stream_stalled`` (streams/progress.py).
 The consumer group is ``{SEKAT_APP_ID}.screen`` (Faust's own group is
 ``{SEKAT_APP_ID}``: the two use different assignors and cannot share one).
 """
@@ -29,6 +31,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, KafkaError
 from sekat.metrics.worker import WorkerMetrics
+from sekat.streams.progress import Progress
 from sekat.streams.screening import Screen
 
 from sekat.settings import Settings
@@ -45,6 +48,7 @@ class ScreeningConsumer:
         self.consumer: AIOKafkaConsumer | None = None
         self.batches = 0
         self.committed: dict[Any, int] = {}
+        self.progress = Progress([screen.stream for screen in self.screens.values()], settings.stall_after_s)
 
     def group_id(self) -> str:
         return f"{self.settings.app_id}.screen"
@@ -63,6 +67,7 @@ class ScreeningConsumer:
             fetch_max_bytes=32 * 1024 * 1024,
         )
         await self.consumer.start()
+        self.progress.restart()  # the time spent loading the replica and joining the group is not a stall
 
     async def run(self) -> None:
         """Decide batches until cancelled; batch N+1 is decided while N is acknowledged and written (``Pipeline``).
@@ -77,7 +82,7 @@ class ScreeningConsumer:
         await self.start()
         consumer = self.consumer
         assert consumer is not None
-        pipeline = Pipeline(self._commit, IN_FLIGHT)
+        pipeline = Pipeline(self._commit, IN_FLIGHT, self._finished)
         ahead: FetchedBatch | None = None  # fetched, decoding in the child processes, not yet decided
         try:
             while True:
@@ -113,6 +118,7 @@ class ScreeningConsumer:
 
     async def _decide(self, fetched: "FetchedBatch", pipeline: "Pipeline") -> None:
         await pipeline.wait_for_room()
+        self.progress.taken(self.screens[topic].stream for topic in fetched.by_topic)
         # Transfers and calls are independent streams: one's decoding runs while the other waits for
         # Redis, so a mixed batch costs one wait, not two.
         read_back = pipeline.read_back
@@ -120,6 +126,9 @@ class ScreeningConsumer:
                                          for topic, records in fetched.by_topic.items()))
         pipeline.add(pending, fetched.offsets)
         self.batches += 1
+
+    def _finished(self, pending: Sequence[Any]) -> None:
+        self.progress.finished(batch.screen.stream for batch in pending)
 
     async def _commit(self, offsets: dict[Any, int]) -> None:
         assert self.consumer is not None
@@ -137,26 +146,27 @@ class ScreeningConsumer:
 
         Asking the broker, rather than reading the fetcher's high watermark, keeps the lag
         truthful when this worker has stopped fetching. Before a partition's first commit
-        here, its fetch position stands in for the committed offset.
+        here, its fetch position stands in for the committed offset (records fetched and not
+        yet finished count as waiting in ``Progress`` all the same). ``Progress`` learns which
+        streams have lag; when the broker does not answer it keeps what it knew.
         """
         consumer = self.consumer
         if consumer is None:
             return {}
         try:
             assigned = sorted(consumer.assignment())
-            if not assigned:
-                return {}
-            ends = await consumer.end_offsets(assigned)
+            ends = await consumer.end_offsets(assigned) if assigned else {}
             out = {}
             for tp in assigned:
                 done = self.committed.get(tp)
                 if done is None:
                     done = await consumer.position(tp)
                 out[tp.topic, tp.partition] = (int(ends[tp]), int(done))
-            return out
         except Exception as exc:  # noqa: BLE001 - not started / rebalancing: try again next interval
             log.debug("consumer offsets not available: %s", exc)
             return {}
+        self.progress.saw_lag(self.screens[topic].stream for (topic, _), (end, done) in out.items() if end > done)
+        return out
 
 
 @dataclass
@@ -183,8 +193,10 @@ class Pipeline:
       a worker that decides many small batches a second.
     """
 
-    def __init__(self, commit: Callable[[dict[Any, int]], Awaitable[None]], depth: int) -> None:
+    def __init__(self, commit: Callable[[dict[Any, int]], Awaitable[None]], depth: int,
+                 finished: Callable[[Sequence[Any]], None] = lambda pending: None) -> None:
         self._commit = commit
+        self._finished = finished  # told of each batch once it is acknowledged and written, in order
         self._depth = depth
         self._in_flight: deque[asyncio.Task[None]] = deque()
         self._written: asyncio.Future[None] | None = None  # the newest batch's rule-state writes
@@ -244,6 +256,7 @@ class Pipeline:
             batch.observe()
         if before is not None:
             await before
+        self._finished(pending)
         self._to_commit.update(offsets)
         if self._committer is None or self._committer.done():
             self._committer = asyncio.ensure_future(self._commit_latest())
