@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.errors import MessageSizeTooLargeError
 
 from sekat.localstack.kafka_servers import KafkaBroker
 from sekat.localstack.processes import free_port, stop_process
@@ -261,6 +263,41 @@ class Producer:
 
     def close(self) -> None:
         self._p.close()
+
+
+class RefusedWrites:
+    """An output topic whose broker refuses the worker's records, as a full disk or a lost quorum would.
+
+    ``refuse`` lowers the topic's ``max.message.bytes`` below a command's size and waits until the broker
+    applies it (the change travels through its metadata log); ``accept`` restores the broker's default.
+    """
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.topic = topic
+        self.admin = KafkaAdminClient(**settings.kafka_client_config())  # type: ignore[arg-type]
+        self._probes = Producer(settings)
+
+    def refuse(self, timeout: float = 15.0) -> None:
+        self.admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, self.topic, {"max.message.bytes": "64"})])
+        wait_until("the broker refusing command-sized records", self._refused, bool, timeout=timeout)
+
+    def _refused(self) -> bool:
+        try:
+            self._probes.send(self.topic, orjson.dumps({"probe": "x" * 200}))
+        except MessageSizeTooLargeError:
+            return True
+        return False
+
+    def accept(self) -> None:
+        self.admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, self.topic,
+                                                 {"max.message.bytes": ("DELETE", None)})])
+
+    def close(self) -> None:
+        try:
+            self.accept()
+        finally:
+            self.admin.close()
+            self._probes.close()
 
 
 @dataclass

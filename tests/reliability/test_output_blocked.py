@@ -23,12 +23,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import KafkaConsumer
 from kafka.admin import ConfigResource, ConfigResourceType
-from kafka.errors import MessageSizeTooLargeError
 
 from sekat.records import iso
-from tests.support import Producer, Stack, WorkerProcess, isolated_env, list_phone, unique, wait_until
+from tests.support import (
+    Producer, RefusedWrites, Stack, WorkerProcess, isolated_env, list_phone, unique, wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -68,30 +69,17 @@ def test_an_unwritable_command_topic_and_a_slow_consumer_lose_no_command(stack: 
     env = isolated_env(stack, name, SEKAT_METRICS_INTERVAL_S="1")
     worker = WorkerProcess(env, logs_dir / f"{name}.log").start()
     s = worker.settings
-    admin = KafkaAdminClient(**s.kafka_client_config())  # type: ignore[arg-type]
+    block = RefusedWrites(s, s.topic_block)
     producer = Producer(s)
-    probes = Producer(s)
     slow = SlowConsumer(worker, s.topic_block, pause=0.05)
     calls_escaped = re.escape(s.topic_calls)
     lag = lambda: worker.sample(rf'sekat_consumer_lag_messages\{{partition="\d+",topic="{calls_escaped}"\}}')  # noqa: E731
     on_topic = lambda: worker.sample(r'sekat_commands_total\{action="BLOCK_CALL"')  # noqa: E731
 
-    def refused() -> bool:
-        """Whether the broker applies the lowered limit yet (the change travels through its metadata log)."""
-        try:
-            probes.send(s.topic_block, orjson.dumps({"probe": "x" * 200}))
-        except MessageSizeTooLargeError:
-            return True
-        return False
-
-    def reopen() -> None:
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, s.topic_block,
-                                            {"max.message.bytes": ("DELETE", None)})])
-
     try:
         # Commands are kept by time only: a slow consumer is never overtaken by a size limit.
-        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t, None)
-                                          for t in (s.topic_freeze, s.topic_block)], config_filter="all")
+        configs = block.admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t, None)
+                                                for t in (s.topic_freeze, s.topic_block)], config_filter="all")
         for topic_configs in configs["topic"].values():
             assert topic_configs["retention.bytes"]["value"] == "-1"
             assert int(topic_configs["retention.ms"]["value"]) >= 7 * 24 * 3600 * 1000
@@ -107,8 +95,7 @@ def test_an_unwritable_command_topic_and_a_slow_consumer_lose_no_command(stack: 
                    lambda: (worker.sample(r'sekat_events_total\{outcome="ALLOW",stream="calls"\}'), lag()),
                    lambda v: v == (10, 0))
 
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, s.topic_block, {"max.message.bytes": "64"})])
-        wait_until("the broker refusing command-sized records", refused, bool, timeout=15)
+        block.refuse()
         event_ids = [unique("c-") for _ in range(CALLS)]
         for i, event_id in enumerate(event_ids):
             producer.send(s.topic_calls, {"event_id": event_id, "occurred_at": iso(datetime.now(timezone.utc)),
@@ -124,7 +111,7 @@ def test_an_unwritable_command_topic_and_a_slow_consumer_lose_no_command(stack: 
         assert worker.alive()
         held_for = time.monotonic() - blocked_at
 
-        reopen()
+        block.accept()
         reopened_at = time.monotonic()
         wait_until("lag after the topic accepts writes", lag, lambda v: v == 0, timeout=60)
         drained_in = time.monotonic() - reopened_at
@@ -142,10 +129,8 @@ def test_an_unwritable_command_topic_and_a_slow_consumer_lose_no_command(stack: 
               f"commands for {len(by_event)} calls ({len(received) - len(by_event)} duplicates, same command_id)")
     finally:
         try:
-            reopen()
+            block.close()
         finally:
-            admin.close()
             slow.close()
             producer.close()
-            probes.close()
             worker.stop()
