@@ -1,14 +1,32 @@
-"""Redaction of every log record, ours and the libraries': no secret and no bare phone/account number.
+"""Redaction of every log record, ours and the libraries': no secret and no phone/account number in clear.
 
 Sekat's own log lines mask identifiers where they are written
 (``sekat.identifiers.mask``); this is the net under them, for lines written
 by libraries at any level (aiokafka at debug prints each request, SASL
 authentication bytes included). ``install`` wraps the log record factory, so it
-holds whatever handlers Faust or uvicorn set up later:
+holds whatever handlers Faust or uvicorn set up later. In each message and
+traceback, docs/security.md ("logs") gives the rules with examples:
 
-- each configured secret (SASL password, Redis URL password) becomes ``***``;
-- a run of 7 or more digits standing alone (an E.164 number, a bare account
-  number) keeps its last four: ``+60123456789`` -> ``********6789``.
+- each configured secret (``secrets_of``: the SASL password, the Redis
+  password of the URL's userinfo or query) becomes ``***``;
+- secrets by their shape, configured or not: the password of a URL's
+  userinfo, the value of a ``...password=``, ``...secret=`` or ``api_key=``
+  pair (also ``'password': '...'``), and the secret part of an agency API key
+  (``sekat_<key id>_***``);
+- a phone or account number, its digits written bare, with spaces, dashes or
+  parentheses (``012-345 6789``, ``+60 12-345 6789``, ``5140 1234-5678``) or
+  as an IBAN (``GB82 WEST 1234 5698 7654 32``), with 7 digits or more,
+  becomes ``mask()`` of its characters without separators: the last four kept
+  (``800-123-4567`` -> ``******4567``);
+- kept readable: dates and times, numbers after ``offset``, ``timestamp``,
+  ``lag`` or ``watermark``, numbers with a unit (``1234567 ms``), decimals,
+  versions and addresses (``1.2.3456789``, ``192.168.100.200``), digits glued
+  to letters (hex ids, UUIDs), and any number of fewer than 7 digits.
+
+It runs on every record, so each rule is an expression compiled once: one pass
+for identifiers, and one for secret shapes only over text holding a hint of one
+(``://``, ``pass``, ``secret``, ``api``, ``sekat_``). A match of 7 digits or more
+costs a look-back for a counter's name and a ``mask``.
 
 Library loggers that dump request bodies (aiokafka, kafka-python) are also kept
 at INFO or above, since their debug lines carry whole events.
@@ -20,28 +38,70 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qsl, unquote, urlparse
 
 from sekat.identifiers import mask
 
-_DIGIT_RUN = re.compile(r"(?<![\w.])\+?\d{7,}(?![\w.])")
+# A number starts where no letter or digit is glued before it ('_' may be: phone_6012...), not inside a decimal
+# (1.2.3456789), a date (2026-11-29) or the last group of a UUID (...-446655440000), and has 7 digits or more.
+_NUMBER_START = (r"(?=[+(\d])(?<![^\W_])(?<!\d\.)(?<![0-9a-fA-F]{4}-)(?=(?:[ ()+-]{0,3}\d){7})"
+                 r"(?!(?:19|20)\d\d-[01]\d-[0-3]\d(?!\d))")
+# Written with a space or a dash between groups, with a parenthesis around an area code: +60 12-345 6789, (03) 7654 3210.
+_NUMBER_BODY = r"(?:\+|\(\+?)?\d+(?:(?:\)?[ -]\(?|\))\d{2,}){0,6}"
+# It ends where no letter or digit is glued after it, and is not a decimal or a quantity (1234567 ms).
+_NUMBER_END = r"(?![^\W_]|\.\d| ?(?:ns|us|µs|ms|s|sec|seconds|min|minutes|h|hours|B|bytes|KiB|MiB|GiB)\b)"
+_IBAN = r"(?=[A-Z]{2}\d\d)(?<![^\W_])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![^\W_])"
+_IDENTIFIER = re.compile(_IBAN + "|" + _NUMBER_START + _NUMBER_BODY + _NUMBER_END)
+# Counters that grow past 7 digits and read as numbers, not identifiers: offset=12345678, 'lag': 2345678.
+_COUNTER_BEFORE = re.compile(r"(?<![^\W_])(?i:offset|timestamp|lag|watermark)s?['\"]?(?::? ?|=)\Z")
+_NOT_KEPT = re.compile(r"[^0-9A-Za-z+]")  # the separators dropped before masking
+
+_SECRET_SHAPE = re.compile(
+    r"(?P<userinfo>(?<=://)[^\s/:@]*:)[^\s/@]+(?=@)"  # scheme://user:PASSWORD@host
+    # password=..., sasl_plain_password='...', 'password': '...', api_key=..., client_secret=...
+    r"|(?P<pair>(?<!\w)(?i:\w*(?:password|passwd|secret|api[_-]?key))(?:=|['\"]: ?)(?P<quote>['\"])?)"
+    r"(?(quote)[^'\"]*|[^\s'\"&,;)}\]]*)"
+    r"|(?P<apikey>\bsekat_[0-9a-f]{12}_)[\w-]+"  # an agency API key: sekat_<key id>_<secret>
+)
+# Text with none of these has no secret shape: the expression above is not worth running.
+_SECRET_HINTS = ("://", "sekat_", "pass", "secret", "api")
 # Loggers whose DEBUG lines carry request and message bodies.
 _BODY_LOGGERS = ("aiokafka", "kafka")
 
 
+def _mask_identifier(match: re.Match[str]) -> str:
+    if _COUNTER_BEFORE.search(match.string, max(0, match.start() - 16), match.start()):
+        return match.group()
+    return mask(_NOT_KEPT.sub("", match.group()))
+
+
+def _mask_secret(match: re.Match[str]) -> str:
+    return match.group(match.lastgroup or 0) + "***"
+
+
 def secrets_of(settings: Any) -> list[str]:
-    """The secrets in ``settings`` worth scrubbing from text: the SASL password, the Redis URL's password."""
+    """The configured secrets worth scrubbing from text: the SASL password; the Redis URL's password, from its
+    userinfo or its query (``?password=``, ``?ssl_password=``), as written and as redis-py reads it."""
     found = [settings.kafka_sasl_password]
-    password = urlparse(settings.redis_url).password
-    if password:
-        found += [password, unquote(password)]
+    url = urlparse(settings.redis_url)
+    if url.password:
+        found += [url.password, unquote(url.password)]
+    for part in url.query.split("&"):
+        name, _, raw = part.partition("=")
+        if "password" in name.lower():
+            found += [raw, unquote(raw)]
+    # redis-py decodes the query twice: once as a form ('+' is a space), once more with unquote.
+    found += [unquote(v) for k, v in parse_qsl(url.query) if "password" in k.lower()]
     return [s for s in dict.fromkeys(found) if s and len(s) >= 3]
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         text = text.replace(secret, "***")
-    return _DIGIT_RUN.sub(lambda m: mask(m.group()), text)
+    lowered = text.lower()
+    if any(hint in lowered for hint in _SECRET_HINTS):
+        text = _SECRET_SHAPE.sub(_mask_secret, text)
+    return _IDENTIFIER.sub(_mask_identifier, text)
 
 
 # The factory ``install`` set and the one it wraps, so that installing again replaces ours, not stacks on it.

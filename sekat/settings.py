@@ -290,7 +290,8 @@ class Settings:
         return config
 
     def redacted(self) -> dict[str, object]:
-        """The settings for a log line: secrets and credentials in URLs are masked."""
+        """The settings for a log line: the SASL password is ``***``; in the Redis URL, the userinfo and the
+        value of every query parameter naming a password (``?password=``, ``?ssl_password=``)."""
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -298,6 +299,7 @@ class Settings:
                 value = "***"
             if f.name == "redis_url":
                 value = re.sub(r"//[^@/]*@", "//***@", str(value))
+                value = re.sub(r"([?&][^=&#]*(?i:password)[^=&#]*=)[^&#]*", r"\1***", value)
             out[f.name] = value
         return out
 

@@ -1,10 +1,13 @@
 """Settings: working defaults; a bad value stops start-up naming the variable."""
 
+import io
+import logging
 from dataclasses import fields
 
 import pytest
 
 from sekat.errors import ConfigError
+from sekat.redaction import install, secrets_of
 from sekat.settings import SETTINGS_DOC, Settings
 
 
@@ -80,3 +83,32 @@ def test_target_and_metric_intervals_are_settings_with_named_errors() -> None:
                       ("SEKAT_METRICS_INTERVAL_S", "0"), ("SEKAT_BLOCKLIST_COUNT_INTERVAL_S", "soon")):
         with pytest.raises(ConfigError, match=name):
             Settings.from_environ({name: bad})
+
+
+@pytest.mark.parametrize("url,shown", [
+    ("redis://app:pw-user1nfo@host:6379/0", "redis://***@host:6379/0"),
+    ("redis://host:6379/0?password=s3cret", "redis://host:6379/0?password=***"),
+    ("redis://host:6379/0?username=app&password=p%40ss&db=1", "redis://host:6379/0?username=app&password=***&db=1"),
+    ("rediss://host:6380/0?ssl_ca_certs=/ca.pem&ssl_password=k3y-pw", "rediss://host:6380/0?ssl_ca_certs=/ca.pem&ssl_password=***"),
+])
+def test_the_start_up_log_line_shows_no_redis_password(url: str, shown: str) -> None:
+    """The worker logs its settings at start-up: through the installed redaction, as a real handler formats it."""
+    settings = Settings.from_environ({"SEKAT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "SEKAT_KAFKA_SASL_USERNAME": "u",
+                                      "SEKAT_KAFKA_SASL_PASSWORD": "hunter2-kafka", "SEKAT_REDIS_URL": url})
+    assert settings.redacted()["redis_url"] == shown
+    previous, stream = logging.getLogRecordFactory(), io.StringIO()
+    handler, logger = logging.StreamHandler(stream), logging.getLogger("sekat")
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    install(secrets_of(settings), logging.INFO)
+    try:
+        logger.warning("starting worker with %s", settings.redacted())
+    finally:
+        logger.removeHandler(handler)
+        logging.setLogRecordFactory(previous)
+        logging.getLogger("aiokafka").setLevel(logging.NOTSET)
+        logging.getLogger("kafka").setLevel(logging.NOTSET)
+    line = stream.getvalue()
+    assert f"'redis_url': '{shown}'" in line and "'kafka_sasl_password': '***'" in line
+    for secret in ("hunter2-kafka", "pw-user1nfo", "s3cret", "p%40ss", "p@ss", "k3y-pw"):
+        assert secret not in line
