@@ -110,6 +110,11 @@ class WorkerMetrics:
         self.send_errors = Counter("sekat_send_errors_total",
                                    "Batches whose output could not be acknowledged by Kafka and was re-sent.",
                                    registry=registry)
+        self.output_refused = Counter(
+            "sekat_output_refused_total",
+            "Output records Kafka refused for good (too large, invalid, not authorised), by kind of record and what "
+            "was done: stripped (a dead letter sent again without the original bytes), dropped, or retried "
+            "(a command, never dropped).", ["kind", "action"], registry=registry)
         self.decode_fallbacks = Counter(
             "sekat_decode_fallback_events_total",
             "Events decoded on the worker's thread because their decode process ended before answering "

@@ -409,8 +409,15 @@ class DeadLetter(Struct, kw_only=True):
     source: DeadLetterSource
     dead_at: OutTime
     original_b64: Annotated[str, Meta(extra_json_schema={"contentEncoding": "base64"}, description=(
-        "the record's value, base64"))]
-    original_key_b64: Annotated[str, Meta(extra_json_schema={"contentEncoding": "base64"})] | None
+        "the record's value, base64: all of it, or its first SEKAT_DEADLETTER_ORIGINAL_BYTES bytes when "
+        "original_truncated; empty when the dead letter itself was refused by Kafka"))]
+    original_size: Annotated[int, Meta(ge=0, description="the size of the record's whole value, in bytes")]
+    original_sha256: Annotated[str, Meta(pattern="^[0-9a-f]{64}$", description=(
+        "SHA-256 of the record's whole value, hex"))]
+    original_truncated: Annotated[bool, Meta(description="original_b64 holds only the start of the value")]
+    original_key_b64: Annotated[str, Meta(extra_json_schema={"contentEncoding": "base64"}, description=(
+        "the record's key, base64 (its first 1024 bytes)"))] | None
+    original_key_size: Annotated[int, Meta(ge=0, description="the size of the record's whole key, in bytes")]
 
 
 # -- the schema files --------------------------------------------------------------------------------------------------

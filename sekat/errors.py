@@ -10,9 +10,11 @@ the caller reports it, with a message naming the setting or field at fault.
     ├── InvalidIdentifier      permanent: a phone number or account cannot be normalised
     ├── InvalidReport          permanent: a report field is invalid (names the field)
     ├── PolicyError            permanent: the rules policy file is invalid (names rule and field)
-    └── BlocklistUnavailable   transient: Redis or Kafka did not answer or acknowledge; retry with backoff
-        ├── IndexNotBuilt      transient: the index is not marked built (a rebuild is replaying sekat.reports)
-        └── RebuildBusy        transient: another process holds the rebuild lock (``sekat.streams.rebuild``)
+    ├── BlocklistUnavailable   transient: Redis or Kafka did not answer or acknowledge; retry with backoff
+    │   ├── IndexNotBuilt      transient: the index is not marked built (a rebuild is replaying sekat.reports)
+    │   └── RebuildBusy        transient: another process holds the rebuild lock (``sekat.streams.rebuild``)
+    └── CommandRefused         retried: Kafka refuses a command for good (topic size limit or ACL); a command
+                               is never dropped, so its batch is re-sent until an operator fixes the topic
 
 The two input errors are also ``ValueError``s. Bad *events* are not
 exceptions: decoding returns a ``Rejection`` (see ``sekat.records``) that goes
@@ -63,3 +65,11 @@ class BlocklistUnavailable(SekatError):
 
 class IndexNotBuilt(BlocklistUnavailable):
     """Transient: the index is not marked built (Redis came back empty, or a rebuild is replaying the topic)."""
+
+
+class CommandRefused(SekatError):
+    """Kafka refuses a command with a permanent error (the topic's size limit or an ACL): retried, never dropped.
+
+    Dropping a command would let the scam through; the batch waits (and says why in the log) until an operator
+    fixes the topic's ``max.message.bytes`` or the worker's ACL.
+    """

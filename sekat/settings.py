@@ -59,6 +59,7 @@ class Settings:
     batch_max: int = 1000
     batch_within_ms: int = 5
     max_event_bytes: int = 65536
+    deadletter_original_bytes: int = 65536
     phone_region: str = "MY"
     transfers_format: str = "json"
     calls_format: str = "json"
@@ -145,6 +146,7 @@ class Settings:
             ("batch_max", 1, 100_000),
             ("batch_within_ms", 1, 10_000),
             ("max_event_bytes", 256, 1_048_576),
+            ("deadletter_original_bytes", 0, 524_288),
             ("target_attempts", 1, 10**15),
             ("target_period_days", 1, 36_500),
             ("metrics_interval_s", 1, 3_600),
@@ -336,6 +338,7 @@ SETTINGS_DOC: dict[str, str] = {
     "batch_max": "Most events decided in one batch.",
     "batch_within_ms": "Longest wait to fill a batch, in milliseconds.",
     "max_event_bytes": "Larger events are dead-lettered as too_large.",
+    "deadletter_original_bytes": "Most bytes of a refused record's value a dead letter carries (the start of it; the size and SHA-256 of the whole are always there).",
     "phone_region": "Default region for phone numbers without a country code.",
     "decode_processes": "Child processes that parse and read an adapter's messages beside the worker's thread "
                         "(pacs008 only; the contract JSON is always decoded in the worker). 0 decodes in the "

@@ -124,6 +124,7 @@ def output_topics(app: faust.App, settings: Settings) -> OutputTopics:
         deadletter=raw(settings.topic_deadletter),
         reports=raw(settings.topic_reports),
         routes={route: raw(name) for route, name in settings.command_topics().items()},
+        deadletter_original_bytes=settings.deadletter_original_bytes,
     )
 
 
@@ -258,6 +259,7 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
     state = RuleStateStore.from_url(url, prefix)
     policy = PolicyWatch(settings.policy_file or DEFAULT_POLICY_FILE, metrics)  # PolicyError stops start-up
     outputs = output_topics(app, settings)
+    outputs.on_refused = lambda kind, action: metrics.output_refused.labels(kind, action).inc()
     brake = Brake(BrakeStore.from_url(url, prefix),
                   Limits(settings.brake_window_s, settings.brake_entry_max, settings.brake_rule_max,
                          settings.brake_source_max),

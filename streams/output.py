@@ -4,19 +4,44 @@ Every message of a batch is handed to the producer at once (``produce``); ``acke
 waits until Kafka has acknowledged all of them (acks=all). The screening
 consumer commits the input batch only after ``acked`` returns, so an input
 offset is never committed before its commands are durable (at-least-once).
+
+Every record has a size bound. A dead letter carries at most ``deadletter_original_bytes`` of the refused
+value (with the size and SHA-256 of the whole), so it always fits. A record Kafka refuses for good
+(``permanent`` in streams/retry.py: too large, invalid, not authorised) does not hold the batch: a dead letter
+is sent again without the original bytes, any other record but a command is dropped, counted
+(``sekat_output_refused_total``) and logged, and the batch goes on. A command is never dropped
+(``CommandRefused``: its batch is re-sent until the topic is fixed); commands are small by construction and
+``command`` caps their reasons, so only a misconfigured topic refuses one.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Mapping
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 import orjson
+from sekat.streams.retry import permanent
 
+from sekat.errors import CommandRefused
 from sekat.records import Command, Decision, Rejection, Report, Source
+
+log = logging.getLogger(__name__)
+
+DEADLETTER_ORIGINAL_BYTES = 65536  # SEKAT_DEADLETTER_ORIGINAL_BYTES
+DEADLETTER_KEY_BYTES = 1024  # of the refused record's key
+DEADLETTER_TEXT = 1024  # characters of a rejection's message and field
+COMMAND_MAX_BYTES = 16384  # a command's JSON; a real one is well under 2 KiB
+COMMAND_REASON = 512  # characters of each reason of a command over COMMAND_MAX_BYTES
+COMMAND_REASONS = 16  # reasons kept of a command over COMMAND_MAX_BYTES
+
+
+def _not_counted(kind: str, action: str) -> None:
+    """``OutputTopics.on_refused`` where no metric is kept (the command-line tools)."""
 
 
 @dataclass
@@ -28,6 +53,9 @@ class OutputTopics:
     reports: faust.TopicT  # automatic ``reported`` entries filed by rules
     # Per-institution routing (SEKAT_COMMAND_ROUTING): (for_bank, institution) -> that institution's own topic.
     routes: Mapping[tuple[bool, str], faust.TopicT] = field(default_factory=dict)
+    deadletter_original_bytes: int = DEADLETTER_ORIGINAL_BYTES
+    # Counts a record Kafka refused for good: (kind of record, "stripped" | "dropped" | "retried").
+    on_refused: Callable[[str, str], None] = _not_counted
 
     def for_command(self, command: Command) -> faust.TopicT:
         """The institution's own topic when it has one, else the shared freeze (banks) or block (telcos) topic."""
@@ -42,37 +70,37 @@ class OutputBatch:
     def __init__(self, topics: OutputTopics) -> None:
         self._topics = topics
         self.messages: list[tuple[faust.TopicT, bytes, bytes]] = []
-        self._pending: list[Awaitable[Any]] | None = None  # the producer's futures of the last hand-over
+        self.kinds: list[str] = []  # per message: command, decision, report, deadletter or record
+        self._dropped: set[int] = set()  # refused for good and not to be sent again
+        self._stripped: set[int] = set()  # dead letters already sent again without their original bytes
+        self._producer: Any = None
+        # The producer's futures of the last hand-over, by message index.
+        self._pending: list[tuple[int, Awaitable[Any]]] | None = None
+
+    def _add(self, kind: str, topic: faust.TopicT, key: bytes, value: bytes) -> None:
+        self.messages.append((topic, key, value))
+        self.kinds.append(kind)
 
     def command(self, command: Command) -> None:
         topic = self._topics.for_command(command)
-        self.messages.append((topic, command.institution.encode(), orjson.dumps(command.to_json())))
+        self._add("command", topic, command.institution.encode(), bounded_command(command.to_json()))
 
     def decision(self, decision: Decision, source: Source) -> None:
         body = decision.to_json()
         body["source"] = {"topic": source.topic, "partition": source.partition, "offset": source.offset}
-        self.messages.append((self._topics.decisions, decision.event_id.encode(), orjson.dumps(body)))
+        self._add("decision", self._topics.decisions, decision.event_id.encode(), orjson.dumps(body))
 
     def report(self, report: Report) -> None:
         """A rule's automatic report, keyed ``kind:value`` like every report on the compacted topic."""
-        self.messages.append((self._topics.reports, report.key.encode(), orjson.dumps(report.to_json())))
+        self._add("report", self._topics.reports, report.key.encode(), orjson.dumps(report.to_json()))
 
     def deadletter(self, source: Source, raw: bytes | None, rejection: Rejection, dead_at: str) -> None:
-        raw = raw or b""
-        body: dict[str, Any] = {
-            "reason": rejection.reason,
-            "message": rejection.message,
-            "field": rejection.field,
-            "source": {"topic": source.topic, "partition": source.partition, "offset": source.offset,
-                       "timestamp_ms": source.timestamp_ms},
-            "dead_at": dead_at,
-            "original_b64": base64.b64encode(raw).decode("ascii"),
-            "original_key_b64": base64.b64encode(source.key).decode("ascii") if source.key else None,
-        }
-        self.messages.append((self._topics.deadletter, source.topic.encode(), orjson.dumps(body)))
+        """A dead letter for a refused input record: at most ``deadletter_original_bytes`` of it, whatever its size."""
+        body = deadletter_body(source, raw or b"", rejection, dead_at, self._topics.deadletter_original_bytes)
+        self._add("deadletter", self._topics.deadletter, source.topic.encode(), orjson.dumps(body))
 
     def record(self, topic: faust.TopicT, key: bytes, value: bytes) -> None:
-        self.messages.append((topic, key, value))
+        self._add("record", topic, key, value)
 
     async def produce(self) -> None:
         """Hand every message to the producer (in order); ``acked`` then waits for Kafka's acknowledgements.
@@ -81,23 +109,115 @@ class OutputBatch:
         (future message, sensors, a debug log line) cost more than the send itself on the hot path.
         """
         self._pending = None  # set only once every record is handed: a partial hand-over is no hand-over
-        pending: list[Awaitable[Any]] = []
+        pending: list[tuple[int, Awaitable[Any]]] = []
         if self.messages:
-            producer = await self.messages[0][0].app.maybe_start_producer()
-            for topic, key, value in self.messages:
-                pending.append(await producer.send(topic.get_topic_name(), key, value, None, None, None))
+            self._producer = await self.messages[0][0].app.maybe_start_producer()
+            for i in range(len(self.messages)):
+                fut = await self._hand(i)
+                if fut is not None:
+                    pending.append((i, fut))
         self._pending = pending
 
     async def acked(self) -> None:
-        """Wait until Kafka acknowledged every record handed over; on a failure, the next call hands all again."""
+        """Wait until Kafka acknowledged every record handed over; on a failure, the next call hands all again.
+
+        A record refused for good is replaced or dropped here (``_refused``), so it never holds the batch.
+        """
         if self._pending is None:  # never handed, or the last hand-over or wait failed: all again (same ids)
             await self.produce()
         pending, self._pending = self._pending, None  # None until every acknowledgement is in
-        for fut in pending or ():
-            await fut
+        while pending:
+            again: list[int] = []
+            for i, fut in pending:
+                try:
+                    await fut
+                except Exception as exc:  # noqa: BLE001 - transient ones are re-raised by _refused
+                    self._refused(i, exc)
+                    again.append(i)
+            pending = []
+            for i in again:
+                fut = await self._hand(i)
+                if fut is not None:
+                    pending.append((i, fut))
         self._pending = []
 
     async def send(self) -> None:
         """Hand over and wait for every acknowledgement."""
         await self.produce()
         await self.acked()
+
+    async def _hand(self, i: int) -> Awaitable[Any] | None:
+        """Hand message ``i`` to the producer: its future, or None once it is dropped."""
+        while i not in self._dropped:
+            topic, key, value = self.messages[i]
+            try:
+                fut: Awaitable[Any] = await self._producer.send(topic.get_topic_name(), key, value, None, None, None)
+                return fut
+            except Exception as exc:  # noqa: BLE001 - the producer refuses an oversized record at once
+                self._refused(i, exc)
+        return None
+
+    def _refused(self, i: int, exc: Exception) -> None:
+        """Message ``i`` failed with ``exc``: re-raise a transient error; else strip, drop or keep it (see module)."""
+        if not permanent(exc):
+            raise exc
+        kind, (topic, key, value) = self.kinds[i], self.messages[i]
+        name, error = topic.get_topic_name(), type(exc).__name__
+        if kind == "command":
+            self._topics.on_refused(kind, "retried")
+            log.error("Kafka refuses a command on %s for good (%s: %s); commands are never dropped: the batch is "
+                      "re-sent until the topic's max.message.bytes or the worker's ACL is fixed", name, error, exc)
+            raise CommandRefused(f"command refused by {name}: {error}") from exc
+        if kind == "deadletter" and i not in self._stripped:
+            self._stripped.add(i)
+            self.messages[i] = (topic, key, stripped_deadletter(value, error))
+            self._topics.on_refused(kind, "stripped")
+            log.error("a %d-byte dead letter was refused by %s (%s: %s); sent again without the original bytes",
+                      len(value), name, error, exc)
+            return
+        self._dropped.add(i)
+        self._topics.on_refused(kind, "dropped")
+        log.error("a %d-byte %s record was refused by %s for good (%s: %s); dropped, the stream goes on",
+                  len(value), kind, name, error, exc)
+
+
+def deadletter_body(source: Source, raw: bytes, rejection: Rejection, dead_at: str, keep: int) -> dict[str, Any]:
+    """The dead letter of ``raw``: the reason, where it came from, and the first ``keep`` bytes with the whole's
+    size and SHA-256 (so a record of any size gives a dead letter that fits)."""
+    key = source.key or b""
+    return {
+        "reason": rejection.reason,
+        "message": rejection.message[:DEADLETTER_TEXT],
+        "field": rejection.field[:DEADLETTER_TEXT],
+        "source": {"topic": source.topic, "partition": source.partition, "offset": source.offset,
+                   "timestamp_ms": source.timestamp_ms},
+        "dead_at": dead_at,
+        "original_b64": base64.b64encode(raw[:keep]).decode("ascii"),
+        "original_size": len(raw),
+        "original_sha256": hashlib.sha256(raw).hexdigest(),
+        "original_truncated": len(raw) > keep,
+        "original_key_b64": base64.b64encode(key[:DEADLETTER_KEY_BYTES]).decode("ascii") if source.key else None,
+        "original_key_size": len(key),
+    }
+
+
+def stripped_deadletter(value: bytes, error: str) -> bytes:
+    """A refused dead letter without the original bytes (the size and hash stay), saying why."""
+    body = orjson.loads(value)
+    body["original_b64"] = ""
+    body["original_key_b64"] = None
+    body["original_truncated"] = True
+    body["message"] = f"{body['message']} [original bytes left out: the dead letter was refused ({error})]"
+    return orjson.dumps(body)
+
+
+def bounded_command(body: dict[str, Any]) -> bytes:
+    """A command's JSON, its reasons cut (each and in number) if it would be larger than ``COMMAND_MAX_BYTES``."""
+    value = orjson.dumps(body)
+    if len(value) <= COMMAND_MAX_BYTES:
+        return value
+    reasons = [str(r)[:COMMAND_REASON] for r in body.get("reasons", ())]
+    kept = reasons[:COMMAND_REASONS]
+    if len(reasons) > len(kept):
+        kept.append(f"... {len(reasons) - len(kept)} more reason(s) left out")
+    return orjson.dumps(body | {"reasons": kept})

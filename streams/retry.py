@@ -2,6 +2,10 @@
 
 The worker never skips input because a server failed: it retries the same call (the batch is not
 acknowledged meanwhile, so nothing is lost and nothing is silently allowed), and a counter says so.
+
+Some Kafka errors are *permanent* for the record at hand: retrying the same record can never succeed
+(``permanent`` names them, here and nowhere else). ``retry`` re-raises those at once instead of looping
+on them; ``OutputBatch`` (streams/output.py) catches them per record and replaces or drops that record.
 """
 
 from __future__ import annotations
@@ -12,23 +16,52 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from aiokafka import errors as kafka_errors
+
 log = logging.getLogger(__name__)
 
 BACKOFF_START = 0.05
 BACKOFF_MAX = 2.0
 
+# Errors that say the record, not the moment, is at fault: larger than the producer's max_request_size or the
+# topic's max.message.bytes, refused as invalid or corrupt, or written to a topic this principal may not write.
+# (The broker's INVALID_RECORD, code 87, reaches aiokafka as an UnknownError and is retried.)
+PERMANENT: tuple[type[BaseException], ...] = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.CorruptRecordException,
+    kafka_errors.InvalidTimestampError,
+    kafka_errors.InvalidTopicError,
+    kafka_errors.UnsupportedForMessageFormatError,
+    kafka_errors.TopicAuthorizationFailedError,
+    kafka_errors.ClusterAuthorizationFailedError,
+    kafka_errors.TransactionalIdAuthorizationFailed,
+)
+
+
+def permanent(exc: BaseException) -> bool:
+    """Whether sending the same record again can never succeed (see ``PERMANENT``)."""
+    return isinstance(exc, PERMANENT)
+
 
 async def retry(what: str, attempt: Callable[[], Any], on_error: Callable[[], None],
                 attempts: int | None = None) -> Any:
-    """Run ``attempt`` until it succeeds (or ``attempts`` failed: re-raise), with jittered exponential backoff."""
+    """Run ``attempt`` until it succeeds (or ``attempts`` failed: re-raise), with jittered exponential backoff.
+
+    A ``permanent`` error is counted and re-raised at once: the same call would fail the same way forever.
+    """
     delay = BACKOFF_START
     tries = 0
     while True:
         try:
             return await attempt()
-        except Exception as exc:  # noqa: BLE001 - every failure here is retried, and counted
+        except Exception as exc:  # noqa: BLE001 - every transient failure here is retried, and counted
             on_error()
             tries += 1
+            if permanent(exc):
+                log.error("%s failed permanently (%s: %s); not retried", what, type(exc).__name__, exc)
+                raise
             if attempts is not None and tries >= attempts:
                 raise
             log.warning("%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay)
