@@ -18,6 +18,7 @@ from sekat.api.auth import Caller
 from sekat.api.clients import ClientsDep
 from sekat.api.errors import field_error
 from sekat.api.keys import ApiKey
+from sekat.api.limits import client_bucket
 from sekat.blocklist.filing import identifier
 from sekat.blocklist.store import BlocklistStore
 from sekat.errors import InvalidReport
@@ -89,12 +90,21 @@ async def entry(key: Annotated[ApiKey, Depends(Caller("read"))], clients: Client
 async def status(request: Request, clients: ClientsDep, phone: Phone = None, account: Account = None,
                  bank: Bank = None) -> StatusOut | JSONResponse:
     """Public check: is this one number or account listed? Reveals nothing else."""
-    per_minute = clients.settings.status_rate_per_minute
-    allowed, reset = await clients.allow_status_check(request.client.host if request.client else "unknown",
-                                                      per_minute)
+    settings = clients.settings
+    client = client_bucket(request.client.host if request.client else "unknown")
+    allowed, reset = await clients.allow_status_check(client, settings.status_rate_per_minute)
     if not allowed:
-        return JSONResponse(status_code=429, headers={"Retry-After": str(reset)}, content={"detail": {
-            "message": f"at most {per_minute} status checks a minute; retry later"}})
-    ident = lookup_key(phone, account, bank, clients.settings.phone_region)
+        return too_many(f"at most {settings.status_rate_per_minute} status checks a minute from one address", reset)
+    allowed, reset = await clients.allow_any_status_check(settings.status_global_rate_per_minute)
+    if not allowed:
+        return too_many(f"at most {settings.status_global_rate_per_minute} status checks a minute from all "
+                        "addresses together", reset)
+    ident = lookup_key(phone, account, bank, settings.phone_region)
     found = await clients.store.get(ident) if ident is not None else None
     return StatusOut(listed=found is not None and found.active_at(clients.clock()))
+
+
+def too_many(limit: str, reset: int) -> JSONResponse:
+    """429 for a status check over ``limit``, with ``Retry-After``."""
+    return JSONResponse(status_code=429, headers={"Retry-After": str(reset)},
+                        content={"detail": {"message": f"{limit}; retry later"}})
