@@ -5,12 +5,17 @@
                      POST /v1/renewals      renew an entry before it expires (scope confirm; at most
                                             SEKAT_RENEWALS_MAX times)
     api/entries.py   GET  /v1/entries       one entry with its history, its links and its linked group (scope read)
-                     GET  /v1/status        public: listed / not listed, rate-limited per client address
+                     GET  /v1/status        public: listed / not listed for entries an agency reported,
+                                            rate-limited per client address and in all
     brake/routes.py  GET  /v1/brake         the safety brake: what it switched to shadow (scope read)
                      POST /v1/brake/rearm   re-arm one target (scope rearm)
     (FastAPI)        GET  /openapi.json     the OpenAPI document (/docs renders it)
 
-Keys go in the ``X-API-Key`` header (api/auth.py). Reports are acknowledged
+Keys go in the ``X-API-Key`` header (api/auth.py). A body over
+SEKAT_API_MAX_BODY_BYTES is refused (413) before it is read (api/limits.py); a
+body naming a field the route does not know, 422 naming it. The client address
+is the peer's, or what a proxy in SEKAT_API_TRUSTED_PROXIES forwards: no one
+else's ``X-Forwarded-For`` is believed. Reports are acknowledged
 (202) only once Kafka has them with acks=all; the reports agent applies them
 to the index. Bad requests get a 4xx whose body names the field; Kafka or
 Redis being unreachable gives 503 (api/errors.py). Identifiers are masked in
@@ -26,6 +31,7 @@ from fastapi import FastAPI
 from sekat.api import entries, reports
 from sekat.api.clients import Clients
 from sekat.api.errors import HANDLERS
+from sekat.api.limits import BodyLimit
 from sekat.brake import routes as brake
 from sekat.clock import Clock, utcnow
 from sekat.errors import BlocklistUnavailable
@@ -50,6 +56,7 @@ def create_api(settings: Settings, clock: Clock = utcnow) -> FastAPI:
     app = FastAPI(title="Sekat agency API", version="1", lifespan=lifespan, exception_handlers=HANDLERS,
                   description="File, revoke and look up blocklist reports; public listed/not-listed check.")
     app.state.clients = Clients(settings, clock)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     for router in (reports.router, entries.router, brake.router):
         app.include_router(router)
     return app
@@ -58,5 +65,8 @@ def create_api(settings: Settings, clock: Clock = utcnow) -> FastAPI:
 def serve(settings: Settings) -> None:
     import uvicorn
 
+    proxies = settings.trusted_proxies()
+    # Given explicitly: uvicorn would otherwise believe forwarded headers from loopback (or $FORWARDED_ALLOW_IPS).
     uvicorn.run(create_api(settings), host=settings.api_host, port=settings.api_port,
-                log_level=settings.log_level.lower(), access_log=False)
+                log_level=settings.log_level.lower(), access_log=False, proxy_headers=bool(proxies),
+                forwarded_allow_ips=proxies)

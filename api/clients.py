@@ -68,8 +68,13 @@ class Clients:
             raise BlocklistUnavailable(f"{unacknowledged}: {type(exc).__name__}") from exc
 
     async def allow_status_check(self, client: str, per_minute: int) -> tuple[bool, int]:
-        """Whether this client address may check a status now: (allowed, seconds until the window resets)."""
+        """Whether this client (``api.limits.client_bucket``) may check a status now: (allowed, seconds until
+        the window resets)."""
         return await self._allow("status", client, per_minute)
+
+    async def allow_any_status_check(self, per_minute: int) -> tuple[bool, int]:
+        """Whether one more status check fits the limit for all clients together: (allowed, seconds to reset)."""
+        return await self._allow("status-all", "all", per_minute)
 
     async def allow_filing(self, key_id: str, per_minute: int) -> tuple[bool, int]:
         """Whether this API key may file now: (allowed, seconds until the window resets)."""

@@ -3,11 +3,18 @@
 An identifier is asked about by ``phone``, or by ``account`` with ``bank``.
 A protected identifier (a bank's own hotline, say) is never listed, so both
 routes answer as for an identifier that is not on the blocklist.
+
+The public check answers ``listed`` only for an entry an agency stands behind:
+one of the reports keeping it listed (since its last revocation, not yet
+expired) was filed by an agency. A rule's automatic ``reported`` entry
+(source ``SEKAT-RULE`` or ``SEKAT-FOLLOW``, ``api.keys.RULE_SOURCES``) is a
+suspicion the banks act on, not a public finding: answering it would tell a
+scammer which of their accounts Sekat has noticed (docs/threat-model.md).
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the endpoints' annotations at run time.
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,11 +24,13 @@ from pydantic import BaseModel
 from sekat.api.auth import Caller
 from sekat.api.clients import ClientsDep
 from sekat.api.errors import field_error
-from sekat.api.keys import ApiKey
+from sekat.api.keys import RULE_SOURCES, ApiKey
+from sekat.api.limits import client_bucket
 from sekat.blocklist.filing import identifier
+from sekat.blocklist.lifecycle import known_reports
 from sekat.blocklist.store import BlocklistStore
 from sekat.errors import InvalidReport
-from sekat.records import Entry, key_object
+from sekat.records import Entry, Report, Status, key_object
 
 router = APIRouter()
 
@@ -52,6 +61,21 @@ def lookup_key(phone: str | None, account: str | None, bank: str | None, region:
         field = "account" if exc.field == "value" and account is not None else \
             "phone" if exc.field == "value" else exc.field
         raise field_error(422, field, str(exc).split(": ", 1)[-1]) from None
+
+
+def publicly_listed(entry: Entry, now: datetime) -> bool:
+    """Whether the public check may say ``entry`` is listed: it is active, and a report keeping it listed (since
+    the last revocation, not expired) was filed by an agency rather than by a rule."""
+    if not entry.active_at(now):
+        return False
+    standing: list[Report] = []
+    for report in known_reports(entry):
+        if report.status is Status.REVOKED:
+            standing = []
+        else:
+            standing.append(report)
+    return any(r.source.upper() not in RULE_SOURCES
+               and (not r.ttl_days or r.reported_at + timedelta(days=r.ttl_days) > now) for r in standing)
 
 
 async def linked_group(store: BlocklistStore, start: Entry, now: datetime) -> list[dict[str, Any]]:
@@ -88,13 +112,22 @@ async def entry(key: Annotated[ApiKey, Depends(Caller("read"))], clients: Client
 @router.get("/v1/status", response_model=StatusOut, tags=["public"], responses={422: {}, 429: {}, 503: {}})
 async def status(request: Request, clients: ClientsDep, phone: Phone = None, account: Account = None,
                  bank: Bank = None) -> StatusOut | JSONResponse:
-    """Public check: is this one number or account listed? Reveals nothing else."""
-    per_minute = clients.settings.status_rate_per_minute
-    allowed, reset = await clients.allow_status_check(request.client.host if request.client else "unknown",
-                                                      per_minute)
+    """Public check: has an agency listed this one number or account? Reveals nothing else."""
+    settings = clients.settings
+    client = client_bucket(request.client.host if request.client else "unknown")
+    allowed, reset = await clients.allow_status_check(client, settings.status_rate_per_minute)
     if not allowed:
-        return JSONResponse(status_code=429, headers={"Retry-After": str(reset)}, content={"detail": {
-            "message": f"at most {per_minute} status checks a minute; retry later"}})
-    ident = lookup_key(phone, account, bank, clients.settings.phone_region)
+        return too_many(f"at most {settings.status_rate_per_minute} status checks a minute from one address", reset)
+    allowed, reset = await clients.allow_any_status_check(settings.status_global_rate_per_minute)
+    if not allowed:
+        return too_many(f"at most {settings.status_global_rate_per_minute} status checks a minute from all "
+                        "addresses together", reset)
+    ident = lookup_key(phone, account, bank, settings.phone_region)
     found = await clients.store.get(ident) if ident is not None else None
-    return StatusOut(listed=found is not None and found.active_at(clients.clock()))
+    return StatusOut(listed=found is not None and publicly_listed(found, clients.clock()))
+
+
+def too_many(limit: str, reset: int) -> JSONResponse:
+    """429 for a status check over ``limit``, with ``Retry-After``."""
+    return JSONResponse(status_code=429, headers={"Retry-After": str(reset)},
+                        content={"detail": {"message": f"{limit}; retry later"}})

@@ -29,7 +29,9 @@ async def invalid_request(request: Request, exc: RequestValidationError) -> JSON
     errors = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "header", "path")]
-        errors.append({"field": ".".join(loc) or "body", "message": str(err.get("msg", "invalid"))})
+        message = "is not a field of this request" if err.get("type") == "extra_forbidden" else \
+            str(err.get("msg", "invalid"))
+        errors.append({"field": ".".join(loc) or "body", "message": message})
     first = errors[0] if errors else {"field": "body", "message": "invalid request"}
     return JSONResponse(status_code=422, content={"detail": {
         "field": first["field"], "message": f"{first['field']}: {first['message']}", "errors": errors}})

@@ -10,6 +10,10 @@ full key is shown once, by ``sekat apikey create``.
 Scopes: ``report`` (file reported), ``confirm`` (file confirmed), ``revoke``,
 ``read`` (look an entry up with its history; see the safety brake), ``rearm`` (re-arm a
 target the safety brake switched to shadow).
+
+An agency cannot be named after a source the rules file their automatic
+reports under (``RULE_SOURCES``): the public status check tells those apart
+from an agency's reports by their source.
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ from redis.exceptions import RedisError
 
 from sekat.errors import BlocklistUnavailable, SekatError
 from sekat.records import iso
+from sekat.rules.follow_money import SOURCE as FOLLOW_SOURCE
+from sekat.rules.registry import AutoReport
 
+# The sources of the rules' automatic reports (rules/registry.py, rules/follow_money.py), as the reports agent
+# stores every source: upper case.
+RULE_SOURCES = frozenset(source.upper() for source in (AutoReport("", 1).source, FOLLOW_SOURCE))
 SCOPES = ("report", "confirm", "revoke", "read", "rearm")
 _AGENCY_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
@@ -72,6 +81,8 @@ class ApiKeyStore:
         agency = agency.strip().upper()
         if not agency or len(agency) > 64 or not set(agency) <= _AGENCY_CHARS:
             raise SekatError("--agency must be 1-64 letters, digits, '_', '-' or '.' (e.g. PDRM)")
+        if agency in RULE_SOURCES:
+            raise SekatError(f"--agency {agency} is the source of the rules' automatic reports; name the agency")
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         key = ApiKey(key_id, agency, scopes, iso(datetime.now(timezone.utc)))
         record = {**key.public(), "sha256": _digest(secret)}

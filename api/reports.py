@@ -40,14 +40,14 @@ Source = Annotated[str | None, Field(max_length=64)]
 
 
 class LinkIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
     kind: Kind = Field(description="phone or account (needs bank)")
     value: Value
     bank: Bank = Field(None, description="BIC of the account's bank (accounts only)")
 
 
 class ReportIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
     kind: Kind = Field(description="phone (E.164 or local) or account (needs bank)")
     value: Value = Field(description="the phone number or account number")
     bank: Bank = Field(None, description="BIC of the account's bank (accounts only)")
@@ -63,7 +63,7 @@ class ReportIn(BaseModel):
 
 class IdentifierIn(BaseModel):
     """The identifier a renewal or a revocation names: a phone number, or an account number with its bank."""
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
     kind: Kind
     value: Value
     bank: Bank = None

@@ -32,7 +32,7 @@ router = APIRouter(tags=["authorities"])
 
 
 class RearmIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
     target: str = Field(min_length=3, max_length=220,
                         description="as GET /v1/brake lists it: entry:{identifier key}, rule:{rule id} or "
                                     "source:{agency}")

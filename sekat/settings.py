@@ -78,7 +78,10 @@ class Settings:
     protected_file: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    api_max_body_bytes: int = 65536
+    api_trusted_proxies: str = ""
     status_rate_per_minute: int = 30
+    status_global_rate_per_minute: int = 3000
     filing_rate_per_minute: int = 600
     brake_window_s: int = 60
     brake_entry_max: int = 300
@@ -155,7 +158,9 @@ class Settings:
             ("replica_snapshot_max_behind", 0, 1_000_000),
             ("decode_processes", 0, 64),
             ("api_port", 1, 65_535),
+            ("api_max_body_bytes", 1024, 16_777_216),
             ("status_rate_per_minute", 1, 1_000_000),
+            ("status_global_rate_per_minute", 1, 100_000_000),
             ("filing_rate_per_minute", 1, 1_000_000),
             ("brake_window_s", 1, 86_400),
             ("brake_entry_max", 0, 10**9),
@@ -182,6 +187,7 @@ class Settings:
             raise ConfigError("SEKAT_POLICY_FILE", f"no such file: {self.policy_file}")
         self.protected_keys()
         self.expiry_policy()
+        self.trusted_proxies()
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("SEKAT_LOG_LEVEL", "must be debug, info, warning or error")
 
@@ -253,6 +259,19 @@ class Settings:
             if not _TOPIC_RE.match(name):
                 raise ConfigError("SEKAT_COMMAND_ROUTING", f"{name!r} would not be a valid Kafka topic name")
         return routes
+
+    def trusted_proxies(self) -> list[str]:
+        """``SEKAT_API_TRUSTED_PROXIES`` as addresses and networks; raises ConfigError naming a bad one."""
+        import ipaddress
+
+        proxies = [p.strip() for p in self.api_trusted_proxies.split(",") if p.strip()]
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy)
+            except ValueError:
+                raise ConfigError("SEKAT_API_TRUSTED_PROXIES", f"{proxy[:60]!r} is not an IP address or network "
+                                                               "(such as 10.0.0.5 or 10.0.0.0/24)") from None
+        return proxies
 
     def expiry_policy(self) -> ExpiryPolicy:
         """``SEKAT_EXPIRY_DAYS`` and ``SEKAT_RENEWALS_MAX`` as a policy; raises ConfigError naming the setting."""
@@ -367,7 +386,14 @@ SETTINGS_DOC: dict[str, str] = {
     "protected_file": "File of identifiers that can never be listed (one phone number or BIC:account a line).",
     "api_host": "Address the agency API (`sekat api`) binds to.",
     "api_port": "Port of the agency API.",
-    "status_rate_per_minute": "Public status checks allowed per client address per minute (then 429).",
+    "api_max_body_bytes": "Largest request body the agency API reads; a larger one is answered 413 before it is "
+                          "read. Bulk loads go through `sekat blocklist import`.",
+    "api_trusted_proxies": "Reverse proxies (IP addresses or networks, comma-separated) whose X-Forwarded-For and "
+                           "X-Forwarded-Proto the agency API believes; empty: none, the peer address is the client.",
+    "status_rate_per_minute": "Public status checks allowed per client address (per /64 for IPv6) per minute "
+                              "(then 429).",
+    "status_global_rate_per_minute": "Public status checks allowed per minute from all clients together (then "
+                                     "429): bounds scraping from many addresses.",
     "filing_rate_per_minute": "Reports and revocations one API key may file per minute (then 429): bounds what a "
                               "stolen key can do; bulk loads go through `sekat blocklist import`.",
     "brake_window_s": "Safety brake: the window, in seconds, its command limits count over.",

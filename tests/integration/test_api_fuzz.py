@@ -55,7 +55,7 @@ queries = st.dictionaries(st.sampled_from(["phone", "account", "bank", "x"]), st
 @pytest.fixture(scope="module")
 def server(stack: Stack, logs_dir: Path) -> Iterator[ApiProcess]:
     name = unique("fuzz")
-    env = isolated_env(stack, name, SEKAT_STATUS_RATE_PER_MINUTE="100000")
+    env = isolated_env(stack, name, SEKAT_STATUS_RATE_PER_MINUTE="100000", SEKAT_STATUS_GLOBAL_RATE_PER_MINUTE="100000")
     proc = ApiProcess(env, logs_dir / f"{name}-api.log")
     create_topics(proc.settings)
     proc.start()

@@ -334,6 +334,24 @@ def test_status_reveals_only_listed_or_not(desk: Desk) -> None:
     assert desk.http.get("/v1/status", params={"account": "123456"}).json()["detail"]["field"] == "bank"
 
 
+def test_status_answers_listed_only_for_what_an_agency_reported(desk: Desk) -> None:
+    """A rule's automatic report (as the worker files it on the reports topic) is not revealed to the public;
+    an agency's report on another number is, and so is the rule's number once an agency reports it too."""
+    suspected, reported = mobile(), mobile()
+    desk.report_on_topic(kind="phone", value=suspected, status="reported", source="sekat-rule",
+                         filed_by="sekat-rule", reason="mule_inflow@1: mule inflow: 5 payers in 10 min",
+                         case_ref="transfers/t-1", ttl_days=7)
+    maybank = desk.key("MAYBANK", "report")
+    assert desk.file(maybank, kind="phone", value=reported, reason="victim's complaint").status_code == 202
+    desk.wait_entry(f"phone:{suspected}")
+    desk.wait_entry(f"phone:{reported}")
+    assert desk.http.get("/v1/status", params={"phone": suspected}).json() == {"listed": False}
+    assert desk.http.get("/v1/status", params={"phone": reported}).json() == {"listed": True}
+    assert desk.file(maybank, kind="phone", value=suspected, reason="victim's complaint").status_code == 202
+    desk.wait_entry(f"phone:{suspected}", lambda e: "MAYBANK" in e.sources)
+    assert desk.http.get("/v1/status", params={"phone": suspected}).json() == {"listed": True}
+
+
 def test_status_is_rate_limited_per_client(stack: Stack, desk: Desk, logs_dir: Path) -> None:
     env = {**desk.env, "SEKAT_STATUS_RATE_PER_MINUTE": "5", "SEKAT_REDIS_PREFIX": unique("rl") + ":"}
     env.pop("SEKAT_API_PORT", None)
