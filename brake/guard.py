@@ -9,7 +9,10 @@ reporting source of its entry), then adds the tally to the shared counters in
 Redis in one round trip (``sekat.brake.store.BrakeStore``), so every worker of
 the group judges the same rate. A target over its limit
 (``SEKAT_BRAKE_ENTRY_MAX`` / ``_RULE_MAX`` / ``_SOURCE_MAX`` commands per
-``SEKAT_BRAKE_WINDOW_S``; 0 turns a dimension off) is tripped:
+``SEKAT_BRAKE_WINDOW_S``; 0 turns a dimension off) is tripped. The entry
+dimension counts only entries that are not ``confirmed``: an authority's
+confirmed scam number, autodialling several calls a second, is blocked on
+every call (its rule and source still count it). A trip:
 
 * every worker evaluates matches on it in shadow (``Context.braked``): the
   decision is still written, with the reason marked ``[safety brake: shadow]``,
@@ -43,12 +46,16 @@ import orjson
 from sekat.brake.metrics import BrakeMetrics
 from sekat.brake.store import BrakeStore, Trip, dimension, masked_target
 from sekat.errors import BlocklistUnavailable
-from sekat.records import COMMAND_NAMESPACE, Decision, iso
+from sekat.records import COMMAND_NAMESPACE, Decision, Status, iso
 from sekat.rules.engine import brake_targets
 from sekat.streams.output import OutputBatch, OutputTopics
 
 log = logging.getLogger(__name__)
 PAUSE_AFTER_ERROR_S = 5.0
+# The brake guards against a *wrong* listing (a reported merchant, a bulk import) freezing innocent
+# payments; an entry an authority confirmed is a judged scam, and its volume is the attack itself.
+# A confirmed listing found wrong is revoked (revoked entries are never acted on), not braked.
+UNCOUNTED_ENTRY_STATUSES = frozenset({Status.CONFIRMED.value})
 
 
 @dataclass(frozen=True)
@@ -63,15 +70,22 @@ class Limits:
 
 
 def tally(decisions: Iterable[Decision]) -> dict[str, int]:
-    """Commands driven per target by a batch's decisions (each decision counts once per target)."""
+    """Commands driven per target by a batch's decisions (each decision counts once per target).
+
+    A match on an identifier whose entry an authority *confirmed* counts towards its rule and its source,
+    not towards the entry (whichever rule matched it): a confirmed scam number's autodialer places several
+    calls a second, and every one of them must be blocked (see ``UNCOUNTED_ENTRY_STATUSES``).
+    """
     counts: dict[str, int] = {}
     for decision in decisions:
         if not decision.commands:
             continue
+        # Any rule may match a confirmed identifier (mule_inflow on a listed payee): its entry is exempt for all.
+        exempt = {f"entry:{m.identifier}" for m in decision.matches if m.status in UNCOUNTED_ENTRY_STATUSES}
         targets: set[str] = set()
         for m in decision.matches:
             if m.mode == "enforce":
-                targets.update(brake_targets(m.rule, m.identifier, m.source))
+                targets.update(t for t in brake_targets(m.rule, m.identifier, m.source) if t not in exempt)
         for t in targets:
             counts[t] = counts.get(t, 0) + len(decision.commands)
     return counts

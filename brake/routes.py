@@ -4,10 +4,16 @@
     POST /v1/brake/rearm    re-arm one target (scope rearm; reason required): the workers act on it again
                             within a second, its recent counts start from zero
 
-A re-arm is audited three ways: the brake's log in Redis (who, when, why, and
-the trip it lifted), a record on ``sekat.decisions`` (``"stream": "brake"``,
-``"action": "rearm"``, acknowledged by Kafka before the API answers), and a log
-line with the identifier masked (the free-text reason stays out of the log).
+A re-arm is audited before it takes effect: its record on ``sekat.decisions``
+(``"stream": "brake"``, ``"action": "rearm"``, with the trip it lifts) must be
+acknowledged by Kafka before the brake's state in Redis changes. If Kafka does
+not take it, the API answers 503 and the target stays braked, so no re-arm is
+ever missing from the audit trail. The state change then also goes to the
+brake's log in Redis (who, when, why, the trip lifted), and a log line names
+the target with the identifier masked (the free-text reason stays out of the
+log). The record states the authority's decision: if Redis fails after it (503)
+or another authority re-armed the target in between (404), the record is on the
+topic and the brake's log in Redis says whether the re-arm took effect.
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the endpoints' annotations at run time.
@@ -62,17 +68,20 @@ async def rearm(body: RearmIn, key: Annotated[ApiKey, Depends(Caller("rearm"))],
                                          "as GET /v1/brake lists it")
     now = clients.clock()
     who = f"{key.agency} (api:{key.key_id})"
-    event = {"event": "rearm", "target": target, "dimension": dimension(target), "at": iso(now),
-             "by": who, "reason": body.reason.strip()}
-    trip = await clients.brakes.rearm(target, now.timestamp(), clients.settings.brake_window_s, event)
+    trip = await clients.brakes.trip_of(target)
     if trip is None:
         raise field_error(404, "target", "the brake is not engaged on it")
+    reason = body.reason.strip()
     event_id = "brake-" + str(uuid.uuid5(COMMAND_NAMESPACE, f"rearm|{target}|{iso(now)}"))
     record = {"event_id": event_id, "stream": "brake", "action": "rearm", "target": target,
-              "dimension": dimension(target), "at": iso(now), "by": who, "reason": body.reason.strip(),
-              "trip": trip}
-    # Re-armed already (the Redis log has it): if Kafka does not take the record, the 503 says it is late.
+              "dimension": dimension(target), "at": iso(now), "by": who, "reason": reason, "trip": trip}
+    # Audit first: a re-arm Kafka has no record of must not take effect (503, the target stays braked).
     await clients.send(clients.settings.topic_decisions, orjson.dumps(record), event_id.encode(),
-                       "re-armed, but Kafka did not acknowledge the audit record")
+                       "not re-armed: Kafka did not acknowledge the audit record")
+    event = {"event": "rearm", "target": target, "dimension": dimension(target), "at": iso(now),
+             "by": who, "reason": reason}
+    lifted = await clients.brakes.rearm(target, now.timestamp(), clients.settings.brake_window_s, event)
+    if lifted is None:
+        raise field_error(404, "target", "the brake is no longer engaged on it (re-armed meanwhile)")
     log.warning("safety brake re-armed on %s by %s", masked_target(target), who)  # the reason is in the audit
-    return Rearmed(target=target, rearmed_at=iso(now), rearmed_by=who, trip=trip)
+    return Rearmed(target=target, rearmed_at=iso(now), rearmed_by=who, trip=lifted)

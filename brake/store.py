@@ -137,6 +137,14 @@ class BrakeStore:
                 continue
         return out
 
+    async def trip_of(self, target: str) -> dict[str, Any] | None:
+        """The trip in force on ``target``, or None if the brake is not engaged on it."""
+        [raw] = await self._run(lambda pipe: pipe.hget(f"{self._p}tripped", target))
+        if raw is None:
+            return None
+        trip: dict[str, Any] = orjson.loads(raw)
+        return trip
+
     async def rearm(self, target: str, now_s: float, window_s: int, event: dict[str, Any]) -> dict[str, Any] | None:
         """Lift the brake on ``target`` and forget its recent counts; returns the trip it lifted, or None."""
         index = int(now_s // window_s)

@@ -3,7 +3,9 @@
 For an engineer without Grafana at hand. Rates are the difference between two
 scrapes of the same worker divided by the time between them, summed over
 workers; latency quantiles are interpolated from the histogram buckets'
-differences the way Prometheus's ``histogram_quantile`` does. ``render`` is a
+differences the way Prometheus's ``histogram_quantile`` does. The safety
+brake's line shows what it holds in shadow (by dimension) and every trip
+between the two scrapes. ``render`` is a
 pure function of two scrapes, so a frame is testable without a terminal.
 """
 
@@ -149,6 +151,15 @@ def render(before: Sequence[Scrape], after: Sequence[Scrape], now: datetime | No
             lag_by[key] = lag_by.get(key, 0.0) + value
     lag = sum(lag_by.values())
     staleness = [s.total("sekat_blocklist_replica_staleness_seconds") for s in up]
+    # Every worker reads the same tripped set: the engaged gauge is the largest any worker reports, not a sum.
+    engaged: dict[str, float] = {}
+    for s in up:
+        for labels, value in s.values("sekat_brake_engaged"):
+            d = labels.get("dimension", "?")
+            engaged[d] = max(engaged.get(d, 0.0), value)
+    tripped = sum(pair.increase("sekat_brake_trips_total", by="dimension").values())
+    trips_since = sum(s.total("sekat_brake_trips_total") for s in up)
+    brake_errors = sum(pair.rate("sekat_brake_errors_total").values())
 
     lines = [
         f"sekat top   {now.strftime('%Y-%m-%d %H:%M:%SZ')}   over {interval:.1f} s   "
@@ -169,6 +180,9 @@ def render(before: Sequence[Scrape], after: Sequence[Scrape], now: datetime | No
     hit_rate = f"{100 * lookups.get('hit', 0.0) / looked:.2f} %" if looked > 0 else "-"
     stale = f"{max(staleness):.1f} s" if staleness else "-"
     lines.append(f"blocklist      staleness {stale}   hit rate {hit_rate}   lookup errors/s {_num(errors)}")
+    on = "   ".join(f"{d} {n:,.0f}" for d, n in sorted(engaged.items()) if n > 0)
+    lines.append(f"safety brake   {'ENGAGED   ' + on if on else 'none engaged'}   trips {tripped:,.0f} "
+                 f"(since start {trips_since:,.0f})   errors/s {_num(brake_errors)}")
     for s in down:
         lines.append(f"DOWN           {s.url}   {s.error}")
     return "\n".join(lines) + "\n"

@@ -397,8 +397,9 @@ SETTINGS_DOC: dict[str, str] = {
     "filing_rate_per_minute": "Reports and revocations one API key may file per minute (then 429): bounds what a "
                               "stolen key can do; bulk loads go through `sekat blocklist import`.",
     "brake_window_s": "Safety brake: the window, in seconds, its command limits count over.",
-    "brake_entry_max": "Safety brake: most commands one identifier may drive per window before it goes to "
-                       "shadow mode; 0 turns entry braking off.",
+    "brake_entry_max": "Safety brake: most commands one identifier that is not confirmed (a reported entry, "
+                       "an unlisted one a rule flags) may drive per window before it goes to shadow mode; "
+                       "confirmed entries are never counted; 0 turns entry braking off.",
     "brake_rule_max": "Safety brake: most commands one rule may drive per window (all workers together); 0: off.",
     "brake_source_max": "Safety brake: most commands the entries of one reporting source may drive per window; "
                         "0: off.",

@@ -6,7 +6,9 @@
   decisions, dead letters and consolidated reports, and owns its consumer
   groups (prefix ``{SEKAT_APP_ID}``) and Faust's internal topics (prefix
   ``{SEKAT_APP_ID}-``);
-- the agency API/CLI principal only writes ``sekat.reports``;
+- the agency API/CLI principal writes ``sekat.reports`` (reports, revocations,
+  renewals) and ``sekat.decisions`` (the audit record of a safety-brake
+  re-arm, written before the re-arm takes effect), and nothing else;
 - each bank writes transfers and reads only ``{SEKAT_TOPIC_FREEZE}.{BIC8}``;
   each operator writes calls and reads only ``{SEKAT_TOPIC_BLOCK}.{OPERATOR}``
   (per-institution routing); their consumer groups start with their code.
@@ -55,6 +57,8 @@ def acl_plan(settings: Settings, sekat: str, api: str, institutions: Mapping[str
         Acl(sekat, "topic", f"{settings.app_id}-", "prefixed", ("Read", "Write", "Describe", "Create")),
         Acl(sekat, "group", settings.app_id, "prefixed", read),
         Acl(api, "topic", settings.topic_reports, "literal", write),
+        # A re-arm is refused unless its audit record is on the decisions topic first (brake/routes.py).
+        Acl(api, "topic", settings.topic_decisions, "literal", write),
     ]
     for code, principal in institutions.items():
         bank_topic, operator_topic = routes.get((True, code)), routes.get((False, code))

@@ -24,8 +24,8 @@ import yaml
 from sekat.blocklist.store import BlocklistStore
 from sekat.records import Status, iso
 from sekat.rules.policy import DEFAULT_POLICY_FILE
-from tests.support import (ApiProcess, Collector, Producer, Record, Stack, WorkerProcess, file_report, for_event,
-                           isolated_env, sekat, unique)
+from tests.support import (ApiProcess, Collector, Producer, Record, RefusedWrites, Stack, WorkerProcess,
+                           file_report, for_event, isolated_env, sekat, unique)
 
 pytestmark = pytest.mark.integration
 
@@ -192,12 +192,12 @@ def test_an_entry_driving_a_flood_of_freezes_is_braked_to_shadow_then_re_armed(d
     merchant = ("CIBBMYKL", digits(10))
     other = ("CIBBMYKL", digits(10))
     target = f"entry:account:{merchant[0]}:{merchant[1]}"
-    desk.list(f"account:{merchant[0]}:{merchant[1]}")  # a popular merchant, wrongly listed
+    desk.list(f"account:{merchant[0]}:{merchant[1]}", "reported")  # a popular merchant, wrongly reported
     desk.list(f"account:{other[0]}:{other[1]}")
     now = datetime.now(timezone.utc)
 
-    # Each payment to it is held and the merchant frozen: 2 commands a decision, limit 10 a minute.
-    flood = [desk.transfer(("MBBEMYKL", digits(12)), merchant, now, "25.00") for _ in range(7)]
+    # Each payment to it is held: 1 command a decision, limit 10 a minute.
+    flood = [desk.transfer(("MBBEMYKL", digits(12)), merchant, now, "25.00") for _ in range(13)]
     for event_id in flood:
         desk.decision(event_id)
     [trip] = desk.out.wait_for(lambda r: r.topic == desk.s.topic_decisions and r.json.get("stream") == "brake"
@@ -210,7 +210,7 @@ def test_an_entry_driving_a_flood_of_freezes_is_braked_to_shadow_then_re_armed(d
     # Braked: decided and recorded in shadow, nothing sent; another listed account still acts.
     braked = desk.transfer(("MBBEMYKL", digits(12)), merchant, now, "25.00")
     decision = desk.decision(braked)
-    assert decision["outcome"] == "ALLOW" and decision["shadow_outcome"] == "BLOCK"
+    assert decision["outcome"] == "ALLOW" and decision["shadow_outcome"] == "HOLD"
     assert decision["matches"][0]["mode"] == "shadow" and "safety brake" in decision["shadow_reasons"][0]
     assert set(desk.commands(desk.transfer(("MBBEMYKL", digits(12)), other, now, "25.00"))) == \
         {"HOLD_TRANSFER", "FREEZE_ACCOUNT"}
@@ -244,8 +244,54 @@ def test_an_entry_driving_a_flood_of_freezes_is_braked_to_shadow_then_re_armed(d
     while desk.metric("sekat_brake_engaged", "entry") != 0:
         assert time.monotonic() < deadline, "the worker never saw the re-arm"
         time.sleep(0.1)
-    assert set(desk.commands(desk.transfer(("MBBEMYKL", digits(12)), merchant, now, "25.00"))) == \
-        {"HOLD_TRANSFER", "FREEZE_ACCOUNT"}
+    assert set(desk.commands(desk.transfer(("MBBEMYKL", digits(12)), merchant, now, "25.00"))) == {"HOLD_TRANSFER"}
+
+
+def test_a_confirmed_scam_account_is_never_braked_however_many_payments_it_draws(desk: Desk) -> None:
+    mule = ("CIBBMYKL", digits(10))
+    desk.list(f"account:{mule[0]}:{mule[1]}")  # confirmed by an authority: every payment to it is stopped
+    now = datetime.now(timezone.utc)
+    flood = [desk.transfer(("MBBEMYKL", digits(12)), mule, now, "25.00") for _ in range(3 * ENTRY_MAX)]
+    for i, event_id in enumerate(flood):
+        assert set(desk.commands(event_id)) == {"HOLD_TRANSFER", "FREEZE_ACCOUNT"}, i
+    assert desk.redis.hget(f"{desk.s.redis_prefix}brake:tripped", f"entry:account:{mule[0]}:{mule[1]}") is None
+
+
+def test_a_re_arm_kafka_does_not_record_does_not_happen(desk: Desk) -> None:
+    # Given a braked target, when the decisions topic refuses the re-arm's audit record, then the API answers
+    # 503 and the target stays braked; once the topic takes writes again, the re-arm is recorded and done.
+    target = f"entry:account:CIBBMYKL:{digits(10)}"
+    tripped = f"{desk.s.redis_prefix}brake:tripped"
+    trip = orjson.dumps({"target": target, "dimension": "entry", "count": 40, "limit": ENTRY_MAX, "window_s": 60,
+                         "tripped_at": iso(datetime.now(timezone.utc)), "tripped_by": "test"})
+    desk.redis.hset(tripped, target, trip)
+    authority = desk.key("NSRC", "read,rearm")
+    why = {"target": target, "reason": "listing revoked on appeal"}
+    audited = lambda r: r.topic == desk.s.topic_decisions and r.json.get("action") == "rearm" \
+        and r.json.get("target") == target  # noqa: E731
+    decisions = RefusedWrites(desk.s, desk.s.topic_decisions)
+    try:
+        decisions.refuse()
+        refused = desk.http.post("/v1/brake/rearm", json=why, headers={"X-API-Key": authority})
+        assert refused.status_code == 503, refused.text
+        assert desk.redis.hget(tripped, target) == trip, "re-armed without an audit record"
+        assert "not re-armed" in refused.text
+        listed = desk.http.get("/v1/brake", headers={"X-API-Key": authority}).json()
+        assert target in [t["target"] for t in listed["tripped"]]
+        assert all(e.get("target") != target for e in listed["log"])
+    finally:
+        decisions.close()
+    time.sleep(GRACE)
+    assert desk.out.matching(audited) == []
+    deadline = time.monotonic() + 20  # until the broker applies the restored limit
+    while (done := desk.http.post("/v1/brake/rearm", json=why, headers={"X-API-Key": authority})).status_code == 503:
+        assert time.monotonic() < deadline, done.text
+        assert desk.redis.hget(tripped, target) == trip
+        time.sleep(0.5)
+    assert done.status_code == 200, done.text
+    assert desk.redis.hget(tripped, target) is None
+    [audit] = desk.out.wait_for(audited)
+    assert audit.json["trip"]["count"] == 40 and audit.json["reason"] == "listing revoked on appeal"
 
 
 def test_caller_attestation_a_passes_b_labels_c_blocks_and_a_bad_level_is_dead_lettered(desk: Desk) -> None:

@@ -28,6 +28,7 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern, ResourceType
 
 from sekat.blocklist.store import BlocklistStore
+from sekat.brake.store import BrakeStore, Trip
 from sekat.localstack.kafka_servers import KafkaBroker
 from sekat.localstack.processes import free_port
 from sekat.localstack.redis_servers import RedisServer
@@ -307,6 +308,30 @@ def test_a_stolen_key_is_contained_by_scope_rate_limit_audit_and_revocation(secu
     assert file().status_code == 401
     listed = [line for line in secured.cli("apikey", "list").stdout.splitlines() if key_id in line]
     assert '"disabled":true' in listed[0] and '"disabled_at"' in listed[0]
+
+
+def test_a_brake_re_arm_over_the_api_principal_is_audited_and_done(secured: Secured) -> None:
+    # Given a target the brake tripped, when an authority re-arms it through the API (its principal has only
+    # the plan's ACLs), then the audit record is accepted on the decisions topic and the brake lets go.
+    s = secured.settings
+    target = f"rule:{unique('acl')}"
+
+    async def tripped(trip: Trip | None) -> dict[str, dict[str, object]]:
+        store = BrakeStore.from_url(s.redis_url, s.redis_prefix)
+        try:
+            if trip is not None:
+                assert await store.trip(trip)
+            return await store.tripped()
+        finally:
+            await store.close()
+
+    asyncio.run(tripped(Trip(target, 70_000, 60_000, 60, iso(datetime.now(timezone.utc)), "test")))
+    created = secured.cli("apikey", "create", "--agency", "NSRC", "--scopes", "rearm")
+    assert created.returncode == 0, created.stderr
+    reply = httpx.post(f"{secured.api.url}/v1/brake/rearm", headers={"X-API-Key": created.stdout.strip()},
+                       json={"target": target, "reason": "rule parameter restored"}, timeout=20)
+    assert reply.status_code == 200, reply.text
+    assert target not in asyncio.run(tripped(None))
 
 
 @pytest.mark.parametrize("override,setting", [

@@ -2,37 +2,112 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+from collections.abc import Mapping
 
-from sekat.brake.guard import Limits, audit_record, tally
-from sekat.brake.store import masked_target, valid_target
+import pytest
+from prometheus_client import CollectorRegistry
+
+from sekat.brake.guard import Brake, Limits, audit_record, tally
+from sekat.brake.metrics import BrakeMetrics
+from sekat.brake.store import Trip, masked_target, valid_target
+from sekat.streams.output import OutputTopics
 from sekat.errors import ConfigError
 from sekat.records import Entry, Status
 from sekat.rules import engine
 from sekat.rules.policy import DEFAULT_POLICY_FILE, parse_policy
 from sekat.settings import Settings
-from tests.unit.events import T0, ctx, transfer
+from tests.unit.events import T0, call, ctx, transfer
 
 PAYEE = "account:CIBBMYKL:8001234567"
 POLICY = parse_policy({"version": "t", "rules": {"blocklist_match": {}},
                        "actions": __import__("yaml").safe_load(DEFAULT_POLICY_FILE.read_text())["actions"]})
 
 
-def listed(key: str = PAYEE) -> Entry:
-    return Entry(key=key, status=Status.CONFIRMED, source="PDRM", case_ref="KL/1", sources=("PDRM",))
+ROBOCALLER = "phone:+60376543210"
 
 
-def decide(braked: frozenset[str] = frozenset(), event_id: str = "t-1"):
-    c = ctx(lookups={PAYEE: listed()})
+def listed(key: str = PAYEE, status: Status = Status.REPORTED) -> Entry:
+    return Entry(key=key, status=status, source="PDRM", case_ref="KL/1", sources=("PDRM",))
+
+
+def decide(braked: frozenset[str] = frozenset(), event_id: str = "t-1", status: Status = Status.CONFIRMED):
+    c = ctx(lookups={PAYEE: listed(status=status)})
     c = type(c)(c.now, c.lookups, c.obs, braked)
     return engine.decide_transfer(transfer(event_id), c, POLICY).decision
 
 
+def robocall(event_id: str, status: Status):
+    c = ctx(lookups={ROBOCALLER: listed(ROBOCALLER, status)})
+    return engine.decide_call(call(event_id), c, POLICY).decision
+
+
+class MemoryBrakeStore:
+    """``BrakeStore``'s counting and tripping, in memory, one fixed window (the unit tests stay within it)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.trips: dict[str, Trip] = {}
+
+    async def add(self, counts: Mapping[str, int], now_s: float, window_s: int) -> dict[str, float]:
+        for t, n in counts.items():
+            self.counts[t] = self.counts.get(t, 0) + n
+        return {t: float(self.counts[t]) for t in counts}
+
+    async def trip(self, trip: Trip) -> bool:
+        return self.trips.setdefault(trip.target, trip) is trip
+
+    async def tripped(self) -> dict[str, dict[str, object]]:
+        return {t: trip.to_json() for t, trip in self.trips.items()}
+
+
+def brake(limits: Limits) -> tuple[Brake, MemoryBrakeStore]:
+    store = MemoryBrakeStore()
+    topics = OutputTopics(*(None,) * 5)  # type: ignore[arg-type]  # the trip's audit send fails and is logged
+    return Brake(store, limits, BrakeMetrics(CollectorRegistry()), topics, "w1",  # type: ignore[arg-type]
+                 clock=lambda: T0.timestamp()), store
+
+
 def test_a_decision_counts_its_commands_towards_its_rule_entry_and_source() -> None:
+    d = decide(status=Status.REPORTED)
+    assert len(d.commands) == 1  # a reported payee: the transfer is held at the payer's bank
+    counts = tally([d, decide(event_id="t-2", status=Status.REPORTED)])
+    assert counts == {"rule:blocklist_match": 2, f"entry:{PAYEE}": 2, "source:PDRM": 2}
+
+
+def test_a_confirmed_entry_counts_towards_its_rule_and_source_but_not_itself() -> None:
     d = decide()
     assert len(d.commands) == 2  # hold at the payer's bank, freeze at the payee's
-    counts = tally([d, decide(event_id="t-2")])
-    assert counts == {"rule:blocklist_match": 4, f"entry:{PAYEE}": 4, "source:PDRM": 4}
+    assert tally([d]) == {"rule:blocklist_match": 2, "source:PDRM": 2}
+
+
+@pytest.mark.parametrize("status,tripped", [(Status.CONFIRMED, False), (Status.REPORTED, True)])
+def test_a_robocaller_at_ten_times_the_entry_limit_is_braked_only_if_merely_reported(
+        status: Status, tripped: bool) -> None:
+    """An autodialer places several calls a second per number: a confirmed one is blocked on every call."""
+    limits = Limits(window_s=60, entry=30, rule=60_000, source=60_000)
+    guard, store = brake(limits)
+
+    async def flood() -> None:
+        for batch in range(10):  # 300 calls, 10x the entry limit, in one window
+            decisions = [robocall(f"c-{batch}-{i}", status) for i in range(30)]
+            assert all(d.commands for d in decisions)
+            await guard.count(decisions)
+
+    asyncio.run(flood())
+    assert (f"entry:{ROBOCALLER}" in store.trips) is tripped
+    assert store.counts["rule:blocklist_match"] == 300 and store.counts["source:PDRM"] == 300
+    assert "rule:blocklist_match" not in store.trips and "source:PDRM" not in store.trips
+    # The next call from it, as this worker now decides it: blocked unless braked.
+    c = ctx(lookups={ROBOCALLER: listed(ROBOCALLER, status)})
+    after = engine.decide_call(call("c-next"), type(c)(c.now, c.lookups, c.obs, guard.engaged), POLICY).decision
+    assert bool(after.commands) is not tripped
+
+
+def test_the_rule_and_source_dimensions_still_brake_confirmed_entries() -> None:
+    guard, store = brake(Limits(window_s=60, entry=30, rule=50, source=0))
+    asyncio.run(guard.count([robocall(f"c-{i}", Status.CONFIRMED) for i in range(60)]))
+    assert set(store.trips) == {"rule:blocklist_match"}
 
 
 def test_decisions_without_commands_and_shadow_matches_count_nothing() -> None:

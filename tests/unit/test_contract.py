@@ -19,7 +19,7 @@ import asyncio
 import base64
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -45,7 +45,7 @@ from sekat.decode.pacs008 import decode_pacs008
 from sekat.decode.reports import decode_report
 from sekat.decode.transfers import decode_transfer
 from sekat.metrics.worker import WorkerMetrics
-from sekat.records import Action, Call, Entry, Rejection, Report, Transfer
+from sekat.records import Action, Call, Entry, Rejection, Report, Status, Transfer
 from sekat.release.metrics import ReleaseMetrics
 from sekat.release.sweep import Releaser, recording_who_acted
 from sekat.rules.engine import decide_call, decide_transfer
@@ -299,13 +299,17 @@ class Brakes:
     async def trip(self, _trip: Trip) -> bool:
         return True
 
+    async def trip_of(self, target: str) -> dict[str, Any]:
+        return Trip(target, 12, 10, 60, "2026-11-28T10:15:01.000Z", "sekat@worker-1:6066").to_json()
+
     async def rearm(self, target: str, _now: float, window_s: int, _event: Any) -> dict[str, Any]:
         return Trip(target, 12, 10, window_s, "2026-11-28T10:15:01.000Z", "sekat@worker-1:6066").to_json()
 
 
 def brake_outputs() -> list[Sent]:
-    """The screening batch of the Transfer example as the brake counts it, with an entry limit of 10."""
-    listed = entry("report-account")
+    """The screening batch of the Transfer example as the brake counts it, with an entry limit of 10, had the
+    payee account only been reported (a confirmed entry does not count towards its own limit)."""
+    listed = replace(entry("report-account"), status=Status.REPORTED)
     decision = decide_transfer(_decoded(doc("transfer")), Context(at("2026-11-28T10:15:00.125Z"),
                                                                  {listed.key: listed}), POLICY).decision
     wire = Wire()

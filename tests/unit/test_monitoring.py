@@ -147,7 +147,7 @@ def test_dashboard_covers_what_on_call_needs_and_uses_the_provisioned_datasource
                    "job:sekat_decision_latency_seconds:p999", "sekat_commands_total", "sekat_blocklist_lookups_total",
                    "sekat_deadletters_total", "job_topic:sekat_consumer_lag_messages:sum",
                    "sekat_blocklist_replica_staleness_seconds", 'up{job="sekat"}', "sekat_rule_matches_total",
-                   "sekat_stream_stalled_seconds"):
+                   "sekat_stream_stalled_seconds", "sekat_brake_engaged", "sekat_brake_trips_total"):
         assert needed in exprs, f"dashboard misses {needed}"
     provisioning = ROOT / "deploy" / "grafana" / "provisioning"
     [source] = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from sekat.brake.metrics import BrakeMetrics
 from sekat.metrics.top import Scrape, parse, quantile, render
 from sekat.metrics.worker import WorkerMetrics
 from sekat.records import Action, Command
@@ -58,6 +59,21 @@ def test_a_frame_shows_rates_latency_commands_dead_letters_lag_and_down_workers(
     assert "consumer lag          140 records   largest telco.calls/0 120" in frame
     assert "hit rate 1.00 %" in frame
     assert "DOWN           http://w9/metrics   URLError: connection refused" in frame
+
+
+def test_a_brake_trip_and_what_it_holds_in_shadow_are_shown() -> None:
+    registries = [CollectorRegistry(), CollectorRegistry()]
+    for r in registries:
+        WorkerMetrics(r)
+    brakes = [BrakeMetrics(r) for r in registries]
+    before = [snapshot(f"w{i}", 0.0, r) for i, r in enumerate(registries)]
+    assert "safety brake   none engaged   trips 0 (since start 0)" in render(before, before, now=NOW)
+    brakes[1].trips.labels("entry").inc()  # worker 1 tripped an entry; both workers read the tripped set
+    for b in brakes:
+        b.set_engaged(["entry:phone:+60376543210", "rule:call_burst"])
+    brakes[0].errors.inc(2)
+    frame = render(before, [snapshot(f"w{i}", 2.0, r) for i, r in enumerate(registries)], now=NOW)
+    assert "safety brake   ENGAGED   entry 1   rule 1   trips 1 (since start 1)   errors/s 1.0" in frame
 
 
 def test_p99_over_the_slo_is_called_out() -> None:
