@@ -3,13 +3,15 @@
 Given the API with Redis and Kafka up, when a load balancer asks ``/healthz`` (no key, as often as it likes),
 then it gets 200 and a small body naming no identifier. When callers pass each rate limit and send a body over
 the size limit, then ``/metrics`` counts each refusal by its limit, and every request by route template,
-method and status code. Given the API started with a certificate and its key, when a client that trusts the CA
+method and status code, on a page ``promtool check metrics`` passes. Given the API started with a certificate and its key, when a client that trusts the CA
 asks ``/healthz`` over https, then it gets 200; a plain-http request gets no answer.
 """
 
 from __future__ import annotations
 
+import shutil
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -96,6 +98,10 @@ def test_metrics_count_each_rate_limit_and_each_request(stack: Stack, logs_dir: 
         assert scraped(api.url, 'sekat_api_request_duration_seconds_count{method="GET",route="/v1/status"}') == 7
         text = httpx.get(api.url + "/metrics", timeout=10).text
         assert "60123456789" not in text and "127.0.0." not in text and key.stdout.strip() not in text
+        promtool = shutil.which("promtool")
+        assert promtool
+        checked = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
+        assert checked.returncode == 0 and not (checked.stdout + checked.stderr).strip(), checked
 
 
 def test_the_api_serves_https_with_its_certificate_and_refuses_plain_http(stack: Stack, logs_dir: Path,
