@@ -9,6 +9,9 @@
                                             rate-limited per client address and in all
     brake/routes.py  GET  /v1/brake         the safety brake: what it switched to shadow (scope read)
                      POST /v1/brake/rearm   re-arm one target (scope rearm)
+    api/probes.py    GET  /healthz          200 while Redis answers and the Kafka producer is started, else
+                                            503 naming which is down (no key, not rate limited)
+                     GET  /metrics          Prometheus metrics of this process (api/metrics.py)
     (FastAPI)        GET  /openapi.json     the OpenAPI document (/docs renders it)
 
 Keys go in the ``X-API-Key`` header (api/auth.py). A body over
@@ -19,7 +22,8 @@ else's ``X-Forwarded-For`` is believed. Reports are acknowledged
 (202) only once Kafka has them with acks=all; the reports agent applies them
 to the index. Bad requests get a 4xx whose body names the field; Kafka or
 Redis being unreachable gives 503 (api/errors.py). Identifiers are masked in
-logs, and the access log (which would show query strings) is off.
+logs, and the access log (which would show query strings) is off. With
+SEKAT_API_TLS_CERTFILE and SEKAT_API_TLS_KEYFILE set, the API speaks HTTPS only.
 """
 
 import logging
@@ -27,11 +31,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
-from sekat.api import entries, reports
+from sekat.api import entries, probes, reports
 from sekat.api.clients import Clients
 from sekat.api.errors import HANDLERS
 from sekat.api.limits import BodyLimit
+from sekat.api.metrics import ApiMetrics, RequestMetrics
 from sekat.brake import routes as brake
 from sekat.clock import Clock, utcnow
 from sekat.errors import BlocklistUnavailable
@@ -55,9 +61,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_api(settings: Settings, clock: Clock = utcnow) -> FastAPI:
     app = FastAPI(title="Sekat agency API", version="1", lifespan=lifespan, exception_handlers=HANDLERS,
                   description="File, revoke and look up blocklist reports; public listed/not-listed check.")
-    app.state.clients = Clients(settings, clock)
-    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
-    for router in (reports.router, entries.router, brake.router):
+    metrics = ApiMetrics(CollectorRegistry())
+    app.state.clients = Clients(settings, clock, metrics)
+    # The last added is the outermost: every request is counted, a 413 from BodyLimit too.
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, on_refusal=metrics.body_too_large.inc)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    for router in (reports.router, entries.router, brake.router, probes.router):
         app.include_router(router)
     return app
 
@@ -67,6 +76,8 @@ def serve(settings: Settings) -> None:
 
     proxies = settings.trusted_proxies()
     # Given explicitly: uvicorn would otherwise believe forwarded headers from loopback (or $FORWARDED_ALLOW_IPS).
+    # Without both TLS files (Settings checks it is both or neither) uvicorn serves plain HTTP.
     uvicorn.run(create_api(settings), host=settings.api_host, port=settings.api_port,
                 log_level=settings.log_level.lower(), access_log=False, proxy_headers=bool(proxies),
-                forwarded_allow_ips=proxies)
+                forwarded_allow_ips=proxies, ssl_certfile=settings.api_tls_certfile or None,
+                ssl_keyfile=settings.api_tls_keyfile or None)

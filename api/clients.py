@@ -3,9 +3,11 @@
 One Redis client serves the index, the API keys, the brake's state and the
 rate limits; one Kafka producer (acks=all) carries reports and audit records.
 The producer starts lazily: the API answers 503 while Kafka is away and
-recovers by itself. Routes take the clients with the ``ClientsDep`` dependency.
+recovers by itself. Rate-limit refusals are counted in ``metrics``
+(api/metrics.py). Routes take the clients with the ``ClientsDep`` dependency.
 """
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -17,6 +19,7 @@ from fastapi import Depends, Request
 from redis.exceptions import RedisError
 
 from sekat.api.keys import ApiKeyStore
+from sekat.api.metrics import ApiMetrics
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.store import BrakeStore
 from sekat.clock import Clock, utcnow
@@ -31,6 +34,7 @@ class Clients:
 
     settings: Settings
     clock: Clock = utcnow
+    metrics: ApiMetrics = field(default_factory=ApiMetrics)
     store: BlocklistStore = field(init=False)
     keys: ApiKeyStore = field(init=False)
     brakes: BrakeStore = field(init=False)
@@ -91,7 +95,23 @@ class Clients:
                 count, _ = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise BlocklistUnavailable(f"rate limiter unavailable: {type(exc).__name__}") from exc
-        return int(count) <= per_minute, 60 - int(time.time()) % 60
+        allowed = int(count) <= per_minute
+        if not allowed:
+            self.metrics.refused(bucket)
+        return allowed, 60 - int(time.time()) % 60
+
+    async def health(self) -> dict[str, str]:
+        """``ok`` or ``down`` for Redis (it answers PING within 2 s) and Kafka (the producer is started)."""
+        health = {"redis": "ok", "kafka": "ok"}
+        try:
+            await asyncio.wait_for(self.store.client.ping(), 2)
+        except (RedisError, OSError, TimeoutError):
+            health["redis"] = "down"
+        try:
+            await self.producer()
+        except BlocklistUnavailable:
+            health["kafka"] = "down"
+        return health
 
     async def close(self) -> None:
         if self._producer is not None:

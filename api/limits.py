@@ -3,7 +3,8 @@
 ``BodyLimit`` answers a body over ``SEKAT_API_MAX_BODY_BYTES`` with 413 before
 reading it: at once when ``Content-Length`` says so, and as soon as the bytes
 counted pass the limit when the body comes chunked (no ``Content-Length``).
-The route never sees such a body, so nothing is parsed. Bulk loads go through
+The route never sees such a body, so nothing is parsed; ``on_refusal`` is
+called for each (the app counts them). Bulk loads go through
 ``sekat blocklist import``, not this API.
 
 ``client_bucket`` is who a per-client rate limit counts against: an IPv4
@@ -12,6 +13,7 @@ so counting single IPv6 addresses would give one client 2^64 budgets).
 """
 
 import ipaddress
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,9 +25,10 @@ class _BodyTooLarge(Exception):
 class BodyLimit:
     """ASGI middleware: a request body over ``max_bytes`` gets a 413 naming ``body``; it is never read in full."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, on_refusal: Callable[[], None] = lambda: None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.on_refusal = on_refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,6 +67,7 @@ class BodyLimit:
 
     async def refuse(self, send: Send) -> None:
         """413 with the JSON every 4xx has (api/errors.py); the connection closes, the rest is never read."""
+        self.on_refusal()
         body = (b'{"detail":{"field":"body","message":"body: larger than %d bytes; bulk loads go through '
                 b'sekat blocklist import"}}' % self.max_bytes)
         await send({"type": "http.response.start", "status": 413,

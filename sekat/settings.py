@@ -80,6 +80,8 @@ class Settings:
     api_port: int = 8080
     api_max_body_bytes: int = 65536
     api_trusted_proxies: str = ""
+    api_tls_certfile: str = ""
+    api_tls_keyfile: str = ""
     status_rate_per_minute: int = 30
     status_global_rate_per_minute: int = 3000
     filing_rate_per_minute: int = 600
@@ -188,6 +190,7 @@ class Settings:
         self.protected_keys()
         self.expiry_policy()
         self.trusted_proxies()
+        self.api_tls()
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("SEKAT_LOG_LEVEL", "must be debug, info, warning or error")
 
@@ -272,6 +275,28 @@ class Settings:
                 raise ConfigError("SEKAT_API_TRUSTED_PROXIES", f"{proxy[:60]!r} is not an IP address or network "
                                                                "(such as 10.0.0.5 or 10.0.0.0/24)") from None
         return proxies
+
+    def api_tls(self) -> tuple[str, str] | None:
+        """``SEKAT_API_TLS_CERTFILE`` and ``SEKAT_API_TLS_KEYFILE`` (both or neither), once they load as a
+        certificate chain and its key; raises ConfigError naming the setting at fault."""
+        import ssl
+
+        if not self.api_tls_certfile and not self.api_tls_keyfile:
+            return None
+        for name, value, other in (("SEKAT_API_TLS_CERTFILE", self.api_tls_certfile, "SEKAT_API_TLS_KEYFILE"),
+                                   ("SEKAT_API_TLS_KEYFILE", self.api_tls_keyfile, "SEKAT_API_TLS_CERTFILE")):
+            if not value:
+                raise ConfigError(name, f"must be set with {other}: HTTPS needs both the certificate and its key")
+            if not os.path.isfile(value):
+                raise ConfigError(name, f"no such file: {value}")
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.api_tls_certfile,
+                                                                                 self.api_tls_keyfile)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError("SEKAT_API_TLS_CERTFILE", f"{self.api_tls_certfile} with SEKAT_API_TLS_KEYFILE "
+                                                        f"{self.api_tls_keyfile} is not a certificate and its "
+                                                        f"key: {exc}") from None
+        return self.api_tls_certfile, self.api_tls_keyfile
 
     def expiry_policy(self) -> ExpiryPolicy:
         """``SEKAT_EXPIRY_DAYS`` and ``SEKAT_RENEWALS_MAX`` as a policy; raises ConfigError naming the setting."""
@@ -390,6 +415,9 @@ SETTINGS_DOC: dict[str, str] = {
                           "read. Bulk loads go through `sekat blocklist import`.",
     "api_trusted_proxies": "Reverse proxies (IP addresses or networks, comma-separated) whose X-Forwarded-For and "
                            "X-Forwarded-Proto the agency API believes; empty: none, the peer address is the client.",
+    "api_tls_certfile": "PEM certificate (chain) the agency API serves HTTPS with; set with "
+                        "SEKAT_API_TLS_KEYFILE. Empty: plain HTTP (behind a TLS-terminating proxy).",
+    "api_tls_keyfile": "PEM private key of SEKAT_API_TLS_CERTFILE (unencrypted); both or neither.",
     "status_rate_per_minute": "Public status checks allowed per client address (per /64 for IPv6) per minute "
                               "(then 429).",
     "status_global_rate_per_minute": "Public status checks allowed per minute from all clients together (then "

@@ -173,14 +173,19 @@ class WorkerProcess:
         return sum(float(m.group(1)) for m in re.finditer(rf"^{pattern}\S* (\S+)$", page.decode(), re.M))
 
 
-def wait_http_ready(what: str, proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float) -> None:
-    """Wait until ``url`` answers 200; fail with the tail of ``log_path`` if ``proc`` exits or time runs out."""
+def wait_http_ready(what: str, proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float,
+                    cafile: str | None = None) -> None:
+    """Wait until ``url`` answers 200 (over https: trusting ``cafile``); fail with the tail of ``log_path`` if
+    ``proc`` exits or time runs out."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
+            with urllib.request.urlopen(url, timeout=2, context=context) as resp:
                 if resp.status == 200:
                     return
         except OSError:
@@ -433,14 +438,17 @@ class PrometheusServer:
 
 
 class ApiProcess:
-    """``sekat api`` as a child process on a free port; ready once /openapi.json answers."""
+    """``sekat api`` as a child process on a free port; ready once /openapi.json answers (over https, trusting
+    ``cafile``, when the settings give it a certificate)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, cafile: str | None = None) -> None:
         self.env = dict(env)
         self.env.setdefault("SEKAT_API_PORT", str(free_port()))
         self.log_path = log_path
+        self.cafile = cafile
         self.settings = Settings.from_environ(self.env)
-        self.url = f"http://127.0.0.1:{self.settings.api_port}"
+        scheme = "https" if self.settings.api_tls_certfile else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.settings.api_port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> "ApiProcess":
@@ -448,7 +456,7 @@ class ApiProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "sekat.cli", "api"], env=child_env(self.env), stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        wait_http_ready("api", self.proc, self.url + "/openapi.json", self.log_path, timeout)
+        wait_http_ready("api", self.proc, self.url + "/openapi.json", self.log_path, timeout, self.cafile)
         return self
 
     def stop(self, timeout: float = 15.0) -> None:

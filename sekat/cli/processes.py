@@ -14,7 +14,8 @@ from sekat.cli.command import KAFKA_AND_REDIS, add_command
 from sekat.settings import Settings
 
 # Settings only the agency API, the local stack or filing from the CLI read: the worker reads every other one.
-NOT_READ_BY_WORKER = ("api_host", "api_port", "api_max_body_bytes", "api_trusted_proxies", "status_rate_per_minute",
+NOT_READ_BY_WORKER = ("api_host", "api_port", "api_max_body_bytes", "api_trusted_proxies", "api_tls_certfile",
+                      "api_tls_keyfile", "status_rate_per_minute",
                       "status_global_rate_per_minute", "filing_rate_per_minute", "stack_dir", "expiry_days",
                       "renewals_max")
 
@@ -55,7 +56,9 @@ def faust_worker(app: Any, settings: Settings) -> Any:
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     from sekat.api.app import serve
 
-    logging.getLogger("sekat").info("starting agency API on %s:%d", settings.api_host, settings.api_port)
+    scheme = "https" if settings.api_tls() else "http"
+    logging.getLogger("sekat").info("starting agency API on %s://%s:%d", scheme, settings.api_host,
+                                    settings.api_port)
     serve(settings)
     return 0
 
@@ -79,7 +82,8 @@ def add_api(sub: argparse._SubParsersAction) -> None:
     add_command(sub, "api", cmd_api, "run the agency HTTP API (uvicorn) in the foreground",
                 "Run the agency HTTP API in the foreground: agencies file, revoke and look up reports with their "
                 "API keys; the public status check answers listed or not listed.",
-                reads=("api_host", "api_port", "api_max_body_bytes", "trusted_proxies", "status_rate_per_minute",
+                reads=("api_host", "api_port", "api_max_body_bytes", "trusted_proxies", "api_tls",
+                       "status_rate_per_minute",
                        "status_global_rate_per_minute", "filing_rate_per_minute", "redis_prefix",
                        "topic_reports", "topic_decisions", "brake_window_s", "phone_region", "protected_keys",
                        "expiry_policy", "aiokafka_config"),
