@@ -13,8 +13,10 @@ within 100 ms. The replica does both:
                of full entries for new keys (merged into the arrays when it grows large)
     lookup     per batch: hash the keys, one vectorised ``searchsorted``, overlay checks; only the rare
                active hits are read from Redis, in one MGET, for their evidence (source, case ref,
-               reason). If Redis does not answer, the replica's own status decides and the staleness
-               metric says how old that knowledge is
+               reason), within SEKAT_REDIS_TIMEOUT_MS. If Redis does not answer, the replica's own status
+               decides and the staleness metric says how old that knowledge is; after a timeout it does not
+               ask again for a moment (``connection.Unanswered``), so a hung Redis costs a batch at most one
+               timeout. Following has a client of its own: its XREAD waits on purpose
     rebuilds   Redis keeps nothing on disk: it can come back empty. While the ``index:built`` marker is
                absent (the index is empty or being replayed from ``sekat.reports``), an entry missing from
                Redis proves nothing, so the replica keeps its own copy: it applies the changes the replay
@@ -51,7 +53,8 @@ from redis.exceptions import RedisError
 
 from sekat.blocklist import index_scan
 from sekat.blocklist import replica_snapshot as stored
-from sekat.blocklist.connection import AnyRedis, async_client, mget, sync_client
+from sekat.blocklist.connection import (INDEX_TIMEOUT_MS, SCAN_TIMEOUT_MS, TIMEOUT_MS, AnyRedis, Unanswered,
+                                        async_client, mget, sync_client)
 from sekat.blocklist.index_scan import ABSENT, CONFIRMED, REPORTED, STATUS_CODES
 from sekat.blocklist.store import built_key
 from sekat.records import Entry, Status
@@ -93,8 +96,9 @@ class Replica:
     def __init__(self, url: str, prefix: str = "sekat:", on_fresh: Callable[[], None] | None = None, *,
                  stored_snapshot: bool = True, snapshot_max_behind: int = stored.MAX_BEHIND,
                  snapshot_refresh_s: float = stored.REFRESH_INTERVAL_S,
-                 snapshot_check_s: float = stored.REFRESH_CHECK_S) -> None:
+                 snapshot_check_s: float = stored.REFRESH_CHECK_S, timeout_ms: int = TIMEOUT_MS) -> None:
         self._url = url
+        self._timeout_ms = timeout_ms
         self._store_snapshots = stored_snapshot
         self._snapshot_max_behind = snapshot_max_behind
         self._snapshot_refresh_s = snapshot_refresh_s
@@ -114,7 +118,9 @@ class Replica:
         self._seen_build = False  # whether a build id has been seen (None before: a fresh index)
         self.awaiting_rebuild = False  # the marker went away: deciding on this copy until it is back
         self._skipped_deletions = 0
-        self._client: AnyRedis | None = None
+        self._client: AnyRedis | None = None  # the hot path's evidence reads: SEKAT_REDIS_TIMEOUT_MS
+        self._follow_client: AnyRedis | None = None  # XREAD BLOCK and the changed keys' reads
+        self._unanswered = Unanswered()
         self.ready = asyncio.Event()
         self.stats = ReplicaStats()
 
@@ -123,8 +129,8 @@ class Replica:
         """Load the replica and set ``ready``: from the stored snapshot and the changes since, or by a read."""
         snap = await asyncio.to_thread(self._stored_or_read)
         self._install_snapshot(snap)
-        self._client = async_client(self._url, socket_timeout=FOLLOW_BLOCK_MS / 1000 + 5,
-                                    socket_connect_timeout=2.0)
+        self._client = async_client(self._url, self._timeout_ms)
+        self._follow_client = async_client(self._url, INDEX_TIMEOUT_MS, blocking_ms=FOLLOW_BLOCK_MS)
         if snap.stored:
             # Not ready until every change since the stored snapshot is applied: a stored snapshot can be
             # minutes old, and an answer from it alone could miss a listing made since.
@@ -209,7 +215,7 @@ class Replica:
         """
         if not self._store_snapshots:
             return False
-        client = sync_client(self._url, socket_timeout=30)
+        client = sync_client(self._url, SCAN_TIMEOUT_MS)
         writer: stored.Writer | None = None
         token = uuid.uuid4().hex
         try:
@@ -284,13 +290,13 @@ class Replica:
 
     async def _follow_once(self, block: int | None) -> int:
         """Read and apply the next change-stream records (waiting up to ``block`` ms); how many there were."""
-        assert self._client is not None
-        reply = await self._client.xread({self._changes: self._last_id}, count=FOLLOW_COUNT, block=block)
+        assert self._follow_client is not None
+        reply = await self._follow_client.xread({self._changes: self._last_id}, count=FOLLOW_COUNT, block=block)
         records = reply[0][1] if reply else []
         keys = list(dict.fromkeys(fields[b"key"].decode() for _, fields in records))
         # The marker travels with the changed entries: one round trip says both what changed and
         # whether an absent entry means "deleted" or "not replayed yet".
-        values = await mget(self._client, [self._built_key, *(f"{self._prefix}bl:{k}" for k in keys)])
+        values = await mget(self._follow_client, [self._built_key, *(f"{self._prefix}bl:{k}" for k in keys)])
         build = values[0].decode() if values[0] is not None else None
         skipped = 0
         for key, raw in zip(keys, values[1:]):
@@ -397,10 +403,14 @@ class Replica:
             await self.ready.wait()
         hits = self.candidates(keys, time.time())
         thin = [k for k, e in hits.items() if not e.source]
-        if thin and self._client is not None:
+        if thin and self._client is not None and self._unanswered.quiet:
+            self.stats.redis_fallbacks += 1
+            self._own_answer(hits, thin, "blocklist index not answering")
+        elif thin and self._client is not None:
             try:
                 values = await mget(self._client, [self._built_key, *(f"{self._prefix}bl:{k}" for k in thin)])
-            except (RedisError, OSError):
+            except (RedisError, OSError) as exc:
+                self._unanswered.failed(exc)
                 self.stats.redis_fallbacks += 1
                 self._own_answer(hits, thin, "blocklist index unreachable")
             else:
@@ -432,5 +442,6 @@ class Replica:
 
     async def close(self) -> None:
         self._stopping.set()
-        if self._client is not None:
-            await self._client.aclose()
+        for client in (self._client, self._follow_client):
+            if client is not None:
+                await client.aclose()

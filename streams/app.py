@@ -254,9 +254,9 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
     store = BlocklistStore.from_url(url, prefix, guarded=True)
     replica = Replica(url, prefix, on_fresh=metrics.freshness.mark,
                       stored_snapshot=settings.replica_snapshot_max_behind > 0,
-                      snapshot_max_behind=settings.replica_snapshot_max_behind)
+                      snapshot_max_behind=settings.replica_snapshot_max_behind, timeout_ms=settings.redis_timeout_ms)
     metrics.replica_entries.set_function(lambda: replica.stats.entries)
-    state = RuleStateStore.from_url(url, prefix)
+    state = RuleStateStore.from_url(url, prefix, settings.redis_timeout_ms)
     policy = PolicyWatch(settings.policy_file or DEFAULT_POLICY_FILE, metrics)  # PolicyError stops start-up
     outputs = output_topics(app, settings)
     outputs.on_refused = lambda kind, action: metrics.output_refused.labels(kind, action).inc()
@@ -264,7 +264,7 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
                   Limits(settings.brake_window_s, settings.brake_entry_max, settings.brake_rule_max,
                          settings.brake_source_max),
                   BrakeMetrics(registry), outputs, f"{settings.app_id}@{socket.gethostname()}:{settings.web_port}")
-    acted = ActedStore.from_url(url, prefix)
+    acted = ActedStore.from_url(url, prefix, settings.redis_timeout_ms)
     services = ScreenServices(
         store=replica, topics=outputs, metrics=metrics, policy=policy,
         write_state=writing_who_acted(state.write, acted, clock),  # rule state + who acted, after the output is acked
