@@ -22,7 +22,9 @@ within 100 ms. The replica does both:
                Redis proves nothing, so the replica keeps its own copy: it applies the changes the replay
                announces but no deletions, answers hits from its own status, and counts as stale. When a
                new build id appears, it re-reads the index (the change stream it followed may be gone with
-               the old Redis), answering from its current copy meanwhile
+               the old Redis), answering from its current copy meanwhile. A hit gone from the very build
+               the replica follows was lost (nothing deletes from a built index): the replica answers it
+               from its own status and calls ``on_lost``, and the index guard replays the topic
     refresh    every REFRESH_CHECK_S each running worker looks at the stored copy; when a starting worker
                could not use it, or soon could not, one worker reads the index in a background thread,
                paced so that Redis and the event loop keep serving the hot path, and stores it
@@ -86,6 +88,7 @@ class ReplicaStats:
     changes_applied: int = 0
     last_follow_ok: float = field(default_factory=time.time)
     redis_fallbacks: int = 0
+    lost_entries: int = 0  # hits found missing from the built index they were read from (see lookup_many)
     loaded_from: str = ""  # "index" (a read of it) or "stored snapshot"
     snapshot_refreshes: int = 0  # stored snapshots this replica refreshed in the background
 
@@ -96,8 +99,10 @@ class Replica:
     def __init__(self, url: str, prefix: str = "sekat:", on_fresh: Callable[[], None] | None = None, *,
                  stored_snapshot: bool = True, snapshot_max_behind: int = stored.MAX_BEHIND,
                  snapshot_refresh_s: float = stored.REFRESH_INTERVAL_S,
-                 snapshot_check_s: float = stored.REFRESH_CHECK_S, timeout_ms: int = TIMEOUT_MS) -> None:
+                 snapshot_check_s: float = stored.REFRESH_CHECK_S, timeout_ms: int = TIMEOUT_MS,
+                 on_lost: Callable[[str, str], None] | None = None) -> None:
         self._url = url
+        self._on_lost = on_lost  # (key, build id): the index lost an entry this replica holds
         self._timeout_ms = timeout_ms
         self._store_snapshots = stored_snapshot
         self._snapshot_max_behind = snapshot_max_behind
@@ -414,16 +419,33 @@ class Replica:
                 self.stats.redis_fallbacks += 1
                 self._own_answer(hits, thin, "blocklist index unreachable")
             else:
-                built = values[0] is not None or not self._seen_build
+                build = values[0].decode() if values[0] is not None else None
+                built = build is not None or not self._seen_build
                 for k, raw in zip(thin, values[1:]):
                     if raw is not None:
                         hits[k] = Entry.from_json(orjson.loads(raw))
+                    elif build is not None and build == self._build:
+                        self._lost(hits, k, build)
                     elif built:
                         hits.pop(k)  # gone from a complete index: no longer listed
                     else:
                         self.stats.redis_fallbacks += 1
                         self._own_answer(hits, [k], "blocklist index being rebuilt")
         return hits
+
+    def _lost(self, hits: dict[str, Entry], key: str, build: str) -> None:
+        """A hit gone from the very build this replica follows: the index lost it; decide on it, have it rebuilt.
+
+        Nothing deletes an entry from a built index (a wipe drops the marker first, and a change the replica
+        has not applied yet is an update, not a deletion), so this is a loss: a failover that dropped recent
+        writes, a key deleted by hand. The replica keeps its own answer; ``on_lost`` (the index guard)
+        replays ``sekat.reports`` into the index, after which the replica re-reads it as after any rebuild.
+        """
+        self.stats.lost_entries += 1
+        self._own_answer(hits, [key], "blocklist index lost this entry; rebuilding it")
+        log.warning("blocklist index lost an entry this replica holds (build %s); deciding on the replica", build)
+        if self._on_lost is not None:
+            self._on_lost(key, build)
 
     @staticmethod
     def _own_answer(hits: dict[str, Entry], keys: Iterable[str], why: str) -> None:

@@ -252,9 +252,11 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
     url, prefix = settings.redis_url, settings.redis_prefix
     # Guarded: reports are applied only to a built index (never racing a rebuild's replay).
     store = BlocklistStore.from_url(url, prefix, guarded=True)
+    guard = IndexGuard(settings, store, settings.protected_keys())
     replica = Replica(url, prefix, on_fresh=metrics.freshness.mark,
                       stored_snapshot=settings.replica_snapshot_max_behind > 0,
-                      snapshot_max_behind=settings.replica_snapshot_max_behind, timeout_ms=settings.redis_timeout_ms)
+                      snapshot_max_behind=settings.replica_snapshot_max_behind, timeout_ms=settings.redis_timeout_ms,
+                      on_lost=guard.lost)
     metrics.replica_entries.set_function(lambda: replica.stats.entries)
     state = RuleStateStore.from_url(url, prefix, settings.redis_timeout_ms)
     policy = PolicyWatch(settings.policy_file or DEFAULT_POLICY_FILE, metrics)  # PolicyError stops start-up
@@ -290,7 +292,7 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
         brake=brake, screening=screening,
         intake=Intake(store, outputs, outputs.reports, metrics, max(settings.max_event_bytes, 1_048_576),
                       settings.phone_region, settings.protected_keys(), clock),
-        guard=IndexGuard(settings, store, settings.protected_keys()),
+        guard=guard,
         releaser=Releaser(acted, store, outputs, metrics, ReleaseMetrics(registry), clock),
         heap=HeapKeeper(registry),
     )
