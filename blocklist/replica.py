@@ -67,6 +67,8 @@ _STATUS = {REPORTED: Status.REPORTED, CONFIRMED: Status.CONFIRMED}
 FOLLOW_BLOCK_MS = 1000
 FOLLOW_COUNT = 10_000
 MERGE_OVERLAY_AT = 200_000
+START_RETRY_START_S = 0.5  # a replica that cannot be loaded (Redis down) tries again after this, then doubling
+START_RETRY_MAX_S = 5.0
 
 
 def _code(entry: Entry) -> int:
@@ -131,8 +133,21 @@ class Replica:
 
     # -- start ------------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Load the replica and set ``ready``: from the stored snapshot and the changes since, or by a read."""
-        snap = await asyncio.to_thread(self._stored_or_read)
+        """Load the replica and set ``ready``: from the stored snapshot and the changes since, or by a read.
+
+        Until Redis answers, tried again with backoff (up to START_RETRY_MAX_S apart): a worker started while
+        Redis is down screens once it is back, without a restart.
+        """
+        delay = START_RETRY_START_S
+        while True:
+            try:
+                snap = await asyncio.to_thread(self._stored_or_read)
+                break
+            except (RedisError, OSError) as exc:
+                log.warning("blocklist replica could not be loaded (%s: %s); trying again in %.1fs",
+                            type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, START_RETRY_MAX_S)
         self._install_snapshot(snap)
         self._client = async_client(self._url, self._timeout_ms)
         self._follow_client = async_client(self._url, INDEX_TIMEOUT_MS, blocking_ms=FOLLOW_BLOCK_MS)
