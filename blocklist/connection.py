@@ -17,6 +17,15 @@ come back as if they had been one command. On one server all of them are the pla
 State that must stay atomic across several keys (a Lua script or a MULTI over them) is sharded instead into
 hash-tagged groups: ``spread_tags`` names groups whose slots are spread evenly over the slot space, and
 ``slot_group`` says which group a key belongs to (``sekat.release.acted`` is the user).
+
+Every client is made with the same options (``client_options``): a socket timeout (``SEKAT_REDIS_TIMEOUT_MS``,
+500 ms by default, for the hot path's reads and writes), the same timeout to connect, and no retries inside
+redis-py. A Redis that hangs instead of refusing (stopped, or behind a network black hole) then costs a caller
+one timeout, not redis-py's default of four attempts; the callers retry on their own terms. A caller that
+waits on Redis on purpose (XREAD BLOCK) adds its wait to the timeout; reads and writes of whole batches of
+the index (the replica's start-up read, imports, rebuilds) give a longer timeout of their own. After a
+timeout, a hot-path user stops asking for a moment (``Unanswered``), so that a hung Redis costs a batch at
+most about one timeout, not one per command.
 """
 
 from __future__ import annotations
@@ -26,17 +35,71 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import time
+
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.cluster import ClusterNode
 from redis.crc import key_slot
+from redis.exceptions import TimeoutError as RedisTimeout
+from redis.retry import Retry
 
 from sekat.redis_url import CLUSTER_SCHEMES, cluster_seeds, is_cluster
 
 SLOTS = 16384  # hash slots of a Redis Cluster
 AnyRedis = aioredis.Redis | aioredis.RedisCluster
 AnySyncRedis = redis.Redis | redis.RedisCluster
+
+TIMEOUT_MS = 500  # SEKAT_REDIS_TIMEOUT_MS's default: a hung Redis delays a batch about this long
+SCAN_TIMEOUT_MS = 30_000  # a reader of the whole index (start-up, stored snapshots): SCAN/MGET of thousands of keys
+INDEX_TIMEOUT_MS = 5000  # writes of a whole batch of reports, imports and rebuilds: large pipelines and scripts
+HEALTH_CHECK_S = 30  # a connection idle this long is PINGed before use (a dead peer is found before a command)
+QUIET_AFTER_TIMEOUT_S = 2.0  # after a timeout, a hot-path user does not ask Redis again for this long
+
+
+def client_options(timeout_ms: int = TIMEOUT_MS, blocking_ms: int = 0, sync: bool = False) -> dict[str, Any]:
+    """The options every client is made with: ``timeout_ms`` per command (plus ``blocking_ms`` for a client
+    that waits on purpose, XREAD BLOCK) and to connect, no retries inside redis-py (a hung Redis would cost
+    four timeouts a command), idle connections checked before use."""
+    timeout = timeout_ms / 1000
+    return {"socket_timeout": timeout + blocking_ms / 1000, "socket_connect_timeout": timeout,
+            "health_check_interval": HEALTH_CHECK_S,
+            "retry": Retry(NoBackoff(), 0) if sync else AsyncRetry(NoBackoff(), 0)}
+
+
+def timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is Redis not answering in time, as opposed to refusing or failing."""
+    while exc is not None:
+        if isinstance(exc, (RedisTimeout, TimeoutError)):
+            return True
+        exc = exc.__cause__  # type: ignore[assignment]
+    return False
+
+
+class Unanswered:
+    """A hot-path user's memory of Redis timing out: after a timeout it does not ask again for ``quiet_s``.
+
+    A refusing Redis fails at once, but a hung one costs every command its timeout; a batch makes several
+    commands (evidence, rule state read and write), so it would pay several timeouts. While ``quiet`` the user
+    answers without Redis (the replica from its own status, rule state degraded), as if Redis had refused.
+    """
+
+    def __init__(self, quiet_s: float = QUIET_AFTER_TIMEOUT_S, clock: Any = time.monotonic) -> None:
+        self.quiet_s = quiet_s
+        self._clock = clock
+        self._until = 0.0
+
+    @property
+    def quiet(self) -> bool:
+        return self._clock() < self._until
+
+    def failed(self, exc: BaseException) -> None:
+        """Note a failed command: a timeout starts a quiet period."""
+        if timed_out(exc):
+            self._until = self._clock() + self.quiet_s
 
 
 def _credentials(url: str) -> dict[str, Any]:
@@ -56,16 +119,20 @@ def _credentials(url: str) -> dict[str, Any]:
     return creds
 
 
-def async_client(url: str, **options: Any) -> AnyRedis:
-    """An asyncio client for ``url``; no connection is made until the first command."""
+def async_client(url: str, timeout_ms: int = TIMEOUT_MS, blocking_ms: int = 0, **options: Any) -> AnyRedis:
+    """An asyncio client for ``url`` with ``client_options`` (``options`` override them); no connection is
+    made until the first command."""
+    options = {**client_options(timeout_ms, blocking_ms), **options}
     if not is_cluster(url):
         return aioredis.Redis.from_url(url, **options)
     nodes = [AsyncClusterNode(host, port) for host, port in cluster_seeds(url)]
     return aioredis.RedisCluster(startup_nodes=nodes, **_credentials(url), **options)
 
 
-def sync_client(url: str, **options: Any) -> AnySyncRedis:
-    """A blocking client for ``url`` (threads, the CLI, benchmarks, tests)."""
+def sync_client(url: str, timeout_ms: int = INDEX_TIMEOUT_MS, **options: Any) -> AnySyncRedis:
+    """A blocking client for ``url`` (threads, the CLI, benchmarks, tests) with ``client_options``
+    (``options`` override them)."""
+    options = {**client_options(timeout_ms, sync=True), **options}
     if not is_cluster(url):
         return redis.Redis.from_url(url, **options)
     nodes = [ClusterNode(host, port) for host, port in cluster_seeds(url)]

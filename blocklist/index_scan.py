@@ -38,7 +38,7 @@ import redis
 from redis.exceptions import RedisError, ResponseError
 
 from sekat.blocklist import replica_snapshot as stored
-from sekat.blocklist.connection import AnySyncRedis, sync_client, sync_mget, sync_scan_keys
+from sekat.blocklist.connection import SCAN_TIMEOUT_MS, AnySyncRedis, sync_client, sync_mget, sync_scan_keys
 from sekat.blocklist.readahead import prefetched
 from sekat.blocklist.store import built_key, status_and_expiry
 
@@ -269,7 +269,7 @@ def read_index(url: str, prefix: str, store: bool = True) -> stored.Snapshot:
     storing one now; a Redis that refuses those writes stops the storing, not the read.
     """
     started = time.perf_counter()
-    client = sync_client(url, socket_timeout=30)
+    client = sync_client(url, SCAN_TIMEOUT_MS)
     changes = f"{prefix}bl:changes"
     writer: stored.Writer | None = None
     try:

@@ -13,14 +13,18 @@ within 100 ms. The replica does both:
                of full entries for new keys (merged into the arrays when it grows large)
     lookup     per batch: hash the keys, one vectorised ``searchsorted``, overlay checks; only the rare
                active hits are read from Redis, in one MGET, for their evidence (source, case ref,
-               reason). If Redis does not answer, the replica's own status decides and the staleness
-               metric says how old that knowledge is
+               reason), within SEKAT_REDIS_TIMEOUT_MS. If Redis does not answer, the replica's own status
+               decides and the staleness metric says how old that knowledge is; after a timeout it does not
+               ask again for a moment (``connection.Unanswered``), so a hung Redis costs a batch at most one
+               timeout. Following has a client of its own: its XREAD waits on purpose
     rebuilds   Redis keeps nothing on disk: it can come back empty. While the ``index:built`` marker is
                absent (the index is empty or being replayed from ``sekat.reports``), an entry missing from
                Redis proves nothing, so the replica keeps its own copy: it applies the changes the replay
                announces but no deletions, answers hits from its own status, and counts as stale. When a
                new build id appears, it re-reads the index (the change stream it followed may be gone with
-               the old Redis), answering from its current copy meanwhile
+               the old Redis), answering from its current copy meanwhile. A hit gone from the very build
+               the replica follows was lost (nothing deletes from a built index): the replica answers it
+               from its own status and calls ``on_lost``, and the index guard replays the topic
     refresh    every REFRESH_CHECK_S each running worker looks at the stored copy; when a starting worker
                could not use it, or soon could not, one worker reads the index in a background thread,
                paced so that Redis and the event loop keep serving the hot path, and stores it
@@ -51,7 +55,8 @@ from redis.exceptions import RedisError
 
 from sekat.blocklist import index_scan
 from sekat.blocklist import replica_snapshot as stored
-from sekat.blocklist.connection import AnyRedis, async_client, mget, sync_client
+from sekat.blocklist.connection import (INDEX_TIMEOUT_MS, SCAN_TIMEOUT_MS, TIMEOUT_MS, AnyRedis, Unanswered,
+                                        async_client, mget, sync_client)
 from sekat.blocklist.index_scan import ABSENT, CONFIRMED, REPORTED, STATUS_CODES
 from sekat.blocklist.store import built_key
 from sekat.records import Entry, Status
@@ -62,6 +67,8 @@ _STATUS = {REPORTED: Status.REPORTED, CONFIRMED: Status.CONFIRMED}
 FOLLOW_BLOCK_MS = 1000
 FOLLOW_COUNT = 10_000
 MERGE_OVERLAY_AT = 200_000
+START_RETRY_START_S = 0.5  # a replica that cannot be loaded (Redis down) tries again after this, then doubling
+START_RETRY_MAX_S = 5.0
 
 
 def _code(entry: Entry) -> int:
@@ -83,6 +90,7 @@ class ReplicaStats:
     changes_applied: int = 0
     last_follow_ok: float = field(default_factory=time.time)
     redis_fallbacks: int = 0
+    lost_entries: int = 0  # hits found missing from the built index they were read from (see lookup_many)
     loaded_from: str = ""  # "index" (a read of it) or "stored snapshot"
     snapshot_refreshes: int = 0  # stored snapshots this replica refreshed in the background
 
@@ -93,8 +101,11 @@ class Replica:
     def __init__(self, url: str, prefix: str = "sekat:", on_fresh: Callable[[], None] | None = None, *,
                  stored_snapshot: bool = True, snapshot_max_behind: int = stored.MAX_BEHIND,
                  snapshot_refresh_s: float = stored.REFRESH_INTERVAL_S,
-                 snapshot_check_s: float = stored.REFRESH_CHECK_S) -> None:
+                 snapshot_check_s: float = stored.REFRESH_CHECK_S, timeout_ms: int = TIMEOUT_MS,
+                 on_lost: Callable[[str, str], None] | None = None) -> None:
         self._url = url
+        self._on_lost = on_lost  # (key, build id): the index lost an entry this replica holds
+        self._timeout_ms = timeout_ms
         self._store_snapshots = stored_snapshot
         self._snapshot_max_behind = snapshot_max_behind
         self._snapshot_refresh_s = snapshot_refresh_s
@@ -114,17 +125,32 @@ class Replica:
         self._seen_build = False  # whether a build id has been seen (None before: a fresh index)
         self.awaiting_rebuild = False  # the marker went away: deciding on this copy until it is back
         self._skipped_deletions = 0
-        self._client: AnyRedis | None = None
+        self._client: AnyRedis | None = None  # the hot path's evidence reads: SEKAT_REDIS_TIMEOUT_MS
+        self._follow_client: AnyRedis | None = None  # XREAD BLOCK and the changed keys' reads
+        self._unanswered = Unanswered()
         self.ready = asyncio.Event()
         self.stats = ReplicaStats()
 
     # -- start ------------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Load the replica and set ``ready``: from the stored snapshot and the changes since, or by a read."""
-        snap = await asyncio.to_thread(self._stored_or_read)
+        """Load the replica and set ``ready``: from the stored snapshot and the changes since, or by a read.
+
+        Until Redis answers, tried again with backoff (up to START_RETRY_MAX_S apart): a worker started while
+        Redis is down screens once it is back, without a restart.
+        """
+        delay = START_RETRY_START_S
+        while True:
+            try:
+                snap = await asyncio.to_thread(self._stored_or_read)
+                break
+            except (RedisError, OSError) as exc:
+                log.warning("blocklist replica could not be loaded (%s: %s); trying again in %.1fs",
+                            type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, START_RETRY_MAX_S)
         self._install_snapshot(snap)
-        self._client = async_client(self._url, socket_timeout=FOLLOW_BLOCK_MS / 1000 + 5,
-                                    socket_connect_timeout=2.0)
+        self._client = async_client(self._url, self._timeout_ms)
+        self._follow_client = async_client(self._url, INDEX_TIMEOUT_MS, blocking_ms=FOLLOW_BLOCK_MS)
         if snap.stored:
             # Not ready until every change since the stored snapshot is applied: a stored snapshot can be
             # minutes old, and an answer from it alone could miss a listing made since.
@@ -209,7 +235,7 @@ class Replica:
         """
         if not self._store_snapshots:
             return False
-        client = sync_client(self._url, socket_timeout=30)
+        client = sync_client(self._url, SCAN_TIMEOUT_MS)
         writer: stored.Writer | None = None
         token = uuid.uuid4().hex
         try:
@@ -284,13 +310,13 @@ class Replica:
 
     async def _follow_once(self, block: int | None) -> int:
         """Read and apply the next change-stream records (waiting up to ``block`` ms); how many there were."""
-        assert self._client is not None
-        reply = await self._client.xread({self._changes: self._last_id}, count=FOLLOW_COUNT, block=block)
+        assert self._follow_client is not None
+        reply = await self._follow_client.xread({self._changes: self._last_id}, count=FOLLOW_COUNT, block=block)
         records = reply[0][1] if reply else []
         keys = list(dict.fromkeys(fields[b"key"].decode() for _, fields in records))
         # The marker travels with the changed entries: one round trip says both what changed and
         # whether an absent entry means "deleted" or "not replayed yet".
-        values = await mget(self._client, [self._built_key, *(f"{self._prefix}bl:{k}" for k in keys)])
+        values = await mget(self._follow_client, [self._built_key, *(f"{self._prefix}bl:{k}" for k in keys)])
         build = values[0].decode() if values[0] is not None else None
         skipped = 0
         for key, raw in zip(keys, values[1:]):
@@ -397,23 +423,44 @@ class Replica:
             await self.ready.wait()
         hits = self.candidates(keys, time.time())
         thin = [k for k, e in hits.items() if not e.source]
-        if thin and self._client is not None:
+        if thin and self._client is not None and self._unanswered.quiet:
+            self.stats.redis_fallbacks += 1
+            self._own_answer(hits, thin, "blocklist index not answering")
+        elif thin and self._client is not None:
             try:
                 values = await mget(self._client, [self._built_key, *(f"{self._prefix}bl:{k}" for k in thin)])
-            except (RedisError, OSError):
+            except (RedisError, OSError) as exc:
+                self._unanswered.failed(exc)
                 self.stats.redis_fallbacks += 1
                 self._own_answer(hits, thin, "blocklist index unreachable")
             else:
-                built = values[0] is not None or not self._seen_build
+                build = values[0].decode() if values[0] is not None else None
+                built = build is not None or not self._seen_build
                 for k, raw in zip(thin, values[1:]):
                     if raw is not None:
                         hits[k] = Entry.from_json(orjson.loads(raw))
+                    elif build is not None and build == self._build:
+                        self._lost(hits, k, build)
                     elif built:
                         hits.pop(k)  # gone from a complete index: no longer listed
                     else:
                         self.stats.redis_fallbacks += 1
                         self._own_answer(hits, [k], "blocklist index being rebuilt")
         return hits
+
+    def _lost(self, hits: dict[str, Entry], key: str, build: str) -> None:
+        """A hit gone from the very build this replica follows: the index lost it; decide on it, have it rebuilt.
+
+        Nothing deletes an entry from a built index (a wipe drops the marker first, and a change the replica
+        has not applied yet is an update, not a deletion), so this is a loss: a failover that dropped recent
+        writes, a key deleted by hand. The replica keeps its own answer; ``on_lost`` (the index guard)
+        replays ``sekat.reports`` into the index, after which the replica re-reads it as after any rebuild.
+        """
+        self.stats.lost_entries += 1
+        self._own_answer(hits, [key], "blocklist index lost this entry; rebuilding it")
+        log.warning("blocklist index lost an entry this replica holds (build %s); deciding on the replica", build)
+        if self._on_lost is not None:
+            self._on_lost(key, build)
 
     @staticmethod
     def _own_answer(hits: dict[str, Entry], keys: Iterable[str], why: str) -> None:
@@ -432,5 +479,6 @@ class Replica:
 
     async def close(self) -> None:
         self._stopping.set()
-        if self._client is not None:
-            await self._client.aclose()
+        for client in (self._client, self._follow_client):
+            if client is not None:
+                await client.aclose()

@@ -65,7 +65,7 @@ import numpy as np
 import orjson
 from redis.exceptions import RedisError, ResponseError
 
-from sekat.blocklist.connection import AnySyncRedis, sync_client
+from sekat.blocklist.connection import SCAN_TIMEOUT_MS, AnySyncRedis, sync_client
 from sekat.blocklist.readahead import prefetched
 from sekat.blocklist.store import built_key
 
@@ -366,7 +366,7 @@ def wait_for_writer(url: str, prefix: str) -> bool:
 
     While it waits it says so (``waiting_key``): a writer refreshing in the background then reads at full speed.
     """
-    client = sync_client(url, socket_timeout=30)
+    client = sync_client(url, SCAN_TIMEOUT_MS)
     try:
         if not Writer.busy(client, prefix):
             return False
@@ -387,7 +387,7 @@ def load(url: str, prefix: str, max_behind: int) -> Snapshot | None:
     Blocking (run it in a thread). The caller installs it and catches up from its ``last_id``.
     """
     started = time.perf_counter()
-    client = sync_client(url, socket_timeout=30)
+    client = sync_client(url, SCAN_TIMEOUT_MS)
     try:
         build = client.get(built_key(prefix))
         meta = usable(client, prefix, f"{prefix}bl:changes", build.decode() if build else None, max_behind)

@@ -61,7 +61,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
-from sekat.blocklist.connection import AnyRedis, async_client, mget, scan_keys
+from sekat.blocklist.connection import INDEX_TIMEOUT_MS, AnyRedis, async_client, mget, scan_keys
 from sekat.blocklist.lifecycle import consolidated, covers, merge
 from sekat.blocklist.links import propagate
 from sekat.errors import BlocklistUnavailable, IndexNotBuilt
@@ -91,9 +91,11 @@ class BlocklistStore:
         self.guarded = guarded
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "sekat:", guarded: bool = False) -> "BlocklistStore":
-        # No connection is made here: redis-py connects on first command.
-        client = async_client(url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30)
+    def from_url(cls, url: str, prefix: str = "sekat:", guarded: bool = False,
+                 timeout_ms: int = INDEX_TIMEOUT_MS) -> "BlocklistStore":
+        # No connection is made here: redis-py connects on first command. Not on the screening path (the
+        # replica is): the default timeout leaves room for a batch of reports or an import's pipeline.
+        client = async_client(url, timeout_ms)
         return cls(client, prefix, guarded)
 
     @property

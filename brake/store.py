@@ -82,7 +82,7 @@ class BrakeStore:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "sekat:") -> "BrakeStore":
-        client = async_client(url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30)
+        client = async_client(url)
         return cls(client, prefix)
 
     async def close(self) -> None:

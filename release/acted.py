@@ -50,7 +50,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from sekat.blocklist.connection import AnyRedis, async_client, slot_group, spread_tags
+from sekat.blocklist.connection import TIMEOUT_MS, AnyRedis, async_client, slot_group, spread_tags
 
 from sekat.errors import BlocklistUnavailable
 
@@ -132,8 +132,8 @@ class ActedStore:
         self._forget = client.register_script(_FORGET)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "sekat:") -> "ActedStore":
-        return cls(async_client(url, socket_timeout=2.0, socket_connect_timeout=2.0), prefix)
+    def from_url(cls, url: str, prefix: str = "sekat:", timeout_ms: int = TIMEOUT_MS) -> "ActedStore":
+        return cls(async_client(url, timeout_ms), prefix)
 
     async def record(self, acts: Iterable[tuple[str, str]], now: float) -> None:
         """Remember ``(entry key, ACTION|INSTITUTION)`` pairs; one script call per group (one server: one per batch)."""

@@ -12,6 +12,7 @@ the caller reports it, with a message naming the setting or field at fault.
     ├── PolicyError            permanent: the rules policy file is invalid (names rule and field)
     ├── BlocklistUnavailable   transient: Redis or Kafka did not answer or acknowledge; retry with backoff
     │   ├── IndexNotBuilt      transient: the index is not marked built (a rebuild is replaying sekat.reports)
+    │   ├── NotAsked           transient: Redis timed out a moment ago and was not asked (``connection.Unanswered``)
     │   └── RebuildBusy        transient: another process holds the rebuild lock (``sekat.streams.rebuild``)
     └── CommandRefused         retried: Kafka refuses a command for good (topic size limit or ACL); a command
                                is never dropped, so its batch is re-sent until an operator fixes the topic
@@ -61,6 +62,11 @@ class PolicyError(SekatError):
 
 class BlocklistUnavailable(SekatError):
     """Transient: Redis, or Kafka where a write must be acknowledged, did not answer; retry with backoff."""
+
+
+class NotAsked(BlocklistUnavailable):
+    """Transient: Redis timed out a moment ago, so it was not asked; asking again within the quiet period is
+    answered the same way, so a caller with a way on without Redis takes it at once rather than retrying."""
 
 
 class IndexNotBuilt(BlocklistUnavailable):

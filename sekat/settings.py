@@ -42,6 +42,7 @@ class Settings:
     kafka_offset_reset: str = "earliest"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "sekat:"
+    redis_timeout_ms: int = 500
     topic_transfers: str = "bank.transfers"
     topic_calls: str = "telco.calls"
     topic_reports: str = "sekat.reports"
@@ -158,6 +159,7 @@ class Settings:
             ("stall_after_s", 1, 3_600),
             ("blocklist_count_interval_s", 1, 86_400),
             ("replica_snapshot_max_behind", 0, 1_000_000),
+            ("redis_timeout_ms", 50, 60_000),
             ("decode_processes", 0, 64),
             ("api_port", 1, 65_535),
             ("api_max_body_bytes", 1024, 16_777_216),
@@ -362,6 +364,9 @@ SETTINGS_DOC: dict[str, str] = {
     "redis_url": "Blocklist index: redis://, rediss:// (TLS) or unix://; user:password@ for ACL users. "
                  "Redis Cluster: redis+cluster://host:port[,host:port] (rediss+cluster:// with TLS).",
     "redis_prefix": "Prefix for every Redis key Sekat writes.",
+    "redis_timeout_ms": "How long the screening path waits for Redis (blocklist evidence, rule state) before it "
+                        "decides from the worker's replica and without rule state; a Redis that hangs costs a "
+                        "batch about this long, then is not asked again for 2 s.",
     "topic_transfers": "Input: bank transfer events.",
     "topic_calls": "Input: telco call/SMS events.",
     "topic_reports": "Input: blocklist reports (compacted).",

@@ -252,11 +252,13 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
     url, prefix = settings.redis_url, settings.redis_prefix
     # Guarded: reports are applied only to a built index (never racing a rebuild's replay).
     store = BlocklistStore.from_url(url, prefix, guarded=True)
+    guard = IndexGuard(settings, store, settings.protected_keys())
     replica = Replica(url, prefix, on_fresh=metrics.freshness.mark,
                       stored_snapshot=settings.replica_snapshot_max_behind > 0,
-                      snapshot_max_behind=settings.replica_snapshot_max_behind)
+                      snapshot_max_behind=settings.replica_snapshot_max_behind, timeout_ms=settings.redis_timeout_ms,
+                      on_lost=guard.lost)
     metrics.replica_entries.set_function(lambda: replica.stats.entries)
-    state = RuleStateStore.from_url(url, prefix)
+    state = RuleStateStore.from_url(url, prefix, settings.redis_timeout_ms)
     policy = PolicyWatch(settings.policy_file or DEFAULT_POLICY_FILE, metrics)  # PolicyError stops start-up
     outputs = output_topics(app, settings)
     outputs.on_refused = lambda kind, action: metrics.output_refused.labels(kind, action).inc()
@@ -264,7 +266,7 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
                   Limits(settings.brake_window_s, settings.brake_entry_max, settings.brake_rule_max,
                          settings.brake_source_max),
                   BrakeMetrics(registry), outputs, f"{settings.app_id}@{socket.gethostname()}:{settings.web_port}")
-    acted = ActedStore.from_url(url, prefix)
+    acted = ActedStore.from_url(url, prefix, settings.redis_timeout_ms)
     services = ScreenServices(
         store=replica, topics=outputs, metrics=metrics, policy=policy,
         write_state=writing_who_acted(state.write, acted, clock),  # rule state + who acted, after the output is acked
@@ -290,7 +292,7 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
         brake=brake, screening=screening,
         intake=Intake(store, outputs, outputs.reports, metrics, max(settings.max_event_bytes, 1_048_576),
                       settings.phone_region, settings.protected_keys(), clock),
-        guard=IndexGuard(settings, store, settings.protected_keys()),
+        guard=guard,
         releaser=Releaser(acted, store, outputs, metrics, ReleaseMetrics(registry), clock),
         heap=HeapKeeper(registry),
     )

@@ -16,7 +16,9 @@ re-published: the topic already holds them.
 ``IndexGuard`` is the automatic path, run by every worker (a one-second timer,
 and before each batch of the reports agent): when Redis has come back empty
 (no marker), one worker takes the lock and replays the topic without a wipe;
-the others wait for the marker. Kafka reads run in a thread so that the
+the others wait for the marker. It also replays (without a wipe) an index that
+lost entries while marked built, when the replica reports one (``lost``: a hit
+gone from the build it follows). Kafka reads run in a thread so that the
 worker's event loop keeps deciding meanwhile.
 """
 
@@ -169,10 +171,21 @@ class IndexGuard:
         self.protected = protected
         self.rebuilds = 0
         self._busy = asyncio.Lock()
+        self._lost: tuple[str, str] | None = None  # (key, build id) of an entry the index lost
+
+    def lost(self, key: str, build: str) -> None:
+        """The replica found ``key`` gone from build ``build`` while it is still marked built: replay at the next
+        ``ensure`` (the one-second timer)."""
+        self._lost = (key, build)
 
     async def ensure(self) -> None:
-        """Return once the index is marked built. Raises ``BlocklistUnavailable`` while Redis is down."""
+        """Return once the index is marked built, and replayed if it lost an entry. Raises
+        ``BlocklistUnavailable`` while Redis is down."""
         async with self._busy:
+            if self._lost is not None:
+                key, build = self._lost
+                self._lost = None  # a failed replay is asked for again by the next lookup that finds it gone
+                await self._replay_lost(key, build)
             while await self.store.build_id() is None:
                 try:
                     result = await rebuild(self.settings, self.store, self.protected, wipe=False, lock_wait_s=0)
@@ -183,3 +196,16 @@ class IndexGuard:
                 log.warning("blocklist index was not built (Redis empty or restarted): rebuilt from %s, "
                             "%d records into %d entries in %.1fs", self.settings.topic_reports, result.records,
                             result.entries, result.seconds)
+
+    async def _replay_lost(self, key: str, build: str) -> None:
+        """Replay the topic into an index that lost ``key``, unless it was rebuilt or the key is back since."""
+        if await self.store.build_id() != build or await self.store.get(key) is not None:
+            return
+        try:
+            result = await rebuild(self.settings, self.store, self.protected, wipe=False, lock_wait_s=0)
+        except RebuildBusy:
+            return  # another worker is replaying: ``ensure`` waits for its marker
+        self.rebuilds += 1
+        log.warning("blocklist index lost entries while marked built (a failover that dropped writes?): rebuilt "
+                    "from %s, %d records into %d entries in %.1fs", self.settings.topic_reports, result.records,
+                    result.entries, result.seconds)

@@ -6,6 +6,8 @@ acknowledged meanwhile, so nothing is lost and nothing is silently allowed), and
 Some Kafka errors are *permanent* for the record at hand: retrying the same record can never succeed
 (``permanent`` names them, here and nowhere else). ``retry`` re-raises those at once instead of looping
 on them; ``OutputBatch`` (streams/output.py) catches them per record and replaces or drops that record.
+A bounded retry (``attempts``) also gives up at once on ``NotAsked``: Redis timed out a moment ago, and
+retrying within its quiet period would only add backoff to a batch that has a way on without it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiokafka import errors as kafka_errors
+
+from sekat.errors import NotAsked
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ async def retry(what: str, attempt: Callable[[], Any], on_error: Callable[[], No
             if permanent(exc):
                 log.error("%s failed permanently (%s: %s); not retried", what, type(exc).__name__, exc)
                 raise
-            if attempts is not None and tries >= attempts:
+            if attempts is not None and (tries >= attempts or isinstance(exc, NotAsked)):
                 raise
             log.warning("%s failed (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay)
             await asyncio.sleep(delay * (0.5 + random.random()))

@@ -46,13 +46,13 @@ from datetime import datetime
 from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
-from sekat.blocklist.connection import AnyRedis, SlotPipeline, async_client
+from sekat.blocklist.connection import TIMEOUT_MS, AnyRedis, SlotPipeline, Unanswered, async_client
 from sekat.rules import call_burst, cross_channel, follow_money, mule_inflow
 from sekat.rules.mule_inflow import payee_key
 from sekat.rules.policy import Policy
 from sekat.rules.registry import CallWarning, Observations, StateWrite, TrailMark
 
-from sekat.errors import BlocklistUnavailable
+from sekat.errors import BlocklistUnavailable, NotAsked
 from sekat.records import Call, Transfer
 
 READ_CAP = 256  # most observations read per key and batch; bounds a batch's cost on a busy merchant
@@ -133,17 +133,19 @@ class RuleStateStore:
         self._redis = client
         self._p = f"{prefix}rs:"
         self._sha = ""
+        self._unanswered = Unanswered()  # after a timeout, fail at once for a moment: one timeout per batch at most
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "sekat:") -> "RuleStateStore":
-        client = async_client(url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30)
-        return cls(client, prefix)
+    def from_url(cls, url: str, prefix: str = "sekat:", timeout_ms: int = TIMEOUT_MS) -> "RuleStateStore":
+        return cls(async_client(url, timeout_ms), prefix)
 
     async def close(self) -> None:
         await self._redis.aclose()
 
     async def _pipeline(self, build: Callable[[Any], None]) -> list[Any]:
         """Run the commands ``build`` queues in one round trip (loading the script once if Redis lost it)."""
+        if self._unanswered.quiet:
+            raise NotAsked("rule state: Redis timed out a moment ago; not asked")
         for attempt in (1, 2):
             try:
                 if not self._sha:
@@ -156,6 +158,7 @@ class RuleStateStore:
                 if attempt == 2:
                     raise BlocklistUnavailable("rule state: window script could not be loaded") from None
             except (RedisError, OSError) as exc:
+                self._unanswered.failed(exc)
                 raise BlocklistUnavailable(f"rule state: {type(exc).__name__}") from exc
         raise AssertionError("unreachable")
 

@@ -1,0 +1,120 @@
+"""Redis hangs instead of refusing (SIGSTOP: a stopped process, as a network black hole looks).
+
+A refusing Redis fails a command at once; a hung one makes the client wait for its socket timeout. Given
+``SEKAT_REDIS_TIMEOUT_MS``, a command to a hung Redis fails within about that long, and a worker keeps
+deciding listed calls from its replica with each batch delayed about that long at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from sekat.blocklist.connection import async_client
+from sekat.localstack.processes import free_port
+from sekat.localstack.redis_servers import RedisServer
+from sekat.records import iso
+from tests.support import Collector, Producer, Stack, WorkerProcess, isolated_env, list_phone, unique, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+LISTED = "+60177777777"
+TIMEOUT_MS = 300  # the worker's SEKAT_REDIS_TIMEOUT_MS here
+DEFAULT_TIMEOUT_MS = 500  # its default
+
+
+class HungRedis:
+    """A real redis-server that ``hang`` stops with SIGSTOP; it is continued again however the test ends."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self.pid = int(server.pid_file.read_text())
+        self.stopped = False
+
+    def hang(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+        self.stopped = True
+
+    def resume(self) -> None:
+        if self.stopped:
+            os.kill(self.pid, signal.SIGCONT)
+            self.stopped = False
+
+
+@pytest.fixture
+def hung_redis(tmp_path: Path) -> Iterator[HungRedis]:
+    server = RedisServer(tmp_path / "redis", free_port())
+    server.start()
+    hung = HungRedis(server)
+    try:
+        yield hung
+    finally:
+        hung.resume()  # a stopped process would not stop on SIGTERM
+        server.stop()
+
+
+def test_a_command_to_a_hung_redis_fails_within_the_default_timeout(hung_redis: HungRedis) -> None:
+    async def go() -> float:
+        client = async_client(hung_redis.server.url)  # as every store makes its client
+        await client.set("k", "v")  # connected while Redis answers
+        hung_redis.hang()
+        started = time.monotonic()
+        with pytest.raises(Exception) as caught:
+            await asyncio.wait_for(client.mget(["k"]), 10)  # the test's own bound, far past the timeout
+        assert "Timeout" in type(caught.value).__name__
+        took = time.monotonic() - started
+        hung_redis.resume()
+        await client.aclose()
+        return took
+
+    took = asyncio.run(go())
+    assert took < DEFAULT_TIMEOUT_MS / 1000 + 0.3, f"a command to a hung Redis took {took:.2f}s"
+
+
+def test_a_worker_decides_listed_calls_from_its_replica_while_redis_hangs(
+        stack: Stack, logs_dir: Path, hung_redis: HungRedis) -> None:
+    name = unique("rhang")
+    env = isolated_env(stack, name, SEKAT_REDIS_URL=hung_redis.server.url, SEKAT_REDIS_TIMEOUT_MS=str(TIMEOUT_MS))
+    worker = WorkerProcess(env, logs_dir / f"{name}.log").start()
+    s = worker.settings
+    producer = Producer(s)
+    collector = Collector(s, [s.topic_block])
+    try:
+        list_phone(s, LISTED, "KL/9")
+        worker.wait_replica()
+        warm = unique("c-")
+        producer.send(s.topic_calls, {"event_id": warm, "occurred_at": _now(), "call_id": "w", "operator": "CELCOM",
+                                      "caller": LISTED, "callee": "+60123000001"})
+        collector.wait_for(lambda r: r.json.get("event_id") == warm, timeout=30)
+
+        hung_redis.hang()
+        sent: dict[str, float] = {}
+        for i in range(12):  # one call every 0.5 s for 6 s: several batches, well past redis-py's old 6 s
+            event_id = unique("c-")
+            sent[event_id] = time.time()
+            producer.send(s.topic_calls, {"event_id": event_id, "occurred_at": _now(), "call_id": f"h{i}",
+                                          "operator": "CELCOM", "caller": LISTED, "callee": f"+60123{i:06d}"})
+            time.sleep(0.5)
+        blocked = collector.wait_for(lambda r: r.json.get("event_id") in sent, count=len(sent), timeout=30)
+        delays = sorted(r.timestamp_ms / 1000 - sent[r.json["event_id"]] for r in blocked)
+        assert all(r.json["action"] == "BLOCK_CALL" for r in blocked)
+        # A batch pays at most about one timeout (evidence or rule state, then Redis is not asked for 2 s),
+        # plus the rule-state retries' backoff (~0.35 s) and scheduling on a shared machine.
+        assert delays[-1] < TIMEOUT_MS / 1000 + 1.2, f"call decided {delays[-1]:.2f}s after it was sent: {delays}"
+        print(f"\nRedis hung: {len(sent)} listed calls blocked, {delays[0]:.2f}-{delays[-1]:.2f}s after they were sent")
+    finally:
+        hung_redis.resume()
+        collector.close()
+        producer.close()
+        worker.stop()
+
+
+def _now() -> str:
+    return iso(datetime.now(timezone.utc))

@@ -1,0 +1,33 @@
+"""Every Redis client is made with one set of options, and a hot-path user stops asking after a timeout."""
+
+from __future__ import annotations
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
+
+from sekat.blocklist.connection import Unanswered, async_client, client_options, sync_client
+from sekat.errors import BlocklistUnavailable
+
+
+def test_clients_wait_the_given_timeout_and_do_not_retry_inside_redis_py() -> None:
+    options = client_options(500)
+    assert options["socket_timeout"] == 0.5 and options["socket_connect_timeout"] == 0.5
+    assert options["retry"].get_retries() == 0  # redis-py's default would make a hung Redis cost 4 timeouts
+    assert client_options(500, blocking_ms=1000)["socket_timeout"] == 1.5  # XREAD BLOCK waits on purpose
+    pool = async_client("redis://127.0.0.1:1/0", 250).connection_pool
+    assert pool.connection_kwargs["socket_timeout"] == 0.25
+    assert sync_client("redis://127.0.0.1:1/0", 250).connection_pool.connection_kwargs["socket_timeout"] == 0.25
+
+
+def test_after_a_timeout_a_user_is_quiet_for_a_while_but_not_after_a_refusal() -> None:
+    now = [100.0]
+    gate = Unanswered(quiet_s=2.0, clock=lambda: now[0])
+    gate.failed(RedisConnectionError("refused"))
+    assert not gate.quiet  # a refusing Redis fails at once anyway: keep asking
+    try:
+        raise BlocklistUnavailable("lookup") from RedisTimeout("Timeout reading from socket")
+    except BlocklistUnavailable as exc:
+        gate.failed(exc)
+    assert gate.quiet
+    now[0] += 2.1
+    assert not gate.quiet
