@@ -8,6 +8,7 @@ child process, and producers/consumers are kafka-python clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -461,6 +462,20 @@ class ApiProcess:
 
     def stop(self, timeout: float = 15.0) -> None:
         stop_process(self.proc, timeout=timeout)
+
+
+@contextlib.contextmanager
+def own_api(stack: Stack, logs_dir: Path, name: str, cafile: str | None = None,
+            **overrides: str) -> Iterator[ApiProcess]:
+    """A ``sekat api`` of its own (own topics and Redis prefix, so its own rate-limit counters), stopped after."""
+    name = unique(name)
+    api = ApiProcess(isolated_env(stack, name, **overrides), logs_dir / f"{name}-api.log", cafile)
+    create_topics(api.settings)
+    api.start()
+    try:
+        yield api
+    finally:
+        api.stop()
 
 
 def sekat(env: dict[str, str], *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:

@@ -12,36 +12,21 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from sekat.streams.topics import create_topics
-from tests.support import ApiProcess, Stack, isolated_env, sekat, unique
+from tests.support import ApiProcess, Stack, own_api, sekat
 
 pytestmark = pytest.mark.integration
 
 LIMIT = 65536  # SEKAT_API_MAX_BODY_BYTES' default
 
 
-@contextmanager
-def api_with(stack: Stack, logs_dir: Path, **overrides: str) -> Iterator[ApiProcess]:
-    """A ``sekat api`` of its own (own topics and Redis prefix, so its own rate-limit counters)."""
-    name = unique("limits")
-    api = ApiProcess(isolated_env(stack, name, **overrides), logs_dir / f"{name}-api.log")
-    create_topics(api.settings)
-    api.start()
-    try:
-        yield api
-    finally:
-        api.stop()
-
-
 @pytest.fixture(scope="module")
 def api(stack: Stack, logs_dir: Path) -> Iterator[ApiProcess]:
-    with api_with(stack, logs_dir) as proc:
+    with own_api(stack, logs_dir, "limits") as proc:
         yield proc
 
 
@@ -134,7 +119,7 @@ def test_an_unknown_field_is_422_naming_it_and_nothing_is_filed(api: ApiProcess)
 
 
 def test_varying_x_forwarded_for_does_not_buy_more_status_checks(stack: Stack, logs_dir: Path) -> None:
-    with api_with(stack, logs_dir, SEKAT_STATUS_RATE_PER_MINUTE="5") as api:
+    with own_api(stack, logs_dir, "limits", SEKAT_STATUS_RATE_PER_MINUTE="5") as api:
         minute_with_room()
         forged = [f"203.0.113.{i}" for i in range(1, 9)]
         assert status_codes(api.url, "127.0.0.1", 8, forged) == [200] * 5 + [429] * 3
@@ -143,7 +128,7 @@ def test_varying_x_forwarded_for_does_not_buy_more_status_checks(stack: Stack, l
 
 
 def test_a_configured_proxy_is_believed_and_no_one_else(stack: Stack, logs_dir: Path) -> None:
-    with api_with(stack, logs_dir, SEKAT_STATUS_RATE_PER_MINUTE="2", SEKAT_API_TRUSTED_PROXIES="127.0.0.1") as api:
+    with own_api(stack, logs_dir, "limits", SEKAT_STATUS_RATE_PER_MINUTE="2", SEKAT_API_TRUSTED_PROXIES="127.0.0.1") as api:
         minute_with_room()
         # through the proxy, each forwarded client has its own budget
         assert status_codes(api.url, "127.0.0.1", 4, ["203.0.113.1", "203.0.113.1", "203.0.113.2",
@@ -155,7 +140,7 @@ def test_a_configured_proxy_is_believed_and_no_one_else(stack: Stack, logs_dir: 
 
 
 def test_many_addresses_together_stop_at_the_global_limit(stack: Stack, logs_dir: Path) -> None:
-    with api_with(stack, logs_dir, SEKAT_STATUS_GLOBAL_RATE_PER_MINUTE="5") as api:
+    with own_api(stack, logs_dir, "limits", SEKAT_STATUS_GLOBAL_RATE_PER_MINUTE="5") as api:
         minute_with_room()
         codes = [status_codes(api.url, f"127.0.0.{i}", 1)[0] for i in range(2, 10)]
         assert codes == [200] * 5 + [429] * 3

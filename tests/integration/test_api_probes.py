@@ -13,31 +13,15 @@ import shutil
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from sekat.localstack.secured import make_tls_files
-from sekat.streams.topics import create_topics
-from tests.support import ApiProcess, Stack, isolated_env, sekat, unique
+from tests.support import Stack, own_api, sekat
 
 pytestmark = pytest.mark.integration
-
-
-@contextmanager
-def api_with(stack: Stack, logs_dir: Path, cafile: str | None = None, **overrides: str) -> Iterator[ApiProcess]:
-    """A ``sekat api`` of its own (own topics and Redis prefix, so its own rate-limit counters)."""
-    name = unique("probes")
-    api = ApiProcess(isolated_env(stack, name, **overrides), logs_dir / f"{name}-api.log", cafile)
-    create_topics(api.settings)
-    api.start()
-    try:
-        yield api
-    finally:
-        api.stop()
 
 
 def minute_with_room(seconds: float = 10.0) -> None:
@@ -61,7 +45,7 @@ def status_check(url: str, source: str) -> int:
 
 
 def test_healthz_is_200_without_a_key_and_never_rate_limited(stack: Stack, logs_dir: Path) -> None:
-    with api_with(stack, logs_dir, SEKAT_STATUS_RATE_PER_MINUTE="1", SEKAT_STATUS_GLOBAL_RATE_PER_MINUTE="1") as api:
+    with own_api(stack, logs_dir, "probes", SEKAT_STATUS_RATE_PER_MINUTE="1", SEKAT_STATUS_GLOBAL_RATE_PER_MINUTE="1") as api:
         answers = [httpx.get(api.url + "/healthz", timeout=10) for _ in range(5)]
         assert [r.status_code for r in answers] == [200] * 5
         assert answers[0].json() == {"status": "ok", "redis": "ok", "kafka": "ok"}
@@ -70,7 +54,7 @@ def test_healthz_is_200_without_a_key_and_never_rate_limited(stack: Stack, logs_
 
 
 def test_metrics_count_each_rate_limit_and_each_request(stack: Stack, logs_dir: Path) -> None:
-    with api_with(stack, logs_dir, SEKAT_STATUS_RATE_PER_MINUTE="3", SEKAT_STATUS_GLOBAL_RATE_PER_MINUTE="5",
+    with own_api(stack, logs_dir, "probes", SEKAT_STATUS_RATE_PER_MINUTE="3", SEKAT_STATUS_GLOBAL_RATE_PER_MINUTE="5",
                   SEKAT_FILING_RATE_PER_MINUTE="1") as api:
         key = sekat(api.env, "apikey", "create", "--agency", "PDRM", "--scopes", "report")
         assert key.returncode == 0, key.stderr
@@ -107,7 +91,7 @@ def test_metrics_count_each_rate_limit_and_each_request(stack: Stack, logs_dir: 
 def test_the_api_serves_https_with_its_certificate_and_refuses_plain_http(stack: Stack, logs_dir: Path,
                                                                           tmp_path: Path) -> None:
     tls = make_tls_files(tmp_path / "tls")
-    with api_with(stack, logs_dir, str(tls.ca), SEKAT_API_TLS_CERTFILE=str(tls.cert),
+    with own_api(stack, logs_dir, "probes", str(tls.ca), SEKAT_API_TLS_CERTFILE=str(tls.cert),
                   SEKAT_API_TLS_KEYFILE=str(tls.key)) as api:
         assert api.url.startswith("https://")
         r = httpx.get(api.url + "/healthz", verify=ssl.create_default_context(cafile=tls.ca), timeout=10)
