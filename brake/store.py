@@ -35,7 +35,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from sekat.blocklist.connection import async_client
+from sekat.blocklist.connection import TIMEOUT_MS, async_client
 from sekat.errors import BlocklistUnavailable
 from sekat.identifiers import mask
 
@@ -81,9 +81,8 @@ class BrakeStore:
         self._p = f"{prefix}brake:"
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "sekat:") -> "BrakeStore":
-        client = async_client(url)
-        return cls(client, prefix)
+    def from_url(cls, url: str, prefix: str = "sekat:", timeout_ms: int = TIMEOUT_MS) -> "BrakeStore":
+        return cls(async_client(url, timeout_ms), prefix)
 
     async def close(self) -> None:
         await self._redis.aclose()

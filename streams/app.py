@@ -262,7 +262,7 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
     policy = PolicyWatch(settings.policy_file or DEFAULT_POLICY_FILE, metrics)  # PolicyError stops start-up
     outputs = output_topics(app, settings)
     outputs.on_refused = lambda kind, action: metrics.output_refused.labels(kind, action).inc()
-    brake = Brake(BrakeStore.from_url(url, prefix),
+    brake = Brake(BrakeStore.from_url(url, prefix, settings.redis_timeout_ms),
                   Limits(settings.brake_window_s, settings.brake_entry_max, settings.brake_rule_max,
                          settings.brake_source_max),
                   BrakeMetrics(registry), outputs, f"{settings.app_id}@{socket.gethostname()}:{settings.web_port}")
