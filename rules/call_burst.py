@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from sekat.expiry import MAX_DAYS
 from sekat.records import Call
 from sekat.rules.outcome import Outcome
-from sekat.rules.registry import AutoReport, Context, Finding, RuleSpec, bounded
-from sekat.rules.windows import distinct_with
+from sekat.rules.registry import AUTO, AutoReport, Context, Finding, RuleSpec, Values, Window, bounded
 
 ID = "call_burst"
 VERSION = 1
 CODE = "call-burst"
+WINDOW = "outbound"  # the distinct callees of each caller
 
 
 @dataclass(frozen=True)
@@ -28,18 +28,25 @@ class Params:
     report_ttl_days: int = bounded(7, 1, MAX_DAYS)  # how long the automatic report keeps the caller listed
 
 
+def caller_key(call: Call) -> str | None:
+    return None if call.caller.protected else call.caller.key
+
+
 def evaluate(call: Call, ctx: Context, params: Params) -> list[Finding]:
     caller = call.caller
     if caller.protected:
         return []
-    callees = distinct_with(ctx.obs.outbound.get(caller.key, ()), call.occurred_at, params.window_seconds * 1000,
-                            call.callee.key)
+    callees = ctx.obs.count(WINDOW, call.event_id)
     if callees < params.min_callees:
         return []
-    counted = f"{callees} distinct callees within {params.window_seconds} s"
+    counted = f"at least {callees} distinct callees within {params.window_seconds} s"
     reason = f"caller reached {counted} (threshold {params.min_callees}), this call {call.event_id} included"
     return [Finding(Outcome.LABEL, CODE, reason, identifier=caller.key,
                     report=AutoReport(f"call burst: {counted}", params.report_ttl_days))]
 
 
-SPEC = RuleSpec(ID, VERSION, Params, {"calls": evaluate}, "one caller, many callees in a short window")
+SPEC = RuleSpec(ID, VERSION, Params, {"calls": evaluate}, "one caller, many callees in a short window", state=(
+    Window(WINDOW, "calls", caller_key, lambda call: call.callee.key, lambda p: p.window_seconds * 1000,
+           lambda p: p.min_callees),
+    Values(AUTO, "calls", lambda call: () if call.caller.protected else (f"{ID}|{call.caller.key}",)),
+))

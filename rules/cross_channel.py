@@ -9,6 +9,10 @@ transfer is held (HOLD) as a cooling-off hold. The reason cites both events.
 
 A call that arrives after a transfer it should have preceded cannot hold
 that transfer any more (it was decided already); it counts for the next one.
+
+State it keeps (``Values``): ``warn`` (customer phone -> their latest warning
+call, written for every call that warned a callee) and ``paid`` ("payer|payee"
+-> the payer has paid this payee before, written at the first payment).
 """
 
 from __future__ import annotations
@@ -18,14 +22,37 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from sekat.identifiers import mask
-from sekat.records import Transfer, iso
+from sekat.records import Call, Transfer, iso
 from sekat.rules.mule_inflow import payee_key
 from sekat.rules.outcome import Outcome
-from sekat.rules.registry import Context, Finding, RuleSpec, bounded
+from sekat.rules.registry import Context, Enforced, Finding, RuleSpec, StateWrite, Values, bounded
 
 ID = "cross_channel"
 VERSION = 1
 CODE = "cross-channel-cooling-off"
+WARN = "warn"
+PAID = "paid"
+
+
+@dataclass(frozen=True, slots=True)
+class CallWarning:
+    """A call that warned a customer: from a listed caller, or flagged by an enforce rule."""
+
+    at_ms: int
+    caller: str  # E.164 of the caller
+    event_id: str  # the call's event id, cited in the transfer's reasons
+    why: str  # reason code of what made the call suspicious
+
+    def encode(self) -> str:
+        return f"{self.at_ms}|{self.caller}|{self.event_id}|{self.why}"
+
+    @classmethod
+    def decode(cls, raw: str) -> "CallWarning | None":
+        at, caller, event_id, why = (raw.split("|", 3) + ["", "", ""])[:4]
+        try:
+            return cls(int(at), caller, event_id, why)
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True)
@@ -41,16 +68,15 @@ def evaluate(transfer: Transfer, ctx: Context, params: Params) -> list[Finding]:
     payee = payee_key(transfer)
     if phone is None or payee is None or transfer.payer.account is None:
         return []
+    raw = ctx.obs.value(WARN, phone.key)
+    call = CallWarning.decode(raw) if raw else None  # only a customer's latest warning call is kept
     at = int(transfer.occurred_at.timestamp() * 1000)
-    calls = [w for w in ctx.obs.warnings.get(phone.key, ())
-             if at - params.lookback_minutes * 60_000 <= w.at_ms <= at]
-    if not calls:
+    if call is None or not at - params.lookback_minutes * 60_000 <= call.at_ms <= at:
         return []
-    new = (transfer.payer.account.key, payee) not in ctx.obs.paid_before
+    new = ctx.obs.value(PAID, f"{transfer.payer.account.key}|{payee}") is None
     large = params.min_amount is not None and transfer.amount >= params.min_amount
     if not ((params.new_payee and new) or large):
         return []
-    call = max(calls, key=lambda w: w.at_ms)  # the most recent warning call
     minutes = (at - call.at_ms) / 60_000
     if params.new_payee and new:
         why = "a payee never paid before"
@@ -62,4 +88,42 @@ def evaluate(transfer: Transfer, ctx: Context, params: Params) -> list[Finding]:
     return [Finding(Outcome.HOLD, CODE, reason, identifier=payee)]
 
 
-SPEC = RuleSpec(ID, VERSION, Params, {"transfers": evaluate}, "scam call then money to a new payee")
+def _pair(transfer: Transfer) -> str | None:
+    payee = payee_key(transfer)
+    return f"{transfer.payer.account.key}|{payee}" if payee is not None and transfer.payer.account is not None else None
+
+
+def paid(transfer: Transfer, ctx: Context, params: Params, enforced: Enforced) -> list[StateWrite]:
+    """The first payment from this payer to this payee is remembered (a repeat costs no write)."""
+    pair = _pair(transfer)
+    if pair is None or ctx.obs.value(PAID, pair) is not None:
+        return []
+    return [StateWrite(PAID, pair, ttl_s=params.history_days * 86400)]
+
+
+def warned(call: Call, ctx: Context, params: Params, enforced: Enforced) -> list[StateWrite]:
+    """A call from a listed caller, or one an enforce rule flagged, warns its callee for ``lookback_minutes``."""
+    if call.callee.protected:
+        return []
+    listed = ctx.lookups.get(call.caller.key)
+    why = enforced[0][1].code if enforced else (
+        f"caller {listed.status.value}" if listed is not None and listed.active_at(ctx.now) else "")
+    if not why:
+        return []
+    at = int(call.occurred_at.timestamp() * 1000)
+    return [StateWrite(WARN, call.callee.key, CallWarning(at, call.caller.e164, call.event_id, why).encode(), at,
+                       params.lookback_minutes * 60 * 2)]
+
+
+def _reads(transfer: Transfer) -> tuple[str, ...]:
+    return (transfer.payer.phone.key,) if transfer.payer.phone is not None and _pair(transfer) is not None else ()
+
+
+def _pairs(transfer: Transfer) -> tuple[str, ...]:
+    pair = _pair(transfer)
+    return (pair,) if pair is not None else ()
+
+
+SPEC = RuleSpec(ID, VERSION, Params, {"transfers": evaluate}, "scam call then money to a new payee",
+                state=(Values(WARN, "transfers", _reads), Values(PAID, "transfers", _pairs)),
+                writers={"transfers": paid, "calls": warned})

@@ -14,7 +14,9 @@ Precedence lives here, and only here:
 A rule that raises is recorded on the decision (``rule_errors``) and the
 other rules still decide: a failing rule returns a result, not a crash.
 Everything here is pure: the shell passes lookups, observations and ``now``,
-and writes back the returned ``StateWrite``s.
+and writes back the returned ``StateWrite``s, which come from each enabled
+rule's own writers (``RuleSpec.writers``) and from here only for the marks of
+automatic reports. No rule is named here.
 """
 
 from __future__ import annotations
@@ -30,11 +32,9 @@ from sekat.errors import SekatError
 from sekat.identifiers import parse_key
 from sekat.records import (COMMAND_NAMESPACE, Action, Call, Command, Decision, Match, Report, Status, Transfer,
                            key_object)
-from sekat.rules import cross_channel, follow_money
-from sekat.rules.mule_inflow import payee_key
 from sekat.rules.outcome import highest
 from sekat.rules.policy import Policy
-from sekat.rules.registry import Context, Finding, StateWrite
+from sekat.rules.registry import AUTO, Context, Finding, StateWrite
 
 log = logging.getLogger(__name__)
 AUTO_MARK_TTL_S = 24 * 3600  # after a day without the intake applying it, a rule may report again
@@ -114,7 +114,7 @@ def _reports(stream: str, event_id: str, enforce: list[Found], ctx: Context) -> 
             continue
         mark = f"{match.rule}|{f.identifier}"
         listed = ctx.lookups.get(f.identifier)
-        if mark in ctx.obs.auto_reported or (listed is not None and listed.active_at(ctx.now)):
+        if ctx.obs.value(AUTO, mark) is not None or (listed is not None and listed.active_at(ctx.now)):
             continue  # already reported by a rule, or already on the list: nothing new to tell
         report_id = str(uuid.uuid5(COMMAND_NAMESPACE, f"{event_id}|report|{f.identifier}"))
         on = key_object(f.identifier)
@@ -122,7 +122,7 @@ def _reports(stream: str, event_id: str, enforce: list[Found], ctx: Context) -> 
                               status=Status.REPORTED, source=req.source, reason=f"{match.rule_ref}: {req.reason}",
                               bank=on.get("bank", ""), case_ref=req.case_ref or f"{stream}/{event_id}",
                               ttl_days=req.ttl_days, filed_by=req.source))
-        marks.append(StateWrite("reported", mark, ttl_s=AUTO_MARK_TTL_S))
+        marks.append(StateWrite(AUTO, mark, ttl_s=AUTO_MARK_TTL_S))
     return reports, marks
 
 
@@ -141,11 +141,25 @@ def _allow(stream: str, event_id: str, ctx: Context, policy: Policy, writes: tup
     return Verdict(Decision(event_id, stream, "ALLOW", ctx.now, policy_version=policy.version), writes)
 
 
+def _writes(stream: str, event: Any, ctx: Context, policy: Policy, enforce: list[Found]) -> list[StateWrite]:
+    """The state writes of every rule that keeps state on ``stream``, given the enforce findings."""
+    rules = policy.keeping_state(stream)
+    if not rules:
+        return []
+    enforced = [(m.rule, f) for m, f in enforce]
+    writes: list[StateWrite] = []
+    for rule in rules:
+        write = rule.spec.writers.get(stream)
+        if write is not None:
+            writes.extend(write(event, ctx, rule.params, enforced))
+    return writes
+
+
 def decide_transfer(transfer: Transfer, ctx: Context, policy: Policy) -> Verdict:
     enforce, shadow, errors = _evaluate("transfers", transfer, ctx, policy)
     if not enforce and not shadow and not errors:  # nearly every event: no commands, reports or marks to build
-        paid = _paid(transfer, ctx, policy)
-        return _allow("transfers", transfer.event_id, ctx, policy, (paid,) if paid is not None else ())
+        return _allow("transfers", transfer.event_id, ctx, policy,
+                      tuple(_writes("transfers", transfer, ctx, policy, enforce)))
     actions = policy.actions["transfers"]
     details = transfer.command_details()
     refs = tuple(dict.fromkeys(m.rule_ref for m, _ in enforce))
@@ -175,31 +189,15 @@ def decide_transfer(transfer: Transfer, ctx: Context, policy: Policy) -> Verdict
                                         details + (("amount", str(f.amount)), ("currency", f.currency)),
                                         (match.rule_ref,)))
     reports, writes = _reports("transfers", transfer.event_id, enforce, ctx)
-    trail = policy.params(follow_money.ID)
-    if trail is not None and enforce:
-        writes.extend(follow_money.marks(transfer, [(m.rule, f) for m, f in enforce], ctx, trail))
-    paid = _paid(transfer, ctx, policy)
-    if paid is not None:
-        writes.append(paid)
+    writes.extend(_writes("transfers", transfer, ctx, policy, enforce))
     return Verdict(_decision("transfers", transfer.event_id, ctx, policy, enforce, shadow, errors, commands,
                              reports), tuple(writes))
 
 
-def _paid(transfer: Transfer, ctx: Context, policy: Policy) -> StateWrite | None:
-    """For the cross-channel rule: the first payment from this payer to this payee (repeats cost no write)."""
-    cc = policy.params(cross_channel.ID)
-    if cc is None or transfer.payer.account is None:
-        return None
-    payee = payee_key(transfer)
-    if payee is None or (transfer.payer.account.key, payee) in ctx.obs.paid_before:
-        return None
-    return StateWrite("paid", transfer.payer.account.key, payee, ttl_s=cc.history_days * 86400)
-
-
 def decide_call(call: Call, ctx: Context, policy: Policy) -> Verdict:
     enforce, shadow, errors = _evaluate("calls", call, ctx, policy)
-    if not enforce and not shadow and not errors and policy.params(cross_channel.ID) is None:
-        return _allow("calls", call.event_id, ctx, policy, ())
+    if not enforce and not shadow and not errors:
+        return _allow("calls", call.event_id, ctx, policy, tuple(_writes("calls", call, ctx, policy, enforce)))
     actions = policy.actions["calls"]
     commands: list[Command] = []
     for action in (Action.BLOCK_CALL, Action.LABEL_CALL):  # one command per call: the strongest
@@ -211,14 +209,6 @@ def decide_call(call: Call, ctx: Context, policy: Policy) -> Verdict:
                                     tuple(dict.fromkeys(m.rule_ref for m, _ in enforce))))
             break
     reports, writes = _reports("calls", call.event_id, enforce, ctx)
-    cc = policy.params(cross_channel.ID)
-    if cc is not None and not call.callee.protected:
-        listed = ctx.lookups.get(call.caller.key)
-        why = enforce[0][0].code if enforce else (
-            f"caller {listed.status.value}" if listed is not None and listed.active_at(ctx.now) else "")
-        if why:  # the callee was warned by a suspicious call: remember it for the cross-channel rule
-            at = int(call.occurred_at.timestamp() * 1000)
-            writes.append(StateWrite("warned", call.callee.key, f"{call.caller.e164}|{call.event_id}|{why}", at,
-                                     cc.lookback_minutes * 60 * 2))
+    writes.extend(_writes("calls", call, ctx, policy, enforce))
     return Verdict(_decision("calls", call.event_id, ctx, policy, enforce, shadow, errors, commands, reports),
                    tuple(writes))

@@ -33,20 +33,48 @@ next batch on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from sekat.expiry import MAX_DAYS
 from sekat.records import Entry, Transfer
 from sekat.rules.outcome import Outcome
-from sekat.rules.registry import AutoReport, Context, Finding, RuleSpec, StateWrite, TrailMark, bounded
+from sekat.rules.registry import AutoReport, Context, Enforced, Finding, RuleSpec, StateWrite, Values, bounded
 
 ID = "follow_money"
 VERSION = 1
 CODE = "follow-the-money"
 SOURCE = "sekat-follow"
 MIN_RETENTION_S = 10 * 60
+TRAIL = "trail"  # state: account key -> TrailMark.encode(), read for every payer and payee of a batch
+
+
+@dataclass(frozen=True, slots=True)
+class TrailMark:
+    """An account the money trail reached (``sekat.rules.follow_money``): hop, when, how much, from where."""
+
+    hop: int  # 0: the account was just held/frozen itself; n: n transfers away from such an account
+    at_ms: int  # event time the tainted money reached it
+    amount: Decimal  # the disputed amount it received (what a lien on it may hold)
+    currency: str
+    parent: str  # key of the account the money came from ("" for hop 0)
+    event_id: str  # the transfer that carried it
+
+    def encode(self) -> str:
+        return f"{self.hop}|{self.at_ms}|{self.amount}|{self.currency}|{self.parent}|{self.event_id}"
+
+    @classmethod
+    def decode(cls, raw: str) -> "TrailMark | None":
+        try:
+            hop, at, amount, currency, parent, event_id = raw.split("|", 5)
+            return cls(int(hop), int(at), Decimal(amount), currency, parent, event_id)
+        except (ValueError, InvalidOperation):
+            return None  # written by another version: not a mark this worker can use
+
+
+def trail(ctx: Context, account: str) -> TrailMark | None:
+    raw = ctx.obs.value(TRAIL, account)
+    return TrailMark.decode(raw) if raw else None
 
 
 @dataclass(frozen=True)
@@ -71,7 +99,7 @@ def _origin(transfer: Transfer, ctx: Context, params: Params) -> tuple[int, str,
     if entry is not None and entry.active_at(ctx.now) and not _is_follow_only(entry):
         evidence = " ".join(p for p in (entry.source, entry.case_ref) if p)
         best = (0, f"payer listed {entry.status.value}" + (f" ({evidence})" if evidence else ""), None)
-    mark = ctx.obs.trail.get(payer.key)
+    mark = trail(ctx, payer.key)
     if mark is not None and mark.at_ms <= at <= mark.at_ms + params.window_minutes * 60_000 \
             and (best is None or mark.hop < best[0]):
         minutes = (at - mark.at_ms) / 60_000
@@ -107,7 +135,7 @@ def evaluate(transfer: Transfer, ctx: Context, params: Params) -> list[Finding]:
     reason = (f"{why}; transfer {transfer.event_id} carries {amount} {currency} to hop {hop + 1} "
               f"of {params.depth}".replace("  ", " "))
     report = None
-    if payee.key not in ctx.obs.trail:  # reached before: already reported
+    if trail(ctx, payee.key) is None:  # reached before: already reported
         report = AutoReport(f"follow the money: hop {hop + 1} from {payer.key} by transfer {transfer.event_id} "
                             f"({amount} {currency}); {why}", params.report_ttl_days, source=SOURCE,
                             case_ref=f"follow/{transfer.event_id}")
@@ -115,8 +143,7 @@ def evaluate(transfer: Transfer, ctx: Context, params: Params) -> list[Finding]:
                     currency=currency)]
 
 
-def marks(transfer: Transfer, enforced: Sequence[tuple[str, Finding]], ctx: Context,
-          params: Params) -> list[StateWrite]:
+def marks(transfer: Transfer, ctx: Context, params: Params, enforced: Enforced) -> list[StateWrite]:
     """Trail marks to write for an event, from the enforce findings that decided it (rule id, finding).
 
     The payee this rule reached is marked at the next hop; a payee another rule held or froze (mule
@@ -143,11 +170,17 @@ def marks(transfer: Transfer, enforced: Sequence[tuple[str, Finding]], ctx: Cont
             if listed is not None and listed.active_at(ctx.now) and not _is_follow_only(listed):
                 continue  # listed: tainted by its listing already
             made = TrailMark(0, at, transfer.amount, transfer.currency or "", "", transfer.event_id)
-        if payee.key in ctx.obs.trail and ctx.obs.trail[payee.key].hop <= made.hop:
+        known = trail(ctx, payee.key)
+        if known is not None and known.hop <= made.hop:
             return []  # marked already, as close to the origin
-        return [StateWrite("trail", payee.key, made.encode(), ttl_s=ttl)]
+        return [StateWrite(TRAIL, payee.key, made.encode(), ttl_s=ttl)]
     return []
 
 
+def _accounts(transfer: Transfer) -> tuple[str, ...]:
+    return tuple(a.key for a in (transfer.payer.account, transfer.payee.account) if a is not None)
+
+
 SPEC = RuleSpec(ID, VERSION, Params, {"transfers": evaluate},
-                "money leaving a listed or just-held account: its payees reported and held, hop by hop")
+                "money leaving a listed or just-held account: its payees reported and held, hop by hop",
+                state=(Values(TRAIL, "transfers", _accounts),), writers={"transfers": marks})

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from sekat.expiry import MAX_DAYS
 from sekat.records import Transfer
 from sekat.rules.outcome import Outcome
-from sekat.rules.registry import AutoReport, Context, Finding, RuleSpec, bounded
-from sekat.rules.windows import distinct_with
+from sekat.rules.registry import AUTO, AutoReport, Context, Finding, RuleSpec, Values, Window, bounded
 
 ID = "mule_inflow"
 VERSION = 1
 CODE = "mule-inflow"
+WINDOW = "inflow"  # the distinct payers of each payee
 
 
 @dataclass(frozen=True)
@@ -38,19 +38,35 @@ def payee_key(transfer: Transfer) -> str | None:
     return phone.key if phone is not None and not phone.protected else None
 
 
+def counted_payee(transfer: Transfer) -> str | None:
+    """The payee whose window this transfer counts in: none without a payer account to count."""
+    return payee_key(transfer) if transfer.payer.account is not None else None
+
+
 def evaluate(transfer: Transfer, ctx: Context, params: Params) -> list[Finding]:
     payee = payee_key(transfer)
     if payee is None or transfer.payer.account is None:
         return []
-    payers = distinct_with(ctx.obs.inflow.get(payee, ()), transfer.occurred_at, params.window_minutes * 60_000,
-                           transfer.payer.account.key)
+    payers = ctx.obs.count(WINDOW, transfer.event_id)
     if payers < params.min_payers:
         return []
-    counted = f"{payers} distinct payers within {params.window_minutes} min"
+    counted = f"at least {payers} distinct payers within {params.window_minutes} min"
     reason = (f"payee received from {counted} (threshold {params.min_payers}), "
               f"this transfer {transfer.event_id} included")
     return [Finding(Outcome.HOLD, CODE, reason, identifier=payee,
                     report=AutoReport(f"mule inflow: {counted}", params.report_ttl_days))]
 
 
-SPEC = RuleSpec(ID, VERSION, Params, {"transfers": evaluate}, "many payers into one payee in a short window")
+def _payer(transfer: Transfer) -> str | None:
+    return transfer.payer.account.key if transfer.payer.account is not None else None
+
+
+def _marks(transfer: Transfer) -> tuple[str, ...]:
+    payee = counted_payee(transfer)
+    return (f"{ID}|{payee}",) if payee is not None else ()
+
+
+SPEC = RuleSpec(ID, VERSION, Params, {"transfers": evaluate}, "many payers into one payee in a short window", state=(
+    Window(WINDOW, "transfers", counted_payee, _payer, lambda p: p.window_minutes * 60_000, lambda p: p.min_payers),
+    Values(AUTO, "transfers", _marks),
+))

@@ -65,6 +65,10 @@ class Policy:
     def for_stream(self, stream: str) -> tuple[RuleConfig, ...]:
         return self._by_stream.get(stream, ())
 
+    def keeping_state(self, stream: str) -> tuple[RuleConfig, ...]:
+        """The rules that read or write state for ``stream`` (a rule may write on a stream it does not judge)."""
+        return self._keeping.get(stream, ())
+
     def params(self, rule_id: str) -> Any | None:
         """The parameters of ``rule_id`` if it is enabled (any mode), else None."""
         return self._params.get(rule_id)
@@ -74,6 +78,11 @@ class Policy:
     @cached_property
     def _by_stream(self) -> dict[str, tuple[RuleConfig, ...]]:
         return {stream: tuple(r for r in self.rules if stream in r.spec.evaluators) for stream in STREAMS}
+
+    @cached_property
+    def _keeping(self) -> dict[str, tuple[RuleConfig, ...]]:
+        return {stream: tuple(r for r in self.rules if stream in r.spec.writers
+                              or any(s.stream == stream for s in r.spec.state)) for stream in STREAMS}
 
     @cached_property
     def _params(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ looked up for the batch, the windowed state read from Redis for the batch
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,53 +28,63 @@ from sekat.rules.outcome import Outcome
 STREAMS = ("transfers", "calls")
 
 
-@dataclass(frozen=True, slots=True)
-class CallWarning:
-    """A call that warned a customer: from a listed caller, or flagged by an enforce rule."""
-
-    at_ms: int
-    caller: str  # E.164 of the caller
-    event_id: str  # the call's event id, cited in the transfer's reasons
-    why: str  # reason code of what made the call suspicious
+AUTO = "auto"  # value family of the engine's marks "rule|identifier": a rule reported this identifier already
 
 
-@dataclass(frozen=True, slots=True)
-class TrailMark:
-    """An account the money trail reached (``sekat.rules.follow_money``): hop, when, how much, from where."""
+@dataclass(frozen=True)
+class Window:
+    """State a rule keeps: the distinct parties seen per key, on event-time windows (``sekat.rules.windows``).
 
-    hop: int  # 0: the account was just held/frozen itself; n: n transfers away from such an account
-    at_ms: int  # event time the tainted money reached it
-    amount: Decimal  # the disputed amount it received (what a lien on it may hold)
-    currency: str
-    parent: str  # key of the account the money came from ("" for hop 0)
-    event_id: str  # the transfer that carried it
+    For each event of a batch the shell adds ``party(event)`` at the event's time to ``key(event)``'s window
+    (``None`` from either: the event is not counted), then asks whether some window of
+    ``width_ms(params)`` containing the event holds at least ``threshold(params)`` distinct parties, the
+    event's own included. ``Observations.count(family, event_id)`` is the answer: the threshold when it
+    does, 0 when it does not. ``family`` names the state; no two rules may share one.
+    """
 
-    def encode(self) -> str:
-        return f"{self.hop}|{self.at_ms}|{self.amount}|{self.currency}|{self.parent}|{self.event_id}"
+    family: str
+    stream: str
+    key: Callable[[Any], str | None]
+    party: Callable[[Any], str | None]
+    width_ms: Callable[[Any], int]
+    threshold: Callable[[Any], int]
 
-    @classmethod
-    def decode(cls, raw: str) -> "TrailMark | None":
-        try:
-            hop, at, amount, currency, parent, event_id = raw.split("|", 5)
-            return cls(int(hop), int(at), Decimal(amount), currency, parent, event_id)
-        except (ValueError, InvalidOperation):
-            return None  # written by another version: not a mark this worker can use
+
+@dataclass(frozen=True)
+class Values:
+    """State a rule keeps: one string value per key of ``family``, read for a whole batch at once.
+
+    ``keys(event)`` names the keys an event needs; ``Observations.value(family, key)`` gives what is
+    stored (``None``: nothing). Values are written by the rule's writer as ``StateWrite(family, key, value)``.
+    """
+
+    family: str
+    stream: str
+    keys: Callable[[Any], Iterable[str]]
+
+
+State = Window | Values
 
 
 @dataclass(frozen=True)
 class Observations:
-    """Windowed state the shell read from Redis for one batch (event-time milliseconds).
+    """The rule state the shell read for one batch: window answers and values, by family.
 
-    ``inflow`` and ``outbound`` already hold this batch's own observations: the
-    shell adds them before it reads, so workers sharing a key see each other.
+    A batch's own events are in its windows already: the shell adds them before it asks, so workers
+    sharing a key see each other, and an event is judged with the whole batch in the window.
     """
 
-    inflow: Mapping[str, Sequence[tuple[int, str]]] = field(default_factory=dict)  # payee key -> (ms, payer key)
-    outbound: Mapping[str, Sequence[tuple[int, str]]] = field(default_factory=dict)  # caller key -> (ms, callee key)
-    warnings: Mapping[str, Sequence[CallWarning]] = field(default_factory=dict)  # customer phone key -> calls
-    paid_before: AbstractSet[tuple[str, str]] = frozenset()  # (payer key, payee key) seen before this batch
-    auto_reported: AbstractSet[str] = frozenset()  # "rule|identifier key" already reported automatically
-    trail: Mapping[str, TrailMark] = field(default_factory=dict)  # account key -> mark (payers and payees)
+    counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # window family -> event_id -> count
+    values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # value family -> key -> value
+
+    def count(self, family: str, event_id: str) -> int:
+        """Distinct parties in the fullest window holding the event, when it reaches the threshold, else 0."""
+        got = self.counts.get(family)
+        return got.get(event_id, 0) if got else 0
+
+    def value(self, family: str, key: str) -> str | None:
+        got = self.values.get(family)
+        return got.get(key) if got else None
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,8 @@ class Finding:
 
 P = TypeVar("P")
 Evaluate = Callable[[Any, Context, Any], list[Finding]]
+Enforced = Sequence[tuple[str, Finding]]  # (rule id, finding) of every enforce rule that matched the event
+Write = Callable[[Any, Context, Any, Enforced], list["StateWrite"]]
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,11 @@ class RuleSpec(Generic[P]):
     params: type[P]
     evaluators: Mapping[str, Evaluate]  # stream (transfers | calls) -> evaluate
     summary: str = ""
+    state: tuple[State, ...] = ()  # what the rule keeps between events (read for each batch before deciding)
+    writers: Mapping[str, Write] = field(default_factory=dict)  # stream -> the state writes an event makes
+
+    def streams(self) -> set[str]:
+        return set(self.evaluators) | set(self.writers) | {s.stream for s in self.state}
 
     @property
     def ref(self) -> str:
@@ -134,8 +151,14 @@ class Registry:
     def register(self, spec: RuleSpec[Any]) -> RuleSpec[Any]:
         if spec.id in self._rules:
             raise PolicyError(spec.id, "", f"rule id registered twice ({self._rules[spec.id].ref} and {spec.ref})")
-        if not spec.evaluators or set(spec.evaluators) - set(STREAMS):
-            raise PolicyError(spec.id, "stream", f"evaluators must be for {' or '.join(STREAMS)}")
+        if not spec.evaluators or spec.streams() - set(STREAMS):
+            raise PolicyError(spec.id, "stream", f"evaluators, writers and state must be for {' or '.join(STREAMS)}")
+        for state in spec.state:
+            if not isinstance(state, Window):
+                continue
+            for other in self._rules.values():
+                if any(isinstance(s, Window) and s.family == state.family for s in other.state):
+                    raise PolicyError(spec.id, "state", f"window family {state.family!r} is {other.id}'s already")
         self._rules[spec.id] = spec
         return spec
 
@@ -220,13 +243,12 @@ def choices(default: tuple[str, ...], allowed: tuple[str, ...]) -> Any:
 class StateWrite:
     """A state update the shell writes back after the batch's output is acknowledged.
 
-    kinds: ``warned`` (zset: customer phone -> warning call), ``paid`` (set:
-    payer -> payees paid), ``reported`` (marker: rule|identifier reported
-    automatically), ``trail`` (account key -> ``TrailMark.encode()``).
+    ``kind`` is a ``Values`` family: ``member`` becomes the value of ``key`` for ``ttl_s`` seconds. Of one
+    batch's writes to one key, the one with the highest ``score`` (the latest on ties) is written.
     """
 
     kind: str
     key: str
-    member: str = ""
+    member: str = "1"
     score: int = 0
     ttl_s: int = 0

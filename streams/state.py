@@ -1,32 +1,34 @@
-"""Rule state in Redis: the windows and histories behaviour rules need, shared by every worker.
+"""Rule state in Redis: what behaviour rules keep between events, shared by every worker.
 
 Calls are partitioned by caller and transfers by payer, so the cross-channel
 join (calls *to* a customer, transfers *from* them) and the per-payee window
 can never be co-partitioned: the state lives in Redis, not in the process, so
 it survives a restart and every worker of the group sees the same.
 
-Keys (under the worker's prefix, default ``sekat:``), all with TTLs:
+Each rule declares what it keeps on its ``RuleSpec.state`` (``sekat.rules.registry``);
+this store knows two kinds and no rule:
 
-    {prefix}rs:in:{payee key}            zset "{payer key}|{event_id}" -> event ms  (mule_inflow)
-    {prefix}rs:out:{caller key}          zset "{callee key}|{event_id}" -> event ms (call_burst)
-    {prefix}rs:warn:{phone key}          string "{ms}|{caller}|{call event_id}|{why}": the customer's latest
-                                         warning call (cross_channel)
-    {prefix}rs:paid:{payer}|{payee key}  string: this payer has paid this payee before (cross_channel)
-    {prefix}rs:auto:{rule}|{key}         string: a rule already reported this identifier
-    {prefix}rs:trail:{account key}       string ``TrailMark.encode()``: the money trail reached this account
-                                         (follow_money; read for every payer and payee of a batch, one MGET)
+    {prefix}rs:{family}:{width ms}:{key}  zset of a ``Window``: "{party}|{slot}l" and "{party}|{slot}h"
+                                          -> the party's earliest and latest event ms in each slot of
+                                          ``width`` (``sekat.rules.windows`` shows why that is exact)
+    {prefix}rs:{family}:{key}             string of a ``Values`` family, written by the rule's writer
 
-A batch costs two round trips whatever its size, with a handful of commands
-each: ``read_*`` is one pipeline of one Lua script (for every window key of
-the batch: add the batch's observations, trim, refresh the TTL and read the
-range back, atomically) and one MGET per kind of flag; ``write`` is one
-pipeline after the batch's output is acknowledged. Adding before reading, in
-one atomic script, means two workers adding to one payee at once each see the
-other's transfer; members carry the event id, so a re-processed event is not
-counted twice. Windows are on event time (``occurred_at``); observations older
-than twice the window (by the wall clock, at least 10 minutes) are trimmed,
-so an event later than that is judged on what is left. Only a customer's
-latest warning call is kept (a later call replaces it).
+A batch costs two round trips whatever its size: the read is one pipeline of
+one Lua call (every window key of the batch: add the batch's events, trim,
+refresh the TTL and answer for each event, atomically) and one MGET per
+values family; the write is one pipeline after the batch's output is
+acknowledged. The script answers per event with the threshold when some
+window holding the event reaches it (it stops there), and per key with a
+bare 0 when no event of the key does: the common reply is a few bytes
+whatever a key's history, and the work per event is bounded by the
+threshold. Adding before answering, in one atomic script, means two workers
+adding to one payee at once each see the other's transfer; a re-processed
+event changes nothing (a party is kept once per slot), so redelivery never
+double-counts. Windows are on event time (``occurred_at``); observations
+older than twice the window (by the wall clock, at least 10 minutes) are
+trimmed, so an event later than that is judged on what is left. A window's
+key names its width, so a policy that changes the width starts that window
+afresh.
 
 Under Redis Cluster (``redis+cluster://``) every key stays in its own slot, so
 the state of different payees and callers spreads over every shard: the batch
@@ -40,46 +42,104 @@ of it into one slot would put every rule-state write on one shard.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
 from sekat.blocklist.connection import TIMEOUT_MS, AnyRedis, SlotPipeline, Unanswered, async_client
-from sekat.rules import call_burst, cross_channel, follow_money, mule_inflow
-from sekat.rules.mule_inflow import payee_key
 from sekat.rules.policy import Policy
-from sekat.rules.registry import CallWarning, Observations, StateWrite, TrailMark
+from sekat.rules.registry import Observations, StateWrite, Values, Window
 
 from sekat.errors import BlocklistUnavailable, NotAsked
 from sekat.records import Call, Transfer
 
-READ_CAP = 256  # most observations read per key and batch; bounds a batch's cost on a busy merchant
 MIN_RETENTION_MS = 10 * 60_000
 
-# KEYS: window keys. ARGV: cutoff, ttl_ms, cap, then per key: n, (score, member) * n, lo, hi.
-# Per key it returns the range read back, or 0 when the range holds only what this batch just added
-# (the common case of a payee or caller seen once): the caller knows those already, and a short reply
-# is most of the saving, since redis-py parses replies in Python.
+# KEYS: window keys. ARGV: cutoff ms, ttl ms, then per key: width ms, threshold, n, (event ms, party) * n.
+# Per key it returns 0 when no event of the key reaches the threshold, else each event's count (capped at the
+# threshold, where the sweep stops). Points are read in pages, so a busy key costs what the threshold needs.
 WINDOW_LUA = """
-local cutoff, ttl, cap = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local pos, out = 4, {}
+local PAGE = 32
+local function party(member)
+  return string.sub(member, 1, string.find(member, '|', 1, true) - 1)
+end
+-- Distinct parties in the fullest window of width w holding t (own at t included), stopping at cap; and the
+-- start of the window that reached cap (nil when none did).
+local function fullest(key, t, own, w, cap)
+  local s, m, p, n = {}, {}, {}, 0
+  local off, done, pending = 0, false, true
+  local function more()
+    if done then return false end
+    local before = n
+    local page = redis.call('ZRANGEBYSCORE', key, t - w, t + w, 'WITHSCORES', 'LIMIT', off, PAGE)
+    off = off + #page / 2
+    if #page < 2 * PAGE then done = true end
+    for k = 1, #page, 2 do
+      local at = tonumber(page[k + 1])
+      if pending and at > t then n = n + 1; s[n] = t; p[n] = own; pending = false end
+      n = n + 1; s[n] = at; m[n] = page[k]
+    end
+    if done and pending then n = n + 1; s[n] = t; p[n] = own; pending = false end
+    return n > before
+  end
+  local inside, distinct, best, right, left = {}, 0, 0, 1, 1
+  while left <= n or more() do
+    local start = s[left]
+    if start > t then break end
+    local edge = start + w
+    while right <= n or more() do
+      if s[right] > edge then break end
+      local q = p[right]
+      if not q then q = party(m[right]); p[right] = q end
+      local c = inside[q]
+      if c then inside[q] = c + 1 else
+        inside[q] = 1; distinct = distinct + 1
+        if distinct >= cap then return cap, start end
+      end
+      right = right + 1
+    end
+    if distinct > best then best = distinct end
+    local q = p[left]
+    local c = inside[q]
+    if c == 1 then inside[q] = nil; distinct = distinct - 1 else inside[q] = c - 1 end
+    left = left + 1
+  end
+  return best, nil
+end
+
+local cutoff, ttl = ARGV[1], ARGV[2]
+local pos, out = 3, {}
 for i, key in ipairs(KEYS) do
-  local n = tonumber(ARGV[pos]); pos = pos + 1
-  local added = {}
-  for _ = 1, n do
-    redis.call('ZADD', key, ARGV[pos], ARGV[pos + 1]); added[ARGV[pos + 1]] = true; pos = pos + 2
+  local w, cap, n = tonumber(ARGV[pos]), tonumber(ARGV[pos + 1]), tonumber(ARGV[pos + 2])
+  local base = pos + 3
+  for j = base, base + 2 * n - 1, 2 do
+    local t, who = tonumber(ARGV[j]), ARGV[j + 1]
+    local slot = tostring(math.floor(t / w))
+    redis.call('ZADD', key, 'LT', t, who .. '|' .. slot .. 'l')
+    redis.call('ZADD', key, 'GT', t, who .. '|' .. slot .. 'h')
   end
   redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cutoff)
   redis.call('PEXPIRE', key, ttl)
-  local range = redis.call('ZRANGEBYSCORE', key, ARGV[pos], ARGV[pos + 1], 'WITHSCORES', 'LIMIT', 0, cap)
-  pos = pos + 2
-  local only_added = true
-  for j = 1, #range, 2 do
-    if not added[range[j]] then only_added = false; break end
+  local counts, reached, full = {}, false, {}  -- full: starts of windows found holding cap parties
+  -- each party kept holds two members per slot: fewer than 2 * cap members cannot make cap parties
+  local few = redis.call('ZCARD', key) < 2 * cap
+  for j = base, base + 2 * n - 1, 2 do
+    if few then break end
+    local t, c = tonumber(ARGV[j]), nil
+    for _, start in ipairs(full) do  -- a window already found full that holds t answers for t as well
+      if start <= t and t <= start + w then c = cap; break end
+    end
+    if not c then
+      local start
+      c, start = fullest(key, t, ARGV[j + 1], w, cap)
+      if start then full[#full + 1] = start end
+    end
+    counts[#counts + 1] = c
+    if c >= cap then reached = true end
   end
-  if only_added then out[i] = 0 else out[i] = range end
+  if reached then out[i] = counts else out[i] = 0 end  -- "few" leaves counts empty: reached stays false
+  pos = base + 2 * n
 end
 return out
 """
@@ -93,39 +153,33 @@ def _text(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
-class Windows:
-    """The window observations of one batch, grouped by key, as script arguments."""
+class _Windows:
+    """One batch's window observations, grouped by Redis key, as the script's arguments."""
 
     def __init__(self) -> None:
-        self.adds: dict[str, dict[str, int]] = defaultdict(dict)
+        self.keys: dict[str, tuple[str, int, list[Any], list[str]]] = {}  # key -> (family, threshold, args, ids)
 
-    def add(self, key: str, member: str, at_ms: int) -> None:
-        self.adds[key][member] = at_ms
+    def add(self, redis_key: str, family: str, width: int, threshold: int, at_ms: int, party: str,
+            event_id: str) -> None:
+        got = self.keys.get(redis_key)
+        if got is None:
+            got = self.keys[redis_key] = (family, threshold, [width, threshold, 0], [])
+        args = got[2]
+        args[2] += 1
+        args.append(at_ms)
+        args.append(party)
+        got[3].append(event_id)
 
-    def script_args(self, prefix: str, width_ms: int, now_ms: int) -> tuple[list[str], list[Any], list[list[Any]]]:
-        """KEYS, the ARGV head, and each key's ARGV segment (so a cluster can split the call by slot)."""
-        retention = max(2 * width_ms, MIN_RETENTION_MS)
-        keys: list[str] = []
-        head: list[Any] = [now_ms - retention, retention, READ_CAP]
-        per_key: list[list[Any]] = []
-        for key, members in self.adds.items():
-            keys.append(prefix + key)
-            args: list[Any] = [len(members)]
-            for member, at in members.items():
-                args.extend((at, member))
-            args.extend((min(members.values()) - width_ms, max(members.values()) + width_ms))
-            per_key.append(args)
-        return keys, head, per_key
-
-
-def _points(reply: Any, added: dict[str, int]) -> list[tuple[int, str]]:
-    """The script's reply for one key as sorted (ms, party) pairs; members are "{party}|{event_id}"."""
-    if reply == 0:  # only this batch's own observations are in range
-        points = [(at, member.rpartition("|")[0]) for member, at in added.items()]
-    else:
-        points = [(int(float(reply[i + 1])), _text(reply[i]).rpartition("|")[0]) for i in range(0, len(reply), 2)]
-    points.sort()
-    return points
+    def answers(self, replies: Sequence[Any]) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for (family, threshold, _, ids), reply in zip(self.keys.values(), replies):
+            if reply == 0:  # no event of this key reached the threshold: the common case
+                continue
+            mine = counts.setdefault(family, {})
+            for event_id, count in zip(ids, reply):
+                if count >= threshold:
+                    mine[event_id] = int(count)
+        return counts
 
 
 class RuleStateStore:
@@ -162,102 +216,70 @@ class RuleStateStore:
                 raise BlocklistUnavailable(f"rule state: {type(exc).__name__}") from exc
         raise AssertionError("unreachable")
 
-    async def read_transfers(self, transfers: Sequence[Transfer], policy: Policy, now: datetime) -> Observations:
-        mule = policy.params(mule_inflow.ID)
-        cc = policy.params(cross_channel.ID)
-        follow = policy.params(follow_money.ID)
-        if (mule is None and cc is None and follow is None) or not transfers:
+    async def read(self, stream: str, events: Sequence[Any], policy: Policy, now: datetime) -> Observations:
+        """The state every rule of ``policy`` keeps on ``stream``, for ``events``, with their windows updated."""
+        rules = policy.keeping_state(stream)
+        if not rules or not events:
             return Observations()
-        accounts = list(dict.fromkeys(a.key for t in transfers for a in (t.payer.account, t.payee.account)
-                                      if a is not None)) if follow is not None else []
-        windows = Windows()
-        phones: list[str] = []
-        pairs: list[tuple[str, str]] = []
-        for t in transfers:
-            payee = payee_key(t)
-            if payee is None or t.payer.account is None:
-                continue
-            if mule is not None:
-                windows.add(f"in:{payee}", f"{t.payer.account.key}|{t.event_id}", _ms(t.occurred_at))
-            if cc is not None:
-                pairs.append((t.payer.account.key, payee))  # read for all, so a repeat payment writes nothing
-                if t.payer.phone is not None:
-                    phones.append(t.payer.phone.key)
-        phones = list(dict.fromkeys(phones))
-        pairs = list(dict.fromkeys(pairs))
-        marks = [f"{mule_inflow.ID}|{k[3:]}" for k in windows.adds] if mule is not None else []
-        keys, head, per_key = windows.script_args(self._p, mule.window_minutes * 60_000 if mule else 0, _ms(now))
+        windows = _Windows()
+        values: dict[str, dict[str, None]] = {}
+        retention = MIN_RETENTION_MS
+        p = self._p
+        for rule in rules:
+            for state in rule.spec.state:
+                if state.stream != stream:
+                    continue
+                if isinstance(state, Values):
+                    keys = values.setdefault(state.family, {})
+                    for event in events:
+                        for k in state.keys(event):
+                            keys[k] = None
+                    continue
+                width, threshold = state.width_ms(rule.params), state.threshold(rule.params)
+                retention = max(retention, 2 * width)
+                prefix = f"{p}{state.family}:{width}:"
+                key_of, party_of = state.key, state.party
+                for event in events:
+                    key, party = key_of(event), party_of(event)
+                    if key is not None and party is not None:
+                        windows.add(prefix + key, state.family, width, threshold, _ms(event.occurred_at), party,
+                                    event.event_id)
+        families = [(family, list(keys)) for family, keys in values.items() if keys]
+        if not windows.keys and not families:
+            return Observations()
+        head = [_ms(now) - retention, retention]
 
         def build(pipe: Any) -> None:
-            if keys:
-                pipe.evalsha_per_key(self._sha, keys, head, per_key)
-            if marks:
-                pipe.mget([f"{self._p}auto:{m}" for m in marks])
-            if phones:
-                pipe.mget([f"{self._p}warn:{p}" for p in phones])
-            if pairs:
-                pipe.mget([f"{self._p}paid:{payer}|{payee}" for payer, payee in pairs])
-            if accounts:
-                pipe.mget([f"{self._p}trail:{a}" for a in accounts])
+            if windows.keys:
+                keys = list(windows.keys)
+                pipe.evalsha_per_key(self._sha, keys, head, [w[2] for w in windows.keys.values()])
+            for family, keys in families:
+                pipe.mget([f"{p}{family}:{k}" for k in keys])
 
         replies = iter(await self._pipeline(build))
-        inflow = {k[3:]: _points(r, windows.adds[k]) for k, r in zip(windows.adds, next(replies))} if keys else {}
-        auto = {m for m, v in zip(marks, next(replies)) if v} if marks else set()
-        warnings: dict[str, list[CallWarning]] = {}
-        if phones:
-            for phone, raw in zip(phones, next(replies)):
-                if raw:
-                    at, caller, event_id, why = (_text(raw).split("|", 3) + ["", "", ""])[:4]
-                    warnings[phone] = [CallWarning(int(at), caller, event_id, why)]
-        paid = {pair for pair, v in zip(pairs, next(replies)) if v} if pairs else set()
-        trail: dict[str, TrailMark] = {}
-        if accounts:
-            for account, raw in zip(accounts, next(replies)):
-                mark = TrailMark.decode(_text(raw)) if raw else None
-                if mark is not None:
-                    trail[account] = mark
-        return Observations(inflow=inflow, warnings=warnings, paid_before=frozenset(paid),
-                            auto_reported=frozenset(auto), trail=trail)
+        counts = windows.answers(next(replies)) if windows.keys else {}
+        found: dict[str, dict[str, str]] = {}
+        for family, keys in families:
+            found[family] = {k: _text(v) for k, v in zip(keys, next(replies)) if v is not None}
+        return Observations(counts=counts, values=found)
+
+    async def read_transfers(self, transfers: Sequence[Transfer], policy: Policy, now: datetime) -> Observations:
+        return await self.read("transfers", transfers, policy, now)
 
     async def read_calls(self, calls: Sequence[Call], policy: Policy, now: datetime) -> Observations:
-        burst = policy.params(call_burst.ID)
-        if burst is None or not calls:
-            return Observations()
-        windows = Windows()
-        for c in calls:
-            if not c.caller.protected:
-                windows.add(f"out:{c.caller.key}", f"{c.callee.key}|{c.event_id}", _ms(c.occurred_at))
-        if not windows.adds:
-            return Observations()
-        marks = [f"{call_burst.ID}|{k[4:]}" for k in windows.adds]
-        keys, head, per_key = windows.script_args(self._p, burst.window_seconds * 1000, _ms(now))
-
-        def build(pipe: Any) -> None:
-            pipe.evalsha_per_key(self._sha, keys, head, per_key)
-            pipe.mget([f"{self._p}auto:{m}" for m in marks])
-
-        windows_reply, auto_reply = await self._pipeline(build)
-        outbound = {k[4:]: _points(r, windows.adds[k]) for k, r in zip(windows.adds, windows_reply)}
-        auto = {m for m, v in zip(marks, auto_reply) if v}
-        return Observations(outbound=outbound, auto_reported=frozenset(auto))
+        return await self.read("calls", calls, policy, now)
 
     async def write(self, writes: Sequence[StateWrite]) -> None:
         if not writes:
             return
-        latest: dict[str, StateWrite] = {}
+        latest: dict[tuple[str, str], StateWrite] = {}
         for w in writes:
-            if w.kind == "warned" and (w.key not in latest or w.score > latest[w.key].score):
-                latest[w.key] = w
+            old = latest.get((w.kind, w.key))
+            if old is None or w.score >= old.score:
+                latest[w.kind, w.key] = w
 
         def build(pipe: Any) -> None:
             for w in latest.values():
-                pipe.set(f"{self._p}warn:{w.key}", f"{w.score}|{w.member}", ex=w.ttl_s)
-            for w in writes:
-                if w.kind == "paid":
-                    pipe.set(f"{self._p}paid:{w.key}|{w.member}", b"1", ex=w.ttl_s)
-                elif w.kind == "reported":
-                    pipe.set(f"{self._p}auto:{w.key}", b"1", ex=w.ttl_s)
-                elif w.kind == "trail":
-                    pipe.set(f"{self._p}trail:{w.key}", w.member, ex=w.ttl_s)
+                pipe.set(f"{self._p}{w.kind}:{w.key}", w.member, ex=w.ttl_s)
 
         await self._pipeline(build)

@@ -10,6 +10,8 @@ import orjson
 from sekat.decode.calls import decode_call
 from sekat.decode.transfers import decode_transfer
 from sekat.records import Call, Transfer, iso
+from sekat.rules.cross_channel import CallWarning
+from sekat.rules.follow_money import TrailMark
 from sekat.rules.registry import Context, Observations
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
@@ -48,5 +50,15 @@ def call(event_id: str = "c-1", at: datetime = T0, caller: str = "+60376543210",
     return decoded
 
 
-def ctx(now: datetime = T0 + timedelta(seconds=1), lookups: dict | None = None, **obs: Any) -> Context:
-    return Context(now, lookups or {}, Observations(**obs))
+def ctx(now: datetime = T0 + timedelta(seconds=1), lookups: dict | None = None, *,
+        counts: dict[str, dict[str, int]] | None = None, warnings: dict[str, CallWarning] | None = None,
+        paid_before: set[tuple[str, str]] | None = None, auto_reported: set[str] | None = None,
+        trail: dict[str, TrailMark] | None = None) -> Context:
+    """A rule's context with the state the shell would have read: window counts by family and event id, and
+    each rule's values (a customer's latest warning call, payer|payee pairs paid before, rules' report marks,
+    trail marks) as the rules store them."""
+    values = {"warn": {k: w.encode() for k, w in (warnings or {}).items()},
+              "paid": {f"{a}|{b}": "1" for a, b in paid_before or ()},
+              "auto": {m: "1" for m in auto_reported or ()},
+              "trail": {k: m.encode() for k, m in (trail or {}).items()}}
+    return Context(now, lookups or {}, Observations(counts or {}, values))

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from sekat.rules import cross_channel
 from sekat.rules.outcome import Outcome
-from sekat.rules.registry import CallWarning
+from sekat.rules.cross_channel import CallWarning
 from tests.unit.events import T0, ctx, ms, transfer
 
 PHONE = "phone:+60123456789"
@@ -16,7 +16,7 @@ P = cross_channel.Params(lookback_minutes=30, new_payee=True, min_amount=Decimal
 
 def warned(minutes_before: float, event_id: str = "c-9") -> dict:
     at = ms(T0 - timedelta(minutes=minutes_before))
-    return {PHONE: [CallWarning(at, "+60376543210", event_id, "caller-on-blocklist")]}
+    return {PHONE: CallWarning(at, "+60376543210", event_id, "caller-on-blocklist")}
 
 
 def test_call_then_new_payee_is_held_citing_both_events() -> None:

@@ -12,7 +12,8 @@ from sekat.records import Action, Entry, Status
 from sekat.rules import engine, follow_money
 from sekat.rules.outcome import Outcome
 from sekat.rules.policy import DEFAULT_POLICY_FILE, parse_policy
-from sekat.rules.registry import Finding, TrailMark
+from sekat.rules.follow_money import TrailMark
+from sekat.rules.registry import Finding
 from tests.unit.events import T0, ctx, ms, transfer
 
 P = follow_money.Params(depth=2, window_minutes=10)
@@ -84,16 +85,16 @@ def test_marks_put_the_reached_payee_one_hop_further_and_a_held_payee_at_hop_zer
     t = transfer(amount="800.00")
     c = ctx(trail={A: mark(1, 2)})
     [f] = follow_money.evaluate(t, c, P)
-    [w] = follow_money.marks(t, [(follow_money.ID, f)], c, P)
+    [w] = follow_money.marks(t, c, P, [(follow_money.ID, f)])
     reached = TrailMark.decode(w.member)
     assert w.kind == "trail" and w.key == B and w.ttl_s >= 20 * 60
     assert reached == TrailMark(2, ms(T0), Decimal("800.00"), "", A, "t-1")
     held = Finding(Outcome.HOLD, "mule-inflow", "many payers", identifier=B)
-    [h] = follow_money.marks(t, [("mule_inflow", held)], ctx(), P)
+    [h] = follow_money.marks(t, ctx(), P, [("mule_inflow", held)])
     assert TrailMark.decode(h.member).hop == 0  # type: ignore[union-attr]
     labelled = Finding(Outcome.LABEL, "x", "y", identifier=B)
-    assert follow_money.marks(t, [("mule_inflow", labelled)], ctx(), P) == []
-    assert follow_money.marks(t, [("mule_inflow", held)], ctx(trail={B: mark(0, 1)}), P) == []  # marked already
+    assert follow_money.marks(t, ctx(), P, [("mule_inflow", labelled)]) == []
+    assert follow_money.marks(t, ctx(trail={B: mark(0, 1)}), P, [("mule_inflow", held)]) == []  # marked already
 
 
 def test_engine_holds_the_transfer_liens_the_payee_and_files_a_follow_report() -> None:

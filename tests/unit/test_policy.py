@@ -15,7 +15,8 @@ from sekat.metrics.worker import WorkerMetrics
 from sekat.records import Entry, Status
 from sekat.rules import engine, mule_inflow
 from sekat.rules.policy import DEFAULT_POLICY_FILE, default_registry, load_policy, parse_policy
-from sekat.rules.registry import CallWarning, Registry
+from sekat.rules.cross_channel import CallWarning
+from sekat.rules.registry import Registry
 from sekat.streams.policy_watch import PolicyWatch
 from tests.unit.events import T0, call, ctx, ms, transfer
 
@@ -69,7 +70,7 @@ def test_disabled_and_unlisted_rules_do_not_run() -> None:
 
 def test_shadow_rule_is_recorded_but_sends_nothing_and_reports_nothing() -> None:
     policy = parse_policy(policy_with(mule_inflow={"mode": "shadow", "params": {"min_payers": 2}}))
-    c = ctx(inflow={"account:CIBBMYKL:8001234567": [(ms(T0), "account:MBBEMYKL:1")]})
+    c = ctx(counts={"inflow": {"t-1": 2}})
     d = engine.decide_transfer(transfer(), c, policy).decision
     assert d.outcome == "ALLOW" and d.shadow_outcome == "HOLD"
     assert d.commands == () and d.reports == ()
@@ -81,27 +82,27 @@ def test_shadow_rule_is_recorded_but_sends_nothing_and_reports_nothing() -> None
 
 def test_enforce_rule_holds_reports_once_and_cites_its_version() -> None:
     policy = parse_policy(policy_with(mule_inflow={"params": {"min_payers": 2}}))
-    c = ctx(inflow={"account:CIBBMYKL:8001234567": [(ms(T0), "account:MBBEMYKL:1")]})
+    c = ctx(counts={"inflow": {"t-1": 2}})
     verdict = engine.decide_transfer(transfer(), c, policy)
     [hold] = verdict.decision.commands
     assert hold.rule == "mule-inflow" and hold.rules == ("mule_inflow@1",) and hold.to_json()["rules"]
     [report] = verdict.decision.reports
     assert report.to_json()["status"] == "reported" and report.source == "sekat-rule"
     assert report.key == "account:CIBBMYKL:8001234567"
-    assert [w.kind for w in verdict.writes] == ["reported"]
+    assert [w.kind for w in verdict.writes] == ["auto"]
     # already reported by the rule (marker in Redis): no second report, still held
-    again = engine.decide_transfer(transfer(), ctx(inflow=c.obs.inflow,
+    again = engine.decide_transfer(transfer(), ctx(counts={"inflow": {"t-1": 2}},
                                                    auto_reported={"mule_inflow|account:CIBBMYKL:8001234567"}), policy)
     assert again.decision.reports == () and again.decision.commands
 
 
 def test_a_rule_reports_the_identifier_it_acted_on() -> None:
     proxy_only = parse_policy(policy_with(mule_inflow={"params": {"min_payers": 2}}))
-    c = ctx(inflow={"phone:+60123456789": [(ms(T0), "account:MBBEMYKL:1")]})
+    c = ctx(counts={"inflow": {"t-1": 2}})
     [report] = engine.decide_transfer(transfer(payee=None, proxy="012-345 6789"), c, proxy_only).decision.reports
     assert (report.kind, report.bank, report.value) == ("phone", "", "+60123456789")
     burst = parse_policy(policy_with(call_burst={"params": {"min_callees": 2}}))
-    c = ctx(outbound={"phone:+60376543210": [(ms(T0), "phone:+60125550001")]})
+    c = ctx(counts={"outbound": {"c-1": 2}})
     [report] = engine.decide_call(call(), c, burst).decision.reports
     assert (report.kind, report.value, report.ttl_days) == ("phone", "+60376543210", 7)
 
@@ -110,7 +111,7 @@ def test_revoked_identifier_is_never_acted_on_whatever_a_rule_finds() -> None:
     policy = parse_policy(policy_with(mule_inflow={"params": {"min_payers": 2}}))
     payee = "account:CIBBMYKL:8001234567"
     revoked = Entry(payee, Status.REVOKED, "NSRC")
-    c = ctx(lookups={payee: revoked}, inflow={payee: [(ms(T0), "account:MBBEMYKL:1")]})
+    c = ctx(lookups={payee: revoked}, counts={"inflow": {"t-1": 2}})
     d = engine.decide_transfer(transfer(), c, policy).decision
     assert d.outcome == "ALLOW" and d.matches == () and d.commands == ()
 
@@ -130,7 +131,7 @@ def test_a_protected_number_is_never_acted_on_even_if_a_rule_forgets_to_skip_it(
 
 def test_enforce_outranks_shadow_and_the_strongest_call_action_wins() -> None:
     policy = parse_policy(policy_with(spoofed_caller={"mode": "shadow"}, call_burst={"params": {"min_callees": 2}}))
-    c = ctx(outbound={"phone:+60376543210": [(ms(T0), "phone:+60125550001")]})
+    c = ctx(counts={"outbound": {"c-1": 2}})
     d = engine.decide_call(call(network="international"), c, policy).decision
     assert d.outcome == "LABEL" and d.shadow_outcome == "BLOCK"
     [cmd] = d.commands
@@ -140,14 +141,14 @@ def test_enforce_outranks_shadow_and_the_strongest_call_action_wins() -> None:
 def test_a_suspicious_call_marks_the_callee_for_the_cross_channel_rule() -> None:
     policy = load_policy(DEFAULT_POLICY_FILE)
     verdict = engine.decide_call(call(network="international"), ctx(), policy)
-    [mark] = [w for w in verdict.writes if w.kind == "warned"]
+    [mark] = [w for w in verdict.writes if w.kind == "warn"]
     assert mark.key == "phone:+60123456789" and mark.member.endswith("|c-1|spoofed-caller-id")
     quiet = engine.decide_call(call(), ctx(), policy)
-    assert not [w for w in quiet.writes if w.kind == "warned"]
+    assert not [w for w in quiet.writes if w.kind == "warn"]
     # ... and the transfer that follows is held, citing that call
     warning = CallWarning(mark.score, "+60376543210", "c-1", "spoofed-caller-id")
     later = transfer(at=T0.replace(minute=10))
-    d = engine.decide_transfer(later, ctx(now=later.occurred_at, warnings={"phone:+60123456789": [warning]}),
+    d = engine.decide_transfer(later, ctx(now=later.occurred_at, warnings={"phone:+60123456789": warning}),
                                policy).decision
     assert d.outcome == "HOLD" and "c-1" in d.matches[0].reason
 
