@@ -1,0 +1,303 @@
+"""Window rules against a plain reference: arrival order, re-delivery, batch splits, workers and restarts change
+no verdict (issue 18; a real Redis).
+
+The reference (``Reference``) is the semantics in plain words, by brute force. For a window rule of width w
+and threshold N on a key (call_burst: caller -> callees, w = window_seconds; mule_inflow: payee -> payers,
+w = window_minutes), when a batch is processed every observation of the batch is added to its key first;
+then each event e = (t, party) of the batch fires iff some closed window [s, s + w] (event time, ms) with
+s <= t <= s + w holds at least N distinct parties among every observation ever added to that key (earlier
+batches and this whole batch; one event id counts once however often it is delivered; e's own party
+counts). Event times stay within the store's retention of ``now``, so nothing is ever trimmed.
+
+Hypothesis draws events for 1-3 keys from a small pool of parties (repeats happen), at random times within
+about two windows (often on exact window boundaries, or a millisecond either side), delivers them in a
+random order with duplicates (the same event again, in the same batch or a later one) and random batch
+splits, with a threshold of 2-6 so verdicts go both ways; each example gets its own key prefix. The real
+``RuleStateStore`` and engine must give the reference's verdict for every delivered event, with one store,
+and with two stores on separate clients ("workers", some batches at once) that are closed and opened again
+("restarts", the last batch re-delivered to the new one). Keep the sequences short of ``READ_CAP``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sekat.localstack.processes import free_port
+from sekat.localstack.redis_servers import RedisServer
+from sekat.rules import call_burst, mule_inflow
+from sekat.rules.engine import Verdict, decide_call, decide_transfer
+from sekat.rules.policy import DEFAULT_POLICY_FILE, Policy, parse_policy
+from sekat.rules.registry import Context, Observations
+from sekat.streams.state import RuleStateStore
+from tests.support import unique
+from tests.unit.events import call, transfer
+
+# A passing run takes seconds; a failing one spends minutes shrinking to a minimal example, worth waiting for.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+MAX_EVENTS = 24  # with the re-deliveries, far below READ_CAP observations per key
+SETTINGS = settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: str
+    key: int  # which caller / payee
+    party: int  # which callee / payer
+    at_ms: int  # event time, ms after the example's start
+
+
+@dataclass(frozen=True)
+class Scenario:
+    threshold: int
+    width: int  # in the rule's unit: seconds (call_burst) or minutes (mule_inflow)
+    mode: str  # enforce | shadow
+    batches: tuple[tuple[Event, ...], ...]  # in delivery order
+
+
+@dataclass(frozen=True)
+class WindowRule:
+    id: str
+    unit_ms: int
+    widths: tuple[int, ...]  # window widths drawn, in the rule's unit
+    threshold_param: str
+    width_param: str
+    record: Callable[[Event, datetime], Any]
+    read: Callable[[RuleStateStore, Sequence[Any], Policy, datetime], Awaitable[Observations]]
+    decide: Callable[[Any, Context, Policy], Verdict]
+
+
+def _call(e: Event, at: datetime) -> Any:
+    return call(e.event_id, at, caller=f"+6012300{e.key:04d}", callee=f"+6019800{e.party:04d}")
+
+
+def _transfer(e: Event, at: datetime) -> Any:
+    return transfer(e.event_id, at, payer=f"5140{e.party:08d}", payee=f"80012345{e.key:02d}")
+
+
+CALL_BURST = WindowRule(call_burst.ID, 1000, (1, 2, 60), "min_callees", "window_seconds", _call,
+                        lambda store, rs, policy, now: store.read_calls(rs, policy, now), decide_call)
+MULE_INFLOW = WindowRule(mule_inflow.ID, 60_000, (1, 10), "min_payers", "window_minutes", _transfer,
+                         lambda store, rs, policy, now: store.read_transfers(rs, policy, now), decide_transfer)
+RULES = [pytest.param(CALL_BURST, id="call_burst"), pytest.param(MULE_INFLOW, id="mule_inflow")]
+
+
+class Reference:
+    """What every key has seen, and each event's verdict from it: brute force, no cleverness."""
+
+    def __init__(self, width_ms: int, threshold: int) -> None:
+        self.width_ms = width_ms
+        self.threshold = threshold
+        self.seen: dict[int, dict[str, tuple[int, int]]] = {}  # key -> event id -> (time, party)
+
+    def batch(self, events: Sequence[Event]) -> list[bool]:
+        for e in events:
+            self.seen.setdefault(e.key, {})[e.event_id] = (e.at_ms, e.party)
+        return [self.fires(e) for e in events]
+
+    def fires(self, e: Event) -> bool:
+        w = self.width_ms
+        points = list(self.seen[e.key].values())
+        # Which observations [s, s + w] holds changes only where one enters (s = t - w) or leaves (s = t + 1):
+        # these starts include every different window; the ones that contain e are its candidates.
+        starts = {e.at_ms - w} | {t - w for t, _ in points} | {t + 1 for t, _ in points}
+        best = max(len({p for t, p in points if s <= t <= s + w}) for s in starts if s <= e.at_ms <= s + w)
+        return best >= self.threshold
+
+
+def policy_for(rule: WindowRule, sc: Scenario) -> Policy:
+    actions = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())["actions"]
+    return parse_policy({"version": "prop-1", "actions": actions, "rules": {
+        rule.id: {"mode": sc.mode, "params": {rule.threshold_param: sc.threshold, rule.width_param: sc.width}}}})
+
+
+class Run:
+    """One example against the real store: its records, its policy, its key prefix and its clock."""
+
+    def __init__(self, url: str, rule: WindowRule, sc: Scenario) -> None:
+        self.url = url
+        self.rule = rule
+        self.sc = sc
+        self.policy = policy_for(rule, sc)
+        self.prefix = unique("rwp") + ":"
+        w = sc.width * rule.unit_ms
+        # Events lie in [start, start + 2w + 2 ms] and the clock says start + 2w: the store keeps at least 2w
+        # before now, so nothing is trimmed, and the clock is the real one (a store may compare with it).
+        self.now = datetime.now(timezone.utc).replace(microsecond=0)
+        start = self.now - timedelta(milliseconds=2 * w)
+        self.records = {e.event_id: rule.record(e, start + timedelta(milliseconds=e.at_ms))
+                        for b in sc.batches for e in b}
+
+    def store(self) -> RuleStateStore:
+        return RuleStateStore.from_url(self.url, self.prefix)
+
+    async def screen(self, store: RuleStateStore, batch: Sequence[Event]) -> list[bool]:
+        """One batch as a worker decides it: read (and add) the state, decide each event, write back."""
+        records = [self.records[e.event_id] for e in batch]
+        obs = await self.rule.read(store, records, self.policy, self.now)
+        verdicts = [self.rule.decide(r, Context(self.now, {}, obs), self.policy) for r in records]
+        await store.write([w for v in verdicts for w in v.writes])
+        return [self.fired(v) for v in verdicts]
+
+    def fired(self, verdict: Verdict) -> bool:
+        decision = verdict.decision
+        matches = [m for m in decision.matches if m.rule == self.rule.id]
+        assert all(m.mode == self.sc.mode for m in matches), decision
+        if matches and self.sc.mode == "shadow":
+            assert decision.outcome == "ALLOW" and decision.shadow_outcome != "ALLOW", decision
+        elif matches:
+            assert decision.outcome != "ALLOW", decision
+        return bool(matches)
+
+    def reference(self) -> Reference:
+        return Reference(self.sc.width * self.rule.unit_ms, self.sc.threshold)
+
+
+@st.composite
+def scenarios(draw: st.DrawFn, rule: WindowRule) -> Scenario:
+    width = draw(st.sampled_from(rule.widths))
+    w = width * rule.unit_ms
+    step = w // 4
+    keys = draw(st.integers(1, 3))
+    parties = draw(st.integers(2, 7))
+    on_grid = st.builds(lambda k, d: 1 + k * step + d, st.integers(0, 8), st.sampled_from([0, 0, -1, 1]))
+    times = st.one_of(on_grid, st.integers(0, 2 * w + 2))  # exact boundaries and a ms either side, or anywhere
+    drawn = draw(st.lists(st.tuples(st.integers(0, keys - 1), st.integers(0, parties - 1), times),
+                          min_size=1, max_size=MAX_EVENTS))
+    events = [Event(f"e{i}", k, p, t) for i, (k, p, t) in enumerate(drawn)]
+    again = draw(st.lists(st.sampled_from(events), max_size=8))  # re-deliveries
+    delivered = draw(st.permutations(events + again))
+    cuts = sorted(draw(st.sets(st.integers(1, len(delivered) - 1), max_size=7))) if len(delivered) > 1 else []
+    bounds = [0, *cuts, len(delivered)]
+    batches = tuple(tuple(delivered[a:b]) for a, b in zip(bounds, bounds[1:]))
+    return Scenario(draw(st.integers(2, 6)), width, draw(st.sampled_from(["enforce", "shadow"])), batches)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """How one batch is delivered when two workers share the state."""
+
+    worker: int  # 0 or 1
+    restart: bool  # that worker's store is closed and a new one opened (a new client) before the batch
+    redeliver: bool  # after a restart, the batch before is delivered again first (at least once)
+    together: bool  # this batch and the next are decided at the same time, by the two workers
+
+
+async def one_store(run: Run) -> tuple[list[list[bool]], list[list[bool]]]:
+    ref = run.reference()
+    store = run.store()
+    try:
+        got = [await run.screen(store, batch) for batch in run.sc.batches]
+    finally:
+        await store.close()
+    return got, [ref.batch(batch) for batch in run.sc.batches]
+
+
+async def two_workers(run: Run, turns: Sequence[Turn]) -> None:
+    batches, ref = run.sc.batches, run.reference()
+    stores = [run.store(), run.store()]
+    try:
+        i = 0
+        while i < len(batches):
+            turn, me = turns[i], turns[i].worker
+            if turn.restart:
+                await stores[me].close()
+                stores[me] = run.store()
+                if turn.redeliver and i > 0:
+                    assert await run.screen(stores[me], batches[i - 1]) == ref.batch(batches[i - 1]), \
+                        f"batch {i - 1} re-delivered after a restart"
+            if turn.together and i + 1 < len(batches):
+                a, b = batches[i], batches[i + 1]
+                got = tuple(await asyncio.gather(run.screen(stores[me], a), run.screen(stores[1 - me], b)))
+                # At once, either may come first: the verdicts of one of the two orders, not a mix.
+                ab, ba = copy.deepcopy(ref), copy.deepcopy(ref)
+                first_a = (ab.batch(a), ab.batch(b))
+                first_b = tuple(reversed((ba.batch(b), ba.batch(a))))
+                assert got in (first_a, first_b), f"batches {i} and {i + 1} at once: {got} not {first_a}/{first_b}"
+                ref = ab
+                i += 2
+            else:
+                assert await run.screen(stores[me], batches[i]) == ref.batch(batches[i]), f"batch {i}"
+                i += 1
+    finally:
+        for store in stores:
+            await store.close()
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis of the module's own: only Redis is needed, not the session's Kafka."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"), free_port())
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_verdicts_are_the_references_whatever_the_order_duplicates_and_batches(redis_url: str,
+                                                                               rule: WindowRule) -> None:
+    @SETTINGS
+    @given(sc=scenarios(rule))
+    def check(sc: Scenario) -> None:
+        got, want = asyncio.run(one_store(Run(redis_url, rule, sc)))
+        assert got == want
+
+    check()
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_two_workers_and_restarts_give_the_references_verdicts(redis_url: str, rule: WindowRule) -> None:
+    turn = st.builds(Turn, st.integers(0, 1), st.booleans(), st.booleans(), st.booleans())
+
+    @settings(SETTINGS, max_examples=50)
+    @given(sc=scenarios(rule), turns=st.lists(turn, min_size=8, max_size=8))
+    def check(sc: Scenario, turns: list[Turn]) -> None:
+        asyncio.run(two_workers(Run(redis_url, rule, sc), turns))
+
+    check()
+
+
+def _pinned(width_ms: int) -> list[tuple[str, list[list[Event]], list[list[bool]]]]:
+    """Hand-worked cases (threshold 3): the reference must give these, and the store the same."""
+    w = width_ms
+    e = Event
+    return [
+        ("a closed window: parties exactly w apart count together",
+         [[e("a", 0, 0, 0), e("b", 0, 1, w // 2), e("c", 0, 2, w)]], [[True, True, True]]),
+        ("a millisecond more and they do not",
+         [[e("a", 0, 0, 0), e("b", 0, 1, w // 2), e("c", 0, 2, w + 1)]], [[False, False, False]]),
+        ("a late event completes the window; the early ones, re-delivered, now fire too",
+         [[e("a", 0, 0, w // 2), e("b", 0, 1, w)], [e("c", 0, 2, 0)], [e("a", 0, 0, w // 2)]],
+         [[False, False], [True], [True]]),
+        ("re-delivery, in a later batch or twice in one, never counts twice",
+         [[e("a", 0, 0, 0), e("b", 0, 1, 1)], [e("a", 0, 0, 0), e("b", 0, 1, 1), e("a", 0, 0, 0)]],
+         [[False, False], [False, False, False]]),
+        ("the same party twice is one party",
+         [[e("a", 0, 0, 0), e("b", 0, 0, 1), e("c", 0, 1, 2)]], [[False, False, False]]),
+        ("other keys' parties do not count",
+         [[e("a", 0, 0, 0), e("b", 0, 1, 1), e("c", 1, 2, 2)]], [[False, False, False]]),
+        ("an event counts in any window that holds it, not only the one ending at it",
+         [[e("a", 0, 0, w), e("b", 0, 1, 2 * w)], [e("c", 0, 2, w)]], [[False, False], [True]]),
+    ]
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("what", [what for what, _, _ in _pinned(1000)])
+def test_pinned_cases(redis_url: str, rule: WindowRule, what: str) -> None:
+    [(batches, want)] = [(b, v) for name, b, v in _pinned(rule.widths[0] * rule.unit_ms) if name == what]
+    sc = Scenario(3, rule.widths[0], "enforce", tuple(tuple(b) for b in batches))
+    got, reference = asyncio.run(one_store(Run(redis_url, rule, sc)))
+    assert reference == want, f"the reference is wrong: {what}"
+    assert got == want, what
