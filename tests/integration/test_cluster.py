@@ -270,7 +270,7 @@ async def test_rule_state_on_the_cluster_matches_one_server(cluster: Stack, stac
                 await store.write(writes)
                 obs.append((t, c, len(writes)))
             assert obs[0] == obs[1]
-        assert obs[1][0].inflow and obs[1][1].outbound and obs[1][2] > 0
+        assert obs[1][0].counts.get("inflow") and obs[1][2] > 0  # payees filled up; callers stay below 20
         assert all(n > 0 for n in master_key_counts(cluster, f"{prefix}rs:*")), "rule state on one shard only"
     finally:
         await one.close()

@@ -93,7 +93,7 @@ class Desk:
         """Wait until the worker screened a transfer to ``payee`` (its inflow window has it; ALLOW writes no
         decision)."""
         deadline = time.monotonic() + timeout
-        while not self.redis.zcard(f"{self.s.redis_prefix}rs:in:{payee}"):
+        while not self.redis.keys(f"{self.s.redis_prefix}rs:inflow:*:{payee}"):
             assert time.monotonic() < deadline, f"no transfer to {payee} was screened"
             time.sleep(0.05)
 

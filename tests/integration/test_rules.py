@@ -106,11 +106,12 @@ class World:
     def reports(self, key: str) -> list[Record]:
         return self.out.matching(lambda r: r.topic == self.settings.topic_reports and r.key == key.encode())
 
-    def settled(self, key: str, members: int, timeout: float = 30.0) -> None:
-        """Wait until the worker has recorded ``members`` observations under ``key``, then for its output."""
+    def settled(self, key: str, parties: int, timeout: float = 30.0) -> None:
+        """Wait until the worker has recorded ``parties`` distinct parties in the window ``key``
+        ("{family}:{width ms}:{identifier}", members "{party}|{slot}l|h"), then for its output."""
         deadline = time.monotonic() + timeout
-        while self.redis.zcard(self.rs + key) < members:
-            assert time.monotonic() < deadline, f"{key} never reached {members} observations"
+        while len({m.split(b"|")[0] for m in self.redis.zrange(self.rs + key, 0, -1)}) < parties:
+            assert time.monotonic() < deadline, f"{key} never reached {parties} parties"
             time.sleep(0.05)
         time.sleep(GRACE)
 
@@ -152,7 +153,7 @@ def test_mule_inflow_holds_at_the_third_distinct_payer_and_reports_the_payee(wor
     payee = digits(10)
     key = f"account:CIBBMYKL:{payee}"
     below = [world.transfer(digits(12), payee), world.transfer(digits(12), payee)]
-    world.settled(f"in:{key}", 2)
+    world.settled(f"inflow:600000:{key}", 2)
     assert world.no_commands(*below)
     event_id = world.transfer(digits(12), payee)
     [hold] = world.commands(event_id)
@@ -179,13 +180,13 @@ def test_mule_inflow_on_event_time_a_late_transfer_counts_in_its_own_window(worl
     for payee in (inside, outside):
         world.transfer(digits(12), payee, at=now)
         world.transfer(digits(12), payee, at=now + timedelta(seconds=1))
-    world.settled(f"in:account:CIBBMYKL:{inside}", 2)
-    world.settled(f"in:account:CIBBMYKL:{outside}", 2)
+    world.settled(f"inflow:600000:account:CIBBMYKL:{inside}", 2)
+    world.settled(f"inflow:600000:account:CIBBMYKL:{outside}", 2)
     late_inside = world.transfer(digits(12), inside, at=now - timedelta(minutes=9))  # arrives last, occurred first
     late_outside = world.transfer(digits(12), outside, at=now - timedelta(minutes=11))
     [hold] = world.commands(late_inside)
     assert hold.json["rule"] == "mule-inflow"
-    world.settled(f"in:account:CIBBMYKL:{outside}", 3)
+    world.settled(f"inflow:600000:account:CIBBMYKL:{outside}", 3)
     assert world.no_commands(late_outside)
 
 
@@ -231,7 +232,7 @@ def test_spoofed_domestic_caller_id_over_an_international_route_is_blocked(world
 def test_call_burst_labels_the_third_distinct_callee_and_reports_the_caller(world: World) -> None:
     caller = mobile()
     below = [world.call(caller, mobile()), world.call(caller, mobile())]
-    world.settled(f"out:phone:{caller}", 2)
+    world.settled(f"outbound:60000:phone:{caller}", 2)
     assert world.no_commands(*below)
     third = world.call(caller, mobile())
     [label] = world.commands(third)
@@ -292,7 +293,7 @@ def test_two_workers_in_one_group_share_the_window_and_it_survives_a_worker_leav
         # one payer on each partition: with two workers, each is decided by a different one
         world.transfer(digits(12), payee, partition=0)
         world.transfer(digits(12), payee, partition=1)
-        world.settled(f"in:{key}", 2, timeout=60)
+        world.settled(f"inflow:600000:{key}", 2, timeout=60)
         second.stop()  # its partition moves to the first worker; the window is in Redis, not in it
         # whichever partition the second worker had, one of these is now decided by the worker that took it over
         for partition in (0, 1):
