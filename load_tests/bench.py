@@ -5,7 +5,8 @@
 
 Phases, in one run on one machine:
   1. set-up    a private KRaft broker and Redis on free loopback ports; the blocklist (listed identifiers of
-               the traffic plus filler up to --blocklist entries) written to the index, marked built;
+               the traffic plus filler up to --blocklist entries) written to the index, marked built; the
+               policy (--policy): by default the shipped one, every behaviour rule evaluated in shadow;
   2. backlog   --events contract events produced as fast as possible (several processes, librdkafka), BEFORE
                any consumer runs, so the generator never competes with what it measures;
   3. ceiling   a raw aiokafka consumer reads the same backlog and does nothing else: the most any Python
@@ -54,7 +55,8 @@ FILLER_BANKS = ("OCBCMYKL", "HSBCMYKL", "UOVBMYKL", "SCBLMYKX")
 
 
 def bench_policy(base: Path, choice: str) -> str:
-    """The policy the worker runs: the shipped one with behaviour rules in shadow (default), or a file.
+    """The policy file the worker runs: the shipped one with behaviour rules in shadow (``shadow``, the default),
+    the shipped one with only ``blocklist_match`` (``blocklist-only``), or a file of one's own.
 
     Shadow rules are evaluated in full (their Redis state is read and written) but send no commands, so
     the cost is measured while the ground truth of the generator (blocklist hits) still judges every command.
@@ -75,6 +77,15 @@ def bench_policy(base: Path, choice: str) -> str:
     path = base / "policy.yaml"
     path.write_text(yaml.safe_dump(policy))
     return str(path)
+
+
+def policy_rules(path: str) -> dict[str, str]:
+    """Rule id -> mode (enforce, shadow) of every rule a policy file enables: what the worker ran."""
+    import yaml
+
+    rules = yaml.safe_load(Path(path).read_text()).get("rules") or {}
+    return {str(rule_id): str((conf or {}).get("mode", "enforce")) for rule_id, conf in rules.items()
+            if (conf or {}).get("enabled", True)}
 
 
 def load_blocklist(url: str, prefix: str, population: Population, size: int, expiring: float = 0.0) -> float:
@@ -343,10 +354,11 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
     commands: Commands | None = None
     try:
         web_port = free_port()
+        policy_file = bench_policy(base, args.policy)
         env = {"SEKAT_KAFKA_BOOTSTRAP": kafka.bootstrap, "SEKAT_REDIS_URL": redis_server.url,
                "SEKAT_APP_ID": "sekat-bench", "SEKAT_WEB_PORT": str(web_port),
                "SEKAT_TOPIC_PARTITIONS": str(args.partitions), "SEKAT_LOG_LEVEL": "warning",
-               "SEKAT_POLICY_FILE": bench_policy(base, args.policy),
+               "SEKAT_POLICY_FILE": policy_file,
                "SEKAT_TRANSFERS_FORMAT": args.transfers_format,
                **({} if args.decode_processes is None else {"SEKAT_DECODE_PROCESSES": str(args.decode_processes)}),
                # The harness offers ~1000x the national rate and checks every command against its ground
@@ -482,6 +494,7 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
             "steady_rate_eps": args.rate,
             "partitions": args.partitions,
             "policy": args.policy,
+            "policy_rules": policy_rules(policy_file),
             "transfers_format": args.transfers_format,
             "plot": str(png.relative_to(ROOT)),
         }
@@ -510,9 +523,12 @@ def traffic_arguments(parser: argparse.ArgumentParser, *, blocklist: int, events
     parser.add_argument("--partitions", type=int, default=partitions, help="partitions per input topic")
     parser.add_argument("--procs", type=int, default=2, help="generator processes")
     parser.add_argument("--timeout", type=float, default=timeout)
-    parser.add_argument("--policy", default="blocklist-only",
-                        help="shadow (shipped policy, behaviour rules in shadow: evaluated, no commands), "
-                             "blocklist-only, or a policy file (its commands are judged against blocklist truth)")
+    parser.add_argument("--policy", default="shadow",
+                        help="shadow (the default: the shipped policy, every behaviour rule evaluated in shadow, "
+                             "so it costs what ships and sends only blocklist commands, which the generator's "
+                             "ground truth judges), blocklist-only (the shipped policy's blocklist_match alone), "
+                             "or a policy file (its commands are judged against blocklist truth); the result's "
+                             "policy_rules names each rule run and its mode")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (broker and worker logs)")
 
 
