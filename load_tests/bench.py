@@ -14,7 +14,9 @@ Phases, in one run on one machine:
   3b. baseline --rate events/s for --steady-seconds on two other topics, read by a raw aiokafka consumer that
                does nothing: the latency this machine gives any consumer (generator, broker, Python, 2 cores);
   4. sekat     the worker starts (time to ready = replica loaded and partitions assigned) and drains the
-               backlog: sustained throughput, and latencies under saturation;
+               backlog: sustained throughput, and latencies under saturation; with --profile, py-spy samples
+               the worker by PID meanwhile (load_tests/results/profile-<stamp>.txt, collapsed stacks, and
+               profile-<stamp>-top.txt, the functions with the largest inclusive and self shares);
   5. steady    --rate events/s offered for --steady-seconds while the worker runs: decision latency
                (input record timestamp -> command record timestamp) p50/p99/p99.9 at that rate, leaving out
                the first --warmup-seconds (a new generator process, the broker's first paced requests: the
@@ -30,10 +32,14 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -311,6 +317,100 @@ def children_cpu_s(pid: int) -> dict[int, float]:
     return out
 
 
+def py_spy() -> str | None:
+    """py-spy beside this interpreter (the ``bench`` extra installs it there), else on PATH."""
+    here = Path(sys.executable).parent / "py-spy"
+    return str(here) if here.exists() else shutil.which("py-spy")
+
+
+FRAME = re.compile(r"^(?P<function>.*) \((?P<file>.*?)(?::\d+)?\)$")
+
+
+def frame_name(frame: str) -> str:
+    """``function (file:line)``, as py-spy writes a frame, as ``file:function``."""
+    m = FRAME.match(frame)
+    return f"{m['file']}:{m['function']}" if m else frame
+
+
+def top_functions(stacks: Path, out: Path, inclusive: int = 25, own: int = 15, note: str = "") -> int:
+    """Write the functions with the largest inclusive and self shares of py-spy's collapsed ``stacks`` to ``out``.
+
+    Each line of ``stacks`` is ``frame;frame;... count``, root first. Inclusive: samples with the function
+    anywhere on the stack (once per sample, recursion or not); self: samples with it on top. Returns the samples.
+    """
+    total = 0
+    incl: Counter[str] = Counter()
+    leaf: Counter[str] = Counter()
+    for line in stacks.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        names = [frame_name(f) for f in stack.split(";")]
+        total += int(count)
+        for name in set(names):
+            incl[name] += int(count)
+        leaf[names[-1]] += int(count)
+    lines = [f"{note}{total:,} samples (py-spy leaves out idle threads: shares are of the worker's busy samples)",
+             "", f"top {inclusive} by inclusive share (the function and everything it called)"]
+    lines += [f"{n / max(1, total):7.1%} {n:>8,}  {name}" for name, n in incl.most_common(inclusive)]
+    lines += ["", f"top {own} by self share (the function's own code)"]
+    lines += [f"{n / max(1, total):7.1%} {n:>8,}  {name}" for name, n in leaf.most_common(own)]
+    out.write_text("\n".join(lines) + "\n")
+    return total
+
+
+class Profile:
+    """``py-spy record`` attached to a running worker by PID, 200 samples a second, until ``stop``.
+
+    Without py-spy (``pip install 'py-spy>=0.3'``, in the ``bench`` extra), or if it cannot attach, the run goes
+    on without a profile and ``stop`` says why.
+    """
+
+    def __init__(self, pid: int, stacks: Path, log_path: Path, seconds: float) -> None:
+        self.stacks, self.log_path = stacks, log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.error = ""
+        self.result: dict[str, Any] | None = None
+        exe = py_spy()
+        if exe is None:
+            self.error = "py-spy not found (pip install 'py-spy>=0.3', the bench extra): no profile"
+            log(self.error)
+            return
+        stacks.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "wb") as out:
+            self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
+                                          "--duration", str(int(seconds)), "--output", str(stacks)],
+                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def stop(self) -> dict[str, Any]:
+        """End the sampling (SIGINT: py-spy writes what it has) and summarise it: the JSON's ``profile``."""
+        if self.result is not None:
+            return self.result
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            if not self.stacks.exists() or not self.stacks.stat().st_size:
+                said = self.log_path.read_text(errors="replace").strip().splitlines()
+                said = [line for line in said if line.startswith("Error")][:1] or said[-1:]  # not its backtrace
+                self.error = f"py-spy wrote no profile (exit {self.proc.returncode}: {' '.join(said)})"
+                log(self.error)
+            self.proc = None
+        if self.error:
+            self.result = {"error": self.error}
+            return self.result
+        top = self.stacks.with_name(self.stacks.stem + "-top.txt")
+        samples = top_functions(self.stacks, top, note="py-spy record --rate 200, the worker draining the backlog: ")
+        log(f"profile: {self.stacks} ({samples:,} samples), top functions in {top}")
+        self.result = {"stacks": str(self.stacks.relative_to(ROOT)), "top": str(top.relative_to(ROOT)),
+                       "samples": samples}
+        return self.result
+
+
 def plot(path: Path, samples: list[tuple[float, float]], steady: list[tuple[float, float]], t0: float,
          marks: dict[str, float]) -> None:
     xs, rates = [], []
@@ -352,6 +452,8 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
     worker: subprocess.Popen[bytes] | None = None
     scraper: Scraper | None = None
     commands: Commands | None = None
+    profile: Profile | None = None
+    stamp = time.strftime("%Y%m%d-%H%M%S")  # of every file this run writes
     try:
         web_port = free_port()
         policy_file = bench_policy(base, args.policy)
@@ -401,12 +503,8 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
 
         commands = Commands(kafka.bootstrap, [settings.topic_freeze, settings.topic_block])
         commands.start()
-        profiler: list[str] = []
-        if args.profile:
-            RESULTS.mkdir(parents=True, exist_ok=True)  # pyinstrument writes the profile there
-            profiler = ["-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(RESULTS / "profile.txt")]
         started = time.time()
-        worker = spawn(["worker"], env, base / "worker.log", runner=profiler)
+        worker = spawn(["worker"], env, base / "worker.log")
         scraper = Progress(web_port, kafka.bootstrap, f"{settings.app_id}.screen", list(topics.values()),
                            args.partitions)
         scraper.start()
@@ -414,6 +512,8 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
                   args.timeout, base / "worker.log")
         ready_s = time.time() - started
         log(f"worker ready in {ready_s:.1f}s; draining the backlog")
+        if args.profile:
+            profile = Profile(worker.pid, RESULTS / f"profile-{stamp}.txt", base / "py-spy.log", args.timeout + 60)
         cpu_ready, children_ready = cpu_s(worker.pid), children_cpu_s(worker.pid)
         scraper.wait_for(backlog.sent, args.timeout)
         cpu_drain = cpu_s(worker.pid) - cpu_ready
@@ -425,6 +525,7 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
         throughput = backlog.sent / max(1e-6, t_last - prev)
         log(f"sekat: {throughput:,.0f} events/s ({throughput / ceiling:.2f} of the ceiling)")
         rss_drain = rss_mb(worker.pid)
+        profiled = profile.stop() if profile is not None else None
 
         log(f"steady phase: {args.rate:,.0f} events/s for {args.steady_seconds}s")
         t_steady = time.time()
@@ -449,7 +550,6 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
         steady_points = [(steady.expected[e][1] / 1000, ts - steady.expected[e][1])
                          for e, a, ts in commands.seen if e in steady.expected]
         RESULTS.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
         png = RESULTS / f"bench-{stamp}.png"
         plot(png, scraper.samples, steady_points, started,
              {"ready": started + ready_s, "drained": t_last, "steady": t_steady})
@@ -497,10 +597,13 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
             "policy_rules": policy_rules(policy_file),
             "transfers_format": args.transfers_format,
             "plot": str(png.relative_to(ROOT)),
+            "profile": profiled,
         }
         (RESULTS / f"bench-{stamp}.json").write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
         return result
     finally:
+        if profile is not None:
+            profile.stop()
         if scraper is not None:
             scraper.stop.set()
         if commands is not None:
@@ -543,7 +646,9 @@ def main() -> None:
                         help="transfers as contract JSON or as ISO 20022 pacs.008 XML (SEKAT_TRANSFERS_FORMAT)")
     parser.add_argument("--decode-processes", type=int, default=None,
                         help="SEKAT_DECODE_PROCESSES for the worker (default: the worker's own default)")
-    parser.add_argument("--profile", action="store_true", help="run the worker under pyinstrument")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the worker with py-spy (by PID, 200/s) while it drains the backlog: "
+                             "load_tests/results/profile-<stamp>.txt (collapsed stacks) and -top.txt (top functions)")
     result = run(parser.parse_args())
     print(orjson.dumps(result).decode())
 
