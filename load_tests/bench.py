@@ -24,6 +24,14 @@ Phases, in one run on one machine:
 Paced traffic is rendered before its clock starts, so the generator takes little CPU from the worker while it runs.
 Every listed event's commands are checked (recall) and every command is checked against the ground truth
 (false commands). The last line printed is the result JSON; a PNG plot is written beside it.
+
+--hot-keys adds two adversarial keys to the backlog, the baseline's and the steady phase's traffic, in place of
+ordinary events: a caller reaching 50,000 distinct callees in 10 minutes (1 event in 12: 50,000 of the default
+600,000) and a payee receiving from 10,000 distinct payers in an hour (1 in 60: 10,000), each event dated at
+random within that span before it is sent. Neither they nor their callees and payers are customers or listed,
+so they are due no command (in shadow, their rules send none) and any command for one counts as false. Decision
+latency is only ever measured on listed events' commands, that is on every other customer's events, which share
+the hot keys' partitions, worker and Redis: what the hot keys do to them is in p50_ms/p99_ms.
 """
 
 from __future__ import annotations
@@ -48,7 +56,8 @@ import orjson
 from load_tests.generate import generate
 from load_tests.harness import (RESULTS, ROOT, Commands, figure, local_stack, log, percentile, spawn, stop_on_sigterm,
                                 wait_http)
-from load_tests.traffic import Population
+from load_tests.traffic import (HOT_CALL_EVERY, HOT_CALLEES, HOT_CALLER_SPAN_MS, HOT_PAYEE_SPAN_MS, HOT_PAYERS,
+                                HOT_TRANSFER_EVERY, Population)
 from sekat.blocklist.connection import sync_client
 from sekat.blocklist.store import built_key
 from sekat.localstack.kafka_servers import KafkaBroker
@@ -476,9 +485,10 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
 
         log(f"producing a backlog of {args.events:,} events")
         backlog = generate(kafka.bootstrap, topics, args.events, None, args.procs, args.listed_share,
-                           args.customers, args.listed, run="b", transfer_format=args.transfers_format)
+                           args.customers, args.listed, run="b", transfer_format=args.transfers_format,
+                           hot_keys=args.hot_keys)
         gen_eps = backlog.sent / backlog.seconds
-        log(f"generator: {gen_eps:,.0f} events/s")
+        log(f"generator: {gen_eps:,.0f} events/s" + (f"; hot keys: {backlog.hot}" if args.hot_keys else ""))
 
         log("measuring the raw-consumer ceiling")
         ceiling = asyncio.run(raw_ceiling(kafka.bootstrap, list(topics.values()), backlog.sent))
@@ -492,7 +502,8 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
         raw.start()
         raw.ready.wait(60)
         generate(kafka.bootstrap, base_topics, int(args.rate * args.steady_seconds), args.rate, 1,
-                 args.steady_listed_share, args.customers, args.listed, run="l", transfer_format=args.transfers_format)
+                 args.steady_listed_share, args.customers, args.listed, run="l", transfer_format=args.transfers_format,
+                 hot_keys=args.hot_keys)
         time.sleep(1.0)
         raw.stop.set()
         raw.join(10)
@@ -531,7 +542,7 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
         t_steady = time.time()
         steady = generate(kafka.bootstrap, topics, int(args.rate * args.steady_seconds), args.rate, 1,
                           args.steady_listed_share, args.customers, args.listed, run="s",
-                          transfer_format=args.transfers_format)
+                          transfer_format=args.transfers_format, hot_keys=args.hot_keys)
         scraper.wait_for(backlog.sent + steady.sent, args.timeout)
         time.sleep(1.0)  # last commands reach the reader
         rss_now, rss_peak = rss_mb(worker.pid)
@@ -595,6 +606,7 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
             "partitions": args.partitions,
             "policy": args.policy,
             "policy_rules": policy_rules(policy_file),
+            "hot_keys": hot_keys(backlog.hot, steady.hot) if args.hot_keys else None,
             "transfers_format": args.transfers_format,
             "plot": str(png.relative_to(ROOT)),
             "profile": profiled,
@@ -609,6 +621,21 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
         if commands is not None:
             commands.stop.set()
         stop_process(worker)
+
+
+def hot_keys(backlog: dict[str, int], steady: dict[str, int]) -> dict[str, Any]:
+    """What the hot keys sent (``--hot-keys``), and their shares and spans.
+
+    Both phases number the hot keys' callees and payers from the first, so together they reach as many
+    distinct ones as the busier phase.
+    """
+    return {"caller_events": backlog["caller_events"] + steady["caller_events"],
+            "payee_events": backlog["payee_events"] + steady["payee_events"],
+            "backlog": backlog, "steady": steady,
+            "caller_share": round(1 / HOT_CALL_EVERY, 4), "payee_share": round(1 / HOT_TRANSFER_EVERY, 4),
+            "distinct_callees": min(HOT_CALLEES, max(backlog["caller_events"], steady["caller_events"])),
+            "distinct_payers": min(HOT_PAYERS, max(backlog["payee_events"], steady["payee_events"])),
+            "caller_span_s": HOT_CALLER_SPAN_MS // 1000, "payee_span_s": HOT_PAYEE_SPAN_MS // 1000}
 
 
 def traffic_arguments(parser: argparse.ArgumentParser, *, blocklist: int, events: int, rate: float,
@@ -646,6 +673,12 @@ def main() -> None:
                         help="transfers as contract JSON or as ISO 20022 pacs.008 XML (SEKAT_TRANSFERS_FORMAT)")
     parser.add_argument("--decode-processes", type=int, default=None,
                         help="SEKAT_DECODE_PROCESSES for the worker (default: the worker's own default)")
+    parser.add_argument("--hot-keys", action="store_true",
+                        help="add a caller reaching 50,000 distinct callees in 10 min (1 event in 12) and a payee "
+                             "paid by 10,000 distinct payers in an hour (1 in 60), backdated out of order, to the "
+                             "backlog and steady traffic; they are due no command (a policy file that enforces "
+                             "behaviour rules makes their commands false ones), and latency stays measured on "
+                             "listed events' commands only, i.e. on every other customer (see above)")
     parser.add_argument("--profile", action="store_true",
                         help="sample the worker with py-spy (by PID, 200/s) while it drains the backlog: "
                              "load_tests/results/profile-<stamp>.txt (collapsed stacks) and -top.txt (top functions)")
