@@ -333,6 +333,10 @@ def py_spy() -> str | None:
 
 
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>.*?)(?::\d+)?\)$")
+# Blocking waits py-spy's idle filter (a heuristic) counts as busy: a thread parked in one of these is not working.
+WAITS = frozenset({"selectors.py:EpollSelector.select", "selectors.py:PollSelector.select",
+                   "selectors.py:SelectSelector.select", "concurrent/futures/thread.py:_worker",
+                   "threading.py:Condition.wait", "threading.py:Event.wait", "queue.py:Queue.get"})
 
 
 def frame_name(frame: str) -> str:
@@ -344,10 +348,12 @@ def frame_name(frame: str) -> str:
 def top_functions(stacks: Path, out: Path, inclusive: int = 25, own: int = 15, note: str = "") -> int:
     """Write the functions with the largest inclusive and self shares of py-spy's collapsed ``stacks`` to ``out``.
 
-    Each line of ``stacks`` is ``frame;frame;... count``, root first. Inclusive: samples with the function
-    anywhere on the stack (once per sample, recursion or not); self: samples with it on top. Returns the samples.
+    Each line of ``stacks`` is ``frame;frame;... count``, root first, every thread's. Samples that end in a
+    blocking wait (``WAITS``) are counted apart; the shares are of the others, the work. Inclusive: samples with
+    the function anywhere on the stack (once per sample, recursion or not); self: samples with it on top.
+    Returns the samples, waits included.
     """
-    total = 0
+    total = waiting = 0
     incl: Counter[str] = Counter()
     leaf: Counter[str] = Counter()
     for line in stacks.read_text(errors="replace").splitlines():
@@ -356,14 +362,20 @@ def top_functions(stacks: Path, out: Path, inclusive: int = 25, own: int = 15, n
             continue
         names = [frame_name(f) for f in stack.split(";")]
         total += int(count)
+        if names[-1] in WAITS:
+            waiting += int(count)
+            continue
         for name in set(names):
             incl[name] += int(count)
         leaf[names[-1]] += int(count)
-    lines = [f"{note}{total:,} samples (py-spy leaves out idle threads: shares are of the worker's busy samples)",
+    work = total - waiting
+    lines = [f"{note}{total:,} samples of every thread; {waiting:,} ({waiting / max(1, total):.1%}) end in a "
+             "blocking wait py-spy's idle filter let through (epoll select, a thread-pool worker waiting for work, "
+             f"...) and are left out; the shares below are of the other {work:,}, the work",
              "", f"top {inclusive} by inclusive share (the function and everything it called)"]
-    lines += [f"{n / max(1, total):7.1%} {n:>8,}  {name}" for name, n in incl.most_common(inclusive)]
+    lines += [f"{n / max(1, work):7.1%} {n:>8,}  {name}" for name, n in incl.most_common(inclusive)]
     lines += ["", f"top {own} by self share (the function's own code)"]
-    lines += [f"{n / max(1, total):7.1%} {n:>8,}  {name}" for name, n in leaf.most_common(own)]
+    lines += [f"{n / max(1, work):7.1%} {n:>8,}  {name}" for name, n in leaf.most_common(own)]
     out.write_text("\n".join(lines) + "\n")
     return total
 

@@ -18,15 +18,17 @@ def test_the_default_policy_is_the_shipped_one_with_every_behaviour_rule_in_shad
     assert policy_rules(str(own)) == {"blocklist_match": "enforce", "call_burst": "shadow"}
 
 
-def test_the_profile_summary_counts_inclusive_shares_once_a_sample_and_self_shares_on_top(tmp_path: Path) -> None:
+def test_the_profile_summary_leaves_out_waits_and_counts_inclusive_shares_once_a_sample(tmp_path: Path) -> None:
     stacks = tmp_path / "profile.txt"
     stacks.write_text(
         "<module> (sekat/cli.py:3);run (asyncio/runners.py:118);decide (sekat/rules/engine.py:145) 6\n"
         "<module> (sekat/cli.py:3);run (asyncio/runners.py:118);walk (x.py:1);walk (x.py:2) 3\n"
-        "<module> (sekat/cli.py:3);run (asyncio/runners.py:120) 1\n")
+        "<module> (sekat/cli.py:3);run (asyncio/runners.py:120) 1\n"
+        "_bootstrap (threading.py:1002);_worker (concurrent/futures/thread.py:81) 30\n")  # a thread waiting
     out = tmp_path / "top.txt"
-    assert top_functions(stacks, out) == 10
+    assert top_functions(stacks, out) == 40
     text = out.read_text()
+    assert "30 (75.0%) end in a blocking wait" in text and "_worker" not in text
     inclusive, own = text.split("by self share")
     assert " 100.0%       10  sekat/cli.py:<module>" in inclusive
     assert "  60.0%        6  sekat/rules/engine.py:decide" in inclusive
