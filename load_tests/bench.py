@@ -664,7 +664,9 @@ def traffic_arguments(parser: argparse.ArgumentParser, *, blocklist: int, events
     parser.add_argument("--listed", type=int, default=2_000, help="listed identifiers that appear in traffic")
     parser.add_argument("--partitions", type=int, default=partitions, help="partitions per input topic")
     parser.add_argument("--procs", type=int, default=2, help="generator processes")
-    parser.add_argument("--timeout", type=float, default=timeout)
+    parser.add_argument("--timeout", type=float, default=timeout,
+                        help="seconds each wait may take: the worker ready, the backlog drained, the steady traffic "
+                             "decided")
     parser.add_argument("--policy", default="shadow",
                         help="shadow (the default: the shipped policy, every behaviour rule evaluated in shadow, "
                              "so it costs what ships and sends only blocklist commands, which the generator's "
@@ -677,8 +679,10 @@ def traffic_arguments(parser: argparse.ArgumentParser, *, blocklist: int, events
 def main() -> None:
     stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # The shipped policy drains ~3,000-4,500 events/s on this machine (docs/performance.md), ~2,200 with --hot-keys:
+    # 600,000 events take 2.5-4.5 minutes, more when the cores are shared.
     traffic_arguments(parser, blocklist=1_000_000, events=600_000, rate=20_000, steady_seconds=30, partitions=4,
-                      timeout=240)
+                      timeout=600)
     parser.add_argument("--warmup-seconds", type=float, default=5,
                         help="first seconds of each paced phase left out of its latency percentiles (all plotted)")
     parser.add_argument("--transfers-format", choices=("json", "pacs008"), default="json",
