@@ -43,7 +43,8 @@ unit: bootstrap
 integration: bootstrap
 	$(BIN)/pytest -q tests/integration
 
-## bench: end-to-end throughput/latency benchmark (own Kafka + Redis); last line of output is the result JSON
+## bench: end-to-end throughput/latency benchmark (own Kafka + Redis) of the shipped policy, its behaviour rules
+## in shadow (--policy blocklist-only for the blocklist alone); last line of output is the result JSON
 bench: bootstrap
 	$(BIN)/python -m load_tests.bench
 

@@ -5,7 +5,8 @@
 
 Phases, in one run on one machine:
   1. set-up    a private KRaft broker and Redis on free loopback ports; the blocklist (listed identifiers of
-               the traffic plus filler up to --blocklist entries) written to the index, marked built;
+               the traffic plus filler up to --blocklist entries) written to the index, marked built; the
+               policy (--policy): by default the shipped one, every behaviour rule evaluated in shadow;
   2. backlog   --events contract events produced as fast as possible (several processes, librdkafka), BEFORE
                any consumer runs, so the generator never competes with what it measures;
   3. ceiling   a raw aiokafka consumer reads the same backlog and does nothing else: the most any Python
@@ -13,7 +14,9 @@ Phases, in one run on one machine:
   3b. baseline --rate events/s for --steady-seconds on two other topics, read by a raw aiokafka consumer that
                does nothing: the latency this machine gives any consumer (generator, broker, Python, 2 cores);
   4. sekat     the worker starts (time to ready = replica loaded and partitions assigned) and drains the
-               backlog: sustained throughput, and latencies under saturation;
+               backlog: sustained throughput, and latencies under saturation; with --profile, py-spy samples
+               the worker by PID meanwhile (load_tests/results/profile-<stamp>.txt, collapsed stacks, and
+               profile-<stamp>-top.txt, the functions with the largest inclusive and self shares);
   5. steady    --rate events/s offered for --steady-seconds while the worker runs: decision latency
                (input record timestamp -> command record timestamp) p50/p99/p99.9 at that rate, leaving out
                the first --warmup-seconds (a new generator process, the broker's first paced requests: the
@@ -21,6 +24,14 @@ Phases, in one run on one machine:
 Paced traffic is rendered before its clock starts, so the generator takes little CPU from the worker while it runs.
 Every listed event's commands are checked (recall) and every command is checked against the ground truth
 (false commands). The last line printed is the result JSON; a PNG plot is written beside it.
+
+--hot-keys adds two adversarial keys to the backlog, the baseline's and the steady phase's traffic, in place of
+ordinary events: a caller reaching 50,000 distinct callees in 10 minutes (1 event in 12: 50,000 of the default
+600,000) and a payee receiving from 10,000 distinct payers in an hour (1 in 60: 10,000), each event dated at
+random within that span before it is sent. Neither they nor their callees and payers are customers or listed,
+so they are due no command (in shadow, their rules send none) and any command for one counts as false. Decision
+latency is only ever measured on listed events' commands, that is on every other customer's events, which share
+the hot keys' partitions, worker and Redis: what the hot keys do to them is in p50_ms/p99_ms.
 """
 
 from __future__ import annotations
@@ -29,10 +40,14 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +56,8 @@ import orjson
 from load_tests.generate import generate
 from load_tests.harness import (RESULTS, ROOT, Commands, figure, local_stack, log, percentile, spawn, stop_on_sigterm,
                                 wait_http)
-from load_tests.traffic import Population
+from load_tests.traffic import (HOT_CALL_EVERY, HOT_CALLEES, HOT_CALLER_SPAN_MS, HOT_PAYEE_SPAN_MS, HOT_PAYERS,
+                                HOT_TRANSFER_EVERY, Population)
 from sekat.blocklist.connection import sync_client
 from sekat.blocklist.store import built_key
 from sekat.localstack.kafka_servers import KafkaBroker
@@ -54,7 +70,8 @@ FILLER_BANKS = ("OCBCMYKL", "HSBCMYKL", "UOVBMYKL", "SCBLMYKX")
 
 
 def bench_policy(base: Path, choice: str) -> str:
-    """The policy the worker runs: the shipped one with behaviour rules in shadow (default), or a file.
+    """The policy file the worker runs: the shipped one with behaviour rules in shadow (``shadow``, the default),
+    the shipped one with only ``blocklist_match`` (``blocklist-only``), or a file of one's own.
 
     Shadow rules are evaluated in full (their Redis state is read and written) but send no commands, so
     the cost is measured while the ground truth of the generator (blocklist hits) still judges every command.
@@ -75,6 +92,15 @@ def bench_policy(base: Path, choice: str) -> str:
     path = base / "policy.yaml"
     path.write_text(yaml.safe_dump(policy))
     return str(path)
+
+
+def policy_rules(path: str) -> dict[str, str]:
+    """Rule id -> mode (enforce, shadow) of every rule a policy file enables: what the worker ran."""
+    import yaml
+
+    rules = yaml.safe_load(Path(path).read_text()).get("rules") or {}
+    return {str(rule_id): str((conf or {}).get("mode", "enforce")) for rule_id, conf in rules.items()
+            if (conf or {}).get("enabled", True)}
 
 
 def load_blocklist(url: str, prefix: str, population: Population, size: int, expiring: float = 0.0) -> float:
@@ -300,6 +326,112 @@ def children_cpu_s(pid: int) -> dict[int, float]:
     return out
 
 
+def py_spy() -> str | None:
+    """py-spy beside this interpreter (the ``bench`` extra installs it there), else on PATH."""
+    here = Path(sys.executable).parent / "py-spy"
+    return str(here) if here.exists() else shutil.which("py-spy")
+
+
+FRAME = re.compile(r"^(?P<function>.*) \((?P<file>.*?)(?::\d+)?\)$")
+# Blocking waits py-spy's idle filter (a heuristic) counts as busy: a thread parked in one of these is not working.
+WAITS = frozenset({"selectors.py:EpollSelector.select", "selectors.py:PollSelector.select",
+                   "selectors.py:SelectSelector.select", "concurrent/futures/thread.py:_worker",
+                   "threading.py:Condition.wait", "threading.py:Event.wait", "queue.py:Queue.get"})
+
+
+def frame_name(frame: str) -> str:
+    """``function (file:line)``, as py-spy writes a frame, as ``file:function``."""
+    m = FRAME.match(frame)
+    return f"{m['file']}:{m['function']}" if m else frame
+
+
+def top_functions(stacks: Path, out: Path, inclusive: int = 25, own: int = 15, note: str = "") -> int:
+    """Write the functions with the largest inclusive and self shares of py-spy's collapsed ``stacks`` to ``out``.
+
+    Each line of ``stacks`` is ``frame;frame;... count``, root first, every thread's. Samples that end in a
+    blocking wait (``WAITS``) are counted apart; the shares are of the others, the work. Inclusive: samples with
+    the function anywhere on the stack (once per sample, recursion or not); self: samples with it on top.
+    Returns the samples, waits included.
+    """
+    total = waiting = 0
+    incl: Counter[str] = Counter()
+    leaf: Counter[str] = Counter()
+    for line in stacks.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        names = [frame_name(f) for f in stack.split(";")]
+        total += int(count)
+        if names[-1] in WAITS:
+            waiting += int(count)
+            continue
+        for name in set(names):
+            incl[name] += int(count)
+        leaf[names[-1]] += int(count)
+    work = total - waiting
+    lines = [f"{note}{total:,} samples of every thread; {waiting:,} ({waiting / max(1, total):.1%}) end in a "
+             "blocking wait py-spy's idle filter let through (epoll select, a thread-pool worker waiting for work, "
+             f"...) and are left out; the shares below are of the other {work:,}, the work",
+             "", f"top {inclusive} by inclusive share (the function and everything it called)"]
+    lines += [f"{n / max(1, work):7.1%} {n:>8,}  {name}" for name, n in incl.most_common(inclusive)]
+    lines += ["", f"top {own} by self share (the function's own code)"]
+    lines += [f"{n / max(1, work):7.1%} {n:>8,}  {name}" for name, n in leaf.most_common(own)]
+    out.write_text("\n".join(lines) + "\n")
+    return total
+
+
+class Profile:
+    """``py-spy record`` attached to a running worker by PID, 200 samples a second, until ``stop``.
+
+    Without py-spy (``pip install 'py-spy>=0.3'``, in the ``bench`` extra), or if it cannot attach, the run goes
+    on without a profile and ``stop`` says why.
+    """
+
+    def __init__(self, pid: int, stacks: Path, log_path: Path, seconds: float) -> None:
+        self.stacks, self.log_path = stacks, log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.error = ""
+        self.result: dict[str, Any] | None = None
+        exe = py_spy()
+        if exe is None:
+            self.error = "py-spy not found (pip install 'py-spy>=0.3', the bench extra): no profile"
+            log(self.error)
+            return
+        stacks.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "wb") as out:
+            self.proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
+                                          "--duration", str(int(seconds)), "--output", str(stacks)],
+                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def stop(self) -> dict[str, Any]:
+        """End the sampling (SIGINT: py-spy writes what it has) and summarise it: the JSON's ``profile``."""
+        if self.result is not None:
+            return self.result
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            if not self.stacks.exists() or not self.stacks.stat().st_size:
+                said = self.log_path.read_text(errors="replace").strip().splitlines()
+                said = [line for line in said if line.startswith("Error")][:1] or said[-1:]  # not its backtrace
+                self.error = f"py-spy wrote no profile (exit {self.proc.returncode}: {' '.join(said)})"
+                log(self.error)
+            self.proc = None
+        if self.error:
+            self.result = {"error": self.error}
+            return self.result
+        top = self.stacks.with_name(self.stacks.stem + "-top.txt")
+        samples = top_functions(self.stacks, top, note="py-spy record --rate 200, the worker draining the backlog: ")
+        log(f"profile: {self.stacks} ({samples:,} samples), top functions in {top}")
+        self.result = {"stacks": str(self.stacks.relative_to(ROOT)), "top": str(top.relative_to(ROOT)),
+                       "samples": samples}
+        return self.result
+
+
 def plot(path: Path, samples: list[tuple[float, float]], steady: list[tuple[float, float]], t0: float,
          marks: dict[str, float]) -> None:
     xs, rates = [], []
@@ -341,12 +473,15 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
     worker: subprocess.Popen[bytes] | None = None
     scraper: Scraper | None = None
     commands: Commands | None = None
+    profile: Profile | None = None
+    stamp = time.strftime("%Y%m%d-%H%M%S")  # of every file this run writes
     try:
         web_port = free_port()
+        policy_file = bench_policy(base, args.policy)
         env = {"SEKAT_KAFKA_BOOTSTRAP": kafka.bootstrap, "SEKAT_REDIS_URL": redis_server.url,
                "SEKAT_APP_ID": "sekat-bench", "SEKAT_WEB_PORT": str(web_port),
                "SEKAT_TOPIC_PARTITIONS": str(args.partitions), "SEKAT_LOG_LEVEL": "warning",
-               "SEKAT_POLICY_FILE": bench_policy(base, args.policy),
+               "SEKAT_POLICY_FILE": policy_file,
                "SEKAT_TRANSFERS_FORMAT": args.transfers_format,
                **({} if args.decode_processes is None else {"SEKAT_DECODE_PROCESSES": str(args.decode_processes)}),
                # The harness offers ~1000x the national rate and checks every command against its ground
@@ -362,9 +497,10 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
 
         log(f"producing a backlog of {args.events:,} events")
         backlog = generate(kafka.bootstrap, topics, args.events, None, args.procs, args.listed_share,
-                           args.customers, args.listed, run="b", transfer_format=args.transfers_format)
+                           args.customers, args.listed, run="b", transfer_format=args.transfers_format,
+                           hot_keys=args.hot_keys)
         gen_eps = backlog.sent / backlog.seconds
-        log(f"generator: {gen_eps:,.0f} events/s")
+        log(f"generator: {gen_eps:,.0f} events/s" + (f"; hot keys: {backlog.hot}" if args.hot_keys else ""))
 
         log("measuring the raw-consumer ceiling")
         ceiling = asyncio.run(raw_ceiling(kafka.bootstrap, list(topics.values()), backlog.sent))
@@ -378,7 +514,8 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
         raw.start()
         raw.ready.wait(60)
         generate(kafka.bootstrap, base_topics, int(args.rate * args.steady_seconds), args.rate, 1,
-                 args.steady_listed_share, args.customers, args.listed, run="l", transfer_format=args.transfers_format)
+                 args.steady_listed_share, args.customers, args.listed, run="l", transfer_format=args.transfers_format,
+                 hot_keys=args.hot_keys)
         time.sleep(1.0)
         raw.stop.set()
         raw.join(10)
@@ -389,12 +526,8 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
 
         commands = Commands(kafka.bootstrap, [settings.topic_freeze, settings.topic_block])
         commands.start()
-        profiler: list[str] = []
-        if args.profile:
-            RESULTS.mkdir(parents=True, exist_ok=True)  # pyinstrument writes the profile there
-            profiler = ["-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(RESULTS / "profile.txt")]
         started = time.time()
-        worker = spawn(["worker"], env, base / "worker.log", runner=profiler)
+        worker = spawn(["worker"], env, base / "worker.log")
         scraper = Progress(web_port, kafka.bootstrap, f"{settings.app_id}.screen", list(topics.values()),
                            args.partitions)
         scraper.start()
@@ -402,6 +535,8 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
                   args.timeout, base / "worker.log")
         ready_s = time.time() - started
         log(f"worker ready in {ready_s:.1f}s; draining the backlog")
+        if args.profile:
+            profile = Profile(worker.pid, RESULTS / f"profile-{stamp}.txt", base / "py-spy.log", args.timeout + 60)
         cpu_ready, children_ready = cpu_s(worker.pid), children_cpu_s(worker.pid)
         scraper.wait_for(backlog.sent, args.timeout)
         cpu_drain = cpu_s(worker.pid) - cpu_ready
@@ -413,12 +548,13 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
         throughput = backlog.sent / max(1e-6, t_last - prev)
         log(f"sekat: {throughput:,.0f} events/s ({throughput / ceiling:.2f} of the ceiling)")
         rss_drain = rss_mb(worker.pid)
+        profiled = profile.stop() if profile is not None else None
 
         log(f"steady phase: {args.rate:,.0f} events/s for {args.steady_seconds}s")
         t_steady = time.time()
         steady = generate(kafka.bootstrap, topics, int(args.rate * args.steady_seconds), args.rate, 1,
                           args.steady_listed_share, args.customers, args.listed, run="s",
-                          transfer_format=args.transfers_format)
+                          transfer_format=args.transfers_format, hot_keys=args.hot_keys)
         scraper.wait_for(backlog.sent + steady.sent, args.timeout)
         time.sleep(1.0)  # last commands reach the reader
         rss_now, rss_peak = rss_mb(worker.pid)
@@ -437,7 +573,6 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
         steady_points = [(steady.expected[e][1] / 1000, ts - steady.expected[e][1])
                          for e, a, ts in commands.seen if e in steady.expected]
         RESULTS.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
         png = RESULTS / f"bench-{stamp}.png"
         plot(png, scraper.samples, steady_points, started,
              {"ready": started + ready_s, "drained": t_last, "steady": t_steady})
@@ -482,17 +617,37 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
             "steady_rate_eps": args.rate,
             "partitions": args.partitions,
             "policy": args.policy,
+            "policy_rules": policy_rules(policy_file),
+            "hot_keys": hot_keys(backlog.hot, steady.hot) if args.hot_keys else None,
             "transfers_format": args.transfers_format,
             "plot": str(png.relative_to(ROOT)),
+            "profile": profiled,
         }
         (RESULTS / f"bench-{stamp}.json").write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
         return result
     finally:
+        if profile is not None:
+            profile.stop()
         if scraper is not None:
             scraper.stop.set()
         if commands is not None:
             commands.stop.set()
         stop_process(worker)
+
+
+def hot_keys(backlog: dict[str, int], steady: dict[str, int]) -> dict[str, Any]:
+    """What the hot keys sent (``--hot-keys``), and their shares and spans.
+
+    Both phases number the hot keys' callees and payers from the first, so together they reach as many
+    distinct ones as the busier phase.
+    """
+    return {"caller_events": backlog["caller_events"] + steady["caller_events"],
+            "payee_events": backlog["payee_events"] + steady["payee_events"],
+            "backlog": backlog, "steady": steady,
+            "caller_share": round(1 / HOT_CALL_EVERY, 4), "payee_share": round(1 / HOT_TRANSFER_EVERY, 4),
+            "distinct_callees": min(HOT_CALLEES, max(backlog["caller_events"], steady["caller_events"])),
+            "distinct_payers": min(HOT_PAYERS, max(backlog["payee_events"], steady["payee_events"])),
+            "caller_span_s": HOT_CALLER_SPAN_MS // 1000, "payee_span_s": HOT_PAYEE_SPAN_MS // 1000}
 
 
 def traffic_arguments(parser: argparse.ArgumentParser, *, blocklist: int, events: int, rate: float,
@@ -509,25 +664,40 @@ def traffic_arguments(parser: argparse.ArgumentParser, *, blocklist: int, events
     parser.add_argument("--listed", type=int, default=2_000, help="listed identifiers that appear in traffic")
     parser.add_argument("--partitions", type=int, default=partitions, help="partitions per input topic")
     parser.add_argument("--procs", type=int, default=2, help="generator processes")
-    parser.add_argument("--timeout", type=float, default=timeout)
-    parser.add_argument("--policy", default="blocklist-only",
-                        help="shadow (shipped policy, behaviour rules in shadow: evaluated, no commands), "
-                             "blocklist-only, or a policy file (its commands are judged against blocklist truth)")
+    parser.add_argument("--timeout", type=float, default=timeout,
+                        help="seconds each wait may take: the worker ready, the backlog drained, the steady traffic "
+                             "decided")
+    parser.add_argument("--policy", default="shadow",
+                        help="shadow (the default: the shipped policy, every behaviour rule evaluated in shadow, "
+                             "so it costs what ships and sends only blocklist commands, which the generator's "
+                             "ground truth judges), blocklist-only (the shipped policy's blocklist_match alone), "
+                             "or a policy file (its commands are judged against blocklist truth); the result's "
+                             "policy_rules names each rule run and its mode")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (broker and worker logs)")
 
 
 def main() -> None:
     stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # The shipped policy drains ~3,000-4,500 events/s on this machine (docs/performance.md), ~2,200 with --hot-keys:
+    # 600,000 events take 2.5-4.5 minutes, more when the cores are shared.
     traffic_arguments(parser, blocklist=1_000_000, events=600_000, rate=20_000, steady_seconds=30, partitions=4,
-                      timeout=240)
+                      timeout=600)
     parser.add_argument("--warmup-seconds", type=float, default=5,
                         help="first seconds of each paced phase left out of its latency percentiles (all plotted)")
     parser.add_argument("--transfers-format", choices=("json", "pacs008"), default="json",
                         help="transfers as contract JSON or as ISO 20022 pacs.008 XML (SEKAT_TRANSFERS_FORMAT)")
     parser.add_argument("--decode-processes", type=int, default=None,
                         help="SEKAT_DECODE_PROCESSES for the worker (default: the worker's own default)")
-    parser.add_argument("--profile", action="store_true", help="run the worker under pyinstrument")
+    parser.add_argument("--hot-keys", action="store_true",
+                        help="add a caller reaching 50,000 distinct callees in 10 min (1 event in 12) and a payee "
+                             "paid by 10,000 distinct payers in an hour (1 in 60), backdated out of order, to the "
+                             "backlog and steady traffic; they are due no command (a policy file that enforces "
+                             "behaviour rules makes their commands false ones), and latency stays measured on "
+                             "listed events' commands only, i.e. on every other customer (see above)")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the worker with py-spy (by PID, 200/s) while it drains the backlog: "
+                             "load_tests/results/profile-<stamp>.txt (collapsed stacks) and -top.txt (top functions)")
     result = run(parser.parse_args())
     print(orjson.dumps(result).decode())
 

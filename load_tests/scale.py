@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from load_tests.bench import Scraper, bench_policy, check, load_blocklist, traffic_arguments
+from load_tests.bench import Scraper, bench_policy, check, load_blocklist, policy_rules, traffic_arguments
 from load_tests.generate import generate
 from load_tests.harness import RESULTS, ROOT, Commands, figure, log, percentile, remove_or_keep, spawn, stop_on_sigterm
 from load_tests.traffic import Population
@@ -219,7 +219,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         plot(png, runs)
         result = {"runs": runs, "brokers": len(bootstrap.split(",")), "replication": replication,
                   "redis": "cluster" if redis_url.startswith(("redis+cluster", "rediss+cluster")) else "single",
-                  "partitions": args.partitions, "policy": args.policy, "blocklist_entries": args.blocklist,
+                  "partitions": args.partitions, "policy": args.policy,
+                  "policy_rules": policy_rules(bench_policy(base, args.policy)), "blocklist_entries": args.blocklist,
                   "plot": str(png.relative_to(ROOT)) if png.is_relative_to(ROOT) else str(png)}
         (RESULTS / f"scale-{stamp}.json").write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
         return result

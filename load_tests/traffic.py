@@ -5,11 +5,19 @@ is: a few accounts and numbers are very busy) and a disjoint set of listed mule
 accounts and scam numbers. ``Traffic`` turns a sequence number into one event
 (transfer or call) as contract JSON bytes, and says which commands the event
 must produce — the benchmark's recall and false-command counts come from that.
+
+With ``hot_keys``, two adversarial keys take a fixed share of the events, as
+issue 18 states them: one caller reaching 50,000 distinct callees in 10
+minutes, one payee receiving from 10,000 distinct payers in an hour. Their
+events are dated at random within that span before the moment they are sent
+(out of order), so event-time windows see those densities. They and the
+parties they deal with are neither customers nor listed: no command is due.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -19,6 +27,12 @@ ACCOUNT_DIGITS = {"MBBEMYKL": 12, "CIBBMYKL": 10, "PBBEMYKL": 10, "RHBBMYKL": 14
 MOBILE_PREFIXES = ("11", "12", "13", "14", "16", "17", "18", "19")
 OPERATORS = ("CELCOM", "MAXIS", "DIGI", "UMOBILE", "YES", "UNIFI")
 STATUS_MIX = (("confirmed", 0.7), ("reported", 0.3))
+
+# The hot keys' shares: of the default 600,000-event backlog, 50,000 calls of the hot caller and 10,000
+# transfers to the hot payee; the same shares of any other number of events.
+HOT_CALLEES, HOT_CALLER_SPAN_MS, HOT_CALL_EVERY = 50_000, 10 * 60_000, 12  # event seq % 12 == 0
+HOT_PAYERS, HOT_PAYEE_SPAN_MS, HOT_TRANSFER_EVERY = 10_000, 60 * 60_000, 60  # seq % 60 == 30 (never % 12 == 0)
+GOLDEN = 0.6180339887498949  # spreads the k-th hot event's age over its span, out of order but evenly
 
 
 def mobile(n: int) -> str:
@@ -68,6 +82,16 @@ class Population:
         statuses = rng.choice([s for s, _ in STATUS_MIX], size=listed, p=[p for _, p in STATUS_MIX])
         self.account_status = {n: str(s) for n, s in zip(self.listed_accounts, statuses)}
         self.number_status = {n: str(s) for n, s in zip(self.listed_numbers, statuses[::-1])}
+        # The hot caller and payee (``Traffic(hot_keys=True)``), then their callees and payers: past the listed
+        # range, so neither a customer nor a listed identifier.
+        self.hot = customers * 10 + listed
+
+    def hot_callee(self, k: int) -> str:
+        return mobile(self.hot + 1 + k % HOT_CALLEES)
+
+    def hot_payer(self, k: int) -> int:
+        """The number (``account``, ``mobile``) of the hot payee's k-th payer."""
+        return self.hot + 1 + HOT_CALLEES + k % HOT_PAYERS
 
     def listed(self) -> list[Listed]:
         out = []
@@ -100,11 +124,18 @@ class Traffic:
     ``event(seq)`` → (bytes, key, topic kind, expected actions, event id the commands will carry).
     Transfers are contract JSON, or ISO 20022 pacs.008 XML (one transaction a message) with
     ``transfer_format="pacs008"``; the adapter names such an event ``MsgId/1``.
+
+    ``hot_keys``: one event in ``HOT_CALL_EVERY`` is a call of the hot caller, one in ``HOT_TRANSFER_EVERY`` a
+    transfer to the hot payee, in place of an ordinary event; each dated ``backdate_ms(seq)`` before ``now``.
+    Generator process ``lane`` of ``lanes`` takes every ``lanes``-th callee and payer, so together the
+    processes reach distinct ones.
     """
 
     def __init__(self, population: Population, listed_share: float = 0.01, call_share: float = 0.4,
-                 zipf_a: float = 1.3, seed: int = 1, run: str = "r", transfer_format: str = "json") -> None:
+                 zipf_a: float = 1.3, seed: int = 1, run: str = "r", transfer_format: str = "json",
+                 hot_keys: bool = False, lane: int = 0, lanes: int = 1) -> None:
         self.pop = population
+        self.hot_keys, self.lane, self.lanes = hot_keys, lane, lanes
         self.transfer_format = transfer_format
         self.listed_share = listed_share
         self.call_share = call_share
@@ -129,7 +160,48 @@ class Traffic:
         self._pos += 1
         return r, u
 
+    def hot_kind(self, seq: int) -> str:
+        """``calls`` or ``transfers`` if event ``seq`` is a hot key's, else ``""``."""
+        if not self.hot_keys:
+            return ""
+        if seq % HOT_CALL_EVERY == 0:
+            return "calls"
+        return "transfers" if seq % HOT_TRANSFER_EVERY == HOT_TRANSFER_EVERY // 2 else ""
+
+    def _hot_index(self, seq: int, every: int) -> int:
+        """Which of the hot key's events ``seq`` is, over every generator process: 0, 1, 2, ..."""
+        return seq // every * self.lanes + self.lane
+
+    def backdate_ms(self, seq: int) -> int:
+        """How long before it is sent event ``seq`` happened: 0, or for a hot key's, within its span."""
+        kind = self.hot_kind(seq)
+        if not kind:
+            return 0
+        every, span = (HOT_CALL_EVERY, HOT_CALLER_SPAN_MS) if kind == "calls" else (HOT_TRANSFER_EVERY,
+                                                                                  HOT_PAYEE_SPAN_MS)
+        return int((self._hot_index(seq, every) * GOLDEN) % 1.0 * span)
+
+    def _hot(self, seq: int, kind: str, now_iso: str) -> tuple[bytes, bytes, str, tuple[str, ...], str]:
+        """A hot key's event: no command is due (neither side is listed)."""
+        event_id = f"{self.run}-{seq}"
+        occurred = backdated(now_iso, self.backdate_ms(seq))
+        if kind == "calls":
+            k = self._hot_index(seq, HOT_CALL_EVERY)
+            caller = mobile(self.pop.hot)  # as one operator writes it: one record key, one partition
+            body = (f'{{"event_id":"{event_id}","occurred_at":"{occurred}","call_id":"call-{seq}",'
+                    f'"operator":"{OPERATORS[k % len(OPERATORS)]}","type":"voice","caller":"{caller}",'
+                    f'"callee":"{self.pop.hot_callee(k)}","caller_network":"domestic"}}')
+            return body.encode(), caller.encode(), "calls", (), event_id
+        n = self.pop.hot_payer(self._hot_index(seq, HOT_TRANSFER_EVERY))
+        return self._transfer(seq, event_id, occurred, n, self.pop.hot, ())
+
     def event(self, seq: int, now_iso: str) -> tuple[bytes, bytes, str, tuple[str, ...], str]:
+        """Event ``seq`` sent at ``now_iso``, or with ``generate.UNSTAMPED`` there for the sender to stamp in
+        (less ``backdate_ms(seq)``). A hot key's event draws nothing from the customers' random stream."""
+        if self.hot_keys:
+            kind = self.hot_kind(seq)
+            if kind:
+                return self._hot(seq, kind, now_iso)
         r1, u1 = self._draw()
         r2, u2 = self._draw()
         listed = u2 < self.listed_share
@@ -147,7 +219,6 @@ class Traffic:
                     f'"operator":"{OPERATORS[r2 % len(OPERATORS)]}","type":"voice","caller":"{caller}",'
                     f'"callee":"{callee}","caller_network":"domestic"}}')
             return body.encode(), caller.encode(), "calls", expected, event_id
-        payer_bank, payer_acct = account(r1)
         if listed:
             n = self.pop.listed_accounts[r2 % len(self.pop.listed_accounts)]
             expected = (("HOLD_TRANSFER", "FREEZE_ACCOUNT") if self.pop.account_status[n] == "confirmed"
@@ -156,7 +227,12 @@ class Traffic:
             n, expected = r2 + 1, ()
             if n == r1:
                 n += 1
-        payee_bank, payee_acct = account(n)
+        return self._transfer(seq, event_id, now_iso, r1, n, expected)
+
+    def _transfer(self, seq: int, event_id: str, now_iso: str, payer: int, payee: int, expected: tuple[str, ...]
+                  ) -> tuple[bytes, bytes, str, tuple[str, ...], str]:
+        payer_bank, payer_acct = account(payer)
+        payee_bank, payee_acct = account(payee)
         amount = 10 + (seq * 37) % 5000
         if self.transfer_format == "pacs008":
             xml = PACS008.format(msg_id=event_id, now=now_iso, seq=seq, amount=amount, payer_bank=payer_bank,
@@ -165,6 +241,18 @@ class Traffic:
         body = (f'{{"event_id":"{event_id}","occurred_at":"{now_iso}","transfer_id":"DN{seq}",'
                 f'"channel":"DUITNOW","amount":"{amount}.00","currency":"MYR",'
                 f'"payer":{{"bank":"{payer_bank}","account":"{written_account(payer_acct, seq & 1)}",'
-                f'"phone":"{mobile(r1)}"}},'
+                f'"phone":"{mobile(payer)}"}},'
                 f'"payee":{{"bank":"{payee_bank}","account":"{written_account(payee_acct, seq & 1)}"}}}}')
         return body.encode(), payer_acct.encode(), "transfers", expected, event_id
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch milliseconds as the contract's UTC time, ``2026-11-29T00:00:00.000Z``."""
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def backdated(now_iso: str, ms: int) -> str:
+    """``now_iso`` less ``ms``; a time not stamped in yet (``generate.UNSTAMPED``) is left for the sender."""
+    if not ms or now_iso.startswith("0000"):
+        return now_iso
+    return iso_ms(int(datetime.fromisoformat(now_iso).timestamp() * 1000) - ms)
