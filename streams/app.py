@@ -272,6 +272,7 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
         write_state=writing_who_acted(state.write, acted, clock),  # rule state + who acted, after the output is acked
         clock=clock, brake=brake,
         unread_kinds=frozenset({ACTED}),  # who acted is read by the release sweep, never by a rule-state read
+        stage_state=state.stage,
     )
     # The input format of each topic (contract JSON, ISO 20022 pacs.008, CDR CSV, ...) is a setting.
     decode_transfer = transfer_decoder(settings)

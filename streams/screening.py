@@ -87,6 +87,8 @@ class ScreenServices:
     brake: Brake | None = None
     # State-write kinds no rule-state read ever sees (who acted): a later batch need not wait for them.
     unread_kinds: frozenset[str] = frozenset()
+    # Shows a decided batch's rule-state writes to later reads until they are written (``RuleStateStore.stage``).
+    stage_state: Callable[[Sequence[StateWrite]], None] | None = None
 
 
 @dataclass
@@ -246,9 +248,12 @@ class PendingBatch:
         self.events = events
         self.decided = decided
         self.started = started
-        # True when a later batch's rule-state read must wait for this batch's writes.
-        unread = screen.services.unread_kinds
-        self.read_back = any(w.kind not in unread for w in decided.writes)
+        # A later batch's rule-state read sees these writes staged, or (with no stage) waits for them.
+        services = screen.services
+        read = [w for w in decided.writes if w.kind not in services.unread_kinds]
+        if read and services.stage_state is not None:
+            services.stage_state(read)
+        self.read_back = bool(read) and services.stage_state is None
 
     async def acked(self) -> None:
         """Returns once Kafka acknowledged every output of the batch (re-sending all of it on a failure)."""

@@ -197,6 +197,7 @@ class RuleStateStore:
         self._p = f"{prefix}rs:"
         self._sha = ""
         self._set_sha = ""
+        self._staged: dict[str, StateWrite] = {}  # decided, not yet written: Redis key -> write
         self._unanswered = Unanswered()  # after a timeout, fail at once for a moment: one timeout per batch at most
 
     @classmethod
@@ -270,8 +271,14 @@ class RuleStateStore:
         replies = iter(await self._pipeline(build))
         counts = windows.answers(next(replies)) if windows.keys else {}
         found: dict[str, dict[str, str]] = {}
+        staged = self._staged
         for family, keys in families:
-            found[family] = {k: _text(v) for k, v in zip(keys, next(replies)) if v is not None}
+            got = found[family] = {k: _text(v) for k, v in zip(keys, next(replies)) if v is not None}
+            if staged:
+                for k in keys:
+                    w = staged.get(f"{p}{family}:{k}")
+                    if w is not None:
+                        got[k] = w.member
         return Observations(counts=counts, values=found)
 
     async def read_transfers(self, transfers: Sequence[Transfer], policy: Policy, now: datetime) -> Observations:
@@ -280,9 +287,8 @@ class RuleStateStore:
     async def read_calls(self, calls: Sequence[Call], policy: Policy, now: datetime) -> Observations:
         return await self.read("calls", calls, policy, now)
 
-    async def write(self, writes: Sequence[StateWrite]) -> None:
-        if not writes:
-            return
+    def _latest(self, writes: Sequence[StateWrite]) -> dict[str, StateWrite]:
+        """Of one batch's writes to each key, the one with the highest score (the latest on ties)."""
         latest: dict[str, StateWrite] = {}
         p = self._p
         for w in writes:
@@ -290,6 +296,27 @@ class RuleStateStore:
             old = latest.get(key)
             if old is None or w.score >= old.score:
                 latest[key] = w
+        return latest
+
+    def stage(self, writes: Sequence[StateWrite]) -> None:
+        """A decided batch's writes, which ``write`` sends once its output is acknowledged: until then this
+        worker's reads see them as if written, so the next batch need not wait for the round trips (a batch
+        is judged as if the batches before it had run one after the other)."""
+        self._staged.update(self._latest(writes))
+
+    async def write(self, writes: Sequence[StateWrite]) -> None:
+        if not writes:
+            return
+        latest = self._latest(writes)
+        try:
+            await self._write(latest)
+        finally:  # written, or given up on: a later batch's write to the same key stays staged
+            staged = self._staged
+            for key, w in latest.items():
+                if staged.get(key) is w:
+                    del staged[key]
+
+    async def _write(self, latest: dict[str, StateWrite]) -> None:
         by_ttl: dict[int, tuple[list[str], list[list[str]]]] = {}
         for key, w in latest.items():
             keys, values = by_ttl.setdefault(w.ttl_s, ([], []))

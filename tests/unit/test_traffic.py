@@ -14,6 +14,7 @@ from sekat.records import Entry, Status
 from sekat.rules import engine
 from sekat.rules.policy import DEFAULT_POLICY_FILE, load_policy, parse_policy
 from sekat.rules.registry import Context, Observations
+from sekat.rules.windows import most_distinct
 from sekat.settings import Settings
 
 NOW = datetime(2026, 11, 29, tzinfo=timezone.utc)
@@ -109,9 +110,15 @@ def test_in_shadow_the_hot_keys_fire_their_rules_and_send_nothing(tmp_path: Path
     transfers = [e for e in hot if hasattr(e, "payee")]
     calls = [e for e in hot if hasattr(e, "callee")]
     ms = lambda e: int(e.occurred_at.timestamp() * 1000)  # noqa: E731
-    # the windows as the worker reads them back from Redis: every hot event so far, in event-time order
-    obs = Observations(inflow={transfers[0].payee.account.key: sorted((ms(e), e.payer.account.key) for e in transfers)},
-                       outbound={calls[0].caller.key: sorted((ms(e), e.callee.key) for e in calls)})
+    # the windows' answers as the worker gets them from Redis, with every hot event in: the reference's
+    mule, burst = policy.params("mule_inflow"), policy.params("call_burst")
+    inflow = sorted((ms(e), e.payer.account.key) for e in transfers)
+    outbound = sorted((ms(e), e.callee.key) for e in calls)
+    obs = Observations(counts={
+        "inflow": {e.event_id: n for e in transfers
+                   if (n := most_distinct(inflow, ms(e), mule.window_minutes * 60_000)) >= mule.min_payers},
+        "outbound": {e.event_id: n for e in calls
+                     if (n := most_distinct(outbound, ms(e), burst.window_seconds * 1000)) >= burst.min_callees}})
     now = datetime(2026, 11, 29, tzinfo=timezone.utc)
     fired = set()
     for event in hot:
