@@ -80,9 +80,9 @@ def _evaluate(stream: str, event: Any, ctx: Context, policy: Policy) -> tuple[li
     enforce: list[Found] = []
     shadow: list[Found] = []
     errors: list[str] = []
-    for rule in policy.for_stream(stream):
+    for rule, evaluate in policy.evaluators(stream):
         try:
-            findings = rule.spec.evaluators[stream](event, ctx, rule.params)
+            findings = evaluate(event, ctx, rule.params)
         except Exception:  # noqa: BLE001 - one failing rule must not stop the others or the stream
             log.exception("rule %s failed on event %s", rule.spec.ref, event.event_id)
             errors.append(rule.spec.id)
@@ -100,8 +100,10 @@ def _evaluate(stream: str, event: Any, ctx: Context, policy: Policy) -> tuple[li
                           case_ref=entry.case_ref if entry else "", version=rule.spec.version, mode=mode,
                           code=f.code)
             (enforce if mode == "enforce" else shadow).append((match, f))
-    enforce.sort(key=lambda mf: -mf[0].outcome)
-    shadow.sort(key=lambda mf: -mf[0].outcome)
+    if len(enforce) > 1:
+        enforce.sort(key=lambda mf: -mf[0].outcome)
+    if len(shadow) > 1:
+        shadow.sort(key=lambda mf: -mf[0].outcome)
     return enforce, shadow, errors
 
 
@@ -143,15 +145,13 @@ def _allow(stream: str, event_id: str, ctx: Context, policy: Policy, writes: tup
 
 def _writes(stream: str, event: Any, ctx: Context, policy: Policy, enforce: list[Found]) -> list[StateWrite]:
     """The state writes of every rule that keeps state on ``stream``, given the enforce findings."""
-    rules = policy.keeping_state(stream)
-    if not rules:
+    writers = policy.writers(stream)
+    if not writers:
         return []
     enforced = [(m.rule, f) for m, f in enforce]
     writes: list[StateWrite] = []
-    for rule in rules:
-        write = rule.spec.writers.get(stream)
-        if write is not None:
-            writes.extend(write(event, ctx, rule.params, enforced))
+    for rule, write in writers:
+        writes.extend(write(event, ctx, rule.params, enforced))
     return writes
 
 

@@ -150,7 +150,7 @@ def marks(transfer: Transfer, ctx: Context, params: Params, enforced: Enforced) 
     inflow, cooling-off, ...) is marked at hop 0: it was "just held", so its next moves are followed.
     """
     payer, payee = transfer.payer.account, transfer.payee.account
-    if payee is None:
+    if payee is None or not enforced:
         return []
     at = int(transfer.occurred_at.timestamp() * 1000)
     ttl = max(2 * params.window_minutes * 60, MIN_RETENTION_S)

@@ -65,6 +65,14 @@ class Policy:
     def for_stream(self, stream: str) -> tuple[RuleConfig, ...]:
         return self._by_stream.get(stream, ())
 
+    def evaluators(self, stream: str) -> tuple[tuple[RuleConfig, Any], ...]:
+        """(rule, its evaluate function) for each rule that judges ``stream``."""
+        return self._evaluators.get(stream, ())
+
+    def writers(self, stream: str) -> tuple[tuple[RuleConfig, Any], ...]:
+        """(rule, its writer) for each rule that writes state on ``stream``."""
+        return self._writers.get(stream, ())
+
     def keeping_state(self, stream: str) -> tuple[RuleConfig, ...]:
         """The rules that read or write state for ``stream`` (a rule may write on a stream it does not judge)."""
         return self._keeping.get(stream, ())
@@ -78,6 +86,15 @@ class Policy:
     @cached_property
     def _by_stream(self) -> dict[str, tuple[RuleConfig, ...]]:
         return {stream: tuple(r for r in self.rules if stream in r.spec.evaluators) for stream in STREAMS}
+
+    @cached_property
+    def _evaluators(self) -> dict[str, tuple[tuple[RuleConfig, Any], ...]]:
+        return {stream: tuple((r, r.spec.evaluators[stream]) for r in self.for_stream(stream)) for stream in STREAMS}
+
+    @cached_property
+    def _writers(self) -> dict[str, tuple[tuple[RuleConfig, Any], ...]]:
+        return {stream: tuple((r, r.spec.writers[stream]) for r in self.rules if stream in r.spec.writers)
+                for stream in STREAMS}
 
     @cached_property
     def _keeping(self) -> dict[str, tuple[RuleConfig, ...]]:
