@@ -145,12 +145,12 @@ return out
 """
 
 
-# KEYS: keys to set. ARGV: ttl s, then one value per key. One command for a batch's values of one TTL: redis-py
-# spends more packing a command than Redis spends running it.
+# KEYS: keys to set. ARGV: ttl s, then one value per key; replies 1 per key. One command for a batch's values of
+# one TTL: redis-py spends more packing a command than Redis spends running it.
 SET_LUA = """
-local ttl = ARGV[1]
-for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1], 'EX', ttl) end
-return #KEYS
+local ttl, out = ARGV[1], {}
+for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1], 'EX', ttl); out[i] = 1 end
+return out
 """
 
 

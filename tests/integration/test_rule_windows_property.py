@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from bisect import bisect_left, bisect_right
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -45,8 +46,11 @@ from tests.unit.events import call, transfer
 # A passing run takes seconds; a failing one spends minutes shrinking to a minimal example, worth waiting for.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-MAX_EVENTS = 24  # with the re-deliveries, far below READ_CAP observations per key
 SETTINGS = settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+# Busy keys: enough points per key that the store reads them in several pages, remembers windows it found
+# full, and stops at thresholds up to 25.
+BUSY = settings(max_examples=12, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                                     HealthCheck.data_too_large])
 
 
 @dataclass(frozen=True)
@@ -107,11 +111,13 @@ class Reference:
 
     def fires(self, e: Event) -> bool:
         w = self.width_ms
-        points = list(self.seen[e.key].values())
+        points = sorted(self.seen[e.key].values())
+        times = [t for t, _ in points]
         # Which observations [s, s + w] holds changes only where one enters (s = t - w) or leaves (s = t + 1):
         # these starts include every different window; the ones that contain e are its candidates.
-        starts = {e.at_ms - w} | {t - w for t, _ in points} | {t + 1 for t, _ in points}
-        best = max(len({p for t, p in points if s <= t <= s + w}) for s in starts if s <= e.at_ms <= s + w)
+        starts = {e.at_ms - w} | {t - w for t in times} | {t + 1 for t in times}
+        best = max(len({p for _, p in points[bisect_left(times, s):bisect_right(times, s + w)]})
+                   for s in starts if s <= e.at_ms <= s + w)
         return best >= self.threshold
 
 
@@ -164,23 +170,24 @@ class Run:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn, rule: WindowRule) -> Scenario:
+def scenarios(draw: st.DrawFn, rule: WindowRule, most: int = 24, parties_up_to: int = 7,
+              thresholds: tuple[int, int] = (2, 6)) -> Scenario:
     width = draw(st.sampled_from(rule.widths))
     w = width * rule.unit_ms
     step = w // 4
     keys = draw(st.integers(1, 3))
-    parties = draw(st.integers(2, 7))
+    parties = draw(st.integers(2, parties_up_to))
     on_grid = st.builds(lambda k, d: 1 + k * step + d, st.integers(0, 8), st.sampled_from([0, 0, -1, 1]))
     times = st.one_of(on_grid, st.integers(0, 2 * w + 2))  # exact boundaries and a ms either side, or anywhere
     drawn = draw(st.lists(st.tuples(st.integers(0, keys - 1), st.integers(0, parties - 1), times),
-                          min_size=1, max_size=MAX_EVENTS))
+                          min_size=1, max_size=most))
     events = [Event(f"e{i}", k, p, t) for i, (k, p, t) in enumerate(drawn)]
     again = draw(st.lists(st.sampled_from(events), max_size=8))  # re-deliveries
     delivered = draw(st.permutations(events + again))
     cuts = sorted(draw(st.sets(st.integers(1, len(delivered) - 1), max_size=7))) if len(delivered) > 1 else []
     bounds = [0, *cuts, len(delivered)]
     batches = tuple(tuple(delivered[a:b]) for a, b in zip(bounds, bounds[1:]))
-    return Scenario(draw(st.integers(2, 6)), width, draw(st.sampled_from(["enforce", "shadow"])), batches)
+    return Scenario(draw(st.integers(*thresholds)), width, draw(st.sampled_from(["enforce", "shadow"])), batches)
 
 
 @dataclass(frozen=True)
@@ -255,6 +262,45 @@ def test_verdicts_are_the_references_whatever_the_order_duplicates_and_batches(r
         assert got == want
 
     check()
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_busy_keys_give_the_references_verdicts(redis_url: str, rule: WindowRule) -> None:
+    @BUSY
+    @given(sc=scenarios(rule, most=240, parties_up_to=40, thresholds=(2, 25)))
+    def check(sc: Scenario) -> None:
+        got, want = asyncio.run(one_store(Run(redis_url, rule, sc)))
+        assert got == want
+
+    check()
+
+
+async def _hot_caller(url: str, callees: int, span_s: int) -> tuple[int, int]:
+    """A caller who reached ``callees`` distinct callees in the last ``span_s`` seconds, then one more call: its
+    verdict and the range reads it cost in Redis."""
+    policy = policy_for(CALL_BURST, Scenario(20, 60, "enforce", ()))
+    store = RuleStateStore.from_url(url, unique("hot") + ":")
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    try:
+        seen = [call(f"h{i}", now - timedelta(milliseconds=i * span_s * 1000 // callees), caller="+60123000001",
+                     callee=f"+6019{i:07d}") for i in range(callees)]
+        for i in range(0, callees, 1000):
+            await store.read_calls(seen[i:i + 1000], policy, now)
+        stats = store._redis
+        before = (await stats.info("commandstats")).get("cmdstat_zrangebyscore", {}).get("calls", 0)
+        one = call("h-last", now - timedelta(seconds=30), caller="+60123000001", callee="+60198888888")
+        obs = await store.read_calls([one], policy, now)
+        after = (await stats.info("commandstats")).get("cmdstat_zrangebyscore", {}).get("calls", 0)
+        return obs.count("outbound", "h-last"), after - before
+    finally:
+        await store.close()
+
+
+def test_a_hot_key_costs_what_its_threshold_needs_not_its_history(redis_url: str) -> None:
+    """50,000 distinct callees in 10 minutes: one more call reads what 25 callees in 30 s need (a page or two)."""
+    _, few = asyncio.run(_hot_caller(redis_url, 25, 30))
+    count, many = asyncio.run(_hot_caller(redis_url, 50_000, 600))
+    assert count == 20 and many <= few <= 2, (few, many)
 
 
 @pytest.mark.parametrize("rule", RULES)
