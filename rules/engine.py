@@ -32,12 +32,13 @@ from sekat.errors import SekatError
 from sekat.identifiers import parse_key
 from sekat.records import (COMMAND_NAMESPACE, Action, Call, Command, Decision, Match, Report, Status, Transfer,
                            key_object)
-from sekat.rules.outcome import highest
+from sekat.rules.outcome import Outcome
 from sekat.rules.policy import Policy
 from sekat.rules.registry import AUTO, Context, Finding, StateWrite
 
 log = logging.getLogger(__name__)
 AUTO_MARK_TTL_S = 24 * 3600  # after a day without the intake applying it, a rule may report again
+_NAMES = {int(o): o.name for o in Outcome}
 
 
 class Verdict(msgspec.Struct, frozen=True):  # one per event: a Struct is cheaper to build than a dataclass
@@ -132,10 +133,11 @@ def _decision(stream: str, event_id: str, ctx: Context, policy: Policy, enforce:
               shadow: list[Found], errors: list[str], commands: list[Command], reports: list[Report]) -> Decision:
     if not enforce and not shadow and not errors:  # the common case, kept cheap
         return Decision(event_id, stream, "ALLOW", ctx.now, policy_version=policy.version)
+    # both lists are sorted strongest first (``_evaluate``): the first is the highest
     return Decision(
-        event_id, stream, highest([m.outcome for m, _ in enforce]).name, ctx.now,
+        event_id, stream, _NAMES[enforce[0][0].outcome] if enforce else "ALLOW", ctx.now,
         matches=tuple(m for m, _ in enforce) + tuple(m for m, _ in shadow), commands=tuple(commands),
-        reports=tuple(reports), shadow_outcome=highest([m.outcome for m, _ in shadow]).name,
+        reports=tuple(reports), shadow_outcome=_NAMES[shadow[0][0].outcome] if shadow else "ALLOW",
         policy_version=policy.version, rule_errors=tuple(errors))
 
 

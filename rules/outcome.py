@@ -1,6 +1,6 @@
 """Outcomes are ordered: allow < label < hold < freeze/block.
 
-Combining rule results takes the highest; one place decides precedence.
+Combining rule results takes the highest; the engine (``rules.engine``) alone decides precedence.
 """
 
 from __future__ import annotations
@@ -14,6 +14,3 @@ class Outcome(enum.IntEnum):
     HOLD = 2
     BLOCK = 3  # FREEZE_ACCOUNT for banks, BLOCK_CALL for telcos
 
-
-def highest(outcomes: list[int]) -> Outcome:
-    return Outcome(max(outcomes, default=Outcome.ALLOW))

@@ -7,8 +7,14 @@ which ``parse_params`` validates into that dataclass; registering two rules
 with one id is an error at start-up.
 
 A rule sees only what the shell gives it (``Context``): the blocklist entries
-looked up for the batch, the windowed state read from Redis for the batch
+looked up for the batch, the state read from Redis for the batch
 (``Observations``), and ``now``. It never reads the clock or does I/O.
+
+A rule that keeps state says so on its spec: ``state`` declares what the shell
+reads for a batch (``Window``: distinct parties per key on event-time windows;
+``Values``: a value per key), and ``writers`` return what an event writes back
+(``StateWrite``). The shell (``sekat.streams.state``) serves any declaration,
+so adding a stateful rule is one new module here.
 """
 
 from __future__ import annotations

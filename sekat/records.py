@@ -389,6 +389,15 @@ class Decision(msgspec.Struct, frozen=True):
     rule_errors: tuple[str, ...] = ()  # ids of rules that raised on this event (counted, not fatal)
 
     def to_json(self) -> dict[str, Any]:
+        matches = self.matches
+        if len(matches) == 1:  # the common case of a decision record: one rule fired
+            m = matches[0]
+            rules = [f"{m.rule}@{m.version}:{m.mode}"]
+            reasons, shadow = ([m.reason], []) if m.mode == "enforce" else ([], [m.reason])
+        else:
+            rules = sorted({m.rule_ref + ":" + m.mode for m in matches})
+            reasons = [m.reason for m in matches if m.mode == "enforce"]
+            shadow = [m.reason for m in matches if m.mode == "shadow"]
         return {
             "event_id": self.event_id,
             "stream": self.stream,
@@ -396,10 +405,10 @@ class Decision(msgspec.Struct, frozen=True):
             "shadow_outcome": self.shadow_outcome,
             "decided_at": iso(self.decided_at),
             "policy_version": self.policy_version,
-            "rules": sorted({m.rule_ref + ":" + m.mode for m in self.matches}),
-            "matches": [m.to_json() for m in self.matches],
-            "reasons": [m.reason for m in self.matches if m.mode == "enforce"],
-            "shadow_reasons": [m.reason for m in self.matches if m.mode == "shadow"],
+            "rules": rules,
+            "matches": [m.to_json() for m in matches],
+            "reasons": reasons,
+            "shadow_reasons": shadow,
             "command_ids": [c.command_id for c in self.commands],
             "report_ids": [r.report_id for r in self.reports],
             "rule_errors": list(self.rule_errors),
