@@ -72,6 +72,9 @@ FAUST_CONSUMER_STOP_S = 10.0
 REPORTS_WITHIN_MS = 10
 # A pause per 1,000 entries counted: counting a large index is spread out instead of stalling screening.
 COUNT_PAUSE_S = 0.01
+# A record batch per output partition: Kafka's default of 16 KiB holds ~20 decision records, so a batch's output
+# went out in dozens of produce requests; well under any topic's max.message.bytes (1 MiB by default).
+PRODUCER_BATCH_BYTES = 256 * 1024
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -104,6 +107,7 @@ def faust_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         web_port=settings.web_port,
         producer_acks=-1,
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,
         consumer_auto_offset_reset=settings.kafka_offset_reset,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,  # Faust's own topics survive a lost broker too
