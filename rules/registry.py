@@ -27,6 +27,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, TypeVar
 
+import msgspec
+
 from sekat.errors import PolicyError
 from sekat.records import Entry
 from sekat.rules.outcome import Outcome
@@ -101,8 +103,8 @@ class Context:
     braked: AbstractSet[str] = frozenset()  # brake targets in shadow ("rule:id", "entry:key", "source:X")
 
 
-@dataclass(frozen=True, slots=True)
-class AutoReport:
+# Built for every match and every state write: msgspec structs are ~10x cheaper to build than frozen dataclasses.
+class AutoReport(msgspec.Struct, frozen=True):
     """A request to file a ``reported`` entry on the identifier of the finding that carries it."""
 
     reason: str
@@ -111,8 +113,7 @@ class AutoReport:
     case_ref: str = ""  # empty: the engine cites the event ("transfers/t-1")
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(msgspec.Struct, frozen=True):
     """What one rule says about one event."""
 
     outcome: Outcome
@@ -245,8 +246,7 @@ def choices(default: tuple[str, ...], allowed: tuple[str, ...]) -> Any:
     return field(default=default, metadata={"choices": allowed})
 
 
-@dataclass(frozen=True, slots=True)
-class StateWrite:
+class StateWrite(msgspec.Struct, frozen=True):
     """A state update the shell writes back after the batch's output is acknowledged.
 
     ``kind`` is a ``Values`` family: ``member`` becomes the value of ``key`` for ``ttl_s`` seconds. Of one

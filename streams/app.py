@@ -72,8 +72,8 @@ FAUST_CONSUMER_STOP_S = 10.0
 REPORTS_WITHIN_MS = 10
 # A pause per 1,000 entries counted: counting a large index is spread out instead of stalling screening.
 COUNT_PAUSE_S = 0.01
-# A record batch per output partition: Kafka's default of 16 KiB holds ~20 decision records, so a batch's output
-# went out in dozens of produce requests; well under any topic's max.message.bytes (1 MiB by default).
+# A record batch per output partition: Kafka's default of 16 KiB holds ~20 decision records, which would split a
+# batch's output into dozens of produce requests; well under any topic's max.message.bytes (1 MiB by default).
 PRODUCER_BATCH_BYTES = 256 * 1024
 
 

@@ -85,7 +85,8 @@ class OutputBatch:
         topic = self._topics.for_command(command)
         self._add("command", topic, command.institution.encode(), bounded_command(command.to_json()))
 
-    def decision(self, decision: Decision, source: Source) -> None:
+    def decision(self, decision: Decision, source: Source | Any) -> None:
+        """A decision record; ``source`` is where the event came from: a ``Source`` or the Kafka record itself."""
         body = decision.to_json()
         body["source"] = {"topic": source.topic, "partition": source.partition, "offset": source.offset}
         self._add("decision", self._topics.decisions, decision.event_id.encode(), orjson.dumps(body))

@@ -230,7 +230,7 @@ class Screen(Generic[R]):
             for rule_id in decision.rule_errors:
                 metrics.rule_errors.labels(rule_id).inc()
             if decision.matches or decision.rule_errors:
-                out.decision(decision, source_of(msg))
+                out.decision(decision, msg)  # the record itself: its topic, partition and offset
 
     async def _lookup(self, keys: list[str]) -> Mapping[str, Entry]:
         found = await self.services.store.lookup_many(keys)
