@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiokafka import errors as kafka_errors
+from faust.exceptions import ProducerSendError
 
 from sekat.errors import NotAsked
 
@@ -45,7 +46,10 @@ PERMANENT: tuple[type[BaseException], ...] = (
 
 
 def permanent(exc: BaseException) -> bool:
-    """Whether sending the same record again can never succeed (see ``PERMANENT``)."""
+    """Whether sending the same record again can never succeed (see ``PERMANENT``), also when Faust's producer
+    wraps aiokafka's refusal at hand-over in a ``ProducerSendError``."""
+    if isinstance(exc, ProducerSendError) and exc.__cause__ is not None:
+        exc = exc.__cause__
     return isinstance(exc, PERMANENT)
 
 

@@ -157,6 +157,20 @@ def test_errors_are_classified_permanent_or_transient(exc: Exception, expected: 
     assert permanent(exc) is expected
 
 
+def test_a_refusal_wrapped_by_fausts_producer_is_still_permanent() -> None:
+    """Faust's ``Producer.send`` re-raises aiokafka's hand-over refusal (a record over ``max_request_size``) as a
+    ``ProducerSendError`` from it: retried as transient, that record would hold its partition for good."""
+    from faust.exceptions import ProducerSendError
+
+    def wrapped(cause: Exception) -> ProducerSendError:
+        try:
+            raise ProducerSendError(f"Error while sending: {cause!r}") from cause
+        except ProducerSendError as exc:
+            return exc
+    assert permanent(wrapped(MessageSizeTooLargeError()))
+    assert not permanent(wrapped(KafkaConnectionError()))
+
+
 def test_retry_gives_up_at_once_on_a_permanent_error_and_retries_a_transient_one() -> None:
     tries: list[str] = []
 
