@@ -4,6 +4,9 @@ Every message of a batch is handed to the producer at once (``produce``); ``acke
 waits until Kafka has acknowledged all of them (acks=all). The screening
 consumer commits the input batch only after ``acked`` returns, so an input
 offset is never committed before its commands are durable (at-least-once).
+Under Faust's aiokafka producer the messages go as record batches, one per topic and partition, in
+the partition ``send`` would choose and in order within it; a batch Kafka refuses for good is handed
+again one message at a time, so each of its records is judged alone as below.
 
 Every record has a size bound. A dead letter carries at most ``deadletter_original_bytes`` of the refused
 value (with the size and SHA-256 of the whole), so it always fits. A record Kafka refuses for good
@@ -25,6 +28,7 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka.structs import TopicPartition
 from sekat.streams.retry import permanent
 
 from sekat.errors import CommandRefused
@@ -38,6 +42,9 @@ DEADLETTER_TEXT = 1024  # characters of a rejection's message and field
 COMMAND_MAX_BYTES = 16384  # a command's JSON; a real one is well under 2 KiB
 COMMAND_REASON = 512  # characters of each reason of a command over COMMAND_MAX_BYTES
 COMMAND_REASONS = 16  # reasons kept of a command over COMMAND_MAX_BYTES
+# More than a record batch's header and a record's own overhead (aiokafka's estimate_size_in_bytes): a record
+# this close to the producer's max_request_size goes alone through ``send``, which measures it exactly.
+RECORD_OVERHEAD = 256
 
 
 def _not_counted(kind: str, action: str) -> None:
@@ -74,8 +81,8 @@ class OutputBatch:
         self._dropped: set[int] = set()  # refused for good and not to be sent again
         self._stripped: set[int] = set()  # dead letters already sent again without their original bytes
         self._producer: Any = None
-        # The producer's futures of the last hand-over, by message index.
-        self._pending: list[tuple[int, Awaitable[Any]]] | None = None
+        # The producer's futures of the last hand-over: a message's index, or a record batch's indices, and its future.
+        self._pending: list[tuple[int | list[int], Awaitable[Any]]] | None = None
 
     def _add(self, kind: str, topic: faust.TopicT, key: bytes, value: bytes) -> None:
         self.messages.append((topic, key, value))
@@ -107,22 +114,28 @@ class OutputBatch:
         """Hand every message to the producer (in order); ``acked`` then waits for Kafka's acknowledgements.
 
         Straight to the app's producer (acks=all), not through ``Topic.send``: Faust's per-message path
-        (future message, sensors, a debug log line) cost more than the send itself on the hot path.
+        (future message, sensors, a debug log line) cost more than the send itself on the hot path. Under
+        Faust's aiokafka producer, as record batches (``_hand_batches``); under any other, one ``send`` a message.
         """
         self._pending = None  # set only once every record is handed: a partial hand-over is no hand-over
-        pending: list[tuple[int, Awaitable[Any]]] = []
+        pending: list[tuple[int | list[int], Awaitable[Any]]] = []
         if self.messages:
             self._producer = await self.messages[0][0].app.maybe_start_producer()
-            for i in range(len(self.messages)):
-                fut = await self._hand(i)
-                if fut is not None:
-                    pending.append((i, fut))
+            kafka = self._batching()
+            if kafka is not None:
+                await self._hand_batches(kafka, pending)
+            else:
+                for i in range(len(self.messages)):
+                    fut = await self._hand(i)
+                    if fut is not None:
+                        pending.append((i, fut))
         self._pending = pending
 
     async def acked(self) -> None:
         """Wait until Kafka acknowledged every record handed over; on a failure, the next call hands all again.
 
-        A record refused for good is replaced or dropped here (``_refused``), so it never holds the batch.
+        A record refused for good is replaced or dropped here (``_refused``), so it never holds the batch; a
+        record batch refused for good is handed again one message at a time, each record then judged alone.
         """
         if self._pending is None:  # never handed, or the last hand-over or wait failed: all again (same ids)
             await self.produce()
@@ -132,9 +145,14 @@ class OutputBatch:
             for i, fut in pending:
                 try:
                     await fut
-                except Exception as exc:  # noqa: BLE001 - transient ones are re-raised by _refused
-                    self._refused(i, exc)
-                    again.append(i)
+                except Exception as exc:  # noqa: BLE001 - transient ones are re-raised by _refused, or below
+                    if type(i) is int:
+                        self._refused(i, exc)
+                        again.append(i)
+                    elif permanent(exc):  # the error does not say which of the batch's records is at fault
+                        again.extend(i)
+                    else:
+                        raise
             pending = []
             for i in again:
                 fut = await self._hand(i)
@@ -146,6 +164,107 @@ class OutputBatch:
         """Hand over and wait for every acknowledgement."""
         await self.produce()
         await self.acked()
+
+    def _batching(self) -> Any:
+        """The aiokafka producer under the app's, if it takes record batches as ``_hand_batches`` needs; else None.
+
+        Faust's aiokafka driver gives it with ``_ensure_producer`` (as its own ``key_partition`` uses it). A
+        producer with serializers is left to ``send``: the partition is chosen from the serialized key.
+        """
+        ensure = getattr(self._producer, "_ensure_producer", None)
+        if ensure is None:
+            return None
+        try:
+            kafka = ensure()
+        except Exception:  # noqa: BLE001 - not started: ``send`` says so, as before
+            return None
+        if not all(hasattr(kafka, name) for name in
+                   ("create_batch", "send_batch", "partitions_for", "_partition", "_max_request_size")):
+            return None
+        if getattr(kafka, "_key_serializer", None) is not None or getattr(kafka, "_value_serializer", None) is not None:
+            return None
+        return kafka
+
+    async def _hand_batches(self, kafka: Any, pending: list[tuple[int | list[int], Awaitable[Any]]]) -> None:
+        """Hand every message not dropped to aiokafka as record batches: one future per batch, not per message.
+
+        Each record goes to the partition aiokafka's ``send`` would give it (the producer's own ``_partition``,
+        Kafka's murmur2 of the key by default), and the records of a partition keep the order they were added
+        in, across its batches and any message handed alone. A batch holds what ``create_batch`` allows (the
+        producer's max_batch_size); a record near max_request_size, or one a fresh batch does not take, goes
+        alone through ``_hand``, as does every record of a batch ``send_batch`` refuses, and every record of a
+        partition for which the producer holds a batch not yet sent when the hand-over reaches it (an earlier
+        output's, while a request is in flight): ``send`` adds to that batch where ``send_batch`` would wait
+        until it is sent. Faust's ``on_produce_message`` signal is not sent (Sekat connects nothing to it).
+        """
+        messages, dropped = self.messages, self._dropped
+        names: dict[Any, str] = {}
+        try:
+            for topic, _, _ in messages:
+                if topic not in names:
+                    names[topic] = topic.get_topic_name()
+            for name in set(names.values()):
+                await kafka.partitions_for(name)  # metadata, as ``send`` waits for it
+        except Exception:  # noqa: BLE001 - ``send`` meets the same error, and _refused judges it
+            for i in range(len(messages)):
+                fut = await self._hand(i)
+                if fut is not None:
+                    pending.append((i, fut))
+            return
+        partition_of, create = kafka._partition, kafka.create_batch
+        near = kafka._max_request_size - RECORD_OVERHEAD
+        filling: dict[tuple[str, int], tuple[Any, list[int]]] = {}  # (topic, partition) -> open batch, its indices
+        plan: list[tuple[str, int, Any, list[int]] | int] = []  # in hand-over order: a batch, or a message alone
+
+        def close(tp: tuple[str, int]) -> None:
+            open_batch = filling.pop(tp, None)
+            if open_batch is not None:
+                plan.append((*tp, *open_batch))
+
+        for i, (topic, key, value) in enumerate(messages):
+            if i in dropped:
+                continue
+            name = names[topic]
+            tp = (name, partition_of(name, None, None, None, key, value))
+            if len(key) + len(value) > near:
+                close(tp)
+                plan.append(i)
+                continue
+            open_batch = filling.get(tp)
+            if open_batch is not None and open_batch[0].append(key=key, value=value, timestamp=None) is not None:
+                open_batch[1].append(i)
+                continue
+            close(tp)  # full, or none yet
+            batch = create()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                plan.append(i)
+            else:
+                filling[tp] = (batch, [i])
+        plan.extend((*tp, *open_batch) for tp, open_batch in filling.items())
+
+        held = getattr(getattr(kafka, "_message_accumulator", None), "_batches", None)  # the producer's, not sent
+        alone: dict[tuple[str, int], bool] = {}  # by partition, once its first batch is reached
+        for step in plan:
+            if type(step) is int:
+                fut = await self._hand(step)
+                if fut is not None:
+                    pending.append((step, fut))
+                continue
+            name, partition, batch, indices = step
+            tp = (name, partition)
+            if tp not in alone:
+                alone[tp] = bool(held and held.get(TopicPartition(name, partition)))
+            if not alone[tp]:
+                try:
+                    pending.append((indices, await kafka.send_batch(batch, name, partition=partition)))
+                    continue
+                except Exception as exc:  # noqa: BLE001 - each record is handed alone, and judged by _refused
+                    log.debug("a record batch of %d for %s/%d was refused (%s: %s); handed one at a time",
+                              len(indices), name, partition, type(exc).__name__, exc)
+            for i in indices:
+                fut = await self._hand(i)
+                if fut is not None:
+                    pending.append((i, fut))
 
     async def _hand(self, i: int) -> Awaitable[Any] | None:
         """Hand message ``i`` to the producer: its future, or None once it is dropped."""

@@ -2,7 +2,9 @@
 a record Kafka refuses for good is stripped (a dead letter) or dropped, never retried forever, except a command.
 
 The producer here stands in for the app's (``send`` returns a future the test settles); what is pinned is
-the batch's bookkeeping between hand-over and acknowledgement, not Kafka.
+the batch's bookkeeping between hand-over and acknowledgement, not Kafka. Under Faust's aiokafka producer the
+output goes as record batches: a stand-in takes batches and single messages, and one test hands the output to
+aiokafka's own producer, not started, with a stand-in for its sender.
 """
 
 from __future__ import annotations
@@ -10,13 +12,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+from collections import deque
+from collections.abc import Awaitable
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
-from aiokafka.errors import (CorruptRecordException, KafkaConnectionError, MessageSizeTooLargeError,
-                             NotLeaderForPartitionError, RecordListTooLargeError, RecordTooLargeError,
-                             RequestTimedOutError, TopicAuthorizationFailedError)
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (CorruptRecordException, KafkaConnectionError, KafkaTimeoutError,
+                             MessageSizeTooLargeError, NotLeaderForPartitionError, RecordListTooLargeError,
+                             RecordTooLargeError, RequestTimedOutError, TopicAuthorizationFailedError)
+from aiokafka.partitioner import DefaultPartitioner, murmur2
+from aiokafka.protocol.metadata import MetadataResponse_v0
+from aiokafka.record.default_records import DefaultRecordBatch
+from aiokafka.structs import TopicPartition
 from sekat.streams.output import COMMAND_MAX_BYTES, OutputBatch, OutputTopics, bounded_command
 from sekat.streams.retry import permanent, retry
 
@@ -245,3 +255,321 @@ def test_a_command_is_bounded_by_cutting_its_reasons() -> None:
     assert len(reasons) == 17 and reasons[-1] == "... 24 more reason(s) left out"
     small = {"command_id": "c", "reasons": ["caller confirmed scam caller (PDRM KL/1)"]}
     assert bounded_command(small) == orjson.dumps(small)
+
+
+# -- record batches under Faust's aiokafka producer -------------------------------------------------------------
+class Partitions:
+    """aiokafka's cluster metadata as ``AIOKafkaProducer._partition`` reads it: ``count`` partitions a topic."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return set(range(self.count))
+
+    available_partitions_for_topic = partitions_for_topic
+
+
+class RecordBatch:
+    """aiokafka's ``BatchBuilder`` as a hand-over fills it: ``append`` gives None once ``room`` records are in."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.records: list[tuple[bytes, bytes]] = []
+
+    def append(self, *, timestamp: int | None, key: bytes, value: bytes, headers: Any = None) -> object | None:
+        if len(self.records) >= self.room:
+            return None
+        self.records.append((key, value))
+        return object()
+
+
+class BatchingKafka:
+    """The aiokafka producer under Faust's: record batches (``create_batch``/``send_batch``) and single messages
+    (``send``), each record logged in the order it reached the producer, with its partition.
+
+    As a broker would, it refuses (with ``error``, in the future) a batch or a message holding a value larger
+    than ``limit``; ``send`` refuses one larger than ``_max_request_size`` at once; the first ``timeouts`` batches
+    are not acknowledged (a transient error) and the first ``refused_sends`` ``send_batch`` calls raise.
+    """
+
+    _partition = AIOKafkaProducer._partition  # aiokafka's own choice of partition, over ``_metadata``
+
+    def __init__(self, partitions: int = 4, room: int = 3, limit: int = 1 << 20,
+                 error: type[Exception] = MessageSizeTooLargeError, timeouts: int = 0, refused_sends: int = 0) -> None:
+        self._metadata = Partitions(partitions)
+        self._partitioner = DefaultPartitioner()
+        self._max_request_size = 1 << 20
+        self._key_serializer = self._value_serializer = None
+        self.room, self.limit, self.error = room, limit, error
+        self.timeouts, self.refused_sends = timeouts, refused_sends
+        self.batches: list[tuple[str, int, list[tuple[bytes, bytes]]]] = []
+        self.singles: list[tuple[str, bytes]] = []
+        self.handed: list[tuple[str, int, bytes]] = []  # (topic, partition, value) in the order they reached it
+        self.acked: list[tuple[str, bytes]] = []
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return self._metadata.partitions_for_topic(topic)
+
+    def create_batch(self) -> RecordBatch:
+        return RecordBatch(self.room)
+
+    async def send_batch(self, batch: RecordBatch, topic: str, *, partition: int) -> asyncio.Future[None]:
+        if self.refused_sends:
+            self.refused_sends -= 1
+            raise KafkaTimeoutError("no room in the accumulator")
+        self.batches.append((topic, partition, batch.records))
+        self.handed += [(topic, partition, value) for _, value in batch.records]
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.timeouts:
+            self.timeouts -= 1
+            fut.set_exception(RequestTimedOutError("not acknowledged"))
+        elif any(len(value) > self.limit for _, value in batch.records):
+            fut.set_exception(self.error("a record of the batch is larger than max.message.bytes"))
+        else:
+            fut.set_result(None)
+            self.acked += [(topic, value) for _, value in batch.records]
+        return fut
+
+    async def send(self, topic: str, value: bytes, key: bytes, *_: Any, **__: Any) -> asyncio.Future[None]:
+        if len(value) > self._max_request_size:
+            raise MessageSizeTooLargeError("larger than max_request_size")
+        self.singles.append((topic, value))
+        self.handed.append((topic, self._partition(topic, None, None, None, key, value), value))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if len(value) > self.limit:
+            fut.set_exception(self.error("larger than max.message.bytes"))
+        else:
+            fut.set_result(None)
+            self.acked.append((topic, value))
+        return fut
+
+
+class FaustProducer:
+    """Faust's aiokafka driver as the batch sees it: ``send`` one message, and the aiokafka producer under it."""
+
+    def __init__(self, kafka: Any) -> None:
+        self.kafka = kafka
+        self.sends = 0
+
+    def _ensure_producer(self) -> Any:
+        return self.kafka
+
+    async def send(self, topic: str, key: bytes, value: bytes, *_: Any) -> Awaitable[None]:
+        self.sends += 1
+        fut: Awaitable[None] = await self.kafka.send(topic, value, key=key)
+        return fut
+
+
+def kafka_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key``: murmur2, made positive, modulo the count."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def test_the_output_goes_as_record_batches_each_in_the_partition_send_would_choose_and_in_order() -> None:
+    kafka = BatchingKafka(partitions=4, room=3)
+    refused: list[tuple[str, str]] = []
+    out, decisions = batch_for(FaustProducer(kafka), refused)
+    for n in range(20):
+        out.record(decisions, f"e-{n}".encode(), f"decision {n}".encode())
+        if n % 5 == 0:
+            out._add("command", out._topics.block, b"CELCOM", f"command {n}".encode())
+    asyncio.run(out.send())
+
+    assert kafka.singles == [] and refused == []
+    assert sorted(kafka.acked) == sorted((topic.get_topic_name(), value) for topic, _, value in out.messages)
+    keys = {value: key for _, key, value in out.messages}
+    for topic, partition, records in kafka.batches:
+        assert 1 <= len(records) <= 3
+        assert all(partition == kafka_partition(key, 4) == kafka._partition(topic, None, None, None, key, None)
+                   for key, _ in records)
+        assert all(keys[value] == key for key, value in records)
+    by_partition: dict[tuple[str, int], list[bytes]] = {}
+    for topic, key, value in out.messages:
+        by_partition.setdefault((topic.get_topic_name(), kafka_partition(key, 4)), []).append(value)
+    for (topic, partition), values in by_partition.items():
+        assert [v for t, p, v in kafka.handed if (t, p) == (topic, partition)] == values
+        assert sum(1 for t, p, _ in kafka.batches if (t, p) == (topic, partition)) == -(-len(values) // 3)
+    # Kafka's own (Java) partitioner puts "foobar" (murmur2 -790332482) on partition 2 of 4.
+    assert kafka_partition(b"foobar", 4) == 2
+
+
+def test_a_batch_refused_for_good_is_handed_one_message_at_a_time_and_a_refused_command_still_raises() -> None:
+    kafka = BatchingKafka(partitions=1, room=10, limit=600)
+    refused: list[tuple[str, str]] = []
+    out, decisions = batch_for(FaustProducer(kafka), refused, keep=4096)
+    out.record(decisions, b"a", b"small before")
+    out.deadletter(SOURCE, b"y" * 3000, Rejection("not_json", "value is not UTF-8 JSON"), "now")
+    out._add("decision", decisions, b"d", b"z" * 5000)
+    out.record(decisions, b"b", b"small after")
+    asyncio.run(out.send())
+    assert [topic for topic, _, _ in kafka.batches] == ["decisions", "deadletter"]
+    assert ("decisions", b"small before") in kafka.acked and ("decisions", b"small after") in kafka.acked
+    (dead,) = [orjson.loads(value) for topic, value in kafka.acked if topic == "deadletter"]
+    assert dead["original_b64"] == "" and dead["original_size"] == 3000
+    assert not any(value == b"z" * 5000 for _, value in kafka.acked)
+    assert sorted(refused) == [("deadletter", "stripped"), ("decision", "dropped")]
+
+    kafka = BatchingKafka(partitions=1, room=10, limit=10)
+    refused = []
+    out, decisions = batch_for(FaustProducer(kafka), refused)
+    out.record(decisions, b"a", b"ok")
+    out._add("command", out._topics.block, b"CELCOM", b'{"action": "BLOCK_CALL"}')
+
+    async def scenario() -> None:
+        await out.produce()
+        with pytest.raises(CommandRefused, match="block"):
+            await retry("sending output", out.acked, lambda: None, attempts=3)
+
+    asyncio.run(scenario())
+    assert refused == [("command", "retried")] * 3
+    assert len([b for b in kafka.batches if b[0] == "block"]) == 3  # each attempt hands the whole output again
+    assert kafka.singles.count(("block", b'{"action": "BLOCK_CALL"}')) == 3
+    assert kafka.acked.count(("decisions", b"ok")) == 3
+
+
+def test_a_batch_not_acknowledged_fails_the_wait_and_the_next_wait_hands_all_again_as_batches() -> None:
+    kafka = BatchingKafka(partitions=2, room=10, timeouts=1)
+    out, decisions = batch_for(FaustProducer(kafka), [])
+    for n in range(6):
+        out.record(decisions, f"e-{n}".encode(), f"decision {n}".encode())
+
+    async def scenario() -> None:
+        await out.produce()
+        with pytest.raises(RequestTimedOutError):
+            await out.acked()
+        await out.acked()
+
+    asyncio.run(scenario())
+    assert kafka.singles == [] and len(kafka.batches) == 4
+    assert sorted(kafka.acked[-6:]) == sorted(("decisions", f"decision {n}".encode()) for n in range(6))
+
+
+def test_a_batch_send_batch_refuses_is_handed_one_message_at_a_time_in_its_place() -> None:
+    kafka = BatchingKafka(partitions=1, room=2, refused_sends=1)
+    out, decisions = batch_for(FaustProducer(kafka), [])
+    values = [f"decision {n}".encode() for n in range(5)]
+    for n, value in enumerate(values):
+        out.record(decisions, f"e-{n}".encode(), value)
+    asyncio.run(out.send())
+    assert kafka.singles == [("decisions", values[0]), ("decisions", values[1])]
+    assert [v for _, _, v in kafka.handed] == values and [v for _, v in kafka.acked] == values
+
+
+def test_a_record_near_max_request_size_goes_alone_and_keeps_its_place_in_its_partition() -> None:
+    kafka = BatchingKafka(partitions=1, room=10)
+    kafka._max_request_size = 1000
+    refused: list[tuple[str, str]] = []
+    out, decisions = batch_for(FaustProducer(kafka), refused)
+    values = [b"first", b"x" * 900, b"second", b"y" * 2000, b"third"]
+    for n, value in enumerate(values):
+        out.record(decisions, f"e-{n}".encode(), value)
+    asyncio.run(out.send())
+    assert [records for _, _, records in kafka.batches] == [[(b"e-0", b"first")], [(b"e-2", b"second")],
+                                                            [(b"e-4", b"third")]]
+    assert [v for _, _, v in kafka.handed] == [b"first", b"x" * 900, b"second", b"third"]
+    assert refused == [("record", "dropped")]  # over max_request_size: refused by ``send``, as before
+
+
+def test_a_partition_the_producer_holds_a_batch_for_goes_one_message_at_a_time() -> None:
+    kafka = BatchingKafka(partitions=4, room=2)
+    held = kafka_partition(b"e-0", 4)
+    kafka._message_accumulator = SimpleNamespace(_batches={TopicPartition("decisions", held): deque([object()])})
+    out, decisions = batch_for(FaustProducer(kafka), [])
+    for n in range(24):
+        out.record(decisions, f"e-{n}".encode(), f"decision {n}".encode())
+    asyncio.run(out.send())
+    alone = [value for _, key, value in out.messages if kafka_partition(key, 4) == held]
+    assert len(alone) > kafka.room and [value for _, value in kafka.singles] == alone
+    assert all(partition != held for _, partition, _ in kafka.batches) and kafka.batches
+
+
+@pytest.mark.parametrize("kafka", [SimpleNamespace(send=None), BatchingKafka(partitions=2)],
+                         ids=["no batch API", "a key serializer"])
+def test_a_producer_the_batch_path_does_not_apply_to_takes_one_send_a_message(kafka: Any) -> None:
+    if isinstance(kafka, BatchingKafka):
+        kafka._key_serializer = bytes
+        producer: Any = FaustProducer(kafka)
+    else:
+        producer = RefusingProducer(limit=1 << 20)
+        producer._ensure_producer = lambda: kafka
+    out, decisions = batch_for(producer, [])
+    out.record(decisions, b"a", b"one")
+    out.record(decisions, b"b", b"two")
+    asyncio.run(out.send())
+    acked = kafka.acked if isinstance(kafka, BatchingKafka) else producer.acked
+    assert acked == [("decisions", b"one"), ("decisions", b"two")]
+    assert not getattr(kafka, "batches", None)
+
+
+class Broker:
+    """aiokafka's sender and Kafka behind it, for a producer that is not started: takes every batch the producer
+    holds, logs its records as (topic, partition, key, value) and acknowledges it."""
+
+    def __init__(self, kafka: AIOKafkaProducer) -> None:
+        self.accumulator = kafka._message_accumulator
+        self.log: list[tuple[str, int, bytes, bytes]] = []
+        self.batches: list[tuple[str, int]] = []
+
+    async def run(self) -> None:
+        while True:
+            await self.accumulator.waiter()
+            nodes, _ = self.accumulator.drain_by_nodes(ignore_nodes=set())
+            for batches in nodes.values():
+                for tp, batch in batches.items():
+                    self.batches.append((tp.topic, tp.partition))
+                    self.log += [(tp.topic, tp.partition, r.key, r.value)
+                                 for r in DefaultRecordBatch(batch.get_data_buffer())]
+                    batch.done(base_offset=0)
+            await asyncio.sleep(0)
+
+
+def test_aiokafkas_own_producer_gets_the_batches_in_sends_partitions_and_order_and_adds_to_a_batch_it_holds() -> None:
+    async def scenario() -> tuple[Broker, list[tuple[str, int, bytes, bytes]], list[int]]:
+        kafka = AIOKafkaProducer(bootstrap_servers="localhost:1", max_batch_size=400)
+        kafka.client.cluster.update_metadata(MetadataResponse_v0([(0, "localhost", 1)], [
+            (0, name, [(0, p, 0, [0], [0]) for p in range(4)]) for name in ("decisions", "block")]))
+        producer, broker, runner = FaustProducer(kafka), Broker(kafka), None
+        expected: list[tuple[str, int, bytes, bytes]] = []
+        try:
+            # Nothing is sent yet: the first output's batch stays with the producer, and the second output's
+            # record for that partition goes into it (``send``) instead of waiting for it to be sent.
+            first, decisions = batch_for(producer, [])
+            first.record(decisions, b"e-0", b"held")
+            await first.produce()
+            second, decisions = batch_for(producer, [])
+            for n in range(1, 17):
+                second.record(decisions, f"e-{n}".encode(), f"second {n}".encode())
+            await asyncio.wait_for(second.produce(), 5)
+            held = TopicPartition("decisions", kafka._partition("decisions", None, None, None, b"e-0", None))
+            sends = [producer.sends, len(kafka._message_accumulator._batches[held])]
+            runner = asyncio.ensure_future(broker.run())
+            await first.acked()
+            await second.acked()
+            # Many records a partition: several batches each, one after the other.
+            third, decisions = batch_for(producer, [])
+            for n in range(60):
+                third.record(decisions, f"t-{n}".encode(), f"third {n} ".encode() * 4)
+                if n % 20 == 0:
+                    third._add("command", third._topics.block, b"CELCOM", f"command {n}".encode())
+            producer.sends, taken = 0, len(broker.batches)
+            await asyncio.wait_for(third.send(), 5)
+            sends += [producer.sends, max(broker.batches[taken:].count(tp) for tp in broker.batches[taken:])]
+            for out in (first, second, third):
+                expected += [(topic.get_topic_name(), kafka._partition(topic.get_topic_name(), None, None, None, key,
+                                                                       None), key, value)
+                             for topic, key, value in out.messages]
+        finally:
+            if runner is not None:
+                runner.cancel()
+            await kafka.stop()
+        return broker, expected, sends
+
+    broker, expected, sends = asyncio.run(scenario())
+    held_sends, held_batches, third_sends, third_batches = sends
+    assert held_sends == 3 and held_batches == 1  # the held partition's three records of the second output
+    assert third_sends == 0 and third_batches > 2
+    assert sorted(broker.log) == sorted(expected)
+    for tp in {(topic, partition) for topic, partition, _, _ in expected}:
+        assert [r for r in broker.log if r[:2] == tp] == [r for r in expected if r[:2] == tp]
+    assert [kafka_partition(key, 4) for _, _, key, _ in expected] == [partition for _, partition, _, _ in expected]
