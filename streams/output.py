@@ -24,10 +24,12 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from struct import unpack_from
 from typing import Any
 
 import faust
 import orjson
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 from sekat.streams.retry import permanent
 
@@ -188,14 +190,14 @@ class OutputBatch:
     async def _hand_batches(self, kafka: Any, pending: list[tuple[int | list[int], Awaitable[Any]]]) -> None:
         """Hand every message not dropped to aiokafka as record batches: one future per batch, not per message.
 
-        Each record goes to the partition aiokafka's ``send`` would give it (the producer's own ``_partition``,
-        Kafka's murmur2 of the key by default), and the records of a partition keep the order they were added
-        in, across its batches and any message handed alone. A batch holds what ``create_batch`` allows (the
-        producer's max_batch_size); a record near max_request_size, or one a fresh batch does not take, goes
-        alone through ``_hand``, as does every record of a batch ``send_batch`` refuses, and every record of a
-        partition for which the producer holds a batch not yet sent when the hand-over reaches it (an earlier
-        output's, while a request is in flight): ``send`` adds to that batch where ``send_batch`` would wait
-        until it is sent. Faust's ``on_produce_message`` signal is not sent (Sekat connects nothing to it).
+        Each record goes to the partition aiokafka's ``send`` would give it (``partitioner``), and the records of
+        a partition keep the order they were added in, across its batches and any message handed alone. A batch
+        holds what ``create_batch`` allows (the producer's max_batch_size); a record near max_request_size, or
+        one a fresh batch does not take, goes alone through ``_hand``, as does every record of a batch
+        ``send_batch`` refuses, and every record of a partition for which the producer holds a batch not yet
+        sent when the hand-over reaches it (an earlier output's, while a request is in flight): ``send`` adds to
+        that batch where ``send_batch`` would wait until it is sent. Faust's ``on_produce_message`` signal is
+        not sent (Sekat connects nothing to it).
         """
         messages, dropped = self.messages, self._dropped
         names: dict[Any, str] = {}
@@ -211,8 +213,8 @@ class OutputBatch:
                 if fut is not None:
                     pending.append((i, fut))
             return
-        partition_of, create = kafka._partition, kafka.create_batch
-        near = kafka._max_request_size - RECORD_OVERHEAD
+        partitioners = {name: partitioner(kafka, name) for name in set(names.values())}
+        create, near = kafka.create_batch, kafka._max_request_size - RECORD_OVERHEAD
         filling: dict[tuple[str, int], tuple[Any, list[int]]] = {}  # (topic, partition) -> open batch, its indices
         plan: list[tuple[str, int, Any, list[int]] | int] = []  # in hand-over order: a batch, or a message alone
 
@@ -225,7 +227,7 @@ class OutputBatch:
             if i in dropped:
                 continue
             name = names[topic]
-            tp = (name, partition_of(name, None, None, None, key, value))
+            tp = (name, partitioners[name](key, value))
             if len(key) + len(value) > near:
                 close(tp)
                 plan.append(i)
@@ -299,6 +301,45 @@ class OutputBatch:
         self._topics.on_refused(kind, "dropped")
         log.error("a %d-byte %s record was refused by %s for good (%s: %s); dropped, the stream goes on",
                   len(value), kind, name, error, exc)
+
+
+def partitioner(kafka: Any, topic: str) -> Callable[[bytes | None, bytes], int]:
+    """The partition aiokafka's ``send`` gives a record (key, value) on ``topic``, as of the producer's metadata now.
+
+    Under aiokafka's default partitioner (Kafka's: murmur2 of the key, made positive, modulo the number of
+    partitions, indexing the list of them ``_partition`` makes), with ``murmur2`` here; under any other, or for a
+    record without a key, the producer's own ``_partition``.
+    """
+    partition = kafka._partition
+    if type(getattr(kafka, "_partitioner", None)) is not DefaultPartitioner or not hasattr(kafka, "_metadata"):
+        return lambda key, value: partition(topic, None, None, None, key, value)
+    everyone = list(kafka._metadata.partitions_for_topic(topic))  # as ``_partition`` lists them
+    count = len(everyone)
+    return lambda key, value: (everyone[(murmur2(key) & 0x7FFFFFFF) % count] if key is not None
+                               else partition(topic, None, None, None, key, value))
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash of ``data``, equal to aiokafka's ``partitioner.murmur2``: the same steps, a 4-byte
+    word at a time (about twice as fast on an event id's 36 bytes)."""
+    m = 0x5BD1E995
+    length = len(data)
+    h = 0x9747B28C ^ length
+    words = length >> 2
+    if words:
+        for k in unpack_from(f"<{words}I", data):
+            k = (k * m) & 0xFFFFFFFF
+            h = ((h * m) & 0xFFFFFFFF) ^ (((k ^ (k >> 24)) * m) & 0xFFFFFFFF)
+    extra = length & 3
+    if extra:
+        end = length - extra
+        if extra == 3:
+            h ^= data[end + 2] << 16
+        if extra >= 2:
+            h ^= data[end + 1] << 8
+        h = ((h ^ data[end]) * m) & 0xFFFFFFFF
+    h = ((h ^ (h >> 13)) * m) & 0xFFFFFFFF
+    return h ^ (h >> 15)
 
 
 def deadletter_body(source: Source, raw: bytes, rejection: Rejection, dead_at: str, keep: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import random
 from collections import deque
 from collections.abc import Awaitable
 from types import SimpleNamespace
@@ -28,6 +29,7 @@ from aiokafka.protocol.metadata import MetadataResponse_v0
 from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.structs import TopicPartition
 from sekat.streams.output import COMMAND_MAX_BYTES, OutputBatch, OutputTopics, bounded_command
+from sekat.streams.output import murmur2 as output_murmur2
 from sekat.streams.retry import permanent, retry
 
 from sekat.errors import CommandRefused
@@ -573,3 +575,25 @@ def test_aiokafkas_own_producer_gets_the_batches_in_sends_partitions_and_order_a
     for tp in {(topic, partition) for topic, partition, _, _ in expected}:
         assert [r for r in broker.log if r[:2] == tp] == [r for r in expected if r[:2] == tp]
     assert [kafka_partition(key, 4) for _, _, key, _ in expected] == [partition for _, partition, _, _ in expected]
+
+
+def test_murmur2_is_kafkas_and_aiokafkas() -> None:
+    # Kafka's own (Java) test vectors, as signed 32-bit ints; then aiokafka's murmur2 on keys of every length.
+    java = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536,
+            b"a-little-bit-longer-string": -1486304829, b"abc": 479470107,
+            b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971}
+    assert {key: output_murmur2(key) - (1 << 32) * (output_murmur2(key) >> 31) for key in java} == java
+    rnd = random.Random(7)
+    keys = [b"", b"\xff" * 7, bytearray(b"CELCOM"), *(rnd.randbytes(rnd.randrange(0, 130)) for _ in range(20_000))]
+    assert [output_murmur2(key) for key in keys] == [murmur2(key) for key in keys]
+
+
+def test_a_producer_with_another_partitioner_places_each_record_with_it() -> None:
+    kafka = BatchingKafka(partitions=4, room=3)
+    kafka._partitioner = lambda key, everyone, available: everyone[len(key) % len(everyone)]
+    out, decisions = batch_for(FaustProducer(kafka), [])
+    for n in (1, 22, 333, 4444, 55555):
+        out.record(decisions, str(n).encode(), b"v")
+    asyncio.run(out.send())
+    assert sorted((partition, [key for key, _ in records]) for _, partition, records in kafka.batches) == [
+        (0, [b"4444"]), (1, [b"1", b"55555"]), (2, [b"22"]), (3, [b"333"])]
