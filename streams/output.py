@@ -113,7 +113,7 @@ class OutputBatch:
         self._add("record", topic, key, value)
 
     async def produce(self) -> None:
-        """Hand every message to the producer (in order); ``acked`` then waits for Kafka's acknowledgements.
+        """Hand every message to the producer, in order within a partition; ``acked`` waits for Kafka's acks.
 
         Straight to the app's producer (acks=all), not through ``Topic.send``: Faust's per-message path
         (future message, sensors, a debug log line) cost more than the send itself on the hot path. Under
