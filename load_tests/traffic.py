@@ -6,8 +6,8 @@ accounts and scam numbers. ``Traffic`` turns a sequence number into one event
 (transfer or call) as contract JSON bytes, and says which commands the event
 must produce — the benchmark's recall and false-command counts come from that.
 
-With ``hot_keys``, two adversarial keys take a fixed share of the events, as
-issue 18 states them: one caller reaching 50,000 distinct callees in 10
+With ``hot_keys``, two adversarial keys take a fixed share of the events:
+one caller reaching 50,000 distinct callees in 10
 minutes, one payee receiving from 10,000 distinct payers in an hour. Their
 events are dated at random within that span before the moment they are sent
 (out of order), so event-time windows see those densities. They and the

@@ -49,7 +49,7 @@ from typing import Any
 from redis.exceptions import NoScriptError, RedisError
 from sekat.blocklist.connection import TIMEOUT_MS, AnyRedis, SlotPipeline, Unanswered, async_client
 from sekat.rules.policy import Policy
-from sekat.rules.registry import Observations, StateWrite, Values, Window
+from sekat.rules.registry import Observations, StateWrite, Values
 
 from sekat.errors import BlocklistUnavailable, NotAsked
 from sekat.records import Call, Transfer

@@ -1,5 +1,5 @@
 """Window rules against a plain reference: arrival order, re-delivery, batch splits, workers and restarts change
-no verdict (issue 18; a real Redis).
+no verdict (a real Redis).
 
 The reference (``Reference``) is the semantics in plain words, by brute force. For a window rule of width w
 and threshold N on a key (call_burst: caller -> callees, w = window_seconds; mule_inflow: payee -> payers,
@@ -15,7 +15,8 @@ random order with duplicates (the same event again, in the same batch or a later
 splits, with a threshold of 2-6 so verdicts go both ways; each example gets its own key prefix. The real
 ``RuleStateStore`` and engine must give the reference's verdict for every delivered event, with one store,
 and with two stores on separate clients ("workers", some batches at once) that are closed and opened again
-("restarts", the last batch re-delivered to the new one). Keep the sequences short of ``READ_CAP``.
+("restarts", the last batch re-delivered to the new one). Busy keys (up to 240 events, 40 parties,
+thresholds up to 25) take the store through several pages of a window and windows it already found full.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from sekat.rules.policy import DEFAULT_POLICY_FILE, default_registry, load_polic
 from sekat.rules.cross_channel import CallWarning
 from sekat.rules.registry import Registry
 from sekat.streams.policy_watch import PolicyWatch
-from tests.unit.events import T0, call, ctx, ms, transfer
+from tests.unit.events import T0, call, ctx, transfer
 
 DEFAULT = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
 
