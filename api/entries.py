@@ -14,7 +14,7 @@ scammer which of their accounts Sekat has noticed (docs/threat-model.md).
 
 # No `from __future__ import annotations`: FastAPI resolves the endpoints' annotations at run time.
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -27,10 +27,10 @@ from sekat.api.errors import field_error
 from sekat.api.keys import RULE_SOURCES, ApiKey
 from sekat.api.limits import client_bucket
 from sekat.blocklist.filing import identifier
-from sekat.blocklist.lifecycle import known_reports
+from sekat.blocklist.lifecycle import standing
 from sekat.blocklist.store import BlocklistStore
 from sekat.errors import InvalidReport
-from sekat.records import Entry, Report, Status, key_object
+from sekat.records import Entry, key_object
 
 router = APIRouter()
 
@@ -68,14 +68,8 @@ def publicly_listed(entry: Entry, now: datetime) -> bool:
     the last revocation, not expired) was filed by an agency rather than by a rule."""
     if not entry.active_at(now):
         return False
-    standing: list[Report] = []
-    for report in known_reports(entry):
-        if report.status is Status.REVOKED:
-            standing = []
-        else:
-            standing.append(report)
-    return any(r.source.upper() not in RULE_SOURCES
-               and (not r.ttl_days or r.reported_at + timedelta(days=r.ttl_days) > now) for r in standing)
+    return any(source.upper() not in RULE_SOURCES and (not until or datetime.fromisoformat(until) > now)
+               for source, until in standing(entry).items())
 
 
 async def linked_group(store: BlocklistStore, start: Entry, now: datetime) -> list[dict[str, Any]]:

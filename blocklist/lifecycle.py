@@ -1,9 +1,9 @@
 """The blocklist lifecycle: how reports on one identifier merge into its entry.
 
 Pure functions, no I/O. An entry is a function of the *set* of reports filed
-on its key (its ``history``), never of the order they arrived in:
+on its key, never of the order they arrived in:
 
-    merge(entry, report) = entry_from_history(history(entry) ∪ history(report) ∪ {report})
+    merge(entry, report) = entry_from(reports(entry) ∪ reports(report) ∪ {report})
 
 so re-delivered reports (same ``report_id``) change nothing, a report with an
 older ``reported_at`` that arrives late cannot override newer state, and
@@ -21,12 +21,25 @@ Status is the fold of the reports in ``(reported_at, report_id)`` order:
 
 Links: ``links`` of the entry are those named by its reports (the first report
 naming a key is where the link came from); ``renewals`` counts renewal reports
-since the last revocation. Both are derived from the history, so compaction and
+since the last revocation. Both are derived from the reports, so compaction and
 rebuild keep them.
 
 Expiry: once listed, the entry expires when the last of the reports since the
 last revocation expires (``reported_at + ttl_days``); one report without a ttl
 (``ttl_days`` 0) keeps it listed without expiry. A revoked entry has none.
+
+Bounded history: an entry keeps its ``RECENT_KEPT`` most recent reports in
+full (``history``); older ones are folded, in order, into its ``summary``
+(``sekat.records.Summary``): the fold's state after them (status and the report
+that set it, per source when its standing reports expire, renewals, links) and
+counts per source with first and last seen. The summary covers every report
+ordered at or before its ``through``; a report ordered there that is not in the
+history is taken as covered (a re-delivery). Sekat stamps ``reported_at`` when
+a report is filed, so only a report filed ``RECENT_KEPT`` reports late by
+clock could be one it has not seen; such a report is kept on the topic but does
+not change the entry. An entry, and the consolidated record that carries it
+through compaction, therefore has a bounded size however many reports are
+filed on its identifier, and filing N reports costs O(N).
 """
 
 from __future__ import annotations
@@ -36,9 +49,11 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
-from sekat.records import Entry, Link, Report, Status, iso
+from sekat.records import Entry, Link, Report, SourceTally, Standing, Status, Summary, iso
 
 LEGACY_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
+RECENT_KEPT = 100  # reports an entry keeps in full; ~80 KB at the API's longest reasons
+CASE_REFS_KEPT = 32  # case references a summary keeps (the first ones)
 
 
 def _order(report: Report) -> tuple[str, str]:
@@ -54,56 +69,122 @@ def union(*histories: Iterable[Report]) -> tuple[Report, ...]:
     return tuple(sorted(seen.values(), key=_order))
 
 
-def entry_from_history(key: str, history: tuple[Report, ...]) -> Entry:
-    """The entry that ``history`` (sorted, distinct; see ``union``) gives for ``key``."""
-    if not history:
-        raise ValueError("an entry needs at least one report")
-    status: Status | None = None
-    decisive = history[0]  # the report that set the current status
-    since_revoke: list[Report] = []
-    for report in history:
+class _Fold:
+    """The status fold (module docstring) over reports in order, from a summary's state or from nothing."""
+
+    def __init__(self, key: str, summary: Summary | None) -> None:
+        self.key = key
+        self.status: Status | None = summary.status if summary else None
+        self.decisive: Report | None = summary.decisive if summary else None
+        self.standing = {s.source: s.until for s in summary.standing} if summary else {}
+        self.renewals = summary.renewals if summary else 0
+        self.links = {link.key: link for link in summary.links} if summary else {}
+        self.tallies = {t.source: [t.count, t.first_seen, t.last_seen] for t in summary.sources} if summary else {}
+        self.case_refs = dict.fromkeys(summary.case_refs) if summary else {}
+        self.count = summary.report_count if summary else 0
+        self.first_seen = summary.first_seen if summary else ""
+        self.last = summary.through if summary else ("", "")
+
+    def step(self, report: Report) -> None:
+        at = iso(report.reported_at)
         if report.status is Status.REVOKED:
-            status, decisive, since_revoke = Status.REVOKED, report, []
-        elif report.status is Status.CONFIRMED:
-            if status is Status.REVOKED and report.origin:
-                continue  # a linked member's confirmation does not overturn this identifier's appeal
-            status, decisive = Status.CONFIRMED, report
-            since_revoke.append(report)
-        else:
-            if status is None:
-                status, decisive = Status.REPORTED, report
-            since_revoke.append(report)
-    assert status is not None
-    expires_at = ""
-    if status is not Status.REVOKED:
-        if all(r.ttl_days > 0 for r in since_revoke):
-            expires_at = iso(max(r.reported_at + timedelta(days=r.ttl_days) for r in since_revoke))
-    links: dict[str, Link] = {}
-    for report in history:
+            self.status, self.decisive, self.standing, self.renewals = Status.REVOKED, report, {}, 0
+        elif report.status is Status.CONFIRMED and not (self.status is Status.REVOKED and report.origin):
+            # (a linked member's confirmation does not overturn this identifier's appeal)
+            self.status, self.decisive = Status.CONFIRMED, report
+            self._stands(report)
+        elif report.status is not Status.CONFIRMED:
+            if self.status is None:
+                self.status, self.decisive = Status.REPORTED, report
+            self._stands(report)
         for linked in report.links:
-            if linked != key and linked not in links:
-                links[linked] = Link(linked, report.report_id, report.source, iso(report.reported_at),
-                                     report.origin_key)
-    renewals = sum(1 for r in since_revoke if r.renewal)
-    sources = tuple(dict.fromkeys(r.source for r in history if r.source))
-    case_refs = tuple(dict.fromkeys(r.case_ref for r in history if r.case_ref))
-    return Entry(
-        key=key, status=status, source=decisive.source, reason=decisive.reason, case_ref=decisive.case_ref,
-        report_id=decisive.report_id, reported_at=iso(decisive.reported_at), expires_at=expires_at,
-        sources=sources, report_count=len(history), case_refs=case_refs,
-        first_seen=iso(history[0].reported_at), last_seen=iso(history[-1].reported_at), history=history,
-        links=tuple(links.values()), renewals=renewals,
-    )
+            if linked != self.key and linked not in self.links:
+                self.links[linked] = Link(linked, report.report_id, report.source, at, report.origin_key)
+        if report.source:
+            tally = self.tallies.setdefault(report.source, [0, at, at])
+            tally[0] += 1
+            tally[2] = at
+        if report.case_ref:
+            self.case_refs.setdefault(report.case_ref)
+        self.count += 1
+        self.first_seen = self.first_seen or at
+        self.last = (at, report.report_id)
+
+    def _stands(self, report: Report) -> None:
+        """``report`` keeps the entry listed (since the last revocation) until it expires."""
+        until = iso(report.reported_at + timedelta(days=report.ttl_days)) if report.ttl_days > 0 else ""
+        held = self.standing.get(report.source)
+        self.standing[report.source] = "" if held == "" or not until else max(held or "", until)
+        self.renewals += report.renewal
+
+    def folded(self) -> Summary:
+        assert self.status is not None and self.decisive is not None
+        return Summary(
+            through_at=self.last[0], through_id=self.last[1], report_count=self.count, first_seen=self.first_seen,
+            sources=tuple(SourceTally(s, *t) for s, t in self.tallies.items()),
+            case_refs=tuple(self.case_refs)[:CASE_REFS_KEPT], status=self.status,
+            decisive=self.decisive.without_history(),
+            standing=tuple(Standing(s, u) for s, u in self.standing.items()),
+            renewals=self.renewals, links=tuple(self.links.values()))
+
+    def entry(self, history: tuple[Report, ...], summary: Summary | None) -> Entry:
+        status, decisive = self.status, self.decisive
+        assert status is not None and decisive is not None
+        expires_at = ""
+        if status is not Status.REVOKED and "" not in self.standing.values():
+            expires_at = max(self.standing.values())
+        return Entry(
+            key=self.key, status=status, source=decisive.source, reason=decisive.reason,
+            case_ref=decisive.case_ref, report_id=decisive.report_id, reported_at=iso(decisive.reported_at),
+            expires_at=expires_at, sources=tuple(self.tallies), report_count=self.count,
+            case_refs=tuple(self.case_refs), first_seen=self.first_seen, last_seen=self.last[0], history=history,
+            links=tuple(self.links.values()), renewals=self.renewals, summary=summary,
+        )
+
+
+def entry_from_history(key: str, history: tuple[Report, ...], summary: Summary | None = None) -> Entry:
+    """The entry that ``summary`` and then ``history`` (sorted, distinct, after the summary; see ``union``)
+    give for ``key``."""
+    if not history and summary is None:
+        raise ValueError("an entry needs at least one report")
+    fold = _Fold(key, summary)
+    for report in history:
+        fold.step(report)
+    return fold.entry(history, summary)
+
+
+def bounded(key: str, reports: tuple[Report, ...], summary: Summary | None,
+            keep: int = RECENT_KEPT) -> Entry:
+    """The entry of ``summary`` and ``reports`` (sorted, distinct, after it), keeping at most ``keep`` in full."""
+    if len(reports) > keep:
+        fold = _Fold(key, summary)
+        for report in reports[:len(reports) - keep]:
+            fold.step(report)
+        summary, reports = fold.folded(), reports[len(reports) - keep:]
+    return entry_from_history(key, reports, summary)
+
+
+def latest(*summaries: Summary | None) -> Summary | None:
+    """The summary that covers the most (of one identifier's, each covers what an earlier one did)."""
+    return max((s for s in summaries if s is not None), key=lambda s: s.through, default=None)
+
+
+def uncovered(summary: Summary | None, reports: tuple[Report, ...]) -> tuple[Report, ...]:
+    """``reports`` that ``summary`` does not cover."""
+    if summary is None:
+        return reports
+    through = summary.through
+    return tuple(r for r in reports if _order(r) > through)
 
 
 def known_reports(entry: Entry) -> tuple[Report, ...]:
-    """The reports behind ``entry``; an entry without a history (a legacy entry) stands for one report.
+    """The reports ``entry`` keeps in full; an entry without any (a legacy entry) stands for one report.
 
     That synthesised report (``filed_by`` ``legacy``) then travels in the
     consolidated record, so the first new report on a legacy entry puts it on
     the topic too.
     """
-    if entry.history:
+    if entry.history or entry.summary is not None:
         return entry.history
     kind, _, rest = entry.key.partition(":")
     bank, value = rest.split(":", 1) if kind == "account" else ("", rest)
@@ -122,18 +203,32 @@ def known_reports(entry: Entry) -> tuple[Report, ...]:
                    entry.case_ref, entry.reason, ttl, "legacy"),)
 
 
-def merge(entry: Entry | None, report: Report) -> Entry:
-    """The entry after ``report`` (and any history it carries) is applied to ``entry``."""
-    history = union(known_reports(entry) if entry else (), report.history, (report,))
-    return entry_from_history(report.key, history)
+def standing(entry: Entry) -> dict[str, str]:
+    """Per source, when the last of its reports keeping ``entry`` listed (since the last revocation) expires
+    ("" = never)."""
+    fold = _Fold(entry.key, entry.summary)
+    for report in known_reports(entry):
+        fold.step(report)
+    return fold.standing
+
+
+def merge(entry: Entry | None, report: Report, keep: int = RECENT_KEPT) -> Entry:
+    """The entry after ``report`` (and any history and summary it carries) is applied to ``entry``."""
+    summary = latest(entry.summary if entry else None, report.summary)
+    reports = union(known_reports(entry) if entry else (), report.history, (report,))
+    return bounded(report.key, uncovered(summary, reports), summary, keep)
 
 
 def covers(report: Report, entry: Entry) -> bool:
-    """Whether ``report`` alone (with its history) rebuilds ``entry``: if not, it needs consolidating."""
+    """Whether ``report`` alone (with its history and summary) rebuilds ``entry``: if not, it needs
+    consolidating."""
+    if entry.summary is not None and (report.summary is None or report.summary.through < entry.summary.through):
+        return False
     ids = {report.report_id, *(r.report_id for r in report.history)}
-    return all(r.report_id in ids for r in known_reports(entry))
+    return not uncovered(report.summary, tuple(r for r in known_reports(entry) if r.report_id not in ids))
 
 
 def consolidated(report: Report, entry: Entry) -> Report:
-    """``report`` carrying every report of ``entry``: the record that must survive compaction."""
-    return replace(report, history=entry.history)
+    """``report`` carrying every report of ``entry`` (in full or folded): the record that must survive
+    compaction."""
+    return replace(report, history=entry.history, summary=entry.summary)

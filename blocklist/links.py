@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import uuid
 
+from sekat.blocklist.lifecycle import known_reports, uncovered
 from sekat.records import Entry, Report, Status
 
 LINK_NAMESPACE = uuid.UUID("6f1d2c8e-5b7a-5e1c-9a43-5e4b41540010")
@@ -73,8 +74,10 @@ def derive(report: Report, target: str) -> Report:
 
 
 def _active(entry: Entry) -> list[Report]:
-    """The reports since the entry's last revocation (the ones that keep it listed)."""
-    since: list[Report] = []
+    """The reports since the entry's last revocation (the ones that keep it listed); of the folded ones,
+    the one that set the status they leave."""
+    folded = entry.summary
+    since: list[Report] = [folded.decisive] if folded is not None and folded.status is not Status.REVOKED else []
     for report in entry.history:
         since = [] if report.status is Status.REVOKED else since + [report]
     return since
@@ -84,12 +87,13 @@ def propagate(before: Entry | None, after: Entry) -> list[Report]:
     """Derived reports to publish because ``after`` replaced ``before`` (same key)."""
     if after.status is Status.REVOKED or not after.links:
         return []
-    known = {r.report_id for r in before.history} if before is not None else set()
+    known = {r.report_id for r in known_reports(before)} if before is not None else set()
     neighbours = [link.key for link in after.links]
     new_neighbours = set(neighbours) - ({link.key for link in before.links} if before is not None else set())
     out: dict[str, Report] = {}
     active = _active(after)
-    fresh = [r for r in active if r.report_id not in known]
+    fresh = [r for r in uncovered(before.summary if before is not None else None, tuple(active))
+             if r.report_id not in known]
     for report in fresh:
         _, origin_key = origin_of(report)
         group = set(group_of(report)) if report.origin else set()  # the origin's own key sends to its group

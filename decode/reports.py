@@ -18,7 +18,7 @@ from sekat.decode import fields
 from sekat.decode.fields import Bad
 from sekat.errors import InvalidIdentifier, InvalidReport
 from sekat.identifiers import parse_key
-from sekat.records import Rejection, Report, Status
+from sekat.records import Link, Rejection, Report, SourceTally, Standing, Status, Summary, iso
 
 KINDS = ("phone", "account")
 MAX_HISTORY = 10_000
@@ -128,6 +128,68 @@ def _item(data: dict[str, Any], kind: str, value: str, bank: str, path: str, reg
     )
 
 
+def _count(data: dict[str, Any], name: str, path: str, least: int = 0) -> int:
+    value = data.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Bad("wrong_type", path, f"must be a whole number, got {type(value).__name__}")
+    if value < least:
+        raise Bad("invalid_value", path, f"must be at least {least}")
+    return value
+
+
+def _items(data: dict[str, Any], name: str, path: str, most: int) -> list[dict[str, Any]]:
+    items = data.get(name, [])
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise Bad("wrong_type", path, "must be a list of objects")
+    if len(items) > most:
+        raise Bad("invalid_value", path, f"has more than {most} items")
+    return items
+
+
+def _summary(data: dict[str, Any], kind: str, value: str, bank: str, region: str,
+             protected: Collection[str]) -> Summary:
+    """A consolidated record's folded reports (``blocklist.lifecycle``); written by Sekat, checked all the same."""
+    through = fields.obj(data, "through", "summary.through")
+    assert through is not None
+    through_id = fields.text(through, "report_id", "summary.through.report_id", max_len=128)
+    assert through_id is not None
+    tallies = [SourceTally(fields.text(t, "source", f"summary.sources[{i}].source", max_len=64) or "",
+                           _count(t, "count", f"summary.sources[{i}].count", 1),
+                           iso(fields.timestamp(t, "first_seen", f"summary.sources[{i}].first_seen")),
+                           iso(fields.timestamp(t, "last_seen", f"summary.sources[{i}].last_seen")))
+               for i, t in enumerate(_items(data, "sources", "summary.sources", MAX_HISTORY))]
+    standing = []
+    for i, item in enumerate(_items(data, "standing", "summary.standing", MAX_HISTORY)):
+        until = item.get("until")
+        if until != "":
+            until = iso(fields.timestamp(item, "until", f"summary.standing[{i}].until"))
+        standing.append(Standing(fields.text(item, "source", f"summary.standing[{i}].source", max_len=64) or "",
+                                 until))
+    links = []
+    for i, item in enumerate(_items(data, "links", "summary.links", MAX_HISTORY)):
+        path = f"summary.links[{i}]."
+        try:
+            linked = parse_key(fields.text(item, "key", f"{path}key", max_len=100) or "", region).key
+        except InvalidIdentifier as exc:
+            raise Bad("invalid_key", f"{path}key", str(exc)) from None
+        links.append(Link(linked, fields.text(item, "report_id", f"{path}report_id", max_len=128) or "",
+                          _optional(item, "source", path, 64),
+                          iso(fields.timestamp(item, "reported_at", f"{path}reported_at")),
+                          _optional(item, "via", path, 100)))
+    case_refs = data.get("case_refs", [])
+    if not isinstance(case_refs, list) or not all(isinstance(c, str) and len(c) <= 128 for c in case_refs):
+        raise Bad("wrong_type", "summary.case_refs", "must be a list of texts of at most 128 characters")
+    decisive = fields.obj(data, "decisive", "summary.decisive")
+    assert decisive is not None
+    return Summary(
+        through_at=iso(fields.timestamp(through, "reported_at", "summary.through.reported_at")),
+        through_id=through_id, report_count=_count(data, "report_count", "summary.report_count", 1),
+        first_seen=iso(fields.timestamp(data, "first_seen", "summary.first_seen")), sources=tuple(tallies),
+        case_refs=tuple(case_refs), status=_status(data, "summary.status"),
+        decisive=_item(decisive, kind, value, bank, "summary.decisive.", region, protected),
+        standing=tuple(standing), renewals=_count(data, "renewals", "summary.renewals"), links=tuple(links))
+
+
 def decode_report(raw: bytes | None, key: bytes | None = None, max_bytes: int = 1_048_576, region: str = "MY",
                   protected: Collection[str] = ()) -> Report | Rejection:
     return fields.decode_object(raw, max_bytes, lambda data: _report(data, key, region, protected))
@@ -148,6 +210,9 @@ def _report(data: dict[str, Any], key: bytes | None, region: str, protected: Col
                 raise Bad("wrong_type", f"history[{i}]", "must be an object")
             items.append(_item(item, kind, value, bank, f"history[{i}].", region, protected))
         report = replace(report, history=tuple(items))
+    folded = fields.obj(data, "summary", required=False)
+    if folded is not None:
+        report = replace(report, summary=_summary(folded, kind, value, bank, region, protected))
     if key is not None and key != report.key.encode():
         raise Bad("invalid_key", "key", f"record key must be the report's identifier key ({report.kind}:...)")
     return report

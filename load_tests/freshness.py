@@ -14,6 +14,12 @@ With ``--linked`` each report is filed on a mule account instead, naming the num
 number is then blocked through the derived report the reports agent publishes for it (one more trip
 through ``sekat.reports``), which is what this measures.
 
+With ``--hot N`` a hotline files N ``reported`` reports on one scam number (512-character reasons, the API's
+longest) from two threads while the reports above are filed and probed: it measures whether a flood of
+filings on one identifier holds up the others (each filing consolidates that identifier's record). The
+result says how many hot filings were acknowledged while the probed reports were measured, and the hot
+entry's ``report_count`` at the end.
+
 Freshness of one report = the latest partition's effect time, measured from the API's 202 (and, separately,
 from the moment the request was sent). The result JSON (last line) gives p50/p99/max over all reports, and
 how many matching events were let through before the report took effect — the price of the delay.
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +58,59 @@ def plot(path: Path, from_ack: list[float]) -> None:
         ax.legend()
 
 
+HOT_NUMBER = "+60111234567"
+
+
+class Hotline:
+    """Files ``total`` reports on one number through the API from two threads, as a busy hotline would."""
+
+    def __init__(self, base_url: str, token: str, total: int) -> None:
+        self.base_url, self.token, self.total = base_url, token, total
+        self.acked = 0
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.started = self.ended = 0.0
+        self.threads = [threading.Thread(target=self._file, args=(i,), daemon=True) for i in range(2)]
+
+    def start(self) -> None:
+        self.started = time.time()
+        for thread in self.threads:
+            thread.start()
+
+    def is_alive(self) -> bool:
+        return any(t.is_alive() for t in self.threads)
+
+    def _file(self, lane: int) -> None:
+        with httpx.Client(base_url=self.base_url, headers={"X-API-Key": self.token}, timeout=30) as http:
+            for n in range(lane, self.total, len(self.threads)):
+                if self.stop.is_set():
+                    return
+                r = http.post("/v1/reports", json={"kind": "phone", "value": HOT_NUMBER, "status": "reported",
+                                                   "case_ref": f"997/{n}", "reason": ("caller asked for a TAC " * 30)[:512]})
+                if r.status_code != 202:
+                    raise RuntimeError(f"hot filing {n} answered {r.status_code}: {r.text}")
+                with self.lock:
+                    self.acked += 1
+                    self.ended = time.time()
+
+    def rate(self) -> float:
+        return round(self.acked / max(1e-9, self.ended - self.started), 1)
+
+    def finish(self, http: httpx.Client, give_up_s: float = 600) -> int | None:
+        """Waits for the filings, then until the index counts them all; the entry's ``report_count``."""
+        for thread in self.threads:
+            thread.join(give_up_s)
+        deadline, count = time.time() + give_up_s, None
+        while time.time() < deadline:
+            r = http.get("/v1/entries", params={"phone": HOT_NUMBER}, headers={"X-API-Key": self.token})
+            count = r.json().get("report_count") if r.status_code == 200 else None
+            if count == self.total:
+                break
+            time.sleep(0.5)
+        log(f"hot number: {self.acked} filings acknowledged ({self.rate()}/s), entry counts {count}")
+        return count
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with local_stack("sekat-fresh-", args.keep) as (base, kafka, redis_server):
         return measure(args, base, kafka, redis_server)
@@ -60,13 +120,17 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
     """File the reports and probe every partition; stops the workers, the API and the reader it started."""
     procs: list[subprocess.Popen[bytes]] = []
     commands: Commands | None = None
+    hotline = Hotline("", "", 0)
     try:
         env = {"SEKAT_KAFKA_BOOTSTRAP": kafka.bootstrap, "SEKAT_REDIS_URL": redis_server.url,
                "SEKAT_APP_ID": "sekat-fresh", "SEKAT_TOPIC_PARTITIONS": str(args.partitions),
                "SEKAT_LOG_LEVEL": "warning", "SEKAT_API_PORT": str(free_port())}
+        if args.hot:  # the hotline's key files faster than an agency's default limit allows
+            env["SEKAT_FILING_RATE_PER_MINUTE"] = "1000000"
         settings = Settings.from_environ(env)
         create_topics(settings)
         token = asyncio.run(api_key(settings))
+        hot_token = asyncio.run(api_key(settings, agency="NSRC", scopes=("report", "read"))) if args.hot else ""
         ports = []
         for i in range(args.workers):
             port = free_port()
@@ -85,6 +149,11 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
                             timeout=10)
         log(f"{args.workers} workers and the API are up; warming up the group")
         time.sleep(args.warmup)
+        hotline = Hotline(f"http://127.0.0.1:{settings.api_port}", hot_token, args.hot)
+        if args.hot:
+            hotline.start()
+            while hotline.acked < min(100, args.hot) and hotline.is_alive():  # the flood is under way
+                time.sleep(0.05)
 
         sent: dict[str, tuple[str, int, float]] = {}  # event_id -> (number, partition, send time)
         filings: list[tuple[str, float, float]] = []  # number, request start, 202 time
@@ -120,6 +189,7 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
                     break
                 time.sleep(args.interval_ms / 1000)
             producer.flush(10)
+        hot_during = hotline.acked
         # Every probe sent after a 202 should come back blocked: wait until they all have, or stop growing.
         last, still = -1, time.time()
         while time.time() - still < 5:
@@ -131,6 +201,7 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
             time.sleep(0.2)
         commands.stop.set()
         commands.join(10)
+        hot_count = hotline.finish(http) if args.hot else None
 
         first_blocked: dict[tuple[str, int], float] = {}
         for event_id, _, _ in commands.seen:
@@ -172,6 +243,10 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
             "matching_events_let_through": let_through,
             "probes": len(sent),
             "probes_blocked": len({e for e, _, _ in commands.seen if e in sent}),
+            "hot_filings": args.hot,
+            "hot_filings_acked_while_measuring": hot_during if args.hot else None,
+            "hot_filings_per_s": hotline.rate() if args.hot else None,
+            "hot_entry_report_count": hot_count,
             "plot": str(png.relative_to(RESULTS.parent.parent)),
         }
         (RESULTS / f"freshness-{stamp}.json").write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
@@ -179,6 +254,7 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
     finally:
         if commands is not None:
             commands.stop.set()
+        hotline.stop.set()
         for proc in procs:
             stop_process(proc)
 
@@ -195,6 +271,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--linked", action="store_true",
                         help="file each report on an account linking the number (measures the link hop)")
+    parser.add_argument("--hot", type=int, default=0, metavar="N",
+                        help="meanwhile a hotline files N reports on one number (e.g. 1200)")
     print(orjson.dumps(run(parser.parse_args())).decode())
 
 

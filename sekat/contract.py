@@ -185,6 +185,51 @@ _REPORT_BANK = {"if": {"properties": {"kind": {"const": "account"}}, "required":
                 "then": {"required": ["bank"], "properties": {"bank": {"type": "string"}}}}
 
 
+class Through(Struct, kw_only=True):
+    """The newest report a summary folds: it covers every report ordered at or before this one."""
+
+    reported_at: InTime
+    report_id: Id
+
+
+class SourceTally(Struct, kw_only=True):
+    source: Annotated[str, Meta(max_length=64, pattern=NON_BLANK)]
+    count: Annotated[int, Meta(ge=1)]
+    first_seen: InTime
+    last_seen: InTime
+
+
+class Standing(Struct, kw_only=True):
+    source: Annotated[str, Meta(max_length=64, pattern=NON_BLANK)]
+    until: Annotated[str, Meta(max_length=64, description=(
+        "when the last of the source's reports since the last revocation expires; empty: never"))]
+
+
+class EntryLink(Struct, kw_only=True):
+    """A link as an entry keeps it: the identifier and the report that named it."""
+
+    key: Annotated[str, Meta(max_length=100, description="account:BIC8:number or phone:+E164")]
+    report_id: Id
+    source: Annotated[str, Meta(max_length=64)]
+    reported_at: InTime
+    via: Annotated[str, Meta(max_length=100)] | None = None
+
+
+class Summary(Struct, kw_only=True):
+    """The reports on the identifier older than ``history``, folded (docs/intake.md "Bounded history")."""
+
+    through: Through
+    report_count: Annotated[int, Meta(ge=1)]
+    first_seen: InTime
+    sources: list[SourceTally]
+    case_refs: Annotated[list[Annotated[str, Meta(max_length=128)]], Meta(max_length=32)]
+    status: Status
+    decisive: Annotated[HistoryItem, Meta(description="the report that set the status the folded reports leave")]
+    standing: list[Standing]
+    renewals: Annotated[int, Meta(ge=0)]
+    links: list[EntryLink]
+
+
 class Report(HistoryItem, kw_only=True):
     """A report on one identifier: the unit of the blocklist, keyed by its identifier key."""
 
@@ -193,7 +238,9 @@ class Report(HistoryItem, kw_only=True):
         "phone number (any spelling) or account number; Sekat writes them normalised (E.164, digits)"))]
     bank: Annotated[str, Meta(max_length=16, description="BIC of the account's bank (accounts only)")] | None = None
     history: Annotated[list[HistoryItem], Meta(max_length=10_000, description=(
-        "every report on the identifier (written by Sekat on a consolidated record)"))] | None = None
+        "the identifier's most recent reports, in full (written by Sekat on a consolidated record)"))] | None = None
+    summary: Annotated[Summary, Meta(description=(
+        "its older reports, folded (written by Sekat on a consolidated record)"))] | None = None
 
 
 # -- commands (SEKAT_TOPIC_FREEZE, SEKAT_TOPIC_BLOCK) -------------------------------------------------------------

@@ -7,7 +7,8 @@ serialises those back to JSON.
 
     events        Transfer (its Party and Proxy), Call
     blocklist     Report (one report on one identifier: the unit of sekat.reports), Status,
-                  Entry (an identifier as the serving index holds it), Link
+                  Entry (an identifier as the serving index holds it), Link, Summary (an
+                  entry's older reports folded: SourceTally, Standing)
     output        Decision (its Matches), Command (its Action)
     the edge      Rejection (why an input is dead-lettered), Skipped (a message that is not an
                   event), Source (the Kafka record an input came from)
@@ -143,6 +144,7 @@ class Report:
     ttl_days: int = 0
     filed_by: str = ""
     history: tuple["Report", ...] = ()
+    summary: "Summary | None" = None  # a consolidated report's reports older than its history, folded
     links: tuple[str, ...] = ()  # keys (``kind:value``) of identifiers of the same scam
     origin: str = ""  # derived for a link: the id of the report it follows
     origin_key: str = ""  # derived for a link: the key that report was filed on
@@ -153,9 +155,9 @@ class Report:
         return f"phone:{self.value}" if self.kind == "phone" else f"account:{self.bank}:{self.value}"
 
     def without_history(self) -> "Report":
-        return replace(self, history=()) if self.history else self
+        return replace(self, history=(), summary=None) if self.history or self.summary else self
 
-    def summary(self) -> dict[str, Any]:
+    def history_item(self) -> dict[str, Any]:
         """The fields one history item keeps (who, when, what, why, linked to what)."""
         body = {"report_id": self.report_id, "reported_at": iso(self.reported_at), "status": self.status.value,
                 "source": self.source, "case_ref": self.case_ref, "reason": self.reason,
@@ -182,11 +184,13 @@ class Report:
                     reason=self.reason, ttl_days=self.ttl_days, filed_by=self.filed_by)
         self._extensions(body)
         if self.history:
-            body["history"] = [r.summary() for r in self.history]
+            body["history"] = [r.history_item() for r in self.history]
+        if self.summary is not None:
+            body["summary"] = self.summary.to_json()
         return body
 
     @classmethod
-    def from_summary(cls, key: str, data: dict[str, Any]) -> "Report":
+    def from_history_item(cls, key: str, data: dict[str, Any]) -> "Report":
         """A history item back into a Report of ``key`` (history items are written by Sekat itself)."""
         kind, _, rest = key.partition(":")
         bank, value = rest.split(":", 1) if kind == "account" else ("", rest)
@@ -235,11 +239,89 @@ class Link:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceTally:
+    """How many of the folded reports one source filed, and when the first and last were filed."""
+
+    source: str
+    count: int
+    first_seen: str
+    last_seen: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "count": self.count, "first_seen": self.first_seen,
+                "last_seen": self.last_seen}
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """One source's folded reports since the last revocation: when the last of them expires ("" = never)."""
+
+    source: str
+    until: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "until": self.until}
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The reports on one identifier older than those kept in full, folded (``blocklist.lifecycle``).
+
+    It covers every report ordered at or before ``through`` (``reported_at``,
+    ``report_id``): what the entry needs from them (the status they leave and
+    the report that set it, what keeps it listed per source, renewals, links)
+    and, for the people who read an entry, counts per source with first and
+    last seen, and the first ``CASE_REFS_KEPT`` case references.
+    """
+
+    through_at: str
+    through_id: str
+    report_count: int
+    first_seen: str
+    sources: tuple[SourceTally, ...]
+    case_refs: tuple[str, ...]
+    status: Status
+    decisive: Report
+    standing: tuple[Standing, ...]
+    renewals: int
+    links: tuple[Link, ...]
+
+    @property
+    def through(self) -> tuple[str, str]:
+        return (self.through_at, self.through_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"through": {"reported_at": self.through_at, "report_id": self.through_id},
+                "report_count": self.report_count, "first_seen": self.first_seen,
+                "sources": [t.to_json() for t in self.sources], "case_refs": list(self.case_refs),
+                "status": self.status.value, "decisive": self.decisive.history_item(),
+                "standing": [s.to_json() for s in self.standing], "renewals": self.renewals,
+                "links": [link.to_json() for link in self.links]}
+
+    @classmethod
+    def from_json(cls, key: str, data: dict[str, Any]) -> "Summary":
+        """A summary written by Sekat (``decode.reports`` checks one read from the topic first)."""
+        through = data["through"]
+        return cls(
+            through_at=str(through["reported_at"]), through_id=str(through["report_id"]),
+            report_count=int(data["report_count"]), first_seen=str(data["first_seen"]),
+            sources=tuple(SourceTally(str(t["source"]), int(t["count"]), str(t["first_seen"]), str(t["last_seen"]))
+                          for t in data.get("sources", ())),
+            case_refs=tuple(str(c) for c in data.get("case_refs", ())), status=Status(data["status"]),
+            decisive=Report.from_history_item(key, data["decisive"]),
+            standing=tuple(Standing(str(s["source"]), str(s["until"])) for s in data.get("standing", ())),
+            renewals=int(data.get("renewals", 0)),
+            links=tuple(Link.from_json(link) for link in data.get("links", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One identifier on the blocklist, as the serving index holds it.
 
-    Everything but ``key`` and ``history`` is derived from ``history`` (every
-    report on the key) by ``blocklist.lifecycle.entry_from_history``.
+    Everything but ``key``, ``history`` and ``summary`` is derived from them
+    (every report on the key: the recent ones in full, the older ones folded)
+    by ``blocklist.lifecycle.entry_from_history``.
     """
 
     key: str
@@ -255,9 +337,10 @@ class Entry:
     case_refs: tuple[str, ...] = ()
     first_seen: str = ""
     last_seen: str = ""
-    history: tuple[Report, ...] = ()
+    history: tuple[Report, ...] = ()  # the most recent reports, in full
     links: tuple[Link, ...] = ()  # identifiers of the same scam (``blocklist.links``)
     renewals: int = 0  # renewals by an authority since the last revocation
+    summary: Summary | None = None  # the reports older than ``history``, folded
 
     def active_at(self, now: datetime) -> bool:
         if self.status is Status.REVOKED:
@@ -272,8 +355,9 @@ class Entry:
             "case_ref": self.case_ref, "report_id": self.report_id, "reported_at": self.reported_at,
             "expires_at": self.expires_at, "sources": list(self.sources), "report_count": self.report_count,
             "case_refs": list(self.case_refs), "first_seen": self.first_seen, "last_seen": self.last_seen,
-            "history": [r.summary() for r in self.history],
+            "history": [r.history_item() for r in self.history],
             "links": [link.to_json() for link in self.links], "renewals": self.renewals,
+            **({"summary": self.summary.to_json()} if self.summary is not None else {}),
         }
 
     @classmethod
@@ -286,9 +370,10 @@ class Entry:
             expires_at=str(data.get("expires_at", "")), sources=tuple(data.get("sources", ())),
             report_count=int(data.get("report_count", 1)), case_refs=tuple(data.get("case_refs", ())),
             first_seen=str(data.get("first_seen", "")), last_seen=str(data.get("last_seen", "")),
-            history=tuple(Report.from_summary(key, h) for h in data.get("history", ())),
+            history=tuple(Report.from_history_item(key, h) for h in data.get("history", ())),
             links=tuple(Link.from_json(link) for link in data.get("links", ())),
             renewals=int(data.get("renewals", 0)),
+            summary=Summary.from_json(key, data["summary"]) if data.get("summary") else None,
         )
 
 

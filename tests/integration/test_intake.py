@@ -21,8 +21,10 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from sekat.blocklist.lifecycle import RECENT_KEPT, merge
 from sekat.blocklist.store import BlocklistStore
-from sekat.records import Entry, iso
+from sekat.decode.reports import decode_report
+from sekat.records import Entry, Status, iso
 from tests.support import ApiProcess, Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, sekat, unique
 
 pytestmark = pytest.mark.integration
@@ -425,12 +427,11 @@ def test_import_reports_bad_rows_with_line_numbers_and_export_writes_them_back(d
     assert lines[0].startswith("key,status,source") and len(lines) == len(exported) + 1
 
 
-def _last_record_per_key(desk: Desk, target_topic: str) -> int:
-    """Copy what compaction would leave of the reports topic (the last record of each key) to a fresh topic."""
+def _last_records(desk: Desk, topic: str) -> dict[bytes, bytes]:
+    """What compaction would leave of ``topic``: the last record of each key."""
     cfg = desk.settings.kafka_client_config()
     consumer = KafkaConsumer(**cfg, group_id=None, enable_auto_commit=False)
-    tps = [TopicPartition(desk.settings.topic_reports, p)
-           for p in consumer.partitions_for_topic(desk.settings.topic_reports)]
+    tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
     ends = consumer.end_offsets(tps)
@@ -440,12 +441,41 @@ def _last_record_per_key(desk: Desk, target_topic: str) -> int:
             for m in msgs:
                 last[m.key] = m.value
     consumer.close()
-    producer = KafkaProducer(**cfg, acks="all")
+    return last
+
+
+def _last_record_per_key(desk: Desk, target_topic: str) -> int:
+    """Copy what compaction would leave of the reports topic (the last record of each key) to a fresh topic."""
+    last = _last_records(desk, desk.settings.topic_reports)
+    producer = KafkaProducer(**desk.settings.kafka_client_config(), acks="all")
     for key, value in last.items():
         producer.send(target_topic, value, key=key)
     producer.flush()
     producer.close()
     return len(last)
+
+
+def test_a_flood_of_filings_on_one_number_neither_stalls_the_others_nor_outgrows_its_record(desk: Desk) -> None:
+    """1,200 hotline filings on one number (the longest reasons): a report on another number filed after them
+    is in effect within seconds, the hot entry keeps its recent reports in full and counts the rest, and its
+    last record on the topic (what compaction keeps) stays far below the 1 MB a record may have."""
+    hot = mobile()
+    for n in range(1_200):
+        desk.report_on_topic(kind="phone", value=hot, status="reported", source=("NSRC", "PDRM")[n % 2],
+                             case_ref=f"997/{n}", reason=("caller asked for a TAC " * 30)[:512])
+    other = mobile()
+    assert desk.file(desk.key("PDRM", "report,confirm"), kind="phone", value=other,
+                     status="confirmed").status_code == 202
+    desk.wait_entry(f"phone:{other}", timeout=30)
+    entry = desk.wait_entry(f"phone:{hot}", lambda e: e.report_count == 1_200, timeout=60)
+    assert len(entry.history) == RECENT_KEPT and entry.summary is not None
+    assert entry.summary.report_count == 1_200 - RECENT_KEPT
+    assert entry.sources == ("NSRC", "PDRM") and [t.count for t in entry.summary.sources] == [550, 550]
+    assert entry.first_seen == entry.summary.first_seen and entry.status is Status.REPORTED
+    time.sleep(1.0)  # the consolidated record the agent publishes last
+    last = _last_records(desk, desk.settings.topic_reports)[f"phone:{hot}".encode()]
+    assert len(last) < 100_000
+    assert merge(None, decode_report(last, f"phone:{hot}".encode())) == entry  # type: ignore[arg-type]
 
 
 def test_rebuild_gives_the_same_index_before_and_after_compaction(desk: Desk) -> None:

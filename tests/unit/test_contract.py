@@ -370,7 +370,18 @@ def report_outputs() -> list[Sent]:
     topics = outputs(wire)
     intake = Intake(None, topics, topics.reports, WorkerMetrics(CollectorRegistry()),  # type: ignore[arg-type]
                     1_048_576, "MY", frozenset())
-    asyncio.run(intake.publish([derived, lifecycle.consolidated(derived, account)]))
+    # An identifier with more reports than an entry keeps in full (one, here) folds the older ones.
+    key = "account:CIBBMYKL:8001234567"
+    later = [replace(derived, report_id=f"r-2026112{day}-0001", reported_at=derived.reported_at.replace(month=11, day=20 + day),
+                     source=source, status=Status.REPORTED, case_ref="", reason="mule account", ttl_days=90,
+                     filed_by=f"key-{source.lower()}", links=(), origin="", origin_key="")
+             for day, source in ((1, "MBBEMYKL"), (2, "NSRC"))]
+    folded = account
+    for report in later:
+        folded = lifecycle.merge(folded, report, keep=1)
+    assert folded.key == key and folded.summary is not None
+    asyncio.run(intake.publish([derived, lifecycle.consolidated(derived, account),
+                                lifecycle.consolidated(later[-1], folded)]))
     return wire.records()
 
 
@@ -402,6 +413,7 @@ def produced() -> dict[str, Sent]:
         "brake-rearm": find(rearm_outputs(), action="rearm"),
         "report-derived": derived[0],
         "report-consolidated": derived[1],
+        "report-summarised": derived[2],
     }
 
 
