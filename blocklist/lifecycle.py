@@ -228,6 +228,15 @@ def covers(report: Report, entry: Entry) -> bool:
     return not uncovered(report.summary, tuple(r for r in known_reports(entry) if r.report_id not in ids))
 
 
+def known(report: Report, entry: Entry) -> bool:
+    """Whether ``entry`` already holds every report ``report`` carries, so merging it changes nothing (a
+    consolidated record read back, a re-delivery): cheaper to tell than to merge."""
+    if report.summary is not None and (entry.summary is None or report.summary.through > entry.summary.through):
+        return False
+    ids = {r.report_id for r in known_reports(entry)}
+    return not [r for r in uncovered(entry.summary, (report, *report.history)) if r.report_id not in ids]
+
+
 def consolidated(report: Report, entry: Entry) -> Report:
     """``report`` carrying every report of ``entry`` (in full or folded): the record that must survive
     compaction."""

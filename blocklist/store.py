@@ -62,7 +62,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
 from sekat.blocklist.connection import INDEX_TIMEOUT_MS, AnyRedis, async_client, mget, scan_keys
-from sekat.blocklist.lifecycle import consolidated, covers, merge
+from sekat.blocklist.lifecycle import consolidated, covers, known, merge
 from sekat.blocklist.links import propagate
 from sekat.errors import BlocklistUnavailable, IndexNotBuilt
 from sekat.records import Entry, Report, Status
@@ -257,12 +257,14 @@ class BlocklistStore:
     @staticmethod
     def _merge(current: dict[str, Entry | None], reports: Sequence[Report]) -> tuple[list[Entry], dict[str, Report]]:
         """Merge ``reports`` into ``current`` in place; the entries that changed, and each key's last report."""
-        before = {k: v.to_json() for k, v in current.items() if v is not None}
+        before = dict(current)
         last: dict[str, Report] = {}
         for report in reports:
-            current[report.key] = merge(current.get(report.key), report)
+            entry = current.get(report.key)
+            if entry is None or not known(report, entry):
+                current[report.key] = merge(entry, report)
             last[report.key] = report
-        return [e for k, e in current.items() if e is not None and e.to_json() != before.get(k)], last
+        return [e for k, e in current.items() if e is not None and e != before.get(k)], last
 
     # -- the index:built marker and the rebuild lock (streams/rebuild.py) -------------------------------
     async def build_id(self) -> str | None:

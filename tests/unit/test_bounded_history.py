@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sekat.api.entries import publicly_listed
-from sekat.blocklist.lifecycle import RECENT_KEPT, consolidated, covers, merge
+from sekat.blocklist.lifecycle import RECENT_KEPT, consolidated, covers, known, merge
 from sekat.blocklist.links import propagate
 from sekat.decode.reports import decode_report
 from sekat.records import Entry, Report, Status
@@ -127,3 +127,20 @@ def test_a_report_ordered_before_the_summary_is_taken_as_covered() -> None:
     assert entry is not None and entry.summary is not None
     assert merge(entry, filed[0], 3) == entry
     assert merge(entry, replace(filed[1], status=Status.CONFIRMED), 3) == entry
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(reports, min_size=1, max_size=30, unique_by=lambda r: r[0]), st.integers(1, 5), st.data())
+def test_known_says_exactly_when_a_merge_would_change_nothing(drawn: list[tuple], keep: int,
+                                                               data: st.DataObject) -> None:
+    filed = sorted((rep(*r) for r in drawn), key=lambda r: r.reported_at)
+    entry: Entry | None = None
+    records: list[Report] = []
+    for report in filed:
+        entry = merge(entry, report, keep)
+        records += [report, consolidated(report, entry)]
+        assert entry is not None
+        seen = data.draw(st.sampled_from(records))
+        if known(seen, entry):
+            assert merge(entry, seen, keep) == entry
+    assert entry is not None and all(known(r, entry) for r in records[-2:])
