@@ -46,6 +46,7 @@ from sekat.localstack.kafka_servers import KafkaBroker
 from sekat.localstack.processes import free_port, stop_process
 from sekat.localstack.redis_servers import RedisServer
 from sekat.settings import Settings
+from sekat.streams.output import murmur2
 from sekat.streams.topics import create_topics
 
 
@@ -59,6 +60,11 @@ def plot(path: Path, from_ack: list[float]) -> None:
 
 
 HOT_NUMBER = "+60111234567"
+
+
+def reports_partition(key: str, partitions: int) -> int:
+    """The partition of ``sekat.reports`` the API's producer writes ``key`` to (Kafka's default partitioner)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 class Hotline:
@@ -210,6 +216,8 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
                 key = (number, p)
                 first_blocked[key] = min(first_blocked.get(key, at), at)
         from_ack, from_request, let_through, missing = [], [], 0, 0
+        beside_hot: list[float] = []  # from_ack of reports on the hot number's partition of the reports topic
+        hot_partition = reports_partition(f"phone:{HOT_NUMBER}", args.partitions)
         for number, started, acked in filings:
             effects = [first_blocked.get((number, p)) for p in range(args.partitions)]
             if any(e is None for e in effects):
@@ -220,6 +228,8 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
                 continue
             effective = max(effects)  # type: ignore[type-var]
             from_ack.append(max(0.0, (effective - acked) * 1000))
+            if args.hot and reports_partition(f"phone:{number}", args.partitions) == hot_partition:
+                beside_hot.append(from_ack[-1])
             from_request.append((effective - started) * 1000)
             let_through += sum(1 for e, (num, p, at) in sent.items()
                                if num == number and at < first_blocked[(num, p)])
@@ -247,6 +257,8 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
             "hot_filings_acked_while_measuring": hot_during if args.hot else None,
             "hot_filings_per_s": hotline.rate() if args.hot else None,
             "hot_entry_report_count": hot_count,
+            "beside_hot_reports": len(beside_hot) if args.hot else None,
+            "beside_hot_p99_ms_from_ack": percentile(beside_hot, 0.99) if args.hot else None,
             "plot": str(png.relative_to(RESULTS.parent.parent)),
         }
         (RESULTS / f"freshness-{stamp}.json").write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
