@@ -166,17 +166,23 @@ class BrakeStore:
         again meanwhile stays).
         """
         index = int(now_s // window_s)
+        found: Any = None
+        if tripped_at:
+            try:
+                found = await self._redis.eval(_LIFT_IF, 1, f"{self._p}tripped", target, tripped_at)  # type: ignore[misc]
+            except (RedisError, OSError) as exc:
+                raise BlocklistUnavailable(f"safety brake state: {type(exc).__name__}") from exc
 
         def build(pipe: Any) -> None:
-            if tripped_at:
-                pipe.eval(_LIFT_IF, 1, f"{self._p}tripped", target, tripped_at)
-            else:
+            if not tripped_at:
                 pipe.hget(f"{self._p}tripped", target)
                 pipe.hdel(f"{self._p}tripped", target)
             for i in (index, index - 1):
                 pipe.hdel(f"{self._p}n:{i}", target)
 
-        found, *_ = await self._run(build)
+        replies = await self._run(build)
+        if not tripped_at:
+            found = replies[0]
         if found is None:
             return None
         trip: dict[str, Any] = orjson.loads(found)
