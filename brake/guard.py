@@ -182,8 +182,7 @@ class Brake:
 
         An entry's trip holds for the status it tripped under: an entry that tripped while reported (or
         unlisted) and is confirmed now is acted on, and its trip is lifted after the batch (``count``).
-        A trip recorded without a status tripped under the only entry limit there was, for entries that
-        were not confirmed.
+        A trip without a status is taken as one under the reported limit.
         """
         if not self.trips:
             return self.engaged

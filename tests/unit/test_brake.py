@@ -188,6 +188,10 @@ def test_a_trip_under_reported_lapses_once_the_entry_is_confirmed_and_one_under_
     acted = engine.decide_transfer(transfer("t-9"), type(c)(c.now, c.lookups, c.obs, guard.applying(confirmed)),
                                    POLICY).decision
     assert len(acted.commands) == 2 and acted.matches[0].mode == "enforce"
+    guard.lapsing = {}
+    guard.trips[f"entry:{PAYEE}"] = {k: v for k, v in reported.items() if k != "status"}  # no status: reported
+    assert guard.applying(confirmed) == {f"entry:{ROBOCALLER}", "rule:mule_inflow"} and set(guard.lapsing) == {
+        f"entry:{PAYEE}"}
 
 
 def test_targets_are_validated_and_masked_for_logs() -> None:
