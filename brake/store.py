@@ -8,8 +8,9 @@ shadow (decisions recorded, no commands) until an authority re-arms it through
 the agency API. Keys (under the prefix, default ``sekat:``):
 
     {prefix}brake:n:{window}   hash target -> commands driven in that fixed window (expires after 2 windows)
-    {prefix}brake:tripped      hash target -> JSON of the trip (count, limit, window, when, which worker)
-    {prefix}brake:log          list of JSON audit events (trip, rearm), newest first, the last 1000 kept
+    {prefix}brake:tripped      hash target -> JSON of the trip (count, limit, window, when, which worker, and
+                               for an entry the status it tripped under)
+    {prefix}brake:log          list of JSON audit events (trip, rearm, lift), newest first, the last 1000 kept
 
 The rate is a sliding estimate over two fixed windows (``previous * (1 -
 elapsed) + current``): one HINCRBY per target of a batch that sent
@@ -40,6 +41,15 @@ from sekat.errors import BlocklistUnavailable
 from sekat.identifiers import mask
 
 DIMENSIONS = ("entry", "rule", "source")
+# HGET and HDEL of one trip if it is the one tripped at ARGV[2]; its JSON, or nil
+_LIFT_IF = """
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and cjson.decode(v)['tripped_at'] == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return v
+end
+return false
+"""
 LOG_KEEP = 1000
 _TARGET_RE = re.compile(r"^(entry|rule|source):[A-Za-z0-9_+:.@-]{1,200}$")
 
@@ -69,10 +79,14 @@ class Trip:
     window_s: int
     at: str  # ISO-8601 UTC
     by: str  # the worker that tripped it
+    status: str = ""  # an entry's: reported, confirmed or unlisted when it tripped (its limit depends on it)
 
     def to_json(self) -> dict[str, Any]:
-        return {"target": self.target, "dimension": dimension(self.target), "count": self.count,
-                "limit": self.limit, "window_s": self.window_s, "tripped_at": self.at, "tripped_by": self.by}
+        out = {"target": self.target, "dimension": dimension(self.target), "count": self.count,
+               "limit": self.limit, "window_s": self.window_s, "tripped_at": self.at, "tripped_by": self.by}
+        if self.status:
+            out["status"] = self.status
+        return out
 
 
 class BrakeStore:
@@ -144,17 +158,31 @@ class BrakeStore:
         trip: dict[str, Any] = orjson.loads(raw)
         return trip
 
-    async def rearm(self, target: str, now_s: float, window_s: int, event: dict[str, Any]) -> dict[str, Any] | None:
-        """Lift the brake on ``target`` and forget its recent counts; returns the trip it lifted, or None."""
+    async def rearm(self, target: str, now_s: float, window_s: int, event: dict[str, Any],
+                    tripped_at: str = "") -> dict[str, Any] | None:
+        """Lift the brake on ``target`` and forget its recent counts; returns the trip it lifted, or None.
+
+        With ``tripped_at``, only the trip of that time is lifted (one script on the one key, so a trip set
+        again meanwhile stays).
+        """
         index = int(now_s // window_s)
+        found: Any = None
+        if tripped_at:
+            try:
+                found = await self._redis.eval(_LIFT_IF, 1, f"{self._p}tripped", target, tripped_at)  # type: ignore[misc]
+            except (RedisError, OSError) as exc:
+                raise BlocklistUnavailable(f"safety brake state: {type(exc).__name__}") from exc
 
         def build(pipe: Any) -> None:
-            pipe.hget(f"{self._p}tripped", target)
-            pipe.hdel(f"{self._p}tripped", target)
+            if not tripped_at:
+                pipe.hget(f"{self._p}tripped", target)
+                pipe.hdel(f"{self._p}tripped", target)
             for i in (index, index - 1):
                 pipe.hdel(f"{self._p}n:{i}", target)
 
-        found, *_ = await self._run(build)
+        replies = await self._run(build)
+        if not tripped_at:
+            found = replies[0]
         if found is None:
             return None
         trip: dict[str, Any] = orjson.loads(found)

@@ -31,6 +31,7 @@ class GenResult:
     seconds: float = 0.0
     expected: dict[str, tuple[tuple[str, ...], int]] = field(default_factory=dict)  # event_id -> (actions, ts_ms)
     hot: dict[str, int] = field(default_factory=lambda: {"caller_events": 0, "payee_events": 0})  # hot keys' events
+    subjects: dict[str, str] = field(default_factory=dict)  # event_id -> listed identifier key (Traffic.subjects)
 
 
 def _produce(proc: int, bootstrap: str, topics: dict[str, str], events: int, rate: float | None,
@@ -82,6 +83,7 @@ def _produce(proc: int, bootstrap: str, topics: dict[str, str], events: int, rat
         elif hot_keys and traffic.hot_kind(seq):  # due no command: any command for it counts as false
             result.hot["caller_events" if kind == "calls" else "payee_events"] += 1
     producer.flush(60)
+    result.subjects = {e: traffic.subjects[e] for e in result.expected}
     result.sent = events
     result.seconds = time.perf_counter() - started
     out.put(result)
@@ -109,6 +111,7 @@ def generate(bootstrap: str, topics: dict[str, str], events: int, rate: float | 
         part = queue.get()
         total.sent += part.sent
         total.expected.update(part.expected)
+        total.subjects.update(part.subjects)
         for name, n in part.hot.items():
             total.hot[name] += n
     for w in workers:

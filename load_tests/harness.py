@@ -1,4 +1,5 @@
-"""What the benchmarks share: private servers, ``sekat`` processes, the command reader, percentiles, plots.
+"""What the benchmarks share: private servers, ``sekat`` processes, the command reader, the ground-truth check,
+the safety brake's figures, percentiles, plots.
 
 A benchmark starts everything it measures against on free loopback ports and
 stops it by PID when it ends, also when it is stopped by SIGTERM
@@ -8,6 +9,7 @@ committed).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -17,13 +19,14 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from sekat.brake.store import BrakeStore, dimension
 from sekat.localstack.kafka_servers import KafkaBroker
 from sekat.localstack.processes import free_port
 from sekat.localstack.redis_servers import RedisServer
@@ -43,6 +46,79 @@ def percentile(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def check(expected: dict[str, tuple[tuple[str, ...], int]], seen: list[tuple[str, str, int]]
+          ) -> tuple[float, int, list[float]]:
+    """Recall over expected events, false commands, and latencies (ms) of expected commands."""
+    got: dict[str, set[str]] = {}
+    latencies: list[float] = []
+    false = 0
+    for event_id, action, ts in seen:
+        want = expected.get(event_id)
+        if want is None or action not in want[0]:
+            false += 1
+            continue
+        if action not in got.setdefault(event_id, set()):
+            latencies.append(ts - want[1])
+        got[event_id].add(action)
+    hit = sum(1 for e, (actions, _) in expected.items() if set(actions) <= got.get(e, set()))
+    return (hit / len(expected) if expected else 1.0), false, latencies
+
+
+def brake_tripped(redis_url: str, prefix: str) -> dict[str, dict[str, Any]]:
+    """The targets the safety brake holds in shadow, as its store in Redis has them after a run."""
+    async def read() -> dict[str, dict[str, Any]]:
+        store = BrakeStore.from_url(redis_url, prefix)
+        try:
+            return await store.tripped()
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def reset_brake(redis_url: str, prefix: str, window_s: int = 60) -> None:
+    """Forget the brake's trips and log, and the counts of the windows around now: the next run starts as a
+    fresh deployment does (the scale benchmark's worker counts share one prefix and blocklist)."""
+    from sekat.blocklist.connection import async_client
+
+    async def clear() -> None:
+        client = async_client(redis_url)
+        try:
+            index = int(time.time() // window_s)
+            keys = [f"{prefix}brake:tripped", f"{prefix}brake:log",
+                    *(f"{prefix}brake:n:{i}" for i in range(index - 2, index + 2))]
+            pipe = client.pipeline(transaction=False)
+            for key in keys:  # one key a command: each goes to its own node on a Redis Cluster
+                pipe.delete(key)
+            await pipe.execute()
+        finally:
+            await client.aclose()
+
+    asyncio.run(clear())
+
+
+def brake_figures(tripped: Mapping[str, Mapping[str, Any]], expected: dict[str, tuple[tuple[str, ...], int]],
+                  seen: list[tuple[str, str, int]], subjects: Mapping[str, str]) -> dict[str, Any]:
+    """What the safety brake did in a run, for its result JSON.
+
+    ``brake_trips`` (and by dimension, and the targets) from the brake's store after the run; ``recall`` over
+    every listed event and ``recall_unbraked`` over the listed events whose entry the brake did not trip
+    (``subjects``: event id -> the listed identifier key its commands are due for), and how many were braked.
+    A braked entry's events before its trip were acted on; they count as braked all the same.
+    """
+    by_dimension = {d: 0 for d in ("entry", "rule", "source")}
+    for target in tripped:
+        by_dimension[dimension(target)] = by_dimension.get(dimension(target), 0) + 1
+    braked = {target[len("entry:"):] for target in tripped if dimension(target) == "entry"}
+    unbraked = {e: want for e, want in expected.items() if subjects.get(e) not in braked}
+    recall, _, _ = check(expected, seen)
+    recall_unbraked, _, _ = check(unbraked, seen)
+    return {"brake_trips": len(tripped), "brake_trips_by_dimension": by_dimension,
+            "braked_targets": sorted(tripped)[:20],
+            "recall": round(recall, 6), "recall_unbraked": round(recall_unbraked, 6),
+            "braked_events": len(expected) - len(unbraked)}
 
 
 def stop_on_sigterm() -> None:

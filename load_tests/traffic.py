@@ -121,7 +121,9 @@ PACS008 = (
 class Traffic:
     """Events for one generator process.
 
-    ``event(seq)`` → (bytes, key, topic kind, expected actions, event id the commands will carry).
+    ``event(seq)`` → (bytes, key, topic kind, expected actions, event id the commands will carry); the
+    identifier key of the listed entry an event's commands are due for goes to ``subjects`` under its event id
+    (what the safety brake counts them towards: a braked entry's events get none).
     Transfers are contract JSON, or ISO 20022 pacs.008 XML (one transaction a message) with
     ``transfer_format="pacs008"``; the adapter names such an event ``MsgId/1``.
 
@@ -142,6 +144,7 @@ class Traffic:
         self.rng = np.random.default_rng(seed)
         self.zipf_a = zipf_a
         self.run = run
+        self.subjects: dict[str, str] = {}  # event id -> key of the listed identifier its commands are due for
         self._ranks = np.empty(0, dtype=np.int64)
         self._u = np.empty(0)
         self._pos = 0
@@ -213,6 +216,8 @@ class Traffic:
                     ("BLOCK_CALL",) if self.pop.number_status[n] == "confirmed" else ("LABEL_CALL",))
             else:
                 n, expected = r1, ()
+            if listed:
+                self.subjects[event_id] = f"phone:{mobile(n)}"
             caller = written_phone(mobile(n), seq & 3)
             callee = mobile(r2)
             body = (f'{{"event_id":"{event_id}","occurred_at":"{now_iso}","call_id":"call-{seq}",'
@@ -227,7 +232,11 @@ class Traffic:
             n, expected = r2 + 1, ()
             if n == r1:
                 n += 1
-        return self._transfer(seq, event_id, now_iso, r1, n, expected)
+        made = self._transfer(seq, event_id, now_iso, r1, n, expected)
+        if listed:
+            bank, number = account(n)
+            self.subjects[made[4]] = f"account:{bank}:{number}"
+        return made
 
     def _transfer(self, seq: int, event_id: str, now_iso: str, payer: int, payee: int, expected: tuple[str, ...]
                   ) -> tuple[bytes, bytes, str, tuple[str, ...], str]:

@@ -410,12 +410,17 @@ class _BrakeEvent(Struct, kw_only=True, tag_field="action"):
     reason: str
 
 
+_EntryStatus = Annotated[Literal["reported", "confirmed", "unlisted"], Meta(description=(
+    "an entry's status when it tripped (its limit depends on its kind and status); entry trips only"))]
+
+
 class BrakeTrip(_BrakeEvent, kw_only=True, tag="trip"):
     """The safety brake switched a target to shadow mode."""
 
     count: Annotated[int, Meta(description="commands the target drove in the window")]
     limit: int
     window_s: int
+    status: _EntryStatus | None = None
 
 
 class TripState(Struct, kw_only=True):
@@ -428,6 +433,7 @@ class TripState(Struct, kw_only=True):
     window_s: int
     tripped_at: OutTime
     tripped_by: str
+    status: _EntryStatus | None = None
 
 
 class BrakeRearm(_BrakeEvent, kw_only=True, tag="rearm"):
@@ -436,7 +442,14 @@ class BrakeRearm(_BrakeEvent, kw_only=True, tag="rearm"):
     trip: Annotated[TripState, Meta(description="the trip it lifted")]
 
 
-BrakeAudit = BrakeTrip | BrakeRearm
+class BrakeLift(_BrakeEvent, kw_only=True, tag="lift"):
+    """A worker lifted an entry's trip because an authority confirmed the entry after it tripped under a lower
+    status (reported or unlisted): its matches send commands again, counted under the confirmed limit."""
+
+    trip: Annotated[TripState, Meta(description="the trip it lifted")]
+
+
+BrakeAudit = BrakeTrip | BrakeRearm | BrakeLift
 
 
 # -- dead letters (SEKAT_TOPIC_DEADLETTER) ---------------------------------------------------------------------------
@@ -486,7 +499,7 @@ MESSAGES: dict[str, tuple[str, Any]] = {
 _DESCRIPTIONS = {
     "bank-command": "A command to a bank (SEKAT_TOPIC_FREEZE, keyed by the bank's BIC8), by action.",
     "telco-command": "A command to a telco (SEKAT_TOPIC_BLOCK, keyed by the operator), by action.",
-    "brake-audit": "A safety brake audit record on SEKAT_TOPIC_DECISIONS, by action (trip, rearm).",
+    "brake-audit": "A safety brake audit record on SEKAT_TOPIC_DECISIONS, by action (trip, rearm, lift).",
 }
 
 

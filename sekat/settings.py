@@ -30,6 +30,32 @@ DEFAULT_CDR_COLUMNS = ("call_id=1,occurred_at=2,caller=3,callee=4,type=5,operato
                        "presentation=8")
 
 
+# Variables replaced by others, still read: each sets the variables that replaced it, unless one of those is set
+# too (then start-up stops, naming it, rather than guess which the operator meant).
+RENAMED: dict[str, tuple[str, ...]] = {
+    # the one entry limit, for every identifier that is not confirmed, became a limit per kind and status
+    "SEKAT_BRAKE_ENTRY_MAX": ("SEKAT_BRAKE_PHONE_REPORTED_MAX", "SEKAT_BRAKE_ACCOUNT_REPORTED_MAX"),
+}
+
+
+def _renamed(env: Mapping[str, str]) -> Mapping[str, str]:
+    """``env`` with each replaced variable given as the variables that replaced it (``RENAMED``)."""
+    present = [old for old in RENAMED if old in env]
+    if not present:
+        return env
+    out = dict(env)
+    for old in present:
+        new = RENAMED[old]
+        if any(n in env for n in new):
+            raise ConfigError(old, f"is replaced by {' and '.join(new)}; set those, not both")
+        raw = out.pop(old).strip()
+        if not raw.isdigit() or int(raw) > 10**9:
+            raise ConfigError(old, f"must be a whole number between 0 and {10**9}, got {raw!r} "
+                                   f"(it sets {' and '.join(new)})")
+        out.update(dict.fromkeys(new, raw))
+    return out
+
+
 @dataclass(frozen=True)
 class Settings:
     app_id: str = "sekat"
@@ -87,7 +113,10 @@ class Settings:
     status_global_rate_per_minute: int = 3000
     filing_rate_per_minute: int = 600
     brake_window_s: int = 60
-    brake_entry_max: int = 300
+    brake_phone_reported_max: int = 1_800
+    brake_phone_confirmed_max: int = 0
+    brake_account_reported_max: int = 120
+    brake_account_confirmed_max: int = 0
     brake_rule_max: int = 60_000
     brake_source_max: int = 60_000
     expiry_days: str = "reported=30,confirmed=365"
@@ -96,7 +125,7 @@ class Settings:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        env = os.environ if environ is None else environ
+        env = _renamed(os.environ if environ is None else environ)
         values: dict[str, object] = {}
         for f in fields(cls):
             name = "SEKAT_" + f.name.upper()
@@ -167,7 +196,10 @@ class Settings:
             ("status_global_rate_per_minute", 1, 100_000_000),
             ("filing_rate_per_minute", 1, 1_000_000),
             ("brake_window_s", 1, 86_400),
-            ("brake_entry_max", 0, 10**9),
+            ("brake_phone_reported_max", 0, 10**9),
+            ("brake_phone_confirmed_max", 0, 10**9),
+            ("brake_account_reported_max", 0, 10**9),
+            ("brake_account_confirmed_max", 0, 10**9),
             ("brake_rule_max", 0, 10**9),
             ("brake_source_max", 0, 10**9),
             ("renewals_max", 0, 100),
@@ -430,9 +462,14 @@ SETTINGS_DOC: dict[str, str] = {
     "filing_rate_per_minute": "Reports and revocations one API key may file per minute (then 429): bounds what a "
                               "stolen key can do; bulk loads go through `sekat blocklist import`.",
     "brake_window_s": "Safety brake: the window, in seconds, its command limits count over.",
-    "brake_entry_max": "Safety brake: most commands one identifier that is not confirmed (a reported entry, "
-                       "an unlisted one a rule flags) may drive per window before it goes to shadow mode; "
-                       "confirmed entries are never counted; 0 turns entry braking off.",
+    "brake_phone_reported_max": "Safety brake: most commands one phone number that is not confirmed (a reported "
+                                "entry, an unlisted number a rule flags) may drive per window before it goes to "
+                                "shadow mode; 0: off. SEKAT_BRAKE_ENTRY_MAX, if set, sets this and the account one.",
+    "brake_phone_confirmed_max": "Safety brake: the same for a confirmed phone number; 0 (the default): never braked.",
+    "brake_account_reported_max": "Safety brake: most commands one account that is not confirmed (a reported entry, "
+                                  "an unlisted payee a rule flags) may drive per window before it goes to shadow "
+                                  "mode; 0: off.",
+    "brake_account_confirmed_max": "Safety brake: the same for a confirmed account; 0 (the default): never braked.",
     "brake_rule_max": "Safety brake: most commands one rule may drive per window (all workers together); 0: off.",
     "brake_source_max": "Safety brake: most commands the entries of one reporting source may drive per window; "
                         "0: off.",

@@ -267,8 +267,12 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
     outputs = output_topics(app, settings)
     outputs.on_refused = lambda kind, action: metrics.output_refused.labels(kind, action).inc()
     brake = Brake(BrakeStore.from_url(url, prefix, settings.redis_timeout_ms),
-                  Limits(settings.brake_window_s, settings.brake_entry_max, settings.brake_rule_max,
-                         settings.brake_source_max),
+                  Limits(window_s=settings.brake_window_s,
+                         phone_reported=settings.brake_phone_reported_max,
+                         phone_confirmed=settings.brake_phone_confirmed_max,
+                         account_reported=settings.brake_account_reported_max,
+                         account_confirmed=settings.brake_account_confirmed_max,
+                         rule=settings.brake_rule_max, source=settings.brake_source_max),
                   BrakeMetrics(registry), outputs, f"{settings.app_id}@{socket.gethostname()}:{settings.web_port}")
     acted = ActedStore.from_url(url, prefix, settings.redis_timeout_ms)
     services = ScreenServices(

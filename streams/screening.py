@@ -143,12 +143,12 @@ class Screen(Generic[R]):
         valid = self._sort(events, results, decided, now)
         lookups, observations = await asyncio.gather(self._lookup_all(valid), self._observe(valid, policy, now,
                                                                                              written))
-        ctx = Context(now, lookups, observations, services.brake.engaged if services.brake else frozenset())
+        ctx = Context(now, lookups, observations, services.brake.applying(lookups) if services.brake else frozenset())
         self._decide_all(valid, ctx, policy, decided, now)
         await retry("sending output", decided.out.produce, self.metrics.send_errors.inc)
         # The commands are on their way: count them against the safety brake's limits before the next batch is
-        # decided, so a trip applies from the next batch on.
-        if decided.acted and services.brake is not None:
+        # decided, so a trip applies from the next batch on (and lift the trips a confirmation superseded).
+        if services.brake is not None and (decided.acted or services.brake.lapsing):
             await services.brake.count(decided.acted)
         return PendingBatch(self, events, decided, started)
 

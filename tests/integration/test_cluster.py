@@ -30,7 +30,8 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from load_tests import scale
-from load_tests.bench import bench_policy, check, load_blocklist
+from load_tests.bench import bench_policy, load_blocklist
+from load_tests.harness import check
 from load_tests.rules_bench import make_calls, make_transfers
 from load_tests.traffic import Population, Traffic
 from sekat.blocklist.connection import sync_client
@@ -366,6 +367,12 @@ async def brake_scenario(brakes: BrakeStore) -> list[object]:
     seen.append(await brakes.rearm(targets[-1], 6080.0, window, {"event": "rearm", "by": "NSRC", "reason": "again"}))
     seen.append(await brakes.add({targets[-1]: 1, targets[0]: 1}, 6081.0, window))  # its counts were forgotten
     seen.append(await brakes.tripped())
+    # an entry's trip lifted once confirmed: only the trip of the time the worker saw
+    lapsed = Trip(targets[1], 25, 20, window, "2026-11-29T10:00:02Z", "w1", "reported")
+    seen.append(await brakes.trip(lapsed))
+    seen.append(await brakes.rearm(targets[1], 6082.0, window, {"event": "lift"}, tripped_at="2026-11-29T10:00:09Z"))
+    seen.append(await brakes.rearm(targets[1], 6082.0, window, {"event": "lift"}, tripped_at=lapsed.at))
+    seen.append(await brakes.tripped())
     seen.append(await brakes.history(10))
     return seen
 
@@ -382,6 +389,8 @@ async def test_the_safety_brake_answers_on_the_cluster_as_on_one_server(cluster:
     assert answers[0] == answers[1]
     assert answers[1][3] == [True, True, True] and answers[1][4] is False
     assert answers[1][7] is None and "source:PDRM" not in answers[1][9]
+    assert answers[1][10] is True and answers[1][11] is None and answers[1][12]["status"] == "reported"
+    assert answers[1][13] == answers[1][9]  # lifted: as before that trip
     assert [e["event"] for e in answers[1][10]] == ["rearm", "trip", "trip", "trip"]
 
 

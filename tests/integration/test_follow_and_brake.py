@@ -1,6 +1,6 @@
 """End to end on the real broker, Redis, worker and API: follow the money, the safety brake, attestation.
 
-One worker for the module, with a small brake limit for entries (10 commands a minute) and the shipped
+One worker for the module, with a small brake limit for reported entries (10 commands a minute) and the shipped
 policy except that ``blocklist_match`` does not check payers: with it, any listed account's payments are held
 whatever the trail says, which would hide whether the *trail* holds a transfer within its window and lets it
 go beyond it (the shipped policy adds those holds on top; the unit tests cover that combination).
@@ -124,8 +124,9 @@ def desk(stack: Stack, logs_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     policy["rules"]["blocklist_match"]["params"]["roles"] = ["payee", "payee_proxy", "caller"]
     path = tmp_path_factory.mktemp("policy") / "policy.yaml"
     path.write_text(yaml.safe_dump(policy))
-    env = isolated_env(stack, name, SEKAT_POLICY_FILE=str(path), SEKAT_BRAKE_ENTRY_MAX=str(ENTRY_MAX),
-                       SEKAT_BRAKE_RULE_MAX="1000", SEKAT_BRAKE_SOURCE_MAX="1000", SEKAT_BRAKE_WINDOW_S="60")
+    env = isolated_env(stack, name, SEKAT_POLICY_FILE=str(path), SEKAT_BRAKE_ACCOUNT_REPORTED_MAX=str(ENTRY_MAX),
+                       SEKAT_BRAKE_PHONE_REPORTED_MAX=str(ENTRY_MAX), SEKAT_BRAKE_RULE_MAX="1000",
+                       SEKAT_BRAKE_SOURCE_MAX="1000", SEKAT_BRAKE_WINDOW_S="60")
     worker = WorkerProcess(env, logs_dir / f"{name}.log").start()
     api = ApiProcess(env, logs_dir / f"{name}-api.log").start()
     s = worker.settings
@@ -245,6 +246,48 @@ def test_an_entry_driving_a_flood_of_freezes_is_braked_to_shadow_then_re_armed(d
         assert time.monotonic() < deadline, "the worker never saw the re-arm"
         time.sleep(0.1)
     assert set(desk.commands(desk.transfer(("MBBEMYKL", digits(12)), merchant, now, "25.00"))) == {"HOLD_TRANSFER"}
+
+
+def test_an_entry_braked_while_reported_is_acted_on_once_confirmed_and_its_trip_lifted_with_a_record(
+        desk: Desk) -> None:
+    # Given a reported mule braked by the flood of holds it drew, when an authority confirms it, then the next
+    # payment to it is held and the account frozen, and the worker lifts the trip, audit record first.
+    mule = ("CIBBMYKL", digits(10))
+    key = f"account:{mule[0]}:{mule[1]}"
+    target = f"entry:{key}"
+    desk.list(key, "reported")
+    now = datetime.now(timezone.utc)
+    for event_id in [desk.transfer(("MBBEMYKL", digits(12)), mule, now, "40.00") for _ in range(13)]:
+        desk.decision(event_id)
+    [trip] = desk.out.wait_for(lambda r: r.topic == desk.s.topic_decisions and r.json.get("action") == "trip"
+                               and r.json.get("target") == target)
+    assert trip.json["status"] == "reported" and trip.json["limit"] == ENTRY_MAX
+    braked = desk.decision(desk.transfer(("MBBEMYKL", digits(12)), mule, now, "40.00"))
+    assert braked["outcome"] == "ALLOW" and braked["shadow_outcome"] == "HOLD"
+
+    desk.list(key, "confirmed")
+    acted = desk.transfer(("MBBEMYKL", digits(12)), mule, now, "40.00")
+    assert set(desk.commands(acted)) == {"HOLD_TRANSFER", "FREEZE_ACCOUNT"}
+    assert desk.decision(acted)["matches"][0]["mode"] == "enforce"
+    [lift] = desk.out.wait_for(lambda r: r.topic == desk.s.topic_decisions and r.json.get("action") == "lift"
+                               and r.json.get("target") == target)
+    assert lift.json["trip"]["tripped_at"] == trip.json["at"] and lift.json["trip"]["status"] == "reported"
+    assert lift.json["by"] == trip.json["by"] and "confirmed by PDRM" in lift.json["reason"]
+    deadline = time.monotonic() + 10
+    while desk.redis.hget(f"{desk.s.redis_prefix}brake:tripped", target) is not None:
+        assert time.monotonic() < deadline, "the trip was never lifted in Redis"
+        time.sleep(0.05)
+    reader = desk.key("BNM", "read")
+    state = desk.http.get("/v1/brake", headers={"X-API-Key": reader}).json()
+    assert target not in [t["target"] for t in state["tripped"]]
+    assert [e["event"] for e in state["log"] if e.get("target") == target][:2] == ["lift", "trip"]
+    assert mule[1] not in desk.worker.log_tail(20000)  # logged masked
+
+    # Confirmed, it is counted under the confirmed limit (off): the flood goes on being stopped, payment by payment.
+    for i, event_id in enumerate([desk.transfer(("MBBEMYKL", digits(12)), mule, now, "40.00")
+                                  for _ in range(2 * ENTRY_MAX)]):
+        assert set(desk.commands(event_id)) == {"HOLD_TRANSFER", "FREEZE_ACCOUNT"}, i
+    assert desk.redis.hget(f"{desk.s.redis_prefix}brake:tripped", target) is None
 
 
 def test_a_confirmed_scam_account_is_never_braked_however_many_payments_it_draws(desk: Desk) -> None:

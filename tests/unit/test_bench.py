@@ -1,8 +1,10 @@
-"""The end-to-end benchmark's own pieces: which policy it runs, and how it sums up a py-spy profile."""
+"""The end-to-end benchmark's own pieces: which policy it runs, how it sums up a py-spy profile, and what it reports
+of the safety brake."""
 
 from pathlib import Path
 
 from load_tests.bench import bench_policy, policy_rules, top_functions
+from load_tests.harness import brake_figures
 from sekat.rules.policy import DEFAULT_POLICY_FILE
 
 
@@ -35,3 +37,24 @@ def test_the_profile_summary_leaves_out_waits_and_counts_inclusive_shares_once_a
     assert "  30.0%        3  x.py:walk" in inclusive  # recursion counts a sample once
     assert own.index("sekat/rules/engine.py:decide") < own.index("x.py:walk") < own.index("asyncio/runners.py:run")
     assert "sekat/cli.py:<module>" not in own
+
+
+def test_the_brake_figures_count_trips_by_dimension_and_give_recall_with_and_without_braked_entries() -> None:
+    # Given four listed events, two of them on an entry the brake tripped (one acted on before the trip), and
+    # a trip of a rule, when the run's figures are made, then recall is over all four and recall_unbraked over
+    # the two whose entry was not braked.
+    mule, number = "account:CIBBMYKL:8001234567", "phone:+60123456789"
+    expected = {"b-1": (("HOLD_TRANSFER",), 0), "b-2": (("HOLD_TRANSFER",), 0),
+                "b-3": (("BLOCK_CALL",), 0), "b-4": (("HOLD_TRANSFER", "FREEZE_ACCOUNT"), 0)}
+    subjects = {"b-1": mule, "b-2": mule, "b-3": number, "b-4": "account:MBBEMYKL:514012345678"}
+    seen = [("b-1", "HOLD_TRANSFER", 5), ("b-3", "BLOCK_CALL", 7), ("b-4", "HOLD_TRANSFER", 9)]
+    tripped = {f"entry:{mule}": {"status": "reported"}, "rule:mule_inflow": {}}
+    figures = brake_figures(tripped, expected, seen, subjects)
+    assert figures == {"brake_trips": 2, "brake_trips_by_dimension": {"entry": 1, "rule": 1, "source": 0},
+                       "braked_targets": [f"entry:{mule}", "rule:mule_inflow"], "recall": 0.5,
+                       "recall_unbraked": 0.5, "braked_events": 2}
+    seen.append(("b-4", "FREEZE_ACCOUNT", 11))
+    assert brake_figures(tripped, expected, seen, subjects)["recall_unbraked"] == 1.0
+    assert brake_figures({}, expected, seen, subjects) | {"recall": None} == {
+        "brake_trips": 0, "brake_trips_by_dimension": {"entry": 0, "rule": 0, "source": 0}, "braked_targets": [],
+        "recall": None, "recall_unbraked": 0.75, "braked_events": 0}

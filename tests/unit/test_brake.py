@@ -85,7 +85,7 @@ def test_a_confirmed_entry_counts_towards_its_rule_and_source_but_not_itself() -
 def test_a_robocaller_at_ten_times_the_entry_limit_is_braked_only_if_merely_reported(
         status: Status, tripped: bool) -> None:
     """An autodialer places several calls a second per number: a confirmed one is blocked on every call."""
-    limits = Limits(window_s=60, entry=30, rule=60_000, source=60_000)
+    limits = Limits(window_s=60, phone_reported=30, rule=60_000, source=60_000)
     guard, store = brake(limits)
 
     async def flood() -> None:
@@ -105,7 +105,7 @@ def test_a_robocaller_at_ten_times_the_entry_limit_is_braked_only_if_merely_repo
 
 
 def test_the_rule_and_source_dimensions_still_brake_confirmed_entries() -> None:
-    guard, store = brake(Limits(window_s=60, entry=30, rule=50, source=0))
+    guard, store = brake(Limits(window_s=60, phone_reported=30, rule=50, source=0))
     asyncio.run(guard.count([robocall(f"c-{i}", Status.CONFIRMED) for i in range(60)]))
     assert set(store.trips) == {"rule:blocklist_match"}
 
@@ -128,8 +128,70 @@ def test_another_braked_target_changes_nothing() -> None:
 
 
 def test_limits_are_per_dimension_and_zero_is_off() -> None:
-    limits = Limits(window_s=60, entry=10, rule=0, source=5)
-    assert (limits.of("entry:x"), limits.of("rule:x"), limits.of("source:x"), limits.of("other:x")) == (10, 0, 5, 0)
+    limits = Limits(window_s=60, account_reported=10, rule=0, source=5)
+    assert (limits.of(f"entry:{PAYEE}"), limits.of("rule:x"), limits.of("source:x"), limits.of("other:x")) == \
+        (10, 0, 5, 0)
+
+
+def test_entry_limits_are_per_kind_and_status_and_an_unlisted_identifier_counts_as_reported() -> None:
+    limits = Limits(phone_reported=1, phone_confirmed=2, account_reported=3, account_confirmed=4)
+    assert [limits.of(t, s) for t in (f"entry:{ROBOCALLER}", f"entry:{PAYEE}") for s in ("", "reported", "confirmed")] \
+        == [1, 1, 2, 3, 3, 4]
+    assert limits.of("entry:email:x@y", "reported") == 0
+
+
+def test_the_default_limits_never_brake_a_confirmed_entry_and_sit_far_above_scam_volumes() -> None:
+    """Autodialers place several calls a second per number; mule accounts take tens to hundreds of transfers an
+    hour. The defaults (the settings') leave both alone when reported, and never count confirmed entries."""
+    s, limits = Settings.from_environ({}), Limits()
+    assert (limits.phone_reported, limits.phone_confirmed, limits.account_reported, limits.account_confirmed,
+            limits.rule, limits.source, limits.window_s) == \
+        (s.brake_phone_reported_max, s.brake_phone_confirmed_max, s.brake_account_reported_max,
+         s.brake_account_confirmed_max, s.brake_rule_max, s.brake_source_max, s.brake_window_s)
+    per_minute = 60 / limits.window_s
+    autodialer = 10 * 60 * per_minute  # 10 calls a second from one number, one LABEL_CALL each
+    assert limits.of(f"entry:{ROBOCALLER}", "reported") >= 3 * autodialer
+    mule_burst = 300 / 60 * 10 * per_minute  # 300 transfers an hour, ten times that rate for a minute
+    assert limits.of(f"entry:{PAYEE}", "reported") >= 2 * mule_burst
+    assert limits.of(f"entry:{ROBOCALLER}", "confirmed") == limits.of(f"entry:{PAYEE}", "confirmed") == 0
+
+
+@pytest.mark.parametrize("status,calls,tripped", [(Status.REPORTED, 600, False), (Status.REPORTED, 1_900, True),
+                                                  (Status.CONFIRMED, 20_000, False)])
+def test_at_the_default_limits_an_autodialer_is_braked_only_if_reported_and_far_faster_than_one(
+        status: Status, calls: int, tripped: bool) -> None:
+    guard, store = brake(Limits())
+
+    async def flood() -> None:
+        for batch in range(calls // 100):
+            await guard.count([robocall(f"c-{batch}-{i}", status) for i in range(100)])
+
+    asyncio.run(flood())
+    assert (f"entry:{ROBOCALLER}" in store.trips) is tripped
+    if tripped:
+        trip = store.trips[f"entry:{ROBOCALLER}"]
+        assert (trip.limit, trip.status) == (1_800, "reported") and trip.to_json()["status"] == "reported"
+
+
+def test_a_trip_under_reported_lapses_once_the_entry_is_confirmed_and_one_under_confirmed_does_not() -> None:
+    guard, _ = brake(Limits(account_confirmed=1_000))
+    reported = Trip(f"entry:{PAYEE}", 140, 120, 60, "2026-11-28T10:15:01.000Z", "w1", "reported").to_json()
+    caller = Trip(f"entry:{ROBOCALLER}", 2_000, 1_000, 60, "2026-11-28T10:15:01.000Z", "w1", "confirmed").to_json()
+    guard.engaged = frozenset({f"entry:{PAYEE}", f"entry:{ROBOCALLER}", "rule:mule_inflow"})
+    guard.trips = {f"entry:{PAYEE}": reported, f"entry:{ROBOCALLER}": caller}
+    still_reported = {PAYEE: listed(), ROBOCALLER: listed(ROBOCALLER, Status.CONFIRMED)}
+    assert guard.applying(still_reported) == guard.engaged and guard.lapsing == {}
+    confirmed = {PAYEE: listed(status=Status.CONFIRMED), ROBOCALLER: listed(ROBOCALLER, Status.CONFIRMED)}
+    assert guard.applying(confirmed) == {f"entry:{ROBOCALLER}", "rule:mule_inflow"}
+    assert set(guard.lapsing) == {f"entry:{PAYEE}"}
+    c = ctx(lookups=confirmed)
+    acted = engine.decide_transfer(transfer("t-9"), type(c)(c.now, c.lookups, c.obs, guard.applying(confirmed)),
+                                   POLICY).decision
+    assert len(acted.commands) == 2 and acted.matches[0].mode == "enforce"
+    guard.lapsing = {}
+    guard.trips[f"entry:{PAYEE}"] = {k: v for k, v in reported.items() if k != "status"}  # no status: reported
+    assert guard.applying(confirmed) == {f"entry:{ROBOCALLER}", "rule:mule_inflow"} and set(guard.lapsing) == {
+        f"entry:{PAYEE}"}
 
 
 def test_targets_are_validated_and_masked_for_logs() -> None:
@@ -147,7 +209,19 @@ def test_audit_record_is_deterministic_and_names_the_target() -> None:
 
 
 @pytest.mark.parametrize("name,value", [("SEKAT_BRAKE_WINDOW_S", "0"), ("SEKAT_BRAKE_ENTRY_MAX", "-1"),
+                                        ("SEKAT_BRAKE_ENTRY_MAX", "lots"), ("SEKAT_BRAKE_PHONE_REPORTED_MAX", "-1"),
+                                        ("SEKAT_BRAKE_PHONE_CONFIRMED_MAX", "many"),
+                                        ("SEKAT_BRAKE_ACCOUNT_REPORTED_MAX", "1e3"),
+                                        ("SEKAT_BRAKE_ACCOUNT_CONFIRMED_MAX", "-2"),
                                         ("SEKAT_BRAKE_RULE_MAX", "many"), ("SEKAT_BRAKE_SOURCE_MAX", "-5")])
 def test_bad_brake_settings_stop_start_up_naming_the_setting(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_environ({name: value})
+
+
+def test_the_single_entry_limit_still_sets_both_reported_limits_and_may_not_be_mixed_with_them() -> None:
+    s = Settings.from_environ({"SEKAT_BRAKE_ENTRY_MAX": "50"})
+    assert (s.brake_phone_reported_max, s.brake_account_reported_max) == (50, 50)
+    assert (s.brake_phone_confirmed_max, s.brake_account_confirmed_max) == (0, 0)
+    with pytest.raises(ConfigError, match="SEKAT_BRAKE_ENTRY_MAX.*SEKAT_BRAKE_ACCOUNT_REPORTED_MAX"):
+        Settings.from_environ({"SEKAT_BRAKE_ENTRY_MAX": "50", "SEKAT_BRAKE_ACCOUNT_REPORTED_MAX": "60"})

@@ -300,10 +300,12 @@ class Brakes:
         return True
 
     async def trip_of(self, target: str) -> dict[str, Any]:
-        return Trip(target, 12, 10, 60, "2026-11-28T10:15:01.000Z", "sekat@worker-1:6066").to_json()
+        return Trip(target, 12, 10, 60, "2026-11-28T10:15:01.000Z", "sekat@worker-1:6066", "reported").to_json()
 
-    async def rearm(self, target: str, _now: float, window_s: int, _event: Any) -> dict[str, Any]:
-        return Trip(target, 12, 10, window_s, "2026-11-28T10:15:01.000Z", "sekat@worker-1:6066").to_json()
+    async def rearm(self, target: str, _now: float, window_s: int, _event: Any, tripped_at: str = ""
+                    ) -> dict[str, Any]:
+        return Trip(target, 12, 10, window_s, tripped_at or "2026-11-28T10:15:01.000Z", "sekat@worker-1:6066",
+                    "reported").to_json()
 
 
 def brake_outputs() -> list[Sent]:
@@ -313,10 +315,28 @@ def brake_outputs() -> list[Sent]:
     decision = decide_transfer(_decoded(doc("transfer")), Context(at("2026-11-28T10:15:00.125Z"),
                                                                  {listed.key: listed}), POLICY).decision
     wire = Wire()
-    brake = Brake(Brakes(), Limits(window_s=60, entry=10, rule=0, source=0),  # type: ignore[arg-type]
+    brake = Brake(Brakes(), Limits(window_s=60, account_reported=10, rule=0, source=0),  # type: ignore[arg-type]
                   BrakeMetrics(CollectorRegistry()), outputs(wire), "sekat@worker-1:6066",
                   lambda: at("2026-11-28T10:15:01.000Z").timestamp())
     asyncio.run(brake.count([decision]))
+    return wire.records()
+
+
+def lift_outputs() -> list[Sent]:
+    """The reported payee braked at the entry limit of 10, then confirmed: the next batch that looks it up acts on
+    it, and the worker lifts the trip."""
+    confirmed = entry("report-account")
+    wire = Wire()
+    brake = Brake(Brakes(), Limits(window_s=60, account_reported=10, rule=0, source=0),  # type: ignore[arg-type]
+                  BrakeMetrics(CollectorRegistry()), outputs(wire), "sekat@worker-2:6066",
+                  lambda: at("2026-11-28T10:40:00.250Z").timestamp())
+    target = f"entry:{confirmed.key}"
+    brake.engaged = frozenset({target})
+    brake.trips = {target: Trip(target, 12, 10, 60, "2026-11-28T10:15:01.000Z", "sekat@worker-1:6066",
+                                "reported").to_json()}
+    assert brake.applying({confirmed.key: confirmed}) == frozenset()
+    asyncio.run(brake.count([]))
+    assert brake.engaged == frozenset()
     return wire.records()
 
 
@@ -411,6 +431,7 @@ def produced() -> dict[str, Sent]:
         "release-audit": find(releases, stream="releases", released="revoked"),
         "brake-trip": find(brake_outputs(), action="trip"),
         "brake-rearm": find(rearm_outputs(), action="rearm"),
+        "brake-lift": find(lift_outputs(), action="lift"),
         "report-derived": derived[0],
         "report-consolidated": derived[1],
         "report-summarised": derived[2],
@@ -607,7 +628,8 @@ def test_each_output_example_is_exactly_what_the_code_writes(ex: Example, real_o
 
 def test_every_record_the_code_writes_validates_against_its_schema(real_outputs: dict[str, Sent]) -> None:
     written = [*transfer_outputs(), *follow_outputs(), *pacs008_outputs(), *call_outputs(), *release_outputs(),
-               *brake_outputs(), *rearm_outputs(), *report_outputs()]
+               *brake_outputs(), *rearm_outputs(), *lift_outputs(),
+               *report_outputs()]
     streams = {"transfers": "decision", "calls": "decision", "releases": "release-audit", "brake": "brake-audit"}
     by_topic = {SETTINGS.topic_freeze: "bank-command", SETTINGS.topic_block: "telco-command",
                 SETTINGS.topic_deadletter: "deadletter", SETTINGS.topic_reports: "report"}

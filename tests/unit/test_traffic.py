@@ -50,6 +50,8 @@ def test_generated_events_decode_and_their_expected_commands_are_what_sekat_deci
         lookups = {i.key: index[i.key] for i in event.identifiers() if i.key in index}
         decision = decide[kind](event, Context(NOW, lookups), POLICY).decision
         assert sorted(c.action.value for c in decision.commands) == sorted(expected)
+        # the listed identifier its commands are due for: what the safety brake counts them towards
+        assert traffic.subjects.get(event_id) == (decision.matches[0].identifier if expected else None)
         acting += bool(expected)
     assert 40 < acting < 140  # about 20 % name a listed identifier
 
