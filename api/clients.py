@@ -5,8 +5,9 @@ rate limits; one Kafka producer (acks=all) carries reports and audit records.
 The producer starts lazily: the API answers 503 while Kafka is away and
 recovers by itself. Whether Kafka answers now, not only whether the producer
 once started, is a metadata request bounded to 2 s, its answer kept for 2 s
-(``kafka_reachable``), so that probes are cheap however often they come. Rate-limit refusals are counted in ``metrics``
-(api/metrics.py). Routes take the clients with the ``ClientsDep`` dependency.
+(``kafka_reachable``), so that probes are cheap however often they come.
+Rate-limit refusals are counted in ``metrics`` (api/metrics.py). Routes take
+the clients with the ``ClientsDep`` dependency.
 """
 
 import asyncio
