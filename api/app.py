@@ -9,7 +9,7 @@
                                             rate-limited per client address and in all
     brake/routes.py  GET  /v1/brake         the safety brake: what it switched to shadow (scope read)
                      POST /v1/brake/rearm   re-arm one target (scope rearm)
-    api/probes.py    GET  /healthz          200 while Redis answers and the Kafka producer is started, else
+    api/probes.py    GET  /healthz          200 while Redis and a Kafka broker answer (each within 2 s), else
                                             503 naming which is down (no key, not rate limited)
                      GET  /metrics          Prometheus metrics of this process (api/metrics.py)
     (FastAPI)        GET  /openapi.json     the OpenAPI document (/docs renders it)

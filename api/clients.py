@@ -3,8 +3,11 @@
 One Redis client serves the index, the API keys, the brake's state and the
 rate limits; one Kafka producer (acks=all) carries reports and audit records.
 The producer starts lazily: the API answers 503 while Kafka is away and
-recovers by itself. Rate-limit refusals are counted in ``metrics``
-(api/metrics.py). Routes take the clients with the ``ClientsDep`` dependency.
+recovers by itself. Whether Kafka answers now, not only whether the producer
+once started, is a metadata request bounded to 2 s, its answer kept for 2 s
+(``kafka_reachable``), so that probes are cheap however often they come.
+Rate-limit refusals are counted in ``metrics`` (api/metrics.py). Routes take
+the clients with the ``ClientsDep`` dependency.
 """
 
 import asyncio
@@ -27,6 +30,10 @@ from sekat.errors import BlocklistUnavailable
 from sekat.expiry import ExpiryPolicy
 from sekat.settings import Settings
 
+# How long a probe waits for Redis's PING and for Kafka's metadata answer, and how long Kafka's answer is kept.
+PROBE_TIMEOUT_S = 2.0
+KAFKA_ANSWER_KEPT_S = 2.0
+
 
 @dataclass
 class Clients:
@@ -41,6 +48,8 @@ class Clients:
     protected: frozenset[str] = field(init=False)
     expiry: ExpiryPolicy = field(init=False)
     _producer: AIOKafkaProducer | None = field(default=None, init=False)
+    _kafka_answer: tuple[float, bool] = field(default=(float("-inf"), False), init=False)  # (monotonic time, up)
+    _kafka_asking: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -60,8 +69,24 @@ class Clients:
             except (KafkaError, OSError) as exc:
                 await producer.stop()
                 raise BlocklistUnavailable(f"Kafka unavailable: {type(exc).__name__}") from exc
+            producer.client.add_topic(self.settings.topic_reports)  # metadata requests ask for it, not every topic
             self._producer = producer
         return self._producer
+
+    async def kafka_reachable(self) -> bool:
+        """Whether a broker answers the started producer's metadata request within ``PROBE_TIMEOUT_S``; the
+        answer is kept ``KAFKA_ANSWER_KEPT_S``, and probes arriving meanwhile share one request."""
+        async with self._kafka_asking:
+            asked_at, up = self._kafka_answer
+            if time.monotonic() - asked_at < KAFKA_ANSWER_KEPT_S:
+                return up
+            try:
+                producer = await self.producer()
+                up = bool(await asyncio.wait_for(producer.client.force_metadata_update(), PROBE_TIMEOUT_S))
+            except (BlocklistUnavailable, KafkaError, OSError, TimeoutError):
+                up = False
+            self._kafka_answer = (time.monotonic(), up)
+            return up
 
     async def send(self, topic: str, value: bytes, key: bytes, unacknowledged: str) -> RecordMetadata:
         """Send one record and wait for every in-sync replica; ``unacknowledged`` starts the 503's message."""
@@ -101,17 +126,16 @@ class Clients:
         return allowed, 60 - int(time.time()) % 60
 
     async def health(self) -> dict[str, str]:
-        """``ok`` or ``down`` for Redis (it answers PING within 2 s) and Kafka (the producer is started)."""
-        health = {"redis": "ok", "kafka": "ok"}
-        try:
-            await asyncio.wait_for(self.store.client.ping(), 2)
-        except (RedisError, OSError, TimeoutError):
-            health["redis"] = "down"
-        try:
-            await self.producer()
-        except BlocklistUnavailable:
-            health["kafka"] = "down"
-        return health
+        """``ok`` or ``down`` for Redis (it answers PING within 2 s) and Kafka (``kafka_reachable``), asked at once."""
+        async def redis_answers() -> bool:
+            try:
+                await asyncio.wait_for(self.store.client.ping(), PROBE_TIMEOUT_S)
+            except (RedisError, OSError, TimeoutError):
+                return False
+            return True
+
+        redis, kafka = await asyncio.gather(redis_answers(), self.kafka_reachable())
+        return {"redis": "ok" if redis else "down", "kafka": "ok" if kafka else "down"}
 
     async def close(self) -> None:
         if self._producer is not None:

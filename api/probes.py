@@ -5,7 +5,8 @@ Prometheus's scrapes never use up a client's budget), and neither is in the
 OpenAPI document: they are for operators, not agencies.
 
 ``/healthz`` is 200 ``{"status": "ok", "redis": "ok", "kafka": "ok"}`` while
-Redis answers and the Kafka producer is started; otherwise 503 with
+Redis answers a PING and a Kafka broker the producer's metadata request, each
+within 2 s (``Clients.health``; Kafka's answer is kept 2 s); otherwise 503 with
 ``"status": "degraded"`` and ``"down"`` against the one that is not. It names
 no identifier, key or address. ``/metrics`` is the app's own registry
 (api/metrics.py) in the Prometheus text format.

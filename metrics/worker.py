@@ -130,10 +130,15 @@ class WorkerMetrics:
                                 ["stream"], registry=registry)
         self.stalled = Gauge("sekat_stream_stalled",
                              "1 while the stream has records waiting and has finished no batch for "
-                             "SEKAT_STALL_AFTER_S seconds (/healthz is then 503).", ["stream"], registry=registry)
+                             "SEKAT_STALL_AFTER_S seconds, or its consumer task has died and it has not worked "
+                             "since (/healthz is then 503).", ["stream"], registry=registry)
         self.stalled_seconds = Gauge("sekat_stream_stalled_seconds",
                                      "Seconds the stream has had records waiting with no batch finished "
                                      "(0 while it keeps up or has nothing to do).", ["stream"], registry=registry)
+        self.screening_crashes = Counter(
+            "sekat_screening_crashes_total",
+            "Times the screening consumer's task died of an error it did not handle and was started again "
+            "(its streams count as stalled until they work again).", registry=registry)
         self.replica_entries = Gauge("sekat_blocklist_replica_entries",
                                      "Active entries in this worker's blocklist replica.", registry=registry)
         self.blocklist_entries = Gauge(

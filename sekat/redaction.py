@@ -17,11 +17,13 @@ traceback, docs/security.md ("logs") gives the rules with examples:
   parentheses (``012-345 6789``, ``+60 12-345 6789``, ``5140 1234-5678``) or
   as an IBAN (``GB82 WEST 1234 5698 7654 32``), with 7 digits or more,
   becomes ``mask()`` of its characters without separators: the last four kept
-  (``800-123-4567`` -> ``******4567``);
+  (``800-123-4567`` -> ``******4567``); digits ending a word of letters too,
+  the word kept (``acct5140123456`` -> ``acct******3456``);
 - kept readable: dates and times, numbers after ``offset``, ``timestamp``,
-  ``lag`` or ``watermark``, numbers with a unit (``1234567 ms``), decimals,
-  versions and addresses (``1.2.3456789``, ``192.168.100.200``), digits glued
-  to letters (hex ids, UUIDs), and any number of fewer than 7 digits.
+  ``lag`` or ``watermark``, port numbers after ``port(s)`` (``ports 9092
+  9093``), numbers with a unit (``1234567 ms``), decimals, versions and
+  addresses (``1.2.3456789``, ``192.168.100.200``), digits mixed with letters
+  (hex ids, UUIDs), and any number of fewer than 7 digits.
 
 It runs on every record, so each rule is an expression compiled once: one pass
 for identifiers, and one for secret shapes only over text holding a hint of one
@@ -42,9 +44,10 @@ from urllib.parse import parse_qsl, unquote, urlparse
 
 from sekat.identifiers import mask
 
-# A number starts where no letter or digit is glued before it ('_' may be: phone_6012...), not inside a decimal
-# (1.2.3456789), a date (2026-11-29) or the last group of a UUID (...-446655440000), and has 7 digits or more.
-_NUMBER_START = (r"(?=[+(\d])(?<![^\W_])(?<!\d\.)(?<![0-9a-fA-F]{4}-)(?=(?:[ ()+-]{0,3}\d){7})"
+# A number starts where no digit is glued before it (a letter may be: see _glued_to_hex; '_' too: phone_6012...),
+# not inside a decimal (1.2.3456789), a date (2026-11-29) or the last group of a UUID (...-446655440000), and has
+# 7 digits or more.
+_NUMBER_START = (r"(?=[+(\d])(?<!\d)(?<!\d\.)(?<![0-9a-fA-F]{4}-)(?=(?:[ ()+-]{0,3}\d){7})"
                  r"(?!(?:19|20)\d\d-[01]\d-[0-3]\d(?!\d))")
 # Written with a space or a dash between groups, with a parenthesis around an area code: +60 12-345 6789, (03) 7654 3210.
 _NUMBER_BODY = r"(?:\+|\(\+?)?\d+(?:(?:\)?[ -]\(?|\))\d{2,}){0,6}"
@@ -54,6 +57,10 @@ _IBAN = r"(?=[A-Z]{2}\d\d)(?<![^\W_])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-
 _IDENTIFIER = re.compile(_IBAN + "|" + _NUMBER_START + _NUMBER_BODY + _NUMBER_END)
 # Counters that grow past 7 digits and read as numbers, not identifiers: offset=12345678, 'lag': 2345678.
 _COUNTER_BEFORE = re.compile(r"(?<![^\W_])(?i:offset|timestamp|lag|watermark)s?['\"]?(?::? ?|=)\Z")
+# Port numbers listed with spaces (ports 9092 9093) read as one spaced number; kept when every group is port-sized.
+_PORTS_BEFORE = re.compile(r"(?<![^\W_])(?i:port)s?['\"]?(?::? ?|=)\Z")
+_PORT_SIZED = re.compile(r"\d{1,5}(?:\D+\d{1,5})*")
+_UUID_GROUP_BEFORE = re.compile(r"[0-9a-fA-F]{4}-\Z")
 _NOT_KEPT = re.compile(r"[^0-9A-Za-z+]")  # the separators dropped before masking
 
 _SECRET_SHAPE = re.compile(
@@ -69,8 +76,25 @@ _SECRET_HINTS = ("://", "sekat_", "pass", "secret", "api")
 _BODY_LOGGERS = ("aiokafka", "kafka")
 
 
+def _glued_to_hex(match: re.Match[str]) -> bool:
+    """Digits glued after a letter are an identifier when the word before them is all letters (acct5140123456,
+    MSISDN60123456789); mixed with digits they are a hex id or a UUID's group (4bf92f3577b34da6, ...-b12345678901)."""
+    text, start = match.string, match.start()
+    if not start or not text[start - 1].isalpha():
+        return False
+    word = start - 1
+    while word and text[word - 1].isalnum():
+        word -= 1
+    return not text[word:start].isalpha() or _UUID_GROUP_BEFORE.search(text, max(0, word - 5), word) is not None
+
+
 def _mask_identifier(match: re.Match[str]) -> str:
-    if _COUNTER_BEFORE.search(match.string, max(0, match.start() - 16), match.start()):
+    if _glued_to_hex(match):
+        return match.group()
+    before = max(0, match.start() - 16), match.start()
+    if _COUNTER_BEFORE.search(match.string, *before):
+        return match.group()
+    if _PORTS_BEFORE.search(match.string, *before) and _PORT_SIZED.fullmatch(match.group()):
         return match.group()
     return mask(_NOT_KEPT.sub("", match.group()))
 

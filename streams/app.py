@@ -52,7 +52,7 @@ from sekat.streams.intake import Intake
 from sekat.streams.output import OutputTopics
 from sekat.streams.policy_watch import PolicyWatch
 from sekat.streams.rebuild import IndexGuard
-from sekat.streams.retry import retry
+from sekat.streams.retry import retry, supervise
 from sekat.streams.screening import Screen, ScreenServices, StreamSteps
 from sekat.streams.state import RuleStateStore
 
@@ -167,9 +167,9 @@ class Worker:
         app.page("/healthz")(self.healthz)
 
     async def screen(self) -> None:
-        """The screening consumer, once the replica is loaded."""
+        """The screening consumer, once the replica is loaded; started again, with backoff, if it dies."""
         await self.replica.ready.wait()
-        await self.screening.run()
+        await supervise("screening consumer", self.screening.run, self.screening.crashed)
 
     async def keep_replica_fresh(self) -> None:
         await self.replica.start()
@@ -211,16 +211,20 @@ class Worker:
     async def healthz(self, request: Any) -> Any:
         """200 when Redis answers, the replica is loaded and no screening stream is stalled; 503 with the same
         body otherwise (``stalled`` names the streams with records waiting and no progress for
-        SEKAT_STALL_AFTER_S, streams/progress.py)."""
+        SEKAT_STALL_AFTER_S, or whose consumer task died and has not worked since; ``screening`` is then
+        ``restarting``, streams/progress.py)."""
         replica = self.replica
         redis_ok = await self.store.ping()
         ready = replica.ready.is_set() and not replica.awaiting_rebuild
-        stalled = self.screening.progress.stalled()
+        progress = self.screening.progress
+        stalled = progress.stalled()
+        crashed = any(progress.is_crashed(stream) for stream in stalled)
         healthy = redis_ok and ready and not stalled
         body = {"status": "ok" if healthy else "degraded", "redis": redis_ok, "replica_ready": ready,
                 "replica_entries": replica.stats.entries, "replica_staleness_seconds": round(replica.staleness(), 3),
                 "replica_change_id": replica.change_id, "index_rebuilding": replica.awaiting_rebuild,
-                "index_rebuilds": self.guard.rebuilds, "stalled": stalled}
+                "index_rebuilds": self.guard.rebuilds, "stalled": stalled,
+                "screening": "restarting" if crashed else "running"}
         return self.app.web.json(body, status=200 if healthy else 503)
 
     async def observe_health(self) -> None:

@@ -14,7 +14,8 @@ owner of the partitions re-decides the batch and re-sends the same
 batch overlap the deciding of the next (``Pipeline``): a decision's latency
 does not include the previous batch's round trips.
 Each stream's progress (a batch finished, or nothing waiting) is kept in ``Progress`` for ``/healthz``
-and ``sekat_stream_stalled`` (streams/progress.py).
+and ``sekat_stream_stalled`` (streams/progress.py). ``run`` may be called again after it raised: the
+worker supervises it (``streams.retry.supervise``), and ``crashed`` marks its streams stalled meanwhile.
 The consumer group is ``{SEKAT_APP_ID}.screen`` (Faust's own group is
 ``{SEKAT_APP_ID}``: the two use different assignors and cannot share one).
 """
@@ -54,6 +55,7 @@ class ScreeningConsumer:
         return f"{self.settings.app_id}.screen"
 
     async def start(self) -> None:
+        self.committed = {}  # a restarted consumer commits afresh; the group's offsets are the truth
         self.consumer = AIOKafkaConsumer(
             *self.screens,
             **self.settings.aiokafka_config(),
@@ -105,8 +107,14 @@ class ScreeningConsumer:
             if not await pipeline.drain(5):
                 log.warning("the last batches were not all acknowledged and committed; they may be re-decided")
             await asyncio.shield(consumer.stop())
+            self.consumer = None  # no lag is read from a stopped consumer
             for pool in processes:
                 await asyncio.shield(pool.stop())
+
+    def crashed(self, exc: BaseException) -> None:
+        """``run`` raised ``exc``: every stream it serves is stalled until it works again; counted."""
+        self.metrics.screening_crashes.inc()
+        self.progress.crashed(self.progress.streams)
 
     def _fetched(self, batch: Mapping[Any, list[Any]]) -> "FetchedBatch":
         by_topic: dict[str, list[Any]] = {}

@@ -9,6 +9,11 @@ or the batch that ended such a quiet spell.
 So an idle stream is never stalled however long it waits, and a backlog that is being worked through is
 not stalled however large.
 
+A stream whose consumer task died (``crashed``) is stalled at once, whatever waits: nothing screens it
+until the task is restarted and shows it works. It stays so until it finishes a batch, or the restarted
+consumer has run ``SEKAT_STALL_AFTER_S`` and sees nothing waiting (an idle stream), so a task that dies
+again each time it is restarted stays reported between its restarts.
+
 Cheap on the hot path: ``taken`` and ``finished`` are a counter and a timestamp per batch; lag is read by
 the worker's health timer (every ``SEKAT_METRICS_INTERVAL_S``), never per event.
 """
@@ -30,12 +35,27 @@ class Progress:
         self._progress = dict.fromkeys(streams, now)  # start-up counts as progress
         self._in_flight = dict.fromkeys(self._progress, 0)
         self._lagging: set[str] = set()
+        self._crashed: dict[str, float] = {}  # stream -> when its consumer task first died since it last worked
+        self._running_since: float | None = now
 
     def restart(self) -> None:
         """Every stream's stall clock from now (the consumer starts)."""
         now = self._clock()
+        self._running_since = now
         for stream in self._progress:
             self._progress[stream] = now
+
+    def crashed(self, streams: Iterable[str]) -> None:
+        """The consumer task serving ``streams`` died: they are stalled from now until they work again.
+
+        Batches it had in flight will never finish: they are forgotten (the next owner of their offsets
+        decides them again).
+        """
+        now = self._clock()
+        self._running_since = None
+        for stream in streams:
+            self._crashed.setdefault(stream, now)
+            self._in_flight[stream] = 0
 
     def taken(self, streams: Iterable[str]) -> None:
         """A batch holding records of ``streams`` is being decided.
@@ -52,8 +72,9 @@ class Progress:
         """A batch taken for ``streams`` is acknowledged and written: progress."""
         now = self._clock()
         for stream in streams:
-            self._in_flight[stream] -= 1
+            self._in_flight[stream] = max(0, self._in_flight[stream] - 1)
             self._progress[stream] = now
+            self._crashed.pop(stream, None)
 
     def saw_lag(self, lagging: Iterable[str]) -> None:
         """The streams whose assigned partitions have uncommitted records, as just read from the broker.
@@ -62,21 +83,33 @@ class Progress:
         """
         self._lagging = set(lagging)
         now = self._clock()
+        proven = self._running_since is not None and now - self._running_since >= self.stall_after_s
         for stream in self._progress:
             if not self.waiting(stream):
                 self._progress[stream] = now
+                if proven:
+                    self._crashed.pop(stream, None)
 
     def waiting(self, stream: str) -> bool:
         return self._in_flight[stream] > 0 or stream in self._lagging
 
     def stalled_for(self, stream: str) -> float:
-        """Seconds the stream has had records waiting with no batch finished; 0 when nothing waits."""
+        """Seconds the stream has had records waiting with no batch finished, or since its consumer task died;
+        0 when nothing waits."""
+        if stream in self._crashed:
+            return max(0.0, self._clock() - self._crashed[stream])
         if not self.waiting(stream):
             return 0.0
         return max(0.0, self._clock() - self._progress[stream])
 
     def is_stalled(self, stream: str) -> bool:
+        if stream in self._crashed:
+            return True
         return self.waiting(stream) and self.stalled_for(stream) >= self.stall_after_s
+
+    def is_crashed(self, stream: str) -> bool:
+        """Whether the stream's consumer task died and the stream has not worked since."""
+        return stream in self._crashed
 
     def stalled(self) -> list[str]:
         """The streams stalled for at least ``stall_after_s`` seconds, in order."""

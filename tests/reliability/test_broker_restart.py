@@ -14,30 +14,18 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from sekat.localstack.kafka_servers import KafkaBroker
-from sekat.localstack.processes import free_port
 from tests.support import (Collector, Stack, Traffic, WorkerProcess, call_traffic, isolated_env, list_phone, unique,
                            wait_until)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 LISTED = "+60199999999"
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
-    broker = KafkaBroker(tmp_path / "kafka", free_port(), free_port())
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def records_on(worker: WorkerProcess, topic: str) -> int:

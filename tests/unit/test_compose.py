@@ -58,6 +58,14 @@ def test_published_ports_bind_to_loopback_and_match_the_settings() -> None:
     assert SERVICES["worker"]["expose"] == [env["SEKAT_WEB_PORT"]]
 
 
+def test_the_api_is_healthy_only_when_its_healthz_says_so() -> None:
+    """/healthz answers 503 when Redis or Kafka is unreachable; /openapi.json would answer 200 regardless."""
+    check = " ".join(SERVICES["api"]["healthcheck"]["test"])
+    port = SERVICES["api"]["environment"]["SEKAT_API_PORT"]
+    assert f"127.0.0.1:{port}/healthz" in check, check
+    assert "openapi" not in check
+
+
 def test_mounted_files_exist() -> None:
     for name, service in SERVICES.items():
         for volume in service.get("volumes", []):

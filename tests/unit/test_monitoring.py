@@ -19,6 +19,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from sekat.api.metrics import ApiMetrics
 from sekat.settings import Settings
 from sekat.streams.app import create_app
 
@@ -64,9 +65,15 @@ def names_in(expr: str) -> set[str]:
 
 
 def served_metric_names() -> set[str]:
-    """Every sample name a worker serves at /metrics (from the app's own registry, no broker needed)."""
+    """Every sample name a worker or an API process serves at /metrics (from their own registries, no broker
+    needed)."""
     registry = CollectorRegistry()
     create_app(Settings(), registry)
+    return sample_names(registry) | sample_names(ApiMetrics().registry)
+
+
+def sample_names(registry: CollectorRegistry) -> set[str]:
+    """The sample names of every family in ``registry``, with the suffixes its type adds."""
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count")}
     names = set()
     for family in registry.collect():  # labelled metrics without children have no samples yet: use the family
@@ -120,6 +127,17 @@ def test_every_alert_has_a_firing_test_a_quiet_test_and_a_runbook_entry() -> Non
     for rule in load_rules():
         if "alert" in rule:
             assert rule["annotations"]["runbook_url"] == f"docs/runbook.md#{rule['alert'].lower()}"
+
+
+def test_the_agency_apis_metrics_are_alerted_on() -> None:
+    """Its errors, its latency and its refusals (rate limits, oversize bodies) each reach someone."""
+    alerted = set().union(*(names_in(r["expr"]) for r in load_rules() if "alert" in r))
+    for needed in ("sekat_api_requests_total", "sekat_api_request_duration_seconds_bucket",
+                   "sekat_api_rate_limited_total", "sekat_api_body_too_large_total"):
+        assert needed in alerted, f"no alert reads {needed}"
+    api_alerts = " ".join(r["expr"] for r in load_rules() if "alert" in r and "sekat_api_" in r["expr"])
+    assert 'code=~"5.."' in api_alerts and 'limit="status_global"' in api_alerts
+    assert 'up{job="sekat-api"}' in " ".join(r["expr"] for r in load_rules() if "alert" in r)
 
 
 def test_names_in_reads_promql() -> None:

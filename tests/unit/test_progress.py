@@ -4,6 +4,8 @@ Given a clock the test moves: a stream with lag and no finished batch is stalled
 has passed, and not before; an idle stream is never stalled however long it waits; a backlog worked
 through batch by batch is not stalled; a batch whose output Kafka never acknowledges (a send retried
 forever) stalls its stream even before lag shows it, and the stall gauges say so until it goes through.
+A stream whose consumer task died is stalled at once, and stays so through restarts that die again, until
+it finishes a batch or the restarted consumer has run the setting's time and sees nothing waiting on it.
 """
 
 from __future__ import annotations
@@ -147,3 +149,45 @@ def test_a_send_that_keeps_failing_stalls_the_stream_and_its_gauges_until_it_goe
         assert registry.get_sample_value("sekat_stream_stalled", {"stream": "calls"}) == 0
 
     asyncio.run(scenario())
+
+
+def test_a_crashed_consumer_stalls_its_streams_at_once_until_they_work_again() -> None:
+    clock = Clock()
+    registry = CollectorRegistry()
+    progress = Progress(["transfers", "calls"], stall_after_s=60, clock=clock)
+    WorkerMetrics(registry).follow_stalls(progress.streams, progress.stalled_for, progress.is_stalled)
+    clock.now += 3600  # long after any lag was read
+    progress.taken(["calls"])  # its batch will never finish
+    progress.crashed(progress.streams)
+    assert progress.stalled() == ["transfers", "calls"]  # nothing waits on transfers: stalled all the same
+    assert registry.get_sample_value("sekat_stream_stalled", {"stream": "transfers"}) == 1
+    clock.now += 5
+    assert registry.get_sample_value("sekat_stream_stalled_seconds", {"stream": "calls"}) == 5
+    # Restarted, it dies again before it has proven anything: still stalled, still counting from the first crash.
+    progress.restart()
+    clock.now += 2
+    progress.saw_lag(["calls"])
+    progress.crashed(progress.streams)
+    assert progress.stalled() == ["transfers", "calls"] and progress.stalled_for("calls") == 7
+    # Restarted again, it works: calls finishes a batch; idle transfers is cleared once the consumer has run
+    # the stall time and sees nothing waiting on it.
+    progress.restart()
+    progress.taken(["calls"])
+    progress.finished(["calls"])
+    assert progress.stalled() == ["transfers"] and progress.is_crashed("transfers")
+    clock.now += 59
+    progress.saw_lag([])
+    assert progress.stalled() == ["transfers"]
+    clock.now += 1
+    progress.saw_lag([])
+    assert progress.stalled() == [] and not progress.is_crashed("transfers")
+    assert registry.get_sample_value("sekat_stream_stalled", {"stream": "transfers"}) == 0
+
+
+def test_no_lag_read_while_the_consumer_is_down_clears_a_crash() -> None:
+    clock = Clock()
+    progress = Progress(["calls"], stall_after_s=60, clock=clock)
+    clock.now += 3600  # ran for an hour, then died
+    progress.crashed(["calls"])
+    progress.saw_lag([])  # a lag reading that says nothing waits, while nothing runs
+    assert progress.stalled() == ["calls"]

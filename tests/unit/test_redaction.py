@@ -61,6 +61,11 @@ def emit() -> Iterator[Emit]:
     ("seen phone_60123456789", "seen phone_*******6789"),
     ("seen 60123456789_x", "seen *******6789_x"),
     ("blocked 0123456789.", "blocked ******6789."),
+    # glued after a word of letters, the digits alone to its end: the word stays
+    ("refund to acct5140123456 held", "refund to acct******3456 held"),
+    ("seen MSISDN60123456789, CIBBMYKL8001234567", "seen MSISDN*******6789, CIBBMYKL******4567"),
+    # after "port(s)", a run that is not all port-sized groups is still a number
+    ("ports 9092 60123456789", "ports ***********6789"),
 ])
 def test_phone_and_account_numbers_keep_only_their_last_four_digits(emit: Emit, text: str, expected: str) -> None:
     assert emit(text) == expected
@@ -76,7 +81,9 @@ def test_phone_and_account_numbers_keep_only_their_last_four_digits(emit: Emit, 
     "{'committed_offset': 45678901, 'lag': 2345678, 'high_watermark': 99999999}",
     "connected to 127.0.0.1:9092 and [::1]:65535, from 192.168.100.200",
     "batch of 123456 events, 999999 bytes, 4 partitions 0 1 2 3",
+    "listening on ports 9092 9093, port 9094 9095 9096; Ports: 19092 19093",
     "report r-09017054b1034fbc, event 550e8400-e29b-41d4-a716-446655440000",
+    "trace 4bf92f3577b34da6a3ce929d0e0e4736, sha deadbeef1234567abc, uuid 6ba7b810-9dad-11d1-80b4-b12345678901",
     "version 1.2.3456789, amount 1234567.89 MYR",
     "HOLD_TRANSFER to MBBEMYKL for DN-1 under rule mule-inflow@1",
 ])
