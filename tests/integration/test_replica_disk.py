@@ -116,3 +116,27 @@ def test_stored_snapshot_and_disk_copies_agree_on_what_could_be_missed() -> None
     assert "build" in stored.gap("b1", 10, "5-0", "b2", state, 100)
     assert "trimmed" in stored.gap("b1", 3, "2-0", "b1", stored.StreamState(10, 5, "5-0"), 100)
     assert "behind" in stored.gap("b1", 3, "2-0", "b1", state, 5)
+
+
+async def test_a_worker_on_a_redis_cluster_that_does_not_answer_screens_from_its_disk_copy(
+        stack: Stack, index: Index, tmp_path: Path) -> None:
+    """A cluster client fails with its own exception when no seed answers: the start-up still goes to the disk
+    copy and keeps trying, rather than ending the replica's task."""
+    prefix, _, _ = index
+    copy = DiskCopy(tmp_path, prefix)
+    await (await started(stack.redis.url, prefix, disk=copy)).close()
+    expected = await answers(stack.redis.url, prefix)
+    replica = Replica(f"redis+cluster://127.0.0.1:{free_port()}", prefix, disk=copy)
+    task = asyncio.create_task(replica.start())
+    try:
+        await asyncio.wait_for(replica.ready.wait(), 10)
+        assert replica.from_disk
+        assert {k: e.status for k, e in replica.candidates(PROBE, time.time()).items()} == expected
+        hit = (await replica.lookup_many([PROBE[3]]))[PROBE[3]]  # the evidence read fails: its own answer
+        assert hit.status == expected[PROBE[3]] and "details unavailable" in hit.reason
+        await asyncio.sleep(1.0)
+        assert not task.done()  # still trying to reach the cluster
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await replica.close()
