@@ -262,11 +262,12 @@ class _SortedRuns:
         return self.runs
 
 
-def read_index(url: str, prefix: str, store: bool = True) -> stored.Snapshot:
+def read_index(url: str, prefix: str, store: bool = True, disk: stored.Copies | None = None) -> stored.Snapshot:
     """The whole index read into a new snapshot (blocking: run it in a thread); nothing is installed yet.
 
     With ``store``, what it reads is stored too for the next worker to start, unless another process is
-    storing one now; a Redis that refuses those writes stops the storing, not the read.
+    storing one now, and written to ``disk`` once stored; a Redis that refuses those writes stops the
+    storing, not the read.
     """
     started = time.perf_counter()
     client = sync_client(url, SCAN_TIMEOUT_MS)
@@ -283,7 +284,7 @@ def read_index(url: str, prefix: str, store: bool = True) -> stored.Snapshot:
             last_id = last[0][0].decode() if last else "0-0"
         if store:
             try:
-                writer = stored.Writer.start(client, prefix, state, build)
+                writer = stored.Writer.start(client, prefix, state, build, disk=disk)
             except ResponseError as exc:
                 log.warning("replica snapshot not stored: %s", exc)
         runs = _SortedRuns()

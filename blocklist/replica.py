@@ -29,6 +29,12 @@ within 100 ms. The replica does both:
                could not use it, or soon could not, one worker reads the index in a background thread,
                paced so that Redis and the event loop keep serving the hot path, and stores it
                (``refresh_stored_snapshot``). It only stores: the running replica is exact already
+    disk       the stored copy's chunks are also written to a file of the worker's own
+               (``blocklist.replica_disk``) whenever the replica loads or stores them, or another worker
+               stored newer ones. A worker that starts while Redis does not answer screens from that file
+               (``from_disk``; its staleness counts from when the copy was taken) and, once Redis answers,
+               follows the change stream from the copy's id, or re-reads the index when that could miss a
+               change, screening from the copy meanwhile
 
 Hashes are Python's own ``hash()`` of the key string (SipHash, per process): a false match needs a 64-bit
 collision (~5e-13 per lookup against 10 M entries) and is in any case re-checked against Redis when Redis
@@ -51,13 +57,14 @@ from datetime import datetime
 
 import numpy as np
 import orjson
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from sekat.blocklist import index_scan
 from sekat.blocklist import replica_snapshot as stored
 from sekat.blocklist.connection import (INDEX_TIMEOUT_MS, SCAN_TIMEOUT_MS, TIMEOUT_MS, AnyRedis, Unanswered,
                                         async_client, mget, sync_client)
 from sekat.blocklist.index_scan import ABSENT, CONFIRMED, REPORTED, STATUS_CODES
+from sekat.blocklist.replica_disk import DiskCopy, DiskMeta
 from sekat.blocklist.store import built_key
 from sekat.records import Entry, Status
 
@@ -69,6 +76,9 @@ FOLLOW_COUNT = 10_000
 MERGE_OVERLAY_AT = 200_000
 START_RETRY_START_S = 0.5  # a replica that cannot be loaded (Redis down) tries again after this, then doubling
 START_RETRY_MAX_S = 5.0
+# Redis not answering: a cluster client none of whose nodes answers raises RedisClusterUnreachableError, which is
+# not a RedisError
+UNANSWERED = (RedisError, RedisClusterException, OSError)
 
 
 def _code(entry: Entry) -> int:
@@ -91,19 +101,21 @@ class ReplicaStats:
     last_follow_ok: float = field(default_factory=time.time)
     redis_fallbacks: int = 0
     lost_entries: int = 0  # hits found missing from the built index they were read from (see lookup_many)
-    loaded_from: str = ""  # "index" (a read of it) or "stored snapshot"
+    loaded_from: str = ""  # "index" (a read of it), "stored snapshot" or "disk copy"
     snapshot_refreshes: int = 0  # stored snapshots this replica refreshed in the background
 
 
 class Replica:
     """One worker's in-memory copy of the blocklist index, kept fresh from the change stream."""
 
-    def __init__(self, url: str, prefix: str = "sekat:", on_fresh: Callable[[], None] | None = None, *,
+    def __init__(self, url: str, prefix: str = "sekat:", on_fresh: Callable[..., None] | None = None, *,
                  stored_snapshot: bool = True, snapshot_max_behind: int = stored.MAX_BEHIND,
                  snapshot_refresh_s: float = stored.REFRESH_INTERVAL_S,
                  snapshot_check_s: float = stored.REFRESH_CHECK_S, timeout_ms: int = TIMEOUT_MS,
-                 on_lost: Callable[[str, str], None] | None = None) -> None:
+                 on_lost: Callable[[str, str], None] | None = None, disk: DiskCopy | None = None) -> None:
         self._url = url
+        # The disk copy rides on the stored snapshot's chunks: none without them.
+        self._disk = disk if stored_snapshot else None
         self._on_lost = on_lost  # (key, build id): the index lost an entry this replica holds
         self._timeout_ms = timeout_ms
         self._store_snapshots = stored_snapshot
@@ -112,7 +124,7 @@ class Replica:
         self._snapshot_check_s = snapshot_check_s
         self._stopping = threading.Event()  # set on close: a background refresh gives up at its next batch
         self._active = 0  # entries of the arrays not marked absent
-        self._on_fresh = on_fresh
+        self._on_fresh = on_fresh  # on_fresh(): the change stream answered; on_fresh(t): fresh as of epoch t
         self._prefix = prefix
         self._changes = f"{prefix}bl:changes"
         self._hashes = np.empty(0, dtype=np.int64)
@@ -128,7 +140,9 @@ class Replica:
         self._client: AnyRedis | None = None  # the hot path's evidence reads: SEKAT_REDIS_TIMEOUT_MS
         self._follow_client: AnyRedis | None = None  # XREAD BLOCK and the changed keys' reads
         self._unanswered = Unanswered()
-        self.ready = asyncio.Event()
+        self.ready = asyncio.Event()  # lookups may be answered (from Redis' copy, or from the disk copy)
+        self.started = asyncio.Event()  # loaded from Redis and caught up: following the change stream
+        self.from_disk = False  # screening from the disk copy while Redis does not answer
         self.stats = ReplicaStats()
 
     # -- start ------------------------------------------------------------------------------------
@@ -136,21 +150,32 @@ class Replica:
         """Load the replica and set ``ready``: from the stored snapshot and the changes since, or by a read.
 
         Until Redis answers, tried again with backoff (up to START_RETRY_MAX_S apart): a worker started while
-        Redis is down screens once it is back, without a restart.
+        Redis is down screens once it is back, without a restart. Meanwhile it screens from its disk copy when
+        it has one young enough (``_screen_from_disk``), and once Redis answers takes up the change stream
+        from there (``_leave_disk``). ``started`` is set once the replica follows Redis.
         """
         delay = START_RETRY_START_S
+        on_disk: DiskMeta | None = None
+        try_disk = self._disk is not None
         while True:
             try:
+                if try_disk:  # a hung Redis: the disk copy after one screening timeout, not the read's 30 s
+                    await asyncio.to_thread(self._ping)
+                if on_disk is not None:
+                    await self._leave_disk(on_disk)
+                    return
                 snap = await asyncio.to_thread(self._stored_or_read)
                 break
-            except (RedisError, OSError) as exc:
-                log.warning("blocklist replica could not be loaded (%s: %s); trying again in %.1fs",
-                            type(exc).__name__, exc, delay)
+            except UNANSWERED as exc:
+                if try_disk:
+                    try_disk = False
+                    on_disk = await self._screen_from_disk()
+                log.warning("blocklist replica could not be loaded (%s: %s); trying again in %.1fs%s",
+                            type(exc).__name__, exc, delay, "; screening from its disk copy" if on_disk else "")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, START_RETRY_MAX_S)
         self._install_snapshot(snap)
-        self._client = async_client(self._url, self._timeout_ms)
-        self._follow_client = async_client(self._url, INDEX_TIMEOUT_MS, blocking_ms=FOLLOW_BLOCK_MS)
+        self._connect()
         if snap.stored:
             # Not ready until every change since the stored snapshot is applied: a stored snapshot can be
             # minutes old, and an answer from it alone could miss a listing made since.
@@ -162,18 +187,82 @@ class Replica:
             log.info("blocklist replica caught up from the stored snapshot: %d changes, ready in %.1fs",
                      self.stats.changes_applied - applied, self.stats.loaded_in_s)
         self.ready.set()
+        self.started.set()
+
+    def _connect(self) -> None:
+        if self._client is None:
+            self._client = async_client(self._url, self._timeout_ms)
+            self._follow_client = async_client(self._url, INDEX_TIMEOUT_MS, blocking_ms=FOLLOW_BLOCK_MS)
+
+    def _ping(self) -> None:
+        """Raise unless Redis answers within the screening path's timeout (blocking)."""
+        client = sync_client(self._url, self._timeout_ms)
+        try:
+            client.ping()
+        finally:
+            client.close()
+
+    async def _screen_from_disk(self) -> DiskMeta | None:
+        """Install the disk copy and set ``ready`` (Redis does not answer); its description, or None when there
+        is none young enough. Staleness counts from when the copy was taken: what it may miss is younger."""
+        assert self._disk is not None
+        found = await asyncio.to_thread(self._disk.load)
+        if found is None:
+            return None
+        meta, snap = found
+        self._install_snapshot(snap, "disk copy")
+        self.stats.last_follow_ok = meta.as_of
+        if self._on_fresh is not None:
+            self._on_fresh(meta.as_of)
+        self._connect()
+        self.from_disk = True
+        self.ready.set()
+        log.warning("Redis does not answer: screening from the blocklist replica's disk copy (%d entries, "
+                    "%.0f s old, build %s) until it does", self.stats.entries, time.time() - meta.as_of, meta.build)
+        return meta
+
+    async def _leave_disk(self, meta: DiskMeta) -> None:
+        """Redis answers again: follow the change stream from the disk copy's id when that misses nothing
+        (``replica_snapshot.gap``), else re-read the index, screening from the disk copy meanwhile."""
+        why = await asyncio.to_thread(self._disk_gap, meta)
+        if why:
+            log.info("blocklist replica's disk copy not followed (%s): re-reading the index, screening from the "
+                     "disk copy meanwhile", why)
+            snap = await asyncio.to_thread(index_scan.read_index, self._url, self._prefix, True, self._disk)
+            self._install_snapshot(snap)
+        else:
+            applied = self.stats.changes_applied
+            while await self._follow_once(block=None) == FOLLOW_COUNT:
+                pass
+            log.info("blocklist replica caught up from its disk copy: %d changes", self.stats.changes_applied - applied)
+        self.from_disk = False
+        self.started.set()
+
+    def _disk_gap(self, meta: DiskMeta) -> str:
+        """Why following the change stream from the disk copy could miss a change ("": it could not; an index
+        not built, i.e. Redis came back empty or is being replayed into, is followed as any running replica
+        follows it, keeping its copy until the new build appears). Blocking."""
+        client = sync_client(self._url, INDEX_TIMEOUT_MS)
+        try:
+            raw = client.get(self._built_key)
+            if raw is None:
+                return ""
+            return stored.gap(meta.build, meta.added, meta.last_id, raw.decode(),
+                              stored.stream_state(client, self._changes), self._snapshot_max_behind)
+        finally:
+            client.close()
 
     def _stored_or_read(self) -> stored.Snapshot:
         """The stored snapshot if it will do; else the one another process is storing now, once it is
         stored; else a read of the index (blocking: run it in a thread)."""
         if not self._store_snapshots:
             return index_scan.read_index(self._url, self._prefix, store=False)
-        snap = stored.load(self._url, self._prefix, self._snapshot_max_behind)
+        snap = stored.load(self._url, self._prefix, self._snapshot_max_behind, self._disk)
         if snap is None and stored.wait_for_writer(self._url, self._prefix):
-            snap = stored.load(self._url, self._prefix, self._snapshot_max_behind)
-        return snap if snap is not None else index_scan.read_index(self._url, self._prefix)
+            snap = stored.load(self._url, self._prefix, self._snapshot_max_behind, self._disk)
+        return snap if snap is not None else index_scan.read_index(self._url, self._prefix, disk=self._disk)
 
-    def _install_snapshot(self, snap: stored.Snapshot) -> None:
+    def _install_snapshot(self, snap: stored.Snapshot, source: str = "") -> None:
         self._overlay = {}
         self._install(snap.hashes, snap.codes, snap.expiries)
         self._last_id = snap.last_id
@@ -181,7 +270,7 @@ class Replica:
         self._seen_build = self._seen_build or snap.build is not None
         self.awaiting_rebuild = self._seen_build and snap.build is None
         self.stats.loaded_in_s = snap.seconds
-        self.stats.loaded_from = "stored snapshot" if snap.stored else "index"
+        self.stats.loaded_from = source or ("stored snapshot" if snap.stored else "index")
         self.stats.last_follow_ok = time.time()
         log.info("blocklist replica loaded from the %s: %d active entries in %.1fs", self.stats.loaded_from,
                  self.stats.entries, self.stats.loaded_in_s)
@@ -206,12 +295,13 @@ class Replica:
         never returns (cancel it to stop: a refresh under way is then abandoned at its next batch)."""
         if not self._store_snapshots:
             return
-        await self.ready.wait()
+        await self.started.wait()
         try:
             while True:
                 await asyncio.sleep(self._snapshot_check_s)
                 try:
                     await asyncio.to_thread(self.refresh_stored_snapshot)
+                    await asyncio.to_thread(self.copy_stored_to_disk)
                 except Exception as exc:  # noqa: BLE001 - a favour to the next worker: never stop this one
                     log.warning("refreshing the stored replica snapshot failed (%s: %s); trying again later",
                                 type(exc).__name__, exc)
@@ -245,14 +335,18 @@ class Replica:
             build = raw.decode()
             if build != self._build:
                 return False  # a rebuild this replica has yet to take in: its own re-read will store it
-            _, why = stored.unusable(client, self._prefix, self._changes, build, self._snapshot_max_behind // 2)
+            meta, why = stored.unusable(client, self._prefix, self._changes, build, self._snapshot_max_behind // 2)
+            if not why and meta is not None and self._disk is not None \
+                    and time.time() - meta.written_at > self._disk.max_age_s / 2:
+                # the disk copies are taken from it: one older than their max age could not be screened from
+                why = f"it is {(time.time() - meta.written_at) / 3600:.1f} h old (disk copies: half their max age)"
             state = stored.stream_state(client, self._changes)
             if not why or state is None or stored.Writer.busy(client, self._prefix):
                 return False  # nothing to do, a Redis that cannot keep one (< 7.0), or another writer at it
             if not client.set(stored.refreshed_key(self._prefix), token, nx=True,
                               px=max(1, int(self._snapshot_refresh_s * 1000))):
                 return False  # refreshed (or tried) lately
-            writer = stored.Writer.start(client, self._prefix, state, build, stored.REFRESH_CHUNK_ENTRIES)
+            writer = stored.Writer.start(client, self._prefix, state, build, stored.REFRESH_CHUNK_ENTRIES, self._disk)
             if writer is None:
                 return False
             log.info("stored replica snapshot out of date (%s): refreshing it in the background", why)
@@ -290,6 +384,39 @@ class Replica:
                     writer.abandon()
             client.close()
 
+    def copy_stored_to_disk(self) -> bool:
+        """Write the stored snapshot to this worker's disk copy when the copy is of another one (another worker
+        stored a newer one); whether it wrote one. Blocking (run it in a thread)."""
+        if self._disk is None:
+            return False
+        client = sync_client(self._url, SCAN_TIMEOUT_MS)
+        writer = None
+        try:
+            raw = client.get(stored.meta_key(self._prefix))
+            if raw is None:
+                return False
+            try:
+                meta = stored.Meta(**orjson.loads(raw))
+            except (ValueError, TypeError):
+                return False
+            if meta.build != self._build or self._disk.current_gen() == meta.gen:
+                return False
+            writer = self._disk.writer(meta.gen)
+            if writer is None:
+                return False
+            for blob in stored.read_chunks(client, self._prefix, meta):
+                if self._stopping.is_set():
+                    return False
+                writer.add(blob)
+            done, writer = writer, None
+            return done.finish(meta)
+        except ValueError:
+            return False  # replaced while it was read: the next check copies the new one
+        finally:
+            if writer is not None:
+                writer.abandon()
+            client.close()
+
     # -- follow -----------------------------------------------------------------------------------
     async def follow(self) -> None:
         """Apply changes as they are announced; never returns (cancel it to stop)."""
@@ -303,7 +430,7 @@ class Replica:
                     await asyncio.to_thread(self._merge_overlay)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except UNANSWERED as exc:
                 log.warning("blocklist change stream unavailable (%s); deciding on the replica", type(exc).__name__)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -355,7 +482,8 @@ class Replica:
         # of the rebuilt index. Lookups keep using the current copy until the new one is installed. (A read,
         # not a stored snapshot: one installed from a stored snapshot would answer without the changes since
         # it until caught up.)
-        snap = await asyncio.to_thread(index_scan.read_index, self._url, self._prefix, self._store_snapshots)
+        snap = await asyncio.to_thread(index_scan.read_index, self._url, self._prefix, self._store_snapshots,
+                                       self._disk)
         self._install_snapshot(snap)
         log.info("blocklist index rebuilt (build %s): replica re-read %d entries", snap.build, self.stats.entries)
 
@@ -429,7 +557,7 @@ class Replica:
         elif thin and self._client is not None:
             try:
                 values = await mget(self._client, [self._built_key, *(f"{self._prefix}bl:{k}" for k in thin)])
-            except (RedisError, OSError) as exc:
+            except UNANSWERED as exc:
                 self._unanswered.failed(exc)
                 self.stats.redis_fallbacks += 1
                 self._own_answer(hits, thin, "blocklist index unreachable")

@@ -60,6 +60,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import orjson
@@ -111,6 +112,22 @@ class Snapshot:
         empty = (np.empty(0, np.int64), np.empty(0, np.uint8), np.empty(0, np.uint32))
         hashes, codes, expiries = (np.concatenate([p[i] for p in parts]) if parts else empty[i] for i in range(3))
         return cls(hashes, codes, expiries, last_id, build, seconds, stored)
+
+
+class CopyWriter(Protocol):
+    """One copy of a snapshot being written elsewhere, chunk by chunk (``replica_disk.DiskWriter``)."""
+
+    def add(self, blob: bytes) -> None: ...
+
+    def finish(self, meta: Meta) -> bool: ...
+
+    def abandon(self) -> None: ...
+
+
+class Copies(Protocol):
+    """Where the chunks loaded or stored are copied too: the worker's disk copy (``replica_disk.DiskCopy``)."""
+
+    def writer(self, gen: str | None = None) -> CopyWriter | None: ...
 
 
 def refreshed_key(prefix: str) -> str:
@@ -209,21 +226,26 @@ def unusable(client: AnySyncRedis, prefix: str, stream: str, build: str | None, 
         meta = Meta(**orjson.loads(raw))
     except (ValueError, TypeError) as exc:
         return None, f"it is unreadable ({exc})"
-    state = stream_state(client, stream)
-    why = ""
-    if meta.build != build:
-        why = f"it is of build {meta.build}, the index of {build}"
-    elif state is None:
-        why = "this Redis does not count stream records (needs Redis >= 7.0)"
-    elif state.added < meta.added or _id(state.last_id) < _id(meta.last_id):
-        why = "the change stream is not the one it was taken from"
-    elif state.added - state.length > meta.added:
+    return meta, gap(meta.build, meta.added, meta.last_id, build, stream_state(client, stream), max_behind)
+
+
+def gap(taken_build: str, taken_added: int, taken_id: str, build: str, state: StreamState | None,
+        max_behind: int) -> str:
+    """Why following the change stream from a copy taken at (build, entries-added, id) could miss a change,
+    given the index's build and the stream's state now ("": it could not)."""
+    if taken_build != build:
+        return f"it is of build {taken_build}, the index of {build}"
+    if state is None:
+        return "this Redis does not count stream records (needs Redis >= 7.0)"
+    if state.added < taken_added or _id(state.last_id) < _id(taken_id):
+        return "the change stream is not the one it was taken from"
+    if state.added - state.length > taken_added:
         # trimming removes the oldest records: more removed than had been added when the snapshot was
         # taken means a record it needs is gone (XDEL'd records count too: erring on the safe side)
-        why = "the change stream has been trimmed past it"
-    elif state.added - meta.added > max_behind:
-        why = f"{state.added - meta.added} changes behind (limit {max_behind})"
-    return meta, why
+        return "the change stream has been trimmed past it"
+    if state.added - taken_added > max_behind:
+        return f"{state.added - taken_added} changes behind (limit {max_behind})"
+    return ""
 
 
 def usable(client: AnySyncRedis, prefix: str, stream: str, build: str | None, max_behind: int) -> Meta | None:
@@ -249,8 +271,10 @@ class Writer:
     """Writes one snapshot while the index is read: chunk by chunk, then the pointer (see the module doc)."""
 
     def __init__(self, client: AnySyncRedis, prefix: str, last_id: str, added: int, build: str,
-                 chunk_entries: int = CHUNK_ENTRIES) -> None:
+                 chunk_entries: int = CHUNK_ENTRIES, disk: Copies | None = None) -> None:
         self._client = client
+        # the same chunks go to this worker's disk copy, made current once the stored snapshot is
+        self._disk: CopyWriter | None = disk.writer() if disk is not None else None
         self._chunk_entries = chunk_entries
         self._prefix = prefix
         self._gen = uuid.uuid4().hex[:12]
@@ -266,15 +290,17 @@ class Writer:
 
     @classmethod
     def start(cls, client: AnySyncRedis, prefix: str, state: StreamState | None, build: str | None,
-              chunk_entries: int = CHUNK_ENTRIES) -> "Writer | None":
+              chunk_entries: int = CHUNK_ENTRIES, disk: Copies | None = None) -> "Writer | None":
         """A writer when this process may write (a built index, a Redis >= 7.0, nobody else writing).
 
-        ``state`` is the change stream's, read before the index is: the snapshot is as of its last id.
+        ``state`` is the change stream's, read before the index is: the snapshot is as of its last id. With
+        ``disk``, the chunks are written to that disk copy too.
         """
         if build is None or state is None:
             return None
-        writer = cls(client, prefix, state.last_id, state.added, build, chunk_entries)
+        writer = cls(client, prefix, state.last_id, state.added, build, chunk_entries, disk)
         if not client.set(writing_key(prefix), writer._token, nx=True, px=LOCK_TTL_MS):
+            writer._drop_disk()
             return None
         return writer
 
@@ -302,6 +328,8 @@ class Writer:
         blob = encode_chunk(self._keys, np.concatenate(self._codes) if self._codes else np.empty(0, np.uint8),
                             np.concatenate(self._expiries) if self._expiries else np.empty(0, np.uint32))
         self._client.set(chunk_key(self._prefix, self._gen, self._chunks), blob, ex=PENDING_TTL_S)
+        if self._disk is not None:
+            self._disk.add(blob)
         self._chunks += 1
         self._entries += self._pending
         self._keys, self._codes, self._expiries, self._pending = [], [], [], 0
@@ -322,6 +350,9 @@ class Writer:
             old = self._client.get(meta_key(self._prefix))
             meta = Meta(self._gen, self._chunks, self._entries, self._last_id, self._added, self._build, time.time())
             self._client.set(meta_key(self._prefix), orjson.dumps(meta.__dict__))
+            if self._disk is not None:
+                self._disk.finish(meta)
+                self._disk = None
             if old is not None:
                 try:
                     previous = Meta(**orjson.loads(old))
@@ -334,10 +365,12 @@ class Writer:
         except ResponseError as exc:
             return self._refused(exc)
         finally:
+            self._drop_disk()
             self._unlock()
 
     def abandon(self) -> None:
         """Drop what was written (the read failed): the chunks go, the pointer stays where it was."""
+        self._drop_disk()
         try:
             for i in range(self._chunks):
                 self._client.delete(chunk_key(self._prefix, self._gen, i))
@@ -350,6 +383,11 @@ class Writer:
         with contextlib.suppress(RedisError, OSError):
             self.abandon()
         return False
+
+    def _drop_disk(self) -> None:
+        if self._disk is not None:
+            self._disk.abandon()
+            self._disk = None
 
     @staticmethod
     def busy(client: AnySyncRedis, prefix: str) -> bool:
@@ -381,23 +419,38 @@ def wait_for_writer(url: str, prefix: str) -> bool:
         client.close()
 
 
-def load(url: str, prefix: str, max_behind: int) -> Snapshot | None:
+def load(url: str, prefix: str, max_behind: int, disk: Copies | None = None) -> Snapshot | None:
     """The stored snapshot, when following the change stream from it misses nothing; else None.
 
-    Blocking (run it in a thread). The caller installs it and catches up from its ``last_id``.
+    Blocking (run it in a thread). The caller installs it and catches up from its ``last_id``. With ``disk``,
+    the chunks are written to that disk copy too (unless it holds this snapshot already).
     """
     started = time.perf_counter()
     client = sync_client(url, SCAN_TIMEOUT_MS)
+    writer: CopyWriter | None = None
     try:
         build = client.get(built_key(prefix))
         meta = usable(client, prefix, f"{prefix}bl:changes", build.decode() if build else None, max_behind)
         if meta is None:
             return None
-        parts = [decode_chunk(blob) for blob in prefetched(read_chunks(client, prefix, meta))]
+        writer = disk.writer(meta.gen) if disk is not None else None
+        parts = []
+        for blob in prefetched(read_chunks(client, prefix, meta)):
+            parts.append(decode_chunk(blob))
+            if writer is not None:
+                writer.add(blob)
     except ValueError as exc:
         log.warning("stored replica snapshot incomplete (%s); reading the index", exc)
+        if writer is not None:
+            writer.abandon()
         return None
+    except BaseException:
+        if writer is not None:
+            writer.abandon()
+        raise
     finally:
         client.close()
+    if writer is not None:
+        writer.finish(meta)
     return Snapshot.of(parts, meta.last_id, meta.build, time.perf_counter() - started, stored=True)
 

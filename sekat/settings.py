@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from sekat.errors import ConfigError, InvalidIdentifier
@@ -102,6 +104,8 @@ class Settings:
     stall_after_s: int = 60
     blocklist_count_interval_s: int = 300
     replica_snapshot_max_behind: int = 200_000
+    replica_disk_dir: str | None = None  # None (unset): the worker's data directory; "": no disk copy
+    replica_disk_max_age_s: int = 86_400
     protected_file: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = 8080
@@ -188,6 +192,7 @@ class Settings:
             ("stall_after_s", 1, 3_600),
             ("blocklist_count_interval_s", 1, 86_400),
             ("replica_snapshot_max_behind", 0, 1_000_000),
+            ("replica_disk_max_age_s", 60, 30 * 86_400),
             ("redis_timeout_ms", 50, 60_000),
             ("decode_processes", 0, 64),
             ("api_port", 1, 65_535),
@@ -219,6 +224,11 @@ class Settings:
         self.cdr_column_map()
         if len(self.cdr_separator) != 1 or self.cdr_separator in "\"\r\n":
             raise ConfigError("SEKAT_CDR_DELIMITER", "must be one character other than a quote or newline, or 'tab'")
+        if self.replica_disk_dir:
+            if not os.path.isabs(self.replica_disk_dir):
+                raise ConfigError("SEKAT_REPLICA_DISK_DIR", f"must be an absolute path, got {self.replica_disk_dir!r}")
+            if os.path.exists(self.replica_disk_dir) and not os.path.isdir(self.replica_disk_dir):
+                raise ConfigError("SEKAT_REPLICA_DISK_DIR", f"not a directory: {self.replica_disk_dir}")
         if self.policy_file and not os.path.isfile(self.policy_file):
             raise ConfigError("SEKAT_POLICY_FILE", f"no such file: {self.policy_file}")
         self.protected_keys()
@@ -227,6 +237,17 @@ class Settings:
         self.api_tls()
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("SEKAT_LOG_LEVEL", "must be debug, info, warning or error")
+
+    @property
+    def data_dir(self) -> Path:
+        """The worker's data directory (Faust's, streams/app.py): ``{system temporary directory}/{app id}-data``."""
+        return Path(tempfile.gettempdir()) / f"{self.app_id}-data"
+
+    def replica_disk_path(self) -> Path | None:
+        """Where the worker keeps its replica's disk copy; None when ``SEKAT_REPLICA_DISK_DIR`` is set empty."""
+        if self.replica_disk_dir is None:
+            return self.data_dir / "replica"
+        return Path(self.replica_disk_dir) if self.replica_disk_dir else None
 
     def cdr_column_map(self) -> dict[str, int]:
         """``SEKAT_CDR_COLUMNS`` ("field=column,..."; 1-based columns) as a mapping; raises ConfigError."""
@@ -445,6 +466,11 @@ SETTINGS_DOC: dict[str, str] = {
                                    "the whole index (and stores a fresh snapshot). Running workers store a fresh one in the "
                                    "background once it is more than half this many behind (at most once per 5 minutes). "
                                    "0: never store or load one.",
+    "replica_disk_dir": "Directory of the worker's disk copy of its replica (the stored snapshot's chunks, mode "
+                        "0600), screened from when the worker starts while Redis does not answer. Unset: "
+                        "<system temp dir>/<app id>-data/replica; empty: no disk copy.",
+    "replica_disk_max_age_s": "A disk copy taken longer ago than this is not screened from (the worker waits for "
+                              "Redis instead); running workers refresh the stored snapshot once it is half this old.",
     "protected_file": "File of identifiers that can never be listed (one phone number or BIC:account a line).",
     "api_host": "Address the agency API (`sekat api`) binds to.",
     "api_port": "Port of the agency API.",

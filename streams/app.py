@@ -22,10 +22,8 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -33,6 +31,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from sekat.blocklist.replica import Replica
+from sekat.blocklist.replica_disk import DiskCopy
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.guard import Brake, Limits
 from sekat.brake.metrics import BrakeMetrics
@@ -101,7 +100,7 @@ def faust_app(settings: Settings) -> faust.App:
         store="memory://",
         # Tables are in memory: Faust only creates its (empty) data directory, under the system's temporary
         # directory rather than as ``{app id}-data`` in whatever directory the worker was started from.
-        datadir=str(Path(tempfile.gettempdir()) / "{conf.id}-data"),
+        datadir=str(settings.data_dir),
         autodiscover=False,
         web_bind=settings.web_host,
         web_host=settings.web_host,
@@ -212,7 +211,9 @@ class Worker:
         """200 when Redis answers, the replica is loaded and no screening stream is stalled; 503 with the same
         body otherwise (``stalled`` names the streams with records waiting and no progress for
         SEKAT_STALL_AFTER_S, or whose consumer task died and has not worked since; ``screening`` is then
-        ``restarting``, streams/progress.py)."""
+        ``restarting``, streams/progress.py). A worker screening from its replica's disk copy while
+        Redis does not answer is degraded (503, ``replica_from_disk``), as any worker whose Redis is down:
+        it screens, on a copy ``replica_staleness_seconds`` old."""
         replica = self.replica
         redis_ok = await self.store.ping()
         ready = replica.ready.is_set() and not replica.awaiting_rebuild
@@ -222,7 +223,8 @@ class Worker:
         healthy = redis_ok and ready and not stalled
         body = {"status": "ok" if healthy else "degraded", "redis": redis_ok, "replica_ready": ready,
                 "replica_entries": replica.stats.entries, "replica_staleness_seconds": round(replica.staleness(), 3),
-                "replica_change_id": replica.change_id, "index_rebuilding": replica.awaiting_rebuild,
+                "replica_change_id": replica.change_id, "replica_loaded_from": replica.stats.loaded_from,
+                "replica_from_disk": replica.from_disk, "index_rebuilding": replica.awaiting_rebuild,
                 "index_rebuilds": self.guard.rebuilds, "stalled": stalled,
                 "screening": "restarting" if crashed else "running"}
         return self.app.web.json(body, status=200 if healthy else 503)
@@ -252,6 +254,14 @@ class Worker:
             log.warning("counting blocklist entries failed: %s", exc)
 
 
+def disk_copy(settings: Settings) -> DiskCopy | None:
+    """The replica's disk copy (blocklist/replica_disk.py), unless SEKAT_REPLICA_DISK_DIR is set empty."""
+    directory = settings.replica_disk_path()
+    if directory is None:
+        return None
+    return DiskCopy(directory, settings.redis_prefix, settings.replica_disk_max_age_s)
+
+
 def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry, clock: Clock) -> Worker:
     """Every collaborator of a worker, each built once from ``settings``; nothing connects until the app starts."""
     metrics = WorkerMetrics(registry, deadletter_reasons=REASONS, target_attempts=settings.target_attempts,
@@ -264,7 +274,7 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
     replica = Replica(url, prefix, on_fresh=metrics.freshness.mark,
                       stored_snapshot=settings.replica_snapshot_max_behind > 0,
                       snapshot_max_behind=settings.replica_snapshot_max_behind, timeout_ms=settings.redis_timeout_ms,
-                      on_lost=guard.lost)
+                      on_lost=guard.lost, disk=disk_copy(settings))
     metrics.replica_entries.set_function(lambda: replica.stats.entries)
     state = RuleStateStore.from_url(url, prefix, settings.redis_timeout_ms)
     policy = PolicyWatch(settings.policy_file or DEFAULT_POLICY_FILE, metrics)  # PolicyError stops start-up

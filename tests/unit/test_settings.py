@@ -34,11 +34,22 @@ def test_environment_overrides() -> None:
     ({"SEKAT_KAFKA_SECURITY_PROTOCOL": "TLS"}, "SEKAT_KAFKA_SECURITY_PROTOCOL"),
     ({"SEKAT_PHONE_REGION": "Malaysia"}, "SEKAT_PHONE_REGION"),
     ({"SEKAT_WEB_PORT": "70000"}, "SEKAT_WEB_PORT"),
+    ({"SEKAT_REPLICA_DISK_DIR": "relative/dir"}, "SEKAT_REPLICA_DISK_DIR"),
+    ({"SEKAT_REPLICA_DISK_DIR": "/etc/hostname"}, "SEKAT_REPLICA_DISK_DIR"),
+    ({"SEKAT_REPLICA_DISK_MAX_AGE_S": "10"}, "SEKAT_REPLICA_DISK_MAX_AGE_S"),
 ])
 def test_bad_settings_name_the_variable(env: dict, setting: str) -> None:
     with pytest.raises(ConfigError) as err:
         Settings.from_environ(env)
     assert err.value.setting == setting and setting in str(err.value)
+
+
+def test_the_replica_disk_copy_is_in_the_data_directory_unless_set_or_turned_off(tmp_path) -> None:
+    default = Settings.from_environ({"SEKAT_APP_ID": "sekat-a"})
+    assert default.replica_disk_path() == default.data_dir / "replica"
+    assert default.data_dir.name == "sekat-a-data" and default.replica_disk_max_age_s == 86_400
+    assert Settings.from_environ({"SEKAT_REPLICA_DISK_DIR": str(tmp_path)}).replica_disk_path() == tmp_path
+    assert Settings.from_environ({"SEKAT_REPLICA_DISK_DIR": ""}).replica_disk_path() is None
 
 
 def test_secrets_are_redacted() -> None:
