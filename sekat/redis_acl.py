@@ -33,10 +33,9 @@ ROLES = ("worker", "api", "admin")
 DEFAULT_USERS = {"worker": "sekat", "api": "sekat-api", "admin": "sekat-admin"}
 
 # Every client: authenticate, check the connection, choose the database of the URL; a Redis Cluster client also
-# learns the slots and the commands' key positions. (Sekat's clients send no CLIENT SETINFO: see
-# ``sekat.blocklist.connection.client_options``.)
-_CONNECT = ("auth", "hello", "ping", "select", "cluster|slots", "cluster|shards", "command",
-            "asking")
+# learns the slots and the commands' key positions, and follows a slot being migrated (ASKING). Sekat's clients
+# send no CLIENT SETINFO (``sekat.blocklist.connection.client_options``).
+_CONNECT = ("auth", "hello", "ping", "select", "cluster|slots", "command", "asking")
 
 
 @dataclass(frozen=True)
@@ -77,14 +76,17 @@ ENTRIES_READ = Grant("read index entries (lookups, status checks, linked groups)
 KEYS_READ = Grant("verify an API key", ("apikeys",), ("hget",), read_only=True)
 RATE_LIMITS = Grant("rate limits: count in a one-minute window (redis-py's INCR is INCRBY), expire it", ("rl:*",),
                     ("incrby", "expire"))
-BRAKE_REARM = Grant("safety brake: list trips and the log, re-arm (clear a trip and its counts, log it)",
-                    ("brake:*",), ("hget", "hgetall", "hdel", "lrange", "lpush", "ltrim"))
+# The brake's keys one by one: a list pushed where the workers keep a hash would stop them counting or tripping.
+BRAKE_TRIPS = Grant("safety brake: list trips, re-arm one (remove its trip)", ("brake:tripped",),
+                    ("hget", "hgetall", "hdel"))
+BRAKE_COUNTS = Grant("safety brake: a re-arm forgets the target's recent counts", ("brake:n:*",), ("hdel",))
+BRAKE_LOG = Grant("safety brake: read the log, log a re-arm", ("brake:log",), ("lrange", "lpush", "ltrim"))
 API_KEYLESS = Grant("the rate limiter's transaction", (), ("multi", "exec", "discard"))
 KEYS_ADMIN = Grant("create, list and disable API keys", ("apikeys",), ("hget", "hgetall", "hset"))
 
 PLAN: dict[str, tuple[Grant, ...]] = {
     "worker": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, RULE_STATE, BRAKE_WORKER, ACTED),
-    "api": (CONNECTION, API_KEYLESS, ENTRIES_READ, KEYS_READ, RATE_LIMITS, BRAKE_REARM),
+    "api": (CONNECTION, API_KEYLESS, ENTRIES_READ, KEYS_READ, RATE_LIMITS, BRAKE_TRIPS, BRAKE_COUNTS, BRAKE_LOG),
     "admin": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, RULE_STATE, BRAKE_WORKER, ACTED, KEYS_ADMIN),
 }
 

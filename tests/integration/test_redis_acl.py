@@ -30,10 +30,10 @@ from sekat.blocklist.replica import Replica
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.store import BrakeStore, Trip
 from sekat.localstack.processes import free_port
-from sekat.localstack.redis_servers import RedisServer
+from sekat.localstack.redis_servers import RedisClusterServers
 from sekat.localstack.secured import acl_redis
 from sekat.records import Status, iso
-from sekat.redis_acl import DEFAULT_USERS
+from sekat.redis_acl import DEFAULT_USERS, acl_lines, redis_acl_plan
 from sekat.release.acted import ActedStore
 from sekat.rules import engine
 from sekat.rules.policy import DEFAULT_POLICY_FILE, load_policy
@@ -51,31 +51,51 @@ LISTED = [f"phone:+6011{i:07d}" for i in range(20)] + [f"account:CIBBMYKL:80012{
 
 @dataclass
 class AclRedis:
-    server: RedisServer
+    ports: list[int]  # one server, or the masters of a Redis Cluster
     prefix: str
+    ops: dict[str, str]  # how the administrator logs in: username, password
 
     def url(self, role: str) -> str:
-        return f"redis://{DEFAULT_USERS[role]}:{PASSWORDS[role]}@127.0.0.1:{self.server.port}/0"
+        user = f"{DEFAULT_USERS[role]}:{PASSWORDS[role]}"
+        if len(self.ports) == 1:
+            return f"redis://{user}@127.0.0.1:{self.ports[0]}/0"
+        return f"redis+cluster://{user}@" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
     def refused(self, role: str) -> list[dict[str, object]]:
-        """What Redis refused ``role``'s user so far (commands and keys; failed logins aside)."""
-        ops = redis.Redis(port=self.server.port, username="ops", password=OPS)
-        try:
-            return [e for e in ops.acl_log(count=1000)
-                    if e["username"] == DEFAULT_USERS[role] and e["reason"] != "auth"]
-        finally:
-            ops.close()
+        """What Redis (every node) refused ``role``'s user so far (commands and keys; failed logins aside)."""
+        found = []
+        for port in self.ports:
+            ops = redis.Redis(port=port, **self.ops)
+            try:
+                found += [e for e in ops.acl_log(count=1000)
+                          if e["username"] == DEFAULT_USERS[role] and e["reason"] != "auth"]
+            finally:
+                ops.close()
+        return found
 
 
-@pytest.fixture
-def acl() -> Iterator[AclRedis]:
-    """A Redis of its own for each test (they start in a moment): the users' key patterns name its prefix."""
+@pytest.fixture(params=["server", pytest.param("cluster", marks=pytest.mark.cluster)])
+def acl(request: pytest.FixtureRequest) -> Iterator[AclRedis]:
+    """A Redis of its own for each test, with the users of ``sekat redis-acls`` for a prefix of its own: one
+    server started from the users.acl the lines make, or a 3-master Redis Cluster given them by ACL SETUSER on
+    each node (its default user stays on, for the cluster's own management and to read ACL LOG)."""
     base = Path(tempfile.mkdtemp(prefix="sekat-acl-"))
     prefix = unique("acl") + ":"
-    server = acl_redis(base / "redis", free_port(), PASSWORDS, prefix=prefix, ops_password=OPS)
-    server.start()
+    if request.param == "server":
+        server = acl_redis(base / "redis", free_port(), PASSWORDS, prefix=prefix, ops_password=OPS)
+        ports, ops = [server.port], {"username": "ops", "password": OPS}
+    else:
+        server = RedisClusterServers(base / "redis", [free_port() for _ in range(3)])  # type: ignore[assignment]
+        ports, ops = server.ports, {}  # type: ignore[attr-defined]
     try:
-        yield AclRedis(server, prefix)
+        server.start()
+        if request.param == "cluster":
+            for port in ports:
+                node = redis.Redis(port=port)
+                for line in acl_lines(redis_acl_plan(), prefix, PASSWORDS):
+                    node.execute_command("ACL", "SETUSER", *line.split()[1:])
+                node.close()
+        yield AclRedis(ports, prefix, ops)
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)

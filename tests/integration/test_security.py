@@ -464,6 +464,7 @@ def test_the_api_user_cannot_write_the_index_or_mint_keys_and_the_worker_user_ca
                    (api.xadd, (f"{p}bl:changes", {"key": f"phone:{SCAMMER}"})),
                    (api.set, (f"{p}index:built", "forged")), (api.hset, (f"{p}apikeys", "k", "{}")),
                    (api.zadd, (f"{p}acted:due", {"x": 0})), (api.set, (f"{p}rs:x", "1")),
+                   (api.lpush, (f"{p}brake:tripped", "x")),  # a list where workers keep a hash: refused
                    (api.flushdb, ()), (api.keys, ("*",)), (api.config_get, ("*",)), (api.scan, (0,)),
                    (api.eval, ("return redis.call('set', KEYS[1], '{}')", 1, entry))]
         for command, args in refused:
