@@ -42,7 +42,18 @@ from sekat.records import Entry, Status, iso
 from sekat.settings import Settings
 from sekat.streams.acls import acl_plan
 from sekat.streams.topics import create_topics
-from tests.support import ApiProcess, Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, sekat, unique
+from tests.support import (
+    ApiProcess,
+    Collector,
+    Producer,
+    Stack,
+    WorkerProcess,
+    file_report,
+    for_event,
+    isolated_env,
+    sekat,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -119,6 +130,16 @@ class Secured:
         while not asyncio.run(filed()):
             assert time.monotonic() < deadline, f"nothing in the index names api:{key_id} as its filer"
             time.sleep(0.1)
+
+    def list_as_worker(self, key: str) -> None:
+        """Apply a confirmed report on ``key`` to the index as the worker's Redis user (as the reports agent does)."""
+        async def go() -> None:
+            store = BlocklistStore.from_url(self.settings.redis_url, self.settings.redis_prefix)
+            try:
+                await file_report(store, key, Status.CONFIRMED, "PDRM")
+            finally:
+                await store.close()
+        asyncio.run(go())
 
     def redis_as(self, role: str) -> redis.Redis:
         """A plain client of the secured Redis as the user of ``role`` (worker, api, admin) or ``ops``."""
@@ -454,14 +475,16 @@ def test_the_api_user_cannot_write_the_index_or_mint_keys_and_the_worker_user_ca
         secured: Secured) -> None:
     s = secured.settings
     p = s.redis_prefix
+    listed = fresh_mobile()[1]
+    secured.list_as_worker(f"phone:{listed}")
     api, worker = secured.redis_as("api"), secured.redis_as("worker")
-    entry = f"{p}bl:phone:{SCAMMER}"
+    entry = f"{p}bl:phone:{listed}"
     try:
-        # The API's user reads entries and keys, and nothing lets it change the index or the keys.
+        # The API's user reads entries, and nothing lets it change the index or the keys.
         before = api.get(entry)
         assert before is not None
         refused = [(api.set, (entry, b"{}")), (api.delete, (entry,)),
-                   (api.xadd, (f"{p}bl:changes", {"key": f"phone:{SCAMMER}"})),
+                   (api.xadd, (f"{p}bl:changes", {"key": f"phone:{listed}"})),
                    (api.set, (f"{p}index:built", "forged")), (api.hset, (f"{p}apikeys", "k", "{}")),
                    (api.zadd, (f"{p}acted:due", {"x": 0})), (api.set, (f"{p}rs:x", "1")),
                    (api.lpush, (f"{p}brake:tripped", "x")),  # a list where workers keep a hash: refused
