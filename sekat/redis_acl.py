@@ -13,9 +13,9 @@
 
 Each grant is one purpose: key patterns under ``SEKAT_REDIS_PREFIX``, read-only (``%R~``) or read-write
 (``~``), and the commands that purpose sends, the commands inside its Lua scripts included (Redis checks
-those too). A user's first grant is its root permissions; every other grant is a selector ``(...)``, so a
-command is allowed only on the keys of a grant that lists it. Keyless commands (connection, transactions,
-SCAN) are granted without keys. Selectors and ``%R~`` need Redis 7.0 or later.
+those too). A grant with keys is a selector ``(...)``, so a command is allowed only on the keys of a grant
+that lists it; the keyless grants (connection, transactions, SCAN) are the user's root permissions, which
+name no key. Selectors and ``%R~`` need Redis 7.0 or later.
 
 ``acl_lines`` renders the plan as ``user`` lines for ``users.acl`` or ``redis.conf`` (``ACL SETUSER``
 takes the same rules); ``sekat redis-acls`` prints them and the secured local stack starts Redis with them.
@@ -118,18 +118,16 @@ def _grant_rules(grant: Grant, prefix: str) -> list[str]:
 
 
 def user_rules(user: RedisUser, prefix: str) -> list[str]:
-    """The ACL rules of ``user`` after its password: nothing at first, then each grant (see the module docstring).
+    """The ACL rules of ``user`` after its password: no channels, no command, then the keyless grants' commands,
+    then one selector per grant with keys (see the module docstring).
 
-    ``prefix`` is ``SEKAT_REDIS_PREFIX``; it may not hold spaces or parentheses (they would split a rule)."""
+    ``prefix`` is ``SEKAT_REDIS_PREFIX``; it may not hold spaces, quotes or parentheses (they would split a rule)."""
     if not prefix or re.search(r"[\s()\"']", prefix):
         raise ConfigError("SEKAT_REDIS_PREFIX", "an ACL key pattern needs a prefix without spaces, quotes or "
                                                 "parentheses, such as sekat:")
     rules = ["resetchannels", "-@all"]
-    root, *selectors = user.grants
-    rules += _grant_rules(root, prefix)
-    for grant in selectors:
-        inner = _grant_rules(grant, prefix)
-        rules.append(" ".join(inner) if not grant.keys else f"({' '.join(inner)})")
+    rules += [rule for grant in user.grants if not grant.keys for rule in _grant_rules(grant, prefix)]
+    rules += [f"({' '.join(_grant_rules(grant, prefix))})" for grant in user.grants if grant.keys]
     return rules
 
 
