@@ -1,6 +1,7 @@
 """What the agency API works with, built once per app and kept on ``app.state``.
 
-One Redis client serves the index, the API keys, the brake's state and the
+One Redis client, as the API's own ACL user (``Settings.api_redis``,
+docs/security.md), serves the index, the API keys, the brake's state and the
 rate limits; one Kafka producer (acks=all) carries reports and audit records.
 The producer starts lazily: the API answers 503 while Kafka is away and
 recovers by itself. Whether Kafka answers now, not only whether the producer
@@ -53,7 +54,7 @@ class Clients:
 
     def __post_init__(self) -> None:
         settings = self.settings
-        self.store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
+        self.store = BlocklistStore.from_url(settings.api_redis()[0], settings.redis_prefix)
         self.keys = ApiKeyStore(self.store.client, settings.redis_prefix)
         self.brakes = BrakeStore(self.store.client, settings.redis_prefix)
         self.protected = settings.protected_keys()

@@ -50,6 +50,12 @@ from redis.retry import Retry
 
 from sekat.redis_url import CLUSTER_SCHEMES, cluster_seeds, is_cluster
 
+try:  # redis-py >= 7: ``driver_info=None`` sends no CLIENT SETINFO; before, ``lib_name``/``lib_version`` None
+    from redis.driver_info import DriverInfo  # noqa: F401
+    _NO_SETINFO: dict[str, Any] = {"driver_info": None}
+except ImportError:  # pragma: no cover - older redis-py
+    _NO_SETINFO = {"lib_name": None, "lib_version": None}
+
 SLOTS = 16384  # hash slots of a Redis Cluster
 AnyRedis = aioredis.Redis | aioredis.RedisCluster
 AnySyncRedis = redis.Redis | redis.RedisCluster
@@ -64,11 +70,13 @@ QUIET_AFTER_TIMEOUT_S = 2.0  # after a timeout, a hot-path user does not ask Red
 def client_options(timeout_ms: int = TIMEOUT_MS, blocking_ms: int = 0, sync: bool = False) -> dict[str, Any]:
     """The options every client is made with: ``timeout_ms`` per command (plus ``blocking_ms`` for a client
     that waits on purpose, XREAD BLOCK) and to connect, no retries inside redis-py (a hung Redis would cost
-    four timeouts a command), idle connections checked before use."""
+    four timeouts a command), idle connections checked before use, and no ``CLIENT SETINFO`` on connecting:
+    the ACL users of ``sekat.redis_acl`` are not granted it (Redis 7.0 does not know it, and on 7.2 each
+    refusal would be an entry in the ACL log)."""
     timeout = timeout_ms / 1000
     return {"socket_timeout": timeout + blocking_ms / 1000, "socket_connect_timeout": timeout,
             "health_check_interval": HEALTH_CHECK_S,
-            "retry": Retry(NoBackoff(), 0) if sync else AsyncRetry(NoBackoff(), 0)}
+            "retry": Retry(NoBackoff(), 0) if sync else AsyncRetry(NoBackoff(), 0), **_NO_SETINFO}
 
 
 def timed_out(exc: BaseException) -> bool:

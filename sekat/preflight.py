@@ -93,6 +93,18 @@ async def _tcp_open(host: str, port: int, timeout: float) -> bool:
 
 
 async def check_redis(settings: Settings, timeout: float = 10.0) -> None:
+    """The worker's and the CLI's Redis, ``SEKAT_REDIS_URL``."""
+    await _check_redis_url(settings.redis_url, "SEKAT_REDIS_URL", timeout)
+
+
+async def check_api_redis(settings: Settings, timeout: float = 10.0) -> None:
+    """The agency API's Redis: ``SEKAT_API_REDIS_URL``, or ``SEKAT_REDIS_URL`` when that is empty."""
+    url, setting = settings.api_redis()
+    await _check_redis_url(url, setting, timeout)
+
+
+async def _check_redis_url(url: str, setting: str, timeout: float) -> None:
+    """Open one connection to ``url`` and PING; a refusal raises ``ConfigError`` naming ``setting``."""
     from redis.exceptions import (
         AuthenticationError,
         AuthorizationError,
@@ -104,24 +116,24 @@ async def check_redis(settings: Settings, timeout: float = 10.0) -> None:
     from sekat.blocklist.connection import async_client
 
     # The one way to a Redis client: a redis+cluster:// URL gets the cluster client here too.
-    client = async_client(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    client = async_client(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
         await client.ping()
     except (AuthenticationError, AuthorizationError) as exc:
-        raise ConfigError("SEKAT_REDIS_URL", f"Redis refused the credentials ({_first_word(exc)}): give the ACL "
+        raise ConfigError(setting, f"Redis refused the credentials ({_first_word(exc)}): give the ACL "
                           "user and password as redis[s]://user:password@host:port/db") from None
     except ResponseError as exc:
         if _first_word(exc) in ("NOAUTH", "WRONGPASS", "NOPERM"):
-            raise ConfigError("SEKAT_REDIS_URL", f"Redis refused the credentials ({_first_word(exc)}): give the ACL "
+            raise ConfigError(setting, f"Redis refused the credentials ({_first_word(exc)}): give the ACL "
                               "user and password as redis[s]://user:password@host:port/db") from None
         raise
     except (RedisError, RedisClusterException, OSError) as exc:
         text = str(exc)
         if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-            raise ConfigError("SEKAT_REDIS_URL", "Redis TLS certificate not trusted: add ?ssl_ca_certs=/path/ca.pem "
+            raise ConfigError(setting, "Redis TLS certificate not trusted: add ?ssl_ca_certs=/path/ca.pem "
                               "to the rediss:// URL") from None
         if "SSL" in text or "record layer" in text:
-            raise ConfigError("SEKAT_REDIS_URL", "TLS handshake with Redis failed: rediss:// against a plain "
+            raise ConfigError(setting, "TLS handshake with Redis failed: rediss:// against a plain "
                               "server, or the reverse?") from None
         log.warning("Redis did not answer (%s); starting anyway, clients retry", type(exc).__name__)
     finally:
@@ -133,11 +145,16 @@ def _first_word(exc: Exception) -> str:
     return words[0].rstrip(":") if words and words[0].isupper() else type(exc).__name__
 
 
-def check(settings: Settings, kafka: bool = True, redis: bool = True, timeout: float = 10.0) -> None:
-    """Raise ``ConfigError`` if a server refuses the configured credentials; warn if it does not answer."""
+def check(settings: Settings, kafka: bool = True, redis: bool = True, timeout: float = 10.0,
+          api_redis: bool = False) -> None:
+    """Raise ``ConfigError`` if a server refuses the configured credentials; warn if it does not answer.
+
+    ``redis`` checks ``SEKAT_REDIS_URL``, ``api_redis`` the agency API's Redis (``Settings.api_redis``)."""
     async def both() -> None:
         if kafka:
             await check_kafka(settings, timeout)
         if redis:
             await check_redis(settings, timeout)
+        if api_redis:
+            await check_api_redis(settings, timeout)
     asyncio.run(both())

@@ -104,18 +104,18 @@ def _mask_secret(match: re.Match[str]) -> str:
 
 
 def secrets_of(settings: Any) -> list[str]:
-    """The configured secrets worth scrubbing from text: the SASL password; the Redis URL's password, from its
-    userinfo or its query (``?password=``, ``?ssl_password=``), as written and as redis-py reads it."""
+    """The configured secrets worth scrubbing from text: the SASL password; the password of each Redis URL
+    (``SEKAT_REDIS_URL``, ``SEKAT_API_REDIS_URL``), from its userinfo or its query (``?password=``, ``?ssl_password=``), as written and as redis-py reads it."""
     found = [settings.kafka_sasl_password]
-    url = urlparse(settings.redis_url)
-    if url.password:
-        found += [url.password, unquote(url.password)]
-    for part in url.query.split("&"):
-        name, _, raw = part.partition("=")
-        if "password" in name.lower():
-            found += [raw, unquote(raw)]
-    # redis-py decodes the query twice: once as a form ('+' is a space), once more with unquote.
-    found += [unquote(v) for k, v in parse_qsl(url.query) if "password" in k.lower()]
+    for url in (urlparse(u) for u in (settings.redis_url, getattr(settings, "api_redis_url", "")) if u):
+        if url.password:
+            found += [url.password, unquote(url.password)]
+        for part in url.query.split("&"):
+            name, _, raw = part.partition("=")
+            if "password" in name.lower():
+                found += [raw, unquote(raw)]
+        # redis-py decodes the query twice: once as a form ('+' is a space), once more with unquote.
+        found += [unquote(v) for k, v in parse_qsl(url.query) if "password" in k.lower()]
     return [s for s in dict.fromkeys(found) if s and len(s) >= 3]
 
 

@@ -71,6 +71,7 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "sekat:"
     redis_timeout_ms: int = 500
+    api_redis_url: str = ""
     topic_transfers: str = "bank.transfers"
     topic_calls: str = "telco.calls"
     topic_reports: str = "sekat.reports"
@@ -169,6 +170,11 @@ class Settings:
             validate_url(self.redis_url)
         except ValueError as exc:
             raise ConfigError("SEKAT_REDIS_URL", str(exc)) from None
+        if self.api_redis_url:
+            try:
+                validate_url(self.api_redis_url)
+            except ValueError as exc:
+                raise ConfigError("SEKAT_API_REDIS_URL", str(exc)) from None
         for f in fields(self):
             if f.name.startswith("topic_") and f.name not in ("topic_partitions", "topic_replication"):
                 value = getattr(self, f.name)
@@ -353,6 +359,13 @@ class Settings:
                                                         f"key: {exc}") from None
         return self.api_tls_certfile, self.api_tls_keyfile
 
+    def api_redis(self) -> tuple[str, str]:
+        """The agency API's Redis URL and the setting it comes from: ``SEKAT_API_REDIS_URL`` (the API's own ACL
+        user, docs/security.md), or ``SEKAT_REDIS_URL`` when that is empty."""
+        if self.api_redis_url:
+            return self.api_redis_url, "SEKAT_API_REDIS_URL"
+        return self.redis_url, "SEKAT_REDIS_URL"
+
     def expiry_policy(self) -> ExpiryPolicy:
         """``SEKAT_EXPIRY_DAYS`` and ``SEKAT_RENEWALS_MAX`` as a policy; raises ConfigError naming the setting."""
         return parse_expiry(self.expiry_days, self.renewals_max)
@@ -398,7 +411,7 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "kafka_sasl_password" and value:
                 value = "***"
-            if f.name == "redis_url":
+            if f.name in ("redis_url", "api_redis_url"):
                 value = re.sub(r"//[^@/]*@", "//***@", str(value))
                 value = re.sub(r"([?&][^=&#]*(?i:password)[^=&#]*=)[^&#]*", r"\1***", value)
             out[f.name] = value
@@ -416,6 +429,8 @@ SETTINGS_DOC: dict[str, str] = {
     "kafka_offset_reset": "Where a new consumer group starts: earliest (default, loses nothing) or latest.",
     "redis_url": "Blocklist index: redis://, rediss:// (TLS) or unix://; user:password@ for ACL users. "
                  "Redis Cluster: redis+cluster://host:port[,host:port] (rediss+cluster:// with TLS).",
+    "api_redis_url": "The agency API's Redis, as SEKAT_REDIS_URL, for its own ACL user (reads entries and API keys, "
+                     "counts rate limits, re-arms the brake; docs/security.md). Empty: SEKAT_REDIS_URL.",
     "redis_prefix": "Prefix for every Redis key Sekat writes.",
     "redis_timeout_ms": "How long the screening path waits for Redis (blocklist evidence, rule state) before it "
                         "decides from the worker's replica and without rule state; a Redis that hangs costs a "

@@ -23,7 +23,7 @@ Handler = Callable[[Settings, argparse.Namespace], int]
 # ``main`` reads the log level for every command; ``sekat.preflight.check`` reads these for each server
 # a command needs (``needs``), before the command runs.
 EVERY_COMMAND = ("log_level",)
-CHECKED = {"kafka": ("app_id", "aiokafka_config"), "redis": ("redis_url",)}
+CHECKED = {"kafka": ("app_id", "aiokafka_config"), "redis": ("redis_url",), "api_redis": ("api_redis",)}
 KAFKA_AND_REDIS = ("kafka", "redis")
 FIELDS = frozenset(f.name for f in fields(Settings))
 

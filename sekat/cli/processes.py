@@ -14,7 +14,7 @@ from sekat.cli.command import KAFKA_AND_REDIS, add_command
 from sekat.settings import Settings
 
 # Settings only the agency API, the local stack or filing from the CLI read: the worker reads every other one.
-NOT_READ_BY_WORKER = ("api_host", "api_port", "api_max_body_bytes", "api_trusted_proxies", "api_tls_certfile",
+NOT_READ_BY_WORKER = ("api_redis_url", "api_host", "api_port", "api_max_body_bytes", "api_trusted_proxies", "api_tls_certfile",
                       "api_tls_keyfile", "status_rate_per_minute",
                       "status_global_rate_per_minute", "filing_rate_per_minute", "stack_dir", "expiry_days",
                       "renewals_max")
@@ -87,7 +87,7 @@ def add_api(sub: argparse._SubParsersAction) -> None:
                        "status_global_rate_per_minute", "filing_rate_per_minute", "redis_prefix",
                        "topic_reports", "topic_decisions", "brake_window_s", "phone_region", "protected_keys",
                        "expiry_policy", "aiokafka_config"),
-                needs=KAFKA_AND_REDIS)
+                needs=("kafka", "api_redis"))
 
 
 def add_top(sub: argparse._SubParsersAction) -> None:

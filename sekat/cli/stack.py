@@ -1,4 +1,5 @@
-"""``sekat up``/``down`` (the local Kafka and Redis the settings point at), ``sekat topics`` and ``sekat acls``."""
+"""``sekat up``/``down`` (the local Kafka and Redis the settings point at), ``sekat topics``, ``sekat acls`` (Kafka)
+and ``sekat redis-acls``."""
 
 from __future__ import annotations
 
@@ -31,6 +32,17 @@ def cmd_acls(settings: Settings, args: argparse.Namespace) -> int:
         institutions[code.strip().upper()] = principal.strip()
     plan = acl_plan(settings, args.sekat_principal, args.api_principal, institutions)
     print("\n".join(kafka_acls_commands(plan, settings.kafka_bootstrap, args.command_config)))
+    return 0
+
+
+def cmd_redis_acls(settings: Settings, args: argparse.Namespace) -> int:
+    from sekat.redis_acl import acl_lines, redis_acl_plan
+
+    try:
+        plan = redis_acl_plan({"worker": args.worker_user, "api": args.api_user, "admin": args.admin_user})
+    except ValueError as exc:
+        raise SekatError(str(exc)) from None
+    print("\n".join(acl_lines(plan, settings.redis_prefix)))
     return 0
 
 
@@ -145,6 +157,20 @@ def add_acls(sub: argparse._SubParsersAction) -> None:
                       help="a routed bank (BIC8) or operator and its principal, e.g. MBBEMYKL=User:bank-mbbe; repeat")
     acls.add_argument("--command-config", default="admin.properties",
                       help="the admin client properties file named in the commands")
+
+
+def add_redis_acls(sub: argparse._SubParsersAction) -> None:
+    acls = add_command(sub, "redis-acls", cmd_redis_acls, "print the Redis ACL users for least-privilege access: "
+                       "the worker, the agency API and the operators' CLI",
+                       "Print one `user` line per Redis ACL user (worker, agency API, operators' CLI), each limited "
+                       "to its commands and its keys under SEKAT_REDIS_PREFIX, for users.acl or redis.conf on Redis "
+                       "7.0 or later (docs/security.md). Replace PASSWORD in each line; nothing is sent to Redis.",
+                       reads=("redis_prefix",))
+    acls.add_argument("--worker-user", default="sekat", help="the worker's user (default sekat)")
+    acls.add_argument("--api-user", default="sekat-api", help="the agency API's user, in SEKAT_API_REDIS_URL "
+                      "(default sekat-api)")
+    acls.add_argument("--admin-user", default="sekat-admin", help="the operators' user for the CLI: API keys, "
+                      "rebuilds (default sekat-admin)")
 
 
 def add_up(sub: argparse._SubParsersAction) -> None:

@@ -1,4 +1,5 @@
-"""Secured local servers: a SASL (and TLS) Kafka broker and an ACL-user Redis, with throwaway certificates.
+"""Secured local servers: a SASL (and TLS) Kafka broker and a Redis with an ACL user per process, with throwaway
+certificates.
 
 For the security tests, and for a local rehearsal of production settings (docs/security.md).
 """
@@ -8,12 +9,15 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sekat.errors import ConfigError
 from sekat.localstack.kafka_servers import KafkaBroker
 from sekat.localstack.processes import StackError
 from sekat.localstack.redis_servers import RedisServer
+from sekat.redis_acl import ROLES, acl_lines, redis_acl_plan
 
 
 @dataclass(frozen=True)
@@ -91,23 +95,33 @@ def secured_broker(data_dir: Path, port: int, controller_port: int, sasl_port: i
     return KafkaBroker(data_dir, port, controller_port, extra_properties=props, format_args=scram)
 
 
-# What Sekat's processes need of Redis, and no administration (docs/security.md).
-SEKAT_REDIS_ACL = ("resetchannels", "-@all", "+@read", "+@write", "+@stream", "+@keyspace", "+@scripting",
-                   "+@connection", "+@transaction", "-@dangerous")
+def acl_redis(data_dir: Path, port: int, passwords: Mapping[str, str], *, prefix: str = "sekat:",
+              users: Mapping[str, str] | None = None, tls: TlsFiles | None = None,
+              ops_password: str | None = None) -> RedisServer:
+    """A Redis server whose users are those of ``sekat.redis_acl``'s plan, each limited to its keys under ``prefix``
+    and its commands, written to ``data_dir/users.acl`` as ``sekat redis-acls`` prints them; the default user is
+    off. TLS-only on ``port`` with ``tls``.
 
-
-def acl_redis(data_dir: Path, port: int, user: str, password: str, *, tls: TlsFiles | None = None,
-              keys: str = "*") -> RedisServer:
-    """A Redis server whose only user is ``user`` (the default user is off); TLS-only on ``port`` with ``tls``.
-
-    ``user`` gets ``SEKAT_REDIS_ACL`` on keys matching ``keys`` (e.g. ``sekat:*``).
-
-    The URL to reach it: ``redis://user:password@127.0.0.1:port/0``, or with TLS
-    ``rediss://user:password@127.0.0.1:port/0?ssl_ca_certs=<tls.ca>``.
+    ``passwords`` maps each role (worker, api, admin) to its password, ``users`` a role to its user name
+    (``DEFAULT_USERS`` otherwise). With ``ops_password`` there is also a user ``ops`` that may do anything (the
+    Redis administrator's, for tests to read ``ACL LOG``). The URL of a user: ``redis://NAME:PASSWORD@127.0.0.1:
+    port/0``, or with TLS ``rediss://NAME:PASSWORD@127.0.0.1:port/0?ssl_ca_certs=<tls.ca>``.
     """
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", user) or any(c.isspace() for c in password):
-        raise StackError("Redis ACL user: a plain name and a password without spaces")
-    args = ["--user", "default", "off", "--user", user, "on", f">{password}", f"~{keys}", *SEKAT_REDIS_ACL]
+    if set(passwords) != set(ROLES):
+        raise StackError(f"Redis ACL users: a password for each of {', '.join(ROLES)}")
+    try:
+        lines = acl_lines(redis_acl_plan(users), prefix, passwords)
+    except (ValueError, ConfigError) as exc:
+        raise StackError(f"Redis ACL users: {exc}") from None
+    if ops_password is not None:
+        if not ops_password or any(c.isspace() for c in ops_password):
+            raise StackError("Redis ops user: a password without spaces")
+        lines.append(f"user ops on >{ops_password} ~* &* +@all")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    acl_file = data_dir / "users.acl"
+    acl_file.write_text("\n".join(["user default off", *lines]) + "\n")
+    acl_file.chmod(0o600)
+    args = ["--aclfile", str(acl_file)]
     if tls:
         args += ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(tls.cert), "--tls-key-file",
                  str(tls.key), "--tls-ca-cert-file", str(tls.ca), "--tls-auth-clients", "no"]

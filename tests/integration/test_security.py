@@ -1,11 +1,13 @@
-"""Security end to end: SASL/TLS Kafka with ACLs, a TLS Redis with an ACL user, per-institution topics.
+"""Security end to end: SASL/TLS Kafka with ACLs, a TLS Redis with an ACL user per process, per-institution topics.
 
 Given a broker whose only client listener is SASL_SSL (PLAIN and SCRAM-SHA-512, users written at format
-time, ACLs enforced) and a Redis that accepts only TLS and one ACL user, when the real ``sekat worker``,
-``sekat api`` and CLI run with nothing but ``SEKAT_*`` settings, then a report filed through either path
-blocks the next event and the command reaches only its institution's own topic; each bank's principal
-reads its own topic and is refused another's; wrong credentials stop start-up with a message naming the
-setting; and no password, phone number or account number appears in any log line or on /metrics.
+time, ACLs enforced) and a Redis that accepts only TLS and the users of ``sekat redis-acls`` (worker, API,
+operators' CLI), when the real ``sekat worker``, ``sekat api`` and CLI run with nothing but ``SEKAT_*``
+settings, each as its own Redis user, then a report filed through either path blocks the next event and the
+command reaches only its institution's own topic; each bank's principal reads its own topic and is refused
+another's; Redis refuses none of the processes' own commands, and refuses the API's user a write to the index
+or a new API key and the worker's user the API keys; wrong credentials stop start-up with a message naming
+the setting; and no password, phone number or account number appears in any log line or on /metrics.
 """
 
 from __future__ import annotations
@@ -24,31 +26,49 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import ACL, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePattern, ResourceType
 
+from sekat.api.keys import ApiKeyStore
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.store import BrakeStore, Trip
+from sekat.errors import BlocklistUnavailable
 from sekat.localstack.kafka_servers import KafkaBroker
 from sekat.localstack.processes import free_port
 from sekat.localstack.redis_servers import RedisServer
 from sekat.localstack.secured import TlsFiles, acl_redis, make_tls_files, secured_broker
-from sekat.records import iso
+from sekat.records import Entry, Status, iso
 from sekat.settings import Settings
 from sekat.streams.acls import acl_plan
 from sekat.streams.topics import create_topics
-from tests.support import ApiProcess, Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, sekat, unique
+from tests.support import (
+    ApiProcess,
+    Collector,
+    Producer,
+    Stack,
+    WorkerProcess,
+    file_report,
+    for_event,
+    isolated_env,
+    sekat,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
 
 KAFKA_PASSWORD = "kpw-" + secrets.token_hex(12)
-REDIS_PASSWORD = "rpw-" + secrets.token_hex(12)
+REDIS_PASSWORD = "rpw-" + secrets.token_hex(12)  # the worker's Redis user, ``sekat``
+REDIS_PASSWORDS = {"worker": REDIS_PASSWORD, "api": "rapi-" + secrets.token_hex(12),
+                   "admin": "radm-" + secrets.token_hex(12)}
+REDIS_USERS = {"worker": "sekat", "api": "sekat-api", "admin": "sekat-admin"}
+OPS_PASSWORD = "rops-" + secrets.token_hex(12)  # Redis's administrator: reads ACL LOG and CLIENT LIST
 BANK_PASSWORDS = {"bank-mbbe": "mbbe-" + secrets.token_hex(8), "bank-cibb": "cibb-" + secrets.token_hex(8),
                   "telco-celcom": "celcom-" + secrets.token_hex(8)}
 API_PASSWORD = "api-" + secrets.token_hex(12)
 INSTITUTIONS = {"MBBEMYKL": "User:bank-mbbe", "CIBBMYKL": "User:bank-cibb", "CELCOM": "User:telco-celcom"}
 FILING_LIMIT = 5
-SECRETS = (KAFKA_PASSWORD, REDIS_PASSWORD, API_PASSWORD, *BANK_PASSWORDS.values())
+SECRETS = (KAFKA_PASSWORD, *REDIS_PASSWORDS.values(), API_PASSWORD, *BANK_PASSWORDS.values())
 
 
 @dataclass
@@ -57,6 +77,7 @@ class Secured:
     redis: RedisServer
     tls: TlsFiles
     env: dict[str, str]  # the worker's SEKAT_* settings
+    cli_env: dict[str, str]  # the operators' CLI: the worker's, but Redis as the admin user
     worker: WorkerProcess
     api: ApiProcess
     out: Collector  # reads every command topic as the broker's super user
@@ -69,7 +90,7 @@ class Secured:
         return self.worker.settings
 
     def cli(self, *args: str, **overrides: str) -> subprocess.CompletedProcess[str]:
-        result = sekat(self.env | overrides, *args, timeout=60)
+        result = sekat(self.cli_env | overrides, *args, timeout=60)
         self.cli_output.append(result.stderr)
         return result
 
@@ -110,6 +131,22 @@ class Secured:
             assert time.monotonic() < deadline, f"nothing in the index names api:{key_id} as its filer"
             time.sleep(0.1)
 
+    def list_as_worker(self, key: str) -> None:
+        """Apply a confirmed report on ``key`` to the index as the worker's Redis user (as the reports agent does)."""
+        async def go() -> None:
+            store = BlocklistStore.from_url(self.settings.redis_url, self.settings.redis_prefix)
+            try:
+                await file_report(store, key, Status.CONFIRMED, "PDRM")
+            finally:
+                await store.close()
+        asyncio.run(go())
+
+    def redis_as(self, role: str) -> redis.Redis:
+        """A plain client of the secured Redis as the user of ``role`` (worker, api, admin) or ``ops``."""
+        user, password = ("ops", OPS_PASSWORD) if role == "ops" else (REDIS_USERS[role], REDIS_PASSWORDS[role])
+        return redis.Redis(port=self.redis.port, username=user, password=password, ssl=True,
+                           ssl_ca_certs=str(self.tls.ca))
+
     def logs(self) -> str:
         return "\n".join([self.worker.log_path.read_text(errors="replace"),
                           self.api.log_path.read_text(errors="replace"), *self.cli_output])
@@ -143,17 +180,22 @@ def secured(logs_dir: Path) -> Iterator[Secured]:
     users = {"sekat": KAFKA_PASSWORD, "sekat-api": API_PASSWORD, **BANK_PASSWORDS}
     kafka = secured_broker(base / "kafka", free_port(), free_port(), sasl_port, users, tls=tls, authorizer=True)
     name = unique("sec")
-    # Sekat's Redis user: the commands it needs, no administration, only keys under its prefix.
-    redis = acl_redis(base / "redis", free_port(), "sekat", REDIS_PASSWORD, tls=tls, keys=f"{name}:*")
+    # One Redis user per process (sekat.redis_acl): its commands, its keys under the prefix, no administration.
+    redis_server = acl_redis(base / "redis", free_port(), REDIS_PASSWORDS, prefix=f"{name}:", tls=tls,
+                             ops_password=OPS_PASSWORD)
     worker = api = out = producer = calls = None
+
+    def redis_url(role: str) -> str:
+        return (f"rediss://{REDIS_USERS[role]}:{REDIS_PASSWORDS[role]}@127.0.0.1:{redis_server.port}/0"
+                f"?ssl_ca_certs={tls.ca}")
     try:
-        redis.start()
+        redis_server.start()
         kafka.start()
-        env = isolated_env(Stack(kafka, redis), name, **{
+        env = isolated_env(Stack(kafka, redis_server), name, **{
             "SEKAT_KAFKA_BOOTSTRAP": f"127.0.0.1:{sasl_port}", "SEKAT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
             "SEKAT_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "SEKAT_KAFKA_SASL_USERNAME": "sekat",
             "SEKAT_KAFKA_SASL_PASSWORD": KAFKA_PASSWORD, "SEKAT_KAFKA_SSL_CAFILE": str(tls.ca),
-            "SEKAT_REDIS_URL": f"rediss://sekat:{REDIS_PASSWORD}@127.0.0.1:{redis.port}/0?ssl_ca_certs={tls.ca}",
+            "SEKAT_REDIS_URL": redis_url("worker"),
             "SEKAT_COMMAND_ROUTING": "per-institution", "SEKAT_ROUTE_BANKS": "MBBEMYKL,CIBBMYKL",
             "SEKAT_ROUTE_OPERATORS": "CELCOM", "SEKAT_FILING_RATE_PER_MINUTE": str(FILING_LIMIT)})
         # An administrator creates the topics and grants the ACLs over the broker's own listener.
@@ -165,15 +207,18 @@ def secured(logs_dir: Path) -> Iterator[Secured]:
         worker.start(timeout=120)
         # The API on the other mechanism, PLAIN over TLS, and at debug level: aiokafka's debug lines print
         # each request, the SASL bytes with the password among them (the log check below guards that).
+        # Redis as the API's own user (SEKAT_API_REDIS_URL).
         api = ApiProcess(env | {"SEKAT_KAFKA_SASL_MECHANISM": "PLAIN", "SEKAT_KAFKA_SASL_USERNAME": "sekat-api",
-                                "SEKAT_KAFKA_SASL_PASSWORD": API_PASSWORD, "SEKAT_LOG_LEVEL": "debug"},
+                                "SEKAT_KAFKA_SASL_PASSWORD": API_PASSWORD, "SEKAT_LOG_LEVEL": "debug",
+                                "SEKAT_API_REDIS_URL": redis_url("api")},
                          logs_dir / f"{name}-api.log")
         api.start()
         s = worker.settings
         out = Collector(admin_view, [s.topic_freeze, s.topic_block, s.topic_deadletter,
                                      *s.command_topics().values()])
         producer, calls = Producer(as_principal(env, "bank-mbbe")), Producer(as_principal(env, "telco-celcom"))
-        yield Secured(kafka, redis, tls, env, worker, api, out, producer, calls)
+        yield Secured(kafka, redis_server, tls, env, env | {"SEKAT_REDIS_URL": redis_url("admin")}, worker, api,
+                      out, producer, calls)
     finally:
         for closing in (producer, calls, out):
             if closing is not None:
@@ -182,7 +227,7 @@ def secured(logs_dir: Path) -> Iterator[Secured]:
             if proc is not None:
                 proc.stop()
         kafka.stop()
-        redis.stop()
+        redis_server.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -396,3 +441,81 @@ def test_no_secret_on_metrics_and_no_secret_or_identifier_in_any_log_line(secure
             assert form not in logs, f"identifier in plain text in a log: {form[:3]}..."
         assert national not in flat, f"identifier digits in a log: {national[:3]}..."
         assert national.encode() not in metrics
+
+
+def refusals(sec: Secured) -> list[dict[str, object]]:
+    """What Redis refused Sekat's users (ACL LOG, read as the administrator): commands and keys, not logins."""
+    ops = sec.redis_as("ops")
+    try:
+        return [e for e in ops.acl_log(count=1000) if e["username"] in REDIS_USERS.values() and e["reason"] != "auth"]
+    finally:
+        ops.close()
+
+
+def test_each_process_is_its_own_redis_user_and_redis_refused_none_of_their_commands(secured: Secured) -> None:
+    # Runs after every scenario above (rebuild at start, reports applied, screening, rule state, the brake, a
+    # re-arm through the API, key management and revocations through the CLI): none was refused anything.
+    assert refusals(secured) == []
+    ops = secured.redis_as("ops")
+    try:
+        connected = {c["user"] for c in ops.client_list()}
+    finally:
+        ops.close()
+    assert {"sekat", "sekat-api"} <= connected, connected  # the worker's and the API's pools, each its own user
+    # The users the secured Redis runs with are the lines `sekat redis-acls` prints for this prefix.
+    printed = secured.cli("redis-acls")
+    assert printed.returncode == 0, printed.stderr
+    running = (secured.redis.data_dir / "users.acl").read_text()
+    for password in REDIS_PASSWORDS.values():
+        running = running.replace(f">{password} ", ">PASSWORD ")
+    assert printed.stdout.splitlines() == running.splitlines()[1:4]
+
+
+def test_the_api_user_cannot_write_the_index_or_mint_keys_and_the_worker_user_cannot_touch_api_keys(
+        secured: Secured) -> None:
+    s = secured.settings
+    p = s.redis_prefix
+    listed = fresh_mobile()[1]
+    secured.list_as_worker(f"phone:{listed}")
+    api, worker = secured.redis_as("api"), secured.redis_as("worker")
+    entry = f"{p}bl:phone:{listed}"
+    try:
+        # The API's user reads entries, and nothing lets it change the index or the keys.
+        before = api.get(entry)
+        assert before is not None
+        refused = [(api.set, (entry, b"{}")), (api.delete, (entry,)),
+                   (api.xadd, (f"{p}bl:changes", {"key": f"phone:{listed}"})),
+                   (api.set, (f"{p}index:built", "forged")), (api.hset, (f"{p}apikeys", "k", "{}")),
+                   (api.zadd, (f"{p}acted:due", {"x": 0})), (api.set, (f"{p}rs:x", "1")),
+                   (api.lpush, (f"{p}brake:tripped", "x")),  # a list where workers keep a hash: refused
+                   (api.flushdb, ()), (api.keys, ("*",)), (api.config_get, ("*",)), (api.scan, (0,)),
+                   (api.eval, ("return redis.call('set', KEYS[1], '{}')", 1, entry))]
+        for command, args in refused:
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                command(*args)
+        # Through Sekat's own code too: a blocklist write and a new key are refused, not half-done.
+        async def as_api() -> None:
+            store = BlocklistStore.from_url(secured.api.settings.api_redis()[0], p)
+            try:
+                with pytest.raises(BlocklistUnavailable) as failed:
+                    await store.put(Entry(f"phone:{VICTIM}", Status.CONFIRMED, "PDRM"))
+                assert isinstance(failed.value.__cause__, redis.exceptions.NoPermissionError)
+                with pytest.raises(BlocklistUnavailable) as failed:
+                    await ApiKeyStore(store.client, p).create("PDRM", ("report", "confirm"))
+                assert isinstance(failed.value.__cause__, redis.exceptions.NoPermissionError)
+            finally:
+                await store.close()
+        asyncio.run(as_api())
+        assert api.get(entry) == before  # unchanged
+        # The worker's user: no API keys (read or write), no rate counters, no administration.
+        for command, args in [(worker.hget, (f"{p}apikeys", "k")), (worker.hset, (f"{p}apikeys", "k", "{}")),
+                              (worker.hgetall, (f"{p}apikeys",)), (worker.incr, (f"{p}rl:status:x:1",)),
+                              (worker.flushall, ()), (worker.config_set, ("appendonly", "yes")),
+                              (worker.keys, ("*",)), (worker.get, ("elsewhere:bl:x",))]:
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                command(*args)
+    finally:
+        api.close()
+        worker.close()
+    assert {(e["username"], e["object"]) for e in refusals(secured)} >= {
+        ("sekat-api", "set"), ("sekat-api", "xadd"), ("sekat-api", "hset"), ("sekat", "hget"), ("sekat", "incrby")}

@@ -31,3 +31,12 @@ def test_after_a_timeout_a_user_is_quiet_for_a_while_but_not_after_a_refusal() -
     assert gate.quiet
     now[0] += 2.1
     assert not gate.quiet
+
+
+def test_clients_send_no_client_setinfo_which_the_acl_users_are_not_granted() -> None:
+    # redis-py names itself with CLIENT SETINFO on every connection unless told not to; sekat.redis_acl grants
+    # no CLIENT subcommand (Redis 7.0 does not know SETINFO, and on 7.2 each refusal would land in ACL LOG).
+    for client in (async_client("redis://127.0.0.1:1/0"), sync_client("redis://127.0.0.1:1/0")):
+        kwargs = client.connection_pool.connection_kwargs
+        unnamed = (kwargs.get("lib_name", "unset"), kwargs.get("lib_version", "unset")) == (None, None)
+        assert kwargs.get("driver_info", "unset") is None or unnamed

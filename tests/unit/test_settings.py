@@ -28,6 +28,7 @@ def test_environment_overrides() -> None:
     ({"SEKAT_BATCH_MAX": "0"}, "SEKAT_BATCH_MAX"),
     ({"SEKAT_KAFKA_BOOTSTRAP": "nohostport"}, "SEKAT_KAFKA_BOOTSTRAP"),
     ({"SEKAT_REDIS_URL": "http://x"}, "SEKAT_REDIS_URL"),
+    ({"SEKAT_API_REDIS_URL": "http://x"}, "SEKAT_API_REDIS_URL"),
     ({"SEKAT_TOPIC_CALLS": "bad topic!"}, "SEKAT_TOPIC_CALLS"),
     ({"SEKAT_TOPIC_CALLS": "bank.transfers"}, "SEKAT_TOPIC_*"),
     ({"SEKAT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "SEKAT_KAFKA_SASL_USERNAME"),
@@ -57,6 +58,16 @@ def test_secrets_are_redacted() -> None:
                                "SEKAT_KAFKA_SASL_PASSWORD": "hunter2", "SEKAT_REDIS_URL": "redis://app:pw@host:6379/0"})
     shown = str(s.redacted())
     assert "hunter2" not in shown and ":pw@" not in shown
+
+
+def test_the_api_has_its_own_redis_url_or_else_the_workers() -> None:
+    shared = Settings.from_environ({"SEKAT_REDIS_URL": "redis://sekat:w@host:6379/0"})
+    assert shared.api_redis() == ("redis://sekat:w@host:6379/0", "SEKAT_REDIS_URL")
+    own = Settings.from_environ({"SEKAT_REDIS_URL": "redis://sekat:w@host:6379/0",
+                                 "SEKAT_API_REDIS_URL": "rediss://sekat-api:api-pw@host:6380/0"})
+    assert own.api_redis() == ("rediss://sekat-api:api-pw@host:6380/0", "SEKAT_API_REDIS_URL")
+    assert own.redacted()["api_redis_url"] == "rediss://***@host:6380/0"
+    assert "api-pw" in secrets_of(own)  # scrubbed from every log line
 
 
 def test_every_setting_is_documented() -> None:
