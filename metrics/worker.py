@@ -45,6 +45,8 @@ OTHER_INSTITUTION = "other"
 # per stream on every worker, so the count stays at 16.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0,
                    5.0, 30.0)
+# A periodic task runs from well under a millisecond (a policy check) to minutes (a background snapshot refresh).
+PERIODIC_BUCKETS = (0.0001, 0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 30.0, 120.0, 600.0)
 DAY_SECONDS = 86_400
 
 
@@ -138,8 +140,11 @@ class WorkerMetrics:
                                      "Active entries in this worker's blocklist replica.", registry=registry)
         self.blocklist_entries = Gauge(
             "sekat_blocklist_entries", "Blocklist entries in the serving index by kind and status "
-            "(expired: past expires_at, not revoked); refreshed every SEKAT_BLOCKLIST_COUNT_INTERVAL_S.",
-            ["kind", "status"], registry=registry)
+            "(expired: past expires_at, not revoked), as the group leader's replica holds them; published every "
+            "SEKAT_BLOCKLIST_COUNT_INTERVAL_S.", ["kind", "status"], registry=registry)
+        self.periodic_task = Histogram(
+            "sekat_periodic_task_seconds", "Runtime of each run of a worker's periodic task (its timer's name).",
+            ["task"], buckets=PERIODIC_BUCKETS, registry=registry)
         self.blocklist_counted = Gauge("sekat_blocklist_entries_counted_timestamp_seconds",
                                        "When sekat_blocklist_entries was last refreshed.", registry=registry)
         self.freshness = Freshness(clock)
@@ -231,7 +236,7 @@ class WorkerMetrics:
             self.stalled.labels(stream).set_function(lambda s=stream: float(is_stalled(s)))
 
     def set_blocklist_counts(self, counts: Mapping[tuple[str, str], int]) -> None:
-        """Publish ``BlocklistStore.counts()``; every kind x status is set, missing ones to 0."""
+        """Publish the entry counts (``Replica.entry_counts``); every kind x status is set, missing ones to 0."""
         for kind in BLOCKLIST_KINDS:
             for status in BLOCKLIST_STATUSES:
                 self.blocklist_entries.labels(kind, status).set(counts.get((kind, status), 0))

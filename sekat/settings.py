@@ -74,7 +74,7 @@ class Settings:
     target_period_days: int = 1095
     metrics_interval_s: int = 5
     stall_after_s: int = 60
-    blocklist_count_interval_s: int = 300
+    blocklist_count_interval_s: int = 15
     replica_snapshot_max_behind: int = 200_000
     protected_file: str = ""
     api_host: str = "127.0.0.1"
@@ -407,7 +407,7 @@ SETTINGS_DOC: dict[str, str] = {
     "metrics_interval_s": "How often a worker refreshes consumer lag and pings Redis for the staleness gauge.",
     "stall_after_s": "A screening stream with records waiting and no batch finished for this many seconds is stalled: "
                      "/healthz answers 503 naming it, and sekat_stream_stalled is 1.",
-    "blocklist_count_interval_s": "How often the group leader counts blocklist entries by kind and status (a full SCAN of the index).",
+    "blocklist_count_interval_s": "How often the group leader publishes the blocklist entry counts by kind and status (kept by its replica as changes arrive; a tick costs the entries expired since the last).",
     "replica_snapshot_max_behind": "A starting worker loads the replica snapshot another worker stored in Redis and catches up "
                                    "from the change stream when at most this many changes were made since; past that it reads "
                                    "the whole index (and stores a fresh snapshot). Running workers store a fresh one in the "

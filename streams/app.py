@@ -24,7 +24,8 @@ import socket
 import ssl
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,6 @@ FAUST_CONSUMER_STOP_S = 10.0
 # creating tasks each time: 10 ms keeps that cost small and adds at most 10 ms to a report's way into the
 # index (the promise is 100 ms to every worker).
 REPORTS_WITHIN_MS = 10
-# A pause per 1,000 entries counted: counting a large index is spread out instead of stalling screening.
-COUNT_PAUSE_S = 0.01
 # A record batch per output partition: Kafka's default of 16 KiB holds ~20 decision records, which would split a
 # batch's output into dozens of produce requests; well under any topic's max.message.bytes (1 MiB by default).
 PRODUCER_BATCH_BYTES = 256 * 1024
@@ -149,22 +148,37 @@ class Worker:
     guard: IndexGuard
     releaser: Releaser
     heap: HeapKeeper
-    last_count: float = field(default=float("-inf"))
 
     def register(self) -> None:
         app, settings = self.app, self.settings
         app.task(self.screen)
         app.task(self.keep_replica_fresh)
         app.task(self.keep_replica_snapshot)
-        app.timer(interval=1.0, name="sekat_reload_policy")(self.reload_policy)
-        app.timer(interval=1.0, name="sekat_keep_index_built")(self.keep_index_built)
-        app.timer(interval=1.0, name="sekat_keep_heap_frozen")(self.keep_heap_frozen)
-        app.timer(interval=1.0, name="sekat_refresh_brake")(self.refresh_brake)
-        app.timer(interval=settings.release_interval_s, name="sekat_release_sweep")(self.release_sweep)
-        app.timer(interval=settings.metrics_interval_s, name="sekat_observe_health")(self.observe_health)
-        app.timer(interval=settings.metrics_interval_s, name="sekat_count_blocklist")(self.count_blocklist)
+        timers: list[tuple[float, str, Callable[[], Awaitable[None]]]] = [
+            (1.0, "sekat_reload_policy", self.reload_policy),
+            (1.0, "sekat_keep_index_built", self.keep_index_built),
+            (1.0, "sekat_keep_heap_frozen", self.keep_heap_frozen),
+            (1.0, "sekat_refresh_brake", self.refresh_brake),
+            (settings.release_interval_s, "sekat_release_sweep", self.release_sweep),
+            (settings.metrics_interval_s, "sekat_observe_health", self.observe_health),
+            (settings.blocklist_count_interval_s, "sekat_count_blocklist", self.count_blocklist),
+        ]
+        for interval, name, tick in timers:
+            app.timer(interval=interval, name=name)(self.timed(name, tick))
         app.agent(self.outputs.reports, name="apply_reports")(self.apply_reports)
         app.page("/healthz")(self.healthz)
+
+    def timed(self, task: str, tick: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """``tick`` with its runtime observed in ``sekat_periodic_task_seconds{task}``."""
+        observe = self.metrics.periodic_task.labels(task).observe
+
+        async def timed_tick() -> None:
+            started = time.perf_counter()
+            try:
+                await tick()
+            finally:
+                observe(time.perf_counter() - started)
+        return timed_tick
 
     async def screen(self) -> None:
         """The screening consumer, once the replica is loaded."""
@@ -177,7 +191,7 @@ class Worker:
 
     async def keep_replica_snapshot(self) -> None:
         """Keep the stored snapshot usable for the next worker to start (blocklist/replica_snapshot.py)."""
-        await self.replica.keep_stored_snapshot()
+        await self.replica.keep_stored_snapshot(self.metrics.periodic_task.labels("sekat_replica_snapshot").observe)
 
     async def reload_policy(self) -> None:
         self.policy.check()
@@ -230,22 +244,19 @@ class Worker:
         self.metrics.set_consumer_offsets(await self.screening.offsets())
 
     async def count_blocklist(self) -> None:
-        """The blocklist-size gauges: counted by the group leader only, every SEKAT_BLOCKLIST_COUNT_INTERVAL_S.
+        """The blocklist-size gauges, published by the group leader every SEKAT_BLOCKLIST_COUNT_INTERVAL_S.
 
-        Every worker sees the same index, so only the leader pays for the SCAN, first as soon as it leads;
-        the others drop their series so that a former leader's counts do not linger.
+        The counts are kept by the replica as it applies changes (blocklist/counts.py): a tick moves the
+        entries expired since the last one, nothing reads the index. Every worker's replica holds the same
+        counts, so only the leader publishes them; the others drop their series so that a former leader's
+        counts do not linger.
         """
         if not self.app.is_leader():
             self.metrics.clear_blocklist_counts()
-            self.last_count = float("-inf")
             return
-        if time.monotonic() - self.last_count < self.settings.blocklist_count_interval_s:
-            return
-        self.last_count = time.monotonic()
-        try:
-            self.metrics.set_blocklist_counts(await self.store.counts(pause_s=COUNT_PAUSE_S))
-        except Exception as exc:  # noqa: BLE001 - a failed count keeps the last one; staleness and /healthz tell
-            log.warning("counting blocklist entries failed: %s", exc)
+        counts = self.replica.entry_counts(time.time())
+        if counts is not None:
+            self.metrics.set_blocklist_counts(counts)
 
 
 def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry, clock: Clock) -> Worker:

@@ -200,7 +200,8 @@ def test_the_worker_pages_have_every_sekat_metric_and_pass_promtool(observed: Ob
                      "sekat_blocklist_lookups_total", "sekat_decision_latency_seconds_bucket",
                      "sekat_batch_processing_seconds_bucket", "sekat_blocklist_replica_staleness_seconds",
                      "sekat_consumer_lag_messages", "sekat_consumer_end_offset", "sekat_target_attempts",
-                     "sekat_target_period_seconds", "sekat_worker_info", "sekat_faust_total_rebalances"):
+                     "sekat_target_period_seconds", "sekat_worker_info", "sekat_faust_total_rebalances",
+                     "sekat_periodic_task_seconds_bucket"):
             assert re.search(rf"^{name}[{{ ]", text, re.M), f"/metrics misses {name}"
         # Faust's own histograms are in milliseconds (`_ms`), which promtool flags; Sekat's names must all pass.
         result = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
