@@ -52,7 +52,8 @@ class EntryCounts:
         buckets[gone] = _EXPIRED + (codes[gone] >> 2)
         self._n: list[int] = np.bincount(buckets, minlength=_BUCKETS).tolist()
         future = np.flatnonzero(live & (expiries > watermark))
-        self._order = future[np.argsort(expiries[future], kind="stable")]
+        # rows as uint32 (4 bytes an entry, not 8): with the expiries, 8 bytes an entry that expires later
+        self._order = future[np.argsort(expiries[future])].astype(np.uint32)  # ties in any order: one tick moves them
         self._due = expiries[self._order]
         self._next = 0
         self._heap: list[tuple[int, str]] = []
@@ -80,7 +81,8 @@ class EntryCounts:
     def advance(self, now: float) -> dict[tuple[str, str], int]:
         """Move the entries expired by ``now`` (epoch seconds) to ``expired``; the counts by (kind, status)."""
         mark = max(self.watermark, int(now))
-        end = int(np.searchsorted(self._due, mark, side="right"))
+        # searched as uint32: a Python int would have numpy copy the whole array to int64 first
+        end = int(np.searchsorted(self._due, np.uint32(min(mark, 2**32 - 1)), side="right"))
         rows, due = self._order[self._next:end], self._due[self._next:end]
         self._next = end
         codes = self._codes[rows]
