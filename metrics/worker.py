@@ -97,7 +97,8 @@ class Freshness:
 class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry, deadletter_reasons: Iterable[str] = (),
                  target_attempts: int = 4_700_000_000, target_period_days: int = 1095,
-                 app_id: str = "sekat", version: str = "", clock: Callable[[], float] = time.time) -> None:
+                 app_id: str = "sekat", version: str = "", clock: Callable[[], float] = time.time,
+                 latency_objective_s: float = 0.25, latency_goal_s: float = 0.010) -> None:
         self.events = Counter("sekat_events_total", "Input events by stream and decision outcome.",
                               ["stream", "outcome"], registry=registry)
         self.commands = Counter("sekat_commands_total",
@@ -125,6 +126,16 @@ class WorkerMetrics:
             "sekat_decision_latency_seconds",
             "Input record timestamp to acknowledgement of the batch's output by Kafka.",
             ["stream"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.latency_objective = Gauge(
+            "sekat_decision_latency_objective_seconds",
+            "Decision-latency objective, p99 (SEKAT_LATENCY_OBJECTIVE_MS): SekatDecisionLatencyHigh pages when the "
+            "p99 stays over it.", registry=registry)
+        self.latency_goal = Gauge(
+            "sekat_decision_latency_goal_seconds",
+            "Decision-latency goal, p99 (SEKAT_LATENCY_GOAL_MS): SekatDecisionLatencyOverGoal opens a ticket when the "
+            "p99 stays over it.", registry=registry)
+        self.latency_objective.set(latency_objective_s)
+        self.latency_goal.set(latency_goal_s)
         self.processing = Histogram(
             "sekat_batch_processing_seconds", "In-process time to decide one batch (decode, lookup, decide, send).",
             ["stream"], buckets=LATENCY_BUCKETS, registry=registry)
@@ -154,7 +165,8 @@ class WorkerMetrics:
             "replica applied the change stream).", registry=registry)
         self.staleness.set_function(self.freshness.age)
         self.consumer_lag = Gauge("sekat_consumer_lag_messages",
-                                  "Input records not yet committed: partition end offset minus committed offset.",
+                                  "Records not yet committed on the screening inputs and the reports intake: "
+                                  "partition end offset minus committed offset.",
                                   ["topic", "partition"], registry=registry)
         self.end_offset = Gauge("sekat_consumer_end_offset",
                                 "End offset (high watermark) of each assigned input partition.",

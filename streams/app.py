@@ -241,7 +241,30 @@ class Worker:
         # Freshness comes from the replica alone (its change-stream read answers at least once a second): a
         # ping says Redis is up, not that this worker's copy has caught up with it. Reading the offsets also
         # tells the screening consumer's progress which streams have lag.
-        self.metrics.set_consumer_offsets(await self.screening.offsets())
+        self.metrics.set_consumer_offsets({**await self.screening.offsets(), **await self.reports_offsets()})
+
+    async def reports_offsets(self) -> dict[tuple[str, int], tuple[int, int]]:
+        """(end offset asked of the broker, committed offset) per ``sekat.reports`` partition this worker's reports
+        agent holds: the intake's lag, in the same gauge as the screening inputs'.
+
+        The agent runs on Faust's own consumer, which commits what the agent acknowledged (every 0.5 s); before a
+        partition's first commit its fetch position stands in (as for the screening consumer).
+        """
+        consumer = self.app.consumer
+        try:
+            assigned = sorted(tp for tp in consumer.assignment() if tp.topic == self.settings.topic_reports)
+            ends = await consumer.highwaters(*assigned) if assigned else {}
+            out = {}
+            for tp in assigned:
+                done = consumer._committed_offset.get(tp)  # Faust keeps no public view of its commits
+                if done is None:
+                    done = await consumer.position(tp)
+                if done is not None:
+                    out[tp.topic, tp.partition] = (int(ends[tp]), int(done))
+        except Exception as exc:  # noqa: BLE001 - not started / rebalancing: try again next interval
+            log.debug("reports offsets not available: %s", exc)
+            return {}
+        return out
 
     async def count_blocklist(self) -> None:
         """The blocklist-size gauges, published by the group leader every SEKAT_BLOCKLIST_COUNT_INTERVAL_S.
@@ -263,7 +286,8 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
     """Every collaborator of a worker, each built once from ``settings``; nothing connects until the app starts."""
     metrics = WorkerMetrics(registry, deadletter_reasons=REASONS, target_attempts=settings.target_attempts,
                             target_period_days=settings.target_period_days, app_id=settings.app_id,
-                            version=sekat.__version__)
+                            version=sekat.__version__, latency_objective_s=settings.latency_objective_ms / 1000,
+                            latency_goal_s=settings.latency_goal_ms / 1000)
     url, prefix = settings.redis_url, settings.redis_prefix
     # Guarded: reports are applied only to a built index (never racing a rebuild's replay).
     store = BlocklistStore.from_url(url, prefix, guarded=True)
