@@ -3,8 +3,8 @@
 The hot path must not make a network round trip per event, and a report must take effect on every worker
 within 100 ms. The replica does both:
 
-    start      a copy of the index as compact arrays: sorted 64-bit hashes of the keys, a status code and
-               an expiry per key (13 bytes an entry). It is the copy another worker stored in Redis, caught
+    start      a copy of the index as compact arrays: sorted 64-bit hashes of the keys, a code (status and
+               kind; revoked entries are kept, never a hit) and an expiry per key (13 bytes an entry). It is the copy another worker stored in Redis, caught
                up from the change stream before the replica says ready (``blocklist.replica_snapshot``), or,
                when that copy would miss a change, a read of the whole index (``blocklist.index_scan``),
                which stores a fresh copy for the next worker
@@ -29,6 +29,8 @@ within 100 ms. The replica does both:
                could not use it, or soon could not, one worker reads the index in a background thread,
                paced so that Redis and the event loop keep serving the hot path, and stores it
                (``refresh_stored_snapshot``). It only stores: the running replica is exact already
+    counts     entries by kind and status for ``sekat_blocklist_entries``, kept as changes are applied
+               (``blocklist.counts``): ``entry_counts`` moves the entries expired since the last call
 
 Hashes are Python's own ``hash()`` of the key string (SipHash, per process): a false match needs a 64-bit
 collision (~5e-13 per lookup against 10 M entries) and is in any case re-checked against Redis when Redis
