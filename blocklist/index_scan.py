@@ -2,8 +2,8 @@
 
 ``read_index`` notes the build marker and the change stream's last id (the replica follows the stream from
 there, so nothing changed during the read is missed), reads every entry key of the index with its value, and
-returns the active entries as arrays of key hashes, status codes and expiries (a ``Snapshot``). With storing
-on, it also stores what it reads (``blocklist.replica_snapshot``) so that the next workers to start load that
+returns the entries (revoked ones too) as arrays of key hashes, codes (status and kind) and expiries (a
+``Snapshot``). With storing on, it also stores what it reads (``blocklist.replica_snapshot``) so that the next workers to start load that
 instead. The read is bounded by Redis' own work (SCAN and MGET visit every entry), so it keeps Redis busy and
 does this process's share while Redis works:
 
@@ -44,8 +44,12 @@ from sekat.blocklist.store import built_key, status_and_expiry
 
 log = logging.getLogger(__name__)
 
-ABSENT, REPORTED, CONFIRMED = 0, 1, 2  # the replica's status codes (uint8)
-STATUS_CODES = {"reported": REPORTED, "confirmed": CONFIRMED, "revoked": ABSENT}
+# The replica's codes (uint8): a status in the low two bits, the kind in the next (ACCOUNT set: an account).
+# Revoked entries are kept (never a hit) so that the entry counts (``blocklist.counts``) include them.
+ABSENT, REPORTED, CONFIRMED, REVOKED = 0, 1, 2, 3
+STATUS_BITS = 3
+ACCOUNT = 4
+STATUS_CODES = {"reported": REPORTED, "confirmed": CONFIRMED, "revoked": REVOKED}
 KINDS = ("phone", "account")
 SCAN_COUNT = 3_000
 SCAN_PARTS = 2  # parts of the SCAN pass read at once (a power of 2; see scan_index)
@@ -56,8 +60,20 @@ RUN_ENTRIES = 1_000_000  # entries sorted at a time while the index is read (_So
 Batch = tuple[list[bytes], list[bytes | None]]  # entry keys as scanned, and their values (None: deleted since)
 
 
+def active(codes: np.ndarray) -> np.ndarray:
+    """Which of ``codes`` are entries a lookup finds: reported or confirmed (of either kind)."""
+    status = codes & STATUS_BITS
+    return (status == REPORTED) | (status == CONFIRMED)
+
+
+def kind_bit(key: str) -> int:
+    """The kind part of a key's code (``kind:value``): ACCOUNT for an account, 0 for a phone number."""
+    return ACCOUNT if key.startswith("account:") else 0
+
+
 def status_code(raw: bytes) -> tuple[int, int]:
-    """Status code and expiry (epoch seconds, 0 = never) of an index value; not a Sekat entry: absent.
+    """Status code and expiry (epoch seconds, 0 = never; always 0 when revoked) of an index value, without its
+    kind; not a Sekat entry: absent.
 
     The same answer as ``blocklist.store.status_and_expiry``, read without copying: the entry's own
     ``status`` is the first ``"status":"`` in the value and ``expires_at`` the first ``"expires_at":"``
@@ -70,7 +86,7 @@ def status_code(raw: bytes) -> tuple[int, int]:
         elif raw.startswith(b'reported"', i):
             code = REPORTED
         elif raw.startswith(b'revoked"', i):
-            return ABSENT, 0
+            return REVOKED, 0
         else:
             code = -1
         if code > 0:
@@ -81,6 +97,8 @@ def status_code(raw: bytes) -> tuple[int, int]:
     if found is None:
         return ABSENT, 0
     status, expires = found
+    if status == "revoked":
+        return REVOKED, 0
     return STATUS_CODES[status], int(datetime.fromisoformat(expires).timestamp()) if expires else 0
 
 
@@ -97,7 +115,7 @@ def _status_code_fast(raw: bytes) -> tuple[int, bytes] | None:
     elif raw.startswith(b'reported"', i):
         code = REPORTED
     elif raw.startswith(b'revoked"', i):
-        return ABSENT, b""
+        return REVOKED, b""
     else:
         return None
     k = raw.find(b'"expires_at":"') + 14
@@ -141,7 +159,8 @@ def epochs(texts: list[bytes]) -> np.ndarray:
 
 def batch_entries(keys: list[bytes], values: list[bytes | None], strip: int
                   ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """One scanned batch: its active entries' keys (``strip`` bytes of prefix cut), their codes and expiries."""
+    """One scanned batch: its entries' keys (``strip`` bytes of prefix cut), their codes (kind included) and
+    expiries; revoked entries included, values that are not Sekat entries left out."""
     kept: list[str] = []
     codes: list[int] = []
     texts: list[bytes] = []
@@ -150,16 +169,17 @@ def batch_entries(keys: list[bytes], values: list[bytes | None], strip: int
         if v is None:
             continue  # deleted between SCAN and MGET
         fast = _status_code_fast(v)
+        account = ACCOUNT if k.startswith(b"account:", strip) else 0
         if fast is None:  # not as Sekat writes it: the full parse, epoch included
             code, epoch = status_code(v)
             if code != ABSENT:
                 odd.append((len(kept), epoch))
                 kept.append(k[strip:].decode())
-                codes.append(code)
+                codes.append(code | account)
                 texts.append(b"")
-        elif fast[0] != ABSENT:
+        else:
             kept.append(k[strip:].decode())
-            codes.append(fast[0])
+            codes.append(fast[0] | account)
             texts.append(fast[1])
     expiries = epochs(texts)
     for at, epoch in odd:

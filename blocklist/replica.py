@@ -3,8 +3,8 @@
 The hot path must not make a network round trip per event, and a report must take effect on every worker
 within 100 ms. The replica does both:
 
-    start      a copy of the index as compact arrays: sorted 64-bit hashes of the keys, a status code and
-               an expiry per key (13 bytes an entry). It is the copy another worker stored in Redis, caught
+    start      a copy of the index as compact arrays: sorted 64-bit hashes of the keys, a code (status and
+               kind; revoked entries are kept, never a hit) and an expiry per key (13 bytes an entry). It is the copy another worker stored in Redis, caught
                up from the change stream before the replica says ready (``blocklist.replica_snapshot``), or,
                when that copy would miss a change, a read of the whole index (``blocklist.index_scan``),
                which stores a fresh copy for the next worker
@@ -35,6 +35,8 @@ within 100 ms. The replica does both:
                (``from_disk``; its staleness counts from when the copy was taken) and, once Redis answers,
                follows the change stream from the copy's id, or re-reads the index when that could miss a
                change, screening from the copy meanwhile
+    counts     entries by kind and status for ``sekat_blocklist_entries``, kept as changes are applied
+               (``blocklist.counts``): ``entry_counts`` moves the entries expired since the last call
 
 Hashes are Python's own ``hash()`` of the key string (SipHash, per process): a false match needs a 64-bit
 collision (~5e-13 per lookup against 10 M entries) and is in any case re-checked against Redis when Redis
@@ -63,7 +65,8 @@ from sekat.blocklist import index_scan
 from sekat.blocklist import replica_snapshot as stored
 from sekat.blocklist.connection import (INDEX_TIMEOUT_MS, SCAN_TIMEOUT_MS, TIMEOUT_MS, AnyRedis, Unanswered,
                                         async_client, mget, sync_client)
-from sekat.blocklist.index_scan import ABSENT, CONFIRMED, REPORTED, STATUS_CODES
+from sekat.blocklist.counts import EntryCounts, State, live
+from sekat.blocklist.index_scan import ABSENT, CONFIRMED, REPORTED, STATUS_BITS, STATUS_CODES, active, kind_bit
 from sekat.blocklist.replica_disk import DiskCopy, DiskMeta
 from sekat.blocklist.store import built_key
 from sekat.records import Entry, Status
@@ -82,11 +85,17 @@ UNANSWERED = (RedisError, RedisClusterException, OSError)
 
 
 def _code(entry: Entry) -> int:
-    return STATUS_CODES[entry.status.value]
+    return STATUS_CODES[entry.status.value] | kind_bit(entry.key)
 
 
 def _expiry(entry: Entry) -> int:
-    return int(datetime.fromisoformat(entry.expires_at).timestamp()) if entry.expires_at else 0
+    if entry.status is Status.REVOKED or not entry.expires_at:
+        return 0
+    return int(datetime.fromisoformat(entry.expires_at).timestamp())
+
+
+def _state(entry: Entry | None) -> State:
+    return (_code(entry), _expiry(entry)) if entry is not None else (ABSENT, 0)
 
 
 class _Stopped(Exception):
@@ -123,7 +132,8 @@ class Replica:
         self._snapshot_refresh_s = snapshot_refresh_s
         self._snapshot_check_s = snapshot_check_s
         self._stopping = threading.Event()  # set on close: a background refresh gives up at its next batch
-        self._active = 0  # entries of the arrays not marked absent
+        self._active = 0  # entries of the arrays a lookup finds (reported or confirmed)
+        self._extra = 0  # overlay entries the arrays do not hold (the overlay also keeps changed array keys)
         self._on_fresh = on_fresh  # on_fresh(): the change stream answered; on_fresh(t): fresh as of epoch t
         self._prefix = prefix
         self._changes = f"{prefix}bl:changes"
@@ -131,6 +141,9 @@ class Replica:
         self._status = np.empty(0, dtype=np.uint8)
         self._expires = np.empty(0, dtype=np.uint32)
         self._overlay: dict[str, Entry] = {}
+        self._revoked: dict[str, int] = {}  # revoked keys the arrays do not hold, with their code (for the counts)
+        self._counts = EntryCounts(self._status, self._expires, self._locate)
+        self._counting = threading.Lock()  # an install (in a thread) swaps the counts; a tick reads them
         self._last_id = "0-0"
         self._built_key = built_key(prefix)
         self._build: str | None = None  # the build id this replica's copy was read from / followed
@@ -264,6 +277,8 @@ class Replica:
 
     def _install_snapshot(self, snap: stored.Snapshot, source: str = "") -> None:
         self._overlay = {}
+        self._revoked = {}
+        self._extra = 0
         self._install(snap.hashes, snap.codes, snap.expiries)
         self._last_id = snap.last_id
         self._build = snap.build
@@ -285,26 +300,34 @@ class Replica:
             # a change between the two reads is replayed from the change stream anyway.
             order = order[np.concatenate(([True], ~repeated))]
             hashes = hashes[np.concatenate(([True], ~repeated))]
-        self._hashes, self._status, self._expires = hashes, codes[order], expiries[order]
-        self._active = int(np.count_nonzero(self._status))
-        self.stats.entries = self._active + len(self._overlay)
+        codes, expiries = codes[order], expiries[order]
+        counts = EntryCounts(codes, expiries, self._locate, self._counts.watermark)  # recounted: O(entries)
+        with self._counting:
+            self._hashes, self._status, self._expires = hashes, codes, expiries
+            self._counts = counts
+        self._active = int(np.count_nonzero(active(self._status)))
+        self.stats.entries = self._active + self._extra
 
     # -- the stored snapshot, kept fresh for the next worker to start ------------------------------
-    async def keep_stored_snapshot(self) -> None:
+    async def keep_stored_snapshot(self, observe: Callable[[float], None] | None = None) -> None:
         """Refresh the stored snapshot in the background whenever it would not do for a starting worker;
-        never returns (cancel it to stop: a refresh under way is then abandoned at its next batch)."""
+        never returns (cancel it to stop: a refresh under way is then abandoned at its next batch).
+        ``observe`` is given each check's runtime in seconds (a refresh included)."""
         if not self._store_snapshots:
             return
         await self.started.wait()
         try:
             while True:
                 await asyncio.sleep(self._snapshot_check_s)
+                started = time.perf_counter()
                 try:
                     await asyncio.to_thread(self.refresh_stored_snapshot)
                     await asyncio.to_thread(self.copy_stored_to_disk)
                 except Exception as exc:  # noqa: BLE001 - a favour to the next worker: never stop this one
                     log.warning("refreshing the stored replica snapshot failed (%s: %s); trying again later",
                                 type(exc).__name__, exc)
+                if observe is not None:
+                    observe(time.perf_counter() - started)
         finally:
             self._stopping.set()
 
@@ -426,7 +449,7 @@ class Replica:
             try:
                 await self._follow_once(block=FOLLOW_BLOCK_MS)
                 backoff = 0.05
-                if len(self._overlay) > MERGE_OVERLAY_AT:
+                if self._merge_due():
                     await asyncio.to_thread(self._merge_overlay)
             except asyncio.CancelledError:
                 raise
@@ -458,7 +481,7 @@ class Replica:
             self.stats.last_follow_ok = time.time()
             if self._on_fresh is not None:
                 self._on_fresh()
-        if len(self._overlay) > MERGE_OVERLAY_AT and not self.ready.is_set():
+        if self._merge_due() and not self.ready.is_set():
             await asyncio.to_thread(self._merge_overlay)  # catching up: follow() is not running yet
         return len(records)
 
@@ -488,34 +511,74 @@ class Replica:
         log.info("blocklist index rebuilt (build %s): replica re-read %d entries", snap.build, self.stats.entries)
 
     def apply(self, key: str, entry: Entry | None) -> None:
-        """One changed key: update in place when the arrays hold it, else keep it in the overlay."""
+        """One changed key: update in place when the arrays hold it, else keep it in the overlay (a revoked
+        one among the revoked keys, for the counts); the counts move it from its old bucket to its new one."""
         self.stats.changes_applied += 1
+        new = _state(entry)
         i = self._index(hash(key))
         if i >= 0:
-            self._active -= int(self._status[i] != ABSENT)
-            if entry is None:
-                self._status[i] = ABSENT
+            old: State = (int(self._status[i]), int(self._expires[i]))
+            self._active += int(live(new[0])) - int(live(old[0]))
+            self._status[i], self._expires[i] = new
+        else:
+            old = self._outside(key)
+            self._extra += int(live(new[0])) - int(key in self._overlay)
+            if entry is not None and entry.status is Status.REVOKED:
+                self._revoked[key] = new[0]
             else:
-                self._status[i] = _code(entry)
-                self._expires[i] = _expiry(entry)
-            self._active += int(self._status[i] != ABSENT)
+                self._revoked.pop(key, None)
         if entry is not None and entry.status is not Status.REVOKED:
             self._overlay[key] = entry
         else:
             self._overlay.pop(key, None)
-        self.stats.entries = self._active + len(self._overlay)
+        self._counts.change(key, old, new)
+        self.stats.entries = self._active + self._extra
+
+    def _outside(self, key: str) -> State:
+        """The state of a key the arrays do not hold: in the overlay, among the revoked keys, or absent."""
+        entry = self._overlay.get(key)
+        if entry is not None:
+            return _state(entry)
+        code = self._revoked.get(key)
+        return (code, 0) if code is not None else (ABSENT, 0)
+
+    def _locate(self, key: str) -> tuple[int, int, int]:
+        """A key's row in the arrays (-1: not there), code and expiry (for the counts' expiry checks)."""
+        i = self._index(hash(key))
+        if i >= 0:
+            return i, int(self._status[i]), int(self._expires[i])
+        return (-1, *self._outside(key))
+
+    def _merge_due(self) -> bool:
+        """Whether the overlay (or the counts' heap of later expiries) has grown enough to merge into arrays."""
+        return len(self._overlay) + len(self._revoked) > MERGE_OVERLAY_AT or self._counts.pending > MERGE_OVERLAY_AT
 
     def _merge_overlay(self) -> None:
         overlay = dict(self._overlay)
+        revoked = dict(self._revoked)
         keep = self._status != ABSENT
-        hashes = np.concatenate([self._hashes[keep], np.array([hash(k) for k in overlay], dtype=np.int64)])
-        codes = np.concatenate([self._status[keep], np.array([_code(e) for e in overlay.values()],
-                                                             dtype=np.uint8)])
-        exp = np.concatenate([self._expires[keep], np.array([_expiry(e) for e in overlay.values()], dtype=np.uint32)])
-        # Keys merged now are dropped from the overlay; newer changes to them are already in place.
+        hashes = np.concatenate([self._hashes[keep], np.array([hash(k) for k in overlay], dtype=np.int64),
+                                 np.array([hash(k) for k in revoked], dtype=np.int64)])
+        codes = np.concatenate([self._status[keep], np.array([_code(e) for e in overlay.values()], dtype=np.uint8),
+                                np.array(list(revoked.values()), dtype=np.uint8)])
+        exp = np.concatenate([self._expires[keep], np.array([_expiry(e) for e in overlay.values()], dtype=np.uint32),
+                              np.zeros(len(revoked), dtype=np.uint32)])
+        self._extra = 0
+        self._install(hashes, codes, exp)
+        # Keys merged now are dropped from the overlay once the arrays hold them (an expiry check of the counts
+        # meanwhile finds them in one or the other); no change is applied while a merge runs.
         for k in overlay:
             self._overlay.pop(k, None)
-        self._install(hashes, codes, exp)
+        for k in revoked:
+            self._revoked.pop(k, None)
+
+    def entry_counts(self, now: float) -> dict[tuple[str, str], int] | None:
+        """Entries by (kind, status) of this replica's copy at ``now`` (epoch seconds), the
+        ``sekat_blocklist_entries`` gauge (``blocklist.counts``); None until the replica is loaded."""
+        if not self.ready.is_set():
+            return None
+        with self._counting:
+            return self._counts.advance(now)
 
     def _index(self, h: int) -> int:
         i = int(np.searchsorted(self._hashes, h))
@@ -530,13 +593,13 @@ class Replica:
             hs = np.fromiter((hash(k) for k in keys), dtype=np.int64, count=len(keys))
             idx = np.searchsorted(self._hashes, hs)
             np.minimum(idx, len(self._hashes) - 1, out=idx)
-            hit = (self._hashes[idx] == hs) & (self._status[idx] != ABSENT)
+            hit = (self._hashes[idx] == hs) & active(self._status[idx])
             for j in np.flatnonzero(hit):
                 i = idx[j]
                 exp = int(self._expires[i])
                 if exp and exp <= now:
                     continue
-                found[keys[j]] = Entry(key=keys[j], status=_STATUS[int(self._status[i])], source="",
+                found[keys[j]] = Entry(key=keys[j], status=_STATUS[int(self._status[i]) & STATUS_BITS], source="",
                                        reason="", expires_at="")
         if self._overlay:
             for k in keys:

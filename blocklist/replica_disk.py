@@ -5,7 +5,7 @@ down cannot load it. Each worker therefore keeps the same chunks in a file of it
 replica loads them from Redis, stores them there, or sees that another worker stored a newer one:
 
     {directory}/{prefix}replica.skd     ``SKRD`` and the format version (uint32), then each chunk as its
-                                        length (uint32) and its bytes (the stored snapshot's ``SKR1``
+                                        length (uint32) and its bytes (the stored snapshot's ``SKR2``
                                         chunks as they are), then the description (JSON: change-stream
                                         id, ``entries-added``, build, when the snapshot was taken, entry
                                         count, generation), its length (uint32), and a CRC-32 of
@@ -41,7 +41,7 @@ from sekat.blocklist import replica_snapshot as stored
 log = logging.getLogger(__name__)
 
 MAGIC = b"SKRD"
-VERSION = 1
+VERSION = 2  # 2: SKR2 chunks (revoked entries, kind bits)
 MAX_AGE_S = 86_400  # a copy older than this is not screened from: it may miss a day of reports and revocations
 FILE_MODE = 0o600
 DIR_MODE = 0o700

@@ -7,9 +7,9 @@ from the change stream, so a fleet pays the full read once, not once per worker:
     {prefix}replica:snapshot            JSON: which chunks, the change-stream id the snapshot is
                                         as of (``last_id``), the stream's ``entries-added`` then,
                                         the build id, the entry count, when it was written
-    {prefix}replica:snapshot:{gen}:{i}  one chunk: up to CHUNK_ENTRIES active entries as
-                                        ``SKR1``, n and the keys' length in bytes (uint32 each),
-                                        n status codes (uint8), n expiries (uint32 epoch s), then the
+    {prefix}replica:snapshot:{gen}:{i}  one chunk: up to CHUNK_ENTRIES entries (revoked ones too) as
+                                        ``SKR2``, n and the keys' length in bytes (uint32 each),
+                                        n codes (uint8: status and kind, index_scan), n expiries (uint32 epoch s), then the
                                         n keys (``kind:value``) joined by newlines (a normalised
                                         identifier has none; checked both ways)
     {prefix}replica:snapshot:writing    lock (with an expiry, renewed while it reads): one writer
@@ -76,7 +76,7 @@ CHUNK_ENTRIES = 500_000
 # A background refresh writes smaller chunks: encoding one holds the GIL, time the running worker's event loop
 # waits (docs/replica.md); a loader gets 10 times as many GETs, still few.
 REFRESH_CHUNK_ENTRIES = 50_000
-MAGIC = b"SKR1"
+MAGIC = b"SKR2"  # SKR1 chunks lack revoked entries and the kind bit: not whole for this version, so re-read
 _HEAD = struct.Struct("<4sII")
 PENDING_TTL_S = 3600  # chunks of a snapshot being written (a writer that dies leaves nothing for long)
 RETIRE_TTL_S = 300  # the previous generation's chunks, once the pointer has moved on
@@ -88,13 +88,13 @@ REFRESH_CHECK_S = 15.0  # how often each running worker looks at the stored snap
 REFRESH_SHARE = 0.5  # a background refresh rests between batches: busy at most this share of its time
 WAITING_TTL_MS = 5_000  # a starting worker's "waiting for the snapshot" flag, renewed while it waits
 
-Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]  # key hashes (int64), status codes (uint8), expiries (uint32)
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]  # key hashes (int64), codes (uint8), expiries (uint32)
 
 
 @dataclass
 class Snapshot:
-    """A copy of the index for a replica to install: the active entries as arrays (key hashes of this process,
-    status codes, expiries in epoch seconds, 0 = never; not sorted yet), the change-stream id it is as of
+    """A copy of the index for a replica to install: the entries as arrays (key hashes of this process,
+    codes (``index_scan``), expiries in epoch seconds, 0 = never; not sorted yet), the change-stream id it is as of
     and the build it came from."""
 
     hashes: np.ndarray

@@ -52,9 +52,7 @@ checked before the write.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -337,40 +335,6 @@ class BlocklistStore:
     async def close(self) -> None:
         await self._redis.aclose()
 
-    async def counts(self, now: datetime | None = None, scan_count: int = 1000,
-                     pause_s: float = 0.0) -> dict[tuple[str, str], int]:
-        """Entries by (kind, status) for the ``sekat_blocklist_entries`` gauge.
-
-        Status is the entry's own (reported/confirmed/revoked), or ``expired``
-        when it is past ``expires_at`` and not revoked. Cost: a full SCAN of the
-        entry keys plus one MGET per ``scan_count`` keys, i.e. O(entries) work
-        on Redis spread over many short commands, and a JSON parse per entry on
-        the caller (load_tests/blocklist_count.py measures both). The worker runs
-        it on the Faust leader only, every SEKAT_BLOCKLIST_COUNT_INTERVAL_S, never
-        on the hot path; a local replica can answer the same question from memory.
-        ``pause_s`` yields the event loop that long after each batch: the worker
-        spreads a count over time so that its CPU (~1.5 µs an entry, all on the
-        worker's one thread) does not stall screening for seconds at 1 M entries.
-        """
-        now = now or datetime.now(timezone.utc)
-        counts: dict[tuple[str, str], int] = {}
-        head = len(self._rkey("").encode())  # keys are {prefix}bl:{kind}:{value}
-        try:
-            # one pass over the keyspace (of every shard, on a cluster) for both kinds
-            async for keys in scan_keys(self._redis, self._rkey("*"), scan_count):
-                keyed = [(raw_kind.decode(), k) for k in keys
-                         if (raw_kind := k[head:].partition(b":")[0]) in (b"account", b"phone")]
-                if keyed:
-                    for (kind, _), raw in zip(keyed, await mget(self._redis, [k for _, k in keyed])):
-                        status = _count_status(raw, now)
-                        if status:
-                            counts[kind, status] = counts.get((kind, status), 0) + 1
-                if pause_s:
-                    await asyncio.sleep(pause_s)
-        except (RedisError, OSError) as exc:
-            raise BlocklistUnavailable(f"blocklist count failed: {type(exc).__name__}") from exc
-        return counts
-
 
 def _due_now(entries: Sequence[Entry], revoked: Iterable[str]) -> list[str]:
     """Keys to mark due for release: the revoked entries written, and the already-revoked keys of a retry."""
@@ -380,8 +344,8 @@ def _due_now(entries: Sequence[Entry], revoked: Iterable[str]) -> list[str]:
 def status_and_expiry(raw: bytes | None) -> tuple[str, str] | None:
     """An index value's own ``status`` and ``expires_at`` ("" = never), or None if it is not a Sekat entry.
 
-    Cheaper than ``Entry.from_json`` (the entry's history can be long), for the passes that read every
-    entry: the replica's read of the index and the entry count. ``Entry.to_json`` writes the entry's own
+    Cheaper than ``Entry.from_json`` (the entry's history can be long), for the pass that reads every
+    entry: the replica's read of the index. ``Entry.to_json`` writes the entry's own
     ``status`` before its history, and ``expires_at`` appears only at the top level, so both are found
     in the bytes; anything else is parsed.
     """
@@ -402,18 +366,3 @@ def status_and_expiry(raw: bytes | None) -> tuple[str, str] | None:
 
 
 _STATUSES = ("reported", "confirmed", "revoked")
-
-
-def _count_status(raw: bytes | None, now: datetime) -> str:
-    """The status an entry is counted under; '' for a key deleted meanwhile or not written by Sekat."""
-    found = status_and_expiry(raw)
-    if found is None:
-        return ""
-    status, expires = found
-    if status != "revoked" and expires:
-        try:
-            if datetime.fromisoformat(expires) <= now:
-                return "expired"
-        except (ValueError, TypeError):
-            pass  # counted under its own status
-    return status

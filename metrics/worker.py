@@ -45,6 +45,8 @@ OTHER_INSTITUTION = "other"
 # per stream on every worker, so the count stays at 16.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0,
                    5.0, 30.0)
+# A periodic task runs from well under a millisecond (a policy check) to minutes (a background snapshot refresh).
+PERIODIC_BUCKETS = (0.0001, 0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 30.0, 120.0, 600.0)
 DAY_SECONDS = 86_400
 
 
@@ -95,7 +97,8 @@ class Freshness:
 class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry, deadletter_reasons: Iterable[str] = (),
                  target_attempts: int = 4_700_000_000, target_period_days: int = 1095,
-                 app_id: str = "sekat", version: str = "", clock: Callable[[], float] = time.time) -> None:
+                 app_id: str = "sekat", version: str = "", clock: Callable[[], float] = time.time,
+                 latency_objective_s: float = 0.25, latency_goal_s: float = 0.010) -> None:
         self.events = Counter("sekat_events_total", "Input events by stream and decision outcome.",
                               ["stream", "outcome"], registry=registry)
         self.commands = Counter("sekat_commands_total",
@@ -123,6 +126,16 @@ class WorkerMetrics:
             "sekat_decision_latency_seconds",
             "Input record timestamp to acknowledgement of the batch's output by Kafka.",
             ["stream"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.latency_objective = Gauge(
+            "sekat_decision_latency_objective_seconds",
+            "Decision-latency objective, p99 (SEKAT_LATENCY_OBJECTIVE_MS): SekatDecisionLatencyHigh pages when the "
+            "p99 stays over it.", registry=registry)
+        self.latency_goal = Gauge(
+            "sekat_decision_latency_goal_seconds",
+            "Decision-latency goal, p99 (SEKAT_LATENCY_GOAL_MS): SekatDecisionLatencyOverGoal opens a ticket when the "
+            "p99 stays over it.", registry=registry)
+        self.latency_objective.set(latency_objective_s)
+        self.latency_goal.set(latency_goal_s)
         self.processing = Histogram(
             "sekat_batch_processing_seconds", "In-process time to decide one batch (decode, lookup, decide, send).",
             ["stream"], buckets=LATENCY_BUCKETS, registry=registry)
@@ -143,8 +156,11 @@ class WorkerMetrics:
                                      "Active entries in this worker's blocklist replica.", registry=registry)
         self.blocklist_entries = Gauge(
             "sekat_blocklist_entries", "Blocklist entries in the serving index by kind and status "
-            "(expired: past expires_at, not revoked); refreshed every SEKAT_BLOCKLIST_COUNT_INTERVAL_S.",
-            ["kind", "status"], registry=registry)
+            "(expired: past expires_at, not revoked), as the group leader's replica holds them; published every "
+            "SEKAT_BLOCKLIST_COUNT_INTERVAL_S.", ["kind", "status"], registry=registry)
+        self.periodic_task = Histogram(
+            "sekat_periodic_task_seconds", "Runtime of each run of a worker's periodic task (its timer's name).",
+            ["task"], buckets=PERIODIC_BUCKETS, registry=registry)
         self.blocklist_counted = Gauge("sekat_blocklist_entries_counted_timestamp_seconds",
                                        "When sekat_blocklist_entries was last refreshed.", registry=registry)
         self.freshness = Freshness(clock)
@@ -154,7 +170,8 @@ class WorkerMetrics:
             "replica applied the change stream).", registry=registry)
         self.staleness.set_function(self.freshness.age)
         self.consumer_lag = Gauge("sekat_consumer_lag_messages",
-                                  "Input records not yet committed: partition end offset minus committed offset.",
+                                  "Records not yet committed on the screening inputs and the reports intake: "
+                                  "partition end offset minus committed offset.",
                                   ["topic", "partition"], registry=registry)
         self.end_offset = Gauge("sekat_consumer_end_offset",
                                 "End offset (high watermark) of each assigned input partition.",
@@ -236,7 +253,7 @@ class WorkerMetrics:
             self.stalled.labels(stream).set_function(lambda s=stream: float(is_stalled(s)))
 
     def set_blocklist_counts(self, counts: Mapping[tuple[str, str], int]) -> None:
-        """Publish ``BlocklistStore.counts()``; every kind x status is set, missing ones to 0."""
+        """Publish the entry counts (``Replica.entry_counts``); every kind x status is set, missing ones to 0."""
         for kind in BLOCKLIST_KINDS:
             for status in BLOCKLIST_STATUSES:
                 self.blocklist_entries.labels(kind, status).set(counts.get((kind, status), 0))

@@ -102,8 +102,10 @@ class Settings:
     target_attempts: int = 4_700_000_000
     target_period_days: int = 1095
     metrics_interval_s: int = 5
+    latency_objective_ms: int = 250
+    latency_goal_ms: int = 10
     stall_after_s: int = 60
-    blocklist_count_interval_s: int = 300
+    blocklist_count_interval_s: int = 15
     replica_snapshot_max_behind: int = 200_000
     replica_disk_dir: str | None = None  # None (unset): the worker's data directory; "": no disk copy
     replica_disk_max_age_s: int = 86_400
@@ -195,6 +197,8 @@ class Settings:
             ("target_attempts", 1, 10**15),
             ("target_period_days", 1, 36_500),
             ("metrics_interval_s", 1, 3_600),
+            ("latency_objective_ms", 1, 60_000),
+            ("latency_goal_ms", 1, 60_000),
             ("stall_after_s", 1, 3_600),
             ("blocklist_count_interval_s", 1, 86_400),
             ("replica_snapshot_max_behind", 0, 1_000_000),
@@ -220,6 +224,9 @@ class Settings:
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ConfigError("SEKAT_" + name.upper(), f"must be between {low} and {high}, got {value}")
+        if self.latency_goal_ms > self.latency_objective_ms:
+            raise ConfigError("SEKAT_LATENCY_GOAL_MS", f"must not exceed SEKAT_LATENCY_OBJECTIVE_MS "
+                                                       f"({self.latency_objective_ms}), got {self.latency_goal_ms}")
         if not re.fullmatch(r"[A-Z]{2}", self.phone_region):
             raise ConfigError("SEKAT_PHONE_REGION", "must be a two-letter region code such as MY")
         if self.transfers_format not in TRANSFER_FORMATS:
@@ -473,9 +480,13 @@ SETTINGS_DOC: dict[str, str] = {
     "target_attempts": "National target: scam attempts to screen over the target period (exposed as sekat_target_attempts).",
     "target_period_days": "The target's period in days (default three years; sekat_target_period_seconds).",
     "metrics_interval_s": "How often a worker refreshes consumer lag and pings Redis for the staleness gauge.",
+    "latency_objective_ms": "Decision-latency objective (p99, ms): SekatDecisionLatencyHigh pages when the p99 stays "
+                            "over it for 10 minutes (exposed as sekat_decision_latency_objective_seconds).",
+    "latency_goal_ms": "Decision-latency goal (p99, ms): SekatDecisionLatencyOverGoal opens a ticket when the p99 stays "
+                       "over it for 30 minutes (sekat_decision_latency_goal_seconds). At most the objective.",
     "stall_after_s": "A screening stream with records waiting and no batch finished for this many seconds is stalled: "
                      "/healthz answers 503 naming it, and sekat_stream_stalled is 1.",
-    "blocklist_count_interval_s": "How often the group leader counts blocklist entries by kind and status (a full SCAN of the index).",
+    "blocklist_count_interval_s": "How often the group leader publishes the blocklist entry counts by kind and status (kept by its replica as changes arrive; a tick costs the entries expired since the last).",
     "replica_snapshot_max_behind": "A starting worker loads the replica snapshot another worker stored in Redis and catches up "
                                    "from the change stream when at most this many changes were made since; past that it reads "
                                    "the whole index (and stores a fresh snapshot). Running workers store a fresh one in the "

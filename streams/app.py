@@ -23,7 +23,8 @@ import logging
 import socket
 import ssl
 import time
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -69,8 +70,6 @@ FAUST_CONSUMER_STOP_S = 10.0
 # creating tasks each time: 10 ms keeps that cost small and adds at most 10 ms to a report's way into the
 # index (the promise is 100 ms to every worker).
 REPORTS_WITHIN_MS = 10
-# A pause per 1,000 entries counted: counting a large index is spread out instead of stalling screening.
-COUNT_PAUSE_S = 0.01
 # A record batch per output partition: Kafka's default of 16 KiB holds ~20 decision records, which would split a
 # batch's output into dozens of produce requests; well under any topic's max.message.bytes (1 MiB by default).
 PRODUCER_BATCH_BYTES = 256 * 1024
@@ -148,22 +147,37 @@ class Worker:
     guard: IndexGuard
     releaser: Releaser
     heap: HeapKeeper
-    last_count: float = field(default=float("-inf"))
 
     def register(self) -> None:
         app, settings = self.app, self.settings
         app.task(self.screen)
         app.task(self.keep_replica_fresh)
         app.task(self.keep_replica_snapshot)
-        app.timer(interval=1.0, name="sekat_reload_policy")(self.reload_policy)
-        app.timer(interval=1.0, name="sekat_keep_index_built")(self.keep_index_built)
-        app.timer(interval=1.0, name="sekat_keep_heap_frozen")(self.keep_heap_frozen)
-        app.timer(interval=1.0, name="sekat_refresh_brake")(self.refresh_brake)
-        app.timer(interval=settings.release_interval_s, name="sekat_release_sweep")(self.release_sweep)
-        app.timer(interval=settings.metrics_interval_s, name="sekat_observe_health")(self.observe_health)
-        app.timer(interval=settings.metrics_interval_s, name="sekat_count_blocklist")(self.count_blocklist)
+        timers: list[tuple[float, str, Callable[[], Awaitable[None]]]] = [
+            (1.0, "sekat_reload_policy", self.reload_policy),
+            (1.0, "sekat_keep_index_built", self.keep_index_built),
+            (1.0, "sekat_keep_heap_frozen", self.keep_heap_frozen),
+            (1.0, "sekat_refresh_brake", self.refresh_brake),
+            (settings.release_interval_s, "sekat_release_sweep", self.release_sweep),
+            (settings.metrics_interval_s, "sekat_observe_health", self.observe_health),
+            (settings.blocklist_count_interval_s, "sekat_count_blocklist", self.count_blocklist),
+        ]
+        for interval, name, tick in timers:
+            app.timer(interval=interval, name=name)(self.timed(name, tick))
         app.agent(self.outputs.reports, name="apply_reports")(self.apply_reports)
         app.page("/healthz")(self.healthz)
+
+    def timed(self, task: str, tick: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """``tick`` with its runtime observed in ``sekat_periodic_task_seconds{task}``."""
+        observe = self.metrics.periodic_task.labels(task).observe
+
+        async def timed_tick() -> None:
+            started = time.perf_counter()
+            try:
+                await tick()
+            finally:
+                observe(time.perf_counter() - started)
+        return timed_tick
 
     async def screen(self) -> None:
         """The screening consumer, once the replica is loaded; started again, with backoff, if it dies."""
@@ -176,7 +190,7 @@ class Worker:
 
     async def keep_replica_snapshot(self) -> None:
         """Keep the stored snapshot usable for the next worker to start (blocklist/replica_snapshot.py)."""
-        await self.replica.keep_stored_snapshot()
+        await self.replica.keep_stored_snapshot(self.metrics.periodic_task.labels("sekat_replica_snapshot").observe)
 
     async def reload_policy(self) -> None:
         self.policy.check()
@@ -233,25 +247,45 @@ class Worker:
         # Freshness comes from the replica alone (its change-stream read answers at least once a second): a
         # ping says Redis is up, not that this worker's copy has caught up with it. Reading the offsets also
         # tells the screening consumer's progress which streams have lag.
-        self.metrics.set_consumer_offsets(await self.screening.offsets())
+        self.metrics.set_consumer_offsets({**await self.screening.offsets(), **await self.reports_offsets()})
+
+    async def reports_offsets(self) -> dict[tuple[str, int], tuple[int, int]]:
+        """(end offset asked of the broker, committed offset) per ``sekat.reports`` partition this worker's reports
+        agent holds: the intake's lag, in the same gauge as the screening inputs'.
+
+        The agent runs on Faust's own consumer, which commits what the agent acknowledged (every 0.5 s); before a
+        partition's first commit its fetch position stands in (as for the screening consumer).
+        """
+        consumer = self.app.consumer
+        try:
+            assigned = sorted(tp for tp in consumer.assignment() if tp.topic == self.settings.topic_reports)
+            ends = await consumer.highwaters(*assigned) if assigned else {}
+            out = {}
+            for tp in assigned:
+                done = consumer._committed_offset.get(tp)  # Faust keeps no public view of its commits
+                if done is None:
+                    done = await consumer.position(tp)
+                if done is not None:
+                    out[tp.topic, tp.partition] = (int(ends[tp]), int(done))
+        except Exception as exc:  # noqa: BLE001 - not started / rebalancing: try again next interval
+            log.debug("reports offsets not available: %s", exc)
+            return {}
+        return out
 
     async def count_blocklist(self) -> None:
-        """The blocklist-size gauges: counted by the group leader only, every SEKAT_BLOCKLIST_COUNT_INTERVAL_S.
+        """The blocklist-size gauges, published by the group leader every SEKAT_BLOCKLIST_COUNT_INTERVAL_S.
 
-        Every worker sees the same index, so only the leader pays for the SCAN, first as soon as it leads;
-        the others drop their series so that a former leader's counts do not linger.
+        The counts are kept by the replica as it applies changes (blocklist/counts.py): a tick moves the
+        entries expired since the last one, nothing reads the index. Every worker's replica holds the same
+        counts, so only the leader publishes them; the others drop their series so that a former leader's
+        counts do not linger.
         """
         if not self.app.is_leader():
             self.metrics.clear_blocklist_counts()
-            self.last_count = float("-inf")
             return
-        if time.monotonic() - self.last_count < self.settings.blocklist_count_interval_s:
-            return
-        self.last_count = time.monotonic()
-        try:
-            self.metrics.set_blocklist_counts(await self.store.counts(pause_s=COUNT_PAUSE_S))
-        except Exception as exc:  # noqa: BLE001 - a failed count keeps the last one; staleness and /healthz tell
-            log.warning("counting blocklist entries failed: %s", exc)
+        counts = self.replica.entry_counts(time.time())
+        if counts is not None:
+            self.metrics.set_blocklist_counts(counts)
 
 
 def disk_copy(settings: Settings) -> DiskCopy | None:
@@ -266,7 +300,8 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
     """Every collaborator of a worker, each built once from ``settings``; nothing connects until the app starts."""
     metrics = WorkerMetrics(registry, deadletter_reasons=REASONS, target_attempts=settings.target_attempts,
                             target_period_days=settings.target_period_days, app_id=settings.app_id,
-                            version=sekat.__version__)
+                            version=sekat.__version__, latency_objective_s=settings.latency_objective_ms / 1000,
+                            latency_goal_s=settings.latency_goal_ms / 1000)
     url, prefix = settings.redis_url, settings.redis_prefix
     # Guarded: reports are applied only to a built index (never racing a rebuild's replay).
     store = BlocklistStore.from_url(url, prefix, guarded=True)

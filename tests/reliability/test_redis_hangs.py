@@ -21,7 +21,7 @@ from sekat.blocklist.connection import async_client
 from sekat.localstack.processes import free_port
 from sekat.localstack.redis_servers import RedisServer
 from sekat.records import iso
-from tests.support import Collector, Producer, Stack, WorkerProcess, isolated_env, list_phone, unique, wait_until
+from tests.support import Collector, Producer, Stack, WorkerProcess, isolated_env, list_phone, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -10,17 +10,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sekat.blocklist.index_scan import ABSENT, STATUS_CODES, batch_arrays, epochs, status_code
+from sekat.blocklist.index_scan import (ABSENT, ACCOUNT, CONFIRMED, REVOKED, STATUS_CODES, batch_arrays, epochs,
+                                        status_code)
 from sekat.blocklist.store import status_and_expiry
 from sekat.records import Entry, Report, Status, iso
 
 
 def full(raw: bytes) -> tuple[int, int]:
-    """The answer by the full path alone (``status_and_expiry``, then ``fromisoformat``; an absent entry's
-    expiry is never used)."""
+    """The answer by the full path alone (``status_and_expiry``, then ``fromisoformat``; a revoked or absent
+    entry's expiry is never used)."""
     found = status_and_expiry(raw)
-    if found is None or found[0] == "revoked":
+    if found is None:
         return ABSENT, 0
+    if found[0] == "revoked":
+        return REVOKED, 0
     status, expires = found
     return STATUS_CODES[status], int(datetime.fromisoformat(expires).timestamp()) if expires else 0
 
@@ -40,7 +43,7 @@ def test_entries_as_the_index_writes_them() -> None:
                 assert status_code(raw) == full(raw), raw
     assert status_code(entry(Status.CONFIRMED)) == (2, 0)
     assert status_code(entry(Status.REPORTED, "2027-01-01T00:00:00+00:00"))[1] == 1798761600
-    assert status_code(entry(Status.REVOKED)) == (ABSENT, 0)
+    assert status_code(entry(Status.REVOKED)) == (REVOKED, 0)
 
 
 @pytest.mark.parametrize("raw", [
@@ -68,7 +71,7 @@ def test_any_bytes_get_the_full_paths_answer(raw: bytes) -> None:
 
 
 def batch(values: list[bytes | None]) -> list[tuple[str, int, int]]:
-    """What the start-up read keeps of a batch: (key, code, expiry) of each active entry."""
+    """What the start-up read keeps of a batch: (key, code, expiry) of each entry (revoked ones too)."""
     keys = [f"sekat:bl:phone:+6011{i:07d}".encode() for i in range(len(values))]
     kept, hashes, codes, expiries = batch_arrays(keys, values, len("sekat:bl:"))
     assert hashes.tolist() == [hash(k) for k in kept]
@@ -123,3 +126,11 @@ def test_any_batch_reads_as_entry_by_entry(values: list[bytes | None]) -> None:
 
 def test_epochs_of_nothing() -> None:
     assert epochs([]).tolist() == [] and epochs([b"", b""]).tolist() == [0, 0]
+
+
+def test_a_batch_keeps_revoked_entries_and_marks_accounts() -> None:
+    keys = [b"sekat:bl:phone:+60111111111", b"sekat:bl:account:CIBBMYKL:8001234567", b"sekat:bl:account:CIBBMYKL:1"]
+    values: list[bytes | None] = [entry(Status.REVOKED), entry(Status.CONFIRMED), b"garbage"]
+    kept, _, codes, _ = batch_arrays(keys, values, len("sekat:bl:"))
+    assert kept == ["phone:+60111111111", "account:CIBBMYKL:8001234567"]
+    assert codes.tolist() == [REVOKED, CONFIRMED | ACCOUNT]

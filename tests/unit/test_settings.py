@@ -38,6 +38,8 @@ def test_environment_overrides() -> None:
     ({"SEKAT_REPLICA_DISK_DIR": "relative/dir"}, "SEKAT_REPLICA_DISK_DIR"),
     ({"SEKAT_REPLICA_DISK_DIR": "/etc/hostname"}, "SEKAT_REPLICA_DISK_DIR"),
     ({"SEKAT_REPLICA_DISK_MAX_AGE_S": "10"}, "SEKAT_REPLICA_DISK_MAX_AGE_S"),
+    ({"SEKAT_LATENCY_OBJECTIVE_MS": "0"}, "SEKAT_LATENCY_OBJECTIVE_MS"),
+    ({"SEKAT_LATENCY_OBJECTIVE_MS": "50", "SEKAT_LATENCY_GOAL_MS": "100"}, "SEKAT_LATENCY_GOAL_MS"),
 ])
 def test_bad_settings_name_the_variable(env: dict, setting: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -101,6 +103,7 @@ def test_target_and_metric_intervals_are_settings_with_named_errors() -> None:
     s = Settings.from_environ({"SEKAT_TARGET_ATTEMPTS": "1000000", "SEKAT_TARGET_PERIOD_DAYS": "30"})
     assert (s.target_attempts, s.target_period_days) == (1_000_000, 30)
     assert Settings().target_attempts == 4_700_000_000 and Settings().target_period_days == 1095
+    assert (Settings().latency_objective_ms, Settings().latency_goal_ms) == (250, 10)
     for name, bad in (("SEKAT_TARGET_ATTEMPTS", "0"), ("SEKAT_TARGET_PERIOD_DAYS", "-1"),
                       ("SEKAT_METRICS_INTERVAL_S", "0"), ("SEKAT_BLOCKLIST_COUNT_INTERVAL_S", "soon")):
         with pytest.raises(ConfigError, match=name):

@@ -44,6 +44,7 @@ def test_a_frame_shows_rates_latency_commands_dead_letters_lag_and_down_workers(
     workers[0].lookups_by["hit"].inc(5)
     workers[0].lookups_by["miss"].inc(495)
     workers[0].set_consumer_offsets({("telco.calls", 0): (1000, 880), ("telco.calls", 1): (50, 30)})
+    workers[1].set_consumer_offsets({("sekat.reports", 0): (70, 40), ("telco.calls", 2): (10, 10)})
     after = [snapshot(f"http://w{i}/metrics", 102.0, r) for i, r in enumerate(registries)]
     after.append(Scrape("http://w9/metrics", 102.0, None, "URLError: connection refused"))
 
@@ -56,7 +57,8 @@ def test_a_frame_shows_rates_latency_commands_dead_letters_lag_and_down_workers(
     assert "p50 1.5 ms" in frame and "p99 2.0 ms" in frame
     assert "commands/s            3.0   BLOCK_CALL 2.0   HOLD_TRANSFER 1.0   (since start 6)" in frame
     assert "dead letters/s        3.0   not_json 3.0   (since start 6)" in frame
-    assert "consumer lag          140 records   largest telco.calls/0 120" in frame
+    # the reports intake's lag beside the screening inputs'
+    assert "consumer lag          170 records   telco.calls 140.0   sekat.reports 30.0   largest telco.calls/0 120" in frame
     assert "hit rate 1.00 %" in frame
     assert "DOWN           http://w9/metrics   URLError: connection refused" in frame
 
@@ -76,14 +78,19 @@ def test_a_brake_trip_and_what_it_holds_in_shadow_are_shown() -> None:
     assert "safety brake   ENGAGED   entry 1   rule 1   trips 1 (since start 1)   errors/s 1.0" in frame
 
 
-def test_p99_over_the_slo_is_called_out() -> None:
-    registry = CollectorRegistry()
-    w = WorkerMetrics(registry)
-    before = [snapshot("u", 0.0, registry)]
-    for _ in range(10):
-        w.latency_by["transfers"].observe(0.05)
-    frame = render(before, [snapshot("u", 1.0, registry)], now=NOW + timedelta(seconds=1))
-    assert "OVER SLO (10 ms)" in frame
+def test_p99_is_shown_against_the_workers_objective_and_goal() -> None:
+    def frame(latency: float, **settings: float) -> str:
+        registry = CollectorRegistry()
+        w = WorkerMetrics(registry, **settings)
+        before = [snapshot("u", 0.0, registry)]
+        for _ in range(10):
+            w.latency_by["transfers"].observe(latency)
+        return render(before, [snapshot("u", 1.0, registry)], now=NOW + timedelta(seconds=1))
+
+    assert "p99 4.0 ms   (goal 10 ms, objective 250 ms)" in frame(0.004)
+    assert "over goal (goal 10 ms, objective 250 ms)" in frame(0.05)
+    assert "OVER OBJECTIVE (goal 10 ms, objective 250 ms)" in frame(0.5)
+    assert "OVER OBJECTIVE (goal 5 ms, objective 20 ms)" in frame(0.05, latency_objective_s=0.02, latency_goal_s=0.005)
 
 
 def test_a_restarted_worker_counts_from_zero_not_negative() -> None:

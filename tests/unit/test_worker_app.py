@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import shutil
 from pathlib import Path
 from typing import Any
@@ -29,3 +31,15 @@ def test_the_reports_agent_reads_the_configured_reports_topic() -> None:
     [agent] = app.agents.values()
     assert agent.name == "apply_reports"
     assert agent.channel.get_topic_name() == "agency.reports"
+
+
+def test_every_timer_observes_its_runtime_under_its_name() -> None:
+    registry = CollectorRegistry()
+    app = create_app(Settings(app_id="sekat-timers"), registry)
+    # Faust wraps each timer's function (functools.wraps): the task, then the timer loop, then what it runs
+    ticks = {inspect.getclosurevars(f).nonlocals["tick"].__name__: f
+             for task in app._app_tasks if (f := getattr(task.__wrapped__, "__wrapped__", None)) is not None}
+    assert set(ticks) == {"reload_policy", "keep_index_built", "keep_heap_frozen", "refresh_brake", "release_sweep",
+                          "observe_health", "count_blocklist"}
+    asyncio.run(ticks["reload_policy"]())  # the policy check: no Kafka, no Redis
+    assert registry.get_sample_value("sekat_periodic_task_seconds_count", {"task": "sekat_reload_policy"}) == 1
