@@ -53,6 +53,7 @@ checked before the write.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -68,7 +69,11 @@ from sekat.errors import BlocklistUnavailable, IndexNotBuilt
 from sekat.records import Entry, Report, Status
 from sekat.release.acted import ActedKeys
 
+log = logging.getLogger(__name__)
 CHANGES_MAXLEN = 1_000_000
+# Attempts of one write that another writer of the same entries keeps overtaking (see ``_apply_watched``); then
+# the caller's retry takes over, with its backoff.
+WRITE_RACES = 10
 # Compare-and-act on the rebuild lock: only its holder (same token) may extend or release it.
 _EXTEND = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -222,29 +227,50 @@ class BlocklistStore:
             await self.put_many(changed, announce=list(written),
                                 revoked=[k for k, e in written.items() if e.status is Status.REVOKED])
         else:
-            try:
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    if guard:
-                        await pipe.watch(self._built)  # immediate mode until multi()
-                        raw = await pipe.mget([self._built, *(self._rkey(k) for k in keys)])
-                        if raw[0] is None:
-                            raise IndexNotBuilt("blocklist index is not built: waiting for the rebuild from the topic")
-                        raw = raw[1:]
-                    else:
-                        raw = await self._redis.mget([self._rkey(k) for k in keys])
-                    current = {k: Entry.from_json(orjson.loads(v)) for k, v in zip(keys, raw) if v is not None}
-                    start = dict(current)
-                    changed, last = self._merge(current, reports)
-                    pending = self._pending(start, current, changed, last)
-                    if publish is not None and pending:
-                        await publish(pending)
-                    pipe.multi()
-                    self._queue_puts(pipe, changed, [k for k, e in current.items() if e is not None])
+            for _ in range(WRITE_RACES):
+                done = await self._apply_watched(keys, reports, guard, publish)
+                if done is not None:
+                    return done
+                log.warning("blocklist entries changed by another writer between read and write (two owners of a "
+                            "reports partition during a rebalance?): merging the batch again")
+            raise BlocklistUnavailable(f"blocklist write lost {WRITE_RACES} races in a row to other writers")
+        return changed, pending
+
+    async def _apply_watched(self, keys: list[str], reports: Sequence[Report], guard: bool,
+                             publish: Callable[[list[Report]], Awaitable[None]] | None
+                             ) -> tuple[list[Entry], list[Report]] | None:
+        """One attempt of ``apply`` on one server: WATCH the entries (and the marker, guarded), read, merge, MULTI.
+
+        None when another writer changed one of the entries since the read: the write is dropped, not applied
+        over what that writer wrote, and the caller merges again from the entries as they are now.
+        """
+        entry_keys = [self._rkey(k) for k in keys]
+        watched = [self._built, *entry_keys] if guard else entry_keys
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(*watched)  # immediate mode until multi()
+                raw = await pipe.mget(watched)
+                if guard:
+                    if raw[0] is None:
+                        raise IndexNotBuilt("blocklist index is not built: waiting for the rebuild from the topic")
+                    raw = raw[1:]
+                current: dict[str, Entry | None] = {k: Entry.from_json(orjson.loads(v))
+                                                    for k, v in zip(keys, raw) if v is not None}
+                start = dict(current)
+                changed, last = self._merge(current, reports)
+                pending = self._pending(start, current, changed, last)
+                if publish is not None and pending:
+                    await publish(pending)
+                pipe.multi()
+                self._queue_puts(pipe, changed, [k for k, e in current.items() if e is not None])
+                try:
                     await pipe.execute()
-            except WatchError as exc:
-                raise IndexNotBuilt("blocklist index rebuild started during the write; retrying") from exc
-            except (RedisError, OSError) as exc:
-                raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
+                except WatchError:
+                    if guard and await self.build_id() is None:
+                        raise IndexNotBuilt("blocklist index rebuild started during the write; retrying") from None
+                    return None
+        except (RedisError, OSError) as exc:
+            raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
         return changed, pending
 
     @staticmethod
