@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import MessageSizeTooLargeError
 
@@ -547,6 +547,50 @@ def report_key(report: dict[str, Any]) -> bytes:
     if report["kind"] == "account":
         return f"account:{report['bank']}:{report['value']}".encode()
     return f"phone:{report['value']}".encode()
+
+
+def committed_to_end(settings: Settings, group: str, topic: str) -> bool:
+    """Whether consumer group ``group`` has committed every partition of ``topic`` up to its end."""
+    admin = KafkaAdminClient(**settings.kafka_client_config())  # type: ignore[arg-type]
+    consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None)  # type: ignore[arg-type]
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = consumer.end_offsets(tps)
+        committed = {tp: meta.offset for tp, meta in admin.list_group_offsets(group).get(group, {}).items()}
+        return bool(tps) and all(committed.get(tp, -1) == ends[tp] for tp in tps)
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def list_account(settings: Settings, bank: str, account: str, case_ref: str = "KL/19") -> None:
+    """List ``bank``'s ``account`` as a mule confirmed by PDRM, straight into the index (as ``list_phone``)."""
+    from sekat.blocklist.store import BlocklistStore
+    from sekat.records import Status
+
+    async def go() -> None:
+        store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
+        try:
+            await file_report(store, f"account:{bank}:{account}", Status.CONFIRMED, "PDRM", "mule account", case_ref)
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+def transfer_traffic(bank: str, account: str, every: int, listed_ids: list[str]) -> Callable[[int], dict[str, object]]:
+    """Transfer events for ``Traffic``: every ``every``-th to ``bank``'s ``account`` (its event id kept in
+    ``listed_ids``), the others to accounts of their own."""
+    def make(i: int) -> dict[str, object]:
+        event_id = unique("t-")
+        listed = i % every == 0
+        if listed:
+            listed_ids.append(event_id)
+        payee = {"bank": bank, "account": account} if listed else {"bank": "PBBEMYKL", "account": f"4{i:09d}"}
+        return {"event_id": event_id, "occurred_at": iso(datetime.now(timezone.utc)), "transfer_id": f"DN{i}",
+                "amount": "900.00", "currency": "MYR", "payer": {"bank": "MBBEMYKL", "account": f"7{i:09d}"},
+                "payee": payee}
+    return make
 
 
 def call_traffic(listed_phone: str, every: int, listed_ids: list[str]) -> Callable[[int], dict[str, object]]:

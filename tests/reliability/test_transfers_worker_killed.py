@@ -10,64 +10,21 @@ of the topic). The test counts the duplicates and prints them with the time with
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
-from datetime import datetime, timezone
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from sekat.blocklist.store import BlocklistStore
 from sekat.localstack.processes import free_port
-from sekat.records import Status, iso
-from sekat.settings import Settings
-from tests.support import Collector, Stack, Traffic, WorkerProcess, file_report, isolated_env, unique, wait_until
+from tests.support import (Collector, Stack, Traffic, WorkerProcess, committed_to_end, isolated_env, list_account,
+                           transfer_traffic, unique, wait_until)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 MULE_BANK, MULE = "CIBBMYKL", "8001234567"
-
-
-def list_account(settings: Settings, bank: str, account: str) -> None:
-    async def go() -> None:
-        store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
-        try:
-            await file_report(store, f"account:{bank}:{account}", Status.CONFIRMED, "PDRM", "mule account", "KL/19")
-        finally:
-            await store.close()
-
-    asyncio.run(go())
-
-
-def transfer_traffic(every: int, listed_ids: list[str]) -> Callable[[int], dict[str, object]]:
-    """Transfers for ``Traffic``: every ``every``-th to the mule (its event id kept in ``listed_ids``)."""
-    def make(i: int) -> dict[str, object]:
-        event_id = unique("t-")
-        to_mule = i % every == 0
-        if to_mule:
-            listed_ids.append(event_id)
-        payee = {"bank": MULE_BANK, "account": MULE} if to_mule else {"bank": "PBBEMYKL", "account": f"4{i:09d}"}
-        return {"event_id": event_id, "occurred_at": iso(datetime.now(timezone.utc)), "transfer_id": f"DN{i}",
-                "amount": "900.00", "currency": "MYR", "payer": {"bank": "MBBEMYKL", "account": f"7{i:09d}"},
-                "payee": payee}
-    return make
-
-
-def committed_is_end(settings: Settings, group: str, topic: str) -> bool:
-    admin = KafkaAdminClient(**settings.kafka_client_config())  # type: ignore[arg-type]
-    consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None)  # type: ignore[arg-type]
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        ends = consumer.end_offsets(tps)
-        committed = {tp: meta.offset for tp, meta in admin.list_group_offsets(group).get(group, {}).items()}
-        return bool(tps) and all(committed.get(tp, -1) == ends[tp] for tp in tps)
-    finally:
-        consumer.close()
-        admin.close()
 
 
 def test_a_worker_killed_while_deciding_transfers_decides_every_one_after_a_restart(stack: Stack,
@@ -80,7 +37,7 @@ def test_a_worker_killed_while_deciding_transfers_decides_every_one_after_a_rest
     to_mule: list[str] = []
     list_account(s, MULE_BANK, MULE)
     worker.wait_replica()
-    traffic = Traffic(s, s.topic_transfers, transfer_traffic(3, to_mule), rate=150).start()
+    traffic = Traffic(s, s.topic_transfers, transfer_traffic(MULE_BANK, MULE, 3, to_mule), rate=150).start()
     successor: WorkerProcess | None = None
     try:
         wait_until("the worker deciding", lambda: worker.sample("sekat_commands_total"), lambda v: v >= 60)
@@ -104,7 +61,7 @@ def test_a_worker_killed_while_deciding_transfers_decides_every_one_after_a_rest
                 break
             time.sleep(0.2)
         wait_until("every transfer on the topic decided and committed",
-                   lambda: committed_is_end(s, f"{s.app_id}.screen", s.topic_transfers), bool, timeout=30)
+                   lambda: committed_to_end(s, f"{s.app_id}.screen", s.topic_transfers), bool, timeout=30)
         time.sleep(1)  # late re-sends, if any, are counted too
         commands = collector.matching(lambda r: r.topic == s.topic_freeze and is_expected(r))
         decisions = collector.matching(lambda r: r.topic == s.topic_decisions and is_expected(r))
@@ -119,7 +76,7 @@ def test_a_worker_killed_while_deciding_transfers_decides_every_one_after_a_rest
         duplicates = len(commands) - len(by_pair)
         redecided = sum(n > 1 for n in Counter(r.json["event_id"] for r in decisions).values())
         stamps = sorted(r.timestamp_ms for r in decisions)
-        gap = max(b - a for a, b in zip(stamps, stamps[1:])) / 1000
+        gap = max(b - a for a, b in pairwise(stamps)) / 1000
         print(f"\ntransfers worker killed: {len(sent)} transfers sent, {len(expected)} to the mule, "
               f"{len(commands)} commands ({duplicates} duplicates, same command_id), {len(decisions)} decision "
               f"records ({redecided} transfers decided twice); longest time without a decision {gap:.1f}s "
