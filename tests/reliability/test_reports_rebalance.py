@@ -20,9 +20,12 @@ filing's effect (history, sources, status) and the index equals ``sekat blocklis
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Self
@@ -31,6 +34,7 @@ import pytest
 
 from sekat.blocklist.store import BlocklistStore
 from sekat.localstack.processes import free_port
+from sekat.localstack.redis_servers import RedisClusterServers
 from sekat.records import Report, Status
 from tests.support import (Producer, Stack, Traffic, WorkerProcess, committed_to_end, index_entries, isolated_env,
                            rebuilt_from_topic, report_body, report_key, unique, wait_until)
@@ -45,13 +49,29 @@ def filing(n: int, status: Status, source: str, at: datetime) -> Report:
                   reason="scam caller")
 
 
-def test_a_write_racing_another_on_the_same_entry_is_retried_not_lost(stack: Stack) -> None:
+@pytest.fixture(scope="module")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A 3-master Redis Cluster on free loopback ports (as ``sekat up --redis-cluster`` starts)."""
+    base = Path(tempfile.mkdtemp(prefix="sekat-race-"))
+    servers = RedisClusterServers(base / "redis", [free_port() for _ in range(3)])
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("redis", ["one server", "cluster"])
+def test_a_write_racing_another_on_the_same_entry_is_retried_not_lost(stack: Stack, redis: str,
+                                                                      request: pytest.FixtureRequest) -> None:
     now = datetime.now(timezone.utc)
+    url = stack.redis.url if redis == "one server" else request.getfixturevalue("redis_cluster").url
 
     async def scenario() -> None:
         prefix = unique("race") + ":"
-        first = BlocklistStore.from_url(stack.redis.url, prefix, guarded=True)
-        second = BlocklistStore.from_url(stack.redis.url, prefix, guarded=True)
+        first = BlocklistStore.from_url(url, prefix, guarded=True)
+        second = BlocklistStore.from_url(url, prefix, guarded=True)
         raced: list[int] = []
 
         async def second_writer_meanwhile(reports: list[Report]) -> None:
