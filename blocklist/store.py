@@ -48,10 +48,20 @@ A guarded store WATCHes the ``index:built`` marker while it reads and writes
 (one server), so a rebuild that starts in between (it deletes the marker first)
 aborts the write instead of racing the replay; on a cluster the marker is
 checked before the write.
+
+Two writers of one entry: ``apply`` WATCHes the entries it read (one server)
+or sets each only if it still holds the bytes it read (a compare-and-set
+script, cluster), and merges the batch again from the entries as they are when
+another writer got there first. Two workers do apply the same identifier's
+reports at once when the old owner of its partition was frozen past its Kafka
+session (a GC pause, a stopped VM) with a batch read but not written: without
+this its write, on waking, would replace the filings the new owner applied since.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -66,10 +76,18 @@ from sekat.errors import BlocklistUnavailable, IndexNotBuilt
 from sekat.records import Entry, Report, Status
 from sekat.release.acted import ActedKeys
 
+log = logging.getLogger(__name__)
 CHANGES_MAXLEN = 1_000_000
+# Attempts of one write that another writer of the same entries keeps overtaking (see ``_apply_watched``); then
+# the caller's retry takes over, with its backoff.
+WRITE_RACES = 10
 # Compare-and-act on the rebuild lock: only its holder (same token) may extend or release it.
 _EXTEND = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+# Set an entry only if it still holds what was read (ARGV[1]: the SHA-1 of those bytes, "" for none).
+_CAS = ("local cur = redis.call('get', KEYS[1]) "
+        "if (cur and redis.sha1hex(cur) or '') ~= ARGV[1] then return 0 end "
+        "redis.call('set', KEYS[1], ARGV[2]) return 1")
 
 
 def built_key(prefix: str) -> str:
@@ -204,45 +222,96 @@ class BlocklistStore:
         guard = self.guarded and not rebuilding
         if self._cluster:
             # No WATCH across slots: the marker is checked first (a rebuild starting in between replays
-            # these reports from the topic anyway), then the two-step write of put_many.
+            # these reports from the topic anyway), then each entry is set only if it is still as read
+            # (``_CAS``), then announced (the two steps of put_many).
             if guard and await self.build_id() is None:
                 raise IndexNotBuilt("blocklist index is not built: waiting for the rebuild from the topic")
-            current: dict[str, Entry | None] = dict(await self.lookup_many(keys))
-            start = dict(current)
-            changed, last = self._merge(current, reports)
-            pending = self._pending(start, current, changed, last)
-            if publish is not None and pending:
-                await publish(pending)
+            written_now: dict[str, Entry] = {}
+            for _ in range(WRITE_RACES):
+                raw = await mget(self._redis, [self._rkey(k) for k in keys])
+                current: dict[str, Entry | None] = {k: Entry.from_json(orjson.loads(v))
+                                                    for k, v in zip(keys, raw) if v is not None}
+                start = dict(current)
+                changed, last = self._merge(current, reports)
+                pending = self._pending(start, current, changed, last)
+                if publish is not None and pending:
+                    await publish(pending)
+                read = dict(zip(keys, raw))
+                raced = await self._set_if_unchanged(changed, read)
+                written_now.update((e.key, e) for e in changed if e.key not in raced)
+                if not raced:
+                    break
+                log.warning("blocklist entries changed by another writer between read and write (two owners of a "
+                            "reports partition during a rebalance?): merging the batch again")
+            else:
+                raise BlocklistUnavailable(f"blocklist write lost {WRITE_RACES} races in a row to other writers")
+            changed = list(written_now.values())
             # Unchanged keys are announced too: a retried or re-consumed batch re-announces what an earlier,
             # interrupted attempt may have written without announcing (two steps on a cluster), and marks its
             # revoked entries due again in case that attempt stopped before the mark.
             written = {k: e for k, e in current.items() if e is not None}
-            await self.put_many(changed, announce=list(written),
+            await self.put_many([], announce=list(written),
                                 revoked=[k for k, e in written.items() if e.status is Status.REVOKED])
         else:
-            try:
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    if guard:
-                        await pipe.watch(self._built)  # immediate mode until multi()
-                        raw = await pipe.mget([self._built, *(self._rkey(k) for k in keys)])
-                        if raw[0] is None:
-                            raise IndexNotBuilt("blocklist index is not built: waiting for the rebuild from the topic")
-                        raw = raw[1:]
-                    else:
-                        raw = await self._redis.mget([self._rkey(k) for k in keys])
-                    current = {k: Entry.from_json(orjson.loads(v)) for k, v in zip(keys, raw) if v is not None}
-                    start = dict(current)
-                    changed, last = self._merge(current, reports)
-                    pending = self._pending(start, current, changed, last)
-                    if publish is not None and pending:
-                        await publish(pending)
-                    pipe.multi()
-                    self._queue_puts(pipe, changed, [k for k, e in current.items() if e is not None])
+            for _ in range(WRITE_RACES):
+                done = await self._apply_watched(keys, reports, guard, publish)
+                if done is not None:
+                    return done
+                log.warning("blocklist entries changed by another writer between read and write (two owners of a "
+                            "reports partition during a rebalance?): merging the batch again")
+            raise BlocklistUnavailable(f"blocklist write lost {WRITE_RACES} races in a row to other writers")
+        return changed, pending
+
+    async def _set_if_unchanged(self, entries: Sequence[Entry], read: dict[str, bytes | None]) -> set[str]:
+        """Set each entry only if its key still holds what was read (cluster path); the keys that did not."""
+        if not entries:
+            return set()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for entry in entries:
+                    was = read.get(entry.key)
+                    pipe.eval(_CAS, 1, self._rkey(entry.key), hashlib.sha1(was).hexdigest() if was else "",
+                              orjson.dumps(entry.to_json()))
+                done = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
+        return {e.key for e, ok in zip(entries, done) if not ok}
+
+    async def _apply_watched(self, keys: list[str], reports: Sequence[Report], guard: bool,
+                             publish: Callable[[list[Report]], Awaitable[None]] | None
+                             ) -> tuple[list[Entry], list[Report]] | None:
+        """One attempt of ``apply`` on one server: WATCH the entries (and the marker, guarded), read, merge, MULTI.
+
+        None when another writer changed one of the entries since the read: the write is dropped, not applied
+        over what that writer wrote, and the caller merges again from the entries as they are now.
+        """
+        entry_keys = [self._rkey(k) for k in keys]
+        watched = [self._built, *entry_keys] if guard else entry_keys
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(*watched)  # immediate mode until multi()
+                raw = await pipe.mget(watched)
+                if guard:
+                    if raw[0] is None:
+                        raise IndexNotBuilt("blocklist index is not built: waiting for the rebuild from the topic")
+                    raw = raw[1:]
+                current: dict[str, Entry | None] = {k: Entry.from_json(orjson.loads(v))
+                                                    for k, v in zip(keys, raw) if v is not None}
+                start = dict(current)
+                changed, last = self._merge(current, reports)
+                pending = self._pending(start, current, changed, last)
+                if publish is not None and pending:
+                    await publish(pending)
+                pipe.multi()
+                self._queue_puts(pipe, changed, [k for k, e in current.items() if e is not None])
+                try:
                     await pipe.execute()
-            except WatchError as exc:
-                raise IndexNotBuilt("blocklist index rebuild started during the write; retrying") from exc
-            except (RedisError, OSError) as exc:
-                raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
+                except WatchError:
+                    if guard and await self.build_id() is None:
+                        raise IndexNotBuilt("blocklist index rebuild started during the write; retrying") from None
+                    return None
+        except (RedisError, OSError) as exc:
+            raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
         return changed, pending
 
     @staticmethod

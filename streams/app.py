@@ -66,6 +66,12 @@ log = logging.getLogger(__name__)
 # Kubernetes' 30 s grace. What this cuts short is only that consumer's last commit and leave-group, which
 # an unreachable broker refuses anyway; its reports are re-applied idempotently by the next owner.
 FAUST_CONSUMER_STOP_S = 10.0
+# The session of Faust's own consumer (the reports agent's): a dead worker's reports partitions move to another
+# once it expires. Faust's default is a minute, during which no filing on those partitions takes effect (nor,
+# after a crash of every worker, anywhere: a restarted worker waits for the dead member before it is ready);
+# 10 s is what the screening consumer has (aiokafka's default). Heartbeats come from Faust's consumer thread,
+# so a busy event loop does not miss them.
+REPORTS_SESSION_TIMEOUT_S = 10.0
 # The reports agent is idle nearly all the time, and Faust's take_events wakes every ``within`` to look,
 # creating tasks each time: 10 ms keeps that cost small and adds at most 10 ms to a report's way into the
 # index (the promise is 100 ms to every worker).
@@ -110,6 +116,7 @@ def faust_app(settings: Settings) -> faust.App:
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,  # Faust's own topics survive a lost broker too
         broker_commit_interval=0.5,
+        broker_session_timeout=REPORTS_SESSION_TIMEOUT_S,
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
     )
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import MessageSizeTooLargeError
 
@@ -211,17 +211,20 @@ def wait_until(what: str, read: Callable[[], Any], pred: Callable[[Any], bool], 
 class Traffic:
     """Events produced at a steady rate from a background thread until stopped.
 
-    ``make(i)`` builds the i-th event (a dict with an ``event_id``). Each event is
-    retried until Kafka acknowledges it (acks=all), so traffic rides through a
-    broker restart; ``sent`` lists the acknowledged event ids in order, ``retries``
-    counts failed attempts (a retried event may land twice: same event id).
+    ``make(i)`` builds the i-th event (a dict with an ``event_id``, or the field named by ``id_field``), sent
+    with the record key ``key(event)`` if given. Each event is retried until Kafka acknowledges it (acks=all), so
+    traffic rides through a broker restart; ``sent`` lists the acknowledged ids in order, ``retries`` counts
+    failed attempts (a retried event may land twice: same id).
     """
 
     def __init__(self, settings: Settings, topic: str, make: Callable[[int], dict[str, Any]],
-                 rate: float = 100.0) -> None:
+                 rate: float = 100.0, key: Callable[[dict[str, Any]], bytes] | None = None,
+                 id_field: str = "event_id") -> None:
         self.topic = topic
         self.make = make
         self.rate = rate
+        self.key = key
+        self.id_field = id_field
         self.sent: list[str] = []
         self.retries = 0
         self._producer = KafkaProducer(**settings.kafka_client_config(), acks="all",  # type: ignore[arg-type]
@@ -241,8 +244,9 @@ class Traffic:
             event = self.make(i)
             while not self._stop.is_set():
                 try:
-                    self._producer.send(self.topic, orjson.dumps(event)).get(timeout=10)
-                    self.sent.append(event["event_id"])
+                    self._producer.send(self.topic, orjson.dumps(event),
+                                        key=self.key(event) if self.key else None).get(timeout=10)
+                    self.sent.append(event[self.id_field])
                     break
                 except Exception:  # noqa: BLE001 - the broker is away: try the same event again
                     self.retries += 1
@@ -497,6 +501,96 @@ def list_phone(settings: Settings, phone: str, case_ref: str, reason: str = "sca
             await store.close()
 
     asyncio.run(go())
+
+
+def index_entries(settings: Settings, prefix: str | None = None) -> dict[str, dict[str, Any]]:
+    """Every entry of the blocklist index under ``prefix`` (the settings' by default), as JSON by key."""
+    from sekat.blocklist.store import BlocklistStore
+
+    async def go() -> dict[str, dict[str, Any]]:
+        store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix if prefix is None else prefix)
+        try:
+            return {e.key: e.to_json() async for batch in store.scan_entries() for e in batch}
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def rebuilt_from_topic(env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The index ``sekat blocklist rebuild`` makes from the reports topic of ``env``, under a fresh prefix."""
+    prefix = unique("rebuilt") + ":"
+    result = sekat(env | {"SEKAT_REDIS_PREFIX": prefix}, "blocklist", "rebuild")
+    assert result.returncode == 0, result.stderr
+    rebuilt = index_entries(Settings.from_environ(env), prefix)
+    from sekat.blocklist.store import BlocklistStore
+
+    async def drop() -> None:
+        store = BlocklistStore.from_url(Settings.from_environ(env).redis_url, prefix)
+        try:
+            await store.wipe()
+        finally:
+            await store.close()
+
+    asyncio.run(drop())
+    return rebuilt
+
+
+def report_body(kind: str, value: str, status: str = "confirmed", source: str = "PDRM", **extra: Any) -> dict[str, Any]:
+    """A report as an agency files it on the reports topic (docs/contract.md); key it with ``report_key``."""
+    return {"report_id": unique("r-"), "reported_at": iso(datetime.now(timezone.utc)), "kind": kind, "value": value,
+            "status": status, "source": source, "reason": extra.pop("reason", "scam"), **extra}
+
+
+def report_key(report: dict[str, Any]) -> bytes:
+    """The record key of a report: its identifier's ``kind:value`` (``kind:bank:value`` for an account)."""
+    if report["kind"] == "account":
+        return f"account:{report['bank']}:{report['value']}".encode()
+    return f"phone:{report['value']}".encode()
+
+
+def committed_to_end(settings: Settings, group: str, topic: str) -> bool:
+    """Whether consumer group ``group`` has committed every partition of ``topic`` up to its end."""
+    admin = KafkaAdminClient(**settings.kafka_client_config())  # type: ignore[arg-type]
+    consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None)  # type: ignore[arg-type]
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = consumer.end_offsets(tps)
+        committed = {tp: meta.offset for tp, meta in admin.list_group_offsets(group).get(group, {}).items()}
+        return bool(tps) and all(committed.get(tp, -1) == ends[tp] for tp in tps)
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def list_account(settings: Settings, bank: str, account: str, case_ref: str = "KL/19") -> None:
+    """List ``bank``'s ``account`` as a mule confirmed by PDRM, straight into the index (as ``list_phone``)."""
+    from sekat.blocklist.store import BlocklistStore
+    from sekat.records import Status
+
+    async def go() -> None:
+        store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
+        try:
+            await file_report(store, f"account:{bank}:{account}", Status.CONFIRMED, "PDRM", "mule account", case_ref)
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+def transfer_traffic(bank: str, account: str, every: int, listed_ids: list[str]) -> Callable[[int], dict[str, object]]:
+    """Transfer events for ``Traffic``: every ``every``-th to ``bank``'s ``account`` (its event id kept in
+    ``listed_ids``), the others to accounts of their own."""
+    def make(i: int) -> dict[str, object]:
+        event_id = unique("t-")
+        listed = i % every == 0
+        if listed:
+            listed_ids.append(event_id)
+        payee = {"bank": bank, "account": account} if listed else {"bank": "PBBEMYKL", "account": f"4{i:09d}"}
+        return {"event_id": event_id, "occurred_at": iso(datetime.now(timezone.utc)), "transfer_id": f"DN{i}",
+                "amount": "900.00", "currency": "MYR", "payer": {"bank": "MBBEMYKL", "account": f"7{i:09d}"},
+                "payee": payee}
+    return make
 
 
 def call_traffic(listed_phone: str, every: int, listed_ids: list[str]) -> Callable[[int], dict[str, object]]:
