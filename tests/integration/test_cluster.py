@@ -396,7 +396,7 @@ async def test_the_safety_brake_answers_on_the_cluster_as_on_one_server(cluster:
     assert answers[1][7] is None and "source:PDRM" not in answers[1][9]
     assert answers[1][10] is True and answers[1][11] is None and answers[1][12]["status"] == "reported"
     assert answers[1][13] == answers[1][9]  # lifted: as before that trip
-    assert [e["event"] for e in answers[1][10]] == ["rearm", "trip", "trip", "trip"]
+    assert [e["event"] for e in answers[1][14]] == ["lift", "trip", "rearm", "trip", "trip", "trip"]
 
 
 def test_a_worker_on_the_cluster_releases_the_account_it_froze_once_the_entry_is_revoked(

@@ -160,9 +160,7 @@ async def test_the_worker_user_can_do_everything_the_worker_does(acl: AclRedis) 
         assert (await brakes.add({"rule:mule_inflow@1": 3}, 6000.0, 60))["rule:mule_inflow@1"] == 3
         assert await brakes.trip(Trip("rule:mule_inflow@1", 3, 2, 60, iso(now), "w1"))
         assert "rule:mule_inflow@1" in await brakes.tripped()
-        # The leader's entry count: a SCAN of the index.
-        counts = await plain.counts()
-        assert sum(counts.values()) == len(LISTED) + 4 and counts["phone", "revoked"] == 1
+        # A whole-index read (export, comparisons): a SCAN of the index.
         assert len([e async for batch in plain.scan_entries() for e in batch]) == len(LISTED) + 4
     finally:
         for closing in (plain, guarded, acted, brakes, state):
