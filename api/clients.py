@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 from fastapi import Depends, Request
-from redis.exceptions import RedisError
 
+from sekat.blocklist.connection import REDIS_DOWN
 from sekat.api.keys import ApiKeyStore
 from sekat.api.metrics import ApiMetrics
 from sekat.blocklist.store import BlocklistStore
@@ -119,7 +119,7 @@ class Clients:
                 pipe.incr(rkey)
                 pipe.expire(rkey, 120)
                 count, _ = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"rate limiter unavailable: {type(exc).__name__}") from exc
         allowed = int(count) <= per_minute
         if not allowed:
@@ -131,7 +131,7 @@ class Clients:
         async def redis_answers() -> bool:
             try:
                 await asyncio.wait_for(self.store.client.ping(), PROBE_TIMEOUT_S)
-            except (RedisError, OSError, TimeoutError):
+            except (*REDIS_DOWN, TimeoutError):
                 return False
             return True
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
+from sekat.blocklist.connection import REDIS_DOWN
 from sekat.errors import BlocklistUnavailable, SekatError
 from sekat.records import iso
 from sekat.rules.follow_money import SOURCE as FOLLOW_SOURCE
@@ -127,5 +127,5 @@ class ApiKeyStore:
     async def _call(awaitable: Awaitable[Any]) -> Any:
         try:
             return await awaitable
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"API key store unavailable: {type(exc).__name__}") from exc

@@ -45,6 +45,7 @@ from redis.backoff import NoBackoff
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.cluster import ClusterNode
 from redis.crc import key_slot
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
 from redis.retry import Retry
 
@@ -57,6 +58,9 @@ except ImportError:  # pragma: no cover - older redis-py
     _NO_SETINFO = {"lib_name": None, "lib_version": None}
 
 SLOTS = 16384  # hash slots of a Redis Cluster
+# Redis not answering, or answering with an error: what every caller catches. A cluster client none of whose
+# nodes answers raises RedisClusterUnreachableError, which is not a RedisError.
+REDIS_DOWN = (RedisError, RedisClusterException, OSError)
 AnyRedis = aioredis.Redis | aioredis.RedisCluster
 AnySyncRedis = redis.Redis | redis.RedisCluster
 

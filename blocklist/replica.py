@@ -59,11 +59,11 @@ from datetime import datetime
 
 import numpy as np
 import orjson
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisError
 
 from sekat.blocklist import index_scan
 from sekat.blocklist import replica_snapshot as stored
-from sekat.blocklist.connection import (INDEX_TIMEOUT_MS, SCAN_TIMEOUT_MS, TIMEOUT_MS, AnyRedis, Unanswered,
+from sekat.blocklist.connection import (REDIS_DOWN, INDEX_TIMEOUT_MS, SCAN_TIMEOUT_MS, TIMEOUT_MS, AnyRedis, Unanswered,
                                         async_client, mget, sync_client)
 from sekat.blocklist.counts import EntryCounts, State, live
 from sekat.blocklist.index_scan import ABSENT, CONFIRMED, REPORTED, STATUS_BITS, STATUS_CODES, active, kind_bit
@@ -79,9 +79,6 @@ FOLLOW_COUNT = 10_000
 MERGE_OVERLAY_AT = 200_000
 START_RETRY_START_S = 0.5  # a replica that cannot be loaded (Redis down) tries again after this, then doubling
 START_RETRY_MAX_S = 5.0
-# Redis not answering: a cluster client none of whose nodes answers raises RedisClusterUnreachableError, which is
-# not a RedisError
-UNANSWERED = (RedisError, RedisClusterException, OSError)
 
 
 def _code(entry: Entry) -> int:
@@ -179,7 +176,7 @@ class Replica:
                     return
                 snap = await asyncio.to_thread(self._stored_or_read)
                 break
-            except UNANSWERED as exc:
+            except REDIS_DOWN as exc:
                 if try_disk:
                     try_disk = False
                     on_disk = await self._screen_from_disk()
@@ -453,7 +450,7 @@ class Replica:
                     await asyncio.to_thread(self._merge_overlay)
             except asyncio.CancelledError:
                 raise
-            except UNANSWERED as exc:
+            except REDIS_DOWN as exc:
                 log.warning("blocklist change stream unavailable (%s); deciding on the replica", type(exc).__name__)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -620,7 +617,7 @@ class Replica:
         elif thin and self._client is not None:
             try:
                 values = await mget(self._client, [self._built_key, *(f"{self._prefix}bl:{k}" for k in thin)])
-            except UNANSWERED as exc:
+            except REDIS_DOWN as exc:
                 self._unanswered.failed(exc)
                 self.stats.redis_fallbacks += 1
                 self._own_answer(hits, thin, "blocklist index unreachable")

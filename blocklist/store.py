@@ -67,9 +67,9 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import WatchError
 
-from sekat.blocklist.connection import INDEX_TIMEOUT_MS, AnyRedis, async_client, mget, scan_keys
+from sekat.blocklist.connection import REDIS_DOWN, INDEX_TIMEOUT_MS, AnyRedis, async_client, mget, scan_keys
 from sekat.blocklist.lifecycle import consolidated, covers, known, merge
 from sekat.blocklist.links import propagate
 from sekat.errors import BlocklistUnavailable, IndexNotBuilt
@@ -132,7 +132,7 @@ class BlocklistStore:
             return {}
         try:
             raw = await mget(self._redis, [self._rkey(k) for k in unique])
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"blocklist lookup failed: {type(exc).__name__}") from exc
         return {k: Entry.from_json(orjson.loads(v)) for k, v in zip(unique, raw) if v is not None}
 
@@ -172,7 +172,7 @@ class BlocklistStore:
             async with self._redis.pipeline(transaction=True) as pipe:
                 self._queue_puts(pipe, entries, keys, revoked)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
 
     def _queue_puts(self, pipe: Any, entries: Sequence[Entry], announce: Sequence[str],
@@ -273,7 +273,7 @@ class BlocklistStore:
                     pipe.eval(_CAS, 1, self._rkey(entry.key), hashlib.sha1(was).hexdigest() if was else "",
                               orjson.dumps(entry.to_json()))
                 done = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
         return {e.key for e, ok in zip(entries, done) if not ok}
 
@@ -310,7 +310,7 @@ class BlocklistStore:
                     if guard and await self.build_id() is None:
                         raise IndexNotBuilt("blocklist index rebuild started during the write; retrying") from None
                     return None
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
         return changed, pending
 
@@ -338,7 +338,7 @@ class BlocklistStore:
         """The id of the build that filled the index, or None when it is not (or no longer) built."""
         try:
             raw = await self._redis.get(self._built)
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"blocklist marker read failed: {type(exc).__name__}") from exc
         return raw.decode() if raw is not None else None
 
@@ -365,7 +365,7 @@ class BlocklistStore:
             async for rkeys in scan_keys(self._redis, f"{self._prefix}bl:*", 1000):
                 names = [k.decode() if isinstance(k, bytes) else k for k in rkeys]
                 deleted += await self._delete([n for n in names if n != self._changes])
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"blocklist wipe failed: {type(exc).__name__}") from exc
         return deleted
 
@@ -398,7 +398,7 @@ class BlocklistStore:
     async def ping(self) -> bool:
         try:
             return bool(await self._redis.ping())
-        except (RedisError, OSError):
+        except REDIS_DOWN:
             return False
 
     async def close(self) -> None:

@@ -34,9 +34,8 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from sekat.blocklist.connection import TIMEOUT_MS, async_client
+from sekat.blocklist.connection import REDIS_DOWN, TIMEOUT_MS, async_client
 from sekat.errors import BlocklistUnavailable
 from sekat.identifiers import mask
 
@@ -106,7 +105,7 @@ class BrakeStore:
             pipe = self._redis.pipeline(transaction=False)
             build(pipe)
             return list(await pipe.execute())
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"safety brake state: {type(exc).__name__}") from exc
 
     async def add(self, counts: Mapping[str, int], now_s: float, window_s: int) -> dict[str, float]:
@@ -170,7 +169,7 @@ class BrakeStore:
         if tripped_at:
             try:
                 found = await self._redis.eval(_LIFT_IF, 1, f"{self._p}tripped", target, tripped_at)  # type: ignore[misc]
-            except (RedisError, OSError) as exc:
+            except REDIS_DOWN as exc:
                 raise BlocklistUnavailable(f"safety brake state: {type(exc).__name__}") from exc
 
         def build(pipe: Any) -> None:

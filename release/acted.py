@@ -49,8 +49,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-from sekat.blocklist.connection import TIMEOUT_MS, AnyRedis, async_client, slot_group, spread_tags
+from sekat.blocklist.connection import REDIS_DOWN, TIMEOUT_MS, AnyRedis, async_client, slot_group, spread_tags
 
 from sekat.errors import BlocklistUnavailable
 
@@ -150,7 +149,7 @@ class ActedStore:
             for due, group in groups.items():
                 await self._record(keys=[due, *(self.keys.acted(k) for k, _ in group)],
                                    args=[repr(now), *(part for act in group for part in act)])
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"recording who acted failed: {type(exc).__name__}") from exc
 
     async def due(self, now: float, limit: int = 500) -> list[tuple[str, float]]:

@@ -46,8 +46,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from redis.exceptions import NoScriptError, RedisError
-from sekat.blocklist.connection import TIMEOUT_MS, AnyRedis, SlotPipeline, Unanswered, async_client
+from redis.exceptions import NoScriptError
+from sekat.blocklist.connection import REDIS_DOWN, TIMEOUT_MS, AnyRedis, SlotPipeline, Unanswered, async_client
 from sekat.rules.policy import Policy
 from sekat.rules.registry import Observations, StateWrite, Values
 
@@ -223,7 +223,7 @@ class RuleStateStore:
                 self._sha = ""  # Redis restarted or flushed its scripts: load again and redo
                 if attempt == 2:
                     raise BlocklistUnavailable("rule state: window script could not be loaded") from None
-            except (RedisError, OSError) as exc:
+            except REDIS_DOWN as exc:
                 self._unanswered.failed(exc)
                 raise BlocklistUnavailable(f"rule state: {type(exc).__name__}") from exc
         raise AssertionError("unreachable")

@@ -40,3 +40,27 @@ def test_clients_send_no_client_setinfo_which_the_acl_users_are_not_granted() ->
         kwargs = client.connection_pool.connection_kwargs
         unnamed = (kwargs.get("lib_name", "unset"), kwargs.get("lib_version", "unset")) == (None, None)
         assert kwargs.get("driver_info", "unset") is None or unnamed
+
+
+async def test_a_redis_cluster_none_of_whose_nodes_answers_is_redis_down_to_every_store() -> None:
+    """redis-py raises RedisClusterUnreachableError (not a RedisError) when no node of a cluster answers: every
+    store turns it into its own 'Redis is down' answer, as for a single server that refuses."""
+    from redis.exceptions import RedisClusterException
+
+    from sekat.blocklist.store import BlocklistStore
+    from sekat.brake.store import BrakeStore
+    from sekat.localstack.processes import free_port
+    from sekat.release.acted import ActedStore
+
+    url = f"redis+cluster://127.0.0.1:{free_port()}"
+    index, brakes, acted = (BlocklistStore.from_url(url, "x:"), BrakeStore.from_url(url, "x:"),
+                            ActedStore.from_url(url, "x:"))
+    calls = [index.lookup_many(["phone:+60123456789"]), index.build_id(), brakes.tripped(),
+             brakes.add({"rule:r@1": 1}, 0.0, 60), acted.record([("phone:+60123456789", "x")], 0.0)]
+    for call in calls:
+        try:
+            await call
+        except RedisClusterException as exc:  # pragma: no cover - the failure this test is for
+            raise AssertionError(f"{type(exc).__name__} escaped a store") from exc
+        except Exception:  # noqa: BLE001 - the store's own error (BlocklistUnavailable, ...) is the point
+            pass
