@@ -176,3 +176,39 @@ def test_a_healthy_index_under_steady_report_traffic_is_never_replayed(stack: St
         producer.close()
         for worker in workers:
             worker.stop()
+
+
+def test_a_worker_started_after_a_loss_notices_it(stack: Stack, logs_dir: Path) -> None:
+    """The loss happens while no worker runs; the next worker starts from the replica copy stored before it
+    (a worker that read the index stored it), holds the entry, and finds the index counting one fewer."""
+    name = unique("lostw")
+    env = isolated_env(stack, name)
+    worker = WorkerProcess(env, logs_dir / f"{name}.log").start()
+    s = worker.settings
+    producer = Producer(s)
+    index = sync_redis.Redis.from_url(s.redis_url)
+    count = f"{s.redis_prefix}index:entries"
+    reports = [report_body("phone", f"+6017900{i:04d}", case_ref=f"KL/{i}") for i in range(5)]
+    lost = f"{s.redis_prefix}bl:phone:+60179000003"
+    try:
+        for report in reports:
+            producer.send(s.topic_reports, report, key=report_key(report))
+        wait_until("the reports applied", lambda: len(index_entries(s)), lambda n: n == len(reports))
+        worker.wait_replica()
+        worker.stop()
+        worker = WorkerProcess(env, logs_dir / f"{name}-2.log").start()  # reads the index, stores a copy
+        assert "stored the replica snapshot: 5 entries" in worker.log_tail(50_000)
+        worker.stop()
+        with index.pipeline(transaction=True) as pipe:
+            pipe.delete(lost)
+            pipe.decrby(count, 1)
+            pipe.execute()
+        worker = WorkerProcess(env, logs_dir / f"{name}-3.log").start()
+        wait_until("the lost entry replayed from the topic", lambda: index.get(lost), bool, timeout=30)
+        wait_until("the replay counted", lambda: worker.sample(r'sekat_index_replays_total\{cause="lost_count"\}'),
+                   lambda n: n == 1)
+        assert int(index.get(count)) == len(reports)
+    finally:
+        index.close()
+        producer.close()
+        worker.stop()
