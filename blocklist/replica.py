@@ -25,6 +25,11 @@ within 100 ms. The replica does both:
                the old Redis), answering from its current copy meanwhile. A hit gone from the very build
                the replica follows was lost (nothing deletes from a built index): the replica answers it
                from its own status and calls ``on_lost``, and the index guard replays the topic
+    losses     the same, for entries no lookup asks about: each follow step reads the index's entry count
+               (``index:entries``, kept by the writers) in the MGET it makes anyway; a replica caught up
+               with the change stream that holds more entries than the count, under the build it follows,
+               calls ``on_lost`` (no key). Lost writes take their counts with them, so only a replica,
+               which saw the writes, can tell
     refresh    every REFRESH_CHECK_S each running worker looks at the stored copy; when a starting worker
                could not use it, or soon could not, one worker reads the index in a background thread,
                paced so that Redis and the event loop keep serving the hot path, and stores it
@@ -68,7 +73,7 @@ from sekat.blocklist.connection import (REDIS_DOWN, INDEX_TIMEOUT_MS, SCAN_TIMEO
 from sekat.blocklist.counts import EntryCounts, State, live
 from sekat.blocklist.index_scan import ABSENT, CONFIRMED, REPORTED, STATUS_BITS, STATUS_CODES, active, kind_bit
 from sekat.blocklist.replica_disk import DiskCopy, DiskMeta
-from sekat.blocklist.store import built_key
+from sekat.blocklist.store import built_key, entries_key
 from sekat.records import Entry, Status
 
 log = logging.getLogger(__name__)
@@ -107,6 +112,7 @@ class ReplicaStats:
     last_follow_ok: float = field(default_factory=time.time)
     redis_fallbacks: int = 0
     lost_entries: int = 0  # hits found missing from the built index they were read from (see lookup_many)
+    counted_losses: int = 0  # follow steps that found more entries held than the index counts (see _compare_count)
     loaded_from: str = ""  # "index" (a read of it), "stored snapshot" or "disk copy"
     snapshot_refreshes: int = 0  # stored snapshots this replica refreshed in the background
 
@@ -122,7 +128,7 @@ class Replica:
         self._url = url
         # The disk copy rides on the stored snapshot's chunks: none without them.
         self._disk = disk if stored_snapshot else None
-        self._on_lost = on_lost  # (key, build id): the index lost an entry this replica holds
+        self._on_lost = on_lost  # (key or None, build id): the index lost an entry this replica holds
         self._timeout_ms = timeout_ms
         self._store_snapshots = stored_snapshot
         self._snapshot_max_behind = snapshot_max_behind
@@ -143,6 +149,8 @@ class Replica:
         self._counting = threading.Lock()  # an install (in a thread) swaps the counts; a tick reads them
         self._last_id = "0-0"
         self._built_key = built_key(prefix)
+        self._entries_key = entries_key(prefix)
+        self._counted_loss: tuple[str, int, int] | None = None  # (build, count, held) last reported
         self._build: str | None = None  # the build id this replica's copy was read from / followed
         self._seen_build = False  # whether a build id has been seen (None before: a fresh index)
         self.awaiting_rebuild = False  # the marker went away: deciding on this copy until it is back
@@ -462,11 +470,12 @@ class Replica:
         records = reply[0][1] if reply else []
         keys = list(dict.fromkeys(fields[b"key"].decode() for _, fields in records))
         # The marker travels with the changed entries: one round trip says both what changed and
-        # whether an absent entry means "deleted" or "not replayed yet".
-        values = await mget(self._follow_client, [self._built_key, *(f"{self._prefix}bl:{k}" for k in keys)])
+        # whether an absent entry means "deleted" or "not replayed yet"; and the entry count with them.
+        values = await mget(self._follow_client, [self._built_key, self._entries_key,
+                                                  *(f"{self._prefix}bl:{k}" for k in keys)])
         build = values[0].decode() if values[0] is not None else None
         skipped = 0
-        for key, raw in zip(keys, values[1:]):
+        for key, raw in zip(keys, values[2:]):
             if raw is None and build is None:
                 skipped += 1  # wiped or not replayed yet: keep this replica's copy
                 continue
@@ -474,6 +483,8 @@ class Replica:
         if records:
             self._last_id = records[-1][0].decode()
         await self._on_build(build, skipped)
+        if len(records) < FOLLOW_COUNT:  # caught up with the stream as of the XREAD
+            self._compare_count(build, int(values[1] or 0))
         if not self.awaiting_rebuild:
             self.stats.last_follow_ok = time.time()
             if self._on_fresh is not None:
@@ -506,6 +517,29 @@ class Replica:
                                        self._disk)
         self._install_snapshot(snap)
         log.info("blocklist index rebuilt (build %s): replica re-read %d entries", snap.build, self.stats.entries)
+
+    def _compare_count(self, build: str | None, counted: int) -> None:
+        """Report a loss when this replica holds more entries than the index counts, under the build it follows.
+
+        The count read after the XREAD includes every write this replica has applied (a write is counted in
+        its MULTI, or before it is announced on a cluster), so while nothing is lost the replica holds at most
+        the count. A write whose count failed (the cluster's two steps) makes a false alarm, which the replay
+        clears by counting the index afresh.
+        """
+        if self._on_lost is None or build is None or build != self._build or self.awaiting_rebuild:
+            return
+        with self._counting:
+            held = sum(self._counts.by_kind_status().values())
+        if held <= counted:
+            self._counted_loss = None
+            return
+        self.stats.counted_losses += 1
+        if self._counted_loss != (build, counted, held):
+            self._counted_loss = (build, counted, held)
+            log.warning("blocklist index counts %d entries but this replica holds %d under the same build (%s): "
+                        "entries lost (a failover that dropped writes?); deciding on the replica", counted, held,
+                        build)
+        self._on_lost(None, build)
 
     def apply(self, key: str, entry: Entry | None) -> None:
         """One changed key: update in place when the arrays hold it, else keep it in the overlay (a revoked

@@ -10,6 +10,8 @@ Data model (every key under the configured prefix, default ``sekat:``):
                                 or being rebuilt, so an absent entry proves nothing
     {prefix}index:rebuilding    string: lock held (with an expiry) by the one process
                                 replaying ``sekat.reports`` into the index
+    {prefix}index:entries       integer: how many entries the writers have added (a key absent
+                                before, written now); a replay sets it to the entries it counts
     {prefix}acted:due           sorted set of entries institutions acted on (``sekat.release.acted``; one per
                                 hash-tagged group on a cluster): a revoked entry is marked due when written
 
@@ -44,6 +46,16 @@ marked due for release (``sekat.release.acted``) last, once its entry is written
 so the sweep that picks it up reads it revoked; a retried batch marks its
 revoked keys again, changed or not, so an attempt interrupted before the mark
 still gets its releases sent. On one server the same commands run in one MULTI.
+
+The entry count (``index:entries``) lets the local replicas notice entries lost from a built index
+(``blocklist.replica``): a replica that holds more entries than the count, under the same build, reports
+a loss. Nothing deletes from a built index, so the count only grows: ``apply`` adds the keys its read
+found absent and its write added, in the MULTI of the write (one server), or after the SETs and before
+the announcements (cluster: the count is in another slot). A write that fails between the SETs and the
+count leaves the count low; the retry finds the keys present and does not add them again, so the
+replicas report a loss, and the replay that follows counts the index afresh. That false alarm costs one
+replay without a wipe; the other order would leave the count high and hide a real loss. Counted before
+announced, a replica that applies a change has already been counted for it.
 A guarded store WATCHes the ``index:built`` marker while it reads and writes
 (one server), so a rebuild that starts in between (it deletes the marker first)
 aborts the write instead of racing the replay; on a cluster the marker is
@@ -95,6 +107,11 @@ def built_key(prefix: str) -> str:
     return f"{prefix}index:built"
 
 
+def entries_key(prefix: str) -> str:
+    """The count of entries the writers have added to the index (see the module docstring)."""
+    return f"{prefix}index:entries"
+
+
 class BlocklistStore:
     def __init__(self, client: AnyRedis, prefix: str = "sekat:", guarded: bool = False) -> None:
         self._redis = client
@@ -102,6 +119,7 @@ class BlocklistStore:
         self._prefix = prefix
         self._changes = f"{prefix}bl:changes"
         self._built = built_key(prefix)
+        self._entries = entries_key(prefix)
         self._lock = f"{prefix}index:rebuilding"
         self._acted = ActedKeys(prefix, self._cluster)
         self.guarded = guarded
@@ -144,24 +162,30 @@ class BlocklistStore:
         await self.put_many([entry])
 
     async def put_many(self, entries: Sequence[Entry], announce: Iterable[str] = (),
-                       revoked: Iterable[str] = ()) -> None:
+                       revoked: Iterable[str] = (), added: int | None = None) -> None:
         """Write entries and announce each change (and the keys in ``announce``).
 
         A revoked entry is marked due for release, and so are the keys in ``revoked`` (revoked entries a retry
-        finds already written). One server: one MULTI (one round trip). Redis Cluster: the SETs (spread over
-        the shards), then the XADDs once the SETs succeeded, then the marks (up to three round trips); see the
-        module docstring.
+        finds already written). ``added`` entries were absent before (the entry count grows by it); None: read
+        first which are. One server: one MULTI (one round trip). Redis Cluster: the SETs (spread over the
+        shards), then the count and the XADDs once the SETs succeeded, then the marks (up to three round
+        trips); see the module docstring.
         """
         keys = list(dict.fromkeys([*(e.key for e in entries), *announce]))
         if not keys:
             return
         try:
+            if added is None:
+                added = sum(v is None for v in await mget(self._redis, [self._rkey(e.key) for e in entries])) \
+                    if entries else 0
             if self._cluster:
                 if entries:
                     async with self._redis.pipeline(transaction=False) as pipe:
                         for entry in entries:
                             pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
                         await pipe.execute()
+                if added:
+                    await self._redis.incrby(self._entries, added)
                 await self._announce(keys)
                 due = _due_now(entries, revoked)
                 if due:  # whoever acted on it gets a release at the next sweep
@@ -170,15 +194,17 @@ class BlocklistStore:
                         await pipe.execute()
                 return
             async with self._redis.pipeline(transaction=True) as pipe:
-                self._queue_puts(pipe, entries, keys, revoked)
+                self._queue_puts(pipe, entries, keys, revoked, added)
                 await pipe.execute()
         except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
 
     def _queue_puts(self, pipe: Any, entries: Sequence[Entry], announce: Sequence[str],
-                    revoked: Iterable[str] = ()) -> None:
+                    revoked: Iterable[str] = (), added: int = 0) -> None:
         for entry in entries:
             pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
+        if added:
+            pipe.incrby(self._entries, added)
         for key in announce:
             pipe.xadd(self._changes, {"key": key}, maxlen=CHANGES_MAXLEN, approximate=True)
         due = _due_now(entries, revoked)
@@ -227,6 +253,7 @@ class BlocklistStore:
             if guard and await self.build_id() is None:
                 raise IndexNotBuilt("blocklist index is not built: waiting for the rebuild from the topic")
             written_now: dict[str, Entry] = {}
+            added = 0
             for _ in range(WRITE_RACES):
                 raw = await mget(self._redis, [self._rkey(k) for k in keys])
                 current: dict[str, Entry | None] = {k: Entry.from_json(orjson.loads(v))
@@ -239,6 +266,7 @@ class BlocklistStore:
                 read = dict(zip(keys, raw))
                 raced = await self._set_if_unchanged(changed, read)
                 written_now.update((e.key, e) for e in changed if e.key not in raced)
+                added += sum(1 for e in changed if e.key not in raced and read[e.key] is None)
                 if not raced:
                     break
                 log.warning("blocklist entries changed by another writer between read and write (two owners of a "
@@ -251,7 +279,7 @@ class BlocklistStore:
             # revoked entries due again in case that attempt stopped before the mark.
             written = {k: e for k, e in current.items() if e is not None}
             await self.put_many([], announce=list(written),
-                                revoked=[k for k, e in written.items() if e.status is Status.REVOKED])
+                                revoked=[k for k, e in written.items() if e.status is Status.REVOKED], added=added)
         else:
             for _ in range(WRITE_RACES):
                 done = await self._apply_watched(keys, reports, guard, publish)
@@ -303,7 +331,8 @@ class BlocklistStore:
                 if publish is not None and pending:
                     await publish(pending)
                 pipe.multi()
-                self._queue_puts(pipe, changed, [k for k, e in current.items() if e is not None])
+                self._queue_puts(pipe, changed, [k for k, e in current.items() if e is not None],
+                                 added=sum(1 for e in changed if start.get(e.key) is None))
                 try:
                     await pipe.execute()
                 except WatchError:
@@ -358,10 +387,33 @@ class BlocklistStore:
     async def release_rebuild_lock(self, token: str) -> None:
         await self._redis.eval(_RELEASE, 1, self._lock, token)  # type: ignore[misc]
 
+    async def entry_count(self) -> int:
+        """The entries the writers have added (``index:entries``; 0 when absent)."""
+        try:
+            raw = await self._redis.get(self._entries)
+        except (RedisError, OSError) as exc:
+            raise BlocklistUnavailable(f"blocklist entry count read failed: {type(exc).__name__}") from exc
+        return int(raw or 0)
+
+    async def count_entries(self) -> int:
+        """Count the entries of the index (a SCAN of every key) and set the entry count to it.
+
+        For a replay, before it marks the index built: the guarded writers wait for the marker meanwhile.
+        """
+        counted = 0
+        try:
+            async for rkeys in scan_keys(self._redis, f"{self._prefix}bl:*", 1000):
+                counted += sum(1 for k in rkeys if (k.decode() if isinstance(k, bytes) else k) != self._changes)
+            await self._redis.set(self._entries, counted)
+        except (RedisError, OSError) as exc:
+            raise BlocklistUnavailable(f"blocklist entry count failed: {type(exc).__name__}") from exc
+        return counted
+
     async def wipe(self) -> int:
-        """Delete every entry under the prefix (announcing each), keeping the change stream."""
+        """Delete every entry under the prefix (announcing each) and the entry count, keeping the change stream."""
         deleted = 0
         try:
+            await self._redis.delete(self._entries)
             async for rkeys in scan_keys(self._redis, f"{self._prefix}bl:*", 1000):
                 names = [k.decode() if isinstance(k, bytes) else k for k in rkeys]
                 deleted += await self._delete([n for n in names if n != self._changes])

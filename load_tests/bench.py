@@ -59,7 +59,7 @@ from load_tests.harness import (RESULTS, ROOT, Commands, brake_figures, brake_tr
 from load_tests.traffic import (HOT_CALL_EVERY, HOT_CALLEES, HOT_CALLER_SPAN_MS, HOT_PAYEE_SPAN_MS, HOT_PAYERS,
                                 HOT_TRANSFER_EVERY, Population)
 from sekat.blocklist.connection import sync_client
-from sekat.blocklist.store import built_key
+from sekat.blocklist.store import built_key, entries_key
 from sekat.localstack.kafka_servers import KafkaBroker
 from sekat.localstack.processes import free_port, stop_process
 from sekat.localstack.redis_servers import RedisServer
@@ -144,6 +144,7 @@ def load_blocklist(url: str, prefix: str, population: Population, size: int, exp
         if n % 20_000 == 0:
             pipe.execute()
     pipe.execute()
+    client.set(entries_key(prefix), n)  # as the writers count them: the replicas compare it with what they hold
     client.set(built_key(prefix), "bench")
     client.close()
     return time.perf_counter() - started

@@ -152,6 +152,11 @@ class WorkerMetrics:
             "sekat_screening_crashes_total",
             "Times the screening consumer's task died of an error it did not handle and was started again "
             "(its streams count as stalled until they work again).", registry=registry)
+        self.index_replays = Counter(
+            "sekat_index_replays_total",
+            "Replays of sekat.reports into the Redis index this worker made, by cause: not_built (Redis came back "
+            "empty), lost_entry (a hit gone from a built index), lost_count (a replica held more entries than the "
+            "index counts).", ["cause"], registry=registry)
         self.replica_entries = Gauge("sekat_blocklist_replica_entries",
                                      "Active entries in this worker's blocklist replica.", registry=registry)
         self.blocklist_entries = Gauge(

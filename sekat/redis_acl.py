@@ -56,11 +56,11 @@ class RedisUser:
 
 
 CONNECTION = Grant("connect (redis-py's handshake, cluster discovery)", (), _CONNECT)
-INDEX = Grant("blocklist index: entries and change stream, the built marker, the rebuild lock (its "
-              "compare-and-act scripts)",
+INDEX = Grant("blocklist index: entries and change stream, the built marker, the entry count, the rebuild "
+              "lock (its compare-and-act scripts)",
               ("bl:*", "index:*"),
               ("get", "mget", "set", "del", "exists", "watch", "xadd", "xread", "xrevrange", "xinfo|stream",
-               "eval", "pexpire"))
+               "eval", "pexpire", "incrby"))
 SNAPSHOT = Grant("stored replica snapshot: chunks, description, writer lock", ("replica:*",),
                  ("get", "set", "del", "exists", "expire", "pexpire", "persist"))
 RULE_STATE = Grant("rule state: window and value scripts, value reads", ("rs:*",),

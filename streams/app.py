@@ -312,7 +312,8 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
     url, prefix = settings.redis_url, settings.redis_prefix
     # Guarded: reports are applied only to a built index (never racing a rebuild's replay).
     store = BlocklistStore.from_url(url, prefix, guarded=True)
-    guard = IndexGuard(settings, store, settings.protected_keys())
+    guard = IndexGuard(settings, store, settings.protected_keys(),
+                       on_replay=lambda cause: metrics.index_replays.labels(cause).inc())
     replica = Replica(url, prefix, on_fresh=metrics.freshness.mark,
                       stored_snapshot=settings.replica_snapshot_max_behind > 0,
                       snapshot_max_behind=settings.replica_snapshot_max_behind, timeout_ms=settings.redis_timeout_ms,

@@ -5,8 +5,9 @@ guarded writers and the local replicas know the index is incomplete), wipe the
 index keys under the prefix if asked (announcing each on the change stream),
 then replay every partition of the topic from its first offset to the end
 offsets taken at the start, through the same decoder and the same
-``BlocklistStore.apply`` the reports agent uses, and set the marker to a new
-build id. Because an entry is a function of the set of reports on its key, and
+``BlocklistStore.apply`` the reports agent uses, count the entries of the index
+(the entry count the replicas compare with, ``BlocklistStore.count_entries``)
+and set the marker to a new build id. Because an entry is a function of the set of reports on its key, and
 the agent keeps the last record of each key complete (consolidation), the
 rebuilt index equals the one built live, before or after compaction; for the
 same reason a replay *without* a wipe onto a partial index also converges.
@@ -18,7 +19,7 @@ and before each batch of the reports agent): when Redis has come back empty
 (no marker), one worker takes the lock and replays the topic without a wipe;
 the others wait for the marker. It also replays (without a wipe) an index that
 lost entries while marked built, when the replica reports one (``lost``: a hit
-gone from the build it follows). Kafka reads run in a thread so that the
+gone from the build it follows, or more entries held than the index counts). Kafka reads run in a thread so that the
 worker's event loop keeps deciding meanwhile.
 """
 
@@ -28,7 +29,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -57,6 +58,7 @@ class RebuildResult:
     records: int = 0
     invalid: int = 0
     entries: int = 0
+    counted: int = 0  # entries of the index once replayed
     build_id: str = ""
     seconds: float = 0.0
 
@@ -121,6 +123,7 @@ async def _replay(settings: Settings, store: BlocklistStore, protected: Collecti
             if not await store.extend_rebuild_lock(token, LOCK_TTL_MS):
                 raise RebuildBusy("the rebuild lock expired during the replay; another process took over")
         result.entries = len(keys)
+        result.counted = await store.count_entries()
         result.build_id = f"{datetime.now(timezone.utc).isoformat(timespec='milliseconds')}/{token[:12]}"
         await store.mark_built(result.build_id)
         result.seconds = time.monotonic() - started
@@ -165,17 +168,19 @@ class _LinkPublisher:
 class IndexGuard:
     """Keeps the index built: if the marker is gone, rebuild from the topic (one worker) or wait for it."""
 
-    def __init__(self, settings: Settings, store: BlocklistStore, protected: Collection[str]) -> None:
+    def __init__(self, settings: Settings, store: BlocklistStore, protected: Collection[str],
+                 on_replay: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.protected = protected
         self.rebuilds = 0
         self._busy = asyncio.Lock()
-        self._lost: tuple[str, str] | None = None  # (key, build id) of an entry the index lost
+        self._lost: tuple[str | None, str] | None = None  # (key or None, build id): the index lost entries
+        self.on_replay = on_replay  # on_replay(cause) after each replay it made (the metric)
 
-    def lost(self, key: str, build: str) -> None:
-        """The replica found ``key`` gone from build ``build`` while it is still marked built: replay at the next
-        ``ensure`` (the one-second timer)."""
+    def lost(self, key: str | None, build: str) -> None:
+        """The replica found ``key`` gone from build ``build`` while it is still marked built, or (``key`` None)
+        holds more entries than the index counts: replay at the next ``ensure`` (the one-second timer)."""
         self._lost = (key, build)
 
     async def ensure(self) -> None:
@@ -192,20 +197,27 @@ class IndexGuard:
                 except RebuildBusy:
                     await asyncio.sleep(LOCK_WAIT_S)  # another worker is replaying: wait for its marker
                     continue
-                self.rebuilds += 1
+                self._replayed("not_built")
                 log.warning("blocklist index was not built (Redis empty or restarted): rebuilt from %s, "
                             "%d records into %d entries in %.1fs", self.settings.topic_reports, result.records,
                             result.entries, result.seconds)
 
-    async def _replay_lost(self, key: str, build: str) -> None:
-        """Replay the topic into an index that lost ``key``, unless it was rebuilt or the key is back since."""
-        if await self.store.build_id() != build or await self.store.get(key) is not None:
+    def _replayed(self, cause: str) -> None:
+        self.rebuilds += 1
+        if self.on_replay is not None:
+            self.on_replay(cause)
+
+    async def _replay_lost(self, key: str | None, build: str) -> None:
+        """Replay the topic into an index that lost ``key`` (None: entries the index does not count), unless it
+        was rebuilt or the key is back since."""
+        if await self.store.build_id() != build or (key is not None and await self.store.get(key) is not None):
             return
         try:
             result = await rebuild(self.settings, self.store, self.protected, wipe=False, lock_wait_s=0)
         except RebuildBusy:
             return  # another worker is replaying: ``ensure`` waits for its marker
-        self.rebuilds += 1
-        log.warning("blocklist index lost entries while marked built (a failover that dropped writes?): rebuilt "
-                    "from %s, %d records into %d entries in %.1fs", self.settings.topic_reports, result.records,
-                    result.entries, result.seconds)
+        self._replayed("lost_entry" if key is not None else "lost_count")
+        log.warning("blocklist index lost entries while marked built (%s; a failover that dropped writes?): "
+                    "rebuilt from %s, %d records into %d entries (%d in the index) in %.1fs",
+                    "a hit gone" if key is not None else "fewer counted than a replica holds",
+                    self.settings.topic_reports, result.records, result.entries, result.counted, result.seconds)

@@ -27,7 +27,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import MessageSizeTooLargeError
 
-from sekat.localstack.kafka_servers import KafkaBroker
+from sekat.localstack.kafka_servers import KafkaBroker, kafka_lib
 from sekat.localstack.processes import free_port, stop_process
 from sekat.localstack.redis_servers import RedisServer
 from sekat.records import iso
@@ -486,6 +486,18 @@ def sekat(env: dict[str, str], *args: str, timeout: float = 120.0) -> subprocess
     """Run the ``sekat`` command with exactly ``env``'s SEKAT_* settings."""
     return subprocess.run([sys.executable, "-m", "sekat.cli", *args], env=child_env(env), capture_output=True,
                           text=True, timeout=timeout)
+
+
+JAVA_PRODUCER = Path(__file__).resolve().parent / "fixtures" / "ProduceCompressed.java"
+
+
+def produce_compressed(bootstrap: str, topic: str, value: bytes, codec: str, key: bytes | None = None) -> None:
+    """Send one record with Kafka's official Java producer and ``compression.type=codec``, as a bank or telco
+    might configure it."""
+    result = subprocess.run(["java", "-cp", f"{kafka_lib()}/*", str(JAVA_PRODUCER), bootstrap, topic, codec,
+                             *([key.decode()] if key is not None else [])],
+                            input=value, capture_output=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
 
 
 def list_phone(settings: Settings, phone: str, case_ref: str, reason: str = "scam caller") -> None:

@@ -127,6 +127,8 @@ async def test_index_and_replica_answer_on_the_cluster_as_on_one_server(cluster:
         assert sorted(exported) == sorted(keys)
         # The entries really are spread: every master holds some.
         assert all(n > 0 for n in master_key_counts(cluster, f"{prefix}bl:*")), "entries on one shard only"
+        # Counted as written (a count in another slot than the entries on the cluster): what replicas compare with.
+        assert await many.entry_count() == await one.entry_count() == len(keys)
 
         # Built, as a worker's IndexGuard marks it: an unbuilt index's deletions are held back by the replica
         # (streams/rebuild.py), and this test follows a wipe.
@@ -234,6 +236,10 @@ async def test_an_entry_written_but_not_announced_is_announced_when_its_batch_is
         while not replica.candidates([report.key], time.time()):  # ...but its key is announced again
             assert time.perf_counter() - started < 2.0, "the retried batch did not announce its key"
             await asyncio.sleep(0.005)
+        # The interrupted attempt never counted its entry and the retry found it present: the count stays low
+        # (a replica then reports a loss, and the replay counts the index afresh), never high.
+        assert await store.entry_count() == 0
+        assert await store.count_entries() == 1 and await store.entry_count() == 1
     finally:
         follower.cancel()
         await replica.close()

@@ -1,22 +1,22 @@
 """The screening consumer's task dies: the worker says so at once, restarts it with backoff, and resumes.
 
-The fault is a real one: a telco's producer (the official Java client) turns on ``compression.type=lz4``
-and the worker's Python has no lz4 codec, so reading the batch raises ``UnsupportedCodecError`` out of
-the consumer's fetch and the screening task dies. Nothing is in flight and no lag has been read: the
-crash is reported well before the stall clock (``SEKAT_STALL_AFTER_S``, 15 s here) could say anything.
+The fault is a real one: a record batch of an input partition is damaged on the broker's disk (one byte of
+a call flipped in the log segment, as a failing disk or a bad copy would). The broker serves the batch as it
+is, the consumer's CRC check fails, and ``CorruptRecordException`` is raised out of the consumer's fetch:
+the screening task dies. Nothing is in flight and no lag has been read: the crash is reported well before
+the stall clock (``SEKAT_STALL_AFTER_S``, 15 s here) could say anything.
 
-Given a worker that has decided a few calls, when the lz4 call arrives, then within seconds ``/healthz``
-is 503 naming both screening streams (one consumer serves them), ``sekat_stream_stalled`` is 1 for each,
-``sekat_screening_crashes_total`` counts the crash and keeps counting as the restarted task meets the
-same record again (with backoff: a handful, not hundreds), and the worker stays up. When the record is
-gone from the partition (an operator's last resort, once it is saved), then the next restart resumes
-screening: a listed caller's call is blocked, and ``/healthz`` is 200 again once the idle transfers stream
-has also been seen with nothing waiting for ``SEKAT_STALL_AFTER_S`` after the restart.
+Given a worker that has decided a few calls, when the damaged call is fetched, then within seconds
+``/healthz`` is 503 naming both screening streams (one consumer serves them), ``sekat_stream_stalled`` is
+1 for each, ``sekat_screening_crashes_total`` counts the crash and keeps counting as the restarted task
+meets the same record again (with backoff: a handful, not hundreds), and the worker stays up. When the
+record is gone from the partition (an operator's last resort, once it is saved), then the next restart
+resumes screening: a listed caller's call is blocked, and ``/healthz`` is 200 again once the idle
+transfers stream has also been seen with nothing waiting for ``SEKAT_STALL_AFTER_S`` after the restart.
 """
 
 from __future__ import annotations
 
-import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +25,6 @@ import orjson
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from sekat.localstack.kafka_servers import kafka_lib
 from sekat.records import iso
 from sekat.settings import Settings
 from tests.support import (
@@ -44,7 +43,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 LISTED = "+60199999997"
 STALL_AFTER_S = 15
-JAVA_PRODUCER = Path(__file__).resolve().parents[1] / "fixtures" / "ProduceCompressed.java"
 
 
 def call(i: int, caller: str) -> dict[str, object]:
@@ -52,10 +50,19 @@ def call(i: int, caller: str) -> dict[str, object]:
             "operator": "CELCOM", "caller": caller, "callee": f"+60123{i:06d}"}
 
 
-def produce_compressed(bootstrap: str, topic: str, value: bytes, codec: str) -> None:
-    result = subprocess.run(["java", "-cp", f"{kafka_lib()}/*", str(JAVA_PRODUCER), bootstrap, topic, codec],
-                            input=value, capture_output=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr.decode()[-2000:]
+def damage_on_disk(stack: Stack, tp: TopicPartition, marker: bytes) -> None:
+    """Flip one byte of the record holding ``marker`` in the partition's log segment on the broker's disk.
+
+    The broker serves fetches from the segment's bytes without checking them, so the damaged batch reaches
+    the consumer, whose CRC check of the batch fails.
+    """
+    [segment] = (stack.kafka.data_dir / "logs" / f"{tp.topic}-{tp.partition}").glob("*.log")
+    with open(segment, "r+b") as f:
+        data = f.read()
+        at = data.index(marker)
+        f.seek(at)
+        f.write(bytes([data[at] ^ 0x20]))  # the case of one letter of the event id
+        f.flush()
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[TopicPartition, int]:
@@ -91,16 +98,23 @@ def test_a_crashed_screening_task_is_reported_restarted_with_backoff_and_resumes
         assert health()[0] == 200
         before = end_offsets(s, s.topic_calls)
 
-        produce_compressed(stack.kafka.bootstrap, s.topic_calls, orjson.dumps(call(9, "+60123400009")), "lz4")
-        sent_at = time.monotonic()
+        # Damaged before any consumer fetches it: the worker is stopped while the call is written and damaged.
+        worker.stop()
+        damaged = call(9, "+60123400009")
+        producer.send(s.topic_calls, damaged)
+        after = end_offsets(s, s.topic_calls)
+        [poisoned] = [tp for tp in after if after[tp] > before[tp]]
+        damage_on_disk(stack, poisoned, str(damaged["event_id"]).encode())
+        worker = WorkerProcess(env, logs_dir / f"{name}-2.log").start()
+        started_at = time.monotonic()  # ready: the consumer joins its group and fetches the damaged call
         _, body = wait_until("/healthz naming the streams of the crashed task", health,
                                   lambda h: h[0] == 503, timeout=20, every=0.2)
-        noticed_in = time.monotonic() - sent_at
+        noticed_in = time.monotonic() - started_at
         assert noticed_in < STALL_AFTER_S - 5
         assert body["stalled"] == ["transfers", "calls"] and body["screening"] == "restarting", body
         assert worker.sample(r'sekat_stream_stalled\{stream="calls"\}') == 1
         assert worker.sample(r'sekat_stream_stalled\{stream="transfers"\}') == 1
-        assert "UnsupportedCodecError" in worker.log_tail(20_000)
+        assert "CorruptRecordException" in worker.log_tail(20_000)
         # Restarted, it meets the same record and dies again: counted each time, spaced by the backoff.
         wait_until("the restarted task crashing again", crashes, lambda v: v >= 3, timeout=30)
         time.sleep(3)
@@ -108,8 +122,6 @@ def test_a_crashed_screening_task_is_reported_restarted_with_backoff_and_resumes
         assert health()[0] == 503
 
         # The operator saves the record elsewhere, then removes it from the partition.
-        after = end_offsets(s, s.topic_calls)
-        [poisoned] = [tp for tp in after if after[tp] > before[tp]]
         admin = KafkaAdminClient(**s.kafka_client_config())  # type: ignore[arg-type]
         try:
             admin.delete_records({poisoned: after[poisoned]})
@@ -122,7 +134,7 @@ def test_a_crashed_screening_task_is_reported_restarted_with_backoff_and_resumes
         _, body = wait_until("/healthz after screening resumed", health, lambda h: h[0] == 200,
                              timeout=STALL_AFTER_S + 30)
         assert body["stalled"] == [] and body["screening"] == "running", body
-        print(f"\ncrash: /healthz 503 {noticed_in:.1f}s after the lz4 call arrived; "
+        print(f"\ncrash: /healthz 503 {noticed_in:.1f}s after the worker was ready with the damaged call waiting; "
               f"{crashes():.0f} crashes before the record was removed")
     finally:
         blocks.close()
