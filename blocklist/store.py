@@ -391,7 +391,7 @@ class BlocklistStore:
         """The entries the writers have added (``index:entries``; 0 when absent)."""
         try:
             raw = await self._redis.get(self._entries)
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"blocklist entry count read failed: {type(exc).__name__}") from exc
         return int(raw or 0)
 
@@ -405,7 +405,7 @@ class BlocklistStore:
             async for rkeys in scan_keys(self._redis, f"{self._prefix}bl:*", 1000):
                 counted += sum(1 for k in rkeys if (k.decode() if isinstance(k, bytes) else k) != self._changes)
             await self._redis.set(self._entries, counted)
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"blocklist entry count failed: {type(exc).__name__}") from exc
         return counted
 
