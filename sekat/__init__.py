@@ -12,6 +12,7 @@ One import namespace; each part keeps its folder at the top of the repository
     brake/      sekat.brake      the safety brake
     release/    sekat.release    release commands when an entry is revoked or expires
     streams/    sekat.streams    the worker: Faust app, screening consumer, outputs, report intake
+    relay/      sekat.relay      the webhook relay: commands POSTed, signed, to institutions without Kafka
     api/        sekat.api        the agency HTTP API and its keys
 """
 

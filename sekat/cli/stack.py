@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 TOPIC_SETTINGS = ("topic_transfers", "topic_calls", "topic_reports", "topic_freeze", "topic_block",
                   "topic_decisions", "topic_deadletter", "command_topics")
-CREATES_TOPICS = (*TOPIC_SETTINGS, "topic_partitions", "topic_replication", "kafka_client_config")
+CREATES_TOPICS = (*TOPIC_SETTINGS, "topic_undelivered", "topic_partitions", "topic_replication", "kafka_client_config")
 
 
 def cmd_acls(settings: Settings, args: argparse.Namespace) -> int:

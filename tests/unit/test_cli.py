@@ -38,7 +38,7 @@ def test_bad_setting_stops_the_worker_naming_the_variable() -> None:
 def test_help_lists_the_commands() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for command in ("worker", "api", "apikey", "up", "down", "topics", "blocklist", "top", "acls", "redis-acls", "send",
+    for command in ("worker", "relay", "api", "apikey", "up", "down", "topics", "blocklist", "top", "acls", "redis-acls", "send",
                     "tail"):
         assert command in result.stdout
 
