@@ -30,6 +30,7 @@ class Breaker:
         self.failures = 0
         self.open_until: float | None = None  # None: closed
         self.probing = False
+        self.last_error = ""
 
     @property
     def is_open(self) -> bool:
@@ -44,7 +45,9 @@ class Breaker:
             return True
         return False
 
-    def record(self, ok: bool) -> None:
+    def record(self, ok: bool, error: str | None = None) -> None:
+        if error:
+            self.last_error = error
         if ok:
             self.failures, self.open_until, self.probing = 0, None, False
             return

@@ -188,7 +188,7 @@ class Relay:
             except asyncio.CancelledError:
                 breaker.probing = False  # a probe cut short by a revocation: let another lane probe
                 raise
-            breaker.record(error is None)
+            breaker.record(error is None, error)
             metrics.breaker_open.labels(inst.id).set(1 if breaker.is_open else 0)
             if error is None:
                 accepted = time.time()
@@ -205,8 +205,9 @@ class Relay:
                      attempts, error, pause)
             await asyncio.sleep(pause)
             metrics.retried.labels(inst.id).inc()
-        await self._give_up(job, command_id or "", error or "breaker open until the give-up time", attempts,
-                            first_wall)
+        if error is None:  # never tried: the breaker stayed open until the give-up time
+            error = f"circuit breaker open; the institution's last error: {breaker.last_error}"
+        await self._give_up(job, command_id or "", error, attempts, first_wall)
 
     async def _post(self, inst: Institution, command_id: str, body: bytes) -> str | None:
         """None when the institution accepted the command, else what went wrong."""
@@ -216,8 +217,8 @@ class Relay:
             async with self.session.post(inst.url, data=body, headers=headers, allow_redirects=False) as resp:
                 if 200 <= resp.status < 300:
                     return None
-                text = (await resp.content.read(200)).decode("utf-8", "replace")
-                return f"HTTP {resp.status}: {text}".strip()
+                text = (await resp.content.read(200)).decode("utf-8", "replace").strip()
+                return f"HTTP {resp.status}: {text}" if text else f"HTTP {resp.status}"
         except asyncio.TimeoutError:
             return f"no answer within {self.settings.relay_timeout_ms} ms"
         except aiohttp.ClientError as exc:
