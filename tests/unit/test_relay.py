@@ -115,3 +115,21 @@ async def test_waiting_for_an_open_breaker_ends_at_the_give_up_deadline() -> Non
     breaker = Breaker(failures=1, open_s=60, clock=loop.time)
     breaker.record(False)
     assert await breaker.wait_turn(deadline=loop.time() + 0.05) is False
+
+
+def test_the_verification_example_in_docs_webhooks_md_accepts_a_relay_webhook_once_and_refuses_a_forgery() -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "webhooks.md").read_text()
+    [code] = re.findall(r"```python\n(.*?)```", text, re.S)
+    acted: list[object] = []
+    namespace: dict[str, object] = {"act_on": acted.append}
+    exec(code, namespace)  # noqa: S102 - the document's own example
+    receive = namespace["receive"]
+    secret = re.search(r'Webhook\("(whsec_[^"]+)"\)', code).group(1)  # type: ignore[union-attr]
+    [inst] = parse_institutions({"institutions": [entry(secrets=[secret])]}, False).values()
+    headers = webhook_headers("c-7", int(datetime.now(timezone.utc).timestamp()), BODY, inst.keys)
+    assert receive(BODY, headers) == 204 and receive(BODY, headers) == 204  # type: ignore[operator]
+    assert acted == [json.loads(BODY)]  # the repeat was not acted on twice
+    assert receive(BODY.replace(b"FREEZE", b"UNFREEZE"), headers) == 401  # type: ignore[operator]
