@@ -1,6 +1,8 @@
 """The webhook relay (``sekat relay``): commands from Kafka to institutions that do not read Kafka.
 
-    institutions  the configured institutions: id, HTTPS endpoint, signing secrets (SEKAT_INSTITUTIONS_FILE)
+The institutions (id, HTTPS endpoint, signing secrets) are ``sekat.institutions``, read from
+``SEKAT_INSTITUTIONS_FILE`` and checked with the other settings at start-up.
+
     signing       Standard Webhooks 1.0 signatures (webhook-id, webhook-timestamp, webhook-signature)
     breaker       per-institution circuit breaker and the retry backoff (pure, clock injected)
     undelivered   the record written to SEKAT_TOPIC_UNDELIVERED when a command is given up

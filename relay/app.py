@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sekat.relay.consumer import Relay
-from sekat.relay.institutions import Institution
+from sekat.institutions import Institution
 from sekat.relay.metrics import RelayMetrics
 
 from sekat.settings import Settings

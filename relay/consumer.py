@@ -33,7 +33,7 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from sekat.relay.breaker import Breaker, backoff
-from sekat.relay.institutions import Institution
+from sekat.institutions import Institution
 from sekat.relay.metrics import RelayMetrics
 from sekat.relay.signing import webhook_headers
 from sekat.relay.undelivered import undelivered_record

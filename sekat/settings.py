@@ -265,6 +265,7 @@ class Settings:
                                                           f"({self.relay_retry_base_ms}), got {self.relay_retry_max_ms}")
         if self.institutions_file and not os.path.isfile(self.institutions_file):
             raise ConfigError("SEKAT_INSTITUTIONS_FILE", f"no such file: {self.institutions_file}")
+        self.institutions()
         if self.policy_file and not os.path.isfile(self.policy_file):
             raise ConfigError("SEKAT_POLICY_FILE", f"no such file: {self.policy_file}")
         self.protected_keys()
@@ -319,6 +320,15 @@ class Settings:
             raise ConfigError("SEKAT_PROTECTED_FILE", f"cannot read {self.protected_file}: {exc.strerror}") from None
         except (InvalidIdentifier, UnicodeDecodeError) as exc:
             raise ConfigError("SEKAT_PROTECTED_FILE", f"{self.protected_file}: {exc}") from None
+
+    def institutions(self) -> dict[str, Any]:
+        """The institutions of ``SEKAT_INSTITUTIONS_FILE`` (``sekat.institutions.Institution`` by id), checked with
+        ``SEKAT_RELAY_LOOPBACK_HTTP``; empty without the file. Raises ConfigError naming the entry at fault."""
+        from sekat.institutions import load_institutions  # here: read only when the setting names a file
+
+        if not self.institutions_file:
+            return {}
+        return load_institutions(self.institutions_file, bool(self.relay_loopback_http))
 
     def command_topics(self) -> dict[tuple[bool, str], str]:
         """Per-institution command topics, ``(for_bank, institution) -> topic``; empty under shared routing.

@@ -58,14 +58,12 @@ def faust_worker(app: Any, settings: Settings) -> Any:
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
 
-    from sekat.errors import ConfigError
     from sekat.relay.app import run_relay
-    from sekat.relay.institutions import load_institutions
 
-    try:
-        institutions = load_institutions(settings)
-    except ConfigError as exc:
-        print(f"sekat: invalid configuration: {exc}", file=sys.stderr)
+    institutions = settings.institutions()  # checked at start-up with the other settings
+    if not institutions:
+        print("sekat: invalid configuration: SEKAT_INSTITUTIONS_FILE: must name the institutions file (YAML or "
+              "JSON) the relay delivers to", file=sys.stderr)
         return 2
     logging.getLogger("sekat").info("starting relay with %s", settings.redacted())
     asyncio.run(run_relay(settings, institutions))
@@ -103,7 +101,7 @@ def add_relay(sub: argparse._SubParsersAction) -> None:
                 "webhooks (Standard Webhooks), retrying until SEKAT_RELAY_GIVE_UP_S, then writing them to "
                 "SEKAT_TOPIC_UNDELIVERED. Run several to share the command topics' partitions.",
                 reads=("app_id", "aiokafka_config", "kafka_offset_reset", "topic_freeze", "topic_block",
-                       "topic_undelivered", "command_topics", "web_host", "institutions_file", "relay_loopback_http",
+                       "topic_undelivered", "command_topics", "web_host", "institutions",
                        "relay_web_port", "relay_timeout_ms", "relay_retry_base_ms", "relay_retry_max_ms",
                        "relay_give_up_s", "relay_breaker_failures", "relay_breaker_open_s"),
                 needs=("kafka",))

@@ -13,7 +13,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from sekat.errors import ConfigError
 from sekat.relay.breaker import Breaker, backoff
-from sekat.relay.institutions import load_institutions, parse_institutions
+from sekat.institutions import parse_institutions
 from sekat.relay.signing import webhook_headers
 from sekat.settings import Settings
 
@@ -65,11 +65,16 @@ def test_a_bad_entry_stops_start_up_naming_the_setting_and_the_entry_but_not_the
     assert SECRET[6:] not in str(raised.value) and NEW_SECRET[6:] not in str(raised.value)
 
 
-def test_the_file_is_read_as_yaml_or_json_and_loopback_http_needs_the_setting(tmp_path) -> None:
+def test_the_file_is_read_as_yaml_or_json_at_start_up_and_loopback_http_needs_the_setting(tmp_path) -> None:
     path = tmp_path / "institutions.json"
     path.write_text(json.dumps({"institutions": [entry(url="http://127.0.0.1:9000/hook")]}))
     settings = Settings.from_environ({"SEKAT_INSTITUTIONS_FILE": str(path), "SEKAT_RELAY_LOOPBACK_HTTP": "1"})
-    assert load_institutions(settings)["MBBEMYKL"].url == "http://127.0.0.1:9000/hook"
+    assert settings.institutions()["MBBEMYKL"].url == "http://127.0.0.1:9000/hook"
+    with pytest.raises(ConfigError, match=r"SEKAT_INSTITUTIONS_FILE.*entry 1 \(MBBEMYKL\).*LOOPBACK_HTTP=1"):
+        Settings.from_environ({"SEKAT_INSTITUTIONS_FILE": str(path)})
+    yaml_file = tmp_path / "institutions.yaml"
+    yaml_file.write_text(f"institutions:\n  - id: celcom\n    url: https://hooks.example/c\n    secrets: {SECRET}\n")
+    assert list(Settings.from_environ({"SEKAT_INSTITUTIONS_FILE": str(yaml_file)}).institutions()) == ["CELCOM"]
     with pytest.raises(ConfigError, match="SEKAT_INSTITUTIONS_FILE"):
         Settings.from_environ({"SEKAT_INSTITUTIONS_FILE": str(tmp_path / "missing.yaml")})
     with pytest.raises(ConfigError, match="SEKAT_RELAY_LOOPBACK_HTTP"):

@@ -1,4 +1,4 @@
-"""The institutions the relay delivers to, read from ``SEKAT_INSTITUTIONS_FILE`` (YAML or JSON).
+"""The institutions ``sekat relay`` delivers to, read from ``SEKAT_INSTITUTIONS_FILE`` (YAML or JSON).
 
 The file holds a list under ``institutions``; each entry names the institution as its commands are keyed
 (a bank's BIC8, a telco's operator code), its endpoint and one or two signing secrets::
@@ -9,7 +9,8 @@ The file holds a list under ``institutions``; each entry names the institution a
         secrets: [whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw]   # two while rotating: the new one first
 
 Loading checks every entry and raises ``ConfigError`` naming ``SEKAT_INSTITUTIONS_FILE`` and the entry at
-fault (by position and id, never showing a secret). URLs must be ``https://``; ``http://127.0.0.1`` is
+fault (by position and id, never showing a secret); ``Settings.validate`` loads it, so any process started
+with a bad file stops naming it. URLs must be ``https://``; ``http://127.0.0.1`` is
 accepted only with ``SEKAT_RELAY_LOOPBACK_HTTP=1`` (tests and local runs).
 """
 
@@ -24,7 +25,6 @@ from urllib.parse import urlsplit
 import yaml
 
 from sekat.errors import ConfigError
-from sekat.settings import Settings
 
 SETTING = "SEKAT_INSTITUTIONS_FILE"
 _ID = re.compile(r"^[A-Z0-9._-]{1,32}$")  # a BIC8 or an operator code, as commands are keyed
@@ -41,18 +41,16 @@ class Institution:
         return f"Institution({self.id!r}, {self.url!r}, {len(self.keys)} secret(s))"
 
 
-def load_institutions(settings: Settings) -> dict[str, Institution]:
-    """The institutions of ``SEKAT_INSTITUTIONS_FILE`` by id; raises ConfigError naming the entry at fault."""
-    if not settings.institutions_file:
-        raise ConfigError(SETTING, "must name the institutions file (YAML or JSON) for the relay")
+def load_institutions(path: str, loopback_http: bool) -> dict[str, Institution]:
+    """The institutions of the file at ``path`` by id; raises ConfigError naming the entry at fault."""
     try:
-        with open(settings.institutions_file, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8") as fh:
             document = yaml.safe_load(fh)
     except OSError as exc:
-        raise ConfigError(SETTING, f"cannot read {settings.institutions_file}: {exc.strerror}") from None
+        raise ConfigError(SETTING, f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(SETTING, f"{settings.institutions_file} is not YAML or JSON: {exc}") from None
-    return parse_institutions(document, bool(settings.relay_loopback_http))
+        raise ConfigError(SETTING, f"{path} is not YAML or JSON: {exc}") from None
+    return parse_institutions(document, loopback_http)
 
 
 def parse_institutions(document: object, loopback_http: bool) -> dict[str, Institution]:
