@@ -22,6 +22,7 @@ done. Attempts are paced by ``breaker.backoff`` and each institution's ``breaker
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -41,7 +42,9 @@ from sekat.relay.undelivered import undelivered_record
 from sekat.settings import Settings
 
 log = logging.getLogger(__name__)
-MAX_PENDING = 5000  # commands read and not yet done, all partitions together: past it, the relay stops reading
+# Commands read and not yet done, all partitions together (~1 KB each): past it, the relay stops reading. An
+# institution down long enough to hold this many stalls the others' reading too (docs/webhooks.md).
+MAX_PENDING = 50_000
 COMMIT_EVERY_S = 1.0
 
 
@@ -104,13 +107,15 @@ class Relay:
         last_commit = self.clock()
         try:
             while True:
-                while self.pending >= MAX_PENDING:
+                if self.pending < MAX_PENDING:
+                    batches = await self.consumer.getmany(timeout_ms=200, max_records=MAX_PENDING - self.pending)
+                    for tp, records in batches.items():
+                        for record in records:
+                            self._dispatch(tp, record)
+                else:  # full: read on once commands are done, and go on committing meanwhile
                     self.room.clear()
-                    await self.room.wait()
-                batches = await self.consumer.getmany(timeout_ms=200, max_records=MAX_PENDING - self.pending)
-                for tp, records in batches.items():
-                    for record in records:
-                        self._dispatch(tp, record)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self.room.wait(), COMMIT_EVERY_S)
                 if self.clock() - last_commit >= COMMIT_EVERY_S:
                     await self._commit(list(self.partitions))
                     last_commit = self.clock()
