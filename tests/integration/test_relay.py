@@ -4,7 +4,7 @@ Given commands for three institutions on the freeze topic (one endpoint answers 
 requests, one is down for the first 10 s), when two relays share the topic's partitions, then every command
 is accepted by its institution, every request verifies with the ``standardwebhooks`` library and carries the
 command's id as ``webhook-id`` (retries too), and no institution receives a command before the one before it
-was accepted. A command an institution never accepts is given up after SEKAT_RELAY_GIVE_UP_S to the
+was accepted; no secret is in the relays' logs. A command an institution never accepts is given up after SEKAT_RELAY_GIVE_UP_S to the
 undelivered topic with the last error, and the commands after it are delivered.
 """
 
@@ -58,6 +58,9 @@ def test_slow_flaky_and_down_institutions_each_get_every_command_signed_and_in_o
         delivered = sum(r.sample('sekat_relay_delivered_total{institution="DOWNMYKL"') for r in relays)
         assert delivered >= COMMANDS
         assert sum(r.sample("sekat_relay_retries_total") for r in relays) > 0
+        logs = "".join(r.log_path.read_text() for r in relays)
+        assert "FLAKMYKL refused command" in logs  # retries are logged, naming the institution ...
+        assert not any(secret[6:] in logs for i in institutions for secret in i.secrets)  # ... never a secret
     finally:
         for relay in relays:
             relay.stop()
