@@ -480,6 +480,31 @@ class DeadLetter(Struct, kw_only=True):
     original_key_size: Annotated[int, Meta(ge=0, description="the size of the record's whole key, in bytes")]
 
 
+# -- commands the relay gave up (SEKAT_TOPIC_UNDELIVERED) ---------------------------------------------------------------
+class UndeliveredSource(Struct, kw_only=True):
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+
+
+class UndeliveredCommand(Struct, kw_only=True):
+    """A command ``sekat relay`` gave up delivering to an institution's webhook, with the last error."""
+
+    command_id: Annotated[str, Meta(description="the command's command_id, sent as webhook-id; empty if it had none")]
+    institution: Annotated[str, Meta(description="the institution's id in SEKAT_INSTITUTIONS_FILE (the record key)")]
+    url: Annotated[str, Meta(description="the endpoint the relay posted to")]
+    error: Annotated[str, Meta(max_length=1000, description=(
+        "the last error: HTTP status and the start of the answer, a timeout, a connection error, or the open "
+        "circuit breaker with the institution's last error"))]
+    attempts: Annotated[int, Meta(ge=0, description="attempts made for this command")]
+    first_attempt_at: OutTime
+    given_up_at: OutTime
+    source: UndeliveredSource
+    command_b64: Annotated[str, Meta(extra_json_schema={"contentEncoding": "base64"}, description=(
+        "the command record's value as it was on its topic (the webhook body), base64"))]
+
+
 # -- the schema files --------------------------------------------------------------------------------------------------
 _ANNOTATED_REPORT = Annotated[Report, Meta(extra_json_schema=_REPORT_BANK)]
 
@@ -495,6 +520,7 @@ MESSAGES: dict[str, tuple[str, Any]] = {
     "release-audit": ("ReleaseAudit", ReleaseAudit),
     "brake-audit": ("BrakeAudit", BrakeAudit),
     "deadletter": ("DeadLetter", DeadLetter),
+    "undelivered-command": ("UndeliveredCommand", UndeliveredCommand),
 }
 _DESCRIPTIONS = {
     "bank-command": "A command to a bank (SEKAT_TOPIC_FREEZE, keyed by the bank's BIC8), by action.",

@@ -11,8 +11,8 @@ traceback, docs/security.md ("logs") gives the rules with examples:
   password of the URL's userinfo or query) becomes ``***``;
 - secrets by their shape, configured or not: the password of a URL's
   userinfo, the value of a ``...password=``, ``...secret=`` or ``api_key=``
-  pair (also ``'password': '...'``), and the secret part of an agency API key
-  (``sekat_<key id>_***``);
+  pair (also ``'password': '...'``), the secret part of an agency API key
+  (``sekat_<key id>_***``) and a webhook signing secret (``whsec_***``);
 - a phone or account number, its digits written bare, with spaces, dashes or
   parentheses (``012-345 6789``, ``+60 12-345 6789``, ``5140 1234-5678``) or
   as an IBAN (``GB82 WEST 1234 5698 7654 32``), with 7 digits or more,
@@ -27,7 +27,7 @@ traceback, docs/security.md ("logs") gives the rules with examples:
 
 It runs on every record, so each rule is an expression compiled once: one pass
 for identifiers, and one for secret shapes only over text holding a hint of one
-(``://``, ``pass``, ``secret``, ``api``, ``sekat_``). A match of 7 digits or more
+(``://``, ``pass``, ``secret``, ``api``, ``sekat_``, ``whsec_``). A match of 7 digits or more
 costs a look-back for a counter's name and a ``mask``.
 
 Library loggers that dump request bodies (aiokafka, kafka-python) are also kept
@@ -69,9 +69,10 @@ _SECRET_SHAPE = re.compile(
     r"|(?P<pair>(?<!\w)(?i:\w*(?:password|passwd|secret|api[_-]?key))(?:=|['\"]: ?)(?P<quote>['\"])?)"
     r"(?(quote)[^'\"]*|[^\s'\"&,;)}\]]*)"
     r"|(?P<apikey>\bsekat_[0-9a-f]{12}_)[\w-]+"  # an agency API key: sekat_<key id>_<secret>
+    r"|(?P<whsec>\bwhsec_)[A-Za-z0-9+/=]+"  # a webhook signing secret (SEKAT_INSTITUTIONS_FILE)
 )
 # Text with none of these has no secret shape: the expression above is not worth running.
-_SECRET_HINTS = ("://", "sekat_", "pass", "secret", "api")
+_SECRET_HINTS = ("://", "sekat_", "pass", "secret", "api", "whsec_")
 # Loggers whose DEBUG lines carry request and message bodies.
 _BODY_LOGGERS = ("aiokafka", "kafka")
 

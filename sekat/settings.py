@@ -79,6 +79,7 @@ class Settings:
     topic_block: str = "sekat.commands.block"
     topic_decisions: str = "sekat.decisions"
     topic_deadletter: str = "sekat.deadletter"
+    topic_undelivered: str = "sekat.commands.undelivered"
     topic_partitions: int = 4
     command_routing: str = "shared"
     route_banks: str = ""
@@ -129,6 +130,15 @@ class Settings:
     expiry_days: str = "reported=30,confirmed=365"
     renewals_max: int = 3
     release_interval_s: int = 5
+    institutions_file: str = ""
+    relay_loopback_http: int = 0
+    relay_web_port: int = 6067
+    relay_timeout_ms: int = 10_000
+    relay_retry_base_ms: int = 500
+    relay_retry_max_ms: int = 60_000
+    relay_give_up_s: int = 86_400
+    relay_breaker_failures: int = 5
+    relay_breaker_open_s: int = 30
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -219,6 +229,14 @@ class Settings:
             ("brake_source_max", 0, 10**9),
             ("renewals_max", 0, 100),
             ("release_interval_s", 1, 3_600),
+            ("relay_loopback_http", 0, 1),
+            ("relay_web_port", 1, 65_535),
+            ("relay_timeout_ms", 100, 300_000),
+            ("relay_retry_base_ms", 10, 3_600_000),
+            ("relay_retry_max_ms", 10, 86_400_000),
+            ("relay_give_up_s", 1, 30 * 86_400),
+            ("relay_breaker_failures", 1, 1_000),
+            ("relay_breaker_open_s", 1, 86_400),
         )
         for name, low, high in checks:
             value = getattr(self, name)
@@ -242,6 +260,12 @@ class Settings:
                 raise ConfigError("SEKAT_REPLICA_DISK_DIR", f"must be an absolute path, got {self.replica_disk_dir!r}")
             if os.path.exists(self.replica_disk_dir) and not os.path.isdir(self.replica_disk_dir):
                 raise ConfigError("SEKAT_REPLICA_DISK_DIR", f"not a directory: {self.replica_disk_dir}")
+        if self.relay_retry_max_ms < self.relay_retry_base_ms:
+            raise ConfigError("SEKAT_RELAY_RETRY_MAX_MS", f"must be at least SEKAT_RELAY_RETRY_BASE_MS "
+                                                          f"({self.relay_retry_base_ms}), got {self.relay_retry_max_ms}")
+        if self.institutions_file and not os.path.isfile(self.institutions_file):
+            raise ConfigError("SEKAT_INSTITUTIONS_FILE", f"no such file: {self.institutions_file}")
+        self.institutions()
         if self.policy_file and not os.path.isfile(self.policy_file):
             raise ConfigError("SEKAT_POLICY_FILE", f"no such file: {self.policy_file}")
         self.protected_keys()
@@ -296,6 +320,15 @@ class Settings:
             raise ConfigError("SEKAT_PROTECTED_FILE", f"cannot read {self.protected_file}: {exc.strerror}") from None
         except (InvalidIdentifier, UnicodeDecodeError) as exc:
             raise ConfigError("SEKAT_PROTECTED_FILE", f"{self.protected_file}: {exc}") from None
+
+    def institutions(self) -> dict[str, Any]:
+        """The institutions of ``SEKAT_INSTITUTIONS_FILE`` (``sekat.institutions.Institution`` by id), checked with
+        ``SEKAT_RELAY_LOOPBACK_HTTP``; empty without the file. Raises ConfigError naming the entry at fault."""
+        from sekat.institutions import load_institutions  # here: read only when the setting names a file
+
+        if not self.institutions_file:
+            return {}
+        return load_institutions(self.institutions_file, bool(self.relay_loopback_http))
 
     def command_topics(self) -> dict[tuple[bool, str], str]:
         """Per-institution command topics, ``(for_bank, institution) -> topic``; empty under shared routing.
@@ -449,6 +482,7 @@ SETTINGS_DOC: dict[str, str] = {
     "topic_block": "Output: telco commands, keyed by operator.",
     "topic_decisions": "Output: every non-allow decision with evidence.",
     "topic_deadletter": "Output: invalid input with the reason.",
+    "topic_undelivered": "Output of `sekat relay`: commands it gave up delivering to an institution, with the last error.",
     "topic_partitions": "Partitions for topics that `sekat topics` creates.",
     "command_routing": "shared (every bank reads SEKAT_TOPIC_FREEZE, every telco SEKAT_TOPIC_BLOCK) or "
                        "per-institution (each listed institution gets its own topic; see docs/security.md).",
@@ -530,4 +564,20 @@ SETTINGS_DOC: dict[str, str] = {
     "renewals_max": "Renewals of one entry an authority may file (POST /v1/renewals) between two revocations.",
     "release_interval_s": "How often the group leader sweeps for revoked or expired entries that institutions "
                           "acted on, and sends RELEASE_ACCOUNT / UNBLOCK_NUMBER.",
+    "institutions_file": "`sekat relay`: YAML or JSON file of the institutions it delivers commands to by webhook "
+                         "(id, https URL, one or two whsec_ signing secrets; docs/webhooks.md). Checked at start-up.",
+    "relay_loopback_http": "`sekat relay`: 1 also accepts http://127.0.0.1 URLs in SEKAT_INSTITUTIONS_FILE (tests "
+                           "and local runs); 0 (the default): https only.",
+    "relay_web_port": "Port of the relay's web server (/metrics, /healthz), on SEKAT_WEB_HOST.",
+    "relay_timeout_ms": "`sekat relay`: how long one webhook attempt may take (connect to full answer) before it "
+                        "counts as failed.",
+    "relay_retry_base_ms": "`sekat relay`: pause after the first failed attempt; each further failure doubles it "
+                           "(up to SEKAT_RELAY_RETRY_MAX_MS), less a random part of up to half.",
+    "relay_retry_max_ms": "`sekat relay`: the longest pause between two attempts of one command.",
+    "relay_give_up_s": "`sekat relay`: a command still not accepted this many seconds after its first attempt is "
+                       "given up and written to SEKAT_TOPIC_UNDELIVERED with the last error.",
+    "relay_breaker_failures": "`sekat relay`: consecutive failed attempts to one institution that open its circuit "
+                              "breaker (no attempts for SEKAT_RELAY_BREAKER_OPEN_S, then one probe).",
+    "relay_breaker_open_s": "`sekat relay`: how long an institution's open breaker holds attempts back before a "
+                            "probe.",
 }

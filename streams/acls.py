@@ -9,6 +9,9 @@
 - the agency API/CLI principal writes ``sekat.reports`` (reports, revocations,
   renewals) and ``sekat.decisions`` (the audit record of a safety-brake
   re-arm, written before the re-arm takes effect), and nothing else;
+- the webhook relay's principal (``sekat relay``, when given) reads the command
+  topics (shared and per-institution), writes ``sekat.commands.undelivered``
+  and owns its consumer group ``{SEKAT_APP_ID}.relay``;
 - each bank writes transfers and reads only ``{SEKAT_TOPIC_FREEZE}.{BIC8}``;
   each operator writes calls and reads only ``{SEKAT_TOPIC_BLOCK}.{OPERATOR}``
   (per-institution routing); their consumer groups start with their code.
@@ -36,8 +39,10 @@ class Acl:
     operations: tuple[str, ...]  # Read, Write, Describe, Create
 
 
-def acl_plan(settings: Settings, sekat: str, api: str, institutions: Mapping[str, str]) -> list[Acl]:
-    """ACLs for Sekat's worker ``sekat``, the agency API/CLI ``api`` and each routed institution's principal.
+def acl_plan(settings: Settings, sekat: str, api: str, institutions: Mapping[str, str],
+             relay: str | None = None) -> list[Acl]:
+    """ACLs for Sekat's worker ``sekat``, the agency API/CLI ``api``, each routed institution's principal and,
+    when given, the webhook relay's ``relay``.
 
     ``institutions`` maps a code in ``SEKAT_ROUTE_BANKS``/``SEKAT_ROUTE_OPERATORS`` to its principal; a code
     with no topic of its own raises ``ConfigError`` (it would have to read the shared topic, everyone's).
@@ -60,6 +65,11 @@ def acl_plan(settings: Settings, sekat: str, api: str, institutions: Mapping[str
         # A re-arm is refused unless its audit record is on the decisions topic first (brake/routes.py).
         Acl(api, "topic", settings.topic_decisions, "literal", write),
     ]
+    if relay is not None:
+        plan += [Acl(relay, "topic", settings.topic_freeze, "prefixed", read),
+                 Acl(relay, "topic", settings.topic_block, "prefixed", read),
+                 Acl(relay, "topic", settings.topic_undelivered, "literal", write),
+                 Acl(relay, "group", f"{settings.app_id}.relay", "literal", read)]
     for code, principal in institutions.items():
         bank_topic, operator_topic = routes.get((True, code)), routes.get((False, code))
         if bank_topic is None and operator_topic is None:

@@ -44,6 +44,7 @@ def topic_specs(settings: Settings, replication: int | None = None) -> list[NewT
         settings.topic_block: (parts, delete),
         settings.topic_decisions: (parts, delete),
         settings.topic_deadletter: (1, {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)} | isr),
+        settings.topic_undelivered: (1, {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)} | isr),
     }
     # Per-institution routing: each listed bank's and operator's own command topic (docs/security.md).
     specs.update({name: (parts, delete) for name in settings.command_topics().values()})

@@ -78,7 +78,7 @@ def isolated_env(stack: Stack, name: str, **overrides: str) -> dict[str, str]:
         SEKAT_TOPIC_PARTITIONS="2",
         SEKAT_BATCH_WITHIN_MS="5",
     )
-    for topic in ("transfers", "calls", "reports", "freeze", "block", "decisions", "deadletter"):
+    for topic in ("transfers", "calls", "reports", "freeze", "block", "decisions", "deadletter", "undelivered"):
         env[f"SEKAT_TOPIC_{topic.upper()}"] = f"{name}.{topic}"
     env.update(overrides)
     return env
@@ -643,3 +643,46 @@ async def file_report(store: Any, key: str, status: Any, source: str = "PDRM", r
     await store.apply([Report(report_id=unique("r-"), reported_at=reported_at or now, kind=kind, value=value,
                               status=Status(status), source=source, bank=bank, case_ref=case_ref, reason=reason,
                               ttl_days=ttl_days, filed_by="test")])
+
+
+class RelayProcess:
+    """``sekat relay`` as a child process; ready once it logs its first partition assignment."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = dict(env)
+        self.env.setdefault("SEKAT_RELAY_WEB_PORT", str(free_port()))
+        self.log_path = log_path
+        self.settings = Settings.from_environ(self.env)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> "RelayProcess":
+        create_topics(self.settings)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._seen = self.log_path.read_bytes().count(b"Relay ready") if self.log_path.exists() else 0
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "sekat.cli", "relay"], env=child_env(self.env),
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"relay exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if self.log_path.read_bytes().count(b"Relay ready") > self._seen:
+                return self
+            time.sleep(0.2)
+        raise RuntimeError(f"relay not ready in {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 4000) -> str:
+        return self.log_path.read_bytes()[-n:].decode(errors="replace")
+
+    def sample(self, pattern: str) -> float:
+        """Sum of the samples on this relay's /metrics whose line starts with ``pattern`` (a regex)."""
+        import re
+
+        url = f"http://127.0.0.1:{self.settings.relay_web_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            page = resp.read().decode()
+        return sum(float(m.group(1)) for m in re.finditer(rf"^{pattern}\S* (\S+)$", page, re.M))
+
+    def stop(self, sig: int = 15, timeout: float = 30.0) -> None:
+        stop_process(self.proc, sig, timeout)

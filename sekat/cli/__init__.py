@@ -5,7 +5,7 @@ and records in and out of Sekat's topics.
 subcommand with a message naming the variable; a subcommand that needs Kafka or Redis then checks
 the configured credentials (``sekat.preflight``) before it runs. One module per group of subcommands:
 
-    processes  worker, api, top         stack      topics, acls, redis-acls, up, down
+    processes  worker, relay, api, top        stack      topics, acls, redis-acls, up, down
     blocklist  blocklist ...            apikey     apikey ...
     send       send                     tail       tail
     command    how a subcommand declares what it does and the settings it reads
@@ -20,7 +20,7 @@ import sys
 from sekat import __version__
 from sekat.cli.apikey import add_apikey
 from sekat.cli.blocklist import add_blocklist
-from sekat.cli.processes import add_api, add_top, add_worker
+from sekat.cli.processes import add_api, add_relay, add_top, add_worker
 from sekat.cli.send import add_send
 from sekat.cli.stack import add_acls, add_down, add_redis_acls, add_topics, add_up
 from sekat.cli.tail import add_tail
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sekat", description="Sekat: stops scams while they happen.")
     parser.add_argument("--version", action="version", version=f"sekat {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_worker, add_topics, add_acls, add_redis_acls, add_up, add_down, add_top, add_api, add_blocklist, add_apikey,
+    for add in (add_worker, add_relay, add_topics, add_acls, add_redis_acls, add_up, add_down, add_top, add_api, add_blocklist, add_apikey,
                 add_send, add_tail):
         add(sub)
     return parser

@@ -1,5 +1,5 @@
-"""``sekat worker`` and ``sekat api``, the processes that run in the foreground, and ``sekat top``, which
-watches workers."""
+"""``sekat worker``, ``sekat relay`` and ``sekat api``, the processes that run in the foreground, and
+``sekat top``, which watches workers."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from sekat.settings import Settings
 NOT_READ_BY_WORKER = ("api_redis_url", "api_host", "api_port", "api_max_body_bytes", "api_trusted_proxies", "api_tls_certfile",
                       "api_tls_keyfile", "status_rate_per_minute",
                       "status_global_rate_per_minute", "filing_rate_per_minute", "stack_dir", "expiry_days",
-                      "renewals_max")
+                      "renewals_max", "topic_undelivered", "institutions_file", "relay_loopback_http", "relay_web_port", "relay_timeout_ms",
+                      "relay_retry_base_ms", "relay_retry_max_ms", "relay_give_up_s", "relay_breaker_failures",
+                      "relay_breaker_open_s")
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -53,6 +55,21 @@ def faust_worker(app: Any, settings: Settings) -> Any:
     return worker
 
 
+def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from sekat.relay.app import run_relay
+
+    institutions = settings.institutions()  # checked at start-up with the other settings
+    if not institutions:
+        print("sekat: invalid configuration: SEKAT_INSTITUTIONS_FILE: must name the institutions file (YAML or "
+              "JSON) the relay delivers to", file=sys.stderr)
+        return 2
+    logging.getLogger("sekat").info("starting relay with %s", settings.redacted())
+    asyncio.run(run_relay(settings, institutions))
+    return 0
+
+
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     from sekat.api.app import serve
 
@@ -76,6 +93,18 @@ def add_worker(sub: argparse._SubParsersAction) -> None:
                 "Run the screening worker in the foreground: it reads transfers, calls and reports, decides on "
                 "each event, and sends freeze and block commands, decisions and dead letters. Stop it with Ctrl-C.",
                 reads=[f.name for f in fields(Settings) if f.name not in NOT_READ_BY_WORKER], needs=KAFKA_AND_REDIS)
+
+
+def add_relay(sub: argparse._SubParsersAction) -> None:
+    add_command(sub, "relay", cmd_relay, "deliver commands to institutions' HTTPS endpoints (webhooks)",
+                "Deliver freeze and block commands to the institutions of SEKAT_INSTITUTIONS_FILE as signed "
+                "webhooks (Standard Webhooks), retrying until SEKAT_RELAY_GIVE_UP_S, then writing them to "
+                "SEKAT_TOPIC_UNDELIVERED. Run several to share the command topics' partitions.",
+                reads=("app_id", "aiokafka_config", "kafka_offset_reset", "topic_freeze", "topic_block",
+                       "topic_undelivered", "command_topics", "web_host", "institutions",
+                       "relay_web_port", "relay_timeout_ms", "relay_retry_base_ms", "relay_retry_max_ms",
+                       "relay_give_up_s", "relay_breaker_failures", "relay_breaker_open_s"),
+                needs=("kafka",))
 
 
 def add_api(sub: argparse._SubParsersAction) -> None:

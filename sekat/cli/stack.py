@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 TOPIC_SETTINGS = ("topic_transfers", "topic_calls", "topic_reports", "topic_freeze", "topic_block",
                   "topic_decisions", "topic_deadletter", "command_topics")
-CREATES_TOPICS = (*TOPIC_SETTINGS, "topic_partitions", "topic_replication", "kafka_client_config")
+CREATES_TOPICS = (*TOPIC_SETTINGS, "topic_undelivered", "topic_partitions", "topic_replication", "kafka_client_config")
 
 
 def cmd_acls(settings: Settings, args: argparse.Namespace) -> int:
@@ -30,7 +30,7 @@ def cmd_acls(settings: Settings, args: argparse.Namespace) -> int:
         if not sep or not code.strip() or not principal.strip():
             raise SekatError(f"--institution takes CODE=PRINCIPAL, e.g. MBBEMYKL=User:bank-mbbe; got {item!r}")
         institutions[code.strip().upper()] = principal.strip()
-    plan = acl_plan(settings, args.sekat_principal, args.api_principal, institutions)
+    plan = acl_plan(settings, args.sekat_principal, args.api_principal, institutions, args.relay_principal)
     print("\n".join(kafka_acls_commands(plan, settings.kafka_bootstrap, args.command_config)))
     return 0
 
@@ -149,10 +149,12 @@ def add_acls(sub: argparse._SubParsersAction) -> None:
                        "Sekat's topics (per-institution routing: each bank reads only its own commands)",
                        "Print the kafka-acls.sh commands that give the worker, the agency API and each routed bank "
                        "or operator least-privilege access to Sekat's topics. Nothing is sent to Kafka.",
-                       reads=("kafka_bootstrap", "app_id", *TOPIC_SETTINGS))
+                       reads=("kafka_bootstrap", "app_id", *TOPIC_SETTINGS, "topic_undelivered"))
     acls.add_argument("--sekat-principal", default="User:sekat", help="the worker's principal (default User:sekat)")
     acls.add_argument("--api-principal", default="User:sekat-api",
                       help="the agency API's and CLI's principal: writes reports only (default User:sekat-api)")
+    acls.add_argument("--relay-principal", help="the webhook relay's principal (sekat relay), e.g. User:sekat-relay: "
+                      "reads the command topics, writes the undelivered topic (default: none, no relay)")
     acls.add_argument("--institution", action="append", metavar="CODE=PRINCIPAL",
                       help="a routed bank (BIC8) or operator and its principal, e.g. MBBEMYKL=User:bank-mbbe; repeat")
     acls.add_argument("--command-config", default="admin.properties",

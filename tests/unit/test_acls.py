@@ -57,3 +57,17 @@ def test_sekat_acls_prints_one_kafka_acls_command_per_acl() -> None:
     assert ("kafka-acls.sh --bootstrap-server 127.0.0.1:9092 --command-config admin.properties --add "
             "--allow-principal User:bank-mbbe --operation Read --operation Describe "
             "--topic 'sekat.commands.freeze.MBBEMYKL' --resource-pattern-type literal") in expected
+
+
+def test_the_relay_reads_every_command_topic_writes_only_undelivered_and_owns_only_its_group() -> None:
+    settings = Settings.from_environ(ENV)
+    with_relay = acl_plan(settings, "User:sekat", "User:sekat-api", INSTITUTIONS, relay="User:sekat-relay")
+    relay = sorted((a.resource, a.name, a.pattern, a.operations) for a in with_relay
+                   if a.principal == "User:sekat-relay")
+    assert relay == sorted([
+        ("topic", settings.topic_freeze, "prefixed", ("Read", "Describe")),  # shared and per-institution
+        ("topic", settings.topic_block, "prefixed", ("Read", "Describe")),
+        ("topic", settings.topic_undelivered, "literal", ("Write", "Describe")),
+        ("group", f"{settings.app_id}.relay", "literal", ("Read", "Describe")),
+    ])
+    assert [a for a in with_relay if a.principal != "User:sekat-relay"] == plan()  # the rest unchanged

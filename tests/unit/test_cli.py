@@ -38,7 +38,7 @@ def test_bad_setting_stops_the_worker_naming_the_variable() -> None:
 def test_help_lists_the_commands() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for command in ("worker", "api", "apikey", "up", "down", "topics", "blocklist", "top", "acls", "redis-acls", "send",
+    for command in ("worker", "relay", "api", "apikey", "up", "down", "topics", "blocklist", "top", "acls", "redis-acls", "send",
                     "tail"):
         assert command in result.stdout
 
@@ -48,6 +48,18 @@ def test_the_configuration_doc_has_a_row_for_every_setting() -> None:
     for f in fields(Settings):
         assert f"| `SEKAT_{f.name.upper()}` |" in table, f"docs/configuration.md misses SEKAT_{f.name.upper()}"
     assert set(SETTINGS_DOC) == {f.name for f in fields(Settings)}
+
+
+def test_a_bad_institutions_file_stops_the_relay_naming_the_entry_and_never_the_secret(tmp_path: Path) -> None:
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    bad = tmp_path / "institutions.yaml"
+    bad.write_text(f"institutions:\n  - id: MBBEMYKL\n    url: http://hooks.example/sekat\n    secrets: [{secret}]\n")
+    result = run("relay", SEKAT_INSTITUTIONS_FILE=str(bad))
+    assert result.returncode == 2
+    assert "SEKAT_INSTITUTIONS_FILE" in result.stderr and "entry 1 (MBBEMYKL): url must be https" in result.stderr
+    assert secret[6:] not in result.stderr + result.stdout
+    result = run("relay")
+    assert result.returncode == 2 and "SEKAT_INSTITUTIONS_FILE" in result.stderr
 
 
 def test_unknown_input_format_stops_the_worker_naming_the_variable() -> None:

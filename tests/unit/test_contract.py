@@ -110,7 +110,7 @@ INPUT_SCHEMAS = {"transfer", "call", "call-attempt", "report"}
 SCHEMA_TOPIC = {"bank-command": SETTINGS.topic_freeze, "telco-command": SETTINGS.topic_block,
                 "decision": SETTINGS.topic_decisions, "release-audit": SETTINGS.topic_decisions,
                 "brake-audit": SETTINGS.topic_decisions, "deadletter": SETTINGS.topic_deadletter,
-                "report": SETTINGS.topic_reports}
+                "report": SETTINGS.topic_reports, "undelivered-command": SETTINGS.topic_undelivered}
 
 
 def doc(example_id: str) -> Example:
@@ -412,6 +412,19 @@ def find(records: list[Sent], topic: str = "", **fields: Any) -> Sent:
     return found[0]
 
 
+def undelivered_outputs() -> list[Sent]:
+    """What ``sekat relay`` writes when it gives up the freeze-account example after a day of 503s."""
+    from sekat.relay.undelivered import undelivered_record
+
+    value = undelivered_record(
+        command_id=doc("freeze-account").json()["command_id"], institution="CIBBMYKL",
+        url="https://hooks.cimb.example/sekat", error="HTTP 503: Service Unavailable", attempts=31,
+        first_attempt_at=at("2026-11-28T10:15:00.180Z").timestamp(),
+        given_up_at=at("2026-11-29T10:15:02.540Z").timestamp(), topic=SETTINGS.topic_freeze, partition=2,
+        offset=1881, timestamp_ms=1795860900125, value=orjson.dumps(doc("freeze-account").json()))
+    return [(SETTINGS.topic_undelivered, b"CIBBMYKL", orjson.loads(value))]
+
+
 def produced() -> dict[str, Sent]:
     """Output example id -> the record the real code sends for it."""
     transfers, follow, iso20022 = transfer_outputs(), follow_outputs(), pacs008_outputs()
@@ -435,6 +448,7 @@ def produced() -> dict[str, Sent]:
         "report-derived": derived[0],
         "report-consolidated": derived[1],
         "report-summarised": derived[2],
+        "undelivered": undelivered_outputs()[0],
     }
 
 
@@ -629,10 +643,11 @@ def test_each_output_example_is_exactly_what_the_code_writes(ex: Example, real_o
 def test_every_record_the_code_writes_validates_against_its_schema(real_outputs: dict[str, Sent]) -> None:
     written = [*transfer_outputs(), *follow_outputs(), *pacs008_outputs(), *call_outputs(), *release_outputs(),
                *brake_outputs(), *rearm_outputs(), *lift_outputs(),
-               *report_outputs()]
+               *report_outputs(), *undelivered_outputs()]
     streams = {"transfers": "decision", "calls": "decision", "releases": "release-audit", "brake": "brake-audit"}
     by_topic = {SETTINGS.topic_freeze: "bank-command", SETTINGS.topic_block: "telco-command",
-                SETTINGS.topic_deadletter: "deadletter", SETTINGS.topic_reports: "report"}
+                SETTINGS.topic_deadletter: "deadletter", SETTINGS.topic_reports: "report",
+                SETTINGS.topic_undelivered: "undelivered-command"}
     seen = set()
     for topic, key, value in written:
         name = streams[value["stream"]] if topic == SETTINGS.topic_decisions else by_topic[topic]

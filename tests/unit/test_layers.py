@@ -3,6 +3,7 @@
     top        sekat.cli, sekat.localstack, sekat.preflight            the command and the local stack
     api        sekat.api, sekat.brake.routes                           the agency HTTP API
     worker     sekat.streams, sekat.brake.guard, sekat.release.sweep   the Faust worker
+               sekat.relay                                             the webhook relay
     storage    sekat.blocklist, sekat.decode, sekat.metrics,           Redis, decoding, metric objects
                sekat.brake.store/metrics, sekat.release.acted/metrics
     rules      sekat.rules                                             pure decisions, no I/O
@@ -22,14 +23,14 @@ import sekat
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"sekat": "sekat", "rules": "sekat.rules", "decode": "sekat.decode", "blocklist": "sekat.blocklist",
            "metrics": "sekat.metrics", "brake": "sekat.brake", "release": "sekat.release",
-           "streams": "sekat.streams", "api": "sekat.api"}
+           "streams": "sekat.streams", "relay": "sekat.relay", "api": "sekat.api"}
 # (layer, module prefixes), bottom first; the longest matching prefix wins.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("ground", ("sekat",)),
     ("rules", ("sekat.rules",)),
     ("storage", ("sekat.blocklist", "sekat.decode", "sekat.metrics", "sekat.brake.store", "sekat.brake.metrics",
                  "sekat.release.acted", "sekat.release.metrics")),
-    ("worker", ("sekat.streams", "sekat.brake", "sekat.release")),
+    ("worker", ("sekat.streams", "sekat.brake", "sekat.release", "sekat.relay")),
     ("api", ("sekat.api", "sekat.brake.routes")),
     ("top", ("sekat.cli", "sekat.localstack", "sekat.preflight")),
 ]

@@ -20,6 +20,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from sekat.api.metrics import ApiMetrics
+from sekat.relay.metrics import RelayMetrics
 from sekat.settings import Settings
 from sekat.streams.app import create_app
 
@@ -65,11 +66,11 @@ def names_in(expr: str) -> set[str]:
 
 
 def served_metric_names() -> set[str]:
-    """Every sample name a worker or an API process serves at /metrics (from their own registries, no broker
-    needed)."""
+    """Every sample name a worker, an API process or a relay serves at /metrics (from their own registries, no
+    broker needed)."""
     registry = CollectorRegistry()
     create_app(Settings(), registry)
-    return sample_names(registry) | sample_names(ApiMetrics().registry)
+    return sample_names(registry) | sample_names(ApiMetrics().registry) | sample_names(RelayMetrics(["X"]).registry)
 
 
 def sample_names(registry: CollectorRegistry) -> set[str]:
@@ -138,6 +139,18 @@ def test_the_agency_apis_metrics_are_alerted_on() -> None:
     api_alerts = " ".join(r["expr"] for r in load_rules() if "alert" in r and "sekat_api_" in r["expr"])
     assert 'code=~"5.."' in api_alerts and 'limit="status_global"' in api_alerts
     assert 'up{job="sekat-api"}' in " ".join(r["expr"] for r in load_rules() if "alert" in r)
+
+
+def test_the_relays_metrics_are_alerted_on_and_on_the_dashboard() -> None:
+    """An institution that accepts nothing, and commands given up, each reach someone; on-call sees both."""
+    alerted = set().union(*(names_in(r["expr"]) for r in load_rules() if "alert" in r))
+    for needed in ("sekat_relay_pending_commands", "sekat_relay_last_accepted_timestamp_seconds",
+                   "sekat_relay_given_up_total"):
+        assert needed in alerted, f"no alert reads {needed}"
+    exprs = " ".join(expr for _, expr in dashboard_exprs())
+    for needed in ("sekat_relay_delivered_total", "sekat_relay_failed_attempts_total", "sekat_relay_given_up_total",
+                   "sekat_relay_delivery_seconds_bucket", "sekat_relay_breaker_open"):
+        assert needed in exprs, f"dashboard misses {needed}"
 
 
 def test_names_in_reads_promql() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = {"sekat": "sekat", "rules": "sekat/rules", "decode": "sekat/decode", "blocklist": "sekat/blocklist",
            "metrics": "sekat/metrics", "brake": "sekat/brake", "release": "sekat/release",
-           "streams": "sekat/streams", "api": "sekat/api"}
+           "streams": "sekat/streams", "relay": "sekat/relay", "api": "sekat/api"}
 
 
 def test_the_wheel_installs_only_sekat_with_every_module_and_the_policy(tmp_path: Path) -> None:

@@ -130,6 +130,8 @@ def test_redis_passwords_given_in_the_query_are_secrets_too(emit: Emit, url: str
      "headers [(b'x-api-key', b'sekat_0a1b2c3d4e5f_***')]"),
     ("SEKAT_KAFKA_SASL_PASSWORD: Kafka at 127.0.0.1:9094 refused SASL user 'sekat'",
      "SEKAT_KAFKA_SASL_PASSWORD: Kafka at 127.0.0.1:9094 refused SASL user 'sekat'"),
+    ("institution MBBEMYKL: secrets ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'whsec_Zm9v+YmFy/YmF6=']",
+     "institution MBBEMYKL: secrets ['whsec_***', 'whsec_***']"),
 ])
 def test_passwords_and_api_keys_are_masked_by_their_shape_even_when_not_configured(
         emit: Emit, text: str, expected: str) -> None:
