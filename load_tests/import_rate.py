@@ -6,10 +6,10 @@ Starts its own Kafka broker and Redis on free loopback ports (the same
 ``sekat.localstack`` the tests use), generates the file in /tmp, runs the
 real ``sekat blocklist import`` command against a fresh reports topic and
 prints how long Kafka took to acknowledge every report. With ``--apply`` a
-``sekat worker`` is started (and ready) first and the import runs with
-``--wait-applied``: the figures are then also the seconds from the command's
-start until the index held every report and until the worker's replica had
-them, and the worker's CPU seconds meanwhile. ``--profile`` / ``--profile-import``
+``sekat worker`` (``--workers N``: N of them) is started (and ready) first and
+the import runs with ``--wait-applied``: the figures are then also the seconds
+from the command's start until the index held every report and until every
+worker's replica had them, and the workers' CPU seconds meanwhile. ``--profile`` / ``--profile-import``
 record py-spy stacks of the worker / the import. Everything it starts is
 stopped by PID.
 """
@@ -69,6 +69,7 @@ def main() -> int:
     parser.add_argument("--profile-import", help="py-spy the import command's stacks (raw) into this file")
     parser.add_argument("--json", help="write the figures to this file as JSON")
     parser.add_argument("--env", action="append", default=[], metavar="SEKAT_X=V", help="a setting for every process")
+    parser.add_argument("--workers", type=int, default=1, help="with --apply: workers running during the import")
     parser.add_argument("--profile-s", type=int, default=30, help="seconds of the worker to profile")
     args = parser.parse_args()
     for sig in (signal.SIGTERM, signal.SIGINT):  # stop what we started, whoever interrupts us
@@ -91,7 +92,7 @@ def main() -> int:
           f"({data.stat().st_size / 1e6:.0f} MB)", flush=True)
     kafka = KafkaBroker(base / "kafka", free_port(), free_port())
     redis = RedisServer(base / "redis", free_port())
-    worker = None
+    workers: list[subprocess.Popen[bytes]] = []
     try:
         redis.start()
         kafka.start()
@@ -102,16 +103,19 @@ def main() -> int:
         settings = Settings.from_environ(env)
         create_topics(settings)
         if args.apply:
-            worker = spawn(["worker"], env, base / "worker.log")
-            wait_http(f"http://127.0.0.1:{env['SEKAT_WEB_PORT']}/healthz", worker,
-                      lambda b: orjson.loads(b).get("replica_ready"), timeout=120, log_path=base / "worker.log")
+            ports = [free_port() for _ in range(args.workers)]
+            for i, port in enumerate(ports):
+                workers.append(spawn(["worker"], env | {"SEKAT_WEB_PORT": str(port)}, base / f"worker{i}.log"))
+            for i, port in enumerate(ports):
+                wait_http(f"http://127.0.0.1:{port}/healthz", workers[i], lambda b: orjson.loads(b).get("replica_ready"),
+                          timeout=120, log_path=base / f"worker{i}.log")
         spy = str(Path(sys.executable).parent / "py-spy")
         profiler = None
-        if args.profile and worker is not None:  # the worker's reports agent and replica while the import runs
+        if args.profile and workers:  # the worker's reports agent and replica while the import runs
             profiler = subprocess.Popen([spy, "record", "-o", args.profile, "-r", "50", "--nonblocking",
-                                         "--format", "raw", "-d", str(args.profile_s), "-p", str(worker.pid)],
+                                         "--format", "raw", "-d", str(args.profile_s), "-p", str(workers[0].pid)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        worker_cpu = cpu_seconds(worker.pid) if worker is not None else 0.0
+        worker_cpu = sum(cpu_seconds(w.pid) for w in workers)
         command = [sys.executable, "-m", "sekat.cli", "blocklist", "import", str(data),
                    *(["--wait-applied", "--wait-timeout", "1800"] if args.apply else [])]
         if args.profile_import:
@@ -128,17 +132,19 @@ def main() -> int:
         print(f"import command took {elapsed:.1f}s (process start included)")
         if profiler is not None:
             profiler.wait()
-        if worker is not None:
+        if workers:
             applied = re.search(r"applied to the index ([\d.]+)s .* \((\d+) workers?\) ([\d.]+)s", result.stdout)
             figures.update(indexed_s=float(applied.group(1)), in_effect_s=float(applied.group(3)),
-                           worker_cpu_s=round(cpu_seconds(worker.pid) - worker_cpu, 1))
-            print(f"worker CPU {figures['worker_cpu_s']}s from the import's start")
+                           workers=len(workers),
+                           worker_cpu_s=round(sum(cpu_seconds(w.pid) for w in workers) - worker_cpu, 1))
+            print(f"workers' CPU {figures['worker_cpu_s']}s from the import's start")
         if args.json:
             Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
         print(json.dumps(figures))
         return 0
     finally:
-        stop_process(worker)
+        for w in workers:
+            stop_process(w)
         kafka.stop()
         redis.stop()
         shutil.rmtree(base, ignore_errors=True)
