@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,7 +45,17 @@ EXPORT_FIELDS = ("key", "status", "source", "reason", "case_ref", "report_id", "
 class ImportResult:
     read: int = 0
     sent: int = 0
+    acknowledged: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
+    # Where the import's records are on the reports topic, per partition: [first, ends) (for --wait-applied)
+    first: dict[int, int] = field(default_factory=dict)
+    ends: dict[int, int] = field(default_factory=dict)
+
+    def landed(self, partition: int, base: int, count: int) -> None:
+        """A batch of ``count`` records acknowledged at offsets ``base``..."""
+        self.acknowledged += count
+        self.first[partition] = min(self.first.get(partition, base), base)
+        self.ends[partition] = max(self.ends.get(partition, 0), base + count)
 
 
 def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
@@ -126,14 +137,16 @@ def publish_one(settings: Settings, report: Report, timeout: float = 15.0) -> An
 
 def import_rows(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] | str]], now: datetime,
                 default_source: str = "", protected: Collection[str] = (),
-                progress: Callable[[int], None] | None = None) -> ImportResult:
-    """Validate rows and produce them as reports in batches; returns once Kafka has acknowledged all."""
+                progress: Callable[[ImportResult], None] | None = None) -> ImportResult:
+    """Validate rows and produce them as reports in batches; returns once Kafka has acknowledged all.
+
+    ``progress`` is called with the counts so far about once a second, and once at the end."""
     return asyncio.run(_import(settings, rows, now, default_source, protected, progress))
 
 
 async def _import(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] | str]], now: datetime,
                   default_source: str, protected: Collection[str],
-                  progress: Callable[[int], None] | None) -> ImportResult:
+                  progress: Callable[[ImportResult], None] | None) -> ImportResult:
     # aiokafka's batch API: records go straight into per-partition batches (partitioned by key with
     # Kafka's default murmur2 partitioner, as every other producer of the topic does), each batch is sent
     # as soon as it is full, and the acknowledgements (acks=all) are awaited together.
@@ -157,9 +170,16 @@ async def _import(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] |
     in_flight: list[asyncio.Future[Any]] = []
 
     async def ship(partition: int) -> None:
-        in_flight.append(await producer.send_batch(batches.pop(partition), topic, partition=partition))
+        batch = batches.pop(partition)
+        count = batch.record_count()
+        future = await producer.send_batch(batch, topic, partition=partition)
+        future.add_done_callback(lambda f: f.cancelled() or f.exception() is not None
+                                 or result.landed(partition, f.result().offset, count))
+        in_flight.append(future)
         if len(in_flight) >= 32:
             await in_flight.pop(0)
+
+    shown = time.monotonic()
 
     try:
         for number, row in rows:
@@ -181,11 +201,14 @@ async def _import(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] |
                 batches[partition] = producer.create_batch()
                 batches[partition].append(key=key, value=value, timestamp=None)
             result.sent += 1
-            if progress and result.sent % 100_000 == 0:
-                progress(result.sent)
+            if progress and result.sent % 1000 == 0 and time.monotonic() - shown >= 1:
+                shown = time.monotonic()
+                progress(result)
         for partition in list(batches):
             await ship(partition)
         await asyncio.gather(*in_flight)
+        if progress:
+            progress(result)
     except (AIOKafkaError, OSError) as exc:
         raise BlocklistUnavailable(f"Kafka did not acknowledge every report ({type(exc).__name__}); re-run the "
                                    "import (rows with a report_id are idempotent)") from exc

@@ -40,6 +40,9 @@ within 100 ms. The replica does both:
                (``from_disk``; its staleness counts from when the copy was taken) and, once Redis answers,
                follows the change stream from the copy's id, or re-reads the index when that could miss a
                change, screening from the copy meanwhile
+    position   every running worker keeps its replica's change-stream id, with the time, in the hash
+               ``{prefix}replica:seen`` (``positions``), at most once every POSITION_EVERY_S while following:
+               ``sekat blocklist import --wait-applied`` waits for every worker seen lately to pass an id
     counts     entries by kind and status for ``sekat_blocklist_entries``, kept as changes are applied
                (``blocklist.counts``): ``entry_counts`` moves the entries expired since the last call
 
@@ -55,6 +58,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -82,6 +87,9 @@ _STATUS = {REPORTED: Status.REPORTED, CONFIRMED: Status.CONFIRMED}
 FOLLOW_BLOCK_MS = 1000
 FOLLOW_COUNT = 10_000
 MERGE_OVERLAY_AT = 200_000
+POSITION_EVERY_S = 1.0
+# A position older than this is a worker that stopped (or cannot reach Redis): no longer waited for.
+POSITION_FRESH_S = 10.0
 START_RETRY_START_S = 0.5  # a replica that cannot be loaded (Redis down) tries again after this, then doubling
 START_RETRY_MAX_S = 5.0
 
@@ -98,6 +106,27 @@ def _expiry(entry: Entry) -> int:
 
 def _state(entry: Entry | None) -> State:
     return (_code(entry), _expiry(entry)) if entry is not None else (ABSENT, 0)
+
+
+def positions_key(prefix: str) -> str:
+    """The hash of replica positions: field = worker, value = ``{change id} {epoch ms}``."""
+    return f"{prefix}replica:seen"
+
+
+def positions(raw: dict[bytes, bytes], now_ms: int) -> dict[str, tuple[int, int]]:
+    """The replica positions (worker -> change-stream id as a pair) reported within POSITION_FRESH_S."""
+    out = {}
+    for worker, value in raw.items():
+        change_id, _, at = value.decode().partition(" ")
+        if at.isdigit() and now_ms - int(at) <= POSITION_FRESH_S * 1000:
+            out[worker.decode()] = stream_id(change_id)
+    return out
+
+
+def stream_id(text: str) -> tuple[int, int]:
+    """A Redis stream id (``ms-seq``) as a pair that orders as the stream does."""
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
 
 
 class _Stopped(Exception):
@@ -148,6 +177,9 @@ class Replica:
         self._counts = EntryCounts(self._status, self._expires, self._locate)
         self._counting = threading.Lock()  # an install (in a thread) swaps the counts; a tick reads them
         self._last_id = "0-0"
+        self._positions = positions_key(prefix)
+        self._name = f"{socket.gethostname()}:{os.getpid()}"
+        self._position_at = 0.0
         self._built_key = built_key(prefix)
         self._entries_key = entries_key(prefix)
         self._counted_loss: tuple[str, int, int] | None = None  # (build, count, held) last reported
@@ -454,6 +486,7 @@ class Replica:
             try:
                 await self._follow_once(block=FOLLOW_BLOCK_MS)
                 backoff = 0.05
+                await self._report_position()
                 if self._merge_due():
                     await asyncio.to_thread(self._merge_overlay)
             except asyncio.CancelledError:
@@ -462,6 +495,14 @@ class Replica:
                 log.warning("blocklist change stream unavailable (%s); deciding on the replica", type(exc).__name__)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+
+    async def _report_position(self) -> None:
+        """This replica's change-stream id into ``{prefix}replica:seen``, at most once every POSITION_EVERY_S."""
+        now = time.time()
+        if now - self._position_at < POSITION_EVERY_S or self._follow_client is None:
+            return
+        await self._follow_client.hset(self._positions, self._name, f"{self._last_id} {int(now * 1000)}")
+        self._position_at = now
 
     async def _follow_once(self, block: int | None) -> int:
         """Read and apply the next change-stream records (waiting up to ``block`` ms); how many there were."""

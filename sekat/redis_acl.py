@@ -63,6 +63,8 @@ INDEX = Grant("blocklist index: entries and change stream, the built marker, the
                "eval", "pexpire", "incrby"))
 SNAPSHOT = Grant("stored replica snapshot: chunks, description, writer lock", ("replica:*",),
                  ("get", "set", "del", "exists", "expire", "pexpire", "persist"))
+REPLICA_POSITIONS = Grant("replica positions: each worker's change-stream id (``sekat blocklist import "
+                          "--wait-applied`` reads them)", ("replica:seen",), ("hset", "hgetall"))
 RULE_STATE = Grant("rule state: window and value scripts, value reads", ("rs:*",),
                    ("evalsha", "mget", "zadd", "zrangebyscore", "zremrangebyscore", "zcard", "pexpire", "set"))
 BRAKE_WORKER = Grant("safety brake: count commands per target, trip, log the trip", ("brake:*",),
@@ -85,9 +87,9 @@ API_KEYLESS = Grant("the rate limiter's transaction", (), ("multi", "exec", "dis
 KEYS_ADMIN = Grant("create, list and disable API keys", ("apikeys",), ("hget", "hgetall", "hset"))
 
 PLAN: dict[str, tuple[Grant, ...]] = {
-    "worker": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, RULE_STATE, BRAKE_WORKER, ACTED),
+    "worker": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER, ACTED),
     "api": (CONNECTION, API_KEYLESS, ENTRIES_READ, KEYS_READ, RATE_LIMITS, BRAKE_TRIPS, BRAKE_COUNTS, BRAKE_LOG),
-    "admin": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, RULE_STATE, BRAKE_WORKER, ACTED, KEYS_ADMIN),
+    "admin": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER, ACTED, KEYS_ADMIN),
 }
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

@@ -108,22 +108,54 @@ def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
-    from sekat.blocklist.bulk import import_rows, read_rows
+    from sekat.blocklist.applied import Applied, WaitTimeout, wait_applied
+    from sekat.blocklist.bulk import ImportResult, import_rows, read_rows
 
     path = Path(args.file)
     if not path.is_file():
         raise SekatError(f"no such file: {path}")
     started = time.perf_counter()
+    terminal = sys.stderr.isatty()
+    sent = [0, 0]  # (sent, acknowledged): the last counts the import showed
+
+    def show_import(result: ImportResult) -> None:
+        sent[:] = result.sent, result.acknowledged
+        if terminal:
+            print(f"import: {time.perf_counter() - started:5.1f}s  sent {result.sent:,}  "
+                  f"acknowledged {result.acknowledged:,}", file=sys.stderr, flush=True)
+
     result = import_rows(settings, read_rows(path), datetime.now(timezone.utc), args.source or "",
-                         settings.protected_keys(),
-                         progress=lambda n: print(f"import: {n} sent", file=sys.stderr, flush=True))
+                         settings.protected_keys(), progress=show_import)
     elapsed = time.perf_counter() - started
     for line, message in result.errors[:args.max_errors]:
         print(f"{path.name}:{line}: {message}", file=sys.stderr)
     if len(result.errors) > args.max_errors:
         print(f"... and {len(result.errors) - args.max_errors} more bad rows", file=sys.stderr)
     print(f"import: {result.sent} reports acknowledged by Kafka, {len(result.errors)} bad rows skipped, "
-          f"{result.read} rows in {elapsed:.1f}s ({result.sent / elapsed if elapsed else 0:,.0f} reports/s)")
+          f"{result.read} rows in {elapsed:.1f}s ({result.sent / elapsed if elapsed else 0:,.0f} reports/s)",
+          flush=True)
+    if args.wait_applied:
+        shown = [0.0]
+
+        def show_applied(state: Applied) -> None:
+            now = time.perf_counter()
+            if terminal and now - shown[0] >= 1:
+                shown[0] = now
+                replicas = f"  replicas {state.replicas}/{state.workers}" if state.workers else ""
+                print(f"import: {now - started:5.1f}s  sent {sent[0]:,}  acknowledged {sent[1]:,}  "
+                      f"applied {state.reports:,}{replicas}", file=sys.stderr, flush=True)
+
+        indexed: list[float] = []
+        try:
+            state = asyncio.run(wait_applied(settings, result.first, result.ends, args.wait_timeout,
+                                             progress=show_applied,
+                                             on_indexed=lambda: indexed.append(time.perf_counter() - started)))
+        except WaitTimeout as exc:
+            print(f"sekat: {exc}", file=sys.stderr)
+            return 4
+        workers = f"{state.workers} worker{'' if state.workers == 1 else 's'}"
+        print(f"import: applied to the index {indexed[0]:.1f}s after the import started, in effect on every "
+              f"running worker's replica ({workers}) {time.perf_counter() - started:.1f}s after it started")
     return 0 if not result.errors else 3
 
 
@@ -179,11 +211,19 @@ def add_blocklist(sub: argparse._SubParsersAction) -> None:
                      help="another identifier of the same scam; repeat for several")
     imp = add_command(bl_sub, "import", cmd_import, "file reports in bulk from a CSV or JSONL file",
                       "File reports in bulk from a CSV (with a header row) or JSONL file, with the same checks as "
-                      "`add`. Bad rows are reported by line and skipped (exit status 3); the rest are sent.",
-                      reads=("topic_reports", "aiokafka_config", *FILING), needs=("kafka",))
+                      "`add`, skipping bad rows (reported by line, exit status 3), with progress on a terminal. "
+                      "--wait-applied then waits until the reports group (SEKAT_APP_ID) has applied them to the "
+                      "index and every running worker's replica has followed the change stream past them.",
+                      reads=("topic_reports", "aiokafka_config", "app_id", "redis_url", "redis_prefix", *FILING),
+                      needs=("kafka",))
     imp.add_argument("file", help="a .csv (with a header row) or .jsonl file")
     imp.add_argument("--source", help="agency for rows without a source column")
     imp.add_argument("--max-errors", type=int, default=50, help="bad rows to print (all are counted)")
+    imp.add_argument("--wait-applied", action="store_true",
+                     help="after Kafka acknowledged the reports, wait until the index has applied them and every "
+                          "running worker's replica has them, and say how long that took")
+    imp.add_argument("--wait-timeout", type=float, default=600.0, metavar="SECONDS",
+                     help="with --wait-applied: give up (exit status 4) after this long (default 600)")
     exp = add_command(bl_sub, "export", cmd_export, "write every index entry as JSONL or CSV",
                       "Write every entry of the Redis index as JSONL (full entries, with history) or CSV (summary "
                       "columns); `import` files a JSONL export again.",

@@ -427,6 +427,41 @@ def test_import_reports_bad_rows_with_line_numbers_and_export_writes_them_back(d
     assert lines[0].startswith("key,status,source") and len(lines) == len(exported) + 1
 
 
+def test_import_wait_applied_returns_once_every_report_is_in_effect(desk: Desk, tmp_path: Path) -> None:
+    caller, numbers, accounts = mobile(), [mobile() for _ in range(150)], [account() for _ in range(150)]
+    csv_file = tmp_path / "bulk.csv"
+    csv_file.write_text("kind,value,bank,status,source,case_ref\n" + f"phone,{caller},,confirmed,PDRM,BULK/9\n"
+                        + "".join(f"phone,{n},,reported,NSRC,BULK/9\n" for n in numbers)
+                        + "".join(f"account,{a},MBBEMYKL,confirmed,PDRM,BULK/9\n" for a in accounts))
+    result = sekat(desk.env, "blocklist", "import", str(csv_file), "--wait-applied", "--wait-timeout", "60")
+    assert result.returncode == 0, result.stderr
+    assert "301 reports acknowledged by Kafka" in result.stdout
+    assert "applied to the index" in result.stdout and "every running worker's replica (1 worker)" in result.stdout
+
+    # No waiting here: when the command returned, the index and the worker's replica had every report.
+    keys = [f"phone:{caller}", *(f"phone:{n}" for n in numbers), *(f"account:MBBEMYKL:{a}" for a in accounts)]
+
+    async def held() -> dict[str, Entry]:
+        store = BlocklistStore.from_url(desk.settings.redis_url, desk.settings.redis_prefix)
+        try:
+            return await store.lookup_many(keys)
+        finally:
+            await store.close()
+    assert sorted(run(held())) == sorted(keys)
+    [cmd] = desk.out.wait_for(for_event(desk.call(caller), desk.settings.topic_block))
+    assert cmd.json["action"] == "BLOCK_CALL"
+
+
+def test_import_wait_applied_gives_up_with_a_message_when_no_worker_applies(desk: Desk, tmp_path: Path) -> None:
+    csv_file = tmp_path / "one.csv"
+    csv_file.write_text(f"kind,value,status,source\nphone,{mobile()},reported,PDRM\n")
+    env = {**desk.env, "SEKAT_APP_ID": unique("nobody")}  # a reports group no worker consumes in
+    result = sekat(env, "blocklist", "import", str(csv_file), "--wait-applied", "--wait-timeout", "2")
+    assert result.returncode == 4, result.stderr
+    assert "1 reports acknowledged by Kafka" in result.stdout
+    assert "--wait-applied: the index holds 0 of 1 imported reports after 2s" in result.stderr
+
+
 def _last_records(desk: Desk, topic: str) -> dict[bytes, bytes]:
     """What compaction would leave of ``topic``: the last record of each key."""
     cfg = desk.settings.kafka_client_config()

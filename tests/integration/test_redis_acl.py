@@ -11,6 +11,7 @@ The end-to-end run of the real processes under these users is ``test_security.py
 
 from __future__ import annotations
 
+import asyncio
 import random
 import shutil
 import tempfile
@@ -26,7 +27,7 @@ import redis
 from load_tests.rules_bench import make_calls, make_transfers
 from sekat.api.clients import Clients
 from sekat.api.keys import ApiKeyStore
-from sekat.blocklist.replica import Replica
+from sekat.blocklist.replica import Replica, positions, positions_key
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.store import BrakeStore, Trip
 from sekat.localstack.processes import free_port
@@ -139,6 +140,13 @@ async def test_the_worker_user_can_do_everything_the_worker_does(acl: AclRedis) 
             assert nxt.stats.loaded_from == "stored snapshot"
             assert LISTED[1] not in nxt.candidates(LISTED, time.time())
             assert (await nxt.lookup_many([LISTED[3]]))[LISTED[3]].case_ref == "C3"
+            # Following the change stream, it reports its position (for `blocklist import --wait-applied`).
+            following = asyncio.create_task(nxt.follow())
+            deadline = time.monotonic() + 5
+            while not await plain.client.hgetall(positions_key(p)) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            following.cancel()
+            assert list(positions(await plain.client.hgetall(positions_key(p)), int(time.time() * 1000)))
         finally:
             await nxt.close()
         # The release sweep: due entries, who acted, reschedule, forget.
@@ -209,6 +217,9 @@ async def test_the_admin_user_manages_api_keys_and_rebuilds_the_index(acl: AclRe
         assert await keys.verify(token) is None
         await rebuilt(store)
         assert await store.build_id() is not None and await store.get(LISTED[0]) is not None
+        # `sekat blocklist import --wait-applied`: the change stream's last id, the replicas' positions.
+        await store.client.xrevrange(f"{p}bl:changes", count=1)
+        await store.client.hgetall(positions_key(p))
     finally:
         await store.close()
     assert acl.refused("admin") == []
