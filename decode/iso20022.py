@@ -109,6 +109,7 @@ def parse(raw: bytes) -> Any:
 # output on every fixture and on generated messages.
 TX_PATHS = (
     "PmtId/EndToEndId", "PmtId/TxId", "PmtId/UETR", "IntrBkSttlmAmt", "IntrBkSttlmAmt/@Ccy", "AccptncDtTm",
+    "AddtlDtTm/AccptncDtTm",
     "DbtrAgt/FinInstnId/BICFI", "DbtrAcct/Id/IBAN", "DbtrAcct/Id/Othr/Id",
     "CdtrAgt/FinInstnId/BICFI", "CdtrAcct/Id/IBAN", "CdtrAcct/Id/Othr/Id",
     "CdtrAcct/Prxy/Id", "CdtrAcct/Prxy/Tp/Cd", "CdtrAcct/Prxy/Tp/Prtry",
@@ -307,10 +308,15 @@ class _JsonPaymentType(msgspec.Struct):
     SvcLvl: _JsonServiceLevel | None = None
 
 
+class _JsonDateTimes(msgspec.Struct):
+    AccptncDtTm: str | None = None
+
+
 class _JsonTransaction(msgspec.Struct):
     PmtId: _JsonPaymentId | None = None
     IntrBkSttlmAmt: _JsonAmount | None = None
     AccptncDtTm: str | None = None
+    AddtlDtTm: _JsonDateTimes | None = None
     DbtrAgt: _JsonAgent | None = None
     DbtrAcct: _JsonDebtorAccount | None = None
     CdtrAgt: _JsonAgent | None = None
@@ -348,7 +354,7 @@ def _transaction_fields(tx: _JsonTransaction) -> dict[str, str]:
     fields = {
         "PmtId/EndToEndId": pmt.EndToEndId, "PmtId/TxId": pmt.TxId, "PmtId/UETR": pmt.UETR,
         "IntrBkSttlmAmt": amount.value if amount else None, "IntrBkSttlmAmt/@Ccy": amount.Ccy if amount else None,
-        "AccptncDtTm": tx.AccptncDtTm,
+        "AccptncDtTm": tx.AccptncDtTm, "AddtlDtTm/AccptncDtTm": tx.AddtlDtTm.AccptncDtTm if tx.AddtlDtTm else None,
         "DbtrAgt/FinInstnId/BICFI": ((tx.DbtrAgt.FinInstnId if tx.DbtrAgt else None) or _NO_AGENT).BICFI,
         "DbtrAcct/Id/IBAN": debtor.IBAN, "DbtrAcct/Id/Othr/Id": (debtor.Othr or _NO_OTHER).Id,
         "CdtrAgt/FinInstnId/BICFI": ((tx.CdtrAgt.FinInstnId if tx.CdtrAgt else None) or _NO_AGENT).BICFI,

@@ -8,12 +8,13 @@ transfers only, so a status report is counted (``sekat_events_total{outcome="SKI
 Mapping (paths relative to ``CdtTrfTxInf``):
 
     event_id        GrpHdr/MsgId + "/" + position of the transaction (1-based): deterministic on replay
-    transfer_id     PmtId/TxId, else PmtId/EndToEndId
+    transfer_id     PmtId/UETR, else PmtId/TxId, else payer.bank + "/" + PmtId/EndToEndId (an end-to-end id is
+                    the customer's, unique only within the debtor agent)
     end_to_end_id   PmtId/EndToEndId (required)      tx_id  PmtId/TxId      uetr  PmtId/UETR
-    occurred_at     AccptncDtTm, else GrpHdr/CreDtTm (no zone = UTC)
+    occurred_at     AddtlDtTm/AccptncDtTm (.13) or AccptncDtTm (.08-.12), else GrpHdr/CreDtTm (no zone = UTC)
     amount          IntrBkSttlmAmt                   currency  IntrBkSttlmAmt/@Ccy
-    payer.bank      DbtrAgt/FinInstnId/BICFI         payer.account  DbtrAcct/Id/IBAN | DbtrAcct/Id/Othr/Id
-    payee.bank      CdtrAgt/FinInstnId/BICFI         payee.account  CdtrAcct/Id/IBAN | CdtrAcct/Id/Othr/Id
+    payer.bank      DbtrAgt/FinInstnId/BICFI         payer.account  DbtrAcct/Id/IBAN | DbtrAcct/Id/Othr/Id | None
+    payee.bank      CdtrAgt/FinInstnId/BICFI         payee.account  CdtrAcct/Id/IBAN | CdtrAcct/Id/Othr/Id | None
     payee.proxy     CdtrAcct/Prxy/Tp/Cd (or Prtry) and CdtrAcct/Prxy/Id; MBNO/TELE → MOBILE, EMAL → EMAIL
     channel         PmtTpInf/LclInstrm/Prtry | PmtTpInf/LclInstrm/Cd | PmtTpInf/SvcLvl/Cd
 
@@ -21,6 +22,10 @@ Each path means its first element at each step (``p:DbtrAcct[1]/p:Id[1]/...``); 
 list stands for its first item. Every fast path (the reading's, and "The mapping's happy path" below) gives
 up to a precise one on anything unusual, so a result or a dead letter does not depend on which path ran
 (tests/unit/test_adapter_pacs008_mapping.py).
+
+``DbtrAcct`` and ``CdtrAcct`` are optional in the message definition: a transaction is screened on the
+identifiers it has (payer account, payee account, payee proxy) and dead-lettered as ``missing_field`` at
+``CdtTrfTxInf[n]/CdtrAcct`` only when it has none of them.
 
 A transaction that cannot be mapped becomes a ``Rejection`` whose ``field`` is the XPath at fault, e.g.
 ``/Document/FIToFICstmrCdtTrf/CdtTrfTxInf[2]/CdtrAgt/FinInstnId/BICFI``; the other transactions of the
@@ -47,6 +52,8 @@ log = logging.getLogger(__name__)
 _CCY_RE = re.compile(r"^[A-Z]{3}$")
 PROXY_TYPES = {"MBNO": "MOBILE", "TELE": "MOBILE", "EMAL": "EMAIL"}
 MAX_ID = 128
+# pacs.008.001.13 moved the acceptance time under AddtlDtTm; .08 to .12 have it directly under CdtTrfTxInf.
+ACCEPTED_13 = "AddtlDtTm/AccptncDtTm"
 
 Result = Transfer | Rejection | Skipped
 
@@ -156,9 +163,10 @@ def _transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejectio
     end_to_end_id = _text(flat, "PmtId/EndToEndId", base, required=True)
     tx_id = _text(flat, "PmtId/TxId", base)
     uetr = _text(flat, "PmtId/UETR", base, max_len=36)
-    accepted = _text(flat, "AccptncDtTm", base, max_len=64)
+    accepted_path = ACCEPTED_13 if ACCEPTED_13 in flat else "AccptncDtTm"
+    accepted = _text(flat, accepted_path, base, max_len=64)
     if accepted is not None:
-        occurred_at = _timestamp(accepted, f"{base}/AccptncDtTm")
+        occurred_at = _timestamp(accepted, f"{base}/{accepted_path}")
     elif isinstance(created, Rejection):
         raise _Rejected(created)
     else:
@@ -173,8 +181,6 @@ def _transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejectio
 
     payer_bank = _bank(flat, "DbtrAgt/FinInstnId/BICFI", base)
     payer_account = _account(flat, payer_bank, "DbtrAcct", base)
-    if payer_account is None:
-        raise Bad("missing_field", f"{base}/DbtrAcct/Id", "debtor account (IBAN or Othr/Id) is required")
     payee_bank = _bank(flat, "CdtrAgt/FinInstnId/BICFI", base)
     payee_account = _account(flat, payee_bank, "CdtrAcct", base)
 
@@ -186,14 +192,16 @@ def _transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejectio
         kind = _proxy_type(code, proxy_id)
         mobile = fields.as_phone(proxy_id, f"{base}/CdtrAcct/Prxy/Id", region) if kind == "MOBILE" else None
         proxy = Proxy(kind, proxy_id, mobile)
-    if payee_account is None and proxy is None:
-        raise Bad("missing_field", f"{base}/CdtrAcct", "creditor account needs Id/IBAN, Id/Othr/Id or Prxy/Id")
+    if payer_account is None and payee_account is None and proxy is None:
+        raise Bad("missing_field", f"{base}/CdtrAcct",
+                  "nothing to screen: needs DbtrAcct/Id, CdtrAcct/Id (IBAN or Othr/Id) or CdtrAcct/Prxy/Id")
 
     channel = (_text(flat, "PmtTpInf/LclInstrm/Prtry", base, max_len=35)
                or _text(flat, "PmtTpInf/LclInstrm/Cd", base, max_len=35)
                or _text(flat, "PmtTpInf/SvcLvl/Cd", base, max_len=35))
     assert end_to_end_id is not None
-    return Transfer(f"{msg_id}/{index}", occurred_at, tx_id or end_to_end_id, amount, Party(payer_bank, payer_account),
+    return Transfer(f"{msg_id}/{index}", occurred_at, uetr or tx_id or f"{payer_bank}/{end_to_end_id}", amount,
+                    Party(payer_bank, payer_account),
                     Party(payee_bank, payee_account), proxy, channel, currency, end_to_end_id, tx_id, uetr)
 
 
@@ -231,7 +239,7 @@ def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rej
             return None
         tx_id = _clean(get("PmtId/TxId"), MAX_ID)
         uetr = _clean(get("PmtId/UETR"), 36)
-        accepted = _clean(get("AccptncDtTm"), 64)
+        accepted = _clean(get(ACCEPTED_13) if ACCEPTED_13 in flat else get("AccptncDtTm"), 64)
         if accepted is not None:
             occurred_at = fields.iso_time(accepted)
         elif isinstance(created, Rejection):
@@ -243,9 +251,7 @@ def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rej
             return None
         payer_bank = normalise_bank(payer_bic)
         payer_raw = _clean(get("DbtrAcct/Id/IBAN"), 64) or _clean(get("DbtrAcct/Id/Othr/Id"), 64)
-        if payer_raw is None:
-            return None
-        payer_account = normalise_account(payer_bank, payer_raw)
+        payer_account = None if payer_raw is None else normalise_account(payer_bank, payer_raw)
         payee_bank = normalise_bank(payee_bic)
         payee_raw = _clean(get("CdtrAcct/Id/IBAN"), 64) or _clean(get("CdtrAcct/Id/Othr/Id"), 64)
         payee_account = None if payee_raw is None else normalise_account(payee_bank, payee_raw)
@@ -255,7 +261,7 @@ def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rej
             kind = _proxy_type(_clean(get("CdtrAcct/Prxy/Tp/Cd"), 35) or _clean(get("CdtrAcct/Prxy/Tp/Prtry"), 35),
                                proxy_id)
             proxy = Proxy(kind, proxy_id, normalise_phone(proxy_id, region) if kind == "MOBILE" else None)
-        elif payee_account is None:
+        elif payee_account is None and payer_account is None:
             return None
         channel = None
         if "PmtTpInf/LclInstrm/Prtry" in flat or "PmtTpInf/LclInstrm/Cd" in flat or "PmtTpInf/SvcLvl/Cd" in flat:
@@ -263,6 +269,6 @@ def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rej
                        or _clean(get("PmtTpInf/SvcLvl/Cd"), 35))
     except (_Unclear, ValueError, InvalidOperation, InvalidIdentifier):
         return None  # fromisoformat raises ValueError, Decimal InvalidOperation, the normalisers InvalidIdentifier
-    return Transfer(f"{msg_id}/{index}", occurred_at, tx_id or end_to_end_id, amount,
+    return Transfer(f"{msg_id}/{index}", occurred_at, uetr or tx_id or f"{payer_bank}/{end_to_end_id}", amount,
                     Party(payer_bank, payer_account), Party(payee_bank, payee_account), proxy, channel, currency,
                     end_to_end_id, tx_id, uetr)
