@@ -3,7 +3,8 @@
 Two renderings are read, told apart by the first non-blank byte (or an XML byte order mark):
 
 - XML, namespace ``urn:iso:std:iso:20022:tech:xsd:pacs.NNN.001.VV``: the ``Document`` is the root element, or
-  the one ``Document`` beside a business application header (``AppHdr``) in an envelope;
+  the one ``Document`` (beside a business application header, ``AppHdr``) under known scheme envelopes
+  (``ENVELOPES``), at most ``MAX_ENVELOPE_DEPTH`` deep;
 - JSON, as some switches render it: the same element names as keys, ``{"Document": {"FIToFICstmrCdtTrf":
   {...}}}`` or without the ``Document`` wrapper; an amount as ``{"Ccy": "MYR", "value": "1500.00"}``
   (``Amt``, ``amount``, ``#text`` or ``$`` also name the number, ``@Ccy`` the currency). One that names its
@@ -411,6 +412,53 @@ def _check_version(kind: str, version: int, where: str) -> None:
                   f"pacs.008.001.{version:02d} is not supported; use pacs.008.001.08 or later")
 
 
+# Scheme envelopes: the wrapper elements (any namespace) that may hold the Document, with an application header
+# or a scheme header beside it, e.g. ``BizMsgEnvlp/{AppHdr, Document}``, Swift's ``DataPDU/Body/{AppHdr,
+# Document}``, ``Envelope/Message/{AppHdr, Document}``. The Document is looked for through these only, at most
+# MAX_ENVELOPE_DEPTH of them deep and among at most MAX_ENVELOPE_CHILDREN children each.
+ENVELOPES = frozenset({"BizMsgEnvlp", "Envelope", "DataPDU", "Body", "Message", "RequestPayload", "Payload",
+                       "BizMsg"})
+MAX_ENVELOPE_DEPTH = 4
+MAX_ENVELOPE_CHILDREN = 16
+
+
+def _enveloped_document(root: Any) -> Any:
+    """The one ISO 20022 ``Document`` inside the envelope ``root``; raises ``Bad`` naming the element at fault.
+
+    Headers beside it (``AppHdr``, a scheme's ``Header``) and empty elements are passed over; an element that is
+    neither a known envelope nor a header, but holds elements, is named when no Document is found.
+    """
+    path = "/" + etree.QName(root).localname
+    if path[1:] not in ENVELOPES:
+        raise Bad("unsupported_message", path, "root element must be an ISO 20022 Document or a known envelope "
+                  f"({', '.join(sorted(ENVELOPES))})")
+    level, unknown = [(root, path)], []
+    for _ in range(MAX_ENVELOPE_DEPTH):
+        found, below = [], []
+        for wrapper, path in level:
+            children = [el for el in wrapper if isinstance(el.tag, str)]
+            if len(children) > MAX_ENVELOPE_CHILDREN:
+                raise Bad("unsupported_message", path, f"envelope holds more than {MAX_ENVELOPE_CHILDREN} elements")
+            for el in children:
+                name = etree.QName(el).localname
+                if name == "Document":
+                    found.append(el)
+                elif name in ENVELOPES:
+                    below.append((el, f"{path}/{name}"))
+                elif len(el) and not name.endswith(("Hdr", "Header")):
+                    unknown.append(f"{path}/{name}")
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise Bad("unsupported_message", level[0][1], "envelope holds more than one Document")
+        if not below:
+            if unknown:
+                raise Bad("unsupported_message", unknown[0], "is not a known envelope; no Document found")
+            raise Bad("unsupported_message", level[0][1], "envelope holds no ISO 20022 Document")
+        level = below
+    raise Bad("unsupported_message", level[0][1], f"no Document within {MAX_ENVELOPE_DEPTH} envelope levels")
+
+
 def _read_xml(raw: bytes) -> Message:
     if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
         raise Bad("forbidden_dtd", "", "XML with a DOCTYPE or entity declaration is refused")
@@ -421,13 +469,8 @@ def _read_xml(raw: bytes) -> Message:
     if root.getroottree().docinfo.doctype:
         raise Bad("forbidden_dtd", "", "XML with a DOCTYPE is refused")
     tag = root.tag
-    # A business application header envelope (AppHdr + Document): read the Document inside it.
     if not tag.endswith("}Document"):
-        inner = [el for el in root if isinstance(el.tag, str) and el.tag.endswith("}Document")]
-        if len(inner) != 1:
-            raise Bad("unsupported_message", "/" + etree.QName(root).localname,
-                      "root element must be an ISO 20022 Document")
-        root = inner[0]
+        root = _enveloped_document(root)
         tag = root.tag
     namespace = tag[1:tag.index("}")] if tag[:1] == "{" else ""
     kind, version = _message_type(namespace, "/Document")
@@ -443,11 +486,29 @@ def _read_xml(raw: bytes) -> Message:
     return Message(PACS008, *schema(namespace).read(body))
 
 
+def _enveloped_json(data: dict[str, Any]) -> Any:
+    """The ``Document`` under known envelope keys (``{"BizMsgEnvlp": {"AppHdr": ..., "Document": ...}}``), as
+    in the XML rendering; ``data`` itself when there is none (the message then names what it lacks)."""
+    level = [data]
+    for _ in range(MAX_ENVELOPE_DEPTH):
+        below = []
+        for node in level:
+            if "Document" in node:
+                return node["Document"]
+            below.extend(v for k, v in node.items() if k in ENVELOPES and isinstance(v, dict))
+        if not below:
+            break
+        level = below[:MAX_ENVELOPE_CHILDREN]
+    return data
+
+
 def _read_json(raw: bytes) -> Message:
     data = load_json(raw)
     if not isinstance(data, dict):
         raise Bad("not_object", "", "value must be a JSON object")
     document = data.get("Document", data)
+    if document is data and "FIToFICstmrCdtTrf" not in data and "FIToFIPmtStsRpt" not in data:
+        document = _enveloped_json(data)
     if not isinstance(document, dict):
         raise Bad("wrong_type", "/Document", "must be an object")
     if "FIToFIPmtStsRpt" in document:

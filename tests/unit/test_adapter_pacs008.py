@@ -117,6 +117,37 @@ def test_a_listed_payee_without_a_debtor_account_is_held_at_the_debtor_agent() -
     assert (body["action"], body["bank"], body["account"]) == ("HOLD_TRANSFER", "MBBEMYKL", "OPT-TX-1")
 
 
+def test_a_document_two_levels_down_in_a_scheme_wrapper_is_read() -> None:
+    [t] = transfers(load("pacs008_v09_datapdu.xml"))
+    assert (t.event_id, t.payee.account.value) == ("PBB-09-0091/1", "AMBBMYKL:888011223300")
+    assert decode_pacs008(load("pacs002_v10_envelope.xml")) == [Skipped("pacs.002")]
+
+
+DATAPDU = load("pacs008_v09_datapdu.xml").decode()
+
+
+@pytest.mark.parametrize("raw,field,says", [
+    (DATAPDU.replace("Saa:DataPDU", "Saa:SchemeMsg"), "/SchemeMsg", "known envelope"),
+    (DATAPDU.replace("Saa:Body", "Saa:Payld"), "/DataPDU/Payld", "not a known envelope"),
+    (DATAPDU.replace("<Saa:Body>", "<Saa:Body><Body><Body><Body>").replace("</Saa:Body>", "</Body></Body></Body>"
+                                                                          "</Saa:Body>"),
+     "/DataPDU/Body/Body/Body/Body", "no Document within 4"),
+    (DATAPDU.replace("</Saa:Body>", "<Document/></Saa:Body>"), "/DataPDU/Body", "more than one Document"),
+    (DATAPDU.replace("<Saa:Revision>", "<Saa:Revision/>" * 16 + "<Saa:Revision>"), "/DataPDU", "more than 16"),
+])
+def test_unknown_or_unbounded_envelopes_are_dead_lettered_naming_the_element(raw: str, field: str,
+                                                                             says: str) -> None:
+    rejection = only_rejection(raw.encode())
+    assert (rejection.reason, rejection.field) == ("unsupported_message", field)
+    assert says in rejection.message
+
+
+def test_json_rendering_in_an_envelope_is_read() -> None:
+    message = {"BizMsgEnvlp": {"AppHdr": {"BizMsgIdr": "B-1", "MsgDefIdr": "pacs.008.001.09"},
+                               "Document": orjson.loads(load("pacs008_v09.json"))["Document"]}}
+    assert [t.event_id for t in transfers(orjson.dumps(message))] == ["SWITCH-JSON-0009/1", "SWITCH-JSON-0009/2"]
+
+
 def test_v10_non_mobile_proxy_is_kept_but_not_looked_up_as_a_phone() -> None:
     [t] = transfers(load("pacs008_v10_single.xml"))
     assert t.payee_proxy.type == "EMAIL" and t.payee_proxy.phone is None
