@@ -117,6 +117,12 @@ TX_PATHS = (
     "PmtTpInf/LclInstrm/Prtry", "PmtTpInf/LclInstrm/Cd", "PmtTpInf/SvcLvl/Cd",
 )
 HEADER_PATHS = ("MsgId", "CreDtTm")  # relative to GrpHdr
+# An agent without a BICFI may be named by clearing-system member id or by other participant id: read only
+# for a transaction where an agent's BICFI is missing (``Schema.read``), so a BIC-only feed does not pay for them.
+AGENT_ID_PATHS = tuple(f"{agent}/FinInstnId/{leaf}" for agent in ("DbtrAgt", "CdtrAgt") for leaf in (
+    "ClrSysMmbId/MmbId", "ClrSysMmbId/ClrSysId/Cd", "ClrSysMmbId/ClrSysId/Prtry",
+    "Othr/Id", "Othr/SchmeNm/Cd", "Othr/SchmeNm/Prtry"))
+BICFI = ("DbtrAgt/FinInstnId/BICFI", "CdtrAgt/FinInstnId/BICFI")
 
 # One field read by the fast path: (path, ObjectPath to its element, attribute path, attribute name).
 Field = tuple[str, Any, "str | None", "str | None"]
@@ -165,10 +171,13 @@ class Schema:
         self.transaction = f"{{{namespace}}}CdtTrfTxInf"
         self.header_fields = _fields(f"{{{namespace}}}FIToFICstmrCdtTrf", HEADER_PATHS, "GrpHdr.")
         self.tx_fields = _fields(self.transaction, TX_PATHS)
+        self.agent_fields = _fields(self.transaction, AGENT_ID_PATHS)
         self.header_xpaths = {p: etree.XPath(f"string(p:GrpHdr[1]/{_xpath(p)})", namespaces=ns, smart_strings=False)
                               for p in HEADER_PATHS}
         self.tx_xpaths = {p: etree.XPath(f"string({_xpath(p)})", namespaces=ns, smart_strings=False)
                           for p in TX_PATHS}
+        self.agent_xpaths = {p: etree.XPath(f"string({_xpath(p)})", namespaces=ns, smart_strings=False)
+                             for p in AGENT_ID_PATHS}
 
     def read(self, body: Any) -> tuple[dict[str, str], list[dict[str, str]]]:
         """The group header and each transaction of a FIToFICstmrCdtTrf (``body``)."""
@@ -178,7 +187,12 @@ class Schema:
         transactions = []
         for tx in body.iterchildren(self.transaction):
             flat = read_fields(tx, self.tx_fields)
-            transactions.append(self.reference(tx, self.tx_xpaths) if flat is None else flat)
+            if flat is None:
+                flat = self.reference(tx, self.tx_xpaths)
+            if BICFI[0] not in flat or BICFI[1] not in flat:
+                agents = read_fields(tx, self.agent_fields)
+                flat.update(self.reference(tx, self.agent_xpaths) if agents is None else agents)
+            transactions.append(flat)
         return header, transactions
 
     @staticmethod
@@ -212,7 +226,7 @@ def _key_tree(paths: tuple[str, ...]) -> KeyTree:
     return tree
 
 
-_JSON_TX = _key_tree(TX_PATHS)
+_JSON_TX = _key_tree(TX_PATHS + AGENT_ID_PATHS)
 _JSON_HEADER = _key_tree(HEADER_PATHS)
 
 
@@ -253,8 +267,25 @@ class _JsonAmount(msgspec.Struct):
     value: str
 
 
+class _JsonCode(msgspec.Struct):
+    Cd: str | None = None
+    Prtry: str | None = None
+
+
+class _JsonClearingMember(msgspec.Struct):
+    MmbId: str | None = None
+    ClrSysId: _JsonCode | None = None
+
+
+class _JsonParticipant(msgspec.Struct):
+    Id: str | None = None
+    SchmeNm: _JsonCode | None = None
+
+
 class _JsonFinInstnId(msgspec.Struct):
     BICFI: str | None = None
+    ClrSysMmbId: _JsonClearingMember | None = None
+    Othr: _JsonParticipant | None = None
 
 
 class _JsonAgent(msgspec.Struct):
@@ -341,6 +372,23 @@ _NO_INSTRUMENT = _JsonLocalInstrument()
 _NO_SERVICE = _JsonServiceLevel()
 
 
+_NO_CODE = _JsonCode()
+
+
+def _agent_ids(fields: dict[str, str | None], agent: str, fin: _JsonFinInstnId) -> None:
+    """An agent's member-id and participant-id fields (the mapping reads them where its BICFI is missing)."""
+    member, other = fin.ClrSysMmbId, fin.Othr
+    if member is not None:
+        system = member.ClrSysId or _NO_CODE
+        fields.update({f"{agent}/FinInstnId/ClrSysMmbId/MmbId": member.MmbId,
+                       f"{agent}/FinInstnId/ClrSysMmbId/ClrSysId/Cd": system.Cd,
+                       f"{agent}/FinInstnId/ClrSysMmbId/ClrSysId/Prtry": system.Prtry})
+    if other is not None:
+        scheme = other.SchmeNm or _NO_CODE
+        fields.update({f"{agent}/FinInstnId/Othr/Id": other.Id, f"{agent}/FinInstnId/Othr/SchmeNm/Cd": scheme.Cd,
+                       f"{agent}/FinInstnId/Othr/SchmeNm/Prtry": scheme.Prtry})
+
+
 def _transaction_fields(tx: _JsonTransaction) -> dict[str, str]:
     """{path: text} of one typed transaction: what ``_flatten_json`` gives for the same object."""
     pmt = tx.PmtId or _NO_ID
@@ -352,18 +400,22 @@ def _transaction_fields(tx: _JsonTransaction) -> dict[str, str]:
     proxy_type = proxy.Tp or _NO_PROXY_TYPE
     payment_type = tx.PmtTpInf or _NO_PAYMENT_TYPE
     instrument = payment_type.LclInstrm or _NO_INSTRUMENT
-    fields = {
+    debtor_agent = (tx.DbtrAgt.FinInstnId if tx.DbtrAgt else None) or _NO_AGENT
+    creditor_agent = (tx.CdtrAgt.FinInstnId if tx.CdtrAgt else None) or _NO_AGENT
+    fields: dict[str, str | None] = {
         "PmtId/EndToEndId": pmt.EndToEndId, "PmtId/TxId": pmt.TxId, "PmtId/UETR": pmt.UETR,
         "IntrBkSttlmAmt": amount.value if amount else None, "IntrBkSttlmAmt/@Ccy": amount.Ccy if amount else None,
         "AccptncDtTm": tx.AccptncDtTm, "AddtlDtTm/AccptncDtTm": tx.AddtlDtTm.AccptncDtTm if tx.AddtlDtTm else None,
-        "DbtrAgt/FinInstnId/BICFI": ((tx.DbtrAgt.FinInstnId if tx.DbtrAgt else None) or _NO_AGENT).BICFI,
+        "DbtrAgt/FinInstnId/BICFI": debtor_agent.BICFI,
         "DbtrAcct/Id/IBAN": debtor.IBAN, "DbtrAcct/Id/Othr/Id": (debtor.Othr or _NO_OTHER).Id,
-        "CdtrAgt/FinInstnId/BICFI": ((tx.CdtrAgt.FinInstnId if tx.CdtrAgt else None) or _NO_AGENT).BICFI,
+        "CdtrAgt/FinInstnId/BICFI": creditor_agent.BICFI,
         "CdtrAcct/Id/IBAN": creditor_id.IBAN, "CdtrAcct/Id/Othr/Id": (creditor_id.Othr or _NO_OTHER).Id,
         "CdtrAcct/Prxy/Id": proxy.Id, "CdtrAcct/Prxy/Tp/Cd": proxy_type.Cd, "CdtrAcct/Prxy/Tp/Prtry": proxy_type.Prtry,
         "PmtTpInf/LclInstrm/Prtry": instrument.Prtry, "PmtTpInf/LclInstrm/Cd": instrument.Cd,
         "PmtTpInf/SvcLvl/Cd": (payment_type.SvcLvl or _NO_SERVICE).Cd,
     }
+    _agent_ids(fields, "DbtrAgt", debtor_agent)
+    _agent_ids(fields, "CdtrAgt", creditor_agent)
     return {path: value for path, value in fields.items() if value is not None}
 
 

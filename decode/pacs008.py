@@ -13,8 +13,9 @@ Mapping (paths relative to ``CdtTrfTxInf``):
     end_to_end_id   PmtId/EndToEndId (required)      tx_id  PmtId/TxId      uetr  PmtId/UETR
     occurred_at     AddtlDtTm/AccptncDtTm (.13) or AccptncDtTm (.08-.12), else GrpHdr/CreDtTm (no zone = UTC)
     amount          IntrBkSttlmAmt                   currency  IntrBkSttlmAmt/@Ccy
-    payer.bank      DbtrAgt/FinInstnId/BICFI         payer.account  DbtrAcct/Id/IBAN | DbtrAcct/Id/Othr/Id | None
-    payee.bank      CdtrAgt/FinInstnId/BICFI         payee.account  CdtrAcct/Id/IBAN | CdtrAcct/Id/Othr/Id | None
+    payer.bank      DbtrAgt/FinInstnId: BICFI, else ClrSysMmbId or Othr through the member directory (below)
+                                                     payer.account  DbtrAcct/Id/IBAN | DbtrAcct/Id/Othr/Id | None
+    payee.bank      CdtrAgt/FinInstnId, as payer.bank  payee.account  CdtrAcct/Id/IBAN | CdtrAcct/Id/Othr/Id | None
     payee.proxy     CdtrAcct/Prxy/Tp/Cd (or Prtry) and CdtrAcct/Prxy/Id; MBNO/TELE → MOBILE, EMAL → EMAIL
     channel         PmtTpInf/LclInstrm/Prtry | PmtTpInf/LclInstrm/Cd | PmtTpInf/SvcLvl/Cd
 
@@ -26,6 +27,13 @@ up to a precise one on anything unusual, so a result or a dead letter does not d
 ``DbtrAcct`` and ``CdtrAcct`` are optional in the message definition: a transaction is screened on the
 identifiers it has (payer account, payee account, payee proxy) and dead-lettered as ``missing_field`` at
 ``CdtTrfTxInf[n]/CdtrAcct`` only when it has none of them.
+
+A bank named without a BIC is looked up in the member directory (``SEKAT_MEMBER_DIRECTORY``,
+``sekat.identifiers.parse_member_directory``): ``ClrSysMmbId/MmbId`` under its clearing-system code
+(``ClrSysId/Cd`` or ``Prtry``), ``Othr/Id`` under ``OTHR`` and its scheme name. The bank is then that BIC8,
+so its accounts are keyed and its commands routed exactly as if the message had named the BIC; the kind and
+code in the key keep one id in two schemes apart. A member the directory does not list is ``invalid_bank``:
+a command for it could reach no one.
 
 A transaction that cannot be mapped becomes a ``Rejection`` whose ``field`` is the XPath at fault, e.g.
 ``/Document/FIToFICstmrCdtTrf/CdtTrfTxInf[2]/CdtrAgt/FinInstnId/BICFI``; the other transactions of the
@@ -44,7 +52,7 @@ from sekat.decode import fields, iso20022
 from sekat.decode.fields import MAX_AMOUNT, Bad
 from sekat.decode.iso20022 import ROOT
 from sekat.errors import InvalidIdentifier
-from sekat.identifiers import AccountId, normalise_account, normalise_bank, normalise_phone
+from sekat.identifiers import AccountId, MemberKey, normalise_account, normalise_bank, normalise_phone
 from sekat.records import Party, Proxy, Rejection, Skipped, Transfer
 
 log = logging.getLogger(__name__)
@@ -56,15 +64,18 @@ MAX_ID = 128
 ACCEPTED_13 = "AddtlDtTm/AccptncDtTm"
 
 Result = Transfer | Rejection | Skipped
+Members = dict[MemberKey, str]
+NO_MEMBERS: Members = {}
 
 
-def decode_pacs008(raw: bytes | None, max_bytes: int = 65536, region: str = "MY") -> list[Result]:
+def decode_pacs008(raw: bytes | None, max_bytes: int = 65536, region: str = "MY",
+                   members: Members = NO_MEMBERS) -> list[Result]:
     """One result per credit transfer transaction; ``[Rejection]`` when the whole message is unusable."""
     try:
         message = iso20022.read_message(fields.sized(raw, max_bytes))
         if message.kind == iso20022.PACS002:
             return [Skipped(message.kind)]
-        return _transfers(message.header, message.transactions, region)
+        return _transfers(message.header, message.transactions, region, members)
     except Bad as bad:
         return [bad.rejection]
     except Exception as exc:  # noqa: BLE001 - no input may stop the worker; a bug here is counted, kept
@@ -72,7 +83,8 @@ def decode_pacs008(raw: bytes | None, max_bytes: int = 65536, region: str = "MY"
         return [Rejection("internal_error", f"adapter failed: {type(exc).__name__}")]
 
 
-def _transfers(header: dict[str, str], transactions: list[dict[str, str]], region: str) -> list[Result]:
+def _transfers(header: dict[str, str], transactions: list[dict[str, str]], region: str,
+               members: Members = NO_MEMBERS) -> list[Result]:
     """Each transaction's Transfer, or its Rejection; raises ``Bad`` when the message as a whole is at fault."""
     msg_id = _text(header, "MsgId", f"{ROOT}/GrpHdr", required=True, max_len=35)
     assert msg_id is not None
@@ -81,12 +93,12 @@ def _transfers(header: dict[str, str], transactions: list[dict[str, str]], regio
     created = _created(header)
     results: list[Result] = []
     for index, flat in enumerate(transactions, start=1):
-        fast = _fast_transaction(flat, msg_id, created, index, region)
+        fast = _fast_transaction(flat, msg_id, created, index, region, members)
         if fast is not None:
             results.append(fast)
             continue
         try:
-            results.append(_transaction(flat, msg_id, created, index, region))
+            results.append(_transaction(flat, msg_id, created, index, region, members))
         except (Bad, _Rejected) as bad:
             results.append(bad.rejection)
     return results
@@ -108,10 +120,32 @@ def _text(flat: dict[str, str], path: str, base: str, required: bool = False, ma
     raise Bad("invalid_value", f"{base}/{path}", f"is longer than {max_len} characters")
 
 
-def _bank(flat: dict[str, str], path: str, base: str) -> str:
-    raw = _text(flat, path, base, required=True, max_len=16)
-    assert raw is not None
-    return fields.as_bank(raw, f"{base}/{path}")
+def _bank(flat: dict[str, str], agent: str, base: str, members: Members) -> str:
+    """The agent's BIC8: its BICFI, else its member id or participant id through the member directory."""
+    bic = _text(flat, f"{agent}/FinInstnId/BICFI", base, max_len=16)
+    if bic is not None:
+        return fields.as_bank(bic, f"{base}/{agent}/FinInstnId/BICFI")
+    for kind, leaf, codes in _MEMBER_PATHS[agent]:
+        member = _text(flat, leaf, base, max_len=35)
+        if member is not None:
+            code = _text(flat, codes[0], base, max_len=35) or _text(flat, codes[1], base, max_len=35) or ""
+            found = members.get((kind, code.upper(), member))
+            if found is None:
+                scheme = code or ("no clearing-system code" if kind == "CLR" else "no scheme name")
+                raise Bad("invalid_bank", f"{base}/{leaf}",
+                          f"{'member' if kind == 'CLR' else 'participant'} {member!r} ({scheme}) is not in "
+                          "SEKAT_MEMBER_DIRECTORY")
+            return found
+    raise Bad("missing_field", f"{base}/{agent}/FinInstnId/BICFI",
+              "is required (or ClrSysMmbId/MmbId or Othr/Id listed in SEKAT_MEMBER_DIRECTORY)")
+
+
+# Per agent: (directory kind, the id's path, the paths of its scheme code), in the order they are tried.
+_MEMBER_PATHS = {agent: (("CLR", f"{agent}/FinInstnId/ClrSysMmbId/MmbId",
+                          (f"{agent}/FinInstnId/ClrSysMmbId/ClrSysId/Cd", f"{agent}/FinInstnId/ClrSysMmbId/ClrSysId/Prtry")),
+                         ("OTHR", f"{agent}/FinInstnId/Othr/Id",
+                          (f"{agent}/FinInstnId/Othr/SchmeNm/Cd", f"{agent}/FinInstnId/Othr/SchmeNm/Prtry")))
+                 for agent in ("DbtrAgt", "CdtrAgt")}
 
 
 _ACCOUNT_PATHS = {acct: (f"{acct}/Id/IBAN", f"{acct}/Id/Othr/Id") for acct in ("DbtrAcct", "CdtrAcct")}
@@ -158,13 +192,16 @@ def _proxy_type(code: str | None, proxy_id: str) -> str:
 
 
 def _transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejection, index: int,
-                 region: str) -> Transfer:
+                 region: str, members: Members = NO_MEMBERS) -> Transfer:
     base = f"{ROOT}/CdtTrfTxInf[{index}]"
     end_to_end_id = _text(flat, "PmtId/EndToEndId", base, required=True)
     tx_id = _text(flat, "PmtId/TxId", base)
     uetr = _text(flat, "PmtId/UETR", base, max_len=36)
-    accepted_path = ACCEPTED_13 if ACCEPTED_13 in flat else "AccptncDtTm"
-    accepted = _text(flat, accepted_path, base, max_len=64)
+    accepted_path = ACCEPTED_13
+    accepted = _text(flat, ACCEPTED_13, base, max_len=64)
+    if accepted is None:
+        accepted_path = "AccptncDtTm"
+        accepted = _text(flat, accepted_path, base, max_len=64)
     if accepted is not None:
         occurred_at = _timestamp(accepted, f"{base}/{accepted_path}")
     elif isinstance(created, Rejection):
@@ -179,9 +216,9 @@ def _transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejectio
     if currency is None or not _CCY_RE.match(currency):
         raise Bad("invalid_currency", f"{base}/IntrBkSttlmAmt/@Ccy", "must be an ISO 4217 code such as MYR")
 
-    payer_bank = _bank(flat, "DbtrAgt/FinInstnId/BICFI", base)
+    payer_bank = _bank(flat, "DbtrAgt", base, members)
     payer_account = _account(flat, payer_bank, "DbtrAcct", base)
-    payee_bank = _bank(flat, "CdtrAgt/FinInstnId/BICFI", base)
+    payee_bank = _bank(flat, "CdtrAgt", base, members)
     payee_account = _account(flat, payee_bank, "CdtrAcct", base)
 
     proxy = None
@@ -226,7 +263,7 @@ def _clean(value: str | None, max_len: int) -> str | None:
 
 
 def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejection, index: int,
-                      region: str) -> Transfer | None:
+                      region: str, members: Members = NO_MEMBERS) -> Transfer | None:
     get = flat.get
     try:
         end_to_end_id = _clean(get("PmtId/EndToEndId"), MAX_ID)
@@ -239,7 +276,7 @@ def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rej
             return None
         tx_id = _clean(get("PmtId/TxId"), MAX_ID)
         uetr = _clean(get("PmtId/UETR"), 36)
-        accepted = _clean(get(ACCEPTED_13) if ACCEPTED_13 in flat else get("AccptncDtTm"), 64)
+        accepted = _clean(get(ACCEPTED_13), 64) or _clean(get("AccptncDtTm"), 64)
         if accepted is not None:
             occurred_at = fields.iso_time(accepted)
         elif isinstance(created, Rejection):

@@ -170,3 +170,45 @@ def parse_protected(lines: list[str], region: str = "MY") -> frozenset[str]:
         except InvalidIdentifier as exc:
             raise InvalidIdentifier(f"line {number}: {exc}") from None
     return frozenset(keys)
+
+
+# A bank identified by a clearing-system member id or another participant id instead of a BIC: its key in
+# the member directory. Two kinds, so one id in two schemes (or as a member id and a participant id) are two
+# keys: ("CLR", clearing-system code, member id) for FinInstnId/ClrSysMmbId, ("OTHR", scheme name, id) for
+# FinInstnId/Othr; codes upper-cased, an absent code as "".
+MemberKey = tuple[str, str, str]
+OTHER_PREFIX = "OTHR"
+
+
+def member_key(scheme: str, member: str) -> MemberKey:
+    """The directory key of a ``scheme`` column: ``OTHR`` or ``OTHR/<scheme name>`` for ``Othr/Id``, else the
+    clearing-system code (``ClrSysId/Cd`` or ``Prtry``, possibly empty) of a ``ClrSysMmbId/MmbId``."""
+    code = scheme.strip().upper()
+    if code == OTHER_PREFIX or code.startswith(OTHER_PREFIX + "/"):
+        return ("OTHR", code[len(OTHER_PREFIX) + 1:], member.strip())
+    return ("CLR", code, member.strip())
+
+
+def parse_member_directory(lines: list[str]) -> dict[MemberKey, str]:
+    """A member directory: ``scheme,member_id,BIC`` a line (``#`` starts a comment) → {key: BIC8}.
+
+    Raises ``InvalidIdentifier`` naming the line of the first bad row or of a member listed twice with two BICs.
+    """
+    directory: dict[MemberKey, str] = {}
+    for number, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        parts = text.split(",")
+        if len(parts) != 3 or not parts[1].strip() or len(parts[1].strip()) > 35:
+            raise InvalidIdentifier(f"line {number}: expected scheme,member_id,BIC with a member id of 1-35 "
+                                    "characters")
+        try:
+            bic = normalise_bank(parts[2])
+        except InvalidIdentifier as exc:
+            raise InvalidIdentifier(f"line {number}: {exc}") from None
+        key = member_key(parts[0], parts[1])
+        if directory.setdefault(key, bic) != bic:
+            raise InvalidIdentifier(f"line {number}: member {parts[1].strip()!r} of {parts[0].strip() or 'no scheme'!r}"
+                                    f" is already mapped to {directory[key]}")
+    return directory

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from sekat.decode.pacs008 import decode_pacs008
+from sekat.identifiers import parse_member_directory
 from sekat.records import Entry, Rejection, Skipped, Status, Transfer
 from tests.unit.test_blocklist_match import decide_transfer
 
@@ -146,6 +147,40 @@ def test_json_rendering_in_an_envelope_is_read() -> None:
     message = {"BizMsgEnvlp": {"AppHdr": {"BizMsgIdr": "B-1", "MsgDefIdr": "pacs.008.001.09"},
                                "Document": orjson.loads(load("pacs008_v09.json"))["Document"]}}
     assert [t.event_id for t in transfers(orjson.dumps(message))] == ["SWITCH-JSON-0009/1", "SWITCH-JSON-0009/2"]
+
+
+MEMBERS = parse_member_directory((FIXTURES / "member_directory.csv").read_text().splitlines())
+
+
+def test_banks_named_by_member_id_or_participant_id_are_their_directory_bic() -> None:
+    rpp, usaba, unlisted = decode_pacs008(load("pacs008_v10_member_ids.xml"), members=MEMBERS)
+    assert isinstance(rpp, Transfer) and isinstance(usaba, Transfer)
+    # Accounts keyed (and commands routed) by the mapped BIC8, as if the message had named the BIC.
+    assert (rpp.payer.bank, rpp.payee.bank) == ("HLBBMYKL", "RHBBMYKL")
+    assert rpp.payee.account.key == "account:RHBBMYKL:218077665544"
+    # The same MmbId under another clearing system is another bank; a participant id under its scheme name.
+    assert (usaba.payer.bank, usaba.payee.bank) == ("CHASUS33", "PBBEMYKL")
+    assert usaba.payer.account.key == "account:CHASUS33:3300112244" != rpp.payer.account.key
+    assert isinstance(unlisted, Rejection) and unlisted.reason == "invalid_bank"
+    assert unlisted.field == f"{TX}[3]/CdtrAgt/FinInstnId/ClrSysMmbId/MmbId"
+    assert "UNLISTED9" in unlisted.message and "SEKAT_MEMBER_DIRECTORY" in unlisted.message
+
+
+def test_without_a_directory_a_member_id_is_never_taken_for_a_bank() -> None:
+    results = decode_pacs008(load("pacs008_v10_member_ids.xml"))
+    assert [(r.reason, r.field.split("/")[4]) for r in results] == [("invalid_bank", "DbtrAgt")] * 3
+
+
+def test_a_bic_wins_over_a_member_id_and_the_json_rendering_reads_member_ids() -> None:
+    raw = load("pacs008_v10_member_ids.xml").replace(b"<FinInstnId><ClrSysMmbId>", b"<FinInstnId><BICFI>MBBEMYKL</BICFI><ClrSysMmbId>", 1)
+    assert decode_pacs008(raw, members=MEMBERS)[0].payer.bank == "MBBEMYKL"
+    tx = {"PmtId": {"EndToEndId": "E"}, "IntrBkSttlmAmt": {"Ccy": "MYR", "value": "1.00"},
+          "DbtrAgt": {"FinInstnId": {"ClrSysMmbId": {"MmbId": "fsp001"}}},
+          "CdtrAgt": {"FinInstnId": {"Othr": {"Id": "P-00042", "SchmeNm": {"Cd": "BANK"}}}},
+          "CdtrAcct": {"Id": {"Othr": {"Id": "9100223344"}}}}
+    message = {"FIToFICstmrCdtTrf": {"GrpHdr": {"MsgId": "J", "CreDtTm": "2026-11-28T11:00:00Z"}, "CdtTrfTxInf": tx}}
+    [t] = decode_pacs008(orjson.dumps(message), members=MEMBERS)
+    assert (t.payer.bank, t.payee.bank) == ("AMBBMYKL", "PBBEMYKL")
 
 
 def test_v10_non_mobile_proxy_is_kept_but_not_looked_up_as_a_phone() -> None:
