@@ -117,12 +117,25 @@ TX_PATHS = (
     "PmtTpInf/LclInstrm/Prtry", "PmtTpInf/LclInstrm/Cd", "PmtTpInf/SvcLvl/Cd",
 )
 HEADER_PATHS = ("MsgId", "CreDtTm")  # relative to GrpHdr
-# An agent without a BICFI may be named by clearing-system member id or by other participant id: read only
-# for a transaction where an agent's BICFI is missing (``Schema.read``), so a BIC-only feed does not pay for them.
+# Read only for a transaction that needs them (``Schema.read``), so a feed of BICs and account numbers does not
+# pay for them: an agent without a BICFI may be named by clearing-system member id or by other participant id,
+# and an account id that is not plain digits may carry a scheme name (``Othr/SchmeNm``).
 AGENT_ID_PATHS = tuple(f"{agent}/FinInstnId/{leaf}" for agent in ("DbtrAgt", "CdtrAgt") for leaf in (
     "ClrSysMmbId/MmbId", "ClrSysMmbId/ClrSysId/Cd", "ClrSysMmbId/ClrSysId/Prtry",
     "Othr/Id", "Othr/SchmeNm/Cd", "Othr/SchmeNm/Prtry"))
+ACCOUNT_SCHEME_PATHS = tuple(f"{acct}/Id/Othr/SchmeNm/{leaf}" for acct in ("DbtrAcct", "CdtrAcct")
+                             for leaf in ("Cd", "Prtry"))
+EXTRA_PATHS = AGENT_ID_PATHS + ACCOUNT_SCHEME_PATHS
 BICFI = ("DbtrAgt/FinInstnId/BICFI", "CdtrAgt/FinInstnId/BICFI")
+OTHER_IDS = ("DbtrAcct/Id/Othr/Id", "CdtrAcct/Id/Othr/Id")
+
+
+def needs_extra(flat: dict[str, str]) -> bool:
+    """Whether a transaction's ``EXTRA_PATHS`` are to be read: an agent without BICFI, an Othr/Id not all digits."""
+    if BICFI[0] not in flat or BICFI[1] not in flat:
+        return True
+    debtor, creditor = flat.get(OTHER_IDS[0]), flat.get(OTHER_IDS[1])
+    return not ((debtor is None or debtor.isdigit()) and (creditor is None or creditor.isdigit()))
 
 # One field read by the fast path: (path, ObjectPath to its element, attribute path, attribute name).
 Field = tuple[str, Any, "str | None", "str | None"]
@@ -171,13 +184,13 @@ class Schema:
         self.transaction = f"{{{namespace}}}CdtTrfTxInf"
         self.header_fields = _fields(f"{{{namespace}}}FIToFICstmrCdtTrf", HEADER_PATHS, "GrpHdr.")
         self.tx_fields = _fields(self.transaction, TX_PATHS)
-        self.agent_fields = _fields(self.transaction, AGENT_ID_PATHS)
+        self.extra_fields = _fields(self.transaction, EXTRA_PATHS)
         self.header_xpaths = {p: etree.XPath(f"string(p:GrpHdr[1]/{_xpath(p)})", namespaces=ns, smart_strings=False)
                               for p in HEADER_PATHS}
         self.tx_xpaths = {p: etree.XPath(f"string({_xpath(p)})", namespaces=ns, smart_strings=False)
                           for p in TX_PATHS}
-        self.agent_xpaths = {p: etree.XPath(f"string({_xpath(p)})", namespaces=ns, smart_strings=False)
-                             for p in AGENT_ID_PATHS}
+        self.extra_xpaths = {p: etree.XPath(f"string({_xpath(p)})", namespaces=ns, smart_strings=False)
+                             for p in EXTRA_PATHS}
 
     def read(self, body: Any) -> tuple[dict[str, str], list[dict[str, str]]]:
         """The group header and each transaction of a FIToFICstmrCdtTrf (``body``)."""
@@ -189,9 +202,9 @@ class Schema:
             flat = read_fields(tx, self.tx_fields)
             if flat is None:
                 flat = self.reference(tx, self.tx_xpaths)
-            if BICFI[0] not in flat or BICFI[1] not in flat:
-                agents = read_fields(tx, self.agent_fields)
-                flat.update(self.reference(tx, self.agent_xpaths) if agents is None else agents)
+            if needs_extra(flat):
+                extra = read_fields(tx, self.extra_fields)
+                flat.update(self.reference(tx, self.extra_xpaths) if extra is None else extra)
             transactions.append(flat)
         return header, transactions
 
@@ -226,7 +239,7 @@ def _key_tree(paths: tuple[str, ...]) -> KeyTree:
     return tree
 
 
-_JSON_TX = _key_tree(TX_PATHS + AGENT_ID_PATHS)
+_JSON_TX = _key_tree(TX_PATHS + EXTRA_PATHS)
 _JSON_HEADER = _key_tree(HEADER_PATHS)
 
 
@@ -244,7 +257,11 @@ def _flatten_json(node: dict[str, Any], prefix: str, out: dict[str, str], tree: 
             if sub:
                 _flatten_json(value, prefix + key + "/", out, sub)
                 continue
-            # Where a field's value is expected, an object is an amount: {"Ccy": "MYR", "value": "1.00"}.
+            # Where a field's value is expected, an object is an amount: {"Ccy": "MYR", "value": "1.00"}, or
+            # wrapped once more as {"Amt": {"Amt": 1.0, "Ccy": "MYR"}}.
+            inner = value.get("Amt")
+            if isinstance(inner, dict) and len(value) == 1:
+                value = inner
             ccy = value.get("Ccy", value.get("@Ccy"))
             if ccy is not None:
                 for amount_key in _AMOUNT_KEYS:
@@ -267,11 +284,6 @@ class _JsonAmount(msgspec.Struct):
     value: str
 
 
-class _JsonCode(msgspec.Struct):
-    Cd: str | None = None
-    Prtry: str | None = None
-
-
 class _JsonClearingMember(msgspec.Struct):
     MmbId: str | None = None
     ClrSysId: _JsonCode | None = None
@@ -292,8 +304,14 @@ class _JsonAgent(msgspec.Struct):
     FinInstnId: _JsonFinInstnId | None = None
 
 
+class _JsonCode(msgspec.Struct):
+    Cd: str | None = None
+    Prtry: str | None = None
+
+
 class _JsonOther(msgspec.Struct):
     Id: str | None = None
+    SchmeNm: _JsonCode | None = None
 
 
 class _JsonAccountId(msgspec.Struct):
@@ -400,6 +418,8 @@ def _transaction_fields(tx: _JsonTransaction) -> dict[str, str]:
     proxy_type = proxy.Tp or _NO_PROXY_TYPE
     payment_type = tx.PmtTpInf or _NO_PAYMENT_TYPE
     instrument = payment_type.LclInstrm or _NO_INSTRUMENT
+    debtor_other, creditor_other = debtor.Othr or _NO_OTHER, creditor_id.Othr or _NO_OTHER
+    debtor_scheme, creditor_scheme = debtor_other.SchmeNm or _NO_CODE, creditor_other.SchmeNm or _NO_CODE
     debtor_agent = (tx.DbtrAgt.FinInstnId if tx.DbtrAgt else None) or _NO_AGENT
     creditor_agent = (tx.CdtrAgt.FinInstnId if tx.CdtrAgt else None) or _NO_AGENT
     fields: dict[str, str | None] = {
@@ -407,9 +427,11 @@ def _transaction_fields(tx: _JsonTransaction) -> dict[str, str]:
         "IntrBkSttlmAmt": amount.value if amount else None, "IntrBkSttlmAmt/@Ccy": amount.Ccy if amount else None,
         "AccptncDtTm": tx.AccptncDtTm, "AddtlDtTm/AccptncDtTm": tx.AddtlDtTm.AccptncDtTm if tx.AddtlDtTm else None,
         "DbtrAgt/FinInstnId/BICFI": debtor_agent.BICFI,
-        "DbtrAcct/Id/IBAN": debtor.IBAN, "DbtrAcct/Id/Othr/Id": (debtor.Othr or _NO_OTHER).Id,
+        "DbtrAcct/Id/IBAN": debtor.IBAN, "DbtrAcct/Id/Othr/Id": debtor_other.Id,
+        "DbtrAcct/Id/Othr/SchmeNm/Cd": debtor_scheme.Cd, "DbtrAcct/Id/Othr/SchmeNm/Prtry": debtor_scheme.Prtry,
         "CdtrAgt/FinInstnId/BICFI": creditor_agent.BICFI,
-        "CdtrAcct/Id/IBAN": creditor_id.IBAN, "CdtrAcct/Id/Othr/Id": (creditor_id.Othr or _NO_OTHER).Id,
+        "CdtrAcct/Id/IBAN": creditor_id.IBAN, "CdtrAcct/Id/Othr/Id": creditor_other.Id,
+        "CdtrAcct/Id/Othr/SchmeNm/Cd": creditor_scheme.Cd, "CdtrAcct/Id/Othr/SchmeNm/Prtry": creditor_scheme.Prtry,
         "CdtrAcct/Prxy/Id": proxy.Id, "CdtrAcct/Prxy/Tp/Cd": proxy_type.Cd, "CdtrAcct/Prxy/Tp/Prtry": proxy_type.Prtry,
         "PmtTpInf/LclInstrm/Prtry": instrument.Prtry, "PmtTpInf/LclInstrm/Cd": instrument.Cd,
         "PmtTpInf/SvcLvl/Cd": (payment_type.SvcLvl or _NO_SERVICE).Cd,
@@ -554,23 +576,35 @@ def _enveloped_json(data: dict[str, Any]) -> Any:
     return data
 
 
+# The message element's key in each JSON rendering: the element names, and the names a fraud-screening
+# platform's rendering uses ({"TxTp": "pacs.008.001.10", "FIToFICstmrCdt": {...}}, status {"FIToFIPmtSts": ...}).
+_BODY_KEYS = ("FIToFICstmrCdtTrf", "FIToFICstmrCdt")
+_STATUS_KEYS = ("FIToFIPmtStsRpt", "FIToFIPmtSts")
+_TX_TYPE_RE = re.compile(r"^pacs\.\d{3}\.001\.\d{2}$")
+
+
 def _read_json(raw: bytes) -> Message:
     data = load_json(raw)
     if not isinstance(data, dict):
         raise Bad("not_object", "", "value must be a JSON object")
     document = data.get("Document", data)
-    if document is data and "FIToFICstmrCdtTrf" not in data and "FIToFIPmtStsRpt" not in data:
+    if document is data and not any(key in data for key in _BODY_KEYS + _STATUS_KEYS):
         document = _enveloped_json(data)
     if not isinstance(document, dict):
         raise Bad("wrong_type", "/Document", "must be an object")
-    if "FIToFIPmtStsRpt" in document:
+    if _STATUS_KEYS[0] in document or _STATUS_KEYS[1] in document:
         return STATUS_REPORT
-    body = document.get("FIToFICstmrCdtTrf")
+    body = document.get(_BODY_KEYS[0])
+    if body is None:
+        body = document.get(_BODY_KEYS[1])
     if not isinstance(body, dict):
         raise Bad("unsupported_message", "/Document",
                   "expected FIToFICstmrCdtTrf (pacs.008) or FIToFIPmtStsRpt (pacs.002)")
-    # A rendering that names its schema (e.g. "$schema" or "xmlns") must be pacs.008.001.08 or later.
+    # A rendering that names its schema (e.g. "$schema", "xmlns" or "TxTp") must be pacs.008.001.08 or later.
     declared = data.get("xmlns") or document.get("xmlns") or data.get("$schema")
+    tx_type = data.get("TxTp")
+    if not declared and isinstance(tx_type, str) and _TX_TYPE_RE.match(tx_type):
+        declared = NS_PREFIX + tx_type
     if isinstance(declared, str) and declared.startswith(NS_PREFIX):
         kind, version = _message_type(declared, "/Document/@xmlns")
         _check_version(kind, version, "/Document/@xmlns")

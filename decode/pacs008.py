@@ -14,7 +14,7 @@ Mapping (paths relative to ``CdtTrfTxInf``):
     occurred_at     AddtlDtTm/AccptncDtTm (.13) or AccptncDtTm (.08-.12), else GrpHdr/CreDtTm (no zone = UTC)
     amount          IntrBkSttlmAmt                   currency  IntrBkSttlmAmt/@Ccy
     payer.bank      DbtrAgt/FinInstnId: BICFI, else ClrSysMmbId or Othr through the member directory (below)
-                                                     payer.account  DbtrAcct/Id/IBAN | DbtrAcct/Id/Othr/Id | None
+                                                     payer.account  DbtrAcct/Id/IBAN | DbtrAcct/Id/Othr/Id (with its SchmeNm) | None
     payee.bank      CdtrAgt/FinInstnId, as payer.bank  payee.account  CdtrAcct/Id/IBAN | CdtrAcct/Id/Othr/Id | None
     payee.proxy     CdtrAcct/Prxy/Tp/Cd (or Prtry) and CdtrAcct/Prxy/Id; MBNO/TELE → MOBILE, EMAL → EMAIL
     channel         PmtTpInf/LclInstrm/Prtry | PmtTpInf/LclInstrm/Cd | PmtTpInf/SvcLvl/Cd
@@ -52,7 +52,8 @@ from sekat.decode import fields, iso20022
 from sekat.decode.fields import MAX_AMOUNT, Bad
 from sekat.decode.iso20022 import ROOT
 from sekat.errors import InvalidIdentifier
-from sekat.identifiers import AccountId, MemberKey, normalise_account, normalise_bank, normalise_phone
+from sekat.identifiers import (AccountId, MemberKey, normalise_account, normalise_bank, normalise_phone,
+                               scheme_account)
 from sekat.records import Party, Proxy, Rejection, Skipped, Transfer
 
 log = logging.getLogger(__name__)
@@ -152,11 +153,19 @@ _ACCOUNT_PATHS = {acct: (f"{acct}/Id/IBAN", f"{acct}/Id/Othr/Id") for acct in ("
 
 
 def _account(flat: dict[str, str], bic: str, acct: str, base: str) -> AccountId | None:
-    for path in _ACCOUNT_PATHS[acct]:
-        raw = _text(flat, path, base, max_len=64)
-        if raw is not None:
-            return fields.as_account(bic, raw, f"{base}/{path}")
-    return None
+    iban, other = _ACCOUNT_PATHS[acct]
+    raw = _text(flat, iban, base, max_len=64)
+    if raw is not None:
+        return fields.as_account(bic, raw, f"{base}/{iban}")
+    raw = _text(flat, other, base, max_len=64)
+    if raw is None:
+        return None
+    scheme = _text(flat, f"{other[:-3]}/SchmeNm/Cd", base, max_len=35) or _text(flat, f"{other[:-3]}/SchmeNm/Prtry",
+                                                                                base, max_len=35)
+    try:
+        return scheme_account(bic, scheme, raw)
+    except InvalidIdentifier as exc:
+        raise Bad("invalid_account", f"{base}/{other}", str(exc)) from None
 
 
 def _timestamp(raw: str, field: str) -> datetime:

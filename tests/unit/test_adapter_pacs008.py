@@ -28,6 +28,12 @@ def transfers(raw: bytes) -> list[Transfer]:
     return results  # type: ignore[return-value]
 
 
+def transfers_with(raw: bytes, members: dict) -> list[Transfer]:
+    results = decode_pacs008(raw, members=members)
+    assert all(isinstance(r, Transfer) for r in results), results
+    return results  # type: ignore[return-value]
+
+
 def only_rejection(raw: bytes) -> Rejection:
     [result] = decode_pacs008(raw)
     assert isinstance(result, Rejection), result
@@ -180,7 +186,36 @@ def test_a_bic_wins_over_a_member_id_and_the_json_rendering_reads_member_ids() -
           "CdtrAcct": {"Id": {"Othr": {"Id": "9100223344"}}}}
     message = {"FIToFICstmrCdtTrf": {"GrpHdr": {"MsgId": "J", "CreDtTm": "2026-11-28T11:00:00Z"}, "CdtTrfTxInf": tx}}
     [t] = decode_pacs008(orjson.dumps(message), members=MEMBERS)
-    assert (t.payer.bank, t.payee.bank) == ("AMBBMYKL", "PBBEMYKL")
+    assert (t.payer.bank, t.payee.bank) == ("FIRNZAJJ", "PBBEMYKL")
+
+
+def test_the_fraud_platform_json_rendering_is_read_as_well() -> None:
+    # {"TxTp", "FIToFICstmrCdt"}, amounts as {"Amt": {"Amt", "Ccy"}}, Othr as a list with a scheme name,
+    # agents by member id without a clearing-system code.
+    [t] = transfers_with(load("pacs008_v10_platform.json"), MEMBERS)
+    assert (t.event_id, t.amount, t.currency) == ("0f6e8a3c2b7d4e91a5c3d2e1f0a9b8c7/1", Decimal("31020.89"), "ZAR")
+    assert t.occurred_at == datetime(2026, 11, 28, 9, 12, 45, 120000, tzinfo=timezone.utc)
+    assert t.payer.account.key == "account:FIRNZAJJ:MSISDN:+277105550134"
+    assert t.payee.account.key == "account:SBZAZAJJ:EWALLET:wallet.9f2c41d7"
+    assert t.transfer_id == "FIRNZAJJ/2c516801007642dfb892944dde1cf845"
+    assert decode_pacs008(load("pacs002_v12_platform.json")) == [Skipped("pacs.002")]
+    old = load("pacs008_v10_platform.json").replace(b'"pacs.008.001.10"', b'"pacs.008.001.07"')
+    assert (only_rejection(old).reason, only_rejection(old).field) == ("unsupported_version", "/Document/@xmlns")
+
+
+def test_a_scheme_named_account_id_is_kept_apart_but_never_at_a_malaysian_bank() -> None:
+    platform = load("pacs008_v10_platform.json")
+    # Digits under a scheme name are the plain account, so a listed account matches however it is labelled.
+    [t] = transfers_with(platform.replace(b'"+27-710-555-0134"', b'"0710 555 0134"'), MEMBERS)
+    assert t.payer.account.key == "account:FIRNZAJJ:07105550134"
+    # Without a scheme name an id that is not digits or an IBAN is refused, as before.
+    [bad] = decode_pacs008(platform.replace(b', "SchmeNm": {"Prtry": "MSISDN"}', b""), members=MEMBERS)
+    assert (bad.reason, bad.field) == ("invalid_account", f"{TX}[1]/DbtrAcct/Id/Othr/Id")
+    # At a Malaysian bank accounts are digits: a scheme name does not make another spelling acceptable.
+    raw = edit("<Id><Othr><Id>7600-1122-3344</Id></Othr></Id>",
+               "<Id><Othr><Id>7600-1122-33A4</Id><SchmeNm><Prtry>MSISDN</Prtry></SchmeNm></Othr></Id>")
+    rejection = only_rejection(raw)
+    assert (rejection.reason, rejection.field) == ("invalid_account", f"{TX}[1]/DbtrAcct/Id/Othr/Id")
 
 
 def test_v10_non_mobile_proxy_is_kept_but_not_looked_up_as_a_phone() -> None:

@@ -161,5 +161,5 @@ def test_member_directory_keys_keep_schemes_and_kinds_apart() -> None:
     assert members[("CLR", "USABA", "021000021")] == "CHASUS33"
     assert members[("CLR", "RPP", "021000021")] == "HLBBMYKL"
     assert members[("OTHR", "BANK", "P-00042")] == "PBBEMYKL" and ("CLR", "BANK", "P-00042") not in members
-    assert members[("CLR", "", "fsp001")] == "AMBBMYKL"
+    assert members[("CLR", "", "fsp001")] == "FIRNZAJJ"
     assert Settings.from_environ({}).member_directory_map() == {}
