@@ -128,14 +128,17 @@ ACCOUNT_SCHEME_PATHS = tuple(f"{acct}/Id/Othr/SchmeNm/{leaf}" for acct in ("Dbtr
 EXTRA_PATHS = AGENT_ID_PATHS + ACCOUNT_SCHEME_PATHS
 BICFI = ("DbtrAgt/FinInstnId/BICFI", "CdtrAgt/FinInstnId/BICFI")
 OTHER_IDS = ("DbtrAcct/Id/Othr/Id", "CdtrAcct/Id/Othr/Id")
+_SEPARATORS = str.maketrans("", "", " -")  # as account numbers are written (sekat.identifiers)
 
 
 def needs_extra(flat: dict[str, str]) -> bool:
-    """Whether a transaction's ``EXTRA_PATHS`` are to be read: an agent without BICFI, an Othr/Id not all digits."""
+    """Whether a transaction's ``EXTRA_PATHS`` are to be read: an agent without BICFI, or an Othr/Id that is not
+    digits (spaces and dashes aside), whose scheme name may then decide its key."""
     if BICFI[0] not in flat or BICFI[1] not in flat:
         return True
     debtor, creditor = flat.get(OTHER_IDS[0]), flat.get(OTHER_IDS[1])
-    return not ((debtor is None or debtor.isdigit()) and (creditor is None or creditor.isdigit()))
+    return not ((debtor is None or debtor.isdigit() or debtor.translate(_SEPARATORS).isdigit())
+                and (creditor is None or creditor.isdigit() or creditor.translate(_SEPARATORS).isdigit()))
 
 # One field read by the fast path: (path, ObjectPath to its element, attribute path, attribute name).
 Field = tuple[str, Any, "str | None", "str | None"]

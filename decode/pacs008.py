@@ -160,8 +160,14 @@ def _account(flat: dict[str, str], bic: str, acct: str, base: str) -> AccountId 
     raw = _text(flat, other, base, max_len=64)
     if raw is None:
         return None
+    try:
+        return normalise_account(bic, raw)
+    except InvalidIdentifier as exc:
+        plain = exc  # read the scheme name only for an id that is not an account number
     scheme = _text(flat, f"{other[:-3]}/SchmeNm/Cd", base, max_len=35) or _text(flat, f"{other[:-3]}/SchmeNm/Prtry",
                                                                                 base, max_len=35)
+    if scheme is None:
+        raise Bad("invalid_account", f"{base}/{other}", str(plain))
     try:
         return scheme_account(bic, scheme, raw)
     except InvalidIdentifier as exc:
@@ -280,8 +286,7 @@ def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rej
         currency = _clean(get("IntrBkSttlmAmt/@Ccy"), 16)
         payer_bic = _clean(get("DbtrAgt/FinInstnId/BICFI"), 16)
         payee_bic = _clean(get("CdtrAgt/FinInstnId/BICFI"), 16)
-        if (end_to_end_id is None or raw_amount is None or currency is None or payer_bic is None
-                or payee_bic is None or not _CCY_RE.match(currency)):
+        if end_to_end_id is None or raw_amount is None or currency is None or not _CCY_RE.match(currency):
             return None
         tx_id = _clean(get("PmtId/TxId"), MAX_ID)
         uetr = _clean(get("PmtId/UETR"), 36)
@@ -295,12 +300,10 @@ def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rej
         amount = Decimal(raw_amount)
         if not amount.is_finite() or amount <= 0 or amount > MAX_AMOUNT:
             return None
-        payer_bank = normalise_bank(payer_bic)
-        payer_raw = _clean(get("DbtrAcct/Id/IBAN"), 64) or _clean(get("DbtrAcct/Id/Othr/Id"), 64)
-        payer_account = None if payer_raw is None else normalise_account(payer_bank, payer_raw)
-        payee_bank = normalise_bank(payee_bic)
-        payee_raw = _clean(get("CdtrAcct/Id/IBAN"), 64) or _clean(get("CdtrAcct/Id/Othr/Id"), 64)
-        payee_account = None if payee_raw is None else normalise_account(payee_bank, payee_raw)
+        payer_bank = normalise_bank(payer_bic) if payer_bic is not None else _fast_member(flat, "DbtrAgt", members)
+        payer_account = _fast_account(flat, payer_bank, "DbtrAcct")
+        payee_bank = normalise_bank(payee_bic) if payee_bic is not None else _fast_member(flat, "CdtrAgt", members)
+        payee_account = _fast_account(flat, payee_bank, "CdtrAcct")
         proxy = None
         proxy_id = _clean(get("CdtrAcct/Prxy/Id"), 64)
         if proxy_id is not None:
@@ -318,3 +321,34 @@ def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rej
     return Transfer(f"{msg_id}/{index}", occurred_at, uetr or tx_id or f"{payer_bank}/{end_to_end_id}", amount,
                     Party(payer_bank, payer_account), Party(payee_bank, payee_account), proxy, channel, currency,
                     end_to_end_id, tx_id, uetr)
+
+
+def _fast_member(flat: dict[str, str], agent: str, members: Members) -> str:
+    """``_bank`` for an agent without BICFI: its directory BIC, or give up (the precise mapping explains)."""
+    for kind, leaf, codes in _MEMBER_PATHS[agent]:
+        member = _clean(flat.get(leaf), 35)
+        if member is not None:
+            code = _clean(flat.get(codes[0]), 35) or _clean(flat.get(codes[1]), 35) or ""
+            found = members.get((kind, code.upper(), member))
+            if found is None:
+                raise _Unclear
+            return found
+    raise _Unclear
+
+
+def _fast_account(flat: dict[str, str], bank: str, acct: str) -> AccountId | None:
+    """``_account`` without explanations: the IBAN, else Othr/Id as an account number or qualified by its scheme."""
+    iban_path, other_path = _ACCOUNT_PATHS[acct]
+    iban = _clean(flat.get(iban_path), 64)
+    if iban is not None:
+        return normalise_account(bank, iban)
+    raw = _clean(flat.get(other_path), 64)
+    if raw is None:
+        return None
+    try:
+        return normalise_account(bank, raw)
+    except InvalidIdentifier:
+        scheme = _clean(flat.get(f"{acct}/Id/Othr/SchmeNm/Cd"), 35) or _clean(flat.get(f"{acct}/Id/Othr/SchmeNm/Prtry"), 35)
+        if not scheme:
+            raise
+        return scheme_account(bank, scheme, raw)
