@@ -422,7 +422,6 @@ def _transaction_fields(tx: _JsonTransaction) -> dict[str, str]:
     payment_type = tx.PmtTpInf or _NO_PAYMENT_TYPE
     instrument = payment_type.LclInstrm or _NO_INSTRUMENT
     debtor_other, creditor_other = debtor.Othr or _NO_OTHER, creditor_id.Othr or _NO_OTHER
-    debtor_scheme, creditor_scheme = debtor_other.SchmeNm or _NO_CODE, creditor_other.SchmeNm or _NO_CODE
     debtor_agent = (tx.DbtrAgt.FinInstnId if tx.DbtrAgt else None) or _NO_AGENT
     creditor_agent = (tx.CdtrAgt.FinInstnId if tx.CdtrAgt else None) or _NO_AGENT
     fields: dict[str, str | None] = {
@@ -431,16 +430,23 @@ def _transaction_fields(tx: _JsonTransaction) -> dict[str, str]:
         "AccptncDtTm": tx.AccptncDtTm, "AddtlDtTm/AccptncDtTm": tx.AddtlDtTm.AccptncDtTm if tx.AddtlDtTm else None,
         "DbtrAgt/FinInstnId/BICFI": debtor_agent.BICFI,
         "DbtrAcct/Id/IBAN": debtor.IBAN, "DbtrAcct/Id/Othr/Id": debtor_other.Id,
-        "DbtrAcct/Id/Othr/SchmeNm/Cd": debtor_scheme.Cd, "DbtrAcct/Id/Othr/SchmeNm/Prtry": debtor_scheme.Prtry,
         "CdtrAgt/FinInstnId/BICFI": creditor_agent.BICFI,
         "CdtrAcct/Id/IBAN": creditor_id.IBAN, "CdtrAcct/Id/Othr/Id": creditor_other.Id,
-        "CdtrAcct/Id/Othr/SchmeNm/Cd": creditor_scheme.Cd, "CdtrAcct/Id/Othr/SchmeNm/Prtry": creditor_scheme.Prtry,
         "CdtrAcct/Prxy/Id": proxy.Id, "CdtrAcct/Prxy/Tp/Cd": proxy_type.Cd, "CdtrAcct/Prxy/Tp/Prtry": proxy_type.Prtry,
         "PmtTpInf/LclInstrm/Prtry": instrument.Prtry, "PmtTpInf/LclInstrm/Cd": instrument.Cd,
         "PmtTpInf/SvcLvl/Cd": (payment_type.SvcLvl or _NO_SERVICE).Cd,
     }
-    _agent_ids(fields, "DbtrAgt", debtor_agent)
-    _agent_ids(fields, "CdtrAgt", creditor_agent)
+    # The rarer elements, each only where present (the member ids and scheme names of EXTRA_PATHS).
+    if debtor_agent.ClrSysMmbId is not None or debtor_agent.Othr is not None:
+        _agent_ids(fields, "DbtrAgt", debtor_agent)
+    if creditor_agent.ClrSysMmbId is not None or creditor_agent.Othr is not None:
+        _agent_ids(fields, "CdtrAgt", creditor_agent)
+    if debtor_other.SchmeNm is not None:
+        fields["DbtrAcct/Id/Othr/SchmeNm/Cd"] = debtor_other.SchmeNm.Cd
+        fields["DbtrAcct/Id/Othr/SchmeNm/Prtry"] = debtor_other.SchmeNm.Prtry
+    if creditor_other.SchmeNm is not None:
+        fields["CdtrAcct/Id/Othr/SchmeNm/Cd"] = creditor_other.SchmeNm.Cd
+        fields["CdtrAcct/Id/Othr/SchmeNm/Prtry"] = creditor_other.SchmeNm.Prtry
     return {path: value for path, value in fields.items() if value is not None}
 
 
