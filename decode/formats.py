@@ -4,7 +4,8 @@ A decoder takes bytes and gives a record or a ``Rejection`` (``sekat.decode.tran
 list of them when one message holds several events (a pacs.008 with N transactions, a CDR message with N
 lines):
 
-    SEKAT_TRANSFERS_FORMAT   json (Transfer contract) | pacs008 (ISO 20022, XML or JSON rendering)
+    SEKAT_TRANSFERS_FORMAT   json (Transfer contract) | pacs008 (ISO 20022, XML or JSON rendering;
+                             SEKAT_MEMBER_DIRECTORY)
     SEKAT_CALLS_FORMAT       json (Call contract) | cdr-csv (SEKAT_CDR_COLUMNS, SEKAT_CDR_DELIMITER) | call-attempt
 """
 
@@ -25,7 +26,7 @@ from sekat.settings import Settings
 def transfer_decoder(settings: Settings) -> Callable[[bytes | None], Any]:
     args = {"max_bytes": settings.max_event_bytes, "region": settings.phone_region}
     if settings.transfers_format == "pacs008":
-        return partial(decode_pacs008, **args)
+        return partial(decode_pacs008, members=settings.member_directory_map(), **args)
     return partial(decode_transfer, **args)
 
 

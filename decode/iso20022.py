@@ -3,7 +3,8 @@
 Two renderings are read, told apart by the first non-blank byte (or an XML byte order mark):
 
 - XML, namespace ``urn:iso:std:iso:20022:tech:xsd:pacs.NNN.001.VV``: the ``Document`` is the root element, or
-  the one ``Document`` beside a business application header (``AppHdr``) in an envelope;
+  the one ``Document`` (beside a business application header, ``AppHdr``) under known scheme envelopes
+  (``ENVELOPES``), at most ``MAX_ENVELOPE_DEPTH`` deep;
 - JSON, as some switches render it: the same element names as keys, ``{"Document": {"FIToFICstmrCdtTrf":
   {...}}}`` or without the ``Document`` wrapper; an amount as ``{"Ccy": "MYR", "value": "1500.00"}``
   (``Amt``, ``amount``, ``#text`` or ``$`` also name the number, ``@Ccy`` the currency). One that names its
@@ -109,12 +110,35 @@ def parse(raw: bytes) -> Any:
 # output on every fixture and on generated messages.
 TX_PATHS = (
     "PmtId/EndToEndId", "PmtId/TxId", "PmtId/UETR", "IntrBkSttlmAmt", "IntrBkSttlmAmt/@Ccy", "AccptncDtTm",
+    "AddtlDtTm/AccptncDtTm",
     "DbtrAgt/FinInstnId/BICFI", "DbtrAcct/Id/IBAN", "DbtrAcct/Id/Othr/Id",
     "CdtrAgt/FinInstnId/BICFI", "CdtrAcct/Id/IBAN", "CdtrAcct/Id/Othr/Id",
     "CdtrAcct/Prxy/Id", "CdtrAcct/Prxy/Tp/Cd", "CdtrAcct/Prxy/Tp/Prtry",
     "PmtTpInf/LclInstrm/Prtry", "PmtTpInf/LclInstrm/Cd", "PmtTpInf/SvcLvl/Cd",
 )
 HEADER_PATHS = ("MsgId", "CreDtTm")  # relative to GrpHdr
+# Read only for a transaction that needs them (``Schema.read``), so a feed of BICs and account numbers does not
+# pay for them: an agent without a BICFI may be named by clearing-system member id or by other participant id,
+# and an account id that is not plain digits may carry a scheme name (``Othr/SchmeNm``).
+AGENT_ID_PATHS = tuple(f"{agent}/FinInstnId/{leaf}" for agent in ("DbtrAgt", "CdtrAgt") for leaf in (
+    "ClrSysMmbId/MmbId", "ClrSysMmbId/ClrSysId/Cd", "ClrSysMmbId/ClrSysId/Prtry",
+    "Othr/Id", "Othr/SchmeNm/Cd", "Othr/SchmeNm/Prtry"))
+ACCOUNT_SCHEME_PATHS = tuple(f"{acct}/Id/Othr/SchmeNm/{leaf}" for acct in ("DbtrAcct", "CdtrAcct")
+                             for leaf in ("Cd", "Prtry"))
+EXTRA_PATHS = AGENT_ID_PATHS + ACCOUNT_SCHEME_PATHS
+BICFI = ("DbtrAgt/FinInstnId/BICFI", "CdtrAgt/FinInstnId/BICFI")
+OTHER_IDS = ("DbtrAcct/Id/Othr/Id", "CdtrAcct/Id/Othr/Id")
+_SEPARATORS = str.maketrans("", "", " -")  # as account numbers are written (sekat.identifiers)
+
+
+def needs_extra(flat: dict[str, str]) -> bool:
+    """Whether a transaction's ``EXTRA_PATHS`` are to be read: an agent without BICFI, or an Othr/Id that is not
+    digits (spaces and dashes aside), whose scheme name may then decide its key."""
+    if BICFI[0] not in flat or BICFI[1] not in flat:
+        return True
+    debtor, creditor = flat.get(OTHER_IDS[0]), flat.get(OTHER_IDS[1])
+    return not ((debtor is None or debtor.isdigit() or debtor.translate(_SEPARATORS).isdigit())
+                and (creditor is None or creditor.isdigit() or creditor.translate(_SEPARATORS).isdigit()))
 
 # One field read by the fast path: (path, ObjectPath to its element, attribute path, attribute name).
 Field = tuple[str, Any, "str | None", "str | None"]
@@ -163,10 +187,13 @@ class Schema:
         self.transaction = f"{{{namespace}}}CdtTrfTxInf"
         self.header_fields = _fields(f"{{{namespace}}}FIToFICstmrCdtTrf", HEADER_PATHS, "GrpHdr.")
         self.tx_fields = _fields(self.transaction, TX_PATHS)
+        self.extra_fields = _fields(self.transaction, EXTRA_PATHS)
         self.header_xpaths = {p: etree.XPath(f"string(p:GrpHdr[1]/{_xpath(p)})", namespaces=ns, smart_strings=False)
                               for p in HEADER_PATHS}
         self.tx_xpaths = {p: etree.XPath(f"string({_xpath(p)})", namespaces=ns, smart_strings=False)
                           for p in TX_PATHS}
+        self.extra_xpaths = {p: etree.XPath(f"string({_xpath(p)})", namespaces=ns, smart_strings=False)
+                             for p in EXTRA_PATHS}
 
     def read(self, body: Any) -> tuple[dict[str, str], list[dict[str, str]]]:
         """The group header and each transaction of a FIToFICstmrCdtTrf (``body``)."""
@@ -176,7 +203,12 @@ class Schema:
         transactions = []
         for tx in body.iterchildren(self.transaction):
             flat = read_fields(tx, self.tx_fields)
-            transactions.append(self.reference(tx, self.tx_xpaths) if flat is None else flat)
+            if flat is None:
+                flat = self.reference(tx, self.tx_xpaths)
+            if needs_extra(flat):
+                extra = read_fields(tx, self.extra_fields)
+                flat.update(self.reference(tx, self.extra_xpaths) if extra is None else extra)
+            transactions.append(flat)
         return header, transactions
 
     @staticmethod
@@ -210,7 +242,7 @@ def _key_tree(paths: tuple[str, ...]) -> KeyTree:
     return tree
 
 
-_JSON_TX = _key_tree(TX_PATHS)
+_JSON_TX = _key_tree(TX_PATHS + EXTRA_PATHS)
 _JSON_HEADER = _key_tree(HEADER_PATHS)
 
 
@@ -228,7 +260,11 @@ def _flatten_json(node: dict[str, Any], prefix: str, out: dict[str, str], tree: 
             if sub:
                 _flatten_json(value, prefix + key + "/", out, sub)
                 continue
-            # Where a field's value is expected, an object is an amount: {"Ccy": "MYR", "value": "1.00"}.
+            # Where a field's value is expected, an object is an amount: {"Ccy": "MYR", "value": "1.00"}, or
+            # wrapped once more as {"Amt": {"Amt": 1.0, "Ccy": "MYR"}}.
+            inner = value.get("Amt")
+            if isinstance(inner, dict) and len(value) == 1:
+                value = inner
             ccy = value.get("Ccy", value.get("@Ccy"))
             if ccy is not None:
                 for amount_key in _AMOUNT_KEYS:
@@ -251,16 +287,34 @@ class _JsonAmount(msgspec.Struct):
     value: str
 
 
+class _JsonClearingMember(msgspec.Struct):
+    MmbId: str | None = None
+    ClrSysId: _JsonCode | None = None
+
+
+class _JsonParticipant(msgspec.Struct):
+    Id: str | None = None
+    SchmeNm: _JsonCode | None = None
+
+
 class _JsonFinInstnId(msgspec.Struct):
     BICFI: str | None = None
+    ClrSysMmbId: _JsonClearingMember | None = None
+    Othr: _JsonParticipant | None = None
 
 
 class _JsonAgent(msgspec.Struct):
     FinInstnId: _JsonFinInstnId | None = None
 
 
+class _JsonCode(msgspec.Struct):
+    Cd: str | None = None
+    Prtry: str | None = None
+
+
 class _JsonOther(msgspec.Struct):
     Id: str | None = None
+    SchmeNm: _JsonCode | None = None
 
 
 class _JsonAccountId(msgspec.Struct):
@@ -307,10 +361,15 @@ class _JsonPaymentType(msgspec.Struct):
     SvcLvl: _JsonServiceLevel | None = None
 
 
+class _JsonDateTimes(msgspec.Struct):
+    AccptncDtTm: str | None = None
+
+
 class _JsonTransaction(msgspec.Struct):
     PmtId: _JsonPaymentId | None = None
     IntrBkSttlmAmt: _JsonAmount | None = None
     AccptncDtTm: str | None = None
+    AddtlDtTm: _JsonDateTimes | None = None
     DbtrAgt: _JsonAgent | None = None
     DbtrAcct: _JsonDebtorAccount | None = None
     CdtrAgt: _JsonAgent | None = None
@@ -334,6 +393,23 @@ _NO_INSTRUMENT = _JsonLocalInstrument()
 _NO_SERVICE = _JsonServiceLevel()
 
 
+_NO_CODE = _JsonCode()
+
+
+def _agent_ids(fields: dict[str, str | None], agent: str, fin: _JsonFinInstnId) -> None:
+    """An agent's member-id and participant-id fields (the mapping reads them where its BICFI is missing)."""
+    member, other = fin.ClrSysMmbId, fin.Othr
+    if member is not None:
+        system = member.ClrSysId or _NO_CODE
+        fields.update({f"{agent}/FinInstnId/ClrSysMmbId/MmbId": member.MmbId,
+                       f"{agent}/FinInstnId/ClrSysMmbId/ClrSysId/Cd": system.Cd,
+                       f"{agent}/FinInstnId/ClrSysMmbId/ClrSysId/Prtry": system.Prtry})
+    if other is not None:
+        scheme = other.SchmeNm or _NO_CODE
+        fields.update({f"{agent}/FinInstnId/Othr/Id": other.Id, f"{agent}/FinInstnId/Othr/SchmeNm/Cd": scheme.Cd,
+                       f"{agent}/FinInstnId/Othr/SchmeNm/Prtry": scheme.Prtry})
+
+
 def _transaction_fields(tx: _JsonTransaction) -> dict[str, str]:
     """{path: text} of one typed transaction: what ``_flatten_json`` gives for the same object."""
     pmt = tx.PmtId or _NO_ID
@@ -345,18 +421,32 @@ def _transaction_fields(tx: _JsonTransaction) -> dict[str, str]:
     proxy_type = proxy.Tp or _NO_PROXY_TYPE
     payment_type = tx.PmtTpInf or _NO_PAYMENT_TYPE
     instrument = payment_type.LclInstrm or _NO_INSTRUMENT
-    fields = {
+    debtor_other, creditor_other = debtor.Othr or _NO_OTHER, creditor_id.Othr or _NO_OTHER
+    debtor_agent = (tx.DbtrAgt.FinInstnId if tx.DbtrAgt else None) or _NO_AGENT
+    creditor_agent = (tx.CdtrAgt.FinInstnId if tx.CdtrAgt else None) or _NO_AGENT
+    fields: dict[str, str | None] = {
         "PmtId/EndToEndId": pmt.EndToEndId, "PmtId/TxId": pmt.TxId, "PmtId/UETR": pmt.UETR,
         "IntrBkSttlmAmt": amount.value if amount else None, "IntrBkSttlmAmt/@Ccy": amount.Ccy if amount else None,
-        "AccptncDtTm": tx.AccptncDtTm,
-        "DbtrAgt/FinInstnId/BICFI": ((tx.DbtrAgt.FinInstnId if tx.DbtrAgt else None) or _NO_AGENT).BICFI,
-        "DbtrAcct/Id/IBAN": debtor.IBAN, "DbtrAcct/Id/Othr/Id": (debtor.Othr or _NO_OTHER).Id,
-        "CdtrAgt/FinInstnId/BICFI": ((tx.CdtrAgt.FinInstnId if tx.CdtrAgt else None) or _NO_AGENT).BICFI,
-        "CdtrAcct/Id/IBAN": creditor_id.IBAN, "CdtrAcct/Id/Othr/Id": (creditor_id.Othr or _NO_OTHER).Id,
+        "AccptncDtTm": tx.AccptncDtTm, "AddtlDtTm/AccptncDtTm": tx.AddtlDtTm.AccptncDtTm if tx.AddtlDtTm else None,
+        "DbtrAgt/FinInstnId/BICFI": debtor_agent.BICFI,
+        "DbtrAcct/Id/IBAN": debtor.IBAN, "DbtrAcct/Id/Othr/Id": debtor_other.Id,
+        "CdtrAgt/FinInstnId/BICFI": creditor_agent.BICFI,
+        "CdtrAcct/Id/IBAN": creditor_id.IBAN, "CdtrAcct/Id/Othr/Id": creditor_other.Id,
         "CdtrAcct/Prxy/Id": proxy.Id, "CdtrAcct/Prxy/Tp/Cd": proxy_type.Cd, "CdtrAcct/Prxy/Tp/Prtry": proxy_type.Prtry,
         "PmtTpInf/LclInstrm/Prtry": instrument.Prtry, "PmtTpInf/LclInstrm/Cd": instrument.Cd,
         "PmtTpInf/SvcLvl/Cd": (payment_type.SvcLvl or _NO_SERVICE).Cd,
     }
+    # The rarer elements, each only where present (the member ids and scheme names of EXTRA_PATHS).
+    if debtor_agent.ClrSysMmbId is not None or debtor_agent.Othr is not None:
+        _agent_ids(fields, "DbtrAgt", debtor_agent)
+    if creditor_agent.ClrSysMmbId is not None or creditor_agent.Othr is not None:
+        _agent_ids(fields, "CdtrAgt", creditor_agent)
+    if debtor_other.SchmeNm is not None:
+        fields["DbtrAcct/Id/Othr/SchmeNm/Cd"] = debtor_other.SchmeNm.Cd
+        fields["DbtrAcct/Id/Othr/SchmeNm/Prtry"] = debtor_other.SchmeNm.Prtry
+    if creditor_other.SchmeNm is not None:
+        fields["CdtrAcct/Id/Othr/SchmeNm/Cd"] = creditor_other.SchmeNm.Cd
+        fields["CdtrAcct/Id/Othr/SchmeNm/Prtry"] = creditor_other.SchmeNm.Prtry
     return {path: value for path, value in fields.items() if value is not None}
 
 
@@ -405,6 +495,53 @@ def _check_version(kind: str, version: int, where: str) -> None:
                   f"pacs.008.001.{version:02d} is not supported; use pacs.008.001.08 or later")
 
 
+# Scheme envelopes: the wrapper elements (any namespace) that may hold the Document, with an application header
+# or a scheme header beside it, e.g. ``BizMsgEnvlp/{AppHdr, Document}``, Swift's ``DataPDU/Body/{AppHdr,
+# Document}``, ``Envelope/Message/{AppHdr, Document}``. The Document is looked for through these only, at most
+# MAX_ENVELOPE_DEPTH of them deep and among at most MAX_ENVELOPE_CHILDREN children each.
+ENVELOPES = frozenset({"BizMsgEnvlp", "Envelope", "DataPDU", "Body", "Message", "RequestPayload", "Payload",
+                       "BizMsg"})
+MAX_ENVELOPE_DEPTH = 4
+MAX_ENVELOPE_CHILDREN = 16
+
+
+def _enveloped_document(root: Any) -> Any:
+    """The one ISO 20022 ``Document`` inside the envelope ``root``; raises ``Bad`` naming the element at fault.
+
+    Headers beside it (``AppHdr``, a scheme's ``Header``) and empty elements are passed over; an element that is
+    neither a known envelope nor a header, but holds elements, is named when no Document is found.
+    """
+    path = "/" + etree.QName(root).localname
+    if path[1:] not in ENVELOPES:
+        raise Bad("unsupported_message", path, "root element must be an ISO 20022 Document or a known envelope "
+                  f"({', '.join(sorted(ENVELOPES))})")
+    level, unknown = [(root, path)], []
+    for _ in range(MAX_ENVELOPE_DEPTH):
+        found, below = [], []
+        for wrapper, path in level:
+            children = [el for el in wrapper if isinstance(el.tag, str)]
+            if len(children) > MAX_ENVELOPE_CHILDREN:
+                raise Bad("unsupported_message", path, f"envelope holds more than {MAX_ENVELOPE_CHILDREN} elements")
+            for el in children:
+                name = etree.QName(el).localname
+                if name == "Document":
+                    found.append(el)
+                elif name in ENVELOPES:
+                    below.append((el, f"{path}/{name}"))
+                elif len(el) and not name.endswith(("Hdr", "Header")):
+                    unknown.append(f"{path}/{name}")
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise Bad("unsupported_message", level[0][1], "envelope holds more than one Document")
+        if not below:
+            if unknown:
+                raise Bad("unsupported_message", unknown[0], "is not a known envelope; no Document found")
+            raise Bad("unsupported_message", level[0][1], "envelope holds no ISO 20022 Document")
+        level = below
+    raise Bad("unsupported_message", level[0][1], f"no Document within {MAX_ENVELOPE_DEPTH} envelope levels")
+
+
 def _read_xml(raw: bytes) -> Message:
     if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
         raise Bad("forbidden_dtd", "", "XML with a DOCTYPE or entity declaration is refused")
@@ -415,13 +552,8 @@ def _read_xml(raw: bytes) -> Message:
     if root.getroottree().docinfo.doctype:
         raise Bad("forbidden_dtd", "", "XML with a DOCTYPE is refused")
     tag = root.tag
-    # A business application header envelope (AppHdr + Document): read the Document inside it.
     if not tag.endswith("}Document"):
-        inner = [el for el in root if isinstance(el.tag, str) and el.tag.endswith("}Document")]
-        if len(inner) != 1:
-            raise Bad("unsupported_message", "/" + etree.QName(root).localname,
-                      "root element must be an ISO 20022 Document")
-        root = inner[0]
+        root = _enveloped_document(root)
         tag = root.tag
     namespace = tag[1:tag.index("}")] if tag[:1] == "{" else ""
     kind, version = _message_type(namespace, "/Document")
@@ -437,21 +569,51 @@ def _read_xml(raw: bytes) -> Message:
     return Message(PACS008, *schema(namespace).read(body))
 
 
+def _enveloped_json(data: dict[str, Any]) -> Any:
+    """The ``Document`` under known envelope keys (``{"BizMsgEnvlp": {"AppHdr": ..., "Document": ...}}``), as
+    in the XML rendering; ``data`` itself when there is none (the message then names what it lacks)."""
+    level = [data]
+    for _ in range(MAX_ENVELOPE_DEPTH):
+        below = []
+        for node in level:
+            if "Document" in node:
+                return node["Document"]
+            below.extend(v for k, v in node.items() if k in ENVELOPES and isinstance(v, dict))
+        if not below:
+            break
+        level = below[:MAX_ENVELOPE_CHILDREN]
+    return data
+
+
+# The message element's key in each JSON rendering: the element names, and the names a fraud-screening
+# platform's rendering uses ({"TxTp": "pacs.008.001.10", "FIToFICstmrCdt": {...}}, status {"FIToFIPmtSts": ...}).
+_BODY_KEYS = ("FIToFICstmrCdtTrf", "FIToFICstmrCdt")
+_STATUS_KEYS = ("FIToFIPmtStsRpt", "FIToFIPmtSts")
+_TX_TYPE_RE = re.compile(r"^pacs\.\d{3}\.001\.\d{2}$")
+
+
 def _read_json(raw: bytes) -> Message:
     data = load_json(raw)
     if not isinstance(data, dict):
         raise Bad("not_object", "", "value must be a JSON object")
     document = data.get("Document", data)
+    if document is data and not any(key in data for key in _BODY_KEYS + _STATUS_KEYS):
+        document = _enveloped_json(data)
     if not isinstance(document, dict):
         raise Bad("wrong_type", "/Document", "must be an object")
-    if "FIToFIPmtStsRpt" in document:
+    if _STATUS_KEYS[0] in document or _STATUS_KEYS[1] in document:
         return STATUS_REPORT
-    body = document.get("FIToFICstmrCdtTrf")
+    body = document.get(_BODY_KEYS[0])
+    if body is None:
+        body = document.get(_BODY_KEYS[1])
     if not isinstance(body, dict):
         raise Bad("unsupported_message", "/Document",
                   "expected FIToFICstmrCdtTrf (pacs.008) or FIToFIPmtStsRpt (pacs.002)")
-    # A rendering that names its schema (e.g. "$schema" or "xmlns") must be pacs.008.001.08 or later.
+    # A rendering that names its schema (e.g. "$schema", "xmlns" or "TxTp") must be pacs.008.001.08 or later.
     declared = data.get("xmlns") or document.get("xmlns") or data.get("$schema")
+    tx_type = data.get("TxTp")
+    if not declared and isinstance(tx_type, str) and _TX_TYPE_RE.match(tx_type):
+        declared = NS_PREFIX + tx_type
     if isinstance(declared, str) and declared.startswith(NS_PREFIX):
         kind, version = _message_type(declared, "/Document/@xmlns")
         _check_version(kind, version, "/Document/@xmlns")

@@ -8,12 +8,14 @@ transfers only, so a status report is counted (``sekat_events_total{outcome="SKI
 Mapping (paths relative to ``CdtTrfTxInf``):
 
     event_id        GrpHdr/MsgId + "/" + position of the transaction (1-based): deterministic on replay
-    transfer_id     PmtId/TxId, else PmtId/EndToEndId
+    transfer_id     PmtId/UETR, else PmtId/TxId, else payer.bank + "/" + PmtId/EndToEndId (an end-to-end id is
+                    the customer's, unique only within the debtor agent)
     end_to_end_id   PmtId/EndToEndId (required)      tx_id  PmtId/TxId      uetr  PmtId/UETR
-    occurred_at     AccptncDtTm, else GrpHdr/CreDtTm (no zone = UTC)
+    occurred_at     AddtlDtTm/AccptncDtTm (.13) or AccptncDtTm (.08-.12), else GrpHdr/CreDtTm (no zone = UTC)
     amount          IntrBkSttlmAmt                   currency  IntrBkSttlmAmt/@Ccy
-    payer.bank      DbtrAgt/FinInstnId/BICFI         payer.account  DbtrAcct/Id/IBAN | DbtrAcct/Id/Othr/Id
-    payee.bank      CdtrAgt/FinInstnId/BICFI         payee.account  CdtrAcct/Id/IBAN | CdtrAcct/Id/Othr/Id
+    payer.bank      DbtrAgt/FinInstnId: BICFI, else ClrSysMmbId or Othr through the member directory (below)
+                                                     payer.account  DbtrAcct/Id/IBAN | DbtrAcct/Id/Othr/Id (with its SchmeNm) | None
+    payee.bank      CdtrAgt/FinInstnId, as payer.bank  payee.account  CdtrAcct/Id/IBAN | CdtrAcct/Id/Othr/Id | None
     payee.proxy     CdtrAcct/Prxy/Tp/Cd (or Prtry) and CdtrAcct/Prxy/Id; MBNO/TELE → MOBILE, EMAL → EMAIL
     channel         PmtTpInf/LclInstrm/Prtry | PmtTpInf/LclInstrm/Cd | PmtTpInf/SvcLvl/Cd
 
@@ -21,6 +23,17 @@ Each path means its first element at each step (``p:DbtrAcct[1]/p:Id[1]/...``); 
 list stands for its first item. Every fast path (the reading's, and "The mapping's happy path" below) gives
 up to a precise one on anything unusual, so a result or a dead letter does not depend on which path ran
 (tests/unit/test_adapter_pacs008_mapping.py).
+
+``DbtrAcct`` and ``CdtrAcct`` are optional in the message definition: a transaction is screened on the
+identifiers it has (payer account, payee account, payee proxy) and dead-lettered as ``missing_field`` at
+``CdtTrfTxInf[n]/CdtrAcct`` only when it has none of them.
+
+A bank named without a BIC is looked up in the member directory (``SEKAT_MEMBER_DIRECTORY``,
+``sekat.identifiers.parse_member_directory``): ``ClrSysMmbId/MmbId`` under its clearing-system code
+(``ClrSysId/Cd`` or ``Prtry``), ``Othr/Id`` under ``OTHR`` and its scheme name. The bank is then that BIC8,
+so its accounts are keyed and its commands routed exactly as if the message had named the BIC; the kind and
+code in the key keep one id in two schemes apart. A member the directory does not list is ``invalid_bank``:
+a command for it could reach no one.
 
 A transaction that cannot be mapped becomes a ``Rejection`` whose ``field`` is the XPath at fault, e.g.
 ``/Document/FIToFICstmrCdtTrf/CdtTrfTxInf[2]/CdtrAgt/FinInstnId/BICFI``; the other transactions of the
@@ -39,7 +52,8 @@ from sekat.decode import fields, iso20022
 from sekat.decode.fields import MAX_AMOUNT, Bad
 from sekat.decode.iso20022 import ROOT
 from sekat.errors import InvalidIdentifier
-from sekat.identifiers import AccountId, normalise_account, normalise_bank, normalise_phone
+from sekat.identifiers import (AccountId, MemberKey, normalise_account, normalise_bank, normalise_phone,
+                               scheme_account)
 from sekat.records import Party, Proxy, Rejection, Skipped, Transfer
 
 log = logging.getLogger(__name__)
@@ -47,17 +61,22 @@ log = logging.getLogger(__name__)
 _CCY_RE = re.compile(r"^[A-Z]{3}$")
 PROXY_TYPES = {"MBNO": "MOBILE", "TELE": "MOBILE", "EMAL": "EMAIL"}
 MAX_ID = 128
+# pacs.008.001.13 moved the acceptance time under AddtlDtTm; .08 to .12 have it directly under CdtTrfTxInf.
+ACCEPTED_13 = "AddtlDtTm/AccptncDtTm"
 
 Result = Transfer | Rejection | Skipped
+Members = dict[MemberKey, str]
+NO_MEMBERS: Members = {}
 
 
-def decode_pacs008(raw: bytes | None, max_bytes: int = 65536, region: str = "MY") -> list[Result]:
+def decode_pacs008(raw: bytes | None, max_bytes: int = 65536, region: str = "MY",
+                   members: Members = NO_MEMBERS) -> list[Result]:
     """One result per credit transfer transaction; ``[Rejection]`` when the whole message is unusable."""
     try:
         message = iso20022.read_message(fields.sized(raw, max_bytes))
         if message.kind == iso20022.PACS002:
             return [Skipped(message.kind)]
-        return _transfers(message.header, message.transactions, region)
+        return _transfers(message.header, message.transactions, region, members)
     except Bad as bad:
         return [bad.rejection]
     except Exception as exc:  # noqa: BLE001 - no input may stop the worker; a bug here is counted, kept
@@ -65,7 +84,8 @@ def decode_pacs008(raw: bytes | None, max_bytes: int = 65536, region: str = "MY"
         return [Rejection("internal_error", f"adapter failed: {type(exc).__name__}")]
 
 
-def _transfers(header: dict[str, str], transactions: list[dict[str, str]], region: str) -> list[Result]:
+def _transfers(header: dict[str, str], transactions: list[dict[str, str]], region: str,
+               members: Members = NO_MEMBERS) -> list[Result]:
     """Each transaction's Transfer, or its Rejection; raises ``Bad`` when the message as a whole is at fault."""
     msg_id = _text(header, "MsgId", f"{ROOT}/GrpHdr", required=True, max_len=35)
     assert msg_id is not None
@@ -74,12 +94,12 @@ def _transfers(header: dict[str, str], transactions: list[dict[str, str]], regio
     created = _created(header)
     results: list[Result] = []
     for index, flat in enumerate(transactions, start=1):
-        fast = _fast_transaction(flat, msg_id, created, index, region)
+        fast = _fast_transaction(flat, msg_id, created, index, region, members)
         if fast is not None:
             results.append(fast)
             continue
         try:
-            results.append(_transaction(flat, msg_id, created, index, region))
+            results.append(_transaction(flat, msg_id, created, index, region, members))
         except (Bad, _Rejected) as bad:
             results.append(bad.rejection)
     return results
@@ -101,21 +121,57 @@ def _text(flat: dict[str, str], path: str, base: str, required: bool = False, ma
     raise Bad("invalid_value", f"{base}/{path}", f"is longer than {max_len} characters")
 
 
-def _bank(flat: dict[str, str], path: str, base: str) -> str:
-    raw = _text(flat, path, base, required=True, max_len=16)
-    assert raw is not None
-    return fields.as_bank(raw, f"{base}/{path}")
+def _bank(flat: dict[str, str], agent: str, base: str, members: Members) -> str:
+    """The agent's BIC8: its BICFI, else its member id or participant id through the member directory."""
+    bic = _text(flat, f"{agent}/FinInstnId/BICFI", base, max_len=16)
+    if bic is not None:
+        return fields.as_bank(bic, f"{base}/{agent}/FinInstnId/BICFI")
+    for kind, leaf, codes in _MEMBER_PATHS[agent]:
+        member = _text(flat, leaf, base, max_len=35)
+        if member is not None:
+            code = _text(flat, codes[0], base, max_len=35) or _text(flat, codes[1], base, max_len=35) or ""
+            found = members.get((kind, code.upper(), member))
+            if found is None:
+                scheme = code or ("no clearing-system code" if kind == "CLR" else "no scheme name")
+                raise Bad("invalid_bank", f"{base}/{leaf}",
+                          f"{'member' if kind == 'CLR' else 'participant'} {member!r} ({scheme}) is not in "
+                          "SEKAT_MEMBER_DIRECTORY")
+            return found
+    raise Bad("missing_field", f"{base}/{agent}/FinInstnId/BICFI",
+              "is required (or ClrSysMmbId/MmbId or Othr/Id listed in SEKAT_MEMBER_DIRECTORY)")
+
+
+# Per agent: (directory kind, the id's path, the paths of its scheme code), in the order they are tried.
+_MEMBER_PATHS = {agent: (("CLR", f"{agent}/FinInstnId/ClrSysMmbId/MmbId",
+                          (f"{agent}/FinInstnId/ClrSysMmbId/ClrSysId/Cd", f"{agent}/FinInstnId/ClrSysMmbId/ClrSysId/Prtry")),
+                         ("OTHR", f"{agent}/FinInstnId/Othr/Id",
+                          (f"{agent}/FinInstnId/Othr/SchmeNm/Cd", f"{agent}/FinInstnId/Othr/SchmeNm/Prtry")))
+                 for agent in ("DbtrAgt", "CdtrAgt")}
 
 
 _ACCOUNT_PATHS = {acct: (f"{acct}/Id/IBAN", f"{acct}/Id/Othr/Id") for acct in ("DbtrAcct", "CdtrAcct")}
 
 
 def _account(flat: dict[str, str], bic: str, acct: str, base: str) -> AccountId | None:
-    for path in _ACCOUNT_PATHS[acct]:
-        raw = _text(flat, path, base, max_len=64)
-        if raw is not None:
-            return fields.as_account(bic, raw, f"{base}/{path}")
-    return None
+    iban, other = _ACCOUNT_PATHS[acct]
+    raw = _text(flat, iban, base, max_len=64)
+    if raw is not None:
+        return fields.as_account(bic, raw, f"{base}/{iban}")
+    raw = _text(flat, other, base, max_len=64)
+    if raw is None:
+        return None
+    try:
+        return normalise_account(bic, raw)
+    except InvalidIdentifier as exc:
+        plain = exc  # read the scheme name only for an id that is not an account number
+    scheme = _text(flat, f"{other[:-3]}/SchmeNm/Cd", base, max_len=35) or _text(flat, f"{other[:-3]}/SchmeNm/Prtry",
+                                                                                base, max_len=35)
+    if scheme is None:
+        raise Bad("invalid_account", f"{base}/{other}", str(plain))
+    try:
+        return scheme_account(bic, scheme, raw)
+    except InvalidIdentifier as exc:
+        raise Bad("invalid_account", f"{base}/{other}", str(exc)) from None
 
 
 def _timestamp(raw: str, field: str) -> datetime:
@@ -151,14 +207,18 @@ def _proxy_type(code: str | None, proxy_id: str) -> str:
 
 
 def _transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejection, index: int,
-                 region: str) -> Transfer:
+                 region: str, members: Members = NO_MEMBERS) -> Transfer:
     base = f"{ROOT}/CdtTrfTxInf[{index}]"
     end_to_end_id = _text(flat, "PmtId/EndToEndId", base, required=True)
     tx_id = _text(flat, "PmtId/TxId", base)
     uetr = _text(flat, "PmtId/UETR", base, max_len=36)
-    accepted = _text(flat, "AccptncDtTm", base, max_len=64)
+    accepted_path = ACCEPTED_13
+    accepted = _text(flat, ACCEPTED_13, base, max_len=64)
+    if accepted is None:
+        accepted_path = "AccptncDtTm"
+        accepted = _text(flat, accepted_path, base, max_len=64)
     if accepted is not None:
-        occurred_at = _timestamp(accepted, f"{base}/AccptncDtTm")
+        occurred_at = _timestamp(accepted, f"{base}/{accepted_path}")
     elif isinstance(created, Rejection):
         raise _Rejected(created)
     else:
@@ -171,11 +231,9 @@ def _transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejectio
     if currency is None or not _CCY_RE.match(currency):
         raise Bad("invalid_currency", f"{base}/IntrBkSttlmAmt/@Ccy", "must be an ISO 4217 code such as MYR")
 
-    payer_bank = _bank(flat, "DbtrAgt/FinInstnId/BICFI", base)
+    payer_bank = _bank(flat, "DbtrAgt", base, members)
     payer_account = _account(flat, payer_bank, "DbtrAcct", base)
-    if payer_account is None:
-        raise Bad("missing_field", f"{base}/DbtrAcct/Id", "debtor account (IBAN or Othr/Id) is required")
-    payee_bank = _bank(flat, "CdtrAgt/FinInstnId/BICFI", base)
+    payee_bank = _bank(flat, "CdtrAgt", base, members)
     payee_account = _account(flat, payee_bank, "CdtrAcct", base)
 
     proxy = None
@@ -186,14 +244,16 @@ def _transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejectio
         kind = _proxy_type(code, proxy_id)
         mobile = fields.as_phone(proxy_id, f"{base}/CdtrAcct/Prxy/Id", region) if kind == "MOBILE" else None
         proxy = Proxy(kind, proxy_id, mobile)
-    if payee_account is None and proxy is None:
-        raise Bad("missing_field", f"{base}/CdtrAcct", "creditor account needs Id/IBAN, Id/Othr/Id or Prxy/Id")
+    if payer_account is None and payee_account is None and proxy is None:
+        raise Bad("missing_field", f"{base}/CdtrAcct",
+                  "nothing to screen: needs DbtrAcct/Id, CdtrAcct/Id (IBAN or Othr/Id) or CdtrAcct/Prxy/Id")
 
     channel = (_text(flat, "PmtTpInf/LclInstrm/Prtry", base, max_len=35)
                or _text(flat, "PmtTpInf/LclInstrm/Cd", base, max_len=35)
                or _text(flat, "PmtTpInf/SvcLvl/Cd", base, max_len=35))
     assert end_to_end_id is not None
-    return Transfer(f"{msg_id}/{index}", occurred_at, tx_id or end_to_end_id, amount, Party(payer_bank, payer_account),
+    return Transfer(f"{msg_id}/{index}", occurred_at, uetr or tx_id or f"{payer_bank}/{end_to_end_id}", amount,
+                    Party(payer_bank, payer_account),
                     Party(payee_bank, payee_account), proxy, channel, currency, end_to_end_id, tx_id, uetr)
 
 
@@ -218,7 +278,7 @@ def _clean(value: str | None, max_len: int) -> str | None:
 
 
 def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejection, index: int,
-                      region: str) -> Transfer | None:
+                      region: str, members: Members = NO_MEMBERS) -> Transfer | None:
     get = flat.get
     try:
         end_to_end_id = _clean(get("PmtId/EndToEndId"), MAX_ID)
@@ -226,12 +286,11 @@ def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rej
         currency = _clean(get("IntrBkSttlmAmt/@Ccy"), 16)
         payer_bic = _clean(get("DbtrAgt/FinInstnId/BICFI"), 16)
         payee_bic = _clean(get("CdtrAgt/FinInstnId/BICFI"), 16)
-        if (end_to_end_id is None or raw_amount is None or currency is None or payer_bic is None
-                or payee_bic is None or not _CCY_RE.match(currency)):
+        if end_to_end_id is None or raw_amount is None or currency is None or not _CCY_RE.match(currency):
             return None
         tx_id = _clean(get("PmtId/TxId"), MAX_ID)
         uetr = _clean(get("PmtId/UETR"), 36)
-        accepted = _clean(get("AccptncDtTm"), 64)
+        accepted = _clean(get(ACCEPTED_13), 64) or _clean(get("AccptncDtTm"), 64)
         if accepted is not None:
             occurred_at = fields.iso_time(accepted)
         elif isinstance(created, Rejection):
@@ -241,21 +300,17 @@ def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rej
         amount = Decimal(raw_amount)
         if not amount.is_finite() or amount <= 0 or amount > MAX_AMOUNT:
             return None
-        payer_bank = normalise_bank(payer_bic)
-        payer_raw = _clean(get("DbtrAcct/Id/IBAN"), 64) or _clean(get("DbtrAcct/Id/Othr/Id"), 64)
-        if payer_raw is None:
-            return None
-        payer_account = normalise_account(payer_bank, payer_raw)
-        payee_bank = normalise_bank(payee_bic)
-        payee_raw = _clean(get("CdtrAcct/Id/IBAN"), 64) or _clean(get("CdtrAcct/Id/Othr/Id"), 64)
-        payee_account = None if payee_raw is None else normalise_account(payee_bank, payee_raw)
+        payer_bank = normalise_bank(payer_bic) if payer_bic is not None else _fast_member(flat, "DbtrAgt", members)
+        payer_account = _fast_account(flat, payer_bank, "DbtrAcct")
+        payee_bank = normalise_bank(payee_bic) if payee_bic is not None else _fast_member(flat, "CdtrAgt", members)
+        payee_account = _fast_account(flat, payee_bank, "CdtrAcct")
         proxy = None
         proxy_id = _clean(get("CdtrAcct/Prxy/Id"), 64)
         if proxy_id is not None:
             kind = _proxy_type(_clean(get("CdtrAcct/Prxy/Tp/Cd"), 35) or _clean(get("CdtrAcct/Prxy/Tp/Prtry"), 35),
                                proxy_id)
             proxy = Proxy(kind, proxy_id, normalise_phone(proxy_id, region) if kind == "MOBILE" else None)
-        elif payee_account is None:
+        elif payee_account is None and payer_account is None:
             return None
         channel = None
         if "PmtTpInf/LclInstrm/Prtry" in flat or "PmtTpInf/LclInstrm/Cd" in flat or "PmtTpInf/SvcLvl/Cd" in flat:
@@ -263,6 +318,37 @@ def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rej
                        or _clean(get("PmtTpInf/SvcLvl/Cd"), 35))
     except (_Unclear, ValueError, InvalidOperation, InvalidIdentifier):
         return None  # fromisoformat raises ValueError, Decimal InvalidOperation, the normalisers InvalidIdentifier
-    return Transfer(f"{msg_id}/{index}", occurred_at, tx_id or end_to_end_id, amount,
+    return Transfer(f"{msg_id}/{index}", occurred_at, uetr or tx_id or f"{payer_bank}/{end_to_end_id}", amount,
                     Party(payer_bank, payer_account), Party(payee_bank, payee_account), proxy, channel, currency,
                     end_to_end_id, tx_id, uetr)
+
+
+def _fast_member(flat: dict[str, str], agent: str, members: Members) -> str:
+    """``_bank`` for an agent without BICFI: its directory BIC, or give up (the precise mapping explains)."""
+    for kind, leaf, codes in _MEMBER_PATHS[agent]:
+        member = _clean(flat.get(leaf), 35)
+        if member is not None:
+            code = _clean(flat.get(codes[0]), 35) or _clean(flat.get(codes[1]), 35) or ""
+            found = members.get((kind, code.upper(), member))
+            if found is None:
+                raise _Unclear
+            return found
+    raise _Unclear
+
+
+def _fast_account(flat: dict[str, str], bank: str, acct: str) -> AccountId | None:
+    """``_account`` without explanations: the IBAN, else Othr/Id as an account number or qualified by its scheme."""
+    iban_path, other_path = _ACCOUNT_PATHS[acct]
+    iban = _clean(flat.get(iban_path), 64)
+    if iban is not None:
+        return normalise_account(bank, iban)
+    raw = _clean(flat.get(other_path), 64)
+    if raw is None:
+        return None
+    try:
+        return normalise_account(bank, raw)
+    except InvalidIdentifier:
+        scheme = _clean(flat.get(f"{acct}/Id/Othr/SchmeNm/Cd"), 35) or _clean(flat.get(f"{acct}/Id/Othr/SchmeNm/Prtry"), 35)
+        if not scheme:
+            raise
+        return scheme_account(bank, scheme, raw)

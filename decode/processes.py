@@ -12,7 +12,7 @@ length first), the child answers with one ``DecodedChunk`` (msgpack) holding wha
 value, in order: a Transfer as a flat array of its fields, a Rejection or a Skipped as theirs. A batch
 is split across the children in contiguous chunks and put back together in order. The child is
 ``python -m sekat.decode.processes SETTINGS``, SETTINGS being the JSON of what its decoder needs (format,
-size limit, region: ``decoder_settings``); it reads nothing else, gets no secrets (a minimal environment),
+size limit, region, member directory file: ``decoder_settings``); it reads nothing else, gets no secrets (a minimal environment),
 logs to stderr with identifiers masked, and exits when its input closes (so it dies with the worker,
 whichever way the worker ends).
 
@@ -58,7 +58,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def decoder_settings(stream: str, settings: Any) -> dict[str, Any]:
     """What a child needs to build ``stream``'s decoder as the worker has it."""
     return {"stream": stream, "transfers_format": settings.transfers_format,
-            "max_event_bytes": settings.max_event_bytes, "phone_region": settings.phone_region}
+            "max_event_bytes": settings.max_event_bytes, "phone_region": settings.phone_region,
+            "member_directory": settings.member_directory}
 
 
 def build_decoder(given: dict[str, Any]) -> Callable[[bytes | None], Any]:
@@ -69,7 +70,8 @@ def build_decoder(given: dict[str, Any]) -> Callable[[bytes | None], Any]:
     if given["stream"] != "transfers":
         raise ValueError(f"no decode processes for the {given['stream']!r} stream")
     return transfer_decoder(Settings(transfers_format=given["transfers_format"],
-                                     max_event_bytes=int(given["max_event_bytes"]), phone_region=given["phone_region"]))
+                                     max_event_bytes=int(given["max_event_bytes"]), phone_region=given["phone_region"],
+                                     member_directory=given.get("member_directory", "")))
 
 
 # A Transfer on the pipe: its fields flat, the parties' and the proxy's spelled out. The offset of

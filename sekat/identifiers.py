@@ -3,7 +3,8 @@
 A raw string becomes a ``PhoneNumber`` or ``AccountId`` through one validating
 constructor each, so ``012-345 6789``, ``+60 12 345 6789`` and ``60123456789``
 are one number, and ``5140 1234-5678`` at ``MBBEMYKLXXX`` is
-``MBBEMYKL:514012345678``. Each identifier has a ``key`` (``kind:value``), the
+``MBBEMYKL:514012345678``; an id a payment scheme names (a wallet, an MSISDN) at a
+bank outside Malaysia is ``BIC8:SCHEME:id``. Each identifier has a ``key`` (``kind:value``), the
 key of the ``sekat.reports`` topic and of the Redis index.
 
 Emergency and short service numbers (999, 112, 15999, ...) normalise to a
@@ -32,6 +33,12 @@ _MAX_PHONE_CHARS = 32
 # +60 or the trunk 0, then a mobile number (1 and 8-9 digits); ASCII digits only (look-alikes go to phonenumbers)
 _MY_MOBILE = re.compile(r"(?:\+60|0)(1[0-9]{8,9})")
 _MAX_ACCOUNT_CHARS = 64
+# A scheme-qualified account id, ``SCHEME:id``: the scheme name a message gives (e.g. MSISDN, a wallet scheme),
+# then an id of printable ASCII without spaces or colons. Never for a Malaysian bank (``_STRICT_COUNTRIES``):
+# its accounts are digits, and any other spelling there is a mistake to dead-letter, not a key that matches
+# nothing on the blocklist.
+_SCHEME_ACCOUNT_RE = re.compile(r"^([A-Z0-9]{1,35}):([!-9;-~]{1,64})$")
+_STRICT_COUNTRIES = frozenset({"MY"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +89,8 @@ def normalise_bank(raw: str) -> str:
 
 @lru_cache(maxsize=1 << 16)
 def normalise_account(bank: str, raw: str) -> AccountId:
-    """``BIC8:digits`` with spaces and dashes removed, or ``BIC8:IBAN`` (upper case, check digits verified).
+    """``BIC8:digits`` with spaces and dashes removed, or ``BIC8:IBAN`` (upper case, check digits verified), or
+    ``BIC8:SCHEME:id`` (``scheme_account``) at a bank outside Malaysia.
 
     Anything else (letters outside a valid IBAN, non-ASCII digits) is refused. Cached like phone numbers:
     busy accounts (merchants, salaries, mules being paid) recur.
@@ -98,7 +106,26 @@ def normalise_account(bank: str, raw: str) -> AccountId:
         if int("".join(str(int(ch, 36)) for ch in iban[4:] + iban[:4])) % 97 == 1:
             return AccountId(normalise_bank(bank), iban)
         raise InvalidIdentifier("IBAN check digits do not match")
+    scheme = _SCHEME_ACCOUNT_RE.fullmatch(number)
+    if scheme is not None:
+        bic = normalise_bank(bank)
+        if bic[4:6] not in _STRICT_COUNTRIES:
+            return AccountId(bic, number)
+        raise InvalidIdentifier(f"an account at {bic} must be 4-34 digits (spaces and dashes allowed) or an IBAN")
     raise InvalidIdentifier("account number must be 4-34 digits (spaces and dashes allowed) or an IBAN")
+
+
+def scheme_account(bank: str, scheme: str | None, raw: str) -> AccountId:
+    """An account id the message qualifies with a scheme name (``Othr/SchmeNm``): digits or an IBAN are the
+    plain account whatever the scheme (so a listed account matches however a bank labels it); any other id
+    is ``SCHEME:id`` (``MSISDN:+27730975224``), kept apart from a bank's account numbers, and refused at a
+    Malaysian bank as ``normalise_account`` refuses it."""
+    try:
+        return normalise_account(bank, raw)
+    except InvalidIdentifier:
+        if not scheme or ":" in raw:
+            raise
+    return normalise_account(bank, f"{scheme.strip().upper().translate(_SEPARATORS)}:{raw.strip()}")
 
 
 @lru_cache(maxsize=1 << 16)
@@ -170,3 +197,45 @@ def parse_protected(lines: list[str], region: str = "MY") -> frozenset[str]:
         except InvalidIdentifier as exc:
             raise InvalidIdentifier(f"line {number}: {exc}") from None
     return frozenset(keys)
+
+
+# A bank identified by a clearing-system member id or another participant id instead of a BIC: its key in
+# the member directory. Two kinds, so one id in two schemes (or as a member id and a participant id) are two
+# keys: ("CLR", clearing-system code, member id) for FinInstnId/ClrSysMmbId, ("OTHR", scheme name, id) for
+# FinInstnId/Othr; codes upper-cased, an absent code as "".
+MemberKey = tuple[str, str, str]
+OTHER_PREFIX = "OTHR"
+
+
+def member_key(scheme: str, member: str) -> MemberKey:
+    """The directory key of a ``scheme`` column: ``OTHR`` or ``OTHR/<scheme name>`` for ``Othr/Id``, else the
+    clearing-system code (``ClrSysId/Cd`` or ``Prtry``, possibly empty) of a ``ClrSysMmbId/MmbId``."""
+    code = scheme.strip().upper()
+    if code == OTHER_PREFIX or code.startswith(OTHER_PREFIX + "/"):
+        return ("OTHR", code[len(OTHER_PREFIX) + 1:], member.strip())
+    return ("CLR", code, member.strip())
+
+
+def parse_member_directory(lines: list[str]) -> dict[MemberKey, str]:
+    """A member directory: ``scheme,member_id,BIC`` a line (``#`` starts a comment) → {key: BIC8}.
+
+    Raises ``InvalidIdentifier`` naming the line of the first bad row or of a member listed twice with two BICs.
+    """
+    directory: dict[MemberKey, str] = {}
+    for number, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        parts = text.split(",")
+        if len(parts) != 3 or not parts[1].strip() or len(parts[1].strip()) > 35:
+            raise InvalidIdentifier(f"line {number}: expected scheme,member_id,BIC with a member id of 1-35 "
+                                    "characters")
+        try:
+            bic = normalise_bank(parts[2])
+        except InvalidIdentifier as exc:
+            raise InvalidIdentifier(f"line {number}: {exc}") from None
+        key = member_key(parts[0], parts[1])
+        if directory.setdefault(key, bic) != bic:
+            raise InvalidIdentifier(f"line {number}: member {parts[1].strip()!r} of {parts[0].strip() or 'no scheme'!r}"
+                                    f" is already mapped to {directory[key]}")
+    return directory

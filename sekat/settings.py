@@ -111,6 +111,7 @@ class Settings:
     replica_disk_dir: str | None = None  # None (unset): the worker's data directory; "": no disk copy
     replica_disk_max_age_s: int = 86_400
     protected_file: str = ""
+    member_directory: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     api_max_body_bytes: int = 65536
@@ -269,6 +270,7 @@ class Settings:
         if self.policy_file and not os.path.isfile(self.policy_file):
             raise ConfigError("SEKAT_POLICY_FILE", f"no such file: {self.policy_file}")
         self.protected_keys()
+        self.member_directory_map()
         self.expiry_policy()
         self.trusted_proxies()
         self.api_tls()
@@ -329,6 +331,20 @@ class Settings:
         if not self.institutions_file:
             return {}
         return load_institutions(self.institutions_file, bool(self.relay_loopback_http))
+
+    def member_directory_map(self) -> dict[tuple[str, str, str], str]:
+        """``SEKAT_MEMBER_DIRECTORY`` read: {(kind, scheme, member id): BIC8}; empty when unset."""
+        from sekat.identifiers import parse_member_directory
+
+        if not self.member_directory:
+            return {}
+        try:
+            with open(self.member_directory, encoding="utf-8") as fh:
+                return parse_member_directory(fh.readlines())
+        except OSError as exc:
+            raise ConfigError("SEKAT_MEMBER_DIRECTORY", f"cannot read {self.member_directory}: {exc.strerror}") from None
+        except (InvalidIdentifier, UnicodeDecodeError) as exc:
+            raise ConfigError("SEKAT_MEMBER_DIRECTORY", f"{self.member_directory}: {exc}") from None
 
     def command_topics(self) -> dict[tuple[bool, str], str]:
         """Per-institution command topics, ``(for_bank, institution) -> topic``; empty under shared routing.
@@ -532,6 +548,8 @@ SETTINGS_DOC: dict[str, str] = {
     "replica_disk_max_age_s": "A disk copy taken longer ago than this is not screened from (the worker waits for "
                               "Redis instead); running workers refresh the stored snapshot once it is half this old.",
     "protected_file": "File of identifiers that can never be listed (one phone number or BIC:account a line).",
+    "member_directory": "pacs008: file mapping banks identified by clearing-system member id or other participant "
+                        "id to their BIC (scheme,member_id,BIC a line); commands for them go to that BIC.",
     "api_host": "Address the agency API (`sekat api`) binds to.",
     "api_port": "Port of the agency API.",
     "api_max_body_bytes": "Largest request body the agency API reads; a larger one is answered 413 before it is "

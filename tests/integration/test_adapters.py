@@ -30,7 +30,8 @@ MSG_ID = "MBBEMYKL20261128000123"  # GrpHdr/MsgId of pacs008_v08_multi.xml
 @pytest.fixture(scope="module")
 def adapted(stack: Stack, logs_dir: Path) -> Iterator[tuple[WorkerProcess, Collector, Producer]]:
     name = unique("adp")
-    env = isolated_env(stack, name, SEKAT_TRANSFERS_FORMAT="pacs008", SEKAT_CALLS_FORMAT="cdr-csv")
+    env = isolated_env(stack, name, SEKAT_TRANSFERS_FORMAT="pacs008", SEKAT_CALLS_FORMAT="cdr-csv",
+                       SEKAT_MEMBER_DIRECTORY=str(FIXTURES / "member_directory.csv"))
     worker = WorkerProcess(env, logs_dir / f"{name}.log").start()
     s = worker.settings
 
@@ -40,6 +41,7 @@ def adapted(stack: Stack, logs_dir: Path) -> Iterator[tuple[WorkerProcess, Colle
             await file_report(store, "account:CIBBMYKL:8001234567", Status.CONFIRMED, "PDRM", "mule", "KL/2026/9")
             await file_report(store, "phone:+60123456789", Status.REPORTED, "NSRC", "proxy mule", "NSRC/1")
             await file_report(store, "phone:+60376543210", Status.CONFIRMED, "PDRM", "macau scam", "KL/2026/1")
+            await file_report(store, "account:RHBBMYKL:218077665544", Status.CONFIRMED, "PDRM", "mule", "KL/2026/7")
         finally:
             await store.close()
 
@@ -75,6 +77,25 @@ def test_each_listed_transaction_of_a_pacs008_is_held_with_its_iso_ids(adapted) 
     assert not out.matching(for_event(f"{MSG_ID}/2", s.topic_freeze))
 
 
+def test_banks_named_by_member_id_get_their_commands_at_the_mapped_bic(adapted) -> None:
+    # Both agents named by clearing-system member id (SEKAT_MEMBER_DIRECTORY maps RPP 021000021 → HLBBMYKL,
+    # RPP RHBB0218 → RHBBMYKL); the payee account is listed under RHBBMYKL.
+    worker, out, producer = adapted
+    s = worker.settings
+    producer.send(s.topic_transfers, (FIXTURES / "pacs008_v10_member_ids.xml").read_bytes(), key=b"RPP")
+
+    commands = out.wait_for(for_event("RPP-10-MBR-1/1", s.topic_freeze), count=2)
+    by_action = {c.json["action"]: c for c in commands}
+    hold, freeze = by_action["HOLD_TRANSFER"], by_action["FREEZE_ACCOUNT"]
+    assert (hold.key, hold.json["bank"], hold.json["account"]) == (b"HLBBMYKL", "HLBBMYKL", "HLBBMYKL:3300112244")
+    assert (freeze.key, freeze.json["bank"], freeze.json["account"]) == (b"RHBBMYKL", "RHBBMYKL",
+                                                                         "RHBBMYKL:218077665544")
+    # The member the directory does not list is dead-lettered naming the element.
+    [unlisted] = out.wait_for(lambda r: r.topic == s.topic_deadletter and r.json["reason"] == "invalid_bank"
+                              and r.json["field"].endswith("CdtTrfTxInf[3]/CdtrAgt/FinInstnId/ClrSysMmbId/MmbId"))
+    assert "UNLISTED9" in unlisted.json["message"]
+
+
 def test_cdr_line_of_a_listed_caller_is_blocked(adapted) -> None:
     worker, out, producer = adapted
     s = worker.settings
@@ -99,8 +120,9 @@ def test_malformed_document_and_bad_transaction_go_to_the_dead_letters(adapted) 
     [broken] = out.wait_for(dead("not_xml"))
     assert base64.b64decode(broken.json["original_b64"]) == malformed
     assert broken.json["source"]["topic"] == s.topic_transfers
-    [bad_tx] = out.wait_for(dead("invalid_bank"))
-    assert bad_tx.json["field"] == "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf[2]/CdtrAgt/FinInstnId/BICFI"
+    bic_field = "/Document/FIToFICstmrCdtTrf/CdtTrfTxInf[2]/CdtrAgt/FinInstnId/BICFI"
+    [bad_tx] = out.wait_for(lambda r: dead("invalid_bank")(r) and r.json["field"] == bic_field)
+    assert bad_tx.json["source"]["topic"] == s.topic_transfers
     # The good transaction of the same message was decided all the same (its payee is listed).
     out.wait_for(for_event("MIX-09-1/1", s.topic_freeze), count=2)
 

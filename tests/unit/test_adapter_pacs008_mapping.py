@@ -27,6 +27,7 @@ from tests.unit.test_adapter_pacs008_reading import CURRENCIES, VALUES, messages
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CREATED = datetime(2026, 11, 28, 10, 15, tzinfo=timezone.utc)
+MEMBERS = {("CLR", "RPP", "M1"): "HLBBMYKL", ("CLR", "", "M2"): "FIRNZAJJ", ("OTHR", "", "P1"): "RHBBMYKL"}
 
 
 # -- mapping ------------------------------------------------------------------------------------------------
@@ -38,6 +39,10 @@ GOOD = {  # values a valid transaction may carry, padding and lower case include
     "CdtrAcct/Id/IBAN": ["de89 3704 0044 0532 0130 00"], "CdtrAcct/Id/Othr/Id": ["8001-2345-67"],
     "CdtrAcct/Prxy/Id": ["+60123456789", "012-345 6789", "club@example.com"],
     "CdtrAcct/Prxy/Tp/Cd": ["MBNO", "emal", "TELE", "NRIC"], "CdtrAcct/Prxy/Tp/Prtry": ["DUITNOW", "MBNO"],
+    "AddtlDtTm/AccptncDtTm": ["2026-11-28T10:16:31Z"],
+    "DbtrAgt/FinInstnId/ClrSysMmbId/MmbId": ["M1", "M2"], "CdtrAgt/FinInstnId/ClrSysMmbId/MmbId": ["M1", "M2"],
+    "DbtrAgt/FinInstnId/ClrSysMmbId/ClrSysId/Prtry": ["RPP"], "CdtrAgt/FinInstnId/Othr/Id": ["P1"],
+    "DbtrAcct/Id/Othr/SchmeNm/Prtry": ["MSISDN"], "CdtrAcct/Id/Othr/SchmeNm/Cd": ["BBAN"],
 }
 REQUIRED = {"PmtId/EndToEndId", "IntrBkSttlmAmt", "IntrBkSttlmAmt/@Ccy", "DbtrAgt/FinInstnId/BICFI",
             "CdtrAgt/FinInstnId/BICFI", "DbtrAcct/Id/Othr/Id", "CdtrAcct/Id/Othr/Id"}
@@ -55,7 +60,7 @@ def field_value(path: str) -> st.SearchStrategy[str]:
 def flat_transactions(draw: st.DrawFn) -> dict[str, str]:
     """{path: text} as a reading gives it: mostly valid, any field missing, blank, padded, too long or bad."""
     flat = {}
-    for path in iso20022.TX_PATHS:
+    for path in iso20022.TX_PATHS + iso20022.EXTRA_PATHS:
         if draw(st.sampled_from([True] * 15 + [False] if path in REQUIRED else [True, False])):
             flat[path] = draw(field_value(path))
     return flat
@@ -63,7 +68,7 @@ def flat_transactions(draw: st.DrawFn) -> dict[str, str]:
 
 def precise(flat: dict[str, str], created: datetime | Rejection) -> Transfer | Rejection:
     try:
-        return pacs008._transaction(flat, "MSG-1", created, 2, "MY")
+        return pacs008._transaction(flat, "MSG-1", created, 2, "MY", MEMBERS)
     except (pacs008.Bad, pacs008._Rejected) as bad:
         return bad.rejection
 
@@ -71,7 +76,7 @@ def precise(flat: dict[str, str], created: datetime | Rejection) -> Transfer | R
 @given(flat_transactions(), st.sampled_from([CREATED, Rejection("invalid_timestamp", "bad", "/x/CreDtTm")]))
 @settings(max_examples=600, deadline=None)
 def test_the_fast_mapping_never_disagrees_with_the_precise_one(flat: dict[str, str], created: Any) -> None:
-    fast = pacs008._fast_transaction(flat, "MSG-1", created, 2, "MY")
+    fast = pacs008._fast_transaction(flat, "MSG-1", created, 2, "MY", MEMBERS)
     expected = precise(flat, created)
     if isinstance(expected, Transfer):
         assert fast == expected

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from sekat.errors import InvalidIdentifier
 from sekat.identifiers import (AccountId, PhoneNumber, mask, normalise_account, normalise_bank, normalise_phone,
-                               parse_key, parse_phone)
+                               parse_key, parse_phone, scheme_account)
 
 
 @pytest.mark.parametrize("raw", ["012-345 6789", "+60 12 345 6789", "60123456789", "0123456789",
@@ -68,6 +68,28 @@ def test_parse_key_round_trips() -> None:
         assert parse_key(key).key == key
     with pytest.raises(InvalidIdentifier):
         parse_key("email:a@b")
+
+
+def test_a_scheme_named_account_outside_malaysia_is_its_own_key() -> None:
+    wallet = scheme_account("FIRNZAJJ", "msisdn", "+27 71 055 0134")
+    assert wallet.key == "account:FIRNZAJJ:MSISDN:+27710550134"
+    assert parse_key(wallet.key) == wallet  # filed, listed and looked up as the same key
+    assert scheme_account("FIRNZAJJ", "MSISDN", "0710550134").key == "account:FIRNZAJJ:0710550134"  # digits: plain
+    assert scheme_account("MBBEMYKL", "BBAN", "5140 1234 5678").key == "account:MBBEMYKL:514012345678"
+
+
+@pytest.mark.parametrize("bank,scheme,raw", [
+    ("MBBEMYKL", "MSISDN", "+60123456789"),  # a Malaysian bank's accounts are digits (or an IBAN), scheme or not
+    ("MBBEMYKL", "BBAN", "5140-1234-56AB"),
+    ("FIRNZAJJ", None, "wallet.9f2c41d7"),  # no scheme name: only digits or an IBAN
+    ("FIRNZAJJ", "MSISDN", "a:b"),
+    ("FIRNZAJJ", "MSISDN", "x" * 70),
+])
+def test_scheme_named_accounts_that_stay_refused(bank: str, scheme: str | None, raw: str) -> None:
+    with pytest.raises(InvalidIdentifier):
+        scheme_account(bank, scheme, raw)
+    with pytest.raises(InvalidIdentifier):
+        parse_key(f"account:MBBEMYKL:MSISDN:{raw}")
 
 
 def _either(raw: str) -> PhoneNumber | str:

@@ -3,6 +3,7 @@
 import io
 import logging
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +138,28 @@ def test_the_start_up_log_line_shows_no_redis_password(url: str, shown: str) -> 
     assert f"'redis_url': '{shown}'" in line and "'kafka_sasl_password': '***'" in line
     for secret in ("hunter2-kafka", "pw-user1nfo", "s3cret", "p%40ss", "p@ss", "k3y-pw"):
         assert secret not in line
+
+
+@pytest.mark.parametrize("lines,says", [
+    ("RPP,RHBB0218,RHBB\n", "line 1: bank 'RHBB' is not a BIC"),
+    ("# members\nRPP,RHBB0218\n", "line 2: expected scheme,member_id,BIC"),
+    ("RPP,RHBB0218,RHBBMYKL\nrpp,RHBB0218,MBBEMYKL\n", "line 2: member 'RHBB0218' of 'rpp' is already mapped"),
+])
+def test_a_bad_member_directory_stops_start_up_naming_the_file_and_line(tmp_path, lines: str, says: str) -> None:
+    path = tmp_path / "members.csv"
+    path.write_text(lines)
+    with pytest.raises(ConfigError) as err:
+        Settings.from_environ({"SEKAT_MEMBER_DIRECTORY": str(path)})
+    assert err.value.setting == "SEKAT_MEMBER_DIRECTORY" and says in str(err.value) and str(path) in str(err.value)
+    with pytest.raises(ConfigError, match="SEKAT_MEMBER_DIRECTORY"):
+        Settings.from_environ({"SEKAT_MEMBER_DIRECTORY": str(tmp_path / "absent.csv")})
+
+
+def test_member_directory_keys_keep_schemes_and_kinds_apart() -> None:
+    directory = Path(__file__).resolve().parents[1] / "fixtures" / "member_directory.csv"
+    members = Settings.from_environ({"SEKAT_MEMBER_DIRECTORY": str(directory)}).member_directory_map()
+    assert members[("CLR", "USABA", "021000021")] == "CHASUS33"
+    assert members[("CLR", "RPP", "021000021")] == "HLBBMYKL"
+    assert members[("OTHR", "BANK", "P-00042")] == "PBBEMYKL" and ("CLR", "BANK", "P-00042") not in members
+    assert members[("CLR", "", "fsp001")] == "FIRNZAJJ"
+    assert Settings.from_environ({}).member_directory_map() == {}
