@@ -17,7 +17,7 @@ import logging
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError
 
 from sekat.settings import Settings
 
@@ -52,7 +52,11 @@ def topic_specs(settings: Settings, replication: int | None = None) -> list[NewT
 
 
 def create_topics(settings: Settings, replication: int | None = None) -> list[str]:
-    """Create whichever of Sekat's topics are missing; returns the names created."""
+    """Create whichever of Sekat's topics are missing; returns the names created.
+
+    A topic the principal may not see looks missing; if it may not create it either (under the ACL plan a
+    worker has no rights on the relay's undelivered topic), it is left to whoever runs ``sekat topics``.
+    """
     admin = KafkaAdminClient(**settings.kafka_client_config(), request_timeout_ms=15000)  # type: ignore[arg-type]
     try:
         existing = set(admin.list_topics())
@@ -62,7 +66,7 @@ def create_topics(settings: Settings, replication: int | None = None) -> list[st
             try:
                 admin.create_topics([topic])
                 created.append(topic.name)
-            except TopicAlreadyExistsError:
+            except (TopicAlreadyExistsError, TopicAuthorizationFailedError):
                 pass
         return created
     finally:
