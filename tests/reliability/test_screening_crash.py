@@ -108,7 +108,7 @@ def test_a_crashed_screening_task_is_reported_restarted_with_backoff_and_resumes
         worker = WorkerProcess(env, logs_dir / f"{name}-2.log").start()
         started_at = time.monotonic()  # ready: the consumer joins its group and fetches the damaged call
         _, body = wait_until("/healthz naming the streams of the crashed task", health,
-                                  lambda h: h[0] == 503, timeout=20, every=0.2)
+                                  lambda h: h[0] == 503 and bool(h[1].get("stalled")), timeout=20, every=0.2)
         noticed_in = time.monotonic() - started_at
         assert noticed_in < STALL_AFTER_S - 5
         assert body["stalled"] == ["transfers", "calls"] and body["screening"] == "restarting", body
