@@ -256,13 +256,7 @@ class BlocklistStore:
             added = 0
             for _ in range(WRITE_RACES):
                 raw = await mget(self._redis, [self._rkey(k) for k in keys])
-                current: dict[str, Entry | None] = {k: Entry.from_json(orjson.loads(v))
-                                                    for k, v in zip(keys, raw) if v is not None}
-                start = dict(current)
-                changed, last = self._merge(current, reports)
-                pending = self._pending(start, current, changed, last)
-                if publish is not None and pending:
-                    await publish(pending)
+                current, _, changed, pending = await self._merged(keys, raw, reports, publish)
                 read = dict(zip(keys, raw))
                 raced = await self._set_if_unchanged(changed, read)
                 written_now.update((e.key, e) for e in changed if e.key not in raced)
@@ -323,13 +317,7 @@ class BlocklistStore:
                     if raw[0] is None:
                         raise IndexNotBuilt("blocklist index is not built: waiting for the rebuild from the topic")
                     raw = raw[1:]
-                current: dict[str, Entry | None] = {k: Entry.from_json(orjson.loads(v))
-                                                    for k, v in zip(keys, raw) if v is not None}
-                start = dict(current)
-                changed, last = self._merge(current, reports)
-                pending = self._pending(start, current, changed, last)
-                if publish is not None and pending:
-                    await publish(pending)
+                current, start, changed, pending = await self._merged(keys, raw, reports, publish)
                 pipe.multi()
                 self._queue_puts(pipe, changed, [k for k, e in current.items() if e is not None],
                                  added=sum(1 for e in changed if start.get(e.key) is None))
@@ -342,6 +330,20 @@ class BlocklistStore:
         except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
         return changed, pending
+
+    async def _merged(self, keys: Sequence[str], raw: Sequence[bytes | None], reports: Sequence[Report],
+                      publish: Callable[[list[Report]], Awaitable[None]] | None
+                      ) -> tuple[dict[str, Entry | None], dict[str, Entry | None], list[Entry], list[Report]]:
+        """``reports`` merged into the entries read (``raw``, per key), the reports to publish published first:
+        (current entries, entries as read, the changed ones, the published reports)."""
+        current: dict[str, Entry | None] = {k: Entry.from_json(orjson.loads(v))
+                                            for k, v in zip(keys, raw) if v is not None}
+        start = dict(current)
+        changed, last = self._merge(current, reports)
+        pending = self._pending(start, current, changed, last)
+        if publish is not None and pending:
+            await publish(pending)
+        return current, start, changed, pending
 
     @staticmethod
     def _pending(start: dict[str, Entry | None], current: dict[str, Entry | None], changed: list[Entry],
