@@ -5,33 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from sekat.blocklist import replica_snapshot as stored
-from sekat.blocklist.connection import sync_client
 from sekat.blocklist.replica import Replica
 from sekat.blocklist.replica_disk import DiskCopy
 from sekat.localstack.processes import free_port
 from sekat.records import Status
-from tests.integration.test_replica_snapshot import PROBE, Index, answers, filled, meta, started
+from tests.integration import test_replica_snapshot
+from tests.integration.test_replica_snapshot import PROBE, Index, answers, meta, started
 from tests.support import Stack
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture
-async def index(stack: Stack) -> AsyncIterator[Index]:
-    """A filled, built index under its own prefix (as the stored snapshot's tests use)."""
-    prefix, store = await filled(stack.redis.url)
-    client = sync_client(stack.redis.url)
-    try:
-        yield prefix, store, client
-    finally:
-        client.close()
-        await store.close()
+index = test_replica_snapshot.index  # the fixture: a filled, built index under its own prefix
 
 
 async def answers_from_disk(copy: DiskCopy, prefix: str) -> tuple[Replica, dict[str, Status]]:
