@@ -6,7 +6,8 @@ alert rules loaded, when Prometheus has scraped them for a few seconds, then its
 HTTP API counts both workers up and reports the
 rate of decided events close to the rate sent, the target-tracking and latency
 recording rules have values, only the dead-letter alert's expression holds (2%
-of the traffic is malformed on purpose), each worker's
+of the traffic is malformed on purpose) besides the latency alerts' start-up window, the steady p99 is under
+the paging objective, each worker's
 page passes ``promtool check metrics``, the partitions' lag is served by the
 worker that owns each, the blocklist is counted by the group leader only, and
 ``sekat top --once`` shows the same traffic.
@@ -185,11 +186,15 @@ def test_alert_expressions_on_live_data_flag_the_malformed_input_and_nothing_els
     p = observed.prometheus
     # 1 event in 50 is malformed (2% > the 1% threshold, about 2/s > 0.1/s): the dead-letter alert's
     # expression holds, so it is pending (its `for` is 5 minutes). A worker that is up, fresh and keeping
-    # up trips nothing else, the paging latency objective (250 ms) included; the 10 ms goal's ticket is left out
-    # because this shared 2-core machine can miss it.
+    # up trips nothing else. The latency alerts are judged apart: their windows (5 and 30 minutes) still hold
+    # the group's start-up, which on a loaded machine can put p99 over 250 ms for a while (that is what their
+    # `for` of 10 and 30 minutes absorbs), so the claim is that the steady p99 is under the paging objective.
     p.wait_value('count(ALERTS{alertname="SekatDeadLetterSpike"})', lambda v: v == 1)
     active = {a["metric"]["alertname"] for a in p.query("ALERTS")}
-    assert active - {"SekatDecisionLatencyOverGoal"} == {"SekatDeadLetterSpike"}, active
+    assert active - {"SekatDecisionLatencyHigh", "SekatDecisionLatencyOverGoal"} == {"SekatDeadLetterSpike"}, active
+    assert not p.query('ALERTS{alertstate="firing", alertname=~"SekatDecisionLatency.*"}')
+    objective = observed.worker.settings.latency_objective_ms / 1000
+    p.wait_value("job:sekat_decision_latency_seconds:p99", lambda v: 0 < v < objective, timeout=90)
 
 
 def test_the_worker_pages_have_every_sekat_metric_and_pass_promtool(observed: Observed) -> None:

@@ -87,7 +87,8 @@ def test_an_entry_lost_from_a_built_index_stays_blocked_and_is_replayed(stack: S
 
         wait_until("the lost entry replayed from the topic", lambda: index.get(key), bool, timeout=30)
         assert orjson.loads(index.get(key))["case_ref"] == "KL/7"
-        assert index.get(marker) not in (None, build)  # a new build: every replica re-reads the index
+        # A new build (every replica re-reads the index); its marker is written once the replay is done.
+        wait_until("the index marked rebuilt", lambda: index.get(marker), lambda m: m not in (None, build))
         wait_until("the rebuild counted", lambda: orjson.loads(worker.get("/healthz")[1])["index_rebuilds"],
                    lambda n: n == 1)  # the loss (the first worker built the fresh prefix)
         third = call(LISTED)
@@ -197,7 +198,8 @@ def test_a_worker_started_after_a_loss_notices_it(stack: Stack, logs_dir: Path) 
         worker.wait_replica()
         worker.stop()
         worker = WorkerProcess(env, logs_dir / f"{name}-2.log").start()  # reads the index, stores a copy
-        assert "stored the replica snapshot: 5 entries" in worker.log_tail(50_000)
+        wait_until("the replica copy stored", lambda: worker.log_tail(50_000),
+                   lambda log: "stored the replica snapshot: 5 entries" in log)
         worker.stop()
         with index.pipeline(transaction=True) as pipe:
             pipe.delete(lost)
