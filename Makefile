@@ -2,7 +2,8 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test up down up-cluster down-cluster bootstrap unit integration clean bench bench-freshness bench-scale
+.PHONY: run test up down up-cluster down-cluster bootstrap unit integration clean bench bench-freshness bench-scale \
+	bench-peers
 
 # The scale-out stack on this machine (docs/operations.md): 3 KRaft brokers, a 3-master Redis Cluster.
 # Run workers against it with the same settings: `$(CLUSTER_ENV) .venv/bin/sekat worker` (one per terminal,
@@ -55,6 +56,17 @@ bench-scale: bootstrap
 ## bench-freshness: a report filed through the API, in effect on every worker (p50/p99 ms)
 bench-freshness: bootstrap
 	$(BIN)/python -m load_tests.freshness
+
+## bench-peers: Sekat's blocklist path beside a Quix Streams app, a lean aiokafka loop and two Faust agents doing
+## the same job on the same backlog (events/s, CPU per event, every listed event answered exactly once)
+bench-peers: bootstrap .venv-peers/.installed
+	$(BIN)/python -m load_tests.peers
+
+# Quix Streams pins its own confluent-kafka and pydantic: it runs in a virtualenv of its own.
+.venv-peers/.installed:
+	python3 -m venv .venv-peers
+	.venv-peers/bin/pip install -q "quixstreams==3.28.1" "orjson>=3.9"
+	touch $@
 
 clean: down
 	rm -rf .stack

@@ -48,6 +48,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ from load_tests.generate import generate
 from load_tests.harness import (RESULTS, ROOT, Commands, brake_figures, brake_tripped, check, figure, local_stack, log,
                                 percentile, spawn, stop_on_sigterm, wait_http)
 from load_tests.traffic import (HOT_CALL_EVERY, HOT_CALLEES, HOT_CALLER_SPAN_MS, HOT_PAYEE_SPAN_MS, HOT_PAYERS,
-                                HOT_TRANSFER_EVERY, Population)
+                                HOT_TRANSFER_EVERY, Listed, Population)
 from sekat.blocklist.connection import sync_client
 from sekat.blocklist.store import built_key, entries_key
 from sekat.localstack.kafka_servers import KafkaBroker
@@ -103,6 +104,15 @@ def policy_rules(path: str) -> dict[str, str]:
             if (conf or {}).get("enabled", True)}
 
 
+def blocklist_entries(listed: list[Listed], size: int) -> Iterator[tuple[str, str, int]]:
+    """(identifier key, status, filler number or -1) of a ``size``-entry blocklist: the traffic's ``listed``
+    identifiers, then confirmed filler phone numbers and accounts that no event names."""
+    for item in listed:
+        yield item.key, item.status, -1
+    for i in range(max(0, size - len(listed))):
+        yield (f"phone:+6010{i:08d}" if i % 2 else f"account:{FILLER_BANKS[i % 4]}:{i:012d}"), "confirmed", i
+
+
 def load_blocklist(url: str, prefix: str, population: Population, size: int, expiring: float = 0.0) -> float:
     """Write the traffic's listed identifiers plus filler entries straight into the index (one server or a cluster).
 
@@ -129,18 +139,8 @@ def load_blocklist(url: str, prefix: str, population: Population, size: int, exp
 
     pipe = client.pipeline(transaction=False)
     n = 0
-    for item in listed:
-        pipe.set(f"{prefix}bl:{item.key}", body(item.key, item.status))
-        n += 1
-    i = 0
-    while n < size:
-        if i % 2:
-            key = f"phone:+6010{i:08d}"
-        else:
-            key = f"account:{FILLER_BANKS[i % 4]}:{i:012d}"
-        pipe.set(f"{prefix}bl:{key}", body(key, "confirmed", i))
-        n += 1
-        i += 1
+    for n, (key, status, i) in enumerate(blocklist_entries(listed, size), 1):
+        pipe.set(f"{prefix}bl:{key}", body(key, status, i))
         if n % 20_000 == 0:
             pipe.execute()
     pipe.execute()
@@ -445,6 +445,24 @@ def plot(path: Path, samples: list[tuple[float, float]], steady: list[tuple[floa
         ax2.set_xlabel("seconds since the worker started")
 
 
+def worker_env(bootstrap: str, redis_url: str, app_id: str, web_port: int, partitions: int, policy_file: str,
+               transfers_format: str = "json", decode_processes: int | None = None) -> dict[str, str]:
+    """The settings a benchmarked worker runs with: the private stack, a policy file, the safety brake off."""
+    return {"SEKAT_KAFKA_BOOTSTRAP": bootstrap, "SEKAT_REDIS_URL": redis_url,
+            "SEKAT_APP_ID": app_id, "SEKAT_WEB_PORT": str(web_port),
+            "SEKAT_TOPIC_PARTITIONS": str(partitions), "SEKAT_LOG_LEVEL": "warning",
+            "SEKAT_POLICY_FILE": policy_file,
+            "SEKAT_TRANSFERS_FORMAT": transfers_format,
+            **({} if decode_processes is None else {"SEKAT_DECODE_PROCESSES": str(decode_processes)}),
+            # The harness offers ~1000x the national rate and checks every command against its ground
+            # truth: the safety brake's per-rule/per-source limits would (rightly) trip at that rate, and
+            # its Zipf-busiest listed number and account draw more than a reported one may. Off; its trips
+            # (none expected) are in the result all the same (brake_trips, from its store).
+            **{f"SEKAT_BRAKE_{limit}_MAX": "0" for limit in ("PHONE_REPORTED", "PHONE_CONFIRMED",
+                                                           "ACCOUNT_REPORTED", "ACCOUNT_CONFIRMED", "RULE",
+                                                           "SOURCE")}}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     log("starting Kafka and Redis")
     with local_stack("sekat-bench-", args.keep, kafka_heap="1g") as (base, kafka, redis_server):
@@ -461,19 +479,8 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
     try:
         web_port = free_port()
         policy_file = bench_policy(base, args.policy)
-        env = {"SEKAT_KAFKA_BOOTSTRAP": kafka.bootstrap, "SEKAT_REDIS_URL": redis_server.url,
-               "SEKAT_APP_ID": "sekat-bench", "SEKAT_WEB_PORT": str(web_port),
-               "SEKAT_TOPIC_PARTITIONS": str(args.partitions), "SEKAT_LOG_LEVEL": "warning",
-               "SEKAT_POLICY_FILE": policy_file,
-               "SEKAT_TRANSFERS_FORMAT": args.transfers_format,
-               **({} if args.decode_processes is None else {"SEKAT_DECODE_PROCESSES": str(args.decode_processes)}),
-               # The harness offers ~1000x the national rate and checks every command against its ground
-               # truth: the safety brake's per-rule/per-source limits would (rightly) trip at that rate, and
-               # its Zipf-busiest listed number and account draw more than a reported one may. Off; its trips
-               # (none expected) are in the result all the same (brake_trips, from its store).
-               **{f"SEKAT_BRAKE_{limit}_MAX": "0" for limit in ("PHONE_REPORTED", "PHONE_CONFIRMED",
-                                                              "ACCOUNT_REPORTED", "ACCOUNT_CONFIRMED", "RULE",
-                                                              "SOURCE")}}
+        env = worker_env(kafka.bootstrap, redis_server.url, "sekat-bench", web_port, args.partitions, policy_file,
+                         args.transfers_format, args.decode_processes)
         settings = Settings.from_environ(env)
         create_topics(settings)
         topics = {"transfers": settings.topic_transfers, "calls": settings.topic_calls}
