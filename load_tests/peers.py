@@ -103,8 +103,11 @@ def start(system: str, base: Path, conf: dict[str, Any], env: dict[str, str], ro
     group = f"peers-{system}-{round_}"
     if system == "sekat":
         app_id = f"sekat-peers-{round_}"
-        proc = spawn(["worker"], env | {"SEKAT_APP_ID": app_id}, log_path)
+        env = env | {"SEKAT_APP_ID": app_id, "SEKAT_TOPIC_FREEZE": f"peers.sekat.{round_}.freeze",
+                     "SEKAT_TOPIC_BLOCK": f"peers.sekat.{round_}.block"}
         settings = Settings.from_environ(env)
+        create_topics(settings)
+        proc = spawn(["worker"], env, log_path)
         wait_http(f"http://127.0.0.1:{env['SEKAT_WEB_PORT']}/healthz", proc,
                   lambda b: orjson.loads(b).get("replica_ready"), conf["timeout"], log_path)
         return Run(system, proc, f"{app_id}.screen", [settings.topic_freeze, settings.topic_block], conf["events"],
