@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.integration.test_links_release import Scene, account
-from tests.support import ApiProcess, Collector, Producer, Stack, WorkerProcess, isolated_env, unique
+from tests.support import ApiProcess, Collector, Producer, Stack, WorkerProcess, isolated_env, own_api, unique
 
 pytestmark = pytest.mark.integration
 ACKNOWLEDGE_S, DECIDE_S = 3, 5
@@ -193,3 +193,15 @@ def test_the_overdue_gauge_counts_an_appeal_left_past_its_deadlines(scene: Scene
     assert late['sekat_appeals_overdue{deadline="acknowledge"}'] == \
         before.get('sekat_appeals_overdue{deadline="acknowledge"}', 0)
     assert late['sekat_appeals_overdue{deadline="decide"}'] >= 1 and late['sekat_appeals{stage="under_review"}'] >= 1
+
+
+def test_filing_is_rate_limited_per_client_address(stack: Stack, logs_dir: Path) -> None:
+    with own_api(stack, logs_dir, "aplrl", SEKAT_APPEAL_RATE_PER_MINUTE="2") as api, \
+            httpx.Client(base_url=api.url, timeout=20) as http:
+        body = {"kind": "phone", "value": "+60123456789", "contact": {"name": "A", "phone": "+60123456789"},
+                "grounds": "not mine"}
+        answers = [http.post("/v1/appeals", json=body) for _ in range(3)]
+        assert [a.status_code for a in answers[:2]] == [409, 409]  # not listed here, but counted
+        assert answers[2].status_code == 429 and int(answers[2].headers["Retry-After"]) <= 60
+        assert 'sekat_api_rate_limited_total{limit="appeal_client"} 1.0' in http.get("/metrics").text
+
