@@ -9,7 +9,7 @@
   nothing else of the index; it counts its rate limits and re-arms the brake (clears a trip and its
   counts, writes the brake's log), and keeps the appeals: it cannot write an entry, announce a change, mint or disable a key;
 - the operators' CLI (default ``sekat-admin``) does what the worker does (``sekat blocklist rebuild``
-  replays the index) and manages API keys (``sekat apikey``).
+  replays the index), manages API keys (``sekat apikey``) and restores the appeals (``sekat appeals restore``).
 
 Each grant is one purpose: key patterns under ``SEKAT_REDIS_PREFIX``, read-only (``%R~``) or read-write
 (``~``), and the commands that purpose sends, the commands inside its Lua scripts included (Redis checks
@@ -93,7 +93,8 @@ PLAN: dict[str, tuple[Grant, ...]] = {
     "worker": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER, ACTED),
     "api": (CONNECTION, API_KEYLESS, ENTRIES_READ, KEYS_READ, RATE_LIMITS, BRAKE_TRIPS, BRAKE_COUNTS, BRAKE_LOG,
             APPEALS),
-    "admin": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER, ACTED, KEYS_ADMIN),
+    "admin": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER, ACTED, KEYS_ADMIN,
+              APPEALS),
 }
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

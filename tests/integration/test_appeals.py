@@ -18,9 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from tests.integration.test_links_release import Scene, account
-from tests.support import ApiProcess, Collector, Producer, Stack, WorkerProcess, isolated_env, own_api, unique
+from tests.support import (ApiProcess, Collector, Producer, Stack, WorkerProcess, isolated_env, own_api, sekat,
+                           unique)
 
 pytestmark = pytest.mark.integration
 ACKNOWLEDGE_S, DECIDE_S = 3, 5
@@ -204,4 +206,28 @@ def test_filing_is_rate_limited_per_client_address(stack: Stack, logs_dir: Path)
         assert [a.status_code for a in answers[:2]] == [409, 409]  # not listed here, but counted
         assert answers[2].status_code == 429 and int(answers[2].headers["Retry-After"]) <= 60
         assert 'sekat_api_rate_limited_total{limit="appeal_client"} 1.0' in http.get("/metrics").text
+
+
+def test_restore_puts_the_appeals_back_after_redis_lost_them(scene: Scene) -> None:
+    mule = account()
+    listed(scene, "PDRM", mule)
+    filed = appeal(scene, mule).json()
+    pdrm = scene.key("PDRM", "appeal")
+    scene.post(f"/v1/appeals/{filed['appeal_id']}/review", pdrm)
+    scene.out.wait_for(lambda r: r.topic == scene.settings.topic_appeals and r.key == filed["appeal_id"].encode()
+                       and r.json["status"] == "under_review")
+    lost = redis.Redis.from_url(scene.settings.redis_url)
+    try:
+        lost.delete(*lost.keys(f"{scene.settings.redis_prefix}{{appeals}}:*"))
+    finally:
+        lost.close()
+    assert status(scene, filed["appeal_id"], filed["token"]).status_code == 404
+
+    done = sekat(scene.worker.env, "appeals", "restore")
+    assert done.returncode == 0, done.stderr
+    assert status(scene, filed["appeal_id"], filed["token"]).json()["status"] == "under_review"
+    assert filed["appeal_id"] in [a["appeal_id"] for a in
+                                  scene.http.get("/v1/appeals", headers={"X-API-Key": pdrm}).json()["appeals"]]
+    again = sekat(scene.worker.env, "appeals", "restore")  # nothing older is written over what Redis holds
+    assert again.returncode == 0 and "0 restored" in again.stderr
 

@@ -5,7 +5,8 @@ Redis administrator ``ops`` reads its ACL LOG), when every store operation of a 
 process's user — the worker's rebuild, report writes, replica start from the index and from the stored
 snapshot, the background refresh of the snapshot, rule state, the safety brake, who acted and the release
 sweep's reads and writes, the entry count; the agency API's look-ups, key checks, rate limits, a brake
-re-arm and the appeal store; the CLI's key management and rebuild — then each answers, and Redis logged no refusal for it.
+re-arm and the appeal store; the CLI's key management, rebuild and appeal restore — then each answers, and
+Redis logged no refusal for it.
 The end-to-end run of the real processes under these users is ``test_security.py``.
 """
 
@@ -27,7 +28,7 @@ import redis
 from load_tests.rules_bench import make_calls, make_transfers
 from sekat.api.clients import Clients
 from sekat.api.keys import ApiKeyStore
-from sekat.blocklist.appeals import AppealCounts, Contact, filed, new_appeal_id, new_token
+from sekat.blocklist.appeals import AppealCounts, AppealStore, Contact, filed, new_appeal_id, new_token
 from sekat.blocklist.replica import Replica, positions, positions_key
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.store import BrakeStore, Trip
@@ -231,6 +232,13 @@ async def test_the_admin_user_manages_api_keys_and_rebuilds_the_index(acl: AclRe
         # `sekat blocklist import --wait-applied`: the change stream's last id, the replicas' positions.
         await store.client.xrevrange(f"{p}bl:changes", count=1)
         await store.client.hgetall(positions_key(p))
+        # `sekat appeals restore`: each appeal read, then written with its indexes.
+        appeals = AppealStore(store.client, p)
+        appeal = filed(new_appeal_id(), LISTED[1], ("PDRM",), "person", Contact(name="A"), "g", "", new_token()[1],
+                       "own-report", datetime.now(timezone.utc), 3_600, 86_400)
+        assert await appeals.get(appeal.appeal_id) is None
+        await appeals.put(appeal)
+        assert await appeals.get(appeal.appeal_id) == appeal
     finally:
         await store.close()
     assert acl.refused("admin") == []
