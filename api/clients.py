@@ -24,6 +24,7 @@ from fastapi import Depends, Request
 from sekat.blocklist.connection import REDIS_DOWN
 from sekat.api.keys import ApiKeyStore
 from sekat.api.metrics import ApiMetrics
+from sekat.blocklist.appeals import AppealStore
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.store import BrakeStore
 from sekat.clock import Clock, utcnow
@@ -46,6 +47,7 @@ class Clients:
     store: BlocklistStore = field(init=False)
     keys: ApiKeyStore = field(init=False)
     brakes: BrakeStore = field(init=False)
+    appeals: AppealStore = field(init=False)
     protected: frozenset[str] = field(init=False)
     expiry: ExpiryPolicy = field(init=False)
     _producer: AIOKafkaProducer | None = field(default=None, init=False)
@@ -57,6 +59,7 @@ class Clients:
         self.store = BlocklistStore.from_url(settings.api_redis()[0], settings.redis_prefix)
         self.keys = ApiKeyStore(self.store.client, settings.redis_prefix)
         self.brakes = BrakeStore(self.store.client, settings.redis_prefix)
+        self.appeals = AppealStore(self.store.client, settings.redis_prefix)
         self.protected = settings.protected_keys()
         self.expiry = settings.expiry_policy()
 
@@ -105,6 +108,10 @@ class Clients:
     async def allow_any_status_check(self, per_minute: int) -> tuple[bool, int]:
         """Whether one more status check fits the limit for all clients together: (allowed, seconds to reset)."""
         return await self._allow("status-all", "all", per_minute)
+
+    async def allow_appeal(self, client: str, per_minute: int) -> tuple[bool, int]:
+        """Whether this client (``api.limits.client_bucket``) may file an appeal now: (allowed, seconds to reset)."""
+        return await self._allow("appeal", client, per_minute)
 
     async def allow_filing(self, key_id: str, per_minute: int) -> tuple[bool, int]:
         """Whether this API key may file now: (allowed, seconds until the window resets)."""

@@ -9,7 +9,8 @@ full key is shown once, by ``sekat apikey create``.
 
 Scopes: ``report`` (file reported), ``confirm`` (file confirmed), ``revoke``,
 ``read`` (look an entry up with its history; see the safety brake), ``rearm`` (re-arm a
-target the safety brake switched to shadow).
+target the safety brake switched to shadow), ``appeal`` (list, acknowledge and decide the appeals routed
+to the key's agency; an upheld appeal revokes the entry, docs/appeals.md).
 
 An agency cannot be named after a source the rules file their automatic
 reports under (``RULE_SOURCES``): the public status check tells those apart
@@ -38,7 +39,7 @@ from sekat.rules.registry import AutoReport
 # The sources of the rules' automatic reports (rules/registry.py, rules/follow_money.py), as the reports agent
 # stores every source: upper case.
 RULE_SOURCES = frozenset(source.upper() for source in (AutoReport("", 1).source, FOLLOW_SOURCE))
-SCOPES = ("report", "confirm", "revoke", "read", "rearm")
+SCOPES = ("report", "confirm", "revoke", "read", "rearm", "appeal")
 _AGENCY_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 

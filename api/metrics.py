@@ -3,7 +3,8 @@
 ``ApiMetrics`` holds what ``GET /metrics`` (api/probes.py) shows: requests by
 route template, method and status code, their latency, rate-limit refusals by
 limit (api/clients.py counts them where each limit is decided) and bodies
-refused as too large (api/limits.py). ``create_api`` builds one per app on a
+refused as too large (api/limits.py), and open appeals by stage and past their
+deadlines (refreshed from Redis at each scrape, api/appeals.py). ``create_api`` builds one per app on a
 fresh ``CollectorRegistry``, so two apps in one process (tests) never share
 counts. Labels are bounded: a route template (``/v1/entries``, never a query
 string or identifier; ``unrouted`` when no route ran: an unknown path, or a
@@ -13,11 +14,12 @@ list (else ``other``), a status code.
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # The ``limit`` label of sekat_api_rate_limited_total, by the rate limiter's bucket (api/clients.py).
-LIMITS = {"status": "status_client", "status-all": "status_global", "filing": "filing_key"}
+LIMITS = {"status": "status_client", "status-all": "status_global", "filing": "filing_key",
+          "appeal": "appeal_client"}
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNROUTED = "unrouted"
 
@@ -37,6 +39,11 @@ class ApiMetrics:
                                     "they passed", ("limit",), registry=self.registry)
         self.body_too_large = Counter("sekat_api_body_too_large_total", "Requests refused with 413: a body over "
                                       "SEKAT_API_MAX_BODY_BYTES", registry=self.registry)
+        self.appeals = Gauge("sekat_appeals", "Open appeals against listings, by stage (received, under_review), "
+                             "as the appeal store holds them at the scrape", ("stage",), registry=self.registry)
+        self.appeals_overdue = Gauge("sekat_appeals_overdue", "Open appeals past a deadline: acknowledge "
+                                     "(SEKAT_APPEAL_ACKNOWLEDGE_S, still received) or decide "
+                                     "(SEKAT_APPEAL_DECIDE_S, still open)", ("deadline",), registry=self.registry)
         for limit in LIMITS.values():  # shown at 0 from the start, so rate() works on the first refusal
             self.rate_limited.labels(limit)
 

@@ -452,6 +452,53 @@ class BrakeLift(_BrakeEvent, kw_only=True, tag="lift"):
 BrakeAudit = BrakeTrip | BrakeRearm | BrakeLift
 
 
+# -- appeals (SEKAT_TOPIC_APPEALS) ------------------------------------------------------------------------------------
+class AppealContact(Struct, kw_only=True):
+    """How to reach the appellant: personal data, shown only to the agencies the appeal is routed to."""
+
+    name: Annotated[str, Meta(max_length=128)]
+    email: Annotated[str, Meta(max_length=254)]
+    phone: Annotated[str, Meta(max_length=32)]
+
+
+class AppealStep(Struct, kw_only=True):
+    """One step of an appeal: filed by the appellant, acknowledged (review), upheld or rejected by an agency."""
+
+    action: Literal["filed", "review", "upheld", "rejected"]
+    at: OutTime
+    by: Annotated[str, Meta(description="the agency; for filed, the appellant's kind (person, bank, telco)")]
+    key_id: Annotated[str, Meta(description="the agency's API key; empty for filed")]
+    reason: str
+
+
+_AppealTime = Annotated[str, Meta(pattern="^$|" + UTC_MS, description="UTC, milliseconds, Z suffix; empty until set")]
+
+
+class Appeal(Struct, kw_only=True):
+    """An appeal against a listing, whole: each record holds every step so far (the topic is compacted)."""
+
+    appeal_id: Annotated[str, Meta(pattern=r"^ap-[0-9a-f]{16}$", description="also the record key")]
+    identifier: Annotated[str, Meta(pattern=r"^(phone|account):", description="the appealed entry's key")]
+    status: Literal["received", "under_review", "upheld", "rejected"]
+    appellant: Annotated[Literal["person", "bank", "telco"], Meta(description=(
+        "the listed person, or their bank or telco on their behalf"))]
+    contact: AppealContact
+    grounds: Annotated[str, Meta(max_length=4000)]
+    evidence_ref: Annotated[str, Meta(max_length=256, description="a reference to evidence held elsewhere")]
+    agencies: Annotated[list[str], Meta(description="the agencies whose reports kept the entry listed when filed")]
+    rule: Annotated[Literal["own-report", "any-agency"], Meta(description="SEKAT_APPEAL_RULE when filed")]
+    filed_at: OutTime
+    acknowledge_by: OutTime
+    decide_by: OutTime
+    token_sha256: Annotated[str, Meta(pattern="^[0-9a-f]{64}$", description=(
+        "SHA-256 of the status token given to the appellant, hex"))]
+    events: list[AppealStep]
+    decided_at: _AppealTime
+    reason: Annotated[str, Meta(description="the deciding agency's reason; empty while open")]
+    revocation_id: Annotated[str, Meta(description="upheld: the report_id of the revocation filed")]
+    reappeal_after: _AppealTime
+
+
 # -- dead letters (SEKAT_TOPIC_DEADLETTER) ---------------------------------------------------------------------------
 class DeadLetterSource(Struct, kw_only=True):
     topic: str
@@ -519,6 +566,7 @@ MESSAGES: dict[str, tuple[str, Any]] = {
     "decision": ("Decision", Decision),
     "release-audit": ("ReleaseAudit", ReleaseAudit),
     "brake-audit": ("BrakeAudit", BrakeAudit),
+    "appeal": ("Appeal", Appeal),
     "deadletter": ("DeadLetter", DeadLetter),
     "undelivered-command": ("UndeliveredCommand", UndeliveredCommand),
 }

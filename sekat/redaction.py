@@ -19,6 +19,8 @@ traceback, docs/security.md ("logs") gives the rules with examples:
   becomes ``mask()`` of its characters without separators: the last four kept
   (``800-123-4567`` -> ``******4567``); digits ending a word of letters too,
   the word kept (``acct5140123456`` -> ``acct******3456``);
+- an e-mail address (an appellant's contact details, docs/appeals.md)
+  keeps only its domain: ``ali.bin.abu@example.my`` -> ``***@example.my``;
 - kept readable: dates and times, numbers after ``offset``, ``timestamp``,
   ``lag`` or ``watermark``, port numbers after ``port(s)`` (``ports 9092
   9093``), numbers with a unit (``1234567 ms``), decimals, versions and
@@ -71,6 +73,8 @@ _SECRET_SHAPE = re.compile(
     r"|(?P<apikey>\bsekat_[0-9a-f]{12}_)[\w-]+"  # an agency API key: sekat_<key id>_<secret>
     r"|(?P<whsec>\bwhsec_)[A-Za-z0-9+/=]+"  # a webhook signing secret (SEKAT_INSTITUTIONS_FILE)
 )
+# An e-mail address's local part (a domain with a dot must follow: ``rule@1`` is a rule id, not an address).
+_EMAIL_LOCAL = re.compile(r"(?<![\w.+-])[\w.+-]+@(?=[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
 # Text with none of these has no secret shape: the expression above is not worth running.
 _SECRET_HINTS = ("://", "sekat_", "pass", "secret", "api", "whsec_")
 # Loggers whose DEBUG lines carry request and message bodies.
@@ -126,6 +130,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     lowered = text.lower()
     if any(hint in lowered for hint in _SECRET_HINTS):
         text = _SECRET_SHAPE.sub(_mask_secret, text)
+    if "@" in text:
+        text = _EMAIL_LOCAL.sub("***@", text)
     return _IDENTIFIER.sub(_mask_identifier, text)
 
 

@@ -7,9 +7,9 @@
   log, and who acted on which entry; it cannot read or write API keys or the API's rate counters;
 - the agency API (default ``sekat-api``, ``SEKAT_API_REDIS_URL``) reads index entries and API keys and
   nothing else of the index; it counts its rate limits and re-arms the brake (clears a trip and its
-  counts, writes the brake's log): it cannot write an entry, announce a change, mint or disable a key;
+  counts, writes the brake's log), and keeps the appeals: it cannot write an entry, announce a change, mint or disable a key;
 - the operators' CLI (default ``sekat-admin``) does what the worker does (``sekat blocklist rebuild``
-  replays the index) and manages API keys (``sekat apikey``).
+  replays the index), manages API keys (``sekat apikey``) and restores the appeals (``sekat appeals restore``).
 
 Each grant is one purpose: key patterns under ``SEKAT_REDIS_PREFIX``, read-only (``%R~``) or read-write
 (``~``), and the commands that purpose sends, the commands inside its Lua scripts included (Redis checks
@@ -83,13 +83,18 @@ BRAKE_TRIPS = Grant("safety brake: list trips, re-arm one (remove its trip)", ("
                     ("hget", "hgetall", "hdel"))
 BRAKE_COUNTS = Grant("safety brake: a re-arm forgets the target's recent counts", ("brake:n:*",), ("hdel",))
 BRAKE_LOG = Grant("safety brake: read the log, log a re-arm", ("brake:log",), ("lrange", "lpush", "ltrim"))
+APPEALS = Grant("appeals: keep them, their stage and agency indexes, count them for the deadline gauges, lock one "
+                "while it is decided", ("{appeals}:*",),
+                ("get", "mget", "set", "del", "zadd", "zrem", "zrange", "zcard", "zcount"))
 API_KEYLESS = Grant("the rate limiter's transaction", (), ("multi", "exec", "discard"))
 KEYS_ADMIN = Grant("create, list and disable API keys", ("apikeys",), ("hget", "hgetall", "hset"))
 
 PLAN: dict[str, tuple[Grant, ...]] = {
     "worker": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER, ACTED),
-    "api": (CONNECTION, API_KEYLESS, ENTRIES_READ, KEYS_READ, RATE_LIMITS, BRAKE_TRIPS, BRAKE_COUNTS, BRAKE_LOG),
-    "admin": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER, ACTED, KEYS_ADMIN),
+    "api": (CONNECTION, API_KEYLESS, ENTRIES_READ, KEYS_READ, RATE_LIMITS, BRAKE_TRIPS, BRAKE_COUNTS, BRAKE_LOG,
+            APPEALS),
+    "admin": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER, ACTED, KEYS_ADMIN,
+              APPEALS),
 }
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

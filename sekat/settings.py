@@ -28,6 +28,7 @@ CALL_FORMATS = ("json", "cdr-csv", "call-attempt")
 CDR_FIELDS = ("call_id", "occurred_at", "caller", "callee", "operator", "type", "caller_network", "presentation",
               "attestation")
 CDR_REQUIRED = ("call_id", "occurred_at", "caller", "callee", "operator")
+APPEAL_RULES = ("own-report", "any-agency")  # docs/appeals.md
 DEFAULT_CDR_COLUMNS = ("call_id=1,occurred_at=2,caller=3,callee=4,type=5,operator=6,caller_network=7,"
                        "presentation=8")
 
@@ -80,6 +81,7 @@ class Settings:
     topic_decisions: str = "sekat.decisions"
     topic_deadletter: str = "sekat.deadletter"
     topic_undelivered: str = "sekat.commands.undelivered"
+    topic_appeals: str = "sekat.appeals"
     topic_partitions: int = 4
     command_routing: str = "shared"
     route_banks: str = ""
@@ -121,6 +123,11 @@ class Settings:
     status_rate_per_minute: int = 30
     status_global_rate_per_minute: int = 3000
     filing_rate_per_minute: int = 600
+    appeal_rate_per_minute: int = 5
+    appeal_acknowledge_s: int = 86_400
+    appeal_decide_s: int = 14 * 86_400
+    appeal_reappeal_days: int = 30
+    appeal_rule: str = "own-report"
     brake_window_s: int = 60
     brake_phone_reported_max: int = 1_800
     brake_phone_confirmed_max: int = 0
@@ -221,6 +228,10 @@ class Settings:
             ("status_rate_per_minute", 1, 1_000_000),
             ("status_global_rate_per_minute", 1, 100_000_000),
             ("filing_rate_per_minute", 1, 1_000_000),
+            ("appeal_rate_per_minute", 1, 1_000_000),
+            ("appeal_acknowledge_s", 1, 365 * 86_400),
+            ("appeal_decide_s", 1, 365 * 86_400),
+            ("appeal_reappeal_days", 0, 3_650),
             ("brake_window_s", 1, 86_400),
             ("brake_phone_reported_max", 0, 10**9),
             ("brake_phone_confirmed_max", 0, 10**9),
@@ -246,6 +257,11 @@ class Settings:
         if self.latency_goal_ms > self.latency_objective_ms:
             raise ConfigError("SEKAT_LATENCY_GOAL_MS", f"must not exceed SEKAT_LATENCY_OBJECTIVE_MS "
                                                        f"({self.latency_objective_ms}), got {self.latency_goal_ms}")
+        if self.appeal_acknowledge_s > self.appeal_decide_s:
+            raise ConfigError("SEKAT_APPEAL_ACKNOWLEDGE_S", f"must not exceed SEKAT_APPEAL_DECIDE_S "
+                                                            f"({self.appeal_decide_s}), got {self.appeal_acknowledge_s}")
+        if self.appeal_rule not in APPEAL_RULES:
+            raise ConfigError("SEKAT_APPEAL_RULE", f"must be one of {', '.join(APPEAL_RULES)}, got {self.appeal_rule!r}")
         if not re.fullmatch(r"[A-Z]{2}", self.phone_region):
             raise ConfigError("SEKAT_PHONE_REGION", "must be a two-letter region code such as MY")
         if self.transfers_format not in TRANSFER_FORMATS:
@@ -499,6 +515,7 @@ SETTINGS_DOC: dict[str, str] = {
     "topic_decisions": "Output: every non-allow decision with evidence.",
     "topic_deadletter": "Output: invalid input with the reason.",
     "topic_undelivered": "Output of `sekat relay`: commands it gave up delivering to an institution, with the last error.",
+    "topic_appeals": "Appeals against listings (compacted, keyed by appeal id; docs/appeals.md).",
     "topic_partitions": "Partitions for topics that `sekat topics` creates.",
     "command_routing": "shared (every bank reads SEKAT_TOPIC_FREEZE, every telco SEKAT_TOPIC_BLOCK) or "
                        "per-institution (each listed institution gets its own topic; see docs/security.md).",
@@ -565,6 +582,16 @@ SETTINGS_DOC: dict[str, str] = {
                                      "429): bounds scraping from many addresses.",
     "filing_rate_per_minute": "Reports and revocations one API key may file per minute (then 429): bounds what a "
                               "stolen key can do; bulk loads go through `sekat blocklist import`.",
+    "appeal_rate_per_minute": "Appeals one client address (per /64 for IPv6) may file per minute (then 429).",
+    "appeal_acknowledge_s": "Appeals: how long an agency has to acknowledge (move to under_review) an appeal "
+                            "after it is filed; past it, the appeal counts as overdue.",
+    "appeal_decide_s": "Appeals: how long the agencies have to decide an appeal after it is filed; past it, the "
+                       "appeal counts as overdue (SekatAppealsOverdue).",
+    "appeal_reappeal_days": "Appeals: days after a rejection before the same identifier may be appealed again "
+                            "(0: at once).",
+    "appeal_rule": "Appeals on an entry several agencies listed: own-report (each decides for its own report; "
+                   "the entry is revoked once no confirmed report of an agency that has not upheld stands) or "
+                   "any-agency (the first decision of any reporting agency decides).",
     "brake_window_s": "Safety brake: the window, in seconds, its command limits count over.",
     "brake_phone_reported_max": "Safety brake: most commands one phone number that is not confirmed (a reported "
                                 "entry, an unlisted number a rule flags) may drive per window before it goes to "

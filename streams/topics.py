@@ -2,7 +2,8 @@
 
 ``create_topics`` is idempotent; ``sekat topics`` and ``sekat up`` call it.
 Inputs and command topics share one partition count so that scale-out is one
-setting; ``sekat.reports`` is compacted (the blocklist's source of truth).
+setting; ``sekat.reports`` is compacted (the blocklist's source of truth), and so
+is ``sekat.appeals`` (each appeal's latest record holds all of it).
 
 Replication is ``SEKAT_TOPIC_REPLICATION``: 1 on one broker; on a cluster of
 three or more, 3 with ``min.insync.replicas=2``, so that with producers
@@ -40,6 +41,7 @@ def topic_specs(settings: Settings, replication: int | None = None) -> list[NewT
         settings.topic_transfers: (parts, delete),
         settings.topic_calls: (parts, delete),
         settings.topic_reports: (parts, {"cleanup.policy": "compact"} | isr),
+        settings.topic_appeals: (parts, {"cleanup.policy": "compact"} | isr),  # each record holds its appeal whole
         settings.topic_freeze: (parts, delete),
         settings.topic_block: (parts, delete),
         settings.topic_decisions: (parts, delete),

@@ -50,7 +50,7 @@ def add_apikey(sub: argparse._SubParsersAction) -> None:
                          "is stored, so a lost key is disabled and a new one created.",
                          reads=("redis_prefix",), needs=("redis",))
     create.add_argument("--agency", required=True, help="the agency the key files for, e.g. PDRM")
-    create.add_argument("--scopes", required=True, help="comma-separated: report,confirm,revoke,read,rearm")
+    create.add_argument("--scopes", required=True, help="comma-separated: report,confirm,revoke,read,rearm,appeal")
     add_command(ak_sub, "list", cmd_apikey, "list keys (never the secrets)",
                 "List the API keys as JSON lines (id, agency, scopes, when created, whether disabled); never a secret.",
                 reads=("redis_prefix",), needs=("redis",))

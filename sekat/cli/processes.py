@@ -19,7 +19,8 @@ NOT_READ_BY_WORKER = ("api_redis_url", "api_host", "api_port", "api_max_body_byt
                       "status_global_rate_per_minute", "filing_rate_per_minute", "stack_dir", "expiry_days",
                       "renewals_max", "topic_undelivered", "institutions_file", "relay_loopback_http", "relay_web_port", "relay_timeout_ms",
                       "relay_retry_base_ms", "relay_retry_max_ms", "relay_give_up_s", "relay_breaker_failures",
-                      "relay_breaker_open_s")
+                      "relay_breaker_open_s", "topic_appeals", "appeal_rate_per_minute", "appeal_acknowledge_s",
+                      "appeal_decide_s", "appeal_reappeal_days", "appeal_rule")
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -110,12 +111,14 @@ def add_relay(sub: argparse._SubParsersAction) -> None:
 def add_api(sub: argparse._SubParsersAction) -> None:
     add_command(sub, "api", cmd_api, "run the agency HTTP API (uvicorn) in the foreground",
                 "Run the agency HTTP API in the foreground: agencies file, revoke and look up reports with their "
-                "API keys; the public status check answers listed or not listed.",
+                "API keys; the public status check answers listed or not listed; listed people appeal, and agencies decide "
+                "their appeals.",
                 reads=("api_host", "api_port", "api_max_body_bytes", "trusted_proxies", "api_tls",
                        "status_rate_per_minute",
                        "status_global_rate_per_minute", "filing_rate_per_minute", "redis_prefix",
                        "topic_reports", "topic_decisions", "brake_window_s", "phone_region", "protected_keys",
-                       "expiry_policy", "aiokafka_config"),
+                       "expiry_policy", "aiokafka_config", "topic_appeals", "appeal_rate_per_minute",
+                       "appeal_acknowledge_s", "appeal_decide_s", "appeal_reappeal_days", "appeal_rule"),
                 needs=("kafka", "api_redis"))
 
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 TOPIC_SETTINGS = ("topic_transfers", "topic_calls", "topic_reports", "topic_freeze", "topic_block",
-                  "topic_decisions", "topic_deadletter", "command_topics")
+                  "topic_decisions", "topic_deadletter", "topic_appeals", "command_topics")
 CREATES_TOPICS = (*TOPIC_SETTINGS, "topic_undelivered", "topic_partitions", "topic_replication", "kafka_client_config")
 
 

@@ -4,8 +4,9 @@ Given a Redis that knows only the users of ``sekat redis-acls`` (``sekat.localst
 Redis administrator ``ops`` reads its ACL LOG), when every store operation of a process runs as that
 process's user — the worker's rebuild, report writes, replica start from the index and from the stored
 snapshot, the background refresh of the snapshot, rule state, the safety brake, who acted and the release
-sweep's reads and writes, the entry count; the agency API's look-ups, key checks, rate limits and a brake
-re-arm; the CLI's key management and rebuild — then each answers, and Redis logged no refusal for it.
+sweep's reads and writes, the entry count; the agency API's look-ups, key checks, rate limits, a brake
+re-arm and the appeal store; the CLI's key management, rebuild and appeal restore — then each answers, and
+Redis logged no refusal for it.
 The end-to-end run of the real processes under these users is ``test_security.py``.
 """
 
@@ -27,6 +28,7 @@ import redis
 from load_tests.rules_bench import make_calls, make_transfers
 from sekat.api.clients import Clients
 from sekat.api.keys import ApiKeyStore
+from sekat.blocklist.appeals import AppealCounts, AppealStore, Contact, filed, new_appeal_id, new_token
 from sekat.blocklist.replica import Replica, positions, positions_key
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.store import BrakeStore, Trip
@@ -201,6 +203,16 @@ async def test_the_api_user_can_do_everything_the_api_does(acl: AclRedis) -> Non
         assert await clients.brakes.trip_of("source:PDRM") is not None
         assert await clients.brakes.rearm("source:PDRM", time.time(), 60, {"event": "rearm", "by": "NSRC"})
         assert [e["event"] for e in await clients.brakes.history(5)][:2] == ["rearm", "trip"]
+        assert (await clients.allow_appeal("203.0.113.9", 5))[0]
+        now = datetime.now(timezone.utc)
+        appeal = filed(new_appeal_id(), "phone:+60177777777", ("PDRM",), "person", Contact(name="A"), "g", "",
+                       new_token()[1], "own-report", now - timedelta(days=2), 3_600, 86_400)
+        async with clients.appeals.lock(appeal.identifier) as held:
+            assert held and await clients.appeals.latest_on(appeal.identifier) is None
+            await clients.appeals.put(appeal)
+        assert await clients.appeals.get(appeal.appeal_id) == appeal
+        assert [a.appeal_id for a in await clients.appeals.open_for("PDRM")] == [appeal.appeal_id]
+        assert await clients.appeals.counts(now, 3_600, 86_400) == AppealCounts(1, 0, 1, 1)
     finally:
         await clients.close()
     assert acl.refused("api") == []
@@ -220,6 +232,13 @@ async def test_the_admin_user_manages_api_keys_and_rebuilds_the_index(acl: AclRe
         # `sekat blocklist import --wait-applied`: the change stream's last id, the replicas' positions.
         await store.client.xrevrange(f"{p}bl:changes", count=1)
         await store.client.hgetall(positions_key(p))
+        # `sekat appeals restore`: each appeal read, then written with its indexes.
+        appeals = AppealStore(store.client, p)
+        appeal = filed(new_appeal_id(), LISTED[1], ("PDRM",), "person", Contact(name="A"), "g", "", new_token()[1],
+                       "own-report", datetime.now(timezone.utc), 3_600, 86_400)
+        assert await appeals.get(appeal.appeal_id) is None
+        await appeals.put(appeal)
+        assert await appeals.get(appeal.appeal_id) == appeal
     finally:
         await store.close()
     assert acl.refused("admin") == []

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import hashlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -110,7 +112,8 @@ INPUT_SCHEMAS = {"transfer", "call", "call-attempt", "report"}
 SCHEMA_TOPIC = {"bank-command": SETTINGS.topic_freeze, "telco-command": SETTINGS.topic_block,
                 "decision": SETTINGS.topic_decisions, "release-audit": SETTINGS.topic_decisions,
                 "brake-audit": SETTINGS.topic_decisions, "deadletter": SETTINGS.topic_deadletter,
-                "report": SETTINGS.topic_reports, "undelivered-command": SETTINGS.topic_undelivered}
+                "report": SETTINGS.topic_reports, "undelivered-command": SETTINGS.topic_undelivered,
+                "appeal": SETTINGS.topic_appeals}
 
 
 def doc(example_id: str) -> Example:
@@ -369,6 +372,80 @@ def rearm_outputs() -> list[Sent]:
     return sent
 
 
+class Appeals:
+    """The appeal store's Redis side (sekat.blocklist.appeals.AppealStore): a dict, one writer."""
+
+    def __init__(self) -> None:
+        self.kept: dict[str, Any] = {}
+
+    async def get(self, appeal_id: str) -> Any:
+        return self.kept.get(appeal_id)
+
+    async def latest_on(self, _identifier: str) -> None:
+        return None
+
+    async def put(self, appeal: Any) -> None:
+        self.kept[appeal.appeal_id] = appeal
+
+    @contextlib.asynccontextmanager
+    async def lock(self, _name: str) -> Any:
+        yield True
+
+
+def appeal_outputs() -> list[Sent]:
+    """An appeal on the confirmed account of ``report-account``, filed by its holder, acknowledged and upheld by
+    PDRM through the agency API's routes: what they send to the appeals and reports topics."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from sekat.api import appeals
+    from sekat.api.keys import ApiKey
+
+    sent: list[Sent] = []
+    key = ApiKey("5be2a7c4d901", "PDRM", ("appeal",), "2026-01-05T00:00:00.000Z")
+    # the filing, the acknowledgement, the decision and its revocation ask the clock in turn
+    times = iter(at(t) for t in ("2026-12-01T08:00:00.000Z", "2026-12-01T15:20:00.000Z", "2026-12-03T10:05:00.000Z",
+                                 "2026-12-03T10:05:00.000Z"))
+
+    class Keys:
+        async def verify(self, _token: str) -> ApiKey:
+            return key
+
+    class Store:
+        async def get(self, ident: str) -> Entry | None:
+            return entry("report-account") if ident == "account:CIBBMYKL:8001234567" else None
+
+    async def send(topic: str, value: bytes, record_key: bytes, _late: str) -> SimpleNamespace:
+        sent.append((topic, record_key, orjson.loads(value)))
+        return SimpleNamespace(partition=0, offset=len(sent))
+
+    async def allow(*_: Any) -> tuple[bool, int]:
+        return True, 60
+
+    app = FastAPI()
+    app.include_router(appeals.router)
+    app.state.clients = SimpleNamespace(
+        keys=Keys(), store=Store(), appeals=Appeals(), send=send, settings=SETTINGS, clock=lambda: next(times),
+        allow_appeal=allow, allow_filing=allow, protected=frozenset(), expiry=SETTINGS.expiry_policy())
+    token = "kIs8nZ2yQm4rV1tXa7bC0dEfGhJkLmNo"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(appeals, "new_appeal_id", lambda: "ap-4c1f09d2e8b7a365")
+        patch.setattr(appeals, "new_token", lambda: (token, hashlib.sha256(token.encode()).hexdigest()))
+        patch.setattr("sekat.blocklist.filing.new_report_id", lambda: "r-20261203-0007")
+        client = TestClient(app, headers={"X-API-Key": "any"})
+        filed = client.post("/v1/appeals", json={
+            "kind": "account", "bank": "CIBBMYKL", "value": "8001234567", "appellant": "person",
+            "contact": {"name": "Tan Mei Ling", "email": "meiling.tan@mail.example.my", "phone": "+60123456789"},
+            "grounds": "My salary account: my employer's payroll was paid into it by mistake by the scam victim.",
+            "evidence_ref": "CIMB letter 2026/11/4471"})
+        assert filed.status_code == 202, filed.text
+        assert client.post("/v1/appeals/ap-4c1f09d2e8b7a365/review").status_code == 200
+        upheld = client.post("/v1/appeals/ap-4c1f09d2e8b7a365/decision",
+                             json={"outcome": "upheld", "reason": "payroll account, funds traced to the employer"})
+        assert upheld.status_code == 200 and upheld.json()["status"] == "upheld", upheld.text
+    return sent
+
+
 def _decoded(ex: Example) -> Transfer:
     decoded = decode_transfer(ex.raw())
     assert isinstance(decoded, Transfer), decoded
@@ -449,6 +526,7 @@ def produced() -> dict[str, Sent]:
         "report-consolidated": derived[1],
         "report-summarised": derived[2],
         "undelivered": undelivered_outputs()[0],
+        "appeal": find(appeal_outputs(), SETTINGS.topic_appeals, status="upheld"),
     }
 
 
@@ -643,11 +721,11 @@ def test_each_output_example_is_exactly_what_the_code_writes(ex: Example, real_o
 def test_every_record_the_code_writes_validates_against_its_schema(real_outputs: dict[str, Sent]) -> None:
     written = [*transfer_outputs(), *follow_outputs(), *pacs008_outputs(), *call_outputs(), *release_outputs(),
                *brake_outputs(), *rearm_outputs(), *lift_outputs(),
-               *report_outputs(), *undelivered_outputs()]
+               *report_outputs(), *undelivered_outputs(), *appeal_outputs()]
     streams = {"transfers": "decision", "calls": "decision", "releases": "release-audit", "brake": "brake-audit"}
     by_topic = {SETTINGS.topic_freeze: "bank-command", SETTINGS.topic_block: "telco-command",
                 SETTINGS.topic_deadletter: "deadletter", SETTINGS.topic_reports: "report",
-                SETTINGS.topic_undelivered: "undelivered-command"}
+                SETTINGS.topic_undelivered: "undelivered-command", SETTINGS.topic_appeals: "appeal"}
     seen = set()
     for topic, key, value in written:
         name = streams[value["stream"]] if topic == SETTINGS.topic_decisions else by_topic[topic]

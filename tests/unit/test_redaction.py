@@ -66,6 +66,8 @@ def emit() -> Iterator[Emit]:
     ("seen MSISDN60123456789, CIBBMYKL8001234567", "seen MSISDN*******6789, CIBBMYKL******4567"),
     # after "port(s)", a run that is not all port-sized groups is still a number
     ("ports 9092 60123456789", "ports ***********6789"),
+    # an appellant's e-mail address keeps only its domain; a phone number in the same line its last four digits
+    ("appeal contact ali.bin-abu+x@mail.example.my, 012-345 6789", "appeal contact ***@mail.example.my, ******6789"),
 ])
 def test_phone_and_account_numbers_keep_only_their_last_four_digits(emit: Emit, text: str, expected: str) -> None:
     assert emit(text) == expected
