@@ -6,7 +6,8 @@
   marker and rebuild lock, the stored replica snapshot, rule state, the safety brake's counts, trips and
   log, and who acted on which entry; it cannot read or write API keys or the API's rate counters;
 - the agency API (default ``sekat-api``, ``SEKAT_API_REDIS_URL``) reads index entries and API keys and
-  nothing else of the index; it counts its rate limits and re-arms the brake (clears a trip and its
+  nothing else of the index, and which institutions acted on an entry (the analyst console shows them); it
+  counts its rate limits and re-arms the brake (clears a trip and its
   counts, writes the brake's log): it cannot write an entry, announce a change, mint or disable a key;
 - the operators' CLI (default ``sekat-admin``) does what the worker does (``sekat blocklist rebuild``
   replays the index) and manages API keys (``sekat apikey``).
@@ -83,12 +84,15 @@ BRAKE_TRIPS = Grant("safety brake: list trips, re-arm one (remove its trip)", ("
                     ("hget", "hgetall", "hdel"))
 BRAKE_COUNTS = Grant("safety brake: a re-arm forgets the target's recent counts", ("brake:n:*",), ("hdel",))
 BRAKE_LOG = Grant("safety brake: read the log, log a re-arm", ("brake:log",), ("lrange", "lpush", "ltrim"))
+ACTED_READ = Grant("see which institutions acted on an entry (the analyst console)", ("acted:*",), ("smembers",),
+                   read_only=True)
 API_KEYLESS = Grant("the rate limiter's transaction", (), ("multi", "exec", "discard"))
 KEYS_ADMIN = Grant("create, list and disable API keys", ("apikeys",), ("hget", "hgetall", "hset"))
 
 PLAN: dict[str, tuple[Grant, ...]] = {
     "worker": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER, ACTED),
-    "api": (CONNECTION, API_KEYLESS, ENTRIES_READ, KEYS_READ, RATE_LIMITS, BRAKE_TRIPS, BRAKE_COUNTS, BRAKE_LOG),
+    "api": (CONNECTION, API_KEYLESS, ENTRIES_READ, KEYS_READ, RATE_LIMITS, BRAKE_TRIPS, BRAKE_COUNTS, BRAKE_LOG,
+            ACTED_READ),
     "admin": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER, ACTED, KEYS_ADMIN),
 }
 

@@ -3,7 +3,8 @@
     GET  /console                 sign-in form, or the home page: one panel per feature the key may use
     POST /console/login           sign in with an API key (``sekat apikey create``; needs the read scope)
     POST /console/logout          sign out
-    POST /console/search          one entry: its state, history, sources, links (``GET /v1/entries``)
+    POST /console/search          one entry: its state, history, sources, links (``GET /v1/entries``), and
+                                  the institutions sent a command about it (``release.acted``)
     POST /console/brake/rearm     re-arm a target with a reason (``POST /v1/brake/rearm``)
 
 Signing in checks the key as the API does (``api.auth.Caller``) and keeps it in the ``sekat_session``
@@ -86,6 +87,19 @@ async def _entry_itself(entry: dict[str, Any], key: ApiKey, clients: Clients) ->
     return {}
 
 
+# What an institution did, by the release it is owed (release/acted.py keeps ``ACTION|INSTITUTION``).
+_ACTED = {"RELEASE_ACCOUNT": "bank: froze the account or held a payment",
+          "UNBLOCK_NUMBER": "telco: blocked or labelled calls"}
+
+
+async def _commands(entry: dict[str, Any], key: ApiKey, clients: Clients) -> dict[str, Any]:
+    """The institutions Sekat sent a command about this entry, whose release is still to come."""
+    members = (await clients.acted.members([entry["key"]]))[entry["key"]]
+    acted = [(institution, _ACTED.get(action, action)) for action, _, institution in
+             (member.partition("|") for member in members)]
+    return {"acted": acted}
+
+
 HOME_PANELS: tuple[Panel, ...] = (
     Panel("search", "Look up an entry", "search.html", "read", _search),
     Panel("brake", "Safety brake", "brake.html", "read", _brake),
@@ -94,6 +108,7 @@ ENTRY_PANELS: tuple[EntryPanel, ...] = (
     EntryPanel("state", "State", "entry_state.html", _entry_itself),
     EntryPanel("history", "History", "entry_history.html", _entry_itself),
     EntryPanel("links", "Linked identifiers", "entry_links.html", _entry_itself),
+    EntryPanel("commands", "Commands sent", "entry_commands.html", _commands),
 )
 
 

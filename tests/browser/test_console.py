@@ -1,7 +1,7 @@
 """The analyst console in a real browser, against a real ``sekat api`` with its Kafka and Redis.
 
 An NSRC analyst signs in with their API key (the session cookie is HttpOnly and SameSite=Strict), looks a
-listed number up (its history and sources), and re-arms a target the safety brake tripped, with a reason:
+listed number up (its history, sources and the telco sent a command about it), and re-arms a target the safety brake tripped, with a reason:
 the re-arm is audited exactly as through the API (its record on the decisions topic, the brake's log). A
 re-arm posted with the session's cookie but without the form's CSRF token is refused and changes nothing.
 Every page is free of console errors and serious accessibility violations, and saved as a screenshot.
@@ -23,6 +23,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.store import BrakeStore, Trip
 from sekat.records import Status
+from sekat.release.acted import ActedStore
 from tests.browser.conftest import Browser
 from tests.support import Collector, file_report, sekat
 
@@ -40,13 +41,16 @@ def desk(api: Any) -> dict[str, str]:
     async def go() -> None:
         store = BlocklistStore.from_url(s.redis_url, s.redis_prefix)
         brakes = BrakeStore.from_url(s.redis_url, s.redis_prefix)
+        acted = ActedStore.from_url(s.redis_url, s.redis_prefix)
         try:
             await file_report(store, f"phone:{PHONE}", Status.REPORTED, "MCMC", "reported by callers", "MC/7")
             await file_report(store, f"phone:{PHONE}", Status.CONFIRMED, "PDRM", "macau scam", "KL/2026/44")
+            await acted.record([(f"phone:{PHONE}", "UNBLOCK_NUMBER|CELCOM")], now=100.0)  # a worker blocked calls
             await brakes.trip(Trip(TARGET, 240, 200, 60, "2026-12-05T03:00:00Z", "worker-1"))
         finally:
             await store.close()
             await brakes.close()
+            await acted.close()
     asyncio.run(go())
     created = sekat(api.env, "apikey", "create", "--agency", "NSRC", "--scopes", "read,rearm")
     assert created.returncode == 0, created.stderr
@@ -90,6 +94,7 @@ def test_sign_in_look_up_and_rearm(api: Any, desk: dict[str, str], browser: Brow
         history = d.find_element(By.ID, "panel-history").text
         assert "MCMC" in history and "PDRM" in history and "macau scam" in history and "KL/2026/44" in history
         assert "confirmed" in d.find_element(By.ID, "panel-state").text
+        assert "CELCOM, telco: blocked or labelled calls" in d.find_element(By.ID, "panel-commands").text
         assert d.current_url == api.url + "/console/search"
         browser.settled()
         browser.accessible()
