@@ -4,7 +4,7 @@ A visitor whose browser prefers Bahasa Malaysia checks a listed phone number (in
 only) and a malformed one; switches to English and checks a clean account and a listed one (the bank chosen
 from the list) and a malformed number. Each answer says what it means and what to do, in the page's language
 only; no identifier is in an address or the API's log; every page is free of console errors and of serious
-accessibility violations, and is saved as a screenshot.
+accessibility violations, and is saved as a screenshot. The page and ``GET /v1/status`` share one rate limit.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -22,7 +23,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from sekat.blocklist.store import BlocklistStore
 from sekat.records import Status
 from tests.browser.conftest import Browser
-from tests.support import file_report
+from tests.support import file_report, own_api
 
 pytestmark = pytest.mark.integration
 
@@ -149,3 +150,19 @@ def test_the_api_docs_render_from_shipped_files(api: Any, browser: Browser) -> N
     assert scripts and all(src.startswith(api.url + "/static/") for src in scripts)
     browser.settled()
     browser.shoot("docs")
+
+
+def test_the_page_shares_the_status_checks_rate_limit_and_keeps_answers_private(stack: Any, logs_dir: Any) -> None:
+    """Two checks a minute per address: one through the API and one through the page use it up; the page's
+    next answer is 429 with Retry-After, in the visitor's language. No answer may be cached or framed."""
+    with own_api(stack, logs_dir, "check-limit", SEKAT_STATUS_RATE_PER_MINUTE="2") as limited, \
+            httpx.Client(base_url=limited.url, timeout=20) as http:
+        assert http.get("/v1/status", params={"phone": "0123456789"}).status_code == 200
+        first = http.post("/check", data={"lang": "en", "kind": "phone", "phone": "0123456789"})
+        assert first.status_code == 200 and "This phone number is not listed" in first.text
+        assert first.headers["cache-control"] == "no-store" and first.headers["referrer-policy"] == "no-referrer"
+        assert "frame-ancestors 'none'" in first.headers["content-security-policy"]
+        refused = http.post("/check", data={"lang": "ms", "kind": "phone", "phone": "0123456789"})
+        assert refused.status_code == 429 and 0 < int(refused.headers["retry-after"]) <= 60
+        assert "Terlalu banyak semakan" in refused.text
+        assert http.get("/v1/status", params={"phone": "0123456789"}).status_code == 429

@@ -10,6 +10,8 @@ Every page is free of console errors and serious accessibility violations, and s
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -131,3 +133,17 @@ def test_a_rearm_without_the_forms_token_is_refused(api: Any, desk: dict[str, st
         assert "source:FAKEBANK" in http.get("/console").text  # still tripped
         signed_out = httpx.post(api.url + "/console/brake/rearm", data={"target": "source:FAKEBANK", "reason": "x"})
         assert signed_out.status_code == 401
+
+
+def test_a_key_without_the_read_scope_cannot_sign_in(api: Any) -> None:
+    created = sekat(api.env, "apikey", "create", "--agency", "MCMC", "--scopes", "report")
+    assert created.returncode == 0, created.stderr
+    with httpx.Client(base_url=api.url) as http:
+        form = http.get("/console")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None and http.cookies.get("sekat_login_csrf") == csrf.group(1)
+        refused = http.post("/console/login", data={"api_key": created.stdout.strip(), "csrf": csrf.group(1)})
+        assert refused.status_code == 403 and "lacks the 'read' scope" in html.unescape(refused.text)
+        assert "sekat_session" not in http.cookies
+        no_token = http.post("/console/login", data={"api_key": created.stdout.strip()})
+        assert no_token.status_code == 403 and "sekat_session" not in http.cookies
