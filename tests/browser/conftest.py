@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
 
 from tests.support import own_api
-
-webdriver = pytest.importorskip("selenium.webdriver")
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".stack" / "test-artifacts" / "browser"
@@ -52,9 +53,6 @@ class Browser:
     """A headless Chromium and the checks every page gets."""
 
     def __init__(self, accept_language: str) -> None:
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-
         chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
         if not chromium or not driver:
             pytest.fail("chromium and chromium-driver are not installed: run deploy/bootstrap.sh")
