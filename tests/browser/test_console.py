@@ -4,7 +4,7 @@ An NSRC analyst signs in with their API key (the session cookie is HttpOnly and 
 listed number up (its history, sources and the telco sent a command about it), and re-arms a target the safety brake tripped, with a reason:
 the re-arm is audited exactly as through the API (its record on the decisions topic, the brake's log). A
 re-arm posted with the session's cookie but without the form's CSRF token is refused and changes nothing.
-Every page is free of console errors and serious accessibility violations, and saved as a screenshot.
+Over HTTPS the cookie is also Secure. Every page is free of console errors and serious accessibility violations, and saved as a screenshot.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,10 +26,11 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.store import BrakeStore, Trip
+from sekat.localstack.secured import make_tls_files
 from sekat.records import Status
 from sekat.release.acted import ActedStore
 from tests.browser.conftest import Browser
-from tests.support import Collector, file_report, sekat
+from tests.support import Collector, file_report, own_api, sekat
 
 pytestmark = pytest.mark.integration
 
@@ -147,3 +150,19 @@ def test_a_key_without_the_read_scope_cannot_sign_in(api: Any) -> None:
         assert "sekat_session" not in http.cookies
         no_token = http.post("/console/login", data={"api_key": created.stdout.strip()})
         assert no_token.status_code == 403 and "sekat_session" not in http.cookies
+
+
+def test_over_https_the_session_cookie_is_secure(stack: Any, logs_dir: Path, tmp_path: Path) -> None:
+    tls = make_tls_files(tmp_path / "tls")
+    with own_api(stack, logs_dir, "console-tls", str(tls.ca), SEKAT_API_TLS_CERTFILE=str(tls.cert),
+                 SEKAT_API_TLS_KEYFILE=str(tls.key)) as served, \
+            httpx.Client(base_url=served.url, verify=ssl.create_default_context(cafile=tls.ca)) as http:
+        token = sekat(served.env, "apikey", "create", "--agency", "NSRC", "--scopes", "read").stdout.strip()
+        form = http.get("/console")
+        assert "secure" in form.headers["set-cookie"].lower().split("; ")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        signed_in = http.post("/console/login", data={"api_key": token, "csrf": csrf.group(1)})
+        assert signed_in.status_code == 303
+        [session] = [c for c in signed_in.headers.get_list("set-cookie") if c.startswith("sekat_session=")]
+        assert {"secure", "httponly", "samesite=strict", "path=/console"} <= set(session.lower().split("; "))
