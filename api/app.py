@@ -15,7 +15,10 @@
     api/probes.py    GET  /healthz          200 while Redis and a Kafka broker answer (each within 2 s), else
                                             503 naming which is down (no key, not rate limited)
                      GET  /metrics          Prometheus metrics of this process (api/metrics.py)
-    (FastAPI)        GET  /openapi.json     the OpenAPI document (/docs renders it)
+    (FastAPI)        GET  /openapi.json     the OpenAPI document
+    api/web/         GET  /docs             Swagger UI over it, from files shipped in the package
+                     GET/POST /check        the public check page (Bahasa Malaysia and English)
+                     /console/...           the analyst console for agency users
 
 Keys go in the ``X-API-Key`` header (api/auth.py). A body over
 SEKAT_API_MAX_BODY_BYTES is refused (413) before it is read (api/limits.py); a
@@ -41,6 +44,7 @@ from sekat.api.clients import Clients
 from sekat.api.errors import HANDLERS
 from sekat.api.limits import BodyLimit
 from sekat.api.metrics import ApiMetrics, RequestMetrics
+from sekat.api.web import add_pages
 from sekat.brake import routes as brake
 from sekat.clock import Clock, utcnow
 from sekat.errors import BlocklistUnavailable
@@ -63,6 +67,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_api(settings: Settings, clock: Clock = utcnow) -> FastAPI:
     app = FastAPI(title="Sekat agency API", version="1", lifespan=lifespan, exception_handlers=HANDLERS,
+                  docs_url=None, redoc_url=None,  # /docs is api/web's, from shipped files
                   description="File, revoke and look up blocklist reports; public listed/not-listed check.")
     metrics = ApiMetrics(CollectorRegistry())
     app.state.clients = Clients(settings, clock, metrics)
@@ -71,6 +76,7 @@ def create_api(settings: Settings, clock: Clock = utcnow) -> FastAPI:
     app.add_middleware(RequestMetrics, metrics=metrics)
     for router in (reports.router, entries.router, appeals.router, brake.router, probes.router):
         app.include_router(router)
+    add_pages(app)
     return app
 
 

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sekat.api.auth import Caller
 from sekat.api.clients import Clients, ClientsDep
 from sekat.api.entries import lookup_key, publicly_listed, too_many
-from sekat.api.errors import field_error
+from sekat.api.errors import error_responses, field_error
 from sekat.api.keys import RULE_SOURCES, ApiKey
 from sekat.api.limits import client_bucket
 from sekat.api.reports import Bank, Kind, RevocationIn, Value, publish, report_from
@@ -80,6 +80,41 @@ class AppealFiled(BaseModel):
     decide_by: str
 
 
+class AppealStatusOut(BaseModel):
+    """What the appellant's status check answers: the stage and its dates, no personal data."""
+    appeal_id: str
+    status: str = Field(description="received, under_review, upheld or rejected")
+    filed_at: str
+    decide_by: str
+    decided_at: str = ""
+    reappeal_after: str = Field("", description="rejected: from when the identifier may be appealed again")
+
+
+class AppealOut(BaseModel):
+    """An appeal as the agencies it is routed to see it (all of it but the token's hash)."""
+    model_config = ConfigDict(extra="allow")
+    appeal_id: str
+    identifier: str
+    status: str = Field(description="received, under_review, upheld or rejected")
+    agencies: list[str]
+    filed_at: str
+    acknowledge_by: str
+    decide_by: str
+    overdue: list[str] = Field([], description="the deadlines it has passed: acknowledge, decide")
+
+
+class OpenAppealsOut(BaseModel):
+    appeals: list[AppealOut]
+
+
+class AppealStepOut(BaseModel):
+    appeal_id: str
+    status: str
+    revocation_id: str = Field("", description="upheld: the revoking report's id")
+    reappeal_after: str = Field("", description="rejected: from when the identifier may be appealed again")
+    awaiting: list[str] = Field([], description="still open: the agencies whose decision it awaits")
+
+
 class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     outcome: Literal["upheld", "rejected"]
@@ -116,7 +151,7 @@ def overdue(appeal: Appeal, now: datetime) -> list[str]:
 
 
 @router.post("/v1/appeals", status_code=202, response_model=AppealFiled, tags=["public"],
-             responses={409: {}, 422: {}, 429: {}, 503: {}})
+             responses=error_responses(409, 413, 422, 429, 503))
 async def file_appeal(body: AppealIn, request: Request, clients: ClientsDep) -> AppealFiled | JSONResponse:
     """Appeal a listing. Keep the token: with the appeal id it reads the appeal's status."""
     settings = clients.settings
@@ -152,7 +187,8 @@ async def file_appeal(body: AppealIn, request: Request, clients: ClientsDep) -> 
                        acknowledge_by=appeal.acknowledge_by, decide_by=appeal.decide_by)
 
 
-@router.get("/v1/appeals/{appeal_id}/status", tags=["public"], responses={404: {}, 429: {}, 503: {}})
+@router.get("/v1/appeals/{appeal_id}/status", tags=["public"], response_model=AppealStatusOut,
+            response_model_exclude_unset=True, responses=error_responses(404, 422, 429, 503))
 async def appeal_status(appeal_id: str, request: Request, clients: ClientsDep,
                         x_appeal_token: Annotated[str, Header(max_length=64)] = "") -> Any:
     """An appeal's stage and dates, for the appellant (the token given when it was filed)."""
@@ -167,7 +203,8 @@ async def appeal_status(appeal_id: str, request: Request, clients: ClientsDep,
     return appeal.for_appellant()
 
 
-@router.get("/v1/appeals", tags=["agencies"], responses={401: {}, 403: {}, 503: {}})
+@router.get("/v1/appeals", tags=["agencies"], response_model=OpenAppealsOut, response_model_exclude_unset=True,
+            responses=error_responses(401, 403, 503))
 async def open_appeals(key: Annotated[ApiKey, Depends(Caller("appeal"))], clients: ClientsDep) -> dict[str, Any]:
     """The open appeals routed to this key's agency that it has not decided, oldest first, with the deadlines
     each has passed."""
@@ -184,8 +221,8 @@ async def routed(store: AppealStore, appeal_id: str, key: ApiKey) -> Appeal:
     return appeal
 
 
-@router.post("/v1/appeals/{appeal_id}/review", tags=["agencies"],
-             responses={401: {}, 403: {}, 404: {}, 409: {}, 503: {}})
+@router.post("/v1/appeals/{appeal_id}/review", tags=["agencies"], response_model=AppealStepOut,
+             response_model_exclude_unset=True, responses=error_responses(401, 403, 404, 409, 422, 503))
 async def review(appeal_id: str, key: Annotated[ApiKey, Depends(Caller("appeal"))],
                  clients: ClientsDep) -> dict[str, Any]:
     """Acknowledge an appeal: it is under review."""
@@ -203,8 +240,8 @@ async def review(appeal_id: str, key: Annotated[ApiKey, Depends(Caller("appeal")
     return {"appeal_id": appeal.appeal_id, "status": appeal.status}
 
 
-@router.post("/v1/appeals/{appeal_id}/decision", tags=["agencies"],
-             responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}, 429: {}, 503: {}})
+@router.post("/v1/appeals/{appeal_id}/decision", tags=["agencies"], response_model=AppealStepOut,
+             response_model_exclude_unset=True, responses=error_responses(401, 403, 404, 409, 413, 422, 429, 503))
 async def decide(appeal_id: str, body: DecisionIn, key: Annotated[ApiKey, Depends(Caller("appeal"))],
                  clients: ClientsDep) -> dict[str, Any]:
     """Uphold or reject an appeal routed to this agency. Upheld: the entry is revoked with the appeal as the

@@ -27,6 +27,7 @@ from sekat.api.metrics import ApiMetrics
 from sekat.blocklist.appeals import AppealStore
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.store import BrakeStore
+from sekat.release.acted import ActedStore
 from sekat.clock import Clock, utcnow
 from sekat.errors import BlocklistUnavailable
 from sekat.expiry import ExpiryPolicy
@@ -48,6 +49,7 @@ class Clients:
     keys: ApiKeyStore = field(init=False)
     brakes: BrakeStore = field(init=False)
     appeals: AppealStore = field(init=False)
+    acted: ActedStore = field(init=False)
     protected: frozenset[str] = field(init=False)
     expiry: ExpiryPolicy = field(init=False)
     _producer: AIOKafkaProducer | None = field(default=None, init=False)
@@ -60,6 +62,7 @@ class Clients:
         self.keys = ApiKeyStore(self.store.client, settings.redis_prefix)
         self.brakes = BrakeStore(self.store.client, settings.redis_prefix)
         self.appeals = AppealStore(self.store.client, settings.redis_prefix)
+        self.acted = ActedStore(self.store.client, settings.redis_prefix)
         self.protected = settings.protected_keys()
         self.expiry = settings.expiry_policy()
 

@@ -19,11 +19,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from sekat.api.auth import Caller
 from sekat.api.clients import ClientsDep
-from sekat.api.errors import field_error
+from sekat.api.errors import error_responses, field_error
 from sekat.api.keys import RULE_SOURCES, ApiKey
 from sekat.api.limits import client_bucket
 from sekat.blocklist.filing import identifier
@@ -43,6 +43,67 @@ Bank = Annotated[str | None, Query(max_length=16, description="BIC of the accoun
 
 class StatusOut(BaseModel):
     listed: bool
+
+
+class IdentifierOut(BaseModel):
+    kind: str = Field(description="phone or account")
+    value: str = Field(description="normalised: E.164 for a phone, the account number for an account")
+    bank: str | None = Field(None, description="BIC8 of the account's bank (accounts only)")
+
+
+class HistoryItem(BaseModel):
+    """One report on the entry: who filed what, when and why."""
+    model_config = ConfigDict(extra="allow")
+    report_id: str
+    reported_at: str
+    status: str = Field(description="reported, confirmed or revoked")
+    source: str = Field(description="the agency (or rule) that filed it")
+    case_ref: str
+    reason: str
+    ttl_days: int = Field(description="0: no expiry")
+    filed_by: str = Field(description="api:{key id}, cli, or the rule that filed it")
+    links: list[IdentifierOut] | None = None
+    origin: str | None = None
+    origin_key: str | None = None
+    renewal: bool | None = None
+
+
+class LinkOut(IdentifierOut):
+    key: str
+    report_id: str = Field(description="the report on this entry that names the link")
+    source: str
+    reported_at: str
+    via: str = Field(description="for a link learnt through another member: that member's key")
+
+
+class GroupMember(IdentifierOut):
+    key: str
+    status: str = Field(description="reported, confirmed, revoked or not listed")
+    active: bool
+
+
+class EntryOut(BaseModel):
+    """One entry with its history, links and linked group."""
+    model_config = ConfigDict(extra="allow")
+    key: str
+    status: str = Field(description="reported, confirmed or revoked")
+    source: str
+    reason: str
+    case_ref: str
+    report_id: str
+    reported_at: str
+    expires_at: str = Field(description="empty: never expires")
+    sources: list[str]
+    report_count: int
+    case_refs: list[str]
+    first_seen: str
+    last_seen: str
+    history: list[HistoryItem]
+    links: list[LinkOut]
+    renewals: int
+    summary: dict[str, Any] | None = Field(None, description="the reports older than the history kept, folded")
+    active: bool = Field(description="in effect now (not revoked, not expired)")
+    group: list[GroupMember] = Field(description="every identifier linked to it, directly or through others")
 
 
 def lookup_key(phone: str | None, account: str | None, bank: str | None, region: str) -> str | None:
@@ -89,7 +150,8 @@ async def linked_group(store: BlocklistStore, start: Entry, now: datetime) -> li
              "active": bool(e and e.active_at(now))} for k, e in seen.items() if k != start.key]
 
 
-@router.get("/v1/entries", tags=["agencies"], responses={401: {}, 403: {}, 404: {}, 422: {}, 503: {}})
+@router.get("/v1/entries", tags=["agencies"], response_model=EntryOut, response_model_exclude_unset=True,
+            responses=error_responses(401, 403, 404, 413, 422, 503))
 async def entry(key: Annotated[ApiKey, Depends(Caller("read"))], clients: ClientsDep, phone: Phone = None,
                 account: Account = None, bank: Bank = None) -> dict[str, Any]:
     """One entry with its full history (who filed what, when and why)."""
@@ -103,7 +165,7 @@ async def entry(key: Annotated[ApiKey, Depends(Caller("read"))], clients: Client
     return body
 
 
-@router.get("/v1/status", response_model=StatusOut, tags=["public"], responses={422: {}, 429: {}, 503: {}})
+@router.get("/v1/status", response_model=StatusOut, tags=["public"], responses=error_responses(413, 422, 429, 503))
 async def status(request: Request, clients: ClientsDep, phone: Phone = None, account: Account = None,
                  bank: Bank = None) -> StatusOut | JSONResponse:
     """Public check: has an agency listed this one number or account? Reveals nothing else."""

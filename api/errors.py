@@ -3,7 +3,8 @@
 Every 4xx body is ``{"detail": {"field": ..., "message": "<field>: ..."}}``
 naming the field at fault (a validation error also lists ``errors``); Kafka or
 Redis being unreachable (``BlocklistUnavailable``) is a 503 with
-``Retry-After``.
+``Retry-After``. ``ErrorOut`` is that body as a model, and ``error_responses``
+the OpenAPI ``responses=`` of a route naming each error it can answer.
 """
 
 import logging
@@ -12,11 +13,45 @@ from collections.abc import Mapping
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sekat.errors import BlocklistUnavailable
 
 log = logging.getLogger("sekat.api")
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="the field at fault: body, a body field, a query parameter or X-API-Key")
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    field: str = Field("", description="the field at fault (absent on a 429 of the status check and a 503)")
+    message: str = Field(description="starts with the field's name when there is one")
+    errors: list[FieldProblem] | None = Field(None, description="422 only: every field at fault")
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx and 503 answer of the API."""
+    detail: ErrorDetail
+
+
+_MEANING = {
+    401: "no X-API-Key, or an unknown or disabled key (with WWW-Authenticate)",
+    403: "the key lacks the scope this needs, or names another agency",
+    404: "not found: the body names what",
+    409: "the entry's state does not allow it: the body says why",
+    413: "the body is larger than SEKAT_API_MAX_BODY_BYTES",
+    422: "a field is missing or invalid: the body names it",
+    429: "over a rate limit; retry after Retry-After seconds",
+    503: "Kafka or Redis is unreachable; retry after Retry-After seconds",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
+    """The OpenAPI ``responses=`` for a route answering ``codes``, each an ``ErrorOut``."""
+    return {code: {"model": ErrorOut, "description": _MEANING[code]} for code in codes}
 
 
 def field_error(status: int, field: str, message: str, headers: Mapping[str, str] | None = None) -> HTTPException:

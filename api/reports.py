@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sekat.api.auth import Caller, require
 from sekat.api.clients import Clients, ClientsDep
-from sekat.api.errors import field_error
+from sekat.api.errors import error_responses, field_error
 from sekat.api.keys import ApiKey
 from sekat.blocklist.filing import file_report
 from sekat.errors import InvalidReport
@@ -147,7 +147,7 @@ def renewal_days(found: Entry, requested: int | None, agency: str, expiry: Expir
 
 
 @router.post("/v1/reports", status_code=202, response_model=Accepted,
-             responses={401: {}, 403: {}, 422: {}, 429: {}, 503: {}})
+             responses=error_responses(401, 403, 413, 422, 429, 503))
 async def file(body: ReportIn, key: Annotated[ApiKey, Depends(Caller("report"))], clients: ClientsDep) -> Accepted:
     """File a report; acknowledged once Kafka has it (acks=all)."""
     if body.status == "confirmed":
@@ -156,7 +156,7 @@ async def file(body: ReportIn, key: Annotated[ApiKey, Depends(Caller("report"))]
 
 
 @router.post("/v1/revocations", status_code=202, response_model=Accepted,
-             responses={401: {}, 403: {}, 422: {}, 429: {}, 503: {}})
+             responses=error_responses(401, 403, 413, 422, 429, 503))
 async def revoke(body: RevocationIn, key: Annotated[ApiKey, Depends(Caller("revoke"))],
                  clients: ClientsDep) -> Accepted:
     """Revoke an identifier (appeal upheld): never acted on again unless a newer report confirms it."""
@@ -164,7 +164,7 @@ async def revoke(body: RevocationIn, key: Annotated[ApiKey, Depends(Caller("revo
 
 
 @router.post("/v1/renewals", status_code=202, response_model=Accepted,
-             responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}, 503: {}})
+             responses=error_responses(401, 403, 404, 409, 413, 422, 429, 503))
 async def renew(body: RenewalIn, key: Annotated[ApiKey, Depends(Caller("confirm"))], clients: ClientsDep) -> Accepted:
     """Renew an entry before it expires: its expiry moves to now + ttl_days (default: the policy's days).
 

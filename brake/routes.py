@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sekat.api.auth import Caller
 from sekat.api.clients import ClientsDep
-from sekat.api.errors import field_error
+from sekat.api.errors import error_responses, field_error
 from sekat.api.keys import ApiKey
 from sekat.brake.store import dimension, masked_target, valid_target
 from sekat.records import COMMAND_NAMESPACE, iso
@@ -45,21 +45,49 @@ class RearmIn(BaseModel):
     reason: str = Field(min_length=1, max_length=512, description="why acting on it again is safe")
 
 
+class TripOut(BaseModel):
+    """A target the brake switched to shadow, and why."""
+    model_config = ConfigDict(extra="allow")
+    target: str
+    dimension: str = Field(description="entry, rule or source")
+    count: int = Field(description="commands it drove in the window")
+    limit: int
+    window_s: int
+    tripped_at: str
+    tripped_by: str = Field(description="the worker that tripped it")
+    status: str | None = Field(None, description="an entry's status when it tripped")
+
+
+class BrakeEvent(BaseModel):
+    """One event of the brake's audit log: a trip, a re-arm or a lift."""
+    model_config = ConfigDict(extra="allow")
+    event: str = Field(description="trip, rearm or lift")
+    target: str
+
+
+class BrakeState(BaseModel):
+    tripped: list[TripOut]
+    log: list[BrakeEvent] = Field(description="the latest audit events, newest first")
+
+
 class Rearmed(BaseModel):
     target: str
     rearmed_at: str
     rearmed_by: str
-    trip: dict[str, Any]
+    trip: TripOut
 
 
-@router.get("/v1/brake", dependencies=[Depends(Caller("read"))], responses={401: {}, 403: {}, 503: {}})
+@router.get("/v1/brake", dependencies=[Depends(Caller("read"))], response_model=BrakeState,
+            response_model_exclude_unset=True,
+            responses=error_responses(401, 403, 503))
 async def brake_state(clients: ClientsDep) -> dict[str, Any]:
     """Targets the safety brake switched to shadow mode, and its latest audit events."""
     tripped = await clients.brakes.tripped()
     return {"tripped": [tripped[t] for t in sorted(tripped)], "log": await clients.brakes.history()}
 
 
-@router.post("/v1/brake/rearm", response_model=Rearmed, responses={401: {}, 403: {}, 404: {}, 422: {}, 503: {}})
+@router.post("/v1/brake/rearm", response_model=Rearmed, response_model_exclude_unset=True,
+             responses=error_responses(401, 403, 404, 413, 422, 503))
 async def rearm(body: RearmIn, key: Annotated[ApiKey, Depends(Caller("rearm"))], clients: ClientsDep) -> Rearmed:
     """Re-arm a target the brake switched to shadow: its matches send commands again."""
     target = body.target.strip()
@@ -84,4 +112,4 @@ async def rearm(body: RearmIn, key: Annotated[ApiKey, Depends(Caller("rearm"))],
     if lifted is None:
         raise field_error(404, "target", "the brake is no longer engaged on it (re-armed meanwhile)")
     log.warning("safety brake re-armed on %s by %s", masked_target(target), who)  # the reason is in the audit
-    return Rearmed(target=target, rearmed_at=iso(now), rearmed_by=who, trip=lifted)
+    return Rearmed(target=target, rearmed_at=iso(now), rearmed_by=who, trip=TripOut(**lifted))

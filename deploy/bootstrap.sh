@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for `make run` and `make test` on a fresh machine:
-#   1. Debian packages: redis-server (and prometheus, for the metric checks), openssl (test certificates);
+#   1. Debian packages: redis-server (and prometheus, for the metric checks), openssl (test certificates),
+#      chromium and chromium-driver (the browser tests);
 #      Java and Maven are expected, and installed if missing;
 #   2. the virtualenv .venv with Sekat and its test dependencies, re-installed when pyproject.toml changes;
 #   3. the Kafka broker jars from Maven Central, cached in ~/.cache/sekat/kafka-<version>.
@@ -17,6 +18,9 @@ command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v java >/dev/null 2>&1 || need_pkgs+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_pkgs+=(maven)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)  # test certificates for TLS Kafka and Redis
+# The browser tests (tests/browser/) drive headless Chromium through its WebDriver.
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_pkgs+=(chromium-driver)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_pkgs[*]} from Debian's packages"
   SUDO=""

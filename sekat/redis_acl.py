@@ -6,7 +6,8 @@
   marker and rebuild lock, the stored replica snapshot, rule state, the safety brake's counts, trips and
   log, and who acted on which entry; it cannot read or write API keys or the API's rate counters;
 - the agency API (default ``sekat-api``, ``SEKAT_API_REDIS_URL``) reads index entries and API keys and
-  nothing else of the index; it counts its rate limits and re-arms the brake (clears a trip and its
+  nothing else of the index, and which institutions acted on an entry (the analyst console shows them); it
+  counts its rate limits and re-arms the brake (clears a trip and its
   counts, writes the brake's log), and keeps the appeals: it cannot write an entry, announce a change, mint or disable a key;
 - the operators' CLI (default ``sekat-admin``) does what the worker does (``sekat blocklist rebuild``
   replays the index), manages API keys (``sekat apikey``) and restores the appeals (``sekat appeals restore``).
@@ -86,13 +87,15 @@ BRAKE_LOG = Grant("safety brake: read the log, log a re-arm", ("brake:log",), ("
 APPEALS = Grant("appeals: keep them, their stage and agency indexes, count them for the deadline gauges, lock one "
                 "while it is decided", ("{appeals}:*",),
                 ("get", "mget", "set", "del", "zadd", "zrem", "zrange", "zcard", "zcount"))
+ACTED_READ = Grant("see which institutions acted on an entry (the analyst console)", ("acted:*",), ("smembers",),
+                   read_only=True)
 API_KEYLESS = Grant("the rate limiter's transaction", (), ("multi", "exec", "discard"))
 KEYS_ADMIN = Grant("create, list and disable API keys", ("apikeys",), ("hget", "hgetall", "hset"))
 
 PLAN: dict[str, tuple[Grant, ...]] = {
     "worker": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER, ACTED),
     "api": (CONNECTION, API_KEYLESS, ENTRIES_READ, KEYS_READ, RATE_LIMITS, BRAKE_TRIPS, BRAKE_COUNTS, BRAKE_LOG,
-            APPEALS),
+            APPEALS, ACTED_READ),
     "admin": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER, ACTED, KEYS_ADMIN,
               APPEALS),
 }

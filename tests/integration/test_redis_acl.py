@@ -182,13 +182,16 @@ async def test_the_api_user_can_do_everything_the_api_does(acl: AclRedis) -> Non
     p = acl.prefix
     admin = BlocklistStore.from_url(acl.url("admin"), p)
     worker_brakes = BrakeStore.from_url(acl.url("worker"), p)
-    try:  # an operator made the key; a worker listed an entry and tripped the brake on a source
+    worker_acted = ActedStore.from_url(acl.url("worker"), p)
+    try:  # an operator made the key; a worker listed an entry, acted on it and tripped the brake on a source
         key, token = await ApiKeyStore(admin.client, p).create("NSRC", ("read", "report", "rearm"))
         await file_report(admin, "phone:+60177777777", Status.CONFIRMED, "PDRM")
+        await worker_acted.record([("phone:+60177777777", "UNBLOCK_NUMBER|CELCOM")], now=100.0)
         assert await worker_brakes.trip(Trip("source:PDRM", 9, 5, 60, "2026-11-29T10:00:00Z", "w1"))
     finally:
         await admin.close()
         await worker_brakes.close()
+        await worker_acted.close()
     clients = Clients(Settings.from_environ({"SEKAT_REDIS_URL": acl.url("worker"), "SEKAT_REDIS_PREFIX": p,
                                              "SEKAT_API_REDIS_URL": acl.url("api")}))
     try:
@@ -196,6 +199,7 @@ async def test_the_api_user_can_do_everything_the_api_does(acl: AclRedis) -> Non
         assert await clients.keys.verify(token) == key
         assert (await clients.store.get("phone:+60177777777")).status is Status.CONFIRMED  # type: ignore[union-attr]
         assert await clients.store.lookup_many(["phone:+60177777777", "phone:+60170000000"])
+        assert await clients.acted.members(["phone:+60177777777"]) == {"phone:+60177777777": ["UNBLOCK_NUMBER|CELCOM"]}
         assert (await clients.allow_status_check("203.0.113.9", 5))[0]
         assert (await clients.allow_any_status_check(100))[0]
         assert (await clients.allow_filing(key.key_id, 5))[0]

@@ -32,3 +32,8 @@ def test_the_wheel_installs_only_sekat_with_every_module_and_the_policy(tmp_path
                 for folder in FOLDERS for path in (ROOT / folder).rglob("*.py")}
     assert expected - names == set()
     assert "sekat/rules/policy.yaml" in names
+    # the pages' templates and static files (sekat api serves them from the installed package)
+    web = ROOT / "api" / "web"
+    shipped = {f"sekat/api/web/{path.relative_to(web).as_posix()}" for folder in ("templates", "static")
+               for path in (web / folder).rglob("*") if path.is_file()}
+    assert shipped and shipped - names == set()

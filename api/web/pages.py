@@ -1,0 +1,56 @@
+"""What every page of the API's web face shares: the templates, the headers an HTML answer carries, form bodies.
+
+Pages are rendered on the server from the Jinja2 templates in ``templates/`` (autoescaped: nothing a visitor
+or an agency typed can become markup) and styled by ``static/site.css``; they need no script, and load
+nothing from another origin. Every HTML answer carries:
+
+    Content-Security-Policy   scripts, styles, images and form targets from this origin only; no framing
+    Cache-Control: no-store   an answer about a number is not kept by the browser or a proxy
+    Referrer-Policy           no-referrer: a page's address never travels to another site
+    X-Content-Type-Options    nosniff
+
+Forms are sent with POST as ``application/x-www-form-urlencoded``, so what a visitor checks is in the body,
+never in an address, a proxy's log or the browser's history. ``form`` reads such a body (the API's
+``BodyLimit`` has already refused an oversized one) without a multipart parser.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+HEADERS = {"Content-Security-Policy": CSP, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
+           "X-Content-Type-Options": "nosniff"}
+FIELD_MAX = 512  # characters kept of one form field (identifiers are at most 64: longer is refused as invalid)
+
+templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
+                        trim_blocks=True, lstrip_blocks=True)
+
+
+def page(template: str, status_code: int = 200, headers: dict[str, str] | None = None,
+         **context: Any) -> HTMLResponse:
+    """``template`` rendered with ``context``, with the headers every page carries."""
+    html = templates.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status_code, headers={**HEADERS, **(headers or {})})
+
+
+async def form(request: Request) -> dict[str, str]:
+    """The fields of a url-encoded form body (the first of a repeated name), each cut to ``FIELD_MAX``."""
+    body = (await request.body()).decode("utf-8", errors="replace")
+    fields: dict[str, str] = {}
+    try:
+        pairs = parse_qsl(body, keep_blank_values=True, max_num_fields=64)
+    except ValueError:  # more fields than any form of ours has: none is read
+        pairs = []
+    for name, value in pairs:
+        fields.setdefault(name, value[:FIELD_MAX])
+    return fields

@@ -1,0 +1,168 @@
+"""The analyst console in a real browser, against a real ``sekat api`` with its Kafka and Redis.
+
+An NSRC analyst signs in with their API key (the session cookie is HttpOnly and SameSite=Strict), looks a
+listed number up (its history, sources and the telco sent a command about it), and re-arms a target the safety brake tripped, with a reason:
+the re-arm is audited exactly as through the API (its record on the decisions topic, the brake's log). A
+re-arm posted with the session's cookie but without the form's CSRF token is refused and changes nothing.
+Over HTTPS the cookie is also Secure. Every page is free of console errors and serious accessibility violations, and saved as a screenshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.ui import WebDriverWait
+
+from sekat.blocklist.store import BlocklistStore
+from sekat.brake.store import BrakeStore, Trip
+from sekat.localstack.secured import make_tls_files
+from sekat.records import Status
+from sekat.release.acted import ActedStore
+from tests.browser.conftest import Browser
+from tests.support import Collector, file_report, own_api, sekat
+
+pytestmark = pytest.mark.integration
+
+PHONE = "+60198765432"
+TARGET = "rule:mule_inflow"
+
+
+@pytest.fixture(scope="module")
+def desk(api: Any) -> dict[str, str]:
+    """A listed number with two reports, a tripped brake target, and an NSRC key with read and rearm."""
+    s = api.settings
+
+    async def go() -> None:
+        store = BlocklistStore.from_url(s.redis_url, s.redis_prefix)
+        brakes = BrakeStore.from_url(s.redis_url, s.redis_prefix)
+        acted = ActedStore.from_url(s.redis_url, s.redis_prefix)
+        try:
+            await file_report(store, f"phone:{PHONE}", Status.REPORTED, "MCMC", "reported by callers", "MC/7")
+            await file_report(store, f"phone:{PHONE}", Status.CONFIRMED, "PDRM", "macau scam", "KL/2026/44")
+            await acted.record([(f"phone:{PHONE}", "UNBLOCK_NUMBER|CELCOM")], now=100.0)  # a worker blocked calls
+            await brakes.trip(Trip(TARGET, 240, 200, 60, "2026-12-05T03:00:00Z", "worker-1"))
+        finally:
+            await store.close()
+            await brakes.close()
+            await acted.close()
+    asyncio.run(go())
+    created = sekat(api.env, "apikey", "create", "--agency", "NSRC", "--scopes", "read,rearm")
+    assert created.returncode == 0, created.stderr
+    return {"key": created.stdout.strip()}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    b = Browser("en-GB,en")
+    yield b
+    b.quit()
+
+
+def submit(browser: Browser, selector: str) -> None:
+    before = browser.driver.find_element(By.TAG_NAME, "html")
+    browser.driver.find_element(By.CSS_SELECTOR, selector).click()
+    WebDriverWait(browser.driver, 10).until(staleness_of(before))
+
+
+def test_sign_in_look_up_and_rearm(api: Any, desk: dict[str, str], browser: Browser) -> None:
+    d = browser.driver
+    audit = Collector(api.settings, [api.settings.topic_decisions])
+    try:
+        d.get(api.url + "/console")
+        browser.settled()
+        browser.accessible()
+        browser.shoot("console-sign-in")
+        d.find_element(By.ID, "api_key").send_keys(desk["key"])
+        submit(browser, "form[action='/console/login'] button")
+        [session] = [c for c in d.get_cookies() if c["name"] == "sekat_session"]
+        assert session["httpOnly"] and session["sameSite"] == "Strict" and session["path"] == "/console"
+        assert "NSRC" in d.find_element(By.TAG_NAME, "header").text
+        assert TARGET in d.find_element(By.ID, "panel-brake").text
+        browser.settled()
+        browser.accessible()
+        browser.shoot("console-home")
+
+        d.find_element(By.ID, "phone").send_keys("019-876 5432")
+        submit(browser, "#panel-search button[type=submit]")
+        assert PHONE in d.find_element(By.TAG_NAME, "h1").text
+        history = d.find_element(By.ID, "panel-history").text
+        assert "MCMC" in history and "PDRM" in history and "macau scam" in history and "KL/2026/44" in history
+        assert "confirmed" in d.find_element(By.ID, "panel-state").text
+        assert "CELCOM, telco: blocked or labelled calls" in d.find_element(By.ID, "panel-commands").text
+        assert d.current_url == api.url + "/console/search"
+        browser.settled()
+        browser.accessible()
+        browser.shoot("console-entry")
+
+        d.get(api.url + "/console")
+        d.find_element(By.CSS_SELECTOR, "#panel-brake textarea[name=reason]").send_keys("rule fixed in policy 12")
+        submit(browser, "#panel-brake form[action='/console/brake/rearm'] button")
+        assert f"Re-armed {TARGET}" in d.find_element(By.CSS_SELECTOR, "[role=status]").text
+        assert "not engaged on anything" in d.find_element(By.ID, "panel-brake").text
+        browser.settled()
+        browser.accessible()
+        browser.shoot("console-rearmed")
+
+        [record] = audit.wait_for(lambda r: orjson.loads(r.value).get("action") == "rearm", timeout=20)
+        body = orjson.loads(record.value)
+        assert body["target"] == TARGET and body["reason"] == "rule fixed in policy 12"
+        assert body["by"].startswith("NSRC (api:")
+    finally:
+        audit.close()
+
+
+def test_a_rearm_without_the_forms_token_is_refused(api: Any, desk: dict[str, str]) -> None:
+    async def trip() -> None:
+        brakes = BrakeStore.from_url(api.settings.redis_url, api.settings.redis_prefix)
+        try:
+            await brakes.trip(Trip("source:FAKEBANK", 90, 50, 60, "2026-12-05T03:05:00Z", "worker-2"))
+        finally:
+            await brakes.close()
+    asyncio.run(trip())
+    with httpx.Client(base_url=api.url, cookies={"sekat_session": desk["key"]}) as http:
+        forged = http.post("/console/brake/rearm", data={"target": "source:FAKEBANK", "reason": "x", "csrf": "guess"})
+        assert forged.status_code == 403
+        assert "source:FAKEBANK" in http.get("/console").text  # still tripped
+        signed_out = httpx.post(api.url + "/console/brake/rearm", data={"target": "source:FAKEBANK", "reason": "x"})
+        assert signed_out.status_code == 401
+
+
+def test_a_key_without_the_read_scope_cannot_sign_in(api: Any) -> None:
+    created = sekat(api.env, "apikey", "create", "--agency", "MCMC", "--scopes", "report")
+    assert created.returncode == 0, created.stderr
+    with httpx.Client(base_url=api.url) as http:
+        form = http.get("/console")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None and http.cookies.get("sekat_login_csrf") == csrf.group(1)
+        refused = http.post("/console/login", data={"api_key": created.stdout.strip(), "csrf": csrf.group(1)})
+        assert refused.status_code == 403 and "lacks the 'read' scope" in html.unescape(refused.text)
+        assert "sekat_session" not in http.cookies
+        no_token = http.post("/console/login", data={"api_key": created.stdout.strip()})
+        assert no_token.status_code == 403 and "sekat_session" not in http.cookies
+
+
+def test_over_https_the_session_cookie_is_secure(stack: Any, logs_dir: Path, tmp_path: Path) -> None:
+    tls = make_tls_files(tmp_path / "tls")
+    with own_api(stack, logs_dir, "console-tls", str(tls.ca), SEKAT_API_TLS_CERTFILE=str(tls.cert),
+                 SEKAT_API_TLS_KEYFILE=str(tls.key)) as served, \
+            httpx.Client(base_url=served.url, verify=ssl.create_default_context(cafile=tls.ca)) as http:
+        token = sekat(served.env, "apikey", "create", "--agency", "NSRC", "--scopes", "read").stdout.strip()
+        form = http.get("/console")
+        assert "secure" in form.headers["set-cookie"].lower().split("; ")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        signed_in = http.post("/console/login", data={"api_key": token, "csrf": csrf.group(1)})
+        assert signed_in.status_code == 303
+        [session] = [c for c in signed_in.headers.get_list("set-cookie") if c.startswith("sekat_session=")]
+        assert {"secure", "httponly", "samesite=strict", "path=/console"} <= set(session.lower().split("; "))
