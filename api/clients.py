@@ -24,6 +24,7 @@ from fastapi import Depends, Request
 from sekat.blocklist.connection import REDIS_DOWN
 from sekat.api.keys import ApiKeyStore
 from sekat.api.metrics import ApiMetrics
+from sekat.blocklist.feedback import FeedbackStore
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.store import BrakeStore
 from sekat.clock import Clock, utcnow
@@ -46,6 +47,7 @@ class Clients:
     store: BlocklistStore = field(init=False)
     keys: ApiKeyStore = field(init=False)
     brakes: BrakeStore = field(init=False)
+    feedback: FeedbackStore = field(init=False)
     protected: frozenset[str] = field(init=False)
     expiry: ExpiryPolicy = field(init=False)
     _producer: AIOKafkaProducer | None = field(default=None, init=False)
@@ -57,6 +59,7 @@ class Clients:
         self.store = BlocklistStore.from_url(settings.api_redis()[0], settings.redis_prefix)
         self.keys = ApiKeyStore(self.store.client, settings.redis_prefix)
         self.brakes = BrakeStore(self.store.client, settings.redis_prefix)
+        self.feedback = FeedbackStore(self.store.client, settings.redis_prefix)
         self.protected = settings.protected_keys()
         self.expiry = settings.expiry_policy()
 

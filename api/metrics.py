@@ -3,7 +3,9 @@
 ``ApiMetrics`` holds what ``GET /metrics`` (api/probes.py) shows: requests by
 route template, method and status code, their latency, rate-limit refusals by
 limit (api/clients.py counts them where each limit is decided) and bodies
-refused as too large (api/limits.py). ``create_api`` builds one per app on a
+refused as too large (api/limits.py), and institutions' feedback on commands
+(api/feedback.py): by institution and outcome, the time from a command to its
+first feedback, and to ``executed`` by institution and action. ``create_api`` builds one per app on a
 fresh ``CollectorRegistry``, so two apps in one process (tests) never share
 counts. Labels are bounded: a route template (``/v1/entries``, never a query
 string or identifier; ``unrouted`` when no route ran: an unknown path, or a
@@ -20,6 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 LIMITS = {"status": "status_client", "status-all": "status_global", "filing": "filing_key"}
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNROUTED = "unrouted"
+# From a command to an institution's feedback: seconds when its systems act on a webhook, days when a person does.
+# 900 (15 minutes) is what the recording rule of commands without feedback reads.
+ACT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200, 604800)
 
 
 class ApiMetrics:
@@ -37,6 +42,15 @@ class ApiMetrics:
                                     "they passed", ("limit",), registry=self.registry)
         self.body_too_large = Counter("sekat_api_body_too_large_total", "Requests refused with 413: a body over "
                                       "SEKAT_API_MAX_BODY_BYTES", registry=self.registry)
+        # Institution label values: the institutions of API keys that sent feedback (one per key holder).
+        self.feedback = Counter("sekat_feedback_total", "Feedback on commands, by institution and outcome",
+                                ("institution", "outcome"), registry=self.registry)
+        self.first_feedback = Histogram("sekat_command_first_feedback_seconds", "From a command's issue to the "
+                                        "first feedback on it, by institution", ("institution",),
+                                        registry=self.registry, buckets=ACT_BUCKETS)
+        self.time_to_act = Histogram("sekat_command_time_to_act_seconds", "From a command's issue to its "
+                                     "institution's executed feedback, by institution and action",
+                                     ("institution", "action"), registry=self.registry, buckets=ACT_BUCKETS)
         for limit in LIMITS.values():  # shown at 0 from the start, so rate() works on the first refusal
             self.rate_limited.labels(limit)
 

@@ -80,6 +80,8 @@ class Settings:
     topic_decisions: str = "sekat.decisions"
     topic_deadletter: str = "sekat.deadletter"
     topic_undelivered: str = "sekat.commands.undelivered"
+    topic_feedback: str = "sekat.feedback"
+    topic_notices: str = "sekat.notices"
     topic_partitions: int = 4
     command_routing: str = "shared"
     route_banks: str = ""
@@ -140,6 +142,8 @@ class Settings:
     relay_give_up_s: int = 86_400
     relay_breaker_failures: int = 5
     relay_breaker_open_s: int = 30
+    feedback_window_days: int = 30
+    feedback_false_positive_institutions: int = 3
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -238,6 +242,8 @@ class Settings:
             ("relay_give_up_s", 1, 30 * 86_400),
             ("relay_breaker_failures", 1, 1_000),
             ("relay_breaker_open_s", 1, 86_400),
+            ("feedback_window_days", 1, 366),
+            ("feedback_false_positive_institutions", 0, 1_000),
         )
         for name, low, high in checks:
             value = getattr(self, name)
@@ -499,6 +505,10 @@ SETTINGS_DOC: dict[str, str] = {
     "topic_decisions": "Output: every non-allow decision with evidence.",
     "topic_deadletter": "Output: invalid input with the reason.",
     "topic_undelivered": "Output of `sekat relay`: commands it gave up delivering to an institution, with the last error.",
+    "topic_feedback": "Institutions' feedback on commands (compacted, keyed by command_id): POST /v1/feedback and "
+                      "pacs.002 status reports for held payments (docs/webhooks.md).",
+    "topic_notices": "Notices to the listing agency about an entry, keyed by the entry: put into review by "
+                     "false_positive feedback, or flagged for the victim-mule process.",
     "topic_partitions": "Partitions for topics that `sekat topics` creates.",
     "command_routing": "shared (every bank reads SEKAT_TOPIC_FREEZE, every telco SEKAT_TOPIC_BLOCK) or "
                        "per-institution (each listed institution gets its own topic; see docs/security.md).",
@@ -598,4 +608,9 @@ SETTINGS_DOC: dict[str, str] = {
                               "breaker (no attempts for SEKAT_RELAY_BREAKER_OPEN_S, then one probe).",
     "relay_breaker_open_s": "`sekat relay`: how long an institution's open breaker holds attempts back before a "
                             "probe.",
+    "feedback_window_days": "How long after a command was issued its institution may still send feedback on it "
+                            "(the worker keeps each command's addressee and entries this long).",
+    "feedback_false_positive_institutions": "false_positive feedback on one entry from this many distinct "
+                                            "institutions puts it into review (safety brake shadow mode, a "
+                                            "notice on SEKAT_TOPIC_NOTICES); 0: never.",
 }

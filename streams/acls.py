@@ -7,8 +7,11 @@
   groups (prefix ``{SEKAT_APP_ID}``) and Faust's internal topics (prefix
   ``{SEKAT_APP_ID}-``);
 - the agency API/CLI principal writes ``sekat.reports`` (reports, revocations,
-  renewals) and ``sekat.decisions`` (the audit record of a safety-brake
-  re-arm, written before the re-arm takes effect), and nothing else;
+  renewals), ``sekat.decisions`` (the audit record of a safety-brake
+  re-arm or of a review trip, written before it takes effect), ``sekat.feedback``
+  (institutions' feedback) and ``sekat.notices`` (notices to the listing
+  agency), and nothing else; the worker writes ``sekat.feedback`` and
+  ``sekat.notices`` too (a pacs.002 status report is feedback);
 - the webhook relay's principal (``sekat relay``, when given) reads the command
   topics (shared and per-institution), writes ``sekat.commands.undelivered``
   and owns its consumer group ``{SEKAT_APP_ID}.relay``;
@@ -61,9 +64,13 @@ def acl_plan(settings: Settings, sekat: str, api: str, institutions: Mapping[str
         # Faust's own topics (``{app id}-__assignor-__leader``) and both consumer groups start with the app id.
         Acl(sekat, "topic", f"{settings.app_id}-", "prefixed", ("Read", "Write", "Describe", "Create")),
         Acl(sekat, "group", settings.app_id, "prefixed", read),
+        Acl(sekat, "topic", settings.topic_feedback, "literal", write),
+        Acl(sekat, "topic", settings.topic_notices, "literal", write),
         Acl(api, "topic", settings.topic_reports, "literal", write),
         # A re-arm is refused unless its audit record is on the decisions topic first (brake/routes.py).
         Acl(api, "topic", settings.topic_decisions, "literal", write),
+        Acl(api, "topic", settings.topic_feedback, "literal", write),
+        Acl(api, "topic", settings.topic_notices, "literal", write),
     ]
     if relay is not None:
         plan += [Acl(relay, "topic", settings.topic_freeze, "prefixed", read),

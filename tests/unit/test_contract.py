@@ -110,7 +110,8 @@ INPUT_SCHEMAS = {"transfer", "call", "call-attempt", "report"}
 SCHEMA_TOPIC = {"bank-command": SETTINGS.topic_freeze, "telco-command": SETTINGS.topic_block,
                 "decision": SETTINGS.topic_decisions, "release-audit": SETTINGS.topic_decisions,
                 "brake-audit": SETTINGS.topic_decisions, "deadletter": SETTINGS.topic_deadletter,
-                "report": SETTINGS.topic_reports, "undelivered-command": SETTINGS.topic_undelivered}
+                "report": SETTINGS.topic_reports, "undelivered-command": SETTINGS.topic_undelivered,
+                "feedback": SETTINGS.topic_feedback, "notice": SETTINGS.topic_notices}
 
 
 def doc(example_id: str) -> Example:
@@ -425,6 +426,74 @@ def undelivered_outputs() -> list[Sent]:
     return [(SETTINGS.topic_undelivered, b"CIBBMYKL", orjson.loads(value))]
 
 
+def feedback_outputs() -> list[Sent]:
+    """The bank of the freeze-account example says, through POST /v1/feedback with its institution's key, that
+    the account holder is a victim used as a mule, then (SEKAT_FEEDBACK_FALSE_POSITIVE_INSTITUTIONS=1) that
+    the freeze was a false positive."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from sekat.api import feedback
+    from sekat.api.keys import ApiKey
+    from sekat.api.metrics import ApiMetrics
+    from sekat.streams.sent import sent_commands
+
+    listed = entry("report-account")
+    decision = decide_transfer(_decoded(doc("transfer")), Context(at("2026-11-28T10:15:00.125Z"),
+                                                                 {listed.key: listed}), POLICY).decision
+    sent_by_id = {c.command_id: c for c in sent_commands(decision)}
+    key = ApiKey("7c21d0e9a4b3", "CIBBMYKL", ("feedback",), "2026-01-05T00:00:00.000Z", institution="CIBBMYKL")
+    kept: dict[str, dict[str, dict[str, Any]]] = {}
+    flags: dict[str, dict[str, Any]] = {}
+    written: list[Sent] = []
+
+    class Keys:
+        async def verify(self, _token: str) -> ApiKey:
+            return key
+
+    class Feedback:  # blocklist.feedback.FeedbackStore
+        async def sent(self, command_id: str) -> Any:
+            return sent_by_id.get(command_id)
+
+        async def add(self, record: dict[str, Any], entries: list[str]) -> bool:
+            first = all(record["command_id"] not in kept.get(k, {}) for k in entries)
+            for k in entries:
+                kept.setdefault(k, {})[record["command_id"]] = dict(record)
+            return first
+
+        async def of_entry(self, k: str) -> list[dict[str, Any]]:
+            return list(kept.get(k, {}).values())
+
+        async def flags(self, k: str) -> dict[str, Any]:
+            return {kind: v for (kind, entry_key), v in flags.items() if entry_key == k}  # type: ignore[misc]
+
+        async def flag(self, kind: str, k: str, record: dict[str, Any]) -> bool:
+            return flags.setdefault((kind, k), record) is record  # type: ignore[call-overload]
+
+    class Index:
+        async def get(self, k: str) -> Entry | None:
+            return listed if k == listed.key else None
+
+    async def send(topic: str, value: bytes, record_key: bytes, _late: str) -> None:
+        written.append((topic, record_key, orjson.loads(value)))
+
+    times = iter([at("2026-11-28T10:31:12.400Z"), at("2026-11-28T11:05:40.000Z")])
+    app = FastAPI()
+    app.include_router(feedback.router)
+    app.state.clients = SimpleNamespace(keys=Keys(), feedback=Feedback(), store=Index(), brakes=Brakes(), send=send,
+                                        settings=replace(SETTINGS, feedback_false_positive_institutions=1),
+                                        metrics=ApiMetrics(CollectorRegistry()), clock=lambda: next(times))
+    client = TestClient(app, headers={"X-API-Key": "any"})
+    freeze = doc("freeze-account").json()["command_id"]
+    for body in ({"command_id": freeze, "outcome": "customer_is_victim", "case_ref": "CIMB/FR/2026/0456",
+                  "note": "holder was recruited through a job-scam ad; account kept frozen, customer contacted"},
+                 {"command_id": freeze, "outcome": "false_positive", "case_ref": "CIMB/FR/2026/0456",
+                  "note": "payroll account of a registered business; transfers match invoices"}):
+        answer = client.post("/v1/feedback", json=body)
+        assert answer.status_code == 202, answer.text
+    return written
+
+
 def produced() -> dict[str, Sent]:
     """Output example id -> the record the real code sends for it."""
     transfers, follow, iso20022 = transfer_outputs(), follow_outputs(), pacs008_outputs()
@@ -449,6 +518,10 @@ def produced() -> dict[str, Sent]:
         "report-consolidated": derived[1],
         "report-summarised": derived[2],
         "undelivered": undelivered_outputs()[0],
+        "feedback": find(feedback_outputs(), SETTINGS.topic_feedback, outcome="false_positive"),
+        "notice-review": find(feedback_outputs(), notice="review"),
+        "notice-victim": find(feedback_outputs(), notice="victim_mule"),
+        "brake-review": find(feedback_outputs(), SETTINGS.topic_decisions, action="trip"),
     }
 
 
@@ -643,11 +716,12 @@ def test_each_output_example_is_exactly_what_the_code_writes(ex: Example, real_o
 def test_every_record_the_code_writes_validates_against_its_schema(real_outputs: dict[str, Sent]) -> None:
     written = [*transfer_outputs(), *follow_outputs(), *pacs008_outputs(), *call_outputs(), *release_outputs(),
                *brake_outputs(), *rearm_outputs(), *lift_outputs(),
-               *report_outputs(), *undelivered_outputs()]
+               *report_outputs(), *undelivered_outputs(), *feedback_outputs()]
     streams = {"transfers": "decision", "calls": "decision", "releases": "release-audit", "brake": "brake-audit"}
     by_topic = {SETTINGS.topic_freeze: "bank-command", SETTINGS.topic_block: "telco-command",
                 SETTINGS.topic_deadletter: "deadletter", SETTINGS.topic_reports: "report",
-                SETTINGS.topic_undelivered: "undelivered-command"}
+                SETTINGS.topic_undelivered: "undelivered-command", SETTINGS.topic_feedback: "feedback",
+                SETTINGS.topic_notices: "notice"}
     seen = set()
     for topic, key, value in written:
         name = streams[value["stream"]] if topic == SETTINGS.topic_decisions else by_topic[topic]
