@@ -16,15 +16,14 @@ list (else ``other``), a status code.
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from sekat.blocklist.feedback import ACT_BUCKETS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # The ``limit`` label of sekat_api_rate_limited_total, by the rate limiter's bucket (api/clients.py).
 LIMITS = {"status": "status_client", "status-all": "status_global", "filing": "filing_key"}
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNROUTED = "unrouted"
-# From a command to an institution's feedback: seconds when its systems act on a webhook, days when a person does.
-# 900 (15 minutes) is what the recording rule of commands without feedback reads.
-ACT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200, 604800)
 
 
 class ApiMetrics:

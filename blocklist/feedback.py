@@ -32,6 +32,10 @@ from sekat.errors import BlocklistUnavailable
 OUTCOMES = ("executed", "not_found", "already_closed", "false_positive", "customer_is_victim",
             "accepted", "rejected", "pending")  # the last three: a bank's pacs.002 on a held payment
 PAYMENT_IDS = ("end_to_end_id", "tx_id", "uetr")
+# Buckets of the histograms from a command to feedback on it (seconds; the API's and the worker's): seconds when
+# an institution's systems act on a webhook, days when a person does. 900 (15 minutes) is what the recording
+# rule of commands without feedback reads.
+ACT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200, 604800)
 
 
 class SentCommand(msgspec.Struct, frozen=True):

@@ -9,16 +9,18 @@
            (blocklist/review.py): on SEKAT_TOPIC_FEEDBACK, in the entries' feedback history
 
 A status on a payment Sekat did not hold is only counted. Counted by result in
-``sekat_status_reports_total{result="matched|unmatched|failed"}``.
+``sekat_status_reports_total{result="matched|unmatched|failed"}``; the first feedback on a hold is timed in
+``sekat_command_first_feedback_seconds`` as the API times an institution's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from sekat.blocklist.feedback import FeedbackStore
+from sekat.blocklist.feedback import ACT_BUCKETS, FeedbackStore
 from sekat.blocklist.review import FeedbackDesk, feedback_record
 from sekat.clock import Clock
 from sekat.records import PaymentStatus
@@ -33,6 +35,9 @@ class StatusReports:
                                "matched a payment Sekat held", ["result"], registry=registry)
         for result in ("matched", "unmatched", "failed"):
             self.counted.labels(result)
+        self.first_feedback = Histogram("sekat_command_first_feedback_seconds", "From a command's issue to the "
+                                        "first feedback on it, by institution", ["institution"],
+                                        registry=registry, buckets=ACT_BUCKETS)
 
     async def record(self, statuses: Sequence[PaymentStatus]) -> None:
         """Each status on a held payment becomes its hold's feedback; raises what Kafka or Redis raised."""
@@ -46,7 +51,10 @@ class StatusReports:
                 note = f"pacs.002 {status.status}" + (f" ({status.reason})" if status.reason else "")
                 record = feedback_record(sent, status.outcome, now, note=note, reason_code=status.reason,
                                          via="pacs.002", by=f"pacs.002:{status.message_id}")
-                await self.desk.apply(record, now)
+                applied = await self.desk.apply(record, now)
+                if applied.first:
+                    took = (now - datetime.fromisoformat(sent.issued_at)).total_seconds()
+                    self.first_feedback.labels(sent.institution).observe(max(0.0, took))
             except Exception:
                 self.counted.labels("failed").inc()
                 raise

@@ -126,7 +126,8 @@ def add_top(sub: argparse._SubParsersAction) -> None:
                       "Show a live view of running workers, scraped from their /metrics: events per second, p99 "
                       "decision latency, commands, dead letters and consumer lag.",
                       reads=("web_host", "web_port"))
-    top.add_argument("--url", action="append", help="a worker's /metrics URL; repeat for several "
+    top.add_argument("--url", action="append", help="a worker's /metrics URL; repeat for several, and add the "
+                     "agency API's to see the time to act on commands "
                      "(default: http://SEKAT_WEB_HOST:SEKAT_WEB_PORT/metrics)")
     top.add_argument("--interval", type=float, default=2.0, help="seconds between scrapes (default 2)")
     top.add_argument("--once", action="store_true", help="print one frame (two scrapes --interval apart) and exit")
