@@ -162,3 +162,37 @@ def test_the_api_counts_feedback_and_the_time_to_act(loop: Loop) -> None:
     assert 'sekat_feedback_total{institution="CIBBMYKL",outcome="executed"} 1.0' in page
     assert 'sekat_command_time_to_act_seconds_count{action="FREEZE_ACCOUNT",institution="CIBBMYKL"} 1.0' in page
     assert 'sekat_command_first_feedback_seconds_count{institution="CIBBMYKL"} 1.0' in page
+
+
+def test_the_readme_example_verifies_a_relayed_command_and_sends_its_feedback(loop: Loop) -> None:
+    """README's institution example, run as written: a webhook signed as the relay signs it is verified, the
+    command acted on, and its feedback reaches the real API and the entry's history; a forgery is refused."""
+    import re
+    from datetime import datetime, timezone
+
+    from standardwebhooks import WebhookVerificationError
+
+    from sekat.institutions import parse_institutions
+    from sekat.relay.signing import webhook_headers
+
+    s = loop.worker.settings
+    [freeze] = [c for c in loop.out.matching(for_event(f"{MSG_ID}/1", s.topic_freeze))
+                if c.json["action"] == "FREEZE_ACCOUNT"][:1]
+    code = re.search(r"```python\n(.*?)```", (Path(__file__).resolve().parents[2] / "README.md").read_text(),
+                     re.S).group(1)  # type: ignore[union-attr]
+    acted: list[dict[str, Any]] = []
+    namespace: dict[str, Any] = {"act_on": lambda command: acted.append(command) or "already_closed",
+                                 "SEKAT": loop.api.url, "API_KEY": loop.keys["CIBBMYKL"]}
+    exec(code, namespace)  # noqa: S102 - the README's own example
+    secret = re.search(r'Webhook\("(whsec_[^"]+)"\)', code).group(1)  # type: ignore[union-attr]
+    [bank] = parse_institutions({"institutions": [{"id": "CIBBMYKL", "url": "https://hooks.example/",
+                                                   "secrets": [secret]}]}, False).values()
+    headers = webhook_headers(freeze.json["command_id"], int(datetime.now(timezone.utc).timestamp()), freeze.value,
+                              bank.keys)
+    assert namespace["receive"](freeze.value, headers) == 204
+    assert acted == [freeze.json]
+    said = [f for f in loop.entry()["feedback_history"] if f["command_id"] == freeze.json["command_id"]]
+    assert [(f["outcome"], f["institution"]) for f in said] == [("already_closed", "CIBBMYKL")]
+    with pytest.raises(WebhookVerificationError):
+        namespace["receive"](freeze.value.replace(b"FREEZE", b"UNFREEZE"), headers)
+    assert len(acted) == 1
