@@ -62,6 +62,9 @@ class FeedbackStore:
     def from_url(cls, url: str, prefix: str = "sekat:", timeout_ms: int = TIMEOUT_MS) -> "FeedbackStore":
         return cls(async_client(url, timeout_ms), prefix)
 
+    async def close(self) -> None:
+        await self._redis.aclose()
+
     async def _run(self, queue: Any) -> list[Any]:
         try:
             pipe = self._redis.pipeline(transaction=False)
