@@ -10,6 +10,8 @@
                                             rate-limited per client address and in all
     api/feedback.py  POST /v1/feedback      an institution reports what became of a command addressed to it
                                             (scope feedback, an institution's key)
+    api/institutions.py PUT, DELETE /v1/institutions/{id}   configure an institution `sekat relay` delivers to
+                                            (scope institutions; secrets never returned nor logged)
     brake/routes.py  GET  /v1/brake         the safety brake: what it switched to shadow (scope read)
                      POST /v1/brake/rearm   re-arm one target (scope rearm)
     api/probes.py    GET  /healthz          200 while Redis and a Kafka broker answer (each within 2 s), else
@@ -36,7 +38,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from sekat.api import entries, feedback, probes, reports
+from sekat.api import entries, feedback, institutions, probes, reports
 from sekat.api.clients import Clients
 from sekat.api.errors import HANDLERS
 from sekat.api.limits import BodyLimit
@@ -69,7 +71,8 @@ def create_api(settings: Settings, clock: Clock = utcnow) -> FastAPI:
     # The last added is the outermost: every request is counted, a 413 from BodyLimit too.
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, on_refusal=metrics.body_too_large.inc)
     app.add_middleware(RequestMetrics, metrics=metrics)
-    for router in (reports.router, entries.router, feedback.router, brake.router, probes.router):
+    for router in (reports.router, entries.router, feedback.router, institutions.router, brake.router,
+                   probes.router):
         app.include_router(router)
     return app
 

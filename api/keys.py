@@ -10,7 +10,8 @@ full key is shown once, by ``sekat apikey create``.
 
 Scopes: ``report`` (file reported), ``confirm`` (file confirmed), ``revoke``,
 ``read`` (look an entry up with its history; see the safety brake), ``rearm`` (re-arm a
-target the safety brake switched to shadow), ``feedback`` (report the outcome of a command).
+target the safety brake switched to shadow), ``feedback`` (report the outcome of a command),
+``institutions`` (configure the institutions ``sekat relay`` delivers to, with their secrets).
 
 A key may belong to an institution (``sekat apikey create --institution MBBEMYKL``: a bank's
 BIC8 or a telco's operator code, as its commands are keyed). Such a key holds the ``feedback``
@@ -45,7 +46,7 @@ from sekat.rules.registry import AutoReport
 # The sources of the rules' automatic reports (rules/registry.py, rules/follow_money.py), as the reports agent
 # stores every source: upper case.
 RULE_SOURCES = frozenset(source.upper() for source in (AutoReport("", 1).source, FOLLOW_SOURCE))
-SCOPES = ("report", "confirm", "revoke", "read", "rearm", "feedback")
+SCOPES = ("report", "confirm", "revoke", "read", "rearm", "feedback", "institutions")
 INSTITUTION_SCOPES = ("feedback",)
 _AGENCY_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 _INSTITUTION = re.compile(r"^[A-Z0-9._-]{1,32}$")  # as sekat.institutions checks an institution's id

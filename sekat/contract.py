@@ -547,6 +547,19 @@ class Notice(Struct, kw_only=True):
     notes: Annotated[list[str], Meta(description="their notes, as they wrote them")]
 
 
+# -- institutions configured for the relay (SEKAT_TOPIC_INSTITUTIONS) ------------------------------------------------
+class InstitutionConfig(Struct, kw_only=True):
+    """An institution ``sekat relay`` delivers to, as PUT /v1/institutions/{id} configured it (keyed by its id;
+    a record with no value removes it). Holds its signing secrets: readable by the relay's principal alone."""
+
+    id: Annotated[str, Meta(pattern=OPERATOR_OUT, description="BIC8 or operator code, as its commands are keyed")]
+    url: Annotated[str, Meta(pattern=r"^https?://", description="its endpoint (https; http://127.0.0.1 for tests)")]
+    secrets: Annotated[list[Annotated[str, Meta(pattern=r"^whsec_[A-Za-z0-9+/=]+$")]], Meta(
+        min_length=1, max_length=2, description="one or two whsec_ signing secrets, the new one first")]
+    updated_at: OutTime
+    updated_by: Annotated[str, Meta(description="the agency and API key that configured it")]
+
+
 # -- the schema files --------------------------------------------------------------------------------------------------
 _ANNOTATED_REPORT = Annotated[Report, Meta(extra_json_schema=_REPORT_BANK)]
 
@@ -565,6 +578,7 @@ MESSAGES: dict[str, tuple[str, Any]] = {
     "undelivered-command": ("UndeliveredCommand", UndeliveredCommand),
     "feedback": ("Feedback", Feedback),
     "notice": ("Notice", Notice),
+    "institution": ("InstitutionConfig", InstitutionConfig),
 }
 _DESCRIPTIONS = {
     "bank-command": "A command to a bank (SEKAT_TOPIC_FREEZE, keyed by the bank's BIC8), by action.",

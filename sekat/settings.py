@@ -82,6 +82,7 @@ class Settings:
     topic_undelivered: str = "sekat.commands.undelivered"
     topic_feedback: str = "sekat.feedback"
     topic_notices: str = "sekat.notices"
+    topic_institutions: str = "sekat.institutions"
     topic_partitions: int = 4
     command_routing: str = "shared"
     route_banks: str = ""
@@ -509,6 +510,8 @@ SETTINGS_DOC: dict[str, str] = {
                       "pacs.002 status reports for held payments (docs/webhooks.md).",
     "topic_notices": "Notices to the listing agency about an entry, keyed by the entry: put into review by "
                      "false_positive feedback, or flagged for the victim-mule process.",
+    "topic_institutions": "Institutions configured through the agency API (PUT /v1/institutions/{id}) for `sekat "
+                          "relay`, with their signing secrets (compacted, keyed by id; readable by the relay alone).",
     "topic_partitions": "Partitions for topics that `sekat topics` creates.",
     "command_routing": "shared (every bank reads SEKAT_TOPIC_FREEZE, every telco SEKAT_TOPIC_BLOCK) or "
                        "per-institution (each listed institution gets its own topic; see docs/security.md).",

@@ -10,10 +10,12 @@
   renewals), ``sekat.decisions`` (the audit record of a safety-brake
   re-arm or of a review trip, written before it takes effect), ``sekat.feedback``
   (institutions' feedback) and ``sekat.notices`` (notices to the listing
-  agency), and nothing else; the worker writes ``sekat.feedback`` and
+  agency) and ``sekat.institutions`` (institutions configured for the relay),
+  and nothing else; the worker writes ``sekat.feedback`` and
   ``sekat.notices`` too (a pacs.002 status report is feedback);
 - the webhook relay's principal (``sekat relay``, when given) reads the command
-  topics (shared and per-institution), writes ``sekat.commands.undelivered``
+  topics (shared and per-institution) and ``sekat.institutions`` (the only
+  reader of the secrets there), writes ``sekat.commands.undelivered``
   and owns its consumer group ``{SEKAT_APP_ID}.relay``;
 - each bank writes transfers and reads only ``{SEKAT_TOPIC_FREEZE}.{BIC8}``;
   each operator writes calls and reads only ``{SEKAT_TOPIC_BLOCK}.{OPERATOR}``
@@ -71,11 +73,14 @@ def acl_plan(settings: Settings, sekat: str, api: str, institutions: Mapping[str
         Acl(api, "topic", settings.topic_decisions, "literal", write),
         Acl(api, "topic", settings.topic_feedback, "literal", write),
         Acl(api, "topic", settings.topic_notices, "literal", write),
+        # Institutions configured through the API, with their signing secrets: the relay alone reads them.
+        Acl(api, "topic", settings.topic_institutions, "literal", write),
     ]
     if relay is not None:
         plan += [Acl(relay, "topic", settings.topic_freeze, "prefixed", read),
                  Acl(relay, "topic", settings.topic_block, "prefixed", read),
                  Acl(relay, "topic", settings.topic_undelivered, "literal", write),
+                 Acl(relay, "topic", settings.topic_institutions, "literal", read),
                  Acl(relay, "group", f"{settings.app_id}.relay", "literal", read)]
     for code, principal in institutions.items():
         bank_topic, operator_topic = routes.get((True, code)), routes.get((False, code))

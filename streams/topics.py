@@ -47,6 +47,7 @@ def topic_specs(settings: Settings, replication: int | None = None) -> list[NewT
         settings.topic_deadletter: (1, {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)} | isr),
         settings.topic_undelivered: (1, {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)} | isr),
         settings.topic_feedback: (parts, {"cleanup.policy": "compact"} | isr),
+        settings.topic_institutions: (1, {"cleanup.policy": "compact"} | isr),
         settings.topic_notices: (1, {"cleanup.policy": "delete", "retention.ms": str(90 * 24 * 3600 * 1000)} | isr),
     }
     # Per-institution routing: each listed bank's and operator's own command topic (docs/security.md).

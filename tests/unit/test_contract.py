@@ -111,7 +111,8 @@ SCHEMA_TOPIC = {"bank-command": SETTINGS.topic_freeze, "telco-command": SETTINGS
                 "decision": SETTINGS.topic_decisions, "release-audit": SETTINGS.topic_decisions,
                 "brake-audit": SETTINGS.topic_decisions, "deadletter": SETTINGS.topic_deadletter,
                 "report": SETTINGS.topic_reports, "undelivered-command": SETTINGS.topic_undelivered,
-                "feedback": SETTINGS.topic_feedback, "notice": SETTINGS.topic_notices}
+                "feedback": SETTINGS.topic_feedback, "notice": SETTINGS.topic_notices,
+                "institution": SETTINGS.topic_institutions}
 
 
 def doc(example_id: str) -> Example:
@@ -494,6 +495,36 @@ def feedback_outputs() -> list[Sent]:
     return written
 
 
+def institution_outputs() -> list[Sent]:
+    """PUT /v1/institutions/AGROMYKL by an authority's key, through the agency API's route."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from sekat.api import institutions
+    from sekat.api.keys import ApiKey
+
+    sent: list[Sent] = []
+    key = ApiKey("3f9a0c1b2d4e", "NSRC", ("institutions",), "2026-01-05T00:00:00.000Z")
+
+    class Keys:
+        async def verify(self, _token: str) -> ApiKey:
+            return key
+
+    async def send(topic: str, value: bytes, record_key: bytes, _late: str) -> None:
+        sent.append((topic, record_key, orjson.loads(value)))
+
+    app = FastAPI()
+    app.include_router(institutions.router)
+    app.state.clients = SimpleNamespace(keys=Keys(), send=send, settings=SETTINGS,
+                                        clock=lambda: at("2026-11-28T09:00:00.000Z"))
+    answer = TestClient(app, headers={"X-API-Key": "any"}).put(
+        "/v1/institutions/agromykl", json={"url": "https://hooks.agrobank.example/sekat/commands",
+                                           "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]})
+    assert answer.status_code == 202, answer.text
+    assert "whsec_" not in answer.text and answer.json()["secrets"] == 1
+    return sent
+
+
 def produced() -> dict[str, Sent]:
     """Output example id -> the record the real code sends for it."""
     transfers, follow, iso20022 = transfer_outputs(), follow_outputs(), pacs008_outputs()
@@ -522,6 +553,7 @@ def produced() -> dict[str, Sent]:
         "notice-review": find(feedback_outputs(), notice="review"),
         "notice-victim": find(feedback_outputs(), notice="victim_mule"),
         "brake-review": find(feedback_outputs(), SETTINGS.topic_decisions, action="trip"),
+        "institution": institution_outputs()[0],
     }
 
 
@@ -716,12 +748,12 @@ def test_each_output_example_is_exactly_what_the_code_writes(ex: Example, real_o
 def test_every_record_the_code_writes_validates_against_its_schema(real_outputs: dict[str, Sent]) -> None:
     written = [*transfer_outputs(), *follow_outputs(), *pacs008_outputs(), *call_outputs(), *release_outputs(),
                *brake_outputs(), *rearm_outputs(), *lift_outputs(),
-               *report_outputs(), *undelivered_outputs(), *feedback_outputs()]
+               *report_outputs(), *undelivered_outputs(), *feedback_outputs(), *institution_outputs()]
     streams = {"transfers": "decision", "calls": "decision", "releases": "release-audit", "brake": "brake-audit"}
     by_topic = {SETTINGS.topic_freeze: "bank-command", SETTINGS.topic_block: "telco-command",
                 SETTINGS.topic_deadletter: "deadletter", SETTINGS.topic_reports: "report",
                 SETTINGS.topic_undelivered: "undelivered-command", SETTINGS.topic_feedback: "feedback",
-                SETTINGS.topic_notices: "notice"}
+                SETTINGS.topic_notices: "notice", SETTINGS.topic_institutions: "institution"}
     seen = set()
     for topic, key, value in written:
         name = streams[value["stream"]] if topic == SETTINGS.topic_decisions else by_topic[topic]
