@@ -1,8 +1,9 @@
 """What the agency API works with, built once per app and kept on ``app.state``.
 
 One Redis client, as the API's own ACL user (``Settings.api_redis``,
-docs/security.md), serves the index, the API keys, the brake's state and the
-rate limits; one Kafka producer (acks=all) carries reports and audit records.
+docs/security.md), serves the index, the API keys, the brake's state, the
+rate limits and institutions' feedback; one Kafka producer (acks=all) carries
+reports, audit records, feedback, notices and the relay's institutions.
 The producer starts lazily: the API answers 503 while Kafka is away and
 recovers by itself. Whether Kafka answers now, not only whether the producer
 once started, is a metadata request bounded to 2 s, its answer kept for 2 s
