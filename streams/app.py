@@ -31,8 +31,10 @@ import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from sekat.blocklist.feedback import FeedbackStore
 from sekat.blocklist.replica import Replica
 from sekat.blocklist.replica_disk import DiskCopy
+from sekat.blocklist.review import FeedbackDesk, Send, Topics
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.guard import Brake, Limits
 from sekat.brake.metrics import BrakeMetrics
@@ -44,10 +46,6 @@ from sekat.metrics.worker import WorkerMetrics
 from sekat.release.acted import ActedStore
 from sekat.release.metrics import ReleaseMetrics
 from sekat.release.sweep import ACTED, Releaser, recording_who_acted, writing_who_acted
-from sekat.streams.sent import SENT, recording_sent, writing_sent
-from sekat.streams.status_reports import StatusReports
-from sekat.blocklist.feedback import FeedbackStore
-from sekat.blocklist.review import FeedbackDesk, Send, Topics
 from sekat.rules.engine import decide_call, decide_transfer
 from sekat.rules.policy import DEFAULT_POLICY_FILE
 from sekat.streams.consumer import ScreeningConsumer
@@ -57,8 +55,10 @@ from sekat.streams.output import OutputBatch, OutputTopics
 from sekat.streams.policy_watch import PolicyWatch
 from sekat.streams.rebuild import IndexGuard
 from sekat.streams.retry import retry, supervise
+from sekat.streams.sent import SENT, recording_sent, writing_sent
 from sekat.streams.screening import Screen, ScreenServices, StreamSteps
 from sekat.streams.state import RuleStateStore
+from sekat.streams.status_reports import StatusReports
 
 import sekat
 from sekat.clock import Clock, utcnow
