@@ -4,12 +4,17 @@
                      POST /v1/revocations   revoke an identifier (scope revoke; reason required)
                      POST /v1/renewals      renew an entry before it expires (scope confirm; at most
                                             SEKAT_RENEWALS_MAX times)
-    api/entries.py   GET  /v1/entries       one entry with its history, its links and its linked group (scope read)
+    api/entries.py   GET  /v1/entries       one entry with its history, its links, its linked group and
+                                            institutions' feedback on it (scope read)
                      GET  /v1/status        public: listed / not listed for entries an agency reported,
                                             rate-limited per client address and in all
     api/appeals.py   POST /v1/appeals       public: appeal a listing (rate-limited per client address); GET
                                             /v1/appeals/{id}/status with its token; scope appeal: GET
                                             /v1/appeals (the agency's open ones), POST .../review, .../decision
+    api/feedback.py  POST /v1/feedback      an institution reports what became of a command addressed to it
+                                            (scope feedback, an institution's key)
+    api/institutions.py PUT, DELETE /v1/institutions/{id}   configure an institution `sekat relay` delivers to
+                                            (scope institutions; secrets never returned nor logged)
     brake/routes.py  GET  /v1/brake         the safety brake: what it switched to shadow (scope read)
                      POST /v1/brake/rearm   re-arm one target (scope rearm)
     api/probes.py    GET  /healthz          200 while Redis and a Kafka broker answer (each within 2 s), else
@@ -39,7 +44,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from sekat.api import appeals, entries, probes, reports
+from sekat.api import appeals, entries, feedback, institutions, probes, reports
 from sekat.api.clients import Clients
 from sekat.api.errors import HANDLERS
 from sekat.api.limits import BodyLimit
@@ -74,7 +79,8 @@ def create_api(settings: Settings, clock: Clock = utcnow) -> FastAPI:
     # The last added is the outermost: every request is counted, a 413 from BodyLimit too.
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, on_refusal=metrics.body_too_large.inc)
     app.add_middleware(RequestMetrics, metrics=metrics)
-    for router in (reports.router, entries.router, appeals.router, brake.router, probes.router):
+    for router in (reports.router, entries.router, appeals.router, feedback.router, institutions.router, brake.router,
+                   probes.router):
         app.include_router(router)
     add_pages(app)
     return app

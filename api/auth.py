@@ -5,7 +5,9 @@ A route that needs a key declares it as a dependency holding its scope::
     key: Annotated[ApiKey, Depends(Caller("report"))]
 
 No key, or one that is unknown or disabled: 401 with ``WWW-Authenticate``.
-A key without the scope: 403. Both name ``X-API-Key`` as the field.
+A key without the scope: 403. Both name ``X-API-Key`` as the field. An
+institution's key (``ApiKey.institution``) may speak only for what is
+addressed to that institution: ``speaks_for`` is the check, 403 otherwise.
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the dependency's annotations at run time.
@@ -28,6 +30,15 @@ def require(key: ApiKey, scope: str) -> None:
     """403 unless ``key`` holds ``scope``."""
     if scope not in key.scopes:
         raise field_error(403, "X-API-Key", f"this key lacks the '{scope}' scope")
+
+
+def speaks_for(key: ApiKey, institution: str, field: str) -> None:
+    """403 naming ``field`` unless ``key`` is the key of ``institution``."""
+    if not key.institution:
+        raise field_error(403, "X-API-Key", "this key does not belong to an institution")
+    if key.institution != institution:
+        raise field_error(403, field, "addressed to another institution: this key speaks only for "
+                                      f"{key.institution}")
 
 
 class Caller:

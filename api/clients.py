@@ -1,8 +1,9 @@
 """What the agency API works with, built once per app and kept on ``app.state``.
 
 One Redis client, as the API's own ACL user (``Settings.api_redis``,
-docs/security.md), serves the index, the API keys, the brake's state and the
-rate limits; one Kafka producer (acks=all) carries reports and audit records.
+docs/security.md), serves the index, the API keys, the brake's state, the
+rate limits and institutions' feedback; one Kafka producer (acks=all) carries
+reports, audit records, feedback, notices and the relay's institutions.
 The producer starts lazily: the API answers 503 while Kafka is away and
 recovers by itself. Whether Kafka answers now, not only whether the producer
 once started, is a metadata request bounded to 2 s, its answer kept for 2 s
@@ -25,6 +26,7 @@ from sekat.blocklist.connection import REDIS_DOWN
 from sekat.api.keys import ApiKeyStore
 from sekat.api.metrics import ApiMetrics
 from sekat.blocklist.appeals import AppealStore
+from sekat.blocklist.feedback import FeedbackStore
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.store import BrakeStore
 from sekat.release.acted import ActedStore
@@ -50,6 +52,7 @@ class Clients:
     brakes: BrakeStore = field(init=False)
     appeals: AppealStore = field(init=False)
     acted: ActedStore = field(init=False)
+    feedback: FeedbackStore = field(init=False)
     protected: frozenset[str] = field(init=False)
     expiry: ExpiryPolicy = field(init=False)
     _producer: AIOKafkaProducer | None = field(default=None, init=False)
@@ -63,6 +66,7 @@ class Clients:
         self.brakes = BrakeStore(self.store.client, settings.redis_prefix)
         self.appeals = AppealStore(self.store.client, settings.redis_prefix)
         self.acted = ActedStore(self.store.client, settings.redis_prefix)
+        self.feedback = FeedbackStore(self.store.client, settings.redis_prefix)
         self.protected = settings.protected_keys()
         self.expiry = settings.expiry_policy()
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sekat.api.auth import Caller
 from sekat.api.clients import ClientsDep
 from sekat.api.errors import error_responses, field_error
+from sekat.api.feedback import entry_feedback
 from sekat.api.keys import RULE_SOURCES, ApiKey
 from sekat.api.limits import client_bucket
 from sekat.blocklist.filing import identifier
@@ -154,7 +155,7 @@ async def linked_group(store: BlocklistStore, start: Entry, now: datetime) -> li
             responses=error_responses(401, 403, 404, 413, 422, 503))
 async def entry(key: Annotated[ApiKey, Depends(Caller("read"))], clients: ClientsDep, phone: Phone = None,
                 account: Account = None, bank: Bank = None) -> dict[str, Any]:
-    """One entry with its full history (who filed what, when and why)."""
+    """One entry with its full history (who filed what, when and why) and institutions' feedback on it."""
     ident = lookup_key(phone, account, bank, clients.settings.phone_region)
     found = await clients.store.get(ident) if ident is not None else None
     if found is None:
@@ -162,6 +163,7 @@ async def entry(key: Annotated[ApiKey, Depends(Caller("read"))], clients: Client
     body = found.to_json()
     body["active"] = found.active_at(clients.clock())
     body["group"] = await linked_group(clients.store, found, clients.clock())
+    body.update(await entry_feedback(clients, found.key))
     return body
 
 

@@ -1,6 +1,7 @@
 """Per-agency API keys, stored hashed in Redis.
 
-    {prefix}apikeys   hash: key id -> {"key_id", "agency", "scopes", "sha256", "created_at", "disabled"}
+    {prefix}apikeys   hash: key id -> {"key_id", "agency", "scopes", "sha256", "created_at", "disabled",
+                                         "institution" (an institution's key only)}
 
 A key is ``sekat_<key id>_<secret>``; only the SHA-256 of the 256-bit random
 secret is stored (a fast hash is enough for a secret that is not a
@@ -10,7 +11,13 @@ full key is shown once, by ``sekat apikey create``.
 Scopes: ``report`` (file reported), ``confirm`` (file confirmed), ``revoke``,
 ``read`` (look an entry up with its history; see the safety brake), ``rearm`` (re-arm a
 target the safety brake switched to shadow), ``appeal`` (list, acknowledge and decide the appeals routed
-to the key's agency; an upheld appeal revokes the entry, docs/appeals.md).
+to the key's agency; an upheld appeal revokes the entry, docs/appeals.md), ``feedback`` (report the outcome
+of a command), ``institutions`` (configure the institutions ``sekat relay`` delivers to, with their secrets).
+
+A key may belong to an institution (``sekat apikey create --institution MBBEMYKL``: a bank's
+BIC8 or a telco's operator code, as its commands are keyed). Such a key holds the ``feedback``
+scope only and speaks only for the commands addressed to that institution; ``feedback`` is
+given to institutions' keys only, so no agency key can speak for an institution.
 
 An agency cannot be named after a source the rules file their automatic
 reports under (``RULE_SOURCES``): the public status check tells those apart
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -39,8 +47,10 @@ from sekat.rules.registry import AutoReport
 # The sources of the rules' automatic reports (rules/registry.py, rules/follow_money.py), as the reports agent
 # stores every source: upper case.
 RULE_SOURCES = frozenset(source.upper() for source in (AutoReport("", 1).source, FOLLOW_SOURCE))
-SCOPES = ("report", "confirm", "revoke", "read", "rearm", "appeal")
+SCOPES = ("report", "confirm", "revoke", "read", "rearm", "appeal", "feedback", "institutions")
+INSTITUTION_SCOPES = ("feedback",)
 _AGENCY_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+_INSTITUTION = re.compile(r"^[A-Z0-9._-]{1,32}$")  # as sekat.institutions checks an institution's id
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +61,13 @@ class ApiKey:
     created_at: str
     disabled: bool = False
     disabled_at: str = ""  # when ``sekat apikey disable`` revoked it (audit)
+    institution: str = ""  # the institution it speaks for (its BIC8 or operator code); empty: an agency's key
 
     def public(self) -> dict[str, object]:
         body: dict[str, object] = {"key_id": self.key_id, "agency": self.agency, "scopes": list(self.scopes),
                                    "created_at": self.created_at, "disabled": self.disabled}
+        if self.institution:
+            body["institution"] = self.institution
         if self.disabled_at:
             body["disabled_at"] = self.disabled_at
         return body
@@ -77,15 +90,26 @@ class ApiKeyStore:
         self._redis = client
         self._hash = f"{prefix}apikeys"
 
-    async def create(self, agency: str, scopes: tuple[str, ...]) -> tuple[ApiKey, str]:
-        """A new key for ``agency``; returns it with the full key string (shown once, never stored)."""
+    async def create(self, agency: str, scopes: tuple[str, ...], institution: str = "") -> tuple[ApiKey, str]:
+        """A new key for ``agency`` (or for ``institution``: then ``agency`` may be empty and is the
+        institution); returns it with the full key string (shown once, never stored)."""
+        institution = institution.strip().upper()
+        if institution:
+            if not _INSTITUTION.match(institution):
+                raise SekatError("--institution must be a BIC8 or an operator code (1-32 letters, digits, '.', "
+                                 "'_' or '-'), as its commands are keyed")
+            if set(scopes) - set(INSTITUTION_SCOPES):
+                raise SekatError(f"an institution's key holds only the {','.join(INSTITUTION_SCOPES)} scope")
+            agency = agency or institution
+        elif set(scopes) & set(INSTITUTION_SCOPES):
+            raise SekatError("the feedback scope is for an institution's key: give --institution")
         agency = agency.strip().upper()
         if not agency or len(agency) > 64 or not set(agency) <= _AGENCY_CHARS:
             raise SekatError("--agency must be 1-64 letters, digits, '_', '-' or '.' (e.g. PDRM)")
         if agency in RULE_SOURCES:
             raise SekatError(f"--agency {agency} is the source of the rules' automatic reports; name the agency")
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-        key = ApiKey(key_id, agency, scopes, iso(datetime.now(timezone.utc)))
+        key = ApiKey(key_id, agency, scopes, iso(datetime.now(timezone.utc)), institution=institution)
         record = {**key.public(), "sha256": _digest(secret)}
         await self._call(self._redis.hset(self._hash, key_id, orjson.dumps(record)))
         return key, f"sekat_{key_id}_{secret}"
@@ -122,7 +146,7 @@ class ApiKeyStore:
     def _key(record: dict[str, Any]) -> ApiKey:
         return ApiKey(str(record["key_id"]), str(record["agency"]), tuple(record["scopes"]),
                       str(record["created_at"]), bool(record.get("disabled", False)),
-                      str(record.get("disabled_at", "")))
+                      str(record.get("disabled_at", "")), str(record.get("institution", "")))
 
     @staticmethod
     async def _call(awaitable: Awaitable[Any]) -> Any:

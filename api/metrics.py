@@ -4,7 +4,9 @@
 route template, method and status code, their latency, rate-limit refusals by
 limit (api/clients.py counts them where each limit is decided) and bodies
 refused as too large (api/limits.py), and open appeals by stage and past their
-deadlines (refreshed from Redis at each scrape, api/appeals.py). ``create_api`` builds one per app on a
+deadlines (refreshed from Redis at each scrape, api/appeals.py).and institutions' feedback on commands
+(api/feedback.py): by institution and outcome, the time from a command to its
+first feedback, and to ``executed`` by institution and action. ``create_api`` builds one per app on a
 fresh ``CollectorRegistry``, so two apps in one process (tests) never share
 counts. Labels are bounded: a route template (``/v1/entries``, never a query
 string or identifier; ``unrouted`` when no route ran: an unknown path, or a
@@ -15,6 +17,8 @@ list (else ``other``), a status code.
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from sekat.blocklist.feedback import ACT_BUCKETS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # The ``limit`` label of sekat_api_rate_limited_total, by the rate limiter's bucket (api/clients.py).
@@ -44,6 +48,15 @@ class ApiMetrics:
         self.appeals_overdue = Gauge("sekat_appeals_overdue", "Open appeals past a deadline: acknowledge "
                                      "(SEKAT_APPEAL_ACKNOWLEDGE_S, still received) or decide "
                                      "(SEKAT_APPEAL_DECIDE_S, still open)", ("deadline",), registry=self.registry)
+        # Institution label values: the institutions of API keys that sent feedback (one per key holder).
+        self.feedback = Counter("sekat_feedback_total", "Feedback on commands, by institution and outcome",
+                                ("institution", "outcome"), registry=self.registry)
+        self.first_feedback = Histogram("sekat_command_first_feedback_seconds", "From a command's issue to the "
+                                        "first feedback on it, by institution", ("institution",),
+                                        registry=self.registry, buckets=ACT_BUCKETS)
+        self.time_to_act = Histogram("sekat_command_time_to_act_seconds", "From a command's issue to its "
+                                     "institution's executed feedback, by institution and action",
+                                     ("institution", "action"), registry=self.registry, buckets=ACT_BUCKETS)
         for limit in LIMITS.values():  # shown at 0 from the start, so rate() works on the first refusal
             self.rate_limited.labels(limit)
 

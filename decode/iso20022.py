@@ -12,8 +12,10 @@ Two renderings are read, told apart by the first non-blank byte (or an XML byte 
 
 ``read_message`` gives a ``Message``: its kind and, for a pacs.008 (version 08 or later), the fields of the
 group header and of each ``CdtTrfTxInf`` as {path: text} (``HEADER_PATHS``, ``TX_PATHS``), so one mapping
-(decode/pacs008.py) serves both renderings. A pacs.002 status report is recognised and nothing of it is
-read. Anything else raises ``Bad``: ``not_xml``, ``forbidden_dtd``, ``not_json``, ``not_object``,
+(decode/pacs008.py) serves both renderings. Of a pacs.002 status report, the group header's ``MsgId`` and
+each ``TxInfAndSts``'s original ids, status and reason are read (``STATUS_PATHS``; the group's status for a
+transaction without one); a status report is never refused, it only yields fewer statuses. Anything else
+raises ``Bad``: ``not_xml``, ``forbidden_dtd``, ``not_json``, ``not_object``,
 ``wrong_type``, ``missing_field``, ``unsupported_message`` or ``unsupported_version``.
 
 Safety: no DTD is ever loaded, no entity is expanded, no network is touched (lxml parser with
@@ -48,6 +50,68 @@ class Message(NamedTuple):
 
 
 STATUS_REPORT = Message(PACS002, {}, [])
+# Read of each TxInfAndSts of a pacs.002 (relative to it), and of the group's status (relative to the message).
+STATUS_PATHS = {"end_to_end_id": "OrgnlEndToEndId", "tx_id": "OrgnlTxId", "uetr": "OrgnlUETR", "status": "TxSts",
+                "reason": "StsRsnInf/Rsn/Cd", "reason_prtry": "StsRsnInf/Rsn/Prtry"}
+GROUP_STATUS_PATHS = {"status": "OrgnlGrpInfAndSts/GrpSts", "reason": "OrgnlGrpInfAndSts/StsRsnInf/Rsn/Cd"}
+MAX_STATUSES = 10_000  # transactions read of one status report
+MAX_ID_CHARS = 128  # of an id, a status or a reason read from a status report
+
+
+def _status_fields(read: Any, paths: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for name, path in paths.items():
+        text = read(path)
+        if isinstance(text, (str, int, float)) and not isinstance(text, bool) and str(text).strip():
+            out[name] = str(text).strip()[:MAX_ID_CHARS]
+    if "reason" not in out and "reason_prtry" in out:
+        out["reason"] = out["reason_prtry"]
+    out.pop("reason_prtry", None)
+    return out
+
+
+def _status_report(header: dict[str, str], group: dict[str, str], txs: list[dict[str, str]]) -> Message:
+    """The report's transactions that have a status: their own, else the group's (with the group's reason)."""
+    transactions = []
+    for tx in txs[:MAX_STATUSES]:
+        if "status" not in tx and "status" in group:
+            tx = {**group, **tx}
+        if "status" in tx:
+            transactions.append(tx)
+    return Message(PACS002, header, transactions)
+
+
+def _xml_status_report(body: Any, namespace: str) -> Message:
+    ns = f"{{{namespace}}}"
+
+    def reader(element: Any) -> Any:
+        return lambda path: element.findtext("/".join(ns + step for step in path.split("/")))
+
+    header = _status_fields(reader(body), {"MsgId": "GrpHdr/MsgId"})
+    group = _status_fields(reader(body), GROUP_STATUS_PATHS)
+    txs = [_status_fields(reader(tx), STATUS_PATHS) for tx in body.iterfind(ns + "TxInfAndSts")]
+    return _status_report(header, group, txs)
+
+
+def _json_status_report(body: Any) -> Message:
+    def reader(node: Any) -> Any:
+        def read(path: str) -> Any:
+            value = node
+            for step in path.split("/"):
+                if isinstance(value, list):
+                    value = value[0] if value else None
+                value = value.get(step) if isinstance(value, dict) else None
+            return value
+        return read
+
+    if not isinstance(body, dict):
+        return STATUS_REPORT
+    header = _status_fields(reader(body), {"MsgId": "GrpHdr/MsgId"})
+    group = _status_fields(reader(body), GROUP_STATUS_PATHS)
+    raw = body.get("TxInfAndSts")
+    txs = [_status_fields(reader(tx), STATUS_PATHS)
+           for tx in (raw if isinstance(raw, list) else [raw]) if isinstance(tx, dict)]
+    return _status_report(header, group, txs)
 
 
 def read_message(raw: bytes) -> Message:
@@ -561,7 +625,7 @@ def _read_xml(raw: bytes) -> Message:
         raise Bad("unsupported_message", "/Document", "Document must hold exactly one message element")
     body = root[0]
     if kind == PACS002:
-        return STATUS_REPORT
+        return _xml_status_report(body, namespace)
     if kind != PACS008 or body.tag != f"{{{namespace}}}FIToFICstmrCdtTrf":
         raise Bad("unsupported_message", "/Document/" + etree.QName(body).localname,
                   f"{kind} is not screened; expected pacs.008 FIToFICstmrCdtTrf")
@@ -602,7 +666,7 @@ def _read_json(raw: bytes) -> Message:
     if not isinstance(document, dict):
         raise Bad("wrong_type", "/Document", "must be an object")
     if _STATUS_KEYS[0] in document or _STATUS_KEYS[1] in document:
-        return STATUS_REPORT
+        return _json_status_report(document.get(_STATUS_KEYS[0], document.get(_STATUS_KEYS[1])))
     body = document.get(_BODY_KEYS[0])
     if body is None:
         body = document.get(_BODY_KEYS[1])

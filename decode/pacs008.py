@@ -2,8 +2,10 @@
 
 The message is read by decode/iso20022.py (XML with or without a business application header envelope,
 or the JSON rendering; pacs.008.001.08 or later) into the text of its fields; this module maps those onto
-the Transfer contract. A ``pacs.002`` status report yields ``Skipped("pacs.002")``: Sekat screens credit
-transfers only, so a status report is counted (``sekat_events_total{outcome="SKIPPED"}``) and acked.
+the Transfer contract. A ``pacs.002`` status report yields ``Skipped("pacs.002", statuses)``: Sekat screens
+credit transfers only, so a status report is counted (``sekat_events_total{outcome="SKIPPED"}``) and acked,
+and each of its transactions' statuses (``PaymentStatus``) on a payment Sekat held becomes that hold's
+outcome (streams/status_reports.py).
 
 Mapping (paths relative to ``CdtTrfTxInf``):
 
@@ -54,7 +56,7 @@ from sekat.decode.iso20022 import ROOT
 from sekat.errors import InvalidIdentifier
 from sekat.identifiers import (AccountId, MemberKey, normalise_account, normalise_bank, normalise_phone,
                                scheme_account)
-from sekat.records import Party, Proxy, Rejection, Skipped, Transfer
+from sekat.records import Party, PaymentStatus, Proxy, Rejection, Skipped, Transfer
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +77,20 @@ def decode_pacs008(raw: bytes | None, max_bytes: int = 65536, region: str = "MY"
     try:
         message = iso20022.read_message(fields.sized(raw, max_bytes))
         if message.kind == iso20022.PACS002:
-            return [Skipped(message.kind)]
+            return [Skipped(message.kind, statuses(message))]
         return _transfers(message.header, message.transactions, region, members)
     except Bad as bad:
         return [bad.rejection]
     except Exception as exc:  # noqa: BLE001 - no input may stop the worker; a bug here is counted, kept
         log.exception("pacs.008 adapter failed on a message")
         return [Rejection("internal_error", f"adapter failed: {type(exc).__name__}")]
+
+
+def statuses(message: iso20022.Message) -> tuple[PaymentStatus, ...]:
+    """The payment statuses of a pacs.002 as read (``iso20022.STATUS_PATHS``)."""
+    msg_id = message.header.get("MsgId", "")
+    return tuple(PaymentStatus(msg_id, tx["status"], tx.get("reason", ""), tx.get("end_to_end_id", ""),
+                               tx.get("tx_id", ""), tx.get("uetr", "")) for tx in message.transactions)
 
 
 def _transfers(header: dict[str, str], transactions: list[dict[str, str]], region: str,

@@ -43,7 +43,7 @@ import msgspec
 import orjson
 
 from sekat.identifiers import AccountId, PhoneNumber
-from sekat.records import Party, Proxy, Rejection, Skipped, Transfer
+from sekat.records import Party, PaymentStatus, Proxy, Rejection, Skipped, Transfer
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class DecodedChunk(msgspec.Struct, array_like=True):
     kinds: bytes  # per result: T (transfer), R (rejection), S (skipped)
     transfers: list[FlatTransfer]  # sent as tuples (``flatten_transfer``), read back as structs
     rejections: list[tuple[str, str, str]]
-    skipped: list[str]
+    skipped: list[tuple[str, list[tuple[str, str, str, str, str, str]]]]  # message, its payment statuses
 
 
 def pack_chunk(results: Sequence[Any]) -> DecodedChunk:
@@ -155,7 +155,7 @@ def pack_chunk(results: Sequence[Any]) -> DecodedChunk:
     kinds = bytearray()
     transfers: list[Any] = []
     rejections: list[tuple[str, str, str]] = []
-    skipped: list[str] = []
+    skipped: list[tuple[str, list[tuple[str, str, str, str, str, str]]]] = []
     for result in results:
         items = result if type(result) is list else (result,)
         shape.append(len(items) if type(result) is list else -1)
@@ -168,7 +168,8 @@ def pack_chunk(results: Sequence[Any]) -> DecodedChunk:
                 rejections.append((item.reason, item.message, item.field))
             elif isinstance(item, Skipped):
                 kinds.append(83)  # S
-                skipped.append(item.message)
+                skipped.append((item.message, [(p.message_id, p.status, p.reason, p.end_to_end_id, p.tx_id, p.uetr)
+                                               for p in item.statuses]))
             else:
                 raise TypeError(f"cannot send {type(item).__name__} from a decode process")
     return DecodedChunk(shape, bytes(kinds), transfers, rejections, skipped)
@@ -187,7 +188,8 @@ def unpack_chunk(chunk: DecodedChunk) -> list[Any]:
             return rebuild_transfer(next(transfers))
         if kind == 82:
             return Rejection(*next(rejections))
-        return Skipped(next(skipped))
+        message, statuses = next(skipped)
+        return Skipped(message, tuple(PaymentStatus(*status) for status in statuses))
 
     return [item() if n < 0 else [item() for _ in range(n)] for n in chunk.shape]
 

@@ -5,7 +5,9 @@ scrapes of the same worker divided by the time between them, summed over
 workers; latency quantiles are interpolated from the histogram buckets'
 differences the way Prometheus's ``histogram_quantile`` does. The safety
 brake's line shows what it holds in shadow (by dimension) and every trip
-between the two scrapes. ``render`` is a
+between the two scrapes. Given the agency API's ``/metrics`` too (another ``--url``), the time from a command
+to its institution's ``executed`` feedback is shown per institution and action: the median since the API
+started, from the cumulative buckets (feedback is too rare for a rate over seconds). ``render`` is a
 pure function of two scrapes, so a frame is testable without a terminal.
 """
 
@@ -204,9 +206,35 @@ def render(before: Sequence[Scrape], after: Sequence[Scrape], now: datetime | No
     on = "   ".join(f"{d} {n:,.0f}" for d, n in sorted(engaged.items()) if n > 0)
     lines.append(f"safety brake   {'ENGAGED   ' + on if on else 'none engaged'}   trips {tripped:,.0f} "
                  f"(since start {trips_since:,.0f})   errors/s {_num(brake_errors)}")
+    acting = time_to_act(up)
+    if acting:
+        lines.append("time to act    " + "   ".join(
+            f"{institution} {action} p50 {_duration(p50)} ({n:,.0f})" for (institution, action), (p50, n) in acting))
     for s in down:
         lines.append(f"DOWN           {s.url}   {s.error}")
     return "\n".join(lines) + "\n"
+
+
+def time_to_act(scrapes: Sequence[Scrape], limit: int = 6) -> list[tuple[tuple[str, str], tuple[float, float]]]:
+    """(institution, action) -> (median seconds to executed, commands), the most commands first, since start."""
+    buckets: dict[tuple[str, str], dict[float, float]] = {}
+    for s in scrapes:
+        for labels, value in s.values("sekat_command_time_to_act_seconds_bucket"):
+            key = (labels.get("institution", "?"), labels.get("action", "?"))
+            le = float(labels.get("le", "inf"))
+            buckets.setdefault(key, {})[le] = buckets.get(key, {}).get(le, 0.0) + value
+    found = []
+    for key, counts in buckets.items():
+        p50 = quantile(0.5, counts)
+        if p50 is not None:
+            found.append((key, (p50, counts[max(counts)])))
+    return sorted(found, key=lambda kv: (-kv[1][1], kv[0]))[:limit]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def run(urls: Sequence[str], interval: float, once: bool, write: Callable[[str], object],

@@ -552,6 +552,61 @@ class UndeliveredCommand(Struct, kw_only=True):
         "the command record's value as it was on its topic (the webhook body), base64"))]
 
 
+# -- feedback (SEKAT_TOPIC_FEEDBACK) and notices to the listing agency (SEKAT_TOPIC_NOTICES) ----------------------------
+FeedbackOutcome = Literal["executed", "not_found", "already_closed", "false_positive", "customer_is_victim",
+                          "accepted", "rejected", "pending"]
+
+
+class Feedback(Struct, kw_only=True):
+    """An institution's word on a command it received: the latest one per command is kept (compacted topic)."""
+
+    command_id: Annotated[uuid.UUID, Meta(description="the command's command_id (the webhook-id); the record key")]
+    institution: Annotated[str, Meta(pattern=OPERATOR_OUT, description="the institution the command was for")]
+    outcome: Annotated[FeedbackOutcome, Meta(description=(
+        "executed, not_found, already_closed, false_positive, customer_is_victim (POST /v1/feedback); "
+        "accepted, rejected, pending (a pacs.002 status report on a held payment)"))]
+    note: Annotated[str, Meta(max_length=1000, description="free text from the institution; may be empty")]
+    case_ref: Annotated[str, Meta(max_length=128, description="the institution's case reference; may be empty")]
+    reason_code: Annotated[str, Meta(max_length=35, description=(
+        "pacs.002: the status reason code (ISO 20022 ExternalStatusReason1Code, e.g. AC04); else empty"))]
+    action: Annotated[str, Meta(description="the command's action, e.g. FREEZE_ACCOUNT")]
+    issued_at: Annotated[OutTime, Meta(description="when the command was issued")]
+    received_at: OutTime
+    entries: Annotated[list[str], Meta(description="keys of the entries behind the command")]
+    via: Annotated[Literal["api", "pacs.002"], Meta(description="how it came: the agency API or a status report")]
+    by: Annotated[str, Meta(description="the API key id that sent it (api:<key id>), or the pacs.002 message id")]
+
+
+class Notice(Struct, kw_only=True):
+    """Tells the agency that listed an entry what institutions' feedback did to it (keyed by the entry key)."""
+
+    notice_id: Annotated[str, Meta(description="notice-<uuid5>: the same for the same notice sent again")]
+    notice: Annotated[Literal["review", "victim_mule"], Meta(description=(
+        "review: false_positive feedback from SEKAT_FEEDBACK_FALSE_POSITIVE_INSTITUTIONS institutions put the "
+        "entry into review (its matches are in shadow until re-armed); victim_mule: a mule account's holder "
+        "was reported a victim (the account stays frozen)"))]
+    identifier: Annotated[str, Meta(description="the entry: account:BIC8:number or phone:+E164")]
+    agency: Annotated[str, Meta(description="the source of the entry's status: the agency that listed it")]
+    case_ref: Annotated[str, Meta(description="the entry's case reference; may be empty")]
+    at: OutTime
+    institutions: Annotated[list[str], Meta(description="the institutions whose feedback led to it")]
+    command_ids: list[uuid.UUID]
+    notes: Annotated[list[str], Meta(description="their notes, as they wrote them")]
+
+
+# -- institutions configured for the relay (SEKAT_TOPIC_INSTITUTIONS) ------------------------------------------------
+class InstitutionConfig(Struct, kw_only=True):
+    """An institution ``sekat relay`` delivers to, as PUT /v1/institutions/{id} configured it (keyed by its id;
+    a record with no value removes it). Holds its signing secrets: readable by the relay's principal alone."""
+
+    id: Annotated[str, Meta(pattern=OPERATOR_OUT, description="BIC8 or operator code, as its commands are keyed")]
+    url: Annotated[str, Meta(pattern=r"^https?://", description="its endpoint (https; http://127.0.0.1 for tests)")]
+    secrets: Annotated[list[Annotated[str, Meta(pattern=r"^whsec_[A-Za-z0-9+/=]+$")]], Meta(
+        min_length=1, max_length=2, description="one or two whsec_ signing secrets, the new one first")]
+    updated_at: OutTime
+    updated_by: Annotated[str, Meta(description="the agency and API key that configured it")]
+
+
 # -- the schema files --------------------------------------------------------------------------------------------------
 _ANNOTATED_REPORT = Annotated[Report, Meta(extra_json_schema=_REPORT_BANK)]
 
@@ -569,6 +624,9 @@ MESSAGES: dict[str, tuple[str, Any]] = {
     "appeal": ("Appeal", Appeal),
     "deadletter": ("DeadLetter", DeadLetter),
     "undelivered-command": ("UndeliveredCommand", UndeliveredCommand),
+    "feedback": ("Feedback", Feedback),
+    "notice": ("Notice", Notice),
+    "institution": ("InstitutionConfig", InstitutionConfig),
 }
 _DESCRIPTIONS = {
     "bank-command": "A command to a bank (SEKAT_TOPIC_FREEZE, keyed by the bank's BIC8), by action.",

@@ -11,7 +11,7 @@ serialises those back to JSON.
                   entry's older reports folded: SourceTally, Standing)
     output        Decision (its Matches), Command (its Action)
     the edge      Rejection (why an input is dead-lettered), Skipped (a message that is not an
-                  event), Source (the Kafka record an input came from)
+                  event; a pacs.002's PaymentStatus), Source (the Kafka record an input came from)
 
 The records built for every event (``Transfer``, ``Call``, their parties and
 the ``Decision``) are frozen ``msgspec.Struct``s, several times cheaper to
@@ -509,14 +509,40 @@ class Rejection:
     field: str = ""
 
 
+# ISO 20022 transaction status codes (ExternalPaymentTransactionStatus1Code) -> the outcome a status report gives
+# the command that held the payment; any other code (RCVD, PDNG, ACTC, ...) is ``pending``.
+REJECTED_STATUSES = frozenset({"RJCT", "CANC"})
+ACCEPTED_STATUSES = frozenset({"ACCC", "ACCP", "ACSC", "ACSP", "ACWC", "ACWP", "ACFC", "ACIS", "PART"})
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentStatus:
+    """One transaction's status in a pacs.002 status report, with the ids that name the payment."""
+
+    message_id: str  # the report's GrpHdr/MsgId
+    status: str  # TxSts (or the group's GrpSts), e.g. ACSC, RJCT, PDNG
+    reason: str = ""  # StsRsnInf/Rsn/Cd (or Prtry), e.g. AC04
+    end_to_end_id: str = ""
+    tx_id: str = ""
+    uetr: str = ""
+
+    @property
+    def outcome(self) -> str:
+        if self.status in REJECTED_STATUSES:
+            return "rejected"
+        return "accepted" if self.status in ACCEPTED_STATUSES else "pending"
+
+
 @dataclass(frozen=True, slots=True)
 class Skipped:
     """A recognised input message that is not an event to decide (e.g. a pacs.002 status report).
 
-    Counted as ``sekat_events_total{outcome="SKIPPED"}`` and acked; nothing is emitted for it.
+    Counted as ``sekat_events_total{outcome="SKIPPED"}`` and acked; no decision is made for it. A status
+    report's transactions come with it (``statuses``): one on a payment Sekat held is that hold's outcome.
     """
 
     message: str  # the message type, e.g. "pacs.002"
+    statuses: tuple[PaymentStatus, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,11 +4,13 @@
 
 - the worker (default ``sekat``) reads and writes the blocklist index and its change stream, the index
   marker and rebuild lock, the stored replica snapshot, rule state, the safety brake's counts, trips and
-  log, and who acted on which entry; it cannot read or write API keys or the API's rate counters;
+  log, who acted on which entry, what was sent to whom and institutions' feedback (a pacs.002 status
+  report); it cannot read or write API keys or the API's rate counters;
 - the agency API (default ``sekat-api``, ``SEKAT_API_REDIS_URL``) reads index entries and API keys and
   nothing else of the index, and which institutions acted on an entry (the analyst console shows them); it
-  counts its rate limits and re-arms the brake (clears a trip and its
-  counts, writes the brake's log), and keeps the appeals: it cannot write an entry, announce a change, mint or disable a key;
+  counts its rate limits and re-arms the brake (clears a trip and its counts, writes the brake's log),
+  keeps the appeals, reads what was sent to whom, keeps institutions' feedback and puts an entry into
+  review (a brake trip): it cannot write an entry, announce a change, mint or disable a key;
 - the operators' CLI (default ``sekat-admin``) does what the worker does (``sekat blocklist rebuild``
   replays the index), manages API keys (``sekat apikey``) and restores the appeals (``sekat appeals restore``).
 
@@ -89,15 +91,23 @@ APPEALS = Grant("appeals: keep them, their stage and agency indexes, count them 
                 ("get", "mget", "set", "del", "zadd", "zrem", "zrange", "zcard", "zcount"))
 ACTED_READ = Grant("see which institutions acted on an entry (the analyst console)", ("acted:*",), ("smembers",),
                    read_only=True)
+SENT_WRITE = Grant("what was sent to whom: each command's institution and entries, for feedback", ("sent:*",),
+                   ("set",))
+SENT_READ = Grant("match feedback to its command", ("sent:*",), ("get",), read_only=True)
+FEEDBACK = Grant("institutions' feedback on an entry's commands, its review and victim-mule flags", ("fb:*",),
+                 ("hset", "hgetall", "get", "set"))
+BRAKE_REVIEW = Grant("safety brake: an entry put into review by feedback goes to shadow mode", ("brake:tripped",),
+                     ("hsetnx",))
 API_KEYLESS = Grant("the rate limiter's transaction", (), ("multi", "exec", "discard"))
 KEYS_ADMIN = Grant("create, list and disable API keys", ("apikeys",), ("hget", "hgetall", "hset"))
 
 PLAN: dict[str, tuple[Grant, ...]] = {
-    "worker": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER, ACTED),
+    "worker": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER, ACTED,
+               SENT_WRITE, SENT_READ, FEEDBACK),
     "api": (CONNECTION, API_KEYLESS, ENTRIES_READ, KEYS_READ, RATE_LIMITS, BRAKE_TRIPS, BRAKE_COUNTS, BRAKE_LOG,
-            APPEALS, ACTED_READ),
+            APPEALS, ACTED_READ, SENT_READ, FEEDBACK, BRAKE_REVIEW),
     "admin": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER, ACTED, KEYS_ADMIN,
-              APPEALS),
+              APPEALS, SENT_WRITE, SENT_READ, FEEDBACK),
 }
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

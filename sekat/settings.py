@@ -82,6 +82,9 @@ class Settings:
     topic_deadletter: str = "sekat.deadletter"
     topic_undelivered: str = "sekat.commands.undelivered"
     topic_appeals: str = "sekat.appeals"
+    topic_feedback: str = "sekat.feedback"
+    topic_notices: str = "sekat.notices"
+    topic_institutions: str = "sekat.institutions"
     topic_partitions: int = 4
     command_routing: str = "shared"
     route_banks: str = ""
@@ -147,6 +150,8 @@ class Settings:
     relay_give_up_s: int = 86_400
     relay_breaker_failures: int = 5
     relay_breaker_open_s: int = 30
+    feedback_window_days: int = 30
+    feedback_false_positive_institutions: int = 3
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -249,6 +254,8 @@ class Settings:
             ("relay_give_up_s", 1, 30 * 86_400),
             ("relay_breaker_failures", 1, 1_000),
             ("relay_breaker_open_s", 1, 86_400),
+            ("feedback_window_days", 1, 366),
+            ("feedback_false_positive_institutions", 0, 1_000),
         )
         for name, low, high in checks:
             value = getattr(self, name)
@@ -516,6 +523,12 @@ SETTINGS_DOC: dict[str, str] = {
     "topic_deadletter": "Output: invalid input with the reason.",
     "topic_undelivered": "Output of `sekat relay`: commands it gave up delivering to an institution, with the last error.",
     "topic_appeals": "Appeals against listings (compacted, keyed by appeal id; docs/appeals.md).",
+    "topic_feedback": "Institutions' feedback on commands (compacted, keyed by command_id): POST /v1/feedback and "
+                      "pacs.002 status reports for held payments (docs/webhooks.md).",
+    "topic_notices": "Notices to the listing agency about an entry, keyed by the entry: put into review by "
+                     "false_positive feedback, or flagged for the victim-mule process.",
+    "topic_institutions": "Institutions configured through the agency API (PUT /v1/institutions/{id}) for `sekat "
+                          "relay`, with their signing secrets (compacted, keyed by id; readable by the relay alone).",
     "topic_partitions": "Partitions for topics that `sekat topics` creates.",
     "command_routing": "shared (every bank reads SEKAT_TOPIC_FREEZE, every telco SEKAT_TOPIC_BLOCK) or "
                        "per-institution (each listed institution gets its own topic; see docs/security.md).",
@@ -625,4 +638,9 @@ SETTINGS_DOC: dict[str, str] = {
                               "breaker (no attempts for SEKAT_RELAY_BREAKER_OPEN_S, then one probe).",
     "relay_breaker_open_s": "`sekat relay`: how long an institution's open breaker holds attempts back before a "
                             "probe.",
+    "feedback_window_days": "How long after a command was issued its institution may still send feedback on it "
+                            "(the worker keeps each command's addressee and entries this long).",
+    "feedback_false_positive_institutions": "false_positive feedback on one entry from this many distinct "
+                                            "institutions puts it into review (safety brake shadow mode, a "
+                                            "notice on SEKAT_TOPIC_NOTICES); 0: never.",
 }

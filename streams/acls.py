@@ -8,10 +8,14 @@
   ``{SEKAT_APP_ID}-``);
 - the agency API/CLI principal writes ``sekat.reports`` (reports, revocations,
   renewals), ``sekat.decisions`` (the audit record of a safety-brake
-  re-arm, written before the re-arm takes effect) and ``sekat.appeals``
-  (appeals filed and decided), and nothing else;
+  re-arm or of a review trip, written before it takes effect), ``sekat.feedback``
+  (institutions' feedback) and ``sekat.notices`` (notices to the listing
+  agency) and ``sekat.institutions`` (institutions configured for the relay),
+  and ``sekat.appeals`` (appeals filed and decided), and nothing else; the worker writes ``sekat.feedback`` and
+  ``sekat.notices`` too (a pacs.002 status report is feedback);
 - the webhook relay's principal (``sekat relay``, when given) reads the command
-  topics (shared and per-institution), writes ``sekat.commands.undelivered``
+  topics (shared and per-institution) and ``sekat.institutions`` (the only
+  reader of the secrets there), writes ``sekat.commands.undelivered``
   and owns its consumer group ``{SEKAT_APP_ID}.relay``;
 - each bank writes transfers and reads only ``{SEKAT_TOPIC_FREEZE}.{BIC8}``;
   each operator writes calls and reads only ``{SEKAT_TOPIC_BLOCK}.{OPERATOR}``
@@ -62,16 +66,23 @@ def acl_plan(settings: Settings, sekat: str, api: str, institutions: Mapping[str
         # Faust's own topics (``{app id}-__assignor-__leader``) and both consumer groups start with the app id.
         Acl(sekat, "topic", f"{settings.app_id}-", "prefixed", ("Read", "Write", "Describe", "Create")),
         Acl(sekat, "group", settings.app_id, "prefixed", read),
+        Acl(sekat, "topic", settings.topic_feedback, "literal", write),
+        Acl(sekat, "topic", settings.topic_notices, "literal", write),
         Acl(api, "topic", settings.topic_reports, "literal", write),
         # A re-arm is refused unless its audit record is on the decisions topic first (brake/routes.py).
         Acl(api, "topic", settings.topic_decisions, "literal", write),
         # Appeals are filed and decided through the API only (api/appeals.py).
         Acl(api, "topic", settings.topic_appeals, "literal", write),
+        Acl(api, "topic", settings.topic_feedback, "literal", write),
+        Acl(api, "topic", settings.topic_notices, "literal", write),
+        # Institutions configured through the API, with their signing secrets: the relay alone reads them.
+        Acl(api, "topic", settings.topic_institutions, "literal", write),
     ]
     if relay is not None:
         plan += [Acl(relay, "topic", settings.topic_freeze, "prefixed", read),
                  Acl(relay, "topic", settings.topic_block, "prefixed", read),
                  Acl(relay, "topic", settings.topic_undelivered, "literal", write),
+                 Acl(relay, "topic", settings.topic_institutions, "literal", read),
                  Acl(relay, "group", f"{settings.app_id}.relay", "literal", read)]
     for code, principal in institutions.items():
         bank_topic, operator_topic = routes.get((True, code)), routes.get((False, code))

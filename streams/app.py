@@ -31,8 +31,10 @@ import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from sekat.blocklist.feedback import FeedbackStore
 from sekat.blocklist.replica import Replica
 from sekat.blocklist.replica_disk import DiskCopy
+from sekat.blocklist.review import FeedbackDesk, Send, Topics
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.guard import Brake, Limits
 from sekat.brake.metrics import BrakeMetrics
@@ -49,12 +51,14 @@ from sekat.rules.policy import DEFAULT_POLICY_FILE
 from sekat.streams.consumer import ScreeningConsumer
 from sekat.streams.heap import HeapKeeper
 from sekat.streams.intake import Intake
-from sekat.streams.output import OutputTopics
+from sekat.streams.output import OutputBatch, OutputTopics
 from sekat.streams.policy_watch import PolicyWatch
 from sekat.streams.rebuild import IndexGuard
 from sekat.streams.retry import retry, supervise
+from sekat.streams.sent import SENT, recording_sent, writing_sent
 from sekat.streams.screening import Screen, ScreenServices, StreamSteps
 from sekat.streams.state import RuleStateStore
+from sekat.streams.status_reports import StatusReports
 
 import sekat
 from sekat.clock import Clock, utcnow
@@ -135,6 +139,20 @@ def output_topics(app: faust.App, settings: Settings) -> OutputTopics:
         routes={route: raw(name) for route, name in settings.command_topics().items()},
         deadletter_original_bytes=settings.deadletter_original_bytes,
     )
+
+
+def acked_send(app: faust.App, outputs: OutputTopics) -> Send:
+    """Send one record by topic name and wait for Kafka's acknowledgement (acks=all): feedback and notices."""
+    topics: dict[str, faust.TopicT] = {}
+
+    async def send(topic: str, value: bytes, key: bytes, _unacknowledged: str) -> None:
+        if topic not in topics:
+            topics[topic] = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw",
+                                      value_serializer="raw")
+        out = OutputBatch(outputs)
+        out.record(topics[topic], key, value)
+        await out.send()
+    return send
 
 
 @dataclass
@@ -332,12 +350,20 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
                          rule=settings.brake_rule_max, source=settings.brake_source_max),
                   BrakeMetrics(registry), outputs, f"{settings.app_id}@{socket.gethostname()}:{settings.web_port}")
     acted = ActedStore.from_url(url, prefix, settings.redis_timeout_ms)
+    sent = FeedbackStore.from_url(url, prefix, settings.redis_timeout_ms)
+    desk = FeedbackDesk(sent, store, brake.store, acked_send(app, outputs),
+                        Topics(settings.topic_feedback, settings.topic_notices, settings.topic_decisions),
+                        settings.feedback_false_positive_institutions)
     services = ScreenServices(
         store=replica, topics=outputs, metrics=metrics, policy=policy,
-        write_state=writing_who_acted(state.write, acted, clock),  # rule state + who acted, after the output is acked
+        # rule state + who acted + what was sent to whom, after the output is acked
+        write_state=writing_sent(writing_who_acted(state.write, acted, clock), sent,
+                                 settings.feedback_window_days * 86_400),
         clock=clock, brake=brake,
-        unread_kinds=frozenset({ACTED}),  # who acted is read by the release sweep, never by a rule-state read
+        # who acted is read by the release sweep, what was sent by feedback: never by a rule-state read
+        unread_kinds=frozenset({ACTED, SENT}),
         stage_state=state.stage,
+        record_statuses=StatusReports(sent, desk, clock, registry).record,  # pacs.002 on a held payment: feedback
     )
     # The input format of each topic (contract JSON, ISO 20022 pacs.008, CDR CSV, ...) is a setting.
     decode_transfer = transfer_decoder(settings)
@@ -345,10 +371,10 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
     processes = (DecodeProcesses("transfers", decoder_settings("transfers", settings), settings.decode_processes,
                                  decode_transfer, metrics.decode_fallbacks.labels("transfers").inc)
                  if settings.decode_processes > 0 and settings.transfers_format != "json" else None)
-    transfers = Screen("transfers", StreamSteps(decode_transfer, recording_who_acted(decide_transfer),
+    transfers = Screen("transfers", StreamSteps(decode_transfer, recording_sent(recording_who_acted(decide_transfer)),
                                                 state.read_transfers, processes), services)
-    calls = Screen("calls", StreamSteps(call_decoder(settings), recording_who_acted(decide_call), state.read_calls),
-                   services)
+    calls = Screen("calls", StreamSteps(call_decoder(settings), recording_sent(recording_who_acted(decide_call)),
+                                        state.read_calls), services)
     screening = ScreeningConsumer(settings, {settings.topic_transfers: transfers, settings.topic_calls: calls},
                                   metrics)
     progress = screening.progress

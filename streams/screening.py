@@ -29,7 +29,7 @@ from sekat.streams.output import OutputBatch, OutputTopics
 from sekat.streams.retry import retry
 
 from sekat.clock import Clock, utcnow
-from sekat.records import Command, Decision, Entry, Rejection, Skipped, Source, iso
+from sekat.records import Command, Decision, Entry, PaymentStatus, Rejection, Skipped, Source, iso
 
 if TYPE_CHECKING:
     from sekat.brake.guard import Brake
@@ -89,6 +89,8 @@ class ScreenServices:
     unread_kinds: frozenset[str] = frozenset()
     # Shows a decided batch's rule-state writes to later reads until they are written (``RuleStateStore.stage``).
     stage_state: Callable[[Sequence[StateWrite]], None] | None = None
+    # Records a batch's pacs.002 payment statuses as their holds' outcomes (``streams.status_reports``).
+    record_statuses: Callable[[Sequence[PaymentStatus]], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -102,6 +104,7 @@ class Decided:
     acted: list[Decision] = field(default_factory=list)  # decisions that issued commands, for the brake
     matched: dict[tuple[str, str], int] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)
+    statuses: list[PaymentStatus] = field(default_factory=list)  # of the batch's pacs.002 status reports
 
     def count(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
@@ -167,6 +170,7 @@ class Screen(Generic[R]):
                     self._reject(msg, item, decided, now)
                 elif isinstance(item, Skipped):
                     decided.count("SKIPPED")
+                    decided.statuses.extend(item.statuses)
                 else:
                     valid.append((msg, item))
         return valid
@@ -260,11 +264,12 @@ class PendingBatch:
         await retry("sending output", self.decided.out.acked, self.screen.metrics.send_errors.inc)
 
     async def write(self) -> None:
-        """Write the batch's rule state back; call only after ``acked``.
+        """Write the batch's rule state back, and record its payment statuses; call only after ``acked``.
 
         State goes back only once the output is durable: a crash in between replays the batch, which yields
         the same command ids, rather than losing a hold the state says was already decided.
         """
+        await self._record_statuses()
         writes = self.decided.writes
         if not writes:
             return
@@ -275,6 +280,17 @@ class PendingBatch:
         except Exception:  # noqa: BLE001 - counted above; the output is already durable
             screen.metrics.rule_state_degraded.inc()
             log.error("rule state unavailable: %d updates of a %s batch dropped", len(writes), screen.stream)
+
+    async def _record_statuses(self) -> None:
+        """Status reports are feedback, not screening: a failure is logged and the stream goes on."""
+        record = self.screen.services.record_statuses
+        if not self.decided.statuses or record is None:
+            return
+        try:
+            await record(self.decided.statuses)
+        except Exception as exc:  # noqa: BLE001 - counted by the recorder; a status report never stops screening
+            log.error("%d payment statuses of a %s batch not recorded as feedback: %s", len(self.decided.statuses),
+                      self.screen.stream, type(exc).__name__)
 
     def observe(self) -> None:
         """The batch's metrics, once it is acknowledged and written."""

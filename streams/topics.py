@@ -2,8 +2,8 @@
 
 ``create_topics`` is idempotent; ``sekat topics`` and ``sekat up`` call it.
 Inputs and command topics share one partition count so that scale-out is one
-setting; ``sekat.reports`` is compacted (the blocklist's source of truth), and so
-is ``sekat.appeals`` (each appeal's latest record holds all of it).
+setting; ``sekat.reports`` is compacted (the blocklist's source of truth), and so are ``sekat.appeals``
+(each appeal's latest record holds all of it) and ``sekat.feedback`` (institutions' latest word on each command).
 
 Replication is ``SEKAT_TOPIC_REPLICATION``: 1 on one broker; on a cluster of
 three or more, 3 with ``min.insync.replicas=2``, so that with producers
@@ -47,6 +47,9 @@ def topic_specs(settings: Settings, replication: int | None = None) -> list[NewT
         settings.topic_decisions: (parts, delete),
         settings.topic_deadletter: (1, {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)} | isr),
         settings.topic_undelivered: (1, {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)} | isr),
+        settings.topic_feedback: (parts, {"cleanup.policy": "compact"} | isr),
+        settings.topic_institutions: (1, {"cleanup.policy": "compact"} | isr),
+        settings.topic_notices: (1, {"cleanup.policy": "delete", "retention.ms": str(90 * 24 * 3600 * 1000)} | isr),
     }
     # Per-institution routing: each listed bank's and operator's own command topic (docs/security.md).
     specs.update({name: (parts, delete) for name in settings.command_topics().values()})

@@ -22,8 +22,9 @@ def cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
         keys = ApiKeyStore(store.client, settings.redis_prefix)
         try:
             if args.cmd == "create":
-                key, token = await keys.create(args.agency, parse_scopes(args.scopes))
-                print(f"key id {key.key_id} for {key.agency}, scopes {','.join(key.scopes)}", file=sys.stderr)
+                key, token = await keys.create(args.agency or "", parse_scopes(args.scopes), args.institution or "")
+                owner = f"institution {key.institution}" if key.institution else key.agency
+                print(f"key id {key.key_id} for {owner}, scopes {','.join(key.scopes)}", file=sys.stderr)
                 print("this key is shown once; only its hash is stored:", file=sys.stderr)
                 print(token)
             elif args.cmd == "list":
@@ -49,8 +50,13 @@ def add_apikey(sub: argparse._SubParsersAction) -> None:
                          "Create an API key for an agency with the given scopes and print it once: only its hash "
                          "is stored, so a lost key is disabled and a new one created.",
                          reads=("redis_prefix",), needs=("redis",))
-    create.add_argument("--agency", required=True, help="the agency the key files for, e.g. PDRM")
-    create.add_argument("--scopes", required=True, help="comma-separated: report,confirm,revoke,read,rearm,appeal")
+    owner = create.add_mutually_exclusive_group(required=True)
+    owner.add_argument("--agency", help="the agency the key files for, e.g. PDRM")
+    owner.add_argument("--institution", help="the institution the key speaks for (its BIC8 or operator code, as "
+                                             "its commands are keyed); such a key holds only the feedback scope")
+    create.add_argument("--scopes", required=True, help="comma-separated: report,confirm,revoke,read,rearm,"
+                                                        "appeal,institutions "
+                                                        "(agencies) or feedback (institutions)")
     add_command(ak_sub, "list", cmd_apikey, "list keys (never the secrets)",
                 "List the API keys as JSON lines (id, agency, scopes, when created, whether disabled); never a secret.",
                 reads=("redis_prefix",), needs=("redis",))

@@ -20,7 +20,7 @@ NOT_READ_BY_WORKER = ("api_redis_url", "api_host", "api_port", "api_max_body_byt
                       "renewals_max", "topic_undelivered", "institutions_file", "relay_loopback_http", "relay_web_port", "relay_timeout_ms",
                       "relay_retry_base_ms", "relay_retry_max_ms", "relay_give_up_s", "relay_breaker_failures",
                       "relay_breaker_open_s", "topic_appeals", "appeal_rate_per_minute", "appeal_acknowledge_s",
-                      "appeal_decide_s", "appeal_reappeal_days", "appeal_rule")
+                      "appeal_decide_s", "appeal_reappeal_days", "appeal_rule", "topic_institutions")
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -56,15 +56,29 @@ def faust_worker(app: Any, settings: Settings) -> Any:
     return worker
 
 
+CONFIGURED_READ_S = 30.0  # how long a starting relay waits to read SEKAT_TOPIC_INSTITUTIONS
+
+
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
 
     from sekat.relay.app import run_relay
+    from sekat.relay.configured import merged, read_configured
 
-    institutions = settings.institutions()  # checked at start-up with the other settings
+    # The file is checked at start-up with the other settings; the API's institutions are read from Kafka.
+    from_file = settings.institutions()
+    try:
+        from_topic = asyncio.run(asyncio.wait_for(read_configured(settings), CONFIGURED_READ_S))
+    except Exception as exc:  # noqa: BLE001 - Kafka away: the file's institutions are served meanwhile
+        logging.getLogger("sekat").warning("relay: the institutions configured through the API could not be read "
+                                           "from %s (%s); delivering to the file's only until a restart",
+                                           settings.topic_institutions, type(exc).__name__)
+        from_topic = {}
+    institutions = merged(from_file, from_topic)
     if not institutions:
         print("sekat: invalid configuration: SEKAT_INSTITUTIONS_FILE: must name the institutions file (YAML or "
-              "JSON) the relay delivers to", file=sys.stderr)
+              "JSON) the relay delivers to, unless institutions are configured through the agency API "
+              "(PUT /v1/institutions/{id})", file=sys.stderr)
         return 2
     logging.getLogger("sekat").info("starting relay with %s", settings.redacted())
     asyncio.run(run_relay(settings, institutions))
@@ -98,10 +112,12 @@ def add_worker(sub: argparse._SubParsersAction) -> None:
 
 def add_relay(sub: argparse._SubParsersAction) -> None:
     add_command(sub, "relay", cmd_relay, "deliver commands to institutions' HTTPS endpoints (webhooks)",
-                "Deliver freeze and block commands to the institutions of SEKAT_INSTITUTIONS_FILE as signed "
+                "Deliver freeze and block commands to the institutions of SEKAT_INSTITUTIONS_FILE and those "
+                "configured through the agency API (SEKAT_TOPIC_INSTITUTIONS, read at start) as signed "
                 "webhooks (Standard Webhooks), retrying until SEKAT_RELAY_GIVE_UP_S, then writing them to "
                 "SEKAT_TOPIC_UNDELIVERED. Run several to share the command topics' partitions.",
                 reads=("app_id", "aiokafka_config", "kafka_offset_reset", "topic_freeze", "topic_block",
+                       "topic_institutions", "relay_loopback_http",
                        "topic_undelivered", "command_topics", "web_host", "institutions",
                        "relay_web_port", "relay_timeout_ms", "relay_retry_base_ms", "relay_retry_max_ms",
                        "relay_give_up_s", "relay_breaker_failures", "relay_breaker_open_s"),
@@ -118,7 +134,9 @@ def add_api(sub: argparse._SubParsersAction) -> None:
                        "status_global_rate_per_minute", "filing_rate_per_minute", "redis_prefix",
                        "topic_reports", "topic_decisions", "brake_window_s", "phone_region", "protected_keys",
                        "expiry_policy", "aiokafka_config", "topic_appeals", "appeal_rate_per_minute",
-                       "appeal_acknowledge_s", "appeal_decide_s", "appeal_reappeal_days", "appeal_rule"),
+                       "appeal_acknowledge_s", "appeal_decide_s", "appeal_reappeal_days", "appeal_rule", "topic_feedback",
+                       "topic_notices", "feedback_window_days", "feedback_false_positive_institutions",
+                       "topic_institutions", "relay_loopback_http"),
                 needs=("kafka", "api_redis"))
 
 
@@ -128,7 +146,8 @@ def add_top(sub: argparse._SubParsersAction) -> None:
                       "Show a live view of running workers, scraped from their /metrics: events per second, p99 "
                       "decision latency, commands, dead letters and consumer lag.",
                       reads=("web_host", "web_port"))
-    top.add_argument("--url", action="append", help="a worker's /metrics URL; repeat for several "
+    top.add_argument("--url", action="append", help="a worker's /metrics URL; repeat for several, and add the "
+                     "agency API's to see the time to act on commands "
                      "(default: http://SEKAT_WEB_HOST:SEKAT_WEB_PORT/metrics)")
     top.add_argument("--interval", type=float, default=2.0, help="seconds between scrapes (default 2)")
     top.add_argument("--once", action="store_true", help="print one frame (two scrapes --interval apart) and exit")

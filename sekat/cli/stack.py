@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 TOPIC_SETTINGS = ("topic_transfers", "topic_calls", "topic_reports", "topic_freeze", "topic_block",
                   "topic_decisions", "topic_deadletter", "topic_appeals", "command_topics")
-CREATES_TOPICS = (*TOPIC_SETTINGS, "topic_undelivered", "topic_partitions", "topic_replication", "kafka_client_config")
+CREATES_TOPICS = (*TOPIC_SETTINGS, "topic_undelivered", "topic_feedback", "topic_notices", "topic_institutions",
+                  "topic_partitions", "topic_replication", "kafka_client_config")
 
 
 def cmd_acls(settings: Settings, args: argparse.Namespace) -> int:
@@ -149,7 +150,8 @@ def add_acls(sub: argparse._SubParsersAction) -> None:
                        "Sekat's topics (per-institution routing: each bank reads only its own commands)",
                        "Print the kafka-acls.sh commands that give the worker, the agency API and each routed bank "
                        "or operator least-privilege access to Sekat's topics. Nothing is sent to Kafka.",
-                       reads=("kafka_bootstrap", "app_id", *TOPIC_SETTINGS, "topic_undelivered"))
+                       reads=("kafka_bootstrap", "app_id", *TOPIC_SETTINGS, "topic_undelivered", "topic_feedback",
+                              "topic_notices", "topic_institutions"))
     acls.add_argument("--sekat-principal", default="User:sekat", help="the worker's principal (default User:sekat)")
     acls.add_argument("--api-principal", default="User:sekat-api",
                       help="the agency API's and CLI's principal: writes reports only (default User:sekat-api)")

@@ -29,6 +29,7 @@ from load_tests.rules_bench import make_calls, make_transfers
 from sekat.api.clients import Clients
 from sekat.api.keys import ApiKeyStore
 from sekat.blocklist.appeals import AppealCounts, AppealStore, Contact, filed, new_appeal_id, new_token
+from sekat.blocklist.feedback import FeedbackStore, SentCommand
 from sekat.blocklist.replica import Replica, positions, positions_key
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.store import BrakeStore, Trip
@@ -121,7 +122,7 @@ async def test_the_worker_user_can_do_everything_the_worker_does(acl: AclRedis) 
     url, p = acl.url("worker"), acl.prefix
     plain, guarded = BlocklistStore.from_url(url, p), BlocklistStore.from_url(url, p, guarded=True)
     acted, brakes = ActedStore.from_url(url, p), BrakeStore.from_url(url, p)
-    state = RuleStateStore.from_url(url, p)
+    state, sent = RuleStateStore.from_url(url, p), FeedbackStore.from_url(url, p)
     try:
         await rebuilt(plain)
         # A starting worker reads the index and stores the snapshot; the next one starts from it.
@@ -170,10 +171,18 @@ async def test_the_worker_user_can_do_everything_the_worker_does(acl: AclRedis) 
         assert (await brakes.add({"rule:mule_inflow@1": 3}, 6000.0, 60))["rule:mule_inflow@1"] == 3
         assert await brakes.trip(Trip("rule:mule_inflow@1", 3, 2, 60, iso(now), "w1"))
         assert "rule:mule_inflow@1" in await brakes.tripped()
+        # What was sent to whom (the screening tail), and a pacs.002 matched to its hold and kept as feedback.
+        held = SentCommand("c-acl-1", "HOLD_TRANSFER", "MBBEMYKL", iso(now), (LISTED[3],), {"uetr": "u-acl-1"})
+        await sent.record_sent([held], 600)
+        assert await sent.by_payment(["u-acl-1"]) == held
+        assert await sent.add({"command_id": "c-acl-1", "institution": "MBBEMYKL", "outcome": "rejected",
+                               "received_at": iso(now)}, held.entries)
+        assert [f["outcome"] for f in await sent.of_entry(LISTED[3])] == ["rejected"]
+        assert await sent.flags(LISTED[3]) == {}
         # A whole-index read (export, comparisons): a SCAN of the index.
         assert len([e async for batch in plain.scan_entries() for e in batch]) == len(LISTED) + 4
     finally:
-        for closing in (plain, guarded, acted, brakes, state):
+        for closing in (plain, guarded, acted, brakes, state, sent):
             await closing.close()
     assert acl.refused("worker") == []
 
@@ -183,15 +192,19 @@ async def test_the_api_user_can_do_everything_the_api_does(acl: AclRedis) -> Non
     admin = BlocklistStore.from_url(acl.url("admin"), p)
     worker_brakes = BrakeStore.from_url(acl.url("worker"), p)
     worker_acted = ActedStore.from_url(acl.url("worker"), p)
-    try:  # an operator made the key; a worker listed an entry, acted on it and tripped the brake on a source
+    worker_sent = FeedbackStore.from_url(acl.url("worker"), p)
+    try:  # an operator made the key; a worker listed an entry, acted on it, tripped the brake on a source, sent a command
         key, token = await ApiKeyStore(admin.client, p).create("NSRC", ("read", "report", "rearm"))
         await file_report(admin, "phone:+60177777777", Status.CONFIRMED, "PDRM")
         await worker_acted.record([("phone:+60177777777", "UNBLOCK_NUMBER|CELCOM")], now=100.0)
         assert await worker_brakes.trip(Trip("source:PDRM", 9, 5, 60, "2026-11-29T10:00:00Z", "w1"))
+        await worker_sent.record_sent([SentCommand("c-api-1", "FREEZE_ACCOUNT", "CIBBMYKL", "2026-11-29T10:00:00.000Z",
+                                                   ("phone:+60177777777",))], 600)
     finally:
         await admin.close()
         await worker_brakes.close()
         await worker_acted.close()
+        await worker_sent.close()
     clients = Clients(Settings.from_environ({"SEKAT_REDIS_URL": acl.url("worker"), "SEKAT_REDIS_PREFIX": p,
                                              "SEKAT_API_REDIS_URL": acl.url("api")}))
     try:
@@ -217,6 +230,17 @@ async def test_the_api_user_can_do_everything_the_api_does(acl: AclRedis) -> Non
         assert await clients.appeals.get(appeal.appeal_id) == appeal
         assert [a.appeal_id for a in await clients.appeals.open_for("PDRM")] == [appeal.appeal_id]
         assert await clients.appeals.counts(now, 3_600, 86_400) == AppealCounts(1, 0, 1, 1)
+        # Feedback: the command's addressee, the entry's feedback and flags, an entry into review (a trip).
+        assert await clients.feedback.sent("c-api-1") == SentCommand("c-api-1", "FREEZE_ACCOUNT", "CIBBMYKL",
+                                                                     "2026-11-29T10:00:00.000Z", ("phone:+60177777777",))
+        assert await clients.feedback.add({"command_id": "c-api-1", "institution": "CIBBMYKL",
+                                           "outcome": "false_positive", "received_at": "2026-11-29T10:01:00.000Z"},
+                                          ["phone:+60177777777"])
+        assert len(await clients.feedback.of_entry("phone:+60177777777")) == 1
+        assert await clients.feedback.flag("review", "phone:+60177777777", {"at": "2026-11-29T10:01:00.000Z"})
+        assert "review" in await clients.feedback.flags("phone:+60177777777")
+        assert await clients.brakes.trip(Trip("entry:phone:+60177777777", 3, 3, 0, "2026-11-29T10:01:00.000Z",
+                                              "feedback", "confirmed"))
     finally:
         await clients.close()
     assert acl.refused("api") == []

@@ -31,10 +31,12 @@ def test_a_bank_reads_only_its_own_command_topic_and_writes_only_transfers() -> 
 
 
 def test_the_api_principal_only_writes_reports_and_nobody_else_reads_the_shared_command_topics() -> None:
-    # reports, the decisions topic for the audit record a brake re-arm writes before it takes effect, appeals
+    # reports, the decisions topic for the audit record a brake re-arm (or a review) writes before it takes
+    # effect, appeals, institutions' feedback and the notices it leads to
     assert [(a.name, a.pattern, a.operations) for a in plan() if a.principal == "User:sekat-api"] == [
         ("sekat.reports", "literal", ("Write", "Describe")), ("sekat.decisions", "literal", ("Write", "Describe")),
-        ("sekat.appeals", "literal", ("Write", "Describe"))]
+        ("sekat.appeals", "literal", ("Write", "Describe")), ("sekat.feedback", "literal", ("Write", "Describe")), ("sekat.notices", "literal", ("Write", "Describe")),
+        ("sekat.institutions", "literal", ("Write", "Describe"))]
     shared = [a for a in plan() if a.name in ("sekat.commands.freeze", "sekat.commands.block")]
     assert all(a.principal == "User:sekat" and "Read" not in a.operations for a in shared)
 
@@ -69,6 +71,9 @@ def test_the_relay_reads_every_command_topic_writes_only_undelivered_and_owns_on
         ("topic", settings.topic_freeze, "prefixed", ("Read", "Describe")),  # shared and per-institution
         ("topic", settings.topic_block, "prefixed", ("Read", "Describe")),
         ("topic", settings.topic_undelivered, "literal", ("Write", "Describe")),
+        ("topic", settings.topic_institutions, "literal", ("Read", "Describe")),  # the secrets: its alone to read
         ("group", f"{settings.app_id}.relay", "literal", ("Read", "Describe")),
     ])
     assert [a for a in with_relay if a.principal != "User:sekat-relay"] == plan()  # the rest unchanged
+    assert not [a for a in with_relay if a.name == settings.topic_institutions and "Read" in a.operations
+                and a.principal != "User:sekat-relay"]

@@ -11,7 +11,7 @@ import pytest
 
 from sekat.decode.pacs008 import decode_pacs008
 from sekat.identifiers import parse_member_directory
-from sekat.records import Entry, Rejection, Skipped, Status, Transfer
+from sekat.records import Entry, PaymentStatus, Rejection, Skipped, Status, Transfer
 from tests.unit.test_blocklist_match import decide_transfer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -127,7 +127,8 @@ def test_a_listed_payee_without_a_debtor_account_is_held_at_the_debtor_agent() -
 def test_a_document_two_levels_down_in_a_scheme_wrapper_is_read() -> None:
     [t] = transfers(load("pacs008_v09_datapdu.xml"))
     assert (t.event_id, t.payee.account.value) == ("PBB-09-0091/1", "AMBBMYKL:888011223300")
-    assert decode_pacs008(load("pacs002_v10_envelope.xml")) == [Skipped("pacs.002")]
+    assert decode_pacs008(load("pacs002_v10_envelope.xml")) == [
+        Skipped("pacs.002", (PaymentStatus("AMBB-STS-0091", "ACCC", end_to_end_id="PBB-E2E-91"),))]
 
 
 DATAPDU = load("pacs008_v09_datapdu.xml").decode()
@@ -198,7 +199,8 @@ def test_the_fraud_platform_json_rendering_is_read_as_well() -> None:
     assert t.payer.account.key == "account:FIRNZAJJ:MSISDN:+277105550134"
     assert t.payee.account.key == "account:SBZAZAJJ:EWALLET:wallet.9f2c41d7"
     assert t.transfer_id == "FIRNZAJJ/2c516801007642dfb892944dde1cf845"
-    assert decode_pacs008(load("pacs002_v12_platform.json")) == [Skipped("pacs.002")]
+    assert decode_pacs008(load("pacs002_v12_platform.json")) == [Skipped("pacs.002", (PaymentStatus(
+        "7d1e0c9b8a6f4e2d9c3b1a0f9e8d7c6b", "ACCC", end_to_end_id="2c516801007642dfb892944dde1cf845"),))]
     old = load("pacs008_v10_platform.json").replace(b'"pacs.008.001.10"', b'"pacs.008.001.07"')
     assert (only_rejection(old).reason, only_rejection(old).field) == ("unsupported_version", "/Document/@xmlns")
 
@@ -242,9 +244,34 @@ def test_one_bad_transaction_is_its_own_rejection_naming_the_xpath() -> None:
     assert (bad.reason, bad.field) == ("invalid_bank", f"{TX}[2]/CdtrAgt/FinInstnId/BICFI")
 
 
-@pytest.mark.parametrize("name", ["pacs002_v10.xml", "pacs002_v10.json"])
-def test_status_report_is_recognised_and_skipped(name: str) -> None:
-    assert decode_pacs008(load(name)) == [Skipped("pacs.002")]
+@pytest.mark.parametrize("name,status", [
+    ("pacs002_v10.xml", PaymentStatus("CIBB-STS-0001", "ACSC", "", "E2E-20261128-0001", "TX-20261128-0001")),
+    ("pacs002_v10.json", PaymentStatus("STS-J-1", "RJCT", end_to_end_id="J-E2E-1"))])
+def test_status_report_is_recognised_skipped_and_its_statuses_read(name: str, status: PaymentStatus) -> None:
+    assert decode_pacs008(load(name)) == [Skipped("pacs.002", (status,))]
+
+
+NS002 = "urn:iso:std:iso:20022:tech:xsd:pacs.002.001.10"
+
+
+def test_a_status_reports_reason_uetr_and_the_groups_status_are_read_in_both_renderings() -> None:
+    xml = f"""<Document xmlns="{NS002}"><FIToFIPmtStsRpt><GrpHdr><MsgId>STS-9</MsgId></GrpHdr>
+      <OrgnlGrpInfAndSts><OrgnlMsgId>M-1</OrgnlMsgId><GrpSts>RJCT</GrpSts>
+        <StsRsnInf><Rsn><Cd>FRAD</Cd></Rsn></StsRsnInf></OrgnlGrpInfAndSts>
+      <TxInfAndSts><OrgnlUETR>8a562c67-ca16-48ba-b074-65581be6f011</OrgnlUETR></TxInfAndSts>
+      <TxInfAndSts><OrgnlTxId>TX-2</OrgnlTxId><TxSts>PDNG</TxSts><StsRsnInf><Rsn><Prtry>HELD</Prtry></Rsn></StsRsnInf>
+      </TxInfAndSts></FIToFIPmtStsRpt></Document>""".encode()
+    expected = (PaymentStatus("STS-9", "RJCT", "FRAD", uetr="8a562c67-ca16-48ba-b074-65581be6f011"),
+                PaymentStatus("STS-9", "PDNG", "HELD", tx_id="TX-2"))
+    assert decode_pacs008(xml) == [Skipped("pacs.002", expected)]
+    rendered = orjson.dumps({"Document": {"FIToFIPmtStsRpt": {
+        "GrpHdr": {"MsgId": "STS-9"},
+        "OrgnlGrpInfAndSts": {"GrpSts": "RJCT", "StsRsnInf": [{"Rsn": {"Cd": "FRAD"}}]},
+        "TxInfAndSts": [{"OrgnlUETR": "8a562c67-ca16-48ba-b074-65581be6f011"},
+                        {"OrgnlTxId": "TX-2", "TxSts": "PDNG", "StsRsnInf": {"Rsn": {"Prtry": "HELD"}}}]}}})
+    assert decode_pacs008(rendered) == [Skipped("pacs.002", expected)]
+    assert [s.outcome for s in expected] == ["rejected", "pending"]
+    assert PaymentStatus("X", "ACSC").outcome == "accepted"
 
 
 @pytest.mark.parametrize("name,reason,field", [

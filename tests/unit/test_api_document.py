@@ -28,7 +28,8 @@ def test_every_operation_answers_a_named_model_and_its_errors_as_error_out() -> 
     paths = document()["paths"]
     assert set(paths) == {"/v1/reports", "/v1/revocations", "/v1/renewals", "/v1/entries", "/v1/status",
                           "/v1/brake", "/v1/brake/rearm", "/v1/appeals", "/v1/appeals/{appeal_id}/status",
-                          "/v1/appeals/{appeal_id}/review", "/v1/appeals/{appeal_id}/decision"}
+                          "/v1/appeals/{appeal_id}/review", "/v1/appeals/{appeal_id}/decision",
+                          "/v1/feedback", "/v1/institutions/{institution}"}
     for path, operations in paths.items():
         for method, operation in operations.items():
             answers = operation["responses"]

@@ -113,7 +113,9 @@ SCHEMA_TOPIC = {"bank-command": SETTINGS.topic_freeze, "telco-command": SETTINGS
                 "decision": SETTINGS.topic_decisions, "release-audit": SETTINGS.topic_decisions,
                 "brake-audit": SETTINGS.topic_decisions, "deadletter": SETTINGS.topic_deadletter,
                 "report": SETTINGS.topic_reports, "undelivered-command": SETTINGS.topic_undelivered,
-                "appeal": SETTINGS.topic_appeals}
+                "appeal": SETTINGS.topic_appeals,
+                "feedback": SETTINGS.topic_feedback, "notice": SETTINGS.topic_notices,
+                "institution": SETTINGS.topic_institutions}
 
 
 def doc(example_id: str) -> Example:
@@ -502,6 +504,104 @@ def undelivered_outputs() -> list[Sent]:
     return [(SETTINGS.topic_undelivered, b"CIBBMYKL", orjson.loads(value))]
 
 
+def feedback_outputs() -> list[Sent]:
+    """The bank of the freeze-account example says, through POST /v1/feedback with its institution's key, that
+    the account holder is a victim used as a mule, then (SEKAT_FEEDBACK_FALSE_POSITIVE_INSTITUTIONS=1) that
+    the freeze was a false positive."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from sekat.api import feedback
+    from sekat.api.keys import ApiKey
+    from sekat.api.metrics import ApiMetrics
+    from sekat.streams.sent import sent_commands
+
+    listed = entry("report-account")
+    decision = decide_transfer(_decoded(doc("transfer")), Context(at("2026-11-28T10:15:00.125Z"),
+                                                                 {listed.key: listed}), POLICY).decision
+    sent_by_id = {c.command_id: c for c in sent_commands(decision)}
+    key = ApiKey("7c21d0e9a4b3", "CIBBMYKL", ("feedback",), "2026-01-05T00:00:00.000Z", institution="CIBBMYKL")
+    kept: dict[str, dict[str, dict[str, Any]]] = {}
+    flags: dict[str, dict[str, Any]] = {}
+    written: list[Sent] = []
+
+    class Keys:
+        async def verify(self, _token: str) -> ApiKey:
+            return key
+
+    class Feedback:  # blocklist.feedback.FeedbackStore
+        async def sent(self, command_id: str) -> Any:
+            return sent_by_id.get(command_id)
+
+        async def add(self, record: dict[str, Any], entries: list[str]) -> bool:
+            first = all(record["command_id"] not in kept.get(k, {}) for k in entries)
+            for k in entries:
+                kept.setdefault(k, {})[record["command_id"]] = dict(record)
+            return first
+
+        async def of_entry(self, k: str) -> list[dict[str, Any]]:
+            return list(kept.get(k, {}).values())
+
+        async def flags(self, k: str) -> dict[str, Any]:
+            return {kind: v for (kind, entry_key), v in flags.items() if entry_key == k}  # type: ignore[misc]
+
+        async def flag(self, kind: str, k: str, record: dict[str, Any]) -> bool:
+            return flags.setdefault((kind, k), record) is record  # type: ignore[call-overload]
+
+    class Index:
+        async def get(self, k: str) -> Entry | None:
+            return listed if k == listed.key else None
+
+    async def send(topic: str, value: bytes, record_key: bytes, _late: str) -> None:
+        written.append((topic, record_key, orjson.loads(value)))
+
+    times = iter([at("2026-11-28T10:31:12.400Z"), at("2026-11-28T11:05:40.000Z")])
+    app = FastAPI()
+    app.include_router(feedback.router)
+    app.state.clients = SimpleNamespace(keys=Keys(), feedback=Feedback(), store=Index(), brakes=Brakes(), send=send,
+                                        settings=replace(SETTINGS, feedback_false_positive_institutions=1),
+                                        metrics=ApiMetrics(CollectorRegistry()), clock=lambda: next(times))
+    client = TestClient(app, headers={"X-API-Key": "any"})
+    freeze = doc("freeze-account").json()["command_id"]
+    for body in ({"command_id": freeze, "outcome": "customer_is_victim", "case_ref": "CIMB/FR/2026/0456",
+                  "note": "holder was recruited through a job-scam ad; account kept frozen, customer contacted"},
+                 {"command_id": freeze, "outcome": "false_positive", "case_ref": "CIMB/FR/2026/0456",
+                  "note": "payroll account of a registered business; transfers match invoices"}):
+        answer = client.post("/v1/feedback", json=body)
+        assert answer.status_code == 202, answer.text
+    return written
+
+
+def institution_outputs() -> list[Sent]:
+    """PUT /v1/institutions/AGROMYKL by an authority's key, through the agency API's route."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from sekat.api import institutions
+    from sekat.api.keys import ApiKey
+
+    sent: list[Sent] = []
+    key = ApiKey("3f9a0c1b2d4e", "NSRC", ("institutions",), "2026-01-05T00:00:00.000Z")
+
+    class Keys:
+        async def verify(self, _token: str) -> ApiKey:
+            return key
+
+    async def send(topic: str, value: bytes, record_key: bytes, _late: str) -> None:
+        sent.append((topic, record_key, orjson.loads(value)))
+
+    app = FastAPI()
+    app.include_router(institutions.router)
+    app.state.clients = SimpleNamespace(keys=Keys(), send=send, settings=SETTINGS,
+                                        clock=lambda: at("2026-11-28T09:00:00.000Z"))
+    answer = TestClient(app, headers={"X-API-Key": "any"}).put(
+        "/v1/institutions/agromykl", json={"url": "https://hooks.agrobank.example/sekat/commands",
+                                           "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]})
+    assert answer.status_code == 202, answer.text
+    assert "whsec_" not in answer.text and answer.json()["secrets"] == 1
+    return sent
+
+
 def produced() -> dict[str, Sent]:
     """Output example id -> the record the real code sends for it."""
     transfers, follow, iso20022 = transfer_outputs(), follow_outputs(), pacs008_outputs()
@@ -527,6 +627,11 @@ def produced() -> dict[str, Sent]:
         "report-summarised": derived[2],
         "undelivered": undelivered_outputs()[0],
         "appeal": find(appeal_outputs(), SETTINGS.topic_appeals, status="upheld"),
+        "feedback": find(feedback_outputs(), SETTINGS.topic_feedback, outcome="false_positive"),
+        "notice-review": find(feedback_outputs(), notice="review"),
+        "notice-victim": find(feedback_outputs(), notice="victim_mule"),
+        "brake-review": find(feedback_outputs(), SETTINGS.topic_decisions, action="trip"),
+        "institution": institution_outputs()[0],
     }
 
 
@@ -721,11 +826,14 @@ def test_each_output_example_is_exactly_what_the_code_writes(ex: Example, real_o
 def test_every_record_the_code_writes_validates_against_its_schema(real_outputs: dict[str, Sent]) -> None:
     written = [*transfer_outputs(), *follow_outputs(), *pacs008_outputs(), *call_outputs(), *release_outputs(),
                *brake_outputs(), *rearm_outputs(), *lift_outputs(),
-               *report_outputs(), *undelivered_outputs(), *appeal_outputs()]
+               *report_outputs(), *undelivered_outputs(), *appeal_outputs(), *feedback_outputs(),
+               *institution_outputs()]
     streams = {"transfers": "decision", "calls": "decision", "releases": "release-audit", "brake": "brake-audit"}
     by_topic = {SETTINGS.topic_freeze: "bank-command", SETTINGS.topic_block: "telco-command",
                 SETTINGS.topic_deadletter: "deadletter", SETTINGS.topic_reports: "report",
-                SETTINGS.topic_undelivered: "undelivered-command", SETTINGS.topic_appeals: "appeal"}
+                SETTINGS.topic_undelivered: "undelivered-command", SETTINGS.topic_appeals: "appeal",
+                SETTINGS.topic_feedback: "feedback",
+                SETTINGS.topic_notices: "notice", SETTINGS.topic_institutions: "institution"}
     seen = set()
     for topic, key, value in written:
         name = streams[value["stream"]] if topic == SETTINGS.topic_decisions else by_topic[topic]

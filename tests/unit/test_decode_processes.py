@@ -23,7 +23,7 @@ from sekat.decode.formats import transfer_decoder
 from sekat.decode.processes import DecodedChunk, DecodeProcesses, decoder_settings, pack_chunk, unpack_chunk
 from sekat.decode.transfers import decode_transfer
 from sekat.identifiers import normalise_account, normalise_phone
-from sekat.records import Party, Proxy, Rejection, Skipped, Transfer
+from sekat.records import Party, PaymentStatus, Proxy, Rejection, Skipped, Transfer
 from sekat.settings import Settings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -50,6 +50,12 @@ def test_every_result_crosses_the_pipe_unchanged() -> None:
     kinds = {type(item) for result in results for item in result}
     assert kinds == {Transfer, Rejection, Skipped}
     assert crossed(results) == results
+
+
+def test_a_status_reports_payment_statuses_cross_the_pipe() -> None:
+    report = [Skipped("pacs.002", (PaymentStatus("STS-1", "RJCT", "FRAD", "E2E-1", "TX-1", "8a562c67-ca16"),
+                                   PaymentStatus("STS-1", "ACSC", end_to_end_id="E2E-2")))]
+    assert crossed([report, [Skipped("pacs.002")]]) == [report, [Skipped("pacs.002")]]
 
 
 def test_a_transfer_keeps_its_offset_exact_amount_phones_and_proxy() -> None:

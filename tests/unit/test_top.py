@@ -136,3 +136,22 @@ def test_live_mode_redraws_each_interval_until_interrupted() -> None:
         thread.join(5)
     assert len(frames) == 3
     assert all(f.startswith(CLEAR) and "workers 1/1 up" in f and "calls" in f for f in frames)
+
+
+def test_the_time_to_act_is_shown_per_institution_and_action_from_the_apis_metrics() -> None:
+    from sekat.api.metrics import ApiMetrics
+
+    worker, api = CollectorRegistry(), ApiMetrics(CollectorRegistry())
+    WorkerMetrics(worker)
+    for seconds in (20, 40, 50, 3000):
+        api.time_to_act.labels("CIBBMYKL", "FREEZE_ACCOUNT").observe(seconds)
+    api.time_to_act.labels("MBBEMYKL", "HOLD_TRANSFER").observe(400)
+    scrapes = [snapshot("http://w/metrics", 100.0, worker), snapshot("http://api/metrics", 100.0, api.registry)]
+    frame = render(scrapes, [replace_at(s, 102.0) for s in scrapes], now=NOW)
+    # the 2nd of 4 is the 1st of the 2 in (30 s, 60 s]: 45 s, as histogram_quantile interpolates; 400 s: 450 s
+    assert "time to act    CIBBMYKL FREEZE_ACCOUNT p50 45.0 s (4)   MBBEMYKL HOLD_TRANSFER p50 7.5 min (1)" in frame
+    assert "time to act" not in render(scrapes[:1], [replace_at(scrapes[0], 102.0)], now=NOW)
+
+
+def replace_at(scrape: Scrape, at: float) -> Scrape:
+    return Scrape(scrape.url, at, scrape.samples)
