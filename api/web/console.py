@@ -6,6 +6,9 @@
     POST /console/search          one entry: its state, history, sources, links (``GET /v1/entries``), and
                                   the institutions sent a command about it (``release.acted``)
     POST /console/brake/rearm     re-arm a target with a reason (``POST /v1/brake/rearm``)
+    GET  /console/appeals/{id}    an appeal routed to the key's agency, whole (contact details included)
+    POST /console/appeals/{id}/review    acknowledge it (``POST /v1/appeals/{id}/review``)
+    POST /console/appeals/{id}/decision  uphold or reject it with a reason (``POST /v1/appeals/{id}/decision``)
 
 Signing in checks the key as the API does (``api.auth.Caller``) and keeps it in the ``sekat_session``
 cookie: HttpOnly (no script reads it), SameSite=Strict (no other site's page sends it), Path=/console,
@@ -15,12 +18,14 @@ state lives on the server. Each form carries a CSRF token: before sign-in a rand
 cookie (double submit), after it an HMAC of the session's key, which only a page of this origin can know.
 
 Every action calls the API's own route function with the signed-in key (``api.entries.entry``,
-``brake.routes.rearm``), so its scope checks, validation, Kafka audit record and brake log are exactly the
-API's; there is no second path. Identifiers travel in POST bodies only.
+``brake.routes.rearm``, ``api.appeals.review`` and ``decide``), so its scope checks, validation, Kafka audit
+record, brake log and an upheld appeal's revocation are exactly the API's; there is no second path.
+Identifiers travel in POST bodies only; an appeal's page is addressed by its random id. An appellant's contact
+details and grounds are shown on that page only, to the agencies the appeal is routed to.
 
 A feature adds a panel in one place: a ``Panel`` in ``HOME_PANELS`` (a section of the home page, with the
 scope it needs and a coroutine loading what its template shows) or an ``EntryPanel`` in ``ENTRY_PANELS``
-(a section of an entry's page), plus its template under ``templates/console/`` and, if it acts, a route here.
+(a section of an entry's page, left out when ``load`` answers None), plus its template under ``templates/console/`` and, if it acts, a route here.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from sekat.api import entries
+from sekat.api import appeals, entries
 from sekat.api.auth import Caller
 from sekat.api.clients import Clients, ClientsDep
 from sekat.api.keys import ApiKey
@@ -66,12 +71,13 @@ class Panel:
 
 @dataclass(frozen=True)
 class EntryPanel:
-    """A section of an entry's page: ``load`` gets the entry as ``GET /v1/entries`` answers it."""
+    """A section of an entry's page: ``load`` gets the entry as ``GET /v1/entries`` answers it, and answers
+    None when the section has nothing to show."""
 
     name: str
     title: str
     template: str
-    load: Callable[[dict[str, Any], ApiKey, Clients], Awaitable[dict[str, Any]]]
+    load: Callable[[dict[str, Any], ApiKey, Clients], Awaitable[dict[str, Any] | None]]
 
 
 async def _search(key: ApiKey, clients: Clients) -> dict[str, Any]:
@@ -100,8 +106,25 @@ async def _commands(entry: dict[str, Any], key: ApiKey, clients: Clients) -> dic
     return {"acted": acted}
 
 
+async def _open_appeals(key: ApiKey, clients: Clients) -> dict[str, Any]:
+    """What ``GET /v1/appeals`` answers the key: its agency's open appeals, with the deadlines each has passed."""
+    return await appeals.open_appeals(key, clients)
+
+
+async def _entry_appeals(entry: dict[str, Any], key: ApiKey, clients: Clients) -> dict[str, Any] | None:
+    """The latest appeal on the entry, by its stage and dates only; its id (a link to its page) only for the
+    agencies it is routed to, with the appeal scope."""
+    latest = await clients.appeals.latest_on(entry["key"])
+    if latest is None:
+        return None
+    routed = "appeal" in key.scopes and key.agency in latest.agencies
+    return {"status": latest.status, "filed_at": latest.filed_at, "decide_by": latest.decide_by,
+            "decided_at": latest.decided_at, "appeal_id": latest.appeal_id if routed else ""}
+
+
 HOME_PANELS: tuple[Panel, ...] = (
     Panel("search", "Look up an entry", "search.html", "read", _search),
+    Panel("appeals", "Open appeals", "appeals.html", "appeal", _open_appeals),
     Panel("brake", "Safety brake", "brake.html", "read", _brake),
 )
 ENTRY_PANELS: tuple[EntryPanel, ...] = (
@@ -109,6 +132,7 @@ ENTRY_PANELS: tuple[EntryPanel, ...] = (
     EntryPanel("history", "History", "entry_history.html", _entry_itself),
     EntryPanel("links", "Linked identifiers", "entry_links.html", _entry_itself),
     EntryPanel("commands", "Commands sent", "entry_commands.html", _commands),
+    EntryPanel("appeal", "Appeal", "entry_appeal.html", _entry_appeals),
 )
 
 
@@ -234,7 +258,8 @@ async def search(request: Request, clients: ClientsDep) -> Response:
                                         bank=fields.get("bank", "")[:16] if account else None)
         except HTTPException as exc:
             return await _home(key, token, clients, exc.status_code, problem=_message(exc))
-        panels = [(panel, await panel.load(found, key, clients)) for panel in ENTRY_PANELS]
+        loaded = [(panel, await panel.load(found, key, clients)) for panel in ENTRY_PANELS]
+        panels = [(panel, data) for panel, data in loaded if data is not None]
         return page("console/entry.html", lang="en", key=key, csrf=csrf_of(token), entry=found, panels=panels)
     except BlocklistUnavailable as exc:
         return _unavailable(exc)
@@ -258,3 +283,88 @@ async def rearm(request: Request, clients: ClientsDep) -> Response:
         return await _home(key, token, clients, notice=f"Re-armed {done.target} as {done.rearmed_by}.")
     except BlocklistUnavailable as exc:
         return _unavailable(exc)
+
+
+def _entry_form(identifier: str) -> dict[str, str]:
+    """The search form's fields that open the entry ``identifier`` (``phone:+60...``, ``account:BIC:number``)."""
+    kind, _, rest = identifier.partition(":")
+    bank, _, value = rest.rpartition(":")
+    return {"kind": kind, "value": value, "bank": bank}
+
+
+async def _appeal(key: ApiKey, token: str, clients: Clients, appeal_id: str, status_code: int = 200,
+                  notice: str = "", problem: str = "") -> HTMLResponse:
+    """An appeal's page, as the agency it is routed to sees it (``GET /v1/appeals``' record of it, whole)."""
+    try:
+        found = await appeals.routed(clients.appeals, appeal_id, await Caller("appeal")(clients, token))
+    except HTTPException as exc:
+        return page("console/problem.html", exc.status_code, lang="en", key=key, csrf=csrf_of(token),
+                    message=_message(exc))
+    shown = {**found.for_agency(), "overdue": appeals.overdue(found, clients.clock())}
+    return page("console/appeal.html", status_code, lang="en", key=key, csrf=csrf_of(token), appeal=shown,
+                entry=_entry_form(found.identifier), can_review=found.status == "received",
+                can_decide=found.status == "under_review" and key.agency not in found.decided_by(),
+                notice=notice, problem=problem)
+
+
+@router.get("/console/appeals/{appeal_id}", response_class=HTMLResponse)
+async def appeal_page(appeal_id: str, request: Request, clients: ClientsDep) -> Response:
+    try:
+        session = await _signed_in(request, clients)
+        if session is None:
+            return _login(request, 401, "Your session has ended; please sign in again.")
+        return await _appeal(*session, clients, appeal_id)
+    except HTTPException as exc:
+        return _login(request, exc.status_code, _message(exc))
+    except BlocklistUnavailable as exc:
+        return _unavailable(exc)
+
+
+@router.post("/console/appeals/{appeal_id}/review", response_class=HTMLResponse)
+async def review_appeal(appeal_id: str, request: Request, clients: ClientsDep) -> Response:
+    try:
+        acting = await _acting(request, clients)
+        if isinstance(acting, Response):
+            return acting
+        key, token, _ = acting
+        try:
+            await appeals.review(appeal_id, await Caller("appeal")(clients, token), clients)
+        except HTTPException as exc:
+            return await _appeal(key, token, clients, appeal_id, exc.status_code, problem=_message(exc))
+        return await _appeal(key, token, clients, appeal_id, notice=f"Acknowledged as {key.agency}: the appeal "
+                             "is under review.")
+    except BlocklistUnavailable as exc:
+        return _unavailable(exc)
+
+
+@router.post("/console/appeals/{appeal_id}/decision", response_class=HTMLResponse)
+async def decide_appeal(appeal_id: str, request: Request, clients: ClientsDep) -> Response:
+    try:
+        acting = await _acting(request, clients)
+        if isinstance(acting, Response):
+            return acting
+        key, token, fields = acting
+        try:
+            body = appeals.DecisionIn(outcome=fields.get("outcome", ""),  # type: ignore[arg-type]
+                                      reason=fields.get("reason", "").strip())
+            done = await appeals.decide(appeal_id, body, await Caller("appeal")(clients, token), clients)
+        except ValidationError as exc:
+            at_fault = " and ".join(str(err["loc"][0]) for err in exc.errors())
+            return await _appeal(key, token, clients, appeal_id, 422,
+                                 problem=f"Give the decision's {at_fault}: upheld or rejected, with a reason.")
+        except HTTPException as exc:
+            return await _appeal(key, token, clients, appeal_id, exc.status_code, problem=_message(exc))
+        return await _appeal(key, token, clients, appeal_id, notice=_decided(done))
+    except BlocklistUnavailable as exc:
+        return _unavailable(exc)
+
+
+def _decided(done: dict[str, Any]) -> str:
+    """What a decision did, in words (its answer is ``POST /v1/appeals/{id}/decision``'s)."""
+    if done["status"] == "upheld":
+        return (f"Upheld: the entry is revoked by report {done['revocation_id']}; every bank and telco that acted "
+                "on it gets its release command.")
+    if done["status"] == "rejected":
+        return f"Rejected: the entry stays listed; the appellant may appeal again from {done['reappeal_after']}."
+    return (f"Your uphold is recorded; the entry stays listed until {', '.join(done['awaiting'])} "
+            "decide for their reports.")

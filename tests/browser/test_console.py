@@ -4,7 +4,11 @@ An NSRC analyst signs in with their API key (the session cookie is HttpOnly and 
 listed number up (its history, sources and the telco sent a command about it), and re-arms a target the safety brake tripped, with a reason:
 the re-arm is audited exactly as through the API (its record on the decisions topic, the brake's log). A
 re-arm posted with the session's cookie but without the form's CSRF token is refused and changes nothing.
-Over HTTPS the cookie is also Secure. Every page is free of console errors and serious accessibility violations, and saved as a screenshot.
+Over HTTPS the cookie is also Secure. A person appeals a listed number through the public API; the police
+analyst whose report listed it sees it among the open appeals, reads the grounds and contact details on its
+page, acknowledges and upholds it there: the appeal's steps are on its topic, the entry is revoked by the
+worker and the telco that blocked the number gets UNBLOCK_NUMBER. A key without the appeal scope sees no
+appeals. Every page is free of console errors and serious accessibility violations, and saved as a screenshot.
 """
 
 from __future__ import annotations
@@ -30,12 +34,14 @@ from sekat.localstack.secured import make_tls_files
 from sekat.records import Status
 from sekat.release.acted import ActedStore
 from tests.browser.conftest import Browser
-from tests.support import Collector, file_report, own_api, sekat
+from tests.support import Collector, WorkerProcess, file_report, own_api, sekat
 
 pytestmark = pytest.mark.integration
 
 PHONE = "+60198765432"
 TARGET = "rule:mule_inflow"
+APPEALED = "+60134567890"
+EMAIL = "aminah.yusof@mail.example.my"
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +172,104 @@ def test_over_https_the_session_cookie_is_secure(stack: Any, logs_dir: Path, tmp
         assert signed_in.status_code == 303
         [session] = [c for c in signed_in.headers.get_list("set-cookie") if c.startswith("sekat_session=")]
         assert {"secure", "httponly", "samesite=strict", "path=/console"} <= set(session.lower().split("; "))
+
+
+def test_an_appeal_is_acknowledged_and_upheld_in_the_console(api: Any, logs_dir: Path, browser: Browser) -> None:
+    s, d = api.settings, browser.driver
+    ident = f"phone:{APPEALED}"
+
+    async def listed() -> None:
+        store = BlocklistStore.from_url(s.redis_url, s.redis_prefix)
+        acted = ActedStore.from_url(s.redis_url, s.redis_prefix)
+        try:
+            await file_report(store, ident, Status.CONFIRMED, "PDRM", "impersonation scam", "PJ/2026/118")
+            await acted.record([(ident, "UNBLOCK_NUMBER|MAXIS")], now=100.0)  # Maxis blocked its calls
+        finally:
+            await store.close()
+            await acted.close()
+    asyncio.run(listed())
+    worker = WorkerProcess(api.env, logs_dir / f"{s.app_id}-worker.log").launch()  # applies the revocation
+    out = Collector(s, [s.topic_block, s.topic_appeals])
+    try:
+        filed = httpx.post(api.url + "/v1/appeals", json={
+            "kind": "phone", "value": APPEALED, "appellant": "person",
+            "contact": {"name": "Aminah Yusof", "email": EMAIL}, "grounds": "my number was spoofed by the caller",
+            "evidence_ref": "Maxis ticket 88123"})
+        assert filed.status_code == 202, filed.text
+        appeal_id = filed.json()["appeal_id"]
+        created = sekat(api.env, "apikey", "create", "--agency", "PDRM", "--scopes", "read,appeal")
+        assert created.returncode == 0, created.stderr
+
+        d.delete_all_cookies()
+        d.get(api.url + "/console")
+        d.find_element(By.ID, "api_key").send_keys(created.stdout.strip())
+        submit(browser, "form[action='/console/login'] button")
+        listing = d.find_element(By.ID, "panel-appeals").text
+        assert appeal_id in listing and ident in listing and "received" in listing and EMAIL not in listing
+        browser.settled()
+        browser.accessible()
+        browser.shoot("console-appeals")
+
+        d.find_element(By.LINK_TEXT, appeal_id).click()
+        assert d.current_url == f"{api.url}/console/appeals/{appeal_id}"
+        appellant = d.find_element(By.ID, "panel-appellant").text
+        assert EMAIL in appellant and "spoofed" in appellant and "Maxis ticket 88123" in appellant
+        submit(browser, "form[action$='/review'] button")
+        assert "under review" in d.find_element(By.CSS_SELECTOR, "[role=status]").text
+        assert "under_review" in d.find_element(By.ID, "panel-appeal").text
+        browser.settled()
+        browser.accessible()
+        browser.shoot("console-appeal")
+
+        d.find_element(By.CSS_SELECTOR, "label[for=outcome-upheld]").click()
+        d.find_element(By.ID, "reason").send_keys("the number was spoofed; the subscriber is a victim")
+        submit(browser, "form[action$='/decision'] button")
+        notice = d.find_element(By.CSS_SELECTOR, "[role=status]").text
+        assert notice.startswith("Upheld: the entry is revoked by report")
+        assert "nothing is left to do" in d.find_element(By.ID, "panel-act").text
+        browser.settled()
+        browser.accessible()
+        browser.shoot("console-appeal-upheld")
+
+        # A step the API refuses comes back as the appeal's page with the API's status and message.
+        pdrm = created.stdout.strip()
+        with httpx.Client(base_url=api.url, cookies={"sekat_session": pdrm}) as http:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', http.get(f"/console/appeals/{appeal_id}").text)
+            assert csrf is not None
+            again = http.post(f"/console/appeals/{appeal_id}/review", data={"csrf": csrf.group(1)})
+            assert again.status_code == 409 and "is upheld, not received" in again.text
+
+        # The steps are the API's: on the appeals topic, and the worker revokes the entry and releases the block.
+        steps = out.wait_for(lambda r: r.topic == s.topic_appeals and r.key == appeal_id.encode(), 3)
+        assert [r.json["status"] for r in steps] == ["received", "under_review", "upheld"]
+        assert [(e["action"], e["by"]) for e in steps[-1].json["events"]] == [
+            ("filed", "person"), ("review", "PDRM"), ("upheld", "PDRM")]
+        worker.wait_ready()
+        [release] = out.wait_for(lambda r: r.topic == s.topic_block and r.json.get("identifier") == ident
+                                 and r.json.get("action") == "UNBLOCK_NUMBER", timeout=30)
+        assert release.json["report_id"] == steps[-1].json["revocation_id"]
+        assert appeal_id in release.json["reasons"][0]
+
+        # The entry's page shows the appeal by its stage; the contact details stay on the appeal's page.
+        d.get(api.url + "/console")
+        d.find_element(By.ID, "phone").send_keys(APPEALED)
+        submit(browser, "#panel-search button[type=submit]")
+        assert "upheld" in d.find_element(By.ID, "panel-appeal").text
+        assert EMAIL not in d.find_element(By.TAG_NAME, "main").text
+        browser.settled()
+        browser.accessible()
+        assert EMAIL not in api.log_path.read_text(errors="replace")
+    finally:
+        out.close()
+        worker.stop()
+
+
+def test_a_key_without_the_appeal_scope_sees_no_appeals(api: Any) -> None:
+    token = sekat(api.env, "apikey", "create", "--agency", "PDRM", "--scopes", "read").stdout.strip()
+    with httpx.Client(base_url=api.url, cookies={"sekat_session": token}) as http:
+        home = http.get("/console")
+        assert home.status_code == 200 and "panel-search" in home.text and "panel-appeals" not in home.text
+        refused = http.get("/console/appeals/ap-0123456789abcdef")
+        assert refused.status_code == 403 and "lacks the 'appeal' scope" in html.unescape(refused.text)
+        forged = http.post("/console/appeals/ap-0123456789abcdef/review", data={"csrf": "guess"})
+        assert forged.status_code == 403
