@@ -125,6 +125,7 @@ class Finding(msgspec.Struct, frozen=True):
     report: AutoReport | None = None  # filed on ``identifier``
     amount: Decimal | None = None  # the disputed amount on ``identifier``: what a HOLD_AMOUNT lien holds
     currency: str = ""
+    causes: tuple[str, ...] = ()  # entry keys whose revocation or expiry releases the lien (HOLD_AMOUNT)
 
 
 P = TypeVar("P")

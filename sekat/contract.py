@@ -265,8 +265,14 @@ class _TransferIds(_BankCommand, kw_only=True):
     uetr: Annotated[str, Meta(description="ISO 20022 input only")] | UnsetType = UNSET
 
 
+_HoldUntil = Annotated[str, Meta(pattern=UTC_MS, description=(
+    "when the hold ends (UTC; issued_at plus the policy's holds): the bank lets it lapse then"))]
+
+
 class HoldTransfer(_TransferIds, kw_only=True, tag=Action.HOLD_TRANSFER.value):
-    """The payer's bank stops this transfer (account: the payer's)."""
+    """The payer's bank stops this transfer (account: the payer's) until ``hold_until``."""
+
+    hold_until: _HoldUntil
 
 
 class FreezeAccount(_TransferIds, kw_only=True, tag=Action.FREEZE_ACCOUNT.value):
@@ -274,21 +280,28 @@ class FreezeAccount(_TransferIds, kw_only=True, tag=Action.FREEZE_ACCOUNT.value)
 
 
 class HoldAmount(_TransferIds, kw_only=True, tag=Action.HOLD_AMOUNT.value):
-    """A lien of the disputed amount on the account, instead of a freeze."""
+    """A lien of the disputed amount on the account, instead of a freeze, until ``hold_until``.
+
+    Sekat releases it (RELEASE_ACCOUNT naming this account) at ``hold_until``, or earlier when an entry that
+    caused it is revoked or expires.
+    """
 
     amount: Annotated[str, Meta(pattern=r"^[0-9]+(\.[0-9]+)?$", description="decimal string")]
     currency: Annotated[str, Meta(description="the transfer's currency; empty when it named none")]
+    hold_until: _HoldUntil
 
 
 _EntryKey = Annotated[str, Meta(description="key of the entry that ended: account:BIC8:number or phone:+E164")]
-_Released = Literal["revoked", "expired"]
+_Released = Literal["revoked", "expired", "hold_ended"]
 _ReleaseRef = Annotated[str, Meta(description="the revocation, or for an expiry the report that set the status")]
 
 
 class ReleaseAccount(_BankCommand, kw_only=True, tag=Action.RELEASE_ACCOUNT.value):
-    """Lift the freezes, holds and liens this bank applied because of the entry (revoked or expired).
+    """Lift the freezes, holds and liens this bank applied because of the entry (revoked or expired), or one
+    lien whose hold ended (``released`` hold_ended).
 
-    ``account`` is the entry's account, or the E.164 number of a listed DuitNow mobile proxy (kind phone).
+    ``account`` is the entry's account, the E.164 number of a listed DuitNow mobile proxy (kind phone), or
+    for a lien the liened account.
     """
 
     account: Annotated[str, Meta(pattern=f"{ACCOUNT_VALUE}|{E164}")]
@@ -384,7 +397,7 @@ class ReleaseAudit(Struct, kw_only=True):
     outcome: Literal["RELEASE"]
     decided_at: OutTime
     identifier: str
-    released: Literal["revoked", "expired"]
+    released: _Released
     report_id: str
     source: str
     case_ref: str

@@ -404,6 +404,9 @@ class Command:
     issued_at: datetime
     details: tuple[tuple[str, str], ...] = ()  # transfer_id / call_id / callee ...
     rules: tuple[str, ...] = ()  # ``id@version`` of every enforce rule behind the command
+    # Not on the wire: the keys of the blocklist entries whose end releases this command's lien (HOLD_AMOUNT),
+    # read by the release bookkeeping (``release.sweep.who_acted``).
+    causes: tuple[str, ...] = ()
 
     @property
     def command_id(self) -> str:
