@@ -32,7 +32,8 @@ import yaml
 
 from sekat.errors import PolicyError
 from sekat.records import Action
-from sekat.rules import blocklist_match, call_burst, cross_channel, follow_money, mule_inflow, spoofed_caller
+from sekat.rules import (blocklist_match, call_burst, cross_channel, follow_money, mule_inflow, spoofed_caller,
+                         wangiri)
 from sekat.rules.outcome import Outcome
 from sekat.rules.registry import STREAMS, Registry, RuleSpec, parse_params
 
@@ -49,7 +50,7 @@ MAX_HOLD_MINUTES = 30 * 24 * 60
 def default_registry() -> Registry:
     """Every rule type shipped with Sekat; a duplicate id fails here, at start-up."""
     registry = Registry()
-    for module in (blocklist_match, mule_inflow, cross_channel, spoofed_caller, call_burst, follow_money):
+    for module in (blocklist_match, mule_inflow, cross_channel, spoofed_caller, call_burst, follow_money, wangiri):
         registry.register(module.SPEC)
     return registry
 

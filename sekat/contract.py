@@ -118,6 +118,11 @@ class Transfer(Struct, kw_only=True):
     currency: Annotated[str, Meta(max_length=3, pattern=NON_BLANK)] | None = None
 
 
+_Duration = Annotated[float, Meta(ge=0, le=86_400, description=(
+    "seconds: talk time of an answered call, ring time of an unanswered one"))]
+_Answered = Annotated[bool, Meta(description="whether the callee answered")]
+
+
 class Call(Struct, kw_only=True):
     """A voice call or SMS (SEKAT_TOPIC_CALLS with SEKAT_CALLS_FORMAT=json)."""
 
@@ -131,6 +136,8 @@ class Call(Struct, kw_only=True):
     caller_network: Short | None = None
     attestation: Annotated[str, Meta(max_length=8, pattern=r"^\s*[ABCabc]\s*$", description=(
         "STIR/SHAKEN attestation of the caller ID: A, B or C"))] | None = None
+    duration: _Duration | None = None
+    answered: _Answered | None = None
 
 
 class CallAttempt(Struct, kw_only=True):
@@ -147,6 +154,8 @@ class CallAttempt(Struct, kw_only=True):
         "CLI presentation: allowed, restricted, unavailable (or 0, 1, 2 and their CDR spellings)"))] | None = None
     origin_network: Annotated[str, Meta(max_length=32, description="becomes the Call's caller_network")] | None = None
     attestation: Annotated[str, Meta(max_length=8, pattern=r"^\s*[ABCabc]\s*$")] | None = None
+    duration: _Duration | None = None
+    answered: _Answered | None = None
 
 
 # -- reports (read and written on SEKAT_TOPIC_REPORTS) ----------------------------------------------------------

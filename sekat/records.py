@@ -104,6 +104,10 @@ class Call(msgspec.Struct, frozen=True):
     # STIR/SHAKEN attestation of the caller ID by the originating carrier: "A" (full: the carrier knows the
     # customer and their right to the number), "B" (partial), "C" (gateway: origin unknown), None (absent).
     attestation: str | None = None
+    # Seconds: talk time of an answered call, ring time of an unanswered one (None: not given); with
+    # ``answered`` (None: not given) they tell a one-ring (wangiri) call from a conversation.
+    duration: float | None = None
+    answered: bool | None = None
 
     def identifiers(self) -> list[AccountId | PhoneNumber]:
         return [] if self.caller.protected else [self.caller]

@@ -26,7 +26,7 @@ _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 TRANSFER_FORMATS = ("json", "pacs008")
 CALL_FORMATS = ("json", "cdr-csv", "call-attempt")
 CDR_FIELDS = ("call_id", "occurred_at", "caller", "callee", "operator", "type", "caller_network", "presentation",
-              "attestation")
+              "attestation", "duration", "answered")
 CDR_REQUIRED = ("call_id", "occurred_at", "caller", "callee", "operator")
 DEFAULT_CDR_COLUMNS = ("call_id=1,occurred_at=2,caller=3,callee=4,type=5,operator=6,caller_network=7,"
                        "presentation=8")
