@@ -115,7 +115,7 @@ def add_api(sub: argparse._SubParsersAction) -> None:
                        "status_rate_per_minute",
                        "status_global_rate_per_minute", "filing_rate_per_minute", "redis_prefix",
                        "topic_reports", "topic_decisions", "brake_window_s", "phone_region", "protected_keys",
-                       "expiry_policy", "aiokafka_config"),
+                       "expiry_policy", "aiokafka_config", "proxy_hasher"),
                 needs=("kafka", "api_redis"))
 
 
