@@ -118,3 +118,15 @@ def test_a_revoked_wallet_or_proxy_is_released_to_the_banks_that_held_in_the_con
         body = command.to_json()
         assert body["account"] == key.partition(":")[2] and body["kind"] == key.partition(":")[0]
         msgspec.json.decode(orjson.dumps(body), type=COMMANDS[Action.RELEASE_ACCOUNT])
+
+
+def test_a_bulk_import_hashes_a_proxy_row_and_re_imports_an_exported_one_as_it_is() -> None:
+    from sekat.blocklist.bulk import row_report
+
+    filed = row_report({"kind": "proxy", "value": f"nric:{NRIC}", "status": "confirmed", "source": "PDRM"}, NOW,
+                       hasher=HASHER)
+    assert filed.key == HASHER.proxy("NRIC", NRIC).key
+    exported = {"key": filed.key, "status": "confirmed", "source": "PDRM"}
+    assert row_report(exported, NOW, hasher=HASHER).key == filed.key  # an export names the hash already
+    wallet = row_report({"kind": "wallet", "value": "TNG:0123456789", "source": "PDRM"}, NOW, hasher=HASHER)
+    assert row_report({"key": wallet.key, "status": "reported", "source": "PDRM"}, NOW).key == wallet.key
