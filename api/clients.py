@@ -33,6 +33,7 @@ from sekat.release.acted import ActedStore
 from sekat.clock import Clock, utcnow
 from sekat.errors import BlocklistUnavailable
 from sekat.expiry import ExpiryPolicy
+from sekat.identifiers import ProxyHasher
 from sekat.settings import Settings
 
 # How long a probe waits for Redis's PING and for Kafka's metadata answer, and how long Kafka's answer is kept.
@@ -55,6 +56,7 @@ class Clients:
     feedback: FeedbackStore = field(init=False)
     protected: frozenset[str] = field(init=False)
     expiry: ExpiryPolicy = field(init=False)
+    proxy_hasher: ProxyHasher = field(init=False)
     _producer: AIOKafkaProducer | None = field(default=None, init=False)
     _kafka_answer: tuple[float, bool] = field(default=(float("-inf"), False), init=False)  # (monotonic time, up)
     _kafka_asking: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
@@ -69,6 +71,7 @@ class Clients:
         self.feedback = FeedbackStore(self.store.client, settings.redis_prefix)
         self.protected = settings.protected_keys()
         self.expiry = settings.expiry_policy()
+        self.proxy_hasher = settings.proxy_hasher()
 
     async def producer(self) -> AIOKafkaProducer:
         """The started producer; raises ``BlocklistUnavailable`` while Kafka cannot be reached."""

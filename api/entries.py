@@ -1,6 +1,7 @@
 """Look-up routes of the agency API: one entry for an agency, listed or not for the public.
 
-An identifier is asked about by ``phone``, or by ``account`` with ``bank``.
+An identifier is asked about by ``phone``, by ``account`` with ``bank``, by ``wallet`` (``PROVIDER:ID``) or by
+``proxy`` (``TYPE:value``, an NRIC, passport or business registration number, hashed here before the look-up).
 A protected identifier (a bank's own hotline, say) is never listed, so both
 routes answer as for an identifier that is not on the blocklist.
 
@@ -27,10 +28,11 @@ from sekat.api.errors import error_responses, field_error
 from sekat.api.feedback import entry_feedback
 from sekat.api.keys import RULE_SOURCES, ApiKey
 from sekat.api.limits import client_bucket
-from sekat.blocklist.filing import identifier
+from sekat.blocklist.filing import identifier, key_of
 from sekat.blocklist.lifecycle import standing
 from sekat.blocklist.store import BlocklistStore
 from sekat.errors import InvalidReport
+from sekat.identifiers import NO_PROXY_HASHER, ProxyHasher
 from sekat.records import Entry, key_object
 
 router = APIRouter()
@@ -40,6 +42,9 @@ MAX_GROUP = 200  # members shown for one linked group
 Phone = Annotated[str | None, Query(max_length=64, description="phone number in any common format")]
 Account = Annotated[str | None, Query(max_length=64, description="account number; needs bank")]
 Bank = Annotated[str | None, Query(max_length=16, description="BIC of the account's bank")]
+Wallet = Annotated[str | None, Query(max_length=64, description="e-wallet as PROVIDER:ID, e.g. TNG:0123456789")]
+ProxyQ = Annotated[str | None, Query(max_length=64, description=(
+    "DuitNow proxy as TYPE:value (NRIC, PASSPORT or BRN), e.g. NRIC:900101-14-5678; hashed, never stored"))]
 
 
 class StatusOut(BaseModel):
@@ -47,7 +52,7 @@ class StatusOut(BaseModel):
 
 
 class IdentifierOut(BaseModel):
-    kind: str = Field(description="phone or account")
+    kind: str = Field(description="phone, account, wallet or proxy")
     value: str = Field(description="normalised: E.164 for a phone, the account number for an account")
     bank: str | None = Field(None, description="BIC8 of the account's bank (accounts only)")
 
@@ -107,22 +112,22 @@ class EntryOut(BaseModel):
     group: list[GroupMember] = Field(description="every identifier linked to it, directly or through others")
 
 
-def lookup_key(phone: str | None, account: str | None, bank: str | None, region: str) -> str | None:
+def lookup_key(phone: str | None, account: str | None, bank: str | None, region: str, wallet: str | None = None,
+               proxy: str | None = None, hasher: ProxyHasher | None = None) -> str | None:
     """The index key asked about, or None for a protected identifier; 422 naming the field at fault."""
-    if (phone is None) == (account is None):
-        raise field_error(422, "phone", "give exactly one of phone or account (with bank)")
+    given = [(name, value) for name, value in (("phone", phone), ("account", account), ("wallet", wallet),
+                                                ("proxy", proxy)) if value is not None]
+    if len(given) != 1:
+        raise field_error(422, "phone", "give exactly one of phone, account (with bank), wallet or proxy")
+    kind, value = given[0]
     try:
-        if phone is not None:
-            _, number = identifier("phone", phone, None, region)
-            return f"phone:{number}"
-        bank_code, number = identifier("account", account or "", bank, region)
-        return f"account:{bank_code}:{number}"
+        bank_code, number = identifier(kind, value, bank if kind == "account" else None, region,
+                                       hasher=hasher or NO_PROXY_HASHER)
+        return key_of(kind, bank_code, number)
     except InvalidReport as exc:
         if exc.reason == "protected":
             return None
-        field = "account" if exc.field == "value" and account is not None else \
-            "phone" if exc.field == "value" else exc.field
-        raise field_error(422, field, str(exc).split(": ", 1)[-1]) from None
+        raise field_error(422, kind if exc.field == "value" else exc.field, str(exc).split(": ", 1)[-1]) from None
 
 
 def publicly_listed(entry: Entry, now: datetime) -> bool:
@@ -154,12 +159,15 @@ async def linked_group(store: BlocklistStore, start: Entry, now: datetime) -> li
 @router.get("/v1/entries", tags=["agencies"], response_model=EntryOut, response_model_exclude_unset=True,
             responses=error_responses(401, 403, 404, 413, 422, 503))
 async def entry(key: Annotated[ApiKey, Depends(Caller("read"))], clients: ClientsDep, phone: Phone = None,
-                account: Account = None, bank: Bank = None) -> dict[str, Any]:
+                account: Account = None, bank: Bank = None, wallet: Wallet = None,
+                proxy: ProxyQ = None) -> dict[str, Any]:
     """One entry with its full history (who filed what, when and why) and institutions' feedback on it."""
-    ident = lookup_key(phone, account, bank, clients.settings.phone_region)
+    ident = lookup_key(phone, account, bank, clients.settings.phone_region, wallet, proxy, clients.proxy_hasher)
     found = await clients.store.get(ident) if ident is not None else None
     if found is None:
-        raise field_error(404, "phone" if phone is not None else "account", "not on the blocklist")
+        asked = next(n for n, v in (("phone", phone), ("account", account), ("wallet", wallet), ("proxy", proxy))
+                     if v is not None)
+        raise field_error(404, asked, "not on the blocklist")
     body = found.to_json()
     body["active"] = found.active_at(clients.clock())
     body["group"] = await linked_group(clients.store, found, clients.clock())
@@ -169,8 +177,8 @@ async def entry(key: Annotated[ApiKey, Depends(Caller("read"))], clients: Client
 
 @router.get("/v1/status", response_model=StatusOut, tags=["public"], responses=error_responses(413, 422, 429, 503))
 async def status(request: Request, clients: ClientsDep, phone: Phone = None, account: Account = None,
-                 bank: Bank = None) -> StatusOut | JSONResponse:
-    """Public check: has an agency listed this one number or account? Reveals nothing else."""
+                 bank: Bank = None, wallet: Wallet = None, proxy: ProxyQ = None) -> StatusOut | JSONResponse:
+    """Public check: has an agency listed this one number, account, e-wallet or proxy? Reveals nothing else."""
     settings = clients.settings
     client = client_bucket(request.client.host if request.client else "unknown")
     allowed, reset = await clients.allow_status_check(client, settings.status_rate_per_minute)
@@ -180,7 +188,7 @@ async def status(request: Request, clients: ClientsDep, phone: Phone = None, acc
     if not allowed:
         return too_many(f"at most {settings.status_global_rate_per_minute} status checks a minute from all "
                         "addresses together", reset)
-    ident = lookup_key(phone, account, bank, settings.phone_region)
+    ident = lookup_key(phone, account, bank, settings.phone_region, wallet, proxy, clients.proxy_hasher)
     found = await clients.store.get(ident) if ident is not None else None
     return StatusOut(listed=found is not None and publicly_listed(found, clients.clock()))
 

@@ -31,7 +31,7 @@ log = logging.getLogger("sekat.api")
 router = APIRouter(tags=["agencies"])
 
 # The limits every filing body shares, stated once; each body adds its own descriptions.
-Kind = Literal["phone", "account"]
+Kind = Literal["phone", "account", "wallet", "proxy"]
 Value = Annotated[str, Field(min_length=1, max_length=64)]
 Bank = Annotated[str | None, Field(max_length=16)]
 CaseRef = Annotated[str, Field(max_length=128)]
@@ -41,15 +41,17 @@ Source = Annotated[str | None, Field(max_length=64)]
 
 class LinkIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Kind = Field(description="phone or account (needs bank)")
+    kind: Kind = Field(description="phone, account (needs bank), wallet (PROVIDER:ID) or proxy (TYPE:value)")
     value: Value
     bank: Bank = Field(None, description="BIC of the account's bank (accounts only)")
 
 
 class ReportIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Kind = Field(description="phone (E.164 or local) or account (needs bank)")
-    value: Value = Field(description="the phone number or account number")
+    kind: Kind = Field(description="phone (E.164 or local), account (needs bank), wallet or proxy")
+    value: Value = Field(description="the phone number, the account number, an e-wallet as PROVIDER:ID "
+                         "(TNG:0123456789), or a DuitNow proxy as TYPE:value (NRIC:900101-14-5678; NRIC, PASSPORT "
+                         "or BRN), which is hashed here and never stored or sent in clear")
     bank: Bank = Field(None, description="BIC of the account's bank (accounts only)")
     status: Literal["reported", "confirmed"] = Field("reported", description="confirmed needs the confirm scope")
     case_ref: CaseRef = ""
@@ -62,7 +64,8 @@ class ReportIn(BaseModel):
 
 
 class IdentifierIn(BaseModel):
-    """The identifier a renewal or a revocation names: a phone number, or an account number with its bank."""
+    """The identifier a renewal or a revocation names: a phone number, an account number with its bank, an
+    e-wallet (PROVIDER:ID) or a DuitNow proxy (TYPE:value, hashed here)."""
     model_config = ConfigDict(extra="forbid")
     kind: Kind
     value: Value
@@ -103,7 +106,8 @@ def report_from(clients: Clients, body: ReportIn | RevocationIn | RenewalIn, sta
         return file_report(body.kind, body.value, status, key.agency, clients.clock(), bank=body.bank,
                            case_ref=body.case_ref, reason=body.reason, ttl_days=ttl_days,
                            filed_by=f"api:{key.key_id}", region=clients.settings.phone_region,
-                           protected=clients.protected, links=links, expiry=clients.expiry, renewal=renewal)
+                           protected=clients.protected, links=links, expiry=clients.expiry, renewal=renewal,
+                           hasher=clients.proxy_hasher)
     except InvalidReport as exc:
         raise field_error(422, exc.field, str(exc).split(": ", 1)[-1]) from None
 

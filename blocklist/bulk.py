@@ -34,6 +34,7 @@ from kafka.errors import KafkaError
 from sekat.blocklist.filing import file_report
 from sekat.errors import BlocklistUnavailable, InvalidReport
 from sekat.expiry import ExpiryPolicy
+from sekat.identifiers import ProxyHasher
 from sekat.records import Entry, Report
 from sekat.settings import Settings
 
@@ -82,7 +83,10 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
 
 
 def row_report(row: dict[str, Any], now: datetime, default_source: str = "", filed_by: str = "import",
-               region: str = "MY", protected: Collection[str] = (), expiry: ExpiryPolicy | None = None) -> Report:
+               region: str = "MY", protected: Collection[str] = (), expiry: ExpiryPolicy | None = None,
+               hasher: ProxyHasher | None = None) -> Report:
+    """One row as a report. A proxy's value is ``TYPE:clear`` (hashed with ``hasher``); a row of ``export``
+    (``key``, no ``kind``) names it by its hash already."""
     def text(name: str) -> str:
         value = row.get(name, "")
         if not isinstance(value, str):
@@ -93,6 +97,7 @@ def row_report(row: dict[str, Any], now: datetime, default_source: str = "", fil
         kind, _, rest = row["key"].partition(":")
         bank, _, number = rest.rpartition(":") if kind == "account" else ("", "", rest)
         row = {**row, "kind": kind, "value": number, "bank": bank}
+        hasher = None
     ttl = row.get("ttl_days")
     if ttl == "":
         ttl = None  # an empty CSV cell: the expiry policy's days
@@ -104,7 +109,7 @@ def row_report(row: dict[str, Any], now: datetime, default_source: str = "", fil
                        text("source") or default_source, now, bank=text("bank") or None,
                        case_ref=text("case_ref"), reason=text("reason"), ttl_days=ttl, filed_by=filed_by,
                        report_id=text("report_id").strip() or None, region=region, protected=protected,
-                       links=_links(row.get("links")), expiry=expiry)
+                       links=_links(row.get("links")), expiry=expiry, hasher=hasher)
 
 
 def _links(raw: Any) -> list[dict[str, Any]]:
@@ -155,7 +160,7 @@ async def _import(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] |
     from aiokafka.partitioner import DefaultPartitioner
 
     result = ImportResult()
-    expiry = settings.expiry_policy()
+    expiry, hasher = settings.expiry_policy(), settings.proxy_hasher()
     topic = settings.topic_reports
     producer = AIOKafkaProducer(**settings.aiokafka_config(), acks="all", linger_ms=20,
                                 max_batch_size=1 << 20, max_request_size=4 << 20, request_timeout_ms=60000)
@@ -189,7 +194,7 @@ async def _import(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] |
                 continue
             try:
                 report = row_report(row, now, default_source, region=settings.phone_region, protected=protected,
-                                    expiry=expiry)
+                                    expiry=expiry, hasher=hasher)
             except InvalidReport as exc:
                 result.errors.append((number, str(exc)))
                 continue

@@ -24,12 +24,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sekat.blocklist.index_scan import ABSENT, ACCOUNT, CONFIRMED, REPORTED, REVOKED, STATUS_BITS, active
+from sekat.blocklist.index_scan import ABSENT, CONFIRMED, KIND_CODES, REPORTED, REVOKED, STATUS_BITS, active
 
-KIND_CODES = {"phone": 0, "account": ACCOUNT}
 STATUSES = {"reported": REPORTED, "confirmed": CONFIRMED, "revoked": REVOKED}
-_EXPIRED = 8  # buckets 0-7 are codes; 8 + (code >> 2) is the kind's expired entries
-_BUCKETS = 10
+_EXPIRED = 16  # buckets 0-15 are codes; 16 + (code >> 2) is the kind's expired entries
+_BUCKETS = 20
 
 State = tuple[int, int]  # an entry's code and expiry (epoch seconds, 0 = never); (ABSENT, 0): not in the index
 Locate = Callable[[str], tuple[int, int, int]]  # key -> (its index in the arrays or -1, code, expiry)
@@ -87,7 +86,7 @@ class EntryCounts:
         self._next = end
         codes = self._codes[rows]
         still = active(codes) & (self._expiries[rows] == due)  # not changed since (or changed back)
-        moved = np.bincount(codes[still], minlength=8)
+        moved = np.bincount(codes[still], minlength=_EXPIRED)
         for code in np.flatnonzero(moved).tolist():
             self._n[code] -= int(moved[code])
             self._n[_EXPIRED + (code >> 2)] += int(moved[code])

@@ -16,10 +16,12 @@ from typing import Any
 
 from sekat.errors import InvalidIdentifier, InvalidReport
 from sekat.expiry import MAX_DAYS, ExpiryPolicy
-from sekat.identifiers import normalise_account, normalise_bank, normalise_phone
+from sekat.identifiers import (ProxyHasher, normalise_account, normalise_bank, normalise_phone, parse_proxy,
+                               parse_wallet)
 from sekat.records import Report, Status
 
 MAX_TTL_DAYS = MAX_DAYS  # the longest a report may ask to stay in effect
+KINDS = ("phone", "account", "wallet", "proxy")
 LIMITS = {"source": 64, "case_ref": 128, "reason": 512, "filed_by": 64, "report_id": 128}
 
 
@@ -27,9 +29,19 @@ def new_report_id() -> str:
     return "r-" + uuid.uuid4().hex
 
 
+def key_of(kind: str, bank: str, value: str) -> str:
+    """The index key of an identifier as ``identifier`` returns it."""
+    return f"account:{bank}:{value}" if kind == "account" else f"{kind}:{value}"
+
+
 def identifier(kind: str, value: str, bank: str | None, region: str,
-               protected: Collection[str] = ()) -> tuple[str, str]:
-    """(bank, normalised value) of a listable identifier; raises ``InvalidReport`` naming the field."""
+               protected: Collection[str] = (), hasher: ProxyHasher | None = None) -> tuple[str, str]:
+    """(bank, normalised value) of a listable identifier; raises ``InvalidReport`` naming the field.
+
+    A wallet is ``PROVIDER:ID``. A proxy is ``TYPE:value`` in clear where an agency files it (``hasher``
+    given: the API, the CLI, the bulk import, the public check), which becomes ``TYPE:<keyed hash>``; on the
+    reports topic (``hasher`` None) it is that hash already, and a clear value there is refused.
+    """
     if kind == "phone":
         try:
             phone = normalise_phone(value, region)
@@ -50,29 +62,48 @@ def identifier(kind: str, value: str, bank: str | None, region: str,
         except InvalidIdentifier as exc:
             raise InvalidReport("value", str(exc), "invalid_account") from None
         number, key = account.number, account.key
+    elif kind == "wallet":
+        try:
+            wallet = parse_wallet(value)
+        except InvalidIdentifier as exc:
+            raise InvalidReport("value", str(exc), "invalid_value") from None
+        bank_code, number, key = "", wallet.value, wallet.key
+    elif kind == "proxy":
+        try:
+            if hasher is None:
+                proxy = parse_proxy(value)
+            else:
+                code, sep, clear = value.partition(":")
+                if not sep:
+                    raise InvalidReport("value", "a proxy is written TYPE:value, e.g. NRIC:900101-14-5678",
+                                        "invalid_value")
+                proxy = hasher.proxy(code, clear)
+        except InvalidIdentifier as exc:
+            raise InvalidReport("value", str(exc), "invalid_value") from None
+        bank_code, number, key = "", proxy.value, proxy.key
     else:
-        raise InvalidReport("kind", "must be 'phone' or 'account'")
+        raise InvalidReport("kind", "must be 'phone', 'account', 'wallet' or 'proxy'")
     if key in protected:
         raise InvalidReport("value", "is on the protected list and can never be listed", "protected")
     return bank_code, number
 
 
 def link_keys(links: Sequence[Mapping[str, Any]], own: str, region: str, protected: Collection[str] = (),
-              limit: int = 20) -> tuple[str, ...]:
+              limit: int = 20, hasher: ProxyHasher | None = None) -> tuple[str, ...]:
     """Keys of the identifiers a report links (``{kind, value, bank}`` each); raises naming ``links[i]``."""
     if len(links) > limit:
         raise InvalidReport("links", f"names more than {limit} identifiers")
     keys: list[str] = []
     for i, link in enumerate(links):
         kind = link.get("kind")
-        if kind not in ("phone", "account"):
-            raise InvalidReport(f"links[{i}].kind", "must be 'phone' or 'account'")
+        if kind not in KINDS:
+            raise InvalidReport(f"links[{i}].kind", "must be 'phone', 'account', 'wallet' or 'proxy'")
         try:
             bank_code, number = identifier(str(kind), str(link.get("value") or ""), link.get("bank"), region,
-                                           protected)
+                                           protected, hasher)
         except InvalidReport as exc:
             raise InvalidReport(f"links[{i}].{exc.field}", str(exc).split(": ", 1)[-1], exc.reason) from None
-        key = f"phone:{number}" if kind == "phone" else f"account:{bank_code}:{number}"
+        key = key_of(str(kind), bank_code, number)
         if key != own:  # linking an identifier to itself says nothing
             keys.append(key)
     return tuple(dict.fromkeys(keys))
@@ -82,17 +113,17 @@ def file_report(kind: str, value: str, status: str, source: str, now: datetime, 
                 case_ref: str = "", reason: str = "", ttl_days: int | None = 0, filed_by: str = "",
                 report_id: str | None = None, region: str = "MY", protected: Collection[str] = (),
                 links: Sequence[Mapping[str, Any]] = (), expiry: ExpiryPolicy | None = None,
-                renewal: bool = False) -> Report:
+                renewal: bool = False, hasher: ProxyHasher | None = None) -> Report:
     """A valid report; ``ttl_days`` None takes the expiry policy's days for its status and source."""
     try:
         parsed = Status(status)
     except ValueError:
         raise InvalidReport("status", "must be 'reported', 'confirmed' or 'revoked'") from None
-    bank_code, number = identifier(kind, value, bank, region, protected)
-    own = f"phone:{number}" if kind == "phone" else f"account:{bank_code}:{number}"
+    bank_code, number = identifier(kind, value, bank, region, protected, hasher)
+    own = key_of(kind, bank_code, number)
     if links and parsed is Status.REVOKED:
         raise InvalidReport("links", "a revocation names no links (it concerns one identifier)")
-    linked = link_keys(links, own, region, protected)
+    linked = link_keys(links, own, region, protected, hasher=hasher)
     if ttl_days is None:
         ttl_days = expiry.days(parsed.value, source) if expiry is not None and parsed is not Status.REVOKED else 0
     fields = {"source": source, "case_ref": case_ref, "reason": reason, "filed_by": filed_by,

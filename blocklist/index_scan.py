@@ -44,13 +44,16 @@ from sekat.blocklist.store import built_key, status_and_expiry
 
 log = logging.getLogger(__name__)
 
-# The replica's codes (uint8): a status in the low two bits, the kind in the next (ACCOUNT set: an account).
+# The replica's codes (uint8): a status in the low two bits, the kind in the next two (0 a phone number, ACCOUNT,
+# WALLET or PROXY); a code below 8 reads the same as before wallets and proxies had their own kinds.
 # Revoked entries are kept (never a hit) so that the entry counts (``blocklist.counts``) include them.
 ABSENT, REPORTED, CONFIRMED, REVOKED = 0, 1, 2, 3
 STATUS_BITS = 3
-ACCOUNT = 4
+ACCOUNT, WALLET, PROXY = 4, 8, 12
 STATUS_CODES = {"reported": REPORTED, "confirmed": CONFIRMED, "revoked": REVOKED}
-KINDS = ("phone", "account")
+KINDS = ("phone", "account", "wallet", "proxy")
+KIND_CODES = {"phone": 0, "account": ACCOUNT, "wallet": WALLET, "proxy": PROXY}
+_KIND_HEADS = tuple((f"{kind}:".encode(), code) for kind, code in KIND_CODES.items() if code)
 SCAN_COUNT = 3_000
 SCAN_PARTS = 2  # parts of the SCAN pass read at once (a power of 2; see scan_index)
 SCAN_PARTS_FROM = 65_536  # keys in the database from which the pass is read in parts
@@ -67,8 +70,16 @@ def active(codes: np.ndarray) -> np.ndarray:
 
 
 def kind_bit(key: str) -> int:
-    """The kind part of a key's code (``kind:value``): ACCOUNT for an account, 0 for a phone number."""
-    return ACCOUNT if key.startswith("account:") else 0
+    """The kind part of a key's code (``kind:value``): ACCOUNT, WALLET or PROXY, 0 for a phone number."""
+    return KIND_CODES.get(key.partition(":")[0], 0)
+
+
+def _kind_bits(key: bytes, strip: int) -> int:
+    """``kind_bit`` of a scanned key, ``strip`` bytes of prefix before its kind."""
+    for head, code in _KIND_HEADS:
+        if key.startswith(head, strip):
+            return code
+    return 0
 
 
 def status_code(raw: bytes) -> tuple[int, int]:
@@ -169,7 +180,7 @@ def batch_entries(keys: list[bytes], values: list[bytes | None], strip: int
         if v is None:
             continue  # deleted between SCAN and MGET
         fast = _status_code_fast(v)
-        account = ACCOUNT if k.startswith(b"account:", strip) else 0
+        account = _kind_bits(k, strip)
         if fast is None:  # not as Sekat writes it: the full parse, epoch included
             code, epoch = status_code(v)
             if code != ABSENT:

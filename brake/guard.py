@@ -88,7 +88,8 @@ class Limits:
     source: int = 60_000
 
     def of(self, target: str, status: str = "") -> int:
-        """The limit of ``target``; for an entry, of its kind (phone, account) at ``status`` ("" if unlisted)."""
+        """The limit of ``target``; for an entry, of its kind (phone, account) at ``status`` ("" if unlisted). An
+        e-wallet or a hashed proxy names where money goes, as an account does: the account limits apply."""
         kind = dimension(target)
         if kind == "rule":
             return self.rule
@@ -99,7 +100,7 @@ class Limits:
         confirmed = status == Status.CONFIRMED.value
         if target.startswith("entry:phone:"):
             return self.phone_confirmed if confirmed else self.phone_reported
-        if target.startswith("entry:account:"):
+        if target.startswith(("entry:account:", "entry:wallet:", "entry:proxy:")):
             return self.account_confirmed if confirmed else self.account_reported
         return 0
 

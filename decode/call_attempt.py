@@ -7,7 +7,9 @@
 Required: ``attempt_id`` (also the event id), ``attempted_at``, ``operator``, ``calling_number``,
 ``called_number``. ``service`` is ``voice`` (default) or ``sms`` (CDR codes such as ``MOC``/``SMS-MO`` too);
 ``presentation`` is the CLI presentation (``allowed``, ``restricted``, ``unavailable`` or 0/1/2);
-``origin_network`` becomes ``caller_network``; ``attestation`` is the STIR/SHAKEN level (A, B or C). Unknown extra fields are ignored.
+``origin_network`` becomes ``caller_network``; ``attestation`` is the STIR/SHAKEN level (A, B or C);
+``duration`` (seconds: talk time if answered, ring time if not) and ``answered`` (true/false) tell a one-ring
+call. Unknown extra fields are ignored.
 """
 
 from __future__ import annotations
@@ -38,4 +40,6 @@ def _call_attempt(data: dict[str, Any], region: str) -> Call:
         caller_network=cdr.network(optional("origin_network", 32), "origin_network"),
         presentation=cdr.presentation(optional("presentation", 32), "presentation"),
         attestation=calls.attestation(optional("attestation", 8), "attestation"),
+        duration=calls.duration(data.get("duration"), "duration"),
+        answered=calls.answered(data.get("answered"), "answered"),
     )

@@ -22,6 +22,7 @@ from sekat.records import Call, Rejection
 _OPERATOR_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 CALL_TYPES = ("voice", "sms")
 ATTESTATIONS = ("A", "B", "C")
+MAX_DURATION_S = 86_400.0  # a day: a call record's duration beyond it is a unit mistake (ms for s)
 
 
 def operator(raw: str, field: str) -> str:
@@ -39,6 +40,24 @@ def attestation(raw: str | None, field: str) -> str | None:
     if level not in ATTESTATIONS:
         raise Bad("invalid_value", field, "must be A, B or C (STIR/SHAKEN attestation level)")
     return level
+
+
+def duration(value: Any, field: str) -> float | None:
+    """Seconds (talk time if answered, ring time if not), 0 to a day; absent or null means not given."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Bad("wrong_type", field, "must be a number of seconds")
+    if not 0 <= value <= MAX_DURATION_S:  # NaN fails too
+        raise Bad("invalid_value", field, f"must be 0 to {MAX_DURATION_S:.0f} seconds")
+    return float(value)
+
+
+def answered(value: Any, field: str) -> bool | None:
+    """Whether the callee answered: true or false; absent or null means not given."""
+    if value is None or isinstance(value, bool):
+        return value
+    raise Bad("wrong_type", field, "must be true or false")
 
 
 def decode_call(raw: bytes | None, max_bytes: int = 65536, region: str = "MY") -> Call | Rejection:
@@ -61,6 +80,8 @@ class _Call(msgspec.Struct):
     type: _Tiny | None = None
     caller_network: _Short | None = None
     attestation: _Tiny | None = None
+    duration: float | None = None
+    answered: bool | None = None
 
 
 _WIRE = msgspec.json.Decoder(_Call)
@@ -72,7 +93,8 @@ def _decode_fast(raw: bytes, region: str) -> Call | None:
         w = _WIRE.decode(raw)
         if (fields.blank(w.event_id) or fields.blank(w.call_id) or not _OPERATOR_RE.match(w.operator)
                 or (w.type is not None and w.type not in CALL_TYPES)
-                or (w.caller_network is not None and fields.blank(w.caller_network))):
+                or (w.caller_network is not None and fields.blank(w.caller_network))
+                or (w.duration is not None and not 0 <= w.duration <= MAX_DURATION_S)):
             return None
         level = w.attestation
         if level is not None:
@@ -82,7 +104,8 @@ def _decode_fast(raw: bytes, region: str) -> Call | None:
         return Call(event_id=w.event_id, occurred_at=fields.iso_time(w.occurred_at), call_id=w.call_id,
                     operator=w.operator.upper(), caller=fields.fast_phone(w.caller, region),
                     callee=fields.fast_phone(w.callee, region), type=w.type or "voice",
-                    caller_network=w.caller_network, attestation=level)
+                    caller_network=w.caller_network, attestation=level, duration=w.duration,
+                    answered=w.answered)
     except (msgspec.DecodeError, ValueError, InvalidIdentifier):
         # msgspec.ValidationError is a DecodeError; fromisoformat raises ValueError.
         return None
@@ -106,4 +129,5 @@ def _decode_precise(data: dict[str, Any], region: str) -> Call:
         caller=caller, callee=callee, type=kind,
         caller_network=fields.text(data, "caller_network", required=False, max_len=32),
         attestation=attestation(fields.text(data, "attestation", required=False, max_len=8), "attestation"),
+        duration=duration(data.get("duration"), "duration"), answered=answered(data.get("answered"), "answered"),
     )

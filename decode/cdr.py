@@ -14,6 +14,9 @@ Values:
   ``private``, ``withheld``) or ``unavailable`` (``u``, ``2``, ``not-available``); empty means unknown.
 - ``caller_network``: free text up to 32 characters, lower-cased (e.g. ``international``, ``on-net``).
 - ``attestation``: STIR/SHAKEN level ``A``, ``B`` or ``C`` (any case); empty means none.
+- ``duration``: seconds (``2``, ``2.5``), talk time if answered, ring time if not; empty means not given.
+- ``answered``: ``1``/``0``, ``y``/``n``, ``yes``/``no``, ``true``/``false``, ``answered``/``unanswered``,
+  ``answer``/``no-answer`` (any case); empty means not given.
 - ``event_id`` is the CDR's ``call_id``: a re-sent line yields the same command id.
 
 A bad line becomes a ``Rejection`` whose ``field`` names the Call field and the column, e.g.
@@ -46,7 +49,12 @@ PRESENTATION_CODES = {
     "private": "restricted", "withheld": "restricted",
     "unavailable": "unavailable", "u": "unavailable", "2": "unavailable", "not-available": "unavailable",
 }
+ANSWERED_CODES = {
+    "1": "1", "y": "1", "yes": "1", "true": "1", "answered": "1", "answer": "1",
+    "0": "", "n": "", "no": "", "false": "", "unanswered": "", "no-answer": "", "noanswer": "",
+}
 _COMPACT_TS = re.compile(r"^\d{14}$")
+_SECONDS = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,3})?$")
 
 
 def _given(raw: str | None) -> str | None:
@@ -87,6 +95,20 @@ def network(raw: str | None, field: str) -> str | None:
     if value is not None and len(value) > 32:
         raise Bad("invalid_value", field, "is longer than 32 characters")
     return None if value is None else value.lower()
+
+
+def duration(raw: str | None, field: str) -> float | None:
+    value = _given(raw)
+    if value is None:
+        return None
+    if not _SECONDS.match(value):
+        raise Bad("invalid_value", field, "must be seconds, e.g. 2 or 2.5")
+    return calls.duration(float(value), field)
+
+
+def answered(raw: str | None, field: str) -> bool | None:
+    code = _code(raw, field, ANSWERED_CODES, "answered or unanswered (1/0, y/n, true/false)")
+    return None if code is None else code == "1"
 
 
 def operator(raw: str | None, field: str) -> str:
@@ -162,7 +184,8 @@ class CdrCsvDecoder:
                 operator=operator(*cell("operator")), caller=phone(*cell("caller"), self.region),
                 callee=phone(*cell("callee"), self.region), type=call_type(*cell("type")),
                 caller_network=network(*cell("caller_network")), presentation=presentation(*cell("presentation")),
-                attestation=calls.attestation(*cell("attestation")),
+                attestation=calls.attestation(*cell("attestation")), duration=duration(*cell("duration")),
+                answered=answered(*cell("answered")),
             )
         except Bad as bad:
             return bad.rejection

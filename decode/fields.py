@@ -20,8 +20,9 @@ import msgspec
 import orjson
 
 from sekat.errors import InvalidIdentifier
-from sekat.identifiers import AccountId, PhoneNumber, normalise_account, normalise_bank, normalise_phone
-from sekat.records import Rejection
+from sekat.identifiers import (AccountId, PhoneNumber, ProxyHasher, WalletId, normalise_account, normalise_bank,
+                               normalise_phone, normalise_wallet, proxy_type)
+from sekat.records import Proxy, Rejection
 
 REASONS = (
     "empty", "too_large", "not_json", "not_object", "missing_field", "wrong_type", "invalid_value",
@@ -208,3 +209,29 @@ def as_phone(raw: str, path: str, region: str) -> PhoneNumber:
         return normalise_phone(raw, region)
     except InvalidIdentifier as exc:
         raise Bad("invalid_phone", path, str(exc)) from None
+
+
+def as_proxy(code: str, raw: str, path: str, region: str, hasher: ProxyHasher) -> Proxy:
+    """A payee's DuitNow proxy: a MOBILE number normalised; an NRIC, passport or business registration number
+    hashed (``ProxyHasher``), its clear value dropped here; any other type kept as given, not screened. Without
+    a hash key an NRIC, passport or BRN proxy is kept by its type alone (value empty), not screened."""
+    kind = code.upper()
+    if kind == "MOBILE":
+        return Proxy(kind, raw, as_phone(raw, path, region))
+    hashed_type = proxy_type(kind)
+    if hashed_type is None:
+        return Proxy(kind, raw, None)
+    if not hasher.enabled:
+        return Proxy(hashed_type, "", None)
+    try:
+        hashed = hasher.proxy(hashed_type, raw)
+    except InvalidIdentifier as exc:
+        raise Bad("invalid_value", path, str(exc)) from None
+    return Proxy(hashed_type, hashed.value, None, hashed)
+
+
+def as_wallet(provider: str, raw: str, path: str) -> WalletId:
+    try:
+        return normalise_wallet(provider, raw)
+    except InvalidIdentifier as exc:
+        raise Bad("invalid_value", path, str(exc)) from None

@@ -24,7 +24,8 @@ from sekat.settings import Settings
 
 
 def transfer_decoder(settings: Settings) -> Callable[[bytes | None], Any]:
-    args = {"max_bytes": settings.max_event_bytes, "region": settings.phone_region}
+    args = {"max_bytes": settings.max_event_bytes, "region": settings.phone_region,
+            "hasher": settings.proxy_hasher()}
     if settings.transfers_format == "pacs008":
         return partial(decode_pacs008, members=settings.member_directory_map(), **args)
     return partial(decode_transfer, **args)

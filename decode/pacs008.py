@@ -18,7 +18,9 @@ Mapping (paths relative to ``CdtTrfTxInf``):
     payer.bank      DbtrAgt/FinInstnId: BICFI, else ClrSysMmbId or Othr through the member directory (below)
                                                      payer.account  DbtrAcct/Id/IBAN | DbtrAcct/Id/Othr/Id (with its SchmeNm) | None
     payee.bank      CdtrAgt/FinInstnId, as payer.bank  payee.account  CdtrAcct/Id/IBAN | CdtrAcct/Id/Othr/Id | None
-    payee.proxy     CdtrAcct/Prxy/Tp/Cd (or Prtry) and CdtrAcct/Prxy/Id; MBNO/TELE → MOBILE, EMAL → EMAIL
+    payee.proxy     CdtrAcct/Prxy/Tp/Cd (or Prtry) and CdtrAcct/Prxy/Id; MBNO/TELE → MOBILE, EMAL → EMAIL;
+                    NRIC/NIDN → NRIC, PSPT/CCPT → PASSPORT, BREG/CINC → BRN, each hashed (ProxyHasher)
+    payee.wallet    CdtrAcct/Prxy/Id when CdtrAcct/Prxy/Tp is EWAL: the wallet id, its provider the CdtrAgt (BIC8)
     channel         PmtTpInf/LclInstrm/Prtry | PmtTpInf/LclInstrm/Cd | PmtTpInf/SvcLvl/Cd
 
 Each path means its first element at each step (``p:DbtrAcct[1]/p:Id[1]/...``); in the JSON rendering a
@@ -54,14 +56,15 @@ from sekat.decode import fields, iso20022
 from sekat.decode.fields import MAX_AMOUNT, Bad
 from sekat.decode.iso20022 import ROOT
 from sekat.errors import InvalidIdentifier
-from sekat.identifiers import (AccountId, MemberKey, normalise_account, normalise_bank, normalise_phone,
-                               scheme_account)
+from sekat.identifiers import (NO_PROXY_HASHER, AccountId, MemberKey, ProxyHasher, normalise_account,
+                               normalise_bank, normalise_phone, normalise_wallet, scheme_account)
 from sekat.records import Party, PaymentStatus, Proxy, Rejection, Skipped, Transfer
 
 log = logging.getLogger(__name__)
 
 _CCY_RE = re.compile(r"^[A-Z]{3}$")
 PROXY_TYPES = {"MBNO": "MOBILE", "TELE": "MOBILE", "EMAL": "EMAIL"}
+WALLET_PROXY = "EWAL"  # ISO 20022 proxy type "e-wallet": the payee is a wallet at the creditor agent
 MAX_ID = 128
 # pacs.008.001.13 moved the acceptance time under AddtlDtTm; .08 to .12 have it directly under CdtTrfTxInf.
 ACCEPTED_13 = "AddtlDtTm/AccptncDtTm"
@@ -72,13 +75,13 @@ NO_MEMBERS: Members = {}
 
 
 def decode_pacs008(raw: bytes | None, max_bytes: int = 65536, region: str = "MY",
-                   members: Members = NO_MEMBERS) -> list[Result]:
+                   members: Members = NO_MEMBERS, hasher: ProxyHasher = NO_PROXY_HASHER) -> list[Result]:
     """One result per credit transfer transaction; ``[Rejection]`` when the whole message is unusable."""
     try:
         message = iso20022.read_message(fields.sized(raw, max_bytes))
         if message.kind == iso20022.PACS002:
             return [Skipped(message.kind, statuses(message))]
-        return _transfers(message.header, message.transactions, region, members)
+        return _transfers(message.header, message.transactions, region, members, hasher)
     except Bad as bad:
         return [bad.rejection]
     except Exception as exc:  # noqa: BLE001 - no input may stop the worker; a bug here is counted, kept
@@ -94,7 +97,7 @@ def statuses(message: iso20022.Message) -> tuple[PaymentStatus, ...]:
 
 
 def _transfers(header: dict[str, str], transactions: list[dict[str, str]], region: str,
-               members: Members = NO_MEMBERS) -> list[Result]:
+               members: Members = NO_MEMBERS, hasher: ProxyHasher = NO_PROXY_HASHER) -> list[Result]:
     """Each transaction's Transfer, or its Rejection; raises ``Bad`` when the message as a whole is at fault."""
     msg_id = _text(header, "MsgId", f"{ROOT}/GrpHdr", required=True, max_len=35)
     assert msg_id is not None
@@ -103,12 +106,12 @@ def _transfers(header: dict[str, str], transactions: list[dict[str, str]], regio
     created = _created(header)
     results: list[Result] = []
     for index, flat in enumerate(transactions, start=1):
-        fast = _fast_transaction(flat, msg_id, created, index, region, members)
+        fast = _fast_transaction(flat, msg_id, created, index, region, members, hasher)
         if fast is not None:
             results.append(fast)
             continue
         try:
-            results.append(_transaction(flat, msg_id, created, index, region, members))
+            results.append(_transaction(flat, msg_id, created, index, region, members, hasher))
         except (Bad, _Rejected) as bad:
             results.append(bad.rejection)
     return results
@@ -216,7 +219,7 @@ def _proxy_type(code: str | None, proxy_id: str) -> str:
 
 
 def _transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejection, index: int,
-                 region: str, members: Members = NO_MEMBERS) -> Transfer:
+                 region: str, members: Members = NO_MEMBERS, hasher: ProxyHasher = NO_PROXY_HASHER) -> Transfer:
     base = f"{ROOT}/CdtTrfTxInf[{index}]"
     end_to_end_id = _text(flat, "PmtId/EndToEndId", base, required=True)
     tx_id = _text(flat, "PmtId/TxId", base)
@@ -245,15 +248,17 @@ def _transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejectio
     payee_bank = _bank(flat, "CdtrAgt", base, members)
     payee_account = _account(flat, payee_bank, "CdtrAcct", base)
 
-    proxy = None
+    proxy, wallet = None, None
     proxy_id = _text(flat, "CdtrAcct/Prxy/Id", base, max_len=64)
     if proxy_id is not None:
         code = _text(flat, "CdtrAcct/Prxy/Tp/Cd", base, max_len=35) or _text(flat, "CdtrAcct/Prxy/Tp/Prtry", base,
                                                                            max_len=35)
         kind = _proxy_type(code, proxy_id)
-        mobile = fields.as_phone(proxy_id, f"{base}/CdtrAcct/Prxy/Id", region) if kind == "MOBILE" else None
-        proxy = Proxy(kind, proxy_id, mobile)
-    if payer_account is None and payee_account is None and proxy is None:
+        if kind == WALLET_PROXY:
+            wallet = fields.as_wallet(payee_bank, proxy_id, f"{base}/CdtrAcct/Prxy/Id")
+        else:
+            proxy = fields.as_proxy(kind, proxy_id, f"{base}/CdtrAcct/Prxy/Id", region, hasher)
+    if payer_account is None and payee_account is None and proxy is None and wallet is None:
         raise Bad("missing_field", f"{base}/CdtrAcct",
                   "nothing to screen: needs DbtrAcct/Id, CdtrAcct/Id (IBAN or Othr/Id) or CdtrAcct/Prxy/Id")
 
@@ -263,7 +268,8 @@ def _transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejectio
     assert end_to_end_id is not None
     return Transfer(f"{msg_id}/{index}", occurred_at, uetr or tx_id or f"{payer_bank}/{end_to_end_id}", amount,
                     Party(payer_bank, payer_account),
-                    Party(payee_bank, payee_account), proxy, channel, currency, end_to_end_id, tx_id, uetr)
+                    Party(payee_bank, payee_account, wallet=wallet), proxy, channel, currency, end_to_end_id, tx_id,
+                    uetr)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -287,7 +293,8 @@ def _clean(value: str | None, max_len: int) -> str | None:
 
 
 def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rejection, index: int,
-                      region: str, members: Members = NO_MEMBERS) -> Transfer | None:
+                      region: str, members: Members = NO_MEMBERS,
+                      hasher: ProxyHasher = NO_PROXY_HASHER) -> Transfer | None:
     get = flat.get
     try:
         end_to_end_id = _clean(get("PmtId/EndToEndId"), MAX_ID)
@@ -313,23 +320,28 @@ def _fast_transaction(flat: dict[str, str], msg_id: str, created: datetime | Rej
         payer_account = _fast_account(flat, payer_bank, "DbtrAcct")
         payee_bank = normalise_bank(payee_bic) if payee_bic is not None else _fast_member(flat, "CdtrAgt", members)
         payee_account = _fast_account(flat, payee_bank, "CdtrAcct")
-        proxy = None
+        proxy, wallet = None, None
         proxy_id = _clean(get("CdtrAcct/Prxy/Id"), 64)
         if proxy_id is not None:
             kind = _proxy_type(_clean(get("CdtrAcct/Prxy/Tp/Cd"), 35) or _clean(get("CdtrAcct/Prxy/Tp/Prtry"), 35),
                                proxy_id)
-            proxy = Proxy(kind, proxy_id, normalise_phone(proxy_id, region) if kind == "MOBILE" else None)
+            if kind == "MOBILE":
+                proxy = Proxy(kind, proxy_id, normalise_phone(proxy_id, region))
+            elif kind == WALLET_PROXY:
+                wallet = normalise_wallet(payee_bank, proxy_id)
+            else:
+                proxy = fields.as_proxy(kind, proxy_id, "", region, hasher)
         elif payee_account is None and payer_account is None:
             return None
         channel = None
         if "PmtTpInf/LclInstrm/Prtry" in flat or "PmtTpInf/LclInstrm/Cd" in flat or "PmtTpInf/SvcLvl/Cd" in flat:
             channel = (_clean(get("PmtTpInf/LclInstrm/Prtry"), 35) or _clean(get("PmtTpInf/LclInstrm/Cd"), 35)
                        or _clean(get("PmtTpInf/SvcLvl/Cd"), 35))
-    except (_Unclear, ValueError, InvalidOperation, InvalidIdentifier):
+    except (_Unclear, ValueError, InvalidOperation, InvalidIdentifier, Bad):
         return None  # fromisoformat raises ValueError, Decimal InvalidOperation, the normalisers InvalidIdentifier
     return Transfer(f"{msg_id}/{index}", occurred_at, uetr or tx_id or f"{payer_bank}/{end_to_end_id}", amount,
-                    Party(payer_bank, payer_account), Party(payee_bank, payee_account), proxy, channel, currency,
-                    end_to_end_id, tx_id, uetr)
+                    Party(payer_bank, payer_account), Party(payee_bank, payee_account, wallet=wallet), proxy, channel,
+                    currency, end_to_end_id, tx_id, uetr)
 
 
 def _fast_member(flat: dict[str, str], agent: str, members: Members) -> str:

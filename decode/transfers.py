@@ -23,12 +23,15 @@ import msgspec
 from sekat.decode import fields
 from sekat.decode.fields import Bad
 from sekat.errors import InvalidIdentifier
-from sekat.identifiers import normalise_account, normalise_bank
+from sekat.identifiers import NO_PROXY_HASHER, ProxyHasher, normalise_account, normalise_bank, normalise_wallet
 from sekat.records import Party, Proxy, Rejection, Transfer
 
 
-def decode_transfer(raw: bytes | None, max_bytes: int = 65536, region: str = "MY") -> Transfer | Rejection:
-    return fields.fast_or_precise(raw, max_bytes, region, _decode_fast, _decode_precise)
+def decode_transfer(raw: bytes | None, max_bytes: int = 65536, region: str = "MY",
+                    hasher: ProxyHasher = NO_PROXY_HASHER) -> Transfer | Rejection:
+    """``hasher`` turns an NRIC, passport or BRN proxy into its keyed hash (``sekat.identifiers.ProxyHasher``)."""
+    return fields.fast_or_precise(raw, max_bytes, region, lambda data, r: _decode_fast(data, r, hasher),
+                                  lambda data, r: _decode_precise(data, r, hasher))
 
 
 # -- the happy path -----------------------------------------------------------------------------------------
@@ -47,10 +50,16 @@ class _Payer(msgspec.Struct):
     phone: _Short | None = None
 
 
+class _Wallet(msgspec.Struct):
+    provider: Annotated[str, msgspec.Meta(max_length=16)]
+    id: Annotated[str, msgspec.Meta(max_length=64)]
+
+
 class _Payee(msgspec.Struct):
     bank: Annotated[str, msgspec.Meta(max_length=16)]
     account: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     proxy: _Proxy | None = None
+    wallet: _Wallet | None = None
 
 
 class _Transfer(msgspec.Struct):
@@ -67,7 +76,7 @@ class _Transfer(msgspec.Struct):
 _WIRE = msgspec.json.Decoder(_Transfer)
 
 
-def _decode_fast(raw: bytes, region: str) -> Transfer | None:
+def _decode_fast(raw: bytes, region: str, hasher: ProxyHasher = NO_PROXY_HASHER) -> Transfer | None:
     """The Transfer for a valid event, or None: then the precise decoder decides (and explains)."""
     blank = fields.blank
     try:
@@ -96,19 +105,25 @@ def _decode_fast(raw: bytes, region: str) -> Transfer | None:
             if blank(p.type) or blank(p.value):
                 return None
             kind = p.type.upper()
-            proxy = Proxy(kind, p.value, fields.fast_phone(p.value, region) if kind == "MOBILE" else None)
-        elif payee_account is None:
+            if kind == "MOBILE":
+                proxy = Proxy(kind, p.value, fields.fast_phone(p.value, region))
+            else:
+                proxy = fields.as_proxy(kind, p.value, "payee.proxy.value", region, hasher)
+        wallet = None
+        if payee.wallet is not None:
+            wallet = normalise_wallet(payee.wallet.provider, payee.wallet.id)
+        if payee_account is None and proxy is None and wallet is None:
             return None
         return Transfer(event_id=w.event_id, occurred_at=occurred_at, transfer_id=w.transfer_id, amount=amount,
-                        payer=payer_party, payee=Party(normalise_bank(payee.bank), payee_account),
+                        payer=payer_party, payee=Party(normalise_bank(payee.bank), payee_account, wallet=wallet),
                         payee_proxy=proxy, channel=w.channel, currency=w.currency)
-    except (msgspec.DecodeError, ValueError, InvalidOperation, InvalidIdentifier):
+    except (msgspec.DecodeError, ValueError, InvalidOperation, InvalidIdentifier, fields.Bad):
         # msgspec.ValidationError is a DecodeError; fromisoformat raises ValueError.
         return None
 
 
 # -- the precise path: every rejection explained ------------------------------------------------------------
-def _decode_precise(data: dict[str, Any], region: str) -> Transfer:
+def _decode_precise(data: dict[str, Any], region: str, hasher: ProxyHasher = NO_PROXY_HASHER) -> Transfer:
     event_id, occurred_at = fields.event_id_and_time(data)
     transfer_id = fields.text(data, "transfer_id", max_len=128)
     amount = fields.amount(data, "amount")
@@ -119,7 +134,15 @@ def _decode_precise(data: dict[str, Any], region: str) -> Transfer:
     payer = Party(payer_bank, fields.account(payer_bank, payer_raw, "account", "payer.account"),
                   fields.phone(payer_raw, "phone", "payer.phone", region, required=False))
     payee_bank = fields.bank(payee_raw, "bank", "payee.bank")
-    payee = Party(payee_bank, fields.account(payee_bank, payee_raw, "account", "payee.account", required=False))
+    wallet = None
+    wallet_raw = fields.obj(payee_raw, "wallet", "payee.wallet", required=False)
+    if wallet_raw is not None:
+        provider = fields.text(wallet_raw, "provider", "payee.wallet.provider", max_len=16)
+        wallet_id = fields.text(wallet_raw, "id", "payee.wallet.id", max_len=64)
+        assert provider is not None and wallet_id is not None
+        wallet = fields.as_wallet(provider, wallet_id, "payee.wallet")
+    payee = Party(payee_bank, fields.account(payee_bank, payee_raw, "account", "payee.account", required=False),
+                  wallet=wallet)
     proxy = None
     proxy_raw = fields.obj(payee_raw, "proxy", "payee.proxy", required=False)
     if proxy_raw is not None:
@@ -127,10 +150,12 @@ def _decode_precise(data: dict[str, Any], region: str) -> Transfer:
         value = fields.text(proxy_raw, "value", "payee.proxy.value", max_len=64)
         assert kind is not None and value is not None
         kind = kind.upper()
-        mobile = fields.phone(proxy_raw, "value", "payee.proxy.value", region) if kind == "MOBILE" else None
-        proxy = Proxy(kind, value, mobile)
-    if payee.account is None and proxy is None:
-        raise Bad("missing_field", "payee.account", "payee needs an account or a proxy")
+        if kind == "MOBILE":
+            proxy = Proxy(kind, value, fields.phone(proxy_raw, "value", "payee.proxy.value", region))
+        else:
+            proxy = fields.as_proxy(kind, value, "payee.proxy.value", region, hasher)
+    if payee.account is None and proxy is None and wallet is None:
+        raise Bad("missing_field", "payee.account", "payee needs an account, a proxy or a wallet")
     return Transfer(
         event_id=event_id, occurred_at=occurred_at, transfer_id=transfer_id, amount=amount, payer=payer, payee=payee,
         payee_proxy=proxy, channel=fields.text(data, "channel", required=False, max_len=32),

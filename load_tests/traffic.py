@@ -1,10 +1,12 @@
-"""Realistic synthetic traffic: Malaysian mobile numbers and accounts, Zipf-skewed, with known ground truth.
+"""Realistic synthetic traffic: Malaysian mobile numbers, accounts and e-wallets, Zipf-skewed, with known ground truth.
 
 A ``Population`` holds clean customers (drawn Zipf-distributed, as real traffic
 is: a few accounts and numbers are very busy) and a disjoint set of listed mule
 accounts and scam numbers. ``Traffic`` turns a sequence number into one event
 (transfer or call) as contract JSON bytes, and says which commands the event
-must produce — the benchmark's recall and false-command counts come from that.
+must produce — the benchmark's recall and false-command counts come from that. One transfer in
+``WALLET_EVERY`` (contract JSON) pays an e-wallet (``payee.wallet``) instead of an account; every fourth listed
+mule is listed as an e-wallet too.
 
 With ``hot_keys``, two adversarial keys take a fixed share of the events:
 one caller reaching 50,000 distinct callees in 10
@@ -32,7 +34,12 @@ STATUS_MIX = (("confirmed", 0.7), ("reported", 0.3))
 # transfers to the hot payee; the same shares of any other number of events.
 HOT_CALLEES, HOT_CALLER_SPAN_MS, HOT_CALL_EVERY = 50_000, 10 * 60_000, 12  # event seq % 12 == 0
 HOT_PAYERS, HOT_PAYEE_SPAN_MS, HOT_TRANSFER_EVERY = 10_000, 60 * 60_000, 60  # seq % 60 == 30 (never % 12 == 0)
-GOLDEN = 0.6180339887498949  # spreads the k-th hot event's age over its span, out of order but evenly
+GOLDEN = 0.6180339887498949
+# E-wallet payees: providers and the BIC their DuitNow participant uses (synthetic); a transfer whose seq % 10 == 3
+# pays a wallet (seq-based, so the random streams and the other events are as before).
+WALLET_PROVIDERS = (("TNG", "TNGDMYNB"), ("GRABPAY", "GPAYMYN1"), ("BOOST", "BOOSMYN1"), ("SHOPEEPAY", "SHPEMYN1"))
+WALLET_EVERY, WALLET_AT = 10, 3
+LISTED_WALLET_EVERY = 4  # every fourth listed mule account number is a listed wallet too  # spreads the k-th hot event's age over its span, out of order but evenly
 
 
 def mobile(n: int) -> str:
@@ -40,6 +47,12 @@ def mobile(n: int) -> str:
     prefix = MOBILE_PREFIXES[n % len(MOBILE_PREFIXES)]
     digits = 8 if prefix == "11" else 7
     return f"+60{prefix}{(n * 7919) % 10**digits:0{digits}d}"
+
+
+def wallet(n: int) -> tuple[str, str, str]:
+    """(provider code, its BIC, wallet id) of e-wallet ``n``."""
+    provider, bic = WALLET_PROVIDERS[n % len(WALLET_PROVIDERS)]
+    return provider, bic, f"W{n:010d}"
 
 
 def account(n: int) -> tuple[str, str]:
@@ -82,6 +95,7 @@ class Population:
         statuses = rng.choice([s for s, _ in STATUS_MIX], size=listed, p=[p for _, p in STATUS_MIX])
         self.account_status = {n: str(s) for n, s in zip(self.listed_accounts, statuses)}
         self.number_status = {n: str(s) for n, s in zip(self.listed_numbers, statuses[::-1])}
+        self.listed_wallets = self.listed_accounts[::LISTED_WALLET_EVERY]
         # The hot caller and payee (``Traffic(hot_keys=True)``), then their callees and payers: past the listed
         # range, so neither a customer nor a listed identifier.
         self.hot = customers * 10 + listed
@@ -100,6 +114,9 @@ class Population:
             out.append(Listed(f"account:{bank}:{number}", status))
         for n, status in self.number_status.items():
             out.append(Listed(f"phone:{mobile(n)}", status))
+        for n in self.listed_wallets:
+            provider, _, wallet_id = wallet(n)
+            out.append(Listed(f"wallet:{provider}:{wallet_id}", self.account_status[n]))
         return out
 
 
@@ -224,6 +241,8 @@ class Traffic:
                     f'"operator":"{OPERATORS[r2 % len(OPERATORS)]}","type":"voice","caller":"{caller}",'
                     f'"callee":"{callee}","caller_network":"domestic"}}')
             return body.encode(), caller.encode(), "calls", expected, event_id
+        if self.transfer_format == "json" and seq % WALLET_EVERY == WALLET_AT:
+            return self._to_wallet(seq, event_id, now_iso, r1, r2, listed)
         if listed:
             n = self.pop.listed_accounts[r2 % len(self.pop.listed_accounts)]
             expected = (("HOLD_TRANSFER", "FREEZE_ACCOUNT") if self.pop.account_status[n] == "confirmed"
@@ -237,6 +256,25 @@ class Traffic:
             bank, number = account(n)
             self.subjects[made[4]] = f"account:{bank}:{number}"
         return made
+
+    def _to_wallet(self, seq: int, event_id: str, now_iso: str, payer: int, r2: int, listed: bool
+                   ) -> tuple[bytes, bytes, str, tuple[str, ...], str]:
+        """A transfer to an e-wallet: held when the wallet is listed (it has no account of its own to freeze)."""
+        if listed:
+            n = self.pop.listed_wallets[r2 % len(self.pop.listed_wallets)]
+            expected: tuple[str, ...] = ("HOLD_TRANSFER",)
+        else:
+            n, expected = r2, ()
+        provider, bic, wallet_id = wallet(n)
+        if listed:
+            self.subjects[event_id] = f"wallet:{provider}:{wallet_id}"
+        payer_bank, payer_acct = account(payer)
+        body = (f'{{"event_id":"{event_id}","occurred_at":"{now_iso}","transfer_id":"DN{seq}",'
+                f'"channel":"DUITNOW","amount":"{10 + (seq * 37) % 5000}.00","currency":"MYR",'
+                f'"payer":{{"bank":"{payer_bank}","account":"{written_account(payer_acct, seq & 1)}",'
+                f'"phone":"{mobile(payer)}"}},'
+                f'"payee":{{"bank":"{bic}","wallet":{{"provider":"{provider}","id":"{wallet_id}"}}}}}}')
+        return body.encode(), payer_acct.encode(), "transfers", expected, event_id
 
     def _transfer(self, seq: int, event_id: str, now_iso: str, payer: int, payee: int, expected: tuple[str, ...]
                   ) -> tuple[bytes, bytes, str, tuple[str, ...], str]:

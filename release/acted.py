@@ -4,7 +4,9 @@ Data model (under the configured prefix), on one server:
 
     {prefix}acted:{kind}:{value}   set: ``ACTION|INSTITUTION`` still to release — ``RELEASE_ACCOUNT|<bank BIC>``
                                    for a bank that froze an account or held a transfer because of the entry,
-                                   ``UNBLOCK_NUMBER|<operator>`` for a telco that blocked or labelled its calls
+                                   ``UNBLOCK_NUMBER|<operator>`` for a telco that blocked or labelled its calls,
+                                   ``RELEASE_ACCOUNT|<bank BIC>|<account>|<hold_until epoch s>`` for a lien
+                                   (HOLD_AMOUNT) on that account, released when the entry ends or at hold_until
     {prefix}acted:due              sorted set: entry key -> when to check it next (epoch seconds; +inf: never
                                    expires, checked again only when it is revoked)
 
@@ -33,7 +35,8 @@ own event loop while the caller's waits, which the worker's loop cannot afford.
 Writers:
 - the screening shell, once per batch after its commands are acknowledged
   (``record``: SADD + ``ZADD NX now`` in one script call per group: a newly acted-on key is
-  checked at the next sweep, which moves it to its entry's expiry);
+  checked at the next sweep, which moves it to its entry's expiry or its earliest lien's end; for a lien
+  ``ZADD LT now``, so a key already scheduled later is checked again and its new lien's end is seen);
 - the index, when it writes a revoked entry (``BlocklistStore.put_many``:
   ``ZADD XX LT 0``: due now, if anyone acted on it; in the entry's MULTI on one
   server, after the entry and its announcement on a cluster — see ``blocklist.store``);
@@ -58,8 +61,10 @@ GROUPS = 16  # hash-tagged groups on a Redis Cluster; part of the key layout, so
 # KEYS[1] = due zset, KEYS[2..] = the acted set of each act (one slot); ARGV[1] = now, then per act: entry key, member
 _RECORD = """
 for i = 2, #KEYS do
-  redis.call('SADD', KEYS[i], ARGV[2 * i - 1])
-  redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2 * i - 2])
+  local member = ARGV[2 * i - 1]
+  redis.call('SADD', KEYS[i], member)
+  local _, bars = string.gsub(member, '|', '|')
+  redis.call('ZADD', KEYS[1], bars >= 3 and 'LT' or 'NX', ARGV[1], ARGV[2 * i - 2])
 end
 return 0
 """

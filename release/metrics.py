@@ -1,13 +1,13 @@
 """Metrics of the release sweep (release/sweep.py): entries released, sweeps that failed.
 
-Counted once per sweep; label values are bounded (``reason``: revoked or expired).
+Counted once per sweep; label values are bounded (``reason``: revoked, expired or hold_ended).
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter
 
-REASONS = ("revoked", "expired")
+REASONS = ("revoked", "expired", "hold_ended")
 
 
 class ReleaseMetrics:

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
@@ -59,19 +60,40 @@ def release_action(action: Action) -> Action:
     return Action.RELEASE_ACCOUNT if action.for_bank else Action.UNBLOCK_NUMBER
 
 
+def lien_member(command: Command) -> str:
+    """The ``acted`` member of a lien: ``RELEASE_ACCOUNT|<bank>|<liened account>|<hold_until, epoch s>``."""
+    until = dict(command.details).get("hold_until", "")
+    ends = math.ceil(datetime.fromisoformat(until).timestamp()) if until else 0  # never before hold_until
+    return f"{Action.RELEASE_ACCOUNT.value}|{command.institution}|{command.target}|{ends}"
+
+
+def lien_of(member: str) -> tuple[str, str, float] | None:
+    """(bank, liened account, hold ends at epoch s) of a lien member, None for any other member."""
+    parts = member.split("|")
+    if len(parts) != 4 or parts[0] != Action.RELEASE_ACCOUNT.value:
+        return None
+    try:
+        return parts[1], parts[2], float(parts[3])
+    except ValueError:
+        return None
+
+
 def who_acted(decision: Decision) -> list[tuple[str, str]]:
     """(entry key, ``RELEASE_ACTION|INSTITUTION``) for each listed identifier behind each of the decision's commands.
 
     A freeze is tied to the account it freezes; a hold or a call command to every listed identifier the
-    enforce rules cited.
+    enforce rules cited. A lien (HOLD_AMOUNT) is tied to the entries its rule named as its causes (else to the
+    listed identifiers), with the liened account and the end of the hold in its member (``lien_member``).
     """
     listed = [m.identifier for m in decision.matches
               if m.mode == "enforce" and m.status in LISTED and m.identifier]
-    if not listed:
-        return []
     found: list[tuple[str, str]] = []
     for command in decision.commands:
-        if command.action in RELEASES:
+        if command.action is Action.HOLD_AMOUNT:
+            member = lien_member(command)
+            found.extend((key, member) for key in command.causes or listed or (f"account:{command.target}",))
+            continue
+        if command.action in RELEASES or not listed:
             continue
         member = f"{release_action(command.action).value}|{command.institution}"
         if command.action is Action.FREEZE_ACCOUNT:
@@ -112,7 +134,10 @@ def writing_who_acted(write_state: WriteState, acted: ActedStore, clock: Clock) 
 
 
 def release(entry: Entry, members: Sequence[str], now: datetime) -> tuple[list[Command], dict[str, Any]]:
-    """Release commands for everyone in ``members`` who acted on ``entry`` (revoked or expired), and the audit record."""
+    """Release commands for everyone in ``members`` who acted on ``entry`` (revoked or expired), and the audit record.
+
+    A lien's release names the liened account; any other release names the entry's own identifier.
+    """
     why = "revoked" if entry.status is Status.REVOKED else "expired"
     ref = entry.report_id if why == "revoked" else f"expired@{entry.expires_at}"
     kind, _, target = entry.key.partition(":")
@@ -124,8 +149,14 @@ def release(entry: Entry, members: Sequence[str], now: datetime) -> tuple[list[C
     details = (("identifier", entry.key), ("kind", kind), ("released", why), ("report_id", entry.report_id))
     commands: list[Command] = []
     for member in members:
+        lien = lien_of(member)
+        if lien is not None:
+            bank, account, _ = lien
+            commands.append(Command(Action.RELEASE_ACCOUNT, bank, account, f"release:{ref}:{bank}", f"entry-{why}",
+                                    (f"lien on {account}: {text}",), now, details))
+            continue
         action, _, institution = member.partition("|")
-        if action not in (a.value for a in RELEASES) or not institution:
+        if action not in (a.value for a in RELEASES) or not institution or "|" in institution:
             continue  # not written by Sekat: nothing to release
         commands.append(Command(Action(action), institution, target, f"release:{ref}:{institution}",
                                 f"entry-{why}", (text,), now, details))
@@ -135,6 +166,29 @@ def release(entry: Entry, members: Sequence[str], now: datetime) -> tuple[list[C
              "reasons": [text], "institutions": [f"{c.action.value}|{c.institution}" for c in commands],
              "command_ids": [c.command_id for c in commands]}
     return commands, audit
+
+
+def release_ended_lien(member: str, now: datetime) -> tuple[Command, dict[str, Any]] | None:
+    """The release of a lien whose hold ended (``hold_until`` passed) while its causes are still listed.
+
+    Its ids depend only on the lien (bank, account, end): the same lien recorded under two entries is
+    released by one command id, however many of them the sweep finds it under.
+    """
+    lien = lien_of(member)
+    if lien is None:
+        return None
+    bank, account, ends = lien
+    until = iso(datetime.fromtimestamp(ends, tz=timezone.utc))
+    ref = f"hold-ended@{until}"
+    key = f"account:{account}"
+    text = f"lien on {account} ended at {until} (hold_until)"
+    command = Command(Action.RELEASE_ACCOUNT, bank, account, f"release:{ref}:{bank}", "hold-ended", (text,), now,
+                      (("identifier", key), ("kind", "account"), ("released", "hold_ended"), ("report_id", "")))
+    audit = {"event_id": f"release:{ref}:{account}", "stream": "releases", "outcome": "RELEASE",
+             "decided_at": iso(now), "identifier": key, "released": "hold_ended", "report_id": "", "source": "",
+             "case_ref": "", "reason": "", "expires_at": until, "reasons": [text],
+             "institutions": [f"{Action.RELEASE_ACCOUNT.value}|{bank}"], "command_ids": [command.command_id]}
+    return command, audit
 
 
 def _expiry(entry: Entry) -> float:
@@ -163,24 +217,30 @@ class Releaser:
             return 0
 
     async def sweep(self) -> int:
-        """Release the due entries that are revoked or expired; move the others to their next check."""
+        """Release the due entries that are revoked or expired and the liens whose hold ended; move the
+        others to their next check (the entry's expiry or its earliest lien's end, whichever comes first)."""
         now = self.clock()
         ts = now.timestamp()
         due = await self.acted.due(ts, SWEEP_LIMIT)
         if not due:
             return 0
-        entries = await self.store.lookup_many([key for key, _ in due])
+        keys = [key for key, _ in due]
+        entries = await self.store.lookup_many(keys)
+        members = await self.acted.members(keys)
         moves: list[tuple[str, float, float]] = []
         ending: list[Entry] = []
+        held: list[tuple[str, list[str]]] = []  # (entry key, its liens whose hold ended)
         for key, seen in due:
             entry = entries.get(key)
-            if entry is None:
-                moves.append((key, seen, ts + RECHECK_MISSING_S))
-            elif entry.active_at(now):
-                moves.append((key, seen, _expiry(entry)))
-            else:
+            if entry is not None and not entry.active_at(now):
                 ending.append(entry)
-        members = await self.acted.members([e.key for e in ending])
+                continue
+            ends = [(m, lien[2]) for m in members[key] if (lien := lien_of(m)) is not None]
+            ended = [m for m, at in ends if at <= ts]
+            if ended:
+                held.append((key, ended))
+            later = min((at for _, at in ends if at > ts), default=float("inf"))
+            moves.append((key, seen, min(ts + RECHECK_MISSING_S if entry is None else _expiry(entry), later)))
         out = OutputBatch(self.topics)
         issued: list[Command] = []
         released: dict[str, int] = {}
@@ -195,9 +255,22 @@ class Releaser:
             released[audit["released"]] = released.get(audit["released"], 0) + 1
             log.info("releasing %s %s: %d command(s) (%s)", entry.key.partition(":")[0],
                      mask(entry.key.rpartition(":")[2]), len(commands), audit["released"])
+        for key, ended in held:
+            for member in ended:
+                made = release_ended_lien(member, now)
+                if made is None:
+                    continue
+                command, audit = made
+                out.command(command)
+                out.record(self.topics.decisions, audit["event_id"].encode(), orjson.dumps(audit))
+                issued.append(command)
+                released["hold_ended"] = released.get("hold_ended", 0) + 1
+                log.info("releasing a lien on %s: its hold ended", mask(command.target.rpartition(":")[2]))
         await out.send()  # acknowledged by Kafka before anything is forgotten
         for entry in ending:
             await self.acted.forget(entry.key, members[entry.key])
+        for key, ended in held:
+            await self.acted.forget(key, ended)
         await self.acted.reschedule(moves)
         if issued:
             self.metrics.count_commands(issued)

@@ -3,7 +3,9 @@
 | who is listed       | confirmed | reported |
 |---------------------|-----------|----------|
 | payee account       | BLOCK     | HOLD     |
-| payee proxy (phone) | BLOCK     | HOLD     |
+| payee e-wallet      | BLOCK     | HOLD     |
+| payee proxy (phone, | BLOCK     | HOLD     |
+|   hashed NRIC, passport, business registration) |  |  |
 | payer account       | BLOCK     | HOLD     |
 | caller              | BLOCK     | LABEL    |
 
@@ -26,6 +28,7 @@ ID = "blocklist_match"
 VERSION = 2
 PAYEE = "payee-on-blocklist"
 PAYEE_PROXY = "payee-proxy-on-blocklist"
+PAYEE_WALLET = "payee-wallet-on-blocklist"
 PAYER = "payer-on-blocklist"
 CALLER = "caller-on-blocklist"
 ROLES = ("payee", "payee_proxy", "payer", "caller")
@@ -56,9 +59,16 @@ def evaluate_transfer(transfer: Transfer, ctx: Context, params: Params) -> list[
     if "payee" in params.roles and transfer.payee.account is not None:
         found.append(_finding(PAYEE, "payee account", ctx.lookups.get(transfer.payee.account.key), ctx.now,
                               Outcome.HOLD))
+    if "payee" in params.roles and transfer.payee.wallet is not None:
+        found.append(_finding(PAYEE_WALLET, "payee e-wallet", ctx.lookups.get(transfer.payee.wallet.key), ctx.now,
+                              Outcome.HOLD))
     proxy = transfer.payee_proxy.phone if transfer.payee_proxy else None
     if "payee_proxy" in params.roles and proxy is not None and not proxy.protected:
         found.append(_finding(PAYEE_PROXY, "payee mobile proxy", ctx.lookups.get(proxy.key), ctx.now, Outcome.HOLD))
+    hashed = transfer.payee_proxy.hashed if transfer.payee_proxy else None
+    if "payee_proxy" in params.roles and hashed is not None:
+        found.append(_finding(PAYEE_PROXY, f"payee {hashed.type} proxy", ctx.lookups.get(hashed.key), ctx.now,
+                              Outcome.HOLD))
     if "payer" in params.roles and transfer.payer.account is not None:
         found.append(_finding(PAYER, "payer account", ctx.lookups.get(transfer.payer.account.key), ctx.now,
                               Outcome.HOLD))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -31,7 +32,7 @@ import msgspec
 from sekat.errors import SekatError
 from sekat.identifiers import parse_key
 from sekat.records import (COMMAND_NAMESPACE, Action, Call, Command, Decision, Match, Report, Status, Transfer,
-                           key_object)
+                           iso, key_object)
 from sekat.rules.outcome import Outcome
 from sekat.rules.policy import Policy
 from sekat.rules.registry import AUTO, Context, Finding, StateWrite
@@ -157,6 +158,11 @@ def _writes(stream: str, event: Any, ctx: Context, policy: Policy, enforce: list
     return writes
 
 
+def _hold_until(ctx: Context, policy: Policy, action: Action) -> str:
+    """When a hold of ``action`` decided now ends (the policy's ``holds``)."""
+    return iso(ctx.now + timedelta(seconds=policy.hold_s(action)))
+
+
 def decide_transfer(transfer: Transfer, ctx: Context, policy: Policy) -> Verdict:
     enforce, shadow, errors = _evaluate("transfers", transfer, ctx, policy)
     if not enforce and not shadow and not errors:  # nearly every event: no commands, reports or marks to build
@@ -171,7 +177,8 @@ def decide_transfer(transfer: Transfer, ctx: Context, policy: Policy) -> Verdict
         payer_acct = transfer.payer.account
         commands.append(Command(Action.HOLD_TRANSFER, transfer.payer.bank,
                                 payer_acct.value if payer_acct else transfer.transfer_id, transfer.event_id,
-                                holds[0].code, tuple(m.reason for m, _ in enforce), ctx.now, details, refs))
+                                holds[0].code, tuple(m.reason for m, _ in enforce), ctx.now,
+                                details + (("hold_until", _hold_until(ctx, policy, Action.HOLD_TRANSFER)),), refs))
     frozen: set[str] = set()
     for match, f in enforce:
         if Action.FREEZE_ACCOUNT in actions[f.outcome] and f.identifier.startswith("account:"):
@@ -188,8 +195,9 @@ def decide_transfer(transfer: Transfer, ctx: Context, policy: Policy) -> Verdict
                 frozen.add(account)
                 commands.append(Command(Action.HOLD_AMOUNT, account.partition(":")[0], account, transfer.event_id,
                                         match.code, (match.reason,), ctx.now,
-                                        details + (("amount", str(f.amount)), ("currency", f.currency)),
-                                        (match.rule_ref,)))
+                                        details + (("amount", str(f.amount)), ("currency", f.currency),
+                                                   ("hold_until", _hold_until(ctx, policy, Action.HOLD_AMOUNT))),
+                                        (match.rule_ref,), f.causes))
     reports, writes = _reports("transfers", transfer.event_id, enforce, ctx)
     writes.extend(_writes("transfers", transfer, ctx, policy, enforce))
     return Verdict(_decision("transfers", transfer.event_id, ctx, policy, enforce, shadow, errors, commands,

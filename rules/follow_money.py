@@ -59,15 +59,18 @@ class TrailMark:
     currency: str
     parent: str  # key of the account the money came from ("" for hop 0)
     event_id: str  # the transfer that carried it
+    root: str = ""  # key of the listed entry the trail started from ("" when a hold, not a listing, started it)
 
     def encode(self) -> str:
-        return f"{self.hop}|{self.at_ms}|{self.amount}|{self.currency}|{self.parent}|{self.event_id}"
+        return f"{self.hop}|{self.at_ms}|{self.amount}|{self.currency}|{self.parent}|{self.event_id}|{self.root}"
 
     @classmethod
     def decode(cls, raw: str) -> "TrailMark | None":
         try:
-            hop, at, amount, currency, parent, event_id = raw.split("|", 5)
-            return cls(int(hop), int(at), Decimal(amount), currency, parent, event_id)
+            parts = raw.split("|", 6)
+            hop, at, amount, currency, parent, event_id = parts[:6]
+            return cls(int(hop), int(at), Decimal(amount), currency, parent, event_id,
+                       parts[6] if len(parts) > 6 else "")
         except (ValueError, InvalidOperation):
             return None  # written by another version: not a mark this worker can use
 
@@ -89,16 +92,17 @@ def _is_follow_only(entry: Entry) -> bool:
     return sources <= {SOURCE}
 
 
-def _origin(transfer: Transfer, ctx: Context, params: Params) -> tuple[int, str, TrailMark | None] | None:
-    """(hop, why the payer is tainted, its trail mark) or None when the payer is not tainted."""
+def _origin(transfer: Transfer, ctx: Context, params: Params) -> tuple[int, str, TrailMark | None, str] | None:
+    """(hop, why the payer is tainted, its trail mark, the listed entry the trail started from or "") or None
+    when the payer is not tainted."""
     payer = transfer.payer.account
     assert payer is not None
     at = int(transfer.occurred_at.timestamp() * 1000)
-    best: tuple[int, str, TrailMark | None] | None = None
+    best: tuple[int, str, TrailMark | None, str] | None = None
     entry = ctx.lookups.get(payer.key)
     if entry is not None and entry.active_at(ctx.now) and not _is_follow_only(entry):
         evidence = " ".join(p for p in (entry.source, entry.case_ref) if p)
-        best = (0, f"payer listed {entry.status.value}" + (f" ({evidence})" if evidence else ""), None)
+        best = (0, f"payer listed {entry.status.value}" + (f" ({evidence})" if evidence else ""), None, payer.key)
     mark = trail(ctx, payer.key)
     if mark is not None and mark.at_ms <= at <= mark.at_ms + params.window_minutes * 60_000 \
             and (best is None or mark.hop < best[0]):
@@ -108,7 +112,7 @@ def _origin(transfer: Transfer, ctx: Context, params: Params) -> tuple[int, str,
         else:
             why = (f"payer reached at hop {mark.hop} from {mark.parent} by transfer {mark.event_id} "
                    f"({mark.amount} {mark.currency}, {minutes:.1f} min earlier)")
-        best = (mark.hop, why, mark)
+        best = (mark.hop, why, mark, mark.root)
     return best
 
 
@@ -126,7 +130,7 @@ def evaluate(transfer: Transfer, ctx: Context, params: Params) -> list[Finding]:
     origin = _origin(transfer, ctx, params)
     if origin is None:
         return []
-    hop, why, mark = origin
+    hop, why, mark, root = origin
     amount = disputed(transfer, mark)
     currency = transfer.currency or ""
     if hop >= params.depth:  # the end of the trail: hold the money leaving it, follow no further
@@ -139,8 +143,11 @@ def evaluate(transfer: Transfer, ctx: Context, params: Params) -> list[Finding]:
         report = AutoReport(f"follow the money: hop {hop + 1} from {payer.key} by transfer {transfer.event_id} "
                             f"({amount} {currency}); {why}", params.report_ttl_days, source=SOURCE,
                             case_ref=f"follow/{transfer.event_id}")
+    # The lien ends when its hold does, or earlier when the listing the trail started from, or the payee's
+    # own follow-the-money entry, is revoked or expires (``release.sweep``).
+    causes = tuple(dict.fromkeys(k for k in (root, payee.key) if k))
     return [Finding(Outcome.HOLD, CODE, reason, identifier=payee.key, report=report, amount=amount,
-                    currency=currency)]
+                    currency=currency, causes=causes)]
 
 
 def marks(transfer: Transfer, ctx: Context, params: Params, enforced: Enforced) -> list[StateWrite]:
@@ -161,10 +168,10 @@ def marks(transfer: Transfer, ctx: Context, params: Params, enforced: Enforced) 
             origin = _origin(transfer, ctx, params) if payer is not None else None
             if origin is None:
                 continue
-            hop, _, mark = origin
+            hop, _, mark, root = origin
             parent = payer.key if payer is not None else ""
             made = TrailMark(hop + 1, at, disputed(transfer, mark), transfer.currency or "", parent,
-                             transfer.event_id)
+                             transfer.event_id, root)
         else:
             listed = ctx.lookups.get(payee.key)
             if listed is not None and listed.active_at(ctx.now) and not _is_follow_only(listed):

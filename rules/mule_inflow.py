@@ -31,11 +31,17 @@ class Params:
 
 
 def payee_key(transfer: Transfer) -> str | None:
-    """The identifier whose inflow is counted: the payee account, else its mobile proxy."""
+    """The identifier whose inflow is counted: the payee account, else its e-wallet, else its mobile proxy, else
+    its hashed (NRIC, passport, BRN) proxy."""
     if transfer.payee.account is not None:
         return transfer.payee.account.key
-    phone = transfer.payee_proxy.phone if transfer.payee_proxy else None
-    return phone.key if phone is not None and not phone.protected else None
+    if transfer.payee.wallet is not None:
+        return transfer.payee.wallet.key
+    proxy = transfer.payee_proxy
+    phone = proxy.phone if proxy else None
+    if phone is not None:
+        return None if phone.protected else phone.key
+    return proxy.hashed.key if proxy is not None and proxy.hashed is not None else None
 
 
 def counted_payee(transfer: Transfer) -> str | None:

@@ -12,6 +12,9 @@ A policy is data, a YAML file (the shipped default is ``rules/policy.yaml``;
     actions:                         # outcome -> commands, per stream
       transfers: {BLOCK: [HOLD_TRANSFER, FREEZE_ACCOUNT], HOLD: [HOLD_TRANSFER], LABEL: []}
       calls: {BLOCK: [BLOCK_CALL], HOLD: [LABEL_CALL], LABEL: [LABEL_CALL]}
+    holds:                           # optional: how long each hold lasts, in minutes (its ``hold_until``)
+      HOLD_TRANSFER: 1440
+      HOLD_AMOUNT: 4320
 
 ``parse_policy`` validates everything and raises ``PolicyError`` naming the
 rule and field at fault; a policy is used whole or not at all.
@@ -20,7 +23,7 @@ rule and field at fault; a policy is used whole or not at all.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,8 @@ import yaml
 
 from sekat.errors import PolicyError
 from sekat.records import Action
-from sekat.rules import blocklist_match, call_burst, cross_channel, follow_money, mule_inflow, spoofed_caller
+from sekat.rules import (blocklist_match, call_burst, cross_channel, follow_money, mule_inflow, spoofed_caller,
+                         wangiri)
 from sekat.rules.outcome import Outcome
 from sekat.rules.registry import STREAMS, Registry, RuleSpec, parse_params
 
@@ -38,12 +42,15 @@ MODES = ("enforce", "shadow")
 _BANK_ACTIONS = (Action.HOLD_TRANSFER, Action.FREEZE_ACCOUNT, Action.HOLD_AMOUNT)
 _TELCO_ACTIONS = (Action.BLOCK_CALL, Action.LABEL_CALL)
 _ACTING = (Outcome.LABEL, Outcome.HOLD, Outcome.BLOCK)
+HOLDS = (Action.HOLD_TRANSFER, Action.HOLD_AMOUNT)  # the commands that carry ``hold_until``
+DEFAULT_HOLD_MINUTES = {Action.HOLD_TRANSFER: 24 * 60, Action.HOLD_AMOUNT: 3 * 24 * 60}
+MAX_HOLD_MINUTES = 30 * 24 * 60
 
 
 def default_registry() -> Registry:
     """Every rule type shipped with Sekat; a duplicate id fails here, at start-up."""
     registry = Registry()
-    for module in (blocklist_match, mule_inflow, cross_channel, spoofed_caller, call_burst, follow_money):
+    for module in (blocklist_match, mule_inflow, cross_channel, spoofed_caller, call_burst, follow_money, wangiri):
         registry.register(module.SPEC)
     return registry
 
@@ -61,6 +68,12 @@ class Policy:
     rules: tuple[RuleConfig, ...]
     actions: Mapping[str, Mapping[Outcome, tuple[Action, ...]]]
     source: str = ""
+    # how long each hold lasts (seconds): a hold command carries ``hold_until`` = decided + this, and a lien
+    # still in place then is released (``release.sweep``)
+    holds: Mapping[Action, int] = field(default_factory=lambda: {a: m * 60 for a, m in DEFAULT_HOLD_MINUTES.items()})
+
+    def hold_s(self, action: Action) -> int:
+        return self.holds[action]
 
     def for_stream(self, stream: str) -> tuple[RuleConfig, ...]:
         return self._by_stream.get(stream, ())
@@ -117,9 +130,10 @@ def parse_policy(data: Any, registry: Registry | None = None, source: str = "") 
     if not isinstance(data, Mapping):
         raise PolicyError("", "", f"must be a YAML mapping with 'version', 'rules' and 'actions', "
                                   f"got {type(data).__name__}")
-    unknown = set(data) - {"version", "rules", "actions"}
+    unknown = set(data) - {"version", "rules", "actions", "holds"}
     if unknown:
-        raise PolicyError("", sorted(map(str, unknown))[0], "unknown top-level key (known: version, rules, actions)")
+        raise PolicyError("", sorted(map(str, unknown))[0],
+                          "unknown top-level key (known: version, rules, actions, holds)")
     version = data.get("version")
     if version is None or isinstance(version, bool) or not str(version).strip():
         raise PolicyError("", "version", "is required (a label cited in every decision)")
@@ -148,7 +162,30 @@ def parse_policy(data: Any, registry: Registry | None = None, source: str = "") 
         params = parse_params(rule_id, spec.params, conf.get("params"))
         if enabled:
             rules.append(RuleConfig(spec, str(mode), params))
-    return Policy(str(version).strip(), tuple(rules), _parse_actions(data.get("actions")), source)
+    return Policy(str(version).strip(), tuple(rules), _parse_actions(data.get("actions")), source,
+                  _parse_holds(data.get("holds")))
+
+
+def _parse_holds(raw: Any) -> Mapping[Action, int]:
+    """``holds``: minutes per hold action (HOLD_TRANSFER, HOLD_AMOUNT), each 1 to 30 days; absent ones default."""
+    minutes = dict(DEFAULT_HOLD_MINUTES)
+    if raw is None:
+        return {a: m * 60 for a, m in minutes.items()}
+    if not isinstance(raw, Mapping):
+        raise PolicyError("", "holds", "must map HOLD_TRANSFER and HOLD_AMOUNT to minutes")
+    for name, value in raw.items():
+        where = f"holds.{name}"
+        try:
+            action = Action(str(name))
+        except ValueError:
+            action = None
+        if action not in HOLDS:
+            raise PolicyError("", where, f"unknown hold (known: {', '.join(a.value for a in HOLDS)})")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_HOLD_MINUTES:
+            raise PolicyError("", where, f"must be a whole number of minutes from 1 to {MAX_HOLD_MINUTES}, "
+                                         f"got {value!r}")
+        minutes[action] = value
+    return {a: m * 60 for a, m in minutes.items()}
 
 
 def _parse_actions(raw: Any) -> Mapping[str, Mapping[Outcome, tuple[Action, ...]]]:

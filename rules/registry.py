@@ -47,7 +47,9 @@ class Window:
     (``None`` from either: the event is not counted), then asks whether some window of
     ``width_ms(params)`` containing the event holds at least ``threshold(params)`` distinct parties, the
     event's own included. ``Observations.count(family, event_id)`` is the answer: the threshold when it
-    does, 0 when it does not. ``family`` names the state; no two rules may share one.
+    does, 0 when it does not. ``family`` names the state; no two rules may share one. ``when(event, params)``,
+    if given, picks the events the window counts by the rule's parameters (others are neither counted nor
+    answered).
     """
 
     family: str
@@ -56,6 +58,7 @@ class Window:
     party: Callable[[Any], str | None]
     width_ms: Callable[[Any], int]
     threshold: Callable[[Any], int]
+    when: Callable[[Any, Any], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class Finding(msgspec.Struct, frozen=True):
     report: AutoReport | None = None  # filed on ``identifier``
     amount: Decimal | None = None  # the disputed amount on ``identifier``: what a HOLD_AMOUNT lien holds
     currency: str = ""
+    causes: tuple[str, ...] = ()  # entry keys whose revocation or expiry releases the lien (HOLD_AMOUNT)
 
 
 P = TypeVar("P")
@@ -223,6 +227,9 @@ def _coerce(rule_id: str, where: str, f: dataclasses.Field[Any], value: Any) -> 
     elif kind == "str":
         if not isinstance(value, str) or not value.strip():
             raise PolicyError(rule_id, where, f"must be a non-empty string, got {value!r}")
+        allowed = f.metadata.get("choices")
+        if allowed and value.strip() not in allowed:
+            raise PolicyError(rule_id, where, f"must be one of {', '.join(allowed)}, got {value!r}")
         return value.strip()
     elif kind == "tuple[str, ...]":
         if isinstance(value, str) or not isinstance(value, Sequence) or not value \
@@ -242,7 +249,8 @@ def _coerce(rule_id: str, where: str, f: dataclasses.Field[Any], value: Any) -> 
     return out
 
 
-def choices(default: tuple[str, ...], allowed: tuple[str, ...]) -> Any:
+def choices(default: tuple[str, ...] | str, allowed: tuple[str, ...]) -> Any:
+    """A parameter whose value (a string) or values (a list of strings) must be among ``allowed``."""
     return field(default=default, metadata={"choices": allowed})
 
 

@@ -67,7 +67,7 @@ CommandId = Annotated[uuid.UUID, Meta(description=(
 Reasons = Annotated[list[str], Meta(description="human-readable reasons, citing the evidence")]
 RuleRefs = Annotated[list[str], Meta(description="id@version of every enforce rule behind the command")]
 Outcome = Literal["ALLOW", "LABEL", "HOLD", "BLOCK"]  # rules.outcome.Outcome, lowest to highest
-Kind = Literal["phone", "account"]
+Kind = Literal["phone", "account", "wallet", "proxy"]
 # Every reason a dead letter can carry: sekat.decode.fields.REASONS, the adapters' own and not_text (CDR).
 DeadLetterReason = Literal[
     "empty", "too_large", "not_json", "not_object", "missing_field", "wrong_type", "invalid_value",
@@ -82,9 +82,11 @@ class Proxy(Struct, kw_only=True):
     """A payment proxy (DuitNow ID) naming the payee instead of, or beside, an account."""
 
     type: Annotated[str, Meta(max_length=32, pattern=NON_BLANK, description=(
-        "proxy type, any case: MOBILE (looked up as a phone number), or another scheme's type (NRIC, ...)"))]
+        "proxy type, any case: MOBILE (looked up as a phone number); NRIC, PASSPORT or BRN (also PSPT, BREG; "
+        "looked up by their keyed hash); any other type is accepted and not screened"))]
     value: Annotated[str, Meta(max_length=64, pattern=NON_BLANK, description=(
-        "the proxy; a MOBILE proxy must be a phone number"))]
+        "the proxy; a MOBILE proxy must be a phone number, an NRIC 12 digits (dashes allowed), a passport or "
+        "business registration number letters and digits"))]
 
 
 class Payer(Struct, kw_only=True):
@@ -93,15 +95,26 @@ class Payer(Struct, kw_only=True):
     phone: PhoneIn | None = None
 
 
-# The payee needs an account or a proxy (or both: both are checked).
+# The payee needs an account, a proxy or a wallet (or several: each is checked).
 _PAYEE_NEEDS = {"anyOf": [{"required": ["account"], "properties": {"account": {"type": "string"}}},
-                          {"required": ["proxy"], "properties": {"proxy": {"type": "object"}}}]}
+                          {"required": ["proxy"], "properties": {"proxy": {"type": "object"}}},
+                          {"required": ["wallet"], "properties": {"wallet": {"type": "object"}}}]}
+
+
+class Wallet(Struct, kw_only=True):
+    """An e-wallet account: the provider's code and the wallet id it gives."""
+
+    provider: Annotated[str, Meta(max_length=16, pattern=NON_BLANK, description=(
+        "the e-wallet provider's code, any case, e.g. TNG, or its BIC (cut to 8 characters)"))]
+    id: Annotated[str, Meta(max_length=64, pattern=NON_BLANK, description=(
+        "the wallet id: 4-34 letters or digits (spaces and dashes removed, a leading + kept)"))]
 
 
 class Payee(Struct, kw_only=True):
     bank: Bic
     account: AccountIn | None = None
     proxy: Proxy | None = None
+    wallet: Wallet | None = None
 
 
 class Transfer(Struct, kw_only=True):
@@ -118,6 +131,11 @@ class Transfer(Struct, kw_only=True):
     currency: Annotated[str, Meta(max_length=3, pattern=NON_BLANK)] | None = None
 
 
+_Duration = Annotated[float, Meta(ge=0, le=86_400, description=(
+    "seconds: talk time of an answered call, ring time of an unanswered one"))]
+_Answered = Annotated[bool, Meta(description="whether the callee answered")]
+
+
 class Call(Struct, kw_only=True):
     """A voice call or SMS (SEKAT_TOPIC_CALLS with SEKAT_CALLS_FORMAT=json)."""
 
@@ -131,6 +149,8 @@ class Call(Struct, kw_only=True):
     caller_network: Short | None = None
     attestation: Annotated[str, Meta(max_length=8, pattern=r"^\s*[ABCabc]\s*$", description=(
         "STIR/SHAKEN attestation of the caller ID: A, B or C"))] | None = None
+    duration: _Duration | None = None
+    answered: _Answered | None = None
 
 
 class CallAttempt(Struct, kw_only=True):
@@ -147,6 +167,8 @@ class CallAttempt(Struct, kw_only=True):
         "CLI presentation: allowed, restricted, unavailable (or 0, 1, 2 and their CDR spellings)"))] | None = None
     origin_network: Annotated[str, Meta(max_length=32, description="becomes the Call's caller_network")] | None = None
     attestation: Annotated[str, Meta(max_length=8, pattern=r"^\s*[ABCabc]\s*$")] | None = None
+    duration: _Duration | None = None
+    answered: _Answered | None = None
 
 
 # -- reports (read and written on SEKAT_TOPIC_REPORTS) ----------------------------------------------------------
@@ -235,7 +257,8 @@ class Report(HistoryItem, kw_only=True):
 
     kind: Kind
     value: Annotated[str, Meta(max_length=64, pattern=NON_BLANK, description=(
-        "phone number (any spelling) or account number; Sekat writes them normalised (E.164, digits)"))]
+        "phone number (any spelling), account number, e-wallet PROVIDER:ID, or proxy TYPE:<32 hex digits of its "
+        "keyed hash> (never a clear NRIC: the API hashes it); Sekat writes them normalised"))]
     bank: Annotated[str, Meta(max_length=16, description="BIC of the account's bank (accounts only)")] | None = None
     history: Annotated[list[HistoryItem], Meta(max_length=10_000, description=(
         "the identifier's most recent reports, in full (written by Sekat on a consolidated record)"))] | None = None
@@ -265,8 +288,14 @@ class _TransferIds(_BankCommand, kw_only=True):
     uetr: Annotated[str, Meta(description="ISO 20022 input only")] | UnsetType = UNSET
 
 
+_HoldUntil = Annotated[str, Meta(pattern=UTC_MS, description=(
+    "when the hold ends (UTC; issued_at plus the policy's holds): the bank lets it lapse then"))]
+
+
 class HoldTransfer(_TransferIds, kw_only=True, tag=Action.HOLD_TRANSFER.value):
-    """The payer's bank stops this transfer (account: the payer's)."""
+    """The payer's bank stops this transfer (account: the payer's) until ``hold_until``."""
+
+    hold_until: _HoldUntil
 
 
 class FreezeAccount(_TransferIds, kw_only=True, tag=Action.FREEZE_ACCOUNT.value):
@@ -274,24 +303,35 @@ class FreezeAccount(_TransferIds, kw_only=True, tag=Action.FREEZE_ACCOUNT.value)
 
 
 class HoldAmount(_TransferIds, kw_only=True, tag=Action.HOLD_AMOUNT.value):
-    """A lien of the disputed amount on the account, instead of a freeze."""
+    """A lien of the disputed amount on the account, instead of a freeze, until ``hold_until``.
+
+    Sekat releases it (RELEASE_ACCOUNT naming this account) at ``hold_until``, or earlier when an entry that
+    caused it is revoked or expires.
+    """
 
     amount: Annotated[str, Meta(pattern=r"^[0-9]+(\.[0-9]+)?$", description="decimal string")]
     currency: Annotated[str, Meta(description="the transfer's currency; empty when it named none")]
+    hold_until: _HoldUntil
 
 
-_EntryKey = Annotated[str, Meta(description="key of the entry that ended: account:BIC8:number or phone:+E164")]
-_Released = Literal["revoked", "expired"]
+_EntryKey = Annotated[str, Meta(description=(
+    "key of the entry that ended: account:BIC8:number, phone:+E164, wallet:PROVIDER:ID or proxy:TYPE:hash"))]
+WALLET_VALUE = r"^[A-Z0-9]{2,16}:\+?[A-Z0-9]{4,34}$"
+PROXY_VALUE = r"^(NRIC|PASSPORT|BRN):[0-9a-f]{32}$"
+_Released = Literal["revoked", "expired", "hold_ended"]
 _ReleaseRef = Annotated[str, Meta(description="the revocation, or for an expiry the report that set the status")]
 
 
 class ReleaseAccount(_BankCommand, kw_only=True, tag=Action.RELEASE_ACCOUNT.value):
-    """Lift the freezes, holds and liens this bank applied because of the entry (revoked or expired).
+    """Lift the freezes, holds and liens this bank applied because of the entry (revoked or expired), or one
+    lien whose hold ended (``released`` hold_ended).
 
-    ``account`` is the entry's account, or the E.164 number of a listed DuitNow mobile proxy (kind phone).
+    ``account`` is the entry's account, the E.164 number of a listed DuitNow mobile proxy (kind phone), a
+    listed e-wallet (PROVIDER:ID, kind wallet) or hashed proxy (TYPE:hash, kind proxy), or for a lien the liened
+    account.
     """
 
-    account: Annotated[str, Meta(pattern=f"{ACCOUNT_VALUE}|{E164}")]
+    account: Annotated[str, Meta(pattern=f"{ACCOUNT_VALUE}|{E164}|{WALLET_VALUE}|{PROXY_VALUE}")]
     identifier: _EntryKey
     kind: Kind
     released: _Released
@@ -384,7 +424,7 @@ class ReleaseAudit(Struct, kw_only=True):
     outcome: Literal["RELEASE"]
     decided_at: OutTime
     identifier: str
-    released: Literal["revoked", "expired"]
+    released: _Released
     report_id: str
     source: str
     case_ref: str

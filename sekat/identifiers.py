@@ -14,6 +14,8 @@ store refuses to list them.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -175,7 +177,11 @@ def parse_key(key: str, region: str = "MY") -> Identifier:
     if kind == "account":
         bank, _, number = value.partition(":")
         return normalise_account(bank, number)
-    raise InvalidIdentifier(f"identifier kind must be 'phone' or 'account', got {kind[:16]!r}")
+    if kind == "wallet":
+        return parse_wallet(value)  # type: ignore[return-value]
+    if kind == "proxy":
+        return parse_proxy(value)  # type: ignore[return-value]
+    raise InvalidIdentifier(f"identifier kind must be 'phone', 'account', 'wallet' or 'proxy', got {kind[:16]!r}")
 
 
 def parse_protected(lines: list[str], region: str = "MY") -> frozenset[str]:
@@ -239,3 +245,124 @@ def parse_member_directory(lines: list[str]) -> dict[MemberKey, str]:
             raise InvalidIdentifier(f"line {number}: member {parts[1].strip()!r} of {parts[0].strip() or 'no scheme'!r}"
                                     f" is already mapped to {directory[key]}")
     return directory
+
+
+# -- e-wallets and hashed DuitNow proxies ----------------------------------------------------------------------
+# An e-wallet account: the provider's code (e.g. TNG, or the issuer's BIC, cut to 8) and its wallet id. A DuitNow
+# proxy by NRIC, passport or business registration number is personal data: it is turned into a keyed hash
+# (HMAC-SHA256 under SEKAT_PROXY_HASH_KEY) where it enters Sekat, and only the hash is stored, logged and sent.
+_PROVIDER_RE = re.compile(r"^[A-Z0-9]{2,16}$")
+_WALLET_RE = re.compile(r"^\+?[A-Z0-9]{4,34}$")
+HASHED_PROXY_TYPES = ("NRIC", "PASSPORT", "BRN")
+# The names feeds give them: the contract's, DuitNow's (PSPT, BREG) and ISO 20022 proxy type codes (NIDN national
+# identity number, CCPT passport, CINC corporate identification number).
+PROXY_TYPE_CODES = {"NRIC": "NRIC", "NIDN": "NRIC", "PASSPORT": "PASSPORT", "PSPT": "PASSPORT", "CCPT": "PASSPORT",
+                    "BRN": "BRN", "BREG": "BRN", "CINC": "BRN"}
+_PROXY_VALUE = {"NRIC": (re.compile(r"^[0-9]{12}$"), "an NRIC must be 12 digits (YYMMDD-PB-###G)"),
+                "PASSPORT": (re.compile(r"^[A-Z0-9]{5,20}$"), "a passport number must be 5-20 letters or digits"),
+                "BRN": (re.compile(r"^[A-Z0-9]{4,20}$"), "a business registration number must be 4-20 letters or "
+                                                          "digits")}
+_DIGEST_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True, slots=True)
+class WalletId:
+    provider: str
+    wallet: str
+    value: str = field(init=False, repr=False, compare=False)  # PROVIDER:ID
+    key: str = field(init=False, repr=False, compare=False)  # wallet:PROVIDER:ID
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", f"{self.provider}:{self.wallet}")
+        object.__setattr__(self, "key", "wallet:" + self.value)
+
+    def masked(self) -> str:
+        return f"{self.provider}:{mask(self.wallet)}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyId:
+    """A DuitNow proxy Sekat knows only by its keyed hash: ``proxy:NRIC:<32 hex>``."""
+
+    type: str
+    digest: str
+    value: str = field(init=False, repr=False, compare=False)  # TYPE:digest
+    key: str = field(init=False, repr=False, compare=False)  # proxy:TYPE:digest
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", f"{self.type}:{self.digest}")
+        object.__setattr__(self, "key", "proxy:" + self.value)
+
+    def masked(self) -> str:
+        return f"{self.type}:{self.digest[:6]}..."
+
+
+@lru_cache(maxsize=1 << 14)
+def normalise_wallet(provider: str, raw: str) -> WalletId:
+    """``PROVIDER:ID``: the provider code upper-cased (a BIC cut to its 8 characters), the wallet id without
+    spaces or dashes, upper-cased."""
+    code = provider.strip().upper()
+    if _BIC_RE.match(code):
+        code = code[:8]
+    if not _PROVIDER_RE.match(code):
+        raise InvalidIdentifier("wallet provider must be 2-16 letters or digits (e.g. TNG, or the issuer's BIC)")
+    wallet = raw.translate(_SEPARATORS).upper()
+    if len(raw) > _MAX_ACCOUNT_CHARS or not _WALLET_RE.match(wallet):
+        raise InvalidIdentifier("wallet id must be 4-34 letters or digits (a leading + allowed)")
+    return WalletId(code, wallet)
+
+
+def parse_wallet(value: str) -> WalletId:
+    """``PROVIDER:ID`` (how reports and keys write a wallet) as a ``WalletId``."""
+    provider, sep, wallet = value.partition(":")
+    if not sep:
+        raise InvalidIdentifier("a wallet is written PROVIDER:ID (e.g. TNG:0123456789)")
+    return normalise_wallet(provider, wallet)
+
+
+def proxy_type(code: str) -> str | None:
+    """The hashed proxy type a feed's code names (NRIC, PASSPORT, BRN), or None for any other proxy type."""
+    return PROXY_TYPE_CODES.get(code.strip().upper())
+
+
+def parse_proxy(value: str) -> ProxyId:
+    """``TYPE:<32 hex>`` (a hashed proxy as reports and keys write it) as a ``ProxyId``; never a clear value."""
+    kind, sep, digest = value.partition(":")
+    if not sep or kind not in HASHED_PROXY_TYPES or not _DIGEST_RE.match(digest):
+        raise InvalidIdentifier("a proxy is written TYPE:<32 hex digits of its keyed hash> (TYPE NRIC, PASSPORT or "
+                                "BRN)")
+    return ProxyId(kind, digest)
+
+
+class ProxyHasher:
+    """Clear NRIC, passport and business-registration proxies → their keyed hash (``ProxyId``).
+
+    HMAC-SHA256 under ``SEKAT_PROXY_HASH_KEY`` of ``TYPE:normalised value``, the first 128 bits in hex: without
+    the key, a hash cannot be tested against the small space of NRICs. Every process that files or screens
+    proxies (API, workers, ``sekat import``) needs the same key. Without one, such proxies cannot be hashed
+    (``enabled`` False): filing one is refused and a transfer naming one is screened without it.
+    Messages never include the value.
+    """
+
+    def __init__(self, secret: str) -> None:
+        self._key = secret.encode()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._key)
+
+    def proxy(self, code: str, clear: str) -> ProxyId:
+        kind = proxy_type(code)
+        if kind is None:
+            raise InvalidIdentifier(f"proxy type must be one of {', '.join(HASHED_PROXY_TYPES)}")
+        if not self._key:
+            raise InvalidIdentifier("NRIC, passport and business-registration proxies need SEKAT_PROXY_HASH_KEY")
+        text = clear.translate(_SEPARATORS).upper()
+        pattern, message = _PROXY_VALUE[kind]
+        if len(clear) > _MAX_ACCOUNT_CHARS or not pattern.match(text):
+            raise InvalidIdentifier(message)
+        digest = hmac.new(self._key, f"{kind}:{text}".encode(), hashlib.sha256).hexdigest()[:32]
+        return ProxyId(kind, digest)
+
+
+NO_PROXY_HASHER = ProxyHasher("")

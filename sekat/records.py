@@ -30,7 +30,7 @@ from typing import Any
 
 import msgspec
 
-from sekat.identifiers import AccountId, PhoneNumber
+from sekat.identifiers import AccountId, PhoneNumber, ProxyId, WalletId
 
 # Fixed namespace for command ids: uuid5(namespace, "event_id|action|target").
 COMMAND_NAMESPACE = uuid.UUID("6f1d2c8e-5b7a-5e1c-9a43-5e4b41540001")
@@ -45,12 +45,14 @@ class Party(msgspec.Struct, frozen=True):
     bank: str
     account: AccountId | None
     phone: PhoneNumber | None = None
+    wallet: WalletId | None = None  # an e-wallet account (provider + wallet id) the party pays from / into
 
 
 class Proxy(msgspec.Struct, frozen=True):
     type: str
-    value: str
+    value: str  # for a hashed type (NRIC, PASSPORT, BRN) the hash ``TYPE:digest``, never the clear value
     phone: PhoneNumber | None  # set when type is MOBILE
+    hashed: ProxyId | None = None  # set when type is NRIC, PASSPORT or BRN
 
 
 class Transfer(msgspec.Struct, frozen=True):
@@ -80,10 +82,11 @@ class Transfer(msgspec.Struct, frozen=True):
             details.append(("uetr", self.uetr))
         return tuple(details)
 
-    def identifiers(self) -> list[AccountId | PhoneNumber]:
-        ids: list[AccountId | PhoneNumber] = []
-        for ident in (self.payee.account, self.payer.account,
-                      self.payee_proxy.phone if self.payee_proxy else None):
+    def identifiers(self) -> list[AccountId | PhoneNumber | WalletId | ProxyId]:
+        ids: list[AccountId | PhoneNumber | WalletId | ProxyId] = []
+        proxy = self.payee_proxy
+        for ident in (self.payee.account, self.payer.account, proxy.phone if proxy else None,
+                      self.payee.wallet, self.payer.wallet, proxy.hashed if proxy else None):
             if ident is not None and not getattr(ident, "protected", False):
                 ids.append(ident)
         return ids
@@ -104,6 +107,10 @@ class Call(msgspec.Struct, frozen=True):
     # STIR/SHAKEN attestation of the caller ID by the originating carrier: "A" (full: the carrier knows the
     # customer and their right to the number), "B" (partial), "C" (gateway: origin unknown), None (absent).
     attestation: str | None = None
+    # Seconds: talk time of an answered call, ring time of an unanswered one (None: not given); with
+    # ``answered`` (None: not given) they tell a one-ring (wangiri) call from a conversation.
+    duration: float | None = None
+    answered: bool | None = None
 
     def identifiers(self) -> list[AccountId | PhoneNumber]:
         return [] if self.caller.protected else [self.caller]
@@ -134,8 +141,8 @@ class Report:
 
     report_id: str
     reported_at: datetime
-    kind: str  # "phone" or "account"
-    value: str  # E.164 for phones, digits for accounts
+    kind: str  # "phone", "account", "wallet" or "proxy"
+    value: str  # E.164 for phones, digits for accounts, PROVIDER:ID for wallets, TYPE:hash for proxies
     status: Status
     source: str
     bank: str = ""
@@ -152,7 +159,7 @@ class Report:
 
     @property
     def key(self) -> str:
-        return f"phone:{self.value}" if self.kind == "phone" else f"account:{self.bank}:{self.value}"
+        return f"account:{self.bank}:{self.value}" if self.kind == "account" else f"{self.kind}:{self.value}"
 
     def without_history(self) -> "Report":
         return replace(self, history=(), summary=None) if self.history or self.summary else self
@@ -404,6 +411,9 @@ class Command:
     issued_at: datetime
     details: tuple[tuple[str, str], ...] = ()  # transfer_id / call_id / callee ...
     rules: tuple[str, ...] = ()  # ``id@version`` of every enforce rule behind the command
+    # Not on the wire: the keys of the blocklist entries whose end releases this command's lien (HOLD_AMOUNT),
+    # read by the release bookkeeping (``release.sweep.who_acted``).
+    causes: tuple[str, ...] = ()
 
     @property
     def command_id(self) -> str:

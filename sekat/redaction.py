@@ -109,9 +109,9 @@ def _mask_secret(match: re.Match[str]) -> str:
 
 
 def secrets_of(settings: Any) -> list[str]:
-    """The configured secrets worth scrubbing from text: the SASL password; the password of each Redis URL
+    """The configured secrets worth scrubbing from text: the SASL password, the proxy hash key; the password of each Redis URL
     (``SEKAT_REDIS_URL``, ``SEKAT_API_REDIS_URL``), from its userinfo or its query (``?password=``, ``?ssl_password=``), as written and as redis-py reads it."""
-    found = [settings.kafka_sasl_password]
+    found = [settings.kafka_sasl_password, getattr(settings, "proxy_hash_key", "")]
     for url in (urlparse(u) for u in (settings.redis_url, getattr(settings, "api_redis_url", "")) if u):
         if url.password:
             found += [url.password, unquote(url.password)]

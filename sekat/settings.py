@@ -14,19 +14,23 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sekat.errors import ConfigError, InvalidIdentifier
 from sekat.expiry import ExpiryPolicy, parse_expiry
 from sekat.redis_url import validate_url
 
+if TYPE_CHECKING:
+    from sekat.identifiers import ProxyHasher
+
+MIN_PROXY_KEY_CHARS = 32  # SEKAT_PROXY_HASH_KEY: at least 128 bits of a random hex key
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 TRANSFER_FORMATS = ("json", "pacs008")
 CALL_FORMATS = ("json", "cdr-csv", "call-attempt")
 CDR_FIELDS = ("call_id", "occurred_at", "caller", "callee", "operator", "type", "caller_network", "presentation",
-              "attestation")
+              "attestation", "duration", "answered")
 CDR_REQUIRED = ("call_id", "occurred_at", "caller", "callee", "operator")
 APPEAL_RULES = ("own-report", "any-agency")  # docs/appeals.md
 DEFAULT_CDR_COLUMNS = ("call_id=1,occurred_at=2,caller=3,callee=4,type=5,operator=6,caller_network=7,"
@@ -117,6 +121,7 @@ class Settings:
     replica_disk_max_age_s: int = 86_400
     protected_file: str = ""
     member_directory: str = ""
+    proxy_hash_key: str = ""
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     api_max_body_bytes: int = 65536
@@ -299,6 +304,14 @@ class Settings:
         self.api_tls()
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("SEKAT_LOG_LEVEL", "must be debug, info, warning or error")
+        if self.proxy_hash_key and len(self.proxy_hash_key) < MIN_PROXY_KEY_CHARS:
+            raise ConfigError("SEKAT_PROXY_HASH_KEY", f"must be at least {MIN_PROXY_KEY_CHARS} characters (e.g. "
+                                                      "64 hex digits from a secret store), or empty")
+
+    def proxy_hasher(self) -> "ProxyHasher":
+        """The keyed hash of NRIC, passport and business-registration proxies (``SEKAT_PROXY_HASH_KEY``)."""
+        from sekat.identifiers import ProxyHasher  # here: phonenumbers loads only when a setting needs it
+        return ProxyHasher(self.proxy_hash_key)
 
     @property
     def data_dir(self) -> Path:
@@ -488,7 +501,7 @@ class Settings:
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "kafka_sasl_password" and value:
+            if f.name in ("kafka_sasl_password", "proxy_hash_key") and value:
                 value = "***"
             if f.name in ("redis_url", "api_redis_url"):
                 value = re.sub(r"//[^@/]*@", "//***@", str(value))
@@ -504,6 +517,10 @@ SETTINGS_DOC: dict[str, str] = {
     "kafka_sasl_mechanism": "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL only).",
     "kafka_sasl_username": "SASL user name (SASL only).",
     "kafka_sasl_password": "SASL password (SASL only); never logged.",
+    "proxy_hash_key": "Secret key of the keyed hash (HMAC-SHA256) under which NRIC, passport and business-"
+                      "registration DuitNow proxies are stored, logged and screened; the same in the API, workers "
+                      "and imports; at least 32 characters; never logged. Empty: such proxies are not screened "
+                      "and cannot be filed.",
     "kafka_ssl_cafile": "CA bundle for SSL/SASL_SSL; system CAs when empty.",
     "kafka_offset_reset": "Where a new consumer group starts: earliest (default, loses nothing) or latest.",
     "redis_url": "Blocklist index: redis://, rediss:// (TLS) or unix://; user:password@ for ACL users. "

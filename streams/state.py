@@ -250,8 +250,10 @@ class RuleStateStore:
                 width, threshold = state.width_ms(rule.params), state.threshold(rule.params)
                 retention = max(retention, 2 * width)
                 prefix = f"{p}{state.family}:{width}:"
-                key_of, party_of = state.key, state.party
+                key_of, party_of, when = state.key, state.party, state.when
                 for event in events:
+                    if when is not None and not when(event, rule.params):
+                        continue
                     key, party = key_of(event), party_of(event)
                     if key is not None and party is not None:
                         windows.add(prefix + key, state.family, width, threshold, _ms(event.occurred_at), party,

@@ -20,12 +20,16 @@ from sekat.errors import InvalidReport, SekatError
 from sekat.settings import Settings
 
 # What filing a report reads: the region of phone numbers, the protected list, the expiry policy.
-FILING = ("phone_region", "protected_keys", "expiry_policy")
+FILING = ("phone_region", "protected_keys", "expiry_policy", "proxy_hasher")
 
 
 def _identifier(args: argparse.Namespace) -> tuple[str, str, str | None]:
     if args.phone:
         return "phone", args.phone, None
+    if args.wallet:
+        return "wallet", args.wallet, None
+    if args.proxy:
+        return "proxy", args.proxy, None
     if not args.bank:
         raise SekatError("--account needs --bank (the BIC of the account's bank)")
     return "account", args.account, args.bank
@@ -33,7 +37,7 @@ def _identifier(args: argparse.Namespace) -> tuple[str, str, str | None]:
 
 def _field_error(exc: InvalidReport) -> SekatError:
     """InvalidReport names the report field; on the command line that is an option."""
-    option = {"value": "--phone/--account", "ttl_days": "--ttl-days", "case_ref": "--case-ref"}.get(
+    option = {"value": "--phone/--account/--wallet/--proxy", "ttl_days": "--ttl-days", "case_ref": "--case-ref"}.get(
         exc.field, "--link" if exc.field.startswith("links") else f"--{exc.field.replace('_', '-')}")
     message = str(exc).split(": ", 1)[-1]
     if exc.reason == "protected":
@@ -54,7 +58,7 @@ def cmd_file(settings: Settings, args: argparse.Namespace) -> int:
                              case_ref=args.case_ref, reason=args.reason, ttl_days=getattr(args, "ttl_days", 0),
                              filed_by="cli", region=settings.phone_region, protected=settings.protected_keys(),
                              links=[key_object(text) for text in getattr(args, "link", None) or ()],
-                             expiry=settings.expiry_policy())
+                             expiry=settings.expiry_policy(), hasher=settings.proxy_hasher())
     except InvalidReport as exc:
         raise _field_error(exc) from None
     meta = publish_one(settings, report)
@@ -65,12 +69,12 @@ def cmd_file(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
-    from sekat.blocklist.filing import identifier
+    from sekat.blocklist.filing import identifier, key_of
     from sekat.blocklist.store import BlocklistStore
 
     kind, value, bank = _identifier(args)
     try:
-        bank_code, number = identifier(kind, value, bank, settings.phone_region)
+        bank_code, number = identifier(kind, value, bank, settings.phone_region, hasher=settings.proxy_hasher())
     except InvalidReport as exc:
         if exc.reason != "protected":
             raise _field_error(exc) from None
@@ -80,7 +84,7 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
     async def go() -> int:
         store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
         try:
-            shown = await store.get(f"phone:{number}" if kind == "phone" else f"account:{bank_code}:{number}")
+            shown = await store.get(key_of(kind, bank_code, number))
         finally:
             await store.close()
         if shown is None:
@@ -194,11 +198,14 @@ def add_blocklist(sub: argparse._SubParsersAction) -> None:
                          reads=("topic_reports", "kafka_client_config", *FILING), needs=("kafka",))
     show = add_command(bl_sub, "show", cmd_show, "show one entry of the index, with its history",
                        "Show one entry of the Redis index, with its history; exit status 1 when it is not listed.",
-                       reads=("phone_region", "redis_prefix"), needs=("redis",))
+                       reads=("phone_region", "redis_prefix", "proxy_hasher"), needs=("redis",))
     for p in (add, revoke, show):
         who = p.add_mutually_exclusive_group(required=True)
         who.add_argument("--phone", help="phone number in any common format")
         who.add_argument("--account", help="account number (spaces and dashes allowed); needs --bank")
+        who.add_argument("--wallet", metavar="PROVIDER:ID", help="e-wallet account, e.g. TNG:0123456789")
+        who.add_argument("--proxy", metavar="TYPE:VALUE", help="DuitNow proxy by NRIC, PASSPORT or BRN, e.g. "
+                         "NRIC:900101-14-5678 (hashed with SEKAT_PROXY_HASH_KEY before it leaves this command)")
         p.add_argument("--bank", help="BIC of the account's bank, e.g. CIBBMYKL")
     for p in (add, revoke):
         p.add_argument("--source", required=True, help="reporting agency, e.g. PDRM, NSRC, MBBEMYKL")

@@ -136,7 +136,7 @@ def add_api(sub: argparse._SubParsersAction) -> None:
                        "expiry_policy", "aiokafka_config", "topic_appeals", "appeal_rate_per_minute",
                        "appeal_acknowledge_s", "appeal_decide_s", "appeal_reappeal_days", "appeal_rule", "topic_feedback",
                        "topic_notices", "feedback_window_days", "feedback_false_positive_institutions",
-                       "topic_institutions", "relay_loopback_http"),
+                       "topic_institutions", "relay_loopback_http", "proxy_hasher"),
                 needs=("kafka", "api_redis"))
 
 

@@ -66,11 +66,11 @@ async def send(settings: Settings, kind: str, source: IO[bytes], name: str) -> i
 
     from sekat.blocklist.bulk import row_report
 
-    protected, expiry = settings.protected_keys(), settings.expiry_policy()
+    protected, expiry, hasher = settings.protected_keys(), settings.expiry_policy(), settings.proxy_hasher()
 
     def to_report(row: dict[str, Any]) -> Report:
         return row_report(row, datetime.now(timezone.utc), filed_by="cli", region=settings.phone_region,
-                          protected=protected, expiry=expiry)
+                          protected=protected, expiry=expiry, hasher=hasher)
 
     topic = {"transfers": settings.topic_transfers, "calls": settings.topic_calls,
              "reports": settings.topic_reports}[kind]
@@ -124,7 +124,7 @@ def add_send(sub: argparse._SubParsersAction) -> None:
         "payer.account, calls by caller, reports (checked as `sekat blocklist add` checks them) by kind:value; a "
         "line that is not a JSON object stops the command with exit status 2, nothing after it sent.",
         reads=("topic_transfers", "topic_calls", "topic_reports", "aiokafka_config", "phone_region",
-               "protected_keys", "expiry_policy"),
+               "protected_keys", "expiry_policy", "proxy_hasher"),
         needs=("kafka",))
     send_.add_argument("kind", choices=("transfers", "calls", "reports"), help="the topic to send to")
     send_.add_argument("file", nargs="?", metavar="FILE", help="JSON lines to send (default or '-': standard input)")

@@ -38,13 +38,18 @@ def transfer(event_id: str = "t-1", at: datetime = T0, payer: str = "5140 1234 5
 
 
 def call(event_id: str = "c-1", at: datetime = T0, caller: str = "+60376543210", callee: str = "+60123456789",
-         network: str | None = None, attestation: str | None = None) -> Call:
+         network: str | None = None, attestation: str | None = None, duration: float | None = None,
+         answered: bool | None = None) -> Call:
     body: dict[str, Any] = {"event_id": event_id, "occurred_at": iso(at), "call_id": "x" + event_id,
                             "operator": "CELCOM", "caller": caller, "callee": callee}
     if network:
         body["caller_network"] = network
     if attestation:
         body["attestation"] = attestation
+    if duration is not None:
+        body["duration"] = duration
+    if answered is not None:
+        body["answered"] = answered
     decoded = decode_call(orjson.dumps(body))
     assert isinstance(decoded, Call), decoded
     return decoded

@@ -105,6 +105,27 @@ def test_call_attempt_event_maps_onto_the_call_contract() -> None:
     assert (call.presentation, call.caller_network) == ("restricted", "international")
 
 
+def test_call_attempt_carries_duration_and_answered() -> None:
+    call = decode_call_attempt(orjson.dumps({**ATTEMPT, "duration": 2, "answered": False}))
+    assert isinstance(call, Call) and (call.duration, call.answered) == (2.0, False)
+    bad = decode_call_attempt(orjson.dumps({**ATTEMPT, "answered": "yes"}))
+    assert isinstance(bad, Rejection) and (bad.reason, bad.field) == ("wrong_type", "answered")
+
+
+def test_cdr_duration_and_answered_columns() -> None:
+    columns = {**DEFAULT, "duration": 9, "answered": 10}
+    decoder = CdrCsvDecoder(columns)
+    base = "CDR-9,2026-11-28T10:14:02Z,+60376543210,+60123456789,voice,CELCOM,,,"
+    one, two, three = calls(decoder(f"{base}1.5,NOANSWER\n{base}75,answered\n{base},".encode()))
+    assert (one.duration, one.answered) == (1.5, False)
+    assert (two.duration, two.answered) == (75.0, True)
+    assert (three.duration, three.answered) == (None, None)
+    [bad] = decoder(f"{base}1m,0".encode())
+    assert isinstance(bad, Rejection) and bad.field == "duration (column 9, line 1)"
+    [bad] = decoder(f"{base}1,maybe".encode())
+    assert isinstance(bad, Rejection) and bad.field == "answered (column 10, line 1)"
+
+
 def test_call_attempt_defaults_to_voice_with_unknown_presentation() -> None:
     data = {k: v for k, v in ATTEMPT.items() if k not in ("service", "presentation", "origin_network")}
     call = decode_call_attempt(orjson.dumps(data))

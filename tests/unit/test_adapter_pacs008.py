@@ -372,7 +372,8 @@ def test_hold_command_carries_the_iso_ids_and_contract_commands_do_not() -> None
         "7a562c67-ca16-48ba-b074-65581be6f001")
     plain = Transfer(first.event_id, now, "DN1", Decimal(1), first.payer, first.payee)
     assert set(decide_transfer(plain, {entry.key: entry}, now).commands[0].to_json()) == {
-        "command_id", "issued_at", "action", "bank", "account", "transfer_id", "event_id", "rule", "rules", "reasons"}
+        "command_id", "issued_at", "action", "bank", "account", "transfer_id", "hold_until", "event_id", "rule",
+        "rules", "reasons"}
 
 
 @pytest.mark.parametrize("name", ["pacs008_v08_multi.xml", "pacs008_v09.json"])

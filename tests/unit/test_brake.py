@@ -225,3 +225,11 @@ def test_the_single_entry_limit_still_sets_both_reported_limits_and_may_not_be_m
     assert (s.brake_phone_confirmed_max, s.brake_account_confirmed_max) == (0, 0)
     with pytest.raises(ConfigError, match="SEKAT_BRAKE_ENTRY_MAX.*SEKAT_BRAKE_ACCOUNT_REPORTED_MAX"):
         Settings.from_environ({"SEKAT_BRAKE_ENTRY_MAX": "50", "SEKAT_BRAKE_ACCOUNT_REPORTED_MAX": "60"})
+
+
+def test_e_wallets_and_hashed_proxies_are_braked_at_the_account_limits() -> None:
+    limits = Limits(phone_reported=1800, account_reported=120, account_confirmed=0)
+    for target in ("entry:wallet:TNG:0123456789", f"entry:proxy:NRIC:{'ab' * 16}"):
+        assert valid_target(target)
+        assert limits.of(target, "reported") == 120 and limits.of(target, "confirmed") == 0
+    assert masked_target("entry:wallet:TNG:0123456789") == "entry:wallet:TNG:******6789"

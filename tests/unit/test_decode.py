@@ -101,6 +101,11 @@ def test_payee_needs_account_or_proxy() -> None:
     (with_(CALL, "attestation", "D"), "invalid_value", "attestation"),
     (with_(CALL, "attestation", 1), "wrong_type", "attestation"),
     (with_(CALL, "attestation", "AA"), "invalid_value", "attestation"),
+    (with_(CALL, "duration", -1), "invalid_value", "duration"),
+    (with_(CALL, "duration", 86_401), "invalid_value", "duration"),
+    (with_(CALL, "duration", "2"), "wrong_type", "duration"),
+    (with_(CALL, "duration", True), "wrong_type", "duration"),
+    (with_(CALL, "answered", "no"), "wrong_type", "answered"),
 ])
 def test_bad_calls_are_rejected(raw: bytes, reason: str, field: str) -> None:
     result = decode_call(raw)
@@ -113,6 +118,15 @@ def test_call_attestation_is_optional_and_case_blind() -> None:
     given = decode_call(with_(CALL, "attestation", "b"))
     assert isinstance(absent, Call) and absent.attestation is None
     assert isinstance(given, Call) and given.attestation == "B"
+
+
+def test_call_duration_and_answered_are_optional() -> None:
+    absent = decode_call(orjson.dumps(CALL))
+    given = decode_call(orjson.dumps({**CALL, "duration": 1.5, "answered": False}))
+    whole = decode_call(orjson.dumps({**CALL, "duration": 42, "answered": True}))
+    assert isinstance(absent, Call) and (absent.duration, absent.answered) == (None, None)
+    assert isinstance(given, Call) and (given.duration, given.answered) == (1.5, False)
+    assert isinstance(whole, Call) and (whole.duration, whole.answered) == (42.0, True)
 
 
 def test_emergency_caller_decodes_as_protected() -> None:

@@ -155,6 +155,8 @@ CALL_FIELDS: dict[tuple[str, ...], st.SearchStrategy[Any]] = {
     ("caller",): phones, ("callee",): phones, ("type",): st.sampled_from(["voice", "sms", "SMS", "", " ", "fax"]),
     ("caller_network",): st.one_of(st.sampled_from(["domestic", "international", ""]), texts),
     ("attestation",): levels, ("unknown",): junk,
+    ("duration",): st.one_of(st.sampled_from([0, 1.5, 86_400, 86_401, -1, True, "2", None]), st.floats()),
+    ("answered",): st.sampled_from([True, False, None, "yes", 1]),
 }
 
 

@@ -133,3 +133,17 @@ def test_a_trail_mark_survives_its_encoding_and_a_foreign_one_is_ignored() -> No
     m = TrailMark(1, 1700000000000, Decimal("12.50"), "MYR", A, "t-9")
     assert TrailMark.decode(m.encode()) == m
     assert TrailMark.decode("not a mark") is None and TrailMark.decode("x|1|2|MYR|p|e") is None
+
+
+def test_a_lien_names_the_listing_the_trail_started_from_and_the_payee_as_its_causes() -> None:
+    [hop1] = follow_money.evaluate(transfer(), ctx(lookups={A: listed(A)}), P)
+    assert hop1.causes == (A, B)
+    root = "account:PBBEMYKL:1234567890"
+    far = TrailMark(1, ms(T0 - timedelta(minutes=2)), Decimal("900.00"), "", "account:X:1", "t-0", root)
+    t = transfer()
+    c = ctx(trail={A: far})
+    [hop2] = follow_money.evaluate(t, c, P)
+    assert hop2.causes == (root, B)  # two hops on, the lien still ends with the listing of hop 0
+    [w] = follow_money.marks(t, c, P, [(follow_money.ID, hop2)])
+    assert TrailMark.decode(w.member).root == root  # type: ignore[union-attr]
+    assert TrailMark.decode("1|1700000000000|12.50|MYR|p|e").root == ""  # type: ignore[union-attr]

@@ -134,3 +134,15 @@ def test_a_batch_keeps_revoked_entries_and_marks_accounts() -> None:
     kept, _, codes, _ = batch_arrays(keys, values, len("sekat:bl:"))
     assert kept == ["phone:+60111111111", "account:CIBBMYKL:8001234567"]
     assert codes.tolist() == [REVOKED, CONFIRMED | ACCOUNT]
+
+
+def test_wallet_and_proxy_entries_are_read_with_kinds_of_their_own() -> None:
+    from sekat.blocklist.index_scan import PROXY, WALLET, _pattern
+
+    _, heads = _pattern("sekat:")
+    proxy_key = f"sekat:bl:proxy:NRIC:{'ab' * 16}".encode()
+    assert b"sekat:bl:wallet:TNG:0123456789".startswith(heads) and proxy_key.startswith(heads)
+    keys = [b"sekat:bl:wallet:TNG:0123456789", proxy_key]
+    kept, _, codes, _ = batch_arrays(keys, [entry(Status.CONFIRMED), entry(Status.REVOKED)], len("sekat:bl:"))
+    assert kept == ["wallet:TNG:0123456789", proxy_key.decode()[len("sekat:bl:"):]]
+    assert codes.tolist() == [CONFIRMED | WALLET, REVOKED | PROXY]

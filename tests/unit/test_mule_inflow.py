@@ -30,3 +30,23 @@ def test_a_proxy_only_payee_is_counted_and_reported_by_its_mobile_number() -> No
     assert window.key(proxied) == key and window.party(proxied) == "account:MBBEMYKL:514012345678"
     [f] = mule_inflow.evaluate(proxied, ctx(counts={"inflow": {"t-1": 3}}), P)
     assert f.identifier == key and f.report is not None
+
+
+def test_an_e_wallet_or_hashed_proxy_payee_is_counted_and_reported_by_its_key() -> None:
+    import orjson
+
+    from sekat.decode.transfers import decode_transfer
+    from sekat.identifiers import ProxyHasher
+
+    hasher = ProxyHasher("k" * 40)
+    base = {"event_id": "t-1", "occurred_at": "2026-11-28T10:15:00Z", "transfer_id": "DN1", "amount": "50",
+            "payer": {"bank": "MBBEMYKL", "account": "514012345678"}}
+    for payee, key in (({"bank": "TNGDMYNB", "wallet": {"provider": "TNG", "id": "0123456789"}},
+                        "wallet:TNG:0123456789"),
+                       ({"bank": "CIBBMYKL", "proxy": {"type": "NRIC", "value": "900101145678"}},
+                        hasher.proxy("NRIC", "900101145678").key)):
+        event = decode_transfer(orjson.dumps({**base, "payee": payee}), hasher=hasher)
+        [window, _] = mule_inflow.SPEC.state
+        assert window.key(event) == key
+        [f] = mule_inflow.evaluate(event, ctx(counts={"inflow": {"t-1": 3}}), P)
+        assert f.identifier == key and f.report is not None

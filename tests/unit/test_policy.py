@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from sekat.errors import PolicyError
 from sekat.metrics.worker import WorkerMetrics
-from sekat.records import Entry, Status
+from sekat.records import Action, Entry, Status
 from sekat.rules import engine, mule_inflow
 from sekat.rules.policy import DEFAULT_POLICY_FILE, default_registry, load_policy, parse_policy
 from sekat.rules.cross_channel import CallWarning
@@ -188,3 +188,20 @@ def test_an_invalid_policy_at_start_up_raises(tmp_path: Path) -> None:
     path.write_text("version: x\nrules:\n  call_burst: {params: {window_seconds: 0}}\nactions: {}\n")
     with pytest.raises(PolicyError, match="call_burst.params.window_seconds"):
         PolicyWatch(path, WorkerMetrics(CollectorRegistry()))
+
+
+@pytest.mark.parametrize(("holds", "field"), [
+    ({"HOLD_TRANSFER": 0}, "holds.HOLD_TRANSFER"), ({"HOLD_AMOUNT": 43_201}, "holds.HOLD_AMOUNT"),
+    ({"HOLD_AMOUNT": "72h"}, "holds.HOLD_AMOUNT"), ({"FREEZE_ACCOUNT": 60}, "holds.FREEZE_ACCOUNT"),
+    (["HOLD_TRANSFER"], "holds")])
+def test_hold_durations_are_whole_minutes_within_thirty_days(holds: object, field: str) -> None:
+    with pytest.raises(PolicyError) as exc:
+        parse_policy({**policy_with(), "holds": holds})
+    assert field in str(exc.value)
+
+
+def test_hold_durations_come_from_the_policy_and_default_when_absent() -> None:
+    shipped = parse_policy(DEFAULT)
+    assert (shipped.hold_s(Action.HOLD_TRANSFER), shipped.hold_s(Action.HOLD_AMOUNT)) == (24 * 3600, 72 * 3600)
+    short = parse_policy({**policy_with(), "holds": {"HOLD_AMOUNT": 5}})
+    assert (short.hold_s(Action.HOLD_TRANSFER), short.hold_s(Action.HOLD_AMOUNT)) == (24 * 3600, 300)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from sekat.release.sweep import ACTED, recording_who_acted, release, who_acted
-from sekat.rules.engine import Verdict
+from sekat.release.sweep import ACTED, recording_who_acted, release, release_ended_lien, who_acted
+import yaml
+from sekat.rules.engine import Verdict, decide_transfer
+from sekat.rules.policy import DEFAULT_POLICY_FILE, parse_policy
 
 from sekat.records import Action, Command, Decision, Entry, Match, Status
+from tests.unit.events import ctx, transfer
 
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=timezone.utc)
 MULE = "account:CIBBMYKL:8001234567"
@@ -74,3 +77,49 @@ def test_an_expiry_unblocks_the_number_and_a_later_expiry_gets_new_ids() -> None
     renewed = Entry(PHONE, Status.CONFIRMED, "PDRM", report_id="r-1", expires_at="2026-12-29T07:00:00.000Z")
     [later], _ = release(renewed, ["UNBLOCK_NUMBER|CELCOM"], NOW)
     assert later.command_id != unblock.command_id
+
+
+def _follow_decision() -> Decision:
+    """The shipped policy's decision on money leaving the confirmed mule A (MBBEMYKL) to B (CIBBMYKL)."""
+    policy = parse_policy(yaml.safe_load(DEFAULT_POLICY_FILE.read_text()))
+    origin = Entry(PAYER, Status.CONFIRMED, "PDRM", "mule", "KL/2026/7", "r-1", sources=("PDRM",))
+    return decide_transfer(transfer(amount="700.00"), ctx(lookups={PAYER: origin}), policy).decision
+
+
+PAYER = "account:MBBEMYKL:514012345678"  # events.transfer()'s payer
+LIENED = "CIBBMYKL:8001234567"  # its payee
+
+
+def test_every_hold_carries_hold_until_from_the_policy() -> None:
+    made = {c.action: c.to_json() for c in _follow_decision().commands}
+    issued = datetime.fromisoformat(made[Action.HOLD_TRANSFER]["issued_at"])
+    assert datetime.fromisoformat(made[Action.HOLD_TRANSFER]["hold_until"]) - issued == timedelta(hours=24)
+    assert datetime.fromisoformat(made[Action.HOLD_AMOUNT]["hold_until"]) - issued == timedelta(hours=72)
+    assert made[Action.HOLD_AMOUNT]["account"] == LIENED
+
+
+def test_a_follow_the_money_lien_is_released_naming_the_liened_account_when_its_cause_is_revoked() -> None:
+    decision = _follow_decision()
+    [lien] = [c for c in decision.commands if c.action is Action.HOLD_AMOUNT]
+    found = who_acted(decision)
+    lien_keys = sorted(k for k, m in found if m.startswith(f"RELEASE_ACCOUNT|CIBBMYKL|{LIENED}|"))
+    assert lien_keys == sorted([PAYER, f"account:{LIENED}"])  # the listing it followed and its own follow entry
+    members = [m for k, m in found if k == PAYER]
+    revoked = Entry(PAYER, Status.REVOKED, "PDRM", "wrong account", "KL/2026/7", "r-2")
+    commands, audit = release(revoked, members, NOW)
+    released = {(c.institution, c.target) for c in commands if c.action is Action.RELEASE_ACCOUNT}
+    assert ("CIBBMYKL", LIENED) in released  # the liened account, to its bank
+    assert ("CIBBMYKL", PAYER.partition(":")[2]) not in released  # never the listed payer's account there
+    assert lien.to_json()["hold_until"]
+    assert audit["identifier"] == PAYER and audit["released"] == "revoked"
+
+
+def test_a_lien_whose_hold_ended_is_released_once_by_one_id_under_every_entry() -> None:
+    member = f"RELEASE_ACCOUNT|CIBBMYKL|{LIENED}|{int(NOW.timestamp())}"
+    command, audit = release_ended_lien(member, NOW)
+    body = command.to_json()
+    assert (body["action"], body["bank"], body["account"], body["released"], body["identifier"]) == (
+        "RELEASE_ACCOUNT", "CIBBMYKL", LIENED, "hold_ended", f"account:{LIENED}")
+    again, _ = release_ended_lien(member, NOW + timedelta(minutes=3))
+    assert again.command_id == command.command_id == audit["command_ids"][0]
+    assert release_ended_lien("RELEASE_ACCOUNT|CIBBMYKL", NOW) is None

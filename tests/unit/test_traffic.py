@@ -164,3 +164,20 @@ def test_the_generator_sends_hot_key_events_backdated_and_counts_them(monkeypatc
         ago = traffic.backdate_ms(seq)
         assert (ago > 0) == bool(traffic.hot_kind(seq))
         assert abs((latest - event.occurred_at) / timedelta(milliseconds=1) - ago) < 5_000  # sent within seconds
+
+
+def test_the_traffic_includes_e_wallet_payees_and_listed_wallets_are_held() -> None:
+    population = Population(customers=2000, listed=40)
+    listed = {item.key: item.status for item in population.listed()}
+    assert sum(k.startswith("wallet:") for k in listed) == 10
+    decode = decoders()
+    traffic = Traffic(population, listed_share=0.3)
+    wallets = held = 0
+    for seq in range(600):
+        value, _, kind, expected, event_id = traffic.event(seq, "2026-11-29T00:00:00.000Z")
+        event = decoded(decode, kind, value)
+        if kind == "transfers" and event.payee.wallet is not None:
+            wallets += 1
+            held += expected == ("HOLD_TRANSFER",)
+            assert (traffic.subjects.get(event_id) == event.payee.wallet.key) == bool(expected)
+    assert 20 < wallets < 60 and held > 0  # one transfer in ten pays an e-wallet
