@@ -428,7 +428,8 @@ def appeal_outputs() -> list[Sent]:
     app.include_router(appeals.router)
     app.state.clients = SimpleNamespace(
         keys=Keys(), store=Store(), appeals=Appeals(), send=send, settings=SETTINGS, clock=lambda: next(times),
-        allow_appeal=allow, allow_filing=allow, protected=frozenset(), expiry=SETTINGS.expiry_policy())
+        allow_appeal=allow, allow_filing=allow, protected=frozenset(), expiry=SETTINGS.expiry_policy(),
+        proxy_hasher=SETTINGS.proxy_hasher())
     token = "kIs8nZ2yQm4rV1tXa7bC0dEfGhJkLmNo"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(appeals, "new_appeal_id", lambda: "ap-4c1f09d2e8b7a365")
