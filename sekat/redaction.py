@@ -7,8 +7,8 @@ authentication bytes included). ``install`` wraps the log record factory, so it
 holds whatever handlers Faust or uvicorn set up later. In each message and
 traceback, docs/security.md ("logs") gives the rules with examples:
 
-- each configured secret (``secrets_of``: the SASL password, the Redis
-  password of the URL's userinfo or query) becomes ``***``;
+- each configured secret (``secrets_of``: the SASL password, the audit
+  key, the Redis password of the URL's userinfo or query) becomes ``***``;
 - secrets by their shape, configured or not: the password of a URL's
   userinfo, the value of a ``...password=``, ``...secret=`` or ``api_key=``
   pair (also ``'password': '...'``), the secret part of an agency API key
@@ -107,7 +107,7 @@ def _mask_secret(match: re.Match[str]) -> str:
 def secrets_of(settings: Any) -> list[str]:
     """The configured secrets worth scrubbing from text: the SASL password; the password of each Redis URL
     (``SEKAT_REDIS_URL``, ``SEKAT_API_REDIS_URL``), from its userinfo or its query (``?password=``, ``?ssl_password=``), as written and as redis-py reads it."""
-    found = [settings.kafka_sasl_password]
+    found = [settings.kafka_sasl_password, getattr(settings, "audit_key", "")]
     for url in (urlparse(u) for u in (settings.redis_url, getattr(settings, "api_redis_url", "")) if u):
         if url.password:
             found += [url.password, unquote(url.password)]

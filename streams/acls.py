@@ -8,7 +8,8 @@
   ``{SEKAT_APP_ID}-``);
 - the agency API/CLI principal writes ``sekat.reports`` (reports, revocations,
   renewals) and ``sekat.decisions`` (the audit record of a safety-brake
-  re-arm, written before the re-arm takes effect), and nothing else;
+  re-arm, written before the re-arm takes effect) and ``sekat.audit`` (entry reads
+  and erasures, written before they answer), and nothing else;
 - the webhook relay's principal (``sekat relay``, when given) reads the command
   topics (shared and per-institution), writes ``sekat.commands.undelivered``
   and owns its consumer group ``{SEKAT_APP_ID}.relay``;
@@ -64,6 +65,8 @@ def acl_plan(settings: Settings, sekat: str, api: str, institutions: Mapping[str
         Acl(api, "topic", settings.topic_reports, "literal", write),
         # A re-arm is refused unless its audit record is on the decisions topic first (brake/routes.py).
         Acl(api, "topic", settings.topic_decisions, "literal", write),
+        # Entry reads and erasures are audited before they answer (docs/privacy.md).
+        Acl(api, "topic", settings.topic_audit, "literal", write),
     ]
     if relay is not None:
         plan += [Acl(relay, "topic", settings.topic_freeze, "prefixed", read),

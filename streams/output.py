@@ -109,8 +109,9 @@ class OutputBatch:
         body = deadletter_body(source, raw or b"", rejection, dead_at, self._topics.deadletter_original_bytes)
         self._add("deadletter", self._topics.deadletter, source.topic.encode(), orjson.dumps(body))
 
-    def record(self, topic: faust.TopicT, key: bytes, value: bytes) -> None:
-        self._add("record", topic, key, value)
+    def record(self, topic: faust.TopicT, key: bytes, value: bytes | None) -> None:
+        """One record as it is; a None ``value`` is a tombstone (the purge's, on the compacted reports topic)."""
+        self._add("record", topic, key, value)  # type: ignore[arg-type]
 
     async def produce(self) -> None:
         """Hand every message to the producer, in order within a partition; ``acked`` waits for Kafka's acks.
@@ -228,7 +229,7 @@ class OutputBatch:
                 continue
             name = names[topic]
             tp = (name, partitioners[name](key, value))
-            if len(key) + len(value) > near:
+            if len(key) + len(value or b"") > near:
                 close(tp)
                 plan.append(i)
                 continue
