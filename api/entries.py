@@ -10,6 +10,11 @@ expired) was filed by an agency. A rule's automatic ``reported`` entry
 (source ``SEKAT-RULE`` or ``SEKAT-FOLLOW``, ``api.keys.RULE_SOURCES``) is a
 suspicion the banks act on, not a public finding: answering it would tell a
 scammer which of their accounts Sekat has noticed (docs/threat-model.md).
+
+Every agency read names its ``purpose`` (required: 422 without it) and is
+audited before it answers: a ``read`` record on ``SEKAT_TOPIC_AUDIT`` (who,
+when, the identifier's keyed hash, why, found or not; ``sekat.audit``) that
+Kafka must acknowledge, or the read answers 503 and shows nothing.
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the endpoints' annotations at run time.
@@ -26,6 +31,7 @@ from sekat.api.clients import ClientsDep
 from sekat.api.errors import field_error
 from sekat.api.keys import RULE_SOURCES, ApiKey
 from sekat.api.limits import client_bucket
+from sekat.audit import entry_read
 from sekat.blocklist.filing import identifier
 from sekat.blocklist.lifecycle import standing
 from sekat.blocklist.store import BlocklistStore
@@ -39,6 +45,8 @@ MAX_GROUP = 200  # members shown for one linked group
 Phone = Annotated[str | None, Query(max_length=64, description="phone number in any common format")]
 Account = Annotated[str | None, Query(max_length=64, description="account number; needs bank")]
 Bank = Annotated[str | None, Query(max_length=16, description="BIC of the account's bank")]
+Purpose = Annotated[str | None, Query(max_length=200, description=(
+    "why the entry is read, e.g. a case reference (required; recorded in the audit trail)"))]
 
 
 class StatusOut(BaseModel):
@@ -91,16 +99,32 @@ async def linked_group(store: BlocklistStore, start: Entry, now: datetime) -> li
 
 @router.get("/v1/entries", tags=["agencies"], responses={401: {}, 403: {}, 404: {}, 422: {}, 503: {}})
 async def entry(key: Annotated[ApiKey, Depends(Caller("read"))], clients: ClientsDep, phone: Phone = None,
-                account: Account = None, bank: Bank = None) -> dict[str, Any]:
-    """One entry with its full history (who filed what, when and why)."""
+                account: Account = None, bank: Bank = None, purpose: Purpose = None) -> dict[str, Any]:
+    """One entry with its full history (who filed what, when and why); the read is audited with its purpose."""
+    why = (purpose or "").strip()
+    if len(why) < 3:
+        raise field_error(422, "purpose", "is required: say why this entry is read (e.g. a case reference, "
+                                          "3-200 characters); it is recorded in the audit trail")
     ident = lookup_key(phone, account, bank, clients.settings.phone_region)
     found = await clients.store.get(ident) if ident is not None else None
+    if ident is not None:  # a protected identifier is never listed: nobody's entry was read
+        await audit_read(clients, key, ident, why, found is not None)
     if found is None:
         raise field_error(404, "phone" if phone is not None else "account", "not on the blocklist")
     body = found.to_json()
     body["active"] = found.active_at(clients.clock())
     body["group"] = await linked_group(clients.store, found, clients.clock())
     return body
+
+
+async def audit_read(clients: Any, key: ApiKey, ident: str, purpose: str, found: bool) -> None:
+    """The ``read`` audit record, acknowledged by Kafka before the read answers (503 otherwise)."""
+    settings = clients.settings
+    if not settings.audit_key:
+        raise field_error(503, "purpose", "entry reads cannot be audited: SEKAT_AUDIT_KEY is not set")
+    record_key, value = entry_read(settings.audit_key, ident, f"api:{key.agency}:{key.key_id}", clients.clock(),
+                                   purpose, found)
+    await clients.send(settings.topic_audit, value, record_key, "not read: Kafka did not acknowledge the audit record")
 
 
 @router.get("/v1/status", response_model=StatusOut, tags=["public"], responses={422: {}, 429: {}, 503: {}})

@@ -108,7 +108,7 @@ class Hotline:
             thread.join(give_up_s)
         deadline, count = time.time() + give_up_s, None
         while time.time() < deadline:
-            r = http.get("/v1/entries", params={"phone": HOT_NUMBER}, headers={"X-API-Key": self.token})
+            r = http.get("/v1/entries", params={"phone": HOT_NUMBER, "purpose": "freshness probe"}, headers={"X-API-Key": self.token})
             count = r.json().get("report_count") if r.status_code == 200 else None
             if count == self.total:
                 break

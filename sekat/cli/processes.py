@@ -115,7 +115,8 @@ def add_api(sub: argparse._SubParsersAction) -> None:
                 reads=("api_host", "api_port", "api_max_body_bytes", "trusted_proxies", "api_tls",
                        "status_rate_per_minute",
                        "status_global_rate_per_minute", "filing_rate_per_minute", "redis_prefix",
-                       "topic_reports", "topic_decisions", "brake_window_s", "phone_region", "protected_keys",
+                       "topic_reports", "topic_decisions", "topic_audit", "audit_key", "brake_window_s",
+                       "phone_region", "protected_keys",
                        "expiry_policy", "aiokafka_config"),
                 needs=("kafka", "api_redis"))
 

@@ -10,11 +10,15 @@ Given an erasure while events flow, the worker keeps deciding and the identifier
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
+import orjson
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
@@ -22,7 +26,7 @@ from kafka.admin import NewTopic
 from sekat.blocklist.connection import sync_client
 from sekat.blocklist.store import BlocklistStore
 from sekat.records import Entry, iso
-from tests.support import (Collector, Producer, Stack, WorkerProcess, isolated_env, sekat,
+from tests.support import (ApiProcess, Collector, Producer, Stack, Traffic, WorkerProcess, isolated_env, sekat,
                            unique, wait_until)
 
 pytestmark = pytest.mark.integration
@@ -40,10 +44,14 @@ def mobile() -> str:
 
 
 class Desk:
-    def __init__(self, worker: WorkerProcess, producer: Producer, collector: Collector) -> None:
-        self.worker, self.producer, self.out = worker, producer, collector
+    def __init__(self, worker: WorkerProcess, api: ApiProcess, producer: Producer, collector: Collector) -> None:
+        self.worker, self.api, self.producer, self.out = worker, api, producer, collector
         self.settings = worker.settings
         self.env = worker.env
+        self.http = httpx.Client(base_url=api.url, timeout=20)
+
+    def subject(self, key: str) -> str:
+        return "hmac-sha256:" + hmac.new(self.settings.audit_key.encode(), key.encode(), hashlib.sha256).hexdigest()
 
     def report(self, number: str, status: str, at: datetime, **extra: Any) -> None:
         body = {"report_id": unique("r-"), "reported_at": iso(at), "kind": "phone", "value": number,
@@ -122,13 +130,18 @@ def desk(stack: Stack, logs_dir: Path) -> Iterator[Desk]:
     finally:
         admin.close()
     worker = WorkerProcess(env, logs_dir / f"{name}.log").start()
+    api = ApiProcess(env, logs_dir / f"{name}-api.log").start()
     producer = Producer(worker.settings)
-    collector = Collector(worker.settings, [worker.settings.topic_block, worker.settings.topic_decisions])
+    s = worker.settings
+    collector = Collector(s, [s.topic_block, s.topic_decisions, s.topic_audit, s.topic_deadletter])
+    desk = Desk(worker, api, producer, collector)
     try:
-        yield Desk(worker, producer, collector)
+        yield desk
     finally:
+        desk.http.close()
         collector.close()
         producer.close()
+        api.stop()
         worker.stop()
 
 
@@ -182,3 +195,94 @@ def test_an_entry_past_its_retention_leaves_no_trace(desk: Desk) -> None:
     rebuilt = sekat(desk.env, "blocklist", "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert desk.entry(f"phone:{number}") is None and desk.entry(f"phone:{kept}") is not None
+
+
+def test_every_entry_read_names_its_purpose_and_is_audited_without_the_identifier(desk: Desk) -> None:
+    number = mobile()
+    desk.report(number, "confirmed", datetime.now(timezone.utc))
+    wait_until("the entry listed", lambda: desk.entry(f"phone:{number}"), lambda e: e is not None)
+    created = sekat(desk.env, "apikey", "create", "--agency", "PDRM", "--scopes", "read")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    key_id = token.split("_")[1]
+
+    refused = desk.http.get("/v1/entries", params={"phone": number}, headers={"X-API-Key": token})
+    assert refused.status_code == 422 and refused.json()["detail"]["field"] == "purpose"
+    assert "purpose: is required" in refused.json()["detail"]["message"]
+    read = desk.http.get("/v1/entries", params={"phone": number, "purpose": "investigation KL/2026/123"},
+                         headers={"X-API-Key": token})
+    assert read.status_code == 200 and read.json()["key"] == f"phone:{number}"
+    unknown = mobile()
+    assert desk.http.get("/v1/entries", params={"phone": unknown, "purpose": "tip-off check"},
+                         headers={"X-API-Key": token}).status_code == 404
+
+    records = desk.out.wait_for(lambda r: r.topic == desk.settings.topic_audit and r.json["by"] == f"api:PDRM:{key_id}",
+                                count=2)
+    found = {r.json["subject"]: r.json for r in records}
+    mine = found[desk.subject(f"phone:{number}")]
+    assert mine["action"] == "read" and mine["purpose"] == "investigation KL/2026/123" and mine["found"] is True
+    assert found[desk.subject(f"phone:{unknown}")]["found"] is False
+    assert all(number.lstrip("+") not in orjson.dumps(r.json).decode() for r in records)
+
+    # A regulator's export of one number's trail: its read, found by the number's keyed hash.
+    exported = sekat(desk.env, "privacy", "audit-export", "--phone", number)
+    assert exported.returncode == 0, exported.stderr
+    lines = [orjson.loads(line) for line in exported.stdout.splitlines()]
+    assert [(r["action"], r["purpose"]) for r in lines] == [("read", "investigation KL/2026/123")]
+
+
+def test_filings_from_the_command_line_name_their_operator(desk: Desk) -> None:
+    number = mobile()
+    anonymous = {k: v for k, v in desk.env.items() if k != "SEKAT_OPERATOR"}
+    refused = sekat(anonymous, "blocklist", "add", "--phone", number, "--source", "PDRM")
+    assert refused.returncode == 1 and "--operator (or SEKAT_OPERATOR) is required" in refused.stderr
+    filed = sekat(anonymous, "blocklist", "add", "--phone", number, "--source", "PDRM", "--operator", "aisyah.ops")
+    assert filed.returncode == 0, filed.stderr
+    entry = wait_until("the entry listed", lambda: desk.entry(f"phone:{number}"), lambda e: e is not None)
+    assert entry.history[0].filed_by == "cli:aisyah.ops"
+
+
+def test_an_erasure_while_events_flow(desk: Desk) -> None:
+    """Erasing one number while calls keep coming: the worker keeps deciding, and the number is gone from the
+    index, the replica, its rule state and (tombstoned) the topic; only an audit stub without it remains."""
+    number, listed = mobile(), mobile()
+    digits = number.lstrip("+")
+    now = datetime.now(timezone.utc)
+    desk.report(number, "confirmed", now - timedelta(days=2))
+    desk.report(listed, "confirmed", now)
+    wait_until("both listed", lambda: (desk.entry(f"phone:{number}"), desk.entry(f"phone:{listed}")),
+               lambda pair: None not in pair)
+    desk.worker.wait_replica()
+    blocked = desk.call(number)  # the telco acts on it: rule state and a release to send once it is revoked
+    desk.out.wait_for(lambda r: r.topic == desk.settings.topic_block and r.json["event_id"] == blocked)
+
+    def call(i: int) -> dict[str, Any]:
+        return {"event_id": f"erase-{i}-{unique('')}", "occurred_at": iso(datetime.now(timezone.utc)),
+                "call_id": unique("call-"), "operator": "CELCOM", "caller": listed if i % 2 else mobile(),
+                "callee": "+60123456780"}
+    traffic = Traffic(desk.settings, desk.settings.topic_calls, call, rate=50.0,
+                      key=lambda e: e["caller"].encode()).start()
+    try:
+        listed_still = sekat(desk.env, "privacy", "erase", "--phone", number, "--reason", "PDPA request DPO/7")
+        assert listed_still.returncode == 1 and "revoke it first" in listed_still.stderr
+        desk.report(number, "revoked", datetime.now(timezone.utc), reason="cleared on appeal")
+        wait_until("the entry revoked", lambda: desk.entry(f"phone:{number}"),
+                   lambda e: e is not None and e.status.value == "revoked")
+        # Refused until the release sweep has sent the telco its UNBLOCK_NUMBER; then it erases.
+        erased = wait_until("the erasure accepted", lambda: sekat(desk.env, "privacy", "erase", "--phone", number,
+                                                                 "--reason", "PDPA request DPO/7"),
+                            lambda done: done.returncode == 0, timeout=60, every=1)
+        assert "audit stub" in erased.stdout
+        assert desk.entry(f"phone:{number}") is None
+        after = desk.call(listed)  # the worker keeps deciding: the listed number's next call is blocked
+        desk.out.wait_for(lambda r: r.topic == desk.settings.topic_block and r.json["event_id"] == after,
+                          timeout=30)
+    finally:
+        sent = traffic.stop()
+    assert desk.worker.alive() and len(sent) > 10
+
+    [stub] = desk.out.wait_for(lambda r: r.topic == desk.settings.topic_audit and r.json["action"] == "erase"
+                               and r.json["subject"] == desk.subject(f"phone:{number}"))
+    assert stub.json["by"] == "cli:test-operator" and digits not in orjson.dumps(stub.json).decode()
+    desk.worker.wait_replica()
+    wait_until("no trace of the identifier in Redis", lambda: desk.redis_traces(digits), lambda keys: keys == [])

@@ -110,7 +110,8 @@ INPUT_SCHEMAS = {"transfer", "call", "call-attempt", "report"}
 SCHEMA_TOPIC = {"bank-command": SETTINGS.topic_freeze, "telco-command": SETTINGS.topic_block,
                 "decision": SETTINGS.topic_decisions, "release-audit": SETTINGS.topic_decisions,
                 "brake-audit": SETTINGS.topic_decisions, "deadletter": SETTINGS.topic_deadletter,
-                "report": SETTINGS.topic_reports, "undelivered-command": SETTINGS.topic_undelivered}
+                "report": SETTINGS.topic_reports, "undelivered-command": SETTINGS.topic_undelivered,
+                "audit": SETTINGS.topic_audit}
 
 
 def doc(example_id: str) -> Example:
@@ -425,6 +426,20 @@ def undelivered_outputs() -> list[Sent]:
     return [(SETTINGS.topic_undelivered, b"CIBBMYKL", orjson.loads(value))]
 
 
+AUDIT_KEY = "example-audit-key-0123456789"
+
+
+def audit_outputs() -> list[Sent]:
+    """An agency's read of the example number, then its erasure by a data-protection officer."""
+    from sekat.audit import entry_read, erasure
+
+    read = entry_read(AUDIT_KEY, "phone:+60123456789", "api:PDRM:k7f3a9c2", at("2026-12-01T09:12:30.120Z"),
+                      "investigation KL/2026/123", True)
+    erased = erasure(AUDIT_KEY, "phone:+60123456789", "cli:aisyah.dpo", at("2026-12-02T03:00:00.000Z"),
+                     "PDPA erasure request DPO/2026/77 after the appeal was upheld")
+    return [(SETTINGS.topic_audit, key, orjson.loads(value)) for key, value in (read, erased)]
+
+
 def produced() -> dict[str, Sent]:
     """Output example id -> the record the real code sends for it."""
     transfers, follow, iso20022 = transfer_outputs(), follow_outputs(), pacs008_outputs()
@@ -449,6 +464,8 @@ def produced() -> dict[str, Sent]:
         "report-consolidated": derived[1],
         "report-summarised": derived[2],
         "undelivered": undelivered_outputs()[0],
+        "audit-read": audit_outputs()[0],
+        "audit-erase": audit_outputs()[1],
     }
 
 
@@ -643,11 +660,11 @@ def test_each_output_example_is_exactly_what_the_code_writes(ex: Example, real_o
 def test_every_record_the_code_writes_validates_against_its_schema(real_outputs: dict[str, Sent]) -> None:
     written = [*transfer_outputs(), *follow_outputs(), *pacs008_outputs(), *call_outputs(), *release_outputs(),
                *brake_outputs(), *rearm_outputs(), *lift_outputs(),
-               *report_outputs(), *undelivered_outputs()]
+               *report_outputs(), *undelivered_outputs(), *audit_outputs()]
     streams = {"transfers": "decision", "calls": "decision", "releases": "release-audit", "brake": "brake-audit"}
     by_topic = {SETTINGS.topic_freeze: "bank-command", SETTINGS.topic_block: "telco-command",
                 SETTINGS.topic_deadletter: "deadletter", SETTINGS.topic_reports: "report",
-                SETTINGS.topic_undelivered: "undelivered-command"}
+                SETTINGS.topic_undelivered: "undelivered-command", SETTINGS.topic_audit: "audit"}
     seen = set()
     for topic, key, value in written:
         name = streams[value["stream"]] if topic == SETTINGS.topic_decisions else by_topic[topic]
