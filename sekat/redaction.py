@@ -129,6 +129,12 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return _IDENTIFIER.sub(_mask_identifier, text)
 
 
+def mask_identifiers(raw: bytes) -> bytes:
+    """``raw`` (any encoding) with every phone or account number masked as in a log line, other bytes kept:
+    what a dead letter keeps of a refused record (docs/privacy.md)."""
+    return _IDENTIFIER.sub(_mask_identifier, raw.decode("latin-1")).encode("latin-1")
+
+
 # The factory ``install`` set and the one it wraps, so that installing again replaces ours, not stacks on it.
 _installed: tuple[Callable[..., logging.LogRecord], Callable[..., logging.LogRecord]] | None = None
 

@@ -34,6 +34,7 @@ from aiokafka.structs import TopicPartition
 from sekat.streams.retry import permanent
 
 from sekat.errors import CommandRefused
+from sekat.redaction import mask_identifiers, redact
 from sekat.records import Command, Decision, Rejection, Report, Source
 
 log = logging.getLogger(__name__)
@@ -345,21 +346,25 @@ def murmur2(data: bytes) -> int:
 
 def deadletter_body(source: Source, raw: bytes, rejection: Rejection, dead_at: str, keep: int) -> dict[str, Any]:
     """The dead letter of ``raw``: the reason, where it came from, and the first ``keep`` bytes with the whole's
-    size and SHA-256 (so a record of any size gives a dead letter that fits)."""
-    key = source.key or b""
+    size and SHA-256 (so a record of any size gives a dead letter that fits).
+
+    No personal data is kept in clear: every phone or account number in the bytes kept, the key and the
+    message is masked to its last four digits (``sekat.redaction.mask_identifiers``); the size and SHA-256
+    are of the record as it was, so an operator holding the record can still match it."""
+    key = mask_identifiers(source.key or b"")
     return {
         "reason": rejection.reason,
-        "message": rejection.message[:DEADLETTER_TEXT],
+        "message": redact(rejection.message[:DEADLETTER_TEXT]),
         "field": rejection.field[:DEADLETTER_TEXT],
         "source": {"topic": source.topic, "partition": source.partition, "offset": source.offset,
                    "timestamp_ms": source.timestamp_ms},
         "dead_at": dead_at,
-        "original_b64": base64.b64encode(raw[:keep]).decode("ascii"),
+        "original_b64": base64.b64encode(mask_identifiers(raw[:keep])).decode("ascii"),
         "original_size": len(raw),
         "original_sha256": hashlib.sha256(raw).hexdigest(),
         "original_truncated": len(raw) > keep,
         "original_key_b64": base64.b64encode(key[:DEADLETTER_KEY_BYTES]).decode("ascii") if source.key else None,
-        "original_key_size": len(key),
+        "original_key_size": len(source.key or b""),
     }
 
 

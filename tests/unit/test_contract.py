@@ -687,10 +687,16 @@ def test_the_command_id_recipe_in_the_document_gives_each_examples_id() -> None:
         assert body["command_id"] == str(uuid.uuid5(namespace, f"{body['event_id']}|{body['action']}|{target}"))
 
 
-def test_the_dead_letter_example_carries_the_bad_examples_bytes_and_key() -> None:
+def test_the_dead_letter_example_carries_the_bad_examples_bytes_and_key_with_identifiers_masked() -> None:
+    import hashlib
+
+    from sekat.redaction import mask_identifiers
+
     body, bad = doc("deadletter").json(), doc("bad-transfer")
-    assert base64.b64decode(body["original_b64"]) == bad.raw()
-    assert base64.b64decode(body["original_key_b64"]).decode() == bad.labels["key"]
+    kept = base64.b64decode(body["original_b64"])
+    assert kept == mask_identifiers(bad.raw()) and b"514012345678" not in kept and b"8001234567" not in kept
+    assert b'"********5678"' in kept and body["original_sha256"] == hashlib.sha256(bad.raw()).hexdigest()
+    assert base64.b64decode(body["original_key_b64"]).decode() == "MBBEMYKL:********5678"
 
 
 # -- (d) docs/asyncapi.yaml -------------------------------------------------------------------------------------------
