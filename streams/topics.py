@@ -49,7 +49,10 @@ def topic_specs(settings: Settings, replication: int | None = None) -> list[NewT
     specs = {
         settings.topic_transfers: (parts, delete),
         settings.topic_calls: (parts, delete),
-        settings.topic_reports: (parts, {"cleanup.policy": "compact"} | isr),
+        # Compacted within a week at the latest, so a purged entry's records (then its tombstone, a day
+        # later) leave the topic in a bounded time however little else is written (docs/privacy.md).
+        settings.topic_reports: (parts, {"cleanup.policy": "compact", "max.compaction.lag.ms": str(7 * DAY_MS),
+                                         "delete.retention.ms": str(DAY_MS)} | isr),
         settings.topic_freeze: (parts, commands),
         settings.topic_block: (parts, commands),
         settings.topic_decisions: (parts, retention(settings.retention_decisions_days) | isr),
@@ -85,8 +88,9 @@ def create_topics(settings: Settings, replication: int | None = None) -> list[st
 
 
 def retention_topics(settings: Settings) -> set[str]:
-    """The topics whose retention is a ``SEKAT_RETENTION_*_DAYS`` setting."""
-    return {settings.topic_freeze, settings.topic_block, settings.topic_decisions, settings.topic_deadletter,
+    """The topics whose retention is a ``SEKAT_RETENTION_*_DAYS`` setting, and the compacted reports topic
+    (how soon a purged entry's records leave it)."""
+    return {settings.topic_reports, settings.topic_freeze, settings.topic_block, settings.topic_decisions, settings.topic_deadletter,
             settings.topic_undelivered, settings.topic_audit, *settings.command_topics().values()}
 
 
