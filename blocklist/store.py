@@ -493,8 +493,11 @@ class BlocklistStore:
         """
         try:
             if previous:
-                await self._redis.decrby(self._entries, previous)
-                await self._redis.decrby(self._forgotten, previous)
+                left = int(await self._redis.decrby(self._forgotten, previous))
+                if left < 0:  # a replay counted the index afresh meanwhile (``count_entries``): nothing to take off
+                    await self._redis.incrby(self._forgotten, -left)
+                else:
+                    await self._redis.decrby(self._entries, previous)
             return max(0, int(await self._redis.get(self._forgotten) or 0))
         except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"blocklist count settle failed: {type(exc).__name__}") from exc

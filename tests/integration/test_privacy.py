@@ -25,7 +25,7 @@ from kafka.admin import NewTopic
 
 from sekat.blocklist.connection import sync_client
 from sekat.blocklist.store import BlocklistStore
-from sekat.records import Entry, iso
+from sekat.records import Entry, Status, iso
 from tests.support import (ApiProcess, Collector, Producer, Stack, Traffic, WorkerProcess, isolated_env, sekat,
                            unique, wait_until)
 
@@ -286,3 +286,19 @@ def test_an_erasure_while_events_flow(desk: Desk) -> None:
     assert stub.json["by"] == "cli:test-operator" and digits not in orjson.dumps(stub.json).decode()
     desk.worker.wait_replica()
     wait_until("no trace of the identifier in Redis", lambda: desk.redis_traces(digits), lambda keys: keys == [])
+
+
+async def test_removals_a_replay_counted_afresh_are_not_taken_off_the_count_again(stack: Stack) -> None:
+    store = BlocklistStore.from_url(stack.redis.url, unique("rc") + ":")
+    now = datetime.now(timezone.utc)
+    try:
+        await store.put_many([Entry("phone:+60140000001", Status.REVOKED, "NSRC", reported_at=iso(now)),
+                              Entry("phone:+60140000002", Status.CONFIRMED, "PDRM")])
+        assert await store.forget("phone:+60140000001", now) == (True, None)
+        unsettled = await store.settle_forgotten(0)
+        assert unsettled == 1 and await store.entry_count() == 2
+        assert await store.count_entries() == 1  # a replay counts the index afresh before the purge's next run
+        assert await store.settle_forgotten(unsettled) == 0
+        assert await store.entry_count() == 1, "the removal the replay counted is not taken off again"
+    finally:
+        await store.close()
