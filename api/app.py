@@ -5,7 +5,8 @@
                      POST /v1/renewals      renew an entry before it expires (scope confirm; at most
                                             SEKAT_RENEWALS_MAX times)
     api/entries.py   GET  /v1/entries       one entry with its history, its links, its linked group and
-                                            institutions' feedback on it (scope read)
+                                            institutions' feedback on it (scope read; purpose required, audited
+                                            on SEKAT_TOPIC_AUDIT)
                      GET  /v1/status        public: listed / not listed for entries an agency reported,
                                             rate-limited per client address and in all
     api/appeals.py   POST /v1/appeals       public: appeal a listing (rate-limited per client address); GET
@@ -52,7 +53,7 @@ from sekat.api.metrics import ApiMetrics, RequestMetrics
 from sekat.api.web import add_pages
 from sekat.brake import routes as brake
 from sekat.clock import Clock, utcnow
-from sekat.errors import BlocklistUnavailable
+from sekat.errors import BlocklistUnavailable, ConfigError
 from sekat.settings import Settings
 
 log = logging.getLogger("sekat.api")
@@ -88,6 +89,9 @@ def create_api(settings: Settings, clock: Clock = utcnow) -> FastAPI:
 
 def serve(settings: Settings) -> None:
     import uvicorn
+
+    if not settings.audit_key:  # every entry read is audited under it (api/entries.py)
+        raise ConfigError("SEKAT_AUDIT_KEY", "must be set (16+ random characters): entry reads are audited")
 
     proxies = settings.trusted_proxies()
     # Given explicitly: uvicorn would otherwise believe forwarded headers from loopback (or $FORWARDED_ALLOW_IPS).

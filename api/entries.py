@@ -11,6 +11,11 @@ expired) was filed by an agency. A rule's automatic ``reported`` entry
 (source ``SEKAT-RULE`` or ``SEKAT-FOLLOW``, ``api.keys.RULE_SOURCES``) is a
 suspicion the banks act on, not a public finding: answering it would tell a
 scammer which of their accounts Sekat has noticed (docs/threat-model.md).
+
+Every agency read names its ``purpose`` (required: 422 without it) and is
+audited before it answers: a ``read`` record on ``SEKAT_TOPIC_AUDIT`` (who,
+when, the identifier's keyed hash, why, found or not; ``sekat.audit``) that
+Kafka must acknowledge, or the read answers 503 and shows nothing.
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the endpoints' annotations at run time.
@@ -28,6 +33,7 @@ from sekat.api.errors import error_responses, field_error
 from sekat.api.feedback import entry_feedback
 from sekat.api.keys import RULE_SOURCES, ApiKey
 from sekat.api.limits import client_bucket
+from sekat.audit import entry_read
 from sekat.blocklist.filing import identifier, key_of
 from sekat.blocklist.lifecycle import standing
 from sekat.blocklist.store import BlocklistStore
@@ -45,6 +51,8 @@ Bank = Annotated[str | None, Query(max_length=16, description="BIC of the accoun
 Wallet = Annotated[str | None, Query(max_length=64, description="e-wallet as PROVIDER:ID, e.g. TNG:0123456789")]
 ProxyQ = Annotated[str | None, Query(max_length=64, description=(
     "DuitNow proxy as TYPE:value (NRIC, PASSPORT or BRN), e.g. NRIC:900101-14-5678; hashed, never stored"))]
+Purpose = Annotated[str | None, Query(max_length=200, description=(
+    "why the entry is read, e.g. a case reference (required; recorded in the audit trail)"))]
 
 
 class StatusOut(BaseModel):
@@ -160,10 +168,17 @@ async def linked_group(store: BlocklistStore, start: Entry, now: datetime) -> li
             responses=error_responses(401, 403, 404, 413, 422, 503))
 async def entry(key: Annotated[ApiKey, Depends(Caller("read"))], clients: ClientsDep, phone: Phone = None,
                 account: Account = None, bank: Bank = None, wallet: Wallet = None,
-                proxy: ProxyQ = None) -> dict[str, Any]:
-    """One entry with its full history (who filed what, when and why) and institutions' feedback on it."""
+                proxy: ProxyQ = None, purpose: Purpose = None) -> dict[str, Any]:
+    """One entry with its full history (who filed what, when and why) and institutions' feedback on it; the read
+    is audited with its purpose."""
+    why = (purpose or "").strip()
+    if len(why) < 3:
+        raise field_error(422, "purpose", "is required: say why this entry is read (e.g. a case reference, "
+                                          "3-200 characters); it is recorded in the audit trail")
     ident = lookup_key(phone, account, bank, clients.settings.phone_region, wallet, proxy, clients.proxy_hasher)
     found = await clients.store.get(ident) if ident is not None else None
+    if ident is not None:  # a protected identifier is never listed: nobody's entry was read
+        await audit_read(clients, key, ident, why, found is not None)
     if found is None:
         asked = next(n for n, v in (("phone", phone), ("account", account), ("wallet", wallet), ("proxy", proxy))
                      if v is not None)
@@ -173,6 +188,16 @@ async def entry(key: Annotated[ApiKey, Depends(Caller("read"))], clients: Client
     body["group"] = await linked_group(clients.store, found, clients.clock())
     body.update(await entry_feedback(clients, found.key))
     return body
+
+
+async def audit_read(clients: Any, key: ApiKey, ident: str, purpose: str, found: bool) -> None:
+    """The ``read`` audit record, acknowledged by Kafka before the read answers (503 otherwise)."""
+    settings = clients.settings
+    if not settings.audit_key:
+        raise field_error(503, "purpose", "entry reads cannot be audited: SEKAT_AUDIT_KEY is not set")
+    record_key, value = entry_read(settings.audit_key, ident, f"api:{key.agency}:{key.key_id}", clients.clock(),
+                                   purpose, found)
+    await clients.send(settings.topic_audit, value, record_key, "not read: Kafka did not acknowledge the audit record")
 
 
 @router.get("/v1/status", response_model=StatusOut, tags=["public"], responses=error_responses(413, 422, 429, 503))

@@ -142,16 +142,17 @@ def publish_one(settings: Settings, report: Report, timeout: float = 15.0) -> An
 
 def import_rows(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] | str]], now: datetime,
                 default_source: str = "", protected: Collection[str] = (),
-                progress: Callable[[ImportResult], None] | None = None) -> ImportResult:
-    """Validate rows and produce them as reports in batches; returns once Kafka has acknowledged all.
+                progress: Callable[[ImportResult], None] | None = None, filed_by: str = "import") -> ImportResult:
+    """Validate rows and produce them as reports (``filed_by`` who imports) in batches; returns once Kafka has
+    acknowledged all.
 
     ``progress`` is called with the counts so far about once a second, and once at the end."""
-    return asyncio.run(_import(settings, rows, now, default_source, protected, progress))
+    return asyncio.run(_import(settings, rows, now, default_source, protected, progress, filed_by))
 
 
 async def _import(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] | str]], now: datetime,
                   default_source: str, protected: Collection[str],
-                  progress: Callable[[ImportResult], None] | None) -> ImportResult:
+                  progress: Callable[[ImportResult], None] | None, filed_by: str) -> ImportResult:
     # aiokafka's batch API: records go straight into per-partition batches (partitioned by key with
     # Kafka's default murmur2 partitioner, as every other producer of the topic does), each batch is sent
     # as soon as it is full, and the acknowledgements (acks=all) are awaited together.
@@ -193,8 +194,8 @@ async def _import(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] |
                 result.errors.append((number, row))
                 continue
             try:
-                report = row_report(row, now, default_source, region=settings.phone_region, protected=protected,
-                                    expiry=expiry, hasher=hasher)
+                report = row_report(row, now, default_source, filed_by, region=settings.phone_region,
+                                    protected=protected, expiry=expiry, hasher=hasher)
             except InvalidReport as exc:
                 result.errors.append((number, str(exc)))
                 continue

@@ -23,8 +23,9 @@ within 100 ms. The replica does both:
                announces but no deletions, answers hits from its own status, and counts as stale. When a
                new build id appears, it re-reads the index (the change stream it followed may be gone with
                the old Redis), answering from its current copy meanwhile. A hit gone from the very build
-               the replica follows was lost (nothing deletes from a built index): the replica answers it
-               from its own status and calls ``on_lost``, and the index guard replays the topic
+               the replica follows was lost (only the purge deletes from a built index, and only ended
+               entries, never a hit): the replica answers it from its own status and calls ``on_lost``,
+               and the index guard replays the topic
     losses     the same, for entries no lookup asks about: each follow step reads the index's entry count
                (``index:entries``, kept by the writers) in the MGET it makes anyway; a replica caught up
                with the change stream that holds more entries than the count, under the build it follows,
@@ -113,12 +114,12 @@ def positions_key(prefix: str) -> str:
     return f"{prefix}replica:seen"
 
 
-def positions(raw: dict[bytes, bytes], now_ms: int) -> dict[str, tuple[int, int]]:
-    """The replica positions (worker -> change-stream id as a pair) reported within POSITION_FRESH_S."""
+def positions(raw: dict[bytes, bytes], now_ms: int, fresh_s: float = POSITION_FRESH_S) -> dict[str, tuple[int, int]]:
+    """The replica positions (worker -> change-stream id as a pair) reported within ``fresh_s``."""
     out = {}
     for worker, value in raw.items():
         change_id, _, at = value.decode().partition(" ")
-        if at.isdigit() and now_ms - int(at) <= POSITION_FRESH_S * 1000:
+        if at.isdigit() and now_ms - int(at) <= fresh_s * 1000:
             out[worker.decode()] = stream_id(change_id)
     return out
 

@@ -22,7 +22,16 @@ worker's) refuses to apply reports (``IndexNotBuilt``, retried), so the replay
 is the only writer, and the local replicas keep deciding on their own copy.
 
 Revoked entries stay in the index with status ``revoked`` so their history is
-kept and a lookup can tell "cleared on appeal" from "never listed".
+kept and a lookup can tell "cleared on appeal" from "never listed", until their
+retention ends (``blocklist.retention``):
+
+    {prefix}retention:revoked   sorted set: revoked entry key -> when it was revoked (epoch seconds)
+    {prefix}retention:expired   sorted set: expiring entry key -> when it expires
+    {prefix}index:forgotten     integer: entries ``forget`` removed that the entry count still includes
+
+Each write keeps an entry's mark (in the MULTI on one server, after the SETs on a cluster); the purge
+(``streams.purge``) reads the keys ended before their retention and tombstones them on the topic, and
+the reports agent ``forget``s each in its place among the key's reports.
 
 The hot path calls ``lookup_many`` once per batch: one MGET, never one round
 trip per event.
@@ -49,7 +58,9 @@ still gets its releases sent. On one server the same commands run in one MULTI.
 
 The entry count (``index:entries``) lets the local replicas notice entries lost from a built index
 (``blocklist.replica``): a replica that holds more entries than the count, under the same build, reports
-a loss. Nothing deletes from a built index, so the count only grows: ``apply`` adds the keys its read
+a loss. Only ``forget`` deletes from a built index, and it takes its removals off the count one purge
+interval after it announced them (``settle_forgotten``), once the replicas dropped them: the count never
+falls below what a replica that follows the stream holds. ``apply`` adds the keys its read
 found absent and its write added, in the MULTI of the write (one server), or after the SETs and before
 the announcements (cluster: the count is in another slot). A write that fails between the SETs and the
 count leaves the count low; the retry finds the keys present and does not add them again, so the
@@ -74,6 +85,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import datetime
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -84,6 +96,7 @@ from redis.exceptions import WatchError
 from sekat.blocklist.connection import REDIS_DOWN, INDEX_TIMEOUT_MS, AnyRedis, async_client, mget, scan_keys
 from sekat.blocklist.lifecycle import consolidated, covers, known, merge
 from sekat.blocklist.links import propagate
+from sekat.blocklist.retention import EXPIRED, REVOKED, ending
 from sekat.errors import BlocklistUnavailable, IndexNotBuilt
 from sekat.records import Entry, Report, Status
 from sekat.release.acted import ActedKeys
@@ -97,6 +110,10 @@ WRITE_RACES = 10
 _EXTEND = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 # Set an entry only if it still holds what was read (ARGV[1]: the SHA-1 of those bytes, "" for none).
+# Delete an entry only if it still holds what was read (ARGV[1]: the SHA-1 of those bytes).
+_CAS_DEL = ("local cur = redis.call('get', KEYS[1]) "
+            "if (cur and redis.sha1hex(cur) or '') ~= ARGV[1] then return 0 end "
+            "redis.call('del', KEYS[1]) return 1")
 _CAS = ("local cur = redis.call('get', KEYS[1]) "
         "if (cur and redis.sha1hex(cur) or '') ~= ARGV[1] then return 0 end "
         "redis.call('set', KEYS[1], ARGV[2]) return 1")
@@ -105,6 +122,16 @@ _CAS = ("local cur = redis.call('get', KEYS[1]) "
 def built_key(prefix: str) -> str:
     """The marker that says the index holds every report on the topic (see the module docstring)."""
     return f"{prefix}index:built"
+
+
+def retention_key(prefix: str, ended: str) -> str:
+    """The sorted set of entries that ended (or will end) ``revoked`` / ``expired``, by when (module docstring)."""
+    return f"{prefix}retention:{ended}"
+
+
+def forgotten_key(prefix: str) -> str:
+    """Entries removed by ``forget`` whose removal the entry count does not yet reflect (``settle_forgotten``)."""
+    return f"{prefix}index:forgotten"
 
 
 def entries_key(prefix: str) -> str:
@@ -122,6 +149,8 @@ class BlocklistStore:
         self._entries = entries_key(prefix)
         self._lock = f"{prefix}index:rebuilding"
         self._acted = ActedKeys(prefix, self._cluster)
+        self._retention = {ended: retention_key(prefix, ended) for ended in (REVOKED, EXPIRED)}
+        self._forgotten = forgotten_key(prefix)
         self.guarded = guarded
 
     @classmethod
@@ -184,6 +213,7 @@ class BlocklistStore:
                         for entry in entries:
                             pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
                         await pipe.execute()
+                    await self._mark_retention(entries)
                 if added:
                     await self._redis.incrby(self._entries, added)
                 await self._announce(keys)
@@ -203,6 +233,7 @@ class BlocklistStore:
                     revoked: Iterable[str] = (), added: int = 0) -> None:
         for entry in entries:
             pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
+        self._queue_retention(pipe, entries)
         if added:
             pipe.incrby(self._entries, added)
         for key in announce:
@@ -210,6 +241,31 @@ class BlocklistStore:
         due = _due_now(entries, revoked)
         if due:  # whoever acted on it gets a release at the next sweep
             self._acted.queue_due_now(pipe, due)
+
+    def _queue_retention(self, pipe: Any, entries: Sequence[Entry]) -> None:
+        """Keep each entry in the retention set of how it ends, by when (``blocklist.retention``), and out of
+        the other; an entry listed without an expiry in neither."""
+        for entry in entries:
+            ended = ending(entry)
+            for how, rkey in self._retention.items():
+                if ended is not None and ended[0] == how:
+                    pipe.zadd(rkey, {entry.key: ended[1]})
+                else:
+                    pipe.zrem(rkey, entry.key)
+
+    async def _mark_retention(self, entries: Sequence[Entry]) -> None:
+        """``_queue_retention`` on its own (cluster path: the sets are in other slots than the entries)."""
+        if entries:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                self._queue_retention(pipe, entries)
+                await pipe.execute()
+
+    async def remark(self, entries: Sequence[Entry]) -> None:
+        """Write the retention marks of ``entries`` again from the entries as they are."""
+        try:
+            await self._mark_retention(entries)
+        except REDIS_DOWN as exc:
+            raise BlocklistUnavailable(f"retention mark failed: {type(exc).__name__}") from exc
 
     async def _announce(self, keys: Sequence[str]) -> None:
         """XADD each key to the change stream (cluster path): one key, so one node, in order, one round trip.
@@ -268,6 +324,7 @@ class BlocklistStore:
             else:
                 raise BlocklistUnavailable(f"blocklist write lost {WRITE_RACES} races in a row to other writers")
             changed = list(written_now.values())
+            await self._mark_retention(changed)
             # Unchanged keys are announced too: a retried or re-consumed batch re-announces what an earlier,
             # interrupted attempt may have written without announcing (two steps on a cluster), and marks its
             # revoked entries due again in case that attempt stopped before the mark.
@@ -364,6 +421,94 @@ class BlocklistStore:
             last[report.key] = report
         return [e for k, e in current.items() if e is not None and e != before.get(k)], last
 
+    # -- retention: the purge's due entries, and removing an ended entry (blocklist/retention.py) ------------
+    async def retention_due(self, ended: str, before: float, limit: int) -> list[str]:
+        """Keys of up to ``limit`` entries that ended ``ended`` (revoked / expired) before ``before``."""
+        try:
+            raw = await self._redis.zrangebyscore(self._retention[ended], "-inf", before, start=0, num=limit)
+        except REDIS_DOWN as exc:
+            raise BlocklistUnavailable(f"retention read failed: {type(exc).__name__}") from exc
+        return [k.decode() if isinstance(k, bytes) else k for k in raw]
+
+    async def forget(self, key: str, now: datetime, *, rebuilding: bool = False) -> tuple[bool, Entry | None]:
+        """Remove ``key``'s entry unless it is active at ``now``: (removed, the entry kept when it is active).
+
+        The entry goes with its retention marks and is announced on the change stream (every replica drops
+        it); the entry count takes it off one purge interval later (``settle_forgotten``). An entry another
+        writer changes between the read and the delete is read again. Guarded as ``apply`` is.
+        """
+        rkey = self._rkey(key)
+        guard = self.guarded and not rebuilding
+        try:
+            for _ in range(WRITE_RACES):
+                if self._cluster:
+                    if guard and await self.build_id() is None:
+                        raise IndexNotBuilt("blocklist index is not built: waiting for the rebuild from the topic")
+                    raw = await self._redis.get(rkey)
+                    entry = Entry.from_json(orjson.loads(raw)) if raw is not None else None
+                    if entry is not None and entry.active_at(now):
+                        return False, entry
+                    if raw is not None and not await self._redis.eval(_CAS_DEL, 1, rkey,
+                                                                      hashlib.sha1(raw).hexdigest()):
+                        continue
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        self._queue_forget(pipe, key, raw is not None)
+                        await pipe.execute()
+                    await self._announce([key])
+                    return raw is not None, None
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    await pipe.watch(*([self._built, rkey] if guard else [rkey]))
+                    built, raw = await pipe.mget([self._built, rkey])
+                    if guard and built is None:
+                        raise IndexNotBuilt("blocklist index is not built: waiting for the rebuild from the topic")
+                    entry = Entry.from_json(orjson.loads(raw)) if raw is not None else None
+                    if entry is not None and entry.active_at(now):
+                        await pipe.unwatch()
+                        return False, entry
+                    pipe.multi()
+                    pipe.delete(rkey)
+                    self._queue_forget(pipe, key, raw is not None)
+                    pipe.xadd(self._changes, {"key": key}, maxlen=CHANGES_MAXLEN, approximate=True)
+                    try:
+                        await pipe.execute()
+                    except WatchError:
+                        continue
+                    return raw is not None, None
+        except REDIS_DOWN as exc:
+            raise BlocklistUnavailable(f"blocklist purge failed: {type(exc).__name__}") from exc
+        raise BlocklistUnavailable(f"blocklist purge lost {WRITE_RACES} races in a row to other writers")
+
+    def _queue_forget(self, pipe: Any, key: str, existed: bool) -> None:
+        for rkey in self._retention.values():
+            pipe.zrem(rkey, key)
+        if existed:
+            pipe.incr(self._forgotten)
+
+    async def settle_forgotten(self, previous: int) -> int:
+        """Take ``previous`` removals off the entry count; the removals not yet taken off.
+
+        The purge calls it every interval with what the last call returned, so a removal leaves the count
+        at least one interval after it was announced: by then every replica following the change stream has
+        dropped the entry, and none holds more entries than the count (which would read as a lost entry).
+        """
+        try:
+            if previous:
+                left = int(await self._redis.decrby(self._forgotten, previous))
+                if left < 0:  # a replay counted the index afresh meanwhile (``count_entries``): nothing to take off
+                    await self._redis.incrby(self._forgotten, -left)
+                else:
+                    await self._redis.decrby(self._entries, previous)
+            return max(0, int(await self._redis.get(self._forgotten) or 0))
+        except REDIS_DOWN as exc:
+            raise BlocklistUnavailable(f"blocklist count settle failed: {type(exc).__name__}") from exc
+
+    async def trim_changes(self, before: tuple[int, int]) -> int:
+        """Drop the change-stream records before id ``before`` (every replica has read them); how many."""
+        try:
+            return int(await self._redis.xtrim(self._changes, minid=f"{before[0]}-{before[1]}", approximate=False))
+        except REDIS_DOWN as exc:
+            raise BlocklistUnavailable(f"change stream trim failed: {type(exc).__name__}") from exc
+
     # -- the index:built marker and the rebuild lock (streams/rebuild.py) -------------------------------
     async def build_id(self) -> str | None:
         """The id of the build that filled the index, or None when it is not (or no longer) built."""
@@ -407,6 +552,7 @@ class BlocklistStore:
             async for rkeys in scan_keys(self._redis, f"{self._prefix}bl:*", 1000):
                 counted += sum(1 for k in rkeys if (k.decode() if isinstance(k, bytes) else k) != self._changes)
             await self._redis.set(self._entries, counted)
+            await self._redis.delete(self._forgotten)  # counted afresh: no removal is left to take off
         except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"blocklist entry count failed: {type(exc).__name__}") from exc
         return counted

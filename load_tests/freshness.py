@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import subprocess
 import threading
 import time
@@ -108,7 +109,7 @@ class Hotline:
             thread.join(give_up_s)
         deadline, count = time.time() + give_up_s, None
         while time.time() < deadline:
-            r = http.get("/v1/entries", params={"phone": HOT_NUMBER}, headers={"X-API-Key": self.token})
+            r = http.get("/v1/entries", params={"phone": HOT_NUMBER, "purpose": "freshness probe"}, headers={"X-API-Key": self.token})
             count = r.json().get("report_count") if r.status_code == 200 else None
             if count == self.total:
                 break
@@ -130,7 +131,8 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
     try:
         env = {"SEKAT_KAFKA_BOOTSTRAP": kafka.bootstrap, "SEKAT_REDIS_URL": redis_server.url,
                "SEKAT_APP_ID": "sekat-fresh", "SEKAT_TOPIC_PARTITIONS": str(args.partitions),
-               "SEKAT_LOG_LEVEL": "warning", "SEKAT_API_PORT": str(free_port())}
+               "SEKAT_LOG_LEVEL": "warning", "SEKAT_API_PORT": str(free_port()),
+               "SEKAT_AUDIT_KEY": secrets.token_hex(16)}
         if args.hot:  # the hotline's key files faster than an agency's default limit allows
             env["SEKAT_FILING_RATE_PER_MINUTE"] = "1000000"
         settings = Settings.from_environ(env)

@@ -98,7 +98,7 @@ def main() -> int:
         kafka.start()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEKAT_")}
         env.update(SEKAT_KAFKA_BOOTSTRAP=kafka.bootstrap, SEKAT_REDIS_URL=redis.url, SEKAT_APP_ID="sekat-import",
-                   SEKAT_WEB_PORT=str(free_port()), SEKAT_LOG_LEVEL="warning")
+                   SEKAT_WEB_PORT=str(free_port()), SEKAT_LOG_LEVEL="warning", SEKAT_OPERATOR="import-rate")
         env.update(item.split("=", 1) for item in args.env)
         settings = Settings.from_environ(env)
         create_topics(settings)

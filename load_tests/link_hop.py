@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import subprocess
 import time
 from pathlib import Path
@@ -49,7 +50,7 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
         port = free_port()
         env = {"SEKAT_KAFKA_BOOTSTRAP": kafka.bootstrap, "SEKAT_REDIS_URL": redis_server.url,
                "SEKAT_APP_ID": "sekat-hop", "SEKAT_LOG_LEVEL": "warning", "SEKAT_API_PORT": str(free_port()),
-               "SEKAT_WEB_PORT": str(port)}
+               "SEKAT_WEB_PORT": str(port), "SEKAT_AUDIT_KEY": secrets.token_hex(16)}
         settings = Settings.from_environ(env)
         create_topics(settings)
         token = asyncio.run(api_key(settings))

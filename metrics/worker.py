@@ -203,6 +203,18 @@ class WorkerMetrics:
                                     registry=registry)
         self.entries_changed = Counter("sekat_blocklist_entries_changed_total",
                                        "Blocklist index entries written by the reports agent.", registry=registry)
+        self.entries_purged = Counter("sekat_blocklist_entries_purged_total",
+                                      "Ended blocklist entries removed from the index by a tombstone on the reports "
+                                      "topic (retention purge or erasure).", registry=registry)
+        self.purge_tombstones = Counter("sekat_purge_tombstones_total",
+                                        "Tombstones the purge sent for entries past their retention, by how they "
+                                        "ended (revoked or expired).", ["ended"], registry=registry)
+        self.purge_deferred = Counter("sekat_purge_deferred_total",
+                                      "Entries past their retention the purge left for a later run because a "
+                                      "release command for them is not yet sent.", registry=registry)
+        self.purge_errors = Counter("sekat_purge_errors_total",
+                                    "Purge runs that failed (Redis or Kafka unavailable) and will be retried.",
+                                    registry=registry)
         # Pre-resolved children: the hot path never calls .labels().
         self.events_by = {(s, o): self.events.labels(s, o) for s in STREAMS for o in OUTCOMES}
         self.lookups_by = {r: self.lookups.labels(r) for r in LOOKUP_RESULTS}

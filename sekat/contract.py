@@ -537,6 +537,34 @@ class Appeal(Struct, kw_only=True):
     reason: Annotated[str, Meta(description="the deciding agency's reason; empty while open")]
     revocation_id: Annotated[str, Meta(description="upheld: the report_id of the revocation filed")]
     reappeal_after: _AppealTime
+# -- audit records (SEKAT_TOPIC_AUDIT) --------------------------------------------------------------------------------
+_Subject = Annotated[str, Meta(pattern=r"^hmac-sha256:[0-9a-f]{64}$", description=(
+    "the identifier key's keyed hash (HMAC-SHA256 with SEKAT_AUDIT_KEY), never the identifier itself"))]
+
+
+class _AuditEvent(Struct, kw_only=True, tag_field="action"):
+    audit_id: Annotated[uuid.UUID, Meta(description="also the record key")]
+    at: OutTime
+    by: Annotated[str, Meta(description=(
+        "who: api:<agency>:<API key id> for the agency API, cli:<operator> for the command line"))]
+    kind: Kind
+    subject: _Subject
+
+
+class EntryRead(_AuditEvent, kw_only=True, tag="read"):
+    """An agency read an entry through the agency API (GET /v1/entries), found or not."""
+
+    purpose: Annotated[str, Meta(description="why, as the caller gave it (the required purpose parameter)")]
+    found: bool
+
+
+class Erasure(_AuditEvent, kw_only=True, tag="erase"):
+    """An operator erased an identifier's personal data (``sekat privacy erase``): what is left of it."""
+
+    reason: Annotated[str, Meta(description="why, as the operator gave it (free text, no identifier)")]
+
+
+Audit = EntryRead | Erasure
 
 
 # -- dead letters (SEKAT_TOPIC_DEADLETTER) ---------------------------------------------------------------------------
@@ -662,6 +690,7 @@ MESSAGES: dict[str, tuple[str, Any]] = {
     "release-audit": ("ReleaseAudit", ReleaseAudit),
     "brake-audit": ("BrakeAudit", BrakeAudit),
     "appeal": ("Appeal", Appeal),
+    "audit": ("Audit", Audit),
     "deadletter": ("DeadLetter", DeadLetter),
     "undelivered-command": ("UndeliveredCommand", UndeliveredCommand),
     "feedback": ("Feedback", Feedback),
@@ -672,6 +701,7 @@ _DESCRIPTIONS = {
     "bank-command": "A command to a bank (SEKAT_TOPIC_FREEZE, keyed by the bank's BIC8), by action.",
     "telco-command": "A command to a telco (SEKAT_TOPIC_BLOCK, keyed by the operator), by action.",
     "brake-audit": "A safety brake audit record on SEKAT_TOPIC_DECISIONS, by action (trip, rearm, lift).",
+    "audit": "An audit record on SEKAT_TOPIC_AUDIT, by action (read, erase).",
 }
 
 

@@ -7,8 +7,8 @@ authentication bytes included). ``install`` wraps the log record factory, so it
 holds whatever handlers Faust or uvicorn set up later. In each message and
 traceback, docs/security.md ("logs") gives the rules with examples:
 
-- each configured secret (``secrets_of``: the SASL password, the Redis
-  password of the URL's userinfo or query) becomes ``***``;
+- each configured secret (``secrets_of``: the SASL password, the audit
+  key, the Redis password of the URL's userinfo or query) becomes ``***``;
 - secrets by their shape, configured or not: the password of a URL's
   userinfo, the value of a ``...password=``, ``...secret=`` or ``api_key=``
   pair (also ``'password': '...'``), the secret part of an agency API key
@@ -111,7 +111,7 @@ def _mask_secret(match: re.Match[str]) -> str:
 def secrets_of(settings: Any) -> list[str]:
     """The configured secrets worth scrubbing from text: the SASL password, the proxy hash key; the password of each Redis URL
     (``SEKAT_REDIS_URL``, ``SEKAT_API_REDIS_URL``), from its userinfo or its query (``?password=``, ``?ssl_password=``), as written and as redis-py reads it."""
-    found = [settings.kafka_sasl_password, getattr(settings, "proxy_hash_key", "")]
+    found = [settings.kafka_sasl_password, getattr(settings, "proxy_hash_key", ""), getattr(settings, "audit_key", "")]
     for url in (urlparse(u) for u in (settings.redis_url, getattr(settings, "api_redis_url", "")) if u):
         if url.password:
             found += [url.password, unquote(url.password)]
@@ -133,6 +133,12 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     if "@" in text:
         text = _EMAIL_LOCAL.sub("***@", text)
     return _IDENTIFIER.sub(_mask_identifier, text)
+
+
+def mask_identifiers(raw: bytes) -> bytes:
+    """``raw`` (any encoding) with every phone or account number masked as in a log line, other bytes kept:
+    what a dead letter keeps of a refused record (docs/privacy.md)."""
+    return _IDENTIFIER.sub(_mask_identifier, raw.decode("latin-1")).encode("latin-1")
 
 
 # The factory ``install`` set and the one it wraps, so that installing again replaces ours, not stacks on it.

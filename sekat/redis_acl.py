@@ -12,7 +12,8 @@
   keeps the appeals, reads what was sent to whom, keeps institutions' feedback and puts an entry into
   review (a brake trip): it cannot write an entry, announce a change, mint or disable a key;
 - the operators' CLI (default ``sekat-admin``) does what the worker does (``sekat blocklist rebuild``
-  replays the index), manages API keys (``sekat apikey``) and restores the appeals (``sekat appeals restore``).
+  replays the index), manages API keys (``sekat apikey``), restores the appeals (``sekat appeals restore``)
+  and erases an identifier's rule state (``sekat privacy erase``).
 
 Each grant is one purpose: key patterns under ``SEKAT_REDIS_PREFIX``, read-only (``%R~``) or read-write
 (``~``), and the commands that purpose sends, the commands inside its Lua scripts included (Redis checks
@@ -59,11 +60,13 @@ class RedisUser:
 
 
 CONNECTION = Grant("connect (redis-py's handshake, cluster discovery)", (), _CONNECT)
-INDEX = Grant("blocklist index: entries and change stream, the built marker, the entry count, the rebuild "
-              "lock (its compare-and-act scripts)",
+INDEX = Grant("blocklist index: entries and change stream, the built marker, the entry count and the removals "
+              "it does not count yet, the rebuild lock (its compare-and-act scripts); the purge trims the stream",
               ("bl:*", "index:*"),
               ("get", "mget", "set", "del", "exists", "watch", "xadd", "xread", "xrevrange", "xinfo|stream",
-               "eval", "pexpire", "incrby"))
+               "eval", "pexpire", "incrby", "decrby", "xtrim"))
+RETENTION = Grant("retention: ended entries by when they ended (the purge's due entries)", ("retention:*",),
+                  ("zadd", "zrem", "zrangebyscore"))
 SNAPSHOT = Grant("stored replica snapshot: chunks, description, writer lock", ("replica:*",),
                  ("get", "set", "del", "exists", "expire", "pexpire", "persist"))
 REPLICA_POSITIONS = Grant("replica positions: each worker's change-stream id (``sekat blocklist import "
@@ -100,14 +103,15 @@ BRAKE_REVIEW = Grant("safety brake: an entry put into review by feedback goes to
                      ("hsetnx",))
 API_KEYLESS = Grant("the rate limiter's transaction", (), ("multi", "exec", "discard"))
 KEYS_ADMIN = Grant("create, list and disable API keys", ("apikeys",), ("hget", "hgetall", "hset"))
+RULE_STATE_ERASE = Grant("erasure: delete one identifier's rule state (``sekat privacy erase``)", ("rs:*",), ("del",))
 
 PLAN: dict[str, tuple[Grant, ...]] = {
-    "worker": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER, ACTED,
-               SENT_WRITE, SENT_READ, FEEDBACK),
+    "worker": (CONNECTION, WORKER_KEYLESS, INDEX, RETENTION, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER,
+               ACTED, SENT_WRITE, SENT_READ, FEEDBACK),
     "api": (CONNECTION, API_KEYLESS, ENTRIES_READ, KEYS_READ, RATE_LIMITS, BRAKE_TRIPS, BRAKE_COUNTS, BRAKE_LOG,
             APPEALS, ACTED_READ, SENT_READ, FEEDBACK, BRAKE_REVIEW),
-    "admin": (CONNECTION, WORKER_KEYLESS, INDEX, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER, ACTED, KEYS_ADMIN,
-              APPEALS, SENT_WRITE, SENT_READ, FEEDBACK),
+    "admin": (CONNECTION, WORKER_KEYLESS, INDEX, RETENTION, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER,
+              ACTED, KEYS_ADMIN, RULE_STATE_ERASE, APPEALS, SENT_WRITE, SENT_READ, FEEDBACK),
 }
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

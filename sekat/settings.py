@@ -27,6 +27,8 @@ MIN_PROXY_KEY_CHARS = 32  # SEKAT_PROXY_HASH_KEY: at least 128 bits of a random 
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+# Who filed or erased something from the command line: a person's or a system's name, no spaces (docs/privacy.md).
+_OPERATOR_RE = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 TRANSFER_FORMATS = ("json", "pacs008")
 CALL_FORMATS = ("json", "cdr-csv", "call-attempt")
 CDR_FIELDS = ("call_id", "occurred_at", "caller", "callee", "operator", "type", "caller_network", "presentation",
@@ -89,6 +91,7 @@ class Settings:
     topic_feedback: str = "sekat.feedback"
     topic_notices: str = "sekat.notices"
     topic_institutions: str = "sekat.institutions"
+    topic_audit: str = "sekat.audit"
     topic_partitions: int = 4
     command_routing: str = "shared"
     route_banks: str = ""
@@ -146,6 +149,15 @@ class Settings:
     expiry_days: str = "reported=30,confirmed=365"
     renewals_max: int = 3
     release_interval_s: int = 5
+    retention_revoked_days: int = 90
+    retention_expired_days: int = 90
+    retention_deadletter_days: int = 7
+    retention_decisions_days: int = 7
+    retention_commands_days: int = 7
+    retention_audit_days: int = 2557
+    purge_interval_s: int = 3600
+    audit_key: str = ""
+    operator: str = ""
     institutions_file: str = ""
     relay_loopback_http: int = 0
     relay_web_port: int = 6067
@@ -251,6 +263,13 @@ class Settings:
             ("brake_source_max", 0, 10**9),
             ("renewals_max", 0, 100),
             ("release_interval_s", 1, 3_600),
+            ("retention_revoked_days", 1, 36_500),
+            ("retention_expired_days", 1, 36_500),
+            ("retention_deadletter_days", 1, 365),
+            ("retention_decisions_days", 1, 36_500),
+            ("retention_commands_days", 1, 36_500),
+            ("retention_audit_days", 1, 36_500),
+            ("purge_interval_s", 1, 86_400),
             ("relay_loopback_http", 0, 1),
             ("relay_web_port", 1, 65_535),
             ("relay_timeout_ms", 100, 300_000),
@@ -302,6 +321,11 @@ class Settings:
         self.expiry_policy()
         self.trusted_proxies()
         self.api_tls()
+        if self.audit_key and len(self.audit_key) < 16:
+            raise ConfigError("SEKAT_AUDIT_KEY", "must be at least 16 characters (a random secret)")
+        if self.operator and not _OPERATOR_RE.match(self.operator):
+            raise ConfigError("SEKAT_OPERATOR", "must be 1-64 letters, digits, '.', '_', '@' or '-', "
+                                                f"got {self.operator[:64]!r}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError("SEKAT_LOG_LEVEL", "must be debug, info, warning or error")
         if self.proxy_hash_key and len(self.proxy_hash_key) < MIN_PROXY_KEY_CHARS:
@@ -501,7 +525,7 @@ class Settings:
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("kafka_sasl_password", "proxy_hash_key") and value:
+            if f.name in ("kafka_sasl_password", "proxy_hash_key", "audit_key") and value:
                 value = "***"
             if f.name in ("redis_url", "api_redis_url"):
                 value = re.sub(r"//[^@/]*@", "//***@", str(value))
@@ -546,6 +570,8 @@ SETTINGS_DOC: dict[str, str] = {
                      "false_positive feedback, or flagged for the victim-mule process.",
     "topic_institutions": "Institutions configured through the agency API (PUT /v1/institutions/{id}) for `sekat "
                           "relay`, with their signing secrets (compacted, keyed by id; readable by the relay alone).",
+    "topic_audit": "Output: audit records of entry reads through the agency API and of erasures (keyed hashes, "
+                   "no identifiers; own retention, SEKAT_RETENTION_AUDIT_DAYS).",
     "topic_partitions": "Partitions for topics that `sekat topics` creates.",
     "command_routing": "shared (every bank reads SEKAT_TOPIC_FREEZE, every telco SEKAT_TOPIC_BLOCK) or "
                        "per-institution (each listed institution gets its own topic; see docs/security.md).",
@@ -639,6 +665,22 @@ SETTINGS_DOC: dict[str, str] = {
     "renewals_max": "Renewals of one entry an authority may file (POST /v1/renewals) between two revocations.",
     "release_interval_s": "How often the group leader sweeps for revoked or expired entries that institutions "
                           "acted on, and sends RELEASE_ACCOUNT / UNBLOCK_NUMBER.",
+    "retention_revoked_days": "Days a revoked entry is kept after its revocation; then the purge removes it from "
+                              "the index, every replica and exports and tombstones it on SEKAT_TOPIC_REPORTS.",
+    "retention_expired_days": "Days an expired entry is kept after it expired; then it is purged as a revoked one.",
+    "retention_deadletter_days": "retention.ms of SEKAT_TOPIC_DEADLETTER (applied by `sekat topics`); dead letters "
+                                 "hold their record with every identifier masked.",
+    "retention_decisions_days": "retention.ms of SEKAT_TOPIC_DECISIONS (applied by `sekat topics`).",
+    "retention_commands_days": "retention.ms of the command topics (SEKAT_TOPIC_FREEZE, SEKAT_TOPIC_BLOCK, the "
+                               "per-institution ones, SEKAT_TOPIC_UNDELIVERED; applied by `sekat topics`).",
+    "retention_audit_days": "retention.ms of SEKAT_TOPIC_AUDIT (applied by `sekat topics`): how long audit "
+                            "records are kept.",
+    "purge_interval_s": "How often the group leader purges the entries past their retention (those due only: the "
+                        "index keeps them by when they ended, nothing is scanned).",
+    "audit_key": "Secret (16+ characters) of the keyed hash (HMAC-SHA256) that stands for an identifier in audit "
+                 "records; `sekat api` and `sekat privacy` refuse to start without it. Never logged.",
+    "operator": "Who files with `sekat blocklist add/revoke/import` or erases with `sekat privacy erase` when "
+                "--operator is not given (a person's or a system's name); they refuse without one.",
     "institutions_file": "`sekat relay`: YAML or JSON file of the institutions it delivers commands to by webhook "
                          "(id, https URL, one or two whsec_ signing secrets; docs/webhooks.md). Checked at start-up.",
     "relay_loopback_http": "`sekat relay`: 1 also accepts http://127.0.0.1 URLs in SEKAT_INSTITUTIONS_FILE (tests "

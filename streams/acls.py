@@ -11,7 +11,8 @@
   re-arm or of a review trip, written before it takes effect), ``sekat.feedback``
   (institutions' feedback) and ``sekat.notices`` (notices to the listing
   agency) and ``sekat.institutions`` (institutions configured for the relay),
-  and ``sekat.appeals`` (appeals filed and decided), and nothing else; the worker writes ``sekat.feedback`` and
+  ``sekat.appeals`` (appeals filed and decided) and ``sekat.audit`` (entry reads and erasures, written
+  before they answer), and nothing else; the worker writes ``sekat.feedback`` and
   ``sekat.notices`` too (a pacs.002 status report is feedback);
 - the webhook relay's principal (``sekat relay``, when given) reads the command
   topics (shared and per-institution) and ``sekat.institutions`` (the only
@@ -77,6 +78,8 @@ def acl_plan(settings: Settings, sekat: str, api: str, institutions: Mapping[str
         Acl(api, "topic", settings.topic_notices, "literal", write),
         # Institutions configured through the API, with their signing secrets: the relay alone reads them.
         Acl(api, "topic", settings.topic_institutions, "literal", write),
+        # Entry reads and erasures are audited before they answer (docs/privacy.md).
+        Acl(api, "topic", settings.topic_audit, "literal", write),
     ]
     if relay is not None:
         plan += [Acl(relay, "topic", settings.topic_freeze, "prefixed", read),

@@ -14,7 +14,8 @@ registers the ``Worker``'s named tasks, timers, agent and health page; together 
 
 The policy (``rules/policy.yaml`` or ``SEKAT_POLICY_FILE``) is re-read by a one-second timer when the
 file changes. Screening remembers which institutions acted on which entry; the group leader's release
-sweep (release/sweep.py) sends RELEASE_ACCOUNT / UNBLOCK_NUMBER when such an entry is revoked or expires.
+sweep (release/sweep.py) sends RELEASE_ACCOUNT / UNBLOCK_NUMBER when such an entry is revoked or expires;
+its purge (streams/purge.py) tombstones the entries past their retention (SEKAT_RETENTION_*_DAYS).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from sekat.blocklist.feedback import FeedbackStore
 from sekat.blocklist.replica import Replica
 from sekat.blocklist.replica_disk import DiskCopy
 from sekat.blocklist.review import FeedbackDesk, Send, Topics
+from sekat.blocklist.retention import Retention
 from sekat.blocklist.store import BlocklistStore
 from sekat.brake.guard import Brake, Limits
 from sekat.brake.metrics import BrakeMetrics
@@ -53,6 +55,7 @@ from sekat.streams.heap import HeapKeeper
 from sekat.streams.intake import Intake
 from sekat.streams.output import OutputBatch, OutputTopics
 from sekat.streams.policy_watch import PolicyWatch
+from sekat.streams.purge import Purger
 from sekat.streams.rebuild import IndexGuard
 from sekat.streams.retry import retry, supervise
 from sekat.streams.sent import SENT, recording_sent, writing_sent
@@ -171,6 +174,7 @@ class Worker:
     intake: Intake
     guard: IndexGuard
     releaser: Releaser
+    purger: Purger
     heap: HeapKeeper
 
     def register(self) -> None:
@@ -184,6 +188,7 @@ class Worker:
             (1.0, "sekat_keep_heap_frozen", self.keep_heap_frozen),
             (1.0, "sekat_refresh_brake", self.refresh_brake),
             (settings.release_interval_s, "sekat_release_sweep", self.release_sweep),
+            (settings.purge_interval_s, "sekat_purge", self.purge),
             (settings.metrics_interval_s, "sekat_observe_health", self.observe_health),
             (settings.blocklist_count_interval_s, "sekat_count_blocklist", self.count_blocklist),
         ]
@@ -237,6 +242,10 @@ class Worker:
     async def release_sweep(self) -> None:
         if self.app.is_leader():  # one sweeper per group; a new leader re-sends the same command ids at worst
             await self.releaser.run_once()
+
+    async def purge(self) -> None:
+        if self.app.is_leader():  # one purger per group; a new leader's first run sends a tombstone again at worst
+            await self.purger.run_once()
 
     async def apply_reports(self, stream: faust.StreamT) -> None:
         """The reports agent: each batch of ``sekat.reports`` into the index, once the index is built."""
@@ -386,6 +395,8 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
                       settings.phone_region, settings.protected_keys(), clock),
         guard=guard,
         releaser=Releaser(acted, store, outputs, metrics, ReleaseMetrics(registry), clock),
+        purger=Purger(store, acted, outputs, metrics,
+                      Retention(settings.retention_revoked_days, settings.retention_expired_days), clock),
         heap=HeapKeeper(registry),
     )
 

@@ -34,6 +34,7 @@ from aiokafka.structs import TopicPartition
 from sekat.streams.retry import permanent
 
 from sekat.errors import CommandRefused
+from sekat.redaction import mask_identifiers, redact
 from sekat.records import Command, Decision, Rejection, Report, Source
 
 log = logging.getLogger(__name__)
@@ -109,8 +110,9 @@ class OutputBatch:
         body = deadletter_body(source, raw or b"", rejection, dead_at, self._topics.deadletter_original_bytes)
         self._add("deadletter", self._topics.deadletter, source.topic.encode(), orjson.dumps(body))
 
-    def record(self, topic: faust.TopicT, key: bytes, value: bytes) -> None:
-        self._add("record", topic, key, value)
+    def record(self, topic: faust.TopicT, key: bytes, value: bytes | None) -> None:
+        """One record as it is; a None ``value`` is a tombstone (the purge's, on the compacted reports topic)."""
+        self._add("record", topic, key, value)  # type: ignore[arg-type]
 
     async def produce(self) -> None:
         """Hand every message to the producer, in order within a partition; ``acked`` waits for Kafka's acks.
@@ -228,7 +230,7 @@ class OutputBatch:
                 continue
             name = names[topic]
             tp = (name, partitioners[name](key, value))
-            if len(key) + len(value) > near:
+            if len(key) + len(value or b"") > near:
                 close(tp)
                 plan.append(i)
                 continue
@@ -344,21 +346,25 @@ def murmur2(data: bytes) -> int:
 
 def deadletter_body(source: Source, raw: bytes, rejection: Rejection, dead_at: str, keep: int) -> dict[str, Any]:
     """The dead letter of ``raw``: the reason, where it came from, and the first ``keep`` bytes with the whole's
-    size and SHA-256 (so a record of any size gives a dead letter that fits)."""
-    key = source.key or b""
+    size and SHA-256 (so a record of any size gives a dead letter that fits).
+
+    No personal data is kept in clear: every phone or account number in the bytes kept, the key and the
+    message is masked to its last four digits (``sekat.redaction.mask_identifiers``); the size and SHA-256
+    are of the record as it was, so an operator holding the record can still match it."""
+    key = mask_identifiers(source.key or b"")
     return {
         "reason": rejection.reason,
-        "message": rejection.message[:DEADLETTER_TEXT],
+        "message": redact(rejection.message[:DEADLETTER_TEXT]),
         "field": rejection.field[:DEADLETTER_TEXT],
         "source": {"topic": source.topic, "partition": source.partition, "offset": source.offset,
                    "timestamp_ms": source.timestamp_ms},
         "dead_at": dead_at,
-        "original_b64": base64.b64encode(raw[:keep]).decode("ascii"),
+        "original_b64": base64.b64encode(mask_identifiers(raw[:keep])).decode("ascii"),
         "original_size": len(raw),
         "original_sha256": hashlib.sha256(raw).hexdigest(),
         "original_truncated": len(raw) > keep,
         "original_key_b64": base64.b64encode(key[:DEADLETTER_KEY_BYTES]).decode("ascii") if source.key else None,
-        "original_key_size": len(key),
+        "original_key_size": len(source.key or b""),
     }
 
 

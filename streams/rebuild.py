@@ -12,7 +12,9 @@ the agent keeps the last record of each key complete (consolidation), the
 rebuilt index equals the one built live, before or after compaction; for the
 same reason a replay *without* a wipe onto a partial index also converges.
 Records the agent dead-lettered are skipped here too. Consolidations are not
-re-published: the topic already holds them.
+re-published: the topic already holds them. A tombstone (the purge's or an
+erasure's, streams/purge.py) removes its key's ended entry in its place, as the
+agent does.
 
 ``IndexGuard`` is the automatic path, run by every worker (a one-second timer,
 and before each batch of the reports agent): when Redis has come back empty
@@ -109,6 +111,12 @@ async def _replay(settings: Settings, store: BlocklistStore, protected: Collecti
                     if msg.offset >= ends[tp]:
                         continue
                     result.records += 1
+                    if msg.value is None and msg.key:  # a tombstone (streams/purge.py), in its place
+                        await store.apply(batch, publish=links.publish, rebuilding=True)
+                        batch = []
+                        await store.forget(msg.key.decode("utf-8", "replace"), datetime.now(timezone.utc),
+                                           rebuilding=True)
+                        continue
                     decoded = decode_report(msg.value, msg.key, max(settings.max_event_bytes, 1_048_576),
                                             settings.phone_region, protected)
                     if isinstance(decoded, Rejection):

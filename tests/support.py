@@ -77,9 +77,11 @@ def isolated_env(stack: Stack, name: str, **overrides: str) -> dict[str, str]:
         SEKAT_WEB_PORT=str(free_port()),
         SEKAT_TOPIC_PARTITIONS="2",
         SEKAT_BATCH_WITHIN_MS="5",
+        SEKAT_AUDIT_KEY=f"audit-key-{name}-0123456789",
+        SEKAT_OPERATOR="test-operator",
     )
     for topic in ("transfers", "calls", "reports", "freeze", "block", "decisions", "deadletter", "undelivered",
-                  "appeals"):
+                  "appeals", "audit"):
         env[f"SEKAT_TOPIC_{topic.upper()}"] = f"{name}.{topic}"
     env.update(overrides)
     return env

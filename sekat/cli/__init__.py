@@ -8,6 +8,7 @@ the configured credentials (``sekat.preflight``) before it runs. One module per 
     processes  worker, relay, api, top        stack      topics, acls, redis-acls, up, down
     blocklist  blocklist ...            apikey     apikey ...
     appeals    appeals restore
+    privacy    privacy erase, audit-export
     send       send                     tail       tail
     command    how a subcommand declares what it does and the settings it reads
 """
@@ -22,6 +23,7 @@ from sekat import __version__
 from sekat.cli.apikey import add_apikey
 from sekat.cli.appeals import add_appeals
 from sekat.cli.blocklist import add_blocklist
+from sekat.cli.privacy import add_privacy
 from sekat.cli.processes import add_api, add_relay, add_top, add_worker
 from sekat.cli.send import add_send
 from sekat.cli.stack import add_acls, add_down, add_redis_acls, add_topics, add_up
@@ -45,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sekat {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_worker, add_relay, add_topics, add_acls, add_redis_acls, add_up, add_down, add_top, add_api, add_blocklist, add_apikey,
-                add_appeals, add_send, add_tail):
+                add_appeals, add_send, add_tail, add_privacy):
         add(sub)
     return parser
 

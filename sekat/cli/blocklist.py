@@ -1,6 +1,8 @@
 """``sekat blocklist add|revoke|show|import|export|rebuild``: the blocklist from the command line.
 
-Reports go onto the reports topic through ``blocklist.filing``, the same checks as the agency API;
+Reports go onto the reports topic through ``blocklist.filing``, the same checks as the agency API, and
+name who filed them: ``add``, ``revoke`` and ``import`` refuse to run without an operator (``--operator``
+or ``SEKAT_OPERATOR``), recorded as ``filed_by`` ``cli:<operator>`` or ``import:<operator>``;
 ``show`` and ``export`` read the Redis index; ``rebuild`` wipes the index and replays the topic.
 """
 
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -19,8 +22,9 @@ from sekat.cli.command import KAFKA_AND_REDIS, add_command, add_group
 from sekat.errors import InvalidReport, SekatError
 from sekat.settings import Settings
 
-# What filing a report reads: the region of phone numbers, the protected list, the expiry policy.
-FILING = ("phone_region", "protected_keys", "expiry_policy", "proxy_hasher")
+# What filing a report reads: the region of phone numbers, the protected list, the expiry policy, who files.
+FILING = ("phone_region", "protected_keys", "expiry_policy", "proxy_hasher", "operator")
+OPERATOR = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 
 
 def _identifier(args: argparse.Namespace) -> tuple[str, str, str | None]:
@@ -33,6 +37,22 @@ def _identifier(args: argparse.Namespace) -> tuple[str, str, str | None]:
     if not args.bank:
         raise SekatError("--account needs --bank (the BIC of the account's bank)")
     return "account", args.account, args.bank
+
+
+def operator(settings: Settings, args: argparse.Namespace) -> str:
+    """Who runs the command: ``--operator``, else ``SEKAT_OPERATOR``; refused without one."""
+    name = (getattr(args, "operator", None) or settings.operator).strip()
+    if not name:
+        raise SekatError("--operator (or SEKAT_OPERATOR) is required: name the person or system that does this, "
+                         "for the audit trail")
+    if not OPERATOR.match(name):
+        raise SekatError(f"--operator: must be 1-64 letters, digits, '.', '_', '@' or '-', got {name[:64]!r}")
+    return name
+
+
+def add_operator(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--operator", help="who does this, a person's or a system's name, recorded in the audit "
+                                           "trail (default: SEKAT_OPERATOR; required)")
 
 
 def _field_error(exc: InvalidReport) -> SekatError:
@@ -51,12 +71,13 @@ def cmd_file(settings: Settings, args: argparse.Namespace) -> int:
     from sekat.blocklist.filing import file_report
     from sekat.records import key_object
 
+    who = operator(settings, args)
     kind, value, bank = _identifier(args)
     status = "revoked" if args.cmd == "revoke" else args.status
     try:
         report = file_report(kind, value, status, args.source, datetime.now(timezone.utc), bank=bank,
                              case_ref=args.case_ref, reason=args.reason, ttl_days=getattr(args, "ttl_days", 0),
-                             filed_by="cli", region=settings.phone_region, protected=settings.protected_keys(),
+                             filed_by=f"cli:{who}", region=settings.phone_region, protected=settings.protected_keys(),
                              links=[key_object(text) for text in getattr(args, "link", None) or ()],
                              expiry=settings.expiry_policy(), hasher=settings.proxy_hasher())
     except InvalidReport as exc:
@@ -115,6 +136,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     from sekat.blocklist.applied import Applied, WaitTimeout, wait_applied
     from sekat.blocklist.bulk import ImportResult, import_rows, read_rows
 
+    who = operator(settings, args)
     path = Path(args.file)
     if not path.is_file():
         raise SekatError(f"no such file: {path}")
@@ -129,7 +151,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
                   f"acknowledged {result.acknowledged:,}", file=sys.stderr, flush=True)
 
     result = import_rows(settings, read_rows(path), datetime.now(timezone.utc), args.source or "",
-                         settings.protected_keys(), progress=show_import)
+                         settings.protected_keys(), progress=show_import, filed_by=f"import:{who}")
     elapsed = time.perf_counter() - started
     for line, message in result.errors[:args.max_errors]:
         print(f"{path.name}:{line}: {message}", file=sys.stderr)
@@ -208,6 +230,7 @@ def add_blocklist(sub: argparse._SubParsersAction) -> None:
                          "NRIC:900101-14-5678 (hashed with SEKAT_PROXY_HASH_KEY before it leaves this command)")
         p.add_argument("--bank", help="BIC of the account's bank, e.g. CIBBMYKL")
     for p in (add, revoke):
+        add_operator(p)
         p.add_argument("--source", required=True, help="reporting agency, e.g. PDRM, NSRC, MBBEMYKL")
         p.add_argument("--reason", required=p is revoke, default="", help="why")
         p.add_argument("--case-ref", default="", help="the agency's case reference")
@@ -224,6 +247,7 @@ def add_blocklist(sub: argparse._SubParsersAction) -> None:
                       reads=("topic_reports", "aiokafka_config", "app_id", "redis_url", "redis_prefix", *FILING),
                       needs=("kafka",))
     imp.add_argument("file", help="a .csv (with a header row) or .jsonl file")
+    add_operator(imp)
     imp.add_argument("--source", help="agency for rows without a source column")
     imp.add_argument("--max-errors", type=int, default=50, help="bad rows to print (all are counted)")
     imp.add_argument("--wait-applied", action="store_true",

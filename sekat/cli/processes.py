@@ -20,7 +20,9 @@ NOT_READ_BY_WORKER = ("api_redis_url", "api_host", "api_port", "api_max_body_byt
                       "renewals_max", "topic_undelivered", "institutions_file", "relay_loopback_http", "relay_web_port", "relay_timeout_ms",
                       "relay_retry_base_ms", "relay_retry_max_ms", "relay_give_up_s", "relay_breaker_failures",
                       "relay_breaker_open_s", "topic_appeals", "appeal_rate_per_minute", "appeal_acknowledge_s",
-                      "appeal_decide_s", "appeal_reappeal_days", "appeal_rule", "topic_institutions")
+                      "appeal_decide_s", "appeal_reappeal_days", "appeal_rule", "topic_institutions",
+                      "topic_audit", "retention_deadletter_days", "retention_decisions_days",
+                      "retention_commands_days", "retention_audit_days", "audit_key", "operator")
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -132,7 +134,7 @@ def add_api(sub: argparse._SubParsersAction) -> None:
                 reads=("api_host", "api_port", "api_max_body_bytes", "trusted_proxies", "api_tls",
                        "status_rate_per_minute",
                        "status_global_rate_per_minute", "filing_rate_per_minute", "redis_prefix",
-                       "topic_reports", "topic_decisions", "brake_window_s", "phone_region", "protected_keys",
+                       "topic_reports", "topic_decisions", "topic_audit", "audit_key", "brake_window_s", "phone_region", "protected_keys",
                        "expiry_policy", "aiokafka_config", "topic_appeals", "appeal_rate_per_minute",
                        "appeal_acknowledge_s", "appeal_decide_s", "appeal_reappeal_days", "appeal_rule", "topic_feedback",
                        "topic_notices", "feedback_window_days", "feedback_false_positive_institutions",

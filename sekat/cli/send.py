@@ -59,7 +59,7 @@ def record_of(kind: str, line: bytes, to_report: Callable[[dict[str, Any]], Repo
     return report.key, orjson.dumps(report.to_json())
 
 
-async def send(settings: Settings, kind: str, source: IO[bytes], name: str) -> int:
+async def send(settings: Settings, kind: str, source: IO[bytes], name: str, filed_by: str = "cli") -> int:
     """Send every line of ``source`` (called ``name`` in messages); 0, or 2 at the first line that cannot be sent."""
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
@@ -69,7 +69,7 @@ async def send(settings: Settings, kind: str, source: IO[bytes], name: str) -> i
     protected, expiry, hasher = settings.protected_keys(), settings.expiry_policy(), settings.proxy_hasher()
 
     def to_report(row: dict[str, Any]) -> Report:
-        return row_report(row, datetime.now(timezone.utc), filed_by="cli", region=settings.phone_region,
+        return row_report(row, datetime.now(timezone.utc), filed_by=filed_by, region=settings.phone_region,
                           protected=protected, expiry=expiry, hasher=hasher)
 
     topic = {"transfers": settings.topic_transfers, "calls": settings.topic_calls,
@@ -107,13 +107,16 @@ async def send(settings: Settings, kind: str, source: IO[bytes], name: str) -> i
 
 
 def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
+    from sekat.cli.blocklist import operator
+
+    filed_by = f"cli:{operator(settings, args)}" if args.kind == "reports" else "cli"  # a filing names who
     if args.file in (None, "-"):
-        return asyncio.run(send(settings, args.kind, sys.stdin.buffer, "standard input"))
+        return asyncio.run(send(settings, args.kind, sys.stdin.buffer, "standard input", filed_by))
     path = Path(args.file)
     if not path.is_file():
         raise SekatError(f"no such file: {path}")
     with open(path, "rb") as source:
-        return asyncio.run(send(settings, args.kind, source, path.name))
+        return asyncio.run(send(settings, args.kind, source, path.name, filed_by))
 
 
 def add_send(sub: argparse._SubParsersAction) -> None:
@@ -124,7 +127,9 @@ def add_send(sub: argparse._SubParsersAction) -> None:
         "payer.account, calls by caller, reports (checked as `sekat blocklist add` checks them) by kind:value; a "
         "line that is not a JSON object stops the command with exit status 2, nothing after it sent.",
         reads=("topic_transfers", "topic_calls", "topic_reports", "aiokafka_config", "phone_region",
-               "protected_keys", "expiry_policy", "proxy_hasher"),
+               "protected_keys", "expiry_policy", "proxy_hasher", "operator"),
         needs=("kafka",))
     send_.add_argument("kind", choices=("transfers", "calls", "reports"), help="the topic to send to")
+    send_.add_argument("--operator", help="reports: who files them, recorded as filed_by cli:<operator> "
+                                          "(default: SEKAT_OPERATOR; required for reports)")
     send_.add_argument("file", nargs="?", metavar="FILE", help="JSON lines to send (default or '-': standard input)")

@@ -19,7 +19,8 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 TOPIC_SETTINGS = ("topic_transfers", "topic_calls", "topic_reports", "topic_freeze", "topic_block",
                   "topic_decisions", "topic_deadletter", "topic_appeals", "command_topics")
 CREATES_TOPICS = (*TOPIC_SETTINGS, "topic_undelivered", "topic_feedback", "topic_notices", "topic_institutions",
-                  "topic_partitions", "topic_replication", "kafka_client_config")
+                  "topic_audit", "topic_partitions", "topic_replication", "retention_decisions_days",
+                  "retention_commands_days", "retention_deadletter_days", "retention_audit_days", "kafka_client_config")
 
 
 def cmd_acls(settings: Settings, args: argparse.Namespace) -> int:
@@ -48,10 +49,12 @@ def cmd_redis_acls(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
-    from sekat.streams.topics import create_topics
+    from sekat.streams.topics import apply_retention, create_topics
 
     created = create_topics(settings)
     print(f"topics: created {', '.join(created) if created else 'none (all exist)'}")
+    kept = apply_retention(settings)
+    print(f"topics: retention set on {len(kept)} topics (SEKAT_RETENTION_*_DAYS)")
     return 0
 
 
@@ -141,7 +144,8 @@ def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
 def add_topics(sub: argparse._SubParsersAction) -> None:
     add_command(sub, "topics", cmd_topics, "create Sekat's Kafka topics if missing",
                 "Create whichever of Sekat's Kafka topics are missing (inputs, reports, commands, decisions, "
-                "dead letters, and each routed institution's command topic); existing topics are left as they are.",
+                "dead letters, audit, and each routed institution's command topic), then set the configured "
+                "retention (SEKAT_RETENTION_*_DAYS) on the decisions, command, dead-letter and audit topics.",
                 reads=CREATES_TOPICS, needs=("kafka",))
 
 
@@ -151,7 +155,7 @@ def add_acls(sub: argparse._SubParsersAction) -> None:
                        "Print the kafka-acls.sh commands that give the worker, the agency API and each routed bank "
                        "or operator least-privilege access to Sekat's topics. Nothing is sent to Kafka.",
                        reads=("kafka_bootstrap", "app_id", *TOPIC_SETTINGS, "topic_undelivered", "topic_feedback",
-                              "topic_notices", "topic_institutions"))
+                              "topic_notices", "topic_institutions", "topic_audit"))
     acls.add_argument("--sekat-principal", default="User:sekat", help="the worker's principal (default User:sekat)")
     acls.add_argument("--api-principal", default="User:sekat-api",
                       help="the agency API's and CLI's principal: writes reports only (default User:sekat-api)")

@@ -336,6 +336,41 @@ async def test_who_acted_answers_on_the_cluster_as_on_one_server(cluster: Stack,
     assert all(n > 0 for n in master_key_counts(cluster, f"{prefix}acted:*")), "acted state on one shard only"
 
 
+async def retention_scenario(store: BlocklistStore) -> list[object]:
+    """What the purge and the reports agent ask of the index (``streams.purge``), with the answers, in order."""
+    now = datetime.now(timezone.utc)
+    long_ago = iso(now - timedelta(days=100))
+    keys = [f"phone:+6014{i:07d}" for i in range(20)]
+    await store.put_many([Entry(k, Status.REVOKED, "NSRC", "appeal upheld", report_id=f"r-{k}", reported_at=long_ago)
+                          for k in keys[:10]]
+                         + [Entry(k, Status.CONFIRMED, "PDRM", expires_at=iso(now + timedelta(days=1)))
+                            for k in keys[10:]])
+    seen: list[object] = [sorted(await store.retention_due("revoked", now.timestamp(), 100)),
+                          sorted(await store.retention_due("expired", now.timestamp() + 2 * 86400, 100))]
+    seen.append([await store.forget(k, now) for k in keys[:10]])  # revoked: removed
+    seen.append([(removed, kept is not None) for removed, kept in [await store.forget(k, now) for k in keys[10:12]]])
+    seen.append(await store.retention_due("revoked", now.timestamp(), 100))
+    seen.append(await store.settle_forgotten(0))
+    seen.append(await store.settle_forgotten(10))
+    seen.append(await store.entry_count())
+    seen.append(sorted((await store.lookup_many(keys)).keys()))
+    return seen
+
+
+async def test_the_retention_purge_answers_on_the_cluster_as_on_one_server(cluster: Stack, stack: Stack) -> None:
+    prefix = unique("rt") + ":"
+    answers = []
+    for url in (stack.redis.url, cluster.redis.url):
+        store = BlocklistStore.from_url(url, prefix)
+        try:
+            answers.append(await retention_scenario(store))
+        finally:
+            await store.close()
+    assert answers[0] == answers[1]
+    assert answers[1][2] == [(True, None)] * 10 and answers[1][3] == [(False, True)] * 2, "a listed entry stays"
+    assert answers[1][5:8] == [10, 0, 10], "removals leave the count one run later"
+
+
 async def test_a_revoked_entry_written_but_not_marked_due_is_marked_when_its_batch_is_retried(cluster: Stack) -> None:
     """On a cluster the revoked entry and its due mark are two steps; a failure between them heals on the retry."""
     from sekat.blocklist.lifecycle import merge

@@ -217,7 +217,7 @@ def test_lifecycle_merge_revoke_and_reconfirm(desk: Desk) -> None:
     assert e.status.value == "confirmed"
     assert desk.http.get("/v1/status", params={"account": number, "bank": "CIBBMYKL"}).json() == {"listed": True}
 
-    looked = desk.http.get("/v1/entries", params={"account": number, "bank": "CIBBMYKL"},
+    looked = desk.http.get("/v1/entries", params={"account": number, "bank": "CIBBMYKL", "purpose": "case KL/2026/9"},
                            headers={"X-API-Key": pdrm})
     assert looked.status_code == 200
     history = looked.json()["history"]
@@ -412,7 +412,7 @@ def test_import_reports_bad_rows_with_line_numbers_and_export_writes_them_back(d
     assert "list.jsonl:3: ttl_days:" in result.stderr
 
     e = desk.wait_entry(f"phone:{numbers[2]}")
-    assert e.source == "NSRC" and e.history[0].filed_by == "import"
+    assert e.source == "NSRC" and e.history[0].filed_by == "import:test-operator"
     desk.wait_entry(f"phone:{numbers[0]}")
     desk.wait_entry(f"account:MBBEMYKL:{acct}")
 

@@ -147,7 +147,7 @@ def test_a_phone_report_freezes_the_linked_accounts_next_inbound_transfer(scene:
     assert commands == {("HOLD_TRANSFER", "MBBEMYKL"), ("FREEZE_ACCOUNT", "CIBBMYKL")}
 
     # the links, and where each came from, are visible in the agency API
-    shown = scene.http.get("/v1/entries", params={"account": mule, "bank": "CIBBMYKL"},
+    shown = scene.http.get("/v1/entries", params={"account": mule, "bank": "CIBBMYKL", "purpose": "case NSRC/A/9"},
                            headers={"X-API-Key": police}).json()
     assert [(link["key"], link["source"], link["via"]) for link in shown["links"]] == [
         (f"phone:{phone}", "PDRM", f"phone:{phone}")]
@@ -177,7 +177,7 @@ def test_an_account_confirmed_by_the_police_blocks_the_linked_numbers_next_call(
     event = scene.call(phone)
     [command] = scene.commands(event, 1)
     assert command.json["action"] == "BLOCK_CALL" and command.key == b"CELCOM"
-    group = scene.http.get("/v1/entries", params={"phone": proxy}, headers={"X-API-Key": police}).json()["group"]
+    group = scene.http.get("/v1/entries", params={"phone": proxy, "purpose": "case NSRC/A/9"}, headers={"X-API-Key": police}).json()["group"]
     assert {g["key"] for g in group} == {f"phone:{phone}", f"account:CIBBMYKL:{mule}"}
 
 

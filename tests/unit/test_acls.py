@@ -32,11 +32,13 @@ def test_a_bank_reads_only_its_own_command_topic_and_writes_only_transfers() -> 
 
 def test_the_api_principal_only_writes_reports_and_nobody_else_reads_the_shared_command_topics() -> None:
     # reports, the decisions topic for the audit record a brake re-arm (or a review) writes before it takes
-    # effect, appeals, institutions' feedback and the notices it leads to
+    # effect, appeals, institutions' feedback and the notices it leads to, and the audit topic for entry reads and
+    # erasures
     assert [(a.name, a.pattern, a.operations) for a in plan() if a.principal == "User:sekat-api"] == [
         ("sekat.reports", "literal", ("Write", "Describe")), ("sekat.decisions", "literal", ("Write", "Describe")),
         ("sekat.appeals", "literal", ("Write", "Describe")), ("sekat.feedback", "literal", ("Write", "Describe")), ("sekat.notices", "literal", ("Write", "Describe")),
-        ("sekat.institutions", "literal", ("Write", "Describe"))]
+        ("sekat.institutions", "literal", ("Write", "Describe")),
+        ("sekat.audit", "literal", ("Write", "Describe"))]
     shared = [a for a in plan() if a.name in ("sekat.commands.freeze", "sekat.commands.block")]
     assert all(a.principal == "User:sekat" and "Read" not in a.operations for a in shared)
 

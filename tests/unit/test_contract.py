@@ -115,7 +115,7 @@ SCHEMA_TOPIC = {"bank-command": SETTINGS.topic_freeze, "telco-command": SETTINGS
                 "report": SETTINGS.topic_reports, "undelivered-command": SETTINGS.topic_undelivered,
                 "appeal": SETTINGS.topic_appeals,
                 "feedback": SETTINGS.topic_feedback, "notice": SETTINGS.topic_notices,
-                "institution": SETTINGS.topic_institutions}
+                "institution": SETTINGS.topic_institutions, "audit": SETTINGS.topic_audit}
 
 
 def doc(example_id: str) -> Example:
@@ -601,6 +601,18 @@ def institution_outputs() -> list[Sent]:
     assert answer.status_code == 202, answer.text
     assert "whsec_" not in answer.text and answer.json()["secrets"] == 1
     return sent
+AUDIT_KEY = "example-audit-key-0123456789"
+
+
+def audit_outputs() -> list[Sent]:
+    """An agency's read of the example number, then its erasure by a data-protection officer."""
+    from sekat.audit import entry_read, erasure
+
+    read = entry_read(AUDIT_KEY, "phone:+60123456789", "api:PDRM:k7f3a9c2", at("2026-12-01T09:12:30.120Z"),
+                      "investigation KL/2026/123", True)
+    erased = erasure(AUDIT_KEY, "phone:+60123456789", "cli:aisyah.dpo", at("2026-12-02T03:00:00.000Z"),
+                     "PDPA erasure request DPO/2026/77 after the appeal was upheld")
+    return [(SETTINGS.topic_audit, key, orjson.loads(value)) for key, value in (read, erased)]
 
 
 def produced() -> dict[str, Sent]:
@@ -633,6 +645,8 @@ def produced() -> dict[str, Sent]:
         "notice-victim": find(feedback_outputs(), notice="victim_mule"),
         "brake-review": find(feedback_outputs(), SETTINGS.topic_decisions, action="trip"),
         "institution": institution_outputs()[0],
+        "audit-read": audit_outputs()[0],
+        "audit-erase": audit_outputs()[1],
     }
 
 
@@ -828,13 +842,14 @@ def test_every_record_the_code_writes_validates_against_its_schema(real_outputs:
     written = [*transfer_outputs(), *follow_outputs(), *pacs008_outputs(), *call_outputs(), *release_outputs(),
                *brake_outputs(), *rearm_outputs(), *lift_outputs(),
                *report_outputs(), *undelivered_outputs(), *appeal_outputs(), *feedback_outputs(),
-               *institution_outputs()]
+               *institution_outputs(), *audit_outputs()]
     streams = {"transfers": "decision", "calls": "decision", "releases": "release-audit", "brake": "brake-audit"}
     by_topic = {SETTINGS.topic_freeze: "bank-command", SETTINGS.topic_block: "telco-command",
                 SETTINGS.topic_deadletter: "deadletter", SETTINGS.topic_reports: "report",
                 SETTINGS.topic_undelivered: "undelivered-command", SETTINGS.topic_appeals: "appeal",
                 SETTINGS.topic_feedback: "feedback",
-                SETTINGS.topic_notices: "notice", SETTINGS.topic_institutions: "institution"}
+                SETTINGS.topic_notices: "notice", SETTINGS.topic_institutions: "institution",
+                SETTINGS.topic_audit: "audit"}
     seen = set()
     for topic, key, value in written:
         name = streams[value["stream"]] if topic == SETTINGS.topic_decisions else by_topic[topic]
@@ -857,10 +872,16 @@ def test_the_command_id_recipe_in_the_document_gives_each_examples_id() -> None:
         assert body["command_id"] == str(uuid.uuid5(namespace, f"{body['event_id']}|{body['action']}|{target}"))
 
 
-def test_the_dead_letter_example_carries_the_bad_examples_bytes_and_key() -> None:
+def test_the_dead_letter_example_carries_the_bad_examples_bytes_and_key_with_identifiers_masked() -> None:
+    import hashlib
+
+    from sekat.redaction import mask_identifiers
+
     body, bad = doc("deadletter").json(), doc("bad-transfer")
-    assert base64.b64decode(body["original_b64"]) == bad.raw()
-    assert base64.b64decode(body["original_key_b64"]).decode() == bad.labels["key"]
+    kept = base64.b64decode(body["original_b64"])
+    assert kept == mask_identifiers(bad.raw()) and b"514012345678" not in kept and b"8001234567" not in kept
+    assert b'"********5678"' in kept and body["original_sha256"] == hashlib.sha256(bad.raw()).hexdigest()
+    assert base64.b64decode(body["original_key_b64"]).decode() == "MBBEMYKL:********5678"
 
 
 # -- (d) docs/asyncapi.yaml -------------------------------------------------------------------------------------------

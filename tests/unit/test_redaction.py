@@ -164,3 +164,12 @@ def test_installed_redaction_covers_arguments_and_tracebacks(emit: Emit) -> None
 
 def test_redact_is_the_same_rule_as_the_log_records() -> None:
     assert redact("caller 012-345 6789, secret hunter2", ["hunter2"]) == "caller ******6789, secret ***"
+
+
+def test_a_dead_letters_bytes_keep_everything_but_the_numbers() -> None:
+    from sekat.redaction import mask_identifiers
+
+    raw = b'{"caller": "+60 12-345 6789", "note": "caf\xc3\xa9", "amount": "1234567.50", "bin": "\xff\xfe"}'
+    masked = mask_identifiers(raw)
+    assert b"123456789" not in masked.replace(b" ", b"").replace(b"-", b"")
+    assert b"6789" in masked and b"caf\xc3\xa9" in masked and b"1234567.50" in masked and b"\xff\xfe" in masked

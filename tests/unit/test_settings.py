@@ -41,6 +41,12 @@ def test_environment_overrides() -> None:
     ({"SEKAT_REPLICA_DISK_MAX_AGE_S": "10"}, "SEKAT_REPLICA_DISK_MAX_AGE_S"),
     ({"SEKAT_LATENCY_OBJECTIVE_MS": "0"}, "SEKAT_LATENCY_OBJECTIVE_MS"),
     ({"SEKAT_LATENCY_OBJECTIVE_MS": "50", "SEKAT_LATENCY_GOAL_MS": "100"}, "SEKAT_LATENCY_GOAL_MS"),
+    ({"SEKAT_RETENTION_REVOKED_DAYS": "0"}, "SEKAT_RETENTION_REVOKED_DAYS"),
+    ({"SEKAT_RETENTION_DEADLETTER_DAYS": "400"}, "SEKAT_RETENTION_DEADLETTER_DAYS"),
+    ({"SEKAT_PURGE_INTERVAL_S": "0"}, "SEKAT_PURGE_INTERVAL_S"),
+    ({"SEKAT_AUDIT_KEY": "short"}, "SEKAT_AUDIT_KEY"),
+    ({"SEKAT_OPERATOR": "two words"}, "SEKAT_OPERATOR"),
+    ({"SEKAT_TOPIC_AUDIT": "sekat.decisions"}, "SEKAT_TOPIC_*"),
 ])
 def test_bad_settings_name_the_variable(env: dict, setting: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -61,6 +67,8 @@ def test_secrets_are_redacted() -> None:
                                "SEKAT_KAFKA_SASL_PASSWORD": "hunter2", "SEKAT_REDIS_URL": "redis://app:pw@host:6379/0"})
     shown = str(s.redacted())
     assert "hunter2" not in shown and ":pw@" not in shown
+    keyed = Settings.from_environ({"SEKAT_AUDIT_KEY": "k3y-of-the-audit-hash"})
+    assert "k3y-of-the-audit-hash" not in str(keyed.redacted())
 
 
 def test_the_api_has_its_own_redis_url_or_else_the_workers() -> None:

@@ -1,0 +1,304 @@
+"""Retention and erasure end to end: a real worker, the real Kafka broker's log cleaner, real Redis.
+
+Given an entry revoked longer ago than SEKAT_RETENTION_REVOKED_DAYS, the worker's purge tombstones it on
+the compacted reports topic and the reports agent removes it: then no Redis key or value holds its
+identifier, the worker's replica no longer has it (a call from the number is not blocked), an export
+does not list it, and once the broker has compacted the topic no record of it is left there either.
+Given an erasure while events flow, the worker keeps deciding and the identifier is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
+
+from sekat.blocklist.connection import sync_client
+from sekat.blocklist.store import BlocklistStore
+from sekat.records import Entry, Status, iso
+from tests.support import (ApiProcess, Collector, Producer, Stack, Traffic, WorkerProcess, isolated_env, sekat,
+                           unique, wait_until)
+
+pytestmark = pytest.mark.integration
+
+# The reports topic of this test compacts within seconds: segments roll after 500 ms, any dirt is worth
+# cleaning, and a tombstone is dropped 1 s after its key's older records were (the broker's cleaner looks
+# every 15 s by default).
+FAST_COMPACTION = {"cleanup.policy": "compact", "segment.ms": "500", "min.cleanable.dirty.ratio": "0.001",
+                   "delete.retention.ms": "1000", "min.compaction.lag.ms": "0"}
+
+
+def mobile() -> str:
+    digits = str(int(unique("")[:8], 16))[-7:].rjust(7, "0")
+    return f"+6013{digits}"
+
+
+class Desk:
+    def __init__(self, worker: WorkerProcess, api: ApiProcess, producer: Producer, collector: Collector) -> None:
+        self.worker, self.api, self.producer, self.out = worker, api, producer, collector
+        self.settings = worker.settings
+        self.env = worker.env
+        self.http = httpx.Client(base_url=api.url, timeout=20)
+
+    def subject(self, key: str) -> str:
+        return "hmac-sha256:" + hmac.new(self.settings.audit_key.encode(), key.encode(), hashlib.sha256).hexdigest()
+
+    def report(self, number: str, status: str, at: datetime, **extra: Any) -> None:
+        body = {"report_id": unique("r-"), "reported_at": iso(at), "kind": "phone", "value": number,
+                "source": "PDRM", "status": status, "reason": "scam calls", "filed_by": "cli:test", **extra}
+        self.producer.send(self.settings.topic_reports, body, key=f"phone:{number}".encode())
+
+    def entry(self, key: str) -> Entry | None:
+        async def go() -> Entry | None:
+            store = BlocklistStore.from_url(self.settings.redis_url, self.settings.redis_prefix)
+            try:
+                return await store.get(key)
+            finally:
+                await store.close()
+        return asyncio.run(go())
+
+    def call(self, caller: str) -> str:
+        event_id = unique("c-")
+        body = {"event_id": event_id, "occurred_at": iso(datetime.now(timezone.utc)), "call_id": unique("call-"),
+                "operator": "CELCOM", "caller": caller, "callee": "+60123456780"}
+        self.producer.send(self.settings.topic_calls, body, key=caller.encode())
+        return event_id
+
+    def redis_traces(self, digits: str) -> list[str]:
+        """Every key under this worker's prefix whose name or value holds ``digits``."""
+        client = sync_client(self.settings.redis_url)
+        found = []
+        try:
+            for rkey in client.scan_iter(match=f"{self.settings.redis_prefix}*", count=1000):
+                name = rkey.decode()
+                kind = client.type(rkey).decode()
+                if kind == "string":
+                    values = [client.get(rkey) or b""]
+                elif kind == "stream":
+                    values = [b" ".join(v for f in fields.values() for v in [f]) for _, fields in client.xrange(rkey)]
+                elif kind == "zset":
+                    values = [m for m in client.zrange(rkey, 0, -1)]
+                elif kind == "set":
+                    values = list(client.smembers(rkey))
+                elif kind == "hash":
+                    values = [b" ".join([k, v]) for k, v in client.hgetall(rkey).items()]
+                else:
+                    values = []
+                if digits in name or any(digits.encode() in v for v in values):
+                    found.append(name)
+        finally:
+            client.close()
+        return found
+
+    def topic_records(self, digits: str) -> list[tuple[bytes | None, bytes | None]]:
+        """Every record of the reports topic, read from its first offset, whose key or value holds ``digits``."""
+        consumer = KafkaConsumer(**self.settings.kafka_client_config(), group_id=None, enable_auto_commit=False)
+        try:
+            parts = consumer.partitions_for_topic(self.settings.topic_reports) or set()
+            tps = [TopicPartition(self.settings.topic_reports, p) for p in parts]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            ends = consumer.end_offsets(tps)
+            found = []
+            while any(consumer.position(tp) < ends[tp] for tp in tps):
+                for records in consumer.poll(timeout_ms=1000).values():
+                    found += [(r.key, r.value) for r in records
+                              if digits.encode() in (r.key or b"") or digits.encode() in (r.value or b"")]
+            return found
+        finally:
+            consumer.close()
+
+
+@pytest.fixture(scope="module")
+def desk(stack: Stack, logs_dir: Path) -> Iterator[Desk]:
+    name = unique("priv")
+    env = isolated_env(stack, name, SEKAT_RETENTION_REVOKED_DAYS="30", SEKAT_RETENTION_EXPIRED_DAYS="30",
+                       SEKAT_PURGE_INTERVAL_S="1", SEKAT_BLOCKLIST_COUNT_INTERVAL_S="1")
+    admin = KafkaAdminClient(bootstrap_servers=stack.kafka.bootstrap)
+    try:
+        admin.create_topics([NewTopic(env["SEKAT_TOPIC_REPORTS"], 2, 1, topic_configs=FAST_COMPACTION)])
+    finally:
+        admin.close()
+    worker = WorkerProcess(env, logs_dir / f"{name}.log").start()
+    api = ApiProcess(env, logs_dir / f"{name}-api.log").start()
+    producer = Producer(worker.settings)
+    s = worker.settings
+    collector = Collector(s, [s.topic_block, s.topic_decisions, s.topic_audit, s.topic_deadletter])
+    desk = Desk(worker, api, producer, collector)
+    try:
+        yield desk
+    finally:
+        desk.http.close()
+        collector.close()
+        producer.close()
+        api.stop()
+        worker.stop()
+
+
+def revoked_phones(desk: Desk) -> float:
+    """Revoked phone entries the worker's replica holds (``sekat_blocklist_entries``, counted by the replica)."""
+    return desk.worker.sample('sekat_blocklist_entries{kind="phone",status="revoked"}')
+
+
+def test_an_entry_past_its_retention_leaves_no_trace(desk: Desk) -> None:
+    number, kept = mobile(), mobile()
+    digits = number.lstrip("+")
+    now = datetime.now(timezone.utc)
+    # Revoked 31 days ago: a day past the 30 days a revoked entry is kept. Marked by a call of the number
+    # before it is revoked, so that rule state and the decision hold it too.
+    desk.report(number, "confirmed", now - timedelta(days=40))
+    wait_until("the entry listed", lambda: desk.entry(f"phone:{number}"), lambda e: e is not None)
+    desk.worker.wait_replica()
+    blocked = desk.call(number)
+    desk.out.wait_for(lambda r: r.topic == desk.settings.topic_block and r.json["event_id"] == blocked)
+    desk.report(kept, "confirmed", now - timedelta(days=3))
+    desk.report(kept, "revoked", now - timedelta(days=1), reason="cleared on appeal")  # a day ago: kept
+    wait_until("the kept entry revoked", lambda: desk.entry(f"phone:{kept}"),
+               lambda e: e is not None and e.status.value == "revoked")
+    wait_until("the replica counting the kept entry", lambda: revoked_phones(desk), lambda n: n >= 1)
+    desk.report(number, "revoked", now - timedelta(days=31), reason="cleared on appeal")
+
+    wait_until("the purge removing the entry", lambda: desk.entry(f"phone:{number}"), lambda e: e is None)
+    assert desk.entry(f"phone:{kept}") is not None, "an entry within its retention stays"
+    desk.worker.wait_replica()
+    wait_until("the replica dropping the entry", lambda: revoked_phones(desk), lambda n: n == 1)
+
+    # Rule state (the call's windows) expires on its own TTL; everything else of the entry goes, the change
+    # stream's announcements once the replica has passed them.
+    wait_until("no trace of the identifier in Redis", lambda: desk.redis_traces(digits),
+               lambda keys: [k for k in keys if ":rs:" not in k] == [])
+    exported = sekat(desk.env, "blocklist", "export")
+    assert exported.returncode == 0, exported.stderr
+    assert digits not in exported.stdout and kept.lstrip("+") in exported.stdout
+    assert desk.worker.sample("sekat_blocklist_entries_purged_total") >= 1
+    assert desk.worker.sample('sekat_purge_tombstones_total{ended="revoked"') >= 1
+
+    # The broker compacts the topic: the reports and then the tombstone go. A record on another key after
+    # each wait rolls the active segment (the cleaner never touches it) so that the key's records are cleanable.
+    def records_left() -> list[Any]:
+        desk.report(mobile(), "reported", datetime.now(timezone.utc))
+        return desk.topic_records(digits)
+    wait_until("compaction of the reports topic", records_left, lambda found: found == [], timeout=120, every=3)
+    assert desk.topic_records(kept.lstrip("+")), "the kept entry's records stay on the topic"
+
+    # A replay of the compacted topic (what a worker does when Redis comes back empty) does not bring it back.
+    rebuilt = sekat(desk.env, "blocklist", "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert desk.entry(f"phone:{number}") is None and desk.entry(f"phone:{kept}") is not None
+
+
+def test_every_entry_read_names_its_purpose_and_is_audited_without_the_identifier(desk: Desk) -> None:
+    number = mobile()
+    desk.report(number, "confirmed", datetime.now(timezone.utc))
+    wait_until("the entry listed", lambda: desk.entry(f"phone:{number}"), lambda e: e is not None)
+    created = sekat(desk.env, "apikey", "create", "--agency", "PDRM", "--scopes", "read")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    key_id = token.split("_")[1]
+
+    refused = desk.http.get("/v1/entries", params={"phone": number}, headers={"X-API-Key": token})
+    assert refused.status_code == 422 and refused.json()["detail"]["field"] == "purpose"
+    assert "purpose: is required" in refused.json()["detail"]["message"]
+    read = desk.http.get("/v1/entries", params={"phone": number, "purpose": "investigation KL/2026/123"},
+                         headers={"X-API-Key": token})
+    assert read.status_code == 200 and read.json()["key"] == f"phone:{number}"
+    unknown = mobile()
+    assert desk.http.get("/v1/entries", params={"phone": unknown, "purpose": "tip-off check"},
+                         headers={"X-API-Key": token}).status_code == 404
+
+    records = desk.out.wait_for(lambda r: r.topic == desk.settings.topic_audit and r.json["by"] == f"api:PDRM:{key_id}",
+                                count=2)
+    found = {r.json["subject"]: r.json for r in records}
+    mine = found[desk.subject(f"phone:{number}")]
+    assert mine["action"] == "read" and mine["purpose"] == "investigation KL/2026/123" and mine["found"] is True
+    assert found[desk.subject(f"phone:{unknown}")]["found"] is False
+    assert all(number.lstrip("+") not in orjson.dumps(r.json).decode() for r in records)
+
+    # A regulator's export of one number's trail: its read, found by the number's keyed hash.
+    exported = sekat(desk.env, "privacy", "audit-export", "--phone", number)
+    assert exported.returncode == 0, exported.stderr
+    lines = [orjson.loads(line) for line in exported.stdout.splitlines()]
+    assert [(r["action"], r["purpose"]) for r in lines] == [("read", "investigation KL/2026/123")]
+
+
+def test_filings_from_the_command_line_name_their_operator(desk: Desk) -> None:
+    number = mobile()
+    anonymous = {k: v for k, v in desk.env.items() if k != "SEKAT_OPERATOR"}
+    refused = sekat(anonymous, "blocklist", "add", "--phone", number, "--source", "PDRM")
+    assert refused.returncode == 1 and "--operator (or SEKAT_OPERATOR) is required" in refused.stderr
+    filed = sekat(anonymous, "blocklist", "add", "--phone", number, "--source", "PDRM", "--operator", "aisyah.ops")
+    assert filed.returncode == 0, filed.stderr
+    entry = wait_until("the entry listed", lambda: desk.entry(f"phone:{number}"), lambda e: e is not None)
+    assert entry.history[0].filed_by == "cli:aisyah.ops"
+
+
+def test_an_erasure_while_events_flow(desk: Desk) -> None:
+    """Erasing one number while calls keep coming: the worker keeps deciding, and the number is gone from the
+    index, the replica, its rule state and (tombstoned) the topic; only an audit stub without it remains."""
+    number, listed = mobile(), mobile()
+    digits = number.lstrip("+")
+    now = datetime.now(timezone.utc)
+    desk.report(number, "confirmed", now - timedelta(days=2))
+    desk.report(listed, "confirmed", now)
+    wait_until("both listed", lambda: (desk.entry(f"phone:{number}"), desk.entry(f"phone:{listed}")),
+               lambda pair: None not in pair)
+    desk.worker.wait_replica()
+    blocked = desk.call(number)  # the telco acts on it: rule state and a release to send once it is revoked
+    desk.out.wait_for(lambda r: r.topic == desk.settings.topic_block and r.json["event_id"] == blocked)
+
+    def call(i: int) -> dict[str, Any]:
+        return {"event_id": f"erase-{i}-{unique('')}", "occurred_at": iso(datetime.now(timezone.utc)),
+                "call_id": unique("call-"), "operator": "CELCOM", "caller": listed if i % 2 else mobile(),
+                "callee": "+60123456780"}
+    traffic = Traffic(desk.settings, desk.settings.topic_calls, call, rate=50.0,
+                      key=lambda e: e["caller"].encode()).start()
+    try:
+        listed_still = sekat(desk.env, "privacy", "erase", "--phone", number, "--reason", "PDPA request DPO/7")
+        assert listed_still.returncode == 1 and "revoke it first" in listed_still.stderr
+        desk.report(number, "revoked", datetime.now(timezone.utc), reason="cleared on appeal")
+        wait_until("the entry revoked", lambda: desk.entry(f"phone:{number}"),
+                   lambda e: e is not None and e.status.value == "revoked")
+        # Refused until the release sweep has sent the telco its UNBLOCK_NUMBER; then it erases.
+        erased = wait_until("the erasure accepted", lambda: sekat(desk.env, "privacy", "erase", "--phone", number,
+                                                                 "--reason", "PDPA request DPO/7"),
+                            lambda done: done.returncode == 0, timeout=60, every=1)
+        assert "audit stub" in erased.stdout
+        assert desk.entry(f"phone:{number}") is None
+        after = desk.call(listed)  # the worker keeps deciding: the listed number's next call is blocked
+        desk.out.wait_for(lambda r: r.topic == desk.settings.topic_block and r.json["event_id"] == after,
+                          timeout=30)
+    finally:
+        sent = traffic.stop()
+    assert desk.worker.alive() and len(sent) > 10
+
+    [stub] = desk.out.wait_for(lambda r: r.topic == desk.settings.topic_audit and r.json["action"] == "erase"
+                               and r.json["subject"] == desk.subject(f"phone:{number}"))
+    assert stub.json["by"] == "cli:test-operator" and digits not in orjson.dumps(stub.json).decode()
+    desk.worker.wait_replica()
+    wait_until("no trace of the identifier in Redis", lambda: desk.redis_traces(digits), lambda keys: keys == [])
+
+
+async def test_removals_a_replay_counted_afresh_are_not_taken_off_the_count_again(stack: Stack) -> None:
+    store = BlocklistStore.from_url(stack.redis.url, unique("rc") + ":")
+    now = datetime.now(timezone.utc)
+    try:
+        await store.put_many([Entry("phone:+60140000001", Status.REVOKED, "NSRC", reported_at=iso(now)),
+                              Entry("phone:+60140000002", Status.CONFIRMED, "PDRM")])
+        assert await store.forget("phone:+60140000001", now) == (True, None)
+        unsettled = await store.settle_forgotten(0)
+        assert unsettled == 1 and await store.entry_count() == 2
+        assert await store.count_entries() == 1  # a replay counts the index afresh before the purge's next run
+        assert await store.settle_forgotten(unsettled) == 0
+        assert await store.entry_count() == 1, "the removal the replay counted is not taken off again"
+    finally:
+        await store.close()
