@@ -3,8 +3,8 @@ benchmark's generator writes (four ways of writing a Malaysian mobile number, ac
 look them up in the blocklist, and for a listed one produce the commands Sekat's blocklist path produces.
 
 A call from a listed number: ``BLOCK_CALL`` (confirmed) or ``LABEL_CALL`` (reported), for its operator. A transfer
-to or from a listed account, or from a listed phone: ``HOLD_TRANSFER``, and ``FREEZE_ACCOUNT`` for a confirmed
-account, for the account's bank. A command is JSON keyed by the identifier, as Sekat's are; what it carries
+to or from a listed account, to a listed e-wallet (``payee.wallet``), or from a listed phone: ``HOLD_TRANSFER``,
+and ``FREEZE_ACCOUNT`` for a confirmed account, for the account's (or the wallet provider's) bank. A command is JSON keyed by the identifier, as Sekat's are; what it carries
 (event id, action, identifier, institution) is what the benchmark checks.
 """
 
@@ -45,11 +45,19 @@ def load_blocklist(path: str) -> dict[str, str]:
     return listed
 
 
+def payee_key(payee: dict[str, Any]) -> str:
+    wallet = payee.get("wallet")
+    if wallet:
+        return f"wallet:{wallet['provider'].upper()}:{wallet['id']}"
+    return account_key(payee)
+
+
 def keys(kind: str, event: dict[str, Any]) -> list[str]:
-    """The identifiers of an event to look up: a call's caller; a transfer's payee, payer and payer's phone."""
+    """The identifiers of an event to look up: a call's caller; a transfer's payee (account or e-wallet), payer
+    and payer's phone."""
     if kind == "calls":
         return [phone_key(event["caller"])]
-    out = [account_key(event["payee"]), account_key(event["payer"])]
+    out = [payee_key(event["payee"]), account_key(event["payer"])]
     if event["payer"].get("phone"):
         out.append(phone_key(event["payer"]["phone"]))
     return out
@@ -61,7 +69,7 @@ def commands(kind: str, event: dict[str, Any], key: str, status: str) -> list[di
     if kind == "calls":
         action = "BLOCK_CALL" if status == "confirmed" else "LABEL_CALL"
         return [{"event_id": event_id, "action": action, "key": key, "institution": event["operator"]}]
-    bank = event["payee"]["bank"] if key == account_key(event["payee"]) else event["payer"]["bank"]
+    bank = event["payee"]["bank"] if key == payee_key(event["payee"]) else event["payer"]["bank"]
     out = [{"event_id": event_id, "action": "HOLD_TRANSFER", "key": key, "institution": bank}]
     if status == "confirmed" and key.startswith("account:"):
         out.append({"event_id": event_id, "action": "FREEZE_ACCOUNT", "key": key, "institution": bank})
