@@ -1,6 +1,9 @@
 """Look-up routes of the agency API: one entry for an agency, listed or not for the public.
 
-An identifier is asked about by ``phone``, or by ``account`` with ``bank``.
+An identifier is asked about by ``phone``, by ``account`` with ``bank``, or by
+``sender`` (an SMS sender ID), ``url`` or ``domain``. The public check of a
+``url`` answers for the link and for its host and parent domains: someone
+asking about a link they were sent wants to know whether the site is listed.
 A protected identifier (a bank's own hotline, say) is never listed, so both
 routes answer as for an identifier that is not on the blocklist.
 
@@ -30,6 +33,7 @@ from sekat.blocklist.filing import identifier
 from sekat.blocklist.lifecycle import standing
 from sekat.blocklist.store import BlocklistStore
 from sekat.errors import InvalidReport
+from sekat.identifiers import parse_key
 from sekat.records import Entry, key_object
 
 router = APIRouter()
@@ -39,17 +43,33 @@ MAX_GROUP = 200  # members shown for one linked group
 Phone = Annotated[str | None, Query(max_length=64, description="phone number in any common format")]
 Account = Annotated[str | None, Query(max_length=64, description="account number; needs bank")]
 Bank = Annotated[str | None, Query(max_length=16, description="BIC of the account's bank")]
+Sender = Annotated[str | None, Query(max_length=32, description="SMS sender ID (or use phone for a number)")]
+Url = Annotated[str | None, Query(max_length=512, description="a link, as received")]
+Domain = Annotated[str | None, Query(max_length=269, description="a domain name")]
 
 
 class StatusOut(BaseModel):
     listed: bool
 
 
-def lookup_key(phone: str | None, account: str | None, bank: str | None, region: str) -> str | None:
-    """The index key asked about, or None for a protected identifier; 422 naming the field at fault."""
-    if (phone is None) == (account is None):
-        raise field_error(422, "phone", "give exactly one of phone or account (with bank)")
+def lookup_key(phone: str | None, account: str | None, bank: str | None, region: str,
+               web: dict[str, str | None] | None = None) -> str | None:
+    """The index key asked about, or None for a protected identifier; 422 naming the field at fault.
+
+    ``web``: the ``sender``, ``url`` and ``domain`` parameters."""
+    given = {kind: value for kind, value in (web or {}).items() if value is not None}
+    if (phone is not None) + (account is not None) + len(given) != 1:
+        raise field_error(422, "phone", "give exactly one of phone, account (with bank), sender, url or domain")
     try:
+        if given:
+            [(kind, value)] = given.items()
+            try:
+                _, number = identifier(kind, value, None, region)
+            except InvalidReport as exc:
+                if exc.reason == "protected":
+                    return None
+                raise field_error(422, kind, str(exc).split(": ", 1)[-1]) from None
+            return f"{kind}:{number}"
         if phone is not None:
             _, number = identifier("phone", phone, None, region)
             return f"phone:{number}"
@@ -91,12 +111,15 @@ async def linked_group(store: BlocklistStore, start: Entry, now: datetime) -> li
 
 @router.get("/v1/entries", tags=["agencies"], responses={401: {}, 403: {}, 404: {}, 422: {}, 503: {}})
 async def entry(key: Annotated[ApiKey, Depends(Caller("read"))], clients: ClientsDep, phone: Phone = None,
-                account: Account = None, bank: Bank = None) -> dict[str, Any]:
+                account: Account = None, bank: Bank = None, sender: Sender = None, url: Url = None,
+                domain: Domain = None) -> dict[str, Any]:
     """One entry with its full history (who filed what, when and why)."""
-    ident = lookup_key(phone, account, bank, clients.settings.phone_region)
+    web = {"sender": sender, "url": url, "domain": domain}
+    ident = lookup_key(phone, account, bank, clients.settings.phone_region, web)
     found = await clients.store.get(ident) if ident is not None else None
     if found is None:
-        raise field_error(404, "phone" if phone is not None else "account", "not on the blocklist")
+        asked = next((k for k, v in web.items() if v is not None), "phone" if phone is not None else "account")
+        raise field_error(404, asked, "not on the blocklist")
     body = found.to_json()
     body["active"] = found.active_at(clients.clock())
     body["group"] = await linked_group(clients.store, found, clients.clock())
@@ -105,8 +128,10 @@ async def entry(key: Annotated[ApiKey, Depends(Caller("read"))], clients: Client
 
 @router.get("/v1/status", response_model=StatusOut, tags=["public"], responses={422: {}, 429: {}, 503: {}})
 async def status(request: Request, clients: ClientsDep, phone: Phone = None, account: Account = None,
-                 bank: Bank = None) -> StatusOut | JSONResponse:
-    """Public check: has an agency listed this one number or account? Reveals nothing else."""
+                 bank: Bank = None, sender: Sender = None, url: Url = None,
+                 domain: Domain = None) -> StatusOut | JSONResponse:
+    """Public check: has an agency listed this one number, account, sender ID, link or domain (a link: or its
+    site)? Reveals nothing else."""
     settings = clients.settings
     client = client_bucket(request.client.host if request.client else "unknown")
     allowed, reset = await clients.allow_status_check(client, settings.status_rate_per_minute)
@@ -116,9 +141,15 @@ async def status(request: Request, clients: ClientsDep, phone: Phone = None, acc
     if not allowed:
         return too_many(f"at most {settings.status_global_rate_per_minute} status checks a minute from all "
                         "addresses together", reset)
-    ident = lookup_key(phone, account, bank, settings.phone_region)
-    found = await clients.store.get(ident) if ident is not None else None
-    return StatusOut(listed=found is not None and publicly_listed(found, clients.clock()))
+    ident = lookup_key(phone, account, bank, settings.phone_region, {"sender": sender, "url": url, "domain": domain})
+    if ident is None:
+        return StatusOut(listed=False)
+    keys = [ident]
+    if ident.startswith("url:"):  # the link's site too: its host and parent domains
+        keys += [d.key for d in parse_key(ident).domains()]
+    found = await clients.store.lookup_many(keys)
+    now = clients.clock()
+    return StatusOut(listed=any(publicly_listed(e, now) for e in found.values()))
 
 
 def too_many(limit: str, reset: int) -> JSONResponse:

@@ -31,8 +31,8 @@ log = logging.getLogger("sekat.api")
 router = APIRouter(tags=["agencies"])
 
 # The limits every filing body shares, stated once; each body adds its own descriptions.
-Kind = Literal["phone", "account"]
-Value = Annotated[str, Field(min_length=1, max_length=64)]
+Kind = Literal["phone", "account", "sender", "url", "domain"]
+Value = Annotated[str, Field(min_length=1, max_length=512)]
 Bank = Annotated[str | None, Field(max_length=16)]
 CaseRef = Annotated[str, Field(max_length=128)]
 Reason = Annotated[str, Field(max_length=512)]
@@ -41,15 +41,16 @@ Source = Annotated[str | None, Field(max_length=64)]
 
 class LinkIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Kind = Field(description="phone or account (needs bank)")
+    kind: Kind = Field(description="phone, account (needs bank), sender (SMS sender ID), url or domain")
     value: Value
     bank: Bank = Field(None, description="BIC of the account's bank (accounts only)")
 
 
 class ReportIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Kind = Field(description="phone (E.164 or local) or account (needs bank)")
-    value: Value = Field(description="the phone number or account number")
+    kind: Kind = Field(description="phone (E.164 or local), account (needs bank), sender (an SMS sender ID), url "
+                                   "(a link: one page) or domain (a host and everything under it)")
+    value: Value = Field(description="the phone number, account number, sender ID, link or domain")
     bank: Bank = Field(None, description="BIC of the account's bank (accounts only)")
     status: Literal["reported", "confirmed"] = Field("reported", description="confirmed needs the confirm scope")
     case_ref: CaseRef = ""

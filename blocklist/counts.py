@@ -24,12 +24,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sekat.blocklist.index_scan import ABSENT, ACCOUNT, CONFIRMED, REPORTED, REVOKED, STATUS_BITS, active
+from sekat.blocklist.index_scan import ABSENT, CONFIRMED, KIND_BITS, REPORTED, REVOKED, STATUS_BITS, active
 
-KIND_CODES = {"phone": 0, "account": ACCOUNT}
+KIND_CODES = KIND_BITS
 STATUSES = {"reported": REPORTED, "confirmed": CONFIRMED, "revoked": REVOKED}
-_EXPIRED = 8  # buckets 0-7 are codes; 8 + (code >> 2) is the kind's expired entries
-_BUCKETS = 10
+_EXPIRED = 32  # buckets 0-31 are codes; 32 + (code >> 2) is the kind's expired entries
+_BUCKETS = _EXPIRED + 8
 
 State = tuple[int, int]  # an entry's code and expiry (epoch seconds, 0 = never); (ABSENT, 0): not in the index
 Locate = Callable[[str], tuple[int, int, int]]  # key -> (its index in the arrays or -1, code, expiry)
@@ -87,7 +87,7 @@ class EntryCounts:
         self._next = end
         codes = self._codes[rows]
         still = active(codes) & (self._expiries[rows] == due)  # not changed since (or changed back)
-        moved = np.bincount(codes[still], minlength=8)
+        moved = np.bincount(codes[still], minlength=_EXPIRED)
         for code in np.flatnonzero(moved).tolist():
             self._n[code] -= int(moved[code])
             self._n[_EXPIRED + (code >> 2)] += int(moved[code])

@@ -16,10 +16,12 @@ from typing import Any
 
 from sekat.errors import InvalidIdentifier, InvalidReport
 from sekat.expiry import MAX_DAYS, ExpiryPolicy
-from sekat.identifiers import normalise_account, normalise_bank, normalise_phone
+from sekat.identifiers import WEB_KINDS, normalise_account, normalise_bank, normalise_phone, parse_web_key
 from sekat.records import Report, Status
 
 MAX_TTL_DAYS = MAX_DAYS  # the longest a report may ask to stay in effect
+KINDS = ("phone", "account", *WEB_KINDS)
+KIND_RULE = "must be 'phone', 'account', 'sender', 'url' or 'domain'"
 LIMITS = {"source": 64, "case_ref": 128, "reason": 512, "filed_by": 64, "report_id": 128}
 
 
@@ -50,8 +52,15 @@ def identifier(kind: str, value: str, bank: str | None, region: str,
         except InvalidIdentifier as exc:
             raise InvalidReport("value", str(exc), "invalid_account") from None
         number, key = account.number, account.key
+    elif kind in WEB_KINDS:
+        try:
+            web = parse_web_key(kind, value)
+        except InvalidIdentifier as exc:
+            raise InvalidReport("value", str(exc), "invalid_sender" if kind == "sender" else "invalid_link") from None
+        bank_code, key = "", web.key
+        number = key.partition(":")[2]
     else:
-        raise InvalidReport("kind", "must be 'phone' or 'account'")
+        raise InvalidReport("kind", KIND_RULE)
     if key in protected:
         raise InvalidReport("value", "is on the protected list and can never be listed", "protected")
     return bank_code, number
@@ -65,14 +74,14 @@ def link_keys(links: Sequence[Mapping[str, Any]], own: str, region: str, protect
     keys: list[str] = []
     for i, link in enumerate(links):
         kind = link.get("kind")
-        if kind not in ("phone", "account"):
-            raise InvalidReport(f"links[{i}].kind", "must be 'phone' or 'account'")
+        if kind not in KINDS:
+            raise InvalidReport(f"links[{i}].kind", KIND_RULE)
         try:
             bank_code, number = identifier(str(kind), str(link.get("value") or ""), link.get("bank"), region,
                                            protected)
         except InvalidReport as exc:
             raise InvalidReport(f"links[{i}].{exc.field}", str(exc).split(": ", 1)[-1], exc.reason) from None
-        key = f"phone:{number}" if kind == "phone" else f"account:{bank_code}:{number}"
+        key = f"account:{bank_code}:{number}" if kind == "account" else f"{kind}:{number}"
         if key != own:  # linking an identifier to itself says nothing
             keys.append(key)
     return tuple(dict.fromkeys(keys))
@@ -89,7 +98,7 @@ def file_report(kind: str, value: str, status: str, source: str, now: datetime, 
     except ValueError:
         raise InvalidReport("status", "must be 'reported', 'confirmed' or 'revoked'") from None
     bank_code, number = identifier(kind, value, bank, region, protected)
-    own = f"phone:{number}" if kind == "phone" else f"account:{bank_code}:{number}"
+    own = f"account:{bank_code}:{number}" if kind == "account" else f"{kind}:{number}"
     if links and parsed is Status.REVOKED:
         raise InvalidReport("links", "a revocation names no links (it concerns one identifier)")
     linked = link_keys(links, own, region, protected)

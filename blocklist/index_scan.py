@@ -44,13 +44,16 @@ from sekat.blocklist.store import built_key, status_and_expiry
 
 log = logging.getLogger(__name__)
 
-# The replica's codes (uint8): a status in the low two bits, the kind in the next (ACCOUNT set: an account).
+# The replica's codes (uint8): a status in the low two bits, the kind in the next three (``KIND_BITS``: 0 for a
+# phone number, ACCOUNT for an account, then the SMS channel's kinds).
 # Revoked entries are kept (never a hit) so that the entry counts (``blocklist.counts``) include them.
 ABSENT, REPORTED, CONFIRMED, REVOKED = 0, 1, 2, 3
 STATUS_BITS = 3
 ACCOUNT = 4
 STATUS_CODES = {"reported": REPORTED, "confirmed": CONFIRMED, "revoked": REVOKED}
-KINDS = ("phone", "account")
+KINDS = ("phone", "account", "sender", "url", "domain")
+KIND_BITS = {kind: i << 2 for i, kind in enumerate(KINDS)}  # at most 8 kinds: codes stay below 32
+_KIND_HEADS = tuple((kind.encode() + b":", bit) for kind, bit in KIND_BITS.items() if bit)
 SCAN_COUNT = 3_000
 SCAN_PARTS = 2  # parts of the SCAN pass read at once (a power of 2; see scan_index)
 SCAN_PARTS_FROM = 65_536  # keys in the database from which the pass is read in parts
@@ -67,8 +70,8 @@ def active(codes: np.ndarray) -> np.ndarray:
 
 
 def kind_bit(key: str) -> int:
-    """The kind part of a key's code (``kind:value``): ACCOUNT for an account, 0 for a phone number."""
-    return ACCOUNT if key.startswith("account:") else 0
+    """The kind part of a key's code (``kind:value``): ``KIND_BITS`` of its kind, 0 for a phone number."""
+    return KIND_BITS.get(key.partition(":")[0], 0)
 
 
 def status_code(raw: bytes) -> tuple[int, int]:
@@ -157,6 +160,14 @@ def epochs(texts: list[bytes]) -> np.ndarray:
     return out
 
 
+def _other_kind(key: bytes, strip: int) -> int:
+    """The kind bits of a scanned key that is not an account's (0: a phone number's)."""
+    for head, bit in _KIND_HEADS:
+        if key.startswith(head, strip):
+            return bit
+    return 0
+
+
 def batch_entries(keys: list[bytes], values: list[bytes | None], strip: int
                   ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """One scanned batch: its entries' keys (``strip`` bytes of prefix cut), their codes (kind included) and
@@ -169,7 +180,7 @@ def batch_entries(keys: list[bytes], values: list[bytes | None], strip: int
         if v is None:
             continue  # deleted between SCAN and MGET
         fast = _status_code_fast(v)
-        account = ACCOUNT if k.startswith(b"account:", strip) else 0
+        account = ACCOUNT if k.startswith(b"account:", strip) else _other_kind(k, strip)
         if fast is None:  # not as Sekat writes it: the full parse, epoch included
             code, epoch = status_code(v)
             if code != ABSENT:

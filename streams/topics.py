@@ -39,6 +39,7 @@ def topic_specs(settings: Settings, replication: int | None = None) -> list[NewT
     specs = {
         settings.topic_transfers: (parts, delete),
         settings.topic_calls: (parts, delete),
+        settings.topic_sms: (parts, delete),
         settings.topic_reports: (parts, {"cleanup.policy": "compact"} | isr),
         settings.topic_freeze: (parts, delete),
         settings.topic_block: (parts, delete),

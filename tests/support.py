@@ -78,7 +78,7 @@ def isolated_env(stack: Stack, name: str, **overrides: str) -> dict[str, str]:
         SEKAT_TOPIC_PARTITIONS="2",
         SEKAT_BATCH_WITHIN_MS="5",
     )
-    for topic in ("transfers", "calls", "reports", "freeze", "block", "decisions", "deadletter", "undelivered"):
+    for topic in ("transfers", "calls", "sms", "reports", "freeze", "block", "decisions", "deadletter", "undelivered"):
         env[f"SEKAT_TOPIC_{topic.upper()}"] = f"{name}.{topic}"
     env.update(overrides)
     return env

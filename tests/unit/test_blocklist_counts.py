@@ -18,7 +18,9 @@ from sekat.blocklist.replica import Replica
 from sekat.records import Entry, Status, iso
 
 T0 = 1_800_000_000
-KEYS = [f"phone:+6011000000{i}" for i in range(6)] + [f"account:CIBBMYKL:800000000{i}" for i in range(6)]
+KEYS = ([f"phone:+6011000000{i}" for i in range(6)] + [f"account:CIBBMYKL:800000000{i}" for i in range(6)]
+        + [f"sender:POSLAJU{i}" for i in range(3)] + [f"url:evil{i}.example.my/pay" for i in range(3)]
+        + [f"domain:evil{i}.example.my" for i in range(3)])
 
 
 def entry(key: str, status: Status, expires: int) -> Entry:
@@ -28,7 +30,8 @@ def entry(key: str, status: Status, expires: int) -> Entry:
 
 
 def full_count(model: dict[str, Entry], now: float) -> dict[tuple[str, str], int]:
-    counts = {(kind, s): 0 for kind in ("phone", "account") for s in ("reported", "confirmed", "revoked", "expired")}
+    counts = {(kind, s): 0 for kind in ("phone", "account", "sender", "url", "domain")
+              for s in ("reported", "confirmed", "revoked", "expired")}
     for e in model.values():
         status = e.status.value
         if (e.status is not Status.REVOKED and e.expires_at
