@@ -26,6 +26,9 @@ FILING = ("phone_region", "protected_keys", "expiry_policy")
 def _identifier(args: argparse.Namespace) -> tuple[str, str, str | None]:
     if args.phone:
         return "phone", args.phone, None
+    for kind in ("sender", "url", "domain"):  # the SMS channel's kinds
+        if getattr(args, kind, None):
+            return kind, getattr(args, kind), None
     if not args.bank:
         raise SekatError("--account needs --bank (the BIC of the account's bank)")
     return "account", args.account, args.bank
@@ -33,7 +36,8 @@ def _identifier(args: argparse.Namespace) -> tuple[str, str, str | None]:
 
 def _field_error(exc: InvalidReport) -> SekatError:
     """InvalidReport names the report field; on the command line that is an option."""
-    option = {"value": "--phone/--account", "ttl_days": "--ttl-days", "case_ref": "--case-ref"}.get(
+    option = {"value": "--phone/--account/--sender/--url/--domain", "ttl_days": "--ttl-days",
+              "case_ref": "--case-ref"}.get(
         exc.field, "--link" if exc.field.startswith("links") else f"--{exc.field.replace('_', '-')}")
     message = str(exc).split(": ", 1)[-1]
     if exc.reason == "protected":
@@ -80,7 +84,7 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
     async def go() -> int:
         store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
         try:
-            shown = await store.get(f"phone:{number}" if kind == "phone" else f"account:{bank_code}:{number}")
+            shown = await store.get(f"account:{bank_code}:{number}" if kind == "account" else f"{kind}:{number}")
         finally:
             await store.close()
         if shown is None:
@@ -199,6 +203,9 @@ def add_blocklist(sub: argparse._SubParsersAction) -> None:
         who = p.add_mutually_exclusive_group(required=True)
         who.add_argument("--phone", help="phone number in any common format")
         who.add_argument("--account", help="account number (spaces and dashes allowed); needs --bank")
+        who.add_argument("--sender", help="SMS sender ID (case, spaces, '-', '.', '_' ignored)")
+        who.add_argument("--url", help="a link (one page; scheme, case, www. and punycode normalised)")
+        who.add_argument("--domain", help="a domain: matches links to it and to every host under it")
         p.add_argument("--bank", help="BIC of the account's bank, e.g. CIBBMYKL")
     for p in (add, revoke):
         p.add_argument("--source", required=True, help="reporting agency, e.g. PDRM, NSRC, MBBEMYKL")
@@ -207,7 +214,7 @@ def add_blocklist(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--status", choices=("reported", "confirmed"), default="reported")
     add.add_argument("--ttl-days", type=int, default=None,
                      help="expire after this many days (0: never; default: SEKAT_EXPIRY_DAYS)")
-    add.add_argument("--link", action="append", metavar="phone:NUMBER|account:BIC:NUMBER",
+    add.add_argument("--link", action="append", metavar="phone:NUMBER|account:BIC:NUMBER|domain:HOST|...",
                      help="another identifier of the same scam; repeat for several")
     imp = add_command(bl_sub, "import", cmd_import, "file reports in bulk from a CSV or JSONL file",
                       "File reports in bulk from a CSV (with a header row) or JSONL file, with the same checks as "
