@@ -10,7 +10,12 @@ route, or with no route given, is someone else using the name:
 |--------------------------------------|-----------------------------|---------|
 | not on the registry                  | any                         | nothing |
 | on the registry                      | one it is registered on     | nothing |
-| on the registry                      | another, or none given      | ``outcome`` (default BLOCK) |
+| on the registry                      | another                     | ``outcome`` (default BLOCK) |
+| on the registry                      | none given                  | ``without_route`` (default LABEL) |
+
+An SMS without a route is weaker evidence (the operator's firewall did not
+say where it came from), and blocking it would drop every genuine message of
+the bank from an operator that does not send routes: it is labelled.
 
 The finding names the sender ID but never reports it (it is protected: it
 cannot be listed); the command blocks that one SMS.
@@ -33,6 +38,7 @@ OUTCOMES = ("BLOCK", "LABEL")
 @dataclass(frozen=True)
 class Params:
     outcome: tuple[str, ...] = choices(("BLOCK",), OUTCOMES)  # the first is what an impersonation gets
+    without_route: tuple[str, ...] = choices(("LABEL",), OUTCOMES)  # the first is what one without a route gets
 
 
 def evaluate(sms: Sms, ctx: Context, params: Params) -> list[Finding]:
@@ -42,7 +48,8 @@ def evaluate(sms: Sms, ctx: Context, params: Params) -> list[Finding]:
     over = f"route {sms.route}" if sms.route else "no route given"
     reason = (f"sender ID {sms.sender.masked()} is registered on {len(routes)} route(s) but SMS {sms.event_id} "
               f"arrived over {over}")
-    return [Finding(Outcome[params.outcome[0]], CODE, reason, identifier=sms.sender.key)]
+    outcome = params.outcome[0] if sms.route is not None else params.without_route[0]
+    return [Finding(Outcome[outcome], CODE, reason, identifier=sms.sender.key)]
 
 
 SPEC = RuleSpec(ID, VERSION, Params, {"sms": evaluate},

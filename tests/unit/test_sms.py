@@ -172,7 +172,7 @@ def test_a_reported_sender_labels_and_a_confirmed_one_blocks() -> None:
 
 @pytest.mark.parametrize(("sender", "route", "outcome"), [
     ("May-Bank", "INTL-GW-3", "BLOCK"),  # a protected sender ID over a route not its own
-    ("MAYBANK", None, "BLOCK"),  # or with no route given
+    ("MAYBANK", None, "LABEL"),  # with no route given: labelled (weaker evidence)
     ("PDRM", "MY-A2P-1", "BLOCK"),  # registered on no route at all
     ("maybank", "my-a2p-2", "ALLOW"),  # over a route registered for it
     ("POSLAJU", "INTL-GW-3", "ALLOW"),  # not on the registry
@@ -180,8 +180,9 @@ def test_a_reported_sender_labels_and_a_confirmed_one_blocks() -> None:
 def test_an_impersonated_sender_id_is_caught_by_its_route(sender: str, route: str | None, outcome: str) -> None:
     verdict = decide_sms(decoded(sender=sender, route=route), Context(NOW, {}), POLICY)
     assert verdict.decision.outcome == outcome
-    if outcome == "BLOCK":
-        assert [c.action for c in verdict.decision.commands] == [Action.BLOCK_SMS]
+    if outcome != "ALLOW":
+        want = Action.BLOCK_SMS if outcome == "BLOCK" else Action.LABEL_SMS
+        assert [c.action for c in verdict.decision.commands] == [want]
         assert verdict.decision.matches[0].rule == "sender_impersonation"
 
 
