@@ -7,6 +7,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sekat.blocklist.filing import file_report
 from sekat.decode.sms import decode_sms
@@ -199,3 +201,22 @@ def test_a_policy_without_sms_actions_gets_the_default_and_refuses_call_actions_
     base["actions"]["sms"] = {"BLOCK": ["BLOCK_CALL"], "HOLD": [], "LABEL": []}
     with pytest.raises(Exception, match="cannot be sent for sms"):
         parse_policy(base)
+
+
+# -- hostile input: a record or a reason, never an exception ---------------------------------------------------------
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
+_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63 - 1), _TEXT, st.lists(_TEXT, max_size=12))
+
+
+@settings(max_examples=400, deadline=None)
+@given(fields=st.dictionaries(st.sampled_from(["sender", "recipient", "route", "text", "urls", "operator",
+                                               "sms_id", "occurred_at"]), _VALUE, max_size=8),
+       text=_TEXT)
+def test_any_sms_is_a_record_or_a_reason_and_any_text_gives_links_or_none(fields: dict[str, object],
+                                                                          text: str) -> None:
+    from sekat.decode.fields import REASONS
+
+    result = decode_sms(sms(**fields), senders=REGISTRY)
+    assert isinstance(result, Sms) or (isinstance(result, Rejection) and result.reason in REASONS), result
+    for link in extract_links(text + " https://" + text + "/" + text):
+        assert link.key.startswith("url:") and link.registrable
