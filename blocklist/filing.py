@@ -16,11 +16,11 @@ from typing import Any
 
 from sekat.errors import InvalidIdentifier, InvalidReport
 from sekat.expiry import MAX_DAYS, ExpiryPolicy
-from sekat.identifiers import WEB_KINDS, normalise_account, normalise_bank, normalise_phone, parse_web_key
+from sekat.identifiers import SMS_KINDS, normalise_account, normalise_bank, normalise_phone, parse_sms_key
 from sekat.records import Report, Status
 
 MAX_TTL_DAYS = MAX_DAYS  # the longest a report may ask to stay in effect
-KINDS = ("phone", "account", *WEB_KINDS)
+KINDS = ("phone", "account", *SMS_KINDS)
 KIND_RULE = "must be 'phone', 'account', 'sender', 'url' or 'domain'"
 LIMITS = {"source": 64, "case_ref": 128, "reason": 512, "filed_by": 64, "report_id": 128}
 
@@ -52,9 +52,9 @@ def identifier(kind: str, value: str, bank: str | None, region: str,
         except InvalidIdentifier as exc:
             raise InvalidReport("value", str(exc), "invalid_account") from None
         number, key = account.number, account.key
-    elif kind in WEB_KINDS:
+    elif kind in SMS_KINDS:
         try:
-            web = parse_web_key(kind, value)
+            web = parse_sms_key(kind, value)
         except InvalidIdentifier as exc:
             raise InvalidReport("value", str(exc), "invalid_sender" if kind == "sender" else "invalid_link") from None
         bank_code, key = "", web.key

@@ -7,6 +7,10 @@ are one number, and ``5140 1234-5678`` at ``MBBEMYKLXXX`` is
 bank outside Malaysia is ``BIC8:SCHEME:id``. Each identifier has a ``key`` (``kind:value``), the
 key of the ``sekat.reports`` topic and of the Redis index.
 
+The SMS channel adds three kinds: an alphanumeric sender ID (``SenderId``,
+``sender:MAYBANK``, here), a link (``url:host/path``) and a domain
+(``domain:host``), those two in ``sekat.urls``.
+
 Emergency and short service numbers (999, 112, 15999, ...) normalise to a
 ``PhoneNumber`` marked ``protected``: decisions never act on them and the
 store refuses to list them.
@@ -170,20 +174,21 @@ def parse_phone(text: str, region: str = "MY") -> PhoneNumber:
 
 
 def parse_key(key: str, region: str = "MY") -> Any:
-    """The inverse of ``.key``: ``phone:+60...``, ``account:BIC8:digits``, or a ``WEB_KINDS`` key."""
+    """The inverse of ``.key``: ``phone:+60...``, ``account:BIC8:digits``, or an ``SMS_KINDS`` key."""
     kind, _, value = key.partition(":")
     if kind == "phone":
         return normalise_phone(value, region)
     if kind == "account":
         bank, _, number = value.partition(":")
         return normalise_account(bank, number)
-    if kind in WEB_KINDS:
-        return parse_web_key(kind, value)
-    raise InvalidIdentifier(f"identifier kind must be 'phone' or 'account', got {kind[:16]!r}")
+    if kind in SMS_KINDS:
+        return parse_sms_key(kind, value)
+    raise InvalidIdentifier(f"identifier kind must be 'phone', 'account', 'sender', 'url' or 'domain', "
+                            f"got {kind[:16]!r}")
 
 
 # Kinds of the SMS channel (sekat/senders.py, sekat/urls.py): an alphanumeric sender ID, a link, a domain.
-WEB_KINDS = ("sender", "url", "domain")
+SMS_KINDS = ("sender", "url", "domain")
 MAX_SENDER_CHARS = 32  # as written, separators included
 _SENDER_SEPARATORS = str.maketrans("", "", " -._")
 _SENDER_RE = re.compile(r"[A-Z0-9&]{1,16}")
@@ -213,9 +218,7 @@ def normalise_sender_id(raw: str) -> SenderId:
     return SenderId(name)
 
 
-
-
-def parse_web_key(kind: str, value: str) -> Any:
+def parse_sms_key(kind: str, value: str) -> Any:
     """``sender:NAME``, ``url:host/path`` or ``domain:host`` as its identifier (``SenderId``, ``Url``, ``Domain``)."""
     from sekat.urls import normalise_domain, normalise_url
 
