@@ -22,6 +22,7 @@ from sekat.records import Report, Status
 MAX_TTL_DAYS = MAX_DAYS  # the longest a report may ask to stay in effect
 KINDS = ("phone", "account", *SMS_KINDS)
 KIND_RULE = "must be 'phone', 'account', 'sender', 'url' or 'domain'"
+MAX_SMS_VALUE = 512  # characters of a sender, url or domain value (punycode can lengthen what was written)
 LIMITS = {"source": 64, "case_ref": 128, "reason": 512, "filed_by": 64, "report_id": 128}
 
 
@@ -59,6 +60,9 @@ def identifier(kind: str, value: str, bank: str | None, region: str,
             raise InvalidReport("value", str(exc), "invalid_sender" if kind == "sender" else "invalid_link") from None
         bank_code, key = "", web.key
         number = key.partition(":")[2]
+        if len(number) > MAX_SMS_VALUE:  # as the reports agent reads it back (decode/reports.py)
+            raise InvalidReport("value", f"is longer than {MAX_SMS_VALUE} characters once normalised",
+                                "invalid_sender" if kind == "sender" else "invalid_link")
     else:
         raise InvalidReport("kind", KIND_RULE)
     if key in protected:

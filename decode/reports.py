@@ -12,7 +12,7 @@ from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
 
-from sekat.blocklist.filing import KIND_RULE, KINDS, MAX_TTL_DAYS, identifier
+from sekat.blocklist.filing import KIND_RULE, KINDS, MAX_SMS_VALUE, MAX_TTL_DAYS, identifier
 from sekat.blocklist.links import MAX_LINKS
 from sekat.decode import fields
 from sekat.decode.fields import Bad
@@ -29,7 +29,7 @@ def _identifier(data: dict[str, Any], prefix: str, region: str, protected: Colle
     kind = fields.text(data, "kind", f"{prefix}kind", max_len=16)
     if kind not in KINDS:
         raise Bad("invalid_value", f"{prefix}kind", KIND_RULE)
-    raw_value = fields.text(data, "value", f"{prefix}value", max_len=64 if kind in ("phone", "account") else 512)
+    raw_value = fields.text(data, "value", f"{prefix}value", max_len=64 if kind in ("phone", "account") else MAX_SMS_VALUE)
     raw_bank = fields.text(data, "bank", f"{prefix}bank", required=False, max_len=16) if kind == "account" else None
     assert raw_value is not None
     try:

@@ -128,6 +128,10 @@ def test_reports_on_senders_links_and_domains_are_filed_normalised() -> None:
     assert parse_key(report.key).key == report.key
     with pytest.raises(InvalidReport, match="public suffix"):
         file_report("domain", "com.my", "reported", "NSRC", NOW)
+    # 475 characters as written, 607 once the host is punycode: more than the reports agent reads back
+    host = ".".join(f"中文网站测试例子域名{i}" for i in range(5)) + ".com.my"
+    with pytest.raises(InvalidReport, match="once normalised"):
+        file_report("url", f"https://{host}/" + "x" * 400, "reported", "NSRC", NOW)
 
 
 # -- decoding -------------------------------------------------------------------------------------------------------
