@@ -23,6 +23,7 @@ from sekat.decode.pacs008 import decode_pacs008
 from sekat.decode.sms import decode_sms
 from sekat.decode.transfers import decode_transfer
 from sekat.settings import Settings
+from sekat.urls import registrable
 
 
 def transfer_decoder(settings: Settings) -> Callable[[bytes | None], Any]:
@@ -42,5 +43,6 @@ def call_decoder(settings: Settings) -> Callable[[bytes | None], Any]:
 
 
 def sms_decoder(settings: Settings) -> Callable[[bytes | None], Any]:
+    registrable("example.com.my")  # the public suffix list read now, not on the first SMS's batch
     return partial(decode_sms, max_bytes=settings.max_event_bytes, region=settings.phone_region,
                    senders=settings.sender_registry())

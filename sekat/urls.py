@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from typing import Any
+
 import idna
-import tldextract
 
 from sekat.errors import InvalidIdentifier
 
@@ -40,8 +41,6 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 # optional port and path. Punctuation ending a sentence is trimmed after the match.
 _LINK_RE = re.compile(r"(?i)(?:https?://(?:[^\s/@]{1,64}@)?)?(?:[^\W_](?:[\w-]{0,62})\.)+[^\W\d_][\w-]{1,62}\.?(?::\d{1,5})?(?:[/?#][^\s<>\"]*)?")
 _TRAILING = ".,;:!?)]}'\u2019\u201d>"
-# The offline snapshot only: no suffix list is fetched, nothing is cached on disk.
-_EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, include_psl_private_domains=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +101,16 @@ def registrable(host: str) -> str:
         return host
     except ValueError:
         pass
-    return str(_EXTRACT(host).top_domain_under_public_suffix)
+    return str(_extractor()(host).top_domain_under_public_suffix)
+
+
+@lru_cache(maxsize=1)
+def _extractor() -> Any:
+    """The public suffix list: the snapshot shipped in tldextract only (no list fetched, nothing cached on disk).
+    Built on first use: importing tldextract costs more than the rest of the records (every CLI command)."""
+    import tldextract
+
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, include_psl_private_domains=True)
 
 
 @lru_cache(maxsize=1 << 14)
