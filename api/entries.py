@@ -1,7 +1,10 @@
 """Look-up routes of the agency API: one entry for an agency, listed or not for the public.
 
-An identifier is asked about by ``phone``, by ``account`` with ``bank``, by ``wallet`` (``PROVIDER:ID``) or by
-``proxy`` (``TYPE:value``, an NRIC, passport or business registration number, hashed here before the look-up).
+An identifier is asked about by ``phone``, by ``account`` with ``bank``, by ``wallet`` (``PROVIDER:ID``), by
+``proxy`` (``TYPE:value``, an NRIC, passport or business registration number, hashed here before the look-up),
+or by ``sender`` (an SMS sender ID), ``url`` or ``domain``. The public check of a ``url`` answers for the link
+and for its host and parent domains: someone asking about a link they were sent wants to know whether the
+site is listed.
 A protected identifier (a bank's own hotline, say) is never listed, so both
 routes answer as for an identifier that is not on the blocklist.
 
@@ -38,7 +41,7 @@ from sekat.blocklist.filing import identifier, key_of
 from sekat.blocklist.lifecycle import standing
 from sekat.blocklist.store import BlocklistStore
 from sekat.errors import InvalidReport
-from sekat.identifiers import NO_PROXY_HASHER, ProxyHasher
+from sekat.identifiers import NO_PROXY_HASHER, ProxyHasher, parse_key
 from sekat.records import Entry, key_object
 
 router = APIRouter()
@@ -53,6 +56,9 @@ ProxyQ = Annotated[str | None, Query(max_length=64, description=(
     "DuitNow proxy as TYPE:value (NRIC, PASSPORT or BRN), e.g. NRIC:900101-14-5678; hashed, never stored"))]
 Purpose = Annotated[str | None, Query(max_length=200, description=(
     "why the entry is read, e.g. a case reference (required; recorded in the audit trail)"))]
+Sender = Annotated[str | None, Query(max_length=32, description="SMS sender ID (or use phone for a number)")]
+Url = Annotated[str | None, Query(max_length=512, description="a link, as received")]
+Domain = Annotated[str | None, Query(max_length=269, description="a domain name")]
 
 
 class StatusOut(BaseModel):
@@ -121,12 +127,16 @@ class EntryOut(BaseModel):
 
 
 def lookup_key(phone: str | None, account: str | None, bank: str | None, region: str, wallet: str | None = None,
-               proxy: str | None = None, hasher: ProxyHasher | None = None) -> str | None:
-    """The index key asked about, or None for a protected identifier; 422 naming the field at fault."""
+               proxy: str | None = None, hasher: ProxyHasher | None = None,
+               web: dict[str, str | None] | None = None) -> str | None:
+    """The index key asked about, or None for a protected identifier; 422 naming the field at fault.
+
+    ``web``: the ``sender``, ``url`` and ``domain`` parameters."""
     given = [(name, value) for name, value in (("phone", phone), ("account", account), ("wallet", wallet),
-                                                ("proxy", proxy)) if value is not None]
+                                                ("proxy", proxy), *(web or {}).items()) if value is not None]
     if len(given) != 1:
-        raise field_error(422, "phone", "give exactly one of phone, account (with bank), wallet or proxy")
+        raise field_error(422, "phone", "give exactly one of phone, account (with bank), wallet, proxy, sender, url "
+                                        "or domain")
     kind, value = given[0]
     try:
         bank_code, number = identifier(kind, value, bank if kind == "account" else None, region,
@@ -167,21 +177,24 @@ async def linked_group(store: BlocklistStore, start: Entry, now: datetime) -> li
 @router.get("/v1/entries", tags=["agencies"], response_model=EntryOut, response_model_exclude_unset=True,
             responses=error_responses(401, 403, 404, 413, 422, 503))
 async def entry(key: Annotated[ApiKey, Depends(Caller("read"))], clients: ClientsDep, phone: Phone = None,
-                account: Account = None, bank: Bank = None, wallet: Wallet = None,
-                proxy: ProxyQ = None, purpose: Purpose = None) -> dict[str, Any]:
+                account: Account = None, bank: Bank = None, wallet: Wallet = None, proxy: ProxyQ = None,
+                sender: Sender = None, url: Url = None, domain: Domain = None,
+                purpose: Purpose = None) -> dict[str, Any]:
     """One entry with its full history (who filed what, when and why) and institutions' feedback on it; the read
     is audited with its purpose."""
     why = (purpose or "").strip()
     if len(why) < 3:
         raise field_error(422, "purpose", "is required: say why this entry is read (e.g. a case reference, "
                                           "3-200 characters); it is recorded in the audit trail")
-    ident = lookup_key(phone, account, bank, clients.settings.phone_region, wallet, proxy, clients.proxy_hasher)
+    web = {"sender": sender, "url": url, "domain": domain}
+    ident = lookup_key(phone, account, bank, clients.settings.phone_region, wallet, proxy, clients.proxy_hasher,
+                       web)
     found = await clients.store.get(ident) if ident is not None else None
     if ident is not None:  # a protected identifier is never listed: nobody's entry was read
         await audit_read(clients, key, ident, why, found is not None)
     if found is None:
-        asked = next(n for n, v in (("phone", phone), ("account", account), ("wallet", wallet), ("proxy", proxy))
-                     if v is not None)
+        asked = next(n for n, v in (("phone", phone), ("account", account), ("wallet", wallet), ("proxy", proxy),
+                                    *web.items()) if v is not None)
         raise field_error(404, asked, "not on the blocklist")
     body = found.to_json()
     body["active"] = found.active_at(clients.clock())
@@ -202,8 +215,10 @@ async def audit_read(clients: Any, key: ApiKey, ident: str, purpose: str, found:
 
 @router.get("/v1/status", response_model=StatusOut, tags=["public"], responses=error_responses(413, 422, 429, 503))
 async def status(request: Request, clients: ClientsDep, phone: Phone = None, account: Account = None,
-                 bank: Bank = None, wallet: Wallet = None, proxy: ProxyQ = None) -> StatusOut | JSONResponse:
-    """Public check: has an agency listed this one number, account, e-wallet or proxy? Reveals nothing else."""
+                 bank: Bank = None, wallet: Wallet = None, proxy: ProxyQ = None, sender: Sender = None,
+                 url: Url = None, domain: Domain = None) -> StatusOut | JSONResponse:
+    """Public check: has an agency listed this one number, account, e-wallet, proxy, sender ID, link or domain (a
+    link: or its site)? Reveals nothing else."""
     settings = clients.settings
     client = client_bucket(request.client.host if request.client else "unknown")
     allowed, reset = await clients.allow_status_check(client, settings.status_rate_per_minute)
@@ -213,9 +228,16 @@ async def status(request: Request, clients: ClientsDep, phone: Phone = None, acc
     if not allowed:
         return too_many(f"at most {settings.status_global_rate_per_minute} status checks a minute from all "
                         "addresses together", reset)
-    ident = lookup_key(phone, account, bank, settings.phone_region, wallet, proxy, clients.proxy_hasher)
-    found = await clients.store.get(ident) if ident is not None else None
-    return StatusOut(listed=found is not None and publicly_listed(found, clients.clock()))
+    ident = lookup_key(phone, account, bank, settings.phone_region, wallet, proxy, clients.proxy_hasher,
+                       {"sender": sender, "url": url, "domain": domain})
+    if ident is None:
+        return StatusOut(listed=False)
+    keys = [ident]
+    if ident.startswith("url:"):  # the link's site too: its host and parent domains
+        keys += [d.key for d in parse_key(ident).domains()]
+    found = await clients.store.lookup_many(keys)
+    now = clients.clock()
+    return StatusOut(listed=any(publicly_listed(e, now) for e in found.values()))
 
 
 def too_many(limit: str, reset: int) -> JSONResponse:

@@ -31,8 +31,8 @@ log = logging.getLogger("sekat.api")
 router = APIRouter(tags=["agencies"])
 
 # The limits every filing body shares, stated once; each body adds its own descriptions.
-Kind = Literal["phone", "account", "wallet", "proxy"]
-Value = Annotated[str, Field(min_length=1, max_length=64)]
+Kind = Literal["phone", "account", "wallet", "proxy", "sender", "url", "domain"]
+Value = Annotated[str, Field(min_length=1, max_length=512)]
 Bank = Annotated[str | None, Field(max_length=16)]
 CaseRef = Annotated[str, Field(max_length=128)]
 Reason = Annotated[str, Field(max_length=512)]
@@ -41,17 +41,20 @@ Source = Annotated[str | None, Field(max_length=64)]
 
 class LinkIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Kind = Field(description="phone, account (needs bank), wallet (PROVIDER:ID) or proxy (TYPE:value)")
+    kind: Kind = Field(description="phone, account (needs bank), wallet (PROVIDER:ID), proxy (TYPE:value), sender "
+                                   "(SMS sender ID), url or domain")
     value: Value
     bank: Bank = Field(None, description="BIC of the account's bank (accounts only)")
 
 
 class ReportIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Kind = Field(description="phone (E.164 or local), account (needs bank), wallet or proxy")
+    kind: Kind = Field(description="phone (E.164 or local), account (needs bank), wallet, proxy, sender (an SMS "
+                                   "sender ID), url (a link: one page) or domain (a host and everything under it)")
     value: Value = Field(description="the phone number, the account number, an e-wallet as PROVIDER:ID "
-                         "(TNG:0123456789), or a DuitNow proxy as TYPE:value (NRIC:900101-14-5678; NRIC, PASSPORT "
-                         "or BRN), which is hashed here and never stored or sent in clear")
+                         "(TNG:0123456789), a DuitNow proxy as TYPE:value (NRIC:900101-14-5678; NRIC, PASSPORT "
+                         "or BRN), which is hashed here and never stored or sent in clear, a sender ID, a link "
+                         "or a domain")
     bank: Bank = Field(None, description="BIC of the account's bank (accounts only)")
     status: Literal["reported", "confirmed"] = Field("reported", description="confirmed needs the confirm scope")
     case_ref: CaseRef = ""

@@ -27,8 +27,8 @@ import numpy as np
 from sekat.blocklist.index_scan import ABSENT, CONFIRMED, KIND_CODES, REPORTED, REVOKED, STATUS_BITS, active
 
 STATUSES = {"reported": REPORTED, "confirmed": CONFIRMED, "revoked": REVOKED}
-_EXPIRED = 16  # buckets 0-15 are codes; 16 + (code >> 2) is the kind's expired entries
-_BUCKETS = 20
+_EXPIRED = 32  # buckets 0-31 are codes; 32 + (code >> 2) is the kind's expired entries
+_BUCKETS = _EXPIRED + 8
 
 State = tuple[int, int]  # an entry's code and expiry (epoch seconds, 0 = never); (ABSENT, 0): not in the index
 Locate = Callable[[str], tuple[int, int, int]]  # key -> (its index in the arrays or -1, code, expiry)

@@ -16,12 +16,14 @@ from typing import Any
 
 from sekat.errors import InvalidIdentifier, InvalidReport
 from sekat.expiry import MAX_DAYS, ExpiryPolicy
-from sekat.identifiers import (ProxyHasher, normalise_account, normalise_bank, normalise_phone, parse_proxy,
-                               parse_wallet)
+from sekat.identifiers import (SMS_KINDS, ProxyHasher, normalise_account, normalise_bank, normalise_phone,
+                               parse_proxy, parse_sms_key, parse_wallet)
 from sekat.records import Report, Status
 
 MAX_TTL_DAYS = MAX_DAYS  # the longest a report may ask to stay in effect
-KINDS = ("phone", "account", "wallet", "proxy")
+KINDS = ("phone", "account", "wallet", "proxy", *SMS_KINDS)
+KIND_RULE = "must be 'phone', 'account', 'wallet', 'proxy', 'sender', 'url' or 'domain'"
+MAX_SMS_VALUE = 512  # characters of a sender, url or domain value (punycode can lengthen what was written)
 LIMITS = {"source": 64, "case_ref": 128, "reason": 512, "filed_by": 64, "report_id": 128}
 
 
@@ -81,8 +83,18 @@ def identifier(kind: str, value: str, bank: str | None, region: str,
         except InvalidIdentifier as exc:
             raise InvalidReport("value", str(exc), "invalid_value") from None
         bank_code, number, key = "", proxy.value, proxy.key
+    elif kind in SMS_KINDS:
+        try:
+            web = parse_sms_key(kind, value)
+        except InvalidIdentifier as exc:
+            raise InvalidReport("value", str(exc), "invalid_sender" if kind == "sender" else "invalid_link") from None
+        bank_code, key = "", web.key
+        number = key.partition(":")[2]
+        if len(number) > MAX_SMS_VALUE:  # as the reports agent reads it back (decode/reports.py)
+            raise InvalidReport("value", f"is longer than {MAX_SMS_VALUE} characters once normalised",
+                                "invalid_sender" if kind == "sender" else "invalid_link")
     else:
-        raise InvalidReport("kind", "must be 'phone', 'account', 'wallet' or 'proxy'")
+        raise InvalidReport("kind", KIND_RULE)
     if key in protected:
         raise InvalidReport("value", "is on the protected list and can never be listed", "protected")
     return bank_code, number
@@ -97,7 +109,7 @@ def link_keys(links: Sequence[Mapping[str, Any]], own: str, region: str, protect
     for i, link in enumerate(links):
         kind = link.get("kind")
         if kind not in KINDS:
-            raise InvalidReport(f"links[{i}].kind", "must be 'phone', 'account', 'wallet' or 'proxy'")
+            raise InvalidReport(f"links[{i}].kind", KIND_RULE)
         try:
             bank_code, number = identifier(str(kind), str(link.get("value") or ""), link.get("bank"), region,
                                            protected, hasher)

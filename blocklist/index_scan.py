@@ -44,15 +44,17 @@ from sekat.blocklist.store import built_key, status_and_expiry
 
 log = logging.getLogger(__name__)
 
-# The replica's codes (uint8): a status in the low two bits, the kind in the next two (0 a phone number, ACCOUNT,
-# WALLET or PROXY); a code below 8 reads the same as before wallets and proxies had their own kinds.
+# The replica's codes (uint8): a status in the low two bits, the kind in the next three (``KIND_CODES``: 0 for a
+# phone number, ACCOUNT, WALLET, PROXY, then the SMS channel's kinds); a code below 8 reads the same as before
+# the other kinds had their own.
 # Revoked entries are kept (never a hit) so that the entry counts (``blocklist.counts``) include them.
 ABSENT, REPORTED, CONFIRMED, REVOKED = 0, 1, 2, 3
 STATUS_BITS = 3
 ACCOUNT, WALLET, PROXY = 4, 8, 12
 STATUS_CODES = {"reported": REPORTED, "confirmed": CONFIRMED, "revoked": REVOKED}
-KINDS = ("phone", "account", "wallet", "proxy")
-KIND_CODES = {"phone": 0, "account": ACCOUNT, "wallet": WALLET, "proxy": PROXY}
+KINDS = ("phone", "account", "wallet", "proxy", "sender", "url", "domain")
+KIND_CODES = {kind: i << 2 for i, kind in enumerate(KINDS)}  # at most 8 kinds: codes stay below 32
+assert (KIND_CODES["account"], KIND_CODES["wallet"], KIND_CODES["proxy"]) == (ACCOUNT, WALLET, PROXY)
 _KIND_HEADS = tuple((f"{kind}:".encode(), code) for kind, code in KIND_CODES.items() if code)
 SCAN_COUNT = 3_000
 SCAN_PARTS = 2  # parts of the SCAN pass read at once (a power of 2; see scan_index)
@@ -70,7 +72,7 @@ def active(codes: np.ndarray) -> np.ndarray:
 
 
 def kind_bit(key: str) -> int:
-    """The kind part of a key's code (``kind:value``): ACCOUNT, WALLET or PROXY, 0 for a phone number."""
+    """The kind part of a key's code (``kind:value``): ``KIND_CODES`` of its kind, 0 for a phone number."""
     return KIND_CODES.get(key.partition(":")[0], 0)
 
 

@@ -62,6 +62,7 @@ from sekat.rules.engine import brake_targets
 from sekat.streams.output import OutputBatch, OutputTopics
 
 log = logging.getLogger(__name__)
+TELCO_ENTRIES = ("entry:phone:", "entry:sender:", "entry:url:", "entry:domain:")
 PAUSE_AFTER_ERROR_S = 5.0
 # The status an entry target is counted and tripped under: the highest any match of a decision gives its
 # identifier (a rule's finding on a listed payee may carry no entry; the listing decides).
@@ -89,7 +90,8 @@ class Limits:
 
     def of(self, target: str, status: str = "") -> int:
         """The limit of ``target``; for an entry, of its kind (phone, account) at ``status`` ("" if unlisted). An
-        e-wallet or a hashed proxy names where money goes, as an account does: the account limits apply."""
+        e-wallet or a hashed proxy names where money goes, as an account does: the account limits apply. Sender IDs,
+        links and domains have the phone limits: like a number, they make telcos block messages."""
         kind = dimension(target)
         if kind == "rule":
             return self.rule
@@ -98,7 +100,7 @@ class Limits:
         if kind != "entry":
             return 0
         confirmed = status == Status.CONFIRMED.value
-        if target.startswith("entry:phone:"):
+        if target.startswith(TELCO_ENTRIES):  # a number, and the SMS channel's sender IDs, links and domains
             return self.phone_confirmed if confirmed else self.phone_reported
         if target.startswith(("entry:account:", "entry:wallet:", "entry:proxy:")):
             return self.account_confirmed if confirmed else self.account_reported

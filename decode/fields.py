@@ -28,6 +28,7 @@ REASONS = (
     "empty", "too_large", "not_json", "not_object", "missing_field", "wrong_type", "invalid_value",
     "invalid_timestamp", "invalid_amount", "invalid_bank", "invalid_account", "invalid_phone", "internal_error",
     "invalid_key", "protected",
+    "invalid_sender", "invalid_link",  # the SMS decoder's (decode/sms.py)
 )
 MAX_TEXT = 256
 R = TypeVar("R")

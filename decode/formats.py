@@ -7,6 +7,7 @@ lines):
     SEKAT_TRANSFERS_FORMAT   json (Transfer contract) | pacs008 (ISO 20022, XML or JSON rendering;
                              SEKAT_MEMBER_DIRECTORY)
     SEKAT_CALLS_FORMAT       json (Call contract) | cdr-csv (SEKAT_CDR_COLUMNS, SEKAT_CDR_DELIMITER) | call-attempt
+    SEKAT_TOPIC_SMS          json (Sms contract), with SEKAT_SENDER_REGISTRY_FILE
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from sekat.decode.call_attempt import decode_call_attempt
 from sekat.decode.calls import decode_call
 from sekat.decode.cdr import CdrCsvDecoder
 from sekat.decode.pacs008 import decode_pacs008
+from sekat.decode.sms import decode_sms
 from sekat.decode.transfers import decode_transfer
 from sekat.settings import Settings
+from sekat.urls import registrable
 
 
 def transfer_decoder(settings: Settings) -> Callable[[bytes | None], Any]:
@@ -38,3 +41,9 @@ def call_decoder(settings: Settings) -> Callable[[bytes | None], Any]:
     if settings.calls_format == "call-attempt":
         return partial(decode_call_attempt, **args)
     return partial(decode_call, **args)
+
+
+def sms_decoder(settings: Settings) -> Callable[[bytes | None], Any]:
+    registrable("example.com.my")  # the public suffix list read now, not on the first SMS's batch
+    return partial(decode_sms, max_bytes=settings.max_event_bytes, region=settings.phone_region,
+                   senders=settings.sender_registry())

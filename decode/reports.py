@@ -12,7 +12,7 @@ from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
 
-from sekat.blocklist.filing import MAX_TTL_DAYS, identifier, key_of
+from sekat.blocklist.filing import KIND_RULE, KINDS, MAX_SMS_VALUE, MAX_TTL_DAYS, identifier, key_of
 from sekat.blocklist.links import MAX_LINKS
 from sekat.decode import fields
 from sekat.decode.fields import Bad
@@ -20,7 +20,6 @@ from sekat.errors import InvalidIdentifier, InvalidReport
 from sekat.identifiers import parse_key
 from sekat.records import Link, Rejection, Report, SourceTally, Standing, Status, Summary, iso
 
-KINDS = ("phone", "account", "wallet", "proxy")
 MAX_HISTORY = 10_000
 MAX_GROUP = MAX_LINKS + 1  # a derived report carries its origin's whole group
 
@@ -29,8 +28,8 @@ def _identifier(data: dict[str, Any], prefix: str, region: str, protected: Colle
     """The identifier an object names by ``kind``, ``value`` and ``bank`` (accounts): (kind, bank, value)."""
     kind = fields.text(data, "kind", f"{prefix}kind", max_len=16)
     if kind not in KINDS:
-        raise Bad("invalid_value", f"{prefix}kind", "must be 'phone', 'account', 'wallet' or 'proxy'")
-    raw_value = fields.text(data, "value", f"{prefix}value", max_len=64)
+        raise Bad("invalid_value", f"{prefix}kind", KIND_RULE)
+    raw_value = fields.text(data, "value", f"{prefix}value", max_len=MAX_SMS_VALUE if kind in ("sender", "url", "domain") else 64)
     raw_bank = fields.text(data, "bank", f"{prefix}bank", required=False, max_len=16) if kind == "account" else None
     assert raw_value is not None
     try:
@@ -64,7 +63,7 @@ def _origin(data: dict[str, Any], path: str, region: str) -> tuple[str, str]:
     origin = fields.text(data, "origin", f"{path}origin", required=False, max_len=128) or ""
     if not origin:
         return "", ""
-    origin_key = fields.text(data, "origin_key", f"{path}origin_key", max_len=100) or ""
+    origin_key = fields.text(data, "origin_key", f"{path}origin_key", max_len=520) or ""
     try:
         parsed = parse_key(origin_key, region)
     except InvalidIdentifier as exc:

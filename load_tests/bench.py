@@ -483,7 +483,7 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
                          args.transfers_format, args.decode_processes)
         settings = Settings.from_environ(env)
         create_topics(settings)
-        topics = {"transfers": settings.topic_transfers, "calls": settings.topic_calls}
+        topics = {"transfers": settings.topic_transfers, "calls": settings.topic_calls, "sms": settings.topic_sms}
 
         population = Population(args.customers, args.listed)
         log(f"loading a {args.blocklist:,}-entry blocklist")
@@ -501,9 +501,11 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
         log(f"ceiling: {ceiling:,.0f} events/s")
 
         log(f"latency baseline: a raw consumer at {args.rate:,.0f} events/s for {args.steady_seconds}s")
-        base_topics = {"transfers": "bench.baseline.transfers", "calls": "bench.baseline.calls"}
+        base_topics = {"transfers": "bench.baseline.transfers", "calls": "bench.baseline.calls",
+                       "sms": "bench.baseline.sms"}
         create_topics(Settings.from_environ(env | {"SEKAT_TOPIC_TRANSFERS": base_topics["transfers"],
-                                                   "SEKAT_TOPIC_CALLS": base_topics["calls"]}))
+                                                   "SEKAT_TOPIC_CALLS": base_topics["calls"],
+                                                   "SEKAT_TOPIC_SMS": base_topics["sms"]}))
         raw = RawLatency(kafka.bootstrap, list(base_topics.values()))
         raw.start()
         raw.ready.wait(60)

@@ -42,7 +42,8 @@ def _produce(proc: int, bootstrap: str, topics: dict[str, str], events: int, rat
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1 if rate else 5, "batch.num.messages": 10000,
                          "queue.buffering.max.messages": 1_000_000, "acks": "all", "enable.idempotence": False})
     traffic = Traffic(Population(customers, listed), listed_share=listed_share, seed=1000 + proc,
-                      run=f"{run}{proc}", transfer_format=transfer_format, hot_keys=hot_keys, lane=proc, lanes=procs)
+                      run=f"{run}{proc}", transfer_format=transfer_format, hot_keys=hot_keys, lane=proc, lanes=procs,
+                      **({} if "sms" in topics else {"sms_share": 0.0}))  # SMS only where there is an SMS topic
     result = GenResult()
     # Connected, with every topic's partition leaders known, before the clock starts.
     for topic in topics.values():
@@ -125,6 +126,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--transfers-topic", default="bank.transfers")
     parser.add_argument("--calls-topic", default="telco.calls")
+    parser.add_argument("--sms-topic", default="telco.sms")
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rate", type=float, default=None, help="events/s in total; default: as fast as possible")
     parser.add_argument("--procs", type=int, default=2)
@@ -133,7 +135,8 @@ def main() -> None:
     parser.add_argument("--hot-keys", action="store_true",
                         help="with a hot caller and a hot payee (load_tests.traffic)")
     args = parser.parse_args()
-    result = generate(args.bootstrap, {"transfers": args.transfers_topic, "calls": args.calls_topic}, args.events,
+    result = generate(args.bootstrap, {"transfers": args.transfers_topic, "calls": args.calls_topic,
+                                       "sms": args.sms_topic}, args.events,
                       args.rate, args.procs, args.listed_share, transfer_format=args.transfers_format,
                       hot_keys=args.hot_keys)
     print(orjson.dumps({"sent": result.sent, "seconds": round(result.seconds, 2),

@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          bench_policy(base, "blocklist-only"))
         settings = Settings.from_environ(env)
         create_topics(settings)
-        topics = {"transfers": settings.topic_transfers, "calls": settings.topic_calls}
+        topics = {"transfers": settings.topic_transfers, "calls": settings.topic_calls, "sms": settings.topic_sms}
         population = Population(args.customers, args.listed)
         log(f"a {args.blocklist:,}-entry blocklist in Redis and in a file")
         load_blocklist(redis_server.url, settings.redis_prefix, population, args.blocklist)

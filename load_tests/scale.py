@@ -112,12 +112,12 @@ def run_workers(n: int, *, bootstrap: str, redis_url: str, prefix: str, base: Pa
            "SEKAT_APP_ID": name, "SEKAT_TOPIC_PARTITIONS": str(args.partitions),
            "SEKAT_TOPIC_REPLICATION": str(replication), "SEKAT_LOG_LEVEL": "warning",
            "SEKAT_METRICS_INTERVAL_S": "2", "SEKAT_POLICY_FILE": bench_policy(base, args.policy)}
-    for topic in ("transfers", "calls", "reports", "freeze", "block", "decisions", "deadletter"):
+    for topic in ("transfers", "calls", "sms", "reports", "freeze", "block", "decisions", "deadletter"):
         env[f"SEKAT_TOPIC_{topic.upper()}"] = f"{name}.{topic}"
     settings = Settings.from_environ(env)
     create_topics(settings)
     reset_brake(redis_url, prefix, settings.brake_window_s)  # each worker count starts with no trips
-    topics = {"transfers": settings.topic_transfers, "calls": settings.topic_calls}
+    topics = {"transfers": settings.topic_transfers, "calls": settings.topic_calls, "sms": settings.topic_sms}
     commands = Commands(bootstrap, [settings.topic_freeze, settings.topic_block])
     commands.start()
     procs: list[subprocess.Popen[bytes]] = []

@@ -2,11 +2,12 @@
 
 A ``Population`` holds clean customers (drawn Zipf-distributed, as real traffic
 is: a few accounts and numbers are very busy) and a disjoint set of listed mule
-accounts and scam numbers. ``Traffic`` turns a sequence number into one event
-(transfer or call) as contract JSON bytes, and says which commands the event
+accounts, e-wallets, scam numbers and phishing domains. ``Traffic`` turns a sequence number into one event
+(transfer, call or SMS) as contract JSON bytes, and says which commands the event
 must produce — the benchmark's recall and false-command counts come from that. One transfer in
 ``WALLET_EVERY`` (contract JSON) pays an e-wallet (``payee.wallet``) instead of an account; every fourth listed
-mule is listed as an e-wallet too.
+mule is listed as an e-wallet too. An SMS comes from a number or a sender ID and half of them carry a link;
+a listed one comes from a listed number or links to a listed domain.
 
 With ``hot_keys``, two adversarial keys take a fixed share of the events:
 one caller reaching 50,000 distinct callees in 10
@@ -29,6 +30,7 @@ ACCOUNT_DIGITS = {"MBBEMYKL": 12, "CIBBMYKL": 10, "PBBEMYKL": 10, "RHBBMYKL": 14
 MOBILE_PREFIXES = ("11", "12", "13", "14", "16", "17", "18", "19")
 OPERATORS = ("CELCOM", "MAXIS", "DIGI", "UMOBILE", "YES", "UNIFI")
 STATUS_MIX = (("confirmed", 0.7), ("reported", 0.3))
+SENDER_IDS = ("POSLAJU", "SHOPEE", "LAZADA", "TNB", "GRAB", "TOUCHNGO", "ASTRO", "JPJ")  # never listed
 
 # The hot keys' shares: of the default 600,000-event backlog, 50,000 calls of the hot caller and 10,000
 # transfers to the hot payee; the same shares of any other number of events.
@@ -53,6 +55,9 @@ def wallet(n: int) -> tuple[str, str, str]:
     """(provider code, its BIC, wallet id) of e-wallet ``n``."""
     provider, bic = WALLET_PROVIDERS[n % len(WALLET_PROVIDERS)]
     return provider, bic, f"W{n:010d}"
+def phishing_domain(n: int) -> str:
+    """The n-th synthetic phishing domain (listed ones only)."""
+    return f"scam{n}.example.my"
 
 
 def account(n: int) -> tuple[str, str]:
@@ -117,6 +122,8 @@ class Population:
         for n in self.listed_wallets:
             provider, _, wallet_id = wallet(n)
             out.append(Listed(f"wallet:{provider}:{wallet_id}", self.account_status[n]))
+        for n, status in self.account_status.items():
+            out.append(Listed(f"domain:{phishing_domain(n)}", status))
         return out
 
 
@@ -152,12 +159,13 @@ class Traffic:
 
     def __init__(self, population: Population, listed_share: float = 0.01, call_share: float = 0.4,
                  zipf_a: float = 1.3, seed: int = 1, run: str = "r", transfer_format: str = "json",
-                 hot_keys: bool = False, lane: int = 0, lanes: int = 1) -> None:
+                 hot_keys: bool = False, lane: int = 0, lanes: int = 1, sms_share: float = 0.1) -> None:
         self.pop = population
         self.hot_keys, self.lane, self.lanes = hot_keys, lane, lanes
         self.transfer_format = transfer_format
         self.listed_share = listed_share
         self.call_share = call_share
+        self.sms_share = sms_share  # the rest are transfers
         self.rng = np.random.default_rng(seed)
         self.zipf_a = zipf_a
         self.run = run
@@ -241,6 +249,8 @@ class Traffic:
                     f'"operator":"{OPERATORS[r2 % len(OPERATORS)]}","type":"voice","caller":"{caller}",'
                     f'"callee":"{callee}","caller_network":"domestic"}}')
             return body.encode(), caller.encode(), "calls", expected, event_id
+        if u1 < self.call_share + self.sms_share:
+            return self._sms(seq, event_id, now_iso, r1, r2, listed)
         if self.transfer_format == "json" and seq % WALLET_EVERY == WALLET_AT:
             return self._to_wallet(seq, event_id, now_iso, r1, r2, listed)
         if listed:
@@ -275,6 +285,30 @@ class Traffic:
                 f'"phone":"{mobile(payer)}"}},'
                 f'"payee":{{"bank":"{bic}","wallet":{{"provider":"{provider}","id":"{wallet_id}"}}}}}}')
         return body.encode(), payer_acct.encode(), "transfers", expected, event_id
+    def _sms(self, seq: int, event_id: str, now_iso: str, r1: int, r2: int, listed: bool
+             ) -> tuple[bytes, bytes, str, tuple[str, ...], str]:
+        """An SMS: from a listed number (BLOCK_SMS or LABEL_SMS), with a link to a listed domain (BLOCK_SMS,
+        reported or confirmed), or clean: a customer's number or a brand's sender ID, with a link or without."""
+        expected: tuple[str, ...] = ()
+        if listed and seq & 1:
+            n = self.pop.listed_numbers[r1 % len(self.pop.listed_numbers)]
+            sender, text = written_phone(mobile(n), seq & 3), "Tahniah! Anda menang. Hubungi nombor ini segera"
+            expected = ("BLOCK_SMS",) if self.pop.number_status[n] == "confirmed" else ("LABEL_SMS",)
+            self.subjects[event_id] = f"phone:{mobile(n)}"
+        elif listed:
+            domain = phishing_domain(self.pop.listed_accounts[r1 % len(self.pop.listed_accounts)])
+            sender = SENDER_IDS[r2 % len(SENDER_IDS)]
+            text = f"Bungkusan ditahan. Bayar RM2.90 di https://WWW.{domain.upper()}/pay?id={seq} hari ini"
+            expected = ("BLOCK_SMS",)
+            self.subjects[event_id] = f"domain:{domain}"
+        else:
+            sender = SENDER_IDS[r1 % len(SENDER_IDS)] if r1 & 1 else written_phone(mobile(r1), seq & 3)
+            text = (f"Kod anda {seq % 1_000_000:06d}. Jangan kongsi." if r2 & 1
+                    else f"Jejak bungkusan anda di https://www.shop{r2 % 1000}.example.com.my/t/{seq}")
+        body = (f'{{"event_id":"{event_id}","occurred_at":"{now_iso}","sms_id":"sms-{seq}",'
+                f'"operator":"{OPERATORS[r2 % len(OPERATORS)]}","sender":"{sender}","recipient":"{mobile(r2)}",'
+                f'"route":"MY-AGG-{r2 % 4}","text":"{text}"}}')
+        return body.encode(), mobile(r2).encode(), "sms", expected, event_id
 
     def _transfer(self, seq: int, event_id: str, now_iso: str, payer: int, payee: int, expected: tuple[str, ...]
                   ) -> tuple[bytes, bytes, str, tuple[str, ...], str]:

@@ -18,7 +18,8 @@ Label values (all bounded, never an account or a phone number):
     reason       dead-letter reason codes (``sekat.decode.fields.REASONS``)
     result       LOOKUP_RESULTS: hit, miss, inactive; policy reloads: applied, refused
     rule, mode   rule ids of the registry; enforce, shadow
-    kind/status  BLOCKLIST_KINDS x BLOCKLIST_STATUSES: account/phone/wallet/proxy x reported/confirmed/revoked/expired
+    kind/status  BLOCKLIST_KINDS x BLOCKLIST_STATUSES: account/phone/wallet/proxy/sender/url/domain x
+                 reported/confirmed/revoked/expired
     topic/partition  input partitions assigned to this worker
 """
 
@@ -33,10 +34,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sekat.records import Action, Command
 
-STREAMS = ("transfers", "calls")
+STREAMS = ("transfers", "calls", "sms")
 OUTCOMES = ("ALLOW", "LABEL", "HOLD", "BLOCK", "INVALID", "SKIPPED")
 LOOKUP_RESULTS = ("hit", "miss", "inactive")
-BLOCKLIST_KINDS = ("account", "phone", "wallet", "proxy")
+BLOCKLIST_KINDS = ("account", "phone", "wallet", "proxy", "sender", "url", "domain")  # bounded: the identifier kinds
 BLOCKLIST_STATUSES = ("reported", "confirmed", "revoked", "expired")
 MAX_INSTITUTIONS = 500
 OTHER_INSTITUTION = "other"

@@ -7,7 +7,8 @@
     release sweep (group leader, every SEKAT_RELEASE_INTERVAL_S):
         due entries (sorted set by next check) ─> still active? move to its expiry
                                                └> revoked / expired: RELEASE_ACCOUNT to each bank that froze or
-                                                  held, UNBLOCK_NUMBER to each telco that blocked or labelled,
+                                                  held, UNBLOCK_NUMBER to each telco that blocked or labelled
+                                                  calls, UNBLOCK_SMS to each that blocked or labelled SMS,
                                                   on the command topics, plus one audit record on sekat.decisions;
                                                   once Kafka has acknowledged them, forget exactly those
 
@@ -53,10 +54,12 @@ ACTED = "acted"  # StateWrite kind: (entry key, ACTION|INSTITUTION)
 LISTED = ("reported", "confirmed")
 RECHECK_MISSING_S = 60.0  # an acted-on key missing from the index (e.g. during a rebuild): look again later
 SWEEP_LIMIT = 500
-RELEASES = (Action.RELEASE_ACCOUNT, Action.UNBLOCK_NUMBER)
+RELEASES = (Action.RELEASE_ACCOUNT, Action.UNBLOCK_NUMBER, Action.UNBLOCK_SMS)
 
 
 def release_action(action: Action) -> Action:
+    if action.for_sms:
+        return Action.UNBLOCK_SMS
     return Action.RELEASE_ACCOUNT if action.for_bank else Action.UNBLOCK_NUMBER
 
 

@@ -1,4 +1,4 @@
-"""Blocklist match (``blocklist_match``): act on a listed payee, payer, payee proxy or caller.
+"""Blocklist match (``blocklist_match``): act on a listed payee, payer, payee proxy, caller, SMS sender or link.
 
 | who is listed       | confirmed | reported |
 |---------------------|-----------|----------|
@@ -8,6 +8,12 @@
 |   hashed NRIC, passport, business registration) |  |  |
 | payer account       | BLOCK     | HOLD     |
 | caller              | BLOCK     | LABEL    |
+| SMS sender          | BLOCK     | LABEL    |
+| SMS link (url, or its host or a parent domain) | BLOCK | BLOCK |
+
+A listed link blocks the SMS whether reported or confirmed: dropping a text
+with a reported phishing link costs its sender nothing legitimate (the page
+can be sent again once the entry is revoked), letting it through costs a victim.
 
 The policy's ``actions`` table turns outcomes into commands (by default BLOCK
 on a transfer holds it and freezes the listed account; on a call it blocks
@@ -20,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sekat.records import Call, Entry, Status, Transfer
+from sekat.records import Call, Entry, Sms, Status, Transfer
 from sekat.rules.outcome import Outcome
 from sekat.rules.registry import Context, Finding, RuleSpec, choices
 
@@ -31,7 +37,10 @@ PAYEE_PROXY = "payee-proxy-on-blocklist"
 PAYEE_WALLET = "payee-wallet-on-blocklist"
 PAYER = "payer-on-blocklist"
 CALLER = "caller-on-blocklist"
-ROLES = ("payee", "payee_proxy", "payer", "caller")
+SENDER = "sender-on-blocklist"
+LINK = "link-on-blocklist"
+ROLES = ("payee", "payee_proxy", "payer", "caller",
+         "sender", "link")
 
 
 @dataclass(frozen=True)
@@ -82,5 +91,19 @@ def evaluate_call(call: Call, ctx: Context, params: Params) -> list[Finding]:
     return [found] if found else []
 
 
-SPEC = RuleSpec(ID, VERSION, Params, {"transfers": evaluate_transfer, "calls": evaluate_call},
-                "listed payee, payee proxy, payer or caller")
+def evaluate_sms(sms: Sms, ctx: Context, params: Params) -> list[Finding]:
+    found: list[Finding | None] = []
+    if "sender" in params.roles and not sms.sender.protected:
+        found.append(_finding(SENDER, "sender", ctx.lookups.get(sms.sender.key), ctx.now, Outcome.LABEL))
+    if "link" in params.roles:
+        for link in sms.links:  # the page itself, then its host and parent domains: the first listed one
+            for key in (link.key, *(d.key for d in link.domains())):
+                hit = _finding(LINK, "link " + key.partition(":")[0], ctx.lookups.get(key), ctx.now, Outcome.BLOCK)
+                if hit is not None:
+                    found.append(hit)
+                    break
+    return [f for f in found if f is not None]
+
+
+SPEC = RuleSpec(ID, VERSION, Params, {"transfers": evaluate_transfer, "calls": evaluate_call, "sms": evaluate_sms},
+                "listed payee, payee proxy, payer, caller, SMS sender or SMS link")

@@ -31,8 +31,8 @@ import msgspec
 
 from sekat.errors import SekatError
 from sekat.identifiers import parse_key
-from sekat.records import (COMMAND_NAMESPACE, Action, Call, Command, Decision, Match, Report, Status, Transfer,
-                           iso, key_object)
+from sekat.records import (COMMAND_NAMESPACE, Action, Call, Command, Decision, Match, Report, Sms, Status,
+                           Transfer, iso, key_object)
 from sekat.rules.outcome import Outcome
 from sekat.rules.policy import Policy
 from sekat.rules.registry import AUTO, Context, Finding, StateWrite
@@ -221,4 +221,30 @@ def decide_call(call: Call, ctx: Context, policy: Policy) -> Verdict:
     reports, writes = _reports("calls", call.event_id, enforce, ctx)
     writes.extend(_writes("calls", call, ctx, policy, enforce))
     return Verdict(_decision("calls", call.event_id, ctx, policy, enforce, shadow, errors, commands, reports),
+                   tuple(writes))
+
+
+def decide_sms(sms: Sms, ctx: Context, policy: Policy) -> Verdict:
+    """BLOCK_SMS or LABEL_SMS (the strongest the policy's ``actions.sms`` gives) to the SMS's operator, naming
+    its sender; the reasons name the listed link or sender behind it."""
+    enforce, shadow, errors = _evaluate("sms", sms, ctx, policy)
+    if not enforce and not shadow and not errors:
+        return _allow("sms", sms.event_id, ctx, policy, tuple(_writes("sms", sms, ctx, policy, enforce)))
+    actions = policy.actions["sms"]
+    commands: list[Command] = []
+    for action in (Action.BLOCK_SMS, Action.LABEL_SMS):  # one command per SMS: the strongest
+        behind = [m for m, f in enforce if action in actions[f.outcome]]
+        if behind:
+            details = (("sms_id", sms.sms_id), ("recipient", sms.recipient.e164),
+                       ("sender_kind", sms.sender.key.partition(":")[0]))
+            if sms.route is not None:
+                details += (("route", sms.route),)
+            target = sms.sender.key.partition(":")[2]
+            commands.append(Command(action, sms.operator, target, sms.event_id, behind[0].code,
+                                    tuple(m.reason for m, _ in enforce), ctx.now, details,
+                                    tuple(dict.fromkeys(m.rule_ref for m, _ in enforce))))
+            break
+    reports, writes = _reports("sms", sms.event_id, enforce, ctx)
+    writes.extend(_writes("sms", sms, ctx, policy, enforce))
+    return Verdict(_decision("sms", sms.event_id, ctx, policy, enforce, shadow, errors, commands, reports),
                    tuple(writes))

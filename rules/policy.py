@@ -12,6 +12,7 @@ A policy is data, a YAML file (the shipped default is ``rules/policy.yaml``;
     actions:                         # outcome -> commands, per stream
       transfers: {BLOCK: [HOLD_TRANSFER, FREEZE_ACCOUNT], HOLD: [HOLD_TRANSFER], LABEL: []}
       calls: {BLOCK: [BLOCK_CALL], HOLD: [LABEL_CALL], LABEL: [LABEL_CALL]}
+      sms: {BLOCK: [BLOCK_SMS], HOLD: [LABEL_SMS], LABEL: [LABEL_SMS]}   # optional; these when absent
     holds:                           # optional: how long each hold lasts, in minutes (its ``hold_until``)
       HOLD_TRANSFER: 1440
       HOLD_AMOUNT: 4320
@@ -32,8 +33,8 @@ import yaml
 
 from sekat.errors import PolicyError
 from sekat.records import Action
-from sekat.rules import (blocklist_match, call_burst, cross_channel, follow_money, mule_inflow, spoofed_caller,
-                         wangiri)
+from sekat.rules import (blocklist_match, call_burst, cross_channel, follow_money, mule_inflow, sender_impersonation,
+                         spoofed_caller, wangiri)
 from sekat.rules.outcome import Outcome
 from sekat.rules.registry import STREAMS, Registry, RuleSpec, parse_params
 
@@ -41,6 +42,9 @@ DEFAULT_POLICY_FILE = Path(__file__).with_name("policy.yaml")
 MODES = ("enforce", "shadow")
 _BANK_ACTIONS = (Action.HOLD_TRANSFER, Action.FREEZE_ACCOUNT, Action.HOLD_AMOUNT)
 _TELCO_ACTIONS = (Action.BLOCK_CALL, Action.LABEL_CALL)
+_SMS_ACTIONS = (Action.BLOCK_SMS, Action.LABEL_SMS)
+# A policy written before the SMS stream existed names no ``actions.sms``: it gets these.
+DEFAULT_SMS_ACTIONS = {"BLOCK": ["BLOCK_SMS"], "HOLD": ["LABEL_SMS"], "LABEL": ["LABEL_SMS"]}
 _ACTING = (Outcome.LABEL, Outcome.HOLD, Outcome.BLOCK)
 HOLDS = (Action.HOLD_TRANSFER, Action.HOLD_AMOUNT)  # the commands that carry ``hold_until``
 DEFAULT_HOLD_MINUTES = {Action.HOLD_TRANSFER: 24 * 60, Action.HOLD_AMOUNT: 3 * 24 * 60}
@@ -50,7 +54,8 @@ MAX_HOLD_MINUTES = 30 * 24 * 60
 def default_registry() -> Registry:
     """Every rule type shipped with Sekat; a duplicate id fails here, at start-up."""
     registry = Registry()
-    for module in (blocklist_match, mule_inflow, cross_channel, spoofed_caller, call_burst, follow_money, wangiri):
+    for module in (blocklist_match, mule_inflow, cross_channel, spoofed_caller, call_burst, follow_money, wangiri,
+                   sender_impersonation):
         registry.register(module.SPEC)
     return registry
 
@@ -193,10 +198,10 @@ def _parse_actions(raw: Any) -> Mapping[str, Mapping[Outcome, tuple[Action, ...]
         raise PolicyError("", "actions", "must map each stream (transfers, calls) to outcome -> actions")
     out: dict[str, dict[Outcome, tuple[Action, ...]]] = {}
     for stream in STREAMS:
-        table = raw.get(stream)
+        table = raw.get(stream, DEFAULT_SMS_ACTIONS if stream == "sms" else None)
         if not isinstance(table, Mapping):
             raise PolicyError("", f"actions.{stream}", "is required: a mapping of LABEL, HOLD, BLOCK to actions")
-        allowed = _BANK_ACTIONS if stream == "transfers" else _TELCO_ACTIONS
+        allowed = _BANK_ACTIONS if stream == "transfers" else _SMS_ACTIONS if stream == "sms" else _TELCO_ACTIONS
         parsed: dict[Outcome, tuple[Action, ...]] = {}
         for name, actions in table.items():
             where = f"actions.{stream}.{name}"

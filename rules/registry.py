@@ -33,7 +33,7 @@ from sekat.errors import PolicyError
 from sekat.records import Entry
 from sekat.rules.outcome import Outcome
 
-STREAMS = ("transfers", "calls")
+STREAMS = ("transfers", "calls", "sms")
 
 
 AUTO = "auto"  # value family of the engine's marks "rule|identifier": a rule reported this identifier already
@@ -142,7 +142,7 @@ class RuleSpec(Generic[P]):
     id: str
     version: int
     params: type[P]
-    evaluators: Mapping[str, Evaluate]  # stream (transfers | calls) -> evaluate
+    evaluators: Mapping[str, Evaluate]  # stream (transfers | calls | sms) -> evaluate
     summary: str = ""
     state: tuple[State, ...] = ()  # what the rule keeps between events (read for each batch before deciding)
     writers: Mapping[str, Write] = field(default_factory=dict)  # stream -> the state writes an event makes

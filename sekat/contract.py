@@ -67,13 +67,14 @@ CommandId = Annotated[uuid.UUID, Meta(description=(
 Reasons = Annotated[list[str], Meta(description="human-readable reasons, citing the evidence")]
 RuleRefs = Annotated[list[str], Meta(description="id@version of every enforce rule behind the command")]
 Outcome = Literal["ALLOW", "LABEL", "HOLD", "BLOCK"]  # rules.outcome.Outcome, lowest to highest
-Kind = Literal["phone", "account", "wallet", "proxy"]
+Kind = Literal["phone", "account", "wallet", "proxy", "sender", "url", "domain"]
 # Every reason a dead letter can carry: sekat.decode.fields.REASONS, the adapters' own and not_text (CDR).
 DeadLetterReason = Literal[
     "empty", "too_large", "not_json", "not_object", "missing_field", "wrong_type", "invalid_value",
     "invalid_timestamp", "invalid_amount", "invalid_bank", "invalid_account", "invalid_phone", "internal_error",
     "invalid_key", "protected", "not_text", "not_xml", "forbidden_dtd", "unsupported_message",
     "unsupported_version", "invalid_currency",
+    "invalid_sender", "invalid_link",
 ]
 
 
@@ -171,12 +172,32 @@ class CallAttempt(Struct, kw_only=True):
     answered: _Answered | None = None
 
 
+class Sms(Struct, kw_only=True):
+    """An SMS as the operator's SMS firewall sees it (SEKAT_TOPIC_SMS). ``text`` is read for its links and dropped."""
+
+    event_id: Annotated[Id, Meta(description="unique per event; part of every command id")]
+    occurred_at: InTime
+    sms_id: Annotated[Id, Meta(description="the operator's id of the message; carried back in commands")]
+    operator: Annotated[str, Meta(pattern=OPERATOR, description="operator code, any case (upper-cased)")]
+    sender: Annotated[str, Meta(max_length=32, pattern=NON_BLANK, description=(
+        "a phone number in any usual spelling, or an alphanumeric sender ID (case, spaces, '-', '.', '_' "
+        "ignored: May-Bank is MAYBANK)"))]
+    recipient: PhoneIn
+    route: Annotated[str, Meta(max_length=32, pattern=r"^\s*[A-Za-z0-9_.-]{1,32}\s*$", description=(
+        "the route it arrived over (aggregator, SMSC or interconnect id); checked against "
+        "SEKAT_SENDER_REGISTRY_FILE for a protected sender ID"))] | None = None
+    text: Annotated[str, Meta(max_length=4096, pattern=NON_BLANK, description=(
+        "the message text: read for links, never stored or logged"))] | None = None
+    urls: Annotated[list[Annotated[str, Meta(max_length=2049)]], Meta(max_length=10, description=(
+        "links the operator already extracted (http or https; a bare host is read as http)"))] | None = None
+
+
 # -- reports (read and written on SEKAT_TOPIC_REPORTS) ----------------------------------------------------------
 class Link(Struct, kw_only=True):
     """Another identifier of the same scam."""
 
     kind: Kind
-    value: Annotated[str, Meta(max_length=64, pattern=NON_BLANK)]
+    value: Annotated[str, Meta(max_length=512, pattern=NON_BLANK)]
     bank: Annotated[str, Meta(max_length=16, description="BIC of an account's bank")] | None = None
 
 
@@ -198,7 +219,7 @@ class HistoryItem(Struct, kw_only=True):
     filed_by: Annotated[str, Meta(max_length=64)] | None = None
     links: _Links | None = None
     origin: Annotated[str, Meta(max_length=128)] | None = None
-    origin_key: Annotated[str, Meta(max_length=100)] | None = None
+    origin_key: Annotated[str, Meta(max_length=520)] | None = None
     renewal: bool = False
 
 
@@ -256,9 +277,10 @@ class Report(HistoryItem, kw_only=True):
     """A report on one identifier: the unit of the blocklist, keyed by its identifier key."""
 
     kind: Kind
-    value: Annotated[str, Meta(max_length=64, pattern=NON_BLANK, description=(
-        "phone number (any spelling), account number, e-wallet PROVIDER:ID, or proxy TYPE:<32 hex digits of its "
-        "keyed hash> (never a clear NRIC: the API hashes it); Sekat writes them normalised"))]
+    value: Annotated[str, Meta(max_length=512, pattern=NON_BLANK, description=(
+        "phone number (any spelling), account number, e-wallet PROVIDER:ID, proxy TYPE:<32 hex digits of its "
+        "keyed hash> (never a clear NRIC: the API hashes it), SMS sender ID, link (url) or domain; Sekat writes "
+        "them normalised (E.164, digits, upper-case sender ID without separators, host/path, host)"))]
     bank: Annotated[str, Meta(max_length=16, description="BIC of the account's bank (accounts only)")] | None = None
     history: Annotated[list[HistoryItem], Meta(max_length=10_000, description=(
         "the identifier's most recent reports, in full (written by Sekat on a consolidated record)"))] | None = None
@@ -315,7 +337,8 @@ class HoldAmount(_TransferIds, kw_only=True, tag=Action.HOLD_AMOUNT.value):
 
 
 _EntryKey = Annotated[str, Meta(description=(
-    "key of the entry that ended: account:BIC8:number, phone:+E164, wallet:PROVIDER:ID or proxy:TYPE:hash"))]
+    "key of the entry that ended: account:BIC8:number, phone:+E164, wallet:PROVIDER:ID, proxy:TYPE:hash, "
+    "sender:NAME, url:host/path or domain:host"))]
 WALLET_VALUE = r"^[A-Z0-9]{2,16}:\+?[A-Z0-9]{4,34}$"
 PROXY_VALUE = r"^(NRIC|PASSPORT|BRN):[0-9a-f]{32}$"
 _Released = Literal["revoked", "expired", "hold_ended"]
@@ -366,12 +389,43 @@ class UnblockNumber(_TelcoCommand, kw_only=True, tag=Action.UNBLOCK_NUMBER.value
     report_id: _ReleaseRef
 
 
+class _SmsCommand(_Command, kw_only=True):
+    operator: Annotated[str, Meta(pattern=OPERATOR_OUT, description="the operator that must act (also the key)")]
+
+
+class _SmsIds(_SmsCommand, kw_only=True):
+    sender: Annotated[str, Meta(description="the SMS's sender: E.164 (sender_kind phone) or the sender ID")]
+    sms_id: str
+    recipient: Phone
+    sender_kind: Literal["phone", "sender"]
+    route: Annotated[str, Meta(description="the route it arrived over, when the event named one")] | UnsetType = UNSET
+
+
+class BlockSms(_SmsIds, kw_only=True, tag=Action.BLOCK_SMS.value):
+    """The operator drops this SMS."""
+
+
+class LabelSms(_SmsIds, kw_only=True, tag=Action.LABEL_SMS.value):
+    """The operator delivers this SMS with a "suspected scam" warning."""
+
+
+class UnblockSms(_SmsCommand, kw_only=True, tag=Action.UNBLOCK_SMS.value):
+    """Stop blocking or labelling SMS because of this entry (revoked or expired): its sender, link or domain."""
+
+    value: Annotated[str, Meta(description="the entry's value: E.164, sender ID, host/path (url) or host (domain)")]
+    identifier: _EntryKey
+    kind: Kind
+    released: _Released
+    report_id: _ReleaseRef
+
+
 BankCommand = HoldTransfer | FreezeAccount | HoldAmount | ReleaseAccount
-TelcoCommand = BlockCall | LabelCall | UnblockNumber
+TelcoCommand = BlockCall | LabelCall | UnblockNumber | BlockSms | LabelSms | UnblockSms
 COMMANDS: dict[Action, type[_Command]] = {
     Action.HOLD_TRANSFER: HoldTransfer, Action.FREEZE_ACCOUNT: FreezeAccount, Action.HOLD_AMOUNT: HoldAmount,
     Action.RELEASE_ACCOUNT: ReleaseAccount, Action.BLOCK_CALL: BlockCall, Action.LABEL_CALL: LabelCall,
-    Action.UNBLOCK_NUMBER: UnblockNumber,
+    Action.UNBLOCK_NUMBER: UnblockNumber, Action.BLOCK_SMS: BlockSms, Action.LABEL_SMS: LabelSms,
+    Action.UNBLOCK_SMS: UnblockSms,
 }
 
 
@@ -401,7 +455,7 @@ class Decision(Struct, kw_only=True):
     """The verdict on one event that any rule matched (enforce or shadow) or that a rule failed on."""
 
     event_id: str
-    stream: Literal["transfers", "calls"]
+    stream: Literal["transfers", "calls", "sms"]
     outcome: Annotated[Outcome, Meta(description="what enforce rules decided")]
     shadow_outcome: Annotated[Outcome, Meta(description="what shadow rules would have decided")]
     decided_at: OutTime
@@ -683,6 +737,7 @@ MESSAGES: dict[str, tuple[str, Any]] = {
     "transfer": ("Transfer", Transfer),
     "call": ("Call", Call),
     "call-attempt": ("CallAttempt", CallAttempt),
+    "sms": ("Sms", Sms),
     "report": ("Report", _ANNOTATED_REPORT),
     "bank-command": ("BankCommand", BankCommand),
     "telco-command": ("TelcoCommand", TelcoCommand),

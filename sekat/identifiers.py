@@ -7,6 +7,10 @@ are one number, and ``5140 1234-5678`` at ``MBBEMYKLXXX`` is
 bank outside Malaysia is ``BIC8:SCHEME:id``. Each identifier has a ``key`` (``kind:value``), the
 key of the ``sekat.reports`` topic and of the Redis index.
 
+The SMS channel adds three kinds: an alphanumeric sender ID (``SenderId``,
+``sender:MAYBANK``, here), a link (``url:host/path``) and a domain
+(``domain:host``), those two in ``sekat.urls``.
+
 Emergency and short service numbers (999, 112, 15999, ...) normalise to a
 ``PhoneNumber`` marked ``protected``: decisions never act on them and the
 store refuses to list them.
@@ -17,8 +21,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import phonenumbers
 from phonenumbers import shortnumberinfo
@@ -169,8 +175,8 @@ def parse_phone(text: str, region: str = "MY") -> PhoneNumber:
     return PhoneNumber(e164)
 
 
-def parse_key(key: str, region: str = "MY") -> Identifier:
-    """The inverse of ``.key``: ``phone:+60...`` or ``account:BIC8:digits``."""
+def parse_key(key: str, region: str = "MY") -> Any:
+    """The inverse of ``.key``: ``phone:+60...``, ``account:BIC8:digits``, or an ``SMS_KINDS`` key."""
     kind, _, value = key.partition(":")
     if kind == "phone":
         return normalise_phone(value, region)
@@ -181,7 +187,50 @@ def parse_key(key: str, region: str = "MY") -> Identifier:
         return parse_wallet(value)  # type: ignore[return-value]
     if kind == "proxy":
         return parse_proxy(value)  # type: ignore[return-value]
-    raise InvalidIdentifier(f"identifier kind must be 'phone', 'account', 'wallet' or 'proxy', got {kind[:16]!r}")
+    if kind in SMS_KINDS:
+        return parse_sms_key(kind, value)
+    raise InvalidIdentifier("identifier kind must be 'phone', 'account', 'wallet', 'proxy', 'sender', 'url' or "
+                            f"'domain', got {kind[:16]!r}")
+
+
+# Kinds of the SMS channel (sekat/senders.py, sekat/urls.py): an alphanumeric sender ID, a link, a domain.
+SMS_KINDS = ("sender", "url", "domain")
+MAX_SENDER_CHARS = 32  # as written, separators included
+_SENDER_SEPARATORS = str.maketrans("", "", " -._")
+_SENDER_RE = re.compile(r"[A-Z0-9&]{1,16}")
+
+
+@dataclass(frozen=True, slots=True)
+class SenderId:
+    name: str  # upper case, separators removed
+    protected: bool = False  # never: a protected sender ID is refused at filing, not here
+    key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", "sender:" + self.name)
+
+    def masked(self) -> str:
+        return self.name  # a brand or service name, not personal data
+
+
+def normalise_sender_id(raw: str) -> SenderId:
+    """An alphanumeric sender ID: case and separators (space, '-', '.', '_') ignored; ASCII letters, digits, '&'."""
+    text = unicodedata.normalize("NFKC", raw.strip())
+    if not text or len(text) > MAX_SENDER_CHARS:
+        raise InvalidIdentifier("sender ID is empty or too long")
+    name = text.upper().translate(_SENDER_SEPARATORS)
+    if not _SENDER_RE.fullmatch(name):
+        raise InvalidIdentifier("sender ID must be 1-16 letters, digits or '&' (spaces, '-', '.', '_' ignored)")
+    return SenderId(name)
+
+
+def parse_sms_key(kind: str, value: str) -> Any:
+    """``sender:NAME``, ``url:host/path`` or ``domain:host`` as its identifier (``SenderId``, ``Url``, ``Domain``)."""
+    from sekat.urls import normalise_domain, normalise_url
+
+    if kind == "sender":
+        return normalise_sender_id(value)
+    return normalise_url(value) if kind == "url" else normalise_domain(value)
 
 
 def parse_protected(lines: list[str], region: str = "MY") -> frozenset[str]:

@@ -5,7 +5,7 @@ parsed once at the edge (``sekat.decode``) into these frozen records; rules
 receive them and return ``Decision``s holding ``Command``s; the shell
 serialises those back to JSON.
 
-    events        Transfer (its Party and Proxy), Call
+    events        Transfer (its Party and Proxy), Call, Sms
     blocklist     Report (one report on one identifier: the unit of sekat.reports), Status,
                   Entry (an identifier as the serving index holds it), Link, Summary (an
                   entry's older reports folded: SourceTally, Standing)
@@ -31,6 +31,8 @@ from typing import Any
 import msgspec
 
 from sekat.identifiers import AccountId, PhoneNumber, ProxyId, WalletId
+from sekat.senders import Sender
+from sekat.urls import Domain, Url
 
 # Fixed namespace for command ids: uuid5(namespace, "event_id|action|target").
 COMMAND_NAMESPACE = uuid.UUID("6f1d2c8e-5b7a-5e1c-9a43-5e4b41540001")
@@ -116,6 +118,29 @@ class Call(msgspec.Struct, frozen=True):
         return [] if self.caller.protected else [self.caller]
 
 
+class Sms(msgspec.Struct, frozen=True):
+    """One SMS as the operator's SMS firewall sees it. The text is not kept: only the links found in it."""
+
+    event_id: str
+    occurred_at: datetime
+    sms_id: str
+    operator: str
+    sender: Sender  # a phone number, or an alphanumeric sender ID
+    recipient: PhoneNumber
+    route: str | None = None  # the route it arrived over (aggregator, SMSC, interconnect id), upper case
+    links: tuple[Url, ...] = ()
+    # The routes the sender is registered on when it is a protected sender ID (SEKAT_SENDER_REGISTRY_FILE),
+    # else None: set by the decoder from the registry, read by the sender_impersonation rule.
+    registered_routes: frozenset[str] | None = None
+
+    def identifiers(self) -> list[PhoneNumber | Sender | Url | Domain]:
+        ids: list[PhoneNumber | Sender | Url | Domain] = [] if self.sender.protected else [self.sender]
+        for link in self.links:
+            ids.append(link)
+            ids.extend(link.domains())
+        return ids
+
+
 class Status(str, enum.Enum):
     REPORTED = "reported"
     CONFIRMED = "confirmed"
@@ -141,8 +166,9 @@ class Report:
 
     report_id: str
     reported_at: datetime
-    kind: str  # "phone", "account", "wallet" or "proxy"
-    value: str  # E.164 for phones, digits for accounts, PROVIDER:ID for wallets, TYPE:hash for proxies
+    kind: str  # "phone", "account", "wallet", "proxy", "sender", "url" or "domain"
+    value: str  # E.164 for phones, digits for accounts, PROVIDER:ID for wallets, TYPE:hash for proxies, the
+    #             normalised value for the others
     status: Status
     source: str
     bank: str = ""
@@ -392,10 +418,17 @@ class Action(str, enum.Enum):
     LABEL_CALL = "LABEL_CALL"
     RELEASE_ACCOUNT = "RELEASE_ACCOUNT"  # the entry was revoked or expired: lift the freeze / holds it caused
     UNBLOCK_NUMBER = "UNBLOCK_NUMBER"  # the entry was revoked or expired: stop blocking / labelling the number
+    BLOCK_SMS = "BLOCK_SMS"  # an operator drops an SMS
+    LABEL_SMS = "LABEL_SMS"  # an operator delivers an SMS with a warning
+    UNBLOCK_SMS = "UNBLOCK_SMS"  # the entry was revoked or expired: stop blocking / labelling SMS carrying it
 
     @property
     def for_bank(self) -> bool:
         return self in (Action.HOLD_TRANSFER, Action.FREEZE_ACCOUNT, Action.HOLD_AMOUNT, Action.RELEASE_ACCOUNT)
+
+    @property
+    def for_sms(self) -> bool:
+        return self in (Action.BLOCK_SMS, Action.LABEL_SMS, Action.UNBLOCK_SMS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,7 +437,7 @@ class Command:
 
     action: Action
     institution: str
-    target: str  # account value (banks) or caller E.164 (telcos): part of the command id
+    target: str  # account value (banks), caller E.164 (calls), sender (SMS) or released value: part of the id
     event_id: str
     rule: str
     reasons: tuple[str, ...]
@@ -428,6 +461,9 @@ class Command:
         if self.action.for_bank:
             body["bank"] = self.institution
             body["account"] = self.target
+        elif self.action.for_sms:
+            body["operator"] = self.institution
+            body["value" if self.action is Action.UNBLOCK_SMS else "sender"] = self.target
         else:
             body["operator"] = self.institution
             body["caller"] = self.target

@@ -81,6 +81,7 @@ class Settings:
     api_redis_url: str = ""
     topic_transfers: str = "bank.transfers"
     topic_calls: str = "telco.calls"
+    topic_sms: str = "telco.sms"
     topic_reports: str = "sekat.reports"
     topic_freeze: str = "sekat.commands.freeze"
     topic_block: str = "sekat.commands.block"
@@ -123,6 +124,7 @@ class Settings:
     replica_disk_dir: str | None = None  # None (unset): the worker's data directory; "": no disk copy
     replica_disk_max_age_s: int = 86_400
     protected_file: str = ""
+    sender_registry_file: str = ""
     member_directory: str = ""
     proxy_hash_key: str = ""
     api_host: str = "127.0.0.1"
@@ -317,6 +319,7 @@ class Settings:
         if self.policy_file and not os.path.isfile(self.policy_file):
             raise ConfigError("SEKAT_POLICY_FILE", f"no such file: {self.policy_file}")
         self.protected_keys()
+        self.sender_registry()
         self.member_directory_map()
         self.expiry_policy()
         self.trusted_proxies()
@@ -373,15 +376,31 @@ class Settings:
         """Keys (``kind:value``) of the configured protected list; empty without SEKAT_PROTECTED_FILE."""
         from sekat.identifiers import parse_protected  # here: phonenumbers loads only when a setting needs it
 
+        senders = frozenset(self.sender_registry())  # a bank's own sender ID is never listed either
         if not self.protected_file:
-            return frozenset()
+            return senders
         try:
             with open(self.protected_file, encoding="utf-8") as fh:
-                return parse_protected(fh.readlines(), self.phone_region)
+                return parse_protected(fh.readlines(), self.phone_region) | senders
         except OSError as exc:
             raise ConfigError("SEKAT_PROTECTED_FILE", f"cannot read {self.protected_file}: {exc.strerror}") from None
         except (InvalidIdentifier, UnicodeDecodeError) as exc:
             raise ConfigError("SEKAT_PROTECTED_FILE", f"{self.protected_file}: {exc}") from None
+
+    def sender_registry(self) -> dict[str, frozenset[str]]:
+        """``SEKAT_SENDER_REGISTRY_FILE`` read: {sender key: the routes it is registered on}; empty when unset."""
+        from sekat.senders import parse_sender_registry
+
+        if not self.sender_registry_file:
+            return {}
+        try:
+            with open(self.sender_registry_file, encoding="utf-8") as fh:
+                return parse_sender_registry(fh.readlines(), self.phone_region)
+        except OSError as exc:
+            raise ConfigError("SEKAT_SENDER_REGISTRY_FILE",
+                              f"cannot read {self.sender_registry_file}: {exc.strerror}") from None
+        except (InvalidIdentifier, UnicodeDecodeError) as exc:
+            raise ConfigError("SEKAT_SENDER_REGISTRY_FILE", f"{self.sender_registry_file}: {exc}") from None
 
     def institutions(self) -> dict[str, Any]:
         """The institutions of ``SEKAT_INSTITUTIONS_FILE`` (``sekat.institutions.Institution`` by id), checked with
@@ -556,7 +575,8 @@ SETTINGS_DOC: dict[str, str] = {
                         "decides from the worker's replica and without rule state; a Redis that hangs costs a "
                         "batch about this long, then is not asked again for 2 s.",
     "topic_transfers": "Input: bank transfer events.",
-    "topic_calls": "Input: telco call/SMS events.",
+    "topic_calls": "Input: telco call events (and SMS as `type: sms` call records).",
+    "topic_sms": "Input: telco SMS events (sender, recipient, route, links; docs/contract.md \"SMS\").",
     "topic_reports": "Input: blocklist reports (compacted).",
     "topic_freeze": "Output: bank commands, keyed by bank BIC.",
     "topic_block": "Output: telco commands, keyed by operator.",
@@ -621,6 +641,9 @@ SETTINGS_DOC: dict[str, str] = {
     "replica_disk_max_age_s": "A disk copy taken longer ago than this is not screened from (the worker waits for "
                               "Redis instead); running workers refresh the stored snapshot once it is half this old.",
     "protected_file": "File of identifiers that can never be listed (one phone number or BIC:account a line).",
+    "sender_registry_file": "File of protected SMS sender IDs and the routes each is registered on "
+                            "(`SENDER: route, route` a line): such a sender over another route is an "
+                            "impersonation, and it can never be listed.",
     "member_directory": "pacs008: file mapping banks identified by clearing-system member id or other participant "
                         "id to their BIC (scheme,member_id,BIC a line); commands for them go to that BIC.",
     "api_host": "Address the agency API (`sekat api`) binds to.",

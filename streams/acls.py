@@ -58,6 +58,7 @@ def acl_plan(settings: Settings, sekat: str, api: str, institutions: Mapping[str
     plan = [
         Acl(sekat, "topic", settings.topic_transfers, "literal", read),
         Acl(sekat, "topic", settings.topic_calls, "literal", read),
+        Acl(sekat, "topic", settings.topic_sms, "literal", read),
         Acl(sekat, "topic", settings.topic_reports, "literal", rw),
         Acl(sekat, "topic", settings.topic_decisions, "literal", write),
         Acl(sekat, "topic", settings.topic_deadletter, "literal", write),
@@ -98,7 +99,8 @@ def acl_plan(settings: Settings, sekat: str, api: str, institutions: Mapping[str
                      Acl(principal, "topic", settings.topic_transfers, "literal", write)]
         if operator_topic is not None:
             plan += [Acl(principal, "topic", operator_topic, "literal", read),
-                     Acl(principal, "topic", settings.topic_calls, "literal", write)]
+                     Acl(principal, "topic", settings.topic_calls, "literal", write),
+                     Acl(principal, "topic", settings.topic_sms, "literal", write)]
         plan.append(Acl(principal, "group", code, "prefixed", read))
     return plan
 

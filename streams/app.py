@@ -4,7 +4,8 @@
 registers the ``Worker``'s named tasks, timers, agent and health page; together they read as the data flow:
 
     bank.transfers ─┐ screening consumer                     ┌─> sekat.commands.freeze
-    telco.calls ────┴─> (streams/consumer.py) ─ rules ───────┼─> sekat.commands.block
+    telco.calls ────┤                                        │
+    telco.sms ──────┴─> (streams/consumer.py) ─ rules ───────┼─> sekat.commands.block
                           │            │                     ├─> sekat.decisions
             local replica ┘  rule state (Redis)              ├─> sekat.deadletter
                                                              └─> sekat.reports (automatic ``reported`` entries)
@@ -42,13 +43,13 @@ from sekat.brake.guard import Brake, Limits
 from sekat.brake.metrics import BrakeMetrics
 from sekat.brake.store import BrakeStore
 from sekat.decode.fields import REASONS
-from sekat.decode.formats import call_decoder, transfer_decoder
+from sekat.decode.formats import call_decoder, sms_decoder, transfer_decoder
 from sekat.decode.processes import DecodeProcesses, decoder_settings
 from sekat.metrics.worker import WorkerMetrics
 from sekat.release.acted import ActedStore
 from sekat.release.metrics import ReleaseMetrics
 from sekat.release.sweep import ACTED, Releaser, recording_who_acted, writing_who_acted
-from sekat.rules.engine import decide_call, decide_transfer
+from sekat.rules.engine import decide_call, decide_sms, decide_transfer
 from sekat.rules.policy import DEFAULT_POLICY_FILE
 from sekat.streams.consumer import ScreeningConsumer
 from sekat.streams.heap import HeapKeeper
@@ -384,8 +385,11 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
                                                 state.read_transfers, processes), services)
     calls = Screen("calls", StreamSteps(call_decoder(settings), recording_sent(recording_who_acted(decide_call)),
                                         state.read_calls), services)
-    screening = ScreeningConsumer(settings, {settings.topic_transfers: transfers, settings.topic_calls: calls},
-                                  metrics)
+    # SMS dead letters carry no bytes of the original (its size and digest only): the message text stays out.
+    sms = Screen("sms", StreamSteps(sms_decoder(settings), recording_sent(recording_who_acted(decide_sms)),
+                                    state.read_sms, deadletter_bytes=0), services)
+    screening = ScreeningConsumer(settings, {settings.topic_transfers: transfers, settings.topic_calls: calls,
+                                             settings.topic_sms: sms}, metrics)
     progress = screening.progress
     metrics.follow_stalls(progress.streams, progress.stalled_for, progress.is_stalled)
     return Worker(

@@ -105,9 +105,12 @@ class OutputBatch:
         """A rule's automatic report, keyed ``kind:value`` like every report on the compacted topic."""
         self._add("report", self._topics.reports, report.key.encode(), orjson.dumps(report.to_json()))
 
-    def deadletter(self, source: Source, raw: bytes | None, rejection: Rejection, dead_at: str) -> None:
-        """A dead letter for a refused input record: at most ``deadletter_original_bytes`` of it, whatever its size."""
-        body = deadletter_body(source, raw or b"", rejection, dead_at, self._topics.deadletter_original_bytes)
+    def deadletter(self, source: Source, raw: bytes | None, rejection: Rejection, dead_at: str,
+                   keep: int | None = None) -> None:
+        """A dead letter for a refused input record: at most ``deadletter_original_bytes`` (or ``keep``) of it,
+        whatever its size."""
+        keep = self._topics.deadletter_original_bytes if keep is None else keep
+        body = deadletter_body(source, raw or b"", rejection, dead_at, keep)
         self._add("deadletter", self._topics.deadletter, source.topic.encode(), orjson.dumps(body))
 
     def record(self, topic: faust.TopicT, key: bytes, value: bytes | None) -> None:

@@ -72,6 +72,8 @@ class StreamSteps(Generic[R]):
     read_state: ReadState[R]
     # The decoder run in child processes (SEKAT_DECODE_PROCESSES), for an adapter that costs more than a hand-over.
     processes: DecodeProcesses | None = None
+    # Bytes of a refused record its dead letter carries; None: SEKAT_DEADLETTER_ORIGINAL_BYTES.
+    deadletter_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,7 @@ class Screen(Generic[R]):
         return PendingBatch(self, events, decided, started)
 
     def _reject(self, msg: Any, rejection: Rejection, decided: Decided, now: datetime) -> None:
-        decided.out.deadletter(source_of(msg), msg.value, rejection, iso(now))
+        decided.out.deadletter(source_of(msg), msg.value, rejection, iso(now), self.steps.deadletter_bytes)
         self.metrics.deadletters.labels(self.stream, rejection.reason).inc()
         decided.count("INVALID")
 

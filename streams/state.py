@@ -52,7 +52,7 @@ from sekat.rules.policy import Policy
 from sekat.rules.registry import Observations, StateWrite, Values
 
 from sekat.errors import BlocklistUnavailable, NotAsked
-from sekat.records import Call, Transfer
+from sekat.records import Call, Sms, Transfer
 
 MIN_RETENTION_MS = 10 * 60_000
 
@@ -288,6 +288,9 @@ class RuleStateStore:
 
     async def read_calls(self, calls: Sequence[Call], policy: Policy, now: datetime) -> Observations:
         return await self.read("calls", calls, policy, now)
+
+    async def read_sms(self, messages: Sequence[Sms], policy: Policy, now: datetime) -> Observations:
+        return await self.read("sms", messages, policy, now)
 
     def _latest(self, writes: Sequence[StateWrite]) -> dict[str, StateWrite]:
         """Of one batch's writes to each key, the one with the highest score (the latest on ties)."""

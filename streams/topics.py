@@ -50,6 +50,7 @@ def topic_specs(settings: Settings, replication: int | None = None) -> list[NewT
     specs = {
         settings.topic_transfers: (parts, delete),
         settings.topic_calls: (parts, delete),
+        settings.topic_sms: (parts, delete),
         # Compacted within a week at the latest, so a purged entry's records (then its tombstone, a day
         # later) leave the topic in a bounded time however little else is written (docs/privacy.md).
         settings.topic_reports: (parts, {"cleanup.policy": "compact", "max.compaction.lag.ms": str(7 * DAY_MS),

@@ -80,7 +80,7 @@ def isolated_env(stack: Stack, name: str, **overrides: str) -> dict[str, str]:
         SEKAT_AUDIT_KEY=f"audit-key-{name}-0123456789",
         SEKAT_OPERATOR="test-operator",
     )
-    for topic in ("transfers", "calls", "reports", "freeze", "block", "decisions", "deadletter", "undelivered",
+    for topic in ("transfers", "calls", "sms", "reports", "freeze", "block", "decisions", "deadletter", "undelivered",
                   "appeals", "audit"):
         env[f"SEKAT_TOPIC_{topic.upper()}"] = f"{name}.{topic}"
     env.update(overrides)

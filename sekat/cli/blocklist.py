@@ -34,6 +34,9 @@ def _identifier(args: argparse.Namespace) -> tuple[str, str, str | None]:
         return "wallet", args.wallet, None
     if args.proxy:
         return "proxy", args.proxy, None
+    for kind in ("sender", "url", "domain"):  # the SMS channel's kinds
+        if getattr(args, kind, None):
+            return kind, getattr(args, kind), None
     if not args.bank:
         raise SekatError("--account needs --bank (the BIC of the account's bank)")
     return "account", args.account, args.bank
@@ -57,7 +60,8 @@ def add_operator(parser: argparse.ArgumentParser) -> None:
 
 def _field_error(exc: InvalidReport) -> SekatError:
     """InvalidReport names the report field; on the command line that is an option."""
-    option = {"value": "--phone/--account/--wallet/--proxy", "ttl_days": "--ttl-days", "case_ref": "--case-ref"}.get(
+    option = {"value": "--phone/--account/--wallet/--proxy/--sender/--url/--domain", "ttl_days": "--ttl-days",
+              "case_ref": "--case-ref"}.get(
         exc.field, "--link" if exc.field.startswith("links") else f"--{exc.field.replace('_', '-')}")
     message = str(exc).split(": ", 1)[-1]
     if exc.reason == "protected":
@@ -228,6 +232,9 @@ def add_blocklist(sub: argparse._SubParsersAction) -> None:
         who.add_argument("--wallet", metavar="PROVIDER:ID", help="e-wallet account, e.g. TNG:0123456789")
         who.add_argument("--proxy", metavar="TYPE:VALUE", help="DuitNow proxy by NRIC, PASSPORT or BRN, e.g. "
                          "NRIC:900101-14-5678 (hashed with SEKAT_PROXY_HASH_KEY before it leaves this command)")
+        who.add_argument("--sender", help="SMS sender ID (case, spaces, '-', '.', '_' ignored)")
+        who.add_argument("--url", help="a link (one page; scheme, case, www. and punycode normalised)")
+        who.add_argument("--domain", help="a domain: matches links to it and to every host under it")
         p.add_argument("--bank", help="BIC of the account's bank, e.g. CIBBMYKL")
     for p in (add, revoke):
         add_operator(p)
@@ -237,7 +244,7 @@ def add_blocklist(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--status", choices=("reported", "confirmed"), default="reported")
     add.add_argument("--ttl-days", type=int, default=None,
                      help="expire after this many days (0: never; default: SEKAT_EXPIRY_DAYS)")
-    add.add_argument("--link", action="append", metavar="phone:NUMBER|account:BIC:NUMBER",
+    add.add_argument("--link", action="append", metavar="phone:NUMBER|account:BIC:NUMBER|domain:HOST|...",
                      help="another identifier of the same scam; repeat for several")
     imp = add_command(bl_sub, "import", cmd_import, "file reports in bulk from a CSV or JSONL file",
                       "File reports in bulk from a CSV (with a header row) or JSONL file, with the same checks as "

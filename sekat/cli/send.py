@@ -26,8 +26,8 @@ from sekat.errors import InvalidReport, SekatError
 from sekat.records import Report
 from sekat.settings import Settings
 
-# Where a transfer's and a call's record key is in the event.
-KEY_PATHS = {"transfers": ("payer", "account"), "calls": ("caller",)}
+# Where a transfer's, a call's and an SMS's record key is in the event.
+KEY_PATHS = {"transfers": ("payer", "account"), "calls": ("caller",), "sms": ("sender",)}
 
 
 class BadLine(ValueError):
@@ -72,7 +72,7 @@ async def send(settings: Settings, kind: str, source: IO[bytes], name: str, file
         return row_report(row, datetime.now(timezone.utc), filed_by=filed_by, region=settings.phone_region,
                           protected=protected, expiry=expiry, hasher=hasher)
 
-    topic = {"transfers": settings.topic_transfers, "calls": settings.topic_calls,
+    topic = {"transfers": settings.topic_transfers, "calls": settings.topic_calls, "sms": settings.topic_sms,
              "reports": settings.topic_reports}[kind]
     producer = AIOKafkaProducer(**settings.aiokafka_config(), acks="all")
     try:
@@ -121,15 +121,16 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
 
 def add_send(sub: argparse._SubParsersAction) -> None:
     send_ = add_command(
-        sub, "send", cmd_send, "produce JSON lines (transfers, calls or reports) to Sekat's input topics",
-        "Produce each line of FILE (or standard input), a JSON object, to the transfers, calls or reports topic, "
-        "and print its topic, partition, offset and key once Kafka acknowledged it. Transfers are keyed by "
-        "payer.account, calls by caller, reports (checked as `sekat blocklist add` checks them) by kind:value; a "
+        sub, "send", cmd_send, "produce JSON lines (transfers, calls, sms or reports) to Sekat's input topics",
+        "Produce each line of FILE (or standard input), a JSON object, to the transfers, calls, SMS or reports "
+        "topic, and print its topic, partition, offset and key once Kafka acknowledged it. Transfers are keyed by "
+        "payer.account, calls by caller, SMS by sender, reports (checked as `sekat blocklist add` checks them) by "
+        "kind:value; a "
         "line that is not a JSON object stops the command with exit status 2, nothing after it sent.",
-        reads=("topic_transfers", "topic_calls", "topic_reports", "aiokafka_config", "phone_region",
+        reads=("topic_transfers", "topic_calls", "topic_sms", "topic_reports", "aiokafka_config", "phone_region",
                "protected_keys", "expiry_policy", "proxy_hasher", "operator"),
         needs=("kafka",))
-    send_.add_argument("kind", choices=("transfers", "calls", "reports"), help="the topic to send to")
+    send_.add_argument("kind", choices=("transfers", "calls", "sms", "reports"), help="the topic to send to")
     send_.add_argument("--operator", help="reports: who files them, recorded as filed_by cli:<operator> "
                                           "(default: SEKAT_OPERATOR; required for reports)")
     send_.add_argument("file", nargs="?", metavar="FILE", help="JSON lines to send (default or '-': standard input)")

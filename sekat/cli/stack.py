@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from sekat.localstack.processes import LocalServer
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-TOPIC_SETTINGS = ("topic_transfers", "topic_calls", "topic_reports", "topic_freeze", "topic_block",
+TOPIC_SETTINGS = ("topic_transfers", "topic_calls", "topic_sms", "topic_reports", "topic_freeze", "topic_block",
                   "topic_decisions", "topic_deadletter", "topic_appeals", "command_topics")
 CREATES_TOPICS = (*TOPIC_SETTINGS, "topic_undelivered", "topic_feedback", "topic_notices", "topic_institutions",
                   "topic_audit", "topic_partitions", "topic_replication", "retention_decisions_days",

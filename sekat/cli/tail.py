@@ -22,7 +22,7 @@ from sekat.cli.command import add_command
 from sekat.errors import SekatError
 from sekat.settings import Settings
 
-TOPICS = ("freeze", "block", "decisions", "deadletter", "reports", "transfers", "calls")
+TOPICS = ("freeze", "block", "decisions", "deadletter", "reports", "transfers", "calls", "sms")
 
 
 def topics_of(settings: Settings, name: str) -> list[str]:
@@ -36,6 +36,7 @@ def topics_of(settings: Settings, name: str) -> list[str]:
         "reports": [settings.topic_reports],
         "transfers": [settings.topic_transfers],
         "calls": [settings.topic_calls],
+        "sms": [settings.topic_sms],
     }[name]
 
 
@@ -137,7 +138,7 @@ def add_tail(sub: argparse._SubParsersAction) -> None:
         "--from-beginning, and stops after --count records, after --timeout seconds without one, or at Ctrl-C, "
         "with exit status 0.",
         reads=("topic_freeze", "topic_block", "topic_decisions", "topic_deadletter", "topic_reports",
-               "topic_transfers", "topic_calls", "command_topics", "aiokafka_config"),
+               "topic_transfers", "topic_calls", "topic_sms", "command_topics", "aiokafka_config"),
         needs=("kafka",))
     tail_.add_argument("topic", choices=TOPICS, help="the topic to print")
     tail_.add_argument("--from-beginning", action="store_true", help="start at the first record kept, not the end")

@@ -176,3 +176,24 @@ async def test_a_guarded_store_writes_only_to_a_built_index(stack: Stack) -> Non
     finally:
         await guarded.close()
         await plain.close()
+
+
+async def test_a_replica_loaded_from_the_index_holds_sender_link_and_domain_entries_and_counts_each_kind(
+        stack: Stack) -> None:
+    """A worker that starts reads the whole index: every kind is in it, not only numbers and accounts."""
+    prefix = unique("rep") + ":"
+    store = BlocklistStore.from_url(stack.redis.url, prefix)
+    keys = ["sender:POSLAJUX", "url:evil.example.my/pay", "domain:evil.example.my", "phone:+60111111111"]
+    for key in keys:
+        await file_report(store, key, Status.CONFIRMED, "NSRC")
+    replica = Replica(stack.redis.url, prefix, stored_snapshot=False)
+    await replica.start()
+    try:
+        assert set(await replica.lookup_many(keys)) == set(keys)
+        counts = replica.entry_counts(time.time())
+        assert counts is not None
+        assert {kind: counts[kind, "confirmed"] for kind in ("sender", "url", "domain", "phone", "account")} == \
+            {"sender": 1, "url": 1, "domain": 1, "phone": 1, "account": 0}
+    finally:
+        await replica.close()
+        await store.close()

@@ -19,7 +19,9 @@ from sekat.records import Entry, Status, iso
 
 T0 = 1_800_000_000
 KEYS = ([f"phone:+6011000000{i}" for i in range(6)] + [f"account:CIBBMYKL:800000000{i}" for i in range(6)]
-        + [f"wallet:TNG:01200000{i}" for i in range(3)] + [f"proxy:NRIC:{i:032x}" for i in range(3)])
+        + [f"wallet:TNG:01200000{i}" for i in range(3)] + [f"proxy:NRIC:{i:032x}" for i in range(3)]
+        + [f"sender:POSLAJU{i}" for i in range(3)] + [f"url:evil{i}.example.my/pay" for i in range(3)]
+        + [f"domain:evil{i}.example.my" for i in range(3)])
 
 
 def entry(key: str, status: Status, expires: int) -> Entry:
@@ -29,7 +31,8 @@ def entry(key: str, status: Status, expires: int) -> Entry:
 
 
 def full_count(model: dict[str, Entry], now: float) -> dict[tuple[str, str], int]:
-    counts = {(kind, s): 0 for kind in ("phone", "account", "wallet", "proxy") for s in ("reported", "confirmed", "revoked", "expired")}
+    counts = {(kind, s): 0 for kind in ("phone", "account", "wallet", "proxy", "sender", "url", "domain")
+              for s in ("reported", "confirmed", "revoked", "expired")}
     for e in model.values():
         status = e.status.value
         if (e.status is not Status.REVOKED and e.expires_at

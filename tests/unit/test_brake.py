@@ -140,6 +140,12 @@ def test_entry_limits_are_per_kind_and_status_and_an_unlisted_identifier_counts_
     assert limits.of("entry:email:x@y", "reported") == 0
 
 
+def test_sms_sender_ids_links_and_domains_have_the_phone_limits() -> None:
+    limits = Limits(phone_reported=1, phone_confirmed=2, account_reported=3, account_confirmed=4)
+    for target in ("entry:sender:POSLAJU", "entry:url:evil.com.my/pay", "entry:domain:evil.com.my"):
+        assert (limits.of(target, "reported"), limits.of(target, "confirmed")) == (1, 2), target
+
+
 def test_the_default_limits_never_brake_a_confirmed_entry_and_sit_far_above_scam_volumes() -> None:
     """Autodialers place several calls a second per number; mule accounts take tens to hundreds of transfers an
     hour. The defaults (the settings') leave both alone when reported, and never count confirmed entries."""

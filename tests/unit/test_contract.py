@@ -42,15 +42,16 @@ from sekat.decode import fields as decode
 from sekat.decode.call_attempt import decode_call_attempt
 from sekat.decode.calls import decode_call
 from sekat.decode.cdr import CdrCsvDecoder
-from sekat.decode.formats import call_decoder, transfer_decoder
+from sekat.decode.formats import call_decoder, sms_decoder, transfer_decoder
 from sekat.decode.pacs008 import decode_pacs008
 from sekat.decode.reports import decode_report
+from sekat.decode.sms import decode_sms
 from sekat.decode.transfers import decode_transfer
 from sekat.metrics.worker import WorkerMetrics
-from sekat.records import Action, Call, Entry, Rejection, Report, Status, Transfer
+from sekat.records import Action, Call, Entry, Rejection, Report, Sms, Status, Transfer
 from sekat.release.metrics import ReleaseMetrics
 from sekat.release.sweep import Releaser, recording_who_acted
-from sekat.rules.engine import decide_call, decide_transfer
+from sekat.rules.engine import decide_call, decide_sms, decide_transfer
 from sekat.rules.policy import DEFAULT_POLICY_FILE, load_policy
 from sekat.rules.registry import Context, Observations
 from sekat.settings import Settings
@@ -108,7 +109,7 @@ def examples() -> list[Example]:
 
 EXAMPLES = examples()
 BY_ID = {e.id: e for e in EXAMPLES}
-INPUT_SCHEMAS = {"transfer", "call", "call-attempt", "report"}
+INPUT_SCHEMAS = {"transfer", "call", "call-attempt", "sms", "report"}
 SCHEMA_TOPIC = {"bank-command": SETTINGS.topic_freeze, "telco-command": SETTINGS.topic_block,
                 "decision": SETTINGS.topic_decisions, "release-audit": SETTINGS.topic_decisions,
                 "brake-audit": SETTINGS.topic_decisions, "deadletter": SETTINGS.topic_deadletter,
@@ -211,8 +212,8 @@ def screen(stream: str, decoder: Callable[[bytes | None], Any], values: list[tup
            entries: Iterable[Entry], now: datetime) -> list[Sent]:
     """One batch through the screening shell as the worker wires it; the records it sends."""
     wire = Wire()
-    topic = SETTINGS.topic_transfers if stream == "transfers" else SETTINGS.topic_calls
-    decide = recording_who_acted(decide_transfer if stream == "transfers" else decide_call)
+    topic = {"transfers": SETTINGS.topic_transfers, "calls": SETTINGS.topic_calls, "sms": SETTINGS.topic_sms}[stream]
+    decide = recording_who_acted({"transfers": decide_transfer, "calls": decide_call, "sms": decide_sms}[stream])
     services = ScreenServices(store=Lookups(entries), topics=outputs(wire), metrics=WorkerMetrics(CollectorRegistry()),
                               policy=lambda: POLICY, write_state=_write_nothing, clock=lambda: now)
     shell = Screen(stream, StreamSteps(decoder, decide, _no_state), services)
@@ -259,6 +260,12 @@ def call_outputs() -> list[Sent]:
                   [entry("report-phone"), entry("report-reported")], at("2026-11-28T10:14:02.310Z"))
 
 
+def sms_outputs() -> list[Sent]:
+    """An SMS with a link to the reported domain (written in another case, with www.), one from a reported number."""
+    return screen("sms", sms_decoder(SETTINGS), [keyed(doc("sms")), keyed(doc("sms-number"))],
+                  [entry("report-domain"), entry("report-reported")], at("2026-11-28T10:16:00.210Z"))
+
+
 class Acted:
     """The release sweep's Redis side: who acted on which entry (sekat.release.acted.ActedStore)."""
 
@@ -281,14 +288,14 @@ class Acted:
 def release_outputs() -> list[Sent]:
     """The account revoked on appeal (its payer's bank held, its own bank froze); the number's listing expired."""
     revoked = entry("report-account", "report-revocation")
-    expired = entry("report-phone")
+    expired, domain = entry("report-phone"), entry("report-domain")
     acted = Acted({revoked.key: ["RELEASE_ACCOUNT|MBBEMYKL", "RELEASE_ACCOUNT|CIBBMYKL"],
-                   expired.key: ["UNBLOCK_NUMBER|CELCOM"]})
+                   expired.key: ["UNBLOCK_NUMBER|CELCOM"], domain.key: ["UNBLOCK_SMS|MAXIS"]})
     wire = Wire()
     now = at("2026-12-01T09:00:05.000Z")
-    releaser = Releaser(acted, Lookups([revoked, expired]), outputs(wire),  # type: ignore[arg-type]
+    releaser = Releaser(acted, Lookups([revoked, expired, domain]), outputs(wire),  # type: ignore[arg-type]
                         WorkerMetrics(CollectorRegistry()), ReleaseMetrics(CollectorRegistry()), lambda: now)
-    assert asyncio.run(releaser.sweep()) == 2
+    assert asyncio.run(releaser.sweep()) == 2  # revoked and expired (the domain's expiry too)
     return wire.records()
 
 
@@ -619,6 +626,7 @@ def produced() -> dict[str, Sent]:
     """Output example id -> the record the real code sends for it."""
     transfers, follow, iso20022 = transfer_outputs(), follow_outputs(), pacs008_outputs()
     calls, releases, derived = call_outputs(), release_outputs(), report_outputs()
+    sms = sms_outputs()
     return {
         "hold-transfer": find(transfers, action="HOLD_TRANSFER"),
         "freeze-account": find(transfers, action="FREEZE_ACCOUNT"),
@@ -631,6 +639,9 @@ def produced() -> dict[str, Sent]:
         "label-call": find(calls, action="LABEL_CALL"),
         "release-account": find(releases, action="RELEASE_ACCOUNT", bank="MBBEMYKL"),
         "unblock-number": find(releases, action="UNBLOCK_NUMBER"),
+        "block-sms": find(sms, action="BLOCK_SMS"),
+        "label-sms": find(sms, action="LABEL_SMS"),
+        "unblock-sms": find(releases, action="UNBLOCK_SMS"),
         "release-audit": find(releases, stream="releases", released="revoked"),
         "brake-trip": find(brake_outputs(), action="trip"),
         "brake-rearm": find(rearm_outputs(), action="rearm"),
@@ -787,6 +798,8 @@ def _decode(ex: Example) -> list[Any]:
         return [decode_call(ex.raw())]
     if kind == "call-attempt":
         return [decode_call_attempt(ex.raw())]
+    if kind == "sms":
+        return [decode_sms(ex.raw())]
     if kind == "report":
         return [decode_report(ex.raw(), ex.labels["key"].encode())]
     if kind == "pacs008":
@@ -804,7 +817,7 @@ def test_each_input_example_decodes_to_records(ex: Example) -> None:
     decoded = _decode(ex)
     assert decoded and not [r for r in decoded if isinstance(r, Rejection)], decoded
     expected = {"transfer": Transfer, "pacs008": Transfer, "call": Call, "call-attempt": Call, "cdr-csv": Call,
-                "report": Report}[ex.labels.get("schema") or ex.labels["input"]]
+                "sms": Sms, "report": Report}[ex.labels.get("schema") or ex.labels["input"]]
     assert all(isinstance(r, expected) for r in decoded), decoded
 
 
@@ -839,11 +852,13 @@ def test_each_output_example_is_exactly_what_the_code_writes(ex: Example, real_o
 
 
 def test_every_record_the_code_writes_validates_against_its_schema(real_outputs: dict[str, Sent]) -> None:
-    written = [*transfer_outputs(), *follow_outputs(), *pacs008_outputs(), *call_outputs(), *release_outputs(),
+    written = [*transfer_outputs(), *follow_outputs(), *pacs008_outputs(), *call_outputs(), *sms_outputs(),
+               *release_outputs(),
                *brake_outputs(), *rearm_outputs(), *lift_outputs(),
                *report_outputs(), *undelivered_outputs(), *appeal_outputs(), *feedback_outputs(),
                *institution_outputs(), *audit_outputs()]
-    streams = {"transfers": "decision", "calls": "decision", "releases": "release-audit", "brake": "brake-audit"}
+    streams = {"transfers": "decision", "calls": "decision", "sms": "decision", "releases": "release-audit",
+               "brake": "brake-audit"}
     by_topic = {SETTINGS.topic_freeze: "bank-command", SETTINGS.topic_block: "telco-command",
                 SETTINGS.topic_deadletter: "deadletter", SETTINGS.topic_reports: "report",
                 SETTINGS.topic_undelivered: "undelivered-command", SETTINGS.topic_appeals: "appeal",
@@ -858,7 +873,7 @@ def test_every_record_the_code_writes_validates_against_its_schema(real_outputs:
         assert errors == [], (name, key, value)
         if name == "report":  # the reports agent reads back what Sekat writes
             assert isinstance(decode_report(orjson.dumps(value), key), Report)
-    assert seen == set(contract.MESSAGES) - {"transfer", "call", "call-attempt"}
+    assert seen == set(contract.MESSAGES) - {"transfer", "call", "call-attempt", "sms"}
     assert set(real_outputs) == {e.id for e in OUTPUTS}
 
 
@@ -868,7 +883,7 @@ def test_the_command_id_recipe_in_the_document_gives_each_examples_id() -> None:
     namespace = uuid.UUID("6f1d2c8e-5b7a-5e1c-9a43-5e4b41540001")
     commands = [e.json() for e in EXAMPLES if e.labels.get("schema") in ("bank-command", "telco-command")]
     for body in commands:
-        target = body.get("account", body.get("caller"))
+        target = body.get("account", body.get("caller", body.get("sender", body.get("value"))))
         assert body["command_id"] == str(uuid.uuid5(namespace, f"{body['event_id']}|{body['action']}|{target}"))
 
 

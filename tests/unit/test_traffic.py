@@ -9,7 +9,7 @@ from load_tests.bench import bench_policy
 from load_tests.generate import UNSTAMPED
 from load_tests.traffic import (HOT_CALLEES, HOT_CALLER_SPAN_MS, HOT_PAYEE_SPAN_MS, HOT_PAYERS, Population, Traffic,
                                 account, mobile)
-from sekat.decode.formats import call_decoder, transfer_decoder
+from sekat.decode.formats import call_decoder, sms_decoder, transfer_decoder
 from sekat.records import Entry, Status
 from sekat.rules import engine
 from sekat.rules.policy import DEFAULT_POLICY_FILE, load_policy, parse_policy
@@ -24,7 +24,7 @@ POLICY = parse_policy({"version": "t", "rules": {"blocklist_match": {"mode": "en
 
 def decoders(fmt: str = "json") -> dict:
     settings = Settings.from_environ({"SEKAT_TRANSFERS_FORMAT": fmt})
-    return {"transfers": transfer_decoder(settings), "calls": call_decoder(settings)}
+    return {"transfers": transfer_decoder(settings), "calls": call_decoder(settings), "sms": sms_decoder(settings)}
 
 
 def decoded(decode: dict, kind: str, value: bytes):  # noqa: ANN201 - a Transfer or a Call
@@ -39,13 +39,15 @@ def test_generated_events_decode_and_their_expected_commands_are_what_sekat_deci
     population = Population(customers=2000, listed=50)
     index = {item.key: Entry(key=item.key, status=Status(item.status), source="BENCH") for item in population.listed()}
     decode = decoders(fmt)
-    decide = {"transfers": engine.decide_transfer, "calls": engine.decide_call}
+    decide = {"transfers": engine.decide_transfer, "calls": engine.decide_call, "sms": engine.decide_sms}
     traffic = Traffic(population, listed_share=0.2, transfer_format=fmt, hot_keys=hot)
     acting = 0
+    kinds: dict[str, int] = {}
     for seq in range(400):
         value, _, kind, expected, event_id = traffic.event(seq, "2026-11-29T00:00:00.000Z")
         event = decoded(decode, kind, value)
-        assert type(event).__name__ in ("Transfer", "Call"), event
+        assert type(event).__name__ in ("Transfer", "Call", "Sms"), event
+        kinds[kind] = kinds.get(kind, 0) + 1
         assert event.event_id == event_id
         lookups = {i.key: index[i.key] for i in event.identifiers() if i.key in index}
         decision = decide[kind](event, Context(NOW, lookups), POLICY).decision
@@ -54,6 +56,7 @@ def test_generated_events_decode_and_their_expected_commands_are_what_sekat_deci
         assert traffic.subjects.get(event_id) == (decision.matches[0].identifier if expected else None)
         acting += bool(expected)
     assert 40 < acting < 140  # about 20 % name a listed identifier
+    assert 15 < kinds["sms"] < 70  # about 10 % are SMS, so the throughput figures cover them
 
 
 def test_hot_keys_take_their_shares_and_deal_with_neither_customers_nor_listed_identifiers() -> None:
