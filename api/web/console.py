@@ -3,7 +3,8 @@
     GET  /console                 sign-in form, or the home page: one panel per feature the key may use
     POST /console/login           sign in with an API key (``sekat apikey create``; needs the read scope)
     POST /console/logout          sign out
-    POST /console/search          one entry: its state, history, sources, links (``GET /v1/entries``), and
+    POST /console/search          one entry, read with the purpose the analyst gives (``GET /v1/entries``: the
+                                  read is audited): its state, history, sources, links, and
                                   the institutions sent a command about it (``release.acted``)
     POST /console/brake/rearm     re-arm a target with a reason (``POST /v1/brake/rearm``)
     GET  /console/appeals/{id}    an appeal routed to the key's agency, whole (contact details included)
@@ -253,14 +254,16 @@ async def search(request: Request, clients: ClientsDep) -> Response:
         account = fields.get("kind") == "account"
         value = fields.get("account" if account else "phone", "").strip()[:64]
         try:
+            purpose = fields.get("purpose", "").strip()[:200]
             found = await entries.entry(key, clients, phone=None if account else value,
                                         account=value if account else None,
-                                        bank=fields.get("bank", "")[:16] if account else None)
+                                        bank=fields.get("bank", "")[:16] if account else None, purpose=purpose)
         except HTTPException as exc:
             return await _home(key, token, clients, exc.status_code, problem=_message(exc))
         loaded = [(panel, await panel.load(found, key, clients)) for panel in ENTRY_PANELS]
         panels = [(panel, data) for panel, data in loaded if data is not None]
-        return page("console/entry.html", lang="en", key=key, csrf=csrf_of(token), entry=found, panels=panels)
+        return page("console/entry.html", lang="en", key=key, csrf=csrf_of(token), entry=found, panels=panels,
+                    purpose=purpose)
     except BlocklistUnavailable as exc:
         return _unavailable(exc)
 

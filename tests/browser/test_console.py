@@ -1,7 +1,8 @@
 """The analyst console in a real browser, against a real ``sekat api`` with its Kafka and Redis.
 
 An NSRC analyst signs in with their API key (the session cookie is HttpOnly and SameSite=Strict), looks a
-listed number up (its history, sources and the telco sent a command about it), and re-arms a target the safety brake tripped, with a reason:
+listed number up with a purpose (its history, sources and the telco sent a command about it; the read is on the
+audit topic, without the number), and re-arms a target the safety brake tripped, with a reason:
 the re-arm is audited exactly as through the API (its record on the decisions topic, the brake's log). A
 re-arm posted with the session's cookie but without the form's CSRF token is refused and changes nothing.
 Over HTTPS the cookie is also Secure. A person appeals a listed number through the public API; the police
@@ -84,6 +85,7 @@ def submit(browser: Browser, selector: str) -> None:
 def test_sign_in_look_up_and_rearm(api: Any, desk: dict[str, str], browser: Browser) -> None:
     d = browser.driver
     audit = Collector(api.settings, [api.settings.topic_decisions])
+    reads = Collector(api.settings, [api.settings.topic_audit])
     try:
         d.get(api.url + "/console")
         browser.settled()
@@ -100,6 +102,7 @@ def test_sign_in_look_up_and_rearm(api: Any, desk: dict[str, str], browser: Brow
         browser.shoot("console-home")
 
         d.find_element(By.ID, "phone").send_keys("019-876 5432")
+        d.find_element(By.ID, "purpose").send_keys("NSRC/2026/881")
         submit(browser, "#panel-search button[type=submit]")
         assert PHONE in d.find_element(By.TAG_NAME, "h1").text
         history = d.find_element(By.ID, "panel-history").text
@@ -107,6 +110,8 @@ def test_sign_in_look_up_and_rearm(api: Any, desk: dict[str, str], browser: Brow
         assert "confirmed" in d.find_element(By.ID, "panel-state").text
         assert "CELCOM, telco: blocked or labelled calls" in d.find_element(By.ID, "panel-commands").text
         assert d.current_url == api.url + "/console/search"
+        [read] = reads.wait_for(lambda r: orjson.loads(r.value).get("purpose") == "NSRC/2026/881", timeout=20)
+        assert orjson.loads(read.value)["by"].startswith("api:NSRC:") and PHONE not in read.value.decode()
         browser.settled()
         browser.accessible()
         browser.shoot("console-entry")
@@ -126,6 +131,7 @@ def test_sign_in_look_up_and_rearm(api: Any, desk: dict[str, str], browser: Brow
         assert body["by"].startswith("NSRC (api:")
     finally:
         audit.close()
+        reads.close()
 
 
 def test_a_rearm_without_the_forms_token_is_refused(api: Any, desk: dict[str, str]) -> None:
@@ -253,6 +259,7 @@ def test_an_appeal_is_acknowledged_and_upheld_in_the_console(api: Any, logs_dir:
         # The entry's page shows the appeal by its stage; the contact details stay on the appeal's page.
         d.get(api.url + "/console")
         d.find_element(By.ID, "phone").send_keys(APPEALED)
+        d.find_element(By.ID, "purpose").send_keys(f"appeal {appeal_id}")
         submit(browser, "#panel-search button[type=submit]")
         assert "upheld" in d.find_element(By.ID, "panel-appeal").text
         assert EMAIL not in d.find_element(By.TAG_NAME, "main").text
