@@ -50,6 +50,12 @@ class SentCommand(msgspec.Struct, frozen=True):
 
 
 _DECODE_SENT = msgspec.json.Decoder(SentCommand)
+FLAGS = ("review", "victim")
+
+
+def feedback_keys(prefix: str, key: str) -> tuple[str, ...]:
+    """The Redis keys that hold entry ``key``'s feedback and flags: they go when the entry is purged or erased."""
+    return (f"{prefix}fb:{key}", *(f"{prefix}fb:flag:{kind}:{key}" for kind in FLAGS))
 
 
 class FeedbackStore:
@@ -72,6 +78,27 @@ class FeedbackStore:
             return list(await pipe.execute())
         except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"feedback store unavailable: {type(exc).__name__}") from exc
+
+    async def forget_sent(self, key: str) -> int:
+        """Delete every ``sent`` record whose command acted on entry ``key`` (and its payments' ids): an erasure's
+        part of what feedback keeps. Reads every ``sent`` record (one SCAN), as an operator's command may; the
+        purge leaves them to their expiry, which SEKAT_FEEDBACK_WINDOW_DAYS keeps within the retentions."""
+        try:
+            found = [k async for k in self._redis.scan_iter(match=self._sent + "*", count=1000)
+                     if not k.decode().startswith(self._sent + "pay:")]
+            doomed: list[str] = []
+            for rkey in found:
+                raw = await self._redis.get(rkey)
+                if raw is None:
+                    continue
+                sent = _DECODE_SENT.decode(raw)
+                if key in sent.entries:
+                    doomed += [rkey.decode(), *(f"{self._sent}pay:{v}" for v in sent.payment.values())]
+            for rkey in doomed:  # one key a command: as it is on a cluster
+                await self._redis.delete(rkey)
+            return len(doomed)
+        except REDIS_DOWN as exc:
+            raise BlocklistUnavailable(f"feedback store failed: {type(exc).__name__}") from exc
 
     async def record_sent(self, commands: Iterable[SentCommand], ttl_s: int) -> None:
         """Remember each command's addressee and entries for ``ttl_s`` seconds (one pipeline)."""
@@ -123,7 +150,7 @@ class FeedbackStore:
 
     async def flags(self, key: str) -> dict[str, Any]:
         """The entry's flags by kind (review, victim)."""
-        kinds = ("review", "victim")
+        kinds = FLAGS
         raw = await self._run(lambda pipe: [pipe.get(f"{self._fb}flag:{kind}:{key}") for kind in kinds])
         return {kind: orjson.loads(v) for kind, v in zip(kinds, raw) if v is not None}
 

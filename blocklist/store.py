@@ -94,6 +94,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from sekat.blocklist.connection import REDIS_DOWN, INDEX_TIMEOUT_MS, AnyRedis, async_client, mget, scan_keys
+from sekat.blocklist.feedback import feedback_keys
 from sekat.blocklist.lifecycle import consolidated, covers, known, merge
 from sekat.blocklist.links import propagate
 from sekat.blocklist.retention import EXPIRED, REVOKED, ending
@@ -481,6 +482,10 @@ class BlocklistStore:
     def _queue_forget(self, pipe: Any, key: str, existed: bool) -> None:
         for rkey in self._retention.values():
             pipe.zrem(rkey, key)
+        # Institutions' feedback on the entry's commands and its flags name the identifier: they go with it
+        # (blocklist.feedback; one key a command, so it runs on a cluster as it is).
+        for fkey in feedback_keys(self._prefix, key):
+            pipe.delete(fkey)
         if existed:
             pipe.incr(self._forgotten)
 

@@ -99,6 +99,8 @@ SENT_WRITE = Grant("what was sent to whom: each command's institution and entrie
 SENT_READ = Grant("match feedback to its command", ("sent:*",), ("get",), read_only=True)
 FEEDBACK = Grant("institutions' feedback on an entry's commands, its review and victim-mule flags", ("fb:*",),
                  ("hset", "hgetall", "get", "set"))
+FEEDBACK_FORGET = Grant("an entry purged or erased takes its feedback and flags with it", ("fb:*",), ("del",))
+SENT_ERASE = Grant("erasure: delete the sent records that name the identifier", ("sent:*",), ("del",))
 BRAKE_REVIEW = Grant("safety brake: an entry put into review by feedback goes to shadow mode", ("brake:tripped",),
                      ("hsetnx",))
 API_KEYLESS = Grant("the rate limiter's transaction", (), ("multi", "exec", "discard"))
@@ -107,11 +109,12 @@ RULE_STATE_ERASE = Grant("erasure: delete one identifier's rule state (``sekat p
 
 PLAN: dict[str, tuple[Grant, ...]] = {
     "worker": (CONNECTION, WORKER_KEYLESS, INDEX, RETENTION, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER,
-               ACTED, SENT_WRITE, SENT_READ, FEEDBACK),
+               ACTED, SENT_WRITE, SENT_READ, FEEDBACK, FEEDBACK_FORGET),
     "api": (CONNECTION, API_KEYLESS, ENTRIES_READ, KEYS_READ, RATE_LIMITS, BRAKE_TRIPS, BRAKE_COUNTS, BRAKE_LOG,
             APPEALS, ACTED_READ, SENT_READ, FEEDBACK, BRAKE_REVIEW),
     "admin": (CONNECTION, WORKER_KEYLESS, INDEX, RETENTION, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER,
-              ACTED, KEYS_ADMIN, RULE_STATE_ERASE, APPEALS, SENT_WRITE, SENT_READ, FEEDBACK),
+              ACTED, KEYS_ADMIN, RULE_STATE_ERASE, APPEALS, SENT_WRITE, SENT_READ, FEEDBACK, FEEDBACK_FORGET,
+              SENT_ERASE),
 }
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

@@ -287,6 +287,12 @@ class Settings:
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ConfigError("SEKAT_" + name.upper(), f"must be between {low} and {high}, got {value}")
+        if self.feedback_window_days > min(self.retention_revoked_days, self.retention_expired_days):
+            # What was sent to whom names the entries; it must expire before the purge removes them.
+            raise ConfigError("SEKAT_FEEDBACK_WINDOW_DAYS", "must not exceed SEKAT_RETENTION_REVOKED_DAYS and "
+                                                            "SEKAT_RETENTION_EXPIRED_DAYS "
+                                                            f"({min(self.retention_revoked_days, self.retention_expired_days)})"
+                                                            f", got {self.feedback_window_days}")
         if self.latency_goal_ms > self.latency_objective_ms:
             raise ConfigError("SEKAT_LATENCY_GOAL_MS", f"must not exceed SEKAT_LATENCY_OBJECTIVE_MS "
                                                        f"({self.latency_objective_ms}), got {self.latency_goal_ms}")

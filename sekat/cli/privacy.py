@@ -45,6 +45,7 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
     from sekat.audit import erasure
     from sekat.blocklist.bulk import producer
     from sekat.blocklist.store import BlocklistStore
+    from sekat.blocklist.feedback import FeedbackStore
     from sekat.release.acted import ActedStore
 
     who = operator(settings, args)
@@ -84,10 +85,11 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
     async def remove() -> int:
         store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
         try:
-            await store.forget(key, now)
+            await store.forget(key, now)  # the entry, its feedback and flags
             state = [k async for k in store.client.scan_iter(match=f"{settings.redis_prefix}rs:*:{key}", count=1000)]
-            if state:
-                await store.client.delete(*state)
+            for rkey in state:  # one key a command: as it is on a cluster
+                await store.client.delete(rkey)
+            await FeedbackStore(store.client, settings.redis_prefix).forget_sent(key)
             return len(state)
         finally:
             await store.close()

@@ -54,7 +54,7 @@ class Loop:
         return self.call("POST", "/v1/feedback", key, {"command_id": command_id, "outcome": outcome, **extra})
 
     def entry(self) -> dict[str, Any]:
-        status, body = self.call("GET", "/v1/entries?account=8001234567&bank=CIBBMYKL", "agency")
+        status, body = self.call("GET", "/v1/entries?account=8001234567&bank=CIBBMYKL&purpose=feedback-check", "agency")
         assert status == 200, body
         return body
 

@@ -173,10 +173,11 @@ def test_an_entry_past_its_retention_leaves_no_trace(desk: Desk) -> None:
     desk.worker.wait_replica()
     wait_until("the replica dropping the entry", lambda: revoked_phones(desk), lambda n: n == 1)
 
-    # Rule state (the call's windows) expires on its own TTL; everything else of the entry goes, the change
-    # stream's announcements once the replica has passed them.
+    # Rule state (the call's windows) and what was sent to whom (for feedback) expire on their own TTLs (the
+    # latter within the retention: SEKAT_FEEDBACK_WINDOW_DAYS may not exceed it); everything else of the entry
+    # goes, the change stream's announcements once the replica has passed them.
     wait_until("no trace of the identifier in Redis", lambda: desk.redis_traces(digits),
-               lambda keys: [k for k in keys if ":rs:" not in k] == [])
+               lambda keys: [k for k in keys if ":rs:" not in k and ":sent:" not in k] == [])
     exported = sekat(desk.env, "blocklist", "export")
     assert exported.returncode == 0, exported.stderr
     assert digits not in exported.stdout and kept.lstrip("+") in exported.stdout

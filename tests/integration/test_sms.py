@@ -131,13 +131,13 @@ def test_an_sms_linking_to_a_listed_domain_in_any_spelling_is_blocked_and_releas
     tag = unique("")[:5]
     domain = listed_as.format(tag)
     assert firewall.file("domain", domain, status="reported").status_code == 202
-    key = firewall.http.get("/v1/entries", params={"domain": domain},
+    key = firewall.http.get("/v1/entries", params={"domain": domain, "purpose": "sms-test"},
                             headers={"X-API-Key": firewall.key("NSRC", "report,confirm,revoke,read")})
     host = key.json()["key"] if key.status_code == 200 else ""
     deadline = time.monotonic() + 20
     while not host and time.monotonic() < deadline:  # the report is applied by the worker's reports agent
         time.sleep(0.05)
-        found = firewall.http.get("/v1/entries", params={"domain": domain},
+        found = firewall.http.get("/v1/entries", params={"domain": domain, "purpose": "sms-test"},
                                   headers={"X-API-Key": firewall.key("NSRC", "report,confirm,revoke,read")})
         host = found.json()["key"] if found.status_code == 200 else ""
     assert host.startswith("domain:") and host == host.lower() and "www." not in host

@@ -40,6 +40,6 @@ def test_every_timer_observes_its_runtime_under_its_name() -> None:
     ticks = {inspect.getclosurevars(f).nonlocals["tick"].__name__: f
              for task in app._app_tasks if (f := getattr(task.__wrapped__, "__wrapped__", None)) is not None}
     assert set(ticks) == {"reload_policy", "keep_index_built", "keep_heap_frozen", "refresh_brake", "release_sweep",
-                          "observe_health", "count_blocklist"}
+                          "observe_health", "count_blocklist", "purge"}
     asyncio.run(ticks["reload_policy"]())  # the policy check: no Kafka, no Redis
     assert registry.get_sample_value("sekat_periodic_task_seconds_count", {"task": "sekat_reload_policy"}) == 1
