@@ -158,9 +158,10 @@ def _writes(stream: str, event: Any, ctx: Context, policy: Policy, enforce: list
     return writes
 
 
-def _hold_until(ctx: Context, policy: Policy, action: Action) -> str:
-    """When a hold of ``action`` decided now ends (the policy's ``holds``)."""
-    return iso(ctx.now + timedelta(seconds=policy.hold_s(action)))
+def _hold_until(transfer: Transfer, policy: Policy, action: Action) -> str:
+    """When a hold of ``action`` on ``transfer`` ends (the policy's ``holds``): counted from when the transfer
+    happened, so that a command re-sent after a redelivery is the same command, byte for byte but issued_at."""
+    return iso(transfer.occurred_at + timedelta(seconds=policy.hold_s(action)))
 
 
 def decide_transfer(transfer: Transfer, ctx: Context, policy: Policy) -> Verdict:
@@ -178,7 +179,7 @@ def decide_transfer(transfer: Transfer, ctx: Context, policy: Policy) -> Verdict
         commands.append(Command(Action.HOLD_TRANSFER, transfer.payer.bank,
                                 payer_acct.value if payer_acct else transfer.transfer_id, transfer.event_id,
                                 holds[0].code, tuple(m.reason for m, _ in enforce), ctx.now,
-                                details + (("hold_until", _hold_until(ctx, policy, Action.HOLD_TRANSFER)),), refs))
+                                details + (("hold_until", _hold_until(transfer, policy, Action.HOLD_TRANSFER)),), refs))
     frozen: set[str] = set()
     for match, f in enforce:
         if Action.FREEZE_ACCOUNT in actions[f.outcome] and f.identifier.startswith("account:"):
@@ -196,7 +197,7 @@ def decide_transfer(transfer: Transfer, ctx: Context, policy: Policy) -> Verdict
                 commands.append(Command(Action.HOLD_AMOUNT, account.partition(":")[0], account, transfer.event_id,
                                         match.code, (match.reason,), ctx.now,
                                         details + (("amount", str(f.amount)), ("currency", f.currency),
-                                                   ("hold_until", _hold_until(ctx, policy, Action.HOLD_AMOUNT))),
+                                                   ("hold_until", _hold_until(transfer, policy, Action.HOLD_AMOUNT))),
                                         (match.rule_ref,), f.causes))
     reports, writes = _reports("transfers", transfer.event_id, enforce, ctx)
     writes.extend(_writes("transfers", transfer, ctx, policy, enforce))

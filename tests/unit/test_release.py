@@ -91,10 +91,11 @@ LIENED = "CIBBMYKL:8001234567"  # its payee
 
 
 def test_every_hold_carries_hold_until_from_the_policy() -> None:
+    """Counted from when the transfer happened, so that a redelivered transfer's commands are the same."""
     made = {c.action: c.to_json() for c in _follow_decision().commands}
-    issued = datetime.fromisoformat(made[Action.HOLD_TRANSFER]["issued_at"])
-    assert datetime.fromisoformat(made[Action.HOLD_TRANSFER]["hold_until"]) - issued == timedelta(hours=24)
-    assert datetime.fromisoformat(made[Action.HOLD_AMOUNT]["hold_until"]) - issued == timedelta(hours=72)
+    happened = transfer(amount="700.00").occurred_at
+    assert datetime.fromisoformat(made[Action.HOLD_TRANSFER]["hold_until"]) - happened == timedelta(hours=24)
+    assert datetime.fromisoformat(made[Action.HOLD_AMOUNT]["hold_until"]) - happened == timedelta(hours=72)
     assert made[Action.HOLD_AMOUNT]["account"] == LIENED
 
 
