@@ -30,6 +30,7 @@ def digits(n: int) -> str:
 class Bank:
     def __init__(self, worker: WorkerProcess, out: Collector, producer: Producer) -> None:
         self.worker, self.out, self.producer, self.s = worker, out, producer, worker.settings
+        self.occurred: dict[str, datetime] = {}  # event id -> when its transfer happened
 
     def file(self, key: str, status: str) -> None:
         async def go() -> None:
@@ -43,7 +44,8 @@ class Bank:
 
     def transfer(self, payer: tuple[str, str], payee: tuple[str, str]) -> str:
         event_id = unique("t-")
-        body = {"event_id": event_id, "occurred_at": iso(datetime.now(timezone.utc)), "transfer_id": unique("DN"),
+        self.occurred[event_id] = datetime.now(timezone.utc).replace(microsecond=0)
+        body = {"event_id": event_id, "occurred_at": iso(self.occurred[event_id]), "transfer_id": unique("DN"),
                 "amount": "2500.00", "currency": "MYR", "payer": {"bank": payer[0], "account": payer[1]},
                 "payee": {"bank": payee[0], "account": payee[1]}}
         self.producer.send(self.s.topic_transfers, body, key=payer[1].encode())
@@ -93,11 +95,11 @@ def test_a_follow_the_money_lien_is_released_naming_the_liened_account_on_revoca
     second = bank.transfer(kept_mule, second_payee)
     held = bank.commands(first, 3)  # the payer held and frozen (listed), its payee liened (follow_money)
     assert set(held) == {"HOLD_TRANSFER", "FREEZE_ACCOUNT", "HOLD_AMOUNT"}
-    issued = datetime.fromisoformat(held["HOLD_TRANSFER"]["issued_at"])
-    assert datetime.fromisoformat(held["HOLD_TRANSFER"]["hold_until"]) - issued == timedelta(days=1)
+    happened = bank.occurred[first]  # a hold counts from when the transfer happened
+    assert datetime.fromisoformat(held["HOLD_TRANSFER"]["hold_until"]) - happened == timedelta(days=1)
     lien = held["HOLD_AMOUNT"]
     assert lien["account"] == f"CIBBMYKL:{first_payee[1]}"
-    assert datetime.fromisoformat(lien["hold_until"]) - issued == timedelta(minutes=1)
+    assert datetime.fromisoformat(lien["hold_until"]) - happened == timedelta(minutes=1)
     ends = datetime.fromisoformat(bank.commands(second, 3)["HOLD_AMOUNT"]["hold_until"])
 
     # The listing the first lien came from is revoked: the lien is released to the payee's bank, naming
