@@ -335,7 +335,7 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
                                Intake(store, outputs, outputs.reports, metrics, max(settings.max_event_bytes, 1_048_576),
                                       settings.phone_region, settings.protected_keys(), clock),
                                guard.ensure, metrics, REPORTS_SESSION_TIMEOUT_S,
-                               max(settings.batch_within_ms, REPORTS_WITHIN_MS)),
+                               max(settings.batch_within_ms, REPORTS_WITHIN_MS), busy=lambda: screening.behind),
         guard=guard,
         releaser=Releaser(acted, store, outputs, metrics, ReleaseMetrics(registry), clock),
         heap=HeapKeeper(registry),

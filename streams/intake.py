@@ -9,7 +9,8 @@ change-stream record for the batch), publish the consolidated records that keep 
 self-sufficient and the reports derived for linked identifiers (before the index write, so a crash
 re-derives them), and wait for Kafka's acknowledgement. Only then are the batch's offsets committed
 (at-least-once; applying a report again changes nothing). A Redis or Kafka failure is retried with
-backoff, never skipped.
+backoff, never skipped. Both share the worker's one thread with screening: while screening is behind, the
+intake waits before each batch (``defer_to``), so a bulk import slows the intake, not the decisions.
 """
 
 from __future__ import annotations
@@ -79,6 +80,22 @@ class Intake:
                      "y" if len(changed) == 1 else "ies", len(pending))
 
 
+# While screening is behind (``ScreeningConsumer.behind``), the intake waits before each batch, in steps of
+# DEFER_STEP_S, up to DEFER_MAX_S: decisions keep the worker's thread during a bulk import, and the intake still
+# applies a batch at least every DEFER_MAX_S.
+DEFER_STEP_S = 0.005
+DEFER_MAX_S = 0.1
+
+
+async def defer_to(busy: Callable[[], bool], step_s: float = DEFER_STEP_S, max_s: float = DEFER_MAX_S) -> float:
+    """Wait while ``busy()`` says so, at most ``max_s``; the seconds waited."""
+    waited = 0.0
+    while waited < max_s and busy():
+        await asyncio.sleep(step_s)
+        waited += step_s
+    return waited
+
+
 class ReportsConsumer:
     """The worker's reports intake: batches of ``sekat.reports`` into ``Intake.run``, then their offsets committed.
 
@@ -90,8 +107,10 @@ class ReportsConsumer:
     """
 
     def __init__(self, settings: Settings, intake: Intake, ensure: Callable[[], Awaitable[None]],
-                 metrics: WorkerMetrics, session_timeout_s: float, within_ms: int) -> None:
+                 metrics: WorkerMetrics, session_timeout_s: float, within_ms: int,
+                 busy: Callable[[], bool] = lambda: False) -> None:
         self.settings = settings
+        self.busy = busy  # screening is behind: let it have the thread first (``defer_to``)
         self.intake = intake
         self.ensure = ensure
         self.metrics = metrics
@@ -127,6 +146,7 @@ class ReportsConsumer:
                 batch = await consumer.getmany(timeout_ms=1000, max_records=self.settings.batch_max)
                 if not batch:
                     continue
+                await defer_to(self.busy)
                 await retry("waiting for the blocklist index to be built", self.ensure, self.metrics.apply_errors.inc)
                 floors = self.floors
                 await self.intake.run([record for tp, records in batch.items() for record in records
