@@ -1,10 +1,9 @@
 """Waiting for filed reports to take effect: ``sekat blocklist import --wait-applied``.
 
-A report is in effect on a worker once (1) the reports agent has applied it to the Redis index and (2) that
-worker's replica has followed the change stream past the announcement. (1) is read from Kafka: the agent
-acknowledges a batch only after its index write, and the reports consumer group (``SEKAT_APP_ID``) commits
-what was acknowledged, so a committed offset at or past a partition's last imported record means every record
-of it was applied. (2) is read from Redis: every following replica keeps its change-stream id in
+A report is in effect on a worker once (1) the reports intake has applied it to the Redis index and (2) that
+worker's replica has followed the change stream past the announcement. (1) is read from Kafka: the intake
+commits a batch's offsets in the reports consumer group (``reports_group``) only after its index write, so a
+committed offset at or past a partition's last imported record means every record of it was applied. (2) is read from Redis: every following replica keeps its change-stream id in
 ``{prefix}replica:seen`` (``blocklist.replica.positions``); once the index holds the import, the change
 stream's last id is read and each worker that reported lately is waited for until it has passed that id.
 """
@@ -39,13 +38,20 @@ class WaitTimeout(SekatError):
     """The import was not in effect everywhere within the time given."""
 
 
-class GroupOffsets:
-    """The reports consumer group's committed offsets, through one admin connection."""
+def reports_group(settings: Settings) -> str:
+    """The reports intake's consumer group (``{SEKAT_APP_ID}.reports``; Faust's own group is ``SEKAT_APP_ID``)."""
+    return f"{settings.app_id}.reports"
 
-    def __init__(self, settings: Settings) -> None:
+
+class GroupOffsets:
+    """A consumer group's committed offsets on the reports topic (the intake's by default), through one admin
+    connection."""
+
+    def __init__(self, settings: Settings, group: str | None = None) -> None:
         from aiokafka.admin import AIOKafkaAdminClient
 
         self._settings = settings
+        self._group = group if group is not None else reports_group(settings)
         self._admin = AIOKafkaAdminClient(**settings.aiokafka_config())
 
     async def __aenter__(self) -> "GroupOffsets":
@@ -64,16 +70,20 @@ class GroupOffsets:
 
     async def committed(self, partitions: list[int]) -> dict[int, int]:
         """The committed offset per partition of the reports topic (0 where nothing was committed)."""
+        return {p: max(offset, 0) for p, offset in (await self.committed_or_none(partitions)).items()}
+
+    async def committed_or_none(self, partitions: list[int]) -> dict[int, int]:
+        """The committed offset per partition of the reports topic (-1 where nothing was committed)."""
         from aiokafka import TopicPartition
         from aiokafka.errors import KafkaError
 
         try:
             done = await self._admin.list_consumer_group_offsets(
-                self._settings.app_id,
+                self._group,
                 partitions=[TopicPartition(self._settings.topic_reports, p) for p in partitions])
         except (KafkaError, OSError) as exc:
             raise BlocklistUnavailable(f"Kafka did not say the reports group's offsets: {type(exc).__name__}") from exc
-        return {tp.partition: max(meta.offset, 0) for tp, meta in done.items()}
+        return {tp.partition: meta.offset for tp, meta in done.items()}
 
 
 def applied_count(first: Mapping[int, int], ends: Mapping[int, int], done: Mapping[int, int]) -> int:

@@ -8,9 +8,11 @@ within 100 ms. The replica does both:
                up from the change stream before the replica says ready (``blocklist.replica_snapshot``), or,
                when that copy would miss a change, a read of the whole index (``blocklist.index_scan``),
                which stores a fresh copy for the next worker
-    follow     XREAD BLOCK on ``{prefix}bl:changes`` from the id the copy is as of (no gap), re-read the
-               changed keys and apply them: in place for keys already in the arrays, into an overlay dict
-               of full entries for new keys (merged into the arrays when it grows large)
+    follow     XREAD BLOCK on ``{prefix}bl:changes`` from the id the copy is as of (no gap) and apply the
+               changed keys: the status and expiry a record of the reports agent carries, or else the entry
+               re-read; in place for keys already in the arrays, into an overlay dict of entries for new
+               keys (thin ones, status and expiry only, from a record's states; merged into the arrays
+               when it grows large)
     lookup     per batch: hash the keys, one vectorised ``searchsorted``, overlay checks; only the rare
                active hits are read from Redis, in one MGET, for their evidence (source, case ref,
                reason), within SEKAT_REDIS_TIMEOUT_MS. If Redis does not answer, the replica's own status
@@ -79,7 +81,7 @@ from sekat.blocklist.connection import (REDIS_DOWN, INDEX_TIMEOUT_MS, SCAN_TIMEO
 from sekat.blocklist.counts import EntryCounts, State, live
 from sekat.blocklist.index_scan import ABSENT, CONFIRMED, REPORTED, STATUS_BITS, STATUS_CODES, active, kind_bit
 from sekat.blocklist.replica_disk import DiskCopy, DiskMeta
-from sekat.blocklist.store import built_key, entries_key
+from sekat.blocklist.store import built_key, changed_keys, entries_key
 from sekat.records import Entry, Status
 
 log = logging.getLogger(__name__)
@@ -510,12 +512,25 @@ class Replica:
         assert self._follow_client is not None
         reply = await self._follow_client.xread({self._changes: self._last_id}, count=FOLLOW_COUNT, block=block)
         records = reply[0][1] if reply else []
-        keys = list(dict.fromkeys(fields[b"key"].decode() for _, fields in records))
+        # A record written with its entries in one MULTI carries their states: applied as they are, in the
+        # stream's order. Other keys are read, after them: what Redis holds now is at least as new.
+        stated: dict[str, tuple[Status, str]] = {}
+        unstated: dict[str, None] = {}
+        for _, fields in records:
+            for key, state in changed_keys(fields):
+                if state is None:
+                    unstated[key] = None
+                else:
+                    stated[key] = state
+        keys = [k for k in unstated]
         # The marker travels with the changed entries: one round trip says both what changed and
         # whether an absent entry means "deleted" or "not replayed yet"; and the entry count with them.
         values = await mget(self._follow_client, [self._built_key, self._entries_key,
                                                   *(f"{self._prefix}bl:{k}" for k in keys)])
         build = values[0].decode() if values[0] is not None else None
+        for key, (status, expires) in stated.items():
+            if key not in unstated:
+                self.apply(key, Entry(key=key, status=status, source="", expires_at=expires))
         skipped = 0
         for key, raw in zip(keys, values[2:]):
             if raw is None and build is None:
@@ -677,8 +692,8 @@ class Replica:
         if self._overlay:
             for k in keys:
                 entry = self._overlay.get(k)
-                if entry is not None:
-                    found[k] = entry
+                if entry is not None and (entry.source or not (exp := _expiry(entry)) or exp > now):
+                    found[k] = entry  # a thin entry (from a change record's state) is read from Redis as above
         return found
 
     async def lookup_many(self, keys: Iterable[str]) -> dict[str, Entry]:

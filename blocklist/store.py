@@ -3,8 +3,10 @@
 Data model (every key under the configured prefix, default ``sekat:``):
 
     {prefix}bl:{kind}:{value}   string: the entry as JSON (sekat.records.Entry)
-    {prefix}bl:changes          stream: one record per change, field ``key``;
-                                local replicas follow it to stay fresh
+    {prefix}bl:changes          stream: one record per write, field ``keys`` (the keys it changed,
+                                one a line) and, from ``apply`` on one server, ``states``
+                                (each key's status and expiry, one a line); local replicas
+                                follow it to stay fresh (``changed_keys``)
     {prefix}index:built         string: the id of the build that filled the index
                                 (``streams/rebuild.py``); absent = the index is empty
                                 or being rebuilt, so an absent entry proves nothing
@@ -103,6 +105,8 @@ from sekat.records import Entry, Report, Status
 from sekat.release.acted import ActedKeys
 
 log = logging.getLogger(__name__)
+# About how many changed keys the change stream keeps: an XADD trims to this many over its own record's key count,
+# so a batch's records (hundreds of keys each) leave room for as many keys as single-key records do.
 CHANGES_MAXLEN = 1_000_000
 # Attempts of one write that another writer of the same entries keeps overtaking (see ``_apply_watched``); then
 # the caller's retry takes over, with its backoff.
@@ -231,14 +235,16 @@ class BlocklistStore:
             raise BlocklistUnavailable(f"blocklist write failed: {type(exc).__name__}") from exc
 
     def _queue_puts(self, pipe: Any, entries: Sequence[Entry], announce: Sequence[str],
-                    revoked: Iterable[str] = (), added: int = 0) -> None:
+                    revoked: Iterable[str] = (), added: int = 0,
+                    states: dict[str, Entry | None] | None = None) -> None:
+        """The writes of one MULTI; ``states``, when it holds every announced key, goes into the announcement."""
         for entry in entries:
             pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
         self._queue_retention(pipe, entries)
         if added:
             pipe.incrby(self._entries, added)
-        for key in announce:
-            pipe.xadd(self._changes, {"key": key}, maxlen=CHANGES_MAXLEN, approximate=True)
+        if announce:
+            self._queue_announce(pipe, announce, states)
         due = _due_now(entries, revoked)
         if due:  # whoever acted on it gets a release at the next sweep
             self._acted.queue_due_now(pipe, due)
@@ -277,9 +283,18 @@ class BlocklistStore:
         retried and announces all its keys again.
         """
         async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.xadd(self._changes, {"key": key}, maxlen=CHANGES_MAXLEN, approximate=True)
+            self._queue_announce(pipe, keys)
             await pipe.execute()
+
+    def _queue_announce(self, pipe: Any, keys: Sequence[str], states: dict[str, Entry | None] | None = None) -> None:
+        """One change-stream record for ``keys`` (see ``changed_keys``), trimming the stream to about
+        CHANGES_MAXLEN keys. With ``states`` (one server: written in the same MULTI as the entries, so the
+        stream's order is the order of the writes) each key's status and expiry go with it, and a replica
+        applies the record without reading the entries."""
+        fields = {"keys": "\n".join(keys)}
+        if states is not None and all(states.get(k) is not None for k in keys):
+            fields["states"] = "\n".join(_state_line(states[k]) for k in keys)  # type: ignore[arg-type]
+        pipe.xadd(self._changes, fields, maxlen=max(1, CHANGES_MAXLEN // len(keys)), approximate=True)
 
     async def apply(self, reports: Sequence[Report],
                     publish: Callable[[list[Report]], Awaitable[None]] | None = None, *,
@@ -378,7 +393,7 @@ class BlocklistStore:
                 current, start, changed, pending = await self._merged(keys, raw, reports, publish)
                 pipe.multi()
                 self._queue_puts(pipe, changed, [k for k, e in current.items() if e is not None],
-                                 added=sum(1 for e in changed if start.get(e.key) is None))
+                                 added=sum(1 for e in changed if start.get(e.key) is None), states=current)
                 try:
                     await pipe.execute()
                 except WatchError:
@@ -588,7 +603,7 @@ class BlocklistStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             for rkey in rkeys:
                 pipe.delete(rkey)
-                pipe.xadd(self._changes, {"key": rkey[strip:]}, maxlen=CHANGES_MAXLEN, approximate=True)
+            self._queue_announce(pipe, [rkey[strip:] for rkey in rkeys])
             await pipe.execute()
         return len(rkeys)
 
@@ -608,6 +623,29 @@ class BlocklistStore:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _state_line(entry: Entry) -> str:
+    """An entry's status and expiry for the change stream: ``confirmed 2027-06-01T00:00:00.000Z``."""
+    return f"{entry.status.value} {entry.expires_at}" if entry.expires_at else entry.status.value
+
+
+def changed_keys(fields: dict[bytes, bytes]) -> list[tuple[str, tuple[Status, str] | None]]:
+    """The keys one change-stream record announces, each with its (status, expires_at) as written, or None
+    where the record does not carry it (the entry is to be read). A record of ``put_many`` on one key
+    before ``keys`` existed has the field ``key``."""
+    raw = fields.get(b"keys")
+    if raw is None:
+        return [(fields[b"key"].decode(), None)]
+    keys = raw.decode().split("\n")
+    lines = fields.get(b"states")
+    if lines is None:
+        return [(k, None) for k in keys]
+    states = []
+    for line in lines.decode().split("\n"):
+        status, _, expires = line.partition(" ")
+        states.append((Status(status), expires))
+    return list(zip(keys, states))
 
 
 def _due_now(entries: Sequence[Entry], revoked: Iterable[str]) -> list[str]:

@@ -22,6 +22,7 @@ The others are frozen dataclasses.
 from __future__ import annotations
 
 import enum
+import functools
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -38,8 +39,12 @@ from sekat.urls import Domain, Url
 COMMAND_NAMESPACE = uuid.UUID("6f1d2c8e-5b7a-5e1c-9a43-5e4b41540001")
 
 
+@functools.lru_cache(maxsize=16384)
 def iso(ts: datetime) -> str:
-    """UTC timestamp with milliseconds and a Z suffix, as in the contract."""
+    """UTC timestamp with milliseconds and a Z suffix, as in the contract.
+
+    Cached: applying a report formats its ``reported_at`` several times (its order, its history item, the
+    entry's fields), ~2 µs each uncached."""
     return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

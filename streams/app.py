@@ -1,7 +1,7 @@
 """The worker: a Faust application and the collaborators it runs, built by functions from ``Settings``.
 
 ``create_app`` builds the Faust app (``faust_app``), the worker's collaborators (``build_worker``) and
-registers the ``Worker``'s named tasks, timers, agent and health page; together they read as the data flow:
+registers the ``Worker``'s named tasks, timers and health page; together they read as the data flow:
 
     bank.transfers ─┐ screening consumer                     ┌─> sekat.commands.freeze
     telco.calls ────┤                                        │
@@ -9,7 +9,7 @@ registers the ``Worker``'s named tasks, timers, agent and health page; together 
                           │            │                     ├─> sekat.decisions
             local replica ┘  rule state (Redis)              ├─> sekat.deadletter
                                                              └─> sekat.reports (automatic ``reported`` entries)
-    sekat.reports ─> apply_reports (Faust agent) ─> Redis index + change stream ─> every worker's replica
+    sekat.reports ─> reports intake (streams/intake.py) ─> Redis index + change stream ─> every worker's replica
                                   └─> consolidated reports back to sekat.reports
     sekat.reports ─> IndexGuard (when Redis came back empty: one worker replays the topic) ─> Redis index
 
@@ -53,12 +53,12 @@ from sekat.rules.engine import decide_call, decide_sms, decide_transfer
 from sekat.rules.policy import DEFAULT_POLICY_FILE
 from sekat.streams.consumer import ScreeningConsumer
 from sekat.streams.heap import HeapKeeper
-from sekat.streams.intake import Intake
+from sekat.streams.intake import Intake, ReportsConsumer
 from sekat.streams.output import OutputBatch, OutputTopics
 from sekat.streams.policy_watch import PolicyWatch
 from sekat.streams.purge import Purger
 from sekat.streams.rebuild import IndexGuard
-from sekat.streams.retry import retry, supervise
+from sekat.streams.retry import supervise
 from sekat.streams.sent import SENT, recording_sent, writing_sent
 from sekat.streams.screening import Screen, ScreenServices, StreamSteps
 from sekat.streams.state import RuleStateStore
@@ -69,20 +69,17 @@ from sekat.clock import Clock, utcnow
 from sekat.settings import Settings
 
 log = logging.getLogger(__name__)
-# How long a stopping worker waits for the thread of Faust's own consumer (the reports agent's) to stop.
+# How long a stopping worker waits for the thread of Faust's own consumer (group leadership) to stop.
 # mode's default is 60 s: with the broker unreachable, aiokafka's stop retries until then, past
-# Kubernetes' 30 s grace. What this cuts short is only that consumer's last commit and leave-group, which
-# an unreachable broker refuses anyway; its reports are re-applied idempotently by the next owner.
+# Kubernetes' 30 s grace. What this cuts short is only that consumer's leave-group, which an unreachable
+# broker refuses anyway.
 FAUST_CONSUMER_STOP_S = 10.0
-# The session of Faust's own consumer (the reports agent's): a dead worker's reports partitions move to another
-# once it expires. Faust's default is a minute, during which no filing on those partitions takes effect (nor,
-# after a crash of every worker, anywhere: a restarted worker waits for the dead member before it is ready);
-# 10 s is what the screening consumer has (aiokafka's default). Heartbeats come from Faust's consumer thread,
-# so a busy event loop does not miss them.
+# The session of the group consumers (the reports intake's and Faust's own): a dead worker's reports partitions
+# move to another once it expires, and no filing on them takes effect meanwhile. 10 s is what the screening
+# consumer has (aiokafka's default), against Faust's default of a minute.
 REPORTS_SESSION_TIMEOUT_S = 10.0
-# The reports agent is idle nearly all the time, and Faust's take_events wakes every ``within`` to look,
-# creating tasks each time: 10 ms keeps that cost small and adds at most 10 ms to a report's way into the
-# index (the promise is 100 ms to every worker).
+# The longest the reports intake's fetch waits for more records to fill a batch: adds at most this to a
+# report's way into the index (the promise is 100 ms to every worker).
 REPORTS_WITHIN_MS = 10
 # A record batch per output partition: Kafka's default of 16 KiB holds ~20 decision records, which would split a
 # batch's output into dozens of produce requests; well under any topic's max.message.bytes (1 MiB by default).
@@ -172,7 +169,7 @@ class Worker:
     outputs: OutputTopics
     brake: Brake
     screening: ScreeningConsumer
-    intake: Intake
+    intake: ReportsConsumer
     guard: IndexGuard
     releaser: Releaser
     purger: Purger
@@ -181,6 +178,7 @@ class Worker:
     def register(self) -> None:
         app, settings = self.app, self.settings
         app.task(self.screen)
+        app.task(self.apply_reports)
         app.task(self.keep_replica_fresh)
         app.task(self.keep_replica_snapshot)
         timers: list[tuple[float, str, Callable[[], Awaitable[None]]]] = [
@@ -195,7 +193,6 @@ class Worker:
         ]
         for interval, name, tick in timers:
             app.timer(interval=interval, name=name)(self.timed(name, tick))
-        app.agent(self.outputs.reports, name="apply_reports")(self.apply_reports)
         app.page("/healthz")(self.healthz)
 
     def timed(self, task: str, tick: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
@@ -248,13 +245,9 @@ class Worker:
         if self.app.is_leader():  # one purger per group; a new leader's first run sends a tombstone again at worst
             await self.purger.run_once()
 
-    async def apply_reports(self, stream: faust.StreamT) -> None:
-        """The reports agent: each batch of ``sekat.reports`` into the index, once the index is built."""
-        within = max(self.settings.batch_within_ms, REPORTS_WITHIN_MS) / 1000
-        async for batch in stream.take_events(self.settings.batch_max, within=within):
-            await retry("waiting for the blocklist index to be built", self.guard.ensure,
-                        self.metrics.apply_errors.inc)
-            await self.intake.run(batch)
+    async def apply_reports(self) -> None:
+        """The reports intake (streams/intake.py); started again, with backoff, if it dies."""
+        await supervise("reports intake", self.intake.run, lambda exc: self.metrics.apply_errors.inc())
 
     async def healthz(self, request: Any) -> Any:
         """200 when Redis answers, the replica is loaded and no screening stream is stalled; 503 with the same
@@ -286,26 +279,8 @@ class Worker:
 
     async def reports_offsets(self) -> dict[tuple[str, int], tuple[int, int]]:
         """(end offset asked of the broker, committed offset) per ``sekat.reports`` partition this worker's reports
-        agent holds: the intake's lag, in the same gauge as the screening inputs'.
-
-        The agent runs on Faust's own consumer, which commits what the agent acknowledged (every 0.5 s); before a
-        partition's first commit its fetch position stands in (as for the screening consumer).
-        """
-        consumer = self.app.consumer
-        try:
-            assigned = sorted(tp for tp in consumer.assignment() if tp.topic == self.settings.topic_reports)
-            ends = await consumer.highwaters(*assigned) if assigned else {}
-            out = {}
-            for tp in assigned:
-                done = consumer._committed_offset.get(tp)  # Faust keeps no public view of its commits
-                if done is None:
-                    done = await consumer.position(tp)
-                if done is not None:
-                    out[tp.topic, tp.partition] = (int(ends[tp]), int(done))
-        except Exception as exc:  # noqa: BLE001 - not started / rebalancing: try again next interval
-            log.debug("reports offsets not available: %s", exc)
-            return {}
-        return out
+        intake holds: its lag, in the same gauge as the screening inputs'."""
+        return await self.intake.offsets()
 
     async def count_blocklist(self) -> None:
         """The blocklist-size gauges, published by the group leader every SEKAT_BLOCKLIST_COUNT_INTERVAL_S.
@@ -395,8 +370,11 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
     return Worker(
         app=app, settings=settings, metrics=metrics, store=store, replica=replica, policy=policy, outputs=outputs,
         brake=brake, screening=screening,
-        intake=Intake(store, outputs, outputs.reports, metrics, max(settings.max_event_bytes, 1_048_576),
-                      settings.phone_region, settings.protected_keys(), clock),
+        intake=ReportsConsumer(settings,
+                               Intake(store, outputs, outputs.reports, metrics, max(settings.max_event_bytes, 1_048_576),
+                                      settings.phone_region, settings.protected_keys(), clock),
+                               guard.ensure, metrics, REPORTS_SESSION_TIMEOUT_S,
+                               max(settings.batch_within_ms, REPORTS_WITHIN_MS), busy=lambda: screening.behind),
         guard=guard,
         releaser=Releaser(acted, store, outputs, metrics, ReleaseMetrics(registry), clock),
         purger=Purger(store, acted, outputs, metrics,

@@ -49,6 +49,7 @@ class ScreeningConsumer:
         self.consumer: AIOKafkaConsumer | None = None
         self.batches = 0
         self.committed: dict[Any, int] = {}
+        self.behind = False  # the last fetch was at least half a batch: records are waiting (streams/intake.py)
         self.progress = Progress([screen.stream for screen in self.screens.values()], settings.stall_after_s)
 
     def group_id(self) -> str:
@@ -90,6 +91,7 @@ class ScreeningConsumer:
             while True:
                 pipeline.check()  # a batch whose acknowledgement or write failed stops the consumer
                 batch = await consumer.getmany(timeout_ms=0 if ahead else 1000, max_records=self.settings.batch_max)
+                self.behind = sum(map(len, batch.values())) * 2 >= self.settings.batch_max
                 fetched = self._fetched(batch) if batch else None
                 if ahead is not None:
                     await self._decide(ahead, pipeline)

@@ -20,12 +20,16 @@ import httpx
 import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
+from sekat.blocklist.applied import reports_group
 from sekat.blocklist.lifecycle import RECENT_KEPT, merge
 from sekat.blocklist.store import BlocklistStore
 from sekat.decode.reports import decode_report
 from sekat.records import Entry, Status, iso
-from tests.support import ApiProcess, Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, sekat, unique
+from sekat.streams.topics import create_topics
+from tests.support import (ApiProcess, Collector, Producer, Stack, WorkerProcess, committed_to_end, for_event,
+                           index_entries, isolated_env, sekat, unique)
 
 pytestmark = pytest.mark.integration
 
@@ -583,3 +587,47 @@ def test_kafka_unreachable_gives_503_with_a_message_not_a_crash(stack: Stack, de
             assert http.get("/v1/status", params={"phone": mobile()}).status_code == 200  # Redis still answers
     finally:
         api.stop()
+
+
+def test_an_upgraded_worker_applies_reports_from_where_the_faust_group_had_committed(
+        stack: Stack, logs_dir: Path) -> None:
+    """The reports intake's group (``{app id}.reports``) starts a partition it never committed where the worker's
+    Faust group (``{app id}``), which applied the reports before it, had committed: not from the topic's start."""
+    name = unique("upg")
+    env = isolated_env(stack, name, SEKAT_TOPIC_PARTITIONS="1")
+    worker = WorkerProcess(env, logs_dir / f"{name}.log")
+    s = worker.settings
+    create_topics(s)
+    run(_mark_built(s))  # an index already built from the topic: nothing is replayed
+    applied_before, new = mobile(), mobile()
+    producer = KafkaProducer(**s.kafka_client_config(), acks="all")
+    sent = producer.send(s.topic_reports, orjson.dumps(
+        {"report_id": unique("r-"), "reported_at": iso(datetime.now(timezone.utc)), "kind": "phone",
+         "value": applied_before, "status": "confirmed", "source": "PDRM"}), key=f"phone:{applied_before}".encode())
+    offset = sent.get(timeout=20).offset
+    old = KafkaConsumer(**s.kafka_client_config(), group_id=s.app_id, enable_auto_commit=False)
+    old.commit({TopicPartition(s.topic_reports, 0): OffsetAndMetadata(offset + 1, "", -1)})
+    old.close()
+    producer.send(s.topic_reports, orjson.dumps(
+        {"report_id": unique("r-"), "reported_at": iso(datetime.now(timezone.utc)), "kind": "phone",
+         "value": new, "status": "confirmed", "source": "PDRM"}), key=f"phone:{new}".encode()).get(timeout=20)
+    producer.close()
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not committed_to_end(s, reports_group(s), s.topic_reports):
+            time.sleep(0.1)
+        assert committed_to_end(s, reports_group(s), s.topic_reports)
+        keys = index_entries(s)
+        assert f"phone:{new}" in keys
+        assert f"phone:{applied_before}" not in keys  # before the Faust group's offset: not applied again
+    finally:
+        worker.stop()
+
+
+async def _mark_built(s: Any) -> None:
+    store = BlocklistStore.from_url(s.redis_url, s.redis_prefix)
+    try:
+        await store.mark_built("before-the-upgrade")
+    finally:
+        await store.close()

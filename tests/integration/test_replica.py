@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from sekat.blocklist.replica import Replica
-from sekat.blocklist.store import BlocklistStore
+from sekat.blocklist.store import BlocklistStore, changed_keys
 from sekat.localstack.processes import free_port
 from sekat.localstack.redis_servers import RedisServer
-from sekat.records import Status, iso
+from sekat.records import Report, Status, iso
 from tests.support import Stack, file_report, unique
 
 pytestmark = pytest.mark.integration
@@ -195,5 +195,42 @@ async def test_a_replica_loaded_from_the_index_holds_sender_link_and_domain_entr
         assert {kind: counts[kind, "confirmed"] for kind in ("sender", "url", "domain", "phone", "account")} == \
             {"sender": 1, "url": 1, "domain": 1, "phone": 1, "account": 0}
     finally:
+        await replica.close()
+        await store.close()
+
+
+async def test_a_batch_of_reports_is_one_change_record_a_replica_applies_from_its_states(stack: Stack) -> None:
+    prefix = unique("rep") + ":"
+    store = BlocklistStore.from_url(stack.redis.url, prefix)
+    await file_report(store, "phone:+60100000000", Status.CONFIRMED, "PDRM")  # the index exists
+    replica = Replica(stack.redis.url, prefix)
+    await replica.start()
+    follower = asyncio.create_task(replica.follow())
+    try:
+        now = datetime.now(timezone.utc)
+        keys = [f"phone:+6011{i:08d}" for i in range(50)]
+        before = await store.client.xlen(f"{prefix}bl:changes")
+        await store.apply([Report(report_id=f"r-{i}", reported_at=now, kind="phone", value=key.split(":")[1],
+                                  status=Status.CONFIRMED if i % 2 else Status.REPORTED, source="PDRM",
+                                  reason="bulk", ttl_days=30, filed_by="test") for i, key in enumerate(keys)])
+        # One record for the batch, not one a key: it carries each key's status and expiry, in order.
+        assert await store.client.xlen(f"{prefix}bl:changes") == before + 1
+        [(_, fields)] = await store.client.xrevrange(f"{prefix}bl:changes", count=1)
+        announced = changed_keys(fields)
+        assert [k for k, _ in announced] == keys
+        written = await store.lookup_many(keys)
+        assert [state for _, state in announced] == [(written[k].status, written[k].expires_at) for k in keys]
+        await wait_until(lambda: len(replica.candidates(keys, time.time())) == 50)
+        # Applied from the record's states (a thin overlay entry, no read of the entry), the evidence is read on a
+        # hit, as for a key of the arrays.
+        assert {e.source for e in replica.candidates(keys, time.time()).values()} == {""}
+        found = await replica.lookup_many(keys[:2])
+        assert found[keys[1]].source == "PDRM" and found[keys[1]].status is Status.CONFIRMED
+        # An expired thin entry does not match (as an expired key of the arrays does not).
+        later = datetime.fromisoformat(written[keys[0]].expires_at).timestamp() + 1
+        assert replica.candidates(keys[:1], later) == {}
+        assert replica.candidates(keys[:1], time.time()).keys() == {keys[0]}
+    finally:
+        follower.cancel()
         await replica.close()
         await store.close()

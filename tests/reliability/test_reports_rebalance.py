@@ -33,6 +33,7 @@ from typing import Self
 import pytest
 
 from sekat.blocklist.lifecycle import RECENT_KEPT
+from sekat.blocklist.applied import reports_group
 from sekat.blocklist.store import BlocklistStore
 from sekat.localstack.processes import free_port
 from sekat.localstack.redis_servers import RedisClusterServers
@@ -216,7 +217,7 @@ def test_a_frozen_owner_waking_after_the_rebalance_loses_no_filing(stack: Stack,
         took_over = time.monotonic() - frozen_at
         time.sleep(2)  # the new owner applies newer filings on HOT
         sent = set(traffic.stop())
-        through = lambda: committed_to_end(s, s.app_id, s.topic_reports)  # noqa: E731
+        through = lambda: committed_to_end(s, reports_group(s), s.topic_reports)  # noqa: E731
         # The new owner applies everything, its last consolidated records included, before the frozen one wakes:
         # nothing filed later on HOT could mend what a stale write would undo.
         wait_until("the new owner through the whole topic", through, bool, timeout=60)

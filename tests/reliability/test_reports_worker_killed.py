@@ -62,8 +62,8 @@ def test_a_worker_killed_while_applying_reports_loses_no_filing(stack: Stack, lo
                        and {r["report_id"] for r in index[f"phone:{n}"]["history"]} >= set(filed[n]) & sent)
         wait_until("every filing in the index", complete, lambda v: v == len(numbers), timeout=120, every=1)
         back_in = time.monotonic() - killed_at
-        # The dead member's session of Faust's consumer group (the reports agent's) must expire before its
-        # partitions move: within REPORTS_SESSION_TIMEOUT_S (10 s), not Faust's default minute.
+        # The dead member's session in the reports agent's consumer group must expire before its partitions
+        # move: within REPORTS_SESSION_TIMEOUT_S (10 s), not Faust's default minute.
         assert back_in < 35, f"filings applied again only {back_in:.1f}s after the kill"
 
         index = index_entries(s)

@@ -10,8 +10,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from sekat.blocklist.applied import reports_group
+from sekat.clock import utcnow
 from sekat.settings import Settings
-from sekat.streams.app import create_app
+from sekat.streams.app import build_worker, create_app, faust_app
 
 
 def test_the_worker_leaves_no_data_directory_where_it_was_started(tmp_path: Path, monkeypatch: Any) -> None:
@@ -26,11 +28,15 @@ def test_the_worker_leaves_no_data_directory_where_it_was_started(tmp_path: Path
         shutil.rmtree(datadir, ignore_errors=True)
 
 
-def test_the_reports_agent_reads_the_configured_reports_topic() -> None:
-    app = create_app(Settings(app_id="sekat-wiring", topic_reports="agency.reports"), CollectorRegistry())
-    [agent] = app.agents.values()
-    assert agent.name == "apply_reports"
-    assert agent.channel.get_topic_name() == "agency.reports"
+def test_the_reports_intake_reads_the_configured_reports_topic_in_its_own_group() -> None:
+    settings = Settings(app_id="sekat-wiring", topic_reports="agency.reports")
+    app = faust_app(settings)
+    worker = build_worker(app, settings, CollectorRegistry(), utcnow)
+    worker.register()
+    assert not app.agents  # no Faust agent: the intake is a consumer loop of its own, run as a task
+    assert "apply_reports" in {getattr(getattr(t, "__wrapped__", t), "__name__", "") for t in app._app_tasks}
+    assert worker.intake.settings.topic_reports == "agency.reports"
+    assert reports_group(worker.intake.settings) == "sekat-wiring.reports"
 
 
 def test_every_timer_observes_its_runtime_under_its_name() -> None:
