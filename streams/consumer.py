@@ -160,23 +160,30 @@ class ScreeningConsumer:
         yet finished count as waiting in ``Progress`` all the same). ``Progress`` learns which
         streams have lag; when the broker does not answer it keeps what it knew.
         """
-        consumer = self.consumer
-        if consumer is None:
-            return {}
-        try:
-            assigned = sorted(consumer.assignment())
-            ends = await consumer.end_offsets(assigned) if assigned else {}
-            out = {}
-            for tp in assigned:
-                done = self.committed.get(tp)
-                if done is None:
-                    done = await consumer.position(tp)
-                out[tp.topic, tp.partition] = (int(ends[tp]), int(done))
-        except Exception as exc:  # noqa: BLE001 - not started / rebalancing: try again next interval
-            log.debug("consumer offsets not available: %s", exc)
-            return {}
+        out = await assigned_offsets(self.consumer, self.committed)
         self.progress.saw_lag(self.screens[topic].stream for (topic, _), (end, done) in out.items() if end > done)
         return out
+
+
+async def assigned_offsets(consumer: AIOKafkaConsumer | None, committed: Mapping[Any, int]
+                           ) -> dict[tuple[str, int], tuple[int, int]]:
+    """(end offset asked of the broker, offset committed here or else the fetch position) per partition
+    ``consumer`` is assigned; empty while it is not started or rebalancing (asked again next interval)."""
+    if consumer is None:
+        return {}
+    try:
+        assigned = sorted(consumer.assignment())
+        ends = await consumer.end_offsets(assigned) if assigned else {}
+        out = {}
+        for tp in assigned:
+            done = committed.get(tp)
+            if done is None:
+                done = await consumer.position(tp)
+            out[tp.topic, tp.partition] = (int(ends[tp]), int(done))
+        return out
+    except Exception as exc:  # noqa: BLE001 - not started / rebalancing: try again next interval
+        log.debug("consumer offsets not available: %s", exc)
+        return {}
 
 
 @dataclass

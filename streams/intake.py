@@ -36,6 +36,7 @@ from sekat.blocklist.applied import GroupOffsets, reports_group
 from sekat.blocklist.store import BlocklistStore
 from sekat.decode.reports import decode_report
 from sekat.metrics.worker import WorkerMetrics
+from sekat.streams.consumer import assigned_offsets
 from sekat.streams.output import OutputBatch, OutputTopics
 from sekat.streams.retry import retry
 
@@ -236,22 +237,7 @@ class ReportsConsumer:
     async def offsets(self) -> dict[tuple[str, int], tuple[int, int]]:
         """(end offset asked of the broker, committed offset) per assigned partition, for the lag gauge (before a
         partition's first commit here, its fetch position stands in)."""
-        consumer = self.consumer
-        if consumer is None:
-            return {}
-        try:
-            assigned = sorted(consumer.assignment())
-            ends = await consumer.end_offsets(assigned) if assigned else {}
-            out = {}
-            for tp in assigned:
-                done = self.committed.get(tp)
-                if done is None:
-                    done = await consumer.position(tp)
-                out[tp.topic, tp.partition] = (int(ends[tp]), int(done))
-        except Exception as exc:  # noqa: BLE001 - not started / rebalancing: try again next interval
-            log.debug("reports offsets not available: %s", exc)
-            return {}
-        return out
+        return await assigned_offsets(self.consumer, self.committed)
 
 
 class _StartWhereFaustWas(ConsumerRebalanceListener):  # type: ignore[misc]
