@@ -5,7 +5,7 @@
     POST /console/logout          sign out
     POST /console/search          one entry, read with the purpose the analyst gives (``GET /v1/entries``: the
                                   read is audited): its state, history, sources, links, and
-                                  the institutions sent a command about it (``release.acted``)
+                                  the institutions sent a command about it (``release.acted``) and their feedback
     POST /console/brake/rearm     re-arm a target with a reason (``POST /v1/brake/rearm``)
     GET  /console/appeals/{id}    an appeal routed to the key's agency, whole (contact details included)
     POST /console/appeals/{id}/review    acknowledge it (``POST /v1/appeals/{id}/review``)
@@ -123,6 +123,15 @@ async def _entry_appeals(entry: dict[str, Any], key: ApiKey, clients: Clients) -
             "decided_at": latest.decided_at, "appeal_id": latest.appeal_id if routed else ""}
 
 
+async def _feedback(entry: dict[str, Any], key: ApiKey, clients: Clients) -> dict[str, Any] | None:
+    """Institutions' feedback on the commands about this entry (``GET /v1/entries`` carries it), its flags."""
+    history = entry.get("feedback_history") or []
+    if not history and not entry.get("review") and not entry.get("victim_mule"):
+        return None
+    return {"history": history, "counts": sorted((entry.get("feedback_counts") or {}).items()),
+            "review": entry.get("review"), "victim_mule": entry.get("victim_mule")}
+
+
 HOME_PANELS: tuple[Panel, ...] = (
     Panel("search", "Look up an entry", "search.html", "read", _search),
     Panel("appeals", "Open appeals", "appeals.html", "appeal", _open_appeals),
@@ -133,6 +142,7 @@ ENTRY_PANELS: tuple[EntryPanel, ...] = (
     EntryPanel("history", "History", "entry_history.html", _entry_itself),
     EntryPanel("links", "Linked identifiers", "entry_links.html", _entry_itself),
     EntryPanel("commands", "Commands sent", "entry_commands.html", _commands),
+    EntryPanel("feedback", "Feedback from institutions", "entry_feedback.html", _feedback),
     EntryPanel("appeal", "Appeal", "entry_appeal.html", _entry_appeals),
 )
 

@@ -1,8 +1,8 @@
 """The analyst console in a real browser, against a real ``sekat api`` with its Kafka and Redis.
 
 An NSRC analyst signs in with their API key (the session cookie is HttpOnly and SameSite=Strict), looks a
-listed number up with a purpose (its history, sources and the telco sent a command about it; the read is on the
-audit topic, without the number), and re-arms a target the safety brake tripped, with a reason:
+listed number up with a purpose (its history, sources, the telco sent a command about it and what the telco
+said it did; the read is on the audit topic, without the number), and re-arms a target the safety brake tripped, with a reason:
 the re-arm is audited exactly as through the API (its record on the decisions topic, the brake's log). A
 re-arm posted with the session's cookie but without the form's CSRF token is refused and changes nothing.
 Over HTTPS the cookie is also Secure. A person appeals a listed number through the public API; the police
@@ -30,6 +30,7 @@ from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from sekat.blocklist.store import BlocklistStore
+from sekat.blocklist.feedback import FeedbackStore
 from sekat.brake.store import BrakeStore, Trip
 from sekat.localstack.secured import make_tls_files
 from sekat.records import Status
@@ -54,15 +55,21 @@ def desk(api: Any) -> dict[str, str]:
         store = BlocklistStore.from_url(s.redis_url, s.redis_prefix)
         brakes = BrakeStore.from_url(s.redis_url, s.redis_prefix)
         acted = ActedStore.from_url(s.redis_url, s.redis_prefix)
+        feedback = FeedbackStore.from_url(s.redis_url, s.redis_prefix)
         try:
             await file_report(store, f"phone:{PHONE}", Status.REPORTED, "MCMC", "reported by callers", "MC/7")
             await file_report(store, f"phone:{PHONE}", Status.CONFIRMED, "PDRM", "macau scam", "KL/2026/44")
             await acted.record([(f"phone:{PHONE}", "UNBLOCK_NUMBER|CELCOM")], now=100.0)  # a worker blocked calls
+            await feedback.add({"command_id": "c-console-1", "institution": "CELCOM", "outcome": "executed",
+                                "note": "number barred", "case_ref": "CEL/2026/17", "action": "BLOCK_CALL",
+                                "issued_at": "2026-12-05T02:59:00.000Z", "received_at": "2026-12-05T03:01:00.000Z",
+                                "entries": [f"phone:{PHONE}"], "via": "api", "by": "CELCOM"}, [f"phone:{PHONE}"])
             await brakes.trip(Trip(TARGET, 240, 200, 60, "2026-12-05T03:00:00Z", "worker-1"))
         finally:
             await store.close()
             await brakes.close()
             await acted.close()
+            await feedback.close()
     asyncio.run(go())
     created = sekat(api.env, "apikey", "create", "--agency", "NSRC", "--scopes", "read,rearm")
     assert created.returncode == 0, created.stderr
@@ -109,6 +116,8 @@ def test_sign_in_look_up_and_rearm(api: Any, desk: dict[str, str], browser: Brow
         assert "MCMC" in history and "PDRM" in history and "macau scam" in history and "KL/2026/44" in history
         assert "confirmed" in d.find_element(By.ID, "panel-state").text
         assert "CELCOM, telco: blocked or labelled calls" in d.find_element(By.ID, "panel-commands").text
+        said = d.find_element(By.ID, "panel-feedback").text
+        assert "CELCOM" in said and "executed" in said and "CEL/2026/17" in said
         assert d.current_url == api.url + "/console/search"
         [read] = reads.wait_for(lambda r: orjson.loads(r.value).get("purpose") == "NSRC/2026/881", timeout=20)
         assert orjson.loads(read.value)["by"].startswith("api:NSRC:") and PHONE not in read.value.decode()
