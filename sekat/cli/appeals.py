@@ -19,13 +19,19 @@ from sekat.settings import Settings
 
 def latest_appeals(settings: Settings) -> dict[bytes, bytes]:
     """The latest record value of each appeal id on ``SEKAT_TOPIC_APPEALS``, read up to its end offsets."""
+    return latest_records(settings, settings.topic_appeals)
+
+
+def latest_records(settings: Settings, topic: str) -> dict[bytes, bytes]:
+    """The latest record value of each key on the compacted ``topic``, read up to its end offsets; a key whose
+    latest record is a tombstone is left out."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None,  # type: ignore[arg-type]
                              enable_auto_commit=False, consumer_timeout_ms=1000)
     try:
-        partitions = consumer.partitions_for_topic(settings.topic_appeals) or set()
-        tps = [TopicPartition(settings.topic_appeals, p) for p in sorted(partitions)]
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps)
