@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 
 from sekat.cli.command import add_command, add_group
 from sekat.settings import Settings
@@ -22,9 +23,10 @@ def latest_appeals(settings: Settings) -> dict[bytes, bytes]:
     return latest_records(settings, settings.topic_appeals)
 
 
-def latest_records(settings: Settings, topic: str) -> dict[bytes, bytes]:
+def latest_records(settings: Settings, topic: str,
+                   keep: Callable[[bytes], bool] | None = None) -> dict[bytes, bytes]:
     """The latest record value of each key on the compacted ``topic``, read up to its end offsets; a key whose
-    latest record is a tombstone is left out."""
+    latest record is a tombstone, or a value ``keep`` refuses, is left out (so only those are held in memory)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None,  # type: ignore[arg-type]
@@ -40,7 +42,7 @@ def latest_records(settings: Settings, topic: str) -> dict[bytes, bytes]:
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
                     if record.offset < ends[TopicPartition(record.topic, record.partition)] and record.key:
-                        if record.value is None:
+                        if record.value is None or (keep is not None and not keep(record.value)):
                             latest.pop(record.key, None)
                         else:
                             latest[record.key] = record.value

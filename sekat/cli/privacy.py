@@ -77,11 +77,14 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
             await store.close()
 
     appeal_ids = asyncio.run(check())
-    appeal_ids |= {k.decode() for k, v in latest_records(settings, settings.topic_appeals).items()
+    def naming(value: bytes) -> bool:  # a cheap test on each record's bytes; the JSON is read for those it passes
+        return key.encode() in value
+
+    appeal_ids |= {k.decode() for k, v in latest_records(settings, settings.topic_appeals, naming).items()
                    if orjson.loads(v).get("identifier") == key}
     # Feedback on a command that acted on other entries too stays for them, without this one.
     feedback: dict[bytes, bytes | None] = {}
-    for command_id, value in latest_records(settings, settings.topic_feedback).items():
+    for command_id, value in latest_records(settings, settings.topic_feedback, naming).items():
         body = orjson.loads(value)
         if key in body.get("entries", ()):
             others = [e for e in body["entries"] if e != key]
