@@ -23,6 +23,7 @@ Redis (``AppealStore``), every key under the prefix and one hash tag, so a MULTI
     {prefix}{appeals}:open:<stage>       sorted set: open appeal ids in stage received / under_review, by filed_at
     {prefix}{appeals}:agency:<AGENCY>    sorted set: open appeal ids routed to the agency, by filed_at
     {prefix}{appeals}:on:<identifier>    string: the latest appeal id on the identifier
+    {prefix}{appeals}:all:<identifier>   set: every appeal id on the identifier (what an erasure removes)
     {prefix}{appeals}:lock:<name>        string with an expiry: one writer at a time per appeal or identifier
 
 The appellant's contact details are personal data: they are stored here and on the topic, shown to the agencies
@@ -274,6 +275,7 @@ class AppealStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(self._key(appeal.appeal_id), msgspec.json.encode(appeal))
             pipe.set(self._key("on", appeal.identifier), appeal.appeal_id)
+            pipe.sadd(self._key("all", appeal.identifier), appeal.appeal_id)
             for stage in OPEN:
                 if appeal.status == stage:
                     pipe.zadd(self._key("open", stage), {appeal.appeal_id: score})
@@ -285,6 +287,34 @@ class AppealStore:
                 else:
                     pipe.zrem(self._key("agency", agency), appeal.appeal_id)
             await self._call(pipe.execute())
+
+    async def ids_on(self, identifier: str) -> set[str]:
+        """Every appeal id on ``identifier`` that Redis holds."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.smembers(self._key("all", identifier))
+            pipe.get(self._key("on", identifier))
+            every, latest = await self._call(pipe.execute())
+        ids = {i.decode() if isinstance(i, bytes) else i for i in every}
+        if latest is not None:
+            ids.add(latest.decode() if isinstance(latest, bytes) else latest)
+        return ids
+
+    async def forget(self, identifier: str, appeal_ids: set[str]) -> int:
+        """Delete ``appeal_ids`` (the identifier's appeals) with their stage and agency index entries and the
+        identifier's own keys, in one MULTI (an erasure); the number of appeals Redis held."""
+        appeals = [a for a in [await self.get(i) for i in sorted(appeal_ids)] if a is not None]
+        agencies = {agency for a in appeals for agency in a.agencies}
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for appeal_id in appeal_ids:
+                pipe.delete(self._key(appeal_id))
+                for stage in OPEN:
+                    pipe.zrem(self._key("open", stage), appeal_id)
+                for agency in agencies:
+                    pipe.zrem(self._key("agency", agency), appeal_id)
+            pipe.delete(self._key("on", identifier))
+            pipe.delete(self._key("all", identifier))
+            await self._call(pipe.execute())
+        return len(appeals)
 
     async def open_for(self, agency: str, limit: int = 500) -> list[Appeal]:
         """The open appeals routed to ``agency`` that it has not decided, oldest first."""

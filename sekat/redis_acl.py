@@ -89,9 +89,9 @@ BRAKE_TRIPS = Grant("safety brake: list trips, re-arm one (remove its trip)", ("
                     ("hget", "hgetall", "hdel"))
 BRAKE_COUNTS = Grant("safety brake: a re-arm forgets the target's recent counts", ("brake:n:*",), ("hdel",))
 BRAKE_LOG = Grant("safety brake: read the log, log a re-arm", ("brake:log",), ("lrange", "lpush", "ltrim"))
-APPEALS = Grant("appeals: keep them, their stage and agency indexes, count them for the deadline gauges, lock one "
-                "while it is decided", ("{appeals}:*",),
-                ("get", "mget", "set", "del", "zadd", "zrem", "zrange", "zcard", "zcount"))
+APPEALS = Grant("appeals: keep them, their stage, agency and identifier indexes, count them for the deadline "
+                "gauges, lock one while it is decided; an erasure deletes an identifier's", ("{appeals}:*",),
+                ("get", "mget", "set", "del", "zadd", "zrem", "zrange", "zcard", "zcount", "sadd", "smembers"))
 ACTED_READ = Grant("see which institutions acted on an entry (the analyst console)", ("acted:*",), ("smembers",),
                    read_only=True)
 SENT_WRITE = Grant("what was sent to whom: each command's institution and entries, for feedback", ("sent:*",),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 
 from sekat.cli.command import add_command, add_group
 from sekat.settings import Settings
@@ -19,13 +20,20 @@ from sekat.settings import Settings
 
 def latest_appeals(settings: Settings) -> dict[bytes, bytes]:
     """The latest record value of each appeal id on ``SEKAT_TOPIC_APPEALS``, read up to its end offsets."""
+    return latest_records(settings, settings.topic_appeals)
+
+
+def latest_records(settings: Settings, topic: str,
+                   keep: Callable[[bytes], bool] | None = None) -> dict[bytes, bytes]:
+    """The latest record value of each key on the compacted ``topic``, read up to its end offsets; a key whose
+    latest record is a tombstone, or a value ``keep`` refuses, is left out (so only those are held in memory)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None,  # type: ignore[arg-type]
                              enable_auto_commit=False, consumer_timeout_ms=1000)
     try:
-        partitions = consumer.partitions_for_topic(settings.topic_appeals) or set()
-        tps = [TopicPartition(settings.topic_appeals, p) for p in sorted(partitions)]
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps)
@@ -34,7 +42,7 @@ def latest_appeals(settings: Settings) -> dict[bytes, bytes]:
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
                     if record.offset < ends[TopicPartition(record.topic, record.partition)] and record.key:
-                        if record.value is None:
+                        if record.value is None or (keep is not None and not keep(record.value)):
                             latest.pop(record.key, None)
                         else:
                             latest[record.key] = record.value

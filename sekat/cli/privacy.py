@@ -4,8 +4,10 @@
 entry that is still listed (revoke it first) or whose release commands are not yet sent, then writes the
 audit stub (``sekat.audit``: who, when, why, the identifier's keyed hash, never the identifier) and only
 once Kafka has it: removes the entry from the index (every replica drops it through the change stream),
-tombstones the key on the compacted reports topic (the broker's cleaner then drops its records), and
-deletes the identifier's rule state. ``audit-export`` writes the audit records as JSON lines.
+tombstones the key on the compacted reports topic (the broker's cleaner then drops its records), tombstones
+the identifier's appeals on the appeals topic and deletes them from Redis, tombstones institutions' feedback
+records that name the entry on the feedback topic (one that names other entries too is written again without
+it), and deletes the identifier's rule state. ``audit-export`` writes the audit records as JSON lines.
 """
 
 from __future__ import annotations
@@ -43,9 +45,11 @@ def _audit_key(settings: Settings) -> str:
 
 def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
     from sekat.audit import erasure
+    from sekat.blocklist.appeals import AppealStore
     from sekat.blocklist.bulk import producer
     from sekat.blocklist.store import BlocklistStore
     from sekat.blocklist.feedback import FeedbackStore
+    from sekat.cli.appeals import latest_records
     from sekat.release.acted import ActedStore
 
     who = operator(settings, args)
@@ -56,7 +60,7 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
     key = identifier_key(settings, args)
     now = datetime.now(timezone.utc)
 
-    async def check() -> None:
+    async def check() -> set[str]:
         store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
         acted = ActedStore.from_url(settings.redis_url, settings.redis_prefix)
         try:
@@ -67,22 +71,39 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
             if (await acted.members([key]))[key]:
                 raise SekatError("release commands for the entry are not sent yet: erase it after the next release "
                                  "sweep (SEKAT_RELEASE_INTERVAL_S)")
+            return await AppealStore(store.client, settings.redis_prefix).ids_on(key)
         finally:
             await acted.close()
             await store.close()
 
-    asyncio.run(check())
+    appeal_ids = asyncio.run(check())
+    def naming(value: bytes) -> bool:  # a cheap test on each record's bytes; the JSON is read for those it passes
+        return key.encode() in value
+
+    appeal_ids |= {k.decode() for k, v in latest_records(settings, settings.topic_appeals, naming).items()
+                   if orjson.loads(v).get("identifier") == key}
+    # Feedback on a command that acted on other entries too stays for them, without this one.
+    feedback: dict[bytes, bytes | None] = {}
+    for command_id, value in latest_records(settings, settings.topic_feedback, naming).items():
+        body = orjson.loads(value)
+        if key in body.get("entries", ()):
+            others = [e for e in body["entries"] if e != key]
+            feedback[command_id] = orjson.dumps(body | {"entries": others}) if others else None
     record_key, stub = erasure(audit_key, key, f"cli:{who}", now, reason)
     p = producer(settings)
     try:  # the audit stub first: an erasure the audit trail does not show never happens
         p.send(settings.topic_audit, stub, key=record_key).get(timeout=15)
         p.send(settings.topic_reports, None, key=key.encode()).get(timeout=15)
+        sends = [p.send(settings.topic_appeals, None, key=a.encode()) for a in sorted(appeal_ids)]
+        sends += [p.send(settings.topic_feedback, v, key=k) for k, v in feedback.items()]
+        for sent in sends:
+            sent.get(timeout=15)
     except Exception as exc:  # noqa: BLE001 - kafka-python raises its own errors and timeouts
         raise BlocklistUnavailable(f"Kafka did not acknowledge the erasure: {type(exc).__name__}") from exc
     finally:
         p.close()
 
-    async def remove() -> int:
+    async def remove() -> tuple[int, int]:
         store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
         try:
             await store.forget(key, now)  # the entry, its feedback and flags
@@ -90,12 +111,15 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
             for rkey in state:  # one key a command: as it is on a cluster
                 await store.client.delete(rkey)
             await FeedbackStore(store.client, settings.redis_prefix).forget_sent(key)
-            return len(state)
+            held = await AppealStore(store.client, settings.redis_prefix).forget(key, appeal_ids)
+            return len(state), held
         finally:
             await store.close()
 
-    state = asyncio.run(remove())
-    print(f"erased: the entry, its reports (tombstoned on {settings.topic_reports}) and {state} rule-state key(s); "
+    state, held = asyncio.run(remove())
+    print(f"erased: the entry, its reports (tombstoned on {settings.topic_reports}), {state} rule-state key(s), "
+          f"{len(appeal_ids)} appeal(s) (tombstoned on {settings.topic_appeals}, {held} held in Redis) and "
+          f"{len(feedback)} feedback record(s) on {settings.topic_feedback}; "
           f"audit stub {record_key.decode()} on {settings.topic_audit}")
     return 0
 
@@ -138,10 +162,12 @@ def add_privacy(sub: argparse._SubParsersAction) -> None:
     erase = add_command(group, "erase", cmd_erase, "erase an identifier's personal data (audited)",
                         "Erase an identifier whose entry is revoked or expired: an audit stub without the "
                         "identifier goes to the audit topic first, then the entry leaves the index and every "
-                        "replica, its reports are tombstoned on the reports topic, and its rule state is deleted. "
+                        "replica, its reports are tombstoned on the reports topic, its appeals and institutions' "
+                        "feedback on it are tombstoned on their topics and deleted from Redis, and its rule state "
+                        "is deleted. "
                         "Refused while the entry is listed or its release commands are not yet sent.",
                         reads=("phone_region", "redis_url", "redis_prefix", "audit_key", "operator", "topic_audit",
-                               "topic_reports", "kafka_client_config"),
+                               "topic_reports", "topic_appeals", "topic_feedback", "kafka_client_config"),
                         needs=KAFKA_AND_REDIS)
     export = add_command(group, "audit-export", cmd_audit_export, "write the audit records as JSON lines",
                          "Write the audit records of the audit topic (entry reads through the agency API, erasures) "

@@ -100,6 +100,22 @@ class Desk:
             client.close()
         return found
 
+    def latest(self, topic: str) -> dict[bytes, bytes | None]:
+        """The latest record value of each key of ``topic``, read from its first offset (None: a tombstone)."""
+        consumer = KafkaConsumer(**self.settings.kafka_client_config(), group_id=None, enable_auto_commit=False)
+        try:
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            ends = consumer.end_offsets(tps)
+            found: dict[bytes, bytes | None] = {}
+            while any(consumer.position(tp) < ends[tp] for tp in tps):
+                for records in consumer.poll(timeout_ms=1000).values():
+                    found.update((r.key, r.value) for r in records)
+            return found
+        finally:
+            consumer.close()
+
     def topic_records(self, digits: str) -> list[tuple[bytes | None, bytes | None]]:
         """Every record of the reports topic, read from its first offset, whose key or value holds ``digits``."""
         consumer = KafkaConsumer(**self.settings.kafka_client_config(), group_id=None, enable_auto_commit=False)
@@ -243,9 +259,18 @@ def test_filings_from_the_command_line_name_their_operator(desk: Desk) -> None:
     assert entry.history[0].filed_by == "cli:aisyah.ops"
 
 
+def feedback(command_id: str, entries: list[str]) -> dict[str, Any]:
+    """A feedback record as ``POST /v1/feedback`` writes it (blocklist/review.py ``feedback_record``)."""
+    now = iso(datetime.now(timezone.utc))
+    return {"command_id": command_id, "institution": "CELCOM", "outcome": "false_positive", "note": "", "case_ref": "",
+            "reason_code": "", "action": "BLOCK_NUMBER", "issued_at": now, "received_at": now, "entries": entries,
+            "via": "api", "by": "CELCOM"}
+
+
 def test_an_erasure_while_events_flow(desk: Desk) -> None:
     """Erasing one number while calls keep coming: the worker keeps deciding, and the number is gone from the
-    index, the replica, its rule state and (tombstoned) the topic; only an audit stub without it remains."""
+    index, the replica, its rule state, its appeal and institutions' feedback on it and (tombstoned) the
+    topics; only an audit stub without it remains."""
     number, listed = mobile(), mobile()
     digits = number.lstrip("+")
     now = datetime.now(timezone.utc)
@@ -256,6 +281,16 @@ def test_an_erasure_while_events_flow(desk: Desk) -> None:
     desk.worker.wait_replica()
     blocked = desk.call(number)  # the telco acts on it: rule state and a release to send once it is revoked
     desk.out.wait_for(lambda r: r.topic == desk.settings.topic_block and r.json["event_id"] == blocked)
+    email = f"{unique('appellant-')}@mail.example.my"
+    filed = desk.http.post("/v1/appeals", json={
+        "kind": "phone", "value": number, "appellant": "person", "contact": {"name": "Tan Mei Ling", "email": email},
+        "grounds": "my own line, never used for calls like these", "evidence_ref": "CELCOM letter 2026/12/88"})
+    assert filed.status_code == 202, filed.text
+    appeal_id = filed.json()["appeal_id"]
+    alone, shared = unique("cmd-"), unique("cmd-")
+    desk.producer.send(desk.settings.topic_feedback, feedback(alone, [f"phone:{number}"]), key=alone.encode())
+    desk.producer.send(desk.settings.topic_feedback, feedback(shared, [f"phone:{number}", f"phone:{listed}"]),
+                       key=shared.encode())
 
     def call(i: int) -> dict[str, Any]:
         return {"event_id": f"erase-{i}-{unique('')}", "occurred_at": iso(datetime.now(timezone.utc)),
@@ -287,6 +322,13 @@ def test_an_erasure_while_events_flow(desk: Desk) -> None:
     assert stub.json["by"] == "cli:test-operator" and digits not in orjson.dumps(stub.json).decode()
     desk.worker.wait_replica()
     wait_until("no trace of the identifier in Redis", lambda: desk.redis_traces(digits), lambda keys: keys == [])
+    assert desk.redis_traces(email) == []
+    # The appeal and the feedback that named only it are tombstoned; feedback on a command that acted on
+    # another entry too stays for that entry, without the erased one.
+    assert desk.latest(desk.settings.topic_appeals)[appeal_id.encode()] is None
+    kept = desk.latest(desk.settings.topic_feedback)
+    assert kept[alone.encode()] is None
+    assert orjson.loads(kept[shared.encode()] or b"null")["entries"] == [f"phone:{listed}"]
 
 
 async def test_removals_a_replay_counted_afresh_are_not_taken_off_the_count_again(stack: Stack) -> None:
