@@ -81,7 +81,7 @@ def isolated_env(stack: Stack, name: str, **overrides: str) -> dict[str, str]:
         SEKAT_OPERATOR="test-operator",
     )
     for topic in ("transfers", "calls", "sms", "reports", "freeze", "block", "decisions", "deadletter", "undelivered",
-                  "appeals", "audit"):
+                  "appeals", "audit", "feedback", "notices", "institutions"):
         env[f"SEKAT_TOPIC_{topic.upper()}"] = f"{name}.{topic}"
     env.update(overrides)
     return env

@@ -321,7 +321,8 @@ def test_an_erasure_while_events_flow(desk: Desk) -> None:
                                and r.json["subject"] == desk.subject(f"phone:{number}"))
     assert stub.json["by"] == "cli:test-operator" and digits not in orjson.dumps(stub.json).decode()
     desk.worker.wait_replica()
-    wait_until("no trace of the identifier in Redis", lambda: desk.redis_traces(digits), lambda keys: keys == [])
+    wait_until("no trace of the identifier in Redis", lambda: desk.redis_traces(digits), lambda keys: keys == [],
+               timeout=90)  # the change stream is trimmed once every replica has read past it
     assert desk.redis_traces(email) == []
     # The appeal and the feedback that named only it are tombstoned; feedback on a command that acted on
     # another entry too stays for that entry, without the erased one.
