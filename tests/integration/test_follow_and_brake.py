@@ -25,7 +25,7 @@ from sekat.blocklist.store import BlocklistStore
 from sekat.records import Status, iso
 from sekat.rules.policy import DEFAULT_POLICY_FILE
 from tests.support import (ApiProcess, Collector, Producer, Record, RefusedWrites, Stack, WorkerProcess,
-                           file_report, for_event, isolated_env, sekat, unique)
+                           file_report, for_event, isolated_env, sekat, unique, unique_letters)
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ class Desk:
         return event_id
 
     def call(self, caller: str, network: str, attestation: Any = None) -> str:
-        event_id = unique("c-")
+        event_id = unique_letters("c-")
         body = {"event_id": event_id, "occurred_at": iso(datetime.now(timezone.utc)), "call_id": unique("x"),
                 "operator": "CELCOM", "caller": caller, "callee": "+6012" + digits(7), "caller_network": network}
         if attestation is not None:

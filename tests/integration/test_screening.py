@@ -23,7 +23,8 @@ import pytest
 from sekat.blocklist.store import BlocklistStore
 from sekat.records import Report, Status, iso
 from sekat.redaction import mask_identifiers
-from tests.support import Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, unique
+from tests.support import (Collector, Producer, Stack, WorkerProcess, for_event, isolated_env, unique,
+                           unique_letters)
 
 pytestmark = pytest.mark.integration
 
@@ -248,7 +249,7 @@ def test_bad_calls_go_to_the_dead_letters_and_the_worker_keeps_going(world: Worl
     (lambda t: t.update(payer="MBBEMYKL"), "wrong_type"),
 ])
 def test_bad_transfers_go_to_the_dead_letters(world: World, mutate, reason: str) -> None:
-    event_id = unique("t-bad-")
+    event_id = unique_letters("t-bad-")
     body = {"event_id": event_id, "occurred_at": "2026-11-28T10:15:00.123Z", "transfer_id": "DN1",
             "amount": "10.00", "payer": {"bank": "MBBEMYKL", "account": "5140"},
             "payee": {"bank": "CIBBMYKL", "account": "8001234567"}}
