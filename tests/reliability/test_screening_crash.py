@@ -111,7 +111,7 @@ def test_a_crashed_screening_task_is_reported_restarted_with_backoff_and_resumes
                                   lambda h: h[0] == 503 and bool(h[1].get("stalled")), timeout=20, every=0.2)
         noticed_in = time.monotonic() - started_at
         assert noticed_in < STALL_AFTER_S - 5
-        assert body["stalled"] == ["transfers", "calls"] and body["screening"] == "restarting", body
+        assert body["stalled"] == ["transfers", "calls", "sms"] and body["screening"] == "restarting", body
         assert worker.sample(r'sekat_stream_stalled\{stream="calls"\}') == 1
         assert worker.sample(r'sekat_stream_stalled\{stream="transfers"\}') == 1
         assert "CorruptRecordException" in worker.log_tail(20_000)
