@@ -68,6 +68,7 @@ TIMEOUT_MS = 500  # SEKAT_REDIS_TIMEOUT_MS's default: a hung Redis delays a batc
 SCAN_TIMEOUT_MS = 30_000  # a reader of the whole index (start-up, stored snapshots): SCAN/MGET of thousands of keys
 INDEX_TIMEOUT_MS = 5000  # writes of a whole batch of reports, imports and rebuilds: large pipelines and scripts
 HEALTH_CHECK_S = 30  # a connection idle this long is PINGed before use (a dead peer is found before a command)
+PROBE_TIMEOUT_S = 2.0  # a health probe's wait for PING: /healthz answers well inside its caller's timeout
 QUIET_AFTER_TIMEOUT_S = 2.0  # after a timeout, a hot-path user does not ask Redis again for this long
 
 

@@ -85,6 +85,7 @@ this its write, on waking, would replace the filings the new owner applied since
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from datetime import datetime
@@ -95,7 +96,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from sekat.blocklist.connection import REDIS_DOWN, INDEX_TIMEOUT_MS, AnyRedis, async_client, mget, scan_keys
+from sekat.blocklist.connection import REDIS_DOWN, INDEX_TIMEOUT_MS, PROBE_TIMEOUT_S, AnyRedis, async_client, mget, scan_keys
 from sekat.blocklist.feedback import feedback_keys
 from sekat.blocklist.lifecycle import consolidated, covers, known, merge
 from sekat.blocklist.links import propagate
@@ -615,10 +616,12 @@ class BlocklistStore:
             if batch:
                 yield list((await self.lookup_many(batch)).values())
 
-    async def ping(self) -> bool:
+    async def ping(self, within_s: float = PROBE_TIMEOUT_S) -> bool:
+        """Whether Redis answers a PING within ``within_s``: a health probe answers in its own time, not the
+        store's command timeout (a hung Redis would hold the probe past its caller's patience)."""
         try:
-            return bool(await self._redis.ping())
-        except REDIS_DOWN:
+            return bool(await asyncio.wait_for(self._redis.ping(), within_s))
+        except (*REDIS_DOWN, TimeoutError):
             return False
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from sekat.blocklist.connection import async_client
+from sekat.blocklist.store import BlocklistStore
 from sekat.localstack.processes import free_port
 from sekat.localstack.redis_servers import RedisServer
 from sekat.records import iso
@@ -76,6 +77,25 @@ def test_a_command_to_a_hung_redis_fails_within_the_default_timeout(hung_redis: 
 
     took = asyncio.run(go())
     assert took < DEFAULT_TIMEOUT_MS / 1000 + 0.3, f"a command to a hung Redis took {took:.2f}s"
+
+
+def test_a_health_probe_of_a_hung_redis_answers_false_within_its_own_bound(hung_redis: HungRedis) -> None:
+    """The store's command timeout is seconds (batches of reports, imports); /healthz asks ``ping`` and must
+    answer inside its caller's patience, not the store's timeout."""
+    async def go() -> tuple[bool, bool, float]:
+        store = BlocklistStore.from_url(hung_redis.server.url)
+        up = await store.ping()
+        hung_redis.hang()
+        started = time.monotonic()
+        down = await asyncio.wait_for(store.ping(within_s=0.5), 10)  # the test's own bound
+        took = time.monotonic() - started
+        hung_redis.resume()
+        await store.close()
+        return up, down, took
+
+    up, down, took = asyncio.run(go())
+    assert up is True and down is False
+    assert took < 1.5, f"a probe of a hung Redis took {took:.2f}s"
 
 
 def test_a_worker_decides_listed_calls_from_its_replica_while_redis_hangs(
