@@ -50,6 +50,7 @@ log = logging.getLogger("sekat.api")
 router = APIRouter()
 
 AppealId = Annotated[str, Field(max_length=64)]
+GROUNDS_MAX = 4000
 
 
 class ContactIn(BaseModel):
@@ -68,7 +69,7 @@ class AppealIn(BaseModel):
         "person", description="the listed person, or their bank or telco filing on their behalf")
     contact: ContactIn = Field(description="how the agencies reach the appellant (an e-mail address or a phone "
                                            "number at least); personal data, shown only to those agencies")
-    grounds: str = Field(min_length=1, max_length=4000, description="why the listing is wrong")
+    grounds: str = Field(min_length=1, max_length=GROUNDS_MAX, description="why the listing is wrong")
     evidence_ref: str = Field("", max_length=256, description="a reference to evidence held elsewhere")
 
 

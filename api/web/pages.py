@@ -16,6 +16,7 @@ never in an address, a proxy's log or the browser's history. ``form`` reads such
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -43,8 +44,11 @@ def page(template: str, status_code: int = 200, headers: dict[str, str] | None =
     return HTMLResponse(html, status_code=status_code, headers={**HEADERS, **(headers or {})})
 
 
-async def form(request: Request) -> dict[str, str]:
-    """The fields of a url-encoded form body (the first of a repeated name), each cut to ``FIELD_MAX``."""
+async def form(request: Request, longer: Mapping[str, int] | None = None) -> dict[str, str]:
+    """The fields of a url-encoded form body (the first of a repeated name), each cut to ``FIELD_MAX`` or to
+    its own length in ``longer`` (a free-text field: one more than its maximum, so an over-long one is refused
+    by its validation, not cut)."""
+    cut = longer or {}
     body = (await request.body()).decode("utf-8", errors="replace")
     fields: dict[str, str] = {}
     try:
@@ -52,5 +56,5 @@ async def form(request: Request) -> dict[str, str]:
     except ValueError:  # more fields than any form of ours has: none is read
         pairs = []
     for name, value in pairs:
-        fields.setdefault(name, value[:FIELD_MAX])
+        fields.setdefault(name, value[:cut.get(name, FIELD_MAX)])
     return fields
