@@ -333,43 +333,44 @@ async def appeal_page(appeal_id: str, request: Request, clients: ClientsDep) -> 
         return _unavailable(exc)
 
 
-@router.post("/console/appeals/{appeal_id}/review", response_class=HTMLResponse)
-async def review_appeal(appeal_id: str, request: Request, clients: ClientsDep) -> Response:
-    try:
-        acting = await _acting(request, clients)
-        if isinstance(acting, Response):
-            return acting
-        key, token, _ = acting
-        try:
-            await appeals.review(appeal_id, await Caller("appeal")(clients, token), clients)
-        except HTTPException as exc:
-            return await _appeal(key, token, clients, appeal_id, exc.status_code, problem=_message(exc))
-        return await _appeal(key, token, clients, appeal_id, notice=f"Acknowledged as {key.agency}: the appeal "
-                             "is under review.")
-    except BlocklistUnavailable as exc:
-        return _unavailable(exc)
-
-
-@router.post("/console/appeals/{appeal_id}/decision", response_class=HTMLResponse)
-async def decide_appeal(appeal_id: str, request: Request, clients: ClientsDep) -> Response:
+async def _appeal_step(appeal_id: str, request: Request, clients: Clients,
+                       step: Callable[[ApiKey, dict[str, str]], Awaitable[str]]) -> Response:
+    """Take one step of an appeal from the console: ``step`` is given the signed-in key (with the ``appeal``
+    scope) and the form, and answers the notice to show; a refusal (HTTPException) is shown on the appeal's
+    page with its status code."""
     try:
         acting = await _acting(request, clients)
         if isinstance(acting, Response):
             return acting
         key, token, fields = acting
         try:
-            body = appeals.DecisionIn(outcome=fields.get("outcome", ""),  # type: ignore[arg-type]
-                                      reason=fields.get("reason", "").strip())
-            done = await appeals.decide(appeal_id, body, await Caller("appeal")(clients, token), clients)
-        except ValidationError as exc:
-            at_fault = " and ".join(str(err["loc"][0]) for err in exc.errors())
-            return await _appeal(key, token, clients, appeal_id, 422,
-                                 problem=f"Give the decision's {at_fault}: upheld or rejected, with a reason.")
+            notice = await step(await Caller("appeal")(clients, token), fields)
         except HTTPException as exc:
             return await _appeal(key, token, clients, appeal_id, exc.status_code, problem=_message(exc))
-        return await _appeal(key, token, clients, appeal_id, notice=_decided(done))
+        return await _appeal(key, token, clients, appeal_id, notice=notice)
     except BlocklistUnavailable as exc:
         return _unavailable(exc)
+
+
+@router.post("/console/appeals/{appeal_id}/review", response_class=HTMLResponse)
+async def review_appeal(appeal_id: str, request: Request, clients: ClientsDep) -> Response:
+    async def step(key: ApiKey, fields: dict[str, str]) -> str:
+        await appeals.review(appeal_id, key, clients)
+        return f"Acknowledged as {key.agency}: the appeal is under review."
+    return await _appeal_step(appeal_id, request, clients, step)
+
+
+@router.post("/console/appeals/{appeal_id}/decision", response_class=HTMLResponse)
+async def decide_appeal(appeal_id: str, request: Request, clients: ClientsDep) -> Response:
+    async def step(key: ApiKey, fields: dict[str, str]) -> str:
+        try:
+            body = appeals.DecisionIn(outcome=fields.get("outcome", ""),  # type: ignore[arg-type]
+                                      reason=fields.get("reason", "").strip())
+        except ValidationError as exc:
+            at_fault = " and ".join(str(err["loc"][0]) for err in exc.errors())
+            raise HTTPException(422, f"Give the decision's {at_fault}: upheld or rejected, with a reason.") from None
+        return _decided(await appeals.decide(appeal_id, body, key, clients))
+    return await _appeal_step(appeal_id, request, clients, step)
 
 
 def _decided(done: dict[str, Any]) -> str:

@@ -253,6 +253,9 @@ def test_an_appeal_is_acknowledged_and_upheld_in_the_console(api: Any, logs_dir:
             assert csrf is not None
             again = http.post(f"/console/appeals/{appeal_id}/review", data={"csrf": csrf.group(1)})
             assert again.status_code == 409 and "is upheld, not received" in again.text
+            unreasoned = http.post(f"/console/appeals/{appeal_id}/decision",
+                                   data={"csrf": csrf.group(1), "outcome": "rejected"})
+            assert unreasoned.status_code == 422 and "Give the decision&#39;s reason" in unreasoned.text
 
         # The steps are the API's: on the appeals topic, and the worker revokes the entry and releases the block.
         steps = out.wait_for(lambda r: r.topic == s.topic_appeals and r.key == appeal_id.encode(), 3)
