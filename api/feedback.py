@@ -4,7 +4,8 @@
 
 The key must belong to the institution the command was addressed to (the record key of the command, the
 ``bank`` or ``operator`` in it): another institution's key gets 403 naming ``command_id``. A command Sekat
-did not issue, or issued more than SEKAT_FEEDBACK_WINDOW_DAYS ago, gets 404. Sending feedback again on one
+did not issue, or issued more than SEKAT_FEEDBACK_WINDOW_DAYS ago, gets 404. A release command (RELEASE_ACCOUNT,
+UNBLOCK_NUMBER, UNBLOCK_SMS) takes ``executed``, ``not_found`` or ``already_closed`` (else 422). Sending feedback again on one
 command replaces the earlier word (the latest is kept). The answer is 202 once Kafka has the record on
 SEKAT_TOPIC_FEEDBACK with acks=all and the entries behind the command show it (``blocklist.review``);
 it says whether this feedback put an entry into review or flagged it for the victim-mule process.
@@ -26,8 +27,13 @@ from sekat.api.clients import Clients, ClientsDep
 from sekat.api.errors import error_responses, field_error
 from sekat.api.keys import ApiKey
 from sekat.blocklist.review import FeedbackDesk, Topics, feedback_record
+from sekat.release.sweep import RELEASES
 
 router = APIRouter(tags=["institutions"])
+RELEASE_ACTIONS = frozenset(a.value for a in RELEASES)
+# What became of a release: done, no such account or number, closed already. Whether the customer was a
+# mule or a victim is feedback on the command that acted, not on its release.
+RELEASE_OUTCOMES = ("executed", "not_found", "already_closed")
 
 class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -76,6 +82,9 @@ async def feedback(body: FeedbackIn, key: Annotated[ApiKey, Depends(Caller("feed
         raise field_error(404, "command_id", "no command with this id was issued in the last "
                                              f"{clients.settings.feedback_window_days} days")
     speaks_for(key, sent.institution, "command_id")
+    if sent.action in RELEASE_ACTIONS and body.outcome not in RELEASE_OUTCOMES:
+        raise field_error(422, "outcome", f"a {sent.action} command's outcome is one of "
+                                          f"{', '.join(RELEASE_OUTCOMES)}")
     now = clients.clock()
     record = feedback_record(sent, body.outcome, now, note=body.note.strip(), case_ref=body.case_ref.strip(),
                              by=f"api:{key.key_id}")

@@ -10,7 +10,9 @@
                                                   held, UNBLOCK_NUMBER to each telco that blocked or labelled
                                                   calls, UNBLOCK_SMS to each that blocked or labelled SMS,
                                                   on the command topics, plus one audit record on sekat.decisions;
-                                                  once Kafka has acknowledged them, forget exactly those
+                                                  once Kafka has acknowledged them, remember each as sent
+                                                  (so institutions' feedback on it is matched, api/feedback.py)
+                                                  and forget exactly those who acted
 
 Remembering who acted rides on the screening shell's own state write (after
 the batch's output is acknowledged, one round trip per batch, only for batches
@@ -36,6 +38,7 @@ from typing import Any
 
 import msgspec
 import orjson
+from sekat.blocklist.feedback import FeedbackStore, SentCommand
 from sekat.blocklist.store import BlocklistStore
 from sekat.metrics.worker import WorkerMetrics
 from sekat.release.acted import ActedStore
@@ -194,6 +197,13 @@ def release_ended_lien(member: str, now: datetime) -> tuple[Command, dict[str, A
     return command, audit
 
 
+def sent_release(command: Command, entry_key: str) -> SentCommand:
+    """A release command as feedback matches it: addressed to its institution, acting on the released entry
+    (an ended lien: the liened account)."""
+    return SentCommand(command.command_id, command.action.value, command.institution, iso(command.issued_at),
+                       (entry_key,))
+
+
 def _expiry(entry: Entry) -> float:
     return datetime.fromisoformat(entry.expires_at).timestamp() if entry.expires_at else float("inf")
 
@@ -202,8 +212,13 @@ class Releaser:
     """The release sweep; the worker runs it on the group leader every SEKAT_RELEASE_INTERVAL_S."""
 
     def __init__(self, acted: ActedStore, store: BlocklistStore, topics: OutputTopics, metrics: WorkerMetrics,
-                 release_metrics: ReleaseMetrics, clock: Clock) -> None:
+                 release_metrics: ReleaseMetrics, clock: Clock, sent: FeedbackStore | None = None,
+                 sent_ttl_s: int = 0) -> None:
+        """``sent``: where the release commands are remembered as sent for ``sent_ttl_s`` (the feedback window),
+        so that an institution's feedback on a release is matched to it."""
         self.acted = acted
+        self.sent = sent
+        self.sent_ttl_s = sent_ttl_s
         self.store = store
         self.topics = topics
         self.metrics = metrics
@@ -246,6 +261,7 @@ class Releaser:
             moves.append((key, seen, min(ts + RECHECK_MISSING_S if entry is None else _expiry(entry), later)))
         out = OutputBatch(self.topics)
         issued: list[Command] = []
+        remembered: list[SentCommand] = []
         released: dict[str, int] = {}
         for entry in ending:
             commands, audit = release(entry, members[entry.key], now)
@@ -253,6 +269,7 @@ class Releaser:
                 continue
             for command in commands:
                 out.command(command)
+                remembered.append(sent_release(command, entry.key))
             out.record(self.topics.decisions, audit["event_id"].encode(), orjson.dumps(audit))
             issued.extend(commands)
             released[audit["released"]] = released.get(audit["released"], 0) + 1
@@ -265,11 +282,14 @@ class Releaser:
                     continue
                 command, audit = made
                 out.command(command)
+                remembered.append(sent_release(command, f"account:{command.target}"))
                 out.record(self.topics.decisions, audit["event_id"].encode(), orjson.dumps(audit))
                 issued.append(command)
                 released["hold_ended"] = released.get("hold_ended", 0) + 1
                 log.info("releasing a lien on %s: its hold ended", mask(command.target.rpartition(":")[2]))
         await out.send()  # acknowledged by Kafka before anything is forgotten
+        if self.sent is not None and remembered:
+            await self.sent.record_sent(remembered, self.sent_ttl_s)
         for entry in ending:
             await self.acted.forget(entry.key, members[entry.key])
         for key, ended in held:

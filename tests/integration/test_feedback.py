@@ -196,3 +196,46 @@ def test_the_readme_example_verifies_a_relayed_command_and_sends_its_feedback(lo
     with pytest.raises(WebhookVerificationError):
         namespace["receive"](freeze.value.replace(b"FREEZE", b"UNFREEZE"), headers)
     assert len(acted) == 1
+
+
+def test_feedback_on_a_release_is_matched_to_it(loop: Loop) -> None:
+    """A revoked entry's RELEASE_ACCOUNT is remembered as sent, like the freeze it undoes: the bank that froze
+    the account says it lifted the freeze, and the entry's history shows it; an outcome that is not about a
+    release (false_positive) is refused with 422 naming ``outcome``."""
+    s = loop.worker.settings
+    mule = "account:RHBBMYKL:212000445566"  # the creditor of pacs008_v08_accepted.xml
+
+    async def file(status: Status) -> None:
+        store = BlocklistStore.from_url(s.redis_url, s.redis_prefix)
+        try:
+            await file_report(store, mule, status, "PDRM", "mule", "KL/2026/11")
+        finally:
+            await store.close()
+
+    asyncio.run(file(Status.CONFIRMED))
+    loop.worker.wait_replica()
+    loop.producer.send(s.topic_transfers, (FIXTURES / "pacs008_v08_accepted.xml").read_bytes(), key=b"MBBEMYKL")
+    [freeze] = [c.json for c in loop.out.wait_for(
+        lambda r: r.topic == s.topic_freeze and r.json.get("action") == "FREEZE_ACCOUNT"
+        and r.json.get("bank") == "RHBBMYKL")]
+    made = sekat(loop.api.env, "apikey", "create", "--institution", "RHBBMYKL", "--scopes", "feedback")
+    assert made.returncode == 0, made.stderr
+    loop.keys["RHBBMYKL"] = made.stdout.strip()
+    wait_until("the freeze known to the API", lambda: loop.feedback("RHBBMYKL", freeze["command_id"], "executed"),
+               lambda answer: answer[0] == 202)
+
+    asyncio.run(file(Status.REVOKED))
+    [release] = [c.json for c in loop.out.wait_for(
+        lambda r: r.topic == s.topic_freeze and r.json.get("action") == "RELEASE_ACCOUNT"
+        and r.json.get("bank") == "RHBBMYKL", timeout=40)]
+    status, body = wait_until("the release known to the API", lambda: loop.feedback(
+        "RHBBMYKL", release["command_id"], "executed", note="freeze lifted"), lambda answer: answer[0] != 404)
+    assert status == 202, body
+    status, body = loop.feedback("RHBBMYKL", release["command_id"], "false_positive")
+    assert status == 422 and body["detail"]["field"] == "outcome", body
+
+    status, entry = loop.call("GET", "/v1/entries?account=212000445566&bank=RHBBMYKL&purpose=release-check", "agency")
+    assert status == 200, entry
+    said = {f["command_id"]: (f["action"], f["outcome"]) for f in entry["feedback_history"]}
+    assert said == {freeze["command_id"]: ("FREEZE_ACCOUNT", "executed"),
+                    release["command_id"]: ("RELEASE_ACCOUNT", "executed")}
