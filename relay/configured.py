@@ -1,16 +1,20 @@
-"""Institutions configured through the agency API, read by a starting relay from ``SEKAT_TOPIC_INSTITUTIONS``.
+"""Institutions configured through the agency API, read by a relay from ``SEKAT_TOPIC_INSTITUTIONS``.
 
-The topic is compacted and keyed by the institution's id; a record with no value removed it. A relay reads it
-from the beginning to the end offsets it finds at start (no consumer group), keeps each id's last record, and
-checks each as an entry of ``SEKAT_INSTITUTIONS_FILE`` is checked (``sekat.institutions``). A record that does
-not pass is left out and logged by its id and the reason, never a secret. An institution in the file too is
-the file's: the file is what operators deploy, the topic what the API adds to it.
+The topic is compacted and keyed by the institution's id; a record with no value removed it. A starting relay
+reads it from the beginning to the end offsets it finds (no consumer group), keeps each id's last record, and
+checks each as an entry of ``SEKAT_INSTITUTIONS_FILE`` is checked (``sekat.institutions``); then it follows the
+topic from there (``follow``), so an institution the API adds, changes (a new URL, a rotated secret) or removes
+is served so within about a second, without a restart. A record that does not pass is left out and logged by
+its id and the reason, never a secret (while following: the institution's last good configuration is kept).
+An institution in the file too is the file's: the file is what operators deploy, the topic what the API adds
+to it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -21,19 +25,25 @@ from sekat.settings import Settings
 
 log = logging.getLogger(__name__)
 READ_TIMEOUT_MS = 1000
+METADATA_EVERY_S = 10.0  # while following a topic that does not exist yet: how often to look for it
+Offsets = dict[TopicPartition, int]
 
 
-async def read_configured(settings: Settings) -> dict[str, Institution]:
-    """The institutions the API configured, by id, as the topic holds them now."""
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    # The whole cluster's metadata (``topics()`` gives names only): the topic may not exist yet.
+    cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - aiokafka has no public call for it
+    return [TopicPartition(topic, n) for n in sorted(cluster.partitions_for_topic(topic) or set())]
+
+
+async def read_configured(settings: Settings) -> tuple[dict[str, Institution], Offsets]:
+    """The institutions the API configured, by id, as the topic holds them now, and the offsets read up to
+    (where ``follow`` goes on from)."""
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **settings.aiokafka_config())
     try:
         await consumer.start()
-        # The whole cluster's metadata (``topics()`` gives names only): the topic may not exist yet.
-        cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - aiokafka has no public call for it
-        numbers = cluster.partitions_for_topic(settings.topic_institutions) or set()
-        tps = [TopicPartition(settings.topic_institutions, n) for n in sorted(numbers)]
+        tps = await _partitions(consumer, settings.topic_institutions)
         if not tps:
-            return {}
+            return {}, {}
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -45,7 +55,47 @@ async def read_configured(settings: Settings) -> dict[str, Institution]:
                     latest[(record.key or b"").decode("utf-8", "replace")] = record.value
     finally:
         await consumer.stop()
-    return checked({k: v for k, v in latest.items() if v is not None}, bool(settings.relay_loopback_http))
+    found = checked({k: v for k, v in latest.items() if v is not None}, bool(settings.relay_loopback_http))
+    return found, dict(ends)
+
+
+async def follow(settings: Settings, start: Offsets, from_file: Mapping[str, Institution],
+                 configure: Callable[[Institution], None], remove: Callable[[str], None]) -> None:
+    """Apply each record written to the institutions topic after ``start`` (a partition not in it: from its
+    beginning) until cancelled: ``configure`` a new or changed institution, ``remove`` a removed one. An id in
+    ``from_file`` is the file's and is left alone."""
+    loopback = bool(settings.relay_loopback_http)
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **settings.aiokafka_config())
+    await consumer.start()
+    try:
+        tps: list[TopicPartition] = []
+        while not tps:
+            tps = await _partitions(consumer, settings.topic_institutions)
+            if not tps:
+                await asyncio.sleep(METADATA_EVERY_S)
+        consumer.assign(tps)
+        for tp in tps:
+            if tp in start:
+                consumer.seek(tp, start[tp])
+            else:
+                await consumer.seek_to_beginning(tp)
+        while True:
+            batches = await consumer.getmany(*tps, timeout_ms=READ_TIMEOUT_MS)
+            for records in batches.values():
+                for record in records:
+                    ident = (record.key or b"").decode("utf-8", "replace")
+                    if ident in from_file:
+                        log.warning("institution %s changed through the API is in SEKAT_INSTITUTIONS_FILE: the "
+                                    "file's entry is used", ident[:40])
+                    elif record.value is None:
+                        remove(ident)
+                        log.info("institution %s removed through the API: no longer delivered to", ident[:40])
+                    else:
+                        for institution in checked({ident: record.value}, loopback).values():
+                            configure(institution)
+                            log.info("institution %s configured through the API: delivering to it", ident[:40])
+    finally:
+        await consumer.stop()
 
 
 def checked(records: Mapping[str, bytes], loopback_http: bool) -> dict[str, Institution]:

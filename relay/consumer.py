@@ -92,6 +92,18 @@ class Relay:
         self.producer: AIOKafkaProducer | None = None
         self.session: aiohttp.ClientSession | None = None
 
+    def configure(self, institution: Institution) -> None:
+        """Serve ``institution`` (new, or its URL or secrets changed) from the next command read; a command being
+        retried uses the new URL and secrets from its next attempt."""
+        self.institutions[institution.id] = institution
+        self.breakers.setdefault(institution.id, Breaker(self.settings.relay_breaker_failures,
+                                                         self.settings.relay_breaker_open_s, self.clock))
+        self.metrics.serve(institution.id)
+
+    def remove(self, ident: str) -> None:
+        """Deliver nothing more read for ``ident``; commands already read are delivered or given up as before."""
+        self.institutions.pop(ident, None)
+
     def group_id(self) -> str:
         return f"{self.settings.app_id}.relay"
 
@@ -188,6 +200,7 @@ class Relay:
             if not await breaker.wait_turn(deadline):
                 break
             attempts += 1
+            inst = self.institutions.get(inst.id, inst)  # its URL and secrets as now configured
             try:
                 error = await self._post(inst, command_id, value)
             except asyncio.CancelledError:

@@ -20,6 +20,7 @@ class RelayMetrics:
     def __init__(self, institutions: Iterable[str], registry: CollectorRegistry | None = None) -> None:
         registry = registry if registry is not None else CollectorRegistry()
         self.registry = registry
+        self.served: set[str] = set()
         self.delivered = Counter("sekat_relay_delivered_total", "Commands an institution accepted (2xx).",
                                  ["institution"], registry=registry)
         self.retried = Counter("sekat_relay_retries_total", "Attempts made again after a failed one.",
@@ -42,9 +43,15 @@ class RelayMetrics:
         self.breaker_open = Gauge("sekat_relay_breaker_open",
                                   "1 while the institution's circuit breaker is open or half-open.",
                                   ["institution"], registry=registry)
-        started = time.time()
         for name in institutions:
-            for metric in (self.delivered, self.retried, self.failed, self.given_up, self.pending, self.breaker_open):
-                metric.labels(name)
-            self.latency.labels(name)
-            self.last_accepted.labels(name).set(started)
+            self.serve(name)
+
+    def serve(self, name: str) -> None:
+        """Show the institution's series from now (its last acceptance: now, until it accepts one)."""
+        if name in self.served:
+            return
+        self.served.add(name)
+        for metric in (self.delivered, self.retried, self.failed, self.given_up, self.pending, self.breaker_open):
+            metric.labels(name)
+        self.latency.labels(name)
+        self.last_accepted.labels(name).set(time.time())

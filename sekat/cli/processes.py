@@ -70,12 +70,12 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     # The file is checked at start-up with the other settings; the API's institutions are read from Kafka.
     from_file = settings.institutions()
     try:
-        from_topic = asyncio.run(asyncio.wait_for(read_configured(settings), CONFIGURED_READ_S))
+        from_topic, read_to = asyncio.run(asyncio.wait_for(read_configured(settings), CONFIGURED_READ_S))
     except Exception as exc:  # noqa: BLE001 - Kafka away: the file's institutions are served meanwhile
         logging.getLogger("sekat").warning("relay: the institutions configured through the API could not be read "
-                                           "from %s (%s); delivering to the file's only until a restart",
-                                           settings.topic_institutions, type(exc).__name__)
-        from_topic = {}
+                                           "from %s (%s); delivering to the file's, and to the API's as the "
+                                           "topic is followed", settings.topic_institutions, type(exc).__name__)
+        from_topic, read_to = {}, {}
     institutions = merged(from_file, from_topic)
     if not institutions:
         print("sekat: invalid configuration: SEKAT_INSTITUTIONS_FILE: must name the institutions file (YAML or "
@@ -83,7 +83,7 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
               "(PUT /v1/institutions/{id})", file=sys.stderr)
         return 2
     logging.getLogger("sekat").info("starting relay with %s", settings.redacted())
-    asyncio.run(run_relay(settings, institutions))
+    asyncio.run(run_relay(settings, institutions, from_file, read_to))
     return 0
 
 
@@ -115,7 +115,7 @@ def add_worker(sub: argparse._SubParsersAction) -> None:
 def add_relay(sub: argparse._SubParsersAction) -> None:
     add_command(sub, "relay", cmd_relay, "deliver commands to institutions' HTTPS endpoints (webhooks)",
                 "Deliver freeze and block commands to the institutions of SEKAT_INSTITUTIONS_FILE and those "
-                "configured through the agency API (SEKAT_TOPIC_INSTITUTIONS, read at start) as signed "
+                "configured through the agency API (SEKAT_TOPIC_INSTITUTIONS, read at start and followed) as signed "
                 "webhooks (Standard Webhooks), retrying until SEKAT_RELAY_GIVE_UP_S, then writing them to "
                 "SEKAT_TOPIC_UNDELIVERED. Run several to share the command topics' partitions.",
                 reads=("app_id", "aiokafka_config", "kafka_offset_reset", "topic_freeze", "topic_block",
