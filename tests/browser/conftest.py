@@ -1,6 +1,6 @@
 """Headless Chromium for the browser tests: Debian's ``chromium`` driven through ``chromedriver`` by Selenium.
 
-One browser per test module (``browser``), phone-sized (390 x 844), reading the page's console log. Each page
+One browser per test module (``browser``, in the module's ``ACCEPT_LANGUAGE``), phone-sized (390 x 844), reading the page's console log. Each page
 a test looks at can be checked with ``settled`` (no console error since the last check) and ``accessible``
 (axe-core finds no serious or critical violation), and saved with ``shoot`` as a screenshot under
 ``.stack/test-artifacts/browser/`` (kept whether the tests pass or fail; ``make clean`` removes it).
@@ -98,6 +98,14 @@ class Browser:
 
     def quit(self) -> None:
         self.driver.quit()
+
+
+@pytest.fixture(scope="module")
+def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
+    """One browser for the module, preferring the module's ``ACCEPT_LANGUAGE`` (Bahasa Malaysia, else)."""
+    b = Browser(getattr(request.module, "ACCEPT_LANGUAGE", "ms-MY,ms,en;q=0.5"))
+    yield b
+    b.quit()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ violations, and is saved as a screenshot.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -43,13 +42,6 @@ def listed(api: Any) -> None:
         finally:
             await store.close()
     asyncio.run(go())
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    b = Browser("ms-MY,ms,en;q=0.5")
-    yield b
-    b.quit()
 
 
 def submit(browser: Browser, form_action: str) -> None:

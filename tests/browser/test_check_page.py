@@ -10,7 +10,6 @@ accessibility violations, and is saved as a screenshot. The page and ``GET /v1/s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -42,13 +41,6 @@ def listed(api: Any) -> None:
         finally:
             await store.close()
     asyncio.run(go())
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    b = Browser("ms-MY,ms,en;q=0.5")
-    yield b
-    b.quit()
 
 
 def answer(browser: Browser) -> str:

@@ -18,7 +18,6 @@ import asyncio
 import html
 import re
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from tests.browser.conftest import Browser
 from tests.support import Collector, WorkerProcess, file_report, own_api, sekat
 
 pytestmark = pytest.mark.integration
+ACCEPT_LANGUAGE = "en-GB,en"  # the browser fixture's preference (tests/browser/conftest.py)
 
 PHONE = "+60198765432"
 TARGET = "rule:mule_inflow"
@@ -74,13 +74,6 @@ def desk(api: Any) -> dict[str, str]:
     created = sekat(api.env, "apikey", "create", "--agency", "NSRC", "--scopes", "read,rearm")
     assert created.returncode == 0, created.stderr
     return {"key": created.stdout.strip()}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    b = Browser("en-GB,en")
-    yield b
-    b.quit()
 
 
 def submit(browser: Browser, selector: str) -> None:
