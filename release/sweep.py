@@ -262,6 +262,7 @@ class Releaser:
         out = OutputBatch(self.topics)
         issued: list[Command] = []
         remembered: list[SentCommand] = []
+        lifted: set[str] = set()  # ended liens released by this sweep
         released: dict[str, int] = {}
         for entry in ending:
             commands, audit = release(entry, members[entry.key], now)
@@ -278,9 +279,10 @@ class Releaser:
         for key, ended in held:
             for member in ended:
                 made = release_ended_lien(member, now)
-                if made is None:
-                    continue
+                if made is None or made[0].command_id in lifted:
+                    continue  # not a lien; or one remembered under several entries, released once
                 command, audit = made
+                lifted.add(command.command_id)
                 out.command(command)
                 remembered.append(sent_release(command, f"account:{command.target}"))
                 out.record(self.topics.decisions, audit["event_id"].encode(), orjson.dumps(audit))

@@ -122,3 +122,5 @@ def test_a_follow_the_money_lien_is_released_naming_the_liened_account_on_revoca
     assert datetime.fromisoformat(ended["issued_at"]) >= ends
     assert (ended["bank"], ended["released"], ended["identifier"], ended["rule"]) == (
         "RHBBMYKL", "hold_ended", f"account:RHBBMYKL:{second_payee[1]}", "hold-ended")
+    # one record, not one per entry it was remembered under (they would be in the same produce)
+    assert len(bank.out.matching(bank.releasing(f"RHBBMYKL:{second_payee[1]}"))) == 1
