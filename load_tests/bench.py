@@ -90,7 +90,7 @@ def bench_policy(base: Path, choice: str) -> str:
                 rule["mode"] = "shadow"
             else:
                 del policy["rules"][rule_id]
-    path = base / "policy.yaml"
+    path = base / f"policy-{choice}.yaml"
     path.write_text(yaml.safe_dump(policy))
     return str(path)
 

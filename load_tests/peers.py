@@ -11,6 +11,9 @@ blocklist, produce the commands due for a listed one. The systems:
   sekat          ``sekat worker`` with the shipped policy's blocklist_match alone (``--policy blocklist-only``
                  of ``load_tests.bench``): validation and dead letters, normalisation, policy, routing,
                  decision records, metrics, the live replica
+  sekat-shipped  ``sekat worker`` with the shipped policy, every behaviour rule evaluated in shadow (``--policy
+                 shadow`` of ``load_tests.bench``): the whole product's cost, beside the blocklist path's, on the
+                 same backlog (shadow rules send no commands, so the job's correctness check still holds)
   faust-batched  a Faust agent over ``stream.take(1000)``, one MGET per batch
   faust-naive    a Faust agent awaiting one Redis GET and one send per event
 
@@ -52,7 +55,8 @@ from sekat.localstack.processes import free_port, stop_process
 from sekat.settings import Settings
 from sekat.streams.topics import create_topics
 
-SYSTEMS = ("lean", "quix", "sekat", "faust-batched", "faust-naive")
+SYSTEMS = ("lean", "quix", "sekat", "sekat-shipped", "faust-batched", "faust-naive")
+SEKAT_POLICIES = {"sekat": "blocklist-only", "sekat-shipped": "shadow"}
 PEERS_VENV = ROOT / ".venv-peers"
 
 
@@ -101,10 +105,11 @@ def start(system: str, base: Path, conf: dict[str, Any], env: dict[str, str], ro
     """Start ``system`` on the backlog; its consumer group and command topics are its own in each round."""
     log_path = base / f"{system}-{round_}.log"
     group = f"peers-{system}-{round_}"
-    if system == "sekat":
-        app_id = f"sekat-peers-{round_}"
-        env = env | {"SEKAT_APP_ID": app_id, "SEKAT_TOPIC_FREEZE": f"peers.sekat.{round_}.freeze",
-                     "SEKAT_TOPIC_BLOCK": f"peers.sekat.{round_}.block"}
+    if system in SEKAT_POLICIES:
+        app_id = f"{system}-peers-{round_}"
+        env = env | {"SEKAT_APP_ID": app_id, "SEKAT_TOPIC_FREEZE": f"peers.{system}.{round_}.freeze",
+                     "SEKAT_TOPIC_BLOCK": f"peers.{system}.{round_}.block",
+                     "SEKAT_POLICY_FILE": bench_policy(base, SEKAT_POLICIES[system])}
         settings = Settings.from_environ(env)
         create_topics(settings)
         proc = spawn(["worker"], env, log_path)
@@ -234,13 +239,14 @@ def summarise(runs: dict[str, list[dict[str, Any]]], events: int, args: argparse
                                       for r in rs) if all("missing" in r for r in rs) else None}
               for system, rs in runs.items() if rs}
     ratios = {}
-    if "sekat" in median:
+    for mine in SEKAT_POLICIES:
         for peer in ("quix", "lean"):
-            if peer in median:
-                ratios[f"sekat_to_{peer}"] = round(median["sekat"]["events_per_s"] / median[peer]["events_per_s"], 3)
+            if mine in median and peer in median:
+                ratios[f"{mine.replace('-', '_')}_to_{peer}"] = round(
+                    median[mine]["events_per_s"] / median[peer]["events_per_s"], 3)
     return {"median": median, **ratios, "runs": runs, "events": events, "blocklist_entries": args.blocklist,
             "partitions": args.partitions, "rounds": args.rounds, "faust_events": args.faust_events,
-            "quix_commit_interval_s": args.quix_commit_interval, "sekat_policy": "blocklist-only",
+            "quix_commit_interval_s": args.quix_commit_interval, "sekat_policies": SEKAT_POLICIES,
             "load_before": os.getloadavg()[0]}
 
 

@@ -36,3 +36,19 @@ def test_the_check_counts_missing_duplicate_and_false_commands() -> None:
     expected = {"a": (("HOLD_TRANSFER", "FREEZE_ACCOUNT"), 0), "b": (("BLOCK_CALL",), 0)}
     seen = Counter({("a", "HOLD_TRANSFER"): 2, ("a", "FREEZE_ACCOUNT"): 1, ("c", "BLOCK_CALL"): 1})
     assert correctness(expected, seen) == {"expected_commands": 3, "missing": 1, "duplicates": 1, "false": 1}
+
+
+def test_the_summary_sets_each_sekat_policy_beside_the_peers() -> None:
+    from argparse import Namespace
+
+    from load_tests.peers import summarise
+
+    def figures(eps: int) -> dict[str, float]:
+        return {"events_per_s": eps, "cpu_us_per_event": 1e6 / eps, "missing": 0, "duplicates": 0, "false": 0}
+
+    runs = {"quix": [figures(50_000)], "sekat": [figures(40_000)], "sekat-shipped": [figures(20_000)]}
+    args = Namespace(blocklist=1, partitions=4, rounds=1, faust_events=1, quix_commit_interval=0.25)
+    result = summarise(runs, 100, args)
+    assert (result["sekat_to_quix"], result["sekat_shipped_to_quix"]) == (0.8, 0.4)
+    assert result["sekat_policies"] == {"sekat": "blocklist-only", "sekat-shipped": "shadow"}
+    assert result["median"]["sekat-shipped"]["correct"] is True
