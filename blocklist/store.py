@@ -239,8 +239,8 @@ class BlocklistStore:
                     revoked: Iterable[str] = (), added: int = 0,
                     states: dict[str, Entry | None] | None = None) -> None:
         """The writes of one MULTI; ``states``, when it holds every announced key, goes into the announcement."""
-        for entry in entries:
-            pipe.set(self._rkey(entry.key), orjson.dumps(entry.to_json()))
+        if entries:  # one MSET: in a MULTI each command's reply is parsed on its own
+            pipe.mset({self._rkey(entry.key): orjson.dumps(entry.to_json()) for entry in entries})
         self._queue_retention(pipe, entries)
         if added:
             pipe.incrby(self._entries, added)
@@ -252,14 +252,18 @@ class BlocklistStore:
 
     def _queue_retention(self, pipe: Any, entries: Sequence[Entry]) -> None:
         """Keep each entry in the retention set of how it ends, by when (``blocklist.retention``), and out of
-        the other; an entry listed without an expiry in neither."""
+        the other; an entry listed without an expiry in neither. One ZADD and one ZREM per set for the lot."""
+        marks: dict[str, dict[str, float]] = {how: {} for how in self._retention}
         for entry in entries:
             ended = ending(entry)
-            for how, rkey in self._retention.items():
-                if ended is not None and ended[0] == how:
-                    pipe.zadd(rkey, {entry.key: ended[1]})
-                else:
-                    pipe.zrem(rkey, entry.key)
+            if ended is not None:
+                marks[ended[0]][entry.key] = ended[1]
+        for how, rkey in self._retention.items():
+            if marks[how]:
+                pipe.zadd(rkey, marks[how])
+            others = [entry.key for entry in entries if entry.key not in marks[how]]
+            if others:
+                pipe.zrem(rkey, *others)
 
     async def _mark_retention(self, entries: Sequence[Entry]) -> None:
         """``_queue_retention`` on its own (cluster path: the sets are in other slots than the entries)."""

@@ -63,7 +63,7 @@ CONNECTION = Grant("connect (redis-py's handshake, cluster discovery)", (), _CON
 INDEX = Grant("blocklist index: entries and change stream, the built marker, the entry count and the removals "
               "it does not count yet, the rebuild lock (its compare-and-act scripts); the purge trims the stream",
               ("bl:*", "index:*"),
-              ("get", "mget", "set", "del", "exists", "watch", "xadd", "xread", "xrevrange", "xinfo|stream",
+              ("get", "mget", "set", "mset", "del", "exists", "watch", "xadd", "xread", "xrevrange", "xinfo|stream",
                "eval", "pexpire", "incrby", "decrby", "xtrim"))
 RETENTION = Grant("retention: ended entries by when they ended (the purge's due entries)", ("retention:*",),
                   ("zadd", "zrem", "zrangebyscore"))
