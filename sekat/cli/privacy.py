@@ -19,9 +19,9 @@ from datetime import datetime, timezone
 
 import orjson
 
-from sekat.cli.blocklist import _field_error, _identifier, add_operator, operator
+from sekat.cli.blocklist import _field_error, _identifier, add_operator, audit_key, operator
 from sekat.cli.command import KAFKA_AND_REDIS, add_command, add_group
-from sekat.errors import BlocklistUnavailable, ConfigError, InvalidReport, SekatError
+from sekat.errors import BlocklistUnavailable, InvalidReport, SekatError
 from sekat.settings import Settings
 
 
@@ -35,12 +35,6 @@ def identifier_key(settings: Settings, args: argparse.Namespace) -> str:
     except InvalidReport as exc:
         raise _field_error(exc) from None
     return f"phone:{number}" if kind == "phone" else f"account:{bank_code}:{number}"
-
-
-def _audit_key(settings: Settings) -> str:
-    if not settings.audit_key:
-        raise ConfigError("SEKAT_AUDIT_KEY", "must be set (16+ random characters) to write or search audit records")
-    return settings.audit_key
 
 
 def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
@@ -57,7 +51,7 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
     reason = args.reason.strip()
     if len(reason) < 3:
         raise SekatError("--reason: say why (3 characters or more), e.g. the erasure request's reference")
-    secret = _audit_key(settings)
+    secret = audit_key(settings)
     key = identifier_key(settings, args)
     now = datetime.now(timezone.utc)
 
@@ -134,7 +128,7 @@ def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
 
     from sekat.audit import subject
 
-    wanted = subject(_audit_key(settings), identifier_key(settings, args)) if (args.phone or args.account) else None
+    wanted = subject(audit_key(settings), identifier_key(settings, args)) if (args.phone or args.account) else None
     since, until = args.since or "", args.until or "~"  # ISO times compare as text
     consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None, enable_auto_commit=False)  # type: ignore[arg-type]
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")

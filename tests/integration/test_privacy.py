@@ -27,6 +27,7 @@ from sekat.blocklist.appeals import Appeal, AppealStore, Contact, acknowledged, 
 from sekat.blocklist.connection import sync_client
 from sekat.blocklist.feedback import FeedbackStore
 from sekat.blocklist.store import BlocklistStore
+from sekat.brake.store import BrakeStore, Trip
 from sekat.records import Entry, Status, iso
 from tests.support import (ApiProcess, Collector, Producer, Stack, Traffic, WorkerProcess, isolated_env, sekat,
                            unique, wait_until)
@@ -362,6 +363,51 @@ def test_every_entry_read_names_its_purpose_and_is_audited_without_the_identifie
     assert exported.returncode == 0, exported.stderr
     lines = [orjson.loads(line) for line in exported.stdout.splitlines()]
     assert [(r["action"], r["purpose"]) for r in lines] == [("read", "investigation KL/2026/123")]
+
+
+def test_reads_of_the_brake_and_from_the_command_line_are_audited(desk: Desk) -> None:
+    """``GET /v1/brake`` names the entries the brake switched to shadow, and ``sekat blocklist show`` shows an
+    entry: both require a purpose, and each identifier they show gets a ``read`` audit record (who, why, its
+    keyed hash) before the answer."""
+    number = mobile()
+    key, digits = f"phone:{number}", number.lstrip("+")
+    now = datetime.now(timezone.utc)
+    desk.report(number, "confirmed", now)
+    wait_until("the entry listed", lambda: desk.entry(key), lambda e: e is not None)
+
+    async def trip() -> None:  # as a worker trips the brake on an entry that drove too many commands
+        brakes = BrakeStore.from_url(desk.settings.redis_url, desk.settings.redis_prefix)
+        try:
+            await brakes.trip(Trip(f"entry:{key}", 9, 5, 60, iso(now), "worker-1", "confirmed"))
+        finally:
+            await brakes.close()
+    asyncio.run(trip())
+    created = sekat(desk.env, "apikey", "create", "--agency", "BNM", "--scopes", "read")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    key_id = token.split("_")[1]
+
+    refused = desk.http.get("/v1/brake", headers={"X-API-Key": token})
+    assert refused.status_code == 422 and refused.json()["detail"]["field"] == "purpose"
+    state = desk.http.get("/v1/brake", params={"purpose": "incident INC-2026-17"}, headers={"X-API-Key": token})
+    assert state.status_code == 200 and f"entry:{key}" in [t["target"] for t in state.json()["tripped"]]
+    [api_read] = desk.out.wait_for(lambda r: r.topic == desk.settings.topic_audit
+                                   and r.json["by"] == f"api:BNM:{key_id}" and r.json["subject"] == desk.subject(key))
+    assert (api_read.json["action"], api_read.json["purpose"]) == ("read", "incident INC-2026-17")
+
+    anonymous = {k: v for k, v in desk.env.items() if k != "SEKAT_OPERATOR"}
+    unnamed = sekat(anonymous, "blocklist", "show", "--phone", number, "--purpose", "case KL/2026/9")
+    assert unnamed.returncode == 1 and "--operator (or SEKAT_OPERATOR) is required" in unnamed.stderr
+    no_purpose = sekat(desk.env, "blocklist", "show", "--phone", number)
+    assert no_purpose.returncode == 2 and "--purpose" in no_purpose.stderr
+    assert digits not in unnamed.stdout + no_purpose.stdout
+    shown = sekat(desk.env, "blocklist", "show", "--phone", number, "--purpose", "case KL/2026/9",
+                  "--operator", "aisyah.ops")
+    assert shown.returncode == 0 and orjson.loads(shown.stdout)["key"] == key, shown.stderr
+    [cli_read] = desk.out.wait_for(lambda r: r.topic == desk.settings.topic_audit
+                                   and r.json["by"] == "cli:aisyah.ops" and r.json["subject"] == desk.subject(key))
+    assert (cli_read.json["purpose"], cli_read.json["found"]) == ("case KL/2026/9", True)
+    assert all(digits not in orjson.dumps(r.json).decode() for r in (api_read, cli_read))
 
 
 def test_filings_from_the_command_line_name_their_operator(desk: Desk) -> None:
