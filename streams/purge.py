@@ -14,8 +14,10 @@
     broker's log cleaner ─> the key's older records, then (after delete.retention.ms) the tombstone, gone
 
 The change stream keeps a purged key in its announcements, and the stored replica snapshot (and each
-worker's disk copy of it) in its chunks: after removals, a run drops the change-stream records every
-replica seen within ``REPLICAS_SEEN_S`` has passed (``blocklist.replica.positions``). That also leaves an
+worker's disk copy of it) in its chunks: after removals, each run drops the change-stream records every
+replica seen within ``REPLICAS_SEEN_S`` has passed (``blocklist.replica.positions``), until the stream
+starts past the newest record there was when the removals were counted (a replica slow to report its
+position delays the trim, it does not cancel it). That also leaves an
 older stored snapshot unusable (trimmed past), so the running workers store a fresh one without the
 purged keys, and the old chunks expire minutes later (blocklist/replica_snapshot.py).
 
@@ -82,6 +84,9 @@ class Purger:
         self.retention = retention
         self.clock = clock
         self._unsettled = 0  # removals read at the last run, taken off the entry count at this one
+        # The change-stream id a trim must pass: the newest record when removals were last counted (their
+        # announcements are at or before it); None once trimmed past.
+        self._trim_past: tuple[int, int] | None = None
 
     async def run_once(self) -> int:
         """One run; a failure is counted and logged, and the next run tries again."""
@@ -92,21 +97,30 @@ class Purger:
             log.warning("purge failed (%s: %s); retrying at the next run", type(exc).__name__, exc)
             return 0
 
-    async def trim_changes(self) -> None:
-        """Drop the change-stream records every replica seen lately has passed (nothing when none was seen)."""
+    async def trim_changes(self) -> tuple[int, int] | None:
+        """Drop the change-stream records every replica seen lately has passed (nothing when none was seen); the
+        id the stream now starts at, or None."""
         client = self.store.client
         raw = await client.hgetall(positions_key(self.store.prefix))
         seen = positions(raw, int(time.time() * 1000), REPLICAS_SEEN_S)
-        if seen:
-            ms, seq = min(seen.values())
-            await self.store.trim_changes((ms, seq + 1))  # the record at a replica's position it has read
+        if not seen:
+            return None
+        ms, seq = min(seen.values())
+        await self.store.trim_changes((ms, seq + 1))  # the record at a replica's position it has read
+        return ms, seq + 1
 
     async def purge(self) -> int:
         """Send a tombstone for each entry past its retention; how many were sent."""
         removed = self._unsettled
         self._unsettled = await self.store.settle_forgotten(self._unsettled)
-        if removed or self._unsettled:
-            await self.trim_changes()
+        if removed or self._unsettled:  # removals announced up to the stream's newest record: trim past it
+            newest = await self.store.last_change()
+            if newest is not None:
+                self._trim_past = max(self._trim_past or newest, newest)
+        if self._trim_past is not None:  # every run until the replicas have all read past the removals
+            starts = await self.trim_changes()
+            if starts is not None and starts > self._trim_past:
+                self._trim_past = None
         now = self.clock()
         marked: dict[str, str] = {}
         for ended in (REVOKED, EXPIRED):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -297,6 +298,34 @@ def test_a_purged_entry_takes_its_appeals_and_the_feedback_naming_it_along(desk:
     assert desk.worker.sample('sekat_purge_appeals_total{why="entry"') >= 1
     assert desk.worker.sample('sekat_purge_feedback_records_total{written="rewritten"') >= 1
     assert desk.worker.sample('sekat_purge_feedback_records_total{written="tombstone"') >= 1
+
+
+def test_the_change_stream_is_trimmed_past_a_purge_once_a_slow_replica_has_read_it(desk: Desk) -> None:
+    """A replica that reports its position late holds the trim back, and does not cancel it: once every replica
+    has read past the removal, a later run trims the purged key's announcement away."""
+    number = mobile()
+    digits = number.lstrip("+").encode()
+    changes, seen = f"{desk.settings.redis_prefix}bl:changes", f"{desk.settings.redis_prefix}replica:seen"
+    client = sync_client(desk.settings.redis_url)
+
+    def behind_at(change_id: bytes) -> None:  # a replica following the stream, at ``change_id`` now
+        client.hset(seen, "slow-replica", change_id + f" {int(time.time() * 1000)}".encode())
+
+    def announced() -> bool:
+        return any(digits in v for _, fields in client.xrange(changes) for v in fields.values())
+    try:
+        last = client.xrevrange(changes, count=1)
+        behind_at(last[0][0] if last else b"0-0")
+        desk.report(number, "revoked", datetime.now(timezone.utc) - timedelta(days=31), reason="cleared")
+        wait_until("the purge removing the entry", lambda: desk.entry(f"phone:{number}"), lambda e: e is None)
+        time.sleep(4)  # several purge runs, each held back by the slow replica
+        assert announced(), "trimmed past a replica that has not read the removal"
+        [(newest, _)] = client.xrevrange(changes, count=1)
+        behind_at(newest)
+        wait_until("the purged key's announcement trimmed", announced, lambda found: not found)
+    finally:
+        client.hdel(seen, "slow-replica")
+        client.close()
 
 
 def an_appeal(decided_days_ago: float | None, outcome: str = "rejected", reappeal_days: int = 0) -> Appeal:
