@@ -346,26 +346,22 @@ class AppealStore:
         return [decode(raw) for raw in raws if raw is not None]
 
     async def drop(self, appeal: Appeal) -> bool:
-        """Delete decided ``appeal`` (past its retention) and its index entries; the identifier's latest-appeal
-        pointer goes only if it names this appeal. False if a new appeal on the identifier raced it (the next
-        run tries again)."""
+        """Delete decided ``appeal`` (past its retention) and its index entries, in one MULTI; the identifier's
+        latest-appeal pointer goes only if it names this appeal. Holds the identifier's lock, as a new filing
+        does; False if a filing held it (the next run tries again)."""
         on = self._key("on", appeal.identifier)
-        try:
+        async with self.lock(appeal.identifier) as held:
+            if not held:
+                return False
+            latest = await self._call(self._redis.get(on))
             async with self._redis.pipeline(transaction=True) as pipe:
-                await pipe.watch(on)
-                latest = await pipe.get(on)
-                pipe.multi()
                 pipe.delete(self._key(appeal.appeal_id))
                 pipe.zrem(self._key("decided"), appeal.appeal_id)
                 pipe.srem(self._key("all", appeal.identifier), appeal.appeal_id)
                 if latest is not None and (latest.decode() if isinstance(latest, bytes) else latest) == appeal.appeal_id:
                     pipe.delete(on)
-                await pipe.execute()
+                await self._call(pipe.execute())
             return True
-        except aioredis.WatchError:
-            return False
-        except REDIS_DOWN as exc:
-            raise BlocklistUnavailable(f"appeal store unavailable: {type(exc).__name__}") from exc
 
     async def open_for(self, agency: str, limit: int = 500) -> list[Appeal]:
         """The open appeals routed to ``agency`` that it has not decided, oldest first."""
