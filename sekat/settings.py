@@ -301,6 +301,11 @@ class Settings:
         if self.appeal_acknowledge_s > self.appeal_decide_s:
             raise ConfigError("SEKAT_APPEAL_ACKNOWLEDGE_S", f"must not exceed SEKAT_APPEAL_DECIDE_S "
                                                             f"({self.appeal_decide_s}), got {self.appeal_acknowledge_s}")
+        if self.retention_appeals_days < self.appeal_reappeal_days:
+            # A rejected appeal is what refuses an earlier new one: it is kept at least until then.
+            raise ConfigError("SEKAT_RETENTION_APPEALS_DAYS", f"must not be less than SEKAT_APPEAL_REAPPEAL_DAYS "
+                                                              f"({self.appeal_reappeal_days}), got "
+                                                              f"{self.retention_appeals_days}")
         if self.appeal_rule not in APPEAL_RULES:
             raise ConfigError("SEKAT_APPEAL_RULE", f"must be one of {', '.join(APPEAL_RULES)}, got {self.appeal_rule!r}")
         if not re.fullmatch(r"[A-Z]{2}", self.phone_region):
