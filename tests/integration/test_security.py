@@ -77,7 +77,7 @@ class Secured:
     redis: RedisServer
     tls: TlsFiles
     env: dict[str, str]  # the worker's SEKAT_* settings
-    cli_env: dict[str, str]  # the operators' CLI: the worker's, but Redis as the admin user
+    cli_env: dict[str, str]  # the operators' CLI: Kafka as the API/CLI principal, Redis as the admin user
     worker: WorkerProcess
     api: ApiProcess
     out: Collector  # reads every command topic as the broker's super user
@@ -217,8 +217,10 @@ def secured(logs_dir: Path) -> Iterator[Secured]:
         out = Collector(admin_view, [s.topic_freeze, s.topic_block, s.topic_deadletter,
                                      *s.command_topics().values()])
         producer, calls = Producer(as_principal(env, "bank-mbbe")), Producer(as_principal(env, "telco-celcom"))
-        yield Secured(kafka, redis_server, tls, env, env | {"SEKAT_REDIS_URL": redis_url("admin")}, worker, api,
-                      out, producer, calls)
+        # The operators' CLI files, reads (audited) and erases as the agency API/CLI principal, Redis as admin.
+        cli_env = env | {"SEKAT_KAFKA_SASL_MECHANISM": "PLAIN", "SEKAT_KAFKA_SASL_USERNAME": "sekat-api",
+                         "SEKAT_KAFKA_SASL_PASSWORD": API_PASSWORD, "SEKAT_REDIS_URL": redis_url("admin")}
+        yield Secured(kafka, redis_server, tls, env, cli_env, worker, api, out, producer, calls)
     finally:
         for closing in (producer, calls, out):
             if closing is not None:
