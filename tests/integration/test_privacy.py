@@ -285,8 +285,11 @@ def test_a_purged_entry_takes_its_appeals_and_the_feedback_naming_it_along(desk:
 
     desk.report(number, "revoked", now - timedelta(days=31), reason="cleared on appeal")
     wait_until("the purge removing the entry", lambda: desk.entry(key), lambda e: e is None)
+    # A stored replica snapshot written while the entry was listed keeps it until its chunks expire, minutes
+    # after the workers store a fresh one (blocklist/replica_snapshot.py, docs/privacy.md): not this test's.
     wait_until("no trace of the identifier in Redis", lambda: desk.redis_traces(digits),
-               lambda keys: [k for k in keys if ":rs:" not in k and ":sent:" not in k] == [], timeout=60)
+               lambda keys: [k for k in keys if not any(part in k for part in (":rs:", ":sent:", ":replica:snapshot:"))]
+               == [], timeout=60)
     assert desk.redis_traces(email) == [] and desk.appeal(appeal_id) is None
     assert desk.latest(desk.settings.topic_appeals)[appeal_id.encode()] is None
     kept = desk.latest(desk.settings.topic_feedback)
