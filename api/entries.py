@@ -182,10 +182,7 @@ async def entry(key: Annotated[ApiKey, Depends(Caller("read"))], clients: Client
                 purpose: Purpose = None) -> dict[str, Any]:
     """One entry with its full history (who filed what, when and why) and institutions' feedback on it; the read
     is audited with its purpose."""
-    why = (purpose or "").strip()
-    if len(why) < 3:
-        raise field_error(422, "purpose", "is required: say why this entry is read (e.g. a case reference, "
-                                          "3-200 characters); it is recorded in the audit trail")
+    why = required_purpose(purpose, "this entry is read")
     web = {"sender": sender, "url": url, "domain": domain}
     ident = lookup_key(phone, account, bank, clients.settings.phone_region, wallet, proxy, clients.proxy_hasher,
                        web)
@@ -201,6 +198,15 @@ async def entry(key: Annotated[ApiKey, Depends(Caller("read"))], clients: Client
     body["group"] = await linked_group(clients.store, found, clients.clock())
     body.update(await entry_feedback(clients, found.key))
     return body
+
+
+def required_purpose(purpose: str | None, what: str) -> str:
+    """The caller's ``purpose``, stripped; 422 naming it when it is missing or shorter than 3 characters."""
+    why = (purpose or "").strip()
+    if len(why) < 3:
+        raise field_error(422, "purpose", f"is required: say why {what} (e.g. a case reference, "
+                                          "3-200 characters); it is recorded in the audit trail")
+    return why
 
 
 async def audit_read(clients: Any, key: ApiKey, ident: str, purpose: str, found: bool) -> None:

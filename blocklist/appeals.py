@@ -23,7 +23,9 @@ Redis (``AppealStore``), every key under the prefix and one hash tag, so a MULTI
     {prefix}{appeals}:open:<stage>       sorted set: open appeal ids in stage received / under_review, by filed_at
     {prefix}{appeals}:agency:<AGENCY>    sorted set: open appeal ids routed to the agency, by filed_at
     {prefix}{appeals}:on:<identifier>    string: the latest appeal id on the identifier
-    {prefix}{appeals}:all:<identifier>   set: every appeal id on the identifier (what an erasure removes)
+    {prefix}{appeals}:all:<identifier>   set: every appeal id on the identifier (what an erasure or a purge removes)
+    {prefix}{appeals}:decided            sorted set: decided appeal ids, by decided_at (what the purge reads for
+                                         SEKAT_RETENTION_APPEALS_DAYS)
     {prefix}{appeals}:lock:<name>        string with an expiry: one writer at a time per appeal or identifier
 
 The appellant's contact details are personal data: they are stored here and on the topic, shown to the agencies
@@ -214,6 +216,17 @@ def decided(appeal: Appeal, agency: str, key_id: str, outcome: Outcome, reason: 
     return msgspec.structs.replace(appeal, status="upheld", events=events, decided_at=at, reason=reason)
 
 
+def past_retention(appeal: Appeal, now: datetime, retention_days: int) -> bool:
+    """Whether decided ``appeal`` is due for the purge: decided more than ``retention_days`` ago
+    (SEKAT_RETENTION_APPEALS_DAYS), and, rejected, past the day its identifier may be appealed again (until
+    then it is what refuses an earlier appeal)."""
+    if appeal.open or not appeal.decided_at:
+        return False
+    if datetime.fromisoformat(appeal.decided_at) + timedelta(days=retention_days) > now:
+        return False
+    return not appeal.reappeal_after or datetime.fromisoformat(appeal.reappeal_after) <= now
+
+
 def with_revocation(appeal: Appeal, report_id: str) -> Appeal:
     return msgspec.structs.replace(appeal, revocation_id=report_id)
 
@@ -286,6 +299,8 @@ class AppealStore:
                     pipe.zadd(self._key("agency", agency), {appeal.appeal_id: score})
                 else:
                     pipe.zrem(self._key("agency", agency), appeal.appeal_id)
+            if appeal.decided_at:
+                pipe.zadd(self._key("decided"), {appeal.appeal_id: datetime.fromisoformat(appeal.decided_at).timestamp()})
             await self._call(pipe.execute())
 
     async def ids_on(self, identifier: str) -> set[str]:
@@ -311,10 +326,42 @@ class AppealStore:
                     pipe.zrem(self._key("open", stage), appeal_id)
                 for agency in agencies:
                     pipe.zrem(self._key("agency", agency), appeal_id)
+                pipe.zrem(self._key("decided"), appeal_id)
             pipe.delete(self._key("on", identifier))
             pipe.delete(self._key("all", identifier))
             await self._call(pipe.execute())
         return len(appeals)
+
+    async def decided_before(self, before: float, limit: int) -> list[Appeal]:
+        """Up to ``limit`` appeals decided before ``before`` (epoch seconds), the longest decided first; an id
+        whose appeal is gone leaves the index."""
+        ids = [i.decode() if isinstance(i, bytes) else i for i in
+               await self._call(self._redis.zrangebyscore(self._key("decided"), "-inf", before, start=0, num=limit))]
+        if not ids:
+            return []
+        raws = await self._call(self._redis.mget([self._key(i) for i in ids]))
+        gone = [i for i, raw in zip(ids, raws) if raw is None]
+        if gone:
+            await self._call(self._redis.zrem(self._key("decided"), *gone))
+        return [decode(raw) for raw in raws if raw is not None]
+
+    async def drop(self, appeal: Appeal) -> bool:
+        """Delete decided ``appeal`` (past its retention) and its index entries, in one MULTI; the identifier's
+        latest-appeal pointer goes only if it names this appeal. Holds the identifier's lock, as a new filing
+        does; False if a filing held it (the next run tries again)."""
+        on = self._key("on", appeal.identifier)
+        async with self.lock(appeal.identifier) as held:
+            if not held:
+                return False
+            latest = await self._call(self._redis.get(on))
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._key(appeal.appeal_id))
+                pipe.zrem(self._key("decided"), appeal.appeal_id)
+                pipe.srem(self._key("all", appeal.identifier), appeal.appeal_id)
+                if latest is not None and (latest.decode() if isinstance(latest, bytes) else latest) == appeal.appeal_id:
+                    pipe.delete(on)
+                await self._call(pipe.execute())
+            return True
 
     async def open_for(self, agency: str, limit: int = 500) -> list[Appeal]:
         """The open appeals routed to ``agency`` that it has not decided, oldest first."""

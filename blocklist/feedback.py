@@ -100,6 +100,28 @@ class FeedbackStore:
         except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"feedback store failed: {type(exc).__name__}") from exc
 
+    async def held_on(self, key: str) -> dict[bytes, bytes]:
+        """The latest feedback record of each command that acted on entry ``key``, by command id (raw JSON)."""
+        [raw] = await self._run(lambda pipe: pipe.hgetall(self._fb + key))
+        return {(k if isinstance(k, bytes) else k.encode()): (v if isinstance(v, bytes) else v.encode())
+                for k, v in raw.items()}
+
+    async def rewrite(self, records: Mapping[bytes, bytes | None]) -> int:
+        """Replace each record (by command id) in the feedback history of every entry it still names, where that
+        history holds the command (an entry left out of a record keeps its history until it goes itself); how
+        many histories were written."""
+        written = 0
+        for command_id, value in records.items():
+            if value is None:
+                continue
+            entries = [str(e) for e in orjson.loads(value).get("entries", ())]
+            held = await self._run(lambda pipe: [pipe.hexists(self._fb + e, command_id) for e in entries])
+            mine = [e for e, h in zip(entries, held) if h]
+            if mine:
+                await self._run(lambda pipe: [pipe.hset(self._fb + e, command_id, value) for e in mine])
+                written += len(mine)
+        return written
+
     async def record_sent(self, commands: Iterable[SentCommand], ttl_s: int) -> None:
         """Remember each command's addressee and entries for ``ttl_s`` seconds (one pipeline)."""
         commands = list(commands)

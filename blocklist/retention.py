@@ -25,10 +25,12 @@ DAY_S = 86_400
 
 @dataclass(frozen=True, slots=True)
 class Retention:
-    """Days an ended entry is kept, by how it ended (``SEKAT_RETENTION_REVOKED_DAYS`` / ``_EXPIRED_DAYS``)."""
+    """Days an ended entry is kept, by how it ended (``SEKAT_RETENTION_REVOKED_DAYS`` / ``_EXPIRED_DAYS``), and
+    a decided appeal after its decision (``SEKAT_RETENTION_APPEALS_DAYS``)."""
 
     revoked_days: int
     expired_days: int
+    appeals_days: int
 
     def days(self, ended: str) -> int:
         return self.revoked_days if ended == REVOKED else self.expired_days

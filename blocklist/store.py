@@ -527,6 +527,18 @@ class BlocklistStore:
         except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"blocklist count settle failed: {type(exc).__name__}") from exc
 
+    async def last_change(self) -> tuple[int, int] | None:
+        """The id of the change stream's newest record as (ms, seq), or None when the stream is empty."""
+        try:
+            last = await self._redis.xrevrange(self._changes, count=1)
+        except REDIS_DOWN as exc:
+            raise BlocklistUnavailable(f"change stream read failed: {type(exc).__name__}") from exc
+        if not last:
+            return None
+        raw = last[0][0]
+        ms, _, seq = (raw.decode() if isinstance(raw, bytes) else str(raw)).partition("-")
+        return int(ms), int(seq or 0)
+
     async def trim_changes(self, before: tuple[int, int]) -> int:
         """Drop the change-stream records before id ``before`` (every replica has read them); how many."""
         try:

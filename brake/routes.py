@@ -1,6 +1,7 @@
 """Agency API routes of the safety brake: see what it switched to shadow, and re-arm it.
 
-    GET  /v1/brake          tripped targets and the brake's recent audit log (scope read)
+    GET  /v1/brake          tripped targets and the brake's recent audit log (scope read; a purpose is
+                            required, and each entry the answer names is audited as read, docs/privacy.md)
     POST /v1/brake/rearm    re-arm one target (scope rearm; reason required): the workers act on it again
                             within a second, its recent counts start from zero
 
@@ -18,16 +19,18 @@ topic and the brake's log in Redis says whether the re-arm took effect.
 
 # No `from __future__ import annotations`: FastAPI resolves the endpoints' annotations at run time.
 
+import asyncio
 import logging
 import uuid
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from sekat.api.auth import Caller
 from sekat.api.clients import ClientsDep
+from sekat.api.entries import audit_read, required_purpose
 from sekat.api.errors import error_responses, field_error
 from sekat.api.keys import ApiKey
 from sekat.brake.store import dimension, masked_target, valid_target
@@ -77,13 +80,25 @@ class Rearmed(BaseModel):
     trip: TripOut
 
 
-@router.get("/v1/brake", dependencies=[Depends(Caller("read"))], response_model=BrakeState,
-            response_model_exclude_unset=True,
-            responses=error_responses(401, 403, 503))
-async def brake_state(clients: ClientsDep) -> dict[str, Any]:
-    """Targets the safety brake switched to shadow mode, and its latest audit events."""
+BrakePurpose = Annotated[str | None, Query(max_length=200, description=(
+    "why the brake's state is read, e.g. an incident reference (required; each entry it names is recorded in "
+    "the audit trail)"))]
+
+
+@router.get("/v1/brake", response_model=BrakeState, response_model_exclude_unset=True,
+            responses=error_responses(401, 403, 422, 503))
+async def brake_state(key: Annotated[ApiKey, Depends(Caller("read"))], clients: ClientsDep,
+                      purpose: BrakePurpose = None) -> dict[str, Any]:
+    """Targets the safety brake switched to shadow mode, and its latest audit events; each entry the answer
+    names is audited as a read of it, with the purpose."""
+    why = required_purpose(purpose, "the brake's state is read")
     tripped = await clients.brakes.tripped()
-    return {"tripped": [tripped[t] for t in sorted(tripped)], "log": await clients.brakes.history()}
+    body = {"tripped": [tripped[t] for t in sorted(tripped)], "log": await clients.brakes.history()}
+    named = dict.fromkeys(str(item.get("target", ""))[len("entry:"):] for item in (*body["tripped"], *body["log"])
+                          if str(item.get("target", "")).startswith("entry:"))
+    # Every read record acknowledged before the answer shows any of them (503 otherwise).
+    await asyncio.gather(*(audit_read(clients, key, ident, why, True) for ident in named))
+    return body
 
 
 @router.post("/v1/brake/rearm", response_model=Rearmed, response_model_exclude_unset=True,

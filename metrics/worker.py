@@ -213,6 +213,14 @@ class WorkerMetrics:
         self.purge_deferred = Counter("sekat_purge_deferred_total",
                                       "Entries past their retention the purge left for a later run because a "
                                       "release command for them is not yet sent.", registry=registry)
+        self.purge_appeals = Counter("sekat_purge_appeals_total",
+                                     "Appeals the purge tombstoned and deleted, by why: their entry was purged "
+                                     "(entry) or they were decided longer ago than their retention (decided).",
+                                     ["why"], registry=registry)
+        self.purge_feedback = Counter("sekat_purge_feedback_records_total",
+                                      "Institutions' feedback records naming a purged entry that the purge "
+                                      "tombstoned (tombstone) or wrote again without it for the other entries of "
+                                      "their command (rewritten).", ["written"], registry=registry)
         self.purge_errors = Counter("sekat_purge_errors_total",
                                     "Purge runs that failed (Redis or Kafka unavailable) and will be retried.",
                                     registry=registry)

@@ -606,7 +606,8 @@ class _AuditEvent(Struct, kw_only=True, tag_field="action"):
 
 
 class EntryRead(_AuditEvent, kw_only=True, tag="read"):
-    """An agency read an entry through the agency API (GET /v1/entries), found or not."""
+    """An entry was read, found or not: through the agency API (GET /v1/entries; GET /v1/brake, for each entry
+    its answer names) or from the command line (sekat blocklist show)."""
 
     purpose: Annotated[str, Meta(description="why, as the caller gave it (the required purpose parameter)")]
     found: bool

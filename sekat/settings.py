@@ -157,6 +157,7 @@ class Settings:
     retention_decisions_days: int = 7
     retention_commands_days: int = 7
     retention_audit_days: int = 2557
+    retention_appeals_days: int = 180
     purge_interval_s: int = 3600
     audit_key: str = ""
     operator: str = ""
@@ -271,6 +272,7 @@ class Settings:
             ("retention_decisions_days", 1, 36_500),
             ("retention_commands_days", 1, 36_500),
             ("retention_audit_days", 1, 36_500),
+            ("retention_appeals_days", 1, 36_500),
             ("purge_interval_s", 1, 86_400),
             ("relay_loopback_http", 0, 1),
             ("relay_web_port", 1, 65_535),
@@ -299,6 +301,11 @@ class Settings:
         if self.appeal_acknowledge_s > self.appeal_decide_s:
             raise ConfigError("SEKAT_APPEAL_ACKNOWLEDGE_S", f"must not exceed SEKAT_APPEAL_DECIDE_S "
                                                             f"({self.appeal_decide_s}), got {self.appeal_acknowledge_s}")
+        if self.retention_appeals_days < self.appeal_reappeal_days:
+            # A rejected appeal is what refuses an earlier new one: it is kept at least until then.
+            raise ConfigError("SEKAT_RETENTION_APPEALS_DAYS", f"must not be less than SEKAT_APPEAL_REAPPEAL_DAYS "
+                                                              f"({self.appeal_reappeal_days}), got "
+                                                              f"{self.retention_appeals_days}")
         if self.appeal_rule not in APPEAL_RULES:
             raise ConfigError("SEKAT_APPEAL_RULE", f"must be one of {', '.join(APPEAL_RULES)}, got {self.appeal_rule!r}")
         if not re.fullmatch(r"[A-Z]{2}", self.phone_region):
@@ -704,6 +711,11 @@ SETTINGS_DOC: dict[str, str] = {
                                "per-institution ones, SEKAT_TOPIC_UNDELIVERED; applied by `sekat topics`).",
     "retention_audit_days": "retention.ms of SEKAT_TOPIC_AUDIT (applied by `sekat topics`): how long audit "
                             "records are kept.",
+    "retention_appeals_days": "Days a decided appeal (its contact details, grounds, every step) is kept after its "
+                              "decision; then the purge removes it from Redis and tombstones it on "
+                              "SEKAT_TOPIC_APPEALS. A rejected appeal is kept at least until its identifier may be "
+                              "appealed again (SEKAT_APPEAL_REAPPEAL_DAYS). An entry's appeals also go when the "
+                              "entry is purged.",
     "purge_interval_s": "How often the group leader purges the entries past their retention (those due only: the "
                         "index keeps them by when they ended, nothing is scanned).",
     "audit_key": "Secret (16+ characters) of the keyed hash (HMAC-SHA256) that stands for an identifier in audit "

@@ -13,7 +13,8 @@
   agency) and ``sekat.institutions`` (institutions configured for the relay),
   ``sekat.appeals`` (appeals filed and decided) and ``sekat.audit`` (entry reads and erasures, written
   before they answer), and nothing else; the worker writes ``sekat.feedback`` and
-  ``sekat.notices`` too (a pacs.002 status report is feedback);
+  ``sekat.notices`` too (a pacs.002 status report is feedback), and ``sekat.appeals``
+  (the purge's tombstones);
 - the webhook relay's principal (``sekat relay``, when given) reads the command
   topics (shared and per-institution) and ``sekat.institutions`` (the only
   reader of the secrets there), writes ``sekat.commands.undelivered``
@@ -70,6 +71,8 @@ def acl_plan(settings: Settings, sekat: str, api: str, institutions: Mapping[str
         Acl(sekat, "group", settings.app_id, "prefixed", read),
         Acl(sekat, "topic", settings.topic_feedback, "literal", write),
         Acl(sekat, "topic", settings.topic_notices, "literal", write),
+        # The purge tombstones appeals past their retention or of a purged entry (streams/purge.py).
+        Acl(sekat, "topic", settings.topic_appeals, "literal", write),
         Acl(api, "topic", settings.topic_reports, "literal", write),
         # A re-arm is refused unless its audit record is on the decisions topic first (brake/routes.py).
         Acl(api, "topic", settings.topic_decisions, "literal", write),

@@ -56,7 +56,7 @@ from sekat.streams.heap import HeapKeeper
 from sekat.streams.intake import Intake, ReportsConsumer
 from sekat.streams.output import OutputBatch, OutputTopics
 from sekat.streams.policy_watch import PolicyWatch
-from sekat.streams.purge import Purger
+from sekat.streams.purge import Purger, RelatedTopics
 from sekat.streams.rebuild import IndexGuard
 from sekat.streams.retry import supervise
 from sekat.streams.sent import SENT, recording_sent, writing_sent
@@ -126,10 +126,15 @@ def faust_app(settings: Settings) -> faust.App:
     )
 
 
+def raw_topic(app: faust.App, name: str) -> faust.TopicT:
+    """A topic the worker writes, as raw bytes (the worker encodes its own JSON)."""
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
 def output_topics(app: faust.App, settings: Settings) -> OutputTopics:
     """The topics the worker writes, as raw bytes (the worker encodes its own JSON)."""
     def raw(name: str) -> faust.TopicT:
-        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        return raw_topic(app, name)
 
     return OutputTopics(
         freeze=raw(settings.topic_freeze),
@@ -379,7 +384,9 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
         releaser=Releaser(acted, store, outputs, metrics, ReleaseMetrics(registry), clock, sent,
                           settings.feedback_window_days * 86_400),
         purger=Purger(store, acted, outputs, metrics,
-                      Retention(settings.retention_revoked_days, settings.retention_expired_days), clock),
+                      Retention(settings.retention_revoked_days, settings.retention_expired_days,
+                                settings.retention_appeals_days), clock,
+                      RelatedTopics(raw_topic(app, settings.topic_appeals), raw_topic(app, settings.topic_feedback))),
         heap=HeapKeeper(registry),
     )
 

@@ -3,6 +3,10 @@
     group leader, every SEKAT_PURGE_INTERVAL_S
         retention sets (revoked / expired, by when they ended) ─> the keys ended before now - retention
         ─> read those entries: still ended that long ago, and no release command still to send for them?
+        ─> their appeals and institutions' feedback naming them (blocklist/related.py, found through Redis's
+           per-identifier indexes): tombstones on the appeals and feedback topics (a feedback record on a
+           command that acted on other entries too is written again without the purged one), acknowledged by
+           Kafka, then the appeals out of Redis and the other entries' feedback histories rewritten
         ─> a tombstone (key, no value) on the compacted reports topic, acknowledged by Kafka
     reports agent (streams/intake.py), in the tombstone's place among the key's reports
         ─> the entry out of the Redis index (unless a report re-listed it), announced on the change stream
@@ -10,10 +14,18 @@
     broker's log cleaner ─> the key's older records, then (after delete.retention.ms) the tombstone, gone
 
 The change stream keeps a purged key in its announcements, and the stored replica snapshot (and each
-worker's disk copy of it) in its chunks: after removals, a run drops the change-stream records every
-replica seen within ``REPLICAS_SEEN_S`` has passed (``blocklist.replica.positions``). That also leaves an
+worker's disk copy of it) in its chunks: after removals, each run drops the change-stream records every
+replica seen within ``REPLICAS_SEEN_S`` has passed (``blocklist.replica.positions``), until the stream
+starts past the newest record there was when the removals were counted (a replica slow to report its
+position delays the trim, it does not cancel it). That also leaves an
 older stored snapshot unusable (trimmed past), so the running workers store a fresh one without the
 purged keys, and the old chunks expire minutes later (blocklist/replica_snapshot.py).
+
+The same run purges the decided appeals past SEKAT_RETENTION_APPEALS_DAYS (``{appeals}:decided``, by when
+they were decided; a rejected one not before its identifier may be appealed again): a tombstone on the
+appeals topic, then the appeal out of Redis. ``sekat_purge_appeals_total{why}`` counts the appeals purged
+with their entry (``entry``) or past their own retention (``decided``), ``sekat_purge_feedback_records_total``
+the feedback records tombstoned or rewritten.
 
 A run reads the entries due and nothing else (``blocklist.retention``), at most ``PURGE_LIMIT`` of each
 kind; a backlog drains over the next runs. An entry an institution acted on is purged only once its
@@ -26,7 +38,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
+from datetime import datetime
 
+import faust
+
+from sekat.blocklist.appeals import AppealStore, past_retention
+from sekat.blocklist.related import forget, related
 from sekat.blocklist.replica import positions, positions_key
 from sekat.blocklist.retention import DAY_S, EXPIRED, REVOKED, Retention, due
 from sekat.blocklist.store import BlocklistStore
@@ -44,18 +62,31 @@ PURGE_LIMIT = 500  # entries of each kind one run reads at most
 REPLICAS_SEEN_S = 600
 
 
+@dataclass(frozen=True)
+class RelatedTopics:
+    """Where an entry's appeals and institutions' feedback on it are kept: SEKAT_TOPIC_APPEALS, _FEEDBACK."""
+
+    appeals: faust.TopicT
+    feedback: faust.TopicT
+
+
 class Purger:
     """The purge; the worker runs it on the group leader every SEKAT_PURGE_INTERVAL_S."""
 
     def __init__(self, store: BlocklistStore, acted: ActedStore, topics: OutputTopics, metrics: WorkerMetrics,
-                 retention: Retention, clock: Clock) -> None:
+                 retention: Retention, clock: Clock, related_topics: RelatedTopics) -> None:
         self.store = store
+        self.appeals = AppealStore(store.client, store.prefix)  # type: ignore[arg-type]
+        self.related_topics = related_topics
         self.acted = acted
         self.topics = topics
         self.metrics = metrics
         self.retention = retention
         self.clock = clock
         self._unsettled = 0  # removals read at the last run, taken off the entry count at this one
+        # The change-stream id a trim must pass: the newest record when removals were last counted (their
+        # announcements are at or before it); None once trimmed past.
+        self._trim_past: tuple[int, int] | None = None
 
     async def run_once(self) -> int:
         """One run; a failure is counted and logged, and the next run tries again."""
@@ -66,26 +97,36 @@ class Purger:
             log.warning("purge failed (%s: %s); retrying at the next run", type(exc).__name__, exc)
             return 0
 
-    async def trim_changes(self) -> None:
-        """Drop the change-stream records every replica seen lately has passed (nothing when none was seen)."""
+    async def trim_changes(self) -> tuple[int, int] | None:
+        """Drop the change-stream records every replica seen lately has passed (nothing when none was seen); the
+        id the stream now starts at, or None."""
         client = self.store.client
         raw = await client.hgetall(positions_key(self.store.prefix))
         seen = positions(raw, int(time.time() * 1000), REPLICAS_SEEN_S)
-        if seen:
-            ms, seq = min(seen.values())
-            await self.store.trim_changes((ms, seq + 1))  # the record at a replica's position it has read
+        if not seen:
+            return None
+        ms, seq = min(seen.values())
+        await self.store.trim_changes((ms, seq + 1))  # the record at a replica's position it has read
+        return ms, seq + 1
 
     async def purge(self) -> int:
         """Send a tombstone for each entry past its retention; how many were sent."""
         removed = self._unsettled
         self._unsettled = await self.store.settle_forgotten(self._unsettled)
-        if removed or self._unsettled:
-            await self.trim_changes()
+        if removed or self._unsettled:  # removals announced up to the stream's newest record: trim past it
+            newest = await self.store.last_change()
+            if newest is not None:
+                self._trim_past = max(self._trim_past or newest, newest)
+        if self._trim_past is not None:  # every run until the replicas have all read past the removals
+            starts = await self.trim_changes()
+            if starts is not None and starts > self._trim_past:
+                self._trim_past = None
         now = self.clock()
         marked: dict[str, str] = {}
         for ended in (REVOKED, EXPIRED):
             before = now.timestamp() - self.retention.days(ended) * DAY_S
             marked.update(dict.fromkeys(await self.store.retention_due(ended, before, PURGE_LIMIT), ended))
+        await self.purge_appeals(now)
         if not marked:
             return 0
         entries = await self.store.lookup_many(marked)
@@ -94,12 +135,14 @@ class Purger:
             await self.store.forget(key, now)
         await self.store.remark([e for k, e in entries.items() if k not in ready])  # moved since it was marked
         pending = await self.acted.members(list(ready))
+        doomed = [key for key in ready if not pending[key]]
+        if len(doomed) < len(ready):
+            self.metrics.purge_deferred.inc(len(ready) - len(doomed))
+        await self.forget_related(doomed)
         out = OutputBatch(self.topics)
         sent: dict[str, int] = {}
-        for key, how in ready.items():
-            if pending[key]:
-                self.metrics.purge_deferred.inc()
-                continue
+        for key in doomed:
+            how = ready[key]
             out.record(self.topics.reports, key.encode(), None)
             sent[how] = sent.get(how, 0) + 1
         await out.send()
@@ -109,3 +152,40 @@ class Purger:
             log.info("purge: tombstones for %d entries past their retention (%s)", sum(sent.values()),
                      ", ".join(f"{n} {how}" for how, n in sorted(sent.items())))
         return sum(sent.values())
+
+    async def forget_related(self, keys: list[str]) -> None:
+        """The appeals of the entries about to be purged, and the feedback records naming them, leave the topics
+        and Redis (``blocklist.related``, as an erasure takes them) before the entries' tombstones are sent: a
+        failure here sends no tombstone, and the next run finds them again."""
+        client, prefix = self.store.client, self.store.prefix
+        gone = [await related(client, prefix, key) for key in keys]
+        out = OutputBatch(self.topics)
+        for g in gone:
+            for topic, key, value in g.records(self.related_topics.appeals, self.related_topics.feedback):
+                out.record(topic, key, value)
+        await out.send()
+        for g in gone:
+            await forget(client, prefix, g)
+            if g.appeal_ids:
+                self.metrics.purge_appeals.labels("entry").inc(len(g.appeal_ids))
+            if g.feedback:
+                self.metrics.purge_feedback.labels("tombstone").inc(len(g.feedback) - g.rewritten)
+                self.metrics.purge_feedback.labels("rewritten").inc(g.rewritten)
+
+    async def purge_appeals(self, now: datetime) -> int:
+        """Tombstone and delete the decided appeals past SEKAT_RETENTION_APPEALS_DAYS; how many."""
+        decided = await self.appeals.decided_before(now.timestamp() - self.retention.appeals_days * DAY_S,
+                                                    PURGE_LIMIT)
+        ripe = [a for a in decided if past_retention(a, now, self.retention.appeals_days)]
+        if not ripe:
+            return 0
+        out = OutputBatch(self.topics)
+        for appeal in ripe:
+            out.record(self.related_topics.appeals, appeal.appeal_id.encode(), None)
+        await out.send()
+        dropped = 0
+        for appeal in ripe:
+            dropped += await self.appeals.drop(appeal)
+        self.metrics.purge_appeals.labels("decided").inc(dropped)
+        log.info("purge: %d decided appeals past their retention tombstoned", dropped)
+        return dropped

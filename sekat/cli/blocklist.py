@@ -3,7 +3,9 @@
 Reports go onto the reports topic through ``blocklist.filing``, the same checks as the agency API, and
 name who filed them: ``add``, ``revoke`` and ``import`` refuse to run without an operator (``--operator``
 or ``SEKAT_OPERATOR``), recorded as ``filed_by`` ``cli:<operator>`` or ``import:<operator>``;
-``show`` and ``export`` read the Redis index; ``rebuild`` wipes the index and replays the topic.
+``show`` reads one entry of the Redis index, audited as the agency API's reads are (``--purpose`` and an
+operator required; the ``read`` record on SEKAT_TOPIC_AUDIT before the entry is shown); ``export`` reads the
+index; ``rebuild`` wipes the index and replays the topic.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import orjson
 
 from sekat.cli.command import KAFKA_AND_REDIS, add_command, add_group
-from sekat.errors import InvalidReport, SekatError
+from sekat.errors import BlocklistUnavailable, ConfigError, InvalidReport, SekatError
 from sekat.settings import Settings
 
 # What filing a report reads: the region of phone numbers, the protected list, the expiry policy, who files.
@@ -96,6 +98,7 @@ def cmd_file(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
     from sekat.blocklist.filing import identifier, key_of
     from sekat.blocklist.store import BlocklistStore
+    from sekat.records import Entry
 
     kind, value, bank = _identifier(args)
     try:
@@ -106,18 +109,51 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
         print("not listed (protected: can never be listed)")
         return 1
 
-    async def go() -> int:
+    who, why = operator(settings, args), args.purpose.strip()
+    if len(why) < 3:
+        raise SekatError("--purpose: say why this entry is read (e.g. a case reference, 3-200 characters); it is "
+                         "recorded in the audit trail")
+    secret = audit_key(settings)
+    key = key_of(kind, bank_code, number)
+
+    async def read() -> Entry | None:
         store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
         try:
-            shown = await store.get(key_of(kind, bank_code, number))
+            return await store.get(key)
         finally:
             await store.close()
-        if shown is None:
-            print("not listed")
-            return 1
-        print(orjson.dumps(shown.to_json(), option=orjson.OPT_INDENT_2).decode())
-        return 0
-    return asyncio.run(go())
+
+    shown = asyncio.run(read())
+    audited_read(settings, secret, key, f"cli:{who}", why[:200], shown is not None)
+    if shown is None:
+        print("not listed")
+        return 1
+    print(orjson.dumps(shown.to_json(), option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def audit_key(settings: Settings) -> str:
+    """SEKAT_AUDIT_KEY; refused when it is not set."""
+    if not settings.audit_key:
+        raise ConfigError("SEKAT_AUDIT_KEY", "must be set (16+ random characters) to write or search audit records")
+    return settings.audit_key
+
+
+def audited_read(settings: Settings, secret: str, key: str, by: str, purpose: str, found: bool) -> None:
+    """The ``read`` audit record of an entry read from the command line, acknowledged by Kafka before anything of
+    the entry is shown (refused otherwise)."""
+    from sekat.audit import entry_read
+    from sekat.blocklist.bulk import producer
+
+    record_key, value = entry_read(secret, key, by, datetime.now(timezone.utc), purpose, found)
+    p = producer(settings)
+    try:
+        p.send(settings.topic_audit, value, key=record_key).get(timeout=15)
+    except Exception as exc:  # noqa: BLE001 - kafka-python raises its own errors and timeouts
+        raise BlocklistUnavailable(f"not shown: Kafka did not acknowledge the audit record "
+                                   f"({type(exc).__name__})") from exc
+    finally:
+        p.close()
 
 
 def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
@@ -222,9 +258,11 @@ def add_blocklist(sub: argparse._SubParsersAction) -> None:
                          "Revoke an entry (an appeal was upheld): a revoked report goes to the reports topic, and "
                          "no command acts on the identifier again until a newer report.",
                          reads=("topic_reports", "kafka_client_config", *FILING), needs=("kafka",))
-    show = add_command(bl_sub, "show", cmd_show, "show one entry of the index, with its history",
-                       "Show one entry of the Redis index, with its history; exit status 1 when it is not listed.",
-                       reads=("phone_region", "redis_prefix", "proxy_hasher"), needs=("redis",))
+    show = add_command(bl_sub, "show", cmd_show, "show one entry of the index, with its history (audited)",
+                       "Show one entry of the Redis index, with its history, once the read (who, why, the "
+                       "identifier's keyed hash) is on the audit topic; exit status 1 when it is not listed.",
+                       reads=("phone_region", "redis_prefix", "proxy_hasher", "operator", "audit_key", "topic_audit",
+                              "kafka_client_config"), needs=KAFKA_AND_REDIS)
     for p in (add, revoke, show):
         who = p.add_mutually_exclusive_group(required=True)
         who.add_argument("--phone", help="phone number in any common format")
@@ -236,6 +274,9 @@ def add_blocklist(sub: argparse._SubParsersAction) -> None:
         who.add_argument("--url", help="a link (one page; scheme, case, www. and punycode normalised)")
         who.add_argument("--domain", help="a domain: matches links to it and to every host under it")
         p.add_argument("--bank", help="BIC of the account's bank, e.g. CIBBMYKL")
+    add_operator(show)
+    show.add_argument("--purpose", required=True, help="why the entry is read, e.g. a case reference (recorded in "
+                                                       "the audit trail)")
     for p in (add, revoke):
         add_operator(p)
         p.add_argument("--source", required=True, help="reporting agency, e.g. PDRM, NSRC, MBBEMYKL")

@@ -19,9 +19,9 @@ from datetime import datetime, timezone
 
 import orjson
 
-from sekat.cli.blocklist import _field_error, _identifier, add_operator, operator
+from sekat.cli.blocklist import _field_error, _identifier, add_operator, audit_key, operator
 from sekat.cli.command import KAFKA_AND_REDIS, add_command, add_group
-from sekat.errors import BlocklistUnavailable, ConfigError, InvalidReport, SekatError
+from sekat.errors import BlocklistUnavailable, InvalidReport, SekatError
 from sekat.settings import Settings
 
 
@@ -37,18 +37,13 @@ def identifier_key(settings: Settings, args: argparse.Namespace) -> str:
     return f"phone:{number}" if kind == "phone" else f"account:{bank_code}:{number}"
 
 
-def _audit_key(settings: Settings) -> str:
-    if not settings.audit_key:
-        raise ConfigError("SEKAT_AUDIT_KEY", "must be set (16+ random characters) to write or search audit records")
-    return settings.audit_key
-
-
 def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
     from sekat.audit import erasure
-    from sekat.blocklist.appeals import AppealStore
     from sekat.blocklist.bulk import producer
     from sekat.blocklist.store import BlocklistStore
     from sekat.blocklist.feedback import FeedbackStore
+    from sekat.blocklist.related import Related, related
+    from sekat.blocklist.related import forget as forget_related
     from sekat.cli.appeals import latest_records
     from sekat.release.acted import ActedStore
 
@@ -56,11 +51,11 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
     reason = args.reason.strip()
     if len(reason) < 3:
         raise SekatError("--reason: say why (3 characters or more), e.g. the erasure request's reference")
-    audit_key = _audit_key(settings)
+    secret = audit_key(settings)
     key = identifier_key(settings, args)
     now = datetime.now(timezone.utc)
 
-    async def check() -> set[str]:
+    async def check() -> None:
         store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
         acted = ActedStore.from_url(settings.redis_url, settings.redis_prefix)
         try:
@@ -71,31 +66,34 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
             if (await acted.members([key]))[key]:
                 raise SekatError("release commands for the entry are not sent yet: erase it after the next release "
                                  "sweep (SEKAT_RELEASE_INTERVAL_S)")
-            return await AppealStore(store.client, settings.redis_prefix).ids_on(key)
         finally:
             await acted.close()
             await store.close()
 
-    appeal_ids = asyncio.run(check())
+    asyncio.run(check())
     def naming(value: bytes) -> bool:  # a cheap test on each record's bytes; the JSON is read for those it passes
         return key.encode() in value
 
-    appeal_ids |= {k.decode() for k, v in latest_records(settings, settings.topic_appeals, naming).items()
-                   if orjson.loads(v).get("identifier") == key}
-    # Feedback on a command that acted on other entries too stays for them, without this one.
-    feedback: dict[bytes, bytes | None] = {}
-    for command_id, value in latest_records(settings, settings.topic_feedback, naming).items():
-        body = orjson.loads(value)
-        if key in body.get("entries", ()):
-            others = [e for e in body["entries"] if e != key]
-            feedback[command_id] = orjson.dumps(body | {"entries": others}) if others else None
-    record_key, stub = erasure(audit_key, key, f"cli:{who}", now, reason)
+    # What Redis indexes by identifier, and what the topics hold (an appeal or feedback Redis lost is found too).
+    on_topic = {k.decode() for k, v in latest_records(settings, settings.topic_appeals, naming).items()
+                if orjson.loads(v).get("identifier") == key}
+    feedback_on_topic = latest_records(settings, settings.topic_feedback, naming)
+
+    async def find() -> Related:
+        store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
+        try:
+            return await related(store.client, settings.redis_prefix, key, on_topic, feedback_on_topic)
+        finally:
+            await store.close()
+
+    gone = asyncio.run(find())
+    record_key, stub = erasure(secret, key, f"cli:{who}", now, reason)
     p = producer(settings)
     try:  # the audit stub first: an erasure the audit trail does not show never happens
         p.send(settings.topic_audit, stub, key=record_key).get(timeout=15)
         p.send(settings.topic_reports, None, key=key.encode()).get(timeout=15)
-        sends = [p.send(settings.topic_appeals, None, key=a.encode()) for a in sorted(appeal_ids)]
-        sends += [p.send(settings.topic_feedback, v, key=k) for k, v in feedback.items()]
+        sends = [p.send(topic, v, key=k) for topic, k, v in gone.records(settings.topic_appeals,
+                                                                         settings.topic_feedback)]
         for sent in sends:
             sent.get(timeout=15)
     except Exception as exc:  # noqa: BLE001 - kafka-python raises its own errors and timeouts
@@ -111,15 +109,16 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
             for rkey in state:  # one key a command: as it is on a cluster
                 await store.client.delete(rkey)
             await FeedbackStore(store.client, settings.redis_prefix).forget_sent(key)
-            held = await AppealStore(store.client, settings.redis_prefix).forget(key, appeal_ids)
+            held = await forget_related(store.client, settings.redis_prefix, gone)
             return len(state), held
         finally:
             await store.close()
 
     state, held = asyncio.run(remove())
     print(f"erased: the entry, its reports (tombstoned on {settings.topic_reports}), {state} rule-state key(s), "
-          f"{len(appeal_ids)} appeal(s) (tombstoned on {settings.topic_appeals}, {held} held in Redis) and "
-          f"{len(feedback)} feedback record(s) on {settings.topic_feedback}; "
+          f"{len(gone.appeal_ids)} appeal(s) (tombstoned on {settings.topic_appeals}, {held} held in Redis) and "
+          f"{len(gone.feedback)} feedback record(s) on {settings.topic_feedback} ({gone.rewritten} kept for other "
+          "entries without this one); "
           f"audit stub {record_key.decode()} on {settings.topic_audit}")
     return 0
 
@@ -129,7 +128,7 @@ def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
 
     from sekat.audit import subject
 
-    wanted = subject(_audit_key(settings), identifier_key(settings, args)) if (args.phone or args.account) else None
+    wanted = subject(audit_key(settings), identifier_key(settings, args)) if (args.phone or args.account) else None
     since, until = args.since or "", args.until or "~"  # ISO times compare as text
     consumer = KafkaConsumer(**settings.kafka_client_config(), group_id=None, enable_auto_commit=False)  # type: ignore[arg-type]
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")

@@ -19,7 +19,7 @@ NOT_READ_BY_WORKER = ("api_redis_url", "api_host", "api_port", "api_max_body_byt
                       "status_global_rate_per_minute", "filing_rate_per_minute", "stack_dir", "expiry_days",
                       "renewals_max", "topic_undelivered", "institutions_file", "relay_loopback_http", "relay_web_port", "relay_timeout_ms",
                       "relay_retry_base_ms", "relay_retry_max_ms", "relay_give_up_s", "relay_breaker_failures",
-                      "relay_breaker_open_s", "topic_appeals", "appeal_rate_per_minute", "appeal_acknowledge_s",
+                      "relay_breaker_open_s", "appeal_rate_per_minute", "appeal_acknowledge_s",
                       "appeal_decide_s", "appeal_reappeal_days", "appeal_rule", "topic_institutions",
                       "topic_audit", "retention_deadletter_days", "retention_decisions_days",
                       "retention_commands_days", "retention_audit_days", "audit_key", "operator")

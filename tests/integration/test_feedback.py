@@ -145,7 +145,7 @@ def test_feedback_pacs002_and_false_positives_close_the_loop(loop: Loop) -> None
     entry = loop.entry()
     assert entry["review"]["institutions"] == ["CIBBMYKL", "MBBEMYKL"]
     assert entry["feedback_counts"] == {"false_positive": 2}
-    status, brake = loop.call("GET", "/v1/brake", "agency")
+    status, brake = loop.call("GET", "/v1/brake?purpose=review%20check", "agency")
     assert [t["target"] for t in brake["tripped"]] == [f"entry:{MULE}"]
     [trip] = loop.out.wait_for(lambda r: r.topic == s.topic_decisions and r.json.get("stream") == "brake")
     assert (trip.json["by"], trip.json["count"], trip.json["limit"]) == ("feedback", 2, 2)

@@ -220,7 +220,7 @@ def test_an_entry_driving_a_flood_of_freezes_is_braked_to_shadow_then_re_armed(d
 
     # Re-arm through the API: scope-checked, the target validated, audited.
     reader, authority = desk.key("BNM", "read"), desk.key("NSRC", "read,rearm")
-    state = desk.http.get("/v1/brake", headers={"X-API-Key": reader})
+    state = desk.http.get("/v1/brake", params={"purpose": "incident INC-42"}, headers={"X-API-Key": reader})
     assert state.status_code == 200 and target in [t["target"] for t in state.json()["tripped"]]
     why = {"target": target, "reason": "merchant listing under appeal"}
     refused = desk.http.post("/v1/brake/rearm", json=why, headers={"X-API-Key": reader})
@@ -237,7 +237,8 @@ def test_an_entry_driving_a_flood_of_freezes_is_braked_to_shadow_then_re_armed(d
     [audit] = desk.out.wait_for(lambda r: r.topic == desk.s.topic_decisions and r.json.get("action") == "rearm"
                                 and r.json.get("target") == target)
     assert audit.json["reason"] == "merchant listing under appeal" and audit.json["by"].startswith("NSRC")
-    log = desk.http.get("/v1/brake", headers={"X-API-Key": reader}).json()["log"]
+    log = desk.http.get("/v1/brake", params={"purpose": "incident INC-42"},
+                        headers={"X-API-Key": reader}).json()["log"]
     assert [e["event"] for e in log[:2]] == ["rearm", "trip"]
 
     # Re-armed: the workers act on it again within about a second.
@@ -278,7 +279,7 @@ def test_an_entry_braked_while_reported_is_acted_on_once_confirmed_and_its_trip_
         assert time.monotonic() < deadline, "the trip was never lifted in Redis"
         time.sleep(0.05)
     reader = desk.key("BNM", "read")
-    state = desk.http.get("/v1/brake", headers={"X-API-Key": reader}).json()
+    state = desk.http.get("/v1/brake", params={"purpose": "incident INC-42"}, headers={"X-API-Key": reader}).json()
     assert target not in [t["target"] for t in state["tripped"]]
     assert [e["event"] for e in state["log"] if e.get("target") == target][:2] == ["lift", "trip"]
     assert mule[1] not in desk.worker.log_tail(20000)  # logged masked
@@ -319,7 +320,8 @@ def test_a_re_arm_kafka_does_not_record_does_not_happen(desk: Desk) -> None:
         assert refused.status_code == 503, refused.text
         assert desk.redis.hget(tripped, target) == trip, "re-armed without an audit record"
         assert "not re-armed" in refused.text
-        listed = desk.http.get("/v1/brake", headers={"X-API-Key": authority}).json()
+        listed = desk.http.get("/v1/brake", params={"purpose": "incident INC-42"},
+                               headers={"X-API-Key": authority}).json()
         assert target in [t["target"] for t in listed["tripped"]]
         assert all(e.get("target") != target for e in listed["log"])
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,8 +24,11 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 
+from sekat.blocklist.appeals import Appeal, AppealStore, Contact, acknowledged, decided, filed
 from sekat.blocklist.connection import sync_client
+from sekat.blocklist.feedback import FeedbackStore
 from sekat.blocklist.store import BlocklistStore
+from sekat.brake.store import BrakeStore, Trip
 from sekat.records import Entry, Status, iso
 from tests.support import (ApiProcess, Collector, Producer, Stack, Traffic, WorkerProcess, isolated_env, sekat,
                            unique, wait_until)
@@ -116,6 +120,48 @@ class Desk:
         finally:
             consumer.close()
 
+    def give_feedback(self, record: dict[str, Any]) -> None:
+        """Feedback as ``FeedbackDesk.apply`` records it: on the feedback topic, then in each entry's history."""
+        self.producer.send(self.settings.topic_feedback, record, key=record["command_id"].encode())
+
+        async def go() -> None:
+            store = FeedbackStore.from_url(self.settings.redis_url, self.settings.redis_prefix)
+            try:
+                await store.add(record, record["entries"])
+            finally:
+                await store.close()
+        asyncio.run(go())
+
+    def history(self, key: str) -> list[dict[str, Any]]:
+        async def go() -> list[dict[str, Any]]:
+            store = FeedbackStore.from_url(self.settings.redis_url, self.settings.redis_prefix)
+            try:
+                return await store.of_entry(key)
+            finally:
+                await store.close()
+        return asyncio.run(go())
+
+    def appeal(self, appeal_id: str) -> Appeal | None:
+        async def go() -> Appeal | None:
+            store = BlocklistStore.from_url(self.settings.redis_url, self.settings.redis_prefix)
+            try:
+                return await AppealStore(store.client, self.settings.redis_prefix).get(appeal_id)
+            finally:
+                await store.close()
+        return asyncio.run(go())
+
+    def keep_appeal(self, appeal: Appeal) -> None:
+        """An appeal as the API keeps each step of it: on the appeals topic, then in Redis."""
+        self.producer.send(self.settings.topic_appeals, appeal.to_json(), key=appeal.appeal_id.encode())
+
+        async def go() -> None:
+            store = BlocklistStore.from_url(self.settings.redis_url, self.settings.redis_prefix)
+            try:
+                await AppealStore(store.client, self.settings.redis_prefix).put(appeal)
+            finally:
+                await store.close()
+        asyncio.run(go())
+
     def topic_records(self, digits: str) -> list[tuple[bytes | None, bytes | None]]:
         """Every record of the reports topic, read from its first offset, whose key or value holds ``digits``."""
         consumer = KafkaConsumer(**self.settings.kafka_client_config(), group_id=None, enable_auto_commit=False)
@@ -139,7 +185,8 @@ class Desk:
 def desk(stack: Stack, logs_dir: Path) -> Iterator[Desk]:
     name = unique("priv")
     env = isolated_env(stack, name, SEKAT_RETENTION_REVOKED_DAYS="30", SEKAT_RETENTION_EXPIRED_DAYS="30",
-                       SEKAT_PURGE_INTERVAL_S="1", SEKAT_BLOCKLIST_COUNT_INTERVAL_S="1")
+                       SEKAT_RETENTION_APPEALS_DAYS="30", SEKAT_PURGE_INTERVAL_S="1",
+                       SEKAT_BLOCKLIST_COUNT_INTERVAL_S="1")
     admin = KafkaAdminClient(bootstrap_servers=stack.kafka.bootstrap)
     try:
         admin.create_topics([NewTopic(env["SEKAT_TOPIC_REPORTS"], 2, 1, topic_configs=FAST_COMPACTION)])
@@ -214,6 +261,108 @@ def test_an_entry_past_its_retention_leaves_no_trace(desk: Desk) -> None:
     assert desk.entry(f"phone:{number}") is None and desk.entry(f"phone:{kept}") is not None
 
 
+def test_a_purged_entry_takes_its_appeals_and_the_feedback_naming_it_along(desk: Desk) -> None:
+    """The purge removes an entry's appeals (Redis and the appeals topic) and institutions' feedback naming it,
+    found through the indexes Redis keeps per identifier: a record on a command that acted on another entry too
+    stays for that entry, without the purged one, on the topic and in that entry's history."""
+    number, other = mobile(), mobile()
+    key, other_key = f"phone:{number}", f"phone:{other}"
+    digits = number.lstrip("+")
+    now = datetime.now(timezone.utc)
+    desk.report(number, "confirmed", now - timedelta(days=40))
+    desk.report(other, "confirmed", now - timedelta(days=3))
+    wait_until("both listed", lambda: (desk.entry(key), desk.entry(other_key)), lambda pair: None not in pair)
+    email = f"{unique('appellant-')}@mail.example.my"
+    filed_appeal = desk.http.post("/v1/appeals", json={
+        "kind": "phone", "value": number, "appellant": "person", "contact": {"name": "Nurul Huda", "email": email},
+        "grounds": "the number was spoofed", "evidence_ref": "CELCOM letter 2026/12/91"})
+    assert filed_appeal.status_code == 202, filed_appeal.text
+    appeal_id = filed_appeal.json()["appeal_id"]
+    alone, shared = unique("cmd-"), unique("cmd-")
+    desk.give_feedback(feedback(alone, [key]))
+    desk.give_feedback(feedback(shared, [key, other_key]))
+    assert [f["command_id"] for f in desk.history(other_key)] == [shared]
+
+    desk.report(number, "revoked", now - timedelta(days=31), reason="cleared on appeal")
+    wait_until("the purge removing the entry", lambda: desk.entry(key), lambda e: e is None)
+    # A stored replica snapshot written while the entry was listed keeps it until its chunks expire, minutes
+    # after the workers store a fresh one (blocklist/replica_snapshot.py, docs/privacy.md): not this test's.
+    wait_until("no trace of the identifier in Redis", lambda: desk.redis_traces(digits),
+               lambda keys: [k for k in keys if not any(part in k for part in (":rs:", ":sent:", ":replica:snapshot:"))]
+               == [], timeout=60)
+    assert desk.redis_traces(email) == [] and desk.appeal(appeal_id) is None
+    assert desk.latest(desk.settings.topic_appeals)[appeal_id.encode()] is None
+    kept = desk.latest(desk.settings.topic_feedback)
+    assert kept[alone.encode()] is None
+    assert orjson.loads(kept[shared.encode()] or b"null")["entries"] == [other_key]
+    [left] = desk.history(other_key)
+    assert left["command_id"] == shared and left["entries"] == [other_key]
+    assert desk.entry(other_key) is not None
+    assert desk.worker.sample('sekat_purge_appeals_total{why="entry"') >= 1
+    assert desk.worker.sample('sekat_purge_feedback_records_total{written="rewritten"') >= 1
+    assert desk.worker.sample('sekat_purge_feedback_records_total{written="tombstone"') >= 1
+
+
+def test_the_change_stream_is_trimmed_past_a_purge_once_a_slow_replica_has_read_it(desk: Desk) -> None:
+    """A replica that reports its position late holds the trim back, and does not cancel it: once every replica
+    has read past the removal, a later run trims the purged key's announcement away."""
+    number = mobile()
+    digits = number.lstrip("+").encode()
+    changes, seen = f"{desk.settings.redis_prefix}bl:changes", f"{desk.settings.redis_prefix}replica:seen"
+    client = sync_client(desk.settings.redis_url)
+
+    def behind_at(change_id: bytes) -> None:  # a replica following the stream, at ``change_id`` now
+        client.hset(seen, "slow-replica", change_id + f" {int(time.time() * 1000)}".encode())
+
+    def announced() -> bool:
+        return any(digits in v for _, fields in client.xrange(changes) for v in fields.values())
+    try:
+        last = client.xrevrange(changes, count=1)
+        behind_at(last[0][0] if last else b"0-0")
+        desk.report(number, "revoked", datetime.now(timezone.utc) - timedelta(days=31), reason="cleared")
+        wait_until("the purge removing the entry", lambda: desk.entry(f"phone:{number}"), lambda e: e is None)
+        time.sleep(4)  # several purge runs, each held back by the slow replica
+        assert announced(), "trimmed past a replica that has not read the removal"
+        [(newest, _)] = client.xrevrange(changes, count=1)
+        behind_at(newest)
+        wait_until("the purged key's announcement trimmed", announced, lambda found: not found)
+    finally:
+        client.hdel(seen, "slow-replica")
+        client.close()
+
+
+def an_appeal(decided_days_ago: float | None, outcome: str = "rejected", reappeal_days: int = 0) -> Appeal:
+    """An appeal the API filed 60 days ago and, unless ``decided_days_ago`` is None, decided that long ago."""
+    now = datetime.now(timezone.utc)
+    at = now - timedelta(days=60)
+    appeal = filed(unique("ap-"), f"phone:{mobile()}", ("PDRM",), "person",
+                   Contact(name="Lim Wei Jie", email=f"{unique('a-')}@mail.example.my"), "not mine", "", "0" * 64,
+                   "own-report", at, 86_400, 14 * 86_400)
+    appeal = acknowledged(appeal, "PDRM", "k1", at + timedelta(hours=1))
+    if decided_days_ago is None:
+        return appeal
+    return decided(appeal, "PDRM", "k1", outcome, "reviewed", {"PDRM"},  # type: ignore[arg-type]
+                   now - timedelta(days=decided_days_ago), reappeal_days)
+
+
+def test_decided_appeals_are_purged_after_their_retention(desk: Desk) -> None:
+    """SEKAT_RETENTION_APPEALS_DAYS=30: an appeal decided 40 days ago goes (Redis, tombstoned on the topic);
+    one decided 5 days ago, one still open and one rejected whose identifier may not be appealed again yet stay."""
+    old, upheld = an_appeal(40), an_appeal(35, "upheld")
+    recent, still_open, waiting = an_appeal(5), an_appeal(None), an_appeal(40, reappeal_days=60)
+    for appeal in (old, upheld, recent, still_open, waiting):
+        desk.keep_appeal(appeal)
+    wait_until("the purge removing the appeals past their retention",
+               lambda: (desk.appeal(old.appeal_id), desk.appeal(upheld.appeal_id)), lambda pair: pair == (None, None))
+    assert [desk.appeal(a.appeal_id) for a in (recent, still_open, waiting)] == [recent, still_open, waiting]
+    latest = desk.latest(desk.settings.topic_appeals)
+    assert latest[old.appeal_id.encode()] is None and latest[upheld.appeal_id.encode()] is None
+    assert all(latest[a.appeal_id.encode()] is not None for a in (recent, still_open, waiting))
+    gone = old.identifier.removeprefix("phone:+")
+    assert desk.redis_traces(gone) == [] and desk.redis_traces(old.contact.email) == []
+    assert desk.worker.sample('sekat_purge_appeals_total{why="decided"') >= 2
+
+
 def test_every_entry_read_names_its_purpose_and_is_audited_without_the_identifier(desk: Desk) -> None:
     number = mobile()
     desk.report(number, "confirmed", datetime.now(timezone.utc))
@@ -246,6 +395,51 @@ def test_every_entry_read_names_its_purpose_and_is_audited_without_the_identifie
     assert exported.returncode == 0, exported.stderr
     lines = [orjson.loads(line) for line in exported.stdout.splitlines()]
     assert [(r["action"], r["purpose"]) for r in lines] == [("read", "investigation KL/2026/123")]
+
+
+def test_reads_of_the_brake_and_from_the_command_line_are_audited(desk: Desk) -> None:
+    """``GET /v1/brake`` names the entries the brake switched to shadow, and ``sekat blocklist show`` shows an
+    entry: both require a purpose, and each identifier they show gets a ``read`` audit record (who, why, its
+    keyed hash) before the answer."""
+    number = mobile()
+    key, digits = f"phone:{number}", number.lstrip("+")
+    now = datetime.now(timezone.utc)
+    desk.report(number, "confirmed", now)
+    wait_until("the entry listed", lambda: desk.entry(key), lambda e: e is not None)
+
+    async def trip() -> None:  # as a worker trips the brake on an entry that drove too many commands
+        brakes = BrakeStore.from_url(desk.settings.redis_url, desk.settings.redis_prefix)
+        try:
+            await brakes.trip(Trip(f"entry:{key}", 9, 5, 60, iso(now), "worker-1", "confirmed"))
+        finally:
+            await brakes.close()
+    asyncio.run(trip())
+    created = sekat(desk.env, "apikey", "create", "--agency", "BNM", "--scopes", "read")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    key_id = token.split("_")[1]
+
+    refused = desk.http.get("/v1/brake", headers={"X-API-Key": token})
+    assert refused.status_code == 422 and refused.json()["detail"]["field"] == "purpose"
+    state = desk.http.get("/v1/brake", params={"purpose": "incident INC-2026-17"}, headers={"X-API-Key": token})
+    assert state.status_code == 200 and f"entry:{key}" in [t["target"] for t in state.json()["tripped"]]
+    [api_read] = desk.out.wait_for(lambda r: r.topic == desk.settings.topic_audit
+                                   and r.json["by"] == f"api:BNM:{key_id}" and r.json["subject"] == desk.subject(key))
+    assert (api_read.json["action"], api_read.json["purpose"]) == ("read", "incident INC-2026-17")
+
+    anonymous = {k: v for k, v in desk.env.items() if k != "SEKAT_OPERATOR"}
+    unnamed = sekat(anonymous, "blocklist", "show", "--phone", number, "--purpose", "case KL/2026/9")
+    assert unnamed.returncode == 1 and "--operator (or SEKAT_OPERATOR) is required" in unnamed.stderr
+    no_purpose = sekat(desk.env, "blocklist", "show", "--phone", number)
+    assert no_purpose.returncode == 2 and "--purpose" in no_purpose.stderr
+    assert digits not in unnamed.stdout + no_purpose.stdout
+    shown = sekat(desk.env, "blocklist", "show", "--phone", number, "--purpose", "case KL/2026/9",
+                  "--operator", "aisyah.ops")
+    assert shown.returncode == 0 and orjson.loads(shown.stdout)["key"] == key, shown.stderr
+    [cli_read] = desk.out.wait_for(lambda r: r.topic == desk.settings.topic_audit
+                                   and r.json["by"] == "cli:aisyah.ops" and r.json["subject"] == desk.subject(key))
+    assert (cli_read.json["purpose"], cli_read.json["found"]) == ("case KL/2026/9", True)
+    assert all(digits not in orjson.dumps(r.json).decode() for r in (api_read, cli_read))
 
 
 def test_filings_from_the_command_line_name_their_operator(desk: Desk) -> None:

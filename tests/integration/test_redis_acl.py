@@ -28,7 +28,10 @@ import redis
 from load_tests.rules_bench import make_calls, make_transfers
 from sekat.api.clients import Clients
 from sekat.api.keys import ApiKeyStore
-from sekat.blocklist.appeals import AppealCounts, AppealStore, Contact, filed, new_appeal_id, new_token
+from sekat.blocklist.appeals import (AppealCounts, AppealStore, Contact, acknowledged, decided, filed, new_appeal_id,
+                                     new_token)
+from sekat.blocklist.related import forget as forget_related
+from sekat.blocklist.related import related
 from sekat.blocklist.feedback import FeedbackStore, SentCommand
 from sekat.blocklist.replica import Replica, positions, positions_key
 from sekat.blocklist.store import BlocklistStore
@@ -123,6 +126,7 @@ async def test_the_worker_user_can_do_everything_the_worker_does(acl: AclRedis) 
     plain, guarded = BlocklistStore.from_url(url, p), BlocklistStore.from_url(url, p, guarded=True)
     acted, brakes = ActedStore.from_url(url, p), BrakeStore.from_url(url, p)
     state, sent = RuleStateStore.from_url(url, p), FeedbackStore.from_url(url, p)
+    api = BlocklistStore.from_url(acl.url("api"), p)
     try:
         await rebuilt(plain)
         # A starting worker reads the index and stores the snapshot; the next one starts from it.
@@ -187,8 +191,30 @@ async def test_the_worker_user_can_do_everything_the_worker_does(acl: AclRedis) 
         assert await sent.flags(LISTED[3]) == {}
         # A whole-index read (export, comparisons): a SCAN of the index.
         assert len([e async for batch in plain.scan_entries() for e in batch]) == len(LISTED) + 3  # one purged
+        # The purge: the stream's newest record; a purged entry's appeals and the feedback naming it; decided
+        # appeals past their retention (filed and decided through the API's user).
+        assert await plain.last_change() is None  # the trim above dropped every record
+        shared = {"command_id": "c-acl-2", "institution": "CELCOM", "outcome": "executed",
+                  "received_at": iso(now), "entries": [LISTED[5], LISTED[6]]}
+        assert await sent.add(shared, shared["entries"])
+        api_appeals = AppealStore(api.client, p)  # type: ignore[arg-type]
+        on_purged = filed(new_appeal_id(), LISTED[5], ("PDRM",), "person", Contact(name="A"), "g", "",
+                          new_token()[1], "own-report", now - timedelta(days=300), 3_600, 86_400)
+        old = decided(acknowledged(filed(new_appeal_id(), LISTED[7], ("PDRM",), "person", Contact(name="B"), "g",
+                                         "", new_token()[1], "own-report", now - timedelta(days=300), 3_600,
+                                         86_400), "PDRM", "k", now - timedelta(days=299)),
+                      "PDRM", "k", "rejected", "r", {"PDRM"}, now - timedelta(days=299), 30)
+        await api_appeals.put(on_purged)
+        await api_appeals.put(old)
+        gone = await related(plain.client, p, LISTED[5])
+        assert gone.appeal_ids == {on_purged.appeal_id} and gone.rewritten == 1
+        assert await forget_related(plain.client, p, gone) == 1
+        assert (await sent.of_entry(LISTED[6]))[0]["entries"] == [LISTED[6]]
+        worker_appeals = AppealStore(plain.client, p)  # type: ignore[arg-type]
+        assert [a.appeal_id for a in await worker_appeals.decided_before(time.time(), 10)] == [old.appeal_id]
+        assert await worker_appeals.drop(old) and await worker_appeals.get(old.appeal_id) is None
     finally:
-        for closing in (plain, guarded, acted, brakes, state, sent):
+        for closing in (plain, guarded, acted, brakes, state, sent, api):
             await closing.close()
     assert acl.refused("worker") == []
 

@@ -77,7 +77,7 @@ class Secured:
     redis: RedisServer
     tls: TlsFiles
     env: dict[str, str]  # the worker's SEKAT_* settings
-    cli_env: dict[str, str]  # the operators' CLI: the worker's, but Redis as the admin user
+    cli_env: dict[str, str]  # the operators' CLI: Kafka as the API/CLI principal, Redis as the admin user
     worker: WorkerProcess
     api: ApiProcess
     out: Collector  # reads every command topic as the broker's super user
@@ -217,8 +217,10 @@ def secured(logs_dir: Path) -> Iterator[Secured]:
         out = Collector(admin_view, [s.topic_freeze, s.topic_block, s.topic_deadletter,
                                      *s.command_topics().values()])
         producer, calls = Producer(as_principal(env, "bank-mbbe")), Producer(as_principal(env, "telco-celcom"))
-        yield Secured(kafka, redis_server, tls, env, env | {"SEKAT_REDIS_URL": redis_url("admin")}, worker, api,
-                      out, producer, calls)
+        # The operators' CLI files, reads (audited) and erases as the agency API/CLI principal, Redis as admin.
+        cli_env = env | {"SEKAT_KAFKA_SASL_MECHANISM": "PLAIN", "SEKAT_KAFKA_SASL_USERNAME": "sekat-api",
+                         "SEKAT_KAFKA_SASL_PASSWORD": API_PASSWORD, "SEKAT_REDIS_URL": redis_url("admin")}
+        yield Secured(kafka, redis_server, tls, env, cli_env, worker, api, out, producer, calls)
     finally:
         for closing in (producer, calls, out):
             if closing is not None:
@@ -290,7 +292,8 @@ def test_cli_report_and_worker_over_sasl_ssl_and_acl_redis_reach_only_the_banks_
                         "confirmed", "--source", "PDRM", "--case-ref", "KL/2026/7")
     assert filed.returncode == 0, filed.stderr
     secured.wait_listed(f"account:CIBBMYKL:{MULE}")  # applied by the worker's reports agent (Faust, SCRAM)
-    shown = secured.cli("blocklist", "show", "--account", MULE_WRITTEN, "--bank", "CIBBMYKL")
+    shown = secured.cli("blocklist", "show", "--account", MULE_WRITTEN, "--bank", "CIBBMYKL",
+                        "--purpose", "case KL/2026/7")
     assert shown.returncode == 0 and '"confirmed"' in shown.stdout, shown.stderr
 
     event_id = transfer(secured, MULE_WRITTEN, PAYER_WRITTEN, PAYER_PHONE_NATIONAL)
@@ -400,7 +403,7 @@ def test_wrong_credentials_stop_start_up_naming_the_setting(secured: Secured, ov
     commands = [["worker"], ["api"], ["blocklist", "add", "--phone", SCAMMER, "--source", "PDRM"]]
     for command in commands if every else commands[:1]:
         if command[0] == "blocklist" and setting == "SEKAT_REDIS_URL":
-            command = ["blocklist", "show", "--phone", SCAMMER]
+            command = ["blocklist", "show", "--phone", SCAMMER, "--purpose", "case check"]
         started = time.monotonic()
         result = secured.cli(*command, **env)
         assert result.returncode == 2, (command, result.stdout, result.stderr)
@@ -422,7 +425,7 @@ def test_no_secret_on_metrics_and_no_secret_or_identifier_in_any_log_line(secure
         "listed": False}
     # The CLI at debug level too, on both servers.
     for args in (("blocklist", "add", "--phone", VICTIM_NATIONAL, "--source", "PDRM", "--reason", "x"),
-                 ("blocklist", "show", "--phone", VICTIM_NATIONAL), ("blocklist", "revoke", "--phone", VICTIM,
+                 ("blocklist", "show", "--phone", VICTIM_NATIONAL, "--purpose", "complaint"), ("blocklist", "revoke", "--phone", VICTIM,
                                                                     "--source", "NSRC", "--reason", "appeal")):
         secured.cli(*args, SEKAT_LOG_LEVEL="debug")
     status, metrics = secured.worker.get("/metrics")

@@ -52,7 +52,8 @@ def tail(worker: WorkerProcess, *args: str) -> list[dict[str, Any]]:
 def wait_listed(worker: WorkerProcess, *identifier: str) -> None:
     """Until ``sekat blocklist show`` finds ``identifier`` (the reports agent applied the report) and the
     worker's replica has it."""
-    wait_until(f"{' '.join(identifier)} listed", lambda: sekat(worker.env, "blocklist", "show", *identifier).returncode,
+    wait_until(f"{' '.join(identifier)} listed",
+               lambda: sekat(worker.env, "blocklist", "show", *identifier, "--purpose", "case check").returncode,
                lambda status: status == 0)
     worker.wait_replica()
 

@@ -166,7 +166,8 @@ def test_a_link_from_a_bulk_import_blocks_the_sms_carrying_it(firewall: Firewall
     result = sekat(firewall.worker.env, "blocklist", "import", str(rows))
     assert result.returncode == 0, result.stderr
     firewall.listed(f"url:{page}")
-    shown = sekat(firewall.worker.env, "blocklist", "show", "--url", f"http://WWW.{page}")
+    shown = sekat(firewall.worker.env, "blocklist", "show", "--url", f"http://WWW.{page}", "--purpose",
+                  "case check")
     assert shown.returncode == 0 and orjson.loads(shown.stdout)["key"] == f"url:{page}", shown.stderr
     body = firewall.command(firewall.sms("+60 11-2345 6789", f"Menang! http://{page}"))
     assert (body["action"], body["sender_kind"], body["rule"]) == ("BLOCK_SMS", "phone", "link-on-blocklist")

@@ -10,7 +10,7 @@ from sekat.settings import Settings
 from sekat.streams.topics import DAY_MS, retention_topics, topic_specs
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
-KEEP = Retention(revoked_days=90, expired_days=30)
+KEEP = Retention(revoked_days=90, expired_days=30, appeals_days=180)
 
 
 def entry(status: Status, reported: timedelta, expires: timedelta | None = None) -> Entry:
