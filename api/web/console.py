@@ -85,8 +85,12 @@ async def _search(key: ApiKey, clients: Clients) -> dict[str, Any]:
     return {"banks": BANKS}
 
 
+BRAKE_PURPOSE = "analyst console: the safety brake's panel"  # the audited purpose of its reads
+
+
 async def _brake(key: ApiKey, clients: Clients) -> dict[str, Any]:
-    state = await brake.brake_state(clients)
+    """The brake's panel: as ``GET /v1/brake`` answers it, each entry it names audited as read by the key."""
+    state = await brake.brake_state(key, clients, BRAKE_PURPOSE)
     return {"tripped": state["tripped"], "log": state["log"][:20], "can_rearm": "rearm" in key.scopes}
 
 

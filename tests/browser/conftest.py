@@ -22,7 +22,10 @@ from typing import Any
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support import own_api
 
@@ -89,6 +92,19 @@ class Browser:
             " nodes: [String(e)]}]));")
         assert [v for v in violations if v["impact"] in ("serious", "critical")] == []
         return violations
+
+    def wait_gone(self, before: WebElement, timeout: float = 10) -> None:
+        """Wait until ``before`` (the last page's ``<html>``) has left the document: the next page is in.
+
+        Chromium answers a look at a node of a page being replaced either as stale or as "does not belong to
+        the document", depending on the moment; both mean it is gone."""
+        def gone(_: Any) -> bool:
+            try:
+                before.is_enabled()
+            except WebDriverException:
+                return True
+            return False
+        WebDriverWait(self.driver, timeout).until(gone)
 
     def shoot(self, name: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)

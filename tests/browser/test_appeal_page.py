@@ -18,8 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
 from sekat.blocklist.store import BlocklistStore
 from sekat.records import Status
@@ -48,7 +47,7 @@ def submit(browser: Browser, form_action: str) -> None:
     d = browser.driver
     before = d.find_element(By.TAG_NAME, "html")
     d.find_element(By.CSS_SELECTOR, f"form[action='{form_action}'] button[type=submit]").click()
-    WebDriverWait(d, 10).until(staleness_of(before))  # the answer is a new page
+    browser.wait_gone(before)  # the answer is a new page
 
 
 def fill(browser: Browser, **fields: str) -> None:
@@ -73,7 +72,7 @@ def test_appeal_from_the_check_page_follow_it_and_see_it_rejected(api: Any, list
     submit(browser, "/check")
     before = d.find_element(By.TAG_NAME, "html")
     d.find_element(By.LINK_TEXT, "Buat rayuan dalam talian").click()
-    WebDriverWait(d, 10).until(staleness_of(before))
+    browser.wait_gone(before)
     assert d.current_url == api.url + "/appeal?lang=ms"
     assert d.find_element(By.TAG_NAME, "h1").text == "Rayuan terhadap penyenaraian"
     browser.settled()
@@ -157,7 +156,7 @@ def test_english_after_switching_marks_a_malformed_email(api: Any, listed: None,
     d.get(api.url + "/appeal")
     before = d.find_element(By.TAG_NAME, "html")
     d.find_element(By.LINK_TEXT, "English").click()
-    WebDriverWait(d, 10).until(staleness_of(before))
+    browser.wait_gone(before)
     assert d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
     fill(browser, phone=LISTED[1], name="Aminah", email="not-an-address", grounds="My number was spoofed.")
     submit(browser, "/appeal")

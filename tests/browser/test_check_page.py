@@ -16,8 +16,7 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.expected_conditions import staleness_of
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
 from sekat.blocklist.store import BlocklistStore
 from sekat.records import Status
@@ -57,7 +56,7 @@ def check(browser: Browser, kind: str, value: str, bank: str = "") -> None:
     field.send_keys(value)
     before = d.find_element(By.TAG_NAME, "html")
     d.find_element(By.CSS_SELECTOR, "form.check button[type=submit]").click()
-    WebDriverWait(d, 10).until(staleness_of(before))  # the answer is a new page
+    browser.wait_gone(before)  # the answer is a new page
 
 
 def test_bahasa_malaysia_by_default_listed_and_malformed(api: Any, listed: None, browser: Browser) -> None:
@@ -79,7 +78,7 @@ def test_bahasa_malaysia_by_default_listed_and_malformed(api: Any, listed: None,
     assert d.switch_to.active_element.get_attribute("id") == "phone"
     before = d.find_element(By.TAG_NAME, "html")
     d.switch_to.active_element.send_keys(LISTED_PHONE[1], Keys.ENTER)
-    WebDriverWait(d, 10).until(staleness_of(before))
+    browser.wait_gone(before)
 
     text = answer(browser)
     assert "nombor telefon ini telah disenaraikan" in text and "997" in text and "Jangan bayar" in text
@@ -103,7 +102,7 @@ def test_english_after_switching_clean_listed_and_malformed(api: Any, listed: No
     d.get(api.url + "/check")
     before = d.find_element(By.TAG_NAME, "html")
     d.find_element(By.LINK_TEXT, "English").click()
-    WebDriverWait(d, 10).until(staleness_of(before))
+    browser.wait_gone(before)
     assert d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
 
     check(browser, "account", CLEAN_ACCOUNT[1], CLEAN_ACCOUNT[0])

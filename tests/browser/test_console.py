@@ -25,8 +25,6 @@ import httpx
 import orjson
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
-from selenium.webdriver.support.ui import WebDriverWait
 
 from sekat.blocklist.store import BlocklistStore
 from sekat.blocklist.feedback import FeedbackStore
@@ -79,7 +77,7 @@ def desk(api: Any) -> dict[str, str]:
 def submit(browser: Browser, selector: str) -> None:
     before = browser.driver.find_element(By.TAG_NAME, "html")
     browser.driver.find_element(By.CSS_SELECTOR, selector).click()
-    WebDriverWait(browser.driver, 10).until(staleness_of(before))
+    browser.wait_gone(before)
 
 
 def test_sign_in_look_up_and_rearm(api: Any, desk: dict[str, str], browser: Browser) -> None:
