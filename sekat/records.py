@@ -187,10 +187,12 @@ class Report:
     origin: str = ""  # derived for a link: the id of the report it follows
     origin_key: str = ""  # derived for a link: the key that report was filed on
     renewal: bool = False
+    # The index key (``kind:value``, ``account:BANK:value``), made once: the intake asks for it many times a report.
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        return f"account:{self.bank}:{self.value}" if self.kind == "account" else f"{self.kind}:{self.value}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"account:{self.bank}:{self.value}" if self.kind == "account"
+                           else f"{self.kind}:{self.value}")
 
     def without_history(self) -> "Report":
         return replace(self, history=(), summary=None) if self.history or self.summary else self
