@@ -13,6 +13,7 @@ import asyncio
 import base64
 import hashlib
 import random
+import uuid
 from collections import deque
 from collections.abc import Awaitable
 from types import SimpleNamespace
@@ -30,6 +31,7 @@ from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.structs import TopicPartition
 from sekat.streams.output import COMMAND_MAX_BYTES, OutputBatch, OutputTopics, bounded_command
 from sekat.streams.output import murmur2 as output_murmur2
+from sekat.streams.output import murmur2_many
 from sekat.streams.retry import permanent, retry
 
 from sekat.errors import CommandRefused
@@ -586,6 +588,16 @@ def test_murmur2_is_kafkas_and_aiokafkas() -> None:
     rnd = random.Random(7)
     keys = [b"", b"\xff" * 7, bytearray(b"CELCOM"), *(rnd.randbytes(rnd.randrange(0, 130)) for _ in range(20_000))]
     assert [output_murmur2(key) for key in keys] == [murmur2(key) for key in keys]
+
+
+def test_murmur2_of_a_batch_of_keys_is_each_keys_murmur2() -> None:
+    # Keys of every length 0-40, many of some lengths (hashed together) and few of others (one at a time), mixed.
+    rnd = random.Random(11)
+    keys = [rnd.randbytes(rnd.choice([0, 1, 2, 3, 5, 36, 36, 36, 17, 40, rnd.randrange(0, 41)])) for _ in range(5_000)]
+    keys += [str(uuid.UUID(int=rnd.getrandbits(128))).encode() for _ in range(1_000)] + [b"\xff" * 36] * 20
+    rnd.shuffle(keys)
+    assert murmur2_many(keys) == [murmur2(key) for key in keys]
+    assert murmur2_many([]) == [] and murmur2_many([b"foobar"]) == [murmur2(b"foobar")]
 
 
 def test_a_producer_with_another_partitioner_places_each_record_with_it() -> None:
