@@ -14,7 +14,7 @@ serialises those back to JSON.
                   event; a pacs.002's PaymentStatus), Source (the Kafka record an input came from)
 
 The records built for every event (``Transfer``, ``Call``, their parties and
-the ``Decision``) are frozen ``msgspec.Struct``s, several times cheaper to
+the ``Decision`` with its ``Match``es) are frozen ``msgspec.Struct``s, several times cheaper to
 build than frozen dataclasses and just as immutable, comparable and hashable.
 The others are frozen dataclasses.
 """
@@ -481,8 +481,7 @@ class Command:
         return body
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
+class Match(msgspec.Struct, frozen=True):
     """One rule firing: which rule (id, version, mode), on which identifier, and why."""
 
     rule: str  # rule id in the registry, e.g. ``mule_inflow``
