@@ -501,12 +501,12 @@ class Match(msgspec.Struct, frozen=True):
 
     def to_json(self) -> dict[str, Any]:
         return {"rule": self.rule, "version": self.version, "mode": self.mode, "code": self.code,
-                "outcome": _OUTCOME_NAMES.get(self.outcome, str(self.outcome)), "reason": self.reason,
+                "outcome": OUTCOME_NAMES.get(self.outcome, str(self.outcome)), "reason": self.reason,
                 "identifier": self.identifier, "status": self.status, "source": self.source,
                 "case_ref": self.case_ref}
 
 
-_OUTCOME_NAMES = {0: "ALLOW", 1: "LABEL", 2: "HOLD", 3: "BLOCK"}
+OUTCOME_NAMES = {0: "ALLOW", 1: "LABEL", 2: "HOLD", 3: "BLOCK"}
 
 
 class Decision(msgspec.Struct, frozen=True):

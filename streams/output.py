@@ -24,6 +24,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from struct import unpack_from
 from typing import Any
 
@@ -36,7 +37,7 @@ from sekat.streams.retry import permanent
 
 from sekat.errors import CommandRefused
 from sekat.redaction import mask_identifiers, redact
-from sekat.records import Command, Decision, Rejection, Report, Source
+from sekat.records import OUTCOME_NAMES, Command, Decision, Rejection, Report, Source, iso
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,7 @@ class OutputBatch:
 
     def decision(self, decision: Decision, source: Source | Any) -> None:
         """A decision record; ``source`` is where the event came from: a ``Source`` or the Kafka record itself."""
-        body = decision.to_json()
-        body["source"] = {"topic": source.topic, "partition": source.partition, "offset": source.offset}
-        self._add("decision", self._topics.decisions, decision.event_id.encode(), orjson.dumps(body))
+        self._add("decision", self._topics.decisions, decision.event_id.encode(), decision_record(decision, source))
 
     def report(self, report: Report) -> None:
         """A rule's automatic report, keyed ``kind:value`` like every report on the compacted topic."""
@@ -412,6 +411,52 @@ def murmur2(data: bytes) -> int:
         h = ((h ^ data[end]) * m) & 0xFFFFFFFF
     h = ((h ^ (h >> 13)) * m) & 0xFFFFFFFF
     return h ^ (h >> 15)
+
+
+def decision_record(decision: Decision, source: Source | Any) -> bytes:
+    """The JSON of a decision record: ``Decision.to_json`` with the event's ``source`` (topic, partition, offset),
+    byte for byte as ``orjson`` writes that dict.
+
+    A decision with one match and nothing else to list (commands, reports, rule errors) -- nearly every decision
+    record, the behaviour rules matching far more often than an identifier is listed -- is written from the
+    parts that its rule, entry, outcomes and policy version fix, encoded once (``_one_match_parts``), around the
+    parts that change with each event. Any other goes through ``to_json``.
+    """
+    matches = decision.matches
+    if len(matches) != 1 or decision.commands or decision.reports or decision.rule_errors:
+        body = decision.to_json()
+        body["source"] = {"topic": source.topic, "partition": source.partition, "offset": source.offset}
+        return orjson.dumps(body)
+    match = matches[0]
+    parts = _one_match_parts(decision.stream, decision.outcome, decision.shadow_outcome, decision.policy_version,
+                             match.rule, match.version, match.mode, match.code, match.outcome, match.status,
+                             match.source, match.case_ref, source.topic)
+    reason = orjson.dumps(match.reason)
+    return b"".join((b'{"event_id":', orjson.dumps(decision.event_id), parts[0],
+                     orjson.dumps(iso(decision.decided_at)), parts[1], reason, b',"identifier":',
+                     orjson.dumps(match.identifier), parts[2], reason, parts[3],
+                     str(source.partition).encode(), b',"offset":', str(source.offset).encode(), b"}}"))
+
+
+@lru_cache(maxsize=4096)
+def _one_match_parts(stream: str, outcome: str, shadow_outcome: str, policy_version: str, rule: str, version: int,
+                     mode: str, code: str, match_outcome: int, status: str, source: str, case_ref: str,
+                     topic: str) -> tuple[bytes, bytes, bytes, bytes]:
+    """The fixed parts of a one-match decision record, in the order and spelling of ``Decision.to_json``."""
+    dumps = orjson.dumps
+    enforce = mode == "enforce"
+    return (
+        b',"stream":' + dumps(stream) + b',"outcome":' + dumps(outcome) + b',"shadow_outcome":'
+        + dumps(shadow_outcome) + b',"decided_at":',
+        b',"policy_version":' + dumps(policy_version) + b',"rules":' + dumps([f"{rule}@{version}:{mode}"])
+        + b',"matches":[{"rule":' + dumps(rule) + b',"version":' + dumps(version) + b',"mode":' + dumps(mode)
+        + b',"code":' + dumps(code) + b',"outcome":' + dumps(OUTCOME_NAMES.get(match_outcome, str(match_outcome)))
+        + b',"reason":',
+        b',"status":' + dumps(status) + b',"source":' + dumps(source) + b',"case_ref":' + dumps(case_ref)
+        + (b'}],"reasons":[' if enforce else b'}],"reasons":[],"shadow_reasons":['),
+        (b'],"shadow_reasons":[]' if enforce else b"]") + b',"command_ids":[],"report_ids":[],"rule_errors":[]'
+        + b',"source":{"topic":' + dumps(topic) + b',"partition":',
+    )
 
 
 def deadletter_body(source: Source, raw: bytes, rejection: Rejection, dead_at: str, keep: int) -> dict[str, Any]:
