@@ -137,7 +137,7 @@ def _decision(stream: str, event_id: str, ctx: Context, policy: Policy, enforce:
     # both lists are sorted strongest first (``_evaluate``): the first is the highest
     return Decision(
         event_id, stream, _NAMES[enforce[0][0].outcome] if enforce else "ALLOW", ctx.now,
-        matches=tuple(m for m, _ in enforce) + tuple(m for m, _ in shadow), commands=tuple(commands),
+        matches=tuple([m for m, _ in enforce] + [m for m, _ in shadow]), commands=tuple(commands),
         reports=tuple(reports), shadow_outcome=_NAMES[shadow[0][0].outcome] if shadow else "ALLOW",
         policy_version=policy.version, rule_errors=tuple(errors))
 
