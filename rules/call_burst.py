@@ -9,6 +9,7 @@ with source ``sekat-rule``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sekat.expiry import MAX_DAYS
 from sekat.records import Call
@@ -39,10 +40,17 @@ def evaluate(call: Call, ctx: Context, params: Params) -> list[Finding]:
     callees = ctx.obs.count(WINDOW, call.event_id)
     if callees < params.min_callees:
         return []
-    counted = f"at least {callees} distinct callees within {params.window_seconds} s"
-    reason = f"caller reached {counted} (threshold {params.min_callees}), this call {call.event_id} included"
-    return [Finding(Outcome.LABEL, CODE, reason, identifier=caller.key,
-                    report=AutoReport(f"call burst: {counted}", params.report_ttl_days))]
+    before, report = _wording(callees, params.window_seconds, params.min_callees, params.report_ttl_days)
+    return [Finding(Outcome.LABEL, CODE, before + call.event_id + " included", identifier=caller.key, report=report)]
+
+
+@lru_cache(maxsize=256)
+def _wording(callees: int, window_seconds: int, min_callees: int, report_ttl_days: int) -> tuple[str, AutoReport]:
+    """The reason up to the call's event id, and the automatic report: the same for every match of a count (a
+    count is capped at the threshold)."""
+    counted = f"at least {callees} distinct callees within {window_seconds} s"
+    return (f"caller reached {counted} (threshold {min_callees}), this call ",
+            AutoReport(f"call burst: {counted}", report_ttl_days))
 
 
 SPEC = RuleSpec(ID, VERSION, Params, {"calls": evaluate}, "one caller, many callees in a short window", state=(

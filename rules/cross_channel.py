@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import msgspec
+
 from sekat.identifiers import mask
 from sekat.records import Call, Transfer, iso
 from sekat.rules.mule_inflow import payee_key
@@ -34,9 +36,9 @@ WARN = "warn"
 PAID = "paid"
 
 
-@dataclass(frozen=True, slots=True)
-class CallWarning:
-    """A call that warned a customer: from a listed caller, or flagged by an enforce rule."""
+class CallWarning(msgspec.Struct, frozen=True):
+    """A call that warned a customer: from a listed caller, or flagged by an enforce rule (read back for every
+    transfer from that customer's phone while the warning is kept: a Struct is cheaper to build)."""
 
     at_ms: int
     caller: str  # E.164 of the caller

@@ -137,13 +137,20 @@ def _decision(stream: str, event_id: str, ctx: Context, policy: Policy, enforce:
     # both lists are sorted strongest first (``_evaluate``): the first is the highest
     return Decision(
         event_id, stream, _NAMES[enforce[0][0].outcome] if enforce else "ALLOW", ctx.now,
-        matches=tuple(m for m, _ in enforce) + tuple(m for m, _ in shadow), commands=tuple(commands),
+        matches=tuple([m for m, _ in enforce] + [m for m, _ in shadow]), commands=tuple(commands),
         reports=tuple(reports), shadow_outcome=_NAMES[shadow[0][0].outcome] if shadow else "ALLOW",
         policy_version=policy.version, rule_errors=tuple(errors))
 
 
 def _allow(stream: str, event_id: str, ctx: Context, policy: Policy, writes: tuple[StateWrite, ...]) -> Verdict:
     return Verdict(Decision(event_id, stream, "ALLOW", ctx.now, policy_version=policy.version), writes)
+
+
+def _unenforced(stream: str, event: Any, ctx: Context, policy: Policy, shadow: list[Found],
+                errors: list[str]) -> Verdict:
+    """The verdict when no enforce rule matched: shadow matches and rule errors are recorded, nothing is sent."""
+    return Verdict(_decision(stream, event.event_id, ctx, policy, [], shadow, errors, [], []),
+                   tuple(_writes(stream, event, ctx, policy, [])))
 
 
 def _writes(stream: str, event: Any, ctx: Context, policy: Policy, enforce: list[Found]) -> list[StateWrite]:
@@ -169,6 +176,8 @@ def decide_transfer(transfer: Transfer, ctx: Context, policy: Policy) -> Verdict
     if not enforce and not shadow and not errors:  # nearly every event: no commands, reports or marks to build
         return _allow("transfers", transfer.event_id, ctx, policy,
                       tuple(_writes("transfers", transfer, ctx, policy, enforce)))
+    if not enforce:  # shadow matches only (most matches, under a policy being tried out): no command to build
+        return _unenforced("transfers", transfer, ctx, policy, shadow, errors)
     actions = policy.actions["transfers"]
     details = transfer.command_details()
     refs = tuple(dict.fromkeys(m.rule_ref for m, _ in enforce))
@@ -209,6 +218,8 @@ def decide_call(call: Call, ctx: Context, policy: Policy) -> Verdict:
     enforce, shadow, errors = _evaluate("calls", call, ctx, policy)
     if not enforce and not shadow and not errors:
         return _allow("calls", call.event_id, ctx, policy, tuple(_writes("calls", call, ctx, policy, enforce)))
+    if not enforce:  # shadow matches only (most matches, under a policy being tried out): no command to build
+        return _unenforced("calls", call, ctx, policy, shadow, errors)
     actions = policy.actions["calls"]
     commands: list[Command] = []
     for action in (Action.BLOCK_CALL, Action.LABEL_CALL):  # one command per call: the strongest
@@ -231,6 +242,8 @@ def decide_sms(sms: Sms, ctx: Context, policy: Policy) -> Verdict:
     enforce, shadow, errors = _evaluate("sms", sms, ctx, policy)
     if not enforce and not shadow and not errors:
         return _allow("sms", sms.event_id, ctx, policy, tuple(_writes("sms", sms, ctx, policy, enforce)))
+    if not enforce:  # shadow matches only (most matches, under a policy being tried out): no command to build
+        return _unenforced("sms", sms, ctx, policy, shadow, errors)
     actions = policy.actions["sms"]
     commands: list[Command] = []
     for action in (Action.BLOCK_SMS, Action.LABEL_SMS):  # one command per SMS: the strongest

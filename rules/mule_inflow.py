@@ -11,6 +11,7 @@ counted and reported by that number.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sekat.expiry import MAX_DAYS
 from sekat.records import Transfer
@@ -56,11 +57,17 @@ def evaluate(transfer: Transfer, ctx: Context, params: Params) -> list[Finding]:
     payers = ctx.obs.count(WINDOW, transfer.event_id)
     if payers < params.min_payers:
         return []
-    counted = f"at least {payers} distinct payers within {params.window_minutes} min"
-    reason = (f"payee received from {counted} (threshold {params.min_payers}), "
-              f"this transfer {transfer.event_id} included")
-    return [Finding(Outcome.HOLD, CODE, reason, identifier=payee,
-                    report=AutoReport(f"mule inflow: {counted}", params.report_ttl_days))]
+    before, report = _wording(payers, params.window_minutes, params.min_payers, params.report_ttl_days)
+    return [Finding(Outcome.HOLD, CODE, before + transfer.event_id + " included", identifier=payee, report=report)]
+
+
+@lru_cache(maxsize=256)
+def _wording(payers: int, window_minutes: int, min_payers: int, report_ttl_days: int) -> tuple[str, AutoReport]:
+    """The reason up to the transfer's event id, and the automatic report: the same for every match of a count
+    (a count is capped at the threshold)."""
+    counted = f"at least {payers} distinct payers within {window_minutes} min"
+    return (f"payee received from {counted} (threshold {min_payers}), this transfer ",
+            AutoReport(f"mule inflow: {counted}", report_ttl_days))
 
 
 def _payer(transfer: Transfer) -> str | None:

@@ -14,7 +14,7 @@ serialises those back to JSON.
                   event; a pacs.002's PaymentStatus), Source (the Kafka record an input came from)
 
 The records built for every event (``Transfer``, ``Call``, their parties and
-the ``Decision``) are frozen ``msgspec.Struct``s, several times cheaper to
+the ``Decision`` with its ``Match``es) are frozen ``msgspec.Struct``s, several times cheaper to
 build than frozen dataclasses and just as immutable, comparable and hashable.
 The others are frozen dataclasses.
 """
@@ -483,8 +483,7 @@ class Command:
         return body
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
+class Match(msgspec.Struct, frozen=True):
     """One rule firing: which rule (id, version, mode), on which identifier, and why."""
 
     rule: str  # rule id in the registry, e.g. ``mule_inflow``
@@ -504,12 +503,12 @@ class Match:
 
     def to_json(self) -> dict[str, Any]:
         return {"rule": self.rule, "version": self.version, "mode": self.mode, "code": self.code,
-                "outcome": _OUTCOME_NAMES.get(self.outcome, str(self.outcome)), "reason": self.reason,
+                "outcome": OUTCOME_NAMES.get(self.outcome, str(self.outcome)), "reason": self.reason,
                 "identifier": self.identifier, "status": self.status, "source": self.source,
                 "case_ref": self.case_ref}
 
 
-_OUTCOME_NAMES = {0: "ALLOW", 1: "LABEL", 2: "HOLD", 3: "BLOCK"}
+OUTCOME_NAMES = {0: "ALLOW", 1: "LABEL", 2: "HOLD", 3: "BLOCK"}
 
 
 class Decision(msgspec.Struct, frozen=True):

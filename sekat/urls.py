@@ -41,6 +41,9 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 # optional port and path. Punctuation ending a sentence is trimmed after the match.
 _LINK_RE = re.compile(r"(?i)(?:https?://(?:[^\s/@]{1,64}@)?)?(?:[^\W_](?:[\w-]{0,62})\.)+[^\W\d_][\w-]{1,62}\.?(?::\d{1,5})?(?:[/?#][^\s<>\"]*)?")
 _TRAILING = ".,;:!?)]}'\u2019\u201d>"
+# What every match of _LINK_RE holds: a dot and then a letter (its last label's first character). A text without
+# one has no link, and is not searched (most messages: codes, amounts, sentences).
+_MAY_LINK = re.compile(r"\.[^\W\d_]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +74,23 @@ class Url:
 
     def domains(self) -> tuple[Domain, ...]:
         """The host and its parent domains down to the registrable one, nearest first (at most MAX_HOST_LEVELS)."""
-        labels = self.host.split(".")
-        floor = len(self.registrable.split("."))
-        return tuple(Domain(".".join(labels[i:])) for i in range(max(0, len(labels) - floor) + 1))[:MAX_HOST_LEVELS]
+        return _domains(self.host, self.registrable)
 
 
+@lru_cache(maxsize=1 << 14)
+def _domains(host: str, registrable: str) -> tuple[Domain, ...]:
+    """``Url.domains``, once per host: every link to a host has the same ones."""
+    labels = host.split(".")
+    floor = len(registrable.split("."))
+    return tuple(Domain(".".join(labels[i:])) for i in range(max(0, len(labels) - floor) + 1))[:MAX_HOST_LEVELS]
+
+
+@lru_cache(maxsize=1 << 14)
 def _host(raw: str) -> str:
-    """A host name in lower case and punycode, without a trailing dot or a leading ``www.``."""
+    """A host name in lower case and punycode, without a trailing dot or a leading ``www.``.
+
+    Cached by the host as written: links differ in their paths far more often than in their hosts, and IDNA
+    costs more than the rest of a link's normalisation."""
     host = raw.strip().rstrip(".").lower()
     if not host:
         raise InvalidIdentifier("link has no host")
@@ -94,6 +107,7 @@ def _host(raw: str) -> str:
     return ascii_host
 
 
+@lru_cache(maxsize=1 << 14)
 def registrable(host: str) -> str:
     """The registrable domain of ``host`` (punycode), or "" when it is a public suffix or has none known."""
     try:
@@ -159,6 +173,8 @@ def normalise_domain(raw: str) -> Domain:
 def extract_links(text: str, limit: int = MAX_LINKS) -> tuple[Url, ...]:
     """The distinct links in a message text, in order, at most ``limit``; words that only look like hosts are
     skipped."""
+    if _MAY_LINK.search(text) is None:
+        return ()
     found: dict[str, Url] = {}
     for match in _LINK_RE.finditer(text):
         candidate = match.group(0).rstrip(_TRAILING)

@@ -22,12 +22,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from struct import unpack_from
 from typing import Any
 
 import faust
+import numpy as np
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
@@ -35,7 +37,7 @@ from sekat.streams.retry import permanent
 
 from sekat.errors import CommandRefused
 from sekat.redaction import mask_identifiers, redact
-from sekat.records import Command, Decision, Rejection, Report, Source
+from sekat.records import OUTCOME_NAMES, Command, Decision, Rejection, Report, Source, iso
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +99,7 @@ class OutputBatch:
 
     def decision(self, decision: Decision, source: Source | Any) -> None:
         """A decision record; ``source`` is where the event came from: a ``Source`` or the Kafka record itself."""
-        body = decision.to_json()
-        body["source"] = {"topic": source.topic, "partition": source.partition, "offset": source.offset}
-        self._add("decision", self._topics.decisions, decision.event_id.encode(), orjson.dumps(body))
+        self._add("decision", self._topics.decisions, decision.event_id.encode(), decision_record(decision, source))
 
     def report(self, report: Report) -> None:
         """A rule's automatic report, keyed ``kind:value`` like every report on the compacted topic."""
@@ -228,11 +228,19 @@ class OutputBatch:
             if open_batch is not None:
                 plan.append((*tp, *open_batch))
 
+        by_topic: dict[str, list[int]] = {}
+        for i, (topic, _, _) in enumerate(messages):
+            if i not in dropped:
+                by_topic.setdefault(names[topic], []).append(i)
+        chosen: dict[int, int] = {}  # message -> its partition
+        for name, indices in by_topic.items():
+            chosen.update(zip(indices, partitioners[name]([messages[i][1] for i in indices],
+                                                          [messages[i][2] for i in indices])))
         for i, (topic, key, value) in enumerate(messages):
             if i in dropped:
                 continue
             name = names[topic]
-            tp = (name, partitioners[name](key, value))
+            tp = (name, chosen[i])
             if len(key) + len(value or b"") > near:
                 close(tp)
                 plan.append(i)
@@ -308,20 +316,78 @@ class OutputBatch:
                   len(value), kind, name, error, exc)
 
 
-def partitioner(kafka: Any, topic: str) -> Callable[[bytes | None, bytes], int]:
-    """The partition aiokafka's ``send`` gives a record (key, value) on ``topic``, as of the producer's metadata now.
+def partitioner(kafka: Any, topic: str) -> Callable[[Sequence[bytes | None], Sequence[bytes]], list[int]]:
+    """The partitions aiokafka's ``send`` gives records (keys, values) on ``topic``, as of the producer's metadata now.
 
     Under aiokafka's default partitioner (Kafka's: murmur2 of the key, made positive, modulo the number of
-    partitions, indexing the list of them ``_partition`` makes), with ``murmur2`` here; under any other, or for a
-    record without a key, the producer's own ``_partition``.
+    partitions, indexing the list of them ``_partition`` makes), with ``murmur2_many`` here; under any other, or
+    for a record without a key, the producer's own ``_partition``.
     """
     partition = kafka._partition
     if type(getattr(kafka, "_partitioner", None)) is not DefaultPartitioner or not hasattr(kafka, "_metadata"):
-        return lambda key, value: partition(topic, None, None, None, key, value)
+        return lambda keys, values: [partition(topic, None, None, None, key, value)
+                                     for key, value in zip(keys, values)]
     everyone = list(kafka._metadata.partitions_for_topic(topic))  # as ``_partition`` lists them
     count = len(everyone)
-    return lambda key, value: (everyone[(murmur2(key) & 0x7FFFFFFF) % count] if key is not None
-                               else partition(topic, None, None, None, key, value))
+
+    def choose(keys: Sequence[bytes | None], values: Sequence[bytes]) -> list[int]:
+        hashes = murmur2_many([key for key in keys if key is not None])
+        chosen = [everyone[(h & 0x7FFFFFFF) % count] for h in hashes]
+        if len(chosen) == len(keys):
+            return chosen
+        keyed = iter(chosen)
+        return [next(keyed) if key is not None else partition(topic, None, None, None, key, value)
+                for key, value in zip(keys, values)]
+    return choose
+
+
+VECTOR_KEYS = 16  # keys of one length hashed together by numpy; fewer go one at a time
+
+
+def murmur2_many(keys: Sequence[bytes]) -> list[int]:
+    """``murmur2`` of each key: the keys of one length (event ids, most of an output) as the rows of one array,
+    hashed a column of 4-byte words at a time, so the per-key Python steps are done once per batch."""
+    hashes = [0] * len(keys)
+    by_length: dict[int, list[int]] = {}
+    for i, key in enumerate(keys):
+        by_length.setdefault(len(key), []).append(i)
+    for length, rows in by_length.items():
+        if len(rows) < VECTOR_KEYS:
+            for i in rows:
+                hashes[i] = murmur2(keys[i])
+            continue
+        data = np.frombuffer(b"".join([keys[i] for i in rows]), dtype=np.uint8).reshape(len(rows), length)
+        for i, h in zip(rows, _murmur2_rows(data, length).tolist()):
+            hashes[i] = h
+    return hashes
+
+
+def _murmur2_rows(data: np.ndarray, length: int) -> np.ndarray:
+    """``murmur2`` of each row of ``data`` (n keys of ``length`` bytes), in uint32 arithmetic, which wraps as the
+    hash's ``& 0xFFFFFFFF`` does."""
+    m = np.uint32(0x5BD1E995)
+    h = np.full(data.shape[0], 0x9747B28C ^ length, dtype=np.uint32)
+    words = length >> 2
+    if words:
+        columns = np.ascontiguousarray(data[:, :words * 4]).view("<u4")
+        for j in range(words):
+            k = columns[:, j] * m
+            k ^= k >> np.uint32(24)
+            k *= m
+            h *= m
+            h ^= k
+    extra, end = length & 3, words * 4
+    if extra == 3:
+        h ^= data[:, end + 2].astype(np.uint32) << np.uint32(16)
+    if extra >= 2:
+        h ^= data[:, end + 1].astype(np.uint32) << np.uint32(8)
+    if extra:
+        h ^= data[:, end].astype(np.uint32)
+        h *= m
+    h ^= h >> np.uint32(13)
+    h *= m
+    h ^= h >> np.uint32(15)
+    return h
 
 
 def murmur2(data: bytes) -> int:
@@ -345,6 +411,52 @@ def murmur2(data: bytes) -> int:
         h = ((h ^ data[end]) * m) & 0xFFFFFFFF
     h = ((h ^ (h >> 13)) * m) & 0xFFFFFFFF
     return h ^ (h >> 15)
+
+
+def decision_record(decision: Decision, source: Source | Any) -> bytes:
+    """The JSON of a decision record: ``Decision.to_json`` with the event's ``source`` (topic, partition, offset),
+    byte for byte as ``orjson`` writes that dict.
+
+    A decision with one match and nothing else to list (commands, reports, rule errors) -- nearly every decision
+    record, the behaviour rules matching far more often than an identifier is listed -- is written from the
+    parts that its rule, entry, outcomes and policy version fix, encoded once (``_one_match_parts``), around the
+    parts that change with each event. Any other goes through ``to_json``.
+    """
+    matches = decision.matches
+    if len(matches) != 1 or decision.commands or decision.reports or decision.rule_errors:
+        body = decision.to_json()
+        body["source"] = {"topic": source.topic, "partition": source.partition, "offset": source.offset}
+        return orjson.dumps(body)
+    match = matches[0]
+    parts = _one_match_parts(decision.stream, decision.outcome, decision.shadow_outcome, decision.policy_version,
+                             match.rule, match.version, match.mode, match.code, match.outcome, match.status,
+                             match.source, match.case_ref, source.topic)
+    reason = orjson.dumps(match.reason)
+    return b"".join((b'{"event_id":', orjson.dumps(decision.event_id), parts[0],
+                     orjson.dumps(iso(decision.decided_at)), parts[1], reason, b',"identifier":',
+                     orjson.dumps(match.identifier), parts[2], reason, parts[3],
+                     str(source.partition).encode(), b',"offset":', str(source.offset).encode(), b"}}"))
+
+
+@lru_cache(maxsize=4096)
+def _one_match_parts(stream: str, outcome: str, shadow_outcome: str, policy_version: str, rule: str, version: int,
+                     mode: str, code: str, match_outcome: int, status: str, source: str, case_ref: str,
+                     topic: str) -> tuple[bytes, bytes, bytes, bytes]:
+    """The fixed parts of a one-match decision record, in the order and spelling of ``Decision.to_json``."""
+    dumps = orjson.dumps
+    enforce = mode == "enforce"
+    return (
+        b',"stream":' + dumps(stream) + b',"outcome":' + dumps(outcome) + b',"shadow_outcome":'
+        + dumps(shadow_outcome) + b',"decided_at":',
+        b',"policy_version":' + dumps(policy_version) + b',"rules":' + dumps([f"{rule}@{version}:{mode}"])
+        + b',"matches":[{"rule":' + dumps(rule) + b',"version":' + dumps(version) + b',"mode":' + dumps(mode)
+        + b',"code":' + dumps(code) + b',"outcome":' + dumps(OUTCOME_NAMES.get(match_outcome, str(match_outcome)))
+        + b',"reason":',
+        b',"status":' + dumps(status) + b',"source":' + dumps(source) + b',"case_ref":' + dumps(case_ref)
+        + (b'}],"reasons":[' if enforce else b'}],"reasons":[],"shadow_reasons":['),
+        (b'],"shadow_reasons":[]' if enforce else b"]") + b',"command_ids":[],"report_ids":[],"rule_errors":[]'
+        + b',"source":{"topic":' + dumps(topic) + b',"partition":',
+    )
 
 
 def deadletter_body(source: Source, raw: bytes, rejection: Rejection, dead_at: str, keep: int) -> dict[str, Any]:

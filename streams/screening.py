@@ -209,6 +209,7 @@ class Screen(Generic[R]):
         One loop for the whole batch, with what it uses held in locals: it runs once per event.
         """
         decide, out, metrics = self.steps.decide, decided.out, self.metrics
+        counts, writes, matched = decided.counts, decided.writes, decided.matched
         for msg, record in valid:
             try:
                 verdict = decide(record, ctx, policy)
@@ -218,8 +219,8 @@ class Screen(Generic[R]):
                 continue
             decision = verdict.decision
             if verdict.writes:
-                decided.writes.extend(verdict.writes)
-            decided.count(decision.outcome)
+                writes.extend(verdict.writes)
+            counts[decision.outcome] = counts.get(decision.outcome, 0) + 1
             if not (decision.commands or decision.reports or decision.matches or decision.rule_errors):
                 continue  # an ALLOW with nothing to tell: nearly every event
             for command in decision.commands:
@@ -232,7 +233,7 @@ class Screen(Generic[R]):
                     decided.reported.add(report.key)
                     out.report(report)
             for match in decision.matches:
-                decided.matched[match.rule, match.mode] = decided.matched.get((match.rule, match.mode), 0) + 1
+                matched[match.rule, match.mode] = matched.get((match.rule, match.mode), 0) + 1
             for rule_id in decision.rule_errors:
                 metrics.rule_errors.labels(rule_id).inc()
             if decision.matches or decision.rule_errors:

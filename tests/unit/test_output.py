@@ -13,13 +13,17 @@ import asyncio
 import base64
 import hashlib
 import random
+import uuid
 from collections import deque
 from collections.abc import Awaitable
+from datetime import timezone
 from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (CorruptRecordException, KafkaConnectionError, KafkaTimeoutError,
                              MessageSizeTooLargeError, NotLeaderForPartitionError, RecordListTooLargeError,
@@ -30,10 +34,11 @@ from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.structs import TopicPartition
 from sekat.streams.output import COMMAND_MAX_BYTES, OutputBatch, OutputTopics, bounded_command
 from sekat.streams.output import murmur2 as output_murmur2
+from sekat.streams.output import decision_record, murmur2_many
 from sekat.streams.retry import permanent, retry
 
 from sekat.errors import CommandRefused
-from sekat.records import Rejection, Source
+from sekat.records import Action, Command, Decision, Match, Rejection, Source
 
 
 class FlakyProducer:
@@ -588,6 +593,16 @@ def test_murmur2_is_kafkas_and_aiokafkas() -> None:
     assert [output_murmur2(key) for key in keys] == [murmur2(key) for key in keys]
 
 
+def test_murmur2_of_a_batch_of_keys_is_each_keys_murmur2() -> None:
+    # Keys of every length 0-40, many of some lengths (hashed together) and few of others (one at a time), mixed.
+    rnd = random.Random(11)
+    keys = [rnd.randbytes(rnd.choice([0, 1, 2, 3, 5, 36, 36, 36, 17, 40, rnd.randrange(0, 41)])) for _ in range(5_000)]
+    keys += [str(uuid.UUID(int=rnd.getrandbits(128))).encode() for _ in range(1_000)] + [b"\xff" * 36] * 20
+    rnd.shuffle(keys)
+    assert murmur2_many(keys) == [murmur2(key) for key in keys]
+    assert murmur2_many([]) == [] and murmur2_many([b"foobar"]) == [murmur2(b"foobar")]
+
+
 def test_a_producer_with_another_partitioner_places_each_record_with_it() -> None:
     kafka = BatchingKafka(partitions=4, room=3)
     kafka._partitioner = lambda key, everyone, available: everyone[len(key) % len(everyone)]
@@ -597,3 +612,30 @@ def test_a_producer_with_another_partitioner_places_each_record_with_it() -> Non
     asyncio.run(out.send())
     assert sorted((partition, [key for key, _ in records]) for _, partition, records in kafka.batches) == [
         (0, [b"4444"]), (1, [b"1", b"55555"]), (2, [b"22"]), (3, [b"333"])]
+
+
+# -- decision records --------------------------------------------------------------------------------------------
+_ANY_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+_MATCH = st.builds(Match, rule=st.one_of(st.sampled_from(["mule_inflow", "call_burst"]), _ANY_TEXT),
+                   outcome=st.integers(-1, 5), reason=_ANY_TEXT, identifier=_ANY_TEXT, status=_ANY_TEXT,
+                   source=_ANY_TEXT, case_ref=_ANY_TEXT, version=st.integers(0, 2**40),
+                   mode=st.one_of(st.sampled_from(["enforce", "shadow"]), _ANY_TEXT), code=_ANY_TEXT)
+_AT = st.datetimes(timezones=st.just(timezone.utc))
+_COMMAND = st.builds(Command, action=st.sampled_from(list(Action)), institution=_ANY_TEXT, target=_ANY_TEXT,
+                     event_id=_ANY_TEXT, rule=_ANY_TEXT, reasons=st.tuples(_ANY_TEXT), issued_at=_AT)
+_DECISION = st.builds(Decision, event_id=_ANY_TEXT, stream=_ANY_TEXT, outcome=_ANY_TEXT, decided_at=_AT,
+                      matches=st.lists(_MATCH, max_size=3).map(tuple),
+                      commands=st.one_of(st.just(()), st.lists(_COMMAND, max_size=2).map(tuple)),
+                      shadow_outcome=_ANY_TEXT, policy_version=_ANY_TEXT,
+                      rule_errors=st.one_of(st.just(()), st.lists(_ANY_TEXT, max_size=2).map(tuple)))
+
+
+@settings(max_examples=500, deadline=None)
+@given(decision=_DECISION, topic=_ANY_TEXT, partition=st.integers(0, 2**31 - 1), offset=st.integers(0, 2**63 - 1))
+def test_a_decision_record_is_its_to_json_with_its_source_byte_for_byte(decision: Decision, topic: str,
+                                                                        partition: int, offset: int) -> None:
+    source = Source(topic, partition, offset, 0, None)
+    body = decision.to_json()
+    body["source"] = {"topic": topic, "partition": partition, "offset": offset}
+    assert decision_record(decision, source) == orjson.dumps(body)
+    assert decision_record(decision, source) == decision_record(decision, source)  # and again, from the cache

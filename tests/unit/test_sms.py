@@ -85,6 +85,51 @@ def test_links_are_found_in_text_and_words_that_only_look_like_hosts_are_not() -
                                                     "url:phish.example.com/"]
 
 
+def _links_found_by_searching_everywhere(text: str) -> list[str]:
+    """What ``extract_links`` finds, the long way: the link pattern tried on the whole of every text."""
+    from sekat.urls import _LINK_RE, _TRAILING
+
+    found: dict[str, None] = {}
+    for match in _LINK_RE.finditer(text):
+        try:
+            found.setdefault(normalise_url(match.group(0).rstrip(_TRAILING)).key)
+        except InvalidIdentifier:
+            continue
+        if len(found) >= 10:
+            break
+    return list(found)
+
+
+_LINKISH = st.builds("".join, st.lists(st.sampled_from(list("ab.-_/:?#@ 1\u00c4\u00e4\u0661") + [
+    "www.", "https://", "com.my", "bit.ly", ". ", ".5", "RM5.00"]), max_size=40))
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.one_of(_LINKISH,
+                     st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)))
+def test_a_text_is_searched_for_links_only_where_one_can_be_and_finds_the_same_links(text: str) -> None:
+    assert [u.key for u in extract_links(text)] == _links_found_by_searching_everywhere(text)
+
+
+def test_a_second_link_to_a_host_already_seen_does_not_normalise_the_host_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import idna
+
+    from sekat import urls
+
+    encoded: list[str] = []
+    real = idna.encode
+    monkeypatch.setattr(idna, "encode", lambda host, **kw: encoded.append(host) or real(host, **kw))
+    first = [u.key for u in extract_links("Jejak di https://www.Shop-Cost-Pin.example.com.my/t/1 hari ini")]
+    again = [(u.key, [d.key for d in u.domains()])
+             for u in extract_links("Jejak di https://www.Shop-Cost-Pin.example.com.my/t/2 dan /t/3")]
+    assert first == ["url:shop-cost-pin.example.com.my/t/1"]
+    assert again == [("url:shop-cost-pin.example.com.my/t/2",
+                      ["domain:shop-cost-pin.example.com.my", "domain:example.com.my"])]
+    assert encoded == ["www.shop-cost-pin.example.com.my"]  # once, for the first link
+    assert urls.registrable("shop-cost-pin.example.com.my") == "example.com.my"
+
+
 @pytest.mark.parametrize("raw", ["MAYBANK", "maybank", "May-Bank", "MAY BANK", "may.bank"])
 def test_sender_ids_ignore_case_and_separators(raw: str) -> None:
     assert normalise_sender(raw).key == "sender:MAYBANK"
