@@ -285,6 +285,14 @@ def after_warmup(samples: list[tuple[float, float]], warmup_s: float) -> list[fl
     return [lat for t, lat in samples if t >= start]
 
 
+def per_second_p99(points: list[tuple[float, float]]) -> list[tuple[int, int, float | None]]:
+    """(second, samples, p99 ms) of (sent s, latency ms) points, by the second they were sent in."""
+    buckets: dict[int, list[float]] = {}
+    for t, ms in points:
+        buckets.setdefault(int(t), []).append(ms)
+    return [(k, len(buckets[k]), percentile(buckets[k], 0.99)) for k in sorted(buckets)]
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
     status = Path(f"/proc/{pid}/status").read_text()
     rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
@@ -433,11 +441,8 @@ def plot(path: Path, samples: list[tuple[float, float]], steady: list[tuple[floa
         if steady:
             ax2.scatter([t - t0 for t, _ in steady], [ms for _, ms in steady], s=2, alpha=0.4,
                         label="command latency")
-            buckets: dict[int, list[float]] = {}
-            for t, ms in steady:
-                buckets.setdefault(int(t), []).append(ms)
-            keys = sorted(buckets)
-            ax2.plot([k + 0.5 - t0 for k in keys], [percentile(buckets[k], 0.99) for k in keys], color="red",
+            by_second = per_second_p99(steady)
+            ax2.plot([k + 0.5 - t0 for k, _, _ in by_second], [p99 for _, _, p99 in by_second], color="red",
                      label="p99 per second")
             ax2.set_yscale("log")
             ax2.legend(loc="upper right")
@@ -590,6 +595,9 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
             "latency_samples": len(st_lat),
             # the percentiles above leave out the first --warmup-seconds of the phase; these do not
             "p99_ms_incl_warmup": percentile(st_all, 0.99),
+            # [unix second the input record was sent, commands, p99 ms]: the latency plot's red line, to set
+            # beside what the worker did at that second
+            "p99_ms_by_second": per_second_p99(steady_points),
             "warmup_s": args.warmup_seconds,
             # the same offered load read by a raw consumer that does nothing (see RawLatency)
             "baseline_p50_ms": round(percentile(base_lat, 0.5) or 0, 1),
