@@ -222,6 +222,7 @@ class Scraper(threading.Thread):
         self.url = f"http://127.0.0.1:{port}/metrics"
         self.samples: list[tuple[float, float]] = []
         self.deadletters = 0.0
+        self.page = b""  # the last /metrics page read
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -274,7 +275,33 @@ class Progress(Scraper):
 
     def read_deadletters(self) -> None:
         with urllib.request.urlopen(self.url, timeout=5) as resp:
-            self.deadletters = sum(float(v) for v in self.dead.findall(resp.read()))
+            self.page = resp.read()
+        self.deadletters = sum(float(v) for v in self.dead.findall(self.page))
+
+
+PAUSES = {"gc": ("sekat_gc_pause_seconds", "generation"), "periodic": ("sekat_periodic_task_seconds", "task")}
+
+
+def worker_pauses(page: bytes, over_s: float = 0.01) -> dict[str, dict[str, dict[str, float]]]:
+    """The worker's own pauses from its /metrics: per collector generation and per periodic task, how many,
+    their total seconds and how many took longer than ``over_s`` (a bucket bound of both histograms)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for kind, (metric, label) in PAUSES.items():
+        found: dict[str, dict[str, float]] = {}
+        for m in re.finditer(rb"^" + metric.encode() + rb"_(count|sum|bucket)\{([^}]*)\} ([0-9.e+-]+)$", page, re.M):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2).decode()))
+            entry = found.setdefault(labels[label], {"count": 0.0, "seconds": 0.0, f"over_{over_s * 1000:g}ms": 0.0})
+            value = float(m.group(3))
+            if m.group(1) == b"count":
+                entry["count"] = value
+            elif m.group(1) == b"sum":
+                entry["seconds"] = round(value, 3)
+            elif float(labels["le"]) == over_s:
+                entry[f"over_{over_s * 1000:g}ms"] = -value  # the count is added below
+        for entry in found.values():
+            entry[f"over_{over_s * 1000:g}ms"] += entry["count"]
+        out[kind] = found
+    return out
 
 
 def after_warmup(samples: list[tuple[float, float]], warmup_s: float) -> list[float]:
@@ -614,6 +641,8 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
             # environment above), and the recall over listed events whose entry it did not trip
             **brake,
             "deadletters": int(scraper.deadletters),
+            # over the worker's whole run: garbage-collector pauses by generation, periodic tasks' runtimes
+            "worker_pauses": worker_pauses(scraper.page),
             "worker_rss_mb": round(rss_now, 1),
             "worker_peak_rss_mb": round(rss_peak, 1),
             "worker_rss_after_drain_mb": round(rss_drain[0], 1),
