@@ -222,6 +222,7 @@ class Scraper(threading.Thread):
         self.url = f"http://127.0.0.1:{port}/metrics"
         self.samples: list[tuple[float, float]] = []
         self.deadletters = 0.0
+        self.page = b""  # the last /metrics page read
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -274,7 +275,33 @@ class Progress(Scraper):
 
     def read_deadletters(self) -> None:
         with urllib.request.urlopen(self.url, timeout=5) as resp:
-            self.deadletters = sum(float(v) for v in self.dead.findall(resp.read()))
+            self.page = resp.read()
+        self.deadletters = sum(float(v) for v in self.dead.findall(self.page))
+
+
+PAUSES = {"gc": ("sekat_gc_pause_seconds", "generation"), "periodic": ("sekat_periodic_task_seconds", "task")}
+
+
+def worker_pauses(page: bytes, over_s: float = 0.01) -> dict[str, dict[str, dict[str, float]]]:
+    """The worker's own pauses from its /metrics: per collector generation and per periodic task, how many,
+    their total seconds and how many took longer than ``over_s`` (a bucket bound of both histograms)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for kind, (metric, label) in PAUSES.items():
+        found: dict[str, dict[str, float]] = {}
+        for m in re.finditer(rb"^" + metric.encode() + rb"_(count|sum|bucket)\{([^}]*)\} ([0-9.e+-]+)$", page, re.M):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2).decode()))
+            entry = found.setdefault(labels[label], {"count": 0.0, "seconds": 0.0, f"over_{over_s * 1000:g}ms": 0.0})
+            value = float(m.group(3))
+            if m.group(1) == b"count":
+                entry["count"] = value
+            elif m.group(1) == b"sum":
+                entry["seconds"] = round(value, 3)
+            elif float(labels["le"]) == over_s:
+                entry[f"over_{over_s * 1000:g}ms"] = -value  # the count is added below
+        for entry in found.values():
+            entry[f"over_{over_s * 1000:g}ms"] += entry["count"]
+        out[kind] = found
+    return out
 
 
 def after_warmup(samples: list[tuple[float, float]], warmup_s: float) -> list[float]:
@@ -283,6 +310,14 @@ def after_warmup(samples: list[tuple[float, float]], warmup_s: float) -> list[fl
         return []
     start = min(t for t, _ in samples) + warmup_s * 1000
     return [lat for t, lat in samples if t >= start]
+
+
+def per_second_p99(points: list[tuple[float, float]]) -> list[tuple[int, int, float | None]]:
+    """(second, samples, p99 ms) of (sent s, latency ms) points, by the second they were sent in."""
+    buckets: dict[int, list[float]] = {}
+    for t, ms in points:
+        buckets.setdefault(int(t), []).append(ms)
+    return [(k, len(buckets[k]), percentile(buckets[k], 0.99)) for k in sorted(buckets)]
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -433,11 +468,8 @@ def plot(path: Path, samples: list[tuple[float, float]], steady: list[tuple[floa
         if steady:
             ax2.scatter([t - t0 for t, _ in steady], [ms for _, ms in steady], s=2, alpha=0.4,
                         label="command latency")
-            buckets: dict[int, list[float]] = {}
-            for t, ms in steady:
-                buckets.setdefault(int(t), []).append(ms)
-            keys = sorted(buckets)
-            ax2.plot([k + 0.5 - t0 for k in keys], [percentile(buckets[k], 0.99) for k in keys], color="red",
+            by_second = per_second_p99(steady)
+            ax2.plot([k + 0.5 - t0 for k, _, _ in by_second], [p99 for _, _, p99 in by_second], color="red",
                      label="p99 per second")
             ax2.set_yscale("log")
             ax2.legend(loc="upper right")
@@ -590,6 +622,9 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
             "latency_samples": len(st_lat),
             # the percentiles above leave out the first --warmup-seconds of the phase; these do not
             "p99_ms_incl_warmup": percentile(st_all, 0.99),
+            # [unix second the input record was sent, commands, p99 ms]: the latency plot's red line, to set
+            # beside what the worker did at that second
+            "p99_ms_by_second": per_second_p99(steady_points),
             "warmup_s": args.warmup_seconds,
             # the same offered load read by a raw consumer that does nothing (see RawLatency)
             "baseline_p50_ms": round(percentile(base_lat, 0.5) or 0, 1),
@@ -606,6 +641,8 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
             # environment above), and the recall over listed events whose entry it did not trip
             **brake,
             "deadletters": int(scraper.deadletters),
+            # over the worker's whole run: garbage-collector pauses by generation, periodic tasks' runtimes
+            "worker_pauses": worker_pauses(scraper.page),
             "worker_rss_mb": round(rss_now, 1),
             "worker_peak_rss_mb": round(rss_peak, 1),
             "worker_rss_after_drain_mb": round(rss_drain[0], 1),

@@ -8,15 +8,23 @@ show as latency spikes (docs/performance.md has the figures).
 
 The policy (``HeapKeeper.tick``, from a one-second timer in the worker):
 
-- every ``freeze_every_s`` (1 s): collect the objects not yet frozen (cheap:
-  only what survived since the last tick), then ``gc.freeze()`` them: the
-  collector never walks them again, so the automatic collections stay short.
-  A longer interval lets the automatic collections in between walk more
-  survivors, and makes the freeze's own collection longer;
+- every ``freeze_every_s`` (1 s): ``gc.freeze()`` what is tracked now, without
+  a collection first. Freezing moves the collector's lists whole (O(1)); the
+  collector never walks frozen objects again, so the automatic collections
+  walk only what was allocated since. No collection before it, because a
+  collection *untracks* a dict whose keys and values it finds untrackable
+  (strings, tuples of strings, numbers), such as the identifier caches'
+  (``functools.lru_cache``): the next new key tracks the dict again, in the
+  youngest generation, so every collection after it walks the whole cache
+  again (tens of thousands of entries, milliseconds each time), and a freeze
+  after a collection never holds it. Frozen while tracked, a cache stays out
+  of the walks whatever is added to it. Cycles that were garbage at the
+  moment of a freeze (what died since the last automatic young collection)
+  wait for the hourly collection below;
 - every ``full_every_s`` (1 h): ``gc.unfreeze()`` and one full collection,
-  so a cycle that was alive when frozen and died later is freed within the
-  hour instead of never (one long pause an hour instead of one a second);
-  then freeze again.
+  so a cycle that was alive (or garbage) when frozen is freed within the hour
+  instead of never (one long pause an hour instead of one a second); then
+  freeze again.
 
 Reference counting still frees every acyclic object at once, frozen or not.
 Pauses are observed in ``sekat_gc_pause_seconds{generation}`` and the frozen
@@ -71,9 +79,8 @@ class HeapKeeper:
             # milliseconds on a worker's heap, so only here, once an hour.
             self.frozen.set(gc.get_freeze_count())
         elif now - self._last_freeze >= self.freeze_every_s:
-            gc.collect()  # walks only the objects not frozen yet
-            self.frozen.inc(len(gc.get_objects(generation=2)))  # what the collection left is what is frozen
-            gc.freeze()
+            self.frozen.inc(len(gc.get_objects()))  # the objects not frozen yet: what the freeze takes
+            gc.freeze()  # no collection first (see the module's docstring)
             self._last_freeze = now
 
     def close(self) -> None:

@@ -1,9 +1,9 @@
-"""The end-to-end benchmark's own pieces: which policy it runs, how it sums up a py-spy profile, and what it reports
-of the safety brake."""
+"""The end-to-end benchmark's own pieces: which policy it runs, how it sums up a py-spy profile, what it reports
+of the safety brake, and its latency series by second."""
 
 from pathlib import Path
 
-from load_tests.bench import bench_policy, policy_rules, top_functions
+from load_tests.bench import bench_policy, per_second_p99, policy_rules, top_functions, worker_pauses
 from load_tests.harness import brake_figures
 from sekat.rules.policy import DEFAULT_POLICY_FILE
 
@@ -58,3 +58,23 @@ def test_the_brake_figures_count_trips_by_dimension_and_give_recall_with_and_wit
     assert brake_figures({}, expected, seen, subjects) | {"recall": None} == {
         "brake_trips": 0, "brake_trips_by_dimension": {"entry": 0, "rule": 0, "source": 0}, "braked_targets": [],
         "recall": None, "recall_unbraked": 0.75, "braked_events": 0}
+
+
+def test_the_latency_series_gives_each_second_its_own_p99_by_when_the_input_was_sent() -> None:
+    points = [(100.0 + i / 100, 5.0) for i in range(100)] + [(101.5, 40.0)] + [(103.2, 7.0)]
+    assert per_second_p99(points) == [(100, 100, 5.0), (101, 1, 40.0), (103, 1, 7.0)]
+
+
+def test_the_worker_pauses_are_read_from_its_histograms_with_those_over_10_ms() -> None:
+    page = (b'sekat_gc_pause_seconds_bucket{generation="2",le="0.005"} 3.0\n'
+            b'sekat_gc_pause_seconds_bucket{generation="2",le="0.01"} 4.0\n'
+            b'sekat_gc_pause_seconds_bucket{generation="2",le="+Inf"} 6.0\n'
+            b'sekat_gc_pause_seconds_count{generation="2"} 6.0\n'
+            b'sekat_gc_pause_seconds_sum{generation="2"} 0.5\n'
+            b'sekat_periodic_task_seconds_bucket{le="0.01",task="sekat_reload_policy"} 10.0\n'
+            b'sekat_periodic_task_seconds_bucket{le="+Inf",task="sekat_reload_policy"} 10.0\n'
+            b'sekat_periodic_task_seconds_count{task="sekat_reload_policy"} 10.0\n'
+            b'sekat_periodic_task_seconds_sum{task="sekat_reload_policy"} 0.001\n')
+    assert worker_pauses(page) == {
+        "gc": {"2": {"count": 6.0, "seconds": 0.5, "over_10ms": 2.0}},
+        "periodic": {"sekat_reload_policy": {"count": 10.0, "seconds": 0.001, "over_10ms": 0.0}}}

@@ -73,3 +73,37 @@ def test_a_tick_does_not_count_the_frozen_list_which_walks_all_of_it(monkeypatch
     finally:
         keeper.close()
         gc.unfreeze()
+
+
+def test_a_tick_freezes_without_a_collection_so_a_cache_of_untrackable_keys_stays_frozen() -> None:
+    """A collection untracks a dict whose contents it finds untrackable (an identifier cache's keys are tuples of
+    strings); its next new key tracks it again in the youngest generation, and every collection walks it whole.
+    A tick freezes it while tracked instead, and new keys no longer bring it back into the collector's walks."""
+    registry, clock = CollectorRegistry(), Clock()
+    keeper = HeapKeeper(registry, freeze_every_s=1, full_every_s=3600, clock=clock)
+    started: list[int] = []
+
+    def count_collections(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+
+    try:
+        gc.unfreeze()
+        keeper.tick()  # the first tick: the full collection
+        cache: dict[tuple[str, str], int] = {}
+        for i in range(1000):
+            cache[(f"+6012{i:07d}", "MY")] = i  # a new tuple is tracked, so is the dict holding it
+        assert gc.is_tracked(cache)
+        clock.now += 1
+        gc.callbacks.append(count_collections)
+        try:
+            keeper.tick()
+        finally:
+            gc.callbacks.remove(count_collections)
+        assert started == []  # the tick collected nothing: a freeze alone
+        cache[("+60129999999", "MY")] = 1000  # a new key after the freeze
+        gc.collect()
+        assert gc.is_tracked(cache) and not any(o is cache for o in gc.get_objects())  # frozen, never walked
+    finally:
+        keeper.close()
+        gc.unfreeze()
