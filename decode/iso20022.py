@@ -635,18 +635,35 @@ def _read_xml(raw: bytes) -> Message:
 
 def _enveloped_json(data: dict[str, Any]) -> Any:
     """The ``Document`` under known envelope keys (``{"BizMsgEnvlp": {"AppHdr": ..., "Document": ...}}``), as
-    in the XML rendering; ``data`` itself when there is none (the message then names what it lacks)."""
-    level = [data]
-    for _ in range(MAX_ENVELOPE_DEPTH):
+    in the XML rendering; ``data`` itself when it is no envelope (the message then names what it lacks). Raises
+    ``Bad`` naming the key at fault, as ``_enveloped_document`` does: an object under a key that is neither a
+    known envelope nor a header when no Document is found, too many keys, or too many levels."""
+    level: list[tuple[dict[str, Any], str]] = [(data, "")]
+    unknown: list[str] = []
+    for depth in range(MAX_ENVELOPE_DEPTH):
         below = []
-        for node in level:
+        for node, path in level:
+            if depth and len(node) > MAX_ENVELOPE_CHILDREN:
+                raise Bad("unsupported_message", path, f"envelope holds more than {MAX_ENVELOPE_CHILDREN} elements")
             if "Document" in node:
                 return node["Document"]
-            below.extend(v for k, v in node.items() if k in ENVELOPES and isinstance(v, dict))
+            for name, value in node.items():
+                if not isinstance(value, dict):
+                    continue
+                if name in ENVELOPES:
+                    below.append((value, f"{path}/{name}"))
+                elif value and not name.endswith(("Hdr", "Header")):
+                    unknown.append(f"{path}/{name}")
         if not below:
-            break
+            if unknown:
+                raise Bad("unsupported_message", unknown[0], "is not a known envelope; no Document found")
+            return data if depth == 0 else _no_document(level[0][1])
         level = below[:MAX_ENVELOPE_CHILDREN]
-    return data
+    raise Bad("unsupported_message", level[0][1], f"no Document within {MAX_ENVELOPE_DEPTH} envelope levels")
+
+
+def _no_document(path: str) -> Any:
+    raise Bad("unsupported_message", path, "envelope holds no ISO 20022 Document")
 
 
 # The message element's key in each JSON rendering: the element names, and the names a fraud-screening

@@ -150,6 +150,26 @@ def test_unknown_or_unbounded_envelopes_are_dead_lettered_naming_the_element(raw
     assert says in rejection.message
 
 
+JSON_DOCUMENT = orjson.loads(load("pacs008_v09.json"))["Document"]
+
+
+@pytest.mark.parametrize("message,field,says", [
+    ({"SchemeWrap": {"Document": JSON_DOCUMENT}}, "/SchemeWrap", "not a known envelope"),
+    ({"BizMsgEnvlp": {"AppHdr": {"BizMsgIdr": "B-1"}, "Payld": {"Document": JSON_DOCUMENT}}}, "/BizMsgEnvlp/Payld",
+     "not a known envelope"),
+    ({"BizMsgEnvlp": {"Body": {"Body": {"Body": {"Body": {"Document": JSON_DOCUMENT}}}}}},
+     "/BizMsgEnvlp/Body/Body/Body", "no Document within 4"),
+    ({"BizMsgEnvlp": {"AppHdr": {"BizMsgIdr": "B-1"}}}, "/BizMsgEnvlp", "holds no ISO 20022 Document"),
+    ({"BizMsgEnvlp": {**{f"Note{i}": "x" for i in range(16)}, "Document": JSON_DOCUMENT}}, "/BizMsgEnvlp",
+     "more than 16"),
+])
+def test_unknown_or_unbounded_json_envelopes_are_dead_lettered_naming_the_key(message: dict, field: str,
+                                                                             says: str) -> None:
+    rejection = only_rejection(orjson.dumps(message))
+    assert (rejection.reason, rejection.field) == ("unsupported_message", field)
+    assert says in rejection.message
+
+
 def test_json_rendering_in_an_envelope_is_read() -> None:
     message = {"BizMsgEnvlp": {"AppHdr": {"BizMsgIdr": "B-1", "MsgDefIdr": "pacs.008.001.09"},
                                "Document": orjson.loads(load("pacs008_v09.json"))["Document"]}}
