@@ -54,6 +54,9 @@ from sekat.records import Entry, Link, Report, SourceTally, Standing, Status, Su
 LEGACY_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
 RECENT_KEPT = 100  # reports an entry keeps in full; ~80 KB at the API's longest reasons
 CASE_REFS_KEPT = 32  # case references a summary keeps (the first ones)
+# Links an entry and its summary keep: the most recently named (~200 bytes each in a record). A hub linked to
+# more identifiers than this forgets the oldest links, so its consolidated record stays well under Kafka's 1 MB.
+LINKS_KEPT = 1000
 
 
 def _order(report: Report) -> tuple[str, str]:
@@ -117,6 +120,10 @@ class _Fold:
         self.standing[report.source] = "" if held == "" or not until else max(held or "", until)
         self.renewals += report.renewal
 
+    def kept_links(self) -> tuple[Link, ...]:
+        """The ``LINKS_KEPT`` most recently named links."""
+        return tuple(self.links.values())[-LINKS_KEPT:]
+
     def folded(self) -> Summary:
         assert self.status is not None and self.decisive is not None
         return Summary(
@@ -125,7 +132,7 @@ class _Fold:
             case_refs=tuple(self.case_refs)[:CASE_REFS_KEPT], status=self.status,
             decisive=self.decisive.without_history(),
             standing=tuple(Standing(s, u) for s, u in self.standing.items()),
-            renewals=self.renewals, links=tuple(self.links.values()))
+            renewals=self.renewals, links=self.kept_links())
 
     def entry(self, history: tuple[Report, ...], summary: Summary | None) -> Entry:
         status, decisive = self.status, self.decisive
@@ -138,7 +145,7 @@ class _Fold:
             case_ref=decisive.case_ref, report_id=decisive.report_id, reported_at=iso(decisive.reported_at),
             expires_at=expires_at, sources=tuple(self.tallies), report_count=self.count,
             case_refs=tuple(self.case_refs), first_seen=self.first_seen, last_seen=self.last[0], history=history,
-            links=tuple(self.links.values()), renewals=self.renewals, summary=summary,
+            links=self.kept_links(), renewals=self.renewals, summary=summary,
         )
 
 

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sekat.api.entries import publicly_listed
-from sekat.blocklist.lifecycle import RECENT_KEPT, consolidated, covers, known, merge
+from sekat.blocklist.lifecycle import LINKS_KEPT, RECENT_KEPT, consolidated, covers, known, merge
 from sekat.blocklist.links import propagate
 from sekat.decode.reports import decode_report
 from sekat.records import Entry, Report, Status
@@ -116,6 +116,29 @@ def test_filing_thousands_of_reports_on_one_identifier_keeps_its_record_bounded(
     assert [t.count for t in entry.summary.sources] == [467, 467, 466]
     assert max(sizes) < 200_000
     assert max(sizes[RECENT_KEPT + 50:]) - min(sizes[RECENT_KEPT + 50:]) < 2_000, "the record stops growing"
+
+
+def test_filings_naming_thousands_of_links_keep_the_record_bounded_and_the_newest_links() -> None:
+    """600 filings on one account, each naming 20 new identifiers of the same scam (a mule hub): the entry keeps
+    the LINKS_KEPT most recently named links, and its consolidated record stays under Kafka's 1 MB and reads
+    back as what was written."""
+    entry: Entry | None = None
+    sizes = []
+    named: list[str] = []
+    for i in range(600):
+        links = tuple(f"account:MBBEMYKL:51{i:05d}{j:03d}" for j in range(20))
+        named.extend(links)
+        report = Report(f"hub-{i:05d}", T0 + timedelta(seconds=i), "account", "8001234567", Status.REPORTED,
+                        "PDRM", bank="CIBBMYKL", case_ref=f"KL/{i}", reason="r" * 512, ttl_days=365, links=links)
+        entry = merge(entry, report)
+        record = consolidated(report, entry)
+        sizes.append(len(orjson.dumps(record.to_json())))
+    assert entry is not None
+    assert [link.key for link in entry.links] == named[-LINKS_KEPT:]
+    assert entry.summary is not None and len(entry.summary.links) <= LINKS_KEPT
+    assert max(sizes) < 900_000
+    raw = orjson.dumps(record.to_json())
+    assert decode_report(raw, record.key.encode()) == record
 
 
 def test_a_report_ordered_before_the_summary_is_taken_as_covered() -> None:
