@@ -273,7 +273,8 @@ class WorkerMetrics:
 
     def follow_stalls(self, streams: Iterable[str], stalled_for: Callable[[str], float],
                       is_stalled: Callable[[str], bool]) -> None:
-        """The stall gauges of ``streams``, read from the screening consumer's progress at each scrape."""
+        """The stall gauges of ``streams``, read from their consumer's progress (screening, or the reports
+        intake) at each scrape."""
         for stream in streams:
             self.stalled_seconds.labels(stream).set_function(lambda s=stream: stalled_for(s))
             self.stalled.labels(stream).set_function(lambda s=stream: float(is_stalled(s)))

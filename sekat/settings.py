@@ -640,8 +640,8 @@ SETTINGS_DOC: dict[str, str] = {
                             "over it for 10 minutes (exposed as sekat_decision_latency_objective_seconds).",
     "latency_goal_ms": "Decision-latency goal (p99, ms): SekatDecisionLatencyOverGoal opens a ticket when the p99 stays "
                        "over it for 30 minutes (sekat_decision_latency_goal_seconds). At most the objective.",
-    "stall_after_s": "A screening stream with records waiting and no batch finished for this many seconds is stalled: "
-                     "/healthz answers 503 naming it, and sekat_stream_stalled is 1.",
+    "stall_after_s": "A screening stream, or the reports intake, with records waiting and no batch finished for this "
+                     "many seconds is stalled: /healthz answers 503 naming it, and sekat_stream_stalled is 1.",
     "blocklist_count_interval_s": "How often the group leader publishes the blocklist entry counts by kind and status (kept by its replica as changes arrive; a tick costs the entries expired since the last).",
     "replica_snapshot_max_behind": "A starting worker loads the replica snapshot another worker stored in Redis and catches up "
                                    "from the change stream when at most this many changes were made since; past that it reads "

@@ -252,21 +252,21 @@ class Worker:
 
     async def apply_reports(self) -> None:
         """The reports intake (streams/intake.py); started again, with backoff, if it dies."""
-        await supervise("reports intake", self.intake.run, lambda exc: self.metrics.apply_errors.inc())
+        await supervise("reports intake", self.intake.run, self.intake.crashed)
 
     async def healthz(self, request: Any) -> Any:
-        """200 when Redis answers, the replica is loaded and no screening stream is stalled; 503 with the same
-        body otherwise (``stalled`` names the streams with records waiting and no progress for
-        SEKAT_STALL_AFTER_S, or whose consumer task died and has not worked since; ``screening`` is then
-        ``restarting``, streams/progress.py). A worker screening from its replica's disk copy while
-        Redis does not answer is degraded (503, ``replica_from_disk``), as any worker whose Redis is down:
-        it screens, on a copy ``replica_staleness_seconds`` old."""
+        """200 when Redis answers, the replica is loaded and no stream is stalled; 503 with the same body
+        otherwise (``stalled`` names the streams, screening ones and ``reports``, with records waiting and no
+        progress for SEKAT_STALL_AFTER_S, or whose consumer task died and has not worked since; ``screening``
+        is ``restarting`` when it is the screening consumer's, streams/progress.py). A worker screening from its
+        replica's disk copy while Redis does not answer is degraded (503, ``replica_from_disk``), as any worker
+        whose Redis is down: it screens, on a copy ``replica_staleness_seconds`` old."""
         replica = self.replica
         redis_ok = await self.store.ping()
         ready = replica.ready.is_set() and not replica.awaiting_rebuild
         progress = self.screening.progress
-        stalled = progress.stalled()
-        crashed = any(progress.is_crashed(stream) for stream in stalled)
+        stalled = progress.stalled() + self.intake.progress.stalled()
+        crashed = any(progress.is_crashed(stream) for stream in progress.stalled())
         healthy = redis_ok and ready and not stalled
         body = {"status": "ok" if healthy else "degraded", "redis": redis_ok, "replica_ready": ready,
                 "replica_entries": replica.stats.entries, "replica_staleness_seconds": round(replica.staleness(), 3),
@@ -279,7 +279,7 @@ class Worker:
     async def observe_health(self) -> None:
         # Freshness comes from the replica alone (its change-stream read answers at least once a second): a
         # ping says Redis is up, not that this worker's copy has caught up with it. Reading the offsets also
-        # tells the screening consumer's progress which streams have lag.
+        # tells the screening consumer's and the reports intake's progress which streams have lag.
         self.metrics.set_consumer_offsets({**await self.screening.offsets(), **await self.reports_offsets()})
 
     async def reports_offsets(self) -> dict[tuple[str, int], tuple[int, int]]:
@@ -370,17 +370,16 @@ def build_worker(app: faust.App, settings: Settings, registry: CollectorRegistry
                                     state.read_sms, deadletter_bytes=0), services)
     screening = ScreeningConsumer(settings, {settings.topic_transfers: transfers, settings.topic_calls: calls,
                                              settings.topic_sms: sms}, metrics)
-    progress = screening.progress
-    metrics.follow_stalls(progress.streams, progress.stalled_for, progress.is_stalled)
+    intake = ReportsConsumer(settings,
+                             Intake(store, outputs, outputs.reports, metrics, max(settings.max_event_bytes, 1_048_576),
+                                    settings.phone_region, settings.protected_keys(), clock),
+                             guard.ensure, metrics, REPORTS_SESSION_TIMEOUT_S,
+                             max(settings.batch_within_ms, REPORTS_WITHIN_MS), busy=lambda: screening.behind)
+    for progress in (screening.progress, intake.progress):
+        metrics.follow_stalls(progress.streams, progress.stalled_for, progress.is_stalled)
     return Worker(
         app=app, settings=settings, metrics=metrics, store=store, replica=replica, policy=policy, outputs=outputs,
-        brake=brake, screening=screening,
-        intake=ReportsConsumer(settings,
-                               Intake(store, outputs, outputs.reports, metrics, max(settings.max_event_bytes, 1_048_576),
-                                      settings.phone_region, settings.protected_keys(), clock),
-                               guard.ensure, metrics, REPORTS_SESSION_TIMEOUT_S,
-                               max(settings.batch_within_ms, REPORTS_WITHIN_MS), busy=lambda: screening.behind),
-        guard=guard,
+        brake=brake, screening=screening, intake=intake, guard=guard,
         releaser=Releaser(acted, store, outputs, metrics, ReleaseMetrics(registry), clock, sent,
                           settings.feedback_window_days * 86_400),
         purger=Purger(store, acted, outputs, metrics,

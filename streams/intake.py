@@ -9,8 +9,11 @@ change-stream record for the batch), publish the consolidated records that keep 
 self-sufficient and the reports derived for linked identifiers (before the index write, so a crash
 re-derives them), and wait for Kafka's acknowledgement. Only then are the batch's offsets committed
 (at-least-once; applying a report again changes nothing). A Redis or Kafka failure is retried with
-backoff, never skipped. Both share the worker's one thread with screening: while screening is behind, the
-intake waits before each batch (``defer_to``), so a bulk import slows the intake, not the decisions.
+backoff, never skipped: a batch that cannot be applied, or a partition whose lag is not worked off, for
+``SEKAT_STALL_AFTER_S`` makes the ``reports`` stream stalled (``Progress``, streams/progress.py), as a
+screening stream is: ``/healthz`` 503, ``sekat_stream_stalled{stream="reports"}``. Both share the worker's
+one thread with screening: while screening is behind, the intake waits before each batch (``defer_to``), so a
+bulk import slows the intake, not the decisions.
 
 A tombstone (a record without a value, from the purge or an erasure,
 ``streams/purge.py``) removes its key's entry from the index, in its place
@@ -38,6 +41,7 @@ from sekat.decode.reports import decode_report
 from sekat.metrics.worker import WorkerMetrics
 from sekat.streams.consumer import assigned_offsets
 from sekat.streams.output import OutputBatch, OutputTopics
+from sekat.streams.progress import Progress
 from sekat.streams.retry import retry
 
 from sekat.clock import Clock, utcnow
@@ -126,6 +130,9 @@ async def defer_to(busy: Callable[[], bool], step_s: float = DEFER_STEP_S, max_s
     return waited
 
 
+STREAM = "reports"  # the intake's name in ``Progress``: /healthz ``stalled``, ``sekat_stream_stalled{stream}``
+
+
 class ReportsConsumer:
     """The worker's reports intake: batches of ``sekat.reports`` into ``Intake.run``, then their offsets committed.
 
@@ -151,6 +158,7 @@ class ReportsConsumer:
         # Per partition the reports group never committed: the Faust group's committed offset, below which every
         # report was applied already (``_floors``).
         self.floors: dict[int, int] = {}
+        self.progress = Progress([STREAM], settings.stall_after_s)
 
     async def run(self) -> None:
         """Apply batches until cancelled; on the way out, nothing is committed that was not applied."""
@@ -171,17 +179,20 @@ class ReportsConsumer:
         )
         consumer.subscribe([self.settings.topic_reports], listener=_StartWhereFaustWas(self))
         await consumer.start()
+        self.progress.restart()  # the time spent joining the group is not a stall
         try:
             while True:
                 batch = await consumer.getmany(timeout_ms=1000, max_records=self.settings.batch_max)
                 if not batch:
                     continue
+                self.progress.taken([STREAM])
                 await defer_to(self.busy)
                 await retry("waiting for the blocklist index to be built", self.ensure, self.metrics.apply_errors.inc)
                 floors = self.floors
                 await self.intake.run([record for tp, records in batch.items() for record in records
                                        if not floors or record.offset >= floors.get(tp.partition, 0)])
                 await self._commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+                self.progress.finished([STREAM])
         finally:
             self.consumer = None
             await asyncio.shield(consumer.stop())
@@ -236,8 +247,15 @@ class ReportsConsumer:
 
     async def offsets(self) -> dict[tuple[str, int], tuple[int, int]]:
         """(end offset asked of the broker, committed offset) per assigned partition, for the lag gauge (before a
-        partition's first commit here, its fetch position stands in)."""
-        return await assigned_offsets(self.consumer, self.committed)
+        partition's first commit here, its fetch position stands in); tells ``progress`` whether reports wait."""
+        out = await assigned_offsets(self.consumer, self.committed)
+        self.progress.saw_lag([STREAM] if any(end > done for end, done in out.values()) else [])
+        return out
+
+    def crashed(self, exc: BaseException) -> None:
+        """``run`` raised ``exc``: the reports stream is stalled until it works again; counted as an apply error."""
+        self.metrics.apply_errors.inc()
+        self.progress.crashed([STREAM])
 
 
 class _StartWhereFaustWas(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -1,5 +1,6 @@
-"""Whether each screening stream makes progress: a stream that has records waiting and has finished no batch
-for ``SEKAT_STALL_AFTER_S`` seconds is stalled (``/healthz`` 503, ``sekat_stream_stalled``).
+"""Whether each stream makes progress (the screening streams, and ``reports`` for the reports intake, each
+consumer keeping its own ``Progress``): a stream that has records waiting and has finished no batch for
+``SEKAT_STALL_AFTER_S`` seconds is stalled (``/healthz`` 503, ``sekat_stream_stalled``).
 
 A stream has records waiting when a batch of it is taken and not yet finished (decided, acknowledged by
 Kafka, rule state written: a send retried forever keeps its batch here), or when its assigned partitions
@@ -9,7 +10,7 @@ or the batch that ended such a quiet spell.
 So an idle stream is never stalled however long it waits, and a backlog that is being worked through is
 not stalled however large.
 
-A stream whose consumer task died (``crashed``) is stalled at once, whatever waits: nothing screens it
+A stream whose consumer task died (``crashed``) is stalled at once, whatever waits: nothing works on it
 until the task is restarted and shows it works. It stays so until it finishes a batch, or the restarted
 consumer has run ``SEKAT_STALL_AFTER_S`` and sees nothing waiting (an idle stream), so a task that dies
 again each time it is restarted stays reported between its restarts.

@@ -2,19 +2,24 @@
 
 A refusing Redis fails a command at once; a hung one makes the client wait for its socket timeout. Given
 ``SEKAT_REDIS_TIMEOUT_MS``, a command to a hung Redis fails within about that long, and a worker keeps
-deciding listed calls from its replica with each batch delayed about that long at most.
+deciding listed calls from its replica with each batch delayed about that long at most. A report that
+arrives while Redis hangs waits (its batch retried, nothing committed): after ``SEKAT_STALL_AFTER_S`` the
+worker's ``/healthz`` names the ``reports`` stream stalled, and once Redis answers again the report is
+applied and the stream leaves ``stalled``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+import orjson
 import pytest
 
 from sekat.blocklist.connection import async_client
@@ -22,7 +27,9 @@ from sekat.blocklist.store import BlocklistStore
 from sekat.localstack.processes import free_port
 from sekat.localstack.redis_servers import RedisServer
 from sekat.records import iso
-from tests.support import Collector, Producer, Stack, WorkerProcess, isolated_env, list_phone, unique
+from tests.support import (
+    Collector, Producer, Stack, WorkerProcess, isolated_env, list_phone, report_body, report_key, unique, wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -132,6 +139,59 @@ def test_a_worker_decides_listed_calls_from_its_replica_while_redis_hangs(
     finally:
         hung_redis.resume()
         collector.close()
+        producer.close()
+        worker.stop()
+
+
+def test_reports_waiting_on_a_hung_redis_make_the_reports_stream_stalled_until_it_answers(
+        stack: Stack, logs_dir: Path, hung_redis: HungRedis) -> None:
+    stall_after_s = 3
+    name = unique("rstall")
+    env = isolated_env(stack, name, SEKAT_REDIS_URL=hung_redis.server.url, SEKAT_REDIS_TIMEOUT_MS=str(TIMEOUT_MS),
+                       SEKAT_METRICS_INTERVAL_S="1", SEKAT_STALL_AFTER_S=str(stall_after_s))
+    worker = WorkerProcess(env, logs_dir / f"{name}.log").start()
+    s = worker.settings
+    producer = Producer(s)
+    applied = lambda: worker.sample("sekat_reports_applied_total")  # noqa: E731
+
+    def health() -> tuple[int, list[str]]:
+        status, body = worker.get("/healthz")
+        return status, orjson.loads(body)["stalled"]
+
+    try:
+        worker.wait_replica()
+        first = report_body("phone", "+60177700001", case_ref="KL/1")
+        producer.send(s.topic_reports, first, key=report_key(first))
+        wait_until("the first report applied", applied, lambda v: v == 1)
+        time.sleep(stall_after_s + 1)  # idle past the stall time: the intake has nothing waiting
+        assert health() == (200, [])
+
+        hung_redis.hang()
+        second = report_body("phone", "+60177700002", case_ref="KL/2")
+        producer.send(s.topic_reports, second, key=report_key(second))
+        sent_at = time.monotonic()
+        wait_until("/healthz naming the reports stream", health, lambda v: v == (503, ["reports"]),
+                   timeout=stall_after_s + 8, every=0.2)
+        noticed_in = time.monotonic() - sent_at
+        assert noticed_in > stall_after_s - 1
+        assert worker.sample(r'sekat_stream_stalled\{stream="reports"\}') == 1
+        assert worker.sample(r'sekat_stream_stalled\{stream="calls"\}') == 0
+        assert applied() == 1 and worker.alive()
+
+        hung_redis.resume()
+        resumed_at = time.monotonic()
+        wait_until("the second report applied once Redis answers", applied, lambda v: v == 2, timeout=30)
+        wait_until("/healthz once Redis answers", health, lambda v: v == (200, []), timeout=30)
+        recovered_in = time.monotonic() - resumed_at
+        assert worker.sample(r'sekat_stream_stalled\{stream="reports"\}') == 0
+        reports = re.escape(s.topic_reports)
+        wait_until("reports lag after Redis answers",
+                   lambda: worker.sample(rf'sekat_consumer_lag_messages\{{partition="\d+",topic="{reports}"\}}'),
+                   lambda v: v == 0, timeout=30)
+        print(f"\nreports stall: /healthz named reports stalled {noticed_in:.1f}s after the report arrived on a hung "
+              f"Redis (SEKAT_STALL_AFTER_S={stall_after_s}); healthy again {recovered_in:.1f}s after Redis answered")
+    finally:
+        hung_redis.resume()
         producer.close()
         worker.stop()
 
