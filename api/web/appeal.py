@@ -21,8 +21,6 @@ why. Everything a visitor types travels in a POST body only, and nothing here lo
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
@@ -31,7 +29,7 @@ from sekat.api import appeals
 from sekat.api.clients import ClientsDep
 from sekat.api.web.banks import BANKS
 from sekat.api.web.language import TEXT, choose
-from sekat.api.web.pages import form, page
+from sekat.api.web.pages import form, page, too_many, unavailable
 from sekat.errors import BlocklistUnavailable
 
 router = APIRouter(include_in_schema=False)
@@ -87,12 +85,6 @@ def _refusal(exc: HTTPException) -> tuple[str, dict[str, str]]:
     return "refused_not_listed", {}
 
 
-def _too_many(template: str, view: dict[str, Any], answer: JSONResponse) -> HTMLResponse:
-    seconds = answer.headers.get("Retry-After", "60")
-    return page(template, answer.status_code, {"Retry-After": seconds},
-                **{**view, "error": "too_many", "seconds": seconds})
-
-
 @router.get("/appeal", response_class=HTMLResponse)
 async def appeal_form(request: Request) -> HTMLResponse:
     return page("appeal.html", **_view(_language(request)))
@@ -120,9 +112,9 @@ async def file_appeal(request: Request, clients: ClientsDep) -> HTMLResponse:
             str(field), kept["kind"])
         return page("appeal.html", exc.status_code, **{**view, "error": error})
     except BlocklistUnavailable:
-        return page("appeal.html", 503, {"Retry-After": "5"}, **{**view, "error": "unavailable"})
+        return unavailable("appeal.html", view)
     if isinstance(answer, JSONResponse):  # over the appeals' rate limit: 429 with Retry-After
-        return _too_many("appeal.html", view, answer)
+        return too_many("appeal.html", view, answer)
     return page("appeal.html", **{**view, "filed": answer, "fields": {}})
 
 
@@ -144,7 +136,7 @@ async def status(request: Request, clients: ClientsDep) -> HTMLResponse:
     except HTTPException as exc:
         return page("appeal_status.html", exc.status_code, **{**view, "error": "not_found"})
     except BlocklistUnavailable:
-        return page("appeal_status.html", 503, {"Retry-After": "5"}, **{**view, "error": "unavailable"})
+        return unavailable("appeal_status.html", view)
     if isinstance(answer, JSONResponse):
-        return _too_many("appeal_status.html", view, answer)
+        return too_many("appeal_status.html", view, answer)
     return page("appeal_status.html", **{**view, "appeal": answer})

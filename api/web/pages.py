@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 HERE = Path(__file__).resolve().parent
@@ -42,6 +42,19 @@ def page(template: str, status_code: int = 200, headers: dict[str, str] | None =
     """``template`` rendered with ``context``, with the headers every page carries."""
     html = templates.get_template(template).render(**context)
     return HTMLResponse(html, status_code=status_code, headers={**HEADERS, **(headers or {})})
+
+
+def too_many(template: str, view: dict[str, Any], answer: Response) -> HTMLResponse:
+    """``template`` again for a request over a rate limit: the route's 429 and its ``Retry-After``, and the
+    seconds to wait in the page (``error`` ``too_many``)."""
+    seconds = answer.headers.get("Retry-After", "60")
+    return page(template, answer.status_code, {"Retry-After": seconds}, **{**view, "error": "too_many",
+                                                                          "seconds": seconds})
+
+
+def unavailable(template: str, view: dict[str, Any]) -> HTMLResponse:
+    """``template`` again while Redis or Kafka does not answer: 503, try again in 5 s (``error`` ``unavailable``)."""
+    return page(template, 503, {"Retry-After": "5"}, **{**view, "error": "unavailable"})
 
 
 async def form(request: Request, longer: Mapping[str, int] | None = None) -> dict[str, str]:

@@ -23,7 +23,7 @@ from sekat.api import entries
 from sekat.api.clients import ClientsDep
 from sekat.api.web.banks import BANKS
 from sekat.api.web.language import TEXT, choose
-from sekat.api.web.pages import form, page
+from sekat.api.web.pages import form, page, too_many, unavailable
 from sekat.errors import BlocklistUnavailable
 
 router = APIRouter(include_in_schema=False)
@@ -60,9 +60,7 @@ async def check(request: Request, clients: ClientsDep) -> HTMLResponse:
         error = field if field in ("phone", "account", "bank") else kind
         return page("check.html", exc.status_code, **{**view, "error": error})
     except BlocklistUnavailable:
-        return page("check.html", 503, {"Retry-After": "5"}, **{**view, "error": "unavailable"})
+        return unavailable("check.html", view)
     if isinstance(answer, JSONResponse):  # over a rate limit: 429 with Retry-After
-        seconds = answer.headers.get("Retry-After", "60")
-        return page("check.html", answer.status_code, {"Retry-After": seconds},
-                    **{**view, "error": "too_many", "seconds": seconds})
+        return too_many("check.html", view, answer)
     return page("check.html", **{**view, "outcome": "listed" if answer.listed else "clean"})
