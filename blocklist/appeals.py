@@ -58,11 +58,14 @@ LOCK_S = 30  # the longest one decision may hold its appeal (a Kafka send with a
 
 
 class AppealConflict(SekatError):
-    """The appeal cannot take this step now (already decided, not acknowledged yet, decided by this agency)."""
+    """The appeal cannot take this step now (already decided, not acknowledged yet, decided by this agency), or
+    cannot be filed now: ``reason`` then says why (``open``, or ``rejected`` with ``reappeal_after``)."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, reason: str = "", reappeal_after: str = "") -> None:
         super().__init__(message)
         self.field = field
+        self.reason = reason
+        self.reappeal_after = reappeal_after
 
 
 class Contact(msgspec.Struct, frozen=True, kw_only=True):
@@ -176,10 +179,10 @@ def may_file_again(latest: Appeal | None, now: datetime) -> None:
     if latest is None:
         return
     if latest.open:
-        raise AppealConflict("value", "has an open appeal; its appellant can follow it with the appeal id")
+        raise AppealConflict("value", "has an open appeal; its appellant can follow it with the appeal id", "open")
     if latest.status == "rejected" and latest.reappeal_after and now < datetime.fromisoformat(latest.reappeal_after):
         raise AppealConflict("value", f"an appeal on it was rejected; it may be appealed again from "
-                                      f"{latest.reappeal_after}")
+                                      f"{latest.reappeal_after}", "rejected", latest.reappeal_after)
 
 
 def acknowledged(appeal: Appeal, agency: str, key_id: str, now: datetime) -> Appeal:
