@@ -7,6 +7,9 @@
            per-identifier indexes): tombstones on the appeals and feedback topics (a feedback record on a
            command that acted on other entries too is written again without the purged one), acknowledged by
            Kafka, then the appeals out of Redis and the other entries' feedback histories rewritten
+        ─> an unlink (blocklist/links.py ``unlinks``) on each entry its ``links`` name that is still in the index,
+           acknowledged by Kafka: the reports agent takes every link to the purged entry out of those entries
+           and publishes them consolidated without it
         ─> a tombstone (key, no value) on the compacted reports topic, acknowledged by Kafka
     reports agent (streams/intake.py), in the tombstone's place among the key's reports
         ─> the entry out of the Redis index (unless a report re-listed it), announced on the change stream
@@ -44,10 +47,12 @@ from datetime import datetime
 import faust
 
 from sekat.blocklist.appeals import AppealStore, past_retention
+from sekat.blocklist.links import unlinks
 from sekat.blocklist.related import forget, related
 from sekat.blocklist.replica import positions, positions_key
 from sekat.blocklist.retention import DAY_S, EXPIRED, REVOKED, Retention, due
 from sekat.blocklist.store import BlocklistStore
+from sekat.records import Entry
 from sekat.metrics.worker import WorkerMetrics
 from sekat.release.acted import ActedStore
 from sekat.streams.output import OutputBatch, OutputTopics
@@ -139,6 +144,7 @@ class Purger:
         if len(doomed) < len(ready):
             self.metrics.purge_deferred.inc(len(ready) - len(doomed))
         await self.forget_related(doomed)
+        await self.unlink({key: entries[key] for key in doomed}, now)
         out = OutputBatch(self.topics)
         sent: dict[str, int] = {}
         for key in doomed:
@@ -171,6 +177,24 @@ class Purger:
             if g.feedback:
                 self.metrics.purge_feedback.labels("tombstone").inc(len(g.feedback) - g.rewritten)
                 self.metrics.purge_feedback.labels("rewritten").inc(g.rewritten)
+
+    async def unlink(self, gone: dict[str, Entry], now: datetime) -> int:
+        """An unlink on each entry in the index linked to one of ``gone`` (about to be purged), acknowledged by
+        Kafka before their tombstones are sent (a failure sends no tombstone; the next run unlinks again, which
+        changes nothing twice); how many."""
+        records = unlinks(gone, now, "purge", "retention purge")
+        if not records:
+            return 0
+        present = await self.store.lookup_many({r.key for r in records})
+        out = OutputBatch(self.topics)
+        for report in records:
+            if report.key in present:
+                out.report(report)
+        await out.send()
+        sent = sum(r.key in present for r in records)
+        if sent:
+            log.info("purge: unlinks sent to %d entries linked to entries past their retention", sent)
+        return sent
 
     async def purge_appeals(self, now: datetime) -> int:
         """Tombstone and delete the decided appeals past SEKAT_RETENTION_APPEALS_DAYS; how many."""

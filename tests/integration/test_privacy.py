@@ -303,6 +303,54 @@ def test_a_purged_entry_takes_its_appeals_and_the_feedback_naming_it_along(desk:
     assert desk.worker.sample('sekat_purge_feedback_records_total{written="tombstone"') >= 1
 
 
+def linked_to(desk: Desk, key: str, others: list[str]) -> None:
+    """Wait until each of ``others`` (phone numbers) is listed and linked to ``key``."""
+    for other in others:
+        wait_until(f"{other} linked", lambda: desk.entry(f"phone:{other}"),
+                   lambda e: e is not None and key in [link.key for link in e.links])
+
+
+def test_links_to_a_purged_entry_leave_the_entries_linked_to_it(desk: Desk) -> None:
+    """A number filed with two others of the same scam, then revoked and purged: the purge unlinks it from the
+    entries its links name before its tombstone. Afterwards no entry in Redis names it, nor, once the broker has
+    compacted the topic, any record of it; the other two stay listed and linked to each other, also after a
+    replay of the topic."""
+    number, partner, third = mobile(), mobile(), mobile()
+    key, digits = f"phone:{number}", number.lstrip("+")
+    now = datetime.now(timezone.utc)
+    desk.report(number, "confirmed", now - timedelta(days=40),
+                links=[{"kind": "phone", "value": partner}, {"kind": "phone", "value": third}])
+    linked_to(desk, key, [partner, third])
+    desk.report(partner, "confirmed", now - timedelta(days=2), reason="its own case")
+    desk.report(number, "revoked", now - timedelta(days=31), reason="cleared on appeal")
+
+    wait_until("the purge removing the entry", lambda: desk.entry(key), lambda e: e is None)
+    wait_until("no trace of the identifier in Redis", lambda: desk.redis_traces(digits),
+               lambda keys: [k for k in keys if not any(part in k for part in (":rs:", ":sent:", ":replica:snapshot:"))]
+               == [], timeout=60)
+
+    def others_linked() -> None:
+        for one, other in ((partner, third), (third, partner)):
+            entry = desk.entry(f"phone:{one}")
+            assert entry is not None and entry.status is Status.CONFIRMED
+            assert [link.key for link in entry.links] == [f"phone:{other}"]
+            assert digits not in orjson.dumps(entry.to_json()).decode()
+    others_linked()
+    assert desk.entry(f"phone:{partner}").report_count == 2  # type: ignore[union-attr]
+    latest = desk.latest(desk.settings.topic_reports)
+    for other in (partner, third):
+        assert digits not in (latest[f"phone:{other}".encode()] or b"").decode()
+
+    def records_left() -> list[Any]:  # a record on another key rolls the active segment (as above)
+        desk.report(mobile(), "reported", datetime.now(timezone.utc))
+        return desk.topic_records(digits)
+    wait_until("compaction of the reports topic", records_left, lambda found: found == [], timeout=120, every=3)
+    rebuilt = sekat(desk.env, "blocklist", "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert desk.entry(key) is None
+    others_linked()
+
+
 def test_the_change_stream_is_trimmed_past_a_purge_once_a_slow_replica_has_read_it(desk: Desk) -> None:
     """A replica that reports its position late holds the trim back, and does not cancel it: once every replica
     has read past the removal, a later run trims the purged key's announcement away."""
@@ -465,13 +513,14 @@ def test_an_erasure_while_events_flow(desk: Desk) -> None:
     """Erasing one number while calls keep coming: the worker keeps deciding, and the number is gone from the
     index, the replica, its rule state, its appeal and institutions' feedback on it and (tombstoned) the
     topics; only an audit stub without it remains."""
-    number, listed = mobile(), mobile()
+    number, listed, partner = mobile(), mobile(), mobile()
     digits = number.lstrip("+")
     now = datetime.now(timezone.utc)
-    desk.report(number, "confirmed", now - timedelta(days=2))
+    desk.report(number, "confirmed", now - timedelta(days=2), links=[{"kind": "phone", "value": partner}])
     desk.report(listed, "confirmed", now)
     wait_until("both listed", lambda: (desk.entry(f"phone:{number}"), desk.entry(f"phone:{listed}")),
                lambda pair: None not in pair)
+    linked_to(desk, f"phone:{number}", [partner])
     desk.worker.wait_replica()
     blocked = desk.call(number)  # the telco acts on it: rule state and a release to send once it is revoked
     desk.out.wait_for(lambda r: r.topic == desk.settings.topic_block and r.json["event_id"] == blocked)
@@ -518,6 +567,10 @@ def test_an_erasure_while_events_flow(desk: Desk) -> None:
     wait_until("no trace of the identifier in Redis", lambda: desk.redis_traces(digits), lambda keys: keys == [],
                timeout=90)  # the change stream is trimmed once every replica has read past it
     assert desk.redis_traces(email) == []
+    # The number it was linked to stays listed, and neither its entry nor its latest record names the erased one.
+    linked = desk.entry(f"phone:{partner}")
+    assert linked is not None and linked.status is Status.CONFIRMED and linked.links == ()
+    assert digits not in (desk.latest(desk.settings.topic_reports)[f"phone:{partner}".encode()] or b"").decode()
     # The appeal and the feedback that named only it are tombstoned; feedback on a command that acted on
     # another entry too stays for that entry, without the erased one.
     assert desk.latest(desk.settings.topic_appeals)[appeal_id.encode()] is None
