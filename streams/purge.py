@@ -10,6 +10,7 @@
         ─> an unlink (blocklist/links.py ``unlinks``) on each entry its ``links`` name that is still in the index,
            acknowledged by Kafka: the reports agent takes every link to the purged entry out of those entries
            and publishes them consolidated without it
+           and the safety brake's trip of it removed, its brake log events kept without it (brake/store.py)
         ─> a tombstone (key, no value) on the compacted reports topic, acknowledged by Kafka
     reports agent (streams/intake.py), in the tombstone's place among the key's reports
         ─> the entry out of the Redis index (unless a report re-listed it), announced on the change stream
@@ -52,6 +53,7 @@ from sekat.blocklist.related import forget, related
 from sekat.blocklist.replica import positions, positions_key
 from sekat.blocklist.retention import DAY_S, EXPIRED, REVOKED, Retention, due
 from sekat.blocklist.store import BlocklistStore
+from sekat.brake.store import BrakeStore
 from sekat.records import Entry
 from sekat.metrics.worker import WorkerMetrics
 from sekat.release.acted import ActedStore
@@ -82,6 +84,7 @@ class Purger:
                  retention: Retention, clock: Clock, related_topics: RelatedTopics) -> None:
         self.store = store
         self.appeals = AppealStore(store.client, store.prefix)  # type: ignore[arg-type]
+        self.brakes = BrakeStore(store.client, store.prefix)  # type: ignore[arg-type]
         self.related_topics = related_topics
         self.acted = acted
         self.topics = topics
@@ -172,6 +175,7 @@ class Purger:
         await out.send()
         for g in gone:
             await forget(client, prefix, g)
+            await self.brakes.forget(g.key, "purged")
             if g.appeal_ids:
                 self.metrics.purge_appeals.labels("entry").inc(len(g.appeal_ids))
             if g.feedback:

@@ -8,7 +8,8 @@ link to it out of them, blocklist/links.py ``unlinks``), removes the entry from 
 tombstones the key on the compacted reports topic (the broker's cleaner then drops its records), tombstones
 the identifier's appeals on the appeals topic and deletes them from Redis, tombstones institutions' feedback
 records that name the entry on the feedback topic (one that names other entries too is written again without
-it), and deletes the identifier's rule state. ``audit-export`` writes the audit records as JSON lines.
+it), deletes the identifier's rule state, and removes the safety brake's trip of it and its name from the brake's
+log (each event kept as a stub without it). ``audit-export`` writes the audit records as JSON lines.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
     from sekat.blocklist.bulk import producer
     from sekat.blocklist.store import BlocklistStore
     from sekat.blocklist.feedback import FeedbackStore
+    from sekat.brake.store import BrakeStore
     from sekat.blocklist.related import Related, related
     from sekat.blocklist.links import unlinks
     from sekat.blocklist.related import forget as forget_related
@@ -123,6 +125,7 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
                 await store.client.delete(rkey)
             await FeedbackStore(store.client, settings.redis_prefix).forget_sent(key)
             held = await forget_related(store.client, settings.redis_prefix, gone)
+            await BrakeStore(store.client, settings.redis_prefix).forget(key, "erased")  # type: ignore[arg-type]
             return len(state), held
         finally:
             await store.close()
@@ -175,9 +178,9 @@ def add_privacy(sub: argparse._SubParsersAction) -> None:
     erase = add_command(group, "erase", cmd_erase, "erase an identifier's personal data (audited)",
                         "Erase an identifier whose entry is revoked or expired: an audit stub without the "
                         "identifier goes to the audit topic first, then every link to it leaves the entries linked "
-                        "to it, the entry leaves the index and every replica, its reports are tombstoned on the reports topic, its appeals and institutions' "
-                        "feedback on it are tombstoned on their topics and deleted from Redis, and its rule state "
-                        "is deleted. "
+                        "to it, the entry leaves the index and every replica, its reports are tombstoned on the "
+                        "reports topic, its appeals and institutions' feedback on it are tombstoned on their topics and deleted from Redis, its rule state "
+                        "is deleted, and the safety brake's trip of it goes and its log keeps each event without it. "
                         "Refused while the entry is listed or its release commands are not yet sent.",
                         reads=("phone_region", "redis_url", "redis_prefix", "audit_key", "operator", "topic_audit",
                                "topic_reports", "topic_appeals", "topic_feedback", "kafka_client_config"),
