@@ -243,7 +243,7 @@ def test_an_entry_past_its_retention_leaves_no_trace(desk: Desk) -> None:
     # goes, the change stream's announcements once the replica has passed them.
     wait_until("no trace of the identifier in Redis", lambda: desk.redis_traces(digits),
                lambda keys: [k for k in keys if ":rs:" not in k and ":sent:" not in k] == [])
-    exported = sekat(desk.env, "blocklist", "export")
+    exported = sekat(desk.env, "blocklist", "export", "--purpose", "retention check")
     assert exported.returncode == 0, exported.stderr
     assert digits not in exported.stdout and kept.lstrip("+") in exported.stdout
     assert desk.worker.sample("sekat_blocklist_entries_purged_total") >= 1
@@ -540,6 +540,32 @@ def test_reads_of_the_brake_and_from_the_command_line_are_audited(desk: Desk) ->
                                    and r.json["by"] == "cli:aisyah.ops" and r.json["subject"] == desk.subject(key))
     assert (cli_read.json["purpose"], cli_read.json["found"]) == ("case KL/2026/9", True)
     assert all(digits not in orjson.dumps(r.json).decode() for r in (api_read, cli_read))
+
+
+def test_an_export_of_the_index_is_audited_entry_by_entry(desk: Desk) -> None:
+    """``sekat blocklist export`` requires a purpose and an operator, and every entry it writes has a ``read``
+    audit record (who, why, its keyed hash, never the identifier) on the audit topic."""
+    number = mobile()
+    desk.report(number, "confirmed", datetime.now(timezone.utc))
+    wait_until("the entry listed", lambda: desk.entry(f"phone:{number}"), lambda e: e is not None)
+    anonymous = {k: v for k, v in desk.env.items() if k != "SEKAT_OPERATOR"}
+    unnamed = sekat(anonymous, "blocklist", "export", "--purpose", "quarterly reconciliation Q4")
+    assert unnamed.returncode == 1 and "--operator (or SEKAT_OPERATOR) is required" in unnamed.stderr
+    no_purpose = sekat(desk.env, "blocklist", "export")
+    assert no_purpose.returncode == 2 and "--purpose" in no_purpose.stderr
+    assert unnamed.stdout == no_purpose.stdout == ""
+
+    exported = sekat(desk.env, "blocklist", "export", "--purpose", "quarterly reconciliation Q4",
+                     "--operator", "hafiz.ops")
+    assert exported.returncode == 0, exported.stderr
+    keys = [orjson.loads(line)["key"] for line in exported.stdout.splitlines()]
+    assert f"phone:{number}" in keys
+    records = desk.out.wait_for(lambda r: r.topic == desk.settings.topic_audit and r.json["by"] == "cli:hafiz.ops",
+                                count=len(keys))
+    assert sorted(r.json["subject"] for r in records) == sorted(desk.subject(k) for k in keys)
+    assert {(r.json["action"], r.json["purpose"], r.json["found"]) for r in records} == {
+        ("read", "quarterly reconciliation Q4", True)}
+    assert all(number.lstrip("+") not in orjson.dumps(r.json).decode() for r in records)
 
 
 def test_filings_from_the_command_line_name_their_operator(desk: Desk) -> None:
