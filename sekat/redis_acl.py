@@ -92,8 +92,10 @@ BRAKE_LOG = Grant("safety brake: read the log, log a re-arm", ("brake:log",), ("
 APPEALS = Grant("appeals: keep them, their stage, agency and identifier indexes, count them for the deadline "
                 "gauges, lock one while it is decided; an erasure deletes an identifier's", ("{appeals}:*",),
                 ("get", "mget", "set", "del", "zadd", "zrem", "zrange", "zcard", "zcount", "sadd", "smembers"))
-APPEALS_PURGE = Grant("the purge: a purged entry's appeals, and decided appeals past their retention, leave Redis",
-                      ("{appeals}:*",), ("get", "mget", "set", "smembers", "zrangebyscore", "zrem", "del", "srem"))
+APPEALS_PURGE = Grant("the purge: a purged entry's appeals, and decided appeals past their retention, leave Redis; "
+                      "decided appeals not yet filed by when they were decided are filed once",
+                      ("{appeals}:*",), ("get", "mget", "set", "smembers", "zrangebyscore", "zrem", "del", "srem",
+                                         "zadd"))
 ACTED_READ = Grant("see which institutions acted on an entry (the analyst console)", ("acted:*",), ("smembers",),
                    read_only=True)
 SENT_WRITE = Grant("what was sent to whom: each command's institution and entries, for feedback", ("sent:*",),

@@ -27,7 +27,9 @@ purged keys, and the old chunks expire minutes later (blocklist/replica_snapshot
 
 The same run purges the decided appeals past SEKAT_RETENTION_APPEALS_DAYS (``{appeals}:decided``, by when
 they were decided; a rejected one not before its identifier may be appealed again): a tombstone on the
-appeals topic, then the appeal out of Redis. ``sekat_purge_appeals_total{why}`` counts the appeals purged
+appeals topic, then the appeal out of Redis. Appeals decided before that index existed are not in it: a run
+first files each decided appeal Redis holds there, once (``AppealStore.backfill_decided``, marked done in
+Redis, so later runs and other leaders only read the mark). ``sekat_purge_appeals_total{why}`` counts the appeals purged
 with their entry (``entry``) or past their own retention (``decided``), ``sekat_purge_feedback_records_total``
 the feedback records tombstoned or rewritten.
 
@@ -134,6 +136,10 @@ class Purger:
         for ended in (REVOKED, EXPIRED):
             before = now.timestamp() - self.retention.days(ended) * DAY_S
             marked.update(dict.fromkeys(await self.store.retention_due(ended, before, PURGE_LIMIT), ended))
+        backfilled = await self.appeals.backfill_decided(now)
+        if backfilled is not None:
+            log.info("purge: %d decided appeals Redis held were not yet filed by when they were decided; filed now",
+                     backfilled)
         await self.purge_appeals(now)
         if not marked:
             return 0

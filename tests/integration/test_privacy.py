@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import orjson
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -461,6 +462,30 @@ def test_decided_appeals_are_purged_after_their_retention(desk: Desk) -> None:
     gone = old.identifier.removeprefix("phone:+")
     assert desk.redis_traces(gone) == [] and desk.redis_traces(old.contact.email) == []
     assert desk.worker.sample('sekat_purge_appeals_total{why="decided"') >= 2
+
+
+def test_appeals_decided_before_the_decided_index_existed_are_purged_by_age_after_the_backfill(desk: Desk) -> None:
+    """An appeal decided 40 days ago and kept the way appeals were before ``{appeals}:decided`` existed (the appeal,
+    its identifier's keys, no decided index entry), in a Redis whose appeals were not yet backfilled: the purge
+    files it by when it was decided, once, marks that done, and purges it by age like any other."""
+    old = an_appeal(40)
+    base = f"{desk.settings.redis_prefix}{{appeals}}:"
+    client = sync_client(desk.settings.redis_url)
+    try:
+        wait_until("the worker's purge marking the backfill done", lambda: client.get(base + "backfill:decided"),
+                   lambda mark: mark is not None)
+        desk.producer.send(desk.settings.topic_appeals, old.to_json(), key=old.appeal_id.encode())
+        client.set(base + old.appeal_id, msgspec.json.encode(old))
+        client.set(base + f"on:{old.identifier}", old.appeal_id)
+        client.sadd(base + f"all:{old.identifier}", old.appeal_id)
+        client.delete(base + "backfill:decided")  # as in a Redis that held appeals before the backfill existed
+        wait_until("the purge removing the appeal", lambda: desk.appeal(old.appeal_id), lambda a: a is None)
+        assert client.get(base + "backfill:decided") is not None
+        assert client.zscore(base + "decided", old.appeal_id) is None
+    finally:
+        client.close()
+    assert desk.latest(desk.settings.topic_appeals)[old.appeal_id.encode()] is None
+    assert desk.redis_traces(old.contact.email) == []
 
 
 def test_every_entry_read_names_its_purpose_and_is_audited_without_the_identifier(desk: Desk) -> None:

@@ -216,6 +216,8 @@ async def test_the_worker_user_can_do_everything_the_worker_does(acl: AclRedis) 
         assert await forget_related(plain.client, p, gone) == 1
         assert (await sent.of_entry(LISTED[6]))[0]["entries"] == [LISTED[6]]
         worker_appeals = AppealStore(plain.client, p)  # type: ignore[arg-type]
+        assert await worker_appeals.backfill_decided(now) == 0  # filed under decided already, by the API's put
+        assert await worker_appeals.backfill_decided(now) is None  # marked done
         assert [a.appeal_id for a in await worker_appeals.decided_before(time.time(), 10)] == [old.appeal_id]
         assert await worker_appeals.drop(old) and await worker_appeals.get(old.appeal_id) is None
     finally:
