@@ -280,5 +280,7 @@ def known(report: Report, entry: Entry) -> bool:
 
 def consolidated(report: Report, entry: Entry) -> Report:
     """``report`` carrying every report of ``entry`` (in full or folded): the record that must survive
-    compaction."""
-    return replace(report, history=entry.history, summary=entry.summary)
+    compaction. The entry's own copy of ``report`` when it keeps one: a re-delivered report that named an
+    identifier unlinked since is written as the entry holds it, without it."""
+    own = next((r for r in reversed(entry.history) if r.report_id == report.report_id), report)
+    return replace(own, history=entry.history, summary=entry.summary)
