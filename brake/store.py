@@ -62,7 +62,8 @@ for i, v in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
     local e = cjson.decode(v)
     local named = false
     if e['target'] == ARGV[1] then e['target'] = ARGV[2]; named = true end
-    if type(e['trip']) == 'table' and e['trip']['target'] == ARGV[1] then e['trip']['target'] = ARGV[2]; named = true end
+    local trip = e['trip']
+    if type(trip) == 'table' and trip['target'] == ARGV[1] then trip['target'] = ARGV[2]; named = true end
     if named then
       e['removed'] = ARGV[3]
       redis.call('LSET', KEYS[1], i - 1, cjson.encode(e))

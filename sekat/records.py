@@ -192,7 +192,7 @@ class Report:
     origin: str = ""  # derived for a link: the id of the report it follows
     origin_key: str = ""  # derived for a link: the key that report was filed on
     renewal: bool = False
-    unlinks: tuple[str, ...] = ()  # keys no longer linked (an unlink; docs/contract.md "Unlinks")
+    unlinks: tuple[str, ...] = ()  # keys no longer linked: an unlink (docs/contract.md, Reports)
     # The index key (``kind:value``, ``account:BANK:value``), made once: the intake asks for it many times a report.
     key: str = field(init=False, repr=False, compare=False)
 

@@ -6,11 +6,11 @@
         ─> their appeals and institutions' feedback naming them (blocklist/related.py, found through Redis's
            per-identifier indexes): tombstones on the appeals and feedback topics (a feedback record on a
            command that acted on other entries too is written again without the purged one), acknowledged by
-           Kafka, then the appeals out of Redis and the other entries' feedback histories rewritten
+           Kafka, then the appeals out of Redis and the other entries' feedback histories rewritten; the safety
+           brake's trip of it removed, and its brake log events kept without it (brake/store.py)
         ─> an unlink (blocklist/links.py ``unlinks``) on each entry its ``links`` name that is still in the index,
            acknowledged by Kafka: the reports agent takes every link to the purged entry out of those entries
            and publishes them consolidated without it
-           and the safety brake's trip of it removed, its brake log events kept without it (brake/store.py)
         ─> a tombstone (key, no value) on the compacted reports topic, acknowledged by Kafka
     reports agent (streams/intake.py), in the tombstone's place among the key's reports
         ─> the entry out of the Redis index (unless a report re-listed it), announced on the change stream
@@ -29,9 +29,9 @@ The same run purges the decided appeals past SEKAT_RETENTION_APPEALS_DAYS (``{ap
 they were decided; a rejected one not before its identifier may be appealed again): a tombstone on the
 appeals topic, then the appeal out of Redis. Appeals decided before that index existed are not in it: a run
 first files each decided appeal Redis holds there, once (``AppealStore.backfill_decided``, marked done in
-Redis, so later runs and other leaders only read the mark). ``sekat_purge_appeals_total{why}`` counts the appeals purged
-with their entry (``entry``) or past their own retention (``decided``), ``sekat_purge_feedback_records_total``
-the feedback records tombstoned or rewritten.
+Redis, so later runs and other leaders only read the mark). ``sekat_purge_appeals_total{why}`` counts the
+appeals purged with their entry (``entry``) or past their own retention (``decided``),
+``sekat_purge_feedback_records_total`` the feedback records tombstoned or rewritten.
 
 A run reads the entries due and nothing else (``blocklist.retention``), at most ``PURGE_LIMIT`` of each
 kind; a backlog drains over the next runs. An entry an institution acted on is purged only once its

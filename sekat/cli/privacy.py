@@ -4,8 +4,8 @@
 entry that is still listed (revoke it first) or whose release commands are not yet sent, then writes the
 audit stub (``sekat.audit``: who, when, why, the identifier's keyed hash, never the identifier) and only
 once Kafka has it: writes an unlink on each entry the erased one is linked to (the reports agent takes every
-link to it out of them, blocklist/links.py ``unlinks``), removes the entry from the index (every replica drops it through the change stream),
-tombstones the key on the compacted reports topic (the broker's cleaner then drops its records), tombstones
+link to it out of them, blocklist/links.py ``unlinks``), removes the entry from the index (every replica drops
+it through the change stream), tombstones the key on the compacted reports topic (the broker's cleaner then drops its records), tombstones
 the identifier's appeals on the appeals topic and deletes them from Redis, tombstones institutions' feedback
 records that name the entry on the feedback topic (one that names other entries too is written again without
 it), deletes the identifier's rule state, and removes the safety brake's trip of it and its name from the brake's
@@ -104,7 +104,8 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
         p.send(settings.topic_audit, stub, key=record_key).get(timeout=15)
         # The links to it go from the entries linked to it before its own tombstone: an erasure that stops here
         # is run again, and an unlink applied twice changes nothing.
-        for sent in [p.send(settings.topic_reports, orjson.dumps(r.to_json()), key=r.key.encode()) for r in unlinking]:
+        for sent in [p.send(settings.topic_reports, orjson.dumps(r.to_json()), key=r.key.encode())
+                     for r in unlinking]:
             sent.get(timeout=15)
         p.send(settings.topic_reports, None, key=key.encode()).get(timeout=15)
         sends = [p.send(topic, v, key=k) for topic, k, v in gone.records(settings.topic_appeals,
@@ -179,8 +180,9 @@ def add_privacy(sub: argparse._SubParsersAction) -> None:
                         "Erase an identifier whose entry is revoked or expired: an audit stub without the "
                         "identifier goes to the audit topic first, then every link to it leaves the entries linked "
                         "to it, the entry leaves the index and every replica, its reports are tombstoned on the "
-                        "reports topic, its appeals and institutions' feedback on it are tombstoned on their topics and deleted from Redis, its rule state "
-                        "is deleted, and the safety brake's trip of it goes and its log keeps each event without it. "
+                        "reports topic, its appeals and institutions' feedback on it are tombstoned on their topics "
+                        "and deleted from Redis, its rule state is deleted, and the safety brake's trip of it goes "
+                        "and its log keeps each event without it. "
                         "Refused while the entry is listed or its release commands are not yet sent.",
                         reads=("phone_region", "redis_url", "redis_prefix", "audit_key", "operator", "topic_audit",
                                "topic_reports", "topic_appeals", "topic_feedback", "kafka_client_config"),
