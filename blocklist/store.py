@@ -192,6 +192,22 @@ class BlocklistStore:
             raise BlocklistUnavailable(f"blocklist lookup failed: {type(exc).__name__}") from exc
         return {k: Entry.from_json(orjson.loads(v)) for k, v in zip(unique, raw) if v is not None}
 
+    async def present(self, keys: Iterable[str], chunk: int = 1000) -> set[str]:
+        """Those of ``keys`` that are in the index: one EXISTS each, pipelined ``chunk`` at a time (nothing is read
+        or decoded, however large the entries)."""
+        unique = list(dict.fromkeys(keys))
+        found: set[str] = set()
+        try:
+            for i in range(0, len(unique), chunk):
+                part = unique[i:i + chunk]
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key in part:
+                        pipe.exists(self._rkey(key))
+                    found.update(k for k, n in zip(part, await pipe.execute()) if n)
+        except REDIS_DOWN as exc:
+            raise BlocklistUnavailable(f"blocklist lookup failed: {type(exc).__name__}") from exc
+        return found
+
     async def get(self, key: str) -> Entry | None:
         return (await self.lookup_many([key])).get(key)
 

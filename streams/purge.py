@@ -195,7 +195,7 @@ class Purger:
         records = unlinks(gone, now, "purge", "retention purge")
         if not records:
             return 0
-        present = await self.store.lookup_many({r.key for r in records})
+        present = await self.store.present(r.key for r in records)
         out = OutputBatch(self.topics)
         for report in records:
             if report.key in present:

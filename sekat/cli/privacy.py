@@ -75,7 +75,7 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
             if entry is None:
                 return []
             records = unlinks({key: entry}, now, f"cli:{who}", "erasure")
-            present = await store.lookup_many({r.key for r in records})
+            present = await store.present(r.key for r in records)
             return [r for r in records if r.key in present]
         finally:
             await acted.close()

@@ -182,6 +182,8 @@ async def test_the_worker_user_can_do_everything_the_worker_does(acl: AclRedis) 
         assert (await brakes.add({"rule:mule_inflow@1": 3}, 6000.0, 60))["rule:mule_inflow@1"] == 3
         assert await brakes.trip(Trip("rule:mule_inflow@1", 3, 2, 60, iso(now), "w1"))
         assert "rule:mule_inflow@1" in await brakes.tripped()
+        # The purge: which of a purged entry's links are entries (its unlinks go to those).
+        assert await plain.present([LISTED[0], "phone:+60139999998"]) == {LISTED[0]}
         # The purge: an entry tripped on leaves the brake (its trip, and its name in the log's events).
         assert await brakes.trip(Trip("entry:phone:+60139999999", 3, 2, 60, iso(now), "w1"))
         assert await brakes.forget("phone:+60139999999", "purged") == (True, 1)
