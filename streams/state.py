@@ -51,7 +51,7 @@ of it into one slot would put every rule-state write on one shard.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -205,16 +205,26 @@ class _Windows:
     def __init__(self) -> None:
         self.keys: dict[str, tuple[str, int, list[Any], list[str]]] = {}  # key -> (family, threshold, args, ids)
 
-    def add(self, redis_key: str, family: str, width: int, threshold: int, at_ms: int, party: str,
-            event_id: str) -> None:
-        got = self.keys.get(redis_key)
-        if got is None:
-            got = self.keys[redis_key] = (family, threshold, [width, threshold, 0], [])
-        args = got[2]
-        args[2] += 1
-        args.append(at_ms)
-        args.append(party)
-        got[3].append(event_id)
+    def add(self, family: str, prefix: str, width: int, threshold: int,
+            observations: Iterable[tuple[str, str, int, str]]) -> None:
+        """(key, party, event ms, event id) of one window's events: each counted in ``prefix + key``."""
+        keys = self.keys
+        for key, party, at_ms, event_id in observations:
+            got = keys.get(prefix + key)
+            if got is None:
+                got = keys[prefix + key] = (family, threshold, [width, threshold, 0], [])
+            args = got[2]
+            args.append(at_ms)
+            args.append(party)
+            got[3].append(event_id)
+
+    def arguments(self) -> list[list[Any]]:
+        """Each key's segment of the script's arguments: width, threshold, n, then n (event ms, party)."""
+        out = []
+        for _, _, args, ids in self.keys.values():
+            args[2] = len(ids)
+            out.append(args)
+        return out
 
     def answers(self, replies: Sequence[Any]) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
@@ -274,27 +284,26 @@ class RuleStateStore:
         values: dict[str, dict[str, None]] = {}
         retention = MIN_RETENTION_MS
         p = self._p
+        stamps: list[int] = []  # each event's ms, once for every window of the stream
         for rule in rules:
             for state in rule.spec.state:
                 if state.stream != stream:
                     continue
                 if isinstance(state, Values):
                     keys = values.setdefault(state.family, {})
-                    for event in events:
-                        for k in state.keys(event):
+                    for named in map(state.keys, events):
+                        for k in named:
                             keys[k] = None
                     continue
                 width, threshold = state.width_ms(rule.params), state.threshold(rule.params)
                 retention = max(retention, 2 * width)
-                prefix = f"{p}{state.family}:{width}:"
-                key_of, party_of, when = state.key, state.party, state.when
-                for event in events:
-                    if when is not None and not when(event, rule.params):
-                        continue
-                    key, party = key_of(event), party_of(event)
-                    if key is not None and party is not None:
-                        windows.add(prefix + key, state.family, width, threshold, _ms(event.occurred_at), party,
-                                    event.event_id)
+                if not stamps:
+                    stamps = [_ms(event.occurred_at) for event in events]
+                key_of, party_of, when, params = state.key, state.party, state.when, rule.params
+                windows.add(state.family, f"{p}{state.family}:{width}:", width, threshold, (
+                    (key, party, at_ms, event.event_id) for event, at_ms in zip(events, stamps)
+                    if (when is None or when(event, params)) and (key := key_of(event)) is not None
+                    and (party := party_of(event)) is not None))
         families = [(family, list(keys)) for family, keys in values.items() if keys]
         if not windows.keys and not families:
             return Observations()
@@ -303,9 +312,10 @@ class RuleStateStore:
         def build(pipe: Any) -> None:
             if windows.keys:
                 keys = list(windows.keys)
-                pipe.evalsha_per_key(self._sha, keys, head, [w[2] for w in windows.keys.values()])
+                pipe.evalsha_per_key(self._sha, keys, head, windows.arguments())
             for family, keys in families:
-                pipe.mget([f"{p}{family}:{k}" for k in keys])
+                named = f"{p}{family}:"
+                pipe.mget([named + k for k in keys])
 
         replies = iter(await self._pipeline(build))
         counts = windows.answers(next(replies)) if windows.keys else {}
