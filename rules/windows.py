@@ -27,9 +27,9 @@ whatever a key's history, from two facts:
 * **A full window stays full.** Points are only added, and thinning keeps a
   party in every window that held one of its points, so a window that once
   held ``N`` parties holds them until its points are trimmed by age. The
-  store notes the start of the latest full window it found on the key,
-  trimmed with the window's first point, and answers any event that window
-  holds from the note alone.
+  store notes the start of the latest full window it found on the key and,
+  until that start is older than the trim's cutoff, answers any event that
+  window holds from the note alone.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ this store knows two kinds and no rule:
     {prefix}rs:{family}:{width ms}:{key}  zset of a ``Window``: "{party}|{slot}l" and "{party}|{slot}h"
                                           -> the party's earliest and latest event ms in each slot of
                                           ``width`` (``sekat.rules.windows`` shows why that is exact);
-                                          and "#" -> the start of the latest window found holding the
-                                          threshold's worth of parties
+                                          and "#" -> NOTED + the start of the latest window found
+                                          holding the threshold's worth of parties
     {prefix}rs:{family}:{key}             string of a ``Values`` family, written by the rule's writer
 
 A batch costs two round trips whatever its size: the read is one pipeline of
@@ -27,10 +27,14 @@ of the key does: the common reply is a few bytes whatever a key's history,
 and the work per event is bounded by the threshold. A window found full
 stays full until its points are trimmed (points are only ever added, and a
 party's earliest and latest point in a slot stay in any window that held one
-of its points), so the key notes the latest one's start ("#", a score like
-the points', trimmed with the first of them): a busy key's events inside it
-are answered from that note, in this batch and the next ones, without
-reading a point. Adding before answering, in one atomic script, means two workers
+of its points), so the key notes the latest one's start ("#", ignored once
+the start is older than the trim's cutoff, as the window's first point is): a
+busy key's events inside it are answered from that note, in this batch and
+the next ones, without reading a point. The note's score is its start plus
+``NOTED`` (~31,700 years in ms), beyond any event time, so no window's range
+read ever meets it: a worker running a script from before the note reads the
+same points as before (its only trace there is one more member in ZCARD,
+which only ever makes it look harder). Adding before answering, in one atomic script, means two workers
 adding to one payee at once each see the other's transfer; a re-processed
 event changes nothing (a party is kept once per slot), so redelivery never
 double-counts. Windows are on event time (``occurred_at``); observations
@@ -71,7 +75,8 @@ MIN_RETENTION_MS = 10 * 60_000
 # on the key ("#") and answers for the events it holds without a read.
 WINDOW_LUA = """
 local PAGE = 32
-local FULL = '#'  -- member whose score is the start of the latest window found holding cap parties
+local FULL = '#'  -- member whose score is NOTED + the start of the latest window found holding cap parties
+local NOTED = 1e15  -- beyond every event time: no window's ZRANGEBYSCORE ever reads the note
 local function party(member)
   return string.sub(member, 1, string.find(member, '|', 1, true) - 1)
 end
@@ -88,11 +93,9 @@ local function fullest(key, t, own, w, cap)
     if #page < 2 * PAGE then done = true end
     for k = 1, #page, 2 do
       local member = page[k]
-      if member ~= FULL then  -- the key's note of a full window is no party's point
-        local at = tonumber(page[k + 1])
-        if pending and at > t then n = n + 1; s[n] = t; p[n] = own; pending = false end
-        n = n + 1; s[n] = at; m[n] = member
-      end
+      local at = tonumber(page[k + 1])
+      if pending and at > t then n = n + 1; s[n] = t; p[n] = own; pending = false end
+      n = n + 1; s[n] = at; m[n] = page[k]
     end
     if done and pending then n = n + 1; s[n] = t; p[n] = own; pending = false end
     return n > before
@@ -123,6 +126,7 @@ local function fullest(key, t, own, w, cap)
 end
 
 local cutoff, ttl = ARGV[1], ARGV[2]
+local cutoff_ms = tonumber(cutoff)
 local CHUNK = 2000  -- arguments per ZADD: well inside Lua's stack
 -- the batch's earliest (or latest) point of each party and slot, in one ZADD LT (or GT) per CHUNK arguments
 local function add(key, flag, points, suffix)
@@ -153,9 +157,10 @@ for i, key in ipairs(KEYS) do
   local flags, reached, full = {}, false, {}  -- full: starts of windows found holding cap parties
   -- each party kept holds two members per slot: fewer than 2 * cap members cannot make cap parties
   if redis.call('ZCARD', key) >= 2 * cap then
-    -- a full window stays full until its points are trimmed, and its note is trimmed with the first of them
+    -- a full window stays full until its points are trimmed: its note holds until its start is past the cutoff
     local noted = redis.call('ZSCORE', key, FULL)
-    noted = noted and tonumber(noted)
+    noted = noted and tonumber(noted) - NOTED
+    if noted and noted < cutoff_ms then noted = nil end  -- some of its points may be trimmed: judge afresh
     if noted then full[1] = noted end
     local latest = noted
     for j = base, base + 2 * n - 1, 2 do
@@ -173,7 +178,7 @@ for i, key in ipairs(KEYS) do
       end
       if c >= cap then reached = true; flags[#flags + 1] = '1' else flags[#flags + 1] = '0' end
     end
-    if latest and latest ~= noted then redis.call('ZADD', key, latest, FULL) end
+    if latest and latest ~= noted then redis.call('ZADD', key, NOTED + latest, FULL) end
   end
   if reached then out[i] = table.concat(flags) else out[i] = 0 end
   pos = base + 2 * n

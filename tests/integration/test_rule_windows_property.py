@@ -350,6 +350,33 @@ def test_a_window_found_full_answers_the_next_batches_events_without_a_read(redi
     assert reads == 0, reads
 
 
+async def _noted_key(url: str) -> tuple[list[tuple[bytes, float]], float | None]:
+    """A caller's window found full: what a range read of any event time returns, and the note's score."""
+    policy = policy_for(CALL_BURST, Scenario(3, 60, "enforce", ()))
+    prefix = unique("note") + ":"
+    store = RuleStateStore.from_url(url, prefix)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    try:
+        calls = [call(f"k{i}", now - timedelta(seconds=i), caller="+60123000004", callee=f"+6016{i:07d}")
+                 for i in range(4)]
+        assert (await store.read_calls(calls, policy, now)).count("outbound", "k0") == 3
+        key = f"{prefix}rs:outbound:60000:phone:+60123000004"
+        year_ms = 366 * 86_400_000
+        now_ms = int(now.timestamp() * 1000)
+        ranged = await store._redis.zrangebyscore(key, now_ms - year_ms, now_ms + year_ms, withscores=True)
+        return ranged, await store._redis.zscore(key, "#")
+    finally:
+        await store.close()
+
+
+def test_a_full_windows_note_is_beyond_every_range_of_event_times(redis_url: str) -> None:
+    """The note scores past any event time, so a range read of event times (a worker still on the script from
+    before the note, during a rolling upgrade) reads only parties' points, as before."""
+    ranged, note = asyncio.run(_noted_key(redis_url))
+    assert note is not None and note > 1e15
+    assert len(ranged) == 8 and all(b"|" in member for member, _ in ranged)  # 4 callees, earliest and latest
+
+
 async def _late_call_after_trim(url: str, later: timedelta) -> int:
     """Three callees at t0, t0 + 1 s and t0 + 2 s (threshold 3: the window is full and noted); then, with the
     clock at t0 + ``later``, a fourth callee's call dated t0 + 2.5 s: its count."""
