@@ -34,7 +34,8 @@ the next ones, without reading a point. The note's score is its start plus
 ``NOTED`` (~31,700 years in ms), beyond any event time, so no window's range
 read ever meets it: a worker running a script from before the note reads the
 same points as before (its only trace there is one more member in ZCARD,
-which only ever makes it look harder). Adding before answering, in one atomic script, means two workers
+which can only make it sweep a key it would have skipped, to the same
+answer). Adding before answering, in one atomic script, means two workers
 adding to one payee at once each see the other's transfer; a re-processed
 event changes nothing (a party is kept once per slot), so redelivery never
 double-counts. Windows are on event time (``occurred_at``); observations
