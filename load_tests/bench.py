@@ -333,6 +333,31 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def redis_stats(url: str) -> dict[str, Any]:
+    """Redis' own CPU seconds so far and, per command, its calls and microseconds (INFO cpu, commandstats)."""
+    client = sync_client(url)
+    try:
+        cpu = client.info("cpu")
+        commands = client.info("commandstats")
+    finally:
+        client.close()
+    return {"cpu_s": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+            "commands": {name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+                         for name, v in commands.items()}}
+
+
+def redis_figures(before: dict[str, Any], after: dict[str, Any], events: int) -> dict[str, Any]:
+    """What Redis spent per event between two ``redis_stats``: CPU, and time inside each command that ran
+    (Lua scripts are ``evalsha``; the commands they call count under their own names too)."""
+    per_command = {}
+    for name, (calls, usec) in after["commands"].items():
+        calls0, usec0 = before["commands"].get(name, (0, 0))
+        if calls > calls0:
+            per_command[name] = {"calls": calls - calls0, "us_per_event": round((usec - usec0) / events, 2)}
+    return {"redis_cpu_us_per_event": round((after["cpu_s"] - before["cpu_s"]) / events * 1e6, 1),
+            "redis_commands": dict(sorted(per_command.items(), key=lambda kv: -kv[1]["us_per_event"]))}
+
+
 def children_cpu_s(pid: int) -> dict[int, float]:
     """CPU seconds so far of each live child of ``pid`` (the worker's decode processes)."""
     out = {}
@@ -566,8 +591,13 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
         if args.profile:
             profile = Profile(worker.pid, RESULTS / f"profile-{stamp}.txt", base / "py-spy.log", args.timeout + 60)
         cpu_ready, children_ready = cpu_s(worker.pid), children_cpu_s(worker.pid)
+        redis_ready = redis_stats(redis_server.url)
+        broker_pid = int(kafka.pid_file.read_text())
+        broker_ready = cpu_s(broker_pid)
         scraper.wait_for(backlog.sent, args.timeout)
         cpu_drain = cpu_s(worker.pid) - cpu_ready
+        broker_drain = cpu_s(broker_pid) - broker_ready
+        redis_drain = redis_figures(redis_ready, redis_stats(redis_server.url), backlog.sent)
         children_drain = sum(c - children_ready.get(pid, 0.0) for pid, c in children_cpu_s(worker.pid).items())
         t_first = next(t for t, c in scraper.samples if c > 0)
         t_last = next(t for t, c in scraper.samples if c >= backlog.sent)
@@ -615,6 +645,10 @@ def measure(args: argparse.Namespace, base: Path, kafka: KafkaBroker, redis_serv
             "worker_cpu_us_per_event": round(cpu_drain / backlog.sent * 1e6, 1),
             # ... and its decode processes (SEKAT_DECODE_PROCESSES, pacs.008), on top of the worker's own
             "decode_processes_cpu_us_per_event": round(children_drain / backlog.sent * 1e6, 1),
+            # the broker and Redis while draining (they share the machine): CPU per event, and Redis' time inside
+            # each command per event
+            "broker_cpu_us_per_event": round(broker_drain / backlog.sent * 1e6, 1),
+            **redis_drain,
             "p50_ms": percentile(st_lat, 0.5),
             "p99_ms": percentile(st_lat, 0.99),
             "p999_ms": percentile(st_lat, 0.999),

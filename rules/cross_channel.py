@@ -71,7 +71,9 @@ def evaluate(transfer: Transfer, ctx: Context, params: Params) -> list[Finding]:
     if phone is None or payee is None or transfer.payer.account is None:
         return []
     raw = ctx.obs.value(WARN, phone.key)
-    call = CallWarning.decode(raw) if raw else None  # only a customer's latest warning call is kept
+    if not raw:  # no warning call kept for this customer: nearly every transfer
+        return []
+    call = CallWarning.decode(raw)  # only a customer's latest warning call is kept
     at = int(transfer.occurred_at.timestamp() * 1000)
     if call is None or not at - params.lookback_minutes * 60_000 <= call.at_ms <= at:
         return []

@@ -97,15 +97,16 @@ def _origin(transfer: Transfer, ctx: Context, params: Params) -> tuple[int, str,
     when the payer is not tainted."""
     payer = transfer.payer.account
     assert payer is not None
-    at = int(transfer.occurred_at.timestamp() * 1000)
     best: tuple[int, str, TrailMark | None, str] | None = None
     entry = ctx.lookups.get(payer.key)
     if entry is not None and entry.active_at(ctx.now) and not _is_follow_only(entry):
         evidence = " ".join(p for p in (entry.source, entry.case_ref) if p)
         best = (0, f"payer listed {entry.status.value}" + (f" ({evidence})" if evidence else ""), None, payer.key)
     mark = trail(ctx, payer.key)
-    if mark is not None and mark.at_ms <= at <= mark.at_ms + params.window_minutes * 60_000 \
-            and (best is None or mark.hop < best[0]):
+    if mark is None:  # not on the trail: nearly every payer
+        return best
+    at = int(transfer.occurred_at.timestamp() * 1000)
+    if mark.at_ms <= at <= mark.at_ms + params.window_minutes * 60_000 and (best is None or mark.hop < best[0]):
         minutes = (at - mark.at_ms) / 60_000
         if mark.hop == 0:
             why = f"payer just held (transfer {mark.event_id}, {minutes:.1f} min earlier)"

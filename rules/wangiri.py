@@ -51,9 +51,14 @@ class Params:
                                                              f"got {bad}")
 
 
+def maybe_one_ring(call: Call) -> bool:
+    """Whether ``one_ring`` can hold whatever the parameters: only such a call can match, so only its caller's
+    report mark is read (most calls are answered, or their records do not say)."""
+    return call.answered is False and call.duration is not None and not call.caller.protected
+
+
 def one_ring(call: Call, params: Params) -> bool:
-    return (call.answered is False and call.duration is not None and call.duration <= params.max_ring_seconds
-            and not call.caller.protected)
+    return maybe_one_ring(call) and (call.duration or 0) <= params.max_ring_seconds
 
 
 def premium(call: Call, params: Params) -> str | None:
@@ -98,5 +103,5 @@ SPEC = RuleSpec(ID, VERSION, Params, {"calls": evaluate},
                     Window(PREMIUM, "calls", _caller, _callee, lambda p: p.window_seconds * 1000,
                            lambda p: p.premium_min_callees,
                            when=lambda call, p: one_ring(call, p) and premium(call, p) is not None),
-                    Values(AUTO, "calls", lambda call: () if call.caller.protected else (f"{ID}|{call.caller.key}",)),
+                    Values(AUTO, "calls", lambda call: (f"{ID}|{call.caller.key}",) if maybe_one_ring(call) else ()),
                 ))

@@ -24,6 +24,12 @@ whatever a key's history, from two facts:
   ``[t-w, t]`` and ``[t, t+w]`` cover them), so at most ``12N`` points are
   read (three slots, two points per party and slot); when one does, the
   sweep has read at most as many.
+* **A full window stays full.** Points are only added, and thinning keeps a
+  party in every window that held one of its points, so a window that once
+  held ``N`` parties holds them until its points are trimmed by age. The
+  store notes the start of the latest full window it found on the key and,
+  until that start is older than the trim's cutoff, answers any event that
+  window holds from the note alone.
 """
 
 from __future__ import annotations

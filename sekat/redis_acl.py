@@ -72,7 +72,7 @@ SNAPSHOT = Grant("stored replica snapshot: chunks, description, writer lock", ("
 REPLICA_POSITIONS = Grant("replica positions: each worker's change-stream id (``sekat blocklist import "
                           "--wait-applied`` reads them)", ("replica:seen",), ("hset", "hgetall"))
 RULE_STATE = Grant("rule state: window and value scripts, value reads", ("rs:*",),
-                   ("evalsha", "mget", "zadd", "zrangebyscore", "zremrangebyscore", "zcard", "pexpire", "set"))
+                   ("evalsha", "mget", "zadd", "zrangebyscore", "zremrangebyscore", "zcard", "zscore", "pexpire", "set"))
 BRAKE_WORKER = Grant("safety brake: count commands per target, trip, log the trip", ("brake:*",),
                      ("hincrby", "hmget", "expire", "hsetnx", "hgetall", "lpush", "ltrim"))
 ACTED = Grant("who acted on which entry, the release sweep's schedule (scripts), revoked entries marked due",

@@ -10,18 +10,32 @@ this store knows two kinds and no rule:
 
     {prefix}rs:{family}:{width ms}:{key}  zset of a ``Window``: "{party}|{slot}l" and "{party}|{slot}h"
                                           -> the party's earliest and latest event ms in each slot of
-                                          ``width`` (``sekat.rules.windows`` shows why that is exact)
+                                          ``width`` (``sekat.rules.windows`` shows why that is exact);
+                                          and "#" -> NOTED + the start of the latest window found
+                                          holding the threshold's worth of parties
     {prefix}rs:{family}:{key}             string of a ``Values`` family, written by the rule's writer
 
 A batch costs two round trips whatever its size: the read is one pipeline of
 one Lua call (every window key of the batch: add the batch's events, trim,
 refresh the TTL and answer for each event, atomically) and one MGET per
 values family; the write is one pipeline after the batch's output is
-acknowledged. The script answers per event with the threshold when some
-window holding the event reaches it (it stops there), and per key with a
-bare 0 when no event of the key does: the common reply is a few bytes
-whatever a key's history, and the work per event is bounded by the
-threshold. Adding before answering, in one atomic script, means two workers
+acknowledged. The script adds a key's events in one ZADD per flag (the
+batch's earliest and latest point of each party and slot), then answers per
+event with a flag, "1" when some window holding the event reaches the
+threshold (the sweep stops there), and per key with a bare 0 when no event
+of the key does: the common reply is a few bytes whatever a key's history,
+and the work per event is bounded by the threshold. A window found full
+stays full until its points are trimmed (points are only ever added, and a
+party's earliest and latest point in a slot stay in any window that held one
+of its points), so the key notes the latest one's start ("#", ignored once
+the start is older than the trim's cutoff, as the window's first point is): a
+busy key's events inside it are answered from that note, in this batch and
+the next ones, without reading a point. The note's score is its start plus
+``NOTED`` (~31,700 years in ms), beyond any event time, so no window's range
+read ever meets it: a worker running a script from before the note reads the
+same points as before (its only trace there is one more member in ZCARD,
+which can only make it sweep a key it would have skipped, to the same
+answer). Adding before answering, in one atomic script, means two workers
 adding to one payee at once each see the other's transfer; a re-processed
 event changes nothing (a party is kept once per slot), so redelivery never
 double-counts. Windows are on event time (``occurred_at``); observations
@@ -42,7 +56,7 @@ of it into one slot would put every rule-state write on one shard.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -57,10 +71,13 @@ from sekat.records import Call, Sms, Transfer
 MIN_RETENTION_MS = 10 * 60_000
 
 # KEYS: window keys. ARGV: cutoff ms, ttl ms, then per key: width ms, threshold, n, (event ms, party) * n.
-# Per key it returns 0 when no event of the key reaches the threshold, else each event's count (capped at the
-# threshold, where the sweep stops). Points are read in pages, so a busy key costs what the threshold needs.
+# Per key it returns 0 when no event of the key reaches the threshold, else a string of one flag per event ("1":
+# reached). Points are read in pages, so a busy key costs what the threshold needs; a window found full is noted
+# on the key ("#") and answers for the events it holds without a read.
 WINDOW_LUA = """
 local PAGE = 32
+local FULL = '#'  -- member whose score is NOTED + the start of the latest window found holding cap parties
+local NOTED = 1e15  -- beyond every event time: no window's ZRANGEBYSCORE ever reads the note
 local function party(member)
   return string.sub(member, 1, string.find(member, '|', 1, true) - 1)
 end
@@ -76,6 +93,7 @@ local function fullest(key, t, own, w, cap)
     off = off + #page / 2
     if #page < 2 * PAGE then done = true end
     for k = 1, #page, 2 do
+      local member = page[k]
       local at = tonumber(page[k + 1])
       if pending and at > t then n = n + 1; s[n] = t; p[n] = own; pending = false end
       n = n + 1; s[n] = at; m[n] = page[k]
@@ -109,36 +127,61 @@ local function fullest(key, t, own, w, cap)
 end
 
 local cutoff, ttl = ARGV[1], ARGV[2]
+local cutoff_ms = tonumber(cutoff)
+local CHUNK = 2000  -- arguments per ZADD: well inside Lua's stack
+-- the batch's earliest (or latest) point of each party and slot, in one ZADD LT (or GT) per CHUNK arguments
+local function add(key, flag, points, suffix)
+  local args, m = {}, 0
+  for member, at in pairs(points) do
+    args[m + 1] = at; args[m + 2] = member .. suffix; m = m + 2
+    if m >= CHUNK then redis.call('ZADD', key, flag, unpack(args, 1, m)); m = 0 end
+  end
+  if m > 0 then redis.call('ZADD', key, flag, unpack(args, 1, m)) end
+end
 local pos, out = 3, {}
 for i, key in ipairs(KEYS) do
   local w, cap, n = tonumber(ARGV[pos]), tonumber(ARGV[pos + 1]), tonumber(ARGV[pos + 2])
   local base = pos + 3
+  local lo, hi = {}, {}
   for j = base, base + 2 * n - 1, 2 do
-    local t, who = tonumber(ARGV[j]), ARGV[j + 1]
-    local slot = tostring(math.floor(t / w))
-    redis.call('ZADD', key, 'LT', t, who .. '|' .. slot .. 'l')
-    redis.call('ZADD', key, 'GT', t, who .. '|' .. slot .. 'h')
+    local t = tonumber(ARGV[j])
+    local member = ARGV[j + 1] .. '|' .. math.floor(t / w)
+    local l = lo[member]
+    if not l then lo[member] = t; hi[member] = t
+    elseif t < l then lo[member] = t
+    elseif t > hi[member] then hi[member] = t end
   end
+  add(key, 'LT', lo, 'l')
+  add(key, 'GT', hi, 'h')
   redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. cutoff)
   redis.call('PEXPIRE', key, ttl)
-  local counts, reached, full = {}, false, {}  -- full: starts of windows found holding cap parties
+  local flags, reached, full = {}, false, {}  -- full: starts of windows found holding cap parties
   -- each party kept holds two members per slot: fewer than 2 * cap members cannot make cap parties
-  local few = redis.call('ZCARD', key) < 2 * cap
-  for j = base, base + 2 * n - 1, 2 do
-    if few then break end
-    local t, c = tonumber(ARGV[j]), nil
-    for _, start in ipairs(full) do  -- a window already found full that holds t answers for t as well
-      if start <= t and t <= start + w then c = cap; break end
+  if redis.call('ZCARD', key) >= 2 * cap then
+    -- a full window stays full until its points are trimmed: its note holds until its start is past the cutoff
+    local noted = redis.call('ZSCORE', key, FULL)
+    noted = noted and tonumber(noted) - NOTED
+    if noted and noted < cutoff_ms then noted = nil end  -- some of its points may be trimmed: judge afresh
+    if noted then full[1] = noted end
+    local latest = noted
+    for j = base, base + 2 * n - 1, 2 do
+      local t, c = tonumber(ARGV[j]), nil
+      for _, start in ipairs(full) do  -- a window already found full that holds t answers for t as well
+        if start <= t and t <= start + w then c = cap; break end
+      end
+      if not c then
+        local start
+        c, start = fullest(key, t, ARGV[j + 1], w, cap)
+        if start then
+          full[#full + 1] = start
+          if not latest or start > latest then latest = start end
+        end
+      end
+      if c >= cap then reached = true; flags[#flags + 1] = '1' else flags[#flags + 1] = '0' end
     end
-    if not c then
-      local start
-      c, start = fullest(key, t, ARGV[j + 1], w, cap)
-      if start then full[#full + 1] = start end
-    end
-    counts[#counts + 1] = c
-    if c >= cap then reached = true end
+    if latest and latest ~= noted then redis.call('ZADD', key, NOTED + latest, FULL) end
   end
-  if reached then out[i] = counts else out[i] = 0 end  -- "few" leaves counts empty: reached stays false
+  if reached then out[i] = table.concat(flags) else out[i] = 0 end
   pos = base + 2 * n
 end
 return out
@@ -168,16 +211,26 @@ class _Windows:
     def __init__(self) -> None:
         self.keys: dict[str, tuple[str, int, list[Any], list[str]]] = {}  # key -> (family, threshold, args, ids)
 
-    def add(self, redis_key: str, family: str, width: int, threshold: int, at_ms: int, party: str,
-            event_id: str) -> None:
-        got = self.keys.get(redis_key)
-        if got is None:
-            got = self.keys[redis_key] = (family, threshold, [width, threshold, 0], [])
-        args = got[2]
-        args[2] += 1
-        args.append(at_ms)
-        args.append(party)
-        got[3].append(event_id)
+    def add(self, family: str, prefix: str, width: int, threshold: int,
+            observations: Iterable[tuple[str, str, int, str]]) -> None:
+        """(key, party, event ms, event id) of one window's events: each counted in ``prefix + key``."""
+        keys = self.keys
+        for key, party, at_ms, event_id in observations:
+            got = keys.get(prefix + key)
+            if got is None:
+                got = keys[prefix + key] = (family, threshold, [width, threshold, 0], [])
+            args = got[2]
+            args.append(at_ms)
+            args.append(party)
+            got[3].append(event_id)
+
+    def arguments(self) -> list[list[Any]]:
+        """Each key's segment of the script's arguments: width, threshold, n, then n (event ms, party)."""
+        out = []
+        for _, _, args, ids in self.keys.values():
+            args[2] = len(ids)
+            out.append(args)
+        return out
 
     def answers(self, replies: Sequence[Any]) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
@@ -185,9 +238,9 @@ class _Windows:
             if reply == 0:  # no event of this key reached the threshold: the common case
                 continue
             mine = counts.setdefault(family, {})
-            for event_id, count in zip(ids, reply):
-                if count >= threshold:
-                    mine[event_id] = int(count)
+            for event_id, flag in zip(ids, reply):
+                if flag == 49:  # b"1": some window holding the event reached the threshold
+                    mine[event_id] = threshold
         return counts
 
 
@@ -237,27 +290,26 @@ class RuleStateStore:
         values: dict[str, dict[str, None]] = {}
         retention = MIN_RETENTION_MS
         p = self._p
+        stamps: list[int] = []  # each event's ms, once for every window of the stream
         for rule in rules:
             for state in rule.spec.state:
                 if state.stream != stream:
                     continue
                 if isinstance(state, Values):
                     keys = values.setdefault(state.family, {})
-                    for event in events:
-                        for k in state.keys(event):
+                    for named in map(state.keys, events):
+                        for k in named:
                             keys[k] = None
                     continue
                 width, threshold = state.width_ms(rule.params), state.threshold(rule.params)
                 retention = max(retention, 2 * width)
-                prefix = f"{p}{state.family}:{width}:"
-                key_of, party_of, when = state.key, state.party, state.when
-                for event in events:
-                    if when is not None and not when(event, rule.params):
-                        continue
-                    key, party = key_of(event), party_of(event)
-                    if key is not None and party is not None:
-                        windows.add(prefix + key, state.family, width, threshold, _ms(event.occurred_at), party,
-                                    event.event_id)
+                if not stamps:
+                    stamps = [_ms(event.occurred_at) for event in events]
+                key_of, party_of, when, params = state.key, state.party, state.when, rule.params
+                windows.add(state.family, f"{p}{state.family}:{width}:", width, threshold, (
+                    (key, party, at_ms, event.event_id) for event, at_ms in zip(events, stamps)
+                    if (when is None or when(event, params)) and (key := key_of(event)) is not None
+                    and (party := party_of(event)) is not None))
         families = [(family, list(keys)) for family, keys in values.items() if keys]
         if not windows.keys and not families:
             return Observations()
@@ -266,9 +318,10 @@ class RuleStateStore:
         def build(pipe: Any) -> None:
             if windows.keys:
                 keys = list(windows.keys)
-                pipe.evalsha_per_key(self._sha, keys, head, [w[2] for w in windows.keys.values()])
+                pipe.evalsha_per_key(self._sha, keys, head, windows.arguments())
             for family, keys in families:
-                pipe.mget([f"{p}{family}:{k}" for k in keys])
+                named = f"{p}{family}:"
+                pipe.mget([named + k for k in keys])
 
         replies = iter(await self._pipeline(build))
         counts = windows.answers(next(replies)) if windows.keys else {}

@@ -304,6 +304,103 @@ def test_a_hot_key_costs_what_its_threshold_needs_not_its_history(redis_url: str
     assert count == 20 and many <= few <= 2, (few, many)
 
 
+async def _calls_made(store: RuleStateStore) -> dict[str, int]:
+    """Calls Redis has run so far, by command (INFO commandstats)."""
+    stats = await store._redis.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+async def _busy_batches(url: str) -> tuple[list[int], list[int], int, int]:
+    """A caller reaching 25 callees within 30 s, in one batch of 1,000 calls (the same 25 callees again and
+    again), then a second batch of 5 more calls inside that window: each batch's counts, and what adding the
+    first batch and answering the second cost in ZADDs and range reads."""
+    policy = policy_for(CALL_BURST, Scenario(20, 60, "enforce", ()))
+    store = RuleStateStore.from_url(url, unique("busy") + ":")
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    try:
+        first = [call(f"b{i}", now - timedelta(milliseconds=30_000 - i * 30), caller="+60123000002",
+                      callee=f"+6019{i % 25:07d}") for i in range(1000)]
+        before = await _calls_made(store)
+        obs1 = await store.read_calls(first, policy, now)
+        middle = await _calls_made(store)
+        second = [call(f"n{i}", now - timedelta(seconds=10 + i), caller="+60123000002", callee=f"+6018{i:07d}")
+                  for i in range(5)]
+        obs2 = await store.read_calls(second, policy, now)
+        after = await _calls_made(store)
+        return ([obs1.count("outbound", c.event_id) for c in first], [obs2.count("outbound", c.event_id)
+                                                                        for c in second],
+                middle.get("zadd", 0) - before.get("zadd", 0),
+                after.get("zrangebyscore", 0) - middle.get("zrangebyscore", 0))
+    finally:
+        await store.close()
+
+
+def test_a_batch_adds_a_keys_events_in_one_zadd_per_flag(redis_url: str) -> None:
+    """1,000 calls of one caller to 25 callees: two ZADDs (earliest and latest points) and the note of the full
+    window, not two a call."""
+    first, _, zadds, _ = asyncio.run(_busy_batches(redis_url))
+    assert first == [20] * 1000  # the whole batch is in the window before any call is judged
+    assert zadds == 3, zadds
+
+
+def test_a_window_found_full_answers_the_next_batches_events_without_a_read(redis_url: str) -> None:
+    """The next batch's calls inside a window already found full are answered from the key's note of it."""
+    _, second, _, reads = asyncio.run(_busy_batches(redis_url))
+    assert second == [20] * 5
+    assert reads == 0, reads
+
+
+async def _noted_key(url: str) -> tuple[list[tuple[bytes, float]], float | None]:
+    """A caller's window found full: what a range read of any event time returns, and the note's score."""
+    policy = policy_for(CALL_BURST, Scenario(3, 60, "enforce", ()))
+    prefix = unique("note") + ":"
+    store = RuleStateStore.from_url(url, prefix)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    try:
+        calls = [call(f"k{i}", now - timedelta(seconds=i), caller="+60123000004", callee=f"+6016{i:07d}")
+                 for i in range(4)]
+        assert (await store.read_calls(calls, policy, now)).count("outbound", "k0") == 3
+        key = f"{prefix}rs:outbound:60000:phone:+60123000004"
+        year_ms = 366 * 86_400_000
+        now_ms = int(now.timestamp() * 1000)
+        ranged = await store._redis.zrangebyscore(key, now_ms - year_ms, now_ms + year_ms, withscores=True)
+        return ranged, await store._redis.zscore(key, "#")
+    finally:
+        await store.close()
+
+
+def test_a_full_windows_note_is_beyond_every_range_of_event_times(redis_url: str) -> None:
+    """The note scores past any event time, so a range read of event times (a worker still on the script from
+    before the note, during a rolling upgrade) reads only parties' points, as before."""
+    ranged, note = asyncio.run(_noted_key(redis_url))
+    assert note is not None and note > 1e15
+    assert len(ranged) == 8 and all(b"|" in member for member, _ in ranged)  # 4 callees, earliest and latest
+
+
+async def _late_call_after_trim(url: str, later: timedelta) -> int:
+    """Three callees at t0, t0 + 1 s and t0 + 2 s (threshold 3: the window is full and noted); then, with the
+    clock at t0 + ``later``, a fourth callee's call dated t0 + 2.5 s: its count."""
+    policy = policy_for(CALL_BURST, Scenario(3, 60, "enforce", ()))
+    store = RuleStateStore.from_url(url, unique("trim") + ":")
+    t0 = datetime.now(timezone.utc).replace(microsecond=0)
+    try:
+        first = [call(f"t{i}", t0 + timedelta(seconds=i), caller="+60123000003", callee=f"+6017{i:07d}")
+                 for i in range(3)]
+        obs = await store.read_calls(first, policy, t0 + timedelta(seconds=3))
+        assert [obs.count("outbound", c.event_id) for c in first] == [3, 3, 3]
+        late = call("t-late", t0 + timedelta(milliseconds=2500), caller="+60123000003", callee="+60179999999")
+        return (await store.read_calls([late], policy, t0 + later)).count("outbound", "t-late")
+    finally:
+        await store.close()
+
+
+def test_a_full_windows_note_goes_with_its_trimmed_points(redis_url: str) -> None:
+    """Within the retention (10 min) the late call is in the full window; once the first two calls are trimmed,
+    it is judged on what is left (two callees), not on the note of a window that no longer holds three."""
+    assert asyncio.run(_late_call_after_trim(redis_url, timedelta(minutes=5))) == 3
+    assert asyncio.run(_late_call_after_trim(redis_url, timedelta(minutes=10, milliseconds=1500))) == 0
+
+
 @pytest.mark.parametrize("rule", RULES)
 def test_two_workers_and_restarts_give_the_references_verdicts(redis_url: str, rule: WindowRule) -> None:
     turn = st.builds(Turn, st.integers(0, 1), st.booleans(), st.booleans(), st.booleans())

@@ -48,6 +48,16 @@ def test_only_short_unanswered_calls_that_say_so_are_one_ring() -> None:
     assert window.key(ring(caller="999")) is None
 
 
+def test_the_report_mark_is_read_only_for_calls_that_can_be_one_ring() -> None:
+    """The mark that stops a second automatic report is read for a call only when the rule can match it."""
+    [_, _, marks] = wangiri.SPEC.state
+    assert marks.keys(ring()) == (f"wangiri|{CALLER}",)
+    assert marks.keys(ring(duration=30)) == (f"wangiri|{CALLER}",)  # rang long: max_ring_seconds decides
+    assert marks.keys(ring(answered=True)) == ()
+    assert marks.keys(call()) == ()  # a record without duration or answered flag
+    assert marks.keys(ring(caller="999")) == ()
+
+
 def test_bad_parameters_are_refused_naming_the_field() -> None:
     for params, field in (({"premium_prefixes": ["979"]}, "params.premium_prefixes"),
                           ({"burst_outcome": "HOLD"}, "params.burst_outcome"),
