@@ -12,7 +12,7 @@ that transfer any more (it was decided already); it counts for the next one.
 
 State it keeps (``Values``): ``warn`` (customer phone -> their latest warning
 call, written for every call that warned a callee) and ``paid`` ("payer|payee"
--> the payer has paid this payee before, written at the first payment).
+-> the payer has paid this payee within ``history_days``: the day of the latest payment).
 """
 
 from __future__ import annotations
@@ -98,11 +98,19 @@ def _pair(transfer: Transfer) -> str | None:
 
 
 def paid(transfer: Transfer, ctx: Context, params: Params, enforced: Enforced) -> list[StateWrite]:
-    """The first payment from this payer to this payee is remembered (a repeat costs no write)."""
+    """The latest payment from this payer to this payee is remembered for ``history_days`` from when it was
+    made, by its day (days since 1970, event time): a payee paid every month stays known. A payment on a day
+    already remembered, or before it, costs no write."""
     pair = _pair(transfer)
-    if pair is None or ctx.obs.value(PAID, pair) is not None:
+    if pair is None:
         return []
-    return [StateWrite(PAID, pair, ttl_s=params.history_days * 86400)]
+    at_s = int(transfer.occurred_at.timestamp())
+    day = at_s // 86400
+    stored = ctx.obs.value(PAID, pair)
+    if stored is not None and stored.isdigit() and int(stored) >= day:
+        return []
+    ttl_s = params.history_days * 86400 - max(0, int(ctx.now.timestamp()) - at_s)
+    return [StateWrite(PAID, pair, str(day), day, ttl_s)] if ttl_s > 0 else []
 
 
 def warned(call: Call, ctx: Context, params: Params, enforced: Enforced) -> list[StateWrite]:

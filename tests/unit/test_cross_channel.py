@@ -48,3 +48,30 @@ def test_known_payee_at_the_amount_is_held() -> None:
 def test_no_call_no_hold_and_no_payer_phone_no_join() -> None:
     assert cross_channel.evaluate(transfer(), ctx(), P) == []
     assert cross_channel.evaluate(transfer(phone=None), ctx(warnings=warned(5)), P) == []
+
+
+def test_paying_a_payee_again_keeps_it_known_for_history_days_from_the_latest_payment() -> None:
+    params = cross_channel.Params(history_days=180)
+    day = int(T0.timestamp()) // 86400
+    [first] = cross_channel.paid(transfer(), ctx(), params, [])
+    assert (first.kind, first.key, first.member, first.ttl_s) == ("paid", f"{PAYER}|{PAYEE}", str(day), 180 * 86400 - 1)
+    # paid again 100 days later: remembered from then, not from the first payment (which would lapse at day 180)
+    later = T0 + timedelta(days=100)
+    remembered = ctx(now=later + timedelta(seconds=1))
+    remembered.obs.values["paid"][f"{PAYER}|{PAYEE}"] = str(day)
+    [again] = cross_channel.paid(transfer(at=later), remembered, params, [])
+    assert (again.member, again.ttl_s) == (str(day + 100), 180 * 86400 - 1)
+
+
+def test_a_payment_on_a_day_already_remembered_or_before_it_costs_no_write() -> None:
+    params = cross_channel.Params(history_days=180)
+    day = int(T0.timestamp()) // 86400
+    known = ctx()
+    known.obs.values["paid"][f"{PAYER}|{PAYEE}"] = str(day)
+    assert cross_channel.paid(transfer(at=T0 + timedelta(hours=1)), known, params, []) == []
+    assert cross_channel.paid(transfer(at=T0 - timedelta(days=3)), known, params, []) == []
+    # a payment arriving after history_days is not remembered at all; one marked by an older version is re-marked
+    assert cross_channel.paid(transfer(), ctx(now=T0 + timedelta(days=181)), params, []) == []
+    legacy = ctx()
+    legacy.obs.values["paid"][f"{PAYER}|{PAYEE}"] = "1"
+    assert [w.member for w in cross_channel.paid(transfer(), legacy, params, [])] == [str(day)]
