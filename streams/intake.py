@@ -10,12 +10,13 @@ consolidated records that keep the compacted topic self-sufficient and the repor
 identifiers (before the index write, so a crash re-derives them), and waits for Kafka's acknowledgement.
 Only then are the batch's offsets committed (at-least-once; applying a report again changes nothing).
 The next batch is fetched and decoded while one is written (its round trips to Redis and Kafka); one
-batch is written at a time, in the order they were read, so a key's reports and tombstones keep their order. A Redis or Kafka failure is retried with
-backoff, never skipped: a batch that cannot be applied, or a partition whose lag is not worked off, for
-``SEKAT_STALL_AFTER_S`` makes the ``reports`` stream stalled (``Progress``, streams/progress.py), as a
-screening stream is: ``/healthz`` 503, ``sekat_stream_stalled{stream="reports"}``. Both share the worker's
-one thread with screening: while screening is behind, the intake waits before each batch (``defer_to``), so a
-bulk import slows the intake, not the decisions.
+batch is written at a time, in the order they were read, so a key's reports and tombstones keep their
+order. A Redis or Kafka failure is retried with backoff, never skipped: a batch that cannot be applied, or
+a partition whose lag is not worked off, for ``SEKAT_STALL_AFTER_S`` makes the ``reports`` stream stalled
+(``Progress``, streams/progress.py), as a screening stream is: ``/healthz`` 503,
+``sekat_stream_stalled{stream="reports"}``. Both share the worker's one thread with screening: while
+screening is behind, the intake waits before each batch (``defer_to``), so a bulk import slows the intake,
+not the decisions.
 
 A tombstone (a record without a value, from the purge or an erasure,
 ``streams/purge.py``) removes its key's entry from the index, in its place
@@ -227,7 +228,7 @@ class ReportsConsumer:
                     self._write(prepared, {tp: records[-1].offset + 1 for tp, records in batch.items()}))
                 await asyncio.sleep(0)  # the write starts (its first round trip) before the next batch is decoded
         finally:
-            if writing is not None and not writing.done():
+            if writing is not None:  # stopped mid-write: its offsets are not committed (applied again later)
                 writing.cancel()
                 await asyncio.gather(writing, return_exceptions=True)
             self.consumer = None
