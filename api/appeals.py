@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +47,18 @@ from sekat.identifiers import mask
 from sekat.records import Entry, Status
 
 log = logging.getLogger("sekat.api")
+
+
+class FilingRefused(HTTPException):
+    """The 409 to a filing on ``value``, with why as a code the public appeal page words: ``not_listed``,
+    ``busy`` (another filing on it is in progress), ``open`` or ``rejected`` (``reappeal_after`` says when)."""
+
+    def __init__(self, reason: str, message: str, reappeal_after: str = "") -> None:
+        super().__init__(409, detail=field_error(409, "value", message).detail)
+        self.reason = reason
+        self.reappeal_after = reappeal_after
+
+
 router = APIRouter()
 
 AppealId = Annotated[str, Field(max_length=64)]
@@ -167,15 +179,15 @@ async def file_appeal(body: AppealIn, request: Request, clients: ClientsDep) -> 
     now = clients.clock()
     found = await clients.store.get(ident) if ident is not None else None
     if ident is None or found is None or not publicly_listed(found, now):
-        raise field_error(409, "value", "is not listed by an agency; there is nothing to appeal")
+        raise FilingRefused("not_listed", "is not listed by an agency; there is nothing to appeal")
     store = clients.appeals
     async with store.lock(ident) as held:
         if not held:
-            raise field_error(409, "value", "an appeal on it is being filed; retry in a moment")
+            raise FilingRefused("busy", "an appeal on it is being filed; retry in a moment")
         try:
             may_file_again(await store.latest_on(ident), now)
         except AppealConflict as exc:
-            raise field_error(409, exc.field, str(exc)) from None
+            raise FilingRefused(exc.reason, str(exc), exc.reappeal_after) from None
         token, token_sha256 = new_token()
         contact = Contact(name=body.contact.name, email=body.contact.email, phone=body.contact.phone)
         appeal = filed(new_appeal_id(), ident, reporting_agencies(found, now), body.appellant, contact, body.grounds,

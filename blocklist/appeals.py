@@ -27,6 +27,9 @@ Redis (``AppealStore``), every key under the prefix and one hash tag, so a MULTI
     {prefix}{appeals}:decided            sorted set: decided appeal ids, by decided_at (what the purge reads for
                                          SEKAT_RETENTION_APPEALS_DAYS)
     {prefix}{appeals}:lock:<name>        string with an expiry: one writer at a time per appeal or identifier
+    {prefix}{appeals}:backfill:decided   string: when the decided appeals Redis held were last all filed under
+                                         ``decided`` (``backfill_decided``; appeals decided before that index
+                                         existed were not)
 
 The appellant's contact details are personal data: they are stored here and on the topic, shown to the agencies
 the appeal is routed to, and never logged (log lines name the appeal id and a masked identifier).
@@ -46,7 +49,7 @@ from typing import Any, Literal
 import msgspec
 import redis.asyncio as aioredis
 
-from sekat.blocklist.connection import REDIS_DOWN
+from sekat.blocklist.connection import REDIS_DOWN, scan_keys
 from sekat.blocklist.lifecycle import known_reports
 from sekat.errors import BlocklistUnavailable, SekatError
 from sekat.records import Entry, Status, iso
@@ -58,11 +61,14 @@ LOCK_S = 30  # the longest one decision may hold its appeal (a Kafka send with a
 
 
 class AppealConflict(SekatError):
-    """The appeal cannot take this step now (already decided, not acknowledged yet, decided by this agency)."""
+    """The appeal cannot take this step now (already decided, not acknowledged yet, decided by this agency), or
+    cannot be filed now: ``reason`` then says why (``open``, or ``rejected`` with ``reappeal_after``)."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, reason: str = "", reappeal_after: str = "") -> None:
         super().__init__(message)
         self.field = field
+        self.reason = reason
+        self.reappeal_after = reappeal_after
 
 
 class Contact(msgspec.Struct, frozen=True, kw_only=True):
@@ -176,10 +182,10 @@ def may_file_again(latest: Appeal | None, now: datetime) -> None:
     if latest is None:
         return
     if latest.open:
-        raise AppealConflict("value", "has an open appeal; its appellant can follow it with the appeal id")
+        raise AppealConflict("value", "has an open appeal; its appellant can follow it with the appeal id", "open")
     if latest.status == "rejected" and latest.reappeal_after and now < datetime.fromisoformat(latest.reappeal_after):
         raise AppealConflict("value", f"an appeal on it was rejected; it may be appealed again from "
-                                      f"{latest.reappeal_after}")
+                                      f"{latest.reappeal_after}", "rejected", latest.reappeal_after)
 
 
 def acknowledged(appeal: Appeal, agency: str, key_id: str, now: datetime) -> Appeal:
@@ -362,6 +368,27 @@ class AppealStore:
                     pipe.delete(on)
                 await self._call(pipe.execute())
             return True
+
+    async def backfill_decided(self, now: datetime) -> int | None:
+        """File every decided appeal Redis holds under ``decided`` (by when it was decided), unless that was done
+        already (``backfill:decided`` set); how many were missing, or None when it was done already.
+
+        Appeals decided before that index existed were never filed under it, so the purge would never find them.
+        Each is added only if missing (ZADD NX), so a run cut short and run again, or two runs at once, change
+        nothing twice; the mark is set once every appeal was read.
+        """
+        mark = self._key("backfill", "decided")
+        if await self._call(self._redis.get(mark)) is not None:
+            return None
+        added = 0
+        async for batch in scan_keys(self._redis, f"{self._base}ap-*"):
+            raws = await self._call(self._redis.mget(batch))
+            scores = {a.appeal_id: datetime.fromisoformat(a.decided_at).timestamp()
+                      for a in (decode(raw) for raw in raws if raw is not None) if a.decided_at}
+            if scores:
+                added += int(await self._call(self._redis.zadd(self._key("decided"), scores, nx=True)))
+        await self._call(self._redis.set(mark, iso(now)))
+        return added
 
     async def open_for(self, agency: str, limit: int = 500) -> list[Appeal]:
         """The open appeals routed to ``agency`` that it has not decided, oldest first."""

@@ -24,6 +24,14 @@ naming a key is where the link came from); ``renewals`` counts renewal reports
 since the last revocation. Both are derived from the reports, so compaction and
 rebuild keep them.
 
+Unlinks: an identifier purged or erased leaves its neighbours' entries through
+an unlink on each (``Report.unlinks``, written by the purge and the erasure):
+``unlinked`` takes every link to it out of the entry, its recent reports (their
+``links`` groups, an ``origin_key`` naming it) and its summary. An unlink is not
+one of the entry's reports: nothing else of the entry changes, and the
+consolidated record published after it (``BlocklistStore.apply``) no longer
+names the identifier, so compaction leaves none of the entry's records naming it.
+
 Expiry: once listed, the entry expires when the last of the reports since the
 last revocation expires (``reported_at + ttl_days``); one report without a ttl
 (``ttl_days`` 0) keeps it listed without expiry. A revoked entry has none.
@@ -219,6 +227,32 @@ def standing(entry: Entry) -> dict[str, str]:
     return fold.standing
 
 
+def _scrubbed(report: Report, gone: frozenset[str]) -> Report:
+    """``report`` without links to ``gone`` (an ``origin_key`` among them is blanked; ``origin`` stays)."""
+    links = tuple(k for k in report.links if k not in gone)
+    origin_key = "" if report.origin_key in gone else report.origin_key
+    if links == report.links and origin_key == report.origin_key:
+        return report
+    return replace(report, links=links, origin_key=origin_key)
+
+
+def unlinked(entry: Entry, gone: Iterable[str]) -> Entry:
+    """``entry`` with no link to the keys ``gone`` left in it: not in its links, its reports' link groups and
+    origins, nor its summary's links and decisive report. ``entry`` itself when it names none of them."""
+    gone = frozenset(gone) - {entry.key}
+    summary = entry.summary
+    if not entry.history and summary is None:  # a legacy entry: no reports, so no links
+        return entry
+    if summary is not None:
+        summary = replace(summary, decisive=_scrubbed(summary.decisive, gone), links=tuple(
+            link if link.via not in gone else replace(link, via="")
+            for link in summary.links if link.key not in gone))
+    history = tuple(_scrubbed(r, gone) for r in entry.history)
+    if summary == entry.summary and all(a is b for a, b in zip(history, entry.history)):
+        return entry
+    return entry_from_history(entry.key, history, summary)
+
+
 def merge(entry: Entry | None, report: Report, keep: int = RECENT_KEPT) -> Entry:
     """The entry after ``report`` (and any history and summary it carries) is applied to ``entry``."""
     if entry is None and keep > 0 and not report.history and report.summary is None and not report.links:
@@ -266,5 +300,7 @@ def known(report: Report, entry: Entry) -> bool:
 
 def consolidated(report: Report, entry: Entry) -> Report:
     """``report`` carrying every report of ``entry`` (in full or folded): the record that must survive
-    compaction."""
-    return replace(report, history=entry.history, summary=entry.summary)
+    compaction. The entry's own copy of ``report`` when it keeps one: a re-delivered report that named an
+    identifier unlinked since is written as the entry holds it, without it."""
+    own = next((r for r in reversed(entry.history) if r.report_id == report.report_id), report)
+    return replace(own, history=entry.history, summary=entry.summary)

@@ -30,11 +30,19 @@ When an entry changes (``propagate``):
 A member whose entry is revoked (appeal upheld) neither relays nor is re-listed
 by a linked member's confirmation (``blocklist.lifecycle``): an upheld appeal
 is about that identifier, and the rest of the group stays listed.
+
+Links are symmetric: a member names each key of its group, and each of them
+names it (up to ``LINKS_KEPT``, the most recently named). So when an identifier
+is purged or erased, its own entry's ``links`` name the entries that name it:
+``unlinks`` writes an unlink on each of them (``Report.unlinks``;
+``blocklist.lifecycle.unlinked`` applies it), found without reading the index.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from datetime import datetime
 
 from sekat.blocklist.lifecycle import known_reports, uncovered
 from sekat.records import Entry, Report, Status
@@ -42,6 +50,8 @@ from sekat.records import Entry, Report, Status
 LINK_NAMESPACE = uuid.UUID("6f1d2c8e-5b7a-5e1c-9a43-5e4b41540010")
 MAX_LINKS = 20  # named by one report (filing); a derived report carries its origin's group: MAX_LINKS + 1
 FILED_BY = "link"
+UNLINK_SOURCE = "SEKAT"  # the source of an unlink: Sekat itself, for the purge or an erasure
+UNLINKS_KEPT = 100  # identifiers one unlink names at most (decode/reports.py MAX_UNLINKS)
 REASON_MAX = 512
 
 
@@ -108,3 +118,24 @@ def propagate(before: Entry | None, after: Entry) -> list[Report]:
                 derived = derive(report, target)
                 out.setdefault(derived.report_id, derived)
     return list(out.values())
+
+
+def unlinks(gone: Mapping[str, Entry], at: datetime, filed_by: str, reason: str) -> list[Report]:
+    """The unlinks that take the entries ``gone`` (key -> entry, purged or erased together) out of the entries
+    their ``links`` name (none for a member of ``gone`` itself): one per linked entry, naming the keys of
+    ``gone`` it is linked to."""
+    named: dict[str, list[str]] = {}
+    for key, entry in gone.items():
+        for link in entry.links:
+            if link.key not in gone:
+                named.setdefault(link.key, []).append(key)
+    out = []
+    for target, keys in sorted(named.items()):
+        kind, _, rest = target.partition(":")
+        bank, value = rest.split(":", 1) if kind == "account" else ("", rest)
+        for i in range(0, len(keys), UNLINKS_KEPT):
+            chunk = tuple(sorted(keys)[i:i + UNLINKS_KEPT])
+            out.append(Report(report_id="u-" + uuid.uuid5(LINK_NAMESPACE, "|".join((target, *chunk))).hex,
+                              reported_at=at, kind=kind, value=value, status=Status.REPORTED, source=UNLINK_SOURCE,
+                              bank=bank, reason=reason, filed_by=filed_by, unlinks=chunk))
+    return out

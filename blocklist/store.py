@@ -41,7 +41,10 @@ trip per event.
 Every change to an entry goes through ``put``/``put_many``: the SET of the
 entry, then the XADD of its key to the change stream. ``apply`` is the one
 way reports reach the index (the reports agent and ``sekat blocklist
-rebuild`` both call it): it merges them with ``blocklist.lifecycle.merge``.
+rebuild`` both call it): it merges them with ``blocklist.lifecycle.merge``,
+and applies an unlink (``Report.unlinks``) with ``blocklist.lifecycle.unlinked``,
+publishing the entry's consolidated record after it (changed or not), so that
+the unlink, which names the identifier it removes, is not its key's last record.
 
 Under Redis Cluster (``redis+cluster://``, see ``blocklist.connection``) the
 entries spread over every shard by their own keys, so the hot path's reads
@@ -98,7 +101,7 @@ from redis.exceptions import WatchError
 
 from sekat.blocklist.connection import REDIS_DOWN, INDEX_TIMEOUT_MS, PROBE_TIMEOUT_S, AnyRedis, async_client, mget, scan_keys
 from sekat.blocklist.feedback import feedback_keys
-from sekat.blocklist.lifecycle import consolidated, covers, known, merge
+from sekat.blocklist.lifecycle import consolidated, covers, known, known_reports, merge, unlinked
 from sekat.blocklist.links import propagate
 from sekat.blocklist.retention import EXPIRED, REVOKED, ending
 from sekat.errors import BlocklistUnavailable, IndexNotBuilt
@@ -188,6 +191,22 @@ class BlocklistStore:
         except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"blocklist lookup failed: {type(exc).__name__}") from exc
         return {k: Entry.from_json(orjson.loads(v)) for k, v in zip(unique, raw) if v is not None}
+
+    async def present(self, keys: Iterable[str], chunk: int = 1000) -> set[str]:
+        """Those of ``keys`` that are in the index: one EXISTS each, pipelined ``chunk`` at a time (nothing is read
+        or decoded, however large the entries)."""
+        unique = list(dict.fromkeys(keys))
+        found: set[str] = set()
+        try:
+            for i in range(0, len(unique), chunk):
+                part = unique[i:i + chunk]
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key in part:
+                        pipe.exists(self._rkey(key))
+                    found.update(k for k, n in zip(part, await pipe.execute()) if n)
+        except REDIS_DOWN as exc:
+            raise BlocklistUnavailable(f"blocklist lookup failed: {type(exc).__name__}") from exc
+        return found
 
     async def get(self, key: str) -> Entry | None:
         return (await self.lookup_many([key])).get(key)
@@ -425,18 +444,27 @@ class BlocklistStore:
 
     @staticmethod
     def _pending(start: dict[str, Entry | None], current: dict[str, Entry | None], changed: list[Entry],
-                 last: dict[str, Report]) -> list[Report]:
-        pending = [consolidated(r, e) for k, r in last.items()
-                   if (e := current[k]) is not None and not covers(r, e)]
+                 last: dict[str, Report | None]) -> list[Report]:
+        """Consolidated records (always after an unlink, ``last`` None: its entry's own latest report carrying the
+        entry), then the reports derived for linked identifiers."""
+        pending = [consolidated(r if r is not None else known_reports(e)[-1], e) for k, r in last.items()
+                   if (e := current[k]) is not None and (r is None or not covers(r, e))]
         return pending + [derived for e in changed for derived in propagate(start.get(e.key), e)]
 
     @staticmethod
-    def _merge(current: dict[str, Entry | None], reports: Sequence[Report]) -> tuple[list[Entry], dict[str, Report]]:
-        """Merge ``reports`` into ``current`` in place; the entries that changed, and each key's last report."""
+    def _merge(current: dict[str, Entry | None], reports: Sequence[Report]
+               ) -> tuple[list[Entry], dict[str, Report | None]]:
+        """Merge ``reports`` into ``current`` in place; the entries that changed, and each key's last report (None
+        when it was an unlink)."""
         before = dict(current)
-        last: dict[str, Report] = {}
+        last: dict[str, Report | None] = {}
         for report in reports:
             entry = current.get(report.key)
+            if report.unlinks:
+                if entry is not None:
+                    current[report.key] = unlinked(entry, report.unlinks)
+                    last[report.key] = None
+                continue
             if entry is None or not known(report, entry):
                 current[report.key] = merge(entry, report)
             last[report.key] = report

@@ -33,7 +33,7 @@ from sekat.api.clients import ClientsDep
 from sekat.api.entries import audit_read, required_purpose
 from sekat.api.errors import error_responses, field_error
 from sekat.api.keys import ApiKey
-from sekat.brake.store import dimension, masked_target, valid_target
+from sekat.brake.store import dimension, masked_target, names_entry, valid_target
 from sekat.records import COMMAND_NAMESPACE, iso
 
 log = logging.getLogger("sekat.api")
@@ -65,7 +65,9 @@ class BrakeEvent(BaseModel):
     """One event of the brake's audit log: a trip, a re-arm or a lift."""
     model_config = ConfigDict(extra="allow")
     event: str = Field(description="trip, rearm or lift")
-    target: str
+    target: str = Field(description="entry:{identifier key}, rule:{rule id} or source:{agency}; "
+                                    "entry:{kind}:(removed) once the entry was purged or erased")
+    removed: str | None = Field(None, description="purged or erased: the entry the event was about left Sekat")
 
 
 class BrakeState(BaseModel):
@@ -95,7 +97,7 @@ async def brake_state(key: Annotated[ApiKey, Depends(Caller("read"))], clients: 
     tripped = await clients.brakes.tripped()
     body = {"tripped": [tripped[t] for t in sorted(tripped)], "log": await clients.brakes.history()}
     named = dict.fromkeys(str(item.get("target", ""))[len("entry:"):] for item in (*body["tripped"], *body["log"])
-                          if str(item.get("target", "")).startswith("entry:"))
+                          if names_entry(str(item.get("target", ""))))
     # Every read record acknowledged before the answer shows any of them (503 otherwise).
     await asyncio.gather(*(audit_read(clients, key, ident, why, True) for ident in named))
     return body

@@ -12,6 +12,10 @@ the agency API. Keys (under the prefix, default ``sekat:``):
                                for an entry the status it tripped under)
     {prefix}brake:log          list of JSON audit events (trip, rearm, lift), newest first, the last 1000 kept
 
+An entry purged by retention or erased (``forget``) takes its trip with it, and each log event naming it is
+kept as a stub without it: its target becomes ``entry:{kind}:(removed)`` and ``removed`` says why (``purged``,
+``erased``). Its counts leave with their window (two windows at most).
+
 The rate is a sliding estimate over two fixed windows (``previous * (1 -
 elapsed) + current``): one HINCRBY per target of a batch that sent
 commands, and one HMGET, in one round trip. Redis failures raise
@@ -49,7 +53,28 @@ if v and cjson.decode(v)['tripped_at'] == ARGV[2] then
 end
 return false
 """
+# Each log event naming ARGV[1] (its target, or its trip's) rewritten with ARGV[2] in its place and ``removed``
+# ARGV[3]; how many. One script on the one key, so an event pushed meanwhile does not shift the ones rewritten.
+_LOG_WITHOUT = """
+local n = 0
+for i, v in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if string.find(v, ARGV[1], 1, true) then
+    local e = cjson.decode(v)
+    local named = false
+    if e['target'] == ARGV[1] then e['target'] = ARGV[2]; named = true end
+    local trip = e['trip']
+    if type(trip) == 'table' and trip['target'] == ARGV[1] then trip['target'] = ARGV[2]; named = true end
+    if named then
+      e['removed'] = ARGV[3]
+      redis.call('LSET', KEYS[1], i - 1, cjson.encode(e))
+      n = n + 1
+    end
+  end
+end
+return n
+"""
 LOG_KEEP = 1000
+REMOVED = "(removed)"
 _TARGET_RE = re.compile(r"^(entry|rule|source):[A-Za-z0-9_+:.@-]{1,200}$")
 
 
@@ -59,6 +84,16 @@ def dimension(target: str) -> str:
 
 def valid_target(target: str) -> bool:
     return bool(_TARGET_RE.match(target))
+
+
+def removed_target(key: str) -> str:
+    """What stands for the entry ``key`` in the brake's log once it is purged or erased: its kind alone."""
+    return f"entry:{key.partition(':')[0]}:{REMOVED}"
+
+
+def names_entry(target: str) -> bool:
+    """Whether ``target`` names an identifier (an ``entry:`` target not yet removed)."""
+    return target.startswith("entry:") and not target.endswith(f":{REMOVED}")
 
 
 def masked_target(target: str) -> str:
@@ -196,6 +231,18 @@ class BrakeStore:
             pipe.ltrim(f"{self._p}log", 0, LOG_KEEP - 1)
 
         await self._run(build)
+
+    async def forget(self, key: str, why: str) -> tuple[bool, int]:
+        """The entry ``key`` purged or erased (``why``): its trip removed, each log event naming it kept without
+        it (``removed_target``); (whether it was tripped, how many log events were rewritten)."""
+        target = f"entry:{key}"
+        [tripped] = await self._run(lambda pipe: pipe.hdel(f"{self._p}tripped", target))
+        try:
+            rewritten = await self._redis.eval(_LOG_WITHOUT, 1, f"{self._p}log", target,  # type: ignore[misc]
+                                               removed_target(key), why)
+        except REDIS_DOWN as exc:
+            raise BlocklistUnavailable(f"safety brake state: {type(exc).__name__}") from exc
+        return bool(tripped), int(rewritten)
 
     async def history(self, limit: int = 50) -> list[dict[str, Any]]:
         [raw] = await self._run(lambda pipe: pipe.lrange(f"{self._p}log", 0, limit - 1))

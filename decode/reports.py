@@ -31,6 +31,7 @@ from sekat.records import Link, Rejection, Report, SourceTally, Standing, Status
 
 MAX_HISTORY = 10_000
 MAX_GROUP = MAX_LINKS + 1  # a derived report carries its origin's whole group
+MAX_UNLINKS = 100  # identifiers one unlink removes
 
 
 def _identifier(data: dict[str, Any], prefix: str, region: str, protected: Collection[str]) -> tuple[str, str, str]:
@@ -48,18 +49,19 @@ def _identifier(data: dict[str, Any], prefix: str, region: str, protected: Colle
     return kind, bank, value
 
 
-def _links(data: dict[str, Any], path: str, region: str, protected: Collection[str]) -> tuple[str, ...]:
-    """``links``: identifiers of the same scam, as ``{kind, value, bank}`` objects → their keys."""
-    raw = data.get("links")
+def _links(data: dict[str, Any], path: str, region: str, protected: Collection[str],
+           name: str = "links", most: int = MAX_GROUP) -> tuple[str, ...]:
+    """``links`` (or ``unlinks``): identifiers as ``{kind, value, bank}`` objects → their keys."""
+    raw = data.get(name)
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise Bad("wrong_type", f"{path}links", f"must be a list, got {type(raw).__name__}")
-    if len(raw) > MAX_GROUP:
-        raise Bad("invalid_value", f"{path}links", f"has more than {MAX_GROUP} items")
+        raise Bad("wrong_type", f"{path}{name}", f"must be a list, got {type(raw).__name__}")
+    if len(raw) > most:
+        raise Bad("invalid_value", f"{path}{name}", f"has more than {most} items")
     keys: list[str] = []
     for i, item in enumerate(raw):
-        where = f"{path}links[{i}]"
+        where = f"{path}{name}[{i}]"
         if not isinstance(item, dict):
             raise Bad("wrong_type", where, "must be an object with kind, value and bank (accounts)")
         kind, bank_code, number = _identifier(item, f"{where}.", region, protected)
@@ -72,6 +74,8 @@ def _origin(data: dict[str, Any], path: str, region: str) -> tuple[str, str]:
     origin = fields.text(data, "origin", f"{path}origin", required=False, max_len=128) or ""
     if not origin:
         return "", ""
+    if data.get("origin_key") == "":  # the origin's key was purged or erased (an unlink blanked it)
+        return origin, ""
     origin_key = fields.text(data, "origin_key", f"{path}origin_key", max_len=520) or ""
     try:
         parsed = parse_key(origin_key, region)
@@ -292,6 +296,11 @@ def _report(data: dict[str, Any], key: bytes | None, region: str, protected: Col
     folded = fields.obj(data, "summary", required=False)
     if folded is not None:
         report = replace(report, summary=_summary(folded, kind, value, bank, region, protected))
+    unlinks = _links(data, "", region, (), "unlinks", MAX_UNLINKS)
+    if unlinks:
+        if report.links or report.history or report.summary is not None:
+            raise Bad("invalid_value", "unlinks", "an unlink names no links and carries no history")
+        report = replace(report, unlinks=unlinks)
     if key is not None and key != report.key.encode():
         raise Bad("invalid_key", "key", f"record key must be the report's identifier key ({report.kind}:...)")
     return report

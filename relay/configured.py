@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -35,6 +35,17 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
     return [TopicPartition(topic, n) for n in sorted(cluster.partitions_for_topic(topic) or set())]
 
 
+async def _records(consumer: AIOKafkaConsumer, tps: list[TopicPartition],
+                   until: Offsets | None = None) -> AsyncIterator[tuple[str, bytes | None]]:
+    """Each record's institution id and value from the consumer's positions on ``tps``: up to the offsets
+    ``until`` when given, else until cancelled."""
+    while until is None or [tp for tp in tps if await consumer.position(tp) < until[tp]]:
+        batches = await consumer.getmany(*tps, timeout_ms=READ_TIMEOUT_MS)
+        for records in batches.values():
+            for record in records:
+                yield (record.key or b"").decode("utf-8", "replace"), record.value
+
+
 async def read_configured(settings: Settings) -> tuple[dict[str, Institution], Offsets]:
     """The institutions the API configured, by id, as the topic holds them now, and the offsets read up to
     (where ``follow`` goes on from)."""
@@ -48,11 +59,8 @@ async def read_configured(settings: Settings) -> tuple[dict[str, Institution], O
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         latest: dict[str, bytes | None] = {}
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            batches = await consumer.getmany(*tps, timeout_ms=READ_TIMEOUT_MS)
-            for records in batches.values():
-                for record in records:
-                    latest[(record.key or b"").decode("utf-8", "replace")] = record.value
+        async for ident, value in _records(consumer, tps, ends):
+            latest[ident] = value
     finally:
         await consumer.stop()
     found = checked({k: v for k, v in latest.items() if v is not None}, bool(settings.relay_loopback_http))
@@ -79,21 +87,17 @@ async def follow(settings: Settings, start: Offsets, from_file: Mapping[str, Ins
                 consumer.seek(tp, start[tp])
             else:
                 await consumer.seek_to_beginning(tp)
-        while True:
-            batches = await consumer.getmany(*tps, timeout_ms=READ_TIMEOUT_MS)
-            for records in batches.values():
-                for record in records:
-                    ident = (record.key or b"").decode("utf-8", "replace")
-                    if ident in from_file:
-                        log.warning("institution %s changed through the API is in SEKAT_INSTITUTIONS_FILE: the "
-                                    "file's entry is used", ident[:40])
-                    elif record.value is None:
-                        remove(ident)
-                        log.info("institution %s removed through the API: no longer delivered to", ident[:40])
-                    else:
-                        for institution in checked({ident: record.value}, loopback).values():
-                            configure(institution)
-                            log.info("institution %s configured through the API: delivering to it", ident[:40])
+        async for ident, value in _records(consumer, tps):
+            if ident in from_file:
+                log.warning("institution %s changed through the API is in SEKAT_INSTITUTIONS_FILE: the file's "
+                            "entry is used", ident[:40])
+            elif value is None:
+                remove(ident)
+                log.info("institution %s removed through the API: no longer delivered to", ident[:40])
+            else:
+                for institution in checked({ident: value}, loopback).values():
+                    configure(institution)
+                    log.info("institution %s configured through the API: delivering to it", ident[:40])
     finally:
         await consumer.stop()
 

@@ -286,6 +286,10 @@ class Report(HistoryItem, kw_only=True):
         "the identifier's most recent reports, in full (written by Sekat on a consolidated record)"))] | None = None
     summary: Annotated[Summary, Meta(description=(
         "its older reports, folded (written by Sekat on a consolidated record)"))] | None = None
+    unlinks: Annotated[list[Link], Meta(min_length=1, max_length=100, description=(
+        "identifiers no longer linked (purged or erased): every link to them leaves the entry, which the report "
+        "does not otherwise change (written by Sekat only; status is not read, and it names no links and carries "
+        "no history)"))] | None = None
 
 
 # -- commands (SEKAT_TOPIC_FREEZE, SEKAT_TOPIC_BLOCK) -------------------------------------------------------------

@@ -167,6 +167,11 @@ class Report:
     the reports agent derives for a linked identifier (``blocklist.links``)
     names the report it follows in ``origin`` (its id) and ``origin_key``.
     ``renewal`` marks a renewal by an authority (``POST /v1/renewals``).
+
+    ``unlinks`` makes the report an *unlink*: written by Sekat when an
+    identifier is purged or erased, on each entry linked to it, it removes
+    every link to those keys from the entry and its reports
+    (``blocklist.lifecycle.unlinked``) and is itself no report on the entry.
     """
 
     report_id: str
@@ -187,6 +192,7 @@ class Report:
     origin: str = ""  # derived for a link: the id of the report it follows
     origin_key: str = ""  # derived for a link: the key that report was filed on
     renewal: bool = False
+    unlinks: tuple[str, ...] = ()  # keys no longer linked: an unlink (docs/contract.md, Reports)
     # The index key (``kind:value``, ``account:BANK:value``), made once: the intake asks for it many times a report.
     key: str = field(init=False, repr=False, compare=False)
 
@@ -223,6 +229,8 @@ class Report:
         body.update(value=self.value, status=self.status.value, source=self.source, case_ref=self.case_ref,
                     reason=self.reason, ttl_days=self.ttl_days, filed_by=self.filed_by)
         self._extensions(body)
+        if self.unlinks:
+            body["unlinks"] = [key_object(k) for k in self.unlinks]
         if self.history:
             body["history"] = [r.history_item() for r in self.history]
         if self.summary is not None:

@@ -92,8 +92,10 @@ BRAKE_LOG = Grant("safety brake: read the log, log a re-arm", ("brake:log",), ("
 APPEALS = Grant("appeals: keep them, their stage, agency and identifier indexes, count them for the deadline "
                 "gauges, lock one while it is decided; an erasure deletes an identifier's", ("{appeals}:*",),
                 ("get", "mget", "set", "del", "zadd", "zrem", "zrange", "zcard", "zcount", "sadd", "smembers"))
-APPEALS_PURGE = Grant("the purge: a purged entry's appeals, and decided appeals past their retention, leave Redis",
-                      ("{appeals}:*",), ("get", "mget", "set", "smembers", "zrangebyscore", "zrem", "del", "srem"))
+APPEALS_PURGE = Grant("the purge: a purged entry's appeals, and decided appeals past their retention, leave Redis; "
+                      "decided appeals not yet filed by when they were decided are filed once",
+                      ("{appeals}:*",), ("get", "mget", "set", "smembers", "zrangebyscore", "zrem", "del", "srem",
+                                         "zadd"))
 ACTED_READ = Grant("see which institutions acted on an entry (the analyst console)", ("acted:*",), ("smembers",),
                    read_only=True)
 SENT_WRITE = Grant("what was sent to whom: each command's institution and entries, for feedback", ("sent:*",),
@@ -103,6 +105,8 @@ FEEDBACK = Grant("institutions' feedback on an entry's commands, its review and 
                  ("hset", "hgetall", "hexists", "get", "set"))
 FEEDBACK_FORGET = Grant("an entry purged or erased takes its feedback and flags with it", ("fb:*",), ("del",))
 SENT_ERASE = Grant("erasure: delete the sent records that name the identifier", ("sent:*",), ("del",))
+BRAKE_FORGET = Grant("safety brake: a purged or erased entry's trip goes, and its log events are kept without it "
+                     "(a script)", ("brake:tripped", "brake:log"), ("hdel", "eval", "lrange", "lset"))
 BRAKE_REVIEW = Grant("safety brake: an entry put into review by feedback goes to shadow mode", ("brake:tripped",),
                      ("hsetnx",))
 API_KEYLESS = Grant("the rate limiter's transaction", (), ("multi", "exec", "discard"))
@@ -111,12 +115,12 @@ RULE_STATE_ERASE = Grant("erasure: delete one identifier's rule state (``sekat p
 
 PLAN: dict[str, tuple[Grant, ...]] = {
     "worker": (CONNECTION, WORKER_KEYLESS, INDEX, RETENTION, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER,
-               ACTED, SENT_WRITE, SENT_READ, FEEDBACK, FEEDBACK_FORGET, APPEALS_PURGE),
+               ACTED, SENT_WRITE, SENT_READ, FEEDBACK, FEEDBACK_FORGET, APPEALS_PURGE, BRAKE_FORGET),
     "api": (CONNECTION, API_KEYLESS, ENTRIES_READ, KEYS_READ, RATE_LIMITS, BRAKE_TRIPS, BRAKE_COUNTS, BRAKE_LOG,
             APPEALS, ACTED_READ, SENT_READ, FEEDBACK, BRAKE_REVIEW),
     "admin": (CONNECTION, WORKER_KEYLESS, INDEX, RETENTION, SNAPSHOT, REPLICA_POSITIONS, RULE_STATE, BRAKE_WORKER,
               ACTED, KEYS_ADMIN, RULE_STATE_ERASE, APPEALS, SENT_WRITE, SENT_READ, FEEDBACK, FEEDBACK_FORGET,
-              SENT_ERASE),
+              SENT_ERASE, BRAKE_FORGET),
 }
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

@@ -6,7 +6,11 @@
         ─> their appeals and institutions' feedback naming them (blocklist/related.py, found through Redis's
            per-identifier indexes): tombstones on the appeals and feedback topics (a feedback record on a
            command that acted on other entries too is written again without the purged one), acknowledged by
-           Kafka, then the appeals out of Redis and the other entries' feedback histories rewritten
+           Kafka, then the appeals out of Redis and the other entries' feedback histories rewritten; the safety
+           brake's trip of it removed, and its brake log events kept without it (brake/store.py)
+        ─> an unlink (blocklist/links.py ``unlinks``) on each entry its ``links`` name that is still in the index,
+           acknowledged by Kafka: the reports agent takes every link to the purged entry out of those entries
+           and publishes them consolidated without it
         ─> a tombstone (key, no value) on the compacted reports topic, acknowledged by Kafka
     reports agent (streams/intake.py), in the tombstone's place among the key's reports
         ─> the entry out of the Redis index (unless a report re-listed it), announced on the change stream
@@ -23,9 +27,11 @@ purged keys, and the old chunks expire minutes later (blocklist/replica_snapshot
 
 The same run purges the decided appeals past SEKAT_RETENTION_APPEALS_DAYS (``{appeals}:decided``, by when
 they were decided; a rejected one not before its identifier may be appealed again): a tombstone on the
-appeals topic, then the appeal out of Redis. ``sekat_purge_appeals_total{why}`` counts the appeals purged
-with their entry (``entry``) or past their own retention (``decided``), ``sekat_purge_feedback_records_total``
-the feedback records tombstoned or rewritten.
+appeals topic, then the appeal out of Redis. Appeals decided before that index existed are not in it: a run
+first files each decided appeal Redis holds there, once (``AppealStore.backfill_decided``, marked done in
+Redis, so later runs and other leaders only read the mark). ``sekat_purge_appeals_total{why}`` counts the
+appeals purged with their entry (``entry``) or past their own retention (``decided``),
+``sekat_purge_feedback_records_total`` the feedback records tombstoned or rewritten.
 
 A run reads the entries due and nothing else (``blocklist.retention``), at most ``PURGE_LIMIT`` of each
 kind; a backlog drains over the next runs. An entry an institution acted on is purged only once its
@@ -44,10 +50,13 @@ from datetime import datetime
 import faust
 
 from sekat.blocklist.appeals import AppealStore, past_retention
+from sekat.blocklist.links import unlinks
 from sekat.blocklist.related import forget, related
 from sekat.blocklist.replica import positions, positions_key
 from sekat.blocklist.retention import DAY_S, EXPIRED, REVOKED, Retention, due
 from sekat.blocklist.store import BlocklistStore
+from sekat.brake.store import BrakeStore
+from sekat.records import Entry
 from sekat.metrics.worker import WorkerMetrics
 from sekat.release.acted import ActedStore
 from sekat.streams.output import OutputBatch, OutputTopics
@@ -77,6 +86,7 @@ class Purger:
                  retention: Retention, clock: Clock, related_topics: RelatedTopics) -> None:
         self.store = store
         self.appeals = AppealStore(store.client, store.prefix)  # type: ignore[arg-type]
+        self.brakes = BrakeStore(store.client, store.prefix)  # type: ignore[arg-type]
         self.related_topics = related_topics
         self.acted = acted
         self.topics = topics
@@ -126,6 +136,10 @@ class Purger:
         for ended in (REVOKED, EXPIRED):
             before = now.timestamp() - self.retention.days(ended) * DAY_S
             marked.update(dict.fromkeys(await self.store.retention_due(ended, before, PURGE_LIMIT), ended))
+        backfilled = await self.appeals.backfill_decided(now)
+        if backfilled is not None:
+            log.info("purge: %d decided appeals Redis held were not yet filed by when they were decided; filed now",
+                     backfilled)
         await self.purge_appeals(now)
         if not marked:
             return 0
@@ -139,6 +153,7 @@ class Purger:
         if len(doomed) < len(ready):
             self.metrics.purge_deferred.inc(len(ready) - len(doomed))
         await self.forget_related(doomed)
+        await self.unlink({key: entries[key] for key in doomed}, now)
         out = OutputBatch(self.topics)
         sent: dict[str, int] = {}
         for key in doomed:
@@ -166,11 +181,30 @@ class Purger:
         await out.send()
         for g in gone:
             await forget(client, prefix, g)
+            await self.brakes.forget(g.key, "purged")
             if g.appeal_ids:
                 self.metrics.purge_appeals.labels("entry").inc(len(g.appeal_ids))
             if g.feedback:
                 self.metrics.purge_feedback.labels("tombstone").inc(len(g.feedback) - g.rewritten)
                 self.metrics.purge_feedback.labels("rewritten").inc(g.rewritten)
+
+    async def unlink(self, gone: dict[str, Entry], now: datetime) -> int:
+        """An unlink on each entry in the index linked to one of ``gone`` (about to be purged), acknowledged by
+        Kafka before their tombstones are sent (a failure sends no tombstone; the next run unlinks again, which
+        changes nothing twice); how many."""
+        records = unlinks(gone, now, "purge", "retention purge")
+        if not records:
+            return 0
+        present = await self.store.present(r.key for r in records)
+        out = OutputBatch(self.topics)
+        for report in records:
+            if report.key in present:
+                out.report(report)
+        await out.send()
+        sent = sum(r.key in present for r in records)
+        if sent:
+            log.info("purge: unlinks sent to %d entries linked to entries past their retention", sent)
+        return sent
 
     async def purge_appeals(self, now: datetime) -> int:
         """Tombstone and delete the decided appeals past SEKAT_RETENTION_APPEALS_DAYS; how many."""

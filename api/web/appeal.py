@@ -36,9 +36,6 @@ router = APIRouter(include_in_schema=False)
 APPELLANTS = ("person", "bank", "telco")
 # The form's fields, in the order a visitor meets them (the first at fault is the one marked).
 FIELDS = ("kind", "phone", "bank", "account", "appellant", "name", "email", "contact_phone", "grounds", "evidence_ref")
-# A refusal of the JSON route (409), told apart by what its message says, as the key of its sentence in TEXT.
-REFUSALS = (("is not listed", "refused_not_listed"), ("has an open appeal", "refused_open"),
-            ("was rejected", "refused_rejected"), ("being filed", "refused_busy"))
 
 
 def _view(lang: str, **context: object) -> dict[str, object]:
@@ -74,15 +71,9 @@ def _invalid_field(exc: ValidationError, kind: str) -> str:
     return "grounds"
 
 
-def _refusal(exc: HTTPException) -> tuple[str, dict[str, str]]:
-    """The sentence key (and its values) that says why the JSON route refused with ``exc``."""
-    detail = exc.detail if isinstance(exc.detail, dict) else {}
-    message = str(detail.get("message", ""))
-    for phrase, key in REFUSALS:
-        if phrase in message:
-            values = {"date": message.rsplit(" ", 1)[-1][:10]} if key == "refused_rejected" else {}
-            return key, values
-    return "refused_not_listed", {}
+def _refusal(exc: appeals.FilingRefused) -> tuple[str, dict[str, str]]:
+    """The sentence key in TEXT (and its values) that says why the JSON route refused the filing."""
+    return f"refused_{exc.reason}", ({"date": exc.reappeal_after[:10]} if exc.reason == "rejected" else {})
 
 
 @router.get("/appeal", response_class=HTMLResponse)
@@ -103,10 +94,10 @@ async def file_appeal(request: Request, clients: ClientsDep) -> HTMLResponse:
         return page("appeal.html", 422, **{**view, "error": _invalid_field(exc, kept["kind"])})
     try:
         answer = await appeals.file_appeal(body, request, clients)
+    except appeals.FilingRefused as exc:
+        refused, values = _refusal(exc)
+        return page("appeal.html", 409, **{**view, "refused": refused, "values": values})
     except HTTPException as exc:
-        if exc.status_code == 409:
-            refused, values = _refusal(exc)
-            return page("appeal.html", 409, **{**view, "refused": refused, "values": values})
         field = exc.detail.get("field") if isinstance(exc.detail, dict) else None
         error = {"contact": "contact", "phone": "phone", "account": "account", "bank": "bank"}.get(
             str(field), kept["kind"])

@@ -5,7 +5,8 @@ name who filed them: ``add``, ``revoke`` and ``import`` refuse to run without an
 or ``SEKAT_OPERATOR``), recorded as ``filed_by`` ``cli:<operator>`` or ``import:<operator>``;
 ``show`` reads one entry of the Redis index, audited as the agency API's reads are (``--purpose`` and an
 operator required; the ``read`` record on SEKAT_TOPIC_AUDIT before the entry is shown); ``export`` reads the
-index; ``rebuild`` wipes the index and replays the topic.
+index, audited the same way per entry (a ``read`` record for each entry, acknowledged before it is written);
+``rebuild`` wipes the index and replays the topic.
 """
 
 from __future__ import annotations
@@ -109,10 +110,7 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
         print("not listed (protected: can never be listed)")
         return 1
 
-    who, why = operator(settings, args), args.purpose.strip()
-    if len(why) < 3:
-        raise SekatError("--purpose: say why this entry is read (e.g. a case reference, 3-200 characters); it is "
-                         "recorded in the audit trail")
+    who, why = operator(settings, args), purpose(args, "this entry is read")
     secret = audit_key(settings)
     key = key_of(kind, bank_code, number)
 
@@ -124,12 +122,21 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
             await store.close()
 
     shown = asyncio.run(read())
-    audited_read(settings, secret, key, f"cli:{who}", why[:200], shown is not None)
+    audited_read(settings, secret, key, f"cli:{who}", why, shown is not None)
     if shown is None:
         print("not listed")
         return 1
     print(orjson.dumps(shown.to_json(), option=orjson.OPT_INDENT_2).decode())
     return 0
+
+
+def purpose(args: argparse.Namespace, what: str) -> str:
+    """``--purpose``, at least 3 characters (cut to 200), for the audit trail."""
+    why = args.purpose.strip()
+    if len(why) < 3:
+        raise SekatError(f"--purpose: say why {what} (e.g. a case reference, 3-200 characters); it is recorded in "
+                         "the audit trail")
+    return why[:200]
 
 
 def audit_key(settings: Settings) -> str:
@@ -226,8 +233,27 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
-    from sekat.blocklist.bulk import write_export
+    """Every entry of the index, a batch at a time: each batch's ``read`` audit records (one per entry) are sent
+    together and acknowledged by Kafka before the batch is written; a failure stops the export there."""
+    from sekat.audit import entry_read
+    from sekat.blocklist.bulk import producer, write_export
     from sekat.blocklist.store import BlocklistStore
+
+    by, why = f"cli:{operator(settings, args)}", purpose(args, "the index is exported")
+    secret = audit_key(settings)
+    p = producer(settings)
+
+    def audited(keys: list[str]) -> None:
+        now = datetime.now(timezone.utc)
+        try:
+            sends = [p.send(settings.topic_audit, value, key=record_key)
+                     for record_key, value in (entry_read(secret, key, by, now, why, True) for key in keys)]
+            p.flush(timeout=30)
+            for sent in sends:
+                sent.get(timeout=15)
+        except Exception as exc:  # noqa: BLE001 - kafka-python raises its own errors and timeouts
+            raise BlocklistUnavailable(f"export stopped: Kafka did not acknowledge the audit records "
+                                       f"({type(exc).__name__})") from exc
 
     async def go() -> int:
         store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
@@ -235,13 +261,15 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
         count, first = 0, True
         try:
             async for batch in store.scan_entries():
+                audited([entry.key for entry in batch])
                 count += write_export(batch, out, args.format, header=first)
                 first = False
         finally:
             await store.close()
+            p.close()
             if out is not sys.stdout:
                 out.close()
-        print(f"export: {count} entries", file=sys.stderr)
+        print(f"export: {count} entries, each audited as read by {by}", file=sys.stderr)
         return 0
     return asyncio.run(go())
 
@@ -303,10 +331,16 @@ def add_blocklist(sub: argparse._SubParsersAction) -> None:
                           "running worker's replica has them, and say how long that took")
     imp.add_argument("--wait-timeout", type=float, default=600.0, metavar="SECONDS",
                      help="with --wait-applied: give up (exit status 4) after this long (default 600)")
-    exp = add_command(bl_sub, "export", cmd_export, "write every index entry as JSONL or CSV",
+    exp = add_command(bl_sub, "export", cmd_export, "write every index entry as JSONL or CSV (audited)",
                       "Write every entry of the Redis index as JSONL (full entries, with history) or CSV (summary "
-                      "columns); `import` files a JSONL export again.",
-                      reads=("redis_prefix",), needs=("redis",))
+                      "columns); `import` files a JSONL export again. Each entry's read (who, why, its keyed "
+                      "hash) is on the audit topic before the entry is written, a batch at a time; if Kafka does "
+                      "not acknowledge them, the export stops there.",
+                      reads=("redis_prefix", "operator", "audit_key", "topic_audit", "kafka_client_config"),
+                      needs=KAFKA_AND_REDIS)
+    add_operator(exp)
+    exp.add_argument("--purpose", required=True, help="why the index is exported, e.g. a ticket reference (recorded "
+                                                      "in the audit trail for every entry)")
     exp.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     exp.add_argument("--output", "-o", default="-", help="file to write ('-': standard output)")
     add_command(bl_sub, "rebuild", cmd_rebuild, "wipe the Redis index and replay sekat.reports into it",

@@ -3,11 +3,13 @@
 ``erase`` removes an identifier's personal data everywhere Sekat keeps it (docs/privacy.md): it refuses an
 entry that is still listed (revoke it first) or whose release commands are not yet sent, then writes the
 audit stub (``sekat.audit``: who, when, why, the identifier's keyed hash, never the identifier) and only
-once Kafka has it: removes the entry from the index (every replica drops it through the change stream),
-tombstones the key on the compacted reports topic (the broker's cleaner then drops its records), tombstones
+once Kafka has it: writes an unlink on each entry the erased one is linked to (the reports agent takes every
+link to it out of them, blocklist/links.py ``unlinks``), removes the entry from the index (every replica drops
+it through the change stream), tombstones the key on the compacted reports topic (the broker's cleaner then drops its records), tombstones
 the identifier's appeals on the appeals topic and deletes them from Redis, tombstones institutions' feedback
 records that name the entry on the feedback topic (one that names other entries too is written again without
-it), and deletes the identifier's rule state. ``audit-export`` writes the audit records as JSON lines.
+it), deletes the identifier's rule state, and removes the safety brake's trip of it and its name from the brake's
+log (each event kept as a stub without it). ``audit-export`` writes the audit records as JSON lines.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import orjson
 from sekat.cli.blocklist import _field_error, _identifier, add_operator, audit_key, operator
 from sekat.cli.command import KAFKA_AND_REDIS, add_command, add_group
 from sekat.errors import BlocklistUnavailable, InvalidReport, SekatError
+from sekat.records import Report
 from sekat.settings import Settings
 
 
@@ -42,7 +45,9 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
     from sekat.blocklist.bulk import producer
     from sekat.blocklist.store import BlocklistStore
     from sekat.blocklist.feedback import FeedbackStore
+    from sekat.brake.store import BrakeStore
     from sekat.blocklist.related import Related, related
+    from sekat.blocklist.links import unlinks
     from sekat.blocklist.related import forget as forget_related
     from sekat.cli.appeals import latest_records
     from sekat.release.acted import ActedStore
@@ -55,7 +60,8 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
     key = identifier_key(settings, args)
     now = datetime.now(timezone.utc)
 
-    async def check() -> None:
+    async def check() -> list[Report]:
+        """Refuse an erasure that must wait; the unlinks for the entries linked to it that are in the index."""
         store = BlocklistStore.from_url(settings.redis_url, settings.redis_prefix)
         acted = ActedStore.from_url(settings.redis_url, settings.redis_prefix)
         try:
@@ -66,11 +72,16 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
             if (await acted.members([key]))[key]:
                 raise SekatError("release commands for the entry are not sent yet: erase it after the next release "
                                  "sweep (SEKAT_RELEASE_INTERVAL_S)")
+            if entry is None:
+                return []
+            records = unlinks({key: entry}, now, f"cli:{who}", "erasure")
+            present = await store.present(r.key for r in records)
+            return [r for r in records if r.key in present]
         finally:
             await acted.close()
             await store.close()
 
-    asyncio.run(check())
+    unlinking = asyncio.run(check())
     def naming(value: bytes) -> bool:  # a cheap test on each record's bytes; the JSON is read for those it passes
         return key.encode() in value
 
@@ -91,6 +102,11 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
     p = producer(settings)
     try:  # the audit stub first: an erasure the audit trail does not show never happens
         p.send(settings.topic_audit, stub, key=record_key).get(timeout=15)
+        # The links to it go from the entries linked to it before its own tombstone: an erasure that stops here
+        # is run again, and an unlink applied twice changes nothing.
+        for sent in [p.send(settings.topic_reports, orjson.dumps(r.to_json()), key=r.key.encode())
+                     for r in unlinking]:
+            sent.get(timeout=15)
         p.send(settings.topic_reports, None, key=key.encode()).get(timeout=15)
         sends = [p.send(topic, v, key=k) for topic, k, v in gone.records(settings.topic_appeals,
                                                                          settings.topic_feedback)]
@@ -110,12 +126,14 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
                 await store.client.delete(rkey)
             await FeedbackStore(store.client, settings.redis_prefix).forget_sent(key)
             held = await forget_related(store.client, settings.redis_prefix, gone)
+            await BrakeStore(store.client, settings.redis_prefix).forget(key, "erased")  # type: ignore[arg-type]
             return len(state), held
         finally:
             await store.close()
 
     state, held = asyncio.run(remove())
-    print(f"erased: the entry, its reports (tombstoned on {settings.topic_reports}), {state} rule-state key(s), "
+    print(f"erased: the entry, its reports (tombstoned on {settings.topic_reports}), its links from "
+          f"{len(unlinking)} linked entr{'y' if len(unlinking) == 1 else 'ies'}, {state} rule-state key(s), "
           f"{len(gone.appeal_ids)} appeal(s) (tombstoned on {settings.topic_appeals}, {held} held in Redis) and "
           f"{len(gone.feedback)} feedback record(s) on {settings.topic_feedback} ({gone.rewritten} kept for other "
           "entries without this one); "
@@ -160,10 +178,11 @@ def add_privacy(sub: argparse._SubParsersAction) -> None:
                       "records (entry reads, erasures) for a regulator (docs/privacy.md).")
     erase = add_command(group, "erase", cmd_erase, "erase an identifier's personal data (audited)",
                         "Erase an identifier whose entry is revoked or expired: an audit stub without the "
-                        "identifier goes to the audit topic first, then the entry leaves the index and every "
-                        "replica, its reports are tombstoned on the reports topic, its appeals and institutions' "
-                        "feedback on it are tombstoned on their topics and deleted from Redis, and its rule state "
-                        "is deleted. "
+                        "identifier goes to the audit topic first, then every link to it leaves the entries linked "
+                        "to it, the entry leaves the index and every replica, its reports are tombstoned on the "
+                        "reports topic, its appeals and institutions' feedback on it are tombstoned on their topics "
+                        "and deleted from Redis, its rule state is deleted, and the safety brake's trip of it goes "
+                        "and its log keeps each event without it. "
                         "Refused while the entry is listed or its release commands are not yet sent.",
                         reads=("phone_region", "redis_url", "redis_prefix", "audit_key", "operator", "topic_audit",
                                "topic_reports", "topic_appeals", "topic_feedback", "kafka_client_config"),

@@ -105,6 +105,10 @@ def test_an_unknown_field_is_422_naming_it_and_nothing_is_filed(api: ApiProcess)
         r = http.post("/v1/reports", json={"kind": "phone", "value": "+60123456789",
                                            "links": [{"kind": "phone", "value": "+60123456780", "bnak": "X"}]})
         assert r.status_code == 422 and r.json()["detail"]["field"] == "links.0.bnak"
+        # An unlink is Sekat's own (the purge's, an erasure's): an agency cannot file one.
+        r = http.post("/v1/reports", json={"kind": "phone", "value": "+60123456789",
+                                           "unlinks": [{"kind": "phone", "value": "+60123456780"}]})
+        assert r.status_code == 422 and r.json()["detail"]["field"] == "unlinks"
         r = http.post("/v1/revocations", json={"kind": "phone", "value": "+60123456789", "reason": "appeal",
                                                "status": "confirmed"})
         assert r.status_code == 422 and r.json()["detail"]["field"] == "status"

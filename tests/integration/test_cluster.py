@@ -356,6 +356,7 @@ async def retention_scenario(store: BlocklistStore) -> list[object]:
     seen.append(await store.settle_forgotten(10))
     seen.append(await store.entry_count())
     seen.append(sorted((await store.lookup_many(keys)).keys()))
+    seen.append(sorted(await store.present(keys)))  # which of a purged entry's links get an unlink
     return seen
 
 
@@ -422,6 +423,11 @@ async def brake_scenario(brakes: BrakeStore) -> list[object]:
     seen.append(await brakes.rearm(targets[1], 6082.0, window, {"event": "lift"}, tripped_at=lapsed.at))
     seen.append(await brakes.tripped())
     seen.append(await brakes.history(10))
+    # an entry purged: its trip goes, and its log events are kept without it (a script on the log's key)
+    seen.append(await brakes.trip(Trip(targets[2], 25, 20, window, "2026-11-29T10:00:03Z", "w2", "confirmed")))
+    seen.append(await brakes.forget(targets[2].removeprefix("entry:"), "purged"))
+    seen.append(await brakes.tripped())
+    seen.append(await brakes.history(10))
     return seen
 
 
@@ -438,6 +444,8 @@ async def test_the_safety_brake_answers_on_the_cluster_as_on_one_server(cluster:
     assert answers[1][3] == [True, True, True] and answers[1][4] is False
     assert answers[1][7] is None and "source:PDRM" not in answers[1][9]
     assert answers[1][10] is True and answers[1][11] is None and answers[1][12]["status"] == "reported"
+    assert answers[1][-3] == (True, 1) and "entry:account:CIBBMYKL:8007700002" not in answers[1][-2]
+    assert "8007700002" not in orjson.dumps(answers[1][-1]).decode()
     assert answers[1][13] == answers[1][9]  # lifted: as before that trip
     assert [e["event"] for e in answers[1][14]] == ["lift", "trip", "rearm", "trip", "trip", "trip"]
 

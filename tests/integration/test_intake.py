@@ -423,12 +423,13 @@ def test_import_reports_bad_rows_with_line_numbers_and_export_writes_them_back(d
     desk.wait_entry(f"account:MBBEMYKL:{acct}")
 
     out = tmp_path / "export.jsonl"
-    assert sekat(desk.env, "blocklist", "export", "-o", str(out)).returncode == 0
+    assert sekat(desk.env, "blocklist", "export", "--purpose", "bulk check", "-o", str(out)).returncode == 0
     exported = {row["key"]: row for row in map(orjson.loads, out.read_text().splitlines())}
     assert exported[f"phone:{numbers[0]}"]["case_ref"] == "BULK/1"
     assert exported[f"account:MBBEMYKL:{acct}"]["expires_at"]
     csv_out = tmp_path / "export.csv"
-    assert sekat(desk.env, "blocklist", "export", "--format", "csv", "-o", str(csv_out)).returncode == 0
+    assert sekat(desk.env, "blocklist", "export", "--purpose", "bulk check", "--format", "csv",
+                 "-o", str(csv_out)).returncode == 0
     lines = csv_out.read_text().splitlines()
     assert lines[0].startswith("key,status,source") and len(lines) == len(exported) + 1
 

@@ -182,6 +182,12 @@ async def test_the_worker_user_can_do_everything_the_worker_does(acl: AclRedis) 
         assert (await brakes.add({"rule:mule_inflow@1": 3}, 6000.0, 60))["rule:mule_inflow@1"] == 3
         assert await brakes.trip(Trip("rule:mule_inflow@1", 3, 2, 60, iso(now), "w1"))
         assert "rule:mule_inflow@1" in await brakes.tripped()
+        # The purge: which of a purged entry's links are entries (its unlinks go to those).
+        assert await plain.present([LISTED[0], "phone:+60139999998"]) == {LISTED[0]}
+        # The purge: an entry tripped on leaves the brake (its trip, and its name in the log's events).
+        assert await brakes.trip(Trip("entry:phone:+60139999999", 3, 2, 60, iso(now), "w1"))
+        assert await brakes.forget("phone:+60139999999", "purged") == (True, 1)
+        assert "entry:phone:+60139999999" not in await brakes.tripped()
         # What was sent to whom (the screening tail), and a pacs.002 matched to its hold and kept as feedback.
         held = SentCommand("c-acl-1", "HOLD_TRANSFER", "MBBEMYKL", iso(now), (LISTED[3],), {"uetr": "u-acl-1"})
         await sent.record_sent([held], 600)
@@ -212,6 +218,8 @@ async def test_the_worker_user_can_do_everything_the_worker_does(acl: AclRedis) 
         assert await forget_related(plain.client, p, gone) == 1
         assert (await sent.of_entry(LISTED[6]))[0]["entries"] == [LISTED[6]]
         worker_appeals = AppealStore(plain.client, p)  # type: ignore[arg-type]
+        assert await worker_appeals.backfill_decided(now) == 0  # filed under decided already, by the API's put
+        assert await worker_appeals.backfill_decided(now) is None  # marked done
         assert [a.appeal_id for a in await worker_appeals.decided_before(time.time(), 10)] == [old.appeal_id]
         assert await worker_appeals.drop(old) and await worker_appeals.get(old.appeal_id) is None
     finally:

@@ -295,6 +295,8 @@ def test_cli_report_and_worker_over_sasl_ssl_and_acl_redis_reach_only_the_banks_
     shown = secured.cli("blocklist", "show", "--account", MULE_WRITTEN, "--bank", "CIBBMYKL",
                         "--purpose", "case KL/2026/7")
     assert shown.returncode == 0 and '"confirmed"' in shown.stdout, shown.stderr
+    exported = secured.cli("blocklist", "export", "--purpose", "reconciliation KL/2026/7")  # audited per entry
+    assert exported.returncode == 0 and f"account:CIBBMYKL:{MULE}" in exported.stdout, exported.stderr
 
     event_id = transfer(secured, MULE_WRITTEN, PAYER_WRITTEN, PAYER_PHONE_NATIONAL)
     cmds = {c.json["action"]: c for c in secured.commands(event_id, count=2)}

@@ -60,11 +60,20 @@ def test_own_report_a_rejection_rejects_with_the_date_it_may_be_appealed_again()
     first = decided(appeal(), "PDRM", "k1", "upheld", "payroll", {"PDRM", "NSRC"}, NOW, 30)
     rejected = decided(first, "NSRC", "k2", "rejected", "mule account", {"PDRM", "NSRC"}, NOW, 30)
     assert (rejected.status, rejected.reappeal_after) == ("rejected", "2026-12-31T08:00:00.000Z")
-    with pytest.raises(AppealConflict, match="2026-12-31T08:00:00.000Z"):
+    with pytest.raises(AppealConflict, match="2026-12-31T08:00:00.000Z") as too_soon:
         may_file_again(rejected, NOW + timedelta(days=29))
+    assert (too_soon.value.reason, too_soon.value.reappeal_after) == ("rejected", "2026-12-31T08:00:00.000Z")
     may_file_again(rejected, NOW + timedelta(days=30, seconds=1))
-    with pytest.raises(AppealConflict, match="open appeal"):
+    with pytest.raises(AppealConflict, match="open appeal") as still_open:
         may_file_again(first, NOW)
+    assert still_open.value.reason == "open"
+
+
+def test_every_reason_a_filing_is_refused_for_has_a_sentence_on_the_appeal_page_in_both_languages() -> None:
+    from sekat.api.web.language import TEXT
+    for reason in ("not_listed", "busy", "open", "rejected"):
+        for lang in TEXT:
+            assert TEXT[lang][f"refused_{reason}"], (lang, reason)
 
 
 def test_any_agency_the_first_uphold_decides() -> None:

@@ -487,8 +487,10 @@ def report_outputs() -> list[Sent]:
     for report in later:
         folded = lifecycle.merge(folded, report, keep=1)
     assert folded.key == key and folded.summary is not None
+    # The number purged: the unlink the purge writes on the account its entry links to.
+    [unlink] = links.unlinks({phone.key: phone}, at("2027-03-02T03:00:00.000Z"), "purge", "retention purge")
     asyncio.run(intake.publish([derived, lifecycle.consolidated(derived, account),
-                                lifecycle.consolidated(later[-1], folded)]))
+                                lifecycle.consolidated(later[-1], folded), unlink]))
     return wire.records()
 
 
@@ -649,6 +651,7 @@ def produced() -> dict[str, Sent]:
         "report-derived": derived[0],
         "report-consolidated": derived[1],
         "report-summarised": derived[2],
+        "report-unlink": derived[3],
         "undelivered": undelivered_outputs()[0],
         "appeal": find(appeal_outputs(), SETTINGS.topic_appeals, status="upheld"),
         "feedback": find(feedback_outputs(), SETTINGS.topic_feedback, outcome="false_positive"),

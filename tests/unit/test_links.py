@@ -124,3 +124,50 @@ def test_a_revocation_does_not_travel() -> None:
     agent.file(report("r-1", PHONE, "confirmed", links=(MULE,)))
     agent.file(report("r-2", PHONE, "revoked", 5, source="NSRC"))
     assert agent.status(PHONE) == "revoked" and agent.status(MULE) == "confirmed"
+
+
+def test_an_unlink_takes_a_gone_identifier_out_of_every_linked_entry_and_nothing_re_adds_it() -> None:
+    """PHONE, MULE and MULE2 are one scam's group; PHONE is purged. The unlinks its own links name reach MULE and
+    MULE2: neither entry, nor any report it keeps (link groups, origins), nor its summary names PHONE afterwards,
+    and they stay linked to each other and listed. Propagation derives nothing from the unlink, a re-delivered
+    report that named PHONE does not bring it back, and an unlink applied twice changes nothing."""
+    from sekat.blocklist.lifecycle import bounded, known_reports, unlinked
+    from sekat.blocklist.links import unlinks
+    from sekat.decode.reports import decode_report
+    import orjson
+
+    agent = Agent()
+    filed = report("r-1", PHONE, "confirmed", links=(MULE, MULE2))
+    agent.file(filed, report("r-2", MULE, "confirmed", minutes=5), report("r-3", MULE2, "reported", minutes=6))
+    # MULE keeps only its newest report in full: the one naming PHONE is folded into its summary.
+    agent.index[MULE] = bounded(MULE, known_reports(agent.index[MULE]), None, keep=1)
+    assert agent.index[MULE].summary is not None
+    digits = PHONE.split("+")[1]
+    assert all(digits in orjson.dumps(agent.index[k].to_json()).decode() for k in (MULE, MULE2))
+
+    sent = unlinks({PHONE: agent.index[PHONE]}, T0 + timedelta(days=40), "purge", "retention purge")
+    assert sorted(r.key for r in sent) == sorted([MULE, MULE2])
+    for unlink in sent:
+        wire = orjson.dumps(unlink.to_json())
+        decoded = decode_report(wire, unlink.key.encode())
+        assert isinstance(decoded, Report) and decoded.unlinks == (PHONE,)
+        before = agent.index[unlink.key]
+        after = unlinked(before, decoded.unlinks)
+        assert digits not in orjson.dumps(after.to_json()).decode()
+        assert (after.status, after.report_count, after.history[-1].report_id) == (
+            before.status, before.report_count, before.history[-1].report_id)
+        assert propagate(before, after) == []
+        assert unlinked(after, decoded.unlinks) is after
+        redelivered = before.history[0]
+        again = merge(after, redelivered)
+        assert digits not in orjson.dumps(again.to_json()).decode()
+        # ... nor the record the reports agent writes for it (the entry's own copy, consolidated).
+        assert digits not in orjson.dumps(consolidated(redelivered, again).to_json()).decode()
+        # The entry's consolidated record (what the reports agent publishes after an unlink) reads back the same.
+        record = decode_report(orjson.dumps(consolidated(known_reports(after)[-1], after).to_json()),
+                               unlink.key.encode())
+        assert isinstance(record, Report) and merge(None, record) == after
+        agent.index[unlink.key] = after
+    assert [link.key for link in agent.index[MULE].links] == [MULE2]
+    assert [link.key for link in agent.index[MULE2].links] == [MULE]
+    assert agent.status(MULE) == "confirmed" and agent.status(MULE2) == "confirmed"

@@ -44,3 +44,10 @@ def test_every_bank_offered_is_a_bic_the_index_keys_accounts_by() -> None:
     assert len({bic for bic, _ in BANKS}) == len(BANKS)
     for bic, name in BANKS:
         assert normalise_bank(bic) == bic and name
+
+
+def test_the_banks_offered_include_the_islamic_banks_under_their_own_bics() -> None:
+    # An account at an Islamic bank is reported under that bank's BIC: a check under its parent's would miss it.
+    offered = dict(BANKS)
+    for bic in ("MBISMYKL", "CTBBMYKL", "PIBEMYKL", "RHBAMYKL", "HLIBMYKL", "AISLMYKL", "AGOBMYK1"):
+        assert bic in offered, bic
