@@ -255,7 +255,8 @@ def unlinked(entry: Entry, gone: Iterable[str]) -> Entry:
 
 def merge(entry: Entry | None, report: Report, keep: int = RECENT_KEPT) -> Entry:
     """The entry after ``report`` (and any history and summary it carries) is applied to ``entry``."""
-    if entry is None and keep > 0 and not report.history and report.summary is None and not report.links:
+    if (entry is None and keep > 0 and not report.history and report.summary is None and not report.links
+            and not report.unlinks):
         return first(report)
     summary = latest(entry.summary if entry else None, report.summary)
     reports = union(known_reports(entry) if entry else (), report.history, (report,))
@@ -263,7 +264,7 @@ def merge(entry: Entry | None, report: Report, keep: int = RECENT_KEPT) -> Entry
 
 
 def first(report: Report) -> Entry:
-    """The entry of a key that has none from one report carrying no history, summary or links: what the fold
+    """The entry of a key that has none from one report carrying no history, summary, links or unlinks: what the fold
     (``bounded``) gives for that one report, built directly (a bulk import is mostly such reports)."""
     at = iso(report.reported_at)
     status, expires_at, renewals = report.status, "", 0

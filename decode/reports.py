@@ -7,9 +7,9 @@ list are refused with reason ``protected``.
 
 Two decoders, one answer, as for calls and transfers (decode/calls.py): ``_decode_fast``
 (msgspec into a typed struct) takes a report as an agency files it (no ``history``, ``summary``,
-``links`` or ``origin``: what a bulk import is made of); anything else, and anything it does
-not like, falls through to the precise decoder, which reads consolidated and linked reports and
-names the field at fault for the dead letter. tests/unit/test_reports_decode.py holds the two
+``links``, ``origin`` or ``unlinks``: what a bulk import is made of); anything else, and anything it
+does not like, falls through to the precise decoder, which reads consolidated, linked and unlink
+reports and names the field at fault for the dead letter. tests/unit/test_reports_decode.py holds the two
 to the same answer on generated reports.
 """
 
@@ -226,11 +226,12 @@ class _Filed(msgspec.Struct):
     filed_by: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     ttl_days: int | None = 0
     renewal: bool = False
-    # Present (and not null): a consolidated, linked or derived report, read by the precise decoder.
+    # Present (and not null): a consolidated, linked, derived or unlink report, read by the precise decoder.
     history: msgspec.Raw = msgspec.Raw()
     summary: msgspec.Raw = msgspec.Raw()
     links: msgspec.Raw = msgspec.Raw()
     origin: msgspec.Raw = msgspec.Raw()
+    unlinks: msgspec.Raw = msgspec.Raw()
 
 
 _FILED = msgspec.json.Decoder(_Filed)
@@ -251,8 +252,7 @@ def _decode_fast(raw: bytes, key: bytes | None, region: str, protected: Collecti
         w = _FILED.decode(raw)
     except msgspec.DecodeError:  # msgspec.ValidationError is one
         return None
-    if (bytes(w.history) not in _ABSENT or bytes(w.summary) not in _ABSENT or bytes(w.links) not in _ABSENT
-            or bytes(w.origin) not in _ABSENT):
+    if any(bytes(raw) not in _ABSENT for raw in (w.history, w.summary, w.links, w.origin, w.unlinks)):
         return None
     kind, status = w.kind, _STATUSES.get(w.status)
     if (kind not in KINDS or status is None or (len(w.value) > 64 and kind not in SMS_KINDS)

@@ -210,6 +210,7 @@ REPORT_FIELDS: dict[tuple[str, ...], st.SearchStrategy[Any]] = {
     ("links",): st.sampled_from([[], [{"kind": "phone", "value": "+60198765432"}], "x"]),
     ("origin",): st.sampled_from(["", "r-0", 5]), ("origin_key",): st.sampled_from(["phone:+60198765432", "x"]),
     ("history",): st.sampled_from([[], "x"]), ("summary",): st.sampled_from([{}, "x"]), ("unknown",): junk,
+    ("unlinks",): st.sampled_from([[], [{"kind": "phone", "value": "+60198765432"}], [{"kind": "x"}], "x"]),
 }
 KEYED = {"account": b"account:CIBBMYKL:8001234567", "phone": b"phone:+60123456789"}
 
