@@ -35,9 +35,11 @@ from sekat.blocklist.filing import file_report
 from sekat.errors import BlocklistUnavailable, InvalidReport
 from sekat.expiry import ExpiryPolicy
 from sekat.identifiers import ProxyHasher
+from sekat.murmur import murmur2_many
 from sekat.records import Entry, Report
 from sekat.settings import Settings
 
+CHUNK = 1024  # rows validated, then hashed to their partitions together (``murmur2_many``)
 EXPORT_FIELDS = ("key", "status", "source", "reason", "case_ref", "report_id", "reported_at", "expires_at",
                  "report_count", "sources", "case_refs", "first_seen", "last_seen")
 
@@ -153,12 +155,11 @@ def import_rows(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] | s
 async def _import(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] | str]], now: datetime,
                   default_source: str, protected: Collection[str],
                   progress: Callable[[ImportResult], None] | None, filed_by: str) -> ImportResult:
-    # aiokafka's batch API: records go straight into per-partition batches (partitioned by key with
-    # Kafka's default murmur2 partitioner, as every other producer of the topic does), each batch is sent
-    # as soon as it is full, and the acknowledgements (acks=all) are awaited together.
+    # aiokafka's batch API: records go straight into per-partition batches (partitioned by key with Kafka's
+    # default murmur2 partitioner, as every other producer of the topic does, CHUNK keys hashed at once), each
+    # batch is sent as soon as it is full, and the acknowledgements (acks=all) are awaited together.
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError as AIOKafkaError
-    from aiokafka.partitioner import DefaultPartitioner
 
     result = ImportResult()
     expiry, hasher = settings.expiry_policy(), settings.proxy_hasher()
@@ -171,7 +172,6 @@ async def _import(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] |
     except (AIOKafkaError, OSError) as exc:
         await producer.stop()
         raise BlocklistUnavailable(f"Kafka unavailable at {settings.kafka_bootstrap}: {type(exc).__name__}") from exc
-    partitioner = DefaultPartitioner()
     batches: dict[int, Any] = {}
     in_flight: list[asyncio.Future[Any]] = []
 
@@ -185,7 +185,19 @@ async def _import(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] |
         if len(in_flight) >= 32:
             await in_flight.pop(0)
 
+    async def add(records: list[tuple[bytes, bytes]]) -> None:
+        """Records into their partitions' batches (Kafka's default partitioner, the keys hashed together)."""
+        hashes = murmur2_many([key for key, _ in records])
+        for (key, value), h in zip(records, hashes):
+            partition = partitions[(h & 0x7FFFFFFF) % len(partitions)]
+            batch = batches.get(partition) or batches.setdefault(partition, producer.create_batch())
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                await ship(partition)
+                batches[partition] = producer.create_batch()
+                batches[partition].append(key=key, value=value, timestamp=None)
+
     shown = time.monotonic()
+    chunk: list[tuple[bytes, bytes]] = []
 
     try:
         for number, row in rows:
@@ -199,17 +211,16 @@ async def _import(settings: Settings, rows: Iterable[tuple[int, dict[str, Any] |
             except InvalidReport as exc:
                 result.errors.append((number, str(exc)))
                 continue
-            key, value = report.key.encode(), orjson.dumps(report.to_json())
-            partition = partitioner(key, partitions, partitions)
-            batch = batches.get(partition) or batches.setdefault(partition, producer.create_batch())
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                await ship(partition)
-                batches[partition] = producer.create_batch()
-                batches[partition].append(key=key, value=value, timestamp=None)
-            result.sent += 1
-            if progress and result.sent % 1000 == 0 and time.monotonic() - shown >= 1:
-                shown = time.monotonic()
-                progress(result)
+            chunk.append((report.key.encode(), orjson.dumps(report.to_json())))
+            if len(chunk) == CHUNK:
+                await add(chunk)
+                result.sent += len(chunk)
+                chunk = []
+                if progress and time.monotonic() - shown >= 1:
+                    shown = time.monotonic()
+                    progress(result)
+        await add(chunk)
+        result.sent += len(chunk)
         for partition in list(batches):
             await ship(partition)
         await asyncio.gather(*in_flight)

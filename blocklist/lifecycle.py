@@ -255,9 +255,30 @@ def unlinked(entry: Entry, gone: Iterable[str]) -> Entry:
 
 def merge(entry: Entry | None, report: Report, keep: int = RECENT_KEPT) -> Entry:
     """The entry after ``report`` (and any history and summary it carries) is applied to ``entry``."""
+    if (entry is None and keep > 0 and not report.history and report.summary is None and not report.links
+            and not report.unlinks):
+        return first(report)
     summary = latest(entry.summary if entry else None, report.summary)
     reports = union(known_reports(entry) if entry else (), report.history, (report,))
     return bounded(report.key, uncovered(summary, reports), summary, keep)
+
+
+def first(report: Report) -> Entry:
+    """The entry of a key that has none from one report carrying no history, summary, links or unlinks: what the fold
+    (``bounded``) gives for that one report, built directly (a bulk import is mostly such reports)."""
+    at = iso(report.reported_at)
+    status, expires_at, renewals = report.status, "", 0
+    if status is not Status.REVOKED:  # the report stands alone: the entry expires when it does
+        if report.ttl_days > 0:
+            expires_at = iso(report.reported_at + timedelta(days=report.ttl_days))
+        renewals = int(report.renewal)
+    return Entry(
+        key=report.key, status=status, source=report.source, reason=report.reason, case_ref=report.case_ref,
+        report_id=report.report_id, reported_at=at, expires_at=expires_at,
+        sources=(report.source,) if report.source else (), report_count=1,
+        case_refs=(report.case_ref,) if report.case_ref else (), first_seen=at, last_seen=at, history=(report,),
+        renewals=renewals,
+    )
 
 
 def covers(report: Report, entry: Entry) -> bool:

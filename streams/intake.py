@@ -3,17 +3,20 @@
 ``ReportsConsumer`` reads the topic with aiokafka's ``getmany`` (one call a batch) in the worker's
 consumer group ``{SEKAT_APP_ID}.reports``, as the screening consumer reads its inputs (streams/consumer.py)
 and for the same reason: a Faust agent's per-record machinery cost more than applying the reports.
-``Intake.run`` applies one batch: decode each record (bad ones, protected identifiers included, go to
-the dead letters), apply the valid ones through ``BlocklistStore.apply`` (one MGET, one MULTI, one
-change-stream record for the batch), publish the consolidated records that keep the compacted topic
-self-sufficient and the reports derived for linked identifiers (before the index write, so a crash
-re-derives them), and wait for Kafka's acknowledgement. Only then are the batch's offsets committed
-(at-least-once; applying a report again changes nothing). A Redis or Kafka failure is retried with
-backoff, never skipped: a batch that cannot be applied, or a partition whose lag is not worked off, for
-``SEKAT_STALL_AFTER_S`` makes the ``reports`` stream stalled (``Progress``, streams/progress.py), as a
-screening stream is: ``/healthz`` 503, ``sekat_stream_stalled{stream="reports"}``. Both share the worker's
-one thread with screening: while screening is behind, the intake waits before each batch (``defer_to``), so a
-bulk import slows the intake, not the decisions.
+A batch goes in two steps. ``Intake.prepare`` decodes each record (bad ones, protected identifiers
+included, are queued for the dead letters), with no I/O. ``Intake.write`` applies the valid ones through
+``BlocklistStore.apply`` (one MGET, one MULTI, one change-stream record for the batch), publishes the
+consolidated records that keep the compacted topic self-sufficient and the reports derived for linked
+identifiers (before the index write, so a crash re-derives them), and waits for Kafka's acknowledgement.
+Only then are the batch's offsets committed (at-least-once; applying a report again changes nothing).
+The next batch is fetched and decoded while one is written (its round trips to Redis and Kafka); one
+batch is written at a time, in the order they were read, so a key's reports and tombstones keep their
+order. A Redis or Kafka failure is retried with backoff, never skipped: a batch that cannot be applied, or
+a partition whose lag is not worked off, for ``SEKAT_STALL_AFTER_S`` makes the ``reports`` stream stalled
+(``Progress``, streams/progress.py), as a screening stream is: ``/healthz`` 503,
+``sekat_stream_stalled{stream="reports"}``. Both share the worker's one thread with screening: while
+screening is behind, the intake waits before each batch (``defer_to``), so a bulk import slows the intake,
+not the decisions.
 
 A tombstone (a record without a value, from the purge or an erasure,
 ``streams/purge.py``) removes its key's entry from the index, in its place
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
@@ -52,6 +56,15 @@ from sekat.settings import Settings
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Prepared:
+    """A decoded batch: runs of valid reports with the key of each tombstone between them, in the batch's order,
+    and the dead letters of its bad records."""
+
+    steps: list[list[Report] | str]
+    out: OutputBatch
+
+
 class Intake:
     def __init__(self, store: BlocklistStore, topics: OutputTopics, reports: faust.TopicT, metrics: WorkerMetrics,
                  max_bytes: int, region: str, protected: Collection[str], clock: Clock = utcnow) -> None:
@@ -72,14 +85,18 @@ class Intake:
 
     async def run(self, records: Sequence[Any]) -> None:
         """Apply a batch of aiokafka ``ConsumerRecord``s (timestamp in ms); returns once the index holds it."""
+        await self.write(self.prepare(records))
+
+    def prepare(self, records: Sequence[Any]) -> Prepared:
+        """Decode a batch (no I/O): its valid reports in runs between tombstones, its dead letters queued."""
         out = OutputBatch(self.topics)
         now = iso(self.clock())
+        steps: list[list[Report] | str] = []
         valid: list[Report] = []
         for msg in records:
             if msg.value is None and msg.key:
-                await self.apply(valid)
+                steps += [valid, msg.key.decode("utf-8", "replace")]
                 valid = []
-                await self.forget(msg.key.decode("utf-8", "replace"))
                 continue
             result = self.decode(msg.value, msg.key)
             if isinstance(result, Rejection):
@@ -88,8 +105,18 @@ class Intake:
                 self.metrics.deadletters.labels("reports", result.reason).inc()
             else:
                 valid.append(result)
-        await self.apply(valid)
-        await retry("sending intake output", out.send, self.metrics.send_errors.inc)
+        steps.append(valid)
+        return Prepared(steps, out)
+
+    async def write(self, prepared: Prepared) -> None:
+        """Apply a prepared batch in order (a tombstone's key forgotten in its place), then send its dead
+        letters; returns once the index holds it."""
+        for step in prepared.steps:
+            if isinstance(step, str):
+                await self.forget(step)
+            else:
+                await self.apply(step)
+        await retry("sending intake output", prepared.out.send, self.metrics.send_errors.inc)
 
     async def apply(self, valid: list[Report]) -> None:
         """Apply ``valid`` reports to the index (retried until it works)."""
@@ -180,22 +207,38 @@ class ReportsConsumer:
         consumer.subscribe([self.settings.topic_reports], listener=_StartWhereFaustWas(self))
         await consumer.start()
         self.progress.restart()  # the time spent joining the group is not a stall
+        writing: asyncio.Future[None] | None = None  # the batch before: being applied, then committed
         try:
             while True:
                 batch = await consumer.getmany(timeout_ms=1000, max_records=self.settings.batch_max)
+                if writing is not None and writing.done():
+                    writing.result()  # a batch whose write failed stops the intake here (``supervise`` restarts it)
+                    writing = None
                 if not batch:
                     continue
                 self.progress.taken([STREAM])
                 await defer_to(self.busy)
                 await retry("waiting for the blocklist index to be built", self.ensure, self.metrics.apply_errors.inc)
                 floors = self.floors
-                await self.intake.run([record for tp, records in batch.items() for record in records
-                                       if not floors or record.offset >= floors.get(tp.partition, 0)])
-                await self._commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
-                self.progress.finished([STREAM])
+                prepared = self.intake.prepare([record for tp, records in batch.items() for record in records
+                                                if not floors or record.offset >= floors.get(tp.partition, 0)])
+                if writing is not None:  # one batch written at a time, in the order they were read
+                    await writing
+                writing = asyncio.ensure_future(
+                    self._write(prepared, {tp: records[-1].offset + 1 for tp, records in batch.items()}))
+                await asyncio.sleep(0)  # the write starts (its first round trip) before the next batch is decoded
         finally:
+            if writing is not None:  # stopped mid-write: its offsets are not committed (applied again later)
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
             self.consumer = None
             await asyncio.shield(consumer.stop())
+
+    async def _write(self, prepared: Prepared, offsets: dict[TopicPartition, int]) -> None:
+        """Apply a decoded batch, then commit its offsets (nothing is committed that was not applied)."""
+        await self.intake.write(prepared)
+        await self._commit(offsets)
+        self.progress.finished([STREAM])
 
     async def _floors(self) -> dict[int, int]:
         """The Faust group's committed offsets on the partitions the reports group never committed.

@@ -20,9 +20,11 @@ import httpx
 import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 
 from sekat.blocklist.applied import reports_group
+from sekat.blocklist.bulk import CHUNK
 from sekat.blocklist.lifecycle import RECENT_KEPT, merge
 from sekat.blocklist.store import BlocklistStore
 from sekat.decode.reports import decode_report
@@ -455,6 +457,34 @@ def test_import_wait_applied_returns_once_every_report_is_in_effect(desk: Desk, 
     assert sorted(run(held())) == sorted(keys)
     [cmd] = desk.out.wait_for(for_event(desk.call(caller), desk.settings.topic_block))
     assert cmd.json["action"] == "BLOCK_CALL"
+
+
+def test_import_puts_each_report_on_kafkas_default_partition_for_its_key(desk: Desk, tmp_path: Path) -> None:
+    # More rows than one chunk of the import (hashed to their partitions together), and a bad row between.
+    numbers = [mobile() for _ in range(CHUNK + 300)]
+    csv_file = tmp_path / "spread.csv"
+    csv_file.write_text("kind,value,bank,status,source,case_ref\n"
+                        + "".join(f"phone,{n},,reported,NSRC,BULK/P\n" for n in numbers[:500])
+                        + "phone,999,,reported,NSRC,BULK/P\n"
+                        + "".join(f"phone,{n},,reported,NSRC,BULK/P\n" for n in numbers[500:]))
+    result = sekat(desk.env, "blocklist", "import", str(csv_file))
+    assert result.returncode == 3 and f"{len(numbers)} reports acknowledged by Kafka, 1 bad rows" in result.stdout
+
+    topic = desk.settings.topic_reports
+    consumer = KafkaConsumer(**desk.settings.kafka_client_config(), group_id=None, enable_auto_commit=False)
+    try:
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        assert len(partitions) > 1
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        consumer.seek_to_beginning()
+        wanted, found = {f"phone:{n}".encode() for n in numbers}, {}
+        deadline = time.monotonic() + 30
+        while wanted - found.keys() and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                found.update((r.key, r.partition) for r in records if r.key in wanted)
+    finally:
+        consumer.close()
+    assert found == {key: partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)] for key in wanted}
 
 
 def test_import_wait_applied_gives_up_with_a_message_when_no_worker_applies(desk: Desk, tmp_path: Path) -> None:

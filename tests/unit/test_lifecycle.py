@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
-from sekat.blocklist.lifecycle import consolidated, covers, entry_from_history, merge, union
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sekat.blocklist.lifecycle import bounded, consolidated, covers, entry_from_history, first, merge, union
 from sekat.records import Entry, Report, Status
 
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=timezone.utc)
@@ -113,3 +118,31 @@ def test_a_legacy_entry_without_history_is_kept_as_one_report_and_travels_in_the
     assert e.status is Status.CONFIRMED and e.report_count == 2 and e.sources == ("PDRM", "MBBEMYKL")
     assert e.history[0].filed_by == "legacy" and e.history[0].ttl_days == 30
     assert not covers(new, e) and merge(None, consolidated(new, e)).to_json() == e.to_json()
+
+
+_first_reports = st.builds(
+    Report, report_id=st.text(min_size=1, max_size=8),
+    reported_at=st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(timezone.utc)),
+    kind=st.just("phone"), value=st.sampled_from(["+60123456789", "+60198765432"]), status=st.sampled_from(Status),
+    source=st.sampled_from(["", "PDRM", "NSRC", "MBBEMYKL"]), case_ref=st.sampled_from(["", "KL/1", "BULK/7"]),
+    reason=st.sampled_from(["", "bulk load", "appeal upheld"]), ttl_days=st.integers(0, 3650),
+    filed_by=st.sampled_from(["", "import", "cli"]), origin=st.sampled_from(["", "r-1"]),
+    origin_key=st.sampled_from(["", "phone:+60111111111"]), renewal=st.booleans())
+
+
+@given(_first_reports)
+def test_a_first_report_on_a_key_gives_the_entry_the_fold_gives_byte_for_byte(report: Report) -> None:
+    folded = bounded(report.key, union((report,)), None)
+    fast = first(report)
+    assert fast == folded
+    assert orjson.dumps(fast.to_json()) == orjson.dumps(folded.to_json())
+    assert merge(None, report) == folded
+
+
+@given(_first_reports, st.booleans())
+def test_a_first_report_with_links_or_history_still_takes_the_fold(report: Report, with_history: bool) -> None:
+    earlier = replace(report, report_id=report.report_id + "-0", reported_at=report.reported_at - timedelta(days=1))
+    carrying = replace(report, history=(earlier,)) if with_history else \
+        replace(report, links=("phone:+60111111111",), status=Status.CONFIRMED)
+    folded = bounded(carrying.key, union(carrying.history, (carrying,)), None)
+    assert orjson.dumps(merge(None, carrying).to_json()) == orjson.dumps(folded.to_json())

@@ -33,8 +33,9 @@ from aiokafka.protocol.metadata import MetadataResponse_v0
 from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.structs import TopicPartition
 from sekat.streams.output import COMMAND_MAX_BYTES, OutputBatch, OutputTopics, bounded_command
-from sekat.streams.output import murmur2 as output_murmur2
-from sekat.streams.output import decision_record, murmur2_many
+from sekat.murmur import murmur2 as output_murmur2
+from sekat.murmur import murmur2_many
+from sekat.streams.output import decision_record
 from sekat.streams.retry import permanent, retry
 
 from sekat.errors import CommandRefused

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sekat.blocklist.filing import file_report
-from sekat.decode.reports import decode_report
+from sekat.decode.fields import decode_object
+from sekat.decode.reports import _decode_fast, _report, decode_report
 from sekat.errors import ConfigError, InvalidIdentifier, InvalidReport
 from sekat.identifiers import parse_protected
 from sekat.records import Rejection, Report, Status
 from sekat.settings import Settings
+from tests.unit.test_decode_fast import assert_agree, banks, junk, near_valid, phones, accounts, stamps, texts
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
 GOOD = {"report_id": "r-1", "reported_at": "2026-11-28T10:00:00Z", "kind": "account", "bank": "CIBBMYKLXXX",
@@ -186,3 +191,61 @@ def test_a_bad_expiry_policy_stops_start_up_naming_the_setting(text: str, settin
         Settings.from_environ({"SEKAT_RENEWALS_MAX": "-1"})
     with pytest.raises(ConfigError, match="SEKAT_RELEASE_INTERVAL_S"):
         Settings.from_environ({"SEKAT_RELEASE_INTERVAL_S": "0"})
+
+
+# -- the fast path (msgspec, reports as filed) and the precise one give one answer ----------------------------
+REPORT_FIELDS: dict[tuple[str, ...], st.SearchStrategy[Any]] = {
+    ("report_id",): texts, ("reported_at",): st.one_of(stamps, st.sampled_from(["1999-12-31T23:59:59Z",
+                                                                                  "2101-01-01T00:00:00Z"])),
+    ("kind",): st.sampled_from(["phone", "account", "wallet", "proxy", "sender", "url", "domain", "PHONE", "", "x"]),
+    ("value",): st.one_of(phones, accounts, st.sampled_from(["TNG:0123456789", "MOBILE:" + "a" * 64, "999",
+                                                             "https://scam.example/x", "x" * 65, "x" * 513])),
+    ("bank",): banks, ("status",): st.sampled_from(["reported", "confirmed", "revoked", "Confirmed", " ", ""]),
+    ("source",): st.one_of(texts, st.sampled_from([" pdrm ", "x" * 65])),
+    ("case_ref",): st.one_of(texts, st.sampled_from([" KL/1 ", "x" * 129])),
+    ("reason",): st.one_of(texts, st.sampled_from([" scam ", "x" * 513])),
+    ("filed_by",): st.one_of(texts, st.sampled_from(["import", "x" * 65])),
+    ("ttl_days",): st.one_of(st.integers(-2, 4000), st.sampled_from([0, 90, 3650, 3651, 5.0, "30", True])),
+    ("renewal",): st.one_of(st.booleans(), st.sampled_from([0, 1, "true"])),
+    ("links",): st.sampled_from([[], [{"kind": "phone", "value": "+60198765432"}], "x"]),
+    ("origin",): st.sampled_from(["", "r-0", 5]), ("origin_key",): st.sampled_from(["phone:+60198765432", "x"]),
+    ("history",): st.sampled_from([[], "x"]), ("summary",): st.sampled_from([{}, "x"]), ("unknown",): junk,
+    ("unlinks",): st.sampled_from([[], [{"kind": "phone", "value": "+60198765432"}], [{"kind": "x"}], "x"]),
+}
+KEYED = {"account": b"account:CIBBMYKL:8001234567", "phone": b"phone:+60123456789"}
+
+
+def precise_report(raw: bytes, key: bytes | None) -> Report | Rejection:
+    return decode_object(raw, 1_048_576, lambda data: _report(data, key, "MY", PROTECTED))
+
+
+PROTECTED = parse_protected(["+60300000000"])
+
+
+@settings(max_examples=800, deadline=None)
+@given(near_valid(GOOD, REPORT_FIELDS), st.sampled_from([None, *KEYED.values(), b"phone:+60300000000"]))
+def test_the_fast_path_agrees_with_the_precise_one_on_nearly_valid_reports(raw: bytes, key: bytes | None) -> None:
+    precise = precise_report(raw, key)
+    assert_agree(precise, _decode_fast(raw, key, "MY", PROTECTED), Report)
+    assert decode_report(raw, key, protected=PROTECTED) == precise
+
+
+@settings(max_examples=300, deadline=None)
+@given(near_valid({**GOOD, "kind": "phone", "value": "012-345 6789", "bank": None}, REPORT_FIELDS))
+def test_the_fast_path_agrees_on_nearly_valid_phone_reports(raw: bytes) -> None:
+    assert_agree(precise_report(raw, None), _decode_fast(raw, None, "MY", PROTECTED), Report)
+
+
+def test_a_report_as_filed_takes_the_fast_path_and_a_consolidated_one_the_precise_path() -> None:
+    raw = orjson.dumps(GOOD)
+    fast = _decode_fast(raw, KEYED["account"], "MY", ())
+    assert isinstance(fast, Report) and fast == precise_report(raw, KEYED["account"])
+    consolidated = {**GOOD, "history": [{**GOOD, "report_id": "r-0"}]}
+    assert _decode_fast(orjson.dumps(consolidated), None, "MY", ()) is None
+    decoded = decode_report(orjson.dumps(consolidated))
+    assert isinstance(decoded, Report) and [r.report_id for r in decoded.history] == ["r-0"]
+
+
+def test_a_protected_number_is_refused_with_its_reason_whichever_path_looks_first() -> None:
+    out = decode_report(orjson.dumps({**GOOD, "kind": "phone", "value": "+60300000000"}), protected=PROTECTED)
+    assert isinstance(out, Rejection) and out.reason == "protected"
