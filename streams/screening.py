@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
 from sekat.metrics.worker import WorkerMetrics, observe_many
-from sekat.rules.engine import Verdict
+from sekat.rules.engine import Verdict, listed_only
 from sekat.rules.policy import Policy
 from sekat.rules.registry import Context, Observations, StateWrite
 from sekat.streams.output import OutputBatch, OutputTopics
@@ -146,10 +146,11 @@ class Screen(Generic[R]):
         now = services.clock()
         policy = services.policy()  # one policy for the whole batch, even if a reload lands meanwhile
         valid = self._sort(events, results, decided, now)
-        lookups, observations = await asyncio.gather(self._lookup_all(valid), self._observe(valid, policy, now,
-                                                                                             written))
+        keys = [[ident.key for ident in record.identifiers()] for _, record in valid]
+        lookups, observations = await asyncio.gather(self._lookup_all(keys), self._observe(valid, policy, now,
+                                                                                            written))
         ctx = Context(now, lookups, observations, services.brake.applying(lookups) if services.brake else frozenset())
-        self._decide_all(valid, ctx, policy, decided, now)
+        self._decide_all(self._judged(valid, keys, lookups, policy, decided), ctx, policy, decided, now)
         await retry("sending output", decided.out.produce, self.metrics.send_errors.inc)
         # The commands are on their way: count them against the safety brake's limits before the next batch is
         # decided, so a trip applies from the next batch on (and lift the trips a confirmation superseded).
@@ -177,8 +178,8 @@ class Screen(Generic[R]):
                     valid.append((msg, item))
         return valid
 
-    async def _lookup_all(self, valid: list[tuple[Any, R]]) -> Mapping[str, Entry]:
-        keys = [ident.key for _, record in valid for ident in record.identifiers()]
+    async def _lookup_all(self, per_event: list[list[str]]) -> Mapping[str, Entry]:
+        keys = [key for keys in per_event for key in keys]
         if not keys:
             return {}
         found: Mapping[str, Entry] = await retry("blocklist lookup", lambda: self._lookup(keys),
@@ -201,6 +202,19 @@ class Screen(Generic[R]):
             self.metrics.rule_state_degraded.inc()
             log.error("rule state unavailable: %s batch decided without windowed state", self.stream)
             return Observations()
+
+    def _judged(self, valid: list[tuple[Any, R]], keys: list[list[str]], lookups: Mapping[str, Entry],
+                policy: Policy, decided: Decided) -> list[tuple[Any, R]]:
+        """The events the rules must judge: every one, or, when the policy in force finds nothing in an event with
+        no listed identifier (``engine.listed_only``: the blocklist alone), those with one; the others are counted
+        here as the ALLOW, with nothing to send or record, that the engine would have answered."""
+        if not listed_only(policy, self.stream):
+            return valid
+        listed = lookups.keys()
+        judged = [pair for pair, ids in zip(valid, keys) if not listed.isdisjoint(ids)] if listed else []
+        if len(judged) < len(valid):
+            decided.counts["ALLOW"] = decided.counts.get("ALLOW", 0) + len(valid) - len(judged)
+        return judged
 
     def _decide_all(self, valid: list[tuple[Any, R]], ctx: Context, policy: Policy, decided: Decided,
                     now: datetime) -> None:
