@@ -37,8 +37,7 @@ STAGES: list[tuple[str, Callable[[str], bool]]] = [
     ("gc (heap keeper)", lambda f: f.startswith("streams/heap.py")),
     ("metrics", lambda f: f.startswith(("prometheus_client/", "metrics/worker.py"))
      or f.endswith("PendingBatch.observe")),
-    ("normalise", lambda f: f.startswith(("sekat/identifiers.py", "phonenumbers/"))
-     or f.endswith(":fast_phone")),
+    ("normalise", lambda f: f.startswith(("sekat/identifiers.py", "phonenumbers/"))),
     ("decode", lambda f: f.startswith("decode/") or f.endswith("Screen._sort")),
     ("look up", lambda f: f.startswith("blocklist/") or f.endswith(("Screen._lookup_all", "Screen._lookup"))),
     ("decide", lambda f: f.startswith(("rules/", "release/sweep.py", "brake/"))
