@@ -166,16 +166,21 @@ class Screen(Generic[R]):
     def _sort(self, events: Sequence[Any], results: Any, decided: Decided, now: datetime) -> list[tuple[Any, R]]:
         """(Kafka record, event) for each valid event; rejections become dead letters, skipped messages counts."""
         valid: list[tuple[Any, R]] = []  # a Source is built only where one is written
+        keep = valid.append
         for msg, result in zip(events, results):
+            kind = type(result)  # Rejection and Skipped have no subclasses: one type test per event
+            if kind is not list and kind is not Rejection and kind is not Skipped:
+                keep((msg, result))  # nearly every event
+                continue
             # An adapter may yield several results from one message (a pacs.008 with N transactions).
-            for item in (result if type(result) is list else (result,)):
+            for item in (result if kind is list else (result,)):
                 if isinstance(item, Rejection):
                     self._reject(msg, item, decided, now)
                 elif isinstance(item, Skipped):
                     decided.count("SKIPPED")
                     decided.statuses.extend(item.statuses)
                 else:
-                    valid.append((msg, item))
+                    keep((msg, item))
         return valid
 
     async def _lookup_all(self, per_event: list[list[str]]) -> Mapping[str, Entry]:
