@@ -72,11 +72,12 @@ def decode_call(raw: bytes | None, max_bytes: int = 65536, region: str = "MY") -
 
 # -- the happy path -----------------------------------------------------------------------------------------
 # Lengths as in the precise decoder (fields.text's max_len per field); blank strings are checked below.
+# Strings and numbers only, never in a cycle: untracked by the garbage collector (``gc=False``).
 _Id, _Short = fields.Id, fields.Short
 _Tiny = Annotated[str, msgspec.Meta(max_length=8)]
 
 
-class _Call(msgspec.Struct):
+class _Call(msgspec.Struct, gc=False):
     event_id: _Id
     occurred_at: Annotated[str, msgspec.Meta(max_length=64)]
     call_id: _Id

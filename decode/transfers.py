@@ -43,33 +43,34 @@ def decode_transfer(raw: bytes | None, max_bytes: int = 65536, region: str = "MY
 
 # -- the happy path -----------------------------------------------------------------------------------------
 # Lengths as in the precise decoder (fields.text's max_len per field); blank strings are checked below.
+# Strings and each other only, never in a cycle: untracked by the garbage collector (``gc=False``).
 _Id, _Short = fields.Id, fields.Short
 
 
-class _Proxy(msgspec.Struct):
+class _Proxy(msgspec.Struct, gc=False):
     type: _Short
     value: Annotated[str, msgspec.Meta(max_length=64)]
 
 
-class _Payer(msgspec.Struct):
+class _Payer(msgspec.Struct, gc=False):
     bank: Annotated[str, msgspec.Meta(max_length=16)]
     account: Annotated[str, msgspec.Meta(max_length=64)]
     phone: _Short | None = None
 
 
-class _Wallet(msgspec.Struct):
+class _Wallet(msgspec.Struct, gc=False):
     provider: Annotated[str, msgspec.Meta(max_length=16)]
     id: Annotated[str, msgspec.Meta(max_length=64)]
 
 
-class _Payee(msgspec.Struct):
+class _Payee(msgspec.Struct, gc=False):
     bank: Annotated[str, msgspec.Meta(max_length=16)]
     account: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     proxy: _Proxy | None = None
     wallet: _Wallet | None = None
 
 
-class _Transfer(msgspec.Struct):
+class _Transfer(msgspec.Struct, gc=False):
     event_id: _Id
     occurred_at: Annotated[str, msgspec.Meta(max_length=64)]
     transfer_id: _Id
