@@ -135,7 +135,7 @@ def micro(events: int) -> dict[str, float]:
     listed = {"phone:+0": None}
     by_stream: dict[str, list[Any]] = {"transfers": [r for r in valid if isinstance(r, Transfer)],
                                        "calls": [r for r in valid if isinstance(r, Call)]}
-    keyed = {stream: ([(None, r) for r in rs], [[i.key for i in r.identifiers()] for r in rs])
+    keyed = {stream: ([(None, r) for r in rs], [r.keys() for r in rs])
              for stream, rs in by_stream.items()}
 
     def judge_all() -> None:

@@ -102,6 +102,25 @@ class Transfer(msgspec.Struct, frozen=True, gc=False):
                 ids.append(ident)
         return ids
 
+    def keys(self) -> list[str]:
+        """The keys of ``identifiers()``, in its order: what a batch looks up. Written out, as it runs for every
+        transfer (only a phone can be protected)."""
+        payee, payer, proxy = self.payee, self.payer, self.payee_proxy
+        keys = []
+        if payee.account is not None:
+            keys.append(payee.account.key)
+        if payer.account is not None:
+            keys.append(payer.account.key)
+        if proxy is not None and proxy.phone is not None and not proxy.phone.protected:
+            keys.append(proxy.phone.key)
+        if payee.wallet is not None:
+            keys.append(payee.wallet.key)
+        if payer.wallet is not None:
+            keys.append(payer.wallet.key)
+        if proxy is not None and proxy.hashed is not None:
+            keys.append(proxy.hashed.key)
+        return keys
+
 
 class Call(msgspec.Struct, frozen=True, gc=False):
     event_id: str
@@ -126,6 +145,10 @@ class Call(msgspec.Struct, frozen=True, gc=False):
     def identifiers(self) -> list[AccountId | PhoneNumber]:
         return [] if self.caller.protected else [self.caller]
 
+    def keys(self) -> list[str]:
+        """The keys of ``identifiers()``: what a batch looks up."""
+        return [] if self.caller.protected else [self.caller.key]
+
 
 class Sms(msgspec.Struct, frozen=True, gc=False):
     """One SMS as the operator's SMS firewall sees it. The text is not kept: only the links found in it."""
@@ -148,6 +171,10 @@ class Sms(msgspec.Struct, frozen=True, gc=False):
             ids.append(link)
             ids.extend(link.domains())
         return ids
+
+    def keys(self) -> list[str]:
+        """The keys of ``identifiers()``: what a batch looks up."""
+        return [ident.key for ident in self.identifiers()]
 
 
 class Status(str, enum.Enum):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from itertools import chain
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,6 +49,8 @@ class Screened(Protocol):
     event_id: str
 
     def identifiers(self) -> Sequence[Any]: ...
+
+    def keys(self) -> list[str]: ...  # the identifiers' keys
 
 
 R = TypeVar("R", bound=Screened)
@@ -146,7 +149,7 @@ class Screen(Generic[R]):
         now = services.clock()
         policy = services.policy()  # one policy for the whole batch, even if a reload lands meanwhile
         valid = self._sort(events, results, decided, now)
-        keys = [[ident.key for ident in record.identifiers()] for _, record in valid]
+        keys = [record.keys() for _, record in valid]
         lookups, observations = await asyncio.gather(self._lookup_all(keys), self._observe(valid, policy, now,
                                                                                             written))
         ctx = Context(now, lookups, observations, services.brake.applying(lookups) if services.brake else frozenset())
@@ -184,7 +187,7 @@ class Screen(Generic[R]):
         return valid
 
     async def _lookup_all(self, per_event: list[list[str]]) -> Mapping[str, Entry]:
-        keys = [key for keys in per_event for key in keys]
+        keys = list(chain.from_iterable(per_event))
         if not keys:
             return {}
         found: Mapping[str, Entry] = await retry("blocklist lookup", lambda: self._lookup(keys),
