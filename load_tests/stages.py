@@ -39,7 +39,9 @@ STAGES: list[tuple[str, Callable[[str], bool]]] = [
      or f.endswith("PendingBatch.observe")),
     ("normalise", lambda f: f.startswith(("sekat/identifiers.py", "phonenumbers/"))),
     ("decode", lambda f: f.startswith("decode/") or f.endswith("Screen._sort")),
-    ("look up", lambda f: f.startswith("blocklist/") or f.endswith(("Screen._lookup_all", "Screen._lookup"))),
+    ("look up", lambda f: f.startswith("blocklist/") or f.endswith(("Screen._lookup_all", "Screen._lookup"))
+     or (f.startswith(("sekat/records.py", "sekat/urls.py")) and f.endswith((".keys", ".identifiers", ".domains")))
+     or f.startswith("streams/screening.py:Screen.start.<locals>.<listcomp>")),
     ("decide", lambda f: f.startswith(("rules/", "release/sweep.py", "brake/"))
      or f.endswith("Screen._decide_all")),
     ("produce", lambda f: f.startswith("aiokafka/producer/")
