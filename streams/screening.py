@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from itertools import chain
+from operator import attrgetter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATE_ATTEMPTS = 4  # ~0.4 s of retries before a batch is decided without rule state
+_TIMESTAMP = attrgetter("timestamp")  # a Kafka record's, in ms
 
 
 class Lookup(Protocol):
@@ -321,7 +323,7 @@ class PendingBatch:
         """The batch's metrics, once it is acknowledged and written."""
         metrics, stream, events = self.screen.metrics, self.screen.stream, self.events
         done = time.time()
-        stamps = np.fromiter((msg.timestamp for msg in events), dtype=np.float64, count=len(events))
+        stamps = np.fromiter(map(_TIMESTAMP, events), dtype=np.float64, count=len(events))
         observe_many(metrics.latency_by[stream], np.maximum(0.0, done - stamps / 1000))
         decided = self.decided
         for outcome, n in decided.counts.items():

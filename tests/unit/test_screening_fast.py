@@ -145,14 +145,15 @@ async def _write_nothing(*_: Any) -> None:
     return None
 
 
-def screen(stream: str, values: list[bytes], entries: list[Entry], policy: Policy,
-           decide: Any = None) -> tuple[PendingBatch, list[tuple[str, bytes, bytes]]]:
+def screen(stream: str, values: list[bytes], entries: list[Entry], policy: Policy, decide: Any = None,
+           registry: CollectorRegistry | None = None) -> tuple[PendingBatch, list[tuple[str, bytes, bytes]]]:
     """One batch through the screening shell as the worker wires it: the finished batch and the records sent."""
     wire = Wire()
     topics = OutputTopics(*(Topic(name, wire) for name in (  # type: ignore[arg-type]
         SETTINGS.topic_freeze, SETTINGS.topic_block, SETTINGS.topic_decisions, SETTINGS.topic_deadletter,
         SETTINGS.topic_reports)))
-    services = ScreenServices(store=Lookups(entries), topics=topics, metrics=WorkerMetrics(CollectorRegistry()),
+    services = ScreenServices(store=Lookups(entries), topics=topics,
+                              metrics=WorkerMetrics(registry or CollectorRegistry()),
                               policy=lambda: policy, write_state=_write_nothing, clock=lambda: NOW)
     decide = decide or recording_sent(recording_who_acted(DECIDE[stream]))
     shell = Screen(stream, StreamSteps(DECODE[stream], decide, _no_state), services)
@@ -209,6 +210,21 @@ def test_an_event_with_no_listed_identifier_is_allowed_without_asking_the_engine
     assert asked == ["t-0", "t-3"]  # the two events paying the listed account
     assert pending.decided.counts == {"ALLOW": 4, "BLOCK": 2}
     assert [orjson.loads(value)["event_id"] for _, _, value in sent if b'"action"' in value] == ["t-0"] * 2 + ["t-3"] * 2
+
+
+def test_a_batch_counted_without_the_engine_shows_in_the_metrics(policies: list[Policy]) -> None:
+    registry = CollectorRegistry()
+    values = [EVENTS["transfers"][i % 3].format(i=i).encode() for i in range(6)]
+    pending, _ = screen("transfers", values, [entry("account:CIBBMYKL:8001234567", Status.CONFIRMED, False)],
+                        policies[0], registry=registry)
+    pending.observe()
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"stream": "transfers", **labels})
+
+    assert sample("sekat_events_total", outcome="ALLOW") == 4
+    assert sample("sekat_events_total", outcome="BLOCK") == 2
+    assert sample("sekat_decision_latency_seconds_count") == 6  # one latency per record, from its timestamp
 
 
 def test_the_shipped_policy_asks_the_engine_for_every_event() -> None:
