@@ -17,6 +17,7 @@ import msgspec
 from sekat.decode import fields
 from sekat.decode.fields import Bad
 from sekat.errors import InvalidIdentifier
+from sekat.identifiers import normalise_phone
 from sekat.records import Call, Rejection
 
 _OPERATOR_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -61,16 +62,22 @@ def answered(value: Any, field: str) -> bool | None:
 
 
 def decode_call(raw: bytes | None, max_bytes: int = 65536, region: str = "MY") -> Call | Rejection:
-    return fields.fast_or_precise(raw, max_bytes, region, _decode_fast, _decode_precise)
+    """The fast path's answer when it takes the event, else the precise path's (as ``decode_transfer``)."""
+    if raw and len(raw) <= max_bytes:
+        found = _decode_fast(raw, region)
+        if found is not None:
+            return found
+    return fields.decode_object(raw, max_bytes, lambda data: _decode_precise(data, region))
 
 
 # -- the happy path -----------------------------------------------------------------------------------------
 # Lengths as in the precise decoder (fields.text's max_len per field); blank strings are checked below.
+# Strings and numbers only, never in a cycle: untracked by the garbage collector (``gc=False``).
 _Id, _Short = fields.Id, fields.Short
 _Tiny = Annotated[str, msgspec.Meta(max_length=8)]
 
 
-class _Call(msgspec.Struct):
+class _Call(msgspec.Struct, gc=False):
     event_id: _Id
     occurred_at: Annotated[str, msgspec.Meta(max_length=64)]
     call_id: _Id
@@ -102,8 +109,8 @@ def _decode_fast(raw: bytes, region: str) -> Call | None:
             if level not in ATTESTATIONS:  # a blank one too: the precise path refuses it as empty
                 return None
         return Call(event_id=w.event_id, occurred_at=fields.iso_time(w.occurred_at), call_id=w.call_id,
-                    operator=w.operator.upper(), caller=fields.fast_phone(w.caller, region),
-                    callee=fields.fast_phone(w.callee, region), type=w.type or "voice",
+                    operator=w.operator.upper(), caller=normalise_phone(w.caller, region),
+                    callee=normalise_phone(w.callee, region), type=w.type or "voice",
                     caller_network=w.caller_network, attestation=level, duration=w.duration,
                     answered=w.answered)
     except (msgspec.DecodeError, ValueError, InvalidIdentifier):

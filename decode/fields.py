@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -56,32 +57,19 @@ def decode_object(raw: bytes | None, max_bytes: int, read: Callable[[dict[str, A
         return bad.rejection
 
 
-def fast_or_precise(raw: bytes | None, max_bytes: int, region: str, fast: Callable[[bytes, str], R | None],
-                    precise: Callable[[dict[str, Any], str], R]) -> R | Rejection:
-    """A decoder's answer: its fast path's, when that takes the event; else its precise path's, which explains."""
-    if raw and len(raw) <= max_bytes:
-        found = fast(raw, region)
-        if found is not None:
-            return found
-    return decode_object(raw, max_bytes, lambda data: precise(data, region))
-
-
 def blank(value: str) -> bool:
     """Empty or only whitespace: what ``text`` refuses as empty (for the decoders' fast paths)."""
     return not value or value.isspace()
 
 
+@lru_cache(maxsize=4096)
 def iso_time(raw: str) -> datetime:
-    """An ISO 8601 date-time; one without a zone is UTC. Raises ``ValueError``."""
+    """An ISO 8601 date-time; one without a zone is UTC. Raises ``ValueError``.
+
+    Cached: events stamped to the millisecond arrive tens to a millisecond at line rate, so most stamps were
+    read a moment ago (a hit ~0.1 µs, a parse ~0.25)."""
     ts = datetime.fromisoformat(raw)
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
-
-
-def fast_phone(raw: str, region: str) -> PhoneNumber:
-    """A phone number for a fast path: as ``phone`` reads it, but raising ``InvalidIdentifier`` (no explanation)."""
-    if blank(raw):
-        raise InvalidIdentifier("blank")
-    return normalise_phone(raw, region)
 
 
 def sized(raw: bytes | None, max_bytes: int) -> bytes:

@@ -106,4 +106,4 @@ def evaluate_sms(sms: Sms, ctx: Context, params: Params) -> list[Finding]:
 
 
 SPEC = RuleSpec(ID, VERSION, Params, {"transfers": evaluate_transfer, "calls": evaluate_call, "sms": evaluate_sms},
-                "listed payee, payee proxy, payer, caller, SMS sender or SMS link")
+                "listed payee, payee proxy, payer, caller, SMS sender or SMS link", needs_listed=True)

@@ -165,6 +165,14 @@ def _writes(stream: str, event: Any, ctx: Context, policy: Policy, enforce: list
     return writes
 
 
+def listed_only(policy: Policy, stream: str) -> bool:
+    """Whether ``policy`` allows every event of ``stream`` none of whose identifiers is listed, with no match,
+    error or state write: each of its rules on ``stream`` finds nothing without a listed identifier
+    (``RuleSpec.needs_listed``) and none writes state there. The shell then counts such events as ALLOW without
+    asking ``decide_*``, whose verdict for them is ``Decision(event_id, stream, "ALLOW", now)`` and nothing else."""
+    return not policy.writers(stream) and all(rule.spec.needs_listed for rule, _ in policy.evaluators(stream))
+
+
 def _hold_until(transfer: Transfer, policy: Policy, action: Action) -> str:
     """When a hold of ``action`` on ``transfer`` ends (the policy's ``holds``): counted from when the transfer
     happened, so that a command re-sent after a redelivery is the same command, byte for byte but issued_at."""

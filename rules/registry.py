@@ -146,6 +146,9 @@ class RuleSpec(Generic[P]):
     summary: str = ""
     state: tuple[State, ...] = ()  # what the rule keeps between events (read for each batch before deciding)
     writers: Mapping[str, Write] = field(default_factory=dict)  # stream -> the state writes an event makes
+    # True when the rule finds nothing in an event none of whose identifiers is in ``Context.lookups`` (a
+    # blocklist rule): the engine then knows the answer for such an event without running it (``listed_only``).
+    needs_listed: bool = False
 
     def streams(self) -> set[str]:
         return set(self.evaluators) | set(self.writers) | {s.stream for s in self.state}

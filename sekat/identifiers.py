@@ -38,8 +38,10 @@ _SEPARATORS = str.maketrans("", "", " -")  # spaces and dashes, as accounts and 
 # Numbers phonenumbers may not know as short codes but that must never be blocked.
 _ALWAYS_PROTECTED = frozenset({"999", "112", "911", "991", "994", "15999", "100", "103"})
 _MAX_PHONE_CHARS = 32
-# +60 or the trunk 0, then a mobile number (1 and 8-9 digits); ASCII digits only (look-alikes go to phonenumbers)
-_MY_MOBILE = re.compile(r"(?:\+60|0)(1[0-9]{8,9})")
+# +60, 60 or the trunk 0, then a mobile number (1 and 8-9 digits); ASCII digits only (look-alikes go to
+# phonenumbers). Written 60 without the plus, the 11-12 digits are too long for a Malaysian national number, so
+# phonenumbers takes the 60 as the country code too.
+_MY_MOBILE = re.compile(r"(?:\+60|60|0)(1[0-9]{8,9})")
 _MAX_ACCOUNT_CHARS = 64
 # A scheme-qualified account id, ``SCHEME:id``: the scheme name a message gives (e.g. MSISDN, a wallet scheme),
 # then an id of printable ASCII without spaces or colons. Never for a Malaysian bank (``_STRICT_COUNTRIES``):

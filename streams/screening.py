@@ -18,11 +18,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
 from sekat.metrics.worker import WorkerMetrics, observe_many
-from sekat.rules.engine import Verdict
+from sekat.rules.engine import Verdict, listed_only
 from sekat.rules.policy import Policy
 from sekat.rules.registry import Context, Observations, StateWrite
 from sekat.streams.output import OutputBatch, OutputTopics
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATE_ATTEMPTS = 4  # ~0.4 s of retries before a batch is decided without rule state
+_TIMESTAMP = attrgetter("timestamp")  # a Kafka record's, in ms
 
 
 class Lookup(Protocol):
@@ -48,6 +51,8 @@ class Screened(Protocol):
     event_id: str
 
     def identifiers(self) -> Sequence[Any]: ...
+
+    def keys(self) -> list[str]: ...  # the identifiers' keys
 
 
 R = TypeVar("R", bound=Screened)
@@ -146,10 +151,11 @@ class Screen(Generic[R]):
         now = services.clock()
         policy = services.policy()  # one policy for the whole batch, even if a reload lands meanwhile
         valid = self._sort(events, results, decided, now)
-        lookups, observations = await asyncio.gather(self._lookup_all(valid), self._observe(valid, policy, now,
-                                                                                             written))
+        keys = [record.keys() for _, record in valid]
+        lookups, observations = await asyncio.gather(self._lookup_all(keys), self._observe(valid, policy, now,
+                                                                                            written))
         ctx = Context(now, lookups, observations, services.brake.applying(lookups) if services.brake else frozenset())
-        self._decide_all(valid, ctx, policy, decided, now)
+        self._decide_all(self._judged(valid, keys, lookups, policy, decided), ctx, policy, decided, now)
         await retry("sending output", decided.out.produce, self.metrics.send_errors.inc)
         # The commands are on their way: count them against the safety brake's limits before the next batch is
         # decided, so a trip applies from the next batch on (and lift the trips a confirmation superseded).
@@ -165,20 +171,25 @@ class Screen(Generic[R]):
     def _sort(self, events: Sequence[Any], results: Any, decided: Decided, now: datetime) -> list[tuple[Any, R]]:
         """(Kafka record, event) for each valid event; rejections become dead letters, skipped messages counts."""
         valid: list[tuple[Any, R]] = []  # a Source is built only where one is written
+        keep = valid.append
         for msg, result in zip(events, results):
+            kind = type(result)  # Rejection and Skipped have no subclasses: one type test per event
+            if kind is not list and kind is not Rejection and kind is not Skipped:
+                keep((msg, result))  # nearly every event
+                continue
             # An adapter may yield several results from one message (a pacs.008 with N transactions).
-            for item in (result if type(result) is list else (result,)):
+            for item in (result if kind is list else (result,)):
                 if isinstance(item, Rejection):
                     self._reject(msg, item, decided, now)
                 elif isinstance(item, Skipped):
                     decided.count("SKIPPED")
                     decided.statuses.extend(item.statuses)
                 else:
-                    valid.append((msg, item))
+                    keep((msg, item))
         return valid
 
-    async def _lookup_all(self, valid: list[tuple[Any, R]]) -> Mapping[str, Entry]:
-        keys = [ident.key for _, record in valid for ident in record.identifiers()]
+    async def _lookup_all(self, per_event: list[list[str]]) -> Mapping[str, Entry]:
+        keys = list(chain.from_iterable(per_event))
         if not keys:
             return {}
         found: Mapping[str, Entry] = await retry("blocklist lookup", lambda: self._lookup(keys),
@@ -201,6 +212,19 @@ class Screen(Generic[R]):
             self.metrics.rule_state_degraded.inc()
             log.error("rule state unavailable: %s batch decided without windowed state", self.stream)
             return Observations()
+
+    def _judged(self, valid: list[tuple[Any, R]], keys: list[list[str]], lookups: Mapping[str, Entry],
+                policy: Policy, decided: Decided) -> list[tuple[Any, R]]:
+        """The events the rules must judge: every one, or, when the policy in force finds nothing in an event with
+        no listed identifier (``engine.listed_only``: the blocklist alone), those with one; the others are counted
+        here as the ALLOW, with nothing to send or record, that the engine would have answered."""
+        if not listed_only(policy, self.stream):
+            return valid
+        listed = lookups.keys()
+        judged = [pair for pair, ids in zip(valid, keys) if not listed.isdisjoint(ids)] if listed else []
+        if len(judged) < len(valid):
+            decided.counts["ALLOW"] = decided.counts.get("ALLOW", 0) + len(valid) - len(judged)
+        return judged
 
     def _decide_all(self, valid: list[tuple[Any, R]], ctx: Context, policy: Policy, decided: Decided,
                     now: datetime) -> None:
@@ -299,7 +323,7 @@ class PendingBatch:
         """The batch's metrics, once it is acknowledged and written."""
         metrics, stream, events = self.screen.metrics, self.screen.stream, self.events
         done = time.time()
-        stamps = np.fromiter((msg.timestamp for msg in events), dtype=np.float64, count=len(events))
+        stamps = np.fromiter(map(_TIMESTAMP, events), dtype=np.float64, count=len(events))
         observe_many(metrics.latency_by[stream], np.maximum(0.0, done - stamps / 1000))
         decided = self.decided
         for outcome, n in decided.counts.items():

@@ -19,6 +19,7 @@ from sekat.decode import calls, transfers
 from sekat.decode.fields import decode_object
 from sekat.decode.transfers import _decode_fast, decode_transfer
 from sekat.records import Call, Rejection, Transfer
+from sekat.identifiers import ProxyHasher
 
 texts = st.one_of(st.text(max_size=12), st.sampled_from(["", " ", "\t", "x" * 129, "x" * 257]))
 banks = st.one_of(st.sampled_from(["MBBEMYKL", "cibbmykl", " MBBEMYKLXXX ", "MBBEMYK", "12345678", ""]), texts)
@@ -174,3 +175,16 @@ def test_a_contract_call_takes_the_fast_path() -> None:
     fast = calls._decode_fast(raw, "MY")
     assert isinstance(fast, Call) and fast == precise_call(raw)
     assert (fast.operator, fast.caller.e164, fast.type, fast.attestation) == ("MAXIS", "+60123456789", "sms", "B")
+
+
+WALLET_AND_PROXY = {**TRANSFER, "payee": {"bank": "CIBBMYKL", "wallet": {"provider": "TNG", "id": "6012000111"},
+                                          "proxy": {"type": "NRIC", "value": "900101-14-5678"}}}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(near_valid(TRANSFER, TRANSFER_FIELDS), near_valid(WALLET_AND_PROXY, TRANSFER_FIELDS)))
+def test_a_transfers_keys_are_its_identifiers_keys(raw: bytes) -> None:
+    """``keys`` (what a batch looks up, written out for speed) is ``identifiers``' keys, in order."""
+    transfer = decode_transfer(raw, hasher=ProxyHasher("k" * 40))
+    if isinstance(transfer, Transfer):
+        assert transfer.keys() == [ident.key for ident in transfer.identifiers()]

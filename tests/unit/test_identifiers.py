@@ -1,5 +1,7 @@
 """Identifiers: one number however it is written; accounts as BIC8:digits; never an emergency number."""
 
+from unittest.mock import patch
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -121,3 +123,10 @@ written = st.builds(
 @given(written)
 def test_the_mobile_fast_path_gives_phonenumbers_answer(raw: str) -> None:
     assert _either(raw) == _phonenumbers(raw)
+
+
+@pytest.mark.parametrize(("raw", "e164"), [("+60123456789", "+60123456789"), ("012-345 6789", "+60123456789"),
+                                           ("60182011426", "+60182011426"), ("601197531536", "+601197531536")])
+def test_malaysian_mobiles_in_their_usual_spellings_need_no_phonenumbers(raw: str, e164: str) -> None:
+    with patch("sekat.identifiers.parse_phone", side_effect=AssertionError("phonenumbers asked")):
+        assert normalise_phone.__wrapped__(raw, "MY") == PhoneNumber(e164)

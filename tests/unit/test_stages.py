@@ -36,5 +36,6 @@ def test_a_stage_is_named_by_its_file_or_its_function() -> None:
         == "metrics"
     assert stage_of(["streams/screening.py:Screen._decide_all", "rules/engine.py:decide_transfer"]) == "decide"
     assert stage_of(["streams/output.py:OutputBatch.command"]) == "encode"
+    assert stage_of(["streams/screening.py:Screen.start", "sekat/records.py:Transfer.keys"]) == "look up"
     assert stage_of(["streams/output.py:OutputBatch.produce", "aiokafka/producer/producer.py:send_batch"]) \
         == "produce"
