@@ -204,8 +204,12 @@ def _summary(data: dict[str, Any], kind: str, value: str, bank: str, region: str
 
 def decode_report(raw: bytes | None, key: bytes | None = None, max_bytes: int = 1_048_576, region: str = "MY",
                   protected: Collection[str] = ()) -> Report | Rejection:
-    return fields.fast_or_precise(raw, max_bytes, region, lambda r, reg: _decode_fast(r, key, reg, protected),
-                                  lambda data, reg: _report(data, key, reg, protected))
+    """The fast path's answer when it takes the report, else the precise path's, which explains."""
+    if raw and len(raw) <= max_bytes:
+        found = _decode_fast(raw, key, region, protected)
+        if found is not None:
+            return found
+    return fields.decode_object(raw, max_bytes, lambda data: _report(data, key, region, protected))
 
 
 # -- the happy path: a report as filed --------------------------------------------------------------------
