@@ -421,7 +421,8 @@ class Replica:
             for keys, values in index_scan.scan_index_lightly(client, self._prefix):
                 if self._stopping.is_set():
                     raise _Stopped
-                if not writer.add(*index_scan.batch_entries(keys, values, strip)):
+                got = index_scan.batch_columns(keys, values, strip)
+                if not writer.add_text(got.text, len(got), got.codes, got.expiries):
                     writer = None
                     return False
                 now = time.perf_counter()
