@@ -7,7 +7,9 @@ within 100 ms. The replica does both:
                kind; revoked entries are kept, never a hit) and an expiry per key (13 bytes an entry). It is the copy another worker stored in Redis, caught
                up from the change stream before the replica says ready (``blocklist.replica_snapshot``), or,
                when that copy would miss a change, a read of the whole index (``blocklist.index_scan``),
-               which stores a fresh copy for the next worker
+               which stores a fresh copy for the next worker. Meanwhile, once the index is built, the
+               replica is ready and each lookup reads the index itself (``_lookup_in_index``): a worker
+               screens within a second of its start, whatever the size of the index
     follow     XREAD BLOCK on ``{prefix}bl:changes`` from the id the copy is as of (no gap) and apply the
                changed keys: the status and expiry a record of the reports agent carries, or else the entry
                re-read; in place for keys already in the arrays, into an overlay dict of entries for new
@@ -193,14 +195,17 @@ class Replica:
         self._client: AnyRedis | None = None  # the hot path's evidence reads: SEKAT_REDIS_TIMEOUT_MS
         self._follow_client: AnyRedis | None = None  # XREAD BLOCK and the changed keys' reads
         self._unanswered = Unanswered()
-        self.ready = asyncio.Event()  # lookups may be answered (from Redis' copy, or from the disk copy)
+        self.ready = asyncio.Event()  # lookups may be answered (from the replica, the disk copy or the index itself)
+        self._own_copy = asyncio.Event()  # lookups may be answered from this replica's own copy
+        self._from_index = False  # loading: lookups read the index itself (_lookup_in_index)
         self.started = asyncio.Event()  # loaded from Redis and caught up: following the change stream
         self.from_disk = False  # screening from the disk copy while Redis does not answer
         self.stats = ReplicaStats()
 
     # -- start ------------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Load the replica and set ``ready``: from the stored snapshot and the changes since, or by a read.
+        """Load the replica: from the stored snapshot and the changes since, or by a read. ``ready`` is set as
+        soon as the index answers and is built: until the replica is loaded, lookups read the index itself.
 
         Until Redis answers, tried again with backoff (up to START_RETRY_MAX_S apart): a worker started while
         Redis is down screens once it is back, without a restart. Meanwhile it screens from its disk copy when
@@ -217,6 +222,8 @@ class Replica:
                 if on_disk is not None:
                     await self._leave_disk(on_disk)
                     return
+                if not self.ready.is_set() and await asyncio.to_thread(self._index_built):
+                    self._screen_from_index()
                 snap = await asyncio.to_thread(self._stored_or_read)
                 break
             except REDIS_DOWN as exc:
@@ -239,8 +246,35 @@ class Replica:
             self.stats.loaded_in_s += time.perf_counter() - behind
             log.info("blocklist replica caught up from the stored snapshot: %d changes, ready in %.1fs",
                      self.stats.changes_applied - applied, self.stats.loaded_in_s)
+        self._answer_from_copy()
         self.ready.set()
         self.started.set()
+
+    def _index_built(self) -> bool:
+        """Whether the index is built (its ``index:built`` marker is there), asked within the screening path's
+        timeout; raises when Redis does not answer (blocking)."""
+        client = sync_client(self._url, self._timeout_ms)
+        try:
+            return client.exists(self._built_key) > 0
+        finally:
+            client.close()
+
+    def _screen_from_index(self) -> None:
+        """Set ``ready`` while the replica loads: lookups read the built index itself (``_lookup_in_index``)."""
+        self._connect()
+        self._from_index = True
+        self.ready.set()
+        log.info("blocklist replica loading; screening from the index itself meanwhile (one MGET a batch)")
+
+    def _answer_from_copy(self) -> None:
+        """Lookups answered from this replica's own copy from now on (loaded, or the disk copy installed)."""
+        self._from_index = False
+        self._own_copy.set()
+
+    @property
+    def loading(self) -> bool:
+        """Screening from the index itself while the replica loads."""
+        return self._from_index
 
     def _connect(self) -> None:
         if self._client is None:
@@ -264,6 +298,7 @@ class Replica:
             return None
         meta, snap = found
         self._install_snapshot(snap, "disk copy")
+        self._answer_from_copy()
         self.stats.last_follow_ok = meta.as_of
         if self._on_fresh is not None:
             self._on_fresh(meta.as_of)
@@ -664,7 +699,7 @@ class Replica:
     def entry_counts(self, now: float) -> dict[tuple[str, str], int] | None:
         """Entries by (kind, status) of this replica's copy at ``now`` (epoch seconds), the
         ``sekat_blocklist_entries`` gauge (``blocklist.counts``); None until the replica is loaded."""
-        if not self.ready.is_set():
+        if not self.ready.is_set() or self._from_index:
             return None
         with self._counting:
             return self._counts.advance(now)
@@ -701,6 +736,12 @@ class Replica:
         """Same answer as ``BlocklistStore.lookup_many`` for deciding, without a round trip for misses."""
         if not self.ready.is_set():
             await self.ready.wait()
+        if self._from_index:
+            keys = list(keys)
+            found = await self._lookup_in_index(keys)
+            if found is not None:
+                return found
+            await self._own_copy.wait()  # the index cannot answer: this replica will, once loaded
         hits = self.candidates(keys, time.time())
         thin = [k for k, e in hits.items() if not e.source]
         if thin and self._client is not None and self._unanswered.quiet:
@@ -728,6 +769,29 @@ class Replica:
                         self._own_answer(hits, [k], "blocklist index being rebuilt")
         return hits
 
+    async def _lookup_in_index(self, keys: list[str]) -> dict[str, Entry] | None:
+        """The active entries of ``keys`` read from the index itself, as ``lookup_many`` answers once loaded;
+        None when the index cannot answer: Redis does not (within SEKAT_REDIS_TIMEOUT_MS), or the index is no
+        longer built (a rebuild started: an absent entry proves nothing)."""
+        assert self._client is not None
+        unique = list(dict.fromkeys(keys))
+        try:
+            values = await mget(self._client, [self._built_key, *(f"{self._prefix}bl:{k}" for k in unique)])
+        except REDIS_DOWN as exc:
+            log.warning("blocklist index not answering while the replica loads (%s); screening waits for the "
+                        "replica", type(exc).__name__)
+            return None
+        if values[0] is None:
+            return None
+        now = time.time()
+        found: dict[str, Entry] = {}
+        for key, raw in zip(unique, values[1:]):
+            if raw is not None:
+                entry = Entry.from_json(orjson.loads(raw))
+                if entry.status in (Status.REPORTED, Status.CONFIRMED) and (not (exp := _expiry(entry)) or exp > now):
+                    found[key] = entry
+        return found
+
     def _lost(self, hits: dict[str, Entry], key: str, build: str) -> None:
         """A hit gone from the very build this replica follows: the index lost it; decide on it, have it rebuilt.
 
@@ -754,7 +818,10 @@ class Replica:
         return self._last_id
 
     def staleness(self) -> float:
-        """Seconds since the change stream last answered over a built index (0 while healthy and blocking)."""
+        """Seconds since the change stream last answered over a built index (0 while healthy and blocking, and
+        while loading: answers come from the index itself)."""
+        if self._from_index:
+            return 0.0
         return max(0.0, time.time() - self.stats.last_follow_ok - FOLLOW_BLOCK_MS / 1000)
 
     async def close(self) -> None:
