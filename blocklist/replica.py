@@ -12,9 +12,9 @@ within 100 ms. The replica does both:
                screens within a second of its start, whatever the size of the index
     follow     XREAD BLOCK on ``{prefix}bl:changes`` from the id the copy is as of (no gap) and apply the
                changed keys: the status and expiry a record of the reports agent carries, or else the entry
-               re-read; in place for keys already in the arrays, into an overlay dict of entries for new
-               keys (thin ones, status and expiry only, from a record's states; merged into the arrays
-               when it grows large)
+               re-read; in place for keys already in the arrays, into an overlay dict of thin entries
+               (status and expiry only, from a record's states or the entry re-read; merged into the
+               arrays when it grows large), so that its memory is bounded by its count
     lookup     per batch: hash the keys, one vectorised ``searchsorted``, overlay checks; only the rare
                active hits are read from Redis, in one MGET, for their evidence (source, case ref,
                reason), within SEKAT_REDIS_TIMEOUT_MS. If Redis does not answer, the replica's own status
@@ -83,7 +83,7 @@ from sekat.blocklist.connection import (REDIS_DOWN, INDEX_TIMEOUT_MS, SCAN_TIMEO
 from sekat.blocklist.counts import EntryCounts, State, live
 from sekat.blocklist.index_scan import ABSENT, CONFIRMED, REPORTED, STATUS_BITS, STATUS_CODES, active, kind_bit
 from sekat.blocklist.replica_disk import DiskCopy, DiskMeta
-from sekat.blocklist.store import built_key, changed_keys, entries_key
+from sekat.blocklist.store import built_key, changed_keys, entries_key, status_and_expiry
 from sekat.records import Entry, Status
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,14 @@ def _expiry(entry: Entry) -> int:
     if entry.status is Status.REVOKED or not entry.expires_at:
         return 0
     return int(datetime.fromisoformat(entry.expires_at).timestamp())
+
+
+def _thin(key: str, raw: bytes) -> Entry | None:
+    """An index value as the overlay keeps it: its status and expiry only (None: not a Sekat entry, as the read
+    of the index takes it). The evidence is read from the index on a hit, as for a key of the arrays, so an
+    overlay entry costs the same whatever the length of the entry's history."""
+    found = status_and_expiry(raw)
+    return Entry(key=key, status=Status(found[0]), source="", expires_at=found[1]) if found else None
 
 
 def _state(entry: Entry | None) -> State:
@@ -572,7 +580,7 @@ class Replica:
             if raw is None and build is None:
                 skipped += 1  # wiped or not replayed yet: keep this replica's copy
                 continue
-            self.apply(key, Entry.from_json(orjson.loads(raw)) if raw else None)
+            self.apply(key, _thin(key, raw) if raw else None)
         if records:
             self._last_id = records[-1][0].decode()
         await self._on_build(build, skipped)
@@ -710,7 +718,7 @@ class Replica:
 
     # -- lookup -----------------------------------------------------------------------------------
     def candidates(self, keys: Iterable[str], now: float) -> dict[str, Entry]:
-        """Keys that are active on the blocklist, as entries (overlay: full; arrays: status only)."""
+        """Keys that are active on the blocklist, as thin entries (status only; ``lookup_many`` reads the rest)."""
         keys = list(dict.fromkeys(keys))
         found: dict[str, Entry] = {}
         if len(self._hashes) and keys:
@@ -728,8 +736,8 @@ class Replica:
         if self._overlay:
             for k in keys:
                 entry = self._overlay.get(k)
-                if entry is not None and (entry.source or not (exp := _expiry(entry)) or exp > now):
-                    found[k] = entry  # a thin entry (from a change record's state) is read from Redis as above
+                if entry is not None and (not (exp := _expiry(entry)) or exp > now):
+                    found[k] = entry  # thin: read from Redis as above
         return found
 
     async def lookup_many(self, keys: Iterable[str]) -> dict[str, Entry]:
