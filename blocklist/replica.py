@@ -244,16 +244,16 @@ class Replica:
                 delay = min(delay * 2, START_RETRY_MAX_S)
         self._install_snapshot(snap)
         self._connect()
-        if snap.stored:
-            # Not ready until every change since the stored snapshot is applied: a stored snapshot can be
-            # minutes old, and an answer from it alone could miss a listing made since.
-            behind = time.perf_counter()
-            applied = self.stats.changes_applied
-            while await self._follow_once(block=None) == FOLLOW_COUNT:
-                pass
-            self.stats.loaded_in_s += time.perf_counter() - behind
-            log.info("blocklist replica caught up from the stored snapshot: %d changes, ready in %.1fs",
-                     self.stats.changes_applied - applied, self.stats.loaded_in_s)
+        # Not answering from the copy until every change since it is applied: a stored snapshot can be minutes
+        # old, a read of the index takes as long as it takes, and an answer from either alone could miss a
+        # listing made since (the index itself answers meanwhile).
+        behind = time.perf_counter()
+        applied = self.stats.changes_applied
+        while await self._follow_once(block=None) == FOLLOW_COUNT:
+            pass
+        self.stats.loaded_in_s += time.perf_counter() - behind
+        log.info("blocklist replica caught up from the %s: %d changes, loaded in %.1fs", self.stats.loaded_from,
+                 self.stats.changes_applied - applied, self.stats.loaded_in_s)
         self._answer_from_copy()
         self.ready.set()
         self.started.set()
