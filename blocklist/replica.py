@@ -373,17 +373,19 @@ class Replica:
         log.info("blocklist replica loaded from the %s: %d active entries in %.1fs", self.stats.loaded_from,
                  self.stats.entries, self.stats.loaded_in_s)
 
-    def _install(self, hashes: np.ndarray, codes: np.ndarray, expiries: np.ndarray) -> None:
-        order = np.argsort(hashes, kind="stable")
-        hashes = hashes[order]
-        repeated = hashes[1:] == hashes[:-1]
-        if repeated.any():
-            # A key read twice: SCAN may return a key more than once (a table resized during the pass, or
-            # the batch that ends one part of it running into the next part). The read seen first is kept;
-            # a change between the two reads is replayed from the change stream anyway.
-            order = order[np.concatenate(([True], ~repeated))]
-            hashes = hashes[np.concatenate(([True], ~repeated))]
-        codes, expiries = codes[order], expiries[order]
+    def _install(self, hashes: np.ndarray, codes: np.ndarray, expiries: np.ndarray, in_order: bool = False) -> None:
+        """Make these arrays the replica's copy: sorted by hash, each key once (``in_order``: they are)."""
+        if not in_order:
+            order = np.argsort(hashes, kind="stable")
+            hashes = hashes[order]
+            repeated = hashes[1:] == hashes[:-1]
+            if repeated.any():
+                # A key read twice: SCAN may return a key more than once (a table resized during the pass, or
+                # the batch that ends one part of it running into the next part). The read seen first is kept;
+                # a change between the two reads is replayed from the change stream anyway.
+                order = order[np.concatenate(([True], ~repeated))]
+                hashes = hashes[np.concatenate(([True], ~repeated))]
+            codes, expiries = codes[order], expiries[order]
         counts = EntryCounts(codes, expiries, self._locate, self._counts.watermark)  # recounted: O(entries)
         with self._counting:
             self._hashes, self._status, self._expires = hashes, codes, expiries
@@ -686,17 +688,32 @@ class Replica:
         return len(self._overlay) + len(self._revoked) > MERGE_OVERLAY_AT or self._counts.pending > MERGE_OVERLAY_AT
 
     def _merge_overlay(self) -> None:
+        """Move the overlay's keys the arrays do not hold into them (the others were updated in place).
+
+        The new keys are inserted where they sort (``np.insert``: one new array of each column); the arrays
+        are not sorted again, so a merge at 10 M entries holds the old arrays and the new ones, not the copies
+        and the order a sort makes. Rows of deleted keys are dropped on the way.
+        """
         overlay = dict(self._overlay)
         revoked = dict(self._revoked)
-        keep = self._status != ABSENT
-        hashes = np.concatenate([self._hashes[keep], np.array([hash(k) for k in overlay], dtype=np.int64),
-                                 np.array([hash(k) for k in revoked], dtype=np.int64)])
-        codes = np.concatenate([self._status[keep], np.array([_code(e) for e in overlay.values()], dtype=np.uint8),
-                                np.array(list(revoked.values()), dtype=np.uint8)])
-        exp = np.concatenate([self._expires[keep], np.array([_expiry(e) for e in overlay.values()], dtype=np.uint32),
-                              np.zeros(len(revoked), dtype=np.uint32)])
+        new_hashes = np.array([hash(k) for k in overlay] + [hash(k) for k in revoked], dtype=np.int64)
+        new_codes = np.array([_code(e) for e in overlay.values()] + list(revoked.values()), dtype=np.uint8)
+        new_expiries = np.array([_expiry(e) for e in overlay.values()] + [0] * len(revoked), dtype=np.uint32)
+        if len(self._hashes):
+            at = np.minimum(np.searchsorted(self._hashes, new_hashes), len(self._hashes) - 1)
+            held = self._hashes[at] == new_hashes
+            new_hashes, new_codes, new_expiries = new_hashes[~held], new_codes[~held], new_expiries[~held]
+        order = np.argsort(new_hashes)
+        new_hashes, new_codes, new_expiries = new_hashes[order], new_codes[order], new_expiries[order]
+        hashes, codes, expiries = self._hashes, self._status, self._expires
+        gone = codes == ABSENT
+        if gone.any():
+            keep = ~gone
+            hashes, codes, expiries = hashes[keep], codes[keep], expiries[keep]
+        at = np.searchsorted(hashes, new_hashes)
         self._extra = 0
-        self._install(hashes, codes, exp)
+        self._install(np.insert(hashes, at, new_hashes), np.insert(codes, at, new_codes),
+                      np.insert(expiries, at, new_expiries), in_order=True)
         # Keys merged now are dropped from the overlay once the arrays hold them (an expiry check of the counts
         # meanwhile finds them in one or the other); no change is applied while a merge runs.
         for k in overlay:
