@@ -592,7 +592,7 @@ class Replica:
             self.stats.last_follow_ok = time.time()
             if self._on_fresh is not None:
                 self._on_fresh()
-        if self._merge_due() and not self.ready.is_set():
+        if self._merge_due() and not self.started.is_set():
             await asyncio.to_thread(self._merge_overlay)  # catching up: follow() is not running yet
         return len(records)
 

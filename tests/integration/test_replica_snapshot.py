@@ -618,3 +618,23 @@ async def test_a_loading_worker_does_not_screen_from_an_index_that_is_not_built(
         go_on.set()
         await asyncio.gather(task, return_exceptions=True)
         await second.close()
+
+
+async def test_catching_up_at_start_merges_the_overlay_as_it_grows(stack: Stack, index: Index,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that starts far behind the change stream (screening from the index meanwhile) keeps its
+    overlay bounded while it catches up: it merges whenever the overlay is due, not only once loaded."""
+    prefix, store, client = index
+    await (await started(stack.redis.url, prefix)).close()  # stores the snapshot
+    for i in range(60):
+        await file_report(store, f"phone:+6018{i:07d}", Status.CONFIRMED, "PDRM")
+    monkeypatch.setattr("sekat.blocklist.replica.MERGE_OVERLAY_AT", 10)
+    monkeypatch.setattr("sekat.blocklist.replica.FOLLOW_COUNT", 5)  # catching up in steps of 5 records
+    nxt = await started(stack.redis.url, prefix)
+    try:
+        assert nxt.stats.loaded_from == "stored snapshot" and nxt.stats.changes_applied >= 60
+        assert len(nxt._overlay) + len(nxt._revoked) <= 10 + 5
+        got = nxt.candidates([f"phone:+6018{i:07d}" for i in range(60)], time.time())
+        assert len(got) == 60
+    finally:
+        await nxt.close()
