@@ -14,9 +14,10 @@ does this process's share while Redis works:
                  parses another's reply
     batches      each SCAN reply of ~SCAN_COUNT keys is read by an MGET sent at once, which finds its keys
                  still in Redis' CPU cache from the SCAN just before
-    parsing      the status and expiry are read from the value's bytes without a copy (``status_code``);
-                 expiries become epochs per batch (``epochs``): with the default expiry policy every entry
-                 has one
+    parsing      a batch is read in bulk (``batch_columns``): the status and expiry found in the values'
+                 bytes (``bytes.find``, in C), compared and turned into epochs with numpy for the whole
+                 batch; keys cut and hashed without decoding; a value not as Sekat writes it takes the
+                 entry-by-entry path (``batch_entries``, ``status_code``), which reads it alike
     sorting      hashes are sorted in runs while the read waits on Redis (``_SortedRuns``), so installing
                  merges sorted runs
 
@@ -29,11 +30,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 import redis
 from redis.exceptions import RedisError, ResponseError
 
@@ -143,6 +147,17 @@ _ISO_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 
 _ISO_MARKS = {4: b"-", 7: b"-", 10: b"T", 13: b":", 16: b":", 19: b".", 23: b"Z"}
 
 
+def _iso_seconds(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of 24 bytes in ``iso()``'s UTC form: which are (a mask), and their epochs (uint32, 0 where not)."""
+    ok = ((grid[:, _ISO_DIGITS] >= 48) & (grid[:, _ISO_DIGITS] <= 57)).all(axis=1) & (grid[:, 0] == ord("2"))
+    for at, mark in _ISO_MARKS.items():
+        ok &= grid[:, at] == mark[0]
+    out = np.zeros(len(grid), dtype=np.uint32)
+    seconds = np.ascontiguousarray(grid[ok, :19]).view("S19").ravel()
+    out[ok] = seconds.astype("datetime64[s]").astype(np.int64)
+    return ok, out
+
+
 def epochs(texts: list[bytes]) -> np.ndarray:
     """``int(datetime.fromisoformat(text).timestamp())`` of each expiry text (b"": 0), as uint32.
 
@@ -159,11 +174,8 @@ def epochs(texts: list[bytes]) -> np.ndarray:
     if iso.any():
         rows = np.flatnonzero(iso)
         grid = np.frombuffer(b"".join(texts[i] for i in rows), dtype=np.uint8).reshape(len(rows), 24)
-        ok = ((grid[:, _ISO_DIGITS] >= 48) & (grid[:, _ISO_DIGITS] <= 57)).all(axis=1) & (grid[:, 0] == ord("2"))
-        for at, mark in _ISO_MARKS.items():
-            ok &= grid[:, at] == mark[0]
-        seconds = np.ascontiguousarray(grid[ok, :19]).view("S19").ravel()
-        out[rows[ok]] = seconds.astype("datetime64[s]").astype(np.int64)
+        ok, seconds = _iso_seconds(grid)
+        out[rows[ok]] = seconds[ok]
         iso[rows[~ok]] = False
     for i in np.flatnonzero(~iso & (lengths > 0)):
         out[i] = int(datetime.fromisoformat(texts[i].decode()).timestamp())
@@ -205,6 +217,125 @@ def batch_arrays(keys: list[bytes], values: list[bytes | None], strip: int
     """``batch_entries`` with the keys' hashes (this process's ``hash()``) as an array too."""
     kept, codes, expiries = batch_entries(keys, values, strip)
     return kept, np.fromiter(map(hash, kept), dtype=np.int64, count=len(kept)), codes, expiries
+
+
+@dataclass
+class Columns:
+    """One scanned batch as the replica and the stored snapshot take it: the entries' keys (prefix cut) joined
+    by newlines, their hashes (this process's ``hash()`` of each key), codes and expiries, in one order."""
+
+    text: bytes
+    hashes: np.ndarray
+    codes: np.ndarray
+    expiries: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+
+_STATUS_FIND = operator.methodcaller("find", b'"status":"')
+_WORDS = tuple((code, np.frombuffer(word, dtype=np.uint8))
+               for code, word in ((CONFIRMED, b'confirmed"'), (REPORTED, b'reported"'), (REVOKED, b'revoked"')))
+_EXPIRES_FIND = operator.methodcaller("find", b'"expires_at":"')
+_QUOTE = ord('"')
+# A kind by the first two bytes of its name (unique across KINDS), and its head ("kind:") to check the key by.
+_KIND_HEAD = {kind.encode()[0] << 8 | kind.encode()[1]: (code, np.frombuffer(f"{kind}:".encode(), dtype=np.uint8))
+              for kind, code in KIND_CODES.items() if code}
+assert len({kind[:2] for kind in KINDS}) == len(KINDS)
+# CPython hashes an ASCII str and its bytes alike: keys are hashed without decoding them when that holds.
+_BYTES_HASH_AS_STR = hash("phone:+60123456789") == hash(b"phone:+60123456789")
+
+
+_PAD = 32  # bytes after a batch's joined values or keys, so that any window of up to 32 bytes from them is whole
+
+
+def _gather(blob: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """``width`` (<= _PAD) bytes of ``blob`` (padded) from each of ``starts`` (rows; past its end: padding)."""
+    return sliding_window_view(blob, width)[np.minimum(starts, len(blob) - width)]
+
+
+def _stripped(keys: list[bytes], strip: int) -> list[bytes]:
+    """The keys with their first ``strip`` bytes cut: split from one joined text when they share those bytes
+    and hold no newline (no Python loop), else one by one."""
+    joined = b"\n".join(keys)
+    common = keys[0][:strip]
+    if len(common) == strip and joined.count(b"\n") == len(keys) - 1 \
+            and joined.count(b"\n" + common) == len(keys) - 1:
+        return joined[strip:].replace(b"\n" + common, b"\n").split(b"\n")
+    return [k[strip:] for k in keys]
+
+
+def _hashes(parts: list[bytes], text: bytes) -> np.ndarray:
+    """``hash()`` of each key as a str (``parts``: the keys as bytes, ``text``: them joined)."""
+    if _BYTES_HASH_AS_STR and text.isascii():
+        return np.fromiter(map(hash, parts), dtype=np.int64, count=len(parts))
+    return np.fromiter((hash(p.decode()) for p in parts), dtype=np.int64, count=len(parts))
+
+
+def batch_columns(keys: list[bytes], values: list[bytes | None], strip: int) -> Columns:
+    """``batch_arrays`` of a batch, read in bulk: the same entries (their order aside), each with the same code
+    and expiry.
+
+    ``status_code``'s fast path over the batch's values joined: the first ``"status":"`` and the first
+    ``"expires_at":"`` of each value found by ``bytes.find`` (in C, no Python loop), the status word and the
+    expiry (none, empty, or ``iso()``'s 24 bytes) compared and converted with numpy for all rows at once.
+    Any other value goes through ``batch_entries``, so both read every value alike.
+    """
+    if None in values:  # deleted between SCAN and MGET
+        keys = [k for k, v in zip(keys, values) if v is not None]
+        values = [v for v in values if v is not None]
+    present: list[bytes] = values  # type: ignore[assignment]
+    n = len(keys)
+    if n == 0:
+        return Columns(b"", np.empty(0, np.int64), np.empty(0, np.uint8), np.empty(0, np.uint32))
+    vlen = np.fromiter(map(len, present), dtype=np.int64, count=n)
+    vstart = np.cumsum(vlen) - vlen
+    vblob = np.frombuffer(b"".join((*present, bytes(_PAD))), dtype=np.uint8)
+    at = np.fromiter(map(_STATUS_FIND, present), dtype=np.int64, count=n) + 10  # the status word
+    word = _gather(vblob, vstart + at, 10)
+    codes = np.zeros(n, dtype=np.uint8)
+    for code, pattern in _WORDS:
+        is_word = (at >= 10) & (codes == 0) & (vlen >= at + len(pattern)) & (word[:, :len(pattern)] == pattern).all(1)
+        codes[is_word] = code
+    fast = codes != 0
+    # the expiry: none (no "expires_at"), empty, or iso()'s 24 bytes and its closing quote
+    expiries = np.zeros(n, dtype=np.uint32)
+    listed = fast & (codes != REVOKED)
+    if listed.any():
+        found = np.fromiter(map(_EXPIRES_FIND, present), dtype=np.int64, count=n)
+        has = listed & (found >= 0)
+        room = vlen - found - 14  # bytes of the value from the expiry text on
+        text = _gather(vblob, vstart + found + 14, 25)
+        empty = has & (room >= 1) & (text[:, 0] == _QUOTE)
+        timed = has & ~empty & (room >= 25) & (text[:, 24] == _QUOTE)
+        ok, seconds = _iso_seconds(text[:, :24])
+        timed &= ok
+        expiries[timed] = seconds[timed]
+        fast &= ~has | empty | timed
+    # kinds: the first two bytes of the key name it; its whole head ("kind:") must be there
+    parts = _stripped(keys, strip)
+    klen = np.fromiter(map(len, parts), dtype=np.int64, count=n)
+    kstart = np.cumsum(klen) - klen
+    kblob = np.frombuffer(b"".join((*parts, bytes(_PAD))), dtype=np.uint8)
+    pair = _gather(kblob, kstart, 2).astype(np.int64)
+    pair = pair[:, 0] << 8 | pair[:, 1]
+    kinds = np.zeros(n, dtype=np.uint8)
+    for two, (code, head) in _KIND_HEAD.items():
+        these = (pair == two) & (klen >= len(head))
+        if these.any():
+            these[these] = (_gather(kblob, kstart[these], len(head)) == head).all(axis=1)
+            kinds[these] = code
+    codes |= kinds
+    if fast.all():
+        text_out = b"\n".join(parts)
+        return Columns(text_out, _hashes(parts, text_out), codes, expiries)
+    chosen = np.flatnonzero(fast)
+    slow = np.flatnonzero(~fast)
+    odd, odd_codes, odd_expiries = batch_entries([keys[i] for i in slow], [present[i] for i in slow], strip)
+    kept = [parts[i] for i in chosen] + [k.encode() for k in odd]
+    text_out = b"\n".join(kept)
+    return Columns(text_out, _hashes(kept, text_out), np.concatenate([codes[chosen], odd_codes]),
+                   np.concatenate([expiries[chosen], odd_expiries]))
 
 
 def _scan_part(client: AnySyncRedis, match: str, heads: tuple[bytes, ...], start: int, mask: int,
@@ -323,9 +454,9 @@ def read_index(url: str, prefix: str, store: bool = True, disk: stored.Copies | 
         runs = _SortedRuns()
         strip = len(prefix) + len("bl:")
         for keys, values in scan_index(client, prefix):
-            kept, hashes, codes, expiries = batch_arrays(keys, values, strip)
-            runs.add(hashes, codes, expiries)
-            if writer is not None and not writer.add(kept, codes, expiries):
+            got = batch_columns(keys, values, strip)
+            runs.add(got.hashes, got.codes, got.expiries)
+            if writer is not None and not writer.add_text(got.text, len(got), got.codes, got.expiries):
                 writer = None
         parts = runs.done()
         if writer is not None:

@@ -7,12 +7,14 @@ within 100 ms. The replica does both:
                kind; revoked entries are kept, never a hit) and an expiry per key (13 bytes an entry). It is the copy another worker stored in Redis, caught
                up from the change stream before the replica says ready (``blocklist.replica_snapshot``), or,
                when that copy would miss a change, a read of the whole index (``blocklist.index_scan``),
-               which stores a fresh copy for the next worker
+               which stores a fresh copy for the next worker. Meanwhile, once the index is built, the
+               replica is ready and each lookup reads the index itself (``_lookup_in_index``): a worker
+               screens within a second of its start, whatever the size of the index
     follow     XREAD BLOCK on ``{prefix}bl:changes`` from the id the copy is as of (no gap) and apply the
                changed keys: the status and expiry a record of the reports agent carries, or else the entry
-               re-read; in place for keys already in the arrays, into an overlay dict of entries for new
-               keys (thin ones, status and expiry only, from a record's states; merged into the arrays
-               when it grows large)
+               re-read; in place for keys already in the arrays, into an overlay dict of thin entries
+               (status and expiry only, from a record's states or the entry re-read; merged into the
+               arrays when it grows large), so that its memory is bounded by its count
     lookup     per batch: hash the keys, one vectorised ``searchsorted``, overlay checks; only the rare
                active hits are read from Redis, in one MGET, for their evidence (source, case ref,
                reason), within SEKAT_REDIS_TIMEOUT_MS. If Redis does not answer, the replica's own status
@@ -81,7 +83,7 @@ from sekat.blocklist.connection import (REDIS_DOWN, INDEX_TIMEOUT_MS, SCAN_TIMEO
 from sekat.blocklist.counts import EntryCounts, State, live
 from sekat.blocklist.index_scan import ABSENT, CONFIRMED, REPORTED, STATUS_BITS, STATUS_CODES, active, kind_bit
 from sekat.blocklist.replica_disk import DiskCopy, DiskMeta
-from sekat.blocklist.store import built_key, changed_keys, entries_key
+from sekat.blocklist.store import built_key, changed_keys, entries_key, status_and_expiry
 from sekat.records import Entry, Status
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,14 @@ def _expiry(entry: Entry) -> int:
     if entry.status is Status.REVOKED or not entry.expires_at:
         return 0
     return int(datetime.fromisoformat(entry.expires_at).timestamp())
+
+
+def _thin(key: str, raw: bytes) -> Entry | None:
+    """An index value as the overlay keeps it: its status and expiry only (None: not a Sekat entry, as the read
+    of the index takes it). The evidence is read from the index on a hit, as for a key of the arrays, so an
+    overlay entry costs the same whatever the length of the entry's history."""
+    found = status_and_expiry(raw)
+    return Entry(key=key, status=Status(found[0]), source="", expires_at=found[1]) if found else None
 
 
 def _state(entry: Entry | None) -> State:
@@ -193,14 +203,17 @@ class Replica:
         self._client: AnyRedis | None = None  # the hot path's evidence reads: SEKAT_REDIS_TIMEOUT_MS
         self._follow_client: AnyRedis | None = None  # XREAD BLOCK and the changed keys' reads
         self._unanswered = Unanswered()
-        self.ready = asyncio.Event()  # lookups may be answered (from Redis' copy, or from the disk copy)
+        self.ready = asyncio.Event()  # lookups may be answered (from the replica, the disk copy or the index itself)
+        self._own_copy = asyncio.Event()  # lookups may be answered from this replica's own copy
+        self._from_index = False  # loading: lookups read the index itself (_lookup_in_index)
         self.started = asyncio.Event()  # loaded from Redis and caught up: following the change stream
         self.from_disk = False  # screening from the disk copy while Redis does not answer
         self.stats = ReplicaStats()
 
     # -- start ------------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Load the replica and set ``ready``: from the stored snapshot and the changes since, or by a read.
+        """Load the replica: from the stored snapshot and the changes since, or by a read. ``ready`` is set as
+        soon as the index answers and is built: until the replica is loaded, lookups read the index itself.
 
         Until Redis answers, tried again with backoff (up to START_RETRY_MAX_S apart): a worker started while
         Redis is down screens once it is back, without a restart. Meanwhile it screens from its disk copy when
@@ -217,6 +230,8 @@ class Replica:
                 if on_disk is not None:
                     await self._leave_disk(on_disk)
                     return
+                if not self.ready.is_set() and await asyncio.to_thread(self._index_built):
+                    self._screen_from_index()
                 snap = await asyncio.to_thread(self._stored_or_read)
                 break
             except REDIS_DOWN as exc:
@@ -229,18 +244,45 @@ class Replica:
                 delay = min(delay * 2, START_RETRY_MAX_S)
         self._install_snapshot(snap)
         self._connect()
-        if snap.stored:
-            # Not ready until every change since the stored snapshot is applied: a stored snapshot can be
-            # minutes old, and an answer from it alone could miss a listing made since.
-            behind = time.perf_counter()
-            applied = self.stats.changes_applied
-            while await self._follow_once(block=None) == FOLLOW_COUNT:
-                pass
-            self.stats.loaded_in_s += time.perf_counter() - behind
-            log.info("blocklist replica caught up from the stored snapshot: %d changes, ready in %.1fs",
-                     self.stats.changes_applied - applied, self.stats.loaded_in_s)
+        # Not answering from the copy until every change since it is applied: a stored snapshot can be minutes
+        # old, a read of the index takes as long as it takes, and an answer from either alone could miss a
+        # listing made since (the index itself answers meanwhile).
+        behind = time.perf_counter()
+        applied = self.stats.changes_applied
+        while await self._follow_once(block=None) == FOLLOW_COUNT:
+            pass
+        self.stats.loaded_in_s += time.perf_counter() - behind
+        log.info("blocklist replica caught up from the %s: %d changes, loaded in %.1fs", self.stats.loaded_from,
+                 self.stats.changes_applied - applied, self.stats.loaded_in_s)
+        self._answer_from_copy()
         self.ready.set()
         self.started.set()
+
+    def _index_built(self) -> bool:
+        """Whether the index is built (its ``index:built`` marker is there), asked within the screening path's
+        timeout; raises when Redis does not answer (blocking)."""
+        client = sync_client(self._url, self._timeout_ms)
+        try:
+            return client.exists(self._built_key) > 0
+        finally:
+            client.close()
+
+    def _screen_from_index(self) -> None:
+        """Set ``ready`` while the replica loads: lookups read the built index itself (``_lookup_in_index``)."""
+        self._connect()
+        self._from_index = True
+        self.ready.set()
+        log.info("blocklist replica loading; screening from the index itself meanwhile (one MGET a batch)")
+
+    def _answer_from_copy(self) -> None:
+        """Lookups answered from this replica's own copy from now on (loaded, or the disk copy installed)."""
+        self._from_index = False
+        self._own_copy.set()
+
+    @property
+    def loading(self) -> bool:
+        """Screening from the index itself while the replica loads."""
+        return self._from_index
 
     def _connect(self) -> None:
         if self._client is None:
@@ -264,6 +306,7 @@ class Replica:
             return None
         meta, snap = found
         self._install_snapshot(snap, "disk copy")
+        self._answer_from_copy()
         self.stats.last_follow_ok = meta.as_of
         if self._on_fresh is not None:
             self._on_fresh(meta.as_of)
@@ -330,17 +373,19 @@ class Replica:
         log.info("blocklist replica loaded from the %s: %d active entries in %.1fs", self.stats.loaded_from,
                  self.stats.entries, self.stats.loaded_in_s)
 
-    def _install(self, hashes: np.ndarray, codes: np.ndarray, expiries: np.ndarray) -> None:
-        order = np.argsort(hashes, kind="stable")
-        hashes = hashes[order]
-        repeated = hashes[1:] == hashes[:-1]
-        if repeated.any():
-            # A key read twice: SCAN may return a key more than once (a table resized during the pass, or
-            # the batch that ends one part of it running into the next part). The read seen first is kept;
-            # a change between the two reads is replayed from the change stream anyway.
-            order = order[np.concatenate(([True], ~repeated))]
-            hashes = hashes[np.concatenate(([True], ~repeated))]
-        codes, expiries = codes[order], expiries[order]
+    def _install(self, hashes: np.ndarray, codes: np.ndarray, expiries: np.ndarray, in_order: bool = False) -> None:
+        """Make these arrays the replica's copy: sorted by hash, each key once (``in_order``: they are)."""
+        if not in_order:
+            order = np.argsort(hashes, kind="stable")
+            hashes = hashes[order]
+            repeated = hashes[1:] == hashes[:-1]
+            if repeated.any():
+                # A key read twice: SCAN may return a key more than once (a table resized during the pass, or
+                # the batch that ends one part of it running into the next part). The read seen first is kept;
+                # a change between the two reads is replayed from the change stream anyway.
+                order = order[np.concatenate(([True], ~repeated))]
+                hashes = hashes[np.concatenate(([True], ~repeated))]
+            codes, expiries = codes[order], expiries[order]
         counts = EntryCounts(codes, expiries, self._locate, self._counts.watermark)  # recounted: O(entries)
         with self._counting:
             self._hashes, self._status, self._expires = hashes, codes, expiries
@@ -421,7 +466,8 @@ class Replica:
             for keys, values in index_scan.scan_index_lightly(client, self._prefix):
                 if self._stopping.is_set():
                     raise _Stopped
-                if not writer.add(*index_scan.batch_entries(keys, values, strip)):
+                got = index_scan.batch_columns(keys, values, strip)
+                if not writer.add_text(got.text, len(got), got.codes, got.expiries):
                     writer = None
                     return False
                 now = time.perf_counter()
@@ -536,7 +582,7 @@ class Replica:
             if raw is None and build is None:
                 skipped += 1  # wiped or not replayed yet: keep this replica's copy
                 continue
-            self.apply(key, Entry.from_json(orjson.loads(raw)) if raw else None)
+            self.apply(key, _thin(key, raw) if raw else None)
         if records:
             self._last_id = records[-1][0].decode()
         await self._on_build(build, skipped)
@@ -546,7 +592,7 @@ class Replica:
             self.stats.last_follow_ok = time.time()
             if self._on_fresh is not None:
                 self._on_fresh()
-        if self._merge_due() and not self.ready.is_set():
+        if self._merge_due() and not self.started.is_set():
             await asyncio.to_thread(self._merge_overlay)  # catching up: follow() is not running yet
         return len(records)
 
@@ -642,17 +688,32 @@ class Replica:
         return len(self._overlay) + len(self._revoked) > MERGE_OVERLAY_AT or self._counts.pending > MERGE_OVERLAY_AT
 
     def _merge_overlay(self) -> None:
+        """Move the overlay's keys the arrays do not hold into them (the others were updated in place).
+
+        The new keys are inserted where they sort (``np.insert``: one new array of each column); the arrays
+        are not sorted again, so a merge at 10 M entries holds the old arrays and the new ones, not the copies
+        and the order a sort makes. Rows of deleted keys are dropped on the way.
+        """
         overlay = dict(self._overlay)
         revoked = dict(self._revoked)
-        keep = self._status != ABSENT
-        hashes = np.concatenate([self._hashes[keep], np.array([hash(k) for k in overlay], dtype=np.int64),
-                                 np.array([hash(k) for k in revoked], dtype=np.int64)])
-        codes = np.concatenate([self._status[keep], np.array([_code(e) for e in overlay.values()], dtype=np.uint8),
-                                np.array(list(revoked.values()), dtype=np.uint8)])
-        exp = np.concatenate([self._expires[keep], np.array([_expiry(e) for e in overlay.values()], dtype=np.uint32),
-                              np.zeros(len(revoked), dtype=np.uint32)])
+        new_hashes = np.array([hash(k) for k in overlay] + [hash(k) for k in revoked], dtype=np.int64)
+        new_codes = np.array([_code(e) for e in overlay.values()] + list(revoked.values()), dtype=np.uint8)
+        new_expiries = np.array([_expiry(e) for e in overlay.values()] + [0] * len(revoked), dtype=np.uint32)
+        if len(self._hashes):
+            at = np.minimum(np.searchsorted(self._hashes, new_hashes), len(self._hashes) - 1)
+            held = self._hashes[at] == new_hashes
+            new_hashes, new_codes, new_expiries = new_hashes[~held], new_codes[~held], new_expiries[~held]
+        order = np.argsort(new_hashes)
+        new_hashes, new_codes, new_expiries = new_hashes[order], new_codes[order], new_expiries[order]
+        hashes, codes, expiries = self._hashes, self._status, self._expires
+        gone = codes == ABSENT
+        if gone.any():
+            keep = ~gone
+            hashes, codes, expiries = hashes[keep], codes[keep], expiries[keep]
+        at = np.searchsorted(hashes, new_hashes)
         self._extra = 0
-        self._install(hashes, codes, exp)
+        self._install(np.insert(hashes, at, new_hashes), np.insert(codes, at, new_codes),
+                      np.insert(expiries, at, new_expiries), in_order=True)
         # Keys merged now are dropped from the overlay once the arrays hold them (an expiry check of the counts
         # meanwhile finds them in one or the other); no change is applied while a merge runs.
         for k in overlay:
@@ -663,7 +724,7 @@ class Replica:
     def entry_counts(self, now: float) -> dict[tuple[str, str], int] | None:
         """Entries by (kind, status) of this replica's copy at ``now`` (epoch seconds), the
         ``sekat_blocklist_entries`` gauge (``blocklist.counts``); None until the replica is loaded."""
-        if not self.ready.is_set():
+        if not self.ready.is_set() or self._from_index:
             return None
         with self._counting:
             return self._counts.advance(now)
@@ -674,7 +735,7 @@ class Replica:
 
     # -- lookup -----------------------------------------------------------------------------------
     def candidates(self, keys: Iterable[str], now: float) -> dict[str, Entry]:
-        """Keys that are active on the blocklist, as entries (overlay: full; arrays: status only)."""
+        """Keys that are active on the blocklist, as thin entries (status only; ``lookup_many`` reads the rest)."""
         keys = list(dict.fromkeys(keys))
         found: dict[str, Entry] = {}
         if len(self._hashes) and keys:
@@ -692,14 +753,20 @@ class Replica:
         if self._overlay:
             for k in keys:
                 entry = self._overlay.get(k)
-                if entry is not None and (entry.source or not (exp := _expiry(entry)) or exp > now):
-                    found[k] = entry  # a thin entry (from a change record's state) is read from Redis as above
+                if entry is not None and (not (exp := _expiry(entry)) or exp > now):
+                    found[k] = entry  # thin: read from Redis as above
         return found
 
     async def lookup_many(self, keys: Iterable[str]) -> dict[str, Entry]:
         """Same answer as ``BlocklistStore.lookup_many`` for deciding, without a round trip for misses."""
         if not self.ready.is_set():
             await self.ready.wait()
+        if self._from_index:
+            keys = list(keys)
+            found = await self._lookup_in_index(keys)
+            if found is not None:
+                return found
+            await self._own_copy.wait()  # the index cannot answer: this replica will, once loaded
         hits = self.candidates(keys, time.time())
         thin = [k for k, e in hits.items() if not e.source]
         if thin and self._client is not None and self._unanswered.quiet:
@@ -727,6 +794,29 @@ class Replica:
                         self._own_answer(hits, [k], "blocklist index being rebuilt")
         return hits
 
+    async def _lookup_in_index(self, keys: list[str]) -> dict[str, Entry] | None:
+        """The active entries of ``keys`` read from the index itself, as ``lookup_many`` answers once loaded;
+        None when the index cannot answer: Redis does not (within SEKAT_REDIS_TIMEOUT_MS), or the index is no
+        longer built (a rebuild started: an absent entry proves nothing)."""
+        assert self._client is not None
+        unique = list(dict.fromkeys(keys))
+        try:
+            values = await mget(self._client, [self._built_key, *(f"{self._prefix}bl:{k}" for k in unique)])
+        except REDIS_DOWN as exc:
+            log.warning("blocklist index not answering while the replica loads (%s); screening waits for the "
+                        "replica", type(exc).__name__)
+            return None
+        if values[0] is None:
+            return None
+        now = time.time()
+        found: dict[str, Entry] = {}
+        for key, raw in zip(unique, values[1:]):
+            if raw is not None:
+                entry = Entry.from_json(orjson.loads(raw))
+                if entry.status in (Status.REPORTED, Status.CONFIRMED) and (not (exp := _expiry(entry)) or exp > now):
+                    found[key] = entry
+        return found
+
     def _lost(self, hits: dict[str, Entry], key: str, build: str) -> None:
         """A hit gone from the very build this replica follows: the index lost it; decide on it, have it rebuilt.
 
@@ -753,7 +843,10 @@ class Replica:
         return self._last_id
 
     def staleness(self) -> float:
-        """Seconds since the change stream last answered over a built index (0 while healthy and blocking)."""
+        """Seconds since the change stream last answered over a built index (0 while healthy and blocking, and
+        while loading: answers come from the index itself)."""
+        if self._from_index:
+            return 0.0
         return max(0.0, time.time() - self.stats.last_follow_ok - FOLLOW_BLOCK_MS / 1000)
 
     async def close(self) -> None:

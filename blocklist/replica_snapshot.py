@@ -151,10 +151,14 @@ def chunk_key(prefix: str, gen: str, i: int) -> str:
 
 
 def encode_chunk(keys: list[str], codes: np.ndarray, expiries: np.ndarray) -> bytes:
-    text = "\n".join(keys).encode()
-    if len(keys) != len(codes) or len(keys) != len(expiries) or text.count(b"\n") != max(len(keys) - 1, 0):
+    return encode_text_chunk("\n".join(keys).encode(), len(keys), codes, expiries)
+
+
+def encode_text_chunk(text: bytes, n: int, codes: np.ndarray, expiries: np.ndarray) -> bytes:
+    """A chunk of ``n`` entries whose keys are ``text`` (joined by newlines)."""
+    if n != len(codes) or n != len(expiries) or text.count(b"\n") != max(n - 1, 0):
         raise ValueError("a key holds a newline (or the arrays disagree): not storable")
-    return b"".join((_HEAD.pack(MAGIC, len(keys), len(text)), codes.astype(np.uint8).tobytes(),
+    return b"".join((_HEAD.pack(MAGIC, n, len(text)), codes.astype(np.uint8).tobytes(),
                      expiries.astype("<u4").tobytes(), text))
 
 
@@ -280,7 +284,7 @@ class Writer:
         self._gen = uuid.uuid4().hex[:12]
         self._token = self._gen
         self._last_id, self._added, self._build = last_id, added, build
-        self._keys: list[str] = []
+        self._texts: list[bytes] = []  # each batch's keys joined by newlines
         self._codes: list[np.ndarray] = []
         self._expiries: list[np.ndarray] = []
         self._pending = 0
@@ -307,15 +311,20 @@ class Writer:
     def add(self, keys: list[str], codes: np.ndarray, expiries: np.ndarray) -> bool:
         """Take one batch of entries (a chunk is written whenever enough are pending); whether storing goes
         on (False: Redis refused a write, and what was written is dropped)."""
+        return self.add_text("\n".join(keys).encode(), len(keys), codes, expiries)
+
+    def add_text(self, text: bytes, n: int, codes: np.ndarray, expiries: np.ndarray) -> bool:
+        """``add`` of ``n`` entries whose keys are ``text`` (joined by newlines, as ``index_scan.Columns``)."""
         try:
             if time.monotonic() - self._renewed > LOCK_TTL_MS / 3000:
                 if self._client.get(writing_key(self._prefix)) == self._token.encode():
                     self._client.pexpire(writing_key(self._prefix), LOCK_TTL_MS)
                 self._renewed = time.monotonic()
-            self._keys.extend(keys)
-            self._codes.append(codes)
-            self._expiries.append(expiries)
-            self._pending += len(keys)
+            if n:
+                self._texts.append(text)
+                self._codes.append(codes)
+                self._expiries.append(expiries)
+            self._pending += n
             if self._pending >= self._chunk_entries:
                 self._flush()
         except ResponseError as exc:
@@ -325,14 +334,15 @@ class Writer:
     def _flush(self) -> None:
         if not self._pending and self._chunks:
             return
-        blob = encode_chunk(self._keys, np.concatenate(self._codes) if self._codes else np.empty(0, np.uint8),
-                            np.concatenate(self._expiries) if self._expiries else np.empty(0, np.uint32))
+        blob = encode_text_chunk(b"\n".join(self._texts), self._pending,
+                                 np.concatenate(self._codes) if self._codes else np.empty(0, np.uint8),
+                                 np.concatenate(self._expiries) if self._expiries else np.empty(0, np.uint32))
         self._client.set(chunk_key(self._prefix, self._gen, self._chunks), blob, ex=PENDING_TTL_S)
         if self._disk is not None:
             self._disk.add(blob)
         self._chunks += 1
         self._entries += self._pending
-        self._keys, self._codes, self._expiries, self._pending = [], [], [], 0
+        self._texts, self._codes, self._expiries, self._pending = [], [], [], 0
 
     def finish(self) -> bool:
         """Make the chunks permanent and point readers at them; retire the previous generation.

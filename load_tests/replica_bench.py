@@ -1,7 +1,7 @@
 """What a big blocklist costs a worker: time to load the local replica and the memory it takes.
 
     python -m load_tests.replica_bench [--entries 10000000] [--changes 10000] [--expiring 0.0]
-                                       [--big-changes 250000]
+                                       [--big-changes 250000] [--stated 0]
 
 Starts its own Redis on a free loopback port, writes ``--entries`` index entries (the worker's format, as
 ``load_tests.bench`` does), then starts a ``Replica`` the way a starting worker does (``Replica.start``),
@@ -16,9 +16,11 @@ each in a fresh process:
              a bulk import), so the stored snapshot no longer does for a starting worker until the running
              one refreshes it in the background; then one more worker starts
 
-and reports each one's time to ready and the process's resident memory before, after and at its peak
-(the worker's own baseline is about 110 MB). ``load_s``/``replica_mb`` are the first worker's (a read of
-the index, the figures of earlier versions); ``next_load_s``/``next_replica_mb`` the next one's. Prints the
+and reports each one's time to ready (``ready_s``: screening, from the index itself until the replica is
+loaded; ``hits_when_ready``: what its first lookup then found), to loaded (``load_s``) and the process's
+resident memory before, after and at its peak (the worker's own baseline is about 110 MB).
+``load_s``/``replica_mb`` are the first worker's (a read of the index, the figures of earlier versions);
+``next_load_s``/``next_replica_mb`` the next one's. Prints the
 result JSON as the last line. The ``big_`` figures are the last case's: ``big_refreshed_after_s`` from the
 end of the changes until the stored snapshot would do again, ``big_next_*`` the worker started then (without
 the refresh it would read the whole index, as the first one did), ``big_running_*`` the running worker's
@@ -57,15 +59,21 @@ import numpy, orjson, redis  # the worker has these loaded before the replica st
 from sekat.blocklist.replica import Replica
 before = rss()
 r = Replica(sys.argv[1], "sekat:")
+ready = {}
 async def start():
-    await r.start()
+    task = asyncio.create_task(r.start())
+    await r.ready.wait()
+    ready["s"] = time.perf_counter() - t
+    found = await r.lookup_many(["phone:+601000000001", "account:OCBCMYKL:000000000002", "phone:+601000000003"])
+    ready["hits"] = len(found)
+    await task
     await r.close()
 t = time.perf_counter()
 asyncio.run(start())
 took = time.perf_counter() - t
 loaded_from = r.stats.loaded_from
 hits = r.candidates(["phone:+601000000001", "account:OCBCMYKL:000000000002", "phone:+601000000003"], time.time())
-print(json.dumps({"load_s": round(took, 2), "rss_before_mb": round(before, 1), "rss_after_mb": round(rss(), 1),
+print(json.dumps({"ready_s": round(ready["s"], 2), "hits_when_ready": ready["hits"], "load_s": round(took, 2), "rss_before_mb": round(before, 1), "rss_after_mb": round(rss(), 1),
                   "rss_peak_mb": round(rss("VmHWM"), 1), "entries": r.stats.entries, "probe_hits": len(hits),
                   "changes_applied": r.stats.changes_applied, "loaded_from": loaded_from}))
 """
@@ -138,28 +146,41 @@ def probe(url: str) -> dict:
     return result
 
 
-def change(url: str, prefix: str, n: int, start: int = 0) -> None:
+def change(url: str, prefix: str, n: int, start: int = 0, stated: int = 0) -> None:
     """``n`` changes as the index makes them: the entry written, then its key announced on the stream.
 
     Every fourth one revokes a filler entry the first worker loaded (phone:+601000000001 among them),
     the others list new numbers: the next worker must see both. ``start``: the first change's number
-    (later changes list other numbers).
+    (later changes list other numbers). ``stated``: announced as the reports agent announces a batch it
+    applies, ``stated`` keys a record with their states (the replica applies them without reading the
+    entries); 0: one key a record, without its state (each re-read by the replica).
     """
     client = sync_client(url)
     pipe = client.pipeline(transaction=False)
+    keys: list[str] = []
+    states: list[str] = []
     for i in range(start, start + n):
         key = f"phone:+6010{2 * i + 1:08d}" if i % 4 == 0 else f"phone:+6017{i:08d}"
         status = "revoked" if i % 4 == 0 else "reported"
         pipe.set(f"{prefix}bl:{key}", orjson.dumps({"key": key, "status": status, "source": "BENCH",
                                                     "reason": "benchmark", "expires_at": ""}))
-        pipe.xadd(f"{prefix}bl:changes", {"key": key})
+        if not stated:
+            pipe.xadd(f"{prefix}bl:changes", {"key": key})
+        else:
+            keys.append(key)
+            states.append(f"{status} ")
+            if len(keys) == stated:
+                pipe.xadd(f"{prefix}bl:changes", {"keys": "\n".join(keys), "states": "\n".join(states)})
+                keys, states = [], []
         if i % 10_000 == 9_999:
             pipe.execute()
+    if keys:
+        pipe.xadd(f"{prefix}bl:changes", {"keys": "\n".join(keys), "states": "\n".join(states)})
     pipe.execute()
     client.close()
 
 
-def after_a_big_change(url: str, done: int, n: int, timeout_s: float = 900.0) -> dict:
+def after_a_big_change(url: str, done: int, n: int, stated: int = 0, timeout_s: float = 900.0) -> dict:
     """A worker runs while ``n`` changes are made; how soon the stored snapshot does again, and the next worker."""
     runner = subprocess.Popen([sys.executable, "-c", RUNNER, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True)
@@ -168,7 +189,7 @@ def after_a_big_change(url: str, done: int, n: int, timeout_s: float = 900.0) ->
         started = json.loads(runner.stdout.readline())
         log(f"a worker is running ({started['rss_mb']} MB); {n:,} changes")
         t = time.perf_counter()
-        change(url, "sekat:", n, start=done)
+        change(url, "sekat:", n, start=done, stated=stated)
         changed_s = time.perf_counter() - t
         log(f"changes made in {changed_s:.0f}s; waiting for the stored snapshot to do again")
         client = sync_client(url)
@@ -201,6 +222,9 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=10_000, help="changes between the first and next worker")
     parser.add_argument("--big-changes", type=int, default=250_000,
                         help="changes made while a worker runs, for the 'after a big change' case (0: skip it)")
+    parser.add_argument("--stated", type=int, default=0,
+                        help="the big change announced as the reports agent does: this many keys a record with their "
+                             "states (an import); 0: one key a record, each re-read by the replica")
     parser.add_argument("--expiring", type=float, default=0.0,
                         help="share of the entries with an expiry (the default expiry policy gives every one)")
     args = parser.parse_args()
@@ -217,9 +241,9 @@ def main() -> None:
         following = probe(server.url)
         result.update({f"next_{k}": v for k, v in following.items()})
         if args.big_changes:
-            result.update(after_a_big_change(server.url, args.changes, args.big_changes))
+            result.update(after_a_big_change(server.url, args.changes, args.big_changes, args.stated))
         result.update(entries_written=args.entries, write_s=round(write_s, 1), changes=args.changes,
-                      big_changes=args.big_changes, expiring=args.expiring)
+                      big_changes=args.big_changes, stated=args.stated, expiring=args.expiring)
         print(orjson.dumps(result).decode())
     finally:
         server.stop()

@@ -260,7 +260,8 @@ class Worker:
         progress for SEKAT_STALL_AFTER_S, or whose consumer task died and has not worked since; ``screening``
         is ``restarting`` when it is the screening consumer's, streams/progress.py). A worker screening from its
         replica's disk copy while Redis does not answer is degraded (503, ``replica_from_disk``), as any worker
-        whose Redis is down: it screens, on a copy ``replica_staleness_seconds`` old."""
+        whose Redis is down: it screens, on a copy ``replica_staleness_seconds`` old. A worker whose replica is
+        loading screens from the built index itself meanwhile (``replica_loading``): ready, exact, slower."""
         replica = self.replica
         redis_ok = await self.store.ping()
         ready = replica.ready.is_set() and not replica.awaiting_rebuild
@@ -271,7 +272,8 @@ class Worker:
         body = {"status": "ok" if healthy else "degraded", "redis": redis_ok, "replica_ready": ready,
                 "replica_entries": replica.stats.entries, "replica_staleness_seconds": round(replica.staleness(), 3),
                 "replica_change_id": replica.change_id, "replica_loaded_from": replica.stats.loaded_from,
-                "replica_from_disk": replica.from_disk, "index_rebuilding": replica.awaiting_rebuild,
+                "replica_from_disk": replica.from_disk, "replica_loading": replica.loading,
+                "index_rebuilding": replica.awaiting_rebuild,
                 "index_rebuilds": self.guard.rebuilds, "stalled": stalled,
                 "screening": "restarting" if crashed else "running"}
         return self.app.web.json(body, status=200 if healthy else 503)

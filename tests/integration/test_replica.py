@@ -7,13 +7,14 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import orjson
 import pytest
 
 from sekat.blocklist.replica import Replica
 from sekat.blocklist.store import BlocklistStore, changed_keys
 from sekat.localstack.processes import free_port
 from sekat.localstack.redis_servers import RedisServer
-from sekat.records import Report, Status, iso
+from sekat.records import Entry, Report, Status, iso
 from tests.support import Stack, file_report, unique
 
 pytestmark = pytest.mark.integration
@@ -230,6 +231,38 @@ async def test_a_batch_of_reports_is_one_change_record_a_replica_applies_from_it
         later = datetime.fromisoformat(written[keys[0]].expires_at).timestamp() + 1
         assert replica.candidates(keys[:1], later) == {}
         assert replica.candidates(keys[:1], time.time()).keys() == {keys[0]}
+    finally:
+        follower.cancel()
+        await replica.close()
+        await store.close()
+
+
+async def test_a_re_read_entry_is_kept_thin_and_its_evidence_read_on_a_hit(stack: Stack) -> None:
+    """A key announced without its state is re-read; the overlay keeps its status and expiry only, so what it
+    costs does not grow with the entry's history, and a hit reads the evidence as for a key of the arrays."""
+    prefix = unique("rep") + ":"
+    store = BlocklistStore.from_url(stack.redis.url, prefix)
+    await file_report(store, "phone:+60100000000", Status.CONFIRMED, "PDRM")  # the index exists
+    replica = Replica(stack.redis.url, prefix)
+    await replica.start()
+    follower = asyncio.create_task(replica.follow())
+    try:
+        now = datetime.now(timezone.utc)
+        key, gone = "phone:+60155555555", "phone:+60166666666"
+        history = tuple(Report(report_id=f"r-{i}", reported_at=now, kind="phone", value=key.split(":")[1],
+                               status=Status.CONFIRMED, source="PDRM", reason="x" * 500, filed_by="test")
+                        for i in range(20))
+        entry = Entry(key=key, status=Status.CONFIRMED, source="PDRM", reason="x" * 500, case_ref="C-9",
+                      expires_at="2099-01-01T00:00:00.000Z", history=history)
+        await store.client.set(f"{prefix}bl:{key}", orjson.dumps(entry.to_json()))
+        await store.client.set(f"{prefix}bl:{gone}", b"not an entry")
+        await store.client.xadd(f"{prefix}bl:changes", {"keys": f"{key}\n{gone}"})  # no states: re-read
+        await wait_until(lambda: key in replica.candidates([key], time.time()))
+        held = replica.candidates([key, gone], time.time())
+        assert list(held) == [key] and held[key].source == "" and held[key].history == ()
+        assert held[key].expires_at == "2099-01-01T00:00:00.000Z"
+        found = await replica.lookup_many([key])
+        assert found[key].case_ref == "C-9" and len(found[key].history) == 20
     finally:
         follower.cancel()
         await replica.close()

@@ -272,7 +272,11 @@ async def test_a_worker_starting_while_another_stores_waits_for_its_snapshot(sta
     waiting = Replica(stack.redis.url, prefix)
     task = asyncio.create_task(waiting.start())
     await asyncio.sleep(1.0)
-    assert not waiting.ready.is_set() and waiting.stats.loaded_from == ""
+    assert waiting.stats.loaded_from == "" and not waiting.started.is_set()
+    # Meanwhile it screens from the index itself.
+    assert waiting.ready.is_set() and waiting.loading
+    assert {k: e.status for k, e in (await waiting.lookup_many(PROBE)).items()} == await answers(stack.redis.url,
+                                                                                                 prefix)
     active = [(k, 2 if i % 2 else 1) for i, k in enumerate(LISTED) if i % 5]
     writer.add([k for k, _ in active], np.array([c for _, c in active], np.uint8), np.zeros(len(active), np.uint32))
     await changes_after_the_snapshot(store)  # made after the snapshot's id: caught up by the waiter
@@ -446,7 +450,7 @@ async def test_the_hot_path_keeps_answering_while_a_refresh_runs(stack: Stack, i
         # A worker that starts now waits for this snapshot, and says so.
         starting = asyncio.create_task(waiting.start())
         await until(lambda: client.exists(stored.waiting_key(prefix)) == 1, 5.0)
-        assert not waiting.ready.is_set()
+        assert waiting.loading and not waiting.started.is_set()  # screening from the index meanwhile
         go_on.set()
         assert await asyncio.wait_for(refresh, 15)
         await asyncio.wait_for(starting, 15)
@@ -517,3 +521,120 @@ async def test_after_a_rebuild_the_next_worker_finds_the_new_builds_snapshot(sta
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await running.close()
+
+
+async def test_a_worker_reading_the_index_screens_from_the_index_itself_until_its_replica_is_loaded(
+        stack: Stack, index: Index, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fleet's first worker is ready at once: until its replica is loaded, each lookup reads the index (one
+    MGET with the built marker), answering as the loaded replica then does; changes made meanwhile included."""
+    prefix, store, client = index
+    await file_report(store, "phone:+60190000002", Status.CONFIRMED, "PDRM", expires_at="2020-01-01T00:00:00+00:00")
+    expected = await answers(stack.redis.url, prefix)
+    assert "phone:+60190000002" not in expected  # expired
+    go_on = threading.Event()
+    read_index = index_scan.read_index
+
+    def held(*args: object, **kwargs: object) -> stored.Snapshot:
+        go_on.wait(30)
+        snap = read_index(*args, **kwargs)  # type: ignore[arg-type]
+        # a listing made once the read is done, before the replica answers from it: on the change stream only
+        key = "phone:+60190000003"
+        client.set(f"{prefix}bl:{key}", orjson.dumps({"key": key, "status": "confirmed", "source": "PDRM"}))
+        client.xadd(f"{prefix}bl:changes", {"keys": key, "states": "confirmed"})
+        return snap
+
+    monkeypatch.setattr(index_scan, "read_index", held)
+    replica = Replica(stack.redis.url, prefix)
+    task = asyncio.create_task(replica.start())
+    try:
+        await asyncio.wait_for(replica.ready.wait(), 10)
+        assert replica.loading and not replica.started.is_set() and replica.stats.loaded_from == ""
+        got = await replica.lookup_many(PROBE)
+        assert {k: e.status for k, e in got.items()} == expected
+        assert got[LISTED[3]].case_ref == "C3"  # the evidence with it
+        assert replica.entry_counts(time.time()) is None and replica.staleness() == 0.0
+        await changes_after_the_snapshot(store)  # seen at once: the index is the answer
+        during = {k: e.status for k, e in (await replica.lookup_many(PROBE)).items()}
+        assert "phone:+60190000001" in during and LISTED[1] not in during and LISTED[5] in during
+        go_on.set()
+        await asyncio.wait_for(task, 15)
+        assert not replica.loading and replica.stats.loaded_from == "index"
+        loaded = {k: e.status for k, e in (await replica.lookup_many([*PROBE, "phone:+60190000003"])).items()}
+        # a listing made once the read was done: caught up before the replica answered
+        assert loaded == {**during, "phone:+60190000003": Status.CONFIRMED}
+        assert loaded == {k: e.status for k, e in replica.candidates([*PROBE, "phone:+60190000003"],
+                                                                     time.time()).items()}
+    finally:
+        go_on.set()
+        await asyncio.gather(task, return_exceptions=True)
+        await replica.close()
+
+
+async def test_a_loading_worker_does_not_screen_from_an_index_that_is_not_built(
+        stack: Stack, index: Index, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An index without its built marker (empty, or being replayed) cannot say an identifier is not listed: the
+    worker is not ready before its replica is loaded; and a rebuild starting while it screens from the index
+    makes its lookups wait for the replica."""
+    prefix, store, client = index
+    go_on = threading.Event()
+    read_index = index_scan.read_index
+
+    def held(*args: object, **kwargs: object) -> stored.Snapshot:
+        go_on.wait(30)
+        return read_index(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(index_scan, "read_index", held)
+    await store.mark_built(None)
+    replica = Replica(stack.redis.url, prefix)
+    task = asyncio.create_task(replica.start())
+    try:
+        await asyncio.sleep(0.5)
+        assert not replica.ready.is_set() and not replica.loading
+        go_on.set()
+        await asyncio.wait_for(task, 15)
+        assert replica.ready.is_set() and not replica.loading
+    finally:
+        go_on.set()
+        await asyncio.gather(task, return_exceptions=True)
+        await replica.close()
+
+    go_on.clear()
+    await store.mark_built("b1")
+    second = Replica(stack.redis.url, prefix, stored_snapshot=False)
+    task = asyncio.create_task(second.start())
+    try:
+        await asyncio.wait_for(second.ready.wait(), 10)
+        assert second.loading
+        await store.mark_built(None)  # a rebuild starts
+        lookup = asyncio.create_task(second.lookup_many(PROBE))
+        await asyncio.sleep(0.3)
+        assert not lookup.done()  # waits for the replica rather than answer from a part of the index
+        go_on.set()
+        await asyncio.wait_for(task, 15)
+        got = await asyncio.wait_for(lookup, 5)
+        assert {k: e.status for k, e in got.items()} == {k: e.status for k, e in
+                                                         second.candidates(PROBE, time.time()).items()}
+    finally:
+        go_on.set()
+        await asyncio.gather(task, return_exceptions=True)
+        await second.close()
+
+
+async def test_catching_up_at_start_merges_the_overlay_as_it_grows(stack: Stack, index: Index,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that starts far behind the change stream (screening from the index meanwhile) keeps its
+    overlay bounded while it catches up: it merges whenever the overlay is due, not only once loaded."""
+    prefix, store, client = index
+    await (await started(stack.redis.url, prefix)).close()  # stores the snapshot
+    for i in range(60):
+        await file_report(store, f"phone:+6018{i:07d}", Status.CONFIRMED, "PDRM")
+    monkeypatch.setattr("sekat.blocklist.replica.MERGE_OVERLAY_AT", 10)
+    monkeypatch.setattr("sekat.blocklist.replica.FOLLOW_COUNT", 5)  # catching up in steps of 5 records
+    nxt = await started(stack.redis.url, prefix)
+    try:
+        assert nxt.stats.loaded_from == "stored snapshot" and nxt.stats.changes_applied >= 60
+        assert len(nxt._overlay) + len(nxt._revoked) <= 10 + 5
+        got = nxt.candidates([f"phone:+6018{i:07d}" for i in range(60)], time.time())
+        assert len(got) == 60
+    finally:
+        await nxt.close()

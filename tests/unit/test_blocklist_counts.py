@@ -87,3 +87,35 @@ def test_counts_equal_a_full_count_after_any_changes(initial: dict, script: list
         else:
             replica._merge_overlay()
     assert replica.entry_counts(now + 100) == full_count(model, now + 100)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(KEYS), st.tuples(st.sampled_from(list(Status)), st.sampled_from([0, 5, 30]))),
+       steps)
+def test_lookups_find_the_active_entries_after_any_changes_and_merges(initial: dict, script: list) -> None:
+    """A merge inserts the overlay's new keys into the sorted arrays: every answer stays, each key is held once."""
+    model = {k: entry(k, status, exp) for k, (status, exp) in initial.items()}
+    replica = loaded(model)
+    now = float(T0)
+
+    def expected() -> set[str]:
+        return {k for k, e in model.items() if e.status is not Status.REVOKED
+                and (not e.expires_at or datetime.fromisoformat(e.expires_at).timestamp() > now)}
+
+    for op, *args in script:
+        if op == "change":
+            key, state = args
+            new = entry(key, *state) if state is not None else None
+            if new is None:
+                model.pop(key, None)
+            else:
+                model[key] = new
+            replica.apply(key, new)
+        elif op == "tick":
+            now += args[0] + 0.5
+        else:
+            replica._merge_overlay()
+            assert replica._overlay == {} and replica._revoked == {}
+            assert (replica._hashes[1:] > replica._hashes[:-1]).all()  # sorted, each key once
+            assert len(replica._hashes) == len(model)  # deleted keys' rows dropped
+        assert set(replica.candidates(KEYS, now)) == expected()

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sekat.blocklist.index_scan import (ABSENT, ACCOUNT, CONFIRMED, REVOKED, STATUS_CODES, batch_arrays, epochs,
+from sekat.blocklist.index_scan import (ABSENT, ACCOUNT, CONFIRMED, REPORTED, REVOKED, STATUS_CODES, batch_arrays,
+                                        batch_columns, epochs,
                                         status_code)
 from sekat.blocklist.store import status_and_expiry
 from sekat.records import Entry, Report, Status, iso
@@ -146,3 +147,71 @@ def test_wallet_and_proxy_entries_are_read_with_kinds_of_their_own() -> None:
     kept, _, codes, _ = batch_arrays(keys, [entry(Status.CONFIRMED), entry(Status.REVOKED)], len("sekat:bl:"))
     assert kept == ["wallet:TNG:0123456789", proxy_key.decode()[len("sekat:bl:"):]]
     assert codes.tolist() == [CONFIRMED | WALLET, REVOKED | PROXY]
+
+
+def in_bulk(keys: list[bytes], values: list[bytes | None]) -> list[tuple[str, int, int]]:
+    """What the bulk read keeps of a batch, in the entry-by-entry read's terms (sorted: its order may differ)."""
+    got = batch_columns(keys, values, len("sekat:bl:"))
+    names = got.text.decode().split("\n") if len(got) else []
+    assert len(names) == len(got) and got.hashes.tolist() == [hash(k) for k in names]
+    return sorted(zip(names, got.codes.tolist(), got.expiries.tolist()))
+
+
+def one_at_a_time(keys: list[bytes], values: list[bytes | None]) -> list[tuple[str, int, int]]:
+    kept, _, codes, expiries = batch_arrays(keys, values, len("sekat:bl:"))
+    return sorted(zip(kept, codes.tolist(), expiries.tolist()))
+
+
+def test_the_bulk_read_of_entries_as_the_index_writes_them_agrees_entry_by_entry() -> None:
+    report = Report(report_id="r1", reported_at=datetime.fromisoformat("2026-11-01T00:00:00+00:00"), kind="phone",
+                    value="+60111111111", status=Status.CONFIRMED, source="PDRM", reason='a "quoted" reason')
+    keys: list[bytes] = []
+    values: list[bytes | None] = []
+    names = ["phone:+60111111111", "account:CIBBMYKL:8001234567", "wallet:TNG:0123456789", "proxy:NRIC:ab12",
+             "sender:MAYBANK", "url:https://x.example/a", "domain:x.example", "phone:+6011é", "pho", "proxyx:1"]
+    for i, name in enumerate(names):
+        for status in Status:
+            for expires in ("", "2027-01-01T00:00:00.000Z", "2027-06-30T23:59:59.999Z", "2027-01-01T00:00:00Z",
+                            "2031-12-31T12:00:00.500+00:00"):
+                key = f"{name}/{status.value}/{expires}" if i < 7 else name
+                keys.append(f"sekat:bl:{key}".encode())
+                values.append(orjson.dumps(Entry(key=key, status=status, source="PDRM", reason="scam",
+                                                 expires_at=expires, history=(report,)).to_json()))
+    # values not as Sekat writes them, or not of their key: each read as the entry-by-entry read reads it
+    odd = [None, b"garbage", b'{"status": "confirmed"}', b'{"key":"phone:+1","status":"revoked"}', b"",
+           b'{"key":"phone:+2","status":"confirmed","expires_at":"2027-01-01T00:00:00.000Z',
+           b'{"key":"phone:+3","status":"reported","expires_at":"2027-01-01"}',
+           b'{"key":"phone:+4","status":"reported"}', b'{"key":"phone:+5","status":"reporte']
+    keys += [f"sekat:bl:phone:+{i}".encode() for i in range(len(odd))]
+    values += odd
+    got = in_bulk(keys, values)
+    assert got == one_at_a_time(keys, values)
+    assert ("phone:+7", REPORTED, 0) in got and ("phone:+3", REVOKED, 0) in got  # by the full parse
+    assert in_bulk([], []) == [] and in_bulk([b"sekat:bl:phone:+1"], [None]) == []
+
+
+@given(st.lists(st.tuples(st.sampled_from(["phone:+6011", "account:B:", "wallet:", "proxy:", "url:", "x", ""]),
+                          st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"),
+                                  max_size=12),  # no newline in a stored key
+                          st.sampled_from(["reported", "confirmed", "revoked", "x"]),
+                          st.one_of(st.just(""), st.datetimes(min_value=datetime(2001, 1, 1),
+                                                              max_value=datetime(2099, 12, 31),
+                                                              timezones=st.just(timezone.utc)).map(iso),
+                                    st.text(max_size=26)),
+                          st.booleans(), st.one_of(st.none(), st.binary(max_size=40))), max_size=25))
+def test_any_batch_reads_in_bulk_as_entry_by_entry(rows: list) -> None:
+    keys: list[bytes] = []
+    values: list[bytes | None] = []
+    for head, rest, status, expires, own_key, raw in rows:
+        key = head + rest
+        keys.append(f"sekat:bl:{key}".encode())
+        values.append(raw if raw is not None and not own_key else
+                      orjson.dumps({"key": key if own_key else "phone:+1", "status": status, "source": "S",
+                                    "reason": "r", "expires_at": expires}))
+    try:
+        expected = one_at_a_time(keys, values)
+    except (ValueError, KeyError):  # the full path refuses a value: so must the bulk read
+        with pytest.raises((ValueError, KeyError)):
+            in_bulk(keys, values)
+        return
+    assert in_bulk(keys, values) == expected
