@@ -56,8 +56,8 @@ from sekat.rules.policy import DEFAULT_POLICY_FILE, load_policy
 from sekat.rules.registry import Context, Observations
 from sekat.settings import Settings
 from sekat.streams.intake import Intake
-from sekat.streams.output import OutputTopics
 from sekat.streams.screening import Screen, ScreenServices, StreamSteps
+from tests.unit.wire import Sent, Wire, outputs
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -144,42 +144,6 @@ def entry(*example_ids: str) -> Entry:
 
 
 # -- the shell on fakes: what it hands to Kafka's producer -------------------------------------------------------------
-Sent = tuple[str, bytes, Any]  # topic, key, value (parsed JSON)
-
-
-class Wire:
-    """Stands in for the app's producer: keeps what is sent and acknowledges it at once."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, bytes]] = []
-
-    async def send(self, topic: str, key: bytes, value: bytes, *_: Any) -> asyncio.Future[None]:
-        self.sent.append((topic, key, value))
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
-
-    async def maybe_start_producer(self) -> Wire:
-        return self
-
-    def records(self) -> list[Sent]:
-        return [(topic, key, orjson.loads(value)) for topic, key, value in self.sent]
-
-
-class Topic:
-    def __init__(self, name: str, wire: Wire) -> None:
-        self.name, self.app = name, wire
-
-    def get_topic_name(self) -> str:
-        return self.name
-
-
-def outputs(wire: Wire) -> OutputTopics:
-    s = SETTINGS
-    names = (s.topic_freeze, s.topic_block, s.topic_decisions, s.topic_deadletter, s.topic_reports)
-    return OutputTopics(*(Topic(name, wire) for name in names))  # type: ignore[arg-type]
-
-
 @dataclass(frozen=True)
 class Record:
     """What the screening consumer hands a ``Screen``: an aiokafka ConsumerRecord's fields."""
@@ -214,7 +178,7 @@ def screen(stream: str, decoder: Callable[[bytes | None], Any], values: list[tup
     wire = Wire()
     topic = {"transfers": SETTINGS.topic_transfers, "calls": SETTINGS.topic_calls, "sms": SETTINGS.topic_sms}[stream]
     decide = recording_who_acted({"transfers": decide_transfer, "calls": decide_call, "sms": decide_sms}[stream])
-    services = ScreenServices(store=Lookups(entries), topics=outputs(wire), metrics=WorkerMetrics(CollectorRegistry()),
+    services = ScreenServices(store=Lookups(entries), topics=outputs(wire, SETTINGS), metrics=WorkerMetrics(CollectorRegistry()),
                               policy=lambda: POLICY, write_state=_write_nothing, clock=lambda: now)
     shell = Screen(stream, StreamSteps(decoder, decide, _no_state), services)
     records = [Record(topic, 0, 41 + i, int(now.timestamp() * 1000) - 2, key, value)
@@ -293,7 +257,7 @@ def release_outputs() -> list[Sent]:
                    expired.key: ["UNBLOCK_NUMBER|CELCOM"], domain.key: ["UNBLOCK_SMS|MAXIS"]})
     wire = Wire()
     now = at("2026-12-01T09:00:05.000Z")
-    releaser = Releaser(acted, Lookups([revoked, expired, domain]), outputs(wire),  # type: ignore[arg-type]
+    releaser = Releaser(acted, Lookups([revoked, expired, domain]), outputs(wire, SETTINGS),  # type: ignore[arg-type]
                         WorkerMetrics(CollectorRegistry()), ReleaseMetrics(CollectorRegistry()), lambda: now)
     assert asyncio.run(releaser.sweep()) == 2  # revoked and expired (the domain's expiry too)
     return wire.records()
@@ -328,7 +292,7 @@ def brake_outputs() -> list[Sent]:
                                                                  {listed.key: listed}), POLICY).decision
     wire = Wire()
     brake = Brake(Brakes(), Limits(window_s=60, account_reported=10, rule=0, source=0),  # type: ignore[arg-type]
-                  BrakeMetrics(CollectorRegistry()), outputs(wire), "sekat@worker-1:6066",
+                  BrakeMetrics(CollectorRegistry()), outputs(wire, SETTINGS), "sekat@worker-1:6066",
                   lambda: at("2026-11-28T10:15:01.000Z").timestamp())
     asyncio.run(brake.count([decision]))
     return wire.records()
@@ -340,7 +304,7 @@ def lift_outputs() -> list[Sent]:
     confirmed = entry("report-account")
     wire = Wire()
     brake = Brake(Brakes(), Limits(window_s=60, account_reported=10, rule=0, source=0),  # type: ignore[arg-type]
-                  BrakeMetrics(CollectorRegistry()), outputs(wire), "sekat@worker-2:6066",
+                  BrakeMetrics(CollectorRegistry()), outputs(wire, SETTINGS), "sekat@worker-2:6066",
                   lambda: at("2026-11-28T10:40:00.250Z").timestamp())
     target = f"entry:{confirmed.key}"
     brake.engaged = frozenset({target})
@@ -474,7 +438,7 @@ def report_outputs() -> list[Sent]:
     account = lifecycle.merge(entry("report-account"), derived)
     assert not lifecycle.covers(derived, account)
     wire = Wire()
-    topics = outputs(wire)
+    topics = outputs(wire, SETTINGS)
     intake = Intake(None, topics, topics.reports, WorkerMetrics(CollectorRegistry()),  # type: ignore[arg-type]
                     1_048_576, "MY", frozenset())
     # An identifier with more reports than an entry keeps in full (one, here) folds the older ones.

@@ -29,9 +29,9 @@ from sekat.rules.policy import DEFAULT_POLICY_FILE, Policy, load_policy
 from sekat.rules.registry import Observations
 from sekat.settings import Settings
 from sekat.streams import screening
-from sekat.streams.output import OutputTopics
 from sekat.streams.screening import PendingBatch, Screen, ScreenServices, StreamSteps
 from sekat.streams.sent import recording_sent
+from tests.unit.wire import Wire, outputs
 
 NOW = datetime(2026, 11, 28, 10, 15, tzinfo=timezone.utc)
 SETTINGS = Settings()
@@ -97,30 +97,6 @@ def policies(tmp_path_factory: pytest.TempPathFactory) -> list[Policy]:
             _policy(tmp, "some", {"mode": "enforce", "params": {"roles": ["payee", "caller", "link"]}})]
 
 
-class Wire:
-    """Stands in for the app's producer: keeps what is sent and acknowledges it at once."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes, bytes]] = []
-
-    async def send(self, topic: str, key: bytes, value: bytes, *_: Any) -> asyncio.Future[None]:
-        self.sent.append((topic, key, value))
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
-
-    async def maybe_start_producer(self) -> Wire:
-        return self
-
-
-class Topic:
-    def __init__(self, name: str, wire: Wire) -> None:
-        self.name, self.app = name, wire
-
-    def get_topic_name(self) -> str:
-        return self.name
-
-
 class Record:
     """What the screening consumer hands a ``Screen``: an aiokafka ConsumerRecord's fields."""
 
@@ -149,10 +125,7 @@ def screen(stream: str, values: list[bytes], entries: list[Entry], policy: Polic
            registry: CollectorRegistry | None = None) -> tuple[PendingBatch, list[tuple[str, bytes, bytes]]]:
     """One batch through the screening shell as the worker wires it: the finished batch and the records sent."""
     wire = Wire()
-    topics = OutputTopics(*(Topic(name, wire) for name in (  # type: ignore[arg-type]
-        SETTINGS.topic_freeze, SETTINGS.topic_block, SETTINGS.topic_decisions, SETTINGS.topic_deadletter,
-        SETTINGS.topic_reports)))
-    services = ScreenServices(store=Lookups(entries), topics=topics,
+    services = ScreenServices(store=Lookups(entries), topics=outputs(wire, SETTINGS),
                               metrics=WorkerMetrics(registry or CollectorRegistry()),
                               policy=lambda: policy, write_state=_write_nothing, clock=lambda: NOW)
     decide = decide or recording_sent(recording_who_acted(DECIDE[stream]))
