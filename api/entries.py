@@ -36,7 +36,7 @@ from sekat.api.errors import error_responses, field_error
 from sekat.api.feedback import entry_feedback
 from sekat.api.keys import RULE_SOURCES, ApiKey
 from sekat.api.limits import client_bucket
-from sekat.audit import entry_read
+from sekat.audit import entry_read, purpose_of
 from sekat.blocklist.filing import identifier, key_of
 from sekat.blocklist.lifecycle import standing
 from sekat.blocklist.store import BlocklistStore
@@ -202,11 +202,10 @@ async def entry(key: Annotated[ApiKey, Depends(Caller("read"))], clients: Client
 
 def required_purpose(purpose: str | None, what: str) -> str:
     """The caller's ``purpose``, stripped; 422 naming it when it is missing or shorter than 3 characters."""
-    why = (purpose or "").strip()
-    if len(why) < 3:
-        raise field_error(422, "purpose", f"is required: say why {what} (e.g. a case reference, "
-                                          "3-200 characters); it is recorded in the audit trail")
-    return why
+    try:
+        return purpose_of(purpose, what)
+    except ValueError as exc:
+        raise field_error(422, "purpose", f"is required: {exc}") from None
 
 
 async def audit_read(clients: Any, key: ApiKey, ident: str, purpose: str, found: bool) -> None:

@@ -46,6 +46,16 @@ def _record(action: str, audit_key: str, key: str, by: str, at: datetime, why: s
     return audit_id.encode(), orjson.dumps(body)
 
 
+def purpose_of(raw: str | None, what: str) -> str:
+    """The stated purpose of a read, stripped and cut to 200 characters; ``ValueError`` saying what is needed
+    when it is shorter than 3 (the API answers 422 with it, the CLI stops with it)."""
+    why = (raw or "").strip()
+    if len(why) < 3:
+        raise ValueError(f"say why {what} (e.g. a case reference, 3-200 characters); it is recorded in the audit "
+                         "trail")
+    return why[:200]
+
+
 def entry_read(audit_key: str, key: str, by: str, at: datetime, purpose: str, found: bool) -> tuple[bytes, bytes]:
     """(record key, value) of an entry read through the agency API."""
     return _record("read", audit_key, key, by, at, purpose, purpose=purpose, found=found)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import orjson
 
+from sekat.audit import purpose_of
 from sekat.cli.command import KAFKA_AND_REDIS, add_command, add_group
 from sekat.errors import BlocklistUnavailable, ConfigError, InvalidReport, SekatError
 from sekat.settings import Settings
@@ -132,11 +133,10 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
 
 def purpose(args: argparse.Namespace, what: str) -> str:
     """``--purpose``, at least 3 characters (cut to 200), for the audit trail."""
-    why = args.purpose.strip()
-    if len(why) < 3:
-        raise SekatError(f"--purpose: say why {what} (e.g. a case reference, 3-200 characters); it is recorded in "
-                         "the audit trail")
-    return why[:200]
+    try:
+        return purpose_of(args.purpose, what)
+    except ValueError as exc:
+        raise SekatError(f"--purpose: {exc}") from None
 
 
 def audit_key(settings: Settings) -> str:
