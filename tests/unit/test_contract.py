@@ -53,11 +53,11 @@ from sekat.release.metrics import ReleaseMetrics
 from sekat.release.sweep import Releaser, recording_who_acted
 from sekat.rules.engine import decide_call, decide_sms, decide_transfer
 from sekat.rules.policy import DEFAULT_POLICY_FILE, load_policy
-from sekat.rules.registry import Context, Observations
+from sekat.rules.registry import Context
 from sekat.settings import Settings
 from sekat.streams.intake import Intake
 from sekat.streams.screening import Screen, ScreenServices, StreamSteps
-from tests.unit.wire import Sent, Wire, outputs
+from tests.unit.wire import Lookups, Sent, Wire, no_state, outputs, write_nothing
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -156,22 +156,6 @@ class Record:
     value: bytes | None
 
 
-class Lookups:
-    def __init__(self, entries: Iterable[Entry]) -> None:
-        self.entries = {e.key: e for e in entries}
-
-    async def lookup_many(self, keys: list[str]) -> dict[str, Entry]:
-        return {k: self.entries[k] for k in keys if k in self.entries}
-
-
-async def _no_state(*_: Any) -> Observations:
-    return Observations()
-
-
-async def _write_nothing(*_: Any) -> None:
-    return None
-
-
 def screen(stream: str, decoder: Callable[[bytes | None], Any], values: list[tuple[bytes, bytes | None]],
            entries: Iterable[Entry], now: datetime) -> list[Sent]:
     """One batch through the screening shell as the worker wires it; the records it sends."""
@@ -179,8 +163,8 @@ def screen(stream: str, decoder: Callable[[bytes | None], Any], values: list[tup
     topic = {"transfers": SETTINGS.topic_transfers, "calls": SETTINGS.topic_calls, "sms": SETTINGS.topic_sms}[stream]
     decide = recording_who_acted({"transfers": decide_transfer, "calls": decide_call, "sms": decide_sms}[stream])
     services = ScreenServices(store=Lookups(entries), topics=outputs(wire, SETTINGS), metrics=WorkerMetrics(CollectorRegistry()),
-                              policy=lambda: POLICY, write_state=_write_nothing, clock=lambda: now)
-    shell = Screen(stream, StreamSteps(decoder, decide, _no_state), services)
+                              policy=lambda: POLICY, write_state=write_nothing, clock=lambda: now)
+    shell = Screen(stream, StreamSteps(decoder, decide, no_state), services)
     records = [Record(topic, 0, 41 + i, int(now.timestamp() * 1000) - 2, key, value)
                for i, (value, key) in enumerate(values)]
 

@@ -26,12 +26,11 @@ from sekat.records import Entry, Status
 from sekat.release.sweep import recording_who_acted
 from sekat.rules.engine import decide_call, decide_sms, decide_transfer, listed_only
 from sekat.rules.policy import DEFAULT_POLICY_FILE, Policy, load_policy
-from sekat.rules.registry import Observations
 from sekat.settings import Settings
 from sekat.streams import screening
 from sekat.streams.screening import PendingBatch, Screen, ScreenServices, StreamSteps
 from sekat.streams.sent import recording_sent
-from tests.unit.wire import Wire, outputs
+from tests.unit.wire import Lookups, Wire, no_state, outputs, write_nothing
 
 NOW = datetime(2026, 11, 28, 10, 15, tzinfo=timezone.utc)
 SETTINGS = Settings()
@@ -105,31 +104,15 @@ class Record:
         self.timestamp, self.key = int(NOW.timestamp() * 1000) - 5, None
 
 
-class Lookups:
-    def __init__(self, entries: list[Entry]) -> None:
-        self.entries = {e.key: e for e in entries}
-
-    async def lookup_many(self, keys: list[str]) -> dict[str, Entry]:
-        return {k: self.entries[k] for k in keys if k in self.entries}
-
-
-async def _no_state(*_: Any) -> Observations:
-    return Observations()
-
-
-async def _write_nothing(*_: Any) -> None:
-    return None
-
-
 def screen(stream: str, values: list[bytes], entries: list[Entry], policy: Policy, decide: Any = None,
            registry: CollectorRegistry | None = None) -> tuple[PendingBatch, list[tuple[str, bytes, bytes]]]:
     """One batch through the screening shell as the worker wires it: the finished batch and the records sent."""
     wire = Wire()
     services = ScreenServices(store=Lookups(entries), topics=outputs(wire, SETTINGS),
                               metrics=WorkerMetrics(registry or CollectorRegistry()),
-                              policy=lambda: policy, write_state=_write_nothing, clock=lambda: NOW)
+                              policy=lambda: policy, write_state=write_nothing, clock=lambda: NOW)
     decide = decide or recording_sent(recording_who_acted(DECIDE[stream]))
-    shell = Screen(stream, StreamSteps(DECODE[stream], decide, _no_state), services)
+    shell = Screen(stream, StreamSteps(DECODE[stream], decide, no_state), services)
     records = [Record(TOPIC[stream], 100 + i, value) for i, value in enumerate(values)]
 
     async def run() -> PendingBatch:

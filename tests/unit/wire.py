@@ -1,13 +1,16 @@
-"""The app's producer and output topics, stood in for in unit tests of the screening shell: what it hands to
-Kafka's producer is kept, and acknowledged at once."""
+"""The screening shell's services, stood in for in unit tests: the app's producer and output topics (what it
+hands to Kafka's producer is kept, and acknowledged at once), the replica's look-ups and the rule-state store."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
+from sekat.records import Entry
+from sekat.rules.registry import Observations
 from sekat.settings import Settings
 from sekat.streams.output import OutputTopics
 
@@ -45,3 +48,23 @@ def outputs(wire: Wire, s: Settings) -> OutputTopics:
     """The worker's output topics, every one sending through ``wire``."""
     names = (s.topic_freeze, s.topic_block, s.topic_decisions, s.topic_deadletter, s.topic_reports)
     return OutputTopics(*(Topic(name, wire) for name in names))  # type: ignore[arg-type]
+
+
+class Lookups:
+    """The replica: ``entries`` are listed, nothing else."""
+
+    def __init__(self, entries: Iterable[Entry]) -> None:
+        self.entries = {e.key: e for e in entries}
+
+    async def lookup_many(self, keys: list[str]) -> dict[str, Entry]:
+        return {k: self.entries[k] for k in keys if k in self.entries}
+
+
+async def no_state(*_: Any) -> Observations:
+    """A rule-state read that finds nothing."""
+    return Observations()
+
+
+async def write_nothing(*_: Any) -> None:
+    """A rule-state write that keeps nothing."""
+    return None
