@@ -92,7 +92,7 @@ import asyncio
 import hashlib
 import logging
 from datetime import datetime
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -102,7 +102,7 @@ from redis.exceptions import WatchError
 from sekat.blocklist.connection import REDIS_DOWN, INDEX_TIMEOUT_MS, PROBE_TIMEOUT_S, AnyRedis, async_client, mget, scan_keys
 from sekat.blocklist.feedback import feedback_keys
 from sekat.blocklist.lifecycle import consolidated, covers, known, known_reports, merge, unlinked
-from sekat.blocklist.links import propagate
+from sekat.blocklist.links import propagate, unlinks
 from sekat.blocklist.retention import EXPIRED, REVOKED, ending
 from sekat.errors import BlocklistUnavailable, IndexNotBuilt
 from sekat.records import Entry, Report, Status
@@ -207,6 +207,13 @@ class BlocklistStore:
         except REDIS_DOWN as exc:
             raise BlocklistUnavailable(f"blocklist lookup failed: {type(exc).__name__}") from exc
         return found
+
+    async def unlinks(self, gone: Mapping[str, Entry], at: datetime, filed_by: str, reason: str) -> list[Report]:
+        """The unlinks (``blocklist.links.unlinks``) that take the entries ``gone`` out of the entries their links
+        name, for those of them still in the index."""
+        records = unlinks(gone, at, filed_by, reason)
+        present = await self.present(r.key for r in records) if records else set()
+        return [r for r in records if r.key in present]
 
     async def get(self, key: str) -> Entry | None:
         return (await self.lookup_many([key])).get(key)

@@ -47,7 +47,6 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
     from sekat.blocklist.feedback import FeedbackStore
     from sekat.brake.store import BrakeStore
     from sekat.blocklist.related import Related, related
-    from sekat.blocklist.links import unlinks
     from sekat.blocklist.related import forget as forget_related
     from sekat.cli.appeals import latest_records
     from sekat.release.acted import ActedStore
@@ -74,9 +73,7 @@ def cmd_erase(settings: Settings, args: argparse.Namespace) -> int:
                                  "sweep (SEKAT_RELEASE_INTERVAL_S)")
             if entry is None:
                 return []
-            records = unlinks({key: entry}, now, f"cli:{who}", "erasure")
-            present = await store.present(r.key for r in records)
-            return [r for r in records if r.key in present]
+            return await store.unlinks({key: entry}, now, f"cli:{who}", "erasure")
         finally:
             await acted.close()
             await store.close()
